@@ -1,0 +1,131 @@
+//! `keta`: the one binary. Run `keta --help` for the commands.
+
+mod config;
+mod demo;
+mod score;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "keta", version, about = "Keta: an open clinical platform for ketamine and esketamine treatment.", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create (or reuse) a synthetic demo clinic under ./keta-data/ on SQLite and serve it.
+    Demo {
+        /// Address to listen on.
+        #[arg(long, env = "KETA_BIND", default_value = "127.0.0.1:8080")]
+        bind: SocketAddr,
+        /// Folder for the demo database.
+        #[arg(long, env = "KETA_DEMO_DIR", default_value = "keta-data")]
+        dir: PathBuf,
+        /// Seed for the synthetic clinic: the same seed gives the same clinic.
+        #[arg(long, default_value_t = demo::DEFAULT_SEED)]
+        seed: u64,
+        /// Delete the demo database first and build a fresh one.
+        #[arg(long)]
+        fresh: bool,
+    },
+    /// Serve Keta. Settings come from --config FILE (TOML), then KETA_* variables, then flags.
+    Serve {
+        #[command(flatten)]
+        opts: config::ServeOptions,
+    },
+    /// Create or update the database schema, then exit.
+    Migrate {
+        /// sqlite://PATH or postgres://USER@HOST/DB
+        #[arg(long, env = "KETA_DATABASE_URL")]
+        database_url: String,
+    },
+    /// Score one questionnaire and print JSON, e.g. `keta score phq9 1 2 1 0 2 1 1 0 1`.
+    ///
+    /// Instruments: phq9, gad7, qids_sr16, pcl5, who5, cssrs_screen, madrs, cadss, cadss6, moaas, pain_nrs.
+    /// Give one answer per item in order; for yes/no items use yes/no, and `-` for an item not asked.
+    Score {
+        instrument: String,
+        #[arg(allow_hyphen_values = true, num_args = 0..)]
+        answers: Vec<String>,
+    },
+    /// Print the OpenAPI document (as committed in docs/openapi.json).
+    Openapi,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        // Scoring is pure and instant; it needs no runtime or logging.
+        Command::Score { instrument, answers } => score::run(&instrument, &answers),
+        Command::Openapi => {
+            print!("{}", keta_web::openapi_json());
+            std::process::ExitCode::SUCCESS
+        }
+        other => {
+            init_tracing();
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+            match rt.block_on(run(other)) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KETA_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+async fn run(cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Demo { bind, dir, seed, fresh } => {
+            let path = dir.join("demo.db");
+            if fresh {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            let url = format!("sqlite://{}", path.display());
+            let store = keta_store::Store::open(&url).await.with_context(|| format!("opening {url}"))?;
+            let summary = demo::ensure(&store, seed).await.context("building the demo clinic")?;
+            let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("listening on {bind}"))?;
+            let addr = listener.local_addr()?;
+            println!("Keta demo clinic: {summary}");
+            println!("Database: {}", path.display());
+            println!("Serving on http://{addr}  (API: http://{addr}/api/v1/patients, OpenAPI: http://{addr}/api/openapi.json)");
+            println!("Sign-in: the demo has no accounts yet; the API records callers by the X-Keta-User header.");
+            println!("Press Ctrl-C to stop.");
+            keta_web::serve(listener, keta_web::AppState { store }, shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Serve { opts } => {
+            let cfg = opts.resolve()?;
+            let store = keta_store::Store::open(&cfg.database_url).await.context("opening the database")?;
+            let listener = tokio::net::TcpListener::bind(cfg.bind).await.with_context(|| format!("listening on {}", cfg.bind))?;
+            tracing::info!(addr = %listener.local_addr()?, backend = ?store.backend(), "serving");
+            keta_web::serve(listener, keta_web::AppState { store }, shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Migrate { database_url } => {
+            keta_store::Store::open(&database_url).await.context("migrating")?;
+            println!("schema is at version {}", keta_store::latest_version());
+            Ok(())
+        }
+        Command::Score { .. } | Command::Openapi => unreachable!("handled without a runtime"),
+    }
+}
+
+async fn shutdown_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutting down");
+}

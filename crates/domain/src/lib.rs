@@ -1,0 +1,22 @@
+//! Keta's clinical core.
+//!
+//! Everything here is pure: no I/O, no database, no clock reads (the caller passes
+//! `now`). Clinical numbers (bands, thresholds, schedules) live in data files under
+//! `data/` at the repository root, each with the section of `clinical-reference.md`
+//! it came from, and are embedded at compile time so a build is self-contained.
+
+pub mod alerts;
+pub mod course;
+pub mod eligibility;
+pub mod error;
+pub mod ids;
+pub mod instruments;
+pub mod outcomes;
+pub mod patient;
+pub mod records;
+pub mod session;
+pub mod site;
+pub mod units;
+pub mod vitals;
+
+pub use error::{DomainError, FieldError};

@@ -1,0 +1,223 @@
+//! Stored in-session records as the API returns them: vitals, observations and alerts.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::ids::{AlertId, PatientId, RecordId, SessionId, SiteId};
+use crate::session::ObservationBody;
+use crate::vitals::VitalSigns;
+
+/// Where a vital-signs reading came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VitalsSource {
+    Manual,
+    Monitor,
+}
+
+impl VitalsSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Manual => "manual",
+            Self::Monitor => "monitor",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Manual, Self::Monitor].into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VitalsRecord {
+    pub id: RecordId,
+    pub session_id: SessionId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub taken_at: OffsetDateTime,
+    /// Minutes after the dose started; negative or absent before dosing.
+    pub minutes_since_dose: Option<i64>,
+    #[serde(flatten)]
+    pub vitals: VitalSigns,
+    pub source: VitalsSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ObservationRecord {
+    pub id: RecordId,
+    pub session_id: SessionId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub observed_at: OffsetDateTime,
+    pub body: ObservationBody,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertLevel {
+    Warning,
+    Urgent,
+}
+
+impl AlertLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Warning => "warning",
+            Self::Urgent => "urgent",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Warning, Self::Urgent].into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// A raised alert: which rule fired, why, where the rule comes from, and who
+/// acknowledged it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Alert {
+    pub id: AlertId,
+    pub site_id: SiteId,
+    pub patient_id: PatientId,
+    pub session_id: Option<SessionId>,
+    pub rule: String,
+    pub level: AlertLevel,
+    pub message: String,
+    pub source: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub raised_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub acknowledged_at: Option<OffsetDateTime>,
+    pub acknowledged_by: Option<String>,
+    pub acknowledgement_note: Option<String>,
+}
+
+/// A completed questionnaire, scored when it was stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct QuestionnaireResponse {
+    pub id: crate::ids::ResponseId,
+    pub patient_id: PatientId,
+    pub course_id: Option<crate::ids::CourseId>,
+    pub session_id: Option<SessionId>,
+    pub instrument: String,
+    /// Item answers by position (item 1 first); `null` where an item was not asked.
+    pub answers: Vec<Option<i32>>,
+    pub score: crate::instruments::Score,
+    #[serde(with = "time::serde::rfc3339")]
+    pub completed_at: OffsetDateTime,
+    pub completed_by: CompletedBy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CompletedBy {
+    Patient,
+    Staff,
+}
+
+impl CompletedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Patient => "patient",
+            Self::Staff => "staff",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Patient, Self::Staff].into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewQuestionnaireResponse {
+    pub instrument: String,
+    pub answers: Vec<Option<i32>>,
+    #[serde(default)]
+    pub course_id: Option<crate::ids::CourseId>,
+    #[serde(default)]
+    pub session_id: Option<SessionId>,
+    /// When the patient finished; defaults to now.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub completed_at: Option<OffsetDateTime>,
+    pub completed_by: CompletedBy,
+}
+
+/// A stored eligibility assessment for one route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EligibilityAssessment {
+    pub id: RecordId,
+    pub patient_id: PatientId,
+    pub route: crate::course::Route,
+    #[serde(with = "time::serde::rfc3339")]
+    pub assessed_at: OffsetDateTime,
+    pub maudsley: Option<crate::eligibility::MaudsleyScore>,
+    pub contraindications: crate::eligibility::ContraindicationAssessment,
+    /// True when a hard stop bars this route.
+    pub blocked: bool,
+    /// Treatment-resistant by the ≥2 adequate failed trials rule (clinical-reference §3.1).
+    pub treatment_resistant: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEligibilityAssessment {
+    pub route: crate::course::Route,
+    #[serde(default)]
+    pub maudsley: Option<crate::eligibility::MaudsleyInput>,
+    /// Codes of the contraindications and cautions present (see `/api/v1/contraindications`).
+    #[serde(default)]
+    pub contraindications_present: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AntidepressantTrialRecord {
+    pub id: RecordId,
+    pub patient_id: PatientId,
+    #[serde(flatten)]
+    pub trial: crate::eligibility::AntidepressantTrial,
+}
+
+/// Everything the chart shows, read in one consistent snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct PatientChart {
+    pub patient: crate::patient::Patient,
+    pub weights: Vec<crate::patient::WeightEntry>,
+    pub courses: Vec<crate::course::Course>,
+    pub sessions: Vec<crate::session::TreatmentSession>,
+    pub responses: Vec<QuestionnaireResponse>,
+    pub outcomes: Vec<CourseOutcome>,
+    pub open_alerts: Vec<Alert>,
+    pub adverse_events: Vec<crate::session::AdverseEvent>,
+    pub antidepressant_trials: Vec<AntidepressantTrialRecord>,
+    pub eligibility: Vec<EligibilityAssessment>,
+}
+
+/// One instrument's outcome over one course.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct CourseOutcome {
+    pub course_id: crate::ids::CourseId,
+    pub outcome: crate::outcomes::Outcome,
+}
+
+/// Outcomes per course and instrument: every instrument with a definition that has
+/// at least one response linked to the course.
+pub fn course_outcomes(courses: &[crate::course::Course], responses: &[QuestionnaireResponse]) -> Vec<CourseOutcome> {
+    let mut out = Vec::new();
+    for course in courses {
+        let mut codes: Vec<&str> = responses
+            .iter()
+            .filter(|r| r.course_id == Some(course.id))
+            .map(|r| r.instrument.as_str())
+            .collect();
+        codes.sort_unstable();
+        codes.dedup();
+        for code in codes {
+            let Some(def) = crate::outcomes::definition_for(code) else { continue };
+            let points: Vec<crate::outcomes::ScorePoint> = responses
+                .iter()
+                .filter(|r| r.course_id == Some(course.id) && r.instrument == code)
+                .filter_map(|r| r.score.total.map(|total| crate::outcomes::ScorePoint { at: r.completed_at, total }))
+                .collect();
+            if let Some(outcome) = crate::outcomes::assess(def, &points) {
+                out.push(CourseOutcome { course_id: course.id, outcome });
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,386 @@
+//! The treatment session and its lifecycle in the chair.
+//!
+//! scheduled → checked_in → pre_dose_checks → dosing → monitoring → discharged,
+//! or stopped (with a reason) from any step before discharge. Each step records
+//! when it happened; the caller passes `now` (the domain never reads a clock).
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::course::Route;
+use crate::error::{DomainError, Validator};
+use crate::ids::{ChairId, CourseId, PatientId, SessionId, SiteId};
+use crate::units::{Milligrams, Minutes};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    Scheduled,
+    CheckedIn,
+    PreDoseChecks,
+    Dosing,
+    Monitoring,
+    Discharged,
+    Stopped,
+}
+
+impl SessionState {
+    pub const ALL: [SessionState; 7] = [
+        Self::Scheduled, Self::CheckedIn, Self::PreDoseChecks, Self::Dosing, Self::Monitoring, Self::Discharged, Self::Stopped,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::CheckedIn => "checked_in",
+            Self::PreDoseChecks => "pre_dose_checks",
+            Self::Dosing => "dosing",
+            Self::Monitoring => "monitoring",
+            Self::Discharged => "discharged",
+            Self::Stopped => "stopped",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Discharged | Self::Stopped)
+    }
+    /// The only state each state may advance to (stopping is separate).
+    pub fn next(self) -> Option<SessionState> {
+        match self {
+            Self::Scheduled => Some(Self::CheckedIn),
+            Self::CheckedIn => Some(Self::PreDoseChecks),
+            Self::PreDoseChecks => Some(Self::Dosing),
+            Self::Dosing => Some(Self::Monitoring),
+            Self::Monitoring => Some(Self::Discharged),
+            Self::Discharged | Self::Stopped => None,
+        }
+    }
+    /// True once the drug has started going in.
+    pub fn dose_started(self) -> bool {
+        matches!(self, Self::Dosing | Self::Monitoring | Self::Discharged)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TreatmentSession {
+    pub id: SessionId,
+    pub course_id: CourseId,
+    pub patient_id: PatientId,
+    pub site_id: SiteId,
+    pub chair_id: Option<ChairId>,
+    pub route: Route,
+    /// 1-based position in the course.
+    pub sequence: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub scheduled_for: OffsetDateTime,
+    pub state: SessionState,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub checked_in_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub pre_dose_checks_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub dose_started_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub monitoring_started_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub discharged_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub stopped_at: Option<OffsetDateTime>,
+    pub stop_reason: Option<String>,
+    pub planned_dose_mg: Option<Milligrams>,
+    pub note: Option<String>,
+}
+
+/// What a step asks for: advance to the next state, or stop with a reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SessionAction {
+    CheckIn,
+    StartPreDoseChecks,
+    StartDose,
+    EndDose,
+    Discharge,
+    Stop { reason: String },
+}
+
+impl SessionAction {
+    pub fn target(&self) -> SessionState {
+        match self {
+            Self::CheckIn => SessionState::CheckedIn,
+            Self::StartPreDoseChecks => SessionState::PreDoseChecks,
+            Self::StartDose => SessionState::Dosing,
+            Self::EndDose => SessionState::Monitoring,
+            Self::Discharge => SessionState::Discharged,
+            Self::Stop { .. } => SessionState::Stopped,
+        }
+    }
+}
+
+/// Facts the discharge decision needs beyond the session itself.
+#[derive(Debug, Clone, Copy)]
+pub struct DischargeContext {
+    pub minimum_monitoring: Minutes,
+    pub open_alerts: usize,
+}
+
+impl TreatmentSession {
+    /// Minutes since the dose started, if it has.
+    pub fn minutes_since_dose(&self, now: OffsetDateTime) -> Option<i64> {
+        self.dose_started_at.map(|t| (now - t).whole_minutes())
+    }
+
+    /// Why the patient cannot leave yet; empty when discharge is allowed.
+    pub fn discharge_blockers(&self, now: OffsetDateTime, ctx: DischargeContext) -> Vec<String> {
+        let mut out = Vec::new();
+        match self.dose_started_at {
+            None => out.push("the dose has not been started".to_string()),
+            Some(t) => {
+                let elapsed = (now - t).whole_minutes();
+                if elapsed < ctx.minimum_monitoring.0 {
+                    out.push(format!(
+                        "monitoring has run {elapsed} min; the minimum for {} is {} min (another {} min)",
+                        self.route.label(),
+                        ctx.minimum_monitoring.0,
+                        ctx.minimum_monitoring.0 - elapsed
+                    ));
+                }
+            }
+        }
+        if ctx.open_alerts > 0 {
+            out.push(format!("{} alert(s) have not been acknowledged", ctx.open_alerts));
+        }
+        out
+    }
+
+    /// Applies one lifecycle step, or says why it is not allowed. The session is unchanged on error.
+    pub fn apply(&mut self, action: &SessionAction, now: OffsetDateTime, ctx: DischargeContext) -> Result<(), DomainError> {
+        let to = action.target();
+        if self.state.is_terminal() {
+            return Err(DomainError::Conflict(format!("the session is already {}", self.state.as_str())));
+        }
+        if let SessionAction::Stop { reason } = action {
+            let reason = reason.trim();
+            if reason.is_empty() || reason.len() > 500 {
+                return Err(DomainError::field("reason", "say why the session is stopped (1-500 characters)"));
+            }
+            self.state = SessionState::Stopped;
+            self.stopped_at = Some(now);
+            self.stop_reason = Some(reason.to_string());
+            return Ok(());
+        }
+        if self.state.next() != Some(to) {
+            return Err(DomainError::Conflict(format!(
+                "a {} session cannot move to {}; next step is {}",
+                self.state.as_str(),
+                to.as_str(),
+                self.state.next().map_or("none", SessionState::as_str)
+            )));
+        }
+        if to == SessionState::Discharged {
+            let blockers = self.discharge_blockers(now, ctx);
+            if !blockers.is_empty() {
+                return Err(DomainError::Conflict(format!("discharge refused: {}", blockers.join("; "))));
+            }
+        }
+        self.state = to;
+        let stamp = Some(now);
+        match to {
+            SessionState::CheckedIn => self.checked_in_at = stamp,
+            SessionState::PreDoseChecks => self.pre_dose_checks_at = stamp,
+            SessionState::Dosing => self.dose_started_at = stamp,
+            SessionState::Monitoring => self.monitoring_started_at = stamp,
+            SessionState::Discharged => self.discharged_at = stamp,
+            SessionState::Scheduled | SessionState::Stopped => {}
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSession {
+    #[serde(with = "time::serde::rfc3339")]
+    pub scheduled_for: OffsetDateTime,
+    #[serde(default)]
+    pub chair_id: Option<ChairId>,
+    #[serde(default)]
+    pub planned_dose_mg: Option<Milligrams>,
+}
+
+impl NewSession {
+    pub fn validate(&self) -> Result<(), DomainError> {
+        let mut v = Validator::new();
+        if let Some(d) = self.planned_dose_mg {
+            v.check(d.0.is_finite() && d.0 > 0.0, "planned_dose_mg", "a planned dose must be a positive number of mg");
+        }
+        v.finish()
+    }
+}
+
+/// Adverse event severity (mild/moderate/severe) and seriousness are separate axes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AeSeverity {
+    Mild,
+    Moderate,
+    Severe,
+}
+
+impl AeSeverity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mild => "mild",
+            Self::Moderate => "moderate",
+            Self::Severe => "severe",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Mild, Self::Moderate, Self::Severe].into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAdverseEvent {
+    pub description: String,
+    pub severity: AeSeverity,
+    /// Serious per the regulatory definition (death, life-threatening, hospitalisation, ...).
+    pub serious: bool,
+    pub action_taken: String,
+    pub outcome: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub onset_at: OffsetDateTime,
+}
+
+impl NewAdverseEvent {
+    pub fn validate(&self) -> Result<(), DomainError> {
+        let mut v = Validator::new();
+        v.check(text_ok(&self.description, 2000), "description", "describe the event (1-2000 characters)");
+        v.check(text_ok(&self.action_taken, 2000), "action_taken", "say what was done (1-2000 characters), or 'none'");
+        v.check(text_ok(&self.outcome, 500), "outcome", "give the outcome (e.g. resolved, ongoing)");
+        v.finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AdverseEvent {
+    pub id: crate::ids::RecordId,
+    pub patient_id: PatientId,
+    pub session_id: Option<SessionId>,
+    pub description: String,
+    pub severity: AeSeverity,
+    pub serious: bool,
+    pub action_taken: String,
+    pub outcome: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub onset_at: OffsetDateTime,
+}
+
+/// Point-in-time observations in the chair besides vitals and questionnaires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ObservationBody {
+    /// MOAA/S sedation score 0-5 (clinical-reference §1.10).
+    Moaas { score: i32 },
+    /// A side effect from the symptom vocabulary, with optional free text.
+    SideEffect { symptom: String, #[serde(default)] note: Option<String> },
+    /// A drug given in the chair (e.g. an antiemetic or antihypertensive).
+    Intervention { drug: String, dose_mg: Milligrams, route: String },
+}
+
+impl ObservationBody {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Moaas { .. } => "moaas",
+            Self::SideEffect { .. } => "side_effect",
+            Self::Intervention { .. } => "intervention",
+        }
+    }
+    pub fn validate(&self) -> Result<(), DomainError> {
+        let mut v = Validator::new();
+        match self {
+            Self::Moaas { score } => v.check((0..=5).contains(score), "score", format!("MOAA/S is 0-5, got {score}")),
+            Self::SideEffect { symptom, note } => {
+                v.check(text_ok(symptom, 100), "symptom", "name the side effect");
+                if let Some(n) = note {
+                    v.check(n.len() <= 2000, "note", "keep the note under 2000 characters");
+                }
+            }
+            Self::Intervention { drug, dose_mg, route } => {
+                v.check(text_ok(drug, 100), "drug", "name the drug");
+                v.check(dose_mg.0.is_finite() && dose_mg.0 > 0.0, "dose_mg", "dose must be a positive number of mg");
+                v.check(text_ok(route, 50), "route", "give the route (e.g. IV, PO, SL)");
+            }
+        }
+        v.finish()
+    }
+}
+
+fn text_ok(s: &str, max: usize) -> bool {
+    !s.trim().is_empty() && s.len() <= max
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn session(route: Route) -> TreatmentSession {
+        TreatmentSession {
+            id: SessionId(1), course_id: CourseId(1), patient_id: PatientId(1), site_id: SiteId(1), chair_id: None,
+            route, sequence: 1, scheduled_for: datetime!(2026-11-27 09:00 UTC), state: SessionState::Scheduled,
+            checked_in_at: None, pre_dose_checks_at: None, dose_started_at: None, monitoring_started_at: None,
+            discharged_at: None, stopped_at: None, stop_reason: None, planned_dose_mg: None, note: None,
+        }
+    }
+    const CTX: DischargeContext = DischargeContext { minimum_monitoring: Minutes(120), open_alerts: 0 };
+
+    #[test]
+    fn full_lifecycle_stamps_each_step() {
+        let mut s = session(Route::IntranasalEsketamine);
+        let t0 = datetime!(2026-11-27 09:00 UTC);
+        for (i, a) in [SessionAction::CheckIn, SessionAction::StartPreDoseChecks, SessionAction::StartDose, SessionAction::EndDose]
+            .iter()
+            .enumerate()
+        {
+            s.apply(a, t0 + time::Duration::minutes(i as i64 * 5), CTX).unwrap();
+        }
+        assert_eq!(s.state, SessionState::Monitoring);
+        assert_eq!(s.dose_started_at, Some(datetime!(2026-11-27 09:10 UTC)));
+        // 119 minutes after dose: refused, and nothing changes.
+        let before = s.clone();
+        let err = s.apply(&SessionAction::Discharge, datetime!(2026-11-27 11:09 UTC), CTX).unwrap_err();
+        assert!(err.to_string().contains("another 1 min"), "{err}");
+        assert_eq!(s, before);
+        s.apply(&SessionAction::Discharge, datetime!(2026-11-27 11:10 UTC), CTX).unwrap();
+        assert_eq!(s.state, SessionState::Discharged);
+    }
+
+    #[test]
+    fn open_alerts_block_discharge() {
+        let mut s = session(Route::IvRacemic);
+        s.state = SessionState::Monitoring;
+        s.dose_started_at = Some(datetime!(2026-11-27 09:00 UTC));
+        let ctx = DischargeContext { minimum_monitoring: Minutes(60), open_alerts: 2 };
+        let err = s.apply(&SessionAction::Discharge, datetime!(2026-11-27 12:00 UTC), ctx).unwrap_err();
+        assert!(err.to_string().contains("2 alert(s)"));
+    }
+
+    #[test]
+    fn steps_cannot_be_skipped_or_repeated() {
+        let mut s = session(Route::IvRacemic);
+        assert!(s.apply(&SessionAction::StartDose, datetime!(2026-11-27 09:00 UTC), CTX).is_err());
+        s.apply(&SessionAction::CheckIn, datetime!(2026-11-27 09:00 UTC), CTX).unwrap();
+        assert!(s.apply(&SessionAction::CheckIn, datetime!(2026-11-27 09:01 UTC), CTX).is_err());
+    }
+
+    #[test]
+    fn stop_needs_reason_and_is_final() {
+        let mut s = session(Route::IvRacemic);
+        assert!(s.apply(&SessionAction::Stop { reason: " ".into() }, datetime!(2026-11-27 09:00 UTC), CTX).is_err());
+        s.apply(&SessionAction::Stop { reason: "BP 185/118 before dose".into() }, datetime!(2026-11-27 09:00 UTC), CTX).unwrap();
+        assert_eq!(s.state, SessionState::Stopped);
+        assert!(s.apply(&SessionAction::CheckIn, datetime!(2026-11-27 09:01 UTC), CTX).is_err());
+    }
+}

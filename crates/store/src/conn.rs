@@ -1,0 +1,151 @@
+//! The one seam between Keta's SQL and a database engine.
+//!
+//! All queries are written once, with `$1` placeholders and portable SQL, against
+//! [`Conn`]; each backend implements it for a connection inside a transaction.
+//! Differences between SQLite and PostgreSQL live only in the migrations.
+
+use crate::error::{Result, StoreError};
+
+/// A value crossing the boundary. Times are epoch milliseconds (`Int`), dates are
+/// ISO `YYYY-MM-DD` text, booleans are `Bool`, structured data is JSON text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Bool(bool),
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+impl From<i32> for Value {
+    fn from(v: i32) -> Self {
+        Value::Int(v.into())
+    }
+}
+impl From<u32> for Value {
+    fn from(v: u32) -> Self {
+        Value::Int(v.into())
+    }
+}
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Real(v)
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Bool(v)
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_string())
+    }
+}
+impl From<&String> for Value {
+    fn from(v: &String) -> Self {
+        Value::Text(v.clone())
+    }
+}
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+/// One result row, read by position.
+#[derive(Debug, Clone)]
+pub struct Row(pub Vec<Value>);
+
+impl Row {
+    fn at(&self, i: usize) -> Result<&Value> {
+        self.0.get(i).ok_or_else(|| StoreError::Corrupt(format!("column {i} missing")))
+    }
+    pub fn i64(&self, i: usize) -> Result<i64> {
+        match self.at(i)? {
+            Value::Int(v) => Ok(*v),
+            Value::Bool(b) => Ok(i64::from(*b)),
+            other => Err(StoreError::Corrupt(format!("column {i}: expected integer, got {other:?}"))),
+        }
+    }
+    pub fn opt_i64(&self, i: usize) -> Result<Option<i64>> {
+        match self.at(i)? {
+            Value::Null => Ok(None),
+            _ => self.i64(i).map(Some),
+        }
+    }
+    pub fn f64(&self, i: usize) -> Result<f64> {
+        match self.at(i)? {
+            Value::Real(v) => Ok(*v),
+            Value::Int(v) => Ok(*v as f64),
+            other => Err(StoreError::Corrupt(format!("column {i}: expected number, got {other:?}"))),
+        }
+    }
+    pub fn opt_f64(&self, i: usize) -> Result<Option<f64>> {
+        match self.at(i)? {
+            Value::Null => Ok(None),
+            _ => self.f64(i).map(Some),
+        }
+    }
+    pub fn bool(&self, i: usize) -> Result<bool> {
+        match self.at(i)? {
+            Value::Bool(b) => Ok(*b),
+            Value::Int(v) => Ok(*v != 0),
+            other => Err(StoreError::Corrupt(format!("column {i}: expected boolean, got {other:?}"))),
+        }
+    }
+    pub fn text(&self, i: usize) -> Result<String> {
+        match self.at(i)? {
+            Value::Text(s) => Ok(s.clone()),
+            other => Err(StoreError::Corrupt(format!("column {i}: expected text, got {other:?}"))),
+        }
+    }
+    pub fn opt_text(&self, i: usize) -> Result<Option<String>> {
+        match self.at(i)? {
+            Value::Null => Ok(None),
+            _ => self.text(i).map(Some),
+        }
+    }
+}
+
+/// A connection inside an open transaction.
+pub trait Conn {
+    /// Runs a statement, returning the number of rows changed.
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64>;
+    /// Runs a query, returning all rows.
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>>;
+    /// Which engine this is, for the rare query that must differ.
+    fn backend(&self) -> Backend;
+
+    /// Runs a query expected to return at most one row.
+    fn query_opt(&mut self, sql: &str, params: &[Value]) -> Result<Option<Row>> {
+        Ok(self.query(sql, params)?.into_iter().next())
+    }
+    /// Runs an `INSERT ... RETURNING id` and returns the id.
+    fn insert(&mut self, sql: &str, params: &[Value]) -> Result<i64> {
+        let row = self.query_opt(sql, params)?.ok_or_else(|| StoreError::Backend("insert returned no id".into()))?;
+        row.i64(0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Builds a parameter slice: `params![a, b, c]`.
+#[macro_export]
+macro_rules! params {
+    ($($v:expr),* $(,)?) => { &[$($crate::conn::Value::from($v)),*] };
+}

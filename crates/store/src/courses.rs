@@ -1,0 +1,100 @@
+//! Treatment courses.
+
+use keta_domain::DomainError;
+use keta_domain::course::{Course, CourseStatus, NewCourse, Phase, Route};
+use keta_domain::ids::{CourseId, PatientId, SiteId};
+use keta_domain::patient::Indication;
+
+use crate::audit::{self, Action, Entry};
+use crate::conn::{Conn, Row};
+use crate::error::{Result, StoreError};
+use crate::patients::get_patient;
+use crate::time_codec::{date_text, ms, parse_date};
+use crate::{Actor, Store, params};
+
+const COLS: &str = "id, patient_id, site_id, route, phase, indication, planned_sessions, start_date, status, protocol";
+
+fn course_from(r: &Row) -> Result<Course> {
+    let bad = |f: &str| StoreError::Corrupt(format!("course {f}"));
+    Ok(Course {
+        id: CourseId(r.i64(0)?),
+        patient_id: PatientId(r.i64(1)?),
+        site_id: SiteId(r.i64(2)?),
+        route: Route::parse(&r.text(3)?).ok_or_else(|| bad("route"))?,
+        phase: Phase::parse(&r.text(4)?).ok_or_else(|| bad("phase"))?,
+        indication: Indication::parse(&r.text(5)?).ok_or_else(|| bad("indication"))?,
+        planned_sessions: u32::try_from(r.i64(6)?).map_err(|_| bad("planned_sessions"))?,
+        start_date: parse_date(&r.text(7)?)?,
+        status: CourseStatus::parse(&r.text(8)?).ok_or_else(|| bad("status"))?,
+        protocol: r.opt_text(9)?,
+    })
+}
+
+pub fn get_course(c: &mut dyn Conn, actor: &Actor, id: CourseId) -> Result<Course> {
+    let r = c
+        .query_opt(&format!("SELECT {COLS} FROM courses WHERE id = $1"), params![id.0])?
+        .ok_or_else(|| StoreError::NotFound(format!("course {id}")))?;
+    let course = course_from(&r)?;
+    if !actor.scope.allows(course.site_id) {
+        return Err(StoreError::NotFound(format!("course {id}")));
+    }
+    Ok(course)
+}
+
+pub fn courses_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<Course>> {
+    c.query(&format!("SELECT {COLS} FROM courses WHERE patient_id = $1 ORDER BY start_date, id"), params![patient.0])?
+        .iter()
+        .map(course_from)
+        .collect()
+}
+
+impl Store {
+    /// Plans a course. Refused when the patient's latest contraindication assessment
+    /// for this route found a hard stop.
+    pub async fn create_course(&self, actor: &Actor, patient: PatientId, new: NewCourse) -> Result<Course> {
+        new.validate()?;
+        let now = self.now();
+        let actor = actor.clone();
+        self.write(move |c| {
+            let p = get_patient(c, &actor, patient)?;
+            if let Some(a) = crate::eligibility::latest_assessment(c, patient, new.route)?
+                && a.blocked {
+                    let stops: Vec<String> = a.contraindications.hard_stops.iter().map(|h| h.label.clone()).collect();
+                    return Err(DomainError::field(
+                        "route",
+                        format!("{} is blocked for this patient by a hard stop: {}", new.route.label(), stops.join("; ")),
+                    )
+                    .into());
+                }
+            let indication = new.indication.unwrap_or(p.indication);
+            let id = c.insert(
+                "INSERT INTO courses (patient_id, site_id, route, phase, indication, planned_sessions, start_date, status, protocol, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                params![
+                    patient.0, p.site_id.0, new.route.as_str(), new.phase.as_str(), indication.as_str(), new.planned_sessions,
+                    date_text(new.start_date), CourseStatus::Active.as_str(), new.protocol.as_deref(), ms(now)
+                ],
+            )?;
+            audit::record(c, &actor, now, Entry {
+                action: Action::Create, object_type: "course", object_id: Some(id.to_string()), patient_id: Some(patient),
+                site_id: Some(p.site_id), fields: &["route", "phase", "indication", "planned_sessions", "start_date", "protocol"],
+            })?;
+            get_course(c, &actor, CourseId(id))
+        })
+        .await
+    }
+
+    pub async fn get_course(&self, actor: &Actor, id: CourseId) -> Result<Course> {
+        let actor = actor.clone();
+        self.read(move |c| get_course(c, &actor, id)).await
+    }
+
+    pub async fn list_courses(&self, actor: &Actor, patient: PatientId) -> Result<Vec<Course>> {
+        let actor = actor.clone();
+        self.read(move |c| {
+            get_patient(c, &actor, patient)?;
+            courses_for(c, patient)
+        })
+        .await
+    }
+}

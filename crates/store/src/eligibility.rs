@@ -1,0 +1,112 @@
+//! Eligibility: antidepressant-trial history and per-route assessments
+//! (Maudsley staging, contraindication checklist).
+
+use keta_domain::course::Route;
+use keta_domain::eligibility::{self as el, AntidepressantTrial};
+use keta_domain::ids::{PatientId, RecordId};
+use keta_domain::records::{AntidepressantTrialRecord, EligibilityAssessment, NewEligibilityAssessment};
+
+use crate::audit::{self, Action, Entry};
+use crate::conn::{Conn, Row};
+use crate::error::Result;
+use crate::patients::get_patient;
+use crate::time_codec::{from_json, json, ms};
+use crate::{Actor, Store, params};
+
+fn assessment_from(r: &Row) -> Result<EligibilityAssessment> {
+    let mut a: EligibilityAssessment = from_json(&r.text(1)?)?;
+    a.id = RecordId(r.i64(0)?);
+    Ok(a)
+}
+
+pub fn trials_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<AntidepressantTrialRecord>> {
+    c.query("SELECT id, body FROM antidepressant_trials WHERE patient_id = $1 ORDER BY id", params![patient.0])?
+        .iter()
+        .map(|r| Ok(AntidepressantTrialRecord { id: RecordId(r.i64(0)?), patient_id: patient, trial: from_json(&r.text(1)?)? }))
+        .collect()
+}
+
+pub fn assessments_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<EligibilityAssessment>> {
+    c.query("SELECT id, body FROM eligibility_assessments WHERE patient_id = $1 ORDER BY assessed_at, id", params![patient.0])?
+        .iter()
+        .map(assessment_from)
+        .collect()
+}
+
+pub fn latest_assessment(c: &mut dyn Conn, patient: PatientId, route: Route) -> Result<Option<EligibilityAssessment>> {
+    c.query_opt(
+        "SELECT id, body FROM eligibility_assessments WHERE patient_id = $1 AND route = $2 ORDER BY assessed_at DESC, id DESC LIMIT 1",
+        params![patient.0, route.as_str()],
+    )?
+    .map(|r| assessment_from(&r))
+    .transpose()
+}
+
+impl Store {
+    pub async fn add_antidepressant_trial(&self, actor: &Actor, patient: PatientId, trial: AntidepressantTrial) -> Result<AntidepressantTrialRecord> {
+        trial.validate()?;
+        let now = self.now();
+        let actor = actor.clone();
+        self.write(move |c| {
+            let p = get_patient(c, &actor, patient)?;
+            let id = c.insert(
+                "INSERT INTO antidepressant_trials (patient_id, body, recorded_at) VALUES ($1, $2, $3) RETURNING id",
+                params![patient.0, json(&trial), ms(now)],
+            )?;
+            audit::record(c, &actor, now, Entry {
+                action: Action::Create, object_type: "antidepressant_trial", object_id: Some(id.to_string()), patient_id: Some(patient),
+                site_id: Some(p.site_id), fields: &["drug", "daily_dose_mg", "weeks", "adequate", "outcome", "current_episode"],
+            })?;
+            Ok(AntidepressantTrialRecord { id: RecordId(id), patient_id: patient, trial })
+        })
+        .await
+    }
+
+    /// Scores and stores an assessment for one route, using the patient's recorded trials
+    /// for the treatment-resistance rule.
+    pub async fn assess_eligibility(&self, actor: &Actor, patient: PatientId, new: NewEligibilityAssessment) -> Result<EligibilityAssessment> {
+        let contraindications = el::assess_contraindications(new.route, &new.contraindications_present)?;
+        let maudsley = match &new.maudsley {
+            Some(m) => Some(el::maudsley_score(m)?),
+            None => None,
+        };
+        let now = self.now();
+        let actor = actor.clone();
+        self.write(move |c| {
+            let p = get_patient(c, &actor, patient)?;
+            let trials: Vec<AntidepressantTrial> = trials_for(c, patient)?.into_iter().map(|t| t.trial).collect();
+            let blocked = contraindications.blocked;
+            let mut a = EligibilityAssessment {
+                id: RecordId(0),
+                patient_id: patient,
+                route: new.route,
+                assessed_at: now,
+                maudsley,
+                contraindications,
+                blocked,
+                treatment_resistant: el::is_treatment_resistant(&trials),
+            };
+            let id = c.insert(
+                "INSERT INTO eligibility_assessments (patient_id, route, body, maudsley_total, blocked, assessed_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                params![patient.0, new.route.as_str(), json(&a), a.maudsley.as_ref().map(|m| i64::from(m.total)), blocked, ms(now)],
+            )?;
+            a.id = RecordId(id);
+            audit::record(c, &actor, now, Entry {
+                action: Action::Create, object_type: "eligibility_assessment", object_id: Some(id.to_string()), patient_id: Some(patient),
+                site_id: Some(p.site_id), fields: &["route", "maudsley", "contraindications_present"],
+            })?;
+            Ok(a)
+        })
+        .await
+    }
+
+    pub async fn list_eligibility(&self, actor: &Actor, patient: PatientId) -> Result<(Vec<AntidepressantTrialRecord>, Vec<EligibilityAssessment>)> {
+        let actor = actor.clone();
+        self.read(move |c| {
+            get_patient(c, &actor, patient)?;
+            Ok((trials_for(c, patient)?, assessments_for(c, patient)?))
+        })
+        .await
+    }
+}
+

@@ -1,0 +1,57 @@
+use keta_domain::DomainError;
+
+/// Storage errors. `NotFound` and `Conflict` are the caller's to show; `Backend`
+/// carries the database's own message for the log, never for the client.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("database error: {0}")]
+    Backend(String),
+    #[error("stored data is malformed: {0}")]
+    Corrupt(String),
+    #[error("storage is shutting down")]
+    Closed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        if let rusqlite::Error::SqliteFailure(f, msg) = &e
+            && f.code == rusqlite::ErrorCode::ConstraintViolation {
+                return StoreError::Conflict(constraint_message(msg.as_deref().unwrap_or("")));
+            }
+        StoreError::Backend(e.to_string())
+    }
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        if let Some(db) = e.as_db_error() {
+            let c = db.code().code();
+            if c.starts_with("23") {
+                return StoreError::Conflict(constraint_message(db.constraint().unwrap_or(db.message())));
+            }
+        }
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// Turns a constraint name or message into words a user can act on. Unique
+/// constraints are named `<table>_<column>_unique` in both schemas.
+fn constraint_message(raw: &str) -> String {
+    if raw.contains("patients_mrn") || raw.contains("patients.mrn") {
+        "a patient with this MRN already exists".into()
+    } else if raw.contains("sites_code") || raw.contains("sites.code") {
+        "a site with this code already exists".into()
+    } else if raw.contains("FOREIGN KEY") || raw.contains("_fkey") {
+        "a referenced record does not exist".into()
+    } else {
+        "the change conflicts with existing data".into()
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

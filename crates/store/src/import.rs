@@ -1,0 +1,1 @@
+//! Importing historical records with their own timestamps (being written).

@@ -1,0 +1,157 @@
+//! Keta's storage.
+//!
+//! One interface, [`Store`], whose operations are grouped by capability (sites,
+//! patients, eligibility, courses, sessions, questionnaires, alerts, audit). Every
+//! query is written once against [`conn::Conn`]; the SQLite and PostgreSQL backends
+//! differ only in how they run a transaction and in their migrations. Every mutating
+//! operation writes its audit entry in the same transaction as the change, and all
+//! reads of patient data are scoped by the caller's sites.
+
+pub mod audit;
+pub mod conn;
+pub mod error;
+mod migrate;
+mod postgres;
+mod sqlite;
+mod time_codec;
+
+pub mod alerts;
+pub mod chart;
+pub mod courses;
+pub mod eligibility;
+pub mod patients;
+pub mod questionnaires;
+pub mod sessions;
+pub mod import;
+pub mod sites;
+
+use std::sync::Arc;
+
+use keta_domain::ids::SiteId;
+use time::OffsetDateTime;
+
+pub use conn::{Backend, Conn, Row, Value};
+pub use error::{Result, StoreError};
+pub use migrate::latest_version;
+
+/// Who is acting, for scoping and the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// Stable user identifier (until accounts exist: the API caller's name).
+    pub name: String,
+    pub scope: SiteScope,
+}
+
+impl Actor {
+    /// The system itself (migrations, demo seeding), seeing every site.
+    pub fn system() -> Self {
+        Self { name: "system".into(), scope: SiteScope::All }
+    }
+}
+
+/// Which sites' patients an actor may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SiteScope {
+    All,
+    Sites(Vec<SiteId>),
+}
+
+impl SiteScope {
+    pub fn allows(&self, site: SiteId) -> bool {
+        match self {
+            SiteScope::All => true,
+            SiteScope::Sites(s) => s.contains(&site),
+        }
+    }
+    /// An SQL condition restricting `column` to the scope. Site ids are integers
+    /// from our own types, so they are inlined safely.
+    pub(crate) fn sql(&self, column: &str) -> String {
+        match self {
+            SiteScope::All => "1 = 1".into(),
+            SiteScope::Sites(s) if s.is_empty() => "1 = 0".into(),
+            SiteScope::Sites(s) => {
+                format!("{column} IN ({})", s.iter().map(|id| id.0.to_string()).collect::<Vec<_>>().join(","))
+            }
+        }
+    }
+}
+
+/// Where time comes from; tests inject a fixed clock.
+pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(OffsetDateTime::now_utc)
+}
+
+enum Engine {
+    Sqlite(sqlite::SqliteBackend),
+    Postgres(postgres::PostgresBackend),
+}
+
+/// The storage handle shared by the web server and the CLI. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    engine: Arc<Engine>,
+    clock: Clock,
+}
+
+impl Store {
+    /// Opens `sqlite://path` or `postgres://...` and brings its schema up to date.
+    pub async fn open(url: &str) -> Result<Self> {
+        Self::open_with_clock(url, system_clock()).await
+    }
+
+    pub async fn open_with_clock(url: &str, clock: Clock) -> Result<Self> {
+        let url = url.to_string();
+        let engine = tokio::task::spawn_blocking(move || -> Result<Engine> {
+            if let Some(path) = url.strip_prefix("sqlite://") {
+                let path = path.split('?').next().unwrap_or(path);
+                if path.is_empty() {
+                    return Err(StoreError::Backend("sqlite:// needs a file path, e.g. sqlite://keta-data/keta.db".into()));
+                }
+                Ok(Engine::Sqlite(sqlite::SqliteBackend::open(std::path::Path::new(path), 4)?))
+            } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                Ok(Engine::Postgres(postgres::PostgresBackend::open(&url, 16)?))
+            } else {
+                Err(StoreError::Backend(format!(
+                    "unsupported database URL '{url}': use sqlite://PATH or postgres://USER@HOST/DB"
+                )))
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))??;
+        Ok(Self { engine: Arc::new(engine), clock })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match &*self.engine {
+            Engine::Sqlite(_) => Backend::Sqlite,
+            Engine::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    pub fn now(&self) -> OffsetDateTime {
+        (self.clock)()
+    }
+
+    /// Runs `op` in a write transaction. All of it commits, or none of it.
+    pub async fn write<T: Send + 'static>(&self, op: impl FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static) -> Result<T> {
+        match &*self.engine {
+            Engine::Sqlite(b) => b.write(op).await,
+            Engine::Postgres(b) => b.write(op).await,
+        }
+    }
+
+    /// Runs `op` in a read-only transaction (a consistent snapshot).
+    pub async fn read<T: Send + 'static>(&self, op: impl FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static) -> Result<T> {
+        match &*self.engine {
+            Engine::Sqlite(b) => b.read(op).await,
+            Engine::Postgres(b) => b.read(op).await,
+        }
+    }
+
+    /// Readiness: the database answers a query.
+    pub async fn ping(&self) -> Result<()> {
+        self.read(|c| c.query("SELECT 1", &[]).map(|_| ())).await
+    }
+}

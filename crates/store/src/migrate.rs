@@ -1,0 +1,61 @@
+//! Embedded migrations, one list per backend. Each runs once, in its own
+//! transaction, and is recorded in `schema_migrations`.
+
+use crate::error::{Result, StoreError};
+
+const SQLITE: &[(i64, &str, &str)] =
+    &[(1, "foundation", include_str!("../migrations/sqlite/0001_foundation.sql"))];
+const POSTGRES: &[(i64, &str, &str)] =
+    &[(1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql"))];
+
+/// The newest schema version this build knows.
+pub fn latest_version() -> i64 {
+    SQLITE.last().map_or(0, |m| m.0)
+}
+
+pub(crate) fn run_sqlite(conn: &rusqlite::Connection) -> Result<Vec<i64>> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+    )?;
+    let mut applied = Vec::new();
+    for (version, name, sql) in SQLITE {
+        let done: i64 = conn.query_row("SELECT count(*) FROM schema_migrations WHERE version = ?1", [version], |r| r.get(0))?;
+        if done > 0 {
+            continue;
+        }
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let r = conn
+            .execute_batch(sql)
+            .and_then(|_| conn.execute("INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)", rusqlite::params![version, name]));
+        match r {
+            Ok(_) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(StoreError::Backend(format!("migration {version} ({name}) failed: {e}")));
+            }
+        }
+        applied.push(*version);
+    }
+    Ok(applied)
+}
+
+pub(crate) fn run_postgres(client: &mut postgres::Client) -> Result<Vec<i64>> {
+    // Two servers starting at once must not both migrate.
+    let mut tx = client.transaction()?;
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(4242001);
+         CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )?;
+    let mut applied = Vec::new();
+    for (version, name, sql) in POSTGRES {
+        let done: i64 = tx.query_one("SELECT count(*) FROM schema_migrations WHERE version = $1", &[version])?.get(0);
+        if done > 0 {
+            continue;
+        }
+        tx.batch_execute(sql).map_err(|e| StoreError::Backend(format!("migration {version} ({name}) failed: {e}")))?;
+        tx.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", &[version, name])?;
+        applied.push(*version);
+    }
+    tx.commit()?;
+    Ok(applied)
+}

@@ -1,0 +1,272 @@
+//! Embedded SQLite backend.
+//!
+//! One writer thread owns the only write connection and commits in groups: it takes
+//! every write waiting in its queue (up to [`MAX_BATCH`]), runs each inside its own
+//! savepoint in one transaction, and commits once. A failed write rolls back to its
+//! savepoint and fails alone; the others commit. A write is acknowledged only after
+//! the commit returns with `synchronous=FULL`, so acknowledged data is on disk, and
+//! writers never meet "database is locked" because only one connection writes.
+//! Readers use a small pool of read connections; WAL lets them run beside the writer.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::conn::{Backend, Conn, Row, Value};
+use crate::error::{Result, StoreError};
+
+pub const MAX_BATCH: usize = 512;
+
+/// Work sent to the writer: runs in the open transaction and returns whether it
+/// failed (so its savepoint is rolled back) and a completion that is told, after
+/// COMMIT, whether the batch reached disk.
+pub(crate) type WriteJob = Box<dyn FnOnce(&mut dyn Conn) -> (bool, Completion) + Send>;
+pub(crate) type Completion = Box<dyn FnOnce(Result<()>) + Send>;
+
+pub struct SqliteBackend {
+    writer: mpsc::UnboundedSender<WriteJob>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    permits: Arc<Semaphore>,
+}
+
+/// Rewrites `$N` placeholders to SQLite's explicitly numbered `?N`, so a parameter's
+/// position never depends on the order placeholders first appear in the text.
+fn rewrite_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+struct SqliteConn<'a> {
+    conn: &'a Connection,
+    sql_cache: &'a mut HashMap<String, String>,
+}
+
+impl SqliteConn<'_> {
+    fn sql(&mut self, sql: &str) -> String {
+        self.sql_cache.entry(sql.to_string()).or_insert_with(|| rewrite_placeholders(sql)).clone()
+    }
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Value::Null => ToSqlOutput::Owned(rusqlite::types::Value::Null),
+            Value::Int(v) => ToSqlOutput::Owned(rusqlite::types::Value::Integer(*v)),
+            Value::Real(v) => ToSqlOutput::Owned(rusqlite::types::Value::Real(*v)),
+            Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Value::Bool(b) => ToSqlOutput::Owned(rusqlite::types::Value::Integer(i64::from(*b))),
+        })
+    }
+}
+
+impl Conn for SqliteConn<'_> {
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
+        let sql = self.sql(sql);
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        Ok(stmt.execute(rusqlite::params_from_iter(params.iter()))? as u64)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
+        let sql = self.sql(sql);
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let n = stmt.column_count();
+        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let mut vals = Vec::with_capacity(n);
+            for i in 0..n {
+                vals.push(match r.get_ref(i)? {
+                    ValueRef::Null => Value::Null,
+                    ValueRef::Integer(v) => Value::Int(v),
+                    ValueRef::Real(v) => Value::Real(v),
+                    ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(_) => return Err(StoreError::Corrupt("unexpected blob".into())),
+                });
+            }
+            out.push(Row(vals));
+        }
+        Ok(out)
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+}
+
+fn open(path: &Path, flags: OpenFlags) -> Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    // Durability on: a commit returns only once it is on disk.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -16000;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(conn)
+}
+
+impl SqliteBackend {
+    /// Opens (creating if needed) the database file and runs migrations.
+    pub fn open(path: &Path, readers: usize) -> Result<Self> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+            }
+        let write_conn = open(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
+        crate::migrate::run_sqlite(&write_conn)?;
+        let readers_n = readers.max(1);
+        let mut pool = Vec::with_capacity(readers_n);
+        for _ in 0..readers_n {
+            let c = open(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+            c.execute_batch("PRAGMA query_only = ON;")?;
+            pool.push(c);
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("keta-sqlite-writer".into())
+            .spawn(move || writer_loop(write_conn, rx))
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(Self { writer: tx, readers: Arc::new(Mutex::new(pool)), permits: Arc::new(Semaphore::new(readers_n)) })
+    }
+
+    pub(crate) async fn write<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (done_tx, done_rx) = oneshot::channel::<Result<T>>();
+        let job: WriteJob = Box::new(move |conn| {
+            let outcome = op(conn);
+            let failed = outcome.is_err();
+            let completion: Completion = Box::new(move |committed: Result<()>| {
+                let result = match (outcome, committed) {
+                    (Ok(v), Ok(())) => Ok(v),
+                    (Err(e), _) => Err(e),
+                    (Ok(_), Err(e)) => Err(e),
+                };
+                let _ = done_tx.send(result);
+            });
+            (failed, completion)
+        });
+        self.writer.send(job).map_err(|_| StoreError::Closed)?;
+        done_rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub(crate) async fn read<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let permit = self.permits.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.lock().expect("reader pool poisoned").pop().expect("permit guarantees a connection");
+            let result = (|| {
+                conn.execute_batch("BEGIN")?;
+                let mut cache = HashMap::new();
+                let r = op(&mut SqliteConn { conn: &conn, sql_cache: &mut cache });
+                conn.execute_batch("COMMIT")?;
+                r
+            })();
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            pool.lock().expect("reader pool poisoned").push(conn);
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+    }
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<WriteJob>) {
+    let mut cache = HashMap::new();
+    let mut batch: Vec<WriteJob> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
+        let begun = conn.execute_batch("BEGIN IMMEDIATE");
+        if let Err(e) = begun {
+            let msg = e.to_string();
+            for job in batch.drain(..) {
+                // The job never ran; tell its caller the write did not happen.
+                let mut failing = FailingConn;
+                let (_, c) = job(&mut failing);
+                c(Err(StoreError::Backend(msg.clone())));
+            }
+            continue;
+        }
+        for job in batch.drain(..) {
+            let _ = conn.execute_batch("SAVEPOINT job");
+            let mut c = SqliteConn { conn: &conn, sql_cache: &mut cache };
+            // A panicking job must not take the writer (and every later write) down with it;
+            // its caller sees its channel close and gets an error.
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut c)));
+            let (failed, completion) = match ran {
+                Ok((failed, completion)) => (failed, Some(completion)),
+                Err(_) => (true, None),
+            };
+            if failed {
+                let _ = conn.execute_batch("ROLLBACK TO job");
+            }
+            let _ = conn.execute_batch("RELEASE job");
+            completions.extend(completion);
+        }
+        let committed = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        if committed.is_err() && !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for c in completions {
+            c(match &committed {
+                Ok(()) => Ok(()),
+                Err(e) => Err(StoreError::Backend(e.to_string())),
+            });
+        }
+    }
+}
+
+/// Stands in for a connection when the batch could not begin: every call fails.
+struct FailingConn;
+
+impl Conn for FailingConn {
+    fn execute(&mut self, _: &str, _: &[Value]) -> Result<u64> {
+        Err(StoreError::Backend("transaction could not begin".into()))
+    }
+    fn query(&mut self, _: &str, _: &[Value]) -> Result<Vec<Row>> {
+        Err(StoreError::Backend("transaction could not begin".into()))
+    }
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite_placeholders;
+
+    #[test]
+    fn placeholders_become_numbered() {
+        assert_eq!(rewrite_placeholders("SELECT $2, $1, $10 FROM t WHERE a = $1"), "SELECT ?2, ?1, ?10 FROM t WHERE a = ?1");
+        assert_eq!(rewrite_placeholders("SELECT '$' || x"), "SELECT '$' || x");
+    }
+}

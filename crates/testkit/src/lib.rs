@@ -1,0 +1,176 @@
+//! Test support for Keta.
+//!
+//! * [`TestDb`]: a fresh database per test, on SQLite (a temp file) or PostgreSQL
+//!   (a new `keta_test_<random>` database, dropped afterwards) when
+//!   `KETA_TEST_POSTGRES_URL` is set.
+//! * [`ManualClock`]: a clock tests move by hand (monitoring times, timeouts).
+//! * [`spawn_app`]: the real server on port 0 with a typed [`TestApp`] client.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use keta_store::{Clock, Store};
+use time::OffsetDateTime;
+
+pub const POSTGRES_ENV: &str = "KETA_TEST_POSTGRES_URL";
+
+/// A clock that only moves when told to.
+#[derive(Clone)]
+pub struct ManualClock(Arc<AtomicI64>);
+
+impl ManualClock {
+    pub fn at(t: OffsetDateTime) -> Self {
+        Self(Arc::new(AtomicI64::new((t.unix_timestamp_nanos() / 1_000_000) as i64)))
+    }
+    pub fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0.load(Ordering::SeqCst)) * 1_000_000).expect("valid time")
+    }
+    pub fn advance(&self, d: time::Duration) {
+        self.0.fetch_add(d.whole_milliseconds() as i64, Ordering::SeqCst);
+    }
+    pub fn as_clock(&self) -> Clock {
+        let me = self.clone();
+        Arc::new(move || me.now())
+    }
+}
+
+/// Which backend a test database lives on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty, migrated database that is removed when dropped.
+pub struct TestDb {
+    pub store: Store,
+    pub url: String,
+    pub kind: Kind,
+    _dir: Option<tempfile::TempDir>,
+    pg_drop: Option<(String, String)>,
+}
+
+/// The PostgreSQL server URL for the suite, if configured.
+pub fn postgres_url() -> Option<String> {
+    std::env::var(POSTGRES_ENV).ok().filter(|s| !s.trim().is_empty())
+}
+
+impl TestDb {
+    pub async fn sqlite(clock: Clock) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("keta.db").display());
+        let store = Store::open_with_clock(&url, clock).await.expect("open sqlite");
+        Self { store, url, kind: Kind::Sqlite, _dir: Some(dir), pg_drop: None }
+    }
+
+    /// A new database on the configured server; None when the suite is not configured.
+    pub async fn postgres(clock: Clock) -> Option<Self> {
+        let server = postgres_url()?;
+        let name = format!("keta_test_{:016x}", rand::random::<u64>());
+        let admin = server.clone();
+        let create = name.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = postgres::Client::connect(&admin, postgres::NoTls).expect("connect to KETA_TEST_POSTGRES_URL");
+            c.batch_execute(&format!("CREATE DATABASE {create}")).expect("create test database");
+        })
+        .await
+        .expect("create task");
+        let url = with_database(&server, &name);
+        let store = Store::open_with_clock(&url, clock).await.expect("open postgres");
+        Some(Self { store, url, kind: Kind::Postgres, _dir: None, pg_drop: Some((server, name)) })
+    }
+
+    /// Both backends the suite runs on: SQLite always, PostgreSQL when configured.
+    pub async fn all(clock: &ManualClock) -> Vec<TestDb> {
+        let mut v = vec![TestDb::sqlite(clock.as_clock()).await];
+        match TestDb::postgres(clock.as_clock()).await {
+            Some(pg) => v.push(pg),
+            None => eprintln!("note: PostgreSQL stories skipped ({POSTGRES_ENV} is not set)"),
+        }
+        v
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((server, name)) = self.pg_drop.take() {
+            // Its own thread: Drop may run inside the async runtime.
+            let _ = std::thread::spawn(move || {
+                if let Ok(mut c) = postgres::Client::connect(&server, postgres::NoTls) {
+                    let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+                }
+            })
+            .join();
+        }
+    }
+}
+
+/// Replaces the database name in a postgres URL.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+/// A running server and a client for it.
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub client: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// Starts the real router on 127.0.0.1:0 over `store`.
+pub async fn spawn_app(store: Store) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(keta_web::serve(listener, keta_web::AppState { store }, async move {
+        let _ = rx.await;
+    }));
+    TestApp { addr, client: reqwest::Client::new(), shutdown: Some(tx) }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request")
+    }
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client.post(self.url(path)).json(body).send().await.expect("request")
+    }
+    pub async fn put_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client.put(self.url(path)).json(body).send().await.expect("request")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_name_is_replaced() {
+        assert_eq!(with_database("postgres://postgres@127.0.0.1:5432/test", "x"), "postgres://postgres@127.0.0.1:5432/x");
+        assert_eq!(with_database("postgres://127.0.0.1/test?sslmode=disable", "x"), "postgres://127.0.0.1/x?sslmode=disable");
+        assert_eq!(with_database("postgres://127.0.0.1", "x"), "postgres://127.0.0.1/x");
+    }
+}

@@ -1,0 +1,159 @@
+//! The JSON API over HTTP, against the real router on port 0.
+
+use serde_json::{Value, json};
+
+use keta_testkit::{ManualClock, TestDb, spawn_app};
+
+use crate::fixtures::*;
+
+async fn app() -> (keta_testkit::TestApp, TestDb) {
+    let db = TestDb::sqlite(ManualClock::at(T0).as_clock()).await;
+    (spawn_app(db.store.clone()).await, db)
+}
+
+fn patient_body(site: i64, mrn: &str) -> Value {
+    json!({
+        "site_id": site, "mrn": mrn, "given_name": "Avery", "family_name": "Quinn", "date_of_birth": "1979-05-04",
+        "sex": "male", "indication": "depression", "diagnoses": ["F33.2"]
+    })
+}
+
+#[tokio::test]
+async fn committed_openapi_matches_the_code() {
+    let generated = keta_web::openapi_json();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+    if std::env::var("KETA_UPDATE_OPENAPI").is_ok() {
+        std::fs::write(path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "docs/openapi.json is out of date: run `KETA_UPDATE_OPENAPI=1 cargo test -p keta-testkit committed_openapi` and commit it"
+    );
+    // Every route the API serves is documented.
+    let doc: Value = serde_json::from_str(&generated).unwrap();
+    for p in ["/api/v1/patients", "/api/v1/sessions/{id}/vitals", "/api/v1/patients/{id}/outcomes", "/api/v1/alerts/{id}/acknowledge", "/healthz"] {
+        assert!(doc["paths"].get(p).is_some(), "{p} is not documented");
+    }
+}
+
+#[tokio::test]
+async fn health_and_openapi_are_served() {
+    let (app, _db) = app().await;
+    let r = app.get("/healthz").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "ready");
+    let r = app.get("/api/openapi.json").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["info"]["title"], "Keta API");
+}
+
+#[tokio::test]
+async fn patients_round_trip_over_http() {
+    let (app, db) = app().await;
+    let a = site(&db.store, "A").await;
+    let r = app.post_json("/api/v1/patients", &patient_body(a.0, "A-0100")).await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["cache-control"], "no-store", "PHI is never cached");
+    let created: Value = r.json().await.unwrap();
+    let id = created["id"].as_i64().unwrap();
+    let got: Value = app.get(&format!("/api/v1/patients/{id}")).await.json().await.unwrap();
+    assert_eq!(got["mrn"], "A-0100");
+    let list: Value = app.get("/api/v1/patients?search=quinn").await.json().await.unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    // A caller limited to another site does not see it.
+    let r = app.client.get(app.url(&format!("/api/v1/patients/{id}"))).header("X-Keta-Sites", "999").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn bad_input_is_a_problem_naming_the_field() {
+    let (app, db) = app().await;
+    let a = site(&db.store, "A").await;
+
+    let mut body = patient_body(a.0, "A-0200");
+    body["favourite_colour"] = json!("blue");
+    let r = app.post_json("/api/v1/patients", &body).await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let p: Value = r.json().await.unwrap();
+    assert!(p["detail"].as_str().unwrap().contains("favourite_colour"), "{p}");
+
+    let mut body = patient_body(a.0, "A-0200");
+    body["sex"] = json!("robot");
+    let p: Value = app.post_json("/api/v1/patients", &body).await.json().await.unwrap();
+    assert_eq!(p["errors"][0]["field"], "sex", "{p}");
+
+    let mut body = patient_body(a.0, "A-0200");
+    body["date_of_birth"] = json!("2099-01-01");
+    body["diagnoses"] = json!(["F33.2", "depressed"]);
+    let p: Value = app.post_json("/api/v1/patients", &body).await.json().await.unwrap();
+    let fields: Vec<&str> = p["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["date_of_birth", "diagnoses[1]"], "{p}");
+
+    let list: Value = app.get("/api/v1/patients").await.json().await.unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 0, "nothing was stored");
+
+    let r = app.get("/api/v1/no-such-thing").await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let r = app.get("/api/v1/patients?limit=many").await;
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn a_session_over_http_raises_and_acknowledges_an_alert() {
+    let (app, db) = app().await;
+    let a = site(&db.store, "A").await;
+    let p = patient(&db.store, a, "A-0300").await;
+    let course: Value = app
+        .post_json(&format!("/api/v1/patients/{}/courses", p.0), &json!({"route": "intranasal_esketamine", "phase": "induction", "planned_sessions": 8, "start_date": "2026-11-02"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let sess: Value = app
+        .post_json(&format!("/api/v1/courses/{}/sessions", course["id"]), &json!({"scheduled_for": "2026-11-02T14:00:00Z"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let sid = sess["id"].as_i64().unwrap();
+    for action in ["check_in", "start_pre_dose_checks"] {
+        let r = app.post_json(&format!("/api/v1/sessions/{sid}/actions"), &json!({"action": action})).await;
+        assert_eq!(r.status(), 200, "{action}");
+    }
+    let r = app.post_json(&format!("/api/v1/sessions/{sid}/vitals"), &json!({"systolic_mmhg": 152, "diastolic_mmhg": 94, "heart_rate_bpm": 80})).await;
+    assert_eq!(r.status(), 201);
+    let rec: Value = r.json().await.unwrap();
+    assert_eq!(rec["alerts"][0]["rule"], "pre_dose_bp_above_label_guide", "{rec}");
+    let alert_id = rec["alerts"][0]["id"].as_i64().unwrap();
+
+    let open: Value = app.get(&format!("/api/v1/alerts?site_id={}", a.0)).await.json().await.unwrap();
+    assert_eq!(open.as_array().unwrap().len(), 1);
+    let r = app.client.post(app.url(&format!("/api/v1/alerts/{alert_id}/acknowledge"))).header("X-Keta-User", "rn.lee").json(&json!({"note": "prescriber reviewed, proceed"})).send().await.unwrap();
+    let acked: Value = r.json().await.unwrap();
+    assert_eq!(acked["acknowledged_by"], "rn.lee");
+    let open: Value = app.get(&format!("/api/v1/alerts?site_id={}", a.0)).await.json().await.unwrap();
+    assert_eq!(open.as_array().unwrap().len(), 0);
+
+    // Skipping a step is a conflict, not a silent change.
+    let r = app.post_json(&format!("/api/v1/sessions/{sid}/actions"), &json!({"action": "discharge"})).await;
+    assert_eq!(r.status(), 409);
+    let bad = app.post_json(&format!("/api/v1/sessions/{sid}/vitals"), &json!({"systolic_mmhg": 80, "diastolic_mmhg": 120})).await;
+    assert_eq!(bad.status(), 422);
+}
+
+#[tokio::test]
+async fn scoring_endpoint_scores_without_storing() {
+    let (app, _db) = app().await;
+    let r = app.post_json("/api/v1/instruments/phq9/score", &json!({"answers": [1, 2, 1, 0, 2, 1, 1, 0, 1]})).await;
+    let s: Value = r.json().await.unwrap();
+    assert_eq!(s["total"], 9);
+    assert_eq!(s["severity"]["code"], "mild");
+    assert_eq!(s["safety_flags"][0]["item"], 9);
+    let r = app.post_json("/api/v1/instruments/phq9/score", &json!({"answers": [1, 2, 1, 0, 2, 1, 1, 0, 4]})).await;
+    assert_eq!(r.status(), 422);
+    let r = app.get("/api/v1/instruments/nope").await;
+    assert_eq!(r.status(), 404);
+}

@@ -1,0 +1,9 @@
+//! Keta's integration suite: one test binary (linking many is slow).
+//!
+//! * `stories`: the storage conformance suite, run unchanged on SQLite and, when
+//!   `KETA_TEST_POSTGRES_URL` is set, on PostgreSQL.
+//! * `api`: the JSON API over HTTP against the real router.
+
+mod api;
+mod fixtures;
+mod stories;

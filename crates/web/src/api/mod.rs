@@ -1,0 +1,69 @@
+//! The JSON API, `/api/v1`.
+
+pub mod clinical;
+pub mod health;
+pub mod measures;
+pub mod patients;
+
+use axum::Router;
+use axum::routing::{get, post, put};
+
+use crate::AppState;
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Keta API", description = "Keta: the open clinical platform for ketamine and esketamine treatment. Errors are RFC 9457 problem+json."),
+    paths(
+        health::get_healthz,
+        patients::get_sites, patients::post_site, patients::get_chairs,
+        patients::get_patients, patients::post_patient, patients::get_patient, patients::get_chart,
+        patients::get_weights, patients::post_weight,
+        clinical::get_courses, clinical::post_course, clinical::get_course,
+        clinical::post_session, clinical::get_session, clinical::get_site_sessions, clinical::post_session_action, clinical::put_session_note,
+        clinical::post_vitals, clinical::get_vitals, clinical::post_observation, clinical::get_observations,
+        clinical::post_adverse_event, clinical::get_adverse_events,
+        measures::get_instruments, measures::get_instrument, measures::post_score,
+        measures::get_responses, measures::post_response, measures::get_outcomes, measures::get_outcome_definitions,
+        measures::get_alerts, measures::post_acknowledge,
+        measures::get_eligibility, measures::post_trial, measures::post_assessment, measures::get_contraindications,
+        measures::get_safety_rules,
+    )
+)]
+pub struct ApiDoc;
+
+pub fn routes() -> Router<AppState> {
+    use clinical as c;
+    use measures as m;
+    use patients as p;
+    Router::new()
+        .route("/sites", get(p::get_sites).post(p::post_site))
+        .route("/sites/{id}/chairs", get(p::get_chairs))
+        .route("/sites/{id}/sessions", get(c::get_site_sessions))
+        .route("/patients", get(p::get_patients).post(p::post_patient))
+        .route("/patients/{id}", get(p::get_patient))
+        .route("/patients/{id}/chart", get(p::get_chart))
+        .route("/patients/{id}/weights", get(p::get_weights).post(p::post_weight))
+        .route("/patients/{id}/courses", get(c::get_courses).post(c::post_course))
+        .route("/patients/{id}/adverse-events", get(c::get_adverse_events).post(c::post_adverse_event))
+        .route("/patients/{id}/responses", get(m::get_responses).post(m::post_response))
+        .route("/patients/{id}/outcomes", get(m::get_outcomes))
+        .route("/patients/{id}/eligibility", get(m::get_eligibility))
+        .route("/patients/{id}/antidepressant-trials", post(m::post_trial))
+        .route("/patients/{id}/eligibility-assessments", post(m::post_assessment))
+        .route("/courses/{id}", get(c::get_course))
+        .route("/courses/{id}/sessions", post(c::post_session))
+        .route("/sessions/{id}", get(c::get_session))
+        .route("/sessions/{id}/actions", post(c::post_session_action))
+        .route("/sessions/{id}/note", put(c::put_session_note))
+        .route("/sessions/{id}/vitals", get(c::get_vitals).post(c::post_vitals))
+        .route("/sessions/{id}/observations", get(c::get_observations).post(c::post_observation))
+        .route("/instruments", get(m::get_instruments))
+        .route("/instruments/{code}", get(m::get_instrument))
+        .route("/instruments/{code}/score", post(m::post_score))
+        .route("/outcome-definitions", get(m::get_outcome_definitions))
+        .route("/contraindications", get(m::get_contraindications))
+        .route("/rules/session-safety", get(m::get_safety_rules))
+        .route("/alerts", get(m::get_alerts))
+        .route("/alerts/{id}/acknowledge", post(m::post_acknowledge))
+        .fallback(|| async { crate::error::ApiError::not_found("this API path") })
+}
