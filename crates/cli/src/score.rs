@@ -1,5 +1,6 @@
 //! `keta score`: one questionnaire scored from the command line.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use keta_domain::instruments;
@@ -23,7 +24,9 @@ pub fn run(code: &str, tokens: &[String]) -> ExitCode {
     }
     match instruments::score(instrument, &answers) {
         Ok(score) => {
-            println!("{}", serde_json::to_string_pretty(&score).expect("scores serialise"));
+            // A closed pipe (e.g. `| head`) is not an error worth a panic.
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&score).expect("scores serialise"));
             ExitCode::SUCCESS
         }
         Err(e) => {
