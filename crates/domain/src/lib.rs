@@ -5,6 +5,7 @@
 //! `data/` at the repository root, each with the section of `clinical-reference.md`
 //! it came from, and are embedded at compile time so a build is self-contained.
 
+pub mod access;
 pub mod alerts;
 pub mod course;
 pub mod eligibility;

@@ -330,11 +330,7 @@ mod tests {
     const T0: OffsetDateTime = datetime!(2025-01-06 09:00 UTC);
 
     fn series(totals: &[i32]) -> Vec<ScorePoint> {
-        totals
-            .iter()
-            .enumerate()
-            .map(|(i, &total)| ScorePoint { at: T0 + Duration::weeks(i as i64), total })
-            .collect()
+        totals.iter().enumerate().map(|(i, &total)| ScorePoint { at: T0 + Duration::weeks(i as i64), total }).collect()
     }
 
     fn at(week: i64) -> OffsetDateTime {

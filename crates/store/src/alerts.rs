@@ -68,6 +68,7 @@ pub fn list(c: &mut dyn Conn, actor: &Actor, q: &AlertQuery) -> Result<Vec<Alert
 
 impl Store {
     pub async fn list_alerts(&self, actor: &Actor, q: AlertQuery) -> Result<Vec<Alert>> {
+        actor.require(keta_domain::access::Permission::ViewClinical)?;
         let actor = actor.clone();
         self.read(move |c| list(c, &actor, &q)).await
     }
@@ -75,6 +76,7 @@ impl Store {
     /// Records that `actor` saw the alert and what was done. Acknowledging twice is refused
     /// so the first acknowledgement is never overwritten.
     pub async fn acknowledge_alert(&self, actor: &Actor, id: AlertId, note: Option<String>) -> Result<Alert> {
+        actor.require(keta_domain::access::Permission::RecordSession)?;
         if note.as_ref().is_some_and(|n| n.len() > 2000) {
             return Err(DomainError::field("note", "keep the note under 2000 characters").into());
         }

@@ -9,6 +9,7 @@ use crate::{Actor, Store, params};
 
 impl Store {
     pub async fn patient_chart(&self, actor: &Actor, id: PatientId) -> Result<PatientChart> {
+        actor.require(keta_domain::access::Permission::ViewClinical)?;
         let actor = actor.clone();
         self.read(move |c| {
             let patient = crate::patients::get_patient(c, &actor, id)?;

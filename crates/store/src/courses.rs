@@ -52,6 +52,7 @@ impl Store {
     /// Plans a course. Refused when the patient's latest contraindication assessment
     /// for this route found a hard stop.
     pub async fn create_course(&self, actor: &Actor, patient: PatientId, new: NewCourse) -> Result<Course> {
+        actor.require(keta_domain::access::Permission::PlanTreatment)?;
         new.validate()?;
         let now = self.now();
         let actor = actor.clone();
@@ -85,11 +86,13 @@ impl Store {
     }
 
     pub async fn get_course(&self, actor: &Actor, id: CourseId) -> Result<Course> {
+        actor.require(keta_domain::access::Permission::ViewClinical)?;
         let actor = actor.clone();
         self.read(move |c| get_course(c, &actor, id)).await
     }
 
     pub async fn list_courses(&self, actor: &Actor, patient: PatientId) -> Result<Vec<Course>> {
+        actor.require(keta_domain::access::Permission::ViewClinical)?;
         let actor = actor.clone();
         self.read(move |c| {
             get_patient(c, &actor, patient)?;

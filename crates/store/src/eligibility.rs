@@ -44,6 +44,7 @@ pub fn latest_assessment(c: &mut dyn Conn, patient: PatientId, route: Route) -> 
 
 impl Store {
     pub async fn add_antidepressant_trial(&self, actor: &Actor, patient: PatientId, trial: AntidepressantTrial) -> Result<AntidepressantTrialRecord> {
+        actor.require(keta_domain::access::Permission::PlanTreatment)?;
         trial.validate()?;
         let now = self.now();
         let actor = actor.clone();
@@ -65,6 +66,7 @@ impl Store {
     /// Scores and stores an assessment for one route, using the patient's recorded trials
     /// for the treatment-resistance rule.
     pub async fn assess_eligibility(&self, actor: &Actor, patient: PatientId, new: NewEligibilityAssessment) -> Result<EligibilityAssessment> {
+        actor.require(keta_domain::access::Permission::PlanTreatment)?;
         let contraindications = el::assess_contraindications(new.route, &new.contraindications_present)?;
         let maudsley = match &new.maudsley {
             Some(m) => Some(el::maudsley_score(m)?),
@@ -101,6 +103,7 @@ impl Store {
     }
 
     pub async fn list_eligibility(&self, actor: &Actor, patient: PatientId) -> Result<(Vec<AntidepressantTrialRecord>, Vec<EligibilityAssessment>)> {
+        actor.require(keta_domain::access::Permission::ViewClinical)?;
         let actor = actor.clone();
         self.read(move |c| {
             get_patient(c, &actor, patient)?;

@@ -8,6 +8,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The actor's role does not allow this.
+    #[error("not allowed: {0}")]
+    Forbidden(String),
     #[error(transparent)]
     Domain(#[from] DomainError),
     #[error("database error: {0}")]

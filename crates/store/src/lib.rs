@@ -27,6 +27,7 @@ pub mod sites;
 
 use std::sync::Arc;
 
+use keta_domain::access::{self, Permission, Role};
 use keta_domain::ids::SiteId;
 use time::OffsetDateTime;
 
@@ -34,18 +35,55 @@ pub use conn::{Backend, Conn, Row, Value};
 pub use error::{Result, StoreError};
 pub use migrate::latest_version;
 
-/// Who is acting, for scoping and the audit trail.
+/// Who is acting, for permissions, site scoping and the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
-    /// Stable user identifier (until accounts exist: the API caller's name).
+    /// The user name recorded in the audit trail.
     pub name: String,
     pub scope: SiteScope,
+    /// The user's role; `None` only for Keta itself (setup, demo seeding, imports).
+    pub role: Option<Role>,
+    pub user_id: Option<i64>,
 }
 
 impl Actor {
-    /// The system itself (migrations, demo seeding), seeing every site.
+    /// Keta itself (setup, demo seeding), seeing every site with every permission.
     pub fn system() -> Self {
-        Self { name: "system".into(), scope: SiteScope::All }
+        Self { name: "system".into(), scope: SiteScope::All, role: None, user_id: None }
+    }
+
+    /// A staff member with a role, limited to `scope`.
+    pub fn staff(name: impl Into<String>, role: Role, scope: SiteScope) -> Self {
+        Self { name: name.into(), scope, role: Some(role), user_id: None }
+    }
+
+    /// The permission table, checked by every store operation before it touches data.
+    pub fn require(&self, p: Permission) -> Result<()> {
+        match self.role {
+            None => Ok(()),
+            Some(r) if access::allowed(r, p) => Ok(()),
+            Some(r) => Err(StoreError::Forbidden(format!("a {} may not {}", r.label().to_lowercase(), permission_words(p)))),
+        }
+    }
+
+    pub fn can(&self, p: Permission) -> bool {
+        self.require(p).is_ok()
+    }
+}
+
+fn permission_words(p: Permission) -> &'static str {
+    match p {
+        Permission::ViewDemographics => "view patient details",
+        Permission::EditDemographics => "register or edit patients",
+        Permission::ViewClinical => "open clinical records",
+        Permission::RecordSession => "record in a treatment session",
+        Permission::PlanTreatment => "assess eligibility or plan treatment",
+        Permission::EnterQuestionnaire => "enter questionnaires",
+        Permission::SignNotes => "sign notes",
+        Permission::RecordLedger => "record controlled-substance entries",
+        Permission::ViewLedger => "view the controlled-substance ledger",
+        Permission::ManageUsers => "manage users and sites",
+        Permission::ViewAudit => "read the audit trail",
     }
 }
 

@@ -77,6 +77,7 @@ pub fn weights(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<WeightEntry>>
 
 impl Store {
     pub async fn create_patient(&self, actor: &Actor, new: NewPatient) -> Result<Patient> {
+        actor.require(keta_domain::access::Permission::EditDemographics)?;
         let now = self.now();
         new.validate(now.date())?;
         if !actor.scope.allows(new.site_id) {
@@ -104,11 +105,13 @@ impl Store {
     }
 
     pub async fn get_patient(&self, actor: &Actor, id: PatientId) -> Result<Patient> {
+        actor.require(keta_domain::access::Permission::ViewDemographics)?;
         let actor = actor.clone();
         self.read(move |c| get_patient(c, &actor, id)).await
     }
 
     pub async fn list_patients(&self, actor: &Actor, q: PatientQuery) -> Result<Vec<Patient>> {
+        actor.require(keta_domain::access::Permission::ViewDemographics)?;
         let scope = actor.scope.sql("p.site_id");
         self.read(move |c| {
             let mut sql = format!("SELECT {PATIENT_COLS} FROM patients p WHERE {scope}");
@@ -135,6 +138,7 @@ impl Store {
     }
 
     pub async fn add_weight(&self, actor: &Actor, patient: PatientId, new: NewWeight) -> Result<WeightEntry> {
+        actor.require(keta_domain::access::Permission::RecordSession)?;
         let now = self.now();
         new.validate(now.date())?;
         let actor = actor.clone();
@@ -154,6 +158,7 @@ impl Store {
     }
 
     pub async fn list_weights(&self, actor: &Actor, patient: PatientId) -> Result<Vec<WeightEntry>> {
+        actor.require(keta_domain::access::Permission::ViewClinical)?;
         let actor = actor.clone();
         self.read(move |c| {
             get_patient(c, &actor, patient)?;

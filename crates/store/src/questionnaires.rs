@@ -53,6 +53,7 @@ pub(crate) fn safety_firings(instrument_name: &str, score: &Score) -> Vec<AlertF
 
 impl Store {
     pub async fn submit_response(&self, actor: &Actor, patient: PatientId, new: NewQuestionnaireResponse) -> Result<QuestionnaireResponse> {
+        actor.require(keta_domain::access::Permission::EnterQuestionnaire)?;
         let instrument = instruments::catalog().get(&new.instrument).ok_or_else(|| {
             let known: Vec<&str> = instruments::catalog().all().iter().map(|i| i.code.as_str()).collect();
             DomainError::field("instrument", format!("unknown instrument '{}'; use one of: {}", new.instrument, known.join(", ")))
@@ -101,6 +102,7 @@ impl Store {
     }
 
     pub async fn list_responses(&self, actor: &Actor, patient: PatientId, instrument: Option<String>) -> Result<Vec<QuestionnaireResponse>> {
+        actor.require(keta_domain::access::Permission::ViewClinical)?;
         let actor = actor.clone();
         self.read(move |c| {
             crate::patients::get_patient(c, &actor, patient)?;

@@ -186,6 +186,7 @@ pub struct RecordedObservation {
 impl Store {
     /// Adds a session to a course; it takes the next sequence number.
     pub async fn create_session(&self, actor: &Actor, course: CourseId, new: NewSession) -> Result<TreatmentSession> {
+        actor.require(keta_domain::access::Permission::PlanTreatment)?;
         new.validate()?;
         let now = self.now();
         let actor = actor.clone();
@@ -216,12 +217,14 @@ impl Store {
     }
 
     pub async fn get_session(&self, actor: &Actor, id: SessionId) -> Result<TreatmentSession> {
+        actor.require(keta_domain::access::Permission::ViewClinical)?;
         let actor = actor.clone();
         self.read(move |c| get_session(c, &actor, id)).await
     }
 
     /// Sessions at a site scheduled in `[from, to)`, for the day's schedule and the board.
     pub async fn sessions_at_site(&self, actor: &Actor, site: SiteId, from: OffsetDateTime, to: OffsetDateTime) -> Result<Vec<TreatmentSession>> {
+        actor.require(keta_domain::access::Permission::ViewDemographics)?;
         if !actor.scope.allows(site) {
             return Err(StoreError::NotFound(format!("site {site}")));
         }
@@ -240,6 +243,7 @@ impl Store {
     /// Moves a session one step along its lifecycle (or stops it). Discharge is
     /// refused before the route's minimum monitoring time or with open alerts.
     pub async fn act_on_session(&self, actor: &Actor, id: SessionId, action: SessionAction) -> Result<TreatmentSession> {
+        actor.require(keta_domain::access::Permission::RecordSession)?;
         let now = self.now();
         let actor = actor.clone();
         self.write(move |c| {
@@ -276,6 +280,7 @@ impl Store {
         taken_at: Option<OffsetDateTime>,
         source: VitalsSource,
     ) -> Result<RecordedVitals> {
+        actor.require(keta_domain::access::Permission::RecordSession)?;
         vitals.validate()?;
         let now = self.now();
         let taken_at = taken_at.unwrap_or(now);
@@ -322,6 +327,7 @@ impl Store {
     }
 
     pub async fn list_vitals(&self, actor: &Actor, id: SessionId) -> Result<Vec<VitalsRecord>> {
+        actor.require(keta_domain::access::Permission::ViewClinical)?;
         let actor = actor.clone();
         self.read(move |c| {
             let s = get_session(c, &actor, id)?;
@@ -339,6 +345,7 @@ impl Store {
         body: ObservationBody,
         observed_at: Option<OffsetDateTime>,
     ) -> Result<RecordedObservation> {
+        actor.require(keta_domain::access::Permission::RecordSession)?;
         body.validate()?;
         let now = self.now();
         let observed_at = observed_at.unwrap_or(now);
@@ -373,6 +380,7 @@ impl Store {
     }
 
     pub async fn list_observations(&self, actor: &Actor, id: SessionId) -> Result<Vec<ObservationRecord>> {
+        actor.require(keta_domain::access::Permission::ViewClinical)?;
         let actor = actor.clone();
         self.read(move |c| {
             get_session(c, &actor, id)?;
@@ -389,6 +397,7 @@ impl Store {
         session: Option<SessionId>,
         new: NewAdverseEvent,
     ) -> Result<AdverseEvent> {
+        actor.require(keta_domain::access::Permission::RecordSession)?;
         new.validate()?;
         let now = self.now();
         if new.onset_at > now + time::Duration::minutes(5) {
@@ -422,6 +431,7 @@ impl Store {
     }
 
     pub async fn list_adverse_events(&self, actor: &Actor, patient: PatientId) -> Result<Vec<AdverseEvent>> {
+        actor.require(keta_domain::access::Permission::ViewClinical)?;
         let actor = actor.clone();
         self.read(move |c| {
             crate::patients::get_patient(c, &actor, patient)?;
@@ -435,6 +445,7 @@ impl Store {
 
     /// Writes the session note (signing and amendments come with signed records).
     pub async fn set_session_note(&self, actor: &Actor, id: SessionId, note: String) -> Result<TreatmentSession> {
+        actor.require(keta_domain::access::Permission::RecordSession)?;
         if note.len() > 20_000 {
             return Err(DomainError::field("note", "keep the note under 20,000 characters").into());
         }

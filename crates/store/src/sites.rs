@@ -30,6 +30,7 @@ pub fn get_site(c: &mut dyn Conn, id: SiteId) -> Result<Site> {
 
 impl Store {
     pub async fn create_site(&self, actor: &Actor, new: NewSite, chairs: Vec<String>) -> Result<Site> {
+        actor.require(keta_domain::access::Permission::ManageUsers)?;
         new.validate()?;
         let actor = actor.clone();
         let now = self.now();

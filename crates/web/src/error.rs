@@ -68,6 +68,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => Self { status: StatusCode::NOT_FOUND, kind: "not-found", title: "Not found", detail: format!("{what} not found"), errors: vec![] },
             StoreError::Conflict(msg) => Self { status: StatusCode::CONFLICT, kind: "conflict", title: "Conflicts with existing data", detail: msg, errors: vec![] },
             StoreError::Domain(d) => d.into(),
+            StoreError::Forbidden(msg) => Self { status: StatusCode::FORBIDDEN, kind: "forbidden", title: "Not allowed for your role", detail: msg, errors: vec![] },
             other => {
                 tracing::error!(error = %other, "storage error");
                 Self::internal()

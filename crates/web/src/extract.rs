@@ -50,6 +50,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
                     .map_err(|_| ApiError::bad_request("X-Keta-Sites", "give site ids separated by commas, e.g. '1,2'"))?,
             ),
         };
-        Ok(Caller(Actor { name: name.to_string(), scope }))
+        Ok(Caller(Actor { name: name.to_string(), scope, role: None, user_id: None }))
     }
 }

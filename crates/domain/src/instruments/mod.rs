@@ -403,7 +403,7 @@ impl Instrument {
         if item.answer_labels.is_empty() { &self.answer_labels } else { &item.answer_labels }
     }
 
-    /// "item 4 of PHQ-9", or "item 3 (CADSS item 6) of CADSS-6" for short forms.
+    /// "item 4 of PHQ-9", or "item 3 (original item 6) of CADSS-6" for short forms.
     pub(crate) fn item_name(&self, item: &Item) -> String {
         match item.source_item {
             Some(orig) => format!("item {} (original item {orig}) of {}", item.number, self.short_name),
@@ -434,8 +434,8 @@ impl Catalog {
         let mut instruments = Vec::with_capacity(sources.len());
         let mut codes = HashSet::new();
         for (path, text) in sources {
-            let inst = parse_instrument(text)
-                .map_err(|e| format!("embedded instrument data {path} is invalid: {e}"))?;
+            let inst =
+                parse_instrument(text).map_err(|e| format!("embedded instrument data {path} is invalid: {e}"))?;
             if !codes.insert(inst.code.clone()) {
                 return Err(format!("embedded instrument data {path}: duplicate code `{}`", inst.code));
             }

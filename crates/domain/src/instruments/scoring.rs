@@ -241,11 +241,8 @@ fn count_message(inst: &Instrument, got: usize) -> String {
         1 => format!("; item {n} optional"),
         _ => format!("; items {}-{n} optional", min + 1),
     };
-    let branching = if inst.items.iter().any(|i| i.ask_if.is_some()) {
-        "; use null/'-' for items not asked"
-    } else {
-        ""
-    };
+    let branching =
+        if inst.items.iter().any(|i| i.ask_if.is_some()) { "; use null/'-' for items not asked" } else { "" };
     let noun = if min == 1 { "answer" } else { "answers" };
     let items = if min == 1 { "item 1".to_string() } else { format!("items 1-{min}") };
     format!("{} needs {min} {noun} ({items}{optional}{branching}), got {got}", inst.short_name)
@@ -253,11 +250,7 @@ fn count_message(inst: &Instrument, got: usize) -> String {
 
 /// Reads one answer typed at the CLI: an integer, `yes`/`no`/`y`/`n` for yes/no items, or `-`
 /// for "not asked". Range is checked here; branching is checked by [`score`].
-pub fn parse_answer_token(
-    instrument: &Instrument,
-    item_index: usize,
-    token: &str,
-) -> Result<Option<i32>, DomainError> {
+pub fn parse_answer_token(instrument: &Instrument, item_index: usize, token: &str) -> Result<Option<i32>, DomainError> {
     let Some(item) = instrument.items.get(item_index) else {
         return Err(DomainError::field(
             "answers",

@@ -372,8 +372,10 @@ fn cssrs(a: &[Option<i32>]) -> Result<Score, DomainError> {
 
 #[test]
 fn cssrs_triage() {
+    /// answers, expected category, expected (safety flag item, urgent).
+    type Case<'a> = (&'a [Option<i32>], &'a str, Option<(u32, bool)>);
     let n = None;
-    let cases: &[(&[Option<i32>], &str, Option<(u32, bool)>)] = &[
+    let cases: &[Case] = &[
         (&[Some(0), Some(0), n, n, n, Some(0)], "none", None),
         (&[Some(1), Some(0), n, n, n, Some(0)], "low", None),
         (&[Some(1), Some(1), Some(0), Some(0), Some(0), Some(0)], "low", None),
@@ -420,12 +422,18 @@ fn cssrs_branching_errors() {
     assert_eq!(e[0].message, "item 3 of C-SSRS Screener must be answered (0 (no) or 1 (yes)) because item 2 is yes");
     // Q1 and Q6 always asked; Q6 coded 0-2.
     let e = errors(cssrs(&[None, Some(0), None, None, None, Some(3)]));
-    assert_eq!(e[0], FieldError::new("answers[0]", "item 1 of C-SSRS Screener is always asked; answer 0 (no) or 1 (yes)"));
+    assert_eq!(
+        e[0],
+        FieldError::new("answers[0]", "item 1 of C-SSRS Screener is always asked; answer 0 (no) or 1 (yes)")
+    );
     assert_eq!(
         e[1].message,
         "item 6 of C-SSRS Screener must be 0-2 (0 = no; 1 = yes, more than 3 months ago; 2 = yes, within the past 3 months), got 3"
     );
-    assert_eq!(errors(cssrs(&[Some(2), Some(0), None, None, None, Some(0)]))[0].message, "item 1 of C-SSRS Screener must be 0 (no) or 1 (yes), got 2");
+    assert_eq!(
+        errors(cssrs(&[Some(2), Some(0), None, None, None, Some(0)]))[0].message,
+        "item 1 of C-SSRS Screener must be 0 (no) or 1 (yes), got 2"
+    );
     let e = errors(cssrs(&[Some(0); 5]));
     assert_eq!(e[0].message, "C-SSRS Screener needs 6 answers (items 1-6; use null/'-' for items not asked), got 5");
 }
@@ -495,8 +503,14 @@ fn answer_tokens() {
         other => panic!("{other:?}"),
     };
     assert_eq!(msg(parse_answer_token(phq9, 3, "5")), "answers[3]: item 4 of PHQ-9 must be 0-3, got 5");
-    assert_eq!(msg(parse_answer_token(phq9, 0, "-")), "answers[0]: item 1 of PHQ-9 is always asked; '-' (not asked) is not allowed");
-    assert_eq!(msg(parse_answer_token(phq9, 0, "yes")), "answers[0]: item 1 of PHQ-9 is not a yes/no question; enter 0-3");
+    assert_eq!(
+        msg(parse_answer_token(phq9, 0, "-")),
+        "answers[0]: item 1 of PHQ-9 is always asked; '-' (not asked) is not allowed"
+    );
+    assert_eq!(
+        msg(parse_answer_token(phq9, 0, "yes")),
+        "answers[0]: item 1 of PHQ-9 is not a yes/no question; enter 0-3"
+    );
     assert_eq!(msg(parse_answer_token(phq9, 0, "abc")), "answers[0]: item 1 of PHQ-9: cannot read 'abc'; enter 0-3");
     assert_eq!(msg(parse_answer_token(phq9, 10, "1")), "answers: PHQ-9 has 10 items; there is no item 11");
 
@@ -509,6 +523,14 @@ fn answer_tokens() {
     assert!(msg(parse_answer_token(c, 1, "-")).contains("always asked"));
     assert!(msg(parse_answer_token(c, 5, "yes")).contains("not a yes/no question"));
     assert!(msg(parse_answer_token(c, 0, "maybe")).contains("cannot read 'maybe'; enter 0 (no) or 1 (yes), yes or no"));
+}
+
+#[test]
+fn openapi_schemas_build() {
+    use utoipa::PartialSchema;
+    for schema in [Instrument::schema(), Score::schema(), crate::outcomes::Outcome::schema()] {
+        assert!(serde_json::to_value(schema).is_ok());
+    }
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Builders shared by the stories and API tests.
 
+use keta_domain::access::Role;
 use keta_domain::course::{NewCourse, Phase, Route};
 use keta_domain::ids::{PatientId, SiteId};
 use keta_domain::patient::{Indication, NewPatient, Sex};
@@ -11,7 +12,15 @@ use time::macros::{date, datetime};
 pub const T0: OffsetDateTime = datetime!(2026-11-02 14:00 UTC);
 
 pub fn nurse(sites: &[SiteId]) -> Actor {
-    Actor { name: "nurse.test".into(), scope: SiteScope::Sites(sites.to_vec()) }
+    Actor::staff("nurse.test", Role::Nurse, SiteScope::Sites(sites.to_vec()))
+}
+
+pub fn prescriber(sites: &[SiteId]) -> Actor {
+    Actor::staff("dr.test", Role::Prescriber, SiteScope::Sites(sites.to_vec()))
+}
+
+pub fn front_desk(sites: &[SiteId]) -> Actor {
+    Actor::staff("desk.test", Role::FrontDesk, SiteScope::Sites(sites.to_vec()))
 }
 
 pub async fn site(store: &Store, code: &str) -> SiteId {

@@ -61,6 +61,24 @@ async fn patients_are_created_found_and_scoped_by_site() {
 }
 
 #[tokio::test]
+async fn roles_limit_what_each_user_can_do() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        let a = site(&db.store, "A").await;
+        let desk = front_desk(&[a]);
+        // The front desk registers patients and sees the schedule but not the chart.
+        let p = db.store.create_patient(&desk, new_patient(a, "A-0009")).await.unwrap().id;
+        assert!(db.store.get_patient(&desk, p).await.is_ok());
+        assert!(matches!(db.store.patient_chart(&desk, p).await, Err(StoreError::Forbidden(_))), "{:?}", db.kind);
+        assert!(matches!(db.store.list_responses(&desk, p, None).await, Err(StoreError::Forbidden(_))));
+        let audits = count(&db, "audit_log").await;
+        assert!(matches!(db.store.create_course(&desk, p, course(Route::IvRacemic)).await, Err(StoreError::Forbidden(_))));
+        assert_eq!(count(&db, "audit_log").await, audits, "a refused write changes nothing");
+        assert!(db.store.patient_chart(&prescriber(&[a]), p).await.is_ok());
+    }
+}
+
+#[tokio::test]
 async fn rejected_writes_change_nothing() {
     let clock = ManualClock::at(T0);
     for db in TestDb::all(&clock).await {
@@ -124,8 +142,10 @@ async fn an_iv_session_runs_from_check_in_to_discharge() {
         let a = site(s, "A").await;
         let p = patient(s, a, "A-0001").await;
         let n = nurse(&[a]);
-        let c = s.create_course(&n, p, course(Route::IvRacemic)).await.unwrap();
-        let sess = s.create_session(&n, c.id, NewSession { scheduled_for: T0, chair_id: None, planned_dose_mg: None }).await.unwrap();
+        // Nurses record in the chair but do not plan treatment.
+        assert!(matches!(s.create_course(&n, p, course(Route::IvRacemic)).await, Err(StoreError::Forbidden(_))));
+        let c = s.create_course(&prescriber(&[a]), p, course(Route::IvRacemic)).await.unwrap();
+        let sess = s.create_session(&prescriber(&[a]), c.id, NewSession { scheduled_for: T0, chair_id: None, planned_dose_mg: None }).await.unwrap();
         assert_eq!(sess.sequence, 1);
 
         // Nothing can be recorded before check-in.
