@@ -4,6 +4,7 @@
 //! problem+json. There is no SQL here.
 
 pub mod api;
+pub mod auth;
 pub mod error;
 pub mod extract;
 
