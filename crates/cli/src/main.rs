@@ -105,7 +105,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             println!("Serving on http://{addr}  (API: http://{addr}/api/v1/patients, OpenAPI: http://{addr}/api/openapi.json)");
             println!("Sign-in: the demo has no accounts yet; the API records callers by the X-Keta-User header.");
             println!("Press Ctrl-C to stop.");
-            keta_web::serve(listener, keta_web::AppState { store }, shutdown_signal()).await?;
+            keta_web::serve(listener, keta_web::AppState::new(store), shutdown_signal()).await?;
             Ok(())
         }
         Command::Serve { opts } => {
@@ -113,7 +113,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let store = keta_store::Store::open(&cfg.database_url).await.context("opening the database")?;
             let listener = tokio::net::TcpListener::bind(cfg.bind).await.with_context(|| format!("listening on {}", cfg.bind))?;
             tracing::info!(addr = %listener.local_addr()?, backend = ?store.backend(), "serving");
-            keta_web::serve(listener, keta_web::AppState { store }, shutdown_signal()).await?;
+            keta_web::serve(listener, keta_web::AppState::new(store), shutdown_signal()).await?;
             Ok(())
         }
         Command::Migrate { database_url } => {

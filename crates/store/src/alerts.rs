@@ -87,7 +87,7 @@ impl Store {
                 .query_opt(&format!("SELECT {COLS} FROM alerts WHERE id = $1"), params![id.0])?
                 .ok_or_else(|| StoreError::NotFound(format!("alert {id}")))?;
             let mut a = alert_from(&r)?;
-            if !actor.scope.allows(a.site_id) {
+            if !actor.may_see(a.site_id, a.patient_id) {
                 return Err(StoreError::NotFound(format!("alert {id}")));
             }
             if let (Some(at), Some(by)) = (a.acknowledged_at, &a.acknowledged_by) {

@@ -35,7 +35,7 @@ pub fn get_course(c: &mut dyn Conn, actor: &Actor, id: CourseId) -> Result<Cours
         .query_opt(&format!("SELECT {COLS} FROM courses WHERE id = $1"), params![id.0])?
         .ok_or_else(|| StoreError::NotFound(format!("course {id}")))?;
     let course = course_from(&r)?;
-    if !actor.scope.allows(course.site_id) {
+    if !actor.may_see(course.site_id, course.patient_id) {
         return Err(StoreError::NotFound(format!("course {id}")));
     }
     Ok(course)

@@ -1,1 +1,795 @@
-//! Importing historical records with their own timestamps (being written).
+//! Importing history with its own timestamps: treatment sessions as they happened (with
+//! their vitals, observations, questionnaires, alerts, acknowledgements and adverse
+//! events) and patient-level questionnaire check-ins completed between sessions.
+//!
+//! The live API stamps every record with the clock; a migration from another system, or
+//! the synthetic demo and benchmark clinics, need records dated in the past. Import keeps
+//! the live rules:
+//!
+//! * every input goes through the domain validators first, and the batch is all-or-nothing:
+//!   one bad session or reading fails the call, naming it (`sessions[3].vitals[2].spo2_pct`),
+//!   and nothing is written;
+//! * the lifecycle is replayed through [`TreatmentSession::apply`], so an imported session
+//!   obeys the same state machine as a live one (no skipped steps, a stop needs a reason,
+//!   no discharge before the route's minimum monitoring time or with unacknowledged alerts);
+//! * alerts are raised by [`SafetyRules::builtin`] from the historical readings exactly as
+//!   `record_vitals`/`record_observation`/`submit_response` would have raised them (baseline =
+//!   the session's first blood pressure; phase from the dose start), dated when the reading
+//!   was taken; an [`AlertAcknowledgement`] policy acknowledges them afterwards;
+//! * one audit entry per imported session (`session_import`) or check-in (`response_import`)
+//!   records who imported what, naming the kinds of data, never values. The audit entry is
+//!   dated when the import ran: the trail records when Keta learnt of the data.
+//!
+//! Each call is one write transaction. Children rows are written with multi-row inserts and
+//! the audit entries last, so on PostgreSQL the audit chain's lock is held only briefly.
+
+use std::collections::HashMap;
+
+use time::{Duration, OffsetDateTime};
+
+use keta_domain::alerts::{AlertFiring, DosePhase, SafetyRules};
+use keta_domain::course::CourseStatus;
+use keta_domain::ids::{ChairId, CourseId, PatientId, SessionId, SiteId};
+use keta_domain::instruments;
+use keta_domain::records::{CompletedBy, VitalsSource};
+use keta_domain::session::{
+    DischargeContext, NewAdverseEvent, NewSession, ObservationBody, SessionAction, SessionState, TreatmentSession,
+};
+use keta_domain::units::Milligrams;
+use keta_domain::vitals::VitalSigns;
+use keta_domain::{DomainError, FieldError};
+
+use crate::audit::{self, Action, Entry};
+use crate::conn::{Conn, Value};
+use crate::error::{Result, StoreError};
+use crate::time_codec::{json, ms};
+use crate::{Actor, Store, params};
+
+/// How long after it was raised each alert of an imported record was acknowledged, by whom
+/// and with what note. The acknowledgement is never later than the end of the session (a
+/// discharged session had no open alerts) nor later than now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertAcknowledgement {
+    pub by: String,
+    pub after: Duration,
+    pub note: Option<String>,
+}
+
+/// One lifecycle step as it happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionStep {
+    pub action: SessionAction,
+    pub at: OffsetDateTime,
+}
+
+impl SessionStep {
+    pub fn new(action: SessionAction, at: OffsetDateTime) -> Self {
+        Self { action, at }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoricalVitals {
+    pub taken_at: OffsetDateTime,
+    pub vitals: VitalSigns,
+    pub source: VitalsSource,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoricalObservation {
+    pub observed_at: OffsetDateTime,
+    pub body: ObservationBody,
+}
+
+/// A completed questionnaire with its answers; scored on import.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoricalResponse {
+    pub instrument: String,
+    pub answers: Vec<Option<i32>>,
+    pub completed_at: OffsetDateTime,
+    pub completed_by: CompletedBy,
+}
+
+/// A treatment session as it happened. The route, patient and site come from the course.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoricalSession {
+    pub course_id: CourseId,
+    pub chair_id: Option<ChairId>,
+    pub scheduled_for: OffsetDateTime,
+    pub planned_dose_mg: Option<Milligrams>,
+    /// The lifecycle steps in order (check in, pre-dose checks, start dose, end dose,
+    /// discharge; or a stop). A session whose steps stop short of discharge or stop is
+    /// imported in progress (e.g. a patient in the chair when a system is migrated).
+    pub steps: Vec<SessionStep>,
+    /// Readings between check-in and the end of the session.
+    pub vitals: Vec<HistoricalVitals>,
+    /// Sedation scores, side effects and interventions between check-in and the end.
+    pub observations: Vec<HistoricalObservation>,
+    /// Questionnaires tied to this session (and its course), completed before it ended.
+    pub responses: Vec<HistoricalResponse>,
+    pub adverse_events: Vec<NewAdverseEvent>,
+    /// Acknowledges every alert the session's records raise; `None` leaves them open
+    /// (which the lifecycle replay refuses for a discharged session).
+    pub acknowledge_alerts: Option<AlertAcknowledgement>,
+    pub note: Option<String>,
+    /// Sets the course's status after this session (e.g. `Completed` after the last
+    /// induction session).
+    pub course_status_after: Option<CourseStatus>,
+}
+
+impl HistoricalSession {
+    /// A session with no steps or records yet.
+    pub fn new(course_id: CourseId, scheduled_for: OffsetDateTime) -> Self {
+        Self {
+            course_id,
+            chair_id: None,
+            scheduled_for,
+            planned_dose_mg: None,
+            steps: Vec::new(),
+            vitals: Vec::new(),
+            observations: Vec::new(),
+            responses: Vec::new(),
+            adverse_events: Vec::new(),
+            acknowledge_alerts: None,
+            note: None,
+            course_status_after: None,
+        }
+    }
+}
+
+/// A questionnaire completed outside a session (e.g. a weekly check-in at home).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoricalCheckIn {
+    pub patient_id: PatientId,
+    /// The course it counts towards, if any (outcomes are computed per course).
+    pub course_id: Option<CourseId>,
+    pub response: HistoricalResponse,
+    pub acknowledge_alerts: Option<AlertAcknowledgement>,
+}
+
+/// What an import wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImportSummary {
+    /// The new sessions, in input order (empty for check-ins).
+    pub sessions: Vec<SessionId>,
+    pub vitals: usize,
+    pub observations: usize,
+    pub responses: usize,
+    pub alerts: usize,
+    /// Alerts left unacknowledged.
+    pub open_alerts: usize,
+    pub adverse_events: usize,
+}
+
+// ---------------------------------------------------------------------------------------
+// Validation and preparation (pure; runs before the write transaction)
+// ---------------------------------------------------------------------------------------
+
+/// How far ahead of the clock a timestamp may be (device clocks drift), as in the live API.
+const CLOCK_SLACK: Duration = Duration::minutes(5);
+const MAX_NOTE_LEN: usize = 20_000;
+
+/// Collects field errors from many records, each under its own path.
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, field: String, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, message));
+    }
+    fn nest(&mut self, prefix: &str, r: std::result::Result<(), DomainError>) {
+        match r {
+            Ok(()) => {}
+            Err(DomainError::Invalid(errs)) => {
+                self.0.extend(errs.into_iter().map(|e| FieldError::new(format!("{prefix}.{}", e.field), e.message)));
+            }
+            Err(DomainError::Conflict(m)) => self.push(prefix.to_string(), m),
+        }
+    }
+    fn finish(self) -> Result<()> {
+        if self.0.is_empty() { Ok(()) } else { Err(DomainError::Invalid(self.0).into()) }
+    }
+}
+
+struct PreparedAlert {
+    firing: AlertFiring,
+    raised_at: OffsetDateTime,
+    ack: Option<(OffsetDateTime, String, Option<String>)>,
+}
+
+struct PreparedResponse {
+    instrument: String,
+    answers: String,
+    total: Option<i32>,
+    severity: Option<String>,
+    score: String,
+    completed_at: OffsetDateTime,
+    completed_by: CompletedBy,
+}
+
+struct PreparedSession {
+    input: HistoricalSession,
+    dose_started_at: Option<OffsetDateTime>,
+    responses: Vec<PreparedResponse>,
+    alerts: Vec<PreparedAlert>,
+}
+
+fn check_ack(errs: &mut Errors, at: &str, ack: &Option<AlertAcknowledgement>) {
+    if let Some(a) = ack {
+        let by = a.by.trim();
+        if by.is_empty() || by.len() > 100 {
+            errs.push(format!("{at}.by"), "name who acknowledged the alerts (1-100 characters)");
+        }
+        if a.after.is_negative() {
+            errs.push(format!("{at}.after"), "an alert cannot be acknowledged before it was raised");
+        }
+        if a.note.as_ref().is_some_and(|n| n.len() > 2000) {
+            errs.push(format!("{at}.note"), "keep the note under 2000 characters");
+        }
+    }
+}
+
+fn acknowledged(ack: &Option<AlertAcknowledgement>, raised_at: OffsetDateTime, cap: OffsetDateTime) -> Option<(OffsetDateTime, String, Option<String>)> {
+    ack.as_ref().map(|a| {
+        let at = (raised_at + a.after).min(cap).max(raised_at);
+        (at, a.by.trim().to_string(), a.note.clone())
+    })
+}
+
+/// Scores a response, or records why it cannot be scored.
+fn prepare_response(errs: &mut Errors, at: &str, r: HistoricalResponse, now: OffsetDateTime) -> Option<(PreparedResponse, Vec<AlertFiring>)> {
+    if r.completed_at > now + CLOCK_SLACK {
+        errs.push(format!("{at}.completed_at"), "completion time cannot be in the future");
+    }
+    let Some(instrument) = instruments::catalog().get(&r.instrument) else {
+        let known: Vec<&str> = instruments::catalog().all().iter().map(|i| i.code.as_str()).collect();
+        errs.push(format!("{at}.instrument"), format!("unknown instrument '{}'; use one of: {}", r.instrument, known.join(", ")));
+        return None;
+    };
+    match instruments::score(instrument, &r.answers) {
+        Ok(score) => {
+            let firings = crate::questionnaires::safety_firings(&instrument.short_name, &score);
+            Some((
+                PreparedResponse {
+                    answers: json(&r.answers),
+                    total: score.total,
+                    severity: score.severity.as_ref().map(|b| b.code.clone()),
+                    score: json(&score),
+                    instrument: r.instrument,
+                    completed_at: r.completed_at,
+                    completed_by: r.completed_by,
+                },
+                firings,
+            ))
+        }
+        Err(e) => {
+            errs.nest(at, Err(e));
+            None
+        }
+    }
+}
+
+fn prepare_session(errs: &mut Errors, i: usize, mut s: HistoricalSession, now: OffsetDateTime) -> Option<PreparedSession> {
+    let at = format!("sessions[{i}]");
+    let before = errs.0.len();
+    let rules = SafetyRules::builtin();
+    errs.nest(&at, NewSession { scheduled_for: s.scheduled_for, chair_id: s.chair_id, planned_dose_mg: s.planned_dose_mg }.validate());
+    check_ack(errs, &format!("{at}.acknowledge_alerts"), &s.acknowledge_alerts);
+    if s.note.as_ref().is_some_and(|n| n.len() > MAX_NOTE_LEN) {
+        errs.push(format!("{at}.note"), "keep the note under 20,000 characters");
+    }
+
+    // Steps: at least one, in time order, none in the future. The state machine itself is
+    // replayed in the transaction, once the course (and so the route) is known.
+    if s.steps.is_empty() {
+        errs.push(format!("{at}.steps"), "give the session's lifecycle steps (check in first), or a stop with its reason");
+    }
+    for (j, w) in s.steps.windows(2).enumerate() {
+        if w[1].at < w[0].at {
+            errs.push(format!("{at}.steps[{}].at", j + 1), "steps must be in time order");
+        }
+    }
+    if s.steps.iter().any(|st| st.at > now + CLOCK_SLACK) {
+        errs.push(format!("{at}.steps"), "a step cannot be in the future");
+    }
+    let step_at = |pred: fn(&SessionAction) -> bool| s.steps.iter().find(|st| pred(&st.action)).map(|st| st.at);
+    let checked_in_at = step_at(|a| matches!(a, SessionAction::CheckIn));
+    let dose_started_at = step_at(|a| matches!(a, SessionAction::StartDose));
+    let terminal = s.steps.last().filter(|st| matches!(st.action, SessionAction::Discharge | SessionAction::Stop { .. })).map(|st| st.at);
+    // Records belong between check-in and the end of the session (or now, if it is in progress).
+    let end = terminal.unwrap_or(now + CLOCK_SLACK);
+    let ack_cap = terminal.unwrap_or(now);
+
+    let in_window = |t: OffsetDateTime| checked_in_at.is_some_and(|c| t >= c) && t <= end;
+    let window_msg = "must fall between the session's check-in and its end";
+
+    let mut alerts = Vec::new();
+    let mut raise = |firings: Vec<AlertFiring>, raised_at: OffsetDateTime, ack: &Option<AlertAcknowledgement>| {
+        for firing in firings {
+            alerts.push(PreparedAlert { firing, raised_at, ack: acknowledged(ack, raised_at, ack_cap) });
+        }
+    };
+
+    // Vitals in time order, each judged against the session's first blood pressure, as
+    // record_vitals does.
+    s.vitals.sort_by_key(|v| v.taken_at);
+    let mut baseline: Option<VitalSigns> = None;
+    for (j, v) in s.vitals.iter().enumerate() {
+        let vat = format!("{at}.vitals[{j}]");
+        errs.nest(&vat, v.vitals.validate());
+        if !in_window(v.taken_at) {
+            errs.push(format!("{vat}.taken_at"), window_msg);
+        }
+        let phase = match dose_started_at {
+            Some(d) if v.taken_at >= d => DosePhase::PostDose { minutes_since_dose: (v.taken_at - d).whole_minutes() },
+            _ => DosePhase::PreDose,
+        };
+        raise(rules.evaluate_vitals(phase, &v.vitals, baseline.as_ref()), v.taken_at, &s.acknowledge_alerts);
+        if baseline.is_none() && v.vitals.systolic_mmhg.is_some() {
+            baseline = Some(v.vitals);
+        }
+    }
+
+    s.observations.sort_by_key(|o| o.observed_at);
+    for (j, o) in s.observations.iter().enumerate() {
+        let oat = format!("{at}.observations[{j}]");
+        errs.nest(&oat, o.body.validate());
+        if !in_window(o.observed_at) {
+            errs.push(format!("{oat}.observed_at"), window_msg);
+        }
+        let firings = match &o.body {
+            ObservationBody::Moaas { score } => rules.evaluate_moaas(*score),
+            ObservationBody::SideEffect { symptom, .. } => {
+                let codes = std::slice::from_ref(symptom);
+                match rules.validate_symptom_codes(codes) {
+                    Ok(()) => rules.evaluate_symptoms(codes),
+                    Err(e) => {
+                        errs.nest(&format!("{oat}.symptom"), Err(e));
+                        Vec::new()
+                    }
+                }
+            }
+            ObservationBody::Intervention { .. } => Vec::new(),
+        };
+        raise(firings, o.observed_at, &s.acknowledge_alerts);
+    }
+
+    let mut responses = Vec::with_capacity(s.responses.len());
+    for (j, r) in std::mem::take(&mut s.responses).into_iter().enumerate() {
+        let rat = format!("{at}.responses[{j}]");
+        if r.completed_at > end {
+            errs.push(format!("{rat}.completed_at"), "a questionnaire tied to a session must be completed before the session ended");
+        }
+        if let Some((p, firings)) = prepare_response(errs, &rat, r, now) {
+            raise(firings, p.completed_at, &s.acknowledge_alerts);
+            responses.push(p);
+        }
+    }
+
+    for (j, ae) in s.adverse_events.iter().enumerate() {
+        let aat = format!("{at}.adverse_events[{j}]");
+        errs.nest(&aat, ae.validate());
+        if ae.onset_at > now + CLOCK_SLACK {
+            errs.push(format!("{aat}.onset_at"), "onset cannot be in the future");
+        }
+    }
+
+    alerts.sort_by_key(|a| a.raised_at);
+    (errs.0.len() == before).then_some(PreparedSession { input: s, dose_started_at, responses, alerts })
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing
+// ---------------------------------------------------------------------------------------
+
+/// Most rows per INSERT statement. Chunks are powers of two, so a table is written with at
+/// most seven distinct statements and prepared-statement caches stay warm.
+const MAX_ROWS_PER_INSERT: usize = 64;
+
+/// Rows for one table, written with multi-row inserts.
+struct Rows {
+    head: &'static str,
+    ncols: usize,
+    flat: Vec<Value>,
+}
+
+impl Rows {
+    fn new(head: &'static str, ncols: usize) -> Self {
+        Self { head, ncols, flat: Vec::new() }
+    }
+    fn push<const N: usize>(&mut self, row: [Value; N]) {
+        debug_assert_eq!(N, self.ncols);
+        self.flat.extend(row);
+    }
+    fn len(&self) -> usize {
+        self.flat.len() / self.ncols
+    }
+    fn write(&self, c: &mut dyn Conn) -> Result<()> {
+        let total = self.len();
+        let mut start = 0;
+        while start < total {
+            let left = (total - start).min(MAX_ROWS_PER_INSERT);
+            let n = 1 << left.ilog2();
+            let mut sql = String::with_capacity(self.head.len() + n * self.ncols * 5);
+            sql.push_str(self.head);
+            sql.push_str(" VALUES ");
+            for r in 0..n {
+                if r > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('(');
+                for k in 0..self.ncols {
+                    if k > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push('$');
+                    sql.push_str(&(r * self.ncols + k + 1).to_string());
+                }
+                sql.push(')');
+            }
+            c.execute(&sql, &self.flat[start * self.ncols..(start + n) * self.ncols])?;
+            start += n;
+        }
+        Ok(())
+    }
+}
+
+fn opt_ms(t: Option<OffsetDateTime>) -> Value {
+    t.map(ms).into()
+}
+
+fn alerts_rows() -> Rows {
+    Rows::new(
+        "INSERT INTO alerts (site_id, patient_id, session_id, rule, severity, message, source, raised_at, acknowledged_at, acknowledged_by, acknowledgement_note)",
+        11,
+    )
+}
+
+fn push_alert(rows: &mut Rows, site: SiteId, patient: PatientId, session: Option<SessionId>, a: PreparedAlert) -> bool {
+    let level = crate::alerts::level_of(&a.firing);
+    let open = a.ack.is_none();
+    let (ack_at, ack_by, ack_note) = match a.ack {
+        Some((at, by, note)) => (Some(ms(at)), Some(by), note),
+        None => (None, None, None),
+    };
+    rows.push([
+        site.0.into(),
+        patient.0.into(),
+        session.map(|s| s.0).into(),
+        a.firing.rule.into(),
+        level.as_str().into(),
+        a.firing.message.into(),
+        a.firing.source.into(),
+        ms(a.raised_at).into(),
+        ack_at.into(),
+        ack_by.into(),
+        ack_note.into(),
+    ]);
+    open
+}
+
+fn responses_rows() -> Rows {
+    Rows::new(
+        "INSERT INTO questionnaire_responses (patient_id, site_id, course_id, session_id, instrument, answers, total, severity, score, completed_at, completed_by)",
+        11,
+    )
+}
+
+fn response_values(r: PreparedResponse, patient: PatientId, site: SiteId, course: Option<CourseId>, session: Option<SessionId>) -> [Value; 11] {
+    [
+        patient.0.into(),
+        site.0.into(),
+        course.map(|c| c.0).into(),
+        session.map(|s| s.0).into(),
+        r.instrument.into(),
+        r.answers.into(),
+        r.total.into(),
+        r.severity.into(),
+        r.score.into(),
+        ms(r.completed_at).into(),
+        r.completed_by.as_str().into(),
+    ]
+}
+
+/// What the transaction learns about a course once.
+struct CourseFacts {
+    course: keta_domain::course::Course,
+    sessions: i64,
+    last_scheduled: Option<i64>,
+}
+
+fn lifecycle_error(i: usize, j: usize, e: DomainError) -> StoreError {
+    let msg = match e {
+        DomainError::Conflict(m) => m,
+        other => other.to_string(),
+    };
+    DomainError::field(format!("sessions[{i}].steps[{j}]"), msg).into()
+}
+
+impl Store {
+    /// Imports historical sessions in one transaction; see the module docs. Sessions of
+    /// one course must come in time order and after the course's existing sessions, so
+    /// sequence numbers follow time.
+    pub async fn import_history(&self, actor: &Actor, batch: Vec<HistoricalSession>) -> Result<ImportSummary> {
+        let now = self.now();
+        let mut errs = Errors::default();
+        let prepared: Vec<PreparedSession> =
+            batch.into_iter().enumerate().filter_map(|(i, s)| prepare_session(&mut errs, i, s, now)).collect();
+        errs.finish()?;
+        if prepared.is_empty() {
+            return Ok(ImportSummary::default());
+        }
+        let actor = actor.clone();
+        self.write(move |c| write_sessions(c, &actor, now, prepared)).await
+    }
+
+    /// Imports questionnaires completed between sessions, with their own completion times,
+    /// in one transaction. Safety items raise their alerts dated at completion; the
+    /// acknowledgement policy (if any) closes them.
+    pub async fn import_responses(&self, actor: &Actor, batch: Vec<HistoricalCheckIn>) -> Result<ImportSummary> {
+        let now = self.now();
+        let mut errs = Errors::default();
+        let mut prepared = Vec::with_capacity(batch.len());
+        for (i, b) in batch.into_iter().enumerate() {
+            let at = format!("responses[{i}]");
+            check_ack(&mut errs, &format!("{at}.acknowledge_alerts"), &b.acknowledge_alerts);
+            if let Some((r, firings)) = prepare_response(&mut errs, &at, b.response, now) {
+                let alerts: Vec<PreparedAlert> = firings
+                    .into_iter()
+                    .map(|firing| PreparedAlert { firing, raised_at: r.completed_at, ack: acknowledged(&b.acknowledge_alerts, r.completed_at, now) })
+                    .collect();
+                prepared.push((b.patient_id, b.course_id, r, alerts));
+            }
+        }
+        errs.finish()?;
+        if prepared.is_empty() {
+            return Ok(ImportSummary::default());
+        }
+        let actor = actor.clone();
+        self.write(move |c| {
+            let mut sites: HashMap<PatientId, SiteId> = HashMap::new();
+            let mut courses: HashMap<CourseId, PatientId> = HashMap::new();
+            let mut summary = ImportSummary::default();
+            let mut alert_rows = alerts_rows();
+            let mut audits = Vec::with_capacity(prepared.len());
+            for (i, (patient, course, r, alerts)) in prepared.into_iter().enumerate() {
+                let site = match sites.get(&patient) {
+                    Some(s) => *s,
+                    None => {
+                        let p = crate::patients::get_patient(c, &actor, patient)?;
+                        sites.insert(patient, p.site_id);
+                        p.site_id
+                    }
+                };
+                if let Some(cid) = course {
+                    let owner = match courses.get(&cid) {
+                        Some(o) => *o,
+                        None => {
+                            let o = crate::courses::get_course(c, &actor, cid)?.patient_id;
+                            courses.insert(cid, o);
+                            o
+                        }
+                    };
+                    if owner != patient {
+                        return Err(DomainError::field(format!("responses[{i}].course_id"), "that course belongs to another patient").into());
+                    }
+                }
+                let id = c.insert(
+                    "INSERT INTO questionnaire_responses (patient_id, site_id, course_id, session_id, instrument, answers, total, severity, score, completed_at, completed_by)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                    &response_values(r, patient, site, course, None),
+                )?;
+                summary.responses += 1;
+                let mut fields = vec!["instrument", "answers", "completed_at"];
+                if course.is_some() {
+                    fields.push("course_id");
+                }
+                if !alerts.is_empty() {
+                    fields.push("alerts");
+                    if alerts.iter().any(|a| a.ack.is_some()) {
+                        fields.push("alert_acknowledgements");
+                    }
+                }
+                for a in alerts {
+                    summary.alerts += 1;
+                    summary.open_alerts += usize::from(push_alert(&mut alert_rows, site, patient, None, a));
+                }
+                audits.push((id, patient, site, fields));
+            }
+            alert_rows.write(c)?;
+            for (id, patient, site, fields) in audits {
+                audit::record(c, &actor, now, Entry {
+                    action: Action::Create, object_type: "response_import", object_id: Some(id.to_string()), patient_id: Some(patient),
+                    site_id: Some(site), fields: &fields,
+                })?;
+            }
+            Ok(summary)
+        })
+        .await
+    }
+}
+
+fn write_sessions(c: &mut dyn Conn, actor: &Actor, now: OffsetDateTime, prepared: Vec<PreparedSession>) -> Result<ImportSummary> {
+    let rules = SafetyRules::builtin();
+    let mut courses: HashMap<CourseId, CourseFacts> = HashMap::new();
+    let mut chairs: HashMap<(ChairId, SiteId), bool> = HashMap::new();
+    let mut summary = ImportSummary::default();
+    let mut vitals = Rows::new(
+        "INSERT INTO vitals (session_id, patient_id, taken_at, systolic_mmhg, diastolic_mmhg, heart_rate_bpm, spo2_pct, resp_rate_per_min, source)",
+        9,
+    );
+    let mut observations = Rows::new("INSERT INTO observations (session_id, patient_id, kind, observed_at, body)", 5);
+    let mut responses = responses_rows();
+    let mut alerts = alerts_rows();
+    let mut aes = Rows::new(
+        "INSERT INTO adverse_events (patient_id, session_id, description, severity, serious, action_taken, outcome, onset_at, recorded_at)",
+        9,
+    );
+    let mut audits: Vec<(SessionId, PatientId, SiteId, Vec<&'static str>)> = Vec::with_capacity(prepared.len());
+
+    for (i, p) in prepared.into_iter().enumerate() {
+        let s = p.input;
+        if !courses.contains_key(&s.course_id) {
+            let course = crate::courses::get_course(c, actor, s.course_id)?;
+            let r = c.query_opt("SELECT count(*), max(scheduled_for) FROM sessions WHERE course_id = $1", params![s.course_id.0])?;
+            let (sessions, last_scheduled) = match r {
+                Some(r) => (r.i64(0)?, r.opt_i64(1)?),
+                None => (0, None),
+            };
+            courses.insert(s.course_id, CourseFacts { course, sessions, last_scheduled });
+        }
+        let facts = courses.get_mut(&s.course_id).expect("inserted above");
+        let (patient, site, route) = (facts.course.patient_id, facts.course.site_id, facts.course.route);
+        if let Some(chair) = s.chair_id {
+            let ok = match chairs.get(&(chair, site)) {
+                Some(ok) => *ok,
+                None => {
+                    let ok = c.query_opt("SELECT id FROM chairs WHERE id = $1 AND site_id = $2", params![chair.0, site.0])?.is_some();
+                    chairs.insert((chair, site), ok);
+                    ok
+                }
+            };
+            if !ok {
+                return Err(DomainError::field(format!("sessions[{i}].chair_id"), format!("chair {chair} is not a chair of this patient's site")).into());
+            }
+        }
+        let scheduled = ms(s.scheduled_for);
+        if facts.last_scheduled.is_some_and(|last| scheduled < last) {
+            return Err(DomainError::field(
+                format!("sessions[{i}].scheduled_for"),
+                format!("course {} already has a later session; import a course's sessions in time order", s.course_id),
+            )
+            .into());
+        }
+        facts.last_scheduled = Some(scheduled);
+        facts.sessions += 1;
+        let sequence = facts.sessions;
+
+        // Replay the lifecycle through the domain's state machine.
+        let mut session = TreatmentSession {
+            id: SessionId(0),
+            course_id: s.course_id,
+            patient_id: patient,
+            site_id: site,
+            chair_id: s.chair_id,
+            route,
+            sequence: u32::try_from(sequence).map_err(|_| StoreError::Conflict("too many sessions in one course".into()))?,
+            scheduled_for: s.scheduled_for,
+            state: SessionState::Scheduled,
+            checked_in_at: None,
+            pre_dose_checks_at: None,
+            dose_started_at: None,
+            monitoring_started_at: None,
+            discharged_at: None,
+            stopped_at: None,
+            stop_reason: None,
+            planned_dose_mg: s.planned_dose_mg,
+            note: s.note.clone(),
+        };
+        let minimum_monitoring = rules.minimum_monitoring(route);
+        for (j, step) in s.steps.iter().enumerate() {
+            let open_alerts =
+                p.alerts.iter().filter(|a| a.raised_at <= step.at && a.ack.as_ref().is_none_or(|(at, _, _)| *at > step.at)).count();
+            session.apply(&step.action, step.at, DischargeContext { minimum_monitoring, open_alerts }).map_err(|e| lifecycle_error(i, j, e))?;
+        }
+        debug_assert_eq!(session.dose_started_at, p.dose_started_at);
+
+        let sid = SessionId(c.insert(
+            "INSERT INTO sessions (course_id, patient_id, site_id, chair_id, route, sequence, scheduled_for, state, checked_in_at, pre_dose_checks_at,
+             dose_started_at, monitoring_started_at, discharged_at, stopped_at, stop_reason, planned_dose_mg, note)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
+            params![
+                s.course_id.0, patient.0, site.0, s.chair_id.map(|c| c.0), route.as_str(), sequence, scheduled, session.state.as_str(),
+                opt_ms(session.checked_in_at), opt_ms(session.pre_dose_checks_at), opt_ms(session.dose_started_at),
+                opt_ms(session.monitoring_started_at), opt_ms(session.discharged_at), opt_ms(session.stopped_at), session.stop_reason.as_deref(),
+                s.planned_dose_mg.map(|d| d.0), s.note.as_deref()
+            ],
+        )?);
+        summary.sessions.push(sid);
+
+        let mut fields: Vec<&'static str> = vec!["session", "lifecycle"];
+        if !s.vitals.is_empty() {
+            fields.push("vitals");
+        }
+        for v in &s.vitals {
+            vitals.push([
+                sid.0.into(),
+                patient.0.into(),
+                ms(v.taken_at).into(),
+                v.vitals.systolic_mmhg.map(|x| x.0).into(),
+                v.vitals.diastolic_mmhg.map(|x| x.0).into(),
+                v.vitals.heart_rate_bpm.map(|x| x.0).into(),
+                v.vitals.spo2_pct.map(|x| x.0).into(),
+                v.vitals.resp_rate_per_min.map(|x| x.0).into(),
+                v.source.as_str().into(),
+            ]);
+        }
+        summary.vitals += s.vitals.len();
+        if !s.observations.is_empty() {
+            fields.push("observations");
+        }
+        for o in &s.observations {
+            observations.push([sid.0.into(), patient.0.into(), o.body.kind().into(), ms(o.observed_at).into(), json(&o.body).into()]);
+        }
+        summary.observations += s.observations.len();
+        if !p.responses.is_empty() {
+            fields.push("questionnaire_responses");
+        }
+        summary.responses += p.responses.len();
+        for r in p.responses {
+            responses.push(response_values(r, patient, site, Some(s.course_id), Some(sid)));
+        }
+        if !p.alerts.is_empty() {
+            fields.push("alerts");
+            if p.alerts.iter().any(|a| a.ack.is_some()) {
+                fields.push("alert_acknowledgements");
+            }
+        }
+        for a in p.alerts {
+            summary.alerts += 1;
+            summary.open_alerts += usize::from(push_alert(&mut alerts, site, patient, Some(sid), a));
+        }
+        if !s.adverse_events.is_empty() {
+            fields.push("adverse_events");
+        }
+        let session_end = session.discharged_at.or(session.stopped_at).unwrap_or(now);
+        for ae in &s.adverse_events {
+            // Recorded when the session closed, or at onset if that came later.
+            let recorded_at = ae.onset_at.max(session_end).min(now.max(ae.onset_at));
+            aes.push([
+                patient.0.into(),
+                sid.0.into(),
+                ae.description.trim().into(),
+                ae.severity.as_str().into(),
+                ae.serious.into(),
+                ae.action_taken.trim().into(),
+                ae.outcome.trim().into(),
+                ms(ae.onset_at).into(),
+                ms(recorded_at).into(),
+            ]);
+        }
+        summary.adverse_events += s.adverse_events.len();
+        if s.note.is_some() {
+            fields.push("note");
+        }
+        if let Some(status) = s.course_status_after {
+            c.execute("UPDATE courses SET status = $1 WHERE id = $2", params![status.as_str(), s.course_id.0])?;
+            fields.push("course_status");
+        }
+        audits.push((sid, patient, site, fields));
+    }
+
+    vitals.write(c)?;
+    observations.write(c)?;
+    responses.write(c)?;
+    alerts.write(c)?;
+    aes.write(c)?;
+    // Last, so PostgreSQL holds the audit chain's lock only for these statements and the commit.
+    for (sid, patient, site, fields) in audits {
+        audit::record(c, actor, now, Entry {
+            action: Action::Create, object_type: "session_import", object_id: Some(sid.to_string()), patient_id: Some(patient),
+            site_id: Some(site), fields: &fields,
+        })?;
+    }
+    Ok(summary)
+}

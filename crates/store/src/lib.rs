@@ -7,7 +7,9 @@
 //! operation writes its audit entry in the same transaction as the change, and all
 //! reads of patient data are scoped by the caller's sites.
 
+pub mod accounts;
 pub mod audit;
+pub mod credentials;
 pub mod conn;
 pub mod error;
 mod migrate;
@@ -28,7 +30,7 @@ pub mod sites;
 use std::sync::Arc;
 
 use keta_domain::access::{self, Permission, Role};
-use keta_domain::ids::SiteId;
+use keta_domain::ids::{PatientId, SiteId};
 use time::OffsetDateTime;
 
 pub use conn::{Backend, Conn, Row, Value};
@@ -44,17 +46,19 @@ pub struct Actor {
     /// The user's role; `None` only for Keta itself (setup, demo seeding, imports).
     pub role: Option<Role>,
     pub user_id: Option<i64>,
+    /// Patients outside `scope` opened through unexpired break-glass grants.
+    pub break_glass: Vec<PatientId>,
 }
 
 impl Actor {
     /// Keta itself (setup, demo seeding), seeing every site with every permission.
     pub fn system() -> Self {
-        Self { name: "system".into(), scope: SiteScope::All, role: None, user_id: None }
+        Self { name: "system".into(), scope: SiteScope::All, role: None, user_id: None, break_glass: vec![] }
     }
 
     /// A staff member with a role, limited to `scope`.
     pub fn staff(name: impl Into<String>, role: Role, scope: SiteScope) -> Self {
-        Self { name: name.into(), scope, role: Some(role), user_id: None }
+        Self { name: name.into(), scope, role: Some(role), user_id: None, break_glass: vec![] }
     }
 
     /// The permission table, checked by every store operation before it touches data.
@@ -64,6 +68,11 @@ impl Actor {
             Some(r) if access::allowed(r, p) => Ok(()),
             Some(r) => Err(StoreError::Forbidden(format!("a {} may not {}", r.label().to_lowercase(), permission_words(p)))),
         }
+    }
+
+    /// Whether this actor may see a record of `patient` at `site`.
+    pub fn may_see(&self, site: SiteId, patient: PatientId) -> bool {
+        self.scope.allows(site) || self.break_glass.contains(&patient)
     }
 
     pub fn can(&self, p: Permission) -> bool {

@@ -3,10 +3,14 @@
 
 use crate::error::{Result, StoreError};
 
-const SQLITE: &[(i64, &str, &str)] =
-    &[(1, "foundation", include_str!("../migrations/sqlite/0001_foundation.sql"))];
-const POSTGRES: &[(i64, &str, &str)] =
-    &[(1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql"))];
+const SQLITE: &[(i64, &str, &str)] = &[
+    (1, "foundation", include_str!("../migrations/sqlite/0001_foundation.sql")),
+    (2, "accounts", include_str!("../migrations/sqlite/0002_accounts.sql")),
+];
+const POSTGRES: &[(i64, &str, &str)] = &[
+    (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
+    (2, "accounts", include_str!("../migrations/postgres/0002_accounts.sql")),
+];
 
 /// The newest schema version this build knows.
 pub fn latest_version() -> i64 {

@@ -39,7 +39,7 @@ pub fn get_patient(c: &mut dyn Conn, actor: &Actor, id: PatientId) -> Result<Pat
         .query_opt(&format!("SELECT {PATIENT_COLS} FROM patients p WHERE p.id = $1"), params![id.0])?
         .ok_or_else(|| StoreError::NotFound(format!("patient {id}")))?;
     let p = patient_from(&r)?;
-    if !actor.scope.allows(p.site_id) {
+    if !actor.may_see(p.site_id, p.id) {
         return Err(StoreError::NotFound(format!("patient {id}")));
     }
     Ok(p)

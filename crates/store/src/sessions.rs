@@ -54,7 +54,7 @@ pub fn get_session(c: &mut dyn Conn, actor: &Actor, id: SessionId) -> Result<Tre
         .query_opt(&format!("SELECT {COLS} FROM sessions WHERE id = $1"), params![id.0])?
         .ok_or_else(|| StoreError::NotFound(format!("session {id}")))?;
     let s = session_from(&r)?;
-    if !actor.scope.allows(s.site_id) {
+    if !actor.may_see(s.site_id, s.patient_id) {
         return Err(StoreError::NotFound(format!("session {id}")));
     }
     Ok(s)

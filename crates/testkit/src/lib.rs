@@ -127,6 +127,8 @@ pub struct TestApp {
     pub addr: std::net::SocketAddr,
     pub client: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The session cookie value and CSRF token after [`TestApp::login`].
+    session: std::sync::Mutex<Option<(String, String)>>,
 }
 
 /// Starts the real router on 127.0.0.1:0 over `store`.
@@ -134,25 +136,116 @@ pub async fn spawn_app(store: Store) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(keta_web::serve(listener, keta_web::AppState { store }, async move {
+    tokio::spawn(keta_web::serve(listener, keta_web::AppState::new(store), async move {
         let _ = rx.await;
     }));
-    TestApp { addr, client: reqwest::Client::new(), shutdown: Some(tx) }
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    TestApp { addr, client, shutdown: Some(tx), session: std::sync::Mutex::new(None) }
 }
 
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
+
+    /// Signs in through the API with password and the current TOTP code; later
+    /// requests carry the session cookie and CSRF token.
+    pub async fn login(&self, user: &StaffLogin, now: OffsetDateTime) -> reqwest::Response {
+        let code = keta_store::credentials::totp_at_step(&user.totp_secret, now.unix_timestamp().div_euclid(30)).expect("secret");
+        let r = self
+            .client
+            .post(self.url("/api/v1/auth/login"))
+            .json(&serde_json::json!({"username": user.username, "password": user.password, "code": code}))
+            .send()
+            .await
+            .expect("request");
+        if r.status().is_success() {
+            let cookie = r
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(|v| v.strip_prefix("__Host-keta=").map(|rest| rest.split(';').next().unwrap_or("").to_string()))
+                .expect("session cookie");
+            let r2 = self.client.get(self.url("/api/v1/auth/me")).header("cookie", format!("__Host-keta={cookie}")).send().await.expect("me");
+            let csrf = r2.json::<serde_json::Value>().await.expect("json")["csrf_token"].as_str().expect("csrf").to_string();
+            *self.session.lock().unwrap() = Some((cookie, csrf));
+            return self.get("/api/v1/auth/me").await;
+        }
+        r
+    }
+
+    pub fn logout_locally(&self) {
+        *self.session.lock().unwrap() = None;
+    }
+
+    /// The current session cookie, if signed in.
+    pub fn cookie(&self) -> Option<String> {
+        self.session.lock().unwrap().as_ref().map(|s| s.0.clone())
+    }
+
+    /// A request with the session attached (cookie, and the CSRF header for writes).
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut b = self.client.request(method.clone(), self.url(path));
+        if let Some((cookie, csrf)) = self.session.lock().unwrap().clone() {
+            b = b.header("cookie", format!("__Host-keta={cookie}"));
+            if method != reqwest::Method::GET {
+                b = b.header("x-csrf-token", csrf);
+            }
+        }
+        b
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("request")
+        self.request(reqwest::Method::GET, path).send().await.expect("request")
     }
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
-        self.client.post(self.url(path)).json(body).send().await.expect("request")
+        self.request(reqwest::Method::POST, path).json(body).send().await.expect("request")
     }
     pub async fn put_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
-        self.client.put(self.url(path)).json(body).send().await.expect("request")
+        self.request(reqwest::Method::PUT, path).json(body).send().await.expect("request")
     }
+}
+
+/// A staff account a test can sign in with.
+#[derive(Debug, Clone)]
+pub struct StaffLogin {
+    pub username: String,
+    pub password: String,
+    pub totp_secret: String,
+    pub role: keta_domain::access::Role,
+}
+
+/// Known test password (not on the common list).
+pub const TEST_PASSWORD: &str = "violet tractor umbrella 42";
+
+/// One account per role, assigned to `sites` (the administrator first, as first-run setup).
+pub async fn seed_staff(store: &Store, sites: &[keta_domain::ids::SiteId]) -> Vec<StaffLogin> {
+    use keta_domain::access::Role;
+    let mut out = Vec::new();
+    for (i, role) in [Role::Administrator, Role::Prescriber, Role::Nurse, Role::FrontDesk, Role::Auditor].into_iter().enumerate() {
+        let username = format!("{}.test", role.as_str().replace('_', ""));
+        let secret = keta_store::credentials::base32_encode(format!("keta-test-secret-{i:03}").as_bytes());
+        let actor = if i == 0 { keta_store::Actor::system() } else { out_admin_actor() };
+        store
+            .create_user(&actor, keta_store::accounts::NewUser {
+                username: username.clone(),
+                display_name: format!("Test {}", role.label()),
+                role,
+                password: TEST_PASSWORD.into(),
+                site_ids: sites.to_vec(),
+                can_break_glass: role == Role::Prescriber,
+                totp_secret: Some(secret.clone()),
+            })
+            .await
+            .expect("create staff");
+        out.push(StaffLogin { username, password: TEST_PASSWORD.into(), totp_secret: secret, role });
+    }
+    out
+}
+
+fn out_admin_actor() -> keta_store::Actor {
+    keta_store::Actor::staff("administrator.test", keta_domain::access::Role::Administrator, keta_store::SiteScope::All)
 }
 
 impl Drop for TestApp {

@@ -1,17 +1,35 @@
-//! Who is signed in. Every HTML page and API handler that touches patient data takes a
-//! [`CurrentUser`]; permissions are then enforced by the store for the user's actor.
+//! Sign-in, the signed-in user, CSRF and the security headers (security-reference §2.1, §2.2).
 //!
-//! (Interim: until the account store lands, this resolves to the demo prescriber.
-//! The struct's fields are the stable interface.)
+//! * Sessions live on the server (`auth_sessions`); the browser holds only a random token
+//!   in a `__Host-` cookie (Secure, HttpOnly, SameSite=Strict, Path=/).
+//! * Sign-in is password, then a TOTP code. Failures are throttled per account and per
+//!   address and never say which part was wrong.
+//! * Every state-changing request must come from our own origin and carry the session's
+//!   CSRF token (form field `csrf_token` or header `X-CSRF-Token`).
+//! * [`CurrentUser`] is the only way a handler learns who is acting; permissions are then
+//!   enforced by the store for `user.actor`.
 
-use axum::extract::FromRequestParts;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
 use keta_domain::access::Role;
 use keta_domain::ids::SiteId;
-use keta_store::{Actor, SiteScope};
+use keta_store::Actor;
+use keta_store::accounts::{SessionEnd, SignedIn};
 use time::OffsetDateTime;
 
+use crate::AppState;
 use crate::error::ApiError;
+
+pub const COOKIE: &str = "__Host-keta";
 
 /// The signed-in staff member.
 #[derive(Debug, Clone)]
@@ -26,23 +44,276 @@ pub struct CurrentUser {
     /// Must accompany every state-changing request: the `csrf_token` form field,
     /// or the `X-CSRF-Token` header for htmx and JSON requests.
     pub csrf_token: String,
-    /// When the user last re-entered their password (signing, ledger entries).
+    /// When the user last entered their password (signing, ledger entries).
     pub reauthenticated_at: Option<OffsetDateTime>,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
-    type Rejection = ApiError;
+impl CurrentUser {
+    fn from_signed_in(s: SignedIn) -> Self {
+        Self {
+            user_id: s.user.id,
+            username: s.user.username.clone(),
+            display_name: s.user.display_name.clone(),
+            role: s.user.role,
+            site_ids: s.user.site_ids.clone(),
+            csrf_token: s.csrf_token,
+            reauthenticated_at: s.reauthenticated_at,
+            actor: s.actor,
+        }
+    }
+}
 
-    async fn from_request_parts(_parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(CurrentUser {
-            actor: Actor::staff("demo.prescriber", Role::Prescriber, SiteScope::All),
-            user_id: 0,
-            username: "demo.prescriber".into(),
-            display_name: "Demo Prescriber".into(),
-            role: Role::Prescriber,
-            site_ids: vec![],
-            csrf_token: "interim".into(),
-            reauthenticated_at: None,
+/// Reads our session cookie from request headers.
+pub fn session_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_string())
+        .filter(|v| v.len() == 64 && v.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+pub fn session_cookie(token: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("{COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict")).expect("hex token is a valid header")
+}
+
+pub fn clear_cookie() -> HeaderValue {
+    HeaderValue::from_static("__Host-keta=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+/// Why a request was not signed in, rendered per client: HTML pages go to the sign-in
+/// page (coming back afterwards), API calls get 401 problem+json.
+pub enum AuthRejection {
+    Page { next: String },
+    Api(ApiError),
+}
+
+impl IntoResponse for AuthRejection {
+    fn into_response(self) -> Response {
+        match self {
+            AuthRejection::Page { next } => {
+                let target = format!("/login?next={}", urlencode(&next));
+                // htmx follows HX-Redirect; a plain browser follows the 303.
+                let mut r = Redirect::to(&target).into_response();
+                if let Ok(v) = HeaderValue::from_str(&target) {
+                    r.headers_mut().insert("HX-Redirect", v);
+                }
+                r
+            }
+            AuthRejection::Api(e) => e.into_response(),
+        }
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_./".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+fn unauthorised(parts: &Parts, why: &str) -> AuthRejection {
+    // Inside a nested router the URI is stripped of its prefix; the original one decides.
+    let uri = parts.extensions.get::<axum::extract::OriginalUri>().map_or(&parts.uri, |o| &o.0);
+    if uri.path().starts_with("/api/") {
+        AuthRejection::Api(ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            kind: "unauthorised",
+            title: "Sign in first",
+            detail: why.to_string(),
+            errors: vec![],
         })
+    } else {
+        let next = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        AuthRejection::Page { next: if next.starts_with('/') && !next.starts_with("//") { next } else { "/".into() } }
+    }
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(u) = parts.extensions.get::<CurrentUser>() {
+            return Ok(u.clone());
+        }
+        let Some(token) = session_token(&parts.headers) else { return Err(unauthorised(parts, "no session; sign in at /login or POST /api/v1/auth/login")) };
+        match st.store.resolve_session(&token, st.session_policy).await {
+            Ok(Ok(s)) if s.mfa_passed => {
+                let u = CurrentUser::from_signed_in(s);
+                parts.extensions.insert(u.clone());
+                Ok(u)
+            }
+            Ok(Ok(_)) => Err(unauthorised(parts, "enter your authenticator code to finish signing in")),
+            Ok(Err(SessionEnd::Idle)) => Err(unauthorised(parts, "signed out after inactivity; sign in again")),
+            Ok(Err(SessionEnd::Absolute)) => Err(unauthorised(parts, "the session reached its maximum length; sign in again")),
+            Ok(Err(_)) => Err(unauthorised(parts, "the session has ended; sign in again")),
+            Err(e) => Err(AuthRejection::Api(e.into())),
+        }
+    }
+}
+
+/// Per-account and per-address sign-in throttling (AC-9). Accounts get growing delays
+/// after repeated failures; addresses get a fixed budget per minute. Both answer with
+/// the same message, and neither reveals whether the account exists.
+#[derive(Default)]
+pub struct LoginThrottle {
+    accounts: Mutex<HashMap<String, (u32, Instant)>>,
+    addresses: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+pub const FREE_FAILURES: u32 = 5;
+pub const ADDRESS_BUDGET_PER_MINUTE: u32 = 60;
+
+impl LoginThrottle {
+    /// Some(wait) when this attempt must be refused.
+    pub fn check(&self, username: &str, ip: Option<IpAddr>) -> Option<Duration> {
+        let now = Instant::now();
+        if let Some(ip) = ip {
+            let mut a = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
+            let e = a.entry(ip).or_insert((0, now));
+            if now.duration_since(e.1) > Duration::from_secs(60) {
+                *e = (0, now);
+            }
+            e.0 += 1;
+            if e.0 > ADDRESS_BUDGET_PER_MINUTE {
+                return Some(Duration::from_secs(60).saturating_sub(now.duration_since(e.1)));
+            }
+        }
+        let accts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((fails, last)) = accts.get(&username.to_lowercase()) {
+            if *fails >= FREE_FAILURES {
+                let delay = Duration::from_secs(1u64 << (fails - FREE_FAILURES).min(10)).min(Duration::from_secs(900));
+                let since = now.duration_since(*last);
+                if since < delay {
+                    return Some(delay - since);
+                }
+            }
+        }
+        None
+    }
+
+    pub fn failed(&self, username: &str) {
+        let mut a = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        let e = a.entry(username.to_lowercase()).or_insert((0, Instant::now()));
+        e.0 += 1;
+        e.1 = Instant::now();
+    }
+
+    pub fn succeeded(&self, username: &str) {
+        self.accounts.lock().unwrap_or_else(|e| e.into_inner()).remove(&username.to_lowercase());
+    }
+}
+
+pub fn client_ip(req_ext: &axum::http::Extensions) -> Option<IpAddr> {
+    req_ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+}
+
+/// Requests that change state but come before a session exists.
+fn csrf_exempt(path: &str) -> bool {
+    matches!(path, "/login" | "/login/code" | "/setup" | "/api/v1/auth/login")
+}
+
+/// WEB-1: state-changing requests must come from our own origin and carry the session's
+/// CSRF token. Runs before any handler.
+pub async fn csrf_guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let forbidden = |why: &str| {
+        ApiError { status: StatusCode::FORBIDDEN, kind: "csrf", title: "Request refused", detail: why.to_string(), errors: vec![] }.into_response()
+    };
+    let h = req.headers();
+    if h.get("sec-fetch-site").and_then(|v| v.to_str().ok()).is_some_and(|v| v == "cross-site") {
+        return forbidden("cross-site requests are not accepted");
+    }
+    if let Some(origin) = h.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let host = h.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let origin_host = origin.split_once("://").map_or(origin, |(_, r)| r);
+        if origin == "null" || origin_host != host {
+            return forbidden("the request came from another site");
+        }
+    }
+    let path = req.uri().path().to_string();
+    if csrf_exempt(&path) || path.starts_with("/c/") {
+        return next.run(req).await;
+    }
+    let Some(token) = session_token(req.headers()) else {
+        return next.run(req).await; // The handler's CurrentUser will refuse it as unauthenticated.
+    };
+    let mut req = req;
+    let expected = match st.store.resolve_session(&token, st.session_policy).await {
+        Ok(Ok(s)) => {
+            let csrf = s.csrf_token.clone();
+            if s.mfa_passed {
+                // Handlers reuse this instead of resolving the session again.
+                req.extensions_mut().insert(CurrentUser::from_signed_in(s));
+            }
+            csrf
+        }
+        _ => return next.run(req).await,
+    };
+    if let Some(sent) = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()) {
+        return if constant_eq(sent, &expected) { next.run(req).await } else { forbidden("the CSRF token does not match; reload the page") };
+    }
+    // Forms: read the urlencoded body for `csrf_token`, then hand the body on unchanged.
+    let is_form = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return forbidden("send the X-CSRF-Token header with this request");
+    }
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 1024 * 1024).await else { return forbidden("the form is too large") };
+    let sent = form_field(&bytes, "csrf_token");
+    if !sent.is_some_and(|s| constant_eq(&s, &expected)) {
+        return forbidden("the form is missing its CSRF token or it is stale; reload the page");
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
+}
+
+fn form_field(body: &[u8], name: &str) -> Option<String> {
+    std::str::from_utf8(body).ok()?.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+}
+
+fn constant_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// WEB-2/WEB-3: the security headers on every response, errors included.
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    let set = |h: &mut HeaderMap, k: &'static str, v: &'static str| {
+        h.insert(k, HeaderValue::from_static(v));
+    };
+    set(
+        h,
+        "content-security-policy",
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+    );
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "referrer-policy", "no-referrer");
+    set(h, "x-frame-options", "DENY");
+    set(h, "cross-origin-opener-policy", "same-origin");
+    set(h, "permissions-policy", "camera=(), microphone=(), geolocation=()");
+    if !h.contains_key(header::CACHE_CONTROL) {
+        set(h, "cache-control", "no-store");
+    }
+    res
+}
+
+/// Verifies a second person (a witness) by their own user name and password, as the
+/// ledger's waste and disposal entries require. Returns the witness's actor, freshly
+/// re-authenticated at the time of the check.
+pub async fn witness(state: &AppState, username: &str, password: &str) -> Result<(Actor, OffsetDateTime), ApiError> {
+    match state.store.verify_witness(username, password).await? {
+        Some(actor) => Ok((actor, state.store.now())),
+        None => Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            kind: "witness",
+            title: "Witness not verified",
+            detail: "the witness's user name or password is not right".into(),
+            errors: vec![keta_domain::FieldError::new("witness_password", "the witness must enter their own user name and password")],
+        }),
     }
 }

@@ -90,7 +90,13 @@ impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         match r {
             JsonRejection::JsonDataError(e) => Self::invalid(vec![body_field_error(&e.body_text())]),
-            JsonRejection::MissingJsonContentType(_) => Self::bad_request("content-type", "send the body as JSON with 'Content-Type: application/json'"),
+            JsonRejection::MissingJsonContentType(_) => Self {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                kind: "unsupported-media-type",
+                title: "Send JSON",
+                detail: "send the body as JSON with 'Content-Type: application/json'".into(),
+                errors: vec![FieldError::new("content-type", "must be application/json")],
+            },
             other => Self::bad_request("body", format!("the body is not valid JSON: {}", other.body_text())),
         }
     }

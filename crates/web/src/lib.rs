@@ -3,25 +3,42 @@
 //! Handlers parse input into domain types, call the store, and map errors once into
 //! problem+json. There is no SQL here.
 
+pub mod access_rules;
 pub mod api;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod pages;
 
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderValue, header};
-use axum::routing::get;
+use axum::http::header;
+use axum::routing::{get, post};
 use keta_store::Store;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::OpenApi;
 
 /// Shared state for every handler.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    /// Idle and absolute limits for sign-in sessions.
+    pub session_policy: keta_store::accounts::SessionPolicy,
+    pub throttle: std::sync::Arc<auth::LoginThrottle>,
+    /// How long a break-glass grant lasts.
+    pub break_glass_minutes: i64,
+}
+
+impl AppState {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            session_policy: keta_store::accounts::SessionPolicy::default(),
+            throttle: Default::default(),
+            break_glass_minutes: 60,
+        }
+    }
 }
 
 /// The OpenAPI document, generated from the handlers' annotations.
@@ -40,12 +57,19 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(api::health::get_healthz))
         .route("/api/openapi.json", get(api::health::get_openapi))
-        .nest("/api/v1", api::routes())
+        .route("/login", get(pages::get_login).post(pages::post_login))
+        .route("/login/code", get(pages::get_code).post(pages::post_code))
+        .route("/logout", post(pages::post_logout))
+        .route("/reauth", get(pages::get_reauth).post(pages::post_reauth))
+        .route("/setup", get(pages::get_setup).post(pages::post_setup))
+        .route("/patients/{id}/break-glass", post(pages::post_break_glass))
+        .route("/static/auth.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../static-auth/auth.css")) }))
+        .nest("/api/v1", api::routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), access_rules::access_guard)))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::csrf_guard))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(1024 * 1024))
-        .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        .layer(axum::middleware::from_fn(auth::security_headers))
 }
 
 /// Serves until `shutdown` resolves.
@@ -54,5 +78,5 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown).await
 }

@@ -2,13 +2,21 @@
 
 use serde_json::{Value, json};
 
-use keta_testkit::{ManualClock, TestDb, spawn_app};
+use keta_domain::ids::SiteId;
+use keta_testkit::{ManualClock, StaffLogin, TestDb, seed_staff, spawn_app};
 
 use crate::fixtures::*;
 
-async fn app() -> (keta_testkit::TestApp, TestDb) {
+/// A server over a fresh database with site A, one account per role, and the
+/// prescriber signed in.
+async fn app() -> (keta_testkit::TestApp, TestDb, SiteId, Vec<StaffLogin>) {
     let db = TestDb::sqlite(ManualClock::at(T0).as_clock()).await;
-    (spawn_app(db.store.clone()).await, db)
+    let a = site(&db.store, "A").await;
+    let staff = seed_staff(&db.store, &[a]).await;
+    let app = spawn_app(db.store.clone()).await;
+    let r = app.login(&staff[1], T0).await;
+    assert_eq!(r.status(), 200, "prescriber signs in");
+    (app, db, a, staff)
 }
 
 fn patient_body(site: i64, mrn: &str) -> Value {
@@ -39,7 +47,7 @@ async fn committed_openapi_matches_the_code() {
 
 #[tokio::test]
 async fn health_and_openapi_are_served() {
-    let (app, _db) = app().await;
+    let (app, _db, _, _) = app().await;
     let r = app.get("/healthz").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["status"], "ready");
@@ -50,8 +58,7 @@ async fn health_and_openapi_are_served() {
 
 #[tokio::test]
 async fn patients_round_trip_over_http() {
-    let (app, db) = app().await;
-    let a = site(&db.store, "A").await;
+    let (app, db, a, _) = app().await;
     let r = app.post_json("/api/v1/patients", &patient_body(a.0, "A-0100")).await;
     assert_eq!(r.status(), 201);
     assert_eq!(r.headers()["cache-control"], "no-store", "PHI is never cached");
@@ -61,15 +68,18 @@ async fn patients_round_trip_over_http() {
     assert_eq!(got["mrn"], "A-0100");
     let list: Value = app.get("/api/v1/patients?search=quinn").await.json().await.unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
-    // A caller limited to another site does not see it.
-    let r = app.client.get(app.url(&format!("/api/v1/patients/{id}"))).header("X-Keta-Sites", "999").send().await.unwrap();
+    // A patient of a site the prescriber is not assigned to is not found.
+    let b = site(&db.store, "B").await;
+    let other = patient(&db.store, b, "B-0100").await;
+    let r = app.get(&format!("/api/v1/patients/{}", other.0)).await;
     assert_eq!(r.status(), 404);
+    let list: Value = app.get("/api/v1/patients").await.json().await.unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "the list is scoped by site too");
 }
 
 #[tokio::test]
 async fn bad_input_is_a_problem_naming_the_field() {
-    let (app, db) = app().await;
-    let a = site(&db.store, "A").await;
+    let (app, _db, a, _) = app().await;
 
     let mut body = patient_body(a.0, "A-0200");
     body["favourite_colour"] = json!("blue");
@@ -103,8 +113,7 @@ async fn bad_input_is_a_problem_naming_the_field() {
 
 #[tokio::test]
 async fn a_session_over_http_raises_and_acknowledges_an_alert() {
-    let (app, db) = app().await;
-    let a = site(&db.store, "A").await;
+    let (app, db, a, _) = app().await;
     let p = patient(&db.store, a, "A-0300").await;
     let course: Value = app
         .post_json(&format!("/api/v1/patients/{}/courses", p.0), &json!({"route": "intranasal_esketamine", "phase": "induction", "planned_sessions": 8, "start_date": "2026-11-02"}))
@@ -131,9 +140,9 @@ async fn a_session_over_http_raises_and_acknowledges_an_alert() {
 
     let open: Value = app.get(&format!("/api/v1/alerts?site_id={}", a.0)).await.json().await.unwrap();
     assert_eq!(open.as_array().unwrap().len(), 1);
-    let r = app.client.post(app.url(&format!("/api/v1/alerts/{alert_id}/acknowledge"))).header("X-Keta-User", "rn.lee").json(&json!({"note": "prescriber reviewed, proceed"})).send().await.unwrap();
+    let r = app.post_json(&format!("/api/v1/alerts/{alert_id}/acknowledge"), &json!({"note": "prescriber reviewed, proceed"})).await;
     let acked: Value = r.json().await.unwrap();
-    assert_eq!(acked["acknowledged_by"], "rn.lee");
+    assert_eq!(acked["acknowledged_by"], "prescriber.test");
     let open: Value = app.get(&format!("/api/v1/alerts?site_id={}", a.0)).await.json().await.unwrap();
     assert_eq!(open.as_array().unwrap().len(), 0);
 
@@ -146,7 +155,7 @@ async fn a_session_over_http_raises_and_acknowledges_an_alert() {
 
 #[tokio::test]
 async fn scoring_endpoint_scores_without_storing() {
-    let (app, _db) = app().await;
+    let (app, _db, _, _) = app().await;
     let r = app.post_json("/api/v1/instruments/phq9/score", &json!({"answers": [1, 2, 1, 0, 2, 1, 1, 0, 1]})).await;
     let s: Value = r.json().await.unwrap();
     assert_eq!(s["total"], 9);

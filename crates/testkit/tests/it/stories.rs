@@ -283,8 +283,22 @@ async fn the_audit_chain_detects_an_edit_made_outside_keta() {
         }
         let (n, broken) = db.store.read(|c| keta_store::audit::verify(c)).await.unwrap();
         assert_eq!((n, broken), (5, None), "{:?}", db.kind);
-        // Someone edits row 3 through the database shell.
-        db.store.write(|c| c.execute("UPDATE audit_log SET actor = $1 WHERE seq = $2", params!["mallory", 3i64])).await.unwrap();
+        // Keta itself cannot change or delete audit rows (append-only triggers).
+        let refused = db.store.write(|c| c.execute("UPDATE audit_log SET actor = $1 WHERE seq = $2", params!["mallory", 3i64])).await;
+        assert!(refused.is_err(), "{:?}: the app role updated the audit log", db.kind);
+        assert!(db.store.write(|c| c.execute("DELETE FROM audit_log WHERE seq = 2", &[])).await.is_err());
+        // Someone with the database shell disables the guard and edits row 3.
+        let kind = db.kind;
+        db.store
+            .write(move |c| {
+                match kind {
+                    Kind::Sqlite => c.execute("DROP TRIGGER audit_log_no_update", &[])?,
+                    Kind::Postgres => c.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update", &[])?,
+                };
+                c.execute("UPDATE audit_log SET actor = $1 WHERE seq = $2", params!["mallory", 3i64])
+            })
+            .await
+            .unwrap();
         let (_, broken) = db.store.read(|c| keta_store::audit::verify(c)).await.unwrap();
         assert_eq!(broken.map(|b| b.seq), Some(3), "{:?}", db.kind);
     }

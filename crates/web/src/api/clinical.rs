@@ -12,36 +12,37 @@ use time::OffsetDateTime;
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{Caller, Json, Path, Query};
+use crate::auth::CurrentUser;
+use crate::extract::{Json, Path, Query};
 
 #[utoipa::path(get, path = "/api/v1/patients/{id}/courses", tag = "courses", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<Course>), (status = 404, body = Problem)))]
-pub async fn get_courses(State(st): State<AppState>, Caller(a): Caller, Path(id): Path<i64>) -> ApiResult<Json<Vec<Course>>> {
+pub async fn get_courses(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<Vec<Course>>> {
     Ok(Json(st.store.list_courses(&a, PatientId(id)).await?))
 }
 
 /// Plans a course. Refused (422) when the patient's latest assessment for the route found a hard stop.
 #[utoipa::path(post, path = "/api/v1/patients/{id}/courses", tag = "courses", params(("id" = i64, Path)), request_body = NewCourse,
     responses((status = 201, body = Course), (status = 422, body = Problem), (status = 404, body = Problem)))]
-pub async fn post_course(State(st): State<AppState>, Caller(a): Caller, Path(id): Path<i64>, Json(new): Json<NewCourse>) -> ApiResult<(StatusCode, Json<Course>)> {
+pub async fn post_course(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>, Json(new): Json<NewCourse>) -> ApiResult<(StatusCode, Json<Course>)> {
     Ok((StatusCode::CREATED, Json(st.store.create_course(&a, PatientId(id), new).await?)))
 }
 
 #[utoipa::path(get, path = "/api/v1/courses/{id}", tag = "courses", params(("id" = i64, Path)),
     responses((status = 200, body = Course), (status = 404, body = Problem)))]
-pub async fn get_course(State(st): State<AppState>, Caller(a): Caller, Path(id): Path<i64>) -> ApiResult<Json<Course>> {
+pub async fn get_course(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<Course>> {
     Ok(Json(st.store.get_course(&a, CourseId(id)).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/courses/{id}/sessions", tag = "sessions", params(("id" = i64, Path)), request_body = NewSession,
     responses((status = 201, body = TreatmentSession), (status = 422, body = Problem), (status = 404, body = Problem)))]
-pub async fn post_session(State(st): State<AppState>, Caller(a): Caller, Path(id): Path<i64>, Json(new): Json<NewSession>) -> ApiResult<(StatusCode, Json<TreatmentSession>)> {
+pub async fn post_session(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>, Json(new): Json<NewSession>) -> ApiResult<(StatusCode, Json<TreatmentSession>)> {
     Ok((StatusCode::CREATED, Json(st.store.create_session(&a, CourseId(id), new).await?)))
 }
 
 #[utoipa::path(get, path = "/api/v1/sessions/{id}", tag = "sessions", params(("id" = i64, Path)),
     responses((status = 200, body = TreatmentSession), (status = 404, body = Problem)))]
-pub async fn get_session(State(st): State<AppState>, Caller(a): Caller, Path(id): Path<i64>) -> ApiResult<Json<TreatmentSession>> {
+pub async fn get_session(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<TreatmentSession>> {
     Ok(Json(st.store.get_session(&a, SessionId(id)).await?))
 }
 
@@ -64,7 +65,7 @@ fn parse_time(field: &str, s: &str) -> ApiResult<OffsetDateTime> {
     responses((status = 200, body = Vec<TreatmentSession>), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_site_sessions(
     State(st): State<AppState>,
-    Caller(a): Caller,
+    CurrentUser { actor: a, .. }: CurrentUser,
     Path(id): Path<i64>,
     Query(q): Query<SiteSessionsParams>,
 ) -> ApiResult<Json<Vec<TreatmentSession>>> {
@@ -81,7 +82,7 @@ pub async fn get_site_sessions(
     responses((status = 200, body = TreatmentSession), (status = 409, body = Problem), (status = 422, body = Problem), (status = 404, body = Problem)))]
 pub async fn post_session_action(
     State(st): State<AppState>,
-    Caller(a): Caller,
+    CurrentUser { actor: a, .. }: CurrentUser,
     Path(id): Path<i64>,
     Json(action): Json<SessionAction>,
 ) -> ApiResult<Json<TreatmentSession>> {
@@ -96,7 +97,7 @@ pub struct SessionNote {
 
 #[utoipa::path(put, path = "/api/v1/sessions/{id}/note", tag = "sessions", params(("id" = i64, Path)), request_body = SessionNote,
     responses((status = 200, body = TreatmentSession), (status = 422, body = Problem), (status = 404, body = Problem)))]
-pub async fn put_session_note(State(st): State<AppState>, Caller(a): Caller, Path(id): Path<i64>, Json(n): Json<SessionNote>) -> ApiResult<Json<TreatmentSession>> {
+pub async fn put_session_note(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>, Json(n): Json<SessionNote>) -> ApiResult<Json<TreatmentSession>> {
     Ok(Json(st.store.set_session_note(&a, SessionId(id), n.note).await?))
 }
 
@@ -126,7 +127,7 @@ pub struct RecordedVitals {
 /// Records vitals; the safety rules run on them and any alert raised is returned.
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/vitals", tag = "sessions", params(("id" = i64, Path)), request_body = NewVitals,
     responses((status = 201, body = RecordedVitals), (status = 422, body = Problem), (status = 409, body = Problem), (status = 404, body = Problem)))]
-pub async fn post_vitals(State(st): State<AppState>, Caller(a): Caller, Path(id): Path<i64>, Json(v): Json<NewVitals>) -> ApiResult<(StatusCode, Json<RecordedVitals>)> {
+pub async fn post_vitals(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>, Json(v): Json<NewVitals>) -> ApiResult<(StatusCode, Json<RecordedVitals>)> {
     use keta_domain::units::*;
     let vitals = VitalSigns {
         systolic_mmhg: v.systolic_mmhg.map(Mmhg),
@@ -141,7 +142,7 @@ pub async fn post_vitals(State(st): State<AppState>, Caller(a): Caller, Path(id)
 
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/vitals", tag = "sessions", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<VitalsRecord>), (status = 404, body = Problem)))]
-pub async fn get_vitals(State(st): State<AppState>, Caller(a): Caller, Path(id): Path<i64>) -> ApiResult<Json<Vec<VitalsRecord>>> {
+pub async fn get_vitals(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<Vec<VitalsRecord>>> {
     Ok(Json(st.store.list_vitals(&a, SessionId(id)).await?))
 }
 
@@ -164,7 +165,7 @@ pub struct RecordedObservation {
     responses((status = 201, body = RecordedObservation), (status = 422, body = Problem), (status = 409, body = Problem), (status = 404, body = Problem)))]
 pub async fn post_observation(
     State(st): State<AppState>,
-    Caller(a): Caller,
+    CurrentUser { actor: a, .. }: CurrentUser,
     Path(id): Path<i64>,
     Json(o): Json<NewObservation>,
 ) -> ApiResult<(StatusCode, Json<RecordedObservation>)> {
@@ -174,7 +175,7 @@ pub async fn post_observation(
 
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/observations", tag = "sessions", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<ObservationRecord>), (status = 404, body = Problem)))]
-pub async fn get_observations(State(st): State<AppState>, Caller(a): Caller, Path(id): Path<i64>) -> ApiResult<Json<Vec<ObservationRecord>>> {
+pub async fn get_observations(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<Vec<ObservationRecord>>> {
     Ok(Json(st.store.list_observations(&a, SessionId(id)).await?))
 }
 
@@ -191,7 +192,7 @@ pub struct NewAdverseEventForPatient {
     responses((status = 201, body = AdverseEvent), (status = 422, body = Problem), (status = 404, body = Problem)))]
 pub async fn post_adverse_event(
     State(st): State<AppState>,
-    Caller(a): Caller,
+    CurrentUser { actor: a, .. }: CurrentUser,
     Path(id): Path<i64>,
     Json(n): Json<NewAdverseEventForPatient>,
 ) -> ApiResult<(StatusCode, Json<AdverseEvent>)> {
@@ -200,6 +201,6 @@ pub async fn post_adverse_event(
 
 #[utoipa::path(get, path = "/api/v1/patients/{id}/adverse-events", tag = "sessions", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<AdverseEvent>), (status = 404, body = Problem)))]
-pub async fn get_adverse_events(State(st): State<AppState>, Caller(a): Caller, Path(id): Path<i64>) -> ApiResult<Json<Vec<AdverseEvent>>> {
+pub async fn get_adverse_events(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<Vec<AdverseEvent>>> {
     Ok(Json(st.store.list_adverse_events(&a, PatientId(id)).await?))
 }

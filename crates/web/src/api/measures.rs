@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{Caller, Json, Path, Query};
+use crate::auth::CurrentUser;
+use crate::extract::{Json, Path, Query};
 
 #[utoipa::path(get, path = "/api/v1/instruments", tag = "instruments", responses((status = 200, body = Vec<Instrument>)))]
 pub async fn get_instruments() -> Json<Vec<Instrument>> {
@@ -58,7 +59,7 @@ pub struct ResponseParams {
     responses((status = 200, body = Vec<QuestionnaireResponse>), (status = 404, body = Problem)))]
 pub async fn get_responses(
     State(st): State<AppState>,
-    Caller(a): Caller,
+    CurrentUser { actor: a, .. }: CurrentUser,
     Path(id): Path<i64>,
     Query(q): Query<ResponseParams>,
 ) -> ApiResult<Json<Vec<QuestionnaireResponse>>> {
@@ -70,7 +71,7 @@ pub async fn get_responses(
     responses((status = 201, body = QuestionnaireResponse), (status = 422, body = Problem), (status = 404, body = Problem)))]
 pub async fn post_response(
     State(st): State<AppState>,
-    Caller(a): Caller,
+    CurrentUser { actor: a, .. }: CurrentUser,
     Path(id): Path<i64>,
     Json(new): Json<NewQuestionnaireResponse>,
 ) -> ApiResult<(StatusCode, Json<QuestionnaireResponse>)> {
@@ -80,7 +81,7 @@ pub async fn post_response(
 /// Baseline, change, response, remission and relapse per course and instrument, each with the definition used.
 #[utoipa::path(get, path = "/api/v1/patients/{id}/outcomes", tag = "questionnaires", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<CourseOutcome>), (status = 404, body = Problem)))]
-pub async fn get_outcomes(State(st): State<AppState>, Caller(a): Caller, Path(id): Path<i64>) -> ApiResult<Json<Vec<CourseOutcome>>> {
+pub async fn get_outcomes(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<Vec<CourseOutcome>>> {
     Ok(Json(st.store.patient_chart(&a, PatientId(id)).await?.outcomes))
 }
 
@@ -101,7 +102,7 @@ pub struct AlertParams {
 }
 
 #[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(AlertParams), responses((status = 200, body = Vec<Alert>)))]
-pub async fn get_alerts(State(st): State<AppState>, Caller(a): Caller, Query(q): Query<AlertParams>) -> ApiResult<Json<Vec<Alert>>> {
+pub async fn get_alerts(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Query(q): Query<AlertParams>) -> ApiResult<Json<Vec<Alert>>> {
     let q = AlertQuery {
         site_id: q.site_id.map(SiteId),
         patient_id: q.patient_id.map(PatientId),
@@ -123,7 +124,7 @@ pub struct Acknowledgement {
 /// Records who acknowledged the alert, when, and what was done.
 #[utoipa::path(post, path = "/api/v1/alerts/{id}/acknowledge", tag = "alerts", params(("id" = i64, Path)), request_body = Acknowledgement,
     responses((status = 200, body = Alert), (status = 409, body = Problem), (status = 404, body = Problem)))]
-pub async fn post_acknowledge(State(st): State<AppState>, Caller(a): Caller, Path(id): Path<i64>, Json(ack): Json<Acknowledgement>) -> ApiResult<Json<Alert>> {
+pub async fn post_acknowledge(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>, Json(ack): Json<Acknowledgement>) -> ApiResult<Json<Alert>> {
     Ok(Json(st.store.acknowledge_alert(&a, AlertId(id), ack.note).await?))
 }
 
@@ -137,7 +138,7 @@ pub struct Eligibility {
 
 #[utoipa::path(get, path = "/api/v1/patients/{id}/eligibility", tag = "eligibility", params(("id" = i64, Path)),
     responses((status = 200, body = Eligibility), (status = 404, body = Problem)))]
-pub async fn get_eligibility(State(st): State<AppState>, Caller(a): Caller, Path(id): Path<i64>) -> ApiResult<Json<Eligibility>> {
+pub async fn get_eligibility(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<Eligibility>> {
     let (trials, assessments) = st.store.list_eligibility(&a, PatientId(id)).await?;
     let plain: Vec<AntidepressantTrial> = trials.iter().map(|t| t.trial.clone()).collect();
     Ok(Json(Eligibility { treatment_resistant: eligibility::is_treatment_resistant(&plain), antidepressant_trials: trials, assessments }))
@@ -147,7 +148,7 @@ pub async fn get_eligibility(State(st): State<AppState>, Caller(a): Caller, Path
     responses((status = 201, body = AntidepressantTrialRecord), (status = 422, body = Problem), (status = 404, body = Problem)))]
 pub async fn post_trial(
     State(st): State<AppState>,
-    Caller(a): Caller,
+    CurrentUser { actor: a, .. }: CurrentUser,
     Path(id): Path<i64>,
     Json(t): Json<AntidepressantTrial>,
 ) -> ApiResult<(StatusCode, Json<AntidepressantTrialRecord>)> {
@@ -160,7 +161,7 @@ pub async fn post_trial(
     responses((status = 201, body = EligibilityAssessment), (status = 422, body = Problem), (status = 404, body = Problem)))]
 pub async fn post_assessment(
     State(st): State<AppState>,
-    Caller(a): Caller,
+    CurrentUser { actor: a, .. }: CurrentUser,
     Path(id): Path<i64>,
     Json(n): Json<NewEligibilityAssessment>,
 ) -> ApiResult<(StatusCode, Json<EligibilityAssessment>)> {

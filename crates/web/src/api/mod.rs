@@ -1,5 +1,6 @@
 //! The JSON API, `/api/v1`.
 
+pub mod auth;
 pub mod clinical;
 pub mod health;
 pub mod measures;
@@ -15,6 +16,7 @@ use crate::AppState;
     info(title = "Keta API", description = "Keta: the open clinical platform for ketamine and esketamine treatment. Errors are RFC 9457 problem+json."),
     paths(
         health::get_healthz,
+        auth::post_login, auth::post_logout, auth::post_reauth, auth::get_me, auth::get_users, auth::post_user, auth::post_break_glass,
         patients::get_sites, patients::post_site, patients::get_chairs,
         patients::get_patients, patients::post_patient, patients::get_patient, patients::get_chart,
         patients::get_weights, patients::post_weight,
@@ -36,6 +38,12 @@ pub fn routes() -> Router<AppState> {
     use measures as m;
     use patients as p;
     Router::new()
+        .route("/auth/login", post(auth::post_login))
+        .route("/auth/logout", post(auth::post_logout))
+        .route("/auth/reauth", post(auth::post_reauth))
+        .route("/auth/me", get(auth::get_me))
+        .route("/users", get(auth::get_users).post(auth::post_user))
+        .route("/patients/{id}/break-glass", post(auth::post_break_glass))
         .route("/sites", get(p::get_sites).post(p::post_site))
         .route("/sites/{id}/chairs", get(p::get_chairs))
         .route("/sites/{id}/sessions", get(c::get_site_sessions))

@@ -1,0 +1,1 @@
+//! Ketamine pharmacokinetics (being written).

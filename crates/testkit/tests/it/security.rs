@@ -1,0 +1,279 @@
+//! Accounts, sessions, CSRF, headers and the authorisation matrix
+//! (security-reference §2.1, §2.2), against the real server.
+
+use keta_domain::access::{Role, allowed};
+use keta_store::Actor;
+use keta_testkit::{ManualClock, StaffLogin, TEST_PASSWORD, TestApp, TestDb, seed_staff, spawn_app};
+use keta_web::access_rules::{API_RULES, Access};
+use serde_json::{Value, json};
+
+use crate::fixtures::*;
+
+struct World {
+    app: TestApp,
+    db: TestDb,
+    clock: ManualClock,
+    staff: Vec<StaffLogin>,
+}
+
+async fn world() -> World {
+    let clock = ManualClock::at(T0);
+    let db = TestDb::sqlite(clock.as_clock()).await;
+    let a = site(&db.store, "A").await;
+    let staff = seed_staff(&db.store, &[a]).await;
+    let app = spawn_app(db.store.clone()).await;
+    World { app, db, clock, staff }
+}
+
+fn by_role(staff: &[StaffLogin], role: Role) -> &StaffLogin {
+    staff.iter().find(|s| s.role == role).unwrap()
+}
+
+async fn audit_actions(db: &TestDb) -> Vec<String> {
+    db.store.read(|c| c.query("SELECT action FROM audit_log ORDER BY seq", &[])?.iter().map(|r| r.text(0)).collect()).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_fresh_install_has_no_accounts_and_the_first_must_be_an_administrator() {
+    let db = TestDb::sqlite(ManualClock::at(T0).as_clock()).await;
+    assert_eq!(db.store.user_count().await.unwrap(), 0);
+    let app = spawn_app(db.store.clone()).await;
+    let r = app.get("/login").await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/setup");
+    let nurse_first = db
+        .store
+        .create_user(&Actor::system(), keta_store::accounts::NewUser {
+            username: "first".into(), display_name: "First".into(), role: Role::Nurse, password: TEST_PASSWORD.into(),
+            site_ids: vec![], can_break_glass: false, totp_secret: None,
+        })
+        .await;
+    assert!(nurse_first.unwrap_err().to_string().contains("administrator"));
+    // Stored password hashes meet AC-8.
+    seed_staff(&db.store, &[]).await;
+    let hashes: Vec<String> = db.store.read(|c| c.query("SELECT password_hash FROM users", &[])?.iter().map(|r| r.text(0)).collect()).await.unwrap();
+    assert!(hashes.iter().all(|h| h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$")), "{hashes:?}");
+    // User names are unique.
+    let dup = seed_staff(&db.store, &[]);
+    assert!(std::panic::AssertUnwindSafe(dup).await_catch().await, "a second account with the same user name is refused");
+}
+
+trait AwaitCatch {
+    async fn await_catch(self) -> bool;
+}
+impl<F: std::future::Future> AwaitCatch for std::panic::AssertUnwindSafe<F> {
+    async fn await_catch(self) -> bool {
+        use futures::FutureExt;
+        self.catch_unwind().await.is_err()
+    }
+}
+
+#[tokio::test]
+async fn sign_in_sets_a_hardened_cookie_and_failures_do_not_enumerate_users() {
+    let w = world().await;
+    let nurse = by_role(&w.staff, Role::Nurse);
+    let code = keta_store::credentials::totp_at_step(&nurse.totp_secret, T0.unix_timestamp() / 30).unwrap();
+    let r = w.app.post_json("/api/v1/auth/login", &json!({"username": nurse.username, "password": nurse.password, "code": code})).await;
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    for part in ["__Host-keta=", "Path=/", "Secure", "HttpOnly", "SameSite=Strict"] {
+        assert!(cookie.contains(part), "{cookie} lacks {part}");
+    }
+    // The same code cannot be used twice.
+    let again = w.app.post_json("/api/v1/auth/login", &json!({"username": nurse.username, "password": nurse.password, "code": code})).await;
+    assert_eq!(again.status(), 401);
+
+    let wrong_pw: Value = w.app.post_json("/api/v1/auth/login", &json!({"username": nurse.username, "password": "not the password", "code": "000000"})).await.json().await.unwrap();
+    let no_user: Value = w.app.post_json("/api/v1/auth/login", &json!({"username": "nobody.here", "password": "not the password", "code": "000000"})).await.json().await.unwrap();
+    assert_eq!(wrong_pw, no_user, "the same answer for a wrong password and an unknown user");
+    let actions = audit_actions(&w.db).await;
+    assert!(actions.iter().filter(|a| *a == "login_fail").count() >= 3, "{actions:?}");
+    assert!(actions.contains(&"login_ok".to_string()));
+}
+
+#[tokio::test]
+async fn repeated_failures_are_throttled_without_locking_the_account_forever() {
+    let w = world().await;
+    let nurse = by_role(&w.staff, Role::Nurse);
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let r = w.app.post_json("/api/v1/auth/login", &json!({"username": nurse.username, "password": "wrong wrong wrong", "code": "000000"})).await;
+        statuses.push(r.status().as_u16());
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    // After the cool-off the right password works.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(w.app.login(nurse, T0).await.status(), 200);
+}
+
+#[tokio::test]
+async fn sessions_end_at_logout_idle_and_absolute_limits() {
+    let w = world().await;
+    let nurse = by_role(&w.staff, Role::Nurse);
+    assert_eq!(w.app.login(nurse, T0).await.status(), 200);
+    assert_eq!(w.app.get("/api/v1/patients").await.status(), 200);
+
+    // Idle: 15 minutes without a request ends the session.
+    w.clock.advance(time::Duration::minutes(15));
+    let r = w.app.get("/api/v1/patients").await;
+    assert_eq!(r.status(), 401);
+    assert!(audit_actions(&w.db).await.contains(&"timeout".to_string()));
+
+    // Absolute: 12 hours even while active.
+    w.clock.advance(time::Duration::minutes(1));
+    let prescriber = by_role(&w.staff, Role::Prescriber);
+    assert_eq!(w.app.login(prescriber, w.clock.now()).await.status(), 200);
+    for _ in 0..(12 * 6 - 1) {
+        w.clock.advance(time::Duration::minutes(10));
+        assert_eq!(w.app.get("/api/v1/patients").await.status(), 200);
+    }
+    w.clock.advance(time::Duration::minutes(10));
+    assert_eq!(w.app.get("/api/v1/patients").await.status(), 401, "12 h absolute limit");
+
+    // Logout: replaying the cookie afterwards is refused.
+    w.clock.advance(time::Duration::minutes(1));
+    assert_eq!(w.app.login(nurse, w.clock.now()).await.status(), 200);
+    let cookie = w.app.cookie().unwrap();
+    assert_eq!(w.app.request(reqwest::Method::POST, "/api/v1/auth/logout").send().await.unwrap().status(), 204);
+    let replay = w.app.client.get(w.app.url("/api/v1/patients")).header("cookie", format!("__Host-keta={cookie}")).send().await.unwrap();
+    assert_eq!(replay.status(), 401);
+}
+
+#[tokio::test]
+async fn a_password_alone_does_not_sign_in_and_disabling_a_user_ends_their_session() {
+    let w = world().await;
+    let nurse = by_role(&w.staff, Role::Nurse);
+    // Password accepted but no second factor: the token cannot reach patient data.
+    let token = w.db.store.begin_sign_in(&nurse.username, &nurse.password).await.unwrap().unwrap();
+    let r = w.app.client.get(w.app.url("/api/v1/patients")).header("cookie", format!("__Host-keta={token}")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // A cookie the attacker planted before sign-in never becomes valid (fixation).
+    let planted = "ab".repeat(32);
+    let r = w.app.client.get(w.app.url("/api/v1/patients")).header("cookie", format!("__Host-keta={planted}")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    assert_eq!(w.app.login(nurse, T0).await.status(), 200);
+    let users: Vec<keta_store::accounts::User> = w.db.store.list_users(&Actor::system()).await.unwrap();
+    let id = users.iter().find(|u| u.username == nurse.username).unwrap().id;
+    w.db.store.set_user_disabled(&Actor::system(), id, true).await.unwrap();
+    assert_eq!(w.app.get("/api/v1/patients").await.status(), 401);
+}
+
+#[tokio::test]
+async fn state_changes_need_our_origin_the_csrf_token_and_json() {
+    let w = world().await;
+    let a = keta_domain::ids::SiteId(1);
+    assert_eq!(w.app.login(by_role(&w.staff, Role::Prescriber), T0).await.status(), 200);
+    let cookie = w.app.cookie().unwrap();
+    let body = json!({"site_id": a.0, "mrn": "X-1", "given_name": "A", "family_name": "B", "date_of_birth": "1990-01-01", "sex": "female", "indication": "depression"});
+    // No token.
+    let r = w.app.client.post(w.app.url("/api/v1/patients")).header("cookie", format!("__Host-keta={cookie}")).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    // A foreign origin, even with the token.
+    let r = w.app.request(reqwest::Method::POST, "/api/v1/patients").header("origin", "https://evil.test").json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    // Not JSON.
+    let r = w.app.request(reqwest::Method::POST, "/api/v1/patients").header("content-type", "text/plain").body(body.to_string()).send().await.unwrap();
+    assert_eq!(r.status(), 415);
+    // A GET on a write-only route.
+    assert_eq!(w.app.get(&format!("/api/v1/sessions/1/actions")).await.status(), 405);
+    let list: Value = w.app.get("/api/v1/patients").await.json().await.unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 0, "nothing was created");
+    assert_eq!(w.app.post_json("/api/v1/patients", &body).await.status(), 201, "with everything right it works");
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let w = world().await;
+    for path in ["/healthz", "/login", "/api/v1/patients", "/api/v1/nope", "/nope", "/api/v1/instruments"] {
+        let r = w.app.get(path).await;
+        let h = r.headers();
+        let csp = h.get("content-security-policy").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        for d in ["object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'", "script-src 'self'"] {
+            assert!(csp.contains(d), "{path}: CSP {csp:?} lacks {d}");
+        }
+        assert!(!csp.contains("unsafe-inline"), "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["cache-control"], "no-store", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn break_glass_needs_the_group_a_reason_and_expires() {
+    let w = world().await;
+    let b = site(&w.db.store, "B").await;
+    let p = patient(&w.db.store, b, "B-0001").await;
+    let users = w.db.store.list_users(&Actor::system()).await.unwrap();
+    let signed_in = |role: Role| {
+        let u = users.iter().find(|u| u.role == role).unwrap();
+        Actor { name: u.username.clone(), scope: keta_store::SiteScope::Sites(u.site_ids.clone()), role: Some(role), user_id: Some(u.id), break_glass: vec![] }
+    };
+    let nurse = signed_in(Role::Nurse);
+    assert!(matches!(w.db.store.break_glass(&nurse, p, "patient collapsed in the lobby", 60).await, Err(keta_store::StoreError::Forbidden(_))));
+    let dr = signed_in(Role::Prescriber);
+    assert!(w.db.store.patient_chart(&dr, p).await.is_err(), "outside the prescriber's sites");
+    assert!(w.db.store.break_glass(&dr, p, "short", 60).await.is_err(), "a reason is required");
+    w.db.store.break_glass(&dr, p, "patient collapsed in the lobby; needs history", 60).await.unwrap();
+    assert!(audit_actions(&w.db).await.contains(&"break_glass".to_string()));
+    // Through the API the grant now lets the prescriber open the chart...
+    assert_eq!(w.app.login(by_role(&w.staff, Role::Prescriber), T0).await.status(), 200);
+    assert_eq!(w.app.get(&format!("/api/v1/patients/{}/chart", p.0)).await.status(), 200);
+    // ...until it expires.
+    w.clock.advance(time::Duration::minutes(61));
+    assert_eq!(w.app.login(by_role(&w.staff, Role::Prescriber), w.clock.now()).await.status(), 200);
+    assert_eq!(w.app.get(&format!("/api/v1/patients/{}/chart", p.0)).await.status(), 404);
+}
+
+/// The authorisation matrix, generated from the OpenAPI document (every documented
+/// route) and the access table: each route x method x role, plus anonymous.
+#[tokio::test]
+async fn authorisation_matrix_covers_every_route_and_role() {
+    let w = world().await;
+    let doc: Value = serde_json::from_str(&keta_web::openapi_json()).unwrap();
+    let mut routes = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            routes.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    let mut missing = Vec::new();
+    for (m, p) in &routes {
+        if p.starts_with("/api/v1") && keta_web::access_rules::rule_for(&m.parse().unwrap(), p).is_none() {
+            missing.push(format!("{m} {p}"));
+        }
+    }
+    assert!(missing.is_empty(), "routes without an access rule in web/src/access_rules.rs: {missing:?}");
+    assert!(API_RULES.len() >= routes.iter().filter(|r| r.1.starts_with("/api/v1")).count());
+
+    let concrete = |p: &str| p.replace("{id}", "1").replace("{code}", "phq9");
+    let mut checked = 0;
+    for role in [None, Some(Role::Administrator), Some(Role::Prescriber), Some(Role::Nurse), Some(Role::FrontDesk), Some(Role::Auditor)] {
+        w.app.logout_locally();
+        if let Some(r) = role {
+            w.clock.advance(time::Duration::seconds(31));
+            assert_eq!(w.app.login(by_role(&w.staff, r), w.clock.now()).await.status(), 200);
+        }
+        for (method, path, access) in API_RULES {
+            if *path == "/api/v1/auth/logout" || *path == "/api/v1/auth/login" {
+                continue; // They change the test's own session.
+            }
+            let resp = w.app.request(method.parse().unwrap(), &concrete(path)).json(&json!({})).send().await.unwrap();
+            let status = resp.status().as_u16();
+            let expect_ok = match (access, role) {
+                (Access::Public, _) => true,
+                (_, None) => false,
+                (Access::SignedIn, Some(_)) => true,
+                (Access::Needs(p), Some(r)) => allowed(r, *p),
+            };
+            if expect_ok {
+                assert!(status != 401 && status != 403, "{role:?} {method} {path}: expected access, got {status}");
+            } else {
+                let want = if role.is_none() { 401 } else { 403 };
+                assert_eq!(status, want, "{role:?} {method} {path}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 200, "{checked}");
+}

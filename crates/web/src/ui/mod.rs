@@ -1,0 +1,80 @@
+//! The clinic in the browser: server-rendered HTML (askama templates in
+//! `crates/web/templates`) with vendored htmx for the few live parts (patient search,
+//! the Maudsley score as you type, the live board over server-sent events).
+//!
+//! Every handler takes the signed-in [`CurrentUser`](crate::auth::CurrentUser) and passes
+//! its actor to the store, which enforces permissions and site scope. There is no SQL
+//! here. Templates auto-escape; no user text is ever marked safe. Pages carry no inline
+//! script, style or event handler, so a strict Content-Security-Policy holds
+//! ([`page::CSP`]). Every state-changing form carries the CSRF token (hidden
+//! `csrf_token` field; htmx sends `X-CSRF-Token` from the `<body>`'s `hx-headers`).
+//!
+//! Areas: `today` (schedule and live board), `patients` (search, registration, chart),
+//! `eligibility` (trials, Maudsley, contraindications), `plan` (courses), `session` (the
+//! chair), `questionnaires` (staff entry and the patient kiosk), `outcomes` (clinic
+//! rates beside the benchmark trials).
+
+pub mod assets;
+pub mod clock;
+pub mod live;
+pub mod page;
+pub mod trajectory;
+
+mod chart;
+mod eligibility;
+mod outcomes;
+mod patients;
+mod plan;
+mod questionnaires;
+mod session;
+mod today;
+
+use axum::Router;
+use axum::response::Redirect;
+use axum::routing::{get, post};
+use keta_domain::site::Site;
+
+use crate::AppState;
+use crate::auth::CurrentUser;
+use page::UiResult;
+
+/// Every HTML route. Merged into the main router by `crate::router`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/today") }))
+        .route("/static/{file}", get(assets::get_static))
+        .route("/today", get(today::get_today))
+        .route("/today/events", get(today::get_board_events))
+        .route("/patients", get(patients::get_patients).post(patients::post_patient))
+        .route("/patients/new", get(patients::get_new_patient))
+        .route("/patients/{id}", get(chart::get_chart))
+        .route("/patients/{id}/weights", post(chart::post_weight))
+        .route("/patients/{id}/eligibility", get(eligibility::get_eligibility).post(eligibility::post_assessment))
+        .route("/patients/{id}/eligibility/trials", post(eligibility::post_trial))
+        .route("/patients/{id}/eligibility/maudsley", post(eligibility::post_maudsley_preview))
+        .route("/patients/{id}/plan", get(plan::get_plan).post(plan::post_plan))
+        .route("/patients/{id}/questionnaires/new", get(questionnaires::get_staff_entry).post(questionnaires::post_staff_entry))
+        .route("/patients/{id}/alerts/{alert}/acknowledge", post(chart::post_acknowledge))
+        .route("/kiosk/{id}/{instrument}", get(questionnaires::get_kiosk).post(questionnaires::post_kiosk))
+        .route("/sessions/{id}", get(session::get_session))
+        .route("/sessions/{id}/step", post(session::post_step))
+        .route("/sessions/{id}/vitals", post(session::post_vitals))
+        .route("/sessions/{id}/moaas", post(session::post_moaas))
+        .route("/sessions/{id}/cadss", post(session::post_cadss))
+        .route("/sessions/{id}/side-effects", post(session::post_side_effects))
+        .route("/sessions/{id}/interventions", post(session::post_intervention))
+        .route("/sessions/{id}/adverse-events", post(session::post_adverse_event))
+        .route("/sessions/{id}/alerts/{alert}/acknowledge", post(session::post_acknowledge))
+        .route("/sessions/{id}/note", post(session::post_note))
+        .route("/outcomes", get(outcomes::get_outcomes))
+}
+
+/// The sites whose boards the user sees: the sites they are assigned to, or every site
+/// their scope allows when no assignment is recorded.
+pub(crate) async fn user_sites(st: &AppState, user: &CurrentUser) -> UiResult<Vec<Site>> {
+    let all = st.store.list_sites(&user.actor).await?;
+    if user.site_ids.is_empty() {
+        return Ok(all);
+    }
+    Ok(all.into_iter().filter(|s| user.site_ids.contains(&s.id)).collect())
+}

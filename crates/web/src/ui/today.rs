@@ -1,0 +1,411 @@
+//! Today: the day's schedule and the live board of every chair at the user's sites.
+//!
+//! The board shows, per chair, the patient, route, phase of the session, minutes since
+//! the dose started, the next timed check the safety rules require (e.g. the 40-minute
+//! BP re-check) and open alerts. It updates over server-sent events: the stream sends a
+//! freshly rendered board whenever a write is published ([`super::live`]) and every 30 s
+//! (minutes tick on), only when the HTML changed.
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::time::Duration;
+
+use askama::Template;
+use axum::extract::State;
+use axum::response::Response;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::future::join_all;
+use futures_util::stream::{self, Stream, StreamExt};
+use keta_domain::access::Permission;
+use keta_domain::alerts::SafetyRules;
+use keta_domain::ids::{PatientId, SiteId};
+use keta_domain::patient::Patient;
+use keta_domain::records::{Alert, AlertLevel};
+use keta_domain::session::{SessionState, TreatmentSession};
+use keta_domain::site::Site;
+use keta_store::alerts::AlertQuery;
+use time::OffsetDateTime;
+
+use super::clock::{SiteClock, date_label, minutes_label};
+use super::page::{Area, Chrome, UiResult, render};
+use super::user_sites;
+use crate::AppState;
+use crate::auth::CurrentUser;
+
+pub(crate) struct AlertLine {
+    pub level: &'static str,
+    pub message: String,
+    pub patient: String,
+    pub href: String,
+    pub raised: String,
+}
+
+pub(crate) struct ChairCard {
+    pub chair: String,
+    /// `free`, `scheduled` or `active`.
+    pub status: &'static str,
+    pub session_href: String,
+    pub patient: String,
+    pub route: &'static str,
+    pub phase: &'static str,
+    pub phase_class: &'static str,
+    pub scheduled_at: String,
+    pub since_dose: Option<String>,
+    pub monitoring: Option<String>,
+    pub monitoring_done: bool,
+    pub next_check: Option<String>,
+    pub next_check_overdue: bool,
+    pub next_up: Option<String>,
+    pub alerts: Vec<AlertLine>,
+}
+
+pub(crate) struct Board {
+    pub site_id: i64,
+    pub site_name: String,
+    pub updated_at: String,
+    pub cards: Vec<ChairCard>,
+    /// Open alerts not shown on a chair (questionnaire safety items, sessions elsewhere).
+    pub other_alerts: Vec<AlertLine>,
+    pub clinical: bool,
+}
+
+pub(crate) struct ScheduleRow {
+    pub time: String,
+    pub patient: String,
+    pub patient_href: String,
+    pub route: &'static str,
+    pub sequence: u32,
+    pub chair: String,
+    pub state: &'static str,
+    pub state_class: &'static str,
+    pub session_href: String,
+}
+
+pub(crate) struct SiteToday {
+    pub board: Board,
+    pub schedule: Vec<ScheduleRow>,
+    pub site_id: i64,
+}
+
+#[derive(Template)]
+#[template(path = "today/today.html")]
+struct TodayPage {
+    chrome: Chrome,
+    date: String,
+    sites: Vec<SiteToday>,
+}
+
+#[derive(Template)]
+#[template(path = "today/board_partial.html")]
+struct BoardPartial<'a> {
+    b: &'a Board,
+}
+
+#[derive(Template)]
+#[template(path = "today/schedule_partial.html")]
+struct SchedulePartial<'a> {
+    s: &'a SiteToday,
+}
+
+pub fn state_label(s: SessionState) -> &'static str {
+    match s {
+        SessionState::Scheduled => "Scheduled",
+        SessionState::CheckedIn => "Checked in",
+        SessionState::PreDoseChecks => "Pre-dose checks",
+        SessionState::Dosing => "Dosing",
+        SessionState::Monitoring => "Monitoring",
+        SessionState::Discharged => "Discharged",
+        SessionState::Stopped => "Stopped",
+    }
+}
+
+pub fn state_class(s: SessionState) -> &'static str {
+    match s {
+        SessionState::Scheduled => "st-scheduled",
+        SessionState::CheckedIn | SessionState::PreDoseChecks => "st-checkin",
+        SessionState::Dosing => "st-dosing",
+        SessionState::Monitoring => "st-monitoring",
+        SessionState::Discharged => "st-done",
+        SessionState::Stopped => "st-stopped",
+    }
+}
+
+fn is_in_chair(s: SessionState) -> bool {
+    matches!(s, SessionState::CheckedIn | SessionState::PreDoseChecks | SessionState::Dosing | SessionState::Monitoring)
+}
+
+/// The next timed check and minimum-monitoring progress for a session in the chair.
+pub(crate) struct Timing {
+    pub since_dose_min: Option<i64>,
+    pub next_check: Option<keta_domain::alerts::DueCheck>,
+    pub minimum_min: i64,
+}
+
+pub(crate) fn timing(s: &TreatmentSession, bp_minutes: &[i64], now: OffsetDateTime) -> Timing {
+    let rules = SafetyRules::builtin();
+    let since = s.minutes_since_dose(now).filter(|_| s.state.dose_started() && s.state != SessionState::Discharged);
+    let next_check = since.and_then(|m| rules.due_checks(s.route, m, bp_minutes).into_iter().next());
+    Timing { since_dose_min: since, next_check, minimum_min: rules.minimum_monitoring(s.route).0 }
+}
+
+pub(crate) fn alert_line(a: &Alert, names: &HashMap<PatientId, Patient>, clock: &SiteClock) -> AlertLine {
+    AlertLine {
+        level: match a.level {
+            AlertLevel::Urgent => "urgent",
+            AlertLevel::Warning => "warning",
+        },
+        message: a.message.clone(),
+        patient: names.get(&a.patient_id).map_or_else(|| format!("Patient {}", a.patient_id), Patient::display_name),
+        href: match a.session_id {
+            Some(s) => format!("/sessions/{s}"),
+            None => format!("/patients/{}#alerts", a.patient_id),
+        },
+        raised: clock.hm(a.raised_at),
+    }
+}
+
+/// Everything Today shows for one site, read fresh.
+pub(crate) async fn build_site(st: &AppState, user: &CurrentUser, site: &Site, now: OffsetDateTime) -> UiResult<SiteToday> {
+    let actor = &user.actor;
+    let clinical = actor.can(Permission::ViewClinical);
+    let clock = SiteClock::for_site(site);
+    let (from, to) = clock.day_bounds(clock.today(now));
+    let (sessions, chairs, alerts) = tokio::join!(
+        st.store.sessions_at_site(actor, site.id, from, to),
+        st.store.list_chairs(actor, site.id),
+        async {
+            if clinical {
+                st.store.list_alerts(actor, AlertQuery { site_id: Some(site.id), open_only: true, limit: 200, ..Default::default() }).await
+            } else {
+                Ok(Vec::new())
+            }
+        }
+    );
+    let (sessions, chairs, alerts) = (sessions?, chairs?, alerts?);
+
+    let mut ids: Vec<PatientId> = sessions.iter().map(|s| s.patient_id).chain(alerts.iter().map(|a| a.patient_id)).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let patients = join_all(ids.iter().map(|id| st.store.get_patient(actor, *id))).await;
+    let names: HashMap<PatientId, Patient> = patients.into_iter().filter_map(Result::ok).map(|p| (p.id, p)).collect();
+    let name_of = |id: PatientId| names.get(&id).map_or_else(|| format!("Patient {id}"), Patient::display_name);
+
+    // Vitals only for sessions whose dose has started (for the due checks).
+    let dosed: Vec<&TreatmentSession> = sessions.iter().filter(|s| s.state.dose_started() && s.state != SessionState::Discharged).collect();
+    let vitals = if clinical {
+        join_all(dosed.iter().map(|s| st.store.list_vitals(actor, s.id))).await
+    } else {
+        Vec::new()
+    };
+    let mut bp_minutes: HashMap<i64, Vec<i64>> = HashMap::new();
+    for (s, v) in dosed.iter().zip(vitals) {
+        let mins = v.unwrap_or_default().iter().filter(|r| r.vitals.systolic_mmhg.is_some()).filter_map(|r| r.minutes_since_dose).collect();
+        bp_minutes.insert(s.id.0, mins);
+    }
+
+    let mut shown_alerts: HashSet<i64> = HashSet::new();
+    let mut card_for = |chair: String, s: Option<&TreatmentSession>, next: Option<&TreatmentSession>| -> ChairCard {
+        let next_up = next.map(|n| format!("{} {}", clock.hm(n.scheduled_for), name_of(n.patient_id)));
+        let Some(s) = s else {
+            return ChairCard {
+                chair, status: "free", session_href: String::new(), patient: String::new(), route: "", phase: "Free",
+                phase_class: "st-free", scheduled_at: String::new(), since_dose: None, monitoring: None, monitoring_done: false,
+                next_check: None, next_check_overdue: false, next_up, alerts: vec![],
+            };
+        };
+        let t = timing(s, bp_minutes.get(&s.id.0).map_or(&[][..], Vec::as_slice), now);
+        let card_alerts: Vec<AlertLine> = alerts
+            .iter()
+            .filter(|a| a.session_id == Some(s.id) || (a.session_id.is_none() && a.patient_id == s.patient_id && is_in_chair(s.state)))
+            .map(|a| {
+                shown_alerts.insert(a.id.0);
+                alert_line(a, &names, &clock)
+            })
+            .collect();
+        ChairCard {
+            chair,
+            status: if is_in_chair(s.state) { "active" } else { "scheduled" },
+            session_href: format!("/sessions/{}", s.id),
+            patient: name_of(s.patient_id),
+            route: s.route.label(),
+            phase: state_label(s.state),
+            phase_class: state_class(s.state),
+            scheduled_at: clock.hm(s.scheduled_for),
+            since_dose: t.since_dose_min.map(minutes_label),
+            monitoring: t.since_dose_min.map(|m| format!("{} of {} min minimum", m.max(0), t.minimum_min)),
+            monitoring_done: t.since_dose_min.is_some_and(|m| m >= t.minimum_min),
+            next_check: t.next_check.as_ref().map(|c| {
+                let m = t.since_dose_min.unwrap_or(0);
+                if c.overdue {
+                    format!("{}: overdue (due at {} min)", c.label, c.due_at_minutes)
+                } else if m >= c.due_at_minutes {
+                    format!("{}: due now ({} min)", c.label, c.due_at_minutes)
+                } else {
+                    format!("{}: in {} min (at {} min)", c.label, c.due_at_minutes - m, c.due_at_minutes)
+                }
+            }),
+            next_check_overdue: t.next_check.as_ref().is_some_and(|c| c.overdue),
+            next_up,
+            alerts: card_alerts,
+        }
+    };
+
+    let mut cards = Vec::new();
+    for chair in &chairs {
+        let here: Vec<&TreatmentSession> = sessions.iter().filter(|s| s.chair_id == Some(chair.id)).collect();
+        let active = here.iter().copied().find(|s| is_in_chair(s.state));
+        let upcoming: Vec<&TreatmentSession> = here.iter().copied().filter(|s| s.state == SessionState::Scheduled).collect();
+        let (shown, next) = match active {
+            Some(a) => (Some(a), upcoming.first().copied()),
+            None => (upcoming.first().copied(), upcoming.get(1).copied()),
+        };
+        cards.push(card_for(chair.name.clone(), shown, next));
+    }
+    // In the chair but with no chair recorded: still on the board.
+    for s in sessions.iter().filter(|s| is_in_chair(s.state) && s.chair_id.is_none_or(|c| !chairs.iter().any(|ch| ch.id == c))) {
+        cards.push(card_for("No chair".into(), Some(s), None));
+    }
+    let other_alerts = alerts.iter().filter(|a| !shown_alerts.contains(&a.id.0)).map(|a| alert_line(a, &names, &clock)).collect();
+
+    let chair_name: HashMap<i64, &str> = chairs.iter().map(|c| (c.id.0, c.name.as_str())).collect();
+    let schedule = sessions
+        .iter()
+        .map(|s| ScheduleRow {
+            time: clock.hm(s.scheduled_for),
+            patient: name_of(s.patient_id),
+            patient_href: format!("/patients/{}", s.patient_id),
+            route: s.route.label(),
+            sequence: s.sequence,
+            chair: s.chair_id.and_then(|c| chair_name.get(&c.0).map(|n| n.to_string())).unwrap_or_else(|| "—".into()),
+            state: state_label(s.state),
+            state_class: state_class(s.state),
+            session_href: format!("/sessions/{}", s.id),
+        })
+        .collect();
+
+    Ok(SiteToday {
+        site_id: site.id.0,
+        board: Board {
+            site_id: site.id.0,
+            site_name: site.name.clone(),
+            updated_at: clock.hm(now),
+            cards,
+            other_alerts,
+            clinical,
+        },
+        schedule,
+    })
+}
+
+pub async fn get_today(State(st): State<AppState>, user: CurrentUser) -> UiResult<Response> {
+    let now = st.store.now();
+    let site_list = user_sites(&st, &user).await?;
+    let clock = site_list.first().map_or_else(SiteClock::utc, SiteClock::for_site);
+    let built = join_all(site_list.iter().map(|s| build_site(&st, &user, s, now))).await;
+    let sites: Vec<SiteToday> = built.into_iter().collect::<UiResult<_>>()?;
+    let date = date_label(clock.today(now));
+    Ok(render(&TodayPage { chrome: Chrome::new(&user, "Today", Area::Today), date, sites }))
+}
+
+struct StreamState {
+    st: AppState,
+    user: CurrentUser,
+    sites: Vec<Site>,
+    rx: tokio::sync::broadcast::Receiver<super::live::Change>,
+    last: HashMap<String, String>,
+    first: bool,
+    shutdown: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    until: tokio::time::Instant,
+}
+
+/// How often the board re-renders with no change (minutes since dose move on).
+const TICK: Duration = Duration::from_secs(30);
+/// A stream ends after this long and the browser reconnects, so no connection outlives
+/// a restart by much.
+const STREAM_LIFETIME: Duration = Duration::from_secs(15 * 60);
+
+impl StreamState {
+    /// Waits for the next reason to re-render; `false` when the stream should end.
+    async fn wait(&mut self) -> bool {
+        if self.first {
+            self.first = false;
+            return true;
+        }
+        let sites: Vec<SiteId> = self.sites.iter().map(|s| s.id).collect();
+        loop {
+            tokio::select! {
+                r = self.rx.recv() => match r {
+                    Ok(None) => return true,
+                    Ok(Some(site)) if sites.contains(&site) => return true,
+                    Ok(Some(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return true,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
+                },
+                _ = tokio::time::sleep(TICK) => return true,
+                _ = tokio::time::sleep_until(self.until) => return false,
+                _ = &mut self.shutdown => return false,
+            }
+        }
+    }
+
+    async fn changed_events(&mut self) -> Vec<Event> {
+        let now = self.st.store.now();
+        let mut out = Vec::new();
+        for site in &self.sites {
+            let built = match build_site(&self.st, &self.user, site, now).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = ?e, site = %site.id, "board refresh failed");
+                    continue;
+                }
+            };
+            let parts = [
+                (format!("board-{}", site.id), BoardPartial { b: &built.board }.render()),
+                (format!("schedule-{}", site.id), SchedulePartial { s: &built }.render()),
+            ];
+            for (name, html) in parts {
+                let Ok(html) = html else { continue };
+                if self.last.get(&name) != Some(&html) {
+                    out.push(Event::default().event(name.clone()).data(html.clone()));
+                    self.last.insert(name, html);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The live board stream (`text/event-stream`); events are named `board-{site}` and
+/// `schedule-{site}` and carry the re-rendered fragment.
+pub async fn get_board_events(
+    State(st): State<AppState>,
+    user: CurrentUser,
+) -> UiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let sites = user_sites(&st, &user).await?;
+    let state = StreamState {
+        st,
+        user,
+        sites,
+        rx: super::live::subscribe(),
+        last: HashMap::new(),
+        first: true,
+        shutdown: Box::pin(async {
+            let _ = tokio::signal::ctrl_c().await;
+        }),
+        until: tokio::time::Instant::now() + STREAM_LIFETIME,
+    };
+    let s = stream::unfold(state, |mut s| async move {
+        loop {
+            if !s.wait().await {
+                return None;
+            }
+            let events = s.changed_events().await;
+            if !events.is_empty() {
+                return Some((events, s));
+            }
+        }
+    })
+    .flat_map(|events| stream::iter(events.into_iter().map(Ok)));
+    Ok(Sse::new(s).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
