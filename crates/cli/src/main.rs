@@ -56,6 +56,51 @@ enum Command {
     },
     /// Print the OpenAPI document (as committed in docs/openapi.json).
     Openapi,
+    /// Staff accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account. The first account must be an administrator (first-run setup).
+    /// The password is read from KETA_NEW_PASSWORD or, if unset, from the first line of standard input.
+    /// Prints the TOTP key to add to the user's authenticator app.
+    Add {
+        #[arg(long, env = "KETA_DATABASE_URL")]
+        database_url: String,
+        #[arg(long)]
+        username: String,
+        /// The name printed on signatures.
+        #[arg(long)]
+        display_name: String,
+        /// administrator, prescriber, nurse, front_desk or auditor.
+        #[arg(long)]
+        role: String,
+        /// Site ids the user works at, comma-separated (e.g. 1,2).
+        #[arg(long, value_delimiter = ',')]
+        sites: Vec<i64>,
+        /// Allow break-glass access to patients of other sites.
+        #[arg(long)]
+        break_glass: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Re-verify the hash chain; exits 1 and names the first bad entry if any entry
+    /// was edited, deleted or reordered outside Keta.
+    Verify {
+        #[arg(long, env = "KETA_DATABASE_URL")]
+        database_url: String,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -120,6 +165,46 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             keta_store::Store::open(&database_url).await.context("migrating")?;
             println!("schema is at version {}", keta_store::latest_version());
             Ok(())
+        }
+        Command::User { command: UserCommand::Add { database_url, username, display_name, role, sites, break_glass } } => {
+            let role = keta_domain::access::Role::parse(&role)
+                .with_context(|| format!("unknown role '{role}': use administrator, prescriber, nurse, front_desk or auditor"))?;
+            let password = match std::env::var("KETA_NEW_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            let store = keta_store::Store::open(&database_url).await.context("opening the database")?;
+            let actor = keta_store::Actor::system();
+            let new = keta_store::accounts::NewUser {
+                username,
+                display_name,
+                role,
+                password,
+                site_ids: sites.into_iter().map(keta_domain::ids::SiteId).collect(),
+                can_break_glass: break_glass,
+                totp_secret: None,
+            };
+            let (user, secret) = store.create_user(&actor, new).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("created {} ({}), id {}", user.username, user.role.label(), user.id);
+            println!("TOTP key for the authenticator app (shown once): {secret}");
+            Ok(())
+        }
+        Command::Audit { command: AuditCommand::Verify { database_url } } => {
+            let store = keta_store::Store::open(&database_url).await.context("opening the database")?;
+            match store.verify_audit_chain().await? {
+                (n, None) => {
+                    println!("audit trail intact: {n} entries verified");
+                    Ok(())
+                }
+                (n, Some(b)) => {
+                    println!("audit trail BROKEN at entry {}: {} ({n} entries before it verified)", b.seq, b.reason);
+                    std::process::exit(1);
+                }
+            }
         }
         Command::Score { .. } | Command::Openapi => unreachable!("handled without a runtime"),
     }

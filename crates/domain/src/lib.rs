@@ -12,6 +12,8 @@ pub mod eligibility;
 pub mod error;
 pub mod ids;
 pub mod instruments;
+pub mod ledger;
+pub mod notes;
 pub mod outcomes;
 pub mod patient;
 pub mod records;

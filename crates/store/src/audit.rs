@@ -179,27 +179,112 @@ pub fn verify(conn: &mut dyn Conn) -> Result<(u64, Option<ChainBreak>)> {
 
 /// Entries about one patient, newest first ("who viewed or changed this record").
 pub fn for_patient(conn: &mut dyn Conn, patient: PatientId, limit: i64) -> Result<Vec<AuditRecord>> {
-    conn.query(
-        "SELECT seq, occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, prev_hash, row_hash
-         FROM audit_log WHERE patient_id = $1 ORDER BY seq DESC LIMIT $2",
-        params![patient.0, limit],
-    )?
-    .into_iter()
-    .map(|r| {
-        Ok(AuditRecord {
-            seq: r.i64(0)?,
-            occurred_at: from_ms(r.i64(1)?)?,
-            actor: r.text(2)?,
-            action: r.text(3)?,
-            object_type: r.text(4)?,
-            object_id: r.opt_text(5)?,
-            patient_id: r.opt_i64(6)?,
-            site_id: r.opt_i64(7)?,
-            fields: r.text(8)?,
-            outcome: r.text(9)?,
-            prev_hash: r.text(10)?,
-            row_hash: r.text(11)?,
+    search(conn, &AuditQuery { patient_id: Some(patient), descending: true, limit, ..Default::default() })
+}
+
+impl crate::Store {
+    /// Records that `actor` read a patient's data (AU-1: reads are audited too). Written
+    /// after the read succeeded, in its own transaction.
+    pub async fn audit_read(&self, actor: &Actor, object_type: &'static str, object_id: Option<String>, patient: Option<PatientId>) -> Result<()> {
+        let now = self.now();
+        let actor = actor.clone();
+        self.write(move |c| {
+            let site = match patient {
+                Some(p) => c.query_opt("SELECT site_id FROM patients WHERE id = $1", params![p.0])?.map(|r| r.i64(0)).transpose()?.map(SiteId),
+                None => None,
+            };
+            record(c, &actor, now, Entry { action: Action::Read, object_type, object_id, patient_id: patient, site_id: site, fields: &[] })
         })
+        .await
+    }
+}
+
+/// Filters and sort for the audit report (AU-3). Sort fields come from an allow-list;
+/// anything else is refused rather than pasted into SQL.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    pub patient_id: Option<PatientId>,
+    pub action: Option<String>,
+    pub from: Option<OffsetDateTime>,
+    pub to: Option<OffsetDateTime>,
+    pub sort: Option<String>,
+    pub descending: bool,
+    pub limit: i64,
+}
+
+pub const SORTABLE: &[&str] = &["occurred_at", "actor", "action", "object_type", "patient_id", "seq"];
+
+pub fn search(conn: &mut dyn Conn, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
+    let sort = match q.sort.as_deref() {
+        None => "seq",
+        Some(s) => SORTABLE.iter().find(|x| **x == s).copied().ok_or_else(|| {
+            keta_domain::DomainError::field("sort", format!("sort by one of: {}", SORTABLE.join(", ")))
+        })?,
+    };
+    let mut sql = String::from(
+        "SELECT seq, occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, prev_hash, row_hash FROM audit_log WHERE 1 = 1",
+    );
+    let mut p: Vec<crate::Value> = Vec::new();
+    if let Some(a) = &q.actor {
+        p.push(a.clone().into());
+        sql.push_str(&format!(" AND actor = ${}", p.len()));
+    }
+    if let Some(id) = q.patient_id {
+        p.push(id.0.into());
+        sql.push_str(&format!(" AND patient_id = ${}", p.len()));
+    }
+    if let Some(a) = &q.action {
+        p.push(a.clone().into());
+        sql.push_str(&format!(" AND action = ${}", p.len()));
+    }
+    if let Some(t) = q.from {
+        p.push(ms(t).into());
+        sql.push_str(&format!(" AND occurred_at >= ${}", p.len()));
+    }
+    if let Some(t) = q.to {
+        p.push(ms(t).into());
+        sql.push_str(&format!(" AND occurred_at < ${}", p.len()));
+    }
+    p.push(q.limit.clamp(1, 10_000).into());
+    sql.push_str(&format!(" ORDER BY {sort} {}, seq {} LIMIT ${}", if q.descending { "DESC" } else { "ASC" }, if q.descending { "DESC" } else { "ASC" }, p.len()));
+    conn.query(&sql, &p)?.iter().map(record_from).collect()
+}
+
+fn record_from(r: &crate::Row) -> Result<AuditRecord> {
+    Ok(AuditRecord {
+        seq: r.i64(0)?,
+        occurred_at: from_ms(r.i64(1)?)?,
+        actor: r.text(2)?,
+        action: r.text(3)?,
+        object_type: r.text(4)?,
+        object_id: r.opt_text(5)?,
+        patient_id: r.opt_i64(6)?,
+        site_id: r.opt_i64(7)?,
+        fields: r.text(8)?,
+        outcome: r.text(9)?,
+        prev_hash: r.text(10)?,
+        row_hash: r.text(11)?,
     })
-    .collect()
+}
+
+impl crate::Store {
+    /// The audit report for auditors. The report itself is an audited export.
+    pub async fn audit_report(&self, actor: &Actor, q: AuditQuery) -> Result<Vec<AuditRecord>> {
+        actor.require(keta_domain::access::Permission::ViewAudit)?;
+        let patient = q.patient_id;
+        let out = self.read(move |c| search(c, &q)).await?;
+        let now = self.now();
+        let a = actor.clone();
+        self.write(move |c| {
+            record(c, &a, now, Entry { action: Action::Export, object_type: "audit_report", object_id: None, patient_id: patient, site_id: None, fields: &[] })
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Verifies the whole chain (for `keta audit verify`).
+    pub async fn verify_audit_chain(&self) -> Result<(u64, Option<ChainBreak>)> {
+        self.read(|c| verify(c)).await
+    }
 }

@@ -10,13 +10,13 @@ use crate::{Actor, Store, params};
 impl Store {
     pub async fn patient_chart(&self, actor: &Actor, id: PatientId) -> Result<PatientChart> {
         actor.require(keta_domain::access::Permission::ViewClinical)?;
-        let actor = actor.clone();
-        self.read(move |c| {
-            let patient = crate::patients::get_patient(c, &actor, id)?;
+        let act = actor.clone();
+        let out = self.read(move |c| {
+            let patient = crate::patients::get_patient(c, &act, id)?;
             let courses = crate::courses::courses_for(c, id)?;
             let responses = crate::questionnaires::responses_for(c, id)?;
             let outcomes = course_outcomes(&courses, &responses);
-            let open_alerts = crate::alerts::list(c, &actor, &AlertQuery { patient_id: Some(id), open_only: true, limit: 200, ..Default::default() })?;
+            let open_alerts = crate::alerts::list(c, &act, &AlertQuery { patient_id: Some(id), open_only: true, limit: 200, ..Default::default() })?;
             let adverse_events = c
                 .query(&format!("SELECT {} FROM adverse_events WHERE patient_id = $1 ORDER BY onset_at, id", crate::sessions::AE_COLS), params![id.0])?
                 .iter()
@@ -35,6 +35,8 @@ impl Store {
                 adverse_events,
             })
         })
-        .await
+        .await?;
+        self.audit_read(actor, "chart", None, Some(id)).await?;
+        Ok(out)
     }
 }

@@ -87,17 +87,21 @@ impl Store {
 
     pub async fn get_course(&self, actor: &Actor, id: CourseId) -> Result<Course> {
         actor.require(keta_domain::access::Permission::ViewClinical)?;
-        let actor = actor.clone();
-        self.read(move |c| get_course(c, &actor, id)).await
+        let act = actor.clone();
+        let out = self.read(move |c| get_course(c, &act, id)).await?;
+        self.audit_read(actor, "course", Some(id.to_string()), Some(out.patient_id)).await?;
+        Ok(out)
     }
 
     pub async fn list_courses(&self, actor: &Actor, patient: PatientId) -> Result<Vec<Course>> {
         actor.require(keta_domain::access::Permission::ViewClinical)?;
-        let actor = actor.clone();
-        self.read(move |c| {
-            get_patient(c, &actor, patient)?;
+        let act = actor.clone();
+        let out = self.read(move |c| {
+            get_patient(c, &act, patient)?;
             courses_for(c, patient)
         })
-        .await
+        .await?;
+        self.audit_read(actor, "courses", None, Some(patient)).await?;
+        Ok(out)
     }
 }

@@ -104,12 +104,14 @@ impl Store {
 
     pub async fn list_eligibility(&self, actor: &Actor, patient: PatientId) -> Result<(Vec<AntidepressantTrialRecord>, Vec<EligibilityAssessment>)> {
         actor.require(keta_domain::access::Permission::ViewClinical)?;
-        let actor = actor.clone();
-        self.read(move |c| {
-            get_patient(c, &actor, patient)?;
+        let act = actor.clone();
+        let out = self.read(move |c| {
+            get_patient(c, &act, patient)?;
             Ok((trials_for(c, patient)?, assessments_for(c, patient)?))
         })
-        .await
+        .await?;
+        self.audit_read(actor, "eligibility", None, Some(patient)).await?;
+        Ok(out)
     }
 }
 

@@ -16,6 +16,12 @@
 //!   `record_vitals`/`record_observation`/`submit_response` would have raised them (baseline =
 //!   the session's first blood pressure; phase from the dose start), dated when the reading
 //!   was taken; an [`AlertAcknowledgement`] policy acknowledges them afterwards;
+//! * permissions: importing a session needs everything its live counterparts need
+//!   (recording in the session, entering questionnaires, and planning treatment, since
+//!   sessions are added to courses and course statuses set), so only prescribers and Keta
+//!   itself may import history; a check-in needs questionnaire entry, plus recording in
+//!   sessions when it carries an alert acknowledgement. Courses and patients outside the
+//!   actor's sites are not found;
 //! * one audit entry per imported session (`session_import`) or check-in (`response_import`)
 //!   records who imported what, naming the kinds of data, never values. The audit entry is
 //!   dated when the import ran: the trail records when Keta learnt of the data.
@@ -27,6 +33,7 @@ use std::collections::HashMap;
 
 use time::{Duration, OffsetDateTime};
 
+use keta_domain::access::Permission;
 use keta_domain::alerts::{AlertFiring, DosePhase, SafetyRules};
 use keta_domain::course::CourseStatus;
 use keta_domain::ids::{ChairId, CourseId, PatientId, SessionId, SiteId};
@@ -511,6 +518,9 @@ impl Store {
     /// one course must come in time order and after the course's existing sessions, so
     /// sequence numbers follow time.
     pub async fn import_history(&self, actor: &Actor, batch: Vec<HistoricalSession>) -> Result<ImportSummary> {
+        for p in [Permission::RecordSession, Permission::EnterQuestionnaire, Permission::PlanTreatment] {
+            actor.require(p)?;
+        }
         let now = self.now();
         let mut errs = Errors::default();
         let prepared: Vec<PreparedSession> =
@@ -527,6 +537,10 @@ impl Store {
     /// in one transaction. Safety items raise their alerts dated at completion; the
     /// acknowledgement policy (if any) closes them.
     pub async fn import_responses(&self, actor: &Actor, batch: Vec<HistoricalCheckIn>) -> Result<ImportSummary> {
+        actor.require(Permission::EnterQuestionnaire)?;
+        if batch.iter().any(|b| b.acknowledge_alerts.is_some()) {
+            actor.require(Permission::RecordSession)?;
+        }
         let now = self.now();
         let mut errs = Errors::default();
         let mut prepared = Vec::with_capacity(batch.len());

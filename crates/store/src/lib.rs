@@ -23,6 +23,7 @@ pub mod courses;
 pub mod eligibility;
 pub mod patients;
 pub mod questionnaires;
+pub mod rules;
 pub mod sessions;
 pub mod import;
 pub mod sites;

@@ -106,8 +106,10 @@ impl Store {
 
     pub async fn get_patient(&self, actor: &Actor, id: PatientId) -> Result<Patient> {
         actor.require(keta_domain::access::Permission::ViewDemographics)?;
-        let actor = actor.clone();
-        self.read(move |c| get_patient(c, &actor, id)).await
+        let act = actor.clone();
+        let out = self.read(move |c| get_patient(c, &act, id)).await?;
+        self.audit_read(actor, "patient", Some(id.to_string()), Some(id)).await?;
+        Ok(out)
     }
 
     pub async fn list_patients(&self, actor: &Actor, q: PatientQuery) -> Result<Vec<Patient>> {
@@ -159,11 +161,13 @@ impl Store {
 
     pub async fn list_weights(&self, actor: &Actor, patient: PatientId) -> Result<Vec<WeightEntry>> {
         actor.require(keta_domain::access::Permission::ViewClinical)?;
-        let actor = actor.clone();
-        self.read(move |c| {
-            get_patient(c, &actor, patient)?;
+        let act = actor.clone();
+        let out = self.read(move |c| {
+            get_patient(c, &act, patient)?;
             weights(c, patient)
         })
-        .await
+        .await?;
+        self.audit_read(actor, "weights", None, Some(patient)).await?;
+        Ok(out)
     }
 }

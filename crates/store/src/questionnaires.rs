@@ -103,15 +103,17 @@ impl Store {
 
     pub async fn list_responses(&self, actor: &Actor, patient: PatientId, instrument: Option<String>) -> Result<Vec<QuestionnaireResponse>> {
         actor.require(keta_domain::access::Permission::ViewClinical)?;
-        let actor = actor.clone();
-        self.read(move |c| {
-            crate::patients::get_patient(c, &actor, patient)?;
+        let act = actor.clone();
+        let out = self.read(move |c| {
+            crate::patients::get_patient(c, &act, patient)?;
             let all = responses_for(c, patient)?;
             Ok(match instrument {
                 Some(i) => all.into_iter().filter(|r| r.instrument == i).collect(),
                 None => all,
             })
         })
-        .await
+        .await?;
+        self.audit_read(actor, "questionnaire_responses", None, Some(patient)).await?;
+        Ok(out)
     }
 }

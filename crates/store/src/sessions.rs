@@ -5,7 +5,7 @@
 use time::OffsetDateTime;
 
 use keta_domain::DomainError;
-use keta_domain::alerts::{AlertFiring, DosePhase, SafetyRules};
+use keta_domain::alerts::{AlertFiring, DosePhase};
 use keta_domain::course::Route;
 use keta_domain::ids::{ChairId, CourseId, PatientId, RecordId, SessionId, SiteId};
 use keta_domain::records::{Alert, ObservationRecord, VitalsRecord, VitalsSource};
@@ -218,8 +218,10 @@ impl Store {
 
     pub async fn get_session(&self, actor: &Actor, id: SessionId) -> Result<TreatmentSession> {
         actor.require(keta_domain::access::Permission::ViewClinical)?;
-        let actor = actor.clone();
-        self.read(move |c| get_session(c, &actor, id)).await
+        let act = actor.clone();
+        let out = self.read(move |c| get_session(c, &act, id)).await?;
+        self.audit_read(actor, "session", Some(id.to_string()), Some(out.patient_id)).await?;
+        Ok(out)
     }
 
     /// Sessions at a site scheduled in `[from, to)`, for the day's schedule and the board.
@@ -249,7 +251,7 @@ impl Store {
         self.write(move |c| {
             let mut s = get_session(c, &actor, id)?;
             let ctx = DischargeContext {
-                minimum_monitoring: SafetyRules::builtin().minimum_monitoring(s.route),
+                minimum_monitoring: crate::rules::safety_rules(c, s.site_id)?.minimum_monitoring(s.route),
                 open_alerts: open_alert_count(c, id)?,
             };
             s.apply(&action, now, ctx)?;
@@ -303,7 +305,7 @@ impl Store {
                 Some(d) if taken_at >= d => DosePhase::PostDose { minutes_since_dose: (taken_at - d).whole_minutes() },
                 _ => DosePhase::PreDose,
             };
-            let firings = SafetyRules::builtin().evaluate_vitals(phase, &vitals, baseline.as_ref().map(|b| &b.vitals));
+            let firings = crate::rules::safety_rules(c, s.site_id)?.evaluate_vitals(phase, &vitals, baseline.as_ref().map(|b| &b.vitals));
             let rid = c.insert(
                 "INSERT INTO vitals (session_id, patient_id, taken_at, systolic_mmhg, diastolic_mmhg, heart_rate_bpm, spo2_pct, resp_rate_per_min, source)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
@@ -353,7 +355,7 @@ impl Store {
         self.write(move |c| {
             let s = get_session(c, &actor, id)?;
             require_active(&s)?;
-            let rules = SafetyRules::builtin();
+            let rules = crate::rules::safety_rules(c, s.site_id)?;
             let firings = match &body {
                 ObservationBody::Moaas { score } => rules.evaluate_moaas(*score),
                 ObservationBody::SideEffect { symptom, .. } => {
@@ -432,15 +434,17 @@ impl Store {
 
     pub async fn list_adverse_events(&self, actor: &Actor, patient: PatientId) -> Result<Vec<AdverseEvent>> {
         actor.require(keta_domain::access::Permission::ViewClinical)?;
-        let actor = actor.clone();
-        self.read(move |c| {
-            crate::patients::get_patient(c, &actor, patient)?;
+        let act = actor.clone();
+        let out = self.read(move |c| {
+            crate::patients::get_patient(c, &act, patient)?;
             c.query(&format!("SELECT {AE_COLS} FROM adverse_events WHERE patient_id = $1 ORDER BY onset_at, id"), params![patient.0])?
                 .iter()
                 .map(ae_from)
                 .collect()
         })
-        .await
+        .await?;
+        self.audit_read(actor, "adverse_events", None, Some(patient)).await?;
+        Ok(out)
     }
 
     /// Writes the session note (signing and amendments come with signed records).

@@ -27,6 +27,9 @@ use Permission::*;
 
 /// Every API route and method. A route missing here fails the authorisation-matrix test.
 pub const API_RULES: &[(&str, &str, Access)] = &[
+    ("GET", "/api/v1/audit", Needs(ViewAudit)),
+    ("GET", "/api/v1/audit/verify", Needs(ViewAudit)),
+    ("GET", "/api/v1/patients/{id}/access-log", Needs(ViewAudit)),
     ("POST", "/api/v1/auth/login", Public),
     ("POST", "/api/v1/auth/logout", Public),
     ("POST", "/api/v1/auth/reauth", SignedIn),
@@ -37,6 +40,8 @@ pub const API_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/sites", SignedIn),
     ("POST", "/api/v1/sites", Needs(ManageUsers)),
     ("GET", "/api/v1/sites/{id}/chairs", SignedIn),
+    ("GET", "/api/v1/sites/{id}/safety-rules", SignedIn),
+    ("PUT", "/api/v1/sites/{id}/safety-rules", Needs(PlanTreatment)),
     ("GET", "/api/v1/sites/{id}/sessions", Needs(ViewDemographics)),
     ("GET", "/api/v1/patients", Needs(ViewDemographics)),
     ("POST", "/api/v1/patients", Needs(EditDemographics)),

@@ -315,3 +315,35 @@ async fn acknowledged_sqlite_writes_survive_reopening() {
     let found = again.list_patients(&Actor::system(), PatientQuery { limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(found.len(), 1);
 }
+
+#[tokio::test]
+async fn a_site_can_replace_its_safety_rules_and_bad_rules_are_refused() {
+    let clock = ManualClock::at(T0);
+    let builtin = include_str!("../../../../data/rules/session-safety.toml");
+    assert!(builtin.contains("below_pct = 92"), "the test edits the SpO2 floor");
+    for db in TestDb::all(&clock).await {
+        let s = &db.store;
+        let a = site(s, "A").await;
+        let p = patient(s, a, "A-0001").await;
+        let dr = prescriber(&[a]);
+        let c = s.create_course(&dr, p, course(Route::IvRacemic)).await.unwrap();
+        let sess = s.create_session(&dr, c.id, NewSession { scheduled_for: T0, chair_id: None, planned_dose_mg: None }).await.unwrap();
+        s.act_on_session(&dr, sess.id, SessionAction::CheckIn).await.unwrap();
+        let spo2 = |v: f64| VitalSigns { spo2_pct: Some(Percent(v)), ..Default::default() };
+
+        let before = s.record_vitals(&dr, sess.id, spo2(94.0), None, VitalsSource::Manual).await.unwrap();
+        assert!(before.alerts.is_empty(), "94 % is above the built-in floor");
+
+        let bad = s.set_site_safety_rules(&dr, a, Some(builtin.replace("below_pct = 92", "below_pct = \"high\""))).await.unwrap_err().to_string();
+        assert!(bad.contains("spo2_floor"), "{bad}");
+        assert!(matches!(s.set_site_safety_rules(&nurse(&[a]), a, Some(builtin.into())).await, Err(StoreError::Forbidden(_))));
+
+        s.set_site_safety_rules(&dr, a, Some(builtin.replace("below_pct = 92", "below_pct = 95"))).await.unwrap();
+        let after = s.record_vitals(&dr, sess.id, spo2(94.0), None, VitalsSource::Manual).await.unwrap();
+        assert_eq!(after.alerts.iter().map(|a| a.rule.as_str()).collect::<Vec<_>>(), ["spo2_below_floor"], "{:?}", db.kind);
+        let (_, overridden) = s.site_safety_rules(&dr, a).await.unwrap();
+        assert!(overridden);
+        s.set_site_safety_rules(&dr, a, None).await.unwrap();
+        assert!(!s.site_safety_rules(&dr, a).await.unwrap().1);
+    }
+}

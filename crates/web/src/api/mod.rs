@@ -1,5 +1,6 @@
 //! The JSON API, `/api/v1`.
 
+pub mod audit;
 pub mod auth;
 pub mod clinical;
 pub mod health;
@@ -16,8 +17,9 @@ use crate::AppState;
     info(title = "Keta API", description = "Keta: the open clinical platform for ketamine and esketamine treatment. Errors are RFC 9457 problem+json."),
     paths(
         health::get_healthz,
+        audit::get_audit, audit::get_access_log, audit::get_audit_verify,
         auth::post_login, auth::post_logout, auth::post_reauth, auth::get_me, auth::get_users, auth::post_user, auth::post_break_glass,
-        patients::get_sites, patients::post_site, patients::get_chairs,
+        patients::get_sites, patients::post_site, patients::get_chairs, patients::get_site_safety_rules, patients::put_site_safety_rules,
         patients::get_patients, patients::post_patient, patients::get_patient, patients::get_chart,
         patients::get_weights, patients::post_weight,
         clinical::get_courses, clinical::post_course, clinical::get_course,
@@ -38,6 +40,9 @@ pub fn routes() -> Router<AppState> {
     use measures as m;
     use patients as p;
     Router::new()
+        .route("/audit", get(audit::get_audit))
+        .route("/audit/verify", get(audit::get_audit_verify))
+        .route("/patients/{id}/access-log", get(audit::get_access_log))
         .route("/auth/login", post(auth::post_login))
         .route("/auth/logout", post(auth::post_logout))
         .route("/auth/reauth", post(auth::post_reauth))
@@ -46,6 +51,7 @@ pub fn routes() -> Router<AppState> {
         .route("/patients/{id}/break-glass", post(auth::post_break_glass))
         .route("/sites", get(p::get_sites).post(p::post_site))
         .route("/sites/{id}/chairs", get(p::get_chairs))
+        .route("/sites/{id}/safety-rules", get(p::get_site_safety_rules).put(p::put_site_safety_rules))
         .route("/sites/{id}/sessions", get(c::get_site_sessions))
         .route("/patients", get(p::get_patients).post(p::post_patient))
         .route("/patients/{id}", get(p::get_patient))

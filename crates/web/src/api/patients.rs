@@ -97,3 +97,39 @@ pub async fn post_weight(
 ) -> ApiResult<(StatusCode, Json<WeightEntry>)> {
     Ok((StatusCode::CREATED, Json(st.store.add_weight(&a, PatientId(id), new).await?)))
 }
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SiteSafetyRules {
+    /// True when the site's medical director replaced the built-in rules.
+    pub overridden: bool,
+    pub rules: keta_domain::alerts::SafetyRules,
+}
+
+/// The session-safety rules in force at a site, each with its source.
+#[utoipa::path(get, path = "/api/v1/sites/{id}/safety-rules", tag = "rules", params(("id" = i64, Path)),
+    responses((status = 200, body = SiteSafetyRules), (status = 404, body = Problem)))]
+pub async fn get_site_safety_rules(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<SiteSafetyRules>> {
+    let (rules, overridden) = st.store.site_safety_rules(&a, SiteId(id)).await?;
+    Ok(Json(SiteSafetyRules { overridden, rules: (*rules).clone() }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SafetyRulesOverride {
+    /// The complete rules file (the format of data/rules/session-safety.toml), or null to restore the built-in rules.
+    pub toml: Option<String>,
+}
+
+/// Replaces a site's session-safety rules (medical director). The file must load completely; errors name the key.
+#[utoipa::path(put, path = "/api/v1/sites/{id}/safety-rules", tag = "rules", params(("id" = i64, Path)), request_body = SafetyRulesOverride,
+    responses((status = 200, body = SiteSafetyRules), (status = 422, body = Problem), (status = 403, body = Problem)))]
+pub async fn put_site_safety_rules(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Path(id): Path<i64>,
+    Json(o): Json<SafetyRulesOverride>,
+) -> ApiResult<Json<SiteSafetyRules>> {
+    st.store.set_site_safety_rules(&a, SiteId(id), o.toml).await?;
+    let (rules, overridden) = st.store.site_safety_rules(&a, SiteId(id)).await?;
+    Ok(Json(SiteSafetyRules { overridden, rules: (*rules).clone() }))
+}

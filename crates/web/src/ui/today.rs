@@ -99,7 +99,7 @@ struct TodayPage {
 #[derive(Template)]
 #[template(path = "today/board_partial.html")]
 struct BoardPartial<'a> {
-    b: &'a Board,
+    s: &'a SiteToday,
 }
 
 #[derive(Template)]
@@ -361,7 +361,7 @@ impl StreamState {
                 }
             };
             let parts = [
-                (format!("board-{}", site.id), BoardPartial { b: &built.board }.render()),
+                (format!("board-{}", site.id), BoardPartial { s: &built }.render()),
                 (format!("schedule-{}", site.id), SchedulePartial { s: &built }.render()),
             ];
             for (name, html) in parts {

@@ -1,0 +1,90 @@
+//! Clinical rules in force at a site: the built-in rules (data/rules/*.toml) unless the
+//! site's medical director has replaced them. Overrides are stored in the site's
+//! settings as the full TOML text, validated on save, and parsed once per distinct text.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use keta_domain::DomainError;
+use keta_domain::access::Permission;
+use keta_domain::alerts::SafetyRules;
+use keta_domain::ids::SiteId;
+
+use crate::audit::{self, Action, Entry};
+use crate::conn::Conn;
+use crate::error::{Result, StoreError};
+use crate::{Actor, Store, params};
+
+pub const SAFETY_KEY: &str = "session_safety_toml";
+
+fn builtin() -> Arc<SafetyRules> {
+    static B: OnceLock<Arc<SafetyRules>> = OnceLock::new();
+    B.get_or_init(|| Arc::new(SafetyRules::builtin().clone())).clone()
+}
+
+fn parsed(text: &str) -> Result<Arc<SafetyRules>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<SafetyRules>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(r) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(text) {
+        return Ok(r.clone());
+    }
+    let rules = Arc::new(SafetyRules::from_toml(text)?);
+    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(text.to_string(), rules.clone());
+    Ok(rules)
+}
+
+/// The session-safety rules in force at `site`.
+pub fn safety_rules(c: &mut dyn Conn, site: SiteId) -> Result<Arc<SafetyRules>> {
+    let settings = c.query_opt("SELECT settings FROM sites WHERE id = $1", params![site.0])?.ok_or_else(|| StoreError::NotFound(format!("site {site}")))?.text(0)?;
+    let v: serde_json::Value = serde_json::from_str(&settings).map_err(|e| StoreError::Corrupt(format!("site settings: {e}")))?;
+    match v.get(SAFETY_KEY).and_then(|t| t.as_str()) {
+        Some(text) => parsed(text),
+        None => Ok(builtin()),
+    }
+}
+
+impl Store {
+    pub async fn site_safety_rules(&self, actor: &Actor, site: SiteId) -> Result<(Arc<SafetyRules>, bool)> {
+        if !actor.scope.allows(site) {
+            return Err(StoreError::NotFound(format!("site {site}")));
+        }
+        self.read(move |c| {
+            let rules = safety_rules(c, site)?;
+            let overridden = !Arc::ptr_eq(&rules, &builtin());
+            Ok((rules, overridden))
+        })
+        .await
+    }
+
+    /// Replaces (or with `None`, restores to built-in) a site's session-safety rules.
+    /// The text must load completely; errors name the key to fix and nothing changes.
+    pub async fn set_site_safety_rules(&self, actor: &Actor, site: SiteId, toml_text: Option<String>) -> Result<()> {
+        actor.require(Permission::PlanTreatment)?;
+        if !actor.scope.allows(site) {
+            return Err(StoreError::NotFound(format!("site {site}")));
+        }
+        if let Some(t) = &toml_text {
+            SafetyRules::from_toml(t).map_err(|e| match e {
+                DomainError::Invalid(errs) => DomainError::Invalid(errs),
+                other => other,
+            })?;
+        }
+        let now = self.now();
+        let actor = actor.clone();
+        self.write(move |c| {
+            let settings = c.query_opt("SELECT settings FROM sites WHERE id = $1", params![site.0])?.ok_or_else(|| StoreError::NotFound(format!("site {site}")))?.text(0)?;
+            let mut v: serde_json::Value = serde_json::from_str(&settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let obj = v.as_object_mut().ok_or_else(|| StoreError::Corrupt("site settings is not an object".into()))?;
+            match toml_text {
+                Some(t) => obj.insert(SAFETY_KEY.into(), serde_json::Value::String(t)),
+                None => obj.remove(SAFETY_KEY),
+            };
+            c.execute("UPDATE sites SET settings = $1 WHERE id = $2", params![v.to_string(), site.0])?;
+            audit::record(c, &actor, now, Entry {
+                action: Action::Update, object_type: "site_rules", object_id: Some(site.to_string()), patient_id: None, site_id: Some(site),
+                fields: &[SAFETY_KEY],
+            })
+        })
+        .await
+    }
+}

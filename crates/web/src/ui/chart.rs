@@ -1,0 +1,451 @@
+//! The patient chart: summary, open alerts, safety flags, outcome status with the
+//! definition used, score trajectories, courses and sessions, weights, eligibility,
+//! questionnaires and adverse events.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use keta_domain::access::Permission;
+use keta_domain::course::CourseStatus;
+use keta_domain::ids::{AlertId, PatientId};
+use keta_domain::instruments::{ScoringMethod, catalog};
+use keta_domain::outcomes::definition_for;
+use keta_domain::patient::{NewWeight, Patient, WeightType};
+use keta_domain::records::{AlertLevel, EligibilityAssessment, PatientChart};
+use keta_domain::session::SessionState;
+use keta_domain::units::Kilograms;
+use keta_store::StoreError;
+
+use super::clock::{SiteClock, iso_date, parse_iso_date};
+use super::page::{Area, Chrome, Errors, FormData, UiResult, render_status, see_other};
+use super::patients::{Flag, chart_flags, indication_label, severity_class, sex_label};
+use super::today::{state_class, state_label};
+use super::trajectory::{self, Trajectory};
+use crate::AppState;
+use crate::auth::CurrentUser;
+
+pub(crate) struct AlertView {
+    pub id: i64,
+    pub level: &'static str,
+    pub message: String,
+    pub source: String,
+    pub raised: String,
+    pub session_href: Option<String>,
+}
+
+pub(crate) struct OutcomeView {
+    pub course: String,
+    pub instrument: String,
+    pub baseline: i32,
+    pub latest: i32,
+    pub change: String,
+    pub assessments: usize,
+    pub response: &'static str,
+    pub response_class: &'static str,
+    pub remission: &'static str,
+    pub remission_class: &'static str,
+    pub relapse: &'static str,
+    pub relapse_class: &'static str,
+    pub definition: String,
+    pub definition_source: String,
+}
+
+pub(crate) struct CourseView {
+    pub label: String,
+    pub start: String,
+    pub status: &'static str,
+    pub progress: String,
+    pub protocol: String,
+}
+
+pub(crate) struct SessionRow {
+    pub when: String,
+    pub route: &'static str,
+    pub sequence: u32,
+    pub state: &'static str,
+    pub state_class: &'static str,
+    pub href: String,
+}
+
+pub(crate) struct WeightRow {
+    pub date: String,
+    pub kg: String,
+    pub kind: &'static str,
+}
+
+pub(crate) struct EligibilityRow {
+    pub route: &'static str,
+    pub status: &'static str,
+    pub status_class: &'static str,
+    pub detail: String,
+    pub assessed: String,
+}
+
+pub(crate) struct ResponseRow {
+    pub when: String,
+    pub instrument: String,
+    pub total: String,
+    pub severity: String,
+    pub severity_class: String,
+    pub by: &'static str,
+    pub safety: Vec<String>,
+}
+
+pub(crate) struct AeRow {
+    pub when: String,
+    pub description: String,
+    pub severity: &'static str,
+    pub serious: bool,
+    pub outcome: String,
+}
+
+pub(crate) struct Choice {
+    pub value: String,
+    pub label: String,
+}
+
+#[derive(Template)]
+#[template(path = "patients/chart.html")]
+struct ChartPage {
+    chrome: Chrome,
+    id: i64,
+    name: String,
+    mrn: String,
+    dob: String,
+    age: i32,
+    sex: &'static str,
+    indication: &'static str,
+    diagnoses: String,
+    referrer: String,
+    contact: String,
+    site: String,
+    weight: String,
+    clinical: bool,
+    can_plan: bool,
+    can_record: bool,
+    can_questionnaire: bool,
+    alerts: Vec<AlertView>,
+    flags: Vec<Flag>,
+    outcomes: Vec<OutcomeView>,
+    charts: Vec<Trajectory>,
+    courses: Vec<CourseView>,
+    sessions: Vec<SessionRow>,
+    weights: Vec<WeightRow>,
+    eligibility: Vec<EligibilityRow>,
+    trd: Option<String>,
+    responses: Vec<ResponseRow>,
+    adverse_events: Vec<AeRow>,
+    staff_instruments: Vec<Choice>,
+    kiosk_instruments: Vec<Choice>,
+    form: FormData,
+    errors: Errors,
+    notice: Option<String>,
+}
+
+pub(crate) fn alert_view(a: &keta_domain::records::Alert, clock: &SiteClock) -> AlertView {
+    AlertView {
+        id: a.id.0,
+        level: match a.level {
+            AlertLevel::Urgent => "urgent",
+            AlertLevel::Warning => "warning",
+        },
+        message: a.message.clone(),
+        source: a.source.clone(),
+        raised: clock.datetime(a.raised_at),
+        session_href: a.session_id.map(|s| format!("/sessions/{s}")),
+    }
+}
+
+fn yes_no(v: Option<bool>, yes: &'static str, no: &'static str) -> (&'static str, &'static str) {
+    match v {
+        Some(true) => (yes, "st-good"),
+        Some(false) => (no, "st-neutral"),
+        None => ("Cannot be assessed yet", "st-muted"),
+    }
+}
+
+/// The latest assessment per route, in route order.
+pub(crate) fn latest_assessments(all: &[EligibilityAssessment]) -> Vec<&EligibilityAssessment> {
+    keta_domain::course::Route::ALL.iter().filter_map(|r| all.iter().rev().find(|a| a.route == *r)).collect()
+}
+
+pub(crate) fn eligibility_rows(all: &[EligibilityAssessment], clock: &SiteClock) -> Vec<EligibilityRow> {
+    latest_assessments(all)
+        .into_iter()
+        .map(|a| {
+            let c = &a.contraindications;
+            let (status, class, detail) = if a.blocked {
+                ("Blocked", "st-stop", format!("Hard stop: {}", c.hard_stops.iter().map(|h| h.label.as_str()).collect::<Vec<_>>().join("; ")))
+            } else if !c.cautions.is_empty() {
+                ("Caution", "st-caution", format!("Needs a documented decision: {}", c.cautions.iter().map(|h| h.label.as_str()).collect::<Vec<_>>().join("; ")))
+            } else {
+                ("Clear", "st-good", "No contraindication recorded".to_string())
+            };
+            EligibilityRow { route: a.route.label(), status, status_class: class, detail, assessed: clock.date(a.assessed_at) }
+        })
+        .collect()
+}
+
+async fn chart_page(st: &AppState, user: &CurrentUser, id: PatientId, form: FormData, errors: Errors, notice: Option<String>) -> UiResult<ChartPage> {
+    let actor = &user.actor;
+    let clinical = actor.can(Permission::ViewClinical);
+    let (patient, chart): (Patient, Option<PatientChart>) = if clinical {
+        let c = st.store.patient_chart(actor, id).await?;
+        (c.patient.clone(), Some(c))
+    } else {
+        (st.store.get_patient(actor, id).await?, None)
+    };
+    let sites = st.store.list_sites(actor).await?;
+    let site = sites.iter().find(|s| s.id == patient.site_id);
+    let clock = site.map_or_else(SiteClock::utc, SiteClock::for_site);
+    let now = st.store.now();
+
+    let mut page = ChartPage {
+        chrome: Chrome::new(user, patient.display_name(), Area::Patients),
+        id: id.0,
+        name: patient.display_name(),
+        mrn: patient.mrn.clone(),
+        dob: super::clock::date_label(patient.date_of_birth),
+        age: patient.age_on(clock.today(now)),
+        sex: sex_label(patient.sex),
+        indication: indication_label(patient.indication),
+        diagnoses: if patient.diagnoses.is_empty() { "None recorded".into() } else { patient.diagnoses.join(", ") },
+        referrer: patient.referring_clinician.clone().unwrap_or_else(|| "—".into()),
+        contact: [patient.phone.clone(), patient.email.clone()].into_iter().flatten().collect::<Vec<_>>().join(" · "),
+        site: site.map_or_else(|| "—".into(), |s| s.name.clone()),
+        weight: patient.latest_weight_kg.map_or_else(|| "Not recorded".into(), |w| format!("{} kg", w.0)),
+        clinical,
+        can_plan: actor.can(Permission::PlanTreatment),
+        can_record: actor.can(Permission::RecordSession),
+        can_questionnaire: actor.can(Permission::EnterQuestionnaire),
+        alerts: vec![],
+        flags: vec![],
+        outcomes: vec![],
+        charts: vec![],
+        courses: vec![],
+        sessions: vec![],
+        weights: vec![],
+        eligibility: vec![],
+        trd: None,
+        responses: vec![],
+        adverse_events: vec![],
+        staff_instruments: catalog()
+            .all()
+            .iter()
+            .filter(|i| !matches!(i.code.as_str(), "moaas" | "cadss" | "cadss6"))
+            .map(|i| Choice { value: i.code.clone(), label: format!("{} — {}", i.short_name, i.name) })
+            .collect(),
+        kiosk_instruments: catalog()
+            .all()
+            .iter()
+            .filter(|i| i.wording_permitted && i.completed_by == keta_domain::instruments::CompletedBy::Patient)
+            .map(|i| Choice { value: i.code.clone(), label: format!("{} — {}", i.short_name, i.name) })
+            .collect(),
+        form,
+        errors,
+        notice,
+    };
+    let Some(c) = chart else { return Ok(page) };
+
+    page.alerts = c.open_alerts.iter().map(|a| alert_view(a, &clock)).collect();
+    page.flags = chart_flags(&c);
+
+    let course_label = |cid| {
+        c.courses
+            .iter()
+            .find(|x| x.id == cid)
+            .map_or_else(|| format!("Course {cid}"), |x| format!("{} ({}, from {})", x.route.label(), x.phase.as_str(), clock_date(x.start_date)))
+    };
+    page.outcomes = c
+        .outcomes
+        .iter()
+        .map(|o| {
+            let out = &o.outcome;
+            let (response, response_class) = yes_no(out.responded, "Responder", "Not responding");
+            let (remission, remission_class) = yes_no(out.remitted, "In remission", "Not in remission");
+            let (relapse, relapse_class) = match out.relapsed {
+                Some(true) => ("Relapsed", "st-stop"),
+                Some(false) => ("No relapse", "st-good"),
+                None => ("Cannot be assessed yet", "st-muted"),
+            };
+            OutcomeView {
+                course: course_label(o.course_id),
+                instrument: catalog().get(&out.instrument).map_or_else(|| out.instrument.clone(), |i| i.short_name.clone()),
+                baseline: out.baseline,
+                latest: out.latest,
+                change: match out.percent_change {
+                    Some(p) => format!("{:+} ({p:+.0} %)", out.change),
+                    None => format!("{:+}", out.change),
+                },
+                assessments: out.assessments,
+                response,
+                response_class,
+                remission,
+                remission_class,
+                relapse,
+                relapse_class,
+                definition: out.definition.name.clone(),
+                definition_source: out.definition.source.to_string(),
+            }
+        })
+        .collect();
+
+    // Trajectories: every instrument with a total, in catalog order.
+    let dosed: Vec<time::OffsetDateTime> = c.sessions.iter().filter_map(|s| s.dose_started_at).collect();
+    for inst in catalog().all().iter().filter(|i| i.scoring != ScoringMethod::RiskCategory) {
+        let scores: Vec<trajectory::Score> = c
+            .responses
+            .iter()
+            .filter(|r| r.instrument == inst.code)
+            .filter_map(|r| r.score.total.map(|t| trajectory::Score { at: r.completed_at, total: t, band: r.score.severity.as_ref().map(|b| b.label.clone()) }))
+            .collect();
+        if scores.is_empty() {
+            continue;
+        }
+        // Judge against the latest course that has an outcome for this instrument.
+        let outcome = c.outcomes.iter().rev().find(|o| o.outcome.instrument == inst.code).map(|o| &o.outcome);
+        let def = outcome.map(|o| &o.definition).or_else(|| definition_for(&inst.code));
+        if let Some(t) = trajectory::build(inst, &scores, &dosed, def, outcome.map(|o| o.baseline), &clock) {
+            page.charts.push(t);
+        }
+    }
+
+    page.courses = c
+        .courses
+        .iter()
+        .rev()
+        .map(|x| {
+            let done = c.sessions.iter().filter(|s| s.course_id == x.id && s.state == SessionState::Discharged).count();
+            CourseView {
+                label: format!("{} · {}", x.route.label(), x.phase.as_str()),
+                start: clock_date(x.start_date),
+                status: match x.status {
+                    CourseStatus::Active => "Active",
+                    CourseStatus::Completed => "Completed",
+                    CourseStatus::Stopped => "Stopped",
+                },
+                progress: format!("{done} of {} sessions done", x.planned_sessions),
+                protocol: x.protocol.clone().unwrap_or_default(),
+            }
+        })
+        .collect();
+    page.sessions = c
+        .sessions
+        .iter()
+        .rev()
+        .map(|s| SessionRow {
+            when: clock.datetime(s.scheduled_for),
+            route: s.route.label(),
+            sequence: s.sequence,
+            state: state_label(s.state),
+            state_class: state_class(s.state),
+            href: format!("/sessions/{}", s.id),
+        })
+        .collect();
+    page.weights = c
+        .weights
+        .iter()
+        .rev()
+        .map(|w| WeightRow {
+            date: clock_date(w.measured_on),
+            kg: format!("{}", w.weight_kg.0),
+            kind: match w.weight_type {
+                WeightType::Actual => "actual",
+                WeightType::Ideal => "ideal",
+                WeightType::Adjusted => "adjusted",
+            },
+        })
+        .collect();
+    page.eligibility = eligibility_rows(&c.eligibility, &clock);
+    let trials: Vec<_> = c.antidepressant_trials.iter().map(|t| t.trial.clone()).collect();
+    if !trials.is_empty() {
+        let r = keta_domain::eligibility::assess_treatment_resistance(&trials);
+        page.trd = Some(format!(
+            "{}: {} adequate failed trial{} in this episode ({} required; {})",
+            if r.resistant { "Treatment-resistant" } else { "Not treatment-resistant" },
+            r.failed_adequate_trials,
+            if r.failed_adequate_trials == 1 { "" } else { "s" },
+            r.required,
+            r.source
+        ));
+    }
+    page.responses = c
+        .responses
+        .iter()
+        .rev()
+        .take(30)
+        .map(|r| ResponseRow {
+            when: clock.datetime(r.completed_at),
+            instrument: catalog().get(&r.instrument).map_or_else(|| r.instrument.clone(), |i| i.short_name.clone()),
+            total: r.score.total.map_or_else(|| r.score.risk_category.clone().unwrap_or_default(), |t| t.to_string()),
+            severity: r.score.severity.as_ref().map(|b| b.label.clone()).unwrap_or_default(),
+            severity_class: r.score.severity.as_ref().map(|b| severity_class(&r.instrument, &b.code)).unwrap_or_default(),
+            by: match r.completed_by {
+                keta_domain::records::CompletedBy::Patient => "patient",
+                keta_domain::records::CompletedBy::Staff => "staff",
+            },
+            safety: r.score.safety_flags.iter().map(|f| f.message.clone()).collect(),
+        })
+        .collect();
+    page.adverse_events = c
+        .adverse_events
+        .iter()
+        .rev()
+        .map(|e| AeRow {
+            when: clock.datetime(e.onset_at),
+            description: e.description.clone(),
+            severity: e.severity.as_str(),
+            serious: e.serious,
+            outcome: e.outcome.clone(),
+        })
+        .collect();
+    Ok(page)
+}
+
+fn clock_date(d: time::Date) -> String {
+    super::clock::date_label(d)
+}
+
+pub async fn get_chart(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>) -> UiResult<Response> {
+    let mut form = FormData::empty();
+    form.set("measured_on", iso_date(st.store.now().date()));
+    let page = chart_page(&st, &user, PatientId(id), form, Errors::new(), None).await?;
+    Ok(render_status(StatusCode::OK, &page))
+}
+
+pub async fn post_weight(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, form: FormData) -> UiResult<Response> {
+    let mut errors = Errors::new();
+    let kg = form.number("weight_kg", &mut errors);
+    if kg.is_none() && !errors.has("weight_kg") {
+        errors.add("weight_kg", "enter the weight in kilograms");
+    }
+    let on = parse_iso_date(form.get("measured_on"));
+    if on.is_none() {
+        errors.add("measured_on", "enter the date it was measured");
+    }
+    let kind = WeightType::parse(form.get("weight_type")).unwrap_or(WeightType::Actual);
+    if let (Some(kg), Some(on), false) = (kg, on, errors.any()) {
+        match st.store.add_weight(&user.actor, PatientId(id), NewWeight { weight_kg: Kilograms(kg), measured_on: on, weight_type: kind }).await {
+            Ok(_) => return Ok(see_other(format!("/patients/{id}#weights"))),
+            Err(e) => errors.absorb(e)?,
+        }
+    }
+    let page = chart_page(&st, &user, PatientId(id), form, errors, None).await?;
+    Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page))
+}
+
+/// Acknowledges an alert from the chart (e.g. a questionnaire safety item).
+pub async fn post_acknowledge(State(st): State<AppState>, user: CurrentUser, Path((id, alert)): Path<(i64, i64)>, form: FormData) -> UiResult<Response> {
+    match st.store.acknowledge_alert(&user.actor, AlertId(alert), form.opt("note")).await {
+        Ok(a) => {
+            super::live::publish(Some(a.site_id));
+            Ok(see_other(format!("/patients/{id}#alerts")))
+        }
+        Err(StoreError::Conflict(msg)) => {
+            let page = chart_page(&st, &user, PatientId(id), FormData::empty(), Errors::new(), Some(super::page::capitalise(&msg))).await?;
+            Ok(render_status(StatusCode::CONFLICT, &page))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
