@@ -5,11 +5,12 @@ use serde::Serialize;
 
 use crate::linear::{MatrixCache, MatrixEngine};
 use crate::mammillary::{ExpCache, ExpEngine, Mammillary};
-use crate::model::{AbsorptionRoute, Sourced};
+use crate::model::Sourced;
+use crate::options::AbsorptionRoute;
 use crate::units::NG_PER_ML_PER_MG_PER_L;
 
 /// How a dose by an extravascular route enters the system.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum RoutePlan {
     /// F × dose into a first-order depot (entry) after a lag.
     FirstOrder { entry: usize, bioavailability: f64, lag_min: f64 },
@@ -17,7 +18,15 @@ pub(crate) enum RoutePlan {
     /// `frn_first` through the nose (first-order into central), later devices
     /// `frn_later`; the rest is swallowed, × Fgut, given zero-order over `swallow_min`
     /// into a gut depot that empties into the liver.
-    Nasal { nasal_entry: usize, gut_entry: usize, frn_first: f64, frn_later: f64, fgut: f64, swallow_min: f64, device_mg: f64 },
+    Nasal {
+        nasal_entry: usize,
+        gut_entry: usize,
+        frn_first: f64,
+        frn_later: f64,
+        fgut: f64,
+        swallow_min: f64,
+        device_mg: f64,
+    },
     /// × F zero-order over `duration_min` into a gut depot (Perez-Ruixo oral solution).
     ZeroThenFirstOrder { entry: usize, fraction: f64, duration_min: f64 },
 }
@@ -144,7 +153,12 @@ pub struct Individual {
 }
 
 impl Individual {
-    pub(crate) fn new(engine: Engine, routes: RouteTable, clearance_l_per_min: f64, disposition: Option<Mammillary>) -> Self {
+    pub(crate) fn new(
+        engine: Engine,
+        routes: RouteTable,
+        clearance_l_per_min: f64,
+        disposition: Option<Mammillary>,
+    ) -> Self {
         Self {
             model_id: String::new(),
             model_name: String::new(),
@@ -158,6 +172,23 @@ impl Individual {
             warnings: Vec::new(),
         }
     }
+    /// A mammillary model from explicit micro-constants, IV only: for another program's
+    /// rounding of a published set (opentiva prints Domino's k-values to four digits) or
+    /// a model not in the catalogue. The caller owns the provenance.
+    pub fn from_mammillary(name: &str, weight_kg: f64, disposition: Mammillary, ke0_per_min: Option<f64>) -> Self {
+        let slots = AbsorptionRoute::ALL
+            .iter()
+            .map(|_| Err("a model built from micro-constants takes IV doses only".to_string()))
+            .collect();
+        let engine = Engine::Exp(ExpEngine::new(&disposition, &[], ke0_per_min, None));
+        let mut ind = Self::new(engine, RouteTable::new(slots), disposition.clearance_l_per_min(), Some(disposition));
+        ind.model_id = name.to_string();
+        ind.model_name = name.to_string();
+        ind.weight_kg = weight_kg;
+        ind.ke0 = ke0_per_min.map(|k| Sourced { value: k, source: "supplied by the caller".into() });
+        ind
+    }
+
     pub fn model_id(&self) -> &str {
         &self.model_id
     }

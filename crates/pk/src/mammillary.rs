@@ -180,6 +180,7 @@ pub(crate) struct ExpSum {
 }
 
 impl ExpSum {
+    #[cfg(test)]
     pub fn eval(&self, t: f64) -> f64 {
         self.terms.iter().map(|(r, c)| c * (-r * t).exp()).sum()
     }
@@ -393,8 +394,8 @@ mod tests {
         let a = ExpSum { terms: vec![(1.0, 1.0)] };
         let b = ExpSum { terms: vec![(2.0, 1.0)] };
         let c = a.convolve(&b);
-        for t in [0.0, 0.3, 1.0, 5.0] {
-            assert!((c.eval(t) - ((-t as f64).exp() - (-2.0 * t).exp())).abs() < 1e-15);
+        for t in [0.0f64, 0.3, 1.0, 5.0] {
+            assert!((c.eval(t) - ((-t).exp() - (-2.0 * t).exp())).abs() < 1e-15);
         }
     }
 
@@ -403,7 +404,7 @@ mod tests {
         let a = ExpSum { terms: vec![(0.5, 1.0)] };
         let c = a.through_first_order(0.5);
         // Exact: 0.5·t·e^{-0.5t}.
-        for t in [0.5, 2.0, 10.0] {
+        for t in [0.5f64, 2.0, 10.0] {
             let exact = 0.5 * t * (-0.5 * t).exp();
             assert!((c.eval(t) - exact).abs() < 1e-5 * exact, "t {t}: {} vs {exact}", c.eval(t));
         }

@@ -10,18 +10,22 @@
 //!
 //! The structure of a model is code: `mammillary` (1–3 compartments, optionally with a
 //! metabolite fed by the parent's clearance) is generic; `perez-ruixo-2021` has its own
-//! builder in [`crate::perez_ruixo`].
+//! builder in `perez_ruixo.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::effect;
 use crate::error::{PkError, invalid};
 use crate::individual::{Engine, Individual, RoutePlan, RouteTable};
 use crate::linear::LinearSystem;
 use crate::mammillary::{ExpEngine, Mammillary, MetaboliteLink};
+use crate::model_file::{ModelFile, ParameterSpec, RouteSpec, Structure, Unit};
+use crate::options::{
+    AbsorptionRate, AbsorptionRoute, EffectSite, Options, Patient, Resolved, ResolvedAbsorption, Solver,
+};
 use crate::population::{EtaScale, Variability};
 
 const MODEL_FILES: &[(&str, &str)] = &[
@@ -34,214 +38,6 @@ const MODEL_FILES: &[(&str, &str)] = &[
     ("perez-ruixo.toml", include_str!("../../../data/pk/perez-ruixo.toml")),
 ];
 const RACEMIC_ROUTES: (&str, &str) = ("routes-racemic.toml", include_str!("../../../data/pk/routes-racemic.toml"));
-
-// ---------------------------------------------------------------------------------
-// The file format.
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ModelFile {
-    id: String,
-    name: String,
-    #[serde(default)]
-    aliases: Vec<String>,
-    drug: String,
-    population: String,
-    structure: Structure,
-    citation: String,
-    #[serde(default)]
-    shared_routes: Option<String>,
-    #[serde(default)]
-    notes: Vec<String>,
-    #[serde(default)]
-    validity: Option<Validity>,
-    parameters: BTreeMap<String, ParameterSpec>,
-    #[serde(default)]
-    metabolite: Option<MetaboliteFile>,
-    #[serde(default)]
-    effect_site: Option<EffectSiteFile>,
-    #[serde(default)]
-    routes: BTreeMap<String, RouteSpec>,
-    #[serde(default)]
-    tci: Option<TciFile>,
-    #[serde(default)]
-    variability: Vec<EtaFile>,
-    #[serde(default)]
-    covariance: Vec<CovarianceFile>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-enum Structure {
-    #[serde(rename = "mammillary")]
-    Mammillary,
-    #[serde(rename = "perez-ruixo-2021")]
-    PerezRuixo2021,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Validity {
-    age_years: Option<[f64; 2]>,
-    weight_kg: Option<[f64; 2]>,
-    source: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MetaboliteFile {
-    name: String,
-    parameters: BTreeMap<String, ParameterSpec>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EffectSiteFile {
-    default: Option<String>,
-    ke0: Vec<Ke0File>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Ke0File {
-    id: String,
-    value: f64,
-    unit: Unit,
-    source: String,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RouteSpec {
-    bioavailability: Option<ParameterSpec>,
-    ka: Option<ParameterSpec>,
-    lag: Option<ParameterSpec>,
-    hint: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TciFile {
-    max_rate: ParameterSpec,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EtaFile {
-    parameter: String,
-    cv_percent: Option<f64>,
-    variance: Option<f64>,
-    logit_sd: Option<f64>,
-    source: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CovarianceFile {
-    parameters: [String; 2],
-    value: f64,
-    source: String,
-}
-
-/// A published value with its unit, optional weight scaling and source.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ParameterSpec {
-    value: f64,
-    unit: Unit,
-    #[serde(default)]
-    allometry: Option<Allometry>,
-    source: String,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Allometry {
-    reference_kg: f64,
-    exponent: f64,
-}
-
-/// Units as published. Internally: L, L/min, 1/min, min, mg, mg/min.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-enum Unit {
-    #[serde(rename = "L")]
-    Litres,
-    #[serde(rename = "L/kg")]
-    LitresPerKg,
-    #[serde(rename = "L/min")]
-    LitresPerMin,
-    #[serde(rename = "L/h")]
-    LitresPerHour,
-    #[serde(rename = "L/h/year")]
-    LitresPerHourPerYear,
-    #[serde(rename = "1/min")]
-    PerMin,
-    #[serde(rename = "1/h")]
-    PerHour,
-    #[serde(rename = "min")]
-    Minutes,
-    #[serde(rename = "h")]
-    Hours,
-    #[serde(rename = "year")]
-    Years,
-    #[serde(rename = "mg")]
-    Mg,
-    #[serde(rename = "mg/kg/min")]
-    MgPerKgPerMin,
-    #[serde(rename = "fraction")]
-    Fraction,
-    #[serde(rename = "factor")]
-    Factor,
-}
-
-impl Unit {
-    fn label(self) -> &'static str {
-        match self {
-            Unit::Litres => "L",
-            Unit::LitresPerKg => "L/kg",
-            Unit::LitresPerMin => "L/min",
-            Unit::LitresPerHour => "L/h",
-            Unit::LitresPerHourPerYear => "L/h/year",
-            Unit::PerMin => "1/min",
-            Unit::PerHour => "1/h",
-            Unit::Minutes => "min",
-            Unit::Hours => "h",
-            Unit::Years => "year",
-            Unit::Mg => "mg",
-            Unit::MgPerKgPerMin => "mg/kg/min",
-            Unit::Fraction => "fraction",
-            Unit::Factor => "factor",
-        }
-    }
-}
-
-impl ParameterSpec {
-    /// The value in the crate's units for a patient of `weight_kg`.
-    fn internal(&self, weight_kg: f64) -> f64 {
-        let v = self.value;
-        let base = match self.unit {
-            Unit::LitresPerKg | Unit::MgPerKgPerMin => v * weight_kg,
-            Unit::LitresPerHour | Unit::PerHour | Unit::LitresPerHourPerYear => v / 60.0,
-            Unit::Hours => v * 60.0,
-            Unit::Litres
-            | Unit::LitresPerMin
-            | Unit::PerMin
-            | Unit::Minutes
-            | Unit::Years
-            | Unit::Mg
-            | Unit::Fraction
-            | Unit::Factor => v,
-        };
-        base * self.allometry.map_or(1.0, |a| (weight_kg / a.reference_kg).powf(a.exponent))
-    }
-
-    fn info(&self, name: &str) -> ParameterInfo {
-        let mut unit = self.unit.label().to_string();
-        if let Some(a) = self.allometry {
-            unit = format!("{unit} × (weight/{} kg)^{}", a.reference_kg, a.exponent);
-        }
-        ParameterInfo { name: name.to_string(), value: self.value, unit, source: self.source.clone() }
-    }
-}
 
 // ---------------------------------------------------------------------------------
 // Public descriptions.
@@ -270,172 +66,6 @@ pub struct Ke0Choice {
     pub ke0_per_min: f64,
     pub source: String,
     pub is_default: bool,
-}
-
-/// Extravascular routes, each with bioavailability, absorption rate and lag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AbsorptionRoute {
-    Intramuscular,
-    Oral,
-    Sublingual,
-    Intranasal,
-}
-
-impl AbsorptionRoute {
-    pub const ALL: [AbsorptionRoute; 4] =
-        [AbsorptionRoute::Intramuscular, AbsorptionRoute::Oral, AbsorptionRoute::Sublingual, AbsorptionRoute::Intranasal];
-
-    /// The key used in model files.
-    pub fn key(self) -> &'static str {
-        match self {
-            AbsorptionRoute::Intramuscular => "im",
-            AbsorptionRoute::Oral => "oral",
-            AbsorptionRoute::Sublingual => "sublingual",
-            AbsorptionRoute::Intranasal => "intranasal",
-        }
-    }
-    pub(crate) fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl std::fmt::Display for AbsorptionRoute {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            AbsorptionRoute::Intramuscular => "IM injection",
-            AbsorptionRoute::Oral => "mouth (oral)",
-            AbsorptionRoute::Sublingual => "sublingual",
-            AbsorptionRoute::Intranasal => "intranasal",
-        })
-    }
-}
-
-// ---------------------------------------------------------------------------------
-// Inputs: the patient and the choices a clinician may make.
-
-/// Ancestry as the esketamine model uses it (Perez-Ruixo 2021 covariates).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Ancestry {
-    /// The model's reference group.
-    #[default]
-    NotAsian,
-    AsianNotJapanese,
-    Japanese,
-}
-
-/// The covariates the models use.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Patient {
-    pub weight_kg: f64,
-    pub age_years: Option<f64>,
-    #[serde(default)]
-    pub ancestry: Ancestry,
-}
-
-impl Patient {
-    pub fn new(weight_kg: f64) -> Self {
-        Self { weight_kg, age_years: None, ancestry: Ancestry::NotAsian }
-    }
-    pub fn with_age(mut self, years: f64) -> Self {
-        self.age_years = Some(years);
-        self
-    }
-    pub fn with_ancestry(mut self, ancestry: Ancestry) -> Self {
-        self.ancestry = ancestry;
-        self
-    }
-    fn validate(&self) -> Result<(), PkError> {
-        if !(self.weight_kg.is_finite() && self.weight_kg > 0.0 && self.weight_kg <= 400.0) {
-            return Err(invalid(format!("weight must be between 0 and 400 kg, got {} kg", self.weight_kg)));
-        }
-        if let Some(age) = self.age_years
-            && !(age.is_finite() && (0.0..=130.0).contains(&age))
-        {
-            return Err(invalid(format!("age must be between 0 and 130 years, got {age}")));
-        }
-        Ok(())
-    }
-}
-
-/// Which effect-site rate constant to use.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub enum EffectSite {
-    /// The model file's default, if it has one (no effect site otherwise).
-    #[default]
-    ModelDefault,
-    /// One of the model's [`Ke0Choice`]s by id, e.g. `"opentiva"`.
-    Named(String),
-    /// A ke0 the caller supplies (1/min).
-    Ke0PerMin(f64),
-    /// Solve ke0 so that the effect site peaks this many minutes after an IV bolus
-    /// (pk-reference §4.5, as opentiva and stanpumpR do).
-    TimeToPeakMin(f64),
-    Off,
-}
-
-/// An absorption rate constant, given directly or as the observed time to peak plasma
-/// concentration after a dose (from which ka is solved for this model).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum AbsorptionRate {
-    PerMin(f64),
-    TimeToPeakMin(f64),
-}
-
-/// What the caller supplies for an extravascular route; `None` keeps the model's value.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct AbsorptionOverride {
-    pub bioavailability: Option<f64>,
-    pub ka: Option<AbsorptionRate>,
-    pub lag_min: Option<f64>,
-}
-
-/// Which exact solver to use. `Auto` uses the per-exponential recursion for mammillary
-/// models and the matrix exponential otherwise; forcing the matrix exponential is for
-/// cross-checks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Solver {
-    #[default]
-    Auto,
-    MatrixExponential,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Options {
-    pub effect_site: EffectSite,
-    pub absorption: BTreeMap<AbsorptionRoute, AbsorptionOverride>,
-    pub solver: Solver,
-}
-
-impl Options {
-    pub fn with_effect_site(mut self, effect_site: EffectSite) -> Self {
-        self.effect_site = effect_site;
-        self
-    }
-    pub fn with_absorption(mut self, route: AbsorptionRoute, o: AbsorptionOverride) -> Self {
-        self.absorption.insert(route, o);
-        self
-    }
-    pub fn with_solver(mut self, solver: Solver) -> Self {
-        self.solver = solver;
-        self
-    }
-}
-
-/// Options with every derived value solved: ke0 and ka as numbers.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Resolved {
-    pub ke0: Option<Sourced<f64>>,
-    pub absorption: BTreeMap<AbsorptionRoute, ResolvedAbsorption>,
-    pub solver: Solver,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct ResolvedAbsorption {
-    pub bioavailability: Option<f64>,
-    pub ka_per_min: Option<f64>,
-    pub lag_min: Option<f64>,
 }
 
 /// Between-subject deviations for one virtual patient: (parameter, scale, eta).
@@ -491,16 +121,33 @@ impl Model {
                 (Some(cv), None, None) => (EtaScale::LogNormal, (1.0 + (cv / 100.0).powi(2)).ln()),
                 (None, Some(v), None) => (EtaScale::LogNormal, v),
                 (None, None, Some(sd)) => (EtaScale::Logit, sd * sd),
-                _ => return Err(data_err(format!("variability on '{}': give exactly one of cv_percent, variance, logit_sd", e.parameter))),
+                _ => {
+                    return Err(data_err(format!(
+                        "variability on '{}': give exactly one of cv_percent, variance, logit_sd",
+                        e.parameter
+                    )));
+                }
             };
-            etas.push(crate::population::Eta { parameter: e.parameter.clone(), scale, variance, source: e.source.clone() });
+            etas.push(crate::population::Eta {
+                parameter: e.parameter.clone(),
+                scale,
+                variance,
+                source: e.source.clone(),
+            });
         }
-        let covariances: Vec<_> =
-            file.covariance.iter().map(|c| (c.parameters[0].clone(), c.parameters[1].clone(), c.value)).collect();
+        let covariances: Vec<_> = file
+            .covariance
+            .iter()
+            .map(|c| crate::population::Covariance {
+                parameters: c.parameters.clone(),
+                value: c.value,
+                source: c.source.clone(),
+            })
+            .collect();
         let variability = if etas.is_empty() {
             None
         } else {
-            Some(Variability::new(etas, &covariances).map_err(|e| data_err(e.to_string()))?)
+            Some(Variability::new(etas, covariances).map_err(|e| data_err(e.to_string()))?)
         };
         if let Some(es) = &file.effect_site {
             if es.ke0.iter().any(|k| !matches!(k.unit, Unit::PerMin) || k.value <= 0.0) {
@@ -530,13 +177,12 @@ impl Model {
     /// A model by id or alias, case-insensitively (`domino`, `perez-ruixo`, ...).
     pub fn named(name: &str) -> Result<&'static Model, PkError> {
         let wanted = name.trim().to_ascii_lowercase().replace([' ', '_'], "-");
-        Self::catalogue()
-            .iter()
-            .find(|m| m.file.id == wanted || m.file.aliases.iter().any(|a| *a == wanted))
-            .ok_or_else(|| PkError::UnknownModel {
+        Self::catalogue().iter().find(|m| m.file.id == wanted || m.file.aliases.contains(&wanted)).ok_or_else(|| {
+            PkError::UnknownModel {
                 name: name.to_string(),
                 known: Self::catalogue().iter().map(|m| m.file.id.as_str()).collect::<Vec<_>>().join(", "),
-            })
+            }
+        })
     }
 
     pub fn id(&self) -> &str {
@@ -612,7 +258,10 @@ impl Model {
 
     /// The model's maximum TCI pump rate for a patient, if one is on record.
     pub fn max_tci_rate_mg_per_min(&self, weight_kg: f64) -> Option<Sourced<f64>> {
-        self.file.tci.as_ref().map(|t| Sourced { value: t.max_rate.internal(weight_kg), source: t.max_rate.source.clone() })
+        self.file
+            .tci
+            .as_ref()
+            .map(|t| Sourced { value: t.max_rate.internal(weight_kg), source: t.max_rate.source.clone() })
     }
 
     /// The typical patient with these covariates, ready to simulate.
@@ -640,38 +289,52 @@ impl Model {
             let ka = match o.ka {
                 None => None,
                 Some(AbsorptionRate::PerMin(ka)) if ka.is_finite() && ka > 0.0 => Some(ka),
-                Some(AbsorptionRate::PerMin(ka)) => return Err(invalid(format!("ka for {route} must be positive, got {ka}/min"))),
+                Some(AbsorptionRate::PerMin(ka)) => {
+                    return Err(invalid(format!("ka for {route} must be positive, got {ka}/min")));
+                }
                 Some(AbsorptionRate::TimeToPeakMin(t)) => {
                     let lag = o.lag_min.unwrap_or(0.0);
-                    Some(effect::ka_for_time_to_peak(self, patient, *route, o.bioavailability, t - lag)?)
+                    Some(effect::ka_for_time_to_peak(self, patient, *route, t - lag)?)
                 }
             };
-            resolved
-                .absorption
-                .insert(*route, ResolvedAbsorption { bioavailability: o.bioavailability, ka_per_min: ka, lag_min: o.lag_min });
+            resolved.absorption.insert(
+                *route,
+                ResolvedAbsorption { bioavailability: o.bioavailability, ka_per_min: ka, lag_min: o.lag_min },
+            );
         }
         resolved.ke0 = match &options.effect_site {
             EffectSite::Off => None,
-            EffectSite::ModelDefault => self.ke0_choices().into_iter().find(|k| k.is_default).map(|k| Sourced {
-                value: k.ke0_per_min,
-                source: format!("{} (model default '{}')", k.source, k.id),
-            }),
+            EffectSite::ModelDefault => self
+                .ke0_choices()
+                .into_iter()
+                .find(|k| k.is_default)
+                .map(|k| Sourced { value: k.ke0_per_min, source: format!("{} (model default '{}')", k.source, k.id) }),
             EffectSite::Named(id) => {
                 let choices = self.ke0_choices();
-                let k = choices.iter().find(|k| k.id.eq_ignore_ascii_case(id)).ok_or_else(|| PkError::MissingInput {
-                    model: self.name().to_string(),
-                    message: format!(
-                        "no ke0 named '{id}'; on record: {}",
-                        if choices.is_empty() { "none".to_string() } else { choices.iter().map(|k| k.id.as_str()).collect::<Vec<_>>().join(", ") }
-                    ),
-                })?;
+                let k =
+                    choices.iter().find(|k| k.id.eq_ignore_ascii_case(id)).ok_or_else(|| PkError::MissingInput {
+                        model: self.name().to_string(),
+                        message: format!(
+                            "no ke0 named '{id}'; on record: {}",
+                            if choices.is_empty() {
+                                "none".to_string()
+                            } else {
+                                choices.iter().map(|k| k.id.as_str()).collect::<Vec<_>>().join(", ")
+                            }
+                        ),
+                    })?;
                 Some(Sourced { value: k.ke0_per_min, source: k.source.clone() })
             }
-            EffectSite::Ke0PerMin(k) if k.is_finite() && *k > 0.0 => Some(Sourced { value: *k, source: "supplied by the caller".into() }),
+            EffectSite::Ke0PerMin(k) if k.is_finite() && *k > 0.0 => {
+                Some(Sourced { value: *k, source: "supplied by the caller".into() })
+            }
             EffectSite::Ke0PerMin(k) => return Err(invalid(format!("ke0 must be positive, got {k}/min"))),
             EffectSite::TimeToPeakMin(t) => {
                 let ke0 = effect::ke0_for_time_to_peak(self, patient, *t)?;
-                Some(Sourced { value: ke0, source: format!("solved from a time to peak effect of {t} min after an IV bolus") })
+                Some(Sourced {
+                    value: ke0,
+                    source: format!("solved from a time to peak effect of {t} min after an IV bolus"),
+                })
             }
         };
         Ok(resolved)
@@ -687,7 +350,11 @@ impl Model {
             if let (Some([lo, hi]), Some(age)) = (v.age_years, patient.age_years)
                 && !(lo..=hi).contains(&age)
             {
-                out.push(format!("{} was built on ages {lo}–{hi} years; this patient is {age} ({})", self.name(), v.source));
+                out.push(format!(
+                    "{} was built on ages {lo}–{hi} years; this patient is {age} ({})",
+                    self.name(),
+                    v.source
+                ));
             }
             if let Some([lo, hi]) = v.weight_kg
                 && !(lo..=hi).contains(&patient.weight_kg)
@@ -705,18 +372,22 @@ impl Model {
 
     /// One individual: typical values, covariates, then between-subject deviations.
     pub(crate) fn build(&self, patient: &Patient, resolved: &Resolved, etas: &Etas) -> Result<Individual, PkError> {
-        let params = ParamSet { model: self, specs: &self.file.parameters, prefix: "", weight_kg: patient.weight_kg, etas };
+        let params =
+            ParamSet { model: self, specs: &self.file.parameters, prefix: "", weight_kg: patient.weight_kg, etas };
         let ke0 = resolved.ke0.as_ref().map(|k| k.value);
         let mut individual = match self.file.structure {
-            Structure::Mammillary => self.build_mammillary(patient, &params, resolved, ke0)?,
+            Structure::Mammillary => self.build_mammillary(&params, resolved, ke0)?,
             Structure::PerezRuixo2021 => {
-                if resolved.absorption.keys().any(|r| matches!(r, AbsorptionRoute::Intranasal | AbsorptionRoute::Oral)) {
+                if resolved.absorption.keys().any(|r| matches!(r, AbsorptionRoute::Intranasal | AbsorptionRoute::Oral))
+                {
                     return Err(self.missing(
                         "intranasal and oral absorption are part of this model's structure and cannot be overridden",
                     ));
                 }
                 let age = patient.age_years.ok_or_else(|| {
-                    self.missing("needs the patient's age: hepatic blood flow falls by 2.19 L/h per year above 60 (give --age)")
+                    self.missing(
+                        "needs the patient's age: hepatic blood flow falls by 2.19 L/h per year above 60 (give --age)",
+                    )
                 })?;
                 crate::perez_ruixo::build(&params, age, patient.ancestry, ke0)?
             }
@@ -730,19 +401,22 @@ impl Model {
         Ok(individual)
     }
 
-    fn build_mammillary(
-        &self,
-        _patient: &Patient,
-        p: &ParamSet<'_>,
-        resolved: &Resolved,
-        ke0: Option<f64>,
-    ) -> Result<Individual, PkError> {
+    fn build_mammillary(&self, p: &ParamSet<'_>, resolved: &Resolved, ke0: Option<f64>) -> Result<Individual, PkError> {
         let parent = mammillary_from(p)?;
         let metabolite = match &self.file.metabolite {
             None => None,
             Some(m) => {
-                let mp = ParamSet { model: self, specs: &m.parameters, prefix: "metabolite.", weight_kg: p.weight_kg, etas: p.etas };
-                Some(MetaboliteLink { disposition: mammillary_from(&mp)?, fraction_formed: mp.value("fraction_formed")? })
+                let mp = ParamSet {
+                    model: self,
+                    specs: &m.parameters,
+                    prefix: "metabolite.",
+                    weight_kg: p.weight_kg,
+                    etas: p.etas,
+                };
+                Some(MetaboliteLink {
+                    disposition: mammillary_from(&mp)?,
+                    fraction_formed: mp.value("fraction_formed")?,
+                })
             }
         };
         let mut depot_ka = Vec::new();
@@ -879,5 +553,23 @@ impl ParamSet<'_> {
                 1.0 / (1.0 + (-logit).exp())
             }
         })
+    }
+}
+
+impl Model {
+    /// Whether `name` (with `metabolite.` for the metabolite's) is a parameter of the model.
+    pub(crate) fn has_parameter(&self, name: &str) -> bool {
+        match name.strip_prefix("metabolite.") {
+            Some(m) => self.file.metabolite.as_ref().is_some_and(|f| f.parameters.contains_key(m)),
+            None => self.file.parameters.contains_key(name),
+        }
+    }
+
+    pub(crate) fn parameter_names(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.file.parameters.keys().cloned().collect();
+        if let Some(m) = &self.file.metabolite {
+            out.extend(m.parameters.keys().map(|k| format!("metabolite.{k}")));
+        }
+        out
     }
 }

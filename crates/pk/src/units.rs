@@ -1,4 +1,5 @@
 //! Units in types where a mix-up would hurt a patient: a dose per kg is not a dose.
+//! Elsewhere the unit is in the name (`plasma_ng_ml`, `rate_mg_per_min`, `t_min`).
 //!
 //! Conventions inside the crate: time in minutes, amounts in mg, volumes in L, so an
 //! amount over a volume is mg/L (= µg/mL). Concentrations leave the crate as ng/mL
@@ -29,28 +30,15 @@ macro_rules! unit_type {
 }
 
 unit_type! {
-    /// Body weight.
-    Kilograms => "kg",
     /// A drug amount.
     Milligrams => "mg",
     /// A weight-based dose.
     MgPerKg => "mg/kg",
-    /// A delivery rate (what a pump gives), mg per minute.
-    MgPerMin => "mg/min",
-    /// A plasma or effect-site concentration (= µg/L).
-    NgPerMl => "ng/mL",
 }
 
-impl std::ops::Mul<MgPerKg> for Kilograms {
-    type Output = Milligrams;
-    fn mul(self, rhs: MgPerKg) -> Milligrams {
-        Milligrams(self.0 * rhs.0)
-    }
-}
-
-impl MgPerMin {
-    /// The same rate per hour, as pumps and charts show it.
-    pub fn mg_per_hour(self) -> f64 {
-        self.0 * 60.0
+impl MgPerKg {
+    /// The dose for a patient of `weight_kg`.
+    pub fn for_weight_kg(self, weight_kg: f64) -> Milligrams {
+        Milligrams(self.0 * weight_kg)
     }
 }
