@@ -1,7 +1,9 @@
 //! `keta`: the one binary. Run `keta --help` for the commands.
 
+mod bench;
 mod config;
 mod demo;
+mod demo_accounts;
 mod score;
 
 use std::net::SocketAddr;
@@ -56,6 +58,18 @@ enum Command {
     },
     /// Print the OpenAPI document (as committed in docs/openapi.json).
     Openapi,
+    /// Build a large synthetic clinic and measure chart reads and durable vitals writes
+    /// (SQLite, and PostgreSQL with --postgres-url or KETA_TEST_POSTGRES_URL).
+    Bench {
+        #[command(flatten)]
+        opts: bench::BenchOptions,
+    },
+    /// Print the current 6-digit TOTP code for a base32 key (like `oathtool --totp -b`),
+    /// e.g. to sign in to the demo clinic from a script.
+    Totp {
+        /// The base32 TOTP key.
+        key: String,
+    },
     /// Staff accounts.
     User {
         #[command(subcommand)]
@@ -112,6 +126,19 @@ fn main() -> std::process::ExitCode {
             print!("{}", keta_web::openapi_json());
             std::process::ExitCode::SUCCESS
         }
+        Command::Totp { key } => {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            match keta_store::credentials::totp_at_step(&key, now.div_euclid(keta_store::credentials::TOTP_STEP_SECONDS)) {
+                Some(code) => {
+                    println!("{code}");
+                    std::process::ExitCode::SUCCESS
+                }
+                None => {
+                    eprintln!("error: '{key}' is not a base32 key (letters A-Z and digits 2-7)");
+                    std::process::ExitCode::from(2)
+                }
+            }
+        }
         other => {
             init_tracing();
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
@@ -143,12 +170,16 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let url = format!("sqlite://{}", path.display());
             let store = keta_store::Store::open(&url).await.with_context(|| format!("opening {url}"))?;
             let summary = demo::ensure(&store, seed).await.context("building the demo clinic")?;
+            demo_accounts::ensure(&store).await.context("creating the demo accounts")?;
             let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("listening on {bind}"))?;
             let addr = listener.local_addr()?;
             println!("Keta demo clinic: {summary}");
             println!("Database: {}", path.display());
             println!("Serving on http://{addr}  (API: http://{addr}/api/v1/patients, OpenAPI: http://{addr}/api/openapi.json)");
-            println!("Sign-in: the demo has no accounts yet; the API records callers by the X-Keta-User header.");
+            println!("Sign in at http://{addr}/login with password \"{}\" and the code from `keta totp KEY`:", demo_accounts::DEMO_PASSWORD);
+            for a in demo_accounts::accounts() {
+                println!("  {:<11} {:<14} TOTP key {}", a.username, a.role.label(), a.totp_key);
+            }
             println!("Press Ctrl-C to stop.");
             keta_web::serve(listener, keta_web::AppState::new(store), shutdown_signal()).await?;
             Ok(())
@@ -206,7 +237,8 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Score { .. } | Command::Openapi => unreachable!("handled without a runtime"),
+        Command::Bench { opts } => bench::run(opts).await,
+        Command::Score { .. } | Command::Openapi | Command::Totp { .. } => unreachable!("handled without a runtime"),
     }
 }
 

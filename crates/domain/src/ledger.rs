@@ -221,7 +221,9 @@ impl utoipa::PartialSchema for Quantity {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::schema::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::Number)
-            .description(Some("An amount in the lot's counting unit (mL for vials, mg for nasal spray devices), exact to 0.001."))
+            .description(Some(
+                "An amount in the lot's counting unit (mL for vials, mg for nasal spray devices), exact to 0.001.",
+            ))
             .into()
     }
 }
@@ -269,17 +271,27 @@ impl Product {
         let mut v = Validator::new();
         match (self.substance, self.presentation) {
             (Substance::Ketamine, Presentation::Vial { concentration_mg_per_ml: c, ml_per_vial: ml }) => {
-                v.check(c.0.is_finite() && c.0 > 0.0 && c.0 <= 500.0, "presentation.concentration_mg_per_ml", "give the concentration in mg/mL (e.g. 50)");
+                v.check(
+                    c.0.is_finite() && c.0 > 0.0 && c.0 <= 500.0,
+                    "presentation.concentration_mg_per_ml",
+                    "give the concentration in mg/mL (e.g. 50)",
+                );
                 let ok = ml.0 > 0.0 && ml.0 <= 100.0 && thousandths("presentation.ml_per_vial", ml.0).is_ok();
                 v.check(ok, "presentation.ml_per_vial", "give the vial size in mL (e.g. 10), to at most 3 decimals");
             }
             (Substance::Esketamine, Presentation::NasalSprayDevice { mg_per_device: mg, devices_per_package: n }) => {
                 let ok = mg.0 > 0.0 && mg.0 <= 200.0 && thousandths("presentation.mg_per_device", mg.0).is_ok();
                 v.check(ok, "presentation.mg_per_device", "give the mg each device delivers (e.g. 28)");
-                v.check((1..=12).contains(&n), "presentation.devices_per_package", "give the number of devices per package (1-12)");
+                v.check(
+                    (1..=12).contains(&n),
+                    "presentation.devices_per_package",
+                    "give the number of devices per package (1-12)",
+                );
             }
             (Substance::Ketamine, _) => v.push("presentation", "ketamine is stocked as vials ('form': 'vial')"),
-            (Substance::Esketamine, _) => v.push("presentation", "esketamine is stocked as nasal spray devices ('form': 'nasal_spray_device')"),
+            (Substance::Esketamine, _) => {
+                v.push("presentation", "esketamine is stocked as nasal spray devices ('form': 'nasal_spray_device')")
+            }
         }
         v.finish()
     }
@@ -308,7 +320,9 @@ impl Product {
     pub fn container_label(&self) -> String {
         match self.presentation {
             Presentation::Vial { ml_per_vial: ml, .. } => format!("{} mL vial", ml.0),
-            Presentation::NasalSprayDevice { devices_per_package: n, .. } => format!("package of {n} device{}", if n == 1 { "" } else { "s" }),
+            Presentation::NasalSprayDevice { devices_per_package: n, .. } => {
+                format!("package of {n} device{}", if n == 1 { "" } else { "s" })
+            }
         }
     }
 
@@ -344,9 +358,10 @@ impl Product {
                 }
                 Ok(Quantity(Self::device_quantity(mg_per_device).0 * i64::from(n)))
             }
-            (Presentation::NasalSprayDevice { .. }, Amount::Ml(_)) => {
-                Err(DomainError::field(field, "this lot is nasal spray devices: give the amount as {\"mg\": ...} or {\"devices\": ...}"))
-            }
+            (Presentation::NasalSprayDevice { .. }, Amount::Ml(_)) => Err(DomainError::field(
+                field,
+                "this lot is nasal spray devices: give the amount as {\"mg\": ...} or {\"devices\": ...}",
+            )),
         }
     }
 
@@ -407,7 +422,10 @@ pub fn valid_ndc(s: &str) -> bool {
         1 => (10..=11).contains(&s.len()) && s.bytes().all(|c| c.is_ascii_digit()),
         3 => {
             parts.iter().all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()))
-                && matches!((parts[0].len(), parts[1].len(), parts[2].len()), (4, 4, 2) | (5, 3, 2) | (5, 4, 1) | (5, 4, 2))
+                && matches!(
+                    (parts[0].len(), parts[1].len(), parts[2].len()),
+                    (4, 4, 2) | (5, 3, 2) | (5, 4, 1) | (5, 4, 2)
+                )
         }
         _ => false,
     }
@@ -450,7 +468,14 @@ pub enum EntryKind {
 
 impl EntryKind {
     pub const ALL: [EntryKind; 8] = [
-        Self::Receipt, Self::Administration, Self::Waste, Self::Disposal, Self::Count, Self::Adjustment, Self::Loss, Self::Reversal,
+        Self::Receipt,
+        Self::Administration,
+        Self::Waste,
+        Self::Disposal,
+        Self::Count,
+        Self::Adjustment,
+        Self::Loss,
+        Self::Reversal,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -494,7 +519,11 @@ pub struct Correction {
 
 fn check_correction(v: &mut Validator, c: &Option<Correction>) {
     if let Some(c) = c {
-        v.check(text_ok(&c.reason, 1000), "corrects.reason", "say why the original entry was wrong (1-1000 characters)");
+        v.check(
+            text_ok(&c.reason, 1000),
+            "corrects.reason",
+            "say why the original entry was wrong (1-1000 characters)",
+        );
     }
 }
 
@@ -532,15 +561,39 @@ impl NewReceipt {
     pub fn validate(&self, now: OffsetDateTime) -> Result<Quantity, DomainError> {
         let mut v = Validator::new();
         v.check(text_ok(&self.supplier_name, 200), "supplier_name", "give the supplier's name (1-200 characters)");
-        v.check(text_ok(&self.supplier_address, 500), "supplier_address", "give the supplier's address (1-500 characters)");
-        v.check(valid_dea_number(&self.supplier_dea_number), "supplier_dea_number", "give the supplier's DEA number: 2 letters and 7 digits with a valid check digit, e.g. 'PS1234563'");
-        v.check(opt_text_ok(&self.invoice_number, 100), "invoice_number", "keep the invoice number to 1-100 characters");
-        v.check((1..=10_000).contains(&self.containers), "containers", "give the number of containers received (1-10000)");
+        v.check(
+            text_ok(&self.supplier_address, 500),
+            "supplier_address",
+            "give the supplier's address (1-500 characters)",
+        );
+        v.check(
+            valid_dea_number(&self.supplier_dea_number),
+            "supplier_dea_number",
+            "give the supplier's DEA number: 2 letters and 7 digits with a valid check digit, e.g. 'PS1234563'",
+        );
+        v.check(
+            opt_text_ok(&self.invoice_number, 100),
+            "invoice_number",
+            "keep the invoice number to 1-100 characters",
+        );
+        v.check(
+            (1..=10_000).contains(&self.containers),
+            "containers",
+            "give the number of containers received (1-10000)",
+        );
         v.check(text_ok(&self.lot_number, 40), "lot_number", "give the manufacturer's lot number (1-40 characters)");
-        v.check(valid_ndc(&self.ndc), "ndc", "give the NDC as printed, e.g. '0409-2051-05' (4-4-2, 5-3-2, 5-4-1 or 5-4-2 digits)");
+        v.check(
+            valid_ndc(&self.ndc),
+            "ndc",
+            "give the NDC as printed, e.g. '0409-2051-05' (4-4-2, 5-3-2, 5-4-1 or 5-4-2 digits)",
+        );
         let received = self.received_at.unwrap_or(now);
         not_future(&mut v, "received_at", Some(received), now);
-        v.check(self.expires_on > received.date(), "expires_on", "this stock had already expired when it arrived; return it to the supplier instead");
+        v.check(
+            self.expires_on > received.date(),
+            "expires_on",
+            "this stock had already expired when it arrived; return it to the supplier instead",
+        );
         check_correction(&mut v, &self.corrects);
         if let Err(DomainError::Invalid(errs)) = self.product().validate() {
             for e in errs {
@@ -584,18 +637,30 @@ impl NewAdministration {
     pub fn validate(&self, product: &Product, now: OffsetDateTime) -> Result<Quantity, DomainError> {
         let mut v = Validator::new();
         let dose = self.dose_mg.0;
-        v.check(dose.is_finite() && dose > 0.0 && dose <= 1000.0, "dose_mg", "give the dose in mg (more than 0, at most 1000)");
+        v.check(
+            dose.is_finite() && dose > 0.0 && dose <= 1000.0,
+            "dose_mg",
+            "give the dose in mg (more than 0, at most 1000)",
+        );
         not_future(&mut v, "administered_at", self.administered_at, now);
         if let (Some(a), Some(e)) = (self.administered_at.or(Some(now)), self.ended_at) {
             v.check(e >= a, "ended_at", "the infusion cannot end before it started");
             not_future(&mut v, "ended_at", Some(e), now);
         }
-        v.check(opt_text_ok(&self.ordering_prescriber, 200), "ordering_prescriber", "keep the prescriber's name to 1-200 characters");
+        v.check(
+            opt_text_ok(&self.ordering_prescriber, 200),
+            "ordering_prescriber",
+            "keep the prescriber's name to 1-200 characters",
+        );
         check_correction(&mut v, &self.corrects);
         let mut taken = Quantity::ZERO;
         match product.presentation {
             Presentation::Vial { concentration_mg_per_ml: c, .. } => {
-                v.check(self.devices_used.is_none(), "devices_used", "this lot is vials: give volume_ml, not devices_used");
+                v.check(
+                    self.devices_used.is_none(),
+                    "devices_used",
+                    "this lot is vials: give volume_ml, not devices_used",
+                );
                 match self.volume_ml {
                     None => v.push("volume_ml", "give the volume given in mL (vials are counted in mL)"),
                     Some(ml) => match thousandths("volume_ml", ml.0) {
@@ -617,7 +682,11 @@ impl NewAdministration {
                 }
             }
             Presentation::NasalSprayDevice { mg_per_device, .. } => {
-                v.check(self.volume_ml.is_none(), "volume_ml", "this lot is nasal spray devices: give devices_used, not volume_ml");
+                v.check(
+                    self.volume_ml.is_none(),
+                    "volume_ml",
+                    "this lot is nasal spray devices: give devices_used, not volume_ml",
+                );
                 match self.devices_used {
                     None | Some(0) => v.push("devices_used", "give the number of devices opened for this dose"),
                     Some(n) if n > 12 => v.push("devices_used", "at most 12 devices in one administration"),
@@ -724,9 +793,21 @@ pub struct NewDisposal {
 impl NewDisposal {
     pub fn validate(&self, product: &Product, now: OffsetDateTime) -> Result<Quantity, DomainError> {
         let mut v = Validator::new();
-        v.check(text_ok(&self.registrant_name, 200), "registrant_name", "give the registrant's name (1-200 characters)");
-        v.check(text_ok(&self.registrant_address, 500), "registrant_address", "give the registrant's address (1-500 characters)");
-        v.check(valid_dea_number(&self.registrant_dea_number), "registrant_dea_number", "give the registrant's DEA number: 2 letters and 7 digits with a valid check digit");
+        v.check(
+            text_ok(&self.registrant_name, 200),
+            "registrant_name",
+            "give the registrant's name (1-200 characters)",
+        );
+        v.check(
+            text_ok(&self.registrant_address, 500),
+            "registrant_address",
+            "give the registrant's address (1-500 characters)",
+        );
+        v.check(
+            valid_dea_number(&self.registrant_dea_number),
+            "registrant_dea_number",
+            "give the registrant's DEA number: 2 letters and 7 digits with a valid check digit",
+        );
         v.check(self.full_containers <= 10_000, "full_containers", "at most 10000 containers");
         let partial = match self.partial_amount {
             None => Quantity::ZERO,
@@ -745,7 +826,11 @@ impl NewDisposal {
             },
         };
         if self.partial_amount.is_some() {
-            v.check(partial < product.per_container(), "partial_amount", "a partial container holds less than a full one; count full ones in full_containers");
+            v.check(
+                partial < product.per_container(),
+                "partial_amount",
+                "a partial container holds less than a full one; count full ones in full_containers",
+            );
         }
         let total = Quantity(product.per_container().0 * i64::from(self.full_containers)) + partial;
         v.check(total.0 > 0, "full_containers", "nothing to destroy: give full_containers or partial_amount");
@@ -817,7 +902,12 @@ pub struct CountResult {
 
 impl NewCount {
     /// Validates against the book's on-hand (`expected`) and returns the outcome.
-    pub fn validate(&self, product: &Product, expected: Quantity, now: OffsetDateTime) -> Result<CountResult, DomainError> {
+    pub fn validate(
+        &self,
+        product: &Product,
+        expected: Quantity,
+        now: OffsetDateTime,
+    ) -> Result<CountResult, DomainError> {
         let mut v = Validator::new();
         let mut clean = true;
         let physical = match product.quantity_of("physical", self.physical) {
@@ -836,7 +926,11 @@ impl NewCount {
             }
         };
         if matches!(self.count_type, CountType::Initial | CountType::Biennial) {
-            v.check(self.business_time.is_some(), "business_time", "an initial or biennial inventory records whether it was taken at the opening or close of business");
+            v.check(
+                self.business_time.is_some(),
+                "business_time",
+                "an initial or biennial inventory records whether it was taken at the opening or close of business",
+            );
         }
         not_future(&mut v, "counted_at", self.counted_at, now);
         v.check(opt_text_ok(&self.reason, 1000), "reason", "keep the reason to 1-1000 characters");
@@ -955,8 +1049,16 @@ impl NewLoss {
         let q = positive(&mut v, product, "amount", self.amount);
         not_future(&mut v, "discovered_at", Some(self.discovered_at), now);
         v.check(text_ok(&self.circumstances, 4000), "circumstances", "describe what happened (1-4000 characters)");
-        v.check(opt_text_ok(&self.police_report, 200), "police_report", "keep the police report reference to 1-200 characters");
-        v.check(opt_text_ok(&self.investigation_notes, 4000), "investigation_notes", "keep the notes to 1-4000 characters");
+        v.check(
+            opt_text_ok(&self.police_report, 200),
+            "police_report",
+            "keep the police report reference to 1-200 characters",
+        );
+        v.check(
+            opt_text_ok(&self.investigation_notes, 4000),
+            "investigation_notes",
+            "keep the notes to 1-4000 characters",
+        );
         for (field, t) in [("dea_notified_at", self.dea_notified_at), ("form_106_filed_at", self.form_106_filed_at)] {
             if let Some(t) = t {
                 v.check(t >= self.discovered_at, field, "cannot be before the loss was discovered");
@@ -1060,7 +1162,8 @@ pub struct Signatory {
 
 impl Signatory {
     pub fn same_person(&self, other: &Signatory) -> bool {
-        matches!((self.user_id, other.user_id), (Some(a), Some(b)) if a == b) || self.name.trim().eq_ignore_ascii_case(other.name.trim())
+        matches!((self.user_id, other.user_id), (Some(a), Some(b)) if a == b)
+            || self.name.trim().eq_ignore_ascii_case(other.name.trim())
     }
 }
 
@@ -1085,8 +1188,14 @@ pub fn check_witnesses(
         let what = match (min, max) {
             (0, 0) => format!("a {} entry takes no witness", kind.as_str()),
             (0, n) => format!("a {} entry takes at most {n} witness", kind.as_str()),
-            (a, b) if a == b && a == 1 => format!("a {} entry needs a witness: a second person who enters their own user name and password", kind.as_str()),
-            (a, _) => format!("a {} entry needs {a} different witnesses, each entering their own user name and password", kind.as_str()),
+            (a, b) if a == b && a == 1 => format!(
+                "a {} entry needs a witness: a second person who enters their own user name and password",
+                kind.as_str()
+            ),
+            (a, _) => format!(
+                "a {} entry needs {a} different witnesses, each entering their own user name and password",
+                kind.as_str()
+            ),
         };
         v.push(witness_field(witnesses.len().min(1)), what);
         return v.finish();
@@ -1233,7 +1342,13 @@ pub struct LotBook {
 
 impl LotBook {
     pub fn new(unit: CountingUnit, entries: Vec<BookEntry>) -> Self {
-        let mut b = Self { unit, entries: Vec::with_capacity(entries.len()), index: HashMap::new(), reversed: HashSet::new(), on_hand: Quantity::ZERO };
+        let mut b = Self {
+            unit,
+            entries: Vec::with_capacity(entries.len()),
+            index: HashMap::new(),
+            reversed: HashSet::new(),
+            on_hand: Quantity::ZERO,
+        };
         for e in entries {
             b.push(e);
         }
@@ -1274,7 +1389,8 @@ impl LotBook {
     }
 
     fn standing(&self, field: &str, id: EntryId, want: EntryKind, what: &str) -> Result<&BookEntry, DomainError> {
-        let e = self.get(id).ok_or_else(|| DomainError::field(field, format!("entry {id} is not an entry of this lot")))?;
+        let e =
+            self.get(id).ok_or_else(|| DomainError::field(field, format!("entry {id} is not an entry of this lot")))?;
         if e.kind != want {
             return Err(DomainError::field(field, format!("entry {id} is a {}, not {what}", e.kind.as_str())));
         }
@@ -1286,9 +1402,13 @@ impl LotBook {
 
     /// Plans a reversal of `target`: checks it may be reversed and returns the entry.
     pub fn plan_reversal(&self, target: EntryId) -> Result<Planned, DomainError> {
-        let t = self.get(target).ok_or_else(|| DomainError::field("entry_id", format!("entry {target} is not an entry of this lot")))?;
+        let t = self
+            .get(target)
+            .ok_or_else(|| DomainError::field("entry_id", format!("entry {target} is not an entry of this lot")))?;
         if t.kind == EntryKind::Reversal {
-            return Err(DomainError::Conflict(format!("entry {target} is itself a reversal; record the entry again instead of reversing a reversal")));
+            return Err(DomainError::Conflict(format!(
+                "entry {target} is itself a reversal; record the entry again instead of reversing a reversal"
+            )));
         }
         if self.is_reversed(target) {
             return Err(DomainError::Conflict(format!("entry {target} has already been reversed")));
@@ -1319,7 +1439,10 @@ impl LotBook {
             EntryKind::Reversal => false,
         };
         if !sign_ok {
-            return Err(DomainError::field("amount", format!("a {} entry cannot change stock by {}", p.kind.as_str(), p.change.show(self.unit))));
+            return Err(DomainError::field(
+                "amount",
+                format!("a {} entry cannot change stock by {}", p.kind.as_str(), p.change.show(self.unit)),
+            ));
         }
         if let Some(a) = p.administration {
             if p.kind != EntryKind::Waste {
@@ -1350,7 +1473,10 @@ impl LotBook {
                 let what = format!("a {}", p.kind.as_str());
                 let o = self.standing("corrects.entry_id", orig, p.kind, &what)?;
                 if p.resolves_count == Some(orig) || p.administration == Some(orig) {
-                    return Err(DomainError::field("corrects.entry_id", "a replacement cannot link to the entry it replaces"));
+                    return Err(DomainError::field(
+                        "corrects.entry_id",
+                        "a replacement cannot link to the entry it replaces",
+                    ));
                 }
                 let reversal_change = -o.change;
                 let mut rev = Planned {
@@ -1431,7 +1557,8 @@ impl LotBook {
 
     fn check_count(&self, e: &BookEntry) -> Option<CountCheck> {
         let c = e.count?;
-        let explained: Quantity = self.entries.iter().filter(|x| self.resolves(x) == Some(e.id)).map(|x| x.change).sum();
+        let explained: Quantity =
+            self.entries.iter().filter(|x| self.resolves(x) == Some(e.id)).map(|x| x.change).sum();
         Some(CountCheck {
             entry_id: e.id,
             counted_at: e.occurred_at,
@@ -1453,7 +1580,8 @@ impl LotBook {
             .filter_map(|e| self.check_count(e))
             .collect();
         let last_count = standing_counts.last().copied();
-        let discrepancies: Vec<CountCheck> = standing_counts.iter().filter(|c| !c.discrepancy.is_zero()).copied().collect();
+        let discrepancies: Vec<CountCheck> =
+            standing_counts.iter().filter(|c| !c.discrepancy.is_zero()).copied().collect();
         let mut flags = Vec::new();
         if let Some(c) = last_count
             && !c.unexplained.is_zero()
@@ -1477,7 +1605,10 @@ impl LotBook {
         {
             flags.push(Flag {
                 kind: FlagKind::ExpiredStock,
-                message: format!("expired on {exp} with {} still on hand: destroy it with a witnessed disposal", totals.on_hand.show(self.unit)),
+                message: format!(
+                    "expired on {exp} with {} still on hand: destroy it with a witnessed disposal",
+                    totals.on_hand.show(self.unit)
+                ),
             });
         }
         Reconciliation {
@@ -1573,6 +1704,94 @@ pub struct LedgerAlert {
     pub raised_at: OffsetDateTime,
     /// True while its count is the lot's last and its discrepancy is unexplained.
     pub open: bool,
+}
+
+/// What recording an entry wrote: the entry, the reversal when it corrected another,
+/// the lot as it now stands, and any alert a count raised.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct RecordedEntry {
+    pub entry: LedgerEntry,
+    /// The reversal of the corrected entry, when this was a correction.
+    pub reversal: Option<LedgerEntry>,
+    pub lot: Lot,
+    pub alerts: Vec<LedgerAlert>,
+}
+
+/// One lot in the reconciliation report.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct LotReconciliation {
+    pub lot: Lot,
+    #[serde(flatten)]
+    pub reconciliation: Reconciliation,
+}
+
+/// On-hand against expected for every lot (CS-3): the book, the last count, and every
+/// discrepancy, flagged until explained.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ReconciliationReport {
+    pub site_id: Option<SiteId>,
+    /// The ledger as it stood at this time (entries recorded up to it).
+    #[serde(with = "time::serde::rfc3339")]
+    pub as_of: OffsetDateTime,
+    pub lots: Vec<LotReconciliation>,
+    /// True when no lot is flagged with a discrepancy.
+    pub balanced: bool,
+    /// Lots with an unexplained discrepancy.
+    pub discrepancy_lots: Vec<LotId>,
+}
+
+/// A theft or loss as a DEA Form 106 worksheet: the fields the form asks for, and what
+/// is still to be done.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct LossWorksheet {
+    pub entry_id: EntryId,
+    pub site_id: SiteId,
+    pub loss_type: LossType,
+    pub loss_type_label: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub discovered_at: OffsetDateTime,
+    pub substance: String,
+    pub dea_drug_code: String,
+    pub strength: String,
+    pub form: String,
+    pub ndc: String,
+    pub lot_number: String,
+    pub quantity_lost: Quantity,
+    pub unit: CountingUnit,
+    pub quantity_lost_mg: Milligrams,
+    pub quantity_lost_ml: Option<Millilitres>,
+    pub quantity_lost_devices: Option<f64>,
+    pub circumstances: String,
+    pub police_report: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub dea_notified_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub form_106_filed_at: Option<OffsetDateTime>,
+    /// The count that revealed it.
+    pub count_id: Option<EntryId>,
+    pub investigation_notes: Option<String>,
+    pub recorded_by: Signatory,
+    #[serde(with = "time::serde::rfc3339")]
+    pub recorded_at: OffsetDateTime,
+    /// The entry that reversed this report (when it was corrected or voided).
+    pub reversed_by: Option<EntryId>,
+    /// What the registrant still has to do.
+    pub outstanding: Vec<String>,
+}
+
+/// The first problem found when re-checking the ledger's hashes and arithmetic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct LedgerBreak {
+    pub entry_id: EntryId,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct LedgerVerification {
+    /// Entries that verified before the first problem (all of them when intact).
+    pub entries_checked: u64,
+    pub intact: bool,
+    pub first_break: Option<LedgerBreak>,
 }
 
 #[cfg(test)]

@@ -165,7 +165,11 @@ pub const MAX_NOTE_CHARS: usize = 20_000;
 impl NewAmendment {
     pub fn validate(&self) -> Result<(), DomainError> {
         let mut v = Validator::new();
-        v.check(!self.reason.trim().is_empty() && self.reason.len() <= 2000, "reason", "say why the note is being amended (1-2000 characters)");
+        v.check(
+            !self.reason.trim().is_empty() && self.reason.len() <= 2000,
+            "reason",
+            "say why the note is being amended (1-2000 characters)",
+        );
         v.check(
             !self.text.trim().is_empty() && self.text.len() <= MAX_NOTE_CHARS,
             "text",
@@ -257,7 +261,12 @@ fn same_signer(s: &NoteSignature, user_id: Option<i64>, name: &str) -> bool {
 /// May this person sign this (note or amendment) with this meaning, given the
 /// signatures it already has? The author signs first and once; a co-signer is someone
 /// other than the author; nobody signs the same thing twice with the same meaning.
-pub fn check_signing(existing: &[NoteSignature], meaning: SignatureMeaning, signer_user_id: Option<i64>, signer: &str) -> Result<(), DomainError> {
+pub fn check_signing(
+    existing: &[NoteSignature],
+    meaning: SignatureMeaning,
+    signer_user_id: Option<i64>,
+    signer: &str,
+) -> Result<(), DomainError> {
     let author = existing.iter().find(|s| s.meaning == SignatureMeaning::Author);
     match (meaning, author) {
         (SignatureMeaning::Author, Some(a)) => {
@@ -304,7 +313,12 @@ pub fn verify(
             ms(s.reauthenticated_at),
         ));
         if s.session_id != session || expect != s.signature_sha256 {
-            problems.push(format!("signature {} ({} by {}) was altered after it was made", s.id, s.meaning.as_str(), s.printed_name));
+            problems.push(format!(
+                "signature {} ({} by {}) was altered after it was made",
+                s.id,
+                s.meaning.as_str(),
+                s.printed_name
+            ));
         }
         if bound_to != Some(s.content_sha256.as_str()) {
             problems.push(format!(
@@ -338,7 +352,10 @@ pub fn verify(
         }
         match &previous {
             Some((prev_id, prev_hash)) if *prev_id == a.previous_amendment_id && *prev_hash == a.previous_sha256 => {}
-            _ => problems.push(format!("amendment {} does not follow the record before it (the amendment chain is broken)", a.id)),
+            _ => problems.push(format!(
+                "amendment {} does not follow the record before it (the amendment chain is broken)",
+                a.id
+            )),
         }
         for s in &a.signatures {
             check_sig(s, Some(&expect), &format!("amendment {}", a.id), &mut problems);
@@ -369,7 +386,14 @@ mod tests {
 
     const S: SessionId = SessionId(7);
 
-    fn signature(id: i64, amendment: Option<AmendmentId>, content: &str, who: &str, uid: i64, meaning: SignatureMeaning) -> NoteSignature {
+    fn signature(
+        id: i64,
+        amendment: Option<AmendmentId>,
+        content: &str,
+        who: &str,
+        uid: i64,
+        meaning: SignatureMeaning,
+    ) -> NoteSignature {
         let at = datetime!(2026-11-02 15:00 UTC);
         let sha = fake_sha(&canonical_signature(S, amendment, content, Some(uid), who, who, meaning, ms(at), ms(at)));
         NoteSignature {
@@ -410,7 +434,10 @@ mod tests {
     fn an_untouched_signed_note_with_amendments_verifies() {
         let text = "Tolerated 0.5 mg/kg well.";
         let h = fake_sha(&canonical_note(S, text));
-        let sigs = vec![signature(1, None, &h, "dr.a", 1, SignatureMeaning::Author), signature(2, None, &h, "dr.b", 2, SignatureMeaning::CoSign)];
+        let sigs = vec![
+            signature(1, None, &h, "dr.a", 1, SignatureMeaning::Author),
+            signature(2, None, &h, "dr.b", 2, SignatureMeaning::CoSign),
+        ];
         let a1 = amendment(1, None, &h, "Dose was 0.5 mg/kg IV over 40 min.");
         let a2 = amendment(2, Some(AmendmentId(1)), &a1.content_sha256, "Added: BP peak 150/90.");
         let v = verify(S, Some(text), &sigs, &[a1, a2], fake_sha);
@@ -420,7 +447,10 @@ mod tests {
     #[test]
     fn a_changed_body_breaks_every_signature_on_it() {
         let h = fake_sha(&canonical_note(S, "original"));
-        let sigs = vec![signature(1, None, &h, "dr.a", 1, SignatureMeaning::Author), signature(2, None, &h, "rn.c", 3, SignatureMeaning::Review)];
+        let sigs = vec![
+            signature(1, None, &h, "dr.a", 1, SignatureMeaning::Author),
+            signature(2, None, &h, "rn.c", 3, SignatureMeaning::Review),
+        ];
         let v = verify(S, Some("edited in the shell"), &sigs, &[], fake_sha);
         assert!(!v.intact);
         assert_eq!(v.problems.len(), 2, "{:?}", v.problems);

@@ -43,6 +43,12 @@ pub enum Action {
 }
 
 impl Action {
+    pub const ALL: [Action; 21] = [
+        Action::Create, Action::Read, Action::Update, Action::Delete, Action::Print, Action::Export, Action::Sign, Action::Amend,
+        Action::LoginOk, Action::LoginFail, Action::Logout, Action::Timeout, Action::BreakGlass, Action::PrivilegeChange,
+        Action::CsAdminister, Action::CsWaste, Action::CsCount, Action::CsReceive, Action::CsDispose, Action::CsLoss, Action::CsCorrect,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Create => "create",
@@ -286,5 +292,18 @@ impl crate::Store {
     /// Verifies the whole chain (for `keta audit verify`).
     pub async fn verify_audit_chain(&self) -> Result<(u64, Option<ChainBreak>)> {
         self.read(|c| verify(c)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Action;
+
+    #[test]
+    fn the_log_inventory_lists_every_action() {
+        let doc = include_str!("../../../docs/logging.md");
+        for a in Action::ALL {
+            assert!(doc.contains(&format!("| `{}` |", a.as_str())), "docs/logging.md does not describe `{}`", a.as_str());
+        }
     }
 }

@@ -317,15 +317,21 @@ fn prepare_session(errs: &mut Errors, i: usize, mut s: HistoricalSession, now: O
         }
     };
 
-    // Vitals in time order, each judged against the session's first blood pressure, as
+    // Checked in input order (so error paths name the caller's index), then evaluated in
+    // time order, each reading judged against the session's first blood pressure, as
     // record_vitals does.
-    s.vitals.sort_by_key(|v| v.taken_at);
-    let mut baseline: Option<VitalSigns> = None;
     for (j, v) in s.vitals.iter().enumerate() {
         let vat = format!("{at}.vitals[{j}]");
         errs.nest(&vat, v.vitals.validate());
         if !in_window(v.taken_at) {
             errs.push(format!("{vat}.taken_at"), window_msg);
+        }
+    }
+    s.vitals.sort_by_key(|v| v.taken_at);
+    let mut baseline: Option<VitalSigns> = None;
+    for v in &s.vitals {
+        if v.vitals.validate().is_err() {
+            continue;
         }
         let phase = match dose_started_at {
             Some(d) if v.taken_at >= d => DosePhase::PostDose { minutes_since_dose: (v.taken_at - d).whole_minutes() },
@@ -337,25 +343,23 @@ fn prepare_session(errs: &mut Errors, i: usize, mut s: HistoricalSession, now: O
         }
     }
 
-    s.observations.sort_by_key(|o| o.observed_at);
     for (j, o) in s.observations.iter().enumerate() {
         let oat = format!("{at}.observations[{j}]");
         errs.nest(&oat, o.body.validate());
+        if let ObservationBody::SideEffect { symptom, .. } = &o.body
+            && let Err(e) = rules.validate_symptom_codes(std::slice::from_ref(symptom))
+        {
+            errs.nest(&format!("{oat}.symptom"), Err(e));
+        }
         if !in_window(o.observed_at) {
             errs.push(format!("{oat}.observed_at"), window_msg);
         }
+    }
+    s.observations.sort_by_key(|o| o.observed_at);
+    for o in &s.observations {
         let firings = match &o.body {
             ObservationBody::Moaas { score } => rules.evaluate_moaas(*score),
-            ObservationBody::SideEffect { symptom, .. } => {
-                let codes = std::slice::from_ref(symptom);
-                match rules.validate_symptom_codes(codes) {
-                    Ok(()) => rules.evaluate_symptoms(codes),
-                    Err(e) => {
-                        errs.nest(&format!("{oat}.symptom"), Err(e));
-                        Vec::new()
-                    }
-                }
-            }
+            ObservationBody::SideEffect { symptom, .. } => rules.evaluate_symptoms(std::slice::from_ref(symptom)),
             ObservationBody::Intervention { .. } => Vec::new(),
         };
         raise(firings, o.observed_at, &s.acknowledge_alerts);
@@ -806,4 +810,295 @@ fn write_sessions(c: &mut dyn Conn, actor: &Actor, now: OffsetDateTime, prepared
         })?;
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use keta_domain::access::Role;
+    use keta_domain::course::{NewCourse, Phase, Route};
+    use keta_domain::ids::ChairId;
+    use keta_domain::patient::{Indication, NewPatient, Sex};
+    use keta_domain::records::AlertLevel;
+    use keta_domain::session::AeSeverity;
+    use keta_domain::site::NewSite;
+    use keta_domain::units::{BeatsPerMinute, Mmhg, Percent};
+    use time::macros::{date, datetime};
+
+    use super::*;
+    use crate::SiteScope;
+    use crate::alerts::AlertQuery;
+
+    const T0: OffsetDateTime = datetime!(2026-11-20 15:00 UTC);
+    const NOW: OffsetDateTime = datetime!(2026-11-27 16:00 UTC);
+
+    fn at(min: i64) -> OffsetDateTime {
+        T0 + Duration::minutes(min)
+    }
+
+    /// A fresh database on SQLite, and on PostgreSQL when KETA_TEST_POSTGRES_URL is set;
+    /// removed when dropped.
+    struct Db {
+        store: Store,
+        cleanup: Option<Box<dyn FnOnce() + Send>>,
+    }
+
+    impl Drop for Db {
+        fn drop(&mut self) {
+            if let Some(f) = self.cleanup.take() {
+                let _ = std::thread::spawn(f).join();
+            }
+        }
+    }
+
+    async fn databases() -> Vec<Db> {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let name = format!("keta_import_{}_{nanos:x}", std::process::id());
+        let dir = std::env::temp_dir().join(&name);
+        let clock: crate::Clock = Arc::new(|| NOW);
+        let store = Store::open_with_clock(&format!("sqlite://{}", dir.join("t.db").display()), clock.clone()).await.expect("sqlite");
+        let mut out = vec![Db { store, cleanup: Some(Box::new(move || drop(std::fs::remove_dir_all(dir)))) }];
+        if let Some(server) = std::env::var("KETA_TEST_POSTGRES_URL").ok().filter(|s| !s.trim().is_empty()) {
+            let (admin, db) = (server.clone(), name.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut c = postgres::Client::connect(&admin, postgres::NoTls).expect("connect");
+                c.batch_execute(&format!("CREATE DATABASE {db}")).expect("create database");
+            })
+            .await
+            .expect("create");
+            let base = server.split('?').next().unwrap_or(&server);
+            let base = &base[..base.rfind('/').filter(|&i| i > base.find("://").map_or(0, |j| j + 2)).unwrap_or(base.len())];
+            let store = Store::open_with_clock(&format!("{base}/{name}"), clock).await.expect("postgres");
+            out.push(Db {
+                store,
+                cleanup: Some(Box::new(move || {
+                    if let Ok(mut c) = postgres::Client::connect(&server, postgres::NoTls) {
+                        let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+                    }
+                })),
+            });
+        }
+        out
+    }
+
+    async fn setup(store: &Store) -> (CourseId, PatientId, ChairId) {
+        let sys = Actor::system();
+        let site = store
+            .create_site(&sys, NewSite { code: "T".into(), name: "Test".into(), time_zone: "America/Chicago".into(), crisis_line: "988".into() }, vec!["Chair 1".into()])
+            .await
+            .unwrap();
+        let chair = store.list_chairs(&sys, site.id).await.unwrap()[0].id;
+        let p = store
+            .create_patient(&sys, NewPatient {
+                site_id: site.id, mrn: "T-1".into(), given_name: "Ada".into(), family_name: "Test".into(), date_of_birth: date!(1980 - 01 - 01),
+                sex: Sex::Female, phone: None, email: None, indication: Indication::Depression, diagnoses: vec![], referring_clinician: None,
+            })
+            .await
+            .unwrap();
+        let course = store
+            .create_course(&sys, p.id, NewCourse {
+                route: Route::IvRacemic, phase: Phase::Induction, indication: None, planned_sessions: 6, start_date: date!(2026 - 11 - 20), protocol: None,
+            })
+            .await
+            .unwrap();
+        (course.id, p.id, chair)
+    }
+
+    fn bp(sys: f64, dia: f64) -> VitalSigns {
+        VitalSigns { systolic_mmhg: Some(Mmhg(sys)), diastolic_mmhg: Some(Mmhg(dia)), heart_rate_bpm: Some(BeatsPerMinute(72.0)), spo2_pct: Some(Percent(98.0)), resp_rate_per_min: None }
+    }
+
+    /// An IV session: pre-dose BP above the guide, severe BP with a ≥40 rise at the end of the
+    /// infusion, a positive PHQ-9 item 9 before check-in; all acknowledged 5 minutes later.
+    fn iv_session(course: CourseId, chair: ChairId) -> HistoricalSession {
+        let mut s = HistoricalSession::new(course, at(0));
+        s.chair_id = Some(chair);
+        s.planned_dose_mg = Some(Milligrams(35.0));
+        s.steps = vec![
+            SessionStep::new(SessionAction::CheckIn, at(0)),
+            SessionStep::new(SessionAction::StartPreDoseChecks, at(5)),
+            SessionStep::new(SessionAction::StartDose, at(15)),
+            SessionStep::new(SessionAction::EndDose, at(55)),
+            SessionStep::new(SessionAction::Discharge, at(140)),
+        ];
+        let v = |m: i64, sys: f64, dia: f64| HistoricalVitals { taken_at: at(m), vitals: bp(sys, dia), source: VitalsSource::Monitor };
+        // Given out of order on purpose: the baseline is the earliest reading, not the first given.
+        s.vitals = vec![v(55, 192.0, 112.0), v(10, 150.0, 95.0), v(25, 160.0, 100.0), v(130, 130.0, 82.0)];
+        s.observations = vec![
+            HistoricalObservation { observed_at: at(30), body: ObservationBody::Moaas { score: 4 } },
+            HistoricalObservation { observed_at: at(40), body: ObservationBody::SideEffect { symptom: "nausea".into(), note: None } },
+        ];
+        s.responses = vec![HistoricalResponse {
+            instrument: "phq9".into(),
+            answers: vec![Some(2), Some(2), Some(1), Some(2), Some(1), Some(1), Some(1), Some(0), Some(1)],
+            completed_at: at(-10),
+            completed_by: CompletedBy::Patient,
+        }];
+        s.adverse_events = vec![NewAdverseEvent {
+            description: "Headache".into(), severity: AeSeverity::Mild, serious: false, action_taken: "none".into(), outcome: "resolved".into(), onset_at: at(100),
+        }];
+        s.acknowledge_alerts = Some(AlertAcknowledgement { by: "rn.test".into(), after: Duration::minutes(5), note: Some("seen".into()) });
+        s.course_status_after = Some(CourseStatus::Completed);
+        s
+    }
+
+    async fn count(store: &Store, table: &'static str) -> i64 {
+        store.read(move |c| c.query_opt(&format!("SELECT count(*) FROM {table}"), &[])?.expect("row").i64(0)).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_session_keeps_its_own_times_and_raises_what_live_recording_would() {
+        for db in databases().await {
+            let store = &db.store;
+            let (course, patient, chair) = setup(store).await;
+            let sys = Actor::system();
+            let summary = store.import_history(&sys, vec![iv_session(course, chair)]).await.unwrap();
+            assert_eq!((summary.sessions.len(), summary.vitals, summary.observations, summary.responses), (1, 4, 2, 1));
+            assert_eq!((summary.alerts, summary.open_alerts, summary.adverse_events), (4, 0, 1));
+
+            let s = store.get_session(&sys, summary.sessions[0]).await.unwrap();
+            assert_eq!(s.state, SessionState::Discharged);
+            assert_eq!((s.checked_in_at, s.dose_started_at, s.discharged_at), (Some(at(0)), Some(at(15)), Some(at(140))));
+            assert_eq!((s.sequence, s.chair_id), (1, Some(chair)));
+            let vitals = store.list_vitals(&sys, s.id).await.unwrap();
+            assert_eq!(vitals.iter().map(|v| v.taken_at).collect::<Vec<_>>(), [at(10), at(25), at(55), at(130)]);
+
+            let mut alerts = store.list_alerts(&sys, AlertQuery { patient_id: Some(patient), limit: 100, ..Default::default() }).await.unwrap();
+            alerts.sort_by(|a, b| (a.raised_at, &a.rule).cmp(&(b.raised_at, &b.rule)));
+            let got: Vec<(&str, AlertLevel, OffsetDateTime, Option<OffsetDateTime>)> =
+                alerts.iter().map(|a| (a.rule.as_str(), a.level, a.raised_at, a.acknowledged_at)).collect();
+            assert_eq!(got, [
+                ("phq9_phq9_item9", AlertLevel::Urgent, at(-10), Some(at(-5))),
+                ("pre_dose_bp_above_label_guide", AlertLevel::Warning, at(10), Some(at(15))),
+                ("bp_rise_from_baseline", AlertLevel::Warning, at(55), Some(at(60))),
+                ("severe_hypertension", AlertLevel::Urgent, at(55), Some(at(60))),
+            ]);
+            assert!(alerts.iter().all(|a| a.acknowledged_by.as_deref() == Some("rn.test") && a.session_id == Some(s.id)));
+
+            let responses = store.list_responses(&sys, patient, None).await.unwrap();
+            assert_eq!((responses[0].completed_at, responses[0].course_id, responses[0].session_id), (at(-10), Some(course), Some(s.id)));
+            assert_eq!(responses[0].score.total, Some(11));
+            assert_eq!(store.get_course(&sys, course).await.unwrap().status, CourseStatus::Completed);
+
+            let audit = store.read(move |c| crate::audit::for_patient(c, patient, 50)).await.unwrap();
+            let imports: Vec<_> = audit.iter().filter(|a| a.object_type == "session_import").collect();
+            assert_eq!(imports.len(), 1, "one audit entry per imported session");
+            assert_eq!(imports[0].object_id, Some(s.id.to_string()));
+            assert_eq!(imports[0].occurred_at, NOW, "the audit trail records when the import ran");
+            assert_eq!(
+                imports[0].fields,
+                r#"["session","lifecycle","vitals","observations","questionnaire_responses","alerts","alert_acknowledgements","adverse_events","course_status"]"#
+            );
+            assert!(store.verify_audit_chain().await.unwrap().1.is_none());
+
+            // Next sessions continue the sequence; an earlier one is refused.
+            let mut next = iv_session(course, chair);
+            next.course_status_after = None;
+            let later = |m: i64| m + 2 * 24 * 60;
+            next.scheduled_for = at(later(0));
+            for st in &mut next.steps { st.at += Duration::days(2); }
+            for v in &mut next.vitals { v.taken_at += Duration::days(2); }
+            for o in &mut next.observations { o.observed_at += Duration::days(2); }
+            for r in &mut next.responses { r.completed_at += Duration::days(2); }
+            let id = store.import_history(&sys, vec![next]).await.unwrap().sessions[0];
+            assert_eq!(store.get_session(&sys, id).await.unwrap().sequence, 2);
+            let err = store.import_history(&sys, vec![iv_session(course, chair)]).await.unwrap_err();
+            assert!(err.to_string().contains("sessions[0].scheduled_for"), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_named_and_nothing_is_written() {
+        for db in databases().await {
+            let store = &db.store;
+            let (course, _, chair) = setup(store).await;
+            let sys = Actor::system();
+            let (sessions, audit) = (count(store, "sessions").await, count(store, "audit_log").await);
+            let expect_err = |r: Result<ImportSummary>, needle: &str| {
+                let e = r.unwrap_err();
+                assert!(e.to_string().contains(needle), "expected '{needle}' in: {e}");
+            };
+
+            let mut bad = iv_session(course, chair);
+            bad.vitals[1].vitals.systolic_mmhg = Some(Mmhg(1400.0));
+            expect_err(store.import_history(&sys, vec![iv_session(course, chair), bad]).await, "sessions[1].vitals[1].systolic_mmhg");
+
+            // Discharged before the route's minimum monitoring time.
+            let mut early = iv_session(course, chair);
+            early.steps[4].at = at(100);
+        early.vitals.pop(); // the 130-min reading would fall after this discharge
+            expect_err(store.import_history(&sys, vec![early]).await, "sessions[0].steps[4]");
+
+            // Alerts left open: the replay refuses the discharge, as the live API would.
+            let mut open = iv_session(course, chair);
+            open.acknowledge_alerts = None;
+            expect_err(store.import_history(&sys, vec![open]).await, "alert(s) have not been acknowledged");
+
+            // Skipped step, reading outside the session, unknown symptom, future time.
+            let mut skipped = iv_session(course, chair);
+            skipped.steps.remove(1);
+            expect_err(store.import_history(&sys, vec![skipped]).await, "sessions[0].steps[1]");
+            let mut outside = iv_session(course, chair);
+            outside.vitals[0].taken_at = at(200);
+            expect_err(store.import_history(&sys, vec![outside]).await, "sessions[0].vitals[0].taken_at");
+            let mut symptom = iv_session(course, chair);
+            symptom.observations[1].body = ObservationBody::SideEffect { symptom: "hiccups".into(), note: None };
+            expect_err(store.import_history(&sys, vec![symptom]).await, "sessions[0].observations[1].symptom");
+            let mut future = iv_session(course, chair);
+            future.steps[4].at = NOW + Duration::hours(1);
+            expect_err(store.import_history(&sys, vec![future]).await, "cannot be in the future");
+
+            assert_eq!((count(store, "sessions").await, count(store, "audit_log").await), (sessions, audit), "nothing written");
+            assert_eq!(count(store, "vitals").await + count(store, "alerts").await + count(store, "questionnaire_responses").await, 0);
+
+            // A nurse may record in sessions but not import history.
+            let nurse = Actor::staff("rn.test", Role::Nurse, SiteScope::All);
+            assert!(matches!(store.import_history(&nurse, vec![iv_session(course, chair)]).await, Err(StoreError::Forbidden(_))));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_in_progress_session_and_check_ins_keep_open_alerts_open() {
+        for db in databases().await {
+            let store = &db.store;
+            let (course, patient, chair) = setup(store).await;
+            let sys = Actor::system();
+            let mut live = iv_session(course, chair);
+            live.steps.truncate(4); // still in monitoring
+            live.acknowledge_alerts = None;
+            live.course_status_after = None;
+            let summary = store.import_history(&sys, vec![live]).await.unwrap();
+            assert_eq!((summary.alerts, summary.open_alerts), (4, 4));
+            assert_eq!(store.get_session(&sys, summary.sessions[0]).await.unwrap().state, SessionState::Monitoring);
+
+            let check_in = |completed_at: OffsetDateTime, ack: Option<AlertAcknowledgement>| HistoricalCheckIn {
+                patient_id: patient,
+                course_id: Some(course),
+                response: HistoricalResponse {
+                    instrument: "phq9".into(),
+                    answers: vec![Some(1), Some(1), Some(1), Some(1), Some(1), Some(1), Some(1), Some(1), Some(2)],
+                    completed_at,
+                    completed_by: CompletedBy::Patient,
+                },
+                acknowledge_alerts: ack,
+            };
+            let ack = AlertAcknowledgement { by: "dr.test".into(), after: Duration::hours(3), note: None };
+            let s = store
+                .import_responses(&sys, vec![check_in(at(-3000), Some(ack)), check_in(NOW - Duration::hours(1), Some(AlertAcknowledgement { by: "dr.test".into(), after: Duration::hours(3), note: None })), check_in(at(3000), None)])
+                .await
+                .unwrap();
+            assert_eq!((s.responses, s.alerts, s.open_alerts), (3, 3, 1));
+            let alerts = store.list_alerts(&sys, AlertQuery { patient_id: Some(patient), limit: 100, ..Default::default() }).await.unwrap();
+            let item9: Vec<_> = alerts.iter().filter(|a| a.rule == "phq9_phq9_item9" && a.session_id.is_none()).collect();
+            assert_eq!(item9.len(), 3);
+            // Acknowledged three hours later, but never in the future.
+            assert!(item9.iter().any(|a| a.raised_at == at(-3000) && a.acknowledged_at == Some(at(-3000 + 180))));
+            assert!(item9.iter().any(|a| a.raised_at == NOW - Duration::hours(1) && a.acknowledged_at == Some(NOW)));
+            assert!(item9.iter().any(|a| a.raised_at == at(3000) && a.acknowledged_at.is_none() && a.level == AlertLevel::Urgent));
+            let err = store.import_responses(&sys, vec![check_in(NOW + Duration::hours(1), None)]).await.unwrap_err();
+            assert!(err.to_string().contains("responses[0].completed_at"), "{err}");
+            assert_eq!(count(store, "questionnaire_responses").await, 4, "1 from the session + 3 check-ins");
+        }
+    }
 }

@@ -26,6 +26,8 @@ pub mod questionnaires;
 pub mod rules;
 pub mod sessions;
 pub mod import;
+pub mod ledger;
+pub mod notes;
 pub mod sites;
 
 use std::sync::Arc;

@@ -254,6 +254,17 @@ impl Store {
                 minimum_monitoring: crate::rules::safety_rules(c, s.site_id)?.minimum_monitoring(s.route),
                 open_alerts: open_alert_count(c, id)?,
             };
+            if action == SessionAction::Discharge && s.state == SessionState::Monitoring {
+                // Every reason at once, so the nurse sees the whole checklist.
+                let mut blockers = s.discharge_blockers(now, ctx);
+                if crate::ledger::administrations_for_session(c, id)? == 0 {
+                    // CS-1: every dose given is in the controlled-substance ledger before the patient leaves.
+                    blockers.push("the dose given is not yet recorded in the controlled-substance ledger".into());
+                }
+                if !blockers.is_empty() {
+                    return Err(StoreError::Domain(keta_domain::DomainError::Conflict(format!("discharge refused: {}", blockers.join("; ")))));
+                }
+            }
             s.apply(&action, now, ctx)?;
             c.execute(
                 "UPDATE sessions SET state = $1, checked_in_at = $2, pre_dose_checks_at = $3, dose_started_at = $4, monitoring_started_at = $5,
@@ -457,6 +468,9 @@ impl Store {
         let actor = actor.clone();
         self.write(move |c| {
             let mut s = get_session(c, &actor, id)?;
+            if crate::notes::is_note_signed(c, id)? {
+                return Err(StoreError::Conflict("the note is signed and locked; add an amendment instead".into()));
+            }
             c.execute("UPDATE sessions SET note = $1 WHERE id = $2", params![note.as_str(), id.0])?;
             audit::record(c, &actor, now, Entry {
                 action: Action::Update, object_type: "session", object_id: Some(id.to_string()), patient_id: Some(s.patient_id),

@@ -128,6 +128,11 @@ impl SqliteBackend {
                 std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
             }
         let write_conn = open(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
+        // DUR-2: never serve from a damaged file.
+        let check: String = write_conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        if check != "ok" {
+            return Err(StoreError::Corrupt(format!("{} failed its integrity check ({check}); restore from a backup", path.display())));
+        }
         crate::migrate::run_sqlite(&write_conn)?;
         let readers_n = readers.max(1);
         let mut pool = Vec::with_capacity(readers_n);

@@ -231,7 +231,10 @@ pub async fn csrf_guard(State(st): State<AppState>, req: Request, next: Next) ->
     if let Some(origin) = h.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         let host = h.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
         let origin_host = origin.split_once("://").map_or(origin, |(_, r)| r);
-        if origin == "null" || origin_host != host {
+        // Under `Referrer-Policy: no-referrer` browsers send `Origin: null` even on our own
+        // form posts; then the browser-set Sec-Fetch-Site must vouch that it is same-origin.
+        let same_origin_fetch = h.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("same-origin");
+        if (origin == "null" && !same_origin_fetch) || (origin != "null" && origin_host != host) {
             return forbidden("the request came from another site");
         }
     }

@@ -6,7 +6,10 @@ use super::*;
 const NOW: OffsetDateTime = datetime!(2026-11-02 14:00 UTC);
 
 fn vial() -> Product {
-    Product { substance: Substance::Ketamine, presentation: Presentation::Vial { concentration_mg_per_ml: MgPerMl(50.0), ml_per_vial: Millilitres(10.0) } }
+    Product {
+        substance: Substance::Ketamine,
+        presentation: Presentation::Vial { concentration_mg_per_ml: MgPerMl(50.0), ml_per_vial: Millilitres(10.0) },
+    }
 }
 
 fn spray() -> Product {
@@ -125,9 +128,17 @@ fn a_vial_dose_must_agree_with_its_volume() {
 #[test]
 fn a_device_dose_must_fit_the_devices_opened() {
     assert_eq!(admin(56.0, None, Some(2)).validate(&spray(), NOW).unwrap(), Quantity(56_000));
-    assert_eq!(admin(42.0, None, Some(2)).validate(&spray(), NOW).unwrap(), Quantity(42_000), "one spray left over, to waste");
+    assert_eq!(
+        admin(42.0, None, Some(2)).validate(&spray(), NOW).unwrap(),
+        Quantity(42_000),
+        "one spray left over, to waste"
+    );
     assert_eq!(fields(admin(84.0, None, Some(2)).validate(&spray(), NOW).unwrap_err()), ["dose_mg"]);
-    assert_eq!(fields(admin(28.0, None, Some(2)).validate(&spray(), NOW).unwrap_err()), ["dose_mg"], "a second device was not needed");
+    assert_eq!(
+        fields(admin(28.0, None, Some(2)).validate(&spray(), NOW).unwrap_err()),
+        ["dose_mg"],
+        "a second device was not needed"
+    );
     assert_eq!(fields(admin(56.0, Some(1.0), Some(2)).validate(&spray(), NOW).unwrap_err()), ["volume_ml"]);
 }
 
@@ -147,7 +158,9 @@ fn a_count_that_differs_needs_a_reason() {
     let DomainError::Invalid(f) = e else { panic!() };
     assert_eq!(f[0].field, "reason");
     assert!(f[0].message.contains("-2 mL"), "{}", f[0].message);
-    let ok = NewCount { reason: Some("vial broken, see incident 12".into()), ..c.clone() }.validate(&vial(), Quantity(20_000), NOW).unwrap();
+    let ok = NewCount { reason: Some("vial broken, see incident 12".into()), ..c.clone() }
+        .validate(&vial(), Quantity(20_000), NOW)
+        .unwrap();
     assert_eq!(ok.discrepancy, Quantity(-2000));
     assert!(c.validate(&vial(), Quantity(18_000), NOW).is_ok(), "a matching count needs no reason");
     let biennial = NewCount { count_type: CountType::Biennial, ..c };
@@ -185,8 +198,14 @@ fn witnesses_are_other_people() {
     let (rn, dr, tech) = (person(1, "nurse.a"), person(2, "dr.b"), person(3, "tech.c"));
     assert!(check_witnesses(EntryKind::Waste, &rn, std::slice::from_ref(&dr), None).is_ok());
     // The witness to waste cannot be the person recording it, nor the one who gave the dose.
-    assert_eq!(fields(check_witnesses(EntryKind::Waste, &rn, std::slice::from_ref(&rn), None).unwrap_err()), ["witness_username"]);
-    assert_eq!(fields(check_witnesses(EntryKind::Waste, &rn, std::slice::from_ref(&dr), Some(&dr)).unwrap_err()), ["witness_username"]);
+    assert_eq!(
+        fields(check_witnesses(EntryKind::Waste, &rn, std::slice::from_ref(&rn), None).unwrap_err()),
+        ["witness_username"]
+    );
+    assert_eq!(
+        fields(check_witnesses(EntryKind::Waste, &rn, std::slice::from_ref(&dr), Some(&dr)).unwrap_err()),
+        ["witness_username"]
+    );
     // Same user id under another name is the same person; so is the same name in other case.
     assert!(check_witnesses(EntryKind::Waste, &rn, &[person(1, "alias")], None).is_err());
     assert!(check_witnesses(EntryKind::Waste, &rn, &[person(9, "NURSE.A")], None).is_err());
@@ -194,7 +213,10 @@ fn witnesses_are_other_people() {
     // Disposal: two different witnesses; the recorder may be one of them.
     assert!(check_witnesses(EntryKind::Disposal, &rn, &[rn.clone(), dr.clone()], None).is_ok());
     assert!(check_witnesses(EntryKind::Disposal, &rn, &[dr.clone(), tech.clone()], None).is_ok());
-    assert_eq!(fields(check_witnesses(EntryKind::Disposal, &rn, &[dr.clone(), dr.clone()], None).unwrap_err()), ["second_witness_username"]);
+    assert_eq!(
+        fields(check_witnesses(EntryKind::Disposal, &rn, &[dr.clone(), dr.clone()], None).unwrap_err()),
+        ["second_witness_username"]
+    );
     assert!(check_witnesses(EntryKind::Disposal, &rn, std::slice::from_ref(&dr), None).is_err(), "fewer than two");
     assert!(check_witnesses(EntryKind::Administration, &rn, &[], None).is_ok());
     assert!(check_witnesses(EntryKind::Administration, &rn, &[dr], None).is_err());
@@ -207,7 +229,10 @@ fn reauthentication_must_be_recent() {
     assert!(check_reauthentication("sign", Some(NOW - Duration::minutes(4)), NOW, w).is_ok());
     assert!(check_reauthentication("sign", Some(NOW - Duration::minutes(5)), NOW, w).is_ok());
     assert!(check_reauthentication("sign", Some(NOW - Duration::minutes(5) - Duration::seconds(1)), NOW, w).is_err());
-    assert!(check_reauthentication("sign", Some(NOW + Duration::hours(1)), NOW, w).is_err(), "a time in the future is not trusted");
+    assert!(
+        check_reauthentication("sign", Some(NOW + Duration::hours(1)), NOW, w).is_err(),
+        "a time in the future is not trusted"
+    );
 }
 
 // --- the book -----------------------------------------------------------------
@@ -261,7 +286,10 @@ fn an_entry_that_would_go_below_zero_is_refused_and_changes_nothing() {
     s.propose(Proposal::movement(EntryKind::Receipt, Quantity(1000))).unwrap();
     let before = s.book.clone();
     let e = s.propose(Proposal::movement(EntryKind::Administration, Quantity(-1001))).unwrap_err();
-    assert!(matches!(&e, DomainError::Conflict(m) if m.contains("-0.001 mL") && m.contains("Nothing was recorded")), "{e:?}");
+    assert!(
+        matches!(&e, DomainError::Conflict(m) if m.contains("-0.001 mL") && m.contains("Nothing was recorded")),
+        "{e:?}"
+    );
     assert_eq!(s.book, before);
 }
 
@@ -272,7 +300,8 @@ fn a_correction_reverses_the_original_and_keeps_it() {
     s.propose(Proposal::movement(EntryKind::Administration, Quantity(-6000))).unwrap();
     // The receipt was really 8 mL: reversing first would dip to -6 mL, so the
     // replacement goes first.
-    let ids = s.propose(Proposal { corrects: Some(r), ..Proposal::movement(EntryKind::Receipt, Quantity(8000)) }).unwrap();
+    let ids =
+        s.propose(Proposal { corrects: Some(r), ..Proposal::movement(EntryKind::Receipt, Quantity(8000)) }).unwrap();
     assert_eq!(ids.len(), 2);
     assert_eq!(s.book.get(ids[0]).unwrap().kind, EntryKind::Receipt);
     assert_eq!(s.book.get(ids[1]).unwrap().reverses, Some(r));
@@ -280,7 +309,9 @@ fn a_correction_reverses_the_original_and_keeps_it() {
     assert!(s.book.get(r).is_some(), "the original stays");
     assert_eq!(s.book.totals().received, Quantity(8000));
     // It cannot be corrected or reversed again.
-    assert!(s.propose(Proposal { corrects: Some(r), ..Proposal::movement(EntryKind::Receipt, Quantity(9000)) }).is_err());
+    assert!(
+        s.propose(Proposal { corrects: Some(r), ..Proposal::movement(EntryKind::Receipt, Quantity(9000)) }).is_err()
+    );
     assert!(s.book.plan_reversal(r).is_err());
     assert!(s.book.plan_reversal(ids[1]).is_err(), "a reversal is not reversed");
 }
@@ -302,7 +333,10 @@ fn counts_reconcile_and_losses_explain_them() {
     let r = s.book.reconcile(None, NOW.date());
     assert!(r.balanced, "{r:?}");
     assert_eq!(r.discrepancies.len(), 1);
-    assert_eq!((r.totals.lost, r.totals.on_hand, r.expected_on_shelf), (Quantity(2000), Quantity(18_000), Quantity(18_000)));
+    assert_eq!(
+        (r.totals.lost, r.totals.on_hand, r.expected_on_shelf),
+        (Quantity(2000), Quantity(18_000), Quantity(18_000))
+    );
     // A clean recount supersedes it.
     s.count(18_000).unwrap();
     assert!(s.book.reconcile(None, NOW.date()).balanced);
@@ -329,7 +363,10 @@ fn links_must_point_at_standing_entries_of_the_right_kind() {
     let wrong_kind = Proposal { corrects: Some(r), ..Proposal::movement(EntryKind::Administration, Quantity(-100)) };
     assert_eq!(fields(s.book.plan(&wrong_kind).unwrap_err()), ["corrects.entry_id"]);
     assert!(s.book.plan(&Proposal::movement(EntryKind::Receipt, Quantity(-1))).is_err(), "receipts add stock");
-    assert!(s.book.plan(&Proposal::movement(EntryKind::Reversal, Quantity(1))).is_err(), "reversals are planned by plan_reversal");
+    assert!(
+        s.book.plan(&Proposal::movement(EntryKind::Reversal, Quantity(1))).is_err(),
+        "reversals are planned by plan_reversal"
+    );
 }
 
 // --- property tests: the ledger's invariants under random use --------------------
@@ -401,8 +438,11 @@ impl Sim {
                     EntryKind::Count | EntryKind::Reversal => Quantity::ZERO,
                     _ => Quantity(-q),
                 };
-                let count = (t.kind == EntryKind::Count)
-                    .then(|| CountResult { physical: Quantity(q), expected: self.book.on_hand(), discrepancy: Quantity(q) - self.book.on_hand() });
+                let count = (t.kind == EntryKind::Count).then(|| CountResult {
+                    physical: Quantity(q),
+                    expected: self.book.on_hand(),
+                    discrepancy: Quantity(q) - self.book.on_hand(),
+                });
                 let kind = t.kind;
                 let id = t.id;
                 self.propose(Proposal { corrects: Some(id), count, ..Proposal::movement(kind, change) })

@@ -6,5 +6,7 @@
 
 mod api;
 mod fixtures;
+mod ledger;
+mod notes;
 mod security;
 mod stories;

@@ -180,7 +180,18 @@ async fn an_iv_session_runs_from_check_in_to_discharge() {
             // The first acknowledgement is never overwritten.
             assert!(matches!(s.acknowledge_alert(&Actor::system(), alert.id, None).await, Err(StoreError::Conflict(_))));
         }
-        clock.advance(time::Duration::minutes(min.0 - 40 - 1));
+        // CS-1: no discharge until the dose is in the controlled-substance ledger.
+        clock.advance(time::Duration::minutes(min.0 - 40));
+        let refused = s.act_on_session(&n, sess.id, SessionAction::Discharge).await.unwrap_err().to_string();
+        assert!(refused.contains("ledger"), "{refused}");
+        let lot = s
+            .record_receipt(&n, Some(clock.now()), crate::ledger::vial_receipt(a, 2), crate::ledger::witness(prescriber(&[a]), &clock))
+            .await
+            .unwrap()
+            .lot
+            .id;
+        s.record_administration(&n, Some(clock.now()), crate::ledger::dose(lot, sess.id, 35.0, 0.7)).await.unwrap();
+        clock.advance(time::Duration::minutes(-1));
         assert!(s.act_on_session(&n, sess.id, SessionAction::Discharge).await.is_err(), "one minute short");
         clock.advance(time::Duration::minutes(1));
         let done = s.act_on_session(&n, sess.id, SessionAction::Discharge).await.unwrap();
@@ -346,4 +357,35 @@ async fn a_site_can_replace_its_safety_rules_and_bad_rules_are_refused() {
         s.set_site_safety_rules(&dr, a, None).await.unwrap();
         assert!(!s.site_safety_rules(&dr, a).await.unwrap().1);
     }
+}
+
+#[tokio::test]
+async fn a_damaged_sqlite_file_is_refused_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keta.db");
+    let url = format!("sqlite://{}", path.display());
+    {
+        let store = keta_store::Store::open(&url).await.unwrap();
+        let a = site(&store, "A").await;
+        for i in 0..40 {
+            patient(&store, a, &format!("A-{i:04}")).await;
+        }
+    }
+    // Closing the last connection folds the WAL into the file.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let healthy = keta_store::Store::open(&url).await;
+    assert!(healthy.is_ok(), "the intact file opens");
+    drop(healthy);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 8192, "{}", bytes.len());
+    for b in &mut bytes[4096..8192] {
+        *b = 0xA5;
+    }
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let opened = keta_store::Store::open(&url).await;
+    assert!(opened.is_err(), "a damaged file must not be served");
 }

@@ -4,7 +4,9 @@ pub mod audit;
 pub mod auth;
 pub mod clinical;
 pub mod health;
+pub mod ledger;
 pub mod measures;
+pub mod notes;
 pub mod patients;
 
 use axum::Router;
@@ -31,6 +33,10 @@ use crate::AppState;
         measures::get_alerts, measures::post_acknowledge,
         measures::get_eligibility, measures::post_trial, measures::post_assessment, measures::get_contraindications,
         measures::get_safety_rules,
+        ledger::post_receipt, ledger::post_administration, ledger::post_waste, ledger::post_disposal, ledger::post_count,
+        ledger::post_adjustment, ledger::post_loss, ledger::post_reversal, ledger::get_lots, ledger::get_lot, ledger::get_entries,
+        ledger::get_entry, ledger::get_form_106, ledger::get_reconciliation, ledger::get_ledger_alerts, ledger::get_ledger_verify,
+        notes::get_note, notes::post_sign_note, notes::post_amendment,
     )
 )]
 pub struct ApiDoc;
@@ -79,5 +85,24 @@ pub fn routes() -> Router<AppState> {
         .route("/rules/session-safety", get(m::get_safety_rules))
         .route("/alerts", get(m::get_alerts))
         .route("/alerts/{id}/acknowledge", post(m::post_acknowledge))
+        .route("/ledger/receipts", post(ledger::post_receipt))
+        .route("/ledger/administrations", post(ledger::post_administration))
+        .route("/ledger/waste", post(ledger::post_waste))
+        .route("/ledger/disposals", post(ledger::post_disposal))
+        .route("/ledger/counts", post(ledger::post_count))
+        .route("/ledger/adjustments", post(ledger::post_adjustment))
+        .route("/ledger/losses", post(ledger::post_loss))
+        .route("/ledger/lots", get(ledger::get_lots))
+        .route("/ledger/lots/{id}", get(ledger::get_lot))
+        .route("/ledger/entries", get(ledger::get_entries))
+        .route("/ledger/entries/{id}", get(ledger::get_entry))
+        .route("/ledger/entries/{id}/reversal", post(ledger::post_reversal))
+        .route("/ledger/entries/{id}/form-106", get(ledger::get_form_106))
+        .route("/ledger/reconciliation", get(ledger::get_reconciliation))
+        .route("/ledger/alerts", get(ledger::get_ledger_alerts))
+        .route("/ledger/verify", get(ledger::get_ledger_verify))
+        .route("/sessions/{id}/note", get(notes::get_note))
+        .route("/sessions/{id}/note/sign", post(notes::post_sign_note))
+        .route("/sessions/{id}/note/amendments", post(notes::post_amendment))
         .fallback(|| async { crate::error::ApiError::not_found("this API path") })
 }

@@ -255,7 +255,7 @@ async fn chart_page(st: &AppState, user: &CurrentUser, id: PatientId, form: Form
         c.courses
             .iter()
             .find(|x| x.id == cid)
-            .map_or_else(|| format!("Course {cid}"), |x| format!("{} ({}, from {})", x.route.label(), x.phase.as_str(), clock_date(x.start_date)))
+            .map_or_else(|| format!("Course {cid}"), |x| format!("{} · {} · from {}", x.route.label(), x.phase.as_str(), clock_date(x.start_date)))
     };
     page.outcomes = c
         .outcomes

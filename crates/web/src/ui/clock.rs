@@ -55,7 +55,7 @@ impl SiteClock {
         let civil = jiff::civil::DateTime::new(date.year() as i16, date.month() as i8, date.day() as i8, hour as i8, minute as i8, 0, 0);
         let secs = civil
             .ok()
-            .and_then(|dt| dt.to_zoned(self.tz.clone()).ok())
+            .and_then(|dt| dt.to_zoned_datetime(self.tz.clone()).ok())
             .map(|z| z.timestamp().as_second())
             .unwrap_or_else(|| date.midnight().assume_utc().unix_timestamp() + i64::from(hour) * 3600 + i64::from(minute) * 60);
         OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH)

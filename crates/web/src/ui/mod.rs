@@ -55,6 +55,7 @@ pub fn routes() -> Router<AppState> {
         .route("/patients/{id}/plan", get(plan::get_plan).post(plan::post_plan))
         .route("/patients/{id}/questionnaires/new", get(questionnaires::get_staff_entry).post(questionnaires::post_staff_entry))
         .route("/patients/{id}/alerts/{alert}/acknowledge", post(chart::post_acknowledge))
+        .route("/kiosk/{id}", get(questionnaires::get_kiosk_start))
         .route("/kiosk/{id}/{instrument}", get(questionnaires::get_kiosk).post(questionnaires::post_kiosk))
         .route("/sessions/{id}", get(session::get_session))
         .route("/sessions/{id}/step", post(session::post_step))

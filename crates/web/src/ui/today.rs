@@ -56,6 +56,7 @@ pub(crate) struct ChairCard {
     pub monitoring_done: bool,
     pub next_check: Option<String>,
     pub next_check_overdue: bool,
+    pub last_vitals: Option<String>,
     pub next_up: Option<String>,
     pub alerts: Vec<AlertLine>,
 }
@@ -149,6 +150,25 @@ pub(crate) fn timing(s: &TreatmentSession, bp_minutes: &[i64], now: OffsetDateTi
     Timing { since_dose_min: since, next_check, minimum_min: rules.minimum_monitoring(s.route).0 }
 }
 
+/// "BP 128/82 · HR 74 · SpO₂ 98 %"
+pub(crate) fn vitals_summary(v: &keta_domain::vitals::VitalSigns) -> String {
+    let n = |x: f64| if x.fract() == 0.0 { format!("{}", x as i64) } else { format!("{x:.1}") };
+    let mut parts = Vec::new();
+    if let Some((s, d)) = v.blood_pressure() {
+        parts.push(format!("BP {}/{}", n(s.0), n(d.0)));
+    }
+    if let Some(h) = v.heart_rate_bpm {
+        parts.push(format!("HR {}", n(h.0)));
+    }
+    if let Some(o) = v.spo2_pct {
+        parts.push(format!("SpO₂ {} %", n(o.0)));
+    }
+    if let Some(r) = v.resp_rate_per_min {
+        parts.push(format!("RR {}", n(r.0)));
+    }
+    parts.join(" · ")
+}
+
 pub(crate) fn alert_line(a: &Alert, names: &HashMap<PatientId, Patient>, clock: &SiteClock) -> AlertLine {
     AlertLine {
         level: match a.level {
@@ -191,17 +211,22 @@ pub(crate) async fn build_site(st: &AppState, user: &CurrentUser, site: &Site, n
     let names: HashMap<PatientId, Patient> = patients.into_iter().filter_map(Result::ok).map(|p| (p.id, p)).collect();
     let name_of = |id: PatientId| names.get(&id).map_or_else(|| format!("Patient {id}"), Patient::display_name);
 
-    // Vitals only for sessions whose dose has started (for the due checks).
-    let dosed: Vec<&TreatmentSession> = sessions.iter().filter(|s| s.state.dose_started() && s.state != SessionState::Discharged).collect();
+    // Vitals for sessions in the chair (the latest reading, and the due checks).
+    let in_chair: Vec<&TreatmentSession> = sessions.iter().filter(|s| is_in_chair(s.state)).collect();
     let vitals = if clinical {
-        join_all(dosed.iter().map(|s| st.store.list_vitals(actor, s.id))).await
+        join_all(in_chair.iter().map(|s| st.store.list_vitals(actor, s.id))).await
     } else {
         Vec::new()
     };
     let mut bp_minutes: HashMap<i64, Vec<i64>> = HashMap::new();
-    for (s, v) in dosed.iter().zip(vitals) {
-        let mins = v.unwrap_or_default().iter().filter(|r| r.vitals.systolic_mmhg.is_some()).filter_map(|r| r.minutes_since_dose).collect();
+    let mut last_vitals: HashMap<i64, String> = HashMap::new();
+    for (s, v) in in_chair.iter().zip(vitals) {
+        let v = v.unwrap_or_default();
+        let mins = v.iter().filter(|r| r.vitals.systolic_mmhg.is_some()).filter_map(|r| r.minutes_since_dose).collect();
         bp_minutes.insert(s.id.0, mins);
+        if let Some(r) = v.last() {
+            last_vitals.insert(s.id.0, format!("{} at {}", vitals_summary(&r.vitals), clock.hm(r.taken_at)));
+        }
     }
 
     let mut shown_alerts: HashSet<i64> = HashSet::new();
@@ -211,7 +236,7 @@ pub(crate) async fn build_site(st: &AppState, user: &CurrentUser, site: &Site, n
             return ChairCard {
                 chair, status: "free", session_href: String::new(), patient: String::new(), route: "", phase: "Free",
                 phase_class: "st-free", scheduled_at: String::new(), since_dose: None, monitoring: None, monitoring_done: false,
-                next_check: None, next_check_overdue: false, next_up, alerts: vec![],
+                next_check: None, next_check_overdue: false, last_vitals: None, next_up, alerts: vec![],
             };
         };
         let t = timing(s, bp_minutes.get(&s.id.0).map_or(&[][..], Vec::as_slice), now);
@@ -246,6 +271,7 @@ pub(crate) async fn build_site(st: &AppState, user: &CurrentUser, site: &Site, n
                 }
             }),
             next_check_overdue: t.next_check.as_ref().is_some_and(|c| c.overdue),
+            last_vitals: last_vitals.get(&s.id.0).cloned(),
             next_up,
             alerts: card_alerts,
         }
@@ -254,13 +280,16 @@ pub(crate) async fn build_site(st: &AppState, user: &CurrentUser, site: &Site, n
     let mut cards = Vec::new();
     for chair in &chairs {
         let here: Vec<&TreatmentSession> = sessions.iter().filter(|s| s.chair_id == Some(chair.id)).collect();
-        let active = here.iter().copied().find(|s| is_in_chair(s.state));
+        let active: Vec<&TreatmentSession> = here.iter().copied().filter(|s| is_in_chair(s.state)).collect();
         let upcoming: Vec<&TreatmentSession> = here.iter().copied().filter(|s| s.state == SessionState::Scheduled).collect();
-        let (shown, next) = match active {
-            Some(a) => (Some(a), upcoming.first().copied()),
-            None => (upcoming.first().copied(), upcoming.get(1).copied()),
-        };
-        cards.push(card_for(chair.name.clone(), shown, next));
+        if active.is_empty() {
+            cards.push(card_for(chair.name.clone(), upcoming.first().copied(), upcoming.get(1).copied()));
+        } else {
+            // Normally one patient per chair; if the records say more, show every one.
+            for (i, a) in active.iter().enumerate() {
+                cards.push(card_for(chair.name.clone(), Some(a), if i == 0 { upcoming.first().copied() } else { None }));
+            }
+        }
     }
     // In the chair but with no chair recorded: still on the board.
     for s in sessions.iter().filter(|s| is_in_chair(s.state) && s.chair_id.is_none_or(|c| !chairs.iter().any(|ch| ch.id == c))) {

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use super::clock::SiteClock;
 
 pub const WIDTH: f64 = 720.0;
-pub const HEIGHT: f64 = 250.0;
+pub const HEIGHT: f64 = 270.0;
 const LEFT: f64 = 40.0;
 const RIGHT: f64 = 150.0;
 const TOP: f64 = 14.0;
@@ -30,6 +30,9 @@ pub struct BandRect {
 pub struct RefLine {
     pub y: String,
     pub label_y: String,
+    pub bg_x: String,
+    pub bg_y: String,
+    pub bg_w: String,
     pub class: &'static str,
     pub label: String,
 }
@@ -133,7 +136,8 @@ pub fn build(
         .collect();
 
     let base = baseline.unwrap_or(first.total);
-    let mut lines = vec![RefLine { y: f(y(base as f64)), label_y: f(y(base as f64) - 3.0), class: "ref baseline", label: format!("Baseline {base}") }];
+    // (line y, class, label)
+    let mut raw: Vec<(f64, &'static str, String)> = vec![(y(base as f64), "ref baseline", format!("Baseline {base}"))];
     if let Some(def) = definition {
         if let Some(r) = &def.response {
             let v = match r.rule {
@@ -141,7 +145,7 @@ pub fn build(
                 ResponseRule::PointReduction { min_points } => (base - min_points) as f64,
             };
             if base > 0 {
-                lines.push(RefLine { y: f(y(v)), label_y: f(y(v) - 3.0), class: "ref response", label: format!("Response ≤ {}", trim(v)) });
+                raw.push((y(v), "ref response", format!("Response ≤ {}", trim(v))));
             }
         }
         if let Some(r) = &def.remission {
@@ -149,9 +153,43 @@ pub fn build(
                 Threshold::Below(v) => (v as f64 - 0.5, format!("Remission < {v}")),
                 Threshold::AtMost(v) => (v as f64 + 0.5, format!("Remission ≤ {v}")),
             };
-            lines.push(RefLine { y: f(y(v)), label_y: f(y(v) + 11.0), class: "ref remission", label });
+            raw.push((y(v), "ref remission", label));
         }
     }
+    // Labels sit at the right end of their line, nudged apart so none overlap.
+    const GAP: f64 = 15.0;
+    let mut order: Vec<usize> = (0..raw.len()).collect();
+    order.sort_by(|a, b| raw[*a].0.total_cmp(&raw[*b].0));
+    let mut label_y = vec![0.0; raw.len()];
+    let mut prev = f64::NEG_INFINITY;
+    for &i in &order {
+        let want = (raw[i].0 - 4.0).max(TOP + 11.0);
+        let at = want.max(prev + GAP);
+        label_y[i] = at;
+        prev = at;
+    }
+    let overflow = prev - (HEIGHT - BOTTOM - 2.0);
+    if overflow > 0.0 {
+        for v in &mut label_y {
+            *v -= overflow;
+        }
+    }
+    let lines: Vec<RefLine> = raw
+        .into_iter()
+        .zip(label_y)
+        .map(|((ly, class, label), at)| {
+            let w = label.chars().count() as f64 * 7.0 + 8.0;
+            RefLine {
+                y: f(ly),
+                label_y: f(at),
+                bg_x: f(WIDTH - RIGHT - 4.0 - w),
+                bg_y: f(at - 11.5),
+                bg_w: f(w),
+                class,
+                label,
+            }
+        })
+        .collect();
 
     let points: Vec<Point> = scores
         .iter()
@@ -199,7 +237,7 @@ pub fn build(
         plot_width: f(pw),
         ytick_x: f(LEFT - 6.0),
         xtick_y: f(HEIGHT - BOTTOM + 18.0),
-        ref_x: f(LEFT + 4.0),
+        ref_x: f(WIDTH - RIGHT - 8.0),
         bands,
         lines,
         sessions: in_range.iter().map(|t| f(x(*t))).collect(),

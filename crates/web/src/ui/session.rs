@@ -1,0 +1,704 @@
+//! The session screen, tablet-first: the lifecycle step (check-in, pre-dose checks,
+//! dose start and end, discharge, stop), a running clock from dose start, timers for the
+//! checks the safety rules require and for the minimum monitoring time, one-tap vitals
+//! with the last values pre-filled, alerts that cannot be missed (acknowledged with who
+//! and when), MOAA/S and CADSS-6 entry, side effects, interventions, adverse events, the
+//! discharge checklist and the session note.
+//!
+//! Discharge is refused by the store before the route's minimum monitoring time and
+//! while alerts are open; the screen shows why. The pre-dose and discharge checklists
+//! (`data/session-checklists.toml`) are confirmed here and recorded in the session note
+//! with who confirmed them and when.
+
+use std::sync::OnceLock;
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use keta_domain::alerts::SafetyRules;
+use keta_domain::course::Route;
+use keta_domain::ids::{AlertId, SessionId};
+use keta_domain::instruments::catalog;
+use keta_domain::records::{AlertLevel, CompletedBy, NewQuestionnaireResponse, VitalsSource};
+use keta_domain::session::{AeSeverity, DischargeContext, NewAdverseEvent, ObservationBody, SessionAction, SessionState};
+use keta_domain::units::{BeatsPerMinute, BreathsPerMinute, Milligrams, Minutes, Mmhg, Percent};
+use keta_domain::vitals::VitalSigns;
+use keta_store::StoreError;
+use keta_store::alerts::AlertQuery;
+use serde::Deserialize;
+
+use super::chart::{AlertView, alert_view};
+use super::clock::{SiteClock, minutes_label, parse_hm};
+use super::page::{Area, Chrome, Errors, FormData, UiResult, render_status, see_other};
+use super::today::{state_class, state_label, timing};
+use crate::AppState;
+use crate::auth::CurrentUser;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChecklistItem {
+    pub code: String,
+    pub label: String,
+    pub routes: Vec<Route>,
+    pub source: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChecklistFile {
+    pre_dose: Vec<ChecklistItem>,
+    discharge: Vec<ChecklistItem>,
+}
+
+const CHECKLISTS_TOML: &str = include_str!("../../../../data/session-checklists.toml");
+
+fn checklists() -> &'static ChecklistFile {
+    static C: OnceLock<ChecklistFile> = OnceLock::new();
+    C.get_or_init(|| toml::from_str(CHECKLISTS_TOML).unwrap_or_else(|e| panic!("embedded data/session-checklists.toml is invalid: {e}")))
+}
+
+pub fn pre_dose_checklist(route: Route) -> Vec<&'static ChecklistItem> {
+    checklists().pre_dose.iter().filter(|i| i.routes.contains(&route)).collect()
+}
+
+pub fn discharge_checklist(route: Route) -> Vec<&'static ChecklistItem> {
+    checklists().discharge.iter().filter(|i| i.routes.contains(&route)).collect()
+}
+
+pub(crate) struct CheckView {
+    pub code: String,
+    pub label: String,
+    pub source: String,
+    pub checked: bool,
+}
+
+pub(crate) struct TimerView {
+    pub label: String,
+    pub detail: String,
+    pub seconds: i64,
+    pub overdue: bool,
+    pub source: String,
+}
+
+pub(crate) struct VitalsRow {
+    pub time: String,
+    pub since: String,
+    pub bp: String,
+    pub hr: String,
+    pub spo2: String,
+    pub rr: String,
+}
+
+pub(crate) struct AckView {
+    pub level: &'static str,
+    pub message: String,
+    pub by: String,
+    pub at: String,
+    pub note: String,
+}
+
+pub(crate) struct ObsRow {
+    pub time: String,
+    pub text: String,
+}
+
+pub(crate) struct Pick {
+    pub value: String,
+    pub label: String,
+    pub emergency: bool,
+}
+
+pub(crate) struct CadssItem {
+    pub name: String,
+    pub label: String,
+}
+
+/// The one step the session can take next.
+pub(crate) struct Step {
+    pub action: &'static str,
+    pub label: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "session/session.html")]
+struct SessionPage {
+    chrome: Chrome,
+    id: i64,
+    patient: String,
+    patient_href: String,
+    mrn: String,
+    age: i32,
+    weight: String,
+    route: &'static str,
+    sequence: String,
+    chair: String,
+    scheduled: String,
+    state: &'static str,
+    state_class: &'static str,
+    planned_dose: String,
+    step: Option<Step>,
+    terminal: bool,
+    recording: bool,
+    dose_started: bool,
+    elapsed_seconds: i64,
+    elapsed_label: String,
+    dose_started_at: String,
+    minimum: String,
+    minimum_source: String,
+    minimum_remaining: i64,
+    timers: Vec<TimerView>,
+    open_alerts: Vec<AlertView>,
+    acknowledged: Vec<AckView>,
+    vitals: Vec<VitalsRow>,
+    vitals_form: FormData,
+    pre_dose: Vec<CheckView>,
+    pre_dose_vitals: bool,
+    discharge: Vec<CheckView>,
+    blockers: Vec<String>,
+    moaas_levels: Vec<Pick>,
+    moaas: Vec<ObsRow>,
+    cadss_items: Vec<CadssItem>,
+    cadss: Vec<ObsRow>,
+    symptoms: Vec<Pick>,
+    side_effects: Vec<ObsRow>,
+    interventions: Vec<ObsRow>,
+    adverse_events: Vec<ObsRow>,
+    note: String,
+    form: FormData,
+    errors: Errors,
+    failed: &'static str,
+    stopped_reason: String,
+}
+
+fn fmt_num(x: Option<f64>) -> String {
+    x.map_or_else(|| "—".into(), |v| if v.fract() == 0.0 { format!("{}", v as i64) } else { format!("{v:.1}") })
+}
+
+fn hms(secs: i64) -> String {
+    let s = secs.abs();
+    format!("{}{}:{:02}:{:02}", if secs < 0 { "-" } else { "" }, s / 3600, (s % 3600) / 60, s % 60)
+}
+
+fn next_step(state: SessionState) -> Option<Step> {
+    Some(match state {
+        SessionState::Scheduled => Step { action: "check_in", label: "Check in" },
+        SessionState::CheckedIn => Step { action: "start_pre_dose_checks", label: "Start pre-dose checks" },
+        SessionState::PreDoseChecks => Step { action: "start_dose", label: "Start dose" },
+        SessionState::Dosing => Step { action: "end_dose", label: "End dose (start monitoring)" },
+        SessionState::Monitoring => Step { action: "discharge", label: "Discharge" },
+        SessionState::Discharged | SessionState::Stopped => return None,
+    })
+}
+
+async fn session_page(
+    st: &AppState,
+    user: &CurrentUser,
+    id: SessionId,
+    form: FormData,
+    errors: Errors,
+    failed: &'static str,
+) -> UiResult<SessionPage> {
+    let actor = &user.actor;
+    let s = st.store.get_session(actor, id).await?;
+    let (patient, course, vitals, obs, alerts, patient_alerts, responses, aes, sites, chairs) = tokio::join!(
+        st.store.get_patient(actor, s.patient_id),
+        st.store.get_course(actor, s.course_id),
+        st.store.list_vitals(actor, id),
+        st.store.list_observations(actor, id),
+        st.store.list_alerts(actor, AlertQuery { session_id: Some(id), limit: 200, ..Default::default() }),
+        st.store.list_alerts(actor, AlertQuery { patient_id: Some(s.patient_id), open_only: true, limit: 200, ..Default::default() }),
+        st.store.list_responses(actor, s.patient_id, Some("cadss6".into())),
+        st.store.list_adverse_events(actor, s.patient_id),
+        st.store.list_sites(actor),
+        st.store.list_chairs(actor, s.site_id),
+    );
+    let (patient, course, vitals, obs, alerts, patient_alerts, responses, aes, sites, chairs) =
+        (patient?, course?, vitals?, obs?, alerts?, patient_alerts?, responses?, aes?, sites?, chairs?);
+    let clock = sites.iter().find(|x| x.id == s.site_id).map_or_else(SiteClock::utc, SiteClock::for_site);
+    let now = st.store.now();
+    let rules = SafetyRules::builtin();
+
+    let bp_minutes: Vec<i64> = vitals.iter().filter(|v| v.vitals.systolic_mmhg.is_some()).filter_map(|v| v.minutes_since_dose).collect();
+    let t = timing(&s, &bp_minutes, now);
+    let elapsed = s.dose_started_at.map_or(0, |d| (now - d).whole_seconds());
+    let min_rule = rules.minimum_monitoring_rule(s.route);
+    let active = !s.state.is_terminal() && s.state.dose_started();
+
+    let mut timers = Vec::new();
+    if active {
+        for c in rules.due_checks(s.route, t.since_dose_min.unwrap_or(0), &bp_minutes) {
+            timers.push(TimerView {
+                label: c.label.clone(),
+                detail: format!("due at {} min after the dose", c.due_at_minutes),
+                seconds: c.due_at_minutes * 60 - elapsed,
+                overdue: c.overdue,
+                source: c.source.clone(),
+            });
+        }
+    }
+
+    let mut open_alerts: Vec<AlertView> = alerts.iter().filter(|a| a.acknowledged_at.is_none()).map(|a| alert_view(a, &clock)).collect();
+    // Patient alerts raised outside this session (e.g. a questionnaire safety item) show here too.
+    for a in patient_alerts.iter().filter(|a| a.session_id != Some(id)) {
+        open_alerts.push(alert_view(a, &clock));
+    }
+    let acknowledged = alerts
+        .iter()
+        .filter(|a| a.acknowledged_at.is_some())
+        .map(|a| AckView {
+            level: match a.level {
+                AlertLevel::Urgent => "urgent",
+                AlertLevel::Warning => "warning",
+            },
+            message: a.message.clone(),
+            by: a.acknowledged_by.clone().unwrap_or_default(),
+            at: a.acknowledged_at.map(|t| clock.hm(t)).unwrap_or_default(),
+            note: a.acknowledgement_note.clone().unwrap_or_default(),
+        })
+        .collect();
+
+    let last = |f: fn(&VitalSigns) -> Option<f64>| vitals.iter().rev().find_map(|v| f(&v.vitals));
+    let vitals_form = if failed == "vitals" {
+        form.clone()
+    } else {
+        let mut f = FormData::empty();
+        for (name, v) in [
+            ("systolic_mmhg", last(|v| v.systolic_mmhg.map(|x| x.0))),
+            ("diastolic_mmhg", last(|v| v.diastolic_mmhg.map(|x| x.0))),
+            ("heart_rate_bpm", last(|v| v.heart_rate_bpm.map(|x| x.0))),
+            ("spo2_pct", last(|v| v.spo2_pct.map(|x| x.0))),
+            ("resp_rate_per_min", last(|v| v.resp_rate_per_min.map(|x| x.0))),
+        ] {
+            if let Some(v) = v {
+                f.set(name, fmt_num(Some(v)));
+            }
+        }
+        f
+    };
+
+    let checks = |items: Vec<&ChecklistItem>, name: &str| -> Vec<CheckView> {
+        items
+            .into_iter()
+            .map(|i| CheckView { code: i.code.clone(), label: i.label.clone(), source: i.source.clone(), checked: form.has_value(name, &i.code) })
+            .collect()
+    };
+    let open_count = alerts.iter().filter(|a| a.acknowledged_at.is_none()).count();
+    let blockers = if s.state == SessionState::Monitoring {
+        s.discharge_blockers(now, DischargeContext { minimum_monitoring: Minutes(min_rule.minutes.0), open_alerts: open_count })
+    } else {
+        vec![]
+    };
+
+    let moaas_inst = catalog().get("moaas");
+    let moaas_levels = (0..=5)
+        .rev()
+        .map(|v| Pick {
+            value: v.to_string(),
+            label: moaas_inst.and_then(|i| i.band_for(v)).map_or_else(String::new, |b| b.label.clone()),
+            emergency: v == 0,
+        })
+        .collect();
+    let mut moaas = Vec::new();
+    let mut side_effects = Vec::new();
+    let mut interventions = Vec::new();
+    for o in &obs {
+        let time = clock.hm(o.observed_at);
+        match &o.body {
+            ObservationBody::Moaas { score } => moaas.push(ObsRow { time, text: format!("MOAA/S {score}") }),
+            ObservationBody::SideEffect { symptom, note } => {
+                let label = rules.symptoms().iter().find(|x| &x.code == symptom).map_or(symptom.as_str(), |x| x.label.as_str());
+                side_effects.push(ObsRow { time, text: match note { Some(n) => format!("{label}: {n}"), None => label.to_string() } })
+            }
+            ObservationBody::Intervention { drug, dose_mg, route } => {
+                interventions.push(ObsRow { time, text: format!("{drug} {} mg {route}", fmt_num(Some(dose_mg.0))) })
+            }
+        }
+    }
+    let cadss = responses
+        .iter()
+        .filter(|r| r.session_id == Some(id))
+        .map(|r| ObsRow { time: clock.hm(r.completed_at), text: format!("CADSS-6 total {}", r.score.total.unwrap_or(0)) })
+        .collect();
+    let cadss_items = catalog()
+        .get("cadss6")
+        .map(|i| {
+            i.items
+                .iter()
+                .map(|it| CadssItem {
+                    name: format!("cadss_{}", it.number),
+                    label: format!(
+                        "Item {}{}",
+                        it.number,
+                        it.source_item.map(|n| format!(" (CADSS item {n})")).unwrap_or_default()
+                    ),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+
+    let chair = s.chair_id.and_then(|c| chairs.iter().find(|x| x.id == c)).map_or_else(|| "No chair".to_string(), |c| c.name.clone());
+    let title = if open_alerts.is_empty() {
+        format!("Session · {}", patient.display_name())
+    } else {
+        format!("{} alert{} · Session · {}", open_alerts.len(), if open_alerts.len() == 1 { "" } else { "s" }, patient.display_name())
+    };
+    Ok(SessionPage {
+        chrome: Chrome::new(user, title, Area::Today),
+        id: id.0,
+        patient: patient.display_name(),
+        patient_href: format!("/patients/{}", patient.id),
+        mrn: patient.mrn.clone(),
+        age: patient.age_on(clock.today(now)),
+        weight: patient.latest_weight_kg.map_or_else(|| "weight not recorded".into(), |w| format!("{} kg", w.0)),
+        route: s.route.label(),
+        sequence: format!("Session {} of {}", s.sequence, course.planned_sessions),
+        chair,
+        scheduled: clock.datetime(s.scheduled_for),
+        state: state_label(s.state),
+        state_class: state_class(s.state),
+        planned_dose: s.planned_dose_mg.map(|d| format!("{} mg", fmt_num(Some(d.0)))).unwrap_or_default(),
+        step: next_step(s.state),
+        terminal: s.state.is_terminal(),
+        recording: !s.state.is_terminal() && s.state != SessionState::Scheduled,
+        dose_started: s.dose_started_at.is_some(),
+        elapsed_seconds: elapsed,
+        elapsed_label: hms(elapsed),
+        dose_started_at: s.dose_started_at.map(|d| clock.hm(d)).unwrap_or_default(),
+        minimum: minutes_label(min_rule.minutes.0),
+        minimum_source: min_rule.source.clone(),
+        minimum_remaining: if active { min_rule.minutes.0 * 60 - elapsed } else { 0 },
+        timers,
+        open_alerts,
+        acknowledged,
+        vitals: vitals
+            .iter()
+            .rev()
+            .map(|v| VitalsRow {
+                time: clock.hm(v.taken_at),
+                since: v.minutes_since_dose.map_or_else(|| "pre-dose".into(), |m| if m < 0 { "pre-dose".into() } else { format!("{m} min") }),
+                bp: match v.vitals.blood_pressure() {
+                    Some((a, b)) => format!("{}/{}", fmt_num(Some(a.0)), fmt_num(Some(b.0))),
+                    None => "—".into(),
+                },
+                hr: fmt_num(v.vitals.heart_rate_bpm.map(|x| x.0)),
+                spo2: fmt_num(v.vitals.spo2_pct.map(|x| x.0)),
+                rr: fmt_num(v.vitals.resp_rate_per_min.map(|x| x.0)),
+            })
+            .collect(),
+        vitals_form,
+        pre_dose: checks(pre_dose_checklist(s.route), "predose"),
+        pre_dose_vitals: vitals.iter().any(|v| v.vitals.systolic_mmhg.is_some() && v.minutes_since_dose.is_none_or(|m| m < 0)),
+        discharge: checks(discharge_checklist(s.route), "discharge"),
+        blockers,
+        moaas_levels,
+        moaas,
+        cadss_items,
+        cadss,
+        symptoms: rules.symptoms().iter().map(|x| Pick { value: x.code.clone(), label: x.label.clone(), emergency: x.emergency }).collect(),
+        side_effects,
+        interventions,
+        adverse_events: aes
+            .iter()
+            .filter(|e| e.session_id == Some(id))
+            .map(|e| ObsRow {
+                time: clock.hm(e.onset_at),
+                text: format!("{} ({}{}), action: {}, outcome: {}", e.description, e.severity.as_str(), if e.serious { ", serious" } else { "" }, e.action_taken, e.outcome),
+            })
+            .collect(),
+        note: s.note.clone().unwrap_or_default(),
+        form,
+        errors,
+        failed,
+        stopped_reason: s.stop_reason.clone().unwrap_or_default(),
+    })
+}
+
+pub async fn get_session(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>) -> UiResult<Response> {
+    let page = session_page(&st, &user, SessionId(id), FormData::empty(), Errors::new(), "").await?;
+    Ok(render_status(StatusCode::OK, &page))
+}
+
+async fn rejected(st: &AppState, user: &CurrentUser, id: i64, form: FormData, errors: Errors, failed: &'static str) -> UiResult<Response> {
+    let page = session_page(st, user, SessionId(id), form, errors, failed).await?;
+    Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page))
+}
+
+async fn done(st: &AppState, user: &CurrentUser, id: i64, anchor: &str) -> UiResult<Response> {
+    if let Ok(s) = st.store.get_session(&user.actor, SessionId(id)).await {
+        super::live::publish(Some(s.site_id));
+    }
+    Ok(see_other(format!("/sessions/{id}{anchor}")))
+}
+
+/// Appends a dated line to the session note (checklists confirmed, and by whom).
+async fn append_note(st: &AppState, user: &CurrentUser, id: SessionId, line: String) -> UiResult<()> {
+    let s = st.store.get_session(&user.actor, id).await?;
+    let sites = st.store.list_sites(&user.actor).await?;
+    let clock = sites.iter().find(|x| x.id == s.site_id).map_or_else(SiteClock::utc, SiteClock::for_site);
+    let stamp = format!("[{} {}] {line}", clock.hm(st.store.now()), user.display_name);
+    let note = match s.note.as_deref().map(str::trim_end) {
+        Some(n) if !n.is_empty() => format!("{n}\n{stamp}"),
+        _ => stamp,
+    };
+    st.store.set_session_note(&user.actor, id, note).await?;
+    Ok(())
+}
+
+pub async fn post_step(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, form: FormData) -> UiResult<Response> {
+    let sid = SessionId(id);
+    let s = st.store.get_session(&user.actor, sid).await?;
+    let mut errors = Errors::new();
+    let (action, confirmed): (SessionAction, Option<String>) = match form.get("action") {
+        "check_in" => (SessionAction::CheckIn, None),
+        "start_pre_dose_checks" => (SessionAction::StartPreDoseChecks, None),
+        "start_dose" => {
+            let items = pre_dose_checklist(s.route);
+            let missing: Vec<&str> = items.iter().filter(|i| !form.has_value("predose", &i.code)).map(|i| i.label.as_str()).collect();
+            if !missing.is_empty() {
+                errors.add("predose", format!("confirm every pre-dose check first; not yet confirmed: {}", missing.join("; ")));
+            }
+            let vitals = st.store.list_vitals(&user.actor, sid).await?;
+            if !vitals.iter().any(|v| v.vitals.systolic_mmhg.is_some()) {
+                errors.add("predose", "record the pre-dose blood pressure before starting the dose");
+            }
+            (SessionAction::StartDose, Some(format!("Pre-dose checks confirmed: {}.", items.iter().map(|i| i.label.as_str()).collect::<Vec<_>>().join("; "))))
+        }
+        "end_dose" => (SessionAction::EndDose, None),
+        "discharge" => {
+            let items = discharge_checklist(s.route);
+            let missing: Vec<&str> = items.iter().filter(|i| !form.has_value("discharge", &i.code)).map(|i| i.label.as_str()).collect();
+            if !missing.is_empty() {
+                errors.add("discharge", format!("confirm every discharge check first; not yet confirmed: {}", missing.join("; ")));
+            }
+            (SessionAction::Discharge, Some(format!("Discharge checks confirmed: {}.", items.iter().map(|i| i.label.as_str()).collect::<Vec<_>>().join("; "))))
+        }
+        "stop" => (SessionAction::Stop { reason: form.get("reason").trim().to_string() }, None),
+        other => return Err(super::page::UiError::BadRequest(format!("unknown step '{other}'"))),
+    };
+    let failed = match &action {
+        SessionAction::Stop { .. } => "stop",
+        SessionAction::Discharge => "discharge",
+        SessionAction::StartDose => "predose",
+        _ => "step",
+    };
+    if errors.any() {
+        return rejected(&st, &user, id, form, errors, failed).await;
+    }
+    match st.store.act_on_session(&user.actor, sid, action).await {
+        Ok(_) => {
+            if let Some(line) = confirmed {
+                append_note(&st, &user, sid, line).await?;
+            }
+            done(&st, &user, id, "").await
+        }
+        Err(e) => {
+            errors.absorb(e)?;
+            errors.rename("reason", "stop_reason");
+            rejected(&st, &user, id, form, errors, failed).await
+        }
+    }
+}
+
+pub async fn post_vitals(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, form: FormData) -> UiResult<Response> {
+    let mut errors = Errors::new();
+    let v = VitalSigns {
+        systolic_mmhg: form.number("systolic_mmhg", &mut errors).map(Mmhg),
+        diastolic_mmhg: form.number("diastolic_mmhg", &mut errors).map(Mmhg),
+        heart_rate_bpm: form.number("heart_rate_bpm", &mut errors).map(BeatsPerMinute),
+        spo2_pct: form.number("spo2_pct", &mut errors).map(Percent),
+        resp_rate_per_min: form.number("resp_rate_per_min", &mut errors).map(BreathsPerMinute),
+    };
+    if !errors.any() {
+        match st.store.record_vitals(&user.actor, SessionId(id), v, None, VitalsSource::Manual).await {
+            Ok(r) if !r.alerts.is_empty() => return done(&st, &user, id, "#alerts").await,
+            Ok(_) => return done(&st, &user, id, "#vitals").await,
+            Err(e) => errors.absorb(e)?,
+        }
+    }
+    rejected(&st, &user, id, form, errors, "vitals").await
+}
+
+pub async fn post_moaas(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, form: FormData) -> UiResult<Response> {
+    let mut errors = Errors::new();
+    match form.integer("moaas_score", &mut errors) {
+        None if !errors.any() => errors.add("moaas_score", "choose the MOAA/S level"),
+        None => {}
+        Some(score) => match st.store.record_observation(&user.actor, SessionId(id), ObservationBody::Moaas { score: score as i32 }, None).await {
+            Ok(_) => return done(&st, &user, id, "#observations").await,
+            Err(e) => {
+                errors.absorb(e)?;
+                errors.rename("score", "moaas_score");
+            }
+        },
+    }
+    rejected(&st, &user, id, form, errors, "moaas").await
+}
+
+pub async fn post_cadss(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, form: FormData) -> UiResult<Response> {
+    let mut errors = Errors::new();
+    let s = st.store.get_session(&user.actor, SessionId(id)).await?;
+    let n = catalog().get("cadss6").map_or(6, |i| i.items.len());
+    let mut answers = Vec::with_capacity(n);
+    for i in 1..=n {
+        let name = format!("cadss_{i}");
+        match form.integer(&name, &mut errors) {
+            Some(v) => answers.push(Some(v as i32)),
+            None => {
+                if !errors.has(&name) {
+                    errors.add(&name, "choose a rating");
+                }
+                answers.push(None);
+            }
+        }
+    }
+    if !errors.any() {
+        let new = NewQuestionnaireResponse {
+            instrument: "cadss6".into(),
+            answers,
+            course_id: Some(s.course_id),
+            session_id: Some(s.id),
+            completed_at: None,
+            completed_by: CompletedBy::Staff,
+        };
+        match st.store.submit_response(&user.actor, s.patient_id, new).await {
+            Ok(_) => return done(&st, &user, id, "#observations").await,
+            Err(e) => {
+                errors.absorb(e)?;
+                for i in 0..n {
+                    errors.rename(&format!("answers[{i}]"), &format!("cadss_{}", i + 1));
+                }
+            }
+        }
+    }
+    rejected(&st, &user, id, form, errors, "cadss").await
+}
+
+pub async fn post_side_effects(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, form: FormData) -> UiResult<Response> {
+    let mut errors = Errors::new();
+    let symptoms = form.all("symptom");
+    if symptoms.is_empty() {
+        errors.add("symptom", "tick at least one side effect");
+    }
+    let note = form.opt("side_effect_note");
+    if !errors.any() {
+        for symptom in symptoms {
+            if let Err(e) = st.store.record_observation(&user.actor, SessionId(id), ObservationBody::SideEffect { symptom, note: note.clone() }, None).await {
+                errors.absorb(e)?;
+                errors.rename("note", "side_effect_note");
+                return rejected(&st, &user, id, form, errors, "side_effects").await;
+            }
+        }
+        return done(&st, &user, id, "#alerts").await;
+    }
+    rejected(&st, &user, id, form, errors, "side_effects").await
+}
+
+pub async fn post_intervention(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, form: FormData) -> UiResult<Response> {
+    let mut errors = Errors::new();
+    let dose = form.number("dose_mg", &mut errors);
+    if dose.is_none() && !errors.has("dose_mg") {
+        errors.add("dose_mg", "enter the dose in mg");
+    }
+    if let (Some(dose), false) = (dose, errors.any()) {
+        let body = ObservationBody::Intervention { drug: form.get("drug").trim().into(), dose_mg: Milligrams(dose), route: form.get("given_route").trim().into() };
+        match st.store.record_observation(&user.actor, SessionId(id), body, None).await {
+            Ok(_) => return done(&st, &user, id, "#observations").await,
+            Err(e) => {
+                errors.absorb(e)?;
+                errors.rename("route", "given_route");
+            }
+        }
+    }
+    rejected(&st, &user, id, form, errors, "intervention").await
+}
+
+pub async fn post_adverse_event(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, form: FormData) -> UiResult<Response> {
+    let mut errors = Errors::new();
+    let s = st.store.get_session(&user.actor, SessionId(id)).await?;
+    let severity = AeSeverity::parse(form.get("ae_severity"));
+    if severity.is_none() {
+        errors.add("ae_severity", "choose mild, moderate or severe");
+    }
+    let now = st.store.now();
+    let onset = match form.opt("onset") {
+        None => Some(now),
+        Some(t) => match parse_hm(&t) {
+            Some((h, m)) => {
+                let sites = st.store.list_sites(&user.actor).await?;
+                let clock = sites.iter().find(|x| x.id == s.site_id).map_or_else(SiteClock::utc, SiteClock::for_site);
+                Some(clock.at_local(clock.today(now), h, m))
+            }
+            None => {
+                errors.add("onset", "enter the time it started, e.g. 10:40, or leave it empty for now");
+                None
+            }
+        },
+    };
+    if let (Some(severity), Some(onset)) = (severity, onset) {
+        let new = NewAdverseEvent {
+            description: form.get("description").trim().into(),
+            severity,
+            serious: form.checked("serious"),
+            action_taken: form.get("action_taken").trim().into(),
+            outcome: form.get("ae_outcome").trim().into(),
+            onset_at: onset,
+        };
+        match st.store.record_adverse_event(&user.actor, s.patient_id, Some(s.id), new).await {
+            Ok(_) => return done(&st, &user, id, "#observations").await,
+            Err(e) => {
+                errors.absorb(e)?;
+                errors.rename("outcome", "ae_outcome");
+                errors.rename("onset_at", "onset");
+            }
+        }
+    }
+    rejected(&st, &user, id, form, errors, "adverse_event").await
+}
+
+pub async fn post_acknowledge(State(st): State<AppState>, user: CurrentUser, Path((id, alert)): Path<(i64, i64)>, form: FormData) -> UiResult<Response> {
+    let mut errors = Errors::new();
+    match st.store.acknowledge_alert(&user.actor, AlertId(alert), form.opt("note")).await {
+        Ok(_) => done(&st, &user, id, "#alerts").await,
+        Err(StoreError::Conflict(msg)) => {
+            errors.add_general(super::page::capitalise(&msg));
+            rejected(&st, &user, id, form, errors, "alerts").await
+        }
+        Err(e) => {
+            errors.absorb(e)?;
+            rejected(&st, &user, id, form, errors, "alerts").await
+        }
+    }
+}
+
+pub async fn post_note(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, form: FormData) -> UiResult<Response> {
+    let mut errors = Errors::new();
+    match st.store.set_session_note(&user.actor, SessionId(id), form.get("note").to_string()).await {
+        Ok(_) => done(&st, &user, id, "#note").await,
+        Err(e) => {
+            errors.absorb(e)?;
+            rejected(&st, &user, id, form, errors, "note").await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checklists_load_and_cover_every_route() {
+        for r in Route::ALL {
+            assert!(!discharge_checklist(r).is_empty(), "{r:?}");
+            assert!(!pre_dose_checklist(r).is_empty(), "{r:?}");
+        }
+        assert!(pre_dose_checklist(Route::IntranasalEsketamine).iter().any(|i| i.code == "nasal_products"));
+        assert!(checklists().pre_dose.iter().chain(&checklists().discharge).all(|i| !i.source.trim().is_empty()));
+    }
+
+    #[test]
+    fn clock_format() {
+        assert_eq!(hms(3725), "1:02:05");
+        assert_eq!(hms(-65), "-0:01:05");
+    }
+}

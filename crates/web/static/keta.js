@@ -1,0 +1,58 @@
+// Keta: small progressive enhancements (running clocks and countdowns). Every page works
+// without this file; the server renders the true state and times on each load.
+(function () {
+  'use strict';
+
+  function pad(n) { return n < 10 ? '0' + n : String(n); }
+
+  function hms(total) {
+    var s = Math.abs(Math.floor(total));
+    return (total < 0 ? '-' : '') + Math.floor(s / 3600) + ':' + pad(Math.floor((s % 3600) / 60)) + ':' + pad(s % 60);
+  }
+
+  function ms(total) {
+    var s = Math.abs(Math.floor(total));
+    var h = Math.floor(s / 3600);
+    var m = Math.floor((s % 3600) / 60);
+    return (h > 0 ? h + ':' + pad(m) : String(m)) + ':' + pad(s % 60);
+  }
+
+  // Each element counts from the moment it was rendered, so elements swapped in later
+  // (the live board) keep their own server-given starting values.
+  function since(el) {
+    if (el._ketaStart === undefined) { el._ketaStart = Date.now(); }
+    return (Date.now() - el._ketaStart) / 1000;
+  }
+
+  function tick() {
+    var clocks = document.querySelectorAll('[data-elapsed]');
+    for (var i = 0; i < clocks.length; i++) {
+      var c = clocks[i];
+      if (c.hasAttribute('data-stopped')) { continue; }
+      c.textContent = hms(Number(c.getAttribute('data-elapsed')) + since(c));
+    }
+    var downs = document.querySelectorAll('[data-countdown]');
+    for (var j = 0; j < downs.length; j++) {
+      var d = downs[j];
+      var left = Number(d.getAttribute('data-countdown')) - since(d);
+      if (left > 0) {
+        d.textContent = 'in ' + ms(left);
+        d.classList.remove('due');
+      } else {
+        d.textContent = (d.getAttribute('data-done-text') || 'now') + (left < -60 ? ' (' + ms(-left) + ' ago)' : '');
+        d.classList.add('due');
+      }
+    }
+  }
+
+  function start() {
+    tick();
+    window.setInterval(tick, 1000);
+  }
+
+  if (document.readyState === 'loading') {
+    document.addEventListener('DOMContentLoaded', start);
+  } else {
+    start();
+  }
+})();

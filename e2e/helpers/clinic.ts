@@ -1,0 +1,65 @@
+// Steps through the clinic's screens that several scenarios share.
+import { expect, type Page } from '@playwright/test';
+import { unique } from './fixtures';
+
+export interface NewPatient {
+  id: string;
+  name: string;
+  mrn: string;
+}
+
+/** Registers a patient through the New patient form; ends on the eligibility page. */
+export async function registerPatient(page: Page, given = 'Avery', family = `Test${unique()}`): Promise<NewPatient> {
+  const mrn = `E2E-${unique()}`;
+  await page.goto('/patients/new');
+  await page.getByLabel('MRN').fill(mrn);
+  await page.getByLabel('Given name').fill(given);
+  await page.getByLabel('Family name').fill(family);
+  await page.getByLabel('Date of birth').fill('1984-03-09');
+  await page.getByLabel('Sex').selectOption('female');
+  await page.getByLabel('Treated for').selectOption('depression');
+  await page.getByLabel(/^Diagnoses/).fill('F33.2');
+  await page.getByLabel(/^Weight \(kg\)/).fill('72');
+  await page.getByRole('button', { name: 'Register patient' }).click();
+  await expect(page).toHaveURL(/\/patients\/\d+\/eligibility$/);
+  const id = page.url().match(/\/patients\/(\d+)\//)![1];
+  return { id, name: `${given} ${family}`, mrn };
+}
+
+/** Saves a contraindication assessment for every route with the given items ticked. */
+export async function assessEligibility(page: Page, patient: NewPatient, present: string[] = []) {
+  await page.goto(`/patients/${patient.id}/eligibility`);
+  for (const label of present) {
+    await page.getByRole('row').filter({ hasText: label }).getByRole('checkbox').check();
+  }
+  await page.getByRole('button', { name: 'Save assessment for all routes' }).click();
+  await expect(page).toHaveURL(/\/eligibility#results$/);
+}
+
+/** Plans a course from today on the given route (label as shown) and returns to the chart. */
+export async function planCourse(page: Page, patient: NewPatient, routeLabel: RegExp, opts: { time?: string; chair?: string; decisions?: string } = {}) {
+  await page.goto(`/patients/${patient.id}/plan`);
+  await page.getByRole('radio', { name: routeLabel }).check();
+  // Choosing a route re-renders the form with that route's checks (htmx).
+  await expect(page.getByRole('heading', { name: 'Pre-treatment checks and consent' })).toBeVisible();
+  if (opts.time) await page.getByLabel(/^Time/).fill(opts.time);
+  if (opts.chair) await page.getByLabel(/^Chair/).selectOption({ label: opts.chair });
+  for (const box of await page.locator('input[name="check"]').all()) await box.check();
+  // The clinic's today (the form's default first-session date) is the consent date.
+  const today = await page.getByLabel('First session').inputValue();
+  await page.getByLabel('Consent form signed on').fill(today);
+  for (const area of await page.locator('textarea[name^="decision_"]').all()) {
+    await area.fill(opts.decisions ?? 'Benefit outweighs risk after discussion; BP to be checked each visit. Decided by the prescriber.');
+  }
+  await page.getByRole('button', { name: 'Plan the course' }).click();
+  await expect(page).toHaveURL(new RegExp(`/patients/${patient.id}#sessions-title$`));
+}
+
+/** The first planned session of the patient's newest course, from the chart. */
+export async function firstSessionUrl(page: Page, patient: NewPatient): Promise<string> {
+  await page.goto(`/patients/${patient.id}`);
+  const links = page.getByRole('table', { name: 'Sessions' }).getByRole('link');
+  // Sessions are listed newest first; the first planned one is the last row.
+  const href = await links.last().getAttribute('href');
+  return href!;
+}
