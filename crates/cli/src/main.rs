@@ -226,16 +226,34 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
         }
         Command::Audit { command: AuditCommand::Verify { database_url } } => {
             let store = keta_store::Store::open(&database_url).await.context("opening the database")?;
+            let mut ok = true;
             match store.verify_audit_chain().await? {
-                (n, None) => {
-                    println!("audit trail intact: {n} entries verified");
-                    Ok(())
-                }
+                (n, None) => println!("audit trail intact: {n} entries verified"),
                 (n, Some(b)) => {
+                    ok = false;
                     println!("audit trail BROKEN at entry {}: {} ({n} entries before it verified)", b.seq, b.reason);
-                    std::process::exit(1);
                 }
             }
+            let ledger = store.read(|c| keta_store::ledger::verify_ledger(c)).await?;
+            match &ledger.first_break {
+                None => println!("controlled-substance ledger intact: {} entries verified", ledger.entries_checked),
+                Some(b) => {
+                    ok = false;
+                    println!("controlled-substance ledger BROKEN: {b:?}");
+                }
+            }
+            let notes = store.read(|c| keta_store::notes::verify_notes(c)).await?;
+            if notes.is_empty() {
+                println!("signed notes intact");
+            }
+            for (session, v) in notes {
+                ok = false;
+                println!("signed note of session {session} BROKEN: {}", v.problems.join("; "));
+            }
+            if !ok {
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Command::Bench { opts } => bench::run(opts).await,
         Command::Score { .. } | Command::Openapi | Command::Totp { .. } => unreachable!("handled without a runtime"),

@@ -137,7 +137,7 @@ pub fn build(
 
     let base = baseline.unwrap_or(first.total);
     // (line y, class, label)
-    let mut raw: Vec<(f64, &'static str, String)> = vec![(y(base as f64), "ref baseline", format!("Baseline {base}"))];
+    let mut raw: Vec<(f64, &'static str, String)> = vec![(y(base as f64), "baseline", format!("Baseline {base}"))];
     if let Some(def) = definition {
         if let Some(r) = &def.response {
             let v = match r.rule {
@@ -145,7 +145,7 @@ pub fn build(
                 ResponseRule::PointReduction { min_points } => (base - min_points) as f64,
             };
             if base > 0 {
-                raw.push((y(v), "ref response", format!("Response ≤ {}", trim(v))));
+                raw.push((y(v), "response", format!("Response ≤ {}", trim(v))));
             }
         }
         if let Some(r) = &def.remission {
@@ -153,7 +153,7 @@ pub fn build(
                 Threshold::Below(v) => (v as f64 - 0.5, format!("Remission < {v}")),
                 Threshold::AtMost(v) => (v as f64 + 0.5, format!("Remission ≤ {v}")),
             };
-            raw.push((y(v), "ref remission", label));
+            raw.push((y(v), "remission", label));
         }
     }
     // Labels sit at the right end of their line, nudged apart so none overlap.
