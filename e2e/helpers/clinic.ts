@@ -1,6 +1,7 @@
 // Steps through the clinic's screens that several scenarios share.
 import { expect, type Page } from '@playwright/test';
 import { unique } from './fixtures';
+import { DEMO_PASSWORD } from './auth';
 
 export interface NewPatient {
   id: string;
@@ -62,4 +63,48 @@ export async function firstSessionUrl(page: Page, patient: NewPatient): Promise<
   // Sessions are listed newest first; the first planned one is the last row.
   const href = await links.last().getAttribute('href');
   return href!;
+}
+
+/** The signed-in page's CSRF token (from the `<body>`'s hx-headers). */
+export async function csrfToken(page: Page): Promise<string> {
+  await page.goto('/today');
+  const h = await page.locator('body').getAttribute('hx-headers');
+  return JSON.parse(h!)['X-CSRF-Token'];
+}
+
+/**
+ * Makes sure the patient's site has stock for the route: if the demo clinic holds none,
+ * the signed-in user receives a lot through the ledger API, re-entering their password
+ * and with the nurse as the checking witness (as the ledger requires).
+ */
+export async function ensureStock(page: Page, patient: NewPatient, substance: 'ketamine' | 'esketamine') {
+  const p = await (await page.request.get(`/api/v1/patients/${patient.id}`)).json();
+  const lots = await (await page.request.get(`/api/v1/ledger/lots?site_id=${p.site_id}`)).json();
+  if (lots.some((l: { product: { substance: string } }) => l.product.substance === substance)) return;
+  let r = await page.request.post('/api/v1/auth/reauth', { data: { password: DEMO_PASSWORD }, headers: { 'X-CSRF-Token': await csrfToken(page) } });
+  expect(r.status(), await r.text()).toBe(200);
+  const presentation =
+    substance === 'ketamine'
+      ? { form: 'vial', concentration_mg_per_ml: 50, ml_per_vial: 10 }
+      : { form: 'nasal_spray_device', mg_per_device: 28, devices_per_package: 2 };
+  r = await page.request.post('/api/v1/ledger/receipts', {
+    headers: { 'X-CSRF-Token': await csrfToken(page) },
+    data: {
+      entry: {
+        site_id: p.site_id,
+        supplier_name: 'E2E Pharmaceutical Supply',
+        supplier_address: '1 Test Way, Austin TX',
+        supplier_dea_number: 'PS1234563',
+        substance,
+        presentation,
+        containers: 10,
+        lot_number: `E2E${Date.now().toString(36).toUpperCase()}`,
+        ndc: substance === 'ketamine' ? '0409-2051-05' : '50458-028-02',
+        expires_on: '2035-12-31',
+      },
+      witness_username: 'rn.demo',
+      witness_password: DEMO_PASSWORD,
+    },
+  });
+  expect(r.status(), await r.text()).toBe(201);
 }

@@ -28,7 +28,12 @@ export const test = base.extend<TestFixtures, WorkerFixtures>({
     },
     { scope: 'worker', timeout: 180_000 },
   ],
-  server: async ({ clinic }, use) => use(clinic),
+  server: async ({ clinic }, use, testInfo) => {
+    await use(clinic);
+    if (testInfo.status !== testInfo.expectedStatus) {
+      await testInfo.attach('keta-demo-output', { body: clinic.output, contentType: 'text/plain' });
+    }
+  },
   baseURL: async ({ clinic }, use) => use(clinic.url),
   signIn: async ({ page, clinic }, use) => {
     await use((role, p) => login(p ?? page, clinic, role));

@@ -4,6 +4,9 @@ mod bench;
 mod config;
 mod demo;
 mod demo_accounts;
+mod dose;
+mod pk;
+mod demo_ledger;
 mod score;
 
 use std::net::SocketAddr;
@@ -58,6 +61,16 @@ enum Command {
     },
     /// Print the OpenAPI document (as committed in docs/openapi.json).
     Openapi,
+    /// The dose calculator (clinical-reference §2.1), the protocol library and course schedules, as JSON.
+    Dose {
+        #[command(subcommand)]
+        command: dose::DoseCommand,
+    },
+    /// Pharmacokinetics: concentration curves, the model catalogue, the benchmark.
+    Pk {
+        #[command(subcommand)]
+        command: pk::PkCommand,
+    },
     /// Build a large synthetic clinic and measure chart reads and durable vitals writes
     /// (SQLite, and PostgreSQL with --postgres-url or KETA_TEST_POSTGRES_URL).
     Bench {
@@ -122,6 +135,8 @@ fn main() -> std::process::ExitCode {
     match cli.command {
         // Scoring is pure and instant; it needs no runtime or logging.
         Command::Score { instrument, answers } => score::run(&instrument, &answers),
+        Command::Dose { command } => dose::run(command),
+        Command::Pk { command } => pk::run(command),
         Command::Openapi => {
             print!("{}", keta_web::openapi_json());
             std::process::ExitCode::SUCCESS
@@ -171,6 +186,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let store = keta_store::Store::open(&url).await.with_context(|| format!("opening {url}"))?;
             let summary = demo::ensure(&store, seed).await.context("building the demo clinic")?;
             demo_accounts::ensure(&store).await.context("creating the demo accounts")?;
+            demo_ledger::ensure(&store).await.context("building the demo ledger")?;
             let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("listening on {bind}"))?;
             let addr = listener.local_addr()?;
             println!("Keta demo clinic: {summary}");
@@ -256,7 +272,9 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench { opts } => bench::run(opts).await,
-        Command::Score { .. } | Command::Openapi | Command::Totp { .. } => unreachable!("handled without a runtime"),
+        Command::Score { .. } | Command::Openapi | Command::Totp { .. } | Command::Dose { .. } | Command::Pk { .. } => {
+            unreachable!("handled without a runtime")
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod access;
 pub mod alerts;
 pub mod course;
+pub mod dosing;
 pub mod eligibility;
 pub mod error;
 pub mod ids;
@@ -16,6 +17,7 @@ pub mod ledger;
 pub mod notes;
 pub mod outcomes;
 pub mod patient;
+pub mod protocols;
 pub mod records;
 pub mod session;
 pub mod site;

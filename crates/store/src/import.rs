@@ -11,8 +11,11 @@
 //!   and nothing is written;
 //! * the lifecycle is replayed through [`TreatmentSession::apply`], so an imported session
 //!   obeys the same state machine as a live one (no skipped steps, a stop needs a reason,
-//!   no discharge before the route's minimum monitoring time or with unacknowledged alerts);
-//! * alerts are raised by [`SafetyRules::builtin`] from the historical readings exactly as
+//!   no discharge before the route's minimum monitoring time or with unacknowledged alerts).
+//!   Not replayed: live discharge also needs the dose in the controlled-substance ledger
+//!   (CS-1); historical doses belong to the ledger's own history, which import does not write;
+//! * alerts are raised by the site's safety rules (the built-in rules unless the site
+//!   overrides them; see `crate::rules`) from the historical readings exactly as
 //!   `record_vitals`/`record_observation`/`submit_response` would have raised them (baseline =
 //!   the session's first blood pressure; phase from the dose start), dated when the reading
 //!   was taken; an [`AlertAcknowledgement`] policy acknowledges them afterwards;
@@ -215,10 +218,14 @@ struct PreparedResponse {
 }
 
 struct PreparedSession {
+    /// Validated; vitals sorted by time.
     input: HistoricalSession,
     dose_started_at: Option<OffsetDateTime>,
+    /// Latest time an alert of this session may be acknowledged: its end, or now.
+    ack_cap: OffsetDateTime,
     responses: Vec<PreparedResponse>,
-    alerts: Vec<PreparedAlert>,
+    /// Questionnaire safety flags (rules-independent), raised at completion.
+    response_firings: Vec<(OffsetDateTime, Vec<AlertFiring>)>,
 }
 
 fn check_ack(errs: &mut Errors, at: &str, ack: &Option<AlertAcknowledgement>) {
@@ -279,7 +286,6 @@ fn prepare_response(errs: &mut Errors, at: &str, r: HistoricalResponse, now: Off
 fn prepare_session(errs: &mut Errors, i: usize, mut s: HistoricalSession, now: OffsetDateTime) -> Option<PreparedSession> {
     let at = format!("sessions[{i}]");
     let before = errs.0.len();
-    let rules = SafetyRules::builtin();
     errs.nest(&at, NewSession { scheduled_for: s.scheduled_for, chair_id: s.chair_id, planned_dose_mg: s.planned_dose_mg }.validate());
     check_ack(errs, &format!("{at}.acknowledge_alerts"), &s.acknowledge_alerts);
     if s.note.as_ref().is_some_and(|n| n.len() > MAX_NOTE_LEN) {
@@ -309,17 +315,6 @@ fn prepare_session(errs: &mut Errors, i: usize, mut s: HistoricalSession, now: O
 
     let in_window = |t: OffsetDateTime| checked_in_at.is_some_and(|c| t >= c) && t <= end;
     let window_msg = "must fall between the session's check-in and its end";
-
-    let mut alerts = Vec::new();
-    let mut raise = |firings: Vec<AlertFiring>, raised_at: OffsetDateTime, ack: &Option<AlertAcknowledgement>| {
-        for firing in firings {
-            alerts.push(PreparedAlert { firing, raised_at, ack: acknowledged(ack, raised_at, ack_cap) });
-        }
-    };
-
-    // Checked in input order (so error paths name the caller's index), then evaluated in
-    // time order, each reading judged against the session's first blood pressure, as
-    // record_vitals does.
     for (j, v) in s.vitals.iter().enumerate() {
         let vat = format!("{at}.vitals[{j}]");
         errs.nest(&vat, v.vitals.validate());
@@ -327,52 +322,27 @@ fn prepare_session(errs: &mut Errors, i: usize, mut s: HistoricalSession, now: O
             errs.push(format!("{vat}.taken_at"), window_msg);
         }
     }
+    // Time order, so each reading is judged against the session's first blood pressure.
     s.vitals.sort_by_key(|v| v.taken_at);
-    let mut baseline: Option<VitalSigns> = None;
-    for v in &s.vitals {
-        if v.vitals.validate().is_err() {
-            continue;
-        }
-        let phase = match dose_started_at {
-            Some(d) if v.taken_at >= d => DosePhase::PostDose { minutes_since_dose: (v.taken_at - d).whole_minutes() },
-            _ => DosePhase::PreDose,
-        };
-        raise(rules.evaluate_vitals(phase, &v.vitals, baseline.as_ref()), v.taken_at, &s.acknowledge_alerts);
-        if baseline.is_none() && v.vitals.systolic_mmhg.is_some() {
-            baseline = Some(v.vitals);
-        }
-    }
-
     for (j, o) in s.observations.iter().enumerate() {
         let oat = format!("{at}.observations[{j}]");
         errs.nest(&oat, o.body.validate());
-        if let ObservationBody::SideEffect { symptom, .. } = &o.body
-            && let Err(e) = rules.validate_symptom_codes(std::slice::from_ref(symptom))
-        {
-            errs.nest(&format!("{oat}.symptom"), Err(e));
-        }
         if !in_window(o.observed_at) {
             errs.push(format!("{oat}.observed_at"), window_msg);
         }
     }
-    s.observations.sort_by_key(|o| o.observed_at);
-    for o in &s.observations {
-        let firings = match &o.body {
-            ObservationBody::Moaas { score } => rules.evaluate_moaas(*score),
-            ObservationBody::SideEffect { symptom, .. } => rules.evaluate_symptoms(std::slice::from_ref(symptom)),
-            ObservationBody::Intervention { .. } => Vec::new(),
-        };
-        raise(firings, o.observed_at, &s.acknowledge_alerts);
-    }
 
     let mut responses = Vec::with_capacity(s.responses.len());
+    let mut response_firings = Vec::new();
     for (j, r) in std::mem::take(&mut s.responses).into_iter().enumerate() {
         let rat = format!("{at}.responses[{j}]");
         if r.completed_at > end {
             errs.push(format!("{rat}.completed_at"), "a questionnaire tied to a session must be completed before the session ended");
         }
         if let Some((p, firings)) = prepare_response(errs, &rat, r, now) {
-            raise(firings, p.completed_at, &s.acknowledge_alerts);
+            if !firings.is_empty() {
+                response_firings.push((p.completed_at, firings));
+            }
             responses.push(p);
         }
     }
@@ -385,8 +355,52 @@ fn prepare_session(errs: &mut Errors, i: usize, mut s: HistoricalSession, now: O
         }
     }
 
+    (errs.0.len() == before).then_some(PreparedSession { input: s, dose_started_at, ack_cap, responses, response_firings })
+}
+
+/// The alerts the session's records raise under the site's rules, exactly as recording them
+/// live would (record_vitals, record_observation, submit_response), dated when each record
+/// was taken and acknowledged by the session's policy.
+fn evaluate(i: usize, p: &mut PreparedSession, rules: &SafetyRules) -> Result<Vec<PreparedAlert>> {
+    let s = &p.input;
+    let mut alerts = Vec::new();
+    let mut raise = |firings: Vec<AlertFiring>, raised_at: OffsetDateTime| {
+        for firing in firings {
+            alerts.push(PreparedAlert { firing, raised_at, ack: acknowledged(&s.acknowledge_alerts, raised_at, p.ack_cap) });
+        }
+    };
+    let mut baseline: Option<VitalSigns> = None;
+    for v in &s.vitals {
+        let phase = match p.dose_started_at {
+            Some(d) if v.taken_at >= d => DosePhase::PostDose { minutes_since_dose: (v.taken_at - d).whole_minutes() },
+            _ => DosePhase::PreDose,
+        };
+        raise(rules.evaluate_vitals(phase, &v.vitals, baseline.as_ref()), v.taken_at);
+        if baseline.is_none() && v.vitals.systolic_mmhg.is_some() {
+            baseline = Some(v.vitals);
+        }
+    }
+    for (j, o) in s.observations.iter().enumerate() {
+        let firings = match &o.body {
+            ObservationBody::Moaas { score } => rules.evaluate_moaas(*score),
+            ObservationBody::SideEffect { symptom, .. } => {
+                let codes = std::slice::from_ref(symptom);
+                if let Err(e) = rules.validate_symptom_codes(codes) {
+                    let mut errs = Errors::default();
+                    errs.nest(&format!("sessions[{i}].observations[{j}].symptom"), Err(e));
+                    errs.finish()?;
+                }
+                rules.evaluate_symptoms(codes)
+            }
+            ObservationBody::Intervention { .. } => Vec::new(),
+        };
+        raise(firings, o.observed_at);
+    }
+    for (at, firings) in std::mem::take(&mut p.response_firings) {
+        raise(firings, at);
+    }
     alerts.sort_by_key(|a| a.raised_at);
-    (errs.0.len() == before).then_some(PreparedSession { input: s, dose_started_at, responses, alerts })
+    Ok(alerts)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -628,7 +642,7 @@ impl Store {
 }
 
 fn write_sessions(c: &mut dyn Conn, actor: &Actor, now: OffsetDateTime, prepared: Vec<PreparedSession>) -> Result<ImportSummary> {
-    let rules = SafetyRules::builtin();
+    let mut site_rules: HashMap<SiteId, std::sync::Arc<SafetyRules>> = HashMap::new();
     let mut courses: HashMap<CourseId, CourseFacts> = HashMap::new();
     let mut chairs: HashMap<(ChairId, SiteId), bool> = HashMap::new();
     let mut summary = ImportSummary::default();
@@ -645,19 +659,29 @@ fn write_sessions(c: &mut dyn Conn, actor: &Actor, now: OffsetDateTime, prepared
     );
     let mut audits: Vec<(SessionId, PatientId, SiteId, Vec<&'static str>)> = Vec::with_capacity(prepared.len());
 
-    for (i, p) in prepared.into_iter().enumerate() {
-        let s = p.input;
-        if !courses.contains_key(&s.course_id) {
-            let course = crate::courses::get_course(c, actor, s.course_id)?;
-            let r = c.query_opt("SELECT count(*), max(scheduled_for) FROM sessions WHERE course_id = $1", params![s.course_id.0])?;
+    for (i, mut p) in prepared.into_iter().enumerate() {
+        let course_id = p.input.course_id;
+        if !courses.contains_key(&course_id) {
+            let course = crate::courses::get_course(c, actor, course_id)?;
+            let r = c.query_opt("SELECT count(*), max(scheduled_for) FROM sessions WHERE course_id = $1", params![course_id.0])?;
             let (sessions, last_scheduled) = match r {
                 Some(r) => (r.i64(0)?, r.opt_i64(1)?),
                 None => (0, None),
             };
-            courses.insert(s.course_id, CourseFacts { course, sessions, last_scheduled });
+            courses.insert(course_id, CourseFacts { course, sessions, last_scheduled });
         }
-        let facts = courses.get_mut(&s.course_id).expect("inserted above");
+        let facts = courses.get_mut(&p.input.course_id).expect("inserted above");
         let (patient, site, route) = (facts.course.patient_id, facts.course.site_id, facts.course.route);
+        let rules = match site_rules.get(&site) {
+            Some(r) => r.clone(),
+            None => {
+                let r = crate::rules::safety_rules(c, site)?;
+                site_rules.insert(site, r.clone());
+                r
+            }
+        };
+        let alerts_raised = evaluate(i, &mut p, &rules)?;
+        let s = p.input;
         if let Some(chair) = s.chair_id {
             let ok = match chairs.get(&(chair, site)) {
                 Some(ok) => *ok,
@@ -707,7 +731,7 @@ fn write_sessions(c: &mut dyn Conn, actor: &Actor, now: OffsetDateTime, prepared
         let minimum_monitoring = rules.minimum_monitoring(route);
         for (j, step) in s.steps.iter().enumerate() {
             let open_alerts =
-                p.alerts.iter().filter(|a| a.raised_at <= step.at && a.ack.as_ref().is_none_or(|(at, _, _)| *at > step.at)).count();
+                alerts_raised.iter().filter(|a| a.raised_at <= step.at && a.ack.as_ref().is_none_or(|(at, _, _)| *at > step.at)).count();
             session.apply(&step.action, step.at, DischargeContext { minimum_monitoring, open_alerts }).map_err(|e| lifecycle_error(i, j, e))?;
         }
         debug_assert_eq!(session.dose_started_at, p.dose_started_at);
@@ -757,13 +781,13 @@ fn write_sessions(c: &mut dyn Conn, actor: &Actor, now: OffsetDateTime, prepared
         for r in p.responses {
             responses.push(response_values(r, patient, site, Some(s.course_id), Some(sid)));
         }
-        if !p.alerts.is_empty() {
+        if !alerts_raised.is_empty() {
             fields.push("alerts");
-            if p.alerts.iter().any(|a| a.ack.is_some()) {
+            if alerts_raised.iter().any(|a| a.ack.is_some()) {
                 fields.push("alert_acknowledgements");
             }
         }
-        for a in p.alerts {
+        for a in alerts_raised {
             summary.alerts += 1;
             summary.open_alerts += usize::from(push_alert(&mut alerts, site, patient, Some(sid), a));
         }

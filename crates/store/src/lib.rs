@@ -20,6 +20,7 @@ mod time_codec;
 pub mod alerts;
 pub mod chart;
 pub mod courses;
+pub mod dosing;
 pub mod eligibility;
 pub mod patients;
 pub mod questionnaires;

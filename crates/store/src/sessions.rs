@@ -257,7 +257,9 @@ impl Store {
             if action == SessionAction::Discharge && s.state == SessionState::Monitoring {
                 // Every reason at once, so the nurse sees the whole checklist.
                 let mut blockers = s.discharge_blockers(now, ctx);
-                if crate::ledger::administrations_for_session(c, id)? == 0 {
+                // Home routes (oral, sublingual) are dispensed, not given from clinic stock in the chair.
+                let from_clinic_stock = matches!(s.route, Route::IvRacemic | Route::ImRacemic | Route::IntranasalEsketamine);
+                if from_clinic_stock && crate::ledger::administrations_for_session(c, id)? == 0 {
                     // CS-1: every dose given is in the controlled-substance ledger before the patient leaves.
                     blockers.push("the dose given is not yet recorded in the controlled-substance ledger".into());
                 }

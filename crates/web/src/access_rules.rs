@@ -95,6 +95,13 @@ pub const API_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/ledger/verify", Needs(ViewLedger)),
     ("GET", "/api/v1/alerts", Needs(ViewClinical)),
     ("POST", "/api/v1/alerts/{id}/acknowledge", Needs(RecordSession)),
+    ("GET", "/api/v1/protocols", Public),
+    ("POST", "/api/v1/protocols/{id}/schedule", SignedIn),
+    ("POST", "/api/v1/dose/calculate", SignedIn),
+    ("POST", "/api/v1/sessions/{id}/dose", Needs(RecordSession)),
+    ("GET", "/api/v1/sessions/{id}/dose", Needs(ViewClinical)),
+    ("GET", "/api/v1/patients/{id}/exposure", Needs(ViewClinical)),
+    ("POST", "/api/v1/pk/simulate", SignedIn),
 ];
 
 pub fn rule_for(method: &Method, path: &str) -> Option<Access> {
@@ -105,11 +112,24 @@ pub fn rule_for(method: &Method, path: &str) -> Option<Access> {
 /// refused role gets 403 and an anonymous caller 401 whatever they sent.
 pub async fn access_guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let Some(path) = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()) else { return next.run(req).await };
-    let rule = rule_for(req.method(), &path);
+    let rule = match rule_for(req.method(), &path) {
+        Some(r) => Some(r),
+        // A method the route may not serve: signed-in callers get the router's 405;
+        // the store's own checks still apply should a handler exist.
+        None if API_RULES.iter().any(|(_, p, _)| *p == path) => Some(SignedIn),
+        None => None,
+    };
     let Some(rule) = rule else {
-        // Listed nowhere: the matrix test fails; at run time the store's checks still apply.
-        tracing::warn!(%path, method = %req.method(), "route has no access rule");
-        return next.run(req).await;
+        // Fail closed: a route nobody classified is refused (and the matrix test fails).
+        tracing::error!(%path, method = %req.method(), "route has no access rule; refusing");
+        return ApiError {
+            status: StatusCode::FORBIDDEN,
+            kind: "forbidden",
+            title: "Not allowed",
+            detail: "this route has no access rule yet".into(),
+            errors: vec![],
+        }
+        .into_response();
     };
     if rule == Public {
         return next.run(req).await;

@@ -45,9 +45,21 @@
     }
   }
 
+  // The live board's connection state, shown to staff (and waited on by the tests).
+  function liveState(state, text) {
+    var live = document.querySelector('.live');
+    if (!live) { return; }
+    live.setAttribute('data-live-state', state);
+    var status = document.getElementById('live-status');
+    if (status) { status.textContent = text; }
+  }
+
   function start() {
     tick();
     window.setInterval(tick, 1000);
+    document.body.addEventListener('htmx:sseOpen', function () { liveState('open', 'Live updates on'); });
+    document.body.addEventListener('htmx:sseError', function () { liveState('error', 'Live updates interrupted; reconnecting…'); });
+    document.body.addEventListener('htmx:sseClose', function () { liveState('closed', 'Live updates paused; reload the page'); });
   }
 
   if (document.readyState === 'loading') {

@@ -5,6 +5,7 @@
 //! * `api`: the JSON API over HTTP against the real router.
 
 mod api;
+mod dosing;
 mod fixtures;
 mod ledger;
 mod notes;

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod auth;
 pub mod clinical;
+pub mod dosing;
 pub mod health;
 pub mod ledger;
 pub mod measures;
@@ -37,6 +38,8 @@ use crate::AppState;
         ledger::post_adjustment, ledger::post_loss, ledger::post_reversal, ledger::get_lots, ledger::get_lot, ledger::get_entries,
         ledger::get_entry, ledger::get_form_106, ledger::get_reconciliation, ledger::get_ledger_alerts, ledger::get_ledger_verify,
         notes::get_note, notes::post_sign_note, notes::post_amendment,
+        dosing::get_protocols, dosing::post_protocol_schedule, dosing::post_dose_calculate, dosing::post_session_dose,
+        dosing::get_session_doses, dosing::get_patient_exposure, dosing::post_pk_simulate,
     )
 )]
 pub struct ApiDoc;
@@ -104,5 +107,11 @@ pub fn routes() -> Router<AppState> {
         .route("/sessions/{id}/note", get(notes::get_note))
         .route("/sessions/{id}/note/sign", post(notes::post_sign_note))
         .route("/sessions/{id}/note/amendments", post(notes::post_amendment))
+        .route("/protocols", get(dosing::get_protocols))
+        .route("/protocols/{id}/schedule", post(dosing::post_protocol_schedule))
+        .route("/dose/calculate", post(dosing::post_dose_calculate))
+        .route("/sessions/{id}/dose", get(dosing::get_session_doses).post(dosing::post_session_dose))
+        .route("/patients/{id}/exposure", get(dosing::get_patient_exposure))
+        .route("/pk/simulate", post(dosing::post_pk_simulate))
         .fallback(|| async { crate::error::ApiError::not_found("this API path") })
 }

@@ -67,6 +67,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sessions/{id}/adverse-events", post(session::post_adverse_event))
         .route("/sessions/{id}/alerts/{alert}/acknowledge", post(session::post_acknowledge))
         .route("/sessions/{id}/note", post(session::post_note))
+        .route("/sessions/{id}/ledger", post(session::post_ledger))
         .route("/outcomes", get(outcomes::get_outcomes))
 }
 

@@ -20,9 +20,10 @@ use keta_domain::alerts::SafetyRules;
 use keta_domain::course::Route;
 use keta_domain::ids::{AlertId, SessionId};
 use keta_domain::instruments::catalog;
+use keta_domain::ledger::{EntryKind, Lot, LotId, NewAdministration, Presentation, Substance};
 use keta_domain::records::{AlertLevel, CompletedBy, NewQuestionnaireResponse, VitalsSource};
 use keta_domain::session::{AeSeverity, DischargeContext, NewAdverseEvent, ObservationBody, SessionAction, SessionState};
-use keta_domain::units::{BeatsPerMinute, BreathsPerMinute, Milligrams, Minutes, Mmhg, Percent};
+use keta_domain::units::{BeatsPerMinute, BreathsPerMinute, Milligrams, Millilitres, Minutes, Mmhg, Percent};
 use keta_domain::vitals::VitalSigns;
 use keta_store::StoreError;
 use keta_store::alerts::AlertQuery;
@@ -109,6 +110,11 @@ pub(crate) struct Pick {
     pub emergency: bool,
 }
 
+pub(crate) struct LotChoice {
+    pub value: String,
+    pub label: String,
+}
+
 pub(crate) struct CadssItem {
     pub name: String,
     pub label: String,
@@ -169,10 +175,20 @@ struct SessionPage {
     errors: Errors,
     failed: &'static str,
     stopped_reason: String,
+    ledger: bool,
+    ledger_lots: Vec<LotChoice>,
+    ledger_doses: Vec<ObsRow>,
+    ledger_vials: bool,
+    ledger_fresh: bool,
+    ledger_reauth_href: String,
 }
 
+/// A reading or amount as people write it: "128", "0.72", "36.5".
 fn fmt_num(x: Option<f64>) -> String {
-    x.map_or_else(|| "—".into(), |v| if v.fract() == 0.0 { format!("{}", v as i64) } else { format!("{v:.1}") })
+    x.map_or_else(
+        || "—".into(),
+        |v| if v.fract() == 0.0 { format!("{}", v as i64) } else { format!("{v:.2}").trim_end_matches('0').trim_end_matches('.').to_string() },
+    )
 }
 
 fn hms(secs: i64) -> String {
@@ -337,6 +353,44 @@ async fn session_page(
         })
         .unwrap_or_default();
 
+    // The controlled-substance ledger: the dose given must be recorded before discharge.
+    let dose_given = s.dose_started_at.is_some();
+    let ledger = dose_given && actor.can(keta_domain::access::Permission::ViewLedger);
+    let (mut ledger_lots, mut ledger_doses) = (Vec::new(), Vec::new());
+    if ledger {
+        let (lots, entries) = tokio::join!(
+            st.store.list_lots(actor, Some(s.site_id), false),
+            st.store.list_ledger_entries(
+                actor,
+                keta_store::ledger::LedgerQuery {
+                    session_id: Some(id),
+                    kind: Some(EntryKind::Administration),
+                    limit: 50,
+                    ..Default::default()
+                }
+            ),
+        );
+        ledger_lots = lots?
+            .into_iter()
+            .filter(|l| lot_fits(s.route, l))
+            .map(|l| LotChoice { value: l.id.to_string(), label: lot_label(&l) })
+            .collect();
+        ledger_doses = entries?
+            .iter()
+            .filter(|e| e.reversed_by.is_none())
+            .map(|e| ObsRow {
+                time: clock.hm(e.occurred_at),
+                text: format!(
+                    "{} mg{} given, recorded by {}",
+                    fmt_num(Some(e.amount_mg.0)),
+                    e.amount_ml.map(|v| format!(" ({} mL)", fmt_num(Some(v.0)))).unwrap_or_default(),
+                    e.recorded_by.name
+                ),
+            })
+            .collect();
+    }
+    let ledger_fresh = user.reauthenticated_at.is_some_and(|t| now - t < keta_store::ledger::reauthentication_window());
+
     let chair = s.chair_id.and_then(|c| chairs.iter().find(|x| x.id == c)).map_or_else(|| "No chair".to_string(), |c| c.name.clone());
     let title = if open_alerts.is_empty() {
         format!("Session · {}", patient.display_name())
@@ -411,7 +465,31 @@ async fn session_page(
         errors,
         failed,
         stopped_reason: s.stop_reason.clone().unwrap_or_default(),
+        ledger,
+        ledger_lots,
+        ledger_doses,
+        ledger_vials: matches!(s.route, Route::IvRacemic | Route::ImRacemic),
+        ledger_fresh,
+        ledger_reauth_href: format!("/reauth?next=/sessions/{}%23ledger", id.0),
     })
+}
+
+/// Stock that may be given on this route: racemic ketamine vials for IV and IM,
+/// esketamine devices for the nasal spray.
+fn lot_fits(route: Route, lot: &Lot) -> bool {
+    matches!(
+        (route, lot.product.substance),
+        (Route::IvRacemic | Route::ImRacemic, Substance::Ketamine) | (Route::IntranasalEsketamine, Substance::Esketamine)
+    )
+}
+
+fn lot_label(l: &Lot) -> String {
+    let stock = match (l.on_hand_ml, l.on_hand_devices) {
+        (Some(ml), _) => format!("{} mL left", fmt_num(Some(ml.0))),
+        (None, Some(d)) => format!("{} devices left", fmt_num(Some(d))),
+        _ => format!("{} mg left", fmt_num(Some(l.on_hand_mg.0))),
+    };
+    format!("{} {} · lot {} · expires {} · {stock}", l.strength, l.container, l.lot_number, l.expires_on)
 }
 
 pub async fn get_session(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>) -> UiResult<Response> {
@@ -669,6 +747,57 @@ pub async fn post_acknowledge(State(st): State<AppState>, user: CurrentUser, Pat
             rejected(&st, &user, id, form, errors, "alerts").await
         }
     }
+}
+
+/// Records the dose given in the controlled-substance ledger (needs a recent password
+/// re-entry, as every ledger entry does). The volume (vials) or devices (nasal spray)
+/// default to what the dose takes.
+pub async fn post_ledger(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, form: FormData) -> UiResult<Response> {
+    let mut errors = Errors::new();
+    let s = st.store.get_session(&user.actor, SessionId(id)).await?;
+    let lots = st.store.list_lots(&user.actor, Some(s.site_id), false).await?;
+    let lot = form.get("ledger_lot").parse::<i64>().ok().and_then(|l| lots.into_iter().find(|x| x.id.0 == l));
+    if lot.is_none() {
+        errors.add("ledger_lot", "choose the lot the dose was drawn from");
+    }
+    let dose = form.number("ledger_dose_mg", &mut errors);
+    if dose.is_none() && !errors.has("ledger_dose_mg") {
+        errors.add("ledger_dose_mg", "enter the dose given in mg");
+    }
+    let volume = form.number("ledger_volume_ml", &mut errors);
+    let devices = form.integer("ledger_devices", &mut errors);
+    if let (Some(lot), Some(dose), false) = (lot, dose, errors.any()) {
+        let (volume_ml, devices_used) = match lot.product.presentation {
+            Presentation::Vial { concentration_mg_per_ml, .. } => {
+                (Some(Millilitres(volume.unwrap_or_else(|| (dose / concentration_mg_per_ml.0 * 100.0).round() / 100.0))), None)
+            }
+            Presentation::NasalSprayDevice { mg_per_device, .. } => {
+                (None, Some(devices.map_or_else(|| (dose / mg_per_device.0).ceil() as u32, |d| d.max(0) as u32)))
+            }
+        };
+        let new = NewAdministration {
+            lot_id: LotId(lot.id.0),
+            session_id: s.id,
+            dose_mg: Milligrams(dose),
+            volume_ml,
+            devices_used,
+            administered_at: s.dose_started_at,
+            ended_at: s.monitoring_started_at,
+            ordering_prescriber: None,
+            corrects: None,
+        };
+        match st.store.record_administration(&user.actor, user.reauthenticated_at, new).await {
+            Ok(_) => return done(&st, &user, id, "#ledger").await,
+            Err(StoreError::Forbidden(msg)) => errors.add_general(super::page::capitalise(&msg)),
+            Err(e) => {
+                errors.absorb(e)?;
+                for (from, to) in [("lot_id", "ledger_lot"), ("dose_mg", "ledger_dose_mg"), ("volume_ml", "ledger_volume_ml"), ("devices_used", "ledger_devices")] {
+                    errors.rename(from, to);
+                }
+            }
+        }
+    }
+    rejected(&st, &user, id, form, errors, "ledger").await
 }
 
 pub async fn post_note(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, form: FormData) -> UiResult<Response> {

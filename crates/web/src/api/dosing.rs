@@ -1,0 +1,513 @@
+//! Dosing and pharmacokinetics over JSON (issue 5): the protocol library, the dose
+//! calculator (pure), dose records with a second-person check, cumulative exposure, a
+//! course schedule from a protocol, and the PK simulator.
+//!
+//! The protocol library is the built-in one plus the clinic's `*.toml` files in
+//! `KETA_PROTOCOLS_DIR`, read once ([`protocol_library`]). [`simulate_pk`] is the whole
+//! PK request → curve computation, shared with `keta pk simulate` and the session
+//! screen.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use keta_domain::dosing::{DoseCalculation, DoseRecord, DoseRequest, Exposure};
+use keta_domain::ids::{PatientId, SessionId};
+use keta_domain::protocols::{self, CourseSchedule, Protocol, ProtocolLibrary, ScheduleRequest};
+use keta_domain::{DomainError, FieldError};
+use keta_pk::{AbsorptionOverride, AbsorptionRate, AbsorptionRoute, Ancestry, EffectSite, Model, Options, Patient};
+use serde::{Deserialize, Serialize};
+use time::Date;
+
+use crate::AppState;
+use crate::auth::CurrentUser;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{Json, Path as UrlPath};
+
+/// The environment variable naming the folder of the clinic's own protocol files.
+pub const PROTOCOLS_DIR_ENV: &str = "KETA_PROTOCOLS_DIR";
+
+/// The built-in library plus the `*.toml` files of `dir` (in name order), every problem
+/// reported at once.
+pub fn load_protocol_library(dir: Option<&Path>) -> Result<ProtocolLibrary, String> {
+    let builtin = ProtocolLibrary::builtin();
+    let Some(dir) = dir else { return Ok(builtin.clone()) };
+    let mut files = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("reading the protocol folder {}: {e}", dir.display()))?;
+    let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+    paths.sort();
+    for p in paths {
+        let text = std::fs::read_to_string(&p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+        files.push((p.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()), text));
+    }
+    builtin.with_clinic_files(&files).map_err(|e| e.to_string())
+}
+
+/// The library the server uses: read once from [`PROTOCOLS_DIR_ENV`]. Invalid clinic
+/// files make every dosing request fail with their problems (never silently ignored).
+pub fn protocol_library() -> ApiResult<&'static ProtocolLibrary> {
+    static LIB: OnceLock<Result<ProtocolLibrary, String>> = OnceLock::new();
+    let lib = LIB.get_or_init(|| {
+        let dir = std::env::var_os(PROTOCOLS_DIR_ENV).filter(|d| !d.is_empty());
+        let r = load_protocol_library(dir.as_deref().map(Path::new));
+        if let Err(e) = &r {
+            tracing::error!(error = %e, "the clinic's protocol files are invalid");
+        }
+        r
+    });
+    lib.as_ref().map_err(|e| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        kind: "protocols",
+        title: "The clinic's protocol files are invalid",
+        detail: format!("fix the files in {PROTOCOLS_DIR_ENV}: {e}"),
+        errors: vec![],
+    })
+}
+
+fn resolve(lib: &ProtocolLibrary, id: Option<&str>) -> ApiResult<Option<Protocol>> {
+    Ok(match id {
+        Some(id) => Some(lib.require(id)?.clone()),
+        None => None,
+    })
+}
+
+/// The protocol library: built-in protocols with their sources, and the clinic's own.
+#[utoipa::path(get, path = "/api/v1/protocols", tag = "dosing",
+    responses((status = 200, body = Vec<Protocol>), (status = 500, body = Problem)))]
+pub async fn get_protocols() -> ApiResult<Json<Vec<Protocol>>> {
+    Ok(Json(protocol_library()?.all().to_vec()))
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MissedSession {
+    pub sequence: u32,
+    /// When it will be given instead, if the protocol's rule makes it up.
+    #[serde(default)]
+    pub make_up_on: Option<Date>,
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleBody {
+    pub start: Date,
+    #[serde(default)]
+    pub age_years: Option<u32>,
+    #[serde(default)]
+    pub until: Option<Date>,
+    #[serde(default)]
+    pub every_days: Option<u32>,
+    /// Missed sessions, applied in order by the protocol's missed-session rule.
+    #[serde(default)]
+    pub missed: Vec<MissedSession>,
+}
+
+/// Lays a course out from a protocol and a start date (pure): the sessions with their
+/// planned doses, the end-of-induction reassessment, and any missed sessions handled by
+/// the protocol's rule.
+#[utoipa::path(post, path = "/api/v1/protocols/{id}/schedule", tag = "dosing", params(("id" = String, Path)), request_body = ScheduleBody,
+    responses((status = 200, body = CourseSchedule), (status = 422, body = Problem)))]
+pub async fn post_protocol_schedule(UrlPath(id): UrlPath<String>, Json(b): Json<ScheduleBody>) -> ApiResult<Json<CourseSchedule>> {
+    let lib = protocol_library()?;
+    let p = lib.require(&id)?;
+    let req = ScheduleRequest { start: b.start, age_years: b.age_years, until: b.until, every_days: b.every_days };
+    let mut s = protocols::generate_schedule(p, &req)?;
+    for m in &b.missed {
+        s = protocols::mark_missed(p, &s, m.sequence, m.make_up_on)?;
+    }
+    Ok(Json(s))
+}
+
+/// Calculates a dose by clinical-reference §2.1 (pure; nothing is recorded): dose, drug
+/// volume, bag concentration, pump rate, mg/h, rounding to the pump's resolution, with
+/// every step written out. 422 with the reason when the dose is outside the protocol's
+/// limits.
+#[utoipa::path(post, path = "/api/v1/dose/calculate", tag = "dosing", request_body = DoseRequest,
+    responses((status = 200, body = DoseCalculation), (status = 422, body = Problem)))]
+pub async fn post_dose_calculate(Json(req): Json<DoseRequest>) -> ApiResult<Json<DoseCalculation>> {
+    let p = resolve(protocol_library()?, req.protocol.as_deref())?;
+    Ok(Json(keta_domain::dosing::calculate(&req, p.as_ref())?))
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordDoseBody {
+    /// The calculation to record; the weight must be the patient's latest recorded
+    /// weight of `weight_type`. Age and first session are taken from the chart.
+    pub calculation: DoseRequest,
+    /// The second person, who checks the calculation and enters their own password.
+    pub checker_username: String,
+    pub checker_password: String,
+}
+
+/// Records a dose calculation for the session with a second person's check: recalculated
+/// on the server, the checker verified by their own password and recorded with the time.
+/// 422 when the checker is the caller, the weight is not the chart's, or the dose is
+/// outside the protocol's limits; 403 when the checker's password is wrong.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/dose", tag = "dosing", params(("id" = i64, Path)), request_body = RecordDoseBody,
+    responses((status = 201, body = DoseRecord), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn post_session_dose(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    UrlPath(id): UrlPath<i64>,
+    Json(b): Json<RecordDoseBody>,
+) -> ApiResult<(StatusCode, Json<DoseRecord>)> {
+    if b.checker_username.trim().is_empty() || b.checker_password.is_empty() {
+        return Err(ApiError::invalid(vec![FieldError::new(
+            "checker_username",
+            "the second person enters their own user name and password",
+        )]));
+    }
+    if b.checker_username.trim().eq_ignore_ascii_case(&user.username) {
+        return Err(ApiError::invalid(vec![FieldError::new(
+            "checker_username",
+            "the second check must be by a different person from the one who calculates the dose",
+        )]));
+    }
+    let protocol = resolve(protocol_library()?, b.calculation.protocol.as_deref())?;
+    let (checker, verified_at) = crate::auth::witness(&st, &b.checker_username, &b.checker_password).await?;
+    let check = keta_store::dosing::DoseChecker { actor: checker, verified_at };
+    let r = st.store.record_dose(&user.actor, SessionId(id), protocol, b.calculation, check).await?;
+    Ok((StatusCode::CREATED, Json(r)))
+}
+
+/// The session's dose records, oldest first; the last is the one that counts.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/dose", tag = "dosing", params(("id" = i64, Path)),
+    responses((status = 200, body = Vec<DoseRecord>), (status = 404, body = Problem)))]
+pub async fn get_session_doses(State(st): State<AppState>, user: CurrentUser, UrlPath(id): UrlPath<i64>) -> ApiResult<Json<Vec<DoseRecord>>> {
+    Ok(Json(st.store.list_session_doses(&user.actor, SessionId(id)).await?))
+}
+
+/// Cumulative exposure per drug (racemic ketamine and esketamine apart): lifetime, the
+/// last 7 and 30 days, per calendar week and month, from the checked doses of sessions
+/// whose dose was started.
+#[utoipa::path(get, path = "/api/v1/patients/{id}/exposure", tag = "dosing", params(("id" = i64, Path)),
+    responses((status = 200, body = Exposure), (status = 404, body = Problem)))]
+pub async fn get_patient_exposure(State(st): State<AppState>, user: CurrentUser, UrlPath(id): UrlPath<i64>) -> ApiResult<Json<Exposure>> {
+    Ok(Json(st.store.patient_exposure(&user.actor, PatientId(id)).await?))
+}
+
+// ---------------------------------------------------------------------------------
+// Pharmacokinetics.
+
+/// Where a threshold is watched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ThresholdSite {
+    #[default]
+    Plasma,
+    EffectSite,
+    Metabolite,
+}
+
+/// Values the caller supplies for an extravascular route (the racemic models publish
+/// bioavailability but no absorption rate: pk-reference §1.6).
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AbsorptionInput {
+    /// `im`, `oral`, `sublingual` or `intranasal`.
+    pub route: String,
+    #[serde(default)]
+    pub bioavailability: Option<f64>,
+    /// Absorption rate constant, 1/min.
+    #[serde(default)]
+    pub ka_per_min: Option<f64>,
+    /// Or the observed time to peak plasma concentration, from which ka is solved.
+    #[serde(default)]
+    pub tmax_min: Option<f64>,
+    #[serde(default)]
+    pub lag_min: Option<f64>,
+}
+
+/// Between-subject variability the caller assumes, as a CV on one parameter.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssumedCv {
+    pub parameter: String,
+    pub cv_percent: f64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PopulationInput {
+    /// Virtual patients (at most 5000 over the API).
+    pub patients: usize,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Needed for models that publish no variability (the racemic TCI models): an
+    /// assumption of the caller's, stated as such in the response.
+    #[serde(default)]
+    pub cv_percent: Vec<AssumedCv>,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PkSimulateRequest {
+    /// A model id or alias from keta-pk (`domino`, `clements-250`, `hijazi`, `herd`,
+    /// `hornik`, `fanta-otto`, `perez-ruixo`).
+    pub model: String,
+    pub weight_kg: f64,
+    #[serde(default)]
+    pub age_years: Option<f64>,
+    /// `not-asian`, `asian-not-japanese` or `japanese` (Perez-Ruixo's covariate).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub ancestry: Option<Ancestry>,
+    /// As clinicians say it: `"0.5 mg/kg over 40 min"`, `"56 mg intranasal"`,
+    /// `"35 mg bolus; 0.25 mg/kg over 20 min at 60"`.
+    pub regimen: String,
+    pub until_min: f64,
+    pub step_min: f64,
+    /// A ke0 on record for the model by id (`"off"` for none); default: the model's.
+    #[serde(default)]
+    pub ke0: Option<String>,
+    /// Or a ke0 value, 1/min.
+    #[serde(default)]
+    pub ke0_per_min: Option<f64>,
+    #[serde(default)]
+    pub absorption: Vec<AbsorptionInput>,
+    #[serde(default)]
+    pub population: Option<PopulationInput>,
+    /// Predict when the concentration falls below this level after the last dose.
+    #[serde(default)]
+    pub threshold_ng_ml: Option<f64>,
+    #[serde(default)]
+    pub threshold_site: ThresholdSite,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PkModelInfo {
+    pub id: String,
+    pub name: String,
+    pub drug: String,
+    pub population: String,
+    pub citation: String,
+    pub notes: Vec<String>,
+    pub metabolite: Option<String>,
+    /// The ke0 used and where it came from, if the curve has an effect site.
+    pub ke0_per_min: Option<f64>,
+    pub ke0_source: Option<String>,
+}
+
+/// Percentile bands, ng/mL, at each output time.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PkBand {
+    pub p05: Vec<f64>,
+    pub median: Vec<f64>,
+    pub p95: Vec<f64>,
+}
+
+impl From<keta_pk::Band> for PkBand {
+    fn from(b: keta_pk::Band) -> Self {
+        Self { p05: b.p05, median: b.median, p95: b.p95 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PkPopulation {
+    pub patients: usize,
+    pub seed: u64,
+    /// Where the variability came from: the model's publication, or the caller's assumption.
+    pub variability: String,
+    pub plasma: PkBand,
+    pub effect: Option<PkBand>,
+    pub metabolite: Option<PkBand>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct BelowThreshold {
+    pub threshold_ng_ml: f64,
+    pub site: ThresholdSite,
+    /// When the last dose ended.
+    pub input_ends_min: f64,
+    /// When the concentration falls below the threshold for good; null if not within two weeks.
+    pub below_from_min: Option<f64>,
+    /// `below_from_min − input_ends_min`.
+    pub minutes_after_last_dose: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PkSimulation {
+    pub model: PkModelInfo,
+    pub weight_kg: f64,
+    pub regimen: String,
+    pub times_min: Vec<f64>,
+    pub plasma_ng_ml: Vec<f64>,
+    /// Null when the model has no effect site (or it was turned off).
+    pub effect_ng_ml: Option<Vec<f64>>,
+    /// Null when the model has no metabolite.
+    pub metabolite_ng_ml: Option<Vec<f64>>,
+    pub population: Option<PkPopulation>,
+    pub below_threshold: Option<BelowThreshold>,
+    /// Covariates outside the model's population, and the like.
+    pub warnings: Vec<String>,
+}
+
+/// The most output points one simulation may ask for.
+pub const MAX_POINTS: usize = 50_000;
+
+fn pk_err(field: &str, e: impl std::fmt::Display) -> DomainError {
+    DomainError::field(field, e.to_string())
+}
+
+/// Everything `POST /api/v1/pk/simulate` and `keta pk simulate` compute. Pure and
+/// CPU-bound: call it off the async runtime. `max_patients` bounds the population.
+pub fn simulate_pk(req: &PkSimulateRequest, max_patients: usize) -> Result<PkSimulation, DomainError> {
+    let model = Model::named(&req.model).map_err(|e| pk_err("model", e))?;
+    let mut patient = Patient::new(req.weight_kg);
+    if let Some(a) = req.age_years {
+        patient = patient.with_age(a);
+    }
+    if let Some(a) = req.ancestry {
+        patient = patient.with_ancestry(a);
+    }
+    let mut options = Options::default();
+    options.effect_site = match (req.ke0.as_deref(), req.ke0_per_min) {
+        (Some(_), Some(_)) => return Err(DomainError::field("ke0", "give ke0 (an id) or ke0_per_min, not both")),
+        (Some("off"), None) => EffectSite::Off,
+        (Some(id), None) => EffectSite::Named(id.to_string()),
+        (None, Some(k)) => EffectSite::Ke0PerMin(k),
+        (None, None) => EffectSite::ModelDefault,
+    };
+    for (i, a) in req.absorption.iter().enumerate() {
+        let field = format!("absorption[{i}]");
+        let route = AbsorptionRoute::ALL
+            .into_iter()
+            .find(|r| r.key() == a.route)
+            .ok_or_else(|| DomainError::field(&field, format!("unknown route '{}': use im, oral, sublingual or intranasal", a.route)))?;
+        let ka = match (a.ka_per_min, a.tmax_min) {
+            (Some(_), Some(_)) => return Err(DomainError::field(&field, "give ka_per_min or tmax_min, not both")),
+            (Some(k), None) => Some(AbsorptionRate::PerMin(k)),
+            (None, Some(t)) => Some(AbsorptionRate::TimeToPeakMin(t)),
+            (None, None) => None,
+        };
+        options = options.with_absorption(route, AbsorptionOverride { bioavailability: a.bioavailability, ka, lag_min: a.lag_min });
+    }
+    if !(req.step_min > 0.0 && req.step_min.is_finite() && req.until_min >= 0.0 && req.until_min.is_finite()) {
+        return Err(DomainError::field("step_min", "until_min must be 0 or more and step_min more than 0"));
+    }
+    let points = (req.until_min / req.step_min).floor() + 1.0;
+    if points > MAX_POINTS as f64 {
+        return Err(DomainError::field("step_min", format!("{points} output points is too many: at most {MAX_POINTS}; use a larger step")));
+    }
+    let regimen: keta_pk::Regimen = req.regimen.parse().map_err(|e| pk_err("regimen", e))?;
+    let ind = model.individual(&patient, &options).map_err(|e| pk_err("model", e))?;
+    let times = keta_pk::grid(req.until_min, req.step_min);
+    let profile = keta_pk::simulate(&ind, &regimen, &times).map_err(|e| pk_err("regimen", e))?;
+    let series = |f: fn(&keta_pk::Sample) -> Option<f64>| -> Option<Vec<f64>> { profile.samples.iter().map(f).collect() };
+    let effect = series(|s| s.effect_ng_ml);
+    let metabolite = series(|s| s.metabolite_ng_ml);
+
+    let population = match &req.population {
+        None => None,
+        Some(pop) => {
+            if pop.patients == 0 || pop.patients > max_patients {
+                return Err(DomainError::field("population.patients", format!("between 1 and {max_patients} virtual patients")));
+            }
+            let (variability, described) = if pop.cv_percent.is_empty() {
+                match model.published_variability() {
+                    Some(_) => (None, format!("published with the model ({})", model.citation())),
+                    None => {
+                        return Err(DomainError::field(
+                            "population.cv_percent",
+                            format!(
+                                "{} publishes no between-subject variability: give cv_percent for its parameters (e.g. v1, k10); that is your assumption, not a published value",
+                                model.name()
+                            ),
+                        ));
+                    }
+                }
+            } else {
+                let cvs: Vec<(&str, f64)> = pop.cv_percent.iter().map(|c| (c.parameter.as_str(), c.cv_percent / 100.0)).collect();
+                let v = keta_pk::Variability::log_normal_cv(&cvs, "assumed by the caller").map_err(|e| pk_err("population.cv_percent", e))?;
+                let text = pop.cv_percent.iter().map(|c| format!("{} {}%", c.parameter, c.cv_percent)).collect::<Vec<_>>().join(", ");
+                (Some(v), format!("assumed by the caller, not published: log-normal CV {text}"))
+            };
+            let settings = keta_pk::PopulationSettings { patients: pop.patients, seed: pop.seed, variability };
+            let p = keta_pk::simulate_population(model, &patient, &options, &regimen, &times, &settings)
+                .map_err(|e| pk_err("population", e))?;
+            Some(PkPopulation {
+                patients: p.patients,
+                seed: p.seed,
+                variability: described,
+                plasma: p.plasma.into(),
+                effect: p.effect.map(Into::into),
+                metabolite: p.metabolite.map(Into::into),
+            })
+        }
+    };
+
+    let below_threshold = match req.threshold_ng_ml {
+        None => None,
+        Some(t) => {
+            let site = match req.threshold_site {
+                ThresholdSite::Plasma => keta_pk::Site::Plasma,
+                ThresholdSite::EffectSite => keta_pk::Site::EffectSite,
+                ThresholdSite::Metabolite => keta_pk::Site::Metabolite,
+            };
+            let d = keta_pk::decrement_time(&ind, &regimen, site, t).map_err(|e| pk_err("threshold_ng_ml", e))?;
+            let input_ends = regimen
+                .doses
+                .iter()
+                .map(|d| match d.route {
+                    keta_pk::Route::IvInfusion { duration_min } => d.at_min + duration_min,
+                    _ => d.at_min,
+                })
+                .fold(0.0, f64::max);
+            Some(BelowThreshold {
+                threshold_ng_ml: t,
+                site: req.threshold_site,
+                input_ends_min: d.map_or(input_ends, |d| d.input_ends_min),
+                below_from_min: d.map(|d| d.below_from_min),
+                minutes_after_last_dose: d.map(|d| d.minutes_after_input),
+            })
+        }
+    };
+
+    let ke0 = ind.ke0();
+    Ok(PkSimulation {
+        model: PkModelInfo {
+            id: model.id().to_string(),
+            name: model.name().to_string(),
+            drug: model.drug().to_string(),
+            population: model.population().to_string(),
+            citation: model.citation().to_string(),
+            notes: model.notes().to_vec(),
+            metabolite: model.metabolite().map(String::from),
+            ke0_per_min: ke0.map(|k| k.value),
+            ke0_source: ke0.map(|k| k.source.clone()),
+        },
+        weight_kg: req.weight_kg,
+        regimen: regimen.doses.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+        times_min: times,
+        plasma_ng_ml: profile.plasma(),
+        effect_ng_ml: effect,
+        metabolite_ng_ml: metabolite,
+        population,
+        below_threshold,
+        warnings: ind.warnings().to_vec(),
+    })
+}
+
+/// The most virtual patients one API request may simulate (CPU on a shared server).
+pub const API_MAX_PATIENTS: usize = 5_000;
+
+/// Predicted plasma, effect-site and metabolite concentration (ng/mL) of a regimen under
+/// a named population model, with an optional population band and the predicted time
+/// below a threshold (pure; nothing is recorded).
+#[utoipa::path(post, path = "/api/v1/pk/simulate", tag = "dosing", request_body = PkSimulateRequest,
+    responses((status = 200, body = PkSimulation), (status = 422, body = Problem)))]
+pub async fn post_pk_simulate(Json(req): Json<PkSimulateRequest>) -> ApiResult<Json<PkSimulation>> {
+    let out = tokio::task::spawn_blocking(move || simulate_pk(&req, API_MAX_PATIENTS))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "pk simulation task failed");
+            ApiError::from(keta_store::StoreError::Backend(e.to_string()))
+        })??;
+    Ok(Json(out))
+}
