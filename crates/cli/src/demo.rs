@@ -811,10 +811,6 @@ fn induction_days(route: Route, indication: Indication, rng: &mut ChaCha8Rng) ->
     }
 }
 
-fn primary_instrument(ind: Indication) -> &'static str {
-    ind.primary_instrument()
-}
-
 /// The primary score's planned course: baseline and value at `t` days after the first session.
 struct Trajectory {
     arch: Arch,
@@ -1141,7 +1137,7 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
 
         // Scores.
         let traj = Trajectory::draw(rng, d.arch, d.indication, (end - first) as f64, (follow_end - first) as f64);
-        let primary = primary_instrument(d.indication);
+        let primary = d.indication.primary_instrument();
         let mut prim: Vec<(bool, i32)> = points
             .iter()
             .map(|&(x, _)| {

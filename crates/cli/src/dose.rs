@@ -246,7 +246,8 @@ fn schedule(a: ScheduleArgs) -> ExitCode {
                 Some((s, d)) => (s, Some(parse_date("missed", d)?)),
                 None => (m.as_str(), None),
             };
-            let seq: u32 = seq.trim().parse().map_err(|_| format!("--missed '{m}': use SEQUENCE or SEQUENCE:YYYY-MM-DD"))?;
+            let seq: u32 =
+                seq.trim().parse().map_err(|_| format!("--missed '{m}': use SEQUENCE or SEQUENCE:YYYY-MM-DD"))?;
             s = match protocols::mark_missed(&p, &s, seq, on) {
                 Ok(s) => s,
                 Err(e) => return Ok(Err(e)),

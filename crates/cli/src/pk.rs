@@ -16,7 +16,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use keta_pk::{Mammillary, Model, Options, Patient, PopulationSettings, Regimen, Variability};
-use keta_web::api::dosing::{AbsorptionInput, AssumedCv, PkSimulateRequest, PkSimulation, PopulationInput, ThresholdSite, simulate_pk};
+use keta_web::api::dosing::{
+    AbsorptionInput, AssumedCv, PkSimulateRequest, PkSimulation, PopulationInput, ThresholdSite, simulate_pk,
+};
 
 /// The most virtual patients `keta pk simulate --population` runs.
 const CLI_MAX_PATIENTS: usize = 200_000;
@@ -24,7 +26,7 @@ const CLI_MAX_PATIENTS: usize = 200_000;
 #[derive(clap::Subcommand, Debug)]
 pub enum PkCommand {
     /// Plasma, effect-site and metabolite concentration (ng/mL) over time.
-    Simulate(SimulateArgs),
+    Simulate(Box<SimulateArgs>),
     /// The models, their sources and the effect-site constants on record (JSON).
     Models,
     /// Time (a) one 0.5 mg/kg over 40 min regimen on a 1-minute grid to 24 h and (b) 10,000
@@ -117,7 +119,7 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 
 pub fn run(cmd: PkCommand) -> ExitCode {
     match cmd {
-        PkCommand::Simulate(a) => simulate(a),
+        PkCommand::Simulate(a) => simulate(*a),
         PkCommand::Models => {
             let models: Vec<serde_json::Value> = Model::catalogue()
                 .iter()
@@ -140,7 +142,13 @@ pub fn run(cmd: PkCommand) -> ExitCode {
 fn parse_absorption(spec: &str) -> Result<AbsorptionInput, String> {
     let bad = || format!("--absorption '{spec}': use ROUTE:KEY=VALUE,... e.g. oral:tmax=30 or im:ka=0.1,f=0.93");
     let (route, rest) = spec.split_once(':').ok_or_else(bad)?;
-    let mut a = AbsorptionInput { route: route.trim().to_string(), bioavailability: None, ka_per_min: None, tmax_min: None, lag_min: None };
+    let mut a = AbsorptionInput {
+        route: route.trim().to_string(),
+        bioavailability: None,
+        ka_per_min: None,
+        tmax_min: None,
+        lag_min: None,
+    };
     for kv in rest.split(',').filter(|s| !s.trim().is_empty()) {
         let (k, v) = kv.split_once('=').ok_or_else(bad)?;
         let v: f64 = v.trim().parse().map_err(|_| bad())?;
@@ -175,7 +183,10 @@ fn request(a: &SimulateArgs) -> Result<PkSimulateRequest, String> {
         .iter()
         .map(|s| {
             let (p, v) = s.split_once('=').ok_or_else(|| format!("--cv '{s}': use PARAM=CV_PERCENT, e.g. v1=30"))?;
-            Ok(AssumedCv { parameter: p.trim().to_string(), cv_percent: v.trim().parse().map_err(|_| format!("--cv '{s}': the CV is a number"))? })
+            Ok(AssumedCv {
+                parameter: p.trim().to_string(),
+                cv_percent: v.trim().parse().map_err(|_| format!("--cv '{s}': the CV is a number"))?,
+            })
         })
         .collect::<Result<Vec<_>, String>>()?;
     if !cv_percent.is_empty() && a.population.is_none() {
@@ -192,7 +203,11 @@ fn request(a: &SimulateArgs) -> Result<PkSimulateRequest, String> {
         ke0: a.ke0.clone(),
         ke0_per_min: a.ke0_per_min,
         absorption: a.absorption.iter().map(|s| parse_absorption(s)).collect::<Result<_, _>>()?,
-        population: a.population.map(|patients| PopulationInput { patients, seed: a.seed, cv_percent: cv_percent.clone() }),
+        population: a.population.map(|patients| PopulationInput {
+            patients,
+            seed: a.seed,
+            cv_percent: cv_percent.clone(),
+        }),
         threshold_ng_ml: a.threshold,
         threshold_site,
     })
@@ -338,8 +353,15 @@ pub fn svg_chart(sim: &PkSimulation) -> String {
     let mut v = 0.0;
     while v <= y_top + 1e-9 {
         let yy = y(v);
-        let _ = writeln!(s, r##"<line x1="{left}" y1="{yy:.2}" x2="{:.2}" y2="{yy:.2}" stroke="#e4e4e4"/>"##, left + pw);
-        let _ = writeln!(s, r#"<text x="{:.2}" y="{:.2}" text-anchor="end">{}</text>"#, left - 6.0, yy + 4.0, tick_label(v, y_step));
+        let _ =
+            writeln!(s, r##"<line x1="{left}" y1="{yy:.2}" x2="{:.2}" y2="{yy:.2}" stroke="#e4e4e4"/>"##, left + pw);
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.2}" y="{:.2}" text-anchor="end">{}</text>"#,
+            left - 6.0,
+            yy + 4.0,
+            tick_label(v, y_step)
+        );
         v += y_step;
     }
     // x ticks.
@@ -347,8 +369,18 @@ pub fn svg_chart(sim: &PkSimulation) -> String {
     let mut t = 0.0;
     while t <= t_max / t_unit + 1e-9 {
         let xx = x(t * t_unit);
-        let _ = writeln!(s, r##"<line x1="{xx:.2}" y1="{:.2}" x2="{xx:.2}" y2="{:.2}" stroke="#333"/>"##, top + ph, top + ph + 5.0);
-        let _ = writeln!(s, r#"<text x="{xx:.2}" y="{:.2}" text-anchor="middle">{}</text>"#, top + ph + 19.0, tick_label(t, x_step));
+        let _ = writeln!(
+            s,
+            r##"<line x1="{xx:.2}" y1="{:.2}" x2="{xx:.2}" y2="{:.2}" stroke="#333"/>"##,
+            top + ph,
+            top + ph + 5.0
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{xx:.2}" y="{:.2}" text-anchor="middle">{}</text>"#,
+            top + ph + 19.0,
+            tick_label(t, x_step)
+        );
         t += x_step;
     }
     // Axes and their labels, with units.
@@ -389,22 +421,39 @@ pub fn svg_chart(sim: &PkSimulation) -> String {
         legend.push((format!("plasma 5th–95th pct, n={}", p.patients), "#1f77b4", "band"));
     }
     let mut line = |v: &[f64], colour: &'static str, dash: &'static str, label: String| {
-        let _ = writeln!(s, r#"<path d="{}" fill="none" stroke="{colour}" stroke-width="2" stroke-dasharray="{dash}"/>"#, path(v));
+        let _ = writeln!(
+            s,
+            r#"<path d="{}" fill="none" stroke="{colour}" stroke-width="2" stroke-dasharray="{dash}"/>"#,
+            path(v)
+        );
         legend.push((label, colour, dash));
     };
     line(&sim.plasma_ng_ml, "#1f77b4", "none", "plasma".into());
     if let Some(e) = &sim.effect_ng_ml {
-        line(e, "#d62728", "6 3", format!("effect site (ke0 {})", sim.model.ke0_per_min.map_or("?".into(), |k| format!("{k}/min"))));
+        line(
+            e,
+            "#d62728",
+            "6 3",
+            format!("effect site (ke0 {})", sim.model.ke0_per_min.map_or("?".into(), |k| format!("{k}/min"))),
+        );
     }
     if let Some(m) = &sim.metabolite_ng_ml {
         line(m, "#2ca02c", "2 3", sim.model.metabolite.clone().unwrap_or_else(|| "metabolite".into()));
     }
     if let Some(b) = &sim.below_threshold {
         let yy = y(b.threshold_ng_ml);
-        let _ = writeln!(s, r##"<line x1="{left}" y1="{yy:.2}" x2="{:.2}" y2="{yy:.2}" stroke="#777" stroke-dasharray="3 3"/>"##, left + pw);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{left}" y1="{yy:.2}" x2="{:.2}" y2="{yy:.2}" stroke="#777" stroke-dasharray="3 3"/>"##,
+            left + pw
+        );
         if let Some(tb) = b.below_from_min.filter(|t| *t <= t_max) {
             let xx = x(tb);
-            let _ = writeln!(s, r##"<line x1="{xx:.2}" y1="{top}" x2="{xx:.2}" y2="{:.2}" stroke="#777" stroke-dasharray="3 3"/>"##, top + ph);
+            let _ = writeln!(
+                s,
+                r##"<line x1="{xx:.2}" y1="{top}" x2="{xx:.2}" y2="{:.2}" stroke="#777" stroke-dasharray="3 3"/>"##,
+                top + ph
+            );
         }
         legend.push((format!("threshold {} ng/mL", b.threshold_ng_ml), "#777", "3 3"));
     }
@@ -413,7 +462,11 @@ pub fn svg_chart(sim: &PkSimulation) -> String {
     for (i, (label, colour, dash)) in legend.iter().enumerate() {
         let ly = top + 10.0 + 20.0 * i as f64;
         if *dash == "band" {
-            let _ = writeln!(s, r#"<rect x="{lx}" y="{:.2}" width="22" height="10" fill="{colour}" fill-opacity="0.18"/>"#, ly - 5.0);
+            let _ = writeln!(
+                s,
+                r#"<rect x="{lx}" y="{:.2}" width="22" height="10" fill="{colour}" fill-opacity="0.18"/>"#,
+                ly - 5.0
+            );
         } else {
             let _ = writeln!(
                 s,
@@ -423,7 +476,12 @@ pub fn svg_chart(sim: &PkSimulation) -> String {
         }
         let _ = writeln!(s, r#"<text x="{:.2}" y="{:.2}">{}</text>"#, lx + 28.0, ly + 4.0, esc(label));
     }
-    let _ = writeln!(s, r##"<text x="{lx}" y="{:.2}" font-size="10" fill="#555">Model: {}</text>"##, top + ph, esc(&sim.model.id));
+    let _ = writeln!(
+        s,
+        r##"<text x="{lx}" y="{:.2}" font-size="10" fill="#555">Model: {}</text>"##,
+        top + ph,
+        esc(&sim.model.id)
+    );
     s.push_str("</svg>\n");
     s
 }
@@ -523,8 +581,14 @@ fn bench_inner(a: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("keta pk bench ({build}): Domino, {WEIGHT_KG} kg, {REGIMEN}, 1-minute grid to 24 h ({} points)", times.len());
-        println!("(a) one patient: median {:.1} µs per run over {runs} runs (model built + simulated); Cmax {peak_c:.2} ng/mL at {peak_t} min", a_median * 1e6);
+        println!(
+            "keta pk bench ({build}): Domino, {WEIGHT_KG} kg, {REGIMEN}, 1-minute grid to 24 h ({} points)",
+            times.len()
+        );
+        println!(
+            "(a) one patient: median {:.1} µs per run over {runs} runs (model built + simulated); Cmax {peak_c:.2} ng/mL at {peak_t} min",
+            a_median * 1e6
+        );
         println!(
             "(b) {} virtual patients (ASSUMED CV 30 % on V1 and k10): median {:.3} s over {} runs; at 40 min median {:.1}, 5th-95th {:.1}-{:.1} ng/mL",
             a.patients,

@@ -326,7 +326,9 @@ pub fn calculate(req: &DoseRequest, protocol: Option<&Protocol>) -> Result<DoseC
         v.check(a <= 130, "age_years", "age must be 0-130 years");
     }
     match (&req.protocol, protocol) {
-        (Some(id), Some(p)) if *id != p.id => v.push("protocol", format!("the request names '{id}' but '{}' was applied", p.id)),
+        (Some(id), Some(p)) if *id != p.id => {
+            v.push("protocol", format!("the request names '{id}' but '{}' was applied", p.id))
+        }
         (Some(id), None) => v.push("protocol", format!("unknown protocol '{id}'")),
         _ => {}
     }
@@ -345,9 +347,8 @@ pub fn calculate(req: &DoseRequest, protocol: Option<&Protocol>) -> Result<DoseC
     let refuse = |refusals: &mut Vec<FieldError>, field: &str, m: String| refusals.push(FieldError::new(field, m));
 
     // The infusion time: the request's, else the protocol's.
-    let infusion_min: Option<Minutes> = req.infusion_min.or_else(|| {
-        protocol.and_then(|p| p.infusion_minutes()).map(|m| Minutes(m.round() as i64))
-    });
+    let infusion_min: Option<Minutes> =
+        req.infusion_min.or_else(|| protocol.and_then(|p| p.infusion_minutes()).map(|m| Minutes(m.round() as i64)));
     if infusion_min.is_some() && route.is_some_and(|r| r != Route::IvRacemic) {
         return Err(DomainError::field("infusion_min", "an infusion time is for IV infusions"));
     }
@@ -388,10 +389,18 @@ pub fn calculate(req: &DoseRequest, protocol: Option<&Protocol>) -> Result<DoseC
     };
     let dose_mg_per_kg = MgPerKg(dose_mg.0 / w);
     if req.dose.basis() != DoseBasis::MgPerKg {
-        steps.push(format!("dose per kg = {} mg ÷ {} kg = {} mg/kg", fmt_num(dose_mg.0), fmt_num(w), fmt_num(dose_mg_per_kg.0)));
+        steps.push(format!(
+            "dose per kg = {} mg ÷ {} kg = {} mg/kg",
+            fmt_num(dose_mg.0),
+            fmt_num(w),
+            fmt_num(dose_mg_per_kg.0)
+        ));
     }
     if req.weight_type != WeightType::Actual {
-        warnings.push(format!("dosed on the {} weight (the dosing-weight policy is a clinical decision, §2.1)", req.weight_type.as_str()));
+        warnings.push(format!(
+            "dosed on the {} weight (the dosing-weight policy is a clinical decision, §2.1)",
+            req.weight_type.as_str()
+        ));
     }
 
     // dose_rate_mg_h = dose_mg ÷ (infusion_min ÷ 60)
@@ -491,7 +500,12 @@ pub fn calculate(req: &DoseRequest, protocol: Option<&Protocol>) -> Result<DoseC
     let pump = match (&bag, infusion_min) {
         (Some(b), Some(m)) => {
             let rate = MlPerHour(b.final_volume_ml.0 * 60.0 / m.0 as f64);
-            steps.push(format!("pump rate = {} mL ÷ {} = {} mL/h", fmt_num(b.final_volume_ml.0), hours_text(m), fmt_num(rate.0)));
+            steps.push(format!(
+                "pump rate = {} mL ÷ {} = {} mL/h",
+                fmt_num(b.final_volume_ml.0),
+                hours_text(m),
+                fmt_num(rate.0)
+            ));
             if let Some(r) = &dose_rate {
                 steps.push(format!(
                     "check: {} mL/h × {} mg/mL = {} mg/h",
@@ -530,7 +544,11 @@ pub fn calculate(req: &DoseRequest, protocol: Option<&Protocol>) -> Result<DoseC
                 refuse(
                     &mut refusals,
                     "pump",
-                    format!("{} mL/h is above the pump's maximum of {} mL/h: use a smaller bag or a longer infusion", fmt_num(set.0), fmt_num(max.0)),
+                    format!(
+                        "{} mL/h is above the pump's maximum of {} mL/h: use a smaller bag or a longer infusion",
+                        fmt_num(set.0),
+                        fmt_num(max.0)
+                    ),
                 );
             }
             Some(PumpProgramme {
@@ -549,10 +567,7 @@ pub fn calculate(req: &DoseRequest, protocol: Option<&Protocol>) -> Result<DoseC
     };
 
     // The 100 mg/mL concentration must be diluted before IV use (§2.1, [S11]).
-    if route == Some(Route::IvRacemic)
-        && bag.is_none()
-        && req.vial_mg_per_ml.is_some_and(|c| c.0 >= 100.0)
-    {
+    if route == Some(Route::IvRacemic) && bag.is_none() && req.vial_mg_per_ml.is_some_and(|c| c.0 >= 100.0) {
         refuse(
             &mut refusals,
             "bag",
@@ -565,21 +580,40 @@ pub fn calculate(req: &DoseRequest, protocol: Option<&Protocol>) -> Result<DoseC
     let mut nasal = None;
     let requested = req.dose.value();
     let unit = req.dose.basis().unit();
-    let check_max = |limits_checked: &mut Vec<String>, refusals: &mut Vec<FieldError>, actual: f64, unit: &str, lim: &SourcedValue, whose: &str| {
+    let check_max = |limits_checked: &mut Vec<String>,
+                     refusals: &mut Vec<FieldError>,
+                     actual: f64,
+                     unit: &str,
+                     lim: &SourcedValue,
+                     whose: &str| {
         limits_checked.push(format!("maximum {} {unit} ({})", fmt_num(lim.value), lim.source));
         if actual > lim.value && !same(actual, lim.value) {
             refusals.push(FieldError::new(
                 "dose",
-                format!("{} {unit} is above {whose} maximum of {} {unit} ({})", fmt_num(actual), fmt_num(lim.value), lim.source),
+                format!(
+                    "{} {unit} is above {whose} maximum of {} {unit} ({})",
+                    fmt_num(actual),
+                    fmt_num(lim.value),
+                    lim.source
+                ),
             ));
         }
     };
-    let check_min = |limits_checked: &mut Vec<String>, refusals: &mut Vec<FieldError>, actual: f64, unit: &str, lim: &SourcedValue| {
+    let check_min = |limits_checked: &mut Vec<String>,
+                     refusals: &mut Vec<FieldError>,
+                     actual: f64,
+                     unit: &str,
+                     lim: &SourcedValue| {
         limits_checked.push(format!("minimum {} {unit} ({})", fmt_num(lim.value), lim.source));
         if actual < lim.value && !same(actual, lim.value) {
             refusals.push(FieldError::new(
                 "dose",
-                format!("{} {unit} is below this protocol's minimum of {} {unit} ({})", fmt_num(actual), fmt_num(lim.value), lim.source),
+                format!(
+                    "{} {unit} is below this protocol's minimum of {} {unit} ({})",
+                    fmt_num(actual),
+                    fmt_num(lim.value),
+                    lim.source
+                ),
             ));
         }
     };
@@ -590,7 +624,12 @@ pub fn calculate(req: &DoseRequest, protocol: Option<&Protocol>) -> Result<DoseC
             refuse(
                 &mut refusals,
                 "dose",
-                format!("protocol '{}' doses in {}; give the dose as {}", p.id, p.dose.basis.unit(), p.dose.basis.unit()),
+                format!(
+                    "protocol '{}' doses in {}; give the dose as {}",
+                    p.id,
+                    p.dose.basis.unit(),
+                    p.dose.basis.unit()
+                ),
             );
         }
         if let Some(lim) = &l.max_mg_per_kg {
@@ -633,7 +672,8 @@ pub fn calculate(req: &DoseRequest, protocol: Option<&Protocol>) -> Result<DoseC
             };
             limits_checked.push(format!("allowed doses {} {unit} ({source})", list(allowed)));
             if !allowed.iter().any(|a| same(*a, requested)) {
-                let elderly_only = p.dose.allowed_elderly.as_ref().is_some_and(|e| e.values.iter().any(|a| same(*a, requested)));
+                let elderly_only =
+                    p.dose.allowed_elderly.as_ref().is_some_and(|e| e.values.iter().any(|a| same(*a, requested)));
                 let why = if elderly_only && req.age_years.is_none() {
                     format!(
                         "; {} {unit} is allowed from age {}: give the patient's age",
@@ -646,7 +686,11 @@ pub fn calculate(req: &DoseRequest, protocol: Option<&Protocol>) -> Result<DoseC
                 refuse(
                     &mut refusals,
                     "dose",
-                    format!("{} {unit} is not one of this protocol's doses ({} {unit}; {source}){why}", fmt_num(requested), list(allowed)),
+                    format!(
+                        "{} {unit} is not one of this protocol's doses ({} {unit}; {source}){why}",
+                        fmt_num(requested),
+                        list(allowed)
+                    ),
                 );
             }
         }
@@ -658,7 +702,12 @@ pub fn calculate(req: &DoseRequest, protocol: Option<&Protocol>) -> Result<DoseC
                 refuse(
                     &mut refusals,
                     "dose",
-                    format!("the first session's dose is {} {unit} ({}), not {} {unit}", fmt_num(first.value), first.source, fmt_num(requested)),
+                    format!(
+                        "the first session's dose is {} {unit} ({}), not {} {unit}",
+                        fmt_num(first.value),
+                        first.source,
+                        fmt_num(requested)
+                    ),
                 );
             }
             if p.dose.first_elderly.is_some() && req.age_years.is_none() {
@@ -686,18 +735,34 @@ pub fn calculate(req: &DoseRequest, protocol: Option<&Protocol>) -> Result<DoseC
             && req.dose.basis() == p.dose.basis
             && !same(s.value, requested)
         {
-            warnings.push(format!("{} {unit} differs from the protocol's standard dose of {} {unit} ({})", fmt_num(requested), fmt_num(s.value), s.source));
+            warnings.push(format!(
+                "{} {unit} differs from the protocol's standard dose of {} {unit} ({})",
+                fmt_num(requested),
+                fmt_num(s.value),
+                s.source
+            ));
         }
         if let Some(inf) = &p.infusion {
             if let (Some(std), Some(m)) = (&inf.minutes, req.infusion_min)
                 && !same(std.value, m.0 as f64)
             {
-                warnings.push(format!("an infusion of {} min differs from the protocol's {} min ({})", m.0, fmt_num(std.value), std.source));
+                warnings.push(format!(
+                    "an infusion of {} min differs from the protocol's {} min ({})",
+                    m.0,
+                    fmt_num(std.value),
+                    std.source
+                ));
             }
             if let (Some(r), Some(m)) = (&inf.reported_minutes_range, infusion_min)
                 && ((m.0 as f64) < r.min || (m.0 as f64) > r.max)
             {
-                warnings.push(format!("{} min is outside the reported {}-{} min ({})", m.0, fmt_num(r.min), fmt_num(r.max), r.source));
+                warnings.push(format!(
+                    "{} min is outside the reported {}-{} min ({})",
+                    m.0,
+                    fmt_num(r.min),
+                    fmt_num(r.max),
+                    r.source
+                ));
             }
         }
         if let Some(dev) = &p.device {
@@ -707,7 +772,12 @@ pub fn calculate(req: &DoseRequest, protocol: Option<&Protocol>) -> Result<DoseC
                 refuse(
                     &mut refusals,
                     "dose",
-                    format!("{} mg is not a whole number of {} mg devices ({})", fmt_num(dose_mg.0), fmt_num(per), dev.mg_per_device.source),
+                    format!(
+                        "{} mg is not a whole number of {} mg devices ({})",
+                        fmt_num(dose_mg.0),
+                        fmt_num(per),
+                        dev.mg_per_device.source
+                    ),
                 );
             } else {
                 let devices = n.round() as u32;
@@ -732,10 +802,24 @@ pub fn calculate(req: &DoseRequest, protocol: Option<&Protocol>) -> Result<DoseC
     }
     let request_limit = |v: f64, source: &str| SourcedValue { value: v, source: source.into() };
     if let Some(m) = req.max_mg_per_kg {
-        check_max(&mut limits_checked, &mut refusals, dose_mg_per_kg.0, "mg/kg", &request_limit(m.0, "given with this calculation"), "the requested");
+        check_max(
+            &mut limits_checked,
+            &mut refusals,
+            dose_mg_per_kg.0,
+            "mg/kg",
+            &request_limit(m.0, "given with this calculation"),
+            "the requested",
+        );
     }
     if let Some(m) = req.max_mg {
-        check_max(&mut limits_checked, &mut refusals, dose_mg.0, "mg", &request_limit(m.0, "given with this calculation"), "the requested");
+        check_max(
+            &mut limits_checked,
+            &mut refusals,
+            dose_mg.0,
+            "mg",
+            &request_limit(m.0, "given with this calculation"),
+            "the requested",
+        );
     }
     if !refusals.is_empty() {
         return Err(DomainError::Invalid(refusals));

@@ -316,7 +316,9 @@ impl Protocol {
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut e = Vec::new();
         let mut err = |m: String| e.push(format!("protocol '{}': {m}", self.id));
-        if self.id.is_empty() || !self.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.') {
+        if self.id.is_empty()
+            || !self.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        {
             err("the id must be lower-case letters, digits, '-' and '.'".into());
         }
         if self.name.trim().is_empty() || self.source.trim().is_empty() {
@@ -370,7 +372,9 @@ impl Protocol {
             if source.trim().is_empty() {
                 err(format!("{what} needs a source (a section of clinical-reference.md, or 'clinic setting')"));
             }
-            if values.iter().any(|v| !(v.is_finite() && *v >= 0.0)) || (*what != "device.minutes_between" && values.iter().any(|v| *v == 0.0)) {
+            if values.iter().any(|v| !(v.is_finite() && *v >= 0.0))
+                || (*what != "device.minutes_between" && values.contains(&0.0))
+            {
                 err(format!("{what} must be positive"));
             }
         }
@@ -387,7 +391,9 @@ impl Protocol {
                     Some(dev) => {
                         let per = dev.mg_per_device.value;
                         let all = self.allowed_doses(None).iter().chain(self.allowed_doses(Some(200)));
-                        for v in all.chain(d.first.iter().map(|f| &f.value)).chain(d.first_elderly.iter().map(|f| &f.value)) {
+                        for v in
+                            all.chain(d.first.iter().map(|f| &f.value)).chain(d.first_elderly.iter().map(|f| &f.value))
+                        {
                             if per > 0.0 && ((v / per) - (v / per).round()).abs() > 1e-9 {
                                 err(format!("{v} mg is not a whole number of {per} mg devices"));
                             }
@@ -404,7 +410,9 @@ impl Protocol {
         if matches!(d.basis, DoseBasis::MgPerKgPerH | DoseBasis::MgPerH) && self.route != Route::IvRacemic {
             err("rate-based doses are for IV infusions".into());
         }
-        for (first, allowed) in [(&d.first, self.allowed_doses(None)), (&d.first_elderly, self.allowed_doses(Some(200)))] {
+        for (first, allowed) in
+            [(&d.first, self.allowed_doses(None)), (&d.first_elderly, self.allowed_doses(Some(200)))]
+        {
             if let Some(f) = first
                 && !allowed.is_empty()
                 && !allowed.iter().any(|a| (a - f.value).abs() < 1e-9)
@@ -418,7 +426,9 @@ impl Protocol {
             err(format!("the reassessment follows the {} phase, which has no schedule block", r.after_phase.as_str()));
         }
         match (self.missed_session.rule, self.missed_session.within_days) {
-            (MissedRule::MakeUpWithin, None | Some(0)) => err("missed_session: make_up_within needs within_days".into()),
+            (MissedRule::MakeUpWithin, None | Some(0)) => {
+                err("missed_session: make_up_within needs within_days".into())
+            }
             (MissedRule::MakeUpWithin, _) => {}
             (_, Some(_)) => err("missed_session: within_days is only for make_up_within".into()),
             _ => {}
@@ -443,10 +453,10 @@ impl Protocol {
                 err(format!("schedule block {}: sessions must be at least 1", i + 1));
             }
             match &b.cadence {
-                Cadence::WeekDays(days) => {
-                    if days.is_empty() || days.iter().any(|d| *d > 6) || days.windows(2).any(|w| w[1] <= w[0]) {
-                        err(format!("schedule block {}: week_days must be increasing offsets 0-6", i + 1));
-                    }
+                Cadence::WeekDays(days)
+                    if days.is_empty() || days.iter().any(|d| *d > 6) || days.windows(2).any(|w| w[1] <= w[0]) =>
+                {
+                    err(format!("schedule block {}: week_days must be increasing offsets 0-6", i + 1))
                 }
                 Cadence::EveryDays(0) => err(format!("schedule block {}: every_days must be at least 1", i + 1)),
                 Cadence::EveryDaysOptions(o) if o.is_empty() || o.contains(&0) => {
@@ -541,7 +551,10 @@ impl ProtocolLibrary {
         self.get(id).ok_or_else(|| {
             DomainError::field(
                 "protocol",
-                format!("unknown protocol '{id}'; known: {}", self.protocols.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ")),
+                format!(
+                    "unknown protocol '{id}'; known: {}",
+                    self.protocols.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ")
+                ),
             )
         })
     }
@@ -683,10 +696,18 @@ fn planned_dose(p: &Protocol, index_in_course: u32, age_years: Option<u32>) -> O
 fn reassessments(p: &Protocol, sessions: &[PlannedSession]) -> Vec<ReassessmentPrompt> {
     let Some(r) = &p.reassessment else { return vec![] };
     let in_phase = || sessions.iter().filter(|s| s.phase == r.after_phase);
-    let last = in_phase().filter(|s| s.status != PlannedStatus::Skipped).max_by_key(|s| (s.date, s.sequence)).or_else(|| in_phase().last());
-    last.map(|s| ReassessmentPrompt { at_sequence: s.sequence, due_on: s.date, text: r.text.clone(), source: r.source.clone() })
-        .into_iter()
-        .collect()
+    let last = in_phase()
+        .filter(|s| s.status != PlannedStatus::Skipped)
+        .max_by_key(|s| (s.date, s.sequence))
+        .or_else(|| in_phase().next_back());
+    last.map(|s| ReassessmentPrompt {
+        at_sequence: s.sequence,
+        due_on: s.date,
+        text: r.text.clone(),
+        source: r.source.clone(),
+    })
+    .into_iter()
+    .collect()
 }
 
 /// Lays a course out from a protocol and a start date: every session of the fixed
@@ -814,14 +835,16 @@ pub fn mark_missed(
     make_up_on: Option<Date>,
 ) -> Result<CourseSchedule, DomainError> {
     if schedule.protocol_id != p.id {
-        return Err(DomainError::field("protocol", format!("this schedule follows '{}', not '{}'", schedule.protocol_id, p.id)));
+        return Err(DomainError::field(
+            "protocol",
+            format!("this schedule follows '{}', not '{}'", schedule.protocol_id, p.id),
+        ));
     }
     let mut out = schedule.clone();
-    let idx = out
-        .sessions
-        .iter()
-        .position(|s| s.sequence == sequence && s.status != PlannedStatus::Skipped)
-        .ok_or_else(|| DomainError::field("sequence", format!("there is no planned session {sequence} to mark missed")))?;
+    let idx =
+        out.sessions.iter().position(|s| s.sequence == sequence && s.status != PlannedStatus::Skipped).ok_or_else(
+            || DomainError::field("sequence", format!("there is no planned session {sequence} to mark missed")),
+        )?;
     let missed_on = out.sessions[idx].date;
     let rule = &p.missed_session;
     let why = format!("rule: {} ({})", rule.rule.as_str(), rule.source);
@@ -831,7 +854,9 @@ pub fn mark_missed(
             let Some(on) = make_up_on.filter(|d| *d > missed_on) else {
                 return Err(DomainError::field(
                     "make_up_on",
-                    format!("this protocol gives a missed session later and moves the rest: give a make-up date after {missed_on} ({why})"),
+                    format!(
+                        "this protocol gives a missed session later and moves the rest: give a make-up date after {missed_on} ({why})"
+                    ),
                 ));
             };
             let delta = on - missed_on;
@@ -864,7 +889,9 @@ pub fn mark_missed(
                     if on <= missed_on || late > within {
                         return Err(DomainError::field(
                             "make_up_on",
-                            format!("this protocol makes a missed session up within {within} day(s) of {missed_on}; {on} is not: leave the date out to skip it ({why})"),
+                            format!(
+                                "this protocol makes a missed session up within {within} day(s) of {missed_on}; {on} is not: leave the date out to skip it ({why})"
+                            ),
                         ));
                     }
                     if let Some(next) = next_date
@@ -872,14 +899,18 @@ pub fn mark_missed(
                     {
                         return Err(DomainError::field(
                             "make_up_on",
-                            format!("{on} is not before the next session on {next}: leave the date out to skip it ({why})"),
+                            format!(
+                                "{on} is not before the next session on {next}: leave the date out to skip it ({why})"
+                            ),
                         ));
                     }
                     let s = &mut out.sessions[idx];
                     s.original_date.get_or_insert(s.date);
                     s.date = on;
                     s.status = PlannedStatus::Rescheduled;
-                    out.notes.push(format!("Session {sequence} missed on {missed_on}: made up on {on}; the others stand ({why})."));
+                    out.notes.push(format!(
+                        "Session {sequence} missed on {missed_on}: made up on {on}; the others stand ({why})."
+                    ));
                 }
                 None => {
                     out.sessions[idx].status = PlannedStatus::Skipped;

@@ -89,7 +89,8 @@ pub fn given_doses(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<GivenDose
         Ok(GivenDose {
             session_id: SessionId(r.i64(0)?),
             given_at: from_ms(r.i64(1)?)?,
-            route: keta_domain::course::Route::parse(&r.text(2)?).ok_or_else(|| StoreError::Corrupt("dose record route".into()))?,
+            route: keta_domain::course::Route::parse(&r.text(2)?)
+                .ok_or_else(|| StoreError::Corrupt("dose record route".into()))?,
             dose_mg: Milligrams(r.f64(3)?),
         })
     })
@@ -113,7 +114,10 @@ fn check_checker(actor: &Actor, checker: &DoseChecker, now: OffsetDateTime) -> R
     if !checker.actor.can(Permission::RecordSession) {
         return Err(DomainError::field(
             "checker_username",
-            format!("{} may not check doses: the second person must be allowed to record in the chair", checker.actor.name),
+            format!(
+                "{} may not check doses: the second person must be allowed to record in the chair",
+                checker.actor.name
+            ),
         )
         .into());
     }
@@ -130,7 +134,8 @@ fn check_checker(actor: &Actor, checker: &DoseChecker, now: OffsetDateTime) -> R
 impl Store {
     /// Recalculates `req` for the session from the chart and the protocol, and records it
     /// with the second person's check. 422 with the reason when the dose is outside the
-    /// protocol's limits, the weight is not the chart's, or the checker is the caller.
+    /// protocol's limits, no protocol is named, the weight is not the chart's, or the
+    /// checker is the caller.
     pub async fn record_dose(
         &self,
         actor: &Actor,
@@ -142,8 +147,15 @@ impl Store {
         actor.require(Permission::RecordSession)?;
         let now = self.now();
         check_checker(actor, &checker, now)?;
-        if req.protocol.is_some() != protocol.is_some() || protocol.as_ref().is_some_and(|p| Some(&p.id) != req.protocol.as_ref()) {
-            return Err(DomainError::field("protocol", "the protocol named in the request could not be applied").into());
+        // A recorded dose always follows a protocol, so its limits apply.
+        match (&protocol, &req.protocol) {
+            (Some(p), Some(id)) if p.id == *id => {}
+            (_, None) => return Err(DomainError::field("protocol", "name the protocol the dose follows").into()),
+            _ => {
+                return Err(
+                    DomainError::field("protocol", "the protocol named in the request could not be applied").into()
+                );
+            }
         }
         let actor = actor.clone();
         self.write(move |c| {

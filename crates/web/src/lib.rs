@@ -9,7 +9,6 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod pages;
-#[cfg(feature = "ui-preview")]
 pub mod ui;
 
 use std::time::Duration;
@@ -66,23 +65,13 @@ pub fn router(state: AppState) -> Router {
         .route("/setup", get(pages::get_setup).post(pages::post_setup))
         .route("/patients/{id}/break-glass", post(pages::post_break_glass))
         .route("/static/auth.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../static-auth/auth.css")) }))
-        .merge(ui_routes())
+        .merge(ui::routes())
         .nest("/api/v1", api::routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), access_rules::access_guard)))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::csrf_guard))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(1024 * 1024))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
         .layer(axum::middleware::from_fn(auth::security_headers))
-}
-
-// Temporary while the HTML views are built behind the `ui-preview` feature.
-#[cfg(feature = "ui-preview")]
-fn ui_routes() -> Router<AppState> {
-    ui::routes()
-}
-#[cfg(not(feature = "ui-preview"))]
-fn ui_routes() -> Router<AppState> {
-    Router::new()
 }
 
 /// Serves until `shutdown` resolves.

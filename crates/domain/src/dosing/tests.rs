@@ -22,7 +22,9 @@ fn iv(weight: f64, mg_per_kg: f64, final_ml: f64) -> DoseRequest {
 
 fn refusal(r: Result<DoseCalculation, DomainError>) -> String {
     match r {
-        Err(DomainError::Invalid(e)) => e.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join(" | "),
+        Err(DomainError::Invalid(e)) => {
+            e.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join(" | ")
+        }
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
@@ -177,11 +179,18 @@ fn limit(v: f64) -> Option<SourcedValue> {
 
 #[test]
 fn limits_refuse_an_out_of_range_dose_with_the_reason() {
-    let p = with_limits("iv-racemic-0.5", DoseLimits { max_mg_per_kg: limit(0.75), max_mg: limit(75.0), ..Default::default() });
+    let p = with_limits(
+        "iv-racemic-0.5",
+        DoseLimits { max_mg_per_kg: limit(0.75), max_mg: limit(75.0), ..Default::default() },
+    );
     // Within both limits.
     let c = calculate(&iv(100.0, 0.75, 250.0), Some(&p)).unwrap();
     close(c.dose_mg.0, 75.0, "at the maximum is allowed");
-    assert!(c.limits_checked.iter().any(|l| l.contains("maximum 0.75 mg/kg (clinic setting (test))")), "{:?}", c.limits_checked);
+    assert!(
+        c.limits_checked.iter().any(|l| l.contains("maximum 0.75 mg/kg (clinic setting (test))")),
+        "{:?}",
+        c.limits_checked
+    );
     assert!(!c.warnings.iter().any(|w| w.contains("no maximum")));
 
     // Over mg/kg: the row of the table at 1.0 mg/kg.
@@ -195,7 +204,9 @@ fn limits_refuse_an_out_of_range_dose_with_the_reason() {
 
     // A minimum.
     let p = with_limits("iv-racemic-0.5", DoseLimits { min_mg_per_kg: limit(0.1), ..Default::default() });
-    assert!(refusal(calculate(&iv(70.0, 0.05, 100.0), Some(&p))).contains("below this protocol's minimum of 0.1 mg/kg"));
+    assert!(
+        refusal(calculate(&iv(70.0, 0.05, 100.0), Some(&p))).contains("below this protocol's minimum of 0.1 mg/kg")
+    );
 }
 
 #[test]
@@ -211,7 +222,9 @@ fn the_built_in_iv_protocol_sets_no_maximum_and_says_so() {
 fn request_limits_only_tighten() {
     let mut r = iv(70.0, 0.5, 100.0);
     r.max_mg_per_kg = Some(MgPerKg(0.4));
-    assert!(refusal(calculate(&r, Some(protocol("iv-racemic-0.5")))).contains("above the requested maximum of 0.4 mg/kg"));
+    assert!(
+        refusal(calculate(&r, Some(protocol("iv-racemic-0.5")))).contains("above the requested maximum of 0.4 mg/kg")
+    );
     // Without a protocol too.
     let mut r = DoseRequest::per_kg(70.0, 0.5);
     r.max_mg = Some(Milligrams(30.0));
@@ -221,14 +234,19 @@ fn request_limits_only_tighten() {
 #[test]
 fn clinic_titration_steps_are_the_only_doses_allowed() {
     let mut p = protocol("iv-racemic-0.5").clone();
-    p.dose.allowed = Some(crate::protocols::SourcedValues { values: vec![0.5, 0.75, 1.0], source: "clinic setting (test)".into() });
+    p.dose.allowed =
+        Some(crate::protocols::SourcedValues { values: vec![0.5, 0.75, 1.0], source: "clinic setting (test)".into() });
     calculate(&iv(70.0, 0.75, 100.0), Some(&p)).unwrap();
     let why = refusal(calculate(&iv(70.0, 0.6, 100.0), Some(&p)));
     assert!(why.contains("0.6 mg/kg is not one of this protocol's doses (0.5, 0.75, 1 mg/kg"), "{why}");
 }
 
 fn nasal(mg: f64) -> DoseRequest {
-    DoseRequest { protocol: Some("esketamine-trd".into()), dose: DoseAmount::Mg(Milligrams(mg)), ..DoseRequest::per_kg(70.0, 0.0) }
+    DoseRequest {
+        protocol: Some("esketamine-trd".into()),
+        dose: DoseAmount::Mg(Milligrams(mg)),
+        ..DoseRequest::per_kg(70.0, 0.0)
+    }
 }
 
 #[test]
@@ -333,7 +351,10 @@ fn chronic_pain_rates_become_a_dose_for_the_infusion_time() {
 fn a_pump_slower_than_needed_refuses() {
     let mut r = iv(100.0, 1.0, 250.0);
     r.pump.max_rate_ml_per_h = Some(MlPerHour(300.0));
-    assert!(refusal(calculate(&r, Some(protocol("iv-racemic-0.5")))).contains("375 mL/h is above the pump's maximum of 300 mL/h"));
+    assert!(
+        refusal(calculate(&r, Some(protocol("iv-racemic-0.5"))))
+            .contains("375 mL/h is above the pump's maximum of 300 mL/h")
+    );
 }
 
 #[test]
@@ -353,14 +374,19 @@ fn implausible_input_names_every_field() {
 
 #[test]
 fn exposure_per_drug_week_month_and_lifetime() {
-    let dose = |id: i64, at: OffsetDateTime, route: Route, mg: f64| GivenDose { session_id: SessionId(id), given_at: at, route, dose_mg: Milligrams(mg) };
+    let dose = |id: i64, at: OffsetDateTime, route: Route, mg: f64| GivenDose {
+        session_id: SessionId(id),
+        given_at: at,
+        route,
+        dose_mg: Milligrams(mg),
+    };
     let doses = [
         dose(1, datetime!(2026-10-28 15:00 UTC), Route::IvRacemic, 35.0), // Wednesday, week 44, October
         dose(2, datetime!(2026-11-02 15:00 UTC), Route::IvRacemic, 35.0), // Monday, week 45
         dose(3, datetime!(2026-11-04 15:00 UTC), Route::IvRacemic, 52.5),
         dose(4, datetime!(2026-11-05 10:00 UTC), Route::IntranasalEsketamine, 56.0),
         dose(5, datetime!(2026-11-08 23:59 UTC), Route::OralRacemic, 50.0), // Sunday, still week 45
-        dose(6, datetime!(2026-12-01 10:00 UTC), Route::IvRacemic, 35.0), // after as_of: not counted
+        dose(6, datetime!(2026-12-01 10:00 UTC), Route::IvRacemic, 35.0),   // after as_of: not counted
     ];
     let e = cumulative_exposure(&doses, datetime!(2026-11-09 12:00 UTC));
     assert_eq!(e.drugs.len(), 2);

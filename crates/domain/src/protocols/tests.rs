@@ -39,7 +39,11 @@ fn the_built_in_library_loads_and_every_number_has_a_source() {
         p.validate().unwrap();
         assert!(p.origin.starts_with("built-in: "), "{}", p.origin);
         assert!(p.source.contains("clinical-reference §2."), "{}: {}", p.id, p.source);
-        assert!(p.missed_session.source.contains("clinic setting"), "{}: the reference states no missed-session rule", p.id);
+        assert!(
+            p.missed_session.source.contains("clinic setting"),
+            "{}: the reference states no missed-session rule",
+            p.id
+        );
         for b in &p.schedule {
             assert!(b.source.contains('§') || b.source.contains("clinic setting"), "{}: {}", p.id, b.source);
         }
@@ -111,7 +115,16 @@ fn esketamine_label_schedule_dates() {
     r.every_days = Some(14);
     let s = generate_schedule(p, &r).unwrap();
     let tail: Vec<Date> = dates(&s)[12..].to_vec();
-    assert_eq!(tail, [date!(2026 - 12 - 28), date!(2027 - 01 - 11), date!(2027 - 01 - 25), date!(2027 - 02 - 08), date!(2027 - 02 - 22)]);
+    assert_eq!(
+        tail,
+        [
+            date!(2026 - 12 - 28),
+            date!(2027 - 01 - 11),
+            date!(2027 - 01 - 25),
+            date!(2027 - 02 - 08),
+            date!(2027 - 02 - 22)
+        ]
+    );
     r.every_days = Some(7);
     assert_eq!(generate_schedule(p, &r).unwrap().sessions.len(), 12 + 9);
 }
@@ -157,7 +170,11 @@ fn oral_titration_shows_the_ceiling_each_session() {
     let s = generate_schedule(get("oral-racemic-titration"), &r).unwrap();
     assert_eq!(dates(&s), [date!(2026 - 11 - 02), date!(2026 - 11 - 05), date!(2026 - 11 - 08), date!(2026 - 11 - 11)]);
     assert_eq!(s.sessions[0].dose.as_ref().unwrap().value, Some(50.0));
-    assert!(s.sessions[2].dose.as_ref().unwrap().text.starts_with("up to 100 mg"), "{}", s.sessions[2].dose.as_ref().unwrap().text);
+    assert!(
+        s.sessions[2].dose.as_ref().unwrap().text.starts_with("up to 100 mg"),
+        "{}",
+        s.sessions[2].dose.as_ref().unwrap().text
+    );
 }
 
 #[test]
@@ -200,7 +217,11 @@ fn make_up_within_moves_only_the_missed_session_or_skips_it() {
     let s = generate_schedule(&p, &req(date!(2026 - 11 - 02))).unwrap();
     let m = mark_missed(&p, &s, 3, Some(date!(2026 - 11 - 11))).unwrap();
     assert_eq!((m.sessions[2].date, m.sessions[2].status), (date!(2026 - 11 - 11), PlannedStatus::Rescheduled));
-    assert_eq!((m.sessions[3].date, m.sessions[3].status), (date!(2026 - 11 - 12), PlannedStatus::Planned), "the rest stand");
+    assert_eq!(
+        (m.sessions[3].date, m.sessions[3].status),
+        (date!(2026 - 11 - 12), PlannedStatus::Planned),
+        "the rest stand"
+    );
     // Too late, or on the next session's day: refused with the reason.
     let e = mark_missed(&p, &s, 3, Some(date!(2026 - 11 - 12))).unwrap_err().to_string();
     assert!(e.contains("within 2 day(s)"), "{e}");
@@ -218,7 +239,9 @@ fn make_up_within_moves_only_the_missed_session_or_skips_it() {
 fn skip_rule_skips_and_refuses_a_make_up_date() {
     let p = with_rule("iv-racemic-0.5", MissedRule::Skip, None);
     let s = generate_schedule(&p, &req(date!(2026 - 11 - 02))).unwrap();
-    assert!(mark_missed(&p, &s, 2, Some(date!(2026 - 11 - 05))).unwrap_err().to_string().contains("skips missed sessions"));
+    assert!(
+        mark_missed(&p, &s, 2, Some(date!(2026 - 11 - 05))).unwrap_err().to_string().contains("skips missed sessions")
+    );
     let m = mark_missed(&p, &s, 2, None).unwrap();
     assert_eq!(m.sessions[1].status, PlannedStatus::Skipped);
     assert_eq!(dates(&m), dates(&s));
@@ -272,7 +295,9 @@ fn clinics_add_and_replace_protocols() {
     assert_eq!(lib().with_clinic_files(&[("a.toml".into(), added)]).unwrap().all().len(), lib().all().len() + 1);
 
     // Problems are reported, all of them, with the file.
-    let bad = CLINIC.replace("rule = \"make_up_within\"\nwithin_days = 2", "rule = \"make_up_within\"").replace("source = \"clinic setting: Clinic A titration steps\"", "source = \"\"");
+    let bad = CLINIC
+        .replace("rule = \"make_up_within\"\nwithin_days = 2", "rule = \"make_up_within\"")
+        .replace("source = \"clinic setting: Clinic A titration steps\"", "source = \"\"");
     let e = lib().with_clinic_files(&[("bad.toml".into(), bad)]).unwrap_err().to_string();
     assert!(e.contains("bad.toml") && e.contains("within_days") && e.contains("dose.allowed needs a source"), "{e}");
     let e = lib().with_clinic_files(&[("x.toml".into(), "[[protocols]]\nid = 3".into())]).unwrap_err().to_string();

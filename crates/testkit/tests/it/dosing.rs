@@ -53,9 +53,13 @@ fn check(actor: Actor, clock: &ManualClock) -> DoseChecker {
 async fn iv_patient(db: &TestDb, a: SiteId, mrn: &str, days: &[i64]) -> (PatientId, Vec<SessionId>) {
     let s = &db.store;
     let p = patient(s, a, mrn).await;
-    s.add_weight(&Actor::system(), p, NewWeight { weight_kg: Kilograms(70.0), measured_on: date!(2026 - 11 - 01), weight_type: WeightType::Actual })
-        .await
-        .unwrap();
+    s.add_weight(
+        &Actor::system(),
+        p,
+        NewWeight { weight_kg: Kilograms(70.0), measured_on: date!(2026 - 11 - 01), weight_type: WeightType::Actual },
+    )
+    .await
+    .unwrap();
     let c = s.create_course(&prescriber(&[a]), p, course(Route::IvRacemic)).await.unwrap();
     let mut sessions = Vec::new();
     for d in days {
@@ -76,13 +80,23 @@ async fn rows(db: &TestDb, sql: &'static str) -> i64 {
 }
 
 /// The nurse of site A calculates; `checker` checks.
-async fn record(db: &TestDb, a: SiteId, sess: SessionId, p: &str, checker: Actor, req: DoseRequest, clock: &ManualClock) -> Result<DoseRecord, StoreError> {
+async fn record(
+    db: &TestDb,
+    a: SiteId,
+    sess: SessionId,
+    p: &str,
+    checker: Actor,
+    req: DoseRequest,
+    clock: &ManualClock,
+) -> Result<DoseRecord, StoreError> {
     db.store.record_dose(&nurse(&[a]), sess, Some(protocol(p)), req, check(checker, clock)).await
 }
 
 fn field_error(r: Result<DoseRecord, StoreError>) -> String {
     match r {
-        Err(StoreError::Domain(DomainError::Invalid(e))) => e.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join(" | "),
+        Err(StoreError::Domain(DomainError::Invalid(e))) => {
+            e.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join(" | ")
+        }
         other => panic!("expected a field error, got {other:?}"),
     }
 }
@@ -99,31 +113,60 @@ async fn the_second_person_check_is_someone_else_and_is_recorded_with_the_time()
 
         // The same user cannot check their own calculation.
         let why = field_error(by(nurse(&[a]), iv_request(70.0, 0.5)).await);
-        assert!(why.starts_with("checker_username: the second check must be by a different person"), "{why} ({:?})", db.kind);
+        assert!(
+            why.starts_with("checker_username: the second check must be by a different person"),
+            "{why} ({:?})",
+            db.kind
+        );
         // Nor can someone who may not record in the chair, or who works elsewhere.
         assert!(field_error(by(front_desk(&[a]), iv_request(70.0, 0.5)).await).contains("may not check doses"));
-        assert!(field_error(by(prescriber(&[b]), iv_request(70.0, 0.5)).await).contains("does not work at this patient's site"));
+        assert!(
+            field_error(by(prescriber(&[b]), iv_request(70.0, 0.5)).await)
+                .contains("does not work at this patient's site")
+        );
         // A stale verification is refused.
         let stale = DoseChecker { actor: prescriber(&[a]), verified_at: clock.now() - Duration::minutes(20) };
         assert!(matches!(
             db.store.record_dose(&nurse(&[a]), sess, iv.clone(), iv_request(70.0, 0.5), stale).await,
             Err(StoreError::Forbidden(_))
         ));
+        // A recorded dose follows a protocol.
+        let req = DoseRequest { protocol: None, ..iv_request(70.0, 0.5) };
+        let none = db.store.record_dose(&nurse(&[a]), sess, None, req, check(prescriber(&[a]), &clock)).await;
+        assert!(field_error(none).contains("name the protocol the dose follows"));
         // The weight must be the chart's.
         let why = field_error(by(prescriber(&[a]), iv_request(72.0, 0.5)).await);
         assert!(why.contains("latest recorded actual weight, 70 kg on 2026-11-01"), "{why}");
-        assert!(field_error(by(prescriber(&[a]), DoseRequest { weight_type: WeightType::Ideal, ..iv_request(70.0, 0.5) }).await)
-            .contains("no ideal weight recorded"));
+        assert!(
+            field_error(
+                by(prescriber(&[a]), DoseRequest { weight_type: WeightType::Ideal, ..iv_request(70.0, 0.5) }).await
+            )
+            .contains("no ideal weight recorded")
+        );
         // The protocol must be for the session's route.
-        let esk = DoseRequest { protocol: Some("esketamine-trd".into()), dose: DoseAmount::Mg(Milligrams(56.0)), ..DoseRequest::per_kg(70.0, 0.0) };
+        let esk = DoseRequest {
+            protocol: Some("esketamine-trd".into()),
+            dose: DoseAmount::Mg(Milligrams(56.0)),
+            ..DoseRequest::per_kg(70.0, 0.0)
+        };
         let why = field_error(record(&db, a, sess, "esketamine-trd", prescriber(&[a]), esk, &clock).await);
         assert!(why.contains("is for Esketamine nasal spray, but this session is IV ketamine"), "{why}");
         // The protocol's limits refuse an out-of-range dose with the reason, and nothing is stored.
         let mut clinic = protocol("iv-racemic-0.5");
-        clinic.limits = DoseLimits { max_mg_per_kg: Some(SourcedValue { value: 0.75, source: "clinic setting (test)".into() }), ..Default::default() };
+        clinic.limits = DoseLimits {
+            max_mg_per_kg: Some(SourcedValue { value: 0.75, source: "clinic setting (test)".into() }),
+            ..Default::default()
+        };
         let audits = rows(&db, "SELECT count(*) FROM audit_log").await;
-        let why = field_error(db.store.record_dose(&nurse(&[a]), sess, Some(clinic), iv_request(70.0, 1.0), check(prescriber(&[a]), &clock)).await);
-        assert!(why.contains("1 mg/kg is above this protocol's maximum of 0.75 mg/kg (clinic setting (test))"), "{why}");
+        let why = field_error(
+            db.store
+                .record_dose(&nurse(&[a]), sess, Some(clinic), iv_request(70.0, 1.0), check(prescriber(&[a]), &clock))
+                .await,
+        );
+        assert!(
+            why.contains("1 mg/kg is above this protocol's maximum of 0.75 mg/kg (clinic setting (test))"),
+            "{why}"
+        );
         assert_eq!(rows(&db, "SELECT count(*) FROM dose_records").await, 0, "{:?}", db.kind);
         assert_eq!(rows(&db, "SELECT count(*) FROM audit_log").await, audits, "a refused record writes no audit entry");
 
@@ -132,13 +175,19 @@ async fn the_second_person_check_is_someone_else_and_is_recorded_with_the_time()
         let r = by(prescriber(&[a]), iv_request(70.0, 0.5)).await.unwrap();
         assert_eq!((r.calculated_by.as_str(), r.checked_by.as_str()), ("nurse.test", "dr.test"), "{:?}", db.kind);
         assert_eq!((r.calculated_at, r.checked_at), (clock.now(), clock.now()));
-        assert_eq!((r.weight_kg.0, r.weight_measured_on, r.weight_type), (70.0, date!(2026 - 11 - 01), WeightType::Actual));
+        assert_eq!(
+            (r.weight_kg.0, r.weight_measured_on, r.weight_type),
+            (70.0, date!(2026 - 11 - 01), WeightType::Actual)
+        );
         assert_eq!((r.dose_mg.0, r.dose_mg_per_kg.0), (35.0, 0.5));
         let pump = r.calculation.pump.as_ref().unwrap();
         assert_eq!((pump.rate_ml_per_h.0, r.calculation.dose_rate.as_ref().unwrap().mg_per_h.0), (150.0, 52.5));
         // The chart filled in the age and the first session.
         assert_eq!((r.request.age_years, r.request.first_session), (Some(42), true));
-        assert_eq!(rows(&db, "SELECT count(*) FROM audit_log WHERE object_type = 'dose_record' AND action = 'create'").await, 1);
+        assert_eq!(
+            rows(&db, "SELECT count(*) FROM audit_log WHERE object_type = 'dose_record' AND action = 'create'").await,
+            1
+        );
         let listed = db.store.list_session_doses(&nurse(&[a]), sess).await.unwrap();
         assert_eq!(listed, [r.clone()], "{:?}", db.kind);
         // Append-only.
@@ -157,7 +206,9 @@ async fn exposure_sums_the_latest_checked_dose_of_each_dosed_session() {
         let a = site(&db.store, "A").await;
         let (p, s) = iv_patient(&db, a, "A-0601", &[0, 2, 9]).await;
         let (db_, clock_) = (&db, &clock);
-        let rec = |sess: SessionId, mg_per_kg: f64| record(db_, a, sess, "iv-racemic-0.5", prescriber(&[a]), iv_request(70.0, mg_per_kg), clock_);
+        let rec = |sess: SessionId, mg_per_kg: f64| {
+            record(db_, a, sess, "iv-racemic-0.5", prescriber(&[a]), iv_request(70.0, mg_per_kg), clock_)
+        };
         // Monday 2 November: 35 mg.
         rec(s[0], 0.5).await.unwrap();
         start_dose(&db, a, s[0]).await;
@@ -172,11 +223,32 @@ async fn exposure_sums_the_latest_checked_dose_of_each_dosed_session() {
         clock.advance(Duration::days(1));
         let c = db
             .store
-            .create_course(&prescriber(&[a]), p, NewCourse { route: Route::IntranasalEsketamine, phase: Phase::Induction, ..course(Route::IntranasalEsketamine) })
+            .create_course(
+                &prescriber(&[a]),
+                p,
+                NewCourse {
+                    route: Route::IntranasalEsketamine,
+                    phase: Phase::Induction,
+                    ..course(Route::IntranasalEsketamine)
+                },
+            )
             .await
             .unwrap();
-        let es = db.store.create_session(&prescriber(&[a]), c.id, NewSession { scheduled_for: clock.now(), chair_id: None, planned_dose_mg: None }).await.unwrap().id;
-        let esk = |mg: f64| DoseRequest { protocol: Some("esketamine-trd".into()), dose: DoseAmount::Mg(Milligrams(mg)), ..DoseRequest::per_kg(70.0, 0.0) };
+        let es = db
+            .store
+            .create_session(
+                &prescriber(&[a]),
+                c.id,
+                NewSession { scheduled_for: clock.now(), chair_id: None, planned_dose_mg: None },
+            )
+            .await
+            .unwrap()
+            .id;
+        let esk = |mg: f64| DoseRequest {
+            protocol: Some("esketamine-trd".into()),
+            dose: DoseAmount::Mg(Milligrams(mg)),
+            ..DoseRequest::per_kg(70.0, 0.0)
+        };
         // The chart says this is the first session of an induction course and the patient is 42: day 1 is 56 mg.
         let why = field_error(record(&db, a, es, "esketamine-trd", prescriber(&[a]), esk(84.0), &clock).await);
         assert!(why.contains("the first session's dose is 56 mg"), "{why}");
@@ -199,7 +271,10 @@ async fn exposure_sums_the_latest_checked_dose_of_each_dosed_session() {
         let esk_e = &e.drugs[1];
         assert_eq!((esk_e.drug, esk_e.lifetime_mg.0, esk_e.last_7_days_mg.0), (Drug::Esketamine, 56.0, 56.0));
         // Reading exposure is clinical: audited, and not for the front desk.
-        assert_eq!(rows(&db, "SELECT count(*) FROM audit_log WHERE object_type = 'exposure' AND action = 'read'").await, 1);
+        assert_eq!(
+            rows(&db, "SELECT count(*) FROM audit_log WHERE object_type = 'exposure' AND action = 'read'").await,
+            1
+        );
         assert!(matches!(db.store.patient_exposure(&front_desk(&[a]), p).await, Err(StoreError::Forbidden(_))));
     }
 }
@@ -220,18 +295,36 @@ async fn the_dosing_api_records_checks_and_reports_exposure_on_every_backend() {
         });
         let path = format!("/api/v1/sessions/{}/dose", s[0].0);
         // The nurse cannot be their own checker (refused before any password is checked).
-        let r = app.post_json(&path, &json!({"calculation": calc, "checker_username": "nurse.test", "checker_password": TEST_PASSWORD})).await;
+        let r = app
+            .post_json(
+                &path,
+                &json!({"calculation": calc, "checker_username": "nurse.test", "checker_password": TEST_PASSWORD}),
+            )
+            .await;
         assert_eq!(r.status(), 422, "{:?}", db.kind);
         let prob: Value = r.json().await.unwrap();
         assert_eq!(prob["errors"][0]["field"], "checker_username");
         // A wrong password for the checker.
-        let r = app.post_json(&path, &json!({"calculation": calc, "checker_username": "prescriber.test", "checker_password": "nope"})).await;
+        let r = app
+            .post_json(
+                &path,
+                &json!({"calculation": calc, "checker_username": "prescriber.test", "checker_password": "nope"}),
+            )
+            .await;
         assert_eq!(r.status(), 403);
         // The prescriber checks it with their own password.
-        let r = app.post_json(&path, &json!({"calculation": calc, "checker_username": "prescriber.test", "checker_password": TEST_PASSWORD})).await;
+        let r = app
+            .post_json(
+                &path,
+                &json!({"calculation": calc, "checker_username": "prescriber.test", "checker_password": TEST_PASSWORD}),
+            )
+            .await;
         assert_eq!(r.status(), 201, "{:?}", db.kind);
         let rec: Value = r.json().await.unwrap();
-        assert_eq!((rec["calculated_by"].as_str(), rec["checked_by"].as_str()), (Some("nurse.test"), Some("prescriber.test")));
+        assert_eq!(
+            (rec["calculated_by"].as_str(), rec["checked_by"].as_str()),
+            (Some("nurse.test"), Some("prescriber.test"))
+        );
         assert_eq!(rec["dose_mg"], 35.0);
         assert_eq!(rec["calculation"]["bag"]["diluent_volume_ml"], 99.3);
         assert_eq!(rec["calculation"]["pump"]["rate_ml_per_h"], 150.0);
@@ -259,8 +352,16 @@ async fn the_dosing_api_records_checks_and_reports_exposure_on_every_backend() {
             .await
             .unwrap();
         assert_eq!((c["dose_mg"].as_f64(), c["bag"]["concentration_mg_per_ml"].as_f64()), (Some(100.0), Some(0.4)));
-        assert_eq!((c["pump"]["rate_ml_per_h"].as_f64(), c["dose_rate"]["mg_per_h"].as_f64()), (Some(375.0), Some(150.0)));
-        let r = app.post_json("/api/v1/dose/calculate", &json!({"protocol": "esketamine-trd", "weight_kg": 70, "dose": {"mg": 70}})).await;
+        assert_eq!(
+            (c["pump"]["rate_ml_per_h"].as_f64(), c["dose_rate"]["mg_per_h"].as_f64()),
+            (Some(375.0), Some(150.0))
+        );
+        let r = app
+            .post_json(
+                "/api/v1/dose/calculate",
+                &json!({"protocol": "esketamine-trd", "weight_kg": 70, "dose": {"mg": 70}}),
+            )
+            .await;
         assert_eq!(r.status(), 422);
         assert!(r.text().await.unwrap().contains("not a whole number of 28 mg devices"));
         let protocols: Value = app.get("/api/v1/protocols").await.json().await.unwrap();
@@ -272,7 +373,10 @@ async fn the_dosing_api_records_checks_and_reports_exposure_on_every_backend() {
             .await
             .unwrap();
         assert_eq!(sched["sessions"][0]["dose"]["value"], 28.0, "{sched}");
-        assert_eq!((sched["sessions"][1]["date"].as_str(), sched["sessions"][1]["status"].as_str()), (Some("2026-11-06"), Some("rescheduled")));
+        assert_eq!(
+            (sched["sessions"][1]["date"].as_str(), sched["sessions"][1]["status"].as_str()),
+            (Some("2026-11-06"), Some("rescheduled"))
+        );
         assert_eq!(sched["reassessments"][0]["due_on"], "2026-11-27");
         let pk: Value = app
             .post_json("/api/v1/pk/simulate", &json!({"model": "domino", "weight_kg": 70, "regimen": "0.5 mg/kg over 40 min", "until_min": 120, "step_min": 1,

@@ -35,7 +35,10 @@ pub fn load_protocol_library(dir: Option<&Path>) -> Result<ProtocolLibrary, Stri
     let Some(dir) = dir else { return Ok(builtin.clone()) };
     let mut files = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| format!("reading the protocol folder {}: {e}", dir.display()))?;
-    let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+    let mut paths: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
     paths.sort();
     for p in paths {
         let text = std::fs::read_to_string(&p).map_err(|e| format!("reading {}: {e}", p.display()))?;
@@ -108,7 +111,10 @@ pub struct ScheduleBody {
 /// the protocol's rule.
 #[utoipa::path(post, path = "/api/v1/protocols/{id}/schedule", tag = "dosing", params(("id" = String, Path)), request_body = ScheduleBody,
     responses((status = 200, body = CourseSchedule), (status = 422, body = Problem)))]
-pub async fn post_protocol_schedule(UrlPath(id): UrlPath<String>, Json(b): Json<ScheduleBody>) -> ApiResult<Json<CourseSchedule>> {
+pub async fn post_protocol_schedule(
+    UrlPath(id): UrlPath<String>,
+    Json(b): Json<ScheduleBody>,
+) -> ApiResult<Json<CourseSchedule>> {
     let lib = protocol_library()?;
     let p = lib.require(&id)?;
     let req = ScheduleRequest { start: b.start, age_years: b.age_years, until: b.until, every_days: b.every_days };
@@ -143,8 +149,9 @@ pub struct RecordDoseBody {
 
 /// Records a dose calculation for the session with a second person's check: recalculated
 /// on the server, the checker verified by their own password and recorded with the time.
-/// 422 when the checker is the caller, the weight is not the chart's, or the dose is
-/// outside the protocol's limits; 403 when the checker's password is wrong.
+/// 422 when the checker is the caller, no protocol is named, the weight is not the
+/// chart's, or the dose is outside the protocol's limits; 403 when the checker's password
+/// is wrong.
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/dose", tag = "dosing", params(("id" = i64, Path)), request_body = RecordDoseBody,
     responses((status = 201, body = DoseRecord), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn post_session_dose(
@@ -175,7 +182,11 @@ pub async fn post_session_dose(
 /// The session's dose records, oldest first; the last is the one that counts.
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/dose", tag = "dosing", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<DoseRecord>), (status = 404, body = Problem)))]
-pub async fn get_session_doses(State(st): State<AppState>, user: CurrentUser, UrlPath(id): UrlPath<i64>) -> ApiResult<Json<Vec<DoseRecord>>> {
+pub async fn get_session_doses(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    UrlPath(id): UrlPath<i64>,
+) -> ApiResult<Json<Vec<DoseRecord>>> {
     Ok(Json(st.store.list_session_doses(&user.actor, SessionId(id)).await?))
 }
 
@@ -184,7 +195,11 @@ pub async fn get_session_doses(State(st): State<AppState>, user: CurrentUser, Ur
 /// whose dose was started.
 #[utoipa::path(get, path = "/api/v1/patients/{id}/exposure", tag = "dosing", params(("id" = i64, Path)),
     responses((status = 200, body = Exposure), (status = 404, body = Problem)))]
-pub async fn get_patient_exposure(State(st): State<AppState>, user: CurrentUser, UrlPath(id): UrlPath<i64>) -> ApiResult<Json<Exposure>> {
+pub async fn get_patient_exposure(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    UrlPath(id): UrlPath<i64>,
+) -> ApiResult<Json<Exposure>> {
     Ok(Json(st.store.patient_exposure(&user.actor, PatientId(id)).await?))
 }
 
@@ -351,6 +366,10 @@ pub struct PkSimulation {
 /// The most output points one simulation may ask for.
 pub const MAX_POINTS: usize = 50_000;
 
+/// With `max_patients`, bounds a population's work: patients × points ≤ max_patients × this
+/// (e.g. 5000 patients on a 24-hour, 2-minute grid over the API).
+pub const POINTS_PER_PATIENT: usize = 1_500;
+
 fn pk_err(field: &str, e: impl std::fmt::Display) -> DomainError {
     DomainError::field(field, e.to_string())
 }
@@ -366,40 +385,44 @@ pub fn simulate_pk(req: &PkSimulateRequest, max_patients: usize) -> Result<PkSim
     if let Some(a) = req.ancestry {
         patient = patient.with_ancestry(a);
     }
-    let mut options = Options::default();
-    options.effect_site = match (req.ke0.as_deref(), req.ke0_per_min) {
+    let effect_site = match (req.ke0.as_deref(), req.ke0_per_min) {
         (Some(_), Some(_)) => return Err(DomainError::field("ke0", "give ke0 (an id) or ke0_per_min, not both")),
         (Some("off"), None) => EffectSite::Off,
         (Some(id), None) => EffectSite::Named(id.to_string()),
         (None, Some(k)) => EffectSite::Ke0PerMin(k),
         (None, None) => EffectSite::ModelDefault,
     };
+    let mut options = Options::default().with_effect_site(effect_site);
     for (i, a) in req.absorption.iter().enumerate() {
         let field = format!("absorption[{i}]");
-        let route = AbsorptionRoute::ALL
-            .into_iter()
-            .find(|r| r.key() == a.route)
-            .ok_or_else(|| DomainError::field(&field, format!("unknown route '{}': use im, oral, sublingual or intranasal", a.route)))?;
+        let route = AbsorptionRoute::ALL.into_iter().find(|r| r.key() == a.route).ok_or_else(|| {
+            DomainError::field(&field, format!("unknown route '{}': use im, oral, sublingual or intranasal", a.route))
+        })?;
         let ka = match (a.ka_per_min, a.tmax_min) {
             (Some(_), Some(_)) => return Err(DomainError::field(&field, "give ka_per_min or tmax_min, not both")),
             (Some(k), None) => Some(AbsorptionRate::PerMin(k)),
             (None, Some(t)) => Some(AbsorptionRate::TimeToPeakMin(t)),
             (None, None) => None,
         };
-        options = options.with_absorption(route, AbsorptionOverride { bioavailability: a.bioavailability, ka, lag_min: a.lag_min });
+        options = options
+            .with_absorption(route, AbsorptionOverride { bioavailability: a.bioavailability, ka, lag_min: a.lag_min });
     }
     if !(req.step_min > 0.0 && req.step_min.is_finite() && req.until_min >= 0.0 && req.until_min.is_finite()) {
         return Err(DomainError::field("step_min", "until_min must be 0 or more and step_min more than 0"));
     }
     let points = (req.until_min / req.step_min).floor() + 1.0;
     if points > MAX_POINTS as f64 {
-        return Err(DomainError::field("step_min", format!("{points} output points is too many: at most {MAX_POINTS}; use a larger step")));
+        return Err(DomainError::field(
+            "step_min",
+            format!("{points} output points is too many: at most {MAX_POINTS}; use a larger step"),
+        ));
     }
     let regimen: keta_pk::Regimen = req.regimen.parse().map_err(|e| pk_err("regimen", e))?;
     let ind = model.individual(&patient, &options).map_err(|e| pk_err("model", e))?;
     let times = keta_pk::grid(req.until_min, req.step_min);
     let profile = keta_pk::simulate(&ind, &regimen, &times).map_err(|e| pk_err("regimen", e))?;
-    let series = |f: fn(&keta_pk::Sample) -> Option<f64>| -> Option<Vec<f64>> { profile.samples.iter().map(f).collect() };
+    let series =
+        |f: fn(&keta_pk::Sample) -> Option<f64>| -> Option<Vec<f64>> { profile.samples.iter().map(f).collect() };
     let effect = series(|s| s.effect_ng_ml);
     let metabolite = series(|s| s.metabolite_ng_ml);
 
@@ -407,7 +430,23 @@ pub fn simulate_pk(req: &PkSimulateRequest, max_patients: usize) -> Result<PkSim
         None => None,
         Some(pop) => {
             if pop.patients == 0 || pop.patients > max_patients {
-                return Err(DomainError::field("population.patients", format!("between 1 and {max_patients} virtual patients")));
+                return Err(DomainError::field(
+                    "population.patients",
+                    format!("between 1 and {max_patients} virtual patients"),
+                ));
+            }
+            // Bounds the CPU one request can take: patients × output points.
+            let work = pop.patients.saturating_mul(times.len());
+            if work > max_patients.saturating_mul(POINTS_PER_PATIENT) {
+                return Err(DomainError::field(
+                    "population.patients",
+                    format!(
+                        "{} patients × {} output points is too much work for one request: at most {}; use fewer patients or a larger step",
+                        pop.patients,
+                        times.len(),
+                        max_patients.saturating_mul(POINTS_PER_PATIENT)
+                    ),
+                ));
             }
             let (variability, described) = if pop.cv_percent.is_empty() {
                 match model.published_variability() {
@@ -423,9 +462,16 @@ pub fn simulate_pk(req: &PkSimulateRequest, max_patients: usize) -> Result<PkSim
                     }
                 }
             } else {
-                let cvs: Vec<(&str, f64)> = pop.cv_percent.iter().map(|c| (c.parameter.as_str(), c.cv_percent / 100.0)).collect();
-                let v = keta_pk::Variability::log_normal_cv(&cvs, "assumed by the caller").map_err(|e| pk_err("population.cv_percent", e))?;
-                let text = pop.cv_percent.iter().map(|c| format!("{} {}%", c.parameter, c.cv_percent)).collect::<Vec<_>>().join(", ");
+                let cvs: Vec<(&str, f64)> =
+                    pop.cv_percent.iter().map(|c| (c.parameter.as_str(), c.cv_percent / 100.0)).collect();
+                let v = keta_pk::Variability::log_normal_cv(&cvs, "assumed by the caller")
+                    .map_err(|e| pk_err("population.cv_percent", e))?;
+                let text = pop
+                    .cv_percent
+                    .iter()
+                    .map(|c| format!("{} {}%", c.parameter, c.cv_percent))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 (Some(v), format!("assumed by the caller, not published: log-normal CV {text}"))
             };
             let settings = keta_pk::PopulationSettings { patients: pop.patients, seed: pop.seed, variability };
@@ -503,11 +549,9 @@ pub const API_MAX_PATIENTS: usize = 5_000;
 #[utoipa::path(post, path = "/api/v1/pk/simulate", tag = "dosing", request_body = PkSimulateRequest,
     responses((status = 200, body = PkSimulation), (status = 422, body = Problem)))]
 pub async fn post_pk_simulate(Json(req): Json<PkSimulateRequest>) -> ApiResult<Json<PkSimulation>> {
-    let out = tokio::task::spawn_blocking(move || simulate_pk(&req, API_MAX_PATIENTS))
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "pk simulation task failed");
-            ApiError::from(keta_store::StoreError::Backend(e.to_string()))
-        })??;
+    let out = tokio::task::spawn_blocking(move || simulate_pk(&req, API_MAX_PATIENTS)).await.map_err(|e| {
+        tracing::error!(error = %e, "pk simulation task failed");
+        ApiError::from(keta_store::StoreError::Backend(e.to_string()))
+    })??;
     Ok(Json(out))
 }

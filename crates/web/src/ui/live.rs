@@ -36,3 +36,16 @@ pub fn subscribe() -> broadcast::Receiver<Change> {
 pub fn generation() -> u64 {
     GENERATION.load(Ordering::Relaxed)
 }
+
+/// Middleware for the JSON API: after a successful write (POST, PUT, PATCH, DELETE),
+/// tells live views that something changed, so the board also follows changes made
+/// through the API (a bedside-monitor bridge, scripts). Layer it on the `/api/v1` router.
+pub async fn publish_after_writes(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::http::Method;
+    let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let res = next.run(req).await;
+    if write && res.status().is_success() {
+        publish(None);
+    }
+    res
+}

@@ -69,6 +69,21 @@ pub fn routes() -> Router<AppState> {
         .route("/sessions/{id}/note", post(session::post_note))
         .route("/sessions/{id}/ledger", post(session::post_ledger))
         .route("/outcomes", get(outcomes::get_outcomes))
+        // Unknown pages get the HTML error page (the API keeps its problem+json fallback).
+        .fallback(|| async { page::UiError::NotFound("That page".into()) })
+        .layer(axum::middleware::from_fn(server_timing))
+}
+
+/// Adds `Server-Timing: app;dur=<ms>` to every page, so how long the server took is
+/// visible in the browser's tools and checked by the browser tests (budget: 50 ms).
+async fn server_timing(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let start = std::time::Instant::now();
+    let mut res = next.run(req).await;
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("app;dur={ms:.1}")) {
+        res.headers_mut().insert("server-timing", v);
+    }
+    res
 }
 
 /// The sites whose boards the user sees: the sites they are assigned to, or every site

@@ -217,7 +217,7 @@ async fn session_page(
 ) -> UiResult<SessionPage> {
     let actor = &user.actor;
     let s = st.store.get_session(actor, id).await?;
-    let (patient, course, vitals, obs, alerts, patient_alerts, responses, aes, sites, chairs) = tokio::join!(
+    let (patient, course, vitals, obs, alerts, patient_alerts, responses, aes, sites, chairs, rules) = tokio::join!(
         st.store.get_patient(actor, s.patient_id),
         st.store.get_course(actor, s.course_id),
         st.store.list_vitals(actor, id),
@@ -228,15 +228,18 @@ async fn session_page(
         st.store.list_adverse_events(actor, s.patient_id),
         st.store.list_sites(actor),
         st.store.list_chairs(actor, s.site_id),
+        st.store.site_safety_rules(actor, s.site_id),
     );
     let (patient, course, vitals, obs, alerts, patient_alerts, responses, aes, sites, chairs) =
         (patient?, course?, vitals?, obs?, alerts?, patient_alerts?, responses?, aes?, sites?, chairs?);
+    // The rules in force at this site (the medical director may have replaced the built-in ones).
+    let rules = rules?.0;
+    let rules: &SafetyRules = &rules;
     let clock = sites.iter().find(|x| x.id == s.site_id).map_or_else(SiteClock::utc, SiteClock::for_site);
     let now = st.store.now();
-    let rules = SafetyRules::builtin();
 
     let bp_minutes: Vec<i64> = vitals.iter().filter(|v| v.vitals.systolic_mmhg.is_some()).filter_map(|v| v.minutes_since_dose).collect();
-    let t = timing(&s, &bp_minutes, now);
+    let t = timing(rules, &s, &bp_minutes, now);
     let elapsed = s.dose_started_at.map_or(0, |d| (now - d).whole_seconds());
     let min_rule = rules.minimum_monitoring_rule(s.route);
     let active = !s.state.is_terminal() && s.state.dose_started();

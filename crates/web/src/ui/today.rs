@@ -25,6 +25,7 @@ use keta_domain::records::{Alert, AlertLevel};
 use keta_domain::session::{SessionState, TreatmentSession};
 use keta_domain::site::Site;
 use keta_store::alerts::AlertQuery;
+use keta_store::patients::PatientQuery;
 use time::OffsetDateTime;
 
 use super::clock::{SiteClock, date_label, minutes_label};
@@ -36,6 +37,8 @@ use crate::auth::CurrentUser;
 pub(crate) struct AlertLine {
     pub level: &'static str,
     pub message: String,
+    /// The message cut to fit a chair card.
+    pub short: String,
     pub patient: String,
     pub href: String,
     pub raised: String,
@@ -59,6 +62,8 @@ pub(crate) struct ChairCard {
     pub last_vitals: Option<String>,
     pub next_up: Option<String>,
     pub alerts: Vec<AlertLine>,
+    /// Open alerts beyond the two shown on the card.
+    pub more_alerts: usize,
 }
 
 pub(crate) struct Board {
@@ -143,11 +148,20 @@ pub(crate) struct Timing {
     pub minimum_min: i64,
 }
 
-pub(crate) fn timing(s: &TreatmentSession, bp_minutes: &[i64], now: OffsetDateTime) -> Timing {
-    let rules = SafetyRules::builtin();
+pub(crate) fn timing(rules: &SafetyRules, s: &TreatmentSession, bp_minutes: &[i64], now: OffsetDateTime) -> Timing {
     let since = s.minutes_since_dose(now).filter(|_| s.state.dose_started() && s.state != SessionState::Discharged);
     let next_check = since.and_then(|m| rules.due_checks(s.route, m, bp_minutes).into_iter().next());
     Timing { since_dose_min: since, next_check, minimum_min: rules.minimum_monitoring(s.route).0 }
+}
+
+/// The text cut at a word boundary near `max` characters, with an ellipsis.
+pub(crate) fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max).collect();
+    let cut = cut.rfind(' ').map_or(cut.as_str(), |i| &cut[..i]);
+    format!("{}…", cut.trim_end_matches([',', ';', ':', ' ']))
 }
 
 /// "BP 128/82 · HR 74 · SpO₂ 98 %"
@@ -176,6 +190,7 @@ pub(crate) fn alert_line(a: &Alert, names: &HashMap<PatientId, Patient>, clock: 
             AlertLevel::Warning => "warning",
         },
         message: a.message.clone(),
+        short: shorten(&a.message, 90),
         patient: names.get(&a.patient_id).map_or_else(|| format!("Patient {}", a.patient_id), Patient::display_name),
         href: match a.session_id {
             Some(s) => format!("/sessions/{s}"),
@@ -191,7 +206,7 @@ pub(crate) async fn build_site(st: &AppState, user: &CurrentUser, site: &Site, n
     let clinical = actor.can(Permission::ViewClinical);
     let clock = SiteClock::for_site(site);
     let (from, to) = clock.day_bounds(clock.today(now));
-    let (sessions, chairs, alerts) = tokio::join!(
+    let (sessions, chairs, alerts, rules) = tokio::join!(
         st.store.sessions_at_site(actor, site.id, from, to),
         st.store.list_chairs(actor, site.id),
         async {
@@ -200,15 +215,27 @@ pub(crate) async fn build_site(st: &AppState, user: &CurrentUser, site: &Site, n
             } else {
                 Ok(Vec::new())
             }
-        }
+        },
+        st.store.site_safety_rules(actor, site.id),
     );
     let (sessions, chairs, alerts) = (sessions?, chairs?, alerts?);
+    // The rules in force at this site (the medical director may have replaced the built-in ones).
+    let rules = rules?.0;
 
-    let mut ids: Vec<PatientId> = sessions.iter().map(|s| s.patient_id).chain(alerts.iter().map(|a| a.patient_id)).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let patients = join_all(ids.iter().map(|id| st.store.get_patient(actor, *id))).await;
-    let names: HashMap<PatientId, Patient> = patients.into_iter().filter_map(Result::ok).map(|p| (p.id, p)).collect();
+    // Names from the site's patient list (one read, not one per patient): the board
+    // re-renders every 30 s and on every change, and per-patient reads are each audited.
+    let wanted: HashSet<PatientId> = sessions.iter().map(|s| s.patient_id).chain(alerts.iter().map(|a| a.patient_id)).collect();
+    let mut names: HashMap<PatientId, Patient> = HashMap::new();
+    let mut offset = 0;
+    while !wanted.is_empty() && names.len() < wanted.len() {
+        let page = st.store.list_patients(actor, PatientQuery { search: None, site_id: Some(site.id), limit: 500, offset }).await?;
+        let n = page.len();
+        names.extend(page.into_iter().filter(|p| wanted.contains(&p.id)).map(|p| (p.id, p)));
+        if n < 500 {
+            break;
+        }
+        offset += 500;
+    }
     let name_of = |id: PatientId| names.get(&id).map_or_else(|| format!("Patient {id}"), Patient::display_name);
 
     // Vitals for sessions in the chair (the latest reading, and the due checks).
@@ -236,11 +263,11 @@ pub(crate) async fn build_site(st: &AppState, user: &CurrentUser, site: &Site, n
             return ChairCard {
                 chair, status: "free", session_href: String::new(), patient: String::new(), route: "", phase: "Free",
                 phase_class: "st-free", scheduled_at: String::new(), since_dose: None, monitoring: None, monitoring_done: false,
-                next_check: None, next_check_overdue: false, last_vitals: None, next_up, alerts: vec![],
+                next_check: None, next_check_overdue: false, last_vitals: None, next_up, alerts: vec![], more_alerts: 0,
             };
         };
-        let t = timing(s, bp_minutes.get(&s.id.0).map_or(&[][..], Vec::as_slice), now);
-        let card_alerts: Vec<AlertLine> = alerts
+        let t = timing(&rules, s, bp_minutes.get(&s.id.0).map_or(&[][..], Vec::as_slice), now);
+        let mut card_alerts: Vec<AlertLine> = alerts
             .iter()
             .filter(|a| a.session_id == Some(s.id) || (a.session_id.is_none() && a.patient_id == s.patient_id && is_in_chair(s.state)))
             .map(|a| {
@@ -248,6 +275,8 @@ pub(crate) async fn build_site(st: &AppState, user: &CurrentUser, site: &Site, n
                 alert_line(a, &names, &clock)
             })
             .collect();
+        let more_alerts = card_alerts.len().saturating_sub(2);
+        card_alerts.truncate(2);
         ChairCard {
             chair,
             status: if is_in_chair(s.state) { "active" } else { "scheduled" },
@@ -274,6 +303,7 @@ pub(crate) async fn build_site(st: &AppState, user: &CurrentUser, site: &Site, n
             last_vitals: last_vitals.get(&s.id.0).cloned(),
             next_up,
             alerts: card_alerts,
+            more_alerts,
         }
     };
 
@@ -437,4 +467,15 @@ pub async fn get_board_events(
     })
     .flat_map(|events| stream::iter(events.into_iter().map(Ok)));
     Ok(Sse::new(s).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shorten;
+
+    #[test]
+    fn long_alerts_are_cut_at_a_word() {
+        assert_eq!(shorten("short", 10), "short");
+        assert_eq!(shorten("At 60 min post-dose, BP 156/100 mmHg is up", 22), "At 60 min post-dose…");
+    }
 }
