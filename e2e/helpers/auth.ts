@@ -1,7 +1,7 @@
 // Signing in as a demo account: user name, the demo password, then the TOTP code the
 // account's fixed demo key gives at the server's time (the server's clock may run ahead).
 import { createHmac } from 'node:crypto';
-import { expect, type Page } from '@playwright/test';
+import { expect, type Cookie, type Page } from '@playwright/test';
 import type { KetaServer } from './server';
 
 export type Role = 'administrator' | 'prescriber' | 'nurse' | 'front_desk' | 'auditor';
@@ -63,8 +63,22 @@ async function nextCode(server: KetaServer, role: Role): Promise<string> {
   }
 }
 
+// Signed-in sessions are reused within a worker (each sign-in spends a TOTP time step,
+// and a code is accepted only once), falling back to a full sign-in when the session
+// has ended (idle limit, a moved clock, re-authentication rotating the cookie).
+const sessions = new Map<string, Cookie[]>();
+
 /** Signs `page` in as the demo account for `role`. */
 export async function login(page: Page, server: KetaServer, role: Role): Promise<void> {
+  const key = `${server.url}|${role}`;
+  const saved = sessions.get(key);
+  if (saved) {
+    await page.context().clearCookies();
+    await page.context().addCookies(saved);
+    await page.goto('/today');
+    if (new URL(page.url()).pathname === '/today') return;
+  }
+  await page.context().clearCookies();
   await page.goto('/login?next=/today');
   await page.getByLabel('User name').fill(USERS[role]);
   await page.getByLabel('Password').fill(DEMO_PASSWORD);
@@ -72,4 +86,5 @@ export async function login(page: Page, server: KetaServer, role: Role): Promise
   await page.getByLabel(/6-digit code/).fill(await nextCode(server, role));
   await page.getByRole('button', { name: 'Sign in' }).click();
   await expect(page).toHaveURL(/\/today$/);
+  sessions.set(key, await page.context().cookies());
 }

@@ -118,7 +118,7 @@ test('a nurse runs a full IV ketamine session', async ({ page, signIn, server })
   await expect(page.getByText('Discharge will be refused until')).toBeVisible();
   for (const box of await page.locator('input[name="discharge"]').all()) await box.check();
   await page.getByRole('button', { name: 'Discharge' }).click();
-  await expect(page.locator('.step-form .notice-error')).toContainText('discharge refused');
+  await expect(page.locator('.step-form .notice-error')).toContainText('Discharge refused');
   await expect(page.locator('.step-form .notice-error')).toContainText('the minimum for IV ketamine is 120 min');
   await expect(state).toHaveText('Monitoring');
 
@@ -132,7 +132,7 @@ test('a nurse runs a full IV ketamine session', async ({ page, signIn, server })
   for (const box of await page.locator('input[name="discharge"]').all()) await box.check();
   await page.getByRole('button', { name: 'Discharge' }).click();
   await expect(state).toHaveText('Discharged');
-  await expect(page.getByLabel('Session note')).toHaveValue(/Discharge checks confirmed/);
-  await expect(page.getByLabel('Session note')).toHaveValue(/Pre-dose checks confirmed/);
+  await expect(page.getByRole('textbox', { name: 'Session note' })).toHaveValue(/Discharge checks confirmed/);
+  await expect(page.getByRole('textbox', { name: 'Session note' })).toHaveValue(/Pre-dose checks confirmed/);
   await screenshot(page, 'scenario1-session-discharged');
 });

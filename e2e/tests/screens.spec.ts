@@ -18,16 +18,29 @@ test('every main screen is accessible, fits the tablet and is captured', async (
   await page.goto('/today');
   await expect(page.getByRole('heading', { level: 1, name: /Today/ })).toBeVisible();
   await expect(page.locator('.chair').first()).toBeVisible();
+  // Keyboard: the first Tab reaches the skip link, which moves focus to the content.
+  await page.keyboard.press('Tab');
+  await expect(page.getByRole('link', { name: 'Skip to main content' })).toBeFocused();
   await check(page, 'today-1024');
 
   await page.goto('/patients');
   await expect(page.getByRole('table', { name: /Patients/ })).toBeVisible();
   await check(page, 'patients-1024');
 
+  // Search as you type (by name or MRN).
+  const mrn = (await page.getByRole('table', { name: /Patients/ }).locator('td.mono').first().textContent())!.trim();
+  await page.getByLabel('Search by name or MRN').fill(mrn);
+  await expect(page.getByRole('table', { name: /Patients matching/ }).getByRole('row')).toHaveCount(2);
+  await expect(page).toHaveURL(new RegExp(`q=${mrn}`));
+  await page.getByLabel('Search by name or MRN').fill('zzzz-nobody');
+  await expect(page.getByText(/No patient's name or MRN starts with/)).toBeVisible();
+  await page.goto('/patients');
+
   // A demo patient with scores, for the chart.
   const firstPatient = page.getByRole('table', { name: /Patients/ }).getByRole('link').first();
   await firstPatient.click();
   await expect(page.getByRole('heading', { name: 'Score trajectories' })).toBeVisible();
+  await expect(page.getByRole('img', { name: /trajectory/ }).first()).toBeVisible();
   await check(page, 'chart-1024');
 
   await page.goto('/patients/new');
@@ -55,6 +68,11 @@ test('every main screen is accessible, fits the tablet and is captured', async (
   await page.goto('/outcomes');
   await expect(page.getByRole('heading', { level: 1, name: 'Clinic outcomes' })).toBeVisible();
   await check(page, 'outcomes-1024');
+
+  // An unknown page gets the HTML error page.
+  const missing = await page.goto('/no-such-page');
+  expect(missing!.status()).toBe(404);
+  await expect(page.getByRole('heading', { name: 'Not found' })).toBeVisible();
 
   // Desktop width.
   await page.setViewportSize({ width: 1440, height: 900 });

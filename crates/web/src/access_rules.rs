@@ -104,8 +104,48 @@ pub const API_RULES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/pk/simulate", SignedIn),
 ];
 
+/// Every HTML route and method (crates/web/src/ui/mod.rs). A route missing here is
+/// refused, and fails the authorisation-matrix test.
+pub const PAGE_RULES: &[(&str, &str, Access)] = &[
+    ("GET", "/", Public),
+    ("GET", "/static/{file}", Public),
+    ("GET", "/today", Needs(ViewDemographics)),
+    ("GET", "/today/events", Needs(ViewDemographics)),
+    ("GET", "/patients", Needs(ViewDemographics)),
+    ("POST", "/patients", Needs(EditDemographics)),
+    ("GET", "/patients/new", Needs(EditDemographics)),
+    ("GET", "/patients/{id}", Needs(ViewClinical)),
+    ("POST", "/patients/{id}/weights", Needs(RecordSession)),
+    ("GET", "/patients/{id}/eligibility", Needs(ViewClinical)),
+    ("POST", "/patients/{id}/eligibility", Needs(PlanTreatment)),
+    ("POST", "/patients/{id}/eligibility/trials", Needs(PlanTreatment)),
+    ("POST", "/patients/{id}/eligibility/maudsley", Needs(PlanTreatment)),
+    ("GET", "/patients/{id}/plan", Needs(PlanTreatment)),
+    ("POST", "/patients/{id}/plan", Needs(PlanTreatment)),
+    ("GET", "/patients/{id}/questionnaires/new", Needs(EnterQuestionnaire)),
+    ("POST", "/patients/{id}/questionnaires/new", Needs(EnterQuestionnaire)),
+    ("POST", "/patients/{id}/alerts/{alert}/acknowledge", Needs(RecordSession)),
+    ("GET", "/patients/{id}/access-log", Needs(ViewAudit)),
+    ("GET", "/kiosk/{id}", Needs(EnterQuestionnaire)),
+    ("GET", "/kiosk/{id}/{instrument}", Needs(EnterQuestionnaire)),
+    ("POST", "/kiosk/{id}/{instrument}", Needs(EnterQuestionnaire)),
+    ("GET", "/sessions/{id}", Needs(ViewClinical)),
+    ("POST", "/sessions/{id}/step", Needs(RecordSession)),
+    ("POST", "/sessions/{id}/vitals", Needs(RecordSession)),
+    ("POST", "/sessions/{id}/moaas", Needs(RecordSession)),
+    ("POST", "/sessions/{id}/cadss", Needs(RecordSession)),
+    ("POST", "/sessions/{id}/side-effects", Needs(RecordSession)),
+    ("POST", "/sessions/{id}/interventions", Needs(RecordSession)),
+    ("POST", "/sessions/{id}/adverse-events", Needs(RecordSession)),
+    ("POST", "/sessions/{id}/alerts/{alert}/acknowledge", Needs(RecordSession)),
+    ("POST", "/sessions/{id}/note", Needs(RecordSession)),
+    ("POST", "/sessions/{id}/ledger", Needs(RecordLedger)),
+    ("GET", "/outcomes", Needs(ViewClinical)),
+    ("GET", "/audit", Needs(ViewAudit)),
+];
+
 pub fn rule_for(method: &Method, path: &str) -> Option<Access> {
-    API_RULES.iter().find(|(m, p, _)| *m == method.as_str() && *p == path).map(|r| r.2)
+    API_RULES.iter().chain(PAGE_RULES).find(|(m, p, _)| *m == method.as_str() && *p == path).map(|r| r.2)
 }
 
 /// Applies [`API_RULES`] before the handler (and before its body is parsed), so a
@@ -116,7 +156,7 @@ pub async fn access_guard(State(st): State<AppState>, req: Request, next: Next) 
         Some(r) => Some(r),
         // A method the route may not serve: signed-in callers get the router's 405;
         // the store's own checks still apply should a handler exist.
-        None if API_RULES.iter().any(|(_, p, _)| *p == path) => Some(SignedIn),
+        None if API_RULES.iter().chain(PAGE_RULES).any(|(_, p, _)| *p == path) => Some(SignedIn),
         None => None,
     };
     let Some(rule) = rule else {
@@ -140,6 +180,9 @@ pub async fn access_guard(State(st): State<AppState>, req: Request, next: Next) 
         Err(rejection) => return rejection.into_response(),
     };
     if let Needs(p) = rule {
+        if !allowed(user.role, p) && !path.starts_with("/api/") {
+            return crate::pages::forbidden_page(&format!("A {} may not open this page.", user.role.label().to_lowercase()));
+        }
         if !allowed(user.role, p) {
             return ApiError {
                 status: StatusCode::FORBIDDEN,

@@ -65,8 +65,13 @@ pub fn router(state: AppState) -> Router {
         .route("/setup", get(pages::get_setup).post(pages::post_setup))
         .route("/patients/{id}/break-glass", post(pages::post_break_glass))
         .route("/static/auth.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../static-auth/auth.css")) }))
-        .merge(ui::routes())
-        .nest("/api/v1", api::routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), access_rules::access_guard)))
+        .merge(ui::routes(state.clone()))
+        .nest(
+            "/api/v1",
+            api::routes()
+                .route_layer(axum::middleware::from_fn_with_state(state.clone(), access_rules::access_guard))
+                .layer(axum::middleware::from_fn(ui::live::publish_after_writes)),
+        )
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::csrf_guard))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(1024 * 1024))

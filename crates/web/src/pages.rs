@@ -40,6 +40,12 @@ fn page(title: &str, body: &str) -> Html<String> {
     ))
 }
 
+/// The page shown when a signed-in user's role does not allow a screen.
+pub fn forbidden_page(detail: &str) -> Response {
+    let body = format!(r#"<p class="error" role="alert">{}</p><p><a href="/today">Back to Today</a></p>"#, esc(detail));
+    (axum::http::StatusCode::FORBIDDEN, page("Not allowed for your role", &body)).into_response()
+}
+
 fn error_block(msg: Option<&str>) -> String {
     msg.map(|m| format!(r#"<p class="error" role="alert">{}</p>"#, esc(m))).unwrap_or_default()
 }

@@ -318,3 +318,100 @@ async fn reads_are_audited_and_the_auditor_can_report_on_them() {
     let r = w.app.get("/api/v1/patients?search=%27%20OR%201%3D1--").await;
     assert_eq!(r.json::<Value>().await.unwrap().as_array().unwrap().len(), 0, "an injection string is just a search term");
 }
+
+/// Every HTML route in the UI router (read from its source, so a new route cannot be
+/// missed) has an access rule, and each route x method x role behaves as the rule says.
+#[tokio::test]
+async fn page_authorisation_matrix_covers_every_screen_and_role() {
+    use keta_web::access_rules::PAGE_RULES;
+    let src = include_str!("../../../web/src/ui/mod.rs");
+    let mut declared = Vec::new();
+    for line in src.lines().map(str::trim).filter(|l| l.starts_with(".route(\"")) {
+        let path = line.split('"').nth(1).unwrap().to_string();
+        for (needle, method) in [("get(", "GET"), ("post(", "POST"), ("put(", "PUT"), ("delete(", "DELETE")] {
+            if line.contains(needle) {
+                declared.push((method, path.clone()));
+            }
+        }
+    }
+    assert!(declared.len() > 20, "{declared:?}");
+    let missing: Vec<_> = declared.iter().filter(|(m, p)| !PAGE_RULES.iter().any(|(rm, rp, _)| rm == m && rp == p)).collect();
+    assert!(missing.is_empty(), "screens without an access rule in web/src/access_rules.rs: {missing:?}");
+
+    let w = world().await;
+    let a = keta_domain::ids::SiteId(1);
+    let p = patient(&w.db.store, a, "A-0777").await;
+    let concrete = |path: &str| path.replace("{id}", &p.0.to_string()).replace("{alert}", "1").replace("{instrument}", "phq9").replace("{file}", "none.css");
+    for role in [None, Some(Role::Administrator), Some(Role::Prescriber), Some(Role::Nurse), Some(Role::FrontDesk), Some(Role::Auditor)] {
+        w.app.logout_locally();
+        if let Some(r) = role {
+            w.clock.advance(time::Duration::seconds(31));
+            assert_eq!(w.app.login(by_role(&w.staff, r), w.clock.now()).await.status(), 200);
+        }
+        for (method, path, access) in PAGE_RULES {
+            if *path == "/today/events" {
+                continue; // A stream that stays open.
+            }
+            let resp = w.app.request(method.parse().unwrap(), &concrete(path)).form(&[("x", "1")]).send().await.unwrap();
+            let status = resp.status().as_u16();
+            let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let expect_ok = match (access, role) {
+                (Access::Public, _) => true,
+                (_, None) => false,
+                (Access::SignedIn, Some(_)) => true,
+                (Access::Needs(perm), Some(r)) => allowed(r, *perm),
+            };
+            if expect_ok {
+                assert!(status != 401 && status != 403 && !location.starts_with("/login"), "{role:?} {method} {path}: expected access, got {status} {location}");
+            } else if role.is_none() {
+                assert!(status == 303 && location.starts_with("/login"), "{method} {path}: anonymous got {status} {location}");
+            } else {
+                assert_eq!(status, 403, "{role:?} {method} {path}");
+            }
+        }
+    }
+}
+
+/// Stored-XSS corpus (WEB-4): script-bearing text in every free-text field, rendered on
+/// every page that shows it, comes back escaped.
+#[tokio::test]
+async fn free_text_is_escaped_on_every_page_that_shows_it() {
+    let w = world().await;
+    let a = keta_domain::ids::SiteId(1);
+    let corpus = ["<img src=x onerror=alert(1)>", "\"><svg onload=alert(2)>", "<script>alert(3)</script>", "javascript:alert(4)//'"];
+    let mut np = new_patient(a, "A-X55");
+    np.given_name = corpus[0].into();
+    np.family_name = corpus[1].into();
+    np.referring_clinician = Some(corpus[2].into());
+    let p = w.db.store.create_patient(&Actor::system(), np).await.unwrap().id;
+    let dr = prescriber(&[a]);
+    let c = w.db.store.create_course(&dr, p, course(keta_domain::course::Route::IvRacemic)).await.unwrap();
+    let sess = w
+        .db
+        .store
+        .create_session(&dr, c.id, keta_domain::session::NewSession { scheduled_for: T0, chair_id: None, planned_dose_mg: None })
+        .await
+        .unwrap();
+    w.db.store.act_on_session(&dr, sess.id, keta_domain::session::SessionAction::CheckIn).await.unwrap();
+    w.db.store.set_session_note(&dr, sess.id, format!("{} {}", corpus[2], corpus[3])).await.unwrap();
+    w.db.store
+        .record_adverse_event(&dr, p, Some(sess.id), keta_domain::session::NewAdverseEvent {
+            description: corpus[0].into(), severity: keta_domain::session::AeSeverity::Mild, serious: false,
+            action_taken: corpus[1].into(), outcome: corpus[2].into(), onset_at: T0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(w.app.login(by_role(&w.staff, Role::Prescriber), T0).await.status(), 200);
+    for page in [format!("/patients/{}", p.0), format!("/sessions/{}", sess.id.0), "/patients?q=%3Cimg".to_string(), "/today".to_string(), format!("/patients/{}/eligibility", p.0)] {
+        let r = w.app.get(&page).await;
+        assert_eq!(r.status(), 200, "{page}");
+        let html = r.text().await.unwrap();
+        for evil in ["<img src=x", "<svg onload", "<script>alert"] {
+            assert!(!html.contains(evil), "{page} renders {evil:?} unescaped");
+        }
+    }
+    let chart = w.app.get(&format!("/patients/{}", p.0)).await.text().await.unwrap();
+    let at = chart.find("onerror=alert(1)").expect("the name is shown");
+    let around = &chart[at.saturating_sub(16)..at + 20];
+    assert!(around.contains("&lt;img") || around.contains("&#60;img"), "the name is shown escaped: {around}");
+}

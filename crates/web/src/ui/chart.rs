@@ -176,18 +176,45 @@ pub(crate) fn eligibility_rows(all: &[EligibilityAssessment], clock: &SiteClock)
         .map(|a| {
             let c = &a.contraindications;
             let (status, class, detail) = if a.blocked {
-                ("Blocked", "st-stop", format!("Hard stop: {}", c.hard_stops.iter().map(|h| h.label.as_str()).collect::<Vec<_>>().join("; ")))
+                (
+                    "Blocked",
+                    "st-stop",
+                    format!(
+                        "Hard stop: {}",
+                        c.hard_stops.iter().map(|h| h.label.as_str()).collect::<Vec<_>>().join("; ")
+                    ),
+                )
             } else if !c.cautions.is_empty() {
-                ("Caution", "st-caution", format!("Needs a documented decision: {}", c.cautions.iter().map(|h| h.label.as_str()).collect::<Vec<_>>().join("; ")))
+                (
+                    "Caution",
+                    "st-caution",
+                    format!(
+                        "Needs a documented decision: {}",
+                        c.cautions.iter().map(|h| h.label.as_str()).collect::<Vec<_>>().join("; ")
+                    ),
+                )
             } else {
                 ("Clear", "st-good", "No contraindication recorded".to_string())
             };
-            EligibilityRow { route: a.route.label(), status, status_class: class, detail, assessed: clock.date(a.assessed_at) }
+            EligibilityRow {
+                route: a.route.label(),
+                status,
+                status_class: class,
+                detail,
+                assessed: clock.date(a.assessed_at),
+            }
         })
         .collect()
 }
 
-async fn chart_page(st: &AppState, user: &CurrentUser, id: PatientId, form: FormData, errors: Errors, notice: Option<String>) -> UiResult<ChartPage> {
+async fn chart_page(
+    st: &AppState,
+    user: &CurrentUser,
+    id: PatientId,
+    form: FormData,
+    errors: Errors,
+    notice: Option<String>,
+) -> UiResult<ChartPage> {
     let actor = &user.actor;
     let clinical = actor.can(Permission::ViewClinical);
     let (patient, chart): (Patient, Option<PatientChart>) = if clinical {
@@ -252,10 +279,10 @@ async fn chart_page(st: &AppState, user: &CurrentUser, id: PatientId, form: Form
     page.flags = chart_flags(&c);
 
     let course_label = |cid| {
-        c.courses
-            .iter()
-            .find(|x| x.id == cid)
-            .map_or_else(|| format!("Course {cid}"), |x| format!("{} · {} · from {}", x.route.label(), x.phase.as_str(), clock_date(x.start_date)))
+        c.courses.iter().find(|x| x.id == cid).map_or_else(
+            || format!("Course {cid}"),
+            |x| format!("{} · {} · from {}", x.route.label(), x.phase.as_str(), clock_date(x.start_date)),
+        )
     };
     page.outcomes = c
         .outcomes
@@ -271,7 +298,9 @@ async fn chart_page(st: &AppState, user: &CurrentUser, id: PatientId, form: Form
             };
             OutcomeView {
                 course: course_label(o.course_id),
-                instrument: catalog().get(&out.instrument).map_or_else(|| out.instrument.clone(), |i| i.short_name.clone()),
+                instrument: catalog()
+                    .get(&out.instrument)
+                    .map_or_else(|| out.instrument.clone(), |i| i.short_name.clone()),
                 baseline: out.baseline,
                 latest: out.latest,
                 change: match out.percent_change {
@@ -298,7 +327,13 @@ async fn chart_page(st: &AppState, user: &CurrentUser, id: PatientId, form: Form
             .responses
             .iter()
             .filter(|r| r.instrument == inst.code)
-            .filter_map(|r| r.score.total.map(|t| trajectory::Score { at: r.completed_at, total: t, band: r.score.severity.as_ref().map(|b| b.label.clone()) }))
+            .filter_map(|r| {
+                r.score.total.map(|t| trajectory::Score {
+                    at: r.completed_at,
+                    total: t,
+                    band: r.score.severity.as_ref().map(|b| b.label.clone()),
+                })
+            })
             .collect();
         if scores.is_empty() {
             continue;
@@ -380,7 +415,12 @@ async fn chart_page(st: &AppState, user: &CurrentUser, id: PatientId, form: Form
             instrument: catalog().get(&r.instrument).map_or_else(|| r.instrument.clone(), |i| i.short_name.clone()),
             total: r.score.total.map_or_else(|| r.score.risk_category.clone().unwrap_or_default(), |t| t.to_string()),
             severity: r.score.severity.as_ref().map(|b| b.label.clone()).unwrap_or_default(),
-            severity_class: r.score.severity.as_ref().map(|b| severity_class(&r.instrument, &b.code)).unwrap_or_default(),
+            severity_class: r
+                .score
+                .severity
+                .as_ref()
+                .map(|b| severity_class(&r.instrument, &b.code))
+                .unwrap_or_default(),
             by: match r.completed_by {
                 keta_domain::records::CompletedBy::Patient => "patient",
                 keta_domain::records::CompletedBy::Staff => "staff",
@@ -414,7 +454,12 @@ pub async fn get_chart(State(st): State<AppState>, user: CurrentUser, Path(id): 
     Ok(render_status(StatusCode::OK, &page))
 }
 
-pub async fn post_weight(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, form: FormData) -> UiResult<Response> {
+pub async fn post_weight(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    form: FormData,
+) -> UiResult<Response> {
     let mut errors = Errors::new();
     let kg = form.number("weight_kg", &mut errors);
     if kg.is_none() && !errors.has("weight_kg") {
@@ -426,7 +471,15 @@ pub async fn post_weight(State(st): State<AppState>, user: CurrentUser, Path(id)
     }
     let kind = WeightType::parse(form.get("weight_type")).unwrap_or(WeightType::Actual);
     if let (Some(kg), Some(on), false) = (kg, on, errors.any()) {
-        match st.store.add_weight(&user.actor, PatientId(id), NewWeight { weight_kg: Kilograms(kg), measured_on: on, weight_type: kind }).await {
+        match st
+            .store
+            .add_weight(
+                &user.actor,
+                PatientId(id),
+                NewWeight { weight_kg: Kilograms(kg), measured_on: on, weight_type: kind },
+            )
+            .await
+        {
             Ok(_) => return Ok(see_other(format!("/patients/{id}#weights"))),
             Err(e) => errors.absorb(e)?,
         }
@@ -436,14 +489,27 @@ pub async fn post_weight(State(st): State<AppState>, user: CurrentUser, Path(id)
 }
 
 /// Acknowledges an alert from the chart (e.g. a questionnaire safety item).
-pub async fn post_acknowledge(State(st): State<AppState>, user: CurrentUser, Path((id, alert)): Path<(i64, i64)>, form: FormData) -> UiResult<Response> {
+pub async fn post_acknowledge(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path((id, alert)): Path<(i64, i64)>,
+    form: FormData,
+) -> UiResult<Response> {
     match st.store.acknowledge_alert(&user.actor, AlertId(alert), form.opt("note")).await {
         Ok(a) => {
             super::live::publish(Some(a.site_id));
             Ok(see_other(format!("/patients/{id}#alerts")))
         }
         Err(StoreError::Conflict(msg)) => {
-            let page = chart_page(&st, &user, PatientId(id), FormData::empty(), Errors::new(), Some(super::page::capitalise(&msg))).await?;
+            let page = chart_page(
+                &st,
+                &user,
+                PatientId(id),
+                FormData::empty(),
+                Errors::new(),
+                Some(super::page::capitalise(&msg)),
+            )
+            .await?;
             Ok(render_status(StatusCode::CONFLICT, &page))
         }
         Err(e) => Err(e.into()),

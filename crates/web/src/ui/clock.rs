@@ -34,9 +34,8 @@ impl SiteClock {
     }
 
     fn offset_at(&self, t: OffsetDateTime) -> UtcOffset {
-        let secs = jiff::Timestamp::from_second(t.unix_timestamp())
-            .map(|ts| self.tz.to_offset(ts).seconds())
-            .unwrap_or(0);
+        let secs =
+            jiff::Timestamp::from_second(t.unix_timestamp()).map(|ts| self.tz.to_offset(ts).seconds()).unwrap_or(0);
         UtcOffset::from_whole_seconds(secs).unwrap_or(UtcOffset::UTC)
     }
 
@@ -52,12 +51,22 @@ impl SiteClock {
     /// The UTC instant of a local wall-clock time (the earlier one in a DST overlap,
     /// the later side of a gap).
     pub fn at_local(&self, date: Date, hour: u8, minute: u8) -> OffsetDateTime {
-        let civil = jiff::civil::DateTime::new(date.year() as i16, date.month() as i8, date.day() as i8, hour as i8, minute as i8, 0, 0);
+        let civil = jiff::civil::DateTime::new(
+            date.year() as i16,
+            date.month() as i8,
+            date.day() as i8,
+            hour as i8,
+            minute as i8,
+            0,
+            0,
+        );
         let secs = civil
             .ok()
             .and_then(|dt| dt.to_zoned_datetime(self.tz.clone()).ok())
             .map(|z| z.timestamp().as_second())
-            .unwrap_or_else(|| date.midnight().assume_utc().unix_timestamp() + i64::from(hour) * 3600 + i64::from(minute) * 60);
+            .unwrap_or_else(|| {
+                date.midnight().assume_utc().unix_timestamp() + i64::from(hour) * 3600 + i64::from(minute) * 60
+            });
         OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 
@@ -93,7 +102,13 @@ impl SiteClock {
 
 /// "Fri 27 Nov 2026"
 pub fn date_label(d: Date) -> String {
-    format!("{} {} {} {}", WEEKDAYS[d.weekday().number_days_from_monday() as usize], d.day(), MONTHS[d.month() as usize - 1], d.year())
+    format!(
+        "{} {} {} {}",
+        WEEKDAYS[d.weekday().number_days_from_monday() as usize],
+        d.day(),
+        MONTHS[d.month() as usize - 1],
+        d.year()
+    )
 }
 
 /// "2026-11-27", the value of an `<input type="date">`.

@@ -168,13 +168,26 @@ fn parse_msm(form: &FormData, errors: &mut Errors) -> Option<MaudsleyInput> {
 
 fn msm_view(form: &FormData) -> MsmView {
     let t = el::maudsley_table();
-    let mut view = MsmView { total: None, band: String::new(), band_class: "", parts: vec![], message: None, source: t.source.clone() };
+    let mut view = MsmView {
+        total: None,
+        band: String::new(),
+        band_class: "",
+        parts: vec![],
+        message: None,
+        source: t.source.clone(),
+    };
     let mut errors = Errors::new();
     match parse_msm(form, &mut errors) {
-        None if !errors.any() => view.message = Some("Fill in duration, severity and failed treatments to see the score.".into()),
+        None if !errors.any() => {
+            view.message = Some("Fill in duration, severity and failed treatments to see the score.".into())
+        }
         None => {
             view.message = Some(
-                ["msm_duration_months", "msm_severity", "msm_failures"].iter().filter_map(|f| errors.get(f)).collect::<Vec<_>>().join("; "),
+                ["msm_duration_months", "msm_severity", "msm_failures"]
+                    .iter()
+                    .filter_map(|f| errors.get(f))
+                    .collect::<Vec<_>>()
+                    .join("; "),
             )
         }
         Some(input) => match maudsley_score(&input) {
@@ -223,7 +236,13 @@ async fn page(
         let mut pairs: Vec<(String, String)> = Vec::new();
         if let Some(a) = latest_assessments(&chart.eligibility).into_iter().max_by_key(|a| a.assessed_at) {
             let c = &a.contraindications;
-            for code in c.hard_stops.iter().map(|h| &h.code).chain(c.cautions.iter().map(|h| &h.code)).chain(c.not_listed_for_route.iter()) {
+            for code in c
+                .hard_stops
+                .iter()
+                .map(|h| &h.code)
+                .chain(c.cautions.iter().map(|h| &h.code))
+                .chain(c.not_listed_for_route.iter())
+            {
                 pairs.push(("present".into(), code.clone()));
             }
         }
@@ -242,10 +261,16 @@ async fn page(
             cells: Route::ALL
                 .iter()
                 .map(|r| match it.for_route(*r) {
-                    Some(c) if c.level == ContraindicationLevel::HardStop => {
-                        Cell { text: "Hard stop", class: "cell-stop", title: c.note.clone().unwrap_or_else(|| c.source.clone()) }
-                    }
-                    Some(c) => Cell { text: "Caution", class: "cell-caution", title: c.note.clone().unwrap_or_else(|| c.source.clone()) },
+                    Some(c) if c.level == ContraindicationLevel::HardStop => Cell {
+                        text: "Hard stop",
+                        class: "cell-stop",
+                        title: c.note.clone().unwrap_or_else(|| c.source.clone()),
+                    },
+                    Some(c) => Cell {
+                        text: "Caution",
+                        class: "cell-caution",
+                        title: c.note.clone().unwrap_or_else(|| c.source.clone()),
+                    },
                     None => Cell { text: "—", class: "cell-none", title: "Not listed for this route".into() },
                 })
                 .collect(),
@@ -257,7 +282,11 @@ async fn page(
         for c in el::pretreatment_checks(r) {
             if !checks.iter().any(|x| x.label == c.label) {
                 let routes: Vec<&str> = c.routes.iter().map(|r| route_short(*r)).collect();
-                checks.push(CheckRow { label: c.label.clone(), basis: c.basis.clone(), routes: if routes.len() == Route::ALL.len() { "All routes".into() } else { routes.join(", ") } });
+                checks.push(CheckRow {
+                    label: c.label.clone(),
+                    basis: c.basis.clone(),
+                    routes: if routes.len() == Route::ALL.len() { "All routes".into() } else { routes.join(", ") },
+                });
             }
         }
     }
@@ -298,7 +327,12 @@ async fn page(
             .severity
             .categories
             .iter()
-            .filter_map(|c| SEVERITIES.iter().find(|(s, _)| *s == c.category).map(|(_, v)| Choice { value: v, label: c.label.clone() }))
+            .filter_map(|c| {
+                SEVERITIES
+                    .iter()
+                    .find(|(s, _)| *s == c.category)
+                    .map(|(_, v)| Choice { value: v, label: c.label.clone() })
+            })
             .collect(),
         route_heads: Route::ALL.iter().map(|r| route_short(*r)).collect(),
         items,
@@ -319,7 +353,12 @@ pub async fn post_maudsley_preview(form: FormData) -> UiResult<Response> {
     Ok(render(&MsmFragment { msm: msm_view(&form) }))
 }
 
-pub async fn post_assessment(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, form: FormData) -> UiResult<Response> {
+pub async fn post_assessment(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    form: FormData,
+) -> UiResult<Response> {
     let mut errors = Errors::new();
     let msm = parse_msm(&form, &mut errors);
     if let Some(m) = &msm
@@ -348,7 +387,12 @@ pub async fn post_assessment(State(st): State<AppState>, user: CurrentUser, Path
     Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &p))
 }
 
-pub async fn post_trial(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, form: FormData) -> UiResult<Response> {
+pub async fn post_trial(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    form: FormData,
+) -> UiResult<Response> {
     let mut errors = Errors::new();
     let dose = form.number("daily_dose_mg", &mut errors);
     let weeks = form.integer("weeks", &mut errors);

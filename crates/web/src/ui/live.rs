@@ -40,7 +40,10 @@ pub fn generation() -> u64 {
 /// Middleware for the JSON API: after a successful write (POST, PUT, PATCH, DELETE),
 /// tells live views that something changed, so the board also follows changes made
 /// through the API (a bedside-monitor bridge, scripts). Layer it on the `/api/v1` router.
-pub async fn publish_after_writes(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+pub async fn publish_after_writes(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     use axum::http::Method;
     let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let res = next.run(req).await;

@@ -20,6 +20,7 @@ pub mod live;
 pub mod page;
 pub mod trajectory;
 
+mod audit;
 mod chart;
 mod eligibility;
 mod outcomes;
@@ -39,7 +40,7 @@ use crate::auth::CurrentUser;
 use page::UiResult;
 
 /// Every HTML route. Merged into the main router by `crate::router`.
-pub fn routes() -> Router<AppState> {
+pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/today") }))
         .route("/static/{file}", get(assets::get_static))
@@ -53,7 +54,10 @@ pub fn routes() -> Router<AppState> {
         .route("/patients/{id}/eligibility/trials", post(eligibility::post_trial))
         .route("/patients/{id}/eligibility/maudsley", post(eligibility::post_maudsley_preview))
         .route("/patients/{id}/plan", get(plan::get_plan).post(plan::post_plan))
-        .route("/patients/{id}/questionnaires/new", get(questionnaires::get_staff_entry).post(questionnaires::post_staff_entry))
+        .route(
+            "/patients/{id}/questionnaires/new",
+            get(questionnaires::get_staff_entry).post(questionnaires::post_staff_entry),
+        )
         .route("/patients/{id}/alerts/{alert}/acknowledge", post(chart::post_acknowledge))
         .route("/kiosk/{id}", get(questionnaires::get_kiosk_start))
         .route("/kiosk/{id}/{instrument}", get(questionnaires::get_kiosk).post(questionnaires::post_kiosk))
@@ -69,8 +73,11 @@ pub fn routes() -> Router<AppState> {
         .route("/sessions/{id}/note", post(session::post_note))
         .route("/sessions/{id}/ledger", post(session::post_ledger))
         .route("/outcomes", get(outcomes::get_outcomes))
+        .route("/audit", get(audit::get_report))
+        .route("/patients/{id}/access-log", get(audit::get_access_log))
         // Unknown pages get the HTML error page (the API keeps its problem+json fallback).
         .fallback(|| async { page::UiError::NotFound("That page".into()) })
+        .route_layer(axum::middleware::from_fn_with_state(state, crate::access_rules::access_guard))
         .layer(axum::middleware::from_fn(server_timing))
 }
 

@@ -59,7 +59,9 @@ const BENCHMARKS_TOML: &str = include_str!("../../../../data/benchmarks.toml");
 pub fn benchmarks() -> &'static [Benchmark] {
     static B: OnceLock<Vec<Benchmark>> = OnceLock::new();
     B.get_or_init(|| {
-        toml::from_str::<BenchmarksFile>(BENCHMARKS_TOML).unwrap_or_else(|e| panic!("embedded data/benchmarks.toml is invalid: {e}")).benchmarks
+        toml::from_str::<BenchmarksFile>(BENCHMARKS_TOML)
+            .unwrap_or_else(|e| panic!("embedded data/benchmarks.toml is invalid: {e}"))
+            .benchmarks
     })
 }
 
@@ -154,15 +156,21 @@ fn cache() -> &'static Mutex<Option<Cached>> {
 async fn compute(st: &AppState, user: &CurrentUser) -> UiResult<(usize, Rates)> {
     let key = format!("{:?}", user.actor.scope);
     let generation = super::live::generation();
-    if let Some(c) = cache().lock().ok().and_then(|g| g.as_ref().map(|c| (c.key == key && c.generation == generation && c.at.elapsed() < Duration::from_secs(60), c.patients, c.rates.clone()))) {
-        if c.0 {
-            return Ok((c.1, c.2));
-        }
+    let cached = cache().lock().ok().and_then(|g| {
+        g.as_ref()
+            .filter(|c| c.key == key && c.generation == generation && c.at.elapsed() < Duration::from_secs(60))
+            .map(|c| (c.patients, c.rates.clone()))
+    });
+    if let Some(hit) = cached {
+        return Ok(hit);
     }
     let mut patients = Vec::new();
     let mut offset = 0;
     loop {
-        let page = st.store.list_patients(&user.actor, PatientQuery { search: None, site_id: None, limit: 500, offset }).await?;
+        let page = st
+            .store
+            .list_patients(&user.actor, PatientQuery { search: None, site_id: None, limit: 500, offset })
+            .await?;
         let n = page.len();
         patients.extend(page);
         if n < 500 {
@@ -177,7 +185,10 @@ async fn compute(st: &AppState, user: &CurrentUser) -> UiResult<(usize, Rates)> 
             for o in &chart.outcomes {
                 let Some(course) = chart.courses.iter().find(|c| c.id == o.course_id) else { continue };
                 let out = &o.outcome;
-                let r = rates.entry((course.route, out.instrument.clone())).or_insert_with(|| ClinicRate { instrument: instrument_name(&out.instrument), ..Default::default() });
+                let r = rates.entry((course.route, out.instrument.clone())).or_insert_with(|| ClinicRate {
+                    instrument: instrument_name(&out.instrument),
+                    ..Default::default()
+                });
                 r.courses += 1;
                 if let Some(x) = out.responded {
                     r.assessable += 1;
@@ -225,7 +236,11 @@ pub async fn get_outcomes(State(st): State<AppState>, user: CurrentUser) -> UiRe
                     response: opt_pct(b.response_pct),
                     remission: opt_pct(b.remission_pct),
                     comparator: match &b.comparator {
-                        Some(c) => format!("{c}: response {}, remission {}", opt_pct(b.comparator_response_pct), opt_pct(b.comparator_remission_pct)),
+                        Some(c) => format!(
+                            "{c}: response {}, remission {}",
+                            opt_pct(b.comparator_response_pct),
+                            opt_pct(b.comparator_remission_pct)
+                        ),
                         None => String::new(),
                     },
                     definition: b.definition.clone().unwrap_or_default(),
@@ -255,7 +270,10 @@ mod tests {
         for x in b {
             assert!(x.source.contains('§'), "{}", x.study);
             assert!(x.response_pct.is_some() || x.remission_pct.is_some(), "{}", x.study);
-            for v in [x.response_pct, x.remission_pct, x.comparator_response_pct, x.comparator_remission_pct].into_iter().flatten() {
+            for v in [x.response_pct, x.remission_pct, x.comparator_response_pct, x.comparator_remission_pct]
+                .into_iter()
+                .flatten()
+            {
                 assert!((0.0..=100.0).contains(&v), "{}", x.study);
             }
         }

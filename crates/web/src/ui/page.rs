@@ -2,8 +2,6 @@
 //! rendering with security headers, the HTML error page, form data that keeps what the
 //! user typed, and field errors shown next to their inputs.
 
-use std::collections::HashMap;
-
 use askama::Template;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -40,6 +38,7 @@ pub struct Chrome {
     pub js_href: &'static str,
     pub can_register: bool,
     pub can_view_clinical: bool,
+    pub can_view_audit: bool,
 }
 
 impl Chrome {
@@ -54,6 +53,7 @@ impl Chrome {
             js_href: super::assets::js_href(),
             can_register: user.actor.can(Permission::EditDemographics),
             can_view_clinical: user.actor.can(Permission::ViewClinical),
+            can_view_audit: user.actor.can(Permission::ViewAudit),
         }
     }
     pub fn is(&self, area: &str) -> bool {
@@ -132,16 +132,24 @@ struct ErrorPage {
 impl IntoResponse for UiError {
     fn into_response(self) -> Response {
         let (status, title, detail) = match self {
-            UiError::NotFound(what) => (StatusCode::NOT_FOUND, "Not found", format!("{what} was not found, or is not at one of your sites.")),
+            UiError::NotFound(what) => {
+                (StatusCode::NOT_FOUND, "Not found", format!("{what} was not found, or is not at one of your sites."))
+            }
             UiError::BadRequest(msg) => (StatusCode::BAD_REQUEST, "That request could not be read", msg),
-            UiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on the server", internal_detail()),
+            UiError::Internal => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on the server", internal_detail())
+            }
             UiError::Store(e) => match e {
-                StoreError::NotFound(what) => {
-                    (StatusCode::NOT_FOUND, "Not found", format!("{what} was not found, or is not at one of your sites."))
-                }
+                StoreError::NotFound(what) => (
+                    StatusCode::NOT_FOUND,
+                    "Not found",
+                    format!("{what} was not found, or is not at one of your sites."),
+                ),
                 StoreError::Forbidden(msg) => (StatusCode::FORBIDDEN, "Not allowed for your role", capitalise(&msg)),
                 StoreError::Conflict(msg) => (StatusCode::CONFLICT, "Not allowed right now", capitalise(&msg)),
-                StoreError::Domain(DomainError::Conflict(msg)) => (StatusCode::CONFLICT, "Not allowed right now", capitalise(&msg)),
+                StoreError::Domain(DomainError::Conflict(msg)) => {
+                    (StatusCode::CONFLICT, "Not allowed right now", capitalise(&msg))
+                }
                 StoreError::Domain(DomainError::Invalid(errs)) => (
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "Some values need correcting",
@@ -206,20 +214,21 @@ impl Errors {
         let msgs: Vec<&str> = self
             .list
             .iter()
-            .filter(|e| e.field == field || e.field.strip_prefix(field).is_some_and(|r| r.starts_with('[') || r.starts_with('.')))
+            .filter(|e| {
+                e.field == field
+                    || e.field.strip_prefix(field).is_some_and(|r| r.starts_with('[') || r.starts_with('.'))
+            })
             .map(|e| e.message.as_str())
             .collect();
         if msgs.is_empty() { None } else { Some(msgs.join("; ")) }
-    }
-    /// `"true"` when the field has an error, for `aria-invalid`.
-    pub fn invalid(&self, field: &str) -> &'static str {
-        if self.has(field) { "true" } else { "false" }
     }
     /// Field errors whose field no input on the form shows (listed at the top).
     pub fn unplaced(&self, placed: &[&str]) -> Vec<String> {
         self.list
             .iter()
-            .filter(|e| !placed.iter().any(|p| e.field == *p || e.field.strip_prefix(p).is_some_and(|r| r.starts_with('['))))
+            .filter(|e| {
+                !placed.iter().any(|p| e.field == *p || e.field.strip_prefix(p).is_some_and(|r| r.starts_with('[')))
+            })
             .map(|e| format!("{}: {}", e.field, e.message))
             .collect()
     }
@@ -289,9 +298,6 @@ impl FormData {
     pub fn is(&self, name: &str, value: &str) -> bool {
         self.has_value(name, value)
     }
-    pub fn map(&self) -> HashMap<String, String> {
-        self.pairs.iter().cloned().collect()
-    }
 
     /// A number field: `None` when blank; an error on the field when it is not a number.
     pub fn number(&self, name: &str, errors: &mut Errors) -> Option<f64> {
@@ -332,9 +338,4 @@ impl<S: Send + Sync> FromRequest<S> for FormData {
             .map_err(|e| UiError::BadRequest(format!("the form could not be read: {}", e.body_text())))?;
         Ok(FormData { pairs })
     }
-}
-
-/// True when the request came from htmx (so a fragment, not a page, is wanted).
-pub fn is_htmx(headers: &axum::http::HeaderMap) -> bool {
-    headers.get("hx-request").is_some_and(|v| v == "true")
 }

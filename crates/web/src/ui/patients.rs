@@ -3,7 +3,7 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use futures_util::future::join_all;
 use keta_domain::access::Permission;
@@ -18,7 +18,7 @@ use keta_store::patients::PatientQuery;
 use serde::Deserialize;
 
 use super::clock::{iso_date, parse_iso_date};
-use super::page::{Area, Chrome, Errors, FormData, UiResult, is_htmx, render, render_status, see_other};
+use super::page::{Area, Chrome, Errors, FormData, UiResult, render, render_status, see_other};
 use super::user_sites;
 use crate::AppState;
 use crate::auth::CurrentUser;
@@ -76,7 +76,10 @@ pub(crate) fn chart_flags(c: &PatientChart) -> Vec<Flag> {
     let urgent = c.open_alerts.iter().filter(|a| a.level == AlertLevel::Urgent).count();
     let warn = c.open_alerts.len() - urgent;
     if urgent > 0 {
-        flags.push(Flag { label: format!("{urgent} urgent alert{}", if urgent > 1 { "s" } else { "" }), class: "flag-urgent" });
+        flags.push(Flag {
+            label: format!("{urgent} urgent alert{}", if urgent > 1 { "s" } else { "" }),
+            class: "flag-urgent",
+        });
     }
     if warn > 0 {
         flags.push(Flag { label: format!("{warn} alert{}", if warn > 1 { "s" } else { "" }), class: "flag-warning" });
@@ -120,11 +123,21 @@ fn row(p: &Patient, chart: Option<&PatientChart>, today: time::Date) -> PatientR
     };
     let Some(c) = chart else { return r };
     if let Some(course) = c.courses.iter().rev().find(|c| c.status == CourseStatus::Active) {
-        let done = c.sessions.iter().filter(|s| s.course_id == course.id && s.state == keta_domain::session::SessionState::Discharged).count();
-        r.course = Some(format!("{} · {} · {done}/{}", course.route.label(), course.phase.as_str(), course.planned_sessions));
+        let done = c
+            .sessions
+            .iter()
+            .filter(|s| s.course_id == course.id && s.state == keta_domain::session::SessionState::Discharged)
+            .count();
+        r.course =
+            Some(format!("{} · {} · {done}/{}", course.route.label(), course.phase.as_str(), course.planned_sessions));
     }
     let primary = p.indication.primary_instrument();
-    let latest = c.responses.iter().rev().find(|x| x.instrument == primary).or_else(|| c.responses.iter().rev().find(|x| x.score.total.is_some()));
+    let latest = c
+        .responses
+        .iter()
+        .rev()
+        .find(|x| x.instrument == primary)
+        .or_else(|| c.responses.iter().rev().find(|x| x.score.total.is_some()));
     if let Some(x) = latest {
         let name = catalog().get(&x.instrument).map_or(x.instrument.as_str(), |i| i.short_name.as_str());
         r.latest = x.score.total.map(|t| format!("{name} {t}"));
@@ -159,19 +172,29 @@ struct ListPage {
 // 25 rows: each row reads (and audits) one chart, and the page must stay well under 50 ms.
 const PAGE: i64 = 25;
 
-pub async fn get_patients(State(st): State<AppState>, user: CurrentUser, Query(q): Query<ListParams>, headers: HeaderMap) -> UiResult<Response> {
-    let _ = is_htmx(&headers);
+pub async fn get_patients(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Query(q): Query<ListParams>,
+) -> UiResult<Response> {
     let search = q.q.clone().unwrap_or_default();
     let offset = q.offset.unwrap_or(0).max(0);
     let patients = st
         .store
-        .list_patients(&user.actor, PatientQuery { search: Some(search.clone()), site_id: None, limit: PAGE + 1, offset })
+        .list_patients(
+            &user.actor,
+            PatientQuery { search: Some(search.clone()), site_id: None, limit: PAGE + 1, offset },
+        )
         .await?;
     let more = patients.len() as i64 > PAGE;
     let patients: Vec<Patient> = patients.into_iter().take(PAGE as usize).collect();
     let clinical = user.actor.can(Permission::ViewClinical);
     let charts: Vec<Option<PatientChart>> = if clinical {
-        join_all(patients.iter().map(|p| st.store.patient_chart(&user.actor, p.id))).await.into_iter().map(Result::ok).collect()
+        join_all(patients.iter().map(|p| st.store.patient_chart(&user.actor, p.id)))
+            .await
+            .into_iter()
+            .map(Result::ok)
+            .collect()
     } else {
         patients.iter().map(|_| None).collect()
     };
@@ -205,14 +228,21 @@ struct NewPatientPage {
 }
 
 async fn new_page(st: &AppState, user: &CurrentUser, form: FormData, errors: Errors) -> UiResult<NewPatientPage> {
-    let sites = user_sites(st, user).await?.into_iter().map(|s| Choice { value: s.id.to_string(), label: s.name }).collect();
+    let sites =
+        user_sites(st, user).await?.into_iter().map(|s| Choice { value: s.id.to_string(), label: s.name }).collect();
     Ok(NewPatientPage {
         chrome: Chrome::new(user, "New patient", Area::Patients),
         form,
         errors,
         sites,
-        sexes: [Sex::Female, Sex::Male, Sex::Other, Sex::Unknown].into_iter().map(|s| Choice { value: s.as_str().into(), label: sex_label(s).into() }).collect(),
-        indications: Indication::ALL.into_iter().map(|i| Choice { value: i.as_str().into(), label: indication_label(i).into() }).collect(),
+        sexes: [Sex::Female, Sex::Male, Sex::Other, Sex::Unknown]
+            .into_iter()
+            .map(|s| Choice { value: s.as_str().into(), label: sex_label(s).into() })
+            .collect(),
+        indications: Indication::ALL
+            .into_iter()
+            .map(|i| Choice { value: i.as_str().into(), label: indication_label(i).into() })
+            .collect(),
         today: iso_date(st.store.now().date()),
     })
 }
@@ -243,8 +273,12 @@ pub async fn post_patient(State(st): State<AppState>, user: CurrentUser, form: F
         errors.add("indication", "choose what the patient is treated for");
     }
     let weight = form.number("weight_kg", &mut errors);
-    let diagnoses: Vec<String> =
-        form.get("diagnoses").split([',', ';', ' ']).map(|s| s.trim().to_uppercase()).filter(|s| !s.is_empty()).collect();
+    let diagnoses: Vec<String> = form
+        .get("diagnoses")
+        .split([',', ';', ' '])
+        .map(|s| s.trim().to_uppercase())
+        .filter(|s| !s.is_empty())
+        .collect();
 
     if let (Some(site_id), Some(dob), Some(sex), Some(indication)) = (site_id, dob, sex, indication) {
         let new = NewPatient {
@@ -265,7 +299,11 @@ pub async fn post_patient(State(st): State<AppState>, user: CurrentUser, form: F
             errors.absorb(StoreError::Domain(e))?;
         }
         if let Some(w) = weight {
-            let nw = NewWeight { weight_kg: Kilograms(w), measured_on: st.store.now().date(), weight_type: WeightType::Actual };
+            let nw = NewWeight {
+                weight_kg: Kilograms(w),
+                measured_on: st.store.now().date(),
+                weight_type: WeightType::Actual,
+            };
             if let Err(e) = nw.validate(st.store.now().date()) {
                 errors.absorb(StoreError::Domain(e))?;
             }
@@ -274,7 +312,11 @@ pub async fn post_patient(State(st): State<AppState>, user: CurrentUser, form: F
             match st.store.create_patient(&user.actor, new).await {
                 Ok(p) => {
                     if let Some(w) = weight {
-                        let nw = NewWeight { weight_kg: Kilograms(w), measured_on: st.store.now().date(), weight_type: WeightType::Actual };
+                        let nw = NewWeight {
+                            weight_kg: Kilograms(w),
+                            measured_on: st.store.now().date(),
+                            weight_type: WeightType::Actual,
+                        };
                         st.store.add_weight(&user.actor, p.id, nw).await?;
                     }
                     super::live::publish(Some(p.site_id));

@@ -116,7 +116,10 @@ fn route_option(r: Route, latest: &[&EligibilityAssessment], selected: Option<Ro
         Some(a) if a.blocked => (
             "Blocked",
             "st-stop",
-            format!("Hard stop: {}", a.contraindications.hard_stops.iter().map(|h| h.label.as_str()).collect::<Vec<_>>().join("; ")),
+            format!(
+                "Hard stop: {}",
+                a.contraindications.hard_stops.iter().map(|h| h.label.as_str()).collect::<Vec<_>>().join("; ")
+            ),
             true,
         ),
         Some(a) if !a.contraindications.cautions.is_empty() => (
@@ -130,10 +133,24 @@ fn route_option(r: Route, latest: &[&EligibilityAssessment], selected: Option<Ro
         ),
         Some(_) => ("Clear", "st-good", "No contraindication recorded.".to_string(), false),
     };
-    RouteOption { value: r.as_str(), label: r.label(), status, status_class: class, detail, disabled, checked: selected == Some(r) }
+    RouteOption {
+        value: r.as_str(),
+        label: r.label(),
+        status,
+        status_class: class,
+        detail,
+        disabled,
+        checked: selected == Some(r),
+    }
 }
 
-async fn plan_page(st: &AppState, user: &CurrentUser, id: PatientId, form: FormData, errors: Errors) -> UiResult<PlanPage> {
+async fn plan_page(
+    st: &AppState,
+    user: &CurrentUser,
+    id: PatientId,
+    form: FormData,
+    errors: Errors,
+) -> UiResult<PlanPage> {
     let chart = st.store.patient_chart(&user.actor, id).await?;
     let sites = st.store.list_sites(&user.actor).await?;
     let site = sites.iter().find(|s| s.id == chart.patient.site_id);
@@ -179,14 +196,24 @@ async fn plan_page(st: &AppState, user: &CurrentUser, id: PatientId, form: FormD
         }
         page.checks = pretreatment_checks(route)
             .into_iter()
-            .map(|c| CheckOption { code: c.code.clone(), label: c.label.clone(), basis: c.basis.clone(), checked: page.form.has_value("check", &c.code) })
+            .map(|c| CheckOption {
+                code: c.code.clone(),
+                label: c.label.clone(),
+                basis: c.basis.clone(),
+                checked: page.form.has_value("check", &c.code),
+            })
             .collect();
         if let Some(a) = latest.iter().find(|a| a.route == route) {
             page.cautions = a
                 .contraindications
                 .cautions
                 .iter()
-                .map(|c| CautionOption { field: format!("decision_{}", c.code), label: c.label.clone(), note: c.note.clone().unwrap_or_default(), source: c.source.clone() })
+                .map(|c| CautionOption {
+                    field: format!("decision_{}", c.code),
+                    label: c.label.clone(),
+                    note: c.note.clone().unwrap_or_default(),
+                    source: c.source.clone(),
+                })
                 .collect();
         }
     }
@@ -205,7 +232,12 @@ fn defaults(form: &mut FormData, today: time::Date) {
     }
 }
 
-pub async fn get_plan(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, Query(q): Query<Vec<(String, String)>>) -> UiResult<Response> {
+pub async fn get_plan(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> UiResult<Response> {
     let mut form = FormData::from_pairs(q);
     let patient = st.store.get_patient(&user.actor, PatientId(id)).await?;
     let sites = st.store.list_sites(&user.actor).await?;
@@ -215,7 +247,12 @@ pub async fn get_plan(State(st): State<AppState>, user: CurrentUser, Path(id): P
     Ok(render_status(StatusCode::OK, &page))
 }
 
-pub async fn post_plan(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, form: FormData) -> UiResult<Response> {
+pub async fn post_plan(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    form: FormData,
+) -> UiResult<Response> {
     let pid = PatientId(id);
     let chart = st.store.patient_chart(&user.actor, pid).await?;
     let sites = st.store.list_sites(&user.actor).await?;
@@ -228,7 +265,9 @@ pub async fn post_plan(State(st): State<AppState>, user: CurrentUser, Path(id): 
     let assessment = route.and_then(|r| latest.iter().find(|a| a.route == r).copied());
     match (route, assessment) {
         (None, _) => errors.add("route", "choose a route"),
-        (Some(_), None) => errors.add("route", "this route has not been assessed for contraindications yet; assess eligibility first"),
+        (Some(_), None) => {
+            errors.add("route", "this route has not been assessed for contraindications yet; assess eligibility first")
+        }
         (Some(r), Some(a)) if a.blocked => errors.add(
             "route",
             format!(
@@ -265,23 +304,35 @@ pub async fn post_plan(State(st): State<AppState>, user: CurrentUser, Path(id): 
     };
     let consent_on = parse_iso_date(form.get("consent_date"));
     match consent_on {
-        None => errors.add("consent_date", "record the date the patient signed the consent form; a course cannot be planned without consent"),
+        None => errors.add(
+            "consent_date",
+            "record the date the patient signed the consent form; a course cannot be planned without consent",
+        ),
         Some(d) if d > today => errors.add("consent_date", "the consent date cannot be in the future"),
         _ => {}
     }
     let mut decisions = Vec::new();
     if let Some(r) = route {
-        let missing: Vec<String> =
-            pretreatment_checks(r).into_iter().filter(|c| !form.has_value("check", &c.code)).map(|c| c.label.clone()).collect();
+        let missing: Vec<String> = pretreatment_checks(r)
+            .into_iter()
+            .filter(|c| !form.has_value("check", &c.code))
+            .map(|c| c.label.clone())
+            .collect();
         if !missing.is_empty() {
-            errors.add("check", format!("confirm every pre-treatment check before planning; not yet confirmed: {}", missing.join("; ")));
+            errors.add(
+                "check",
+                format!("confirm every pre-treatment check before planning; not yet confirmed: {}", missing.join("; ")),
+            );
         }
         if let Some(a) = assessment {
             for c in &a.contraindications.cautions {
                 let field = format!("decision_{}", c.code);
                 match form.opt(&field) {
-                    None => errors.add(&field, "document the benefit–risk decision for this caution (who decided what, and why)"),
-                    Some(t) if t.chars().count() > 1000 => errors.add(&field, "keep the decision under 1000 characters"),
+                    None => errors
+                        .add(&field, "document the benefit–risk decision for this caution (who decided what, and why)"),
+                    Some(t) if t.chars().count() > 1000 => {
+                        errors.add(&field, "keep the decision under 1000 characters")
+                    }
                     Some(t) => decisions.push(format!("{}: {t}", c.label)),
                 }
             }
@@ -296,7 +347,8 @@ pub async fn post_plan(State(st): State<AppState>, user: CurrentUser, Path(id): 
     }
 
     if !errors.any()
-        && let (Some(route), Some(phase), Some(start), Some((h, m)), Some(schedule), Some(consent_on)) = (route, phase, start, hm, schedule, consent_on)
+        && let (Some(route), Some(phase), Some(start), Some((h, m)), Some(schedule), Some(consent_on)) =
+            (route, phase, start, hm, schedule, consent_on)
     {
         let new = NewCourse {
             route,
@@ -314,7 +366,15 @@ pub async fn post_plan(State(st): State<AppState>, user: CurrentUser, Path(id): 
                     let day = start + time::Duration::days(i64::from(*d));
                     let s = st
                         .store
-                        .create_session(&user.actor, course.id, NewSession { scheduled_for: clock.at_local(day, h, m), chair_id: chair, planned_dose_mg: None })
+                        .create_session(
+                            &user.actor,
+                            course.id,
+                            NewSession {
+                                scheduled_for: clock.at_local(day, h, m),
+                                chair_id: chair,
+                                planned_dose_mg: None,
+                            },
+                        )
                         .await?;
                     first.get_or_insert(s.id);
                 }

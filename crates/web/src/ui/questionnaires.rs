@@ -48,13 +48,21 @@ fn item_views(inst: &Instrument, patient_facing: bool) -> Vec<ItemView> {
                     id: format!("q{}-{v}", it.number),
                 })
                 .collect();
-            let text = it.text.clone().or_else(|| it.label.clone().map(|l| format!("Item {}: {l}", it.number))).unwrap_or_else(|| format!("Item {}", it.number));
+            let text = it
+                .text
+                .clone()
+                .or_else(|| it.label.clone().map(|l| format!("Item {}: {l}", it.number)))
+                .unwrap_or_else(|| format!("Item {}", it.number));
             let mut hint = Vec::new();
             if !it.required {
                 hint.push("optional".to_string());
             }
             if let Some(a) = it.ask_if {
-                hint.push(if patient_facing { "answer only if it applies".to_string() } else { format!("asked only if item {} is {} or more", a.item, a.at_least) });
+                hint.push(if patient_facing {
+                    "answer only if it applies".to_string()
+                } else {
+                    format!("asked only if item {} is {} or more", a.item, a.at_least)
+                });
             }
             ItemView { name: format!("q{}", it.number), number: it.number, text, hint: hint.join("; "), options }
         })
@@ -98,7 +106,14 @@ fn instrument(code: &str) -> UiResult<&'static Instrument> {
     catalog().get(code).ok_or_else(|| UiError::NotFound(format!("Instrument '{code}'")))
 }
 
-async fn staff_page(st: &AppState, user: &CurrentUser, id: PatientId, inst: &'static Instrument, form: FormData, errors: Errors) -> UiResult<StaffPage> {
+async fn staff_page(
+    st: &AppState,
+    user: &CurrentUser,
+    id: PatientId,
+    inst: &'static Instrument,
+    form: FormData,
+    errors: Errors,
+) -> UiResult<StaffPage> {
     let p = st.store.get_patient(&user.actor, id).await?;
     Ok(StaffPage {
         chrome: Chrome::new(user, format!("{} · {}", inst.short_name, p.display_name()), Area::Patients),
@@ -116,7 +131,12 @@ async fn staff_page(st: &AppState, user: &CurrentUser, id: PatientId, inst: &'st
     })
 }
 
-pub async fn get_staff_entry(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, Query(q): Query<InstrumentParam>) -> UiResult<Response> {
+pub async fn get_staff_entry(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    Query(q): Query<InstrumentParam>,
+) -> UiResult<Response> {
     let inst = instrument(q.instrument.as_deref().unwrap_or("phq9"))?;
     let page = staff_page(&st, &user, PatientId(id), inst, FormData::empty(), Errors::new()).await?;
     Ok(render(&page))
@@ -124,10 +144,22 @@ pub async fn get_staff_entry(State(st): State<AppState>, user: CurrentUser, Path
 
 /// The patient's active course (the newest), so the score counts towards its outcome.
 async fn active_course(st: &AppState, user: &CurrentUser, id: PatientId) -> Option<keta_domain::ids::CourseId> {
-    st.store.list_courses(&user.actor, id).await.ok()?.into_iter().rev().find(|c| c.status == CourseStatus::Active).map(|c| c.id)
+    st.store
+        .list_courses(&user.actor, id)
+        .await
+        .ok()?
+        .into_iter()
+        .rev()
+        .find(|c| c.status == CourseStatus::Active)
+        .map(|c| c.id)
 }
 
-pub async fn post_staff_entry(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, form: FormData) -> UiResult<Response> {
+pub async fn post_staff_entry(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    form: FormData,
+) -> UiResult<Response> {
     let inst = instrument(form.get("instrument"))?;
     let pid = PatientId(id);
     let mut errors = Errors::new();
@@ -190,12 +222,22 @@ struct KioskDone {
 fn kiosk_instrument(code: &str) -> UiResult<&'static Instrument> {
     let inst = instrument(code)?;
     if !(inst.wording_permitted && inst.completed_by == InstrumentCompletedBy::Patient) {
-        return Err(UiError::BadRequest(format!("{} cannot be shown to patients in the kiosk; enter it as staff instead", inst.short_name)));
+        return Err(UiError::BadRequest(format!(
+            "{} cannot be shown to patients in the kiosk; enter it as staff instead",
+            inst.short_name
+        )));
     }
     Ok(inst)
 }
 
-async fn kiosk_page(st: &AppState, user: &CurrentUser, id: PatientId, inst: &'static Instrument, form: FormData, errors: Errors) -> UiResult<KioskPage> {
+async fn kiosk_page(
+    st: &AppState,
+    user: &CurrentUser,
+    id: PatientId,
+    inst: &'static Instrument,
+    form: FormData,
+    errors: Errors,
+) -> UiResult<KioskPage> {
     let p = st.store.get_patient(&user.actor, id).await?;
     Ok(KioskPage {
         chrome: Chrome::new(user, inst.short_name.clone(), Area::None),
@@ -218,13 +260,22 @@ pub async fn get_kiosk_start(Path(id): Path<i64>, Query(q): Query<InstrumentPara
     Ok(see_other(format!("/kiosk/{id}/{}", inst.code)))
 }
 
-pub async fn get_kiosk(State(st): State<AppState>, user: CurrentUser, Path((id, code)): Path<(i64, String)>) -> UiResult<Response> {
+pub async fn get_kiosk(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path((id, code)): Path<(i64, String)>,
+) -> UiResult<Response> {
     let inst = kiosk_instrument(&code)?;
     let page = kiosk_page(&st, &user, PatientId(id), inst, FormData::empty(), Errors::new()).await?;
     Ok(render(&page))
 }
 
-pub async fn post_kiosk(State(st): State<AppState>, user: CurrentUser, Path((id, code)): Path<(i64, String)>, form: FormData) -> UiResult<Response> {
+pub async fn post_kiosk(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path((id, code)): Path<(i64, String)>,
+    form: FormData,
+) -> UiResult<Response> {
     let inst = kiosk_instrument(&code)?;
     let pid = PatientId(id);
     let mut errors = Errors::new();
@@ -242,7 +293,14 @@ pub async fn post_kiosk(State(st): State<AppState>, user: CurrentUser, Path((id,
             Ok(r) => {
                 let p = st.store.get_patient(&user.actor, pid).await?;
                 super::live::publish(Some(p.site_id));
-                let crisis_line = st.store.list_sites(&user.actor).await?.into_iter().find(|s| s.id == p.site_id).map(|s| s.crisis_line).unwrap_or_default();
+                let crisis_line = st
+                    .store
+                    .list_sites(&user.actor)
+                    .await?
+                    .into_iter()
+                    .find(|s| s.id == p.site_id)
+                    .map(|s| s.crisis_line)
+                    .unwrap_or_default();
                 return Ok(render(&KioskDone {
                     chrome: Chrome::new(&user, "Thank you", Area::None),
                     id,

@@ -22,7 +22,9 @@ use keta_domain::ids::{AlertId, SessionId};
 use keta_domain::instruments::catalog;
 use keta_domain::ledger::{EntryKind, Lot, LotId, NewAdministration, Presentation, Substance};
 use keta_domain::records::{AlertLevel, CompletedBy, NewQuestionnaireResponse, VitalsSource};
-use keta_domain::session::{AeSeverity, DischargeContext, NewAdverseEvent, ObservationBody, SessionAction, SessionState};
+use keta_domain::session::{
+    AeSeverity, DischargeContext, NewAdverseEvent, ObservationBody, SessionAction, SessionState,
+};
 use keta_domain::units::{BeatsPerMinute, BreathsPerMinute, Milligrams, Millilitres, Minutes, Mmhg, Percent};
 use keta_domain::vitals::VitalSigns;
 use keta_store::StoreError;
@@ -56,7 +58,10 @@ const CHECKLISTS_TOML: &str = include_str!("../../../../data/session-checklists.
 
 fn checklists() -> &'static ChecklistFile {
     static C: OnceLock<ChecklistFile> = OnceLock::new();
-    C.get_or_init(|| toml::from_str(CHECKLISTS_TOML).unwrap_or_else(|e| panic!("embedded data/session-checklists.toml is invalid: {e}")))
+    C.get_or_init(|| {
+        toml::from_str(CHECKLISTS_TOML)
+            .unwrap_or_else(|e| panic!("embedded data/session-checklists.toml is invalid: {e}"))
+    })
 }
 
 pub fn pre_dose_checklist(route: Route) -> Vec<&'static ChecklistItem> {
@@ -187,7 +192,13 @@ struct SessionPage {
 fn fmt_num(x: Option<f64>) -> String {
     x.map_or_else(
         || "—".into(),
-        |v| if v.fract() == 0.0 { format!("{}", v as i64) } else { format!("{v:.2}").trim_end_matches('0').trim_end_matches('.').to_string() },
+        |v| {
+            if v.fract() == 0.0 {
+                format!("{}", v as i64)
+            } else {
+                format!("{v:.2}").trim_end_matches('0').trim_end_matches('.').to_string()
+            }
+        },
     )
 }
 
@@ -223,7 +234,10 @@ async fn session_page(
         st.store.list_vitals(actor, id),
         st.store.list_observations(actor, id),
         st.store.list_alerts(actor, AlertQuery { session_id: Some(id), limit: 200, ..Default::default() }),
-        st.store.list_alerts(actor, AlertQuery { patient_id: Some(s.patient_id), open_only: true, limit: 200, ..Default::default() }),
+        st.store.list_alerts(
+            actor,
+            AlertQuery { patient_id: Some(s.patient_id), open_only: true, limit: 200, ..Default::default() }
+        ),
         st.store.list_responses(actor, s.patient_id, Some("cadss6".into())),
         st.store.list_adverse_events(actor, s.patient_id),
         st.store.list_sites(actor),
@@ -238,7 +252,8 @@ async fn session_page(
     let clock = sites.iter().find(|x| x.id == s.site_id).map_or_else(SiteClock::utc, SiteClock::for_site);
     let now = st.store.now();
 
-    let bp_minutes: Vec<i64> = vitals.iter().filter(|v| v.vitals.systolic_mmhg.is_some()).filter_map(|v| v.minutes_since_dose).collect();
+    let bp_minutes: Vec<i64> =
+        vitals.iter().filter(|v| v.vitals.systolic_mmhg.is_some()).filter_map(|v| v.minutes_since_dose).collect();
     let t = timing(rules, &s, &bp_minutes, now);
     let elapsed = s.dose_started_at.map_or(0, |d| (now - d).whole_seconds());
     let min_rule = rules.minimum_monitoring_rule(s.route);
@@ -257,7 +272,8 @@ async fn session_page(
         }
     }
 
-    let mut open_alerts: Vec<AlertView> = alerts.iter().filter(|a| a.acknowledged_at.is_none()).map(|a| alert_view(a, &clock)).collect();
+    let mut open_alerts: Vec<AlertView> =
+        alerts.iter().filter(|a| a.acknowledged_at.is_none()).map(|a| alert_view(a, &clock)).collect();
     // Patient alerts raised outside this session (e.g. a questionnaire safety item) show here too.
     for a in patient_alerts.iter().filter(|a| a.session_id != Some(id)) {
         open_alerts.push(alert_view(a, &clock));
@@ -299,12 +315,20 @@ async fn session_page(
     let checks = |items: Vec<&ChecklistItem>, name: &str| -> Vec<CheckView> {
         items
             .into_iter()
-            .map(|i| CheckView { code: i.code.clone(), label: i.label.clone(), source: i.source.clone(), checked: form.has_value(name, &i.code) })
+            .map(|i| CheckView {
+                code: i.code.clone(),
+                label: i.label.clone(),
+                source: i.source.clone(),
+                checked: form.has_value(name, &i.code),
+            })
             .collect()
     };
     let open_count = alerts.iter().filter(|a| a.acknowledged_at.is_none()).count();
     let blockers = if s.state == SessionState::Monitoring {
-        s.discharge_blockers(now, DischargeContext { minimum_monitoring: Minutes(min_rule.minutes.0), open_alerts: open_count })
+        s.discharge_blockers(
+            now,
+            DischargeContext { minimum_monitoring: Minutes(min_rule.minutes.0), open_alerts: open_count },
+        )
     } else {
         vec![]
     };
@@ -326,8 +350,15 @@ async fn session_page(
         match &o.body {
             ObservationBody::Moaas { score } => moaas.push(ObsRow { time, text: format!("MOAA/S {score}") }),
             ObservationBody::SideEffect { symptom, note } => {
-                let label = rules.symptoms().iter().find(|x| &x.code == symptom).map_or(symptom.as_str(), |x| x.label.as_str());
-                side_effects.push(ObsRow { time, text: match note { Some(n) => format!("{label}: {n}"), None => label.to_string() } })
+                let label =
+                    rules.symptoms().iter().find(|x| &x.code == symptom).map_or(symptom.as_str(), |x| x.label.as_str());
+                side_effects.push(ObsRow {
+                    time,
+                    text: match note {
+                        Some(n) => format!("{label}: {n}"),
+                        None => label.to_string(),
+                    },
+                })
             }
             ObservationBody::Intervention { drug, dose_mg, route } => {
                 interventions.push(ObsRow { time, text: format!("{drug} {} mg {route}", fmt_num(Some(dose_mg.0))) })
@@ -337,7 +368,10 @@ async fn session_page(
     let cadss = responses
         .iter()
         .filter(|r| r.session_id == Some(id))
-        .map(|r| ObsRow { time: clock.hm(r.completed_at), text: format!("CADSS-6 total {}", r.score.total.unwrap_or(0)) })
+        .map(|r| ObsRow {
+            time: clock.hm(r.completed_at),
+            text: format!("CADSS-6 total {}", r.score.total.unwrap_or(0)),
+        })
         .collect();
     let cadss_items = catalog()
         .get("cadss6")
@@ -394,11 +428,19 @@ async fn session_page(
     }
     let ledger_fresh = user.reauthenticated_at.is_some_and(|t| now - t < keta_store::ledger::reauthentication_window());
 
-    let chair = s.chair_id.and_then(|c| chairs.iter().find(|x| x.id == c)).map_or_else(|| "No chair".to_string(), |c| c.name.clone());
+    let chair = s
+        .chair_id
+        .and_then(|c| chairs.iter().find(|x| x.id == c))
+        .map_or_else(|| "No chair".to_string(), |c| c.name.clone());
     let title = if open_alerts.is_empty() {
         format!("Session · {}", patient.display_name())
     } else {
-        format!("{} alert{} · Session · {}", open_alerts.len(), if open_alerts.len() == 1 { "" } else { "s" }, patient.display_name())
+        format!(
+            "{} alert{} · Session · {}",
+            open_alerts.len(),
+            if open_alerts.len() == 1 { "" } else { "s" },
+            patient.display_name()
+        )
     };
     Ok(SessionPage {
         chrome: Chrome::new(user, title, Area::Today),
@@ -433,7 +475,9 @@ async fn session_page(
             .rev()
             .map(|v| VitalsRow {
                 time: clock.hm(v.taken_at),
-                since: v.minutes_since_dose.map_or_else(|| "pre-dose".into(), |m| if m < 0 { "pre-dose".into() } else { format!("{m} min") }),
+                since: v
+                    .minutes_since_dose
+                    .map_or_else(|| "pre-dose".into(), |m| if m < 0 { "pre-dose".into() } else { format!("{m} min") }),
                 bp: match v.vitals.blood_pressure() {
                     Some((a, b)) => format!("{}/{}", fmt_num(Some(a.0)), fmt_num(Some(b.0))),
                     None => "—".into(),
@@ -445,14 +489,20 @@ async fn session_page(
             .collect(),
         vitals_form,
         pre_dose: checks(pre_dose_checklist(s.route), "predose"),
-        pre_dose_vitals: vitals.iter().any(|v| v.vitals.systolic_mmhg.is_some() && v.minutes_since_dose.is_none_or(|m| m < 0)),
+        pre_dose_vitals: vitals
+            .iter()
+            .any(|v| v.vitals.systolic_mmhg.is_some() && v.minutes_since_dose.is_none_or(|m| m < 0)),
         discharge: checks(discharge_checklist(s.route), "discharge"),
         blockers,
         moaas_levels,
         moaas,
         cadss_items,
         cadss,
-        symptoms: rules.symptoms().iter().map(|x| Pick { value: x.code.clone(), label: x.label.clone(), emergency: x.emergency }).collect(),
+        symptoms: rules
+            .symptoms()
+            .iter()
+            .map(|x| Pick { value: x.code.clone(), label: x.label.clone(), emergency: x.emergency })
+            .collect(),
         side_effects,
         interventions,
         adverse_events: aes
@@ -460,7 +510,14 @@ async fn session_page(
             .filter(|e| e.session_id == Some(id))
             .map(|e| ObsRow {
                 time: clock.hm(e.onset_at),
-                text: format!("{} ({}{}), action: {}, outcome: {}", e.description, e.severity.as_str(), if e.serious { ", serious" } else { "" }, e.action_taken, e.outcome),
+                text: format!(
+                    "{} ({}{}), action: {}, outcome: {}",
+                    e.description,
+                    e.severity.as_str(),
+                    if e.serious { ", serious" } else { "" },
+                    e.action_taken,
+                    e.outcome
+                ),
             })
             .collect(),
         note: s.note.clone().unwrap_or_default(),
@@ -482,7 +539,8 @@ async fn session_page(
 fn lot_fits(route: Route, lot: &Lot) -> bool {
     matches!(
         (route, lot.product.substance),
-        (Route::IvRacemic | Route::ImRacemic, Substance::Ketamine) | (Route::IntranasalEsketamine, Substance::Esketamine)
+        (Route::IvRacemic | Route::ImRacemic, Substance::Ketamine)
+            | (Route::IntranasalEsketamine, Substance::Esketamine)
     )
 }
 
@@ -500,7 +558,14 @@ pub async fn get_session(State(st): State<AppState>, user: CurrentUser, Path(id)
     Ok(render_status(StatusCode::OK, &page))
 }
 
-async fn rejected(st: &AppState, user: &CurrentUser, id: i64, form: FormData, errors: Errors, failed: &'static str) -> UiResult<Response> {
+async fn rejected(
+    st: &AppState,
+    user: &CurrentUser,
+    id: i64,
+    form: FormData,
+    errors: Errors,
+    failed: &'static str,
+) -> UiResult<Response> {
     let page = session_page(st, user, SessionId(id), form, errors, failed).await?;
     Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page))
 }
@@ -526,7 +591,12 @@ async fn append_note(st: &AppState, user: &CurrentUser, id: SessionId, line: Str
     Ok(())
 }
 
-pub async fn post_step(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, form: FormData) -> UiResult<Response> {
+pub async fn post_step(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    form: FormData,
+) -> UiResult<Response> {
     let sid = SessionId(id);
     let s = st.store.get_session(&user.actor, sid).await?;
     let mut errors = Errors::new();
@@ -535,24 +605,44 @@ pub async fn post_step(State(st): State<AppState>, user: CurrentUser, Path(id): 
         "start_pre_dose_checks" => (SessionAction::StartPreDoseChecks, None),
         "start_dose" => {
             let items = pre_dose_checklist(s.route);
-            let missing: Vec<&str> = items.iter().filter(|i| !form.has_value("predose", &i.code)).map(|i| i.label.as_str()).collect();
+            let missing: Vec<&str> =
+                items.iter().filter(|i| !form.has_value("predose", &i.code)).map(|i| i.label.as_str()).collect();
             if !missing.is_empty() {
-                errors.add("predose", format!("confirm every pre-dose check first; not yet confirmed: {}", missing.join("; ")));
+                errors.add(
+                    "predose",
+                    format!("confirm every pre-dose check first; not yet confirmed: {}", missing.join("; ")),
+                );
             }
             let vitals = st.store.list_vitals(&user.actor, sid).await?;
             if !vitals.iter().any(|v| v.vitals.systolic_mmhg.is_some()) {
                 errors.add("predose", "record the pre-dose blood pressure before starting the dose");
             }
-            (SessionAction::StartDose, Some(format!("Pre-dose checks confirmed: {}.", items.iter().map(|i| i.label.as_str()).collect::<Vec<_>>().join("; "))))
+            (
+                SessionAction::StartDose,
+                Some(format!(
+                    "Pre-dose checks confirmed: {}.",
+                    items.iter().map(|i| i.label.as_str()).collect::<Vec<_>>().join("; ")
+                )),
+            )
         }
         "end_dose" => (SessionAction::EndDose, None),
         "discharge" => {
             let items = discharge_checklist(s.route);
-            let missing: Vec<&str> = items.iter().filter(|i| !form.has_value("discharge", &i.code)).map(|i| i.label.as_str()).collect();
+            let missing: Vec<&str> =
+                items.iter().filter(|i| !form.has_value("discharge", &i.code)).map(|i| i.label.as_str()).collect();
             if !missing.is_empty() {
-                errors.add("discharge", format!("confirm every discharge check first; not yet confirmed: {}", missing.join("; ")));
+                errors.add(
+                    "discharge",
+                    format!("confirm every discharge check first; not yet confirmed: {}", missing.join("; ")),
+                );
             }
-            (SessionAction::Discharge, Some(format!("Discharge checks confirmed: {}.", items.iter().map(|i| i.label.as_str()).collect::<Vec<_>>().join("; "))))
+            (
+                SessionAction::Discharge,
+                Some(format!(
+                    "Discharge checks confirmed: {}.",
+                    items.iter().map(|i| i.label.as_str()).collect::<Vec<_>>().join("; ")
+                )),
+            )
         }
         "stop" => (SessionAction::Stop { reason: form.get("reason").trim().to_string() }, None),
         other => return Err(super::page::UiError::BadRequest(format!("unknown step '{other}'"))),
@@ -581,7 +671,12 @@ pub async fn post_step(State(st): State<AppState>, user: CurrentUser, Path(id): 
     }
 }
 
-pub async fn post_vitals(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, form: FormData) -> UiResult<Response> {
+pub async fn post_vitals(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    form: FormData,
+) -> UiResult<Response> {
     let mut errors = Errors::new();
     let v = VitalSigns {
         systolic_mmhg: form.number("systolic_mmhg", &mut errors).map(Mmhg),
@@ -600,12 +695,21 @@ pub async fn post_vitals(State(st): State<AppState>, user: CurrentUser, Path(id)
     rejected(&st, &user, id, form, errors, "vitals").await
 }
 
-pub async fn post_moaas(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, form: FormData) -> UiResult<Response> {
+pub async fn post_moaas(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    form: FormData,
+) -> UiResult<Response> {
     let mut errors = Errors::new();
     match form.integer("moaas_score", &mut errors) {
         None if !errors.any() => errors.add("moaas_score", "choose the MOAA/S level"),
         None => {}
-        Some(score) => match st.store.record_observation(&user.actor, SessionId(id), ObservationBody::Moaas { score: score as i32 }, None).await {
+        Some(score) => match st
+            .store
+            .record_observation(&user.actor, SessionId(id), ObservationBody::Moaas { score: score as i32 }, None)
+            .await
+        {
             Ok(_) => return done(&st, &user, id, "#observations").await,
             Err(e) => {
                 errors.absorb(e)?;
@@ -616,7 +720,12 @@ pub async fn post_moaas(State(st): State<AppState>, user: CurrentUser, Path(id):
     rejected(&st, &user, id, form, errors, "moaas").await
 }
 
-pub async fn post_cadss(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, form: FormData) -> UiResult<Response> {
+pub async fn post_cadss(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    form: FormData,
+) -> UiResult<Response> {
     let mut errors = Errors::new();
     let s = st.store.get_session(&user.actor, SessionId(id)).await?;
     let n = catalog().get("cadss6").map_or(6, |i| i.items.len());
@@ -655,7 +764,12 @@ pub async fn post_cadss(State(st): State<AppState>, user: CurrentUser, Path(id):
     rejected(&st, &user, id, form, errors, "cadss").await
 }
 
-pub async fn post_side_effects(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, form: FormData) -> UiResult<Response> {
+pub async fn post_side_effects(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    form: FormData,
+) -> UiResult<Response> {
     let mut errors = Errors::new();
     let symptoms = form.all("symptom");
     if symptoms.is_empty() {
@@ -664,7 +778,16 @@ pub async fn post_side_effects(State(st): State<AppState>, user: CurrentUser, Pa
     let note = form.opt("side_effect_note");
     if !errors.any() {
         for symptom in symptoms {
-            if let Err(e) = st.store.record_observation(&user.actor, SessionId(id), ObservationBody::SideEffect { symptom, note: note.clone() }, None).await {
+            if let Err(e) = st
+                .store
+                .record_observation(
+                    &user.actor,
+                    SessionId(id),
+                    ObservationBody::SideEffect { symptom, note: note.clone() },
+                    None,
+                )
+                .await
+            {
                 errors.absorb(e)?;
                 errors.rename("note", "side_effect_note");
                 return rejected(&st, &user, id, form, errors, "side_effects").await;
@@ -675,14 +798,23 @@ pub async fn post_side_effects(State(st): State<AppState>, user: CurrentUser, Pa
     rejected(&st, &user, id, form, errors, "side_effects").await
 }
 
-pub async fn post_intervention(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, form: FormData) -> UiResult<Response> {
+pub async fn post_intervention(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    form: FormData,
+) -> UiResult<Response> {
     let mut errors = Errors::new();
     let dose = form.number("dose_mg", &mut errors);
     if dose.is_none() && !errors.has("dose_mg") {
         errors.add("dose_mg", "enter the dose in mg");
     }
     if let (Some(dose), false) = (dose, errors.any()) {
-        let body = ObservationBody::Intervention { drug: form.get("drug").trim().into(), dose_mg: Milligrams(dose), route: form.get("given_route").trim().into() };
+        let body = ObservationBody::Intervention {
+            drug: form.get("drug").trim().into(),
+            dose_mg: Milligrams(dose),
+            route: form.get("given_route").trim().into(),
+        };
         match st.store.record_observation(&user.actor, SessionId(id), body, None).await {
             Ok(_) => return done(&st, &user, id, "#observations").await,
             Err(e) => {
@@ -694,7 +826,12 @@ pub async fn post_intervention(State(st): State<AppState>, user: CurrentUser, Pa
     rejected(&st, &user, id, form, errors, "intervention").await
 }
 
-pub async fn post_adverse_event(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, form: FormData) -> UiResult<Response> {
+pub async fn post_adverse_event(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    form: FormData,
+) -> UiResult<Response> {
     let mut errors = Errors::new();
     let s = st.store.get_session(&user.actor, SessionId(id)).await?;
     let severity = AeSeverity::parse(form.get("ae_severity"));
@@ -737,7 +874,12 @@ pub async fn post_adverse_event(State(st): State<AppState>, user: CurrentUser, P
     rejected(&st, &user, id, form, errors, "adverse_event").await
 }
 
-pub async fn post_acknowledge(State(st): State<AppState>, user: CurrentUser, Path((id, alert)): Path<(i64, i64)>, form: FormData) -> UiResult<Response> {
+pub async fn post_acknowledge(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path((id, alert)): Path<(i64, i64)>,
+    form: FormData,
+) -> UiResult<Response> {
     let mut errors = Errors::new();
     match st.store.acknowledge_alert(&user.actor, AlertId(alert), form.opt("note")).await {
         Ok(_) => done(&st, &user, id, "#alerts").await,
@@ -755,7 +897,12 @@ pub async fn post_acknowledge(State(st): State<AppState>, user: CurrentUser, Pat
 /// Records the dose given in the controlled-substance ledger (needs a recent password
 /// re-entry, as every ledger entry does). The volume (vials) or devices (nasal spray)
 /// default to what the dose takes.
-pub async fn post_ledger(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, form: FormData) -> UiResult<Response> {
+pub async fn post_ledger(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    form: FormData,
+) -> UiResult<Response> {
     let mut errors = Errors::new();
     let s = st.store.get_session(&user.actor, SessionId(id)).await?;
     let lots = st.store.list_lots(&user.actor, Some(s.site_id), false).await?;
@@ -771,9 +918,10 @@ pub async fn post_ledger(State(st): State<AppState>, user: CurrentUser, Path(id)
     let devices = form.integer("ledger_devices", &mut errors);
     if let (Some(lot), Some(dose), false) = (lot, dose, errors.any()) {
         let (volume_ml, devices_used) = match lot.product.presentation {
-            Presentation::Vial { concentration_mg_per_ml, .. } => {
-                (Some(Millilitres(volume.unwrap_or_else(|| (dose / concentration_mg_per_ml.0 * 100.0).round() / 100.0))), None)
-            }
+            Presentation::Vial { concentration_mg_per_ml, .. } => (
+                Some(Millilitres(volume.unwrap_or_else(|| (dose / concentration_mg_per_ml.0 * 100.0).round() / 100.0))),
+                None,
+            ),
             Presentation::NasalSprayDevice { mg_per_device, .. } => {
                 (None, Some(devices.map_or_else(|| (dose / mg_per_device.0).ceil() as u32, |d| d.max(0) as u32)))
             }
@@ -794,7 +942,12 @@ pub async fn post_ledger(State(st): State<AppState>, user: CurrentUser, Path(id)
             Err(StoreError::Forbidden(msg)) => errors.add_general(super::page::capitalise(&msg)),
             Err(e) => {
                 errors.absorb(e)?;
-                for (from, to) in [("lot_id", "ledger_lot"), ("dose_mg", "ledger_dose_mg"), ("volume_ml", "ledger_volume_ml"), ("devices_used", "ledger_devices")] {
+                for (from, to) in [
+                    ("lot_id", "ledger_lot"),
+                    ("dose_mg", "ledger_dose_mg"),
+                    ("volume_ml", "ledger_volume_ml"),
+                    ("devices_used", "ledger_devices"),
+                ] {
                     errors.rename(from, to);
                 }
             }
@@ -803,7 +956,12 @@ pub async fn post_ledger(State(st): State<AppState>, user: CurrentUser, Path(id)
     rejected(&st, &user, id, form, errors, "ledger").await
 }
 
-pub async fn post_note(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>, form: FormData) -> UiResult<Response> {
+pub async fn post_note(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    form: FormData,
+) -> UiResult<Response> {
     let mut errors = Errors::new();
     match st.store.set_session_note(&user.actor, SessionId(id), form.get("note").to_string()).await {
         Ok(_) => done(&st, &user, id, "#note").await,

@@ -201,7 +201,12 @@ pub(crate) fn alert_line(a: &Alert, names: &HashMap<PatientId, Patient>, clock: 
 }
 
 /// Everything Today shows for one site, read fresh.
-pub(crate) async fn build_site(st: &AppState, user: &CurrentUser, site: &Site, now: OffsetDateTime) -> UiResult<SiteToday> {
+pub(crate) async fn build_site(
+    st: &AppState,
+    user: &CurrentUser,
+    site: &Site,
+    now: OffsetDateTime,
+) -> UiResult<SiteToday> {
     let actor = &user.actor;
     let clinical = actor.can(Permission::ViewClinical);
     let clock = SiteClock::for_site(site);
@@ -211,7 +216,12 @@ pub(crate) async fn build_site(st: &AppState, user: &CurrentUser, site: &Site, n
         st.store.list_chairs(actor, site.id),
         async {
             if clinical {
-                st.store.list_alerts(actor, AlertQuery { site_id: Some(site.id), open_only: true, limit: 200, ..Default::default() }).await
+                st.store
+                    .list_alerts(
+                        actor,
+                        AlertQuery { site_id: Some(site.id), open_only: true, limit: 200, ..Default::default() },
+                    )
+                    .await
             } else {
                 Ok(Vec::new())
             }
@@ -224,11 +234,15 @@ pub(crate) async fn build_site(st: &AppState, user: &CurrentUser, site: &Site, n
 
     // Names from the site's patient list (one read, not one per patient): the board
     // re-renders every 30 s and on every change, and per-patient reads are each audited.
-    let wanted: HashSet<PatientId> = sessions.iter().map(|s| s.patient_id).chain(alerts.iter().map(|a| a.patient_id)).collect();
+    let wanted: HashSet<PatientId> =
+        sessions.iter().map(|s| s.patient_id).chain(alerts.iter().map(|a| a.patient_id)).collect();
     let mut names: HashMap<PatientId, Patient> = HashMap::new();
     let mut offset = 0;
     while !wanted.is_empty() && names.len() < wanted.len() {
-        let page = st.store.list_patients(actor, PatientQuery { search: None, site_id: Some(site.id), limit: 500, offset }).await?;
+        let page = st
+            .store
+            .list_patients(actor, PatientQuery { search: None, site_id: Some(site.id), limit: 500, offset })
+            .await?;
         let n = page.len();
         names.extend(page.into_iter().filter(|p| wanted.contains(&p.id)).map(|p| (p.id, p)));
         if n < 500 {
@@ -240,11 +254,8 @@ pub(crate) async fn build_site(st: &AppState, user: &CurrentUser, site: &Site, n
 
     // Vitals for sessions in the chair (the latest reading, and the due checks).
     let in_chair: Vec<&TreatmentSession> = sessions.iter().filter(|s| is_in_chair(s.state)).collect();
-    let vitals = if clinical {
-        join_all(in_chair.iter().map(|s| st.store.list_vitals(actor, s.id))).await
-    } else {
-        Vec::new()
-    };
+    let vitals =
+        if clinical { join_all(in_chair.iter().map(|s| st.store.list_vitals(actor, s.id))).await } else { Vec::new() };
     let mut bp_minutes: HashMap<i64, Vec<i64>> = HashMap::new();
     let mut last_vitals: HashMap<i64, String> = HashMap::new();
     for (s, v) in in_chair.iter().zip(vitals) {
@@ -261,15 +272,32 @@ pub(crate) async fn build_site(st: &AppState, user: &CurrentUser, site: &Site, n
         let next_up = next.map(|n| format!("{} {}", clock.hm(n.scheduled_for), name_of(n.patient_id)));
         let Some(s) = s else {
             return ChairCard {
-                chair, status: "free", session_href: String::new(), patient: String::new(), route: "", phase: "Free",
-                phase_class: "st-free", scheduled_at: String::new(), since_dose: None, monitoring: None, monitoring_done: false,
-                next_check: None, next_check_overdue: false, last_vitals: None, next_up, alerts: vec![], more_alerts: 0,
+                chair,
+                status: "free",
+                session_href: String::new(),
+                patient: String::new(),
+                route: "",
+                phase: "Free",
+                phase_class: "st-free",
+                scheduled_at: String::new(),
+                since_dose: None,
+                monitoring: None,
+                monitoring_done: false,
+                next_check: None,
+                next_check_overdue: false,
+                last_vitals: None,
+                next_up,
+                alerts: vec![],
+                more_alerts: 0,
             };
         };
         let t = timing(&rules, s, bp_minutes.get(&s.id.0).map_or(&[][..], Vec::as_slice), now);
         let mut card_alerts: Vec<AlertLine> = alerts
             .iter()
-            .filter(|a| a.session_id == Some(s.id) || (a.session_id.is_none() && a.patient_id == s.patient_id && is_in_chair(s.state)))
+            .filter(|a| {
+                a.session_id == Some(s.id)
+                    || (a.session_id.is_none() && a.patient_id == s.patient_id && is_in_chair(s.state))
+            })
             .map(|a| {
                 shown_alerts.insert(a.id.0);
                 alert_line(a, &names, &clock)
@@ -311,21 +339,30 @@ pub(crate) async fn build_site(st: &AppState, user: &CurrentUser, site: &Site, n
     for chair in &chairs {
         let here: Vec<&TreatmentSession> = sessions.iter().filter(|s| s.chair_id == Some(chair.id)).collect();
         let active: Vec<&TreatmentSession> = here.iter().copied().filter(|s| is_in_chair(s.state)).collect();
-        let upcoming: Vec<&TreatmentSession> = here.iter().copied().filter(|s| s.state == SessionState::Scheduled).collect();
+        let upcoming: Vec<&TreatmentSession> =
+            here.iter().copied().filter(|s| s.state == SessionState::Scheduled).collect();
         if active.is_empty() {
             cards.push(card_for(chair.name.clone(), upcoming.first().copied(), upcoming.get(1).copied()));
         } else {
             // Normally one patient per chair; if the records say more, show every one.
             for (i, a) in active.iter().enumerate() {
-                cards.push(card_for(chair.name.clone(), Some(a), if i == 0 { upcoming.first().copied() } else { None }));
+                cards.push(card_for(
+                    chair.name.clone(),
+                    Some(a),
+                    if i == 0 { upcoming.first().copied() } else { None },
+                ));
             }
         }
     }
     // In the chair but with no chair recorded: still on the board.
-    for s in sessions.iter().filter(|s| is_in_chair(s.state) && s.chair_id.is_none_or(|c| !chairs.iter().any(|ch| ch.id == c))) {
+    for s in sessions
+        .iter()
+        .filter(|s| is_in_chair(s.state) && s.chair_id.is_none_or(|c| !chairs.iter().any(|ch| ch.id == c)))
+    {
         cards.push(card_for("No chair".into(), Some(s), None));
     }
-    let other_alerts = alerts.iter().filter(|a| !shown_alerts.contains(&a.id.0)).map(|a| alert_line(a, &names, &clock)).collect();
+    let other_alerts =
+        alerts.iter().filter(|a| !shown_alerts.contains(&a.id.0)).map(|a| alert_line(a, &names, &clock)).collect();
 
     let chair_name: HashMap<i64, &str> = chairs.iter().map(|c| (c.id.0, c.name.as_str())).collect();
     let schedule = sessions

@@ -102,13 +102,18 @@ pub fn build(
     clock: &SiteClock,
 ) -> Option<Trajectory> {
     let first = scores.first()?;
-    let (lo, hi) = (inst.min_total.unwrap_or(0) as f64, inst.max_total.unwrap_or(scores.iter().map(|s| s.total).max()?) as f64);
+    let (lo, hi) =
+        (inst.min_total.unwrap_or(0) as f64, inst.max_total.unwrap_or(scores.iter().map(|s| s.total).max()?) as f64);
     let hi = if hi <= lo { lo + 1.0 } else { hi };
     let (pw, ph) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
     let y = |v: f64| TOP + (hi - v.clamp(lo, hi)) / (hi - lo) * ph;
 
     let last = scores.last()?;
-    let in_range: Vec<OffsetDateTime> = sessions.iter().copied().filter(|t| *t >= first.at - time::Duration::days(14) && *t <= last.at + time::Duration::days(14)).collect();
+    let in_range: Vec<OffsetDateTime> = sessions
+        .iter()
+        .copied()
+        .filter(|t| *t >= first.at - time::Duration::days(14) && *t <= last.at + time::Duration::days(14))
+        .collect();
     let t0 = in_range.iter().copied().chain([first.at]).min()?;
     let t1 = in_range.iter().copied().chain([last.at]).max()?;
     let span = (t1 - t0).as_seconds_f64();
@@ -196,7 +201,12 @@ pub fn build(
         .map(|s| Point {
             x: f(x(s.at)),
             y: f(y(s.total as f64)),
-            title: format!("{}: {}{}", clock.date(s.at), s.total, s.band.as_ref().map(|b| format!(" ({b})")).unwrap_or_default()),
+            title: format!(
+                "{}: {}{}",
+                clock.date(s.at),
+                s.total,
+                s.band.as_ref().map(|b| format!(" ({b})")).unwrap_or_default()
+            ),
         })
         .collect();
     let path = points.iter().map(|p| format!("{},{}", p.x, p.y)).collect::<Vec<_>>().join(" ");
@@ -208,7 +218,8 @@ pub fn build(
             x_ticks.push(Tick { pos: f(x(t)), label: clock.short_date(t) });
         }
     }
-    let mut y_ticks: Vec<Tick> = inst.bands.iter().map(|b| Tick { pos: f(y(b.min as f64) + 4.0), label: b.min.to_string() }).collect();
+    let mut y_ticks: Vec<Tick> =
+        inst.bands.iter().map(|b| Tick { pos: f(y(b.min as f64) + 4.0), label: b.min.to_string() }).collect();
     y_ticks.push(Tick { pos: f(y(hi) + 4.0), label: trim(hi) });
     y_ticks.dedup_by(|a, b| a.label == b.label);
 
@@ -246,7 +257,10 @@ pub fn build(
         path,
         x_ticks,
         y_ticks,
-        rows: scores.iter().map(|s| DataRow { date: clock.date(s.at), total: s.total, severity: s.band.clone().unwrap_or_default() }).collect(),
+        rows: scores
+            .iter()
+            .map(|s| DataRow { date: clock.date(s.at), total: s.total, severity: s.band.clone().unwrap_or_default() })
+            .collect(),
         definition: definition.map(|d| format!("{} ({})", d.name, d.source)),
     })
 }
@@ -271,7 +285,8 @@ mod tests {
             .enumerate()
             .map(|(i, &total)| Score { at: t + time::Duration::weeks(i as i64), total, band: None })
             .collect();
-        let c = build(inst, &scores, &[t + time::Duration::days(2)], definition_for("phq9"), None, &SiteClock::utc()).unwrap();
+        let c = build(inst, &scores, &[t + time::Duration::days(2)], definition_for("phq9"), None, &SiteClock::utc())
+            .unwrap();
         assert_eq!(c.bands.len(), inst.bands.len());
         assert_eq!(c.points.len(), 4);
         let labels: Vec<&str> = c.lines.iter().map(|l| l.label.as_str()).collect();
