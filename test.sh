@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Every test Keta has: the Rust workspace (unit, conformance and API suites; the
+# PostgreSQL stories run when KETA_TEST_POSTGRES_URL is set), then the browser suite in
+# e2e/ (Playwright driving Debian's Chromium against `keta demo` servers it starts).
+# The browser suite needs `chromium` and `faketime` (apt) and Node 20; .ci/run installs them.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+cargo test --workspace --locked
+
+echo "== browser tests (e2e/)"
+cargo build --locked -p keta-cli --bin keta
+for need in /usr/bin/chromium; do
+  [ -x "$need" ] || { echo "error: $need is missing: apt-get install -y chromium faketime" >&2; exit 1; }
+done
+if [ ! -d e2e/node_modules/@playwright/test ]; then
+  (cd e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+fi
+cd e2e
+KETA_BIN="$PWD/../target/debug/keta" PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npx playwright test
