@@ -143,7 +143,9 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
             r
         }
         .await;
-        admin(&server, format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.context("dropping the benchmark database")?;
+        admin(&server, format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .context("dropping the benchmark database")?;
         results.push(outcome?);
     }
 
@@ -199,7 +201,8 @@ async fn bench_backend(backend: &'static str, store: &Store, opts: &BenchOptions
     // Reads.
     let reader = Actor::staff("bench.prescriber", Role::Prescriber, SiteScope::All);
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5eed);
-    let mut sample = |n: usize| -> Vec<PatientId> { (0..n).map(|_| *patients.choose(&mut rng).expect("patients")).collect() };
+    let mut sample =
+        |n: usize| -> Vec<PatientId> { (0..n).map(|_| *patients.choose(&mut rng).expect("patients")).collect() };
     for id in sample(200) {
         store.patient_chart(&reader, id).await?;
     }
@@ -226,7 +229,12 @@ async fn bench_backend(backend: &'static str, store: &Store, opts: &BenchOptions
         times.push(t.elapsed());
     }
     let audit_append = latency(times);
-    eprintln!("   chart p50 {:.2} ms, p99 {:.2} ms (of which the read's audit append p50 {:.2} ms)", ms(chart.p50), ms(chart.p99), ms(audit_append.p50));
+    eprintln!(
+        "   chart p50 {:.2} ms, p99 {:.2} ms (of which the read's audit append p50 {:.2} ms)",
+        ms(chart.p50),
+        ms(chart.p99),
+        ms(audit_append.p50)
+    );
 
     // Writes: bare durable commits, then record_vitals, with 1 and 16 writers.
     store.write(|c| c.execute("CREATE TABLE bench_baseline (writer BIGINT NOT NULL, n BIGINT NOT NULL)", &[])).await?;
@@ -235,7 +243,14 @@ async fn bench_backend(backend: &'static str, store: &Store, opts: &BenchOptions
     let st = store.clone();
     let commit = move |w: usize, n: u64| {
         let store = st.clone();
-        async move { store.write(move |c| c.execute("INSERT INTO bench_baseline (writer, n) VALUES ($1, $2)", params![w as i64, n as i64])).await.map(|_| ()) }
+        async move {
+            store
+                .write(move |c| {
+                    c.execute("INSERT INTO bench_baseline (writer, n) VALUES ($1, $2)", params![w as i64, n as i64])
+                })
+                .await
+                .map(|_| ())
+        }
     };
     let nurse = Actor::staff("bench.nurse", Role::Nurse, SiteScope::All);
     let st = store.clone();
@@ -257,7 +272,8 @@ async fn bench_backend(backend: &'static str, store: &Store, opts: &BenchOptions
     let one = vitals.clone();
     let single = move |_: usize, n: u64| one(16, n);
     // Interleaved rounds, so a slow spell of the disk hits baseline and measurement alike.
-    let (mut commit_1, mut commit_16, mut vitals_1, mut vitals_16) = (Rate::default(), Rate::default(), Rate::default(), Rate::default());
+    let (mut commit_1, mut commit_16, mut vitals_1, mut vitals_16) =
+        (Rate::default(), Rate::default(), Rate::default(), Rate::default());
     for round in 0..opts.rounds.max(1) {
         commit_1.0.push(throughput(1, secs, commit.clone()).await?);
         vitals_1.0.push(throughput(1, secs, single.clone()).await?);
@@ -320,7 +336,9 @@ fn ms(d: StdDuration) -> f64 {
 async fn count(store: &Store, patients: usize, build: StdDuration) -> anyhow::Result<Dataset> {
     let (sessions, vitals, responses, alerts, audit) = store
         .read(|c| {
-            let mut n = |t: &str| -> keta_store::Result<i64> { Ok(c.query_opt(&format!("SELECT count(*) FROM {t}"), &[])?.map(|r| r.i64(0)).transpose()?.unwrap_or(0)) };
+            let mut n = |t: &str| -> keta_store::Result<i64> {
+                Ok(c.query_opt(&format!("SELECT count(*) FROM {t}"), &[])?.map(|r| r.i64(0)).transpose()?.unwrap_or(0))
+            };
             Ok((n("sessions")?, n("vitals")?, n("questionnaire_responses")?, n("alerts")?, n("audit_log")?))
         })
         .await?;
@@ -332,7 +350,13 @@ async fn active_sessions(store: &Store, courses: &[CourseId], n: usize) -> anyho
     let actor = Actor::system();
     let mut out = Vec::with_capacity(n);
     for &course in courses.iter().step_by((courses.len() / n).max(1)).take(n) {
-        let s = store.create_session(&actor, course, NewSession { scheduled_for: store.now(), chair_id: None, planned_dose_mg: None }).await?;
+        let s = store
+            .create_session(
+                &actor,
+                course,
+                NewSession { scheduled_for: store.now(), chair_id: None, planned_dose_mg: None },
+            )
+            .await?;
         store.act_on_session(&actor, s.id, SessionAction::CheckIn).await?;
         out.push(s.id);
     }
@@ -344,7 +368,8 @@ async fn active_sessions(store: &Store, courses: &[CourseId], n: usize) -> anyho
 // The synthetic clinic
 // =======================================================================================
 
-const SITES: [(&str, &str, &str, i8); 2] = [("BAUS", "Austin (bench)", "America/Chicago", -6), ("BDEN", "Denver (bench)", "America/Denver", -7)];
+const SITES: [(&str, &str, &str, i8); 2] =
+    [("BAUS", "Austin (bench)", "America/Chicago", -6), ("BDEN", "Denver (bench)", "America/Denver", -7)];
 const CHAIRS: usize = 12;
 
 /// One patient's records, drawn from its own RNG so patients can be built in parallel.
@@ -380,7 +405,10 @@ fn draw_patient(seed: u64, i: usize, site: usize, years: u32, now: OffsetDateTim
         site_id: SiteId(0),
         mrn: format!("B{site}-{i:06}"),
         given_name: format!("Bench{i}"),
-        family_name: ["Alvarez", "Chen", "Garcia", "Nakamura", "Okafor", "Patel", "Schmidt", "Tanaka"].choose(rng).expect("names").to_string(),
+        family_name: ["Alvarez", "Chen", "Garcia", "Nakamura", "Okafor", "Patel", "Schmidt", "Tanaka"]
+            .choose(rng)
+            .expect("names")
+            .to_string(),
         date_of_birth: today - Duration::days(age as i64 * 365 + rng.random_range(0..365)),
         sex,
         phone: None,
@@ -414,7 +442,14 @@ fn draw_patient(seed: u64, i: usize, site: usize, years: u32, now: OffsetDateTim
             };
         }
     }
-    let mut courses = vec![NewCourse { route, phase: Phase::Induction, indication: None, planned_sessions: 8, start_date: day(first), protocol: None }];
+    let mut courses = vec![NewCourse {
+        route,
+        phase: Phase::Induction,
+        indication: None,
+        planned_sessions: 8,
+        start_date: day(first),
+        protocol: None,
+    }];
     if !maintenance.is_empty() {
         courses.push(NewCourse {
             route,
@@ -434,7 +469,7 @@ fn draw_patient(seed: u64, i: usize, site: usize, years: u32, now: OffsetDateTim
         let t = (d - first).max(0) as f64;
         (floor + (baseline - floor) * (-t / 7.0).exp() + normal(rng, 0.0, 1.5)).round().clamp(0.0, 27.0) as i32
     };
-    let questionnaires = |rng: &mut ChaCha8Rng, d: i64| -> Vec<(&'static str, Vec<Option<i32>>)> {
+    let questionnaires = |rng: &mut ChaCha8Rng, d: i64| -> crate::demo::Questionnaires {
         let phq = score_at(rng, d);
         let item9 = i32::from(phq >= 15 && rng.random_bool(0.05));
         let mut v = vec![("phq9", phq9_answers(rng, phq, item9))];
@@ -447,12 +482,19 @@ fn draw_patient(seed: u64, i: usize, site: usize, years: u32, now: OffsetDateTim
 
     let dose = |index: usize| match route {
         Route::IvRacemic | Route::ImRacemic => (weight * 0.5 * 2.0).round() / 2.0,
-        Route::IntranasalEsketamine => if index == 0 { 56.0 } else { 84.0 },
+        Route::IntranasalEsketamine => {
+            if index == 0 {
+                56.0
+            } else {
+                84.0
+            }
+        }
         Route::SublingualRacemic => 200.0,
         Route::OralRacemic => 150.0,
     };
     let mut sessions = Vec::new();
-    let days: Vec<(usize, i64)> = induction.iter().map(|&d| (0, d)).chain(maintenance.iter().map(|&d| (1, d))).collect();
+    let days: Vec<(usize, i64)> =
+        induction.iter().map(|&d| (0, d)).chain(maintenance.iter().map(|&d| (1, d))).collect();
     for (index, &(slot, d)) in days.iter().enumerate() {
         let at_home = route.is_home() && index > 0;
         let chair = (!at_home).then(|| rng.random_range(0..CHAIRS));
@@ -482,7 +524,15 @@ fn draw_patient(seed: u64, i: usize, site: usize, years: u32, now: OffsetDateTim
             let slot = usize::from(maintenance.first().is_some_and(|&m| d >= m - 2));
             let at = clock.at(day(d), rng.random_range(18 * 60..=21 * 60));
             for (code, answers) in questionnaires(rng, d) {
-                check_ins.push((slot, HistoricalResponse { instrument: code.into(), answers, completed_at: at, completed_by: CompletedBy::Patient }));
+                check_ins.push((
+                    slot,
+                    HistoricalResponse {
+                        instrument: code.into(),
+                        answers,
+                        completed_at: at,
+                        completed_by: CompletedBy::Patient,
+                    },
+                ));
             }
         }
         d += if d > end { 14 } else { 7 };
@@ -567,12 +617,17 @@ async fn build(store: &Store, opts: &BenchOptions) -> anyhow::Result<(Vec<Patien
                 let check_ins: Vec<HistoricalCheckIn> = rec
                     .check_ins
                     .into_iter()
-                    .map(|(slot, response)| HistoricalCheckIn { patient_id: p.id, course_id: Some(courses[slot]), response, acknowledge_alerts: None })
+                    .map(|(slot, response)| HistoricalCheckIn {
+                        patient_id: p.id,
+                        course_id: Some(courses[slot]),
+                        response,
+                        acknowledge_alerts: None,
+                    })
                     .collect();
                 store.import_history(&actor, sessions).await.with_context(|| format!("importing patient {i}"))?;
                 store.import_responses(&actor, check_ins).await?;
                 let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if n % 1000 == 0 {
+                if n.is_multiple_of(1000) {
                     eprintln!("   {n}/{total} patients ({:.0} s)", started.elapsed().as_secs_f64());
                 }
                 Ok((p.id, *courses.last().expect("a course")))
@@ -610,7 +665,14 @@ fn report(opts: &BenchOptions, results: &[Results]) -> String {
         let d = &r.data;
         s.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {:.1} s |\n",
-            r.backend, d.patients, d.sessions, d.vitals, d.responses, d.alerts, d.audit, d.build.as_secs_f64()
+            r.backend,
+            d.patients,
+            d.sessions,
+            d.vitals,
+            d.responses,
+            d.alerts,
+            d.audit,
+            d.build.as_secs_f64()
         ));
     }
     s.push_str(
@@ -645,7 +707,13 @@ fn report(opts: &BenchOptions, results: &[Results]) -> String {
             r.vitals_1.range(),
             r.vitals_16.median(),
             r.vitals_16.range(),
-            if r.backend != "SQLite" { "" } else if r.vitals_16.median() >= 5000.0 { "✓" } else { "✗" },
+            if r.backend != "SQLite" {
+                ""
+            } else if r.vitals_16.median() >= 5000.0 {
+                "✓"
+            } else {
+                "✗"
+            },
             r.commit_1.median(),
             r.commit_1.range(),
             r.commit_16.median(),

@@ -48,7 +48,8 @@ use keta_domain::site::NewSite;
 use keta_domain::units::{BeatsPerMinute, BreathsPerMinute, Kilograms, Milligrams, Mmhg, Percent};
 use keta_domain::vitals::VitalSigns;
 use keta_store::import::{
-    AlertAcknowledgement, HistoricalCheckIn, HistoricalObservation, HistoricalResponse, HistoricalSession, HistoricalVitals, SessionStep,
+    AlertAcknowledgement, HistoricalCheckIn, HistoricalObservation, HistoricalResponse, HistoricalSession,
+    HistoricalVitals, SessionStep,
 };
 use keta_store::{Actor, Store};
 
@@ -112,7 +113,8 @@ impl SiteClock {
     }
     /// `minutes` after local midnight on `d`, in UTC.
     pub fn at(self, d: Date, minutes: i64) -> OffsetDateTime {
-        PrimitiveDateTime::new(d, Time::MIDNIGHT).assume_offset(self.offset_on(d)).to_offset(UtcOffset::UTC) + Duration::minutes(minutes)
+        PrimitiveDateTime::new(d, Time::MIDNIGHT).assume_offset(self.offset_on(d)).to_offset(UtcOffset::UTC)
+            + Duration::minutes(minutes)
     }
 }
 
@@ -237,6 +239,9 @@ pub(crate) enum SessionEvent {
     Ae(AeKind),
 }
 
+/// Completed questionnaires: (instrument code, answers).
+pub(crate) type Questionnaires = Vec<(&'static str, Vec<Option<i32>>)>;
+
 /// What to synthesise for one session.
 pub(crate) struct SessionSpec {
     pub course_id: CourseId,
@@ -251,7 +256,7 @@ pub(crate) struct SessionSpec {
     pub at_home: bool,
     pub event: SessionEvent,
     /// Questionnaires the patient completes before check-in: (instrument, answers).
-    pub questionnaires: Vec<(&'static str, Vec<Option<i32>>)>,
+    pub questionnaires: Questionnaires,
     /// Who acknowledged the session's alerts; `None` leaves them open.
     pub acknowledged_by: Option<String>,
     pub course_status_after: Option<CourseStatus>,
@@ -313,10 +318,16 @@ impl Reading {
 /// (§4.1 [S63] esketamine week 1; §4.2 [S40] IV ≥20 %), fading with repeated doses.
 fn side_effect_rates(route: Route) -> &'static [(&'static str, f64)] {
     match route {
-        Route::IntranasalEsketamine => &[("dizziness", 0.21), ("dissociation", 0.17), ("nausea", 0.14), ("vertigo", 0.12), ("sedation", 0.04)],
-        Route::IvRacemic => &[("dissociation", 0.22), ("headache", 0.12), ("nausea", 0.12), ("dizziness", 0.12), ("anxiety", 0.08)],
+        Route::IntranasalEsketamine => {
+            &[("dizziness", 0.21), ("dissociation", 0.17), ("nausea", 0.14), ("vertigo", 0.12), ("sedation", 0.04)]
+        }
+        Route::IvRacemic => {
+            &[("dissociation", 0.22), ("headache", 0.12), ("nausea", 0.12), ("dizziness", 0.12), ("anxiety", 0.08)]
+        }
         Route::ImRacemic => &[("dissociation", 0.18), ("nausea", 0.10), ("dizziness", 0.10), ("headache", 0.06)],
-        Route::OralRacemic | Route::SublingualRacemic => &[("dizziness", 0.10), ("nausea", 0.08), ("sedation", 0.08), ("dissociation", 0.06)],
+        Route::OralRacemic | Route::SublingualRacemic => {
+            &[("dizziness", 0.10), ("nausea", 0.08), ("sedation", 0.08), ("dissociation", 0.06)]
+        }
     }
 }
 
@@ -340,7 +351,13 @@ pub(crate) fn synth_session<R: Rng + ?Sized>(rng: &mut R, phys: &Physiology, spe
     let pre = check_in + mins(rng.random_range(4..=9));
     let dose_start = pre + mins(rng.random_range(8..=14));
     let dose_minutes = match route {
-        Route::IvRacemic => if spec.dose_minutes > 0 { spec.dose_minutes } else { 40 },
+        Route::IvRacemic => {
+            if spec.dose_minutes > 0 {
+                spec.dose_minutes
+            } else {
+                40
+            }
+        }
         Route::ImRacemic => 1,
         Route::IntranasalEsketamine if spec.dose_mg <= 28.0 => 1,
         // One device per 28 mg, 5 minutes apart (§2.3).
@@ -386,7 +403,9 @@ pub(crate) fn synth_session<R: Rng + ?Sized>(rng: &mut R, phys: &Physiology, spe
             let r = reading(rng, 0.0);
             push_vitals(&mut s, check_in + mins(4), &r, VitalsSource::Manual);
             s.steps.push(SessionStep::new(
-                SessionAction::Stop { reason: "Patient arrived unwell (fever and cough); not dosed, session rescheduled.".into() },
+                SessionAction::Stop {
+                    reason: "Patient arrived unwell (fever and cough); not dosed, session rescheduled.".into(),
+                },
                 check_in + mins(12),
             ));
             return s;
@@ -428,13 +447,22 @@ pub(crate) fn synth_session<R: Rng + ?Sized>(rng: &mut R, phys: &Physiology, spe
         let b = baseline.systolic_mmhg.map_or(140.0, |m| m.0);
         let d = baseline.diastolic_mmhg.map_or(88.0, |m| m.0);
         for (t, ds, dd) in [(5, 10.0, 6.0), (10, 20.0, 12.0), (15, 31.0, 18.0), (20, 44.0, 27.0)] {
-            let r = Reading { sys: (b + ds).max(150.0 + ds), dia: (d + dd).max(92.0 + dd), hr: base_hr + 14.0, spo2: phys.spo2, rr: phys.rr + 2.0 };
+            let r = Reading {
+                sys: (b + ds).max(150.0 + ds),
+                dia: (d + dd).max(92.0 + dd),
+                hr: base_hr + 14.0,
+                spo2: phys.spo2,
+                rr: phys.rr + 2.0,
+            };
             push_vitals(&mut s, dose_start + mins(t), &r, source);
         }
         let at = dose_start + mins(21);
         s.observations.push(HistoricalObservation {
             observed_at: at,
-            body: ObservationBody::SideEffect { symptom: "sudden_severe_headache".into(), note: Some("Sudden occipital headache, nausea".into()) },
+            body: ObservationBody::SideEffect {
+                symptom: "sudden_severe_headache".into(),
+                note: Some("Sudden occipital headache, nausea".into()),
+            },
         });
         s.steps.push(SessionStep::new(
             SessionAction::Stop { reason: "Infusion stopped at 25 min: severe hypertension with sudden severe headache; emergency services called.".into() },
@@ -457,8 +485,12 @@ pub(crate) fn synth_session<R: Rng + ?Sized>(rng: &mut R, phys: &Physiology, spe
 
     // Post-dose readings, minutes after the dose started.
     let mut offsets: Vec<i64> = match route {
-        Route::IvRacemic if dose_minutes > 60 => (1..=dose_minutes / 15).map(|k| k * 15).chain([dose_minutes + 15, dose_minutes + 30]).collect(),
-        Route::IvRacemic => (1..=dose_minutes / 5).map(|k| k * 5).chain((1..=5).map(|k| dose_minutes + 15 * k)).collect(),
+        Route::IvRacemic if dose_minutes > 60 => {
+            (1..=dose_minutes / 15).map(|k| k * 15).chain([dose_minutes + 15, dose_minutes + 30]).collect()
+        }
+        Route::IvRacemic => {
+            (1..=dose_minutes / 5).map(|k| k * 5).chain((1..=5).map(|k| dose_minutes + 15 * k)).collect()
+        }
         Route::ImRacemic => vec![5, 10, 15, 20, 25, 30, 40],
         Route::IntranasalEsketamine => vec![dose_minutes + 1, 20, 40, 60, 90, 120],
         Route::OralRacemic | Route::SublingualRacemic => vec![40, 90, 120],
@@ -489,21 +521,23 @@ pub(crate) fn synth_session<R: Rng + ?Sized>(rng: &mut R, phys: &Physiology, spe
     };
     for &t in moaas_at {
         let p: f64 = rng.random();
-        let score = if spec.event == SessionEvent::Desaturation && t <= 20 {
-            3
-        } else if p < 0.05 * decay {
+        let score = if (spec.event == SessionEvent::Desaturation && t <= 20) || p < 0.05 * decay {
             3
         } else if p < 0.3 * decay {
             4
         } else {
             5
         };
-        s.observations.push(HistoricalObservation { observed_at: dose_start + mins(t), body: ObservationBody::Moaas { score } });
+        s.observations
+            .push(HistoricalObservation { observed_at: dose_start + mins(t), body: ObservationBody::Moaas { score } });
     }
     if spec.event == SessionEvent::Desaturation {
         s.observations.push(HistoricalObservation {
             observed_at: dose_start + mins(20),
-            body: ObservationBody::SideEffect { symptom: "sedation".into(), note: Some("Deeper sedation with desaturation; roused to voice".into()) },
+            body: ObservationBody::SideEffect {
+                symptom: "sedation".into(),
+                note: Some("Deeper sedation with desaturation; roused to voice".into()),
+            },
         });
         s.note = Some("Brief desaturation to 90 % with deeper sedation at 20 min; repositioned and roused to voice; SpO2 back to 94 % within 5 min. Next infusion rate to be reviewed.".into());
     }
@@ -530,27 +564,61 @@ pub(crate) fn synth_session<R: Rng + ?Sized>(rng: &mut R, phys: &Physiology, spe
     }
 
     // Side effects.
-    let mut effects: Vec<&'static str> = side_effect_rates(route).iter().filter(|(_, p)| rng.random_bool(p * decay)).map(|(c, _)| *c).collect();
+    let mut effects: Vec<&'static str> =
+        side_effect_rates(route).iter().filter(|(_, p)| rng.random_bool(p * decay)).map(|(c, _)| *c).collect();
     let ae = match spec.event {
         SessionEvent::Ae(kind) => {
             let (symptom, description, severity, action, outcome) = match kind {
-                AeKind::Vomiting => ("nausea", "Nausea with vomiting after the dose.", AeSeverity::Moderate, "Ondansetron 4 mg given; observed until settled.", "Resolved before discharge."),
-                AeKind::ProlongedDissociation => ("dissociation", "Dissociation lasting beyond the usual observation period.", AeSeverity::Mild, "Observation extended by 35 minutes; reassurance.", "Resolved the same day."),
-                AeKind::Panic => ("anxiety", "Acute anxiety (panic) during the dose.", AeSeverity::Moderate, "Dose paused 5 minutes; reassurance and grounding.", "Resolved; session completed."),
-                AeKind::NearFall => ("dizziness", "Dizziness with a near-fall when standing after the session.", AeSeverity::Mild, "Assisted back to the chair; fall precautions; discharged with escort.", "Resolved."),
-                AeKind::Headache => ("headache", "Headache after the session.", AeSeverity::Mild, "Paracetamol 1 g by mouth.", "Resolved by the next morning."),
+                AeKind::Vomiting => (
+                    "nausea",
+                    "Nausea with vomiting after the dose.",
+                    AeSeverity::Moderate,
+                    "Ondansetron 4 mg given; observed until settled.",
+                    "Resolved before discharge.",
+                ),
+                AeKind::ProlongedDissociation => (
+                    "dissociation",
+                    "Dissociation lasting beyond the usual observation period.",
+                    AeSeverity::Mild,
+                    "Observation extended by 35 minutes; reassurance.",
+                    "Resolved the same day.",
+                ),
+                AeKind::Panic => (
+                    "anxiety",
+                    "Acute anxiety (panic) during the dose.",
+                    AeSeverity::Moderate,
+                    "Dose paused 5 minutes; reassurance and grounding.",
+                    "Resolved; session completed.",
+                ),
+                AeKind::NearFall => (
+                    "dizziness",
+                    "Dizziness with a near-fall when standing after the session.",
+                    AeSeverity::Mild,
+                    "Assisted back to the chair; fall precautions; discharged with escort.",
+                    "Resolved.",
+                ),
+                AeKind::Headache => (
+                    "headache",
+                    "Headache after the session.",
+                    AeSeverity::Mild,
+                    "Paracetamol 1 g by mouth.",
+                    "Resolved by the next morning.",
+                ),
             };
             if !effects.contains(&symptom) {
                 effects.push(symptom);
             }
-            Some((symptom, NewAdverseEvent {
-                description: description.into(),
-                severity,
-                serious: false,
-                action_taken: action.into(),
-                outcome: outcome.into(),
-                onset_at: dose_start,
-            }))
+            Some((
+                symptom,
+                NewAdverseEvent {
+                    description: description.into(),
+                    severity,
+                    serious: false,
+                    action_taken: action.into(),
+                    outcome: outcome.into(),
+                    onset_at: dose_start,
+                },
+            ))
         }
         _ => None,
     };
@@ -558,7 +626,10 @@ pub(crate) fn synth_session<R: Rng + ?Sized>(rng: &mut R, phys: &Physiology, spe
     let latest = ((discharge - dose_start).whole_minutes() - 5).min(55);
     for symptom in effects {
         let at = dose_start + mins(rng.random_range(8..=latest));
-        s.observations.push(HistoricalObservation { observed_at: at, body: ObservationBody::SideEffect { symptom: symptom.into(), note: None } });
+        s.observations.push(HistoricalObservation {
+            observed_at: at,
+            body: ObservationBody::SideEffect { symptom: symptom.into(), note: None },
+        });
         let vomited = matches!(ae, Some((_, ref e)) if e.description.starts_with("Nausea with vomiting"));
         if symptom == "nausea" && (vomited || rng.random_bool(0.3)) {
             s.observations.push(HistoricalObservation {
@@ -579,7 +650,8 @@ pub(crate) fn synth_session<R: Rng + ?Sized>(rng: &mut R, phys: &Physiology, spe
         }
     }
     if spec.event == SessionEvent::BpSpike {
-        s.note = Some("BP rise around 40 min; re-checked, asymptomatic, settling by 90 min. No treatment needed.".into());
+        s.note =
+            Some("BP rise around 40 min; re-checked, asymptomatic, settling by 90 min. No treatment needed.".into());
     }
     s.steps.push(SessionStep::new(SessionAction::Discharge, discharge));
     s
@@ -598,17 +670,50 @@ pub(crate) fn in_progress(mut s: HistoricalSession, now: OffsetDateTime) -> Hist
 }
 
 const GIVEN_F: &[&str] = &[
-    "Ava", "Maya", "Grace", "Chloe", "Isabel", "Nora", "Leah", "Hannah", "Sofia", "Priya", "Mei", "Amara", "Lucia", "Rosa", "Elena",
-    "Fatima", "Keiko", "Ingrid", "Naomi", "Tessa", "Yara", "Clara", "Joanna", "Ruth",
+    "Ava", "Maya", "Grace", "Chloe", "Isabel", "Nora", "Leah", "Hannah", "Sofia", "Priya", "Mei", "Amara", "Lucia",
+    "Rosa", "Elena", "Fatima", "Keiko", "Ingrid", "Naomi", "Tessa", "Yara", "Clara", "Joanna", "Ruth",
 ];
 const GIVEN_M: &[&str] = &[
-    "Liam", "Noah", "Ethan", "Mateo", "Daniel", "Samuel", "Omar", "Kenji", "Arjun", "Lucas", "Elijah", "Caleb", "Marcus", "Tomas",
-    "Jonah", "Felix", "Rafael", "Andre", "Theo", "Isaac", "Victor", "Wesley", "Hugo", "Dmitri",
+    "Liam", "Noah", "Ethan", "Mateo", "Daniel", "Samuel", "Omar", "Kenji", "Arjun", "Lucas", "Elijah", "Caleb",
+    "Marcus", "Tomas", "Jonah", "Felix", "Rafael", "Andre", "Theo", "Isaac", "Victor", "Wesley", "Hugo", "Dmitri",
 ];
 const FAMILY: &[&str] = &[
-    "Alvarez", "Bennett", "Chen", "Delgado", "Eriksen", "Fischer", "Garcia", "Hughes", "Ibrahim", "Jensen", "Kowalski", "Larsen", "Morales",
-    "Nakamura", "Okafor", "Patel", "Quinn", "Reyes", "Schmidt", "Tanaka", "Underwood", "Vasquez", "Whitaker", "Xu", "Yilmaz", "Zimmerman",
-    "Brooks", "Coleman", "Dubois", "Ferreira", "Haddad", "Lindqvist", "Moreau", "Novak", "Ortiz", "Park",
+    "Alvarez",
+    "Bennett",
+    "Chen",
+    "Delgado",
+    "Eriksen",
+    "Fischer",
+    "Garcia",
+    "Hughes",
+    "Ibrahim",
+    "Jensen",
+    "Kowalski",
+    "Larsen",
+    "Morales",
+    "Nakamura",
+    "Okafor",
+    "Patel",
+    "Quinn",
+    "Reyes",
+    "Schmidt",
+    "Tanaka",
+    "Underwood",
+    "Vasquez",
+    "Whitaker",
+    "Xu",
+    "Yilmaz",
+    "Zimmerman",
+    "Brooks",
+    "Coleman",
+    "Dubois",
+    "Ferreira",
+    "Haddad",
+    "Lindqvist",
+    "Moreau",
+    "Novak",
+    "Ortiz",
+    "Park",
 ];
 
 // =======================================================================================
@@ -680,27 +785,80 @@ struct Cohort {
 
 const COHORTS: &[Cohort] = &[
     // McInnes 2022 (IV induction, PHQ-9): response 53.6 %, remission 28.9 %, worsened 8.4 %.
-    Cohort { routes: &[Route::IvRacemic], indication: Indication::Depression, n: 18, response: 0.536, remission: 0.289, worsen: 0.084, relapse: 0.12 },
+    Cohort {
+        routes: &[Route::IvRacemic],
+        indication: Indication::Depression,
+        n: 18,
+        response: 0.536,
+        remission: 0.289,
+        worsen: 0.084,
+        relapse: 0.12,
+    },
     // Pooled TRANSFORM day 28 response 58.7 %; remission ≈36 % (TRANSFORM-1).
-    Cohort { routes: &[Route::IntranasalEsketamine], indication: Indication::Depression, n: 14, response: 0.587, remission: 0.36, worsen: 0.07, relapse: 0.12 },
+    Cohort {
+        routes: &[Route::IntranasalEsketamine],
+        indication: Indication::Depression,
+        n: 14,
+        response: 0.587,
+        remission: 0.36,
+        worsen: 0.07,
+        relapse: 0.12,
+    },
     // Oliver 2022 (within 6 weeks): 50 % / 20 %.
-    Cohort { routes: &[Route::ImRacemic], indication: Indication::Depression, n: 6, response: 0.50, remission: 0.20, worsen: 0.0, relapse: 0.12 },
+    Cohort {
+        routes: &[Route::ImRacemic],
+        indication: Indication::Depression,
+        n: 6,
+        response: 0.50,
+        remission: 0.20,
+        worsen: 0.0,
+        relapse: 0.12,
+    },
     // Hull 2022 (at-home SL, 4 weeks): 62.8 % / 32.6 %.
     Cohort {
         routes: &[Route::SublingualRacemic, Route::SublingualRacemic, Route::SublingualRacemic, Route::OralRacemic],
-        indication: Indication::Depression, n: 8, response: 0.628, remission: 0.326, worsen: 0.0, relapse: 0.12,
+        indication: Indication::Depression,
+        n: 8,
+        response: 0.628,
+        remission: 0.326,
+        worsen: 0.0,
+        relapse: 0.12,
     },
     // Hull 2022 GAD-7: 62.9 % / 31.3 %.
     Cohort {
-        routes: &[Route::SublingualRacemic, Route::SublingualRacemic, Route::OralRacemic, Route::IvRacemic, Route::SublingualRacemic],
-        indication: Indication::Anxiety, n: 5, response: 0.629, remission: 0.313, worsen: 0.0, relapse: 0.0,
+        routes: &[
+            Route::SublingualRacemic,
+            Route::SublingualRacemic,
+            Route::OralRacemic,
+            Route::IvRacemic,
+            Route::SublingualRacemic,
+        ],
+        indication: Indication::Anxiety,
+        n: 5,
+        response: 0.629,
+        remission: 0.313,
+        worsen: 0.0,
+        relapse: 0.0,
     },
     // Feder 2021: ≥30 % improvement in 67 % (no response definition for PCL-5 in the reference).
     Cohort {
         routes: &[Route::IvRacemic, Route::IvRacemic, Route::ImRacemic, Route::IvRacemic, Route::IvRacemic],
-        indication: Indication::Ptsd, n: 5, response: 0.6, remission: 0.0, worsen: 0.0, relapse: 0.0,
+        indication: Indication::Ptsd,
+        n: 5,
+        response: 0.6,
+        remission: 0.0,
+        worsen: 0.0,
+        relapse: 0.0,
     },
-    Cohort { routes: &[Route::IvRacemic], indication: Indication::ChronicPain, n: 4, response: 0.75, remission: 0.0, worsen: 0.0, relapse: 0.0 },
+    Cohort {
+        routes: &[Route::IvRacemic],
+        indication: Indication::ChronicPain,
+        n: 4,
+        response: 0.75,
+        remission: 0.0,
+        worsen: 0.0,
+        relapse: 0.0,
+    },
 ];
 
 /// Exactly the quota's counts, shuffled.
@@ -834,7 +992,9 @@ impl Trajectory {
         let improving = arch.responds() || arch == Arch::Relapse;
         let target = match indication {
             Indication::Ptsd => b * if improving { rng.random_range(0.45..0.65) } else { rng.random_range(0.85..1.0) },
-            Indication::ChronicPain => b - if improving { rng.random_range(2.0..3.5) } else { rng.random_range(0.0..1.0) },
+            Indication::ChronicPain => {
+                b - if improving { rng.random_range(2.0..3.5) } else { rng.random_range(0.0..1.0) }
+            }
             _ => match arch {
                 Arch::Remit => rng.random_range(1.0..4.0),
                 Arch::Respond => rng.random_range(5.0..(b / 2.0).floor().max(5.5)),
@@ -926,14 +1086,23 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
         routes.shuffle(rng);
         let site_start = rng.random_range(0..2);
         for (i, (arch, route)) in archs.into_iter().zip(routes).enumerate() {
-            drafts.push(Draft { route, indication: c.indication, arch, site: (i + site_start) % 2, maintenance: false, special: Special::None, board: None });
+            drafts.push(Draft {
+                route,
+                indication: c.indication,
+                arch,
+                site: (i + site_start) % 2,
+                maintenance: false,
+                special: Special::None,
+                board: None,
+            });
         }
     }
     drafts.shuffle(rng);
 
     // --- Stories placed on purpose ---------------------------------------------------------
     let pick = |drafts: &[Draft], rng: &mut ChaCha8Rng, f: &dyn Fn(&Draft) -> bool| -> Option<usize> {
-        let c: Vec<usize> = (0..drafts.len()).filter(|&i| drafts[i].special == Special::None && f(&drafts[i])).collect();
+        let c: Vec<usize> =
+            (0..drafts.len()).filter(|&i| drafts[i].special == Special::None && f(&drafts[i])).collect();
         c.choose(rng).copied()
     };
     let dep_iv = |d: &Draft| d.route == Route::IvRacemic && d.indication == Indication::Depression;
@@ -965,17 +1134,22 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
     for site in 0..SITES.len() {
         let chair_route = |d: &Draft| !d.route.is_home() && d.indication != Indication::ChronicPain;
         let mut cands: Vec<usize> = (0..drafts.len())
-            .filter(|&i| drafts[i].site == site && drafts[i].maintenance && chair_route(&drafts[i]) && drafts[i].special == Special::None)
+            .filter(|&i| {
+                drafts[i].site == site
+                    && drafts[i].maintenance
+                    && chair_route(&drafts[i])
+                    && drafts[i].special == Special::None
+            })
             .collect();
         // Top up from responders on chair routes if maintenance left too few for a full board.
         if cands.len() < 6 {
-            for i in 0..drafts.len() {
+            for (i, d) in drafts.iter_mut().enumerate() {
                 if cands.len() >= 6 {
                     break;
                 }
-                let d = &drafts[i];
-                if d.site == site && !d.maintenance && d.arch.responds() && chair_route(d) && d.special == Special::None {
-                    drafts[i].maintenance = true;
+                if d.site == site && !d.maintenance && d.arch.responds() && chair_route(d) && d.special == Special::None
+                {
+                    d.maintenance = true;
                     cands.push(i);
                 }
             }
@@ -1021,7 +1195,13 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
             let given = match sex {
                 Sex::Female => GIVEN_F.choose(rng),
                 Sex::Male => GIVEN_M.choose(rng),
-                _ => if rng.random_bool(0.5) { GIVEN_F.choose(rng) } else { GIVEN_M.choose(rng) },
+                _ => {
+                    if rng.random_bool(0.5) {
+                        GIVEN_F.choose(rng)
+                    } else {
+                        GIVEN_M.choose(rng)
+                    }
+                }
             }
             .expect("names")
             .to_string();
@@ -1052,10 +1232,20 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
             date_of_birth: dob,
             sex,
             phone: Some(format!("({}) 555-{:04}", site.area_code, rng.random_range(100..=199))),
-            email: Some(format!("{}.{}{}@example.org", given.to_lowercase(), family.to_lowercase(), rng.random_range(1..=99))),
+            email: Some(format!(
+                "{}.{}{}@example.org",
+                given.to_lowercase(),
+                family.to_lowercase(),
+                rng.random_range(1..=99)
+            )),
             indication: d.indication,
             diagnoses,
-            referring_clinician: Some(["Dr. Hannah Weiss", "Dr. Marcus Bell", "Dr. Aiko Mori", "Dr. Samuel Osei"].choose(rng).expect("names").to_string()),
+            referring_clinician: Some(
+                ["Dr. Hannah Weiss", "Dr. Marcus Bell", "Dr. Aiko Mori", "Dr. Samuel Osei"]
+                    .choose(rng)
+                    .expect("names")
+                    .to_string(),
+            ),
         };
         let phys = Physiology::sample(rng, age);
         let weight = match sex {
@@ -1095,9 +1285,12 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
                 }
                 maintenance.reverse();
             } else {
-                let (gap, every): (i64, Box<dyn Fn(&mut ChaCha8Rng, usize) -> i64>) = match d.route {
+                type Interval = Box<dyn Fn(&mut ChaCha8Rng, usize) -> i64>;
+                let (gap, every): (i64, Interval) = match d.route {
                     Route::IntranasalEsketamine => (4, Box::new(|_, n| if n < 4 { 7 } else { 14 })),
-                    Route::IvRacemic | Route::ImRacemic => (rng.random_range(14..=28), Box::new(|r, _| r.random_range(21..=35))),
+                    Route::IvRacemic | Route::ImRacemic => {
+                        (rng.random_range(14..=28), Box::new(|r, _| r.random_range(21..=35)))
+                    }
                     _ => (rng.random_range(5..=9), Box::new(|r, _| r.random_range(7..=14))),
                 };
                 let mut k = end + gap;
@@ -1108,7 +1301,8 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
             }
         }
         let follow_end = if d.maintenance || d.special == Special::OpenItem9 { -1 } else { (end + 56).min(-1) };
-        let maint_from = maintenance.first().copied().unwrap_or(i64::MAX).min(if d.board.is_some() { 0 } else { i64::MAX }) - 2;
+        let maint_from =
+            maintenance.first().copied().unwrap_or(i64::MAX).min(if d.board.is_some() { 0 } else { i64::MAX }) - 2;
 
         // Questionnaire time points: intake, before each session, and check-ins between.
         #[derive(Clone, Copy, PartialEq)]
@@ -1141,7 +1335,8 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
         let mut prim: Vec<(bool, i32)> = points
             .iter()
             .map(|&(x, _)| {
-                let v = traj.at((x - first) as f64) + normal(rng, 0.0, if d.indication == Indication::Ptsd { 3.0 } else { 1.1 });
+                let v = traj.at((x - first) as f64)
+                    + normal(rng, 0.0, if d.indication == Indication::Ptsd { 3.0 } else { 1.1 });
                 (slot_of(x) == 0, v.round().clamp(0.0, max_total(primary) as f64) as i32)
             })
             .collect();
@@ -1152,7 +1347,7 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
             Indication::Depression => None,
             _ => Some(("phq9", rng.random_range(9..=17) as f64)),
         };
-        let mut answers_at: Vec<Vec<(&'static str, Vec<Option<i32>>)>> = Vec::with_capacity(points.len());
+        let mut answers_at: Vec<Questionnaires> = Vec::with_capacity(points.len());
         for (k, &(x, when)) in points.iter().enumerate() {
             let p = prim[k].1;
             let mut set = Vec::new();
@@ -1185,7 +1380,8 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
         }
 
         // Intake: weight, antidepressant history, eligibility.
-        let mut weights = vec![NewWeight { weight_kg: Kilograms(weight), measured_on: day(intake), weight_type: WeightType::Actual }];
+        let mut weights =
+            vec![NewWeight { weight_kg: Kilograms(weight), measured_on: day(intake), weight_type: WeightType::Actual }];
         if rng.random_bool(0.3) && end + 20 < -1 {
             weights.push(NewWeight {
                 weight_kg: Kilograms((weight + normal(rng, 0.0, 1.5)).round()),
@@ -1195,8 +1391,14 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
         }
         let mut trials = Vec::new();
         let drugs: &[(&str, f64)] = &[
-            ("sertraline", 150.0), ("escitalopram", 20.0), ("venlafaxine XR", 225.0), ("bupropion XL", 300.0),
-            ("duloxetine", 60.0), ("mirtazapine", 30.0), ("vortioxetine", 20.0), ("fluoxetine", 40.0),
+            ("sertraline", 150.0),
+            ("escitalopram", 20.0),
+            ("venlafaxine XR", 225.0),
+            ("bupropion XL", 300.0),
+            ("duloxetine", 60.0),
+            ("mirtazapine", 30.0),
+            ("vortioxetine", 20.0),
+            ("fluoxetine", 40.0),
         ];
         let n_trials = match (d.indication, d.route) {
             (Indication::Depression, Route::IntranasalEsketamine) => rng.random_range(2..=4),
@@ -1213,7 +1415,8 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
             } else {
                 TrialOutcome::Intolerance
             };
-            let weeks = if outcome == TrialOutcome::Intolerance { rng.random_range(1..=3) } else { rng.random_range(6..=16) };
+            let weeks =
+                if outcome == TrialOutcome::Intolerance { rng.random_range(1..=3) } else { rng.random_range(6..=16) };
             trials.push(AntidepressantTrial {
                 drug: drug.into(),
                 daily_dose_mg: Some(Milligrams(dose)),
@@ -1242,13 +1445,13 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
         match d.special {
             Special::EsketamineHardStop => assessments.push(NewEligibilityAssessment {
                 route: Route::IntranasalEsketamine,
-                maudsley: maudsley.clone(),
+                maudsley,
                 contraindications_present: vec!["hypersensitivity".into()],
             }),
             Special::RacemicHardStop => {
                 assessments.push(NewEligibilityAssessment {
                     route: Route::IvRacemic,
-                    maudsley: maudsley.clone(),
+                    maudsley,
                     contraindications_present: vec!["theophylline_or_aminophylline".into()],
                 });
                 cautions.retain(|c| c != "cns_depressants");
@@ -1283,7 +1486,9 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
                 planned_sessions: (maintenance.len() as u32 + 6).clamp(6, 104),
                 start_date: day(start),
                 protocol: Some(match d.route {
-                    Route::IntranasalEsketamine => "Esketamine label maintenance (weekly weeks 5-8, then every 1-2 weeks)".into(),
+                    Route::IntranasalEsketamine => {
+                        "Esketamine label maintenance (weekly weeks 5-8, then every 1-2 weeks)".into()
+                    }
                     r if r.is_home() => "At-home maintenance, weekly to fortnightly".into(),
                     _ => "Maintenance infusions, every 3-5 weeks as needed".into(),
                 }),
@@ -1297,10 +1502,36 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
                 (Route::IvRacemic, Indication::ChronicPain) => mgkg(0.35 * 4.0),
                 (Route::IvRacemic, _) => mgkg(if titrate && index >= 3 { 0.75 } else { 0.5 }),
                 (Route::ImRacemic, _) => mgkg(if titrate && index >= 3 { 0.75 } else { 0.5 }),
-                (Route::IntranasalEsketamine, _) if index == 0 => if age >= 65 { 28.0 } else { 56.0 },
-                (Route::IntranasalEsketamine, _) => if age >= 65 { 56.0 } else if high_esk { 84.0 } else { 56.0 },
-                (Route::SublingualRacemic, _) => if index == 0 { 150.0 } else { 200.0 },
-                (Route::OralRacemic, _) => if index == 0 { 100.0 } else { 150.0 },
+                (Route::IntranasalEsketamine, _) if index == 0 => {
+                    if age >= 65 {
+                        28.0
+                    } else {
+                        56.0
+                    }
+                }
+                (Route::IntranasalEsketamine, _) => {
+                    if age >= 65 {
+                        56.0
+                    } else if high_esk {
+                        84.0
+                    } else {
+                        56.0
+                    }
+                }
+                (Route::SublingualRacemic, _) => {
+                    if index == 0 {
+                        150.0
+                    } else {
+                        200.0
+                    }
+                }
+                (Route::OralRacemic, _) => {
+                    if index == 0 {
+                        100.0
+                    } else {
+                        150.0
+                    }
+                }
             }
         };
         let mut sessions = Vec::new();
@@ -1317,12 +1548,19 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
                     } else {
                         let n = slots.entry((d.site, day(dayx))).or_insert(0);
                         let chair = *n % site.chairs.len();
-                        let start = clock.at(day(dayx), 8 * 60 + 150 * (*n / site.chairs.len()) as i64 + 5 * rng.random_range(0..=4));
+                        let start = clock.at(
+                            day(dayx),
+                            8 * 60 + 150 * (*n / site.chairs.len()) as i64 + 5 * rng.random_range(0..=4),
+                        );
                         *n += 1;
                         (Some(chair), start)
                     };
                     let status = if slot == 0 && i + 1 == n_induction {
-                        Some(if d.special == Special::SeriousAe { CourseStatus::Stopped } else { CourseStatus::Completed })
+                        Some(if d.special == Special::SeriousAe {
+                            CourseStatus::Stopped
+                        } else {
+                            CourseStatus::Completed
+                        })
                     } else {
                         None
                     };
@@ -1352,13 +1590,19 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
                             at_home,
                             event,
                             questionnaires: answers,
-                            acknowledged_by: Some(if at_home { site.prescriber.to_string() } else { site.nurse.to_string() }),
+                            acknowledged_by: Some(if at_home {
+                                site.prescriber.to_string()
+                            } else {
+                                site.nurse.to_string()
+                            }),
                             course_status_after: status,
                         },
                     ));
                 }
                 When::Intake | When::CheckIn => {
-                    let (time, by) = if when == When::Intake { (clock.at(day(x), 10 * 60 + rng.random_range(0..=90)), CompletedBy::Patient) } else {
+                    let (time, by) = if when == When::Intake {
+                        (clock.at(day(x), 10 * 60 + rng.random_range(0..=90)), CompletedBy::Patient)
+                    } else {
                         (clock.at(day(x), rng.random_range(18 * 60..=21 * 60 + 30)), CompletedBy::Patient)
                     };
                     let open = d.special == Special::OpenItem9 && x == -1 && when == When::CheckIn;
@@ -1394,7 +1638,9 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
                 BoardRole::Scheduled(m) if m < 150 => 4 % site.chairs.len(),
                 BoardRole::Scheduled(_) => 0,
             };
-            let round5 = |t: OffsetDateTime| t - Duration::seconds(t.unix_timestamp() % 300) - Duration::nanoseconds(t.nanosecond() as i64);
+            let round5 = |t: OffsetDateTime| {
+                t - Duration::seconds(t.unix_timestamp() % 300) - Duration::nanoseconds(t.nanosecond() as i64)
+            };
             let (scheduled_for, import) = match role {
                 BoardRole::DischargedToday | BoardRole::Monitoring => {
                     let ago = if role == BoardRole::DischargedToday { 300 } else { 80 };
@@ -1408,7 +1654,11 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
                         dose_minutes: 0,
                         index,
                         at_home: false,
-                        event: if role == BoardRole::Monitoring && d.site == 0 { SessionEvent::BpSpike } else { SessionEvent::None },
+                        event: if role == BoardRole::Monitoring && d.site == 0 {
+                            SessionEvent::BpSpike
+                        } else {
+                            SessionEvent::None
+                        },
                         questionnaires: vec![("phq9", phq9.clone())],
                         acknowledged_by: Some(site.nurse.to_string()),
                         course_status_after: None,
@@ -1424,7 +1674,17 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
         });
 
         patients.push((
-            PatientPlan { site: d.site, new, weights, trials, assessments, courses, sessions: Vec::new(), check_ins, board },
+            PatientPlan {
+                site: d.site,
+                new,
+                weights,
+                trials,
+                assessments,
+                courses,
+                sessions: Vec::new(),
+                check_ins,
+                board,
+            },
             sessions,
             phys,
         ));
@@ -1491,7 +1751,12 @@ async fn build(store: &Store, seed: u64) -> anyhow::Result<()> {
         let site = store
             .create_site(
                 &actor,
-                NewSite { code: def.code.into(), name: def.name.into(), time_zone: def.zone.into(), crisis_line: "988".into() },
+                NewSite {
+                    code: def.code.into(),
+                    name: def.name.into(),
+                    time_zone: def.zone.into(),
+                    crisis_line: "988".into(),
+                },
                 def.chairs.iter().map(|c| c.to_string()).collect(),
             )
             .await
@@ -1589,18 +1854,30 @@ async fn build(store: &Store, seed: u64) -> anyhow::Result<()> {
                 return Ok::<(), keta_store::StoreError>(());
             }
             let session = store
-                .create_session(actor, course, NewSession { scheduled_for: b.scheduled_for, chair_id: Some(chair), planned_dose_mg: Some(Milligrams(b.dose_mg)) })
+                .create_session(
+                    actor,
+                    course,
+                    NewSession {
+                        scheduled_for: b.scheduled_for,
+                        chair_id: Some(chair),
+                        planned_dose_mg: Some(Milligrams(b.dose_mg)),
+                    },
+                )
                 .await?;
             if b.role == BoardRole::CheckedIn {
                 store
-                    .submit_response(actor, pat.id, NewQuestionnaireResponse {
-                        instrument: "phq9".into(),
-                        answers: b.phq9.clone(),
-                        course_id: Some(course),
-                        session_id: Some(session.id),
-                        completed_at: Some(now - mins(14)),
-                        completed_by: CompletedBy::Patient,
-                    })
+                    .submit_response(
+                        actor,
+                        pat.id,
+                        NewQuestionnaireResponse {
+                            instrument: "phq9".into(),
+                            answers: b.phq9.clone(),
+                            course_id: Some(course),
+                            session_id: Some(session.id),
+                            completed_at: Some(now - mins(14)),
+                            completed_by: CompletedBy::Patient,
+                        },
+                    )
                     .await?;
                 store.act_on_session(actor, session.id, SessionAction::CheckIn).await?;
             }
@@ -1676,8 +1953,15 @@ mod tests {
         assert_eq!(sites.len(), 2);
         let (routes, serious) = a
             .read(|c| {
-                let routes = c.query("SELECT DISTINCT route FROM courses ORDER BY route", &[])?.iter().map(|r| r.text(0)).collect::<keta_store::Result<Vec<_>>>()?;
-                let serious = c.query_opt("SELECT count(*) FROM adverse_events WHERE serious = $1", params![true])?.expect("row").i64(0)?;
+                let routes = c
+                    .query("SELECT DISTINCT route FROM courses ORDER BY route", &[])?
+                    .iter()
+                    .map(|r| r.text(0))
+                    .collect::<keta_store::Result<Vec<_>>>()?;
+                let serious = c
+                    .query_opt("SELECT count(*) FROM adverse_events WHERE serious = $1", params![true])?
+                    .expect("row")
+                    .i64(0)?;
                 Ok((routes, serious))
             })
             .await
@@ -1686,22 +1970,35 @@ mod tests {
             assert!(routes.iter().any(|x| x == r), "{r} missing from {routes:?}");
         }
         assert_eq!(serious, 1, "exactly one serious adverse event");
-        let open = a.list_alerts(&all, AlertQuery { open_only: true, limit: 1000, ..Default::default() }).await.unwrap();
-        assert!(open.iter().any(|x| x.rule == "phq9_phq9_item9" && x.level == AlertLevel::Urgent && x.session_id.is_none()), "{open:?}");
+        let open =
+            a.list_alerts(&all, AlertQuery { open_only: true, limit: 1000, ..Default::default() }).await.unwrap();
+        assert!(
+            open.iter().any(|x| x.rule == "phq9_phq9_item9" && x.level == AlertLevel::Urgent && x.session_id.is_none()),
+            "{open:?}"
+        );
         let acked = a.list_alerts(&all, AlertQuery { limit: 1000, ..Default::default() }).await.unwrap();
-        assert!(acked.iter().any(|x| x.acknowledged_at.is_some() && (x.rule.starts_with("pre_dose_bp") || x.rule == "bp_rise_from_baseline")));
+        assert!(
+            acked.iter().any(|x| x.acknowledged_at.is_some()
+                && (x.rule.starts_with("pre_dose_bp") || x.rule == "bp_rise_from_baseline"))
+        );
 
         // Today's board at each site.
         for s in &sites {
-            let today = a.sessions_at_site(&all, s.id, now - Duration::hours(8), now + Duration::hours(8)).await.unwrap();
+            let today =
+                a.sessions_at_site(&all, s.id, now - Duration::hours(8), now + Duration::hours(8)).await.unwrap();
             let states: Vec<SessionState> = today.iter().map(|x| x.state).collect();
-            for want in [SessionState::Scheduled, SessionState::CheckedIn, SessionState::Monitoring, SessionState::Discharged] {
+            for want in
+                [SessionState::Scheduled, SessionState::CheckedIn, SessionState::Monitoring, SessionState::Discharged]
+            {
                 assert!(states.contains(&want), "{}: {want:?} missing from {states:?}", s.name);
             }
         }
 
         // Outcomes: responders and non-responders, at rates like the §5 cohorts.
-        let ids: Vec<i64> = a.read(|c| c.query("SELECT id FROM patients ORDER BY id", &[])?.iter().map(|r| r.i64(0)).collect()).await.unwrap();
+        let ids: Vec<i64> = a
+            .read(|c| c.query("SELECT id FROM patients ORDER BY id", &[])?.iter().map(|r| r.i64(0)).collect())
+            .await
+            .unwrap();
         let (mut n, mut responded, mut remitted, mut relapsed, mut worse) = (0, 0, 0, 0, 0);
         for id in ids {
             let chart = a.patient_chart(&all, keta_domain::ids::PatientId(id)).await.unwrap();
@@ -1718,7 +2015,11 @@ mod tests {
             }
         }
         let rate = |k: usize| k as f64 / n as f64;
-        eprintln!("depression induction: n={n} response {:.2} remission {:.2} relapsed {relapsed} worse {worse}", rate(responded), rate(remitted));
+        eprintln!(
+            "depression induction: n={n} response {:.2} remission {:.2} relapsed {relapsed} worse {worse}",
+            rate(responded),
+            rate(remitted)
+        );
         assert_eq!(n, 46);
         assert!((0.5..0.65).contains(&rate(responded)), "response {}", rate(responded));
         assert!((0.25..0.4).contains(&rate(remitted)), "remission {}", rate(remitted));

@@ -243,7 +243,11 @@ fn check_ack(errs: &mut Errors, at: &str, ack: &Option<AlertAcknowledgement>) {
     }
 }
 
-fn acknowledged(ack: &Option<AlertAcknowledgement>, raised_at: OffsetDateTime, cap: OffsetDateTime) -> Option<(OffsetDateTime, String, Option<String>)> {
+fn acknowledged(
+    ack: &Option<AlertAcknowledgement>,
+    raised_at: OffsetDateTime,
+    cap: OffsetDateTime,
+) -> Option<(OffsetDateTime, String, Option<String>)> {
     ack.as_ref().map(|a| {
         let at = (raised_at + a.after).min(cap).max(raised_at);
         (at, a.by.trim().to_string(), a.note.clone())
@@ -251,13 +255,21 @@ fn acknowledged(ack: &Option<AlertAcknowledgement>, raised_at: OffsetDateTime, c
 }
 
 /// Scores a response, or records why it cannot be scored.
-fn prepare_response(errs: &mut Errors, at: &str, r: HistoricalResponse, now: OffsetDateTime) -> Option<(PreparedResponse, Vec<AlertFiring>)> {
+fn prepare_response(
+    errs: &mut Errors,
+    at: &str,
+    r: HistoricalResponse,
+    now: OffsetDateTime,
+) -> Option<(PreparedResponse, Vec<AlertFiring>)> {
     if r.completed_at > now + CLOCK_SLACK {
         errs.push(format!("{at}.completed_at"), "completion time cannot be in the future");
     }
     let Some(instrument) = instruments::catalog().get(&r.instrument) else {
         let known: Vec<&str> = instruments::catalog().all().iter().map(|i| i.code.as_str()).collect();
-        errs.push(format!("{at}.instrument"), format!("unknown instrument '{}'; use one of: {}", r.instrument, known.join(", ")));
+        errs.push(
+            format!("{at}.instrument"),
+            format!("unknown instrument '{}'; use one of: {}", r.instrument, known.join(", ")),
+        );
         return None;
     };
     match instruments::score(instrument, &r.answers) {
@@ -283,10 +295,19 @@ fn prepare_response(errs: &mut Errors, at: &str, r: HistoricalResponse, now: Off
     }
 }
 
-fn prepare_session(errs: &mut Errors, i: usize, mut s: HistoricalSession, now: OffsetDateTime) -> Option<PreparedSession> {
+fn prepare_session(
+    errs: &mut Errors,
+    i: usize,
+    mut s: HistoricalSession,
+    now: OffsetDateTime,
+) -> Option<PreparedSession> {
     let at = format!("sessions[{i}]");
     let before = errs.0.len();
-    errs.nest(&at, NewSession { scheduled_for: s.scheduled_for, chair_id: s.chair_id, planned_dose_mg: s.planned_dose_mg }.validate());
+    errs.nest(
+        &at,
+        NewSession { scheduled_for: s.scheduled_for, chair_id: s.chair_id, planned_dose_mg: s.planned_dose_mg }
+            .validate(),
+    );
     check_ack(errs, &format!("{at}.acknowledge_alerts"), &s.acknowledge_alerts);
     if s.note.as_ref().is_some_and(|n| n.len() > MAX_NOTE_LEN) {
         errs.push(format!("{at}.note"), "keep the note under 20,000 characters");
@@ -295,7 +316,10 @@ fn prepare_session(errs: &mut Errors, i: usize, mut s: HistoricalSession, now: O
     // Steps: at least one, in time order, none in the future. The state machine itself is
     // replayed in the transaction, once the course (and so the route) is known.
     if s.steps.is_empty() {
-        errs.push(format!("{at}.steps"), "give the session's lifecycle steps (check in first), or a stop with its reason");
+        errs.push(
+            format!("{at}.steps"),
+            "give the session's lifecycle steps (check in first), or a stop with its reason",
+        );
     }
     for (j, w) in s.steps.windows(2).enumerate() {
         if w[1].at < w[0].at {
@@ -308,7 +332,11 @@ fn prepare_session(errs: &mut Errors, i: usize, mut s: HistoricalSession, now: O
     let step_at = |pred: fn(&SessionAction) -> bool| s.steps.iter().find(|st| pred(&st.action)).map(|st| st.at);
     let checked_in_at = step_at(|a| matches!(a, SessionAction::CheckIn));
     let dose_started_at = step_at(|a| matches!(a, SessionAction::StartDose));
-    let terminal = s.steps.last().filter(|st| matches!(st.action, SessionAction::Discharge | SessionAction::Stop { .. })).map(|st| st.at);
+    let terminal = s
+        .steps
+        .last()
+        .filter(|st| matches!(st.action, SessionAction::Discharge | SessionAction::Stop { .. }))
+        .map(|st| st.at);
     // Records belong between check-in and the end of the session (or now, if it is in progress).
     let end = terminal.unwrap_or(now + CLOCK_SLACK);
     let ack_cap = terminal.unwrap_or(now);
@@ -337,7 +365,10 @@ fn prepare_session(errs: &mut Errors, i: usize, mut s: HistoricalSession, now: O
     for (j, r) in std::mem::take(&mut s.responses).into_iter().enumerate() {
         let rat = format!("{at}.responses[{j}]");
         if r.completed_at > end {
-            errs.push(format!("{rat}.completed_at"), "a questionnaire tied to a session must be completed before the session ended");
+            errs.push(
+                format!("{rat}.completed_at"),
+                "a questionnaire tied to a session must be completed before the session ended",
+            );
         }
         if let Some((p, firings)) = prepare_response(errs, &rat, r, now) {
             if !firings.is_empty() {
@@ -355,7 +386,13 @@ fn prepare_session(errs: &mut Errors, i: usize, mut s: HistoricalSession, now: O
         }
     }
 
-    (errs.0.len() == before).then_some(PreparedSession { input: s, dose_started_at, ack_cap, responses, response_firings })
+    (errs.0.len() == before).then_some(PreparedSession {
+        input: s,
+        dose_started_at,
+        ack_cap,
+        responses,
+        response_firings,
+    })
 }
 
 /// The alerts the session's records raise under the site's rules, exactly as recording them
@@ -366,7 +403,11 @@ fn evaluate(i: usize, p: &mut PreparedSession, rules: &SafetyRules) -> Result<Ve
     let mut alerts = Vec::new();
     let mut raise = |firings: Vec<AlertFiring>, raised_at: OffsetDateTime| {
         for firing in firings {
-            alerts.push(PreparedAlert { firing, raised_at, ack: acknowledged(&s.acknowledge_alerts, raised_at, p.ack_cap) });
+            alerts.push(PreparedAlert {
+                firing,
+                raised_at,
+                ack: acknowledged(&s.acknowledge_alerts, raised_at, p.ack_cap),
+            });
         }
     };
     let mut baseline: Option<VitalSigns> = None;
@@ -500,7 +541,13 @@ fn responses_rows() -> Rows {
     )
 }
 
-fn response_values(r: PreparedResponse, patient: PatientId, site: SiteId, course: Option<CourseId>, session: Option<SessionId>) -> [Value; 11] {
+fn response_values(
+    r: PreparedResponse,
+    patient: PatientId,
+    site: SiteId,
+    course: Option<CourseId>,
+    session: Option<SessionId>,
+) -> [Value; 11] {
     [
         patient.0.into(),
         site.0.into(),
@@ -568,7 +615,11 @@ impl Store {
             if let Some((r, firings)) = prepare_response(&mut errs, &at, b.response, now) {
                 let alerts: Vec<PreparedAlert> = firings
                     .into_iter()
-                    .map(|firing| PreparedAlert { firing, raised_at: r.completed_at, ack: acknowledged(&b.acknowledge_alerts, r.completed_at, now) })
+                    .map(|firing| PreparedAlert {
+                        firing,
+                        raised_at: r.completed_at,
+                        ack: acknowledged(&b.acknowledge_alerts, r.completed_at, now),
+                    })
                     .collect();
                 prepared.push((b.patient_id, b.course_id, r, alerts));
             }
@@ -641,7 +692,12 @@ impl Store {
     }
 }
 
-fn write_sessions(c: &mut dyn Conn, actor: &Actor, now: OffsetDateTime, prepared: Vec<PreparedSession>) -> Result<ImportSummary> {
+fn write_sessions(
+    c: &mut dyn Conn,
+    actor: &Actor,
+    now: OffsetDateTime,
+    prepared: Vec<PreparedSession>,
+) -> Result<ImportSummary> {
     let mut site_rules: HashMap<SiteId, std::sync::Arc<SafetyRules>> = HashMap::new();
     let mut courses: HashMap<CourseId, CourseFacts> = HashMap::new();
     let mut chairs: HashMap<(ChairId, SiteId), bool> = HashMap::new();
@@ -661,16 +717,21 @@ fn write_sessions(c: &mut dyn Conn, actor: &Actor, now: OffsetDateTime, prepared
 
     for (i, mut p) in prepared.into_iter().enumerate() {
         let course_id = p.input.course_id;
-        if !courses.contains_key(&course_id) {
-            let course = crate::courses::get_course(c, actor, course_id)?;
-            let r = c.query_opt("SELECT count(*), max(scheduled_for) FROM sessions WHERE course_id = $1", params![course_id.0])?;
-            let (sessions, last_scheduled) = match r {
-                Some(r) => (r.i64(0)?, r.opt_i64(1)?),
-                None => (0, None),
-            };
-            courses.insert(course_id, CourseFacts { course, sessions, last_scheduled });
-        }
-        let facts = courses.get_mut(&p.input.course_id).expect("inserted above");
+        let facts = match courses.entry(course_id) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let course = crate::courses::get_course(c, actor, course_id)?;
+                let r = c.query_opt(
+                    "SELECT count(*), max(scheduled_for) FROM sessions WHERE course_id = $1",
+                    params![course_id.0],
+                )?;
+                let (sessions, last_scheduled) = match r {
+                    Some(r) => (r.i64(0)?, r.opt_i64(1)?),
+                    None => (0, None),
+                };
+                e.insert(CourseFacts { course, sessions, last_scheduled })
+            }
+        };
         let (patient, site, route) = (facts.course.patient_id, facts.course.site_id, facts.course.route);
         let rules = match site_rules.get(&site) {
             Some(r) => r.clone(),
@@ -686,13 +747,19 @@ fn write_sessions(c: &mut dyn Conn, actor: &Actor, now: OffsetDateTime, prepared
             let ok = match chairs.get(&(chair, site)) {
                 Some(ok) => *ok,
                 None => {
-                    let ok = c.query_opt("SELECT id FROM chairs WHERE id = $1 AND site_id = $2", params![chair.0, site.0])?.is_some();
+                    let ok = c
+                        .query_opt("SELECT id FROM chairs WHERE id = $1 AND site_id = $2", params![chair.0, site.0])?
+                        .is_some();
                     chairs.insert((chair, site), ok);
                     ok
                 }
             };
             if !ok {
-                return Err(DomainError::field(format!("sessions[{i}].chair_id"), format!("chair {chair} is not a chair of this patient's site")).into());
+                return Err(DomainError::field(
+                    format!("sessions[{i}].chair_id"),
+                    format!("chair {chair} is not a chair of this patient's site"),
+                )
+                .into());
             }
         }
         let scheduled = ms(s.scheduled_for);
@@ -715,7 +782,8 @@ fn write_sessions(c: &mut dyn Conn, actor: &Actor, now: OffsetDateTime, prepared
             site_id: site,
             chair_id: s.chair_id,
             route,
-            sequence: u32::try_from(sequence).map_err(|_| StoreError::Conflict("too many sessions in one course".into()))?,
+            sequence: u32::try_from(sequence)
+                .map_err(|_| StoreError::Conflict("too many sessions in one course".into()))?,
             scheduled_for: s.scheduled_for,
             state: SessionState::Scheduled,
             checked_in_at: None,
@@ -730,9 +798,13 @@ fn write_sessions(c: &mut dyn Conn, actor: &Actor, now: OffsetDateTime, prepared
         };
         let minimum_monitoring = rules.minimum_monitoring(route);
         for (j, step) in s.steps.iter().enumerate() {
-            let open_alerts =
-                alerts_raised.iter().filter(|a| a.raised_at <= step.at && a.ack.as_ref().is_none_or(|(at, _, _)| *at > step.at)).count();
-            session.apply(&step.action, step.at, DischargeContext { minimum_monitoring, open_alerts }).map_err(|e| lifecycle_error(i, j, e))?;
+            let open_alerts = alerts_raised
+                .iter()
+                .filter(|a| a.raised_at <= step.at && a.ack.as_ref().is_none_or(|(at, _, _)| *at > step.at))
+                .count();
+            session
+                .apply(&step.action, step.at, DischargeContext { minimum_monitoring, open_alerts })
+                .map_err(|e| lifecycle_error(i, j, e))?;
         }
         debug_assert_eq!(session.dose_started_at, p.dose_started_at);
 
@@ -771,7 +843,13 @@ fn write_sessions(c: &mut dyn Conn, actor: &Actor, now: OffsetDateTime, prepared
             fields.push("observations");
         }
         for o in &s.observations {
-            observations.push([sid.0.into(), patient.0.into(), o.body.kind().into(), ms(o.observed_at).into(), json(&o.body).into()]);
+            observations.push([
+                sid.0.into(),
+                patient.0.into(),
+                o.body.kind().into(),
+                ms(o.observed_at).into(),
+                json(&o.body).into(),
+            ]);
         }
         summary.observations += s.observations.len();
         if !p.responses.is_empty() {
@@ -828,10 +906,19 @@ fn write_sessions(c: &mut dyn Conn, actor: &Actor, now: OffsetDateTime, prepared
     aes.write(c)?;
     // Last, so PostgreSQL holds the audit chain's lock only for these statements and the commit.
     for (sid, patient, site, fields) in audits {
-        audit::record(c, actor, now, Entry {
-            action: Action::Create, object_type: "session_import", object_id: Some(sid.to_string()), patient_id: Some(patient),
-            site_id: Some(site), fields: &fields,
-        })?;
+        audit::record(
+            c,
+            actor,
+            now,
+            Entry {
+                action: Action::Create,
+                object_type: "session_import",
+                object_id: Some(sid.to_string()),
+                patient_id: Some(patient),
+                site_id: Some(site),
+                fields: &fields,
+            },
+        )?;
     }
     Ok(summary)
 }
@@ -881,7 +968,9 @@ mod tests {
         let name = format!("keta_import_{}_{nanos:x}", std::process::id());
         let dir = std::env::temp_dir().join(&name);
         let clock: crate::Clock = Arc::new(|| NOW);
-        let store = Store::open_with_clock(&format!("sqlite://{}", dir.join("t.db").display()), clock.clone()).await.expect("sqlite");
+        let store = Store::open_with_clock(&format!("sqlite://{}", dir.join("t.db").display()), clock.clone())
+            .await
+            .expect("sqlite");
         let mut out = vec![Db { store, cleanup: Some(Box::new(move || drop(std::fs::remove_dir_all(dir)))) }];
         if let Some(server) = std::env::var("KETA_TEST_POSTGRES_URL").ok().filter(|s| !s.trim().is_empty()) {
             let (admin, db) = (server.clone(), name.clone());
@@ -892,7 +981,8 @@ mod tests {
             .await
             .expect("create");
             let base = server.split('?').next().unwrap_or(&server);
-            let base = &base[..base.rfind('/').filter(|&i| i > base.find("://").map_or(0, |j| j + 2)).unwrap_or(base.len())];
+            let base =
+                &base[..base.rfind('/').filter(|&i| i > base.find("://").map_or(0, |j| j + 2)).unwrap_or(base.len())];
             let store = Store::open_with_clock(&format!("{base}/{name}"), clock).await.expect("postgres");
             out.push(Db {
                 store,
@@ -909,28 +999,64 @@ mod tests {
     async fn setup(store: &Store) -> (CourseId, PatientId, ChairId) {
         let sys = Actor::system();
         let site = store
-            .create_site(&sys, NewSite { code: "T".into(), name: "Test".into(), time_zone: "America/Chicago".into(), crisis_line: "988".into() }, vec!["Chair 1".into()])
+            .create_site(
+                &sys,
+                NewSite {
+                    code: "T".into(),
+                    name: "Test".into(),
+                    time_zone: "America/Chicago".into(),
+                    crisis_line: "988".into(),
+                },
+                vec!["Chair 1".into()],
+            )
             .await
             .unwrap();
         let chair = store.list_chairs(&sys, site.id).await.unwrap()[0].id;
         let p = store
-            .create_patient(&sys, NewPatient {
-                site_id: site.id, mrn: "T-1".into(), given_name: "Ada".into(), family_name: "Test".into(), date_of_birth: date!(1980 - 01 - 01),
-                sex: Sex::Female, phone: None, email: None, indication: Indication::Depression, diagnoses: vec![], referring_clinician: None,
-            })
+            .create_patient(
+                &sys,
+                NewPatient {
+                    site_id: site.id,
+                    mrn: "T-1".into(),
+                    given_name: "Ada".into(),
+                    family_name: "Test".into(),
+                    date_of_birth: date!(1980 - 01 - 01),
+                    sex: Sex::Female,
+                    phone: None,
+                    email: None,
+                    indication: Indication::Depression,
+                    diagnoses: vec![],
+                    referring_clinician: None,
+                },
+            )
             .await
             .unwrap();
         let course = store
-            .create_course(&sys, p.id, NewCourse {
-                route: Route::IvRacemic, phase: Phase::Induction, indication: None, planned_sessions: 6, start_date: date!(2026 - 11 - 20), protocol: None,
-            })
+            .create_course(
+                &sys,
+                p.id,
+                NewCourse {
+                    route: Route::IvRacemic,
+                    phase: Phase::Induction,
+                    indication: None,
+                    planned_sessions: 6,
+                    start_date: date!(2026 - 11 - 20),
+                    protocol: None,
+                },
+            )
             .await
             .unwrap();
         (course.id, p.id, chair)
     }
 
     fn bp(sys: f64, dia: f64) -> VitalSigns {
-        VitalSigns { systolic_mmhg: Some(Mmhg(sys)), diastolic_mmhg: Some(Mmhg(dia)), heart_rate_bpm: Some(BeatsPerMinute(72.0)), spo2_pct: Some(Percent(98.0)), resp_rate_per_min: None }
+        VitalSigns {
+            systolic_mmhg: Some(Mmhg(sys)),
+            diastolic_mmhg: Some(Mmhg(dia)),
+            heart_rate_bpm: Some(BeatsPerMinute(72.0)),
+            spo2_pct: Some(Percent(98.0)),
+            resp_rate_per_min: None,
+        }
     }
 
     /// An IV session: pre-dose BP above the guide, severe BP with a ≥40 rise at the end of the
@@ -946,12 +1072,19 @@ mod tests {
             SessionStep::new(SessionAction::EndDose, at(55)),
             SessionStep::new(SessionAction::Discharge, at(140)),
         ];
-        let v = |m: i64, sys: f64, dia: f64| HistoricalVitals { taken_at: at(m), vitals: bp(sys, dia), source: VitalsSource::Monitor };
+        let v = |m: i64, sys: f64, dia: f64| HistoricalVitals {
+            taken_at: at(m),
+            vitals: bp(sys, dia),
+            source: VitalsSource::Monitor,
+        };
         // Given out of order on purpose: the baseline is the earliest reading, not the first given.
         s.vitals = vec![v(55, 192.0, 112.0), v(10, 150.0, 95.0), v(25, 160.0, 100.0), v(130, 130.0, 82.0)];
         s.observations = vec![
             HistoricalObservation { observed_at: at(30), body: ObservationBody::Moaas { score: 4 } },
-            HistoricalObservation { observed_at: at(40), body: ObservationBody::SideEffect { symptom: "nausea".into(), note: None } },
+            HistoricalObservation {
+                observed_at: at(40),
+                body: ObservationBody::SideEffect { symptom: "nausea".into(), note: None },
+            },
         ];
         s.responses = vec![HistoricalResponse {
             instrument: "phq9".into(),
@@ -960,15 +1093,24 @@ mod tests {
             completed_by: CompletedBy::Patient,
         }];
         s.adverse_events = vec![NewAdverseEvent {
-            description: "Headache".into(), severity: AeSeverity::Mild, serious: false, action_taken: "none".into(), outcome: "resolved".into(), onset_at: at(100),
+            description: "Headache".into(),
+            severity: AeSeverity::Mild,
+            serious: false,
+            action_taken: "none".into(),
+            outcome: "resolved".into(),
+            onset_at: at(100),
         }];
-        s.acknowledge_alerts = Some(AlertAcknowledgement { by: "rn.test".into(), after: Duration::minutes(5), note: Some("seen".into()) });
+        s.acknowledge_alerts =
+            Some(AlertAcknowledgement { by: "rn.test".into(), after: Duration::minutes(5), note: Some("seen".into()) });
         s.course_status_after = Some(CourseStatus::Completed);
         s
     }
 
     async fn count(store: &Store, table: &'static str) -> i64 {
-        store.read(move |c| c.query_opt(&format!("SELECT count(*) FROM {table}"), &[])?.expect("row").i64(0)).await.unwrap()
+        store
+            .read(move |c| c.query_opt(&format!("SELECT count(*) FROM {table}"), &[])?.expect("row").i64(0))
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
@@ -983,25 +1125,39 @@ mod tests {
 
             let s = store.get_session(&sys, summary.sessions[0]).await.unwrap();
             assert_eq!(s.state, SessionState::Discharged);
-            assert_eq!((s.checked_in_at, s.dose_started_at, s.discharged_at), (Some(at(0)), Some(at(15)), Some(at(140))));
+            assert_eq!(
+                (s.checked_in_at, s.dose_started_at, s.discharged_at),
+                (Some(at(0)), Some(at(15)), Some(at(140)))
+            );
             assert_eq!((s.sequence, s.chair_id), (1, Some(chair)));
             let vitals = store.list_vitals(&sys, s.id).await.unwrap();
             assert_eq!(vitals.iter().map(|v| v.taken_at).collect::<Vec<_>>(), [at(10), at(25), at(55), at(130)]);
 
-            let mut alerts = store.list_alerts(&sys, AlertQuery { patient_id: Some(patient), limit: 100, ..Default::default() }).await.unwrap();
+            let mut alerts = store
+                .list_alerts(&sys, AlertQuery { patient_id: Some(patient), limit: 100, ..Default::default() })
+                .await
+                .unwrap();
             alerts.sort_by(|a, b| (a.raised_at, &a.rule).cmp(&(b.raised_at, &b.rule)));
             let got: Vec<(&str, AlertLevel, OffsetDateTime, Option<OffsetDateTime>)> =
                 alerts.iter().map(|a| (a.rule.as_str(), a.level, a.raised_at, a.acknowledged_at)).collect();
-            assert_eq!(got, [
-                ("phq9_phq9_item9", AlertLevel::Urgent, at(-10), Some(at(-5))),
-                ("pre_dose_bp_above_label_guide", AlertLevel::Warning, at(10), Some(at(15))),
-                ("bp_rise_from_baseline", AlertLevel::Warning, at(55), Some(at(60))),
-                ("severe_hypertension", AlertLevel::Urgent, at(55), Some(at(60))),
-            ]);
-            assert!(alerts.iter().all(|a| a.acknowledged_by.as_deref() == Some("rn.test") && a.session_id == Some(s.id)));
+            assert_eq!(
+                got,
+                [
+                    ("phq9_phq9_item9", AlertLevel::Urgent, at(-10), Some(at(-5))),
+                    ("pre_dose_bp_above_label_guide", AlertLevel::Warning, at(10), Some(at(15))),
+                    ("bp_rise_from_baseline", AlertLevel::Warning, at(55), Some(at(60))),
+                    ("severe_hypertension", AlertLevel::Urgent, at(55), Some(at(60))),
+                ]
+            );
+            assert!(
+                alerts.iter().all(|a| a.acknowledged_by.as_deref() == Some("rn.test") && a.session_id == Some(s.id))
+            );
 
             let responses = store.list_responses(&sys, patient, None).await.unwrap();
-            assert_eq!((responses[0].completed_at, responses[0].course_id, responses[0].session_id), (at(-10), Some(course), Some(s.id)));
+            assert_eq!(
+                (responses[0].completed_at, responses[0].course_id, responses[0].session_id),
+                (at(-10), Some(course), Some(s.id))
+            );
             assert_eq!(responses[0].score.total, Some(11));
             assert_eq!(store.get_course(&sys, course).await.unwrap().status, CourseStatus::Completed);
 
@@ -1021,10 +1177,18 @@ mod tests {
             next.course_status_after = None;
             let later = |m: i64| m + 2 * 24 * 60;
             next.scheduled_for = at(later(0));
-            for st in &mut next.steps { st.at += Duration::days(2); }
-            for v in &mut next.vitals { v.taken_at += Duration::days(2); }
-            for o in &mut next.observations { o.observed_at += Duration::days(2); }
-            for r in &mut next.responses { r.completed_at += Duration::days(2); }
+            for st in &mut next.steps {
+                st.at += Duration::days(2);
+            }
+            for v in &mut next.vitals {
+                v.taken_at += Duration::days(2);
+            }
+            for o in &mut next.observations {
+                o.observed_at += Duration::days(2);
+            }
+            for r in &mut next.responses {
+                r.completed_at += Duration::days(2);
+            }
             let id = store.import_history(&sys, vec![next]).await.unwrap().sessions[0];
             assert_eq!(store.get_session(&sys, id).await.unwrap().sequence, 2);
             let err = store.import_history(&sys, vec![iv_session(course, chair)]).await.unwrap_err();
@@ -1046,12 +1210,15 @@ mod tests {
 
             let mut bad = iv_session(course, chair);
             bad.vitals[1].vitals.systolic_mmhg = Some(Mmhg(1400.0));
-            expect_err(store.import_history(&sys, vec![iv_session(course, chair), bad]).await, "sessions[1].vitals[1].systolic_mmhg");
+            expect_err(
+                store.import_history(&sys, vec![iv_session(course, chair), bad]).await,
+                "sessions[1].vitals[1].systolic_mmhg",
+            );
 
             // Discharged before the route's minimum monitoring time.
             let mut early = iv_session(course, chair);
             early.steps[4].at = at(100);
-        early.vitals.pop(); // the 130-min reading would fall after this discharge
+            early.vitals.pop(); // the 130-min reading would fall after this discharge
             expect_err(store.import_history(&sys, vec![early]).await, "sessions[0].steps[4]");
 
             // Alerts left open: the replay refuses the discharge, as the live API would.
@@ -1073,12 +1240,24 @@ mod tests {
             future.steps[4].at = NOW + Duration::hours(1);
             expect_err(store.import_history(&sys, vec![future]).await, "cannot be in the future");
 
-            assert_eq!((count(store, "sessions").await, count(store, "audit_log").await), (sessions, audit), "nothing written");
-            assert_eq!(count(store, "vitals").await + count(store, "alerts").await + count(store, "questionnaire_responses").await, 0);
+            assert_eq!(
+                (count(store, "sessions").await, count(store, "audit_log").await),
+                (sessions, audit),
+                "nothing written"
+            );
+            assert_eq!(
+                count(store, "vitals").await
+                    + count(store, "alerts").await
+                    + count(store, "questionnaire_responses").await,
+                0
+            );
 
             // A nurse may record in sessions but not import history.
             let nurse = Actor::staff("rn.test", Role::Nurse, SiteScope::All);
-            assert!(matches!(store.import_history(&nurse, vec![iv_session(course, chair)]).await, Err(StoreError::Forbidden(_))));
+            assert!(matches!(
+                store.import_history(&nurse, vec![iv_session(course, chair)]).await,
+                Err(StoreError::Forbidden(_))
+            ));
         }
     }
 
@@ -1109,17 +1288,35 @@ mod tests {
             };
             let ack = AlertAcknowledgement { by: "dr.test".into(), after: Duration::hours(3), note: None };
             let s = store
-                .import_responses(&sys, vec![check_in(at(-3000), Some(ack)), check_in(NOW - Duration::hours(1), Some(AlertAcknowledgement { by: "dr.test".into(), after: Duration::hours(3), note: None })), check_in(at(3000), None)])
+                .import_responses(
+                    &sys,
+                    vec![
+                        check_in(at(-3000), Some(ack)),
+                        check_in(
+                            NOW - Duration::hours(1),
+                            Some(AlertAcknowledgement { by: "dr.test".into(), after: Duration::hours(3), note: None }),
+                        ),
+                        check_in(at(3000), None),
+                    ],
+                )
                 .await
                 .unwrap();
             assert_eq!((s.responses, s.alerts, s.open_alerts), (3, 3, 1));
-            let alerts = store.list_alerts(&sys, AlertQuery { patient_id: Some(patient), limit: 100, ..Default::default() }).await.unwrap();
-            let item9: Vec<_> = alerts.iter().filter(|a| a.rule == "phq9_phq9_item9" && a.session_id.is_none()).collect();
+            let alerts = store
+                .list_alerts(&sys, AlertQuery { patient_id: Some(patient), limit: 100, ..Default::default() })
+                .await
+                .unwrap();
+            let item9: Vec<_> =
+                alerts.iter().filter(|a| a.rule == "phq9_phq9_item9" && a.session_id.is_none()).collect();
             assert_eq!(item9.len(), 3);
             // Acknowledged three hours later, but never in the future.
             assert!(item9.iter().any(|a| a.raised_at == at(-3000) && a.acknowledged_at == Some(at(-3000 + 180))));
             assert!(item9.iter().any(|a| a.raised_at == NOW - Duration::hours(1) && a.acknowledged_at == Some(NOW)));
-            assert!(item9.iter().any(|a| a.raised_at == at(3000) && a.acknowledged_at.is_none() && a.level == AlertLevel::Urgent));
+            assert!(
+                item9
+                    .iter()
+                    .any(|a| a.raised_at == at(3000) && a.acknowledged_at.is_none() && a.level == AlertLevel::Urgent)
+            );
             let err = store.import_responses(&sys, vec![check_in(NOW + Duration::hours(1), None)]).await.unwrap_err();
             assert!(err.to_string().contains("responses[0].completed_at"), "{err}");
             assert_eq!(count(store, "questionnaire_responses").await, 4, "1 from the session + 3 check-ins");

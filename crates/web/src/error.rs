@@ -42,12 +42,15 @@ impl ApiError {
     pub fn not_found(what: impl Into<String>) -> Self {
         Self { status: StatusCode::NOT_FOUND, kind: "not-found", title: "Not found", detail: format!("{} not found", what.into()), errors: vec![] }
     }
-    fn internal() -> Self {
+    /// A server error: the body names only a reference that the log line carries too (WEB-7).
+    fn internal(reference: &str) -> Self {
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             kind: "internal",
             title: "Something went wrong on the server",
-            detail: "The error was logged. Nothing was changed; try again, and tell your administrator if it persists.".into(),
+            detail: format!(
+                "The error was logged with reference {reference}. Nothing was changed; try again, and give your administrator the reference if it persists."
+            ),
             errors: vec![],
         }
     }
@@ -70,8 +73,9 @@ impl From<StoreError> for ApiError {
             StoreError::Domain(d) => d.into(),
             StoreError::Forbidden(msg) => Self { status: StatusCode::FORBIDDEN, kind: "forbidden", title: "Not allowed for your role", detail: msg, errors: vec![] },
             other => {
-                tracing::error!(error = %other, "storage error");
-                Self::internal()
+                let reference = keta_store::credentials::new_token()[..12].to_string();
+                tracing::error!(error = %other, %reference, "storage error");
+                Self::internal(&reference)
             }
         }
     }

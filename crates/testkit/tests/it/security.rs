@@ -415,3 +415,21 @@ async fn free_text_is_escaped_on_every_page_that_shows_it() {
     let around = &chart[at.saturating_sub(16)..at + 20];
     assert!(around.contains("&lt;img") || around.contains("&#60;img"), "the name is shown escaped: {around}");
 }
+
+#[tokio::test]
+async fn a_database_error_shows_a_reference_and_nothing_internal() {
+    let w = world().await;
+    let a = keta_domain::ids::SiteId(1);
+    let p = patient(&w.db.store, a, "A-0500").await;
+    w.db.store.write(|c| c.execute("DROP TABLE weights", &[])).await.unwrap();
+    assert_eq!(w.app.login(by_role(&w.staff, Role::Prescriber), T0).await.status(), 200);
+    let r = w.app.get(&format!("/api/v1/patients/{}/weights", p.0)).await;
+    assert_eq!(r.status(), 500);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert!(r.headers().contains_key("content-security-policy"), "headers on errors too");
+    let body = r.text().await.unwrap();
+    assert!(body.contains("reference"), "{body}");
+    for leak in ["weights", "SELECT", "no such table", "sqlite", "rusqlite"] {
+        assert!(!body.to_lowercase().contains(&leak.to_lowercase()), "{leak} leaked: {body}");
+    }
+}
