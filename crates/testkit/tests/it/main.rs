@@ -9,5 +9,6 @@ mod dosing;
 mod fixtures;
 mod ledger;
 mod notes;
+mod pk_ui;
 mod security;
 mod stories;

@@ -57,6 +57,18 @@ pub(crate) struct CourseView {
     pub status: &'static str,
     pub progress: String,
     pub protocol: String,
+    /// Planned dose in mg/kg and mg (from the latest recorded dose, else the planned dose).
+    pub dose: String,
+    /// Pump settings of the latest recorded dose (mL/h, mg/h), or why there are none.
+    pub pump: String,
+}
+
+pub(crate) struct ExposureRow {
+    pub drug: &'static str,
+    pub lifetime: String,
+    pub last_7: String,
+    pub last_30: String,
+    pub doses: u32,
 }
 
 pub(crate) struct SessionRow {
@@ -130,6 +142,8 @@ struct ChartPage {
     outcomes: Vec<OutcomeView>,
     charts: Vec<Trajectory>,
     courses: Vec<CourseView>,
+    exposure: Vec<ExposureRow>,
+    exposure_basis: String,
     sessions: Vec<SessionRow>,
     weights: Vec<WeightRow>,
     eligibility: Vec<EligibilityRow>,
@@ -207,6 +221,78 @@ pub(crate) fn eligibility_rows(all: &[EligibilityAssessment], clock: &SiteClock)
         .collect()
 }
 
+/// "35", "52.5", "0.75".
+fn mg(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{}", v.round() as i64)
+    } else {
+        format!("{v:.2}").trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// A course's dose and pump settings: from the latest recorded dose of its sessions
+/// (newest first, at most a few looked up), else the latest planned dose.
+async fn course_dose(
+    st: &AppState,
+    actor: &keta_store::Actor,
+    c: &PatientChart,
+    course: keta_domain::ids::CourseId,
+    weight_kg: Option<f64>,
+) -> UiResult<(String, String)> {
+    let mut sessions: Vec<_> = c.sessions.iter().filter(|s| s.course_id == course).collect();
+    sessions.sort_by_key(|s| (s.scheduled_for, s.sequence));
+    for s in sessions.iter().rev().filter(|s| s.dose_started_at.is_some() || s.planned_dose_mg.is_some()).take(5) {
+        let records = st.store.list_session_doses(actor, s.id).await?;
+        if let Some(r) = records.last() {
+            let k = &r.calculation;
+            let dose = format!(
+                "{} mg/kg = {} mg at {} kg (recorded for session {})",
+                mg(k.dose_mg_per_kg.0),
+                mg(k.dose_mg.0),
+                mg(k.weight_kg.0),
+                s.sequence
+            );
+            let pump = match (&k.pump, &k.dose_rate) {
+                (Some(p), Some(d)) => format!(
+                    "pump {} mL/h, {} mg/h",
+                    mg(p.rate_ml_per_h_to_set.0),
+                    mg((d.mg_per_h.0 * 100.0).round() / 100.0)
+                ),
+                (Some(p), None) => format!(
+                    "pump {} mL/h, {} mg/h",
+                    mg(p.rate_ml_per_h_to_set.0),
+                    mg((p.dose_rate_mg_per_h_at_set_rate.0 * 100.0).round() / 100.0)
+                ),
+                (None, Some(d)) => {
+                    format!("{} mg/h; no pump programme recorded", mg((d.mg_per_h.0 * 100.0).round() / 100.0))
+                }
+                (None, None) => match &k.nasal {
+                    Some(n) => format!(
+                        "no pump: {} device{} of {} mg, {} min apart",
+                        n.devices,
+                        if n.devices == 1 { "" } else { "s" },
+                        mg(n.mg_per_device.0),
+                        mg(n.minutes_between_devices)
+                    ),
+                    None => "no pump for this dose".into(),
+                },
+            };
+            return Ok((dose, pump));
+        }
+    }
+    if let Some(p) = sessions.iter().rev().find_map(|s| s.planned_dose_mg) {
+        let per_kg = weight_kg.filter(|w| *w > 0.0).map_or_else(
+            || "mg/kg: weight not recorded".into(),
+            |w| format!("{} mg/kg at {} kg", mg((p.0 / w * 1000.0).round() / 1000.0), mg(w)),
+        );
+        return Ok((
+            format!("planned {} mg ({per_kg})", mg(p.0)),
+            "no dose calculation recorded yet: no pump settings".into(),
+        ));
+    }
+    Ok(("no dose planned or recorded yet".into(), String::new()))
+}
+
 async fn chart_page(
     st: &AppState,
     user: &CurrentUser,
@@ -251,6 +337,8 @@ async fn chart_page(
         outcomes: vec![],
         charts: vec![],
         courses: vec![],
+        exposure: vec![],
+        exposure_basis: String::new(),
         sessions: vec![],
         weights: vec![],
         eligibility: vec![],
@@ -346,25 +434,38 @@ async fn chart_page(
         }
     }
 
-    page.courses = c
-        .courses
+    let mut courses = Vec::with_capacity(c.courses.len());
+    for x in c.courses.iter().rev() {
+        let done = c.sessions.iter().filter(|s| s.course_id == x.id && s.state == SessionState::Discharged).count();
+        let (dose, pump) = course_dose(st, actor, &c, x.id, patient.latest_weight_kg.map(|w| w.0)).await?;
+        courses.push(CourseView {
+            label: format!("{} · {}", x.route.label(), x.phase.as_str()),
+            start: clock_date(x.start_date),
+            status: match x.status {
+                CourseStatus::Active => "Active",
+                CourseStatus::Completed => "Completed",
+                CourseStatus::Stopped => "Stopped",
+            },
+            progress: format!("{done} of {} sessions done", x.planned_sessions),
+            protocol: x.protocol.clone().unwrap_or_default(),
+            dose,
+            pump,
+        });
+    }
+    page.courses = courses;
+    let exposure = st.store.patient_exposure(actor, id).await?;
+    page.exposure = exposure
+        .drugs
         .iter()
-        .rev()
-        .map(|x| {
-            let done = c.sessions.iter().filter(|s| s.course_id == x.id && s.state == SessionState::Discharged).count();
-            CourseView {
-                label: format!("{} · {}", x.route.label(), x.phase.as_str()),
-                start: clock_date(x.start_date),
-                status: match x.status {
-                    CourseStatus::Active => "Active",
-                    CourseStatus::Completed => "Completed",
-                    CourseStatus::Stopped => "Stopped",
-                },
-                progress: format!("{done} of {} sessions done", x.planned_sessions),
-                protocol: x.protocol.clone().unwrap_or_default(),
-            }
+        .map(|d| ExposureRow {
+            drug: d.drug.label(),
+            lifetime: format!("{} mg", mg(d.lifetime_mg.0)),
+            last_7: format!("{} mg", mg(d.last_7_days_mg.0)),
+            last_30: format!("{} mg", mg(d.last_30_days_mg.0)),
+            doses: d.doses,
         })
         .collect();
+    page.exposure_basis = exposure.basis.clone();
     page.sessions = c
         .sessions
         .iter()

@@ -25,6 +25,7 @@ mod chart;
 mod eligibility;
 mod outcomes;
 mod patients;
+mod pk_panel;
 mod plan;
 mod questionnaires;
 mod session;

@@ -13,7 +13,7 @@
 use std::sync::OnceLock;
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use keta_domain::alerts::SafetyRules;
@@ -34,6 +34,7 @@ use serde::Deserialize;
 use super::chart::{AlertView, alert_view};
 use super::clock::{SiteClock, minutes_label, parse_hm};
 use super::page::{Area, Chrome, Errors, FormData, UiResult, render_status, see_other};
+use super::pk_panel::{self, PkPanel};
 use super::today::{state_class, state_label, timing};
 use crate::AppState;
 use crate::auth::CurrentUser;
@@ -186,6 +187,7 @@ struct SessionPage {
     ledger_vials: bool,
     ledger_fresh: bool,
     ledger_reauth_href: String,
+    pk: PkPanel,
 }
 
 /// A reading or amount as people write it: "128", "0.72", "36.5".
@@ -225,6 +227,7 @@ async fn session_page(
     form: FormData,
     errors: Errors,
     failed: &'static str,
+    below: Option<&str>,
 ) -> UiResult<SessionPage> {
     let actor = &user.actor;
     let s = st.store.get_session(actor, id).await?;
@@ -238,7 +241,7 @@ async fn session_page(
             actor,
             AlertQuery { patient_id: Some(s.patient_id), open_only: true, limit: 200, ..Default::default() }
         ),
-        st.store.list_responses(actor, s.patient_id, Some("cadss6".into())),
+        st.store.list_responses(actor, s.patient_id, None),
         st.store.list_adverse_events(actor, s.patient_id),
         st.store.list_sites(actor),
         st.store.list_chairs(actor, s.site_id),
@@ -367,10 +370,14 @@ async fn session_page(
     }
     let cadss = responses
         .iter()
-        .filter(|r| r.session_id == Some(id))
+        .filter(|r| r.session_id == Some(id) && matches!(r.instrument.as_str(), "cadss" | "cadss6"))
         .map(|r| ObsRow {
             time: clock.hm(r.completed_at),
-            text: format!("CADSS-6 total {}", r.score.total.unwrap_or(0)),
+            text: format!(
+                "{} total {}",
+                if r.instrument == "cadss" { "CADSS" } else { "CADSS-6" },
+                r.score.total.unwrap_or(0)
+            ),
         })
         .collect();
     let cadss_items = catalog()
@@ -427,6 +434,8 @@ async fn session_page(
             .collect();
     }
     let ledger_fresh = user.reauthenticated_at.is_some_and(|t| now - t < keta_store::ledger::reauthentication_window());
+
+    let pk = pk_view(st, user, &s, &course, &patient, &obs, &responses, &sites, &clock, below).await?;
 
     let chair = s
         .chair_id
@@ -531,7 +540,98 @@ async fn session_page(
         ledger_vials: matches!(s.route, Route::IvRacemic | Route::ImRacemic),
         ledger_fresh,
         ledger_reauth_href: format!("/reauth?next=/sessions/{}%23ledger", id.0),
+        pk,
     })
+}
+
+/// The "Predicted concentration" panel: the session's dose (last record, else the
+/// planned dose) under the route's model, the observed scores, and the fall below the
+/// level from `?below=` or the site's `pk_threshold_ng_ml` setting (never a default).
+#[allow(clippy::too_many_arguments)]
+async fn pk_view(
+    st: &AppState,
+    user: &CurrentUser,
+    s: &keta_domain::session::TreatmentSession,
+    course: &keta_domain::course::Course,
+    patient: &keta_domain::patient::Patient,
+    obs: &[keta_domain::records::ObservationRecord],
+    responses: &[keta_domain::records::QuestionnaireResponse],
+    sites: &[keta_domain::site::Site],
+    clock: &SiteClock,
+    below: Option<&str>,
+) -> UiResult<PkPanel> {
+    let mut p = PkPanel::default();
+    let site_level = sites.iter().find(|x| x.id == s.site_id).and_then(|x| pk_panel::site_threshold(&x.settings));
+    let (threshold, source) = match pk_panel::parse_below(below) {
+        Ok(Some(v)) => (Some(v), "the level entered here".to_string()),
+        other => {
+            if let Err(e) = other {
+                p.below_error = e;
+            }
+            (site_level, format!("the clinic's setting {}", pk_panel::THRESHOLD_SETTING))
+        }
+    };
+    p.below_value = below.map_or_else(|| threshold.map(pk_panel::num).unwrap_or_default(), |b| b.trim().to_string());
+    if threshold.is_some() {
+        p.below_set = true;
+        p.below_source = source;
+    } else {
+        p.below = "Set a level to see when the concentration falls below it.".into();
+    }
+
+    let records = st.store.list_session_doses(&user.actor, s.id).await?;
+    let lib = crate::api::dosing::protocol_library().ok();
+    let protocol = course.protocol.as_deref().and_then(|id| lib.and_then(|l| l.get(id)));
+    let Some(dose) = pk_panel::DoseInput::from_records(
+        s.route,
+        &records,
+        s.planned_dose_mg.map(|d| d.0),
+        patient.latest_weight_kg.map(|w| w.0),
+        protocol,
+    ) else {
+        p.unavailable =
+            "No dose to predict yet: record the dose calculation (or a planned dose and the patient's weight).".into();
+        return Ok(p);
+    };
+    let age = f64::from(patient.age_on(clock.today(st.store.now())));
+    let req = match pk_panel::request_for(&dose, Some(age), threshold) {
+        Ok(r) => r,
+        Err(e) => {
+            p.unavailable = super::page::capitalise(&e);
+            return Ok(p);
+        }
+    };
+    let sim = match pk_panel::simulate_cached(req).await {
+        Ok(x) => x,
+        Err(e) => {
+            p.unavailable = super::page::capitalise(&e);
+            return Ok(p);
+        }
+    };
+    let moaas: Vec<pk_panel::Observed> = obs
+        .iter()
+        .filter_map(|o| match o.body {
+            ObservationBody::Moaas { score } => Some(pk_panel::Observed { at: o.observed_at, score }),
+            _ => None,
+        })
+        .collect();
+    let cadss: Vec<pk_panel::Observed> = responses
+        .iter()
+        .filter(|r| r.session_id == Some(s.id) && matches!(r.instrument.as_str(), "cadss" | "cadss6"))
+        .filter_map(|r| Some(pk_panel::Observed { at: r.completed_at, score: r.score.total? }))
+        .collect();
+    pk_panel::build(
+        &mut p,
+        pk_panel::PanelInput {
+            sim: &sim,
+            basis: dose.basis,
+            dose_started_at: s.dose_started_at,
+            moaas: &moaas,
+            cadss: &cadss,
+            clock,
+        },
+    );
+    Ok(p)
 }
 
 /// Stock that may be given on this route: racemic ketamine vials for IV and IM,
@@ -553,8 +653,21 @@ fn lot_label(l: &Lot) -> String {
     format!("{} {} · lot {} · expires {} · {stock}", l.strength, l.container, l.lot_number, l.expires_on)
 }
 
-pub async fn get_session(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>) -> UiResult<Response> {
-    let page = session_page(&st, &user, SessionId(id), FormData::empty(), Errors::new(), "").await?;
+#[derive(Debug, Default, Deserialize)]
+pub struct PkQuery {
+    /// The level to predict the fall below, ng/mL (overrides the site's setting).
+    #[serde(default)]
+    pub below: Option<String>,
+}
+
+pub async fn get_session(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    Query(q): Query<PkQuery>,
+) -> UiResult<Response> {
+    let page =
+        session_page(&st, &user, SessionId(id), FormData::empty(), Errors::new(), "", q.below.as_deref()).await?;
     Ok(render_status(StatusCode::OK, &page))
 }
 
@@ -566,7 +679,7 @@ async fn rejected(
     errors: Errors,
     failed: &'static str,
 ) -> UiResult<Response> {
-    let page = session_page(st, user, SessionId(id), form, errors, failed).await?;
+    let page = session_page(st, user, SessionId(id), form, errors, failed, None).await?;
     Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page))
 }
 
