@@ -88,3 +88,39 @@ impl Store {
         .await
     }
 }
+
+/// Site setting: the plasma level (ng/mL) the session screen predicts the fall below.
+/// The references give no value, so there is no default.
+pub const PK_THRESHOLD_KEY: &str = "pk_threshold_ng_ml";
+
+impl Store {
+    /// Sets (or with `None`, clears) the site's PK threshold.
+    pub async fn set_site_pk_threshold(&self, actor: &Actor, site: SiteId, ng_ml: Option<f64>) -> Result<()> {
+        actor.require(Permission::PlanTreatment)?;
+        if !actor.scope.allows(site) {
+            return Err(StoreError::NotFound(format!("site {site}")));
+        }
+        if let Some(v) = ng_ml {
+            if !(v.is_finite() && v > 0.0 && v <= 10_000.0) {
+                return Err(DomainError::field("ng_ml", "give a plasma level in ng/mL between 0 and 10,000").into());
+            }
+        }
+        let now = self.now();
+        let actor = actor.clone();
+        self.write(move |c| {
+            let settings = c.query_opt("SELECT settings FROM sites WHERE id = $1", params![site.0])?.ok_or_else(|| StoreError::NotFound(format!("site {site}")))?.text(0)?;
+            let mut v: serde_json::Value = serde_json::from_str(&settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let obj = v.as_object_mut().ok_or_else(|| StoreError::Corrupt("site settings is not an object".into()))?;
+            match ng_ml {
+                Some(x) => obj.insert(PK_THRESHOLD_KEY.into(), serde_json::json!(x)),
+                None => obj.remove(PK_THRESHOLD_KEY),
+            };
+            c.execute("UPDATE sites SET settings = $1 WHERE id = $2", params![v.to_string(), site.0])?;
+            audit::record(c, &actor, now, Entry {
+                action: Action::Update, object_type: "site_settings", object_id: Some(site.to_string()), patient_id: None, site_id: Some(site),
+                fields: &[PK_THRESHOLD_KEY],
+            })
+        })
+        .await
+    }
+}

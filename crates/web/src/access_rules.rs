@@ -42,6 +42,7 @@ pub const API_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/sites/{id}/chairs", SignedIn),
     ("GET", "/api/v1/sites/{id}/safety-rules", SignedIn),
     ("PUT", "/api/v1/sites/{id}/safety-rules", Needs(PlanTreatment)),
+    ("PUT", "/api/v1/sites/{id}/pk-threshold", Needs(PlanTreatment)),
     ("GET", "/api/v1/sites/{id}/sessions", Needs(ViewDemographics)),
     ("GET", "/api/v1/patients", Needs(ViewDemographics)),
     ("POST", "/api/v1/patients", Needs(EditDemographics)),

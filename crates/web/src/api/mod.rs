@@ -22,7 +22,7 @@ use crate::AppState;
         health::get_healthz,
         audit::get_audit, audit::get_access_log, audit::get_audit_verify,
         auth::post_login, auth::post_logout, auth::post_reauth, auth::get_me, auth::get_users, auth::post_user, auth::post_break_glass,
-        patients::get_sites, patients::post_site, patients::get_chairs, patients::get_site_safety_rules, patients::put_site_safety_rules,
+        patients::get_sites, patients::post_site, patients::get_chairs, patients::get_site_safety_rules, patients::put_site_safety_rules, patients::put_site_pk_threshold,
         patients::get_patients, patients::post_patient, patients::get_patient, patients::get_chart,
         patients::get_weights, patients::post_weight,
         clinical::get_courses, clinical::post_course, clinical::get_course,
@@ -61,6 +61,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sites", get(p::get_sites).post(p::post_site))
         .route("/sites/{id}/chairs", get(p::get_chairs))
         .route("/sites/{id}/safety-rules", get(p::get_site_safety_rules).put(p::put_site_safety_rules))
+        .route("/sites/{id}/pk-threshold", put(p::put_site_pk_threshold))
         .route("/sites/{id}/sessions", get(c::get_site_sessions))
         .route("/patients", get(p::get_patients).post(p::post_patient))
         .route("/patients/{id}", get(p::get_patient))

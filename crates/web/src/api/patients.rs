@@ -133,3 +133,23 @@ pub async fn put_site_safety_rules(
     let (rules, overridden) = st.store.site_safety_rules(&a, SiteId(id)).await?;
     Ok(Json(SiteSafetyRules { overridden, rules: (*rules).clone() }))
 }
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PkThreshold {
+    /// Plasma level in ng/mL the session screen predicts the fall below; null clears it.
+    pub ng_ml: Option<f64>,
+}
+
+/// Sets the site's PK threshold (no default: the references give none).
+#[utoipa::path(put, path = "/api/v1/sites/{id}/pk-threshold", tag = "rules", params(("id" = i64, Path)), request_body = PkThreshold,
+    responses((status = 204), (status = 422, body = Problem), (status = 403, body = Problem)))]
+pub async fn put_site_pk_threshold(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Path(id): Path<i64>,
+    Json(t): Json<PkThreshold>,
+) -> ApiResult<StatusCode> {
+    st.store.set_site_pk_threshold(&a, SiteId(id), t.ng_ml).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
