@@ -7,10 +7,12 @@
 
 pub mod access;
 pub mod alerts;
+pub mod checkins;
 pub mod course;
 pub mod dosing;
 pub mod eligibility;
 pub mod error;
+pub mod home_dosing;
 pub mod ids;
 pub mod instruments;
 pub mod ledger;
@@ -19,8 +21,10 @@ pub mod outcomes;
 pub mod patient;
 pub mod protocols;
 pub mod records;
+pub mod relapse;
 pub mod session;
 pub mod site;
+pub mod survival;
 pub mod units;
 pub mod vitals;
 
