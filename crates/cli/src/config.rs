@@ -37,14 +37,22 @@ impl ServeOptions {
         let file = match &self.config {
             Some(p) => {
                 let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
-                toml::from_str::<FileConfig>(&text).with_context(|| format!("config {} is not valid (keys: bind, database_url)", p.display()))?
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("config {} is not valid (keys: bind, database_url)", p.display()))?
             }
             None => FileConfig::default(),
         };
-        let database_url = self.database_url.or(file.database_url).unwrap_or_else(|| "sqlite://keta-data/keta.db".into());
-        if !(database_url.starts_with("sqlite://") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+        let database_url =
+            self.database_url.or(file.database_url).unwrap_or_else(|| "sqlite://keta-data/keta.db".into());
+        if !(database_url.starts_with("sqlite://")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
             bail!("database_url '{database_url}' must start with sqlite:// or postgres://");
         }
-        Ok(Config { bind: self.bind.or(file.bind).unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid")), database_url })
+        Ok(Config {
+            bind: self.bind.or(file.bind).unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid")),
+            database_url,
+        })
     }
 }

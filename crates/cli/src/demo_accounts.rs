@@ -20,10 +20,16 @@ pub fn demo_totp_key(role: Role) -> String {
 }
 
 pub fn accounts() -> Vec<DemoAccount> {
-    [("admin.demo", Role::Administrator), ("dr.demo", Role::Prescriber), ("rn.demo", Role::Nurse), ("desk.demo", Role::FrontDesk), ("audit.demo", Role::Auditor)]
-        .into_iter()
-        .map(|(username, role)| DemoAccount { username, role, totp_key: demo_totp_key(role) })
-        .collect()
+    [
+        ("admin.demo", Role::Administrator),
+        ("dr.demo", Role::Prescriber),
+        ("rn.demo", Role::Nurse),
+        ("desk.demo", Role::FrontDesk),
+        ("audit.demo", Role::Auditor),
+    ]
+    .into_iter()
+    .map(|(username, role)| DemoAccount { username, role, totp_key: demo_totp_key(role) })
+    .collect()
 }
 
 /// Creates the demo accounts unless accounts already exist. Everyone works at every demo site.
@@ -36,15 +42,18 @@ pub async fn ensure(store: &Store) -> anyhow::Result<()> {
     for (i, a) in accounts().into_iter().enumerate() {
         let actor = if i == 0 { Actor::system() } else { admin.clone() };
         store
-            .create_user(&actor, keta_store::accounts::NewUser {
-                username: a.username.into(),
-                display_name: format!("Demo {}", a.role.label()),
-                role: a.role,
-                password: DEMO_PASSWORD.into(),
-                site_ids: sites.clone(),
-                can_break_glass: a.role == Role::Prescriber,
-                totp_secret: Some(a.totp_key),
-            })
+            .create_user(
+                &actor,
+                keta_store::accounts::NewUser {
+                    username: a.username.into(),
+                    display_name: format!("Demo {}", a.role.label()),
+                    role: a.role,
+                    password: DEMO_PASSWORD.into(),
+                    site_ids: sites.clone(),
+                    can_break_glass: a.role == Role::Prescriber,
+                    totp_secret: Some(a.totp_key),
+                },
+            )
             .await
             .map_err(|e| anyhow::anyhow!("creating demo account {}: {e}", a.username))?;
     }

@@ -3,9 +3,7 @@
 //! (a count 0.5 mL short at the second site), which the reconciliation report flags.
 
 use keta_domain::course::Route;
-use keta_domain::ledger::{
-    Amount, CountType, LotId, NewAdministration, NewCount, NewReceipt, Presentation, Substance,
-};
+use keta_domain::ledger::{Amount, CountType, LotId, NewAdministration, NewCount, NewReceipt, Presentation, Substance};
 use keta_domain::units::{MgPerMl, Milligrams, Millilitres};
 use keta_store::ledger::Witness;
 use keta_store::{Actor, SiteScope, Store};
@@ -16,11 +14,25 @@ const VIAL_MG_PER_ML: f64 = 50.0;
 
 async fn staff_actor(store: &Store, username: &str) -> anyhow::Result<Actor> {
     let users = store.list_users(&Actor::system()).await?;
-    let u = users.iter().find(|u| u.username == username).ok_or_else(|| anyhow::anyhow!("demo user {username} is missing"))?;
-    Ok(Actor { name: u.username.clone(), scope: SiteScope::Sites(u.site_ids.clone()), role: Some(u.role), user_id: Some(u.id), break_glass: vec![] })
+    let u = users
+        .iter()
+        .find(|u| u.username == username)
+        .ok_or_else(|| anyhow::anyhow!("demo user {username} is missing"))?;
+    Ok(Actor {
+        name: u.username.clone(),
+        scope: SiteScope::Sites(u.site_ids.clone()),
+        role: Some(u.role),
+        user_id: Some(u.id),
+        break_glass: vec![],
+    })
 }
 
-fn receipt(site: keta_domain::ids::SiteId, substance: Substance, received_at: time::OffsetDateTime, n: usize) -> NewReceipt {
+fn receipt(
+    site: keta_domain::ids::SiteId,
+    substance: Substance,
+    received_at: time::OffsetDateTime,
+    n: usize,
+) -> NewReceipt {
     let (presentation, containers, lot, ndc) = match substance {
         Substance::Ketamine => (
             Presentation::Vial { concentration_mg_per_ml: MgPerMl(VIAL_MG_PER_ML), ml_per_vial: Millilitres(10.0) },
@@ -65,8 +77,26 @@ pub async fn ensure(store: &Store) -> anyhow::Result<()> {
     for (i, site) in sites.iter().enumerate() {
         let since = now - Duration::days(21);
         let witness = || Witness { actor: prescriber.clone(), reauthenticated_at: store.now() };
-        let ket = store.record_receipt(&nurse, Some(store.now()), receipt(site.id, Substance::Ketamine, since, i * 2 + 1), witness()).await?.lot.id;
-        let esk = store.record_receipt(&nurse, Some(store.now()), receipt(site.id, Substance::Esketamine, since, i * 2 + 2), witness()).await?.lot.id;
+        let ket = store
+            .record_receipt(
+                &nurse,
+                Some(store.now()),
+                receipt(site.id, Substance::Ketamine, since, i * 2 + 1),
+                witness(),
+            )
+            .await?
+            .lot
+            .id;
+        let esk = store
+            .record_receipt(
+                &nurse,
+                Some(store.now()),
+                receipt(site.id, Substance::Esketamine, since, i * 2 + 2),
+                witness(),
+            )
+            .await?
+            .lot
+            .id;
 
         // Doses for the site's sessions since the stock arrived, oldest first.
         let sessions = store.sessions_at_site(&system, site.id, since, now + Duration::days(1)).await?;
@@ -75,17 +105,37 @@ pub async fn ensure(store: &Store) -> anyhow::Result<()> {
                 Route::IvRacemic | Route::ImRacemic => {
                     let mg = s.planned_dose_mg.map_or(35.0, |d| d.0);
                     let ml = (mg / VIAL_MG_PER_ML * 100.0).round() / 100.0;
-                    (ket, NewAdministration {
-                        lot_id: ket, session_id: s.id, dose_mg: Milligrams(ml * VIAL_MG_PER_ML), volume_ml: Some(Millilitres(ml)),
-                        devices_used: None, administered_at: s.dose_started_at, ended_at: None, ordering_prescriber: None, corrects: None,
-                    })
+                    (
+                        ket,
+                        NewAdministration {
+                            lot_id: ket,
+                            session_id: s.id,
+                            dose_mg: Milligrams(ml * VIAL_MG_PER_ML),
+                            volume_ml: Some(Millilitres(ml)),
+                            devices_used: None,
+                            administered_at: s.dose_started_at,
+                            ended_at: None,
+                            ordering_prescriber: None,
+                            corrects: None,
+                        },
+                    )
                 }
                 Route::IntranasalEsketamine => {
                     let devices = (s.planned_dose_mg.map_or(56.0, |d| d.0) / 28.0).ceil().max(1.0) as u32;
-                    (esk, NewAdministration {
-                        lot_id: esk, session_id: s.id, dose_mg: Milligrams(f64::from(devices) * 28.0), volume_ml: None,
-                        devices_used: Some(devices), administered_at: s.dose_started_at, ended_at: None, ordering_prescriber: None, corrects: None,
-                    })
+                    (
+                        esk,
+                        NewAdministration {
+                            lot_id: esk,
+                            session_id: s.id,
+                            dose_mg: Milligrams(f64::from(devices) * 28.0),
+                            volume_ml: None,
+                            devices_used: Some(devices),
+                            administered_at: s.dose_started_at,
+                            ended_at: None,
+                            ordering_prescriber: None,
+                            corrects: None,
+                        },
+                    )
                 }
                 Route::OralRacemic | Route::SublingualRacemic => continue,
             };
@@ -102,9 +152,17 @@ pub async fn ensure(store: &Store) -> anyhow::Result<()> {
                 Substance::Ketamine => Amount::Ml(if planted { on_hand - 0.5 } else { on_hand }),
                 Substance::Esketamine => Amount::Mg(on_hand),
             };
-            let reason = planted.then(|| "Demo: planted discrepancy, 0.5 mL short at the end-of-day count; under investigation".to_string());
+            let reason = planted.then(|| {
+                "Demo: planted discrepancy, 0.5 mL short at the end-of-day count; under investigation".to_string()
+            });
             let count = NewCount {
-                lot_id: l.lot.id, physical, count_type: CountType::Routine, business_time: None, counted_at: None, estimated: false, reason,
+                lot_id: l.lot.id,
+                physical,
+                count_type: CountType::Routine,
+                business_time: None,
+                counted_at: None,
+                estimated: false,
+                reason,
                 corrects: None,
             };
             let witness = Witness { actor: prescriber.clone(), reauthenticated_at: store.now() };

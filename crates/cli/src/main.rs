@@ -4,9 +4,9 @@ mod bench;
 mod config;
 mod demo;
 mod demo_accounts;
+mod demo_ledger;
 mod dose;
 mod pk;
-mod demo_ledger;
 mod score;
 
 use std::net::SocketAddr;
@@ -143,7 +143,10 @@ fn main() -> std::process::ExitCode {
         }
         Command::Totp { key } => {
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            match keta_store::credentials::totp_at_step(&key, now.div_euclid(keta_store::credentials::TOTP_STEP_SECONDS)) {
+            match keta_store::credentials::totp_at_step(
+                &key,
+                now.div_euclid(keta_store::credentials::TOTP_STEP_SECONDS),
+            ) {
                 Some(code) => {
                     println!("{code}");
                     std::process::ExitCode::SUCCESS
@@ -191,8 +194,13 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let addr = listener.local_addr()?;
             println!("Keta demo clinic: {summary}");
             println!("Database: {}", path.display());
-            println!("Serving on http://{addr}  (API: http://{addr}/api/v1/patients, OpenAPI: http://{addr}/api/openapi.json)");
-            println!("Sign in at http://{addr}/login with password \"{}\" and the code from `keta totp KEY`:", demo_accounts::DEMO_PASSWORD);
+            println!(
+                "Serving on http://{addr}  (API: http://{addr}/api/v1/patients, OpenAPI: http://{addr}/api/openapi.json)"
+            );
+            println!(
+                "Sign in at http://{addr}/login with password \"{}\" and the code from `keta totp KEY`:",
+                demo_accounts::DEMO_PASSWORD
+            );
             for a in demo_accounts::accounts() {
                 println!("  {:<11} {:<14} TOTP key {}", a.username, a.role.label(), a.totp_key);
             }
@@ -203,7 +211,8 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Serve { opts } => {
             let cfg = opts.resolve()?;
             let store = keta_store::Store::open(&cfg.database_url).await.context("opening the database")?;
-            let listener = tokio::net::TcpListener::bind(cfg.bind).await.with_context(|| format!("listening on {}", cfg.bind))?;
+            let listener =
+                tokio::net::TcpListener::bind(cfg.bind).await.with_context(|| format!("listening on {}", cfg.bind))?;
             tracing::info!(addr = %listener.local_addr()?, backend = ?store.backend(), "serving");
             keta_web::serve(listener, keta_web::AppState::new(store), shutdown_signal()).await?;
             Ok(())
@@ -213,9 +222,12 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             println!("schema is at version {}", keta_store::latest_version());
             Ok(())
         }
-        Command::User { command: UserCommand::Add { database_url, username, display_name, role, sites, break_glass } } => {
-            let role = keta_domain::access::Role::parse(&role)
-                .with_context(|| format!("unknown role '{role}': use administrator, prescriber, nurse, front_desk or auditor"))?;
+        Command::User {
+            command: UserCommand::Add { database_url, username, display_name, role, sites, break_glass },
+        } => {
+            let role = keta_domain::access::Role::parse(&role).with_context(|| {
+                format!("unknown role '{role}': use administrator, prescriber, nurse, front_desk or auditor")
+            })?;
             let password = match std::env::var("KETA_NEW_PASSWORD") {
                 Ok(p) => p,
                 Err(_) => {

@@ -9,7 +9,10 @@ fn keta(args: &[&str], password: Option<&str>) -> (i32, String) {
         cmd.env("KETA_NEW_PASSWORD", p);
     }
     let out = cmd.output().expect("run keta");
-    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    (
+        out.status.code().unwrap_or(-1),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
 }
 
 #[test]
@@ -18,10 +21,16 @@ fn a_tampered_audit_row_is_named_by_keta_audit_verify() {
     let db = dir.path().join("keta.db");
     let url = format!("sqlite://{}", db.display());
     let pw = Some("violet tractor umbrella 42");
-    let (code, out) = keta(&["user", "add", "--database-url", &url, "--username", "nurse.first", "--display-name", "N", "--role", "nurse"], pw);
+    let (code, out) = keta(
+        &["user", "add", "--database-url", &url, "--username", "nurse.first", "--display-name", "N", "--role", "nurse"],
+        pw,
+    );
     assert_ne!(code, 0, "the first account must be an administrator: {out}");
     for (user, role) in [("admin.one", "administrator"), ("dr.one", "prescriber"), ("rn.one", "nurse")] {
-        let (code, out) = keta(&["user", "add", "--database-url", &url, "--username", user, "--display-name", user, "--role", role], pw);
+        let (code, out) = keta(
+            &["user", "add", "--database-url", &url, "--username", user, "--display-name", user, "--role", role],
+            pw,
+        );
         assert_eq!(code, 0, "{out}");
         assert!(out.contains("TOTP key"), "{out}");
     }
@@ -31,7 +40,8 @@ fn a_tampered_audit_row_is_named_by_keta_audit_verify() {
 
     // Edit entry 2 directly in the file, the way someone with the sqlite3 shell would.
     let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute_batch("DROP TRIGGER audit_log_no_update; UPDATE audit_log SET actor = 'mallory' WHERE seq = 2;").unwrap();
+    conn.execute_batch("DROP TRIGGER audit_log_no_update; UPDATE audit_log SET actor = 'mallory' WHERE seq = 2;")
+        .unwrap();
     drop(conn);
     let (code, out) = keta(&["audit", "verify", "--database-url", &url], None);
     assert_eq!(code, 1, "{out}");

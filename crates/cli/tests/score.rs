@@ -65,9 +65,13 @@ fn gad7_qids_pcl5_who5() {
     assert_eq!(safety_items(&v), [12], "QIDS item 12 is the safety item");
 
     // PCL-5: clusters B 1-5, C 6-7, D 8-14, E 15-20; DSM-5 rule with item >= 2 as endorsed.
-    let v = ok(&["pcl5", "2", "2", "0", "0", "0", "2", "0", "2", "2", "0", "0", "0", "0", "0", "2", "2", "0", "0", "0", "0"]);
+    let v = ok(&[
+        "pcl5", "2", "2", "0", "0", "0", "2", "0", "2", "2", "0", "0", "0", "0", "0", "2", "2", "0", "0", "0", "0",
+    ]);
     assert_eq!(v["total"], 14);
-    let cluster = |c: &str| v["subscales"].as_array().unwrap().iter().find(|s| s["code"] == c).unwrap()["score"].as_i64().unwrap();
+    let cluster = |c: &str| {
+        v["subscales"].as_array().unwrap().iter().find(|s| s["code"] == c).unwrap()["score"].as_i64().unwrap()
+    };
     assert_eq!([cluster("B"), cluster("C"), cluster("D"), cluster("E")], [4, 2, 4, 4]);
     assert!(v["flags"].as_array().unwrap().iter().any(|f| f == "pcl5_provisional_ptsd_dsm5"), "{v}");
 
@@ -108,7 +112,10 @@ fn clinician_rated_and_in_session_scales() {
     let v = ok(&["moaas", "3"]);
     assert_eq!((v["total"].as_i64(), v["severity"]["code"].as_str()), (Some(3), Some("level_3")));
     let v = ok(&["moaas", "0"]);
-    assert!(v["flags"].as_array().unwrap().iter().any(|f| f == "moaas_loss_of_consciousness"), "MOAA/S 0 is loss of consciousness: {v}");
+    assert!(
+        v["flags"].as_array().unwrap().iter().any(|f| f == "moaas_loss_of_consciousness"),
+        "MOAA/S 0 is loss of consciousness: {v}"
+    );
 
     assert_eq!(ok(&["pain_nrs", "7"])["total"], 7);
 }

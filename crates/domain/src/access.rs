@@ -68,8 +68,17 @@ pub enum Permission {
 
 impl Permission {
     pub const ALL: [Permission; 11] = [
-        Self::ViewDemographics, Self::EditDemographics, Self::ViewClinical, Self::RecordSession, Self::PlanTreatment,
-        Self::EnterQuestionnaire, Self::SignNotes, Self::RecordLedger, Self::ViewLedger, Self::ManageUsers, Self::ViewAudit,
+        Self::ViewDemographics,
+        Self::EditDemographics,
+        Self::ViewClinical,
+        Self::RecordSession,
+        Self::PlanTreatment,
+        Self::EnterQuestionnaire,
+        Self::SignNotes,
+        Self::RecordLedger,
+        Self::ViewLedger,
+        Self::ManageUsers,
+        Self::ViewAudit,
     ];
 }
 

@@ -264,21 +264,41 @@ impl SafetyRules {
             "spo2_floor.below_pct",
             format!("must be a percentage above 0 and at most 100, got {}", o.below_pct.0),
         );
-        v.check(!o.below_pct_source.trim().is_empty(), "spo2_floor.below_pct_source", "say where the floor value comes from");
+        v.check(
+            !o.below_pct_source.trim().is_empty(),
+            "spo2_floor.below_pct_source",
+            "say where the floor value comes from",
+        );
 
         for (key, rule, why) in [
-            ("moaas_loss_of_consciousness", &self.moaas_loss_of_consciousness, "loss of consciousness needs a clinician now"),
-            ("symptom_emergency", &self.symptom_emergency, "the reference sends these symptoms to emergency care (§4.1)"),
+            (
+                "moaas_loss_of_consciousness",
+                &self.moaas_loss_of_consciousness,
+                "loss of consciousness needs a clinician now",
+            ),
+            (
+                "symptom_emergency",
+                &self.symptom_emergency,
+                "the reference sends these symptoms to emergency care (§4.1)",
+            ),
         ] {
             check_meta(&mut v, key, &rule.code, &rule.description, &rule.source);
-            v.check(rule.severity == AlertSeverity::Urgent, &format!("{key}.severity"), format!("must be \"urgent\": {why}"));
+            v.check(
+                rule.severity == AlertSeverity::Urgent,
+                &format!("{key}.severity"),
+                format!("must be \"urgent\": {why}"),
+            );
         }
 
         let mut seen = BTreeSet::new();
         for (i, s) in self.symptoms.iter().enumerate() {
             let at = format!("symptoms[{i}]");
             v.check(is_code(&s.code), &format!("{at}.code"), "use a snake_case code such as \"chest_pain\"");
-            v.check(seen.insert(s.code.as_str()), &format!("{at}.code"), format!("\"{}\" appears more than once", s.code));
+            v.check(
+                seen.insert(s.code.as_str()),
+                &format!("{at}.code"),
+                format!("\"{}\" appears more than once", s.code),
+            );
             v.check(!s.label.trim().is_empty(), &format!("{at}.label"), "give the label staff will see");
             v.check(!s.source.trim().is_empty(), &format!("{at}.source"), "say where this symptom's flag comes from");
         }
@@ -318,7 +338,11 @@ impl SafetyRules {
                 format!("must be 0 or more and less than due_at_minutes, got {}", c.window_minutes),
             );
             v.check(!c.source.trim().is_empty(), &format!("{at}.source"), "say where this check comes from");
-            v.check(!c.window_source.trim().is_empty(), &format!("{at}.window_source"), "say where the window comes from");
+            v.check(
+                !c.window_source.trim().is_empty(),
+                &format!("{at}.window_source"),
+                "say where the window comes from",
+            );
         }
         v.finish()
     }
@@ -338,7 +362,12 @@ impl SafetyRules {
     ///
     /// Readings are assumed validated ([`VitalSigns::validate`]); a missing value simply
     /// means the rules that need it do not fire.
-    pub fn evaluate_vitals(&self, phase: DosePhase, vitals: &VitalSigns, baseline: Option<&VitalSigns>) -> Vec<AlertFiring> {
+    pub fn evaluate_vitals(
+        &self,
+        phase: DosePhase,
+        vitals: &VitalSigns,
+        baseline: Option<&VitalSigns>,
+    ) -> Vec<AlertFiring> {
         let mut out = Vec::new();
         let when = match phase {
             DosePhase::PreDose => "Pre-dose".to_string(),
@@ -938,7 +967,8 @@ mod tests {
         let f = rules().evaluate_symptoms(&["tingly_toes".to_string()]);
         assert_eq!(codes(&f), vec!["unknown_symptom_code"]);
         assert!(f[0].message.contains("tingly_toes"));
-        let (field, msg) = field_of(rules().validate_symptom_codes(&["nausea".into(), "tingly_toes".into()]).unwrap_err());
+        let (field, msg) =
+            field_of(rules().validate_symptom_codes(&["nausea".into(), "tingly_toes".into()]).unwrap_err());
         assert_eq!(field, "symptoms[1]");
         assert!(msg.contains("tingly_toes"));
     }
@@ -1021,7 +1051,8 @@ mod tests {
 
     #[test]
     fn bad_route_in_list_names_the_key() {
-        let bad = BUILTIN_TOML.replace("routes = [\"iv_racemic\", \"im_racemic\"]", "routes = [\"iv_racemic\", \"intravenous\"]");
+        let bad = BUILTIN_TOML
+            .replace("routes = [\"iv_racemic\", \"im_racemic\"]", "routes = [\"iv_racemic\", \"intravenous\"]");
         let (field, msg) = field_of(SafetyRules::from_toml(&bad).unwrap_err());
         assert_eq!(field, "bp_rechecks[1].routes");
         assert!(msg.contains("intravenous"), "{msg}");

@@ -82,7 +82,11 @@ impl AntidepressantTrial {
             format!("name the antidepressant (1-{MAX_DRUG_NAME_LEN} characters)"),
         );
         if let Some(d) = self.daily_dose_mg {
-            v.check(d.0.is_finite() && d.0 > 0.0, "daily_dose_mg", "enter the daily dose as a positive number of mg, or leave it empty");
+            v.check(
+                d.0.is_finite() && d.0 > 0.0,
+                "daily_dose_mg",
+                "enter the daily dose as a positive number of mg, or leave it empty",
+            );
         }
         v.check(
             self.weeks <= MAX_TRIAL_WEEKS,
@@ -522,10 +526,18 @@ fn load_maudsley(s: &str) -> Result<MaudsleyFile, DomainError> {
     let f: MaudsleyFile = parse_rules_toml(s, "maudsley rules")?;
     let mut v = Validator::new();
     let tr = &f.treatment_resistance;
-    v.check(tr.min_failed_adequate_trials >= 1, "treatment_resistance.min_failed_adequate_trials", "must be at least 1");
+    v.check(
+        tr.min_failed_adequate_trials >= 1,
+        "treatment_resistance.min_failed_adequate_trials",
+        "must be at least 1",
+    );
     v.check(!tr.source.trim().is_empty(), "treatment_resistance.source", "give the source");
     v.check(tr.min_adequate_weeks >= 1, "treatment_resistance.min_adequate_weeks", "must be at least 1");
-    v.check(!tr.min_adequate_weeks_source.trim().is_empty(), "treatment_resistance.min_adequate_weeks_source", "give the source");
+    v.check(
+        !tr.min_adequate_weeks_source.trim().is_empty(),
+        "treatment_resistance.min_adequate_weeks_source",
+        "give the source",
+    );
 
     let m = &f.msm;
     v.check(!m.source.trim().is_empty(), "msm.source", "give the source");
@@ -536,8 +548,9 @@ fn load_maudsley(s: &str) -> Result<MaudsleyFile, DomainError> {
         v.check(n == 1, "msm.severity.categories", format!("list {sev:?} exactly once (found {n})"));
     }
     v.check(!m.bands.is_empty(), "msm.bands", "list the total-score bands");
-    let tables_present =
-        !m.duration.bands.is_empty() && !m.antidepressant_failures.bands.is_empty() && !m.severity.categories.is_empty();
+    let tables_present = !m.duration.bands.is_empty()
+        && !m.antidepressant_failures.bands.is_empty()
+        && !m.severity.categories.is_empty();
     if tables_present {
         // Every reachable total must fall in exactly one band.
         let pts = |b: &[MsmCountBand]| b.iter().map(|x| x.points).collect::<Vec<_>>();
@@ -547,7 +560,11 @@ fn load_maudsley(s: &str) -> Result<MaudsleyFile, DomainError> {
         let hi = max(&d) + max(&s) + max(&a) + m.augmentation.no.max(m.augmentation.yes) + m.ect.no.max(m.ect.yes);
         for total in lo..=hi {
             let n = m.bands.iter().filter(|b| (b.min..=b.max).contains(&total)).count();
-            v.check(n == 1, "msm.bands", format!("total {total} falls in {n} bands; bands must cover {lo}-{hi} without overlap"));
+            v.check(
+                n == 1,
+                "msm.bands",
+                format!("total {total} falls in {n} bands; bands must cover {lo}-{hi} without overlap"),
+            );
         }
     }
     v.finish()?;
@@ -568,15 +585,23 @@ fn check_count_bands(v: &mut Validator, key: &str, bands: &[MsmCountBand], from:
     for (i, b) in bands.iter().enumerate() {
         let at = format!("{key}[{i}]");
         match next {
-            Some(n) => v.check(b.min == n, &format!("{at}.min"), format!("must be {n} so the bands have no gap or overlap")),
-            None => v.push(&format!("{at}.min"), "comes after an open-ended band; remove it or give the earlier band a max"),
+            Some(n) => {
+                v.check(b.min == n, &format!("{at}.min"), format!("must be {n} so the bands have no gap or overlap"))
+            }
+            None => {
+                v.push(&format!("{at}.min"), "comes after an open-ended band; remove it or give the earlier band a max")
+            }
         }
         if let Some(mx) = b.max {
             v.check(mx >= b.min, &format!("{at}.max"), "must be at least min");
         }
         next = b.max.and_then(|m| m.checked_add(1));
     }
-    v.check(!bands.is_empty() && next.is_none(), key, "the last band must be open-ended (no max) so every count scores");
+    v.check(
+        !bands.is_empty() && next.is_none(),
+        key,
+        "the last band must be open-ended (no max) so every count scores",
+    );
 }
 
 fn load_contraindications(s: &str) -> Result<ContraindicationsFile, DomainError> {
@@ -586,7 +611,11 @@ fn load_contraindications(s: &str) -> Result<ContraindicationsFile, DomainError>
     for (i, it) in f.items.iter().enumerate() {
         let at = format!("items[{i}]");
         v.check(is_code(&it.code), &format!("{at}.code"), "use a snake_case code");
-        v.check(codes.insert(it.code.as_str()), &format!("{at}.code"), format!("\"{}\" appears more than once", it.code));
+        v.check(
+            codes.insert(it.code.as_str()),
+            &format!("{at}.code"),
+            format!("\"{}\" appears more than once", it.code),
+        );
         v.check(!it.label.trim().is_empty(), &format!("{at}.label"), "give the label staff will see");
         v.check(!it.routes.is_empty(), &format!("{at}.routes"), "give the level for at least one route");
         for (route, cell) in &it.routes {
@@ -642,7 +671,14 @@ mod tests {
     // --- TRD ---
 
     fn trial(drug: &str, adequate: bool, outcome: TrialOutcome, current: bool) -> AntidepressantTrial {
-        AntidepressantTrial { drug: drug.into(), daily_dose_mg: None, weeks: 8, adequate, outcome, current_episode: current }
+        AntidepressantTrial {
+            drug: drug.into(),
+            daily_dose_mg: None,
+            weeks: 8,
+            adequate,
+            outcome,
+            current_episode: current,
+        }
     }
 
     #[test]
@@ -663,12 +699,12 @@ mod tests {
         use TrialOutcome::*;
         let base = trial("sertraline", true, NoResponse, true);
         for other in [
-            trial("venlafaxine", false, NoResponse, true),      // not adequate
-            trial("venlafaxine", true, NoResponse, false),      // earlier episode
-            trial("venlafaxine", true, Response, true),         // worked
-            trial("venlafaxine", true, Intolerance, true),      // stopped for side effects
+            trial("venlafaxine", false, NoResponse, true), // not adequate
+            trial("venlafaxine", true, NoResponse, false), // earlier episode
+            trial("venlafaxine", true, Response, true),    // worked
+            trial("venlafaxine", true, Intolerance, true), // stopped for side effects
             AntidepressantTrial { weeks: 3, ..trial("venlafaxine", true, NoResponse, true) }, // too short
-            trial(" Sertraline ", true, NoResponse, true),      // same drug again
+            trial(" Sertraline ", true, NoResponse, true), // same drug again
         ] {
             assert!(!is_treatment_resistant(&[base.clone(), other.clone()]), "{other:?}");
         }
@@ -684,9 +720,12 @@ mod tests {
         assert!(AntidepressantTrial { weeks: 2, adequate: false, ..ok.clone() }.validate().is_ok());
         let (f, _) = field_of(AntidepressantTrial { drug: " ".into(), ..ok.clone() }.validate().unwrap_err());
         assert_eq!(f, "drug");
-        let (f, _) = field_of(AntidepressantTrial { daily_dose_mg: Some(Milligrams(-50.0)), ..ok.clone() }.validate().unwrap_err());
+        let (f, _) = field_of(
+            AntidepressantTrial { daily_dose_mg: Some(Milligrams(-50.0)), ..ok.clone() }.validate().unwrap_err(),
+        );
         assert_eq!(f, "daily_dose_mg");
-        let json = r#"{"drug":"bupropion","weeks":6,"adequate":true,"outcome":"partial_response","current_episode":true}"#;
+        let json =
+            r#"{"drug":"bupropion","weeks":6,"adequate":true,"outcome":"partial_response","current_episode":true}"#;
         let t: AntidepressantTrial = serde_json::from_str(json).unwrap();
         assert_eq!(t.outcome, TrialOutcome::PartialResponse);
     }
@@ -710,7 +749,10 @@ mod tests {
         // 3: <=12 mo (1) + subsyndromal (1) + 1-2 failures (1) + no aug (0) + no ECT (0).
         let s = msm(12, Subsyndromal, 2, false, false);
         assert_eq!((s.total, s.band.level), (3, MsmLevel::Mild));
-        assert_eq!(s.components, MsmComponents { duration: 1, severity: 1, antidepressant_failures: 1, augmentation: 0, ect: 0 });
+        assert_eq!(
+            s.components,
+            MsmComponents { duration: 1, severity: 1, antidepressant_failures: 1, augmentation: 0, ect: 0 }
+        );
         // 6: 13 mo (2) + mild (2) + 2 failures (1) + aug (1) + no ECT = 6.
         let s = msm(13, Mild, 2, true, false);
         assert_eq!((s.total, s.band.level), (6, MsmLevel::Mild));
@@ -806,9 +848,16 @@ mod tests {
 
     #[test]
     fn cautions_do_not_block() {
-        let a = assess_contraindications(Route::IntranasalEsketamine, &present(&["psychosis", "uncontrolled_hypertension"])).unwrap();
+        let a = assess_contraindications(
+            Route::IntranasalEsketamine,
+            &present(&["psychosis", "uncontrolled_hypertension"]),
+        )
+        .unwrap();
         assert!(!a.blocked);
-        assert_eq!(a.cautions.iter().map(|c| c.code.as_str()).collect::<Vec<_>>(), vec!["uncontrolled_hypertension", "psychosis"]);
+        assert_eq!(
+            a.cautions.iter().map(|c| c.code.as_str()).collect::<Vec<_>>(),
+            vec!["uncontrolled_hypertension", "psychosis"]
+        );
         assert!(a.cautions.iter().all(|c| c.source.contains("§3.2")));
     }
 
@@ -834,14 +883,16 @@ mod tests {
 
     #[test]
     fn unknown_code_is_an_error_naming_it() {
-        let (f, m) = field_of(assess_contraindications(Route::IvRacemic, &present(&["psychosis", "gout"])).unwrap_err());
+        let (f, m) =
+            field_of(assess_contraindications(Route::IvRacemic, &present(&["psychosis", "gout"])).unwrap_err());
         assert_eq!(f, "present[1]");
         assert!(m.contains("\"gout\""), "{m}");
     }
 
     #[test]
     fn duplicates_count_once() {
-        let a = assess_contraindications(Route::IvRacemic, &present(&["hypersensitivity", "hypersensitivity"])).unwrap();
+        let a =
+            assess_contraindications(Route::IvRacemic, &present(&["hypersensitivity", "hypersensitivity"])).unwrap();
         assert_eq!(a.hard_stops.len(), 1);
         assert!(assess_contraindications(Route::IvRacemic, &[]).unwrap().hard_stops.is_empty());
     }

@@ -138,7 +138,11 @@ impl NewPatient {
             v.check(valid_phone(phone), "phone", "use digits, spaces, '+', '-' or parentheses (6-20 characters)");
         }
         for (i, code) in self.diagnoses.iter().enumerate() {
-            v.check(is_icd10(code), &format!("diagnoses[{i}]"), format!("'{code}' is not an ICD-10 code such as F33.2"));
+            v.check(
+                is_icd10(code),
+                &format!("diagnoses[{i}]"),
+                format!("'{code}' is not an ICD-10 code such as F33.2"),
+            );
         }
         v.finish()
     }
@@ -151,11 +155,18 @@ fn valid_name(s: &str) -> bool {
 
 fn valid_email(s: &str) -> bool {
     let Some((local, domain)) = s.split_once('@') else { return false };
-    !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !s.contains(char::is_whitespace) && s.len() <= 254
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !s.contains(char::is_whitespace)
+        && s.len() <= 254
 }
 
 fn valid_phone(s: &str) -> bool {
-    (6..=20).contains(&s.len()) && s.chars().all(|c| c.is_ascii_digit() || " +-()".contains(c)) && s.chars().any(|c| c.is_ascii_digit())
+    (6..=20).contains(&s.len())
+        && s.chars().all(|c| c.is_ascii_digit() || " +-()".contains(c))
+        && s.chars().any(|c| c.is_ascii_digit())
 }
 
 /// ICD-10(-CM) code shape: a letter, two digits or digit+letter, optional `.` and 1-4 alphanumerics.
@@ -166,7 +177,9 @@ pub fn is_icd10(code: &str) -> bool {
     }
     match &code[3..] {
         "" => true,
-        rest => rest.strip_prefix('.').is_some_and(|r| (1..=4).contains(&r.len()) && r.chars().all(|c| c.is_ascii_alphanumeric())),
+        rest => rest
+            .strip_prefix('.')
+            .is_some_and(|r| (1..=4).contains(&r.len()) && r.chars().all(|c| c.is_ascii_alphanumeric())),
     }
 }
 
@@ -278,9 +291,19 @@ mod tests {
     #[test]
     fn age_counts_birthdays() {
         let p = Patient {
-            id: PatientId(1), site_id: SiteId(1), mrn: "x".into(), given_name: "a".into(), family_name: "b".into(),
-            date_of_birth: date!(1990 - 06 - 15), sex: Sex::Male, phone: None, email: None,
-            indication: Indication::Depression, diagnoses: vec![], referring_clinician: None, latest_weight_kg: None,
+            id: PatientId(1),
+            site_id: SiteId(1),
+            mrn: "x".into(),
+            given_name: "a".into(),
+            family_name: "b".into(),
+            date_of_birth: date!(1990 - 06 - 15),
+            sex: Sex::Male,
+            phone: None,
+            email: None,
+            indication: Indication::Depression,
+            diagnoses: vec![],
+            referring_clinician: None,
+            latest_weight_kg: None,
         };
         assert_eq!(p.age_on(date!(2026 - 06 - 14)), 35);
         assert_eq!(p.age_on(date!(2026 - 06 - 15)), 36);

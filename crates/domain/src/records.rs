@@ -200,11 +200,8 @@ pub struct CourseOutcome {
 pub fn course_outcomes(courses: &[crate::course::Course], responses: &[QuestionnaireResponse]) -> Vec<CourseOutcome> {
     let mut out = Vec::new();
     for course in courses {
-        let mut codes: Vec<&str> = responses
-            .iter()
-            .filter(|r| r.course_id == Some(course.id))
-            .map(|r| r.instrument.as_str())
-            .collect();
+        let mut codes: Vec<&str> =
+            responses.iter().filter(|r| r.course_id == Some(course.id)).map(|r| r.instrument.as_str()).collect();
         codes.sort_unstable();
         codes.dedup();
         for code in codes {

@@ -26,7 +26,13 @@ pub enum SessionState {
 
 impl SessionState {
     pub const ALL: [SessionState; 7] = [
-        Self::Scheduled, Self::CheckedIn, Self::PreDoseChecks, Self::Dosing, Self::Monitoring, Self::Discharged, Self::Stopped,
+        Self::Scheduled,
+        Self::CheckedIn,
+        Self::PreDoseChecks,
+        Self::Dosing,
+        Self::Monitoring,
+        Self::Discharged,
+        Self::Stopped,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -154,7 +160,12 @@ impl TreatmentSession {
     }
 
     /// Applies one lifecycle step, or says why it is not allowed. The session is unchanged on error.
-    pub fn apply(&mut self, action: &SessionAction, now: OffsetDateTime, ctx: DischargeContext) -> Result<(), DomainError> {
+    pub fn apply(
+        &mut self,
+        action: &SessionAction,
+        now: OffsetDateTime,
+        ctx: DischargeContext,
+    ) -> Result<(), DomainError> {
         let to = action.target();
         if self.state.is_terminal() {
             return Err(DomainError::Conflict(format!("the session is already {}", self.state.as_str())));
@@ -284,7 +295,11 @@ pub enum ObservationBody {
     /// MOAA/S sedation score 0-5 (clinical-reference §1.10).
     Moaas { score: i32 },
     /// A side effect from the symptom vocabulary, with optional free text.
-    SideEffect { symptom: String, #[serde(default)] note: Option<String> },
+    SideEffect {
+        symptom: String,
+        #[serde(default)]
+        note: Option<String>,
+    },
     /// A drug given in the chair (e.g. an antiemetic or antihypertensive).
     Intervention { drug: String, dose_mg: Milligrams, route: String },
 }
@@ -328,10 +343,24 @@ mod tests {
 
     fn session(route: Route) -> TreatmentSession {
         TreatmentSession {
-            id: SessionId(1), course_id: CourseId(1), patient_id: PatientId(1), site_id: SiteId(1), chair_id: None,
-            route, sequence: 1, scheduled_for: datetime!(2026-11-27 09:00 UTC), state: SessionState::Scheduled,
-            checked_in_at: None, pre_dose_checks_at: None, dose_started_at: None, monitoring_started_at: None,
-            discharged_at: None, stopped_at: None, stop_reason: None, planned_dose_mg: None, note: None,
+            id: SessionId(1),
+            course_id: CourseId(1),
+            patient_id: PatientId(1),
+            site_id: SiteId(1),
+            chair_id: None,
+            route,
+            sequence: 1,
+            scheduled_for: datetime!(2026-11-27 09:00 UTC),
+            state: SessionState::Scheduled,
+            checked_in_at: None,
+            pre_dose_checks_at: None,
+            dose_started_at: None,
+            monitoring_started_at: None,
+            discharged_at: None,
+            stopped_at: None,
+            stop_reason: None,
+            planned_dose_mg: None,
+            note: None,
         }
     }
     const CTX: DischargeContext = DischargeContext { minimum_monitoring: Minutes(120), open_alerts: 0 };
@@ -340,9 +369,14 @@ mod tests {
     fn full_lifecycle_stamps_each_step() {
         let mut s = session(Route::IntranasalEsketamine);
         let t0 = datetime!(2026-11-27 09:00 UTC);
-        for (i, a) in [SessionAction::CheckIn, SessionAction::StartPreDoseChecks, SessionAction::StartDose, SessionAction::EndDose]
-            .iter()
-            .enumerate()
+        for (i, a) in [
+            SessionAction::CheckIn,
+            SessionAction::StartPreDoseChecks,
+            SessionAction::StartDose,
+            SessionAction::EndDose,
+        ]
+        .iter()
+        .enumerate()
         {
             s.apply(a, t0 + time::Duration::minutes(i as i64 * 5), CTX).unwrap();
         }
@@ -379,7 +413,8 @@ mod tests {
     fn stop_needs_reason_and_is_final() {
         let mut s = session(Route::IvRacemic);
         assert!(s.apply(&SessionAction::Stop { reason: " ".into() }, datetime!(2026-11-27 09:00 UTC), CTX).is_err());
-        s.apply(&SessionAction::Stop { reason: "BP 185/118 before dose".into() }, datetime!(2026-11-27 09:00 UTC), CTX).unwrap();
+        s.apply(&SessionAction::Stop { reason: "BP 185/118 before dose".into() }, datetime!(2026-11-27 09:00 UTC), CTX)
+            .unwrap();
         assert_eq!(s.state, SessionState::Stopped);
         assert!(s.apply(&SessionAction::CheckIn, datetime!(2026-11-27 09:01 UTC), CTX).is_err());
     }

@@ -35,7 +35,11 @@ impl NewSite {
         v.check(is_code(&self.code), "code", "use 1-16 letters, digits or '-', e.g. 'AUS-1'");
         v.check(!self.name.trim().is_empty(), "name", "give the site a name");
         v.check(is_iana_zone(&self.time_zone), "time_zone", "use an IANA time zone such as 'America/Chicago' or 'UTC'");
-        v.check(!self.crisis_line.trim().is_empty(), "crisis_line", "give the crisis line patients of this site should call");
+        v.check(
+            !self.crisis_line.trim().is_empty(),
+            "crisis_line",
+            "give the crisis line patients of this site should call",
+        );
         v.finish()
     }
 }
@@ -59,8 +63,6 @@ pub fn is_iana_zone(s: &str) -> bool {
     }
     let parts: Vec<&str> = s.split('/').collect();
     (2..=3).contains(&parts.len())
-        && parts.iter().all(|p| {
-            !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "_-+".contains(c))
-        })
+        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "_-+".contains(c)))
         && parts[0].chars().next().is_some_and(|c| c.is_ascii_uppercase())
 }

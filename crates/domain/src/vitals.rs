@@ -64,11 +64,7 @@ impl VitalSigns {
             || self.heart_rate_bpm.is_some()
             || self.spo2_pct.is_some()
             || self.resp_rate_per_min.is_some();
-        v.check(
-            any,
-            "vitals",
-            "enter at least one reading (BP, heart rate, SpO2 or respiratory rate)",
-        );
+        v.check(any, "vitals", "enter at least one reading (BP, heart rate, SpO2 or respiratory rate)");
 
         match (self.systolic_mmhg, self.diastolic_mmhg) {
             (Some(_), None) => v.push(

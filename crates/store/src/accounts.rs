@@ -49,7 +49,10 @@ impl SessionPolicy {
     pub const MAX_ABSOLUTE: Duration = Duration::hours(12);
 
     pub fn new(idle: Duration, absolute: Duration) -> Self {
-        Self { idle: idle.clamp(Duration::minutes(1), Self::MAX_IDLE), absolute: absolute.clamp(Duration::minutes(5), Self::MAX_ABSOLUTE) }
+        Self {
+            idle: idle.clamp(Duration::minutes(1), Self::MAX_IDLE),
+            absolute: absolute.clamp(Duration::minutes(5), Self::MAX_ABSOLUTE),
+        }
     }
 }
 
@@ -102,14 +105,19 @@ fn user_from(c: &mut dyn Conn, r: &Row) -> Result<User> {
 }
 
 fn load_user(c: &mut dyn Conn, id: i64) -> Result<User> {
-    let r = c.query_opt(&format!("SELECT {USER_COLS} FROM users WHERE id = $1"), params![id])?.ok_or_else(|| StoreError::NotFound(format!("user {id}")))?;
+    let r = c
+        .query_opt(&format!("SELECT {USER_COLS} FROM users WHERE id = $1"), params![id])?
+        .ok_or_else(|| StoreError::NotFound(format!("user {id}")))?;
     user_from(c, &r)
 }
 
 /// The actor for a signed-in user, including unexpired break-glass grants.
 fn actor_for(c: &mut dyn Conn, u: &User, now: OffsetDateTime) -> Result<Actor> {
     let grants = c
-        .query("SELECT patient_id FROM break_glass_grants WHERE user_id = $1 AND expires_at > $2", params![u.id, ms(now)])?
+        .query(
+            "SELECT patient_id FROM break_glass_grants WHERE user_id = $1 AND expires_at > $2",
+            params![u.id, ms(now)],
+        )?
         .iter()
         .map(|r| r.i64(0).map(PatientId))
         .collect::<Result<Vec<_>>>()?;
@@ -126,9 +134,21 @@ fn valid_username(s: &str) -> bool {
     (3..=40).contains(&s.len()) && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-_".contains(c))
 }
 
-fn audit_auth(c: &mut dyn Conn, who: &str, user_id: Option<i64>, at: OffsetDateTime, action: Action, object_id: Option<String>) -> Result<()> {
+fn audit_auth(
+    c: &mut dyn Conn,
+    who: &str,
+    user_id: Option<i64>,
+    at: OffsetDateTime,
+    action: Action,
+    object_id: Option<String>,
+) -> Result<()> {
     let actor = Actor { name: who.to_string(), scope: SiteScope::All, role: None, user_id, break_glass: vec![] };
-    audit::record(c, &actor, at, Entry { action, object_type: "auth_session", object_id, patient_id: None, site_id: None, fields: &[] })
+    audit::record(
+        c,
+        &actor,
+        at,
+        Entry { action, object_type: "auth_session", object_id, patient_id: None, site_id: None, fields: &[] },
+    )
 }
 
 impl Store {
@@ -152,16 +172,28 @@ impl Store {
             return Err(DomainError::field("username", "use 3-40 lower-case letters, digits, '.', '-' or '_'").into());
         }
         if new.display_name.trim().is_empty() || new.display_name.len() > 100 {
-            return Err(DomainError::field("display_name", "give the person's name as it should be printed (1-100 characters)").into());
+            return Err(DomainError::field(
+                "display_name",
+                "give the person's name as it should be printed (1-100 characters)",
+            )
+            .into());
         }
         check_password_policy(&new.password, &username)?;
         let secret = match new.totp_secret {
             Some(s) if credentials::base32_decode(&s).is_some_and(|b| b.len() >= 10) => s,
-            Some(_) => return Err(DomainError::field("totp_secret", "a TOTP secret is base32 text of at least 16 characters").into()),
+            Some(_) => {
+                return Err(DomainError::field(
+                    "totp_secret",
+                    "a TOTP secret is base32 text of at least 16 characters",
+                )
+                .into());
+            }
             None => credentials::new_totp_secret(),
         };
         let password = new.password.clone();
-        let hash = tokio::task::spawn_blocking(move || credentials::hash_password(&password)).await.map_err(|e| StoreError::Backend(e.to_string()))?;
+        let hash = tokio::task::spawn_blocking(move || credentials::hash_password(&password))
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
         let now = self.now();
         let actor = actor.clone();
         let secret_out = secret.clone();
@@ -231,9 +263,12 @@ impl Store {
         let found = {
             let u = username.clone();
             self.read(move |c| {
-                Ok(c.query_opt("SELECT id, password_hash, disabled FROM users WHERE username = $1", params![u.as_str()])?
-                    .map(|r| Ok::<_, StoreError>((r.i64(0)?, r.text(1)?, r.bool(2)?)))
-                    .transpose()?)
+                Ok(c.query_opt(
+                    "SELECT id, password_hash, disabled FROM users WHERE username = $1",
+                    params![u.as_str()],
+                )?
+                .map(|r| Ok::<_, StoreError>((r.i64(0)?, r.text(1)?, r.bool(2)?)))
+                .transpose()?)
             })
             .await?
         };
@@ -242,7 +277,9 @@ impl Store {
             None => (credentials::dummy_hash().to_string(), None),
         };
         let pw = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || credentials::verify_password(&pw, &hash)).await.map_err(|e| StoreError::Backend(e.to_string()))?;
+        let ok = tokio::task::spawn_blocking(move || credentials::verify_password(&pw, &hash))
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
         let now = self.now();
         match user {
             Some((id, false)) if ok => {
@@ -301,7 +338,11 @@ impl Store {
 
     /// Resolves a session token to the signed-in user, enforcing idle and absolute limits.
     /// An expired session is ended and its time-out audited.
-    pub async fn resolve_session(&self, token: &str, policy: SessionPolicy) -> Result<std::result::Result<SignedIn, SessionEnd>> {
+    pub async fn resolve_session(
+        &self,
+        token: &str,
+        policy: SessionPolicy,
+    ) -> Result<std::result::Result<SignedIn, SessionEnd>> {
         let th = token_hash(token);
         let now = self.now();
         let row = {
@@ -321,7 +362,9 @@ impl Store {
             })
             .await?
         };
-        let Some((user, actor, csrf, created, last_seen, reauth, mfa, ended, disabled)) = row else { return Ok(Err(SessionEnd::Unknown)) };
+        let Some((user, actor, csrf, created, last_seen, reauth, mfa, ended, disabled)) = row else {
+            return Ok(Err(SessionEnd::Unknown));
+        };
         if ended.is_some() {
             return Ok(Err(SessionEnd::LoggedOut));
         }
@@ -347,7 +390,14 @@ impl Store {
         // Touch at most once a minute: the idle clock needs minute precision, not a write per request.
         if now - last_seen >= Duration::minutes(1) {
             let th2 = th.clone();
-            self.write(move |c| c.execute("UPDATE auth_sessions SET last_seen_at = $1 WHERE token_hash = $2", params![ms(now), th2.as_str()]).map(|_| ())).await?;
+            self.write(move |c| {
+                c.execute(
+                    "UPDATE auth_sessions SET last_seen_at = $1 WHERE token_hash = $2",
+                    params![ms(now), th2.as_str()],
+                )
+                .map(|_| ())
+            })
+            .await?;
         }
         Ok(Ok(SignedIn { user, csrf_token: csrf, mfa_passed: mfa, reauthenticated_at: reauth, token_hash: th, actor }))
     }
@@ -370,10 +420,15 @@ impl Store {
         };
         let Some((uid, hash, username)) = row else { return Ok(None) };
         let pw = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || credentials::verify_password(&pw, &hash)).await.map_err(|e| StoreError::Backend(e.to_string()))?;
+        let ok = tokio::task::spawn_blocking(move || credentials::verify_password(&pw, &hash))
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
         let now = self.now();
         if !ok {
-            self.write(move |c| audit_auth(c, &username, Some(uid), now, Action::LoginFail, Some("re-authentication".into()))).await?;
+            self.write(move |c| {
+                audit_auth(c, &username, Some(uid), now, Action::LoginFail, Some("re-authentication".into()))
+            })
+            .await?;
             return Ok(None);
         }
         let new_token = credentials::new_token();
@@ -403,13 +458,22 @@ impl Store {
             .await?;
         let hash = row.as_ref().map_or_else(|| credentials::dummy_hash().to_string(), |r| r.1.clone());
         let pw = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || credentials::verify_password(&pw, &hash)).await.map_err(|e| StoreError::Backend(e.to_string()))?;
+        let ok = tokio::task::spawn_blocking(move || credentials::verify_password(&pw, &hash))
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
         let now = self.now();
         match row {
-            Some((id, _, false)) if ok => Ok(Some(self.read(move |c| { let u = load_user(c, id)?; actor_for(c, &u, now) }).await?)),
+            Some((id, _, false)) if ok => Ok(Some(
+                self.read(move |c| {
+                    let u = load_user(c, id)?;
+                    actor_for(c, &u, now)
+                })
+                .await?,
+            )),
             other => {
                 let uid = other.map(|r| r.0);
-                self.write(move |c| audit_auth(c, &username, uid, now, Action::LoginFail, Some("witness".into()))).await?;
+                self.write(move |c| audit_auth(c, &username, uid, now, Action::LoginFail, Some("witness".into())))
+                    .await?;
                 Ok(None)
             }
         }
@@ -435,8 +499,16 @@ impl Store {
 
     /// Emergency access to a patient outside the user's sites (AC-3): needs a typed
     /// reason, expires after `minutes`, and writes a high-priority audit event.
-    pub async fn break_glass(&self, actor: &Actor, patient: PatientId, reason: &str, minutes: i64) -> Result<OffsetDateTime> {
-        let Some(uid) = actor.user_id else { return Err(StoreError::Forbidden("break-glass access is for signed-in staff".into())) };
+    pub async fn break_glass(
+        &self,
+        actor: &Actor,
+        patient: PatientId,
+        reason: &str,
+        minutes: i64,
+    ) -> Result<OffsetDateTime> {
+        let Some(uid) = actor.user_id else {
+            return Err(StoreError::Forbidden("break-glass access is for signed-in staff".into()));
+        };
         let reason = reason.trim().to_string();
         if reason.len() < 10 || reason.len() > 1000 {
             return Err(DomainError::field("reason", "explain the emergency in at least 10 characters").into());

@@ -18,8 +18,7 @@ pub(crate) fn level_of(f: &AlertFiring) -> AlertLevel {
     }
 }
 
-pub(crate) const COLS: &str =
-    "id, site_id, patient_id, session_id, rule, severity, message, source, raised_at, acknowledged_at, acknowledged_by, acknowledgement_note";
+pub(crate) const COLS: &str = "id, site_id, patient_id, session_id, rule, severity, message, source, raised_at, acknowledged_at, acknowledged_by, acknowledgement_note";
 
 pub(crate) fn alert_from(r: &Row) -> Result<Alert> {
     Ok(Alert {
@@ -51,7 +50,11 @@ pub struct AlertQuery {
 pub fn list(c: &mut dyn Conn, actor: &Actor, q: &AlertQuery) -> Result<Vec<Alert>> {
     let mut sql = format!("SELECT {COLS} FROM alerts WHERE {}", actor.scope.sql("site_id"));
     let mut p = Vec::new();
-    for (col, v) in [("site_id", q.site_id.map(|s| s.0)), ("patient_id", q.patient_id.map(|s| s.0)), ("session_id", q.session_id.map(|s| s.0))] {
+    for (col, v) in [
+        ("site_id", q.site_id.map(|s| s.0)),
+        ("patient_id", q.patient_id.map(|s| s.0)),
+        ("session_id", q.session_id.map(|s| s.0)),
+    ] {
         if let Some(v) = v {
             p.push(v.into());
             sql.push_str(&format!(" AND {col} = ${}", p.len()));
@@ -62,7 +65,10 @@ pub fn list(c: &mut dyn Conn, actor: &Actor, q: &AlertQuery) -> Result<Vec<Alert
     }
     p.push(q.limit.clamp(1, 1000).into());
     // Urgent first, then newest.
-    sql.push_str(&format!(" ORDER BY CASE severity WHEN 'urgent' THEN 0 ELSE 1 END, raised_at DESC, id DESC LIMIT ${}", p.len()));
+    sql.push_str(&format!(
+        " ORDER BY CASE severity WHEN 'urgent' THEN 0 ELSE 1 END, raised_at DESC, id DESC LIMIT ${}",
+        p.len()
+    ));
     c.query(&sql, &p)?.iter().map(alert_from).collect()
 }
 
@@ -97,10 +103,19 @@ impl Store {
                 "UPDATE alerts SET acknowledged_at = $1, acknowledged_by = $2, acknowledgement_note = $3 WHERE id = $4",
                 params![ms(now), actor.name.as_str(), note.as_deref(), id.0],
             )?;
-            audit::record(c, &actor, now, Entry {
-                action: Action::Update, object_type: "alert", object_id: Some(id.to_string()), patient_id: Some(a.patient_id),
-                site_id: Some(a.site_id), fields: &["acknowledged_at", "acknowledged_by", "acknowledgement_note"],
-            })?;
+            audit::record(
+                c,
+                &actor,
+                now,
+                Entry {
+                    action: Action::Update,
+                    object_type: "alert",
+                    object_id: Some(id.to_string()),
+                    patient_id: Some(a.patient_id),
+                    site_id: Some(a.site_id),
+                    fields: &["acknowledged_at", "acknowledged_by", "acknowledgement_note"],
+                },
+            )?;
             a.acknowledged_at = Some(now);
             a.acknowledged_by = Some(actor.name.clone());
             a.acknowledgement_note = note;

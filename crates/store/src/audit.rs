@@ -44,9 +44,27 @@ pub enum Action {
 
 impl Action {
     pub const ALL: [Action; 21] = [
-        Action::Create, Action::Read, Action::Update, Action::Delete, Action::Print, Action::Export, Action::Sign, Action::Amend,
-        Action::LoginOk, Action::LoginFail, Action::Logout, Action::Timeout, Action::BreakGlass, Action::PrivilegeChange,
-        Action::CsAdminister, Action::CsWaste, Action::CsCount, Action::CsReceive, Action::CsDispose, Action::CsLoss, Action::CsCorrect,
+        Action::Create,
+        Action::Read,
+        Action::Update,
+        Action::Delete,
+        Action::Print,
+        Action::Export,
+        Action::Sign,
+        Action::Amend,
+        Action::LoginOk,
+        Action::LoginFail,
+        Action::Logout,
+        Action::Timeout,
+        Action::BreakGlass,
+        Action::PrivilegeChange,
+        Action::CsAdminister,
+        Action::CsWaste,
+        Action::CsCount,
+        Action::CsReceive,
+        Action::CsDispose,
+        Action::CsLoss,
+        Action::CsCorrect,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -106,7 +124,18 @@ pub struct AuditRecord {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn hash(prev: &str, occurred_at: i64, actor: &str, action: &str, object_type: &str, object_id: Option<&str>, patient_id: Option<i64>, site_id: Option<i64>, fields: &str, outcome: &str) -> String {
+fn hash(
+    prev: &str,
+    occurred_at: i64,
+    actor: &str,
+    action: &str,
+    object_type: &str,
+    object_id: Option<&str>,
+    patient_id: Option<i64>,
+    site_id: Option<i64>,
+    fields: &str,
+    outcome: &str,
+) -> String {
     let mut h = Sha256::new();
     // Length-prefixed fields: no two different entries serialise the same way.
     for part in [
@@ -142,7 +171,18 @@ pub fn record(conn: &mut dyn Conn, actor: &Actor, at: OffsetDateTime, e: Entry<'
     let at_ms = ms(at);
     let patient = e.patient_id.map(|p| p.0);
     let site = e.site_id.map(|s| s.0);
-    let row_hash = hash(&prev, at_ms, &actor.name, e.action.as_str(), e.object_type, e.object_id.as_deref(), patient, site, &fields, "allowed");
+    let row_hash = hash(
+        &prev,
+        at_ms,
+        &actor.name,
+        e.action.as_str(),
+        e.object_type,
+        e.object_id.as_deref(),
+        patient,
+        site,
+        &fields,
+        "allowed",
+    );
     conn.execute(
         "INSERT INTO audit_log (occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, prev_hash, row_hash)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -170,12 +210,33 @@ pub fn verify(conn: &mut dyn Conn) -> Result<(u64, Option<ChainBreak>)> {
         let seq = r.i64(0)?;
         let stored_prev = r.text(10)?;
         if stored_prev != prev {
-            return Ok((n, Some(ChainBreak { seq, reason: "does not follow the previous entry (an entry before it was deleted, edited or reordered)".into() })));
+            return Ok((
+                n,
+                Some(ChainBreak {
+                    seq,
+                    reason: "does not follow the previous entry (an entry before it was deleted, edited or reordered)"
+                        .into(),
+                }),
+            ));
         }
-        let expect = hash(&prev, r.i64(1)?, &r.text(2)?, &r.text(3)?, &r.text(4)?, r.opt_text(5)?.as_deref(), r.opt_i64(6)?, r.opt_i64(7)?, &r.text(8)?, &r.text(9)?);
+        let expect = hash(
+            &prev,
+            r.i64(1)?,
+            &r.text(2)?,
+            &r.text(3)?,
+            &r.text(4)?,
+            r.opt_text(5)?.as_deref(),
+            r.opt_i64(6)?,
+            r.opt_i64(7)?,
+            &r.text(8)?,
+            &r.text(9)?,
+        );
         let stored = r.text(11)?;
         if stored != expect {
-            return Ok((n, Some(ChainBreak { seq, reason: "its content does not match its hash (edited outside Keta)".into() })));
+            return Ok((
+                n,
+                Some(ChainBreak { seq, reason: "its content does not match its hash (edited outside Keta)".into() }),
+            ));
         }
         prev = stored;
         n += 1;
@@ -191,15 +252,30 @@ pub fn for_patient(conn: &mut dyn Conn, patient: PatientId, limit: i64) -> Resul
 impl crate::Store {
     /// Records that `actor` read a patient's data (AU-1: reads are audited too). Written
     /// after the read succeeded, in its own transaction.
-    pub async fn audit_read(&self, actor: &Actor, object_type: &'static str, object_id: Option<String>, patient: Option<PatientId>) -> Result<()> {
+    pub async fn audit_read(
+        &self,
+        actor: &Actor,
+        object_type: &'static str,
+        object_id: Option<String>,
+        patient: Option<PatientId>,
+    ) -> Result<()> {
         let now = self.now();
         let actor = actor.clone();
         self.write(move |c| {
             let site = match patient {
-                Some(p) => c.query_opt("SELECT site_id FROM patients WHERE id = $1", params![p.0])?.map(|r| r.i64(0)).transpose()?.map(SiteId),
+                Some(p) => c
+                    .query_opt("SELECT site_id FROM patients WHERE id = $1", params![p.0])?
+                    .map(|r| r.i64(0))
+                    .transpose()?
+                    .map(SiteId),
                 None => None,
             };
-            record(c, &actor, now, Entry { action: Action::Read, object_type, object_id, patient_id: patient, site_id: site, fields: &[] })
+            record(
+                c,
+                &actor,
+                now,
+                Entry { action: Action::Read, object_type, object_id, patient_id: patient, site_id: site, fields: &[] },
+            )
         })
         .await
     }
@@ -253,7 +329,12 @@ pub fn search(conn: &mut dyn Conn, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
         sql.push_str(&format!(" AND occurred_at < ${}", p.len()));
     }
     p.push(q.limit.clamp(1, 10_000).into());
-    sql.push_str(&format!(" ORDER BY {sort} {}, seq {} LIMIT ${}", if q.descending { "DESC" } else { "ASC" }, if q.descending { "DESC" } else { "ASC" }, p.len()));
+    sql.push_str(&format!(
+        " ORDER BY {sort} {}, seq {} LIMIT ${}",
+        if q.descending { "DESC" } else { "ASC" },
+        if q.descending { "DESC" } else { "ASC" },
+        p.len()
+    ));
     conn.query(&sql, &p)?.iter().map(record_from).collect()
 }
 
@@ -283,7 +364,19 @@ impl crate::Store {
         let now = self.now();
         let a = actor.clone();
         self.write(move |c| {
-            record(c, &a, now, Entry { action: Action::Export, object_type: "audit_report", object_id: None, patient_id: patient, site_id: None, fields: &[] })
+            record(
+                c,
+                &a,
+                now,
+                Entry {
+                    action: Action::Export,
+                    object_type: "audit_report",
+                    object_id: None,
+                    patient_id: patient,
+                    site_id: None,
+                    fields: &[],
+                },
+            )
         })
         .await?;
         Ok(out)
@@ -303,7 +396,11 @@ mod tests {
     fn the_log_inventory_lists_every_action() {
         let doc = include_str!("../../../docs/logging.md");
         for a in Action::ALL {
-            assert!(doc.contains(&format!("| `{}` |", a.as_str())), "docs/logging.md does not describe `{}`", a.as_str());
+            assert!(
+                doc.contains(&format!("| `{}` |", a.as_str())),
+                "docs/logging.md does not describe `{}`",
+                a.as_str()
+            );
         }
     }
 }

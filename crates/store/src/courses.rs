@@ -96,11 +96,12 @@ impl Store {
     pub async fn list_courses(&self, actor: &Actor, patient: PatientId) -> Result<Vec<Course>> {
         actor.require(keta_domain::access::Permission::ViewClinical)?;
         let act = actor.clone();
-        let out = self.read(move |c| {
-            get_patient(c, &act, patient)?;
-            courses_for(c, patient)
-        })
-        .await?;
+        let out = self
+            .read(move |c| {
+                get_patient(c, &act, patient)?;
+                courses_for(c, patient)
+            })
+            .await?;
         self.audit_read(actor, "courses", None, Some(patient)).await?;
         Ok(out)
     }

@@ -17,7 +17,11 @@ pub const MAX_PASSWORD_CHARS: usize = 128;
 fn common_passwords() -> &'static HashSet<String> {
     static LIST: OnceLock<HashSet<String>> = OnceLock::new();
     LIST.get_or_init(|| {
-        include_str!("../../../data/security/common-passwords.txt").lines().map(|l| l.trim().to_lowercase()).filter(|l| !l.is_empty()).collect()
+        include_str!("../../../data/security/common-passwords.txt")
+            .lines()
+            .map(|l| l.trim().to_lowercase())
+            .filter(|l| !l.is_empty())
+            .collect()
     })
 }
 
@@ -25,7 +29,10 @@ fn common_passwords() -> &'static HashSet<String> {
 pub fn check_password_policy(password: &str, username: &str) -> Result<(), DomainError> {
     let n = password.chars().count();
     if n < MIN_PASSWORD_CHARS {
-        return Err(DomainError::field("password", format!("use at least {MIN_PASSWORD_CHARS} characters (a short phrase works well)")));
+        return Err(DomainError::field(
+            "password",
+            format!("use at least {MIN_PASSWORD_CHARS} characters (a short phrase works well)"),
+        ));
     }
     if n > MAX_PASSWORD_CHARS {
         return Err(DomainError::field("password", format!("use at most {MAX_PASSWORD_CHARS} characters")));
@@ -132,7 +139,10 @@ pub fn totp_at_step(secret_b32: &str, step: i64) -> Option<String> {
     mac.update(&step.to_be_bytes());
     let h = mac.finalize().into_bytes();
     let off = (h[19] & 0x0f) as usize;
-    let bin = (u32::from(h[off]) & 0x7f) << 24 | u32::from(h[off + 1]) << 16 | u32::from(h[off + 2]) << 8 | u32::from(h[off + 3]);
+    let bin = (u32::from(h[off]) & 0x7f) << 24
+        | u32::from(h[off + 1]) << 16
+        | u32::from(h[off + 2]) << 8
+        | u32::from(h[off + 3]);
     Some(format!("{:06}", bin % 1_000_000))
 }
 

@@ -22,15 +22,24 @@ fn assessment_from(r: &Row) -> Result<EligibilityAssessment> {
 pub fn trials_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<AntidepressantTrialRecord>> {
     c.query("SELECT id, body FROM antidepressant_trials WHERE patient_id = $1 ORDER BY id", params![patient.0])?
         .iter()
-        .map(|r| Ok(AntidepressantTrialRecord { id: RecordId(r.i64(0)?), patient_id: patient, trial: from_json(&r.text(1)?)? }))
+        .map(|r| {
+            Ok(AntidepressantTrialRecord {
+                id: RecordId(r.i64(0)?),
+                patient_id: patient,
+                trial: from_json(&r.text(1)?)?,
+            })
+        })
         .collect()
 }
 
 pub fn assessments_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<EligibilityAssessment>> {
-    c.query("SELECT id, body FROM eligibility_assessments WHERE patient_id = $1 ORDER BY assessed_at, id", params![patient.0])?
-        .iter()
-        .map(assessment_from)
-        .collect()
+    c.query(
+        "SELECT id, body FROM eligibility_assessments WHERE patient_id = $1 ORDER BY assessed_at, id",
+        params![patient.0],
+    )?
+    .iter()
+    .map(assessment_from)
+    .collect()
 }
 
 pub fn latest_assessment(c: &mut dyn Conn, patient: PatientId, route: Route) -> Result<Option<EligibilityAssessment>> {
@@ -43,7 +52,12 @@ pub fn latest_assessment(c: &mut dyn Conn, patient: PatientId, route: Route) -> 
 }
 
 impl Store {
-    pub async fn add_antidepressant_trial(&self, actor: &Actor, patient: PatientId, trial: AntidepressantTrial) -> Result<AntidepressantTrialRecord> {
+    pub async fn add_antidepressant_trial(
+        &self,
+        actor: &Actor,
+        patient: PatientId,
+        trial: AntidepressantTrial,
+    ) -> Result<AntidepressantTrialRecord> {
         actor.require(keta_domain::access::Permission::PlanTreatment)?;
         trial.validate()?;
         let now = self.now();
@@ -54,10 +68,19 @@ impl Store {
                 "INSERT INTO antidepressant_trials (patient_id, body, recorded_at) VALUES ($1, $2, $3) RETURNING id",
                 params![patient.0, json(&trial), ms(now)],
             )?;
-            audit::record(c, &actor, now, Entry {
-                action: Action::Create, object_type: "antidepressant_trial", object_id: Some(id.to_string()), patient_id: Some(patient),
-                site_id: Some(p.site_id), fields: &["drug", "daily_dose_mg", "weeks", "adequate", "outcome", "current_episode"],
-            })?;
+            audit::record(
+                c,
+                &actor,
+                now,
+                Entry {
+                    action: Action::Create,
+                    object_type: "antidepressant_trial",
+                    object_id: Some(id.to_string()),
+                    patient_id: Some(patient),
+                    site_id: Some(p.site_id),
+                    fields: &["drug", "daily_dose_mg", "weeks", "adequate", "outcome", "current_episode"],
+                },
+            )?;
             Ok(AntidepressantTrialRecord { id: RecordId(id), patient_id: patient, trial })
         })
         .await
@@ -65,7 +88,12 @@ impl Store {
 
     /// Scores and stores an assessment for one route, using the patient's recorded trials
     /// for the treatment-resistance rule.
-    pub async fn assess_eligibility(&self, actor: &Actor, patient: PatientId, new: NewEligibilityAssessment) -> Result<EligibilityAssessment> {
+    pub async fn assess_eligibility(
+        &self,
+        actor: &Actor,
+        patient: PatientId,
+        new: NewEligibilityAssessment,
+    ) -> Result<EligibilityAssessment> {
         actor.require(keta_domain::access::Permission::PlanTreatment)?;
         let contraindications = el::assess_contraindications(new.route, &new.contraindications_present)?;
         let maudsley = match &new.maudsley {
@@ -102,16 +130,20 @@ impl Store {
         .await
     }
 
-    pub async fn list_eligibility(&self, actor: &Actor, patient: PatientId) -> Result<(Vec<AntidepressantTrialRecord>, Vec<EligibilityAssessment>)> {
+    pub async fn list_eligibility(
+        &self,
+        actor: &Actor,
+        patient: PatientId,
+    ) -> Result<(Vec<AntidepressantTrialRecord>, Vec<EligibilityAssessment>)> {
         actor.require(keta_domain::access::Permission::ViewClinical)?;
         let act = actor.clone();
-        let out = self.read(move |c| {
-            get_patient(c, &act, patient)?;
-            Ok((trials_for(c, patient)?, assessments_for(c, patient)?))
-        })
-        .await?;
+        let out = self
+            .read(move |c| {
+                get_patient(c, &act, patient)?;
+                Ok((trials_for(c, patient)?, assessments_for(c, patient)?))
+            })
+            .await?;
         self.audit_read(actor, "eligibility", None, Some(patient)).await?;
         Ok(out)
     }
 }
-

@@ -24,9 +24,10 @@ pub enum StoreError {
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         if let rusqlite::Error::SqliteFailure(f, msg) = &e
-            && f.code == rusqlite::ErrorCode::ConstraintViolation {
-                return StoreError::Conflict(constraint_message(msg.as_deref().unwrap_or("")));
-            }
+            && f.code == rusqlite::ErrorCode::ConstraintViolation
+        {
+            return StoreError::Conflict(constraint_message(msg.as_deref().unwrap_or("")));
+        }
         StoreError::Backend(e.to_string())
     }
 }

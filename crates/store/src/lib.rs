@@ -9,8 +9,8 @@
 
 pub mod accounts;
 pub mod audit;
-pub mod credentials;
 pub mod conn;
+pub mod credentials;
 pub mod error;
 mod migrate;
 mod postgres;
@@ -22,13 +22,13 @@ pub mod chart;
 pub mod courses;
 pub mod dosing;
 pub mod eligibility;
+pub mod import;
+pub mod ledger;
+pub mod notes;
 pub mod patients;
 pub mod questionnaires;
 pub mod rules;
 pub mod sessions;
-pub mod import;
-pub mod ledger;
-pub mod notes;
 pub mod sites;
 
 use std::sync::Arc;
@@ -70,7 +70,9 @@ impl Actor {
         match self.role {
             None => Ok(()),
             Some(r) if access::allowed(r, p) => Ok(()),
-            Some(r) => Err(StoreError::Forbidden(format!("a {} may not {}", r.label().to_lowercase(), permission_words(p)))),
+            Some(r) => {
+                Err(StoreError::Forbidden(format!("a {} may not {}", r.label().to_lowercase(), permission_words(p))))
+            }
         }
     }
 
@@ -158,7 +160,9 @@ impl Store {
             if let Some(path) = url.strip_prefix("sqlite://") {
                 let path = path.split('?').next().unwrap_or(path);
                 if path.is_empty() {
-                    return Err(StoreError::Backend("sqlite:// needs a file path, e.g. sqlite://keta-data/keta.db".into()));
+                    return Err(StoreError::Backend(
+                        "sqlite:// needs a file path, e.g. sqlite://keta-data/keta.db".into(),
+                    ));
                 }
                 Ok(Engine::Sqlite(sqlite::SqliteBackend::open(std::path::Path::new(path), 4)?))
             } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -186,7 +190,10 @@ impl Store {
     }
 
     /// Runs `op` in a write transaction. All of it commits, or none of it.
-    pub async fn write<T: Send + 'static>(&self, op: impl FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static) -> Result<T> {
+    pub async fn write<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         match &*self.engine {
             Engine::Sqlite(b) => b.write(op).await,
             Engine::Postgres(b) => b.write(op).await,
@@ -194,7 +201,10 @@ impl Store {
     }
 
     /// Runs `op` in a read-only transaction (a consistent snapshot).
-    pub async fn read<T: Send + 'static>(&self, op: impl FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static) -> Result<T> {
+    pub async fn read<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         match &*self.engine {
             Engine::Sqlite(b) => b.read(op).await,
             Engine::Postgres(b) => b.read(op).await,

@@ -27,14 +27,18 @@ pub(crate) fn run_sqlite(conn: &rusqlite::Connection) -> Result<Vec<i64>> {
     )?;
     let mut applied = Vec::new();
     for (version, name, sql) in SQLITE {
-        let done: i64 = conn.query_row("SELECT count(*) FROM schema_migrations WHERE version = ?1", [version], |r| r.get(0))?;
+        let done: i64 =
+            conn.query_row("SELECT count(*) FROM schema_migrations WHERE version = ?1", [version], |r| r.get(0))?;
         if done > 0 {
             continue;
         }
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        let r = conn
-            .execute_batch(sql)
-            .and_then(|_| conn.execute("INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)", rusqlite::params![version, name]));
+        let r = conn.execute_batch(sql).and_then(|_| {
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
+                rusqlite::params![version, name],
+            )
+        });
         match r {
             Ok(_) => conn.execute_batch("COMMIT")?,
             Err(e) => {

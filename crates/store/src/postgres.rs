@@ -19,7 +19,11 @@ pub struct PostgresBackend {
 }
 
 impl ToSql for Value {
-    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         match self {
             Value::Null => Ok(IsNull::Yes),
             Value::Int(v) => match *ty {
@@ -101,7 +105,11 @@ impl PostgresBackend {
         })
     }
 
-    async fn run<T: Send + 'static>(&self, read_only: bool, op: impl FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static) -> Result<T> {
+    async fn run<T: Send + 'static>(
+        &self,
+        read_only: bool,
+        op: impl FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let permit = self.permits.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
         let pool = self.pool.clone();
         let url = self.url.clone();
@@ -139,11 +147,17 @@ impl PostgresBackend {
         .map_err(|e| StoreError::Backend(format!("database task failed: {e}")))?
     }
 
-    pub(crate) async fn write<T: Send + 'static>(&self, op: impl FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static) -> Result<T> {
+    pub(crate) async fn write<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         self.run(false, op).await
     }
 
-    pub(crate) async fn read<T: Send + 'static>(&self, op: impl FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static) -> Result<T> {
+    pub(crate) async fn read<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         self.run(true, op).await
     }
 }

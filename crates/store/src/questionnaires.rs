@@ -31,10 +31,13 @@ fn response_from(r: &Row) -> Result<QuestionnaireResponse> {
 }
 
 pub fn responses_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<QuestionnaireResponse>> {
-    c.query(&format!("SELECT {COLS} FROM questionnaire_responses WHERE patient_id = $1 ORDER BY completed_at, id"), params![patient.0])?
-        .iter()
-        .map(response_from)
-        .collect()
+    c.query(
+        &format!("SELECT {COLS} FROM questionnaire_responses WHERE patient_id = $1 ORDER BY completed_at, id"),
+        params![patient.0],
+    )?
+    .iter()
+    .map(response_from)
+    .collect()
 }
 
 /// The alerts a score's safety flags raise.
@@ -52,11 +55,19 @@ pub(crate) fn safety_firings(instrument_name: &str, score: &Score) -> Vec<AlertF
 }
 
 impl Store {
-    pub async fn submit_response(&self, actor: &Actor, patient: PatientId, new: NewQuestionnaireResponse) -> Result<QuestionnaireResponse> {
+    pub async fn submit_response(
+        &self,
+        actor: &Actor,
+        patient: PatientId,
+        new: NewQuestionnaireResponse,
+    ) -> Result<QuestionnaireResponse> {
         actor.require(keta_domain::access::Permission::EnterQuestionnaire)?;
         let instrument = instruments::catalog().get(&new.instrument).ok_or_else(|| {
             let known: Vec<&str> = instruments::catalog().all().iter().map(|i| i.code.as_str()).collect();
-            DomainError::field("instrument", format!("unknown instrument '{}'; use one of: {}", new.instrument, known.join(", ")))
+            DomainError::field(
+                "instrument",
+                format!("unknown instrument '{}'; use one of: {}", new.instrument, known.join(", ")),
+            )
         })?;
         let score = instruments::score(instrument, &new.answers)?;
         let now = self.now();
@@ -101,18 +112,24 @@ impl Store {
         .await
     }
 
-    pub async fn list_responses(&self, actor: &Actor, patient: PatientId, instrument: Option<String>) -> Result<Vec<QuestionnaireResponse>> {
+    pub async fn list_responses(
+        &self,
+        actor: &Actor,
+        patient: PatientId,
+        instrument: Option<String>,
+    ) -> Result<Vec<QuestionnaireResponse>> {
         actor.require(keta_domain::access::Permission::ViewClinical)?;
         let act = actor.clone();
-        let out = self.read(move |c| {
-            crate::patients::get_patient(c, &act, patient)?;
-            let all = responses_for(c, patient)?;
-            Ok(match instrument {
-                Some(i) => all.into_iter().filter(|r| r.instrument == i).collect(),
-                None => all,
+        let out = self
+            .read(move |c| {
+                crate::patients::get_patient(c, &act, patient)?;
+                let all = responses_for(c, patient)?;
+                Ok(match instrument {
+                    Some(i) => all.into_iter().filter(|r| r.instrument == i).collect(),
+                    None => all,
+                })
             })
-        })
-        .await?;
+            .await?;
         self.audit_read(actor, "questionnaire_responses", None, Some(patient)).await?;
         Ok(out)
     }

@@ -35,8 +35,12 @@ fn parsed(text: &str) -> Result<Arc<SafetyRules>> {
 
 /// The session-safety rules in force at `site`.
 pub fn safety_rules(c: &mut dyn Conn, site: SiteId) -> Result<Arc<SafetyRules>> {
-    let settings = c.query_opt("SELECT settings FROM sites WHERE id = $1", params![site.0])?.ok_or_else(|| StoreError::NotFound(format!("site {site}")))?.text(0)?;
-    let v: serde_json::Value = serde_json::from_str(&settings).map_err(|e| StoreError::Corrupt(format!("site settings: {e}")))?;
+    let settings = c
+        .query_opt("SELECT settings FROM sites WHERE id = $1", params![site.0])?
+        .ok_or_else(|| StoreError::NotFound(format!("site {site}")))?
+        .text(0)?;
+    let v: serde_json::Value =
+        serde_json::from_str(&settings).map_err(|e| StoreError::Corrupt(format!("site settings: {e}")))?;
     match v.get(SAFETY_KEY).and_then(|t| t.as_str()) {
         Some(text) => parsed(text),
         None => Ok(builtin()),
@@ -72,18 +76,31 @@ impl Store {
         let now = self.now();
         let actor = actor.clone();
         self.write(move |c| {
-            let settings = c.query_opt("SELECT settings FROM sites WHERE id = $1", params![site.0])?.ok_or_else(|| StoreError::NotFound(format!("site {site}")))?.text(0)?;
-            let mut v: serde_json::Value = serde_json::from_str(&settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let settings = c
+                .query_opt("SELECT settings FROM sites WHERE id = $1", params![site.0])?
+                .ok_or_else(|| StoreError::NotFound(format!("site {site}")))?
+                .text(0)?;
+            let mut v: serde_json::Value =
+                serde_json::from_str(&settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let obj = v.as_object_mut().ok_or_else(|| StoreError::Corrupt("site settings is not an object".into()))?;
             match toml_text {
                 Some(t) => obj.insert(SAFETY_KEY.into(), serde_json::Value::String(t)),
                 None => obj.remove(SAFETY_KEY),
             };
             c.execute("UPDATE sites SET settings = $1 WHERE id = $2", params![v.to_string(), site.0])?;
-            audit::record(c, &actor, now, Entry {
-                action: Action::Update, object_type: "site_rules", object_id: Some(site.to_string()), patient_id: None, site_id: Some(site),
-                fields: &[SAFETY_KEY],
-            })
+            audit::record(
+                c,
+                &actor,
+                now,
+                Entry {
+                    action: Action::Update,
+                    object_type: "site_rules",
+                    object_id: Some(site.to_string()),
+                    patient_id: None,
+                    site_id: Some(site),
+                    fields: &[SAFETY_KEY],
+                },
+            )
         })
         .await
     }
@@ -108,18 +125,31 @@ impl Store {
         let now = self.now();
         let actor = actor.clone();
         self.write(move |c| {
-            let settings = c.query_opt("SELECT settings FROM sites WHERE id = $1", params![site.0])?.ok_or_else(|| StoreError::NotFound(format!("site {site}")))?.text(0)?;
-            let mut v: serde_json::Value = serde_json::from_str(&settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let settings = c
+                .query_opt("SELECT settings FROM sites WHERE id = $1", params![site.0])?
+                .ok_or_else(|| StoreError::NotFound(format!("site {site}")))?
+                .text(0)?;
+            let mut v: serde_json::Value =
+                serde_json::from_str(&settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let obj = v.as_object_mut().ok_or_else(|| StoreError::Corrupt("site settings is not an object".into()))?;
             match ng_ml {
                 Some(x) => obj.insert(PK_THRESHOLD_KEY.into(), serde_json::json!(x)),
                 None => obj.remove(PK_THRESHOLD_KEY),
             };
             c.execute("UPDATE sites SET settings = $1 WHERE id = $2", params![v.to_string(), site.0])?;
-            audit::record(c, &actor, now, Entry {
-                action: Action::Update, object_type: "site_settings", object_id: Some(site.to_string()), patient_id: None, site_id: Some(site),
-                fields: &[PK_THRESHOLD_KEY],
-            })
+            audit::record(
+                c,
+                &actor,
+                now,
+                Entry {
+                    action: Action::Update,
+                    object_type: "site_settings",
+                    object_id: Some(site.to_string()),
+                    patient_id: None,
+                    site_id: Some(site),
+                    fields: &[PK_THRESHOLD_KEY],
+                },
+            )
         })
         .await
     }

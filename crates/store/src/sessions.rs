@@ -10,7 +10,8 @@ use keta_domain::course::Route;
 use keta_domain::ids::{ChairId, CourseId, PatientId, RecordId, SessionId, SiteId};
 use keta_domain::records::{Alert, ObservationRecord, VitalsRecord, VitalsSource};
 use keta_domain::session::{
-    AdverseEvent, DischargeContext, NewAdverseEvent, NewSession, ObservationBody, SessionAction, SessionState, TreatmentSession,
+    AdverseEvent, DischargeContext, NewAdverseEvent, NewSession, ObservationBody, SessionAction, SessionState,
+    TreatmentSession,
 };
 use keta_domain::units::{BeatsPerMinute, BreathsPerMinute, Milligrams, Mmhg, Percent};
 use keta_domain::vitals::VitalSigns;
@@ -61,14 +62,20 @@ pub fn get_session(c: &mut dyn Conn, actor: &Actor, id: SessionId) -> Result<Tre
 }
 
 pub fn sessions_for_patient(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<TreatmentSession>> {
-    c.query(&format!("SELECT {COLS} FROM sessions WHERE patient_id = $1 ORDER BY scheduled_for, id"), params![patient.0])?
-        .iter()
-        .map(session_from)
-        .collect()
+    c.query(
+        &format!("SELECT {COLS} FROM sessions WHERE patient_id = $1 ORDER BY scheduled_for, id"),
+        params![patient.0],
+    )?
+    .iter()
+    .map(session_from)
+    .collect()
 }
 
 fn open_alert_count(c: &mut dyn Conn, session: SessionId) -> Result<usize> {
-    let r = c.query_opt("SELECT count(*) FROM alerts WHERE session_id = $1 AND acknowledged_at IS NULL", params![session.0])?;
+    let r = c.query_opt(
+        "SELECT count(*) FROM alerts WHERE session_id = $1 AND acknowledged_at IS NULL",
+        params![session.0],
+    )?;
     Ok(r.map(|r| r.i64(0)).transpose()?.unwrap_or(0) as usize)
 }
 
@@ -102,17 +109,20 @@ pub fn vitals_for(c: &mut dyn Conn, s: &TreatmentSession) -> Result<Vec<VitalsRe
 }
 
 pub fn observations_for(c: &mut dyn Conn, session: SessionId) -> Result<Vec<ObservationRecord>> {
-    c.query("SELECT id, session_id, observed_at, body FROM observations WHERE session_id = $1 ORDER BY observed_at, id", params![session.0])?
-        .iter()
-        .map(|r| {
-            Ok(ObservationRecord {
-                id: RecordId(r.i64(0)?),
-                session_id: SessionId(r.i64(1)?),
-                observed_at: from_ms(r.i64(2)?)?,
-                body: from_json(&r.text(3)?)?,
-            })
+    c.query(
+        "SELECT id, session_id, observed_at, body FROM observations WHERE session_id = $1 ORDER BY observed_at, id",
+        params![session.0],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(ObservationRecord {
+            id: RecordId(r.i64(0)?),
+            session_id: SessionId(r.i64(1)?),
+            observed_at: from_ms(r.i64(2)?)?,
+            body: from_json(&r.text(3)?)?,
         })
-        .collect()
+    })
+    .collect()
 }
 
 pub(crate) fn ae_from(r: &Row) -> Result<AdverseEvent> {
@@ -121,7 +131,8 @@ pub(crate) fn ae_from(r: &Row) -> Result<AdverseEvent> {
         patient_id: PatientId(r.i64(1)?),
         session_id: r.opt_i64(2)?.map(SessionId),
         description: r.text(3)?,
-        severity: keta_domain::session::AeSeverity::parse(&r.text(4)?).ok_or_else(|| StoreError::Corrupt("ae severity".into()))?,
+        severity: keta_domain::session::AeSeverity::parse(&r.text(4)?)
+            .ok_or_else(|| StoreError::Corrupt("ae severity".into()))?,
         serious: r.bool(5)?,
         action_taken: r.text(6)?,
         outcome: r.text(7)?,
@@ -148,13 +159,32 @@ pub(crate) fn raise(
             "INSERT INTO alerts (site_id, patient_id, session_id, rule, severity, message, source, raised_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
             params![site.0, patient.0, session.map(|s| s.0), f.rule.as_str(), level.as_str(), f.message.as_str(), f.source.as_str(), ms(now)],
         )?;
-        audit::record(c, actor, now, Entry {
-            action: Action::Create, object_type: "alert", object_id: Some(id.to_string()), patient_id: Some(patient),
-            site_id: Some(site), fields: &["rule", "severity", "message"],
-        })?;
+        audit::record(
+            c,
+            actor,
+            now,
+            Entry {
+                action: Action::Create,
+                object_type: "alert",
+                object_id: Some(id.to_string()),
+                patient_id: Some(patient),
+                site_id: Some(site),
+                fields: &["rule", "severity", "message"],
+            },
+        )?;
         out.push(Alert {
-            id: keta_domain::ids::AlertId(id), site_id: site, patient_id: patient, session_id: session, rule: f.rule, level,
-            message: f.message, source: f.source, raised_at: now, acknowledged_at: None, acknowledged_by: None, acknowledgement_note: None,
+            id: keta_domain::ids::AlertId(id),
+            site_id: site,
+            patient_id: patient,
+            session_id: session,
+            rule: f.rule,
+            level,
+            message: f.message,
+            source: f.source,
+            raised_at: now,
+            acknowledged_at: None,
+            acknowledged_by: None,
+            acknowledgement_note: None,
         });
     }
     Ok(out)
@@ -165,7 +195,10 @@ fn require_active(s: &TreatmentSession) -> Result<()> {
         return Err(StoreError::Conflict("check the patient in before recording in this session".into()));
     }
     if s.state.is_terminal() {
-        return Err(StoreError::Conflict(format!("the session is {}; records can no longer be added", s.state.as_str())));
+        return Err(StoreError::Conflict(format!(
+            "the session is {}; records can no longer be added",
+            s.state.as_str()
+        )));
     }
     Ok(())
 }
@@ -225,7 +258,13 @@ impl Store {
     }
 
     /// Sessions at a site scheduled in `[from, to)`, for the day's schedule and the board.
-    pub async fn sessions_at_site(&self, actor: &Actor, site: SiteId, from: OffsetDateTime, to: OffsetDateTime) -> Result<Vec<TreatmentSession>> {
+    pub async fn sessions_at_site(
+        &self,
+        actor: &Actor,
+        site: SiteId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<TreatmentSession>> {
         actor.require(keta_domain::access::Permission::ViewDemographics)?;
         if !actor.scope.allows(site) {
             return Err(StoreError::NotFound(format!("site {site}")));
@@ -244,7 +283,12 @@ impl Store {
 
     /// Moves a session one step along its lifecycle (or stops it). Discharge is
     /// refused before the route's minimum monitoring time or with open alerts.
-    pub async fn act_on_session(&self, actor: &Actor, id: SessionId, action: SessionAction) -> Result<TreatmentSession> {
+    pub async fn act_on_session(
+        &self,
+        actor: &Actor,
+        id: SessionId,
+        action: SessionAction,
+    ) -> Result<TreatmentSession> {
         actor.require(keta_domain::access::Permission::RecordSession)?;
         let now = self.now();
         let actor = actor.clone();
@@ -300,7 +344,9 @@ impl Store {
         let now = self.now();
         let taken_at = taken_at.unwrap_or(now);
         if taken_at > now + time::Duration::minutes(5) {
-            return Err(DomainError::field("taken_at", "a reading cannot be in the future; check the device clock").into());
+            return Err(
+                DomainError::field("taken_at", "a reading cannot be in the future; check the device clock").into()
+            );
         }
         let actor = actor.clone();
         self.write(move |c| {
@@ -448,14 +494,18 @@ impl Store {
     pub async fn list_adverse_events(&self, actor: &Actor, patient: PatientId) -> Result<Vec<AdverseEvent>> {
         actor.require(keta_domain::access::Permission::ViewClinical)?;
         let act = actor.clone();
-        let out = self.read(move |c| {
-            crate::patients::get_patient(c, &act, patient)?;
-            c.query(&format!("SELECT {AE_COLS} FROM adverse_events WHERE patient_id = $1 ORDER BY onset_at, id"), params![patient.0])?
+        let out = self
+            .read(move |c| {
+                crate::patients::get_patient(c, &act, patient)?;
+                c.query(
+                    &format!("SELECT {AE_COLS} FROM adverse_events WHERE patient_id = $1 ORDER BY onset_at, id"),
+                    params![patient.0],
+                )?
                 .iter()
                 .map(ae_from)
                 .collect()
-        })
-        .await?;
+            })
+            .await?;
         self.audit_read(actor, "adverse_events", None, Some(patient)).await?;
         Ok(out)
     }
@@ -474,10 +524,19 @@ impl Store {
                 return Err(StoreError::Conflict("the note is signed and locked; add an amendment instead".into()));
             }
             c.execute("UPDATE sessions SET note = $1 WHERE id = $2", params![note.as_str(), id.0])?;
-            audit::record(c, &actor, now, Entry {
-                action: Action::Update, object_type: "session", object_id: Some(id.to_string()), patient_id: Some(s.patient_id),
-                site_id: Some(s.site_id), fields: &["note"],
-            })?;
+            audit::record(
+                c,
+                &actor,
+                now,
+                Entry {
+                    action: Action::Update,
+                    object_type: "session",
+                    object_id: Some(id.to_string()),
+                    patient_id: Some(s.patient_id),
+                    site_id: Some(s.site_id),
+                    fields: &["note"],
+                },
+            )?;
             s.note = Some(note);
             Ok(s)
         })

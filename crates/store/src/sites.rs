@@ -53,8 +53,13 @@ impl Store {
 
     pub async fn list_sites(&self, actor: &Actor) -> Result<Vec<Site>> {
         let scope = actor.scope.sql("id");
-        self.read(move |c| c.query(&format!("SELECT {SITE_COLS} FROM sites WHERE {scope} ORDER BY code"), &[])?.iter().map(site_from).collect())
-            .await
+        self.read(move |c| {
+            c.query(&format!("SELECT {SITE_COLS} FROM sites WHERE {scope} ORDER BY code"), &[])?
+                .iter()
+                .map(site_from)
+                .collect()
+        })
+        .await
     }
 
     pub async fn list_chairs(&self, actor: &Actor, site: SiteId) -> Result<Vec<Chair>> {

@@ -124,14 +124,19 @@ impl SqliteBackend {
     /// Opens (creating if needed) the database file and runs migrations.
     pub fn open(path: &Path, readers: usize) -> Result<Self> {
         if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
-            }
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+        }
         let write_conn = open(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
         // DUR-2: never serve from a damaged file.
         let check: String = write_conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
         if check != "ok" {
-            return Err(StoreError::Corrupt(format!("{} failed its integrity check ({check}); restore from a backup", path.display())));
+            return Err(StoreError::Corrupt(format!(
+                "{} failed its integrity check ({check}); restore from a backup",
+                path.display()
+            )));
         }
         crate::migrate::run_sqlite(&write_conn)?;
         let readers_n = readers.max(1);
@@ -271,7 +276,10 @@ mod tests {
 
     #[test]
     fn placeholders_become_numbered() {
-        assert_eq!(rewrite_placeholders("SELECT $2, $1, $10 FROM t WHERE a = $1"), "SELECT ?2, ?1, ?10 FROM t WHERE a = ?1");
+        assert_eq!(
+            rewrite_placeholders("SELECT $2, $1, $10 FROM t WHERE a = $1"),
+            "SELECT ?2, ?1, ?10 FROM t WHERE a = ?1"
+        );
         assert_eq!(rewrite_placeholders("SELECT '$' || x"), "SELECT '$' || x");
     }
 }

@@ -23,7 +23,8 @@ impl ManualClock {
         Self(Arc::new(AtomicI64::new((t.unix_timestamp_nanos() / 1_000_000) as i64)))
     }
     pub fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0.load(Ordering::SeqCst)) * 1_000_000).expect("valid time")
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0.load(Ordering::SeqCst)) * 1_000_000)
+            .expect("valid time")
     }
     pub fn advance(&self, d: time::Duration) {
         self.0.fetch_add(d.whole_milliseconds() as i64, Ordering::SeqCst);
@@ -151,7 +152,8 @@ impl TestApp {
     /// Signs in through the API with password and the current TOTP code; later
     /// requests carry the session cookie and CSRF token.
     pub async fn login(&self, user: &StaffLogin, now: OffsetDateTime) -> reqwest::Response {
-        let code = keta_store::credentials::totp_at_step(&user.totp_secret, now.unix_timestamp().div_euclid(30)).expect("secret");
+        let code = keta_store::credentials::totp_at_step(&user.totp_secret, now.unix_timestamp().div_euclid(30))
+            .expect("secret");
         let r = self
             .client
             .post(self.url("/api/v1/auth/login"))
@@ -165,10 +167,19 @@ impl TestApp {
                 .get_all("set-cookie")
                 .iter()
                 .filter_map(|v| v.to_str().ok())
-                .find_map(|v| v.strip_prefix("__Host-keta=").map(|rest| rest.split(';').next().unwrap_or("").to_string()))
+                .find_map(|v| {
+                    v.strip_prefix("__Host-keta=").map(|rest| rest.split(';').next().unwrap_or("").to_string())
+                })
                 .expect("session cookie");
-            let r2 = self.client.get(self.url("/api/v1/auth/me")).header("cookie", format!("__Host-keta={cookie}")).send().await.expect("me");
-            let csrf = r2.json::<serde_json::Value>().await.expect("json")["csrf_token"].as_str().expect("csrf").to_string();
+            let r2 = self
+                .client
+                .get(self.url("/api/v1/auth/me"))
+                .header("cookie", format!("__Host-keta={cookie}"))
+                .send()
+                .await
+                .expect("me");
+            let csrf =
+                r2.json::<serde_json::Value>().await.expect("json")["csrf_token"].as_str().expect("csrf").to_string();
             *self.session.lock().unwrap() = Some((cookie, csrf));
             return self.get("/api/v1/auth/me").await;
         }
@@ -223,20 +234,25 @@ pub const TEST_PASSWORD: &str = "violet tractor umbrella 42";
 pub async fn seed_staff(store: &Store, sites: &[keta_domain::ids::SiteId]) -> Vec<StaffLogin> {
     use keta_domain::access::Role;
     let mut out = Vec::new();
-    for (i, role) in [Role::Administrator, Role::Prescriber, Role::Nurse, Role::FrontDesk, Role::Auditor].into_iter().enumerate() {
+    for (i, role) in
+        [Role::Administrator, Role::Prescriber, Role::Nurse, Role::FrontDesk, Role::Auditor].into_iter().enumerate()
+    {
         let username = format!("{}.test", role.as_str().replace('_', ""));
         let secret = keta_store::credentials::base32_encode(format!("keta-test-secret-{i:03}").as_bytes());
         let actor = if i == 0 { keta_store::Actor::system() } else { out_admin_actor() };
         store
-            .create_user(&actor, keta_store::accounts::NewUser {
-                username: username.clone(),
-                display_name: format!("Test {}", role.label()),
-                role,
-                password: TEST_PASSWORD.into(),
-                site_ids: sites.to_vec(),
-                can_break_glass: role == Role::Prescriber,
-                totp_secret: Some(secret.clone()),
-            })
+            .create_user(
+                &actor,
+                keta_store::accounts::NewUser {
+                    username: username.clone(),
+                    display_name: format!("Test {}", role.label()),
+                    role,
+                    password: TEST_PASSWORD.into(),
+                    site_ids: sites.to_vec(),
+                    can_break_glass: role == Role::Prescriber,
+                    totp_secret: Some(secret.clone()),
+                },
+            )
             .await
             .expect("create staff");
         out.push(StaffLogin { username, password: TEST_PASSWORD.into(), totp_secret: secret, role });
@@ -262,8 +278,14 @@ mod tests {
 
     #[test]
     fn database_name_is_replaced() {
-        assert_eq!(with_database("postgres://postgres@127.0.0.1:5432/test", "x"), "postgres://postgres@127.0.0.1:5432/x");
-        assert_eq!(with_database("postgres://127.0.0.1/test?sslmode=disable", "x"), "postgres://127.0.0.1/x?sslmode=disable");
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/test", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://127.0.0.1/test?sslmode=disable", "x"),
+            "postgres://127.0.0.1/x?sslmode=disable"
+        );
         assert_eq!(with_database("postgres://127.0.0.1", "x"), "postgres://127.0.0.1/x");
     }
 }

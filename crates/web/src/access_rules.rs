@@ -152,7 +152,9 @@ pub fn rule_for(method: &Method, path: &str) -> Option<Access> {
 /// Applies [`API_RULES`] before the handler (and before its body is parsed), so a
 /// refused role gets 403 and an anonymous caller 401 whatever they sent.
 pub async fn access_guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(path) = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()) else { return next.run(req).await };
+    let Some(path) = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()) else {
+        return next.run(req).await;
+    };
     let rule = match rule_for(req.method(), &path) {
         Some(r) => Some(r),
         // A method the route may not serve: signed-in callers get the router's 405;
@@ -182,7 +184,10 @@ pub async fn access_guard(State(st): State<AppState>, req: Request, next: Next) 
     };
     if let Needs(p) = rule {
         if !allowed(user.role, p) && !path.starts_with("/api/") {
-            return crate::pages::forbidden_page(&format!("A {} may not open this page.", user.role.label().to_lowercase()));
+            return crate::pages::forbidden_page(&format!(
+                "A {} may not open this page.",
+                user.role.label().to_lowercase()
+            ));
         }
         if !allowed(user.role, p) {
             return ApiError {

@@ -77,7 +77,8 @@ pub fn session_token(headers: &HeaderMap) -> Option<String> {
 }
 
 pub fn session_cookie(token: &str) -> HeaderValue {
-    HeaderValue::from_str(&format!("{COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict")).expect("hex token is a valid header")
+    HeaderValue::from_str(&format!("{COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict"))
+        .expect("hex token is a valid header")
 }
 
 pub fn clear_cookie() -> HeaderValue {
@@ -110,7 +111,13 @@ impl IntoResponse for AuthRejection {
 
 pub fn urlencode(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_./".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_./".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -138,7 +145,9 @@ impl FromRequestParts<AppState> for CurrentUser {
         if let Some(u) = parts.extensions.get::<CurrentUser>() {
             return Ok(u.clone());
         }
-        let Some(token) = session_token(&parts.headers) else { return Err(unauthorised(parts, "no session; sign in at /login or POST /api/v1/auth/login")) };
+        let Some(token) = session_token(&parts.headers) else {
+            return Err(unauthorised(parts, "no session; sign in at /login or POST /api/v1/auth/login"));
+        };
         match st.store.resolve_session(&token, st.session_policy).await {
             Ok(Ok(s)) if s.mfa_passed => {
                 let u = CurrentUser::from_signed_in(s);
@@ -147,7 +156,9 @@ impl FromRequestParts<AppState> for CurrentUser {
             }
             Ok(Ok(_)) => Err(unauthorised(parts, "enter your authenticator code to finish signing in")),
             Ok(Err(SessionEnd::Idle)) => Err(unauthorised(parts, "signed out after inactivity; sign in again")),
-            Ok(Err(SessionEnd::Absolute)) => Err(unauthorised(parts, "the session reached its maximum length; sign in again")),
+            Ok(Err(SessionEnd::Absolute)) => {
+                Err(unauthorised(parts, "the session reached its maximum length; sign in again"))
+            }
             Ok(Err(_)) => Err(unauthorised(parts, "the session has ended; sign in again")),
             Err(e) => Err(AuthRejection::Api(e.into())),
         }
@@ -222,7 +233,14 @@ pub async fn csrf_guard(State(st): State<AppState>, req: Request, next: Next) ->
         return next.run(req).await;
     }
     let forbidden = |why: &str| {
-        ApiError { status: StatusCode::FORBIDDEN, kind: "csrf", title: "Request refused", detail: why.to_string(), errors: vec![] }.into_response()
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            kind: "csrf",
+            title: "Request refused",
+            detail: why.to_string(),
+            errors: vec![],
+        }
+        .into_response()
     };
     let h = req.headers();
     if h.get("sec-fetch-site").and_then(|v| v.to_str().ok()).is_some_and(|v| v == "cross-site") {
@@ -258,10 +276,18 @@ pub async fn csrf_guard(State(st): State<AppState>, req: Request, next: Next) ->
         _ => return next.run(req).await,
     };
     if let Some(sent) = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()) {
-        return if constant_eq(sent, &expected) { next.run(req).await } else { forbidden("the CSRF token does not match; reload the page") };
+        return if constant_eq(sent, &expected) {
+            next.run(req).await
+        } else {
+            forbidden("the CSRF token does not match; reload the page")
+        };
     }
     // Forms: read the urlencoded body for `csrf_token`, then hand the body on unchanged.
-    let is_form = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if !is_form {
         return forbidden("send the X-CSRF-Token header with this request");
     }
@@ -275,7 +301,12 @@ pub async fn csrf_guard(State(st): State<AppState>, req: Request, next: Next) ->
 }
 
 fn form_field(body: &[u8], name: &str) -> Option<String> {
-    std::str::from_utf8(body).ok()?.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    std::str::from_utf8(body)
+        .ok()?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
 }
 
 fn constant_eq(a: &str, b: &str) -> bool {
@@ -316,7 +347,10 @@ pub async fn witness(state: &AppState, username: &str, password: &str) -> Result
             kind: "witness",
             title: "Witness not verified",
             detail: "the witness's user name or password is not right".into(),
-            errors: vec![keta_domain::FieldError::new("witness_password", "the witness must enter their own user name and password")],
+            errors: vec![keta_domain::FieldError::new(
+                "witness_password",
+                "the witness must enter their own user name and password",
+            )],
         }),
     }
 }

@@ -33,14 +33,32 @@ pub struct ApiError {
 impl ApiError {
     pub fn invalid(errors: Vec<FieldError>) -> Self {
         let detail = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
-        Self { status: StatusCode::UNPROCESSABLE_ENTITY, kind: "validation", title: "Some fields need correcting", detail, errors }
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            kind: "validation",
+            title: "Some fields need correcting",
+            detail,
+            errors,
+        }
     }
     pub fn bad_request(field: &str, message: impl Into<String>) -> Self {
         let e = FieldError::new(field, message);
-        Self { status: StatusCode::BAD_REQUEST, kind: "bad-request", title: "The request could not be read", detail: format!("{}: {}", e.field, e.message), errors: vec![e] }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            kind: "bad-request",
+            title: "The request could not be read",
+            detail: format!("{}: {}", e.field, e.message),
+            errors: vec![e],
+        }
     }
     pub fn not_found(what: impl Into<String>) -> Self {
-        Self { status: StatusCode::NOT_FOUND, kind: "not-found", title: "Not found", detail: format!("{} not found", what.into()), errors: vec![] }
+        Self {
+            status: StatusCode::NOT_FOUND,
+            kind: "not-found",
+            title: "Not found",
+            detail: format!("{} not found", what.into()),
+            errors: vec![],
+        }
     }
     /// A server error: the body names only a reference that the log line carries too (WEB-7).
     fn internal(reference: &str) -> Self {
@@ -60,7 +78,13 @@ impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
         match e {
             DomainError::Invalid(errors) => Self::invalid(errors),
-            DomainError::Conflict(msg) => Self { status: StatusCode::CONFLICT, kind: "conflict", title: "Not allowed right now", detail: msg, errors: vec![] },
+            DomainError::Conflict(msg) => Self {
+                status: StatusCode::CONFLICT,
+                kind: "conflict",
+                title: "Not allowed right now",
+                detail: msg,
+                errors: vec![],
+            },
         }
     }
 }
@@ -68,10 +92,28 @@ impl From<DomainError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound(what) => Self { status: StatusCode::NOT_FOUND, kind: "not-found", title: "Not found", detail: format!("{what} not found"), errors: vec![] },
-            StoreError::Conflict(msg) => Self { status: StatusCode::CONFLICT, kind: "conflict", title: "Conflicts with existing data", detail: msg, errors: vec![] },
+            StoreError::NotFound(what) => Self {
+                status: StatusCode::NOT_FOUND,
+                kind: "not-found",
+                title: "Not found",
+                detail: format!("{what} not found"),
+                errors: vec![],
+            },
+            StoreError::Conflict(msg) => Self {
+                status: StatusCode::CONFLICT,
+                kind: "conflict",
+                title: "Conflicts with existing data",
+                detail: msg,
+                errors: vec![],
+            },
             StoreError::Domain(d) => d.into(),
-            StoreError::Forbidden(msg) => Self { status: StatusCode::FORBIDDEN, kind: "forbidden", title: "Not allowed for your role", detail: msg, errors: vec![] },
+            StoreError::Forbidden(msg) => Self {
+                status: StatusCode::FORBIDDEN,
+                kind: "forbidden",
+                title: "Not allowed for your role",
+                detail: msg,
+                errors: vec![],
+            },
             other => {
                 let reference = keta_store::credentials::new_token()[..12].to_string();
                 tracing::error!(error = %other, %reference, "storage error");
@@ -129,7 +171,12 @@ impl IntoResponse for ApiError {
             detail: self.detail,
             errors: self.errors,
         };
-        (self.status, [(header::CONTENT_TYPE, "application/problem+json")], serde_json::to_vec(&body).unwrap_or_default()).into_response()
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            serde_json::to_vec(&body).unwrap_or_default(),
+        )
+            .into_response()
     }
 }
 

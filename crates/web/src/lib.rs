@@ -64,7 +64,12 @@ pub fn router(state: AppState) -> Router {
         .route("/reauth", get(pages::get_reauth).post(pages::post_reauth))
         .route("/setup", get(pages::get_setup).post(pages::post_setup))
         .route("/patients/{id}/break-glass", post(pages::post_break_glass))
-        .route("/static/auth.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../static-auth/auth.css")) }))
+        .route(
+            "/static/auth.css",
+            get(|| async {
+                ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../static-auth/auth.css"))
+            }),
+        )
         .merge(ui::routes(state.clone()))
         .nest(
             "/api/v1",
@@ -75,7 +80,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::csrf_guard))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(1024 * 1024))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
         .layer(axum::middleware::from_fn(auth::security_headers))
 }
 
@@ -85,5 +93,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }

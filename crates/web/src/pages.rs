@@ -95,7 +95,11 @@ pub struct LoginForm {
 
 const GENERIC_FAILURE: &str = "The user name or password is not right.";
 
-pub async fn post_login(State(st): State<AppState>, req_parts: axum::http::Extensions, Form(f): Form<LoginForm>) -> Response {
+pub async fn post_login(
+    State(st): State<AppState>,
+    req_parts: axum::http::Extensions,
+    Form(f): Form<LoginForm>,
+) -> Response {
     let next = safe_next(f.next.as_deref());
     if let Some(wait) = st.throttle.check(&f.username, auth::client_ip(&req_parts)) {
         let msg = format!("Too many attempts. Try again in {} seconds.", wait.as_secs().max(1));
@@ -109,7 +113,8 @@ pub async fn post_login(State(st): State<AppState>, req_parts: axum::http::Exten
         }
         Ok(None) => {
             st.throttle.failed(&f.username);
-            (axum::http::StatusCode::UNAUTHORIZED, login_form(&next, &f.username, Some(GENERIC_FAILURE))).into_response()
+            (axum::http::StatusCode::UNAUTHORIZED, login_form(&next, &f.username, Some(GENERIC_FAILURE)))
+                .into_response()
         }
         Err(e) => crate::error::ApiError::from(e).into_response(),
     }
@@ -145,7 +150,11 @@ pub async fn post_code(State(st): State<AppState>, headers: HeaderMap, Form(f): 
     let Some(token) = session_token(&headers) else { return Redirect::to("/login").into_response() };
     match st.store.complete_second_factor(&token, &f.code).await {
         Ok(true) => Redirect::to(&next).into_response(),
-        Ok(false) => (axum::http::StatusCode::UNAUTHORIZED, code_form(&next, Some("That code is not right or was already used. Wait for the next code."))).into_response(),
+        Ok(false) => (
+            axum::http::StatusCode::UNAUTHORIZED,
+            code_form(&next, Some("That code is not right or was already used. Wait for the next code.")),
+        )
+            .into_response(),
         Err(e) => crate::error::ApiError::from(e).into_response(),
     }
 }
@@ -189,7 +198,12 @@ pub struct ReauthForm {
     csrf_token: Option<String>,
 }
 
-pub async fn post_reauth(State(st): State<AppState>, user: CurrentUser, headers: HeaderMap, Form(f): Form<ReauthForm>) -> Response {
+pub async fn post_reauth(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    headers: HeaderMap,
+    Form(f): Form<ReauthForm>,
+) -> Response {
     let next = safe_next(f.next.as_deref());
     let Some(token) = session_token(&headers) else { return Redirect::to("/login").into_response() };
     match st.store.reauthenticate(&token, &f.password).await {
@@ -198,7 +212,10 @@ pub async fn post_reauth(State(st): State<AppState>, user: CurrentUser, headers:
             r.headers_mut().insert(header::SET_COOKIE, session_cookie(&new_token));
             r
         }
-        Ok(None) => (axum::http::StatusCode::UNAUTHORIZED, reauth_form(&user, &next, Some("That password is not right."))).into_response(),
+        Ok(None) => {
+            (axum::http::StatusCode::UNAUTHORIZED, reauth_form(&user, &next, Some("That password is not right.")))
+                .into_response()
+        }
         Err(e) => crate::error::ApiError::from(e).into_response(),
     }
 }

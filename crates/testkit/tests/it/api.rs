@@ -40,7 +40,13 @@ async fn committed_openapi_matches_the_code() {
     );
     // Every route the API serves is documented.
     let doc: Value = serde_json::from_str(&generated).unwrap();
-    for p in ["/api/v1/patients", "/api/v1/sessions/{id}/vitals", "/api/v1/patients/{id}/outcomes", "/api/v1/alerts/{id}/acknowledge", "/healthz"] {
+    for p in [
+        "/api/v1/patients",
+        "/api/v1/sessions/{id}/vitals",
+        "/api/v1/patients/{id}/outcomes",
+        "/api/v1/alerts/{id}/acknowledge",
+        "/healthz",
+    ] {
         assert!(doc["paths"].get(p).is_some(), "{p} is not documented");
     }
 }
@@ -122,7 +128,10 @@ async fn a_session_over_http_raises_and_acknowledges_an_alert() {
         .await
         .unwrap();
     let sess: Value = app
-        .post_json(&format!("/api/v1/courses/{}/sessions", course["id"]), &json!({"scheduled_for": "2026-11-02T14:00:00Z"}))
+        .post_json(
+            &format!("/api/v1/courses/{}/sessions", course["id"]),
+            &json!({"scheduled_for": "2026-11-02T14:00:00Z"}),
+        )
         .await
         .json()
         .await
@@ -132,7 +141,12 @@ async fn a_session_over_http_raises_and_acknowledges_an_alert() {
         let r = app.post_json(&format!("/api/v1/sessions/{sid}/actions"), &json!({"action": action})).await;
         assert_eq!(r.status(), 200, "{action}");
     }
-    let r = app.post_json(&format!("/api/v1/sessions/{sid}/vitals"), &json!({"systolic_mmhg": 152, "diastolic_mmhg": 94, "heart_rate_bpm": 80})).await;
+    let r = app
+        .post_json(
+            &format!("/api/v1/sessions/{sid}/vitals"),
+            &json!({"systolic_mmhg": 152, "diastolic_mmhg": 94, "heart_rate_bpm": 80}),
+        )
+        .await;
     assert_eq!(r.status(), 201);
     let rec: Value = r.json().await.unwrap();
     assert_eq!(rec["alerts"][0]["rule"], "pre_dose_bp_above_label_guide", "{rec}");
@@ -140,7 +154,9 @@ async fn a_session_over_http_raises_and_acknowledges_an_alert() {
 
     let open: Value = app.get(&format!("/api/v1/alerts?site_id={}", a.0)).await.json().await.unwrap();
     assert_eq!(open.as_array().unwrap().len(), 1);
-    let r = app.post_json(&format!("/api/v1/alerts/{alert_id}/acknowledge"), &json!({"note": "prescriber reviewed, proceed"})).await;
+    let r = app
+        .post_json(&format!("/api/v1/alerts/{alert_id}/acknowledge"), &json!({"note": "prescriber reviewed, proceed"}))
+        .await;
     let acked: Value = r.json().await.unwrap();
     assert_eq!(acked["acknowledged_by"], "prescriber.test");
     let open: Value = app.get(&format!("/api/v1/alerts?site_id={}", a.0)).await.json().await.unwrap();
@@ -149,7 +165,9 @@ async fn a_session_over_http_raises_and_acknowledges_an_alert() {
     // Skipping a step is a conflict, not a silent change.
     let r = app.post_json(&format!("/api/v1/sessions/{sid}/actions"), &json!({"action": "discharge"})).await;
     assert_eq!(r.status(), 409);
-    let bad = app.post_json(&format!("/api/v1/sessions/{sid}/vitals"), &json!({"systolic_mmhg": 80, "diastolic_mmhg": 120})).await;
+    let bad = app
+        .post_json(&format!("/api/v1/sessions/{sid}/vitals"), &json!({"systolic_mmhg": 80, "diastolic_mmhg": 120}))
+        .await;
     assert_eq!(bad.status(), 422);
 }
 

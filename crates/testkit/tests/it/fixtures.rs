@@ -27,7 +27,12 @@ pub async fn site(store: &Store, code: &str) -> SiteId {
     store
         .create_site(
             &Actor::system(),
-            NewSite { code: code.into(), name: format!("Clinic {code}"), time_zone: "America/Chicago".into(), crisis_line: "988".into() },
+            NewSite {
+                code: code.into(),
+                name: format!("Clinic {code}"),
+                time_zone: "America/Chicago".into(),
+                crisis_line: "988".into(),
+            },
             vec!["Chair 1".into(), "Chair 2".into()],
         )
         .await
@@ -56,5 +61,12 @@ pub async fn patient(store: &Store, site: SiteId, mrn: &str) -> PatientId {
 }
 
 pub fn course(route: Route) -> NewCourse {
-    NewCourse { route, phase: Phase::Induction, indication: None, planned_sessions: 6, start_date: date!(2026 - 11 - 02), protocol: None }
+    NewCourse {
+        route,
+        phase: Phase::Induction,
+        indication: None,
+        planned_sessions: 6,
+        start_date: date!(2026 - 11 - 02),
+        protocol: None,
+    }
 }

@@ -117,8 +117,14 @@ async fn the_session_screen_predicts_the_concentration_and_the_chart_shows_doses
     assert!(panel.contains("value=\"50\""), "the form keeps the level");
 
     // The clinic's own level, set once for the site, applies without a query parameter.
-    assert!(matches!(s.set_site_pk_threshold(&nurse(&[a]), a, Some(60.0)).await, Err(keta_store::StoreError::Forbidden(_))));
-    assert!(s.set_site_pk_threshold(&prescriber(&[a]), a, Some(-3.0)).await.is_err(), "a level must be a positive ng/mL");
+    assert!(matches!(
+        s.set_site_pk_threshold(&nurse(&[a]), a, Some(60.0)).await,
+        Err(keta_store::StoreError::Forbidden(_))
+    ));
+    assert!(
+        s.set_site_pk_threshold(&prescriber(&[a]), a, Some(-3.0)).await.is_err(),
+        "a level must be a positive ng/mL"
+    );
     s.set_site_pk_threshold(&prescriber(&[a]), a, Some(60.0)).await.unwrap();
     let html = app.get(&format!("/sessions/{}", sess.id)).await.text().await.unwrap();
     let panel = &html[html.find("id=\"pk\"").unwrap()..];

@@ -30,7 +30,10 @@ fn by_role(staff: &[StaffLogin], role: Role) -> &StaffLogin {
 }
 
 async fn audit_actions(db: &TestDb) -> Vec<String> {
-    db.store.read(|c| c.query("SELECT action FROM audit_log ORDER BY seq", &[])?.iter().map(|r| r.text(0)).collect()).await.unwrap()
+    db.store
+        .read(|c| c.query("SELECT action FROM audit_log ORDER BY seq", &[])?.iter().map(|r| r.text(0)).collect())
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -43,19 +46,34 @@ async fn a_fresh_install_has_no_accounts_and_the_first_must_be_an_administrator(
     assert_eq!(r.headers()["location"], "/setup");
     let nurse_first = db
         .store
-        .create_user(&Actor::system(), keta_store::accounts::NewUser {
-            username: "first".into(), display_name: "First".into(), role: Role::Nurse, password: TEST_PASSWORD.into(),
-            site_ids: vec![], can_break_glass: false, totp_secret: None,
-        })
+        .create_user(
+            &Actor::system(),
+            keta_store::accounts::NewUser {
+                username: "first".into(),
+                display_name: "First".into(),
+                role: Role::Nurse,
+                password: TEST_PASSWORD.into(),
+                site_ids: vec![],
+                can_break_glass: false,
+                totp_secret: None,
+            },
+        )
         .await;
     assert!(nurse_first.unwrap_err().to_string().contains("administrator"));
     // Stored password hashes meet AC-8.
     seed_staff(&db.store, &[]).await;
-    let hashes: Vec<String> = db.store.read(|c| c.query("SELECT password_hash FROM users", &[])?.iter().map(|r| r.text(0)).collect()).await.unwrap();
+    let hashes: Vec<String> = db
+        .store
+        .read(|c| c.query("SELECT password_hash FROM users", &[])?.iter().map(|r| r.text(0)).collect())
+        .await
+        .unwrap();
     assert!(hashes.iter().all(|h| h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$")), "{hashes:?}");
     // User names are unique.
     let dup = seed_staff(&db.store, &[]);
-    assert!(std::panic::AssertUnwindSafe(dup).await_catch().await, "a second account with the same user name is refused");
+    assert!(
+        std::panic::AssertUnwindSafe(dup).await_catch().await,
+        "a second account with the same user name is refused"
+    );
 }
 
 trait AwaitCatch {
@@ -73,18 +91,42 @@ async fn sign_in_sets_a_hardened_cookie_and_failures_do_not_enumerate_users() {
     let w = world().await;
     let nurse = by_role(&w.staff, Role::Nurse);
     let code = keta_store::credentials::totp_at_step(&nurse.totp_secret, T0.unix_timestamp() / 30).unwrap();
-    let r = w.app.post_json("/api/v1/auth/login", &json!({"username": nurse.username, "password": nurse.password, "code": code})).await;
+    let r = w
+        .app
+        .post_json("/api/v1/auth/login", &json!({"username": nurse.username, "password": nurse.password, "code": code}))
+        .await;
     assert_eq!(r.status(), 200);
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
     for part in ["__Host-keta=", "Path=/", "Secure", "HttpOnly", "SameSite=Strict"] {
         assert!(cookie.contains(part), "{cookie} lacks {part}");
     }
     // The same code cannot be used twice.
-    let again = w.app.post_json("/api/v1/auth/login", &json!({"username": nurse.username, "password": nurse.password, "code": code})).await;
+    let again = w
+        .app
+        .post_json("/api/v1/auth/login", &json!({"username": nurse.username, "password": nurse.password, "code": code}))
+        .await;
     assert_eq!(again.status(), 401);
 
-    let wrong_pw: Value = w.app.post_json("/api/v1/auth/login", &json!({"username": nurse.username, "password": "not the password", "code": "000000"})).await.json().await.unwrap();
-    let no_user: Value = w.app.post_json("/api/v1/auth/login", &json!({"username": "nobody.here", "password": "not the password", "code": "000000"})).await.json().await.unwrap();
+    let wrong_pw: Value = w
+        .app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"username": nurse.username, "password": "not the password", "code": "000000"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let no_user: Value = w
+        .app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"username": "nobody.here", "password": "not the password", "code": "000000"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(wrong_pw, no_user, "the same answer for a wrong password and an unknown user");
     let actions = audit_actions(&w.db).await;
     assert!(actions.iter().filter(|a| *a == "login_fail").count() >= 3, "{actions:?}");
@@ -97,7 +139,13 @@ async fn repeated_failures_are_throttled_without_locking_the_account_forever() {
     let nurse = by_role(&w.staff, Role::Nurse);
     let mut statuses = Vec::new();
     for _ in 0..8 {
-        let r = w.app.post_json("/api/v1/auth/login", &json!({"username": nurse.username, "password": "wrong wrong wrong", "code": "000000"})).await;
+        let r = w
+            .app
+            .post_json(
+                "/api/v1/auth/login",
+                &json!({"username": nurse.username, "password": "wrong wrong wrong", "code": "000000"}),
+            )
+            .await;
         statuses.push(r.status().as_u16());
     }
     assert!(statuses.contains(&429), "{statuses:?}");
@@ -135,7 +183,14 @@ async fn sessions_end_at_logout_idle_and_absolute_limits() {
     assert_eq!(w.app.login(nurse, w.clock.now()).await.status(), 200);
     let cookie = w.app.cookie().unwrap();
     assert_eq!(w.app.request(reqwest::Method::POST, "/api/v1/auth/logout").send().await.unwrap().status(), 204);
-    let replay = w.app.client.get(w.app.url("/api/v1/patients")).header("cookie", format!("__Host-keta={cookie}")).send().await.unwrap();
+    let replay = w
+        .app
+        .client
+        .get(w.app.url("/api/v1/patients"))
+        .header("cookie", format!("__Host-keta={cookie}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(replay.status(), 401);
 }
 
@@ -145,11 +200,25 @@ async fn a_password_alone_does_not_sign_in_and_disabling_a_user_ends_their_sessi
     let nurse = by_role(&w.staff, Role::Nurse);
     // Password accepted but no second factor: the token cannot reach patient data.
     let token = w.db.store.begin_sign_in(&nurse.username, &nurse.password).await.unwrap().unwrap();
-    let r = w.app.client.get(w.app.url("/api/v1/patients")).header("cookie", format!("__Host-keta={token}")).send().await.unwrap();
+    let r = w
+        .app
+        .client
+        .get(w.app.url("/api/v1/patients"))
+        .header("cookie", format!("__Host-keta={token}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     // A cookie the attacker planted before sign-in never becomes valid (fixation).
     let planted = "ab".repeat(32);
-    let r = w.app.client.get(w.app.url("/api/v1/patients")).header("cookie", format!("__Host-keta={planted}")).send().await.unwrap();
+    let r = w
+        .app
+        .client
+        .get(w.app.url("/api/v1/patients"))
+        .header("cookie", format!("__Host-keta={planted}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 
     assert_eq!(w.app.login(nurse, T0).await.status(), 200);
@@ -167,13 +236,35 @@ async fn state_changes_need_our_origin_the_csrf_token_and_json() {
     let cookie = w.app.cookie().unwrap();
     let body = json!({"site_id": a.0, "mrn": "X-1", "given_name": "A", "family_name": "B", "date_of_birth": "1990-01-01", "sex": "female", "indication": "depression"});
     // No token.
-    let r = w.app.client.post(w.app.url("/api/v1/patients")).header("cookie", format!("__Host-keta={cookie}")).json(&body).send().await.unwrap();
+    let r = w
+        .app
+        .client
+        .post(w.app.url("/api/v1/patients"))
+        .header("cookie", format!("__Host-keta={cookie}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     // A foreign origin, even with the token.
-    let r = w.app.request(reqwest::Method::POST, "/api/v1/patients").header("origin", "https://evil.test").json(&body).send().await.unwrap();
+    let r = w
+        .app
+        .request(reqwest::Method::POST, "/api/v1/patients")
+        .header("origin", "https://evil.test")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     // Not JSON.
-    let r = w.app.request(reqwest::Method::POST, "/api/v1/patients").header("content-type", "text/plain").body(body.to_string()).send().await.unwrap();
+    let r = w
+        .app
+        .request(reqwest::Method::POST, "/api/v1/patients")
+        .header("content-type", "text/plain")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 415);
     // A GET on a write-only route.
     assert_eq!(w.app.get(&format!("/api/v1/sessions/1/actions")).await.status(), 405);
@@ -207,10 +298,19 @@ async fn break_glass_needs_the_group_a_reason_and_expires() {
     let users = w.db.store.list_users(&Actor::system()).await.unwrap();
     let signed_in = |role: Role| {
         let u = users.iter().find(|u| u.role == role).unwrap();
-        Actor { name: u.username.clone(), scope: keta_store::SiteScope::Sites(u.site_ids.clone()), role: Some(role), user_id: Some(u.id), break_glass: vec![] }
+        Actor {
+            name: u.username.clone(),
+            scope: keta_store::SiteScope::Sites(u.site_ids.clone()),
+            role: Some(role),
+            user_id: Some(u.id),
+            break_glass: vec![],
+        }
     };
     let nurse = signed_in(Role::Nurse);
-    assert!(matches!(w.db.store.break_glass(&nurse, p, "patient collapsed in the lobby", 60).await, Err(keta_store::StoreError::Forbidden(_))));
+    assert!(matches!(
+        w.db.store.break_glass(&nurse, p, "patient collapsed in the lobby", 60).await,
+        Err(keta_store::StoreError::Forbidden(_))
+    ));
     let dr = signed_in(Role::Prescriber);
     assert!(w.db.store.patient_chart(&dr, p).await.is_err(), "outside the prescriber's sites");
     assert!(w.db.store.break_glass(&dr, p, "short", 60).await.is_err(), "a reason is required");
@@ -248,7 +348,14 @@ async fn authorisation_matrix_covers_every_route_and_role() {
 
     let concrete = |p: &str| p.replace("{id}", "1").replace("{code}", "phq9");
     let mut checked = 0;
-    for role in [None, Some(Role::Administrator), Some(Role::Prescriber), Some(Role::Nurse), Some(Role::FrontDesk), Some(Role::Auditor)] {
+    for role in [
+        None,
+        Some(Role::Administrator),
+        Some(Role::Prescriber),
+        Some(Role::Nurse),
+        Some(Role::FrontDesk),
+        Some(Role::Auditor),
+    ] {
         w.app.logout_locally();
         if let Some(r) = role {
             w.clock.advance(time::Duration::seconds(31));
@@ -290,7 +397,8 @@ async fn reads_are_audited_and_the_auditor_can_report_on_them() {
     w.app.logout_locally();
     assert_eq!(w.app.login(by_role(&w.staff, Role::Auditor), w.clock.now()).await.status(), 200);
     let log: Value = w.app.get(&format!("/api/v1/patients/{}/access-log", p.0)).await.json().await.unwrap();
-    let reads: Vec<&Value> = log.as_array().unwrap().iter().filter(|e| e["action"] == "read" && e["actor"] == "prescriber.test").collect();
+    let reads: Vec<&Value> =
+        log.as_array().unwrap().iter().filter(|e| e["action"] == "read" && e["actor"] == "prescriber.test").collect();
     assert_eq!(reads.len(), 1, "one chart view, one read entry: {log}");
     assert_eq!(reads[0]["object_type"], "chart");
 
@@ -305,7 +413,11 @@ async fn reads_are_audited_and_the_auditor_can_report_on_them() {
         let r = w.app.get(&format!("/api/v1/audit?sort={}", keta_web::auth::urlencode(evil))).await;
         assert!(r.status() == 400 || r.status() == 422, "{evil}: {}", r.status());
     }
-    assert_eq!(w.app.get(&format!("/api/v1/patients/{}/chart", p.0)).await.status(), 403, "auditors do not open charts");
+    assert_eq!(
+        w.app.get(&format!("/api/v1/patients/{}/chart", p.0)).await.status(),
+        403,
+        "auditors do not open charts"
+    );
     let csv = w.app.get("/api/v1/audit?format=csv").await;
     assert!(csv.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
     let status: Value = w.app.get("/api/v1/audit/verify").await.json().await.unwrap();
@@ -316,7 +428,11 @@ async fn reads_are_audited_and_the_auditor_can_report_on_them() {
     assert_eq!(w.app.login(by_role(&w.staff, Role::Nurse), w.clock.now()).await.status(), 200);
     assert_eq!(w.app.get("/api/v1/audit").await.status(), 403);
     let r = w.app.get("/api/v1/patients?search=%27%20OR%201%3D1--").await;
-    assert_eq!(r.json::<Value>().await.unwrap().as_array().unwrap().len(), 0, "an injection string is just a search term");
+    assert_eq!(
+        r.json::<Value>().await.unwrap().as_array().unwrap().len(),
+        0,
+        "an injection string is just a search term"
+    );
 }
 
 /// Every HTML route in the UI router (read from its source, so a new route cannot be
@@ -335,14 +451,27 @@ async fn page_authorisation_matrix_covers_every_screen_and_role() {
         }
     }
     assert!(declared.len() > 20, "{declared:?}");
-    let missing: Vec<_> = declared.iter().filter(|(m, p)| !PAGE_RULES.iter().any(|(rm, rp, _)| rm == m && rp == p)).collect();
+    let missing: Vec<_> =
+        declared.iter().filter(|(m, p)| !PAGE_RULES.iter().any(|(rm, rp, _)| rm == m && rp == p)).collect();
     assert!(missing.is_empty(), "screens without an access rule in web/src/access_rules.rs: {missing:?}");
 
     let w = world().await;
     let a = keta_domain::ids::SiteId(1);
     let p = patient(&w.db.store, a, "A-0777").await;
-    let concrete = |path: &str| path.replace("{id}", &p.0.to_string()).replace("{alert}", "1").replace("{instrument}", "phq9").replace("{file}", "none.css");
-    for role in [None, Some(Role::Administrator), Some(Role::Prescriber), Some(Role::Nurse), Some(Role::FrontDesk), Some(Role::Auditor)] {
+    let concrete = |path: &str| {
+        path.replace("{id}", &p.0.to_string())
+            .replace("{alert}", "1")
+            .replace("{instrument}", "phq9")
+            .replace("{file}", "none.css")
+    };
+    for role in [
+        None,
+        Some(Role::Administrator),
+        Some(Role::Prescriber),
+        Some(Role::Nurse),
+        Some(Role::FrontDesk),
+        Some(Role::Auditor),
+    ] {
         w.app.logout_locally();
         if let Some(r) = role {
             w.clock.advance(time::Duration::seconds(31));
@@ -352,7 +481,8 @@ async fn page_authorisation_matrix_covers_every_screen_and_role() {
             if *path == "/today/events" {
                 continue; // A stream that stays open.
             }
-            let resp = w.app.request(method.parse().unwrap(), &concrete(path)).form(&[("x", "1")]).send().await.unwrap();
+            let resp =
+                w.app.request(method.parse().unwrap(), &concrete(path)).form(&[("x", "1")]).send().await.unwrap();
             let status = resp.status().as_u16();
             let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
             let expect_ok = match (access, role) {
@@ -362,9 +492,15 @@ async fn page_authorisation_matrix_covers_every_screen_and_role() {
                 (Access::Needs(perm), Some(r)) => allowed(r, *perm),
             };
             if expect_ok {
-                assert!(status != 401 && status != 403 && !location.starts_with("/login"), "{role:?} {method} {path}: expected access, got {status} {location}");
+                assert!(
+                    status != 401 && status != 403 && !location.starts_with("/login"),
+                    "{role:?} {method} {path}: expected access, got {status} {location}"
+                );
             } else if role.is_none() {
-                assert!(status == 303 && location.starts_with("/login"), "{method} {path}: anonymous got {status} {location}");
+                assert!(
+                    status == 303 && location.starts_with("/login"),
+                    "{method} {path}: anonymous got {status} {location}"
+                );
             } else {
                 assert_eq!(status, 403, "{role:?} {method} {path}");
             }
@@ -378,7 +514,12 @@ async fn page_authorisation_matrix_covers_every_screen_and_role() {
 async fn free_text_is_escaped_on_every_page_that_shows_it() {
     let w = world().await;
     let a = keta_domain::ids::SiteId(1);
-    let corpus = ["<img src=x onerror=alert(1)>", "\"><svg onload=alert(2)>", "<script>alert(3)</script>", "javascript:alert(4)//'"];
+    let corpus = [
+        "<img src=x onerror=alert(1)>",
+        "\"><svg onload=alert(2)>",
+        "<script>alert(3)</script>",
+        "javascript:alert(4)//'",
+    ];
     let mut np = new_patient(a, "A-X55");
     np.given_name = corpus[0].into();
     np.family_name = corpus[1].into();
@@ -386,23 +527,41 @@ async fn free_text_is_escaped_on_every_page_that_shows_it() {
     let p = w.db.store.create_patient(&Actor::system(), np).await.unwrap().id;
     let dr = prescriber(&[a]);
     let c = w.db.store.create_course(&dr, p, course(keta_domain::course::Route::IvRacemic)).await.unwrap();
-    let sess = w
-        .db
-        .store
-        .create_session(&dr, c.id, keta_domain::session::NewSession { scheduled_for: T0, chair_id: None, planned_dose_mg: None })
-        .await
-        .unwrap();
+    let sess =
+        w.db.store
+            .create_session(
+                &dr,
+                c.id,
+                keta_domain::session::NewSession { scheduled_for: T0, chair_id: None, planned_dose_mg: None },
+            )
+            .await
+            .unwrap();
     w.db.store.act_on_session(&dr, sess.id, keta_domain::session::SessionAction::CheckIn).await.unwrap();
     w.db.store.set_session_note(&dr, sess.id, format!("{} {}", corpus[2], corpus[3])).await.unwrap();
     w.db.store
-        .record_adverse_event(&dr, p, Some(sess.id), keta_domain::session::NewAdverseEvent {
-            description: corpus[0].into(), severity: keta_domain::session::AeSeverity::Mild, serious: false,
-            action_taken: corpus[1].into(), outcome: corpus[2].into(), onset_at: T0,
-        })
+        .record_adverse_event(
+            &dr,
+            p,
+            Some(sess.id),
+            keta_domain::session::NewAdverseEvent {
+                description: corpus[0].into(),
+                severity: keta_domain::session::AeSeverity::Mild,
+                serious: false,
+                action_taken: corpus[1].into(),
+                outcome: corpus[2].into(),
+                onset_at: T0,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(w.app.login(by_role(&w.staff, Role::Prescriber), T0).await.status(), 200);
-    for page in [format!("/patients/{}", p.0), format!("/sessions/{}", sess.id.0), "/patients?q=%3Cimg".to_string(), "/today".to_string(), format!("/patients/{}/eligibility", p.0)] {
+    for page in [
+        format!("/patients/{}", p.0),
+        format!("/sessions/{}", sess.id.0),
+        "/patients?q=%3Cimg".to_string(),
+        "/today".to_string(),
+        format!("/patients/{}/eligibility", p.0),
+    ] {
         let r = w.app.get(&page).await;
         assert_eq!(r.status(), 200, "{page}");
         let html = r.text().await.unwrap();

@@ -49,14 +49,20 @@ async fn patients_are_created_found_and_scoped_by_site() {
         assert_eq!((got.mrn.as_str(), got.site_id), ("A-0001", a), "{:?}", db.kind);
         // A nurse of site B cannot see site A's patient; it is reported as not found.
         assert!(matches!(db.store.get_patient(&nurse(&[b]), p).await, Err(StoreError::NotFound(_))), "{:?}", db.kind);
-        let listed = db.store.list_patients(&nurse(&[b]), PatientQuery { limit: 50, ..Default::default() }).await.unwrap();
+        let listed =
+            db.store.list_patients(&nurse(&[b]), PatientQuery { limit: 50, ..Default::default() }).await.unwrap();
         assert_eq!(listed.iter().map(|p| p.mrn.as_str()).collect::<Vec<_>>(), ["B-0001"], "{:?}", db.kind);
         // Search by MRN prefix and by family name, case-insensitively.
         let all = Actor::system();
         let q = |s: &str| PatientQuery { search: Some(s.into()), limit: 50, ..Default::default() };
         assert_eq!(db.store.list_patients(&all, q("a-00")).await.unwrap().len(), 1, "{:?}", db.kind);
         assert_eq!(db.store.list_patients(&all, q("test-")).await.unwrap().len(), 2, "{:?}", db.kind);
-        assert_eq!(db.store.list_patients(&all, q("%")).await.unwrap().len(), 0, "a literal % matches nothing ({:?})", db.kind);
+        assert_eq!(
+            db.store.list_patients(&all, q("%")).await.unwrap().len(),
+            0,
+            "a literal % matches nothing ({:?})",
+            db.kind
+        );
     }
 }
 
@@ -72,7 +78,10 @@ async fn roles_limit_what_each_user_can_do() {
         assert!(matches!(db.store.patient_chart(&desk, p).await, Err(StoreError::Forbidden(_))), "{:?}", db.kind);
         assert!(matches!(db.store.list_responses(&desk, p, None).await, Err(StoreError::Forbidden(_))));
         let audits = count(&db, "audit_log").await;
-        assert!(matches!(db.store.create_course(&desk, p, course(Route::IvRacemic)).await, Err(StoreError::Forbidden(_))));
+        assert!(matches!(
+            db.store.create_course(&desk, p, course(Route::IvRacemic)).await,
+            Err(StoreError::Forbidden(_))
+        ));
         assert_eq!(count(&db, "audit_log").await, audits, "a refused write changes nothing");
         assert!(db.store.patient_chart(&prescriber(&[a]), p).await.is_ok());
     }
@@ -108,11 +117,15 @@ async fn a_hard_stop_blocks_planning_that_route_only() {
         let sys = Actor::system();
         let assessment = db
             .store
-            .assess_eligibility(&sys, p, NewEligibilityAssessment {
-                route: Route::IntranasalEsketamine,
-                maudsley: None,
-                contraindications_present: vec!["intracerebral_haemorrhage_history".into()],
-            })
+            .assess_eligibility(
+                &sys,
+                p,
+                NewEligibilityAssessment {
+                    route: Route::IntranasalEsketamine,
+                    maudsley: None,
+                    contraindications_present: vec!["intracerebral_haemorrhage_history".into()],
+                },
+            )
             .await
             .unwrap();
         assert!(assessment.blocked, "{:?}", db.kind);
@@ -123,11 +136,15 @@ async fn a_hard_stop_blocks_planning_that_route_only() {
         // An unknown contraindication code is an error naming it, and stores nothing.
         let unknown = db
             .store
-            .assess_eligibility(&sys, p, NewEligibilityAssessment {
-                route: Route::IvRacemic,
-                maudsley: None,
-                contraindications_present: vec!["broken_leg".into()],
-            })
+            .assess_eligibility(
+                &sys,
+                p,
+                NewEligibilityAssessment {
+                    route: Route::IvRacemic,
+                    maudsley: None,
+                    contraindications_present: vec!["broken_leg".into()],
+                },
+            )
             .await;
         assert!(unknown.unwrap_err().to_string().contains("broken_leg"));
         assert_eq!(count(&db, "eligibility_assessments").await, 1);
@@ -145,11 +162,21 @@ async fn an_iv_session_runs_from_check_in_to_discharge() {
         // Nurses record in the chair but do not plan treatment.
         assert!(matches!(s.create_course(&n, p, course(Route::IvRacemic)).await, Err(StoreError::Forbidden(_))));
         let c = s.create_course(&prescriber(&[a]), p, course(Route::IvRacemic)).await.unwrap();
-        let sess = s.create_session(&prescriber(&[a]), c.id, NewSession { scheduled_for: T0, chair_id: None, planned_dose_mg: None }).await.unwrap();
+        let sess = s
+            .create_session(
+                &prescriber(&[a]),
+                c.id,
+                NewSession { scheduled_for: T0, chair_id: None, planned_dose_mg: None },
+            )
+            .await
+            .unwrap();
         assert_eq!(sess.sequence, 1);
 
         // Nothing can be recorded before check-in.
-        assert!(matches!(s.record_vitals(&n, sess.id, bp(120.0, 80.0), None, VitalsSource::Manual).await, Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            s.record_vitals(&n, sess.id, bp(120.0, 80.0), None, VitalsSource::Manual).await,
+            Err(StoreError::Conflict(_))
+        ));
         s.act_on_session(&n, sess.id, SessionAction::CheckIn).await.unwrap();
         s.act_on_session(&n, sess.id, SessionAction::StartPreDoseChecks).await.unwrap();
         let pre = s.record_vitals(&n, sess.id, bp(128.0, 82.0), None, VitalsSource::Manual).await.unwrap();
@@ -178,14 +205,22 @@ async fn an_iv_session_runs_from_check_in_to_discharge() {
             let acked = s.acknowledge_alert(&n, alert.id, Some("rechecked, settling".into())).await.unwrap();
             assert_eq!(acked.acknowledged_by.as_deref(), Some("nurse.test"));
             // The first acknowledgement is never overwritten.
-            assert!(matches!(s.acknowledge_alert(&Actor::system(), alert.id, None).await, Err(StoreError::Conflict(_))));
+            assert!(matches!(
+                s.acknowledge_alert(&Actor::system(), alert.id, None).await,
+                Err(StoreError::Conflict(_))
+            ));
         }
         // CS-1: no discharge until the dose is in the controlled-substance ledger.
         clock.advance(time::Duration::minutes(min.0 - 40));
         let refused = s.act_on_session(&n, sess.id, SessionAction::Discharge).await.unwrap_err().to_string();
         assert!(refused.contains("ledger"), "{refused}");
         let lot = s
-            .record_receipt(&n, Some(clock.now()), crate::ledger::vial_receipt(a, 2), crate::ledger::witness(prescriber(&[a]), &clock))
+            .record_receipt(
+                &n,
+                Some(clock.now()),
+                crate::ledger::vial_receipt(a, 2),
+                crate::ledger::witness(prescriber(&[a]), &clock),
+            )
             .await
             .unwrap()
             .lot
@@ -222,7 +257,10 @@ async fn a_positive_phq9_item_9_raises_an_urgent_alert_and_outcomes_follow_score
         };
         let baseline = s.submit_response(&sys, p, phq([3, 3, 2, 2, 2, 2, 2, 2, 2])).await.unwrap();
         assert_eq!(baseline.score.total, Some(20));
-        let alerts = s.list_alerts(&sys, AlertQuery { patient_id: Some(p), open_only: true, limit: 50, ..Default::default() }).await.unwrap();
+        let alerts = s
+            .list_alerts(&sys, AlertQuery { patient_id: Some(p), open_only: true, limit: 50, ..Default::default() })
+            .await
+            .unwrap();
         assert_eq!(alerts.len(), 1, "{:?}", db.kind);
         assert_eq!(alerts[0].level, AlertLevel::Urgent);
 
@@ -252,7 +290,10 @@ async fn concurrent_writers_are_all_acknowledged_and_failures_stay_alone() {
         let p = patient(&s, a, "A-0001").await;
         let sys = Actor::system();
         let c = s.create_course(&sys, p, course(Route::IvRacemic)).await.unwrap();
-        let sess = s.create_session(&sys, c.id, NewSession { scheduled_for: T0, chair_id: None, planned_dose_mg: None }).await.unwrap();
+        let sess = s
+            .create_session(&sys, c.id, NewSession { scheduled_for: T0, chair_id: None, planned_dose_mg: None })
+            .await
+            .unwrap();
         s.act_on_session(&sys, sess.id, SessionAction::CheckIn).await.unwrap();
 
         // 16 writers x 20 readings, every fifth aimed at a session that does not exist.
@@ -263,7 +304,8 @@ async fn concurrent_writers_are_all_acknowledged_and_failures_stay_alone() {
                 let mut ok = 0;
                 for i in 0..20 {
                     let target = if (w + i) % 5 == 0 { SessionId(987_654) } else { sess.id };
-                    match s.record_vitals(&Actor::system(), target, bp(118.0, 76.0), None, VitalsSource::Monitor).await {
+                    match s.record_vitals(&Actor::system(), target, bp(118.0, 76.0), None, VitalsSource::Monitor).await
+                    {
                         Ok(_) => ok += 1,
                         Err(StoreError::NotFound(_)) => {}
                         Err(e) => panic!("unexpected error: {e}"),
@@ -295,7 +337,10 @@ async fn the_audit_chain_detects_an_edit_made_outside_keta() {
         let (n, broken) = db.store.read(|c| keta_store::audit::verify(c)).await.unwrap();
         assert_eq!((n, broken), (5, None), "{:?}", db.kind);
         // Keta itself cannot change or delete audit rows (append-only triggers).
-        let refused = db.store.write(|c| c.execute("UPDATE audit_log SET actor = $1 WHERE seq = $2", params!["mallory", 3i64])).await;
+        let refused = db
+            .store
+            .write(|c| c.execute("UPDATE audit_log SET actor = $1 WHERE seq = $2", params!["mallory", 3i64]))
+            .await;
         assert!(refused.is_err(), "{:?}: the app role updated the audit log", db.kind);
         assert!(db.store.write(|c| c.execute("DELETE FROM audit_log WHERE seq = 2", &[])).await.is_err());
         // Someone with the database shell disables the guard and edits row 3.
@@ -338,20 +383,35 @@ async fn a_site_can_replace_its_safety_rules_and_bad_rules_are_refused() {
         let p = patient(s, a, "A-0001").await;
         let dr = prescriber(&[a]);
         let c = s.create_course(&dr, p, course(Route::IvRacemic)).await.unwrap();
-        let sess = s.create_session(&dr, c.id, NewSession { scheduled_for: T0, chair_id: None, planned_dose_mg: None }).await.unwrap();
+        let sess = s
+            .create_session(&dr, c.id, NewSession { scheduled_for: T0, chair_id: None, planned_dose_mg: None })
+            .await
+            .unwrap();
         s.act_on_session(&dr, sess.id, SessionAction::CheckIn).await.unwrap();
         let spo2 = |v: f64| VitalSigns { spo2_pct: Some(Percent(v)), ..Default::default() };
 
         let before = s.record_vitals(&dr, sess.id, spo2(94.0), None, VitalsSource::Manual).await.unwrap();
         assert!(before.alerts.is_empty(), "94 % is above the built-in floor");
 
-        let bad = s.set_site_safety_rules(&dr, a, Some(builtin.replace("below_pct = 92", "below_pct = \"high\""))).await.unwrap_err().to_string();
+        let bad = s
+            .set_site_safety_rules(&dr, a, Some(builtin.replace("below_pct = 92", "below_pct = \"high\"")))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(bad.contains("spo2_floor"), "{bad}");
-        assert!(matches!(s.set_site_safety_rules(&nurse(&[a]), a, Some(builtin.into())).await, Err(StoreError::Forbidden(_))));
+        assert!(matches!(
+            s.set_site_safety_rules(&nurse(&[a]), a, Some(builtin.into())).await,
+            Err(StoreError::Forbidden(_))
+        ));
 
         s.set_site_safety_rules(&dr, a, Some(builtin.replace("below_pct = 92", "below_pct = 95"))).await.unwrap();
         let after = s.record_vitals(&dr, sess.id, spo2(94.0), None, VitalsSource::Manual).await.unwrap();
-        assert_eq!(after.alerts.iter().map(|a| a.rule.as_str()).collect::<Vec<_>>(), ["spo2_below_floor"], "{:?}", db.kind);
+        assert_eq!(
+            after.alerts.iter().map(|a| a.rule.as_str()).collect::<Vec<_>>(),
+            ["spo2_below_floor"],
+            "{:?}",
+            db.kind
+        );
         let (_, overridden) = s.site_safety_rules(&dr, a).await.unwrap();
         assert!(overridden);
         s.set_site_safety_rules(&dr, a, None).await.unwrap();

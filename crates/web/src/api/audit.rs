@@ -33,8 +33,17 @@ pub struct AuditEntry {
 impl From<AuditRecord> for AuditEntry {
     fn from(r: AuditRecord) -> Self {
         Self {
-            seq: r.seq, occurred_at: r.occurred_at, actor: r.actor, action: r.action, object_type: r.object_type, object_id: r.object_id,
-            patient_id: r.patient_id, site_id: r.site_id, fields: r.fields, outcome: r.outcome, row_hash: r.row_hash,
+            seq: r.seq,
+            occurred_at: r.occurred_at,
+            actor: r.actor,
+            action: r.action,
+            object_type: r.object_type,
+            object_id: r.object_id,
+            patient_id: r.patient_id,
+            site_id: r.site_id,
+            fields: r.fields,
+            outcome: r.outcome,
+            row_hash: r.row_hash,
         }
     }
 }
@@ -62,8 +71,9 @@ pub struct AuditParams {
 
 fn time_param(field: &str, v: Option<&str>) -> ApiResult<Option<OffsetDateTime>> {
     v.map(|s| {
-        OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-            .map_err(|_| ApiError::bad_request(field, format!("'{s}' is not an RFC 3339 time such as 2026-11-27T00:00:00Z")))
+        OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(|_| {
+            ApiError::bad_request(field, format!("'{s}' is not an RFC 3339 time such as 2026-11-27T00:00:00Z"))
+        })
     })
     .transpose()
 }
@@ -77,7 +87,11 @@ fn csv_cell(s: &str) -> String {
 /// The audit report: filter by user, patient, action and time; sort by any column; JSON or CSV.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditParams),
     responses((status = 200, body = Vec<AuditEntry>), (status = 400, body = Problem), (status = 403, body = Problem)))]
-pub async fn get_audit(State(st): State<AppState>, user: CurrentUser, Query(q): Query<AuditParams>) -> ApiResult<Response> {
+pub async fn get_audit(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Query(q): Query<AuditParams>,
+) -> ApiResult<Response> {
     let descending = match q.dir.as_deref() {
         None | Some("asc") => false,
         Some("desc") => true,
@@ -93,23 +107,39 @@ pub async fn get_audit(State(st): State<AppState>, user: CurrentUser, Query(q): 
         descending,
         limit: q.limit.unwrap_or(500),
     };
-    let rows: Vec<AuditEntry> = st.store.audit_report(&user.actor, query).await?.into_iter().map(AuditEntry::from).collect();
+    let rows: Vec<AuditEntry> =
+        st.store.audit_report(&user.actor, query).await?.into_iter().map(AuditEntry::from).collect();
     match q.format.as_deref() {
         None | Some("json") => Ok(axum::Json(rows).into_response()),
         Some("csv") => {
-            let mut out = String::from("seq,occurred_at,actor,action,object_type,object_id,patient_id,site_id,fields,outcome,row_hash\n");
+            let mut out = String::from(
+                "seq,occurred_at,actor,action,object_type,object_id,patient_id,site_id,fields,outcome,row_hash\n",
+            );
             for r in rows {
                 let cells = [
                     r.seq.to_string(),
                     r.occurred_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-                    r.actor, r.action, r.object_type, r.object_id.unwrap_or_default(),
-                    r.patient_id.map(|v| v.to_string()).unwrap_or_default(), r.site_id.map(|v| v.to_string()).unwrap_or_default(),
-                    r.fields, r.outcome, r.row_hash,
+                    r.actor,
+                    r.action,
+                    r.object_type,
+                    r.object_id.unwrap_or_default(),
+                    r.patient_id.map(|v| v.to_string()).unwrap_or_default(),
+                    r.site_id.map(|v| v.to_string()).unwrap_or_default(),
+                    r.fields,
+                    r.outcome,
+                    r.row_hash,
                 ];
                 out.push_str(&cells.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(","));
                 out.push('\n');
             }
-            Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"keta-audit.csv\"")], out).into_response())
+            Ok((
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                    (header::CONTENT_DISPOSITION, "attachment; filename=\"keta-audit.csv\""),
+                ],
+                out,
+            )
+                .into_response())
         }
         Some(_) => Err(ApiError::bad_request("format", "use json or csv")),
     }
@@ -118,7 +148,11 @@ pub async fn get_audit(State(st): State<AppState>, user: CurrentUser, Query(q): 
 /// Who viewed or changed this patient's record, newest first.
 #[utoipa::path(get, path = "/api/v1/patients/{id}/access-log", tag = "audit", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<AuditEntry>), (status = 403, body = Problem)))]
-pub async fn get_access_log(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<Vec<AuditEntry>>> {
+pub async fn get_access_log(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<AuditEntry>>> {
     let q = AuditQuery { patient_id: Some(PatientId(id)), descending: true, limit: 1000, ..Default::default() };
     Ok(Json(st.store.audit_report(&user.actor, q).await?.into_iter().map(AuditEntry::from).collect()))
 }
@@ -137,5 +171,10 @@ pub struct ChainStatus {
 pub async fn get_audit_verify(State(st): State<AppState>, user: CurrentUser) -> ApiResult<Json<ChainStatus>> {
     user.actor.require(keta_domain::access::Permission::ViewAudit)?;
     let (n, broken) = st.store.verify_audit_chain().await?;
-    Ok(Json(ChainStatus { entries_verified: n, intact: broken.is_none(), first_bad_seq: broken.as_ref().map(|b| b.seq), reason: broken.map(|b| b.reason) }))
+    Ok(Json(ChainStatus {
+        entries_verified: n,
+        intact: broken.is_none(),
+        first_bad_seq: broken.as_ref().map(|b| b.seq),
+        reason: broken.map(|b| b.reason),
+    }))
 }

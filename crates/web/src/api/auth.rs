@@ -40,9 +40,16 @@ fn failed(status: StatusCode, detail: &str) -> ApiError {
 /// Signs in with password and TOTP code; sets the session cookie and returns the CSRF token.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Credentials,
     responses((status = 200, body = SignedInUser), (status = 401, body = Problem), (status = 429, body = Problem)))]
-pub async fn post_login(State(st): State<AppState>, ext: axum::http::Extensions, Json(c): Json<Credentials>) -> ApiResult<Response> {
+pub async fn post_login(
+    State(st): State<AppState>,
+    ext: axum::http::Extensions,
+    Json(c): Json<Credentials>,
+) -> ApiResult<Response> {
     if let Some(wait) = st.throttle.check(&c.username, crate::auth::client_ip(&ext)) {
-        return Err(failed(StatusCode::TOO_MANY_REQUESTS, &format!("too many attempts; try again in {} seconds", wait.as_secs().max(1))));
+        return Err(failed(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("too many attempts; try again in {} seconds", wait.as_secs().max(1)),
+        ));
     }
     let generic = "the user name, password or code is not right";
     let Some(token) = st.store.begin_sign_in(&c.username, &c.password).await? else {
@@ -55,7 +62,9 @@ pub async fn post_login(State(st): State<AppState>, ext: axum::http::Extensions,
         return Err(failed(StatusCode::UNAUTHORIZED, generic));
     }
     st.throttle.succeeded(&c.username);
-    let Ok(s) = st.store.resolve_session(&token, st.session_policy).await? else { return Err(failed(StatusCode::UNAUTHORIZED, generic)) };
+    let Ok(s) = st.store.resolve_session(&token, st.session_policy).await? else {
+        return Err(failed(StatusCode::UNAUTHORIZED, generic));
+    };
     let body = SignedInUser {
         username: s.user.username,
         display_name: s.user.display_name,
@@ -93,7 +102,12 @@ pub struct Reauthenticated {
 /// Re-enter the password before signing or ledger entries; rotates the session cookie.
 #[utoipa::path(post, path = "/api/v1/auth/reauth", tag = "auth", request_body = Reauth,
     responses((status = 200, body = Reauthenticated), (status = 401, body = Problem)))]
-pub async fn post_reauth(State(st): State<AppState>, _user: CurrentUser, headers: HeaderMap, Json(r): Json<Reauth>) -> ApiResult<Response> {
+pub async fn post_reauth(
+    State(st): State<AppState>,
+    _user: CurrentUser,
+    headers: HeaderMap,
+    Json(r): Json<Reauth>,
+) -> ApiResult<Response> {
     let token = session_token(&headers).ok_or_else(|| failed(StatusCode::UNAUTHORIZED, "no session"))?;
     let Some(new_token) = st.store.reauthenticate(&token, &r.password).await? else {
         return Err(failed(StatusCode::UNAUTHORIZED, "that password is not right"));
@@ -105,7 +119,13 @@ pub async fn post_reauth(State(st): State<AppState>, _user: CurrentUser, headers
 
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", responses((status = 200, body = SignedInUser), (status = 401, body = Problem)))]
 pub async fn get_me(user: CurrentUser) -> Json<SignedInUser> {
-    Json(SignedInUser { username: user.username, display_name: user.display_name, role: user.role, site_ids: user.site_ids, csrf_token: user.csrf_token })
+    Json(SignedInUser {
+        username: user.username,
+        display_name: user.display_name,
+        role: user.role,
+        site_ids: user.site_ids,
+        csrf_token: user.csrf_token,
+    })
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -121,7 +141,15 @@ pub struct UserView {
 
 impl From<User> for UserView {
     fn from(u: User) -> Self {
-        Self { id: u.id, username: u.username, display_name: u.display_name, role: u.role, site_ids: u.site_ids, can_break_glass: u.can_break_glass, disabled: u.disabled }
+        Self {
+            id: u.id,
+            username: u.username,
+            display_name: u.display_name,
+            role: u.role,
+            site_ids: u.site_ids,
+            can_break_glass: u.can_break_glass,
+            disabled: u.disabled,
+        }
     }
 }
 
@@ -152,7 +180,11 @@ pub struct CreatedUser {
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "auth", request_body = NewUserRequest,
     responses((status = 201, body = CreatedUser), (status = 403, body = Problem), (status = 422, body = Problem), (status = 409, body = Problem)))]
-pub async fn post_user(State(st): State<AppState>, user: CurrentUser, Json(n): Json<NewUserRequest>) -> ApiResult<(StatusCode, Json<CreatedUser>)> {
+pub async fn post_user(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Json(n): Json<NewUserRequest>,
+) -> ApiResult<(StatusCode, Json<CreatedUser>)> {
     let new = NewUser {
         username: n.username,
         display_name: n.display_name,

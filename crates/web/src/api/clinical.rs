@@ -5,44 +5,68 @@ use axum::http::StatusCode;
 use keta_domain::course::{Course, NewCourse};
 use keta_domain::ids::{CourseId, PatientId, SessionId, SiteId};
 use keta_domain::records::{Alert, ObservationRecord, VitalsRecord, VitalsSource};
-use keta_domain::session::{AdverseEvent, NewAdverseEvent, NewSession, ObservationBody, SessionAction, TreatmentSession};
+use keta_domain::session::{
+    AdverseEvent, NewAdverseEvent, NewSession, ObservationBody, SessionAction, TreatmentSession,
+};
 use keta_domain::vitals::VitalSigns;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult, Problem};
 use crate::auth::CurrentUser;
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Json, Path, Query};
 
 #[utoipa::path(get, path = "/api/v1/patients/{id}/courses", tag = "courses", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<Course>), (status = 404, body = Problem)))]
-pub async fn get_courses(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<Vec<Course>>> {
+pub async fn get_courses(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<Course>>> {
     Ok(Json(st.store.list_courses(&a, PatientId(id)).await?))
 }
 
 /// Plans a course. Refused (422) when the patient's latest assessment for the route found a hard stop.
 #[utoipa::path(post, path = "/api/v1/patients/{id}/courses", tag = "courses", params(("id" = i64, Path)), request_body = NewCourse,
     responses((status = 201, body = Course), (status = 422, body = Problem), (status = 404, body = Problem)))]
-pub async fn post_course(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>, Json(new): Json<NewCourse>) -> ApiResult<(StatusCode, Json<Course>)> {
+pub async fn post_course(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Path(id): Path<i64>,
+    Json(new): Json<NewCourse>,
+) -> ApiResult<(StatusCode, Json<Course>)> {
     Ok((StatusCode::CREATED, Json(st.store.create_course(&a, PatientId(id), new).await?)))
 }
 
 #[utoipa::path(get, path = "/api/v1/courses/{id}", tag = "courses", params(("id" = i64, Path)),
     responses((status = 200, body = Course), (status = 404, body = Problem)))]
-pub async fn get_course(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<Course>> {
+pub async fn get_course(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Course>> {
     Ok(Json(st.store.get_course(&a, CourseId(id)).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/courses/{id}/sessions", tag = "sessions", params(("id" = i64, Path)), request_body = NewSession,
     responses((status = 201, body = TreatmentSession), (status = 422, body = Problem), (status = 404, body = Problem)))]
-pub async fn post_session(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>, Json(new): Json<NewSession>) -> ApiResult<(StatusCode, Json<TreatmentSession>)> {
+pub async fn post_session(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Path(id): Path<i64>,
+    Json(new): Json<NewSession>,
+) -> ApiResult<(StatusCode, Json<TreatmentSession>)> {
     Ok((StatusCode::CREATED, Json(st.store.create_session(&a, CourseId(id), new).await?)))
 }
 
 #[utoipa::path(get, path = "/api/v1/sessions/{id}", tag = "sessions", params(("id" = i64, Path)),
     responses((status = 200, body = TreatmentSession), (status = 404, body = Problem)))]
-pub async fn get_session(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<TreatmentSession>> {
+pub async fn get_session(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<TreatmentSession>> {
     Ok(Json(st.store.get_session(&a, SessionId(id)).await?))
 }
 
@@ -56,8 +80,9 @@ pub struct SiteSessionsParams {
 }
 
 fn parse_time(field: &str, s: &str) -> ApiResult<OffsetDateTime> {
-    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| ApiError::bad_request(field, format!("'{s}' is not an RFC 3339 time such as 2026-11-27T09:00:00Z")))
+    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(|_| {
+        ApiError::bad_request(field, format!("'{s}' is not an RFC 3339 time such as 2026-11-27T09:00:00Z"))
+    })
 }
 
 /// Sessions scheduled at a site in a window: the day's schedule.
@@ -97,7 +122,12 @@ pub struct SessionNote {
 
 #[utoipa::path(put, path = "/api/v1/sessions/{id}/note", tag = "sessions", params(("id" = i64, Path)), request_body = SessionNote,
     responses((status = 200, body = TreatmentSession), (status = 422, body = Problem), (status = 404, body = Problem)))]
-pub async fn put_session_note(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>, Json(n): Json<SessionNote>) -> ApiResult<Json<TreatmentSession>> {
+pub async fn put_session_note(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Path(id): Path<i64>,
+    Json(n): Json<SessionNote>,
+) -> ApiResult<Json<TreatmentSession>> {
     Ok(Json(st.store.set_session_note(&a, SessionId(id), n.note).await?))
 }
 
@@ -127,7 +157,12 @@ pub struct RecordedVitals {
 /// Records vitals; the safety rules run on them and any alert raised is returned.
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/vitals", tag = "sessions", params(("id" = i64, Path)), request_body = NewVitals,
     responses((status = 201, body = RecordedVitals), (status = 422, body = Problem), (status = 409, body = Problem), (status = 404, body = Problem)))]
-pub async fn post_vitals(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>, Json(v): Json<NewVitals>) -> ApiResult<(StatusCode, Json<RecordedVitals>)> {
+pub async fn post_vitals(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Path(id): Path<i64>,
+    Json(v): Json<NewVitals>,
+) -> ApiResult<(StatusCode, Json<RecordedVitals>)> {
     use keta_domain::units::*;
     let vitals = VitalSigns {
         systolic_mmhg: v.systolic_mmhg.map(Mmhg),
@@ -136,13 +171,18 @@ pub async fn post_vitals(State(st): State<AppState>, CurrentUser { actor: a, .. 
         spo2_pct: v.spo2_pct.map(Percent),
         resp_rate_per_min: v.resp_rate_per_min.map(BreathsPerMinute),
     };
-    let r = st.store.record_vitals(&a, SessionId(id), vitals, v.taken_at, v.source.unwrap_or(VitalsSource::Manual)).await?;
+    let r =
+        st.store.record_vitals(&a, SessionId(id), vitals, v.taken_at, v.source.unwrap_or(VitalsSource::Manual)).await?;
     Ok((StatusCode::CREATED, Json(RecordedVitals { record: r.record, alerts: r.alerts })))
 }
 
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/vitals", tag = "sessions", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<VitalsRecord>), (status = 404, body = Problem)))]
-pub async fn get_vitals(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<Vec<VitalsRecord>>> {
+pub async fn get_vitals(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<VitalsRecord>>> {
     Ok(Json(st.store.list_vitals(&a, SessionId(id)).await?))
 }
 
@@ -175,7 +215,11 @@ pub async fn post_observation(
 
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/observations", tag = "sessions", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<ObservationRecord>), (status = 404, body = Problem)))]
-pub async fn get_observations(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<Vec<ObservationRecord>>> {
+pub async fn get_observations(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<ObservationRecord>>> {
     Ok(Json(st.store.list_observations(&a, SessionId(id)).await?))
 }
 
@@ -196,11 +240,18 @@ pub async fn post_adverse_event(
     Path(id): Path<i64>,
     Json(n): Json<NewAdverseEventForPatient>,
 ) -> ApiResult<(StatusCode, Json<AdverseEvent>)> {
-    Ok((StatusCode::CREATED, Json(st.store.record_adverse_event(&a, PatientId(id), n.session_id.map(SessionId), n.event).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(st.store.record_adverse_event(&a, PatientId(id), n.session_id.map(SessionId), n.event).await?),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/patients/{id}/adverse-events", tag = "sessions", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<AdverseEvent>), (status = 404, body = Problem)))]
-pub async fn get_adverse_events(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<Vec<AdverseEvent>>> {
+pub async fn get_adverse_events(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<AdverseEvent>>> {
     Ok(Json(st.store.list_adverse_events(&a, PatientId(id)).await?))
 }

@@ -23,7 +23,10 @@ pub async fn get_healthz(State(st): State<AppState>) -> impl IntoResponse {
         Ok(()) => (StatusCode::OK, axum::Json(Health { status: "ready", database: "ok", backend })),
         Err(e) => {
             tracing::error!(error = %e, "health check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(Health { status: "unavailable", database: "unreachable", backend }))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(Health { status: "unavailable", database: "unreachable", backend }),
+            )
         }
     }
 }

@@ -9,15 +9,15 @@ use keta_domain::ids::{AlertId, PatientId, SessionId, SiteId};
 use keta_domain::instruments::{self, Instrument, Score};
 use keta_domain::outcomes::OutcomeDefinition;
 use keta_domain::records::{
-    Alert, AntidepressantTrialRecord, CourseOutcome, EligibilityAssessment, NewEligibilityAssessment, NewQuestionnaireResponse,
-    QuestionnaireResponse,
+    Alert, AntidepressantTrialRecord, CourseOutcome, EligibilityAssessment, NewEligibilityAssessment,
+    NewQuestionnaireResponse, QuestionnaireResponse,
 };
 use keta_store::alerts::AlertQuery;
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult, Problem};
 use crate::auth::CurrentUser;
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Json, Path, Query};
 
 #[utoipa::path(get, path = "/api/v1/instruments", tag = "instruments", responses((status = 200, body = Vec<Instrument>)))]
@@ -81,7 +81,11 @@ pub async fn post_response(
 /// Baseline, change, response, remission and relapse per course and instrument, each with the definition used.
 #[utoipa::path(get, path = "/api/v1/patients/{id}/outcomes", tag = "questionnaires", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<CourseOutcome>), (status = 404, body = Problem)))]
-pub async fn get_outcomes(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<Vec<CourseOutcome>>> {
+pub async fn get_outcomes(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<CourseOutcome>>> {
     Ok(Json(st.store.patient_chart(&a, PatientId(id)).await?.outcomes))
 }
 
@@ -102,7 +106,11 @@ pub struct AlertParams {
 }
 
 #[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(AlertParams), responses((status = 200, body = Vec<Alert>)))]
-pub async fn get_alerts(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Query(q): Query<AlertParams>) -> ApiResult<Json<Vec<Alert>>> {
+pub async fn get_alerts(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Query(q): Query<AlertParams>,
+) -> ApiResult<Json<Vec<Alert>>> {
     let q = AlertQuery {
         site_id: q.site_id.map(SiteId),
         patient_id: q.patient_id.map(PatientId),
@@ -124,7 +132,12 @@ pub struct Acknowledgement {
 /// Records who acknowledged the alert, when, and what was done.
 #[utoipa::path(post, path = "/api/v1/alerts/{id}/acknowledge", tag = "alerts", params(("id" = i64, Path)), request_body = Acknowledgement,
     responses((status = 200, body = Alert), (status = 409, body = Problem), (status = 404, body = Problem)))]
-pub async fn post_acknowledge(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>, Json(ack): Json<Acknowledgement>) -> ApiResult<Json<Alert>> {
+pub async fn post_acknowledge(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Path(id): Path<i64>,
+    Json(ack): Json<Acknowledgement>,
+) -> ApiResult<Json<Alert>> {
     Ok(Json(st.store.acknowledge_alert(&a, AlertId(id), ack.note).await?))
 }
 
@@ -138,10 +151,18 @@ pub struct Eligibility {
 
 #[utoipa::path(get, path = "/api/v1/patients/{id}/eligibility", tag = "eligibility", params(("id" = i64, Path)),
     responses((status = 200, body = Eligibility), (status = 404, body = Problem)))]
-pub async fn get_eligibility(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<Eligibility>> {
+pub async fn get_eligibility(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Eligibility>> {
     let (trials, assessments) = st.store.list_eligibility(&a, PatientId(id)).await?;
     let plain: Vec<AntidepressantTrial> = trials.iter().map(|t| t.trial.clone()).collect();
-    Ok(Json(Eligibility { treatment_resistant: eligibility::is_treatment_resistant(&plain), antidepressant_trials: trials, assessments }))
+    Ok(Json(Eligibility {
+        treatment_resistant: eligibility::is_treatment_resistant(&plain),
+        antidepressant_trials: trials,
+        assessments,
+    }))
 }
 
 #[utoipa::path(post, path = "/api/v1/patients/{id}/antidepressant-trials", tag = "eligibility", params(("id" = i64, Path)), request_body = AntidepressantTrial,

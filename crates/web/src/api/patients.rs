@@ -10,8 +10,8 @@ use keta_store::patients::PatientQuery;
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::error::{ApiResult, Problem};
 use crate::auth::CurrentUser;
+use crate::error::{ApiResult, Problem};
 use crate::extract::{Json, Path, Query};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -28,19 +28,41 @@ pub struct NewSiteWithChairs {
 }
 
 #[utoipa::path(get, path = "/api/v1/sites", tag = "sites", responses((status = 200, body = Vec<Site>)))]
-pub async fn get_sites(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser) -> ApiResult<Json<Vec<Site>>> {
+pub async fn get_sites(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+) -> ApiResult<Json<Vec<Site>>> {
     Ok(Json(st.store.list_sites(&a).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/sites", tag = "sites", request_body = NewSiteWithChairs,
     responses((status = 201, body = Site), (status = 422, body = Problem), (status = 409, body = Problem)))]
-pub async fn post_site(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Json(new): Json<NewSiteWithChairs>) -> ApiResult<(StatusCode, Json<Site>)> {
-    Ok((StatusCode::CREATED, Json(st.store.create_site(&a, NewSite { code: new.code, name: new.name, time_zone: new.time_zone, crisis_line: new.crisis_line }, new.chairs).await?)))
+pub async fn post_site(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Json(new): Json<NewSiteWithChairs>,
+) -> ApiResult<(StatusCode, Json<Site>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            st.store
+                .create_site(
+                    &a,
+                    NewSite { code: new.code, name: new.name, time_zone: new.time_zone, crisis_line: new.crisis_line },
+                    new.chairs,
+                )
+                .await?,
+        ),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/sites/{id}/chairs", tag = "sites", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<Chair>), (status = 404, body = Problem)))]
-pub async fn get_chairs(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<Vec<Chair>>> {
+pub async fn get_chairs(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<Chair>>> {
     Ok(Json(st.store.list_chairs(&a, SiteId(id)).await?))
 }
 
@@ -57,33 +79,58 @@ pub struct PatientListParams {
 
 #[utoipa::path(get, path = "/api/v1/patients", tag = "patients", params(PatientListParams),
     responses((status = 200, body = Vec<Patient>), (status = 400, body = Problem)))]
-pub async fn get_patients(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Query(q): Query<PatientListParams>) -> ApiResult<Json<Vec<Patient>>> {
-    let q = PatientQuery { search: q.search, site_id: q.site_id.map(SiteId), limit: q.limit.unwrap_or(50), offset: q.offset.unwrap_or(0) };
+pub async fn get_patients(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Query(q): Query<PatientListParams>,
+) -> ApiResult<Json<Vec<Patient>>> {
+    let q = PatientQuery {
+        search: q.search,
+        site_id: q.site_id.map(SiteId),
+        limit: q.limit.unwrap_or(50),
+        offset: q.offset.unwrap_or(0),
+    };
     Ok(Json(st.store.list_patients(&a, q).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/patients", tag = "patients", request_body = NewPatient,
     responses((status = 201, body = Patient), (status = 422, body = Problem), (status = 409, body = Problem)))]
-pub async fn post_patient(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Json(new): Json<NewPatient>) -> ApiResult<(StatusCode, Json<Patient>)> {
+pub async fn post_patient(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Json(new): Json<NewPatient>,
+) -> ApiResult<(StatusCode, Json<Patient>)> {
     Ok((StatusCode::CREATED, Json(st.store.create_patient(&a, new).await?)))
 }
 
 #[utoipa::path(get, path = "/api/v1/patients/{id}", tag = "patients", params(("id" = i64, Path)),
     responses((status = 200, body = Patient), (status = 404, body = Problem)))]
-pub async fn get_patient(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<Patient>> {
+pub async fn get_patient(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Patient>> {
     Ok(Json(st.store.get_patient(&a, PatientId(id)).await?))
 }
 
 /// The whole chart: courses, sessions, scores, outcomes, open alerts, adverse events, eligibility.
 #[utoipa::path(get, path = "/api/v1/patients/{id}/chart", tag = "patients", params(("id" = i64, Path)),
     responses((status = 200, body = PatientChart), (status = 404, body = Problem)))]
-pub async fn get_chart(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<PatientChart>> {
+pub async fn get_chart(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<PatientChart>> {
     Ok(Json(st.store.patient_chart(&a, PatientId(id)).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/patients/{id}/weights", tag = "patients", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<WeightEntry>), (status = 404, body = Problem)))]
-pub async fn get_weights(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<Vec<WeightEntry>>> {
+pub async fn get_weights(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<WeightEntry>>> {
     Ok(Json(st.store.list_weights(&a, PatientId(id)).await?))
 }
 
@@ -108,7 +155,11 @@ pub struct SiteSafetyRules {
 /// The session-safety rules in force at a site, each with its source.
 #[utoipa::path(get, path = "/api/v1/sites/{id}/safety-rules", tag = "rules", params(("id" = i64, Path)),
     responses((status = 200, body = SiteSafetyRules), (status = 404, body = Problem)))]
-pub async fn get_site_safety_rules(State(st): State<AppState>, CurrentUser { actor: a, .. }: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<SiteSafetyRules>> {
+pub async fn get_site_safety_rules(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<SiteSafetyRules>> {
     let (rules, overridden) = st.store.site_safety_rules(&a, SiteId(id)).await?;
     Ok(Json(SiteSafetyRules { overridden, rules: (*rules).clone() }))
 }
