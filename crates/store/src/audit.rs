@@ -404,3 +404,38 @@ mod tests {
         }
     }
 }
+
+impl crate::Store {
+    /// One read entry per patient, written in a single transaction (list screens).
+    pub async fn audit_reads(&self, actor: &Actor, object_type: &'static str, patients: Vec<PatientId>) -> Result<()> {
+        if patients.is_empty() {
+            return Ok(());
+        }
+        let now = self.now();
+        let actor = actor.clone();
+        self.write(move |c| {
+            for p in patients {
+                let site = c
+                    .query_opt("SELECT site_id FROM patients WHERE id = $1", params![p.0])?
+                    .map(|r| r.i64(0))
+                    .transpose()?
+                    .map(SiteId);
+                record(
+                    c,
+                    &actor,
+                    now,
+                    Entry {
+                        action: Action::Read,
+                        object_type,
+                        object_id: None,
+                        patient_id: Some(p),
+                        site_id: site,
+                        fields: &[],
+                    },
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}

@@ -449,3 +449,21 @@ async fn a_damaged_sqlite_file_is_refused_at_startup() {
     let opened = keta_store::Store::open(&url).await;
     assert!(opened.is_err(), "a damaged file must not be served");
 }
+
+#[tokio::test]
+async fn list_screens_read_many_charts_in_one_snapshot_and_audit_each_patient() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        let (a, b) = (site(&db.store, "A").await, site(&db.store, "B").await);
+        let p1 = patient(&db.store, a, "A-0001").await;
+        let p2 = patient(&db.store, a, "A-0002").await;
+        let other = patient(&db.store, b, "B-0001").await;
+        let dr = prescriber(&[a]);
+        let before = count(&db, "audit_log").await;
+        let charts = db.store.patient_charts(&dr, vec![p1, other, p2]).await.unwrap();
+        let ids: Vec<PatientId> = charts.iter().map(|c| c.patient.id).collect();
+        assert_eq!(ids, [p1, p2], "{:?}: another site's patient is left out", db.kind);
+        assert_eq!(count(&db, "audit_log").await, before + 2, "one read entry per patient shown");
+        assert!(matches!(db.store.patient_charts(&front_desk(&[a]), vec![p1]).await, Err(StoreError::Forbidden(_))));
+    }
+}

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
-use futures_util::future::join_all;
 use keta_domain::course::Route;
 use keta_domain::instruments::catalog;
 use keta_store::patients::PatientQuery;
@@ -180,8 +179,8 @@ async fn compute(st: &AppState, user: &CurrentUser) -> UiResult<(usize, Rates)> 
     }
     let mut rates: Rates = BTreeMap::new();
     for chunk in patients.chunks(32) {
-        let charts = join_all(chunk.iter().map(|p| st.store.patient_chart(&user.actor, p.id))).await;
-        for chart in charts.into_iter().filter_map(Result::ok) {
+        let charts = st.store.patient_charts(&user.actor, chunk.iter().map(|p| p.id).collect()).await?;
+        for chart in charts {
             for o in &chart.outcomes {
                 let Some(course) = chart.courses.iter().find(|c| c.id == o.course_id) else { continue };
                 let out = &o.outcome;

@@ -5,7 +5,6 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use futures_util::future::join_all;
 use keta_domain::access::Permission;
 use keta_domain::course::CourseStatus;
 use keta_domain::ids::SiteId;
@@ -169,7 +168,7 @@ struct ListPage {
     clinical: bool,
 }
 
-// 25 rows: each row reads (and audits) one chart, and the page must stay well under 50 ms.
+// 25 rows per page: their charts are read in one snapshot and audited in one transaction.
 const PAGE: i64 = 25;
 
 pub async fn get_patients(
@@ -189,12 +188,10 @@ pub async fn get_patients(
     let more = patients.len() as i64 > PAGE;
     let patients: Vec<Patient> = patients.into_iter().take(PAGE as usize).collect();
     let clinical = user.actor.can(Permission::ViewClinical);
+    // One snapshot and one audit transaction for the whole page.
     let charts: Vec<Option<PatientChart>> = if clinical {
-        join_all(patients.iter().map(|p| st.store.patient_chart(&user.actor, p.id)))
-            .await
-            .into_iter()
-            .map(Result::ok)
-            .collect()
+        let mut all = st.store.patient_charts(&user.actor, patients.iter().map(|p| p.id).collect()).await?;
+        patients.iter().map(|p| all.iter().position(|c| c.patient.id == p.id).map(|i| all.swap_remove(i))).collect()
     } else {
         patients.iter().map(|_| None).collect()
     };
