@@ -257,7 +257,7 @@ pub async fn csrf_guard(State(st): State<AppState>, req: Request, next: Next) ->
         }
     }
     let path = req.uri().path().to_string();
-    if csrf_exempt(&path) || path.starts_with("/c/") {
+    if csrf_exempt(&path) {
         return next.run(req).await;
     }
     let Some(token) = session_token(req.headers()) else {
