@@ -29,6 +29,36 @@ fn by_role(staff: &[StaffLogin], role: Role) -> &StaffLogin {
     staff.iter().find(|s| s.role == role).unwrap()
 }
 
+/// Anonymous, then one caller per role.
+const CALLERS: [Option<Role>; 6] = [
+    None,
+    Some(Role::Administrator),
+    Some(Role::Prescriber),
+    Some(Role::Nurse),
+    Some(Role::FrontDesk),
+    Some(Role::Auditor),
+];
+
+/// Signs the test client in as `role`, or leaves it signed out for `None`. Each sign-in
+/// moves the clock to a fresh TOTP step, since a code is accepted once.
+async fn act_as(w: &World, role: Option<Role>) {
+    w.app.logout_locally();
+    if let Some(r) = role {
+        w.clock.advance(time::Duration::seconds(31));
+        assert_eq!(w.app.login(by_role(&w.staff, r), w.clock.now()).await.status(), 200, "{r:?} signs in");
+    }
+}
+
+/// What the access table promises a caller.
+fn expected_access(access: &Access, role: Option<Role>) -> bool {
+    match (access, role) {
+        (Access::Public, _) => true,
+        (_, None) => false,
+        (Access::SignedIn, Some(_)) => true,
+        (Access::Needs(p), Some(r)) => allowed(r, *p),
+    }
+}
+
 async fn audit_actions(db: &TestDb) -> Vec<String> {
     db.store
         .read(|c| c.query("SELECT action FROM audit_log ORDER BY seq", &[])?.iter().map(|r| r.text(0)).collect())
@@ -348,31 +378,15 @@ async fn authorisation_matrix_covers_every_route_and_role() {
 
     let concrete = |p: &str| p.replace("{id}", "1").replace("{code}", "phq9");
     let mut checked = 0;
-    for role in [
-        None,
-        Some(Role::Administrator),
-        Some(Role::Prescriber),
-        Some(Role::Nurse),
-        Some(Role::FrontDesk),
-        Some(Role::Auditor),
-    ] {
-        w.app.logout_locally();
-        if let Some(r) = role {
-            w.clock.advance(time::Duration::seconds(31));
-            assert_eq!(w.app.login(by_role(&w.staff, r), w.clock.now()).await.status(), 200);
-        }
+    for role in CALLERS {
+        act_as(&w, role).await;
         for (method, path, access) in API_RULES {
             if *path == "/api/v1/auth/logout" || *path == "/api/v1/auth/login" {
                 continue; // They change the test's own session.
             }
             let resp = w.app.request(method.parse().unwrap(), &concrete(path)).json(&json!({})).send().await.unwrap();
             let status = resp.status().as_u16();
-            let expect_ok = match (access, role) {
-                (Access::Public, _) => true,
-                (_, None) => false,
-                (Access::SignedIn, Some(_)) => true,
-                (Access::Needs(p), Some(r)) => allowed(r, *p),
-            };
+            let expect_ok = expected_access(access, role);
             if expect_ok {
                 assert!(status != 401 && status != 403, "{role:?} {method} {path}: expected access, got {status}");
             } else {
@@ -393,9 +407,7 @@ async fn reads_are_audited_and_the_auditor_can_report_on_them() {
     assert_eq!(w.app.login(by_role(&w.staff, Role::Prescriber), T0).await.status(), 200);
     assert_eq!(w.app.get(&format!("/api/v1/patients/{}/chart", p.0)).await.status(), 200);
 
-    w.clock.advance(time::Duration::seconds(31));
-    w.app.logout_locally();
-    assert_eq!(w.app.login(by_role(&w.staff, Role::Auditor), w.clock.now()).await.status(), 200);
+    act_as(&w, Some(Role::Auditor)).await;
     let log: Value = w.app.get(&format!("/api/v1/patients/{}/access-log", p.0)).await.json().await.unwrap();
     let reads: Vec<&Value> =
         log.as_array().unwrap().iter().filter(|e| e["action"] == "read" && e["actor"] == "prescriber.test").collect();
@@ -423,9 +435,7 @@ async fn reads_are_audited_and_the_auditor_can_report_on_them() {
     let status: Value = w.app.get("/api/v1/audit/verify").await.json().await.unwrap();
     assert_eq!(status["intact"], true);
     // A nurse cannot read the audit trail.
-    w.clock.advance(time::Duration::seconds(31));
-    w.app.logout_locally();
-    assert_eq!(w.app.login(by_role(&w.staff, Role::Nurse), w.clock.now()).await.status(), 200);
+    act_as(&w, Some(Role::Nurse)).await;
     assert_eq!(w.app.get("/api/v1/audit").await.status(), 403);
     let r = w.app.get("/api/v1/patients?search=%27%20OR%201%3D1--").await;
     assert_eq!(
@@ -464,19 +474,8 @@ async fn page_authorisation_matrix_covers_every_screen_and_role() {
             .replace("{instrument}", "phq9")
             .replace("{file}", "none.css")
     };
-    for role in [
-        None,
-        Some(Role::Administrator),
-        Some(Role::Prescriber),
-        Some(Role::Nurse),
-        Some(Role::FrontDesk),
-        Some(Role::Auditor),
-    ] {
-        w.app.logout_locally();
-        if let Some(r) = role {
-            w.clock.advance(time::Duration::seconds(31));
-            assert_eq!(w.app.login(by_role(&w.staff, r), w.clock.now()).await.status(), 200);
-        }
+    for role in CALLERS {
+        act_as(&w, role).await;
         for (method, path, access) in PAGE_RULES {
             if *path == "/today/events" {
                 continue; // A stream that stays open.
@@ -485,12 +484,7 @@ async fn page_authorisation_matrix_covers_every_screen_and_role() {
                 w.app.request(method.parse().unwrap(), &concrete(path)).form(&[("x", "1")]).send().await.unwrap();
             let status = resp.status().as_u16();
             let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-            let expect_ok = match (access, role) {
-                (Access::Public, _) => true,
-                (_, None) => false,
-                (Access::SignedIn, Some(_)) => true,
-                (Access::Needs(perm), Some(r)) => allowed(r, *perm),
-            };
+            let expect_ok = expected_access(access, role);
             if expect_ok {
                 assert!(
                     status != 401 && status != 403 && !location.starts_with("/login"),

@@ -99,9 +99,16 @@ pub fn request_for(d: &DoseInput, age_years: Option<f64>, threshold: Option<f64>
             }
         },
         Route::IntranasalEsketamine => {
-            // The label's five minutes between devices when neither the calculation nor
-            // the protocol says otherwise (clinical-reference §2).
-            let gap = d.minutes_between_devices.unwrap_or(5.0);
+            // When neither the calculation nor the course's protocol says, the label
+            // protocol's gap between devices (data/protocols, clinical-reference §2.3).
+            let label_gap = || {
+                keta_domain::protocols::ProtocolLibrary::builtin()
+                    .get("esketamine-trd")
+                    .and_then(|p| p.device.as_ref().map(|d| d.minutes_between.value))
+            };
+            let Some(gap) = d.minutes_between_devices.or_else(label_gap) else {
+                return Err("no time between nasal devices is recorded or in the protocol library".into());
+            };
             ("perez-ruixo", format!("{} mg intranasal devices {} min apart", num(d.dose_mg), num(gap)))
         }
         Route::ImRacemic | Route::OralRacemic | Route::SublingualRacemic => {
