@@ -204,8 +204,15 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             for a in demo_accounts::accounts() {
                 println!("  {:<11} {:<14} TOTP key {}", a.username, a.role.label(), a.totp_key);
             }
+            let reminders = reminders_from_env(addr)?;
+            println!("Check-in reminders: {}", reminders.delivery.description());
+            if reminders.outbox.is_some() {
+                println!("  The demo's outbox of check-in links: http://{addr}/outbox (signed in)");
+            }
             println!("Press Ctrl-C to stop.");
-            keta_web::serve(listener, keta_web::AppState::new(store), shutdown_signal()).await?;
+            keta_web::reminders::spawn_sweeper(store.clone(), reminders.clone(), sweep_interval()?);
+            keta_web::serve(listener, keta_web::AppState::new(store).with_reminders(reminders), shutdown_signal())
+                .await?;
             Ok(())
         }
         Command::Serve { opts } => {
@@ -213,8 +220,13 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let store = keta_store::Store::open(&cfg.database_url).await.context("opening the database")?;
             let listener =
                 tokio::net::TcpListener::bind(cfg.bind).await.with_context(|| format!("listening on {}", cfg.bind))?;
-            tracing::info!(addr = %listener.local_addr()?, backend = ?store.backend(), "serving");
-            keta_web::serve(listener, keta_web::AppState::new(store), shutdown_signal()).await?;
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, backend = ?store.backend(), "serving");
+            let reminders = reminders_from_env(addr)?;
+            tracing::info!(delivery = reminders.delivery.description(), public_url = %reminders.public_url, "check-in reminders");
+            keta_web::reminders::spawn_sweeper(store.clone(), reminders.clone(), sweep_interval()?);
+            keta_web::serve(listener, keta_web::AppState::new(store).with_reminders(reminders), shutdown_signal())
+                .await?;
             Ok(())
         }
         Command::Migrate { database_url } => {
@@ -293,4 +305,35 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
 async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
     tracing::info!("shutting down");
+}
+
+/// Reminder delivery from the environment: `KETA_SMTP_URL` + `KETA_MAIL_FROM` for e-mail
+/// (log-only when unset), and `KETA_PUBLIC_URL` for the links (default: the address served).
+fn reminders_from_env(addr: std::net::SocketAddr) -> anyhow::Result<keta_web::reminders::Reminders> {
+    let public = std::env::var("KETA_PUBLIC_URL").ok().filter(|s| !s.trim().is_empty());
+    let public = match public {
+        Some(u) if u.starts_with("https://") || u.starts_with("http://") => u,
+        Some(u) => anyhow::bail!("KETA_PUBLIC_URL '{u}' must start with https:// (or http:// for a local test)"),
+        None => format!("http://{addr}"),
+    };
+    let smtp = std::env::var(keta_notify::SMTP_URL_ENV).ok().filter(|s| !s.trim().is_empty());
+    Ok(match smtp {
+        Some(_) => keta_web::reminders::Reminders::with_delivery(
+            keta_notify::Delivery::from_env().context("setting up e-mail delivery")?,
+            public,
+        ),
+        None => keta_web::reminders::Reminders::log_only(public),
+    })
+}
+
+/// How often due check-ins are issued and expiries recorded: `KETA_CHECKIN_SWEEP_SECONDS`
+/// (default 300; a product setting).
+fn sweep_interval() -> anyhow::Result<std::time::Duration> {
+    let secs = match std::env::var("KETA_CHECKIN_SWEEP_SECONDS") {
+        Ok(v) => v.trim().parse::<u64>().ok().filter(|s| (5..=86_400).contains(s)).with_context(|| {
+            format!("KETA_CHECKIN_SWEEP_SECONDS '{v}' must be a whole number of seconds from 5 to 86400")
+        })?,
+        Err(_) => 300,
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }

@@ -36,6 +36,8 @@ pub enum FormKind {
     Instrument,
     /// A short question set not in the instrument catalog (after-session, urinary symptoms).
     QuestionSet,
+    /// The at-home pre-dose screen (`home_dosing`), with the sitter's own confirmation.
+    PreDoseScreen,
 }
 
 /// When a check-in opens and closes.
@@ -48,6 +50,9 @@ pub enum Timing {
     AfterEachSession { after_hours: u32, open_hours: u32 },
     /// Opens every `days` days from the course start (first at day `days`); open `open_hours`.
     Every { days: u32, open_hours: u32 },
+    /// Opens `opens_hours_before` each session and closes `closes_hours_after` it (the at-home
+    /// pre-dose screen, answered just before a dose taken around its planned time).
+    AroundEachSession { opens_hours_before: u32, closes_hours_after: u32 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -105,9 +110,20 @@ impl CheckInSchedule {
                         format!("{} is completed by a clinician, not a patient check-in", inst.short_name),
                     ),
                 },
-                FormKind::QuestionSet => {
-                    v.check(!item.form.trim().is_empty(), &format!("{f}.form"), "name the question set")
-                }
+                FormKind::QuestionSet => v.check(
+                    crate::question_sets::get(&item.form).is_some(),
+                    &format!("{f}.form"),
+                    format!(
+                        "`{}` is not a known question set; use one of: {}",
+                        item.form,
+                        crate::question_sets::catalog().iter().map(|q| q.code.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                ),
+                FormKind::PreDoseScreen => v.check(
+                    self.routes.iter().all(|r| r.is_home()),
+                    &format!("{f}.kind"),
+                    "a pre-dose screen belongs to at-home (oral or sublingual) schedules only",
+                ),
             }
             let t = format!("{f}.timing");
             match item.timing {
@@ -116,6 +132,13 @@ impl CheckInSchedule {
                 }
                 Timing::AfterEachSession { open_hours, .. } => {
                     v.check(open_hours > 0, &t, "open_hours must be at least 1");
+                }
+                Timing::AroundEachSession { opens_hours_before, closes_hours_after } => {
+                    v.check(
+                        opens_hours_before + closes_hours_after > 0,
+                        &t,
+                        "the window must be at least 1 hour (opens_hours_before + closes_hours_after)",
+                    );
                 }
                 Timing::Every { days, open_hours } => {
                     v.check(days > 0, &t, "days must be at least 1");
@@ -306,6 +329,20 @@ pub fn plan_checkins(
                             format!("{}:after:{i}", item.id),
                             opens,
                             closes,
+                            Some(s),
+                        ));
+                    }
+                }
+            }
+            Timing::AroundEachSession { opens_hours_before, closes_hours_after } => {
+                for (i, &s) in sessions.iter().enumerate() {
+                    let opens = s - Duration::hours(i64::from(opens_hours_before));
+                    if within_cap(opens) {
+                        out.push(mk(
+                            Trigger::BeforeSession { session: i },
+                            format!("{}:around:{i}", item.id),
+                            opens,
+                            s + Duration::hours(i64::from(closes_hours_after)),
                             Some(s),
                         ));
                     }

@@ -99,6 +99,14 @@ impl Store {
             if let (Some(at), Some(by)) = (a.acknowledged_at, &a.acknowledged_by) {
                 return Err(StoreError::Conflict(format!("alert {id} was already acknowledged by {by} at {at}")));
             }
+            // Issue 6: an urgent alert stays open until a clinician records what was done.
+            if a.level == AlertLevel::Urgent && note.as_deref().is_none_or(|n| n.trim().chars().count() < 3) {
+                return Err(DomainError::field(
+                    "note",
+                    "an urgent alert stays open until you record what was done (e.g. \"Phoned patient; safety plan reviewed\")",
+                )
+                .into());
+            }
             c.execute(
                 "UPDATE alerts SET acknowledged_at = $1, acknowledged_by = $2, acknowledgement_note = $3 WHERE id = $4",
                 params![ms(now), actor.name.as_str(), note.as_deref(), id.0],

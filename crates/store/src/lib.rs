@@ -19,9 +19,11 @@ mod time_codec;
 
 pub mod alerts;
 pub mod chart;
+pub mod checkins;
 pub mod courses;
 pub mod dosing;
 pub mod eligibility;
+pub mod home;
 pub mod import;
 pub mod ledger;
 pub mod notes;

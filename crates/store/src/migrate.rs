@@ -8,12 +8,14 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (2, "accounts", include_str!("../migrations/sqlite/0002_accounts.sql")),
     (3, "ledger_and_notes", include_str!("../migrations/sqlite/0003_ledger_and_notes.sql")),
     (4, "dosing", include_str!("../migrations/sqlite/0004_dosing.sql")),
+    (5, "between_sessions", include_str!("../migrations/sqlite/0005_between_sessions.sql")),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
     (2, "accounts", include_str!("../migrations/postgres/0002_accounts.sql")),
     (3, "ledger_and_notes", include_str!("../migrations/postgres/0003_ledger_and_notes.sql")),
     (4, "dosing", include_str!("../migrations/postgres/0004_dosing.sql")),
+    (5, "between_sessions", include_str!("../migrations/postgres/0005_between_sessions.sql")),
 ];
 
 /// The newest schema version this build knows.

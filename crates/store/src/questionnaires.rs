@@ -54,6 +54,54 @@ pub(crate) fn safety_firings(instrument_name: &str, score: &Score) -> Vec<AlertF
         .collect()
 }
 
+/// Stores a scored response with its audit entry and runs the relapse watch on the course (all
+/// in the caller's transaction). The caller raises the safety alerts (see [`safety_firings`]).
+pub(crate) fn insert_response(
+    c: &mut dyn Conn,
+    actor: &Actor,
+    now: time::OffsetDateTime,
+    p: &keta_domain::patient::Patient,
+    new: NewQuestionnaireResponse,
+    score: Score,
+    completed_at: time::OffsetDateTime,
+) -> Result<QuestionnaireResponse> {
+    let patient = p.id;
+    let id = c.insert(
+        "INSERT INTO questionnaire_responses (patient_id, site_id, course_id, session_id, instrument, answers, total, severity, score, completed_at, completed_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+        params![
+            patient.0, p.site_id.0, new.course_id.map(|x| x.0), new.session_id.map(|x| x.0), new.instrument.as_str(), json(&new.answers),
+            score.total, score.severity.as_ref().map(|b| b.code.clone()), json(&score), ms(completed_at), new.completed_by.as_str()
+        ],
+    )?;
+    audit::record(
+        c,
+        actor,
+        now,
+        Entry {
+            action: Action::Create,
+            object_type: "questionnaire_response",
+            object_id: Some(id.to_string()),
+            patient_id: Some(patient),
+            site_id: Some(p.site_id),
+            fields: &["instrument", "answers"],
+        },
+    )?;
+    let response = QuestionnaireResponse {
+        id: ResponseId(id),
+        patient_id: patient,
+        course_id: new.course_id,
+        session_id: new.session_id,
+        instrument: new.instrument,
+        answers: new.answers,
+        score,
+        completed_at,
+        completed_by: new.completed_by,
+    };
+    crate::checkins::relapse_check(c, actor, now, p, &response)?;
+    Ok(response)
+}
+
 impl Store {
     pub async fn submit_response(
         &self,
@@ -91,23 +139,11 @@ impl Store {
                     return Err(DomainError::field("session_id", "that session belongs to another patient").into());
                 }
             }
-            let id = c.insert(
-                "INSERT INTO questionnaire_responses (patient_id, site_id, course_id, session_id, instrument, answers, total, severity, score, completed_at, completed_by)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
-                params![
-                    patient.0, p.site_id.0, new.course_id.map(|x| x.0), new.session_id.map(|x| x.0), new.instrument.as_str(), json(&new.answers),
-                    score.total, score.severity.as_ref().map(|b| b.code.clone()), json(&score), ms(completed_at), new.completed_by.as_str()
-                ],
-            )?;
-            audit::record(c, &actor, now, Entry {
-                action: Action::Create, object_type: "questionnaire_response", object_id: Some(id.to_string()), patient_id: Some(patient),
-                site_id: Some(p.site_id), fields: &["instrument", "answers"],
-            })?;
-            crate::sessions::raise(c, &actor, now, p.site_id, patient, new.session_id, safety_firings(&name, &score))?;
-            Ok(QuestionnaireResponse {
-                id: ResponseId(id), patient_id: patient, course_id: new.course_id, session_id: new.session_id, instrument: new.instrument,
-                answers: new.answers, score, completed_at, completed_by: new.completed_by,
-            })
+            let firings = safety_firings(&name, &score);
+            let session = new.session_id;
+            let r = insert_response(c, &actor, now, &p, new, score, completed_at)?;
+            crate::sessions::raise(c, &actor, now, p.site_id, patient, session, firings)?;
+            Ok(r)
         })
         .await
     }

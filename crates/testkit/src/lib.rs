@@ -6,6 +6,9 @@
 //! * [`ManualClock`]: a clock tests move by hand (monitoring times, timeouts).
 //! * [`spawn_app`]: the real server on port 0 with a typed [`TestApp`] client.
 
+/// A local SMTP server for tests: [`smtp_sink::SmtpSink`] keeps the mail it receives.
+pub mod smtp_sink;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 

@@ -27,6 +27,19 @@ use Permission::*;
 
 /// Every API route and method. A route missing here fails the authorisation-matrix test.
 pub const API_RULES: &[(&str, &str, Access)] = &[
+    ("GET", "/api/v1/patients/{id}/checkins", Needs(ViewClinical)),
+    ("POST", "/api/v1/patients/{id}/checkin-links", Needs(EnterQuestionnaire)),
+    ("POST", "/api/v1/checkin-links/{id}/reissue", Needs(EnterQuestionnaire)),
+    ("GET", "/api/v1/courses/{id}/checkin-schedule", Needs(ViewClinical)),
+    ("PUT", "/api/v1/courses/{id}/checkin-schedule", Needs(PlanTreatment)),
+    ("PUT", "/api/v1/sites/{id}/patient-contact", Needs(ManageUsers)),
+    ("GET", "/api/v1/settings/relapse-watch", SignedIn),
+    ("PUT", "/api/v1/settings/relapse-watch", Needs(ManageUsers)),
+    ("PUT", "/api/v1/settings/home-pre-dose", Needs(ManageUsers)),
+    ("GET", "/api/v1/patients/{id}/home-programme", Needs(ViewClinical)),
+    ("POST", "/api/v1/courses/{id}/home-dispenses", Needs(RecordLedger)),
+    ("POST", "/api/v1/pre-dose-screens/{id}/review", Needs(PlanTreatment)),
+    ("POST", "/api/v1/checkins/sweep", Needs(ManageUsers)),
     ("GET", "/api/v1/audit", Needs(ViewAudit)),
     ("GET", "/api/v1/audit/verify", Needs(ViewAudit)),
     ("GET", "/api/v1/patients/{id}/access-log", Needs(ViewAudit)),
@@ -57,6 +70,7 @@ pub const API_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/patients/{id}/responses", Needs(ViewClinical)),
     ("POST", "/api/v1/patients/{id}/responses", Needs(EnterQuestionnaire)),
     ("GET", "/api/v1/patients/{id}/outcomes", Needs(ViewClinical)),
+    ("GET", "/api/v1/outcomes/durability", Needs(ViewClinical)),
     ("GET", "/api/v1/patients/{id}/eligibility", Needs(ViewClinical)),
     ("POST", "/api/v1/patients/{id}/antidepressant-trials", Needs(PlanTreatment)),
     ("POST", "/api/v1/patients/{id}/eligibility-assessments", Needs(PlanTreatment)),
@@ -110,6 +124,10 @@ pub const API_RULES: &[(&str, &str, Access)] = &[
 pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/", Public),
     ("GET", "/static/{file}", Public),
+    // Patient check-in links: the unguessable token in the path is the authorisation (issue 6).
+    ("GET", "/c/{token}", Public),
+    ("POST", "/c/{token}", Public),
+    ("GET", "/help", Public),
     ("GET", "/today", Needs(ViewDemographics)),
     ("GET", "/today/events", Needs(ViewDemographics)),
     ("GET", "/patients", Needs(ViewDemographics)),
@@ -142,6 +160,8 @@ pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     ("POST", "/sessions/{id}/note", Needs(RecordSession)),
     ("POST", "/sessions/{id}/ledger", Needs(RecordLedger)),
     ("GET", "/outcomes", Needs(ViewClinical)),
+    ("GET", "/outbox", Needs(EnterQuestionnaire)),
+    ("GET", "/outcomes/durability", Needs(ViewClinical)),
     ("GET", "/audit", Needs(ViewAudit)),
 ];
 

@@ -223,7 +223,15 @@ pub fn client_ip(req_ext: &axum::http::Extensions) -> Option<IpAddr> {
 
 /// Requests that change state but come before a session exists.
 fn csrf_exempt(path: &str) -> bool {
-    matches!(path, "/login" | "/login/code" | "/setup" | "/api/v1/auth/login")
+    matches!(path, "/login" | "/login/code" | "/setup" | "/api/v1/auth/login") || is_patient_link(path)
+}
+
+/// `/c/{token}`: a patient's check-in page. The 256-bit token in the path is the capability, so
+/// a forged cross-site form would have to know it already; the origin checks above still apply.
+/// Exempt from the staff session's CSRF token so a phone (or a clinic tablet with a staff
+/// session open) can answer.
+fn is_patient_link(path: &str) -> bool {
+    path.strip_prefix("/c/").is_some_and(keta_domain::patient_links::is_well_formed_token)
 }
 
 /// WEB-1: state-changing requests must come from our own origin and carry the session's

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod pages;
+pub mod reminders;
 pub mod ui;
 
 use std::time::Duration;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub throttle: std::sync::Arc<auth::LoginThrottle>,
     /// How long a break-glass grant lasts.
     pub break_glass_minutes: i64,
+    /// How check-in reminders are delivered, and the public URL their links use.
+    pub reminders: reminders::Reminders,
 }
 
 impl AppState {
@@ -38,7 +41,14 @@ impl AppState {
             session_policy: keta_store::accounts::SessionPolicy::default(),
             throttle: Default::default(),
             break_glass_minutes: 60,
+            reminders: reminders::Reminders::log_only("http://localhost:8080"),
         }
+    }
+
+    /// Sets how reminders are delivered (SMTP, a text provider, or log-only with an outbox).
+    pub fn with_reminders(mut self, r: reminders::Reminders) -> Self {
+        self.reminders = r;
+        self
     }
 }
 

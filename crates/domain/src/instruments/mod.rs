@@ -32,7 +32,7 @@ mod scoring;
 #[cfg(test)]
 mod tests;
 
-pub use scoring::{SafetyFlag, Score, SubscaleScore, parse_answer_token, score};
+pub use scoring::{SafetyFlag, Score, SubscaleScore, parse_answer_token, partial_safety_flags, score};
 
 use std::collections::HashSet;
 use std::fmt;
@@ -169,7 +169,7 @@ impl Item {
         }
     }
 
-    fn accepts(&self, v: i32) -> bool {
+    pub(crate) fn accepts(&self, v: i32) -> bool {
         (self.min..=self.max).contains(&v)
     }
 }

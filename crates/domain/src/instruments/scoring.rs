@@ -58,10 +58,36 @@ pub struct SubscaleScore {
 pub struct SafetyFlag {
     /// Item that triggered it (for the C-SSRS: the item that set the risk category).
     pub item: u32,
+    /// The answer that raised it (0 in responses stored before this field existed).
+    #[serde(default)]
+    pub value: i32,
     pub code: String,
     pub message: String,
     /// Needs same-day / immediate clinical attention.
     pub urgent: bool,
+}
+
+/// The safety items answered positively so far, on answers that may be incomplete (a patient
+/// saving a check-in to finish later). Invalid or missing answers are skipped: this never
+/// errors, so a safety answer is acted on even when the rest of the form is not yet valid.
+/// The triage categories of a risk-category instrument (C-SSRS) need the whole form and are
+/// evaluated by [`score`].
+pub fn partial_safety_flags(instrument: &Instrument, answers: &[Option<i32>]) -> Vec<SafetyFlag> {
+    instrument
+        .safety_items
+        .iter()
+        .filter_map(|s| {
+            let item = instrument.item(s.item)?;
+            let v = answers.get((s.item - 1) as usize).copied().flatten().filter(|&v| item.accepts(v))?;
+            (v > item.min).then(|| SafetyFlag {
+                item: s.item,
+                value: v,
+                code: s.code.clone(),
+                message: s.message.replace("{value}", &v.to_string()),
+                urgent: s.urgent_at.is_some_and(|u| v >= u),
+            })
+        })
+        .collect()
 }
 
 /// Scores one completed instrument. See the module docs for the meaning of `None` answers.
@@ -102,6 +128,7 @@ pub fn score(instrument: &Instrument, answers: &[Option<i32>]) -> Result<Score, 
             let v = value(s.item)?;
             (v > item.min).then(|| SafetyFlag {
                 item: s.item,
+                value: v,
                 code: s.code.clone(),
                 message: s.message.replace("{value}", &v.to_string()),
                 urgent: s.urgent_at.is_some_and(|u| v >= u),
@@ -125,6 +152,7 @@ pub fn score(instrument: &Instrument, answers: &[Option<i32>]) -> Result<Score, 
         if let (true, Some(item)) = (category.raises_flag, best.1) {
             safety_flags.push(SafetyFlag {
                 item,
+                value: value(item).unwrap_or(0),
                 code: format!("{}_{}", instrument.code, category.code),
                 message: category.message.clone().unwrap_or_default(),
                 urgent: category.urgent,

@@ -6,6 +6,7 @@
 
 mod api;
 mod dosing;
+mod durability;
 mod fixtures;
 mod ledger;
 mod notes;

@@ -2,8 +2,10 @@
 
 pub mod audit;
 pub mod auth;
+pub mod checkins;
 pub mod clinical;
 pub mod dosing;
+pub mod durability;
 pub mod health;
 pub mod ledger;
 pub mod measures;
@@ -65,6 +67,7 @@ use crate::AppState;
         measures::get_responses,
         measures::post_response,
         measures::get_outcomes,
+        durability::get_durability,
         measures::get_outcome_definitions,
         measures::get_alerts,
         measures::post_acknowledge,
@@ -99,6 +102,19 @@ use crate::AppState;
         dosing::get_session_doses,
         dosing::get_patient_exposure,
         dosing::post_pk_simulate,
+        checkins::get_checkins,
+        checkins::post_checkin_link,
+        checkins::post_reissue,
+        checkins::get_schedule,
+        checkins::put_schedule,
+        checkins::put_patient_contact,
+        checkins::get_relapse_settings,
+        checkins::put_relapse_settings,
+        checkins::put_home_settings,
+        checkins::get_home,
+        checkins::post_dispense,
+        checkins::post_screen_review,
+        checkins::post_sweep,
     )
 )]
 pub struct ApiDoc;
@@ -130,6 +146,7 @@ pub fn routes() -> Router<AppState> {
         .route("/patients/{id}/adverse-events", get(c::get_adverse_events).post(c::post_adverse_event))
         .route("/patients/{id}/responses", get(m::get_responses).post(m::post_response))
         .route("/patients/{id}/outcomes", get(m::get_outcomes))
+        .route("/outcomes/durability", get(durability::get_durability))
         .route("/patients/{id}/eligibility", get(m::get_eligibility))
         .route("/patients/{id}/antidepressant-trials", post(m::post_trial))
         .route("/patients/{id}/eligibility-assessments", post(m::post_assessment))
@@ -146,6 +163,17 @@ pub fn routes() -> Router<AppState> {
         .route("/outcome-definitions", get(m::get_outcome_definitions))
         .route("/contraindications", get(m::get_contraindications))
         .route("/rules/session-safety", get(m::get_safety_rules))
+        .route("/patients/{id}/checkins", get(checkins::get_checkins))
+        .route("/patients/{id}/checkin-links", post(checkins::post_checkin_link))
+        .route("/checkin-links/{id}/reissue", post(checkins::post_reissue))
+        .route("/courses/{id}/checkin-schedule", get(checkins::get_schedule).put(checkins::put_schedule))
+        .route("/sites/{id}/patient-contact", put(checkins::put_patient_contact))
+        .route("/settings/relapse-watch", get(checkins::get_relapse_settings).put(checkins::put_relapse_settings))
+        .route("/settings/home-pre-dose", put(checkins::put_home_settings))
+        .route("/patients/{id}/home-programme", get(checkins::get_home))
+        .route("/courses/{id}/home-dispenses", post(checkins::post_dispense))
+        .route("/pre-dose-screens/{id}/review", post(checkins::post_screen_review))
+        .route("/checkins/sweep", post(checkins::post_sweep))
         .route("/alerts", get(m::get_alerts))
         .route("/alerts/{id}/acknowledge", post(m::post_acknowledge))
         .route("/ledger/receipts", post(ledger::post_receipt))

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 
 const CSS: &str = include_str!("../../static/keta.css");
 const JS: &str = include_str!("../../static/keta.js");
+const PATIENT_CSS: &str = include_str!("../../static/patient.css");
 const HTMX: &str = include_str!("../../static/htmx-2.0.11.min.js");
 const HTMX_SSE: &str = include_str!("../../static/htmx-ext-sse-2.2.4.min.js");
 
@@ -35,6 +36,12 @@ pub fn css_href() -> &'static str {
     hashed("keta", "css", CSS, &C)
 }
 
+/// The patient pages' own small stylesheet (phone-first, loads fast on a slow connection).
+pub fn patient_css_href() -> &'static str {
+    static C: OnceLock<String> = OnceLock::new();
+    hashed("patient", "css", PATIENT_CSS, &C)
+}
+
 pub fn js_href() -> &'static str {
     static C: OnceLock<String> = OnceLock::new();
     hashed("keta", "js", JS, &C)
@@ -44,6 +51,8 @@ pub async fn get_static(Path(file): Path<String>) -> Response {
     let path = format!("/static/{file}");
     let (body, kind) = if path == css_href() {
         (CSS, "text/css; charset=utf-8")
+    } else if path == patient_css_href() {
+        (PATIENT_CSS, "text/css; charset=utf-8")
     } else if path == js_href() {
         (JS, "text/javascript; charset=utf-8")
     } else if path == HTMX_HREF {

@@ -22,7 +22,11 @@ pub mod trajectory;
 
 mod audit;
 mod chart;
+pub(crate) mod checkin;
+pub(crate) mod durability;
 mod eligibility;
+mod home_dose;
+mod outbox;
 mod outcomes;
 mod patients;
 mod pk_panel;
@@ -45,6 +49,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/today") }))
         .route("/static/{file}", get(assets::get_static))
+        .route("/c/{token}", get(checkin::get_link).post(checkin::post_link))
+        .route("/help", get(checkin::get_faq))
         .route("/today", get(today::get_today))
         .route("/today/events", get(today::get_board_events))
         .route("/patients", get(patients::get_patients).post(patients::post_patient))
@@ -74,6 +80,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/sessions/{id}/note", post(session::post_note))
         .route("/sessions/{id}/ledger", post(session::post_ledger))
         .route("/outcomes", get(outcomes::get_outcomes))
+        .route("/outbox", get(outbox::get_outbox))
+        .route("/outcomes/durability", get(durability::get_durability))
         .route("/audit", get(audit::get_report))
         .route("/patients/{id}/access-log", get(audit::get_access_log))
         // Unknown pages get the HTML error page (the API keeps its problem+json fallback).

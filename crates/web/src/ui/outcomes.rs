@@ -51,6 +51,9 @@ pub struct Benchmark {
 #[serde(deny_unknown_fields)]
 struct BenchmarksFile {
     benchmarks: Vec<Benchmark>,
+    /// Durability figures: read and checked by `keta_domain::durability::published`.
+    #[serde(default, rename = "durability")]
+    _durability: Vec<toml::Value>,
 }
 
 const BENCHMARKS_TOML: &str = include_str!("../../../../data/benchmarks.toml");

@@ -32,7 +32,7 @@ pub(crate) struct ItemView {
     pub options: Vec<AnswerOption>,
 }
 
-fn item_views(inst: &Instrument, patient_facing: bool) -> Vec<ItemView> {
+pub(crate) fn item_views(inst: &Instrument, patient_facing: bool) -> Vec<ItemView> {
     inst.items
         .iter()
         .map(|it| {
@@ -74,7 +74,7 @@ fn read_answers(inst: &Instrument, form: &FormData, errors: &mut Errors) -> Vec<
     inst.items.iter().map(|it| form.integer(&format!("q{}", it.number), errors).map(|v| v as i32)).collect()
 }
 
-fn map_answer_errors(inst: &Instrument, errors: &mut Errors) {
+pub(crate) fn map_answer_errors(inst: &Instrument, errors: &mut Errors) {
     for i in 0..inst.items.len() {
         errors.rename(&format!("answers[{i}]"), &format!("q{}", i + 1));
     }

@@ -1,0 +1,1194 @@
+//! Between sessions (issue 6): check-in links, what patients answer through them, the safety
+//! answers stored before anything else, the relapse watch, and clinic settings.
+//!
+//! A link is a capability. Its token is 256 random bits shown once (in the reminder, or to the
+//! staff member who asked for it) and kept only as a SHA-256, so a copy of the database opens
+//! nothing. Patients have no account: their actions are recorded in the audit trail under the
+//! name `patient-link:<id>`, and every step (issued, reminder sent, opened, saved, completed,
+//! expired, refused) is also an append-only `checkin_events` row the care team sees.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use keta_domain::DomainError;
+use keta_domain::access::Permission;
+use keta_domain::alerts::{AlertFiring, AlertSeverity};
+use keta_domain::checkins::{self, CheckInSchedule, FormKind, ScheduleOverride};
+use keta_domain::course::{Course, CourseStatus};
+use keta_domain::ids::{CourseId, PatientId, SessionId, SiteId};
+use keta_domain::instruments::{self, SafetyFlag};
+use keta_domain::outcomes::{ScorePoint, definition_for};
+use keta_domain::patient::Patient;
+use keta_domain::patient_links::{self, LinkPurpose, LinkState, LinkTimes, RemoteSafetyPolicy};
+use keta_domain::records::{Alert, CompletedBy, NewQuestionnaireResponse, QuestionnaireResponse};
+use keta_domain::relapse::{self, RelapseSettings};
+use keta_domain::session::SessionState;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime, Time};
+
+use crate::audit::{self, Action, Entry};
+use crate::conn::{Conn, Row};
+use crate::error::{Result, StoreError};
+use crate::time_codec::{from_json, from_ms, json, ms, opt_from_ms};
+use crate::{Actor, SiteScope, Store, params};
+
+// ---------------------------------------------------------------------------------------------
+// Links
+
+/// One check-in link as stored (never the token).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct LinkRecord {
+    pub id: i64,
+    pub purpose: LinkPurpose,
+    #[schema(value_type = i64)]
+    pub patient_id: PatientId,
+    #[schema(value_type = i64)]
+    pub site_id: SiteId,
+    #[schema(value_type = Option<i64>)]
+    pub course_id: Option<CourseId>,
+    #[schema(value_type = Option<i64>)]
+    pub session_id: Option<SessionId>,
+    pub parent_link_id: Option<i64>,
+    /// The occurrence it answers, e.g. `phq9_weekly:every:3` (stable within the course).
+    pub item_key: String,
+    /// Instrument code, question-set code, `pre_dose_screen` or `sitter_confirmation`.
+    pub form: String,
+    pub form_kind: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub opens_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub created_by: String,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub first_opened_at: Option<OffsetDateTime>,
+    /// Answers saved so far ("finish later"), as the page sent them.
+    #[schema(value_type = Option<Object>)]
+    pub progress: Option<serde_json::Value>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub completed_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expired_at: Option<OffsetDateTime>,
+    /// What completing it produced: `questionnaire_response`, `question_set_response`, ...
+    pub result_kind: Option<String>,
+    pub result_id: Option<i64>,
+}
+
+impl LinkRecord {
+    pub fn times(&self) -> LinkTimes {
+        LinkTimes {
+            opens_at: self.opens_at,
+            expires_at: self.expires_at,
+            completed_at: self.completed_at,
+            expired_at: self.expired_at,
+        }
+    }
+    pub fn state(&self, now: OffsetDateTime) -> LinkState {
+        patient_links::state(&self.times(), now)
+    }
+}
+
+const LINK_COLS: &str = "id, purpose, patient_id, site_id, course_id, session_id, parent_link_id, item_key, form, form_kind, opens_at, expires_at, created_at, created_by, first_opened_at, progress, completed_at, expired_at, result_kind, result_id";
+
+fn link_from(r: &Row) -> Result<LinkRecord> {
+    Ok(LinkRecord {
+        id: r.i64(0)?,
+        purpose: LinkPurpose::parse(&r.text(1)?).ok_or_else(|| StoreError::Corrupt("link purpose".into()))?,
+        patient_id: PatientId(r.i64(2)?),
+        site_id: SiteId(r.i64(3)?),
+        course_id: r.opt_i64(4)?.map(CourseId),
+        session_id: r.opt_i64(5)?.map(SessionId),
+        parent_link_id: r.opt_i64(6)?,
+        item_key: r.text(7)?,
+        form: r.text(8)?,
+        form_kind: r.text(9)?,
+        opens_at: from_ms(r.i64(10)?)?,
+        expires_at: from_ms(r.i64(11)?)?,
+        created_at: from_ms(r.i64(12)?)?,
+        created_by: r.text(13)?,
+        first_opened_at: opt_from_ms(r.opt_i64(14)?)?,
+        progress: r.opt_text(15)?.map(|t| from_json(&t)).transpose()?,
+        completed_at: opt_from_ms(r.opt_i64(16)?)?,
+        expired_at: opt_from_ms(r.opt_i64(17)?)?,
+        result_kind: r.opt_text(18)?,
+        result_id: r.opt_i64(19)?,
+    })
+}
+
+/// A new token and its hash. The token is 32 bytes from the OS-seeded CSPRNG.
+fn new_token() -> (String, String) {
+    let mut b = [0u8; 32];
+    rand::rng().fill_bytes(&mut b);
+    let token = URL_SAFE_NO_PAD.encode(b);
+    let hash = token_hash(&token);
+    (token, hash)
+}
+
+pub(crate) fn hash_of(token: &str) -> String {
+    token_hash(token)
+}
+
+fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A freshly issued link: the only moment its token exists outside the patient's message.
+#[derive(Debug, Clone)]
+pub struct IssuedLink {
+    pub link: LinkRecord,
+    pub token: String,
+    /// Where a reminder can go (the patient's, or for a sitter link the sitter's contact).
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+/// What to issue.
+#[derive(Debug, Clone)]
+pub struct NewLink {
+    pub purpose: LinkPurpose,
+    pub course_id: Option<CourseId>,
+    pub session_id: Option<SessionId>,
+    pub parent_link_id: Option<i64>,
+    pub item_key: String,
+    pub form: String,
+    pub form_kind: String,
+    pub opens_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// The audit actor for something a patient (or their sitter) did through link `id`. It is never
+/// passed to an operation that checks permissions: the token was the authorisation.
+pub(crate) fn link_actor(id: i64) -> Actor {
+    Actor { name: format!("patient-link:{id}"), scope: SiteScope::All, role: None, user_id: None, break_glass: vec![] }
+}
+
+pub(crate) fn event(c: &mut dyn Conn, link: i64, what: &str, at: OffsetDateTime, detail: Option<&str>) -> Result<()> {
+    c.execute(
+        "INSERT INTO checkin_events (link_id, event, at, detail) VALUES ($1, $2, $3, $4)",
+        params![link, what, ms(at), detail],
+    )?;
+    Ok(())
+}
+
+/// Inserts a link (or returns the existing one for the same occurrence, with no token).
+pub(crate) fn insert_link(
+    c: &mut dyn Conn,
+    actor: &Actor,
+    now: OffsetDateTime,
+    p: &Patient,
+    new: &NewLink,
+) -> Result<(LinkRecord, Option<String>)> {
+    if new.expires_at <= new.opens_at {
+        return Err(DomainError::field("expires_at", "a link must expire after it opens").into());
+    }
+    if let Some(existing) = c.query_opt(
+        &format!(
+            "SELECT {LINK_COLS} FROM checkin_links WHERE patient_id = $1 AND course_id IS NOT DISTINCT FROM $2 AND item_key = $3 AND purpose = $4"
+        ),
+        params![p.id.0, new.course_id.map(|x| x.0), new.item_key.as_str(), new.purpose.as_str()],
+    )? {
+        return Ok((link_from(&existing)?, None));
+    }
+    let (token, hash) = new_token();
+    let id = c.insert(
+        "INSERT INTO checkin_links (token_hash, purpose, patient_id, site_id, course_id, session_id, parent_link_id, item_key, form, form_kind, opens_at, expires_at, created_at, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+        params![
+            hash, new.purpose.as_str(), p.id.0, p.site_id.0, new.course_id.map(|x| x.0), new.session_id.map(|x| x.0),
+            new.parent_link_id, new.item_key.as_str(), new.form.as_str(), new.form_kind.as_str(), ms(new.opens_at),
+            ms(new.expires_at), ms(now), actor.name.as_str()
+        ],
+    )?;
+    event(c, id, "issued", now, None)?;
+    audit::record(
+        c,
+        actor,
+        now,
+        Entry {
+            action: Action::Create,
+            object_type: "checkin_link",
+            object_id: Some(id.to_string()),
+            patient_id: Some(p.id),
+            site_id: Some(p.site_id),
+            fields: &["purpose", "form", "opens_at", "expires_at"],
+        },
+    )?;
+    let link = get_link(c, id)?;
+    Ok((link, Some(token)))
+}
+
+pub(crate) fn get_link(c: &mut dyn Conn, id: i64) -> Result<LinkRecord> {
+    let r = c
+        .query_opt(&format!("SELECT {LINK_COLS} FROM checkin_links WHERE id = $1"), params![id])?
+        .ok_or_else(|| StoreError::NotFound(format!("check-in link {id}")))?;
+    link_from(&r)
+}
+
+fn link_by_hash(c: &mut dyn Conn, hash: &str) -> Result<Option<LinkRecord>> {
+    c.query_opt(&format!("SELECT {LINK_COLS} FROM checkin_links WHERE token_hash = $1"), params![hash])?
+        .map(|r| link_from(&r))
+        .transpose()
+}
+
+pub fn links_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<LinkRecord>> {
+    c.query(
+        &format!("SELECT {LINK_COLS} FROM checkin_links WHERE patient_id = $1 ORDER BY opens_at DESC, id DESC"),
+        params![patient.0],
+    )?
+    .iter()
+    .map(link_from)
+    .collect()
+}
+
+/// One step in a link's life, for the care team.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct LinkEvent {
+    pub link_id: i64,
+    pub event: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub detail: Option<String>,
+}
+
+fn events_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<LinkEvent>> {
+    c.query(
+        "SELECT e.link_id, e.event, e.at, e.detail FROM checkin_events e JOIN checkin_links l ON l.id = e.link_id
+         WHERE l.patient_id = $1 ORDER BY e.at DESC, e.id DESC LIMIT 500",
+        params![patient.0],
+    )?
+    .iter()
+    .map(|r| Ok(LinkEvent { link_id: r.i64(0)?, event: r.text(1)?, at: from_ms(r.i64(2)?)?, detail: r.opt_text(3)? }))
+    .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schedules
+
+fn course_start(c: &Course) -> OffsetDateTime {
+    c.start_date.with_time(Time::MIDNIGHT).assume_utc()
+}
+
+fn latest_override(c: &mut dyn Conn, course: CourseId) -> Result<Option<ScheduleOverride>> {
+    c.query_opt(
+        "SELECT override_json FROM checkin_overrides WHERE course_id = $1 ORDER BY id DESC LIMIT 1",
+        params![course.0],
+    )?
+    .map(|r| from_json(&r.text(0)?))
+    .transpose()
+}
+
+/// The schedule a course follows: the route's default with the clinician's latest change.
+pub(crate) fn schedule_for(c: &mut dyn Conn, course: &Course) -> Result<Option<CheckInSchedule>> {
+    let Some(base) = checkins::schedule_for_route(course.route) else { return Ok(None) };
+    Ok(Some(match latest_override(c, course.id)? {
+        Some(o) => checkins::apply_override(base, &o)?,
+        None => base.clone(),
+    }))
+}
+
+fn schedule_session_times(
+    sessions: &[keta_domain::session::TreatmentSession],
+    course: CourseId,
+) -> Vec<OffsetDateTime> {
+    sessions
+        .iter()
+        .filter(|s| s.course_id == course && s.state != SessionState::Stopped)
+        .map(|s| s.scheduled_for)
+        .collect()
+}
+
+fn session_for_item(
+    sessions: &[keta_domain::session::TreatmentSession],
+    course: CourseId,
+    at: Option<OffsetDateTime>,
+) -> Option<SessionId> {
+    let at = at?;
+    sessions.iter().find(|s| s.course_id == course && s.scheduled_for == at).map(|s| s.id)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settings
+
+/// What a site tells its patients between sessions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatientContactSettings {
+    /// Shown with the site's crisis line when a safety answer is positive.
+    pub crisis_instructions: String,
+    /// The clinic's phone number for patients (shown on refused links and in the patient view).
+    #[serde(default)]
+    pub clinic_phone: Option<String>,
+}
+
+/// Shown when a site has not written its own crisis instructions.
+pub const DEFAULT_CRISIS_INSTRUCTIONS: &str = "If you might act on these thoughts, or you are in danger now, call the crisis line below or your local emergency number straight away. Stay with someone you trust if you can. Your care team has been alerted and will contact you.";
+
+impl PatientContactSettings {
+    pub fn validate(&self) -> std::result::Result<(), DomainError> {
+        let mut v = keta_domain::error::Validator::new();
+        let n = self.crisis_instructions.trim().chars().count();
+        v.check((20..=2000).contains(&n), "crisis_instructions", "write between 20 and 2000 characters");
+        if let Some(p) = &self.clinic_phone {
+            v.check(
+                (3..=40).contains(&p.trim().len()) && !p.contains(['\r', '\n']),
+                "clinic_phone",
+                "give a phone number of 3 to 40 characters",
+            );
+        }
+        v.finish()
+    }
+}
+
+/// What the phone page shows a patient of a site.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct SiteForPatients {
+    pub site_name: String,
+    pub time_zone: String,
+    pub crisis_line: String,
+    pub crisis_instructions: String,
+    pub clinic_phone: Option<String>,
+}
+
+fn site_for_patients(c: &mut dyn Conn, site: SiteId) -> Result<SiteForPatients> {
+    let s = crate::sites::get_site(c, site)?;
+    let row = c.query_opt(
+        "SELECT crisis_instructions, clinic_phone FROM site_patient_settings WHERE site_id = $1",
+        params![site.0],
+    )?;
+    let (crisis_instructions, clinic_phone) = match row {
+        Some(r) => (r.text(0)?, r.opt_text(1)?),
+        None => (DEFAULT_CRISIS_INSTRUCTIONS.to_string(), None),
+    };
+    Ok(SiteForPatients {
+        site_name: s.name,
+        time_zone: s.time_zone,
+        crisis_line: s.crisis_line,
+        crisis_instructions,
+        clinic_phone,
+    })
+}
+
+/// Keys of `clinic_settings`.
+pub const RELAPSE_SETTINGS: &str = "relapse_watch";
+pub const HOME_PRE_DOSE_SETTINGS: &str = "home_pre_dose";
+
+pub(crate) fn clinic_setting<T: serde::de::DeserializeOwned>(c: &mut dyn Conn, key: &str) -> Result<Option<T>> {
+    c.query_opt("SELECT value FROM clinic_settings WHERE key = $1", params![key])?
+        .map(|r| from_json(&r.text(0)?))
+        .transpose()
+}
+
+pub(crate) fn relapse_settings(c: &mut dyn Conn) -> Result<RelapseSettings> {
+    Ok(clinic_setting(c, RELAPSE_SETTINGS)?.unwrap_or_default())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Relapse watch
+
+/// After a scored response: if the course's watch now flags a relapse that no alert has
+/// reported yet, raise a review alert suggesting the next maintenance session be brought forward.
+pub(crate) fn relapse_check(
+    c: &mut dyn Conn,
+    actor: &Actor,
+    now: OffsetDateTime,
+    p: &Patient,
+    r: &QuestionnaireResponse,
+) -> Result<()> {
+    let (Some(course), Some(_total)) = (r.course_id, r.score.total) else { return Ok(()) };
+    let Some(def) = definition_for(&r.instrument) else { return Ok(()) };
+    if def.response.is_none() {
+        return Ok(());
+    }
+    let settings = relapse_settings(c)?;
+    let points: Vec<ScorePoint> = crate::questionnaires::responses_for(c, p.id)?
+        .iter()
+        .filter(|x| x.course_id == Some(course) && x.instrument == r.instrument)
+        .filter_map(|x| x.score.total.map(|total| ScorePoint { at: x.completed_at, total }))
+        .collect();
+    let sessions = crate::sessions::sessions_for_patient(c, p.id)?;
+    let last =
+        sessions.iter().filter(|s| s.course_id == course && s.scheduled_for <= now).map(|s| s.scheduled_for).max();
+    let next =
+        sessions.iter().filter(|s| s.course_id == course && s.scheduled_for > now).map(|s| s.scheduled_for).min();
+    let Some(w) = relapse::watch(def, &points, &settings, last, next, now)? else { return Ok(()) };
+    let Some(flag) = w.flag else { return Ok(()) };
+    if flag.relapse_at != r.completed_at {
+        return Ok(()); // Reported when that score came in.
+    }
+    let rule = format!("relapse_watch_{}", r.instrument);
+    let firing = AlertFiring {
+        rule,
+        severity: AlertSeverity::Warning,
+        message: flag.message,
+        source: "clinical-reference §2.1 [S12]; relapse threshold: clinic setting (default: loss of response)".into(),
+    };
+    crate::sessions::raise(c, actor, now, p.site_id, p.id, None, vec![firing])?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The patient's side
+
+/// What the phone page needs to show an open link.
+#[derive(Debug, Clone)]
+pub struct OpenedLink {
+    pub link: LinkRecord,
+    pub site: SiteForPatients,
+    pub state: LinkState,
+}
+
+/// Outcome of looking a token up.
+#[derive(Debug, Clone)]
+pub enum LinkLookup {
+    /// No such link (or a malformed token).
+    Unknown,
+    /// Known; `state` says whether it can be answered now.
+    Found(Box<OpenedLink>),
+}
+
+/// The answers a phone page sends: instrument answers by position, or question-set answers by id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkAnswers {
+    #[serde(default)]
+    pub items: Vec<Option<i32>>,
+    #[serde(default)]
+    pub fields: std::collections::BTreeMap<String, String>,
+}
+
+/// A positive safety answer, stored and alerted.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SafetyOutcome {
+    pub flags: Vec<SafetyFlag>,
+    pub alerts: Vec<Alert>,
+}
+
+/// What completing a check-in produced.
+#[derive(Debug, Clone)]
+pub enum Completed {
+    Instrument(QuestionnaireResponse),
+    QuestionSet { id: i64, flags: Vec<String> },
+}
+
+impl Store {
+    /// Looks a token up and records the visit: `opened` for an open link, `refused_used`,
+    /// `refused_expired` or `refused_early` otherwise (an expiry noticed here is recorded too).
+    pub async fn open_link(&self, token: &str) -> Result<LinkLookup> {
+        if !patient_links::is_well_formed_token(token) {
+            return Ok(LinkLookup::Unknown);
+        }
+        let hash = token_hash(token);
+        let now = self.now();
+        self.write(move |c| {
+            let Some(link) = link_by_hash(c, &hash)? else { return Ok(LinkLookup::Unknown) };
+            let state = link.state(now);
+            let actor = link_actor(link.id);
+            let what = match state {
+                LinkState::Open => "opened",
+                LinkState::Completed { .. } => "refused_used",
+                LinkState::Expired { .. } => "refused_expired",
+                LinkState::NotYetOpen { .. } => "refused_early",
+            };
+            if matches!(state, LinkState::Expired { .. }) && link.expired_at.is_none() {
+                mark_expired(c, &link, now)?;
+            }
+            event(c, link.id, what, now, None)?;
+            if state == LinkState::Open && link.first_opened_at.is_none() {
+                c.execute("UPDATE checkin_links SET first_opened_at = $1 WHERE id = $2", params![ms(now), link.id])?;
+            }
+            audit::record(
+                c,
+                &actor,
+                now,
+                Entry {
+                    action: Action::Read,
+                    object_type: "checkin_link",
+                    object_id: Some(link.id.to_string()),
+                    patient_id: Some(link.patient_id),
+                    site_id: Some(link.site_id),
+                    fields: &[],
+                },
+            )?;
+            let site = site_for_patients(c, link.site_id)?;
+            let link = get_link(c, link.id)?;
+            Ok(LinkLookup::Found(Box::new(OpenedLink { link, site, state })))
+        })
+        .await
+    }
+
+    /// Stores positive safety answers for an open link, in a transaction of their own, before
+    /// the rest of the submission is looked at. Each flag is stored once per link; its urgent
+    /// alert is raised in the same transaction. Returns what is stored for this link (including
+    /// earlier saves), so the page keeps showing the crisis instructions.
+    pub async fn record_safety_answers(&self, token: &str, answers: Vec<Option<i32>>) -> Result<Option<SafetyOutcome>> {
+        let hash = token_hash(token);
+        let now = self.now();
+        self.write(move |c| {
+            let link = link_by_hash(c, &hash)?.ok_or_else(|| StoreError::NotFound("check-in link".into()))?;
+            if link.form_kind != "instrument" || link.state(now) != LinkState::Open {
+                return Ok(None);
+            }
+            let inst = instruments::catalog()
+                .get(&link.form)
+                .ok_or_else(|| StoreError::Corrupt(format!("link {} names unknown instrument", link.id)))?;
+            let flags = instruments::partial_safety_flags(inst, &answers);
+            store_safety(c, &link, inst, flags, now)
+        })
+        .await
+    }
+
+    /// What a site's patients are shown (name, time zone, crisis line and instructions).
+    pub async fn link_site_for_patients(&self, site: SiteId) -> Result<SiteForPatients> {
+        self.read(move |c| site_for_patients(c, site)).await
+    }
+
+    /// Whether a safety answer is stored for a link.
+    pub async fn link_has_safety_answers(&self, link: i64) -> Result<bool> {
+        self.read(move |c| {
+            Ok(c.query_opt("SELECT id FROM safety_answers WHERE link_id = $1", params![link])?.is_some())
+        })
+        .await
+    }
+
+    /// The instrument an open or closed link asks for (`None`: not an instrument, or no such link).
+    pub async fn link_instrument(&self, token: &str) -> Result<Option<String>> {
+        if !patient_links::is_well_formed_token(token) {
+            return Ok(None);
+        }
+        let hash = token_hash(token);
+        self.read(move |c| Ok(link_by_hash(c, &hash)?.filter(|l| l.form_kind == "instrument").map(|l| l.form))).await
+    }
+
+    /// Saves answers so far ("finish later"). The link stays open.
+    pub async fn save_link_progress(&self, token: &str, answers: LinkAnswers) -> Result<LinkRecord> {
+        let hash = token_hash(token);
+        let now = self.now();
+        self.write(move |c| {
+            let link = open_for_write(c, &hash, now)?;
+            c.execute(
+                "UPDATE checkin_links SET progress = $1, progress_saved_at = $2 WHERE id = $3",
+                params![json(&answers), ms(now), link.id],
+            )?;
+            event(c, link.id, "saved", now, None)?;
+            audit::record(
+                c,
+                &link_actor(link.id),
+                now,
+                Entry {
+                    action: Action::Update,
+                    object_type: "checkin_link",
+                    object_id: Some(link.id.to_string()),
+                    patient_id: Some(link.patient_id),
+                    site_id: Some(link.site_id),
+                    fields: &["progress"],
+                },
+            )?;
+            get_link(c, link.id)
+        })
+        .await
+    }
+
+    /// Completes an instrument or question-set check-in. Invalid answers are refused with field
+    /// errors and change nothing (the caller saves progress first so nothing is lost).
+    pub async fn complete_checkin(&self, token: &str, answers: LinkAnswers) -> Result<Completed> {
+        let hash = token_hash(token);
+        let now = self.now();
+        self.write(move |c| {
+            let link = open_for_write(c, &hash, now)?;
+            let actor = link_actor(link.id);
+            let p = patient_of(c, link.patient_id)?;
+            let (kind, id, out) = match link.form_kind.as_str() {
+                "instrument" => {
+                    let inst = instruments::catalog()
+                        .get(&link.form)
+                        .ok_or_else(|| StoreError::Corrupt(format!("link {} names unknown instrument", link.id)))?;
+                    let score = instruments::score(inst, &answers.items)?;
+                    let new = NewQuestionnaireResponse {
+                        instrument: inst.code.clone(),
+                        answers: answers.items.clone(),
+                        course_id: link.course_id,
+                        session_id: None,
+                        completed_at: Some(now),
+                        completed_by: CompletedBy::Patient,
+                    };
+                    // Safety answers already stored from this link (record_safety_answers) are not
+                    // raised twice; any the complete form adds (a C-SSRS category) are stored now.
+                    store_safety(c, &link, inst, score.safety_flags.clone(), now)?;
+                    let r = crate::questionnaires::insert_response(c, &actor, now, &p, new, score, now)?;
+                    ("questionnaire_response", r.id.0, Completed::Instrument(r))
+                }
+                "question_set" => {
+                    let (id, flags) = crate::home::insert_question_set(c, &actor, now, &p, &link, &answers)?;
+                    ("question_set_response", id, Completed::QuestionSet { id, flags })
+                }
+                other => {
+                    return Err(DomainError::Conflict(format!("a {other} link is completed on its own page")).into());
+                }
+            };
+            finish_link(c, &link, now, kind, id)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The patient's own view, read through a link they hold (open or just completed).
+    pub async fn patient_view_by_token(&self, token: &str) -> Result<Option<PatientView>> {
+        if !patient_links::is_well_formed_token(token) {
+            return Ok(None);
+        }
+        let hash = token_hash(token);
+        let now = self.now();
+        let out = self
+            .read(move |c| {
+                let Some(link) = link_by_hash(c, &hash)? else { return Ok(None) };
+                // A used link shows the view for a day after completion; then it is just used.
+                let fresh = match link.state(now) {
+                    LinkState::Open => true,
+                    LinkState::Completed { at } => now - at < Duration::hours(24),
+                    _ => false,
+                };
+                if !fresh {
+                    return Ok(None);
+                }
+                let p = patient_of(c, link.patient_id)?;
+                let responses = crate::questionnaires::responses_for(c, p.id)?;
+                let sessions = crate::sessions::sessions_for_patient(c, p.id)?;
+                let site = site_for_patients(c, p.site_id)?;
+                Ok(Some((
+                    link.id,
+                    PatientView { patient_id: p.id, given_name: p.given_name, responses, sessions, site },
+                )))
+            })
+            .await?;
+        let Some((link_id, view)) = out else { return Ok(None) };
+        self.audit_read(&link_actor(link_id), "patient_view", Some(link_id.to_string()), Some(view.patient_id)).await?;
+        Ok(Some(view))
+    }
+}
+
+/// What a patient sees of their own record.
+#[derive(Debug, Clone)]
+pub struct PatientView {
+    pub patient_id: PatientId,
+    pub given_name: String,
+    pub responses: Vec<QuestionnaireResponse>,
+    pub sessions: Vec<keta_domain::session::TreatmentSession>,
+    pub site: SiteForPatients,
+}
+
+pub(crate) fn patient_of(c: &mut dyn Conn, id: PatientId) -> Result<Patient> {
+    crate::patients::get_patient(c, &Actor::system(), id)
+}
+
+/// The link behind `hash` when it can be answered now; otherwise a conflict saying why.
+pub(crate) fn open_for_write(c: &mut dyn Conn, hash: &str, now: OffsetDateTime) -> Result<LinkRecord> {
+    let link = link_by_hash(c, hash)?.ok_or_else(|| StoreError::NotFound("check-in link".into()))?;
+    match link.state(now) {
+        LinkState::Open => Ok(link),
+        LinkState::Completed { .. } => Err(StoreError::Conflict("this check-in was already completed".into())),
+        LinkState::Expired { .. } => Err(StoreError::Conflict("this check-in link has expired".into())),
+        LinkState::NotYetOpen { .. } => Err(StoreError::Conflict("this check-in is not open yet".into())),
+    }
+}
+
+pub(crate) fn finish_link(c: &mut dyn Conn, link: &LinkRecord, now: OffsetDateTime, kind: &str, id: i64) -> Result<()> {
+    let n = c.execute(
+        "UPDATE checkin_links SET completed_at = $1, result_kind = $2, result_id = $3 WHERE id = $4 AND completed_at IS NULL",
+        params![ms(now), kind, id, link.id],
+    )?;
+    if n != 1 {
+        return Err(StoreError::Conflict("this check-in was already completed".into()));
+    }
+    event(c, link.id, "completed", now, None)?;
+    audit::record(
+        c,
+        &link_actor(link.id),
+        now,
+        Entry {
+            action: Action::Update,
+            object_type: "checkin_link",
+            object_id: Some(link.id.to_string()),
+            patient_id: Some(link.patient_id),
+            site_id: Some(link.site_id),
+            fields: &["completed_at", "result_kind", "result_id"],
+        },
+    )
+}
+
+fn store_safety(
+    c: &mut dyn Conn,
+    link: &LinkRecord,
+    inst: &instruments::Instrument,
+    flags: Vec<SafetyFlag>,
+    now: OffsetDateTime,
+) -> Result<Option<SafetyOutcome>> {
+    let policy = RemoteSafetyPolicy::builtin();
+    let actor = link_actor(link.id);
+    let mut new_alerts = Vec::new();
+    for f in &flags {
+        let seen = c.query_opt(
+            "SELECT id FROM safety_answers WHERE link_id = $1 AND flag_code = $2",
+            params![link.id, f.code.as_str()],
+        )?;
+        if seen.is_some() {
+            continue;
+        }
+        let firing = AlertFiring {
+            rule: format!("{}_{}", inst.code, f.code),
+            severity: if f.urgent || policy.urgent_from_phone { AlertSeverity::Urgent } else { AlertSeverity::Warning },
+            message: format!("{} (answered by the patient from their phone): {}", inst.short_name, f.message),
+            source: format!("{}; between sessions: {}", inst.source, policy.source),
+        };
+        let alerts = crate::sessions::raise(c, &actor, now, link.site_id, link.patient_id, None, vec![firing])?;
+        let alert = alerts.into_iter().next().ok_or_else(|| StoreError::Backend("alert not raised".into()))?;
+        let id = c.insert(
+            "INSERT INTO safety_answers (link_id, patient_id, site_id, instrument, item, answer, flag_code, answered_at, alert_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            params![
+                link.id, link.patient_id.0, link.site_id.0, inst.code.as_str(), f.item,
+                f.value, f.code.as_str(), ms(now), alert.id.0
+            ],
+        )?;
+        event(c, link.id, "safety_answer", now, Some(&f.code))?;
+        audit::record(
+            c,
+            &actor,
+            now,
+            Entry {
+                action: Action::Create,
+                object_type: "safety_answer",
+                object_id: Some(id.to_string()),
+                patient_id: Some(link.patient_id),
+                site_id: Some(link.site_id),
+                fields: &["instrument", "item", "answer"],
+            },
+        )?;
+        new_alerts.push(alert);
+    }
+    // Everything stored for this link so far (a later save keeps the crisis panel up).
+    let stored: Vec<String> = c
+        .query("SELECT flag_code FROM safety_answers WHERE link_id = $1", params![link.id])?
+        .iter()
+        .map(|r| r.text(0))
+        .collect::<Result<_>>()?;
+    if stored.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(SafetyOutcome { flags, alerts: new_alerts }))
+}
+
+fn mark_expired(c: &mut dyn Conn, link: &LinkRecord, now: OffsetDateTime) -> Result<()> {
+    c.execute(
+        "UPDATE checkin_links SET expired_at = $1 WHERE id = $2 AND expired_at IS NULL",
+        params![ms(now), link.id],
+    )?;
+    event(c, link.id, "expired", now, None)?;
+    audit::record(
+        c,
+        &Actor::system(),
+        now,
+        Entry {
+            action: Action::Update,
+            object_type: "checkin_link",
+            object_id: Some(link.id.to_string()),
+            patient_id: Some(link.patient_id),
+            site_id: Some(link.site_id),
+            fields: &["expired_at"],
+        },
+    )?;
+    // At home, a missed check-in is a safety matter: the clinician is told (issue 6).
+    if let Some(course) = link.course_id {
+        let route = c.query_opt("SELECT route FROM courses WHERE id = $1", params![course.0])?;
+        let at_home =
+            route.map(|r| r.text(0)).transpose()?.is_some_and(|r| r == "oral_racemic" || r == "sublingual_racemic");
+        if at_home {
+            let firing = AlertFiring {
+                rule: "home_checkin_missed".into(),
+                severity: AlertSeverity::Warning,
+                message: format!(
+                    "At-home programme: the patient did not complete the {} check-in ({}) before it closed.",
+                    link.form, link.item_key
+                ),
+                source: "issue 6 (at-home programme); clinical-reference §4.3 [S13]".into(),
+            };
+            crate::sessions::raise(c, &Actor::system(), now, link.site_id, link.patient_id, None, vec![firing])?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Staff and system operations
+
+/// What the sweep did.
+#[derive(Debug, Clone, Default)]
+pub struct SweepReport {
+    pub issued: Vec<IssuedLink>,
+    pub expired: usize,
+}
+
+/// A patient's between-session record for the chart.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CheckinOverview {
+    pub links: Vec<LinkRecord>,
+    pub events: Vec<LinkEvent>,
+    pub safety_answers: Vec<SafetyAnswer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct SafetyAnswer {
+    pub id: i64,
+    pub link_id: i64,
+    pub instrument: String,
+    pub item: i64,
+    pub answer: i64,
+    pub flag_code: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub answered_at: OffsetDateTime,
+    pub alert_id: i64,
+}
+
+impl Store {
+    /// Issues links for every check-in that is open now and has none, and records the expiry of
+    /// links whose window closed unanswered. Run by the server every few minutes and by
+    /// `keta checkins sweep`. The returned tokens exist only here: deliver them, then drop them.
+    pub async fn sweep_checkins(&self) -> Result<SweepReport> {
+        let now = self.now();
+        self.write(move |c| {
+            let actor = Actor::system();
+            let mut report = SweepReport::default();
+            let expired = c
+                .query(
+                    &format!(
+                        "SELECT {LINK_COLS} FROM checkin_links WHERE completed_at IS NULL AND expired_at IS NULL AND expires_at <= $1"
+                    ),
+                    params![ms(now)],
+                )?
+                .iter()
+                .map(link_from)
+                .collect::<Result<Vec<_>>>()?;
+            for l in &expired {
+                mark_expired(c, l, now)?;
+            }
+            report.expired = expired.len();
+            let courses: Vec<(i64, i64)> = c
+                .query("SELECT id, patient_id FROM courses WHERE status <> 'stopped' ORDER BY id", &[])?
+                .iter()
+                .map(|r| Ok((r.i64(0)?, r.i64(1)?)))
+                .collect::<Result<_>>()?;
+            let mut by_patient: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+            for (course, patient) in courses {
+                by_patient.entry(patient).or_default().push(course);
+            }
+            for (patient, _) in by_patient {
+                let p = patient_of(c, PatientId(patient))?;
+                let courses = crate::courses::courses_for(c, p.id)?;
+                let sessions = crate::sessions::sessions_for_patient(c, p.id)?;
+                for course in courses.iter().filter(|x| x.status != CourseStatus::Stopped) {
+                    let Some(schedule) = schedule_for(c, course)? else { continue };
+                    let times = schedule_session_times(&sessions, course.id);
+                    for due in checkins::due_checkins(&schedule, course_start(course), &times, now) {
+                        let new = NewLink {
+                            purpose: if due.kind == FormKind::PreDoseScreen {
+                                LinkPurpose::PreDose
+                            } else {
+                                LinkPurpose::Checkin
+                            },
+                            course_id: Some(course.id),
+                            session_id: session_for_item(&sessions, course.id, due.session_at),
+                            parent_link_id: None,
+                            item_key: due.key.clone(),
+                            form: due.form.clone(),
+                            form_kind: form_kind_str(due.kind).into(),
+                            opens_at: due.opens_at,
+                            expires_at: due.closes_at,
+                        };
+                        let (link, token) = insert_link(c, &actor, now, &p, &new)?;
+                        if let Some(token) = token {
+                            report.issued.push(IssuedLink { link, token, email: p.email.clone(), phone: p.phone.clone() });
+                        }
+                    }
+                }
+            }
+            Ok(report)
+        })
+        .await
+    }
+
+    /// Issues a link on demand for a patient (a check-in sent by the care team, or a new link for
+    /// an occurrence whose message was lost: the old token stops working). The token is returned
+    /// once, for the caller to send or show.
+    pub async fn issue_link(
+        &self,
+        actor: &Actor,
+        patient: PatientId,
+        course: Option<CourseId>,
+        form: String,
+    ) -> Result<IssuedLink> {
+        actor.require(Permission::EnterQuestionnaire)?;
+        let now = self.now();
+        let kind = if instruments::catalog().get(&form).is_some() {
+            let inst = instruments::catalog().get(&form).expect("checked");
+            if !(inst.wording_permitted && inst.completed_by == keta_domain::instruments::CompletedBy::Patient) {
+                return Err(DomainError::field(
+                    "form",
+                    format!(
+                        "{} cannot be sent to a phone: its wording may not be shown or staff complete it",
+                        inst.short_name
+                    ),
+                )
+                .into());
+            }
+            "instrument"
+        } else if keta_domain::question_sets::get(&form).is_some() {
+            "question_set"
+        } else {
+            return Err(DomainError::field(
+                "form",
+                format!("unknown form '{form}': use a patient instrument (phq9, gad7) or a question set"),
+            )
+            .into());
+        };
+        let hours = RemoteSafetyPolicy::builtin().on_demand_link_hours;
+        let actor = actor.clone();
+        self.write(move |c| {
+            let p = crate::patients::get_patient(c, &actor, patient)?;
+            if let Some(cid) = course {
+                let co = crate::courses::get_course(c, &actor, cid)?;
+                if co.patient_id != patient {
+                    return Err(DomainError::field("course_id", "that course belongs to another patient").into());
+                }
+            }
+            let new = NewLink {
+                purpose: LinkPurpose::Checkin,
+                course_id: course,
+                session_id: None,
+                parent_link_id: None,
+                item_key: format!("on_demand:{form}:{}", ms(now)),
+                form,
+                form_kind: kind.into(),
+                opens_at: now,
+                expires_at: now + Duration::hours(i64::from(hours)),
+            };
+            let (link, token) = insert_link(c, &actor, now, &p, &new)?;
+            let token = token.ok_or_else(|| StoreError::Conflict("a link for this check-in was just issued".into()))?;
+            Ok(IssuedLink { link, token, email: p.email, phone: p.phone })
+        })
+        .await
+    }
+
+    /// A new token for an open link (the reminder was lost, or the patient is in the clinic and
+    /// staff hand them the link). The previous token stops working at once.
+    pub async fn reissue_link(&self, actor: &Actor, link_id: i64) -> Result<IssuedLink> {
+        actor.require(Permission::EnterQuestionnaire)?;
+        let now = self.now();
+        let actor = actor.clone();
+        self.write(move |c| {
+            let link = get_link(c, link_id)?;
+            if !actor.may_see(link.site_id, link.patient_id) {
+                return Err(StoreError::NotFound(format!("check-in link {link_id}")));
+            }
+            match link.state(now) {
+                LinkState::Open | LinkState::NotYetOpen { .. } => {}
+                LinkState::Completed { .. } => {
+                    return Err(StoreError::Conflict("this check-in is already completed".into()));
+                }
+                LinkState::Expired { .. } => {
+                    return Err(StoreError::Conflict("this check-in has closed; send a new check-in instead".into()));
+                }
+            }
+            let (token, hash) = new_token();
+            c.execute("UPDATE checkin_links SET token_hash = $1 WHERE id = $2", params![hash, link.id])?;
+            event(c, link.id, "reissued", now, Some(&actor.name))?;
+            audit::record(
+                c,
+                &actor,
+                now,
+                Entry {
+                    action: Action::Update,
+                    object_type: "checkin_link",
+                    object_id: Some(link.id.to_string()),
+                    patient_id: Some(link.patient_id),
+                    site_id: Some(link.site_id),
+                    fields: &["token_hash"],
+                },
+            )?;
+            let p = patient_of(c, link.patient_id)?;
+            Ok(IssuedLink { link, token, email: p.email, phone: p.phone })
+        })
+        .await
+    }
+
+    /// Records how a reminder went (`reminder_sent` with the channel, or `reminder_failed` with
+    /// the error), so the care team sees who was not reached.
+    pub async fn record_delivery(&self, link_id: i64, ok: bool, detail: String) -> Result<()> {
+        let now = self.now();
+        self.write(move |c| event(c, link_id, if ok { "reminder_sent" } else { "reminder_failed" }, now, Some(&detail)))
+            .await
+    }
+
+    /// A patient's check-in links, their events and safety answers (for the chart).
+    pub async fn checkin_overview(&self, actor: &Actor, patient: PatientId) -> Result<CheckinOverview> {
+        actor.require(Permission::ViewClinical)?;
+        let act = actor.clone();
+        let out = self
+            .read(move |c| {
+                crate::patients::get_patient(c, &act, patient)?;
+                let safety_answers = c
+                    .query(
+                        "SELECT id, link_id, instrument, item, answer, flag_code, answered_at, alert_id FROM safety_answers WHERE patient_id = $1 ORDER BY answered_at DESC, id DESC",
+                        params![patient.0],
+                    )?
+                    .iter()
+                    .map(|r| {
+                        Ok(SafetyAnswer {
+                            id: r.i64(0)?,
+                            link_id: r.i64(1)?,
+                            instrument: r.text(2)?,
+                            item: r.i64(3)?,
+                            answer: r.i64(4)?,
+                            flag_code: r.text(5)?,
+                            answered_at: from_ms(r.i64(6)?)?,
+                            alert_id: r.i64(7)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(CheckinOverview { links: links_for(c, patient)?, events: events_for(c, patient)?, safety_answers })
+            })
+            .await?;
+        self.audit_read(actor, "checkins", None, Some(patient)).await?;
+        Ok(out)
+    }
+
+    /// A clinician's change to one course's check-in schedule (validated against the default).
+    pub async fn set_checkin_override(
+        &self,
+        actor: &Actor,
+        course: CourseId,
+        o: ScheduleOverride,
+    ) -> Result<CheckInSchedule> {
+        actor.require(Permission::PlanTreatment)?;
+        let now = self.now();
+        let actor = actor.clone();
+        self.write(move |c| {
+            let co = crate::courses::get_course(c, &actor, course)?;
+            let base = checkins::schedule_for_route(co.route).ok_or_else(|| {
+                DomainError::Conflict(format!("{} courses have no check-in schedule", co.route.label()))
+            })?;
+            let applied = checkins::apply_override(base, &o)?;
+            let id = c.insert(
+                "INSERT INTO checkin_overrides (course_id, patient_id, site_id, override_json, set_at, set_by) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                params![course.0, co.patient_id.0, co.site_id.0, json(&o), ms(now), actor.name.as_str()],
+            )?;
+            audit::record(
+                c,
+                &actor,
+                now,
+                Entry {
+                    action: Action::Create,
+                    object_type: "checkin_override",
+                    object_id: Some(id.to_string()),
+                    patient_id: Some(co.patient_id),
+                    site_id: Some(co.site_id),
+                    fields: &["override"],
+                },
+            )?;
+            Ok(applied)
+        })
+        .await
+    }
+
+    /// The schedule a course follows now (default plus the latest change).
+    pub async fn checkin_schedule(&self, actor: &Actor, course: CourseId) -> Result<Option<CheckInSchedule>> {
+        actor.require(Permission::ViewClinical)?;
+        let act = actor.clone();
+        self.read(move |c| {
+            let co = crate::courses::get_course(c, &act, course)?;
+            schedule_for(c, &co)
+        })
+        .await
+    }
+
+    /// Sets what a site tells its patients (crisis instructions, clinic phone).
+    pub async fn set_patient_contact_settings(
+        &self,
+        actor: &Actor,
+        site: SiteId,
+        s: PatientContactSettings,
+    ) -> Result<SiteForPatients> {
+        actor.require(Permission::ManageUsers)?;
+        s.validate()?;
+        let now = self.now();
+        let actor = actor.clone();
+        self.write(move |c| {
+            crate::sites::get_site(c, site)?;
+            if !actor.scope.allows(site) {
+                return Err(StoreError::NotFound(format!("site {site}")));
+            }
+            c.execute("DELETE FROM site_patient_settings WHERE site_id = $1", params![site.0])?;
+            c.execute(
+                "INSERT INTO site_patient_settings (site_id, crisis_instructions, clinic_phone, updated_at, updated_by) VALUES ($1, $2, $3, $4, $5)",
+                params![site.0, s.crisis_instructions.trim(), s.clinic_phone.as_deref().map(str::trim), ms(now), actor.name.as_str()],
+            )?;
+            audit::record(
+                c,
+                &actor,
+                now,
+                Entry {
+                    action: Action::Update,
+                    object_type: "site_patient_settings",
+                    object_id: Some(site.to_string()),
+                    patient_id: None,
+                    site_id: Some(site),
+                    fields: &["crisis_instructions", "clinic_phone"],
+                },
+            )?;
+            site_for_patients(c, site)
+        })
+        .await
+    }
+
+    /// Sets a clinic-wide setting (relapse watch, home pre-dose intervals). `value` must parse as
+    /// the setting's type; the caller validates its content.
+    pub async fn set_clinic_setting(&self, actor: &Actor, key: &'static str, value: serde_json::Value) -> Result<()> {
+        actor.require(Permission::ManageUsers)?;
+        let now = self.now();
+        let actor = actor.clone();
+        self.write(move |c| {
+            c.execute("DELETE FROM clinic_settings WHERE key = $1", params![key])?;
+            c.execute(
+                "INSERT INTO clinic_settings (key, value, updated_at, updated_by) VALUES ($1, $2, $3, $4)",
+                params![key, value.to_string(), ms(now), actor.name.as_str()],
+            )?;
+            audit::record(
+                c,
+                &actor,
+                now,
+                Entry {
+                    action: Action::Update,
+                    object_type: "clinic_setting",
+                    object_id: Some(key.into()),
+                    patient_id: None,
+                    site_id: None,
+                    fields: &["value"],
+                },
+            )
+        })
+        .await
+    }
+
+    /// The clinic's relapse-watch settings (default: loss of response).
+    pub async fn relapse_settings(&self) -> Result<RelapseSettings> {
+        self.read(relapse_settings).await
+    }
+}
+
+pub(crate) fn form_kind_str(k: FormKind) -> &'static str {
+    match k {
+        FormKind::Instrument => "instrument",
+        FormKind::QuestionSet => "question_set",
+        FormKind::PreDoseScreen => "pre_dose",
+    }
+}

@@ -1,0 +1,805 @@
+//! Question sets answered from a link, and the at-home programme (issue 6): the pre-dose
+//! screen, the sitter's confirmation by their own link, the dose log, dispenses, reconciliation
+//! and the supply hold.
+//!
+//! The screen's rules are `data/rules/home-pre-dose-screen.toml` with the clinic's alcohol- and
+//! sedative-free intervals from `clinic_settings` (`home_pre_dose`); until those are set the
+//! screen refuses to run and tells the patient not to take the dose.
+
+use std::collections::BTreeMap;
+
+use keta_domain::DomainError;
+use keta_domain::access::Permission;
+use keta_domain::alerts::{AlertFiring, AlertSeverity};
+use keta_domain::home_dosing::{self, Dispense, DoseLog, PreDoseAnswers, PreDoseRules, Reconciliation, ScreenOutcome};
+use keta_domain::ids::{CourseId, PatientId};
+use keta_domain::patient::Patient;
+use keta_domain::patient_links::LinkPurpose;
+use keta_domain::question_sets::{self, AnswerValue, QuestionKind, QuestionSet};
+use keta_domain::units::{Milligrams, Mmhg};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::audit::{self, Action, Entry};
+use crate::checkins::{
+    HOME_PRE_DOSE_SETTINGS, IssuedLink, LinkAnswers, LinkRecord, NewLink, clinic_setting, event, finish_link,
+    insert_link, link_actor, open_for_write, patient_of,
+};
+use crate::conn::{Conn, Row};
+use crate::error::{Result, StoreError};
+use crate::time_codec::{from_json, from_ms, json, ms, opt_from_ms};
+use crate::{Actor, Store, params};
+
+// ---------------------------------------------------------------------------------------------
+// Question sets
+
+/// Reads a page's text fields as answers of the right kind. Empty fields are unanswered; a value
+/// that does not fit its question is passed on as text so validation names the field.
+pub fn question_set_answers(set: &QuestionSet, fields: &BTreeMap<String, String>) -> BTreeMap<String, AnswerValue> {
+    let mut out = BTreeMap::new();
+    for (id, raw) in fields {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            continue;
+        }
+        let v = match set.question(id).map(|q| &q.kind) {
+            Some(QuestionKind::YesNo) => match raw {
+                "yes" | "true" => AnswerValue::YesNo(true),
+                "no" | "false" => AnswerValue::YesNo(false),
+                other => AnswerValue::Text(other.into()),
+            },
+            Some(QuestionKind::Scale { .. }) => {
+                raw.parse::<i32>().map(AnswerValue::Number).unwrap_or_else(|_| AnswerValue::Text(raw.into()))
+            }
+            _ => AnswerValue::Text(raw.into()),
+        };
+        out.insert(id.clone(), v);
+    }
+    out
+}
+
+/// Stores a completed question set from a link and raises the alerts its flags call for.
+pub(crate) fn insert_question_set(
+    c: &mut dyn Conn,
+    actor: &Actor,
+    now: OffsetDateTime,
+    p: &Patient,
+    link: &LinkRecord,
+    answers: &LinkAnswers,
+) -> Result<(i64, Vec<String>)> {
+    let set = question_sets::get(&link.form)
+        .ok_or_else(|| StoreError::Corrupt(format!("link {} names unknown question set", link.id)))?;
+    let values = question_set_answers(set, &answers.fields);
+    question_sets::validate_answers(set, &values)?;
+    let flags = question_sets::evaluate(set, &values);
+    let id = c.insert(
+        "INSERT INTO question_set_responses (link_id, patient_id, site_id, course_id, set_code, answers, flags, completed_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        params![
+            link.id, p.id.0, p.site_id.0, link.course_id.map(|x| x.0), set.code.as_str(), json(&values), json(&flags),
+            ms(now)
+        ],
+    )?;
+    audit::record(
+        c,
+        actor,
+        now,
+        Entry {
+            action: Action::Create,
+            object_type: "question_set_response",
+            object_id: Some(id.to_string()),
+            patient_id: Some(p.id),
+            site_id: Some(p.site_id),
+            fields: &["set_code", "answers"],
+        },
+    )?;
+    let firings = flags
+        .iter()
+        .map(|f| AlertFiring {
+            rule: f.code.clone(),
+            severity: match f.severity {
+                question_sets::FlagSeverity::Urgent => AlertSeverity::Urgent,
+                question_sets::FlagSeverity::Warning => AlertSeverity::Warning,
+            },
+            message: format!("{} (from the patient's phone): {}", set.name, f.message),
+            source: f.source.to_string(),
+        })
+        .collect();
+    crate::sessions::raise(c, actor, now, p.site_id, p.id, None, firings)?;
+    Ok((id, flags.into_iter().map(|f| f.code).collect()))
+}
+
+/// A stored question-set response (for the chart).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct QuestionSetResponse {
+    pub id: i64,
+    pub set_code: String,
+    #[schema(value_type = Object)]
+    pub answers: serde_json::Value,
+    #[schema(value_type = Vec<Object>)]
+    pub flags: serde_json::Value,
+    #[serde(with = "time::serde::rfc3339")]
+    pub completed_at: OffsetDateTime,
+}
+
+// ---------------------------------------------------------------------------------------------
+// At-home programme
+
+/// The clinic's intervals for the pre-dose screen (not in the reference: no defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HomePreDoseSettings {
+    pub alcohol_free_hours: u32,
+    pub sedative_free_hours: u32,
+}
+
+impl HomePreDoseSettings {
+    pub fn validate(&self) -> std::result::Result<(), DomainError> {
+        let mut v = keta_domain::error::Validator::new();
+        v.check((1..=168).contains(&self.alcohol_free_hours), "alcohol_free_hours", "must be 1 to 168 hours");
+        v.check((1..=168).contains(&self.sedative_free_hours), "sedative_free_hours", "must be 1 to 168 hours");
+        v.finish()
+    }
+}
+
+/// The embedded rules with the clinic's intervals applied (unset intervals stay unset).
+pub(crate) fn pre_dose_rules(c: &mut dyn Conn) -> Result<PreDoseRules> {
+    let mut rules = PreDoseRules::builtin().clone();
+    if let Some(s) = clinic_setting::<HomePreDoseSettings>(c, HOME_PRE_DOSE_SETTINGS)? {
+        rules.alcohol.free_hours = Some(s.alcohol_free_hours);
+        rules.sedatives.free_hours = Some(s.sedative_free_hours);
+    }
+    Ok(rules)
+}
+
+/// What the patient sends from the pre-dose page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreDoseSubmission {
+    pub systolic_mmhg: f64,
+    pub diastolic_mmhg: f64,
+    pub alcohol_within_interval: bool,
+    pub sedatives_within_interval: bool,
+    pub ate_within_interval: bool,
+    pub drank_within_interval: bool,
+    pub sitter_name: String,
+    /// Where the sitter's own link goes: an email address or a mobile number.
+    pub sitter_contact: String,
+    pub agrees_not_to_drive: bool,
+}
+
+/// A stored pre-dose screen.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct PreDoseScreen {
+    pub id: i64,
+    pub link_id: i64,
+    #[schema(value_type = i64)]
+    pub course_id: CourseId,
+    pub sitter_name: String,
+    pub sitter_contact: Option<String>,
+    pub sitter_link_id: Option<i64>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub sitter_confirmed_at: Option<OffsetDateTime>,
+    /// `awaiting_sitter`, `cleared` or `refused`.
+    pub outcome: String,
+    /// Patient-facing reasons, when refused.
+    pub refusals: Vec<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub submitted_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub reviewed_at: Option<OffsetDateTime>,
+    pub reviewed_by: Option<String>,
+    pub review_note: Option<String>,
+}
+
+const SCREEN_COLS: &str = "id, link_id, course_id, sitter_name, sitter_contact, sitter_link_id, sitter_confirmed_at, outcome, refusals, submitted_at, reviewed_at, reviewed_by, review_note";
+
+fn screen_from(r: &Row) -> Result<PreDoseScreen> {
+    Ok(PreDoseScreen {
+        id: r.i64(0)?,
+        link_id: r.i64(1)?,
+        course_id: CourseId(r.i64(2)?),
+        sitter_name: r.text(3)?,
+        sitter_contact: r.opt_text(4)?,
+        sitter_link_id: r.opt_i64(5)?,
+        sitter_confirmed_at: opt_from_ms(r.opt_i64(6)?)?,
+        outcome: r.text(7)?,
+        refusals: from_json(&r.text(8)?)?,
+        submitted_at: from_ms(r.i64(9)?)?,
+        reviewed_at: opt_from_ms(r.opt_i64(10)?)?,
+        reviewed_by: r.opt_text(11)?,
+        review_note: r.opt_text(12)?,
+    })
+}
+
+fn screen_for_link(c: &mut dyn Conn, link: i64) -> Result<Option<PreDoseScreen>> {
+    c.query_opt(&format!("SELECT {SCREEN_COLS} FROM pre_dose_screens WHERE link_id = $1"), params![link])?
+        .map(|r| screen_from(&r))
+        .transpose()
+}
+
+/// Where a home dose stands, for the patient's page.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum HomeDoseStatus {
+    /// The screen has not been answered.
+    NotAnswered,
+    AwaitingSitter {
+        sitter_name: String,
+    },
+    Cleared,
+    Refused {
+        reasons: Vec<String>,
+    },
+    /// The dose is logged; nothing more to do.
+    Logged,
+}
+
+/// After submitting the screen: its status and, when a sitter must confirm, their new link.
+#[derive(Debug, Clone)]
+pub struct PreDoseResult {
+    pub status: HomeDoseStatus,
+    pub sitter_link: Option<IssuedLink>,
+}
+
+fn contact_kind(s: &str) -> Option<(Option<String>, Option<String>)> {
+    let s = s.trim();
+    if s.contains('@') && !s.contains(char::is_whitespace) && s.len() <= 200 {
+        Some((Some(s.to_string()), None))
+    } else if s.chars().filter(char::is_ascii_digit).count() >= 6
+        && s.chars().all(|ch| ch.is_ascii_digit() || " +-()".contains(ch))
+        && s.len() <= 30
+    {
+        Some((None, Some(s.to_string())))
+    } else {
+        None
+    }
+}
+
+fn refusal_alert(c: &mut dyn Conn, link: &LinkRecord, now: OffsetDateTime, reasons: &[String]) -> Result<()> {
+    let firing = AlertFiring {
+        rule: "home_pre_dose_refused".into(),
+        severity: AlertSeverity::Warning,
+        message: format!("At-home pre-dose screen refused the dose: {}", reasons.join(" ")),
+        source: "data/rules/home-pre-dose-screen.toml (clinical-reference §4.1, §2.3, §4.3); issue 6".into(),
+    };
+    crate::sessions::raise(c, &link_actor(link.id), now, link.site_id, link.patient_id, None, vec![firing])?;
+    Ok(())
+}
+
+/// Runs the screen over stored answers with the sitter's confirmation as given.
+fn run_screen(rules: &PreDoseRules, a: &PreDoseSubmission, sitter_confirmed: bool) -> Result<ScreenOutcome> {
+    Ok(home_dosing::screen(
+        rules,
+        &PreDoseAnswers {
+            systolic_mmhg: Mmhg(a.systolic_mmhg),
+            diastolic_mmhg: Mmhg(a.diastolic_mmhg),
+            alcohol_within_interval: a.alcohol_within_interval,
+            sedatives_within_interval: a.sedatives_within_interval,
+            ate_within_interval: a.ate_within_interval,
+            drank_within_interval: a.drank_within_interval,
+            sitter_name: a.sitter_name.clone(),
+            sitter_confirmed,
+            agrees_not_to_drive: a.agrees_not_to_drive,
+        },
+    )?)
+}
+
+fn reasons(o: &ScreenOutcome) -> Vec<String> {
+    match o {
+        ScreenOutcome::Cleared => vec![],
+        ScreenOutcome::Refused { refusals } => refusals.iter().map(|r| r.reason.clone()).collect(),
+    }
+}
+
+/// Reconciliation inputs for a course.
+fn reconciliation_for(c: &mut dyn Conn, course: CourseId) -> Result<(Reconciliation, Vec<(i64, OffsetDateTime)>)> {
+    let dispenses: Vec<Dispense> = c
+        .query(
+            "SELECT dispensed_at, units, unit_strength_mg FROM home_dispenses WHERE course_id = $1 ORDER BY dispensed_at, id",
+            params![course.0],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(Dispense {
+                at: from_ms(r.i64(0)?)?,
+                units: u32::try_from(r.i64(1)?).map_err(|_| StoreError::Corrupt("units".into()))?,
+                unit_strength: Milligrams(r.f64(2)?),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let rows = c.query(
+        "SELECT l.taken_at, l.units, l.units_left, s.outcome, l.id FROM home_dose_logs l LEFT JOIN pre_dose_screens s ON s.id = l.screen_id
+         WHERE l.course_id = $1 ORDER BY l.taken_at, l.id",
+        params![course.0],
+    )?;
+    let mut logs = Vec::new();
+    let mut last_count = None;
+    let mut ids = Vec::new();
+    for r in &rows {
+        let at = from_ms(r.i64(0)?)?;
+        logs.push(DoseLog {
+            at,
+            units: u32::try_from(r.i64(1)?).map_err(|_| StoreError::Corrupt("units".into()))?,
+            screen_cleared: r.opt_text(3)?.as_deref() == Some("cleared"),
+        });
+        if let Some(left) = r.opt_i64(2)? {
+            last_count = u32::try_from(left).ok();
+        }
+        ids.push((r.i64(4)?, at));
+    }
+    let rec = if dispenses.is_empty() {
+        home_dosing::reconcile(&[], &logs, last_count).unwrap_or(Reconciliation {
+            dispensed_units: 0,
+            logged_units: logs.iter().map(|l| u64::from(l.units)).sum(),
+            dispensed_mg: Milligrams(0.0),
+            logged_mg: Milligrams(0.0),
+            expected_on_hand_units: 0,
+            counted_on_hand_units: last_count,
+            issues: vec![],
+        })
+    } else {
+        home_dosing::reconcile(&dispenses, &logs, last_count)?
+    };
+    Ok((rec, ids))
+}
+
+/// The at-home programme of one course, for the chart and the dispensing decision.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct HomeProgramme {
+    #[schema(value_type = i64)]
+    pub course_id: CourseId,
+    pub screens: Vec<PreDoseScreen>,
+    pub reconciliation: Reconciliation,
+    pub dispenses: usize,
+    pub doses_logged: usize,
+    pub missed_checkins: usize,
+    pub unreviewed_refusals: usize,
+    /// Why a new supply is held (empty: it may be dispensed).
+    pub supply_hold: Vec<String>,
+    /// The clinic settings the screen still needs (empty when it can run).
+    pub missing_settings: Vec<String>,
+}
+
+fn programme(c: &mut dyn Conn, course: CourseId) -> Result<HomeProgramme> {
+    let screens: Vec<PreDoseScreen> = c
+        .query(
+            &format!(
+                "SELECT {SCREEN_COLS} FROM pre_dose_screens WHERE course_id = $1 ORDER BY submitted_at DESC, id DESC"
+            ),
+            params![course.0],
+        )?
+        .iter()
+        .map(screen_from)
+        .collect::<Result<_>>()?;
+    let (rec, logs) = reconciliation_for(c, course)?;
+    let dispenses = c
+        .query_opt("SELECT count(*) FROM home_dispenses WHERE course_id = $1", params![course.0])?
+        .map(|r| r.i64(0))
+        .transpose()?
+        .unwrap_or(0) as usize;
+    let last_dispense = c
+        .query_opt("SELECT max(dispensed_at) FROM home_dispenses WHERE course_id = $1", params![course.0])?
+        .and_then(|r| r.opt_i64(0).transpose())
+        .transpose()?
+        .unwrap_or(0);
+    // Missed since the last supply: the patient is "up to date" once later check-ins are done.
+    let missed_checkins = c
+        .query_opt(
+            "SELECT count(*) FROM checkin_links WHERE course_id = $1 AND expired_at IS NOT NULL AND completed_at IS NULL AND purpose <> 'sitter' AND expires_at > $2",
+            params![course.0, last_dispense],
+        )?
+        .map(|r| r.i64(0))
+        .transpose()?
+        .unwrap_or(0) as usize;
+    let unreviewed_refusals = screens.iter().filter(|s| s.outcome == "refused" && s.reviewed_at.is_none()).count();
+    let supply_hold =
+        if dispenses == 0 { vec![] } else { home_dosing::supply_hold(&rec, missed_checkins, unreviewed_refusals) };
+    let missing_settings = pre_dose_rules(c)?.missing_settings().into_iter().map(String::from).collect();
+    Ok(HomeProgramme {
+        course_id: course,
+        screens,
+        reconciliation: rec,
+        dispenses,
+        doses_logged: logs.len(),
+        missed_checkins,
+        unreviewed_refusals,
+        supply_hold,
+        missing_settings,
+    })
+}
+
+/// A supply handed to the patient.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewDispense {
+    pub units: u32,
+    pub unit_strength_mg: f64,
+}
+
+/// A dose the patient logs from their page.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDoseLog {
+    pub units: u32,
+    /// Units the patient counts as left after this dose.
+    pub units_left: u32,
+}
+
+impl Store {
+    /// The patient's pre-dose screen. Refused rules complete the link at once (with the reasons
+    /// shown and the clinician alerted); otherwise the sitter gets their own link and the dose
+    /// waits for their confirmation.
+    pub async fn submit_pre_dose(&self, token: &str, a: PreDoseSubmission) -> Result<PreDoseResult> {
+        let hash = crate::checkins::hash_of(token);
+        let now = self.now();
+        self.write(move |c| {
+            let link = open_for_write(c, &hash, now)?;
+            if link.purpose != LinkPurpose::PreDose {
+                return Err(DomainError::Conflict("this link is not a pre-dose screen".into()).into());
+            }
+            let course = link.course_id.ok_or_else(|| StoreError::Corrupt("pre-dose link without a course".into()))?;
+            if screen_for_link(c, link.id)?.is_some() {
+                return Err(StoreError::Conflict("this pre-dose screen was already answered".into()));
+            }
+            let mut v = keta_domain::error::Validator::new();
+            let name = a.sitter_name.trim();
+            v.check((2..=100).contains(&name.chars().count()), "sitter_name", "give your sitter's name");
+            let contact = contact_kind(&a.sitter_contact);
+            v.check(contact.is_some(), "sitter_contact", "give your sitter's email address or mobile number, for their own link");
+            v.finish()?;
+            let rules = pre_dose_rules(c)?;
+            // Every rule but the sitter's confirmation, which their own link gives.
+            let outcome = run_screen(&rules, &a, true)?;
+            let actor = link_actor(link.id);
+            let refused = reasons(&outcome);
+            let status = if refused.is_empty() { "awaiting_sitter" } else { "refused" };
+            let (email, phone) = contact.unwrap_or((None, None));
+            let id = c.insert(
+                "INSERT INTO pre_dose_screens (link_id, patient_id, site_id, course_id, answers, sitter_name, sitter_contact, outcome, refusals, submitted_at, decided_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                params![
+                    link.id, link.patient_id.0, link.site_id.0, course.0, json(&a), name, a.sitter_contact.trim(), status,
+                    json(&refused), ms(now), (!refused.is_empty()).then(|| ms(now))
+                ],
+            )?;
+            audit::record(
+                c,
+                &actor,
+                now,
+                Entry {
+                    action: Action::Create,
+                    object_type: "pre_dose_screen",
+                    object_id: Some(id.to_string()),
+                    patient_id: Some(link.patient_id),
+                    site_id: Some(link.site_id),
+                    fields: &["answers", "sitter_name", "sitter_contact", "outcome"],
+                },
+            )?;
+            if !refused.is_empty() {
+                refusal_alert(c, &link, now, &refused)?;
+                finish_link(c, &link, now, "pre_dose_screen", id)?;
+                return Ok(PreDoseResult { status: HomeDoseStatus::Refused { reasons: refused }, sitter_link: None });
+            }
+            let p = patient_of(c, link.patient_id)?;
+            let new = NewLink {
+                purpose: LinkPurpose::Sitter,
+                course_id: link.course_id,
+                session_id: link.session_id,
+                parent_link_id: Some(link.id),
+                item_key: format!("{}:sitter", link.item_key),
+                form: "sitter_confirmation".into(),
+                form_kind: "sitter".into(),
+                opens_at: now,
+                expires_at: link.expires_at,
+            };
+            let (sitter, token) = insert_link(c, &actor, now, &p, &new)?;
+            let token = token.ok_or_else(|| StoreError::Conflict("a sitter link was already issued".into()))?;
+            c.execute("UPDATE pre_dose_screens SET sitter_link_id = $1 WHERE id = $2", params![sitter.id, id])?;
+            event(c, link.id, "screen_awaiting_sitter", now, None)?;
+            Ok(PreDoseResult {
+                status: HomeDoseStatus::AwaitingSitter { sitter_name: name.to_string() },
+                sitter_link: Some(IssuedLink { link: sitter, token, email, phone }),
+            })
+        })
+        .await
+    }
+
+    /// The sitter confirms they are present (their own link, single use). The screen is cleared
+    /// when every other rule passed.
+    pub async fn confirm_sitter(&self, token: &str) -> Result<HomeDoseStatus> {
+        let hash = crate::checkins::hash_of(token);
+        let now = self.now();
+        self.write(move |c| {
+            let link = open_for_write(c, &hash, now)?;
+            if link.purpose != LinkPurpose::Sitter {
+                return Err(DomainError::Conflict("this link is not a sitter confirmation".into()).into());
+            }
+            let parent = link.parent_link_id.ok_or_else(|| StoreError::Corrupt("sitter link without a screen".into()))?;
+            let screen = screen_for_link(c, parent)?.ok_or_else(|| StoreError::Corrupt("sitter link without a screen".into()))?;
+            let answers: PreDoseSubmission = from_json(
+                &c.query_opt("SELECT answers FROM pre_dose_screens WHERE id = $1", params![screen.id])?
+                    .ok_or_else(|| StoreError::Corrupt("screen".into()))?
+                    .text(0)?,
+            )?;
+            let rules = pre_dose_rules(c)?;
+            let outcome = run_screen(&rules, &answers, true)?;
+            let refused = reasons(&outcome);
+            let status = if refused.is_empty() { "cleared" } else { "refused" };
+            c.execute(
+                "UPDATE pre_dose_screens SET sitter_confirmed_at = $1, outcome = $2, refusals = $3, decided_at = $1 WHERE id = $4",
+                params![ms(now), status, json(&refused), screen.id],
+            )?;
+            audit::record(
+                c,
+                &link_actor(link.id),
+                now,
+                Entry {
+                    action: Action::Update,
+                    object_type: "pre_dose_screen",
+                    object_id: Some(screen.id.to_string()),
+                    patient_id: Some(link.patient_id),
+                    site_id: Some(link.site_id),
+                    fields: &["sitter_confirmed_at", "outcome"],
+                },
+            )?;
+            finish_link(c, &link, now, "sitter_confirmation", screen.id)?;
+            event(c, parent, if refused.is_empty() { "screen_cleared" } else { "screen_refused" }, now, None)?;
+            if refused.is_empty() {
+                Ok(HomeDoseStatus::Cleared)
+            } else {
+                let parent_link = crate::checkins::get_link(c, parent)?;
+                refusal_alert(c, &parent_link, now, &refused)?;
+                Ok(HomeDoseStatus::Refused { reasons: refused })
+            }
+        })
+        .await
+    }
+
+    /// Where the dose behind a pre-dose link stands (the patient's page polls this).
+    pub async fn home_dose_status(&self, link: i64) -> Result<HomeDoseStatus> {
+        self.read(move |c| {
+            let logged = c.query_opt("SELECT id FROM home_dose_logs WHERE link_id = $1", params![link])?.is_some();
+            if logged {
+                return Ok(HomeDoseStatus::Logged);
+            }
+            Ok(match screen_for_link(c, link)? {
+                None => HomeDoseStatus::NotAnswered,
+                Some(s) => match s.outcome.as_str() {
+                    "cleared" => HomeDoseStatus::Cleared,
+                    "refused" => HomeDoseStatus::Refused { reasons: s.refusals },
+                    _ => HomeDoseStatus::AwaitingSitter { sitter_name: s.sitter_name },
+                },
+            })
+        })
+        .await
+    }
+
+    /// The patient logs the dose taken after a cleared screen; the pre-dose link is then used.
+    pub async fn log_home_dose(&self, token: &str, d: NewDoseLog) -> Result<()> {
+        let hash = crate::checkins::hash_of(token);
+        let now = self.now();
+        self.write(move |c| {
+            let link = open_for_write(c, &hash, now)?;
+            let screen = screen_for_link(c, link.id)?
+                .ok_or_else(|| DomainError::Conflict("answer the pre-dose questions first".into()))?;
+            if screen.outcome != "cleared" {
+                return Err(DomainError::Conflict(
+                    "this dose was not cleared: do not take it, and contact the clinic".into(),
+                )
+                .into());
+            }
+            let mut v = keta_domain::error::Validator::new();
+            v.check((1..=20).contains(&d.units), "units", "enter how many tablets or troches you took (1-20)");
+            v.check(d.units_left <= 1000, "units_left", "enter how many are left (0-1000)");
+            v.finish()?;
+            let id = c.insert(
+                "INSERT INTO home_dose_logs (patient_id, site_id, course_id, screen_id, link_id, taken_at, units, units_left, logged_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                params![
+                    link.patient_id.0, link.site_id.0, screen.course_id.0, screen.id, link.id, ms(now), d.units, d.units_left,
+                    ms(now)
+                ],
+            )?;
+            audit::record(
+                c,
+                &link_actor(link.id),
+                now,
+                Entry {
+                    action: Action::Create,
+                    object_type: "home_dose_log",
+                    object_id: Some(id.to_string()),
+                    patient_id: Some(link.patient_id),
+                    site_id: Some(link.site_id),
+                    fields: &["taken_at", "units", "units_left"],
+                },
+            )?;
+            finish_link(c, &link, now, "home_dose_log", id)?;
+            // A log that does not reconcile tells the clinician at once.
+            let (rec, _) = reconciliation_for(c, screen.course_id)?;
+            if !rec.is_reconciled() {
+                let firing = AlertFiring {
+                    rule: "home_dose_log_unreconciled".into(),
+                    severity: AlertSeverity::Warning,
+                    message: format!(
+                        "At-home dose log does not reconcile with what was dispensed: expected {} unit(s) on hand, {} issue(s).",
+                        rec.expected_on_hand_units,
+                        rec.issues.len()
+                    ),
+                    source: "clinical-reference §4.3 [S13] (dose reconciliation); issue 6".into(),
+                };
+                crate::sessions::raise(c, &link_actor(link.id), now, link.site_id, link.patient_id, None, vec![firing])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records a supply handed to the patient. Held (refused with the reasons) until the patient
+    /// is up to date: reconciled log with a count, no missed check-ins, refusals reviewed.
+    pub async fn record_dispense(&self, actor: &Actor, course: CourseId, d: NewDispense) -> Result<HomeProgramme> {
+        actor.require(Permission::RecordLedger)?;
+        let mut v = keta_domain::error::Validator::new();
+        v.check((1..=1000).contains(&d.units), "units", "must be 1 to 1000 units");
+        v.check(
+            d.unit_strength_mg.is_finite() && d.unit_strength_mg > 0.0,
+            "unit_strength_mg",
+            "must be a positive number of mg",
+        );
+        v.finish()?;
+        let now = self.now();
+        let actor = actor.clone();
+        self.write(move |c| {
+            let co = crate::courses::get_course(c, &actor, course)?;
+            if !co.route.is_home() {
+                return Err(DomainError::Conflict(format!("{} courses are not dispensed for home use", co.route.label())).into());
+            }
+            let before = programme(c, course)?;
+            if !before.supply_hold.is_empty() {
+                return Err(DomainError::Conflict(format!(
+                    "new supply held until the patient is up to date: {}",
+                    before.supply_hold.join("; ")
+                ))
+                .into());
+            }
+            let id = c.insert(
+                "INSERT INTO home_dispenses (patient_id, site_id, course_id, dispensed_at, units, unit_strength_mg, dispensed_by) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                params![co.patient_id.0, co.site_id.0, course.0, ms(now), d.units, d.unit_strength_mg, actor.name.as_str()],
+            )?;
+            audit::record(
+                c,
+                &actor,
+                now,
+                Entry {
+                    action: Action::Create,
+                    object_type: "home_dispense",
+                    object_id: Some(id.to_string()),
+                    patient_id: Some(co.patient_id),
+                    site_id: Some(co.site_id),
+                    fields: &["units", "unit_strength_mg"],
+                },
+            )?;
+            programme(c, course)
+        })
+        .await
+    }
+
+    /// A clinician reviews a refused screen (what was done); reviewed refusals no longer hold supply.
+    pub async fn review_pre_dose_screen(&self, actor: &Actor, screen: i64, note: String) -> Result<PreDoseScreen> {
+        actor.require(Permission::PlanTreatment)?;
+        let note = note.trim().to_string();
+        if !(3..=2000).contains(&note.chars().count()) {
+            return Err(DomainError::field("note", "say what was done (3 to 2000 characters)").into());
+        }
+        let now = self.now();
+        let actor = actor.clone();
+        self.write(move |c| {
+            let r = c
+                .query_opt(
+                    &format!("SELECT {SCREEN_COLS}, patient_id, site_id FROM pre_dose_screens WHERE id = $1"),
+                    params![screen],
+                )?
+                .ok_or_else(|| StoreError::NotFound(format!("pre-dose screen {screen}")))?;
+            let s = screen_from(&r)?;
+            let (patient, site) = (PatientId(r.i64(13)?), keta_domain::ids::SiteId(r.i64(14)?));
+            if !actor.may_see(site, patient) {
+                return Err(StoreError::NotFound(format!("pre-dose screen {screen}")));
+            }
+            if s.outcome != "refused" {
+                return Err(DomainError::Conflict("only a refused screen needs a review".into()).into());
+            }
+            if let Some(by) = &s.reviewed_by {
+                return Err(StoreError::Conflict(format!("this screen was already reviewed by {by}")));
+            }
+            c.execute(
+                "UPDATE pre_dose_screens SET reviewed_at = $1, reviewed_by = $2, review_note = $3 WHERE id = $4",
+                params![ms(now), actor.name.as_str(), note.as_str(), screen],
+            )?;
+            audit::record(
+                c,
+                &actor,
+                now,
+                Entry {
+                    action: Action::Update,
+                    object_type: "pre_dose_screen",
+                    object_id: Some(screen.to_string()),
+                    patient_id: Some(patient),
+                    site_id: Some(site),
+                    fields: &["reviewed_at", "reviewed_by", "review_note"],
+                },
+            )?;
+            let r = c
+                .query_opt(&format!("SELECT {SCREEN_COLS} FROM pre_dose_screens WHERE id = $1"), params![screen])?
+                .ok_or_else(|| StoreError::NotFound(format!("pre-dose screen {screen}")))?;
+            screen_from(&r)
+        })
+        .await
+    }
+
+    /// A patient's at-home programme per home course, and their question-set answers.
+    pub async fn home_overview(
+        &self,
+        actor: &Actor,
+        patient: PatientId,
+    ) -> Result<(Vec<HomeProgramme>, Vec<QuestionSetResponse>)> {
+        actor.require(Permission::ViewClinical)?;
+        let act = actor.clone();
+        let out = self
+            .read(move |c| {
+                crate::patients::get_patient(c, &act, patient)?;
+                let mut progs = Vec::new();
+                for co in crate::courses::courses_for(c, patient)?.iter().filter(|co| co.route.is_home()) {
+                    progs.push(programme(c, co.id)?);
+                }
+                let qs = c
+                    .query(
+                        "SELECT id, set_code, answers, flags, completed_at FROM question_set_responses WHERE patient_id = $1 ORDER BY completed_at DESC, id DESC",
+                        params![patient.0],
+                    )?
+                    .iter()
+                    .map(|r| {
+                        Ok(QuestionSetResponse {
+                            id: r.i64(0)?,
+                            set_code: r.text(1)?,
+                            answers: from_json(&r.text(2)?)?,
+                            flags: from_json(&r.text(3)?)?,
+                            completed_at: from_ms(r.i64(4)?)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((progs, qs))
+            })
+            .await?;
+        self.audit_read(actor, "home_programme", None, Some(patient)).await?;
+        Ok(out)
+    }
+
+    /// The pre-dose rules as this clinic runs them (for the patient page's questions).
+    pub async fn pre_dose_rules(&self) -> Result<PreDoseRules> {
+        self.read(pre_dose_rules).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sitter_contact_is_an_email_or_a_phone() {
+        assert_eq!(contact_kind("sam@example.org"), Some((Some("sam@example.org".into()), None)));
+        assert_eq!(contact_kind("+1 (555) 010-0199"), Some((None, Some("+1 (555) 010-0199".into()))));
+        assert_eq!(contact_kind("Sam"), None);
+        assert_eq!(contact_kind("12"), None);
+    }
+
+    #[test]
+    fn question_set_fields_take_their_question_kind() {
+        let set = question_sets::get("urinary_symptoms").expect("urinary set ships");
+        let q = &set.questions[0];
+        let mut f = BTreeMap::new();
+        f.insert(q.id.clone(), "yes".to_string());
+        f.insert("unknown".into(), " ".into());
+        let a = question_set_answers(set, &f);
+        assert_eq!(a.len(), 1);
+        assert!(matches!(a.get(&q.id), Some(AnswerValue::YesNo(true)) | Some(AnswerValue::Text(_))));
+    }
+}

@@ -1,0 +1,163 @@
+//! Check-in reminders: the sweep that issues links for due check-ins, and their delivery.
+//!
+//! The server runs [`sweep_and_send`] every few minutes ([`spawn_sweeper`]). Each new link's
+//! token exists only between the sweep and the send: it goes into the message and is dropped.
+//! Every send is recorded on the link (`reminder_sent` / `reminder_failed`), so the care team
+//! sees who was not reached; a failed send can be repeated from the chart, which issues a new
+//! token (the old one stops working).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keta_notify::{Delivery, LogMailer, LogTextSender, Message};
+use keta_store::Store;
+use keta_store::checkins::IssuedLink;
+
+/// How reminders leave Keta, and the address links point at.
+#[derive(Clone)]
+pub struct Reminders {
+    pub delivery: Delivery,
+    /// The clinic's public base URL, e.g. `https://keta.clinic.example` (no trailing slash).
+    pub public_url: String,
+    /// With log-only delivery: what was "sent", for the demo's outbox screen.
+    pub outbox: Option<Arc<LogMailer>>,
+    pub text_outbox: Option<Arc<LogTextSender>>,
+}
+
+impl Reminders {
+    /// Log-only delivery with an outbox the demo can show.
+    pub fn log_only(public_url: impl Into<String>) -> Self {
+        let mail = Arc::new(LogMailer::new(500));
+        let text = Arc::new(LogTextSender::new(500));
+        Self {
+            delivery: Delivery::new(mail.clone()).with_text(text.clone()),
+            public_url: public_url.into().trim_end_matches('/').to_string(),
+            outbox: Some(mail),
+            text_outbox: Some(text),
+        }
+    }
+
+    /// A configured delivery (SMTP from the environment, a clinic's text provider).
+    pub fn with_delivery(delivery: Delivery, public_url: impl Into<String>) -> Self {
+        Self {
+            delivery,
+            public_url: public_url.into().trim_end_matches('/').to_string(),
+            outbox: None,
+            text_outbox: None,
+        }
+    }
+
+    pub fn link_url(&self, token: &str) -> String {
+        format!("{}/c/{token}", self.public_url)
+    }
+}
+
+/// What a patient (or sitter) receives. No name, no diagnosis: the message may be read by
+/// someone else, so it says only which clinic is asking and until when.
+fn compose(r: &Reminders, issued: &IssuedLink, clinic: &str, until: &str) -> (String, String) {
+    let url = r.link_url(&issued.token);
+    let (subject, what) = match issued.link.purpose {
+        keta_domain::patient_links::LinkPurpose::Sitter => (
+            format!("{clinic}: please confirm you are with your friend for their dose"),
+            "You were named as the person staying with someone for their home treatment today. Please open this link to confirm you are with them".to_string(),
+        ),
+        keta_domain::patient_links::LinkPurpose::PreDose => (
+            format!("{clinic}: your safety check before today's dose"),
+            "Before taking today's dose, please answer a few safety questions".to_string(),
+        ),
+        keta_domain::patient_links::LinkPurpose::Checkin => (
+            format!("{clinic}: your check-in"),
+            "Your care team asks you to answer a short check-in".to_string(),
+        ),
+    };
+    let body = format!(
+        "{what}:\n\n{url}\n\nThe link works once and is open until {until}. You can save your answers and finish later from the same link.\n\nThis message was sent by {clinic}. Do not reply to it. If you are in crisis or feel unsafe, call your crisis line or local emergency number now.\n"
+    );
+    (subject, body)
+}
+
+/// Sends one link by e-mail, or by text message when there is no address, and records how it
+/// went. Returns whether it was sent.
+pub async fn deliver(
+    store: &Store,
+    r: &Reminders,
+    issued: &IssuedLink,
+    to_email: Option<&str>,
+    to_phone: Option<&str>,
+) -> bool {
+    let (clinic, until) = match store.link_site_for_patients(issued.link.site_id).await {
+        Ok(s) => {
+            let c = crate::ui::clock::SiteClock::named(&s.time_zone);
+            (s.site_name, format!("{} at {}", c.date(issued.link.expires_at), c.hm(issued.link.expires_at)))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reading the site for a reminder");
+            return false;
+        }
+    };
+    let (subject, body) = compose(r, issued, &clinic, &until);
+    let outcome = match (to_email, to_phone) {
+        (Some(to), _) => match Message::new(to, subject, body) {
+            Ok(m) => r.delivery.send_mail(&m).await.map(|rc| format!("e-mail via {}", rc.channel)),
+            Err(e) => Err(keta_notify::DeliveryError::from(e)),
+        },
+        (None, Some(phone)) => {
+            let text = format!("{clinic}: {}", r.link_url(&issued.token));
+            r.delivery.send_text(phone, &text).await.map(|rc| format!("text via {}", rc.channel))
+        }
+        (None, None) => {
+            let _ =
+                store.record_delivery(issued.link.id, false, "no e-mail address or mobile number on file".into()).await;
+            return false;
+        }
+    };
+    let (ok, detail) = match outcome {
+        Ok(d) => (true, d),
+        Err(e) => (false, e.to_string()),
+    };
+    if let Err(e) = store.record_delivery(issued.link.id, ok, detail).await {
+        tracing::error!(error = %e, link = issued.link.id, "recording a reminder");
+    }
+    ok
+}
+
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepSummary {
+    pub issued: usize,
+    pub sent: usize,
+    pub expired: usize,
+}
+
+/// Issues links for due check-ins, records expiries, and sends the reminders.
+pub async fn sweep_and_send(store: &Store, r: &Reminders) -> keta_store::Result<SweepSummary> {
+    let report = store.sweep_checkins().await?;
+    let mut sent = 0;
+    for issued in &report.issued {
+        if deliver(store, r, issued, issued.email.as_deref(), issued.phone.as_deref()).await {
+            sent += 1;
+        }
+    }
+    if !report.issued.is_empty() || report.expired > 0 {
+        crate::ui::live::publish(None);
+    }
+    Ok(SweepSummary { issued: report.issued.len(), sent, expired: report.expired })
+}
+
+/// Runs the sweep now and then every `every` until the process ends.
+pub fn spawn_sweeper(store: Store, r: Reminders, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match sweep_and_send(&store, &r).await {
+                Ok(s) if s != SweepSummary::default() => {
+                    tracing::info!(issued = s.issued, sent = s.sent, expired = s.expired, "check-in sweep")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "check-in sweep failed"),
+            }
+        }
+    })
+}

@@ -1,0 +1,268 @@
+//! The at-home programme's phone pages (issue 6), reached through `/c/{token}` like every
+//! check-in: the pre-dose screen, the wait for the sitter, the dose log, and the sitter's own
+//! confirmation page.
+//!
+//! A pre-dose link stays open after its screen until the dose is logged (or the screen refuses
+//! the dose, or the window closes), so the patient can come back to the same page to see
+//! whether the sitter has confirmed.
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::Response;
+use keta_domain::patient_links::{self, LinkPurpose, LinkState};
+use keta_store::StoreError;
+use keta_store::checkins::OpenedLink;
+use keta_store::home::{HomeDoseStatus, NewDoseLog, PreDoseSubmission};
+
+use super::checkin::{Crisis, css_href};
+use super::page::{Errors, FormData, UiResult, render_status};
+use crate::AppState;
+
+#[derive(Template)]
+#[template(path = "patient/pre_dose.html")]
+struct PreDosePage {
+    css: &'static str,
+    token: String,
+    site_name: String,
+    /// The screen's questions with the clinic's numbers, `None` while settings are missing.
+    questions: Option<Vec<(&'static str, String)>>,
+    status: HomeDoseStatus,
+    form: FormData,
+    errors: Errors,
+    crisis: Crisis,
+    open_until: String,
+    sitter_sent: bool,
+}
+
+#[derive(Template)]
+#[template(path = "patient/sitter.html")]
+struct SitterPage {
+    css: &'static str,
+    token: String,
+    site_name: String,
+    done: Option<HomeDoseStatus>,
+    errors: Errors,
+    crisis: Crisis,
+}
+
+#[derive(Template)]
+#[template(path = "patient/refused.html")]
+struct RefusedPage {
+    css: &'static str,
+    title: String,
+    body: String,
+    site_name: String,
+    crisis: Option<Crisis>,
+}
+
+fn when(o: &OpenedLink, t: time::OffsetDateTime) -> String {
+    let c = super::clock::SiteClock::named(&o.site.time_zone);
+    format!("{} at {}", c.date(t), c.hm(t))
+}
+
+fn not_open(o: &OpenedLink) -> Option<Response> {
+    let at = match o.state {
+        LinkState::Open => return None,
+        LinkState::Completed { at } | LinkState::Expired { at } => at,
+        LinkState::NotYetOpen { opens_at } => opens_at,
+    };
+    let r = patient_links::refusal(o.state, &when(o, at), o.site.clinic_phone.as_deref())?;
+    let status = if matches!(o.state, LinkState::NotYetOpen { .. }) { StatusCode::CONFLICT } else { StatusCode::GONE };
+    Some(render_status(
+        status,
+        &RefusedPage {
+            css: css_href(),
+            title: r.title,
+            body: r.body,
+            site_name: o.site.site_name.clone(),
+            crisis: Some(Crisis::of(&o.site)),
+        },
+    ))
+}
+
+async fn pre_dose_page(
+    st: &AppState,
+    o: &OpenedLink,
+    token: &str,
+    form: FormData,
+    errors: Errors,
+    sitter_sent: bool,
+) -> UiResult<PreDosePage> {
+    let status = st.store.home_dose_status(o.link.id).await?;
+    let questions = st.store.pre_dose_rules().await?.questions().ok();
+    Ok(PreDosePage {
+        css: css_href(),
+        token: token.to_string(),
+        site_name: o.site.site_name.clone(),
+        questions,
+        status,
+        form,
+        errors,
+        crisis: Crisis::of(&o.site),
+        open_until: when(o, o.link.expires_at),
+        sitter_sent,
+    })
+}
+
+/// `GET /c/{token}` for pre-dose and sitter links.
+pub async fn get_page(st: &AppState, o: OpenedLink, token: &str) -> UiResult<Response> {
+    if let Some(page) = not_open(&o) {
+        return Ok(page);
+    }
+    match o.link.purpose {
+        LinkPurpose::Sitter => Ok(render_status(
+            StatusCode::OK,
+            &SitterPage {
+                css: css_href(),
+                token: token.to_string(),
+                site_name: o.site.site_name.clone(),
+                done: None,
+                errors: Errors::new(),
+                crisis: Crisis::of(&o.site),
+            },
+        )),
+        _ => {
+            let page = pre_dose_page(st, &o, token, FormData::empty(), Errors::new(), false).await?;
+            Ok(render_status(StatusCode::OK, &page))
+        }
+    }
+}
+
+fn yes_no(form: &FormData, name: &str, errors: &mut Errors) -> bool {
+    match form.get(name) {
+        "yes" => true,
+        "no" => false,
+        _ => {
+            errors.add(name, "Choose yes or no.");
+            false
+        }
+    }
+}
+
+/// `POST /c/{token}` for pre-dose and sitter links.
+pub async fn post_page(st: &AppState, o: OpenedLink, token: &str, form: FormData) -> UiResult<Response> {
+    if let Some(page) = not_open(&o) {
+        return Ok(page);
+    }
+    if o.link.purpose == LinkPurpose::Sitter {
+        let mut errors = Errors::new();
+        if !form.checked("present") {
+            errors.add("present", "Tick the box to confirm you are with them now.");
+        }
+        let done = if errors.any() {
+            None
+        } else {
+            match st.store.confirm_sitter(token).await {
+                Ok(s) => {
+                    super::live::publish(Some(o.link.site_id));
+                    Some(s)
+                }
+                Err(e) => {
+                    errors.absorb(e)?;
+                    None
+                }
+            }
+        };
+        let status = if errors.any() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+        return Ok(render_status(
+            status,
+            &SitterPage {
+                css: css_href(),
+                token: token.to_string(),
+                site_name: o.site.site_name.clone(),
+                done,
+                errors,
+                crisis: Crisis::of(&o.site),
+            },
+        ));
+    }
+
+    let mut errors = Errors::new();
+    let mut sitter_sent = false;
+    if form.get("action") == "log" {
+        let units = form.integer("units", &mut errors);
+        let left = form.integer("units_left", &mut errors);
+        if units.is_none() && !errors.has("units") {
+            errors.add("units", "Enter how many you took.");
+        }
+        if left.is_none() && !errors.has("units_left") {
+            errors.add("units_left", "Enter how many are left.");
+        }
+        if let (Some(units), Some(left), false) = (units, left, errors.any()) {
+            let d = NewDoseLog {
+                units: u32::try_from(units).unwrap_or(0),
+                units_left: u32::try_from(left).unwrap_or(u32::MAX),
+            };
+            match st.store.log_home_dose(token, d).await {
+                Ok(()) => {
+                    super::live::publish(Some(o.link.site_id));
+                    let page = pre_dose_page(st, &o, token, FormData::empty(), Errors::new(), false).await?;
+                    return Ok(render_status(StatusCode::OK, &page));
+                }
+                Err(e) => errors.absorb(e)?,
+            }
+        }
+    } else {
+        let systolic = form.number("systolic", &mut errors);
+        let diastolic = form.number("diastolic", &mut errors);
+        for (f, label) in [("systolic", "Enter the top number."), ("diastolic", "Enter the bottom number.")] {
+            if form.get(f).trim().is_empty() && !errors.has(f) {
+                errors.add(f, label);
+            }
+        }
+        let alcohol = yes_no(&form, "alcohol", &mut errors);
+        let sedatives = yes_no(&form, "sedatives", &mut errors);
+        let food = yes_no(&form, "food", &mut errors);
+        let liquids = yes_no(&form, "liquids", &mut errors);
+        let driving = yes_no(&form, "driving", &mut errors);
+        if let (Some(sys), Some(dia), false) = (systolic, diastolic, errors.any()) {
+            let sub = PreDoseSubmission {
+                systolic_mmhg: sys,
+                diastolic_mmhg: dia,
+                alcohol_within_interval: alcohol,
+                sedatives_within_interval: sedatives,
+                ate_within_interval: food,
+                drank_within_interval: liquids,
+                sitter_name: form.get("sitter_name").to_string(),
+                sitter_contact: form.get("sitter_contact").to_string(),
+                agrees_not_to_drive: driving,
+            };
+            match st.store.submit_pre_dose(token, sub).await {
+                Ok(res) => {
+                    super::live::publish(Some(o.link.site_id));
+                    if let Some(sitter) = res.sitter_link {
+                        sitter_sent = crate::reminders::deliver(
+                            &st.store,
+                            &st.reminders,
+                            &sitter,
+                            sitter.email.as_deref(),
+                            sitter.phone.as_deref(),
+                        )
+                        .await;
+                    }
+                    // A refused screen closes the link: show its reasons on this page.
+                    if let HomeDoseStatus::Refused { .. } = res.status {
+                        let mut page = pre_dose_page(st, &o, token, FormData::empty(), Errors::new(), false).await?;
+                        page.status = res.status;
+                        return Ok(render_status(StatusCode::OK, &page));
+                    }
+                    let page = pre_dose_page(st, &o, token, FormData::empty(), Errors::new(), sitter_sent).await?;
+                    return Ok(render_status(StatusCode::OK, &page));
+                }
+                Err(StoreError::Domain(keta_domain::DomainError::Invalid(errs))) => {
+                    for e in errs {
+                        let field = match e.field.as_str() {
+                            "systolic_mmhg" | "vitals.systolic_mmhg" => "systolic",
+                            "diastolic_mmhg" | "vitals.diastolic_mmhg" => "diastolic",
+                            f => f,
+                        };
+                        errors.add(field, e.message);
+                    }
+                }
+                Err(e) => errors.absorb(e)?,
+            }
+        }
+    }
+    let page = pre_dose_page(st, &o, token, form, errors, sitter_sent).await?;
+    Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page))
+}
