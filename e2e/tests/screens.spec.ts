@@ -69,6 +69,18 @@ test('every main screen is accessible, fits the tablet and is captured', async (
   await expect(page.getByRole('heading', { level: 1, name: 'Clinic outcomes' })).toBeVisible();
   await check(page, 'outcomes-1024');
 
+  // Issue 6: durability curves for the demo clinic, by route and by protocol.
+  await page.goto('/outcomes/durability');
+  await expect(page.getByRole('heading', { level: 1, name: 'Durability after response' })).toBeVisible();
+  await expect(page.locator('svg').first()).toBeVisible();
+  await check(page, 'durability-1024');
+  await page.goto('/outcomes/durability?by=protocol');
+  await check(page, 'durability-protocol-1024');
+
+  await page.goto('/outbox');
+  await expect(page.getByRole('heading', { level: 1, name: /Reminder outbox/ })).toBeVisible();
+  await check(page, 'outbox-1024');
+
   // An unknown page gets the HTML error page.
   const missing = await page.goto('/no-such-page');
   expect(missing!.status()).toBe(404);

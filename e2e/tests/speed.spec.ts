@@ -10,7 +10,7 @@ test('main pages render within the budget', async ({ page, signIn }) => {
   const session = await rows.first().getAttribute('href');
   await page.goto('/patients');
   const chart = await page.getByRole('table', { name: /Patients/ }).getByRole('link').first().getAttribute('href');
-  const pages = ['/today', '/patients', '/patients?q=a', chart!, `${chart}/eligibility`, `${chart}/plan?route=intranasal_esketamine`, session!, `${chart}/questionnaires/new?instrument=phq9`, '/outcomes', '/patients/new'];
+  const pages = ['/today', '/patients', '/patients?q=a', chart!, `${chart}/eligibility`, `${chart}/plan?route=intranasal_esketamine`, session!, `${chart}/questionnaires/new?instrument=phq9`, '/outcomes', '/outcomes/durability', '/patients/new'];
   const report: string[] = [];
   for (const path of pages) {
     const times: number[] = [];

@@ -4,6 +4,7 @@ mod bench;
 mod config;
 mod demo;
 mod demo_accounts;
+mod demo_checkins;
 mod demo_ledger;
 mod dose;
 mod pk;
@@ -190,6 +191,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let summary = demo::ensure(&store, seed).await.context("building the demo clinic")?;
             demo_accounts::ensure(&store).await.context("creating the demo accounts")?;
             demo_ledger::ensure(&store).await.context("building the demo ledger")?;
+            demo_checkins::ensure(&store).await.context("setting up the demo's check-ins")?;
             let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("listening on {bind}"))?;
             let addr = listener.local_addr()?;
             println!("Keta demo clinic: {summary}");
@@ -205,10 +207,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 println!("  {:<11} {:<14} TOTP key {}", a.username, a.role.label(), a.totp_key);
             }
             let reminders = reminders_from_env(addr)?;
-            println!("Check-in reminders: {}", reminders.delivery.description());
-            if reminders.outbox.is_some() {
-                println!("  The demo's outbox of check-in links: http://{addr}/outbox (signed in)");
-            }
+            println!("Check-in reminders: {}", reminders.describe());
             println!("Press Ctrl-C to stop.");
             keta_web::reminders::spawn_sweeper(store.clone(), reminders.clone(), sweep_interval()?);
             keta_web::serve(listener, keta_web::AppState::new(store).with_reminders(reminders), shutdown_signal())
@@ -223,7 +222,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let addr = listener.local_addr()?;
             tracing::info!(%addr, backend = ?store.backend(), "serving");
             let reminders = reminders_from_env(addr)?;
-            tracing::info!(delivery = reminders.delivery.description(), public_url = %reminders.public_url, "check-in reminders");
+            tracing::info!(delivery = %reminders.describe(), public_url = %reminders.public_url, "check-in reminders");
             keta_web::reminders::spawn_sweeper(store.clone(), reminders.clone(), sweep_interval()?);
             keta_web::serve(listener, keta_web::AppState::new(store).with_reminders(reminders), shutdown_signal())
                 .await?;

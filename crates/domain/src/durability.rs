@@ -5,15 +5,21 @@
 //! # Who is counted
 //!
 //! The unit is a **course**: each course whose indication's primary instrument is the one
-//! analysed (PHQ-9 for depression, [`crate::patient::Indication::primary_instrument`]), scored
-//! on that instrument at least twice (a baseline and one later score, all linked to the
-//! course). Its scores go through the relapse watch ([`crate::relapse::watch`]) with the
-//! clinic's [`RelapseSettings`] and the instrument's default outcome definition, so response
-//! is judged against the course's first score, exactly as in [`crate::outcomes`].
+//! analysed (PHQ-9 for depression, [`crate::patient::Indication::primary_instrument`]), with a
+//! baseline and at least one later score on that instrument (scores linked to the course).
+//! Its scores go through the relapse watch ([`crate::relapse::watch`]) with the clinic's
+//! [`RelapseSettings`] and the instrument's default outcome definition, so response is judged
+//! against the course's first score, as in [`crate::outcomes`], except for maintenance:
+//!
+//! A maintenance course continues the treatment an induction course started, so its response
+//! is judged against that induction's baseline: the first score of the patient's latest
+//! induction course on the same route and indication that started no later than it
+//! ([`CourseSeries::baseline`]). Judged against its own first score (taken while already
+//! responding), score noise of a point or two would make and break "responses".
 //!
 //! A course with a response episode is a **responder** and contributes one
-//! [`SurvivalObservation`] (as [`crate::survival`] expects: one per responder, so the
-//! observations are independent), from its *first* episode:
+//! [`SurvivalObservation`] (as [`crate::survival`] expects: one per responder, not one per
+//! episode, whose repeats within a course would not be independent), from its *first* episode:
 //!
 //! * relapsed (the episode ended): an **event**, at the days from the last session dosed
 //!   before the relapse score to that score;
@@ -26,9 +32,12 @@
 //! session before the end of follow-up has nothing to measure from: counted as a responder,
 //! left out of the curve ([`DurabilityGroup::without_follow_up`]).
 //!
-//! Maintenance: a maintenance course is its own unit with its own first score as baseline,
-//! as in the outcomes screen. Grouping by protocol keeps induction and maintenance apart;
-//! McInnes 2022's figures are for responders *without* maintenance.
+//! A patient with an induction and a maintenance course contributes to the curve of each: the
+//! induction course is followed until its last score (in practice until maintenance begins),
+//! the maintenance course from its own sessions. Grouped by route, both land on the same
+//! curve, which then holds two related observations from that patient (the intervals assume
+//! independent observations, so they may be somewhat too narrow). Grouping by protocol keeps induction and maintenance
+//! apart; McInnes 2022's figures are for responders *without* maintenance.
 //!
 //! # Confidence intervals
 //!
@@ -54,8 +63,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::course::Route;
+use crate::course::{Phase, Route};
 use crate::error::DomainError;
+use crate::ids::CourseId;
 use crate::outcomes::{OutcomeDefinition, ScorePoint};
 use crate::records::PatientChart;
 use crate::relapse::{RelapseSettings, watch};
@@ -102,14 +112,36 @@ pub struct CourseSeries {
     pub protocol: Option<String>,
     /// Dose start of every session in which the dose was started (any order).
     pub sessions: Vec<OffsetDateTime>,
-    /// The course's scores on the instrument (any order; the earliest is the baseline).
+    /// The course's scores on the instrument (any order).
     pub scores: Vec<ScorePoint>,
+    /// The baseline carried over from the induction course a maintenance course continues;
+    /// `None`: the course's own earliest score is the baseline.
+    pub baseline: Option<ScorePoint>,
+}
+
+impl CourseSeries {
+    /// The points the relapse watch sees: the carried-over baseline (when it precedes every
+    /// score of the course) and the course's scores.
+    fn points(&self) -> Vec<ScorePoint> {
+        let first = self.scores.iter().map(|p| p.at).min();
+        let carried = self.baseline.filter(|b| first.is_none_or(|f| b.at < f));
+        carried.into_iter().chain(self.scores.iter().copied()).collect()
+    }
 }
 
 /// The courses of one chart to analyse on `instrument`: those whose indication's primary
 /// instrument it is. Scores are the responses linked to the course with a total; sessions
-/// are the course's sessions whose dose was started.
+/// are the course's sessions whose dose was started; a maintenance course carries the
+/// baseline of the induction it continues (see the module docs).
 pub fn course_series(chart: &PatientChart, instrument: &str) -> Vec<CourseSeries> {
+    let scores = |id: CourseId| -> Vec<ScorePoint> {
+        chart
+            .responses
+            .iter()
+            .filter(|r| r.course_id == Some(id) && r.instrument == instrument)
+            .filter_map(|r| r.score.total.map(|total| ScorePoint { at: r.completed_at, total }))
+            .collect()
+    };
     chart
         .courses
         .iter()
@@ -118,12 +150,22 @@ pub fn course_series(chart: &PatientChart, instrument: &str) -> Vec<CourseSeries
             route: c.route,
             protocol: c.protocol.clone(),
             sessions: chart.sessions.iter().filter(|s| s.course_id == c.id).filter_map(|s| s.dose_started_at).collect(),
-            scores: chart
-                .responses
-                .iter()
-                .filter(|r| r.course_id == Some(c.id) && r.instrument == instrument)
-                .filter_map(|r| r.score.total.map(|total| ScorePoint { at: r.completed_at, total }))
-                .collect(),
+            scores: scores(c.id),
+            baseline: match c.phase {
+                Phase::Induction => None,
+                Phase::Maintenance => chart
+                    .courses
+                    .iter()
+                    .filter(|o| {
+                        o.id != c.id
+                            && o.phase == Phase::Induction
+                            && o.route == c.route
+                            && o.indication == c.indication
+                            && o.start_date <= c.start_date
+                    })
+                    .max_by_key(|o| (o.start_date, o.id))
+                    .and_then(|o| scores(o.id).into_iter().min_by_key(|p| p.at)),
+            },
         })
         .collect()
 }
@@ -148,11 +190,12 @@ pub fn follow_up(
     def: &OutcomeDefinition,
     settings: &RelapseSettings,
 ) -> Result<FollowUp, DomainError> {
-    let Some(latest) = series.scores.iter().map(|p| p.at).max() else { return Ok(FollowUp::NotAssessable) };
-    if series.scores.len() < 2 {
+    let points = series.points();
+    let Some(latest) = points.iter().map(|p| p.at).max() else { return Ok(FollowUp::NotAssessable) };
+    if points.len() < 2 {
         return Ok(FollowUp::NotAssessable);
     }
-    let Some(w) = watch(def, &series.scores, settings, None, None, latest)? else {
+    let Some(w) = watch(def, &points, settings, None, None, latest)? else {
         return Ok(FollowUp::NotAssessable);
     };
     let Some(episode) = w.episodes.first() else { return Ok(FollowUp::NoResponse) };
@@ -450,6 +493,7 @@ mod tests {
             protocol: protocol.map(str::to_string),
             sessions: sessions.iter().map(|&d| at(d)).collect(),
             scores: scores.iter().map(|&(d, total)| ScorePoint { at: at(d), total }).collect(),
+            baseline: None,
         }
     }
 
@@ -506,6 +550,31 @@ mod tests {
         // Scored before any session: responded, nothing to measure from.
         let no_session = course(Route::IvRacemic, None, &[30], &[(0, 20), (7, 8)]);
         assert_eq!(follow_up(&no_session, phq9(), &RelapseSettings::default()).unwrap(), FollowUp::WithoutFollowUp);
+    }
+
+    #[test]
+    fn maintenance_is_judged_against_the_induction_baseline() {
+        // Maintenance sessions on days 40 and 61; scores 6, 3, 5, 9, 12 while the induction
+        // baseline was 20 (response ≤ 10).
+        let mut m = course(Route::IvRacemic, None, &[40, 61], &[(40, 6), (47, 3), (54, 5), (61, 9), (68, 12)]);
+        // On its own first score (6), 3 is a response and 5 already its loss: noise, not relapse.
+        assert!(matches!(
+            follow_up(&m, phq9(), &RelapseSettings::default()).unwrap(),
+            FollowUp::Followed { observation: SurvivalObservation { days: 14.0, relapsed: true }, .. }
+        ));
+        // Against the induction's baseline: responding from day 40, lost at 68, 7 days after day 61.
+        m.baseline = Some(ScorePoint { at: at(-3), total: 20 });
+        assert!(matches!(
+            follow_up(&m, phq9(), &RelapseSettings::default()).unwrap(),
+            FollowUp::Followed { observation: SurvivalObservation { days: 7.0, relapsed: true }, .. }
+        ));
+        // A carried baseline that is not earlier than the course's scores is ignored.
+        m.baseline = Some(ScorePoint { at: at(50), total: 20 });
+        assert_eq!(m.points().len(), 5);
+        // With a carried baseline one score is enough to judge.
+        let one = CourseSeries { scores: vec![ScorePoint { at: at(45), total: 5 }], ..m.clone() };
+        let one = CourseSeries { baseline: Some(ScorePoint { at: at(-3), total: 20 }), ..one };
+        assert!(matches!(follow_up(&one, phq9(), &RelapseSettings::default()).unwrap(), FollowUp::Followed { .. }));
     }
 
     #[test]

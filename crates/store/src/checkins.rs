@@ -401,7 +401,9 @@ pub(crate) fn relapse_check(
     if def.response.is_none() {
         return Ok(());
     }
-    let settings = relapse_settings(c)?;
+    // The clinic's threshold is set on PHQ-9 totals (the API validates it against PHQ-9); other
+    // instruments use the default, loss of response.
+    let settings = if r.instrument == "phq9" { relapse_settings(c)? } else { RelapseSettings::default() };
     let points: Vec<ScorePoint> = crate::questionnaires::responses_for(c, p.id)?
         .iter()
         .filter(|x| x.course_id == Some(course) && x.instrument == r.instrument)
@@ -412,7 +414,15 @@ pub(crate) fn relapse_check(
         sessions.iter().filter(|s| s.course_id == course && s.scheduled_for <= now).map(|s| s.scheduled_for).max();
     let next =
         sessions.iter().filter(|s| s.course_id == course && s.scheduled_for > now).map(|s| s.scheduled_for).min();
-    let Some(w) = relapse::watch(def, &points, &settings, last, next, now)? else { return Ok(()) };
+    let w = match relapse::watch(def, &points, &settings, last, next, now) {
+        Ok(Some(w)) => w,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            // A watch that cannot run must never lose the patient's answers.
+            tracing::warn!(error = %e, instrument = %r.instrument, "relapse watch skipped");
+            return Ok(());
+        }
+    };
     let Some(flag) = w.flag else { return Ok(()) };
     if flag.relapse_at != r.completed_at {
         return Ok(()); // Reported when that score came in.
@@ -518,16 +528,42 @@ impl Store {
         .await
     }
 
-    /// Stores positive safety answers for an open link, in a transaction of their own, before
-    /// the rest of the submission is looked at. Each flag is stored once per link; its urgent
-    /// alert is raised in the same transaction. Returns what is stored for this link (including
-    /// earlier saves), so the page keeps showing the crisis instructions.
+    /// Looks a token up without recording a visit (a form submission: what it does is
+    /// recorded by the operation it leads to).
+    pub async fn peek_link(&self, token: &str) -> Result<LinkLookup> {
+        if !patient_links::is_well_formed_token(token) {
+            return Ok(LinkLookup::Unknown);
+        }
+        let hash = token_hash(token);
+        let now = self.now();
+        self.read(move |c| {
+            let Some(link) = link_by_hash(c, &hash)? else { return Ok(LinkLookup::Unknown) };
+            let state = link.state(now);
+            let site = site_for_patients(c, link.site_id)?;
+            Ok(LinkLookup::Found(Box::new(OpenedLink { link, site, state })))
+        })
+        .await
+    }
+
+    /// Stores positive safety answers sent through a link (open, or closed after its form was
+    /// shown: see below), in a transaction of their own, before the rest of the submission is
+    /// looked at. Each flag is stored once per link; its urgent alert is raised in the same
+    /// transaction. Returns what is stored for this link (including earlier saves), so the page
+    /// keeps showing the crisis instructions.
     pub async fn record_safety_answers(&self, token: &str, answers: Vec<Option<i32>>) -> Result<Option<SafetyOutcome>> {
         let hash = token_hash(token);
         let now = self.now();
         self.write(move |c| {
             let link = link_by_hash(c, &hash)?.ok_or_else(|| StoreError::NotFound("check-in link".into()))?;
-            if link.form_kind != "instrument" || link.state(now) != LinkState::Open {
+            // Once its form has been shown, a link takes safety answers whatever its state: a
+            // page answered after the window closed, or sent again after it was completed (back
+            // button, item 9 changed), must still reach the care team. Only the rest is refused.
+            let form_was_shown = match link.state(now) {
+                LinkState::Open | LinkState::Completed { .. } => true,
+                LinkState::Expired { .. } => link.first_opened_at.is_some(),
+                LinkState::NotYetOpen { .. } => false,
+            };
+            if link.form_kind != "instrument" || !form_was_shown {
                 return Ok(None);
             }
             let inst = instruments::catalog()
@@ -798,8 +834,11 @@ fn mark_expired(c: &mut dyn Conn, link: &LinkRecord, now: OffsetDateTime) -> Res
             fields: &["expired_at"],
         },
     )?;
-    // At home, a missed check-in is a safety matter: the clinician is told (issue 6).
-    if let Some(course) = link.course_id {
+    // At home, a missed check-in is a safety matter: the clinician is told (issue 6). Not for a
+    // sitter's link: its pre-dose screen closes with it and is reported as the patient's.
+    if let Some(course) = link.course_id
+        && link.purpose != LinkPurpose::Sitter
+    {
         let route = c.query_opt("SELECT route FROM courses WHERE id = $1", params![course.0])?;
         let at_home =
             route.map(|r| r.text(0)).transpose()?.is_some_and(|r| r == "oral_racemic" || r == "sublingual_racemic");

@@ -382,10 +382,13 @@ fn programme(c: &mut dyn Conn, course: CourseId) -> Result<HomeProgramme> {
         .and_then(|r| r.opt_i64(0).transpose())
         .transpose()?
         .unwrap_or(0);
-    // Missed since the last supply: the patient is "up to date" once later check-ins are done.
+    // Missed since the last supply: the patient is "up to date" once later check-ins are done
+    // (a check-in completed after the missed one closed clears it; otherwise nothing could, as
+    // the supply it holds is what would move `last_dispense` on).
     let missed_checkins = c
         .query_opt(
-            "SELECT count(*) FROM checkin_links WHERE course_id = $1 AND expired_at IS NOT NULL AND completed_at IS NULL AND purpose <> 'sitter' AND expires_at > $2",
+            "SELECT count(*) FROM checkin_links m WHERE m.course_id = $1 AND m.expired_at IS NOT NULL AND m.completed_at IS NULL AND m.purpose <> 'sitter' AND m.expires_at > $2
+             AND NOT EXISTS (SELECT 1 FROM checkin_links d WHERE d.course_id = m.course_id AND d.purpose <> 'sitter' AND d.completed_at IS NOT NULL AND d.completed_at >= m.expires_at)",
             params![course.0, last_dispense],
         )?
         .map(|r| r.i64(0))

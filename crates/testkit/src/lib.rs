@@ -4,7 +4,8 @@
 //!   (a new `keta_test_<random>` database, dropped afterwards) when
 //!   `KETA_TEST_POSTGRES_URL` is set.
 //! * [`ManualClock`]: a clock tests move by hand (monitoring times, timeouts).
-//! * [`spawn_app`]: the real server on port 0 with a typed [`TestApp`] client.
+//! * [`spawn_app`]: the real server on port 0 with a typed [`TestApp`] client; [`spawn_app_with`]
+//!   also sets how reminders are delivered (e.g. [`smtp_reminders`] to an [`smtp_sink::SmtpSink`]).
 
 /// A local SMTP server for tests: [`smtp_sink::SmtpSink`] keeps the mail it receives.
 pub mod smtp_sink;
@@ -28,6 +29,10 @@ impl ManualClock {
     pub fn now(&self) -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0.load(Ordering::SeqCst)) * 1_000_000)
             .expect("valid time")
+    }
+    /// Sets the time (e.g. back to the start for the next backend in a loop over [`TestDb::all`]).
+    pub fn set(&self, t: OffsetDateTime) {
+        self.0.store((t.unix_timestamp_nanos() / 1_000_000) as i64, Ordering::SeqCst);
     }
     pub fn advance(&self, d: time::Duration) {
         self.0.fetch_add(d.whole_milliseconds() as i64, Ordering::SeqCst);
@@ -135,12 +140,37 @@ pub struct TestApp {
     session: std::sync::Mutex<Option<(String, String)>>,
 }
 
-/// Starts the real router on 127.0.0.1:0 over `store`.
+/// Starts the real router on 127.0.0.1:0 over `store` (log-only reminders, the default).
 pub async fn spawn_app(store: Store) -> TestApp {
+    spawn(store, None).await
+}
+
+/// Like [`spawn_app`], with reminders built by `reminders` from the app's own base URL
+/// (`http://127.0.0.1:PORT`), known only once the listener is bound: the links in reminders
+/// then point at the spawned app. See [`smtp_reminders`].
+pub async fn spawn_app_with(store: Store, reminders: impl FnOnce(&str) -> keta_web::reminders::Reminders) -> TestApp {
+    spawn(store, Some(Box::new(reminders))).await
+}
+
+/// Reminders delivered by SMTP to `sink`, with links under `public_url`.
+pub fn smtp_reminders(sink: &smtp_sink::SmtpSink, public_url: &str) -> keta_web::reminders::Reminders {
+    let delivery =
+        keta_notify::Delivery::from_settings(Some(&sink.url()), Some("Keta Test Clinic <reminders@clinic.example>"))
+            .expect("SMTP delivery to the sink");
+    keta_web::reminders::Reminders::with_delivery(delivery, public_url)
+}
+
+type RemindersBuilder<'a> = Box<dyn FnOnce(&str) -> keta_web::reminders::Reminders + 'a>;
+
+async fn spawn(store: Store, reminders: Option<RemindersBuilder<'_>>) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let mut state = keta_web::AppState::new(store);
+    if let Some(build) = reminders {
+        state = state.with_reminders(build(&format!("http://{addr}")));
+    }
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(keta_web::serve(listener, keta_web::AppState::new(store), async move {
+    tokio::spawn(keta_web::serve(listener, state, async move {
         let _ = rx.await;
     }));
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");

@@ -144,6 +144,12 @@ pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/patients/{id}/questionnaires/new", Needs(EnterQuestionnaire)),
     ("POST", "/patients/{id}/questionnaires/new", Needs(EnterQuestionnaire)),
     ("POST", "/patients/{id}/alerts/{alert}/acknowledge", Needs(RecordSession)),
+    // Between sessions on the chart (issue 6): send a check-in or a new link, review a refused
+    // pre-dose screen, record a home supply.
+    ("POST", "/patients/{id}/checkins", Needs(EnterQuestionnaire)),
+    ("POST", "/patients/{id}/checkins/{link}/reissue", Needs(EnterQuestionnaire)),
+    ("POST", "/patients/{id}/pre-dose-screens/{screen}/review", Needs(PlanTreatment)),
+    ("POST", "/patients/{id}/courses/{course}/dispenses", Needs(RecordLedger)),
     ("GET", "/patients/{id}/access-log", Needs(ViewAudit)),
     ("GET", "/kiosk/{id}", Needs(EnterQuestionnaire)),
     ("GET", "/kiosk/{id}/{instrument}", Needs(EnterQuestionnaire)),

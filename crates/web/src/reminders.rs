@@ -47,6 +47,15 @@ impl Reminders {
         }
     }
 
+    /// How reminders go out, for the start-up banner.
+    pub fn describe(&self) -> String {
+        if self.outbox.is_some() {
+            "log only: nothing is sent; reminders are kept in the outbox (/outbox)".into()
+        } else {
+            self.delivery.description().to_string()
+        }
+    }
+
     pub fn link_url(&self, token: &str) -> String {
         format!("{}/c/{token}", self.public_url)
     }

@@ -5,7 +5,7 @@ use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
 use keta_domain::access::Role;
-use keta_domain::course::{NewCourse, Route};
+use keta_domain::course::{NewCourse, Phase, Route};
 use keta_domain::ids::{CourseId, PatientId, SiteId};
 use keta_domain::records::CompletedBy;
 use keta_domain::session::SessionAction;
@@ -25,7 +25,8 @@ fn phq9(total: i32) -> Vec<Option<i32>> {
     (0..9).map(|i| Some(if i == 8 { 0 } else { (total - 3 * i).clamp(0, 3) })).collect()
 }
 
-/// A depression course with dosed sessions on `sessions` days and course-linked PHQ-9 totals.
+/// A depression patient with an induction course: dosed sessions on `sessions` days and
+/// course-linked PHQ-9 totals.
 async fn treated(
     s: &Store,
     site: SiteId,
@@ -35,13 +36,29 @@ async fn treated(
     sessions: &[i64],
     scores: &[(i64, i32)],
 ) -> (PatientId, CourseId) {
-    let dr = prescriber(&[site]);
     let p = patient(s, site, mrn).await;
+    let c = add_course(s, site, p, route, Phase::Induction, protocol, sessions, scores).await;
+    (p, c)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn add_course(
+    s: &Store,
+    site: SiteId,
+    p: PatientId,
+    route: Route,
+    phase: Phase,
+    protocol: Option<&str>,
+    sessions: &[i64],
+    scores: &[(i64, i32)],
+) -> CourseId {
+    let dr = prescriber(&[site]);
+    let start = day(sessions.first().copied().unwrap_or(0)).date();
     let c = s
         .create_course(
             &dr,
             p,
-            NewCourse { protocol: protocol.map(str::to_string), start_date: day(0).date(), ..course(route) },
+            NewCourse { phase, protocol: protocol.map(str::to_string), start_date: start, ..course(route) },
         )
         .await
         .unwrap();
@@ -77,7 +94,7 @@ async fn treated(
         })
         .collect();
     s.import_responses(&dr, check_ins).await.unwrap();
-    (p, c.id)
+    c.id
 }
 
 const IV: &[i64] = &[0, 2, 4, 7, 9, 11];
@@ -91,6 +108,11 @@ fn close(v: &Value, want: f64) -> bool {
 ///   after the second; S(28) = 2/3; no 8-week figure; median 30 days.
 /// IM "IM 0.5": scored, never responded — a group with no responders.
 /// Esketamine, no protocol: responding 71 days after its last session → 100 % at 8 weeks.
+/// Sublingual: an induction responder (baseline 20) still responding 9 days after the last
+///   induction session when maintenance starts; in maintenance (sessions days 30 and 55) PHQ-9
+///   6 and 9 are still responses against the induction's baseline, 12 on day 62 is a relapse 7
+///   days after the last maintenance session → S = 1/2 at 7 days, median 7.
+///   (Judged against its own first score, 6, maintenance would have no response at all.)
 #[tokio::test]
 async fn durability_curves_by_route_and_protocol_over_http() {
     let clock = ManualClock::at(T0);
@@ -104,6 +126,10 @@ async fn durability_curves_by_route_and_protocol_over_http() {
         treated(s, a, "A-0603", Route::IvRacemic, proto, IV, &[(-3, 22), (14, 10), (41, 16)]).await;
         treated(s, a, "A-0604", Route::ImRacemic, Some("IM 0.5"), IV, &[(-3, 20), (14, 16)]).await;
         treated(s, a, "A-0605", Route::IntranasalEsketamine, None, &[0, 3, 7, 10], &[(-3, 24), (14, 6), (81, 5)]).await;
+        let sl = Route::SublingualRacemic;
+        let (p6, _) = treated(s, a, "A-0606", sl, Some("SL induction"), IV, &[(-3, 20), (14, 8), (20, 7)]).await;
+        let maintenance = &[(30, 6), (45, 9), (62, 12)];
+        add_course(s, a, p6, sl, Phase::Maintenance, Some("SL maintenance"), &[30, 55], maintenance).await;
 
         let app = spawn_app(s.clone()).await;
         let dr = staff.iter().find(|x| x.role == Role::Prescriber).unwrap();
@@ -117,7 +143,7 @@ async fn durability_curves_by_route_and_protocol_over_http() {
         assert_eq!(j["settings"]["threshold"]["kind"], "loss_of_response");
         let groups = j["groups"].as_array().unwrap();
         let keys: Vec<&str> = groups.iter().map(|g| g["key"].as_str().unwrap()).collect();
-        assert_eq!(keys, ["iv_racemic", "im_racemic", "intranasal_esketamine"], "{:?}", db.kind);
+        assert_eq!(keys, ["iv_racemic", "im_racemic", "intranasal_esketamine", "sublingual_racemic"], "{:?}", db.kind);
 
         let iv = &groups[0];
         assert_eq!((iv["courses"].as_u64(), iv["responders"].as_u64()), (Some(3), Some(3)));
@@ -144,6 +170,16 @@ async fn durability_curves_by_route_and_protocol_over_http() {
         assert_eq!(esk["at_8_weeks"]["survival"].as_f64(), Some(1.0));
         assert!(esk["at_8_weeks"]["ci_low"].is_null(), "no interval at 100 %");
 
+        let sl = &groups[3];
+        assert_eq!(
+            (sl["courses"].as_u64(), sl["followed"].as_u64(), sl["relapses"].as_u64()),
+            (Some(2), Some(2), Some(1))
+        );
+        assert!(close(&sl["steps"][0]["days"], 7.0) && close(&sl["steps"][0]["survival"], 0.5), "{sl}");
+        assert_eq!(sl["censored_days"].as_array().unwrap().len(), 1);
+        assert!(close(&sl["censored_days"][0], 9.0));
+        assert!(close(&sl["median_days"], 7.0));
+
         let published = j["published"].as_array().unwrap();
         let mcinnes = published.iter().find(|p| p["source"].as_str().unwrap().contains("[S49]")).unwrap();
         assert_eq!(mcinnes["still_responding"][0]["pct"].as_f64(), Some(80.0));
@@ -159,7 +195,18 @@ async fn durability_curves_by_route_and_protocol_over_http() {
             .iter()
             .map(|g| (g["label"].as_str().unwrap(), g["followed"].as_u64().unwrap()))
             .collect();
-        assert_eq!(got, [("IM 0.5", 0), ("IV 0.5 mg/kg x6", 3), ("No protocol recorded", 1)], "{:?}", db.kind);
+        assert_eq!(
+            got,
+            [
+                ("IM 0.5", 0),
+                ("IV 0.5 mg/kg x6", 3),
+                ("SL induction", 1),
+                ("SL maintenance", 1),
+                ("No protocol recorded", 1)
+            ],
+            "{:?}",
+            db.kind
+        );
 
         // Bad grouping: problem+json naming the parameter.
         let r = app.get("/api/v1/outcomes/durability?by=site").await;
@@ -172,6 +219,7 @@ async fn durability_curves_by_route_and_protocol_over_http() {
         assert!(html.contains("<h1>Durability after response</h1>"));
         assert!(html.contains("role=\"img\"") && html.contains("IV ketamine (n=3)"), "a labelled curve");
         assert!(html.contains("Esketamine nasal spray (n=1)"));
+        assert!(html.contains("Sublingual ketamine (n=2)"));
         assert!(!html.contains("IM ketamine (n="), "no curve without responders");
         assert!(html.contains("IM ketamine<br>"), "but a table row");
         assert!(html.contains("67 % ("), "4 weeks with its interval");
@@ -186,6 +234,7 @@ async fn durability_curves_by_route_and_protocol_over_http() {
         let html = app.get("/outcomes/durability?by=protocol").await.text().await.unwrap();
         assert!(html.contains("aria-current=\"page\">By protocol"));
         assert!(html.contains("IV 0.5 mg/kg x6 (n=3)") && html.contains("No protocol recorded (n=1)"));
+        assert!(html.contains("SL maintenance (n=1)"));
         assert_eq!(app.get("/outcomes/durability?by=site").await.status(), 400);
 
         // The outcomes screen links here.

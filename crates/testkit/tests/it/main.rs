@@ -5,9 +5,12 @@
 //! * `api`: the JSON API over HTTP against the real router.
 
 mod api;
+mod chart_between;
+mod checkins;
 mod dosing;
 mod durability;
 mod fixtures;
+mod home;
 mod ledger;
 mod notes;
 mod pk_ui;

@@ -1,6 +1,7 @@
 //! The patient chart: summary, open alerts, safety flags, outcome status with the
 //! definition used, score trajectories, courses and sessions, weights, eligibility,
-//! questionnaires and adverse events.
+//! questionnaires and adverse events, and between sessions (issue 6, [`super::between`]):
+//! safety answers from the phone, the relapse watch, check-in links and the at-home programme.
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -17,6 +18,7 @@ use keta_domain::session::SessionState;
 use keta_domain::units::Kilograms;
 use keta_store::StoreError;
 
+use super::between::{BetweenInput, BetweenView, IssuedView};
 use super::clock::{SiteClock, iso_date, parse_iso_date};
 use super::page::{Area, Chrome, Errors, FormData, UiResult, render_status, see_other};
 use super::patients::{Flag, chart_flags, indication_label, severity_class, sex_label};
@@ -155,6 +157,10 @@ struct ChartPage {
     form: FormData,
     errors: Errors,
     notice: Option<String>,
+    /// Between sessions (issue 6); `None` without clinical access.
+    between: Option<BetweenView>,
+    /// A check-in link just issued: its URL is shown this once.
+    issued: Option<IssuedView>,
 }
 
 pub(crate) fn alert_view(a: &keta_domain::records::Alert, clock: &SiteClock) -> AlertView {
@@ -301,6 +307,34 @@ async fn chart_page(
     errors: Errors,
     notice: Option<String>,
 ) -> UiResult<ChartPage> {
+    chart_page_with(st, user, id, form, errors, notice, BetweenInput::default()).await
+}
+
+/// The chart after a between-sessions form: the link issued (shown once) or the form with its
+/// errors.
+pub(crate) async fn render_chart(
+    st: &AppState,
+    user: &CurrentUser,
+    id: PatientId,
+    status: StatusCode,
+    mut input: BetweenInput,
+) -> UiResult<Response> {
+    let mut form = FormData::empty();
+    form.set("measured_on", iso_date(st.store.now().date()));
+    let notice = input.notice.take();
+    let page = chart_page_with(st, user, id, form, Errors::new(), notice, input).await?;
+    Ok(render_status(status, &page))
+}
+
+async fn chart_page_with(
+    st: &AppState,
+    user: &CurrentUser,
+    id: PatientId,
+    form: FormData,
+    errors: Errors,
+    notice: Option<String>,
+    mut input: BetweenInput,
+) -> UiResult<ChartPage> {
     let actor = &user.actor;
     let clinical = actor.can(Permission::ViewClinical);
     let (patient, chart): (Patient, Option<PatientChart>) = if clinical {
@@ -360,8 +394,11 @@ async fn chart_page(
         form,
         errors,
         notice,
+        between: None,
+        issued: input.issued.take(),
     };
     let Some(c) = chart else { return Ok(page) };
+    page.between = Some(super::between::build(st, user, &c, &clock, now, &mut input).await?);
 
     page.alerts = c.open_alerts.iter().map(|a| alert_view(a, &clock)).collect();
     page.flags = chart_flags(&c);

@@ -55,6 +55,8 @@ struct RefusedPage {
     body: String,
     site_name: String,
     crisis: Option<Crisis>,
+    /// A safety answer was just stored: the crisis panel opens the page.
+    safety: bool,
 }
 
 pub(crate) struct QuestionView {
@@ -186,6 +188,7 @@ fn refused(status: StatusCode, r: patient_links::Refusal, site: Option<&SiteForP
             body: r.body,
             site_name: site.map(|s| s.site_name.clone()).unwrap_or_else(|| "Your clinic".into()),
             crisis: site.map(Crisis::of),
+            safety: false,
         },
     )
 }
@@ -195,8 +198,9 @@ fn when(site: &SiteForPatients, t: time::OffsetDateTime) -> String {
     format!("{} at {}", c.date(t), c.hm(t))
 }
 
-/// The page for a link that cannot be answered now, or `None` when it is open.
-fn refusal_page(o: &OpenedLink) -> Option<Response> {
+/// The page for a link that cannot be answered now, or `None` when it is open. With `safety`
+/// (a safety answer from this submission was stored) it opens with the crisis panel.
+fn refusal_page(o: &OpenedLink, safety: bool) -> Option<Response> {
     let at = match o.state {
         LinkState::Open => return None,
         LinkState::Completed { at } | LinkState::Expired { at } => at,
@@ -207,7 +211,17 @@ fn refusal_page(o: &OpenedLink) -> Option<Response> {
         LinkState::Completed { .. } | LinkState::Expired { .. } => StatusCode::GONE,
         _ => StatusCode::CONFLICT,
     };
-    Some(refused(status, r, Some(&o.site)))
+    Some(render_status(
+        status,
+        &RefusedPage {
+            css: css_href(),
+            title: r.title,
+            body: r.body,
+            site_name: o.site.site_name.clone(),
+            crisis: Some(Crisis::of(&o.site)),
+            safety,
+        },
+    ))
 }
 
 enum Form {
@@ -293,8 +307,9 @@ fn checkin_page(
     }
 }
 
-async fn lookup(st: &AppState, token: &str) -> UiResult<Result<OpenedLink, Response>> {
-    match st.store.open_link(token).await? {
+async fn lookup(st: &AppState, token: &str, record_visit: bool) -> UiResult<Result<OpenedLink, Response>> {
+    let found = if record_visit { st.store.open_link(token).await? } else { st.store.peek_link(token).await? };
+    match found {
         LinkLookup::Unknown => Ok(Err(refused(StatusCode::NOT_FOUND, patient_links::unknown_link(), None))),
         LinkLookup::Found(o) => Ok(Ok(*o)),
     }
@@ -302,14 +317,14 @@ async fn lookup(st: &AppState, token: &str) -> UiResult<Result<OpenedLink, Respo
 
 /// `GET /c/{token}`
 pub async fn get_link(State(st): State<AppState>, Path(token): Path<String>) -> UiResult<Response> {
-    let o = match lookup(&st, &token).await? {
+    let o = match lookup(&st, &token, true).await? {
         Ok(o) => o,
         Err(page) => return Ok(page),
     };
     if o.link.purpose != LinkPurpose::Checkin {
         return super::home_dose::get_page(&st, o, &token).await;
     }
-    if let Some(page) = refusal_page(&o) {
+    if let Some(page) = refusal_page(&o, false) {
         return Ok(page);
     }
     let form_kind = form_of(&o)?;
@@ -341,14 +356,14 @@ pub async fn post_link(State(st): State<AppState>, Path(token): Path<String>, fo
             Err(e) => tracing::error!(error = %e, "storing a safety answer failed"),
         }
     }
-    let o = match lookup(&st, &token).await? {
+    let o = match lookup(&st, &token, false).await? {
         Ok(o) => o,
         Err(page) => return Ok(page),
     };
     if o.link.purpose != LinkPurpose::Checkin {
         return super::home_dose::post_page(&st, o, &token, form).await;
     }
-    if let Some(page) = refusal_page(&o) {
+    if let Some(page) = refusal_page(&o, safety_stored) {
         return Ok(page);
     }
     let form_kind = form_of(&o)?;

@@ -35,11 +35,11 @@ use crate::auth::CurrentUser;
 /// one the published figures use (McInnes 2022 [S49]).
 pub(crate) const INSTRUMENT: &str = "phq9";
 
-/// The clinic's relapse rule. No per-clinic setting is stored yet, so this is the relapse
-/// watch's default (loss of response, the embedded outcome definitions' relapse rule); when
-/// the clinic can set one, read it here and both the page and the API follow.
-pub(crate) fn relapse_settings(_st: &AppState) -> RelapseSettings {
-    RelapseSettings::default()
+/// The clinic's relapse rule (`PUT /api/v1/settings/relapse-watch`; default: loss of
+/// response, the embedded outcome definitions' relapse rule). Both the page and the API read it
+/// here, so the curves and the chart's relapse watch agree.
+pub(crate) async fn relapse_settings(st: &AppState) -> Result<RelapseSettings, StoreError> {
+    st.store.relapse_settings().await
 }
 
 /// The outcome definition that judges response for [`INSTRUMENT`].
@@ -124,8 +124,8 @@ pub(crate) async fn report(
     grouping: Grouping,
 ) -> Result<(usize, DurabilityReport), StoreError> {
     let (patients, series) = load(st, user).await?;
-    let report =
-        durability::analyse(&series, grouping, definition()?, &relapse_settings(st)).map_err(StoreError::Domain)?;
+    let settings = relapse_settings(st).await?;
+    let report = durability::analyse(&series, grouping, definition()?, &settings).map_err(StoreError::Domain)?;
     Ok((patients, report))
 }
 
@@ -135,7 +135,7 @@ pub(crate) async fn report(
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 330.0;
 const LEFT: f64 = 52.0;
-const RIGHT: f64 = 178.0;
+const RIGHT: f64 = 186.0;
 const TOP: f64 = 16.0;
 const BOTTOM: f64 = 48.0;
 /// The x axis: days since the last session, to 13 weeks.
@@ -262,7 +262,7 @@ fn curve(i: usize, g: &DurabilityGroup) -> Option<CurveView> {
         .map(|&t| format!("M{} {} v8", f(x_of(t)), f(y_of(level_at(t)) - 4.0)))
         .collect();
     Some(CurveView {
-        label: short(&g.label, 24),
+        label: short(&g.label, 23),
         legend: format!("{} (n={})", g.label, g.followed),
         colour: COLOURS[i % COLOURS.len()],
         dash: DASHES[i % DASHES.len()],
@@ -326,7 +326,7 @@ fn chart(report: &DurabilityReport) -> ChartView {
             points_label = Some(Marker {
                 x: f(x_of(first.days) + 8.0),
                 y: f(y_of(first.pct / 100.0) - 8.0),
-                title: format!("{} {}", short(&p.study, 12), tag(&p.source)),
+                title: format!("{} {}", study_name(&p.study), tag(&p.source)),
             });
         }
         if let Some(m) = p.median_relapse_days.filter(|m| *m <= X_MAX_DAYS) {
@@ -344,7 +344,7 @@ fn chart(report: &DurabilityReport) -> ChartView {
                 median_label = Some(Marker {
                     x: f(x_of(m) + 8.0),
                     y: f(y_of(0.5) + 16.0),
-                    title: format!("Median {} d, {} {}", days_text(m), short(&p.study, 13), tag(&p.source)),
+                    title: format!("Median {} d, {} {}", days_text(m), study_name(&p.study), tag(&p.source)),
                 });
             }
         }
@@ -394,6 +394,11 @@ fn chart(report: &DurabilityReport) -> ChartView {
         published_median_label: median_label,
         summary,
     }
+}
+
+/// `McInnes 2022` from `McInnes 2022 (Osmind, 178 US clinics)`, for the chart.
+fn study_name(study: &str) -> &str {
+    study.split(['(', ',']).next().unwrap_or(study).trim()
 }
 
 /// `[S49]` from `clinical-reference §5 [S49]`.
@@ -490,10 +495,10 @@ fn published_rows(report: &DurabilityReport) -> Vec<PublishedRow> {
 pub(crate) fn relapse_rule_text(settings: &RelapseSettings, def: &OutcomeDefinition) -> String {
     let response = match def.response.as_ref().map(|r| r.rule) {
         Some(ResponseRule::PercentReduction { min_percent }) => {
-            format!("at least {min_percent} % below the course's first score")
+            format!("at least {min_percent} % below baseline")
         }
         Some(ResponseRule::PointReduction { min_points }) => {
-            format!("at least {min_points} points below the course's first score")
+            format!("at least {min_points} points below baseline")
         }
         None => "the response criterion".into(),
     };
@@ -600,6 +605,7 @@ mod tests {
             protocol: protocol.map(str::to_string),
             sessions: [0, 2, 4, 7, 9, 11].iter().map(|&d| at(d)).collect(),
             scores: scores.iter().map(|&(d, total)| ScorePoint { at: at(d), total }).collect(),
+            baseline: None,
         };
         vec![
             c(Route::IvRacemic, Some("IV six"), &[(0, 20), (14, 9), (21, 12)]),
@@ -655,9 +661,11 @@ mod tests {
     fn labels_and_rule_text() {
         assert_eq!(short("Esketamine label maintenance (weekly)", 12), "Esketamine…");
         assert_eq!(tag("clinical-reference §5 [S49]"), "[S49]");
+        assert_eq!(study_name("McInnes 2022 (Osmind, 178 US clinics)"), "McInnes 2022");
+        assert_eq!(study_name("Murrough 2013, Biol Psychiatry"), "Murrough 2013");
         let def = definition().unwrap();
         let t = relapse_rule_text(&RelapseSettings::default(), def);
-        assert!(t.contains("at least 50 % below"), "{t}");
+        assert!(t.contains("no longer at least 50 % below baseline"), "{t}");
         let t = relapse_rule_text(
             &RelapseSettings { threshold: RelapseThreshold::TotalAtLeast { total: 15 }, ..Default::default() },
             def,

@@ -32,6 +32,9 @@ struct PreDosePage {
     crisis: Crisis,
     open_until: String,
     sitter_sent: bool,
+    /// The sitter's link was issued but could not be sent (no text-message provider, a refused
+    /// address): the patient must not wait for a confirmation that cannot come.
+    sitter_not_reached: bool,
 }
 
 #[derive(Template)]
@@ -53,6 +56,7 @@ struct RefusedPage {
     body: String,
     site_name: String,
     crisis: Option<Crisis>,
+    safety: bool,
 }
 
 fn when(o: &OpenedLink, t: time::OffsetDateTime) -> String {
@@ -76,6 +80,7 @@ fn not_open(o: &OpenedLink) -> Option<Response> {
             body: r.body,
             site_name: o.site.site_name.clone(),
             crisis: Some(Crisis::of(&o.site)),
+            safety: false,
         },
     ))
 }
@@ -101,6 +106,7 @@ async fn pre_dose_page(
         crisis: Crisis::of(&o.site),
         open_until: when(o, o.link.expires_at),
         sitter_sent,
+        sitter_not_reached: false,
     })
 }
 
@@ -179,6 +185,7 @@ pub async fn post_page(st: &AppState, o: OpenedLink, token: &str, form: FormData
 
     let mut errors = Errors::new();
     let mut sitter_sent = false;
+    let mut sitter_not_reached = false;
     if form.get("action") == "log" {
         let units = form.integer("units", &mut errors);
         let left = form.integer("units_left", &mut errors);
@@ -239,6 +246,7 @@ pub async fn post_page(st: &AppState, o: OpenedLink, token: &str, form: FormData
                             sitter.phone.as_deref(),
                         )
                         .await;
+                        sitter_not_reached = !sitter_sent;
                     }
                     // A refused screen closes the link: show its reasons on this page.
                     if let HomeDoseStatus::Refused { .. } = res.status {
@@ -246,7 +254,8 @@ pub async fn post_page(st: &AppState, o: OpenedLink, token: &str, form: FormData
                         page.status = res.status;
                         return Ok(render_status(StatusCode::OK, &page));
                     }
-                    let page = pre_dose_page(st, &o, token, FormData::empty(), Errors::new(), sitter_sent).await?;
+                    let mut page = pre_dose_page(st, &o, token, FormData::empty(), Errors::new(), sitter_sent).await?;
+                    page.sitter_not_reached = sitter_not_reached;
                     return Ok(render_status(StatusCode::OK, &page));
                 }
                 Err(StoreError::Domain(keta_domain::DomainError::Invalid(errs))) => {

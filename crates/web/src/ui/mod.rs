@@ -21,6 +21,7 @@ pub mod page;
 pub mod trajectory;
 
 mod audit;
+mod between;
 mod chart;
 pub(crate) mod checkin;
 pub(crate) mod durability;
@@ -66,6 +67,10 @@ pub fn routes(state: AppState) -> Router<AppState> {
             get(questionnaires::get_staff_entry).post(questionnaires::post_staff_entry),
         )
         .route("/patients/{id}/alerts/{alert}/acknowledge", post(chart::post_acknowledge))
+        .route("/patients/{id}/checkins", post(between::post_checkin))
+        .route("/patients/{id}/checkins/{link}/reissue", post(between::post_reissue))
+        .route("/patients/{id}/pre-dose-screens/{screen}/review", post(between::post_review))
+        .route("/patients/{id}/courses/{course}/dispenses", post(between::post_dispense))
         .route("/kiosk/{id}", get(questionnaires::get_kiosk_start))
         .route("/kiosk/{id}/{instrument}", get(questionnaires::get_kiosk).post(questionnaires::post_kiosk))
         .route("/sessions/{id}", get(session::get_session))

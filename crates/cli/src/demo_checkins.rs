@@ -1,0 +1,74 @@
+//! The demo clinic between sessions (issue 6): what each site tells its patients, the home
+//! pre-dose intervals, and one at-home dose planned for today so the pre-dose screen, the
+//! sitter's link and the dose log can be tried. Check-in links themselves are issued by the
+//! server's sweep when it starts, and their reminders land in the demo's outbox (log-only
+//! delivery).
+//!
+//! The intervals below are DEMO values for a synthetic clinic, not clinical guidance: the
+//! reference gives none (clinical-reference §2.1, §3.2), which is why a real clinic must set
+//! its own before the screen runs.
+
+use keta_domain::course::CourseStatus;
+use keta_domain::session::NewSession;
+use keta_store::checkins::{HOME_PRE_DOSE_SETTINGS, PatientContactSettings};
+use keta_store::home::HomePreDoseSettings;
+use keta_store::{Actor, Store};
+use time::Duration;
+
+/// Synthetic demo values (see the module docs).
+const DEMO_HOME_SETTINGS: HomePreDoseSettings = HomePreDoseSettings { alcohol_free_hours: 24, sedative_free_hours: 24 };
+
+pub async fn ensure(store: &Store) -> anyhow::Result<()> {
+    let system = Actor::system();
+    let already = store
+        .read(|c| {
+            Ok(c.query_opt(
+                "SELECT key FROM clinic_settings WHERE key = $1",
+                keta_store::params![HOME_PRE_DOSE_SETTINGS],
+            )?
+            .is_some())
+        })
+        .await?;
+    if already {
+        return Ok(());
+    }
+    store.set_clinic_setting(&system, HOME_PRE_DOSE_SETTINGS, serde_json::to_value(DEMO_HOME_SETTINGS)?).await?;
+    for (i, site) in store.list_sites(&system).await?.into_iter().enumerate() {
+        store
+            .set_patient_contact_settings(
+                &system,
+                site.id,
+                PatientContactSettings {
+                    crisis_instructions: format!(
+                        "If you might act on these thoughts, or you are in danger now, call the crisis line below or your local emergency number straight away, and stay with someone you trust. {} has been alerted and a clinician will call you today.",
+                        site.name
+                    ),
+                    clinic_phone: Some(format!("(555) 010-{:04}", 100 + i)),
+                },
+            )
+            .await?;
+    }
+    // One active at-home course gets a dose planned for this hour, so its pre-dose screen is open.
+    let now = store.now();
+    let home_course = store
+        .read(|c| {
+            Ok(c.query_opt(
+                "SELECT id FROM courses WHERE route IN ('sublingual_racemic', 'oral_racemic') AND status = $1 ORDER BY id LIMIT 1",
+                keta_store::params![CourseStatus::Active.as_str()],
+            )?
+            .map(|r| r.i64(0))
+            .transpose()?)
+        })
+        .await?;
+    if let Some(course) = home_course {
+        let at = now.replace_minute(0)?.replace_second(0)?.replace_nanosecond(0)? + Duration::hours(1);
+        store
+            .create_session(
+                &system,
+                keta_domain::ids::CourseId(course),
+                NewSession { scheduled_for: at, chair_id: None, planned_dose_mg: None },
+            )
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,650 @@
+//! Between sessions (issue 6): check-in links end to end over HTTP, on both backends. A reminder
+//! goes through the local SMTP sink, the patient opens the link with no account, answers (or
+//! saves and finishes later), and the care team sees the response, the link's events, the
+//! audit trail, safety alerts and the relapse watch.
+
+use std::time::Duration as StdDuration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use time::{Duration, OffsetDateTime};
+
+use keta_domain::access::Role;
+use keta_domain::course::{NewCourse, Route};
+use keta_domain::ids::{CourseId, PatientId, SiteId};
+use keta_domain::records::{CompletedBy, NewQuestionnaireResponse};
+use keta_domain::session::NewSession;
+use keta_store::checkins::CheckinOverview;
+use keta_store::{Store, params};
+use keta_testkit::smtp_sink::{ReceivedMail, SmtpSink};
+use keta_testkit::{ManualClock, StaffLogin, TestApp, TestDb, seed_staff, smtp_reminders, spawn_app, spawn_app_with};
+
+use crate::fixtures::*;
+
+pub(crate) const WAIT: StdDuration = StdDuration::from_secs(10);
+pub(crate) const PATIENT_EMAIL: &str = "rowan.patient@example.org";
+
+/// A site with one account per role, and a patient (with an e-mail address) on a course of
+/// `route` with sessions at `sessions`.
+pub(crate) struct Clinic {
+    pub site: SiteId,
+    pub patient: PatientId,
+    pub course: CourseId,
+    pub staff: Vec<StaffLogin>,
+}
+
+impl Clinic {
+    pub fn login_as(&self, role: Role) -> &StaffLogin {
+        self.staff.iter().find(|s| s.role == role).expect("one account per role")
+    }
+}
+
+pub(crate) async fn clinic(s: &Store, route: Route, start: time::Date, sessions: &[OffsetDateTime]) -> Clinic {
+    let site = site(s, "A").await;
+    let staff = seed_staff(s, &[site]).await;
+    let dr = prescriber(&[site]);
+    let patient = s
+        .create_patient(
+            &keta_store::Actor::system(),
+            keta_domain::patient::NewPatient { email: Some(PATIENT_EMAIL.into()), ..new_patient(site, "A-0601") },
+        )
+        .await
+        .expect("patient")
+        .id;
+    let course =
+        s.create_course(&dr, patient, NewCourse { start_date: start, ..course(route) }).await.expect("course").id;
+    for &at in sessions {
+        s.create_session(&dr, course, NewSession { scheduled_for: at, chair_id: None, planned_dose_mg: None })
+            .await
+            .expect("session");
+    }
+    Clinic { site, patient, course, staff }
+}
+
+/// Signs `who` in. Each sign-in needs a TOTP code from a new 30-second step (a code is never
+/// accepted twice), so the clock moves on first.
+pub(crate) async fn sign_in(app: &TestApp, clock: &ManualClock, who: &StaffLogin) {
+    clock.advance(Duration::seconds(31));
+    assert_eq!(app.login(who, clock.now()).await.status(), 200, "{} signs in", who.username);
+}
+
+/// The `/c/{token}` path of the single link in a reminder, checked to point at `app`.
+pub(crate) fn link_in(mail: &ReceivedMail, app: &TestApp) -> String {
+    let body = mail.body_text();
+    let base = app.url("/c/");
+    let start = body.find(&base).unwrap_or_else(|| panic!("no link to {base} in:\n{body}"));
+    let url: String = body[start..].chars().take_while(|c| !c.is_whitespace()).collect();
+    assert_eq!(body.matches("/c/").count(), 1, "one link per reminder:\n{body}");
+    let path = url.strip_prefix(&app.url("")).expect("same origin").to_string();
+    assert!(keta_domain::patient_links::is_well_formed_token(&path["/c/".len()..]), "{path}");
+    path
+}
+
+/// A page as a phone sees it: no cookies, no CSRF token.
+pub(crate) async fn page(app: &TestApp, path: &str) -> (StatusCode, String) {
+    let r = app.client.get(app.url(path)).send().await.expect("GET");
+    (r.status(), r.text().await.expect("body"))
+}
+
+pub(crate) async fn submit(app: &TestApp, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
+    let r = app.client.post(app.url(path)).form(form).send().await.expect("POST");
+    (r.status(), r.text().await.expect("body"))
+}
+
+/// PHQ-9 answers as the phone form sends them (`q1`..`q9`).
+pub(crate) fn phq9_form(answers: [&'static str; 9], action: &'static str) -> Vec<(&'static str, &'static str)> {
+    const NAMES: [&str; 9] = ["q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8", "q9"];
+    let mut v: Vec<(&str, &str)> = NAMES.iter().copied().zip(answers).filter(|(_, a)| !a.is_empty()).collect();
+    v.push(("action", action));
+    v
+}
+
+pub(crate) async fn overview(s: &Store, c: &Clinic) -> CheckinOverview {
+    s.checkin_overview(&prescriber(&[c.site]), c.patient).await.expect("overview")
+}
+
+/// A link's events, oldest first.
+pub(crate) fn events_of(o: &CheckinOverview, link: i64) -> Vec<String> {
+    let mut v: Vec<String> = o.events.iter().filter(|e| e.link_id == link).map(|e| e.event.clone()).collect();
+    v.reverse();
+    v
+}
+
+/// The patient's open alerts over the API (as the signed-in clinician).
+pub(crate) async fn open_alerts(app: &TestApp, c: &Clinic) -> Vec<Value> {
+    let r = app.get(&format!("/api/v1/alerts?patient_id={}", c.patient.0)).await;
+    assert_eq!(r.status(), 200);
+    r.json::<Vec<Value>>().await.unwrap()
+}
+
+/// A link sent on demand by the care team. The clock moves on a second first: a second link for
+/// the same form in the same millisecond is refused as a double submission.
+async fn issue(s: &Store, clock: &ManualClock, c: &Clinic, form: &str) -> (i64, String) {
+    clock.advance(Duration::seconds(1));
+    let l = s.issue_link(&prescriber(&[c.site]), c.patient, Some(c.course), form.into()).await.expect("link");
+    (l.link.id, format!("/c/{}", l.token))
+}
+
+async fn response_count(s: &Store) -> i64 {
+    s.read(|c| c.query_opt("SELECT count(*) FROM questionnaire_responses", &[])?.unwrap().i64(0)).await.unwrap()
+}
+
+/// A session 12 hours ahead: the PHQ-9 before it is due now, and nothing else is.
+fn in_clinic_session() -> OffsetDateTime {
+    T0 + Duration::hours(12)
+}
+
+#[tokio::test]
+async fn a_reminder_goes_through_smtp_and_the_patient_completes_the_check_in_from_its_link() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0); // the previous backend moved it on
+        let s = &db.store;
+        let c = clinic(s, Route::IvRacemic, T0.date(), &[in_clinic_session()]).await;
+        let sink = SmtpSink::start().await;
+        let app = spawn_app_with(s.clone(), |url| smtp_reminders(&sink, url)).await;
+
+        // The sweep (as the server runs it every few minutes) issues the due link and mails it.
+        sign_in(&app, &clock, c.login_as(Role::Administrator)).await;
+        let r = app.post_json("/api/v1/checkins/sweep", &json!({})).await;
+        assert_eq!(r.status(), 200, "{:?}", db.kind);
+        assert_eq!(r.json::<Value>().await.unwrap(), json!({"issued": 1, "sent": 1, "expired": 0}), "{:?}", db.kind);
+        let mails = sink.wait_for(1, WAIT).await;
+        assert_eq!(mails.len(), 1);
+        let mail = &mails[0];
+        assert_eq!(mail.recipients, vec![PATIENT_EMAIL.to_string()]);
+        assert!(
+            mail.subject().is_some_and(|s| s.contains("Clinic A") && s.contains("check-in")),
+            "{:?}",
+            mail.subject()
+        );
+        let body = mail.body_text();
+        // Nothing identifying: the message may be read by someone else.
+        assert!(!body.contains("Rowan") && !body.contains("A-0601"), "{body}");
+        assert!(body.contains("works once"), "{body}");
+        let path = link_in(mail, &app);
+        // A second sweep issues nothing new: one link per occurrence.
+        let r = app.post_json("/api/v1/checkins/sweep", &json!({})).await;
+        assert_eq!(r.json::<Value>().await.unwrap()["issued"], 0);
+
+        // The phone opens it with no account.
+        let (status, html) = page(&app, &path).await;
+        assert_eq!(status, 200, "{html}");
+        assert!(html.contains("PHQ-9") && html.contains(r#"name="q1""#) && html.contains(r#"name="q9""#), "{html}");
+        assert!(!html.contains("Rowan") && !html.contains("A-0601"), "the page names no one before answering");
+        let (status, html) =
+            submit(&app, &path, &phq9_form(["1", "0", "0", "0", "0", "0", "0", "0", "0"], "finish")).await;
+        assert_eq!(status, 200, "{html}");
+        assert!(html.contains("Thank you") && html.contains("Your scores over time"), "{html}");
+        assert!(!html.contains("Please read this first"), "no crisis panel without a safety answer");
+
+        // The care team sees the response, from the patient, on the course.
+        sign_in(&app, &clock, c.login_as(Role::Prescriber)).await;
+        let r = app.get(&format!("/api/v1/patients/{}/responses", c.patient.0)).await;
+        let rs: Vec<Value> = r.json().await.unwrap();
+        assert_eq!(rs.len(), 1, "{rs:?}");
+        assert_eq!(rs[0]["instrument"], "phq9");
+        assert_eq!(rs[0]["completed_by"], "patient");
+        assert_eq!(rs[0]["course_id"], c.course.0);
+        assert_eq!(rs[0]["answers"][0], 1);
+
+        // The link's life, over the API.
+        let r = app.get(&format!("/api/v1/patients/{}/checkins", c.patient.0)).await;
+        assert_eq!(r.status(), 200);
+        let o: Value = r.json().await.unwrap();
+        let link = &o["links"][0];
+        assert_eq!(link["form"], "phq9");
+        assert_eq!(link["result_kind"], "questionnaire_response");
+        assert_eq!(link["result_id"], rs[0]["id"]);
+        assert!(link["completed_at"].is_string() && link["first_opened_at"].is_string());
+        assert!(link.get("token").is_none() && link.get("token_hash").is_none(), "{link}");
+        let id = link["id"].as_i64().unwrap();
+        let ev = events_of(&overview(s, &c).await, id);
+        for want in ["issued", "reminder_sent", "opened", "completed"] {
+            assert!(ev.iter().any(|e| e == want), "{want} missing from {ev:?}");
+        }
+        assert_eq!(ev.first().map(String::as_str), Some("issued"));
+        assert_eq!(ev.last().map(String::as_str), Some("completed"));
+
+        // The audit trail names the link as the actor for what the patient did.
+        let actor = format!("patient-link:{id}");
+        let rows: Vec<(String, String)> = s
+            .read(move |c| {
+                c.query("SELECT action, object_type FROM audit_log WHERE actor = $1 ORDER BY seq", params![actor])?
+                    .iter()
+                    .map(|r| Ok((r.text(0)?, r.text(1)?)))
+                    .collect()
+            })
+            .await
+            .unwrap();
+        for want in ["checkin_link", "questionnaire_response"] {
+            assert!(rows.iter().any(|(_, t)| t == want), "no {want} entry by the link: {rows:?}");
+        }
+        assert!(s.verify_audit_chain().await.unwrap().1.is_none(), "{:?}", db.kind);
+
+        // The care team sends a check-in on demand: the URL it is shown is the one mailed.
+        let r = app
+            .post_json(
+                &format!("/api/v1/patients/{}/checkin-links", c.patient.0),
+                &json!({"form": "gad7", "send": true}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["sent"], true);
+        let mails = sink.wait_for(2, WAIT).await;
+        assert_eq!(mails[1].recipients, vec![PATIENT_EMAIL.to_string()]);
+        assert_eq!(v["url"].as_str().unwrap(), app.url(&link_in(&mails[1], &app)));
+        let (status, html) = page(&app, &link_in(&mails[1], &app)).await;
+        assert_eq!(status, 200);
+        assert!(html.contains("GAD-7"), "{html}");
+    }
+}
+
+#[tokio::test]
+async fn a_link_works_once_and_only_inside_its_window() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0); // the previous backend moved it on
+        let s = &db.store;
+        let c = clinic(s, Route::IvRacemic, T0.date(), &[]).await;
+        let app = spawn_app(s.clone()).await;
+        let zeros = phq9_form(["0"; 9], "finish");
+
+        // Used: refused with what to do next, and a second POST stores nothing.
+        let (used_id, used) = issue(s, &clock, &c, "phq9").await;
+        assert_eq!(submit(&app, &used, &zeros).await.0, 200);
+        let (status, html) = page(&app, &used).await;
+        assert_eq!(status, StatusCode::GONE, "{html}");
+        assert!(html.contains("already done") && html.contains("works once"), "{html}");
+        let (status, html) = submit(&app, &used, &phq9_form(["3"; 9], "finish")).await;
+        assert_eq!(status, StatusCode::GONE, "{html}");
+        assert_eq!(response_count(s).await, 1, "{:?}", db.kind);
+        let ev = events_of(&overview(s, &c).await, used_id);
+        assert!(ev.contains(&"refused_used".to_string()), "{ev:?}");
+        assert_eq!(ev.iter().filter(|e| *e == "completed").count(), 1, "{ev:?}");
+
+        // Expired: its window (72 h for a link sent on demand) passed unanswered.
+        let (late_id, late) = issue(s, &clock, &c, "phq9").await;
+        let (swept_id, swept) = issue(s, &clock, &c, "gad7").await;
+        clock.advance(Duration::hours(73));
+        let (status, html) = page(&app, &late).await;
+        assert_eq!(status, StatusCode::GONE, "{html}");
+        assert!(html.contains("expired") && html.contains("new link"), "{html}");
+        let (status, _) = submit(&app, &late, &zeros).await;
+        assert_eq!(status, StatusCode::GONE);
+        assert_eq!(response_count(s).await, 1);
+        let ev = events_of(&overview(s, &c).await, late_id);
+        assert_eq!(ev.iter().filter(|e| *e == "expired").count(), 1, "{ev:?}");
+        assert!(ev.contains(&"refused_expired".to_string()), "{ev:?}");
+
+        // The sweep records the expiry of links nobody opened.
+        let report = s.sweep_checkins().await.unwrap();
+        assert_eq!(report.expired, 1, "{:?}", db.kind);
+        let o = overview(s, &c).await;
+        assert!(o.links.iter().find(|l| l.id == swept_id).unwrap().expired_at.is_some());
+        assert_eq!(events_of(&o, swept_id), ["issued", "expired"]);
+        assert_eq!(page(&app, &swept).await.0, StatusCode::GONE);
+        assert_eq!(s.sweep_checkins().await.unwrap().expired, 0, "an expiry is recorded once");
+
+        // Unknown and malformed tokens: 404 with the helpful text, on GET and POST.
+        let unknown = format!("/c/{}", "A".repeat(43));
+        for path in [unknown.as_str(), "/c/abc", "/c/not-a-token-at-all%20"] {
+            let (status, html) = page(&app, path).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {html}");
+            assert!(html.contains("could not find this check-in") && html.contains("whole link"), "{html}");
+            let (status, _) = submit(&app, path, &zeros).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_patient_can_save_and_finish_later_from_the_same_link() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0); // the previous backend moved it on
+        let s = &db.store;
+        let c = clinic(s, Route::IvRacemic, T0.date(), &[]).await;
+        let app = spawn_app(s.clone()).await;
+        let (id, path) = issue(s, &clock, &c, "phq9").await;
+
+        let (status, html) = submit(&app, &path, &phq9_form(["2", "1", "", "", "", "", "", "", ""], "save")).await;
+        assert_eq!(status, 200, "{html}");
+        assert!(html.contains("Your answers are saved"), "{html}");
+        assert_eq!(response_count(s).await, 0);
+
+        // Later, the same link shows what was saved.
+        clock.advance(Duration::hours(5));
+        let (status, html) = page(&app, &path).await;
+        assert_eq!(status, 200);
+        assert!(html.contains(r#"id="q1-2" name="q1" value="2" checked"#), "{html}");
+        assert!(html.contains(r#"id="q2-1" name="q2" value="1" checked"#), "{html}");
+        assert!(!html.contains(r#"name="q3" value="0" checked"#), "{html}");
+
+        // Finishing with answers missing keeps them and names the missing ones.
+        let (status, html) = submit(&app, &path, &phq9_form(["2", "1", "1", "", "", "", "", "", ""], "finish")).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+        assert!(html.contains(r#"class="p-q p-invalid" id="q4""#), "{html}");
+        assert!(html.contains(r#"id="q3-1" name="q3" value="1" checked"#), "{html}");
+        assert_eq!(response_count(s).await, 0);
+
+        let (status, html) =
+            submit(&app, &path, &phq9_form(["2", "1", "1", "0", "0", "0", "0", "0", "0"], "finish")).await;
+        assert_eq!(status, 200, "{html}");
+        let rs = s.list_responses(&prescriber(&[c.site]), c.patient, None).await.unwrap();
+        assert_eq!(rs.len(), 1);
+        assert_eq!(rs[0].score.total, Some(4));
+        assert_eq!(rs[0].completed_by, CompletedBy::Patient);
+        let ev = events_of(&overview(s, &c).await, id);
+        assert!(ev.contains(&"saved".to_string()) && ev.last().map(String::as_str) == Some("completed"), "{ev:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_positive_item_9_shows_the_crisis_line_and_opens_one_urgent_alert_at_once() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0); // the previous backend moved it on
+        let s = &db.store;
+        let c = clinic(s, Route::IvRacemic, T0.date(), &[]).await;
+        let app = spawn_app(s.clone()).await;
+        const INSTRUCTIONS: &str = "Call the Clinic A duty line or go to your nearest emergency department now.";
+        sign_in(&app, &clock, c.login_as(Role::Administrator)).await;
+        let r = app
+            .put_json(
+                &format!("/api/v1/sites/{}/patient-contact", c.site.0),
+                &json!({"crisis_instructions": INSTRUCTIONS, "clinic_phone": "555 0100"}),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        let (id, path) = issue(s, &clock, &c, "phq9").await;
+
+        // Saved for later, with another answer unreadable and the rest missing: the safety
+        // answer is still stored and alerted before anything else.
+        let form = phq9_form(["x", "", "", "", "", "", "", "", "1"], "save");
+        let (status, html) = submit(&app, &path, &form).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+        assert!(html.contains("Please read this first") && html.contains(INSTRUCTIONS), "{html}");
+        assert!(html.contains(r#"<a href="tel:988">988</a>"#), "{html}");
+
+        sign_in(&app, &clock, c.login_as(Role::Prescriber)).await;
+        let alerts = open_alerts(&app, &c).await;
+        let urgent: Vec<&Value> = alerts.iter().filter(|a| a["level"] == "urgent").collect();
+        assert_eq!(urgent.len(), 1, "{alerts:?}");
+        assert!(urgent[0]["message"].as_str().unwrap().contains("from their phone"), "{}", urgent[0]);
+        let o = overview(s, &c).await;
+        assert_eq!(o.safety_answers.len(), 1, "{:?}", db.kind);
+        assert_eq!((o.safety_answers[0].item, o.safety_answers[0].answer), (9, 1));
+        assert_eq!(o.safety_answers[0].link_id, id);
+        assert_eq!(o.safety_answers[0].alert_id, urgent[0]["id"].as_i64().unwrap());
+        assert_eq!(response_count(s).await, 0, "nothing else was stored");
+
+        // Saving again, and then finishing, raise nothing new; the panel stays up.
+        let (status, html) = submit(&app, &path, &phq9_form(["1", "", "", "", "", "", "", "", "1"], "save")).await;
+        assert_eq!(status, 200, "{html}");
+        assert!(html.contains("Please read this first"), "{html}");
+        let (status, html) = page(&app, &path).await;
+        assert_eq!(status, 200);
+        assert!(html.contains("Please read this first"), "{html}");
+        let (status, html) =
+            submit(&app, &path, &phq9_form(["1", "1", "1", "1", "1", "1", "1", "1", "1"], "finish")).await;
+        assert_eq!(status, 200, "{html}");
+        assert!(html.contains("Please read this first") && html.contains(INSTRUCTIONS), "{html}");
+        let alerts = open_alerts(&app, &c).await;
+        assert_eq!(alerts.iter().filter(|a| a["level"] == "urgent").count(), 1, "{alerts:?}");
+        assert_eq!(overview(s, &c).await.safety_answers.len(), 1);
+
+        // It stays open until a clinician records what was done.
+        let alert = urgent[0]["id"].as_i64().unwrap();
+        let ack = format!("/api/v1/alerts/{alert}/acknowledge");
+        let r = app.post_json(&ack, &json!({})).await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(r.text().await.unwrap().contains("note"));
+        let r = app.post_json(&ack, &json!({"note": "Phoned patient; safety plan reviewed"})).await;
+        assert_eq!(r.status(), 200);
+        assert!(open_alerts(&app, &c).await.iter().all(|a| a["level"] != "urgent"));
+    }
+}
+
+#[tokio::test]
+async fn a_score_back_past_losing_response_flags_the_relapse_watch() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0); // the previous backend moved it on
+        let s = &db.store;
+        let start = (T0 - Duration::days(30)).date();
+        let sessions: Vec<OffsetDateTime> = [28, 26, 24, 21, 19, 17].iter().map(|d| T0 - Duration::days(*d)).collect();
+        let c = clinic(s, Route::IvRacemic, start, &sessions).await;
+        let dr = prescriber(&[c.site]);
+        for (days_ago, answers) in [(29, [3, 3, 3, 2, 2, 2, 2, 3, 0]), (10, [1, 1, 1, 1, 1, 1, 1, 1, 0])] {
+            s.submit_response(
+                &dr,
+                c.patient,
+                NewQuestionnaireResponse {
+                    instrument: "phq9".into(),
+                    answers: answers.iter().map(|a| Some(*a)).collect(),
+                    course_id: Some(c.course),
+                    session_id: None,
+                    completed_at: Some(T0 - Duration::days(days_ago)),
+                    completed_by: CompletedBy::Patient,
+                },
+            )
+            .await
+            .unwrap();
+        }
+        let app = spawn_app(s.clone()).await;
+        sign_in(&app, &clock, c.login_as(Role::Prescriber)).await;
+        assert!(open_alerts(&app, &c).await.is_empty(), "20 then 8 is a response, nothing to flag");
+
+        let (_, path) = issue(s, &clock, &c, "phq9").await;
+        let (status, html) =
+            submit(&app, &path, &phq9_form(["2", "2", "2", "2", "2", "2", "2", "2", "0"], "finish")).await;
+        assert_eq!(status, 200, "{html}");
+        let alerts = open_alerts(&app, &c).await;
+        let relapse: Vec<&Value> = alerts.iter().filter(|a| a["rule"] == "relapse_watch_phq9").collect();
+        assert_eq!(relapse.len(), 1, "{alerts:?}");
+        assert_eq!(relapse[0]["level"], "warning");
+        let msg = relapse[0]["message"].as_str().unwrap();
+        assert!(msg.contains("bringing the next maintenance session forward") && msg.contains("16"), "{msg}");
+
+        // A later score that is still past the threshold reports no second relapse.
+        let (_, path) = issue(s, &clock, &c, "phq9").await;
+        clock.advance(Duration::days(1));
+        sign_in(&app, &clock, c.login_as(Role::Prescriber)).await;
+        let (status, _) =
+            submit(&app, &path, &phq9_form(["2", "2", "2", "2", "2", "2", "2", "3", "0"], "finish")).await;
+        assert_eq!(status, 200);
+        let n = open_alerts(&app, &c).await.iter().filter(|a| a["rule"] == "relapse_watch_phq9").count();
+        assert_eq!(n, 1, "{:?}", db.kind);
+    }
+}
+
+#[tokio::test]
+async fn a_question_set_check_in_validates_its_answers_and_flags_haematuria() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0); // the previous backend moved it on
+        let s = &db.store;
+        let c = clinic(s, Route::IvRacemic, T0.date(), &[]).await;
+        let app = spawn_app(s.clone()).await;
+        let (id, path) = issue(s, &clock, &c, "urinary_symptoms").await;
+
+        let (status, html) = page(&app, &path).await;
+        assert_eq!(status, 200);
+        assert!(html.contains("Bladder check") && html.contains(r#"name="f_haematuria""#), "{html}");
+
+        // Saved for later: the same link shows the answers again.
+        let (status, html) = submit(&app, &path, &[("f_frequency", "yes"), ("action", "save")]).await;
+        assert_eq!(status, 200, "{html}");
+        let (_, html) = page(&app, &path).await;
+        assert!(html.contains(r#"id="f_frequency-yes" name="f_frequency" value="yes" checked"#), "{html}");
+
+        // Required answers missing: re-rendered with the errors on those questions, answers kept.
+        let (status, html) = submit(&app, &path, &[("f_dysuria", "no"), ("action", "finish")]).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+        assert!(html.contains(r#"class="p-q p-invalid" id="f_haematuria""#), "{html}");
+        assert!(html.contains("this question needs an answer"), "{html}");
+        assert!(!html.contains(r#"class="p-q p-invalid" id="f_dysuria""#), "{html}");
+        assert!(html.contains(r#"value="no" checked"#), "{html}");
+
+        let (status, html) = submit(
+            &app,
+            &path,
+            &[
+                ("f_dysuria", "no"),
+                ("f_frequency", "no"),
+                ("f_urgency", "no"),
+                ("f_haematuria", "yes"),
+                ("f_other_bladder_concerns", "Pink once on Monday."),
+                ("action", "finish"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{html}");
+        assert!(html.contains("Thank you"), "{html}");
+        assert!(!html.contains("Please read this first"));
+
+        sign_in(&app, &clock, c.login_as(Role::Prescriber)).await;
+        let alerts = open_alerts(&app, &c).await;
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0]["rule"], "urinary_haematuria");
+        assert_eq!(alerts[0]["level"], "warning");
+        let r = app.get(&format!("/api/v1/patients/{}/home-programme", c.patient.0)).await;
+        let h: Value = r.json().await.unwrap();
+        let qs = &h["question_sets"];
+        assert_eq!(qs.as_array().unwrap().len(), 1, "{h}");
+        assert_eq!(qs[0]["set_code"], "urinary_symptoms");
+        assert_eq!(qs[0]["answers"]["other_bladder_concerns"], json!("Pink once on Monday."), "{h}");
+        let o = overview(s, &c).await;
+        let link = o.links.iter().find(|l| l.id == id).unwrap();
+        assert_eq!(link.result_kind.as_deref(), Some("question_set_response"));
+        assert_eq!(page(&app, &path).await.0, StatusCode::GONE);
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_random_base64url_kept_only_as_hashes_and_reissue_replaces_them() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0); // the previous backend moved it on
+        let s = &db.store;
+        let c = clinic(s, Route::IvRacemic, T0.date(), &[]).await;
+        let dr = prescriber(&[c.site]);
+        let a = s.issue_link(&dr, c.patient, None, "phq9".into()).await.unwrap();
+        let b = s.issue_link(&dr, c.patient, None, "gad7".into()).await.unwrap();
+        for t in [&a.token, &b.token] {
+            assert_eq!(t.len(), 43);
+            assert!(t.bytes().all(|x| x.is_ascii_alphanumeric() || x == b'-' || x == b'_'), "{t}");
+        }
+        assert_ne!(a.token, b.token);
+        let stored: Vec<String> = s
+            .read(|c| c.query("SELECT token_hash FROM checkin_links", &[])?.iter().map(|r| r.text(0)).collect())
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 2);
+        for (h, t) in stored.iter().zip([&a.token, &b.token]) {
+            assert_ne!(h, t);
+            assert_eq!(h.len(), 64, "SHA-256 in hex");
+            assert!(!stored.iter().any(|x| x.contains(t.as_str())));
+        }
+        // Nowhere else either: not in the audit trail nor the events.
+        let (ta, tb) = (a.token.clone(), b.token.clone());
+        let leaks: i64 = s
+            .read(move |c| {
+                let mut n = 0;
+                for t in [ta, tb] {
+                    let pat = format!("%{t}%");
+                    for q in [
+                        "SELECT count(*) FROM audit_log WHERE fields LIKE $1 OR object_id LIKE $1 OR actor LIKE $1",
+                        "SELECT count(*) FROM checkin_events WHERE detail LIKE $1",
+                    ] {
+                        n += c.query_opt(q, params![pat.as_str()])?.unwrap().i64(0)?;
+                    }
+                }
+                Ok(n)
+            })
+            .await
+            .unwrap();
+        assert_eq!(leaks, 0);
+
+        // A reissued link has a new token; the old one is unknown from then on.
+        let app = spawn_app(s.clone()).await;
+        sign_in(&app, &clock, c.login_as(Role::Nurse)).await;
+        let r = app.post_json(&format!("/api/v1/checkin-links/{}/reissue", a.link.id), &json!({})).await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        let url = v["url"].as_str().unwrap();
+        assert!(!url.contains(&a.token));
+        assert_eq!(page(&app, &format!("/c/{}", a.token)).await.0, StatusCode::NOT_FOUND);
+        let new_path = &url[url.find("/c/").unwrap()..];
+        assert_eq!(page(&app, new_path).await.0, 200);
+    }
+}
+
+#[tokio::test]
+async fn a_safety_answer_sent_after_the_form_was_shown_is_never_dropped() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0);
+        let s = &db.store;
+        let c = clinic(s, Route::IvRacemic, T0.date(), &[]).await;
+        let app = spawn_app(s.clone()).await;
+
+        // The form was on the phone while the link was open; the answers arrive after it closed.
+        let (late_id, late) = issue(s, &clock, &c, "phq9").await;
+        assert_eq!(page(&app, &late).await.0, 200);
+        clock.advance(Duration::hours(73));
+        let (status, html) =
+            submit(&app, &late, &phq9_form(["1", "1", "1", "1", "1", "1", "1", "1", "2"], "finish")).await;
+        assert_eq!(status, StatusCode::GONE, "{html}");
+        assert!(html.contains("Please read this first") && html.contains(r#"<a href="tel:988">988</a>"#), "{html}");
+        assert_eq!(response_count(s).await, 0, "the check-in itself stays closed");
+
+        // Sent twice: the second time with item 9 changed (back button, then "Send" again).
+        let (done_id, done) = issue(s, &clock, &c, "phq9").await;
+        assert_eq!(submit(&app, &done, &phq9_form(["0"; 9], "finish")).await.0, 200);
+        let (status, html) =
+            submit(&app, &done, &phq9_form(["0", "0", "0", "0", "0", "0", "0", "0", "1"], "finish")).await;
+        assert_eq!(status, StatusCode::GONE, "{html}");
+        assert!(html.contains("Please read this first"), "{html}");
+        assert_eq!(response_count(s).await, 1);
+
+        // A link nobody opened (its form was never shown) takes no answers at all.
+        let (unseen_id, unseen) = issue(s, &clock, &c, "phq9").await;
+        clock.advance(Duration::hours(73));
+        let (status, html) =
+            submit(&app, &unseen, &phq9_form(["0", "0", "0", "0", "0", "0", "0", "0", "3"], "finish")).await;
+        assert_eq!(status, StatusCode::GONE, "{html}");
+
+        let o = overview(s, &c).await;
+        let links: Vec<i64> = o.safety_answers.iter().map(|a| a.link_id).collect();
+        assert_eq!(links.len(), 2, "{:?}: {:?}", db.kind, o.safety_answers);
+        assert!(links.contains(&late_id) && links.contains(&done_id) && !links.contains(&unseen_id));
+        sign_in(&app, &clock, c.login_as(Role::Prescriber)).await;
+        let urgent = open_alerts(&app, &c).await.into_iter().filter(|a| a["level"] == "urgent").count();
+        assert_eq!(urgent, 2);
+    }
+}
+
+#[tokio::test]
+async fn a_reminder_the_mail_server_refuses_is_recorded_as_not_sent() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0);
+        let s = &db.store;
+        let c = clinic(s, Route::IvRacemic, T0.date(), &[in_clinic_session()]).await;
+        let sink = SmtpSink::start().await;
+        sink.refuse_recipient(PATIENT_EMAIL);
+        let app = spawn_app_with(s.clone(), |url| smtp_reminders(&sink, url)).await;
+        sign_in(&app, &clock, c.login_as(Role::Administrator)).await;
+        let r = app.post_json("/api/v1/checkins/sweep", &json!({})).await;
+        assert_eq!(r.json::<Value>().await.unwrap(), json!({"issued": 1, "sent": 0, "expired": 0}), "{:?}", db.kind);
+        assert!(sink.messages().is_empty());
+        let o = overview(s, &c).await;
+        let failed: Vec<_> = o.events.iter().filter(|e| e.event == "reminder_failed").collect();
+        assert_eq!(failed.len(), 1, "{:?}", o.events);
+        assert!(failed[0].detail.as_deref().is_some_and(|d| !d.is_empty() && !d.contains("/c/")), "{failed:?}");
+        assert!(!o.events.iter().any(|e| e.event == "reminder_sent"));
+    }
+}
