@@ -90,7 +90,7 @@ test('a prescriber enrols a new patient and plans esketamine; a hard stop blocks
   await expect(page.getByRole('radio', { name: /^Esketamine nasal spray/ })).toBeChecked();
 
   await planCourse(page, patient, /^Esketamine nasal spray/, { time: '23:30' });
-  await expect(page.getByText('Esketamine nasal spray · induction')).toBeVisible();
+  await expect(page.getByText('Esketamine nasal spray · induction').first()).toBeVisible();
   await expect(page.getByText('0 of 8 sessions done')).toBeVisible();
 
   // The first planned session is on today's schedule.

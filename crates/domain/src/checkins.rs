@@ -135,9 +135,9 @@ impl CheckInSchedule {
                 }
                 Timing::AroundEachSession { opens_hours_before, closes_hours_after } => {
                     v.check(
-                        opens_hours_before + closes_hours_after > 0,
+                        opens_hours_before.checked_add(closes_hours_after).is_some_and(|h| (1..=24 * 31).contains(&h)),
                         &t,
-                        "the window must be at least 1 hour (opens_hours_before + closes_hours_after)",
+                        "the window (opens_hours_before + closes_hours_after) must be 1 to 744 hours",
                     );
                 }
                 Timing::Every { days, open_hours } => {

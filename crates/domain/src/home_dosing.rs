@@ -77,6 +77,8 @@ pub struct PreDoseRules {
     pub sedatives: SubstanceRule,
     pub sitter: SourcedRule,
     pub driving: SourcedRule,
+    /// Refuse while the patient has an open urgent alert (e.g. a positive safety answer).
+    pub open_urgent_alert: SourcedRule,
 }
 
 const EMBEDDED: &str = include_str!("../../../data/rules/home-pre-dose-screen.toml");
@@ -107,6 +109,7 @@ impl PreDoseRules {
             ("sedatives.source", &r.sedatives.source),
             ("sitter.source", &r.sitter.source),
             ("driving.source", &r.driving.source),
+            ("open_urgent_alert.source", &r.open_urgent_alert.source),
         ] {
             v.check(!s.section.trim().is_empty(), f, "name the source section");
         }
@@ -290,6 +293,18 @@ pub fn screen(rules: &PreDoseRules, a: &PreDoseAnswers) -> Result<ScreenOutcome,
         );
     }
     Ok(if out.is_empty() { ScreenOutcome::Cleared } else { ScreenOutcome::Refused { refusals: out } })
+}
+
+/// The refusal for a patient with an open urgent alert (the store counts them; the rule and its
+/// wording live here with the other screen rules).
+pub fn open_urgent_alert_refusal(rules: &PreDoseRules) -> Refusal {
+    Refusal {
+        code: "open_urgent_alert",
+        reason:
+            "Your care team needs to speak with you before your next dose. Do not take it today; contact the clinic."
+                .into(),
+        source: rules.open_urgent_alert.source.clone(),
+    }
 }
 
 /// Units (tablets/troches) handed to the patient.

@@ -124,7 +124,7 @@ pub fn refusal(state: LinkState, when: &str, clinic_phone: Option<&str>) -> Opti
         LinkState::Expired { .. } => Refusal {
             title: "This link has expired".into(),
             body: format!(
-                "This check-in closed on {when}, so it can no longer be answered. The clinic has been told it was missed, and your next check-in will come with a new link. {contact}"
+                "This check-in closed on {when}, so it can no longer be answered. Your care team can see that it was missed, and your next check-in will come with a new link. {contact}"
             ),
         },
         LinkState::NotYetOpen { .. } => Refusal {
@@ -138,7 +138,7 @@ pub fn refusal(state: LinkState, when: &str, clinic_phone: Option<&str>) -> Opti
 pub fn unknown_link() -> Refusal {
     Refusal {
         title: "We could not find this check-in".into(),
-        body: "This link is not valid. Check that you opened the whole link from your message (links are long and are sometimes cut off when copied). If it still does not work, contact the clinic.".into(),
+        body: "This link is not valid. Check that you opened the whole link from your message (links are long and are sometimes cut off when copied). If it still does not work, contact the clinic. If you are in danger or might harm yourself, call your local emergency number now.".into(),
     }
 }
 

@@ -410,10 +410,13 @@ pub(crate) fn relapse_check(
         .filter_map(|x| x.score.total.map(|total| ScorePoint { at: x.completed_at, total }))
         .collect();
     let sessions = crate::sessions::sessions_for_patient(c, p.id)?;
-    let last =
-        sessions.iter().filter(|s| s.course_id == course && s.scheduled_for <= now).map(|s| s.scheduled_for).max();
-    let next =
-        sessions.iter().filter(|s| s.course_id == course && s.scheduled_for > now).map(|s| s.scheduled_for).min();
+    // The last session given (dosing started) and the next one still planned.
+    let last = sessions.iter().filter(|s| s.course_id == course).filter_map(|s| s.dose_started_at).max();
+    let next = sessions
+        .iter()
+        .filter(|s| s.course_id == course && s.state == SessionState::Scheduled && s.scheduled_for > now)
+        .map(|s| s.scheduled_for)
+        .min();
     let w = match relapse::watch(def, &points, &settings, last, next, now) {
         Ok(Some(w)) => w,
         Ok(None) => return Ok(()),
@@ -731,7 +734,7 @@ pub(crate) fn open_for_write(c: &mut dyn Conn, hash: &str, now: OffsetDateTime) 
 
 pub(crate) fn finish_link(c: &mut dyn Conn, link: &LinkRecord, now: OffsetDateTime, kind: &str, id: i64) -> Result<()> {
     let n = c.execute(
-        "UPDATE checkin_links SET completed_at = $1, result_kind = $2, result_id = $3 WHERE id = $4 AND completed_at IS NULL",
+        "UPDATE checkin_links SET completed_at = $1, result_kind = $2, result_id = $3, progress = NULL WHERE id = $4 AND completed_at IS NULL",
         params![ms(now), kind, id, link.id],
     )?;
     if n != 1 {
@@ -816,10 +819,13 @@ fn store_safety(
 }
 
 fn mark_expired(c: &mut dyn Conn, link: &LinkRecord, now: OffsetDateTime) -> Result<()> {
-    c.execute(
-        "UPDATE checkin_links SET expired_at = $1 WHERE id = $2 AND expired_at IS NULL",
+    let changed = c.execute(
+        "UPDATE checkin_links SET expired_at = $1 WHERE id = $2 AND expired_at IS NULL AND completed_at IS NULL",
         params![ms(now), link.id],
     )?;
+    if changed == 0 {
+        return Ok(()); // Recorded already (a sweep and a page visit at once) or completed.
+    }
     event(c, link.id, "expired", now, None)?;
     audit::record(
         c,
@@ -840,8 +846,11 @@ fn mark_expired(c: &mut dyn Conn, link: &LinkRecord, now: OffsetDateTime) -> Res
         && link.purpose != LinkPurpose::Sitter
     {
         let route = c.query_opt("SELECT route FROM courses WHERE id = $1", params![course.0])?;
-        let at_home =
-            route.map(|r| r.text(0)).transpose()?.is_some_and(|r| r == "oral_racemic" || r == "sublingual_racemic");
+        let at_home = route
+            .map(|r| r.text(0))
+            .transpose()?
+            .and_then(|r| keta_domain::course::Route::parse(&r))
+            .is_some_and(keta_domain::course::Route::is_home);
         if at_home {
             let firing = AlertFiring {
                 rule: "home_checkin_missed".into(),
@@ -858,8 +867,46 @@ fn mark_expired(c: &mut dyn Conn, link: &LinkRecord, now: OffsetDateTime) -> Res
     Ok(())
 }
 
+/// A patient's links, their events and safety answers (the caller has checked access).
+pub(crate) fn overview(c: &mut dyn Conn, patient: PatientId) -> Result<CheckinOverview> {
+    let safety_answers = c
+        .query(
+            "SELECT id, link_id, instrument, item, answer, flag_code, answered_at, alert_id FROM safety_answers WHERE patient_id = $1 ORDER BY answered_at DESC, id DESC",
+            params![patient.0],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(SafetyAnswer {
+                id: r.i64(0)?,
+                link_id: r.i64(1)?,
+                instrument: r.text(2)?,
+                item: r.i64(3)?,
+                answer: r.i64(4)?,
+                flag_code: r.text(5)?,
+                answered_at: from_ms(r.i64(6)?)?,
+                alert_id: r.i64(7)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(CheckinOverview { links: links_for(c, patient)?, events: events_for(c, patient)?, safety_answers })
+}
+
+/// Everything the chart's between-sessions panels show, read in one snapshot.
+#[derive(Debug, Clone)]
+pub struct BetweenSessions {
+    pub checkins: CheckinOverview,
+    pub programmes: Vec<crate::home::HomeProgramme>,
+    pub question_sets: Vec<crate::home::QuestionSetResponse>,
+    pub relapse_settings: RelapseSettings,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Staff and system operations
+
+/// How many times the sweep tries to send a link's reminder, and how long it waits between tries
+/// (product settings, not clinical).
+const RESEND_ATTEMPTS: i64 = 3;
+const RESEND_AFTER: Duration = Duration::minutes(30);
 
 /// What the sweep did.
 #[derive(Debug, Clone, Default)]
@@ -929,6 +976,13 @@ impl Store {
                     let Some(schedule) = schedule_for(c, course)? else { continue };
                     let times = schedule_session_times(&sessions, course.id);
                     for due in checkins::due_checkins(&schedule, course_start(course), &times, now) {
+                        let session_id = session_for_item(&sessions, course.id, due.session_at);
+                        // Keyed by the session itself, not its position in the course, so a stopped
+                        // or added session never makes a later one match an earlier link.
+                        let item_key = match session_id {
+                            Some(sid) => format!("{}:session:{}", due.item_id, sid.0),
+                            None => due.key.clone(),
+                        };
                         let new = NewLink {
                             purpose: if due.kind == FormKind::PreDoseScreen {
                                 LinkPurpose::PreDose
@@ -936,9 +990,9 @@ impl Store {
                                 LinkPurpose::Checkin
                             },
                             course_id: Some(course.id),
-                            session_id: session_for_item(&sessions, course.id, due.session_at),
+                            session_id,
                             parent_link_id: None,
-                            item_key: due.key.clone(),
+                            item_key,
                             form: due.form.clone(),
                             form_kind: form_kind_str(due.kind).into(),
                             opens_at: due.opens_at,
@@ -950,6 +1004,47 @@ impl Store {
                         }
                     }
                 }
+            }
+            // Open scheduled links whose reminder never went out (the server stopped before sending,
+            // or the mail server refused) and that nobody has opened or been handed by staff: a new
+            // token, sent again, at most RESEND_ATTEMPTS times and no
+            // sooner than RESEND_AFTER after the last try. The old token stops working.
+            let fresh: Vec<i64> = report.issued.iter().map(|i| i.link.id).collect();
+            let unsent = c
+                .query(
+                    &format!(
+                        "SELECT {LINK_COLS} FROM checkin_links l WHERE completed_at IS NULL AND expired_at IS NULL
+                         AND opens_at <= $1 AND expires_at > $1 AND purpose <> 'sitter'
+                         AND item_key NOT LIKE 'on_demand:%'
+                         AND NOT EXISTS (SELECT 1 FROM checkin_events e WHERE e.link_id = l.id AND e.event IN ('reminder_sent', 'opened'))
+                         AND NOT EXISTS (SELECT 1 FROM checkin_events e WHERE e.link_id = l.id AND e.event = 'reissued' AND e.detail <> 'reminder not sent yet; trying again')
+                         AND (SELECT count(*) FROM checkin_events e WHERE e.link_id = l.id AND e.event = 'reminder_failed') < $2
+                         AND (SELECT max(e.at) FROM checkin_events e WHERE e.link_id = l.id) <= $3"
+                    ),
+                    params![ms(now), RESEND_ATTEMPTS, ms(now - RESEND_AFTER)],
+                )?
+                .iter()
+                .map(link_from)
+                .collect::<Result<Vec<_>>>()?;
+            for link in unsent.into_iter().filter(|l| !fresh.contains(&l.id)) {
+                let (token, hash) = new_token();
+                c.execute("UPDATE checkin_links SET token_hash = $1 WHERE id = $2", params![hash, link.id])?;
+                event(c, link.id, "reissued", now, Some("reminder not sent yet; trying again"))?;
+                audit::record(
+                    c,
+                    &actor,
+                    now,
+                    Entry {
+                        action: Action::Update,
+                        object_type: "checkin_link",
+                        object_id: Some(link.id.to_string()),
+                        patient_id: Some(link.patient_id),
+                        site_id: Some(link.site_id),
+                        fields: &["token_hash"],
+                    },
+                )?;
+                let p = patient_of(c, link.patient_id)?;
+                report.issued.push(IssuedLink { link, token, email: p.email, phone: p.phone });
             }
             Ok(report)
         })
@@ -1029,6 +1124,12 @@ impl Store {
             if !actor.may_see(link.site_id, link.patient_id) {
                 return Err(StoreError::NotFound(format!("check-in link {link_id}")));
             }
+            if link.purpose == LinkPurpose::Sitter {
+                return Err(DomainError::Conflict(
+                    "a sitter's link goes only to the sitter named on the pre-dose screen, never to the patient".into(),
+                )
+                .into());
+            }
             match link.state(now) {
                 LinkState::Open | LinkState::NotYetOpen { .. } => {}
                 LinkState::Completed { .. } => {
@@ -1064,8 +1165,24 @@ impl Store {
     /// the error), so the care team sees who was not reached.
     pub async fn record_delivery(&self, link_id: i64, ok: bool, detail: String) -> Result<()> {
         let now = self.now();
-        self.write(move |c| event(c, link_id, if ok { "reminder_sent" } else { "reminder_failed" }, now, Some(&detail)))
-            .await
+        self.write(move |c| {
+            let link = get_link(c, link_id)?;
+            event(c, link_id, if ok { "reminder_sent" } else { "reminder_failed" }, now, Some(&detail))?;
+            audit::record(
+                c,
+                &Actor::system(),
+                now,
+                Entry {
+                    action: Action::Create,
+                    object_type: "checkin_reminder",
+                    object_id: Some(link_id.to_string()),
+                    patient_id: Some(link.patient_id),
+                    site_id: Some(link.site_id),
+                    fields: &["channel", "outcome"],
+                },
+            )
+        })
+        .await
     }
 
     /// A patient's check-in links, their events and safety answers (for the chart).
@@ -1075,29 +1192,31 @@ impl Store {
         let out = self
             .read(move |c| {
                 crate::patients::get_patient(c, &act, patient)?;
-                let safety_answers = c
-                    .query(
-                        "SELECT id, link_id, instrument, item, answer, flag_code, answered_at, alert_id FROM safety_answers WHERE patient_id = $1 ORDER BY answered_at DESC, id DESC",
-                        params![patient.0],
-                    )?
-                    .iter()
-                    .map(|r| {
-                        Ok(SafetyAnswer {
-                            id: r.i64(0)?,
-                            link_id: r.i64(1)?,
-                            instrument: r.text(2)?,
-                            item: r.i64(3)?,
-                            answer: r.i64(4)?,
-                            flag_code: r.text(5)?,
-                            answered_at: from_ms(r.i64(6)?)?,
-                            alert_id: r.i64(7)?,
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                Ok(CheckinOverview { links: links_for(c, patient)?, events: events_for(c, patient)?, safety_answers })
+                overview(c, patient)
             })
             .await?;
         self.audit_read(actor, "checkins", None, Some(patient)).await?;
+        Ok(out)
+    }
+
+    /// The chart's between-sessions panels: one read snapshot and one audit entry, instead of a
+    /// round trip per panel.
+    pub async fn between_sessions(&self, actor: &Actor, patient: PatientId) -> Result<BetweenSessions> {
+        actor.require(Permission::ViewClinical)?;
+        let act = actor.clone();
+        let out = self
+            .read(move |c| {
+                crate::patients::get_patient(c, &act, patient)?;
+                let (programmes, question_sets) = crate::home::home_for(c, patient)?;
+                Ok(BetweenSessions {
+                    checkins: overview(c, patient)?,
+                    programmes,
+                    question_sets,
+                    relapse_settings: relapse_settings(c)?,
+                })
+            })
+            .await?;
+        self.audit_read(actor, "between_sessions", None, Some(patient)).await?;
         Ok(out)
     }
 
@@ -1166,9 +1285,10 @@ impl Store {
             if !actor.scope.allows(site) {
                 return Err(StoreError::NotFound(format!("site {site}")));
             }
-            c.execute("DELETE FROM site_patient_settings WHERE site_id = $1", params![site.0])?;
             c.execute(
-                "INSERT INTO site_patient_settings (site_id, crisis_instructions, clinic_phone, updated_at, updated_by) VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO site_patient_settings (site_id, crisis_instructions, clinic_phone, updated_at, updated_by) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (site_id) DO UPDATE SET crisis_instructions = excluded.crisis_instructions, clinic_phone = excluded.clinic_phone,
+                 updated_at = excluded.updated_at, updated_by = excluded.updated_by",
                 params![site.0, s.crisis_instructions.trim(), s.clinic_phone.as_deref().map(str::trim), ms(now), actor.name.as_str()],
             )?;
             audit::record(
@@ -1196,9 +1316,18 @@ impl Store {
         let now = self.now();
         let actor = actor.clone();
         self.write(move |c| {
-            c.execute("DELETE FROM clinic_settings WHERE key = $1", params![key])?;
+            // A signed-in administrator's scope lists their sites (never `All`): they qualify when
+            // it covers every site of the clinic.
+            let sites =
+                c.query("SELECT id FROM sites", &[])?.iter().map(|r| r.i64(0).map(SiteId)).collect::<Result<Vec<_>>>()?;
+            if !sites.iter().all(|s| actor.scope.allows(*s)) {
+                return Err(StoreError::Forbidden(
+                    "clinic-wide settings apply to every site; ask an administrator of all sites".into(),
+                ));
+            }
             c.execute(
-                "INSERT INTO clinic_settings (key, value, updated_at, updated_by) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO clinic_settings (key, value, updated_at, updated_by) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
                 params![key, value.to_string(), ms(now), actor.name.as_str()],
             )?;
             audit::record(

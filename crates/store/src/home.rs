@@ -266,6 +266,38 @@ fn refusal_alert(c: &mut dyn Conn, link: &LinkRecord, now: OffsetDateTime, reaso
     Ok(())
 }
 
+/// Open urgent alerts for a patient (a positive safety answer, for one).
+fn open_urgent_alerts(c: &mut dyn Conn, patient: PatientId) -> Result<i64> {
+    Ok(c.query_opt(
+        "SELECT count(*) FROM alerts WHERE patient_id = $1 AND severity = 'urgent' AND acknowledged_at IS NULL",
+        params![patient.0],
+    )?
+    .map(|r| r.i64(0))
+    .transpose()?
+    .unwrap_or(0))
+}
+
+/// Runs the screen over stored answers with the sitter's confirmation as given, and refuses
+/// while the patient has an open urgent alert.
+fn run_screen_for(
+    c: &mut dyn Conn,
+    patient: PatientId,
+    rules: &PreDoseRules,
+    a: &PreDoseSubmission,
+    sitter_confirmed: bool,
+) -> Result<ScreenOutcome> {
+    let outcome = run_screen(rules, a, sitter_confirmed)?;
+    if open_urgent_alerts(c, patient)? == 0 {
+        return Ok(outcome);
+    }
+    let mut refusals = match outcome {
+        ScreenOutcome::Cleared => vec![],
+        ScreenOutcome::Refused { refusals } => refusals,
+    };
+    refusals.insert(0, home_dosing::open_urgent_alert_refusal(rules));
+    Ok(ScreenOutcome::Refused { refusals })
+}
+
 /// Runs the screen over stored answers with the sitter's confirmation as given.
 fn run_screen(rules: &PreDoseRules, a: &PreDoseSubmission, sitter_confirmed: bool) -> Result<ScreenOutcome> {
     Ok(home_dosing::screen(
@@ -411,6 +443,31 @@ fn programme(c: &mut dyn Conn, course: CourseId) -> Result<HomeProgramme> {
     })
 }
 
+/// A patient's at-home programmes and question-set answers (the caller has checked access).
+pub(crate) fn home_for(c: &mut dyn Conn, patient: PatientId) -> Result<(Vec<HomeProgramme>, Vec<QuestionSetResponse>)> {
+    let mut progs = Vec::new();
+    for co in crate::courses::courses_for(c, patient)?.iter().filter(|co| co.route.is_home()) {
+        progs.push(programme(c, co.id)?);
+    }
+    let qs = c
+        .query(
+            "SELECT id, set_code, answers, flags, completed_at FROM question_set_responses WHERE patient_id = $1 ORDER BY completed_at DESC, id DESC",
+            params![patient.0],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(QuestionSetResponse {
+                id: r.i64(0)?,
+                set_code: r.text(1)?,
+                answers: from_json(&r.text(2)?)?,
+                flags: from_json(&r.text(3)?)?,
+                completed_at: from_ms(r.i64(4)?)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((progs, qs))
+}
+
 /// A supply handed to the patient.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -452,7 +509,7 @@ impl Store {
             v.finish()?;
             let rules = pre_dose_rules(c)?;
             // Every rule but the sitter's confirmation, which their own link gives.
-            let outcome = run_screen(&rules, &a, true)?;
+            let outcome = run_screen_for(c, link.patient_id, &rules, &a, true)?;
             let actor = link_actor(link.id);
             let refused = reasons(&outcome);
             let status = if refused.is_empty() { "awaiting_sitter" } else { "refused" };
@@ -525,7 +582,7 @@ impl Store {
                     .text(0)?,
             )?;
             let rules = pre_dose_rules(c)?;
-            let outcome = run_screen(&rules, &answers, true)?;
+            let outcome = run_screen_for(c, link.patient_id, &rules, &answers, true)?;
             let refused = reasons(&outcome);
             let status = if refused.is_empty() { "cleared" } else { "refused" };
             c.execute(
@@ -749,27 +806,7 @@ impl Store {
         let out = self
             .read(move |c| {
                 crate::patients::get_patient(c, &act, patient)?;
-                let mut progs = Vec::new();
-                for co in crate::courses::courses_for(c, patient)?.iter().filter(|co| co.route.is_home()) {
-                    progs.push(programme(c, co.id)?);
-                }
-                let qs = c
-                    .query(
-                        "SELECT id, set_code, answers, flags, completed_at FROM question_set_responses WHERE patient_id = $1 ORDER BY completed_at DESC, id DESC",
-                        params![patient.0],
-                    )?
-                    .iter()
-                    .map(|r| {
-                        Ok(QuestionSetResponse {
-                            id: r.i64(0)?,
-                            set_code: r.text(1)?,
-                            answers: from_json(&r.text(2)?)?,
-                            flags: from_json(&r.text(3)?)?,
-                            completed_at: from_ms(r.i64(4)?)?,
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                Ok((progs, qs))
+                home_for(c, patient)
             })
             .await?;
         self.audit_read(actor, "home_programme", None, Some(patient)).await?;

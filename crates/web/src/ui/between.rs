@@ -27,7 +27,7 @@ use keta_domain::relapse::{self, RelapseFlag, ResponseEpisode};
 use keta_domain::session::{SessionState, TreatmentSession};
 use keta_store::StoreError;
 use keta_store::checkins::{CheckinOverview, IssuedLink, LinkEvent, LinkRecord, SafetyAnswer};
-use keta_store::home::{HomeProgramme, NewDispense, PreDoseScreen, QuestionSetResponse};
+use keta_store::home::{NewDispense, PreDoseScreen, QuestionSetResponse};
 use time::OffsetDateTime;
 
 use super::chart::{Choice, render_chart};
@@ -715,9 +715,8 @@ pub(crate) async fn build(
 ) -> UiResult<BetweenView> {
     let actor = &user.actor;
     let id = chart.patient.id;
-    let overview: CheckinOverview = st.store.checkin_overview(actor, id).await?;
-    let (programmes, sets): (Vec<HomeProgramme>, Vec<QuestionSetResponse>) = st.store.home_overview(actor, id).await?;
-    let settings = st.store.relapse_settings().await?;
+    let b = st.store.between_sessions(actor, id).await?;
+    let (overview, programmes, sets, settings) = (b.checkins, b.programmes, b.question_sets, b.relapse_settings);
 
     let mut links_current = Vec::new();
     let mut links_past = Vec::new();

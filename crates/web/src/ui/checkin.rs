@@ -35,6 +35,8 @@ pub(crate) struct Crisis {
     pub line: String,
     pub tel: String,
     pub instructions: String,
+    /// The answer reached the care team (false only when Keta could not store it).
+    pub sent: bool,
 }
 
 impl Crisis {
@@ -43,6 +45,7 @@ impl Crisis {
             line: site.crisis_line.clone(),
             tel: site.crisis_line.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect(),
             instructions: site.crisis_instructions.clone(),
+            sent: true,
         }
     }
 }
@@ -344,21 +347,47 @@ pub async fn post_link(State(st): State<AppState>, Path(token): Path<String>, fo
     if !patient_links::is_well_formed_token(&token) {
         return Ok(refused(StatusCode::NOT_FOUND, patient_links::unknown_link(), None));
     }
-    // 1. Safety first: before the link is even looked at for anything else.
+    // 1. Safety first: before the link is even looked at for anything else. Whether an answer
+    // is positive is worked out here (pure), so the crisis panel shows even if storing fails.
+    let mut positive = false;
     let mut safety_stored = false;
-    if let Ok(Some(items)) = instrument_answers_for(&st, &token, &form).await {
-        match st.store.record_safety_answers(&token, items).await {
-            Ok(Some(_)) => {
-                safety_stored = true;
-                super::live::publish(None);
+    let items = match instrument_answers_for(&st, &token, &form).await {
+        Ok(items) => items,
+        Err(e) => {
+            tracing::error!(error = ?e, "reading a check-in link for its safety items failed");
+            None
+        }
+    };
+    if let Some((inst, items)) = items {
+        positive = !instruments::partial_safety_flags(inst, &items).is_empty();
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match st.store.record_safety_answers(&token, items.clone()).await {
+                Ok(Some(_)) => {
+                    safety_stored = true;
+                    super::live::publish(None);
+                    break;
+                }
+                Ok(None) => break,
+                Err(e) if tries < 2 => tracing::warn!(error = %e, "storing a safety answer failed; trying again"),
+                Err(e) => {
+                    tracing::error!(error = %e, "storing a safety answer failed twice");
+                    if positive {
+                        return Ok(unavailable(&st, &token, true).await);
+                    }
+                    break;
+                }
             }
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "storing a safety answer failed"),
         }
     }
-    let o = match lookup(&st, &token, false).await? {
-        Ok(o) => o,
-        Err(page) => return Ok(page),
+    let safety_stored = safety_stored || positive;
+    let o = match lookup(&st, &token, false).await {
+        Ok(found) => match found {
+            Ok(o) => o,
+            Err(page) => return Ok(page),
+        },
+        Err(_) => return Ok(unavailable(&st, &token, positive).await),
     };
     if o.link.purpose != LinkPurpose::Checkin {
         return super::home_dose::post_page(&st, o, &token, form).await;
@@ -431,16 +460,61 @@ pub async fn post_link(State(st): State<AppState>, Path(token): Path<String>, fo
             let page = checkin_page(&o, &token, &form_kind, form, errors, crisis, false);
             Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page))
         }
-        Err(e) => Err(e.into()),
+        // Two submissions at once: the other one completed it.
+        Err(StoreError::Conflict(_)) => match st.store.peek_link(&token).await {
+            Ok(LinkLookup::Found(o)) => Ok(refusal_page(&o, crisis).unwrap_or_else(|| {
+                let page = checkin_page(&o, &token, &form_kind, form, Errors::new(), crisis, false);
+                render_status(StatusCode::CONFLICT, &page)
+            })),
+            _ => Ok(unavailable(&st, &token, crisis).await),
+        },
+        Err(e) => {
+            tracing::error!(error = %e, "completing a check-in failed");
+            Ok(unavailable(&st, &token, crisis).await)
+        }
     }
+}
+
+/// The page when Keta could not store or read the check-in. A patient page never falls
+/// through to the staff error page: it says what happened, that answers may not have been
+/// sent, and always shows the crisis line when it can be read.
+async fn unavailable(st: &AppState, token: &str, positive: bool) -> Response {
+    let site = match st.store.peek_link(token).await {
+        Ok(LinkLookup::Found(o)) => Some(o.site),
+        _ => None,
+    };
+    let phone = site.as_ref().and_then(|s| s.clinic_phone.clone());
+    render_status(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &RefusedPage {
+            css: css_href(),
+            title: "Your answers may not have been sent".into(),
+            body: match phone {
+                Some(p) => format!(
+                    "Something went wrong on our side. Please try again in a few minutes, or call the clinic on {p}."
+                ),
+                None => {
+                    "Something went wrong on our side. Please try again in a few minutes, or call the clinic.".into()
+                }
+            },
+            site_name: site.as_ref().map(|s| s.site_name.clone()).unwrap_or_else(|| "Your clinic".into()),
+            crisis: site.as_ref().map(|s| Crisis { sent: !positive, ..Crisis::of(s) }),
+            safety: positive,
+        },
+    )
 }
 
 /// The instrument answers in a submission, when the link is an instrument check-in (read
 /// leniently: unreadable answers are skipped, never a reason to drop a safety answer).
-async fn instrument_answers_for(st: &AppState, token: &str, form: &FormData) -> UiResult<Option<Vec<Option<i32>>>> {
+async fn instrument_answers_for(
+    st: &AppState,
+    token: &str,
+    form: &FormData,
+) -> UiResult<Option<(&'static Instrument, Vec<Option<i32>>)>> {
     let Some(code) = st.store.link_instrument(token).await? else { return Ok(None) };
     let Some(inst) = instruments::catalog().get(&code) else { return Ok(None) };
-    Ok(Some(inst.items.iter().map(|it| form.get(&format!("q{}", it.number)).trim().parse::<i32>().ok()).collect()))
+    let items = inst.items.iter().map(|it| form.get(&format!("q{}", it.number)).trim().parse::<i32>().ok()).collect();
+    Ok(Some((inst, items)))
 }
 
 #[derive(Template)]
