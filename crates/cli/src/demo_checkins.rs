@@ -52,12 +52,12 @@ pub async fn ensure(store: &Store) -> anyhow::Result<()> {
     let now = store.now();
     let home_course = store
         .read(|c| {
-            Ok(c.query_opt(
+            c.query_opt(
                 "SELECT id FROM courses WHERE route IN ('sublingual_racemic', 'oral_racemic') AND status = $1 ORDER BY id LIMIT 1",
                 keta_store::params![CourseStatus::Active.as_str()],
             )?
             .map(|r| r.i64(0))
-            .transpose()?)
+            .transpose()
         })
         .await?;
     if let Some(course) = home_course {

@@ -198,6 +198,17 @@ pub fn builtin_schedules() -> &'static [CheckInSchedule] {
 }
 
 /// The default schedule for a route.
+/// The longest follow-up any built-in schedule keeps after a course's last session, in days
+/// (how far back the sweep must look for courses that may still have a check-in due).
+pub fn longest_follow_up_days() -> u32 {
+    builtin_schedules()
+        .iter()
+        .flat_map(|s| &s.items)
+        .filter_map(|i| i.follow_up_days_after_last_session)
+        .max()
+        .unwrap_or(0)
+}
+
 pub fn schedule_for_route(route: Route) -> Option<&'static CheckInSchedule> {
     builtin_schedules().iter().find(|s| s.routes.contains(&route))
 }

@@ -481,7 +481,7 @@ pub struct SafetyOutcome {
 /// What completing a check-in produced.
 #[derive(Debug, Clone)]
 pub enum Completed {
-    Instrument(QuestionnaireResponse),
+    Instrument(Box<QuestionnaireResponse>),
     QuestionSet { id: i64, flags: Vec<String> },
 }
 
@@ -656,7 +656,7 @@ impl Store {
                     // raised twice; any the complete form adds (a C-SSRS category) are stored now.
                     store_safety(c, &link, inst, score.safety_flags.clone(), now)?;
                     let r = crate::questionnaires::insert_response(c, &actor, now, &p, new, score, now)?;
-                    ("questionnaire_response", r.id.0, Completed::Instrument(r))
+                    ("questionnaire_response", r.id.0, Completed::Instrument(Box::new(r)))
                 }
                 "question_set" => {
                     let (id, flags) = crate::home::insert_question_set(c, &actor, now, &p, &link, &answers)?;
@@ -913,6 +913,8 @@ const RESEND_AFTER: Duration = Duration::minutes(30);
 pub struct SweepReport {
     pub issued: Vec<IssuedLink>,
     pub expired: usize,
+    /// Patients skipped because of an error (logged); the next sweep tries them again.
+    pub failed: usize,
 }
 
 /// A patient's between-session record for the chart.
@@ -942,113 +944,71 @@ impl Store {
     /// `keta checkins sweep`. The returned tokens exist only here: deliver them, then drop them.
     pub async fn sweep_checkins(&self) -> Result<SweepReport> {
         let now = self.now();
-        self.write(move |c| {
-            let actor = Actor::system();
-            let mut report = SweepReport::default();
-            let expired = c
-                .query(
-                    &format!(
-                        "SELECT {LINK_COLS} FROM checkin_links WHERE completed_at IS NULL AND expired_at IS NULL AND expires_at <= $1"
-                    ),
+        // 1. Expiries, each in its own transaction: one link's row lock and the audit chain's
+        // lock are then always taken in the same order as a patient's page visit takes them
+        // (several links in one transaction could deadlock with visits on PostgreSQL).
+        let due: Vec<i64> = self
+            .read(move |c| {
+                c.query(
+                    "SELECT id FROM checkin_links WHERE completed_at IS NULL AND expired_at IS NULL AND expires_at <= $1 ORDER BY id",
                     params![ms(now)],
                 )?
                 .iter()
-                .map(link_from)
-                .collect::<Result<Vec<_>>>()?;
-            for l in &expired {
-                mark_expired(c, l, now)?;
-            }
-            report.expired = expired.len();
-            let courses: Vec<(i64, i64)> = c
-                .query("SELECT id, patient_id FROM courses WHERE status <> 'stopped' ORDER BY id", &[])?
-                .iter()
-                .map(|r| Ok((r.i64(0)?, r.i64(1)?)))
-                .collect::<Result<_>>()?;
-            let mut by_patient: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
-            for (course, patient) in courses {
-                by_patient.entry(patient).or_default().push(course);
-            }
-            for (patient, _) in by_patient {
-                let p = patient_of(c, PatientId(patient))?;
-                let courses = crate::courses::courses_for(c, p.id)?;
-                let sessions = crate::sessions::sessions_for_patient(c, p.id)?;
-                for course in courses.iter().filter(|x| x.status != CourseStatus::Stopped) {
-                    let Some(schedule) = schedule_for(c, course)? else { continue };
-                    let times = schedule_session_times(&sessions, course.id);
-                    for due in checkins::due_checkins(&schedule, course_start(course), &times, now) {
-                        let session_id = session_for_item(&sessions, course.id, due.session_at);
-                        // Keyed by the session itself, not its position in the course, so a stopped
-                        // or added session never makes a later one match an earlier link.
-                        let item_key = match session_id {
-                            Some(sid) => format!("{}:session:{}", due.item_id, sid.0),
-                            None => due.key.clone(),
-                        };
-                        let new = NewLink {
-                            purpose: if due.kind == FormKind::PreDoseScreen {
-                                LinkPurpose::PreDose
-                            } else {
-                                LinkPurpose::Checkin
-                            },
-                            course_id: Some(course.id),
-                            session_id,
-                            parent_link_id: None,
-                            item_key,
-                            form: due.form.clone(),
-                            form_kind: form_kind_str(due.kind).into(),
-                            opens_at: due.opens_at,
-                            expires_at: due.closes_at,
-                        };
-                        let (link, token) = insert_link(c, &actor, now, &p, &new)?;
-                        if let Some(token) = token {
-                            report.issued.push(IssuedLink { link, token, email: p.email.clone(), phone: p.phone.clone() });
-                        }
+                .map(|r| r.i64(0))
+                .collect()
+            })
+            .await?;
+        let mut expired = 0;
+        for id in due {
+            let done = self
+                .write(move |c| {
+                    let link = get_link(c, id)?;
+                    if link.completed_at.is_some() || link.expired_at.is_some() {
+                        return Ok(false);
                     }
-                }
+                    mark_expired(c, &link, now)?;
+                    Ok(true)
+                })
+                .await;
+            match done {
+                Ok(true) => expired += 1,
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, link = id, "check-in sweep: recording an expiry failed"),
             }
-            // Open scheduled links whose reminder never went out (the server stopped before sending,
-            // or the mail server refused) and that nobody has opened or been handed by staff: a new
-            // token, sent again, at most RESEND_ATTEMPTS times and no
-            // sooner than RESEND_AFTER after the last try. The old token stops working.
-            let fresh: Vec<i64> = report.issued.iter().map(|i| i.link.id).collect();
-            let unsent = c
-                .query(
-                    &format!(
-                        "SELECT {LINK_COLS} FROM checkin_links l WHERE completed_at IS NULL AND expired_at IS NULL
-                         AND opens_at <= $1 AND expires_at > $1 AND purpose <> 'sitter'
-                         AND item_key NOT LIKE 'on_demand:%'
-                         AND NOT EXISTS (SELECT 1 FROM checkin_events e WHERE e.link_id = l.id AND e.event IN ('reminder_sent', 'opened'))
-                         AND NOT EXISTS (SELECT 1 FROM checkin_events e WHERE e.link_id = l.id AND e.event = 'reissued' AND e.detail <> 'reminder not sent yet; trying again')
-                         AND (SELECT count(*) FROM checkin_events e WHERE e.link_id = l.id AND e.event = 'reminder_failed') < $2
-                         AND (SELECT max(e.at) FROM checkin_events e WHERE e.link_id = l.id) <= $3"
-                    ),
-                    params![ms(now), RESEND_ATTEMPTS, ms(now - RESEND_AFTER)],
+        }
+        // 2. Who may have something due: courses not stopped, still active or with a session
+        // recent enough for a follow-up item to be open.
+        let horizon = now - Duration::days(i64::from(checkins::longest_follow_up_days()) + 31);
+        let patients: Vec<i64> = self
+            .read(move |c| {
+                c.query(
+                    "SELECT DISTINCT co.patient_id FROM courses co WHERE co.status <> 'stopped'
+                     AND (co.status = 'active' OR EXISTS (SELECT 1 FROM sessions s WHERE s.course_id = co.id AND s.scheduled_for >= $1))
+                     ORDER BY co.patient_id",
+                    params![ms(horizon)],
                 )?
                 .iter()
-                .map(link_from)
-                .collect::<Result<Vec<_>>>()?;
-            for link in unsent.into_iter().filter(|l| !fresh.contains(&l.id)) {
-                let (token, hash) = new_token();
-                c.execute("UPDATE checkin_links SET token_hash = $1 WHERE id = $2", params![hash, link.id])?;
-                event(c, link.id, "reissued", now, Some("reminder not sent yet; trying again"))?;
-                audit::record(
-                    c,
-                    &actor,
-                    now,
-                    Entry {
-                        action: Action::Update,
-                        object_type: "checkin_link",
-                        object_id: Some(link.id.to_string()),
-                        patient_id: Some(link.patient_id),
-                        site_id: Some(link.site_id),
-                        fields: &["token_hash"],
-                    },
-                )?;
-                let p = patient_of(c, link.patient_id)?;
-                report.issued.push(IssuedLink { link, token, email: p.email, phone: p.phone });
+                .map(|r| r.i64(0))
+                .collect()
+            })
+            .await?;
+        // 3. One small transaction per patient, so one bad record delays no one else and the
+        // writer is never held for the whole clinic.
+        let mut report = SweepReport { expired, ..Default::default() };
+        for patient in patients {
+            match self.write(move |c| issue_due(c, PatientId(patient), now)).await {
+                Ok(mut issued) => report.issued.append(&mut issued),
+                Err(e) => {
+                    tracing::error!(error = %e, patient, "check-in sweep: skipped one patient");
+                    report.failed += 1;
+                }
             }
-            Ok(report)
-        })
-        .await
+        }
+        // 4. Reminders that never went out.
+        let fresh: Vec<i64> = report.issued.iter().map(|i| i.link.id).collect();
+        let mut resend = self.write(move |c| resend_unsent(c, now, &fresh)).await?;
+        report.issued.append(&mut resend);
+        Ok(report)
     }
 
     /// Issues a link on demand for a patient (a check-in sent by the care team, or a new link for
@@ -1139,22 +1099,7 @@ impl Store {
                     return Err(StoreError::Conflict("this check-in has closed; send a new check-in instead".into()));
                 }
             }
-            let (token, hash) = new_token();
-            c.execute("UPDATE checkin_links SET token_hash = $1 WHERE id = $2", params![hash, link.id])?;
-            event(c, link.id, "reissued", now, Some(&actor.name))?;
-            audit::record(
-                c,
-                &actor,
-                now,
-                Entry {
-                    action: Action::Update,
-                    object_type: "checkin_link",
-                    object_id: Some(link.id.to_string()),
-                    patient_id: Some(link.patient_id),
-                    site_id: Some(link.site_id),
-                    fields: &["token_hash"],
-                },
-            )?;
+            let token = rotate_token(c, &actor, now, &link, &actor.name)?;
             let p = patient_of(c, link.patient_id)?;
             Ok(IssuedLink { link, token, email: p.email, phone: p.phone })
         })
@@ -1351,6 +1296,103 @@ impl Store {
     pub async fn relapse_settings(&self) -> Result<RelapseSettings> {
         self.read(relapse_settings).await
     }
+}
+
+/// Open scheduled links whose reminder never went out (the server stopped before sending, or
+/// the mail server refused) and that nobody has opened or been handed by staff: a new token,
+/// sent again, at most RESEND_ATTEMPTS times and no sooner than RESEND_AFTER after the last
+/// try. The old token stops working.
+fn resend_unsent(c: &mut dyn Conn, now: OffsetDateTime, fresh: &[i64]) -> Result<Vec<IssuedLink>> {
+    let actor = Actor::system();
+    let mut out = Vec::new();
+    let unsent = c
+        .query(
+            &format!(
+                "SELECT {LINK_COLS} FROM checkin_links l WHERE completed_at IS NULL AND expired_at IS NULL
+                 AND opens_at <= $1 AND expires_at > $1 AND purpose <> 'sitter'
+                 AND item_key NOT LIKE 'on_demand:%'
+                 AND NOT EXISTS (SELECT 1 FROM checkin_events e WHERE e.link_id = l.id AND e.event IN ('reminder_sent', 'opened'))
+                 AND NOT EXISTS (SELECT 1 FROM checkin_events e WHERE e.link_id = l.id AND e.event = 'reissued' AND e.detail <> 'reminder not sent yet; trying again')
+                 AND (SELECT count(*) FROM checkin_events e WHERE e.link_id = l.id AND e.event = 'reminder_failed') < $2
+                 AND (SELECT max(e.at) FROM checkin_events e WHERE e.link_id = l.id) <= $3"
+            ),
+            params![ms(now), RESEND_ATTEMPTS, ms(now - RESEND_AFTER)],
+        )?
+        .iter()
+        .map(link_from)
+        .collect::<Result<Vec<_>>>()?;
+    for link in unsent.into_iter().filter(|l| !fresh.contains(&l.id)) {
+        let token = rotate_token(c, &actor, now, &link, "reminder not sent yet; trying again")?;
+        let p = patient_of(c, link.patient_id)?;
+        out.push(IssuedLink { link, token, email: p.email, phone: p.phone });
+    }
+    Ok(out)
+}
+
+/// A new token for a link; the old one stops working at once. Recorded as `reissued` with
+/// `detail`, and audited.
+fn rotate_token(
+    c: &mut dyn Conn,
+    actor: &Actor,
+    now: OffsetDateTime,
+    link: &LinkRecord,
+    detail: &str,
+) -> Result<String> {
+    let (token, hash) = new_token();
+    c.execute("UPDATE checkin_links SET token_hash = $1 WHERE id = $2", params![hash, link.id])?;
+    event(c, link.id, "reissued", now, Some(detail))?;
+    audit::record(
+        c,
+        actor,
+        now,
+        Entry {
+            action: Action::Update,
+            object_type: "checkin_link",
+            object_id: Some(link.id.to_string()),
+            patient_id: Some(link.patient_id),
+            site_id: Some(link.site_id),
+            fields: &["token_hash"],
+        },
+    )?;
+    Ok(token)
+}
+
+/// Issues links for one patient's check-ins that are open now and have none.
+fn issue_due(c: &mut dyn Conn, patient: PatientId, now: OffsetDateTime) -> Result<Vec<IssuedLink>> {
+    let actor = Actor::system();
+    let mut out = Vec::new();
+    let p = patient_of(c, patient)?;
+    let courses = crate::courses::courses_for(c, p.id)?;
+    let sessions = crate::sessions::sessions_for_patient(c, p.id)?;
+    for course in courses.iter().filter(|x| x.status != CourseStatus::Stopped) {
+        let Some(schedule) = schedule_for(c, course)? else { continue };
+        let times = schedule_session_times(&sessions, course.id);
+        for due in checkins::due_checkins(&schedule, course_start(course), &times, now) {
+            let session_id = session_for_item(&sessions, course.id, due.session_at);
+            // Keyed by the session itself, not its position in the course, so a stopped or added
+            // session never makes a later one match an earlier link.
+            let item_key = match session_id {
+                Some(sid) => format!("{}:session:{}", due.item_id, sid.0),
+                None => due.key.clone(),
+            };
+            let new = NewLink {
+                purpose: if due.kind == FormKind::PreDoseScreen { LinkPurpose::PreDose } else { LinkPurpose::Checkin },
+                course_id: Some(course.id),
+                session_id,
+                parent_link_id: None,
+                item_key,
+                form: due.form.clone(),
+                form_kind: form_kind_str(due.kind).into(),
+                opens_at: due.opens_at,
+                expires_at: due.closes_at,
+            };
+            let (link, token) = insert_link(c, &actor, now, &p, &new)?;
+            if let Some(token) = token {
+                out.push(IssuedLink { link, token, email: p.email.clone(), phone: p.phone.clone() });
+            }
+        }
+    }
+    Ok(out)
 }
 
 pub(crate) fn form_kind_str(k: FormKind) -> &'static str {

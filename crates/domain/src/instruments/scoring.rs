@@ -120,21 +120,8 @@ pub fn score(instrument: &Instrument, answers: &[Option<i32>]) -> Result<Score, 
         ScoringMethod::RiskCategory => None,
     };
 
-    let mut safety_flags: Vec<SafetyFlag> = instrument
-        .safety_items
-        .iter()
-        .filter_map(|s| {
-            let item = instrument.item(s.item)?;
-            let v = value(s.item)?;
-            (v > item.min).then(|| SafetyFlag {
-                item: s.item,
-                value: v,
-                code: s.code.clone(),
-                message: s.message.replace("{value}", &v.to_string()),
-                urgent: s.urgent_at.is_some_and(|u| v >= u),
-            })
-        })
-        .collect();
+    // The answers are valid here, so the partial evaluation is the whole one.
+    let mut safety_flags: Vec<SafetyFlag> = partial_safety_flags(instrument, &answers);
 
     let mut risk_category = None;
     if let Some(triage) = &instrument.triage {

@@ -12,12 +12,17 @@ use time::{Duration, OffsetDateTime};
 use keta_domain::access::Role;
 use keta_domain::course::{NewCourse, Route};
 use keta_domain::ids::{CourseId, PatientId, SiteId};
+use keta_domain::patient::NewPatient;
 use keta_domain::records::{CompletedBy, NewQuestionnaireResponse};
-use keta_domain::session::NewSession;
-use keta_store::checkins::CheckinOverview;
-use keta_store::{Store, params};
+use keta_domain::session::{NewSession, SessionAction};
+use keta_store::accounts::NewUser;
+use keta_store::checkins::{CheckinOverview, HOME_PRE_DOSE_SETTINGS, LinkRecord};
+use keta_store::{Actor, Store, params};
 use keta_testkit::smtp_sink::{ReceivedMail, SmtpSink};
-use keta_testkit::{ManualClock, StaffLogin, TestApp, TestDb, seed_staff, smtp_reminders, spawn_app, spawn_app_with};
+use keta_testkit::{
+    ManualClock, StaffLogin, TEST_PASSWORD, TestApp, TestDb, seed_staff, smtp_reminders, spawn_app, spawn_app_with,
+};
+use keta_web::reminders::{Reminders, deliver, sweep_and_send};
 
 use crate::fixtures::*;
 
@@ -646,5 +651,292 @@ async fn a_reminder_the_mail_server_refuses_is_recorded_as_not_sent() {
         assert_eq!(failed.len(), 1, "{:?}", o.events);
         assert!(failed[0].detail.as_deref().is_some_and(|d| !d.is_empty() && !d.contains("/c/")), "{failed:?}");
         assert!(!o.events.iter().any(|e| e.event == "reminder_sent"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Regression tests for the review of issue 6.
+
+/// The sweep as the server runs it ([`sweep_and_send`]), keeping each token so a test can try
+/// it: (link, token, whether the reminder went out).
+async fn sweep_keeping_tokens(s: &Store, r: &Reminders) -> Vec<(LinkRecord, String, bool)> {
+    let report = s.sweep_checkins().await.expect("sweep");
+    let mut out = Vec::new();
+    for i in &report.issued {
+        let sent = deliver(s, r, i, i.email.as_deref(), i.phone.as_deref()).await;
+        out.push((i.link.clone(), i.token.clone(), sent));
+    }
+    out
+}
+
+/// A patient with no e-mail address and no mobile number, on an IV course with a session 12 hours
+/// ahead (so the PHQ-9 before it is due now).
+async fn patient_without_contact(s: &Store, site: SiteId, mrn: &str) -> PatientId {
+    let p = s
+        .create_patient(&Actor::system(), NewPatient { email: None, phone: None, ..new_patient(site, mrn) })
+        .await
+        .expect("patient")
+        .id;
+    let dr = prescriber(&[site]);
+    let co = s.create_course(&dr, p, NewCourse { start_date: T0.date(), ..course(Route::IvRacemic) }).await.unwrap().id;
+    s.create_session(&dr, co, NewSession { scheduled_for: in_clinic_session(), chair_id: None, planned_dose_mg: None })
+        .await
+        .expect("session");
+    p
+}
+
+const RETRY_DETAIL: &str = "reminder not sent yet; trying again";
+
+fn retries(o: &CheckinOverview, link: i64) -> usize {
+    o.events
+        .iter()
+        .filter(|e| e.link_id == link && e.event == "reissued" && e.detail.as_deref() == Some(RETRY_DETAIL))
+        .count()
+}
+
+#[tokio::test]
+async fn a_scheduled_reminder_the_mail_server_refused_goes_again_with_a_new_link_three_times_at_most() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0);
+        let s = &db.store;
+        let c = clinic(s, Route::IvRacemic, T0.date(), &[in_clinic_session()]).await;
+        let sink = SmtpSink::start().await;
+        sink.refuse_recipient(PATIENT_EMAIL);
+        let app = spawn_app_with(s.clone(), |url| smtp_reminders(&sink, url)).await;
+        let reminders = smtp_reminders(&sink, &app.url(""));
+
+        // First try: refused by the mail server.
+        let first = sweep_keeping_tokens(s, &reminders).await;
+        assert_eq!(first.len(), 1, "{:?}", db.kind);
+        let (link, t1, sent) = first[0].clone();
+        assert!(!sent);
+
+        // Not again before 30 minutes have passed.
+        assert_eq!(sweep_and_send(s, &reminders).await.unwrap().issued, 0, "{:?}", db.kind);
+        clock.advance(Duration::minutes(29));
+        assert_eq!(sweep_and_send(s, &reminders).await.unwrap().issued, 0, "{:?}", db.kind);
+
+        // Second try: the same link with a new token; the old URL stops working.
+        clock.advance(Duration::minutes(1));
+        let second = sweep_keeping_tokens(s, &reminders).await;
+        assert_eq!(second.len(), 1, "{:?}", db.kind);
+        let (again, t2, sent) = second[0].clone();
+        assert_eq!(again.id, link.id, "the same check-in, not a new one");
+        assert_ne!(t2, t1);
+        assert!(!sent);
+        assert_eq!(page(&app, &format!("/c/{t1}")).await.0, StatusCode::NOT_FOUND);
+        let o = overview(s, &c).await;
+        assert_eq!(o.links.len(), 1);
+        assert_eq!(retries(&o, link.id), 1, "{:?}", o.events);
+
+        // Third try, then no more.
+        clock.advance(Duration::minutes(30));
+        let third = sweep_and_send(s, &reminders).await.unwrap();
+        assert_eq!((third.issued, third.sent), (1, 0), "{:?}", db.kind);
+        assert_eq!(page(&app, &format!("/c/{t2}")).await.0, StatusCode::NOT_FOUND);
+        for wait in [Duration::minutes(30), Duration::hours(3)] {
+            clock.advance(wait);
+            assert_eq!(sweep_and_send(s, &reminders).await.unwrap().issued, 0, "stops after 3 tries: {:?}", db.kind);
+        }
+        let o = overview(s, &c).await;
+        let ev = events_of(&o, link.id);
+        assert_eq!(ev.iter().filter(|e| *e == "reminder_failed").count(), 3, "{ev:?}");
+        assert_eq!(ev.iter().filter(|e| *e == "reissued").count(), 2, "{ev:?}");
+        assert_eq!(retries(&o, link.id), 2);
+        assert!(o.links[0].expired_at.is_none() && o.links[0].completed_at.is_none(), "the link itself stays open");
+        assert!(sink.messages().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn the_sweep_never_replaces_a_link_that_was_opened_handed_over_by_staff_or_sent_on_demand() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0);
+        let s = &db.store;
+        let c = clinic(s, Route::IvRacemic, T0.date(), &[]).await;
+        let opened = patient_without_contact(s, c.site, "A-0611").await;
+        let handed = patient_without_contact(s, c.site, "A-0612").await;
+        let unsent = patient_without_contact(s, c.site, "A-0613").await;
+        let app = spawn_app(s.clone()).await;
+        let reminders = Reminders::log_only(app.url(""));
+
+        // Nobody has a contact on file: every reminder fails.
+        let issued = sweep_keeping_tokens(s, &reminders).await;
+        assert_eq!(issued.len(), 3, "{:?}", db.kind);
+        assert!(issued.iter().all(|(_, _, sent)| !sent));
+        let of = |p: PatientId| issued.iter().find(|(l, _, _)| l.patient_id == p).cloned().expect("a link each");
+        let (opened_link, opened_token, _) = of(opened);
+        let (handed_link, _, _) = of(handed);
+        let (unsent_link, unsent_token, _) = of(unsent);
+        let on_demand = s.issue_link(&prescriber(&[c.site]), unsent, None, "gad7".into()).await.unwrap();
+        assert!(!deliver(s, &reminders, &on_demand, None, None).await);
+        assert!(on_demand.link.item_key.starts_with("on_demand:"), "{}", on_demand.link.item_key);
+
+        // The patient opened one anyway (the token reached them); staff handed another over.
+        assert_eq!(page(&app, &format!("/c/{opened_token}")).await.0, 200);
+        let handed_over = s.reissue_link(&nurse(&[c.site]), handed_link.id).await.unwrap();
+
+        clock.advance(Duration::minutes(31));
+        let summary = sweep_and_send(s, &reminders).await.unwrap();
+        assert_eq!((summary.issued, summary.sent), (1, 0), "only the unsent scheduled link: {:?}", db.kind);
+
+        let dr = prescriber(&[c.site]);
+        let o = s.checkin_overview(&dr, unsent).await.unwrap();
+        assert_eq!(retries(&o, unsent_link.id), 1, "{:?}", o.events);
+        assert_eq!(retries(&o, on_demand.link.id), 0, "{:?}", o.events);
+        assert_eq!(page(&app, &format!("/c/{unsent_token}")).await.0, StatusCode::NOT_FOUND);
+        assert_eq!(page(&app, &format!("/c/{}", on_demand.token)).await.0, 200, "the on-demand link still works");
+        let o = s.checkin_overview(&dr, opened).await.unwrap();
+        assert_eq!(retries(&o, opened_link.id), 0, "{:?}", o.events);
+        assert_eq!(page(&app, &format!("/c/{opened_token}")).await.0, 200, "the opened link still works");
+        let o = s.checkin_overview(&dr, handed).await.unwrap();
+        assert_eq!(retries(&o, handed_link.id), 0, "{:?}", o.events);
+        assert_eq!(page(&app, &format!("/c/{}", handed_over.token)).await.0, 200, "the link staff handed over works");
+    }
+}
+
+#[tokio::test]
+async fn a_before_session_check_in_belongs_to_its_session_when_an_earlier_one_is_stopped_or_one_is_added() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0);
+        let s = &db.store;
+        let c = clinic(s, Route::IvRacemic, T0.date(), &[]).await;
+        let dr = prescriber(&[c.site]);
+        let at = |h: i64| NewSession { scheduled_for: T0 + Duration::hours(h), chair_id: None, planned_dose_mg: None };
+        let first = s.create_session(&dr, c.course, at(12)).await.unwrap();
+        let later = s.create_session(&dr, c.course, at(36)).await.unwrap();
+        let app = spawn_app(s.clone()).await;
+        let zeros = phq9_form(["0"; 9], "finish");
+
+        // The PHQ-9 before the first session, answered.
+        let r = s.sweep_checkins().await.unwrap();
+        assert_eq!(r.issued.len(), 1, "{:?}", db.kind);
+        let l1 = &r.issued[0];
+        assert_eq!(l1.link.session_id, Some(first.id));
+        assert_eq!(l1.link.item_key, format!("phq9_before_session:session:{}", first.id.0));
+        assert_eq!(submit(&app, &format!("/c/{}", l1.token), &zeros).await.0, 200);
+
+        // The first session is stopped; the later one still gets its own check-in.
+        s.act_on_session(
+            &nurse(&[c.site]),
+            first.id,
+            SessionAction::Stop { reason: "Patient unwell; rebooked".into() },
+        )
+        .await
+        .unwrap();
+        clock.advance(Duration::hours(13));
+        let r = s.sweep_checkins().await.unwrap();
+        assert_eq!(r.issued.len(), 1, "the later session's PHQ-9 is not taken for the stopped one's: {:?}", db.kind);
+        let l2 = &r.issued[0];
+        assert_eq!(l2.link.session_id, Some(later.id));
+        assert_ne!(l2.link.id, l1.link.id);
+        assert_eq!(page(&app, &format!("/c/{}", l2.token)).await.0, 200);
+        assert_eq!(submit(&app, &format!("/c/{}", l2.token), &zeros).await.0, 200);
+
+        // A session added before the later one gets its own link; the later one is not asked again.
+        let added = s.create_session(&dr, c.course, at(35)).await.unwrap();
+        let r = s.sweep_checkins().await.unwrap();
+        let sessions: Vec<_> = r.issued.iter().map(|i| i.link.session_id).collect();
+        assert_eq!(sessions, [Some(added.id)], "{:?}", db.kind);
+        assert_eq!(page(&app, &format!("/c/{}", r.issued[0].token)).await.0, 200);
+    }
+}
+
+#[tokio::test]
+async fn clinic_wide_settings_need_an_administrator_of_every_site() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0);
+        let s = &db.store;
+        let c = clinic(s, Route::IvRacemic, T0.date(), &[]).await;
+        let other = site(s, "B").await;
+        let app = spawn_app(s.clone()).await;
+        let relapse = |total: i32| json!({"threshold": {"kind": "total_at_least", "total": total}});
+        let home = |hours: u32| json!({"alcohol_free_hours": hours, "sedative_free_hours": 12});
+
+        // The administrator of site A only.
+        sign_in(&app, &clock, c.login_as(Role::Administrator)).await;
+        let r = app.put_json("/api/v1/settings/relapse-watch", &relapse(15)).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{:?}", db.kind);
+        let r = app.put_json("/api/v1/settings/home-pre-dose", &home(24)).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{:?}", db.kind);
+        let v: Value = app.get("/api/v1/settings/relapse-watch").await.json().await.unwrap();
+        assert_eq!(v["threshold"]["kind"], "loss_of_response", "unchanged: {v}");
+
+        // An administrator of both sites, twice each (the second replaces the first).
+        let secret = keta_store::credentials::base32_encode(b"keta-test-secret-all");
+        s.create_user(
+            &Actor::system(),
+            NewUser {
+                username: "all.sites".into(),
+                display_name: "Administrator of every site".into(),
+                role: Role::Administrator,
+                password: TEST_PASSWORD.into(),
+                site_ids: vec![c.site, other],
+                can_break_glass: false,
+                totp_secret: Some(secret.clone()),
+            },
+        )
+        .await
+        .expect("user");
+        let all = StaffLogin {
+            username: "all.sites".into(),
+            password: TEST_PASSWORD.into(),
+            totp_secret: secret,
+            role: Role::Administrator,
+        };
+        sign_in(&app, &clock, &all).await;
+        for total in [15, 12] {
+            let r = app.put_json("/api/v1/settings/relapse-watch", &relapse(total)).await;
+            assert_eq!(r.status(), 200, "{:?}: {}", db.kind, r.text().await.unwrap());
+        }
+        let v: Value = app.get("/api/v1/settings/relapse-watch").await.json().await.unwrap();
+        assert_eq!(v["threshold"]["total"], 12, "{v}");
+        for hours in [24, 48] {
+            let r = app.put_json("/api/v1/settings/home-pre-dose", &home(hours)).await;
+            assert_eq!(r.status(), 200, "{:?}: {}", db.kind, r.text().await.unwrap());
+        }
+        let rows: Vec<String> = s
+            .read(|c| {
+                c.query("SELECT value FROM clinic_settings WHERE key = $1", params![HOME_PRE_DOSE_SETTINGS])?
+                    .iter()
+                    .map(|r| r.text(0))
+                    .collect()
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert!(rows[0].contains("48"), "{rows:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_finished_link_keeps_no_saved_answers_and_an_expired_one_says_the_care_team_can_see_it() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0);
+        let s = &db.store;
+        let c = clinic(s, Route::IvRacemic, T0.date(), &[]).await;
+        let app = spawn_app(s.clone()).await;
+
+        let (id, path) = issue(s, &clock, &c, "phq9").await;
+        let (status, html) = submit(&app, &path, &phq9_form(["2", "1", "", "", "", "", "", "", ""], "save")).await;
+        assert_eq!(status, 200, "{html}");
+        let progress = |o: &CheckinOverview| o.links.iter().find(|l| l.id == id).unwrap().progress.clone();
+        assert!(progress(&overview(s, &c).await).is_some(), "saved for later");
+        let (status, html) =
+            submit(&app, &path, &phq9_form(["2", "1", "1", "0", "0", "0", "0", "0", "0"], "finish")).await;
+        assert_eq!(status, 200, "{html}");
+        assert_eq!(progress(&overview(s, &c).await), None, "{:?}: the answers live in the response now", db.kind);
+
+        let (_, late) = issue(s, &clock, &c, "phq9").await;
+        clock.advance(Duration::hours(73));
+        let (status, html) = page(&app, &late).await;
+        assert_eq!(status, StatusCode::GONE, "{html}");
+        assert!(html.contains("Your care team can see that it was missed"), "{html}");
+        assert!(!html.contains("The clinic has been told"), "{html}");
     }
 }

@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 use time::Duration;
 
 use keta_domain::access::Role;
+use keta_domain::checkins::ScheduleOverride;
 use keta_domain::course::Route;
+use keta_domain::home_dosing::{self, PreDoseRules};
 use keta_testkit::smtp_sink::{ReceivedMail, SmtpSink};
 use keta_testkit::{ManualClock, TestApp, TestDb, smtp_reminders, spawn_app_with};
 
@@ -316,5 +318,154 @@ async fn a_sitter_link_that_cannot_be_sent_tells_the_patient_to_contact_the_clin
         let sitter = o.links.iter().find(|l| l.form == "sitter_confirmation").expect("sitter link issued");
         assert!(events_of(&o, sitter.id).contains(&"reminder_failed".to_string()), "{:?}", o.events);
         assert_eq!(sink.messages().len(), 2);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Regression tests for the review of issue 6.
+
+/// Sets the clinic's alcohol- and sedative-free intervals, sweeps, and returns the reminders
+/// (the pre-dose screen and the PHQ-9 before the dose).
+async fn set_up_and_sweep(app: &TestApp, clock: &ManualClock, c: &Clinic, sink: &SmtpSink) -> Vec<ReceivedMail> {
+    sign_in(app, clock, c.login_as(Role::Administrator)).await;
+    let r = app
+        .put_json("/api/v1/settings/home-pre-dose", &json!({"alcohol_free_hours": 24, "sedative_free_hours": 12}))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.post_json("/api/v1/checkins/sweep", &json!({})).await.status(), 200);
+    sink.wait_for(2, WAIT).await
+}
+
+#[tokio::test]
+async fn an_open_urgent_alert_refuses_the_home_dose_until_a_clinician_records_what_was_done() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0);
+        let s = &db.store;
+        let doses = [T0 + Duration::hours(1), T0 + Duration::days(1) + Duration::hours(1)];
+        let c = clinic(s, Route::OralRacemic, T0.date(), &doses).await;
+        let sink = SmtpSink::start().await;
+        let app = spawn_app_with(s.clone(), |url| smtp_reminders(&sink, url)).await;
+        let mails = set_up_and_sweep(&app, &clock, &c, &sink).await;
+        let first = link_in(mail_about(&mails, PATIENT_EMAIL, "safety check before today's dose")[0], &app);
+        let phq9 = link_in(mail_about(&mails, PATIENT_EMAIL, "your check-in")[0], &app);
+
+        // Item 9 positive from the phone: an urgent alert is open.
+        let (status, html) = submit(&app, &phq9, &phq9_form(["1"; 9], "finish")).await;
+        assert_eq!(status, 200, "{html}");
+        assert!(html.contains("Please read this first"), "{html}");
+
+        // Every other answer is fine, yet the dose is refused, and no sitter is asked.
+        let refusal = home_dosing::open_urgent_alert_refusal(PreDoseRules::builtin());
+        assert_eq!(refusal.code, "open_urgent_alert");
+        assert_eq!(refusal.source.section, "§4.3");
+        let (status, html) = submit(&app, &first, &screen("120", "80")).await;
+        assert_eq!(status, 200, "{html}");
+        assert!(html.contains("Do not take your dose today") && html.contains(&refusal.reason), "{html}");
+        assert!(!html.contains("Waiting for Sam"), "{html}");
+        assert_eq!(sink.messages().len(), 2, "no sitter link while the alert is open");
+        sign_in(&app, &clock, c.login_as(Role::Prescriber)).await;
+        let p = programme(&app, &c).await;
+        assert_eq!(p["screens"][0]["outcome"], "refused", "{:?}: {p}", db.kind);
+        assert_eq!(p["screens"][0]["refusals"], json!([refusal.reason]), "the only rule that failed: {p}");
+
+        // A clinician records what was done; the next screen can clear.
+        let urgent: Vec<Value> = open_alerts(&app, &c).await.into_iter().filter(|a| a["level"] == "urgent").collect();
+        assert_eq!(urgent.len(), 1, "{urgent:?}");
+        let r = app
+            .post_json(
+                &format!("/api/v1/alerts/{}/acknowledge", urgent[0]["id"]),
+                &json!({"note": "Phoned; safe, safety plan reviewed; home dosing may resume"}),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        clock.advance(Duration::days(1));
+        sign_in(&app, &clock, c.login_as(Role::Administrator)).await;
+        assert_eq!(app.post_json("/api/v1/checkins/sweep", &json!({})).await.status(), 200);
+        let mails = sink.wait_for(4, WAIT).await;
+        let pre = mail_about(&mails, PATIENT_EMAIL, "safety check before today's dose");
+        assert_eq!(pre.len(), 2);
+        let second = link_in(pre[1], &app);
+        let (status, html) = submit(&app, &second, &screen("120", "80")).await;
+        assert_eq!(status, 200, "{html}");
+        assert!(html.contains("Waiting for Sam to confirm") && !html.contains(&refusal.reason), "{html}");
+    }
+}
+
+#[tokio::test]
+async fn a_sitters_link_is_never_reissued_to_the_patient() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0);
+        let s = &db.store;
+        let c = clinic(s, Route::OralRacemic, T0.date(), &[T0 + Duration::hours(1)]).await;
+        let sink = SmtpSink::start().await;
+        let app = spawn_app_with(s.clone(), |url| smtp_reminders(&sink, url)).await;
+        let mails = set_up_and_sweep(&app, &clock, &c, &sink).await;
+        let link = link_in(mail_about(&mails, PATIENT_EMAIL, "safety check")[0], &app);
+        assert_eq!(submit(&app, &link, &screen("120", "80")).await.0, 200);
+        let mails = sink.wait_for(3, WAIT).await;
+        let sitter_path = link_in(mail_about(&mails, SITTER_EMAIL, "confirm")[0], &app);
+        let sitter = overview(s, &c).await.links.into_iter().find(|l| l.form == "sitter_confirmation").unwrap();
+
+        sign_in(&app, &clock, c.login_as(Role::Nurse)).await;
+        let r = app.post_json(&format!("/api/v1/checkin-links/{}/reissue", sitter.id), &json!({"send": true})).await;
+        assert_eq!(r.status(), StatusCode::CONFLICT, "{:?}", db.kind);
+        let detail = r.json::<Value>().await.unwrap()["detail"].as_str().unwrap().to_string();
+        assert!(detail.contains("sitter"), "{detail}");
+        assert_eq!(sink.messages().len(), 3, "nothing sent to the patient");
+        assert!(!events_of(&overview(s, &c).await, sitter.id).contains(&"reissued".to_string()));
+        assert_eq!(page(&app, &sitter_path).await.0, 200, "the sitter's own link still works");
+    }
+}
+
+async fn count(s: &keta_store::Store, sql: &'static str) -> i64 {
+    s.read(move |c| c.query_opt(sql, &[])?.unwrap().i64(0)).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_missed_at_home_check_in_raises_one_alert_when_its_expiry_is_noticed_twice() {
+    // The links sent on demand (the weekly check-ins the sweep issues meanwhile are not counted).
+    const MISSED: &str =
+        "SELECT count(*) FROM alerts WHERE rule = 'home_checkin_missed' AND message LIKE '%(on_demand:%'";
+    const EXPIRED: &str = "SELECT count(*) FROM checkin_events e JOIN checkin_links l ON l.id = e.link_id
+                           WHERE e.event = 'expired' AND l.item_key LIKE 'on_demand:%'";
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0);
+        let s = &db.store;
+        let c = clinic(s, Route::OralRacemic, T0.date(), &[]).await;
+        let app = keta_testkit::spawn_app(s.clone()).await;
+        let dr = prescriber(&[c.site]);
+        // Only the links sent on demand: no weekly check-ins expiring in the same sweeps.
+        let weekly = ["phq9_weekly", "gad7_weekly", "urinary_monthly"].map(String::from).to_vec();
+        let o = ScheduleOverride { remove: weekly, upsert: vec![], reason: "Scores taken in clinic".into() };
+        s.set_checkin_override(&dr, c.course, o).await.expect("override");
+        let issue = async || {
+            clock.advance(Duration::seconds(1)); // one on-demand link per form per millisecond
+            s.issue_link(&dr, c.patient, Some(c.course), "phq9".into()).await.expect("link").token
+        };
+
+        // A page visit notices the expiry first; the sweep after it records nothing more.
+        let token = issue().await;
+        clock.advance(Duration::hours(73));
+        let (status, html) = page(&app, &format!("/c/{token}")).await;
+        assert_eq!(status, StatusCode::GONE, "{html}");
+        assert_eq!(count(s, MISSED).await, 1, "{:?}", db.kind);
+        s.sweep_checkins().await.unwrap();
+        assert_eq!((count(s, MISSED).await, count(s, EXPIRED).await), (1, 1), "{:?}", db.kind);
+
+        // The sweep and two page visits at the same moment, one link at a time (PostgreSQL runs
+        // them side by side; several links at once can deadlock on the audit lock instead).
+        let mut total = 1;
+        for _ in 0..20 {
+            let token = issue().await;
+            clock.advance(Duration::hours(73));
+            let (swept, a, b) = tokio::join!(s.sweep_checkins(), s.open_link(&token), s.open_link(&token));
+            assert!(swept.is_ok() && a.is_ok() && b.is_ok(), "{:?}", db.kind);
+            total += 1;
+        }
+        assert_eq!(count(s, MISSED).await, total, "one alert per missed check-in: {:?}", db.kind);
+        assert_eq!(count(s, EXPIRED).await, total, "one expiry per link: {:?}", db.kind);
     }
 }

@@ -42,6 +42,21 @@ pub struct IssuedLinkView {
     pub sent: bool,
 }
 
+/// Sends the link when asked, and shows its URL this once.
+async fn issued_view(st: &AppState, issued: keta_store::checkins::IssuedLink, send: bool) -> IssuedLinkView {
+    let sent = send
+        && crate::reminders::deliver(
+            &st.store,
+            &st.reminders,
+            &issued,
+            issued.email.as_deref(),
+            issued.phone.as_deref(),
+        )
+        .await;
+    let url = st.reminders.link_url(&issued.token);
+    IssuedLinkView { link: issued.link, url, sent }
+}
+
 #[utoipa::path(get, path = "/api/v1/patients/{id}/checkins", tag = "between sessions", params(("id" = i64, Path)),
     responses((status = 200, body = CheckinOverview), (status = 404, body = Problem)))]
 pub async fn get_checkins(
@@ -63,17 +78,7 @@ pub async fn post_checkin_link(
     Json(n): Json<NewCheckinLink>,
 ) -> ApiResult<(StatusCode, Json<IssuedLinkView>)> {
     let issued = st.store.issue_link(&a, PatientId(id), n.course_id, n.form).await?;
-    let sent = n.send
-        && crate::reminders::deliver(
-            &st.store,
-            &st.reminders,
-            &issued,
-            issued.email.as_deref(),
-            issued.phone.as_deref(),
-        )
-        .await;
-    let url = st.reminders.link_url(&issued.token);
-    Ok((StatusCode::CREATED, Json(IssuedLinkView { link: issued.link, url, sent })))
+    Ok((StatusCode::CREATED, Json(issued_view(&st, issued, n.send).await)))
 }
 
 /// A new token for an open check-in (the reminder was lost). The old link stops working.
@@ -87,17 +92,7 @@ pub async fn post_reissue(
     Json(n): Json<NewCheckinLinkResend>,
 ) -> ApiResult<Json<IssuedLinkView>> {
     let issued = st.store.reissue_link(&a, id).await?;
-    let sent = n.send
-        && crate::reminders::deliver(
-            &st.store,
-            &st.reminders,
-            &issued,
-            issued.email.as_deref(),
-            issued.phone.as_deref(),
-        )
-        .await;
-    let url = st.reminders.link_url(&issued.token);
-    Ok(Json(IssuedLinkView { link: issued.link, url, sent }))
+    Ok(Json(issued_view(&st, issued, n.send).await))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -203,7 +203,7 @@ fn when(site: &SiteForPatients, t: time::OffsetDateTime) -> String {
 
 /// The page for a link that cannot be answered now, or `None` when it is open. With `safety`
 /// (a safety answer from this submission was stored) it opens with the crisis panel.
-fn refusal_page(o: &OpenedLink, safety: bool) -> Option<Response> {
+pub(crate) fn refusal_page(o: &OpenedLink, safety: bool) -> Option<Response> {
     let at = match o.state {
         LinkState::Open => return None,
         LinkState::Completed { at } | LinkState::Expired { at } => at,

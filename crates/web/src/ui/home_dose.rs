@@ -9,7 +9,7 @@
 use askama::Template;
 use axum::http::StatusCode;
 use axum::response::Response;
-use keta_domain::patient_links::{self, LinkPurpose, LinkState};
+use keta_domain::patient_links::LinkPurpose;
 use keta_store::StoreError;
 use keta_store::checkins::OpenedLink;
 use keta_store::home::{HomeDoseStatus, NewDoseLog, PreDoseSubmission};
@@ -48,41 +48,14 @@ struct SitterPage {
     crisis: Crisis,
 }
 
-#[derive(Template)]
-#[template(path = "patient/refused.html")]
-struct RefusedPage {
-    css: &'static str,
-    title: String,
-    body: String,
-    site_name: String,
-    crisis: Option<Crisis>,
-    safety: bool,
-}
-
 fn when(o: &OpenedLink, t: time::OffsetDateTime) -> String {
     let c = super::clock::SiteClock::named(&o.site.time_zone);
     format!("{} at {}", c.date(t), c.hm(t))
 }
 
+/// The refusal page for a pre-dose or sitter link that cannot be answered now.
 fn not_open(o: &OpenedLink) -> Option<Response> {
-    let at = match o.state {
-        LinkState::Open => return None,
-        LinkState::Completed { at } | LinkState::Expired { at } => at,
-        LinkState::NotYetOpen { opens_at } => opens_at,
-    };
-    let r = patient_links::refusal(o.state, &when(o, at), o.site.clinic_phone.as_deref())?;
-    let status = if matches!(o.state, LinkState::NotYetOpen { .. }) { StatusCode::CONFLICT } else { StatusCode::GONE };
-    Some(render_status(
-        status,
-        &RefusedPage {
-            css: css_href(),
-            title: r.title,
-            body: r.body,
-            site_name: o.site.site_name.clone(),
-            crisis: Some(Crisis::of(&o.site)),
-            safety: false,
-        },
-    ))
+    super::checkin::refusal_page(o, false)
 }
 
 async fn pre_dose_page(
