@@ -94,6 +94,25 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Between-session check-ins.
+    Checkins {
+        #[command(subcommand)]
+        command: CheckinsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CheckinsCommand {
+    /// Issue links for the check-ins due now, send their reminders (KETA_SMTP_URL and
+    /// KETA_MAIL_FROM; log-only when unset) and record expiries, once. `keta serve` does this
+    /// every KETA_CHECKIN_SWEEP_SECONDS; this is for cron or a one-off run.
+    Sweep {
+        #[arg(long, env = "KETA_DATABASE_URL")]
+        database_url: String,
+        /// The address links point at, e.g. https://keta.clinic.example.
+        #[arg(long, env = "KETA_PUBLIC_URL")]
+        public_url: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -226,6 +245,30 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             keta_web::reminders::spawn_sweeper(store.clone(), reminders.clone(), sweep_interval()?);
             keta_web::serve(listener, keta_web::AppState::new(store).with_reminders(reminders), shutdown_signal())
                 .await?;
+            Ok(())
+        }
+        Command::Checkins { command: CheckinsCommand::Sweep { database_url, public_url } } => {
+            if !(public_url.starts_with("https://") || public_url.starts_with("http://")) {
+                anyhow::bail!("--public-url '{public_url}' must start with https:// (or http:// for a local test)");
+            }
+            let store = keta_store::Store::open(&database_url).await.context("opening the database")?;
+            let smtp = std::env::var(keta_notify::SMTP_URL_ENV).ok().filter(|s| !s.trim().is_empty());
+            let reminders = match smtp {
+                Some(_) => keta_web::reminders::Reminders::with_delivery(
+                    keta_notify::Delivery::from_env().context("setting up e-mail delivery")?,
+                    public_url,
+                ),
+                None => keta_web::reminders::Reminders::log_only(public_url),
+            };
+            let s = keta_web::reminders::sweep_and_send(&store, &reminders).await.context("running the sweep")?;
+            println!(
+                "{{\"issued\": {}, \"sent\": {}, \"expired\": {}, \"failed\": {}, \"delivery\": {:?}}}",
+                s.issued,
+                s.sent,
+                s.expired,
+                s.failed,
+                reminders.describe()
+            );
             Ok(())
         }
         Command::Migrate { database_url } => {

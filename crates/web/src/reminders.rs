@@ -136,6 +136,8 @@ pub struct SweepSummary {
     pub issued: usize,
     pub sent: usize,
     pub expired: usize,
+    /// Patients skipped because of an error (logged); the next sweep tries them again.
+    pub failed: usize,
 }
 
 /// Issues links for due check-ins, records expiries, and sends the reminders.
@@ -150,7 +152,7 @@ pub async fn sweep_and_send(store: &Store, r: &Reminders) -> keta_store::Result<
     if !report.issued.is_empty() || report.expired > 0 {
         crate::ui::live::publish(None);
     }
-    Ok(SweepSummary { issued: report.issued.len(), sent, expired: report.expired })
+    Ok(SweepSummary { issued: report.issued.len(), sent, expired: report.expired, failed: report.failed })
 }
 
 /// Runs the sweep now and then every `every` until the process ends.
@@ -162,7 +164,13 @@ pub fn spawn_sweeper(store: Store, r: Reminders, every: Duration) -> tokio::task
             tick.tick().await;
             match sweep_and_send(&store, &r).await {
                 Ok(s) if s != SweepSummary::default() => {
-                    tracing::info!(issued = s.issued, sent = s.sent, expired = s.expired, "check-in sweep")
+                    tracing::info!(
+                        issued = s.issued,
+                        sent = s.sent,
+                        expired = s.expired,
+                        failed = s.failed,
+                        "check-in sweep"
+                    )
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "check-in sweep failed"),

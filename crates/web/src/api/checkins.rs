@@ -226,6 +226,8 @@ pub struct SweepResult {
     pub issued: usize,
     pub sent: usize,
     pub expired: usize,
+    /// Patients skipped because of an error (logged); the next sweep tries them again.
+    pub failed: usize,
 }
 
 /// Runs the check-in sweep now (it also runs every few minutes): issue due links, send
@@ -235,5 +237,5 @@ pub struct SweepResult {
 pub async fn post_sweep(State(st): State<AppState>, u: CurrentUser) -> ApiResult<Json<SweepResult>> {
     u.actor.require(keta_domain::access::Permission::ManageUsers)?;
     let s = crate::reminders::sweep_and_send(&st.store, &st.reminders).await?;
-    Ok(Json(SweepResult { issued: s.issued, sent: s.sent, expired: s.expired }))
+    Ok(Json(SweepResult { issued: s.issued, sent: s.sent, expired: s.expired, failed: s.failed }))
 }
