@@ -270,13 +270,33 @@ fn course_start(c: &Course) -> OffsetDateTime {
     c.start_date.with_time(Time::MIDNIGHT).assume_utc()
 }
 
-fn latest_override(c: &mut dyn Conn, course: CourseId) -> Result<Option<ScheduleOverride>> {
+/// A course's latest schedule change: what, who and when (the reason is in `change`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OverrideInfo {
+    pub course_id: CourseId,
+    pub change: ScheduleOverride,
+    pub set_by: String,
+    pub set_at: OffsetDateTime,
+}
+
+pub(crate) fn latest_override_info(c: &mut dyn Conn, course: CourseId) -> Result<Option<OverrideInfo>> {
     c.query_opt(
-        "SELECT override_json FROM checkin_overrides WHERE course_id = $1 ORDER BY id DESC LIMIT 1",
+        "SELECT override_json, set_by, set_at FROM checkin_overrides WHERE course_id = $1 ORDER BY id DESC LIMIT 1",
         params![course.0],
     )?
-    .map(|r| from_json(&r.text(0)?))
+    .map(|r| {
+        Ok(OverrideInfo {
+            course_id: course,
+            change: from_json(&r.text(0)?)?,
+            set_by: r.text(1)?,
+            set_at: from_ms(r.i64(2)?)?,
+        })
+    })
     .transpose()
+}
+
+fn latest_override(c: &mut dyn Conn, course: CourseId) -> Result<Option<ScheduleOverride>> {
+    Ok(latest_override_info(c, course)?.map(|i| i.change))
 }
 
 /// The schedule a course follows: the route's default with the clinician's latest change.
@@ -898,6 +918,8 @@ pub struct BetweenSessions {
     pub programmes: Vec<crate::home::HomeProgramme>,
     pub question_sets: Vec<crate::home::QuestionSetResponse>,
     pub relapse_settings: RelapseSettings,
+    /// The latest check-in schedule change of each of the patient's courses that has one.
+    pub schedule_changes: Vec<OverrideInfo>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1158,6 +1180,10 @@ impl Store {
                     programmes,
                     question_sets,
                     relapse_settings: relapse_settings(c)?,
+                    schedule_changes: crate::courses::courses_for(c, patient)?
+                        .iter()
+                        .filter_map(|co| latest_override_info(c, co.id).transpose())
+                        .collect::<Result<_>>()?,
                 })
             })
             .await?;

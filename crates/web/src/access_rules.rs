@@ -145,11 +145,12 @@ pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     ("POST", "/patients/{id}/questionnaires/new", Needs(EnterQuestionnaire)),
     ("POST", "/patients/{id}/alerts/{alert}/acknowledge", Needs(RecordSession)),
     // Between sessions on the chart (issue 6): send a check-in or a new link, review a refused
-    // pre-dose screen, record a home supply.
+    // pre-dose screen, record a home supply, change a course's check-in schedule.
     ("POST", "/patients/{id}/checkins", Needs(EnterQuestionnaire)),
     ("POST", "/patients/{id}/checkins/{link}/reissue", Needs(EnterQuestionnaire)),
     ("POST", "/patients/{id}/pre-dose-screens/{screen}/review", Needs(PlanTreatment)),
     ("POST", "/patients/{id}/courses/{course}/dispenses", Needs(RecordLedger)),
+    ("POST", "/patients/{id}/courses/{course}/checkin-schedule", Needs(PlanTreatment)),
     ("GET", "/patients/{id}/access-log", Needs(ViewAudit)),
     ("GET", "/kiosk/{id}", Needs(EnterQuestionnaire)),
     ("GET", "/kiosk/{id}/{instrument}", Needs(EnterQuestionnaire)),

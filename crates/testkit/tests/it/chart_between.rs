@@ -115,3 +115,105 @@ async fn a_nurse_sends_a_check_in_from_the_chart_and_sees_the_patients_safety_an
         assert_eq!(new.status(), StatusCode::OK);
     }
 }
+
+/// The chart form's fields for an IV course: every item of the clinic's schedule ticked at its
+/// interval, except `untick`, and the given reason.
+fn schedule_form(csrf: &str, untick: &str, reason: &str) -> Vec<(String, String)> {
+    let base = keta_domain::checkins::schedule_for_route(Route::IvRacemic).expect("IV schedule");
+    let mut form = vec![("csrf_token".to_string(), csrf.to_string()), ("reason".into(), reason.to_string())];
+    for item in base.items.iter().filter(|i| i.id != untick) {
+        form.push(("send".into(), item.id.clone()));
+        if let keta_domain::checkins::Timing::Every { days, .. } = item.timing {
+            form.push((format!("days_{}", item.id), days.to_string()));
+        }
+    }
+    form
+}
+
+async fn post_pairs(app: &TestApp, path: &str, form: &[(String, String)]) -> (StatusCode, String) {
+    let r = app.request(Method::POST, path).form(form).send().await.expect("POST");
+    (r.status(), r.text().await.expect("body"))
+}
+
+async fn schedule_item_ids(app: &TestApp, course: i64) -> Vec<String> {
+    let r = app.get(&format!("/api/v1/courses/{course}/checkin-schedule")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: serde_json::Value = r.json().await.expect("json");
+    v["items"].as_array().expect("items").iter().map(|i| i["id"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test]
+async fn a_prescriber_stops_the_weekly_gad7_from_the_chart_and_the_sweep_no_longer_sends_it() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0); // the previous backend moved it on
+        let s = &db.store;
+        let a = site(s, "A").await;
+        let staff = seed_staff(s, &[a]).await;
+        let p = patient(s, a, "A-0612").await;
+        let dr = prescriber(&[a]);
+        let c = s.create_course(&dr, p, course(Route::IvRacemic)).await.unwrap();
+        let new_session = keta_domain::session::NewSession {
+            scheduled_for: T0 + time::Duration::hours(2),
+            chair_id: None,
+            planned_dose_mg: None,
+        };
+        s.create_session(&dr, c.id, new_session).await.unwrap();
+        let app = spawn_app(s.clone()).await;
+        let login = |role| staff.iter().find(|x| x.role == role).unwrap();
+        let chart = format!("/patients/{}", p.0);
+        let action = format!("{chart}/courses/{}/checkin-schedule", c.id.0);
+
+        // A nurse sees the schedule but may not change it.
+        assert_eq!(app.login(login(Role::Nurse), clock.now()).await.status(), 200);
+        let html = app.get(&chart).await.text().await.unwrap();
+        assert!(html.contains("Check-in schedule: "), "the schedule is on the chart");
+        assert!(html.contains("every 7 days, open 72 h, until 56 days after the last session"), "timing in words");
+        assert!(!html.contains(&action) && html.contains("A prescriber changes the schedule"), "read-only");
+        let (status, _) = post_pairs(&app, &action, &schedule_form(&csrf_of(&html), "gad7_weekly", "Nurse")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{:?}", db.kind);
+        assert!(schedule_item_ids(&app, c.id.0).await.contains(&"gad7_weekly".to_string()), "nothing changed");
+
+        // The prescriber's form: a blank reason and an interval of 0 are refused, nothing changes.
+        assert_eq!(app.login(login(Role::Prescriber), clock.now()).await.status(), 200);
+        let html = app.get(&chart).await.text().await.unwrap();
+        assert!(html.contains(&action), "the form is offered");
+        assert!(html.contains("name=\"send\" value=\"gad7_weekly\" checked"), "GAD-7 is sent");
+        let csrf = csrf_of(&html);
+        let mut bad = schedule_form(&csrf, "gad7_weekly", " ");
+        for (k, v) in bad.iter_mut() {
+            if *k == "days_phq9_weekly" {
+                *v = "0".into();
+            }
+        }
+        let (status, html) = post_pairs(&app, &action, &bad).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", db.kind);
+        assert!(html.contains("must be at least 1 day") && html.contains("say why"), "field errors");
+        assert!(
+            html.contains(
+                "name=\"days_phq9_weekly\" inputmode=\"numeric\" min=\"1\" max=\"365\" step=\"1\" value=\"0\""
+            )
+        );
+        assert!(!html.contains("name=\"send\" value=\"gad7_weekly\" checked"), "the user's input is kept");
+        assert!(!html.contains("Schedule changed"));
+        assert!(schedule_item_ids(&app, c.id.0).await.contains(&"gad7_weekly".to_string()), "nothing changed");
+
+        // Unticked with a reason: saved, and the chart says who changed it and why.
+        let reason = "Anxiety is not a concern for this patient";
+        let (status, html) = post_pairs(&app, &action, &schedule_form(&csrf, "gad7_weekly", reason)).await;
+        assert_eq!(status, StatusCode::OK, "{:?}", db.kind);
+        assert!(html.contains("Schedule changed"));
+        assert!(html.contains("Changed by prescriber.test on ") && html.contains(reason));
+        assert!(html.contains("name=\"send\" value=\"gad7_weekly\">"), "shown unticked");
+        let ids = schedule_item_ids(&app, c.id.0).await;
+        assert!(!ids.contains(&"gad7_weekly".to_string()) && ids.contains(&"phq9_weekly".to_string()), "{ids:?}");
+
+        // A week on, the sweep sends the weekly PHQ-9 but no GAD-7 for this course.
+        clock.advance(time::Duration::days(7));
+        let report = s.sweep_checkins().await.unwrap();
+        let forms: Vec<&str> =
+            report.issued.iter().filter(|i| i.link.course_id == Some(c.id)).map(|i| i.link.form.as_str()).collect();
+        assert!(forms.contains(&"phq9"), "the sweep ran for the course: {forms:?}");
+        assert!(!forms.contains(&"gad7"), "{forms:?}");
+    }
+}

@@ -153,7 +153,12 @@ async fn a_reminder_goes_through_smtp_and_the_patient_completes_the_check_in_fro
         sign_in(&app, &clock, c.login_as(Role::Administrator)).await;
         let r = app.post_json("/api/v1/checkins/sweep", &json!({})).await;
         assert_eq!(r.status(), 200, "{:?}", db.kind);
-        assert_eq!(r.json::<Value>().await.unwrap(), json!({"issued": 1, "sent": 1, "expired": 0}), "{:?}", db.kind);
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            json!({"issued": 1, "sent": 1, "expired": 0, "failed": 0}),
+            "{:?}",
+            db.kind
+        );
         let mails = sink.wait_for(1, WAIT).await;
         assert_eq!(mails.len(), 1);
         let mail = &mails[0];
@@ -644,7 +649,12 @@ async fn a_reminder_the_mail_server_refuses_is_recorded_as_not_sent() {
         let app = spawn_app_with(s.clone(), |url| smtp_reminders(&sink, url)).await;
         sign_in(&app, &clock, c.login_as(Role::Administrator)).await;
         let r = app.post_json("/api/v1/checkins/sweep", &json!({})).await;
-        assert_eq!(r.json::<Value>().await.unwrap(), json!({"issued": 1, "sent": 0, "expired": 0}), "{:?}", db.kind);
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            json!({"issued": 1, "sent": 0, "expired": 0, "failed": 0}),
+            "{:?}",
+            db.kind
+        );
         assert!(sink.messages().is_empty());
         let o = overview(s, &c).await;
         let failed: Vec<_> = o.events.iter().filter(|e| e.event == "reminder_failed").collect();

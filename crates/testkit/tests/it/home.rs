@@ -72,7 +72,12 @@ async fn a_home_dose_goes_from_screen_through_sitter_to_log_and_the_supply_is_he
         // The sweep issues today's pre-dose screen (and the PHQ-9 before the dose).
         sign_in(&app, &clock, admin).await;
         let r = app.post_json("/api/v1/checkins/sweep", &json!({})).await;
-        assert_eq!(r.json::<Value>().await.unwrap(), json!({"issued": 2, "sent": 2, "expired": 0}), "{:?}", db.kind);
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            json!({"issued": 2, "sent": 2, "expired": 0, "failed": 0}),
+            "{:?}",
+            db.kind
+        );
         let mails = sink.wait_for(2, WAIT).await;
         let pre = mail_about(&mails, PATIENT_EMAIL, "safety check before today's dose");
         assert_eq!(pre.len(), 1, "{:?}", mails.iter().map(|m| m.subject()).collect::<Vec<_>>());
@@ -126,7 +131,12 @@ async fn a_home_dose_goes_from_screen_through_sitter_to_log_and_the_supply_is_he
         clock.advance(Duration::days(1));
         sign_in(&app, &clock, admin).await;
         let r = app.post_json("/api/v1/checkins/sweep", &json!({})).await;
-        assert_eq!(r.json::<Value>().await.unwrap(), json!({"issued": 2, "sent": 2, "expired": 1}), "{:?}", db.kind);
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            json!({"issued": 2, "sent": 2, "expired": 1, "failed": 0}),
+            "{:?}",
+            db.kind
+        );
         let mails = sink.wait_for(4, WAIT).await;
         let pre = mail_about(&mails, PATIENT_EMAIL, "safety check before today's dose");
         assert_eq!(pre.len(), 2);

@@ -15,6 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use keta_domain::access::Permission;
+use keta_domain::checkins::{self, CheckInItem, CheckInSchedule, ScheduleOverride, Timing};
 use keta_domain::course::{Course, CourseStatus};
 use keta_domain::home_dosing::{Reconciliation, ReconciliationIssue};
 use keta_domain::ids::{CourseId, PatientId};
@@ -26,7 +27,7 @@ use keta_domain::records::{Alert, PatientChart};
 use keta_domain::relapse::{self, RelapseFlag, ResponseEpisode};
 use keta_domain::session::{SessionState, TreatmentSession};
 use keta_store::StoreError;
-use keta_store::checkins::{CheckinOverview, IssuedLink, LinkEvent, LinkRecord, SafetyAnswer};
+use keta_store::checkins::{CheckinOverview, IssuedLink, LinkEvent, LinkRecord, OverrideInfo, SafetyAnswer};
 use keta_store::home::{NewDispense, PreDoseScreen, QuestionSetResponse};
 use time::OffsetDateTime;
 
@@ -63,6 +64,10 @@ pub(crate) struct BetweenView {
     pub send_form: FormData,
     pub send_errors: Errors,
     pub send_checked: bool,
+    /// The check-in schedule of each course that has one (not stopped), newest course first.
+    pub schedules: Vec<ScheduleView>,
+    /// The user may change a course's schedule (prescribers).
+    pub can_plan: bool,
 }
 
 impl BetweenView {
@@ -203,6 +208,75 @@ impl ScreenRow {
     }
 }
 
+/// One course's check-in schedule: what is sent and when, and (for prescribers) the form that
+/// changes it for this patient.
+pub(crate) struct ScheduleView {
+    pub course_id: i64,
+    pub course: String,
+    /// The clinic's schedule it starts from, e.g. "In-clinic courses (IV, IM, esketamine)".
+    pub name: String,
+    /// "Changed by … on …: reason" when the patient's schedule differs from the clinic's.
+    pub changed: Option<String>,
+    /// A stored change that no longer applies to the clinic's schedule.
+    pub warning: Option<String>,
+    /// The clinic's items (in its order), then items added for this patient.
+    pub rows: Vec<ScheduleRow>,
+    pub reason: String,
+    pub errors: Errors,
+    /// Just saved: "Schedule changed" is shown.
+    pub saved: bool,
+}
+
+impl ScheduleView {
+    /// Open the `<details>` (just saved, or submitted with errors).
+    pub fn open(&self) -> bool {
+        self.saved || self.errors.any()
+    }
+    /// What the course's schedule sends now.
+    pub fn current(&self) -> Vec<&ScheduleRow> {
+        self.rows.iter().filter(|r| r.current).collect()
+    }
+    /// The clinic's items this patient is not sent.
+    pub fn removed(&self) -> Vec<&ScheduleRow> {
+        self.rows.iter().filter(|r| !r.current).collect()
+    }
+    pub fn reason_error(&self) -> String {
+        self.errors.get("reason").unwrap_or_default()
+    }
+    /// Messages for the form as a whole, and errors no field shows.
+    pub fn general_errors(&self) -> Vec<String> {
+        let fields: Vec<String> = self.rows.iter().map(|r| interval_field(&r.id)).collect();
+        let mut placed: Vec<&str> = fields.iter().map(String::as_str).collect();
+        placed.push("reason");
+        let mut out = self.errors.general.clone();
+        out.extend(self.errors.unplaced(&placed));
+        out
+    }
+}
+
+pub(crate) struct ScheduleRow {
+    pub id: String,
+    /// The form's name for staff ("PHQ-9").
+    pub form: String,
+    /// When, in words (as stored for this patient; the clinic's timing for a removed item).
+    pub timing: String,
+    /// In the course's schedule now.
+    pub current: bool,
+    /// The "send" checkbox (the stored state, or the user's input after an error).
+    pub send: bool,
+    /// For an `every` item: the interval in days as shown in its input.
+    pub interval: Option<String>,
+    /// Not in the clinic's schedule: added for this patient (through the API).
+    pub added: bool,
+    pub error: String,
+}
+
+impl ScheduleRow {
+    pub fn interval_field(&self) -> String {
+        interval_field(&self.id)
+    }
+}
+
 /// The link shown once after "Send a check-in now" or "New link".
 pub(crate) struct IssuedView {
     pub url: String,
@@ -222,6 +296,8 @@ pub(crate) struct BetweenInput {
     pub dispense: Option<(i64, FormData, Errors)>,
     /// A refusal that belongs to no form on the page (a link or screen that changed meanwhile).
     pub notice: Option<String>,
+    /// A course's check-in schedule form: `None` for "just saved", else the input and errors.
+    pub schedule: Option<(i64, Option<(FormData, Errors)>)>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -702,6 +778,166 @@ pub(crate) fn sendable_forms() -> Vec<Choice> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Check-in schedules
+
+/// "24 h", or whole days from four days up ("7 days").
+fn hours(h: u32) -> String {
+    if h >= 96 && h.is_multiple_of(24) { days(i64::from(h / 24)) } else { format!("{h} h") }
+}
+
+/// When a check-in item is sent, in words: "24 h before each session", "every 7 days, open
+/// 72 h, until 56 days after the last session".
+pub(crate) fn timing_words(item: &CheckInItem) -> String {
+    let mut out = match item.timing {
+        Timing::BeforeEachSession { opens_hours_before } => {
+            format!("{} before each session", hours(opens_hours_before))
+        }
+        Timing::AfterEachSession { after_hours, open_hours } => {
+            format!("{} after each session, open {}", hours(after_hours), hours(open_hours))
+        }
+        Timing::AroundEachSession { opens_hours_before, closes_hours_after } => {
+            format!("from {} before to {} after each session", hours(opens_hours_before), hours(closes_hours_after))
+        }
+        Timing::Every { days: 1, open_hours } => format!("every day, open {}", hours(open_hours)),
+        Timing::Every { days: n, open_hours } => format!("every {}, open {}", days(i64::from(n)), hours(open_hours)),
+    };
+    if let Some(d) = item.follow_up_days_after_last_session {
+        out.push_str(&format!(", until {} after the last session", days(i64::from(d))));
+    }
+    if let Some(d) = item.for_days {
+        out.push_str(&format!(", within {} of the course start", days(i64::from(d))));
+    }
+    out
+}
+
+/// The form field of an `every` item's interval.
+pub(crate) fn interval_field(item_id: &str) -> String {
+    format!("days_{item_id}")
+}
+
+/// The longest interval a clinician may set, in days.
+const MAX_INTERVAL_DAYS: u32 = 365;
+
+/// The clinic's items (in its order), then the ones added for this patient, each with the item
+/// as the course follows it now (`None`: removed for this patient).
+fn schedule_items<'a>(
+    base: &'a CheckInSchedule,
+    current: &'a CheckInSchedule,
+) -> Vec<(&'a CheckInItem, Option<&'a CheckInItem>, bool)> {
+    let now = |id: &str| current.items.iter().find(|i| i.id == id);
+    let mut out: Vec<_> = base.items.iter().map(|b| (b, now(&b.id), false)).collect();
+    out.extend(current.items.iter().filter(|c| !base.items.iter().any(|b| b.id == c.id)).map(|c| (c, Some(c), true)));
+    out
+}
+
+/// The change a submitted schedule form asks for, always built from the clinic's schedule:
+/// `remove` lists its items left unticked, `upsert` the ticked items that differ from it (a new
+/// interval, keeping the item's other fields) and the ticked items added for this patient. So a
+/// later save replaces an earlier one cleanly. Field errors name the form's fields.
+pub(crate) fn build_override(
+    base: &CheckInSchedule,
+    current: &CheckInSchedule,
+    form: &FormData,
+) -> Result<ScheduleOverride, Errors> {
+    let mut errors = Errors::new();
+    let mut o = ScheduleOverride { reason: form.get("reason").trim().to_string(), ..Default::default() };
+    if o.reason.is_empty() {
+        errors.add("reason", "say why this patient's schedule differs from the clinic's");
+    }
+    for (template, now, added) in schedule_items(base, current) {
+        if !form.has_value("send", &template.id) {
+            if !added {
+                o.remove.push(template.id.clone());
+            }
+            continue;
+        }
+        let mut item = now.unwrap_or(template).clone();
+        if let Timing::Every { days: d, open_hours } = &mut item.timing {
+            let field = interval_field(&item.id);
+            let raw = form.get(&field).trim();
+            match raw.parse::<u32>() {
+                _ if raw.is_empty() => errors.add(&field, "enter the interval in days"),
+                Err(_) => errors.add(&field, format!("'{raw}' is not a whole number of days")),
+                Ok(0) => errors.add(&field, "must be at least 1 day"),
+                Ok(n) if n > MAX_INTERVAL_DAYS => {
+                    errors.add(&field, format!("must be at most {MAX_INTERVAL_DAYS} days"))
+                }
+                Ok(n) if u64::from(n) * 24 < u64::from(*open_hours) => errors.add(
+                    &field,
+                    format!(
+                        "must be at least {}: each check-in stays open {}",
+                        days(i64::from(open_hours.div_ceil(24))),
+                        hours(*open_hours)
+                    ),
+                ),
+                Ok(n) => *d = n,
+            }
+        }
+        if added || Some(&item) != base.items.iter().find(|b| b.id == item.id) {
+            o.upsert.push(item);
+        }
+    }
+    if errors.any() { Err(errors) } else { Ok(o) }
+}
+
+/// One course's schedule for the panel: the clinic's schedule with the latest change applied,
+/// and the form's state (the stored schedule, or the user's input after an error).
+pub(crate) fn schedule_view(
+    clock: &SiteClock,
+    course: &Course,
+    base: &CheckInSchedule,
+    change: Option<&OverrideInfo>,
+    input: Option<Option<(FormData, Errors)>>,
+) -> ScheduleView {
+    let (current, warning) = match change.map(|o| checkins::apply_override(base, &o.change)) {
+        None => (base.clone(), None),
+        Some(Ok(s)) => (s, None),
+        Some(Err(e)) => (
+            base.clone(),
+            Some(format!(
+                "The saved change no longer fits the clinic's schedule ({e}). The clinic's schedule is shown; save the change again."
+            )),
+        ),
+    };
+    let saved = matches!(input, Some(None));
+    let (form, errors) = input.flatten().map_or((None, Errors::new()), |(f, e)| (Some(f), e));
+    let rows = schedule_items(base, &current)
+        .into_iter()
+        .map(|(template, now, added)| {
+            let shown = now.unwrap_or(template);
+            let field = interval_field(&template.id);
+            ScheduleRow {
+                id: template.id.clone(),
+                form: form_label(&template.form),
+                timing: timing_words(shown),
+                current: now.is_some(),
+                send: form.as_ref().map_or(now.is_some(), |f| f.has_value("send", &template.id)),
+                interval: match shown.timing {
+                    Timing::Every { days: d, .. } => {
+                        Some(form.as_ref().map_or_else(|| d.to_string(), |f| f.get(&field).to_string()))
+                    }
+                    _ => None,
+                },
+                added,
+                error: errors.get(&field).unwrap_or_default(),
+            }
+        })
+        .collect();
+    ScheduleView {
+        course_id: course.id.0,
+        course: course_label(course),
+        name: base.name.clone(),
+        changed: change
+            .map(|o| format!("Changed by {} on {}: {}", o.set_by, clock.date(o.set_at), o.change.reason.trim())),
+        warning,
+        rows,
+        reason: form.as_ref().map(|f| f.get("reason").to_string()).unwrap_or_default(),
+        errors,
+        saved,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Building the panel
 
 /// Reads the patient's check-ins, relapse settings and at-home programme and builds the panel.
@@ -717,6 +953,7 @@ pub(crate) async fn build(
     let id = chart.patient.id;
     let b = st.store.between_sessions(actor, id).await?;
     let (overview, programmes, sets, settings) = (b.checkins, b.programmes, b.question_sets, b.relapse_settings);
+    let changes = b.schedule_changes;
 
     let mut links_current = Vec::new();
     let mut links_past = Vec::new();
@@ -785,6 +1022,20 @@ pub(crate) async fn build(
         })
         .collect();
 
+    let mut schedule_input = input.schedule.take();
+    let schedules = chart
+        .courses
+        .iter()
+        .rev()
+        .filter(|c| c.status != CourseStatus::Stopped)
+        .filter_map(|c| {
+            let base = checkins::schedule_for_route(c.route)?;
+            let change = changes.iter().find(|o| o.course_id == c.id);
+            let mine = schedule_input.take_if(|(id, _)| *id == c.id.0).map(|(_, f)| f);
+            Some(schedule_view(clock, c, base, change, mine))
+        })
+        .collect();
+
     let (send_form, send_errors) = input.send.take().unwrap_or_default();
     let send_checked = !send_errors.any() || send_form.checked("send");
     Ok(BetweenView {
@@ -809,6 +1060,8 @@ pub(crate) async fn build(
         send_form,
         send_errors,
         send_checked,
+        schedules,
+        can_plan: actor.can(Permission::PlanTreatment),
     })
 }
 
@@ -998,6 +1251,44 @@ pub async fn post_dispense(
     render_chart(&st, &user, PatientId(id), StatusCode::UNPROCESSABLE_ENTITY, input).await
 }
 
+/// `POST /patients/{id}/courses/{course}/checkin-schedule`: change which check-ins this patient's
+/// course sends and how often. The change is built from the clinic's schedule each time, so it
+/// replaces the previous one; the answer is the chart ("Schedule changed", or the form again
+/// with its errors and nothing changed).
+pub async fn post_schedule(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path((id, course)): Path<(i64, i64)>,
+    form: FormData,
+) -> UiResult<Response> {
+    let co = st.store.get_course(&user.actor, CourseId(course)).await?;
+    let Some(base) = checkins::schedule_for_route(co.route).filter(|_| co.patient_id == PatientId(id)) else {
+        return Err(StoreError::NotFound(format!("check-in schedule of course {course}")).into());
+    };
+    let current = match st.store.checkin_schedule(&user.actor, co.id).await {
+        Ok(Some(s)) => s,
+        // A stored change that no longer applies: the form starts again from the clinic's.
+        Ok(None) | Err(StoreError::Domain(_)) => base.clone(),
+        Err(e) => return Err(e.into()),
+    };
+    let errors = match build_override(base, &current, &form) {
+        Ok(o) => match st.store.set_checkin_override(&user.actor, co.id, o).await {
+            Ok(_) => {
+                let input = BetweenInput { schedule: Some((course, None)), ..Default::default() };
+                return render_chart(&st, &user, PatientId(id), StatusCode::OK, input).await;
+            }
+            Err(e) => {
+                let mut errors = Errors::new();
+                errors.absorb(e)?;
+                errors
+            }
+        },
+        Err(errors) => errors,
+    };
+    let input = BetweenInput { schedule: Some((course, Some((form, errors)))), ..Default::default() };
+    render_chart(&st, &user, PatientId(id), StatusCode::UNPROCESSABLE_ENTITY, input).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1008,6 +1299,201 @@ mod tests {
     }
 
     const NOW: OffsetDateTime = datetime!(2026-11-15 18:00 UTC);
+
+    fn in_clinic() -> &'static CheckInSchedule {
+        checkins::schedule_for_route(keta_domain::course::Route::IvRacemic).expect("IV courses have a schedule")
+    }
+
+    fn item(id: &str) -> &'static CheckInItem {
+        in_clinic().items.iter().find(|i| i.id == id).expect(id)
+    }
+
+    /// The form as the page submits it: every item ticked at the clinic's intervals.
+    fn untouched(reason: &str) -> Vec<(String, String)> {
+        let mut pairs = vec![("reason".to_string(), reason.to_string())];
+        for i in &in_clinic().items {
+            pairs.push(("send".into(), i.id.clone()));
+            if let Timing::Every { days, .. } = i.timing {
+                pairs.push((interval_field(&i.id), days.to_string()));
+            }
+        }
+        pairs
+    }
+
+    /// The pairs with `name` set to `value` (replacing it).
+    fn set(mut pairs: Vec<(String, String)>, name: &str, value: &str) -> Vec<(String, String)> {
+        pairs.retain(|(k, _)| k != name);
+        pairs.push((name.into(), value.into()));
+        pairs
+    }
+
+    /// The pairs with an item's "send" box unticked.
+    fn untick(mut pairs: Vec<(String, String)>, id: &str) -> Vec<(String, String)> {
+        pairs.retain(|(k, v)| !(k == "send" && v == id));
+        pairs
+    }
+
+    fn with(pairs: Vec<(String, String)>, name: &str, value: &str) -> FormData {
+        FormData::from_pairs(set(pairs, name, value))
+    }
+
+    #[test]
+    fn schedule_timings_read_as_words() {
+        assert_eq!(timing_words(item("phq9_before_session")), "24 h before each session");
+        assert_eq!(timing_words(item("after_session")), "24 h after each session, open 24 h");
+        assert_eq!(timing_words(item("gad7_weekly")), "every 7 days, open 72 h, until 56 days after the last session");
+        assert_eq!(
+            timing_words(item("urinary_monthly")),
+            "every 30 days, open 7 days, until 90 days after the last session"
+        );
+        let home = checkins::schedule_for_route(keta_domain::course::Route::OralRacemic).unwrap();
+        let screen = home.items.iter().find(|i| i.id == "pre_dose_screen").unwrap();
+        assert_eq!(timing_words(screen), "from 2 h before to 4 h after each session");
+        let daily = CheckInItem {
+            timing: Timing::Every { days: 1, open_hours: 12 },
+            follow_up_days_after_last_session: None,
+            for_days: Some(1),
+            ..item("gad7_weekly").clone()
+        };
+        assert_eq!(timing_words(&daily), "every day, open 12 h, within 1 day of the course start");
+    }
+
+    #[test]
+    fn an_untouched_form_resets_to_the_clinics_schedule() {
+        let base = in_clinic();
+        let o = build_override(base, base, &FormData::from_pairs(untouched("Back to the clinic's schedule"))).unwrap();
+        assert_eq!(o.remove, Vec::<String>::new());
+        assert_eq!(o.upsert, vec![]);
+        assert_eq!(o.reason, "Back to the clinic's schedule");
+        // Saved again over an earlier change (GAD-7 removed, PHQ-9 every 14 days): the same.
+        let earlier = checkins::apply_override(
+            base,
+            &ScheduleOverride {
+                remove: vec!["gad7_weekly".into()],
+                upsert: vec![CheckInItem {
+                    timing: Timing::Every { days: 14, open_hours: 72 },
+                    ..item("phq9_weekly").clone()
+                }],
+                reason: "x".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(build_override(base, &earlier, &FormData::from_pairs(untouched("reset"))).unwrap().upsert, vec![]);
+    }
+
+    #[test]
+    fn an_unticked_item_is_removed_and_a_new_interval_keeps_the_other_fields() {
+        let base = in_clinic();
+        let form = FormData::from_pairs(untick(untouched("Anxiety not a concern"), "gad7_weekly"));
+        let o = build_override(base, base, &form).unwrap();
+        assert_eq!(o.remove, ["gad7_weekly"]);
+        assert_eq!(o.upsert, vec![]);
+        let applied = checkins::apply_override(base, &o).unwrap();
+        assert!(!applied.items.iter().any(|i| i.id == "gad7_weekly"));
+
+        let o =
+            build_override(base, base, &with(untouched("Fortnightly"), &interval_field("phq9_weekly"), "14")).unwrap();
+        assert_eq!(o.remove, Vec::<String>::new());
+        let expected =
+            CheckInItem { timing: Timing::Every { days: 14, open_hours: 72 }, ..item("phq9_weekly").clone() };
+        assert_eq!(o.upsert, vec![expected]);
+        assert_eq!(o.upsert[0].follow_up_days_after_last_session, Some(56), "the follow-up is kept");
+        checkins::apply_override(base, &o).expect("valid");
+        // An unticked item's interval is not read.
+        let form = with(untick(untouched("r"), "urinary_monthly"), &interval_field("urinary_monthly"), "0");
+        assert_eq!(build_override(base, base, &form).unwrap().remove, ["urinary_monthly"]);
+    }
+
+    #[test]
+    fn a_blank_reason_or_a_bad_interval_is_refused_on_its_field() {
+        let base = in_clinic();
+        let e = build_override(base, base, &FormData::from_pairs(untouched("  "))).unwrap_err();
+        assert!(e.has("reason"), "{e:?}");
+        let field = interval_field("gad7_weekly");
+        for (raw, says) in [
+            ("0", "at least 1 day"),
+            ("", "enter the interval"),
+            ("two", "not a whole number"),
+            ("-3", "not a whole number"),
+            ("400", "at most 365 days"),
+            ("2", "at least 3 days: each check-in stays open 72 h"),
+        ] {
+            let e = build_override(base, base, &with(untouched("r"), &field, raw)).unwrap_err();
+            let msg = e.get(&field).unwrap_or_default();
+            assert!(msg.contains(says), "{raw}: {msg}");
+            assert!(!e.has("reason"));
+        }
+        assert!(build_override(base, base, &with(untouched("r"), &field, " 3 ")).is_ok());
+    }
+
+    #[test]
+    fn items_added_for_the_patient_are_kept_when_ticked_and_dropped_when_not() {
+        let base = in_clinic();
+        let extra = CheckInItem {
+            id: "gad7_daily".into(),
+            timing: Timing::Every { days: 1, open_hours: 24 },
+            ..item("gad7_weekly").clone()
+        };
+        let current = checkins::apply_override(
+            base,
+            &ScheduleOverride { upsert: vec![extra.clone()], reason: "API".into(), ..Default::default() },
+        )
+        .unwrap();
+        let mut pairs = untouched("keep");
+        pairs.push(("send".into(), "gad7_daily".into()));
+        pairs.push((interval_field("gad7_daily"), "2".into()));
+        let o = build_override(base, &current, &FormData::from_pairs(pairs)).unwrap();
+        assert_eq!(o.upsert, vec![CheckInItem { timing: Timing::Every { days: 2, open_hours: 24 }, ..extra }]);
+        let o = build_override(base, &current, &FormData::from_pairs(untouched("drop"))).unwrap();
+        assert_eq!((o.remove.len(), o.upsert.len()), (0, 0));
+    }
+
+    #[test]
+    fn the_schedule_view_shows_the_current_schedule_and_who_changed_it() {
+        let c = clock();
+        let base = in_clinic();
+        let course = Course {
+            id: CourseId(4),
+            patient_id: PatientId(1),
+            site_id: keta_domain::ids::SiteId(1),
+            route: keta_domain::course::Route::IvRacemic,
+            phase: keta_domain::course::Phase::Induction,
+            indication: keta_domain::patient::Indication::Depression,
+            planned_sessions: 6,
+            start_date: time::macros::date!(2026 - 11 - 02),
+            status: CourseStatus::Active,
+            protocol: None,
+        };
+        let info = OverrideInfo {
+            course_id: course.id,
+            change: ScheduleOverride {
+                remove: vec!["gad7_weekly".into()],
+                upsert: vec![],
+                reason: " Anxiety settled ".into(),
+            },
+            set_by: "prescriber.test".into(),
+            set_at: datetime!(2026-11-10 15:00 UTC),
+        };
+        let v = schedule_view(&c, &course, base, Some(&info), None);
+        assert_eq!(v.changed.as_deref(), Some("Changed by prescriber.test on Tue 10 Nov 2026: Anxiety settled"));
+        assert_eq!(v.removed().iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["gad7_weekly"]);
+        assert_eq!(v.current().len(), base.items.len() - 1);
+        assert!(!v.rows.iter().find(|r| r.id == "gad7_weekly").unwrap().send);
+        assert_eq!(v.rows.iter().find(|r| r.id == "phq9_weekly").unwrap().interval.as_deref(), Some("7"));
+        assert!(!v.open() && !v.saved);
+
+        // After an error: the user's input and the field's message.
+        let form = with(untouched(""), &interval_field("phq9_weekly"), "0");
+        let errors = build_override(base, base, &form).unwrap_err();
+        let v = schedule_view(&c, &course, base, None, Some(Some((form, errors))));
+        assert!(v.open() && v.changed.is_none());
+        let phq9 = v.rows.iter().find(|r| r.id == "phq9_weekly").unwrap();
+        assert_eq!((phq9.interval.as_deref(), phq9.error.as_str()), (Some("0"), "must be at least 1 day"));
+        assert!(v.rows.iter().find(|r| r.id == "gad7_weekly").unwrap().send, "ticked as submitted");
+        assert!(!v.reason_error().is_empty());
+        assert!(v.general_errors().is_empty(), "{:?}", v.general_errors());
+        assert!(schedule_view(&c, &course, base, None, Some(None)).saved);
+    }
 
     #[test]
     fn time_since_the_last_session_counts_calendar_days_on_the_site_clock() {

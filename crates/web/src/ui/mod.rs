@@ -71,6 +71,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/patients/{id}/checkins/{link}/reissue", post(between::post_reissue))
         .route("/patients/{id}/pre-dose-screens/{screen}/review", post(between::post_review))
         .route("/patients/{id}/courses/{course}/dispenses", post(between::post_dispense))
+        .route("/patients/{id}/courses/{course}/checkin-schedule", post(between::post_schedule))
         .route("/kiosk/{id}", get(questionnaires::get_kiosk_start))
         .route("/kiosk/{id}/{instrument}", get(questionnaires::get_kiosk).post(questionnaires::post_kiosk))
         .route("/sessions/{id}", get(session::get_session))
