@@ -1390,6 +1390,41 @@ fn issue_due(c: &mut dyn Conn, patient: PatientId, now: OffsetDateTime) -> Resul
     let p = patient_of(c, patient)?;
     let courses = crate::courses::courses_for(c, p.id)?;
     let sessions = crate::sessions::sessions_for_patient(c, p.id)?;
+    // A session that was stopped takes its unanswered check-ins with it: closed quietly, not
+    // reported as missed.
+    let stopped: Vec<i64> = sessions.iter().filter(|s| s.state == SessionState::Stopped).map(|s| s.id.0).collect();
+    if !stopped.is_empty() {
+        let open = c
+            .query(
+                &format!(
+                    "SELECT {LINK_COLS} FROM checkin_links WHERE patient_id = $1 AND session_id IS NOT NULL AND completed_at IS NULL AND expired_at IS NULL"
+                ),
+                params![p.id.0],
+            )?
+            .iter()
+            .map(link_from)
+            .collect::<Result<Vec<_>>>()?;
+        for link in open.iter().filter(|l| l.session_id.is_some_and(|sid| stopped.contains(&sid.0))) {
+            c.execute(
+                "UPDATE checkin_links SET expired_at = $1 WHERE id = $2 AND expired_at IS NULL",
+                params![ms(now), link.id],
+            )?;
+            event(c, link.id, "superseded", now, Some("the session was stopped"))?;
+            audit::record(
+                c,
+                &actor,
+                now,
+                Entry {
+                    action: Action::Update,
+                    object_type: "checkin_link",
+                    object_id: Some(link.id.to_string()),
+                    patient_id: Some(link.patient_id),
+                    site_id: Some(link.site_id),
+                    fields: &["expired_at"],
+                },
+            )?;
+        }
+    }
     for course in courses.iter().filter(|x| x.status != CourseStatus::Stopped) {
         let Some(schedule) = schedule_for(c, course)? else { continue };
         let times = schedule_session_times(&sessions, course.id);

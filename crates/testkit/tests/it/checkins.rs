@@ -950,3 +950,58 @@ async fn a_finished_link_keeps_no_saved_answers_and_an_expired_one_says_the_care
         assert!(!html.contains("The clinic has been told"), "{html}");
     }
 }
+
+#[tokio::test]
+async fn stopping_a_session_closes_its_unanswered_check_in_quietly() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0);
+        let s = &db.store;
+        // At home, where a missed check-in would alert the clinician.
+        let c = clinic(s, Route::OralRacemic, T0.date(), &[]).await;
+        let dr = prescriber(&[c.site]);
+        let session = s
+            .create_session(
+                &dr,
+                c.course,
+                NewSession { scheduled_for: T0 + Duration::hours(12), chair_id: None, planned_dose_mg: None },
+            )
+            .await
+            .unwrap();
+        let app = spawn_app(s.clone()).await;
+        let r = s.sweep_checkins().await.unwrap();
+        assert_eq!(r.issued.len(), 1, "{:?}", db.kind);
+        let link = &r.issued[0];
+        assert_eq!(link.link.session_id, Some(session.id));
+
+        s.act_on_session(
+            &nurse(&[c.site]),
+            session.id,
+            SessionAction::Stop { reason: "Clinic closed; rebooking".into() },
+        )
+        .await
+        .unwrap();
+        clock.advance(Duration::minutes(5));
+        let r = s.sweep_checkins().await.unwrap();
+        assert!(r.issued.is_empty(), "{:?}", db.kind);
+        // The link is closed now, not at the session's time, and nobody is told it was missed.
+        let (status, _) = page(&app, &format!("/c/{}", link.token)).await;
+        assert_eq!(status, StatusCode::GONE, "{:?}", db.kind);
+        let superseded: i64 = s
+            .read(|c| {
+                c.query_opt("SELECT count(*) FROM checkin_events WHERE event = 'superseded'", &[])?.unwrap().i64(0)
+            })
+            .await
+            .unwrap();
+        assert_eq!(superseded, 1, "{:?}", db.kind);
+        clock.advance(Duration::hours(24));
+        s.sweep_checkins().await.unwrap();
+        let missed: i64 = s
+            .read(|c| {
+                c.query_opt("SELECT count(*) FROM alerts WHERE rule = 'home_checkin_missed'", &[])?.unwrap().i64(0)
+            })
+            .await
+            .unwrap();
+        assert_eq!(missed, 0, "{:?}", db.kind);
+    }
+}
