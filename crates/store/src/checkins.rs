@@ -172,6 +172,30 @@ pub(crate) fn event(c: &mut dyn Conn, link: i64, what: &str, at: OffsetDateTime,
     Ok(())
 }
 
+/// The audit entry for a change to (or a visit of) a link, in the caller's transaction.
+fn audit_link(
+    c: &mut dyn Conn,
+    actor: &Actor,
+    now: OffsetDateTime,
+    link: &LinkRecord,
+    action: Action,
+    fields: &[&str],
+) -> Result<()> {
+    audit::record(
+        c,
+        actor,
+        now,
+        Entry {
+            action,
+            object_type: "checkin_link",
+            object_id: Some(link.id.to_string()),
+            patient_id: Some(link.patient_id),
+            site_id: Some(link.site_id),
+            fields,
+        },
+    )
+}
+
 /// Inserts a link (or returns the existing one for the same occurrence, with no token).
 pub(crate) fn insert_link(
     c: &mut dyn Conn,
@@ -531,19 +555,7 @@ impl Store {
             if state == LinkState::Open && link.first_opened_at.is_none() {
                 c.execute("UPDATE checkin_links SET first_opened_at = $1 WHERE id = $2", params![ms(now), link.id])?;
             }
-            audit::record(
-                c,
-                &actor,
-                now,
-                Entry {
-                    action: Action::Read,
-                    object_type: "checkin_link",
-                    object_id: Some(link.id.to_string()),
-                    patient_id: Some(link.patient_id),
-                    site_id: Some(link.site_id),
-                    fields: &[],
-                },
-            )?;
+            audit_link(c, &actor, now, &link, Action::Read, &[])?;
             let site = site_for_patients(c, link.site_id)?;
             let link = get_link(c, link.id)?;
             Ok(LinkLookup::Found(Box::new(OpenedLink { link, site, state })))
@@ -631,19 +643,7 @@ impl Store {
                 params![json(&answers), ms(now), link.id],
             )?;
             event(c, link.id, "saved", now, None)?;
-            audit::record(
-                c,
-                &link_actor(link.id),
-                now,
-                Entry {
-                    action: Action::Update,
-                    object_type: "checkin_link",
-                    object_id: Some(link.id.to_string()),
-                    patient_id: Some(link.patient_id),
-                    site_id: Some(link.site_id),
-                    fields: &["progress"],
-                },
-            )?;
+            audit_link(c, &link_actor(link.id), now, &link, Action::Update, &["progress"])?;
             get_link(c, link.id)
         })
         .await
@@ -761,19 +761,7 @@ pub(crate) fn finish_link(c: &mut dyn Conn, link: &LinkRecord, now: OffsetDateTi
         return Err(StoreError::Conflict("this check-in was already completed".into()));
     }
     event(c, link.id, "completed", now, None)?;
-    audit::record(
-        c,
-        &link_actor(link.id),
-        now,
-        Entry {
-            action: Action::Update,
-            object_type: "checkin_link",
-            object_id: Some(link.id.to_string()),
-            patient_id: Some(link.patient_id),
-            site_id: Some(link.site_id),
-            fields: &["completed_at", "result_kind", "result_id"],
-        },
-    )
+    audit_link(c, &link_actor(link.id), now, link, Action::Update, &["completed_at", "result_kind", "result_id"])
 }
 
 fn store_safety(
@@ -847,19 +835,7 @@ fn mark_expired(c: &mut dyn Conn, link: &LinkRecord, now: OffsetDateTime) -> Res
         return Ok(()); // Recorded already (a sweep and a page visit at once) or completed.
     }
     event(c, link.id, "expired", now, None)?;
-    audit::record(
-        c,
-        &Actor::system(),
-        now,
-        Entry {
-            action: Action::Update,
-            object_type: "checkin_link",
-            object_id: Some(link.id.to_string()),
-            patient_id: Some(link.patient_id),
-            site_id: Some(link.site_id),
-            fields: &["expired_at"],
-        },
-    )?;
+    audit_link(c, &Actor::system(), now, link, Action::Update, &["expired_at"])?;
     // At home, a missed check-in is a safety matter: the clinician is told (issue 6). Not for a
     // sitter's link: its pre-dose screen closes with it and is reported as the patient's.
     if let Some(course) = link.course_id
@@ -1367,19 +1343,7 @@ fn rotate_token(
     let (token, hash) = new_token();
     c.execute("UPDATE checkin_links SET token_hash = $1 WHERE id = $2", params![hash, link.id])?;
     event(c, link.id, "reissued", now, Some(detail))?;
-    audit::record(
-        c,
-        actor,
-        now,
-        Entry {
-            action: Action::Update,
-            object_type: "checkin_link",
-            object_id: Some(link.id.to_string()),
-            patient_id: Some(link.patient_id),
-            site_id: Some(link.site_id),
-            fields: &["token_hash"],
-        },
-    )?;
+    audit_link(c, actor, now, link, Action::Update, &["token_hash"])?;
     Ok(token)
 }
 
@@ -1410,19 +1374,7 @@ fn issue_due(c: &mut dyn Conn, patient: PatientId, now: OffsetDateTime) -> Resul
                 params![ms(now), link.id],
             )?;
             event(c, link.id, "superseded", now, Some("the session was stopped"))?;
-            audit::record(
-                c,
-                &actor,
-                now,
-                Entry {
-                    action: Action::Update,
-                    object_type: "checkin_link",
-                    object_id: Some(link.id.to_string()),
-                    patient_id: Some(link.patient_id),
-                    site_id: Some(link.site_id),
-                    fields: &["expired_at"],
-                },
-            )?;
+            audit_link(c, &actor, now, link, Action::Update, &["expired_at"])?;
         }
     }
     for course in courses.iter().filter(|x| x.status != CourseStatus::Stopped) {
