@@ -359,19 +359,7 @@ fn reconciliation_for(c: &mut dyn Conn, course: CourseId) -> Result<(Reconciliat
         }
         ids.push((r.i64(4)?, at));
     }
-    let rec = if dispenses.is_empty() {
-        home_dosing::reconcile(&[], &logs, last_count).unwrap_or(Reconciliation {
-            dispensed_units: 0,
-            logged_units: logs.iter().map(|l| u64::from(l.units)).sum(),
-            dispensed_mg: Milligrams(0.0),
-            logged_mg: Milligrams(0.0),
-            expected_on_hand_units: 0,
-            counted_on_hand_units: last_count,
-            issues: vec![],
-        })
-    } else {
-        home_dosing::reconcile(&dispenses, &logs, last_count)?
-    };
+    let rec = home_dosing::reconcile(&dispenses, &logs, last_count)?;
     Ok((rec, ids))
 }
 

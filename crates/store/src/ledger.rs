@@ -873,6 +873,26 @@ impl Store {
         .await
     }
 
+    /// What every ledger entry starts with: the permission, a recent re-authentication
+    /// (AC-11), then one write transaction holding the ledger lock, so entries are appended
+    /// one at a time.
+    async fn ledger_write<T: Send + 'static>(
+        &self,
+        actor: &Actor,
+        reauthenticated_at: Option<OffsetDateTime>,
+        op: impl FnOnce(&mut dyn Conn, &Actor, OffsetDateTime) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        actor.require(Permission::RecordLedger)?;
+        let now = self.now();
+        require_reauthentication("record a controlled-substance entry", reauthenticated_at, now)?;
+        let actor = actor.clone();
+        self.write(move |c| {
+            take_ledger_lock(c)?;
+            op(c, &actor, now)
+        })
+        .await
+    }
+
     /// Records a dose given in a session by the actor (the administering clinician).
     pub async fn record_administration(
         &self,
@@ -880,14 +900,9 @@ impl Store {
         reauthenticated_at: Option<OffsetDateTime>,
         mut new: NewAdministration,
     ) -> Result<RecordedEntry> {
-        actor.require(Permission::RecordLedger)?;
-        let now = self.now();
-        require_reauthentication("record a controlled-substance entry", reauthenticated_at, now)?;
-        new.administered_at = Some(at(new.administered_at, now));
-        let actor = actor.clone();
-        self.write(move |c| {
-            take_ledger_lock(c)?;
-            let lot = load_lot(c, &actor, new.lot_id)?;
+        self.ledger_write(actor, reauthenticated_at, move |c, actor, now| {
+            new.administered_at = Some(at(new.administered_at, now));
+            let lot = load_lot(c, actor, new.lot_id)?;
             let taken = new.validate(&lot.product, now)?;
             let given_at = new.administered_at.unwrap_or(now);
             if lot.expires_on < given_at.date() {
@@ -896,8 +911,8 @@ impl Store {
                     lot.lot_number, lot.expires_on
                 )));
             }
-            let session = session_for_dose(c, &actor, &lot, new.session_id)?;
-            let s = signers(&actor, reauthenticated_at, &[], EntryKind::Administration, lot.site_id, None, now)?;
+            let session = session_for_dose(c, actor, &lot, new.session_id)?;
+            let s = signers(actor, reauthenticated_at, &[], EntryKind::Administration, lot.site_id, None, now)?;
             let mut book = load_book(c, &lot)?;
             let proposal = Proposal {
                 corrects: correction_target(&new.corrects),
@@ -912,7 +927,7 @@ impl Store {
                 reason: None,
             };
             let (entry, reversal) = append(c, &s, &lot, &mut book, &proposal, &content, now)?;
-            recorded(c, &actor, &lot, entry, reversal, vec![])
+            recorded(c, actor, &lot, entry, reversal, vec![])
         })
         .await
     }
@@ -926,18 +941,13 @@ impl Store {
         mut new: NewWaste,
         witness: Witness,
     ) -> Result<RecordedEntry> {
-        actor.require(Permission::RecordLedger)?;
-        let now = self.now();
-        require_reauthentication("record a controlled-substance entry", reauthenticated_at, now)?;
-        new.wasted_at = Some(at(new.wasted_at, now));
-        let actor = actor.clone();
-        self.write(move |c| {
-            take_ledger_lock(c)?;
-            let lot = load_lot(c, &actor, new.lot_id)?;
+        self.ledger_write(actor, reauthenticated_at, move |c, actor, now| {
+            new.wasted_at = Some(at(new.wasted_at, now));
+            let lot = load_lot(c, actor, new.lot_id)?;
             let amount = new.validate(&lot.product, now)?;
             let dose = match new.administration_id {
                 Some(a) => {
-                    let e = get_entry(c, &actor, a).map_err(|_| {
+                    let e = get_entry(c, actor, a).map_err(|_| {
                         DomainError::field("administration_id", format!("administration {a} was not found"))
                     })?;
                     if e.kind != EntryKind::Administration || e.lot_id != lot.id {
@@ -952,7 +962,7 @@ impl Store {
                 None => None,
             };
             let s = signers(
-                &actor,
+                actor,
                 reauthenticated_at,
                 std::slice::from_ref(&witness),
                 EntryKind::Waste,
@@ -975,7 +985,7 @@ impl Store {
                 reason: Some(new.reason.as_str()),
             };
             let (entry, reversal) = append(c, &s, &lot, &mut book, &proposal, &content, now)?;
-            recorded(c, &actor, &lot, entry, reversal, vec![])
+            recorded(c, actor, &lot, entry, reversal, vec![])
         })
         .await
     }
@@ -989,16 +999,11 @@ impl Store {
         mut new: NewDisposal,
         witnesses: Vec<Witness>,
     ) -> Result<RecordedEntry> {
-        actor.require(Permission::RecordLedger)?;
-        let now = self.now();
-        require_reauthentication("record a controlled-substance entry", reauthenticated_at, now)?;
-        new.destroyed_at = Some(at(new.destroyed_at, now));
-        let actor = actor.clone();
-        self.write(move |c| {
-            take_ledger_lock(c)?;
-            let lot = load_lot(c, &actor, new.lot_id)?;
+        self.ledger_write(actor, reauthenticated_at, move |c, actor, now| {
+            new.destroyed_at = Some(at(new.destroyed_at, now));
+            let lot = load_lot(c, actor, new.lot_id)?;
             let amount = new.validate(&lot.product, now)?;
-            let s = signers(&actor, reauthenticated_at, &witnesses, EntryKind::Disposal, lot.site_id, None, now)?;
+            let s = signers(actor, reauthenticated_at, &witnesses, EntryKind::Disposal, lot.site_id, None, now)?;
             let mut book = load_book(c, &lot)?;
             let proposal = Proposal {
                 corrects: correction_target(&new.corrects),
@@ -1013,7 +1018,7 @@ impl Store {
                 reason: Some(new.reason.as_str()),
             };
             let (entry, reversal) = append(c, &s, &lot, &mut book, &proposal, &content, now)?;
-            recorded(c, &actor, &lot, entry, reversal, vec![])
+            recorded(c, actor, &lot, entry, reversal, vec![])
         })
         .await
     }
@@ -1027,18 +1032,13 @@ impl Store {
         mut new: NewCount,
         second_counter: Option<Witness>,
     ) -> Result<RecordedEntry> {
-        actor.require(Permission::RecordLedger)?;
-        let now = self.now();
-        require_reauthentication("record a controlled-substance entry", reauthenticated_at, now)?;
-        new.counted_at = Some(at(new.counted_at, now));
-        let actor = actor.clone();
-        self.write(move |c| {
-            take_ledger_lock(c)?;
-            let lot = load_lot(c, &actor, new.lot_id)?;
+        self.ledger_write(actor, reauthenticated_at, move |c, actor, now| {
+            new.counted_at = Some(at(new.counted_at, now));
+            let lot = load_lot(c, actor, new.lot_id)?;
             let mut book = load_book(c, &lot)?;
             let count = new.validate(&lot.product, book.on_hand(), now)?;
             let s = signers(
-                &actor,
+                actor,
                 reauthenticated_at,
                 second_counter.as_slice(),
                 EntryKind::Count,
@@ -1063,9 +1063,9 @@ impl Store {
             let alerts = if count.discrepancy.is_zero() {
                 vec![]
             } else {
-                vec![raise_count_alert(c, &actor, &lot, entry, count, now)?]
+                vec![raise_count_alert(c, actor, &lot, entry, count, now)?]
             };
-            recorded(c, &actor, &lot, entry, reversal, alerts)
+            recorded(c, actor, &lot, entry, reversal, alerts)
         })
         .await
     }
@@ -1078,16 +1078,11 @@ impl Store {
         new: NewAdjustment,
         witness: Witness,
     ) -> Result<RecordedEntry> {
-        actor.require(Permission::RecordLedger)?;
-        let now = self.now();
-        require_reauthentication("record a controlled-substance entry", reauthenticated_at, now)?;
-        let actor = actor.clone();
-        self.write(move |c| {
-            take_ledger_lock(c)?;
-            let lot = load_lot(c, &actor, new.lot_id)?;
+        self.ledger_write(actor, reauthenticated_at, move |c, actor, now| {
+            let lot = load_lot(c, actor, new.lot_id)?;
             let change = new.validate(&lot.product)?;
             let s = signers(
-                &actor,
+                actor,
                 reauthenticated_at,
                 std::slice::from_ref(&witness),
                 EntryKind::Adjustment,
@@ -1110,7 +1105,7 @@ impl Store {
                 reason: Some(new.reason.as_str()),
             };
             let (entry, reversal) = append(c, &s, &lot, &mut book, &proposal, &content, now)?;
-            recorded(c, &actor, &lot, entry, reversal, vec![])
+            recorded(c, actor, &lot, entry, reversal, vec![])
         })
         .await
     }
@@ -1122,15 +1117,10 @@ impl Store {
         reauthenticated_at: Option<OffsetDateTime>,
         new: NewLoss,
     ) -> Result<RecordedEntry> {
-        actor.require(Permission::RecordLedger)?;
-        let now = self.now();
-        require_reauthentication("record a controlled-substance entry", reauthenticated_at, now)?;
-        let actor = actor.clone();
-        self.write(move |c| {
-            take_ledger_lock(c)?;
-            let lot = load_lot(c, &actor, new.lot_id)?;
+        self.ledger_write(actor, reauthenticated_at, move |c, actor, now| {
+            let lot = load_lot(c, actor, new.lot_id)?;
             let change = new.validate(&lot.product, now)?;
-            let s = signers(&actor, reauthenticated_at, &[], EntryKind::Loss, lot.site_id, None, now)?;
+            let s = signers(actor, reauthenticated_at, &[], EntryKind::Loss, lot.site_id, None, now)?;
             let mut book = load_book(c, &lot)?;
             let proposal = Proposal {
                 corrects: correction_target(&new.corrects),
@@ -1146,7 +1136,7 @@ impl Store {
                 reason: Some(new.circumstances.as_str()),
             };
             let (entry, reversal) = append(c, &s, &lot, &mut book, &proposal, &content, now)?;
-            recorded(c, &actor, &lot, entry, reversal, vec![])
+            recorded(c, actor, &lot, entry, reversal, vec![])
         })
         .await
     }

@@ -96,8 +96,8 @@ pub async fn deliver(
 ) -> bool {
     let (clinic, until) = match store.link_site_for_patients(issued.link.site_id).await {
         Ok(s) => {
-            let c = crate::ui::clock::SiteClock::named(&s.time_zone);
-            (s.site_name, format!("{} at {}", c.date(issued.link.expires_at), c.hm(issued.link.expires_at)))
+            let until = crate::ui::checkin::when(&s, issued.link.expires_at);
+            (s.site_name, until)
         }
         Err(e) => {
             tracing::error!(error = %e, "reading the site for a reminder");

@@ -196,7 +196,8 @@ fn refused(status: StatusCode, r: patient_links::Refusal, site: Option<&SiteForP
     )
 }
 
-fn when(site: &SiteForPatients, t: time::OffsetDateTime) -> String {
+/// A time as a patient of `site` reads it: "Mon 30 Nov at 09:00" in the site's time zone.
+pub(crate) fn when(site: &SiteForPatients, t: time::OffsetDateTime) -> String {
     let c = SiteClock::named(&site.time_zone);
     format!("{} at {}", c.date(t), c.hm(t))
 }
@@ -416,18 +417,16 @@ pub async fn post_link(State(st): State<AppState>, Path(token): Path<String>, fo
                 .collect(),
         },
     };
-    // 2. Keep what was typed, so nothing is lost whatever happens next.
-    if let Err(e) = st.store.save_link_progress(&token, answers.clone()).await {
-        tracing::warn!(error = %e, "saving check-in progress failed");
-    }
+    // 2. Saving for later, or answers that cannot be read: keep what was typed.
     if form.get("action") == "save" || errors.any() {
+        keep_progress(&st, &token, answers).await;
         let status = if errors.any() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
         let saved = !errors.any();
         let page = checkin_page(&o, &token, &form_kind, form, errors, crisis, saved);
         return Ok(render_status(status, &page));
     }
-    // 3. Finish.
-    match st.store.complete_checkin(&token, answers).await {
+    // 3. Finish (one transaction). If it is refused, what was typed is kept for later.
+    match st.store.complete_checkin(&token, answers.clone()).await {
         Ok(done) => {
             super::live::publish(Some(o.link.site_id));
             let crisis = crisis || matches!(&done, Completed::Instrument(r) if !r.score.safety_flags.is_empty());
@@ -447,6 +446,7 @@ pub async fn post_link(State(st): State<AppState>, Path(token): Path<String>, fo
             ))
         }
         Err(StoreError::Domain(e)) => {
+            keep_progress(&st, &token, answers).await;
             let mut errors = Errors::new();
             errors.absorb(StoreError::Domain(e))?;
             match &form_kind {
@@ -472,6 +472,14 @@ pub async fn post_link(State(st): State<AppState>, Path(token): Path<String>, fo
             tracing::error!(error = %e, "completing a check-in failed");
             Ok(unavailable(&st, &token, crisis).await)
         }
+    }
+}
+
+/// Saves the answers so far on the link, so the patient can finish later. A failure is logged:
+/// the page still answers (the patient's safety answers were stored before this).
+async fn keep_progress(st: &AppState, token: &str, answers: LinkAnswers) {
+    if let Err(e) = st.store.save_link_progress(token, answers).await {
+        tracing::warn!(error = %e, "saving check-in progress failed");
     }
 }
 

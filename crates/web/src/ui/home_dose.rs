@@ -48,11 +48,6 @@ struct SitterPage {
     crisis: Crisis,
 }
 
-fn when(o: &OpenedLink, t: time::OffsetDateTime) -> String {
-    let c = super::clock::SiteClock::named(&o.site.time_zone);
-    format!("{} at {}", c.date(t), c.hm(t))
-}
-
 /// The refusal page for a pre-dose or sitter link that cannot be answered now.
 fn not_open(o: &OpenedLink) -> Option<Response> {
     super::checkin::refusal_page(o, false)
@@ -77,7 +72,7 @@ async fn pre_dose_page(
         form,
         errors,
         crisis: Crisis::of(&o.site),
-        open_until: when(o, o.link.expires_at),
+        open_until: super::checkin::when(&o.site, o.link.expires_at),
         sitter_sent,
         sitter_not_reached: false,
     })
