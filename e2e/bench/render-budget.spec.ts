@@ -1,3 +1,4 @@
+// The render-budget benchmark (not part of the test suite: run `bench/ui-render.sh`).
 // Every main page renders on the server in well under 50 ms at demo scale. The server
 // reports its own time in the Server-Timing header; the median of five requests counts.
 import { test, expect } from '../helpers/fixtures';
