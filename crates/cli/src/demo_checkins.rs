@@ -1,6 +1,6 @@
 //! The demo clinic between sessions (issue 6): what each site tells its patients, the home
-//! pre-dose intervals, and one at-home dose planned for today so the pre-dose screen, the
-//! sitter's link and the dose log can be tried. Check-in links themselves are issued by the
+//! pre-dose intervals, and one at-home dose planned for today (with a supply handed over) so
+//! the pre-dose screen, the sitter's link and the dose log can be tried. Check-in links themselves are issued by the
 //! server's sweep when it starts, and their reminders land in the demo's outbox (log-only
 //! delivery).
 //!
@@ -10,8 +10,9 @@
 
 use keta_domain::course::CourseStatus;
 use keta_domain::session::NewSession;
+use keta_domain::units::Milligrams;
 use keta_store::checkins::{HOME_PRE_DOSE_SETTINGS, PatientContactSettings};
-use keta_store::home::HomePreDoseSettings;
+use keta_store::home::{HomePreDoseSettings, NewDispense};
 use keta_store::{Actor, Store};
 use time::Duration;
 
@@ -61,14 +62,31 @@ pub async fn ensure(store: &Store) -> anyhow::Result<()> {
         })
         .await?;
     if let Some(course) = home_course {
+        // The same dose as the course's last session, and a supply of it handed over, so the
+        // patient's page can say what to take ("2 of your 100 mg troches").
+        let planned = store
+            .read(move |c| {
+                c.query_opt(
+                    "SELECT planned_dose_mg FROM sessions WHERE course_id = $1 AND planned_dose_mg IS NOT NULL ORDER BY scheduled_for DESC LIMIT 1",
+                    keta_store::params![course],
+                )?
+                .map(|r| r.f64(0))
+                .transpose()
+            })
+            .await?;
+        let course = keta_domain::ids::CourseId(course);
         let at = now.replace_minute(0)?.replace_second(0)?.replace_nanosecond(0)? + Duration::hours(1);
         store
             .create_session(
                 &system,
-                keta_domain::ids::CourseId(course),
-                NewSession { scheduled_for: at, chair_id: None, planned_dose_mg: None },
+                course,
+                NewSession { scheduled_for: at, chair_id: None, planned_dose_mg: planned.map(Milligrams) },
             )
             .await?;
+        if let Some(mg) = planned {
+            // Synthetic supply: units of half the planned dose, ten doses' worth.
+            store.record_dispense(&system, course, NewDispense { units: 20, unit_strength_mg: mg / 2.0 }).await?;
+        }
     }
     Ok(())
 }

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use crate::alerts::{AlertFiring, AlertSeverity};
 use crate::error::{DomainError, Validator};
 use crate::instruments::SourceRef;
 use crate::units::{Milligrams, Mmhg};
@@ -79,6 +80,21 @@ pub struct PreDoseRules {
     pub driving: SourcedRule,
     /// Refuse while the patient has an open urgent alert (e.g. a positive safety answer).
     pub open_urgent_alert: SourcedRule,
+    /// A logged dose that differs from the dose planned for that session.
+    pub dose_log: DoseLogRule,
+}
+
+/// How a logged home dose that differs from the plan reaches the clinician (§4.3: misuse and
+/// diversion, "dose reconciliation"). The severities are the clinic's choice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DoseLogRule {
+    /// The alert when the patient logs more than was planned.
+    pub more_than_planned: AlertSeverity,
+    /// The alert when the patient logs less than was planned; absent: no alert.
+    #[serde(default)]
+    pub less_than_planned: Option<AlertSeverity>,
+    pub source: SourceRef,
 }
 
 const EMBEDDED: &str = include_str!("../../../data/rules/home-pre-dose-screen.toml");
@@ -110,6 +126,7 @@ impl PreDoseRules {
             ("sitter.source", &r.sitter.source),
             ("driving.source", &r.driving.source),
             ("open_urgent_alert.source", &r.open_urgent_alert.source),
+            ("dose_log.source", &r.dose_log.source),
         ] {
             v.check(!s.section.trim().is_empty(), f, "name the source section");
         }
@@ -307,6 +324,79 @@ pub fn open_urgent_alert_refusal(rules: &PreDoseRules) -> Refusal {
     }
 }
 
+/// How a logged dose compares with the dose planned for its session.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum PlannedDoseCheck {
+    /// No planned dose, or no supply strength to turn units into mg: nothing to compare.
+    NoPlan,
+    AsPlanned,
+    MoreThanPlanned {
+        taken: Milligrams,
+        planned: Milligrams,
+    },
+    LessThanPlanned {
+        taken: Milligrams,
+        planned: Milligrams,
+    },
+}
+
+/// Amounts within this of each other are the same dose (rounding in stored strengths).
+const SAME_DOSE_MG: f64 = 1e-6;
+
+/// Compares `units` of `unit_strength` with the planned dose.
+pub fn check_against_plan(
+    units: u32,
+    unit_strength: Option<Milligrams>,
+    planned: Option<Milligrams>,
+) -> PlannedDoseCheck {
+    let (Some(strength), Some(planned)) = (unit_strength, planned) else {
+        return PlannedDoseCheck::NoPlan;
+    };
+    if !(strength.0 > 0.0 && planned.0 > 0.0) {
+        return PlannedDoseCheck::NoPlan;
+    }
+    let taken = Milligrams(f64::from(units) * strength.0);
+    if (taken.0 - planned.0).abs() <= SAME_DOSE_MG * planned.0.max(1.0) {
+        PlannedDoseCheck::AsPlanned
+    } else if taken.0 > planned.0 {
+        PlannedDoseCheck::MoreThanPlanned { taken, planned }
+    } else {
+        PlannedDoseCheck::LessThanPlanned { taken, planned }
+    }
+}
+
+/// The planned dose as a whole number of units of the supply, when it divides exactly (what the
+/// patient is told to take); `None` when it does not, so the page shows mg only.
+pub fn planned_units(planned: Milligrams, unit_strength: Milligrams) -> Option<u32> {
+    if !(planned.0 > 0.0 && unit_strength.0 > 0.0) {
+        return None;
+    }
+    let n = (planned.0 / unit_strength.0).round();
+    let exact = (n * unit_strength.0 - planned.0).abs() <= SAME_DOSE_MG * planned.0.max(1.0);
+    (exact && (1.0..=1000.0).contains(&n)).then_some(n as u32)
+}
+
+/// The clinician's alert for a logged dose that differs from the plan, per the clinic's rule.
+pub fn dose_log_alert(rules: &PreDoseRules, check: PlannedDoseCheck) -> Option<AlertFiring> {
+    let rule = &rules.dose_log;
+    let (severity, message) = match check {
+        PlannedDoseCheck::NoPlan | PlannedDoseCheck::AsPlanned => return None,
+        PlannedDoseCheck::MoreThanPlanned { taken, planned } => (
+            rule.more_than_planned,
+            format!("At-home dose logged as {taken}, more than the {planned} planned: contact the patient."),
+        ),
+        PlannedDoseCheck::LessThanPlanned { taken, planned } => {
+            (rule.less_than_planned?, format!("At-home dose logged as {taken}, less than the {planned} planned."))
+        }
+    };
+    let code = match check {
+        PlannedDoseCheck::MoreThanPlanned { .. } => "home_dose_more_than_planned",
+        _ => "home_dose_less_than_planned",
+    };
+    Some(AlertFiring { rule: code.into(), severity, message, source: rule.source.to_string() })
+}
+
 /// Units (tablets/troches) handed to the patient.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Dispense {
@@ -459,6 +549,55 @@ mod tests {
     use time::macros::datetime;
 
     const T0: OffsetDateTime = datetime!(2025-04-01 08:00 UTC);
+
+    #[test]
+    fn a_logged_dose_is_compared_with_the_plan_in_mg() {
+        let s = Some(Milligrams(100.0));
+        assert_eq!(check_against_plan(2, s, Some(Milligrams(200.0))), PlannedDoseCheck::AsPlanned);
+        assert_eq!(
+            check_against_plan(3, s, Some(Milligrams(200.0))),
+            PlannedDoseCheck::MoreThanPlanned { taken: Milligrams(300.0), planned: Milligrams(200.0) }
+        );
+        assert_eq!(
+            check_against_plan(1, s, Some(Milligrams(200.0))),
+            PlannedDoseCheck::LessThanPlanned { taken: Milligrams(100.0), planned: Milligrams(200.0) }
+        );
+        // Strengths stored with rounding still match: 3 x 33.333333 mg against 100 mg.
+        assert_eq!(
+            check_against_plan(3, Some(Milligrams(33.333_333_3)), Some(Milligrams(100.0))),
+            PlannedDoseCheck::AsPlanned
+        );
+        // Nothing planned, or no supply yet: nothing to compare, never a guess.
+        assert_eq!(check_against_plan(2, s, None), PlannedDoseCheck::NoPlan);
+        assert_eq!(check_against_plan(2, None, Some(Milligrams(200.0))), PlannedDoseCheck::NoPlan);
+        assert_eq!(check_against_plan(2, Some(Milligrams(0.0)), Some(Milligrams(200.0))), PlannedDoseCheck::NoPlan);
+    }
+
+    #[test]
+    fn the_planned_dose_in_units_only_when_it_divides_exactly() {
+        assert_eq!(planned_units(Milligrams(200.0), Milligrams(100.0)), Some(2));
+        assert_eq!(planned_units(Milligrams(150.0), Milligrams(100.0)), None);
+        assert_eq!(planned_units(Milligrams(50.0), Milligrams(100.0)), None);
+        assert_eq!(planned_units(Milligrams(200.0), Milligrams(0.0)), None);
+    }
+
+    #[test]
+    fn more_than_planned_alerts_with_the_clinics_severity_and_source() {
+        let rules = PreDoseRules::builtin();
+        let more = PlannedDoseCheck::MoreThanPlanned { taken: Milligrams(300.0), planned: Milligrams(200.0) };
+        let a = dose_log_alert(rules, more).expect("more than planned always alerts");
+        assert_eq!(a.severity, rules.dose_log.more_than_planned);
+        assert!(a.message.contains("300 mg") && a.message.contains("200 mg"), "{}", a.message);
+        assert!(a.source.contains("§4.3"), "{}", a.source);
+        assert_eq!(dose_log_alert(rules, PlannedDoseCheck::AsPlanned), None);
+        assert_eq!(dose_log_alert(rules, PlannedDoseCheck::NoPlan), None);
+        let less = PlannedDoseCheck::LessThanPlanned { taken: Milligrams(100.0), planned: Milligrams(200.0) };
+        let mut quiet = rules.clone();
+        quiet.dose_log.less_than_planned = None;
+        assert_eq!(dose_log_alert(&quiet, less), None);
+        quiet.dose_log.less_than_planned = Some(AlertSeverity::Warning);
+        assert_eq!(dose_log_alert(&quiet, less).map(|a| a.severity), Some(AlertSeverity::Warning));
+    }
 
     fn set_rules() -> PreDoseRules {
         let mut r = PreDoseRules::builtin().clone();

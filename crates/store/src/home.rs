@@ -464,6 +464,42 @@ pub struct NewDispense {
     pub unit_strength_mg: f64,
 }
 
+/// The dose planned for a home session, as the patient is told it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PlannedHomeDose {
+    pub planned: Milligrams,
+    /// The strength of the newest supply handed to the patient, if any.
+    pub unit_strength: Option<Milligrams>,
+    /// The planned dose in those units, when it divides exactly.
+    pub units: Option<u32>,
+}
+
+/// The session's planned dose and the strength of the newest supply for the course.
+fn plan_and_strength(
+    c: &mut dyn Conn,
+    course: CourseId,
+    session: Option<i64>,
+) -> Result<(Option<Milligrams>, Option<Milligrams>)> {
+    let planned = match session {
+        Some(s) => c
+            .query_opt("SELECT planned_dose_mg FROM sessions WHERE id = $1 AND course_id = $2", params![s, course.0])?
+            .map(|r| r.opt_f64(0))
+            .transpose()?
+            .flatten()
+            .map(Milligrams),
+        None => None,
+    };
+    let strength = c
+        .query_opt(
+            "SELECT unit_strength_mg FROM home_dispenses WHERE course_id = $1 ORDER BY dispensed_at DESC, id DESC LIMIT 1",
+            params![course.0],
+        )?
+        .map(|r| r.f64(0))
+        .transpose()?
+        .map(Milligrams);
+    Ok((planned, strength))
+}
+
 /// A dose the patient logs from their page.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -622,6 +658,23 @@ impl Store {
         .await
     }
 
+    /// The dose planned for the session behind a pre-dose link, to show the patient before they
+    /// log it. `None` when the session has no planned dose.
+    pub async fn planned_home_dose(&self, link: i64) -> Result<Option<PlannedHomeDose>> {
+        self.read(move |c| {
+            let row = c.query_opt("SELECT course_id, session_id FROM checkin_links WHERE id = $1", params![link])?;
+            let Some(row) = row else { return Ok(None) };
+            let (Some(course), session) = (row.opt_i64(0)?, row.opt_i64(1)?) else { return Ok(None) };
+            let (planned, strength) = plan_and_strength(c, CourseId(course), session)?;
+            Ok(planned.map(|planned| PlannedHomeDose {
+                planned,
+                unit_strength: strength,
+                units: strength.and_then(|s| home_dosing::planned_units(planned, s)),
+            }))
+        })
+        .await
+    }
+
     /// The patient logs the dose taken after a cleared screen; the pre-dose link is then used.
     pub async fn log_home_dose(&self, token: &str, d: NewDoseLog) -> Result<()> {
         let hash = crate::checkins::hash_of(token);
@@ -662,10 +715,15 @@ impl Store {
                 },
             )?;
             finish_link(c, &link, now, "home_dose_log", id)?;
-            // A log that does not reconcile tells the clinician at once.
+            let mut firings = Vec::new();
+            // A dose other than the one planned for this session tells the clinician at once.
+            let (planned, strength) = plan_and_strength(c, screen.course_id, link.session_id.map(|s| s.0))?;
+            let check = home_dosing::check_against_plan(d.units, strength, planned);
+            firings.extend(home_dosing::dose_log_alert(&pre_dose_rules(c)?, check));
+            // So does a log that does not reconcile.
             let (rec, _) = reconciliation_for(c, screen.course_id)?;
             if !rec.is_reconciled() {
-                let firing = AlertFiring {
+                firings.push(AlertFiring {
                     rule: "home_dose_log_unreconciled".into(),
                     severity: AlertSeverity::Warning,
                     message: format!(
@@ -674,8 +732,10 @@ impl Store {
                         rec.issues.len()
                     ),
                     source: "clinical-reference §4.3 [S13] (dose reconciliation); issue 6".into(),
-                };
-                crate::sessions::raise(c, &link_actor(link.id), now, link.site_id, link.patient_id, None, vec![firing])?;
+                });
+            }
+            if !firings.is_empty() {
+                crate::sessions::raise(c, &link_actor(link.id), now, link.site_id, link.patient_id, None, firings)?;
             }
             Ok(())
         })

@@ -479,3 +479,61 @@ async fn a_missed_at_home_check_in_raises_one_alert_when_its_expiry_is_noticed_t
         assert_eq!(count(s, EXPIRED).await, total, "one expiry per link: {:?}", db.kind);
     }
 }
+
+#[tokio::test]
+async fn a_dose_logged_above_the_plan_raises_an_urgent_alert_and_the_page_shows_the_planned_dose() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0); // the previous backend moved it on
+        let s = &db.store;
+        let c = clinic(s, Route::SublingualRacemic, T0.date(), &[]).await;
+        let dr = prescriber(&[c.site]);
+        s.create_session(
+            &dr,
+            c.course,
+            keta_domain::session::NewSession {
+                scheduled_for: T0 + Duration::hours(1),
+                chair_id: None,
+                planned_dose_mg: Some(keta_domain::units::Milligrams(100.0)),
+            },
+        )
+        .await
+        .expect("session");
+        let sink = SmtpSink::start().await;
+        let app = spawn_app_with(s.clone(), |url| smtp_reminders(&sink, url)).await;
+        sign_in(&app, &clock, c.login_as(Role::Administrator)).await;
+        let r = app
+            .put_json("/api/v1/settings/home-pre-dose", &json!({"alcohol_free_hours": 24, "sedative_free_hours": 12}))
+            .await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(app.post_json("/api/v1/checkins/sweep", &json!({})).await.status(), 200);
+        let mails = sink.wait_for(2, WAIT).await;
+        let link = link_in(mail_about(&mails, PATIENT_EMAIL, "safety check")[0], &app);
+        sign_in(&app, &clock, c.login_as(Role::Nurse)).await;
+        assert_eq!(dispense(&app, &c).await.status(), StatusCode::CREATED); // 10 x 100 mg
+
+        assert_eq!(submit(&app, &link, &screen("120", "80")).await.0, 200);
+        let mails = sink.wait_for(3, WAIT).await;
+        let sitter = link_in(mail_about(&mails, SITTER_EMAIL, "confirm")[0], &app);
+        assert_eq!(submit(&app, &sitter, &[("present", "on")]).await.0, 200);
+        let (_, html) = page(&app, &link).await;
+        assert!(
+            html.contains("Your planned dose today is 100 mg: 1 of your 100 mg tablets or troches."),
+            "the patient is told the planned dose before logging: {html}"
+        );
+
+        // Two taken instead of one; the count is honest, so the log reconciles.
+        let (status, html) = submit(&app, &link, &[("action", "log"), ("units", "2"), ("units_left", "8")]).await;
+        assert_eq!(status, 200, "{html}");
+        sign_in(&app, &clock, c.login_as(Role::Prescriber)).await;
+        let alerts = open_alerts(&app, &c).await;
+        let more: Vec<_> = alerts.iter().filter(|a| a["rule"] == "home_dose_more_than_planned").collect();
+        assert_eq!(more.len(), 1, "{alerts:?}");
+        assert_eq!(more[0]["level"], PreDoseRules::builtin().dose_log.more_than_planned.as_str());
+        let msg = more[0]["message"].as_str().unwrap();
+        assert!(msg.contains("200 mg") && msg.contains("100 mg"), "{msg}");
+        assert!(!alerts.iter().any(|a| a["rule"] == "home_dose_log_unreconciled"), "{alerts:?}");
+        let p = programme(&app, &c).await;
+        assert_eq!(p["reconciliation"]["issues"], json!([]), "{p}");
+    }
+}

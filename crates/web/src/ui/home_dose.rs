@@ -12,7 +12,7 @@ use axum::response::Response;
 use keta_domain::patient_links::LinkPurpose;
 use keta_store::StoreError;
 use keta_store::checkins::OpenedLink;
-use keta_store::home::{HomeDoseStatus, NewDoseLog, PreDoseSubmission};
+use keta_store::home::{HomeDoseStatus, NewDoseLog, PlannedHomeDose, PreDoseSubmission};
 
 use super::checkin::{Crisis, css_href};
 use super::page::{Errors, FormData, UiResult, render_status};
@@ -35,6 +35,16 @@ struct PreDosePage {
     /// The sitter's link was issued but could not be sent (no text-message provider, a refused
     /// address): the patient must not wait for a confirmation that cannot come.
     sitter_not_reached: bool,
+    /// The dose planned for this session, in words, when the clinic planned one.
+    planned: Option<String>,
+}
+
+/// "Your planned dose today is 200 mg: 2 of your 100 mg tablets or troches."
+fn planned_sentence(p: &PlannedHomeDose) -> String {
+    match (p.units, p.unit_strength) {
+        (Some(n), Some(s)) => format!("Your planned dose today is {}: {n} of your {s} tablets or troches.", p.planned),
+        _ => format!("Your planned dose today is {}.", p.planned),
+    }
 }
 
 #[derive(Template)]
@@ -63,6 +73,7 @@ async fn pre_dose_page(
 ) -> UiResult<PreDosePage> {
     let status = st.store.home_dose_status(o.link.id).await?;
     let questions = st.store.pre_dose_rules().await?.questions().ok();
+    let planned = st.store.planned_home_dose(o.link.id).await?.as_ref().map(planned_sentence);
     Ok(PreDosePage {
         css: css_href(),
         token: token.to_string(),
@@ -75,6 +86,7 @@ async fn pre_dose_page(
         open_until: super::checkin::when(&o.site, o.link.expires_at),
         sitter_sent,
         sitter_not_reached: false,
+        planned,
     })
 }
 
@@ -242,4 +254,19 @@ pub async fn post_page(st: &AppState, o: OpenedLink, token: &str, form: FormData
     }
     let page = pre_dose_page(st, &o, token, form, errors, sitter_sent).await?;
     Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page))
+}
+
+#[cfg(test)]
+mod tests {
+    use keta_domain::units::Milligrams;
+
+    use super::*;
+
+    #[test]
+    fn the_planned_dose_is_told_in_units_when_they_divide_it() {
+        let p = PlannedHomeDose { planned: Milligrams(200.0), unit_strength: Some(Milligrams(100.0)), units: Some(2) };
+        assert_eq!(planned_sentence(&p), "Your planned dose today is 200 mg: 2 of your 100 mg tablets or troches.");
+        let p = PlannedHomeDose { planned: Milligrams(150.0), unit_strength: Some(Milligrams(100.0)), units: None };
+        assert_eq!(planned_sentence(&p), "Your planned dose today is 150 mg.");
+    }
 }
