@@ -81,6 +81,9 @@ pub struct CheckInSchedule {
     /// Routes whose courses use this schedule by default.
     pub routes: Vec<Route>,
     pub source: SourceRef,
+    /// The hour (0-23, on the site's clock) at which `every` items open on their day, so a
+    /// weekly reminder arrives at a sensible local time wherever the clinic is.
+    pub periodic_opens_local_hour: u8,
     pub items: Vec<CheckInItem>,
 }
 
@@ -95,6 +98,11 @@ impl CheckInSchedule {
     fn check_into(&self, v: &mut Validator, at: &str) {
         v.check(!self.id.trim().is_empty(), &format!("{at}.id"), "must not be empty");
         v.check(!self.source.section.trim().is_empty(), &format!("{at}.source"), "name the source section");
+        v.check(
+            self.periodic_opens_local_hour <= 23,
+            &format!("{at}.periodic_opens_local_hour"),
+            "must be an hour of the day, 0 to 23",
+        );
         let mut ids = HashSet::new();
         for (i, item) in self.items.iter().enumerate() {
             let f = format!("{at}.items[{i}]");
@@ -291,7 +299,9 @@ impl DueCheckIn {
 }
 
 /// Every occurrence of the schedule for a course, ordered by opening time (then key).
-/// Sessions may be in any order; duplicates are ignored.
+/// Sessions may be in any order; duplicates are ignored. `course_start` is the course's start
+/// date at the schedule's `periodic_opens_local_hour` on the site's clock (the caller knows the
+/// site's time zone): periodic items open at that time of day.
 pub fn plan_checkins(
     schedule: &CheckInSchedule,
     course_start: OffsetDateTime,
@@ -426,6 +436,7 @@ mod tests {
             name: "t".into(),
             routes: vec![],
             source: SourceRef { section: "test".into(), tags: vec![], note: None },
+            periodic_opens_local_hour: 9,
             items,
         }
     }

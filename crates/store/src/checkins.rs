@@ -25,7 +25,7 @@ use keta_domain::session::SessionState;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use time::{Duration, OffsetDateTime, Time};
+use time::{Duration, OffsetDateTime};
 
 use crate::audit::{self, Action, Entry};
 use crate::conn::{Conn, Row};
@@ -290,8 +290,10 @@ fn events_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<LinkEvent>> {
 // ---------------------------------------------------------------------------------------------
 // Schedules
 
-fn course_start(c: &Course) -> OffsetDateTime {
-    c.start_date.with_time(Time::MIDNIGHT).assume_utc()
+/// The course's start date at the schedule's local hour on the site's clock: periodic
+/// check-ins open at that time of day, wherever the clinic is.
+fn course_start(c: &Course, schedule: &CheckInSchedule, zone: &jiff::tz::TimeZone) -> OffsetDateTime {
+    crate::site_time::at_local(zone, c.start_date, schedule.periodic_opens_local_hour, 0)
 }
 
 /// A course's latest schedule change: what, who and when (the reason is in `change`).
@@ -1377,10 +1379,11 @@ fn issue_due(c: &mut dyn Conn, patient: PatientId, now: OffsetDateTime) -> Resul
             audit_link(c, &actor, now, link, Action::Update, &["expired_at"])?;
         }
     }
+    let zone = crate::site_time::zone(&crate::sites::get_site(c, p.site_id)?.time_zone);
     for course in courses.iter().filter(|x| x.status != CourseStatus::Stopped) {
         let Some(schedule) = schedule_for(c, course)? else { continue };
         let times = schedule_session_times(&sessions, course.id);
-        for due in checkins::due_checkins(&schedule, course_start(course), &times, now) {
+        for due in checkins::due_checkins(&schedule, course_start(course, &schedule, &zone), &times, now) {
             let session_id = session_for_item(&sessions, course.id, due.session_at);
             // Keyed by the session itself, not its position in the course, so a stopped or added
             // session never makes a later one match an earlier link.

@@ -31,6 +31,7 @@ pub mod patients;
 pub mod questionnaires;
 pub mod rules;
 pub mod sessions;
+pub mod site_time;
 pub mod sites;
 
 use std::sync::Arc;

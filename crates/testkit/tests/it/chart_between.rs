@@ -168,7 +168,10 @@ async fn a_prescriber_stops_the_weekly_gad7_from_the_chart_and_the_sweep_no_long
         assert_eq!(app.login(login(Role::Nurse), clock.now()).await.status(), 200);
         let html = app.get(&chart).await.text().await.unwrap();
         assert!(html.contains("Check-in schedule: "), "the schedule is on the chart");
-        assert!(html.contains("every 7 days, open 72 h, until 56 days after the last session"), "timing in words");
+        assert!(
+            html.contains("every 7 days at 09:00, open 72 h, until 56 days after the last session"),
+            "timing in words"
+        );
         assert!(!html.contains(&action) && html.contains("A prescriber changes the schedule"), "read-only");
         let (status, _) = post_pairs(&app, &action, &schedule_form(&csrf_of(&html), "gad7_weekly", "Nurse")).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{:?}", db.kind);
@@ -208,9 +211,16 @@ async fn a_prescriber_stops_the_weekly_gad7_from_the_chart_and_the_sweep_no_long
         let ids = schedule_item_ids(&app, c.id.0).await;
         assert!(!ids.contains(&"gad7_weekly".to_string()) && ids.contains(&"phq9_weekly".to_string()), "{ids:?}");
 
-        // A week on, the sweep sends the weekly PHQ-9 but no GAD-7 for this course.
+        // A week on, at 08:00 in Chicago, nothing weekly is due yet: it opens at the schedule's
+        // local hour (09:00 on the site's clock, 15:00 UTC in November).
         clock.advance(time::Duration::days(7));
         let report = s.sweep_checkins().await.unwrap();
+        assert!(!report.issued.iter().any(|i| i.link.course_id == Some(c.id)), "{:?}", db.kind);
+        // An hour later the sweep sends the weekly PHQ-9, opening at 09:00 local, but no GAD-7.
+        clock.advance(time::Duration::hours(1));
+        let report = s.sweep_checkins().await.unwrap();
+        let weekly = report.issued.iter().find(|i| i.link.course_id == Some(c.id)).expect("the weekly PHQ-9");
+        assert_eq!(weekly.link.opens_at, T0.date().with_hms(15, 0, 0).unwrap().assume_utc() + time::Duration::days(7));
         let forms: Vec<&str> =
             report.issued.iter().filter(|i| i.link.course_id == Some(c.id)).map(|i| i.link.form.as_str()).collect();
         assert!(forms.contains(&"phq9"), "the sweep ran for the course: {forms:?}");

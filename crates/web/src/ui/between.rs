@@ -785,9 +785,10 @@ fn hours(h: u32) -> String {
     if h >= 96 && h.is_multiple_of(24) { days(i64::from(h / 24)) } else { format!("{h} h") }
 }
 
-/// When a check-in item is sent, in words: "24 h before each session", "every 7 days, open
-/// 72 h, until 56 days after the last session".
-pub(crate) fn timing_words(item: &CheckInItem) -> String {
+/// When a check-in item is sent, in words: "24 h before each session", "every 7 days at 09:00,
+/// open 72 h, until 56 days after the last session" (periodic items open at `local_hour` on the
+/// site's clock).
+pub(crate) fn timing_words(item: &CheckInItem, local_hour: u8) -> String {
     let mut out = match item.timing {
         Timing::BeforeEachSession { opens_hours_before } => {
             format!("{} before each session", hours(opens_hours_before))
@@ -798,8 +799,10 @@ pub(crate) fn timing_words(item: &CheckInItem) -> String {
         Timing::AroundEachSession { opens_hours_before, closes_hours_after } => {
             format!("from {} before to {} after each session", hours(opens_hours_before), hours(closes_hours_after))
         }
-        Timing::Every { days: 1, open_hours } => format!("every day, open {}", hours(open_hours)),
-        Timing::Every { days: n, open_hours } => format!("every {}, open {}", days(i64::from(n)), hours(open_hours)),
+        Timing::Every { days: 1, open_hours } => format!("every day at {local_hour:02}:00, open {}", hours(open_hours)),
+        Timing::Every { days: n, open_hours } => {
+            format!("every {} at {local_hour:02}:00, open {}", days(i64::from(n)), hours(open_hours))
+        }
     };
     if let Some(d) = item.follow_up_days_after_last_session {
         out.push_str(&format!(", until {} after the last session", days(i64::from(d))));
@@ -909,7 +912,7 @@ pub(crate) fn schedule_view(
             ScheduleRow {
                 id: template.id.clone(),
                 form: form_label(&template.form),
-                timing: timing_words(shown),
+                timing: timing_words(shown, current.periodic_opens_local_hour),
                 current: now.is_some(),
                 send: form.as_ref().map_or(now.is_some(), |f| f.has_value("send", &template.id)),
                 interval: match shown.timing {
@@ -1339,23 +1342,26 @@ mod tests {
 
     #[test]
     fn schedule_timings_read_as_words() {
-        assert_eq!(timing_words(item("phq9_before_session")), "24 h before each session");
-        assert_eq!(timing_words(item("after_session")), "24 h after each session, open 24 h");
-        assert_eq!(timing_words(item("gad7_weekly")), "every 7 days, open 72 h, until 56 days after the last session");
+        assert_eq!(timing_words(item("phq9_before_session"), 9), "24 h before each session");
+        assert_eq!(timing_words(item("after_session"), 9), "24 h after each session, open 24 h");
         assert_eq!(
-            timing_words(item("urinary_monthly")),
-            "every 30 days, open 7 days, until 90 days after the last session"
+            timing_words(item("gad7_weekly"), 9),
+            "every 7 days at 09:00, open 72 h, until 56 days after the last session"
+        );
+        assert_eq!(
+            timing_words(item("urinary_monthly"), 18),
+            "every 30 days at 18:00, open 7 days, until 90 days after the last session"
         );
         let home = checkins::schedule_for_route(keta_domain::course::Route::OralRacemic).unwrap();
         let screen = home.items.iter().find(|i| i.id == "pre_dose_screen").unwrap();
-        assert_eq!(timing_words(screen), "from 2 h before to 4 h after each session");
+        assert_eq!(timing_words(screen, 9), "from 2 h before to 4 h after each session");
         let daily = CheckInItem {
             timing: Timing::Every { days: 1, open_hours: 12 },
             follow_up_days_after_last_session: None,
             for_days: Some(1),
             ..item("gad7_weekly").clone()
         };
-        assert_eq!(timing_words(&daily), "every day, open 12 h, within 1 day of the course start");
+        assert_eq!(timing_words(&daily, 7), "every day at 07:00, open 12 h, within 1 day of the course start");
     }
 
     #[test]

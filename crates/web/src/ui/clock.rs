@@ -20,13 +20,9 @@ impl SiteClock {
     }
 
     pub fn named(zone: &str) -> Self {
-        match jiff::tz::TimeZone::get(zone) {
-            Ok(tz) => Self { tz, zone: zone.to_string() },
-            Err(e) => {
-                tracing::warn!(zone, error = %e, "unknown time zone; showing UTC");
-                Self::utc()
-            }
-        }
+        let tz = keta_store::site_time::zone(zone);
+        let zone = if tz == jiff::tz::TimeZone::UTC && zone != "UTC" { "UTC".into() } else { zone.to_string() };
+        Self { tz, zone }
     }
 
     pub fn utc() -> Self {
@@ -51,23 +47,7 @@ impl SiteClock {
     /// The UTC instant of a local wall-clock time (the earlier one in a DST overlap,
     /// the later side of a gap).
     pub fn at_local(&self, date: Date, hour: u8, minute: u8) -> OffsetDateTime {
-        let civil = jiff::civil::DateTime::new(
-            date.year() as i16,
-            date.month() as i8,
-            date.day() as i8,
-            hour as i8,
-            minute as i8,
-            0,
-            0,
-        );
-        let secs = civil
-            .ok()
-            .and_then(|dt| dt.to_zoned_datetime(self.tz.clone()).ok())
-            .map(|z| z.timestamp().as_second())
-            .unwrap_or_else(|| {
-                date.midnight().assume_utc().unix_timestamp() + i64::from(hour) * 3600 + i64::from(minute) * 60
-            });
-        OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        keta_store::site_time::at_local(&self.tz, date, hour, minute)
     }
 
     /// `[start, end)` of a local day, in UTC.

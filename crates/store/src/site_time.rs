@@ -1,0 +1,58 @@
+//! Sites keep their own wall clocks: times are stored in UTC, and a site's local times are
+//! found through its IANA zone name (the system's tz database, with a bundled copy as
+//! fallback). The web pages show times with this; the check-in sweep opens periodic
+//! check-ins at a local hour with it.
+
+use time::{Date, OffsetDateTime};
+
+/// The zone named `name`; UTC (with a warning in the log) when the name is unknown.
+pub fn zone(name: &str) -> jiff::tz::TimeZone {
+    jiff::tz::TimeZone::get(name).unwrap_or_else(|e| {
+        tracing::warn!(zone = name, error = %e, "unknown time zone; using UTC");
+        jiff::tz::TimeZone::UTC
+    })
+}
+
+/// The UTC instant of a local wall-clock time in `tz` (the earlier one in a DST overlap, the
+/// later side of a gap).
+pub fn at_local(tz: &jiff::tz::TimeZone, date: Date, hour: u8, minute: u8) -> OffsetDateTime {
+    let civil = jiff::civil::DateTime::new(
+        date.year() as i16,
+        date.month() as i8,
+        date.day() as i8,
+        hour as i8,
+        minute as i8,
+        0,
+        0,
+    );
+    let secs = civil
+        .ok()
+        .and_then(|dt| dt.to_zoned_datetime(tz.clone()).ok())
+        .map(|z| z.timestamp().as_second())
+        .unwrap_or_else(|| {
+            date.midnight().assume_utc().unix_timestamp() + i64::from(hour) * 3600 + i64::from(minute) * 60
+        });
+    OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::{date, datetime};
+
+    use super::*;
+
+    #[test]
+    fn local_hours_follow_the_zone_and_its_daylight_saving() {
+        let chicago = zone("America/Chicago");
+        // CST is UTC-6 in winter, CDT UTC-5 in summer.
+        assert_eq!(at_local(&chicago, date!(2026 - 01 - 15), 9, 0), datetime!(2026-01-15 15:00 UTC));
+        assert_eq!(at_local(&chicago, date!(2026 - 07 - 15), 9, 0), datetime!(2026-07-15 14:00 UTC));
+        let tokyo = zone("Asia/Tokyo");
+        assert_eq!(at_local(&tokyo, date!(2026 - 07 - 15), 9, 30), datetime!(2026-07-15 00:30 UTC));
+    }
+
+    #[test]
+    fn an_unknown_zone_is_utc() {
+        assert_eq!(at_local(&zone("Mars/Olympus"), date!(2026 - 01 - 15), 9, 0), datetime!(2026-01-15 09:00 UTC));
+    }
+}
