@@ -76,12 +76,21 @@ pub struct PreDoseRules {
     pub fasting: FastingRule,
     pub alcohol: SubstanceRule,
     pub sedatives: SubstanceRule,
-    pub sitter: SourcedRule,
+    pub sitter: SitterRule,
     pub driving: SourcedRule,
     /// Refuse while the patient has an open urgent alert (e.g. a positive safety answer).
     pub open_urgent_alert: SourcedRule,
     /// A logged dose that differs from the dose planned for that session.
     pub dose_log: DoseLogRule,
+}
+
+/// A sitter present, named and confirmed by their own link; when that link cannot be sent the
+/// patient is told not to dose, and the clinic gets an alert of `not_reached` severity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SitterRule {
+    pub not_reached: AlertSeverity,
+    pub source: SourceRef,
 }
 
 /// How a logged home dose that differs from the plan reaches the clinician (§4.3: misuse and

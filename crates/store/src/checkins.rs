@@ -1113,6 +1113,19 @@ impl Store {
         self.write(move |c| {
             let link = get_link(c, link_id)?;
             event(c, link_id, if ok { "reminder_sent" } else { "reminder_failed" }, now, Some(&detail))?;
+            if !ok && link.purpose == LinkPurpose::Sitter {
+                // The patient's page tells them not to dose; the clinic must hear it too.
+                let firing = crate::home::sitter_not_reached_alert(c, &detail)?;
+                crate::sessions::raise(
+                    c,
+                    &link_actor(link.id),
+                    now,
+                    link.site_id,
+                    link.patient_id,
+                    None,
+                    vec![firing],
+                )?;
+            }
             audit::record(
                 c,
                 &Actor::system(),

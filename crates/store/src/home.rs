@@ -225,6 +225,9 @@ pub enum HomeDoseStatus {
     NotAnswered,
     AwaitingSitter {
         sitter_name: String,
+        /// How the sitter's link went out: `Some(true)` sent, `Some(false)` it could not be
+        /// sent (the patient must not wait for a confirmation that cannot come), `None` not yet.
+        sitter_reached: Option<bool>,
     },
     Cleared,
     Refused {
@@ -232,6 +235,32 @@ pub enum HomeDoseStatus {
     },
     /// The dose is logged; nothing more to do.
     Logged,
+}
+
+/// The alert when a sitter's confirmation link could not be sent: the patient is told not to
+/// take the dose unless the clinic says it is safe, so the clinic must call them.
+pub(crate) fn sitter_not_reached_alert(c: &mut dyn Conn, detail: &str) -> Result<AlertFiring> {
+    let rule = pre_dose_rules(c)?.sitter;
+    Ok(AlertFiring {
+        rule: "home_sitter_not_reached".into(),
+        severity: rule.not_reached,
+        message: format!(
+            "The sitter's confirmation link for an at-home dose could not be sent ({detail}). The patient was told not to take the dose unless the clinic says it is safe: call them."
+        ),
+        source: rule.source.to_string(),
+    })
+}
+
+/// How the newest reminder of the sitter's link for a pre-dose link went, if one was tried.
+fn sitter_delivery(c: &mut dyn Conn, pre_dose_link: i64) -> Result<Option<bool>> {
+    c.query_opt(
+        "SELECT e.event FROM checkin_events e JOIN checkin_links l ON l.id = e.link_id
+         WHERE l.parent_link_id = $1 AND l.purpose = 'sitter' AND e.event IN ('reminder_sent', 'reminder_failed')
+         ORDER BY e.at DESC, e.id DESC LIMIT 1",
+        params![pre_dose_link],
+    )?
+    .map(|r| Ok(r.text(0)? == "reminder_sent"))
+    .transpose()
 }
 
 /// After submitting the screen: its status and, when a sitter must confirm, their new link.
@@ -581,7 +610,7 @@ impl Store {
             c.execute("UPDATE pre_dose_screens SET sitter_link_id = $1 WHERE id = $2", params![sitter.id, id])?;
             event(c, link.id, "screen_awaiting_sitter", now, None)?;
             Ok(PreDoseResult {
-                status: HomeDoseStatus::AwaitingSitter { sitter_name: name.to_string() },
+                status: HomeDoseStatus::AwaitingSitter { sitter_name: name.to_string(), sitter_reached: None },
                 sitter_link: Some(IssuedLink { link: sitter, token, email, phone }),
             })
         })
@@ -651,7 +680,10 @@ impl Store {
                 Some(s) => match s.outcome.as_str() {
                     "cleared" => HomeDoseStatus::Cleared,
                     "refused" => HomeDoseStatus::Refused { reasons: s.refusals },
-                    _ => HomeDoseStatus::AwaitingSitter { sitter_name: s.sitter_name },
+                    _ => HomeDoseStatus::AwaitingSitter {
+                        sitter_name: s.sitter_name,
+                        sitter_reached: sitter_delivery(c, link)?,
+                    },
                 },
             })
         })

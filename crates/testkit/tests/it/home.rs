@@ -328,6 +328,19 @@ async fn a_sitter_link_that_cannot_be_sent_tells_the_patient_to_contact_the_clin
         let sitter = o.links.iter().find(|l| l.form == "sitter_confirmation").expect("sitter link issued");
         assert!(events_of(&o, sitter.id).contains(&"reminder_failed".to_string()), "{:?}", o.events);
         assert_eq!(sink.messages().len(), 2);
+
+        // Coming back to the page ("Check again") still says so: it is read from the link.
+        let (status, html) = page(&app, &link).await;
+        assert_eq!(status, 200);
+        assert!(html.contains("We could not send Sam their link"), "{html}");
+        assert!(!html.contains("You can take your dose now"), "{html}");
+        // And the clinic is told to call the patient.
+        sign_in(&app, &clock, c.login_as(Role::Prescriber)).await;
+        let alerts = open_alerts(&app, &c).await;
+        let not_reached: Vec<_> = alerts.iter().filter(|a| a["rule"] == "home_sitter_not_reached").collect();
+        assert_eq!(not_reached.len(), 1, "{alerts:?}");
+        assert_eq!(not_reached[0]["level"], PreDoseRules::builtin().sitter.not_reached.as_str());
+        assert!(not_reached[0]["message"].as_str().unwrap().contains("call them"), "{not_reached:?}");
     }
 }
 

@@ -31,10 +31,6 @@ struct PreDosePage {
     errors: Errors,
     crisis: Crisis,
     open_until: String,
-    sitter_sent: bool,
-    /// The sitter's link was issued but could not be sent (no text-message provider, a refused
-    /// address): the patient must not wait for a confirmation that cannot come.
-    sitter_not_reached: bool,
     /// The dose planned for this session, in words, when the clinic planned one.
     planned: Option<String>,
 }
@@ -69,7 +65,6 @@ async fn pre_dose_page(
     token: &str,
     form: FormData,
     errors: Errors,
-    sitter_sent: bool,
 ) -> UiResult<PreDosePage> {
     let status = st.store.home_dose_status(o.link.id).await?;
     let questions = st.store.pre_dose_rules().await?.questions().ok();
@@ -84,8 +79,6 @@ async fn pre_dose_page(
         errors,
         crisis: Crisis::of(&o.site),
         open_until: super::checkin::when(&o.site, o.link.expires_at),
-        sitter_sent,
-        sitter_not_reached: false,
         planned,
     })
 }
@@ -108,7 +101,7 @@ pub async fn get_page(st: &AppState, o: OpenedLink, token: &str) -> UiResult<Res
             },
         )),
         _ => {
-            let page = pre_dose_page(st, &o, token, FormData::empty(), Errors::new(), false).await?;
+            let page = pre_dose_page(st, &o, token, FormData::empty(), Errors::new()).await?;
             Ok(render_status(StatusCode::OK, &page))
         }
     }
@@ -164,8 +157,6 @@ pub async fn post_page(st: &AppState, o: OpenedLink, token: &str, form: FormData
     }
 
     let mut errors = Errors::new();
-    let mut sitter_sent = false;
-    let mut sitter_not_reached = false;
     if form.get("action") == "log" {
         let units = form.integer("units", &mut errors);
         let left = form.integer("units_left", &mut errors);
@@ -183,7 +174,7 @@ pub async fn post_page(st: &AppState, o: OpenedLink, token: &str, form: FormData
             match st.store.log_home_dose(token, d).await {
                 Ok(()) => {
                     super::live::publish(Some(o.link.site_id));
-                    let page = pre_dose_page(st, &o, token, FormData::empty(), Errors::new(), false).await?;
+                    let page = pre_dose_page(st, &o, token, FormData::empty(), Errors::new()).await?;
                     return Ok(render_status(StatusCode::OK, &page));
                 }
                 Err(e) => errors.absorb(e)?,
@@ -217,8 +208,10 @@ pub async fn post_page(st: &AppState, o: OpenedLink, token: &str, form: FormData
             match st.store.submit_pre_dose(token, sub).await {
                 Ok(res) => {
                     super::live::publish(Some(o.link.site_id));
+                    // Whether the sitter's link went out is recorded on it, so the page says so
+                    // now and every time the patient checks again.
                     if let Some(sitter) = res.sitter_link {
-                        sitter_sent = crate::reminders::deliver(
+                        crate::reminders::deliver(
                             &st.store,
                             &st.reminders,
                             &sitter,
@@ -226,16 +219,12 @@ pub async fn post_page(st: &AppState, o: OpenedLink, token: &str, form: FormData
                             sitter.phone.as_deref(),
                         )
                         .await;
-                        sitter_not_reached = !sitter_sent;
                     }
+                    let mut page = pre_dose_page(st, &o, token, FormData::empty(), Errors::new()).await?;
                     // A refused screen closes the link: show its reasons on this page.
                     if let HomeDoseStatus::Refused { .. } = res.status {
-                        let mut page = pre_dose_page(st, &o, token, FormData::empty(), Errors::new(), false).await?;
                         page.status = res.status;
-                        return Ok(render_status(StatusCode::OK, &page));
                     }
-                    let mut page = pre_dose_page(st, &o, token, FormData::empty(), Errors::new(), sitter_sent).await?;
-                    page.sitter_not_reached = sitter_not_reached;
                     return Ok(render_status(StatusCode::OK, &page));
                 }
                 Err(StoreError::Domain(keta_domain::DomainError::Invalid(errs))) => {
@@ -252,7 +241,7 @@ pub async fn post_page(st: &AppState, o: OpenedLink, token: &str, form: FormData
             }
         }
     }
-    let page = pre_dose_page(st, &o, token, form, errors, sitter_sent).await?;
+    let page = pre_dose_page(st, &o, token, form, errors).await?;
     Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page))
 }
 
