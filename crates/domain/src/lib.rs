@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod alerts;
+pub mod between_alerts;
 pub mod checkins;
 pub mod course;
 pub mod dosing;

@@ -12,6 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keta_domain::DomainError;
 use keta_domain::access::Permission;
 use keta_domain::alerts::{AlertFiring, AlertSeverity};
+use keta_domain::between_alerts::BetweenSessionAlerts;
 use keta_domain::checkins::{self, CheckInSchedule, FormKind, ScheduleOverride};
 use keta_domain::course::{Course, CourseStatus};
 use keta_domain::ids::{CourseId, PatientId, SessionId, SiteId};
@@ -476,13 +477,8 @@ pub(crate) fn relapse_check(
     if flag.relapse_at != r.completed_at {
         return Ok(()); // Reported when that score came in.
     }
-    let rule = format!("relapse_watch_{}", r.instrument);
-    let firing = AlertFiring {
-        rule,
-        severity: AlertSeverity::Warning,
-        message: flag.message,
-        source: "clinical-reference §2.1 [S12]; relapse threshold: clinic setting (default: loss of response)".into(),
-    };
+    let firing =
+        BetweenSessionAlerts::builtin().relapse_watch.fire(format!("relapse_watch_{}", r.instrument), flag.message);
     crate::sessions::raise(c, actor, now, p.site_id, p.id, None, vec![firing])?;
     Ok(())
 }
@@ -850,15 +846,13 @@ fn mark_expired(c: &mut dyn Conn, link: &LinkRecord, now: OffsetDateTime) -> Res
             .and_then(|r| keta_domain::course::Route::parse(&r))
             .is_some_and(keta_domain::course::Route::is_home);
         if at_home {
-            let firing = AlertFiring {
-                rule: "home_checkin_missed".into(),
-                severity: AlertSeverity::Warning,
-                message: format!(
+            let firing = BetweenSessionAlerts::builtin().home_checkin_missed.fire(
+                "home_checkin_missed",
+                format!(
                     "At-home programme: the patient did not complete the {} check-in ({}) before it closed.",
                     link.form, link.item_key
                 ),
-                source: "issue 6 (at-home programme); clinical-reference §4.3 [S13]".into(),
-            };
+            );
             crate::sessions::raise(c, &Actor::system(), now, link.site_id, link.patient_id, None, vec![firing])?;
         }
     }

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use keta_domain::DomainError;
 use keta_domain::access::Permission;
 use keta_domain::alerts::{AlertFiring, AlertSeverity};
+use keta_domain::between_alerts::BetweenSessionAlerts;
 use keta_domain::home_dosing::{self, Dispense, DoseLog, PreDoseAnswers, PreDoseRules, Reconciliation, ScreenOutcome};
 use keta_domain::ids::{CourseId, PatientId};
 use keta_domain::patient::Patient;
@@ -285,12 +286,9 @@ fn contact_kind(s: &str) -> Option<(Option<String>, Option<String>)> {
 }
 
 fn refusal_alert(c: &mut dyn Conn, link: &LinkRecord, now: OffsetDateTime, reasons: &[String]) -> Result<()> {
-    let firing = AlertFiring {
-        rule: "home_pre_dose_refused".into(),
-        severity: AlertSeverity::Warning,
-        message: format!("At-home pre-dose screen refused the dose: {}", reasons.join(" ")),
-        source: "data/rules/home-pre-dose-screen.toml (clinical-reference §4.1, §2.3, §4.3); issue 6".into(),
-    };
+    let firing = BetweenSessionAlerts::builtin()
+        .home_pre_dose_refused
+        .fire("home_pre_dose_refused", format!("At-home pre-dose screen refused the dose: {}", reasons.join(" ")));
     crate::sessions::raise(c, &link_actor(link.id), now, link.site_id, link.patient_id, None, vec![firing])?;
     Ok(())
 }
@@ -755,16 +753,14 @@ impl Store {
             // So does a log that does not reconcile.
             let (rec, _) = reconciliation_for(c, screen.course_id)?;
             if !rec.is_reconciled() {
-                firings.push(AlertFiring {
-                    rule: "home_dose_log_unreconciled".into(),
-                    severity: AlertSeverity::Warning,
-                    message: format!(
+                firings.push(BetweenSessionAlerts::builtin().home_dose_log_unreconciled.fire(
+                    "home_dose_log_unreconciled",
+                    format!(
                         "At-home dose log does not reconcile with what was dispensed: expected {} unit(s) on hand, {} issue(s).",
                         rec.expected_on_hand_units,
                         rec.issues.len()
                     ),
-                    source: "clinical-reference §4.3 [S13] (dose reconciliation); issue 6".into(),
-                });
+                ));
             }
             if !firings.is_empty() {
                 crate::sessions::raise(c, &link_actor(link.id), now, link.site_id, link.patient_id, None, firings)?;
