@@ -6,12 +6,14 @@
 //! sees who was not reached; a failed send can be repeated from the chart, which issues a new
 //! token (the old one stops working).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use keta_domain::ids::SiteId;
 use keta_notify::{Delivery, LogMailer, LogTextSender, Message};
 use keta_store::Store;
-use keta_store::checkins::IssuedLink;
+use keta_store::checkins::{IssuedLink, SiteForPatients};
 
 /// How reminders leave Keta, and the address links point at.
 #[derive(Clone)]
@@ -94,17 +96,27 @@ pub async fn deliver(
     to_email: Option<&str>,
     to_phone: Option<&str>,
 ) -> bool {
-    let (clinic, until) = match store.link_site_for_patients(issued.link.site_id).await {
-        Ok(s) => {
-            let until = crate::ui::checkin::when(&s, issued.link.expires_at);
-            (s.site_name, until)
-        }
+    match store.link_site_for_patients(issued.link.site_id).await {
+        Ok(site) => send(store, r, issued, &site, to_email, to_phone).await,
         Err(e) => {
             tracing::error!(error = %e, "reading the site for a reminder");
-            return false;
+            false
         }
-    };
-    let (subject, body) = compose(r, issued, &clinic, &until);
+    }
+}
+
+/// [`deliver`] with the link's site already read.
+async fn send(
+    store: &Store,
+    r: &Reminders,
+    issued: &IssuedLink,
+    site: &SiteForPatients,
+    to_email: Option<&str>,
+    to_phone: Option<&str>,
+) -> bool {
+    let clinic = site.site_name.as_str();
+    let until = crate::ui::checkin::when(site, issued.link.expires_at);
+    let (subject, body) = compose(r, issued, clinic, &until);
     let outcome = match (to_email, to_phone) {
         (Some(to), _) => match Message::new(to, subject, body) {
             Ok(m) => r.delivery.send_mail(&m).await.map(|rc| format!("e-mail via {}", rc.channel)),
@@ -144,8 +156,23 @@ pub struct SweepSummary {
 pub async fn sweep_and_send(store: &Store, r: &Reminders) -> keta_store::Result<SweepSummary> {
     let report = store.sweep_checkins().await?;
     let mut sent = 0;
+    // Each site is read once per sweep, not once per reminder.
+    let mut sites: HashMap<SiteId, SiteForPatients> = HashMap::new();
     for issued in &report.issued {
-        if deliver(store, r, issued, issued.email.as_deref(), issued.phone.as_deref()).await {
+        let site_id = issued.link.site_id;
+        if !sites.contains_key(&site_id) {
+            match store.link_site_for_patients(site_id).await {
+                Ok(site) => {
+                    sites.insert(site_id, site);
+                }
+                Err(e) => {
+                    // The link stays unsent; the next sweep sends it.
+                    tracing::error!(error = %e, site = site_id.0, "reading the site for a reminder");
+                    continue;
+                }
+            }
+        }
+        if send(store, r, issued, &sites[&site_id], issued.email.as_deref(), issued.phone.as_deref()).await {
             sent += 1;
         }
     }
