@@ -229,21 +229,11 @@ async fn a_dose_log_that_does_not_reconcile_holds_the_supply() {
         let c = clinic(s, Route::SublingualRacemic, T0.date(), &[T0 + Duration::hours(1)]).await;
         let sink = SmtpSink::start().await;
         let app = spawn_app_with(s.clone(), |url| smtp_reminders(&sink, url)).await;
-        sign_in(&app, &clock, c.login_as(Role::Administrator)).await;
-        let r = app
-            .put_json("/api/v1/settings/home-pre-dose", &json!({"alcohol_free_hours": 24, "sedative_free_hours": 12}))
-            .await;
-        assert_eq!(r.status(), 200);
-        assert_eq!(app.post_json("/api/v1/checkins/sweep", &json!({})).await.status(), 200);
-        let mails = sink.wait_for(2, WAIT).await;
+        let mails = set_up_and_sweep(&app, &clock, &c, &sink).await;
         let link = link_in(mail_about(&mails, PATIENT_EMAIL, "safety check")[0], &app);
         sign_in(&app, &clock, c.login_as(Role::Nurse)).await;
         assert_eq!(dispense(&app, &c).await.status(), StatusCode::CREATED);
-
-        assert_eq!(submit(&app, &link, &screen("120", "80")).await.0, 200);
-        let mails = sink.wait_for(3, WAIT).await;
-        let sitter = link_in(mail_about(&mails, SITTER_EMAIL, "confirm")[0], &app);
-        assert_eq!(submit(&app, &sitter, &[("present", "on")]).await.0, 200);
+        screen_and_sitter_confirms(&app, &sink, &link).await;
         // One taken but only 5 left of 10: 4 unaccounted for.
         let (status, html) = submit(&app, &link, &[("action", "log"), ("units", "1"), ("units_left", "5")]).await;
         assert_eq!(status, 200, "{html}");
@@ -346,6 +336,14 @@ async fn a_sitter_link_that_cannot_be_sent_tells_the_patient_to_contact_the_clin
 
 // ---------------------------------------------------------------------------------------------
 // Regression tests for the review of issue 6.
+
+/// A screen that passes at `link`, then the sitter confirms from the link they were sent.
+async fn screen_and_sitter_confirms(app: &TestApp, sink: &SmtpSink, link: &str) {
+    assert_eq!(submit(app, link, &screen("120", "80")).await.0, 200);
+    let mails = sink.wait_for(3, WAIT).await;
+    let sitter = link_in(mail_about(&mails, SITTER_EMAIL, "confirm")[0], app);
+    assert_eq!(submit(app, &sitter, &[("present", "on")]).await.0, 200);
+}
 
 /// Sets the clinic's alcohol- and sedative-free intervals, sweeps, and returns the reminders
 /// (the pre-dose screen and the PHQ-9 before the dose).
@@ -514,21 +512,11 @@ async fn a_dose_logged_above_the_plan_raises_an_urgent_alert_and_the_page_shows_
         .expect("session");
         let sink = SmtpSink::start().await;
         let app = spawn_app_with(s.clone(), |url| smtp_reminders(&sink, url)).await;
-        sign_in(&app, &clock, c.login_as(Role::Administrator)).await;
-        let r = app
-            .put_json("/api/v1/settings/home-pre-dose", &json!({"alcohol_free_hours": 24, "sedative_free_hours": 12}))
-            .await;
-        assert_eq!(r.status(), 200);
-        assert_eq!(app.post_json("/api/v1/checkins/sweep", &json!({})).await.status(), 200);
-        let mails = sink.wait_for(2, WAIT).await;
+        let mails = set_up_and_sweep(&app, &clock, &c, &sink).await;
         let link = link_in(mail_about(&mails, PATIENT_EMAIL, "safety check")[0], &app);
         sign_in(&app, &clock, c.login_as(Role::Nurse)).await;
         assert_eq!(dispense(&app, &c).await.status(), StatusCode::CREATED); // 10 x 100 mg
-
-        assert_eq!(submit(&app, &link, &screen("120", "80")).await.0, 200);
-        let mails = sink.wait_for(3, WAIT).await;
-        let sitter = link_in(mail_about(&mails, SITTER_EMAIL, "confirm")[0], &app);
-        assert_eq!(submit(&app, &sitter, &[("present", "on")]).await.0, 200);
+        screen_and_sitter_confirms(&app, &sink, &link).await;
         let (_, html) = page(&app, &link).await;
         assert!(
             html.contains("Your planned dose today is 100 mg: 1 of your 100 mg tablets or troches."),
