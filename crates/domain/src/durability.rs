@@ -63,11 +63,11 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::course::{Phase, Route};
+use crate::course::{Course, Phase, Route};
 use crate::error::DomainError;
 use crate::ids::CourseId;
 use crate::outcomes::{OutcomeDefinition, ScorePoint};
-use crate::records::PatientChart;
+use crate::records::{PatientChart, QuestionnaireResponse};
 use crate::relapse::{RelapseSettings, watch};
 use crate::survival::{KaplanMeier, SurvivalObservation};
 
@@ -129,43 +129,76 @@ impl CourseSeries {
     }
 }
 
+/// A course's scores on `instrument`: the responses linked to it with a total.
+fn scores_of(responses: &[QuestionnaireResponse], course: CourseId, instrument: &str) -> Vec<ScorePoint> {
+    responses
+        .iter()
+        .filter(|r| r.course_id == Some(course) && r.instrument == instrument)
+        .filter_map(|r| r.score.total.map(|total| ScorePoint { at: r.completed_at, total }))
+        .collect()
+}
+
+/// For a maintenance course, the first score of the induction it continues: the patient's
+/// latest induction course on the same route and indication that started no later than it.
+fn carried_baseline(
+    courses: &[Course],
+    responses: &[QuestionnaireResponse],
+    c: &Course,
+    instrument: &str,
+) -> Option<ScorePoint> {
+    match c.phase {
+        Phase::Induction => None,
+        Phase::Maintenance => courses
+            .iter()
+            .filter(|o| {
+                o.id != c.id
+                    && o.phase == Phase::Induction
+                    && o.route == c.route
+                    && o.indication == c.indication
+                    && o.start_date <= c.start_date
+            })
+            .max_by_key(|o| (o.start_date, o.id))
+            .and_then(|o| scores_of(responses, o.id, instrument).into_iter().min_by_key(|p| p.at)),
+    }
+}
+
+fn series(courses: &[Course], responses: &[QuestionnaireResponse], c: &Course, instrument: &str) -> CourseSeries {
+    CourseSeries {
+        route: c.route,
+        protocol: c.protocol.clone(),
+        sessions: Vec::new(),
+        scores: scores_of(responses, c.id, instrument),
+        baseline: carried_baseline(courses, responses, c, instrument),
+    }
+}
+
+/// The points the relapse watch ([`crate::relapse::watch`]) sees for one course: its scores
+/// and, for a maintenance course, the baseline of the induction it continues. The chart's
+/// relapse panel, the relapse alerts and the durability analysis all judge response this way.
+pub fn watch_points(
+    courses: &[Course],
+    responses: &[QuestionnaireResponse],
+    course: CourseId,
+    instrument: &str,
+) -> Vec<ScorePoint> {
+    courses
+        .iter()
+        .find(|c| c.id == course)
+        .map_or_else(Vec::new, |c| series(courses, responses, c, instrument).points())
+}
+
 /// The courses of one chart to analyse on `instrument`: those whose indication's primary
 /// instrument it is. Scores are the responses linked to the course with a total; sessions
 /// are the course's sessions whose dose was started; a maintenance course carries the
 /// baseline of the induction it continues (see the module docs).
 pub fn course_series(chart: &PatientChart, instrument: &str) -> Vec<CourseSeries> {
-    let scores = |id: CourseId| -> Vec<ScorePoint> {
-        chart
-            .responses
-            .iter()
-            .filter(|r| r.course_id == Some(id) && r.instrument == instrument)
-            .filter_map(|r| r.score.total.map(|total| ScorePoint { at: r.completed_at, total }))
-            .collect()
-    };
     chart
         .courses
         .iter()
         .filter(|c| c.indication.primary_instrument() == instrument)
         .map(|c| CourseSeries {
-            route: c.route,
-            protocol: c.protocol.clone(),
             sessions: chart.sessions.iter().filter(|s| s.course_id == c.id).filter_map(|s| s.dose_started_at).collect(),
-            scores: scores(c.id),
-            baseline: match c.phase {
-                Phase::Induction => None,
-                Phase::Maintenance => chart
-                    .courses
-                    .iter()
-                    .filter(|o| {
-                        o.id != c.id
-                            && o.phase == Phase::Induction
-                            && o.route == c.route
-                            && o.indication == c.indication
-                            && o.start_date <= c.start_date
-                    })
-                    .max_by_key(|o| (o.start_date, o.id))
-                    .and_then(|o| scores(o.id).into_iter().min_by_key(|p| p.at)),
-            },
+            ..series(&chart.courses, &chart.responses, c, instrument)
         })
         .collect()
 }

@@ -17,7 +17,7 @@ use keta_domain::checkins::{self, CheckInSchedule, FormKind, ScheduleOverride};
 use keta_domain::course::{Course, CourseStatus};
 use keta_domain::ids::{CourseId, PatientId, SessionId, SiteId};
 use keta_domain::instruments::{self, SafetyFlag};
-use keta_domain::outcomes::{ScorePoint, definition_for};
+use keta_domain::outcomes::definition_for;
 use keta_domain::patient::Patient;
 use keta_domain::patient_links::{self, LinkPurpose, LinkState, LinkTimes, RemoteSafetyPolicy};
 use keta_domain::records::{Alert, CompletedBy, NewQuestionnaireResponse, QuestionnaireResponse};
@@ -451,11 +451,10 @@ pub(crate) fn relapse_check(
     // The clinic's threshold is set on PHQ-9 totals (the API validates it against PHQ-9); other
     // instruments use the default, loss of response.
     let settings = if r.instrument == "phq9" { relapse_settings(c)? } else { RelapseSettings::default() };
-    let points: Vec<ScorePoint> = crate::questionnaires::responses_for(c, p.id)?
-        .iter()
-        .filter(|x| x.course_id == Some(course) && x.instrument == r.instrument)
-        .filter_map(|x| x.score.total.map(|total| ScorePoint { at: x.completed_at, total }))
-        .collect();
+    // A maintenance course is judged against the induction it continues, as on the chart.
+    let responses = crate::questionnaires::responses_for(c, p.id)?;
+    let courses = crate::courses::courses_for(c, p.id)?;
+    let points = keta_domain::durability::watch_points(&courses, &responses, course, &r.instrument);
     let sessions = crate::sessions::sessions_for_patient(c, p.id)?;
     // The last session given (dosing started) and the next one still planned.
     let last = sessions.iter().filter(|s| s.course_id == course).filter_map(|s| s.dose_started_at).max();

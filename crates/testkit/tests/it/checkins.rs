@@ -470,6 +470,68 @@ async fn a_score_back_past_losing_response_flags_the_relapse_watch() {
     }
 }
 
+/// A maintenance course is judged against the baseline of the induction it continues: a
+/// patient in remission whose score moves by a point is not "relapsing".
+#[tokio::test]
+async fn the_relapse_watch_judges_maintenance_against_the_induction_baseline() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0);
+        let s = &db.store;
+        let c = clinic(s, Route::IvRacemic, (T0 - Duration::days(60)).date(), &[]).await;
+        let dr = prescriber(&[c.site]);
+        let maintenance = s
+            .create_course(
+                &dr,
+                c.patient,
+                NewCourse {
+                    phase: keta_domain::course::Phase::Maintenance,
+                    start_date: (T0 - Duration::days(30)).date(),
+                    ..course(Route::IvRacemic)
+                },
+            )
+            .await
+            .unwrap()
+            .id;
+        // Induction: 20 at baseline. Maintenance: 3, then 1, both in remission.
+        let scores = [(c.course, 59, [3, 3, 3, 2, 2, 2, 2, 3, 0]), (maintenance, 25, [1, 1, 1, 0, 0, 0, 0, 0, 0])];
+        for (course_id, days_ago, answers) in scores.into_iter().chain([(maintenance, 10, [1, 0, 0, 0, 0, 0, 0, 0, 0])])
+        {
+            s.submit_response(
+                &dr,
+                c.patient,
+                NewQuestionnaireResponse {
+                    instrument: "phq9".into(),
+                    answers: answers.iter().map(|a| Some(*a)).collect(),
+                    course_id: Some(course_id),
+                    session_id: None,
+                    completed_at: Some(T0 - Duration::days(days_ago)),
+                    completed_by: CompletedBy::Patient,
+                },
+            )
+            .await
+            .unwrap();
+        }
+        // From the phone: 2. Against the maintenance course's own first score (3) that would be
+        // a lost response; against the induction's 20 it is still remission.
+        clock.advance(Duration::seconds(1));
+        let l = s.issue_link(&dr, c.patient, Some(maintenance), "phq9".into()).await.unwrap();
+        let app = spawn_app(s.clone()).await;
+        let (status, html) = submit(
+            &app,
+            &format!("/c/{}", l.token),
+            &phq9_form(["1", "1", "0", "0", "0", "0", "0", "0", "0"], "finish"),
+        )
+        .await;
+        assert_eq!(status, 200, "{html}");
+        sign_in(&app, &clock, c.login_as(Role::Prescriber)).await;
+        let alerts = open_alerts(&app, &c).await;
+        assert!(!alerts.iter().any(|a| a["rule"] == "relapse_watch_phq9"), "{:?}: {alerts:?}", db.kind);
+        let chart = app.get(&format!("/patients/{}", c.patient.0)).await.text().await.unwrap();
+        assert!(!chart.to_lowercase().contains("relapse flag"), "the chart agrees: no flag");
+    }
+}
+
 #[tokio::test]
 async fn a_question_set_check_in_validates_its_answers_and_flags_haematuria() {
     let clock = ManualClock::at(T0);

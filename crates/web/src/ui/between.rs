@@ -20,7 +20,7 @@ use keta_domain::course::{Course, CourseStatus};
 use keta_domain::home_dosing::{Reconciliation, ReconciliationIssue};
 use keta_domain::ids::{CourseId, PatientId};
 use keta_domain::instruments::{self, CompletedBy};
-use keta_domain::outcomes::{ScorePoint, definition_for};
+use keta_domain::outcomes::definition_for;
 use keta_domain::patient_links::{LinkPurpose, LinkState};
 use keta_domain::question_sets::{self, AnswerValue, QuestionKind, QuestionSetFlag};
 use keta_domain::records::{Alert, PatientChart};
@@ -678,12 +678,7 @@ pub(crate) fn relapse_views(
         let inst = watched_instrument(chart, c.id);
         let watch = inst.and_then(|code| {
             let def = definition_for(code)?;
-            let points: Vec<ScorePoint> = chart
-                .responses
-                .iter()
-                .filter(|r| r.course_id == Some(c.id) && r.instrument == code)
-                .filter_map(|r| r.score.total.map(|total| ScorePoint { at: r.completed_at, total }))
-                .collect();
+            let points = keta_domain::durability::watch_points(&chart.courses, &chart.responses, c.id, code);
             // The clinic's threshold is set on PHQ-9 totals; other instruments use the default
             // (as the store's relapse alerts do).
             let default = relapse::RelapseSettings::default();
