@@ -533,9 +533,19 @@ pub fn reconcile(
 }
 
 /// Reasons to hold a new supply (empty = may dispense): an unreconciled log, missed
-/// check-ins, or refused screens the clinician has not reviewed (issue 6).
-pub fn supply_hold(rec: &Reconciliation, missed_checkins: usize, unreviewed_refusals: usize) -> Vec<String> {
+/// check-ins, refused screens the clinician has not reviewed (issue 6), or an urgent alert
+/// still open (a dose logged above the plan, a positive safety answer): as no home dose is
+/// cleared while one is open ([`open_urgent_alert_refusal`]), no new supply goes out either.
+pub fn supply_hold(
+    rec: &Reconciliation,
+    missed_checkins: usize,
+    unreviewed_refusals: usize,
+    open_urgent_alerts: usize,
+) -> Vec<String> {
     let mut r = Vec::new();
+    if open_urgent_alerts > 0 {
+        r.push(format!("{open_urgent_alerts} urgent alert(s) open: a clinician records what was done first"));
+    }
     if !rec.is_reconciled() {
         r.push(format!("dose log does not reconcile ({} issue(s))", rec.issues.len()));
     }
@@ -731,7 +741,8 @@ mod tests {
         assert!(rec.is_reconciled());
         assert_eq!((rec.dispensed_units, rec.logged_units, rec.expected_on_hand_units), (8, 4, 4));
         assert_eq!((rec.dispensed_mg, rec.logged_mg), (Milligrams(400.0), Milligrams(200.0)));
-        assert!(supply_hold(&rec, 0, 0).is_empty());
+        assert!(supply_hold(&rec, 0, 0, 0).is_empty());
+        assert!(supply_hold(&rec, 0, 0, 1)[0].contains("urgent alert"));
     }
 
     #[test]
@@ -748,10 +759,10 @@ mod tests {
                 ReconciliationIssue::CountMismatch { expected_units: 2, counted_units: 3 },
             ]
         );
-        let hold = supply_hold(&rec, 2, 1);
+        let hold = supply_hold(&rec, 2, 1, 0);
         assert_eq!(hold.len(), 3, "{hold:?}");
         assert!(hold[1].contains("2 missed check-in"));
-        assert!(supply_hold(&reconcile(&[disp(0, 2)], &[], None).unwrap(), 0, 0)[0].contains("no count"));
+        assert!(supply_hold(&reconcile(&[disp(0, 2)], &[], None).unwrap(), 0, 0, 0)[0].contains("no count"));
     }
 
     #[test]

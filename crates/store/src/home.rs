@@ -285,6 +285,21 @@ fn contact_kind(s: &str) -> Option<(Option<String>, Option<String>)> {
     }
 }
 
+/// Whether a sitter contact is the patient's own e-mail address or mobile number (compared
+/// without case, spaces or punctuation).
+fn is_patients_own(contact: &(Option<String>, Option<String>), p: &Patient) -> bool {
+    let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+    let same_email =
+        contact.0.as_deref().zip(p.email.as_deref()).is_some_and(|(a, b)| a.eq_ignore_ascii_case(b.trim()));
+    let same_phone = contact.1.as_deref().zip(p.phone.as_deref()).is_some_and(|(a, b)| {
+        let (a, b) = (digits(a), digits(b));
+        // Ignore a country code on one side only: the last ten digits identify the line.
+        let tail = |s: &str| s[s.len().saturating_sub(10)..].to_string();
+        !a.is_empty() && tail(&a) == tail(&b)
+    });
+    same_email || same_phone
+}
+
 fn refusal_alert(c: &mut dyn Conn, link: &LinkRecord, now: OffsetDateTime, reasons: &[String]) -> Result<()> {
     let firing = BetweenSessionAlerts::builtin()
         .home_pre_dose_refused
@@ -442,8 +457,17 @@ fn programme(c: &mut dyn Conn, course: CourseId) -> Result<HomeProgramme> {
         .transpose()?
         .unwrap_or(0) as usize;
     let unreviewed_refusals = screens.iter().filter(|s| s.outcome == "refused" && s.reviewed_at.is_none()).count();
-    let supply_hold =
-        if dispenses == 0 { vec![] } else { home_dosing::supply_hold(&rec, missed_checkins, unreviewed_refusals) };
+    let supply_hold = if dispenses == 0 {
+        vec![]
+    } else {
+        let patient = c
+            .query_opt("SELECT patient_id FROM courses WHERE id = $1", params![course.0])?
+            .map(|r| r.i64(0))
+            .transpose()?
+            .ok_or_else(|| StoreError::Corrupt(format!("course {} has no patient", course.0)))?;
+        let urgent = usize::try_from(open_urgent_alerts(c, PatientId(patient))?).unwrap_or(usize::MAX);
+        home_dosing::supply_hold(&rec, missed_checkins, unreviewed_refusals, urgent)
+    };
     let missing_settings = pre_dose_rules(c)?.missing_settings().into_iter().map(String::from).collect();
     Ok(HomeProgramme {
         course_id: course,
@@ -557,6 +581,13 @@ impl Store {
             v.check((2..=100).contains(&name.chars().count()), "sitter_name", "give your sitter's name");
             let contact = contact_kind(&a.sitter_contact);
             v.check(contact.is_some(), "sitter_contact", "give your sitter's email address or mobile number, for their own link");
+            // The sitter is someone else: their link must not go to the patient.
+            let p = patient_of(c, link.patient_id)?;
+            v.check(
+                !contact.as_ref().is_some_and(|k| is_patients_own(k, &p)),
+                "sitter_contact",
+                "this is your own address or number: give your sitter's, so they get their own link",
+            );
             v.finish()?;
             let rules = pre_dose_rules(c)?;
             // Every rule but the sitter's confirmation, which their own link gives.
@@ -905,6 +936,29 @@ mod tests {
         assert_eq!(contact_kind("+1 (555) 010-0199"), Some((None, Some("+1 (555) 010-0199".into()))));
         assert_eq!(contact_kind("Sam"), None);
         assert_eq!(contact_kind("12"), None);
+    }
+
+    #[test]
+    fn the_patients_own_contact_is_not_a_sitter() {
+        let p = Patient {
+            id: PatientId(1),
+            site_id: keta_domain::ids::SiteId(1),
+            mrn: "A-1".into(),
+            given_name: "Priya".into(),
+            family_name: "F".into(),
+            date_of_birth: time::macros::date!(1990 - 01 - 01),
+            sex: keta_domain::patient::Sex::Female,
+            phone: Some("+1 (555) 010-0199".into()),
+            email: Some("Priya.F@example.org".into()),
+            indication: keta_domain::patient::Indication::Depression,
+            diagnoses: vec![],
+            referring_clinician: None,
+            latest_weight_kg: None,
+        };
+        assert!(is_patients_own(&contact_kind("priya.f@EXAMPLE.org").unwrap(), &p));
+        assert!(is_patients_own(&contact_kind("555 010 0199").unwrap(), &p));
+        assert!(!is_patients_own(&contact_kind("sam@example.org").unwrap(), &p));
+        assert!(!is_patients_own(&contact_kind("555 010 0198").unwrap(), &p));
     }
 
     #[test]

@@ -516,6 +516,14 @@ async fn a_dose_logged_above_the_plan_raises_an_urgent_alert_and_the_page_shows_
         let link = link_in(mail_about(&mails, PATIENT_EMAIL, "safety check")[0], &app);
         sign_in(&app, &clock, c.login_as(Role::Nurse)).await;
         assert_eq!(dispense(&app, &c).await.status(), StatusCode::CREATED); // 10 x 100 mg
+        // The patient cannot name themselves as the sitter: refused, nothing stored.
+        let mut own = screen("120", "80");
+        own.retain(|(k, _)| *k != "sitter_contact");
+        own.push(("sitter_contact", PATIENT_EMAIL));
+        let (status, html) = submit(&app, &link, &own).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+        assert!(html.contains("this is your own address or number"), "{html}");
+        assert_eq!(sink.messages().len(), 2, "no sitter link went out");
         screen_and_sitter_confirms(&app, &sink, &link).await;
         let (_, html) = page(&app, &link).await;
         assert!(
@@ -536,5 +544,10 @@ async fn a_dose_logged_above_the_plan_raises_an_urgent_alert_and_the_page_shows_
         assert!(!alerts.iter().any(|a| a["rule"] == "home_dose_log_unreconciled"), "{alerts:?}");
         let p = programme(&app, &c).await;
         assert_eq!(p["reconciliation"]["issues"], json!([]), "{p}");
+        // While that urgent alert is open no new supply goes out.
+        let hold = p["supply_hold"].as_array().unwrap();
+        assert!(hold.iter().any(|h| h.as_str().unwrap().contains("urgent alert")), "{p}");
+        sign_in(&app, &clock, c.login_as(Role::Nurse)).await;
+        assert_eq!(dispense(&app, &c).await.status(), StatusCode::CONFLICT);
     }
 }
