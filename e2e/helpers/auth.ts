@@ -54,7 +54,9 @@ async function nextCode(server: KetaServer, role: Role): Promise<string> {
   const user = USERS[role];
   for (;;) {
     const now = Math.floor(server.nowSeconds() / 30);
-    const step = Math.max(now - 1, (lastStep.get(user) ?? -Infinity) + 1);
+    // Never the previous step: a code taken at the end of a step and checked a second later
+    // would be two steps old, outside the server's window.
+    const step = Math.max(now, (lastStep.get(user) ?? -Infinity) + 1);
     if (step <= now + 1) {
       lastStep.set(user, step);
       return totp(totpKey(role), step);
