@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Every test Keta has: the Rust workspace (unit, conformance and API suites; the
+# Every check Keta has: formatting (cargo fmt --check), the Rust workspace (unit, conformance and API suites; the
 # PostgreSQL stories run when KETA_TEST_POSTGRES_URL is set), then the browser suite in
 # e2e/ (Playwright driving Debian's Chromium against `keta demo` servers it starts).
 # The browser suite needs `chromium` and `faketime` (apt) and Node 20; .ci/run installs them.
 set -euo pipefail
 cd "$(dirname "$0")"
 
+cargo fmt --all -- --check || { echo "error: unformatted code: run cargo fmt --all" >&2; exit 1; }
 cargo test --workspace --locked
 
 echo "== browser tests (e2e/)"

@@ -491,7 +491,11 @@ mod tests {
         assert!(text.contains("18 days") && text.contains("8 in 10") && text.contains("6 in 10"), "{text}");
         // Item 9 and the crisis line: tell us, we contact you; in an emergency call the line shown.
         let q = faq_entry("questionnaires").unwrap().answer.join(" ");
-        assert!(q.contains("Question 9") && q.contains("same day") && q.contains("crisis line given on every check-in page"));
+        assert!(
+            q.contains("Question 9")
+                && q.contains("same day")
+                && q.contains("crisis line given on every check-in page")
+        );
         assert!(faq_entry("questionnaires").unwrap().sources.iter().any(|s| s.section == "§1.2"));
         let crisis = faq_entry("crisis").unwrap().answer.join(" ");
         assert!(crisis.contains("emergency number") && crisis.contains("crisis line given on every check-in page"));
