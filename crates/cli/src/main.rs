@@ -225,7 +225,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             for a in demo_accounts::accounts() {
                 println!("  {:<11} {:<14} TOTP key {}", a.username, a.role.label(), a.totp_key);
             }
-            let reminders = reminders_from_env(addr)?;
+            let reminders = reminders_from_env(addr, Outbox::Demo)?;
             println!("Check-in reminders: {}", reminders.describe());
             println!("Press Ctrl-C to stop.");
             keta_web::reminders::spawn_sweeper(store.clone(), reminders.clone(), sweep_interval()?);
@@ -240,7 +240,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 tokio::net::TcpListener::bind(cfg.bind).await.with_context(|| format!("listening on {}", cfg.bind))?;
             let addr = listener.local_addr()?;
             tracing::info!(%addr, backend = ?store.backend(), "serving");
-            let reminders = reminders_from_env(addr)?;
+            let reminders = reminders_from_env(addr, Outbox::No)?;
             tracing::info!(delivery = %reminders.describe(), public_url = %reminders.public_url, "check-in reminders");
             keta_web::reminders::spawn_sweeper(store.clone(), reminders.clone(), sweep_interval()?);
             keta_web::serve(listener, keta_web::AppState::new(store).with_reminders(reminders), shutdown_signal())
@@ -248,18 +248,9 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Checkins { command: CheckinsCommand::Sweep { database_url, public_url } } => {
-            if !(public_url.starts_with("https://") || public_url.starts_with("http://")) {
-                anyhow::bail!("--public-url '{public_url}' must start with https:// (or http:// for a local test)");
-            }
+            check_public_url(&public_url, "--public-url")?;
             let store = keta_store::Store::open(&database_url).await.context("opening the database")?;
-            let smtp = std::env::var(keta_notify::SMTP_URL_ENV).ok().filter(|s| !s.trim().is_empty());
-            let reminders = match smtp {
-                Some(_) => keta_web::reminders::Reminders::with_delivery(
-                    keta_notify::Delivery::from_env().context("setting up e-mail delivery")?,
-                    public_url,
-                ),
-                None => keta_web::reminders::Reminders::log_only(public_url),
-            };
+            let reminders = reminders_for(public_url, Outbox::No)?;
             let s = keta_web::reminders::sweep_and_send(&store, &reminders).await.context("running the sweep")?;
             println!(
                 "{{\"issued\": {}, \"sent\": {}, \"expired\": {}, \"failed\": {}, \"delivery\": {:?}}}",
@@ -349,23 +340,47 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// Reminder delivery from the environment: `KETA_SMTP_URL` + `KETA_MAIL_FROM` for e-mail
-/// (log-only when unset), and `KETA_PUBLIC_URL` for the links (default: the address served).
-fn reminders_from_env(addr: std::net::SocketAddr) -> anyhow::Result<keta_web::reminders::Reminders> {
-    let public = std::env::var("KETA_PUBLIC_URL").ok().filter(|s| !s.trim().is_empty());
-    let public = match public {
-        Some(u) if u.starts_with("https://") || u.starts_with("http://") => u,
-        Some(u) => anyhow::bail!("KETA_PUBLIC_URL '{u}' must start with https:// (or http:// for a local test)"),
+/// Whether log-only reminders are kept for the `/outbox` screen: only in the demo, whose
+/// patients are synthetic. A real server without SMTP logs masked lines and keeps nothing, as
+/// the outbox would show every patient's working link.
+#[derive(Clone, Copy, PartialEq)]
+enum Outbox {
+    Demo,
+    No,
+}
+
+fn check_public_url(u: &str, what: &str) -> anyhow::Result<()> {
+    if u.starts_with("https://") || u.starts_with("http://") {
+        Ok(())
+    } else {
+        anyhow::bail!("{what} '{u}' must start with https:// (or http:// for a local test)")
+    }
+}
+
+/// E-mail through `KETA_SMTP_URL` + `KETA_MAIL_FROM` when set, otherwise log-only.
+fn reminders_for(public: String, outbox: Outbox) -> anyhow::Result<keta_web::reminders::Reminders> {
+    use keta_web::reminders::Reminders;
+    let smtp = std::env::var(keta_notify::SMTP_URL_ENV).ok().filter(|s| !s.trim().is_empty());
+    Ok(match (smtp, outbox) {
+        (Some(_), _) => {
+            Reminders::with_delivery(keta_notify::Delivery::from_env().context("setting up e-mail delivery")?, public)
+        }
+        (None, Outbox::Demo) => Reminders::log_only(public),
+        (None, Outbox::No) => Reminders::with_delivery(keta_notify::Delivery::log_only(), public),
+    })
+}
+
+/// Reminder delivery from the environment ([`reminders_for`]), with `KETA_PUBLIC_URL` for the
+/// links (default: the address served).
+fn reminders_from_env(addr: std::net::SocketAddr, outbox: Outbox) -> anyhow::Result<keta_web::reminders::Reminders> {
+    let public = match std::env::var("KETA_PUBLIC_URL").ok().filter(|s| !s.trim().is_empty()) {
+        Some(u) => {
+            check_public_url(&u, "KETA_PUBLIC_URL")?;
+            u
+        }
         None => format!("http://{addr}"),
     };
-    let smtp = std::env::var(keta_notify::SMTP_URL_ENV).ok().filter(|s| !s.trim().is_empty());
-    Ok(match smtp {
-        Some(_) => keta_web::reminders::Reminders::with_delivery(
-            keta_notify::Delivery::from_env().context("setting up e-mail delivery")?,
-            public,
-        ),
-        None => keta_web::reminders::Reminders::log_only(public),
-    })
+    reminders_for(public, outbox)
 }
 
 /// How often due check-ins are issued and expiries recorded: `KETA_CHECKIN_SWEEP_SECONDS`

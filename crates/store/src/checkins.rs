@@ -450,7 +450,18 @@ pub(crate) fn relapse_check(
     }
     // The clinic's threshold is set on PHQ-9 totals (the API validates it against PHQ-9); other
     // instruments use the default, loss of response.
-    let settings = if r.instrument == "phq9" { relapse_settings(c)? } else { RelapseSettings::default() };
+    let settings = if r.instrument == "phq9" {
+        match relapse_settings(c) {
+            Ok(s) => s,
+            Err(e) => {
+                // A watch that cannot run must never lose the patient's answers.
+                tracing::warn!(error = %e, "relapse watch skipped: the clinic's relapse setting cannot be read");
+                return Ok(());
+            }
+        }
+    } else {
+        RelapseSettings::default()
+    };
     // A maintenance course is judged against the induction it continues, as on the chart.
     let responses = crate::questionnaires::responses_for(c, p.id)?;
     let courses = crate::courses::courses_for(c, p.id)?;

@@ -751,7 +751,8 @@ impl Store {
                 .into());
             }
             let mut v = keta_domain::error::Validator::new();
-            v.check((1..=20).contains(&d.units), "units", "enter how many tablets or troches you took (1-20)");
+            // A count, not a clinical limit: a dose above the plan must be logged (and alerted on), never refused.
+            v.check((1..=1000).contains(&d.units), "units", "enter how many tablets or troches you took (1-1000)");
             v.check(d.units_left <= 1000, "units_left", "enter how many are left (0-1000)");
             v.finish()?;
             let id = c.insert(

@@ -167,7 +167,7 @@ pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     ("POST", "/sessions/{id}/note", Needs(RecordSession)),
     ("POST", "/sessions/{id}/ledger", Needs(RecordLedger)),
     ("GET", "/outcomes", Needs(ViewClinical)),
-    ("GET", "/outbox", Needs(EnterQuestionnaire)),
+    ("GET", "/outbox", Needs(ViewClinical)),
     ("GET", "/outcomes/durability", Needs(ViewClinical)),
     ("GET", "/audit", Needs(ViewAudit)),
 ];

@@ -1067,3 +1067,24 @@ async fn stopping_a_session_closes_its_unanswered_check_in_quietly() {
         assert_eq!(missed, 0, "{:?}", db.kind);
     }
 }
+
+/// The outbox lists every patient's working link: clinical staff only, and only where the
+/// reminders are kept for it (the demo); a server that logs reminders keeps none to show.
+#[tokio::test]
+async fn the_outbox_is_for_clinical_staff_and_only_where_reminders_are_kept() {
+    let clock = ManualClock::at(T0);
+    let db = TestDb::sqlite(clock.as_clock()).await;
+    let s = &db.store;
+    let c = clinic(s, Route::IvRacemic, T0.date(), &[]).await;
+    let app = spawn_app(s.clone()).await; // log-only with an outbox, as in the demo
+    sign_in(&app, &clock, c.login_as(Role::FrontDesk)).await;
+    assert_eq!(app.get("/outbox").await.status(), StatusCode::FORBIDDEN);
+    sign_in(&app, &clock, c.login_as(Role::Prescriber)).await;
+    assert_eq!(app.get("/outbox").await.status(), StatusCode::OK);
+
+    let serving =
+        spawn_app_with(s.clone(), |url| Reminders::with_delivery(keta_notify::Delivery::log_only(), url.to_string()))
+            .await;
+    sign_in(&serving, &clock, c.login_as(Role::Prescriber)).await;
+    assert_eq!(serving.get("/outbox").await.status(), StatusCode::NOT_FOUND);
+}

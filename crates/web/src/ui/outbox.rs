@@ -29,7 +29,8 @@ fn link_in(text: &str) -> Option<String> {
 }
 
 pub async fn get_outbox(State(st): State<AppState>, user: CurrentUser) -> UiResult<Response> {
-    user.actor.require(Permission::EnterQuestionnaire)?;
+    // Every patient's working link is on this page: clinical staff only, and only in the demo.
+    user.actor.require(Permission::ViewClinical)?;
     let Some(mail) = &st.reminders.outbox else {
         return Err(UiError::NotFound("The outbox (this server sends real reminders)".into()));
     };
