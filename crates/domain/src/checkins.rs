@@ -103,6 +103,14 @@ impl CheckInSchedule {
             &format!("{at}.periodic_opens_local_hour"),
             "must be an hour of the day, 0 to 23",
         );
+        // Issue 6: a pre-dose screen before every home dose; no change of schedule removes it.
+        if !self.routes.is_empty() && self.routes.iter().all(|r| r.is_home()) {
+            v.check(
+                self.items.iter().any(|i| i.kind == FormKind::PreDoseScreen),
+                &format!("{at}.items"),
+                "an at-home schedule keeps its pre-dose screen: every home dose needs one",
+            );
+        }
         let mut ids = HashSet::new();
         for (i, item) in self.items.iter().enumerate() {
             let f = format!("{at}.items[{i}]");
@@ -298,22 +306,35 @@ impl DueCheckIn {
     }
 }
 
+/// A course's calendar: day `d` of the course (0 is its start date) at the schedule's
+/// `periodic_opens_local_hour` on the site's clock. Periodic check-ins open on these instants,
+/// so they keep the local hour across daylight-saving changes. A fixed instant is a calendar
+/// of whole 24-hour days (a site on UTC, and tests).
+pub trait CourseDays {
+    fn day(&self, d: i64) -> OffsetDateTime;
+}
+
+impl CourseDays for OffsetDateTime {
+    fn day(&self, d: i64) -> OffsetDateTime {
+        *self + Duration::days(d)
+    }
+}
+
 /// Every occurrence of the schedule for a course, ordered by opening time (then key).
-/// Sessions may be in any order; duplicates are ignored. `course_start` is the course's start
-/// date at the schedule's `periodic_opens_local_hour` on the site's clock (the caller knows the
-/// site's time zone): periodic items open at that time of day.
+/// Sessions may be in any order; duplicates are ignored.
 pub fn plan_checkins(
     schedule: &CheckInSchedule,
-    course_start: OffsetDateTime,
+    course: &impl CourseDays,
     session_times: &[OffsetDateTime],
 ) -> Vec<DueCheckIn> {
     let mut sessions = session_times.to_vec();
     sessions.sort();
     sessions.dedup();
+    let course_start = course.day(0);
     let last_anchor = sessions.last().copied().unwrap_or(course_start).max(course_start);
     let mut out = Vec::new();
     for item in &schedule.items {
-        let cap = item.for_days.map(|d| course_start + Duration::days(i64::from(d)));
+        let cap = item.for_days.map(|d| course.day(i64::from(d)));
         let within_cap = |t: OffsetDateTime| cap.is_none_or(|c| t <= c);
         let mk = |trigger: Trigger, key: String, opens_at, closes_at, session_at| DueCheckIn {
             key,
@@ -382,7 +403,7 @@ pub fn plan_checkins(
                 };
                 let mut n = 1u32;
                 loop {
-                    let opens = course_start + Duration::days(i64::from(days) * i64::from(n));
+                    let opens = course.day(i64::from(days) * i64::from(n));
                     if opens > end {
                         break;
                     }
@@ -400,11 +421,11 @@ pub fn plan_checkins(
 /// The check-ins open at `now`: `opens_at <= now < closes_at`.
 pub fn due_checkins(
     schedule: &CheckInSchedule,
-    course_start: OffsetDateTime,
+    course: &impl CourseDays,
     session_times: &[OffsetDateTime],
     now: OffsetDateTime,
 ) -> Vec<DueCheckIn> {
-    plan_checkins(schedule, course_start, session_times).into_iter().filter(|c| c.is_open(now)).collect()
+    plan_checkins(schedule, course, session_times).into_iter().filter(|c| c.is_open(now)).collect()
 }
 
 #[cfg(test)]
@@ -466,7 +487,7 @@ mod tests {
         ]);
         // Sessions given out of order: numbered in time order.
         let sessions = [day(3), day(0)];
-        let plan = plan_checkins(&s, START, &sessions);
+        let plan = plan_checkins(&s, &START, &sessions);
         let keys: Vec<_> = plan.iter().map(|c| c.key.as_str()).collect();
         assert_eq!(keys, ["pre:before:0", "post:after:0", "pre:before:1", "post:after:1"]);
         assert_eq!((plan[0].opens_at, plan[0].closes_at), (day(-1), day(0)));
@@ -474,12 +495,12 @@ mod tests {
         assert_eq!(plan[3].session_at, Some(day(3)));
 
         // 12 h before session 1: only its pre-session check-in is open.
-        let due = due_checkins(&s, START, &sessions, day(3) - Duration::hours(12));
+        let due = due_checkins(&s, &START, &sessions, day(3) - Duration::hours(12));
         assert_eq!(due.iter().map(|c| c.key.as_str()).collect::<Vec<_>>(), ["pre:before:1"]);
         // Exactly at the session start the pre-session window has closed (exclusive end).
-        assert!(due_checkins(&s, START, &sessions, day(3)).is_empty());
+        assert!(due_checkins(&s, &START, &sessions, day(3)).is_empty());
         // 30 h after session 0: the after-session check-in is open.
-        let due = due_checkins(&s, START, &sessions, day(1) + Duration::hours(6));
+        let due = due_checkins(&s, &START, &sessions, day(1) + Duration::hours(6));
         assert_eq!(due.iter().map(|c| c.key.as_str()).collect::<Vec<_>>(), ["post:after:0"]);
         assert!(plan[1].has_closed(day(2)));
     }
@@ -490,17 +511,17 @@ mod tests {
         weekly.follow_up_days_after_last_session = Some(28);
         let s = schedule(vec![weekly]);
         // Last session at day 11: weekly until day 39 → days 7, 14, 21, 28, 35.
-        let plan = plan_checkins(&s, START, &[day(0), day(4), day(11)]);
+        let plan = plan_checkins(&s, &START, &[day(0), day(4), day(11)]);
         let opens: Vec<_> = plan.iter().map(|c| c.opens_at).collect();
         assert_eq!(opens, [day(7), day(14), day(21), day(28), day(35)]);
         assert_eq!(plan[4].key, "w:every:5");
         assert_eq!(plan[0].closes_at, day(10));
         // No sessions yet: follow-up counts from the course start.
-        assert_eq!(plan_checkins(&s, START, &[]).len(), 4);
+        assert_eq!(plan_checkins(&s, &START, &[]).len(), 4);
         // Due at day 8, not at day 10 (closed) or day 6 (not open yet).
-        assert_eq!(due_checkins(&s, START, &[day(11)], day(8)).len(), 1);
-        assert!(due_checkins(&s, START, &[day(11)], day(10)).is_empty());
-        assert!(due_checkins(&s, START, &[day(11)], day(6)).is_empty());
+        assert_eq!(due_checkins(&s, &START, &[day(11)], day(8)).len(), 1);
+        assert!(due_checkins(&s, &START, &[day(11)], day(10)).is_empty());
+        assert!(due_checkins(&s, &START, &[day(11)], day(6)).is_empty());
     }
 
     #[test]
@@ -511,7 +532,7 @@ mod tests {
         let mut pre = item("pre", "phq9", FormKind::Instrument, Timing::BeforeEachSession { opens_hours_before: 24 });
         pre.for_days = Some(10);
         let s = schedule(vec![monthly, pre]);
-        let plan = plan_checkins(&s, START, &[day(2), day(9), day(20)]);
+        let plan = plan_checkins(&s, &START, &[day(2), day(9), day(20)]);
         let keys: Vec<_> = plan.iter().map(|c| c.key.as_str()).collect();
         assert_eq!(keys, ["pre:before:0", "pre:before:1", "m:every:1", "m:every:2", "m:every:3"]);
     }
@@ -521,16 +542,18 @@ mod tests {
         let s = schedule_for_route(Route::IvRacemic).unwrap();
         let sessions: Vec<_> = [0, 2, 4, 7, 9, 11].iter().map(|&d| day(d)).collect();
         // Day 8, 10:00: the after-session check-in for day 7 and the first weekly scores are open.
-        let due = due_checkins(s, START, &sessions, day(8) + Duration::hours(1));
+        let due = due_checkins(s, &START, &sessions, day(8) + Duration::hours(1));
         let keys: Vec<_> = due.iter().map(|c| c.key.as_str()).collect();
         assert!(keys.contains(&"after_session:after:3"), "{keys:?}");
         assert!(keys.contains(&"phq9_weekly:every:1") && keys.contains(&"gad7_weekly:every:1"), "{keys:?}");
         // Before the day-9 session, PHQ-9 opens at day 8 09:00.
         assert!(keys.contains(&"phq9_before_session:before:4"), "{keys:?}");
-        // Weekly scores continue 56 days after the last session (day 11 → day 67): last at day 63.
-        let plan = plan_checkins(s, START, &sessions);
+        // Weekly PHQ-9 continues 63 days after the last session (day 11 → day 74): the last at
+        // day 70, 59 days after it, so a score exists at 8 weeks for the durability figures.
+        let plan = plan_checkins(s, &START, &sessions);
         let last_weekly = plan.iter().rfind(|c| c.item_id == "phq9_weekly").unwrap();
-        assert_eq!(last_weekly.opens_at, day(63));
+        assert_eq!(last_weekly.opens_at, day(70));
+        assert!(last_weekly.opens_at - day(11) >= Duration::days(56));
     }
 
     #[test]
@@ -571,6 +594,11 @@ mod tests {
         let o = ScheduleOverride { upsert: vec![endless], reason: "x".into(), ..Default::default() };
         let err = apply_override(base, &o).unwrap_err().to_string();
         assert!(err.contains("for how long") && err.contains("no longer than the interval"), "{err}");
+        // An at-home patient keeps the pre-dose screen before every home dose.
+        let home = schedule_for_route(Route::OralRacemic).unwrap();
+        let o = ScheduleOverride { remove: vec!["pre_dose_screen".into()], reason: "x".into(), ..Default::default() };
+        let err = apply_override(home, &o).unwrap_err().to_string();
+        assert!(err.contains("keeps its pre-dose screen"), "{err}");
     }
 
     #[test]

@@ -59,7 +59,8 @@ pub struct LinkTimes {
     pub opens_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub completed_at: Option<OffsetDateTime>,
-    /// When Keta recorded the expiry (a sweep or a late visit); the window decides regardless.
+    /// When Keta recorded the expiry (a sweep, a late visit, or a stopped session closing the
+    /// link early): a recorded expiry closes the link even inside its window.
     pub expired_at: Option<OffsetDateTime>,
 }
 
@@ -90,8 +91,11 @@ pub fn state(t: &LinkTimes, now: OffsetDateTime) -> LinkState {
     if let Some(at) = t.completed_at {
         return LinkState::Completed { at };
     }
-    if now >= t.expires_at || t.expired_at.is_some() {
-        return LinkState::Expired { at: t.expires_at };
+    // Closed at the end of its window, or earlier when Keta closed it: the patient is told
+    // when it really closed, never a date still to come.
+    let closes = t.expired_at.map_or(t.expires_at, |e| e.min(t.expires_at));
+    if now >= closes {
+        return LinkState::Expired { at: closes };
     }
     if now < t.opens_at {
         return LinkState::NotYetOpen { opens_at: t.opens_at };
@@ -148,8 +152,9 @@ pub fn unknown_link() -> Refusal {
 pub struct RemoteSafetyPolicy {
     /// Every safety flag from a phone answer opens an urgent alert.
     pub urgent_from_phone: bool,
-    /// Show the crisis instructions to the patient at once.
-    pub show_crisis_instructions: bool,
+    /// What the patient reads, with the site's crisis line, after a positive safety answer,
+    /// until the site writes its own (the panel is always shown: issue 6).
+    pub default_crisis_instructions: String,
     pub source: SourceRef,
     /// Validity of a link issued on demand (a product setting).
     pub on_demand_link_hours: u32,
@@ -163,6 +168,12 @@ impl RemoteSafetyPolicy {
             toml::from_str(text).map_err(|e| DomainError::field("remote-safety.toml", e.to_string()))?;
         if !(1..=24 * 31).contains(&p.on_demand_link_hours) {
             return Err(DomainError::field("on_demand_link_hours", "must be between 1 and 744 hours (31 days)"));
+        }
+        if p.default_crisis_instructions.trim().chars().count() < 20 {
+            return Err(DomainError::field("default_crisis_instructions", "write what the patient should do now"));
+        }
+        if p.source.section.trim().is_empty() {
+            return Err(DomainError::field("source", "name the source section"));
         }
         Ok(p)
     }
@@ -206,7 +217,10 @@ mod tests {
     #[test]
     fn a_recorded_expiry_closes_the_link_inside_its_window() {
         let t = LinkTimes { expired_at: Some(OPENS + Duration::hours(1)), ..times() };
-        assert!(matches!(state(&t, OPENS + Duration::hours(2)), LinkState::Expired { .. }));
+        assert_eq!(state(&t, OPENS + Duration::hours(2)), LinkState::Expired { at: OPENS + Duration::hours(1) });
+        // A late visit records the expiry after the window: it closed when the window did.
+        let late = LinkTimes { expired_at: Some(times().expires_at + Duration::days(2)), ..times() };
+        assert_eq!(state(&late, times().expires_at + Duration::days(3)), LinkState::Expired { at: times().expires_at });
     }
 
     #[test]
@@ -230,7 +244,7 @@ mod tests {
     #[test]
     fn builtin_policy_loads_and_bad_hours_are_refused() {
         let p = RemoteSafetyPolicy::builtin();
-        assert!(p.urgent_from_phone && p.show_crisis_instructions);
+        assert!(p.urgent_from_phone && p.default_crisis_instructions.contains("crisis line"));
         let bad = EMBEDDED.replace("on_demand_link_hours = 72", "on_demand_link_hours = 0");
         assert!(RemoteSafetyPolicy::from_toml(&bad).unwrap_err().to_string().contains("on_demand_link_hours"));
     }

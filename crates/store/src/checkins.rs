@@ -291,10 +291,19 @@ fn events_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<LinkEvent>> {
 // ---------------------------------------------------------------------------------------------
 // Schedules
 
-/// The course's start date at the schedule's local hour on the site's clock: periodic
-/// check-ins open at that time of day, wherever the clinic is.
-fn course_start(c: &Course, schedule: &CheckInSchedule, zone: &jiff::tz::TimeZone) -> OffsetDateTime {
-    crate::site_time::at_local(zone, c.start_date, schedule.periodic_opens_local_hour, 0)
+/// A course's days at the schedule's local hour on the site's clock: periodic check-ins open
+/// at that time of day wherever the clinic is, before and after a daylight-saving change.
+struct SiteCourseDays<'a> {
+    zone: &'a jiff::tz::TimeZone,
+    start: time::Date,
+    hour: u8,
+}
+
+impl checkins::CourseDays for SiteCourseDays<'_> {
+    fn day(&self, d: i64) -> OffsetDateTime {
+        let date = self.start.checked_add(Duration::days(d)).unwrap_or(self.start);
+        crate::site_time::at_local(self.zone, date, self.hour, 0)
+    }
 }
 
 /// A course's latest schedule change: what, who and when (the reason is in `change`).
@@ -369,9 +378,6 @@ pub struct PatientContactSettings {
     pub clinic_phone: Option<String>,
 }
 
-/// Shown when a site has not written its own crisis instructions.
-pub const DEFAULT_CRISIS_INSTRUCTIONS: &str = "If you might act on these thoughts, or you are in danger now, call the crisis line below or your local emergency number straight away. Stay with someone you trust if you can. Your care team has been alerted and will contact you.";
-
 impl PatientContactSettings {
     pub fn validate(&self) -> std::result::Result<(), DomainError> {
         let mut v = keta_domain::error::Validator::new();
@@ -406,7 +412,7 @@ fn site_for_patients(c: &mut dyn Conn, site: SiteId) -> Result<SiteForPatients> 
     )?;
     let (crisis_instructions, clinic_phone) = match row {
         Some(r) => (r.text(0)?, r.opt_text(1)?),
-        None => (DEFAULT_CRISIS_INSTRUCTIONS.to_string(), None),
+        None => (RemoteSafetyPolicy::builtin().default_crisis_instructions.clone(), None),
     };
     Ok(SiteForPatients {
         site_name: s.name,
@@ -1400,7 +1406,8 @@ fn issue_due(c: &mut dyn Conn, patient: PatientId, now: OffsetDateTime) -> Resul
     for course in courses.iter().filter(|x| x.status != CourseStatus::Stopped) {
         let Some(schedule) = schedule_for(c, course)? else { continue };
         let times = schedule_session_times(&sessions, course.id);
-        for due in checkins::due_checkins(&schedule, course_start(course, &schedule, &zone), &times, now) {
+        let days = SiteCourseDays { zone: &zone, start: course.start_date, hour: schedule.periodic_opens_local_hour };
+        for due in checkins::due_checkins(&schedule, &days, &times, now) {
             let session_id = session_for_item(&sessions, course.id, due.session_at);
             // Keyed by the session itself, not its position in the course, so a stopped or added
             // session never makes a later one match an earlier link.
@@ -1433,5 +1440,23 @@ pub(crate) fn form_kind_str(k: FormKind) -> &'static str {
         FormKind::Instrument => "instrument",
         FormKind::QuestionSet => "question_set",
         FormKind::PreDoseScreen => "pre_dose",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keta_domain::checkins::CourseDays;
+    use time::macros::{date, datetime};
+
+    use super::*;
+
+    #[test]
+    fn periodic_check_ins_keep_the_local_hour_across_daylight_saving() {
+        let zone = crate::site_time::zone("America/Chicago");
+        // Chicago leaves daylight saving on 1 Nov 2026: 09:00 is 14:00 UTC before, 15:00 after.
+        let days = SiteCourseDays { zone: &zone, start: date!(2026 - 10 - 26), hour: 9 };
+        assert_eq!(days.day(0), datetime!(2026-10-26 14:00 UTC));
+        assert_eq!(days.day(7), datetime!(2026-11-02 15:00 UTC));
+        assert_eq!(days.day(28), datetime!(2026-11-23 15:00 UTC));
     }
 }

@@ -1398,7 +1398,11 @@ mod tests {
         let expected =
             CheckInItem { timing: Timing::Every { days: 14, open_hours: 72 }, ..item("phq9_weekly").clone() };
         assert_eq!(o.upsert, vec![expected]);
-        assert_eq!(o.upsert[0].follow_up_days_after_last_session, Some(56), "the follow-up is kept");
+        assert_eq!(
+            o.upsert[0].follow_up_days_after_last_session,
+            item("phq9_weekly").follow_up_days_after_last_session,
+            "the follow-up is kept"
+        );
         checkins::apply_override(base, &o).expect("valid");
         // An unticked item's interval is not read.
         let form = with(untick(untouched("r"), "urinary_monthly"), &interval_field("urinary_monthly"), "0");
