@@ -38,6 +38,11 @@ pub struct BetweenSessionAlerts {
     pub home_checkin_missed: AlertRule,
     pub home_pre_dose_refused: AlertRule,
     pub home_dose_log_unreconciled: AlertRule,
+    pub home_dose_more_than_planned: AlertRule,
+    /// Absent: a dose logged below the plan raises no alert.
+    #[serde(default)]
+    pub home_dose_less_than_planned: Option<AlertRule>,
+    pub home_sitter_not_reached: AlertRule,
 }
 
 const EMBEDDED: &str = include_str!("../../../data/rules/between-sessions-alerts.toml");
@@ -52,7 +57,12 @@ impl BetweenSessionAlerts {
             ("home_checkin_missed", &r.home_checkin_missed),
             ("home_pre_dose_refused", &r.home_pre_dose_refused),
             ("home_dose_log_unreconciled", &r.home_dose_log_unreconciled),
-        ] {
+            ("home_dose_more_than_planned", &r.home_dose_more_than_planned),
+            ("home_sitter_not_reached", &r.home_sitter_not_reached),
+        ]
+        .into_iter()
+        .chain(r.home_dose_less_than_planned.as_ref().map(|l| ("home_dose_less_than_planned", l)))
+        {
             v.check(!rule.source.section.trim().is_empty(), &format!("{f}.source"), "name the source section");
         }
         v.finish()?;

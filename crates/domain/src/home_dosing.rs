@@ -29,7 +29,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::alerts::{AlertFiring, AlertSeverity};
+use crate::alerts::AlertFiring;
+use crate::between_alerts::BetweenSessionAlerts;
 use crate::error::{DomainError, Validator};
 use crate::instruments::SourceRef;
 use crate::units::{Milligrams, Mmhg};
@@ -76,34 +77,10 @@ pub struct PreDoseRules {
     pub fasting: FastingRule,
     pub alcohol: SubstanceRule,
     pub sedatives: SubstanceRule,
-    pub sitter: SitterRule,
+    pub sitter: SourcedRule,
     pub driving: SourcedRule,
     /// Refuse while the patient has an open urgent alert (e.g. a positive safety answer).
     pub open_urgent_alert: SourcedRule,
-    /// A logged dose that differs from the dose planned for that session.
-    pub dose_log: DoseLogRule,
-}
-
-/// A sitter present, named and confirmed by their own link; when that link cannot be sent the
-/// patient is told not to dose, and the clinic gets an alert of `not_reached` severity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SitterRule {
-    pub not_reached: AlertSeverity,
-    pub source: SourceRef,
-}
-
-/// How a logged home dose that differs from the plan reaches the clinician (§4.3: misuse and
-/// diversion, "dose reconciliation"). The severities are the clinic's choice.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DoseLogRule {
-    /// The alert when the patient logs more than was planned.
-    pub more_than_planned: AlertSeverity,
-    /// The alert when the patient logs less than was planned; absent: no alert.
-    #[serde(default)]
-    pub less_than_planned: Option<AlertSeverity>,
-    pub source: SourceRef,
 }
 
 const EMBEDDED: &str = include_str!("../../../data/rules/home-pre-dose-screen.toml");
@@ -135,7 +112,6 @@ impl PreDoseRules {
             ("sitter.source", &r.sitter.source),
             ("driving.source", &r.driving.source),
             ("open_urgent_alert.source", &r.open_urgent_alert.source),
-            ("dose_log.source", &r.dose_log.source),
         ] {
             v.check(!s.section.trim().is_empty(), f, "name the source section");
         }
@@ -386,24 +362,23 @@ pub fn planned_units(planned: Milligrams, unit_strength: Milligrams) -> Option<u
     (exact && (1.0..=1000.0).contains(&n)).then_some(n as u32)
 }
 
-/// The clinician's alert for a logged dose that differs from the plan, per the clinic's rule.
-pub fn dose_log_alert(rules: &PreDoseRules, check: PlannedDoseCheck) -> Option<AlertFiring> {
-    let rule = &rules.dose_log;
-    let (severity, message) = match check {
-        PlannedDoseCheck::NoPlan | PlannedDoseCheck::AsPlanned => return None,
-        PlannedDoseCheck::MoreThanPlanned { taken, planned } => (
-            rule.more_than_planned,
+/// The clinician's alert for a logged dose that differs from the plan, with the severity and
+/// source of `data/rules/between-sessions-alerts.toml` (none when less than planned is not
+/// alerted on there).
+pub fn dose_log_alert(alerts: &BetweenSessionAlerts, check: PlannedDoseCheck) -> Option<AlertFiring> {
+    match check {
+        PlannedDoseCheck::NoPlan | PlannedDoseCheck::AsPlanned => None,
+        PlannedDoseCheck::MoreThanPlanned { taken, planned } => Some(alerts.home_dose_more_than_planned.fire(
+            "home_dose_more_than_planned",
             format!("At-home dose logged as {taken}, more than the {planned} planned: contact the patient."),
-        ),
-        PlannedDoseCheck::LessThanPlanned { taken, planned } => {
-            (rule.less_than_planned?, format!("At-home dose logged as {taken}, less than the {planned} planned."))
-        }
-    };
-    let code = match check {
-        PlannedDoseCheck::MoreThanPlanned { .. } => "home_dose_more_than_planned",
-        _ => "home_dose_less_than_planned",
-    };
-    Some(AlertFiring { rule: code.into(), severity, message, source: rule.source.to_string() })
+        )),
+        PlannedDoseCheck::LessThanPlanned { taken, planned } => alerts.home_dose_less_than_planned.as_ref().map(|r| {
+            r.fire(
+                "home_dose_less_than_planned",
+                format!("At-home dose logged as {taken}, less than the {planned} planned."),
+            )
+        }),
+    }
 }
 
 /// Units (tablets/troches) handed to the patient.
@@ -564,6 +539,7 @@ pub fn supply_hold(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alerts::AlertSeverity;
     use time::Duration;
     use time::macros::datetime;
 
@@ -602,20 +578,19 @@ mod tests {
 
     #[test]
     fn more_than_planned_alerts_with_the_clinics_severity_and_source() {
-        let rules = PreDoseRules::builtin();
+        let rules = BetweenSessionAlerts::builtin();
         let more = PlannedDoseCheck::MoreThanPlanned { taken: Milligrams(300.0), planned: Milligrams(200.0) };
         let a = dose_log_alert(rules, more).expect("more than planned always alerts");
-        assert_eq!(a.severity, rules.dose_log.more_than_planned);
+        assert_eq!((a.rule.as_str(), a.severity), ("home_dose_more_than_planned", AlertSeverity::Urgent));
         assert!(a.message.contains("300 mg") && a.message.contains("200 mg"), "{}", a.message);
         assert!(a.source.contains("§4.3"), "{}", a.source);
         assert_eq!(dose_log_alert(rules, PlannedDoseCheck::AsPlanned), None);
         assert_eq!(dose_log_alert(rules, PlannedDoseCheck::NoPlan), None);
         let less = PlannedDoseCheck::LessThanPlanned { taken: Milligrams(100.0), planned: Milligrams(200.0) };
+        assert_eq!(dose_log_alert(rules, less).map(|a| a.severity), Some(AlertSeverity::Warning));
         let mut quiet = rules.clone();
-        quiet.dose_log.less_than_planned = None;
-        assert_eq!(dose_log_alert(&quiet, less), None);
-        quiet.dose_log.less_than_planned = Some(AlertSeverity::Warning);
-        assert_eq!(dose_log_alert(&quiet, less).map(|a| a.severity), Some(AlertSeverity::Warning));
+        quiet.home_dose_less_than_planned = None;
+        assert_eq!(dose_log_alert(&quiet, less), None, "a clinic may leave less than planned unalerted");
     }
 
     fn set_rules() -> PreDoseRules {

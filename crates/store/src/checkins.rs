@@ -1125,7 +1125,7 @@ impl Store {
             event(c, link_id, if ok { "reminder_sent" } else { "reminder_failed" }, now, Some(&detail))?;
             if !ok && link.purpose == LinkPurpose::Sitter {
                 // The patient's page tells them not to dose; the clinic must hear it too.
-                let firing = crate::home::sitter_not_reached_alert(c, &detail)?;
+                let firing = crate::home::sitter_not_reached_alert(&detail);
                 crate::sessions::raise(
                     c,
                     &link_actor(link.id),

@@ -240,16 +240,13 @@ pub enum HomeDoseStatus {
 
 /// The alert when a sitter's confirmation link could not be sent: the patient is told not to
 /// take the dose unless the clinic says it is safe, so the clinic must call them.
-pub(crate) fn sitter_not_reached_alert(c: &mut dyn Conn, detail: &str) -> Result<AlertFiring> {
-    let rule = pre_dose_rules(c)?.sitter;
-    Ok(AlertFiring {
-        rule: "home_sitter_not_reached".into(),
-        severity: rule.not_reached,
-        message: format!(
+pub(crate) fn sitter_not_reached_alert(detail: &str) -> AlertFiring {
+    BetweenSessionAlerts::builtin().home_sitter_not_reached.fire(
+        "home_sitter_not_reached",
+        format!(
             "The sitter's confirmation link for an at-home dose could not be sent ({detail}). The patient was told not to take the dose unless the clinic says it is safe: call them."
         ),
-        source: rule.source.to_string(),
-    })
+    )
 }
 
 /// How the newest reminder of the sitter's link for a pre-dose link went, if one was tried.
@@ -781,7 +778,7 @@ impl Store {
             // A dose other than the one planned for this session tells the clinician at once.
             let (planned, strength) = plan_and_strength(c, screen.course_id, link.session_id.map(|s| s.0))?;
             let check = home_dosing::check_against_plan(d.units, strength, planned);
-            firings.extend(home_dosing::dose_log_alert(&pre_dose_rules(c)?, check));
+            firings.extend(home_dosing::dose_log_alert(BetweenSessionAlerts::builtin(), check));
             // So does a log that does not reconcile.
             let (rec, _) = reconciliation_for(c, screen.course_id)?;
             if !rec.is_reconciled() {

@@ -615,9 +615,15 @@ async fn tokens_are_random_base64url_kept_only_as_hashes_and_reissue_replaces_th
             .await
             .unwrap();
         assert_eq!(stored.len(), 2);
-        for (h, t) in stored.iter().zip([&a.token, &b.token]) {
-            assert_ne!(h, t);
-            assert_eq!(h.len(), 64, "SHA-256 in hex");
+        // Exactly the SHA-256 of each token, in hex, and never the token itself.
+        let mut want =
+            vec![keta_store::credentials::token_hash(&a.token), keta_store::credentials::token_hash(&b.token)];
+        let mut got = stored.clone();
+        want.sort();
+        got.sort();
+        assert_eq!(got, want);
+        assert!(got.iter().all(|h| h.len() == 64), "SHA-256 in hex: {got:?}");
+        for t in [&a.token, &b.token] {
             assert!(!stored.iter().any(|x| x.contains(t.as_str())));
         }
         // Nowhere else either: not in the audit trail nor the events.

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use time::Duration;
 
 use keta_domain::access::Role;
+use keta_domain::between_alerts::BetweenSessionAlerts;
 use keta_domain::checkins::ScheduleOverride;
 use keta_domain::course::Route;
 use keta_domain::home_dosing::{self, PreDoseRules};
@@ -329,7 +330,8 @@ async fn a_sitter_link_that_cannot_be_sent_tells_the_patient_to_contact_the_clin
         let alerts = open_alerts(&app, &c).await;
         let not_reached: Vec<_> = alerts.iter().filter(|a| a["rule"] == "home_sitter_not_reached").collect();
         assert_eq!(not_reached.len(), 1, "{alerts:?}");
-        assert_eq!(not_reached[0]["level"], PreDoseRules::builtin().sitter.not_reached.as_str());
+        assert_eq!(not_reached[0]["level"], "warning", "as the shipped rules say");
+        assert_eq!(not_reached[0]["level"], BetweenSessionAlerts::builtin().home_sitter_not_reached.severity.as_str());
         assert!(not_reached[0]["message"].as_str().unwrap().contains("call them"), "{not_reached:?}");
     }
 }
@@ -538,7 +540,8 @@ async fn a_dose_logged_above_the_plan_raises_an_urgent_alert_and_the_page_shows_
         let alerts = open_alerts(&app, &c).await;
         let more: Vec<_> = alerts.iter().filter(|a| a["rule"] == "home_dose_more_than_planned").collect();
         assert_eq!(more.len(), 1, "{alerts:?}");
-        assert_eq!(more[0]["level"], PreDoseRules::builtin().dose_log.more_than_planned.as_str());
+        assert_eq!(more[0]["level"], "urgent", "as the shipped rules say");
+        assert_eq!(more[0]["level"], BetweenSessionAlerts::builtin().home_dose_more_than_planned.severity.as_str());
         let msg = more[0]["message"].as_str().unwrap();
         assert!(msg.contains("200 mg") && msg.contains("100 mg"), "{msg}");
         assert!(!alerts.iter().any(|a| a["rule"] == "home_dose_log_unreconciled"), "{alerts:?}");

@@ -479,12 +479,7 @@ fn safety_row(clock: &SiteClock, s: &SafetyAnswer, open: &[Alert]) -> SafetyRow 
 
 /// "30 units · 300 mg", trimming needless decimals.
 pub(crate) fn units_mg(units: u64, mg: f64) -> String {
-    let mg = if (mg - mg.round()).abs() < 1e-9 {
-        format!("{}", mg.round() as i64)
-    } else {
-        format!("{mg:.2}").trim_end_matches('0').trim_end_matches('.').to_string()
-    };
-    format!("{units} unit{} · {mg} mg", if units == 1 { "" } else { "s" })
+    format!("{units} unit{} · {} mg", if units == 1 { "" } else { "s" }, super::pk_panel::num(mg))
 }
 
 pub(crate) fn reconciliation_issue(clock: &SiteClock, i: &ReconciliationIssue) -> String {
@@ -523,7 +518,7 @@ pub(crate) fn missing_settings(missing: &[String]) -> Option<String> {
         })
         .collect();
     Some(format!(
-        "The pre-dose screen cannot run yet: the clinic has not set {}. An administrator sets them with PUT /api/v1/settings/home-pre-dose, e.g. {{\"alcohol_free_hours\": 24, \"sedative_free_hours\": 12}} (hours chosen by the medical director; the reference gives no figure). Until then patients are told not to take the dose.",
+        "The pre-dose screen cannot run yet: the clinic has not set {}. An administrator sets them with PUT /api/v1/settings/home-pre-dose, e.g. {{\"alcohol_free_hours\": <hours>, \"sedative_free_hours\": <hours>}} (hours chosen by the medical director; the reference gives no figure). Until then patients are told not to take the dose.",
         names.join(" and ")
     ))
 }

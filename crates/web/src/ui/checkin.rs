@@ -401,11 +401,7 @@ pub async fn post_link(State(st): State<AppState>, Path(token): Path<String>, fo
     let mut errors = Errors::new();
     let answers = match &form_kind {
         Form::Instrument(inst) => LinkAnswers {
-            items: inst
-                .items
-                .iter()
-                .map(|it| form.integer(&format!("q{}", it.number), &mut errors).map(|v| v as i32))
-                .collect(),
+            items: super::questionnaires::read_answers(inst, &form, &mut errors),
             fields: Default::default(),
         },
         Form::Set(set) => LinkAnswers {

@@ -70,7 +70,7 @@ pub(crate) fn item_views(inst: &Instrument, patient_facing: bool) -> Vec<ItemVie
 }
 
 /// Reads answers `q1..qN`; blank = not asked. Unparseable values are field errors.
-fn read_answers(inst: &Instrument, form: &FormData, errors: &mut Errors) -> Vec<Option<i32>> {
+pub(crate) fn read_answers(inst: &Instrument, form: &FormData, errors: &mut Errors) -> Vec<Option<i32>> {
     inst.items.iter().map(|it| form.integer(&format!("q{}", it.number), errors).map(|v| v as i32)).collect()
 }
 
