@@ -923,7 +923,8 @@ const RESEND_AFTER: Duration = Duration::minutes(30);
 pub struct SweepReport {
     pub issued: Vec<IssuedLink>,
     pub expired: usize,
-    /// Patients skipped because of an error (logged); the next sweep tries them again.
+    /// Patients (or unsent reminders) skipped because of an error (logged); the next sweep tries
+    /// them again.
     pub failed: usize,
 }
 
@@ -1014,10 +1015,20 @@ impl Store {
                 }
             }
         }
-        // 4. Reminders that never went out.
-        let fresh: Vec<i64> = report.issued.iter().map(|i| i.link.id).collect();
-        let mut resend = self.write(move |c| resend_unsent(c, now, &fresh)).await?;
-        report.issued.append(&mut resend);
+        // 4. Reminders that never went out: found in one read, each resent in a transaction of
+        // its own, so one bad link holds up no one's reminders.
+        let unsent: Vec<i64> =
+            self.read(move |c| Ok(unsent_links(c, now, None)?.iter().map(|l| l.id).collect())).await?;
+        for id in unsent {
+            match self.write(move |c| resend_one(c, now, id)).await {
+                Ok(Some(link)) => report.issued.push(link),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, link = id, "check-in sweep: a reminder could not be prepared again");
+                    report.failed += 1;
+                }
+            }
+        }
         Ok(report)
     }
 
@@ -1328,32 +1339,34 @@ impl Store {
 /// Open scheduled links whose reminder never went out (the server stopped before sending, or
 /// the mail server refused) and that nobody has opened or been handed by staff: a new token,
 /// sent again, at most RESEND_ATTEMPTS times and no sooner than RESEND_AFTER after the last
-/// try. The old token stops working.
-fn resend_unsent(c: &mut dyn Conn, now: OffsetDateTime, fresh: &[i64]) -> Result<Vec<IssuedLink>> {
-    let actor = Actor::system();
-    let mut out = Vec::new();
-    let unsent = c
-        .query(
-            &format!(
-                "SELECT {LINK_COLS} FROM checkin_links l WHERE completed_at IS NULL AND expired_at IS NULL
-                 AND opens_at <= $1 AND expires_at > $1 AND purpose <> 'sitter'
-                 AND item_key NOT LIKE 'on_demand:%'
-                 AND NOT EXISTS (SELECT 1 FROM checkin_events e WHERE e.link_id = l.id AND e.event IN ('reminder_sent', 'opened'))
-                 AND NOT EXISTS (SELECT 1 FROM checkin_events e WHERE e.link_id = l.id AND e.event = 'reissued' AND e.detail <> 'reminder not sent yet; trying again')
-                 AND (SELECT count(*) FROM checkin_events e WHERE e.link_id = l.id AND e.event = 'reminder_failed') < $2
-                 AND (SELECT max(e.at) FROM checkin_events e WHERE e.link_id = l.id) <= $3"
-            ),
-            params![ms(now), RESEND_ATTEMPTS, ms(now - RESEND_AFTER)],
-        )?
-        .iter()
-        .map(link_from)
-        .collect::<Result<Vec<_>>>()?;
-    for link in unsent.into_iter().filter(|l| !fresh.contains(&l.id)) {
-        let token = rotate_token(c, &actor, now, &link, "reminder not sent yet; trying again")?;
-        let p = patient_of(c, link.patient_id)?;
-        out.push(IssuedLink { link, token, email: p.email, phone: p.phone });
-    }
-    Ok(out)
+/// try ([`resend_one`] gives each a new token; the old one stops working). `only`: that link
+/// alone, if it still qualifies.
+fn unsent_links(c: &mut dyn Conn, now: OffsetDateTime, only: Option<i64>) -> Result<Vec<LinkRecord>> {
+    // A link issued by this sweep has its `issued` event now, so it is never one of these.
+    let one = if only.is_some() { " AND l.id = $4" } else { "" };
+    let sql = format!(
+        "SELECT {LINK_COLS} FROM checkin_links l WHERE completed_at IS NULL AND expired_at IS NULL
+         AND opens_at <= $1 AND expires_at > $1 AND purpose <> 'sitter'
+         AND item_key NOT LIKE 'on_demand:%'
+         AND NOT EXISTS (SELECT 1 FROM checkin_events e WHERE e.link_id = l.id AND e.event IN ('reminder_sent', 'opened'))
+         AND NOT EXISTS (SELECT 1 FROM checkin_events e WHERE e.link_id = l.id AND e.event = 'reissued' AND e.detail <> 'reminder not sent yet; trying again')
+         AND (SELECT count(*) FROM checkin_events e WHERE e.link_id = l.id AND e.event = 'reminder_failed') < $2
+         AND (SELECT max(e.at) FROM checkin_events e WHERE e.link_id = l.id) <= $3{one}"
+    );
+    let rows = match only {
+        Some(id) => c.query(&sql, params![ms(now), RESEND_ATTEMPTS, ms(now - RESEND_AFTER), id])?,
+        None => c.query(&sql, params![ms(now), RESEND_ATTEMPTS, ms(now - RESEND_AFTER)])?,
+    };
+    rows.iter().map(link_from).collect()
+}
+
+/// Resends one of [`unsent_links`] in its own transaction, if it still is one: a new token
+/// (the old one stops working) for the reminder to carry.
+fn resend_one(c: &mut dyn Conn, now: OffsetDateTime, id: i64) -> Result<Option<IssuedLink>> {
+    let Some(link) = unsent_links(c, now, Some(id))?.pop() else { return Ok(None) };
+    let token = rotate_token(c, &Actor::system(), now, &link, "reminder not sent yet; trying again")?;
+    let p = patient_of(c, link.patient_id)?;
+    Ok(Some(IssuedLink { link, token, email: p.email, phone: p.phone }))
 }
 
 /// A new token for a link; the old one stops working at once. Recorded as `reissued` with
