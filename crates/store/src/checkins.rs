@@ -20,7 +20,7 @@ use keta_domain::instruments::{self, SafetyFlag};
 use keta_domain::outcomes::definition_for;
 use keta_domain::patient::Patient;
 use keta_domain::patient_links::{self, LinkPurpose, LinkState, LinkTimes, RemoteSafetyPolicy};
-use keta_domain::records::{Alert, CompletedBy, NewQuestionnaireResponse, QuestionnaireResponse};
+use keta_domain::records::{CompletedBy, NewQuestionnaireResponse, QuestionnaireResponse};
 use keta_domain::relapse::{self, RelapseSettings};
 use keta_domain::session::SessionState;
 use rand::RngCore;
@@ -529,13 +529,6 @@ pub struct LinkAnswers {
     pub fields: std::collections::BTreeMap<String, String>,
 }
 
-/// A positive safety answer, stored and alerted.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SafetyOutcome {
-    pub flags: Vec<SafetyFlag>,
-    pub alerts: Vec<Alert>,
-}
-
 /// What completing a check-in produced.
 #[derive(Debug, Clone)]
 pub enum Completed {
@@ -597,9 +590,9 @@ impl Store {
     /// Stores positive safety answers sent through a link (open, or closed after its form was
     /// shown: see below), in a transaction of their own, before the rest of the submission is
     /// looked at. Each flag is stored once per link; its urgent alert is raised in the same
-    /// transaction. Returns what is stored for this link (including earlier saves), so the page
-    /// keeps showing the crisis instructions.
-    pub async fn record_safety_answers(&self, token: &str, answers: Vec<Option<i32>>) -> Result<Option<SafetyOutcome>> {
+    /// transaction. Returns whether any safety answer is stored for this link (including earlier
+    /// saves), so the page keeps showing the crisis instructions.
+    pub async fn record_safety_answers(&self, token: &str, answers: Vec<Option<i32>>) -> Result<bool> {
         let hash = token_hash(token);
         let now = self.now();
         self.write(move |c| {
@@ -613,7 +606,7 @@ impl Store {
                 LinkState::NotYetOpen { .. } => false,
             };
             if link.form_kind != "instrument" || !form_was_shown {
-                return Ok(None);
+                return Ok(false);
             }
             let inst = instruments::catalog()
                 .get(&link.form)
@@ -631,10 +624,7 @@ impl Store {
 
     /// Whether a safety answer is stored for a link.
     pub async fn link_has_safety_answers(&self, link: i64) -> Result<bool> {
-        self.read(move |c| {
-            Ok(c.query_opt("SELECT id FROM safety_answers WHERE link_id = $1", params![link])?.is_some())
-        })
-        .await
+        self.read(move |c| Ok(!stored_safety_codes(c, link)?.is_empty())).await
     }
 
     /// The instrument an open or closed link asks for (`None`: not an instrument, or no such link).
@@ -778,22 +768,28 @@ pub(crate) fn finish_link(c: &mut dyn Conn, link: &LinkRecord, now: OffsetDateTi
     audit_link(c, &link_actor(link.id), now, link, Action::Update, &["completed_at", "result_kind", "result_id"])
 }
 
+/// The flag codes already stored for a link.
+fn stored_safety_codes(c: &mut dyn Conn, link: i64) -> Result<std::collections::BTreeSet<String>> {
+    c.query("SELECT flag_code FROM safety_answers WHERE link_id = $1", params![link])?
+        .iter()
+        .map(|r| r.text(0))
+        .collect()
+}
+
+/// Stores each new positive safety answer of a link with its alert (once per flag and link).
+/// Returns whether any is stored for the link now, earlier saves included.
 fn store_safety(
     c: &mut dyn Conn,
     link: &LinkRecord,
     inst: &instruments::Instrument,
     flags: Vec<SafetyFlag>,
     now: OffsetDateTime,
-) -> Result<Option<SafetyOutcome>> {
+) -> Result<bool> {
     let policy = RemoteSafetyPolicy::builtin();
     let actor = link_actor(link.id);
-    let mut new_alerts = Vec::new();
+    let mut stored = stored_safety_codes(c, link.id)?;
     for f in &flags {
-        let seen = c.query_opt(
-            "SELECT id FROM safety_answers WHERE link_id = $1 AND flag_code = $2",
-            params![link.id, f.code.as_str()],
-        )?;
-        if seen.is_some() {
+        if stored.contains(&f.code) {
             continue;
         }
         let firing = AlertFiring {
@@ -826,18 +822,9 @@ fn store_safety(
                 fields: &["instrument", "item", "answer"],
             },
         )?;
-        new_alerts.push(alert);
+        stored.insert(f.code.clone());
     }
-    // Everything stored for this link so far (a later save keeps the crisis panel up).
-    let stored: Vec<String> = c
-        .query("SELECT flag_code FROM safety_answers WHERE link_id = $1", params![link.id])?
-        .iter()
-        .map(|r| r.text(0))
-        .collect::<Result<_>>()?;
-    if stored.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(SafetyOutcome { flags, alerts: new_alerts }))
+    Ok(!stored.is_empty())
 }
 
 fn mark_expired(c: &mut dyn Conn, link: &LinkRecord, now: OffsetDateTime) -> Result<()> {

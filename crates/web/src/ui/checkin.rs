@@ -365,12 +365,12 @@ pub async fn post_link(State(st): State<AppState>, Path(token): Path<String>, fo
         loop {
             tries += 1;
             match st.store.record_safety_answers(&token, items.clone()).await {
-                Ok(Some(_)) => {
+                Ok(true) => {
                     safety_stored = true;
                     super::live::publish(None);
                     break;
                 }
-                Ok(None) => break,
+                Ok(false) => break,
                 Err(e) if tries < 2 => tracing::warn!(error = %e, "storing a safety answer failed; trying again"),
                 Err(e) => {
                     tracing::error!(error = %e, "storing a safety answer failed twice");
