@@ -12,6 +12,7 @@ use keta_domain::DomainError;
 use keta_domain::access::Permission;
 use keta_domain::alerts::{AlertFiring, AlertSeverity};
 use keta_domain::between_alerts::BetweenSessionAlerts;
+use keta_domain::course::Course;
 use keta_domain::home_dosing::{self, Dispense, DoseLog, PreDoseAnswers, PreDoseRules, Reconciliation, ScreenOutcome};
 use keta_domain::ids::{CourseId, PatientId};
 use keta_domain::patient::Patient;
@@ -363,7 +364,8 @@ fn reasons(o: &ScreenOutcome) -> Vec<String> {
 }
 
 /// Reconciliation inputs for a course.
-fn reconciliation_for(c: &mut dyn Conn, course: CourseId) -> Result<(Reconciliation, Vec<(i64, OffsetDateTime)>)> {
+/// A course's reconciliation, with its dispenses (oldest first) and how many doses are logged.
+fn reconciliation_for(c: &mut dyn Conn, course: CourseId) -> Result<(Reconciliation, Vec<Dispense>, usize)> {
     let dispenses: Vec<Dispense> = c
         .query(
             "SELECT dispensed_at, units, unit_strength_mg FROM home_dispenses WHERE course_id = $1 ORDER BY dispensed_at, id",
@@ -379,27 +381,24 @@ fn reconciliation_for(c: &mut dyn Conn, course: CourseId) -> Result<(Reconciliat
         })
         .collect::<Result<_>>()?;
     let rows = c.query(
-        "SELECT l.taken_at, l.units, l.units_left, s.outcome, l.id FROM home_dose_logs l LEFT JOIN pre_dose_screens s ON s.id = l.screen_id
+        "SELECT l.taken_at, l.units, l.units_left, s.outcome FROM home_dose_logs l LEFT JOIN pre_dose_screens s ON s.id = l.screen_id
          WHERE l.course_id = $1 ORDER BY l.taken_at, l.id",
         params![course.0],
     )?;
     let mut logs = Vec::new();
     let mut last_count = None;
-    let mut ids = Vec::new();
     for r in &rows {
-        let at = from_ms(r.i64(0)?)?;
         logs.push(DoseLog {
-            at,
+            at: from_ms(r.i64(0)?)?,
             units: u32::try_from(r.i64(1)?).map_err(|_| StoreError::Corrupt("units".into()))?,
             screen_cleared: r.opt_text(3)?.as_deref() == Some("cleared"),
         });
         if let Some(left) = r.opt_i64(2)? {
             last_count = u32::try_from(left).ok();
         }
-        ids.push((r.i64(4)?, at));
     }
     let rec = home_dosing::reconcile(&dispenses, &logs, last_count)?;
-    Ok((rec, ids))
+    Ok((rec, dispenses, logs.len()))
 }
 
 /// The at-home programme of one course, for the chart and the dispensing decision.
@@ -419,7 +418,8 @@ pub struct HomeProgramme {
     pub missing_settings: Vec<String>,
 }
 
-fn programme(c: &mut dyn Conn, course: CourseId) -> Result<HomeProgramme> {
+fn programme(c: &mut dyn Conn, co: &Course) -> Result<HomeProgramme> {
+    let course = co.id;
     let screens: Vec<PreDoseScreen> = c
         .query(
             &format!(
@@ -430,17 +430,8 @@ fn programme(c: &mut dyn Conn, course: CourseId) -> Result<HomeProgramme> {
         .iter()
         .map(screen_from)
         .collect::<Result<_>>()?;
-    let (rec, logs) = reconciliation_for(c, course)?;
-    let dispenses = c
-        .query_opt("SELECT count(*) FROM home_dispenses WHERE course_id = $1", params![course.0])?
-        .map(|r| r.i64(0))
-        .transpose()?
-        .unwrap_or(0) as usize;
-    let last_dispense = c
-        .query_opt("SELECT max(dispensed_at) FROM home_dispenses WHERE course_id = $1", params![course.0])?
-        .and_then(|r| r.opt_i64(0).transpose())
-        .transpose()?
-        .unwrap_or(0);
+    let (rec, dispensed, doses_logged) = reconciliation_for(c, course)?;
+    let last_dispense = dispensed.last().map_or(0, |d| ms(d.at));
     // Missed since the last supply: the patient is "up to date" once later check-ins are done
     // (a check-in completed after the missed one closed clears it; otherwise nothing could, as
     // the supply it holds is what would move `last_dispense` on).
@@ -454,15 +445,10 @@ fn programme(c: &mut dyn Conn, course: CourseId) -> Result<HomeProgramme> {
         .transpose()?
         .unwrap_or(0) as usize;
     let unreviewed_refusals = screens.iter().filter(|s| s.outcome == "refused" && s.reviewed_at.is_none()).count();
-    let supply_hold = if dispenses == 0 {
+    let supply_hold = if dispensed.is_empty() {
         vec![]
     } else {
-        let patient = c
-            .query_opt("SELECT patient_id FROM courses WHERE id = $1", params![course.0])?
-            .map(|r| r.i64(0))
-            .transpose()?
-            .ok_or_else(|| StoreError::Corrupt(format!("course {} has no patient", course.0)))?;
-        let urgent = usize::try_from(open_urgent_alerts(c, PatientId(patient))?).unwrap_or(usize::MAX);
+        let urgent = usize::try_from(open_urgent_alerts(c, co.patient_id)?).unwrap_or(usize::MAX);
         home_dosing::supply_hold(&rec, missed_checkins, unreviewed_refusals, urgent)
     };
     let missing_settings = pre_dose_rules(c)?.missing_settings().into_iter().map(String::from).collect();
@@ -470,8 +456,8 @@ fn programme(c: &mut dyn Conn, course: CourseId) -> Result<HomeProgramme> {
         course_id: course,
         screens,
         reconciliation: rec,
-        dispenses,
-        doses_logged: logs.len(),
+        dispenses: dispensed.len(),
+        doses_logged,
         missed_checkins,
         unreviewed_refusals,
         supply_hold,
@@ -483,7 +469,7 @@ fn programme(c: &mut dyn Conn, course: CourseId) -> Result<HomeProgramme> {
 pub(crate) fn home_for(c: &mut dyn Conn, patient: PatientId) -> Result<(Vec<HomeProgramme>, Vec<QuestionSetResponse>)> {
     let mut progs = Vec::new();
     for co in crate::courses::courses_for(c, patient)?.iter().filter(|co| co.route.is_home()) {
-        progs.push(programme(c, co.id)?);
+        progs.push(programme(c, co)?);
     }
     let qs = c
         .query(
@@ -780,7 +766,7 @@ impl Store {
             let check = home_dosing::check_against_plan(d.units, strength, planned);
             firings.extend(home_dosing::dose_log_alert(BetweenSessionAlerts::builtin(), check));
             // So does a log that does not reconcile.
-            let (rec, _) = reconciliation_for(c, screen.course_id)?;
+            let (rec, ..) = reconciliation_for(c, screen.course_id)?;
             if !rec.is_reconciled() {
                 firings.push(BetweenSessionAlerts::builtin().home_dose_log_unreconciled.fire(
                     "home_dose_log_unreconciled",
@@ -818,7 +804,7 @@ impl Store {
             if !co.route.is_home() {
                 return Err(DomainError::Conflict(format!("{} courses are not dispensed for home use", co.route.label())).into());
             }
-            let before = programme(c, course)?;
+            let before = programme(c, &co)?;
             if !before.supply_hold.is_empty() {
                 return Err(DomainError::Conflict(format!(
                     "new supply held until the patient is up to date: {}",
@@ -843,7 +829,7 @@ impl Store {
                     fields: &["units", "unit_strength_mg"],
                 },
             )?;
-            programme(c, course)
+            programme(c, &co)
         })
         .await
     }
