@@ -33,6 +33,7 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::alerts::AlertSeverity;
 use crate::error::{DomainError, Validator};
 use crate::instruments::SourceRef;
 
@@ -60,25 +61,6 @@ pub enum QuestionKind {
     FreeText { max_len: usize },
 }
 
-/// How urgently staff should look at a flag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum FlagSeverity {
-    /// Review per clinic policy.
-    Warning,
-    /// Needs prompt clinical attention.
-    Urgent,
-}
-
-impl FlagSeverity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FlagSeverity::Warning => "warning",
-            FlagSeverity::Urgent => "urgent",
-        }
-    }
-}
-
 /// When a flag fires. TOML: `when = { equals = "yes" }` or `when = { at_least = 7 }`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -97,7 +79,7 @@ pub struct FlagRule {
     /// Stable code of the flag, e.g. `urinary_haematuria`; unique within the set.
     pub code: String,
     pub when: FlagWhen,
-    pub severity: FlagSeverity,
+    pub severity: AlertSeverity,
     /// Shown to staff.
     pub message: String,
     /// Where the rule (and its severity) comes from.
@@ -178,7 +160,7 @@ pub struct QuestionSetFlag {
     pub question: String,
     /// The rule's code, e.g. `urinary_haematuria`.
     pub code: String,
-    pub severity: FlagSeverity,
+    pub severity: AlertSeverity,
     pub message: String,
     pub source: SourceRef,
 }
@@ -485,7 +467,7 @@ mod tests {
         for f in &flags {
             assert_eq!(
                 (f.severity, f.question_set.as_str(), f.source.section.as_str()),
-                (FlagSeverity::Warning, "urinary_symptoms", "§4.3")
+                (AlertSeverity::Warning, "urinary_symptoms", "§4.3")
             );
             assert!(f.source.note.as_deref().unwrap_or("").contains("clinic setting"), "{}", f.code);
         }
@@ -590,7 +572,7 @@ mod tests {
         let with = |n: i32| answers(&[("pain", AnswerValue::Number(n)), ("note", AnswerValue::Text("ok".into()))]);
         assert!(evaluate(&s, &with(6)).is_empty());
         let flags = evaluate(&s, &with(7));
-        assert_eq!((flags[0].code.as_str(), flags[0].severity), ("pain_high", FlagSeverity::Urgent));
+        assert_eq!((flags[0].code.as_str(), flags[0].severity), ("pain_high", AlertSeverity::Urgent));
         validate_answers(&s, &with(10)).unwrap();
         let errs = errors(validate_answers(&s, &with(11)));
         assert_eq!(errs[0].message, "answer a whole number from 0 to 10");

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use keta_domain::DomainError;
 use keta_domain::access::Permission;
-use keta_domain::alerts::{AlertFiring, AlertSeverity};
+use keta_domain::alerts::AlertFiring;
 use keta_domain::between_alerts::BetweenSessionAlerts;
 use keta_domain::course::Course;
 use keta_domain::home_dosing::{self, Dispense, DoseLog, PreDoseAnswers, PreDoseRules, Reconciliation, ScreenOutcome};
@@ -99,10 +99,7 @@ pub(crate) fn insert_question_set(
         .iter()
         .map(|f| AlertFiring {
             rule: f.code.clone(),
-            severity: match f.severity {
-                question_sets::FlagSeverity::Urgent => AlertSeverity::Urgent,
-                question_sets::FlagSeverity::Warning => AlertSeverity::Warning,
-            },
+            severity: f.severity,
             message: format!("{} (from the patient's phone): {}", set.name, f.message),
             source: f.source.to_string(),
         })

@@ -595,8 +595,8 @@ pub(crate) fn question_set_row(clock: &SiteClock, r: &QuestionSetResponse) -> Qu
             .into_iter()
             .map(|f| {
                 let class = match f.severity {
-                    question_sets::FlagSeverity::Urgent => "flag-urgent",
-                    question_sets::FlagSeverity::Warning => "flag-warning",
+                    keta_domain::alerts::AlertSeverity::Urgent => "flag-urgent",
+                    keta_domain::alerts::AlertSeverity::Warning => "flag-warning",
                 };
                 (class, f.message)
             })
