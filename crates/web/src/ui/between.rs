@@ -1151,21 +1151,12 @@ pub async fn post_reissue(
     form: FormData,
 ) -> UiResult<Response> {
     // The link must be this patient's (the store checks the site; this keeps URLs honest).
+    // A sitter's link is refused by the store: it would reach the patient, not the sitter.
     let overview = st.store.checkin_overview(&user.actor, PatientId(id)).await?;
-    let Some(record) = overview.links.iter().find(|l| l.id == link) else {
+    if !overview.links.iter().any(|l| l.id == link) {
         return Err(StoreError::NotFound(format!("check-in link {link}")).into());
-    };
-    // A sitter's link goes to the contact the patient gave for the sitter, which the reissued
-    // link does not carry: sending it would reach the patient instead.
-    let result = if record.purpose == LinkPurpose::Sitter {
-        Err(StoreError::Conflict(
-            "a sitter's link is not sent again from the chart: the patient's next pre-dose screen names the sitter anew"
-                .into(),
-        ))
-    } else {
-        st.store.reissue_link(&user.actor, link).await
-    };
-    match result {
+    }
+    match st.store.reissue_link(&user.actor, link).await {
         Ok(issued) => {
             let view = issued_view(&st, &issued, form.checked("send"), true).await;
             let input = BetweenInput { issued: Some(view), ..Default::default() };
@@ -1213,8 +1204,8 @@ pub async fn post_dispense(
     Path((id, course)): Path<(i64, i64)>,
     form: FormData,
 ) -> UiResult<Response> {
-    let (programmes, _) = st.store.home_overview(&user.actor, PatientId(id)).await?;
-    if !programmes.iter().any(|p| p.course_id.0 == course) {
+    let co = st.store.get_course(&user.actor, CourseId(course)).await?;
+    if co.patient_id != PatientId(id) || !co.route.is_home() {
         return Err(StoreError::NotFound(format!("at-home course {course}")).into());
     }
     let mut errors = Errors::new();
