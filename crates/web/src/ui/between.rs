@@ -369,7 +369,7 @@ pub(crate) fn relapse_flag(
         day(clock, f.responded_at, now),
         f.baseline
     );
-    let planned = f.bring_forward.next_planned.map(|t| format!("{} at {}", clock.date(t), clock.hm(t)));
+    let planned = f.bring_forward.next_planned.map(|t| clock.date_at(t));
     let suggestion = match (f.bring_forward.suggest_by, planned, bring_forward_days) {
         (Some(by), Some(p), _) => format!(
             "Review the patient and consider bringing the next maintenance session forward: offer one by {} (planned: {p}).",
@@ -667,7 +667,7 @@ pub(crate) fn relapse_views(
     for c in chart.courses.iter().rev() {
         let (last, next) = last_and_next(&chart.sessions, c.id, now);
         let next_planned = match next {
-            Some(t) => format!("Next planned session {} at {}", clock.date(t), clock.hm(t)),
+            Some(t) => format!("Next planned session {}", clock.date_at(t)),
             None => "No session planned".into(),
         };
         let inst = watched_instrument(chart, c.id);

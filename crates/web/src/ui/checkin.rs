@@ -177,7 +177,7 @@ pub(crate) fn view_model(v: &PatientView, now: time::OffsetDateTime) -> ViewMode
         .iter()
         .filter(|s| s.scheduled_for > now && s.state == keta_domain::session::SessionState::Scheduled)
         .take(5)
-        .map(|s| format!("{} at {} ({})", clock.date(s.scheduled_for), clock.hm(s.scheduled_for), s.route.label()))
+        .map(|s| format!("{} ({})", clock.date_at(s.scheduled_for), s.route.label()))
         .collect();
     ViewModel { given_name: v.given_name.clone(), scores, upcoming }
 }
@@ -198,8 +198,7 @@ fn refused(status: StatusCode, r: patient_links::Refusal, site: Option<&SiteForP
 
 /// A time as a patient of `site` reads it: "Mon 30 Nov at 09:00" in the site's time zone.
 pub(crate) fn when(site: &SiteForPatients, t: time::OffsetDateTime) -> String {
-    let c = SiteClock::named(&site.time_zone);
-    format!("{} at {}", c.date(t), c.hm(t))
+    SiteClock::named(&site.time_zone).date_at(t)
 }
 
 /// The page for a link that cannot be answered now, or `None` when it is open. With `safety`

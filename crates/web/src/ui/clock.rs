@@ -67,6 +67,11 @@ impl SiteClock {
         date_label(self.local(t).date())
     }
 
+    /// "Fri 27 Nov 2026 at 09:05" (patient pages, reminders, planned sessions).
+    pub fn date_at(&self, t: OffsetDateTime) -> String {
+        format!("{} at {}", self.date(t), self.hm(t))
+    }
+
     /// "27 Nov 2026 09:05"
     pub fn datetime(&self, t: OffsetDateTime) -> String {
         let l = self.local(t);
