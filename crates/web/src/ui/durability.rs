@@ -10,8 +10,7 @@
 //! next change published through the web layer; the JSON API (`/api/v1/outcomes/durability`)
 //! shares the cache.
 
-use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -24,9 +23,9 @@ use keta_domain::durability::{
 use keta_domain::outcomes::{OutcomeDefinition, ResponseRule, definition_for};
 use keta_domain::relapse::{RelapseSettings, RelapseThreshold};
 use keta_store::StoreError;
-use keta_store::patients::PatientQuery;
 use serde::Deserialize;
 
+use super::clinic_figures::FigureCache;
 use super::page::{Area, Chrome, UiError, UiResult, render};
 use crate::AppState;
 use crate::auth::CurrentUser;
@@ -50,71 +49,15 @@ pub(crate) fn definition() -> Result<&'static OutcomeDefinition, DomainError> {
 // ---------------------------------------------------------------------------------------
 // Loading (shared with the API)
 
-struct Cached {
-    /// The server the figures were read through (see [`app_identity`]).
-    app: Weak<crate::auth::LoginThrottle>,
-    key: String,
-    generation: u64,
-    at: Instant,
-    patients: usize,
-    series: Arc<Vec<CourseSeries>>,
-}
-
-fn cache() -> &'static Mutex<Option<Cached>> {
-    static C: OnceLock<Mutex<Option<Cached>>> = OnceLock::new();
-    C.get_or_init(|| Mutex::new(None))
-}
-
-/// One object per running server (every clone of its `AppState` shares it): two servers in
-/// one process, as in the test suite, must never see each other's figures. Holding a `Weak`
-/// keeps the allocation, so its address cannot be reused by a later server.
-fn app_identity(st: &AppState) -> &Arc<crate::auth::LoginThrottle> {
-    &st.throttle
-}
+static SERIES: FigureCache<Arc<Vec<CourseSeries>>> = FigureCache::new();
 
 /// The PHQ-9 series of every course at the user's sites, and the number of patients read.
 pub(crate) async fn load(st: &AppState, user: &CurrentUser) -> Result<(usize, Arc<Vec<CourseSeries>>), StoreError> {
-    let key = format!("{:?} {:?}", user.actor.scope, user.actor.break_glass);
-    let generation = super::live::generation();
-    let me = Arc::downgrade(app_identity(st));
-    let hit = cache().lock().ok().and_then(|g| {
-        g.as_ref()
-            .filter(|c| {
-                Weak::ptr_eq(&c.app, &me)
-                    && c.key == key
-                    && c.generation == generation
-                    && c.at.elapsed() < Duration::from_secs(60)
-            })
-            .map(|c| (c.patients, c.series.clone()))
-    });
-    if let Some(hit) = hit {
-        return Ok(hit);
-    }
-    let mut ids = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = st
-            .store
-            .list_patients(&user.actor, PatientQuery { search: None, site_id: None, limit: 500, offset })
-            .await?;
-        let n = page.len();
-        ids.extend(page.into_iter().map(|p| p.id));
-        if n < 500 {
-            break;
-        }
-        offset += 500;
-    }
-    let mut series = Vec::new();
-    for chunk in ids.chunks(32) {
-        for chart in st.store.patient_charts(&user.actor, chunk.to_vec()).await? {
-            series.extend(durability::course_series(&chart, INSTRUMENT));
-        }
-    }
-    let series = Arc::new(series);
-    if let Ok(mut g) = cache().lock() {
-        *g = Some(Cached { app: me, key, generation, at: Instant::now(), patients: ids.len(), series: series.clone() });
-    }
-    Ok((ids.len(), series))
+    SERIES
+        .get(st, user, Arc::new(Vec::new()), |series, chart| {
+            Arc::make_mut(series).extend(durability::course_series(chart, INSTRUMENT))
+        })
+        .await
 }
 
 /// The report for one grouping, over every course the user can see.

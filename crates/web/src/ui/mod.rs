@@ -24,6 +24,7 @@ mod audit;
 mod between;
 mod chart;
 pub(crate) mod checkin;
+pub(crate) mod clinic_figures;
 pub(crate) mod durability;
 mod eligibility;
 mod home_dose;

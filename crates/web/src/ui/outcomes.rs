@@ -6,17 +6,17 @@
 //! the next change published through the web layer.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
 
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
 use keta_domain::course::Route;
 use keta_domain::instruments::catalog;
-use keta_store::patients::PatientQuery;
+use keta_domain::records::PatientChart;
 use serde::Deserialize;
 
+use super::clinic_figures::FigureCache;
 use super::page::{Area, Chrome, UiResult, render};
 use crate::AppState;
 use crate::auth::CurrentUser;
@@ -142,79 +142,38 @@ fn instrument_name(code: &str) -> String {
 
 type Rates = BTreeMap<(Route, String), ClinicRate>;
 
-struct Cached {
-    key: String,
-    generation: u64,
-    at: Instant,
-    patients: usize,
-    rates: Rates,
-}
+static RATES: FigureCache<Rates> = FigureCache::new();
 
-fn cache() -> &'static Mutex<Option<Cached>> {
-    static C: OnceLock<Mutex<Option<Cached>>> = OnceLock::new();
-    C.get_or_init(|| Mutex::new(None))
-}
-
+/// The clinic's rates by route and instrument, and the number of patients read.
 async fn compute(st: &AppState, user: &CurrentUser) -> UiResult<(usize, Rates)> {
-    let key = format!("{:?}", user.actor.scope);
-    let generation = super::live::generation();
-    let cached = cache().lock().ok().and_then(|g| {
-        g.as_ref()
-            .filter(|c| c.key == key && c.generation == generation && c.at.elapsed() < Duration::from_secs(60))
-            .map(|c| (c.patients, c.rates.clone()))
-    });
-    if let Some(hit) = cached {
-        return Ok(hit);
-    }
-    let mut patients = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = st
-            .store
-            .list_patients(&user.actor, PatientQuery { search: None, site_id: None, limit: 500, offset })
-            .await?;
-        let n = page.len();
-        patients.extend(page);
-        if n < 500 {
-            break;
+    Ok(RATES.get(st, user, Rates::new(), add_chart).await?)
+}
+
+fn add_chart(rates: &mut Rates, chart: &PatientChart) {
+    for o in &chart.outcomes {
+        let Some(course) = chart.courses.iter().find(|c| c.id == o.course_id) else { continue };
+        let out = &o.outcome;
+        let r = rates
+            .entry((course.route, out.instrument.clone()))
+            .or_insert_with(|| ClinicRate { instrument: instrument_name(&out.instrument), ..Default::default() });
+        r.courses += 1;
+        if let Some(x) = out.responded {
+            r.assessable += 1;
+            r.responders += usize::from(x);
         }
-        offset += 500;
-    }
-    let mut rates: Rates = BTreeMap::new();
-    for chunk in patients.chunks(32) {
-        let charts = st.store.patient_charts(&user.actor, chunk.iter().map(|p| p.id).collect()).await?;
-        for chart in charts {
-            for o in &chart.outcomes {
-                let Some(course) = chart.courses.iter().find(|c| c.id == o.course_id) else { continue };
-                let out = &o.outcome;
-                let r = rates.entry((course.route, out.instrument.clone())).or_insert_with(|| ClinicRate {
-                    instrument: instrument_name(&out.instrument),
-                    ..Default::default()
-                });
-                r.courses += 1;
-                if let Some(x) = out.responded {
-                    r.assessable += 1;
-                    r.responders += usize::from(x);
-                }
-                if let Some(x) = out.remitted {
-                    r.remission_assessable += 1;
-                    r.remitters += usize::from(x);
-                }
-                if out.ever_responded == Some(true) {
-                    r.ever_responded += 1;
-                    r.relapsed += usize::from(out.relapsed == Some(true));
-                }
-                let d = format!("{} ({})", out.definition.name, out.definition.source);
-                if !r.definitions.contains(&d) {
-                    r.definitions.push(d);
-                }
-            }
+        if let Some(x) = out.remitted {
+            r.remission_assessable += 1;
+            r.remitters += usize::from(x);
+        }
+        if out.ever_responded == Some(true) {
+            r.ever_responded += 1;
+            r.relapsed += usize::from(out.relapsed == Some(true));
+        }
+        let d = format!("{} ({})", out.definition.name, out.definition.source);
+        if !r.definitions.contains(&d) {
+            r.definitions.push(d);
         }
     }
-    if let Ok(mut g) = cache().lock() {
-        *g = Some(Cached { key, generation, at: Instant::now(), patients: patients.len(), rates: rates.clone() });
-    }
-    Ok((patients.len(), rates))
 }
 
 pub async fn get_outcomes(State(st): State<AppState>, user: CurrentUser) -> UiResult<Response> {
