@@ -251,7 +251,7 @@ pub(crate) fn get_link(c: &mut dyn Conn, id: i64) -> Result<LinkRecord> {
     link_from(&r)
 }
 
-fn link_by_hash(c: &mut dyn Conn, hash: &str) -> Result<Option<LinkRecord>> {
+pub(crate) fn link_by_hash(c: &mut dyn Conn, hash: &str) -> Result<Option<LinkRecord>> {
     c.query_opt(&format!("SELECT {LINK_COLS} FROM checkin_links WHERE token_hash = $1"), params![hash])?
         .map(|r| link_from(&r))
         .transpose()
@@ -623,8 +623,13 @@ impl Store {
     }
 
     /// Whether a safety answer is stored for a link.
-    pub async fn link_has_safety_answers(&self, link: i64) -> Result<bool> {
-        self.read(move |c| Ok(!stored_safety_codes(c, link)?.is_empty())).await
+    pub async fn link_has_safety_answers(&self, token: &str) -> Result<bool> {
+        let hash = token_hash(token);
+        self.read(move |c| match link_by_hash(c, &hash)? {
+            Some(link) => Ok(!stored_safety_codes(c, link.id)?.is_empty()),
+            None => Ok(false),
+        })
+        .await
     }
 
     /// The instrument an open or closed link asks for (`None`: not an instrument, or no such link).

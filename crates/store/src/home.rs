@@ -677,9 +677,14 @@ impl Store {
         .await
     }
 
-    /// Where the dose behind a pre-dose link stands (the patient's page polls this).
-    pub async fn home_dose_status(&self, link: i64) -> Result<HomeDoseStatus> {
+    /// Where the dose behind a pre-dose link stands (the patient's page polls this). The token
+    /// is the patient's authority, as for every patient-side call.
+    pub async fn home_dose_status(&self, token: &str) -> Result<HomeDoseStatus> {
+        let hash = crate::checkins::hash_of(token);
         self.read(move |c| {
+            let link = crate::checkins::link_by_hash(c, &hash)?
+                .ok_or_else(|| StoreError::NotFound("check-in link".into()))?
+                .id;
             let logged = c.query_opt("SELECT id FROM home_dose_logs WHERE link_id = $1", params![link])?.is_some();
             if logged {
                 return Ok(HomeDoseStatus::Logged);
@@ -701,12 +706,12 @@ impl Store {
 
     /// The dose planned for the session behind a pre-dose link, to show the patient before they
     /// log it. `None` when the session has no planned dose.
-    pub async fn planned_home_dose(&self, link: i64) -> Result<Option<PlannedHomeDose>> {
+    pub async fn planned_home_dose(&self, token: &str) -> Result<Option<PlannedHomeDose>> {
+        let hash = crate::checkins::hash_of(token);
         self.read(move |c| {
-            let row = c.query_opt("SELECT course_id, session_id FROM checkin_links WHERE id = $1", params![link])?;
-            let Some(row) = row else { return Ok(None) };
-            let (Some(course), session) = (row.opt_i64(0)?, row.opt_i64(1)?) else { return Ok(None) };
-            let (planned, strength) = plan_and_strength(c, CourseId(course), session)?;
+            let Some(link) = crate::checkins::link_by_hash(c, &hash)? else { return Ok(None) };
+            let Some(course) = link.course_id else { return Ok(None) };
+            let (planned, strength) = plan_and_strength(c, course, link.session_id.map(|s| s.0))?;
             Ok(planned.map(|planned| PlannedHomeDose {
                 planned,
                 unit_strength: strength,

@@ -331,15 +331,15 @@ pub async fn get_link(State(st): State<AppState>, Path(token): Path<String>) -> 
         return Ok(page);
     }
     let form_kind = form_of(&o)?;
-    let crisis = has_safety_answer(&st, &o).await;
+    let crisis = has_safety_answer(&st, &token).await;
     let form = saved_form(&o, &form_kind);
     Ok(render_status(StatusCode::OK, &checkin_page(&o, &token, &form_kind, form, Errors::new(), crisis, false)))
 }
 
 /// Whether a safety answer is stored for this link (the crisis panel stays up on every later
 /// page of the same check-in). A failed read shows the panel: showing it needlessly is safer.
-async fn has_safety_answer(st: &AppState, o: &OpenedLink) -> bool {
-    st.store.link_has_safety_answers(o.link.id).await.unwrap_or(true)
+async fn has_safety_answer(st: &AppState, token: &str) -> bool {
+    st.store.link_has_safety_answers(token).await.unwrap_or(true)
 }
 
 /// `POST /c/{token}`: `action=save` keeps the answers for later; anything else finishes.
@@ -396,7 +396,7 @@ pub async fn post_link(State(st): State<AppState>, Path(token): Path<String>, fo
         return Ok(page);
     }
     let form_kind = form_of(&o)?;
-    let crisis = safety_stored || has_safety_answer(&st, &o).await;
+    let crisis = safety_stored || has_safety_answer(&st, &token).await;
     let mut errors = Errors::new();
     let answers = match &form_kind {
         Form::Instrument(inst) => LinkAnswers {

@@ -66,14 +66,14 @@ async fn pre_dose_page(
     form: FormData,
     errors: Errors,
 ) -> UiResult<PreDosePage> {
-    let status = st.store.home_dose_status(o.link.id).await?;
+    let status = st.store.home_dose_status(token).await?;
     // The questions are shown only before the screen, the planned dose only once it is cleared.
     let questions = match status {
         HomeDoseStatus::NotAnswered => st.store.pre_dose_rules().await?.questions().ok(),
         _ => None,
     };
     let planned = match status {
-        HomeDoseStatus::Cleared => st.store.planned_home_dose(o.link.id).await?.as_ref().map(planned_sentence),
+        HomeDoseStatus::Cleared => st.store.planned_home_dose(token).await?.as_ref().map(planned_sentence),
         _ => None,
     };
     Ok(PreDosePage {
