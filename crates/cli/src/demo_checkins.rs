@@ -33,7 +33,7 @@ pub async fn ensure(store: &Store) -> anyhow::Result<()> {
     if already {
         return Ok(());
     }
-    store.set_clinic_setting(&system, HOME_PRE_DOSE_SETTINGS, serde_json::to_value(DEMO_HOME_SETTINGS)?).await?;
+    store.set_home_pre_dose_settings(&system, DEMO_HOME_SETTINGS).await?;
     for (i, site) in store.list_sites(&system).await?.into_iter().enumerate() {
         store
             .set_patient_contact_settings(

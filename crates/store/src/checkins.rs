@@ -920,6 +920,10 @@ pub struct SweepReport {
     pub failed: usize,
 }
 
+fn json_value<T: Serialize>(v: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(v).map_err(|e| StoreError::Backend(format!("serialising a setting: {e}")))
+}
+
 /// A patient's between-session record for the chart.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CheckinOverview {
@@ -1284,9 +1288,20 @@ impl Store {
         .await
     }
 
-    /// Sets a clinic-wide setting (relapse watch, home pre-dose intervals). `value` must parse as
-    /// the setting's type; the caller validates its content.
-    pub async fn set_clinic_setting(&self, actor: &Actor, key: &'static str, value: serde_json::Value) -> Result<()> {
+    /// The clinic's relapse threshold (set on PHQ-9 totals), validated before it is stored.
+    pub async fn set_relapse_settings(&self, actor: &Actor, s: RelapseSettings) -> Result<()> {
+        s.validate("phq9")?;
+        self.set_clinic_setting(actor, RELAPSE_SETTINGS, json_value(&s)?).await
+    }
+
+    /// The home pre-dose screen's alcohol- and sedative-free hours, validated before they are stored.
+    pub async fn set_home_pre_dose_settings(&self, actor: &Actor, s: crate::home::HomePreDoseSettings) -> Result<()> {
+        s.validate()?;
+        self.set_clinic_setting(actor, HOME_PRE_DOSE_SETTINGS, json_value(&s)?).await
+    }
+
+    /// Stores a clinic-wide setting; only the typed setters above call it, after validating.
+    async fn set_clinic_setting(&self, actor: &Actor, key: &'static str, value: serde_json::Value) -> Result<()> {
         actor.require(Permission::ManageUsers)?;
         let now = self.now();
         let actor = actor.clone();

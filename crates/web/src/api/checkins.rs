@@ -7,9 +7,7 @@ use axum::http::StatusCode;
 use keta_domain::checkins::{CheckInSchedule, ScheduleOverride};
 use keta_domain::ids::{CourseId, PatientId, SiteId};
 use keta_domain::relapse::RelapseSettings;
-use keta_store::checkins::{
-    CheckinOverview, HOME_PRE_DOSE_SETTINGS, LinkRecord, PatientContactSettings, RELAPSE_SETTINGS, SiteForPatients,
-};
+use keta_store::checkins::{CheckinOverview, LinkRecord, PatientContactSettings, SiteForPatients};
 use keta_store::home::{HomePreDoseSettings, HomeProgramme, NewDispense, PreDoseScreen, QuestionSetResponse};
 use serde::{Deserialize, Serialize};
 
@@ -147,8 +145,7 @@ pub async fn put_relapse_settings(
     CurrentUser { actor: a, .. }: CurrentUser,
     Json(s): Json<RelapseSettings>,
 ) -> ApiResult<Json<RelapseSettings>> {
-    s.validate("phq9")?;
-    st.store.set_clinic_setting(&a, RELAPSE_SETTINGS, serde_json::to_value(s).expect("serialises")).await?;
+    st.store.set_relapse_settings(&a, s).await?;
     Ok(Json(s))
 }
 
@@ -167,8 +164,7 @@ pub async fn put_home_settings(
     CurrentUser { actor: a, .. }: CurrentUser,
     Json(s): Json<HomePreDoseSettings>,
 ) -> ApiResult<Json<HomePreDoseSettings>> {
-    s.validate()?;
-    st.store.set_clinic_setting(&a, HOME_PRE_DOSE_SETTINGS, serde_json::to_value(s).expect("serialises")).await?;
+    st.store.set_home_pre_dose_settings(&a, s).await?;
     Ok(Json(s))
 }
 
