@@ -25,11 +25,11 @@ use keta_domain::relapse::{self, RelapseSettings};
 use keta_domain::session::SessionState;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
 use crate::audit::{self, Action, Entry};
 use crate::conn::{Conn, Row};
+use crate::credentials::token_hash;
 use crate::error::{Result, StoreError};
 use crate::time_codec::{from_json, from_ms, json, ms, opt_from_ms};
 use crate::{Actor, SiteScope, Store, params};
@@ -127,14 +127,6 @@ fn new_token() -> (String, String) {
     (token, hash)
 }
 
-pub(crate) fn hash_of(token: &str) -> String {
-    token_hash(token)
-}
-
-fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A freshly issued link: the only moment its token exists outside the patient's message.
 #[derive(Debug, Clone)]
 pub struct IssuedLink {
@@ -227,20 +219,8 @@ pub(crate) fn insert_link(
         ],
     )?;
     event(c, id, "issued", now, None)?;
-    audit::record(
-        c,
-        actor,
-        now,
-        Entry {
-            action: Action::Create,
-            object_type: "checkin_link",
-            object_id: Some(id.to_string()),
-            patient_id: Some(p.id),
-            site_id: Some(p.site_id),
-            fields: &["purpose", "form", "opens_at", "expires_at"],
-        },
-    )?;
     let link = get_link(c, id)?;
+    audit_link(c, actor, now, &link, Action::Create, &["purpose", "form", "opens_at", "expires_at"])?;
     Ok((link, Some(token)))
 }
 

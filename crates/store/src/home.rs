@@ -545,7 +545,7 @@ impl Store {
     /// shown and the clinician alerted); otherwise the sitter gets their own link and the dose
     /// waits for their confirmation.
     pub async fn submit_pre_dose(&self, token: &str, a: PreDoseSubmission) -> Result<PreDoseResult> {
-        let hash = crate::checkins::hash_of(token);
+        let hash = crate::credentials::token_hash(token);
         let now = self.now();
         self.write(move |c| {
             let link = open_for_write(c, &hash, now)?;
@@ -602,7 +602,6 @@ impl Store {
                 finish_link(c, &link, now, "pre_dose_screen", id)?;
                 return Ok(PreDoseResult { status: HomeDoseStatus::Refused { reasons: refused }, sitter_link: None });
             }
-            let p = patient_of(c, link.patient_id)?;
             let new = NewLink {
                 purpose: LinkPurpose::Sitter,
                 course_id: link.course_id,
@@ -629,7 +628,7 @@ impl Store {
     /// The sitter confirms they are present (their own link, single use). The screen is cleared
     /// when every other rule passed.
     pub async fn confirm_sitter(&self, token: &str) -> Result<HomeDoseStatus> {
-        let hash = crate::checkins::hash_of(token);
+        let hash = crate::credentials::token_hash(token);
         let now = self.now();
         self.write(move |c| {
             let link = open_for_write(c, &hash, now)?;
@@ -680,7 +679,7 @@ impl Store {
     /// Where the dose behind a pre-dose link stands (the patient's page polls this). The token
     /// is the patient's authority, as for every patient-side call.
     pub async fn home_dose_status(&self, token: &str) -> Result<HomeDoseStatus> {
-        let hash = crate::checkins::hash_of(token);
+        let hash = crate::credentials::token_hash(token);
         self.read(move |c| {
             let link = crate::checkins::link_by_hash(c, &hash)?
                 .ok_or_else(|| StoreError::NotFound("check-in link".into()))?
@@ -707,7 +706,7 @@ impl Store {
     /// The dose planned for the session behind a pre-dose link, to show the patient before they
     /// log it. `None` when the session has no planned dose.
     pub async fn planned_home_dose(&self, token: &str) -> Result<Option<PlannedHomeDose>> {
-        let hash = crate::checkins::hash_of(token);
+        let hash = crate::credentials::token_hash(token);
         self.read(move |c| {
             let Some(link) = crate::checkins::link_by_hash(c, &hash)? else { return Ok(None) };
             let Some(course) = link.course_id else { return Ok(None) };
@@ -723,7 +722,7 @@ impl Store {
 
     /// The patient logs the dose taken after a cleared screen; the pre-dose link is then used.
     pub async fn log_home_dose(&self, token: &str, d: NewDoseLog) -> Result<()> {
-        let hash = crate::checkins::hash_of(token);
+        let hash = crate::credentials::token_hash(token);
         let now = self.now();
         self.write(move |c| {
             let link = open_for_write(c, &hash, now)?;
@@ -880,10 +879,13 @@ impl Store {
                     fields: &["reviewed_at", "reviewed_by", "review_note"],
                 },
             )?;
-            let r = c
-                .query_opt(&format!("SELECT {SCREEN_COLS} FROM pre_dose_screens WHERE id = $1"), params![screen])?
-                .ok_or_else(|| StoreError::NotFound(format!("pre-dose screen {screen}")))?;
-            screen_from(&r)
+            // As stored (to the millisecond), without reading it back.
+            Ok(PreDoseScreen {
+                reviewed_at: Some(from_ms(ms(now))?),
+                reviewed_by: Some(actor.name.as_str().to_string()),
+                review_note: Some(note),
+                ..s
+            })
         })
         .await
     }
