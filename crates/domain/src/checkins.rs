@@ -213,18 +213,26 @@ pub fn builtin_schedules() -> &'static [CheckInSchedule] {
     })
 }
 
-/// The default schedule for a route.
-/// The longest follow-up any built-in schedule keeps after a course's last session, in days
-/// (how far back the sweep must look for courses that may still have a check-in due).
-pub fn longest_follow_up_days() -> u32 {
+/// How far back, in days, the sweep must look for a course's last session so that no built-in
+/// check-in can still be open: the longest follow-up plus that item's window. Courses with a
+/// per-patient schedule are looked at whatever their age (the store selects them too).
+pub fn sweep_look_back_days() -> u32 {
     builtin_schedules()
         .iter()
         .flat_map(|s| &s.items)
-        .filter_map(|i| i.follow_up_days_after_last_session)
+        .filter_map(|i| {
+            let window_hours = match i.timing {
+                Timing::Every { open_hours, .. } | Timing::AfterEachSession { open_hours, .. } => open_hours,
+                Timing::BeforeEachSession { .. } => 0,
+                Timing::AroundEachSession { closes_hours_after, .. } => closes_hours_after,
+            };
+            i.follow_up_days_after_last_session.map(|d| d + window_hours.div_ceil(24))
+        })
         .max()
         .unwrap_or(0)
 }
 
+/// The default schedule for a route.
 pub fn schedule_for_route(route: Route) -> Option<&'static CheckInSchedule> {
     builtin_schedules().iter().find(|s| s.routes.contains(&route))
 }
@@ -554,6 +562,12 @@ mod tests {
         let last_weekly = plan.iter().rfind(|c| c.item_id == "phq9_weekly").unwrap();
         assert_eq!(last_weekly.opens_at, day(70));
         assert!(last_weekly.opens_at - day(11) >= Duration::days(56));
+    }
+
+    #[test]
+    fn the_sweep_looks_back_over_the_longest_follow_up_and_its_window() {
+        // Urinary: 90 days' follow-up, open 7 days; weekly PHQ-9: 63 days, open 72 h.
+        assert_eq!(sweep_look_back_days(), 97);
     }
 
     #[test]

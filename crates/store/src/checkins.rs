@@ -963,14 +963,16 @@ impl Store {
                 Err(e) => tracing::error!(error = %e, link = id, "check-in sweep: recording an expiry failed"),
             }
         }
-        // 2. Who may have something due: courses not stopped, still active or with a session
-        // recent enough for a follow-up item to be open.
-        let horizon = now - Duration::days(i64::from(checkins::longest_follow_up_days()) + 31);
+        // 2. Who may have something due: courses not stopped, still active, with a session
+        // recent enough for a follow-up item to be open (two days' slack for the local opening
+        // hour), or with a per-patient schedule, whose follow-up may be longer.
+        let horizon = now - Duration::days(i64::from(checkins::sweep_look_back_days()) + 2);
         let patients: Vec<i64> = self
             .read(move |c| {
                 c.query(
                     "SELECT DISTINCT co.patient_id FROM courses co WHERE co.status <> 'stopped'
-                     AND (co.status = 'active' OR EXISTS (SELECT 1 FROM sessions s WHERE s.course_id = co.id AND s.scheduled_for >= $1))
+                     AND (co.status = 'active' OR EXISTS (SELECT 1 FROM sessions s WHERE s.course_id = co.id AND s.scheduled_for >= $1)
+                          OR EXISTS (SELECT 1 FROM checkin_overrides o WHERE o.course_id = co.id))
                      ORDER BY co.patient_id",
                     params![ms(horizon)],
                 )?
