@@ -491,9 +491,22 @@ const BENCHMARKS_TOML: &str = include_str!("../../../data/benchmarks.toml");
 pub fn published() -> &'static [PublishedDurability] {
     static P: OnceLock<Vec<PublishedDurability>> = OnceLock::new();
     P.get_or_init(|| {
-        toml::from_str::<BenchmarksFile>(BENCHMARKS_TOML)
+        let p = toml::from_str::<BenchmarksFile>(BENCHMARKS_TOML)
             .unwrap_or_else(|e| panic!("embedded data/benchmarks.toml is invalid: {e}"))
-            .durability
+            .durability;
+        // The screen sets published shares beside the clinic's at 4 and 8 weeks only: a figure
+        // at any other day would silently never be shown.
+        for d in &p {
+            for s in &d.still_responding {
+                assert!(
+                    s.days == FOUR_WEEKS_DAYS || s.days == EIGHT_WEEKS_DAYS,
+                    "data/benchmarks.toml: {} gives a share at {} days; use {FOUR_WEEKS_DAYS} or {EIGHT_WEEKS_DAYS}",
+                    d.source,
+                    s.days
+                );
+            }
+        }
+        p
     })
 }
 

@@ -19,9 +19,9 @@
 //!
 //! Answers are a map from question id to [`AnswerValue`] (JSON: `true`/`false` for yes/no, the
 //! option's `value` string for a choice, a whole number for a scale, a string for free text).
-//! [`validate_answers`] checks a submitted form; [`validate_partial_answers`] checks a form
-//! the patient saved for later (required questions may still be missing). Both report every
-//! problem at once, naming the question (`answers.<id>`) and what to fix.
+//! [`validate_answers`] checks a submitted form (a form saved for later is kept as typed and
+//! checked when finished). It reports every problem at once, naming the question
+//! (`answers.<id>`) and what to fix.
 //!
 //! The files are embedded with `include_str!` and parsed on first use ([`catalog`]), as the
 //! instrument catalog is; a broken file panics with its path, which the tests catch.
@@ -286,16 +286,6 @@ fn check_source(v: &mut Validator, field: &str, s: &SourceRef) {
 /// range, and every required question is answered. Reports every problem at once
 /// (field `answers.<question id>`).
 pub fn validate_answers(set: &QuestionSet, answers: &BTreeMap<String, AnswerValue>) -> Result<(), DomainError> {
-    check(set, answers, true)
-}
-
-/// Checks a form the patient saved for later: like [`validate_answers`], but required
-/// questions may still be unanswered.
-pub fn validate_partial_answers(set: &QuestionSet, answers: &BTreeMap<String, AnswerValue>) -> Result<(), DomainError> {
-    check(set, answers, false)
-}
-
-fn check(set: &QuestionSet, answers: &BTreeMap<String, AnswerValue>, complete: bool) -> Result<(), DomainError> {
     let mut v = Validator::new();
     for id in answers.keys() {
         if set.question(id).is_none() {
@@ -308,9 +298,9 @@ fn check(set: &QuestionSet, answers: &BTreeMap<String, AnswerValue>, complete: b
     for q in &set.questions {
         let field = format!("answers.{}", q.id);
         match answers.get(&q.id) {
-            None => v.check(!(complete && q.required), &field, "this question needs an answer"),
+            None => v.check(!q.required, &field, "this question needs an answer"),
             Some(a) => {
-                if let Err(msg) = check_answer(q, a, complete) {
+                if let Err(msg) = check_answer(q, a) {
                     v.push(&field, msg);
                 }
             }
@@ -319,7 +309,7 @@ fn check(set: &QuestionSet, answers: &BTreeMap<String, AnswerValue>, complete: b
     v.finish()
 }
 
-fn check_answer(q: &Question, a: &AnswerValue, complete: bool) -> Result<(), String> {
+fn check_answer(q: &Question, a: &AnswerValue) -> Result<(), String> {
     match (&q.kind, a) {
         (QuestionKind::YesNo, AnswerValue::YesNo(_)) => Ok(()),
         (QuestionKind::YesNo, _) => Err("answer yes or no (true or false)".into()),
@@ -334,7 +324,7 @@ fn check_answer(q: &Question, a: &AnswerValue, complete: bool) -> Result<(), Str
             let len = t.chars().count();
             if len > *max_len {
                 Err(format!("must be at most {max_len} characters (this answer has {len}); shorten it"))
-            } else if complete && q.required && t.trim().is_empty() {
+            } else if q.required && t.trim().is_empty() {
                 Err("this question needs an answer".into())
             } else {
                 Ok(())
@@ -527,20 +517,14 @@ mod tests {
     }
 
     #[test]
-    fn partial_answers_may_leave_required_questions_blank() {
+    fn a_finished_form_needs_its_required_answers_and_flags_what_it_shows() {
         let s = set("urinary_symptoms");
         let a = answers(&[yes("haematuria")]);
-        validate_partial_answers(s, &a).unwrap();
         let errs = errors(validate_answers(s, &a));
         let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["answers.dysuria", "answers.frequency", "answers.urgency"]);
-        // A partial form still raises what it already shows.
+        // An incomplete form still raises what it already shows.
         assert_eq!(flag_codes(&evaluate(s, &a)), ["urinary_haematuria"]);
-        // Saving for later does not excuse a wrong answer.
-        let bad = answers(&[("dysuria", AnswerValue::Number(1)), ("bladder", AnswerValue::YesNo(true))]);
-        let errs = errors(validate_partial_answers(s, &bad));
-        assert_eq!(errs.len(), 2, "{errs:?}");
-        assert!(validate_partial_answers(s, &BTreeMap::new()).is_ok());
     }
 
     const SCALE_SET: &str = r#"
@@ -579,7 +563,6 @@ mod tests {
         // A required free-text answer must not be blank.
         let blank = answers(&[("pain", AnswerValue::Number(1)), ("note", AnswerValue::Text("  ".into()))]);
         assert_eq!(errors(validate_answers(&s, &blank))[0].field, "answers.note");
-        validate_partial_answers(&s, &blank).unwrap();
     }
 
     #[test]

@@ -93,17 +93,6 @@ pub struct KaplanMeier {
     pub steps: Vec<KmStep>,
 }
 
-/// The shares still responding at 4 and 8 weeks (clinical-reference §5 compares these).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
-pub struct Durability {
-    pub subjects: usize,
-    pub events: usize,
-    pub at_4_weeks: Option<f64>,
-    pub at_8_weeks: Option<f64>,
-    /// Days at which the curve first falls to 0.5 or below (`None` if it never does).
-    pub median_days: Option<f64>,
-}
-
 impl KaplanMeier {
     /// Estimates the curve. Rejects an empty set and negative or non-finite times.
     pub fn estimate(observations: &[SurvivalObservation]) -> Result<Self, DomainError> {
@@ -177,17 +166,6 @@ impl KaplanMeier {
     pub fn median_days(&self) -> Option<f64> {
         self.steps.iter().find(|s| s.survival <= 0.5).map(|s| s.days)
     }
-
-    /// Shares still responding at 4 weeks (28 days) and 8 weeks (56 days), and the median.
-    pub fn durability(&self) -> Durability {
-        Durability {
-            subjects: self.subjects,
-            events: self.events,
-            at_4_weeks: self.survival_at(28.0),
-            at_8_weeks: self.survival_at(56.0),
-            median_days: self.median_days(),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -256,16 +234,15 @@ mod tests {
             (70.0, false),
         ]))
         .unwrap();
-        let d = km.durability();
-        assert!(close(d.at_4_weeks.unwrap(), 5.0 / 8.0));
-        assert!(close(d.at_8_weeks.unwrap(), 5.0 / 12.0));
-        assert_eq!(d.median_days, Some(35.0));
-        assert_eq!((d.subjects, d.events), (6, 3));
+        assert!(close(km.survival_at(28.0).unwrap(), 5.0 / 8.0));
+        assert!(close(km.survival_at(56.0).unwrap(), 5.0 / 12.0));
+        assert_eq!(km.median_days(), Some(35.0));
+        assert_eq!((km.subjects, km.events), (6, 3));
 
         // Follow-up that ends before 8 weeks gives no 8-week figure.
-        let short = KaplanMeier::estimate(&obs(&[(10.0, true), (30.0, false)])).unwrap().durability();
-        assert!(close(short.at_4_weeks.unwrap(), 0.5));
-        assert_eq!(short.at_8_weeks, None);
+        let short = KaplanMeier::estimate(&obs(&[(10.0, true), (30.0, false)])).unwrap();
+        assert!(close(short.survival_at(28.0).unwrap(), 0.5));
+        assert_eq!(short.survival_at(56.0), None);
     }
 
     #[test]
@@ -287,7 +264,7 @@ mod tests {
     fn nobody_relapses_is_flat_at_one() {
         let km = KaplanMeier::estimate(&obs(&[(30.0, false), (60.0, false)])).unwrap();
         assert!(km.steps.is_empty());
-        assert_eq!(km.durability().at_8_weeks, Some(1.0));
+        assert_eq!(km.survival_at(56.0), Some(1.0));
         assert_eq!(km.median_days(), None);
     }
 
