@@ -417,6 +417,24 @@ async fn a_positive_item_9_shows_the_crisis_line_and_opens_one_urgent_alert_at_o
     }
 }
 
+/// A PHQ-9 the patient completed `days_ago` days before T0, on `course`.
+async fn phq9_on_file(s: &Store, c: &Clinic, course: CourseId, days_ago: i64, answers: [i32; 9]) {
+    s.submit_response(
+        &prescriber(&[c.site]),
+        c.patient,
+        NewQuestionnaireResponse {
+            instrument: "phq9".into(),
+            answers: answers.map(Some).to_vec(),
+            course_id: Some(course),
+            session_id: None,
+            completed_at: Some(T0 - Duration::days(days_ago)),
+            completed_by: CompletedBy::Patient,
+        },
+    )
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn a_score_back_past_losing_response_flags_the_relapse_watch() {
     let clock = ManualClock::at(T0);
@@ -426,22 +444,8 @@ async fn a_score_back_past_losing_response_flags_the_relapse_watch() {
         let start = (T0 - Duration::days(30)).date();
         let sessions: Vec<OffsetDateTime> = [28, 26, 24, 21, 19, 17].iter().map(|d| T0 - Duration::days(*d)).collect();
         let c = clinic(s, Route::IvRacemic, start, &sessions).await;
-        let dr = prescriber(&[c.site]);
         for (days_ago, answers) in [(29, [3, 3, 3, 2, 2, 2, 2, 3, 0]), (10, [1, 1, 1, 1, 1, 1, 1, 1, 0])] {
-            s.submit_response(
-                &dr,
-                c.patient,
-                NewQuestionnaireResponse {
-                    instrument: "phq9".into(),
-                    answers: answers.iter().map(|a| Some(*a)).collect(),
-                    course_id: Some(c.course),
-                    session_id: None,
-                    completed_at: Some(T0 - Duration::days(days_ago)),
-                    completed_by: CompletedBy::Patient,
-                },
-            )
-            .await
-            .unwrap();
+            phq9_on_file(s, &c, c.course, days_ago, answers).await;
         }
         let app = spawn_app(s.clone()).await;
         sign_in(&app, &clock, c.login_as(Role::Prescriber)).await;
@@ -497,20 +501,7 @@ async fn the_relapse_watch_judges_maintenance_against_the_induction_baseline() {
         let scores = [(c.course, 59, [3, 3, 3, 2, 2, 2, 2, 3, 0]), (maintenance, 25, [1, 1, 1, 0, 0, 0, 0, 0, 0])];
         for (course_id, days_ago, answers) in scores.into_iter().chain([(maintenance, 10, [1, 0, 0, 0, 0, 0, 0, 0, 0])])
         {
-            s.submit_response(
-                &dr,
-                c.patient,
-                NewQuestionnaireResponse {
-                    instrument: "phq9".into(),
-                    answers: answers.iter().map(|a| Some(*a)).collect(),
-                    course_id: Some(course_id),
-                    session_id: None,
-                    completed_at: Some(T0 - Duration::days(days_ago)),
-                    completed_by: CompletedBy::Patient,
-                },
-            )
-            .await
-            .unwrap();
+            phq9_on_file(s, &c, course_id, days_ago, answers).await;
         }
         // From the phone: 2. Against the maintenance course's own first score (3) that would be
         // a lost response; against the induction's 20 it is still remission.

@@ -259,16 +259,9 @@ async fn a_sitter_who_never_confirms_is_reported_once_as_the_patients_missed_scr
         let c = clinic(s, Route::OralRacemic, T0.date(), &[T0 + Duration::hours(1)]).await;
         let sink = SmtpSink::start().await;
         let app = spawn_app_with(s.clone(), |url| smtp_reminders(&sink, url)).await;
-        sign_in(&app, &clock, c.login_as(Role::Administrator)).await;
-        let r = app
-            .put_json("/api/v1/settings/home-pre-dose", &json!({"alcohol_free_hours": 24, "sedative_free_hours": 12}))
-            .await;
-        assert_eq!(r.status(), 200);
-        assert_eq!(app.post_json("/api/v1/checkins/sweep", &json!({})).await.status(), 200);
-        let mails = sink.wait_for(2, WAIT).await;
+        let mails = set_up_and_sweep(&app, &clock, &c, &sink).await;
         let link = link_in(mail_about(&mails, PATIENT_EMAIL, "safety check")[0], &app);
-        assert_eq!(submit(&app, &link, &screen("120", "80")).await.0, 200);
-        sink.wait_for(3, WAIT).await;
+        screen_passes(&app, &sink, &link).await;
 
         // The window closes with the sitter silent and the PHQ-9 before the dose unanswered.
         clock.advance(Duration::hours(6));
@@ -299,13 +292,7 @@ async fn a_sitter_link_that_cannot_be_sent_tells_the_patient_to_contact_the_clin
         let sink = SmtpSink::start().await;
         // E-mail only: no text-message provider is configured.
         let app = spawn_app_with(s.clone(), |url| smtp_reminders(&sink, url)).await;
-        sign_in(&app, &clock, c.login_as(Role::Administrator)).await;
-        let r = app
-            .put_json("/api/v1/settings/home-pre-dose", &json!({"alcohol_free_hours": 24, "sedative_free_hours": 12}))
-            .await;
-        assert_eq!(r.status(), 200);
-        assert_eq!(app.post_json("/api/v1/checkins/sweep", &json!({})).await.status(), 200);
-        let mails = sink.wait_for(2, WAIT).await;
+        let mails = set_up_and_sweep(&app, &clock, &c, &sink).await;
         let link = link_in(mail_about(&mails, PATIENT_EMAIL, "safety check")[0], &app);
 
         let mut form = screen("120", "80");
@@ -339,11 +326,16 @@ async fn a_sitter_link_that_cannot_be_sent_tells_the_patient_to_contact_the_clin
 // ---------------------------------------------------------------------------------------------
 // Regression tests for the review of issue 6.
 
-/// A screen that passes at `link`, then the sitter confirms from the link they were sent.
-async fn screen_and_sitter_confirms(app: &TestApp, sink: &SmtpSink, link: &str) {
+/// A screen that passes at `link`; returns the sitter's link from the reminder they were sent.
+async fn screen_passes(app: &TestApp, sink: &SmtpSink, link: &str) -> String {
     assert_eq!(submit(app, link, &screen("120", "80")).await.0, 200);
     let mails = sink.wait_for(3, WAIT).await;
-    let sitter = link_in(mail_about(&mails, SITTER_EMAIL, "confirm")[0], app);
+    link_in(mail_about(&mails, SITTER_EMAIL, "confirm")[0], app)
+}
+
+/// A screen that passes at `link`, then the sitter confirms from the link they were sent.
+async fn screen_and_sitter_confirms(app: &TestApp, sink: &SmtpSink, link: &str) {
+    let sitter = screen_passes(app, sink, link).await;
     assert_eq!(submit(app, &sitter, &[("present", "on")]).await.0, 200);
 }
 
@@ -426,9 +418,7 @@ async fn a_sitters_link_is_never_reissued_to_the_patient() {
         let app = spawn_app_with(s.clone(), |url| smtp_reminders(&sink, url)).await;
         let mails = set_up_and_sweep(&app, &clock, &c, &sink).await;
         let link = link_in(mail_about(&mails, PATIENT_EMAIL, "safety check")[0], &app);
-        assert_eq!(submit(&app, &link, &screen("120", "80")).await.0, 200);
-        let mails = sink.wait_for(3, WAIT).await;
-        let sitter_path = link_in(mail_about(&mails, SITTER_EMAIL, "confirm")[0], &app);
+        let sitter_path = screen_passes(&app, &sink, &link).await;
         let sitter = overview(s, &c).await.links.into_iter().find(|l| l.form == "sitter_confirmation").unwrap();
 
         sign_in(&app, &clock, c.login_as(Role::Nurse)).await;
