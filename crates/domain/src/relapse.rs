@@ -28,8 +28,10 @@ use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 
 use crate::error::DomainError;
+use crate::ids::CourseId;
 use crate::instruments::catalog;
 use crate::outcomes::{OutcomeDefinition, ScorePoint};
+use crate::session::{SessionState, TreatmentSession};
 
 const SECONDS_PER_DAY: f64 = 86_400.0;
 
@@ -143,6 +145,28 @@ impl RelapseWatch {
     }
 }
 
+/// The last session given in a course (dosing started, or later) and the next one booked: what
+/// the relapse watch measures from and would bring forward. The chart and the relapse alerts
+/// both use this.
+pub fn last_and_next(
+    sessions: &[TreatmentSession],
+    course: CourseId,
+    now: OffsetDateTime,
+) -> (Option<OffsetDateTime>, Option<OffsetDateTime>) {
+    let mine = || sessions.iter().filter(move |s| s.course_id == course);
+    let last = mine()
+        .filter(|s| {
+            s.dose_started_at.is_some()
+                || matches!(s.state, SessionState::Dosing | SessionState::Monitoring | SessionState::Discharged)
+        })
+        .map(|s| s.dose_started_at.unwrap_or(s.scheduled_for))
+        .filter(|t| *t <= now)
+        .max();
+    let next =
+        mine().filter(|s| s.state == SessionState::Scheduled && s.scheduled_for > now).map(|s| s.scheduled_for).min();
+    (last, next)
+}
+
 /// Runs the watch over a course's scores (any order; the earliest is the baseline).
 ///
 /// Returns `Ok(None)` when there are no scores. Errors when the definition has no response
@@ -240,6 +264,50 @@ mod tests {
     use super::*;
     use crate::outcomes::definition_for;
     use time::macros::datetime;
+
+    #[test]
+    fn last_session_given_and_next_booked() {
+        use crate::course::Route;
+        use crate::ids::{PatientId, SessionId, SiteId};
+        let now = datetime!(2026-11-27 12:00 UTC);
+        let s = |id: i64, course: i64, day: i64, state: SessionState, dosed: bool| {
+            let at = now + Duration::days(day);
+            TreatmentSession {
+                id: SessionId(id),
+                course_id: CourseId(course),
+                patient_id: PatientId(1),
+                site_id: SiteId(1),
+                chair_id: None,
+                route: Route::IvRacemic,
+                sequence: 1,
+                scheduled_for: at,
+                state,
+                checked_in_at: None,
+                pre_dose_checks_at: None,
+                dose_started_at: dosed.then_some(at + Duration::minutes(10)),
+                monitoring_started_at: None,
+                discharged_at: None,
+                stopped_at: None,
+                stop_reason: None,
+                planned_dose_mg: None,
+                note: None,
+            }
+        };
+        let sessions = [
+            s(1, 1, -9, SessionState::Discharged, true),
+            // Imported as discharged without a dose time: it still counts, at its booked time.
+            s(2, 1, -2, SessionState::Discharged, false),
+            s(3, 1, -1, SessionState::Stopped, false),
+            s(4, 1, 3, SessionState::Scheduled, false),
+            s(5, 1, 7, SessionState::Scheduled, false),
+            s(6, 2, -1, SessionState::Discharged, true), // another course
+        ];
+        assert_eq!(
+            last_and_next(&sessions, CourseId(1), now),
+            (Some(now - Duration::days(2)), Some(now + Duration::days(3)))
+        );
+        assert_eq!(last_and_next(&sessions, CourseId(3), now), (None, None));
+    }
 
     const T0: OffsetDateTime = datetime!(2025-01-06 09:00 UTC);
 

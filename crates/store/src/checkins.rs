@@ -453,13 +453,8 @@ pub(crate) fn relapse_check(
     let courses = crate::courses::courses_for(c, p.id)?;
     let points = keta_domain::durability::watch_points(&courses, &responses, course, &r.instrument);
     let sessions = crate::sessions::sessions_for_patient(c, p.id)?;
-    // The last session given (dosing started) and the next one still planned.
-    let last = sessions.iter().filter(|s| s.course_id == course).filter_map(|s| s.dose_started_at).max();
-    let next = sessions
-        .iter()
-        .filter(|s| s.course_id == course && s.state == SessionState::Scheduled && s.scheduled_for > now)
-        .map(|s| s.scheduled_for)
-        .min();
+    // The last session given and the next one planned, as on the chart.
+    let (last, next) = relapse::last_and_next(&sessions, course, now);
     let w = match relapse::watch(def, &points, &settings, last, next, now) {
         Ok(Some(w)) => w,
         Ok(None) => return Ok(()),

@@ -25,7 +25,6 @@ use keta_domain::patient_links::{LinkPurpose, LinkState};
 use keta_domain::question_sets::{self, AnswerValue, QuestionKind, QuestionSetFlag};
 use keta_domain::records::{Alert, PatientChart};
 use keta_domain::relapse::{self, RelapseFlag, ResponseEpisode};
-use keta_domain::session::{SessionState, TreatmentSession};
 use keta_store::StoreError;
 use keta_store::checkins::{CheckinOverview, IssuedLink, LinkEvent, LinkRecord, OverrideInfo, SafetyAnswer};
 use keta_store::home::{NewDispense, PreDoseScreen, QuestionSetResponse};
@@ -605,26 +604,6 @@ pub(crate) fn question_set_row(clock: &SiteClock, r: &QuestionSetResponse) -> Qu
     }
 }
 
-/// The last session given in a course (dosing started, or discharged) and the next one booked.
-pub(crate) fn last_and_next(
-    sessions: &[TreatmentSession],
-    course: CourseId,
-    now: OffsetDateTime,
-) -> (Option<OffsetDateTime>, Option<OffsetDateTime>) {
-    let mine = || sessions.iter().filter(move |s| s.course_id == course);
-    let last = mine()
-        .filter(|s| {
-            s.dose_started_at.is_some()
-                || matches!(s.state, SessionState::Dosing | SessionState::Monitoring | SessionState::Discharged)
-        })
-        .map(|s| s.dose_started_at.unwrap_or(s.scheduled_for))
-        .filter(|t| *t <= now)
-        .max();
-    let next =
-        mine().filter(|s| s.state == SessionState::Scheduled && s.scheduled_for > now).map(|s| s.scheduled_for).min();
-    (last, next)
-}
-
 fn course_label(c: &Course) -> String {
     format!("{} · {} · from {}", c.route.label(), c.phase.as_str(), super::clock::date_label(c.start_date))
 }
@@ -665,7 +644,7 @@ pub(crate) fn relapse_views(
 ) -> Vec<RelapseView> {
     let mut out = Vec::new();
     for c in chart.courses.iter().rev() {
-        let (last, next) = last_and_next(&chart.sessions, c.id, now);
+        let (last, next) = relapse::last_and_next(&chart.sessions, c.id, now);
         let next_planned = match next {
             Some(t) => format!("Next planned session {}", clock.date_at(t)),
             None => "No session planned".into(),
