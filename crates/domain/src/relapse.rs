@@ -64,6 +64,15 @@ pub struct RelapseSettings {
 }
 
 impl RelapseSettings {
+    /// The instrument whose totals the clinic's settings are written in.
+    pub const INSTRUMENT: &'static str = "phq9";
+
+    /// The settings that apply to `instrument`: the clinic's for [`Self::INSTRUMENT`], the
+    /// default (loss of response, nothing brought forward) for every other instrument.
+    pub fn for_instrument(self, instrument: &str) -> Self {
+        if instrument == Self::INSTRUMENT { self } else { Self::default() }
+    }
+
     /// Checks the settings against the instrument's range.
     pub fn validate(&self, instrument_code: &str) -> Result<(), DomainError> {
         if let RelapseThreshold::TotalAtLeast { total } = self.threshold {

@@ -436,7 +436,7 @@ pub(crate) fn relapse_check(
     }
     // The clinic's threshold is set on PHQ-9 totals (the API validates it against PHQ-9); other
     // instruments use the default, loss of response.
-    let settings = if r.instrument == "phq9" {
+    let settings = if r.instrument == RelapseSettings::INSTRUMENT {
         match relapse_settings(c) {
             Ok(s) => s,
             Err(e) => {
@@ -1267,7 +1267,7 @@ impl Store {
 
     /// The clinic's relapse threshold (set on PHQ-9 totals), validated before it is stored.
     pub async fn set_relapse_settings(&self, actor: &Actor, s: RelapseSettings) -> Result<()> {
-        s.validate("phq9")?;
+        s.validate(RelapseSettings::INSTRUMENT)?;
         self.set_clinic_setting(actor, RELAPSE_SETTINGS, json_value(&s)?).await
     }
 

@@ -655,9 +655,7 @@ pub(crate) fn relapse_views(
             let points = keta_domain::durability::watch_points(&chart.courses, &chart.responses, c.id, code);
             // The clinic's threshold is set on PHQ-9 totals; other instruments use the default
             // (as the store's relapse alerts do).
-            let default = relapse::RelapseSettings::default();
-            let settings = if code == "phq9" { settings } else { &default };
-            match relapse::watch(def, &points, settings, last, next, now) {
+            match relapse::watch(def, &points, &settings.for_instrument(code), last, next, now) {
                 Ok(w) => w,
                 Err(e) => {
                     tracing::warn!(error = %e, course = c.id.0, "relapse watch could not run");
@@ -673,7 +671,7 @@ pub(crate) fn relapse_views(
             None => ("Nothing to watch yet", "st-muted", vec![], None, String::new()),
             Some(w) => {
                 let episodes: Vec<String> = w.episodes.iter().map(|e| durability(clock, e, now)).collect();
-                let bring_forward = if inst == Some("phq9") { settings.bring_forward_within_days } else { None };
+                let bring_forward = inst.and_then(|i| settings.for_instrument(i).bring_forward_within_days);
                 let flag = w.flag.as_ref().map(|f| relapse_flag(clock, &instrument, f, bring_forward, now));
                 let (s, class) = if flag.is_some() {
                     ("Relapse: review", "st-stop")
