@@ -91,6 +91,9 @@ test('the patient help page answers common questions on a phone', async ({ brows
   await p.goto('/help');
   await expect(p.getByRole('heading', { level: 1 })).toContainText('Questions about ketamine treatment');
   await expect(p.getByRole('heading', { level: 2 }).first()).toBeVisible();
+  // The crisis answer points to the line on the clinic's check-in pages (this page has none).
+  await expect(p.getByRole('heading', { level: 2, name: 'What should I do in a crisis?' })).toBeVisible();
+  await expect(p.locator('#crisis')).toContainText('crisis line given on every check-in page');
   await expectNoHorizontalScroll(p, 'help');
   await expectAccessible(p, 'help');
   await ctx.close();

@@ -90,7 +90,8 @@ mod tests {
     fn the_embedded_rules_load_with_sources() {
         let r = BetweenSessionAlerts::builtin();
         let f = r.relapse_watch.fire("relapse_watch_phq9", "PHQ-9 back to 15");
-        assert_eq!((f.rule.as_str(), f.severity), ("relapse_watch_phq9", r.relapse_watch.severity));
+        assert_eq!((f.rule.as_str(), f.severity), ("relapse_watch_phq9", AlertSeverity::Warning), "as shipped");
+        assert_eq!(r.home_dose_more_than_planned.severity, AlertSeverity::Urgent, "as shipped");
         assert!(f.source.starts_with("clinical-reference.md §2.1"), "{}", f.source);
     }
 

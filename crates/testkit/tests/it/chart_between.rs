@@ -84,7 +84,11 @@ async fn a_nurse_sends_a_check_in_from_the_chart_and_sees_the_patients_safety_an
         answers.push(("q9".into(), "2".into()));
         let r = app.client.post(app.url(&format!("/c/{token}"))).form(&answers).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
-        assert!(r.text().await.unwrap().contains("988"), "the patient sees the site's crisis line");
+        let html = r.text().await.unwrap();
+        assert!(
+            html.contains("Please read this first") && html.contains(r#"<a href="tel:988">988</a>"#),
+            "the patient sees the crisis instructions and the site's crisis line: {html}"
+        );
 
         // The chart shows the safety answer first, with its open alert.
         let html = app.get(&chart).await.text().await.unwrap();
