@@ -604,7 +604,7 @@ pub(crate) fn question_set_row(clock: &SiteClock, r: &QuestionSetResponse) -> Qu
     }
 }
 
-fn course_label(c: &Course) -> String {
+pub(crate) fn course_label(c: &Course) -> String {
     format!("{} · {} · from {}", c.route.label(), c.phase.as_str(), super::clock::date_label(c.start_date))
 }
 
@@ -732,13 +732,19 @@ fn link_row(
 
 /// What "Send a check-in now" offers: the patient instruments whose wording may be shown
 /// (PHQ-9 first), then the question sets.
-pub(crate) fn sendable_forms() -> Vec<Choice> {
-    let mut v: Vec<Choice> = instruments::catalog()
+/// The instruments a patient may answer on their own (kiosk or phone): patient-completed, with
+/// wording Keta may show.
+pub(crate) fn patient_instrument_choices() -> Vec<Choice> {
+    instruments::catalog()
         .all()
         .iter()
         .filter(|i| i.wording_permitted && i.completed_by == CompletedBy::Patient)
         .map(|i| Choice { value: i.code.clone(), label: format!("{} — {}", i.short_name, i.name) })
-        .collect();
+        .collect()
+}
+
+pub(crate) fn sendable_forms() -> Vec<Choice> {
+    let mut v = patient_instrument_choices();
     v.sort_by_key(|c| c.value != "phq9");
     v.extend(question_sets::catalog().iter().map(|s| Choice { value: s.code.clone(), label: s.name.clone() }));
     v

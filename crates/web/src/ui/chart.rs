@@ -385,12 +385,7 @@ async fn chart_page_with(
             .filter(|i| !matches!(i.code.as_str(), "moaas" | "cadss" | "cadss6"))
             .map(|i| Choice { value: i.code.clone(), label: format!("{} — {}", i.short_name, i.name) })
             .collect(),
-        kiosk_instruments: catalog()
-            .all()
-            .iter()
-            .filter(|i| i.wording_permitted && i.completed_by == keta_domain::instruments::CompletedBy::Patient)
-            .map(|i| Choice { value: i.code.clone(), label: format!("{} — {}", i.short_name, i.name) })
-            .collect(),
+        kiosk_instruments: super::between::patient_instrument_choices(),
         form,
         errors,
         notice,
@@ -404,10 +399,7 @@ async fn chart_page_with(
     page.flags = chart_flags(&c);
 
     let course_label = |cid| {
-        c.courses.iter().find(|x| x.id == cid).map_or_else(
-            || format!("Course {cid}"),
-            |x| format!("{} · {} · from {}", x.route.label(), x.phase.as_str(), clock_date(x.start_date)),
-        )
+        c.courses.iter().find(|x| x.id == cid).map_or_else(|| format!("Course {cid}"), super::between::course_label)
     };
     page.outcomes = c
         .outcomes
