@@ -10,7 +10,8 @@ cargo fmt --all -- --check || { echo "error: unformatted code: run cargo fmt --a
 cargo test --workspace --locked
 
 echo "== browser tests (e2e/)"
-cargo build --locked -p keta-cli --bin keta
+# Same targets and features as `cargo test --workspace`, so no dependency is compiled twice.
+cargo build --locked --workspace --all-targets
 for need in /usr/bin/chromium; do
   [ -x "$need" ] || { echo "error: $need is missing: apt-get install -y chromium faketime" >&2; exit 1; }
 done
