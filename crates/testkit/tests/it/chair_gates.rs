@@ -494,3 +494,110 @@ async fn the_api_and_the_session_screen_name_what_is_missing_and_where_to_record
         assert_eq!(r.status(), 200, "{:?}", db.kind);
     }
 }
+
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf_token\" value=\"").expect("a form with a CSRF token") + 26;
+    html[at..].split('"').next().expect("token").to_string()
+}
+
+async fn post_form(app: &keta_testkit::TestApp, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+    let r = app.request(reqwest::Method::POST, path).form(form).send().await.expect("POST");
+    (r.status().as_u16(), r.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn the_session_screen_asks_for_a_reason_on_another_day_and_takes_a_prescribers_override() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0);
+        let s = &db.store;
+        let a = site(s, "A").await;
+        let staff = seed_staff(s, &[a]).await;
+        let app = spawn_app(s.clone()).await;
+        let by_role = |r: Role| staff.iter().find(|x| x.role == r).unwrap();
+        let p = patient(s, a, "A-1808").await;
+        let c = s.create_course(&prescriber(&[a]), p, course(Route::IvRacemic)).await.unwrap();
+        let sess = s
+            .create_session(
+                &prescriber(&[a]),
+                c.id,
+                NewSession { scheduled_for: T0 + Duration::days(1), chair_id: None, planned_dose_mg: None },
+            )
+            .await
+            .unwrap();
+        let page = format!("/sessions/{}", sess.id);
+        let step = format!("{page}/step");
+
+        // A nurse opens tomorrow's session today: the step asks for confirmation and a reason.
+        assert_eq!(app.login(by_role(Role::Nurse), clock.now()).await.status(), 200);
+        let html = app.get(&page).await.text().await.unwrap();
+        assert!(html.contains("id=\"other-day\"") && html.contains("not today"), "{:?}", db.kind);
+        let csrf = csrf_of(&html);
+        let (status, html) = post_form(&app, &step, &[("csrf_token", &csrf), ("action", "check_in")]).await;
+        assert_eq!(status, 422);
+        assert!(html.contains("confirm_other_day") || html.contains("not today"));
+        let (status, html) =
+            post_form(&app, &step, &[("csrf_token", &csrf), ("action", "check_in"), ("confirm_other_day", "yes")])
+                .await;
+        assert_eq!(status, 422);
+        assert!(html.contains("say why this session is taken today"));
+        assert_eq!(s.get_session(&nurse(&[a]), sess.id).await.unwrap().state, SessionState::Scheduled);
+        let (status, _) = post_form(
+            &app,
+            &step,
+            &[
+                ("csrf_token", &csrf),
+                ("action", "check_in"),
+                ("confirm_other_day", "yes"),
+                ("other_day_reason", "Rebooked at the patient's request"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 303);
+        assert_eq!(s.get_session(&nurse(&[a]), sess.id).await.unwrap().state, SessionState::CheckedIn);
+        s.act_on_session(&nurse(&[a]), sess.id, SessionAction::StartPreDoseChecks).await.unwrap();
+
+        // An urgent alert for the patient holds the dose; the nurse sees no override form.
+        let phq = NewQuestionnaireResponse {
+            instrument: "phq9".into(),
+            answers: [1, 1, 1, 1, 1, 1, 1, 1, 1].into_iter().map(Some).collect(),
+            course_id: Some(c.id),
+            session_id: None,
+            completed_at: None,
+            completed_by: CompletedBy::Patient,
+        };
+        s.submit_response(&nurse(&[a]), p, phq).await.unwrap();
+        let html = app.get(&page).await.text().await.unwrap();
+        assert!(html.contains("id=\"urgent-open\"") && !html.contains("id=\"decision\""), "{:?}", db.kind);
+        let (status, _) = post_form(
+            &app,
+            &format!("{page}/decisions"),
+            &[("csrf_token", &csrf), ("kind", "dose_despite_urgent_alert"), ("decision_reason", "nurse tries")],
+        )
+        .await;
+        assert_eq!(status, 403, "nurses cannot override");
+
+        // The prescriber records the override with a reason; it is in the note and listed.
+        app.logout_locally();
+        assert_eq!(app.login(by_role(Role::Prescriber), clock.now()).await.status(), 200);
+        let html = app.get(&page).await.text().await.unwrap();
+        assert!(html.contains("id=\"decision\""));
+        let csrf = csrf_of(&html);
+        let (status, _) = post_form(
+            &app,
+            &format!("{page}/decisions"),
+            &[
+                ("csrf_token", &csrf),
+                ("kind", "dose_despite_urgent_alert"),
+                ("decision_reason", "Reviewed with the patient; no plan or intent"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 303);
+        let html = app.get(&page).await.text().await.unwrap();
+        assert!(!html.contains("id=\"urgent-open\""), "the override covers the open alert");
+        assert!(html.contains("Dose override with an urgent alert open by prescriber.test"), "{:?}", db.kind);
+        let note = s.get_session(&nurse(&[a]), sess.id).await.unwrap().note.unwrap_or_default();
+        assert!(note.contains("Rebooked at the patient's request") && note.contains("Prescriber override"), "{note}");
+    }
+}
