@@ -1921,7 +1921,10 @@ async fn build(store: &Store, seed: u64) -> anyhow::Result<()> {
                         },
                     )
                     .await?;
-                store.act_on_session(actor, session.id, SessionAction::CheckIn).await?;
+                // Scheduled ten minutes ago, which just after local midnight is yesterday: the
+                // reason is recorded only then.
+                let why = "Demo: scheduled just before local midnight";
+                store.act_on_session_confirmed(actor, session.id, SessionAction::CheckIn, Some(why.into())).await?;
             }
             Ok(())
         })
