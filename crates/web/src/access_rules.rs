@@ -164,6 +164,7 @@ pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/sessions/{id}", Needs(ViewClinical)),
     ("POST", "/sessions/{id}/step", Needs(RecordSession)),
     ("POST", "/sessions/{id}/decisions", Needs(PlanTreatment)),
+    ("POST", "/sessions/{id}/discharge-settings", Needs(PlanTreatment)),
     ("POST", "/sessions/{id}/vitals", Needs(RecordSession)),
     ("POST", "/sessions/{id}/moaas", Needs(RecordSession)),
     ("POST", "/sessions/{id}/cadss", Needs(RecordSession)),

@@ -462,6 +462,24 @@ async fn the_api_and_the_session_screen_name_what_is_missing_and_where_to_record
         assert_eq!(r.status(), 403);
         app.logout_locally();
         assert_eq!(app.login(by_role(Role::Prescriber), clock.now()).await.status(), 200);
+        // The session screen offers the prescriber the missing settings; a bad value is named.
+        let html = app.get(&format!("/sessions/{sess}")).await.text().await.unwrap();
+        assert!(html.contains("id=\"settings\""), "{:?}", db.kind);
+        let csrf = csrf_of(&html);
+        let (status, html) = post_form(
+            &app,
+            &format!("/sessions/{sess}/discharge-settings"),
+            &[
+                ("csrf_token", &csrf),
+                ("vitals_within_minutes", "15"),
+                ("dissociation_instrument", "cadss6"),
+                ("resolved_at_or_below", "99"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 422);
+        assert!(html.contains("must be within the 0-24 range"), "the cut-off is checked against CADSS-6");
+        assert_eq!(s.site_discharge_settings(&nurse(&[a]), a).await.unwrap(), DischargeSettings::default());
         let r = app.put_json(&format!("/api/v1/sites/{a}/discharge-settings"), &json!({"vitals_within_minutes": 15, "dissociation": {"instrument": "phq9", "resolved_at_or_below": 2}})).await;
         assert_eq!(r.status(), 422);
         let r = app.put_json(&format!("/api/v1/sites/{a}/discharge-settings"), &json!({"vitals_within_minutes": 15, "dissociation": {"instrument": "cadss6", "resolved_at_or_below": 2}})).await;

@@ -193,6 +193,8 @@ struct SessionPage {
     bp_reading: String,
     bp_reading_id: i64,
     decisions: Vec<ObsRow>,
+    settings_missing: bool,
+    dissociation_measures: Vec<String>,
     moaas_levels: Vec<Pick>,
     moaas: Vec<ObsRow>,
     cadss_items: Vec<CadssItem>,
@@ -389,6 +391,7 @@ async fn session_page(
     } else {
         vec![]
     };
+    let settings_missing = blockers.iter().any(|b| b.href.ends_with("/discharge-settings"));
     // The latest post-dose BP reading the thresholds flag: what a prescriber's decision names.
     let (bp_reading, bp_reading_id) = if blockers.iter().any(|b| b.code == "bp_above_threshold") {
         vitals
@@ -608,6 +611,8 @@ async fn session_page(
         bp_reading,
         bp_reading_id,
         decisions: decision_rows,
+        settings_missing,
+        dissociation_measures: keta_domain::discharge::DischargeRules::builtin().dissociation.measures.clone(),
         moaas_levels,
         moaas,
         cadss_items,
@@ -930,6 +935,45 @@ pub async fn post_decision(
             rejected(&st, &user, id, form, errors, "decision").await
         }
     }
+}
+
+/// The medical director fills the site's discharge settings from the session screen (the
+/// same store operation as `PUT /api/v1/sites/{id}/discharge-settings`).
+pub async fn post_discharge_settings(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    form: FormData,
+) -> UiResult<Response> {
+    let mut errors = Errors::new();
+    let s = st.store.get_session(&user.actor, SessionId(id)).await?;
+    let minutes = form.integer("vitals_within_minutes", &mut errors);
+    let cutoff = form.integer("resolved_at_or_below", &mut errors);
+    if minutes.is_none() && !errors.has("vitals_within_minutes") {
+        errors.add("vitals_within_minutes", "enter the minutes");
+    }
+    if cutoff.is_none() && !errors.has("resolved_at_or_below") {
+        errors.add("resolved_at_or_below", "enter the total that counts as resolved");
+    }
+    if let (Some(m), Some(t), false) = (minutes, cutoff, errors.any()) {
+        let settings = keta_domain::discharge::DischargeSettings {
+            vitals_within_minutes: Some(keta_domain::units::Minutes(m)),
+            dissociation: Some(keta_domain::discharge::DissociationSetting {
+                instrument: form.get("dissociation_instrument").to_string(),
+                resolved_at_or_below: t as i32,
+            }),
+        };
+        match st.store.set_site_discharge_settings(&user.actor, s.site_id, settings).await {
+            Ok(_) => return done(&st, &user, id, "").await,
+            Err(StoreError::Forbidden(msg)) => errors.add_general(super::page::capitalise(&msg)),
+            Err(e) => {
+                errors.absorb(e)?;
+                errors.rename("dissociation.instrument", "dissociation_instrument");
+                errors.rename("dissociation.resolved_at_or_below", "resolved_at_or_below");
+            }
+        }
+    }
+    rejected(&st, &user, id, form, errors, "settings").await
 }
 
 pub async fn post_vitals(
