@@ -231,6 +231,27 @@ fn fmt_num(x: Option<f64>) -> String {
     )
 }
 
+/// A refusal without its " [record it: ...]" / " [set it: ...]" pointers.
+fn without_links(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(at) = rest.find(" [") {
+        let tail = &rest[at + 2..];
+        match tail.find(']') {
+            Some(end) if tail.starts_with("record it: ") || tail.starts_with("set it: ") => {
+                out.push_str(&rest[..at]);
+                rest = &tail[end + 1..];
+            }
+            _ => {
+                out.push_str(&rest[..at + 2]);
+                rest = tail;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// "12 min ago", "just now", "2 h 5 min ago".
 fn age_label(minutes: i64) -> String {
     match minutes {
@@ -897,6 +918,11 @@ pub async fn post_step(
             }
             done(&st, &user, id, "").await
         }
+        // The API's refusal carries where to record each fact; the screen lists them with links.
+        Err(StoreError::Domain(keta_domain::DomainError::Conflict(msg))) => {
+            errors.add_general(super::page::capitalise(&without_links(&msg)));
+            rejected(&st, &user, id, form, errors, failed).await
+        }
         Err(e) => {
             errors.absorb(e)?;
             errors.rename("reason", "stop_reason");
@@ -1290,6 +1316,14 @@ mod tests {
         }
         assert!(pre_dose_checklist(Route::IntranasalEsketamine).iter().any(|i| i.code == "nasal_products"));
         assert!(checklists().pre_dose.iter().chain(&checklists().discharge).all(|i| !i.source.trim().is_empty()));
+    }
+
+    #[test]
+    fn refusals_lose_their_api_pointers_on_the_screen() {
+        assert_eq!(
+            without_links("discharge refused: a [record it: /sessions/1#moaas]; b [set it: PUT /x]; c [other]"),
+            "discharge refused: a; b; c [other]"
+        );
     }
 
     #[test]
