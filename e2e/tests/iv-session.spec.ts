@@ -1,7 +1,8 @@
 // Scenario 1: a nurse runs a full IV ketamine session on the tablet: check-in, pre-dose
 // vitals, dose start, vitals every few minutes including one that raises an alert,
 // acknowledging it (recorded with who and when), CADSS, and discharge refused before
-// the minimum monitoring time and accepted after it. The server's clock is moved
+// the minimum monitoring time and until the record shows sedation and dissociation
+// resolved, then accepted. The server's clock is moved
 // forward (helpers/server.ts), so this spec gets a clinic of its own.
 import { test, expect, screenshot, unique } from '../helpers/fixtures';
 import { assessEligibility, ensureStock, firstSessionUrl, planCourse, registerPatient } from '../helpers/clinic';
@@ -50,8 +51,10 @@ test('a nurse runs a full IV ketamine session', async ({ page, signIn, server })
 
   await recordVitals(page, { sys: '128', dia: '82', hr: '72', spo2: '98', rr: '14' });
   await expect(page.locator('.alert-banner')).toHaveCount(0);
-  // One-tap entry: the form comes back with the last values.
-  await expect(page.getByLabel('Systolic')).toHaveValue('128');
+  // The form comes back empty (a stale value is never re-recorded by a tap), with the last
+  // reading and its age beside the boxes.
+  await expect(page.getByLabel('Systolic')).toHaveValue('');
+  await expect(page.locator('#systolic_mmhg-last')).toHaveText('BP 128/82, just now');
   for (const box of await page.locator('input[name="predose"]').all()) await box.check();
   await page.getByRole('button', { name: 'Start dose' }).click();
   await expect(state).toHaveText('Dosing');
@@ -128,6 +131,16 @@ test('a nurse runs a full IV ketamine session', async ({ page, signIn, server })
   await signIn('nurse');
   await page.goto(session);
   await recordVitals(page, { sys: '124', dia: '80', hr: '70', spo2: '98', rr: '14' });
+  // Discharge is judged from the record: sedation and dissociation must be scored as resolved
+  // after the dose (the MOAA/S 4 and CADSS-6 of 5 above are not).
+  await expect(page.locator('[data-blocker="sedation_not_resolved"]')).toContainText('latest MOAA/S is 4');
+  await expect(page.locator('[data-blocker="dissociation_not_resolved"]')).toBeVisible();
+  await page.getByRole('radio', { name: /Responds readily to name in normal tone/ }).check();
+  await page.getByRole('button', { name: 'Record MOAA/S' }).click();
+  for (let i = 1; i <= 6; i++) {
+    await page.getByRole('radiogroup', { name: new RegExp(`^Item ${i} `) }).getByRole('radio', { name: '0', exact: true }).check();
+  }
+  await page.getByRole('button', { name: 'Record CADSS-6' }).click();
   await expect(page.getByText('Discharge will be refused until')).toHaveCount(0);
   for (const box of await page.locator('input[name="discharge"]').all()) await box.check();
   await page.getByRole('button', { name: 'Discharge' }).click();

@@ -653,8 +653,45 @@ pub(crate) fn synth_session<R: Rng + ?Sized>(rng: &mut R, phys: &Physiology, spe
         s.note =
             Some("BP rise around 40 min; re-checked, asymptomatic, settling by 90 min. No treatment needed.".into());
     }
+    // Before leaving (issue 18): the record shows what discharge is judged on: a full set of
+    // vitals back near the pre-dose baseline within the demo's vitals window, sedation resolved
+    // (MOAA/S 5) and dissociation resolved on CADSS-6 at or below the demo cut-off. Drawn
+    // without the random stream, so the rest of the demo clinic stays as it was.
+    let before = discharge - mins(2);
+    let settle = Reading {
+        sys: base_sys.min(170.0),
+        dia: base_dia.min(105.0),
+        hr: base_hr,
+        spo2: phys.spo2.clamp(95.0, 100.0),
+        rr: phys.rr,
+    };
+    push_vitals(&mut s, before, &settle, source);
+    s.observations.push(HistoricalObservation { observed_at: before, body: ObservationBody::Moaas { score: 5 } });
+    let settled = (spec.index as i32) % (DEMO_DISSOCIATION_RESOLVED_AT_OR_BELOW + 1);
+    s.responses.push(HistoricalResponse {
+        instrument: "cadss6".into(),
+        answers: (0..6).map(|i| Some(i32::from(i < settled))).collect(),
+        completed_at: discharge - mins(1),
+        completed_by: CompletedBy::Staff,
+    });
     s.steps.push(SessionStep::new(SessionAction::Discharge, discharge));
     s
+}
+
+/// DEMO VALUES, not clinical advice: the discharge settings the references leave to the
+/// medical director (how recent the last full set of vitals must be; the CADSS-6 total that
+/// counts as resolved). A real clinic starts with none and discharge says so until they are set.
+pub(crate) const DEMO_VITALS_WITHIN_MINUTES: i64 = 15;
+pub(crate) const DEMO_DISSOCIATION_RESOLVED_AT_OR_BELOW: i32 = 2;
+
+pub(crate) fn demo_discharge_settings() -> keta_domain::discharge::DischargeSettings {
+    keta_domain::discharge::DischargeSettings {
+        vitals_within_minutes: Some(keta_domain::units::Minutes(DEMO_VITALS_WITHIN_MINUTES)),
+        dissociation: Some(keta_domain::discharge::DissociationSetting {
+            instrument: "cadss6".into(),
+            resolved_at_or_below: DEMO_DISSOCIATION_RESOLVED_AT_OR_BELOW,
+        }),
+    }
 }
 
 /// Cuts a synthesised session at `now`, as if it were still running (for today's board).
@@ -1761,6 +1798,11 @@ async fn build(store: &Store, seed: u64) -> anyhow::Result<()> {
             )
             .await
             .with_context(|| format!("creating site {}", def.name))?;
+        // Demo values (see DEMO_VITALS_WITHIN_MINUTES): a real site starts without them.
+        store
+            .set_site_discharge_settings(&actor, site.id, demo_discharge_settings())
+            .await
+            .with_context(|| format!("setting the demo discharge settings of {}", def.name))?;
         let mut cs = store.list_chairs(&actor, site.id).await?;
         cs.sort_by_key(|c| def.chairs.iter().position(|n| *n == c.name));
         chairs.push(cs.into_iter().map(|c| c.id).collect());
@@ -1879,7 +1921,10 @@ async fn build(store: &Store, seed: u64) -> anyhow::Result<()> {
                         },
                     )
                     .await?;
-                store.act_on_session(actor, session.id, SessionAction::CheckIn).await?;
+                // Scheduled ten minutes ago, which just after local midnight is yesterday: the
+                // reason is recorded only then.
+                let why = "Demo: scheduled just before local midnight";
+                store.act_on_session_confirmed(actor, session.id, SessionAction::CheckIn, Some(why.into())).await?;
             }
             Ok(())
         })
@@ -1981,6 +2026,40 @@ mod tests {
             acked.iter().any(|x| x.acknowledged_at.is_some()
                 && (x.rule.starts_with("pre_dose_bp") || x.rule == "bp_rise_from_baseline"))
         );
+
+        // Issue 18: every discharged session's record satisfies the discharge rules, judged at
+        // the time it was discharged with the site's (demo) settings.
+        let mut judged = 0;
+        for site in &sites {
+            let settings = a.site_discharge_settings(&all, site.id).await.unwrap();
+            assert_eq!(settings, demo_discharge_settings());
+            let sessions =
+                a.sessions_at_site(&all, site.id, now - Duration::days(400), now + Duration::days(60)).await.unwrap();
+            for x in sessions.iter().filter(|x| x.state == SessionState::Discharged) {
+                let vitals = a.list_vitals(&all, x.id).await.unwrap();
+                let obs = a.list_observations(&all, x.id).await.unwrap();
+                let responses: Vec<_> = a
+                    .list_responses(&all, x.patient_id, None)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter(|r| r.session_id == Some(x.id))
+                    .collect();
+                let record = keta_domain::discharge::DischargeRecord {
+                    rules: keta_domain::discharge::DischargeRules::builtin(),
+                    safety: keta_domain::alerts::SafetyRules::builtin(),
+                    settings: &settings,
+                    vitals: &vitals,
+                    observations: &obs,
+                    responses: &responses,
+                    bp_decisions: &[],
+                };
+                let blockers = record.blockers(x.dose_started_at.unwrap(), x.discharged_at.unwrap());
+                assert!(blockers.is_empty(), "session {}: {blockers:?}", x.id);
+                judged += 1;
+            }
+        }
+        assert!(judged > 500, "{judged} discharged sessions judged");
 
         // Today's board at each site.
         for s in &sites {

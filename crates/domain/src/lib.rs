@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod between_alerts;
 pub mod checkins;
 pub mod course;
+pub mod discharge;
 pub mod dosing;
 pub mod durability;
 pub mod eligibility;

@@ -5,11 +5,12 @@
 //! when it happened; the caller passes `now` (the domain never reads a clock).
 
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
+use time::{Date, OffsetDateTime};
 
 use crate::course::Route;
+use crate::discharge::{Blocker, DischargeRecord};
 use crate::error::{DomainError, Validator};
-use crate::ids::{ChairId, CourseId, PatientId, SessionId, SiteId};
+use crate::ids::{AlertId, ChairId, CourseId, PatientId, RecordId, SessionId, SiteId};
 use crate::units::{Milligrams, Minutes};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
@@ -123,11 +124,93 @@ impl SessionAction {
     }
 }
 
+/// A lifecycle step as the API receives it: the step, and for the unusual cases the
+/// confirmation and reason they need.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepRequest {
+    pub action: StepName,
+    /// Why: needed to stop, and to check in or start the dose of a session scheduled for
+    /// another day (with `confirm_other_day`).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Check in or start the dose of a session scheduled for another local day at the site.
+    #[serde(default)]
+    pub confirm_other_day: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StepName {
+    CheckIn,
+    StartPreDoseChecks,
+    StartDose,
+    EndDose,
+    Discharge,
+    Stop,
+}
+
+impl StepRequest {
+    /// The action, and the reason for doing it on another day when that was confirmed.
+    pub fn into_parts(self) -> Result<(SessionAction, Option<String>), DomainError> {
+        let action = match self.action {
+            StepName::CheckIn => SessionAction::CheckIn,
+            StepName::StartPreDoseChecks => SessionAction::StartPreDoseChecks,
+            StepName::StartDose => SessionAction::StartDose,
+            StepName::EndDose => SessionAction::EndDose,
+            StepName::Discharge => SessionAction::Discharge,
+            StepName::Stop => return Ok((SessionAction::Stop { reason: self.reason.unwrap_or_default() }, None)),
+        };
+        if !self.confirm_other_day {
+            return Ok((action, None));
+        }
+        let reason = self.reason.as_deref().map(str::trim).unwrap_or_default();
+        if reason.is_empty() || reason.len() > 500 {
+            return Err(DomainError::field(
+                "reason",
+                "say why the session is taken on another day than it is scheduled for (1-500 characters)",
+            ));
+        }
+        Ok((action, Some(reason.to_string())))
+    }
+}
+
 /// Facts the discharge decision needs beyond the session itself.
 #[derive(Debug, Clone, Copy)]
-pub struct DischargeContext {
+pub struct DischargeContext<'a> {
     pub minimum_monitoring: Minutes,
     pub open_alerts: usize,
+    /// What the record holds; `None` only when replaying history already lived elsewhere
+    /// (an import), where the discharge happened under that system's checks.
+    pub record: Option<DischargeRecord<'a>>,
+}
+
+/// The site's local date of the session and of today, and the reason given for taking the
+/// session on another day (if any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionDay {
+    pub scheduled: Date,
+    pub today: Date,
+    pub other_day_reason: Option<String>,
+}
+
+/// Facts a step needs beyond the session itself; the caller gathers them.
+#[derive(Debug, Clone)]
+pub struct StepContext<'a> {
+    pub discharge: DischargeContext<'a>,
+    /// Open urgent alerts for the patient that no prescriber override covers (their
+    /// messages); starting the dose is refused while there is one.
+    pub uncovered_urgent_alerts: Vec<String>,
+    /// `None` when the day does not matter (replaying history).
+    pub day: Option<SessionDay>,
+}
+
+impl<'a> StepContext<'a> {
+    /// Replaying a lifecycle that already happened: only the state machine and the
+    /// discharge timing are checked.
+    pub fn replay(discharge: DischargeContext<'a>) -> Self {
+        Self { discharge, uncovered_urgent_alerts: Vec::new(), day: None }
+    }
 }
 
 impl TreatmentSession {
@@ -136,36 +219,60 @@ impl TreatmentSession {
         self.dose_started_at.map(|t| (now - t).whole_minutes())
     }
 
-    /// Why the patient cannot leave yet; empty when discharge is allowed.
-    pub fn discharge_blockers(&self, now: OffsetDateTime, ctx: DischargeContext) -> Vec<String> {
+    /// Why the patient cannot leave yet, each with where to record what is missing; empty
+    /// when discharge is allowed.
+    pub fn discharge_blockers(&self, now: OffsetDateTime, ctx: &DischargeContext) -> Vec<Blocker> {
         let mut out = Vec::new();
         match self.dose_started_at {
-            None => out.push("the dose has not been started".to_string()),
+            None => out.push(Blocker::new("dose_not_started", "clock", "the dose has not been started")),
             Some(t) => {
                 let elapsed = (now - t).whole_minutes();
                 if elapsed < ctx.minimum_monitoring.0 {
-                    out.push(format!(
-                        "monitoring has run {elapsed} min; the minimum for {} is {} min (another {} min)",
-                        self.route.label(),
-                        ctx.minimum_monitoring.0,
-                        ctx.minimum_monitoring.0 - elapsed
+                    out.push(Blocker::new(
+                        "minimum_monitoring",
+                        "clock",
+                        format!(
+                            "monitoring has run {elapsed} min; the minimum for {} is {} min (another {} min)",
+                            self.route.label(),
+                            ctx.minimum_monitoring.0,
+                            ctx.minimum_monitoring.0 - elapsed
+                        ),
                     ));
+                }
+                if let Some(record) = &ctx.record {
+                    out.extend(record.blockers(t, now));
                 }
             }
         }
         if ctx.open_alerts > 0 {
-            out.push(format!("{} alert(s) have not been acknowledged", ctx.open_alerts));
+            out.push(Blocker::new(
+                "open_alerts",
+                "alerts",
+                format!("{} alert(s) have not been acknowledged", ctx.open_alerts),
+            ));
         }
         out
     }
 
+    /// Refuses checking in or starting the dose of a session scheduled for another local
+    /// day, unless a reason was given.
+    fn check_day(&self, action: &SessionAction, day: Option<&SessionDay>) -> Result<(), DomainError> {
+        let Some(day) = day else { return Ok(()) };
+        if !matches!(action, SessionAction::CheckIn | SessionAction::StartDose) || day.scheduled == day.today {
+            return Ok(());
+        }
+        if day.other_day_reason.as_deref().is_some_and(|r| !r.trim().is_empty()) {
+            return Ok(());
+        }
+        let what = if *action == SessionAction::CheckIn { "check in" } else { "start the dose of" };
+        Err(DomainError::Conflict(format!(
+            "this session is scheduled for {}, not today ({}): to {what} it anyway, confirm it is meant for today and say why (confirm_other_day with a reason)",
+            day.scheduled, day.today
+        )))
+    }
+
     /// Applies one lifecycle step, or says why it is not allowed. The session is unchanged on error.
-    pub fn apply(
-        &mut self,
-        action: &SessionAction,
-        now: OffsetDateTime,
-        ctx: DischargeContext,
-    ) -> Result<(), DomainError> {
+    pub fn apply(&mut self, action: &SessionAction, now: OffsetDateTime, ctx: &StepContext) -> Result<(), DomainError> {
         let to = action.target();
         if self.state.is_terminal() {
             return Err(DomainError::Conflict(format!("the session is already {}", self.state.as_str())));
@@ -188,10 +295,20 @@ impl TreatmentSession {
                 self.state.next().map_or("none", SessionState::as_str)
             )));
         }
+        self.check_day(action, ctx.day.as_ref())?;
+        if to == SessionState::Dosing && !ctx.uncovered_urgent_alerts.is_empty() {
+            return Err(DomainError::Conflict(format!(
+                "dose refused: an urgent alert for this patient is open ({}): acknowledge it with what was done, or a prescriber records an override with a reason",
+                ctx.uncovered_urgent_alerts.join("; ")
+            )));
+        }
         if to == SessionState::Discharged {
-            let blockers = self.discharge_blockers(now, ctx);
+            let blockers = self.discharge_blockers(now, &ctx.discharge);
             if !blockers.is_empty() {
-                return Err(DomainError::Conflict(format!("discharge refused: {}", blockers.join("; "))));
+                return Err(DomainError::Conflict(format!(
+                    "discharge refused: {}",
+                    blockers.iter().map(|b| b.message.as_str()).collect::<Vec<_>>().join("; ")
+                )));
             }
         }
         self.state = to;
@@ -227,6 +344,70 @@ impl NewSession {
         }
         v.finish()
     }
+}
+
+/// A prescriber's documented decision to go ahead despite what a gate found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum NewDecision {
+    /// Start the dose although urgent alerts for the patient are open; covers each one open now.
+    DoseDespiteUrgentAlert { reason: String },
+    /// Discharge although the named BP reading is above the session-safety thresholds.
+    DischargeDespiteBp { vitals_id: RecordId, reason: String },
+}
+
+impl NewDecision {
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::DoseDespiteUrgentAlert { reason } | Self::DischargeDespiteBp { reason, .. } => reason,
+        }
+    }
+    pub fn validate(&self) -> Result<(), DomainError> {
+        let n = self.reason().trim().chars().count();
+        let mut v = Validator::new();
+        v.check((3..=500).contains(&n), "reason", "say why (3-500 characters): the note and the audit trail show it");
+        v.finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionKind {
+    DoseDespiteUrgentAlert,
+    DischargeDespiteBp,
+    /// Check-in or dose start on another day than the session was scheduled for.
+    OtherDay,
+}
+
+impl DecisionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DoseDespiteUrgentAlert => "dose_despite_urgent_alert",
+            Self::DischargeDespiteBp => "discharge_despite_bp",
+            Self::OtherDay => "other_day",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::DoseDespiteUrgentAlert, Self::DischargeDespiteBp, Self::OtherDay].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A decision as stored: who, when, why, and what it names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SessionDecision {
+    pub id: RecordId,
+    pub session_id: SessionId,
+    pub kind: DecisionKind,
+    /// The urgent alert a dose override covers.
+    pub alert_id: Option<AlertId>,
+    /// The BP reading a discharge decision names.
+    pub vitals_id: Option<RecordId>,
+    /// For `other_day`: the step taken (`check_in` or `start_dose`).
+    pub step: Option<String>,
+    pub reason: String,
+    pub decided_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub decided_at: OffsetDateTime,
 }
 
 /// Adverse event severity (mild/moderate/severe) and seriousness are separate axes.
@@ -276,7 +457,7 @@ impl NewAdverseEvent {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AdverseEvent {
-    pub id: crate::ids::RecordId,
+    pub id: RecordId,
     pub patient_id: PatientId,
     pub session_id: Option<SessionId>,
     pub description: String,
@@ -363,7 +544,11 @@ mod tests {
             note: None,
         }
     }
-    const CTX: DischargeContext = DischargeContext { minimum_monitoring: Minutes(120), open_alerts: 0 };
+    const DISCHARGE: DischargeContext =
+        DischargeContext { minimum_monitoring: Minutes(120), open_alerts: 0, record: None };
+    fn ctx() -> StepContext<'static> {
+        StepContext::replay(DISCHARGE)
+    }
 
     #[test]
     fn full_lifecycle_stamps_each_step() {
@@ -378,16 +563,16 @@ mod tests {
         .iter()
         .enumerate()
         {
-            s.apply(a, t0 + time::Duration::minutes(i as i64 * 5), CTX).unwrap();
+            s.apply(a, t0 + time::Duration::minutes(i as i64 * 5), &ctx()).unwrap();
         }
         assert_eq!(s.state, SessionState::Monitoring);
         assert_eq!(s.dose_started_at, Some(datetime!(2026-11-27 09:10 UTC)));
         // 119 minutes after dose: refused, and nothing changes.
         let before = s.clone();
-        let err = s.apply(&SessionAction::Discharge, datetime!(2026-11-27 11:09 UTC), CTX).unwrap_err();
+        let err = s.apply(&SessionAction::Discharge, datetime!(2026-11-27 11:09 UTC), &ctx()).unwrap_err();
         assert!(err.to_string().contains("another 1 min"), "{err}");
         assert_eq!(s, before);
-        s.apply(&SessionAction::Discharge, datetime!(2026-11-27 11:10 UTC), CTX).unwrap();
+        s.apply(&SessionAction::Discharge, datetime!(2026-11-27 11:10 UTC), &ctx()).unwrap();
         assert_eq!(s.state, SessionState::Discharged);
     }
 
@@ -396,26 +581,82 @@ mod tests {
         let mut s = session(Route::IvRacemic);
         s.state = SessionState::Monitoring;
         s.dose_started_at = Some(datetime!(2026-11-27 09:00 UTC));
-        let ctx = DischargeContext { minimum_monitoring: Minutes(60), open_alerts: 2 };
-        let err = s.apply(&SessionAction::Discharge, datetime!(2026-11-27 12:00 UTC), ctx).unwrap_err();
+        let ctx =
+            StepContext::replay(DischargeContext { minimum_monitoring: Minutes(60), open_alerts: 2, record: None });
+        let err = s.apply(&SessionAction::Discharge, datetime!(2026-11-27 12:00 UTC), &ctx).unwrap_err();
         assert!(err.to_string().contains("2 alert(s)"));
     }
 
     #[test]
     fn steps_cannot_be_skipped_or_repeated() {
         let mut s = session(Route::IvRacemic);
-        assert!(s.apply(&SessionAction::StartDose, datetime!(2026-11-27 09:00 UTC), CTX).is_err());
-        s.apply(&SessionAction::CheckIn, datetime!(2026-11-27 09:00 UTC), CTX).unwrap();
-        assert!(s.apply(&SessionAction::CheckIn, datetime!(2026-11-27 09:01 UTC), CTX).is_err());
+        assert!(s.apply(&SessionAction::StartDose, datetime!(2026-11-27 09:00 UTC), &ctx()).is_err());
+        s.apply(&SessionAction::CheckIn, datetime!(2026-11-27 09:00 UTC), &ctx()).unwrap();
+        assert!(s.apply(&SessionAction::CheckIn, datetime!(2026-11-27 09:01 UTC), &ctx()).is_err());
     }
 
     #[test]
     fn stop_needs_reason_and_is_final() {
         let mut s = session(Route::IvRacemic);
-        assert!(s.apply(&SessionAction::Stop { reason: " ".into() }, datetime!(2026-11-27 09:00 UTC), CTX).is_err());
-        s.apply(&SessionAction::Stop { reason: "BP 185/118 before dose".into() }, datetime!(2026-11-27 09:00 UTC), CTX)
-            .unwrap();
+        assert!(s.apply(&SessionAction::Stop { reason: " ".into() }, datetime!(2026-11-27 09:00 UTC), &ctx()).is_err());
+        s.apply(
+            &SessionAction::Stop { reason: "BP 185/118 before dose".into() },
+            datetime!(2026-11-27 09:00 UTC),
+            &ctx(),
+        )
+        .unwrap();
         assert_eq!(s.state, SessionState::Stopped);
-        assert!(s.apply(&SessionAction::CheckIn, datetime!(2026-11-27 09:01 UTC), CTX).is_err());
+        assert!(s.apply(&SessionAction::CheckIn, datetime!(2026-11-27 09:01 UTC), &ctx()).is_err());
+    }
+
+    #[test]
+    fn a_dose_waits_for_an_open_urgent_alert() {
+        let mut s = session(Route::IvRacemic);
+        s.state = SessionState::PreDoseChecks;
+        let mut c = ctx();
+        c.uncovered_urgent_alerts = vec!["PHQ-9 item 9 answered above 0".into()];
+        let before = s.clone();
+        let err = s.apply(&SessionAction::StartDose, datetime!(2026-11-27 09:00 UTC), &c).unwrap_err().to_string();
+        assert!(err.contains("PHQ-9 item 9") && err.contains("prescriber records an override"), "{err}");
+        assert_eq!(s, before);
+        // Other steps (stopping, for one) are not held up by the alert.
+        s.apply(&SessionAction::Stop { reason: "Alert under review".into() }, datetime!(2026-11-27 09:01 UTC), &c)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_session_of_another_day_needs_a_reason_to_check_in_or_dose() {
+        use time::macros::date;
+        let mut s = session(Route::IvRacemic);
+        let mut c = ctx();
+        c.day =
+            Some(SessionDay { scheduled: date!(2026 - 11 - 28), today: date!(2026 - 11 - 27), other_day_reason: None });
+        let err = s.apply(&SessionAction::CheckIn, datetime!(2026-11-27 09:00 UTC), &c).unwrap_err().to_string();
+        assert!(err.contains("2026-11-28") && err.contains("confirm_other_day"), "{err}");
+        assert_eq!(s.state, SessionState::Scheduled);
+        c.day.as_mut().unwrap().other_day_reason = Some("Moved forward at the patient's request".into());
+        s.apply(&SessionAction::CheckIn, datetime!(2026-11-27 09:00 UTC), &c).unwrap();
+        // Pre-dose checks are not a day decision; starting the dose is.
+        c.day.as_mut().unwrap().other_day_reason = None;
+        s.apply(&SessionAction::StartPreDoseChecks, datetime!(2026-11-27 09:05 UTC), &c).unwrap();
+        assert!(s.apply(&SessionAction::StartDose, datetime!(2026-11-27 09:10 UTC), &c).is_err());
+        c.day.as_mut().unwrap().scheduled = date!(2026 - 11 - 27);
+        s.apply(&SessionAction::StartDose, datetime!(2026-11-27 09:10 UTC), &c).unwrap();
+    }
+
+    #[test]
+    fn a_step_request_needs_a_reason_only_when_it_confirms_another_day() {
+        let req = |json: &str| serde_json::from_str::<StepRequest>(json).unwrap().into_parts();
+        assert_eq!(req(r#"{"action":"check_in"}"#).unwrap(), (SessionAction::CheckIn, None));
+        assert!(req(r#"{"action":"check_in","confirm_other_day":true}"#).is_err());
+        assert_eq!(
+            req(r#"{"action":"start_dose","confirm_other_day":true,"reason":" Rebooked from Friday "}"#).unwrap(),
+            (SessionAction::StartDose, Some("Rebooked from Friday".into()))
+        );
+        assert_eq!(
+            req(r#"{"action":"stop","reason":"unwell"}"#).unwrap().0,
+            SessionAction::Stop { reason: "unwell".into() }
+        );
+        assert!(serde_json::from_str::<StepRequest>(r#"{"action":"check_in","confirm":true}"#).is_err());
     }
 }

@@ -43,7 +43,8 @@ use keta_domain::ids::{ChairId, CourseId, PatientId, SessionId, SiteId};
 use keta_domain::instruments;
 use keta_domain::records::{CompletedBy, VitalsSource};
 use keta_domain::session::{
-    DischargeContext, NewAdverseEvent, NewSession, ObservationBody, SessionAction, SessionState, TreatmentSession,
+    DischargeContext, NewAdverseEvent, NewSession, ObservationBody, SessionAction, SessionState, StepContext,
+    TreatmentSession,
 };
 use keta_domain::units::Milligrams;
 use keta_domain::vitals::VitalSigns;
@@ -803,7 +804,14 @@ fn write_sessions(
                 .filter(|a| a.raised_at <= step.at && a.ack.as_ref().is_none_or(|(at, _, _)| *at > step.at))
                 .count();
             session
-                .apply(&step.action, step.at, DischargeContext { minimum_monitoring, open_alerts })
+                // History already lived: replayed through the state machine and the discharge
+                // timing, not re-judged against today's gates (the record is checked by the
+                // clinic's own system at the time).
+                .apply(
+                    &step.action,
+                    step.at,
+                    &StepContext::replay(DischargeContext { minimum_monitoring, open_alerts, record: None }),
+                )
                 .map_err(|e| lifecycle_error(i, j, e))?;
         }
         debug_assert_eq!(session.dose_started_at, p.dose_started_at);

@@ -7,11 +7,13 @@ use time::OffsetDateTime;
 use keta_domain::DomainError;
 use keta_domain::alerts::{AlertFiring, DosePhase};
 use keta_domain::course::Route;
+use keta_domain::discharge::{Blocker, DischargeRecord, DischargeRules, DischargeSettings};
+use keta_domain::ids::AlertId;
 use keta_domain::ids::{ChairId, CourseId, PatientId, RecordId, SessionId, SiteId};
 use keta_domain::records::{Alert, ObservationRecord, VitalsRecord, VitalsSource};
 use keta_domain::session::{
-    AdverseEvent, DischargeContext, NewAdverseEvent, NewSession, ObservationBody, SessionAction, SessionState,
-    TreatmentSession,
+    AdverseEvent, DecisionKind, DischargeContext, NewAdverseEvent, NewDecision, NewSession, ObservationBody,
+    SessionAction, SessionDay, SessionDecision, SessionState, StepContext, TreatmentSession,
 };
 use keta_domain::units::{BeatsPerMinute, BreathsPerMinute, Milligrams, Mmhg, Percent};
 use keta_domain::vitals::VitalSigns;
@@ -190,6 +192,200 @@ pub(crate) fn raise(
     Ok(out)
 }
 
+/// Site setting (in `sites.settings`): the discharge settings the medical director fills.
+pub const DISCHARGE_SETTINGS_KEY: &str = "discharge";
+
+pub(crate) fn discharge_settings(c: &mut dyn Conn, site: SiteId) -> Result<DischargeSettings> {
+    let text = c
+        .query_opt("SELECT settings FROM sites WHERE id = $1", params![site.0])?
+        .ok_or_else(|| StoreError::NotFound(format!("site {site}")))?
+        .text(0)?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("site settings: {e}")))?;
+    match v.get(DISCHARGE_SETTINGS_KEY) {
+        None => Ok(DischargeSettings::default()),
+        Some(d) => {
+            serde_json::from_value(d.clone()).map_err(|e| StoreError::Corrupt(format!("discharge settings: {e}")))
+        }
+    }
+}
+
+fn site_zone(c: &mut dyn Conn, site: SiteId) -> Result<jiff::tz::TimeZone> {
+    Ok(crate::site_time::zone(&crate::sites::get_site(c, site)?.time_zone))
+}
+
+/// Open urgent alerts for the patient that no dose override recorded in `session` covers.
+fn uncovered_urgent_alerts(c: &mut dyn Conn, patient: PatientId, session: SessionId) -> Result<Vec<(AlertId, String)>> {
+    c.query(
+        "SELECT a.id, a.message FROM alerts a WHERE a.patient_id = $1 AND a.severity = 'urgent' AND a.acknowledged_at IS NULL
+         AND NOT EXISTS (SELECT 1 FROM session_decisions d WHERE d.session_id = $2 AND d.kind = 'dose_despite_urgent_alert' AND d.alert_id = a.id)
+         ORDER BY a.raised_at, a.id",
+        params![patient.0, session.0],
+    )?
+    .iter()
+    .map(|r| Ok((AlertId(r.i64(0)?), r.text(1)?)))
+    .collect()
+}
+
+const DECISION_COLS: &str = "id, session_id, kind, alert_id, vitals_id, step, reason, decided_by, decided_at";
+
+fn decisions_for(c: &mut dyn Conn, session: SessionId) -> Result<Vec<SessionDecision>> {
+    c.query(
+        &format!("SELECT {DECISION_COLS} FROM session_decisions WHERE session_id = $1 ORDER BY decided_at, id"),
+        params![session.0],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(SessionDecision {
+            id: RecordId(r.i64(0)?),
+            session_id: SessionId(r.i64(1)?),
+            kind: DecisionKind::parse(&r.text(2)?).ok_or_else(|| StoreError::Corrupt("decision kind".into()))?,
+            alert_id: r.opt_i64(3)?.map(AlertId),
+            vitals_id: r.opt_i64(4)?.map(RecordId),
+            step: r.opt_text(5)?,
+            reason: r.text(6)?,
+            decided_by: r.text(7)?,
+            decided_at: from_ms(r.i64(8)?)?,
+        })
+    })
+    .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn insert_decision(
+    c: &mut dyn Conn,
+    actor: &Actor,
+    now: OffsetDateTime,
+    s: &TreatmentSession,
+    kind: DecisionKind,
+    alert: Option<AlertId>,
+    vitals: Option<RecordId>,
+    step: Option<&str>,
+    reason: &str,
+) -> Result<i64> {
+    let id = c.insert(
+        "INSERT INTO session_decisions (session_id, patient_id, kind, alert_id, vitals_id, step, reason, decided_by, decided_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        params![s.id.0, s.patient_id.0, kind.as_str(), alert.map(|a| a.0), vitals.map(|v| v.0), step, reason, actor.name.as_str(), ms(now)],
+    )?;
+    audit::record(
+        c,
+        actor,
+        now,
+        Entry {
+            action: Action::Create,
+            object_type: "session_decision",
+            object_id: Some(id.to_string()),
+            patient_id: Some(s.patient_id),
+            site_id: Some(s.site_id),
+            fields: &["kind", "alert_id", "vitals_id", "step", "reason"],
+        },
+    )?;
+    Ok(id)
+}
+
+/// Adds a dated line to the session note, in the same transaction as what it reports. A
+/// signed note is left alone (the decision itself is stored and shown with the session).
+fn append_note_line(
+    c: &mut dyn Conn,
+    actor: &Actor,
+    now: OffsetDateTime,
+    zone: &jiff::tz::TimeZone,
+    s: &mut TreatmentSession,
+    line: &str,
+) -> Result<()> {
+    if crate::notes::is_note_signed(c, s.id)? {
+        return Ok(());
+    }
+    let t = crate::site_time::local(zone, now);
+    let stamp = format!("[{:02}:{:02} {}] {line}", t.hour(), t.minute(), actor.name);
+    let note = match s.note.as_deref().map(str::trim_end) {
+        Some(n) if !n.is_empty() => format!("{n}\n{stamp}"),
+        _ => stamp,
+    };
+    c.execute("UPDATE sessions SET note = $1 WHERE id = $2", params![note.as_str(), s.id.0])?;
+    audit::record(
+        c,
+        actor,
+        now,
+        Entry {
+            action: Action::Update,
+            object_type: "session",
+            object_id: Some(s.id.to_string()),
+            patient_id: Some(s.patient_id),
+            site_id: Some(s.site_id),
+            fields: &["note"],
+        },
+    )?;
+    s.note = Some(note);
+    Ok(())
+}
+
+/// CS-1: every dose given from clinic stock is in the controlled-substance ledger before the
+/// patient leaves (home routes are dispensed, not given in the chair).
+fn ledger_blocker(c: &mut dyn Conn, s: &TreatmentSession) -> Result<Option<Blocker>> {
+    let from_clinic_stock = matches!(s.route, Route::IvRacemic | Route::ImRacemic | Route::IntranasalEsketamine);
+    if s.dose_started_at.is_some() && from_clinic_stock && crate::ledger::administrations_for_session(c, s.id)? == 0 {
+        return Ok(Some(Blocker::new(
+            "ledger",
+            "ledger",
+            "the dose given is not yet recorded in the controlled-substance ledger",
+        )));
+    }
+    Ok(None)
+}
+
+/// One refusal line for the API: the fact, and where it is recorded or set.
+fn refusal_line(s: &TreatmentSession, b: &Blocker) -> String {
+    if b.anchor == "settings" {
+        format!("{} [set it: PUT /api/v1/sites/{}/discharge-settings]", b.message, s.site_id)
+    } else {
+        format!("{} [record it: /sessions/{}#{}]", b.message, s.id, b.anchor)
+    }
+}
+
+/// The session's record as the discharge judgement reads it.
+struct RecordFacts {
+    settings: DischargeSettings,
+    vitals: Vec<VitalsRecord>,
+    observations: Vec<ObservationRecord>,
+    responses: Vec<keta_domain::records::QuestionnaireResponse>,
+    bp_decisions: Vec<RecordId>,
+}
+
+impl RecordFacts {
+    fn load(c: &mut dyn Conn, s: &TreatmentSession) -> Result<Self> {
+        let responses = crate::questionnaires::responses_for(c, s.patient_id)?
+            .into_iter()
+            .filter(|r| r.session_id == Some(s.id))
+            .collect();
+        let bp_decisions = decisions_for(c, s.id)?
+            .into_iter()
+            .filter(|d| d.kind == DecisionKind::DischargeDespiteBp)
+            .filter_map(|d| d.vitals_id)
+            .collect();
+        Ok(Self {
+            settings: discharge_settings(c, s.site_id)?,
+            vitals: vitals_for(c, s)?,
+            observations: observations_for(c, s.id)?,
+            responses,
+            bp_decisions,
+        })
+    }
+
+    fn record<'a>(&'a self, rules: &'a keta_domain::alerts::SafetyRules) -> DischargeRecord<'a> {
+        DischargeRecord {
+            rules: DischargeRules::builtin(),
+            safety: rules,
+            settings: &self.settings,
+            vitals: &self.vitals,
+            observations: &self.observations,
+            responses: &self.responses,
+            bp_decisions: &self.bp_decisions,
+        }
+    }
+}
+
 fn require_active(s: &TreatmentSession) -> Result<()> {
     if s.state == SessionState::Scheduled {
         return Err(StoreError::Conflict("check the patient in before recording in this session".into()));
@@ -281,37 +477,69 @@ impl Store {
         .await
     }
 
-    /// Moves a session one step along its lifecycle (or stops it). Discharge is
-    /// refused before the route's minimum monitoring time or with open alerts.
+    /// Moves a session one step along its lifecycle (or stops it), through every gate:
+    /// see [`Store::act_on_session_confirmed`]. A session of another day is refused here.
     pub async fn act_on_session(
         &self,
         actor: &Actor,
         id: SessionId,
         action: SessionAction,
     ) -> Result<TreatmentSession> {
+        self.act_on_session_confirmed(actor, id, action, None).await
+    }
+
+    /// Moves a session one step along its lifecycle (or stops it). Refused: checking in or
+    /// starting the dose of a session scheduled for another local day without
+    /// `other_day_reason` (the reason is stored and written in the note); starting the dose
+    /// while an urgent alert for the patient is open and no prescriber override covers it;
+    /// discharge before the route's minimum monitoring time, with open alerts, or with a
+    /// fact missing from the record (keta_domain::discharge), each named with where to record it.
+    pub async fn act_on_session_confirmed(
+        &self,
+        actor: &Actor,
+        id: SessionId,
+        action: SessionAction,
+        other_day_reason: Option<String>,
+    ) -> Result<TreatmentSession> {
         actor.require(keta_domain::access::Permission::RecordSession)?;
         let now = self.now();
         let actor = actor.clone();
         self.write(move |c| {
             let mut s = get_session(c, &actor, id)?;
-            let ctx = DischargeContext {
-                minimum_monitoring: crate::rules::safety_rules(c, s.site_id)?.minimum_monitoring(s.route),
-                open_alerts: open_alert_count(c, id)?,
+            let rules = crate::rules::safety_rules(c, s.site_id)?;
+            let zone = site_zone(c, s.site_id)?;
+            let day = SessionDay {
+                scheduled: crate::site_time::local_date(&zone, s.scheduled_for),
+                today: crate::site_time::local_date(&zone, now),
+                other_day_reason: other_day_reason.clone(),
             };
-            if action == SessionAction::Discharge && s.state == SessionState::Monitoring {
-                // Every reason at once, so the nurse sees the whole checklist.
-                let mut blockers = s.discharge_blockers(now, ctx);
-                // Home routes (oral, sublingual) are dispensed, not given from clinic stock in the chair.
-                let from_clinic_stock = matches!(s.route, Route::IvRacemic | Route::ImRacemic | Route::IntranasalEsketamine);
-                if from_clinic_stock && crate::ledger::administrations_for_session(c, id)? == 0 {
-                    // CS-1: every dose given is in the controlled-substance ledger before the patient leaves.
-                    blockers.push("the dose given is not yet recorded in the controlled-substance ledger".into());
-                }
+            let other_day = day.scheduled != day.today
+                && matches!(action, SessionAction::CheckIn | SessionAction::StartDose)
+                && other_day_reason.is_some();
+            let urgent =
+                if action == SessionAction::StartDose { uncovered_urgent_alerts(c, s.patient_id, id)? } else { vec![] };
+            let discharging = action == SessionAction::Discharge && s.state == SessionState::Monitoring;
+            let facts = if discharging { Some(RecordFacts::load(c, &s)?) } else { None };
+            let record = facts.as_ref().map(|f| f.record(&rules));
+            let ctx = StepContext {
+                discharge: DischargeContext {
+                    minimum_monitoring: rules.minimum_monitoring(s.route),
+                    open_alerts: open_alert_count(c, id)?,
+                    record,
+                },
+                uncovered_urgent_alerts: urgent.iter().map(|(_, m)| m.clone()).collect(),
+                day: Some(day),
+            };
+            if discharging {
+                // Every reason at once, so the nurse sees the whole checklist, each with where to record it.
+                let mut blockers = s.discharge_blockers(now, &ctx.discharge);
+                blockers.extend(ledger_blocker(c, &s)?);
                 if !blockers.is_empty() {
-                    return Err(StoreError::Domain(keta_domain::DomainError::Conflict(format!("discharge refused: {}", blockers.join("; ")))));
+                    let lines: Vec<String> = blockers.iter().map(|b| refusal_line(&s, b)).collect();
+                    return Err(StoreError::Domain(DomainError::Conflict(format!("discharge refused: {}", lines.join("; ")))));
                 }
             }
-            s.apply(&action, now, ctx)?;
+            s.apply(&action, now, &ctx)?;
             c.execute(
                 "UPDATE sessions SET state = $1, checked_in_at = $2, pre_dose_checks_at = $3, dose_started_at = $4, monitoring_started_at = $5,
                  discharged_at = $6, stopped_at = $7, stop_reason = $8 WHERE id = $9",
@@ -324,7 +552,217 @@ impl Store {
                 action: Action::Update, object_type: "session", object_id: Some(id.to_string()), patient_id: Some(s.patient_id),
                 site_id: Some(s.site_id), fields: &["state"],
             })?;
+            if other_day {
+                let reason = other_day_reason.unwrap_or_default();
+                let step = if action == SessionAction::CheckIn { "check_in" } else { "start_dose" };
+                insert_decision(c, &actor, now, &s, DecisionKind::OtherDay, None, None, Some(step), &reason)?;
+                let line = format!(
+                    "{} on {} for a session scheduled for {}: {reason}",
+                    if step == "check_in" { "Checked in" } else { "Dose started" },
+                    crate::site_time::local_date(&zone, now),
+                    crate::site_time::local_date(&zone, s.scheduled_for)
+                );
+                append_note_line(c, &actor, now, &zone, &mut s, &line)?;
+            }
             Ok(s)
+        })
+        .await
+    }
+
+    /// Records a prescriber's decision to go ahead despite a gate: starting the dose while
+    /// urgent alerts for the patient are open (one row per alert open now), or discharging
+    /// with a named BP reading above the thresholds. Nurses cannot; the decision is written
+    /// in the session note and audited in the same transaction.
+    pub async fn record_session_decision(
+        &self,
+        actor: &Actor,
+        id: SessionId,
+        decision: NewDecision,
+    ) -> Result<Vec<SessionDecision>> {
+        actor.require(keta_domain::access::Permission::RecordSession)?;
+        if !actor.can(keta_domain::access::Permission::PlanTreatment) {
+            return Err(StoreError::Forbidden("only a prescriber can record this decision".into()));
+        }
+        decision.validate()?;
+        let now = self.now();
+        let actor = actor.clone();
+        self.write(move |c| {
+            let mut s = get_session(c, &actor, id)?;
+            if s.state.is_terminal() {
+                return Err(StoreError::Conflict(format!(
+                    "the session is {}; nothing is left to decide",
+                    s.state.as_str()
+                )));
+            }
+            let zone = site_zone(c, s.site_id)?;
+            let reason = decision.reason().trim().to_string();
+            let mut ids = Vec::new();
+            let line = match &decision {
+                NewDecision::DoseDespiteUrgentAlert { .. } => {
+                    if s.state.dose_started() {
+                        return Err(StoreError::Conflict("the dose has already started".into()));
+                    }
+                    let open = uncovered_urgent_alerts(c, s.patient_id, id)?;
+                    if open.is_empty() {
+                        return Err(StoreError::Conflict(
+                            "no urgent alert for this patient is open: nothing to override".into(),
+                        ));
+                    }
+                    for (alert, _) in &open {
+                        ids.push(insert_decision(
+                            c,
+                            &actor,
+                            now,
+                            &s,
+                            DecisionKind::DoseDespiteUrgentAlert,
+                            Some(*alert),
+                            None,
+                            None,
+                            &reason,
+                        )?);
+                    }
+                    format!(
+                        "Prescriber override: dose may start with urgent alert(s) open ({}). Reason: {reason}",
+                        open.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; ")
+                    )
+                }
+                NewDecision::DischargeDespiteBp { vitals_id, .. } => {
+                    let v = vitals_for(c, &s)?.into_iter().find(|v| v.id == *vitals_id).ok_or_else(|| {
+                        DomainError::field("vitals_id", format!("reading {vitals_id} is not a reading of this session"))
+                    })?;
+                    let Some((sys, dia)) = v.vitals.blood_pressure() else {
+                        return Err(DomainError::field("vitals_id", "that reading has no blood pressure").into());
+                    };
+                    ids.push(insert_decision(
+                        c,
+                        &actor,
+                        now,
+                        &s,
+                        DecisionKind::DischargeDespiteBp,
+                        None,
+                        Some(*vitals_id),
+                        None,
+                        &reason,
+                    )?);
+                    format!(
+                        "Prescriber decision: discharge with BP {}/{} mmHg (taken {}). Reason: {reason}",
+                        sys.0,
+                        dia.0,
+                        crate::site_time::local(&zone, v.taken_at).time()
+                    )
+                }
+            };
+            append_note_line(c, &actor, now, &zone, &mut s, &line)?;
+            let all = decisions_for(c, id)?;
+            Ok(all.into_iter().filter(|d| ids.contains(&d.id.0)).collect())
+        })
+        .await
+    }
+
+    /// The decisions recorded in a session, oldest first.
+    pub async fn list_session_decisions(&self, actor: &Actor, id: SessionId) -> Result<Vec<SessionDecision>> {
+        actor.require(keta_domain::access::Permission::ViewClinical)?;
+        let actor = actor.clone();
+        self.read(move |c| {
+            get_session(c, &actor, id)?;
+            decisions_for(c, id)
+        })
+        .await
+    }
+
+    /// Why discharge is not possible yet, as the session screen shows it (the same
+    /// judgement [`Store::act_on_session`] makes, ledger included).
+    pub async fn discharge_blockers(&self, actor: &Actor, id: SessionId) -> Result<Vec<Blocker>> {
+        actor.require(keta_domain::access::Permission::ViewClinical)?;
+        let now = self.now();
+        let actor = actor.clone();
+        self.read(move |c| {
+            let s = get_session(c, &actor, id)?;
+            let rules = crate::rules::safety_rules(c, s.site_id)?;
+            let facts = RecordFacts::load(c, &s)?;
+            let ctx = DischargeContext {
+                minimum_monitoring: rules.minimum_monitoring(s.route),
+                open_alerts: open_alert_count(c, id)?,
+                record: Some(facts.record(&rules)),
+            };
+            let mut out = s.discharge_blockers(now, &ctx);
+            out.extend(ledger_blocker(c, &s)?);
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Sessions at a site that are under way (checked in through monitoring), whatever day
+    /// they were scheduled for: a chair with an infusion running is never free.
+    pub async fn active_sessions_at_site(&self, actor: &Actor, site: SiteId) -> Result<Vec<TreatmentSession>> {
+        actor.require(keta_domain::access::Permission::ViewDemographics)?;
+        if !actor.scope.allows(site) {
+            return Err(StoreError::NotFound(format!("site {site}")));
+        }
+        self.read(move |c| {
+            c.query(
+                &format!(
+                    "SELECT {COLS} FROM sessions WHERE site_id = $1 AND state IN ('checked_in', 'pre_dose_checks', 'dosing', 'monitoring') ORDER BY scheduled_for, id"
+                ),
+                params![site.0],
+            )?
+            .iter()
+            .map(session_from)
+            .collect()
+        })
+        .await
+    }
+
+    /// A site's discharge settings (empty until the medical director sets them).
+    pub async fn site_discharge_settings(&self, actor: &Actor, site: SiteId) -> Result<DischargeSettings> {
+        if !actor.scope.allows(site) {
+            return Err(StoreError::NotFound(format!("site {site}")));
+        }
+        self.read(move |c| discharge_settings(c, site)).await
+    }
+
+    /// Sets a site's discharge settings (a prescriber: the medical director). Validated
+    /// first; nothing changes on error.
+    pub async fn set_site_discharge_settings(
+        &self,
+        actor: &Actor,
+        site: SiteId,
+        settings: DischargeSettings,
+    ) -> Result<DischargeSettings> {
+        actor.require(keta_domain::access::Permission::PlanTreatment)?;
+        if !actor.scope.allows(site) {
+            return Err(StoreError::NotFound(format!("site {site}")));
+        }
+        settings.validate(DischargeRules::builtin())?;
+        let now = self.now();
+        let actor = actor.clone();
+        self.write(move |c| {
+            let text = c
+                .query_opt("SELECT settings FROM sites WHERE id = $1", params![site.0])?
+                .ok_or_else(|| StoreError::NotFound(format!("site {site}")))?
+                .text(0)?;
+            let mut v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let obj = v.as_object_mut().ok_or_else(|| StoreError::Corrupt("site settings is not an object".into()))?;
+            obj.insert(
+                DISCHARGE_SETTINGS_KEY.into(),
+                serde_json::to_value(&settings).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            );
+            c.execute("UPDATE sites SET settings = $1 WHERE id = $2", params![v.to_string(), site.0])?;
+            audit::record(
+                c,
+                &actor,
+                now,
+                Entry {
+                    action: Action::Update,
+                    object_type: "site_settings",
+                    object_id: Some(site.to_string()),
+                    patient_id: None,
+                    site_id: Some(site),
+                    fields: &[DISCHARGE_SETTINGS_KEY],
+                },
+            )?;
+            Ok(settings)
         })
         .await
     }
@@ -339,6 +777,21 @@ impl Store {
         taken_at: Option<OffsetDateTime>,
         source: VitalsSource,
     ) -> Result<RecordedVitals> {
+        self.record_vitals_entry(actor, id, vitals, taken_at, source, true).await
+    }
+
+    /// Records vitals as [`Store::record_vitals`] does, but a manual reading identical to the
+    /// previous one within the duplicate window (data/rules/discharge.toml, a product
+    /// setting) is refused unless `confirm_duplicate`: a stale value re-entered is not a new reading.
+    pub async fn record_vitals_entry(
+        &self,
+        actor: &Actor,
+        id: SessionId,
+        vitals: VitalSigns,
+        taken_at: Option<OffsetDateTime>,
+        source: VitalsSource,
+        confirm_duplicate: bool,
+    ) -> Result<RecordedVitals> {
         actor.require(keta_domain::access::Permission::RecordSession)?;
         vitals.validate()?;
         let now = self.now();
@@ -352,6 +805,20 @@ impl Store {
         self.write(move |c| {
             let s = get_session(c, &actor, id)?;
             require_active(&s)?;
+            if source == VitalsSource::Manual && !confirm_duplicate {
+                let previous = vitals_for(c, &s)?.into_iter().max_by_key(|v| (v.taken_at, v.id));
+                let entry = DischargeRules::builtin();
+                if entry.looks_like_double_entry(previous.as_ref().map(|p| (&p.vitals, p.taken_at)), &vitals, taken_at) {
+                    let ago = previous.map_or(0, |p| (taken_at - p.taken_at).whole_seconds());
+                    return Err(DomainError::field(
+                        "confirm_duplicate",
+                        format!(
+                            "this reading is identical to the one recorded {ago} s ago; if it really is a new reading, confirm it (it is not stored until you do)"
+                        ),
+                    )
+                    .into());
+                }
+            }
             let baseline = c
                 .query_opt(
                     "SELECT id, session_id, taken_at, systolic_mmhg, diastolic_mmhg, heart_rate_bpm, spo2_pct, resp_rate_per_min, source

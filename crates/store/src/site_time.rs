@@ -35,6 +35,19 @@ pub fn at_local(tz: &jiff::tz::TimeZone, date: Date, hour: u8, minute: u8) -> Of
     OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+/// The local wall-clock date and time of `t` in `tz`.
+pub fn local(tz: &jiff::tz::TimeZone, t: OffsetDateTime) -> time::PrimitiveDateTime {
+    let offset = jiff::Timestamp::from_second(t.unix_timestamp()).map(|ts| tz.to_offset(ts).seconds()).unwrap_or(0);
+    let off = time::UtcOffset::from_whole_seconds(offset).unwrap_or(time::UtcOffset::UTC);
+    let l = t.to_offset(off);
+    time::PrimitiveDateTime::new(l.date(), l.time())
+}
+
+/// The site's local date of `t`: which day a session belongs to.
+pub fn local_date(tz: &jiff::tz::TimeZone, t: OffsetDateTime) -> Date {
+    local(tz, t).date()
+}
+
 #[cfg(test)]
 mod tests {
     use time::macros::{date, datetime};
@@ -49,6 +62,14 @@ mod tests {
         assert_eq!(at_local(&chicago, date!(2026 - 07 - 15), 9, 0), datetime!(2026-07-15 14:00 UTC));
         let tokyo = zone("Asia/Tokyo");
         assert_eq!(at_local(&tokyo, date!(2026 - 07 - 15), 9, 30), datetime!(2026-07-15 00:30 UTC));
+    }
+
+    #[test]
+    fn a_late_evening_session_belongs_to_the_local_day() {
+        let chicago = zone("America/Chicago");
+        // 02:30 UTC on the 16th is 20:30 on the 15th in Chicago (CST, UTC-6).
+        assert_eq!(local_date(&chicago, datetime!(2026-01-16 02:30 UTC)), date!(2026 - 01 - 15));
+        assert_eq!(local_date(&chicago, datetime!(2026-01-16 06:30 UTC)), date!(2026 - 01 - 16));
     }
 
     #[test]

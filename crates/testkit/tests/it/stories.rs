@@ -212,6 +212,33 @@ async fn an_iv_session_runs_from_check_in_to_discharge() {
         }
         // CS-1: no discharge until the dose is in the controlled-substance ledger.
         clock.advance(time::Duration::minutes(min.0 - 40));
+        // Issue 18: discharge is judged from the record, so the record has it: the clinic's
+        // settings, a full set of vitals near the end, sedation and dissociation resolved.
+        s.set_site_discharge_settings(
+            &prescriber(&[a]),
+            a,
+            keta_domain::discharge::DischargeSettings {
+                vitals_within_minutes: Some(keta_domain::units::Minutes(15)),
+                dissociation: Some(keta_domain::discharge::DissociationSetting {
+                    instrument: "cadss6".into(),
+                    resolved_at_or_below: 2,
+                }),
+            },
+        )
+        .await
+        .unwrap();
+        let end = VitalSigns { resp_rate_per_min: Some(keta_domain::units::BreathsPerMinute(14.0)), ..bp(132.0, 84.0) };
+        s.record_vitals(&n, sess.id, end, None, VitalsSource::Manual).await.unwrap();
+        s.record_observation(&n, sess.id, ObservationBody::Moaas { score: 5 }, None).await.unwrap();
+        let cadss = NewQuestionnaireResponse {
+            instrument: "cadss6".into(),
+            answers: vec![Some(0); 6],
+            course_id: Some(c.id),
+            session_id: Some(sess.id),
+            completed_at: None,
+            completed_by: CompletedBy::Staff,
+        };
+        s.submit_response(&n, p, cadss).await.unwrap();
         let refused = s.act_on_session(&n, sess.id, SessionAction::Discharge).await.unwrap_err().to_string();
         assert!(refused.contains("ledger"), "{refused}");
         let lot = s
@@ -232,7 +259,11 @@ async fn an_iv_session_runs_from_check_in_to_discharge() {
         let done = s.act_on_session(&n, sess.id, SessionAction::Discharge).await.unwrap();
         assert_eq!(done.state, SessionState::Discharged);
         assert_eq!(done.discharged_at, Some(clock.now()));
-        assert_eq!(s.list_vitals(&n, sess.id).await.unwrap().len(), 2);
+        assert_eq!(
+            s.list_vitals(&n, sess.id).await.unwrap().len(),
+            3,
+            "pre-dose, the rise, and the set before leaving"
+        );
         // A discharged session takes no more records.
         assert!(s.record_vitals(&n, sess.id, bp(120.0, 80.0), None, VitalsSource::Manual).await.is_err());
     }

@@ -3,10 +3,12 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use keta_domain::course::{Course, NewCourse};
+use keta_domain::discharge::{Blocker, DischargeSettings};
 use keta_domain::ids::{CourseId, PatientId, SessionId, SiteId};
 use keta_domain::records::{Alert, ObservationRecord, VitalsRecord, VitalsSource};
 use keta_domain::session::{
-    AdverseEvent, NewAdverseEvent, NewSession, ObservationBody, SessionAction, TreatmentSession,
+    AdverseEvent, NewAdverseEvent, NewDecision, NewSession, ObservationBody, SessionDecision, StepRequest,
+    TreatmentSession,
 };
 use keta_domain::vitals::VitalSigns;
 use serde::{Deserialize, Serialize};
@@ -102,16 +104,78 @@ pub async fn get_site_sessions(
 }
 
 /// One lifecycle step: check_in, start_pre_dose_checks, start_dose, end_dose, discharge, or stop with a reason.
-/// Discharge is refused (409) before the route's minimum monitoring time or while alerts are unacknowledged.
-#[utoipa::path(post, path = "/api/v1/sessions/{id}/actions", tag = "sessions", params(("id" = i64, Path)), request_body = SessionAction,
+/// Refused (409): checking in or starting the dose of a session scheduled for another local day unless
+/// `confirm_other_day` is true with a `reason`; starting the dose while an urgent alert for the patient is
+/// open and no prescriber override covers it; discharge before the route's minimum monitoring time, with
+/// unacknowledged alerts, or with a fact missing from the record (each named with where to record it).
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/actions", tag = "sessions", params(("id" = i64, Path)), request_body = StepRequest,
     responses((status = 200, body = TreatmentSession), (status = 409, body = Problem), (status = 422, body = Problem), (status = 404, body = Problem)))]
 pub async fn post_session_action(
     State(st): State<AppState>,
     CurrentUser { actor: a, .. }: CurrentUser,
     Path(id): Path<i64>,
-    Json(action): Json<SessionAction>,
+    Json(step): Json<StepRequest>,
 ) -> ApiResult<Json<TreatmentSession>> {
-    Ok(Json(st.store.act_on_session(&a, SessionId(id), action).await?))
+    let (action, other_day_reason) = step.into_parts()?;
+    Ok(Json(st.store.act_on_session_confirmed(&a, SessionId(id), action, other_day_reason).await?))
+}
+
+/// What discharge still needs, each fact with the session screen's section (`anchor`) that records it.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/discharge-blockers", tag = "sessions", params(("id" = i64, Path)),
+    responses((status = 200, body = Vec<Blocker>), (status = 404, body = Problem)))]
+pub async fn get_discharge_blockers(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<Blocker>>> {
+    Ok(Json(st.store.discharge_blockers(&a, SessionId(id)).await?))
+}
+
+/// A prescriber's documented decision: let the dose start while urgent alerts are open (covers each one
+/// open now), or discharge with a named BP reading above the thresholds. Nurses are refused (403).
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/decisions", tag = "sessions", params(("id" = i64, Path)), request_body = NewDecision,
+    responses((status = 201, body = Vec<SessionDecision>), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 404, body = Problem)))]
+pub async fn post_session_decision(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Path(id): Path<i64>,
+    Json(d): Json<NewDecision>,
+) -> ApiResult<(StatusCode, Json<Vec<SessionDecision>>)> {
+    Ok((StatusCode::CREATED, Json(st.store.record_session_decision(&a, SessionId(id), d).await?)))
+}
+
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/decisions", tag = "sessions", params(("id" = i64, Path)),
+    responses((status = 200, body = Vec<SessionDecision>), (status = 404, body = Problem)))]
+pub async fn get_session_decisions(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<SessionDecision>>> {
+    Ok(Json(st.store.list_session_decisions(&a, SessionId(id)).await?))
+}
+
+/// The site's discharge settings: how recent the last full set of vitals must be, and the clinic's
+/// dissociation measure with the total that counts as resolved. The references give neither, so
+/// both start empty and discharge is refused, naming the missing setting, until they are set.
+#[utoipa::path(get, path = "/api/v1/sites/{id}/discharge-settings", tag = "rules", params(("id" = i64, Path)),
+    responses((status = 200, body = DischargeSettings), (status = 404, body = Problem)))]
+pub async fn get_discharge_settings(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<DischargeSettings>> {
+    Ok(Json(st.store.site_discharge_settings(&a, SiteId(id)).await?))
+}
+
+#[utoipa::path(put, path = "/api/v1/sites/{id}/discharge-settings", tag = "rules", params(("id" = i64, Path)), request_body = DischargeSettings,
+    responses((status = 200, body = DischargeSettings), (status = 422, body = Problem), (status = 404, body = Problem)))]
+pub async fn put_discharge_settings(
+    State(st): State<AppState>,
+    CurrentUser { actor: a, .. }: CurrentUser,
+    Path(id): Path<i64>,
+    Json(d): Json<DischargeSettings>,
+) -> ApiResult<Json<DischargeSettings>> {
+    Ok(Json(st.store.set_site_discharge_settings(&a, SiteId(id), d).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -145,6 +209,9 @@ pub struct NewVitals {
     /// `manual` (default) or `monitor`.
     #[serde(default)]
     pub source: Option<VitalsSource>,
+    /// Store a manual reading identical to the previous one taken moments before (refused otherwise).
+    #[serde(default)]
+    pub confirm_duplicate: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -154,7 +221,9 @@ pub struct RecordedVitals {
     pub alerts: Vec<Alert>,
 }
 
-/// Records vitals; the safety rules run on them and any alert raised is returned.
+/// Records vitals; the safety rules run on them and any alert raised is returned. A manual reading
+/// identical to the previous one within the duplicate window is refused (422, field `confirm_duplicate`)
+/// unless `confirm_duplicate` is true.
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/vitals", tag = "sessions", params(("id" = i64, Path)), request_body = NewVitals,
     responses((status = 201, body = RecordedVitals), (status = 422, body = Problem), (status = 409, body = Problem), (status = 404, body = Problem)))]
 pub async fn post_vitals(
@@ -171,8 +240,8 @@ pub async fn post_vitals(
         spo2_pct: v.spo2_pct.map(Percent),
         resp_rate_per_min: v.resp_rate_per_min.map(BreathsPerMinute),
     };
-    let r =
-        st.store.record_vitals(&a, SessionId(id), vitals, v.taken_at, v.source.unwrap_or(VitalsSource::Manual)).await?;
+    let source = v.source.unwrap_or(VitalsSource::Manual);
+    let r = st.store.record_vitals_entry(&a, SessionId(id), vitals, v.taken_at, source, v.confirm_duplicate).await?;
     Ok((StatusCode::CREATED, Json(RecordedVitals { record: r.record, alerts: r.alerts })))
 }
 

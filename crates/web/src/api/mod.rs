@@ -54,6 +54,11 @@ use crate::AppState;
         clinical::get_session,
         clinical::get_site_sessions,
         clinical::post_session_action,
+        clinical::get_discharge_blockers,
+        clinical::post_session_decision,
+        clinical::get_session_decisions,
+        clinical::get_discharge_settings,
+        clinical::put_discharge_settings,
         clinical::put_session_note,
         clinical::post_vitals,
         clinical::get_vitals,
@@ -154,6 +159,9 @@ pub fn routes() -> Router<AppState> {
         .route("/courses/{id}/sessions", post(c::post_session))
         .route("/sessions/{id}", get(c::get_session))
         .route("/sessions/{id}/actions", post(c::post_session_action))
+        .route("/sessions/{id}/discharge-blockers", get(c::get_discharge_blockers))
+        .route("/sessions/{id}/decisions", get(c::get_session_decisions).post(c::post_session_decision))
+        .route("/sites/{id}/discharge-settings", get(c::get_discharge_settings).put(c::put_discharge_settings))
         .route("/sessions/{id}/note", put(c::put_session_note))
         .route("/sessions/{id}/vitals", get(c::get_vitals).post(c::post_vitals))
         .route("/sessions/{id}/observations", get(c::get_observations).post(c::post_observation))

@@ -77,6 +77,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/kiosk/{id}/{instrument}", get(questionnaires::get_kiosk).post(questionnaires::post_kiosk))
         .route("/sessions/{id}", get(session::get_session))
         .route("/sessions/{id}/step", post(session::post_step))
+        .route("/sessions/{id}/decisions", post(session::post_decision))
+        .route("/sessions/{id}/discharge-settings", post(session::post_discharge_settings))
         .route("/sessions/{id}/vitals", post(session::post_vitals))
         .route("/sessions/{id}/moaas", post(session::post_moaas))
         .route("/sessions/{id}/cadss", post(session::post_cadss))

@@ -23,9 +23,9 @@ use keta_domain::instruments::catalog;
 use keta_domain::ledger::{EntryKind, Lot, LotId, NewAdministration, Presentation, Substance};
 use keta_domain::records::{AlertLevel, CompletedBy, NewQuestionnaireResponse, VitalsSource};
 use keta_domain::session::{
-    AeSeverity, DischargeContext, NewAdverseEvent, ObservationBody, SessionAction, SessionState,
+    AeSeverity, DecisionKind, NewAdverseEvent, NewDecision, ObservationBody, SessionAction, SessionState,
 };
-use keta_domain::units::{BeatsPerMinute, BreathsPerMinute, Milligrams, Millilitres, Minutes, Mmhg, Percent};
+use keta_domain::units::{BeatsPerMinute, BreathsPerMinute, Milligrams, Millilitres, Mmhg, Percent};
 use keta_domain::vitals::VitalSigns;
 use keta_store::StoreError;
 use keta_store::alerts::AlertQuery;
@@ -126,6 +126,24 @@ pub(crate) struct CadssItem {
     pub label: String,
 }
 
+/// One fact discharge still needs, with a link to where it is recorded.
+pub(crate) struct BlockerView {
+    pub code: &'static str,
+    pub message: String,
+    pub href: String,
+    pub link: &'static str,
+}
+
+/// The last reading of each vital and its age, shown beside the empty entry boxes.
+#[derive(Default)]
+pub(crate) struct LastReadings {
+    pub systolic_mmhg: String,
+    pub diastolic_mmhg: String,
+    pub heart_rate_bpm: String,
+    pub spo2_pct: String,
+    pub resp_rate_per_min: String,
+}
+
 /// The one step the session can take next.
 pub(crate) struct Step {
     pub action: &'static str,
@@ -164,10 +182,19 @@ struct SessionPage {
     acknowledged: Vec<AckView>,
     vitals: Vec<VitalsRow>,
     vitals_form: FormData,
+    last: LastReadings,
     pre_dose: Vec<CheckView>,
     pre_dose_vitals: bool,
     discharge: Vec<CheckView>,
-    blockers: Vec<String>,
+    blockers: Vec<BlockerView>,
+    other_day: String,
+    urgent_open: Vec<String>,
+    can_decide: bool,
+    bp_reading: String,
+    bp_reading_id: i64,
+    decisions: Vec<ObsRow>,
+    settings_missing: bool,
+    dissociation_measures: Vec<String>,
     moaas_levels: Vec<Pick>,
     moaas: Vec<ObsRow>,
     cadss_items: Vec<CadssItem>,
@@ -204,6 +231,36 @@ fn fmt_num(x: Option<f64>) -> String {
     )
 }
 
+/// A refusal without its " [record it: ...]" / " [set it: ...]" pointers.
+fn without_links(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(at) = rest.find(" [") {
+        let tail = &rest[at + 2..];
+        match tail.find(']') {
+            Some(end) if tail.starts_with("record it: ") || tail.starts_with("set it: ") => {
+                out.push_str(&rest[..at]);
+                rest = &tail[end + 1..];
+            }
+            _ => {
+                out.push_str(&rest[..at + 2]);
+                rest = tail;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// "12 min ago", "just now", "2 h 5 min ago".
+fn age_label(minutes: i64) -> String {
+    match minutes {
+        m if m < 1 => "just now".into(),
+        m if m < 60 => format!("{m} min ago"),
+        m => format!("{} h {} min ago", m / 60, m % 60),
+    }
+}
+
 fn hms(secs: i64) -> String {
     let s = secs.abs();
     format!("{}{}:{:02}:{:02}", if secs < 0 { "-" } else { "" }, s / 3600, (s % 3600) / 60, s % 60)
@@ -231,7 +288,7 @@ async fn session_page(
 ) -> UiResult<SessionPage> {
     let actor = &user.actor;
     let s = st.store.get_session(actor, id).await?;
-    let (patient, course, vitals, obs, alerts, patient_alerts, responses, aes, sites, chairs, rules) = tokio::join!(
+    let (patient, course, vitals, obs, alerts, patient_alerts, responses, aes, sites, chairs, rules, decisions) = tokio::join!(
         st.store.get_patient(actor, s.patient_id),
         st.store.get_course(actor, s.course_id),
         st.store.list_vitals(actor, id),
@@ -246,9 +303,10 @@ async fn session_page(
         st.store.list_sites(actor),
         st.store.list_chairs(actor, s.site_id),
         st.store.site_safety_rules(actor, s.site_id),
+        st.store.list_session_decisions(actor, id),
     );
-    let (patient, course, vitals, obs, alerts, patient_alerts, responses, aes, sites, chairs) =
-        (patient?, course?, vitals?, obs?, alerts?, patient_alerts?, responses?, aes?, sites?, chairs?);
+    let (patient, course, vitals, obs, alerts, patient_alerts, responses, aes, sites, chairs, decisions) =
+        (patient?, course?, vitals?, obs?, alerts?, patient_alerts?, responses?, aes?, sites?, chairs?, decisions?);
     // The rules in force at this site (the medical director may have replaced the built-in ones).
     let rules = rules?.0;
     let rules: &SafetyRules = &rules;
@@ -296,23 +354,24 @@ async fn session_page(
         })
         .collect();
 
-    let last = |f: fn(&VitalSigns) -> Option<f64>| vitals.iter().rev().find_map(|v| f(&v.vitals));
-    let vitals_form = if failed == "vitals" {
-        form.clone()
-    } else {
-        let mut f = FormData::empty();
-        for (name, v) in [
-            ("systolic_mmhg", last(|v| v.systolic_mmhg.map(|x| x.0))),
-            ("diastolic_mmhg", last(|v| v.diastolic_mmhg.map(|x| x.0))),
-            ("heart_rate_bpm", last(|v| v.heart_rate_bpm.map(|x| x.0))),
-            ("spo2_pct", last(|v| v.spo2_pct.map(|x| x.0))),
-            ("resp_rate_per_min", last(|v| v.resp_rate_per_min.map(|x| x.0))),
-        ] {
-            if let Some(v) = v {
-                f.set(name, fmt_num(Some(v)));
-            }
-        }
-        f
+    // The form starts empty (a stale value must never be re-recorded by a tap); the last
+    // reading of each vital and its age are shown beside its box instead.
+    let vitals_form = if failed == "vitals" { form.clone() } else { FormData::empty() };
+    let last_of = |label: &str, f: &dyn Fn(&VitalSigns) -> Option<String>| -> String {
+        vitals
+            .iter()
+            .rev()
+            .find_map(|v| f(&v.vitals).map(|x| (x, v.taken_at)))
+            .map_or_else(String::new, |(x, at)| format!("{label} {x}, {}", age_label((now - at).whole_minutes())))
+    };
+    let last = LastReadings {
+        systolic_mmhg: last_of("BP", &|v| {
+            v.blood_pressure().map(|(a, b)| format!("{}/{}", fmt_num(Some(a.0)), fmt_num(Some(b.0))))
+        }),
+        diastolic_mmhg: String::new(),
+        heart_rate_bpm: last_of("HR", &|v| v.heart_rate_bpm.map(|x| fmt_num(Some(x.0)))),
+        spo2_pct: last_of("SpO₂", &|v| v.spo2_pct.map(|x| format!("{}%", fmt_num(Some(x.0))))),
+        resp_rate_per_min: last_of("RR", &|v| v.resp_rate_per_min.map(|x| fmt_num(Some(x.0)))),
     };
 
     let checks = |items: Vec<&ChecklistItem>, name: &str| -> Vec<CheckView> {
@@ -326,15 +385,78 @@ async fn session_page(
             })
             .collect()
     };
-    let open_count = alerts.iter().filter(|a| a.acknowledged_at.is_none()).count();
-    let blockers = if s.state == SessionState::Monitoring {
-        s.discharge_blockers(
-            now,
-            DischargeContext { minimum_monitoring: Minutes(min_rule.minutes.0), open_alerts: open_count },
-        )
+    let blockers: Vec<BlockerView> = if s.state == SessionState::Monitoring {
+        st.store
+            .discharge_blockers(actor, id)
+            .await?
+            .into_iter()
+            .map(|b| BlockerView {
+                code: b.code,
+                message: super::page::capitalise(&b.message),
+                href: if b.anchor == "settings" {
+                    format!("/api/v1/sites/{}/discharge-settings", s.site_id)
+                } else {
+                    format!("#{}", b.anchor)
+                },
+                link: match b.anchor {
+                    "settings" => "Site setting (PUT, medical director)",
+                    "clock" => "Timer",
+                    "alerts" => "Alerts",
+                    "ledger" => "Record in the ledger",
+                    "moaas" => "Record MOAA/S",
+                    "cadss" => "Record CADSS-6",
+                    _ => "Record vitals",
+                },
+            })
+            .collect()
     } else {
         vec![]
     };
+    let settings_missing = blockers.iter().any(|b| b.href.ends_with("/discharge-settings"));
+    // The latest post-dose BP reading the thresholds flag: what a prescriber's decision names.
+    let (bp_reading, bp_reading_id) = if blockers.iter().any(|b| b.code == "bp_above_threshold") {
+        vitals
+            .iter()
+            .rev()
+            .find(|v| v.vitals.blood_pressure().is_some() && v.minutes_since_dose.is_some_and(|m| m >= 0))
+            .map_or((String::new(), 0), |v| {
+                let (a, b) = v.vitals.blood_pressure().unwrap_or((Mmhg(0.0), Mmhg(0.0)));
+                (
+                    format!("BP {}/{} mmHg taken at {}", fmt_num(Some(a.0)), fmt_num(Some(b.0)), clock.hm(v.taken_at)),
+                    v.id.0,
+                )
+            })
+    } else {
+        (String::new(), 0)
+    };
+    // Urgent alerts for the patient no override in this session covers hold the dose.
+    let covered: Vec<AlertId> = decisions.iter().filter_map(|d| d.alert_id).collect();
+    let urgent_open: Vec<String> = patient_alerts
+        .iter()
+        .filter(|a| a.level == AlertLevel::Urgent && a.acknowledged_at.is_none() && !covered.contains(&a.id))
+        .map(|a| a.message.clone())
+        .collect();
+    let other_day = if clock.local(s.scheduled_for).date() == clock.today(now) {
+        String::new()
+    } else {
+        clock.date(s.scheduled_for)
+    };
+    let decision_rows = decisions
+        .iter()
+        .map(|d| ObsRow {
+            time: clock.hm(d.decided_at),
+            text: format!(
+                "{} by {}: {}",
+                match d.kind {
+                    DecisionKind::DoseDespiteUrgentAlert => "Dose override with an urgent alert open",
+                    DecisionKind::DischargeDespiteBp => "Discharge with the BP reading",
+                    DecisionKind::OtherDay => "Taken on another day than scheduled",
+                },
+                d.decided_by,
+                d.reason
+            ),
+        })
+        .collect();
 
     let moaas_inst = catalog().get("moaas");
     let moaas_levels = (0..=5)
@@ -497,12 +619,21 @@ async fn session_page(
             })
             .collect(),
         vitals_form,
+        last,
         pre_dose: checks(pre_dose_checklist(s.route), "predose"),
         pre_dose_vitals: vitals
             .iter()
             .any(|v| v.vitals.systolic_mmhg.is_some() && v.minutes_since_dose.is_none_or(|m| m < 0)),
         discharge: checks(discharge_checklist(s.route), "discharge"),
         blockers,
+        other_day,
+        urgent_open,
+        can_decide: actor.can(keta_domain::access::Permission::PlanTreatment),
+        bp_reading,
+        bp_reading_id,
+        decisions: decision_rows,
+        settings_missing,
+        dissociation_measures: keta_domain::discharge::DischargeRules::builtin().dissociation.measures.clone(),
         moaas_levels,
         moaas,
         cadss_items,
@@ -766,15 +897,31 @@ pub async fn post_step(
         SessionAction::StartDose => "predose",
         _ => "step",
     };
+    let other_day_reason = if form.checked("confirm_other_day") {
+        match form.opt("other_day_reason") {
+            Some(r) => Some(r),
+            None => {
+                errors.add("other_day_reason", "say why this session is taken today");
+                None
+            }
+        }
+    } else {
+        None
+    };
     if errors.any() {
         return rejected(&st, &user, id, form, errors, failed).await;
     }
-    match st.store.act_on_session(&user.actor, sid, action).await {
+    match st.store.act_on_session_confirmed(&user.actor, sid, action, other_day_reason).await {
         Ok(_) => {
             if let Some(line) = confirmed {
                 append_note(&st, &user, sid, line).await?;
             }
             done(&st, &user, id, "").await
+        }
+        // The API's refusal carries where to record each fact; the screen lists them with links.
+        Err(StoreError::Domain(keta_domain::DomainError::Conflict(msg))) => {
+            errors.add_general(super::page::capitalise(&without_links(&msg)));
+            rejected(&st, &user, id, form, errors, failed).await
         }
         Err(e) => {
             errors.absorb(e)?;
@@ -782,6 +929,77 @@ pub async fn post_step(
             rejected(&st, &user, id, form, errors, failed).await
         }
     }
+}
+
+/// A prescriber's decision: let the dose start with an urgent alert open, or discharge with
+/// a named BP reading above the thresholds (stored, audited, written in the note).
+pub async fn post_decision(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    form: FormData,
+) -> UiResult<Response> {
+    let mut errors = Errors::new();
+    let reason = form.get("decision_reason").trim().to_string();
+    let decision = match form.get("kind") {
+        "dose_despite_urgent_alert" => NewDecision::DoseDespiteUrgentAlert { reason },
+        "discharge_despite_bp" => match form.get("vitals_id").parse::<i64>() {
+            Ok(v) => NewDecision::DischargeDespiteBp { vitals_id: keta_domain::ids::RecordId(v), reason },
+            Err(_) => return Err(super::page::UiError::BadRequest("which reading? vitals_id is missing".into())),
+        },
+        other => return Err(super::page::UiError::BadRequest(format!("unknown decision '{other}'"))),
+    };
+    match st.store.record_session_decision(&user.actor, SessionId(id), decision).await {
+        Ok(_) => done(&st, &user, id, "").await,
+        Err(StoreError::Conflict(msg)) | Err(StoreError::Forbidden(msg)) => {
+            errors.add_general(super::page::capitalise(&msg));
+            rejected(&st, &user, id, form, errors, "decision").await
+        }
+        Err(e) => {
+            errors.absorb(e)?;
+            errors.rename("reason", "decision_reason");
+            rejected(&st, &user, id, form, errors, "decision").await
+        }
+    }
+}
+
+/// The medical director fills the site's discharge settings from the session screen (the
+/// same store operation as `PUT /api/v1/sites/{id}/discharge-settings`).
+pub async fn post_discharge_settings(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    form: FormData,
+) -> UiResult<Response> {
+    let mut errors = Errors::new();
+    let s = st.store.get_session(&user.actor, SessionId(id)).await?;
+    let minutes = form.integer("vitals_within_minutes", &mut errors);
+    let cutoff = form.integer("resolved_at_or_below", &mut errors);
+    if minutes.is_none() && !errors.has("vitals_within_minutes") {
+        errors.add("vitals_within_minutes", "enter the minutes");
+    }
+    if cutoff.is_none() && !errors.has("resolved_at_or_below") {
+        errors.add("resolved_at_or_below", "enter the total that counts as resolved");
+    }
+    if let (Some(m), Some(t), false) = (minutes, cutoff, errors.any()) {
+        let settings = keta_domain::discharge::DischargeSettings {
+            vitals_within_minutes: Some(keta_domain::units::Minutes(m)),
+            dissociation: Some(keta_domain::discharge::DissociationSetting {
+                instrument: form.get("dissociation_instrument").to_string(),
+                resolved_at_or_below: t as i32,
+            }),
+        };
+        match st.store.set_site_discharge_settings(&user.actor, s.site_id, settings).await {
+            Ok(_) => return done(&st, &user, id, "").await,
+            Err(StoreError::Forbidden(msg)) => errors.add_general(super::page::capitalise(&msg)),
+            Err(e) => {
+                errors.absorb(e)?;
+                errors.rename("dissociation.instrument", "dissociation_instrument");
+                errors.rename("dissociation.resolved_at_or_below", "resolved_at_or_below");
+            }
+        }
+    }
+    rejected(&st, &user, id, form, errors, "settings").await
 }
 
 pub async fn post_vitals(
@@ -799,7 +1017,8 @@ pub async fn post_vitals(
         resp_rate_per_min: form.number("resp_rate_per_min", &mut errors).map(BreathsPerMinute),
     };
     if !errors.any() {
-        match st.store.record_vitals(&user.actor, SessionId(id), v, None, VitalsSource::Manual).await {
+        let confirmed = form.checked("confirm_duplicate");
+        match st.store.record_vitals_entry(&user.actor, SessionId(id), v, None, VitalsSource::Manual, confirmed).await {
             Ok(r) if !r.alerts.is_empty() => return done(&st, &user, id, "#alerts").await,
             Ok(_) => return done(&st, &user, id, "#vitals").await,
             Err(e) => errors.absorb(e)?,
@@ -1097,6 +1316,14 @@ mod tests {
         }
         assert!(pre_dose_checklist(Route::IntranasalEsketamine).iter().any(|i| i.code == "nasal_products"));
         assert!(checklists().pre_dose.iter().chain(&checklists().discharge).all(|i| !i.source.trim().is_empty()));
+    }
+
+    #[test]
+    fn refusals_lose_their_api_pointers_on_the_screen() {
+        assert_eq!(
+            without_links("discharge refused: a [record it: /sessions/1#moaas]; b [set it: PUT /x]; c [other]"),
+            "discharge refused: a; b; c [other]"
+        );
     }
 
     #[test]

@@ -211,8 +211,9 @@ pub(crate) async fn build_site(
     let clinical = actor.can(Permission::ViewClinical);
     let clock = SiteClock::for_site(site);
     let (from, to) = clock.day_bounds(clock.today(now));
-    let (sessions, chairs, alerts, rules) = tokio::join!(
+    let (sessions, active, chairs, alerts, rules) = tokio::join!(
         st.store.sessions_at_site(actor, site.id, from, to),
+        st.store.active_sessions_at_site(actor, site.id),
         st.store.list_chairs(actor, site.id),
         async {
             if clinical {
@@ -228,7 +229,13 @@ pub(crate) async fn build_site(
         },
         st.store.site_safety_rules(actor, site.id),
     );
-    let (sessions, chairs, alerts) = (sessions?, chairs?, alerts?);
+    let (mut sessions, chairs, alerts) = (sessions?, chairs?, alerts?);
+    // A session under way occupies its chair whatever day it was scheduled for.
+    for s in active? {
+        if !sessions.iter().any(|x| x.id == s.id) {
+            sessions.push(s);
+        }
+    }
     // The rules in force at this site (the medical director may have replaced the built-in ones).
     let rules = rules?.0;
 
