@@ -13,6 +13,7 @@ mod fixtures;
 mod home;
 mod ledger;
 mod notes;
+mod outcomes;
 mod pk_ui;
 mod security;
 mod stories;
