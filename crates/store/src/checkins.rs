@@ -1281,8 +1281,14 @@ impl Store {
         self.set_clinic_setting(actor, HOME_PRE_DOSE_SETTINGS, json_value(&s)?).await
     }
 
-    /// Stores a clinic-wide setting; only the typed setters above call it, after validating.
-    async fn set_clinic_setting(&self, actor: &Actor, key: &'static str, value: serde_json::Value) -> Result<()> {
+    /// Stores a clinic-wide setting; only typed setters call it, after validating (also
+    /// `alerts::set_escalation_settings`).
+    pub(crate) async fn set_clinic_setting(
+        &self,
+        actor: &Actor,
+        key: &'static str,
+        value: serde_json::Value,
+    ) -> Result<()> {
         actor.require(Permission::ManageUsers)?;
         let now = self.now();
         let actor = actor.clone();

@@ -9,6 +9,7 @@ mod chart_between;
 mod checkins;
 mod dosing;
 mod durability;
+mod escalation;
 mod fixtures;
 mod home;
 mod ledger;
