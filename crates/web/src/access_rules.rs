@@ -122,6 +122,7 @@ pub const API_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/sites/{id}/on-duty", SignedIn),
     ("PUT", "/api/v1/sites/{id}/on-duty", Needs(ManageUsers)),
     ("GET", "/api/v1/sites/{id}/alert-escalations", Needs(ViewClinical)),
+    ("POST", "/api/v1/alert-escalations/sweep", Needs(ManageUsers)),
 ];
 
 /// Every HTML route and method (crates/web/src/ui/mod.rs). A route missing here is

@@ -71,3 +71,22 @@ pub async fn get_alert_escalations(
 ) -> ApiResult<Json<Vec<AlertEscalation>>> {
     Ok(Json(st.store.alert_escalations(&a, SiteId(id), false).await?))
 }
+
+/// What an escalation sweep did.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct EscalationSweep {
+    /// Urgent alerts escalated now (not acknowledged within the clinic's time).
+    pub escalated: usize,
+    /// Escalations sent to the prescriber on duty.
+    pub sent: usize,
+}
+
+/// Escalates now what is due (the server also does this every minute): for a one-off run or
+/// a check after changing the settings. Administrators.
+#[utoipa::path(post, path = "/api/v1/alert-escalations/sweep", tag = "alerts",
+    responses((status = 200, body = EscalationSweep), (status = 403, body = Problem)))]
+pub async fn post_escalation_sweep(State(st): State<AppState>, u: CurrentUser) -> ApiResult<Json<EscalationSweep>> {
+    u.actor.require(keta_domain::access::Permission::ManageUsers)?;
+    let e = crate::escalation::escalate_and_send(&st.store, &st.reminders).await?;
+    Ok(Json(EscalationSweep { escalated: e.escalated, sent: e.sent }))
+}

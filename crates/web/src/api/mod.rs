@@ -121,6 +121,7 @@ use crate::AppState;
         escalation::get_on_duty,
         escalation::put_on_duty,
         escalation::get_alert_escalations,
+        escalation::post_escalation_sweep,
     )
 )]
 pub struct ApiDoc;
@@ -213,5 +214,6 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/sites/{id}/on-duty", get(escalation::get_on_duty).put(escalation::put_on_duty))
         .route("/sites/{id}/alert-escalations", get(escalation::get_alert_escalations))
+        .route("/alert-escalations/sweep", post(escalation::post_escalation_sweep))
         .fallback(|| async { crate::error::ApiError::not_found("this API path") })
 }

@@ -387,7 +387,12 @@ pub(crate) async fn build_site(
     {
         cards.push(card_for("No chair".into(), Some(s), None));
     }
-    let other_alerts = alerts.iter().filter(|a| !shown_alerts.contains(&a.id.0)).map(line).collect();
+    // Escalated ones head the board instead (below), not listed twice.
+    let other_alerts = alerts
+        .iter()
+        .filter(|a| !shown_alerts.contains(&a.id.0) && !escalated.contains_key(&a.id.0))
+        .map(line)
+        .collect();
     // Escalated alerts also head the board, oldest first, whichever chair they belong to.
     let escalated_alerts: Vec<&Alert> =
         escalation.escalated.iter().filter_map(|e| alerts.iter().find(|a| a.id == e.alert_id)).collect();
