@@ -25,7 +25,7 @@ async fn send(r: &Reminders, e: &DueEscalation) -> Result<String, String> {
     let clock = SiteClock::named(&e.time_zone);
     let minutes = (e.escalation.escalated_at - e.alert.raised_at).whole_minutes();
     let url = format!("{}/patients/{}#alerts", r.public_url, e.alert.patient_id);
-    let (subject, body) = escalation::message(&e.site_name, &clock.hm(e.alert.raised_at), minutes, &url);
+    let (subject, body) = escalation::message(&e.site_name, &clock.date_at(e.alert.raised_at), minutes, &url);
     let sent = match (&e.contact_email, &e.contact_phone) {
         (Some(to), _) => match Message::new(to.as_str(), subject, body) {
             Ok(m) => r.delivery.send_mail(&m).await.map(|rc| format!("e-mail via {}", rc.channel)),

@@ -42,7 +42,7 @@ pub(crate) struct AlertLine {
     pub patient: String,
     pub href: String,
     pub raised: String,
-    /// "Escalated at 14:20 after 15 min to dr.demo" when nobody acknowledged it in time.
+    /// "escalated at 14:20 after 15 min unacknowledged to dr.demo" when nobody acknowledged it in time.
     pub escalated: Option<String>,
 }
 
@@ -211,14 +211,14 @@ pub(crate) fn alert_line(a: &Alert, names: &HashMap<PatientId, Patient>, clock: 
     }
 }
 
-/// "Escalated at 14:20 after 15 min to dr.demo".
+/// "escalated at 14:20 after 15 min unacknowledged to dr.demo".
 fn escalated_text(e: &AlertEscalation, clock: &SiteClock) -> String {
     let to = match (&e.notified_user, e.delivered) {
         (Some(who), Some(false)) => format!(" to {who} (not delivered)"),
         (Some(who), _) => format!(" to {who}"),
         (None, _) => " (nobody on duty to send it to)".into(),
     };
-    format!("Escalated at {} after {} min unacknowledged{to}", clock.hm(e.escalated_at), e.after_minutes)
+    format!("escalated at {} after {} min unacknowledged{to}", clock.hm(e.escalated_at), e.after_minutes)
 }
 
 /// Everything Today shows for one site, read fresh.
@@ -427,7 +427,11 @@ pub(crate) async fn build_site(
             other_alerts,
             clinical,
             escalated_ids: escalated_alerts.iter().map(|a| a.id.0.to_string()).collect::<Vec<_>>().join(" "),
-            escalated: escalated_alerts.into_iter().map(line).collect(),
+            // An escalated alert may be from another day: its raised time says which.
+            escalated: escalated_alerts
+                .into_iter()
+                .map(|a| AlertLine { raised: clock.date_at(a.raised_at), ..line(a) })
+                .collect(),
             sound: escalation.alert_sound,
             escalation_rule,
         },
