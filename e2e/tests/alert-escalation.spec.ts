@@ -4,6 +4,7 @@
 // nurse's live board marks the alert at its top without reloading.
 import { test, expect, screenshot } from '../helpers/fixtures';
 import { csrfToken } from '../helpers/clinic';
+import { expectAccessible } from '../helpers/a11y';
 
 test.use({ freshClinic: true });
 
@@ -43,6 +44,7 @@ test('an urgent alert nobody acknowledged is escalated and heads the live board'
   await expect(allow).toBeVisible();
   await allow.click();
   await expect(allow).toBeHidden();
+  await expectAccessible(board, 'board with an escalated alert');
   await screenshot(board, 'issue18-board-escalated');
 
   // Once per alert: a second sweep escalates nothing more.
