@@ -67,7 +67,7 @@ use utoipa::ToSchema;
 
 use crate::course::{Course, Route};
 use crate::error::DomainError;
-use crate::outcomes::{OutcomeDefinition, ScorePoint, continued_course, course_scores, judged_points};
+use crate::outcomes::{OutcomeDefinition, ScorePoint, continued_course, course_scores, judged_points, judged_series};
 use crate::records::{PatientChart, QuestionnaireResponse};
 use crate::relapse::{RelapseSettings, watch};
 use crate::survival::{KaplanMeier, SurvivalObservation};
@@ -129,13 +129,14 @@ impl CourseSeries {
 }
 
 fn series(courses: &[Course], responses: &[QuestionnaireResponse], c: &Course, instrument: &str) -> CourseSeries {
+    // The baseline as judge_course sets it: carried from the induction a maintenance course continues.
+    let judged = judged_series(c, continued_course(courses, c), responses, instrument);
     CourseSeries {
         route: c.route,
         protocol: c.protocol.clone(),
         sessions: Vec::new(),
         scores: course_scores(responses, c.id, instrument),
-        baseline: continued_course(courses, c)
-            .and_then(|o| course_scores(responses, o.id, instrument).into_iter().min_by_key(|p| p.at)),
+        baseline: judged.filter(|j| j.baseline_course.is_some()).map(|j| j.baseline()),
     }
 }
 
