@@ -104,8 +104,9 @@ enum Command {
 #[derive(Subcommand)]
 enum CheckinsCommand {
     /// Issue links for the check-ins due now, send their reminders (KETA_SMTP_URL and
-    /// KETA_MAIL_FROM; log-only when unset) and record expiries, once. `keta serve` does this
-    /// every KETA_CHECKIN_SWEEP_SECONDS; this is for cron or a one-off run.
+    /// KETA_MAIL_FROM; log-only when unset), record expiries and escalate urgent alerts nobody
+    /// acknowledged in the clinic's time, once. `keta serve` does this every
+    /// KETA_CHECKIN_SWEEP_SECONDS (escalation every minute); this is for cron or a one-off run.
     Sweep {
         #[arg(long, env = "KETA_DATABASE_URL")]
         database_url: String,
@@ -252,12 +253,17 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let store = keta_store::Store::open(&database_url).await.context("opening the database")?;
             let reminders = reminders_for(public_url, Outbox::No)?;
             let s = keta_web::reminders::sweep_and_send(&store, &reminders).await.context("running the sweep")?;
+            let e = keta_web::escalation::escalate_and_send(&store, &reminders)
+                .await
+                .context("escalating unacknowledged urgent alerts")?;
             println!(
-                "{{\"issued\": {}, \"sent\": {}, \"expired\": {}, \"failed\": {}, \"delivery\": {:?}}}",
+                "{{\"issued\": {}, \"sent\": {}, \"expired\": {}, \"failed\": {}, \"escalated\": {}, \"escalations_sent\": {}, \"delivery\": {:?}}}",
                 s.issued,
                 s.sent,
                 s.expired,
                 s.failed,
+                e.escalated,
+                e.sent,
                 reminders.describe()
             );
             Ok(())

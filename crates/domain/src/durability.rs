@@ -14,7 +14,9 @@
 //! A maintenance course continues the treatment an induction course started, so its response
 //! is judged against that induction's baseline: the first score of the patient's latest
 //! induction course on the same route and indication that started no later than it
-//! ([`CourseSeries::baseline`]). Judged against its own first score (taken while already
+//! ([`CourseSeries::baseline`], found by [`crate::outcomes::continued_course`] and joined to the
+//! course's scores by [`crate::outcomes::judged_points`], as [`crate::outcomes::judge_course`]
+//! does for the chart, the outcomes table and the patient's page). Judged against its own first score (taken while already
 //! responding), score noise of a point or two would make and break "responses".
 //!
 //! A course with a response episode is a **responder** and contributes one
@@ -63,10 +65,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::course::{Course, Phase, Route};
+use crate::course::{Course, Route};
 use crate::error::DomainError;
-use crate::ids::CourseId;
-use crate::outcomes::{OutcomeDefinition, ScorePoint};
+use crate::outcomes::{OutcomeDefinition, ScorePoint, continued_course, course_scores, judged_points, judged_series};
 use crate::records::{PatientChart, QuestionnaireResponse};
 use crate::relapse::{RelapseSettings, watch};
 use crate::survival::{KaplanMeier, SurvivalObservation};
@@ -121,70 +122,22 @@ pub struct CourseSeries {
 
 impl CourseSeries {
     /// The points the relapse watch sees: the carried-over baseline (when it precedes every
-    /// score of the course) and the course's scores.
+    /// score of the course) and the course's scores, as [`crate::outcomes::judge_course`] judges them.
     fn points(&self) -> Vec<ScorePoint> {
-        let first = self.scores.iter().map(|p| p.at).min();
-        let carried = self.baseline.filter(|b| first.is_none_or(|f| b.at < f));
-        carried.into_iter().chain(self.scores.iter().copied()).collect()
-    }
-}
-
-/// A course's scores on `instrument`: the responses linked to it with a total.
-fn scores_of(responses: &[QuestionnaireResponse], course: CourseId, instrument: &str) -> Vec<ScorePoint> {
-    responses
-        .iter()
-        .filter(|r| r.course_id == Some(course) && r.instrument == instrument)
-        .filter_map(|r| r.score.total.map(|total| ScorePoint { at: r.completed_at, total }))
-        .collect()
-}
-
-/// For a maintenance course, the first score of the induction it continues: the patient's
-/// latest induction course on the same route and indication that started no later than it.
-fn carried_baseline(
-    courses: &[Course],
-    responses: &[QuestionnaireResponse],
-    c: &Course,
-    instrument: &str,
-) -> Option<ScorePoint> {
-    match c.phase {
-        Phase::Induction => None,
-        Phase::Maintenance => courses
-            .iter()
-            .filter(|o| {
-                o.id != c.id
-                    && o.phase == Phase::Induction
-                    && o.route == c.route
-                    && o.indication == c.indication
-                    && o.start_date <= c.start_date
-            })
-            .max_by_key(|o| (o.start_date, o.id))
-            .and_then(|o| scores_of(responses, o.id, instrument).into_iter().min_by_key(|p| p.at)),
+        judged_points(self.baseline, &self.scores)
     }
 }
 
 fn series(courses: &[Course], responses: &[QuestionnaireResponse], c: &Course, instrument: &str) -> CourseSeries {
+    // The baseline as judge_course sets it: carried from the induction a maintenance course continues.
+    let judged = judged_series(c, continued_course(courses, c), responses, instrument);
     CourseSeries {
         route: c.route,
         protocol: c.protocol.clone(),
         sessions: Vec::new(),
-        scores: scores_of(responses, c.id, instrument),
-        baseline: carried_baseline(courses, responses, c, instrument),
+        scores: course_scores(responses, c.id, instrument),
+        baseline: judged.filter(|j| j.baseline_course.is_some()).map(|j| j.baseline()),
     }
-}
-
-/// The points the relapse watch ([`crate::relapse::watch`]) sees for one course: its scores
-/// and, for a maintenance course, the baseline of the induction it continues. The chart's
-/// relapse panel, the relapse alerts and the durability analysis all judge response this way.
-pub fn watch_points(
-    courses: &[Course],
-    responses: &[QuestionnaireResponse],
-    course: CourseId,
-    instrument: &str,
-) -> Vec<ScorePoint> {
-    courses
-        .iter()
-        .find(|c| c.id == course)
-        .map_or_else(Vec::new, |c| series(courses, responses, c, instrument).points())
 }
 
 /// The courses of one chart to analyse on `instrument`: those whose indication's primary

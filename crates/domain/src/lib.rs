@@ -15,6 +15,7 @@ pub mod dosing;
 pub mod durability;
 pub mod eligibility;
 pub mod error;
+pub mod escalation;
 pub mod home_dosing;
 pub mod ids;
 pub mod instruments;

@@ -34,8 +34,11 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use crate::course::{Course, Phase};
 use crate::error::DomainError;
+use crate::ids::CourseId;
 use crate::instruments::{ScoringMethod, SourceRef, catalog};
+use crate::records::QuestionnaireResponse;
 
 /// How response is judged against baseline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -321,6 +324,122 @@ pub fn assess(def: &OutcomeDefinition, points: &[ScorePoint]) -> Option<Outcome>
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// Courses: one baseline and one outcome per course, wherever a course is judged
+
+/// The course a maintenance course continues: the patient's latest induction course on the
+/// same route and indication that started no later than it. An induction continues nothing.
+pub fn continued_course<'a>(courses: &'a [Course], course: &Course) -> Option<&'a Course> {
+    match course.phase {
+        Phase::Induction => None,
+        Phase::Maintenance => courses
+            .iter()
+            .filter(|o| {
+                o.id != course.id
+                    && o.patient_id == course.patient_id
+                    && o.phase == Phase::Induction
+                    && o.route == course.route
+                    && o.indication == course.indication
+                    && o.start_date <= course.start_date
+            })
+            .max_by_key(|o| (o.start_date, o.id)),
+    }
+}
+
+/// A course's scores on an instrument: the responses linked to it that have a total.
+pub fn course_scores(responses: &[QuestionnaireResponse], course: CourseId, instrument: &str) -> Vec<ScorePoint> {
+    responses
+        .iter()
+        .filter(|r| r.course_id == Some(course) && r.instrument == instrument)
+        .filter_map(|r| r.score.total.map(|total| ScorePoint { at: r.completed_at, total }))
+        .collect()
+}
+
+/// The points a course is judged on, oldest first: the baseline carried from the course it
+/// continues (only when it precedes every score of the course's own), then the course's scores.
+pub fn judged_points(carried: Option<ScorePoint>, own: &[ScorePoint]) -> Vec<ScorePoint> {
+    let first = own.iter().map(|p| p.at).min();
+    let carried = carried.filter(|b| first.is_none_or(|f| b.at < f));
+    let mut points: Vec<ScorePoint> = carried.into_iter().chain(own.iter().copied()).collect();
+    points.sort_by_key(|p| p.at); // stable: the carried baseline stays first
+    points
+}
+
+/// The scores a course is judged on, with where its baseline came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgedSeries {
+    /// Oldest first; the first is the baseline. The relapse watch and the durability curves
+    /// read these.
+    pub points: Vec<ScorePoint>,
+    /// The induction course whose first score is the baseline; `None`: the course's own first.
+    pub baseline_course: Option<CourseId>,
+}
+
+impl JudgedSeries {
+    pub fn baseline(&self) -> ScorePoint {
+        self.points[0] // never empty: built from at least one score of the course's own
+    }
+}
+
+/// The scores `course` is judged on for `instrument` (any instrument, with or without an
+/// outcome definition): for a maintenance course the first score of the induction it
+/// `continues` ([`continued_course`]) is the baseline; otherwise the course's own first score.
+/// `None` when the course has no score of its own on the instrument yet.
+pub fn judged_series(
+    course: &Course,
+    continues: Option<&Course>,
+    responses: &[QuestionnaireResponse],
+    instrument: &str,
+) -> Option<JudgedSeries> {
+    let own = course_scores(responses, course.id, instrument);
+    if own.is_empty() {
+        return None;
+    }
+    let carried = continues
+        .filter(|c| c.id != course.id)
+        .and_then(|c| course_scores(responses, c.id, instrument).into_iter().min_by_key(|p| p.at));
+    let points = judged_points(carried, &own);
+    let baseline_course = continues.map(|c| c.id).filter(|_| points.len() > own.len());
+    Some(JudgedSeries { points, baseline_course })
+}
+
+/// One course judged on one instrument: its scores, baseline and outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CourseJudgement {
+    pub series: JudgedSeries,
+    pub outcome: Outcome,
+}
+
+/// Judges `course` on `def`'s instrument: the one place that decides a course's baseline and
+/// outcome, for the chart (trajectory and outcome label), the clinic outcomes table and API,
+/// the patient's own page, the relapse watch and the durability curves.
+///
+/// A maintenance course is judged against the baseline of the induction it `continues` (see
+/// [`continued_course`]): the patient started it already responding, so judged against its own
+/// first score, a point or two of noise would make and break "responses" while the patient
+/// stays in remission. `None` when the course has no score of its own on the instrument yet.
+pub fn judge_course(
+    def: &OutcomeDefinition,
+    course: &Course,
+    continues: Option<&Course>,
+    responses: &[QuestionnaireResponse],
+) -> Option<CourseJudgement> {
+    let series = judged_series(course, continues, responses, &def.instrument)?;
+    let outcome = assess(def, &series.points)?;
+    Some(CourseJudgement { series, outcome })
+}
+
+/// [`judge_course`] for a course among the patient's courses, finding the course it continues.
+pub fn judge_in_chart(
+    def: &OutcomeDefinition,
+    courses: &[Course],
+    course: CourseId,
+    responses: &[QuestionnaireResponse],
+) -> Option<CourseJudgement> {
+    let c = courses.iter().find(|c| c.id == course)?;
+    judge_course(def, c, continued_course(courses, c), responses)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,6 +644,169 @@ mod tests {
         assert!(err.contains("not an instrument with a total"), "{err}");
         assert!(err.contains("needs a response rule"), "{err}");
         assert!(parse_definitions("definitions = 3").is_err());
+    }
+
+    // ------------------------------------------------------------- courses and their baselines
+
+    mod courses {
+        use super::*;
+        use crate::course::{CourseStatus, Route};
+        use crate::ids::{PatientId, ResponseId, SiteId};
+        use crate::patient::Indication;
+        use crate::records::CompletedBy;
+        use time::macros::date;
+
+        fn course(id: i64, route: Route, phase: Phase, start: time::Date) -> Course {
+            Course {
+                id: CourseId(id),
+                patient_id: PatientId(1),
+                site_id: SiteId(1),
+                route,
+                phase,
+                indication: Indication::Depression,
+                planned_sessions: 6,
+                start_date: start,
+                status: CourseStatus::Active,
+                protocol: None,
+            }
+        }
+
+        /// A PHQ-9 with `total` spread over items 1-8 (item 9 stays 0).
+        fn phq9(id: i64, course: i64, week: i64, total: i32) -> QuestionnaireResponse {
+            let mut left = total;
+            let mut answers: Vec<Option<i32>> = (0..8)
+                .map(|_| {
+                    let a = left.min(3);
+                    left -= a;
+                    Some(a)
+                })
+                .collect();
+            answers.push(Some(0));
+            assert_eq!(left, 0, "PHQ-9 items 1-8 hold at most 24");
+            let score = crate::instruments::score(catalog().get("phq9").unwrap(), &answers).unwrap();
+            QuestionnaireResponse {
+                id: ResponseId(id),
+                patient_id: PatientId(1),
+                course_id: Some(CourseId(course)),
+                session_id: None,
+                instrument: "phq9".into(),
+                answers,
+                score,
+                completed_at: at(week),
+                completed_by: CompletedBy::Patient,
+            }
+        }
+
+        fn courses() -> Vec<Course> {
+            vec![
+                course(1, Route::IvRacemic, Phase::Induction, date!(2025 - 01 - 06)),
+                course(2, Route::IvRacemic, Phase::Maintenance, date!(2025 - 02 - 10)),
+            ]
+        }
+
+        /// Induction 20 → 8 → 3; maintenance 4, 2, 3, 4: in remission throughout maintenance.
+        fn responses() -> Vec<QuestionnaireResponse> {
+            vec![
+                phq9(1, 1, 0, 20),
+                phq9(2, 1, 2, 8),
+                phq9(3, 1, 4, 3),
+                phq9(4, 2, 5, 4),
+                phq9(5, 2, 7, 2),
+                phq9(6, 2, 9, 3),
+                phq9(7, 2, 11, 4),
+            ]
+        }
+
+        #[test]
+        fn maintenance_continues_the_latest_earlier_induction_on_its_route() {
+            let mut cs = courses();
+            assert_eq!(continued_course(&cs, &cs[0]), None);
+            assert_eq!(continued_course(&cs, &cs[1]).map(|c| c.id), Some(CourseId(1)));
+            // Another route's induction, and an induction after the maintenance began, are not it.
+            cs.push(course(3, Route::IntranasalEsketamine, Phase::Induction, date!(2025 - 01 - 20)));
+            cs.push(course(4, Route::IvRacemic, Phase::Induction, date!(2025 - 03 - 01)));
+            assert_eq!(continued_course(&cs, &cs[1]).map(|c| c.id), Some(CourseId(1)));
+            // A second induction on the route before it is the one continued.
+            cs.push(course(5, Route::IvRacemic, Phase::Induction, date!(2025 - 02 - 01)));
+            assert_eq!(continued_course(&cs, &cs[1]).map(|c| c.id), Some(CourseId(5)));
+        }
+
+        #[test]
+        fn maintenance_in_remission_is_a_responder_in_remission_not_a_relapse() {
+            let (cs, rs) = (courses(), responses());
+            let def = definition_for("phq9").unwrap();
+            let j = judge_course(def, &cs[1], continued_course(&cs, &cs[1]), &rs).unwrap();
+            assert_eq!(j.series.baseline(), ScorePoint { at: at(0), total: 20 });
+            assert_eq!(j.series.baseline_course, Some(CourseId(1)));
+            assert_eq!(j.series.points.iter().map(|p| p.total).collect::<Vec<_>>(), [20, 4, 2, 3, 4]);
+            let o = &j.outcome;
+            assert_eq!((o.baseline, o.latest, o.change), (20, 4, -16));
+            assert_eq!((o.responded, o.remitted, o.relapsed), (Some(true), Some(true), Some(false)));
+
+            // The bug this replaces: judged against its own first score (4), a 3 after a 2 is a
+            // "relapse" and a 4 "not responding" while the patient stays in remission.
+            let alone = judge_course(def, &cs[1], None, &rs).unwrap().outcome;
+            assert_eq!((alone.baseline, alone.responded, alone.relapsed), (4, Some(false), Some(true)));
+            assert_eq!(alone.remitted, Some(true));
+        }
+
+        #[test]
+        fn an_induction_is_judged_against_its_own_first_score() {
+            let (cs, rs) = (courses(), responses());
+            let j = judge_course(definition_for("phq9").unwrap(), &cs[0], None, &rs).unwrap();
+            assert_eq!((j.series.baseline().total, j.series.baseline_course), (20, None));
+            assert_eq!(j.series.points.len(), 3);
+            assert_eq!((j.outcome.responded, j.outcome.remitted), (Some(true), Some(true)));
+        }
+
+        #[test]
+        fn a_course_without_scores_of_its_own_is_not_judged() {
+            let (cs, rs) = (courses(), responses());
+            let only_induction: Vec<_> = rs.into_iter().filter(|r| r.course_id == Some(CourseId(1))).collect();
+            let def = definition_for("phq9").unwrap();
+            assert_eq!(judge_course(def, &cs[1], Some(&cs[0]), &only_induction), None);
+            assert_eq!(judged_series(&cs[1], Some(&cs[0]), &only_induction, "phq9"), None);
+        }
+
+        #[test]
+        fn a_carried_baseline_must_precede_the_course_scores() {
+            let own = [ScorePoint { at: at(5), total: 3 }];
+            let earlier = ScorePoint { at: at(0), total: 20 };
+            assert_eq!(judged_points(Some(earlier), &own), vec![earlier, own[0]]);
+            let later = ScorePoint { at: at(6), total: 20 };
+            assert_eq!(judged_points(Some(later), &own), own.to_vec());
+            // A maintenance course scored before its induction's first score keeps its own baseline.
+            let (cs, mut rs) = (courses(), responses());
+            rs.push(phq9(8, 2, -1, 12));
+            let j = judge_course(definition_for("phq9").unwrap(), &cs[1], Some(&cs[0]), &rs).unwrap();
+            assert_eq!((j.series.baseline().total, j.series.baseline_course), (12, None));
+        }
+
+        #[test]
+        fn course_outcomes_use_the_same_judgement() {
+            let (cs, rs) = (courses(), responses());
+            let out = crate::records::course_outcomes(&cs, &rs);
+            assert_eq!(out.len(), 2);
+            let m = out.iter().find(|o| o.course_id == CourseId(2)).unwrap();
+            assert_eq!(m.baseline_course_id, Some(CourseId(1)));
+            let j = judge_course(definition_for("phq9").unwrap(), &cs[1], Some(&cs[0]), &rs).unwrap();
+            assert_eq!(m.outcome, j.outcome);
+        }
+
+        #[test]
+        fn the_patient_page_explains_each_score_against_its_course_baseline() {
+            let (cs, rs) = (courses(), responses());
+            let base = |i: usize| crate::patient_view::baseline_for(&cs, &rs, &rs[i]);
+            assert_eq!(base(0), None); // the baseline itself
+            assert_eq!(base(2), Some(20));
+            // Maintenance scores against the induction's first score, not the course's own first.
+            assert_eq!(base(3), Some(20));
+            assert_eq!(base(6), Some(20));
+            // A score linked to no course: against the patient's first earlier score.
+            let mut loose = phq9(9, 1, 12, 6);
+            loose.course_id = None;
+            assert_eq!(crate::patient_view::baseline_for(&cs, &rs, &loose), Some(20));
+        }
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! which has words for every severity band of every patient-completed instrument (bands
 //! themselves come from `data/instruments/*.toml`: PHQ-9 §1.2, GAD-7 §1.3, QIDS-SR16 §1.4) and
 //! a band-free meaning where the reference defines no bands (PCL-5 §1.6, WHO-5 §1.7, pain NRS
-//! §1.11). Change from the first (baseline) score is worded with the rules of
+//! §1.11). Change from the baseline ([`baseline_for`]: the course's first score, or for a
+//! maintenance course the first score of the induction it continues) is worded with the rules of
 //! [`crate::outcomes`] (`data/rules/outcome-definitions.toml`): whether a fall counts as a
 //! response or remission is decided by [`ResponseRule::is_met`] and [`Threshold::is_met`], and
 //! the threshold quoted to the patient is read from the same rule, so no number is repeated
@@ -31,9 +32,11 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::course::Course;
 use crate::error::{DomainError, Validator};
 use crate::instruments::{CompletedBy, Instrument, Score, ScoringMethod, SourceRef, catalog};
-use crate::outcomes::{ResponseRule, Threshold, definition_for};
+use crate::outcomes::{ResponseRule, ScorePoint, Threshold, continued_course, definition_for, judged_series};
+use crate::records::QuestionnaireResponse;
 
 // ------------------------------------------------------------------------------------ FAQ
 
@@ -413,6 +416,26 @@ fn describe_change(inst: &Instrument, m: &InstrumentMeanings, total: i32, baseli
         s.push_str(" It is also low enough to be what your clinic counts as remission (very few symptoms).");
     }
     s
+}
+
+/// The score a response's change is explained against on the patient's page: the baseline its
+/// course is judged on ([`crate::outcomes::judged_series`], so for a maintenance course the
+/// first score of the induction it continues, as the chart and the outcomes table judge it),
+/// when the response came after that baseline. A response linked to no course is compared with
+/// the patient's first earlier score on the same instrument. `None` for the baseline itself.
+pub fn baseline_for(courses: &[Course], responses: &[QuestionnaireResponse], r: &QuestionnaireResponse) -> Option<i32> {
+    let baseline = match r.course_id {
+        Some(id) => {
+            let course = courses.iter().find(|c| c.id == id)?;
+            judged_series(course, continued_course(courses, course), responses, &r.instrument)?.baseline()
+        }
+        None => responses
+            .iter()
+            .filter(|o| o.instrument == r.instrument)
+            .filter_map(|o| o.score.total.map(|total| ScorePoint { at: o.completed_at, total }))
+            .min_by_key(|p| p.at)?,
+    };
+    (baseline.at < r.completed_at).then_some(baseline.total)
 }
 
 #[cfg(test)]

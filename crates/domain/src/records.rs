@@ -192,11 +192,15 @@ pub struct PatientChart {
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CourseOutcome {
     pub course_id: crate::ids::CourseId,
+    /// For a maintenance course, the induction course whose first score is the baseline;
+    /// `null` when the baseline is the course's own first score.
+    pub baseline_course_id: Option<crate::ids::CourseId>,
     pub outcome: crate::outcomes::Outcome,
 }
 
-/// Outcomes per course and instrument: every instrument with a definition that has
-/// at least one response linked to the course.
+/// Outcomes per course and instrument: every instrument with a definition that has at least
+/// one response linked to the course, judged by [`crate::outcomes::judge_course`] (a
+/// maintenance course against the baseline of the induction it continues).
 pub fn course_outcomes(courses: &[crate::course::Course], responses: &[QuestionnaireResponse]) -> Vec<CourseOutcome> {
     let mut out = Vec::new();
     for course in courses {
@@ -204,15 +208,15 @@ pub fn course_outcomes(courses: &[crate::course::Course], responses: &[Questionn
             responses.iter().filter(|r| r.course_id == Some(course.id)).map(|r| r.instrument.as_str()).collect();
         codes.sort_unstable();
         codes.dedup();
+        let continues = crate::outcomes::continued_course(courses, course);
         for code in codes {
             let Some(def) = crate::outcomes::definition_for(code) else { continue };
-            let points: Vec<crate::outcomes::ScorePoint> = responses
-                .iter()
-                .filter(|r| r.course_id == Some(course.id) && r.instrument == code)
-                .filter_map(|r| r.score.total.map(|total| crate::outcomes::ScorePoint { at: r.completed_at, total }))
-                .collect();
-            if let Some(outcome) = crate::outcomes::assess(def, &points) {
-                out.push(CourseOutcome { course_id: course.id, outcome });
+            if let Some(j) = crate::outcomes::judge_course(def, course, continues, responses) {
+                out.push(CourseOutcome {
+                    course_id: course.id,
+                    baseline_course_id: j.series.baseline_course,
+                    outcome: j.outcome,
+                });
             }
         }
     }

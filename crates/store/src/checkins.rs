@@ -451,7 +451,8 @@ pub(crate) fn relapse_check(
     // A maintenance course is judged against the induction it continues, as on the chart.
     let responses = crate::questionnaires::responses_for(c, p.id)?;
     let courses = crate::courses::courses_for(c, p.id)?;
-    let points = keta_domain::durability::watch_points(&courses, &responses, course, &r.instrument);
+    let Some(judged) = keta_domain::outcomes::judge_in_chart(def, &courses, course, &responses) else { return Ok(()) };
+    let points = judged.series.points;
     let sessions = crate::sessions::sessions_for_patient(c, p.id)?;
     // The last session given and the next one planned, as on the chart.
     let (last, next) = relapse::last_and_next(&sessions, course, now);
@@ -698,10 +699,11 @@ impl Store {
                 let p = patient_of(c, link.patient_id)?;
                 let responses = crate::questionnaires::responses_for(c, p.id)?;
                 let sessions = crate::sessions::sessions_for_patient(c, p.id)?;
+                let courses = crate::courses::courses_for(c, p.id)?;
                 let site = site_for_patients(c, p.site_id)?;
                 Ok(Some((
                     link.id,
-                    PatientView { patient_id: p.id, given_name: p.given_name, responses, sessions, site },
+                    PatientView { patient_id: p.id, given_name: p.given_name, responses, sessions, courses, site },
                 )))
             })
             .await?;
@@ -718,6 +720,8 @@ pub struct PatientView {
     pub given_name: String,
     pub responses: Vec<QuestionnaireResponse>,
     pub sessions: Vec<keta_domain::session::TreatmentSession>,
+    /// For judging each score against its course's baseline, as the chart does.
+    pub courses: Vec<keta_domain::course::Course>,
     pub site: SiteForPatients,
 }
 
@@ -1277,8 +1281,14 @@ impl Store {
         self.set_clinic_setting(actor, HOME_PRE_DOSE_SETTINGS, json_value(&s)?).await
     }
 
-    /// Stores a clinic-wide setting; only the typed setters above call it, after validating.
-    async fn set_clinic_setting(&self, actor: &Actor, key: &'static str, value: serde_json::Value) -> Result<()> {
+    /// Stores a clinic-wide setting; only typed setters call it, after validating (also
+    /// `alerts::set_escalation_settings`).
+    pub(crate) async fn set_clinic_setting(
+        &self,
+        actor: &Actor,
+        key: &'static str,
+        value: serde_json::Value,
+    ) -> Result<()> {
         actor.require(Permission::ManageUsers)?;
         let now = self.now();
         let actor = actor.clone();

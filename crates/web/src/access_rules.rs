@@ -123,6 +123,12 @@ pub const API_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/sessions/{id}/dose", Needs(ViewClinical)),
     ("GET", "/api/v1/patients/{id}/exposure", Needs(ViewClinical)),
     ("POST", "/api/v1/pk/simulate", SignedIn),
+    ("GET", "/api/v1/settings/alert-escalation", SignedIn),
+    ("PUT", "/api/v1/settings/alert-escalation", Needs(ManageUsers)),
+    ("GET", "/api/v1/sites/{id}/on-duty", SignedIn),
+    ("PUT", "/api/v1/sites/{id}/on-duty", Needs(ManageUsers)),
+    ("GET", "/api/v1/sites/{id}/alert-escalations", Needs(ViewClinical)),
+    ("POST", "/api/v1/alert-escalations/sweep", Needs(ManageUsers)),
 ];
 
 /// Every HTML route and method (crates/web/src/ui/mod.rs). A route missing here is

@@ -7,6 +7,7 @@ pub mod access_rules;
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod escalation;
 pub mod extract;
 pub mod pages;
 pub mod reminders;

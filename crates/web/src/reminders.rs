@@ -182,25 +182,41 @@ pub async fn sweep_and_send(store: &Store, r: &Reminders) -> keta_store::Result<
     Ok(SweepSummary { issued: report.issued.len(), sent, expired: report.expired, failed: report.failed })
 }
 
-/// Runs the sweep now and then every `every` until the process ends.
+/// How often unacknowledged urgent alerts are checked for escalation: the clinic sets the wait
+/// in minutes, so a check-in sweep interval of several minutes would be too coarse.
+const ESCALATION_EVERY: Duration = Duration::from_secs(60);
+
+/// Runs the sweep now and then every `every` until the process ends; escalates urgent alerts
+/// nobody acknowledged ([`crate::escalation`]) at least every minute.
 pub fn spawn_sweeper(store: Store, r: Reminders, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
+        let step = every.min(ESCALATION_EVERY).max(Duration::from_secs(1));
+        let sweep_every = (every.as_secs_f64() / step.as_secs_f64()).round().max(1.0) as u64;
+        let mut tick = tokio::time::interval(step);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        for n in 0u64.. {
             tick.tick().await;
-            match sweep_and_send(&store, &r).await {
-                Ok(s) if s != SweepSummary::default() => {
-                    tracing::info!(
-                        issued = s.issued,
-                        sent = s.sent,
-                        expired = s.expired,
-                        failed = s.failed,
-                        "check-in sweep"
-                    )
+            if n % sweep_every == 0 {
+                match sweep_and_send(&store, &r).await {
+                    Ok(s) if s != SweepSummary::default() => {
+                        tracing::info!(
+                            issued = s.issued,
+                            sent = s.sent,
+                            expired = s.expired,
+                            failed = s.failed,
+                            "check-in sweep"
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "check-in sweep failed"),
+                }
+            }
+            match crate::escalation::escalate_and_send(&store, &r).await {
+                Ok(s) if s.escalated > 0 => {
+                    tracing::warn!(escalated = s.escalated, sent = s.sent, "urgent alerts escalated")
                 }
                 Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "check-in sweep failed"),
+                Err(e) => tracing::error!(error = %e, "alert escalation sweep failed"),
             }
         }
     })

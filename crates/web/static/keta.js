@@ -54,9 +54,59 @@
     if (status) { status.textContent = text; }
   }
 
+  // Escalated alerts (issue 18): where the site turned the alarm on, a short tone for each alert
+  // newly escalated on this screen. Browsers play sound only after a click on the page, so the
+  // board offers a button once; the tone is generated (WebAudio), nothing is downloaded.
+  var alarm = { ctx: null, heard: {} };
+
+  function tone() {
+    if (!alarm.ctx) { return; }
+    var t = alarm.ctx.currentTime;
+    [0, 0.35].forEach(function (at) {
+      var osc = alarm.ctx.createOscillator();
+      var gain = alarm.ctx.createGain();
+      osc.frequency.value = 880;
+      gain.gain.setValueAtTime(0.0001, t + at);
+      gain.gain.exponentialRampToValueAtTime(0.3, t + at + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, t + at + 0.25);
+      osc.connect(gain);
+      gain.connect(alarm.ctx.destination);
+      osc.start(t + at);
+      osc.stop(t + at + 0.3);
+    });
+  }
+
+  function escalations() {
+    var buttons = document.querySelectorAll('[data-sound-allow]');
+    for (var b = 0; b < buttons.length; b++) { buttons[b].hidden = alarm.ctx !== null; }
+    var boxes = document.querySelectorAll('.board-escalated[data-sound="on"]');
+    var fresh = false;
+    for (var i = 0; i < boxes.length; i++) {
+      var ids = (boxes[i].getAttribute('data-escalated') || '').split(' ');
+      for (var j = 0; j < ids.length; j++) {
+        if (ids[j] && !alarm.heard[ids[j]]) { alarm.heard[ids[j]] = true; fresh = true; }
+      }
+    }
+    if (fresh) { tone(); }
+  }
+
+  function allowSound(ev) {
+    if (!ev.target.closest || !ev.target.closest('[data-sound-allow]')) { return; }
+    var Ctx = window.AudioContext || window.webkitAudioContext;
+    if (!Ctx) { return; }
+    alarm.ctx = alarm.ctx || new Ctx();
+    alarm.ctx.resume();
+    alarm.heard = {}; // sound for what is already escalated, now that it can be heard
+    escalations();
+  }
+
   function start() {
     tick();
     window.setInterval(tick, 1000);
+    escalations();
+    document.body.addEventListener('click', allowSound);
+    document.body.addEventListener('htmx:afterSettle', escalations);
+    document.body.addEventListener('htmx:sseMessage', escalations);
     document.body.addEventListener('htmx:sseOpen', function () { liveState('open', 'Live updates on'); });
     document.body.addEventListener('htmx:sseError', function () { liveState('error', 'Live updates interrupted; reconnecting…'); });
     document.body.addEventListener('htmx:sseClose', function () { liveState('closed', 'Live updates paused; reload the page'); });

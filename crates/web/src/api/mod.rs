@@ -6,6 +6,7 @@ pub mod checkins;
 pub mod clinical;
 pub mod dosing;
 pub mod durability;
+pub mod escalation;
 pub mod health;
 pub mod ledger;
 pub mod measures;
@@ -120,6 +121,12 @@ use crate::AppState;
         checkins::post_dispense,
         checkins::post_screen_review,
         checkins::post_sweep,
+        escalation::get_escalation_settings,
+        escalation::put_escalation_settings,
+        escalation::get_on_duty,
+        escalation::put_on_duty,
+        escalation::get_alert_escalations,
+        escalation::post_escalation_sweep,
     )
 )]
 pub struct ApiDoc;
@@ -209,5 +216,12 @@ pub fn routes() -> Router<AppState> {
         .route("/sessions/{id}/dose", get(dosing::get_session_doses).post(dosing::post_session_dose))
         .route("/patients/{id}/exposure", get(dosing::get_patient_exposure))
         .route("/pk/simulate", post(dosing::post_pk_simulate))
+        .route(
+            "/settings/alert-escalation",
+            get(escalation::get_escalation_settings).put(escalation::put_escalation_settings),
+        )
+        .route("/sites/{id}/on-duty", get(escalation::get_on_duty).put(escalation::put_on_duty))
+        .route("/sites/{id}/alert-escalations", get(escalation::get_alert_escalations))
+        .route("/alert-escalations/sweep", post(escalation::post_escalation_sweep))
         .fallback(|| async { crate::error::ApiError::not_found("this API path") })
 }

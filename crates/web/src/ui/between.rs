@@ -20,7 +20,7 @@ use keta_domain::course::{Course, CourseStatus};
 use keta_domain::home_dosing::{Reconciliation, ReconciliationIssue};
 use keta_domain::ids::{CourseId, PatientId};
 use keta_domain::instruments::{self, CompletedBy};
-use keta_domain::outcomes::definition_for;
+use keta_domain::outcomes::{definition_for, judge_in_chart};
 use keta_domain::patient_links::{LinkPurpose, LinkState};
 use keta_domain::question_sets::{self, AnswerValue, QuestionKind, QuestionSetFlag};
 use keta_domain::records::{Alert, PatientChart};
@@ -652,7 +652,8 @@ pub(crate) fn relapse_views(
         let inst = watched_instrument(chart, c.id);
         let watch = inst.and_then(|code| {
             let def = definition_for(code)?;
-            let points = keta_domain::durability::watch_points(&chart.courses, &chart.responses, c.id, code);
+            // The course judged as its outcome is (a maintenance course against its induction's baseline).
+            let points = judge_in_chart(def, &chart.courses, c.id, &chart.responses).map(|j| j.series.points)?;
             // The clinic's threshold is set on PHQ-9 totals; other instruments use the default
             // (as the store's relapse alerts do).
             match relapse::watch(def, &points, &settings.for_instrument(code), last, next, now) {

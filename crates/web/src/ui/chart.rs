@@ -40,6 +40,8 @@ pub(crate) struct OutcomeView {
     pub course: String,
     pub instrument: String,
     pub baseline: i32,
+    /// Where a maintenance course's baseline comes from; empty for the course's own first score.
+    pub baseline_from: String,
     pub latest: i32,
     pub change: String,
     pub assessments: usize,
@@ -409,6 +411,8 @@ async fn chart_page_with(
             let (response, response_class) = yes_no(out.responded, "Responder", "Not responding");
             let (remission, remission_class) = yes_no(out.remitted, "In remission", "Not in remission");
             let (relapse, relapse_class) = match out.relapsed {
+                // A relapse earlier in the course, and a response again at the latest score.
+                Some(true) if out.currently_responding == Some(true) => ("Relapsed, responding again", "st-neutral"),
                 Some(true) => ("Relapsed", "st-stop"),
                 Some(false) => ("No relapse", "st-good"),
                 None => ("Cannot be assessed yet", "st-muted"),
@@ -419,6 +423,10 @@ async fn chart_page_with(
                     .get(&out.instrument)
                     .map_or_else(|| out.instrument.clone(), |i| i.short_name.clone()),
                 baseline: out.baseline,
+                baseline_from: o
+                    .baseline_course_id
+                    .map(|id| format!("baseline from {}", course_label(id)))
+                    .unwrap_or_default(),
                 latest: out.latest,
                 change: match out.percent_change {
                     Some(p) => format!("{:+} ({p:+.0} %)", out.change),

@@ -151,15 +151,14 @@ pub(crate) struct ViewModel {
 pub(crate) fn view_model(v: &PatientView, now: time::OffsetDateTime) -> ViewModel {
     let clock = SiteClock::named(&v.site.time_zone);
     let mut scores = Vec::new();
-    let mut first_total: std::collections::HashMap<&str, i32> = Default::default();
     for r in &v.responses {
         let Some(inst) = instruments::catalog().get(&r.instrument) else { continue };
         if inst.completed_by != instruments::CompletedBy::Patient {
             continue;
         }
         let Some(total) = r.score.total else { continue };
-        let baseline = first_total.get(r.instrument.as_str()).copied();
-        first_total.entry(r.instrument.as_str()).or_insert(total);
+        // Judged as the chart judges the course (maintenance: against the induction's baseline).
+        let baseline = patient_view::baseline_for(&v.courses, &v.responses, r);
         let Ok(e) = patient_view::explain_score(&r.score, baseline) else { continue };
         scores.push(ScoreLine {
             date: clock.date(r.completed_at),

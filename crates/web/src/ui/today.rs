@@ -24,7 +24,7 @@ use keta_domain::patient::Patient;
 use keta_domain::records::{Alert, AlertLevel};
 use keta_domain::session::{SessionState, TreatmentSession};
 use keta_domain::site::Site;
-use keta_store::alerts::AlertQuery;
+use keta_store::alerts::{AlertEscalation, AlertQuery};
 use keta_store::patients::PatientQuery;
 use time::OffsetDateTime;
 
@@ -42,6 +42,8 @@ pub(crate) struct AlertLine {
     pub patient: String,
     pub href: String,
     pub raised: String,
+    /// "escalated at 14:20 after 15 min unacknowledged to dr.demo" when nobody acknowledged it in time.
+    pub escalated: Option<String>,
 }
 
 pub(crate) struct ChairCard {
@@ -74,6 +76,14 @@ pub(crate) struct Board {
     /// Open alerts not shown on a chair (questionnaire safety items, sessions elsewhere).
     pub other_alerts: Vec<AlertLine>,
     pub clinical: bool,
+    /// Urgent alerts nobody acknowledged in time, at the top of the board (issue 18).
+    pub escalated: Vec<AlertLine>,
+    /// Their ids, space-separated: the board's script sounds once for each new one.
+    pub escalated_ids: String,
+    /// The site sounds an alarm for escalations (each screen must allow sound once).
+    pub sound: bool,
+    /// The clinic's escalation rule, or that it is unset.
+    pub escalation_rule: String,
 }
 
 pub(crate) struct ScheduleRow {
@@ -197,7 +207,18 @@ pub(crate) fn alert_line(a: &Alert, names: &HashMap<PatientId, Patient>, clock: 
             None => format!("/patients/{}#alerts", a.patient_id),
         },
         raised: clock.hm(a.raised_at),
+        escalated: None,
     }
+}
+
+/// "escalated at 14:20 after 15 min unacknowledged to dr.demo".
+fn escalated_text(e: &AlertEscalation, clock: &SiteClock) -> String {
+    let to = match (&e.notified_user, e.delivered) {
+        (Some(who), Some(false)) => format!(" to {who} (not delivered)"),
+        (Some(who), _) => format!(" to {who}"),
+        (None, _) => " (nobody on duty to send it to)".into(),
+    };
+    format!("escalated at {} after {} min unacknowledged{to}", clock.hm(e.escalated_at), e.after_minutes)
 }
 
 /// Everything Today shows for one site, read fresh.
@@ -211,7 +232,7 @@ pub(crate) async fn build_site(
     let clinical = actor.can(Permission::ViewClinical);
     let clock = SiteClock::for_site(site);
     let (from, to) = clock.day_bounds(clock.today(now));
-    let (sessions, active, chairs, alerts, rules) = tokio::join!(
+    let (sessions, active, chairs, alerts, rules, escalation) = tokio::join!(
         st.store.sessions_at_site(actor, site.id, from, to),
         st.store.active_sessions_at_site(actor, site.id),
         st.store.list_chairs(actor, site.id),
@@ -228,14 +249,18 @@ pub(crate) async fn build_site(
             }
         },
         st.store.site_safety_rules(actor, site.id),
+        st.store.board_escalation(actor, site.id),
     );
-    let (mut sessions, chairs, alerts) = (sessions?, chairs?, alerts?);
+    let (mut sessions, chairs, alerts, escalation) = (sessions?, chairs?, alerts?, escalation?);
     // A session under way occupies its chair whatever day it was scheduled for.
     for s in active? {
         if !sessions.iter().any(|x| x.id == s.id) {
             sessions.push(s);
         }
     }
+    let escalated: HashMap<i64, String> =
+        escalation.escalated.iter().map(|e| (e.alert_id.0, escalated_text(e, &clock))).collect();
+
     // The rules in force at this site (the medical director may have replaced the built-in ones).
     let rules = rules?.0;
 
@@ -258,6 +283,7 @@ pub(crate) async fn build_site(
         offset += 500;
     }
     let name_of = |id: PatientId| names.get(&id).map_or_else(|| format!("Patient {id}"), Patient::display_name);
+    let line = |a: &Alert| AlertLine { escalated: escalated.get(&a.id.0).cloned(), ..alert_line(a, &names, &clock) };
 
     // Vitals for sessions in the chair (the latest reading, and the due checks).
     let in_chair: Vec<&TreatmentSession> = sessions.iter().filter(|s| is_in_chair(s.state)).collect();
@@ -307,7 +333,7 @@ pub(crate) async fn build_site(
             })
             .map(|a| {
                 shown_alerts.insert(a.id.0);
-                alert_line(a, &names, &clock)
+                line(a)
             })
             .collect();
         let more_alerts = card_alerts.len().saturating_sub(2);
@@ -368,8 +394,19 @@ pub(crate) async fn build_site(
     {
         cards.push(card_for("No chair".into(), Some(s), None));
     }
-    let other_alerts =
-        alerts.iter().filter(|a| !shown_alerts.contains(&a.id.0)).map(|a| alert_line(a, &names, &clock)).collect();
+    // Escalated ones head the board instead (below), not listed twice.
+    let other_alerts = alerts
+        .iter()
+        .filter(|a| !shown_alerts.contains(&a.id.0) && !escalated.contains_key(&a.id.0))
+        .map(line)
+        .collect();
+    // Escalated alerts also head the board, oldest first, whichever chair they belong to.
+    let escalated_alerts: Vec<&Alert> =
+        escalation.escalated.iter().filter_map(|e| alerts.iter().find(|a| a.id == e.alert_id)).collect();
+    let escalation_rule = match escalation.settings.escalate_after_minutes {
+        Some(m) => format!("Urgent alerts not acknowledged within {m} min are escalated to the prescriber on duty."),
+        None => "Escalation of unacknowledged urgent alerts: not set by the clinic (no time set).".into(),
+    };
 
     let chair_name: HashMap<i64, &str> = chairs.iter().map(|c| (c.id.0, c.name.as_str())).collect();
     let schedule = sessions
@@ -396,6 +433,14 @@ pub(crate) async fn build_site(
             cards,
             other_alerts,
             clinical,
+            escalated_ids: escalated_alerts.iter().map(|a| a.id.0.to_string()).collect::<Vec<_>>().join(" "),
+            // An escalated alert may be from another day: its raised time says which.
+            escalated: escalated_alerts
+                .into_iter()
+                .map(|a| AlertLine { raised: clock.date_at(a.raised_at), ..line(a) })
+                .collect(),
+            sound: escalation.alert_sound,
+            escalation_rule,
         },
         schedule,
     })
