@@ -86,8 +86,9 @@ impl Store {
         .await
     }
 
-    /// Scores and stores an assessment for one route, using the patient's recorded trials
-    /// for the treatment-resistance rule.
+    /// Scores and stores an assessment for one route from what Keta holds (age on the
+    /// site's date against the route's protocol populations, the recorded trials, current
+    /// medications, allergies, pregnancy status) and the clinician's ticks for the rest.
     pub async fn assess_eligibility(
         &self,
         actor: &Actor,
@@ -95,7 +96,6 @@ impl Store {
         new: NewEligibilityAssessment,
     ) -> Result<EligibilityAssessment> {
         actor.require(keta_domain::access::Permission::PlanTreatment)?;
-        let contraindications = el::assess_contraindications(new.route, &new.contraindications_present)?;
         let maudsley = match &new.maudsley {
             Some(m) => Some(el::maudsley_score(m)?),
             None => None,
@@ -105,16 +105,37 @@ impl Store {
         self.write(move |c| {
             let p = get_patient(c, &actor, patient)?;
             let trials: Vec<AntidepressantTrial> = trials_for(c, patient)?.into_iter().map(|t| t.trial).collect();
-            let blocked = contraindications.blocked;
+            let medications = crate::medications::medications_for(c, patient)?;
+            let allergies = crate::medications::allergies_for(c, patient)?;
+            let pregnancy = crate::medications::pregnancy_for(c, patient)?;
+            let record = el::RecordFacts {
+                today: crate::medications::site_today(c, p.site_id, now)?,
+                date_of_birth: p.date_of_birth,
+                indication: p.indication,
+                trials: &trials,
+                medications: &medications,
+                allergies: &allergies,
+                pregnancy: pregnancy.as_ref(),
+            };
+            let r = el::assess_route(
+                new.route,
+                &record,
+                &new.contraindications_present,
+                keta_domain::protocols::ProtocolLibrary::builtin().all(),
+            )?;
+            let blocked = r.contraindications.blocked;
             let mut a = EligibilityAssessment {
                 id: RecordId(0),
                 patient_id: patient,
                 route: new.route,
                 assessed_at: now,
                 maudsley,
-                contraindications,
+                contraindications: r.contraindications,
                 blocked,
-                treatment_resistant: el::is_treatment_resistant(&trials),
+                treatment_resistant: r.treatment_resistance.resistant,
+                warnings: r.warnings,
+                facts: r.facts,
+                age_years: Some(r.age_years),
             };
             let id = c.insert(
                 "INSERT INTO eligibility_assessments (patient_id, route, body, maudsley_total, blocked, assessed_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",

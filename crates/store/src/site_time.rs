@@ -35,6 +35,12 @@ pub fn at_local(tz: &jiff::tz::TimeZone, date: Date, hour: u8, minute: u8) -> Of
     OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+/// The local date in `tz` at the instant `now`.
+pub fn local_date(tz: &jiff::tz::TimeZone, now: OffsetDateTime) -> Date {
+    let secs = jiff::Timestamp::from_second(now.unix_timestamp()).map(|ts| tz.to_offset(ts).seconds()).unwrap_or(0);
+    now.to_offset(time::UtcOffset::from_whole_seconds(secs).unwrap_or(time::UtcOffset::UTC)).date()
+}
+
 #[cfg(test)]
 mod tests {
     use time::macros::{date, datetime};
@@ -49,6 +55,13 @@ mod tests {
         assert_eq!(at_local(&chicago, date!(2026 - 07 - 15), 9, 0), datetime!(2026-07-15 14:00 UTC));
         let tokyo = zone("Asia/Tokyo");
         assert_eq!(at_local(&tokyo, date!(2026 - 07 - 15), 9, 30), datetime!(2026-07-15 00:30 UTC));
+    }
+
+    #[test]
+    fn the_local_date_is_the_sites() {
+        // 03:00 UTC on 3 Nov is still 2 Nov in Chicago.
+        assert_eq!(local_date(&zone("America/Chicago"), datetime!(2026-11-03 03:00 UTC)), date!(2026 - 11 - 02));
+        assert_eq!(local_date(&zone("Asia/Tokyo"), datetime!(2026-11-02 16:00 UTC)), date!(2026 - 11 - 03));
     }
 
     #[test]
