@@ -9,6 +9,7 @@ mod chart_between;
 mod checkins;
 mod dosing;
 mod durability;
+mod eligibility_record;
 mod fixtures;
 mod home;
 mod ledger;
