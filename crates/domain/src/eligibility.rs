@@ -398,8 +398,6 @@ pub struct ContraindicationItem {
 pub enum RecordSource {
     /// The current medication list (classes in medication-classes.toml).
     Medications,
-    /// The allergy list.
-    Allergies,
     /// The recorded pregnancy status; while none is recorded the clinician may declare it.
     Pregnancy,
 }
@@ -408,7 +406,6 @@ impl RecordSource {
     pub fn label(self) -> &'static str {
         match self {
             Self::Medications => "the medication list",
-            Self::Allergies => "the allergy list",
             Self::Pregnancy => "the pregnancy status",
         }
     }
@@ -832,8 +829,11 @@ pub fn assess_route(
             None => out.not_listed_for_route.push(it.code.clone()),
         }
     }
+    // A declared item the record also raised is shown once, as read from the record.
     for f in declared_part.hard_stops.into_iter().chain(declared_part.cautions) {
-        push(f);
+        if !raised.iter().any(|(c, _)| *c == f.code) {
+            push(f);
+        }
     }
     let ticked: Vec<&str> =
         declared.iter().filter_map(|c| items.iter().find(|it| it.code == *c)).map(|it| it.label.as_str()).collect();
