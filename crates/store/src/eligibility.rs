@@ -51,6 +51,51 @@ pub fn latest_assessment(c: &mut dyn Conn, patient: PatientId, route: Route) -> 
     .transpose()
 }
 
+/// The latest assessment of `route` re-run against the record as it is now, with the
+/// clinician's declared items kept: a medication, allergy or pregnancy status recorded
+/// after the assessment counts before a course is planned, not only at the next assessment.
+pub fn assessment_now(
+    c: &mut dyn Conn,
+    patient: &keta_domain::patient::Patient,
+    route: Route,
+    now: time::OffsetDateTime,
+) -> Result<Option<el::RouteEligibility>> {
+    let Some(latest) = latest_assessment(c, patient.id, route)? else { return Ok(None) };
+    let pregnancy = crate::medications::pregnancy_for(c, patient.id)?;
+    let tickable = |code: &str| {
+        el::contraindication_items().iter().find(|it| it.code == code).is_some_and(|it| match it.from_record {
+            None => true,
+            Some(el::RecordSource::Pregnancy) => pregnancy.is_none(),
+            Some(_) => false,
+        })
+    };
+    let lc = &latest.contraindications;
+    let mut declared: Vec<String> = lc
+        .hard_stops
+        .iter()
+        .chain(lc.cautions.iter())
+        .filter(|f| f.basis == el::FactBasis::Declared)
+        .map(|f| f.code.clone())
+        .chain(lc.not_listed_for_route.iter().cloned())
+        .filter(|code| tickable(code))
+        .collect();
+    declared.sort();
+    declared.dedup();
+    let trials: Vec<AntidepressantTrial> = trials_for(c, patient.id)?.into_iter().map(|t| t.trial).collect();
+    let medications = crate::medications::medications_for(c, patient.id)?;
+    let allergies = crate::medications::allergies_for(c, patient.id)?;
+    let record = el::RecordFacts {
+        today: crate::medications::site_today(c, patient.site_id, now)?,
+        date_of_birth: patient.date_of_birth,
+        indication: patient.indication,
+        trials: &trials,
+        medications: &medications,
+        allergies: &allergies,
+        pregnancy: pregnancy.as_ref(),
+    };
+    Ok(Some(el::assess_route(route, &record, &declared, keta_domain::protocols::ProtocolLibrary::builtin().all())?))
+}
+
 impl Store {
     pub async fn add_antidepressant_trial(
         &self,

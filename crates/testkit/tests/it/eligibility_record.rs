@@ -313,3 +313,88 @@ async fn a_session_review_keeps_the_medication_list_as_it_stood() {
         ));
     }
 }
+
+#[tokio::test]
+async fn an_allergy_recorded_after_the_assessment_still_blocks_planning() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        let a = site(&db.store, "A").await;
+        let p = patient(&db.store, a, "A-0001").await;
+        let dr = prescriber(&[a]);
+        let e = assess(&db.store, &dr, p, Route::IvRacemic, &["psychosis"]).await;
+        assert!(!e.blocked);
+        db.store
+            .add_allergy(
+                &nurse(&[a]),
+                p,
+                NewAllergy { substance: "esketamine".into(), reaction: None, severity: AllergySeverity::Severe },
+            )
+            .await
+            .unwrap();
+        let refused = db.store.create_course(&dr, p, course(Route::IvRacemic)).await;
+        let Err(StoreError::Domain(e)) = refused else { panic!("{:?}: expected a refusal, got {refused:?}", db.kind) };
+        let m = e.to_string();
+        assert!(m.contains("recorded since the last assessment") && m.contains("allergy to esketamine"), "{m}");
+        assert_eq!(count(&db, "courses").await, 0);
+    }
+}
+
+#[tokio::test]
+async fn medications_and_allergies_over_http() {
+    use serde_json::{Value, json};
+    let db = TestDb::sqlite(ManualClock::at(T0).as_clock()).await;
+    let a = site(&db.store, "A").await;
+    let staff = keta_testkit::seed_staff(&db.store, &[a]).await;
+    let app = keta_testkit::spawn_app(db.store.clone()).await;
+    assert_eq!(app.login(&staff[1], T0).await.status(), 200);
+    let p = patient(&db.store, a, "A-0001").await;
+
+    let r = app
+        .post_json(&format!("/api/v1/patients/{}/medications", p.0), &json!({"drug": "Alprazolam", "dose": "0.25 mg"}))
+        .await;
+    assert_eq!(r.status(), 201);
+    let m: Value = r.json().await.unwrap();
+    assert_eq!(m["classes"][0]["raises"], json!(["cns_depressants"]), "{m}");
+    // Bad input is a problem naming the field; unknown fields are refused; nothing is stored.
+    let r = app
+        .post_json(&format!("/api/v1/patients/{}/medications", p.0), &json!({"drug": "", "daily_dose_mg": -2}))
+        .await;
+    assert_eq!(r.status(), 422);
+    let problem: Value = r.json().await.unwrap();
+    let fields: Vec<&str> =
+        problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["drug", "daily_dose_mg"], "{problem}");
+    let r =
+        app.post_json(&format!("/api/v1/patients/{}/medications", p.0), &json!({"drug": "x", "colour": "blue"})).await;
+    assert_eq!(r.status(), 422);
+    let list: Value = app.get(&format!("/api/v1/patients/{}/medications", p.0)).await.json().await.unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    let r = app.post_json(&format!("/api/v1/medications/{}/stop", m["id"]), &json!({"stopped_on": "2026-11-02"})).await;
+    assert_eq!(r.status(), 200);
+    let stopped: Value = r.json().await.unwrap();
+    assert_eq!(stopped["stopped_on"], "2026-11-02");
+    let again =
+        app.post_json(&format!("/api/v1/medications/{}/stop", m["id"]), &json!({"stopped_on": "2026-11-02"})).await;
+    assert_eq!(again.status(), 409);
+
+    let r = app
+        .post_json(&format!("/api/v1/patients/{}/allergies", p.0), &json!({"substance": "latex", "severity": "mild"}))
+        .await;
+    assert_eq!(r.status(), 201);
+    let allergies: Value = app.get(&format!("/api/v1/patients/{}/allergies", p.0)).await.json().await.unwrap();
+    assert_eq!(allergies[0]["substance"], "latex");
+    let r = app
+        .post_json(
+            &format!("/api/v1/patients/{}/pregnancy-status", p.0),
+            &json!({"status": "not_pregnant", "recorded_on": "2026-11-01"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let status: Value = app.get(&format!("/api/v1/patients/{}/pregnancy-status", p.0)).await.json().await.unwrap();
+    assert_eq!(status["status"], "not_pregnant");
+
+    // The front desk may not read or write the lists.
+    assert_eq!(app.login(&staff[3], T0).await.status(), 200);
+    assert_eq!(app.get(&format!("/api/v1/patients/{}/medications", p.0)).await.status(), 403);
+}
