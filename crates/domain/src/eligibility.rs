@@ -1425,6 +1425,27 @@ mod tests {
     }
 
     #[test]
+    fn a_declared_hypersensitivity_the_allergy_list_also_raises_is_shown_once_from_the_record() {
+        let a = Allergy::new(
+            RecordId(1),
+            PatientId(1),
+            NewAllergy { substance: "Spravato".into(), reaction: None, severity: AllergySeverity::Unknown },
+            datetime!(2026-11-01 14:00 UTC),
+            "rn".into(),
+        );
+        let two = two_failures();
+        let allergies = [a];
+        let f = facts(date!(1984 - 03 - 09), &two, &[], &allergies);
+        let r = assess(Route::IntranasalEsketamine, &f, &["hypersensitivity"]);
+        assert_eq!(r.contraindications.hard_stops.len(), 1);
+        assert_eq!(r.contraindications.hard_stops[0].basis, FactBasis::Record);
+        // Without the allergy, the tick alone is the clinician's declaration (an excipient).
+        let r =
+            assess(Route::IntranasalEsketamine, &facts(date!(1984 - 03 - 09), &two, &[], &[]), &["hypersensitivity"]);
+        assert_eq!(r.contraindications.hard_stops[0].basis, FactBasis::Declared);
+    }
+
+    #[test]
     fn ticks_for_facts_keta_holds_are_refused() {
         let f = facts(date!(1984 - 03 - 09), &[], &[], &[]);
         let e = assess_route(

@@ -398,3 +398,71 @@ async fn medications_and_allergies_over_http() {
     assert_eq!(app.login(&staff[3], T0).await.status(), 200);
     assert_eq!(app.get(&format!("/api/v1/patients/{}/medications", p.0)).await.status(), 403);
 }
+
+/// The hidden CSRF field of a page's forms.
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf_token\" value=\"").expect("a form with a CSRF token") + 26;
+    html[at..].split('"').next().expect("token").to_string()
+}
+
+async fn post_form(app: &keta_testkit::TestApp, path: &str, form: &[(&str, &str)]) -> (reqwest::StatusCode, String) {
+    let r = app.request(reqwest::Method::POST, path).form(form).send().await.expect("POST");
+    (r.status(), r.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn a_nurse_records_a_medication_on_screen_and_reviews_it_at_the_session() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        let a = site(&db.store, "A").await;
+        let staff = keta_testkit::seed_staff(&db.store, &[a]).await;
+        let app = keta_testkit::spawn_app(db.store.clone()).await;
+        let p = patient(&db.store, a, "A-0001").await;
+        let dr = prescriber(&[a]);
+        let c = db.store.create_course(&dr, p, course(Route::IvRacemic)).await.unwrap();
+        let s = db
+            .store
+            .create_session(&dr, c.id, NewSession { scheduled_for: T0, chair_id: None, planned_dose_mg: None })
+            .await
+            .unwrap();
+        assert_eq!(app.login(&staff[2], T0).await.status(), 200, "the nurse signs in");
+
+        let page = format!("/patients/{}/eligibility", p.0);
+        let html = app.get(&page).await.text().await.unwrap();
+        let csrf = csrf_of(&html);
+        // A refused form says what to fix beside the field and keeps the input.
+        let (status, html) = post_form(
+            &app,
+            &format!("/patients/{}/medications", p.0),
+            &[("csrf_token", &csrf), ("drug", "Oxycodone"), ("started_on", "2026-12-25")],
+        )
+        .await;
+        assert_eq!(status, 422, "{:?}", db.kind);
+        assert!(html.contains("the start date cannot be in the future"), "{:?}", db.kind);
+        assert!(html.contains("value=\"Oxycodone\""));
+        let (status, _) = post_form(
+            &app,
+            &format!("/patients/{}/medications", p.0),
+            &[("csrf_token", &csrf), ("drug", "Oxycodone"), ("dose", "5 mg as needed")],
+        )
+        .await;
+        assert_eq!(status, 303);
+        let html = app.get(&page).await.text().await.unwrap();
+        assert!(html.contains("Opioid (raises cns_depressants)"), "the class is shown beside the drug");
+        // The medication items are read from the list: no tick for them on the checklist.
+        assert!(!html.contains("name=\"present\" value=\"cns_depressants\""));
+        assert!(html.contains("name=\"present\" value=\"psychosis\""));
+
+        let panel = app.get(&format!("/sessions/{}/medications", s.id.0)).await.text().await.unwrap();
+        assert!(panel.contains("Oxycodone") && panel.contains("Not yet reviewed at this session"));
+        let (status, _) = post_form(
+            &app,
+            &format!("/sessions/{}/medication-review", s.id.0),
+            &[("csrf_token", &csrf_of(&panel)), ("note", "no changes")],
+        )
+        .await;
+        assert_eq!(status, 303);
+        let panel = app.get(&format!("/sessions/{}/medications", s.id.0)).await.text().await.unwrap();
+        assert!(panel.contains("by nurse") && panel.contains("no changes"), "{panel}");
+    }
+}

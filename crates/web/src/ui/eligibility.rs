@@ -58,6 +58,8 @@ pub(crate) struct ItemRow {
 /// One route's latest result with its warnings and the facts behind it.
 pub(crate) struct ResultRow {
     pub row: EligibilityRow,
+    /// The record gained a medication, allergy or pregnancy status after this assessment.
+    pub stale: bool,
     pub warnings: Vec<String>,
     pub findings: Vec<String>,
     pub record: Vec<String>,
@@ -231,6 +233,8 @@ fn msm_view(form: &FormData) -> MsmView {
     view
 }
 
+// Each form on the page keeps its own input and errors when another is refused.
+#[allow(clippy::too_many_arguments)]
 async fn page(
     st: &AppState,
     user: &CurrentUser,
@@ -364,19 +368,19 @@ async fn page(
         results: eligibility_rows(&chart.eligibility, &clock)
             .into_iter()
             .zip(latest_assessments(&chart.eligibility))
-            .map(|(row, a)| result_row(row, a))
+            .map(|(row, a)| {
+                let changed = chart
+                    .medications
+                    .iter()
+                    .map(|m| m.recorded_at)
+                    .chain(chart.allergies.iter().map(|x| x.recorded_at))
+                    .chain(chart.pregnancy.iter().map(|x| x.recorded_at))
+                    .any(|t| t > a.assessed_at);
+                result_row(row, a, changed)
+            })
             .collect(),
         checks,
-        meds: super::medications::panel(
-            user,
-            id,
-            &chart.medications,
-            &chart.allergies,
-            chart.pregnancy.as_ref(),
-            &clock,
-            st.store.now(),
-            panel_forms,
-        ),
+        meds: super::medications::panel(user, &chart, &clock, st.store.now(), panel_forms),
     })
 }
 
@@ -392,13 +396,14 @@ fn tickable(code: &str, pregnancy_recorded: bool) -> bool {
     }
 }
 
-fn result_row(row: EligibilityRow, a: &EligibilityAssessment) -> ResultRow {
+fn result_row(row: EligibilityRow, a: &EligibilityAssessment, stale: bool) -> ResultRow {
     let c = &a.contraindications;
     let facts = |b: FactBasis| -> Vec<String> {
         a.facts.iter().filter(|f| f.basis == b).map(|f| format!("{}: {}", f.fact, f.detail)).collect()
     };
     ResultRow {
         row,
+        stale,
         warnings: a.warnings.iter().map(|w| w.message.clone()).collect(),
         findings: c
             .hard_stops

@@ -12,6 +12,7 @@ use keta_domain::medications::{
     Allergy, AllergySeverity, Medication, NewAllergy, NewMedication, NewMedicationReview, NewPregnancyStatus,
     PregnancyStatus, PregnancyStatusRecord, StopMedication,
 };
+use keta_domain::records::PatientChart;
 use keta_domain::units::Milligrams;
 
 use super::clock::{SiteClock, parse_iso_date};
@@ -111,15 +112,14 @@ fn pregnancy_text(p: Option<&PregnancyStatusRecord>) -> String {
 
 pub(crate) fn panel(
     user: &CurrentUser,
-    patient: PatientId,
-    meds: &[Medication],
-    allergies: &[Allergy],
-    pregnancy: Option<&PregnancyStatusRecord>,
+    chart: &PatientChart,
     clock: &SiteClock,
     now: time::OffsetDateTime,
     forms: PanelForms,
 ) -> MedicationsPanel {
     let today = clock.today(now);
+    let (patient, meds, allergies, pregnancy) =
+        (chart.patient.id, &chart.medications, &chart.allergies, chart.pregnancy.as_ref());
     MedicationsPanel {
         patient_id: patient.0,
         csrf_token: user.csrf_token.clone(),
