@@ -41,7 +41,7 @@ use keta_domain::alerts::SafetyRules;
 use keta_domain::course::{CourseStatus, NewCourse, Phase, Route};
 use keta_domain::eligibility::{AntidepressantTrial, MaudsleyInput, MsmSeverity, TrialOutcome};
 use keta_domain::ids::{ChairId, CourseId, SiteId};
-use keta_domain::medications::{AllergySeverity, NewAllergy, NewMedication};
+use keta_domain::medications::{AllergySeverity, NewAllergy, NewMedication, NewPregnancyStatus, PregnancyStatus};
 use keta_domain::patient::{Indication, NewPatient, NewWeight, Sex, WeightType};
 use keta_domain::records::{CompletedBy, NewEligibilityAssessment, NewQuestionnaireResponse, VitalsSource};
 use keta_domain::session::{AeSeverity, NewAdverseEvent, NewSession, ObservationBody, SessionAction};
@@ -933,6 +933,7 @@ struct PatientPlan {
     trials: Vec<AntidepressantTrial>,
     medications: Vec<NewMedication>,
     allergies: Vec<NewAllergy>,
+    pregnancy: Option<NewPregnancyStatus>,
     assessments: Vec<NewEligibilityAssessment>,
     courses: Vec<NewCourse>,
     sessions: Vec<PlannedSession>,
@@ -1450,6 +1451,12 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
         };
         let mut medications: Vec<NewMedication> = Vec::new();
         let mut allergies: Vec<NewAllergy> = Vec::new();
+        // A negative pregnancy test at intake for some women, so the eligibility screen reads it.
+        let pregnancy = (sex == Sex::Female && seq % 4 == 0).then(|| NewPregnancyStatus {
+            status: PregnancyStatus::NotPregnant,
+            recorded_on: day(intake),
+            note: Some("urine test negative".into()),
+        });
         if rng.random_bool(0.2) {
             medications.push(med("lorazepam", "0.5 mg at night as needed"));
         }
@@ -1710,6 +1717,7 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
                 trials,
                 medications,
                 allergies,
+                pregnancy,
                 assessments,
                 courses,
                 sessions: Vec::new(),
@@ -1820,6 +1828,9 @@ async fn build(store: &Store, seed: u64) -> anyhow::Result<()> {
             }
             for a in &p.allergies {
                 store.add_allergy(actor, pat.id, a.clone()).await?;
+            }
+            if let Some(s) = &p.pregnancy {
+                store.record_pregnancy_status(actor, pat.id, s.clone()).await?;
             }
             for a in &p.assessments {
                 store.assess_eligibility(actor, pat.id, a.clone()).await?;
