@@ -1,7 +1,8 @@
 // Scenario 2: a prescriber enrols a new patient: intake (a rejected form keeps the
 // input and says what to fix next to each field), antidepressant history and the
-// Maudsley score as you type, a contraindication hard stop that blocks one route (in
-// the page and on the server), and an esketamine course that appears on the schedule.
+// Maudsley score as you type, medications whose classes raise a hard stop that blocks one
+// route (in the page and on the server) and a caution on another, and an esketamine course
+// that appears on the schedule.
 import { test, expect, screenshot, unique } from '../helpers/fixtures';
 import { planCourse, type NewPatient } from '../helpers/clinic';
 
@@ -48,6 +49,17 @@ test('a prescriber enrols a new patient and plans esketamine; a hard stop blocks
   }
   await expect(page.getByText('Treatment-resistant.')).toBeVisible();
 
+  // Theophylline is a hard stop for racemic ketamine, not for esketamine; taking a
+  // psychostimulant is a caution for esketamine. Both are read from the medication list
+  // (there is no tick for them), with the class each drug belongs to.
+  for (const drug of ['Theophylline', 'Methylphenidate']) {
+    await page.getByLabel('Medication', { exact: true }).fill(drug);
+    await page.getByRole('button', { name: 'Add medication' }).click();
+    await expect(page.getByRole('table', { name: 'Current medications' })).toContainText(drug);
+  }
+  await expect(page.getByRole('table', { name: 'Current medications' }).getByRole('row').filter({ hasText: 'Methylphenidate' })).toContainText('Psychostimulant');
+  await expect(page.getByRole('row').filter({ hasText: 'Taking theophylline or aminophylline' }).getByRole('checkbox')).toHaveCount(0);
+
   // The Maudsley score is computed as the fields are filled in.
   const msm = page.locator('#msm-result');
   await page.getByLabel('Current episode (months)').fill('18');
@@ -58,10 +70,6 @@ test('a prescriber enrols a new patient and plans esketamine; a hard stop blocks
   await page.getByLabel('Augmentation used').check();
   await expect(msm.locator('.big')).toHaveText('8');
 
-  // Theophylline is a hard stop for racemic ketamine, not for esketamine; taking a
-  // psychostimulant is a caution for esketamine.
-  await page.getByRole('row').filter({ hasText: 'Taking theophylline or aminophylline' }).getByRole('checkbox').check();
-  await page.getByRole('row').filter({ hasText: 'Taking psychostimulants' }).getByRole('checkbox').check();
   await page.getByRole('button', { name: 'Save assessment for all routes' }).click();
   const results = page.locator('#results');
   await expect(results.getByRole('listitem').filter({ hasText: 'IV ketamine' })).toContainText('Blocked');

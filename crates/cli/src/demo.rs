@@ -41,6 +41,7 @@ use keta_domain::alerts::SafetyRules;
 use keta_domain::course::{CourseStatus, NewCourse, Phase, Route};
 use keta_domain::eligibility::{AntidepressantTrial, MaudsleyInput, MsmSeverity, TrialOutcome};
 use keta_domain::ids::{ChairId, CourseId, SiteId};
+use keta_domain::medications::{AllergySeverity, NewAllergy, NewMedication, NewPregnancyStatus, PregnancyStatus};
 use keta_domain::patient::{Indication, NewPatient, NewWeight, Sex, WeightType};
 use keta_domain::records::{CompletedBy, NewEligibilityAssessment, NewQuestionnaireResponse, VitalsSource};
 use keta_domain::session::{AeSeverity, NewAdverseEvent, NewSession, ObservationBody, SessionAction};
@@ -967,6 +968,9 @@ struct PatientPlan {
     new: NewPatient,
     weights: Vec<NewWeight>,
     trials: Vec<AntidepressantTrial>,
+    medications: Vec<NewMedication>,
+    allergies: Vec<NewAllergy>,
+    pregnancy: Option<NewPregnancyStatus>,
     assessments: Vec<NewEligibilityAssessment>,
     courses: Vec<NewCourse>,
     sessions: Vec<PlannedSession>,
@@ -1254,6 +1258,9 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
         };
         let dob = today - Duration::days(age as i64 * 365 + rng.random_range(10..=355) + age as i64 / 4);
         mrn_counter[d.site] += 1;
+        // Which patients get the extra medications and allergies below: by number, so the
+        // random stream (and every other demo figure) stays as it was.
+        let seq = mrn_counter[d.site];
         let mrn = format!("{}-{:04}", site.code, 1000 + mrn_counter[d.site]);
         let diagnoses = match d.indication {
             Indication::Depression => vec![["F33.2", "F33.1", "F32.2"].choose(rng).expect("codes").to_string()],
@@ -1472,8 +1479,36 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
             ect_used: rng.random_bool(0.05),
         });
         let mut cautions: Vec<String> = Vec::new();
+        // Medications and allergies as records: the interaction cautions come from the list.
+        let med = |drug: &str, dose: &str| NewMedication {
+            drug: drug.into(),
+            dose: Some(dose.into()),
+            daily_dose_mg: None,
+            started_on: Some(day(intake - 200)),
+        };
+        let mut medications: Vec<NewMedication> = Vec::new();
+        let mut allergies: Vec<NewAllergy> = Vec::new();
+        // A negative pregnancy test at intake for some women, so the eligibility screen reads it.
+        let pregnancy = (sex == Sex::Female && seq % 4 == 0).then(|| NewPregnancyStatus {
+            status: PregnancyStatus::NotPregnant,
+            recorded_on: day(intake),
+            note: Some("urine test negative".into()),
+        });
         if rng.random_bool(0.2) {
-            cautions.push("cns_depressants".into());
+            medications.push(med("lorazepam", "0.5 mg at night as needed"));
+        }
+        if seq % 3 == 0 && d.indication != Indication::ChronicPain {
+            medications.push(med("escitalopram", "10 mg daily"));
+        }
+        if seq % 11 == 0 {
+            medications.push(med("methylphenidate", "10 mg twice daily"));
+        }
+        if seq % 7 == 0 {
+            allergies.push(NewAllergy {
+                substance: "penicillin".into(),
+                reaction: Some("rash".into()),
+                severity: AllergySeverity::Mild,
+            });
         }
         if rng.random_bool(0.06) {
             cautions.push("substance_use_disorder".into());
@@ -1489,9 +1524,10 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
                 assessments.push(NewEligibilityAssessment {
                     route: Route::IvRacemic,
                     maudsley,
-                    contraindications_present: vec!["theophylline_or_aminophylline".into()],
+                    contraindications_present: vec![],
                 });
-                cautions.retain(|c| c != "cns_depressants");
+                medications.retain(|m| m.drug != "lorazepam");
+                medications.push(med("theophylline", "300 mg twice daily"));
             }
             _ => {}
         }
@@ -1716,6 +1752,9 @@ fn plan(seed: u64, now: OffsetDateTime) -> Plan {
                 new,
                 weights,
                 trials,
+                medications,
+                allergies,
+                pregnancy,
                 assessments,
                 courses,
                 sessions: Vec::new(),
@@ -1825,6 +1864,15 @@ async fn build(store: &Store, seed: u64) -> anyhow::Result<()> {
             }
             for t in &p.trials {
                 store.add_antidepressant_trial(actor, pat.id, t.clone()).await?;
+            }
+            for m in &p.medications {
+                store.add_medication(actor, pat.id, m.clone()).await?;
+            }
+            for a in &p.allergies {
+                store.add_allergy(actor, pat.id, a.clone()).await?;
+            }
+            if let Some(s) = &p.pregnancy {
+                store.record_pregnancy_status(actor, pat.id, s.clone()).await?;
             }
             for a in &p.assessments {
                 store.assess_eligibility(actor, pat.id, a.clone()).await?;

@@ -30,8 +30,13 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::parse_rules_toml;
+use time::Date;
+
 use crate::course::Route;
 use crate::error::{DomainError, Validator};
+use crate::medications::{Allergy, Medication, PregnancyStatusRecord};
+use crate::patient::Indication;
+use crate::protocols::{Population, Protocol};
 use crate::units::Milligrams;
 
 const MAUDSLEY_TOML: &str = include_str!("../../../data/rules/maudsley.toml");
@@ -382,6 +387,41 @@ pub struct ContraindicationItem {
     pub code: String,
     pub label: String,
     pub routes: BTreeMap<Route, ContraindicationCell>,
+    /// Where Keta reads this fact from instead of a tick (absent: the clinician declares it).
+    #[serde(default)]
+    pub from_record: Option<RecordSource>,
+}
+
+/// A record Keta holds that answers a checklist item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordSource {
+    /// The current medication list (classes in medication-classes.toml).
+    Medications,
+    /// The recorded pregnancy status; while none is recorded the clinician may declare it.
+    Pregnancy,
+}
+
+impl RecordSource {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Medications => "the medication list",
+            Self::Pregnancy => "the pregnancy status",
+        }
+    }
+}
+
+/// How a fact behind an eligibility result was known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FactBasis {
+    /// Read from what Keta holds (date of birth, trials, medications, allergies, pregnancy status).
+    Record,
+    /// Ticked by the clinician on the checklist.
+    #[default]
+    Declared,
+    /// Keta holds nothing to check it with; the result does not rest on it.
+    NotRecorded,
 }
 
 impl ContraindicationItem {
@@ -398,6 +438,12 @@ pub struct ContraindicationFinding {
     pub level: ContraindicationLevel,
     pub source: String,
     pub note: Option<String>,
+    /// Read from the record or declared (assessments stored before this field: declared).
+    #[serde(default)]
+    pub basis: FactBasis,
+    /// What in the record raised it, e.g. `lorazepam 1 mg at night (benzodiazepine)`.
+    #[serde(default)]
+    pub evidence: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -471,6 +517,8 @@ pub fn assess_contraindications(route: Route, present: &[String]) -> Result<Cont
                     level: cell.level,
                     source: cell.source.clone(),
                     note: cell.note.clone(),
+                    basis: FactBasis::Declared,
+                    evidence: None,
                 };
                 match cell.level {
                     ContraindicationLevel::HardStop => out.hard_stops.push(finding),
@@ -487,6 +535,319 @@ pub fn assess_contraindications(route: Route, present: &[String]) -> Result<Cont
 /// The §3.3 checks that apply to `route`, in checklist order.
 pub fn pretreatment_checks(route: Route) -> Vec<&'static PretreatmentCheck> {
     eligibility_data().contraindications.pretreatment_checks.iter().filter(|c| c.routes.contains(&route)).collect()
+}
+
+// =======================================================================================
+// Eligibility from the record (issue 18): age, trials, medications, allergies, pregnancy
+// =======================================================================================
+
+/// What Keta holds about the patient, for [`assess_route`].
+#[derive(Debug, Clone, Copy)]
+pub struct RecordFacts<'a> {
+    /// The site's local date.
+    pub today: Date,
+    pub date_of_birth: Date,
+    pub indication: Indication,
+    pub trials: &'a [AntidepressantTrial],
+    /// All recorded medications; only those current on `today` count.
+    pub medications: &'a [Medication],
+    pub allergies: &'a [Allergy],
+    /// The latest recorded pregnancy status.
+    pub pregnancy: Option<&'a PregnancyStatusRecord>,
+}
+
+/// A result the clinician must read but that needs no documented decision, e.g. the
+/// treatment-resistance gap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EligibilityWarning {
+    pub code: String,
+    pub message: String,
+    pub source: String,
+}
+
+/// One fact the result rests on and how it was known.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EligibilityFact {
+    /// What was checked, e.g. `Age`, `Current medications`.
+    pub fact: String,
+    pub basis: FactBasis,
+    pub detail: String,
+}
+
+/// One route assessed from the record and the clinician's ticks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RouteEligibility {
+    pub contraindications: ContraindicationAssessment,
+    pub warnings: Vec<EligibilityWarning>,
+    pub facts: Vec<EligibilityFact>,
+    /// Age in completed years on the site's date.
+    pub age_years: i32,
+    pub treatment_resistance: TreatmentResistance,
+}
+
+/// Age in completed years on `on`.
+pub fn age_on(date_of_birth: Date, on: Date) -> i32 {
+    let mut age = on.year() - date_of_birth.year();
+    if (on.month() as u8, on.day()) < (date_of_birth.month() as u8, date_of_birth.day()) {
+        age -= 1;
+    }
+    age
+}
+
+/// The code of the finding raised when the patient's age is outside every protocol's
+/// population on the route.
+pub const OUTSIDE_POPULATION: &str = "outside_population";
+
+/// Assesses one route from what Keta holds (age against the route's protocol populations,
+/// recorded trials for treatment resistance, current medications, allergies, pregnancy
+/// status) and what the clinician declares (`declared`: checklist codes for facts Keta does
+/// not hold). A declared code that Keta reads from the record is refused, naming where to
+/// record it instead, so the two cannot disagree.
+pub fn assess_route(
+    route: Route,
+    record: &RecordFacts<'_>,
+    declared: &[String],
+    protocols: &[Protocol],
+) -> Result<RouteEligibility, DomainError> {
+    let items = contraindication_items();
+    let mut v = Validator::new();
+    for (i, code) in declared.iter().enumerate() {
+        let Some(source) = items.iter().find(|it| it.code == *code).and_then(|it| it.from_record) else { continue };
+        let refused = match source {
+            RecordSource::Pregnancy => record.pregnancy.map(|p| {
+                format!(
+                    "a pregnancy status is recorded ({}, {}); record a new status instead of ticking \"{code}\"",
+                    p.status.label(),
+                    p.recorded_on
+                )
+            }),
+            other => Some(format!("\"{code}\" is read from {}; record it there instead of ticking it", other.label())),
+        };
+        if let Some(m) = refused {
+            v.push(&format!("present[{i}]"), m);
+        }
+    }
+    v.finish()?;
+    let declared_part = assess_contraindications(route, declared)?;
+
+    let mut facts = Vec::new();
+    let mut warnings = Vec::new();
+    let age = age_on(record.date_of_birth, record.today);
+
+    // From the record: (item code, evidence).
+    let mut raised: Vec<(String, String)> = Vec::new();
+    let mut add = |code: &str, evidence: String| match raised.iter_mut().find(|(c, _)| c == code) {
+        Some((_, e)) => {
+            e.push_str("; ");
+            e.push_str(&evidence);
+        }
+        None => raised.push((code.to_string(), evidence)),
+    };
+    let current: Vec<&Medication> = record.medications.iter().filter(|m| m.is_current(record.today)).collect();
+    let mut unclassified = Vec::new();
+    for m in &current {
+        if m.classes.is_empty() {
+            unclassified.push(m.drug.clone());
+        }
+        for c in &m.classes {
+            for code in &c.raises {
+                add(code, format!("{} ({})", m.describe(), c.label.to_lowercase()));
+            }
+        }
+    }
+    facts.push(EligibilityFact {
+        fact: "Current medications".into(),
+        basis: FactBasis::Record,
+        detail: if current.is_empty() {
+            "No current medication recorded.".into()
+        } else {
+            let mut d = format!(
+                "{} checked against the interaction classes: {}.",
+                current.len(),
+                current.iter().map(|m| m.describe()).collect::<Vec<_>>().join(", ")
+            );
+            if !unclassified.is_empty() {
+                d.push_str(&format!(
+                    " Not classified (check their interactions yourself): {}.",
+                    unclassified.join(", ")
+                ));
+            }
+            d
+        },
+    });
+    for a in record.allergies {
+        for c in &a.classes {
+            for code in &c.raises {
+                add(code, format!("allergy to {} ({})", a.substance, a.severity.label().to_lowercase()));
+            }
+        }
+    }
+    facts.push(EligibilityFact {
+        fact: "Allergies".into(),
+        basis: FactBasis::Record,
+        detail: if record.allergies.is_empty() {
+            "No allergy recorded.".into()
+        } else {
+            format!(
+                "Recorded: {}.",
+                record.allergies.iter().map(|a| a.substance.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        },
+    });
+    match record.pregnancy {
+        Some(p) => {
+            if p.status.raises_rule() {
+                add("pregnancy_or_breastfeeding", format!("{} (recorded {})", p.status.label(), p.recorded_on));
+            }
+            facts.push(EligibilityFact {
+                fact: "Pregnancy status".into(),
+                basis: FactBasis::Record,
+                detail: format!("{}, recorded {}.", p.status.label(), p.recorded_on),
+            });
+        }
+        None => facts.push(EligibilityFact {
+            fact: "Pregnancy status".into(),
+            basis: if declared.iter().any(|c| c == "pregnancy_or_breastfeeding") {
+                FactBasis::Declared
+            } else {
+                FactBasis::NotRecorded
+            },
+            detail: "No pregnancy status recorded; the checklist tick is the clinician's declaration.".into(),
+        }),
+    }
+
+    let mut out = ContraindicationAssessment {
+        route,
+        hard_stops: vec![],
+        cautions: vec![],
+        not_listed_for_route: declared_part.not_listed_for_route.clone(),
+        blocked: false,
+    };
+    let mut push = |f: ContraindicationFinding| match f.level {
+        ContraindicationLevel::HardStop => out.hard_stops.push(f),
+        ContraindicationLevel::Caution => out.cautions.push(f),
+    };
+
+    // Age against the populations of the route's protocols for the patient's indication.
+    let on_route: Vec<&Protocol> = protocols.iter().filter(|p| p.route == route).collect();
+    let for_indication: Vec<&Protocol> =
+        on_route.iter().copied().filter(|p| p.indication == record.indication).collect();
+    let candidates = if for_indication.is_empty() { on_route } else { for_indication };
+    let with_population: Vec<(&Protocol, &Population)> =
+        candidates.iter().filter_map(|p| p.population.as_ref().map(|pop| (*p, pop))).collect();
+    let names = |ps: &[(&Protocol, &Population)]| {
+        ps.iter().map(|(p, pop)| format!("{} ({})", p.name, pop.label)).collect::<Vec<_>>().join("; ")
+    };
+    if with_population.is_empty() {
+        facts.push(EligibilityFact {
+            fact: "Age".into(),
+            basis: FactBasis::NotRecorded,
+            detail: format!("Age {age}: no protocol for this route sets an age range, so age was not checked."),
+        });
+    } else {
+        let admitted: Vec<(&Protocol, &Population)> =
+            with_population.iter().copied().filter(|(_, pop)| pop.admits(age)).collect();
+        if admitted.is_empty() {
+            // The most lenient level among the protocols: a decision if any protocol allows one.
+            let (_, pop) = with_population.iter().min_by_key(|(_, pop)| pop.outside).copied().expect("not empty");
+            let source = pop
+                .min_age_years
+                .as_ref()
+                .filter(|m| f64::from(age) < m.value)
+                .or(pop.max_age_years.as_ref())
+                .map_or_else(|| pop.outside_source.clone(), |m| m.source.clone());
+            push(ContraindicationFinding {
+                code: OUTSIDE_POPULATION.into(),
+                label: format!("Age {age}: outside the population of {}", names(&with_population)),
+                level: pop.outside,
+                source,
+                note: Some(pop.outside_source.clone()),
+                basis: FactBasis::Record,
+                evidence: Some(format!("date of birth {}, age {age} on {}", record.date_of_birth, record.today)),
+            });
+        }
+        facts.push(EligibilityFact {
+            fact: "Age".into(),
+            basis: FactBasis::Record,
+            detail: if admitted.is_empty() {
+                format!("Age {age} (date of birth {}): outside every protocol's population.", record.date_of_birth)
+            } else {
+                format!("Age {age} (date of birth {}): within {}.", record.date_of_birth, names(&admitted))
+            },
+        });
+    }
+
+    // Treatment resistance, where a protocol on the route is for TRD.
+    let trd = assess_treatment_resistance(record.trials);
+    let trd_protocols: Vec<(&Protocol, &String)> = candidates
+        .iter()
+        .filter_map(|p| {
+            p.population.as_ref().and_then(|pop| pop.requires_treatment_resistance.as_ref()).map(|s| (*p, s))
+        })
+        .collect();
+    let counted = format!(
+        "{} adequate failed trial{} recorded in the current episode; TRD needs {}",
+        trd.failed_adequate_trials,
+        if trd.failed_adequate_trials == 1 { "" } else { "s" },
+        trd.required
+    );
+    if trd_protocols.is_empty() {
+        facts.push(EligibilityFact {
+            fact: "Treatment resistance".into(),
+            basis: FactBasis::Record,
+            detail: format!("{counted}; no protocol for this route requires it."),
+        });
+    } else {
+        let for_whom = trd_protocols.iter().map(|(p, _)| p.name.as_str()).collect::<Vec<_>>().join("; ");
+        if !trd.resistant {
+            warnings.push(EligibilityWarning {
+                code: "treatment_resistance_not_met".into(),
+                message: format!("{counted} ({}), as {for_whom} requires.", trd.source),
+                source: format!("{}; {}", trd.source, trd_protocols[0].1),
+            });
+        }
+        facts.push(EligibilityFact {
+            fact: "Treatment resistance".into(),
+            basis: FactBasis::Record,
+            detail: format!("{counted}{}.", if trd.resistant { ": met" } else { ": not met" }),
+        });
+    }
+
+    // Record findings in checklist order.
+    for it in items {
+        let Some((_, evidence)) = raised.iter().find(|(c, _)| *c == it.code) else { continue };
+        match it.for_route(route) {
+            Some(cell) => push(ContraindicationFinding {
+                code: it.code.clone(),
+                label: it.label.clone(),
+                level: cell.level,
+                source: cell.source.clone(),
+                note: cell.note.clone(),
+                basis: FactBasis::Record,
+                evidence: Some(evidence.clone()),
+            }),
+            None => out.not_listed_for_route.push(it.code.clone()),
+        }
+    }
+    // A declared item the record also raised is shown once, as read from the record.
+    for f in declared_part.hard_stops.into_iter().chain(declared_part.cautions) {
+        if !raised.iter().any(|(c, _)| *c == f.code) {
+            push(f);
+        }
+    }
+    let ticked: Vec<&str> =
+        declared.iter().filter_map(|c| items.iter().find(|it| it.code == *c)).map(|it| it.label.as_str()).collect();
+    facts.push(EligibilityFact {
+        fact: "Checklist".into(),
+        basis: FactBasis::Declared,
+        detail: if ticked.is_empty() {
+            "The clinician declared none of the checklist items present.".into()
+        } else {
+            format!("Declared present by the clinician: {}.", ticked.join("; "))
+        },
+    });
+    out.blocked = !out.hard_stops.is_empty();
+    Ok(RouteEligibility { contraindications: out, warnings, facts, age_years: age, treatment_resistance: trd })
 }
 
 // =======================================================================================
@@ -909,5 +1270,238 @@ mod tests {
             assert!(codes.contains(&"baseline_bp_hr".to_string()));
         }
         assert!(pretreatment_checks(Route::IvRacemic).iter().all(|c| c.source.contains("§3.3")));
+    }
+
+    // --- from the record (issue 18) ---
+
+    use crate::ids::{PatientId, RecordId};
+    use crate::medications::{AllergySeverity, NewAllergy, NewMedication, PregnancyStatus};
+    use crate::protocols::ProtocolLibrary;
+    use time::macros::{date, datetime};
+
+    const TODAY: Date = date!(2026 - 11 - 02);
+
+    fn med(drug: &str) -> Medication {
+        Medication::new(
+            RecordId(1),
+            PatientId(1),
+            NewMedication { drug: drug.into(), dose: Some("1 mg".into()), daily_dose_mg: None, started_on: None },
+            None,
+            None,
+            datetime!(2026-11-01 14:00 UTC),
+            "rn".into(),
+        )
+    }
+
+    fn facts<'a>(
+        dob: Date,
+        trials: &'a [AntidepressantTrial],
+        meds: &'a [Medication],
+        allergies: &'a [Allergy],
+    ) -> RecordFacts<'a> {
+        RecordFacts {
+            today: TODAY,
+            date_of_birth: dob,
+            indication: Indication::Depression,
+            trials,
+            medications: meds,
+            allergies,
+            pregnancy: None,
+        }
+    }
+
+    fn assess(route: Route, f: &RecordFacts<'_>, declared: &[&str]) -> RouteEligibility {
+        assess_route(route, f, &present(declared), ProtocolLibrary::builtin().all()).unwrap()
+    }
+
+    fn two_failures() -> Vec<AntidepressantTrial> {
+        use TrialOutcome::*;
+        vec![trial("sertraline", true, NoResponse, true), trial("venlafaxine", true, PartialResponse, true)]
+    }
+
+    #[test]
+    fn a_16_year_old_with_no_trials_is_not_clear_for_esketamine() {
+        let f = facts(date!(2010 - 06 - 01), &[], &[], &[]);
+        let r = assess(Route::IntranasalEsketamine, &f, &[]);
+        assert_eq!(r.age_years, 16);
+        let age = r.contraindications.cautions.iter().find(|c| c.code == OUTSIDE_POPULATION).expect("age finding");
+        assert_eq!(age.basis, FactBasis::Record);
+        assert!(age.label.starts_with("Age 16"), "{}", age.label);
+        assert!(age.source.contains("§3.2 [S6]"), "{}", age.source);
+        let w = &r.warnings[0];
+        assert_eq!(w.code, "treatment_resistance_not_met");
+        assert!(
+            w.message.starts_with("0 adequate failed trials recorded in the current episode; TRD needs 2"),
+            "{}",
+            w.message
+        );
+        assert!(w.source.contains("§3.1"), "{}", w.source);
+        assert!(r.facts.iter().any(|f| f.fact == "Age" && f.basis == FactBasis::Record));
+    }
+
+    #[test]
+    fn the_trd_gap_is_named_and_met_trials_clear_it() {
+        let one = vec![trial("sertraline", true, TrialOutcome::NoResponse, true)];
+        let adult = date!(1984 - 03 - 09);
+        let r = assess(Route::IntranasalEsketamine, &facts(adult, &one, &[], &[]), &[]);
+        assert!(r.contraindications.cautions.is_empty() && !r.contraindications.blocked);
+        assert!(
+            r.warnings[0].message.starts_with("1 adequate failed trial recorded in the current episode; TRD needs 2")
+        );
+        let two = two_failures();
+        let r = assess(Route::IntranasalEsketamine, &facts(adult, &two, &[], &[]), &[]);
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        // IV racemic protocols do not require treatment resistance.
+        let r = assess(Route::IvRacemic, &facts(adult, &one, &[], &[]), &[]);
+        assert!(r.warnings.is_empty());
+    }
+
+    #[test]
+    fn age_is_counted_on_the_sites_date() {
+        // 18 today: inside; 18 tomorrow: outside.
+        let on_birthday = facts(date!(2008 - 11 - 02), &[], &[], &[]);
+        assert_eq!(assess(Route::IntranasalEsketamine, &on_birthday, &[]).age_years, 18);
+        let eve = facts(date!(2008 - 11 - 03), &[], &[], &[]);
+        let r = assess(Route::IntranasalEsketamine, &eve, &[]);
+        assert_eq!(r.age_years, 17);
+        assert!(r.contraindications.cautions.iter().any(|c| c.code == OUTSIDE_POPULATION));
+    }
+
+    #[test]
+    fn a_medication_raises_its_caution_from_the_list() {
+        let two = two_failures();
+        let meds = vec![med("Lorazepam"), med("sertraline")];
+        let r = assess(Route::IntranasalEsketamine, &facts(date!(1984 - 03 - 09), &two, &meds, &[]), &[]);
+        let c = &r.contraindications.cautions;
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!((c[0].code.as_str(), c[0].basis), ("cns_depressants", FactBasis::Record));
+        assert!(c[0].evidence.as_deref().unwrap().contains("Lorazepam 1 mg (benzodiazepine)"), "{:?}", c[0].evidence);
+        let meds_fact = r.facts.iter().find(|f| f.fact == "Current medications").unwrap();
+        assert!(
+            meds_fact.detail.contains("Not classified (check their interactions yourself): sertraline"),
+            "{}",
+            meds_fact.detail
+        );
+        // Theophylline is a hard stop on IV racemic, not listed for esketamine.
+        let theo = vec![med("theophylline")];
+        let f = facts(date!(1984 - 03 - 09), &two, &theo, &[]);
+        assert!(assess(Route::IvRacemic, &f, &[]).contraindications.blocked);
+        let esk = assess(Route::IntranasalEsketamine, &f, &[]);
+        assert!(!esk.contraindications.blocked);
+        assert_eq!(esk.contraindications.not_listed_for_route, ["theophylline_or_aminophylline"]);
+    }
+
+    #[test]
+    fn a_stopped_medication_raises_nothing() {
+        let two = two_failures();
+        let mut m = med("lorazepam");
+        m.stopped_on = Some(TODAY);
+        let r = assess(Route::IvRacemic, &facts(date!(1984 - 03 - 09), &two, &[m], &[]), &[]);
+        assert!(r.contraindications.cautions.is_empty());
+    }
+
+    #[test]
+    fn a_ketamine_allergy_is_a_hard_stop_on_every_route() {
+        let a = Allergy::new(
+            RecordId(1),
+            PatientId(1),
+            NewAllergy {
+                substance: "Ketamine".into(),
+                reaction: Some("rash".into()),
+                severity: AllergySeverity::Moderate,
+            },
+            datetime!(2026-11-01 14:00 UTC),
+            "rn".into(),
+        );
+        let two = two_failures();
+        let allergies = [a];
+        let f = facts(date!(1984 - 03 - 09), &two, &[], &allergies);
+        for route in Route::ALL {
+            let r = assess(route, &f, &[]);
+            assert!(r.contraindications.blocked, "{route:?}");
+            assert_eq!(r.contraindications.hard_stops[0].code, "hypersensitivity");
+            assert_eq!(r.contraindications.hard_stops[0].basis, FactBasis::Record);
+        }
+    }
+
+    #[test]
+    fn a_declared_hypersensitivity_the_allergy_list_also_raises_is_shown_once_from_the_record() {
+        let a = Allergy::new(
+            RecordId(1),
+            PatientId(1),
+            NewAllergy { substance: "Spravato".into(), reaction: None, severity: AllergySeverity::Unknown },
+            datetime!(2026-11-01 14:00 UTC),
+            "rn".into(),
+        );
+        let two = two_failures();
+        let allergies = [a];
+        let f = facts(date!(1984 - 03 - 09), &two, &[], &allergies);
+        let r = assess(Route::IntranasalEsketamine, &f, &["hypersensitivity"]);
+        assert_eq!(r.contraindications.hard_stops.len(), 1);
+        assert_eq!(r.contraindications.hard_stops[0].basis, FactBasis::Record);
+        // Without the allergy, the tick alone is the clinician's declaration (an excipient).
+        let r =
+            assess(Route::IntranasalEsketamine, &facts(date!(1984 - 03 - 09), &two, &[], &[]), &["hypersensitivity"]);
+        assert_eq!(r.contraindications.hard_stops[0].basis, FactBasis::Declared);
+    }
+
+    #[test]
+    fn ticks_for_facts_keta_holds_are_refused() {
+        let f = facts(date!(1984 - 03 - 09), &[], &[], &[]);
+        let e = assess_route(
+            Route::IvRacemic,
+            &f,
+            &present(&["psychosis", "cns_depressants"]),
+            ProtocolLibrary::builtin().all(),
+        )
+        .unwrap_err();
+        let (field, m) = field_of(e);
+        assert_eq!(field, "present[1]");
+        assert!(m.contains("medication list"), "{m}");
+        // Pregnancy may be declared while no status is recorded, not once one is.
+        let r = assess(Route::IntranasalEsketamine, &f, &["pregnancy_or_breastfeeding"]);
+        assert_eq!(
+            r.contraindications.cautions.iter().find(|c| c.code == "pregnancy_or_breastfeeding").unwrap().basis,
+            FactBasis::Declared
+        );
+        let status = PregnancyStatusRecord {
+            id: RecordId(1),
+            patient_id: PatientId(1),
+            status: PregnancyStatus::NotPregnant,
+            recorded_on: TODAY,
+            note: None,
+            recorded_at: datetime!(2026-11-02 14:00 UTC),
+            recorded_by: "rn".into(),
+        };
+        let with = RecordFacts { pregnancy: Some(&status), ..f };
+        let (field, _) = field_of(
+            assess_route(
+                Route::IvRacemic,
+                &with,
+                &present(&["pregnancy_or_breastfeeding"]),
+                ProtocolLibrary::builtin().all(),
+            )
+            .unwrap_err(),
+        );
+        assert_eq!(field, "present[0]");
+        let pregnant = PregnancyStatusRecord { status: PregnancyStatus::Pregnant, ..status };
+        let r = assess(Route::IntranasalEsketamine, &RecordFacts { pregnancy: Some(&pregnant), ..f }, &[]);
+        assert_eq!(
+            r.contraindications.cautions.iter().find(|c| c.code == "pregnancy_or_breastfeeding").unwrap().basis,
+            FactBasis::Record
+        );
+    }
+
+    #[test]
+    fn every_builtin_protocol_states_its_population() {
+        for p in ProtocolLibrary::builtin().all() {
+            let pop = p.population.as_ref().unwrap_or_else(|| panic!("{} has no population", p.id));
+            let min = pop.min_age_years.as_ref().expect("a minimum age");
+            if p.route == Route::IntranasalEsketamine {
+                assert!(min.source.contains("§3.2 [S6]"), "{}", p.id);
+            } else {
+                assert!(min.source.starts_with("clinic setting"), "{}: the reference gives no racemic age range", p.id);
+            }
+        }
     }
 }

@@ -20,6 +20,7 @@ pub mod home_dosing;
 pub mod ids;
 pub mod instruments;
 pub mod ledger;
+pub mod medications;
 pub mod notes;
 pub mod outcomes;
 pub mod patient;

@@ -274,9 +274,41 @@ pub struct Protocol {
     #[serde(default)]
     pub reassessment: Option<Reassessment>,
     pub missed_session: MissedSessionPolicy,
+    /// Whom the protocol is for (age range) and whether it needs treatment resistance.
+    #[serde(default)]
+    pub population: Option<Population>,
     /// Where the protocol was loaded from: `built-in: FILE` or `clinic: FILE`.
     #[serde(default, skip_deserializing)]
     pub origin: String,
+}
+
+/// The patients a protocol is for: the label population (esketamine: adults, §3.2 [S6]) or
+/// the clinic's setting where the reference is silent (racemic ketamine).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Population {
+    /// How staff read it, e.g. `Adults (18 and over)`.
+    pub label: String,
+    #[serde(default)]
+    pub min_age_years: Option<SourcedValue>,
+    #[serde(default)]
+    pub max_age_years: Option<SourcedValue>,
+    /// What an age outside the range means on this protocol.
+    pub outside: crate::eligibility::ContraindicationLevel,
+    pub outside_source: String,
+    /// Present when the protocol is for treatment-resistant depression: the source of that
+    /// requirement (the TRD rule itself is in data/rules/maudsley.toml).
+    #[serde(default)]
+    pub requires_treatment_resistance: Option<String>,
+}
+
+impl Population {
+    /// Whether a patient of `age_years` is in the range.
+    pub fn admits(&self, age_years: i32) -> bool {
+        let age = f64::from(age_years);
+        self.min_age_years.as_ref().is_none_or(|m| age >= m.value)
+            && self.max_age_years.as_ref().is_none_or(|m| age <= m.value)
+    }
 }
 
 impl Protocol {
@@ -362,6 +394,26 @@ impl Protocol {
             }
             if let Some(r) = &i.reported_minutes_range {
                 sourced.push(("infusion.reported_minutes_range", &r.source, vec![r.min, r.max]));
+            }
+        }
+        if let Some(pop) = &self.population {
+            for (what, v) in
+                [("population.min_age_years", &pop.min_age_years), ("population.max_age_years", &pop.max_age_years)]
+            {
+                if let Some(v) = v {
+                    sourced.push((what, &v.source, vec![v.value]));
+                }
+            }
+            if let (Some(lo), Some(hi)) = (&pop.min_age_years, &pop.max_age_years)
+                && lo.value > hi.value
+            {
+                err("population: min_age_years is above max_age_years".into());
+            }
+            if pop.label.trim().is_empty() || pop.outside_source.trim().is_empty() {
+                err("population: label and outside_source are required".into());
+            }
+            if pop.requires_treatment_resistance.as_ref().is_some_and(|s| s.trim().is_empty()) {
+                err("population.requires_treatment_resistance: give the source".into());
             }
         }
         if let Some(dev) = &self.device {

@@ -152,6 +152,23 @@ pub struct EligibilityAssessment {
     pub blocked: bool,
     /// Treatment-resistant by the ≥2 adequate failed trials rule (clinical-reference §3.1).
     pub treatment_resistant: bool,
+    /// Results to read that need no decision, e.g. the treatment-resistance gap when a
+    /// protocol on the route is for TRD (empty in assessments stored before issue 18).
+    #[serde(default)]
+    pub warnings: Vec<crate::eligibility::EligibilityWarning>,
+    /// The facts the result rests on: read from the record, declared by the clinician, or not recorded.
+    #[serde(default)]
+    pub facts: Vec<crate::eligibility::EligibilityFact>,
+    /// Age in completed years on the site's date when assessed.
+    #[serde(default)]
+    pub age_years: Option<i32>,
+}
+
+impl EligibilityAssessment {
+    /// Nothing to decide or read: no hard stop, no caution, no warning.
+    pub fn is_clear(&self) -> bool {
+        !self.blocked && self.contraindications.cautions.is_empty() && self.warnings.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -186,6 +203,11 @@ pub struct PatientChart {
     pub adverse_events: Vec<crate::session::AdverseEvent>,
     pub antidepressant_trials: Vec<AntidepressantTrialRecord>,
     pub eligibility: Vec<EligibilityAssessment>,
+    /// Every recorded medication, current and stopped.
+    pub medications: Vec<crate::medications::Medication>,
+    pub allergies: Vec<crate::medications::Allergy>,
+    /// The latest recorded pregnancy status.
+    pub pregnancy: Option<crate::medications::PregnancyStatusRecord>,
 }
 
 /// One instrument's outcome over one course.

@@ -50,7 +50,8 @@ pub fn courses_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<Course>> 
 
 impl Store {
     /// Plans a course. Refused when the patient's latest contraindication assessment
-    /// for this route found a hard stop.
+    /// for this route found a hard stop, or when the record as it is now (medications,
+    /// allergies, pregnancy status recorded since) would.
     pub async fn create_course(&self, actor: &Actor, patient: PatientId, new: NewCourse) -> Result<Course> {
         actor.require(keta_domain::access::Permission::PlanTreatment)?;
         new.validate()?;
@@ -67,6 +68,29 @@ impl Store {
                     )
                     .into());
                 }
+            // The record may have changed since that assessment (a new allergy or medication).
+            if let Some(now_result) = crate::eligibility::assessment_now(c, &p, new.route, now)?
+                && now_result.contraindications.blocked
+            {
+                let stops: Vec<String> = now_result
+                    .contraindications
+                    .hard_stops
+                    .iter()
+                    .map(|h| match &h.evidence {
+                        Some(e) => format!("{} ({e})", h.label),
+                        None => h.label.clone(),
+                    })
+                    .collect();
+                return Err(DomainError::field(
+                    "route",
+                    format!(
+                        "{} is blocked for this patient by a hard stop recorded since the last assessment: {}; assess eligibility again",
+                        new.route.label(),
+                        stops.join("; ")
+                    ),
+                )
+                .into());
+            }
             let indication = new.indication.unwrap_or(p.indication);
             let id = c.insert(
                 "INSERT INTO courses (patient_id, site_id, route, phase, indication, planned_sessions, start_date, status, protocol, created_at)

@@ -51,6 +51,51 @@ pub fn latest_assessment(c: &mut dyn Conn, patient: PatientId, route: Route) -> 
     .transpose()
 }
 
+/// The latest assessment of `route` re-run against the record as it is now, with the
+/// clinician's declared items kept: a medication, allergy or pregnancy status recorded
+/// after the assessment counts before a course is planned, not only at the next assessment.
+pub fn assessment_now(
+    c: &mut dyn Conn,
+    patient: &keta_domain::patient::Patient,
+    route: Route,
+    now: time::OffsetDateTime,
+) -> Result<Option<el::RouteEligibility>> {
+    let Some(latest) = latest_assessment(c, patient.id, route)? else { return Ok(None) };
+    let pregnancy = crate::medications::pregnancy_for(c, patient.id)?;
+    let tickable = |code: &str| {
+        el::contraindication_items().iter().find(|it| it.code == code).is_some_and(|it| match it.from_record {
+            None => true,
+            Some(el::RecordSource::Pregnancy) => pregnancy.is_none(),
+            Some(_) => false,
+        })
+    };
+    let lc = &latest.contraindications;
+    let mut declared: Vec<String> = lc
+        .hard_stops
+        .iter()
+        .chain(lc.cautions.iter())
+        .filter(|f| f.basis == el::FactBasis::Declared)
+        .map(|f| f.code.clone())
+        .chain(lc.not_listed_for_route.iter().cloned())
+        .filter(|code| tickable(code))
+        .collect();
+    declared.sort();
+    declared.dedup();
+    let trials: Vec<AntidepressantTrial> = trials_for(c, patient.id)?.into_iter().map(|t| t.trial).collect();
+    let medications = crate::medications::medications_for(c, patient.id)?;
+    let allergies = crate::medications::allergies_for(c, patient.id)?;
+    let record = el::RecordFacts {
+        today: crate::medications::site_today(c, patient.site_id, now)?,
+        date_of_birth: patient.date_of_birth,
+        indication: patient.indication,
+        trials: &trials,
+        medications: &medications,
+        allergies: &allergies,
+        pregnancy: pregnancy.as_ref(),
+    };
+    Ok(Some(el::assess_route(route, &record, &declared, keta_domain::protocols::ProtocolLibrary::builtin().all())?))
+}
+
 impl Store {
     pub async fn add_antidepressant_trial(
         &self,
@@ -86,8 +131,9 @@ impl Store {
         .await
     }
 
-    /// Scores and stores an assessment for one route, using the patient's recorded trials
-    /// for the treatment-resistance rule.
+    /// Scores and stores an assessment for one route from what Keta holds (age on the
+    /// site's date against the route's protocol populations, the recorded trials, current
+    /// medications, allergies, pregnancy status) and the clinician's ticks for the rest.
     pub async fn assess_eligibility(
         &self,
         actor: &Actor,
@@ -95,7 +141,6 @@ impl Store {
         new: NewEligibilityAssessment,
     ) -> Result<EligibilityAssessment> {
         actor.require(keta_domain::access::Permission::PlanTreatment)?;
-        let contraindications = el::assess_contraindications(new.route, &new.contraindications_present)?;
         let maudsley = match &new.maudsley {
             Some(m) => Some(el::maudsley_score(m)?),
             None => None,
@@ -105,16 +150,37 @@ impl Store {
         self.write(move |c| {
             let p = get_patient(c, &actor, patient)?;
             let trials: Vec<AntidepressantTrial> = trials_for(c, patient)?.into_iter().map(|t| t.trial).collect();
-            let blocked = contraindications.blocked;
+            let medications = crate::medications::medications_for(c, patient)?;
+            let allergies = crate::medications::allergies_for(c, patient)?;
+            let pregnancy = crate::medications::pregnancy_for(c, patient)?;
+            let record = el::RecordFacts {
+                today: crate::medications::site_today(c, p.site_id, now)?,
+                date_of_birth: p.date_of_birth,
+                indication: p.indication,
+                trials: &trials,
+                medications: &medications,
+                allergies: &allergies,
+                pregnancy: pregnancy.as_ref(),
+            };
+            let r = el::assess_route(
+                new.route,
+                &record,
+                &new.contraindications_present,
+                keta_domain::protocols::ProtocolLibrary::builtin().all(),
+            )?;
+            let blocked = r.contraindications.blocked;
             let mut a = EligibilityAssessment {
                 id: RecordId(0),
                 patient_id: patient,
                 route: new.route,
                 assessed_at: now,
                 maudsley,
-                contraindications,
+                contraindications: r.contraindications,
                 blocked,
-                treatment_resistant: el::is_treatment_resistant(&trials),
+                treatment_resistant: r.treatment_resistance.resistant,
+                warnings: r.warnings,
+                facts: r.facts,
+                age_years: Some(r.age_years),
             };
             let id = c.insert(
                 "INSERT INTO eligibility_assessments (patient_id, route, body, maudsley_total, blocked, assessed_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",

@@ -26,6 +26,7 @@ pub mod eligibility;
 pub mod home;
 pub mod import;
 pub mod ledger;
+pub mod medications;
 pub mod notes;
 pub mod patients;
 pub mod questionnaires;

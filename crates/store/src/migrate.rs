@@ -10,6 +10,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (4, "dosing", include_str!("../migrations/sqlite/0004_dosing.sql")),
     (5, "between_sessions", include_str!("../migrations/sqlite/0005_between_sessions.sql")),
     (6, "chair_gates", include_str!("../migrations/sqlite/0006_chair_gates.sql")),
+    (7, "medications", include_str!("../migrations/sqlite/0007_medications.sql")),
     (8, "alert_escalation", include_str!("../migrations/sqlite/0008_alert_escalation.sql")),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -19,6 +20,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (4, "dosing", include_str!("../migrations/postgres/0004_dosing.sql")),
     (5, "between_sessions", include_str!("../migrations/postgres/0005_between_sessions.sql")),
     (6, "chair_gates", include_str!("../migrations/postgres/0006_chair_gates.sql")),
+    (7, "medications", include_str!("../migrations/postgres/0007_medications.sql")),
     (8, "alert_escalation", include_str!("../migrations/postgres/0008_alert_escalation.sql")),
 ];
 

@@ -73,6 +73,13 @@ mod tests {
     }
 
     #[test]
+    fn the_local_date_is_the_sites() {
+        // 03:00 UTC on 3 Nov is still 2 Nov in Chicago.
+        assert_eq!(local_date(&zone("America/Chicago"), datetime!(2026-11-03 03:00 UTC)), date!(2026 - 11 - 02));
+        assert_eq!(local_date(&zone("Asia/Tokyo"), datetime!(2026-11-02 16:00 UTC)), date!(2026 - 11 - 03));
+    }
+
+    #[test]
     fn an_unknown_zone_is_utc() {
         assert_eq!(at_local(&zone("Mars/Olympus"), date!(2026 - 01 - 15), 9, 0), datetime!(2026-01-15 09:00 UTC));
     }

@@ -10,6 +10,7 @@ mod chart_between;
 mod checkins;
 mod dosing;
 mod durability;
+mod eligibility_record;
 mod escalation;
 mod fixtures;
 mod home;

@@ -10,6 +10,7 @@ pub mod escalation;
 pub mod health;
 pub mod ledger;
 pub mod measures;
+pub mod medications;
 pub mod notes;
 pub mod patients;
 
@@ -81,6 +82,14 @@ use crate::AppState;
         measures::post_trial,
         measures::post_assessment,
         measures::get_contraindications,
+        medications::get_medications,
+        medications::post_medication,
+        medications::post_stop_medication,
+        medications::get_allergies,
+        medications::post_allergy,
+        medications::get_pregnancy_status,
+        medications::post_pregnancy_status,
+        medications::post_medication_review,
         measures::get_safety_rules,
         ledger::post_receipt,
         ledger::post_administration,
@@ -162,6 +171,14 @@ pub fn routes() -> Router<AppState> {
         .route("/patients/{id}/eligibility", get(m::get_eligibility))
         .route("/patients/{id}/antidepressant-trials", post(m::post_trial))
         .route("/patients/{id}/eligibility-assessments", post(m::post_assessment))
+        .route("/patients/{id}/medications", get(medications::get_medications).post(medications::post_medication))
+        .route("/medications/{id}/stop", post(medications::post_stop_medication))
+        .route("/patients/{id}/allergies", get(medications::get_allergies).post(medications::post_allergy))
+        .route(
+            "/patients/{id}/pregnancy-status",
+            get(medications::get_pregnancy_status).post(medications::post_pregnancy_status),
+        )
+        .route("/sessions/{id}/medication-review", post(medications::post_medication_review))
         .route("/courses/{id}", get(c::get_course))
         .route("/courses/{id}/sessions", post(c::post_session))
         .route("/sessions/{id}", get(c::get_session))

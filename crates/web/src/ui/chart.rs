@@ -215,6 +215,9 @@ pub(crate) fn eligibility_rows(all: &[EligibilityAssessment], clock: &SiteClock)
                         c.cautions.iter().map(|h| h.label.as_str()).collect::<Vec<_>>().join("; ")
                     ),
                 )
+            } else if !a.warnings.is_empty() {
+                let w: Vec<&str> = a.warnings.iter().map(|w| w.message.as_str()).collect();
+                ("Warning", "st-caution", w.join("; "))
             } else {
                 ("Clear", "st-good", "No contraindication recorded".to_string())
             };

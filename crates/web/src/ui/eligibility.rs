@@ -10,15 +10,17 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use keta_domain::course::Route;
 use keta_domain::eligibility::{
-    self as el, AntidepressantTrial, ContraindicationLevel, MaudsleyInput, MsmSeverity, TrialOutcome, maudsley_score,
+    self as el, AntidepressantTrial, ContraindicationLevel, FactBasis, MaudsleyInput, MsmSeverity, RecordSource,
+    TrialOutcome, maudsley_score,
 };
 use keta_domain::ids::PatientId;
-use keta_domain::records::NewEligibilityAssessment;
+use keta_domain::records::{EligibilityAssessment, NewEligibilityAssessment};
 use keta_domain::units::Milligrams;
 use keta_store::StoreError;
 
 use super::chart::{EligibilityRow, eligibility_rows, latest_assessments};
 use super::clock::SiteClock;
+use super::medications::{MedicationsPanel, PanelForms};
 use super::page::{Area, Chrome, Errors, FormData, UiResult, render, render_status, see_other};
 use crate::AppState;
 use crate::auth::CurrentUser;
@@ -49,6 +51,20 @@ pub(crate) struct ItemRow {
     pub label: String,
     pub checked: bool,
     pub cells: Vec<Cell>,
+    /// Where Keta reads this item from instead of a tick; empty: the clinician ticks it.
+    pub from_record: String,
+}
+
+/// One route's latest result with its warnings and the facts behind it.
+pub(crate) struct ResultRow {
+    pub row: EligibilityRow,
+    /// The record gained a medication, allergy or pregnancy status after this assessment.
+    pub stale: bool,
+    pub warnings: Vec<String>,
+    pub findings: Vec<String>,
+    pub record: Vec<String>,
+    pub declared: Vec<String>,
+    pub not_recorded: Vec<String>,
 }
 
 pub(crate) struct CheckRow {
@@ -93,8 +109,9 @@ struct EligibilityPage {
     msm: MsmView,
     route_heads: Vec<&'static str>,
     items: Vec<ItemRow>,
-    results: Vec<EligibilityRow>,
+    results: Vec<ResultRow>,
     checks: Vec<CheckRow>,
+    meds: MedicationsPanel,
 }
 
 pub fn outcome_label(o: TrialOutcome) -> &'static str {
@@ -216,6 +233,8 @@ fn msm_view(form: &FormData) -> MsmView {
     view
 }
 
+// Each form on the page keeps its own input and errors when another is refused.
+#[allow(clippy::too_many_arguments)]
 async fn page(
     st: &AppState,
     user: &CurrentUser,
@@ -224,6 +243,7 @@ async fn page(
     errors: Errors,
     trial_form: FormData,
     trial_errors: Errors,
+    panel_forms: PanelForms,
 ) -> UiResult<EligibilityPage> {
     let chart = st.store.patient_chart(&user.actor, id).await?;
     let sites = st.store.list_sites(&user.actor).await?;
@@ -236,14 +256,18 @@ async fn page(
         let mut pairs: Vec<(String, String)> = Vec::new();
         if let Some(a) = latest_assessments(&chart.eligibility).into_iter().max_by_key(|a| a.assessed_at) {
             let c = &a.contraindications;
+            // Only what the clinician declared: facts read from the record are not ticks.
             for code in c
                 .hard_stops
                 .iter()
+                .chain(c.cautions.iter())
+                .filter(|f| f.basis == FactBasis::Declared)
                 .map(|h| &h.code)
-                .chain(c.cautions.iter().map(|h| &h.code))
                 .chain(c.not_listed_for_route.iter())
             {
-                pairs.push(("present".into(), code.clone()));
+                if tickable(code, chart.pregnancy.is_some()) {
+                    pairs.push(("present".into(), code.clone()));
+                }
             }
         }
         if trd.failed_adequate_trials > 0 {
@@ -258,6 +282,11 @@ async fn page(
             code: it.code.clone(),
             label: it.label.clone(),
             checked: form.has_value("present", &it.code),
+            from_record: match it.from_record {
+                Some(RecordSource::Pregnancy) if chart.pregnancy.is_none() => String::new(),
+                Some(src) => format!("From {}", src.label()),
+                None => String::new(),
+            },
             cells: Route::ALL
                 .iter()
                 .map(|r| match it.for_route(*r) {
@@ -336,15 +365,87 @@ async fn page(
             .collect(),
         route_heads: Route::ALL.iter().map(|r| route_short(*r)).collect(),
         items,
-        results: eligibility_rows(&chart.eligibility, &clock),
+        results: eligibility_rows(&chart.eligibility, &clock)
+            .into_iter()
+            .zip(latest_assessments(&chart.eligibility))
+            .map(|(row, a)| {
+                let changed = chart
+                    .medications
+                    .iter()
+                    .map(|m| m.recorded_at)
+                    .chain(chart.allergies.iter().map(|x| x.recorded_at))
+                    .chain(chart.pregnancy.iter().map(|x| x.recorded_at))
+                    .any(|t| t > a.assessed_at);
+                result_row(row, a, changed)
+            })
+            .collect(),
         checks,
+        meds: super::medications::panel(user, &chart, &clock, st.store.now(), panel_forms),
     })
+}
+
+/// Whether the clinician may tick `code` (facts Keta reads from the record are not ticked).
+fn tickable(code: &str, pregnancy_recorded: bool) -> bool {
+    match el::contraindication_items().iter().find(|it| it.code == code) {
+        None => false,
+        Some(it) => match it.from_record {
+            None => true,
+            Some(RecordSource::Pregnancy) => !pregnancy_recorded,
+            Some(_) => false,
+        },
+    }
+}
+
+fn result_row(row: EligibilityRow, a: &EligibilityAssessment, stale: bool) -> ResultRow {
+    let c = &a.contraindications;
+    let facts = |b: FactBasis| -> Vec<String> {
+        a.facts.iter().filter(|f| f.basis == b).map(|f| format!("{}: {}", f.fact, f.detail)).collect()
+    };
+    ResultRow {
+        row,
+        stale,
+        warnings: a.warnings.iter().map(|w| w.message.clone()).collect(),
+        findings: c
+            .hard_stops
+            .iter()
+            .chain(c.cautions.iter())
+            .map(|f| {
+                let how = match f.basis {
+                    FactBasis::Record => "from the record",
+                    FactBasis::Declared => "declared",
+                    FactBasis::NotRecorded => "not recorded",
+                };
+                match &f.evidence {
+                    Some(e) => format!("{} ({how}: {e}; {})", f.label, f.source),
+                    None => format!("{} ({how}; {})", f.label, f.source),
+                }
+            })
+            .collect(),
+        record: facts(FactBasis::Record),
+        declared: facts(FactBasis::Declared),
+        not_recorded: facts(FactBasis::NotRecorded),
+    }
+}
+
+/// A medication, allergy or pregnancy form on the page was refused: the page again, with
+/// that form's errors and input.
+pub(crate) async fn rejected_panel(
+    st: &AppState,
+    user: &CurrentUser,
+    id: PatientId,
+    forms: PanelForms,
+) -> UiResult<Response> {
+    let mut trial_form = FormData::empty();
+    trial_form.set("current_episode", "on");
+    let p = page(st, user, id, None, Errors::new(), trial_form, Errors::new(), forms).await?;
+    Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &p))
 }
 
 pub async fn get_eligibility(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>) -> UiResult<Response> {
     let mut trial_form = FormData::empty();
     trial_form.set("current_episode", "on");
-    let p = page(&st, &user, PatientId(id), None, Errors::new(), trial_form, Errors::new()).await?;
+    let p =
+        page(&st, &user, PatientId(id), None, Errors::new(), trial_form, Errors::new(), PanelForms::default()).await?;
     Ok(render(&p))
 }
 
@@ -383,7 +484,8 @@ pub async fn post_assessment(
     }
     let mut trial_form = FormData::empty();
     trial_form.set("current_episode", "on");
-    let p = page(&st, &user, PatientId(id), Some(form), errors, trial_form, Errors::new()).await?;
+    let p =
+        page(&st, &user, PatientId(id), Some(form), errors, trial_form, Errors::new(), PanelForms::default()).await?;
     Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &p))
 }
 
@@ -426,6 +528,6 @@ pub async fn post_trial(
             }
         }
     }
-    let p = page(&st, &user, PatientId(id), None, Errors::new(), form, errors).await?;
+    let p = page(&st, &user, PatientId(id), None, Errors::new(), form, errors, PanelForms::default()).await?;
     Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &p))
 }

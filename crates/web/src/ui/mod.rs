@@ -28,6 +28,7 @@ pub(crate) mod clinic_figures;
 pub(crate) mod durability;
 mod eligibility;
 mod home_dose;
+mod medications;
 mod outbox;
 mod outcomes;
 mod patients;
@@ -61,6 +62,12 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/patients/{id}/weights", post(chart::post_weight))
         .route("/patients/{id}/eligibility", get(eligibility::get_eligibility).post(eligibility::post_assessment))
         .route("/patients/{id}/eligibility/trials", post(eligibility::post_trial))
+        .route("/patients/{id}/medications", get(medications::get_summary).post(medications::post_medication))
+        .route("/patients/{id}/medications/{med}/stop", post(medications::post_stop_medication))
+        .route("/patients/{id}/allergies", post(medications::post_allergy))
+        .route("/patients/{id}/pregnancy-status", post(medications::post_pregnancy_status))
+        .route("/sessions/{id}/medications", get(medications::get_session_panel))
+        .route("/sessions/{id}/medication-review", post(medications::post_session_review))
         .route("/patients/{id}/eligibility/maudsley", post(eligibility::post_maudsley_preview))
         .route("/patients/{id}/plan", get(plan::get_plan).post(plan::post_plan))
         .route(

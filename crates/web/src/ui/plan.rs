@@ -131,6 +131,12 @@ fn route_option(r: Route, latest: &[&EligibilityAssessment], selected: Option<Ro
             ),
             false,
         ),
+        Some(a) if !a.warnings.is_empty() => (
+            "Warning",
+            "st-caution",
+            a.warnings.iter().map(|w| w.message.as_str()).collect::<Vec<_>>().join("; "),
+            false,
+        ),
         Some(_) => ("Clear", "st-good", "No contraindication recorded.".to_string(), false),
     };
     RouteOption {

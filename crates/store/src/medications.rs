@@ -1,0 +1,357 @@
+//! Medications, allergies and pregnancy status as records, and the medication review at each
+//! session. Eligibility reads these (crate::eligibility) instead of trusting ticks.
+
+use keta_domain::access::Permission;
+use keta_domain::ids::{PatientId, RecordId, SessionId};
+use keta_domain::medications::{
+    Allergy, AllergySeverity, Medication, MedicationReview, NewAllergy, NewMedication, NewMedicationReview,
+    NewPregnancyStatus, PregnancyStatus, PregnancyStatusRecord, StopMedication,
+};
+use keta_domain::units::Milligrams;
+use time::Date;
+
+use crate::audit::{self, Action, Entry};
+use crate::conn::{Conn, Row};
+use crate::error::{Result, StoreError};
+use crate::patients::get_patient;
+use crate::time_codec::{date_text, from_json, from_ms, json, ms, parse_date};
+use crate::{Actor, Store, params};
+
+const MED_COLS: &str =
+    "id, patient_id, drug, dose, daily_dose_mg, started_on, stopped_on, stop_reason, recorded_at, recorded_by";
+
+fn opt_date(r: &Row, i: usize) -> Result<Option<Date>> {
+    r.opt_text(i)?.map(|s| parse_date(&s)).transpose()
+}
+
+fn medication_from(r: &Row) -> Result<Medication> {
+    Ok(Medication::new(
+        RecordId(r.i64(0)?),
+        PatientId(r.i64(1)?),
+        NewMedication {
+            drug: r.text(2)?,
+            dose: r.opt_text(3)?,
+            daily_dose_mg: r.opt_f64(4)?.map(Milligrams),
+            started_on: opt_date(r, 5)?,
+        },
+        opt_date(r, 6)?,
+        r.opt_text(7)?,
+        from_ms(r.i64(8)?)?,
+        r.text(9)?,
+    ))
+}
+
+fn allergy_from(r: &Row) -> Result<Allergy> {
+    Ok(Allergy::new(
+        RecordId(r.i64(0)?),
+        PatientId(r.i64(1)?),
+        NewAllergy {
+            substance: r.text(2)?,
+            reaction: r.opt_text(3)?,
+            severity: AllergySeverity::parse(&r.text(4)?)
+                .ok_or_else(|| StoreError::Corrupt("allergy severity".into()))?,
+        },
+        from_ms(r.i64(5)?)?,
+        r.text(6)?,
+    ))
+}
+
+fn pregnancy_from(r: &Row) -> Result<PregnancyStatusRecord> {
+    Ok(PregnancyStatusRecord {
+        id: RecordId(r.i64(0)?),
+        patient_id: PatientId(r.i64(1)?),
+        status: PregnancyStatus::parse(&r.text(2)?).ok_or_else(|| StoreError::Corrupt("pregnancy status".into()))?,
+        recorded_on: parse_date(&r.text(3)?)?,
+        note: r.opt_text(4)?,
+        recorded_at: from_ms(r.i64(5)?)?,
+        recorded_by: r.text(6)?,
+    })
+}
+
+fn review_from(r: &Row) -> Result<MedicationReview> {
+    Ok(MedicationReview {
+        id: RecordId(r.i64(0)?),
+        session_id: SessionId(r.i64(1)?),
+        patient_id: PatientId(r.i64(2)?),
+        reviewed_at: from_ms(r.i64(3)?)?,
+        reviewed_by: r.text(4)?,
+        note: r.opt_text(5)?,
+        medications: from_json(&r.text(6)?)?,
+    })
+}
+
+/// Every medication of the patient, oldest first.
+pub fn medications_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<Medication>> {
+    c.query(&format!("SELECT {MED_COLS} FROM medications WHERE patient_id = $1 ORDER BY id"), params![patient.0])?
+        .iter()
+        .map(medication_from)
+        .collect()
+}
+
+pub fn allergies_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<Allergy>> {
+    c.query(
+        "SELECT id, patient_id, substance, reaction, severity, recorded_at, recorded_by FROM allergies WHERE patient_id = $1 ORDER BY id",
+        params![patient.0],
+    )?
+    .iter()
+    .map(allergy_from)
+    .collect()
+}
+
+/// The latest recorded pregnancy status.
+pub fn pregnancy_for(c: &mut dyn Conn, patient: PatientId) -> Result<Option<PregnancyStatusRecord>> {
+    c.query_opt(
+        "SELECT id, patient_id, status, recorded_on, note, recorded_at, recorded_by FROM pregnancy_statuses WHERE patient_id = $1 ORDER BY id DESC LIMIT 1",
+        params![patient.0],
+    )?
+    .map(|r| pregnancy_from(&r))
+    .transpose()
+}
+
+pub fn reviews_for_session(c: &mut dyn Conn, session: SessionId) -> Result<Vec<MedicationReview>> {
+    c.query(
+        "SELECT id, session_id, patient_id, reviewed_at, reviewed_by, note, medications FROM medication_reviews WHERE session_id = $1 ORDER BY id",
+        params![session.0],
+    )?
+    .iter()
+    .map(review_from)
+    .collect()
+}
+
+/// The site's local date (dates entered at a site are that site's dates).
+pub(crate) fn site_today(c: &mut dyn Conn, site: keta_domain::ids::SiteId, now: time::OffsetDateTime) -> Result<Date> {
+    let zone = crate::site_time::zone(&crate::sites::get_site(c, site)?.time_zone);
+    Ok(crate::site_time::local_date(&zone, now))
+}
+
+impl Store {
+    /// Adds a medication to the patient's list (intake or a session review).
+    pub async fn add_medication(&self, actor: &Actor, patient: PatientId, new: NewMedication) -> Result<Medication> {
+        actor.require(Permission::RecordSession)?;
+        let now = self.now();
+        let actor = actor.clone();
+        self.write(move |c| {
+            let p = get_patient(c, &actor, patient)?;
+            new.validate(site_today(c, p.site_id, now)?)?;
+            let id = c.insert(
+                "INSERT INTO medications (patient_id, drug, dose, daily_dose_mg, started_on, recorded_at, recorded_by) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                params![
+                    patient.0,
+                    new.drug.trim(),
+                    new.dose.as_deref().map(str::trim).filter(|d| !d.is_empty()),
+                    new.daily_dose_mg.map(|m| m.0),
+                    new.started_on.map(date_text),
+                    ms(now),
+                    actor.name.as_str()
+                ],
+            )?;
+            audit::record(c, &actor, now, Entry {
+                action: Action::Create, object_type: "medication", object_id: Some(id.to_string()), patient_id: Some(patient),
+                site_id: Some(p.site_id), fields: &["drug", "dose", "daily_dose_mg", "started_on"],
+            })?;
+            Ok(Medication::new(RecordId(id), patient, new, None, None, now, actor.name.clone()))
+        })
+        .await
+    }
+
+    /// Marks a medication stopped; it stays on the record.
+    pub async fn stop_medication(&self, actor: &Actor, id: RecordId, stop: StopMedication) -> Result<Medication> {
+        actor.require(Permission::RecordSession)?;
+        let now = self.now();
+        let actor = actor.clone();
+        self.write(move |c| {
+            let r = c
+                .query_opt(&format!("SELECT {MED_COLS} FROM medications WHERE id = $1"), params![id.0])?
+                .ok_or_else(|| StoreError::NotFound(format!("medication {id}")))?;
+            let med = medication_from(&r)?;
+            // A medication of a patient outside the actor's sites is not found, like the patient.
+            let p =
+                get_patient(c, &actor, med.patient_id).map_err(|_| StoreError::NotFound(format!("medication {id}")))?;
+            stop.validate(&med, site_today(c, p.site_id, now)?)?;
+            let reason = stop.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()).map(str::to_string);
+            c.execute(
+                "UPDATE medications SET stopped_on = $1, stop_reason = $2 WHERE id = $3",
+                params![date_text(stop.stopped_on), reason.as_deref(), id.0],
+            )?;
+            audit::record(
+                c,
+                &actor,
+                now,
+                Entry {
+                    action: Action::Update,
+                    object_type: "medication",
+                    object_id: Some(id.to_string()),
+                    patient_id: Some(med.patient_id),
+                    site_id: Some(p.site_id),
+                    fields: &["stopped_on", "stop_reason"],
+                },
+            )?;
+            Ok(Medication { stopped_on: Some(stop.stopped_on), stop_reason: reason, ..med })
+        })
+        .await
+    }
+
+    pub async fn list_medications(&self, actor: &Actor, patient: PatientId) -> Result<Vec<Medication>> {
+        actor.require(Permission::ViewClinical)?;
+        let act = actor.clone();
+        let out = self
+            .read(move |c| {
+                get_patient(c, &act, patient)?;
+                medications_for(c, patient)
+            })
+            .await?;
+        self.audit_read(actor, "medications", None, Some(patient)).await?;
+        Ok(out)
+    }
+
+    pub async fn add_allergy(&self, actor: &Actor, patient: PatientId, new: NewAllergy) -> Result<Allergy> {
+        actor.require(Permission::RecordSession)?;
+        new.validate()?;
+        let now = self.now();
+        let actor = actor.clone();
+        self.write(move |c| {
+            let p = get_patient(c, &actor, patient)?;
+            let reaction = new.reaction.as_deref().map(str::trim).filter(|r| !r.is_empty());
+            let id = c.insert(
+                "INSERT INTO allergies (patient_id, substance, reaction, severity, recorded_at, recorded_by) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                params![patient.0, new.substance.trim(), reaction, new.severity.as_str(), ms(now), actor.name.as_str()],
+            )?;
+            audit::record(c, &actor, now, Entry {
+                action: Action::Create, object_type: "allergy", object_id: Some(id.to_string()), patient_id: Some(patient),
+                site_id: Some(p.site_id), fields: &["substance", "reaction", "severity"],
+            })?;
+            Ok(Allergy::new(RecordId(id), patient, new, now, actor.name.clone()))
+        })
+        .await
+    }
+
+    pub async fn list_allergies(&self, actor: &Actor, patient: PatientId) -> Result<Vec<Allergy>> {
+        actor.require(Permission::ViewClinical)?;
+        let act = actor.clone();
+        let out = self
+            .read(move |c| {
+                get_patient(c, &act, patient)?;
+                allergies_for(c, patient)
+            })
+            .await?;
+        self.audit_read(actor, "allergies", None, Some(patient)).await?;
+        Ok(out)
+    }
+
+    /// Records the patient's pregnancy status; the latest counts.
+    pub async fn record_pregnancy_status(
+        &self,
+        actor: &Actor,
+        patient: PatientId,
+        new: NewPregnancyStatus,
+    ) -> Result<PregnancyStatusRecord> {
+        actor.require(Permission::RecordSession)?;
+        let now = self.now();
+        let actor = actor.clone();
+        self.write(move |c| {
+            let p = get_patient(c, &actor, patient)?;
+            new.validate(site_today(c, p.site_id, now)?)?;
+            let note = new.note.as_deref().map(str::trim).filter(|n| !n.is_empty()).map(str::to_string);
+            let id = c.insert(
+                "INSERT INTO pregnancy_statuses (patient_id, status, recorded_on, note, recorded_at, recorded_by) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                params![patient.0, new.status.as_str(), date_text(new.recorded_on), note.as_deref(), ms(now), actor.name.as_str()],
+            )?;
+            audit::record(c, &actor, now, Entry {
+                action: Action::Create, object_type: "pregnancy_status", object_id: Some(id.to_string()), patient_id: Some(patient),
+                site_id: Some(p.site_id), fields: &["status", "recorded_on", "note"],
+            })?;
+            Ok(PregnancyStatusRecord {
+                id: RecordId(id),
+                patient_id: patient,
+                status: new.status,
+                recorded_on: new.recorded_on,
+                note,
+                recorded_at: now,
+                recorded_by: actor.name.clone(),
+            })
+        })
+        .await
+    }
+
+    pub async fn get_pregnancy_status(
+        &self,
+        actor: &Actor,
+        patient: PatientId,
+    ) -> Result<Option<PregnancyStatusRecord>> {
+        actor.require(Permission::ViewClinical)?;
+        let act = actor.clone();
+        let out = self
+            .read(move |c| {
+                get_patient(c, &act, patient)?;
+                pregnancy_for(c, patient)
+            })
+            .await?;
+        self.audit_read(actor, "pregnancy_status", None, Some(patient)).await?;
+        Ok(out)
+    }
+
+    /// Records that the medication and allergy lists were confirmed with the patient at
+    /// this session, keeping the list as it stood.
+    pub async fn review_medications(
+        &self,
+        actor: &Actor,
+        session: SessionId,
+        new: NewMedicationReview,
+    ) -> Result<MedicationReview> {
+        actor.require(Permission::RecordSession)?;
+        new.validate()?;
+        let now = self.now();
+        let actor = actor.clone();
+        self.write(move |c| {
+            let s = crate::sessions::get_session(c, &actor, session)?;
+            let today = site_today(c, s.site_id, now)?;
+            let current: Vec<String> =
+                medications_for(c, s.patient_id)?.iter().filter(|m| m.is_current(today)).map(|m| m.describe()).collect();
+            let note = new.note.as_deref().map(str::trim).filter(|n| !n.is_empty()).map(str::to_string);
+            let id = c.insert(
+                "INSERT INTO medication_reviews (session_id, patient_id, reviewed_at, reviewed_by, note, medications) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                params![session.0, s.patient_id.0, ms(now), actor.name.as_str(), note.as_deref(), json(&current)],
+            )?;
+            audit::record(c, &actor, now, Entry {
+                action: Action::Create, object_type: "medication_review", object_id: Some(id.to_string()), patient_id: Some(s.patient_id),
+                site_id: Some(s.site_id), fields: &["session_id", "note", "medications"],
+            })?;
+            Ok(MedicationReview {
+                id: RecordId(id),
+                session_id: session,
+                patient_id: s.patient_id,
+                reviewed_at: now,
+                reviewed_by: actor.name.clone(),
+                note,
+                medications: current,
+            })
+        })
+        .await
+    }
+
+    /// What the session page shows: the patient's medications, allergies and this
+    /// session's reviews.
+    pub async fn session_medications(
+        &self,
+        actor: &Actor,
+        session: SessionId,
+    ) -> Result<(Vec<Medication>, Vec<Allergy>, Vec<MedicationReview>)> {
+        actor.require(Permission::ViewClinical)?;
+        let act = actor.clone();
+        let (patient, out) = self
+            .read(move |c| {
+                let s = crate::sessions::get_session(c, &act, session)?;
+                Ok((
+                    s.patient_id,
+                    (
+                        medications_for(c, s.patient_id)?,
+                        allergies_for(c, s.patient_id)?,
+                        reviews_for_session(c, session)?,
+                    ),
+                ))
+            })
+            .await?;
+        self.audit_read(actor, "medications", None, Some(patient)).await?;
+        Ok(out)
+    }
+}
