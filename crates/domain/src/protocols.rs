@@ -274,8 +274,10 @@ pub struct Protocol {
     #[serde(default)]
     pub reassessment: Option<Reassessment>,
     pub missed_session: MissedSessionPolicy,
-    /// Where the protocol was loaded from: `built-in: FILE` or `clinic: FILE`.
-    #[serde(default, skip_deserializing)]
+    /// Where the protocol was loaded from: `built-in: FILE` or `clinic: FILE`. Always set by
+    /// the loader (a file's own value is overwritten); not `skip_deserializing`, which would
+    /// also drop it from the OpenAPI schema although every response carries it.
+    #[serde(default)]
     pub origin: String,
 }
 

@@ -74,6 +74,85 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The problem for an error status that middleware, not a handler, decided: an unknown
+    /// route, a method the route lacks, a body over the limit, a timeout, a panic.
+    pub fn for_status(status: StatusCode) -> Self {
+        let (kind, title, detail): (&'static str, &'static str, &str) = match status.as_u16() {
+            400 => ("bad-request", "The request could not be read", "check the request's syntax"),
+            401 => ("unauthorised", "Sign in first", "sign in at /login or POST /api/v1/auth/login"),
+            403 => ("forbidden", "Not allowed", "this request is not allowed"),
+            404 => ("not-found", "Not found", "nothing exists at this address"),
+            405 => (
+                "method-not-allowed",
+                "Method not allowed",
+                "this address does not accept that method; the Allow header lists the ones it does",
+            ),
+            408 => (
+                "timeout",
+                "The request took too long",
+                "the server stopped waiting; nothing was changed unless a later read shows it, so check before you retry",
+            ),
+            413 => ("payload-too-large", "The request body is too large", "send at most 1 MiB"),
+            415 => {
+                ("unsupported-media-type", "Send JSON", "send the body as JSON with 'Content-Type: application/json'")
+            }
+            429 => (
+                "too-many-requests",
+                "Too many requests",
+                "wait for the time the Retry-After header gives, then try again",
+            ),
+            503 => {
+                ("unavailable", "The service is unavailable", "the server is starting or stopping; try again shortly")
+            }
+            504 => ("timeout", "The request took too long", "the server stopped waiting; check before you retry"),
+            s if s >= 500 => (
+                "internal",
+                "Something went wrong on the server",
+                "the error was logged; try again, and tell your administrator if it persists",
+            ),
+            _ => ("error", "The request failed", "the request failed"),
+        };
+        Self { status, kind, title, detail: detail.to_string(), errors: vec![] }
+    }
+}
+
+/// Every error the API sends is problem+json, whoever produced it (RFC 9457): errors that
+/// axum or tower-http answer themselves (an unknown method, a body over the limit, a
+/// timeout) come with an empty or plain-text body, which this replaces. Status and headers
+/// (`Allow`, `Retry-After`) are kept; JSON bodies and rendered HTML pages are left alone.
+pub async fn problem_for_bare_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let res = next.run(req).await;
+    if !(res.status().is_client_error() || res.status().is_server_error()) {
+        return res;
+    }
+    // Only bare bodies: a handler's own JSON (the health report's 503) or HTML page stays.
+    let ct = res.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !(ct.is_empty() || ct.starts_with("text/plain")) {
+        return res;
+    }
+    let (mut parts, _) = res.into_parts();
+    let problem = ApiError::for_status(parts.status).into_response();
+    let (pparts, body) = problem.into_parts();
+    for (k, v) in pparts.headers.iter() {
+        parts.headers.insert(k, v.clone());
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, body)
+}
+
+/// A handler that panicked: logged with a reference, answered as a 500 problem (WEB-7).
+pub fn panic_problem(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    let reference = keta_store::credentials::new_token()[..12].to_string();
+    tracing::error!(panic = %what, %reference, "a request handler panicked");
+    ApiError::internal(&reference).into_response()
+}
+
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
         match e {
@@ -114,6 +193,7 @@ impl From<StoreError> for ApiError {
                 detail: msg,
                 errors: vec![],
             },
+            StoreError::Closed => Self::for_status(StatusCode::SERVICE_UNAVAILABLE),
             other => {
                 let reference = keta_store::credentials::new_token()[..12].to_string();
                 tracing::error!(error = %other, %reference, "storage error");
@@ -134,6 +214,10 @@ fn body_field_error(text: &str) -> FieldError {
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
+        // A body cut off at the size limit is "too large", not "unreadable".
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return Self::for_status(StatusCode::PAYLOAD_TOO_LARGE);
+        }
         match r {
             JsonRejection::JsonDataError(e) => Self::invalid(vec![body_field_error(&e.body_text())]),
             JsonRejection::MissingJsonContentType(_) => Self {

@@ -64,6 +64,9 @@ pub fn openapi_json() -> String {
     s
 }
 
+/// The largest request body accepted (a safety-rules file or a long note fit easily).
+pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(api::health::get_healthz))
@@ -89,11 +92,13 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::csrf_guard))
         .with_state(state)
-        .layer(RequestBodyLimitLayer::new(1024 * 1024))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(error::panic_problem))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
         ))
+        .layer(axum::middleware::from_fn(error::problem_for_bare_errors))
         .layer(axum::middleware::from_fn(auth::security_headers))
 }
 

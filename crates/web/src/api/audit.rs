@@ -49,6 +49,7 @@ impl From<AuditRecord> for AuditEntry {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     /// User name.
@@ -57,13 +58,16 @@ pub struct AuditParams {
     /// e.g. read, create, update, login_fail, break_glass.
     pub action: Option<String>,
     /// RFC 3339, inclusive.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// RFC 3339, exclusive.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// One of occurred_at, actor, action, object_type, patient_id, seq.
     pub sort: Option<String>,
     /// asc (default) or desc.
     pub dir: Option<String>,
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<i64>,
     /// json (default) or csv.
     pub format: Option<String>,
@@ -92,6 +96,8 @@ pub async fn get_audit(
     user: CurrentUser,
     Query(q): Query<AuditParams>,
 ) -> ApiResult<Response> {
+    let ranges = keta_domain::plausible::ranges();
+    ranges.page(q.limit, None, ranges.lists.report_limit_max)?;
     let descending = match q.dir.as_deref() {
         None | Some("asc") => false,
         Some("desc") => true,
