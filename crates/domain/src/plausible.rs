@@ -342,6 +342,17 @@ mod tests {
         assert!(r.planned_dose(Milligrams(100.0)).is_ok());
     }
 
+    #[test]
+    fn relapse_settings_refuse_an_implausible_bring_forward() {
+        use crate::relapse::RelapseSettings;
+        let max = r().counts.interval_days_max;
+        let at = |d| RelapseSettings { bring_forward_within_days: Some(d), ..Default::default() };
+        // The schemathesis probe: 2^31 days was stored.
+        assert!(at(2_147_483_648).validate(RelapseSettings::INSTRUMENT).is_err());
+        assert!(at(max + 1).validate(RelapseSettings::INSTRUMENT).is_err());
+        assert!(at(max).validate(RelapseSettings::INSTRUMENT).is_ok());
+    }
+
     proptest! {
         #[test]
         fn dates_of_birth_inside_the_range_pass_and_outside_fail(days in -1_930_000i32..5_373_484) {

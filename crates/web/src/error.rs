@@ -265,3 +265,81 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    //! The outer layers over a tiny router: the errors axum and tower-http answer themselves
+    //! come out as problem+json with the security headers (issue 17).
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use axum::routing::{get, post};
+    use tower::ServiceExt;
+
+    async fn call(app: Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+        let res = app.oneshot(req).await.unwrap();
+        let (parts, body) = res.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        (parts.status, parts.headers, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
+    async fn panicking() -> &'static str {
+        panic!("a bug in a handler")
+    }
+
+    fn app(timeout: Duration) -> Router {
+        let inner = Router::new()
+            .route("/echo", post(|b: String| async move { b }))
+            .route("/panics", get(panicking))
+            .route("/never", get(std::future::pending::<&'static str>));
+        crate::with_outer_layers(inner, timeout)
+    }
+
+    fn assert_problem(status: StatusCode, headers: &axum::http::HeaderMap, body: &serde_json::Value, want: u16) {
+        assert_eq!(status.as_u16(), want, "{body}");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(body["status"], want, "{body}");
+        assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+        assert!(headers.contains_key("content-security-policy"), "security headers stay on errors");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+    }
+
+    #[tokio::test]
+    async fn a_method_the_route_lacks_is_a_405_problem_that_keeps_allow() {
+        let (s, h, b) = call(app(Duration::from_secs(30)), Request::delete("/echo").body(Body::empty()).unwrap()).await;
+        assert_problem(s, &h, &b, 405);
+        assert!(h[header::ALLOW].to_str().unwrap().contains("POST"));
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_a_413_problem_not_plain_text() {
+        let big = vec![b'x'; crate::BODY_LIMIT_BYTES + 1];
+        let req = Request::post("/echo").header(header::CONTENT_LENGTH, big.len()).body(Body::from(big)).unwrap();
+        let (s, h, b) = call(app(Duration::from_secs(30)), req).await;
+        assert_problem(s, &h, &b, 413);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_500_problem_with_a_reference_and_no_internals() {
+        let (s, h, b) = call(app(Duration::from_secs(30)), Request::get("/panics").body(Body::empty()).unwrap()).await;
+        assert_problem(s, &h, &b, 500);
+        let detail = b["detail"].as_str().unwrap();
+        assert!(detail.contains("reference"), "{detail}");
+        assert!(!detail.contains("a bug in a handler"), "the panic's message stays in the log: {detail}");
+    }
+
+    #[tokio::test]
+    async fn a_request_that_never_finishes_is_a_408_problem() {
+        // The handler never completes, so the outcome does not depend on timing.
+        let (s, h, b) = call(app(Duration::from_millis(1)), Request::get("/never").body(Body::empty()).unwrap()).await;
+        assert_problem(s, &h, &b, 408);
+    }
+
+    #[test]
+    fn storage_shutting_down_is_a_503_problem() {
+        let e: super::ApiError = keta_store::StoreError::Closed.into();
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

@@ -18,6 +18,7 @@ pub struct Contract;
 impl utoipa::Modify for Contract {
     fn modify(&self, doc: &mut OpenApi) {
         open_flattened_parts(doc);
+        close_unions(doc);
         plausible_ranges(doc);
         for (path, item) in doc.paths.paths.iter_mut() {
             for (method, op) in [
@@ -62,6 +63,47 @@ fn open_flattened_parts(doc: &mut OpenApi) {
                 {
                     *part = RefOr::T(open.clone());
                 }
+            }
+        }
+    }
+}
+
+/// Internally tagged enums whose Rust type refuses unknown fields
+/// (`#[serde(tag = .., deny_unknown_fields)]`); utoipa leaves their variants open.
+pub const CLOSED_TAGGED_UNIONS: &[&str] = &[
+    "SessionAction",
+    "ObservationBody",
+    "Presentation",
+    "Timing",
+    "QuestionKind",
+    "FlagRule",
+    "ResponseRule",
+    "RelapseThreshold",
+];
+
+/// Says what serde enforces on enums: an externally tagged enum (`{"ml": 2.5}`) is an object
+/// with exactly one of its keys, and the listed internally tagged ones take no other fields.
+/// Left open, the document allowed `{"ml": 2, "mg": false}`, which the server refuses.
+fn close_unions(doc: &mut OpenApi) {
+    let Some(components) = doc.components.as_mut() else { return };
+    for (name, s) in components.schemas.iter_mut() {
+        let RefOr::T(Schema::OneOf(one)) = s else { continue };
+        let externally_tagged = !one.items.is_empty()
+            && one.items.iter().all(|v| {
+                matches!(v, RefOr::T(Schema::Object(o))
+                    if o.properties.len() == 1 && o.required.len() == 1 && o.properties.contains_key(&o.required[0]))
+            });
+        if !(externally_tagged || CLOSED_TAGGED_UNIONS.contains(&name.as_str())) {
+            continue;
+        }
+        for v in one.items.iter_mut() {
+            // A unit variant of an internally tagged enum (`{"kind": "loss_of_response"}`) is
+            // not closed by serde's deny_unknown_fields; only say what the server enforces.
+            if let RefOr::T(Schema::Object(o)) = v
+                && (externally_tagged || o.properties.len() > 1)
+            {
+                o.additional_properties =
+                    Some(Box::new(utoipa::openapi::schema::AdditionalProperties::FreeForm(false)));
             }
         }
     }
@@ -153,13 +195,12 @@ fn document_errors(path: &str, method: &str, op: &mut Operation) {
     // Errors are sent as problem+json; annotations say `body = Problem`, which utoipa files
     // under application/json.
     for (code, resp) in op.responses.responses.iter_mut() {
-        if code.starts_with('4') || code.starts_with('5') {
-            if let RefOr::T(r) = resp
-                && r.content.get("application/json").is_some_and(is_problem)
-                && let Some(c) = r.content.shift_remove("application/json")
-            {
-                r.content.insert(PROBLEM.to_string(), c);
-            }
+        if (code.starts_with('4') || code.starts_with('5'))
+            && let RefOr::T(r) = resp
+            && r.content.get("application/json").is_some_and(is_problem)
+            && let Some(c) = r.content.shift_remove("application/json")
+        {
+            r.content.insert(PROBLEM.to_string(), c);
         }
     }
     let mutating = method != "GET";
