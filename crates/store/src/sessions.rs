@@ -521,9 +521,8 @@ impl Store {
     /// Writes the session note (signing and amendments come with signed records).
     pub async fn set_session_note(&self, actor: &Actor, id: SessionId, note: String) -> Result<TreatmentSession> {
         actor.require(keta_domain::access::Permission::RecordSession)?;
-        if note.len() > 20_000 {
-            return Err(DomainError::field("note", "keep the note under 20,000 characters").into());
-        }
+        // The same bound as the OpenAPI document's maxLength (characters, not bytes).
+        keta_domain::plausible::ranges().note(&note).map_err(|m| DomainError::field("note", m))?;
         let now = self.now();
         let actor = actor.clone();
         self.write(move |c| {
