@@ -343,6 +343,16 @@ mod tests {
     }
 
     #[test]
+    fn notes_keep_line_breaks_and_refuse_other_control_characters_and_excess_length() {
+        let r = r();
+        assert!(r.note("Line one\nLine two\twith a tab\r\n").is_ok());
+        assert!(r.note("\u{1d}").is_err());
+        assert!(r.note("\u{9d}").is_err());
+        assert!(r.note(&"é".repeat(r.text.note_max)).is_ok(), "counted in characters, not bytes");
+        assert!(r.note(&"x".repeat(r.text.note_max + 1)).is_err());
+    }
+
+    #[test]
     fn relapse_settings_refuse_an_implausible_bring_forward() {
         use crate::relapse::RelapseSettings;
         let max = r().counts.interval_days_max;

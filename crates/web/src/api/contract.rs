@@ -160,7 +160,13 @@ fn plausible_ranges(doc: &mut OpenApi) {
             "chairs",
             json!({"type": "array", "maxItems": r.lists.chairs_max, "uniqueItems": true, "items": name(r.text.name_max)}),
         ),
-        ("SessionNote", "note", json!({"type": "string", "maxLength": r.text.note_max})),
+        // Line breaks and tabs are fine in a note; other control characters are refused.
+        (
+            "SessionNote",
+            "note",
+            json!({"type": "string", "maxLength": r.text.note_max,
+            "pattern": "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]*$"}),
+        ),
     ];
     let Some(components) = doc.components.as_mut() else { return };
     for (schema, property, patch) in patches {
