@@ -162,35 +162,47 @@ async fn a_panic_inside_a_storage_job_is_an_internal_error_and_the_store_carries
 }
 
 #[tokio::test]
-async fn one_session_in_year_9999_no_longer_stops_the_sweep_for_other_patients() {
+async fn a_session_in_year_9999_is_ignored_and_a_corrupt_record_stops_only_its_own_patient() {
     let clock = ManualClock::at(T0);
     for db in TestDb::all(&clock).await {
         clock.set(T0);
         let s = &db.store;
-        // One patient with an ordinary session tomorrow-ish: their PHQ-9 is due now.
+        // One patient with an ordinary session 12 hours ahead: their PHQ-9 is due now.
         let fine = clinic(s, Route::IvRacemic, T0.date(), &[T0 + Duration::hours(12)]).await;
-        // Another whose session was stored in year 9999 before the range check existed.
-        let bad_patient = patient(s, fine.site, "BAD-1").await;
         let dr = prescriber(&[fine.site]);
-        let bad_course = s.create_course(&dr, bad_patient, course(Route::IvRacemic)).await.unwrap().id;
+        // One whose session was stored in year 9999 before the range check existed: it made
+        // every sweep panic for them.
+        let far_patient = patient(s, fine.site, "FAR-1").await;
+        let far_course = s.create_course(&dr, far_patient, course(Route::IvRacemic)).await.unwrap().id;
         let far = time::macros::datetime!(9999-12-31 09:00 UTC).unix_timestamp() * 1000;
-        let (cid, pid, sid) = (bad_course.0, bad_patient.0, fine.site.0);
+        // And one whose course row is corrupt (an unknown status): reading it fails.
+        let bad_patient = patient(s, fine.site, "BAD-1").await;
+        let bad_course = s.create_course(&dr, bad_patient, course(Route::IvRacemic)).await.unwrap().id;
+        s.create_session(
+            &dr,
+            bad_course,
+            NewSession { scheduled_for: T0 + Duration::hours(12), chair_id: None, planned_dose_mg: None },
+        )
+        .await
+        .unwrap();
+        let (fc, fp, site_id, bc) = (far_course.0, far_patient.0, fine.site.0, bad_course.0);
         s.write(move |c| {
             c.execute(
                 "INSERT INTO sessions (course_id, patient_id, site_id, route, sequence, scheduled_for, state)
                  VALUES ($1, $2, $3, 'iv_racemic', 1, $4, 'scheduled')",
-                params![cid, pid, sid, far],
-            )
+                params![fc, fp, site_id, far],
+            )?;
+            c.execute("UPDATE courses SET status = 'unheard-of' WHERE id = $1", params![bc])
         })
         .await
         .unwrap();
+
         let r = s.sweep_checkins().await.expect("the sweep itself succeeds");
-        assert_eq!(r.failed, 1, "the bad record is skipped and counted (and named in the log): {:?}", db.kind);
-        assert!(
-            r.issued.iter().any(|l| l.link.patient_id == fine.patient),
-            "the other patient's check-in is issued: {:?}",
-            db.kind
-        );
-        assert!(r.issued.iter().all(|l| l.link.patient_id != bad_patient), "{:?}", db.kind);
+        assert!(r.issued.iter().any(|l| l.link.patient_id == fine.patient), "the others are served: {:?}", db.kind);
+        assert!(r.issued.iter().all(|l| l.link.patient_id != far_patient), "{:?}", db.kind);
+        assert_eq!(r.failed, 1, "only the corrupt record's patient is skipped (and named in the log): {:?}", db.kind);
+        // The next sweep tries again and still serves everyone else.
+        clock.advance(Duration::minutes(5));
+        assert_eq!(s.sweep_checkins().await.expect("again").failed, 1, "{:?}", db.kind);
     }
 }
