@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every check Keta has: formatting (cargo fmt --check), the Rust workspace (unit, conformance and API suites; the
-# PostgreSQL stories run when KETA_TEST_POSTGRES_URL is set), then the browser suite in
+# PostgreSQL stories run when KETA_TEST_POSTGRES_URL is set), the API contract (docs/openapi.json validated, then
+# schemathesis against a demo clinic; needs python3-venv), then the browser suite in
 # e2e/ (Playwright driving Debian's Chromium against `keta demo` servers it starts).
 # The browser suite needs `chromium` and `faketime` (apt) and Node 20; .ci/run installs them.
 set -euo pipefail
@@ -9,9 +10,13 @@ cd "$(dirname "$0")"
 cargo fmt --all -- --check || { echo "error: unformatted code: run cargo fmt --all" >&2; exit 1; }
 cargo test --workspace --locked
 
-echo "== browser tests (e2e/)"
 # Same targets and features as `cargo test --workspace`, so no dependency is compiled twice.
 cargo build --locked --workspace --all-targets
+
+echo "== API contract (e2e/contract.sh): OpenAPI validation, schemathesis against the demo clinic"
+KETA_BIN="$PWD/target/debug/keta" e2e/contract.sh
+
+echo "== browser tests (e2e/)"
 for need in /usr/bin/chromium; do
   [ -x "$need" ] || { echo "error: $need is missing: apt-get install -y chromium faketime" >&2; exit 1; }
 done

@@ -433,7 +433,12 @@ pub fn due_checkins(
     session_times: &[OffsetDateTime],
     now: OffsetDateTime,
 ) -> Vec<DueCheckIn> {
-    plan_checkins(schedule, course, session_times).into_iter().filter(|c| c.is_open(now)).collect()
+    // A session outside the plausible scheduling window (stored before inputs were checked,
+    // issue 17) is left out: one in year 9999 overflowed the date arithmetic, a panic in every
+    // sweep, and would stretch a periodic item over millennia.
+    let (from, to) = crate::plausible::ranges().scheduling_window(now);
+    let plausible: Vec<OffsetDateTime> = session_times.iter().copied().filter(|t| (from..=to).contains(t)).collect();
+    plan_checkins(schedule, course, &plausible).into_iter().filter(|c| c.is_open(now)).collect()
 }
 
 #[cfg(test)]

@@ -119,9 +119,15 @@ pub struct NewCourse {
 }
 
 impl NewCourse {
-    pub fn validate(&self) -> Result<(), DomainError> {
+    /// `today` is the clinic's date: the start must fall in the scheduling window.
+    pub fn validate(&self, today: Date) -> Result<(), DomainError> {
         let mut v = Validator::new();
         v.check((1..=104).contains(&self.planned_sessions), "planned_sessions", "plan between 1 and 104 sessions");
+        crate::plausible::check(
+            &mut v,
+            "start_date",
+            crate::plausible::ranges().scheduled_date(self.start_date, today),
+        );
         if let Some(p) = &self.protocol {
             v.check(!p.trim().is_empty() && p.len() <= 100, "protocol", "protocol name must be 1-100 characters");
         }

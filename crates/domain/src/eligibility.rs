@@ -212,6 +212,17 @@ impl MaudsleyInput {
             "the Maudsley Staging Method stages treatment resistance and its table starts at 1-2 failed antidepressants; \
              with no failed trial the patient is not staged (enter the number of failed trials, at least 1)",
         );
+        let c = &crate::plausible::ranges().counts;
+        v.check(
+            self.antidepressant_failures <= c.antidepressant_failures_max,
+            "antidepressant_failures",
+            format!("enter at most {} failed antidepressants", c.antidepressant_failures_max),
+        );
+        v.check(
+            self.episode_duration_months <= c.episode_duration_months_max,
+            "episode_duration_months",
+            format!("enter the episode's length in months (at most {})", c.episode_duration_months_max),
+        );
         v.finish()
     }
 }
@@ -1145,6 +1156,24 @@ mod tests {
     }
 
     #[test]
+    fn msm_refuses_implausible_counts() {
+        let c = &crate::plausible::ranges().counts;
+        let input = |months, failures| MaudsleyInput {
+            episode_duration_months: months,
+            severity: MsmSeverity::Moderate,
+            antidepressant_failures: failures,
+            augmentation_used: false,
+            ect_used: false,
+        };
+        // The schemathesis probe: 2^31 failed antidepressants was staged and stored.
+        let (f, _) = field_of(maudsley_score(&input(6, 2_147_483_648)).unwrap_err());
+        assert_eq!(f, "antidepressant_failures");
+        let (f, _) = field_of(maudsley_score(&input(c.episode_duration_months_max + 1, 2)).unwrap_err());
+        assert_eq!(f, "episode_duration_months");
+        assert!(maudsley_score(&input(c.episode_duration_months_max, c.antidepressant_failures_max)).is_ok());
+    }
+
+    #[test]
     fn msm_zero_failures_is_rejected_with_explanation() {
         let input = MaudsleyInput {
             episode_duration_months: 6,
@@ -1165,9 +1194,11 @@ mod tests {
     proptest! {
         #[test]
         fn msm_total_in_range_and_equals_components(
-            months in any::<u32>(),
+            // Within the plausible ranges (issue 17); values beyond them are refused, which
+            // msm_refuses_implausible_counts checks.
+            months in 0..=crate::plausible::ranges().counts.episode_duration_months_max,
             severity in any_severity(),
-            failures in 1u32..,
+            failures in 1..=crate::plausible::ranges().counts.antidepressant_failures_max,
             aug in any::<bool>(),
             ect in any::<bool>(),
         ) {

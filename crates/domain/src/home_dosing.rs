@@ -200,6 +200,8 @@ pub struct PreDoseAnswers {
 
 /// Why a dose was refused: a stable code, a patient-facing reason, and the rule's source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+// Named apart in the OpenAPI document: another `Refusal` would take its place.
+#[schema(as = PreDoseRefusal)]
 pub struct Refusal {
     pub code: &'static str,
     pub reason: String,
@@ -419,6 +421,8 @@ pub enum ReconciliationIssue {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+// Named apart in the OpenAPI document: another `Reconciliation` would take its place.
+#[schema(as = HomeReconciliation)]
 pub struct Reconciliation {
     pub dispensed_units: u64,
     pub logged_units: u64,

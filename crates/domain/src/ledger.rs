@@ -1316,6 +1316,8 @@ pub struct Flag {
 
 /// The book of one lot against its counts.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+// Named apart in the OpenAPI document: another `Reconciliation` would take its place.
+#[schema(as = LedgerReconciliation)]
 pub struct Reconciliation {
     pub totals: InventoryTotals,
     /// The most recent count still standing (not reversed).

@@ -26,6 +26,7 @@ pub mod outcomes;
 pub mod patient;
 pub mod patient_links;
 pub mod patient_view;
+pub mod plausible;
 pub mod protocols;
 pub mod question_sets;
 pub mod records;

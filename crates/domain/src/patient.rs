@@ -5,6 +5,7 @@ use time::Date;
 
 use crate::error::{DomainError, Validator};
 use crate::ids::{PatientId, SiteId};
+use crate::plausible;
 use crate::units::Kilograms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -127,15 +128,24 @@ impl NewPatient {
             "mrn",
             "use 1-32 letters, digits or '-'",
         );
+        let ranges = crate::plausible::ranges();
         v.check(valid_name(&self.given_name), "given_name", "enter the given name (1-100 characters)");
         v.check(valid_name(&self.family_name), "family_name", "enter the family name (1-100 characters)");
-        v.check(self.date_of_birth <= today, "date_of_birth", "date of birth cannot be in the future");
-        v.check(today.year() - self.date_of_birth.year() <= 130, "date_of_birth", "check the year of birth");
+        plausible::check(&mut v, "date_of_birth", ranges.date_of_birth(self.date_of_birth, today));
         if let Some(email) = &self.email {
             v.check(valid_email(email), "email", "enter an address like name@example.org, or leave it empty");
         }
         if let Some(phone) = &self.phone {
             v.check(valid_phone(phone), "phone", "use digits, spaces, '+', '-' or parentheses (6-20 characters)");
+        }
+        if let Some(who) = &self.referring_clinician {
+            plausible::check(&mut v, "referring_clinician", ranges.name(who));
+        }
+        let most = ranges.lists.diagnoses_max;
+        if self.diagnoses.len() > most {
+            // One message, not one per code: 10,000 codes would otherwise make 10,000 errors.
+            v.push("diagnoses", format!("record at most {most} diagnosis codes (there are {})", self.diagnoses.len()));
+            return v.finish();
         }
         for (i, code) in self.diagnoses.iter().enumerate() {
             v.check(
@@ -231,12 +241,9 @@ impl NewWeight {
     pub fn validate(&self, today: Date) -> Result<(), DomainError> {
         let mut v = Validator::new();
         // Entry plausibility, not a clinical rule: catches lb-for-kg and typos.
-        v.check(
-            self.weight_kg.0.is_finite() && (20.0..=350.0).contains(&self.weight_kg.0),
-            "weight_kg",
-            "enter the weight in kilograms (20-350 kg); was it entered in pounds?",
-        );
-        v.check(self.measured_on <= today, "measured_on", "the measurement date cannot be in the future");
+        let ranges = crate::plausible::ranges();
+        plausible::check(&mut v, "weight_kg", ranges.body_weight(self.weight_kg));
+        plausible::check(&mut v, "measured_on", ranges.past_date(self.measured_on, today));
         v.finish()
     }
 }

@@ -105,6 +105,8 @@ pub fn state(t: &LinkTimes, now: OffsetDateTime) -> LinkState {
 
 /// What the patient reads when a link cannot be used: a title and what to do next.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+// Named apart in the OpenAPI document: another `Refusal` would take its place.
+#[schema(as = LinkRefusal)]
 pub struct Refusal {
     pub title: String,
     pub body: String,

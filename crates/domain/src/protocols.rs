@@ -277,8 +277,10 @@ pub struct Protocol {
     /// Whom the protocol is for (age range) and whether it needs treatment resistance.
     #[serde(default)]
     pub population: Option<Population>,
-    /// Where the protocol was loaded from: `built-in: FILE` or `clinic: FILE`.
-    #[serde(default, skip_deserializing)]
+    /// Where the protocol was loaded from: `built-in: FILE` or `clinic: FILE`. Always set by
+    /// the loader (a file's own value is overwritten); not `skip_deserializing`, which would
+    /// also drop it from the OpenAPI schema although every response carries it.
+    #[serde(default)]
     pub origin: String,
 }
 

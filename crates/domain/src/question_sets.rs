@@ -75,6 +75,8 @@ pub enum FlagWhen {
 /// A rule on one question's answer that raises a flag for staff.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+// Named apart in the OpenAPI document: another `FlagRule` would take its place.
+#[schema(as = QuestionFlagRule)]
 pub struct FlagRule {
     /// Stable code of the flag, e.g. `urinary_haematuria`; unique within the set.
     pub code: String,

@@ -337,10 +337,13 @@ pub struct NewSession {
 }
 
 impl NewSession {
-    pub fn validate(&self) -> Result<(), DomainError> {
+    /// `now` places the scheduling window (clinical data far in the past or future is a typo).
+    pub fn validate(&self, now: OffsetDateTime) -> Result<(), DomainError> {
         let mut v = Validator::new();
+        let ranges = crate::plausible::ranges();
+        crate::plausible::check(&mut v, "scheduled_for", ranges.scheduled_time(self.scheduled_for, now));
         if let Some(d) = self.planned_dose_mg {
-            v.check(d.0.is_finite() && d.0 > 0.0, "planned_dose_mg", "a planned dose must be a positive number of mg");
+            crate::plausible::check(&mut v, "planned_dose_mg", ranges.planned_dose(d));
         }
         v.finish()
     }

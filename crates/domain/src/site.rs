@@ -33,15 +33,35 @@ impl NewSite {
     pub fn validate(&self) -> Result<(), DomainError> {
         let mut v = Validator::new();
         v.check(is_code(&self.code), "code", "use 1-16 letters, digits or '-', e.g. 'AUS-1'");
-        v.check(!self.name.trim().is_empty(), "name", "give the site a name");
+        crate::plausible::check(&mut v, "name", crate::plausible::ranges().name(&self.name));
         v.check(is_iana_zone(&self.time_zone), "time_zone", "use an IANA time zone such as 'America/Chicago' or 'UTC'");
         v.check(
             !self.crisis_line.trim().is_empty(),
             "crisis_line",
             "give the crisis line patients of this site should call",
         );
+        crate::plausible::check(&mut v, "crisis_line", crate::plausible::ranges().short_text(&self.crisis_line));
         v.finish()
     }
+}
+
+/// The chairs a new site starts with: each named (not blank, not too long), no name twice,
+/// and no more than a clinic could have.
+pub fn validate_chair_names(names: &[String]) -> Result<(), DomainError> {
+    let ranges = crate::plausible::ranges();
+    let mut v = Validator::new();
+    let most = ranges.lists.chairs_max;
+    if names.len() > most {
+        v.push("chairs", format!("at most {most} chairs per site (there are {})", names.len()));
+        return v.finish();
+    }
+    for (i, n) in names.iter().enumerate() {
+        crate::plausible::check(&mut v, &format!("chairs[{i}]"), ranges.name(n));
+        if names[..i].iter().any(|m| m.trim() == n.trim()) {
+            v.push(&format!("chairs[{i}]"), format!("'{}' is already a chair of this site", n.trim()));
+        }
+    }
+    v.finish()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

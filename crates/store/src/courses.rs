@@ -54,7 +54,7 @@ impl Store {
     /// allergies, pregnancy status recorded since) would.
     pub async fn create_course(&self, actor: &Actor, patient: PatientId, new: NewCourse) -> Result<Course> {
         actor.require(keta_domain::access::Permission::PlanTreatment)?;
-        new.validate()?;
+        new.validate(self.now().date())?;
         let now = self.now();
         let actor = actor.clone();
         self.write(move |c| {

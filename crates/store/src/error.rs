@@ -21,6 +21,17 @@ pub enum StoreError {
     Closed,
 }
 
+/// A storage operation that panicked (a bug), reported as a backend error with the panic's
+/// message for the log; the web layer answers it as an internal error with a reference.
+pub(crate) fn panicked(p: Box<dyn std::any::Any + Send>) -> StoreError {
+    let what = p
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    StoreError::Backend(format!("a storage operation panicked: {what}"))
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         if let rusqlite::Error::SqliteFailure(f, msg) = &e

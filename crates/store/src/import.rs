@@ -307,7 +307,7 @@ fn prepare_session(
     errs.nest(
         &at,
         NewSession { scheduled_for: s.scheduled_for, chair_id: s.chair_id, planned_dose_mg: s.planned_dose_mg }
-            .validate(),
+            .validate(now),
     );
     check_ack(errs, &format!("{at}.acknowledge_alerts"), &s.acknowledge_alerts);
     if s.note.as_ref().is_some_and(|n| n.len() > MAX_NOTE_LEN) {

@@ -125,7 +125,8 @@ impl PostgresBackend {
                 } else {
                     client.transaction()?
                 };
-                let r = op(&mut PgConn { tx: &mut tx });
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(&mut PgConn { tx: &mut tx })))
+                    .unwrap_or_else(|p| Err(crate::error::panicked(p)));
                 match r {
                     Ok(v) => {
                         tx.commit()?;

@@ -416,11 +416,19 @@ impl Store {
     /// Adds a session to a course; it takes the next sequence number.
     pub async fn create_session(&self, actor: &Actor, course: CourseId, new: NewSession) -> Result<TreatmentSession> {
         actor.require(keta_domain::access::Permission::PlanTreatment)?;
-        new.validate()?;
         let now = self.now();
+        new.validate(now)?;
         let actor = actor.clone();
         self.write(move |c| {
             let course = get_course(c, &actor, course)?;
+            if course.status != keta_domain::course::CourseStatus::Active {
+                return Err(keta_domain::DomainError::Conflict(format!(
+                    "course {} is {}: sessions are added only to an active course; plan a new course instead",
+                    course.id,
+                    course.status.as_str()
+                ))
+                .into());
+            }
             if let Some(chair) = new.chair_id {
                 let ok = c.query_opt("SELECT id FROM chairs WHERE id = $1 AND site_id = $2", params![chair.0, course.site_id.0])?;
                 if ok.is_none() {
@@ -980,9 +988,8 @@ impl Store {
     /// Writes the session note (signing and amendments come with signed records).
     pub async fn set_session_note(&self, actor: &Actor, id: SessionId, note: String) -> Result<TreatmentSession> {
         actor.require(keta_domain::access::Permission::RecordSession)?;
-        if note.len() > 20_000 {
-            return Err(DomainError::field("note", "keep the note under 20,000 characters").into());
-        }
+        // The same bound as the OpenAPI document's maxLength (characters, not bytes).
+        keta_domain::plausible::ranges().note(&note).map_err(|m| DomainError::field("note", m))?;
         let now = self.now();
         let actor = actor.clone();
         self.write(move |c| {

@@ -31,7 +31,16 @@ pub fn get_site(c: &mut dyn Conn, id: SiteId) -> Result<Site> {
 impl Store {
     pub async fn create_site(&self, actor: &Actor, new: NewSite, chairs: Vec<String>) -> Result<Site> {
         actor.require(keta_domain::access::Permission::ManageUsers)?;
-        new.validate()?;
+        // The site's fields and its chairs' names are reported together.
+        let mut errors = Vec::new();
+        for checked in [new.validate(), keta_domain::site::validate_chair_names(&chairs)] {
+            if let Err(keta_domain::DomainError::Invalid(e)) = checked {
+                errors.extend(e);
+            }
+        }
+        if !errors.is_empty() {
+            return Err(keta_domain::DomainError::Invalid(errors).into());
+        }
         let actor = actor.clone();
         let now = self.now();
         self.write(move |c| {
@@ -40,7 +49,7 @@ impl Store {
                 params![new.code.as_str(), new.name.trim(), new.time_zone.as_str(), new.crisis_line.trim()],
             )?;
             for name in &chairs {
-                c.execute("INSERT INTO chairs (site_id, name) VALUES ($1, $2)", params![id, name.as_str()])?;
+                c.execute("INSERT INTO chairs (site_id, name) VALUES ($1, $2)", params![id, name.trim()])?;
             }
             audit::record(c, &actor, now, Entry {
                 action: Action::Create, object_type: "site", object_id: Some(id.to_string()), patient_id: None,

@@ -160,7 +160,10 @@ impl SqliteBackend {
     ) -> Result<T> {
         let (done_tx, done_rx) = oneshot::channel::<Result<T>>();
         let job: WriteJob = Box::new(move |conn| {
-            let outcome = op(conn);
+            // A panic in the operation becomes this job's error, so its caller hears "internal
+            // error", not "storage is shutting down" (the writer lives on either way).
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(conn)))
+                .unwrap_or_else(|p| Err(crate::error::panicked(p)));
             let failed = outcome.is_err();
             let completion: Completion = Box::new(move |committed: Result<()>| {
                 let result = match (outcome, committed) {
@@ -187,7 +190,12 @@ impl SqliteBackend {
             let result = (|| {
                 conn.execute_batch("BEGIN")?;
                 let mut cache = HashMap::new();
-                let r = op(&mut SqliteConn { conn: &conn, sql_cache: &mut cache });
+                // Caught here so the connection goes back to the pool: a lost connection
+                // would leave a permit with nothing behind it.
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    op(&mut SqliteConn { conn: &conn, sql_cache: &mut cache })
+                }))
+                .unwrap_or_else(|p| Err(crate::error::panicked(p)));
                 conn.execute_batch("COMMIT")?;
                 r
             })();

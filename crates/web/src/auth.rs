@@ -217,6 +217,17 @@ impl LoginThrottle {
     }
 }
 
+/// Whole seconds to wait, rounded up so a client that waits exactly this long is let in.
+pub fn retry_after_seconds(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+/// A throttled answer names when to come back (RFC 9110 §10.2.3), for people and scripts alike.
+pub fn with_retry_after(mut res: Response, secs: u64) -> Response {
+    res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    res
+}
+
 pub fn client_ip(req_ext: &axum::http::Extensions) -> Option<IpAddr> {
     req_ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
 }
@@ -300,7 +311,9 @@ pub async fn csrf_guard(State(st): State<AppState>, req: Request, next: Next) ->
         return forbidden("send the X-CSRF-Token header with this request");
     }
     let (parts, body) = req.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, 1024 * 1024).await else { return forbidden("the form is too large") };
+    let Ok(bytes) = axum::body::to_bytes(body, crate::BODY_LIMIT_BYTES).await else {
+        return ApiError::for_status(StatusCode::PAYLOAD_TOO_LARGE).into_response();
+    };
     let sent = form_field(&bytes, "csrf_token");
     if !sent.is_some_and(|s| constant_eq(&s, &expected)) {
         return forbidden("the form is missing its CSRF token or it is stale; reload the page");

@@ -74,6 +74,85 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The problem for an error status that middleware, not a handler, decided: an unknown
+    /// route, a method the route lacks, a body over the limit, a timeout, a panic.
+    pub fn for_status(status: StatusCode) -> Self {
+        let (kind, title, detail): (&'static str, &'static str, &str) = match status.as_u16() {
+            400 => ("bad-request", "The request could not be read", "check the request's syntax"),
+            401 => ("unauthorised", "Sign in first", "sign in at /login or POST /api/v1/auth/login"),
+            403 => ("forbidden", "Not allowed", "this request is not allowed"),
+            404 => ("not-found", "Not found", "nothing exists at this address"),
+            405 => (
+                "method-not-allowed",
+                "Method not allowed",
+                "this address does not accept that method; the Allow header lists the ones it does",
+            ),
+            408 => (
+                "timeout",
+                "The request took too long",
+                "the server stopped waiting; nothing was changed unless a later read shows it, so check before you retry",
+            ),
+            413 => ("payload-too-large", "The request body is too large", "send at most 1 MiB"),
+            415 => {
+                ("unsupported-media-type", "Send JSON", "send the body as JSON with 'Content-Type: application/json'")
+            }
+            429 => (
+                "too-many-requests",
+                "Too many requests",
+                "wait for the time the Retry-After header gives, then try again",
+            ),
+            503 => {
+                ("unavailable", "The service is unavailable", "the server is starting or stopping; try again shortly")
+            }
+            504 => ("timeout", "The request took too long", "the server stopped waiting; check before you retry"),
+            s if s >= 500 => (
+                "internal",
+                "Something went wrong on the server",
+                "the error was logged; try again, and tell your administrator if it persists",
+            ),
+            _ => ("error", "The request failed", "the request failed"),
+        };
+        Self { status, kind, title, detail: detail.to_string(), errors: vec![] }
+    }
+}
+
+/// Every error the API sends is problem+json, whoever produced it (RFC 9457): errors that
+/// axum or tower-http answer themselves (an unknown method, a body over the limit, a
+/// timeout) come with an empty or plain-text body, which this replaces. Status and headers
+/// (`Allow`, `Retry-After`) are kept; JSON bodies and rendered HTML pages are left alone.
+pub async fn problem_for_bare_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let res = next.run(req).await;
+    if !(res.status().is_client_error() || res.status().is_server_error()) {
+        return res;
+    }
+    // Only bare bodies: a handler's own JSON (the health report's 503) or HTML page stays.
+    let ct = res.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !(ct.is_empty() || ct.starts_with("text/plain")) {
+        return res;
+    }
+    let (mut parts, _) = res.into_parts();
+    let problem = ApiError::for_status(parts.status).into_response();
+    let (pparts, body) = problem.into_parts();
+    for (k, v) in pparts.headers.iter() {
+        parts.headers.insert(k, v.clone());
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, body)
+}
+
+/// A handler that panicked: logged with a reference, answered as a 500 problem (WEB-7).
+pub fn panic_problem(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    let reference = keta_store::credentials::new_token()[..12].to_string();
+    tracing::error!(panic = %what, %reference, "a request handler panicked");
+    ApiError::internal(&reference).into_response()
+}
+
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
         match e {
@@ -114,6 +193,7 @@ impl From<StoreError> for ApiError {
                 detail: msg,
                 errors: vec![],
             },
+            StoreError::Closed => Self::for_status(StatusCode::SERVICE_UNAVAILABLE),
             other => {
                 let reference = keta_store::credentials::new_token()[..12].to_string();
                 tracing::error!(error = %other, %reference, "storage error");
@@ -134,6 +214,10 @@ fn body_field_error(text: &str) -> FieldError {
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
+        // A body cut off at the size limit is "too large", not "unreadable".
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return Self::for_status(StatusCode::PAYLOAD_TOO_LARGE);
+        }
         match r {
             JsonRejection::JsonDataError(e) => Self::invalid(vec![body_field_error(&e.body_text())]),
             JsonRejection::MissingJsonContentType(_) => Self {
@@ -181,3 +265,81 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    //! The outer layers over a tiny router: the errors axum and tower-http answer themselves
+    //! come out as problem+json with the security headers (issue 17).
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use axum::routing::{get, post};
+    use tower::ServiceExt;
+
+    async fn call(app: Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+        let res = app.oneshot(req).await.unwrap();
+        let (parts, body) = res.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        (parts.status, parts.headers, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
+    async fn panicking() -> &'static str {
+        panic!("a bug in a handler")
+    }
+
+    fn app(timeout: Duration) -> Router {
+        let inner = Router::new()
+            .route("/echo", post(|b: String| async move { b }))
+            .route("/panics", get(panicking))
+            .route("/never", get(std::future::pending::<&'static str>));
+        crate::with_outer_layers(inner, timeout)
+    }
+
+    fn assert_problem(status: StatusCode, headers: &axum::http::HeaderMap, body: &serde_json::Value, want: u16) {
+        assert_eq!(status.as_u16(), want, "{body}");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(body["status"], want, "{body}");
+        assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+        assert!(headers.contains_key("content-security-policy"), "security headers stay on errors");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+    }
+
+    #[tokio::test]
+    async fn a_method_the_route_lacks_is_a_405_problem_that_keeps_allow() {
+        let (s, h, b) = call(app(Duration::from_secs(30)), Request::delete("/echo").body(Body::empty()).unwrap()).await;
+        assert_problem(s, &h, &b, 405);
+        assert!(h[header::ALLOW].to_str().unwrap().contains("POST"));
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_a_413_problem_not_plain_text() {
+        let big = vec![b'x'; crate::BODY_LIMIT_BYTES + 1];
+        let req = Request::post("/echo").header(header::CONTENT_LENGTH, big.len()).body(Body::from(big)).unwrap();
+        let (s, h, b) = call(app(Duration::from_secs(30)), req).await;
+        assert_problem(s, &h, &b, 413);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_500_problem_with_a_reference_and_no_internals() {
+        let (s, h, b) = call(app(Duration::from_secs(30)), Request::get("/panics").body(Body::empty()).unwrap()).await;
+        assert_problem(s, &h, &b, 500);
+        let detail = b["detail"].as_str().unwrap();
+        assert!(detail.contains("reference"), "{detail}");
+        assert!(!detail.contains("a bug in a handler"), "the panic's message stays in the log: {detail}");
+    }
+
+    #[tokio::test]
+    async fn a_request_that_never_finishes_is_a_408_problem() {
+        // The handler never completes, so the outcome does not depend on timing.
+        let (s, h, b) = call(app(Duration::from_millis(1)), Request::get("/never").body(Body::empty()).unwrap()).await;
+        assert_problem(s, &h, &b, 408);
+    }
+
+    #[test]
+    fn storage_shutting_down_is_a_503_problem() {
+        let e: super::ApiError = keta_store::StoreError::Closed.into();
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

@@ -65,8 +65,11 @@ pub fn openapi_json() -> String {
     s
 }
 
+/// The largest request body accepted (a safety-rules file or a long note fit easily).
+pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
+
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let app = Router::new()
         .route("/healthz", get(api::health::get_healthz))
         .route("/api/openapi.json", get(api::health::get_openapi))
         .route("/login", get(pages::get_login).post(pages::post_login))
@@ -89,12 +92,21 @@ pub fn router(state: AppState) -> Router {
                 .layer(axum::middleware::from_fn(ui::live::publish_after_writes)),
         )
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::csrf_guard))
-        .with_state(state)
-        .layer(RequestBodyLimitLayer::new(1024 * 1024))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
-        ))
+        .with_state(state);
+    with_outer_layers(app, REQUEST_TIMEOUT)
+}
+
+/// How long a request may take before it is answered 408.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The layers every response passes through, errors included: a panic becomes a 500
+/// problem, a body over the limit a 413, a slow request a 408, every bare error
+/// problem+json, and every response carries the security headers.
+pub fn with_outer_layers(app: Router, timeout: Duration) -> Router {
+    app.layer(tower_http::catch_panic::CatchPanicLayer::custom(error::panic_problem))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(axum::middleware::from_fn(error::problem_for_bare_errors))
         .layer(axum::middleware::from_fn(auth::security_headers))
 }
 

@@ -102,8 +102,10 @@ pub async fn post_login(
 ) -> Response {
     let next = safe_next(f.next.as_deref());
     if let Some(wait) = st.throttle.check(&f.username, auth::client_ip(&req_parts)) {
-        let msg = format!("Too many attempts. Try again in {} seconds.", wait.as_secs().max(1));
-        return (axum::http::StatusCode::TOO_MANY_REQUESTS, login_form(&next, &f.username, Some(&msg))).into_response();
+        let secs = auth::retry_after_seconds(wait);
+        let msg = format!("Too many attempts. Try again in {secs} seconds.");
+        let page = (axum::http::StatusCode::TOO_MANY_REQUESTS, login_form(&next, &f.username, Some(&msg)));
+        return auth::with_retry_after(page.into_response(), secs);
     }
     match st.store.begin_sign_in(&f.username, &f.password).await {
         Ok(Some(token)) => {

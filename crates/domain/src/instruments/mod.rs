@@ -69,9 +69,11 @@ impl fmt::Display for SourceRef {
     }
 }
 
-/// Who fills the instrument in.
+/// Who fills the instrument in. Named apart in the OpenAPI document from the response's
+/// `CompletedBy` (patient or staff), which would otherwise take its place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = InstrumentCompletedBy)]
 pub enum CompletedBy {
     Patient,
     Clinician,
@@ -208,8 +210,9 @@ pub struct Subscale {
     /// Item numbers (1-based).
     pub items: Vec<u32>,
     pub rule: SubscaleRule,
-    /// Highest possible score; derived from the items at load.
-    #[serde(default, skip_deserializing)]
+    /// Highest possible score; derived from the items at load (a file's own value is
+    /// overwritten; not `skip_deserializing`, which would drop it from the OpenAPI schema).
+    #[serde(default)]
     pub max: i32,
 }
 

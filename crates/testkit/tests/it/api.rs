@@ -184,3 +184,122 @@ async fn scoring_endpoint_scores_without_storing() {
     let r = app.get("/api/v1/instruments/nope").await;
     assert_eq!(r.status(), 404);
 }
+
+/// Issue 17: every error the real router answers is problem+json with the security headers,
+/// whoever produced it (axum's 405, tower-http's 413, the JSON extractor's 415, throttling's 429).
+#[tokio::test]
+async fn every_error_status_is_problem_json_with_the_security_headers() {
+    let (app, _db, _, staff) = app().await;
+    let check = |r: &reqwest::Response, want: u16| {
+        assert_eq!(r.status().as_u16(), want);
+        assert_eq!(r.headers()["content-type"], "application/problem+json", "{want}");
+        assert!(r.headers().contains_key("content-security-policy"), "{want}: security headers stay on errors");
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff", "{want}");
+    };
+    let r = app.get("/api/v1/no-such-thing").await;
+    check(&r, 404);
+    let r = app.request(reqwest::Method::DELETE, "/api/v1/patients").send().await.unwrap();
+    check(&r, 405);
+    assert!(r.headers()["allow"].to_str().unwrap().contains("GET"));
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["status"], 405);
+
+    let big = "x".repeat(keta_web::BODY_LIMIT_BYTES + 1);
+    let r = app
+        .request(reqwest::Method::POST, "/api/v1/patients")
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    check(&r, 413);
+    let r = app
+        .request(reqwest::Method::POST, "/api/v1/patients")
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    check(&r, 415);
+    let r = app
+        .request(reqwest::Method::POST, "/api/v1/patients")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    check(&r, 400);
+
+    // Throttled sign-in names when to come back, in seconds (RFC 9110 Retry-After).
+    app.logout_locally();
+    let wrong = json!({"username": staff[2].username, "password": "not the password", "code": "000000"});
+    let mut throttled = None;
+    for _ in 0..=keta_web::auth::FREE_FAILURES + 1 {
+        let r = app.post_json("/api/v1/auth/login", &wrong).await;
+        if r.status() == 429 {
+            throttled = Some(r);
+            break;
+        }
+        assert_eq!(r.status(), 401);
+    }
+    let r = throttled.expect("repeated failures are throttled");
+    check(&r, 429);
+    let secs: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(secs >= 1, "{secs}");
+}
+
+/// Issue 17: the committed document is a contract a client can rely on: no query parameter
+/// declared in the path, errors under application/problem+json, and the bounds the domain
+/// enforces stated in the schemas.
+#[tokio::test]
+async fn the_openapi_document_declares_parameters_errors_and_ranges_as_the_server_applies_them() {
+    let doc: Value = serde_json::from_str(&keta_web::openapi_json()).unwrap();
+    let ranges = keta_domain::plausible::ranges();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["in"] == "path" {
+                    let name = p["name"].as_str().unwrap();
+                    assert!(path.contains(&format!("{{{name}}}")), "{method} {path}: `{name}` is not in the path");
+                }
+            }
+            for (code, resp) in op["responses"].as_object().unwrap() {
+                if code.starts_with('4') || code.starts_with('5') {
+                    if let Some(content) = resp["content"].as_object() {
+                        if content.values().any(|c| c["schema"]["$ref"] == "#/components/schemas/Problem") {
+                            assert!(
+                                content.contains_key("application/problem+json"),
+                                "{method} {path} {code}: errors are sent as application/problem+json"
+                            );
+                        }
+                    }
+                }
+            }
+            if op.get("requestBody").is_some() {
+                for code in ["400", "413", "415", "422"] {
+                    assert!(op["responses"].get(code).is_some(), "{method} {path}: {code} is undocumented");
+                }
+            }
+        }
+    }
+    let s = &doc["components"]["schemas"];
+    assert_eq!(s["NewSession"]["properties"]["planned_dose_mg"]["maximum"], ranges.planned_dose_max().0);
+    assert_eq!(s["NewWeight"]["properties"]["weight_kg"]["minimum"], ranges.body_weight.min_kg);
+    assert_eq!(s["NewWeight"]["properties"]["weight_kg"]["maximum"], ranges.body_weight.max_kg);
+    assert_eq!(s["NewPatient"]["properties"]["diagnoses"]["maxItems"], ranges.lists.diagnoses_max);
+    assert_eq!(s["NewSiteWithChairs"]["properties"]["chairs"]["maxItems"], ranges.lists.chairs_max);
+    let limit = doc["paths"]["/api/v1/patients"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap()
+        .clone();
+    assert_eq!(limit["in"], "query");
+    assert_eq!(limit["schema"]["maximum"], ranges.lists.page_limit_max);
+    // Records that flatten an input type carry their own fields (vitals records, trials).
+    let vitals = serde_json::to_string(&s["VitalsRecord"]).unwrap();
+    assert!(!vitals.contains("\"additionalProperties\":false"), "{vitals}");
+    assert!(s["Protocol"]["properties"].get("origin").is_some(), "protocols carry their origin");
+    assert!(s["InstrumentCompletedBy"]["enum"].as_array().unwrap().contains(&json!("clinician")));
+}

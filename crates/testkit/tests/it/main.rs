@@ -3,11 +3,13 @@
 //! * `stories`: the storage conformance suite, run unchanged on SQLite and, when
 //!   `KETA_TEST_POSTGRES_URL` is set, on PostgreSQL.
 //! * `api`: the JSON API over HTTP against the real router.
+//! * `contract`: issue 17's probes (plausible ranges, the sweep, panics in storage jobs).
 
 mod api;
 mod chair_gates;
 mod chart_between;
 mod checkins;
+mod contract;
 mod dosing;
 mod durability;
 mod eligibility_record;

@@ -49,6 +49,7 @@ impl From<AuditRecord> for AuditEntry {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     /// User name.
@@ -57,15 +58,21 @@ pub struct AuditParams {
     /// e.g. read, create, update, login_fail, break_glass.
     pub action: Option<String>,
     /// RFC 3339, inclusive.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// RFC 3339, exclusive.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// One of occurred_at, actor, action, object_type, patient_id, seq.
+    #[param(pattern = "^(occurred_at|actor|action|object_type|patient_id|seq)$")]
     pub sort: Option<String>,
     /// asc (default) or desc.
+    #[param(pattern = "^(asc|desc)$")]
     pub dir: Option<String>,
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<i64>,
     /// json (default) or csv.
+    #[param(pattern = "^(json|csv)$")]
     pub format: Option<String>,
 }
 
@@ -86,12 +93,16 @@ fn csv_cell(s: &str) -> String {
 
 /// The audit report: filter by user, patient, action and time; sort by any column; JSON or CSV.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditParams),
-    responses((status = 200, body = Vec<AuditEntry>), (status = 400, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 200, description = "The entries, as JSON or (format=csv) as a spreadsheet",
+        content((Vec<AuditEntry> = "application/json"), (String = "text/csv"))),
+        (status = 400, body = Problem), (status = 403, body = Problem)))]
 pub async fn get_audit(
     State(st): State<AppState>,
     user: CurrentUser,
     Query(q): Query<AuditParams>,
 ) -> ApiResult<Response> {
+    let ranges = keta_domain::plausible::ranges();
+    ranges.page(q.limit, None, ranges.lists.report_limit_max)?;
     let descending = match q.dir.as_deref() {
         None | Some("asc") => false,
         Some("desc") => true,

@@ -46,10 +46,9 @@ pub async fn post_login(
     Json(c): Json<Credentials>,
 ) -> ApiResult<Response> {
     if let Some(wait) = st.throttle.check(&c.username, crate::auth::client_ip(&ext)) {
-        return Err(failed(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!("too many attempts; try again in {} seconds", wait.as_secs().max(1)),
-        ));
+        let secs = crate::auth::retry_after_seconds(wait);
+        let refused = failed(StatusCode::TOO_MANY_REQUESTS, &format!("too many attempts; try again in {secs} seconds"));
+        return Ok(crate::auth::with_retry_after(refused.into_response(), secs));
     }
     let generic = "the user name, password or code is not right";
     let Some(token) = st.store.begin_sign_in(&c.username, &c.password).await? else {

@@ -73,11 +73,14 @@ pub async fn get_session(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SiteSessionsParams {
     /// Start of the window (RFC 3339).
+    #[param(format = DateTime)]
     pub from: String,
     /// End of the window, exclusive (RFC 3339).
+    #[param(format = DateTime)]
     pub to: String,
 }
 

@@ -115,6 +115,12 @@ pub async fn post_protocol_schedule(
     UrlPath(id): UrlPath<String>,
     Json(b): Json<ScheduleBody>,
 ) -> ApiResult<Json<CourseSchedule>> {
+    if let Some(n) = b.every_days {
+        let max = keta_domain::plausible::ranges().counts.interval_days_max;
+        keta_domain::plausible::ranges()
+            .count(n, 1, max, "every_days")
+            .map_err(|m| DomainError::field("every_days", format!("give the interval in days ({m})")))?;
+    }
     let lib = protocol_library()?;
     let p = lib.require(&id)?;
     let req = ScheduleRequest { start: b.start, age_years: b.age_years, until: b.until, every_days: b.every_days };

@@ -208,6 +208,7 @@ pub async fn post_reversal(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LotParams {
     pub site_id: Option<i64>,
@@ -234,6 +235,7 @@ pub async fn get_lot(State(st): State<AppState>, user: CurrentUser, Path(id): Pa
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EntryParams {
     pub site_id: Option<i64>,
@@ -242,10 +244,13 @@ pub struct EntryParams {
     pub kind: Option<EntryKind>,
     pub substance: Option<Substance>,
     /// Entries that occurred at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// Entries that occurred before this time (RFC 3339).
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// At most this many (default 1000, at most 10000).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<i64>,
 }
 
@@ -268,6 +273,8 @@ pub async fn get_entries(
     user: CurrentUser,
     Query(q): Query<EntryParams>,
 ) -> ApiResult<Json<Vec<LedgerEntry>>> {
+    let ranges = keta_domain::plausible::ranges();
+    ranges.page(q.limit, None, ranges.lists.report_limit_max)?;
     let query = LedgerQuery {
         site_id: q.site_id.map(SiteId),
         lot_id: q.lot_id.map(LotId),
@@ -303,10 +310,12 @@ pub async fn get_form_106(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReconciliationParams {
     pub site_id: Option<i64>,
     /// The ledger as it stood at this time (RFC 3339); default now.
+    #[param(format = DateTime)]
     pub as_of: Option<String>,
 }
 
@@ -324,6 +333,7 @@ pub async fn get_reconciliation(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AlertParams {
     pub site_id: Option<i64>,

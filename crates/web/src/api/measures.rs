@@ -50,6 +50,7 @@ pub async fn post_score(Path(code): Path<String>, Json(a): Json<Answers>) -> Api
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ResponseParams {
     pub instrument: Option<String>,
@@ -95,6 +96,7 @@ pub async fn get_outcome_definitions() -> Json<Vec<OutcomeDefinition>> {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AlertParams {
     pub site_id: Option<i64>,
@@ -102,6 +104,8 @@ pub struct AlertParams {
     pub session_id: Option<i64>,
     /// Only unacknowledged alerts (default true).
     pub open: Option<bool>,
+    /// Default 200; at most 1000 are returned.
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<i64>,
 }
 
@@ -111,6 +115,8 @@ pub async fn get_alerts(
     CurrentUser { actor: a, .. }: CurrentUser,
     Query(q): Query<AlertParams>,
 ) -> ApiResult<Json<Vec<Alert>>> {
+    let ranges = keta_domain::plausible::ranges();
+    ranges.page(q.limit, None, ranges.lists.report_limit_max)?;
     let q = AlertQuery {
         site_id: q.site_id.map(SiteId),
         patient_id: q.patient_id.map(PatientId),

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod auth;
 pub mod checkins;
 pub mod clinical;
+pub mod contract;
 pub mod dosing;
 pub mod durability;
 pub mod escalation;
@@ -18,9 +19,11 @@ use axum::Router;
 use axum::routing::{get, post, put};
 
 use crate::AppState;
+use contract::Contract;
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
+    modifiers(&Contract),
     info(
         title = "Keta API",
         description = "Keta: the open clinical platform for ketamine and esketamine treatment. Errors are RFC 9457 problem+json."

@@ -67,13 +67,16 @@ pub async fn get_chairs(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PatientListParams {
     /// Start of an MRN, given or family name.
     pub search: Option<String>,
     pub site_id: Option<i64>,
     /// 1-500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
+    #[param(minimum = 0, maximum = 1000000)]
     pub offset: Option<i64>,
 }
 
@@ -84,6 +87,8 @@ pub async fn get_patients(
     CurrentUser { actor: a, .. }: CurrentUser,
     Query(q): Query<PatientListParams>,
 ) -> ApiResult<Json<Vec<Patient>>> {
+    let ranges = keta_domain::plausible::ranges();
+    ranges.page(q.limit, q.offset, ranges.lists.page_limit_max)?;
     let q = PatientQuery {
         search: q.search,
         site_id: q.site_id.map(SiteId),

@@ -1,0 +1,208 @@
+//! Issue 17's probes, each a regression test: far dates, absurd doses, a session on a finished
+//! course, negative pages, 10,000 diagnoses, an empty chair name are refused with a problem
+//! naming the field and change nothing; a bad record no longer makes the check-in sweep fail
+//! for everyone, and a panic in a storage job is an internal error, not "shutting down".
+
+use serde_json::{Value, json};
+use time::Duration;
+
+use keta_domain::course::Route;
+use keta_domain::session::NewSession;
+use keta_store::{StoreError, params};
+use keta_testkit::{ManualClock, TestApp, TestDb, seed_staff, spawn_app};
+
+use crate::checkins::clinic;
+use crate::fixtures::*;
+
+async fn signed_in_prescriber() -> (TestApp, TestDb, i64) {
+    let db = TestDb::sqlite(ManualClock::at(T0).as_clock()).await;
+    let a = site(&db.store, "A").await;
+    let staff = seed_staff(&db.store, &[a]).await;
+    let app = spawn_app(db.store.clone()).await;
+    assert_eq!(app.login(&staff[1], T0).await.status(), 200, "prescriber signs in");
+    (app, db, a.0)
+}
+
+/// Asserts a 422 problem naming `field`.
+async fn refused(r: reqwest::Response, field: &str) -> Value {
+    assert_eq!(r.status(), 422, "{field}");
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let p: Value = r.json().await.unwrap();
+    assert!(p["errors"].as_array().unwrap().iter().any(|e| e["field"] == field), "the problem names {field}: {p}");
+    p
+}
+
+async fn count(db: &TestDb, table: &'static str) -> i64 {
+    db.store.read(move |c| c.query_opt(&format!("SELECT count(*) FROM {table}"), &[])?.unwrap().i64(0)).await.unwrap()
+}
+
+fn patient_body(site: i64, mrn: &str, born: &str) -> Value {
+    json!({
+        "site_id": site, "mrn": mrn, "given_name": "Avery", "family_name": "Quinn", "date_of_birth": born,
+        "sex": "male", "indication": "depression", "diagnoses": ["F33.2"]
+    })
+}
+
+#[tokio::test]
+async fn far_dates_absurd_doses_long_lists_and_negative_pages_are_refused_and_change_nothing() {
+    let (app, db, site) = signed_in_prescriber().await;
+    for born in ["0001-01-01", "9999-12-31", "1899-12-31"] {
+        let p =
+            refused(app.post_json("/api/v1/patients", &patient_body(site, "A-1", born)).await, "date_of_birth").await;
+        assert!(p["detail"].as_str().unwrap().contains("birth"), "{p}");
+    }
+    // Year 0000 does not even parse as a date: still a 4xx problem naming the field, never stored.
+    let r = app.post_json("/api/v1/patients", &patient_body(site, "A-1", "0000-01-01")).await;
+    assert!(r.status() == 422 || r.status() == 400, "{}", r.status());
+    let mut many = patient_body(site, "A-1", "1980-01-01");
+    many["diagnoses"] = json!(vec!["F33.2"; 10_000]);
+    let p = refused(app.post_json("/api/v1/patients", &many).await, "diagnoses").await;
+    assert_eq!(p["errors"].as_array().unwrap().len(), 1, "one error, not 10,000");
+    assert_eq!(count(&db, "patients").await, 0, "nothing was stored");
+
+    let r = app.post_json("/api/v1/patients", &patient_body(site, "A-1", "1980-01-01")).await;
+    assert_eq!(r.status(), 201);
+    let patient = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let start = T0.date().to_string();
+    let r = app
+        .post_json(
+            &format!("/api/v1/patients/{patient}/courses"),
+            &json!({"route": "iv_racemic", "phase": "induction", "planned_sessions": 6, "start_date": "9999-12-31"}),
+        )
+        .await;
+    refused(r, "start_date").await;
+    let r = app
+        .post_json(
+            &format!("/api/v1/patients/{patient}/courses"),
+            &json!({"route": "iv_racemic", "phase": "induction", "planned_sessions": 6, "start_date": start}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let course = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let sessions = format!("/api/v1/courses/{course}/sessions");
+    for at in ["9999-12-31T09:00:00Z", "0001-01-01T09:00:00Z"] {
+        refused(app.post_json(&sessions, &json!({"scheduled_for": at})).await, "scheduled_for").await;
+    }
+    let soon = (T0 + Duration::days(1)).format(&time::format_description::well_known::Rfc3339).unwrap();
+    for dose in [1e9, 0.0, -5.0] {
+        refused(
+            app.post_json(&sessions, &json!({"scheduled_for": soon, "planned_dose_mg": dose})).await,
+            "planned_dose_mg",
+        )
+        .await;
+    }
+    assert_eq!(count(&db, "sessions").await, 0, "no session was stored");
+    let r = app.post_json(&sessions, &json!({"scheduled_for": soon, "planned_dose_mg": 35.0})).await;
+    assert_eq!(r.status(), 201, "a plausible session is still accepted");
+
+    refused(app.get("/api/v1/patients?limit=-1").await, "limit").await;
+    refused(app.get("/api/v1/patients?offset=-1").await, "offset").await;
+    refused(app.get("/api/v1/patients?limit=501").await, "limit").await;
+    refused(app.get("/api/v1/alerts?limit=0").await, "limit").await;
+    refused(app.get("/api/v1/ledger/entries?limit=-3").await, "limit").await;
+}
+
+#[tokio::test]
+async fn a_site_with_an_empty_or_repeated_chair_name_is_refused() {
+    let db = TestDb::sqlite(ManualClock::at(T0).as_clock()).await;
+    let a = site(&db.store, "A").await;
+    let staff = seed_staff(&db.store, &[a]).await;
+    let app = spawn_app(db.store.clone()).await;
+    assert_eq!(app.login(&staff[0], T0).await.status(), 200, "administrator signs in");
+    let body = |chairs: Value| json!({"code": "B-1", "name": "North", "time_zone": "UTC", "crisis_line": "988", "chairs": chairs});
+    let before = count(&db, "sites").await;
+    refused(app.post_json("/api/v1/sites", &body(json!(["Chair 1", "  "]))).await, "chairs[1]").await;
+    refused(app.post_json("/api/v1/sites", &body(json!(["Chair 1", "Chair 1"]))).await, "chairs[1]").await;
+    refused(app.post_json("/api/v1/sites", &body(json!(vec!["x"; 101]))).await, "chairs").await;
+    assert_eq!(count(&db, "sites").await, before, "nothing was stored");
+    assert_eq!(app.post_json("/api/v1/sites", &body(json!(["Chair 1", "Chair 2"]))).await.status(), 201);
+}
+
+#[tokio::test]
+async fn a_session_on_a_completed_or_stopped_course_is_refused() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        let s = &db.store;
+        let c = clinic(s, Route::IvRacemic, T0.date(), &[]).await;
+        let dr = prescriber(&[c.site]);
+        let at = NewSession { scheduled_for: T0 + Duration::days(1), chair_id: None, planned_dose_mg: None };
+        for status in ["completed", "stopped"] {
+            let course = c.course.0;
+            s.write(move |x| x.execute("UPDATE courses SET status = $1 WHERE id = $2", params![status, course]))
+                .await
+                .unwrap();
+            let e = s.create_session(&dr, c.course, at.clone()).await.unwrap_err();
+            assert!(
+                matches!(&e, StoreError::Domain(keta_domain::DomainError::Conflict(m)) if m.contains(status)),
+                "{status} on {:?}: {e}",
+                db.kind
+            );
+        }
+        assert_eq!(count(&db, "sessions").await, 0, "{:?}", db.kind);
+    }
+}
+
+#[tokio::test]
+async fn a_panic_inside_a_storage_job_is_an_internal_error_and_the_store_carries_on() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        let s = &db.store;
+        let e = s.write(|_| -> keta_store::Result<()> { panic!("a bug in a storage job") }).await.unwrap_err();
+        assert!(matches!(&e, StoreError::Backend(m) if m.contains("panicked")), "{:?}: {e}", db.kind);
+        assert!(!matches!(e, StoreError::Closed), "not reported as shutting down");
+        let e = s.read(|_| -> keta_store::Result<()> { panic!("a bug in a read") }).await.unwrap_err();
+        assert!(matches!(&e, StoreError::Backend(m) if m.contains("panicked")), "{:?}: {e}", db.kind);
+        // Every reader connection survives: more reads than the pool holds still work.
+        for _ in 0..16 {
+            let _ = s.read(|_| -> keta_store::Result<()> { panic!("again") }).await;
+        }
+        site(s, "Z").await;
+        assert!(count(&db, "sites").await >= 1, "{:?}", db.kind);
+    }
+}
+
+#[tokio::test]
+async fn a_session_in_year_9999_is_ignored_and_a_corrupt_record_stops_only_its_own_patient() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0);
+        let s = &db.store;
+        // One patient with an ordinary session 12 hours ahead: their PHQ-9 is due now.
+        let fine = clinic(s, Route::IvRacemic, T0.date(), &[T0 + Duration::hours(12)]).await;
+        let dr = prescriber(&[fine.site]);
+        // One whose session was stored in year 9999 before the range check existed: it made
+        // every sweep panic for them.
+        let far_patient = patient(s, fine.site, "FAR-1").await;
+        let far_course = s.create_course(&dr, far_patient, course(Route::IvRacemic)).await.unwrap().id;
+        let far = time::macros::datetime!(9999-12-31 09:00 UTC).unix_timestamp() * 1000;
+        // And one whose course row is corrupt (an unknown status): reading it fails.
+        let bad_patient = patient(s, fine.site, "BAD-1").await;
+        let bad_course = s.create_course(&dr, bad_patient, course(Route::IvRacemic)).await.unwrap().id;
+        s.create_session(
+            &dr,
+            bad_course,
+            NewSession { scheduled_for: T0 + Duration::hours(12), chair_id: None, planned_dose_mg: None },
+        )
+        .await
+        .unwrap();
+        let (fc, fp, site_id, bc) = (far_course.0, far_patient.0, fine.site.0, bad_course.0);
+        s.write(move |c| {
+            c.execute(
+                "INSERT INTO sessions (course_id, patient_id, site_id, route, sequence, scheduled_for, state)
+                 VALUES ($1, $2, $3, 'iv_racemic', 1, $4, 'scheduled')",
+                params![fc, fp, site_id, far],
+            )?;
+            c.execute("UPDATE courses SET status = 'unheard-of' WHERE id = $1", params![bc])
+        })
+        .await
+        .unwrap();
+
+        let r = s.sweep_checkins().await.expect("the sweep itself succeeds");
+        assert!(r.issued.iter().any(|l| l.link.patient_id == fine.patient), "the others are served: {:?}", db.kind);
+        assert!(r.issued.iter().all(|l| l.link.patient_id != far_patient), "{:?}", db.kind);
+        assert_eq!(r.failed, 1, "only the corrupt record's patient is skipped (and named in the log): {:?}", db.kind);
+        // The next sweep tries again and still serves everyone else.
+        clock.advance(Duration::minutes(5));
+        assert_eq!(s.sweep_checkins().await.expect("again").failed, 1, "{:?}", db.kind);
+    }
+}
