@@ -1218,11 +1218,14 @@ impl Store {
     pub async fn checkin_schedule(&self, actor: &Actor, course: CourseId) -> Result<Option<CheckInSchedule>> {
         actor.require(Permission::ViewClinical)?;
         let act = actor.clone();
-        self.read(move |c| {
-            let co = crate::courses::get_course(c, &act, course)?;
-            schedule_for(c, &co)
-        })
-        .await
+        let (patient, out) = self
+            .read(move |c| {
+                let co = crate::courses::get_course(c, &act, course)?;
+                Ok((co.patient_id, schedule_for(c, &co)?))
+            })
+            .await?;
+        self.audit_read(actor, "checkin_schedule", Some(course.to_string()), Some(patient)).await?;
+        Ok(out)
     }
 
     /// Sets what a site tells its patients (crisis instructions, clinic phone).

@@ -9,6 +9,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (3, "ledger_and_notes", include_str!("../migrations/sqlite/0003_ledger_and_notes.sql")),
     (4, "dosing", include_str!("../migrations/sqlite/0004_dosing.sql")),
     (5, "between_sessions", include_str!("../migrations/sqlite/0005_between_sessions.sql")),
+    (10, "access", include_str!("../migrations/sqlite/0010_access.sql")),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -16,6 +17,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (3, "ledger_and_notes", include_str!("../migrations/postgres/0003_ledger_and_notes.sql")),
     (4, "dosing", include_str!("../migrations/postgres/0004_dosing.sql")),
     (5, "between_sessions", include_str!("../migrations/postgres/0005_between_sessions.sql")),
+    (10, "access", include_str!("../migrations/postgres/0010_access.sql")),
 ];
 
 /// The newest schema version this build knows.
