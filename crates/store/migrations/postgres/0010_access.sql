@@ -17,3 +17,8 @@ UPDATE sessions SET note_author = (
 ) WHERE note IS NOT NULL;
 UPDATE sessions SET note_author_user_id = (SELECT u.id FROM users u WHERE u.username = sessions.note_author)
 WHERE note_author IS NOT NULL;
+
+-- The check-in sweep looks only at links still open: each patient's open links (a stopped
+-- session closes them) through this index, not every link the patient ever had, so a no-op
+-- sweep stays fast as links accumulate (issue 17).
+CREATE INDEX checkin_links_open_patient ON checkin_links(patient_id) WHERE completed_at IS NULL AND expired_at IS NULL;
