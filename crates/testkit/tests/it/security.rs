@@ -524,6 +524,7 @@ struct Records {
 
 const SECRET_NOTE: &str = "Clinical note text only clinicians may read";
 const SECRET_STOP: &str = "Stopped for a clinical reason only clinicians may read";
+const SECRET_AE: &str = "Adverse event only clinicians may read";
 
 async fn records(w: &World) -> Records {
     use keta_domain::session::{NewSession, SessionAction};
@@ -549,6 +550,21 @@ async fn records(w: &World) -> Records {
         },
         None,
         keta_domain::records::VitalsSource::Manual,
+    )
+    .await
+    .unwrap();
+    s.record_adverse_event(
+        &dr,
+        p,
+        Some(one.id),
+        keta_domain::session::NewAdverseEvent {
+            description: SECRET_AE.into(),
+            severity: keta_domain::session::AeSeverity::Mild,
+            serious: false,
+            action_taken: "observed".into(),
+            outcome: "resolved".into(),
+            onset_at: T0,
+        },
     )
     .await
     .unwrap();
@@ -593,7 +609,7 @@ async fn lists_and_embeds_never_carry_what_the_single_read_refuses() {
             let status = resp.status().as_u16();
             let body = resp.text().await.unwrap();
             read += 1;
-            if body.contains(SECRET_NOTE) || body.contains(SECRET_STOP) {
+            if [SECRET_NOTE, SECRET_STOP, SECRET_AE].iter().any(|x| body.contains(x)) {
                 leaks.push(format!("{role:?} GET {path} ({status})"));
             }
         }
