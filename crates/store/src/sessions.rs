@@ -430,6 +430,34 @@ impl Store {
         Ok(out)
     }
 
+    /// Vitals of several sessions at once (the board's chairs): one read, and the read
+    /// entries for their patients written in one transaction rather than one per session.
+    /// Sessions the actor may not see are left out.
+    pub async fn vitals_for_sessions(
+        &self,
+        actor: &Actor,
+        ids: Vec<SessionId>,
+    ) -> Result<Vec<(SessionId, Vec<VitalsRecord>)>> {
+        actor.require(keta_domain::access::Permission::ViewClinical)?;
+        let act = actor.clone();
+        let (patients, out) = self
+            .read(move |c| {
+                let (mut patients, mut out) = (Vec::new(), Vec::new());
+                for id in ids {
+                    let Ok(s) = get_session(c, &act, id) else { continue };
+                    patients.push(s.patient_id);
+                    out.push((id, vitals_for(c, &s)?));
+                }
+                Ok((patients, out))
+            })
+            .await?;
+        let mut patients = patients;
+        patients.sort();
+        patients.dedup();
+        self.audit_reads(actor, "vitals", patients).await?;
+        Ok(out)
+    }
+
     /// Records a sedation score, side effect or intervention; MOAA/S and emergency
     /// symptoms are checked against the rules.
     pub async fn record_observation(

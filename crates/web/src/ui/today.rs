@@ -255,12 +255,15 @@ pub(crate) async fn build_site(
 
     // Vitals for sessions in the chair (the latest reading, and the due checks).
     let in_chair: Vec<&ScheduledSession> = sessions.iter().filter(|s| is_in_chair(s.state)).collect();
-    let vitals =
-        if clinical { join_all(in_chair.iter().map(|s| st.store.list_vitals(actor, s.id))).await } else { Vec::new() };
+    let vitals = if clinical {
+        st.store.vitals_for_sessions(actor, in_chair.iter().map(|s| s.id).collect()).await?
+    } else {
+        Vec::new()
+    };
     let mut bp_minutes: HashMap<i64, Vec<i64>> = HashMap::new();
     let mut last_vitals: HashMap<i64, String> = HashMap::new();
-    for (s, v) in in_chair.iter().zip(vitals) {
-        let v = v.unwrap_or_default();
+    for (id, v) in vitals {
+        let Some(s) = in_chair.iter().find(|s| s.id == id) else { continue };
         let mins = v.iter().filter(|r| r.vitals.systolic_mmhg.is_some()).filter_map(|r| r.minutes_since_dose).collect();
         bp_minutes.insert(s.id.0, mins);
         if let Some(r) = v.last() {
