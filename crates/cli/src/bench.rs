@@ -442,6 +442,18 @@ async fn add_past_links(store: &Store, per_patient: usize) -> anyhow::Result<()>
             })
             .await?;
     }
+    // After a bulk load this size PostgreSQL's autovacuum would refresh the statistics before
+    // long; without them the first sweeps read the new rows cold (seconds), which a clinic
+    // accumulating links week by week never sees.
+    store
+        .write(|c| {
+            if c.backend() == keta_store::conn::Backend::Postgres {
+                c.execute("ANALYZE checkin_links", &[])?;
+                c.execute("ANALYZE checkin_events", &[])?;
+            }
+            Ok(())
+        })
+        .await?;
     Ok(())
 }
 
