@@ -5,6 +5,7 @@
 import { test, expect, screenshot } from '../helpers/fixtures';
 import { expectAccessible, expectNoHorizontalScroll } from '../helpers/a11y';
 import { assessEligibility, firstSessionUrl, planCourse, registerPatient } from '../helpers/clinic';
+import { DEMO_PASSWORD } from '../helpers/auth';
 
 async function check(page: import('@playwright/test').Page, name: string) {
   await expectNoHorizontalScroll(page, name);
@@ -98,6 +99,10 @@ test('every main screen is accessible, fits the tablet and is captured', async (
   await page.goto(`/kiosk/${p.id}/phq9`);
   await expect(page.getByRole('heading', { name: 'Hello Screen' })).toBeVisible();
   await check(page, 'kiosk-390');
+  // The kiosk holds the session until staff re-enter their password.
   await page.goto(session);
+  await page.getByLabel(/^Password for/).fill(DEMO_PASSWORD);
+  await page.getByRole('button', { name: 'Confirm' }).click();
+  await expect(page).toHaveURL(new RegExp(`${session}$`));
   await check(page, 'session-390');
 });

@@ -70,6 +70,9 @@ pub struct BenchOptions {
     /// Folder for the SQLite database (default: the system temp folder).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Past check-in links added per patient before the "many links" sweep is timed.
+    #[arg(long, default_value_t = 60)]
+    links_per_patient: usize,
 }
 
 struct Dataset {
@@ -115,6 +118,14 @@ struct Results {
     vitals_16: Rate,
     commit_1: Rate,
     commit_16: Rate,
+    /// Session vitals reads through the audited path, and the same read with no audit entry.
+    vitals_read_audited: Latency,
+    vitals_read_bare: Latency,
+    /// A check-in sweep with nothing to do: on the clinic as built, then with many past links.
+    sweep_fresh: StdDuration,
+    sweep_many: StdDuration,
+    links_fresh: i64,
+    links_many: i64,
 }
 
 pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
@@ -236,6 +247,16 @@ async fn bench_backend(backend: &'static str, store: &Store, opts: &BenchOptions
         ms(audit_append.p50)
     );
 
+    // Session vitals: the audited read (one entry per request) beside the same read unaudited,
+    // interleaved so a slow spell hits both alike.
+    let (vitals_read_audited, vitals_read_bare) = vitals_reads(store, &reader, opts.reads).await?;
+    eprintln!(
+        "   vitals read p50 {:.3} ms audited, {:.3} ms unaudited ({:.2}x)",
+        ms(vitals_read_audited.p50),
+        ms(vitals_read_bare.p50),
+        ms(vitals_read_audited.p50) / ms(vitals_read_bare.p50).max(1e-9)
+    );
+
     // Writes: bare durable commits, then record_vitals, with 1 and 16 writers.
     store.write(|c| c.execute("CREATE TABLE bench_baseline (writer BIGINT NOT NULL, n BIGINT NOT NULL)", &[])).await?;
     let sessions = Arc::new(active_sessions(store, &courses, 17).await?);
@@ -289,11 +310,151 @@ async fn bench_backend(backend: &'static str, store: &Store, opts: &BenchOptions
         );
     }
 
+    // The check-in sweep with nothing to do, before and after past links accumulate.
+    let (sweep_fresh, links_fresh) = noop_sweep(store).await?;
+    add_past_links(store, opts.links_per_patient).await?;
+    let (sweep_many, links_many) = noop_sweep(store).await?;
+    eprintln!(
+        "   no-op sweep {:.3} s with {links_fresh} links, {:.3} s with {links_many} links ({:.2}x)",
+        sweep_fresh.as_secs_f64(),
+        sweep_many.as_secs_f64(),
+        sweep_many.as_secs_f64() / sweep_fresh.as_secs_f64().max(1e-9)
+    );
+
     // The audit chain must still verify after all of that.
     let (_, broken) = store.verify_audit_chain().await?;
     anyhow::ensure!(broken.is_none(), "audit chain broken after the benchmark: {broken:?}");
 
-    Ok(Results { backend, data, chart, audit_append, ping, vitals_1, vitals_16, commit_1, commit_16 })
+    Ok(Results {
+        backend,
+        data,
+        chart,
+        audit_append,
+        ping,
+        vitals_1,
+        vitals_16,
+        commit_1,
+        commit_16,
+        vitals_read_audited,
+        vitals_read_bare,
+        sweep_fresh,
+        sweep_many,
+        links_fresh,
+        links_many,
+    })
+}
+
+/// Reads random sessions' vitals through `Store::list_vitals` (permission, site scope, one
+/// audit entry) and through the same query with no audit entry, alternately.
+async fn vitals_reads(store: &Store, reader: &Actor, n: usize) -> anyhow::Result<(Latency, Latency)> {
+    let ids: Vec<i64> = store
+        .read(|c| {
+            c.query("SELECT DISTINCT session_id FROM vitals ORDER BY session_id LIMIT 500", &[])?
+                .iter()
+                .map(|r| r.i64(0))
+                .collect()
+        })
+        .await?;
+    anyhow::ensure!(!ids.is_empty(), "no sessions with vitals to read");
+    let (mut audited, mut bare) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n {
+        let id = SessionId(ids[i % ids.len()]);
+        let t = Instant::now();
+        std::hint::black_box(store.list_vitals(reader, id).await?);
+        audited.push(t.elapsed());
+        let r = reader.clone();
+        let t = Instant::now();
+        let v = store
+            .read(move |c| {
+                let s = keta_store::sessions::get_session(c, &r, id)?;
+                keta_store::sessions::vitals_for(c, &s)
+            })
+            .await?;
+        bare.push(t.elapsed());
+        std::hint::black_box(v);
+    }
+    Ok((latency(audited), latency(bare)))
+}
+
+/// Runs the sweep until it has nothing to do, then times one more run: the no-op sweep a
+/// server repeats every few minutes. Returns that time and the number of links stored.
+async fn noop_sweep(store: &Store) -> anyhow::Result<(StdDuration, i64)> {
+    for _ in 0..3 {
+        if store.sweep_checkins().await?.issued.is_empty() {
+            break;
+        }
+    }
+    let t = Instant::now();
+    let r = store.sweep_checkins().await?;
+    let took = t.elapsed();
+    anyhow::ensure!(r.issued.is_empty() && r.expired == 0, "the timed sweep was not a no-op");
+    let links =
+        store.read(|c| c.query_opt("SELECT count(*) FROM checkin_links", &[])?.map_or(Ok(0), |r| r.i64(0))).await?;
+    Ok((took, links))
+}
+
+/// Adds `per_patient` past check-ins to every patient with a course, as a clinic has after
+/// months of weekly links: most completed, some expired, each with its events.
+async fn add_past_links(store: &Store, per_patient: usize) -> anyhow::Result<()> {
+    let courses: Vec<(i64, i64, i64)> = store
+        .read(|c| {
+            c.query("SELECT id, patient_id, site_id FROM courses ORDER BY id", &[])?
+                .iter()
+                .map(|r| Ok((r.i64(0)?, r.i64(1)?, r.i64(2)?)))
+                .collect()
+        })
+        .await?;
+    let now = store.now();
+    let day_ms = 86_400_000_i64;
+    for chunk in courses.chunks(200) {
+        let chunk = chunk.to_vec();
+        store
+            .write(move |c| {
+                for (course, patient, site) in chunk {
+                    for k in 0..per_patient {
+                        let opens = ((now - Duration::days(7 * (k as i64 + 1))).unix_timestamp_nanos() / 1_000_000) as i64;
+                        let closes = opens + 3 * day_ms;
+                        let completed = k % 5 != 0;
+                        let id = c.insert(
+                            "INSERT INTO checkin_links (token_hash, purpose, patient_id, site_id, course_id, item_key, form, form_kind, opens_at, expires_at, created_at, created_by, completed_at, expired_at)
+                             VALUES ($1, 'checkin', $2, $3, $4, $5, 'phq9', 'instrument', $6, $7, $6, 'bench', $8, $9) RETURNING id",
+                            params![
+                                format!("bench-{course}-{k}"),
+                                patient,
+                                site,
+                                course,
+                                format!("bench_past:{k}"),
+                                opens,
+                                closes,
+                                completed.then_some(opens + day_ms),
+                                (!completed).then_some(closes)
+                            ],
+                        )?;
+                        for (event, at) in [("issued", opens), ("reminder_sent", opens), (if completed { "completed" } else { "expired" }, opens + day_ms)] {
+                            c.execute(
+                                "INSERT INTO checkin_events (link_id, event, at) VALUES ($1, $2, $3)",
+                                params![id, event, at],
+                            )?;
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+    }
+    // After a bulk load this size PostgreSQL's autovacuum would refresh the statistics before
+    // long; without them the first sweeps read the new rows cold (seconds), which a clinic
+    // accumulating links week by week never sees.
+    store
+        .write(|c| {
+            if c.backend() == keta_store::conn::Backend::Postgres {
+                c.execute("ANALYZE checkin_links", &[])?;
+                c.execute("ANALYZE checkin_events", &[])?;
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(())
 }
 
 /// Runs `writers` loops of `op` for `secs` and returns completed operations per second.
@@ -720,6 +881,35 @@ fn report(opts: &BenchOptions, results: &[Results]) -> String {
             r.commit_16.range(),
             r.vitals_1.median() / r.commit_1.median(),
             r.vitals_16.median() / r.commit_16.median(),
+        ));
+    }
+    s.push_str(
+        "\nReading a session's vitals (`GET /sessions/{id}/vitals`): the audited read writes one durable audit entry per request; the baseline is the same read with none.\n\n| backend | audited read p50 / p99 | unaudited read p50 / p99 | audited ÷ unaudited (p50) |\n|---|---:|---:|---:|\n",
+    );
+    for r in results {
+        s.push_str(&format!(
+            "| {} | {:.3} / {:.3} ms | {:.3} / {:.3} ms | {:.2} |\n",
+            r.backend,
+            ms(r.vitals_read_audited.p50),
+            ms(r.vitals_read_audited.p99),
+            ms(r.vitals_read_bare.p50),
+            ms(r.vitals_read_bare.p99),
+            ms(r.vitals_read_audited.p50) / ms(r.vitals_read_bare.p50).max(1e-9),
+        ));
+    }
+    s.push_str(&format!(
+        "\nA check-in sweep with nothing to do (the server repeats it every few minutes), on the clinic as built and after {} past links per course.\n\n| backend | links | no-op sweep | links (many) | no-op sweep (many) | many ÷ fresh |\n|---|---:|---:|---:|---:|---:|\n",
+        opts.links_per_patient
+    ));
+    for r in results {
+        s.push_str(&format!(
+            "| {} | {} | {:.3} s | {} | {:.3} s | {:.2} |\n",
+            r.backend,
+            r.links_fresh,
+            r.sweep_fresh.as_secs_f64(),
+            r.links_many,
+            r.sweep_many.as_secs_f64(),
+            r.sweep_many.as_secs_f64() / r.sweep_fresh.as_secs_f64().max(1e-9),
         ));
     }
     s

@@ -99,7 +99,7 @@ pub async fn ensure(store: &Store) -> anyhow::Result<()> {
             .id;
 
         // Doses for the site's sessions since the stock arrived, oldest first.
-        let sessions = store.sessions_at_site(&system, site.id, since, now + Duration::days(1)).await?;
+        let sessions = store.clinical_sessions_at_site(&system, site.id, since, now + Duration::days(1)).await?;
         for s in sessions.iter().filter(|s| s.dose_started_at.is_some_and(|t| t >= since)) {
             let (lot, dose) = match s.route {
                 Route::IvRacemic | Route::ImRacemic => {

@@ -31,6 +31,7 @@ pub mod protocols;
 pub mod question_sets;
 pub mod records;
 pub mod relapse;
+pub mod schedule;
 pub mod session;
 pub mod site;
 pub mod survival;

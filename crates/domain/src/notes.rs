@@ -258,16 +258,42 @@ fn same_signer(s: &NoteSignature, user_id: Option<i64>, name: &str) -> bool {
     matches!((s.signer_user_id, user_id), (Some(a), Some(b)) if a == b) || s.signer.eq_ignore_ascii_case(name)
 }
 
+/// Who wrote the text being signed, as recorded when it was saved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrittenBy<'a> {
+    pub user_id: Option<i64>,
+    pub username: &'a str,
+}
+
 /// May this person sign this (note or amendment) with this meaning, given the
-/// signatures it already has? The author signs first and once; a co-signer is someone
+/// signatures it already has and who wrote it? A signature's meaning must match what
+/// the signer did (21 CFR 11.50): only the person who wrote the text signs it as its
+/// author, first and once; anyone else co-signs or reviews. A co-signer is someone
 /// other than the author; nobody signs the same thing twice with the same meaning.
 pub fn check_signing(
     existing: &[NoteSignature],
     meaning: SignatureMeaning,
     signer_user_id: Option<i64>,
     signer: &str,
+    written_by: Option<WrittenBy<'_>>,
 ) -> Result<(), DomainError> {
     let author = existing.iter().find(|s| s.meaning == SignatureMeaning::Author);
+    if meaning == SignatureMeaning::Author && author.is_none() {
+        let wrote_it = written_by.is_some_and(|w| {
+            matches!((w.user_id, signer_user_id), (Some(a), Some(b)) if a == b)
+                || w.username.eq_ignore_ascii_case(signer)
+        });
+        if !wrote_it {
+            let detail = match written_by {
+                Some(w) => format!(
+                    "only {} wrote this text and may sign it as author; sign it as co_sign or review",
+                    w.username
+                ),
+                None => "nobody is recorded as having written this text: its writer saves it again, then signs it as author; others sign as co_sign or review".into(),
+            };
+            return Err(DomainError::field("meaning", detail));
+        }
+    }
     match (meaning, author) {
         (SignatureMeaning::Author, Some(a)) => {
             return Err(DomainError::Conflict(format!(
@@ -484,16 +510,38 @@ mod tests {
     #[test]
     fn signing_rules() {
         let h = "h";
-        assert!(check_signing(&[], SignatureMeaning::Author, Some(1), "dr.a").is_ok());
-        assert!(check_signing(&[], SignatureMeaning::CoSign, Some(2), "dr.b").is_err(), "author first");
+        let by_a = Some(WrittenBy { user_id: Some(1), username: "dr.a" });
+        assert!(check_signing(&[], SignatureMeaning::Author, Some(1), "dr.a", by_a).is_ok());
+        assert!(check_signing(&[], SignatureMeaning::CoSign, Some(2), "dr.b", by_a).is_err(), "author first");
         let a = vec![signature(1, None, h, "dr.a", 1, SignatureMeaning::Author)];
-        assert!(check_signing(&a, SignatureMeaning::Author, Some(2), "dr.b").is_err(), "one author");
-        assert!(check_signing(&a, SignatureMeaning::CoSign, Some(1), "dr.a").is_err(), "author cannot co-sign");
-        assert!(check_signing(&a, SignatureMeaning::CoSign, Some(2), "dr.b").is_ok());
-        assert!(check_signing(&a, SignatureMeaning::Review, Some(1), "DR.A").is_ok(), "the author may record a review");
+        assert!(check_signing(&a, SignatureMeaning::Author, Some(2), "dr.b", by_a).is_err(), "one author");
+        assert!(check_signing(&a, SignatureMeaning::CoSign, Some(1), "dr.a", by_a).is_err(), "author cannot co-sign");
+        assert!(check_signing(&a, SignatureMeaning::CoSign, Some(2), "dr.b", by_a).is_ok());
+        assert!(
+            check_signing(&a, SignatureMeaning::Review, Some(1), "DR.A", by_a).is_ok(),
+            "the author may record a review"
+        );
         let mut b = a.clone();
         b.push(signature(2, None, h, "dr.b", 2, SignatureMeaning::Review));
-        assert!(check_signing(&b, SignatureMeaning::Review, Some(2), "dr.b").is_err(), "no double review");
+        assert!(check_signing(&b, SignatureMeaning::Review, Some(2), "dr.b", by_a).is_err(), "no double review");
+    }
+
+    /// Regression (issue 17): a nurse could sign a prescriber's note with the meaning
+    /// "author". The meaning must match what the signer did (21 CFR 11.50).
+    #[test]
+    fn only_the_writer_signs_as_author() {
+        let by_dr = Some(WrittenBy { user_id: Some(1), username: "dr.a" });
+        let e = check_signing(&[], SignatureMeaning::Author, Some(7), "rn.b", by_dr).unwrap_err();
+        let DomainError::Invalid(errs) = &e else { panic!("{e:?}") };
+        assert_eq!(errs[0].field, "meaning");
+        assert!(errs[0].message.contains("only dr.a wrote this text"), "{e}");
+        // Matched by account, whatever the case of the user name.
+        assert!(check_signing(&[], SignatureMeaning::Author, Some(1), "DR.A", by_dr).is_ok());
+        // With nobody recorded as the writer, nobody signs as author.
+        assert!(check_signing(&[], SignatureMeaning::Author, Some(1), "dr.a", None).is_err());
+        // Once the writer has signed, others review or co-sign.
+        let a = vec![signature(1, None, "h", "dr.a", 1, SignatureMeaning::Author)];
+        assert!(check_signing(&a, SignatureMeaning::Review, Some(7), "rn.b", by_dr).is_ok());
     }
 
     #[test]

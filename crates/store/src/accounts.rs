@@ -71,6 +71,9 @@ pub struct SignedIn {
     pub reauthenticated_at: Option<OffsetDateTime>,
     pub token_hash: String,
     pub actor: Actor,
+    /// The patient whose kiosk this session is showing, if it is in kiosk mode: then only
+    /// that patient's kiosk pages are served until the staff member re-enters their password.
+    pub kiosk_patient: Option<PatientId>,
 }
 
 /// Why a request's session is not usable. All map to "sign in again".
@@ -349,7 +352,7 @@ impl Store {
             let th = th.clone();
             self.read(move |c| {
                 let Some(r) = c.query_opt(
-                    "SELECT s.user_id, s.csrf_token, s.created_at, s.last_seen_at, s.reauthenticated_at, s.mfa_passed, s.ended_at, u.disabled
+                    "SELECT s.user_id, s.csrf_token, s.created_at, s.last_seen_at, s.reauthenticated_at, s.mfa_passed, s.ended_at, u.disabled, s.kiosk_patient_id
                      FROM auth_sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1",
                     params![th.as_str()],
                 )?
@@ -358,11 +361,11 @@ impl Store {
                 };
                 let user = load_user(c, r.i64(0)?)?;
                 let actor = actor_for(c, &user, now)?;
-                Ok(Some((user, actor, r.text(1)?, from_ms(r.i64(2)?)?, from_ms(r.i64(3)?)?, opt_from_ms(r.opt_i64(4)?)?, r.bool(5)?, r.opt_i64(6)?, r.bool(7)?)))
+                Ok(Some((user, actor, r.text(1)?, from_ms(r.i64(2)?)?, from_ms(r.i64(3)?)?, opt_from_ms(r.opt_i64(4)?)?, r.bool(5)?, r.opt_i64(6)?, r.bool(7)?, r.opt_i64(8)?)))
             })
             .await?
         };
-        let Some((user, actor, csrf, created, last_seen, reauth, mfa, ended, disabled)) = row else {
+        let Some((user, actor, csrf, created, last_seen, reauth, mfa, ended, disabled, kiosk)) = row else {
             return Ok(Err(SessionEnd::Unknown));
         };
         if ended.is_some() {
@@ -399,7 +402,50 @@ impl Store {
             })
             .await?;
         }
-        Ok(Ok(SignedIn { user, csrf_token: csrf, mfa_passed: mfa, reauthenticated_at: reauth, token_hash: th, actor }))
+        Ok(Ok(SignedIn {
+            user,
+            csrf_token: csrf,
+            mfa_passed: mfa,
+            reauthenticated_at: reauth,
+            token_hash: th,
+            actor,
+            kiosk_patient: kiosk.map(PatientId),
+        }))
+    }
+
+    /// Puts a sign-in session into kiosk mode for one patient (the tablet is handed to the
+    /// patient). Leaving it takes the staff member's password ([`Store::reauthenticate`]).
+    /// Audited as the start of a kiosk read of that patient.
+    pub async fn enter_kiosk(&self, actor: &Actor, token_hash: &str, patient: PatientId) -> Result<()> {
+        actor.require(Permission::EnterQuestionnaire)?;
+        let now = self.now();
+        let (actor, th) = (actor.clone(), token_hash.to_string());
+        self.write(move |c| {
+            let p = crate::patients::get_patient(c, &actor, patient)?;
+            let n = c.execute(
+                "UPDATE auth_sessions SET kiosk_patient_id = $1 WHERE token_hash = $2 AND ended_at IS NULL AND (kiosk_patient_id IS NULL OR kiosk_patient_id = $1)",
+                params![patient.0, th.as_str()],
+            )?;
+            if n == 0 {
+                return Err(StoreError::Forbidden(
+                    "this tablet is showing another patient's kiosk; staff must unlock it first".into(),
+                ));
+            }
+            audit::record(
+                c,
+                &actor,
+                now,
+                Entry {
+                    action: Action::Read,
+                    object_type: "kiosk",
+                    object_id: None,
+                    patient_id: Some(patient),
+                    site_id: Some(p.site_id),
+                    fields: &[],
+                },
+            )
+        })
+        .await
     }
 
     /// Re-enters the password inside a live session (AC-11) and rotates its token (AC-5).
@@ -435,7 +481,8 @@ impl Store {
         let new_hash = token_hash(&new_token);
         self.write(move |c| {
             c.execute(
-                "UPDATE auth_sessions SET token_hash = $1, reauthenticated_at = $2, last_seen_at = $2 WHERE token_hash = $3",
+                // Re-entering the password is also how staff take the tablet back from kiosk mode.
+                "UPDATE auth_sessions SET token_hash = $1, reauthenticated_at = $2, last_seen_at = $2, kiosk_patient_id = NULL WHERE token_hash = $3",
                 params![new_hash.as_str(), ms(now), th.as_str()],
             )?;
             audit_auth(c, &username, Some(uid), now, Action::LoginOk, Some("re-authentication".into()))

@@ -249,9 +249,102 @@ pub fn for_patient(conn: &mut dyn Conn, patient: PatientId, limit: i64) -> Resul
     search(conn, &AuditQuery { patient_id: Some(patient), descending: true, limit, ..Default::default() })
 }
 
+/// A read waiting for its request to finish (see [`crate::Store::batch_reads`]).
+struct PendingRead {
+    actor: Actor,
+    object_type: &'static str,
+    object_id: Option<String>,
+    patient: Option<PatientId>,
+}
+
+tokio::task_local! {
+    static PENDING_READS: std::cell::RefCell<Vec<PendingRead>>;
+}
+
+/// Keeps the read for the request's batch, if the caller runs inside one.
+fn defer_read(
+    actor: &Actor,
+    object_type: &'static str,
+    object_id: &Option<String>,
+    patient: Option<PatientId>,
+) -> bool {
+    PENDING_READS
+        .try_with(|p| {
+            p.borrow_mut().push(PendingRead {
+                actor: actor.clone(),
+                object_type,
+                object_id: object_id.clone(),
+                patient,
+            })
+        })
+        .is_ok()
+}
+
 impl crate::Store {
+    /// Runs one request's work and then writes its reads' audit entries together: one
+    /// entry per actor and patient read (naming everything read in `fields`), all in one
+    /// transaction, instead of a transaction per store call. A page that reads a patient's
+    /// chart, doses and check-ins leaves one entry, not six. Reads made outside a batch are
+    /// written at once, as before.
+    pub async fn batch_reads<F: std::future::Future>(&self, work: F) -> Result<F::Output> {
+        let (out, pending) = PENDING_READS
+            .scope(std::cell::RefCell::new(Vec::new()), async move {
+                let out = work.await;
+                (out, PENDING_READS.with(|p| p.take()))
+            })
+            .await;
+        if pending.is_empty() {
+            return Ok(out);
+        }
+        // One entry per (actor, patient), in the order first read.
+        let mut entries: Vec<(PendingRead, Vec<&'static str>)> = Vec::new();
+        for r in pending {
+            match entries.iter_mut().find(|(e, _)| e.actor.name == r.actor.name && e.patient == r.patient) {
+                Some((_, kinds)) => {
+                    if !kinds.contains(&r.object_type) {
+                        kinds.push(r.object_type);
+                    }
+                }
+                None => {
+                    let kind = r.object_type;
+                    entries.push((r, vec![kind]));
+                }
+            }
+        }
+        let now = self.now();
+        self.write(move |c| {
+            for (r, kinds) in &entries {
+                let site = match r.patient {
+                    Some(p) => c
+                        .query_opt("SELECT site_id FROM patients WHERE id = $1", params![p.0])?
+                        .map(|row| row.i64(0))
+                        .transpose()?
+                        .map(SiteId),
+                    None => None,
+                };
+                record(
+                    c,
+                    &r.actor,
+                    now,
+                    Entry {
+                        action: Action::Read,
+                        object_type: r.object_type,
+                        object_id: r.object_id.clone(),
+                        patient_id: r.patient,
+                        site_id: site,
+                        fields: kinds,
+                    },
+                )?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    }
+
     /// Records that `actor` read a patient's data (AU-1: reads are audited too). Written
-    /// after the read succeeded, in its own transaction.
+    /// after the read succeeded: with the request's other reads when inside
+    /// [`Self::batch_reads`], otherwise in its own transaction.
     pub async fn audit_read(
         &self,
         actor: &Actor,
@@ -259,6 +352,9 @@ impl crate::Store {
         object_id: Option<String>,
         patient: Option<PatientId>,
     ) -> Result<()> {
+        if defer_read(actor, object_type, &object_id, patient) {
+            return Ok(());
+        }
         let now = self.now();
         let actor = actor.clone();
         self.write(move |c| {
@@ -409,6 +505,12 @@ impl crate::Store {
     /// One read entry per patient, written in a single transaction (list screens).
     pub async fn audit_reads(&self, actor: &Actor, object_type: &'static str, patients: Vec<PatientId>) -> Result<()> {
         if patients.is_empty() {
+            return Ok(());
+        }
+        if PENDING_READS.try_with(|_| ()).is_ok() {
+            for p in patients {
+                defer_read(actor, object_type, &None, Some(p));
+            }
             return Ok(());
         }
         let now = self.now();

@@ -12,6 +12,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (6, "chair_gates", include_str!("../migrations/sqlite/0006_chair_gates.sql")),
     (7, "medications", include_str!("../migrations/sqlite/0007_medications.sql")),
     (8, "alert_escalation", include_str!("../migrations/sqlite/0008_alert_escalation.sql")),
+    (10, "access", include_str!("../migrations/sqlite/0010_access.sql")),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -22,6 +23,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (6, "chair_gates", include_str!("../migrations/postgres/0006_chair_gates.sql")),
     (7, "medications", include_str!("../migrations/postgres/0007_medications.sql")),
     (8, "alert_escalation", include_str!("../migrations/postgres/0008_alert_escalation.sql")),
+    (10, "access", include_str!("../migrations/postgres/0010_access.sql")),
 ];
 
 /// The newest schema version this build knows.

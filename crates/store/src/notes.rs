@@ -38,6 +38,17 @@ pub fn is_note_signed(c: &mut dyn Conn, session: SessionId) -> Result<bool> {
     Ok(n > 0)
 }
 
+/// Who last saved the session note's text (recorded by the note editor), if anyone is.
+fn note_writer(c: &mut dyn Conn, session: SessionId) -> Result<Option<(Option<i64>, String)>> {
+    let Some(r) =
+        c.query_opt("SELECT note_author_user_id, note_author FROM sessions WHERE id = $1", params![session.0])?
+    else {
+        return Ok(None);
+    };
+    let user_id = r.opt_i64(0)?;
+    Ok(r.opt_text(1)?.map(|name| (user_id, name)))
+}
+
 const SIG_COLS: &str = "id, session_id, amendment_id, content_sha256, signer_user_id, signer, printed_name, meaning, signed_at, reauthenticated_at, signature_sha256";
 const AMENDMENT_COLS: &str = "id, session_id, previous_amendment_id, previous_sha256, author_user_id, author, printed_name, reason, body, created_at, content_sha256";
 
@@ -248,7 +259,13 @@ impl Store {
                     (am.content_sha256.clone(), am.signatures.clone(), "note_amendment", a.to_string())
                 }
             };
-            dn::check_signing(&existing, req.meaning, actor.user_id, &actor.name)?;
+            // Who wrote what is being signed: the note's last writer, or the amendment's author.
+            let written_by: Option<(Option<i64>, String)> = match req.amendment_id {
+                None => note_writer(c, session)?,
+                Some(a) => note.amendments.iter().find(|x| x.id == a).map(|am| (am.author_user_id, am.author.clone())),
+            };
+            let written_by = written_by.as_ref().map(|(id, name)| dn::WrittenBy { user_id: *id, username: name });
+            dn::check_signing(&existing, req.meaning, actor.user_id, &actor.name, written_by)?;
             insert_signature(c, &actor, session, req.amendment_id, &content, printed_name.trim(), req.meaning, reauth, now)?;
             audit::record(c, &actor, now, Entry {
                 action: Action::Sign,
@@ -367,7 +384,9 @@ impl Store {
     /// every hash.
     pub async fn get_signed_note(&self, actor: &Actor, session: SessionId) -> Result<SignedNote> {
         actor.require(Permission::ViewClinical)?;
-        let actor = actor.clone();
-        self.read(move |c| Ok(load(c, &actor, session)?.0)).await
+        let act = actor.clone();
+        let note = self.read(move |c| Ok(load(c, &act, session)?.0)).await?;
+        self.audit_read(actor, "session_note", Some(session.to_string()), Some(note.patient_id)).await?;
+        Ok(note)
     }
 }

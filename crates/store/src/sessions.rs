@@ -73,6 +73,21 @@ pub fn sessions_for_patient(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<
     .collect()
 }
 
+fn site_sessions(
+    c: &mut dyn Conn,
+    site: SiteId,
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+) -> Result<Vec<TreatmentSession>> {
+    c.query(
+        &format!("SELECT {COLS} FROM sessions WHERE site_id = $1 AND scheduled_for >= $2 AND scheduled_for < $3 ORDER BY scheduled_for, id"),
+        params![site.0, ms(from), ms(to)],
+    )?
+    .iter()
+    .map(session_from)
+    .collect()
+}
+
 fn open_alert_count(c: &mut dyn Conn, session: SessionId) -> Result<usize> {
     let r = c.query_opt(
         "SELECT count(*) FROM alerts WHERE session_id = $1 AND acknowledged_at IS NULL",
@@ -461,28 +476,43 @@ impl Store {
         Ok(out)
     }
 
-    /// Sessions at a site scheduled in `[from, to)`, for the day's schedule and the board.
+    /// Sessions at a site scheduled in `[from, to)`, for the day's schedule and the board:
+    /// schedule fields only, since anyone who sees the schedule may read this list while
+    /// the note and the stop reason need `ViewClinical` (issue 17).
     pub async fn sessions_at_site(
         &self,
         actor: &Actor,
         site: SiteId,
         from: OffsetDateTime,
         to: OffsetDateTime,
-    ) -> Result<Vec<TreatmentSession>> {
+    ) -> Result<Vec<keta_domain::schedule::ScheduledSession>> {
         actor.require(keta_domain::access::Permission::ViewDemographics)?;
         if !actor.scope.allows(site) {
             return Err(StoreError::NotFound(format!("site {site}")));
         }
-        self.read(move |c| {
-            c.query(
-                &format!("SELECT {COLS} FROM sessions WHERE site_id = $1 AND scheduled_for >= $2 AND scheduled_for < $3 ORDER BY scheduled_for, id"),
-                params![site.0, ms(from), ms(to)],
-            )?
-            .iter()
-            .map(session_from)
-            .collect()
-        })
-        .await
+        let rows = self.read(move |c| site_sessions(c, site, from, to)).await?;
+        Ok(rows.iter().map(keta_domain::schedule::ScheduledSession::from).collect())
+    }
+
+    /// The full records of a site's sessions in `[from, to)` (note, stop reason, planned
+    /// dose) for clinical work across a site; one audited read per patient, written together.
+    pub async fn clinical_sessions_at_site(
+        &self,
+        actor: &Actor,
+        site: SiteId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<TreatmentSession>> {
+        actor.require(keta_domain::access::Permission::ViewClinical)?;
+        if !actor.scope.allows(site) {
+            return Err(StoreError::NotFound(format!("site {site}")));
+        }
+        let out = self.read(move |c| site_sessions(c, site, from, to)).await?;
+        let mut patients: Vec<PatientId> = out.iter().map(|s| s.patient_id).collect();
+        patients.sort();
+        patients.dedup();
+        self.audit_reads(actor, "sessions", patients).await?;
+        Ok(out)
     }
 
     /// Moves a session one step along its lifecycle (or stops it), through every gate:
@@ -864,12 +894,43 @@ impl Store {
 
     pub async fn list_vitals(&self, actor: &Actor, id: SessionId) -> Result<Vec<VitalsRecord>> {
         actor.require(keta_domain::access::Permission::ViewClinical)?;
-        let actor = actor.clone();
-        self.read(move |c| {
-            let s = get_session(c, &actor, id)?;
-            vitals_for(c, &s)
-        })
-        .await
+        let act = actor.clone();
+        let (patient, out) = self
+            .read(move |c| {
+                let s = get_session(c, &act, id)?;
+                Ok((s.patient_id, vitals_for(c, &s)?))
+            })
+            .await?;
+        self.audit_read(actor, "vitals", Some(id.to_string()), Some(patient)).await?;
+        Ok(out)
+    }
+
+    /// Vitals of several sessions at once (the board's chairs): one read, and the read
+    /// entries for their patients written in one transaction rather than one per session.
+    /// Sessions the actor may not see are left out.
+    pub async fn vitals_for_sessions(
+        &self,
+        actor: &Actor,
+        ids: Vec<SessionId>,
+    ) -> Result<Vec<(SessionId, Vec<VitalsRecord>)>> {
+        actor.require(keta_domain::access::Permission::ViewClinical)?;
+        let act = actor.clone();
+        let (patients, out) = self
+            .read(move |c| {
+                let (mut patients, mut out) = (Vec::new(), Vec::new());
+                for id in ids {
+                    let Ok(s) = get_session(c, &act, id) else { continue };
+                    patients.push(s.patient_id);
+                    out.push((id, vitals_for(c, &s)?));
+                }
+                Ok((patients, out))
+            })
+            .await?;
+        let mut patients = patients;
+        patients.sort();
+        patients.dedup();
+        self.audit_reads(actor, "vitals", patients).await?;
+        Ok(out)
     }
 
     /// Records a sedation score, side effect or intervention; MOAA/S and emergency
@@ -917,12 +978,15 @@ impl Store {
 
     pub async fn list_observations(&self, actor: &Actor, id: SessionId) -> Result<Vec<ObservationRecord>> {
         actor.require(keta_domain::access::Permission::ViewClinical)?;
-        let actor = actor.clone();
-        self.read(move |c| {
-            get_session(c, &actor, id)?;
-            observations_for(c, id)
-        })
-        .await
+        let act = actor.clone();
+        let (patient, out) = self
+            .read(move |c| {
+                let s = get_session(c, &act, id)?;
+                Ok((s.patient_id, observations_for(c, id)?))
+            })
+            .await?;
+        self.audit_read(actor, "observations", Some(id.to_string()), Some(patient)).await?;
+        Ok(out)
     }
 
     /// Records an adverse event for a patient, optionally tied to a session.
@@ -997,7 +1061,11 @@ impl Store {
             if crate::notes::is_note_signed(c, id)? {
                 return Err(StoreError::Conflict("the note is signed and locked; add an amendment instead".into()));
             }
-            c.execute("UPDATE sessions SET note = $1 WHERE id = $2", params![note.as_str(), id.0])?;
+            // The writer is recorded: only they may sign the note as its author (21 CFR 11.50).
+            c.execute(
+                "UPDATE sessions SET note = $1, note_author_user_id = $2, note_author = $3 WHERE id = $4",
+                params![note.as_str(), actor.user_id, actor.name.as_str(), id.0],
+            )?;
             audit::record(
                 c,
                 &actor,

@@ -175,7 +175,9 @@ pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     // Between sessions on the chart (issue 6): send a check-in or a new link, review a refused
     // pre-dose screen, record a home supply, change a course's check-in schedule.
     ("POST", "/patients/{id}/checkins", Needs(EnterQuestionnaire)),
-    ("POST", "/patients/{id}/checkins/{link}/reissue", Needs(EnterQuestionnaire)),
+    // Reissuing from the chart reads the chart's link list (ViewClinical); the roles with
+    // ViewClinical all enter questionnaires. Found once the matrix used a real link id.
+    ("POST", "/patients/{id}/checkins/{link}/reissue", Needs(ViewClinical)),
     ("POST", "/patients/{id}/pre-dose-screens/{screen}/review", Needs(PlanTreatment)),
     ("POST", "/patients/{id}/courses/{course}/dispenses", Needs(RecordLedger)),
     ("POST", "/patients/{id}/courses/{course}/checkin-schedule", Needs(PlanTreatment)),

@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use keta_domain::access::Role;
-use keta_domain::ids::SiteId;
+use keta_domain::ids::{PatientId, SiteId};
 use keta_store::Actor;
 use keta_store::accounts::{SessionEnd, SignedIn};
 use time::OffsetDateTime;
@@ -46,6 +46,10 @@ pub struct CurrentUser {
     pub csrf_token: String,
     /// When the user last entered their password (signing, ledger entries).
     pub reauthenticated_at: Option<OffsetDateTime>,
+    /// The patient whose kiosk this session shows, while the tablet is in the patient's hands.
+    pub kiosk_patient: Option<PatientId>,
+    /// SHA-256 of the session token (to put the session into kiosk mode).
+    pub(crate) token_hash: String,
 }
 
 impl CurrentUser {
@@ -58,8 +62,37 @@ impl CurrentUser {
             site_ids: s.user.site_ids.clone(),
             csrf_token: s.csrf_token,
             reauthenticated_at: s.reauthenticated_at,
+            kiosk_patient: s.kiosk_patient,
+            token_hash: s.token_hash,
             actor: s.actor,
         }
+    }
+}
+
+/// What a session in kiosk mode may still reach: that patient's kiosk pages, and the way
+/// back (the staff member's password, or signing out). Everything else refuses, so the
+/// patient holding the tablet cannot open the chart or anything else (issue 17).
+fn kiosk_allows(path: &str, patient: PatientId) -> bool {
+    let own = format!("/kiosk/{}", patient.0);
+    path == own
+        || path.strip_prefix(&own).is_some_and(|rest| rest.starts_with('/'))
+        || matches!(path, "/reauth" | "/logout" | "/api/v1/auth/reauth" | "/api/v1/auth/logout")
+}
+
+fn kiosk_locked(parts: &Parts) -> AuthRejection {
+    let uri = parts.extensions.get::<axum::extract::OriginalUri>().map_or(&parts.uri, |o| &o.0);
+    if uri.path().starts_with("/api/") {
+        AuthRejection::Api(ApiError {
+            status: StatusCode::FORBIDDEN,
+            kind: "kiosk",
+            title: "The tablet is in kiosk mode",
+            detail: "this session is showing a patient's kiosk; staff re-enter their password (POST /api/v1/auth/reauth) to use it again".into(),
+            errors: vec![],
+        })
+    } else {
+        // Staff take the tablet back with their password, then go where they asked.
+        let next = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        AuthRejection::Kiosk { next: if next.starts_with('/') && !next.starts_with("//") { next } else { "/".into() } }
     }
 }
 
@@ -88,7 +121,13 @@ pub fn clear_cookie() -> HeaderValue {
 /// Why a request was not signed in, rendered per client: HTML pages go to the sign-in
 /// page (coming back afterwards), API calls get 401 problem+json.
 pub enum AuthRejection {
-    Page { next: String },
+    Page {
+        next: String,
+    },
+    /// A page asked for while the session is in kiosk mode: the staff password first.
+    Kiosk {
+        next: String,
+    },
     Api(ApiError),
 }
 
@@ -98,6 +137,14 @@ impl IntoResponse for AuthRejection {
             AuthRejection::Page { next } => {
                 let target = format!("/login?next={}", urlencode(&next));
                 // htmx follows HX-Redirect; a plain browser follows the 303.
+                let mut r = Redirect::to(&target).into_response();
+                if let Ok(v) = HeaderValue::from_str(&target) {
+                    r.headers_mut().insert("HX-Redirect", v);
+                }
+                r
+            }
+            AuthRejection::Kiosk { next } => {
+                let target = format!("/reauth?next={}", urlencode(&next));
                 let mut r = Redirect::to(&target).into_response();
                 if let Ok(v) = HeaderValue::from_str(&target) {
                     r.headers_mut().insert("HX-Redirect", v);
@@ -142,9 +189,22 @@ impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Self::Rejection> {
-        if let Some(u) = parts.extensions.get::<CurrentUser>() {
-            return Ok(u.clone());
+        let user = match parts.extensions.get::<CurrentUser>() {
+            Some(u) => u.clone(),
+            None => Self::resolve(parts, st).await?,
+        };
+        if let Some(p) = user.kiosk_patient {
+            let uri = parts.extensions.get::<axum::extract::OriginalUri>().map_or(&parts.uri, |o| &o.0);
+            if !kiosk_allows(uri.path(), p) {
+                return Err(kiosk_locked(parts));
+            }
         }
+        Ok(user)
+    }
+}
+
+impl CurrentUser {
+    async fn resolve(parts: &mut Parts, st: &AppState) -> Result<Self, AuthRejection> {
         let Some(token) = session_token(&parts.headers) else {
             return Err(unauthorised(parts, "no session; sign in at /login or POST /api/v1/auth/login"));
         };

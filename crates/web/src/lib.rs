@@ -92,6 +92,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(axum::middleware::from_fn(ui::live::publish_after_writes)),
         )
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::csrf_guard))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), audit_reads_per_request))
         .with_state(state);
     with_outer_layers(app, REQUEST_TIMEOUT)
 }
@@ -108,6 +109,25 @@ pub fn with_outer_layers(app: Router, timeout: Duration) -> Router {
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(axum::middleware::from_fn(error::problem_for_bare_errors))
         .layer(axum::middleware::from_fn(auth::security_headers))
+}
+
+/// AU-1 at one entry per request: the reads a GET makes through the store (a chart page
+/// reads the chart, doses, exposure and check-ins) are audited together when it finishes,
+/// one entry per patient read in one transaction. If that entry cannot be written, the
+/// response is withheld: no patient data leaves unaudited.
+async fn audit_reads_per_request(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if req.method() != axum::http::Method::GET {
+        return next.run(req).await;
+    }
+    match st.store.batch_reads(next.run(req)).await {
+        Ok(res) => res,
+        Err(e) => error::ApiError::from(e).into_response(),
+    }
 }
 
 /// Serves until `shutdown` resolves.

@@ -172,15 +172,22 @@ pub async fn post_logout(State(st): State<AppState>, headers: HeaderMap) -> Resp
 }
 
 fn reauth_form(user: &CurrentUser, next: &str, error: Option<&str>) -> Html<String> {
+    // In kiosk mode this page is the only way back from the patient's tablet to staff pages.
+    let (title, why) = if user.kiosk_patient.is_some() {
+        ("Staff: unlock the tablet", "The tablet is in kiosk mode. Staff enter their password to use it again.")
+    } else {
+        ("Confirm it is you", "Signing records and controlled-substance entries need your password again.")
+    };
     page(
-        "Confirm it is you",
+        title,
         &format!(
-            r#"{err}<p>Signing records and controlled-substance entries need your password again.</p>
+            r#"{err}<p>{why}</p>
 <form method="post" action="/reauth" class="stack">
 <input type="hidden" name="csrf_token" value="{csrf}"><input type="hidden" name="next" value="{next}">
 <label for="password">Password for {name}</label><input id="password" name="password" type="password" autocomplete="current-password" required autofocus>
 <button type="submit">Confirm</button></form>"#,
             err = error_block(error),
+            why = esc(why),
             csrf = esc(&user.csrf_token),
             next = esc(next),
             name = esc(&user.username)
@@ -208,13 +215,23 @@ pub async fn post_reauth(
 ) -> Response {
     let next = safe_next(f.next.as_deref());
     let Some(token) = session_token(&headers) else { return Redirect::to("/login").into_response() };
+    // Throttled like sign-in, so a patient holding a kiosk tablet cannot guess the password.
+    if st.throttle.check(&user.username, None).is_some() {
+        return (
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            reauth_form(&user, &next, Some("Too many wrong passwords. Wait a moment and try again.")),
+        )
+            .into_response();
+    }
     match st.store.reauthenticate(&token, &f.password).await {
         Ok(Some(new_token)) => {
+            st.throttle.succeeded(&user.username);
             let mut r = Redirect::to(&next).into_response();
             r.headers_mut().insert(header::SET_COOKIE, session_cookie(&new_token));
             r
         }
         Ok(None) => {
+            st.throttle.failed(&user.username);
             (axum::http::StatusCode::UNAUTHORIZED, reauth_form(&user, &next, Some("That password is not right.")))
                 .into_response()
         }

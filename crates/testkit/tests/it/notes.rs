@@ -25,7 +25,8 @@ async fn session_with_note(s: &Store, site: SiteId, mrn: &str, note: &str) -> Se
         .await
         .unwrap();
     if !note.is_empty() {
-        s.set_session_note(&nurse(&[site]), sess.id, note.into()).await.unwrap();
+        // The prescriber writes the note, so the prescriber may sign it as its author.
+        s.set_session_note(&prescriber(&[site]), sess.id, note.into()).await.unwrap();
     }
     sess.id
 }
@@ -286,8 +287,11 @@ async fn notes_are_signed_and_amended_over_http_after_reauthentication() {
     let a = site(&db.store, "A").await;
     let staff = seed_staff(&db.store, &[a]).await;
     let sess = session_with_note(&db.store, a, "A-0001", "Session went to plan.").await;
-    let app = spawn_app(db.store.clone()).await;
     let dr = staff.iter().find(|s| s.role == Role::Prescriber).unwrap();
+    // Saved again by the signed-in prescriber, who then signs as its author.
+    let writer = Actor::staff(&dr.username, Role::Prescriber, SiteScope::Sites(vec![a]));
+    db.store.set_session_note(&writer, sess, "Session went to plan.".into()).await.unwrap();
+    let app = spawn_app(db.store.clone()).await;
     assert_eq!(app.get(&format!("/api/v1/sessions/{}/note", sess.0)).await.status(), 401, "anonymous");
     assert_eq!(app.login(dr, T0).await.status(), 200);
     clock.advance(time::Duration::minutes(6));
@@ -337,4 +341,47 @@ async fn notes_are_signed_and_amended_over_http_after_reauthentication() {
     assert_eq!(got["amendments"][0]["text"], "Nausea at 50 min, ondansetron 4 mg.");
     assert_eq!(got["amendments"][0]["signatures"][0]["printed_name"], "Test Prescriber");
     assert_eq!(got["verification"]["intact"], true);
+}
+
+/// Regression (issue 17): a nurse could sign a prescriber's note with the meaning
+/// "author". Only the note's writer signs as author (21 CFR 11.50); others review or
+/// co-sign, and a note nobody is recorded as writing has no author to sign it.
+#[tokio::test]
+async fn only_the_person_who_wrote_the_note_signs_it_as_author() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        let (s, k) = (&db.store, db.kind);
+        let a = site(s, "A").await;
+        let sess = session_with_note(s, a, "A-0001", "Written by the prescriber.").await;
+        let (dr, rn) = (prescriber(&[a]), nurse(&[a]));
+        let now = clock.now();
+        let e = s
+            .sign_session_note(&rn, Some(now), sess, "RN Test".into(), sign(SignatureMeaning::Author))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Domain(keta_domain::DomainError::Invalid(f)) if f[0].field == "meaning" && f[0].message.contains("dr.test")),
+            "{k:?}: {e:?}"
+        );
+        assert!(!s.read(move |c| is_note_signed(c, sess)).await.unwrap(), "{k:?}: nothing was signed");
+        s.sign_session_note(&dr, Some(now), sess, "Dr Test".into(), sign(SignatureMeaning::Author)).await.unwrap();
+        let reviewed =
+            s.sign_session_note(&rn, Some(now), sess, "RN Test".into(), sign(SignatureMeaning::Review)).await.unwrap();
+        let meanings: Vec<_> = reviewed.signatures.iter().map(|x| (x.signer.as_str(), x.meaning)).collect();
+        assert_eq!(
+            meanings,
+            [("dr.test", SignatureMeaning::Author), ("nurse.test", SignatureMeaning::Review)],
+            "{k:?}"
+        );
+
+        // Whoever saves the text last is its writer: the nurse edits a draft, so the
+        // prescriber may no longer sign it as author.
+        let draft = session_with_note(s, a, "A-0002", "Draft by the prescriber.").await;
+        s.set_session_note(&rn, draft, "Completed by the nurse.".into()).await.unwrap();
+        assert!(
+            s.sign_session_note(&dr, Some(now), draft, "Dr Test".into(), sign(SignatureMeaning::Author)).await.is_err(),
+            "{k:?}"
+        );
+        s.sign_session_note(&rn, Some(now), draft, "RN Test".into(), sign(SignatureMeaning::Author)).await.unwrap();
+    }
 }

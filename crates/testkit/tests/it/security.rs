@@ -466,13 +466,18 @@ async fn page_authorisation_matrix_covers_every_screen_and_role() {
     assert!(missing.is_empty(), "screens without an access rule in web/src/access_rules.rs: {missing:?}");
 
     let w = world().await;
-    let a = keta_domain::ids::SiteId(1);
-    let p = patient(&w.db.store, a, "A-0777").await;
+    let r = records(&w).await;
+    // Every id in a path is a real record of the patient's, so a handler gets past parsing
+    // to its own checks ({screen}: no pre-dose screen exists, so a real-looking number).
     let concrete = |path: &str| {
-        path.replace("{id}", &p.0.to_string())
+        path.replace("{id}", &r.patient.0.to_string())
             .replace("{alert}", "1")
             .replace("{instrument}", "phq9")
             .replace("{file}", "none.css")
+            .replace("{link}", &r.link.to_string())
+            .replace("{course}", &r.course.0.to_string())
+            .replace("{screen}", "1")
+            .replace("{token}", &r.token)
     };
     for role in CALLERS {
         act_as(&w, role).await;
@@ -480,6 +485,7 @@ async fn page_authorisation_matrix_covers_every_screen_and_role() {
             if *path == "/today/events" {
                 continue; // A stream that stays open.
             }
+            assert!(!concrete(path).contains('{'), "fill the placeholder in {path}");
             let resp =
                 w.app.request(method.parse().unwrap(), &concrete(path)).form(&[("x", "1")]).send().await.unwrap();
             let status = resp.status().as_u16();
@@ -498,91 +504,293 @@ async fn page_authorisation_matrix_covers_every_screen_and_role() {
             } else {
                 assert_eq!(status, 403, "{role:?} {method} {path}");
             }
+            if path.starts_with("/kiosk/") && role.is_some() {
+                act_as(&w, role).await; // The kiosk locked this session; sign in afresh.
+            }
         }
     }
 }
 
-/// Stored-XSS corpus (WEB-4): script-bearing text in every free-text field, rendered on
-/// every page that shows it, comes back escaped.
-#[tokio::test]
-async fn free_text_is_escaped_on_every_page_that_shows_it() {
-    let w = world().await;
+/// Records every kind of path id points at: a patient with a course, a session with a
+/// note, a stopped session with its reason, vitals, and a check-in link.
+struct Records {
+    patient: keta_domain::ids::PatientId,
+    course: keta_domain::ids::CourseId,
+    session: keta_domain::ids::SessionId,
+    link: i64,
+    /// The link's token, for the patient's own page.
+    token: String,
+}
+
+const SECRET_NOTE: &str = "Clinical note text only clinicians may read";
+const SECRET_STOP: &str = "Stopped for a clinical reason only clinicians may read";
+const SECRET_AE: &str = "Adverse event only clinicians may read";
+
+async fn records(w: &World) -> Records {
+    use keta_domain::session::{NewSession, SessionAction};
+    let s = &w.db.store;
     let a = keta_domain::ids::SiteId(1);
-    let corpus = [
-        "<img src=x onerror=alert(1)>",
-        "\"><svg onload=alert(2)>",
-        "<script>alert(3)</script>",
-        "javascript:alert(4)//'",
-    ];
-    let mut np = new_patient(a, "A-X55");
-    np.given_name = corpus[0].into();
-    np.family_name = corpus[1].into();
-    np.referring_clinician = Some(corpus[2].into());
-    let p = w.db.store.create_patient(&Actor::system(), np).await.unwrap().id;
+    let p = patient(s, a, "A-0777").await;
     let dr = prescriber(&[a]);
-    let c = w.db.store.create_course(&dr, p, course(keta_domain::course::Route::IvRacemic)).await.unwrap();
-    let sess =
+    let c = s.create_course(&dr, p, course(keta_domain::course::Route::IvRacemic)).await.unwrap();
+    let new =
+        |h: i64| NewSession { scheduled_for: T0 + time::Duration::hours(h), chair_id: None, planned_dose_mg: None };
+    let one = s.create_session(&dr, c.id, new(1)).await.unwrap();
+    s.act_on_session(&dr, one.id, SessionAction::CheckIn).await.unwrap();
+    s.set_session_note(&dr, one.id, SECRET_NOTE.into()).await.unwrap();
+    s.record_vitals(
+        &dr,
+        one.id,
+        keta_domain::vitals::VitalSigns {
+            systolic_mmhg: Some(keta_domain::units::Mmhg(128.0)),
+            diastolic_mmhg: Some(keta_domain::units::Mmhg(82.0)),
+            heart_rate_bpm: None,
+            spo2_pct: None,
+            resp_rate_per_min: None,
+        },
+        None,
+        keta_domain::records::VitalsSource::Manual,
+    )
+    .await
+    .unwrap();
+    s.record_adverse_event(
+        &dr,
+        p,
+        Some(one.id),
+        keta_domain::session::NewAdverseEvent {
+            description: SECRET_AE.into(),
+            severity: keta_domain::session::AeSeverity::Mild,
+            serious: false,
+            action_taken: "observed".into(),
+            outcome: "resolved".into(),
+            onset_at: T0,
+        },
+    )
+    .await
+    .unwrap();
+    let two = s.create_session(&dr, c.id, new(2)).await.unwrap();
+    s.act_on_session(&dr, two.id, SessionAction::Stop { reason: SECRET_STOP.into() }).await.unwrap();
+    let issued = s.issue_link(&dr, p, Some(c.id), "phq9".into()).await.unwrap();
+    Records { patient: p, course: c.id, session: one.id, link: issued.link.id, token: issued.token }
+}
+
+/// Regression (issue 17): `GET /sites/{id}/sessions` returned each session's note and stop
+/// reason to the front desk, auditor and administrator, whom `GET /sessions/{id}/note`
+/// refuses. Generated from the route tables: every GET route (lists, embeds, pages) a role
+/// may call, with real ids, must not carry the note or the stop reason unless the role may
+/// read clinical records.
+#[tokio::test]
+async fn lists_and_embeds_never_carry_what_the_single_read_refuses() {
+    use keta_domain::access::Permission;
+    use keta_web::access_rules::PAGE_RULES;
+    let w = world().await;
+    let r = records(&w).await;
+    let day = "from=2026-11-02T00:00:00Z&to=2026-11-03T00:00:00Z";
+    let concrete = |path: &str| {
+        let p = path
+            .replace("/sites/{id}", "/sites/1")
+            .replace("/sessions/{id}", &format!("/sessions/{}", r.session.0))
+            .replace("/courses/{id}", &format!("/courses/{}", r.course.0))
+            .replace("{id}", &r.patient.0.to_string())
+            .replace("{code}", "phq9")
+            .replace("{instrument}", "phq9");
+        if p.ends_with("/sessions") && p.starts_with("/api/v1/sites/") { format!("{p}?{day}") } else { p }
+    };
+    let mut leaks = Vec::new();
+    let mut read = 0;
+    for role in CALLERS.into_iter().flatten().filter(|r| !allowed(*r, Permission::ViewClinical)) {
+        act_as(&w, Some(role)).await;
+        for (method, path, access) in API_RULES.iter().chain(PAGE_RULES) {
+            let skip = ["/today/events", "/c/{token}", "/static/{file}", "/kiosk/"];
+            if *method != "GET" || !expected_access(access, Some(role)) || skip.iter().any(|x| path.starts_with(x)) {
+                continue;
+            }
+            let resp = w.app.get(&concrete(path)).await;
+            let status = resp.status().as_u16();
+            let body = resp.text().await.unwrap();
+            read += 1;
+            if [SECRET_NOTE, SECRET_STOP, SECRET_AE].iter().any(|x| body.contains(x)) {
+                leaks.push(format!("{role:?} GET {path} ({status})"));
+            }
+        }
+    }
+    assert!(leaks.is_empty(), "clinical text reached roles that may not read it: {leaks:?}");
+    assert!(read > 30, "{read}");
+
+    // The schedule itself: every role that may read it gets the schedule, never the note.
+    for role in [Role::FrontDesk, Role::Auditor, Role::Administrator, Role::Prescriber] {
+        act_as(&w, Some(role)).await;
+        let list: Value = w.app.get(&format!("/api/v1/sites/1/sessions?{day}")).await.json().await.unwrap();
+        let list = list.as_array().unwrap_or_else(|| panic!("{role:?}: {list}"));
+        assert_eq!(list.len(), 2, "{role:?}");
+        for s in list {
+            for clinical in ["note", "stop_reason", "planned_dose_mg"] {
+                assert!(s.get(clinical).is_none(), "{role:?}: the schedule carries {clinical}: {s}");
+            }
+        }
+    }
+    // The single read still gives clinicians the note.
+    act_as(&w, Some(Role::Nurse)).await;
+    let one: Value = w.app.get(&format!("/api/v1/sessions/{}", r.session.0)).await.json().await.unwrap();
+    assert_eq!(one["note"], SECRET_NOTE);
+}
+
+/// Every GET route in the OpenAPI document and the UI router that takes a patient,
+/// session, course or link id leaves an audit entry naming the patient (AU-1). Regression
+/// (issue 17): `GET /sessions/{id}/vitals` read vitals without one.
+#[tokio::test]
+async fn every_read_of_patient_data_leaves_an_audit_entry() {
+    let w = world().await;
+    let r = records(&w).await;
+    let doc: Value = serde_json::from_str(&keta_web::openapi_json()).unwrap();
+    let mut routes: Vec<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, item)| item.get("get").is_some())
+        .map(|(p, _)| p.clone())
+        .collect();
+    let ui = include_str!("../../../web/src/ui/mod.rs");
+    for line in ui.lines().map(str::trim).filter(|l| l.starts_with(".route(\"") && l.contains("get(")) {
+        routes.push(line.split('"').nth(1).unwrap().to_string());
+    }
+    let takes_an_id = |p: &str| {
+        ["/patients/{id}", "/sessions/{id}", "/courses/{id}", "/kiosk/{id}", "/checkin-links/{id}", "/c/{token}"]
+            .iter()
+            .any(|x| p.contains(x))
+    };
+    let mut routes: Vec<String> = routes.into_iter().filter(|p| takes_an_id(p)).collect();
+    // The kiosk locks the session, so it goes last.
+    routes.sort_by_key(|p| p.starts_with("/kiosk"));
+    assert!(routes.len() > 20, "{routes:?}");
+    let token =
         w.db.store
-            .create_session(
-                &dr,
-                c.id,
-                keta_domain::session::NewSession { scheduled_for: T0, chair_id: None, planned_dose_mg: None },
-            )
+            .issue_link(&prescriber(&[keta_domain::ids::SiteId(1)]), r.patient, None, "gad7".into())
             .await
-            .unwrap();
-    w.db.store.act_on_session(&dr, sess.id, keta_domain::session::SessionAction::CheckIn).await.unwrap();
-    w.db.store.set_session_note(&dr, sess.id, format!("{} {}", corpus[2], corpus[3])).await.unwrap();
-    w.db.store
-        .record_adverse_event(
-            &dr,
-            p,
-            Some(sess.id),
-            keta_domain::session::NewAdverseEvent {
-                description: corpus[0].into(),
-                severity: keta_domain::session::AeSeverity::Mild,
-                serious: false,
-                action_taken: corpus[1].into(),
-                outcome: corpus[2].into(),
-                onset_at: T0,
-            },
-        )
+            .unwrap()
+            .token;
+    let entries = |db: &TestDb| {
+        let p = r.patient.0;
+        let store = db.store.clone();
+        async move {
+            store
+                .read(move |c| {
+                    c.query_opt(
+                        "SELECT count(*) FROM audit_log WHERE patient_id = $1 AND action IN ('read', 'export')",
+                        keta_store::params![p],
+                    )?
+                    .map_or(Ok(0), |r| r.i64(0))
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let mut unaudited = Vec::new();
+    for path in &routes {
+        let role = if path.ends_with("/access-log") { Role::Auditor } else { Role::Prescriber };
+        act_as(&w, Some(role)).await;
+        let url = path
+            .replace("/sessions/{id}", &format!("/sessions/{}", r.session.0))
+            .replace("/courses/{id}", &format!("/courses/{}", r.course.0))
+            .replace("{id}", &r.patient.0.to_string())
+            .replace("{instrument}", "phq9")
+            .replace("{token}", &token);
+        let before = entries(&w.db).await;
+        let resp = w.app.get(&url).await;
+        let status = resp.status().as_u16();
+        assert!((200..400).contains(&status), "{role:?} GET {url}: {status}");
+        let added = entries(&w.db).await - before;
+        if added == 0 {
+            unaudited.push(format!("GET {path}"));
+        }
+        // One entry per request, however many store reads the page makes (chart, doses,
+        // exposure, check-ins...): the reads are batched and written together.
+        if ["/patients/{id}", "/sessions/{id}", "/api/v1/sessions/{id}/vitals"].contains(&path.as_str()) {
+            assert_eq!(added, 1, "GET {path} wrote {added} read entries");
+        }
+    }
+    assert!(unaudited.is_empty(), "reads of patient data with no audit entry: {unaudited:?}");
+}
+
+/// Regression (issue 17): the thank-you page on the kiosk linked "Staff: back to the
+/// chart", which opened the nurse's full chart with no re-authentication. Kiosk mode is
+/// bound to the sign-in session: until the staff member re-enters their password, only
+/// that patient's kiosk pages are served, and nothing on them leads into staff pages.
+#[tokio::test]
+async fn the_kiosk_cannot_be_escaped_without_the_staff_password() {
+    let w = world().await;
+    let r = records(&w).await;
+    let other = patient(&w.db.store, keta_domain::ids::SiteId(1), "A-0778").await;
+    let p = r.patient.0;
+    act_as(&w, Some(Role::Nurse)).await;
+    assert_eq!(w.app.get(&format!("/patients/{p}")).await.status(), 200, "staff mode: the chart opens");
+    let start = w.app.get(&format!("/kiosk/{p}?instrument=phq9")).await;
+    assert_eq!(start.headers()["location"], format!("/kiosk/{p}/phq9"));
+    assert_eq!(w.app.get(&format!("/kiosk/{p}/phq9")).await.status(), 200);
+
+    // The patient finishes; the thank-you page links nowhere but the staff unlock.
+    // (The test client sends the session's CSRF token as a header on every write.)
+    let form: Vec<(String, String)> = (1..=9).map(|i| (format!("q{i}"), "0".to_string())).collect();
+    let done = w.app.request(reqwest::Method::POST, &format!("/kiosk/{p}/phq9")).form(&form).send().await.unwrap();
+    let html = done.text().await.unwrap();
+    assert!(html.contains("Thank you"), "{html}");
+    let hrefs: Vec<&str> = html.split("href=\"").skip(1).filter_map(|h| h.split('"').next()).collect();
+    assert!(!hrefs.is_empty());
+    for h in &hrefs {
+        assert!(h.starts_with("/static/") || h.starts_with("/reauth"), "a kiosk page links to {h}");
+    }
+
+    // Every way out refuses: the chart, another patient's kiosk, staff pages, the API.
+    for page in [
+        format!("/patients/{p}"),
+        "/today".into(),
+        format!("/sessions/{}", r.session.0),
+        format!("/kiosk/{}/phq9", other.0),
+        "/patients".into(),
+    ] {
+        let resp = w.app.get(&page).await;
+        let to = resp.headers().get("location").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        assert!(resp.status() == 303 && to.starts_with("/reauth?next="), "{page}: {} {to}", resp.status());
+    }
+    let api = w.app.get(&format!("/api/v1/patients/{p}/chart")).await;
+    assert_eq!(api.status(), 403);
+    assert!(api.text().await.unwrap().contains("kiosk"));
+    // A wrong password does not unlock it.
+    let wrong = w
+        .app
+        .request(reqwest::Method::POST, "/reauth")
+        .form(&[("password", "not the password"), ("next", "/today")])
+        .send()
         .await
         .unwrap();
-    assert_eq!(w.app.login(by_role(&w.staff, Role::Prescriber), T0).await.status(), 200);
-    for page in [
-        format!("/patients/{}", p.0),
-        format!("/sessions/{}", sess.id.0),
-        "/patients?q=%3Cimg".to_string(),
-        "/today".to_string(),
-        format!("/patients/{}/eligibility", p.0),
-    ] {
-        let r = w.app.get(&page).await;
-        assert_eq!(r.status(), 200, "{page}");
-        let html = r.text().await.unwrap();
-        for evil in ["<img src=x", "<svg onload", "<script>alert"] {
-            assert!(!html.contains(evil), "{page} renders {evil:?} unescaped");
-        }
-    }
-    let chart = w.app.get(&format!("/patients/{}", p.0)).await.text().await.unwrap();
-    let at = chart.find("onerror=alert(1)").expect("the name is shown");
-    let around = &chart[at.saturating_sub(16)..at + 20];
-    assert!(around.contains("&lt;img") || around.contains("&#60;img"), "the name is shown escaped: {around}");
-}
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(w.app.get(&format!("/patients/{p}")).await.status(), 303);
 
-#[tokio::test]
-async fn a_database_error_shows_a_reference_and_nothing_internal() {
-    let w = world().await;
-    let a = keta_domain::ids::SiteId(1);
-    let p = patient(&w.db.store, a, "A-0500").await;
-    w.db.store.write(|c| c.execute("DROP TABLE weights", &[])).await.unwrap();
-    assert_eq!(w.app.login(by_role(&w.staff, Role::Prescriber), T0).await.status(), 200);
-    let r = w.app.get(&format!("/api/v1/patients/{}/weights", p.0)).await;
-    assert_eq!(r.status(), 500);
-    assert_eq!(r.headers()["content-type"], "application/problem+json");
-    assert!(r.headers().contains_key("content-security-policy"), "headers on errors too");
-    let body = r.text().await.unwrap();
-    assert!(body.contains("reference"), "{body}");
-    for leak in ["weights", "SELECT", "no such table", "sqlite", "rusqlite"] {
-        assert!(!body.to_lowercase().contains(&leak.to_lowercase()), "{leak} leaked: {body}");
-    }
+    // The staff member's password hands the tablet back.
+    let nurse = by_role(&w.staff, Role::Nurse);
+    let unlock = w
+        .app
+        .request(reqwest::Method::POST, "/reauth")
+        .form(&[("password", nurse.password.as_str()), ("next", &format!("/patients/{p}"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unlock.status(), 303);
+    assert_eq!(unlock.headers()["location"], format!("/patients/{p}"));
+    let cookie = unlock
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("__Host-keta=").map(|rest| rest.split(';').next().unwrap_or("").to_string()))
+        .expect("rotated cookie");
+    let chart = w
+        .app
+        .client
+        .get(w.app.url(&format!("/patients/{p}")))
+        .header("cookie", format!("__Host-keta={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chart.status(), 200, "unlocked: staff pages open again");
 }

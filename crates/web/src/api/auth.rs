@@ -103,14 +103,21 @@ pub struct Reauthenticated {
     responses((status = 200, body = Reauthenticated), (status = 401, body = Problem)))]
 pub async fn post_reauth(
     State(st): State<AppState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     headers: HeaderMap,
     Json(r): Json<Reauth>,
 ) -> ApiResult<Response> {
     let token = session_token(&headers).ok_or_else(|| failed(StatusCode::UNAUTHORIZED, "no session"))?;
+    // Throttled like sign-in: a patient holding a kiosk tablet must not be able to guess
+    // the staff member's password.
+    if st.throttle.check(&user.username, None).is_some() {
+        return Err(failed(StatusCode::TOO_MANY_REQUESTS, "too many wrong passwords; wait a moment and try again"));
+    }
     let Some(new_token) = st.store.reauthenticate(&token, &r.password).await? else {
+        st.throttle.failed(&user.username);
         return Err(failed(StatusCode::UNAUTHORIZED, "that password is not right"));
     };
+    st.throttle.succeeded(&user.username);
     let mut resp = axum::Json(Reauthenticated { reauthenticated_at: st.store.now() }).into_response();
     resp.headers_mut().insert(header::SET_COOKIE, session_cookie(&new_token));
     Ok(resp)

@@ -6,6 +6,7 @@ use keta_domain::course::{Course, NewCourse};
 use keta_domain::discharge::{Blocker, DischargeSettings};
 use keta_domain::ids::{CourseId, PatientId, SessionId, SiteId};
 use keta_domain::records::{Alert, ObservationRecord, VitalsRecord, VitalsSource};
+use keta_domain::schedule::ScheduledSession;
 use keta_domain::session::{
     AdverseEvent, NewAdverseEvent, NewDecision, NewSession, ObservationBody, SessionDecision, StepRequest,
     TreatmentSession,
@@ -90,15 +91,17 @@ fn parse_time(field: &str, s: &str) -> ApiResult<OffsetDateTime> {
     })
 }
 
-/// Sessions scheduled at a site in a window: the day's schedule.
+/// Sessions scheduled at a site in a window: the day's schedule. Schedule fields only; the
+/// note, stop reason and planned dose are read per session (`GET /sessions/{id}`), which
+/// needs the clinical permission.
 #[utoipa::path(get, path = "/api/v1/sites/{id}/sessions", tag = "sessions", params(("id" = i64, Path), SiteSessionsParams),
-    responses((status = 200, body = Vec<TreatmentSession>), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = Vec<ScheduledSession>), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_site_sessions(
     State(st): State<AppState>,
     CurrentUser { actor: a, .. }: CurrentUser,
     Path(id): Path<i64>,
     Query(q): Query<SiteSessionsParams>,
-) -> ApiResult<Json<Vec<TreatmentSession>>> {
+) -> ApiResult<Json<Vec<ScheduledSession>>> {
     let (from, to) = (parse_time("from", &q.from)?, parse_time("to", &q.to)?);
     if to <= from || to - from > time::Duration::days(62) {
         return Err(ApiError::bad_request("to", "'to' must be after 'from' and at most 62 days later"));

@@ -254,9 +254,17 @@ async fn kiosk_page(
     })
 }
 
-/// `/kiosk/{id}?instrument=phq9` (from the chart's form) → `/kiosk/{id}/phq9`.
-pub async fn get_kiosk_start(Path(id): Path<i64>, Query(q): Query<InstrumentParam>) -> UiResult<Response> {
+/// `/kiosk/{id}?instrument=phq9` (from the chart's form) → `/kiosk/{id}/phq9`. The session
+/// goes into kiosk mode for this patient: staff pages refuse until the staff member
+/// re-enters their password.
+pub async fn get_kiosk_start(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    Query(q): Query<InstrumentParam>,
+) -> UiResult<Response> {
     let inst = kiosk_instrument(q.instrument.as_deref().unwrap_or("phq9"))?;
+    st.store.enter_kiosk(&user.actor, &user.token_hash, PatientId(id)).await?;
     Ok(see_other(format!("/kiosk/{id}/{}", inst.code)))
 }
 
@@ -266,6 +274,8 @@ pub async fn get_kiosk(
     Path((id, code)): Path<(i64, String)>,
 ) -> UiResult<Response> {
     let inst = kiosk_instrument(&code)?;
+    // Any kiosk page binds the session to kiosk mode, however it was reached.
+    st.store.enter_kiosk(&user.actor, &user.token_hash, PatientId(id)).await?;
     let page = kiosk_page(&st, &user, PatientId(id), inst, FormData::empty(), Errors::new()).await?;
     Ok(render(&page))
 }
@@ -278,6 +288,7 @@ pub async fn post_kiosk(
 ) -> UiResult<Response> {
     let inst = kiosk_instrument(&code)?;
     let pid = PatientId(id);
+    st.store.enter_kiosk(&user.actor, &user.token_hash, pid).await?;
     let mut errors = Errors::new();
     let answers = read_answers(inst, &form, &mut errors);
     if !errors.any() {

@@ -315,7 +315,7 @@ async fn session_page(
 
     let bp_minutes: Vec<i64> =
         vitals.iter().filter(|v| v.vitals.systolic_mmhg.is_some()).filter_map(|v| v.minutes_since_dose).collect();
-    let t = timing(rules, &s, &bp_minutes, now);
+    let t = timing(rules, &(&s).into(), &bp_minutes, now);
     let elapsed = s.dose_started_at.map_or(0, |d| (now - d).whole_seconds());
     let min_rule = rules.minimum_monitoring_rule(s.route);
     let active = !s.state.is_terminal() && s.state.dose_started();

@@ -22,7 +22,8 @@ use keta_domain::alerts::SafetyRules;
 use keta_domain::ids::{PatientId, SiteId};
 use keta_domain::patient::Patient;
 use keta_domain::records::{Alert, AlertLevel};
-use keta_domain::session::{SessionState, TreatmentSession};
+use keta_domain::schedule::ScheduledSession;
+use keta_domain::session::SessionState;
 use keta_domain::site::Site;
 use keta_store::alerts::{AlertEscalation, AlertQuery};
 use keta_store::patients::PatientQuery;
@@ -158,7 +159,7 @@ pub(crate) struct Timing {
     pub minimum_min: i64,
 }
 
-pub(crate) fn timing(rules: &SafetyRules, s: &TreatmentSession, bp_minutes: &[i64], now: OffsetDateTime) -> Timing {
+pub(crate) fn timing(rules: &SafetyRules, s: &ScheduledSession, bp_minutes: &[i64], now: OffsetDateTime) -> Timing {
     let since = s.minutes_since_dose(now).filter(|_| s.state.dose_started() && s.state != SessionState::Discharged);
     let next_check = since.and_then(|m| rules.due_checks(s.route, m, bp_minutes).into_iter().next());
     Timing { since_dose_min: since, next_check, minimum_min: rules.minimum_monitoring(s.route).0 }
@@ -286,13 +287,16 @@ pub(crate) async fn build_site(
     let line = |a: &Alert| AlertLine { escalated: escalated.get(&a.id.0).cloned(), ..alert_line(a, &names, &clock) };
 
     // Vitals for sessions in the chair (the latest reading, and the due checks).
-    let in_chair: Vec<&TreatmentSession> = sessions.iter().filter(|s| is_in_chair(s.state)).collect();
-    let vitals =
-        if clinical { join_all(in_chair.iter().map(|s| st.store.list_vitals(actor, s.id))).await } else { Vec::new() };
+    let in_chair: Vec<&ScheduledSession> = sessions.iter().filter(|s| is_in_chair(s.state)).collect();
+    let vitals = if clinical {
+        st.store.vitals_for_sessions(actor, in_chair.iter().map(|s| s.id).collect()).await?
+    } else {
+        Vec::new()
+    };
     let mut bp_minutes: HashMap<i64, Vec<i64>> = HashMap::new();
     let mut last_vitals: HashMap<i64, String> = HashMap::new();
-    for (s, v) in in_chair.iter().zip(vitals) {
-        let v = v.unwrap_or_default();
+    for (id, v) in vitals {
+        let Some(s) = in_chair.iter().find(|s| s.id == id) else { continue };
         let mins = v.iter().filter(|r| r.vitals.systolic_mmhg.is_some()).filter_map(|r| r.minutes_since_dose).collect();
         bp_minutes.insert(s.id.0, mins);
         if let Some(r) = v.last() {
@@ -301,7 +305,7 @@ pub(crate) async fn build_site(
     }
 
     let mut shown_alerts: HashSet<i64> = HashSet::new();
-    let mut card_for = |chair: String, s: Option<&TreatmentSession>, next: Option<&TreatmentSession>| -> ChairCard {
+    let mut card_for = |chair: String, s: Option<&ScheduledSession>, next: Option<&ScheduledSession>| -> ChairCard {
         let next_up = next.map(|n| format!("{} {}", clock.hm(n.scheduled_for), name_of(n.patient_id)));
         let Some(s) = s else {
             return ChairCard {
@@ -370,9 +374,9 @@ pub(crate) async fn build_site(
 
     let mut cards = Vec::new();
     for chair in &chairs {
-        let here: Vec<&TreatmentSession> = sessions.iter().filter(|s| s.chair_id == Some(chair.id)).collect();
-        let active: Vec<&TreatmentSession> = here.iter().copied().filter(|s| is_in_chair(s.state)).collect();
-        let upcoming: Vec<&TreatmentSession> =
+        let here: Vec<&ScheduledSession> = sessions.iter().filter(|s| s.chair_id == Some(chair.id)).collect();
+        let active: Vec<&ScheduledSession> = here.iter().copied().filter(|s| is_in_chair(s.state)).collect();
+        let upcoming: Vec<&ScheduledSession> =
             here.iter().copied().filter(|s| s.state == SessionState::Scheduled).collect();
         if active.is_empty() {
             cards.push(card_for(chair.name.clone(), upcoming.first().copied(), upcoming.get(1).copied()));
