@@ -19,6 +19,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("storage is shutting down")]
     Closed,
+    /// The database's write queue is full; nothing was saved. Try again after the wait.
+    #[error("the database is busy; nothing was saved; try again in {retry_after_secs} s")]
+    Busy { retry_after_secs: u64 },
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -10,6 +10,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (4, "dosing", include_str!("../migrations/sqlite/0004_dosing.sql")),
     (5, "between_sessions", include_str!("../migrations/sqlite/0005_between_sessions.sql")),
     (6, "chair_gates", include_str!("../migrations/sqlite/0006_chair_gates.sql")),
+    (12, "idempotency", include_str!("../migrations/sqlite/0012_idempotency.sql")),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -18,6 +19,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (4, "dosing", include_str!("../migrations/postgres/0004_dosing.sql")),
     (5, "between_sessions", include_str!("../migrations/postgres/0005_between_sessions.sql")),
     (6, "chair_gates", include_str!("../migrations/postgres/0006_chair_gates.sql")),
+    (12, "idempotency", include_str!("../migrations/postgres/0012_idempotency.sql")),
 ];
 
 /// The newest schema version this build knows.

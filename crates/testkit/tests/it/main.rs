@@ -12,6 +12,7 @@ mod dosing;
 mod durability;
 mod fixtures;
 mod home;
+mod idempotency;
 mod ledger;
 mod notes;
 mod pk_ui;

@@ -16,6 +16,7 @@ use axum::Router;
 use axum::routing::{get, post, put};
 
 use crate::AppState;
+use crate::idempotency::OpenApiHeader as IdempotencyHeader;
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -23,6 +24,7 @@ use crate::AppState;
         title = "Keta API",
         description = "Keta: the open clinical platform for ketamine and esketamine treatment. Errors are RFC 9457 problem+json."
     ),
+    modifiers(&IdempotencyHeader),
     paths(
         health::get_healthz,
         audit::get_audit,
