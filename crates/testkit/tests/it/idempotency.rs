@@ -262,3 +262,81 @@ async fn a_write_whose_caller_gave_up_in_the_queue_is_never_run() {
         .unwrap();
     assert_ne!(name, "written after its caller left");
 }
+
+/// The first account's id (the administrator seeded first).
+async fn first_user(db: &TestDb) -> i64 {
+    db.store.read(|c| c.query_opt("SELECT min(id) FROM users", &[])?.unwrap().i64(0)).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_key_in_flight_is_held_then_taken_over_only_if_nothing_was_recorded() {
+    use keta_store::idempotency::{KeyPolicy, Reservation, StoredResponse, under_claim};
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0);
+        let a = site(&db.store, "A").await;
+        seed_staff(&db.store, &[a]).await;
+        let user = first_user(&db).await;
+        let policy = KeyPolicy::default();
+        let reserve = |key: &'static str| db.store.reserve_idempotency_key(user, key, "print", policy);
+
+        let Reservation::Reserved(first) = reserve("k").await.unwrap() else { panic!("{:?}: first reserves", db.kind) };
+        assert_eq!(reserve("k").await.unwrap(), Reservation::InFlight, "{:?}", db.kind);
+        assert_eq!(
+            db.store.reserve_idempotency_key(user, "k", "another", policy).await.unwrap(),
+            Reservation::Mismatch,
+            "{:?}",
+            db.kind
+        );
+
+        // The first attempt stalls past its lease without recording: a retry takes over,
+        // and the stalled attempt can no longer record anything.
+        clock.advance(policy.lease + time::Duration::seconds(1));
+        let Reservation::Reserved(second) = reserve("k").await.unwrap() else { panic!("{:?}: takeover", db.kind) };
+        assert_ne!(second.owner, first.owner, "{:?}", db.kind);
+        let stale = under_claim(
+            first.clone(),
+            db.store
+                .write(move |c| c.execute("UPDATE sites SET name = 'stale' WHERE id = $1", keta_store::params![a.0])),
+        )
+        .await;
+        assert!(matches!(stale, Err(keta_store::StoreError::Conflict(_))), "{:?}: {stale:?}", db.kind);
+        let name = db
+            .store
+            .read(move |c| {
+                c.query_opt("SELECT name FROM sites WHERE id = $1", keta_store::params![a.0])?.unwrap().text(0)
+            })
+            .await
+            .unwrap();
+        assert_ne!(name, "stale", "{:?}: the stale attempt's write rolled back", db.kind);
+
+        // The retry records, then the server stops before keeping its response: the write
+        // can be found (when), never repeated.
+        under_claim(
+            second.clone(),
+            db.store
+                .write(move |c| c.execute("UPDATE sites SET name = 'retried' WHERE id = $1", keta_store::params![a.0])),
+        )
+        .await
+        .unwrap();
+        assert!(!db.store.release_idempotency_key(&second).await.unwrap(), "{:?}: a recorded key is kept", db.kind);
+        clock.advance(policy.lease + time::Duration::seconds(1));
+        assert!(matches!(reserve("k").await.unwrap(), Reservation::RecordedWithoutResponse { .. }), "{:?}", db.kind);
+
+        // A finished key replays; after the retention it is purged and the key is free.
+        let Reservation::Reserved(done) = reserve("k2").await.unwrap() else { panic!() };
+        let stored = StoredResponse {
+            status: 201,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: b"{}".to_vec(),
+        };
+        db.store.complete_idempotency_key(&done, &stored).await.unwrap();
+        assert_eq!(reserve("k2").await.unwrap(), Reservation::Replay(stored), "{:?}", db.kind);
+        clock.advance(policy.retention + time::Duration::seconds(1));
+        assert!(
+            matches!(reserve("k2").await.unwrap(), Reservation::Reserved(_)),
+            "{:?}: expired keys are purged",
+            db.kind
+        );
+    }
+}
