@@ -280,7 +280,7 @@ impl utoipa::Modify for OpenApiHeader {
             .parameter_in(ParameterIn::Header)
             .required(Required::False)
             .description(Some(
-                "Makes a retry safe (IETF draft \"The Idempotency-Key HTTP Header Field\"): a unique value per request, e.g. a UUID, scoped to the signed-in account and kept 24 h. \
+                "Makes a retry safe (IETF draft \"The Idempotency-Key HTTP Header Field\"): a unique value per request, e.g. a UUID, scoped to the signed-in account and kept 24 h by default (KETA_IDEMPOTENCY_RETENTION_HOURS). \
                  A repeat with the same key and body returns the first response (same status and body) with `Idempotent-Replayed: true`; \
                  the same key with another method, path or body is refused with 422; a repeat while the first is still running gets 409.",
             ))
