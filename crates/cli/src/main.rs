@@ -230,6 +230,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             println!("Check-in reminders: {}", reminders.describe());
             println!("Press Ctrl-C to stop.");
             keta_web::reminders::spawn_sweeper(store.clone(), reminders.clone(), sweep_interval()?);
+            keta_web::idempotency::key_policy_from_env().map_err(anyhow::Error::msg)?;
             keta_web::serve(listener, keta_web::AppState::new(store).with_reminders(reminders), shutdown_signal())
                 .await?;
             Ok(())
@@ -244,6 +245,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let reminders = reminders_from_env(addr, Outbox::No)?;
             tracing::info!(delivery = %reminders.describe(), public_url = %reminders.public_url, "check-in reminders");
             keta_web::reminders::spawn_sweeper(store.clone(), reminders.clone(), sweep_interval()?);
+            keta_web::idempotency::key_policy_from_env().map_err(anyhow::Error::msg)?;
             keta_web::serve(listener, keta_web::AppState::new(store).with_reminders(reminders), shutdown_signal())
                 .await?;
             Ok(())

@@ -19,6 +19,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("storage is shutting down")]
     Closed,
+    /// The database's write queue is full; nothing was saved. Try again after the wait.
+    #[error("the database is busy; nothing was saved; try again in {retry_after_secs} s")]
+    Busy { retry_after_secs: u64 },
 }
 
 /// A storage operation that panicked (a bug), reported as a backend error with the panic's

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod conn;
 pub mod credentials;
 pub mod error;
+pub mod idempotency;
 mod migrate;
 mod postgres;
 mod sqlite;
@@ -44,6 +45,7 @@ use time::OffsetDateTime;
 pub use conn::{Backend, Conn, Row, Value};
 pub use error::{Result, StoreError};
 pub use migrate::latest_version;
+pub use sqlite::BUSY_RETRY_AFTER_SECS;
 
 /// Who is acting, for permissions, site scoping and the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,7 +170,8 @@ impl Store {
                         "sqlite:// needs a file path, e.g. sqlite://keta-data/keta.db".into(),
                     ));
                 }
-                Ok(Engine::Sqlite(sqlite::SqliteBackend::open(std::path::Path::new(path), 4)?))
+                let writer_queue = sqlite::writer_queue_setting(&url)?;
+                Ok(Engine::Sqlite(sqlite::SqliteBackend::open(std::path::Path::new(path), 4, writer_queue)?))
             } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
                 Ok(Engine::Postgres(postgres::PostgresBackend::open(&url, 16)?))
             } else {
@@ -193,11 +196,24 @@ impl Store {
         (self.clock)()
     }
 
-    /// Runs `op` in a write transaction. All of it commits, or none of it.
+    /// Runs `op` in a write transaction. All of it commits, or none of it. Under a
+    /// request's idempotency claim the transaction also marks the claim as written.
     pub async fn write<T: Send + 'static>(
         &self,
         op: impl FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        if let Some(claim) = idempotency::current_claim() {
+            let now = self.now();
+            let op = move |c: &mut dyn Conn| {
+                let v = op(c)?;
+                idempotency::mark_written(c, &claim, now)?;
+                Ok(v)
+            };
+            return match &*self.engine {
+                Engine::Sqlite(b) => b.write(op).await,
+                Engine::Postgres(b) => b.write(op).await,
+            };
+        }
         match &*self.engine {
             Engine::Sqlite(b) => b.write(op).await,
             Engine::Postgres(b) => b.write(op).await,

@@ -7,6 +7,12 @@
 //! the commit returns with `synchronous=FULL`, so acknowledged data is on disk, and
 //! writers never meet "database is locked" because only one connection writes.
 //! Readers use a small pool of read connections; WAL lets them run beside the writer.
+//!
+//! The queue is bounded ([`DEFAULT_WRITER_QUEUE`], or `?writer_queue=N` on the database
+//! URL): when it is full a write is refused at once with [`StoreError::Busy`] (503 with
+//! `Retry-After`) instead of waiting without limit. A write whose caller has gone (the
+//! request timed out while it waited in the queue) is skipped, never run later: the
+//! request timeout covers the wait for the writer.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -21,6 +27,26 @@ use crate::error::{Result, StoreError};
 
 pub const MAX_BATCH: usize = 512;
 
+/// How many writes may wait for the writer: enough for many batches of concurrent writers.
+pub const DEFAULT_WRITER_QUEUE: usize = 8 * MAX_BATCH;
+
+/// How long a client refused by a full queue is asked to wait: the writer commits a
+/// batch in milliseconds, so a second is plenty.
+pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
+
+/// The writer queue's bound from `sqlite://PATH?writer_queue=N` (default [`DEFAULT_WRITER_QUEUE`]).
+pub(crate) fn writer_queue_setting(url: &str) -> Result<usize> {
+    let Some((_, query)) = url.split_once('?') else { return Ok(DEFAULT_WRITER_QUEUE) };
+    for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+        if k == "writer_queue" {
+            return v.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                StoreError::Backend(format!("writer_queue={v} in the database URL: use a whole number of at least 1"))
+            });
+        }
+    }
+    Ok(DEFAULT_WRITER_QUEUE)
+}
+
 /// Work sent to the writer: runs in the open transaction and returns whether it
 /// failed (so its savepoint is rolled back) and a completion that is told, after
 /// COMMIT, whether the batch reached disk.
@@ -28,7 +54,7 @@ pub(crate) type WriteJob = Box<dyn FnOnce(&mut dyn Conn) -> (bool, Completion) +
 pub(crate) type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 
 pub struct SqliteBackend {
-    writer: mpsc::UnboundedSender<WriteJob>,
+    writer: mpsc::Sender<WriteJob>,
     readers: Arc<Mutex<Vec<Connection>>>,
     permits: Arc<Semaphore>,
 }
@@ -122,7 +148,7 @@ fn open(path: &Path, flags: OpenFlags) -> Result<Connection> {
 
 impl SqliteBackend {
     /// Opens (creating if needed) the database file and runs migrations.
-    pub fn open(path: &Path, readers: usize) -> Result<Self> {
+    pub fn open(path: &Path, readers: usize, writer_queue: usize) -> Result<Self> {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
@@ -146,7 +172,7 @@ impl SqliteBackend {
             c.execute_batch("PRAGMA query_only = ON;")?;
             pool.push(c);
         }
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(writer_queue.max(1));
         std::thread::Builder::new()
             .name("keta-sqlite-writer".into())
             .spawn(move || writer_loop(write_conn, rx))
@@ -160,6 +186,11 @@ impl SqliteBackend {
     ) -> Result<T> {
         let (done_tx, done_rx) = oneshot::channel::<Result<T>>();
         let job: WriteJob = Box::new(move |conn| {
+            if done_tx.is_closed() {
+                // Nobody waits for this write any more (its request timed out): skip it, so
+                // no write is recorded after its caller was told it failed.
+                return (false, Box::new(|_| {}) as Completion);
+            }
             // A panic in the operation becomes this job's error, so its caller hears "internal
             // error", not "storage is shutting down" (the writer lives on either way).
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(conn)))
@@ -175,7 +206,10 @@ impl SqliteBackend {
             });
             (failed, completion)
         });
-        self.writer.send(job).map_err(|_| StoreError::Closed)?;
+        self.writer.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StoreError::Busy { retry_after_secs: BUSY_RETRY_AFTER_SECS },
+            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+        })?;
         done_rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -211,7 +245,7 @@ impl SqliteBackend {
     }
 }
 
-fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<WriteJob>) {
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
     let mut cache = HashMap::new();
     let mut batch: Vec<WriteJob> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -280,7 +314,15 @@ impl Conn for FailingConn {
 
 #[cfg(test)]
 mod tests {
-    use super::rewrite_placeholders;
+    use super::{DEFAULT_WRITER_QUEUE, rewrite_placeholders, writer_queue_setting};
+
+    #[test]
+    fn writer_queue_bound_comes_from_the_url() {
+        assert_eq!(writer_queue_setting("sqlite://k.db").unwrap(), DEFAULT_WRITER_QUEUE);
+        assert_eq!(writer_queue_setting("sqlite://k.db?writer_queue=2").unwrap(), 2);
+        assert!(writer_queue_setting("sqlite://k.db?writer_queue=0").is_err());
+        assert!(writer_queue_setting("sqlite://k.db?writer_queue=many").is_err());
+    }
 
     #[test]
     fn placeholders_become_numbered() {

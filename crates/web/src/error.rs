@@ -194,6 +194,13 @@ impl From<StoreError> for ApiError {
                 errors: vec![],
             },
             StoreError::Closed => Self::for_status(StatusCode::SERVICE_UNAVAILABLE),
+            StoreError::Busy { retry_after_secs } => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                kind: "busy",
+                title: "The server is busy",
+                detail: format!("too many writes are waiting; nothing was saved; try again in {retry_after_secs} s"),
+                errors: vec![],
+            },
             other => {
                 let reference = keta_store::credentials::new_token()[..12].to_string();
                 tracing::error!(error = %other, %reference, "storage error");
@@ -255,12 +262,17 @@ impl IntoResponse for ApiError {
             detail: self.detail,
             errors: self.errors,
         };
-        (
+        let mut res = (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             serde_json::to_vec(&body).unwrap_or_default(),
         )
-            .into_response()
+            .into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // A 503 (a full write queue, storage closing) says when to try again.
+            res.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(keta_store::BUSY_RETRY_AFTER_SECS));
+        }
+        res
     }
 }
 

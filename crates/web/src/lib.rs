@@ -9,6 +9,7 @@ pub mod auth;
 pub mod error;
 pub mod escalation;
 pub mod extract;
+pub mod idempotency;
 pub mod pages;
 pub mod reminders;
 pub mod ui;
@@ -91,6 +92,7 @@ pub fn router(state: AppState) -> Router {
                 .route_layer(axum::middleware::from_fn_with_state(state.clone(), access_rules::access_guard))
                 .layer(axum::middleware::from_fn(ui::live::publish_after_writes)),
         )
+        .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::guard_retries))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::csrf_guard))
         .layer(axum::middleware::from_fn_with_state(state.clone(), audit_reads_per_request))
         .with_state(state);

@@ -16,6 +16,7 @@ mod eligibility_record;
 mod escalation;
 mod fixtures;
 mod home;
+mod idempotency;
 mod ledger;
 mod notes;
 mod outcomes;

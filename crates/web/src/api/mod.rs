@@ -20,6 +20,7 @@ use axum::routing::{get, post, put};
 
 use crate::AppState;
 use contract::Contract;
+use crate::idempotency::OpenApiHeader as IdempotencyHeader;
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -28,6 +29,7 @@ use contract::Contract;
         title = "Keta API",
         description = "Keta: the open clinical platform for ketamine and esketamine treatment. Errors are RFC 9457 problem+json."
     ),
+    modifiers(&IdempotencyHeader),
     paths(
         health::get_healthz,
         audit::get_audit,

@@ -62,6 +62,12 @@ impl Chrome {
             ("today", Area::Today) | ("patients", Area::Patients) | ("outcomes", Area::Outcomes)
         )
     }
+    /// A fresh one-time token for one form (the hidden `form_token` field): a second
+    /// submission of the same rendered form shows the first result instead of recording
+    /// again (`crate::idempotency`). Each call mints a new one, so each form has its own.
+    pub fn form_token(&self) -> String {
+        keta_store::credentials::new_token()[..32].to_string()
+    }
     /// `aria-current` value for a navigation link.
     pub fn current(&self, area: &str) -> &'static str {
         if self.is(area) { "page" } else { "false" }
@@ -155,6 +161,12 @@ impl IntoResponse for UiError {
                     "Some values need correcting",
                     errs.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "),
                 ),
+                StoreError::Busy { .. } => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The server is busy",
+                    "Too many changes are waiting to be saved; nothing was saved. Submit the form again in a moment."
+                        .to_string(),
+                ),
                 other => {
                     tracing::error!(error = %other, "storage error on an HTML page");
                     (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on the server", internal_detail())
@@ -162,10 +174,14 @@ impl IntoResponse for UiError {
             },
         };
         let page = ErrorPage { css_href: super::assets::css_href(), status: status.as_u16(), title, detail };
-        match page.render() {
+        let mut res = match page.render() {
             Ok(html) => with_headers(status, html),
             Err(_) => (status, title).into_response(),
+        };
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(keta_store::BUSY_RETRY_AFTER_SECS));
         }
+        res
     }
 }
 

@@ -1,0 +1,19 @@
+-- A retried request never records twice: one row per (account, Idempotency-Key or form token).
+-- `owner` names the attempt that holds the key; `written_at` is set by the same transaction as
+-- the request's write; the response is kept for replay until `expires_at`.
+CREATE TABLE idempotency_keys (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    idem_key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    lease_until INTEGER NOT NULL,
+    written_at INTEGER,
+    status INTEGER,
+    response_headers TEXT,
+    response_body TEXT,
+    expires_at INTEGER NOT NULL,
+    CONSTRAINT idempotency_keys_user_key_unique UNIQUE (user_id, idem_key)
+);
+CREATE INDEX idempotency_keys_expires ON idempotency_keys (expires_at);
