@@ -608,12 +608,6 @@ pub async fn restore(file: &Path, target_url: &str, now: OffsetDateTime) -> Resu
 /// Copies into `TARGET.restoring`, checks and finishes it there, then renames it into place:
 /// the target only ever appears verified.
 fn restore_sqlite(file: &Path, target: &Path, manifest: &Manifest, now: OffsetDateTime) -> Result<RestoreReport> {
-    for side in ["-wal", "-journal"] {
-        let p = with_suffix(target, side);
-        if p.exists() {
-            return Err(BackupError::TargetNotEmpty(format!("{} exists beside it", p.display())));
-        }
-    }
     if let Ok(m) = std::fs::metadata(target)
         && m.len() > 0
     {
@@ -637,6 +631,13 @@ fn restore_sqlite(file: &Path, target: &Path, manifest: &Manifest, now: OffsetDa
                 tables.len(),
                 tables.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
             )));
+        }
+    }
+    // A journal beside an empty file may still hold a database's pages.
+    for side in ["-wal", "-journal"] {
+        let p = with_suffix(target, side);
+        if p.exists() {
+            return Err(BackupError::TargetNotEmpty(format!("{} exists beside it", p.display())));
         }
     }
     if let Some(d) = target.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -5,6 +5,7 @@
 //! * `api`: the JSON API over HTTP against the real router.
 
 mod api;
+mod backup;
 mod chair_gates;
 mod chart_between;
 mod checkins;
