@@ -132,6 +132,60 @@ pub fn spawn_anchoring(store: Store, anchoring: AuditAnchoring) {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_scheduled_backup_is_named_by_its_time_and_old_ones_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("keta.db").display());
+        let times = ["2026-12-01T02:00:00Z", "2026-12-02T02:00:00Z", "2026-12-03T02:00:00Z"];
+        let at = std::sync::Arc::new(std::sync::Mutex::new(0usize));
+        let clock_at = at.clone();
+        let clock: keta_store::Clock = std::sync::Arc::new(move || {
+            let i = *clock_at.lock().unwrap();
+            time::OffsetDateTime::parse(times[i], &time::format_description::well_known::Rfc3339).unwrap()
+        });
+        let store = Store::open_with_clock(&url, clock).await.unwrap();
+        let backups = dir.path().join("backups");
+        for i in 0..3 {
+            *at.lock().unwrap() = i;
+            take_scheduled(&store, &backups, 2).await.unwrap();
+        }
+        let mut left: Vec<String> =
+            std::fs::read_dir(&backups).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "keta-20261202T020000Z.sqlite",
+                "keta-20261202T020000Z.sqlite.manifest.json",
+                "keta-20261203T020000Z.sqlite",
+                "keta-20261203T020000Z.sqlite.manifest.json"
+            ]
+        );
+        keta_store::backup::check_backup(&backups.join("keta-20261203T020000Z.sqlite")).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_anchor_file_grows_only_when_the_head_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("keta.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let file = dir.path().join("anchors.jsonl");
+        let mut last = None;
+        anchor_once(&store, Some(&file), &mut last).await.unwrap();
+        assert!(!file.exists(), "an empty chain has no head to anchor");
+        let site = keta_domain::site::NewSite {
+            code: "A".into(),
+            name: "Clinic A".into(),
+            time_zone: "UTC".into(),
+            crisis_line: "988".into(),
+        };
+        store.create_site(&keta_store::Actor::system(), site, vec![]).await.unwrap();
+        anchor_once(&store, Some(&file), &mut last).await.unwrap();
+        anchor_once(&store, Some(&file), &mut last).await.unwrap();
+        let anchors = keta_store::backup::read_anchors(&file).unwrap();
+        assert_eq!(anchors, vec![store.audit_head().await.unwrap().unwrap()]);
+    }
+
     #[test]
     fn pruning_keeps_the_newest_and_leaves_other_files_alone() {
         let dir = tempfile::tempdir().unwrap();
