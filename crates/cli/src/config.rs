@@ -2,11 +2,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-#[derive(clap::Args, Debug)]
+use crate::backups::{AuditAnchoring, BackupSchedule};
+
+#[derive(clap::Args, Debug, Default)]
 pub struct ServeOptions {
     /// A TOML file with `bind` and `database_url`.
     #[arg(long, env = "KETA_CONFIG")]
@@ -17,6 +20,21 @@ pub struct ServeOptions {
     /// sqlite://PATH or postgres://USER@HOST/DB (default sqlite://keta-data/keta.db).
     #[arg(long, env = "KETA_DATABASE_URL")]
     database_url: Option<String>,
+    /// Folder for scheduled backups (needs --backup-interval-minutes).
+    #[arg(long, env = "KETA_BACKUP_DIR")]
+    backup_dir: Option<PathBuf>,
+    /// Minutes between scheduled backups (needs --backup-dir).
+    #[arg(long, env = "KETA_BACKUP_INTERVAL_MINUTES")]
+    backup_interval_minutes: Option<u64>,
+    /// How many of the newest scheduled backups to keep (default 7).
+    #[arg(long, env = "KETA_BACKUP_KEEP")]
+    backup_keep: Option<usize>,
+    /// A file outside the database the audit chain's head is appended to (for `keta audit verify --anchor`).
+    #[arg(long, env = "KETA_AUDIT_ANCHOR_FILE")]
+    audit_anchor_file: Option<PathBuf>,
+    /// Seconds between audit anchors in the log and the anchor file (default 300).
+    #[arg(long, env = "KETA_AUDIT_ANCHOR_INTERVAL_SECONDS")]
+    audit_anchor_interval_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -24,12 +42,25 @@ pub struct ServeOptions {
 struct FileConfig {
     bind: Option<SocketAddr>,
     database_url: Option<String>,
+    backup_dir: Option<PathBuf>,
+    backup_interval_minutes: Option<u64>,
+    backup_keep: Option<usize>,
+    audit_anchor_file: Option<PathBuf>,
+    audit_anchor_interval_seconds: Option<u64>,
 }
+
+const FILE_KEYS: &str = "bind, database_url, backup_dir, backup_interval_minutes, backup_keep, audit_anchor_file, audit_anchor_interval_seconds";
+
+/// Product settings, not clinical ones: how many backups to keep and how often to anchor.
+const DEFAULT_BACKUP_KEEP: usize = 7;
+const DEFAULT_ANCHOR_INTERVAL_SECONDS: u64 = 300;
 
 #[derive(Debug)]
 pub struct Config {
     pub bind: SocketAddr,
     pub database_url: String,
+    pub backups: Option<BackupSchedule>,
+    pub audit_anchoring: AuditAnchoring,
 }
 
 impl ServeOptions {
@@ -38,7 +69,7 @@ impl ServeOptions {
             Some(p) => {
                 let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
                 toml::from_str::<FileConfig>(&text)
-                    .with_context(|| format!("config {} is not valid (keys: bind, database_url)", p.display()))?
+                    .with_context(|| format!("config {} is not valid (keys: {FILE_KEYS})", p.display()))?
             }
             None => FileConfig::default(),
         };
@@ -50,9 +81,81 @@ impl ServeOptions {
         {
             bail!("database_url '{database_url}' must start with sqlite:// or postgres://");
         }
+        let backup_dir = self.backup_dir.or(file.backup_dir);
+        let backup_interval = self.backup_interval_minutes.or(file.backup_interval_minutes);
+        let keep = self.backup_keep.or(file.backup_keep).unwrap_or(DEFAULT_BACKUP_KEEP);
+        if keep == 0 {
+            bail!("backup_keep must be at least 1 (how many of the newest scheduled backups to keep)");
+        }
+        let backups = match (backup_dir, backup_interval) {
+            (None, None) => None,
+            (Some(dir), Some(minutes)) if (1..=10_080).contains(&minutes) => {
+                Some(BackupSchedule { dir, every: Duration::from_secs(minutes * 60), keep })
+            }
+            (Some(_), Some(m)) => bail!("backup_interval_minutes {m} must be from 1 to 10080 (a week)"),
+            (Some(_), None) => {
+                bail!("backup_dir is set but backup_interval_minutes is not: set both to take scheduled backups")
+            }
+            (None, Some(_)) => {
+                bail!("backup_interval_minutes is set but backup_dir is not: set both to take scheduled backups")
+            }
+        };
+        let anchor_secs = self
+            .audit_anchor_interval_seconds
+            .or(file.audit_anchor_interval_seconds)
+            .unwrap_or(DEFAULT_ANCHOR_INTERVAL_SECONDS);
+        if !(1..=86_400).contains(&anchor_secs) {
+            bail!("audit_anchor_interval_seconds {anchor_secs} must be from 1 to 86400");
+        }
         Ok(Config {
             bind: self.bind.or(file.bind).unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid")),
             database_url,
+            backups,
+            audit_anchoring: AuditAnchoring {
+                every: Duration::from_secs(anchor_secs),
+                file: self.audit_anchor_file.or(file.audit_anchor_file),
+            },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheduled_backups_come_from_the_file_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("keta.toml");
+        std::fs::write(
+            &cfg,
+            "backup_dir = \"/var/backups/keta\"\nbackup_interval_minutes = 60\naudit_anchor_file = \"/srv/anchor.jsonl\"\n",
+        )
+        .unwrap();
+        let c =
+            ServeOptions { config: Some(cfg.clone()), backup_keep: Some(3), ..Default::default() }.resolve().unwrap();
+        assert_eq!(
+            c.backups,
+            Some(BackupSchedule { dir: "/var/backups/keta".into(), every: Duration::from_secs(3600), keep: 3 })
+        );
+        assert_eq!(c.audit_anchoring.file, Some(PathBuf::from("/srv/anchor.jsonl")));
+        assert_eq!(c.audit_anchoring.every, Duration::from_secs(300));
+        let c = ServeOptions { config: Some(cfg), backup_interval_minutes: Some(15), ..Default::default() }
+            .resolve()
+            .unwrap();
+        assert_eq!(c.backups.unwrap().every, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn a_half_configured_schedule_is_refused_naming_the_missing_setting() {
+        let e = ServeOptions { backup_dir: Some("/b".into()), ..Default::default() }.resolve().unwrap_err();
+        assert!(e.to_string().contains("backup_interval_minutes is not"), "{e}");
+        let e = ServeOptions { backup_interval_minutes: Some(60), ..Default::default() }.resolve().unwrap_err();
+        assert!(e.to_string().contains("backup_dir is not"), "{e}");
+        let e = ServeOptions { backup_dir: Some("/b".into()), backup_interval_minutes: Some(0), ..Default::default() }
+            .resolve()
+            .unwrap_err();
+        assert!(e.to_string().contains("from 1 to 10080"), "{e}");
+        assert!(ServeOptions::default().resolve().unwrap().backups.is_none());
     }
 }

@@ -1,5 +1,6 @@
 //! `keta`: the one binary. Run `keta --help` for the commands.
 
+mod backups;
 mod bench;
 mod config;
 mod demo;
@@ -94,6 +95,27 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Take a consistent online backup: FILE plus FILE.manifest.json (docs/reliability.md).
+    Backup {
+        #[arg(long, env = "KETA_DATABASE_URL")]
+        database_url: String,
+        /// The backup file to write (it must not exist); the manifest goes beside it.
+        #[arg(long)]
+        to: PathBuf,
+        /// Also append the audit chain's head to this anchor file.
+        #[arg(long, env = "KETA_AUDIT_ANCHOR_FILE")]
+        audit_anchor_file: Option<PathBuf>,
+    },
+    /// Restore a backup into a new, empty database, verifying it and its audit chain first.
+    /// Every sign-in session in the backup is ended.
+    Restore {
+        /// The backup file (its FILE.manifest.json must lie beside it).
+        #[arg(long)]
+        from: PathBuf,
+        /// The empty target: sqlite://PATH (a new file) or postgres://USER@HOST/DB (a new database).
+        #[arg(long)]
+        database_url: String,
+    },
     /// Between-session check-ins.
     Checkins {
         #[command(subcommand)]
@@ -148,6 +170,18 @@ enum AuditCommand {
     Verify {
         #[arg(long, env = "KETA_DATABASE_URL")]
         database_url: String,
+        /// An anchor file (or a backup manifest): the chain must still hold every head recorded
+        /// in it, so a chain whose tail was cut off fails, naming the anchored entry.
+        #[arg(long)]
+        anchor: Option<PathBuf>,
+    },
+    /// Append the chain's current head to an anchor file kept outside the database
+    /// (`keta serve` does this every KETA_AUDIT_ANCHOR_INTERVAL_SECONDS with --audit-anchor-file).
+    Anchor {
+        #[arg(long, env = "KETA_DATABASE_URL")]
+        database_url: String,
+        #[arg(long, env = "KETA_AUDIT_ANCHOR_FILE")]
+        to: PathBuf,
     },
 }
 
@@ -246,8 +280,73 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             tracing::info!(delivery = %reminders.describe(), public_url = %reminders.public_url, "check-in reminders");
             keta_web::reminders::spawn_sweeper(store.clone(), reminders.clone(), sweep_interval()?);
             keta_web::idempotency::key_policy_from_env().map_err(anyhow::Error::msg)?;
+            if let Some(schedule) = cfg.backups {
+                tracing::info!(dir = %schedule.dir.display(), every_s = schedule.every.as_secs(), keep = schedule.keep, "scheduled backups");
+                backups::spawn_scheduled_backups(store.clone(), schedule);
+            }
+            backups::spawn_anchoring(store.clone(), cfg.audit_anchoring);
             keta_web::serve(listener, keta_web::AppState::new(store).with_reminders(reminders), shutdown_signal())
                 .await?;
+            Ok(())
+        }
+        Command::Backup { database_url, to, audit_anchor_file } => {
+            let store = keta_store::Store::open(&database_url).await.context("opening the database")?;
+            let manifest = store.backup_to(&to).await.with_context(|| format!("backing up to {}", to.display()))?;
+            if let (Some(f), Some(head)) = (&audit_anchor_file, &manifest.survey.audit_head) {
+                keta_store::backup::append_anchor(f, head, manifest.taken_at)
+                    .with_context(|| format!("appending the audit anchor to {}", f.display()))?;
+            }
+            println!(
+                "backup written: {} ({} bytes, SHA-256 {}), manifest {}",
+                to.display(),
+                manifest.file_bytes,
+                manifest.file_sha256,
+                keta_store::backup::manifest_path(&to).display()
+            );
+            match &manifest.survey.audit_head {
+                Some(h) => println!("audit chain head: entry {} {}", h.seq, h.row_hash),
+                None => println!("audit chain: empty"),
+            }
+            println!(
+                "{} tables, {} rows, schema version {}",
+                manifest.survey.tables.len(),
+                manifest.survey.tables.values().sum::<i64>(),
+                manifest.survey.schema_version
+            );
+            Ok(())
+        }
+        Command::Restore { from, database_url } => {
+            let now = time::OffsetDateTime::now_utc();
+            let report = keta_store::backup::restore(&from, &database_url, now)
+                .await
+                .with_context(|| format!("restoring {}", from.display()))?;
+            println!(
+                "restored {} tables, {} rows from the backup taken {}",
+                report.tables,
+                report.rows,
+                report.backup_taken_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+            );
+            match &report.audit_head {
+                Some(h) => println!(
+                    "audit trail intact: {} entries verified up to the anchored head, entry {} {}",
+                    report.audit_entries_verified, h.seq, h.row_hash
+                ),
+                None => println!("audit trail: empty"),
+            }
+            println!("sign-in sessions ended: {}", report.sign_in_sessions_ended);
+            println!("done: {database_url} is ready to serve");
+            Ok(())
+        }
+        Command::Audit { command: AuditCommand::Anchor { database_url, to } } => {
+            let store = keta_store::Store::open(&database_url).await.context("opening the database")?;
+            match store.audit_head().await? {
+                Some(h) => {
+                    keta_store::backup::append_anchor(&to, &h, store.now())
+                        .with_context(|| format!("appending to {}", to.display()))?;
+                    println!("anchored audit entry {} {} in {}", h.seq, h.row_hash, to.display());
+                }
+                None => println!("the audit chain is empty: nothing to anchor"),
+            }
             Ok(())
         }
         Command::Checkins { command: CheckinsCommand::Sweep { database_url, public_url } } => {
@@ -305,7 +404,11 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             println!("TOTP key for the authenticator app (shown once): {secret}");
             Ok(())
         }
-        Command::Audit { command: AuditCommand::Verify { database_url } } => {
+        Command::Audit { command: AuditCommand::Verify { database_url, anchor } } => {
+            let anchors = match &anchor {
+                Some(f) => Some(keta_store::backup::read_anchors(f)?),
+                None => None,
+            };
             let store = keta_store::Store::open(&database_url).await.context("opening the database")?;
             let mut ok = true;
             match store.verify_audit_chain().await? {
@@ -313,6 +416,16 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 (n, Some(b)) => {
                     ok = false;
                     println!("audit trail BROKEN at entry {}: {} ({n} entries before it verified)", b.seq, b.reason);
+                }
+            }
+            if let Some(anchors) = anchors {
+                let n = anchors.len();
+                match store.check_audit_anchors(anchors).await? {
+                    None => println!("audit anchors intact: all {n} anchored heads are in the chain"),
+                    Some(b) => {
+                        ok = false;
+                        println!("audit trail BROKEN at anchored entry {}: it {}", b.seq, b.reason);
+                    }
                 }
             }
             let ledger = store.read(|c| keta_store::ledger::verify_ledger(c)).await?;

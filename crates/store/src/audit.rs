@@ -541,3 +541,69 @@ impl crate::Store {
         .await
     }
 }
+
+/// The newest entry of the chain: what a backup manifest and an anchor file record, so that
+/// a chain whose tail was cut off (a copy taken without its WAL) no longer matches.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChainHead {
+    pub seq: i64,
+    pub row_hash: String,
+}
+
+pub fn head(conn: &mut dyn Conn) -> Result<Option<ChainHead>> {
+    conn.query_opt("SELECT seq, row_hash FROM audit_log ORDER BY seq DESC LIMIT 1", &[])?
+        .map(|r| Ok(ChainHead { seq: r.i64(0)?, row_hash: r.text(1)? }))
+        .transpose()
+}
+
+/// Why an anchored head is no longer in the chain, or `None` when it is. With [`verify`]
+/// passing, every anchor found means the chain still holds everything up to it.
+pub fn check_anchor(conn: &mut dyn Conn, anchor: &ChainHead) -> Result<Option<ChainBreak>> {
+    let stored = conn
+        .query_opt("SELECT row_hash FROM audit_log WHERE seq = $1", params![anchor.seq])?
+        .map(|r| r.text(0))
+        .transpose()?;
+    Ok(match stored {
+        Some(h) if h == anchor.row_hash => None,
+        Some(_) => Some(ChainBreak {
+            seq: anchor.seq,
+            reason: "does not match the head anchored for it (the chain was rewritten after it was anchored)".into(),
+        }),
+        None => {
+            let last = head(conn)?.map_or(0, |h| h.seq);
+            Some(ChainBreak {
+                seq: anchor.seq,
+                reason: if last < anchor.seq {
+                    format!(
+                        "was anchored but the chain now ends at entry {last}: its tail was cut off (entries {} to {} are missing)",
+                        last + 1,
+                        anchor.seq
+                    )
+                } else {
+                    "was anchored but is missing from the chain".into()
+                },
+            })
+        }
+    })
+}
+
+impl crate::Store {
+    /// The chain's newest entry, if any (for anchoring).
+    pub async fn audit_head(&self) -> Result<Option<ChainHead>> {
+        self.read(|c| head(c)).await
+    }
+
+    /// The first anchor (in sequence order) the chain no longer contains, if any.
+    pub async fn check_audit_anchors(&self, mut anchors: Vec<ChainHead>) -> Result<Option<ChainBreak>> {
+        anchors.sort_by_key(|a| a.seq);
+        self.read(move |c| {
+            for a in &anchors {
+                if let Some(b) = check_anchor(c, a)? {
+                    return Ok(Some(b));
+                }
+            }
+            Ok(None)
+        })
+        .await
+    }
+}

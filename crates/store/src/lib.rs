@@ -9,6 +9,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod backup;
 pub mod conn;
 pub mod credentials;
 pub mod error;
@@ -142,7 +143,7 @@ pub fn system_clock() -> Clock {
     Arc::new(OffsetDateTime::now_utc)
 }
 
-enum Engine {
+pub(crate) enum Engine {
     Sqlite(sqlite::SqliteBackend),
     Postgres(postgres::PostgresBackend),
 }
@@ -150,7 +151,7 @@ enum Engine {
 /// The storage handle shared by the web server and the CLI. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    engine: Arc<Engine>,
+    pub(crate) engine: Arc<Engine>,
     clock: Clock,
 }
 

@@ -13,7 +13,7 @@ use crate::conn::{Backend, Conn, Row, Value};
 use crate::error::{Result, StoreError};
 
 pub struct PostgresBackend {
-    url: String,
+    pub(crate) url: String,
     pool: Arc<Mutex<Vec<Client>>>,
     permits: Arc<Semaphore>,
 }
@@ -50,8 +50,8 @@ impl ToSql for Value {
     to_sql_checked!();
 }
 
-struct PgConn<'a, 'b> {
-    tx: &'a mut postgres::Transaction<'b>,
+pub(crate) struct PgConn<'a, 'b> {
+    pub(crate) tx: &'a mut postgres::Transaction<'b>,
 }
 
 fn to_params(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {

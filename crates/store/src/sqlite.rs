@@ -54,6 +54,8 @@ pub(crate) type WriteJob = Box<dyn FnOnce(&mut dyn Conn) -> (bool, Completion) +
 pub(crate) type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 
 pub struct SqliteBackend {
+    /// The database file, for backups taken through their own connection.
+    pub(crate) path: std::path::PathBuf,
     writer: mpsc::Sender<WriteJob>,
     readers: Arc<Mutex<Vec<Connection>>>,
     permits: Arc<Semaphore>,
@@ -74,9 +76,9 @@ fn rewrite_placeholders(sql: &str) -> String {
     out
 }
 
-struct SqliteConn<'a> {
-    conn: &'a Connection,
-    sql_cache: &'a mut HashMap<String, String>,
+pub(crate) struct SqliteConn<'a> {
+    pub(crate) conn: &'a Connection,
+    pub(crate) sql_cache: &'a mut HashMap<String, String>,
 }
 
 impl SqliteConn<'_> {
@@ -177,7 +179,12 @@ impl SqliteBackend {
             .name("keta-sqlite-writer".into())
             .spawn(move || writer_loop(write_conn, rx))
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        Ok(Self { writer: tx, readers: Arc::new(Mutex::new(pool)), permits: Arc::new(Semaphore::new(readers_n)) })
+        Ok(Self {
+            path: path.to_path_buf(),
+            writer: tx,
+            readers: Arc::new(Mutex::new(pool)),
+            permits: Arc::new(Semaphore::new(readers_n)),
+        })
     }
 
     pub(crate) async fn write<T: Send + 'static>(

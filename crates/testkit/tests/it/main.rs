@@ -6,6 +6,7 @@
 //! * `contract`: issue 17's probes (plausible ranges, the sweep, panics in storage jobs).
 
 mod api;
+mod backup;
 mod chair_gates;
 mod chart_between;
 mod checkins;
