@@ -63,6 +63,29 @@ pub fn get_session(c: &mut dyn Conn, actor: &Actor, id: SessionId) -> Result<Tre
     Ok(s)
 }
 
+/// Loads a session and holds its row until the transaction ends, so a write that judges the
+/// session (its state, its note, its open alerts) and then changes it cannot interleave with
+/// another such write on PostgreSQL. Every session-scoped write starts here.
+pub(crate) fn get_session_for_update(c: &mut dyn Conn, actor: &Actor, id: SessionId) -> Result<TreatmentSession> {
+    let r = c
+        .query_opt(&format!("SELECT {COLS} FROM sessions WHERE id = $1 FOR UPDATE"), params![id.0])?
+        .ok_or_else(|| StoreError::NotFound(format!("session {id}")))?;
+    let s = session_from(&r)?;
+    if !actor.may_see(s.site_id, s.patient_id) {
+        return Err(StoreError::NotFound(format!("session {id}")));
+    }
+    Ok(s)
+}
+
+/// Holds the patient's row until the transaction ends: the lock behind the gate "no dose
+/// while an urgent alert for the patient is open". Raising an alert takes it too, so the
+/// gate never reads the alerts while one is being raised.
+pub(crate) fn lock_patient(c: &mut dyn Conn, patient: PatientId) -> Result<()> {
+    c.query_opt("SELECT id FROM patients WHERE id = $1 FOR UPDATE", params![patient.0])?
+        .ok_or_else(|| StoreError::NotFound(format!("patient {patient}")))?;
+    Ok(())
+}
+
 pub fn sessions_for_patient(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<TreatmentSession>> {
     c.query(
         &format!("SELECT {COLS} FROM sessions WHERE patient_id = $1 ORDER BY scheduled_for, id"),
@@ -155,6 +178,9 @@ pub(crate) fn raise(
     firings: Vec<AlertFiring>,
 ) -> Result<Vec<Alert>> {
     let mut out = Vec::with_capacity(firings.len());
+    if !firings.is_empty() {
+        lock_patient(c, patient)?;
+    }
     for f in firings {
         let level = crate::alerts::level_of(&f);
         let id = c.insert(
@@ -427,6 +453,8 @@ impl Store {
                     return Err(DomainError::field("chair_id", format!("chair {chair} is not a chair of this patient's site")).into());
                 }
             }
+            // The course row is held so two sessions added at once never take the same sequence number.
+            c.query_opt("SELECT id FROM courses WHERE id = $1 FOR UPDATE", params![course.id.0])?;
             let n = c.query_opt("SELECT count(*) FROM sessions WHERE course_id = $1", params![course.id.0])?.map(|r| r.i64(0)).transpose()?.unwrap_or(0);
             let id = c.insert(
                 "INSERT INTO sessions (course_id, patient_id, site_id, chair_id, route, sequence, scheduled_for, state, planned_dose_mg)
@@ -505,7 +533,10 @@ impl Store {
         let now = self.now();
         let actor = actor.clone();
         self.write(move |c| {
-            let mut s = get_session(c, &actor, id)?;
+            let mut s = get_session_for_update(c, &actor, id)?;
+            if action == SessionAction::StartDose {
+                lock_patient(c, s.patient_id)?;
+            }
             let rules = crate::rules::safety_rules(c, s.site_id)?;
             let zone = site_zone(c, s.site_id)?;
             let day = SessionDay {
@@ -587,7 +618,10 @@ impl Store {
         let now = self.now();
         let actor = actor.clone();
         self.write(move |c| {
-            let mut s = get_session(c, &actor, id)?;
+            let mut s = get_session_for_update(c, &actor, id)?;
+            if matches!(decision, NewDecision::DoseDespiteUrgentAlert { .. }) {
+                lock_patient(c, s.patient_id)?;
+            }
             if s.state.is_terminal() {
                 return Err(StoreError::Conflict(format!(
                     "the session is {}; nothing is left to decide",
@@ -738,7 +772,7 @@ impl Store {
         let actor = actor.clone();
         self.write(move |c| {
             let text = c
-                .query_opt("SELECT settings FROM sites WHERE id = $1", params![site.0])?
+                .query_opt("SELECT settings FROM sites WHERE id = $1 FOR UPDATE", params![site.0])?
                 .ok_or_else(|| StoreError::NotFound(format!("site {site}")))?
                 .text(0)?;
             let mut v: serde_json::Value =
@@ -803,7 +837,7 @@ impl Store {
         }
         let actor = actor.clone();
         self.write(move |c| {
-            let s = get_session(c, &actor, id)?;
+            let s = get_session_for_update(c, &actor, id)?;
             require_active(&s)?;
             if source == VitalsSource::Manual && !confirm_duplicate {
                 let previous = vitals_for(c, &s)?.into_iter().max_by_key(|v| (v.taken_at, v.id));
@@ -879,7 +913,7 @@ impl Store {
         let observed_at = observed_at.unwrap_or(now);
         let actor = actor.clone();
         self.write(move |c| {
-            let s = get_session(c, &actor, id)?;
+            let s = get_session_for_update(c, &actor, id)?;
             require_active(&s)?;
             let rules = crate::rules::safety_rules(c, s.site_id)?;
             let firings = match &body {
@@ -986,7 +1020,9 @@ impl Store {
         let now = self.now();
         let actor = actor.clone();
         self.write(move |c| {
-            let mut s = get_session(c, &actor, id)?;
+            // The row lock orders this edit with signing, which takes it too: the text signed
+            // is the text stored.
+            let mut s = get_session_for_update(c, &actor, id)?;
             if crate::notes::is_note_signed(c, id)? {
                 return Err(StoreError::Conflict("the note is signed and locked; add an amendment instead".into()));
             }

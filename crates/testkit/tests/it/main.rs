@@ -8,6 +8,7 @@ mod api;
 mod chair_gates;
 mod chart_between;
 mod checkins;
+mod concurrency;
 mod dosing;
 mod durability;
 mod fixtures;
