@@ -49,6 +49,11 @@ pub fn safety_rules(c: &mut dyn Conn, site: SiteId) -> Result<Arc<SafetyRules>> 
     }
 }
 
+/// Whether `rules` are a site's own rather than the built-in ones.
+pub(crate) fn is_replaced(rules: &Arc<SafetyRules>) -> bool {
+    !Arc::ptr_eq(rules, &builtin())
+}
+
 impl Store {
     pub async fn site_safety_rules(&self, actor: &Actor, site: SiteId) -> Result<(Arc<SafetyRules>, bool)> {
         if !actor.scope.allows(site) {
@@ -56,7 +61,7 @@ impl Store {
         }
         self.read(move |c| {
             let rules = safety_rules(c, site)?;
-            let overridden = !Arc::ptr_eq(&rules, &builtin());
+            let overridden = is_replaced(&rules);
             Ok((rules, overridden))
         })
         .await

@@ -425,6 +425,16 @@ fn require_active(s: &TreatmentSession) -> Result<()> {
     Ok(())
 }
 
+/// A site's board as of one moment: see [`Store::site_board`].
+#[derive(Debug, Clone)]
+pub struct SiteBoard {
+    pub sessions: Vec<TreatmentSession>,
+    pub chairs: Vec<keta_domain::site::Chair>,
+    pub alerts: Vec<Alert>,
+    pub rules: std::sync::Arc<keta_domain::alerts::SafetyRules>,
+    pub rules_replaced: bool,
+}
+
 /// What recording vitals produced.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RecordedVitals {
@@ -743,6 +753,54 @@ impl Store {
             .iter()
             .map(session_from)
             .collect()
+        })
+        .await
+    }
+
+    /// Everything the site's board shows, read in one snapshot: the day's sessions and every
+    /// session under way (a chair with an infusion running is never free), the chairs, the
+    /// open alerts (only for an actor who may see clinical records), and the safety rules in
+    /// force with whether the site replaced the built-in ones. Separate reads could show a
+    /// session as dosing beside alerts from a moment earlier or later.
+    pub async fn site_board(
+        &self,
+        actor: &Actor,
+        site: SiteId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<SiteBoard> {
+        actor.require(keta_domain::access::Permission::ViewDemographics)?;
+        if !actor.scope.allows(site) {
+            return Err(StoreError::NotFound(format!("site {site}")));
+        }
+        let actor = actor.clone();
+        self.read(move |c| {
+            let mut sessions: Vec<TreatmentSession> = c
+                .query(
+                    &format!(
+                        "SELECT {COLS} FROM sessions WHERE site_id = $1 AND ((scheduled_for >= $2 AND scheduled_for < $3)
+                         OR state IN ('checked_in', 'pre_dose_checks', 'dosing', 'monitoring')) ORDER BY scheduled_for, id"
+                    ),
+                    params![site.0, ms(from), ms(to)],
+                )?
+                .iter()
+                .map(session_from)
+                .collect::<Result<_>>()?;
+            // The day's sessions first, then those under way from another day, as the board lists them.
+            sessions.sort_by_key(|s| (!(s.scheduled_for >= from && s.scheduled_for < to), s.scheduled_for, s.id.0));
+            let chairs = crate::sites::chairs_of(c, site)?;
+            let alerts = if actor.can(keta_domain::access::Permission::ViewClinical) {
+                crate::alerts::list(
+                    c,
+                    &actor,
+                    &crate::alerts::AlertQuery { site_id: Some(site), open_only: true, limit: 200, ..Default::default() },
+                )?
+            } else {
+                Vec::new()
+            };
+            let rules = crate::rules::safety_rules(c, site)?;
+            let rules_replaced = crate::rules::is_replaced(&rules);
+            Ok(SiteBoard { sessions, chairs, alerts, rules, rules_replaced })
         })
         .await
     }

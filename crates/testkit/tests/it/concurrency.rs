@@ -205,6 +205,53 @@ async fn a_note_edited_while_it_is_signed_keeps_the_signed_text() {
     }
 }
 
+/// A refused at-home pre-dose screen on file (written directly: how a screen comes to be
+/// refused is the home stories' subject, not this one's).
+async fn refused_screen(s: &Store, site: SiteId) -> i64 {
+    let p = patient(s, site, "A-0900").await;
+    let c = s.create_course(&prescriber(&[site]), p, course(Route::IvRacemic)).await.unwrap();
+    let link = s.issue_link(&prescriber(&[site]), p, Some(c.id), "phq9".into()).await.unwrap().link.id;
+    s.write(move |conn| {
+        conn.insert(
+            "INSERT INTO pre_dose_screens (link_id, patient_id, site_id, course_id, answers, sitter_name, sitter_contact, outcome, refusals, submitted_at, decided_at)
+             VALUES ($1, $2, $3, $4, '{}', 'Sam Sitter', 'sam@example.org', 'refused', '[\"blood pressure too high\"]', $5, $5) RETURNING id",
+            params![link, p.0, site.0, c.id.0, T0.unix_timestamp() * 1000],
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_refused_screen_is_reviewed_once_by_the_first_of_many() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        let (s, k) = (&db.store, db.kind);
+        let a = site(s, "A").await;
+        let screen = refused_screen(s, a).await;
+        let results = at_once(N, |i| {
+            let s = s.clone();
+            async move {
+                let dr = Actor { name: format!("dr{i}"), ..prescriber(&[a]) };
+                s.review_pre_dose_screen(&dr, screen, format!("Phoned the patient (dr{i})")).await
+            }
+        })
+        .await;
+        let w = one_winner(k, "review", &results);
+        let (by, note) = s
+            .read(move |c| {
+                let r = c
+                    .query_opt("SELECT reviewed_by, review_note FROM pre_dose_screens WHERE id = $1", params![screen])?
+                    .unwrap();
+                Ok((r.text(0)?, r.text(1)?))
+            })
+            .await
+            .unwrap();
+        assert_eq!((by, note), (format!("dr{w}"), format!("Phoned the patient (dr{w})")), "{k:?}");
+        assert_eq!(audited(&db, "pre_dose_screen", screen.to_string(), "update").await, 1, "{k:?}");
+    }
+}
+
 #[tokio::test]
 async fn site_settings_written_at_once_keep_every_writers_change() {
     let clock = ManualClock::at(T0);
