@@ -440,3 +440,68 @@ async fn a_read_of_several_queries_sees_one_snapshot() {
         assert_eq!(s.read(|c| c.query_opt("SELECT count(*) FROM patients", &[])?.unwrap().i64(0)).await.unwrap(), 2);
     }
 }
+
+/// The dose gate (no dose while an urgent alert for the patient is open and not overridden)
+/// holds when the alert is raised at the same moment, from another session of the patient:
+/// either the alert came first and the dose is refused, or the dose came first.
+#[tokio::test]
+async fn a_dose_never_starts_past_an_urgent_alert_raised_at_the_same_moment() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        let (s, k) = (&db.store, db.kind);
+        let a = site(s, "A").await;
+        let n = nurse(&[a]);
+        for round in 0..3 {
+            let p = patient(s, a, &format!("A-{round:04}")).await;
+            let c = s.create_course(&prescriber(&[a]), p, course(Route::IvRacemic)).await.unwrap();
+            let new = || NewSession { scheduled_for: T0, chair_id: None, planned_dose_mg: None };
+            let dosing = s.create_session(&prescriber(&[a]), c.id, new()).await.unwrap().id;
+            let other = s.create_session(&prescriber(&[a]), c.id, new()).await.unwrap().id;
+            for step in [SessionAction::CheckIn, SessionAction::StartPreDoseChecks] {
+                s.act_on_session(&n, dosing, step).await.unwrap();
+            }
+            s.act_on_session(&n, other, SessionAction::CheckIn).await.unwrap();
+            let results = at_once(N, |i| {
+                let s = s.clone();
+                let n = n.clone();
+                async move {
+                    if i == N / 2 {
+                        s.act_on_session(&n, dosing, SessionAction::StartDose).await.map(|_| ())
+                    } else {
+                        s.record_vitals(&n, other, high_bp(), None, VitalsSource::Monitor).await.map(|_| ())
+                    }
+                }
+            })
+            .await;
+            // The order the audit trail recorded: the dose start, and the first urgent alert.
+            let (dose_seq, first_alert_seq) = s
+                .read(move |c| {
+                    let dose = c
+                        .query_opt(
+                            "SELECT max(seq) FROM audit_log WHERE object_type = 'session' AND object_id = $1 AND action = 'update'",
+                            params![dosing.to_string()],
+                        )?
+                        .unwrap()
+                        .i64(0)?;
+                    let alert = c
+                        .query_opt(
+                            "SELECT min(l.seq) FROM audit_log l JOIN alerts x ON l.object_id = CAST(x.id AS TEXT)
+                             WHERE l.object_type = 'alert' AND l.action = 'create' AND x.patient_id = $1 AND x.severity = 'urgent'",
+                            params![p.0],
+                        )?
+                        .unwrap()
+                        .opt_i64(0)?;
+                    Ok((dose, alert))
+                })
+                .await
+                .unwrap();
+            match &results[N / 2] {
+                Ok(()) => assert!(
+                    first_alert_seq.is_none_or(|a| a > dose_seq),
+                    "{k:?} round {round}: the dose started although an urgent alert was raised before it ({first_alert_seq:?} < {dose_seq})"
+                ),
+                Err(e) => assert!(is_conflict(e), "{k:?}: the dose is refused with the reason: {e:?}"),
+            }
+        }
+    }
+}
