@@ -323,18 +323,23 @@ impl Store {
             };
             let (uid, secret, last, username) = (r.i64(0)?, r.opt_text(1)?, r.opt_i64(2)?, r.text(3)?);
             let step = secret.as_deref().and_then(|s| credentials::totp_match(s, &code, now.unix_timestamp()));
-            match step {
+            // Guarded: of two sign-ins racing with the same code, only one moves the step on.
+            let accepted = match step {
                 Some(step) if last.is_none_or(|l| step > l) => {
-                    c.execute("UPDATE users SET totp_last_step = $1 WHERE id = $2", params![step, uid])?;
-                    // Rotate the token's privileges: the pre-MFA state cannot be replayed as signed in.
-                    c.execute("UPDATE auth_sessions SET mfa_passed = $1, last_seen_at = $2 WHERE token_hash = $3", params![true, ms(now), th.as_str()])?;
-                    Ok(true)
+                    c.execute(
+                        "UPDATE users SET totp_last_step = $1 WHERE id = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)",
+                        params![step, uid],
+                    )? == 1
                 }
-                _ => {
-                    audit_auth(c, &username, Some(uid), now, Action::LoginFail, Some("second factor".into()))?;
-                    Ok(false)
-                }
+                _ => false,
+            };
+            if !accepted {
+                audit_auth(c, &username, Some(uid), now, Action::LoginFail, Some("second factor".into()))?;
+                return Ok(false);
             }
+            // Rotate the token's privileges: the pre-MFA state cannot be replayed as signed in.
+            c.execute("UPDATE auth_sessions SET mfa_passed = $1, last_seen_at = $2 WHERE token_hash = $3", params![true, ms(now), th.as_str()])?;
+            Ok(true)
         })
         .await
     }
@@ -384,7 +389,10 @@ impl Store {
             let name = user.username.clone();
             let uid = user.id;
             self.write(move |c| {
-                c.execute("UPDATE auth_sessions SET ended_at = $1, end_reason = $2 WHERE token_hash = $3 AND ended_at IS NULL", params![ms(now), reason, th.as_str()])?;
+                // Two requests noticing the time-out at once end the session once.
+                if c.execute("UPDATE auth_sessions SET ended_at = $1, end_reason = $2 WHERE token_hash = $3 AND ended_at IS NULL", params![ms(now), reason, th.as_str()])? != 1 {
+                    return Ok(());
+                }
                 audit_auth(c, &name, Some(uid), now, Action::Timeout, Some(reason.to_string()))
             })
             .await?;
@@ -479,16 +487,23 @@ impl Store {
         }
         let new_token = credentials::new_token();
         let new_hash = token_hash(&new_token);
-        self.write(move |c| {
-            c.execute(
+        let rotated = self
+            .write(move |c| {
                 // Re-entering the password is also how staff take the tablet back from kiosk mode.
-                "UPDATE auth_sessions SET token_hash = $1, reauthenticated_at = $2, last_seen_at = $2, kiosk_patient_id = NULL WHERE token_hash = $3",
-                params![new_hash.as_str(), ms(now), th.as_str()],
-            )?;
-            audit_auth(c, &username, Some(uid), now, Action::LoginOk, Some("re-authentication".into()))
-        })
-        .await?;
-        Ok(Some(new_token))
+                // Guarded: the session may have ended, or its token been rotated by a second
+                // re-authentication, since it was read; then there is nothing to rotate.
+                let n = c.execute(
+                    "UPDATE auth_sessions SET token_hash = $1, reauthenticated_at = $2, last_seen_at = $2, kiosk_patient_id = NULL WHERE token_hash = $3 AND ended_at IS NULL",
+                    params![new_hash.as_str(), ms(now), th.as_str()],
+                )?;
+                if n != 1 {
+                    return Ok(false);
+                }
+                audit_auth(c, &username, Some(uid), now, Action::LoginOk, Some("re-authentication".into()))?;
+                Ok(true)
+            })
+            .await?;
+        Ok(rotated.then_some(new_token))
     }
 
     /// Verifies another person by user name and password (a ledger witness). Returns
@@ -538,7 +553,10 @@ impl Store {
             else {
                 return Ok(());
             };
-            c.execute("UPDATE auth_sessions SET ended_at = $1, end_reason = 'logout' WHERE token_hash = $2", params![ms(now), th.as_str()])?;
+            // Guarded: a logout sent twice at once ends (and audits) the session once.
+            if c.execute("UPDATE auth_sessions SET ended_at = $1, end_reason = 'logout' WHERE token_hash = $2 AND ended_at IS NULL", params![ms(now), th.as_str()])? != 1 {
+                return Ok(());
+            }
             audit_auth(c, &r.text(1)?, Some(r.i64(0)?), now, Action::Logout, None)
         })
         .await
@@ -564,7 +582,8 @@ impl Store {
         let expires = now + Duration::minutes(minutes.clamp(1, 240));
         let actor = actor.clone();
         self.write(move |c| {
-            let allowed = c.query_opt("SELECT can_break_glass FROM users WHERE id = $1 AND disabled = $2", params![uid, false])?.map(|r| r.bool(0)).transpose()?;
+            // The user's row is held so an account disabled at this moment is not granted access.
+            let allowed = c.query_opt("SELECT can_break_glass FROM users WHERE id = $1 AND disabled = $2 FOR UPDATE", params![uid, false])?.map(|r| r.bool(0)).transpose()?;
             if allowed != Some(true) {
                 return Err(StoreError::Forbidden("you are not in the break-glass group; ask an administrator".into()));
             }

@@ -110,10 +110,23 @@ impl Store {
                 )
                 .into());
             }
-            c.execute(
-                "UPDATE alerts SET acknowledged_at = $1, acknowledged_by = $2, acknowledgement_note = $3 WHERE id = $4",
+            // Guarded: of two acknowledgements at once, the second changes nothing and is told who won.
+            let changed = c.execute(
+                "UPDATE alerts SET acknowledged_at = $1, acknowledged_by = $2, acknowledgement_note = $3 WHERE id = $4 AND acknowledged_at IS NULL",
                 params![ms(now), actor.name.as_str(), note.as_deref(), id.0],
             )?;
+            if changed != 1 {
+                let first = c
+                    .query_opt(&format!("SELECT {COLS} FROM alerts WHERE id = $1"), params![id.0])?
+                    .map(|r| alert_from(&r))
+                    .transpose()?;
+                return Err(StoreError::Conflict(match first {
+                    Some(Alert { acknowledged_at: Some(at), acknowledged_by: Some(by), .. }) => {
+                        format!("alert {id} was already acknowledged by {by} at {at}")
+                    }
+                    _ => format!("alert {id} was already acknowledged"),
+                }));
+            }
             audit::record(
                 c,
                 &actor,

@@ -533,7 +533,7 @@ impl Store {
         let hash = token_hash(token);
         let now = self.now();
         self.write(move |c| {
-            let Some(link) = link_by_hash(c, &hash)? else { return Ok(LinkLookup::Unknown) };
+            let Some(link) = link_by_hash_for_update(c, &hash)? else { return Ok(LinkLookup::Unknown) };
             let state = link.state(now);
             let actor = link_actor(link.id);
             let what = match state {
@@ -583,7 +583,8 @@ impl Store {
         let hash = token_hash(token);
         let now = self.now();
         self.write(move |c| {
-            let link = link_by_hash(c, &hash)?.ok_or_else(|| StoreError::NotFound("check-in link".into()))?;
+            let link =
+                link_by_hash_for_update(c, &hash)?.ok_or_else(|| StoreError::NotFound("check-in link".into()))?;
             // Once its form has been shown, a link takes safety answers whatever its state: a
             // page answered after the window closed, or sent again after it was completed (back
             // button, item 9 changed), must still reach the care team. Only the rest is refused.
@@ -741,8 +742,24 @@ pub(crate) fn patient_of(c: &mut dyn Conn, id: PatientId) -> Result<Patient> {
 }
 
 /// The link behind `hash` when it can be answered now; otherwise a conflict saying why.
+/// The link behind a token, its row held until the transaction ends: every use of a link
+/// (progress, completion, a screen, a sitter's confirmation, a dose log) is judged against
+/// its state and changes it as one step, one use at a time.
+fn link_by_hash_for_update(c: &mut dyn Conn, hash: &str) -> Result<Option<LinkRecord>> {
+    c.query_opt(&format!("SELECT {LINK_COLS} FROM checkin_links WHERE token_hash = $1 FOR UPDATE"), params![hash])?
+        .map(|r| link_from(&r))
+        .transpose()
+}
+
+fn get_link_for_update(c: &mut dyn Conn, id: i64) -> Result<LinkRecord> {
+    let r = c
+        .query_opt(&format!("SELECT {LINK_COLS} FROM checkin_links WHERE id = $1 FOR UPDATE"), params![id])?
+        .ok_or_else(|| StoreError::NotFound(format!("check-in link {id}")))?;
+    link_from(&r)
+}
+
 pub(crate) fn open_for_write(c: &mut dyn Conn, hash: &str, now: OffsetDateTime) -> Result<LinkRecord> {
-    let link = link_by_hash(c, hash)?.ok_or_else(|| StoreError::NotFound("check-in link".into()))?;
+    let link = link_by_hash_for_update(c, hash)?.ok_or_else(|| StoreError::NotFound("check-in link".into()))?;
     match link.state(now) {
         LinkState::Open => Ok(link),
         LinkState::Completed { .. } => Err(StoreError::Conflict("this check-in was already completed".into())),
@@ -1092,7 +1109,7 @@ impl Store {
         let now = self.now();
         let actor = actor.clone();
         self.write(move |c| {
-            let link = get_link(c, link_id)?;
+            let link = get_link_for_update(c, link_id)?;
             if !actor.may_see(link.site_id, link.patient_id) {
                 return Err(StoreError::NotFound(format!("check-in link {link_id}")));
             }

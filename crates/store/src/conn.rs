@@ -2,7 +2,10 @@
 //!
 //! All queries are written once, with `$1` placeholders and portable SQL, against
 //! [`Conn`]; each backend implements it for a connection inside a transaction.
-//! Differences between SQLite and PostgreSQL live only in the migrations.
+//! Differences between SQLite and PostgreSQL live only in the migrations, and in one
+//! dialect rule: a query that ends in `FOR UPDATE` locks the rows it reads on PostgreSQL
+//! until the transaction ends, and SQLite (whose one writer already runs writes one at a
+//! time) runs it without the clause (docs/decisions/0004-concurrency.md).
 
 use crate::error::{Result, StoreError};
 

@@ -159,7 +159,8 @@ impl Store {
         }
         let actor = actor.clone();
         self.write(move |c| {
-            let s = crate::sessions::get_session(c, &actor, session)?;
+            // Held: a session stopped at this moment does not get a dose recorded after it.
+            let s = crate::sessions::get_session_for_update(c, &actor, session)?;
             if !checker.actor.may_see(s.site_id, s.patient_id) {
                 return Err(DomainError::field(
                     "checker_username",

@@ -53,6 +53,14 @@ impl From<postgres::Error> for StoreError {
             if c.starts_with("23") {
                 return StoreError::Conflict(constraint_message(db.constraint().unwrap_or(db.message())));
             }
+            // Two transactions waited on each other (or a snapshot could not be kept): one of
+            // them is rolled back whole; the caller is told plainly and nothing was saved.
+            if c == "40001" || c == "40P01" {
+                return StoreError::Conflict(
+                    "another change to the same record was being saved at the same moment; nothing was saved, try again"
+                        .into(),
+                );
+            }
         }
         StoreError::Backend(e.to_string())
     }

@@ -802,6 +802,8 @@ impl Store {
         let actor = actor.clone();
         self.write(move |c| {
             let co = crate::courses::get_course(c, &actor, course)?;
+            // Held to the end: the supply hold is judged and the supply recorded as one step.
+            c.query_opt("SELECT id FROM courses WHERE id = $1 FOR UPDATE", params![course.0])?;
             if !co.route.is_home() {
                 return Err(DomainError::Conflict(format!("{} courses are not dispensed for home use", co.route.label())).into());
             }
@@ -862,10 +864,20 @@ impl Store {
             if let Some(by) = &s.reviewed_by {
                 return Err(StoreError::Conflict(format!("this screen was already reviewed by {by}")));
             }
-            c.execute(
-                "UPDATE pre_dose_screens SET reviewed_at = $1, reviewed_by = $2, review_note = $3 WHERE id = $4",
+            // Guarded: of two reviews at once, the second changes nothing and is told who won.
+            let changed = c.execute(
+                "UPDATE pre_dose_screens SET reviewed_at = $1, reviewed_by = $2, review_note = $3 WHERE id = $4 AND reviewed_at IS NULL",
                 params![ms(now), actor.name.as_str(), note.as_str(), screen],
             )?;
+            if changed != 1 {
+                let by = c
+                    .query_opt("SELECT reviewed_by FROM pre_dose_screens WHERE id = $1", params![screen])?
+                    .map(|r| r.opt_text(0))
+                    .transpose()?
+                    .flatten()
+                    .unwrap_or_else(|| "someone else".into());
+                return Err(StoreError::Conflict(format!("this screen was already reviewed by {by}")));
+            }
             audit::record(
                 c,
                 &actor,

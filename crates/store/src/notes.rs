@@ -234,6 +234,8 @@ impl Store {
         let actor = actor.clone();
         self.write(move |c| {
             take_notes_lock(c)?;
+            // Held to the end: the note's text cannot change between hashing and signing.
+            crate::sessions::get_session_for_update(c, &actor, session)?;
             let (note, site) = load(c, &actor, session)?;
             let (content, existing, object_type, object_id) = match req.amendment_id {
                 None => {
@@ -299,6 +301,8 @@ impl Store {
         let actor = actor.clone();
         self.write(move |c| {
             take_notes_lock(c)?;
+            // Held to the end: the note's text cannot change between hashing and signing.
+            crate::sessions::get_session_for_update(c, &actor, session)?;
             let (note, site) = load(c, &actor, session)?;
             let Some(author) = note.signatures.iter().find(|s| s.meaning == SignatureMeaning::Author) else {
                 return Err(StoreError::Conflict("the note is not signed yet: edit it directly, then sign it".into()));

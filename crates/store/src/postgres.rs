@@ -1,6 +1,9 @@
 //! PostgreSQL backend: a small pool of synchronous connections used from tokio's
 //! blocking threads, one transaction per operation. PostgreSQL handles concurrent
 //! writers itself; `synchronous_commit` stays on so an acknowledged write is durable.
+//! Writes run at READ COMMITTED and make each read-check-write safe with a row lock
+//! (`... FOR UPDATE`) or a guarded update; reads run at REPEATABLE READ, read only
+//! (docs/decisions/0004-concurrency.md).
 
 use std::sync::{Arc, Mutex};
 
@@ -121,7 +124,13 @@ impl PostgresBackend {
             };
             let result = (|| {
                 let mut tx = if read_only {
-                    client.build_transaction().read_only(true).start()?
+                    // One snapshot for every query of the read (the chart, the board, outcomes),
+                    // as SQLite's read transaction gives; READ COMMITTED would take one per query.
+                    client
+                        .build_transaction()
+                        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                        .read_only(true)
+                        .start()?
                 } else {
                     client.transaction()?
                 };

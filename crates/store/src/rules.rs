@@ -1,6 +1,8 @@
 //! Clinical rules in force at a site: the built-in rules (data/rules/*.toml) unless the
 //! site's medical director has replaced them. Overrides are stored in the site's
 //! settings as the full TOML text, validated on save, and parsed once per distinct text.
+//! Every writer of `sites.settings` reads it `FOR UPDATE`: each changes one key of the same
+//! JSON document, and two at once must not drop each other's key.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -47,6 +49,11 @@ pub fn safety_rules(c: &mut dyn Conn, site: SiteId) -> Result<Arc<SafetyRules>> 
     }
 }
 
+/// Whether `rules` are a site's own rather than the built-in ones.
+pub(crate) fn is_replaced(rules: &Arc<SafetyRules>) -> bool {
+    !Arc::ptr_eq(rules, &builtin())
+}
+
 impl Store {
     pub async fn site_safety_rules(&self, actor: &Actor, site: SiteId) -> Result<(Arc<SafetyRules>, bool)> {
         if !actor.scope.allows(site) {
@@ -54,7 +61,7 @@ impl Store {
         }
         self.read(move |c| {
             let rules = safety_rules(c, site)?;
-            let overridden = !Arc::ptr_eq(&rules, &builtin());
+            let overridden = is_replaced(&rules);
             Ok((rules, overridden))
         })
         .await
@@ -77,7 +84,7 @@ impl Store {
         let actor = actor.clone();
         self.write(move |c| {
             let settings = c
-                .query_opt("SELECT settings FROM sites WHERE id = $1", params![site.0])?
+                .query_opt("SELECT settings FROM sites WHERE id = $1 FOR UPDATE", params![site.0])?
                 .ok_or_else(|| StoreError::NotFound(format!("site {site}")))?
                 .text(0)?;
             let mut v: serde_json::Value =
@@ -126,7 +133,7 @@ impl Store {
         let actor = actor.clone();
         self.write(move |c| {
             let settings = c
-                .query_opt("SELECT settings FROM sites WHERE id = $1", params![site.0])?
+                .query_opt("SELECT settings FROM sites WHERE id = $1 FOR UPDATE", params![site.0])?
                 .ok_or_else(|| StoreError::NotFound(format!("site {site}")))?
                 .text(0)?;
             let mut v: serde_json::Value =

@@ -63,6 +63,29 @@ pub fn get_session(c: &mut dyn Conn, actor: &Actor, id: SessionId) -> Result<Tre
     Ok(s)
 }
 
+/// Loads a session and holds its row until the transaction ends, so a write that judges the
+/// session (its state, its note, its open alerts) and then changes it cannot interleave with
+/// another such write on PostgreSQL. Every session-scoped write starts here.
+pub(crate) fn get_session_for_update(c: &mut dyn Conn, actor: &Actor, id: SessionId) -> Result<TreatmentSession> {
+    let r = c
+        .query_opt(&format!("SELECT {COLS} FROM sessions WHERE id = $1 FOR UPDATE"), params![id.0])?
+        .ok_or_else(|| StoreError::NotFound(format!("session {id}")))?;
+    let s = session_from(&r)?;
+    if !actor.may_see(s.site_id, s.patient_id) {
+        return Err(StoreError::NotFound(format!("session {id}")));
+    }
+    Ok(s)
+}
+
+/// Holds the patient's row until the transaction ends: the lock behind the gate "no dose
+/// while an urgent alert for the patient is open". Raising an alert takes it too, so the
+/// gate never reads the alerts while one is being raised.
+pub(crate) fn lock_patient(c: &mut dyn Conn, patient: PatientId) -> Result<()> {
+    c.query_opt("SELECT id FROM patients WHERE id = $1 FOR UPDATE", params![patient.0])?
+        .ok_or_else(|| StoreError::NotFound(format!("patient {patient}")))?;
+    Ok(())
+}
+
 pub fn sessions_for_patient(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<TreatmentSession>> {
     c.query(
         &format!("SELECT {COLS} FROM sessions WHERE patient_id = $1 ORDER BY scheduled_for, id"),
@@ -170,6 +193,9 @@ pub(crate) fn raise(
     firings: Vec<AlertFiring>,
 ) -> Result<Vec<Alert>> {
     let mut out = Vec::with_capacity(firings.len());
+    if !firings.is_empty() {
+        lock_patient(c, patient)?;
+    }
     for f in firings {
         let level = crate::alerts::level_of(&f);
         let id = c.insert(
@@ -414,6 +440,17 @@ fn require_active(s: &TreatmentSession) -> Result<()> {
     Ok(())
 }
 
+/// A site's board as of one moment: see [`Store::site_board`].
+#[derive(Debug, Clone)]
+pub struct SiteBoard {
+    /// Without their clinical fields: the board is seen by every role at the site.
+    pub sessions: Vec<keta_domain::schedule::ScheduledSession>,
+    pub chairs: Vec<keta_domain::site::Chair>,
+    pub alerts: Vec<Alert>,
+    pub rules: std::sync::Arc<keta_domain::alerts::SafetyRules>,
+    pub rules_replaced: bool,
+}
+
 /// What recording vitals produced.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RecordedVitals {
@@ -450,6 +487,8 @@ impl Store {
                     return Err(DomainError::field("chair_id", format!("chair {chair} is not a chair of this patient's site")).into());
                 }
             }
+            // The course row is held so two sessions added at once never take the same sequence number.
+            c.query_opt("SELECT id FROM courses WHERE id = $1 FOR UPDATE", params![course.id.0])?;
             let n = c.query_opt("SELECT count(*) FROM sessions WHERE course_id = $1", params![course.id.0])?.map(|r| r.i64(0)).transpose()?.unwrap_or(0);
             let id = c.insert(
                 "INSERT INTO sessions (course_id, patient_id, site_id, chair_id, route, sequence, scheduled_for, state, planned_dose_mg)
@@ -543,7 +582,10 @@ impl Store {
         let now = self.now();
         let actor = actor.clone();
         self.write(move |c| {
-            let mut s = get_session(c, &actor, id)?;
+            let mut s = get_session_for_update(c, &actor, id)?;
+            if action == SessionAction::StartDose {
+                lock_patient(c, s.patient_id)?;
+            }
             let rules = crate::rules::safety_rules(c, s.site_id)?;
             let zone = site_zone(c, s.site_id)?;
             let day = SessionDay {
@@ -625,7 +667,10 @@ impl Store {
         let now = self.now();
         let actor = actor.clone();
         self.write(move |c| {
-            let mut s = get_session(c, &actor, id)?;
+            let mut s = get_session_for_update(c, &actor, id)?;
+            if matches!(decision, NewDecision::DoseDespiteUrgentAlert { .. }) {
+                lock_patient(c, s.patient_id)?;
+            }
             if s.state.is_terminal() {
                 return Err(StoreError::Conflict(format!(
                     "the session is {}; nothing is left to decide",
@@ -751,6 +796,55 @@ impl Store {
         .await
     }
 
+    /// Everything the site's board shows, read in one snapshot: the day's sessions and every
+    /// session under way (a chair with an infusion running is never free), the chairs, the
+    /// open alerts (only for an actor who may see clinical records), and the safety rules in
+    /// force with whether the site replaced the built-in ones. Separate reads could show a
+    /// session as dosing beside alerts from a moment earlier or later.
+    pub async fn site_board(
+        &self,
+        actor: &Actor,
+        site: SiteId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<SiteBoard> {
+        actor.require(keta_domain::access::Permission::ViewDemographics)?;
+        if !actor.scope.allows(site) {
+            return Err(StoreError::NotFound(format!("site {site}")));
+        }
+        let actor = actor.clone();
+        self.read(move |c| {
+            let mut sessions: Vec<TreatmentSession> = c
+                .query(
+                    &format!(
+                        "SELECT {COLS} FROM sessions WHERE site_id = $1 AND ((scheduled_for >= $2 AND scheduled_for < $3)
+                         OR state IN ('checked_in', 'pre_dose_checks', 'dosing', 'monitoring')) ORDER BY scheduled_for, id"
+                    ),
+                    params![site.0, ms(from), ms(to)],
+                )?
+                .iter()
+                .map(session_from)
+                .collect::<Result<_>>()?;
+            // The day's sessions first, then those under way from another day, as the board lists them.
+            sessions.sort_by_key(|s| (!(s.scheduled_for >= from && s.scheduled_for < to), s.scheduled_for, s.id.0));
+            let chairs = crate::sites::chairs_of(c, site)?;
+            let alerts = if actor.can(keta_domain::access::Permission::ViewClinical) {
+                crate::alerts::list(
+                    c,
+                    &actor,
+                    &crate::alerts::AlertQuery { site_id: Some(site), open_only: true, limit: 200, ..Default::default() },
+                )?
+            } else {
+                Vec::new()
+            };
+            let rules = crate::rules::safety_rules(c, site)?;
+            let rules_replaced = crate::rules::is_replaced(&rules);
+            let sessions = sessions.into_iter().map(keta_domain::schedule::ScheduledSession::from).collect();
+            Ok(SiteBoard { sessions, chairs, alerts, rules, rules_replaced })
+        })
+        .await
+    }
+
     /// A site's discharge settings (empty until the medical director sets them).
     pub async fn site_discharge_settings(&self, actor: &Actor, site: SiteId) -> Result<DischargeSettings> {
         if !actor.scope.allows(site) {
@@ -776,7 +870,7 @@ impl Store {
         let actor = actor.clone();
         self.write(move |c| {
             let text = c
-                .query_opt("SELECT settings FROM sites WHERE id = $1", params![site.0])?
+                .query_opt("SELECT settings FROM sites WHERE id = $1 FOR UPDATE", params![site.0])?
                 .ok_or_else(|| StoreError::NotFound(format!("site {site}")))?
                 .text(0)?;
             let mut v: serde_json::Value =
@@ -841,7 +935,7 @@ impl Store {
         }
         let actor = actor.clone();
         self.write(move |c| {
-            let s = get_session(c, &actor, id)?;
+            let s = get_session_for_update(c, &actor, id)?;
             require_active(&s)?;
             if source == VitalsSource::Manual && !confirm_duplicate {
                 let previous = vitals_for(c, &s)?.into_iter().max_by_key(|v| (v.taken_at, v.id));
@@ -948,7 +1042,7 @@ impl Store {
         let observed_at = observed_at.unwrap_or(now);
         let actor = actor.clone();
         self.write(move |c| {
-            let s = get_session(c, &actor, id)?;
+            let s = get_session_for_update(c, &actor, id)?;
             require_active(&s)?;
             let rules = crate::rules::safety_rules(c, s.site_id)?;
             let firings = match &body {
@@ -1057,7 +1151,9 @@ impl Store {
         let now = self.now();
         let actor = actor.clone();
         self.write(move |c| {
-            let mut s = get_session(c, &actor, id)?;
+            // The row lock orders this edit with signing, which takes it too: the text signed
+            // is the text stored.
+            let mut s = get_session_for_update(c, &actor, id)?;
             if crate::notes::is_note_signed(c, id)? {
                 return Err(StoreError::Conflict("the note is signed and locked; add an amendment instead".into()));
             }

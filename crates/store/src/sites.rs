@@ -75,12 +75,13 @@ impl Store {
         if !actor.scope.allows(site) {
             return Err(StoreError::NotFound(format!("site {site}")));
         }
-        self.read(move |c| {
-            c.query("SELECT id, site_id, name FROM chairs WHERE site_id = $1 ORDER BY name", params![site.0])?
-                .iter()
-                .map(|r| Ok(Chair { id: ChairId(r.i64(0)?), site_id: SiteId(r.i64(1)?), name: r.text(2)? }))
-                .collect()
-        })
-        .await
+        self.read(move |c| chairs_of(c, site)).await
     }
+}
+
+pub(crate) fn chairs_of(c: &mut dyn Conn, site: SiteId) -> Result<Vec<Chair>> {
+    c.query("SELECT id, site_id, name FROM chairs WHERE site_id = $1 ORDER BY name", params![site.0])?
+        .iter()
+        .map(|r| Ok(Chair { id: ChairId(r.i64(0)?), site_id: SiteId(r.i64(1)?), name: r.text(2)? }))
+        .collect()
 }

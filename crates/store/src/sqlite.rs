@@ -61,6 +61,23 @@ pub struct SqliteBackend {
     permits: Arc<Semaphore>,
 }
 
+/// Turns the portable SQL into SQLite's: `$N` placeholders become numbered `?N`, and a
+/// trailing `FOR UPDATE` row lock is dropped (SQLite has no row locks and needs none: its
+/// one writer runs write transactions one at a time, so a row read in one cannot change
+/// before it commits).
+fn sqlite_dialect(sql: &str) -> String {
+    let sql = rewrite_placeholders(sql);
+    let trimmed = sql.trim_end();
+    match trimmed.len().checked_sub(FOR_UPDATE.len()) {
+        Some(at) if trimmed.is_char_boundary(at) && trimmed[at..].eq_ignore_ascii_case(FOR_UPDATE) => {
+            trimmed[..at].trim_end().to_string()
+        }
+        _ => sql,
+    }
+}
+
+const FOR_UPDATE: &str = "FOR UPDATE";
+
 /// Rewrites `$N` placeholders to SQLite's explicitly numbered `?N`, so a parameter's
 /// position never depends on the order placeholders first appear in the text.
 fn rewrite_placeholders(sql: &str) -> String {
@@ -83,7 +100,7 @@ pub(crate) struct SqliteConn<'a> {
 
 impl SqliteConn<'_> {
     fn sql(&mut self, sql: &str) -> String {
-        self.sql_cache.entry(sql.to_string()).or_insert_with(|| rewrite_placeholders(sql)).clone()
+        self.sql_cache.entry(sql.to_string()).or_insert_with(|| sqlite_dialect(sql)).clone()
     }
 }
 
@@ -321,7 +338,7 @@ impl Conn for FailingConn {
 
 #[cfg(test)]
 mod tests {
-    use super::{DEFAULT_WRITER_QUEUE, rewrite_placeholders, writer_queue_setting};
+    use super::{DEFAULT_WRITER_QUEUE, rewrite_placeholders, sqlite_dialect, writer_queue_setting};
 
     #[test]
     fn writer_queue_bound_comes_from_the_url() {
@@ -338,5 +355,16 @@ mod tests {
             "SELECT ?2, ?1, ?10 FROM t WHERE a = ?1"
         );
         assert_eq!(rewrite_placeholders("SELECT '$' || x"), "SELECT '$' || x");
+    }
+
+    #[test]
+    fn row_locks_are_dropped_for_sqlite_only_at_the_end() {
+        assert_eq!(
+            sqlite_dialect("SELECT id FROM sessions WHERE id = $1 FOR UPDATE"),
+            "SELECT id FROM sessions WHERE id = ?1"
+        );
+        assert_eq!(sqlite_dialect("SELECT id FROM t WHERE id = $1\n for update  "), "SELECT id FROM t WHERE id = ?1");
+        // Text that only mentions the words elsewhere is left alone.
+        assert_eq!(sqlite_dialect("SELECT 'FOR UPDATE' AS x, y FROM t"), "SELECT 'FOR UPDATE' AS x, y FROM t");
     }
 }

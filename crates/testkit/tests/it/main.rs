@@ -10,6 +10,7 @@ mod backup;
 mod chair_gates;
 mod chart_between;
 mod checkins;
+mod concurrency;
 mod contract;
 mod dosing;
 mod durability;

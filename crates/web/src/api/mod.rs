@@ -19,17 +19,16 @@ use axum::Router;
 use axum::routing::{get, post, put};
 
 use crate::AppState;
-use contract::Contract;
 use crate::idempotency::OpenApiHeader as IdempotencyHeader;
+use contract::Contract;
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    modifiers(&Contract),
     info(
         title = "Keta API",
         description = "Keta: the open clinical platform for ketamine and esketamine treatment. Errors are RFC 9457 problem+json."
     ),
-    modifiers(&IdempotencyHeader),
+    modifiers(&IdempotencyHeader, &Contract),
     paths(
         health::get_healthz,
         audit::get_audit,

@@ -25,7 +25,7 @@ use keta_domain::records::{Alert, AlertLevel};
 use keta_domain::schedule::ScheduledSession;
 use keta_domain::session::SessionState;
 use keta_domain::site::Site;
-use keta_store::alerts::{AlertEscalation, AlertQuery};
+use keta_store::alerts::AlertEscalation;
 use keta_store::patients::PatientQuery;
 use time::OffsetDateTime;
 
@@ -233,37 +233,17 @@ pub(crate) async fn build_site(
     let clinical = actor.can(Permission::ViewClinical);
     let clock = SiteClock::for_site(site);
     let (from, to) = clock.day_bounds(clock.today(now));
-    let (sessions, active, chairs, alerts, rules, escalation) = tokio::join!(
-        st.store.sessions_at_site(actor, site.id, from, to),
-        st.store.active_sessions_at_site(actor, site.id),
-        st.store.list_chairs(actor, site.id),
-        async {
-            if clinical {
-                st.store
-                    .list_alerts(
-                        actor,
-                        AlertQuery { site_id: Some(site.id), open_only: true, limit: 200, ..Default::default() },
-                    )
-                    .await
-            } else {
-                Ok(Vec::new())
-            }
-        },
-        st.store.site_safety_rules(actor, site.id),
-        st.store.board_escalation(actor, site.id),
-    );
-    let (mut sessions, chairs, alerts, escalation) = (sessions?, chairs?, alerts?, escalation?);
-    // A session under way occupies its chair whatever day it was scheduled for.
-    for s in active? {
-        if !sessions.iter().any(|x| x.id == s.id) {
-            sessions.push(s);
-        }
-    }
+    // One snapshot: a session's state, the chairs and the open alerts as of the same moment
+    // (sessions under way from another day included: an occupied chair is never shown free).
+    let (board, escalation) =
+        tokio::join!(st.store.site_board(actor, site.id, from, to), st.store.board_escalation(actor, site.id));
+    let (board, escalation) = (board?, escalation?);
+    let (sessions, chairs, alerts) = (board.sessions, board.chairs, board.alerts);
     let escalated: HashMap<i64, String> =
         escalation.escalated.iter().map(|e| (e.alert_id.0, escalated_text(e, &clock))).collect();
 
     // The rules in force at this site (the medical director may have replaced the built-in ones).
-    let rules = rules?.0;
+    let rules = board.rules;
 
     // Names from the site's patient list (one read, not one per patient): the board
     // re-renders every 30 s and on every change, and per-patient reads are each audited.
