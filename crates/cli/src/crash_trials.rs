@@ -500,6 +500,38 @@ async fn check(
     if integrity != "ok" && integrity != "n/a (PostgreSQL)" {
         problems.push(format!("PRAGMA integrity_check: {integrity}"));
     }
+    let judged = judge(&found, acked, unacked);
+    problems.extend(judged.problems);
+    let (acknowledged_checked, unacknowledged_present) = (judged.acknowledged_checked, judged.unacknowledged_present);
+
+    let verify = Command::new(bin)
+        .args(["audit", "verify", "--database-url", url])
+        .stdin(Stdio::null())
+        .output()
+        .context("running keta audit verify")?;
+    if !verify.status.success() {
+        problems.push(format!(
+            "keta audit verify failed: {}{}",
+            String::from_utf8_lossy(&verify.stdout).trim(),
+            String::from_utf8_lossy(&verify.stderr).trim()
+        ));
+    }
+    Ok(Checked { acknowledged_checked, unacknowledged_present, integrity, problems })
+}
+
+struct Judged {
+    acknowledged_checked: usize,
+    unacknowledged_present: usize,
+    problems: Vec<String>,
+}
+
+/// The verdict on what was found: each acknowledged marker exactly once, none twice.
+fn judge(
+    found: &HashMap<(Kind, i64), usize>,
+    acked: &BTreeMap<Kind, Vec<i64>>,
+    unacked: &BTreeMap<Kind, Vec<i64>>,
+) -> Judged {
+    let mut problems = Vec::new();
     let mut acknowledged_checked = 0;
     for (kind, markers) in acked {
         for m in markers {
@@ -523,18 +555,43 @@ async fn check(
             }
         }
     }
+    Judged { acknowledged_checked, unacknowledged_present, problems }
+}
 
-    let verify = Command::new(bin)
-        .args(["audit", "verify", "--database-url", url])
-        .stdin(Stdio::null())
-        .output()
-        .context("running keta audit verify")?;
-    if !verify.status.success() {
-        problems.push(format!(
-            "keta audit verify failed: {}{}",
-            String::from_utf8_lossy(&verify.stdout).trim(),
-            String::from_utf8_lossy(&verify.stderr).trim()
-        ));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn markers(v: &[(Kind, &[i64])]) -> BTreeMap<Kind, Vec<i64>> {
+        v.iter().map(|(k, m)| (*k, m.to_vec())).collect()
     }
-    Ok(Checked { acknowledged_checked, unacknowledged_present, integrity, problems })
+
+    #[test]
+    fn a_lost_or_doubled_acknowledged_write_fails_the_trial() {
+        let acked = markers(&[(Kind::Vitals, &[1, 2]), (Kind::LedgerCount, &[3])]);
+        let unacked = markers(&[(Kind::Response, &[4, 5])]);
+        let found: HashMap<_, _> =
+            [((Kind::Vitals, 1), 1), ((Kind::Vitals, 2), 1), ((Kind::LedgerCount, 3), 1), ((Kind::Response, 4), 1)]
+                .into();
+        let j = judge(&found, &acked, &unacked);
+        assert!(j.problems.is_empty(), "{:?}", j.problems);
+        assert_eq!((j.acknowledged_checked, j.unacknowledged_present), (3, 1));
+
+        // The same marker of another kind does not count: a ledger count is not a vitals reading.
+        let mut lost = found.clone();
+        lost.remove(&(Kind::Vitals, 2));
+        lost.insert((Kind::Response, 2), 1);
+        assert_eq!(judge(&lost, &acked, &unacked).problems, ["LOST: acknowledged vitals marker 2 is missing"]);
+
+        let mut doubled = found.clone();
+        doubled.insert((Kind::LedgerCount, 3), 2);
+        doubled.insert((Kind::Response, 5), 2);
+        assert_eq!(
+            judge(&doubled, &acked, &unacked).problems,
+            [
+                "DUPLICATE: acknowledged ledger counts marker 3 is stored 2 times",
+                "DUPLICATE: unacknowledged responses marker 5 is stored 2 times"
+            ]
+        );
+    }
 }
