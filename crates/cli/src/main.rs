@@ -3,6 +3,7 @@
 mod backups;
 mod bench;
 mod config;
+mod crash_trials;
 mod demo;
 mod demo_accounts;
 mod demo_checkins;
@@ -78,6 +79,13 @@ enum Command {
     Bench {
         #[command(flatten)]
         opts: bench::BenchOptions,
+    },
+    /// Kill -9 trials: concurrent writers over HTTP against a real `keta serve` killed at random
+    /// moments; after each kill every acknowledged write must be present exactly once, the
+    /// SQLite integrity check and `keta audit verify` must pass (see bench/crash-trials.sh).
+    CrashTrials {
+        #[command(flatten)]
+        opts: crash_trials::CrashTrialOptions,
     },
     /// Print the current 6-digit TOTP code for a base32 key (like `oathtool --totp -b`),
     /// e.g. to sign in to the demo clinic from a script.
@@ -450,6 +458,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench { opts } => bench::run(opts).await,
+        Command::CrashTrials { opts } => crash_trials::run(opts).await,
         Command::Score { .. } | Command::Openapi | Command::Totp { .. } | Command::Dose { .. } | Command::Pk { .. } => {
             unreachable!("handled without a runtime")
         }
