@@ -745,12 +745,15 @@ impl Store {
     /// The decisions recorded in a session, oldest first.
     pub async fn list_session_decisions(&self, actor: &Actor, id: SessionId) -> Result<Vec<SessionDecision>> {
         actor.require(keta_domain::access::Permission::ViewClinical)?;
-        let actor = actor.clone();
-        self.read(move |c| {
-            get_session(c, &actor, id)?;
-            decisions_for(c, id)
-        })
-        .await
+        let act = actor.clone();
+        let (patient, out) = self
+            .read(move |c| {
+                let s = get_session(c, &act, id)?;
+                Ok((s.patient_id, decisions_for(c, id)?))
+            })
+            .await?;
+        self.audit_read(actor, "session_decisions", Some(id.to_string()), Some(patient)).await?;
+        Ok(out)
     }
 
     /// Why discharge is not possible yet, as the session screen shows it (the same
@@ -758,42 +761,25 @@ impl Store {
     pub async fn discharge_blockers(&self, actor: &Actor, id: SessionId) -> Result<Vec<Blocker>> {
         actor.require(keta_domain::access::Permission::ViewClinical)?;
         let now = self.now();
-        let actor = actor.clone();
-        self.read(move |c| {
-            let s = get_session(c, &actor, id)?;
-            let rules = crate::rules::safety_rules(c, s.site_id)?;
-            let facts = RecordFacts::load(c, &s)?;
-            let ctx = DischargeContext {
-                minimum_monitoring: rules.minimum_monitoring(s.route),
-                open_alerts: open_alert_count(c, id)?,
-                record: Some(facts.record(&rules)),
-            };
-            let mut out = s.discharge_blockers(now, &ctx);
-            out.extend(ledger_blocker(c, &s)?);
-            Ok(out)
-        })
-        .await
-    }
-
-    /// Sessions at a site that are under way (checked in through monitoring), whatever day
-    /// they were scheduled for: a chair with an infusion running is never free.
-    pub async fn active_sessions_at_site(&self, actor: &Actor, site: SiteId) -> Result<Vec<TreatmentSession>> {
-        actor.require(keta_domain::access::Permission::ViewDemographics)?;
-        if !actor.scope.allows(site) {
-            return Err(StoreError::NotFound(format!("site {site}")));
-        }
-        self.read(move |c| {
-            c.query(
-                &format!(
-                    "SELECT {COLS} FROM sessions WHERE site_id = $1 AND state IN ('checked_in', 'pre_dose_checks', 'dosing', 'monitoring') ORDER BY scheduled_for, id"
-                ),
-                params![site.0],
-            )?
-            .iter()
-            .map(session_from)
-            .collect()
-        })
-        .await
+        let act = actor.clone();
+        let (patient, out) = self
+            .read(move |c| {
+                let s = get_session(c, &act, id)?;
+                let rules = crate::rules::safety_rules(c, s.site_id)?;
+                let facts = RecordFacts::load(c, &s)?;
+                let ctx = DischargeContext {
+                    minimum_monitoring: rules.minimum_monitoring(s.route),
+                    open_alerts: open_alert_count(c, id)?,
+                    record: Some(facts.record(&rules)),
+                };
+                let mut out = s.discharge_blockers(now, &ctx);
+                out.extend(ledger_blocker(c, &s)?);
+                Ok((s.patient_id, out))
+            })
+            .await?;
+        // Judged from the patient's vitals and scores: a read of patient data.
+        self.audit_read(actor, "discharge_blockers", Some(id.to_string()), Some(patient)).await?;
+        Ok(out)
     }
 
     /// Everything the site's board shows, read in one snapshot: the day's sessions and every

@@ -183,11 +183,12 @@ async fn a_note_edited_while_it_is_signed_keeps_the_signed_text() {
                 let s = s.clone();
                 async move {
                     if i == N / 2 {
+                        // The note's writer signs as its author (only the writer may).
                         s.sign_session_note(
-                            &prescriber(&[a]),
+                            &nurse(&[a]),
                             Some(now),
                             sess,
-                            "Dr Test".into(),
+                            "RN Test".into(),
                             SignNote { meaning: SignatureMeaning::Author, amendment_id: None },
                         )
                         .await

@@ -478,6 +478,7 @@ async fn page_authorisation_matrix_covers_every_screen_and_role() {
             .replace("{course}", &r.course.0.to_string())
             .replace("{screen}", "1")
             .replace("{token}", &r.token)
+            .replace("{med}", &r.medication.to_string())
     };
     for role in CALLERS {
         act_as(&w, role).await;
@@ -520,6 +521,8 @@ struct Records {
     link: i64,
     /// The link's token, for the patient's own page.
     token: String,
+    /// One of the patient's recorded medications.
+    medication: i64,
 }
 
 const SECRET_NOTE: &str = "Clinical note text only clinicians may read";
@@ -571,7 +574,14 @@ async fn records(w: &World) -> Records {
     let two = s.create_session(&dr, c.id, new(2)).await.unwrap();
     s.act_on_session(&dr, two.id, SessionAction::Stop { reason: SECRET_STOP.into() }).await.unwrap();
     let issued = s.issue_link(&dr, p, Some(c.id), "phq9".into()).await.unwrap();
-    Records { patient: p, course: c.id, session: one.id, link: issued.link.id, token: issued.token }
+    let med = keta_domain::medications::NewMedication {
+        drug: "sertraline".into(),
+        dose: Some("100 mg daily".into()),
+        daily_dose_mg: None,
+        started_on: None,
+    };
+    let medication = s.add_medication(&dr, p, med).await.unwrap().id.0;
+    Records { patient: p, course: c.id, session: one.id, link: issued.link.id, token: issued.token, medication }
 }
 
 /// Regression (issue 17): `GET /sites/{id}/sessions` returned each session's note and stop
