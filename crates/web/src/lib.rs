@@ -85,14 +85,19 @@ pub fn router(state: AppState) -> Router {
                 ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../static-auth/auth.css"))
             }),
         )
-        .merge(ui::routes(state.clone()))
+        // Retries are recognised only on a route and method that exist (route layers), so an
+        // unknown method is still 405 whatever its headers.
+        .merge(
+            ui::routes(state.clone())
+                .route_layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::guard_retries)),
+        )
         .nest(
             "/api/v1",
             api::routes()
+                .route_layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::guard_retries))
                 .route_layer(axum::middleware::from_fn_with_state(state.clone(), access_rules::access_guard))
                 .layer(axum::middleware::from_fn(ui::live::publish_after_writes)),
         )
-        .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::guard_retries))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::csrf_guard))
         .layer(axum::middleware::from_fn_with_state(state.clone(), audit_reads_per_request))
         .with_state(state);

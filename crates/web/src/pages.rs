@@ -216,12 +216,12 @@ pub async fn post_reauth(
     let next = safe_next(f.next.as_deref());
     let Some(token) = session_token(&headers) else { return Redirect::to("/login").into_response() };
     // Throttled like sign-in, so a patient holding a kiosk tablet cannot guess the password.
-    if st.throttle.check(&user.username, None).is_some() {
-        return (
+    if let Some(wait) = st.throttle.check(&user.username, None) {
+        let page = (
             axum::http::StatusCode::TOO_MANY_REQUESTS,
             reauth_form(&user, &next, Some("Too many wrong passwords. Wait a moment and try again.")),
-        )
-            .into_response();
+        );
+        return auth::with_retry_after(page.into_response(), auth::retry_after_seconds(wait));
     }
     match st.store.reauthenticate(&token, &f.password).await {
         Ok(Some(new_token)) => {

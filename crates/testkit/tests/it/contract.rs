@@ -206,3 +206,45 @@ async fn a_session_in_year_9999_is_ignored_and_a_corrupt_record_stops_only_its_o
         assert_eq!(s.sweep_checkins().await.expect("again").failed, 1, "{:?}", db.kind);
     }
 }
+
+/// Regressions found by the fuzzer once the branches met: a settings body sent as an array of
+/// its fields (`[null, null]`) was read positionally and cleared the settings; an unknown
+/// method carrying an `Idempotency-Key` got 422 instead of 405; re-authentication throttled
+/// without saying when to try again.
+#[tokio::test]
+async fn an_array_body_an_unknown_method_with_a_key_and_a_throttled_reauth_get_the_right_answer() {
+    let (app, _db, site) = signed_in_prescriber().await;
+    let path = format!("/api/v1/sites/{site}/discharge-settings");
+    let set = json!({"vitals_within_minutes": 15, "dissociation": {"instrument": "cadss6", "resolved_at_or_below": 2}});
+    assert_eq!(app.put_json(&path, &set).await.status(), 200);
+    refused(app.put_json(&path, &json!([null, null])).await, "body").await;
+    let now: Value = app.get(&path).await.json().await.unwrap();
+    assert_eq!(now["vitals_within_minutes"], 15, "the refused array changed nothing: {now}");
+
+    for method in ["PATCH", "TRACE"] {
+        for _ in 0..2 {
+            let r = app
+                .request(method.parse().unwrap(), "/api/v1/patients")
+                .header("idempotency-key", "same-key")
+                .json(&json!({"x": 1}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 405, "{method}");
+        }
+    }
+
+    let mut last = None;
+    for _ in 0..20 {
+        let r = app.post_json("/api/v1/auth/reauth", &json!({"password": "not the password"})).await;
+        if r.status() == 429 {
+            last = Some(r);
+            break;
+        }
+        assert_eq!(r.status(), 401);
+    }
+    let r = last.expect("wrong passwords are throttled");
+    let secs: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(secs >= 1, "Retry-After says when to try again");
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+}

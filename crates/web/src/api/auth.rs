@@ -100,7 +100,8 @@ pub struct Reauthenticated {
 
 /// Re-enter the password before signing or ledger entries; rotates the session cookie.
 #[utoipa::path(post, path = "/api/v1/auth/reauth", tag = "auth", request_body = Reauth,
-    responses((status = 200, body = Reauthenticated), (status = 401, body = Problem)))]
+    responses((status = 200, body = Reauthenticated), (status = 401, body = Problem),
+        (status = 429, description = "Too many wrong passwords: wait for Retry-After", body = Problem)))]
 pub async fn post_reauth(
     State(st): State<AppState>,
     user: CurrentUser,
@@ -110,8 +111,11 @@ pub async fn post_reauth(
     let token = session_token(&headers).ok_or_else(|| failed(StatusCode::UNAUTHORIZED, "no session"))?;
     // Throttled like sign-in: a patient holding a kiosk tablet must not be able to guess
     // the staff member's password.
-    if st.throttle.check(&user.username, None).is_some() {
-        return Err(failed(StatusCode::TOO_MANY_REQUESTS, "too many wrong passwords; wait a moment and try again"));
+    if let Some(wait) = st.throttle.check(&user.username, None) {
+        let secs = crate::auth::retry_after_seconds(wait);
+        let refused =
+            failed(StatusCode::TOO_MANY_REQUESTS, &format!("too many wrong passwords; try again in {secs} seconds"));
+        return Ok(crate::auth::with_retry_after(refused.into_response(), secs));
     }
     let Some(new_token) = st.store.reauthenticate(&token, &r.password).await? else {
         st.throttle.failed(&user.username);
