@@ -83,31 +83,7 @@ impl Store {
         let now = self.now();
         let actor = actor.clone();
         self.write(move |c| {
-            let settings = c
-                .query_opt("SELECT settings FROM sites WHERE id = $1 FOR UPDATE", params![site.0])?
-                .ok_or_else(|| StoreError::NotFound(format!("site {site}")))?
-                .text(0)?;
-            let mut v: serde_json::Value =
-                serde_json::from_str(&settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let obj = v.as_object_mut().ok_or_else(|| StoreError::Corrupt("site settings is not an object".into()))?;
-            match toml_text {
-                Some(t) => obj.insert(SAFETY_KEY.into(), serde_json::Value::String(t)),
-                None => obj.remove(SAFETY_KEY),
-            };
-            c.execute("UPDATE sites SET settings = $1 WHERE id = $2", params![v.to_string(), site.0])?;
-            audit::record(
-                c,
-                &actor,
-                now,
-                Entry {
-                    action: Action::Update,
-                    object_type: "site_rules",
-                    object_id: Some(site.to_string()),
-                    patient_id: None,
-                    site_id: Some(site),
-                    fields: &[SAFETY_KEY],
-                },
-            )
+            write_site_setting(c, &actor, now, site, "site_rules", SAFETY_KEY, toml_text.map(serde_json::Value::String))
         })
         .await
     }
@@ -132,32 +108,54 @@ impl Store {
         let now = self.now();
         let actor = actor.clone();
         self.write(move |c| {
-            let settings = c
-                .query_opt("SELECT settings FROM sites WHERE id = $1 FOR UPDATE", params![site.0])?
-                .ok_or_else(|| StoreError::NotFound(format!("site {site}")))?
-                .text(0)?;
-            let mut v: serde_json::Value =
-                serde_json::from_str(&settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let obj = v.as_object_mut().ok_or_else(|| StoreError::Corrupt("site settings is not an object".into()))?;
-            match ng_ml {
-                Some(x) => obj.insert(PK_THRESHOLD_KEY.into(), serde_json::json!(x)),
-                None => obj.remove(PK_THRESHOLD_KEY),
-            };
-            c.execute("UPDATE sites SET settings = $1 WHERE id = $2", params![v.to_string(), site.0])?;
-            audit::record(
+            write_site_setting(
                 c,
                 &actor,
                 now,
-                Entry {
-                    action: Action::Update,
-                    object_type: "site_settings",
-                    object_id: Some(site.to_string()),
-                    patient_id: None,
-                    site_id: Some(site),
-                    fields: &[PK_THRESHOLD_KEY],
-                },
+                site,
+                "site_settings",
+                PK_THRESHOLD_KEY,
+                ng_ml.map(|x| serde_json::json!(x)),
             )
         })
         .await
     }
+}
+
+/// Sets (or with `None`, removes) one key of a site's settings and audits it, in the caller's
+/// write. The site row is locked first, so two writers of different keys never lose each
+/// other's change (docs/decisions/0004-concurrency.md).
+pub(crate) fn write_site_setting(
+    c: &mut dyn Conn,
+    actor: &Actor,
+    now: time::OffsetDateTime,
+    site: SiteId,
+    object_type: &'static str,
+    key: &'static str,
+    value: Option<serde_json::Value>,
+) -> Result<()> {
+    let settings = c
+        .query_opt("SELECT settings FROM sites WHERE id = $1 FOR UPDATE", params![site.0])?
+        .ok_or_else(|| StoreError::NotFound(format!("site {site}")))?
+        .text(0)?;
+    let mut v: serde_json::Value = serde_json::from_str(&settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let obj = v.as_object_mut().ok_or_else(|| StoreError::Corrupt("site settings is not an object".into()))?;
+    match value {
+        Some(x) => obj.insert(key.into(), x),
+        None => obj.remove(key),
+    };
+    c.execute("UPDATE sites SET settings = $1 WHERE id = $2", params![v.to_string(), site.0])?;
+    audit::record(
+        c,
+        actor,
+        now,
+        Entry {
+            action: Action::Update,
+            object_type,
+            object_id: Some(site.to_string()),
+            patient_id: None,
+            site_id: Some(site),
+            fields: &[key],
+        },
+    )
 }

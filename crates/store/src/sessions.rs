@@ -855,30 +855,15 @@ impl Store {
         let now = self.now();
         let actor = actor.clone();
         self.write(move |c| {
-            let text = c
-                .query_opt("SELECT settings FROM sites WHERE id = $1 FOR UPDATE", params![site.0])?
-                .ok_or_else(|| StoreError::NotFound(format!("site {site}")))?
-                .text(0)?;
-            let mut v: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let obj = v.as_object_mut().ok_or_else(|| StoreError::Corrupt("site settings is not an object".into()))?;
-            obj.insert(
-                DISCHARGE_SETTINGS_KEY.into(),
-                serde_json::to_value(&settings).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            );
-            c.execute("UPDATE sites SET settings = $1 WHERE id = $2", params![v.to_string(), site.0])?;
-            audit::record(
+            let value = serde_json::to_value(&settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            crate::rules::write_site_setting(
                 c,
                 &actor,
                 now,
-                Entry {
-                    action: Action::Update,
-                    object_type: "site_settings",
-                    object_id: Some(site.to_string()),
-                    patient_id: None,
-                    site_id: Some(site),
-                    fields: &[DISCHARGE_SETTINGS_KEY],
-                },
+                site,
+                "site_settings",
+                DISCHARGE_SETTINGS_KEY,
+                Some(value),
             )?;
             Ok(settings)
         })
