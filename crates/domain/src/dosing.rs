@@ -32,6 +32,7 @@ use crate::course::Route;
 use crate::error::{DomainError, FieldError, Validator};
 use crate::ids::{PatientId, SessionId};
 use crate::patient::WeightType;
+use crate::plausible::Quantity;
 use crate::protocols::{DoseBasis, Drug, Protocol, SourcedValue};
 use crate::units::{Kilograms, MgPerHour, MgPerKg, MgPerMl, Milligrams, Millilitres, Minutes, MlPerHour};
 
@@ -271,6 +272,10 @@ pub fn fmt_num(x: f64) -> String {
 /// 150.00000000000003).
 pub fn round_to_step(x: f64, step: f64, mode: Rounding) -> f64 {
     let n = x / step;
+    if !n.is_finite() {
+        // A step finer than a float can count (a resolution of 1e-320): nothing to round to.
+        return x;
+    }
     let n = match mode {
         Rounding::Nearest => n.round(),
         Rounding::Down => (n + 1e-9).floor(),
@@ -282,8 +287,10 @@ fn same(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
 }
 
-fn positive(v: &mut Validator, x: f64, field: &str, what: &str) {
-    v.check(x.is_finite() && x > 0.0, field, format!("{what} must be a positive number"));
+/// A positive quantity within its plausible range (`data/rules/plausible-ranges.toml`), so
+/// every figure computed from it stays finite.
+fn bounded(v: &mut Validator, q: Quantity, x: f64, field: &str, what: &str) {
+    crate::plausible::check(v, field, crate::plausible::ranges().quantity(q, x, what));
 }
 
 /// Calculates a dose per clinical-reference §2.1 and checks it against the protocol's
@@ -291,35 +298,39 @@ fn positive(v: &mut Validator, x: f64, field: &str, what: &str) {
 pub fn calculate(req: &DoseRequest, protocol: Option<&Protocol>) -> Result<DoseCalculation, DomainError> {
     // Input plausibility first (not clinical rules): every problem at once.
     let mut v = Validator::new();
-    // The same entry range as a recorded weight (patient.rs): catches lb-for-kg and typos.
-    v.check(
-        req.weight_kg.0.is_finite() && (20.0..=350.0).contains(&req.weight_kg.0),
-        "weight_kg",
-        "enter the weight in kilograms (20-350 kg); was it entered in pounds?",
-    );
-    positive(&mut v, req.dose.value(), "dose", "the dose");
+    // The same entry range as a recorded weight: catches lb-for-kg and typos.
+    crate::plausible::check(&mut v, "weight_kg", crate::plausible::ranges().body_weight(req.weight_kg));
+    let dose_unit = match req.dose {
+        DoseAmount::MgPerKg(_) => Quantity::MgPerKg,
+        DoseAmount::Mg(_) => Quantity::Mg,
+        DoseAmount::MgPerKgPerH(_) => Quantity::MgPerKgPerH,
+        DoseAmount::MgPerH(_) => Quantity::MgPerH,
+    };
+    bounded(&mut v, dose_unit, req.dose.value(), "dose", "the dose");
     if let Some(c) = req.vial_mg_per_ml {
-        positive(&mut v, c.0, "vial_mg_per_ml", "the vial concentration");
+        bounded(&mut v, Quantity::MgPerMl, c.0, "vial_mg_per_ml", "the vial concentration");
     }
     match req.bag {
         Some(BagVolume::FinalVolumeIncludingDrugMl(ml)) => {
-            positive(&mut v, ml.0, "bag.final_volume_including_drug_ml", "the final bag volume")
+            bounded(&mut v, Quantity::Ml, ml.0, "bag.final_volume_including_drug_ml", "the final bag volume")
         }
-        Some(BagVolume::DiluentVolumeMl(ml)) => positive(&mut v, ml.0, "bag.diluent_volume_ml", "the diluent volume"),
+        Some(BagVolume::DiluentVolumeMl(ml)) => {
+            bounded(&mut v, Quantity::Ml, ml.0, "bag.diluent_volume_ml", "the diluent volume")
+        }
         None => {}
     }
     if let Some(m) = req.infusion_min {
         v.check(m.0 > 0, "infusion_min", "the infusion time must be at least 1 minute");
     }
-    for (x, field) in [
-        (req.pump.rate_resolution_ml_per_h.map(|r| r.0), "pump.rate_resolution_ml_per_h"),
-        (req.pump.volume_resolution_ml.map(|r| r.0), "pump.volume_resolution_ml"),
-        (req.pump.max_rate_ml_per_h.map(|r| r.0), "pump.max_rate_ml_per_h"),
-        (req.max_mg_per_kg.map(|r| r.0), "max_mg_per_kg"),
-        (req.max_mg.map(|r| r.0), "max_mg"),
+    for (x, q, field) in [
+        (req.pump.rate_resolution_ml_per_h.map(|r| r.0), Quantity::MlPerH, "pump.rate_resolution_ml_per_h"),
+        (req.pump.volume_resolution_ml.map(|r| r.0), Quantity::Ml, "pump.volume_resolution_ml"),
+        (req.pump.max_rate_ml_per_h.map(|r| r.0), Quantity::MlPerH, "pump.max_rate_ml_per_h"),
+        (req.max_mg_per_kg.map(|r| r.0), Quantity::MgPerKg, "max_mg_per_kg"),
+        (req.max_mg.map(|r| r.0), Quantity::Mg, "max_mg"),
     ] {
         if let Some(x) = x {
-            positive(&mut v, x, field, field);
+            bounded(&mut v, q, x, field, field);
         }
     }
     if let Some(a) = req.age_years {

@@ -36,6 +36,7 @@ use crate::course::Route;
 use crate::error::{DomainError, Validator};
 use crate::medications::{Allergy, Medication, PregnancyStatusRecord};
 use crate::patient::Indication;
+use crate::plausible::Quantity;
 use crate::protocols::{Population, Protocol};
 use crate::units::Milligrams;
 
@@ -87,10 +88,10 @@ impl AntidepressantTrial {
             format!("name the antidepressant (1-{MAX_DRUG_NAME_LEN} characters)"),
         );
         if let Some(d) = self.daily_dose_mg {
-            v.check(
-                d.0.is_finite() && d.0 > 0.0,
+            crate::plausible::check(
+                &mut v,
                 "daily_dose_mg",
-                "enter the daily dose as a positive number of mg, or leave it empty",
+                crate::plausible::ranges().quantity(Quantity::Mg, d.0, "the daily dose (or leave it empty)"),
             );
         }
         v.check(

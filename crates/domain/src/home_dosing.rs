@@ -33,6 +33,7 @@ use crate::alerts::AlertFiring;
 use crate::between_alerts::BetweenSessionAlerts;
 use crate::error::{DomainError, Validator};
 use crate::instruments::SourceRef;
+use crate::plausible::Quantity;
 use crate::units::{Milligrams, Mmhg};
 use crate::vitals::VitalSigns;
 
@@ -450,10 +451,10 @@ pub fn reconcile(
     let mut v = Validator::new();
     let strength = dispensed.first().map(|d| d.unit_strength);
     for (i, d) in dispensed.iter().enumerate() {
-        v.check(
-            d.unit_strength.0.is_finite() && d.unit_strength.0 > 0.0,
+        crate::plausible::check(
+            &mut v,
             &format!("dispensed[{i}].unit_strength"),
-            "must be a positive number of mg",
+            crate::plausible::ranges().quantity(Quantity::Mg, d.unit_strength.0, "the strength of one unit"),
         );
         v.check(
             Some(d.unit_strength) == strength,

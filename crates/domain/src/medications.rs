@@ -21,6 +21,7 @@ use time::{Date, OffsetDateTime};
 use crate::alerts::parse_rules_toml;
 use crate::error::{DomainError, Validator};
 use crate::ids::{PatientId, RecordId, SessionId};
+use crate::plausible::Quantity;
 use crate::units::Milligrams;
 
 const CLASSES_TOML: &str = include_str!("../../../data/rules/medication-classes.toml");
@@ -185,10 +186,10 @@ impl NewMedication {
             );
         }
         if let Some(mg) = self.daily_dose_mg {
-            v.check(
-                mg.0.is_finite() && mg.0 > 0.0,
+            crate::plausible::check(
+                &mut v,
                 "daily_dose_mg",
-                "enter the daily dose as a positive number of mg, or leave it empty",
+                crate::plausible::ranges().quantity(Quantity::Mg, mg.0, "the daily dose (or leave it empty)"),
             );
         }
         if let Some(s) = self.started_on {

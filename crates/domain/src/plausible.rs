@@ -26,6 +26,7 @@ pub struct PlausibleRanges {
     pub scheduling: Scheduling,
     pub body_weight: BodyWeight,
     pub planned_dose: PlannedDose,
+    pub quantities: Quantities,
     pub lists: Lists,
     pub counts: Counts,
     pub text: TextLengths,
@@ -70,6 +71,73 @@ pub struct PlannedDose {
     pub source: String,
 }
 
+/// Upper bounds of typed-in amounts, volumes, rates and times (see the TOML's source).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quantities {
+    pub mg_max: f64,
+    pub ml_max: f64,
+    pub mg_per_ml_max: f64,
+    pub ml_per_h_max: f64,
+    pub mg_per_kg_max: f64,
+    pub mg_per_h_max: f64,
+    pub mg_per_kg_per_h_max: f64,
+    pub per_min_max: f64,
+    pub minutes_max: f64,
+    pub cv_percent_max: f64,
+    pub age_years_max: f64,
+    pub source: String,
+}
+
+/// What a typed-in quantity measures, for [`PlausibleRanges::quantity`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantity {
+    Mg,
+    Ml,
+    MgPerMl,
+    MlPerH,
+    MgPerKg,
+    MgPerH,
+    MgPerKgPerH,
+    PerMin,
+    Minutes,
+    CvPercent,
+    AgeYears,
+}
+
+impl Quantity {
+    pub const ALL: [Quantity; 11] = [
+        Self::Mg,
+        Self::Ml,
+        Self::MgPerMl,
+        Self::MlPerH,
+        Self::MgPerKg,
+        Self::MgPerH,
+        Self::MgPerKgPerH,
+        Self::PerMin,
+        Self::Minutes,
+        Self::CvPercent,
+        Self::AgeYears,
+    ];
+
+    /// The unit as the error message writes it.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Self::Mg => "mg",
+            Self::Ml => "mL",
+            Self::MgPerMl => "mg/mL",
+            Self::MlPerH => "mL/h",
+            Self::MgPerKg => "mg/kg",
+            Self::MgPerH => "mg/h",
+            Self::MgPerKgPerH => "mg/kg/h",
+            Self::PerMin => "/min",
+            Self::Minutes => "min",
+            Self::CvPercent => "% CV",
+            Self::AgeYears => "years",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lists {
@@ -111,6 +179,7 @@ impl PlausibleRanges {
             && self.body_weight.min_kg > 0.0
             && self.body_weight.max_kg > self.body_weight.min_kg
             && self.planned_dose.highest_reported_mg_per_kg > 0.0
+            && Quantity::ALL.iter().all(|q| self.quantity_max(*q) > 0.0 && self.quantity_max(*q).is_finite())
             && self.lists.page_limit_max > 0
             && self.lists.report_limit_max > 0
             && self.lists.offset_max >= 0
@@ -210,6 +279,45 @@ impl PlausibleRanges {
                 "a planned dose is a positive number of mg, at most {} mg ({} mg/kg, the highest dose clinical-reference §2 reports, at {} kg)",
                 max.0, self.planned_dose.highest_reported_mg_per_kg, self.body_weight.max_kg
             ))
+        }
+    }
+
+    /// The largest plausible value of a quantity.
+    pub fn quantity_max(&self, q: Quantity) -> f64 {
+        let m = &self.quantities;
+        match q {
+            Quantity::Mg => m.mg_max,
+            Quantity::Ml => m.ml_max,
+            Quantity::MgPerMl => m.mg_per_ml_max,
+            Quantity::MlPerH => m.ml_per_h_max,
+            Quantity::MgPerKg => m.mg_per_kg_max,
+            Quantity::MgPerH => m.mg_per_h_max,
+            Quantity::MgPerKgPerH => m.mg_per_kg_per_h_max,
+            Quantity::PerMin => m.per_min_max,
+            Quantity::Minutes => m.minutes_max,
+            Quantity::CvPercent => m.cv_percent_max,
+            Quantity::AgeYears => m.age_years_max,
+        }
+    }
+
+    /// A positive quantity no larger than its plausible maximum; `what` names it in the message.
+    pub fn quantity(&self, q: Quantity, x: f64, what: &str) -> Result<(), String> {
+        self.quantity_from(q, x, what, false)
+    }
+
+    /// As [`Self::quantity`], but zero is allowed (a lag time, a start time).
+    pub fn quantity_or_zero(&self, q: Quantity, x: f64, what: &str) -> Result<(), String> {
+        self.quantity_from(q, x, what, true)
+    }
+
+    fn quantity_from(&self, q: Quantity, x: f64, what: &str, zero_ok: bool) -> Result<(), String> {
+        let max = self.quantity_max(q);
+        let low_ok = if zero_ok { x >= 0.0 } else { x > 0.0 };
+        if x.is_finite() && low_ok && x <= max {
+            Ok(())
+        } else {
+            let least = if zero_ok { "zero or more" } else { "a positive number" };
+            Err(format!("{what} must be {least} of {unit}, at most {max} {unit}; check the unit", unit = q.unit()))
         }
     }
 
@@ -390,6 +498,14 @@ mod tests {
         fn planned_doses_pass_only_between_zero_and_the_ceiling(mg in proptest::num::f64::ANY) {
             let inside = mg.is_finite() && mg > 0.0 && mg <= r().planned_dose_max().0;
             prop_assert_eq!(r().planned_dose(Milligrams(mg)).is_ok(), inside);
+        }
+
+        #[test]
+        fn quantities_pass_only_between_zero_and_their_maximum(x in proptest::num::f64::ANY, i in 0usize..11) {
+            let q = Quantity::ALL[i];
+            let max = r().quantity_max(q);
+            prop_assert_eq!(r().quantity(q, x, "it").is_ok(), x.is_finite() && x > 0.0 && x <= max);
+            prop_assert_eq!(r().quantity_or_zero(q, x, "it").is_ok(), x.is_finite() && x >= 0.0 && x <= max);
         }
 
         #[test]

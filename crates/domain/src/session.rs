@@ -11,6 +11,7 @@ use crate::course::Route;
 use crate::discharge::{Blocker, DischargeRecord};
 use crate::error::{DomainError, Validator};
 use crate::ids::{AlertId, ChairId, CourseId, PatientId, RecordId, SessionId, SiteId};
+use crate::plausible::Quantity;
 use crate::units::{Milligrams, Minutes};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
@@ -508,7 +509,11 @@ impl ObservationBody {
             }
             Self::Intervention { drug, dose_mg, route } => {
                 v.check(text_ok(drug, 100), "drug", "name the drug");
-                v.check(dose_mg.0.is_finite() && dose_mg.0 > 0.0, "dose_mg", "dose must be a positive number of mg");
+                crate::plausible::check(
+                    &mut v,
+                    "dose_mg",
+                    crate::plausible::ranges().quantity(Quantity::Mg, dose_mg.0, "the dose"),
+                );
                 v.check(text_ok(route, 50), "route", "give the route (e.g. IV, PO, SL)");
             }
         }

@@ -17,6 +17,7 @@ use keta_domain::home_dosing::{self, Dispense, DoseLog, PreDoseAnswers, PreDoseR
 use keta_domain::ids::{CourseId, PatientId};
 use keta_domain::patient::Patient;
 use keta_domain::patient_links::LinkPurpose;
+use keta_domain::plausible::Quantity;
 use keta_domain::question_sets::{self, AnswerValue, QuestionKind, QuestionSet};
 use keta_domain::units::{Milligrams, Mmhg};
 use serde::{Deserialize, Serialize};
@@ -792,10 +793,10 @@ impl Store {
         actor.require(Permission::RecordLedger)?;
         let mut v = keta_domain::error::Validator::new();
         v.check((1..=1000).contains(&d.units), "units", "must be 1 to 1000 units");
-        v.check(
-            d.unit_strength_mg.is_finite() && d.unit_strength_mg > 0.0,
+        keta_domain::plausible::check(
+            &mut v,
             "unit_strength_mg",
-            "must be a positive number of mg",
+            keta_domain::plausible::ranges().quantity(Quantity::Mg, d.unit_strength_mg, "the strength of one unit"),
         );
         v.finish()?;
         let now = self.now();

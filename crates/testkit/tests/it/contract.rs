@@ -6,12 +6,13 @@
 use serde_json::{Value, json};
 use time::Duration;
 
+use keta_domain::access::Role;
 use keta_domain::course::Route;
 use keta_domain::session::NewSession;
 use keta_store::{StoreError, params};
 use keta_testkit::{ManualClock, TestApp, TestDb, seed_staff, spawn_app};
 
-use crate::checkins::clinic;
+use crate::checkins::{clinic, sign_in};
 use crate::fixtures::*;
 
 async fn signed_in_prescriber() -> (TestApp, TestDb, i64) {
@@ -247,4 +248,84 @@ async fn an_array_body_an_unknown_method_with_a_key_and_a_throttled_reauth_get_t
     let secs: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!(secs >= 1, "Retry-After says when to try again");
     assert_eq!(r.headers()["content-type"], "application/problem+json");
+}
+
+/// Found by the fuzzer: a unit strength of 9.9e307 mg was stored and its total (× 22 units)
+/// overflowed to infinity, sent as `null` where the schema promises a number. Every amount,
+/// volume, rate and time typed in is bounded by `data/rules/plausible-ranges.toml`, and what
+/// is refused changes nothing; a pump resolution finer than a float can count still gives
+/// finite answers, and no simulation sends a non-finite value.
+#[tokio::test]
+async fn amounts_rates_and_times_beyond_their_plausible_range_are_refused_and_change_nothing() {
+    let clock = ManualClock::at(T0);
+    let db = TestDb::sqlite(clock.as_clock()).await;
+    let c = clinic(&db.store, Route::OralRacemic, T0.date(), &[T0 + Duration::hours(1)]).await;
+    let app = spawn_app(db.store.clone()).await;
+    sign_in(&app, &clock, c.login_as(Role::Nurse)).await;
+
+    let path = format!("/api/v1/courses/{}/home-dispenses", c.course.0);
+    for mg in [9.889107423858217e307, 100_001.0, -1.0, 0.0] {
+        let p = refused(app.post_json(&path, &json!({"units": 22, "unit_strength_mg": mg})).await, "unit_strength_mg")
+            .await;
+        assert!(p["detail"].as_str().unwrap().contains("mg"), "the problem says the unit: {p}");
+    }
+    assert_eq!(count(&db, "home_dispenses").await, 0, "nothing was dispensed");
+    let r = app.post_json(&path, &json!({"units": 22, "unit_strength_mg": 100.0})).await;
+    assert_eq!(r.status(), 201);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["reconciliation"]["dispensed_mg"], 2200.0, "{body}");
+
+    let calc = |extra: Value| {
+        let mut b = json!({"weight_kg": 70, "dose": {"mg_per_kg": 0.5}, "bag": {"final_volume_including_drug_ml": 100}, "infusion_min": 40});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    for (extra, field) in [
+        (json!({"dose": {"mg_per_kg": 1e308}}), "dose"),
+        (json!({"dose": {"mg": 1e300}}), "dose"),
+        (json!({"vial_mg_per_ml": 1e308}), "vial_mg_per_ml"),
+        (json!({"bag": {"final_volume_including_drug_ml": 1e308}}), "bag.final_volume_including_drug_ml"),
+        (json!({"pump": {"max_rate_ml_per_h": 1e308}}), "pump.max_rate_ml_per_h"),
+        (json!({"weight_kg": 1e308}), "weight_kg"),
+    ] {
+        refused(app.post_json("/api/v1/dose/calculate", &calc(extra)).await, field).await;
+    }
+    let r = app
+        .post_json(
+            "/api/v1/dose/calculate",
+            &calc(json!({"pump": {"rate_resolution_ml_per_h": 5e-324, "volume_resolution_ml": 5e-324}})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(
+        (out["dose_mg"].as_f64(), out["pump"]["rate_ml_per_h_to_set"].as_f64()),
+        (Some(35.0), Some(150.0)),
+        "{out}"
+    );
+
+    let pk = |extra: Value| {
+        let mut b = json!({"model": "domino", "weight_kg": 70, "regimen": "0.5 mg/kg over 40 min", "until_min": 120, "step_min": 1});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    for (extra, field) in [
+        (json!({"weight_kg": 1e308}), "weight_kg"),
+        (json!({"until_min": 1e308, "step_min": 1e307}), "until_min"),
+        (json!({"ke0_per_min": 1e308}), "ke0_per_min"),
+        (json!({"age_years": 1e308}), "age_years"),
+    ] {
+        refused(app.post_json("/api/v1/pk/simulate", &pk(extra)).await, field).await;
+    }
+    let r = app.post_json("/api/v1/pk/simulate", &pk(json!({"regimen": "1e307 mg bolus"}))).await;
+    if r.status() == 200 {
+        let out: Value = r.json().await.unwrap();
+        assert!(out["plasma_ng_ml"].as_array().unwrap().iter().all(Value::is_number), "never null: {out}");
+    } else {
+        refused(r, "regimen").await;
+    }
 }

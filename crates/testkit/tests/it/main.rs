@@ -1,9 +1,14 @@
-//! Keta's integration suite: one test binary (linking many is slow).
+//! Keta's integration suite: one test binary (linking many is slow). Every story that touches
+//! storage runs on SQLite and, when `KETA_TEST_POSTGRES_URL` is set, on PostgreSQL too
+//! (`TestDb::all`); HTTP tests drive the real router (`spawn_app`).
 //!
-//! * `stories`: the storage conformance suite, run unchanged on SQLite and, when
-//!   `KETA_TEST_POSTGRES_URL` is set, on PostgreSQL.
-//! * `api`: the JSON API over HTTP against the real router.
-//! * `contract`: issue 17's probes (plausible ranges, the sweep, panics in storage jobs).
+//! * `stories`: the storage conformance suite;
+//! * `api`, `security`, `contract`: the JSON API, the authorisation matrix and hardening
+//!   probes, and the fuzzer's regressions;
+//! * `concurrency`, `idempotency`, `backup`, `schema_parity`: the system of record (races,
+//!   retries, backup and restore, the two migrations agreeing);
+//! * one module per area for the rest (`chair_gates`, `dosing`, `ledger`, `notes`, `checkins`,
+//!   `home`, `outcomes`, ...), named after what it tests.
 
 mod api;
 mod backup;
@@ -23,5 +28,6 @@ mod ledger;
 mod notes;
 mod outcomes;
 mod pk_ui;
+mod schema_parity;
 mod security;
 mod stories;

@@ -113,14 +113,40 @@ fn close_unions(doc: &mut OpenApi) {
 /// document and the server refuse the same values. (Date windows move with today, so they
 /// are described, not encoded.)
 fn plausible_ranges(doc: &mut OpenApi) {
+    use keta_domain::plausible::Quantity;
     use serde_json::json;
     let r = keta_domain::plausible::ranges();
     // A name: not blank, no control characters (what `PlausibleRanges::name` refuses).
     let name = |max: usize| json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"});
     let weight = json!({"type": "number", "minimum": r.body_weight.min_kg, "maximum": r.body_weight.max_kg,
         "description": format!("Kilograms; {}", r.body_weight.source)});
+    // A positive (or non-negative) quantity up to its plausible maximum, in its unit.
+    let quantity = |q: Quantity, zero_ok: bool| {
+        let low = if zero_ok { json!({"minimum": 0}) } else { json!({"exclusiveMinimum": 0}) };
+        let mut s = json!({"type": "number", "maximum": r.quantity_max(q),
+            "description": format!("{}; {}", q.unit(), r.quantities.source)});
+        s.as_object_mut().unwrap().extend(low.as_object().unwrap().clone());
+        s
+    };
+    let nullable = |mut s: serde_json::Value| {
+        s["type"] = json!(["number", "null"]);
+        s
+    };
     let patches: Vec<(&str, &str, serde_json::Value)> = vec![
-        ("NewWeight", "weight_kg", weight),
+        ("NewWeight", "weight_kg", weight.clone()),
+        ("PkSimulateRequest", "weight_kg", weight),
+        ("NewDispense", "unit_strength_mg", quantity(Quantity::Mg, false)),
+        ("PkSimulateRequest", "until_min", quantity(Quantity::Minutes, true)),
+        ("PkSimulateRequest", "step_min", quantity(Quantity::Minutes, false)),
+        ("AbsorptionInput", "ka_per_min", nullable(quantity(Quantity::PerMin, false))),
+        ("AbsorptionInput", "tmax_min", nullable(quantity(Quantity::Minutes, false))),
+        ("AbsorptionInput", "lag_min", nullable(quantity(Quantity::Minutes, true))),
+        (
+            "AbsorptionInput",
+            "bioavailability",
+            json!({"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1}),
+        ),
+        ("AssumedCv", "cv_percent", quantity(Quantity::CvPercent, false)),
         (
             "NewSession",
             "planned_dose_mg",

@@ -383,6 +383,7 @@ fn pk_err(field: &str, e: impl std::fmt::Display) -> DomainError {
 /// Everything `POST /api/v1/pk/simulate` and `keta pk simulate` compute. Pure and
 /// CPU-bound: call it off the async runtime. `max_patients` bounds the population.
 pub fn simulate_pk(req: &PkSimulateRequest, max_patients: usize) -> Result<PkSimulation, DomainError> {
+    plausible_pk_inputs(req)?;
     let model = Model::named(&req.model).map_err(|e| pk_err("model", e))?;
     let mut patient = Patient::new(req.weight_kg);
     if let Some(a) = req.age_years {
@@ -412,9 +413,6 @@ pub fn simulate_pk(req: &PkSimulateRequest, max_patients: usize) -> Result<PkSim
         };
         options = options
             .with_absorption(route, AbsorptionOverride { bioavailability: a.bioavailability, ka, lag_min: a.lag_min });
-    }
-    if !(req.step_min > 0.0 && req.step_min.is_finite() && req.until_min >= 0.0 && req.until_min.is_finite()) {
-        return Err(DomainError::field("step_min", "until_min must be 0 or more and step_min more than 0"));
     }
     let points = (req.until_min / req.step_min).floor() + 1.0;
     if points > MAX_POINTS as f64 {
@@ -522,7 +520,7 @@ pub fn simulate_pk(req: &PkSimulateRequest, max_patients: usize) -> Result<PkSim
     };
 
     let ke0 = ind.ke0();
-    Ok(PkSimulation {
+    let out = PkSimulation {
         model: PkModelInfo {
             id: model.id().to_string(),
             name: model.name().to_string(),
@@ -543,7 +541,84 @@ pub fn simulate_pk(req: &PkSimulateRequest, max_patients: usize) -> Result<PkSim
         population,
         below_threshold,
         warnings: ind.warnings().to_vec(),
-    })
+    };
+    if !out.all_finite() {
+        return Err(DomainError::field(
+            "regimen",
+            "the model cannot compute finite concentrations for this regimen and patient; check the doses' units and the timing",
+        ));
+    }
+    Ok(out)
+}
+
+/// Every number a caller types is inside its plausible range (`data/rules/plausible-ranges.toml`);
+/// all problems at once.
+fn plausible_pk_inputs(req: &PkSimulateRequest) -> Result<(), DomainError> {
+    use keta_domain::plausible::{Quantity, check, ranges};
+    let r = ranges();
+    let mut v = keta_domain::error::Validator::new();
+    check(&mut v, "weight_kg", r.body_weight(keta_domain::units::Kilograms(req.weight_kg)));
+    if let Some(a) = req.age_years {
+        check(&mut v, "age_years", r.quantity_or_zero(Quantity::AgeYears, a, "the age"));
+    }
+    check(&mut v, "until_min", r.quantity_or_zero(Quantity::Minutes, req.until_min, "the horizon"));
+    check(&mut v, "step_min", r.quantity(Quantity::Minutes, req.step_min, "the step"));
+    if let Some(k) = req.ke0_per_min {
+        check(&mut v, "ke0_per_min", r.quantity(Quantity::PerMin, k, "ke0"));
+    }
+    for (i, a) in req.absorption.iter().enumerate() {
+        if let Some(k) = a.ka_per_min {
+            check(&mut v, &format!("absorption[{i}].ka_per_min"), r.quantity(Quantity::PerMin, k, "ka"));
+        }
+        if let Some(t) = a.tmax_min {
+            check(&mut v, &format!("absorption[{i}].tmax_min"), r.quantity(Quantity::Minutes, t, "the time to peak"));
+        }
+        if let Some(t) = a.lag_min {
+            check(&mut v, &format!("absorption[{i}].lag_min"), r.quantity_or_zero(Quantity::Minutes, t, "the lag"));
+        }
+        if let Some(f) = a.bioavailability {
+            v.check(
+                f.is_finite() && f > 0.0 && f <= 1.0,
+                &format!("absorption[{i}].bioavailability"),
+                "the bioavailability is a fraction above 0 and at most 1",
+            );
+        }
+    }
+    if let Some(pop) = &req.population {
+        for (i, c) in pop.cv_percent.iter().enumerate() {
+            check(
+                &mut v,
+                &format!("population.cv_percent[{i}].cv_percent"),
+                r.quantity(Quantity::CvPercent, c.cv_percent, "the CV"),
+            );
+        }
+    }
+    if let Some(t) = req.threshold_ng_ml {
+        v.check(t.is_finite() && t > 0.0, "threshold_ng_ml", "the threshold is a positive concentration in ng/mL");
+    }
+    v.finish()
+}
+
+impl PkSimulation {
+    /// JSON has no infinity or NaN (serde writes them as null, which the schema forbids): a
+    /// simulation that produced one is refused, never sent.
+    fn all_finite(&self) -> bool {
+        let all = |xs: &[f64]| xs.iter().all(|x| x.is_finite());
+        let band = |b: &PkBand| all(&b.p05) && all(&b.median) && all(&b.p95);
+        all(&self.times_min)
+            && all(&self.plasma_ng_ml)
+            && self.effect_ng_ml.as_deref().is_none_or(all)
+            && self.metabolite_ng_ml.as_deref().is_none_or(all)
+            && self.population.as_ref().is_none_or(|p| {
+                band(&p.plasma) && p.effect.as_ref().is_none_or(band) && p.metabolite.as_ref().is_none_or(band)
+            })
+            && self.below_threshold.as_ref().is_none_or(|b| {
+                b.input_ends_min.is_finite()
+                    && b.below_from_min.is_none_or(f64::is_finite)
+                    && b.minutes_after_last_dose.is_none_or(f64::is_finite)
+            })
+            && self.model.ke0_per_min.is_none_or(f64::is_finite)
+    }
 }
 
 /// The most virtual patients one API request may simulate (CPU on a shared server).
