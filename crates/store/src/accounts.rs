@@ -266,12 +266,9 @@ impl Store {
         let found = {
             let u = username.clone();
             self.read(move |c| {
-                Ok(c.query_opt(
-                    "SELECT id, password_hash, disabled FROM users WHERE username = $1",
-                    params![u.as_str()],
-                )?
-                .map(|r| Ok::<_, StoreError>((r.i64(0)?, r.text(1)?, r.bool(2)?)))
-                .transpose()?)
+                c.query_opt("SELECT id, password_hash, disabled FROM users WHERE username = $1", params![u.as_str()])?
+                    .map(|r| Ok::<_, StoreError>((r.i64(0)?, r.text(1)?, r.bool(2)?)))
+                    .transpose()
             })
             .await?
         };

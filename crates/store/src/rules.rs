@@ -100,10 +100,10 @@ impl Store {
         if !actor.scope.allows(site) {
             return Err(StoreError::NotFound(format!("site {site}")));
         }
-        if let Some(v) = ng_ml {
-            if !(v.is_finite() && v > 0.0 && v <= 10_000.0) {
-                return Err(DomainError::field("ng_ml", "give a plasma level in ng/mL between 0 and 10,000").into());
-            }
+        if let Some(v) = ng_ml
+            && !(v.is_finite() && v > 0.0 && v <= 10_000.0)
+        {
+            return Err(DomainError::field("ng_ml", "give a plasma level in ng/mL between 0 and 10,000").into());
         }
         let now = self.now();
         let actor = actor.clone();

@@ -253,13 +253,13 @@ impl LoginThrottle {
             }
         }
         let accts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((fails, last)) = accts.get(&username.to_lowercase()) {
-            if *fails >= FREE_FAILURES {
-                let delay = Duration::from_secs(1u64 << (fails - FREE_FAILURES).min(10)).min(Duration::from_secs(900));
-                let since = now.duration_since(*last);
-                if since < delay {
-                    return Some(delay - since);
-                }
+        if let Some((fails, last)) = accts.get(&username.to_lowercase())
+            && *fails >= FREE_FAILURES
+        {
+            let delay = Duration::from_secs(1u64 << (fails - FREE_FAILURES).min(10)).min(Duration::from_secs(900));
+            let since = now.duration_since(*last);
+            if since < delay {
+                return Some(delay - since);
             }
         }
         None

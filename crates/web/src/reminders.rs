@@ -160,10 +160,10 @@ pub async fn sweep_and_send(store: &Store, r: &Reminders) -> keta_store::Result<
     let mut sites: HashMap<SiteId, SiteForPatients> = HashMap::new();
     for issued in &report.issued {
         let site_id = issued.link.site_id;
-        if !sites.contains_key(&site_id) {
+        if let std::collections::hash_map::Entry::Vacant(e) = sites.entry(site_id) {
             match store.link_site_for_patients(site_id).await {
                 Ok(site) => {
-                    sites.insert(site_id, site);
+                    e.insert(site);
                 }
                 Err(e) => {
                     // The link stays unsent; the next sweep sends it.

@@ -264,15 +264,14 @@ async fn the_openapi_document_declares_parameters_errors_and_ranges_as_the_serve
                 }
             }
             for (code, resp) in op["responses"].as_object().unwrap() {
-                if code.starts_with('4') || code.starts_with('5') {
-                    if let Some(content) = resp["content"].as_object() {
-                        if content.values().any(|c| c["schema"]["$ref"] == "#/components/schemas/Problem") {
-                            assert!(
-                                content.contains_key("application/problem+json"),
-                                "{method} {path} {code}: errors are sent as application/problem+json"
-                            );
-                        }
-                    }
+                if (code.starts_with('4') || code.starts_with('5'))
+                    && let Some(content) = resp["content"].as_object()
+                    && content.values().any(|c| c["schema"]["$ref"] == "#/components/schemas/Problem")
+                {
+                    assert!(
+                        content.contains_key("application/problem+json"),
+                        "{method} {path} {code}: errors are sent as application/problem+json"
+                    );
                 }
             }
             if op.get("requestBody").is_some() {

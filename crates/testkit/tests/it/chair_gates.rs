@@ -142,7 +142,7 @@ async fn discharge_is_refused_for_each_fact_missing_from_the_record_and_allowed_
         assert!(refused.contains("80 min old") && refused.contains("within 15 min"), "{refused}");
         assert!(refused.contains("182/112"), "{refused}");
         assert!(refused.contains("sedation not scored"), "{refused}");
-        assert!(refused.contains("dissociation not scored") && refused.contains(&format!("#cadss")), "{refused}");
+        assert!(refused.contains("dissociation not scored") && refused.contains(&"#cadss".to_string()), "{refused}");
 
         // Each fact recorded in turn; what is still missing is named each time.
         s.record_vitals(&n, sess, full(136.0, 86.0, 97.0), None, VitalsSource::Manual).await.unwrap();
