@@ -197,9 +197,10 @@ pub fn record(conn: &mut dyn Conn, actor: &Actor, at: OffsetDateTime, e: Entry<'
         return Ok(());
     }
     // SQLite: its one writer runs writes one at a time, so the entry is chained at once.
-    let (last, prev) = match conn
-        .query_opt("SELECT chain_seq, row_hash FROM audit_log WHERE chain_seq IS NOT NULL ORDER BY chain_seq DESC LIMIT 1", &[])?
-    {
+    let (last, prev) = match conn.query_opt(
+        "SELECT chain_seq, row_hash FROM audit_log WHERE chain_seq IS NOT NULL ORDER BY chain_seq DESC LIMIT 1",
+        &[],
+    )? {
         Some(r) => (r.i64(0)?, r.text(1)?),
         None => (0, GENESIS.to_string()),
     };
@@ -660,8 +661,8 @@ pub fn head(conn: &mut dyn Conn) -> Result<Option<ChainHead>> {
         "SELECT chain_seq, row_hash FROM audit_log WHERE chain_seq IS NOT NULL ORDER BY chain_seq DESC LIMIT 1",
         &[],
     )?
-        .map(|r| Ok(ChainHead { seq: r.i64(0)?, row_hash: r.text(1)? }))
-        .transpose()
+    .map(|r| Ok(ChainHead { seq: r.i64(0)?, row_hash: r.text(1)? }))
+    .transpose()
 }
 
 /// Why an anchored head is no longer in the chain, or `None` when it is. With [`verify`]

@@ -93,7 +93,6 @@ impl std::fmt::Debug for PgSettings {
     }
 }
 
-
 fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -162,9 +161,12 @@ pub fn parse_url(url: &str) -> Result<PgSettings> {
             }
             _ => {
                 if k == "connect_timeout" {
-                    connect_timeout = Some(v.parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                        bad_setting(k, &v, "give seconds as a whole number of at least 1")
-                    })?);
+                    connect_timeout = Some(
+                        v.parse::<u64>()
+                            .ok()
+                            .filter(|n| *n >= 1)
+                            .ok_or_else(|| bad_setting(k, &v, "give seconds as a whole number of at least 1"))?,
+                    );
                 }
                 kept.push(kv);
                 libpq.push(kv);
@@ -190,9 +192,8 @@ pub fn parse_url(url: &str) -> Result<PgSettings> {
         ));
     }
     let join = |parts: &[&str]| if parts.is_empty() { base.to_string() } else { format!("{base}?{}", parts.join("&")) };
-    let mut config: postgres::Config = join(&kept)
-        .parse()
-        .map_err(|e| StoreError::Backend(format!("the database URL is not valid: {e}")))?;
+    let mut config: postgres::Config =
+        join(&kept).parse().map_err(|e| StoreError::Backend(format!("the database URL is not valid: {e}")))?;
     let connect_timeout = connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, Duration::from_secs);
     config.connect_timeout(connect_timeout);
     config.ssl_mode(match ssl {

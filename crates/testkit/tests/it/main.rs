@@ -22,6 +22,7 @@ mod idempotency;
 mod ledger;
 mod notes;
 mod outcomes;
+mod pg_connections;
 mod pk_ui;
 mod security;
 mod stories;
