@@ -169,6 +169,16 @@ thread_local! {
     static APPENDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+thread_local! {
+    /// `audit_chain=inline` on PostgreSQL: chain each entry in its writer's transaction.
+    static INLINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Set by the PostgreSQL backend before it runs an operation on this thread.
+pub(crate) fn set_inline(inline: bool) {
+    INLINE.with(|i| i.set(inline));
+}
+
 /// Whether the transaction just run on this thread appended entries (and clears it).
 pub(crate) fn take_appended() -> bool {
     APPENDED.with(|a| a.replace(false))
@@ -185,7 +195,8 @@ pub fn record(conn: &mut dyn Conn, actor: &Actor, at: OffsetDateTime, e: Entry<'
     let at_ms = ms(at);
     let patient = e.patient_id.map(|p| p.0);
     let site = e.site_id.map(|s| s.0);
-    if conn.backend() == Backend::Postgres {
+    let postgres = conn.backend() == Backend::Postgres;
+    if postgres && !INLINE.with(|i| i.get()) {
         // No lock and no read of the chain's tail: concurrent writers append side by side
         // and the sealer chains their entries once they have committed.
         conn.execute(
@@ -197,6 +208,11 @@ pub fn record(conn: &mut dyn Conn, actor: &Actor, at: OffsetDateTime, e: Entry<'
         return Ok(());
     }
     // SQLite: its one writer runs writes one at a time, so the entry is chained at once.
+    // PostgreSQL with `audit_chain=inline` (the earlier design): the chain lock, held to the
+    // end of the transaction, keeps two writers from extending the chain from the same tail.
+    if postgres {
+        conn.execute("SELECT pg_advisory_xact_lock($1)", params![CHAIN_LOCK])?;
+    }
     let (last, prev) = match conn.query_opt(
         "SELECT chain_seq, row_hash FROM audit_log WHERE chain_seq IS NOT NULL ORDER BY chain_seq DESC LIMIT 1",
         &[],

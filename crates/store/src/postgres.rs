@@ -17,6 +17,7 @@
 //!   waits longer than `pool_wait_ms=N` (default [`DEFAULT_POOL_WAIT_MS`]) for one is
 //!   refused with [`StoreError::Busy`] (503 with `Retry-After`), as SQLite's full writer
 //!   queue is.
+//! * `audit_chain=sealer|inline` (default `sealer`): see docs/decisions/0005-audit-chain.md.
 //! * Each connection prepares a statement once and keeps it (up to
 //!   [`STATEMENT_CACHE`] statements), so a repeated query is one round trip, not two.
 //!
@@ -76,6 +77,9 @@ pub struct PgSettings {
     pub statement_timeout_ms: u64,
     pub pool_size: usize,
     pub pool_wait: Duration,
+    /// `audit_chain=inline`: the design before docs/decisions/0005 (each writer chains its own
+    /// entry under the chain lock), kept so `keta bench` can measure both in one run.
+    pub audit_inline: bool,
     /// The URL without Keta's own parameters, for `pg_dump`/`pg_restore` (libpq).
     pub libpq_url: String,
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -128,6 +132,7 @@ pub fn parse_url(url: &str) -> Result<PgSettings> {
     let mut pool_size = DEFAULT_POOL_SIZE;
     let mut pool_wait_ms = DEFAULT_POOL_WAIT_MS;
     let mut connect_timeout = None;
+    let mut audit_inline = false;
     for kv in query.split('&').filter(|kv| !kv.is_empty()) {
         let (k, raw) = kv.split_once('=').unwrap_or((kv, ""));
         let v = percent_decode(raw);
@@ -158,6 +163,13 @@ pub fn parse_url(url: &str) -> Result<PgSettings> {
                     .ok()
                     .filter(|n| (1..=3_600_000).contains(n))
                     .ok_or_else(|| bad_setting(k, &v, "give milliseconds as a whole number from 1 to 3600000"))?
+            }
+            "audit_chain" => {
+                audit_inline = match v.as_str() {
+                    "sealer" => false,
+                    "inline" => true,
+                    _ => return Err(bad_setting(k, &v, "use sealer (the default) or inline")),
+                }
             }
             _ => {
                 if k == "connect_timeout" {
@@ -213,6 +225,7 @@ pub fn parse_url(url: &str) -> Result<PgSettings> {
         statement_timeout_ms,
         pool_size,
         pool_wait: Duration::from_millis(pool_wait_ms),
+        audit_inline,
         libpq_url: join(&libpq),
         tls,
     })
@@ -409,6 +422,7 @@ impl PostgresBackend {
                 _ => pool_connection(&settings)?,
             };
             crate::audit::take_appended();
+            crate::audit::set_inline(settings.audit_inline);
             let result = (|| {
                 let Pooled { client, statements } = &mut conn;
                 let mut tx = if read_only {
@@ -624,6 +638,9 @@ mod tests {
             "postgres://keta@db.example:5433/keta?sslmode=verify-full&connect_timeout=3&application_name=keta"
         );
         assert_eq!(parse_url("postgres://h/d?sslmode=disable").unwrap().ssl, SslMode::Disable);
+        assert!(!s.audit_inline);
+        assert!(parse_url("postgres://h/d?audit_chain=inline").unwrap().audit_inline);
+        assert!(parse_url("postgres://h/d?audit_chain=later").is_err());
         assert_eq!(parse_url("postgres://h/d?sslmode=require").unwrap().ssl, SslMode::Require);
     }
 
