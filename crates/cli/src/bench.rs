@@ -305,7 +305,7 @@ async fn bench_backend(
         }
     };
     let vitals = vitals_on(store.clone());
-    let vitals_inline = inline.map(|s| vitals_on(s));
+    let vitals_inline = inline.map(vitals_on);
     let mut vitals_16_inline = vitals_inline.as_ref().map(|_| Rate::default());
     let one = vitals.clone();
     let single = move |_: usize, n: u64| one(16, n);
