@@ -116,6 +116,9 @@ struct Results {
     ping: Latency,
     vitals_1: Rate,
     vitals_16: Rate,
+    /// PostgreSQL only: 16 writers with the audit chain chained inline under one lock (the
+    /// design before docs/decisions/0005), on the same database in the same rounds.
+    vitals_16_inline: Option<Rate>,
     commit_1: Rate,
     commit_16: Rate,
     /// Session vitals reads through the audited path, and the same read with no audit entry.
@@ -139,7 +142,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     eprintln!("== SQLite ({})", dir.path().display());
     let store = Store::open(&url).await?;
-    results.push(bench_backend("SQLite", &store, &opts).await?);
+    results.push(bench_backend("SQLite", &store, None, &opts).await?);
     drop(store);
     drop(dir);
 
@@ -148,8 +151,11 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         eprintln!("== PostgreSQL (database {name})");
         admin(&server, format!("CREATE DATABASE {name}")).await.context("creating the benchmark database")?;
         let outcome = async {
-            let store = Store::open(&with_database(&server, &name)).await?;
-            let r = bench_backend("PostgreSQL", &store, &opts).await;
+            let url = with_database(&server, &name);
+            let store = Store::open(&url).await?;
+            let inline =
+                Store::open(&format!("{url}{}audit_chain=inline", if url.contains('?') { '&' } else { '?' })).await?;
+            let r = bench_backend("PostgreSQL", &store, Some(inline), &opts).await;
             drop(store);
             r
         }
@@ -195,7 +201,12 @@ fn with_database(url: &str, db: &str) -> String {
     }
 }
 
-async fn bench_backend(backend: &'static str, store: &Store, opts: &BenchOptions) -> anyhow::Result<Results> {
+async fn bench_backend(
+    backend: &'static str,
+    store: &Store,
+    inline: Option<Store>,
+    opts: &BenchOptions,
+) -> anyhow::Result<Results> {
     let started = Instant::now();
     let (patients, courses) = build(store, opts).await?;
     let build = started.elapsed();
@@ -274,22 +285,28 @@ async fn bench_backend(backend: &'static str, store: &Store, opts: &BenchOptions
         }
     };
     let nurse = Actor::staff("bench.nurse", Role::Nurse, SiteScope::All);
-    let st = store.clone();
-    let vitals = move |w: usize, n: u64| {
-        let store = st.clone();
+    let vitals_on = move |st: Store| {
         let nurse = nurse.clone();
-        let session = sessions[w];
-        async move {
-            let v = VitalSigns {
-                systolic_mmhg: Some(Mmhg(118.0 + (n % 7) as f64)),
-                diastolic_mmhg: Some(Mmhg(76.0 + (n % 5) as f64)),
-                heart_rate_bpm: Some(BeatsPerMinute(70.0 + (n % 9) as f64)),
-                spo2_pct: Some(Percent(98.0)),
-                resp_rate_per_min: Some(BreathsPerMinute(14.0)),
-            };
-            store.record_vitals(&nurse, session, v, None, VitalsSource::Monitor).await.map(|_| ())
+        let sessions = sessions.clone();
+        move |w: usize, n: u64| {
+            let store = st.clone();
+            let nurse = nurse.clone();
+            let session = sessions[w];
+            async move {
+                let v = VitalSigns {
+                    systolic_mmhg: Some(Mmhg(118.0 + (n % 7) as f64)),
+                    diastolic_mmhg: Some(Mmhg(76.0 + (n % 5) as f64)),
+                    heart_rate_bpm: Some(BeatsPerMinute(70.0 + (n % 9) as f64)),
+                    spo2_pct: Some(Percent(98.0)),
+                    resp_rate_per_min: Some(BreathsPerMinute(14.0)),
+                };
+                store.record_vitals(&nurse, session, v, None, VitalsSource::Monitor).await.map(|_| ())
+            }
         }
     };
+    let vitals = vitals_on(store.clone());
+    let vitals_inline = inline.map(vitals_on);
+    let mut vitals_16_inline = vitals_inline.as_ref().map(|_| Rate::default());
     let one = vitals.clone();
     let single = move |_: usize, n: u64| one(16, n);
     // Interleaved rounds, so a slow spell of the disk hits baseline and measurement alike.
@@ -300,6 +317,14 @@ async fn bench_backend(backend: &'static str, store: &Store, opts: &BenchOptions
         vitals_1.0.push(throughput(1, secs, single.clone()).await?);
         commit_16.0.push(throughput(16, secs, commit.clone()).await?);
         vitals_16.0.push(throughput(16, secs, vitals.clone()).await?);
+        if let (Some(v), Some(rate)) = (&vitals_inline, vitals_16_inline.as_mut()) {
+            rate.0.push(throughput(16, secs, v.clone()).await?);
+            eprintln!(
+                "   round {}: vitals/s with the audit chain inline (before 0005), 16 writers: {:.0}",
+                round + 1,
+                rate.0[round]
+            );
+        }
         eprintln!(
             "   round {}: vitals/s {:.0} (1 writer), {:.0} (16 writers); bare commits/s {:.0}, {:.0}",
             round + 1,
@@ -333,6 +358,7 @@ async fn bench_backend(backend: &'static str, store: &Store, opts: &BenchOptions
         ping,
         vitals_1,
         vitals_16,
+        vitals_16_inline,
         commit_1,
         commit_16,
         vitals_read_audited,
@@ -882,6 +908,20 @@ fn report(opts: &BenchOptions, results: &[Results]) -> String {
             r.vitals_1.median() / r.commit_1.median(),
             r.vitals_16.median() / r.commit_16.median(),
         ));
+    }
+    for r in results {
+        if let Some(inline) = &r.vitals_16_inline {
+            s.push_str(&format!(
+                "\n{}: the audit chain sealed off the writers' path against the earlier design (each writer chains its entry under one lock; `audit_chain=inline`), same database, same rounds: vitals writes/s with 16 writers {:.0} ({}) against {:.0} ({}), **{:.1}×**; target ≥ 5,000 {}.\n",
+                r.backend,
+                r.vitals_16.median(),
+                r.vitals_16.range(),
+                inline.median(),
+                inline.range(),
+                r.vitals_16.median() / inline.median().max(1e-9),
+                if r.vitals_16.median() >= 5000.0 { "✓" } else { "✗" }
+            ));
+        }
     }
     s.push_str(
         "\nReading a session's vitals (`GET /sessions/{id}/vitals`): the audited read writes one durable audit entry per request; the baseline is the same read with none.\n\n| backend | audited read p50 / p99 | unaudited read p50 / p99 | audited ÷ unaudited (p50) |\n|---|---:|---:|---:|\n",

@@ -2,7 +2,14 @@
 //! written by the same transaction as the change it records (security-reference §4).
 //!
 //! Each entry's `row_hash` is SHA-256 over the previous entry's hash and this entry's
-//! fields, so an entry edited, deleted or reordered outside Keta breaks the chain.
+//! fields, so an entry edited, deleted or reordered outside Keta breaks the chain. The
+//! chain's order is `chain_seq`, its position in the chain.
+//!
+//! On SQLite the one writer thread chains each entry as it is written. On PostgreSQL,
+//! where writers run concurrently, an entry is written unsealed (no position, no hashes)
+//! and one sealer per server chains committed entries in batches, off the writers' path,
+//! normally within tens of milliseconds and at most about a second later
+//! (docs/decisions/0005-audit-chain.md). Verification, backups and anchors seal first.
 
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -156,21 +163,63 @@ fn hash(
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+thread_local! {
+    /// Set when a PostgreSQL transaction on this thread appended an unsealed entry, so the
+    /// backend wakes the sealer after the commit.
+    static APPENDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+thread_local! {
+    /// `audit_chain=inline` on PostgreSQL: chain each entry in its writer's transaction.
+    static INLINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Set by the PostgreSQL backend before it runs an operation on this thread.
+pub(crate) fn set_inline(inline: bool) {
+    INLINE.with(|i| i.set(inline));
+}
+
+/// Whether the transaction just run on this thread appended entries (and clears it).
+pub(crate) fn take_appended() -> bool {
+    APPENDED.with(|a| a.replace(false))
+}
+
+/// The session-level lock sealers take (one sealer at a time, across servers).
+const CHAIN_LOCK: i64 = 4242002;
+/// Entries chained per sealing transaction.
+pub(crate) const SEAL_BATCH: i64 = 5000;
+
 /// Appends an entry inside the caller's transaction.
 pub fn record(conn: &mut dyn Conn, actor: &Actor, at: OffsetDateTime, e: Entry<'_>) -> Result<()> {
-    if conn.backend() == Backend::Postgres {
-        // Concurrent transactions must not both extend the chain from the same tail.
-        conn.execute("SELECT pg_advisory_xact_lock(4242002)", &[])?;
-    }
-    let prev = conn
-        .query_opt("SELECT row_hash FROM audit_log ORDER BY seq DESC LIMIT 1", &[])?
-        .map(|r| r.text(0))
-        .transpose()?
-        .unwrap_or_else(|| GENESIS.to_string());
     let fields = serde_json::to_string(e.fields).expect("strings serialise");
     let at_ms = ms(at);
     let patient = e.patient_id.map(|p| p.0);
     let site = e.site_id.map(|s| s.0);
+    let postgres = conn.backend() == Backend::Postgres;
+    if postgres && !INLINE.with(|i| i.get()) {
+        // No lock and no read of the chain's tail: concurrent writers append side by side
+        // and the sealer chains their entries once they have committed.
+        conn.execute(
+            "INSERT INTO audit_log (occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            params![at_ms, actor.name.as_str(), e.action.as_str(), e.object_type, e.object_id, patient, site, fields, "allowed"],
+        )?;
+        APPENDED.with(|a| a.set(true));
+        return Ok(());
+    }
+    // SQLite: its one writer runs writes one at a time, so the entry is chained at once.
+    // PostgreSQL with `audit_chain=inline` (the earlier design): the chain lock, held to the
+    // end of the transaction, keeps two writers from extending the chain from the same tail.
+    if postgres {
+        conn.execute("SELECT pg_advisory_xact_lock($1)", params![CHAIN_LOCK])?;
+    }
+    let (last, prev) = match conn.query_opt(
+        "SELECT chain_seq, row_hash FROM audit_log WHERE chain_seq IS NOT NULL ORDER BY chain_seq DESC LIMIT 1",
+        &[],
+    )? {
+        Some(r) => (r.i64(0)?, r.text(1)?),
+        None => (0, GENESIS.to_string()),
+    };
     let row_hash = hash(
         &prev,
         at_ms,
@@ -184,11 +233,67 @@ pub fn record(conn: &mut dyn Conn, actor: &Actor, at: OffsetDateTime, e: Entry<'
         "allowed",
     );
     conn.execute(
-        "INSERT INTO audit_log (occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, prev_hash, row_hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        params![at_ms, actor.name.as_str(), e.action.as_str(), e.object_type, e.object_id, patient, site, fields, "allowed", prev, row_hash],
+        "INSERT INTO audit_log (occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, prev_hash, row_hash, chain_seq)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        params![at_ms, actor.name.as_str(), e.action.as_str(), e.object_type, e.object_id, patient, site, fields, "allowed", prev, row_hash, last + 1],
     )?;
     Ok(())
+}
+
+/// Chains committed unsealed entries (PostgreSQL), oldest first, up to [`SEAL_BATCH`] in one
+/// statement, after the chain's current head. Returns how many, or `None` when another
+/// sealer holds the chain and `wait` is false. Runs in its own transaction: the chain lock
+/// is held only while sealing, never by a writer.
+pub(crate) fn seal_postgres(tx: &mut postgres::Transaction<'_>, wait: bool) -> Result<Option<usize>> {
+    if wait {
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHAIN_LOCK])?;
+    } else if !tx.query_one("SELECT pg_try_advisory_xact_lock($1)", &[&CHAIN_LOCK])?.get::<_, bool>(0) {
+        return Ok(None);
+    }
+    // READ COMMITTED: read after the lock, so the head a previous sealer committed is seen.
+    let (mut pos, mut prev) = match tx.query_opt(
+        "SELECT chain_seq, row_hash FROM audit_log WHERE chain_seq IS NOT NULL ORDER BY chain_seq DESC LIMIT 1",
+        &[],
+    )? {
+        Some(r) => (r.try_get::<_, i64>(0)?, r.try_get::<_, String>(1)?),
+        None => (0, GENESIS.to_string()),
+    };
+    let rows = tx.query(
+        "SELECT seq, occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome
+         FROM audit_log WHERE chain_seq IS NULL ORDER BY seq LIMIT $1",
+        &[&SEAL_BATCH],
+    )?;
+    if rows.is_empty() {
+        return Ok(Some(0));
+    }
+    let (mut seqs, mut positions, mut prevs, mut hashes) =
+        (Vec::with_capacity(rows.len()), Vec::with_capacity(rows.len()), Vec::new(), Vec::new());
+    for r in &rows {
+        let h = hash(
+            &prev,
+            r.try_get(1)?,
+            r.try_get(2)?,
+            r.try_get(3)?,
+            r.try_get(4)?,
+            r.try_get::<_, Option<&str>>(5)?,
+            r.try_get(6)?,
+            r.try_get(7)?,
+            r.try_get(8)?,
+            r.try_get(9)?,
+        );
+        pos += 1;
+        seqs.push(r.try_get::<_, i64>(0)?);
+        positions.push(pos);
+        prevs.push(std::mem::replace(&mut prev, h.clone()));
+        hashes.push(h);
+    }
+    tx.execute(
+        "UPDATE audit_log AS a SET chain_seq = u.cs, prev_hash = u.ph, row_hash = u.rh
+         FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) AS u(seq, cs, ph, rh)
+         WHERE a.seq = u.seq AND a.chain_seq IS NULL",
+        &[&seqs, &positions, &prevs, &hashes],
+    )?;
+    Ok(Some(rows.len()))
 }
 
 /// The first entry whose chain does not verify, if any.
@@ -198,10 +303,13 @@ pub struct ChainBreak {
     pub reason: String,
 }
 
-/// Walks the whole chain from the start.
+/// Walks the whole sealed chain from the start, in chain order. A break names the entry's
+/// chain position (`chain_seq`, what anchors record; equal to `seq` on SQLite). Entries not
+/// yet sealed (PostgreSQL, under a second old) are not covered: seal first
+/// ([`crate::Store::verify_audit_chain`] does).
 pub fn verify(conn: &mut dyn Conn) -> Result<(u64, Option<ChainBreak>)> {
     let rows = conn.query(
-        "SELECT seq, occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, prev_hash, row_hash FROM audit_log ORDER BY seq",
+        "SELECT chain_seq, occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, prev_hash, row_hash FROM audit_log WHERE chain_seq IS NOT NULL ORDER BY chain_seq",
         &[],
     )?;
     let mut prev = GENESIS.to_string();
@@ -401,7 +509,7 @@ pub fn search(conn: &mut dyn Conn, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
         })?,
     };
     let mut sql = String::from(
-        "SELECT seq, occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, prev_hash, row_hash FROM audit_log WHERE 1 = 1",
+        "SELECT seq, occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, COALESCE(prev_hash, ''), COALESCE(row_hash, '') FROM audit_log WHERE 1 = 1",
     );
     let mut p: Vec<crate::Value> = Vec::new();
     if let Some(a) = &q.actor {
@@ -456,6 +564,8 @@ impl crate::Store {
     pub async fn audit_report(&self, actor: &Actor, q: AuditQuery) -> Result<Vec<AuditRecord>> {
         actor.require(keta_domain::access::Permission::ViewAudit)?;
         let patient = q.patient_id;
+        // The report shows each entry's hashes: chain what has committed first.
+        self.seal_audit_chain().await?;
         let out = self.read(move |c| search(c, &q)).await?;
         let now = self.now();
         let a = actor.clone();
@@ -478,9 +588,20 @@ impl crate::Store {
         Ok(out)
     }
 
-    /// Verifies the whole chain (for `keta audit verify`).
+    /// Verifies the whole chain (for `keta audit verify`), after sealing every entry
+    /// committed so far.
     pub async fn verify_audit_chain(&self) -> Result<(u64, Option<ChainBreak>)> {
+        self.seal_audit_chain().await?;
         self.read(|c| verify(c)).await
+    }
+
+    /// Chains every audit entry committed so far (PostgreSQL; SQLite chains as it writes)
+    /// and returns how many were sealed now.
+    pub async fn seal_audit_chain(&self) -> Result<u64> {
+        match &*self.engine {
+            crate::Engine::Sqlite(_) => Ok(0),
+            crate::Engine::Postgres(b) => b.seal_now().await,
+        }
     }
 }
 
@@ -546,21 +667,25 @@ impl crate::Store {
 /// a chain whose tail was cut off (a copy taken without its WAL) no longer matches.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChainHead {
+    /// The entry's chain position (`chain_seq`).
     pub seq: i64,
     pub row_hash: String,
 }
 
 pub fn head(conn: &mut dyn Conn) -> Result<Option<ChainHead>> {
-    conn.query_opt("SELECT seq, row_hash FROM audit_log ORDER BY seq DESC LIMIT 1", &[])?
-        .map(|r| Ok(ChainHead { seq: r.i64(0)?, row_hash: r.text(1)? }))
-        .transpose()
+    conn.query_opt(
+        "SELECT chain_seq, row_hash FROM audit_log WHERE chain_seq IS NOT NULL ORDER BY chain_seq DESC LIMIT 1",
+        &[],
+    )?
+    .map(|r| Ok(ChainHead { seq: r.i64(0)?, row_hash: r.text(1)? }))
+    .transpose()
 }
 
 /// Why an anchored head is no longer in the chain, or `None` when it is. With [`verify`]
 /// passing, every anchor found means the chain still holds everything up to it.
 pub fn check_anchor(conn: &mut dyn Conn, anchor: &ChainHead) -> Result<Option<ChainBreak>> {
     let stored = conn
-        .query_opt("SELECT row_hash FROM audit_log WHERE seq = $1", params![anchor.seq])?
+        .query_opt("SELECT row_hash FROM audit_log WHERE chain_seq = $1", params![anchor.seq])?
         .map(|r| r.text(0))
         .transpose()?;
     Ok(match stored {
@@ -590,6 +715,7 @@ pub fn check_anchor(conn: &mut dyn Conn, anchor: &ChainHead) -> Result<Option<Ch
 impl crate::Store {
     /// The chain's newest entry, if any (for anchoring).
     pub async fn audit_head(&self) -> Result<Option<ChainHead>> {
+        self.seal_audit_chain().await?;
         self.read(|c| head(c)).await
     }
 

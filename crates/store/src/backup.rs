@@ -37,8 +37,9 @@ use crate::{Actor, Store, params};
 pub const FORMAT: &str = "keta-backup/1";
 
 /// Tables whose content is digested (ordered by their key), besides every table's row count.
+/// The audit log is digested along its chain (sealed entries, in chain order).
 pub const KEY_TABLES: &[(&str, &str)] = &[
-    ("audit_log", "seq"),
+    ("audit_log", "chain_seq"),
     ("patients", "id"),
     ("courses", "id"),
     ("sessions", "id"),
@@ -383,11 +384,13 @@ pub fn postgres_tools_present() -> bool {
 /// Exports a REPEATABLE READ snapshot, reads the manifest in it and has `pg_dump` dump
 /// exactly that snapshot while the transaction stays open.
 fn backup_postgres(url: &str, partial: &Path) -> Result<Survey> {
-    let mut client = postgres::Client::connect(url, postgres::NoTls)?;
+    let settings = crate::postgres::parse_url(url)?;
+    let mut client = crate::postgres::connect(&settings)?;
+    let url = settings.libpq_url.as_str();
     let mut tx =
         client.build_transaction().isolation_level(postgres::IsolationLevel::RepeatableRead).read_only(true).start()?;
     let snapshot: String = tx.query_one("SELECT pg_export_snapshot()", &[])?.get(0);
-    let s = survey(&mut PgConn { tx: &mut tx })?;
+    let s = survey(&mut PgConn::new(&mut tx))?;
     let out = Command::new("pg_dump")
         .arg("--format=custom")
         .arg("--no-owner")
@@ -424,6 +427,8 @@ impl Store {
         if let Some(d) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
         }
+        // The manifest records the chain's head: chain what has committed so far first.
+        self.seal_audit_chain().await?;
         let (backend, source) = match &*self.engine {
             crate::Engine::Sqlite(b) => ("sqlite", Source::Sqlite(b.path.clone())),
             crate::Engine::Postgres(b) => ("postgres", Source::Postgres(b.url.clone())),
@@ -678,7 +683,9 @@ fn restore_sqlite(file: &Path, target: &Path, manifest: &Manifest, now: OffsetDa
 }
 
 fn restore_postgres(file: &Path, url: &str, manifest: &Manifest, now: OffsetDateTime) -> Result<RestoreReport> {
-    let mut client = postgres::Client::connect(url, postgres::NoTls)?;
+    let settings = crate::postgres::parse_url(url)?;
+    let mut client = crate::postgres::connect(&settings)?;
+    let url = settings.libpq_url.as_str();
     let tables: Vec<String> = client
         .query("SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename", &[])?
         .iter()
@@ -708,7 +715,7 @@ fn restore_postgres(file: &Path, url: &str, manifest: &Manifest, now: OffsetDate
         });
     }
     let mut tx = client.transaction()?;
-    let report = finish_restore(&mut PgConn { tx: &mut tx }, manifest, now)?;
+    let report = finish_restore(&mut PgConn::new(&mut tx), manifest, now)?;
     tx.commit()?;
     Ok(report)
 }

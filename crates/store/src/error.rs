@@ -55,6 +55,13 @@ impl From<postgres::Error> for StoreError {
             }
             // Two transactions waited on each other (or a snapshot could not be kept): one of
             // them is rolled back whole; the caller is told plainly and nothing was saved.
+            // The statement ran past `statement_timeout_ms` and the server cancelled it.
+            if c == "57014" {
+                return StoreError::Backend(format!(
+                    "the database cancelled a statement that ran longer than the statement timeout (statement_timeout_ms in the database URL); nothing was saved: {}",
+                    db.message()
+                ));
+            }
             if c == "40001" || c == "40P01" {
                 return StoreError::Conflict(
                     "another change to the same record was being saved at the same moment; nothing was saved, try again"

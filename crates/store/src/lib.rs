@@ -174,7 +174,7 @@ impl Store {
                 let writer_queue = sqlite::writer_queue_setting(&url)?;
                 Ok(Engine::Sqlite(sqlite::SqliteBackend::open(std::path::Path::new(path), 4, writer_queue)?))
             } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                Ok(Engine::Postgres(postgres::PostgresBackend::open(&url, 16)?))
+                Ok(Engine::Postgres(postgres::PostgresBackend::open(&url)?))
             } else {
                 Err(StoreError::Backend(format!(
                     "unsupported database URL '{url}': use sqlite://PATH or postgres://USER@HOST/DB"

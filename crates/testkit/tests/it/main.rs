@@ -27,6 +27,7 @@ mod idempotency;
 mod ledger;
 mod notes;
 mod outcomes;
+mod pg_connections;
 mod pk_ui;
 mod schema_parity;
 mod security;
