@@ -6,6 +6,12 @@
 //! savepoint and fails alone; the others commit. A write is acknowledged only after
 //! the commit returns with `synchronous=FULL`, so acknowledged data is on disk, and
 //! writers never meet "database is locked" because only one connection writes.
+//!
+//! Every step of that protocol is checked ([`run_batch`]). SQLite may abandon the whole
+//! transaction on SQLITE_FULL or SQLITE_IOERR; then, or when a savepoint cannot be taken,
+//! rolled back to or released, the batch stops: every job in it is told it failed (a full
+//! disk as [`StoreError::DiskFull`]), the jobs not yet run are refused unrun, and a job's
+//! statements are refused once the transaction is gone, so nothing ever runs outside it.
 //! Readers use a small pool of read connections; WAL lets them run beside the writer.
 //!
 //! The queue is bounded ([`DEFAULT_WRITER_QUEUE`], or `?writer_queue=N` on the database
