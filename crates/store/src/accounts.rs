@@ -398,14 +398,21 @@ impl Store {
         // Touch at most once a minute: the idle clock needs minute precision, not a write per request.
         if now - last_seen >= Duration::minutes(1) {
             let th2 = th.clone();
-            self.write(move |c| {
-                c.execute(
-                    "UPDATE auth_sessions SET last_seen_at = $1 WHERE token_hash = $2",
-                    params![ms(now), th2.as_str()],
-                )
-                .map(|_| ())
-            })
-            .await?;
+            let touched = self
+                .write(move |c| {
+                    c.execute(
+                        "UPDATE auth_sessions SET last_seen_at = $1 WHERE token_hash = $2",
+                        params![ms(now), th2.as_str()],
+                    )
+                    .map(|_| ())
+                })
+                .await;
+            match touched {
+                // A full disk must not stop reads: the idle clock just keeps its older time
+                // (the session can only end sooner), and the write that needed room says so.
+                Err(StoreError::DiskFull) => tracing::warn!("session not touched: the database disk is full"),
+                other => other?,
+            }
         }
         Ok(Ok(SignedIn {
             user,

@@ -22,6 +22,10 @@ pub enum StoreError {
     /// The database's write queue is full; nothing was saved. Try again after the wait.
     #[error("the database is busy; nothing was saved; try again in {retry_after_secs} s")]
     Busy { retry_after_secs: u64 },
+    /// The database's disk (or SQLite's page limit) is full: the write was not saved, and
+    /// nothing else in its transaction was either. Writes work again once space is freed.
+    #[error("the database disk is full; nothing was saved")]
+    DiskFull,
 }
 
 /// A storage operation that panicked (a bug), reported as a backend error with the panic's
@@ -41,6 +45,12 @@ impl From<rusqlite::Error> for StoreError {
             && f.code == rusqlite::ErrorCode::ConstraintViolation
         {
             return StoreError::Conflict(constraint_message(msg.as_deref().unwrap_or("")));
+        }
+        // SQLITE_FULL: the disk (or `PRAGMA max_page_count`) has no room for the write.
+        if let rusqlite::Error::SqliteFailure(f, _) = &e
+            && f.code == rusqlite::ErrorCode::DiskFull
+        {
+            return StoreError::DiskFull;
         }
         StoreError::Backend(e.to_string())
     }
@@ -67,6 +77,10 @@ impl From<postgres::Error> for StoreError {
                     "another change to the same record was being saved at the same moment; nothing was saved, try again"
                         .into(),
                 );
+            }
+            // 53100 disk_full: the server could not extend a file; the transaction is void.
+            if c == "53100" {
+                return StoreError::DiskFull;
             }
         }
         StoreError::Backend(e.to_string())

@@ -153,6 +153,8 @@ pub(crate) enum Engine {
 pub struct Store {
     pub(crate) engine: Arc<Engine>,
     clock: Clock,
+    /// When writes started failing for a full disk, for readiness; `None` while they work.
+    disk_full_since: Arc<std::sync::Mutex<Option<OffsetDateTime>>>,
 }
 
 impl Store {
@@ -183,7 +185,7 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Backend(e.to_string()))??;
-        Ok(Self { engine: Arc::new(engine), clock })
+        Ok(Self { engine: Arc::new(engine), clock, disk_full_since: Arc::default() })
     }
 
     pub fn backend(&self) -> Backend {
@@ -203,22 +205,78 @@ impl Store {
         &self,
         op: impl FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        if let Some(claim) = idempotency::current_claim() {
+        let result = if let Some(claim) = idempotency::current_claim() {
             let now = self.now();
             let op = move |c: &mut dyn Conn| {
                 let v = op(c)?;
                 idempotency::mark_written(c, &claim, now)?;
                 Ok(v)
             };
-            return match &*self.engine {
+            match &*self.engine {
                 Engine::Sqlite(b) => b.write(op).await,
                 Engine::Postgres(b) => b.write(op).await,
-            };
+            }
+        } else {
+            match &*self.engine {
+                Engine::Sqlite(b) => b.write(op).await,
+                Engine::Postgres(b) => b.write(op).await,
+            }
+        };
+        self.note_disk(&result);
+        result
+    }
+
+    /// Remembers a full disk for readiness; a write that commits clears it.
+    fn note_disk<T>(&self, result: &Result<T>) {
+        let mut since = self.disk_full_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match result {
+            Err(StoreError::DiskFull) => {
+                if since.is_none() {
+                    tracing::error!("the database disk is full: writes are refused until space is freed");
+                    *since = Some(self.now());
+                }
+            }
+            Ok(_) => {
+                if since.take().is_some() {
+                    tracing::info!("the database disk has room again: writes are accepted");
+                }
+            }
+            Err(_) => {}
         }
-        match &*self.engine {
-            Engine::Sqlite(b) => b.write(op).await,
-            Engine::Postgres(b) => b.write(op).await,
+    }
+
+    /// Whether writes are failing for a full disk, and since when (readiness reports it). A
+    /// write that commits clears it; [`Self::probe_disk`] checks again without waiting for one.
+    pub fn disk_full_since(&self) -> Option<OffsetDateTime> {
+        *self.disk_full_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// While the disk is known to be full, tries a write that needs room and changes no data,
+    /// so readiness recovers once space is freed even if nobody writes: on SQLite a table
+    /// holding 64 KiB is created and dropped in one transaction (its pages stay in the file as
+    /// free pages, room the next real writes use); on PostgreSQL a temporary table (catalog
+    /// rows). Returns whether the disk is (still) full. No audit entry: no clinical or account
+    /// data is touched.
+    pub async fn probe_disk(&self) -> bool {
+        if self.disk_full_since().is_none() {
+            return false;
         }
+        let probe = self
+            .write(|c| {
+                match c.backend() {
+                    Backend::Sqlite => {
+                        c.execute("CREATE TABLE keta_disk_probe (room BLOB)", &[])?;
+                        c.execute("INSERT INTO keta_disk_probe (room) VALUES (zeroblob(65536))", &[])?;
+                        c.execute("DROP TABLE keta_disk_probe", &[])?;
+                    }
+                    Backend::Postgres => {
+                        c.execute("CREATE TEMPORARY TABLE keta_disk_probe (room BYTEA) ON COMMIT DROP", &[])?;
+                    }
+                }
+                Ok(())
+            })
+            .await;
+        matches!(probe, Err(StoreError::DiskFull))
     }
 
     /// Runs `op` in a read-only transaction (a consistent snapshot).

@@ -75,6 +75,20 @@ impl ApiError {
 }
 
 impl ApiError {
+    /// 507: the database's disk is full. Nothing of the request was saved; the server keeps
+    /// running and writes work again once space is freed (readiness reports it meanwhile).
+    pub fn disk_full() -> Self {
+        Self {
+            status: StatusCode::INSUFFICIENT_STORAGE,
+            kind: "disk-full",
+            title: "The database disk is full",
+            detail:
+                "the database disk is full; nothing was saved. Ask your administrator to free space, then try again."
+                    .into(),
+            errors: vec![],
+        }
+    }
+
     /// The problem for an error status that middleware, not a handler, decided: an unknown
     /// route, a method the route lacks, a body over the limit, a timeout, a panic.
     pub fn for_status(status: StatusCode) -> Self {
@@ -105,6 +119,11 @@ impl ApiError {
             503 => {
                 ("unavailable", "The service is unavailable", "the server is starting or stopping; try again shortly")
             }
+            507 => (
+                "disk-full",
+                "The database disk is full",
+                "the database disk is full; nothing was saved. Ask your administrator to free space, then try again.",
+            ),
             504 => ("timeout", "The request took too long", "the server stopped waiting; check before you retry"),
             s if s >= 500 => (
                 "internal",
@@ -201,6 +220,7 @@ impl From<StoreError> for ApiError {
                 detail: format!("too many writes are waiting; nothing was saved; try again in {retry_after_secs} s"),
                 errors: vec![],
             },
+            StoreError::DiskFull => Self::disk_full(),
             other => {
                 let reference = keta_store::credentials::new_token()[..12].to_string();
                 tracing::error!(error = %other, %reference, "storage error");
@@ -347,6 +367,14 @@ mod tests {
         // The handler never completes, so the outcome does not depend on timing.
         let (s, h, b) = call(app(Duration::from_millis(1)), Request::get("/never").body(Body::empty()).unwrap()).await;
         assert_problem(s, &h, &b, 408);
+    }
+
+    #[test]
+    fn a_full_disk_is_a_507_problem_saying_nothing_was_saved() {
+        let e: super::ApiError = keta_store::StoreError::DiskFull.into();
+        assert_eq!(e.status, StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(e.kind, "disk-full");
+        assert!(e.detail.contains("the database disk is full; nothing was saved"), "{}", e.detail);
     }
 
     #[test]

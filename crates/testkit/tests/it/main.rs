@@ -17,6 +17,7 @@ mod chart_between;
 mod checkins;
 mod concurrency;
 mod contract;
+mod disk_full;
 mod dosing;
 mod durability;
 mod eligibility_record;

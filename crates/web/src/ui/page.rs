@@ -167,6 +167,13 @@ impl IntoResponse for UiError {
                     "Too many changes are waiting to be saved; nothing was saved. Submit the form again in a moment."
                         .to_string(),
                 ),
+                StoreError::DiskFull => (
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "The database disk is full",
+                    "The database disk is full; nothing was saved. Ask your administrator to free space, then submit \
+                     the form again."
+                        .to_string(),
+                ),
                 other => {
                     tracing::error!(error = %other, "storage error on an HTML page");
                     (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on the server", internal_detail())
