@@ -9,6 +9,7 @@ pub mod access;
 pub mod alerts;
 pub mod between_alerts;
 pub mod checkins;
+pub mod consent;
 pub mod course;
 pub mod discharge;
 pub mod dosing;

@@ -22,6 +22,7 @@ mod time_codec;
 pub mod alerts;
 pub mod chart;
 pub mod checkins;
+pub mod consents;
 pub mod courses;
 pub mod dosing;
 pub mod eligibility;

@@ -28,6 +28,13 @@ use Permission::*;
 /// Every API route and method. A route missing here fails the authorisation-matrix test.
 pub const API_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/patients/{id}/checkins", Needs(ViewClinical)),
+    ("GET", "/api/v1/consent-forms", SignedIn),
+    ("GET", "/api/v1/patients/{id}/consents", Needs(ViewClinical)),
+    ("POST", "/api/v1/patients/{id}/consents", Needs(RecordSession)),
+    ("POST", "/api/v1/consents/{id}/countersign", Needs(SignNotes)),
+    ("POST", "/api/v1/consents/{id}/withdraw", Needs(RecordSession)),
+    ("GET", "/api/v1/sessions/{id}/missing-documents", Needs(ViewClinical)),
+    ("PUT", "/api/v1/sites/{id}/rems-setting", Needs(PlanTreatment)),
     ("POST", "/api/v1/patients/{id}/checkin-links", Needs(EnterQuestionnaire)),
     ("POST", "/api/v1/checkin-links/{id}/reissue", Needs(EnterQuestionnaire)),
     ("GET", "/api/v1/courses/{id}/checkin-schedule", Needs(ViewClinical)),
@@ -155,6 +162,11 @@ pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/patients/new", Needs(EditDemographics)),
     ("GET", "/patients/{id}", Needs(ViewClinical)),
     ("POST", "/patients/{id}/weights", Needs(RecordSession)),
+    // Consent and REMS enrolment on the tablet (issue 12).
+    ("GET", "/patients/{id}/consents", Needs(ViewClinical)),
+    ("POST", "/patients/{id}/consents", Needs(RecordSession)),
+    ("POST", "/patients/{id}/consents/{consent}/countersign", Needs(SignNotes)),
+    ("POST", "/patients/{id}/consents/{consent}/withdraw", Needs(RecordSession)),
     ("GET", "/patients/{id}/eligibility", Needs(ViewClinical)),
     ("POST", "/patients/{id}/eligibility", Needs(PlanTreatment)),
     ("POST", "/patients/{id}/eligibility/trials", Needs(PlanTreatment)),

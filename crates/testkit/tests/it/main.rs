@@ -11,6 +11,7 @@ mod chair_gates;
 mod chart_between;
 mod checkins;
 mod concurrency;
+mod consents;
 mod contract;
 mod dosing;
 mod durability;

@@ -479,6 +479,7 @@ async fn page_authorisation_matrix_covers_every_screen_and_role() {
             .replace("{screen}", "1")
             .replace("{token}", &r.token)
             .replace("{med}", &r.medication.to_string())
+            .replace("{consent}", "1")
     };
     for role in CALLERS {
         act_as(&w, role).await;

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod auth;
 pub mod checkins;
 pub mod clinical;
+pub mod consents;
 pub mod contract;
 pub mod dosing;
 pub mod durability;
@@ -140,6 +141,13 @@ use contract::Contract;
         escalation::put_on_duty,
         escalation::get_alert_escalations,
         escalation::post_escalation_sweep,
+        consents::get_consent_forms,
+        consents::get_consents,
+        consents::post_consent,
+        consents::post_countersign,
+        consents::post_withdraw,
+        consents::get_missing_documents,
+        consents::put_rems_setting,
     )
 )]
 pub struct ApiDoc;
@@ -244,5 +252,11 @@ pub fn routes() -> Router<AppState> {
         .route("/sites/{id}/on-duty", get(escalation::get_on_duty).put(escalation::put_on_duty))
         .route("/sites/{id}/alert-escalations", get(escalation::get_alert_escalations))
         .route("/alert-escalations/sweep", post(escalation::post_escalation_sweep))
+        .route("/consent-forms", get(consents::get_consent_forms))
+        .route("/patients/{id}/consents", get(consents::get_consents).post(consents::post_consent))
+        .route("/consents/{id}/countersign", post(consents::post_countersign))
+        .route("/consents/{id}/withdraw", post(consents::post_withdraw))
+        .route("/sessions/{id}/missing-documents", get(consents::get_missing_documents))
+        .route("/sites/{id}/rems-setting", put(consents::put_rems_setting))
         .fallback(|| async { crate::error::ApiError::not_found("this API path") })
 }

@@ -25,6 +25,7 @@ mod between;
 mod chart;
 pub(crate) mod checkin;
 pub(crate) mod clinic_figures;
+mod consent;
 pub(crate) mod durability;
 mod eligibility;
 mod home_dose;
@@ -60,6 +61,9 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/patients/new", get(patients::get_new_patient))
         .route("/patients/{id}", get(chart::get_chart))
         .route("/patients/{id}/weights", post(chart::post_weight))
+        .route("/patients/{id}/consents", get(consent::get_consents).post(consent::post_consent))
+        .route("/patients/{id}/consents/{consent}/countersign", post(consent::post_countersign))
+        .route("/patients/{id}/consents/{consent}/withdraw", post(consent::post_withdraw))
         .route("/patients/{id}/eligibility", get(eligibility::get_eligibility).post(eligibility::post_assessment))
         .route("/patients/{id}/eligibility/trials", post(eligibility::post_trial))
         .route("/patients/{id}/medications", get(medications::get_summary).post(medications::post_medication))
