@@ -103,9 +103,3 @@ pub async fn consent_all(store: &Store, patient: PatientId) {
         }
     }
 }
-
-/// [`consent_all`] for the patient of a session.
-pub async fn consent_session(store: &Store, session: keta_domain::ids::SessionId) {
-    let p = store.get_session(&Actor::system(), session).await.expect("session").patient_id;
-    consent_all(store, p).await;
-}

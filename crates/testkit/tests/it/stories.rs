@@ -363,7 +363,7 @@ async fn the_audit_chain_detects_an_edit_made_outside_keta() {
     for db in TestDb::all(&clock).await {
         let a = site(&db.store, "A").await;
         for i in 0..4 {
-            patient(&db.store, a, &format!("A-{i:04}")).await;
+            db.store.create_patient(&Actor::system(), new_patient(a, &format!("A-{i:04}"))).await.unwrap();
         }
         let (n, broken) = db.store.read(|c| keta_store::audit::verify(c)).await.unwrap();
         assert_eq!((n, broken), (5, None), "{:?}", db.kind);
