@@ -32,6 +32,7 @@ pub mod protocols;
 pub mod question_sets;
 pub mod records;
 pub mod relapse;
+pub mod rems;
 pub mod schedule;
 pub mod session;
 pub mod site;

@@ -33,6 +33,7 @@ pub mod medications;
 pub mod notes;
 pub mod patients;
 pub mod questionnaires;
+pub mod rems;
 pub mod rules;
 pub mod sessions;
 pub mod site_time;

@@ -24,5 +24,6 @@ mod ledger;
 mod notes;
 mod outcomes;
 mod pk_ui;
+mod rems;
 mod security;
 mod stories;

@@ -15,6 +15,7 @@ pub mod measures;
 pub mod medications;
 pub mod notes;
 pub mod patients;
+pub mod rems;
 
 use axum::Router;
 use axum::routing::{get, post, put};
@@ -148,6 +149,11 @@ use contract::Contract;
         consents::post_withdraw,
         consents::get_missing_documents,
         consents::put_rems_setting,
+        rems::get_rems_form,
+        rems::put_rems_form,
+        rems::post_rems_submitted,
+        rems::get_rems_csv,
+        rems::get_rems_queue,
     )
 )]
 pub struct ApiDoc;
@@ -258,5 +264,9 @@ pub fn routes() -> Router<AppState> {
         .route("/consents/{id}/withdraw", post(consents::post_withdraw))
         .route("/sessions/{id}/missing-documents", get(consents::get_missing_documents))
         .route("/sites/{id}/rems-setting", put(consents::put_rems_setting))
+        .route("/sessions/{id}/rems-form", get(rems::get_rems_form).put(rems::put_rems_form))
+        .route("/sessions/{id}/rems-form/submitted", post(rems::post_rems_submitted))
+        .route("/sessions/{id}/rems-form/csv", get(rems::get_rems_csv))
+        .route("/sites/{id}/rems-queue", get(rems::get_rems_queue))
         .fallback(|| async { crate::error::ApiError::not_found("this API path") })
 }

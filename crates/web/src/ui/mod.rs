@@ -36,6 +36,7 @@ mod patients;
 mod pk_panel;
 mod plan;
 mod questionnaires;
+mod rems;
 mod session;
 mod today;
 
@@ -99,6 +100,9 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/sessions/{id}/alerts/{alert}/acknowledge", post(session::post_acknowledge))
         .route("/sessions/{id}/note", post(session::post_note))
         .route("/sessions/{id}/ledger", post(session::post_ledger))
+        .route("/sessions/{id}/rems", get(rems::get_form).post(rems::post_form))
+        .route("/sessions/{id}/rems/submitted", post(rems::post_submitted))
+        .route("/rems-queue", get(rems::get_queue))
         .route("/outcomes", get(outcomes::get_outcomes))
         .route("/outbox", get(outbox::get_outbox))
         .route("/outcomes/durability", get(durability::get_durability))
