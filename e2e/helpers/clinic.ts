@@ -108,3 +108,31 @@ export async function ensureStock(page: Page, patient: NewPatient, substance: 'k
   });
   expect(r.status(), await r.text()).toBe(201);
 }
+
+/**
+ * The patient signs the consent forms a route needs on the tablet (typed name and a drawn
+ * signature) and the signed-in clinician countersigns each: the treatment consent for the
+ * route and, for esketamine, the REMS enrolment (issue 12). Without them the dose is refused.
+ */
+export async function signConsents(page: Page, patient: NewPatient, route: 'iv_racemic' | 'intranasal_esketamine') {
+  const forms = route === 'intranasal_esketamine' ? [`treatment_${route}`, 'rems_enrolment'] : [`treatment_${route}`];
+  for (const form of forms) {
+    await page.goto(`/patients/${patient.id}/consents?form=${form}`);
+    if (form === 'rems_enrolment') {
+      await page.getByLabel(/^REMS patient id/).fill(`E2E${unique()}`);
+      const today = await page.getByLabel('Enrolment date').getAttribute('max');
+      await page.getByLabel('Enrolment date').fill(today!);
+    }
+    await page.getByLabel('Patient: type your full name').fill(patient.name);
+    const pad = await page.locator('canvas.signature-pad').boundingBox();
+    await page.mouse.move(pad!.x + 20, pad!.y + 60);
+    await page.mouse.down();
+    await page.mouse.move(pad!.x + 120, pad!.y + 30, { steps: 5 });
+    await page.mouse.move(pad!.x + 220, pad!.y + 90, { steps: 5 });
+    await page.mouse.up();
+    await page.getByRole('button', { name: /^Sign (Consent to treatment|SPRAVATO REMS)/ }).click();
+    await expect(page).toHaveURL(new RegExp(`/patients/${patient.id}/consents#on-file$`));
+    await page.getByRole('button', { name: /^Countersign as / }).first().click();
+    await expect(page.locator('#on-file')).toContainText('countersigned by');
+  }
+}

@@ -5,7 +5,7 @@
 // MOAA/S 5, CADSS-6 at or below the demo clinic's cut-off), discharge goes through. The
 // server's clock is moved forward (helpers/server.ts), so this spec gets a clinic of its own.
 import { test, expect, screenshot, unique } from '../helpers/fixtures';
-import { assessEligibility, ensureStock, firstSessionUrl, planCourse, registerPatient } from '../helpers/clinic';
+import { assessEligibility, ensureStock, firstSessionUrl, planCourse, registerPatient, signConsents } from '../helpers/clinic';
 import { DEMO_PASSWORD } from '../helpers/auth';
 import type { Page } from '@playwright/test';
 
@@ -27,6 +27,7 @@ test('esketamine discharge is refused until the record shows the patient is read
   await assessEligibility(page, patient);
   await planCourse(page, patient, /^Esketamine nasal spray/);
   const session = await firstSessionUrl(page, patient);
+  await signConsents(page, patient, 'intranasal_esketamine');
   await ensureStock(page, patient, 'esketamine');
 
   await page.context().clearCookies();

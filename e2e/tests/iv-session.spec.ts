@@ -5,7 +5,7 @@
 // resolved, then accepted. The server's clock is moved
 // forward (helpers/server.ts), so this spec gets a clinic of its own.
 import { test, expect, screenshot, unique } from '../helpers/fixtures';
-import { assessEligibility, ensureStock, firstSessionUrl, planCourse, registerPatient } from '../helpers/clinic';
+import { assessEligibility, ensureStock, firstSessionUrl, planCourse, registerPatient, signConsents } from '../helpers/clinic';
 import { DEMO_PASSWORD } from '../helpers/auth';
 import type { Page } from '@playwright/test';
 
@@ -28,6 +28,7 @@ test('a nurse runs a full IV ketamine session', async ({ page, signIn, server })
   await assessEligibility(page, patient);
   await planCourse(page, patient, /^IV ketamine/);
   const session = await firstSessionUrl(page, patient);
+  await signConsents(page, patient, 'iv_racemic');
   await ensureStock(page, patient, 'ketamine');
 
   // The nurse takes the tablet.

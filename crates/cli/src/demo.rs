@@ -1895,6 +1895,15 @@ async fn build(store: &Store, seed: u64) -> anyhow::Result<()> {
     .await
     .context("creating courses")?;
 
+    // Consent (and REMS enrolment for esketamine) for every route a patient is treated by,
+    // signed on the tablet and countersigned, so today's sessions can start (issue 12).
+    try_join_all(plan.patients.iter().zip(&patients).map(|(p, pat)| {
+        let routes: Vec<(Route, Date)> = p.courses.iter().map(|c| (c.route, c.start_date)).collect();
+        consent_demo_patient(store, pat, routes, now)
+    }))
+    .await
+    .context("recording consents")?;
+
     // History: one import transaction per patient for sessions, one for check-ins.
     let mut history = Vec::new();
     let mut check_ins = Vec::new();
@@ -1979,6 +1988,54 @@ async fn build(store: &Store, seed: u64) -> anyhow::Result<()> {
     }))
     .await
     .context("scheduling today's sessions")?;
+    Ok(())
+}
+
+/// Signs every consent a demo patient's courses need: the treatment consent per route and,
+/// for esketamine, the REMS enrolment (dated the course start or yesterday, whichever is
+/// earlier; the REMS id is synthetic), recorded by the demo nurse and countersigned by the
+/// demo prescriber.
+async fn consent_demo_patient(
+    store: &Store,
+    pat: &keta_domain::patient::Patient,
+    mut routes: Vec<(Route, Date)>,
+    now: OffsetDateTime,
+) -> Result<(), keta_store::StoreError> {
+    use keta_domain::access::Role;
+    use keta_domain::consent::{NewConsent, rems_form, treatment_form};
+    use keta_store::SiteScope;
+    let nurse = Actor::staff("rn.demo", Role::Nurse, SiteScope::All);
+    let prescriber = Actor::staff("dr.demo", Role::Prescriber, SiteScope::All);
+    routes.sort_by_key(|(r, d)| (r.as_str(), *d));
+    routes.dedup_by_key(|(r, _)| *r);
+    let name = format!("{} {}", pat.given_name, pat.family_name);
+    // A synthetic signature: two strokes that differ by patient.
+    let k = pat.id.0 % 97;
+    let signature = format!(
+        "M 400 {} L 1800 900 L 3200 {} L 4600 700 M 5200 1500 L {} 1300",
+        1800 + k * 4,
+        2200 - k * 3,
+        7000 + k * 20
+    );
+    let yesterday = (now - Duration::days(1)).date();
+    for (route, start) in routes {
+        let mut forms = vec![(treatment_form(route), None)];
+        if route == Route::IntranasalEsketamine {
+            forms.push((rems_form(), Some(start.min(yesterday))));
+        }
+        for (form, enrolled) in forms {
+            let new = NewConsent {
+                form_key: form.key.clone(),
+                form_version: form.version,
+                patient_typed_name: name.clone(),
+                patient_signature_svg: signature.clone(),
+                rems_patient_id: enrolled.map(|_| format!("DEMO-{:06}", pat.id.0)),
+                rems_enrolled_on: enrolled,
+            };
+            let rec = store.record_consent(&nurse, pat.id, new).await?;
+            store.countersign_consent(&prescriber, rec.id).await?;
+        }
+    }
     Ok(())
 }
 

@@ -202,6 +202,10 @@ pub struct StepContext<'a> {
     /// Open urgent alerts for the patient that no prescriber override covers (their
     /// messages); starting the dose is refused while there is one.
     pub uncovered_urgent_alerts: Vec<String>,
+    /// Consents and enrolments the session needs and the record lacks, each with where to
+    /// sign it (`crate::consent::missing_for_session`); starting the dose is refused while
+    /// there is one.
+    pub missing_documents: Vec<crate::consent::MissingDocument>,
     /// `None` when the day does not matter (replaying history).
     pub day: Option<SessionDay>,
 }
@@ -210,7 +214,7 @@ impl<'a> StepContext<'a> {
     /// Replaying a lifecycle that already happened: only the state machine and the
     /// discharge timing are checked.
     pub fn replay(discharge: DischargeContext<'a>) -> Self {
-        Self { discharge, uncovered_urgent_alerts: Vec::new(), day: None }
+        Self { discharge, uncovered_urgent_alerts: Vec::new(), missing_documents: Vec::new(), day: None }
     }
 }
 
@@ -297,6 +301,12 @@ impl TreatmentSession {
             )));
         }
         self.check_day(action, ctx.day.as_ref())?;
+        if to == SessionState::Dosing && !ctx.missing_documents.is_empty() {
+            return Err(DomainError::Conflict(format!(
+                "dose refused: {}",
+                ctx.missing_documents.iter().map(|m| m.line()).collect::<Vec<_>>().join("; ")
+            )));
+        }
         if to == SessionState::Dosing && !ctx.uncovered_urgent_alerts.is_empty() {
             return Err(DomainError::Conflict(format!(
                 "dose refused: an urgent alert for this patient is open ({}): acknowledge it with what was done, or a prescriber records an override with a reason",
@@ -615,6 +625,21 @@ mod tests {
         .unwrap();
         assert_eq!(s.state, SessionState::Stopped);
         assert!(s.apply(&SessionAction::CheckIn, datetime!(2026-11-27 09:01 UTC), &ctx()).is_err());
+    }
+
+    #[test]
+    fn a_dose_waits_for_missing_consent_and_says_where_to_sign() {
+        let mut s = session(Route::IntranasalEsketamine);
+        s.state = SessionState::PreDoseChecks;
+        let mut c = ctx();
+        c.missing_documents = crate::consent::missing_for_session(s.patient_id, s.route, true, &[]);
+        let before = s.clone();
+        let err = s.apply(&SessionAction::StartDose, datetime!(2026-11-27 09:00 UTC), &c).unwrap_err().to_string();
+        assert!(err.contains("no consent to treatment") && err.contains("REMS enrolment"), "{err}");
+        assert!(err.contains(&format!("[sign it: /patients/{}/consents?form=rems_enrolment]", s.patient_id)), "{err}");
+        assert_eq!(s, before);
+        c.missing_documents.clear();
+        s.apply(&SessionAction::StartDose, datetime!(2026-11-27 09:00 UTC), &c).unwrap();
     }
 
     #[test]

@@ -15,6 +15,8 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (10, "access", include_str!("../migrations/sqlite/0010_access.sql")),
     (12, "idempotency", include_str!("../migrations/sqlite/0012_idempotency.sql")),
     (14, "audit_sealer", include_str!("../migrations/sqlite/0014_audit_sealer.sql")),
+    (17, "consents", include_str!("../migrations/sqlite/0017_consents.sql")),
+    (18, "rems_forms", include_str!("../migrations/sqlite/0018_rems_forms.sql")),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -28,6 +30,8 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (10, "access", include_str!("../migrations/postgres/0010_access.sql")),
     (12, "idempotency", include_str!("../migrations/postgres/0012_idempotency.sql")),
     (14, "audit_sealer", include_str!("../migrations/postgres/0014_audit_sealer.sql")),
+    (17, "consents", include_str!("../migrations/postgres/0017_consents.sql")),
+    (18, "rems_forms", include_str!("../migrations/postgres/0018_rems_forms.sql")),
 ];
 
 /// The newest schema version this build knows.

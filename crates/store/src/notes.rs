@@ -235,13 +235,17 @@ impl Store {
         self.write(move |c| {
             take_notes_lock(c)?;
             // Held to the end: the note's text cannot change between hashing and signing.
-            crate::sessions::get_session_for_update(c, &actor, session)?;
+            let sess = crate::sessions::get_session_for_update(c, &actor, session)?;
             let (note, site) = load(c, &actor, session)?;
             let (content, existing, object_type, object_id) = match req.amendment_id {
                 None => {
                     let Some(text) = note.text.as_deref().filter(|t| !t.trim().is_empty()) else {
                         return Err(StoreError::Conflict("write the note before signing it".into()));
                     };
+                    // Issue 12: an esketamine session's note is signed only with its REMS form complete.
+                    if note.signatures.is_empty() {
+                        crate::rems::note_sign_gate(c, &actor, &sess, now)?;
+                    }
                     let content = note_hash(session, text);
                     if note.signatures.iter().any(|s| s.content_sha256 != content) {
                         return Err(StoreError::Conflict(

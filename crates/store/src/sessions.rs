@@ -598,6 +598,12 @@ impl Store {
                 && other_day_reason.is_some();
             let urgent =
                 if action == SessionAction::StartDose { uncovered_urgent_alerts(c, s.patient_id, id)? } else { vec![] };
+            // Consent and REMS enrolment (issue 12): read only where they gate.
+            let missing_documents = if action == SessionAction::StartDose && s.state == SessionState::PreDoseChecks {
+                crate::consents::missing_documents(c, &s)?
+            } else {
+                vec![]
+            };
             let discharging = action == SessionAction::Discharge && s.state == SessionState::Monitoring;
             let facts = if discharging { Some(RecordFacts::load(c, &s)?) } else { None };
             let record = facts.as_ref().map(|f| f.record(&rules));
@@ -608,6 +614,7 @@ impl Store {
                     record,
                 },
                 uncovered_urgent_alerts: urgent.iter().map(|(_, m)| m.clone()).collect(),
+                missing_documents,
                 day: Some(day),
             };
             if discharging {

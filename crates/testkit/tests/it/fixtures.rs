@@ -56,8 +56,12 @@ pub fn new_patient(site: SiteId, mrn: &str) -> NewPatient {
     }
 }
 
+/// A registered patient who has signed every treatment consent and the REMS enrolment (so
+/// a session can start: issue 12). For a patient with nothing signed, call `create_patient`.
 pub async fn patient(store: &Store, site: SiteId, mrn: &str) -> PatientId {
-    store.create_patient(&Actor::system(), new_patient(site, mrn)).await.expect("patient").id
+    let p = store.create_patient(&Actor::system(), new_patient(site, mrn)).await.expect("patient").id;
+    consent_all(store, p).await;
+    p
 }
 
 pub fn course(route: Route) -> NewCourse {
@@ -68,5 +72,34 @@ pub fn course(route: Route) -> NewCourse {
         planned_sessions: 6,
         start_date: date!(2026 - 11 - 02),
         protocol: None,
+    }
+}
+
+/// A drawn signature, as the tablet sends it.
+pub const SIGNATURE: &str = "M 100 1500 L 900 600 L 1700 1800 L 2600 700";
+
+/// The patient signs, and a clinician countersigns, the current version of `form_key`.
+pub async fn sign_consent(store: &Store, patient: PatientId, form_key: &str) -> keta_domain::consent::ConsentRecord {
+    let form = keta_domain::consent::current_form(form_key).expect("a form");
+    let rems = form.kind == keta_domain::consent::ConsentKind::RemsEnrolment;
+    let new = keta_domain::consent::NewConsent {
+        form_key: form_key.into(),
+        form_version: form.version,
+        patient_typed_name: "Rowan Test".into(),
+        patient_signature_svg: SIGNATURE.into(),
+        rems_patient_id: rems.then(|| format!("REMS-{patient}")),
+        rems_enrolled_on: rems.then_some(date!(2026 - 10 - 30)),
+    };
+    let rec = store.record_consent(&Actor::system(), patient, new).await.expect("consent");
+    store.countersign_consent(&Actor::system(), rec.id).await.expect("countersign")
+}
+
+/// Every treatment consent and the REMS enrolment, signed and countersigned: for stories
+/// about what happens after the dose starts (issue 12's gate is tested in `consents`).
+pub async fn consent_all(store: &Store, patient: PatientId) {
+    for f in keta_domain::consent::current_forms() {
+        if f.kind != keta_domain::consent::ConsentKind::ResearchDataSharing {
+            sign_consent(store, patient, &f.key).await;
+        }
     }
 }

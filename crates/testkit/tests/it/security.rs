@@ -479,6 +479,7 @@ async fn page_authorisation_matrix_covers_every_screen_and_role() {
             .replace("{screen}", "1")
             .replace("{token}", &r.token)
             .replace("{med}", &r.medication.to_string())
+            .replace("{consent}", "1")
     };
     for role in CALLERS {
         act_as(&w, role).await;
@@ -695,12 +696,28 @@ async fn every_read_of_patient_data_leaves_an_audit_entry() {
                 .unwrap()
         }
     };
+    // The REMS form exists only for an esketamine session with a dose given (issue 12).
+    let esketamine = {
+        use keta_domain::session::{NewSession, SessionAction};
+        let (s, a) = (&w.db.store, keta_domain::ids::SiteId(1));
+        let c = s
+            .create_course(&prescriber(&[a]), r.patient, course(keta_domain::course::Route::IntranasalEsketamine))
+            .await
+            .unwrap();
+        let new = NewSession { scheduled_for: w.clock.now(), chair_id: None, planned_dose_mg: None };
+        let sess = s.create_session(&prescriber(&[a]), c.id, new).await.unwrap().id;
+        for step in [SessionAction::CheckIn, SessionAction::StartPreDoseChecks, SessionAction::StartDose] {
+            s.act_on_session_confirmed(&prescriber(&[a]), sess, step, Some("test".into())).await.unwrap();
+        }
+        sess
+    };
     let mut unaudited = Vec::new();
     for path in &routes {
         let role = if path.ends_with("/access-log") { Role::Auditor } else { Role::Prescriber };
         act_as(&w, Some(role)).await;
+        let session = if path.contains("/rems") { esketamine } else { r.session };
         let url = path
-            .replace("/sessions/{id}", &format!("/sessions/{}", r.session.0))
+            .replace("/sessions/{id}", &format!("/sessions/{}", session.0))
             .replace("/courses/{id}", &format!("/courses/{}", r.course.0))
             .replace("{id}", &r.patient.0.to_string())
             .replace("{instrument}", "phq9")

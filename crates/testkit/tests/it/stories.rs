@@ -363,7 +363,7 @@ async fn the_audit_chain_detects_an_edit_made_outside_keta() {
     for db in TestDb::all(&clock).await {
         let a = site(&db.store, "A").await;
         for i in 0..4 {
-            patient(&db.store, a, &format!("A-{i:04}")).await;
+            db.store.create_patient(&Actor::system(), new_patient(a, &format!("A-{i:04}"))).await.unwrap();
         }
         // The chain covers what the sealer has chained (at once on SQLite, within a second on
         // PostgreSQL): seal now, as `keta audit verify` does.

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod auth;
 pub mod checkins;
 pub mod clinical;
+pub mod consents;
 pub mod contract;
 pub mod dosing;
 pub mod durability;
@@ -14,6 +15,7 @@ pub mod measures;
 pub mod medications;
 pub mod notes;
 pub mod patients;
+pub mod rems;
 
 use axum::Router;
 use axum::routing::{get, post, put};
@@ -140,6 +142,18 @@ use contract::Contract;
         escalation::put_on_duty,
         escalation::get_alert_escalations,
         escalation::post_escalation_sweep,
+        consents::get_consent_forms,
+        consents::get_consents,
+        consents::post_consent,
+        consents::post_countersign,
+        consents::post_withdraw,
+        consents::get_missing_documents,
+        consents::put_rems_setting,
+        rems::get_rems_form,
+        rems::put_rems_form,
+        rems::post_rems_submitted,
+        rems::get_rems_csv,
+        rems::get_rems_queue,
     )
 )]
 pub struct ApiDoc;
@@ -244,5 +258,15 @@ pub fn routes() -> Router<AppState> {
         .route("/sites/{id}/on-duty", get(escalation::get_on_duty).put(escalation::put_on_duty))
         .route("/sites/{id}/alert-escalations", get(escalation::get_alert_escalations))
         .route("/alert-escalations/sweep", post(escalation::post_escalation_sweep))
+        .route("/consent-forms", get(consents::get_consent_forms))
+        .route("/patients/{id}/consents", get(consents::get_consents).post(consents::post_consent))
+        .route("/consents/{id}/countersign", post(consents::post_countersign))
+        .route("/consents/{id}/withdraw", post(consents::post_withdraw))
+        .route("/sessions/{id}/missing-documents", get(consents::get_missing_documents))
+        .route("/sites/{id}/rems-setting", put(consents::put_rems_setting))
+        .route("/sessions/{id}/rems-form", get(rems::get_rems_form).put(rems::put_rems_form))
+        .route("/sessions/{id}/rems-form/submitted", post(rems::post_rems_submitted))
+        .route("/sessions/{id}/rems-form/csv", get(rems::get_rems_csv))
+        .route("/sites/{id}/rems-queue", get(rems::get_rems_queue))
         .fallback(|| async { crate::error::ApiError::not_found("this API path") })
 }

@@ -42,6 +42,12 @@ pub fn patient_css_href() -> &'static str {
     hashed("patient", "css", PATIENT_CSS, &C)
 }
 
+/// The consent forms' signature pad (`ui::consent`).
+pub fn signature_js_href() -> &'static str {
+    static C: OnceLock<String> = OnceLock::new();
+    hashed("signature", "js", super::consent::SIGNATURE_JS, &C)
+}
+
 pub fn js_href() -> &'static str {
     static C: OnceLock<String> = OnceLock::new();
     hashed("keta", "js", JS, &C)
@@ -55,6 +61,8 @@ pub async fn get_static(Path(file): Path<String>) -> Response {
         (PATIENT_CSS, "text/css; charset=utf-8")
     } else if path == js_href() {
         (JS, "text/javascript; charset=utf-8")
+    } else if path == signature_js_href() {
+        (super::consent::SIGNATURE_JS, "text/javascript; charset=utf-8")
     } else if path == HTMX_HREF {
         (HTMX, "text/javascript; charset=utf-8")
     } else if path == HTMX_SSE_HREF {

@@ -25,6 +25,7 @@ mod between;
 mod chart;
 pub(crate) mod checkin;
 pub(crate) mod clinic_figures;
+mod consent;
 pub(crate) mod durability;
 mod eligibility;
 mod home_dose;
@@ -35,6 +36,7 @@ mod patients;
 mod pk_panel;
 mod plan;
 mod questionnaires;
+mod rems;
 mod session;
 mod today;
 
@@ -60,6 +62,9 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/patients/new", get(patients::get_new_patient))
         .route("/patients/{id}", get(chart::get_chart))
         .route("/patients/{id}/weights", post(chart::post_weight))
+        .route("/patients/{id}/consents", get(consent::get_consents).post(consent::post_consent))
+        .route("/patients/{id}/consents/{consent}/countersign", post(consent::post_countersign))
+        .route("/patients/{id}/consents/{consent}/withdraw", post(consent::post_withdraw))
         .route("/patients/{id}/eligibility", get(eligibility::get_eligibility).post(eligibility::post_assessment))
         .route("/patients/{id}/eligibility/trials", post(eligibility::post_trial))
         .route("/patients/{id}/medications", get(medications::get_summary).post(medications::post_medication))
@@ -95,6 +100,9 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/sessions/{id}/alerts/{alert}/acknowledge", post(session::post_acknowledge))
         .route("/sessions/{id}/note", post(session::post_note))
         .route("/sessions/{id}/ledger", post(session::post_ledger))
+        .route("/sessions/{id}/rems", get(rems::get_form).post(rems::post_form))
+        .route("/sessions/{id}/rems/submitted", post(rems::post_submitted))
+        .route("/rems-queue", get(rems::get_queue))
         .route("/outcomes", get(outcomes::get_outcomes))
         .route("/outbox", get(outbox::get_outbox))
         .route("/outcomes/durability", get(durability::get_durability))
