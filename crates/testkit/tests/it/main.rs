@@ -25,3 +25,4 @@ mod outcomes;
 mod pk_ui;
 mod security;
 mod stories;
+mod time_zones;
