@@ -954,10 +954,14 @@ fn add_to(totals: &mut Vec<PeriodTotal>, period: String, starts_on: Date, mg: f6
     }
 }
 
-/// Totals per drug: lifetime, the last 7 and 30 days, per calendar week and month (UTC),
-/// and per route. Doses after `as_of` are not counted. Milligrams are as given, not
-/// adjusted for bioavailability.
-pub fn cumulative_exposure(doses: &[GivenDose], as_of: OffsetDateTime) -> Exposure {
+/// Totals per drug: lifetime, the last 7 and 30 days, per calendar week and month of the
+/// site (`local_date` gives the site's date of an instant), and per route. Doses after
+/// `as_of` are not counted. Milligrams are as given, not adjusted for bioavailability.
+pub fn cumulative_exposure(
+    doses: &[GivenDose],
+    as_of: OffsetDateTime,
+    local_date: &dyn Fn(OffsetDateTime) -> Date,
+) -> Exposure {
     let mut drugs: Vec<DrugExposure> = Vec::new();
     let mut sorted: Vec<&GivenDose> = doses.iter().filter(|d| d.given_at <= as_of).collect();
     sorted.sort_by_key(|d| (d.given_at, d.session_id));
@@ -997,7 +1001,7 @@ pub fn cumulative_exposure(doses: &[GivenDose], as_of: OffsetDateTime) -> Exposu
             }
             None => e.by_route.push(RouteTotal { route: d.route, mg: Milligrams(mg), doses: 1 }),
         }
-        let day = d.given_at.to_offset(time::UtcOffset::UTC).date();
+        let day = local_date(d.given_at);
         let monday = week_start(day);
         let (iso_year, iso_week, _) = monday.to_iso_week_date();
         add_to(&mut e.by_week, format!("{iso_year}-W{iso_week:02}"), monday, mg);
@@ -1010,7 +1014,7 @@ pub fn cumulative_exposure(doses: &[GivenDose], as_of: OffsetDateTime) -> Exposu
     Exposure {
         as_of,
         drugs,
-        basis: "checked doses of sessions whose dose was started, dated by the dose start; mg as given (not adjusted for bioavailability); weeks (Monday-Sunday) and months in UTC".into(),
+        basis: "checked doses of sessions whose dose was started, dated by the dose start; mg as given (not adjusted for bioavailability); weeks (Monday-Sunday) and months by the site's local date".into(),
     }
 }
 

@@ -181,7 +181,9 @@ pub fn follow_up(
     if points.len() < 2 {
         return Ok(FollowUp::NotAssessable);
     }
-    let Some(w) = watch(def, &points, settings, None, None, latest)? else {
+    // Only the episodes are used (durations, not dates): the flag's message, the one place
+    // the calendar shows, is dropped, so the UTC date serves.
+    let Some(w) = watch(def, &points, settings, None, None, latest, &|t| t.date())? else {
         return Ok(FollowUp::NotAssessable);
     };
     let Some(episode) = w.episodes.first() else { return Ok(FollowUp::NoResponse) };

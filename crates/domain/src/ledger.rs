@@ -557,8 +557,13 @@ impl NewReceipt {
         Product { substance: self.substance, presentation: self.presentation }
     }
 
-    /// Validates the receipt and returns the amount received.
-    pub fn validate(&self, now: OffsetDateTime) -> Result<Quantity, DomainError> {
+    /// Validates the receipt and returns the amount received. `local_date` gives the site's
+    /// date of an instant: stock is expired on arrival by the receiving site's calendar.
+    pub fn validate(
+        &self,
+        now: OffsetDateTime,
+        local_date: &dyn Fn(OffsetDateTime) -> Date,
+    ) -> Result<Quantity, DomainError> {
         let mut v = Validator::new();
         v.check(text_ok(&self.supplier_name, 200), "supplier_name", "give the supplier's name (1-200 characters)");
         v.check(
@@ -590,7 +595,7 @@ impl NewReceipt {
         let received = self.received_at.unwrap_or(now);
         not_future(&mut v, "received_at", Some(received), now);
         v.check(
-            self.expires_on > received.date(),
+            self.expires_on > local_date(received),
             "expires_on",
             "this stock had already expired when it arrived; return it to the supplier instead",
         );
@@ -1572,8 +1577,14 @@ impl LotBook {
         })
     }
 
-    /// The book against its counts. `expires_on` and `today` flag expired stock.
-    pub fn reconcile(&self, expires_on: Option<Date>, today: Date) -> Reconciliation {
+    /// The book against its counts. `expires_on` and `today` (the site's date) flag expired
+    /// stock; `local_date` dates counts in messages by the site's calendar.
+    pub fn reconcile(
+        &self,
+        expires_on: Option<Date>,
+        today: Date,
+        local_date: &dyn Fn(OffsetDateTime) -> Date,
+    ) -> Reconciliation {
         let totals = self.totals();
         let standing_counts: Vec<CountCheck> = self
             .entries
@@ -1592,7 +1603,7 @@ impl LotBook {
                 kind: FlagKind::Discrepancy,
                 message: format!(
                     "the count on {} found {} against {} in the ledger ({} {}); {} is unexplained: record a loss, an adjustment or a recount",
-                    c.counted_at.date(),
+                    local_date(c.counted_at),
                     c.physical.show(self.unit),
                     c.expected.show(self.unit),
                     c.discrepancy.show(self.unit),

@@ -24,7 +24,7 @@
 //! Pure: the caller passes `now`, the scores, and the session times.
 
 use serde::{Deserialize, Serialize};
-use time::{Duration, OffsetDateTime};
+use time::{Date, Duration, OffsetDateTime};
 use utoipa::ToSchema;
 
 use crate::error::DomainError;
@@ -192,6 +192,7 @@ pub fn watch(
     last_session: Option<OffsetDateTime>,
     next_maintenance: Option<OffsetDateTime>,
     now: OffsetDateTime,
+    local_date: &dyn Fn(OffsetDateTime) -> Date,
 ) -> Result<Option<RelapseWatch>, DomainError> {
     let rule = def.response.as_ref().map(|r| r.rule).ok_or_else(|| {
         DomainError::Conflict(format!(
@@ -245,8 +246,8 @@ pub fn watch(
                 "{} total {} on {} is past the relapse threshold after a response on {} (baseline {}): review, and consider bringing the next maintenance session forward.",
                 def.instrument,
                 total,
-                at.date(),
-                e.responded_at.date(),
+                local_date(at),
+                local_date(e.responded_at),
                 baseline
             );
             RelapseFlag {
@@ -325,6 +326,10 @@ mod tests {
 
     const T0: OffsetDateTime = datetime!(2025-01-06 09:00 UTC);
 
+    fn utc(t: OffsetDateTime) -> Date {
+        t.date()
+    }
+
     fn at(day: i64) -> OffsetDateTime {
         T0 + Duration::days(day)
     }
@@ -344,6 +349,7 @@ mod tests {
             Some(at(12)),
             None,
             at(36),
+            &utc,
         )
         .unwrap()
         .unwrap();
@@ -357,7 +363,19 @@ mod tests {
         assert_eq!((f.relapse_at, f.relapse_total, f.baseline), (at(35), 12, 20));
         assert_eq!(f.bring_forward, BringForward { next_planned: None, suggest_by: None });
         assert!(f.message.contains("phq9 total 12"), "{}", f.message);
+        assert!(f.message.contains("on 2025-02-10") && f.message.contains("response on 2025-01-20"), "{}", f.message);
         assert_eq!(w.definition_id, "phq9");
+    }
+
+    #[test]
+    fn the_relapse_message_names_the_sites_dates() {
+        // 09:00 UTC is 23:00 the day before at a site ten hours behind UTC (Honolulu).
+        let honolulu = |t: OffsetDateTime| t.to_offset(time::macros::offset!(-10)).date();
+        let def = definition_for("phq9").unwrap();
+        let series = pts(&[(0, 20), (14, 10), (35, 12)]);
+        let w = watch(def, &series, &RelapseSettings::default(), None, None, at(36), &honolulu).unwrap().unwrap();
+        let m = w.flag.unwrap().message;
+        assert!(m.contains("on 2025-02-09") && m.contains("response on 2025-01-19"), "{m}");
     }
 
     #[test]
@@ -370,6 +388,7 @@ mod tests {
             None,
             None,
             at(61),
+            &utc,
         )
         .unwrap()
         .unwrap();
@@ -384,7 +403,7 @@ mod tests {
     #[test]
     fn never_responding_is_not_a_relapse() {
         let def = definition_for("phq9").unwrap();
-        let w = watch(def, &pts(&[(0, 20), (7, 18), (14, 25)]), &RelapseSettings::default(), None, None, at(15))
+        let w = watch(def, &pts(&[(0, 20), (7, 18), (14, 25)]), &RelapseSettings::default(), None, None, at(15), &utc)
             .unwrap()
             .unwrap();
         assert!(w.episodes.is_empty() && w.flag.is_none() && !w.currently_responding);
@@ -397,16 +416,16 @@ mod tests {
             RelapseSettings { threshold: RelapseThreshold::TotalAtLeast { total: 15 }, ..Default::default() };
         // 12 no longer meets response (−40 %) but is below the clinic's 15: not a relapse yet.
         let series = pts(&[(0, 20), (7, 9), (14, 12)]);
-        let w = watch(def, &series, &settings, None, None, at(15)).unwrap().unwrap();
+        let w = watch(def, &series, &settings, None, None, at(15), &utc).unwrap().unwrap();
         assert!(w.currently_responding && w.flag.is_none());
         let mut series = series;
         series.push(ScorePoint { at: at(21), total: 15 });
-        let w = watch(def, &series, &settings, None, None, at(22)).unwrap().unwrap();
+        let w = watch(def, &series, &settings, None, None, at(22), &utc).unwrap().unwrap();
         assert_eq!(w.durabilities(), vec![14.0]);
         assert_eq!(w.flag.unwrap().relapse_at, at(21));
 
         let bad = RelapseSettings { threshold: RelapseThreshold::TotalAtLeast { total: 40 }, ..Default::default() };
-        let err = watch(def, &series, &bad, None, None, at(22)).unwrap_err().to_string();
+        let err = watch(def, &series, &bad, None, None, at(22), &utc).unwrap_err().to_string();
         assert!(err.contains("threshold.total") && err.contains("0-27"), "{err}");
     }
 
@@ -416,24 +435,32 @@ mod tests {
         let series = pts(&[(0, 20), (7, 8), (21, 14)]);
         let settings = RelapseSettings { bring_forward_within_days: Some(3), ..Default::default() };
         // Next maintenance planned at day 35: suggest by day 24.
-        let w = watch(def, &series, &settings, None, Some(at(35)), at(22)).unwrap().unwrap();
+        let w = watch(def, &series, &settings, None, Some(at(35)), at(22), &utc).unwrap().unwrap();
         assert_eq!(
             w.flag.unwrap().bring_forward,
             BringForward { next_planned: Some(at(35)), suggest_by: Some(at(24)) }
         );
         // Already planned at day 23: nothing to bring forward.
-        let w = watch(def, &series, &settings, None, Some(at(23)), at(22)).unwrap().unwrap();
+        let w = watch(def, &series, &settings, None, Some(at(23)), at(22), &utc).unwrap().unwrap();
         assert_eq!(w.flag.unwrap().bring_forward.suggest_by, None);
     }
 
     #[test]
     fn no_response_rule_or_no_points() {
         assert!(
-            watch(definition_for("pcl5").unwrap(), &pts(&[(0, 50)]), &RelapseSettings::default(), None, None, at(1))
-                .is_err()
+            watch(
+                definition_for("pcl5").unwrap(),
+                &pts(&[(0, 50)]),
+                &RelapseSettings::default(),
+                None,
+                None,
+                at(1),
+                &utc
+            )
+            .is_err()
         );
         assert_eq!(
-            watch(definition_for("phq9").unwrap(), &[], &RelapseSettings::default(), None, None, at(1)),
+            watch(definition_for("phq9").unwrap(), &[], &RelapseSettings::default(), None, None, at(1), &utc),
             Ok(None)
         );
     }

@@ -467,7 +467,7 @@ pub(crate) fn relapse_check(
     let sessions = crate::sessions::sessions_for_patient(c, p.id)?;
     // The last session given and the next one planned, as on the chart.
     let (last, next) = relapse::last_and_next(&sessions, course, now);
-    let w = match relapse::watch(def, &points, &settings, last, next, now) {
+    let w = match relapse::watch(def, &points, &settings, last, next, now, &crate::site_time::calendar(c, p.site_id)?) {
         Ok(Some(w)) => w,
         Ok(None) => return Ok(()),
         Err(e) => {
@@ -1443,7 +1443,7 @@ fn issue_due(c: &mut dyn Conn, patient: PatientId, now: OffsetDateTime) -> Resul
             audit_link(c, &actor, now, link, Action::Update, &["expired_at"])?;
         }
     }
-    let zone = crate::site_time::zone(&crate::sites::get_site(c, p.site_id)?.time_zone);
+    let zone = crate::site_time::site_zone(c, p.site_id)?;
     for course in courses.iter().filter(|x| x.status != CourseStatus::Stopped) {
         let Some(schedule) = schedule_for(c, course)? else { continue };
         let times = schedule_session_times(&sessions, course.id);

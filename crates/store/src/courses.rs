@@ -54,11 +54,12 @@ impl Store {
     /// allergies, pregnancy status recorded since) would.
     pub async fn create_course(&self, actor: &Actor, patient: PatientId, new: NewCourse) -> Result<Course> {
         actor.require(keta_domain::access::Permission::PlanTreatment)?;
-        new.validate(self.now().date())?;
         let now = self.now();
         let actor = actor.clone();
         self.write(move |c| {
             let p = get_patient(c, &actor, patient)?;
+            // The scheduling window is counted from the site's today.
+            new.validate(crate::site_time::today(c, p.site_id, now)?)?;
             if let Some(a) = crate::eligibility::latest_assessment(c, patient, new.route)?
                 && a.blocked {
                     let stops: Vec<String> = a.contraindications.hard_stops.iter().map(|h| h.label.clone()).collect();

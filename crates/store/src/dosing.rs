@@ -212,7 +212,9 @@ impl Store {
                 )
                 .into());
             }
-            let session_day = s.scheduled_for.to_offset(time::UtcOffset::UTC).date();
+            // Age on the session's day at its site (not the UTC date: a session at 00:30 in
+            // Auckland is on the previous day in UTC).
+            let session_day = crate::site_time::calendar(c, s.site_id)?(s.scheduled_for);
             let mut applied = req.clone();
             applied.route = Some(s.route);
             applied.age_years = Some(u32::try_from(patient.age_on(session_day).max(0)).unwrap_or(0));
@@ -280,13 +282,15 @@ impl Store {
         actor.require(Permission::ViewClinical)?;
         let now = self.now();
         let act = actor.clone();
-        let doses = self
+        let exposure = self
             .read(move |c| {
-                crate::patients::get_patient(c, &act, patient)?;
-                given_doses(c, patient)
+                let p = crate::patients::get_patient(c, &act, patient)?;
+                // Weeks and months are the site's calendar weeks and months.
+                let calendar = crate::site_time::calendar(c, p.site_id)?;
+                Ok(dd::cumulative_exposure(&given_doses(c, patient)?, now, &calendar))
             })
             .await?;
         self.audit_read(actor, "exposure", Some(patient.to_string()), Some(patient)).await?;
-        Ok(dd::cumulative_exposure(&doses, now))
+        Ok(exposure)
     }
 }

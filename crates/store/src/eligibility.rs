@@ -85,7 +85,7 @@ pub fn assessment_now(
     let medications = crate::medications::medications_for(c, patient.id)?;
     let allergies = crate::medications::allergies_for(c, patient.id)?;
     let record = el::RecordFacts {
-        today: crate::medications::site_today(c, patient.site_id, now)?,
+        today: crate::site_time::today(c, patient.site_id, now)?,
         date_of_birth: patient.date_of_birth,
         indication: patient.indication,
         trials: &trials,
@@ -154,7 +154,7 @@ impl Store {
             let allergies = crate::medications::allergies_for(c, patient)?;
             let pregnancy = crate::medications::pregnancy_for(c, patient)?;
             let record = el::RecordFacts {
-                today: crate::medications::site_today(c, p.site_id, now)?,
+                today: crate::site_time::today(c, p.site_id, now)?,
                 date_of_birth: p.date_of_birth,
                 indication: p.indication,
                 trials: &trials,

@@ -722,7 +722,11 @@ fn alerts_for(c: &mut dyn Conn, actor: &Actor, site: Option<SiteId>) -> Result<V
     let mut open = HashMap::new();
     for lot in &lots {
         let (entries, _) = &books[&lot.id];
-        let rec = LotBook::new(lot.product.unit(), entries.clone()).reconcile(None, time::Date::MIN);
+        let rec = LotBook::new(lot.product.unit(), entries.clone()).reconcile(
+            None,
+            time::Date::MIN,
+            &crate::site_time::calendar(c, lot.site_id)?,
+        );
         if let Some(last) = rec.last_count {
             open.insert(lot.id, (last.entry_id, !last.unexplained.is_zero()));
         }
@@ -814,7 +818,10 @@ impl Store {
     ) -> Result<RecordedEntry> {
         actor.require(Permission::RecordLedger)?;
         let now = self.now();
-        let received = new.validate(now)?;
+        // Expired on arrival is judged by the receiving site's calendar.
+        let site = new.site_id;
+        let zone = self.read(move |c| crate::site_time::site_zone(c, site)).await?;
+        let received = new.validate(now, &|t| crate::site_time::local_date(&zone, t))?;
         if !actor.scope.allows(new.site_id) {
             return Err(StoreError::NotFound(format!("site {}", new.site_id)));
         }
@@ -905,7 +912,8 @@ impl Store {
             let lot = load_lot(c, actor, new.lot_id)?;
             let taken = new.validate(&lot.product, now)?;
             let given_at = new.administered_at.unwrap_or(now);
-            if lot.expires_on < given_at.date() {
+            // The lot's expiry date is a date at its site.
+            if lot.expires_on < crate::site_time::calendar(c, lot.site_id)?(given_at) {
                 return Err(StoreError::Conflict(format!(
                     "lot {} expired on {}; it cannot be given. Dispose of it with a witnessed disposal",
                     lot.lot_number, lot.expires_on
@@ -1249,7 +1257,8 @@ impl Store {
                 let (entries, receipt) = books.remove(&lot.id).unwrap_or_default();
                 let Some(receipt) = receipt else { continue }; // received after `as_of`
                 let book = LotBook::new(lot.product.unit(), entries);
-                let reconciliation = book.reconcile(Some(lot.expires_on), as_of.date());
+                let calendar = crate::site_time::calendar(c, lot.site_id)?;
+                let reconciliation = book.reconcile(Some(lot.expires_on), calendar(as_of), &calendar);
                 out.push(LotReconciliation { lot: lot_view(&lot, book.on_hand(), receipt), reconciliation });
             }
             let discrepancy_lots: Vec<LotId> =

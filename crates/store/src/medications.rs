@@ -118,12 +118,6 @@ pub fn reviews_for_session(c: &mut dyn Conn, session: SessionId) -> Result<Vec<M
     .collect()
 }
 
-/// The site's local date (dates entered at a site are that site's dates).
-pub(crate) fn site_today(c: &mut dyn Conn, site: keta_domain::ids::SiteId, now: time::OffsetDateTime) -> Result<Date> {
-    let zone = crate::site_time::zone(&crate::sites::get_site(c, site)?.time_zone);
-    Ok(crate::site_time::local_date(&zone, now))
-}
-
 impl Store {
     /// Adds a medication to the patient's list (intake or a session review).
     pub async fn add_medication(&self, actor: &Actor, patient: PatientId, new: NewMedication) -> Result<Medication> {
@@ -132,7 +126,7 @@ impl Store {
         let actor = actor.clone();
         self.write(move |c| {
             let p = get_patient(c, &actor, patient)?;
-            new.validate(site_today(c, p.site_id, now)?)?;
+            new.validate(crate::site_time::today(c, p.site_id, now)?)?;
             let id = c.insert(
                 "INSERT INTO medications (patient_id, drug, dose, daily_dose_mg, started_on, recorded_at, recorded_by) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
                 params![
@@ -167,7 +161,7 @@ impl Store {
             // A medication of a patient outside the actor's sites is not found, like the patient.
             let p =
                 get_patient(c, &actor, med.patient_id).map_err(|_| StoreError::NotFound(format!("medication {id}")))?;
-            stop.validate(&med, site_today(c, p.site_id, now)?)?;
+            stop.validate(&med, crate::site_time::today(c, p.site_id, now)?)?;
             let reason = stop.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()).map(str::to_string);
             c.execute(
                 "UPDATE medications SET stopped_on = $1, stop_reason = $2 WHERE id = $3",
@@ -250,7 +244,7 @@ impl Store {
         let actor = actor.clone();
         self.write(move |c| {
             let p = get_patient(c, &actor, patient)?;
-            new.validate(site_today(c, p.site_id, now)?)?;
+            new.validate(crate::site_time::today(c, p.site_id, now)?)?;
             let note = new.note.as_deref().map(str::trim).filter(|n| !n.is_empty()).map(str::to_string);
             let id = c.insert(
                 "INSERT INTO pregnancy_statuses (patient_id, status, recorded_on, note, recorded_at, recorded_by) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -304,7 +298,7 @@ impl Store {
         let actor = actor.clone();
         self.write(move |c| {
             let s = crate::sessions::get_session(c, &actor, session)?;
-            let today = site_today(c, s.site_id, now)?;
+            let today = crate::site_time::today(c, s.site_id, now)?;
             let current: Vec<String> =
                 medications_for(c, s.patient_id)?.iter().filter(|m| m.is_current(today)).map(|m| m.describe()).collect();
             let note = new.note.as_deref().map(str::trim).filter(|n| !n.is_empty()).map(str::to_string);

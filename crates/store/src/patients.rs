@@ -79,13 +79,14 @@ impl Store {
     pub async fn create_patient(&self, actor: &Actor, new: NewPatient) -> Result<Patient> {
         actor.require(keta_domain::access::Permission::EditDemographics)?;
         let now = self.now();
-        new.validate(now.date())?;
         if !actor.scope.allows(new.site_id) {
             return Err(DomainError::field("site_id", "you are not assigned to this site").into());
         }
         let actor = actor.clone();
         self.write(move |c| {
             crate::sites::get_site(c, new.site_id).map_err(|_| DomainError::field("site_id", format!("site {} does not exist", new.site_id)))?;
+            // "In the future" is judged by the site's calendar, not UTC's.
+            new.validate(crate::site_time::today(c, new.site_id, now)?)?;
             let id = c.insert(
                 "INSERT INTO patients (site_id, mrn, given_name, family_name, date_of_birth, sex, phone, email, indication, diagnoses, referring_clinician, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
@@ -142,10 +143,10 @@ impl Store {
     pub async fn add_weight(&self, actor: &Actor, patient: PatientId, new: NewWeight) -> Result<WeightEntry> {
         actor.require(keta_domain::access::Permission::RecordSession)?;
         let now = self.now();
-        new.validate(now.date())?;
         let actor = actor.clone();
         self.write(move |c| {
             let p = get_patient(c, &actor, patient)?;
+            new.validate(crate::site_time::today(c, p.site_id, now)?)?;
             let id = c.insert(
                 "INSERT INTO weights (patient_id, weight_kg, measured_on, weight_type, recorded_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
                 params![patient.0, new.weight_kg.0, date_text(new.measured_on), new.weight_type.as_str(), ms(now)],

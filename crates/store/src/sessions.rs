@@ -251,10 +251,6 @@ pub(crate) fn discharge_settings(c: &mut dyn Conn, site: SiteId) -> Result<Disch
     }
 }
 
-fn site_zone(c: &mut dyn Conn, site: SiteId) -> Result<jiff::tz::TimeZone> {
-    Ok(crate::site_time::zone(&crate::sites::get_site(c, site)?.time_zone))
-}
-
 /// Open urgent alerts for the patient that no dose override recorded in `session` covers.
 fn uncovered_urgent_alerts(c: &mut dyn Conn, patient: PatientId, session: SessionId) -> Result<Vec<(AlertId, String)>> {
     c.query(
@@ -587,7 +583,7 @@ impl Store {
                 lock_patient(c, s.patient_id)?;
             }
             let rules = crate::rules::safety_rules(c, s.site_id)?;
-            let zone = site_zone(c, s.site_id)?;
+            let zone = crate::site_time::site_zone(c, s.site_id)?;
             let day = SessionDay {
                 scheduled: crate::site_time::local_date(&zone, s.scheduled_for),
                 today: crate::site_time::local_date(&zone, now),
@@ -684,7 +680,7 @@ impl Store {
                     s.state.as_str()
                 )));
             }
-            let zone = site_zone(c, s.site_id)?;
+            let zone = crate::site_time::site_zone(c, s.site_id)?;
             let reason = decision.reason().trim().to_string();
             let mut ids = Vec::new();
             let line = match &decision {

@@ -2,8 +2,33 @@
 //! found through its IANA zone name (the system's tz database, with a bundled copy as
 //! fallback). The web pages show times with this; the check-in sweep opens periodic
 //! check-ins at a local hour with it.
+//!
+//! Every "today" the store judges by (dates "in the future", lot expiry, age for a dose,
+//! exposure weeks, relapse messages) is the site's local date from [`today`] or
+//! [`calendar`], never the UTC date of `now`: a clinic at UTC+13 is a day ahead of UTC
+//! for thirteen hours, one at UTC-10 a day behind for ten.
 
+use keta_domain::ids::SiteId;
 use time::{Date, OffsetDateTime};
+
+use crate::conn::Conn;
+use crate::error::Result;
+
+/// The time zone of site `site` (UTC, with a warning, when its name is unknown).
+pub(crate) fn site_zone(c: &mut dyn Conn, site: SiteId) -> Result<jiff::tz::TimeZone> {
+    Ok(zone(&crate::sites::get_site(c, site)?.time_zone))
+}
+
+/// The site's local date at `now`: the one "today" for everything entered or judged at a site.
+pub(crate) fn today(c: &mut dyn Conn, site: SiteId, now: OffsetDateTime) -> Result<Date> {
+    Ok(local_date(&site_zone(c, site)?, now))
+}
+
+/// The site's calendar for the pure domain: the local date of any instant.
+pub(crate) fn calendar(c: &mut dyn Conn, site: SiteId) -> Result<impl Fn(OffsetDateTime) -> Date + use<>> {
+    let tz = site_zone(c, site)?;
+    Ok(move |t| local_date(&tz, t))
+}
 
 /// The zone named `name`; UTC (with a warning in the log) when the name is unknown.
 pub fn zone(name: &str) -> jiff::tz::TimeZone {

@@ -388,7 +388,7 @@ fn exposure_per_drug_week_month_and_lifetime() {
         dose(5, datetime!(2026-11-08 23:59 UTC), Route::OralRacemic, 50.0), // Sunday, still week 45
         dose(6, datetime!(2026-12-01 10:00 UTC), Route::IvRacemic, 35.0),   // after as_of: not counted
     ];
-    let e = cumulative_exposure(&doses, datetime!(2026-11-09 12:00 UTC));
+    let e = cumulative_exposure(&doses, datetime!(2026-11-09 12:00 UTC), &|t| t.date());
     assert_eq!(e.drugs.len(), 2);
     let racemic = &e.drugs[0];
     assert_eq!(racemic.drug, Drug::RacemicKetamine);
@@ -405,5 +405,15 @@ fn exposure_per_drug_week_month_and_lifetime() {
     assert_eq!(routes, [(Route::IvRacemic, 122.5), (Route::OralRacemic, 50.0)]);
     let esk = &e.drugs[1];
     assert_eq!((esk.drug, esk.lifetime_mg.0, esk.doses), (Drug::Esketamine, 56.0, 1));
-    assert!(cumulative_exposure(&[], datetime!(2026-11-09 12:00 UTC)).drugs.is_empty());
+    assert!(cumulative_exposure(&[], datetime!(2026-11-09 12:00 UTC), &|t| t.date()).drugs.is_empty());
+    // At a site ten hours behind UTC, Monday 2 Nov 05:00 UTC is still Sunday 1 Nov: week 44.
+    let honolulu = |t: time::OffsetDateTime| t.to_offset(time::macros::offset!(-10)).date();
+    let e = cumulative_exposure(&doses, datetime!(2026-11-09 12:00 UTC), &honolulu);
+    let weeks: Vec<(&str, u32)> = e.drugs[0].by_week.iter().map(|w| (w.period.as_str(), w.doses)).collect();
+    assert_eq!(weeks, [("2026-W44", 1), ("2026-W45", 3)], "15:00 UTC is 05:00 the same day in Honolulu");
+    let late = [dose(7, datetime!(2026-11-02 05:00 UTC), Route::IvRacemic, 35.0)];
+    let w = &cumulative_exposure(&late, datetime!(2026-11-09 12:00 UTC), &honolulu).drugs[0].by_week[0];
+    assert_eq!((w.period.as_str(), w.starts_on), ("2026-W44", time::macros::date!(2026 - 10 - 26)));
+    let w = &cumulative_exposure(&late, datetime!(2026-11-09 12:00 UTC), &|t| t.date()).drugs[0].by_week[0];
+    assert_eq!(w.period, "2026-W45", "the same instant is Monday in UTC");
 }

@@ -5,6 +5,10 @@ use super::*;
 
 const NOW: OffsetDateTime = datetime!(2026-11-02 14:00 UTC);
 
+fn utc(t: OffsetDateTime) -> Date {
+    t.date()
+}
+
 fn vial() -> Product {
     Product {
         substance: Substance::Ketamine,
@@ -69,19 +73,27 @@ fn a_receipt_without_a_supplier_dea_number_or_quantity_is_refused() {
     let mut r = receipt();
     r.supplier_dea_number = "".into();
     r.containers = 0;
-    let f = fields(r.validate(NOW).unwrap_err());
+    let f = fields(r.validate(NOW, &utc).unwrap_err());
     assert!(f.contains(&"supplier_dea_number".to_string()) && f.contains(&"containers".to_string()), "{f:?}");
-    assert_eq!(receipt().validate(NOW).unwrap(), Quantity(50_000), "5 vials of 10 mL");
+    assert_eq!(receipt().validate(NOW, &utc).unwrap(), Quantity(50_000), "5 vials of 10 mL");
 }
 
 #[test]
 fn expired_stock_is_not_received_and_the_form_fits_the_substance() {
     let mut r = receipt();
     r.expires_on = date!(2026 - 11 - 01);
-    assert_eq!(fields(r.validate(NOW).unwrap_err()), ["expires_on"]);
+    assert_eq!(fields(r.validate(NOW, &utc).unwrap_err()), ["expires_on"]);
+    // Stock expiring on 3 Nov arrives at 14:00 UTC on 2 Nov: a day to spare in UTC, but at a
+    // site thirteen hours ahead it is already 3 Nov, its expiry day, so it is refused.
+    let mut r = receipt();
+    r.expires_on = date!(2026 - 11 - 03);
+    r.received_at = Some(NOW);
+    assert!(r.validate(NOW, &utc).is_ok());
+    let tongatapu = |t: OffsetDateTime| t.to_offset(time::macros::offset!(+13)).date();
+    assert_eq!(fields(r.validate(NOW, &tongatapu).unwrap_err()), ["expires_on"]);
     let mut r = receipt();
     r.substance = Substance::Esketamine;
-    assert_eq!(fields(r.validate(NOW).unwrap_err()), ["presentation"]);
+    assert_eq!(fields(r.validate(NOW, &utc).unwrap_err()), ["presentation"]);
 }
 
 #[test]
@@ -320,9 +332,9 @@ fn a_correction_reverses_the_original_and_keeps_it() {
 fn counts_reconcile_and_losses_explain_them() {
     let mut s = Sim::new();
     s.propose(Proposal::movement(EntryKind::Receipt, Quantity(20_000))).unwrap();
-    assert!(s.book.reconcile(None, NOW.date()).balanced, "no count yet");
+    assert!(s.book.reconcile(None, NOW.date(), &utc).balanced, "no count yet");
     let c = s.count(18_000).unwrap()[0];
-    let r = s.book.reconcile(None, NOW.date());
+    let r = s.book.reconcile(None, NOW.date(), &utc);
     assert!(!r.balanced);
     assert_eq!(r.flags.len(), 1);
     assert_eq!(r.flags[0].kind, FlagKind::Discrepancy);
@@ -330,7 +342,7 @@ fn counts_reconcile_and_losses_explain_them() {
     assert_eq!(r.expected_on_shelf, Quantity(18_000));
     // A loss report linked to the count explains it; the history keeps the discrepancy.
     s.propose(Proposal { resolves_count: Some(c), ..Proposal::movement(EntryKind::Loss, Quantity(-2000)) }).unwrap();
-    let r = s.book.reconcile(None, NOW.date());
+    let r = s.book.reconcile(None, NOW.date(), &utc);
     assert!(r.balanced, "{r:?}");
     assert_eq!(r.discrepancies.len(), 1);
     assert_eq!(
@@ -339,14 +351,14 @@ fn counts_reconcile_and_losses_explain_them() {
     );
     // A clean recount supersedes it.
     s.count(18_000).unwrap();
-    assert!(s.book.reconcile(None, NOW.date()).balanced);
+    assert!(s.book.reconcile(None, NOW.date(), &utc).balanced);
 }
 
 #[test]
 fn expired_stock_on_hand_is_flagged() {
     let mut s = Sim::new();
     s.propose(Proposal::movement(EntryKind::Receipt, Quantity(1000))).unwrap();
-    let r = s.book.reconcile(Some(date!(2026 - 10 - 31)), NOW.date());
+    let r = s.book.reconcile(Some(date!(2026 - 10 - 31)), NOW.date(), &utc);
     assert_eq!(r.flags.iter().map(|f| f.kind).collect::<Vec<_>>(), [FlagKind::ExpiredStock]);
     assert!(r.balanced, "expiry is not a count discrepancy");
 }
@@ -506,7 +518,7 @@ proptest! {
                 }
             }
             // The reconciliation agrees with the book and flags exactly an unexplained last count.
-            let r = book.reconcile(None, NOW.date());
+            let r = book.reconcile(None, NOW.date(), &utc);
             prop_assert_eq!(r.totals, t);
             prop_assert_eq!(r.balanced, r.flags.is_empty());
             if let Some(c) = r.last_count {
@@ -527,7 +539,7 @@ proptest! {
         }
         let physical = (received - used + off).max(0);
         s.count(physical).unwrap();
-        let r = s.book.reconcile(None, NOW.date());
+        let r = s.book.reconcile(None, NOW.date(), &utc);
         let c = r.last_count.unwrap();
         prop_assert_eq!(c.discrepancy, Quantity(physical - (received - used)));
         prop_assert_eq!(r.balanced, c.discrepancy.is_zero());

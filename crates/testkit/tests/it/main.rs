@@ -35,3 +35,4 @@ mod rems;
 mod schema_parity;
 mod security;
 mod stories;
+mod time_zones;

@@ -656,7 +656,7 @@ pub(crate) fn relapse_views(
             let points = judge_in_chart(def, &chart.courses, c.id, &chart.responses).map(|j| j.series.points)?;
             // The clinic's threshold is set on PHQ-9 totals; other instruments use the default
             // (as the store's relapse alerts do).
-            match relapse::watch(def, &points, &settings.for_instrument(code), last, next, now) {
+            match relapse::watch(def, &points, &settings.for_instrument(code), last, next, now, &|t| clock.today(t)) {
                 Ok(w) => w,
                 Err(e) => {
                     tracing::warn!(error = %e, course = c.id.0, "relapse watch could not run");

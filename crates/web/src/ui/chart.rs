@@ -324,8 +324,7 @@ pub(crate) async fn render_chart(
     status: StatusCode,
     mut input: BetweenInput,
 ) -> UiResult<Response> {
-    let mut form = FormData::empty();
-    form.set("measured_on", iso_date(st.store.now().date()));
+    let form = FormData::empty();
     let notice = input.notice.take();
     let page = chart_page_with(st, user, id, form, Errors::new(), notice, input).await?;
     Ok(render_status(status, &page))
@@ -352,6 +351,11 @@ async fn chart_page_with(
     let site = sites.iter().find(|s| s.id == patient.site_id);
     let clock = site.map_or_else(SiteClock::utc, SiteClock::for_site);
     let now = st.store.now();
+    // The weight form's date defaults to today at the patient's site (unless the form was posted).
+    let mut form = form;
+    if form.all("measured_on").is_empty() {
+        form.set("measured_on", iso_date(clock.today(now)));
+    }
 
     let mut page = ChartPage {
         chrome: Chrome::new(user, patient.display_name(), Area::Patients),
@@ -589,9 +593,7 @@ fn clock_date(d: time::Date) -> String {
 }
 
 pub async fn get_chart(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>) -> UiResult<Response> {
-    let mut form = FormData::empty();
-    form.set("measured_on", iso_date(st.store.now().date()));
-    let page = chart_page(&st, &user, PatientId(id), form, Errors::new(), None).await?;
+    let page = chart_page(&st, &user, PatientId(id), FormData::empty(), Errors::new(), None).await?;
     Ok(render_status(StatusCode::OK, &page))
 }
 

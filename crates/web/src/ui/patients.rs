@@ -16,7 +16,7 @@ use keta_store::StoreError;
 use keta_store::patients::PatientQuery;
 use serde::Deserialize;
 
-use super::clock::{iso_date, parse_iso_date};
+use super::clock::{SiteClock, iso_date, parse_iso_date};
 use super::page::{Area, Chrome, Errors, FormData, UiResult, render, render_status, see_other};
 use super::user_sites;
 use crate::AppState;
@@ -195,8 +195,11 @@ pub async fn get_patients(
     } else {
         patients.iter().map(|_| None).collect()
     };
-    let today = st.store.now().date();
-    let rows = patients.iter().zip(&charts).map(|(p, c)| row(p, c.as_ref(), today)).collect();
+    // Ages on each patient's own site's date.
+    let sites = st.store.list_sites(&user.actor).await?;
+    let now = st.store.now();
+    let today = |p: &Patient| site_clock(&sites, p.site_id).today(now);
+    let rows = patients.iter().zip(&charts).map(|(p, c)| row(p, c.as_ref(), today(p))).collect();
     Ok(render(&ListPage {
         chrome: Chrome::new(&user, "Patients", Area::Patients),
         q: search,
@@ -224,9 +227,19 @@ struct NewPatientPage {
     today: String,
 }
 
+/// The wall clock of site `id` among `sites` (UTC when it is not among them).
+fn site_clock(sites: &[keta_domain::site::Site], id: SiteId) -> SiteClock {
+    sites.iter().find(|s| s.id == id).map_or_else(SiteClock::utc, SiteClock::for_site)
+}
+
 async fn new_page(st: &AppState, user: &CurrentUser, form: FormData, errors: Errors) -> UiResult<NewPatientPage> {
-    let sites =
-        user_sites(st, user).await?.into_iter().map(|s| Choice { value: s.id.to_string(), label: s.name }).collect();
+    let sites = user_sites(st, user).await?;
+    // The latest date of birth the form offers: today at the user's site furthest ahead (the
+    // server checks it against the chosen site's own date).
+    let now = st.store.now();
+    let today =
+        sites.iter().map(|s| SiteClock::for_site(s).today(now)).max().unwrap_or_else(|| SiteClock::utc().today(now));
+    let sites = sites.into_iter().map(|s| Choice { value: s.id.to_string(), label: s.name }).collect();
     Ok(NewPatientPage {
         chrome: Chrome::new(user, "New patient", Area::Patients),
         form,
@@ -240,7 +253,7 @@ async fn new_page(st: &AppState, user: &CurrentUser, form: FormData, errors: Err
             .into_iter()
             .map(|i| Choice { value: i.as_str().into(), label: indication_label(i).into() })
             .collect(),
-        today: iso_date(st.store.now().date()),
+        today: iso_date(today),
     })
 }
 
@@ -291,17 +304,15 @@ pub async fn post_patient(State(st): State<AppState>, user: CurrentUser, form: F
             diagnoses,
             referring_clinician: form.opt("referring_clinician"),
         };
-        // Validate first so every field error shows together with the form's own.
-        if let Err(e) = new.validate(st.store.now().date()) {
+        // Validate first so every field error shows together with the form's own; "today" is
+        // the chosen site's date.
+        let today = site_clock(&user_sites(&st, &user).await?, site_id).today(st.store.now());
+        if let Err(e) = new.validate(today) {
             errors.absorb(StoreError::Domain(e))?;
         }
         if let Some(w) = weight {
-            let nw = NewWeight {
-                weight_kg: Kilograms(w),
-                measured_on: st.store.now().date(),
-                weight_type: WeightType::Actual,
-            };
-            if let Err(e) = nw.validate(st.store.now().date()) {
+            let nw = NewWeight { weight_kg: Kilograms(w), measured_on: today, weight_type: WeightType::Actual };
+            if let Err(e) = nw.validate(today) {
                 errors.absorb(StoreError::Domain(e))?;
             }
         }
@@ -309,11 +320,8 @@ pub async fn post_patient(State(st): State<AppState>, user: CurrentUser, form: F
             match st.store.create_patient(&user.actor, new).await {
                 Ok(p) => {
                     if let Some(w) = weight {
-                        let nw = NewWeight {
-                            weight_kg: Kilograms(w),
-                            measured_on: st.store.now().date(),
-                            weight_type: WeightType::Actual,
-                        };
+                        let nw =
+                            NewWeight { weight_kg: Kilograms(w), measured_on: today, weight_type: WeightType::Actual };
                         st.store.add_weight(&user.actor, p.id, nw).await?;
                     }
                     super::live::publish(Some(p.site_id));
