@@ -20,6 +20,7 @@ mod sqlite;
 mod time_codec;
 
 pub mod alerts;
+pub mod calendar;
 pub mod chart;
 pub mod checkins;
 pub mod courses;
@@ -30,6 +31,7 @@ pub mod import;
 pub mod ledger;
 pub mod medications;
 pub mod notes;
+pub mod orders;
 pub mod patients;
 pub mod questionnaires;
 pub mod rules;

@@ -14,6 +14,8 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (8, "alert_escalation", include_str!("../migrations/sqlite/0008_alert_escalation.sql")),
     (10, "access", include_str!("../migrations/sqlite/0010_access.sql")),
     (12, "idempotency", include_str!("../migrations/sqlite/0012_idempotency.sql")),
+    (23, "chair_calendar", include_str!("../migrations/sqlite/0023_chair_calendar.sql")),
+    (24, "course_orders", include_str!("../migrations/sqlite/0024_course_orders.sql")),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -26,6 +28,8 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (8, "alert_escalation", include_str!("../migrations/postgres/0008_alert_escalation.sql")),
     (10, "access", include_str!("../migrations/postgres/0010_access.sql")),
     (12, "idempotency", include_str!("../migrations/postgres/0012_idempotency.sql")),
+    (23, "chair_calendar", include_str!("../migrations/postgres/0023_chair_calendar.sql")),
+    (24, "course_orders", include_str!("../migrations/postgres/0024_course_orders.sql")),
 ];
 
 /// The newest schema version this build knows.

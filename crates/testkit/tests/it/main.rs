@@ -7,6 +7,7 @@
 
 mod api;
 mod backup;
+mod calendar;
 mod chair_gates;
 mod chart_between;
 mod checkins;
