@@ -57,6 +57,18 @@ pub const API_RULES: &[(&str, &str, Access)] = &[
     ("PUT", "/api/v1/sites/{id}/safety-rules", Needs(PlanTreatment)),
     ("PUT", "/api/v1/sites/{id}/pk-threshold", Needs(PlanTreatment)),
     ("GET", "/api/v1/sites/{id}/sessions", Needs(ViewDemographics)),
+    // The chair calendar (issue 15): scheduling is front-desk work (EditDemographics: front desk,
+    // nurse, prescriber, administrator); the calendar names patients (ViewDemographics).
+    ("GET", "/api/v1/sites/{id}/calendar", Needs(ViewDemographics)),
+    ("POST", "/api/v1/courses/{id}/bookings", Needs(EditDemographics)),
+    ("POST", "/api/v1/sessions/{id}/reschedule", Needs(EditDemographics)),
+    ("POST", "/api/v1/sessions/{id}/cancel", Needs(EditDemographics)),
+    ("POST", "/api/v1/sessions/{id}/no-show", Needs(EditDemographics)),
+    ("POST", "/api/v1/sessions/{id}/arrival", Needs(EditDemographics)),
+    // A course is a prescription (issue 15): the prescriber orders and overrides.
+    ("GET", "/api/v1/courses/{id}/order", Needs(ViewClinical)),
+    ("PUT", "/api/v1/courses/{id}/order", Needs(PlanTreatment)),
+    ("POST", "/api/v1/sessions/{id}/order-overrides", Needs(PlanTreatment)),
     ("GET", "/api/v1/patients", Needs(ViewDemographics)),
     ("POST", "/api/v1/patients", Needs(EditDemographics)),
     ("GET", "/api/v1/patients/{id}", Needs(ViewDemographics)),

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod calendar;
 pub mod checkins;
 pub mod clinical;
 pub mod contract;
@@ -140,6 +141,15 @@ use contract::Contract;
         escalation::put_on_duty,
         escalation::get_alert_escalations,
         escalation::post_escalation_sweep,
+        calendar::get_site_calendar,
+        calendar::post_course_bookings,
+        calendar::post_reschedule,
+        calendar::post_cancel,
+        calendar::post_no_show,
+        calendar::post_arrival,
+        calendar::get_course_order,
+        calendar::put_course_order,
+        calendar::post_order_override,
     )
 )]
 pub struct ApiDoc;
@@ -244,5 +254,13 @@ pub fn routes() -> Router<AppState> {
         .route("/sites/{id}/on-duty", get(escalation::get_on_duty).put(escalation::put_on_duty))
         .route("/sites/{id}/alert-escalations", get(escalation::get_alert_escalations))
         .route("/alert-escalations/sweep", post(escalation::post_escalation_sweep))
+        .route("/sites/{id}/calendar", get(calendar::get_site_calendar))
+        .route("/courses/{id}/bookings", post(calendar::post_course_bookings))
+        .route("/sessions/{id}/reschedule", post(calendar::post_reschedule))
+        .route("/sessions/{id}/cancel", post(calendar::post_cancel))
+        .route("/sessions/{id}/no-show", post(calendar::post_no_show))
+        .route("/sessions/{id}/arrival", post(calendar::post_arrival))
+        .route("/courses/{id}/order", get(calendar::get_course_order).put(calendar::put_course_order))
+        .route("/sessions/{id}/order-overrides", post(calendar::post_order_override))
         .fallback(|| async { crate::error::ApiError::not_found("this API path") })
 }
