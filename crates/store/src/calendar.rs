@@ -741,3 +741,49 @@ fn end_booking(
     s.stop_reason = Some(stop_reason.to_string());
     event(c, actor, now, s, kind, Some(event_reason), Some((s.scheduled_for, s.chair_id)), None)
 }
+
+/// An active course with a protocol and nothing booked yet: what the calendar's booking form
+/// offers (schedule facts only, no clinical fields).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BookableCourse {
+    pub course_id: CourseId,
+    pub patient_id: PatientId,
+    pub patient_name: String,
+    pub route: Route,
+    pub protocol: String,
+}
+
+impl Store {
+    /// The site's active courses that follow a protocol and have no booked session; audited.
+    pub async fn bookable_courses(&self, actor: &Actor, site: SiteId) -> Result<Vec<BookableCourse>> {
+        actor.require(Permission::ViewDemographics)?;
+        if !actor.scope.allows(site) {
+            return Err(StoreError::NotFound(format!("site {site}")));
+        }
+        let out = self
+            .read(move |c| {
+                c.query(
+                    "SELECT co.id, co.patient_id, p.given_name, p.family_name, co.route, co.protocol FROM courses co
+                     JOIN patients p ON p.id = co.patient_id
+                     WHERE co.site_id = $1 AND co.status = 'active' AND co.protocol IS NOT NULL
+                     AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.course_id = co.id AND s.state <> 'stopped')
+                     ORDER BY p.family_name, p.given_name, co.id LIMIT 200",
+                    params![site.0],
+                )?
+                .iter()
+                .map(|r| {
+                    Ok(BookableCourse {
+                        course_id: CourseId(r.i64(0)?),
+                        patient_id: PatientId(r.i64(1)?),
+                        patient_name: format!("{} {}", r.text(2)?, r.text(3)?),
+                        route: Route::parse(&r.text(4)?).ok_or_else(|| StoreError::Corrupt("course route".into()))?,
+                        protocol: r.text(5)?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+            })
+            .await?;
+        self.audit_reads(actor, "bookable_courses", out.iter().map(|b| b.patient_id).collect()).await?;
+        Ok(out)
+    }
+}

@@ -161,6 +161,11 @@ pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     ("POST", "/c/{token}", Public),
     ("GET", "/help", Public),
     ("GET", "/today", Needs(ViewDemographics)),
+    // The chair calendar (issue 15): read by everyone who sees the schedule; booking, moving,
+    // cancelling, no-shows and arrivals are front-desk work (EditDemographics).
+    ("GET", "/calendar", Needs(ViewDemographics)),
+    ("POST", "/calendar/courses/{id}/book", Needs(EditDemographics)),
+    ("POST", "/calendar/sessions/{id}/{action}", Needs(EditDemographics)),
     ("GET", "/today/events", Needs(ViewDemographics)),
     ("GET", "/patients", Needs(ViewDemographics)),
     ("POST", "/patients", Needs(EditDemographics)),
