@@ -165,7 +165,10 @@ pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     // cancelling, no-shows and arrivals are front-desk work (EditDemographics).
     ("GET", "/calendar", Needs(ViewDemographics)),
     ("POST", "/calendar/courses/{id}/book", Needs(EditDemographics)),
-    ("POST", "/calendar/sessions/{id}/{action}", Needs(EditDemographics)),
+    ("POST", "/calendar/sessions/{id}/reschedule", Needs(EditDemographics)),
+    ("POST", "/calendar/sessions/{id}/cancel", Needs(EditDemographics)),
+    ("POST", "/calendar/sessions/{id}/no-show", Needs(EditDemographics)),
+    ("POST", "/calendar/sessions/{id}/arrival", Needs(EditDemographics)),
     ("GET", "/today/events", Needs(ViewDemographics)),
     ("GET", "/patients", Needs(ViewDemographics)),
     ("POST", "/patients", Needs(EditDemographics)),

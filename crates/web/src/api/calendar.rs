@@ -129,7 +129,12 @@ pub struct OrderView {
 async fn order_view(st: &AppState, a: &keta_store::Actor, course: CourseId) -> ApiResult<OrderView> {
     let order = st.store.course_order(a, course).await?;
     let Some(o) = order else {
-        return Ok(OrderView { order: None, allowed: None, calculation: None, calculation_note: Some("no order recorded".into()) });
+        return Ok(OrderView {
+            order: None,
+            allowed: None,
+            calculation: None,
+            calculation_note: Some("no order recorded".into()),
+        });
     };
     let lib = protocol_library()?;
     let c = st.store.get_course(a, course).await?;

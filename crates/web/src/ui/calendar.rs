@@ -125,7 +125,8 @@ async fn page(
     let week = q.view.as_deref() != Some("day");
     let from = q.from.as_deref().and_then(parse_iso_date).unwrap_or(today);
     // The week view starts on Monday.
-    let from = if week { from - time::Duration::days(i64::from(from.weekday().number_days_from_monday())) } else { from };
+    let from =
+        if week { from - time::Duration::days(i64::from(from.weekday().number_days_from_monday())) } else { from };
     let days: u32 = if week { 7 } else { 1 };
     let cal = st.store.site_calendar(&user.actor, site.id, from, days).await?;
     let can_book = user.actor.can(keta_domain::access::Permission::EditDemographics);
@@ -137,8 +138,11 @@ async fn page(
         })
         .collect();
     let col_of = |d: Date| (d - from).whole_days();
-    let mut rows: Vec<ChairRow> =
-        cal.chairs.iter().map(|c| ChairRow { name: c.name.clone(), days: (0..days).map(|_| Vec::new()).collect() }).collect();
+    let mut rows: Vec<ChairRow> = cal
+        .chairs
+        .iter()
+        .map(|c| ChairRow { name: c.name.clone(), days: (0..days).map(|_| Vec::new()).collect() })
+        .collect();
     let mut unplaced = Vec::new();
     for e in &cal.entries {
         let s = &e.session;
@@ -168,15 +172,15 @@ async fn page(
             _ => unplaced.push(cell),
         }
     }
-    let chair_times = cal
-        .chair_times
-        .iter()
-        .map(|t| format!("{}: {} min ({})", t.route.label(), t.minutes, t.source))
-        .collect();
+    let chair_times =
+        cal.chair_times.iter().map(|t| format!("{}: {} min ({})", t.route.label(), t.minutes, t.source)).collect();
     let step = i64::from(days);
     let t = CalendarPage {
         chrome: Chrome::new(user, format!("Calendar · {}", site.name), Area::None),
-        sites: sites.iter().map(|s| SiteChoice { id: s.id.0, name: s.name.clone(), selected: s.id == site.id }).collect(),
+        sites: sites
+            .iter()
+            .map(|s| SiteChoice { id: s.id.0, name: s.name.clone(), selected: s.id == site.id })
+            .collect(),
         site_id: site.id.0,
         site_name: site.name.clone(),
         zone: site.time_zone.clone(),
@@ -199,16 +203,16 @@ async fn page(
     Ok(render_status(status, &t))
 }
 
-pub async fn get_calendar(State(st): State<AppState>, user: CurrentUser, Query(q): Query<CalendarQuery>) -> UiResult<Response> {
+pub async fn get_calendar(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Query(q): Query<CalendarQuery>,
+) -> UiResult<Response> {
     page(&st, &user, &q, Errors::new(), None, StatusCode::OK).await
 }
 
 fn back_query(form: &FormData) -> CalendarQuery {
-    CalendarQuery {
-        site: form.get("site").parse().ok(),
-        from: form.opt("from"),
-        view: form.opt("view"),
-    }
+    CalendarQuery { site: form.get("site").parse().ok(), from: form.opt("from"), view: form.opt("view") }
 }
 
 fn back_url(q: &CalendarQuery) -> String {
@@ -277,15 +281,52 @@ pub async fn post_book(
     after(&st, &user, form, r, "Booking: ").await
 }
 
-pub async fn post_session(
+pub async fn post_reschedule(
+    st: State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    form: FormData,
+) -> UiResult<Response> {
+    post_session(st, user, id, "reschedule", form).await
+}
+
+pub async fn post_cancel(
+    st: State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    form: FormData,
+) -> UiResult<Response> {
+    post_session(st, user, id, "cancel", form).await
+}
+
+pub async fn post_no_show(
+    st: State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    form: FormData,
+) -> UiResult<Response> {
+    post_session(st, user, id, "no-show", form).await
+}
+
+pub async fn post_arrival(
+    st: State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    form: FormData,
+) -> UiResult<Response> {
+    post_session(st, user, id, "arrival", form).await
+}
+
+async fn post_session(
     State(st): State<AppState>,
     user: CurrentUser,
-    Path((id, action)): Path<(i64, String)>,
+    id: i64,
+    action: &str,
     form: FormData,
 ) -> UiResult<Response> {
     let sid = SessionId(id);
     let lib = protocol_library().map_err(|_| UiError::Internal)?;
-    let r = match action.as_str() {
+    let r = match action {
         "reschedule" => match parse_iso_date(form.get("date")) {
             None => Err(keta_domain::DomainError::field("date", "give the new date").into()),
             Some(date) => {
@@ -300,7 +341,8 @@ pub async fn post_session(
         },
         "cancel" => st.store.cancel_session(&user.actor, sid, form.get("reason").to_string()).await.map(|_| ()),
         "no-show" => {
-            let req = NoShow { reason: form.get("reason").to_string(), make_up_on: parse_iso_date(form.get("make_up_on")) };
+            let req =
+                NoShow { reason: form.get("reason").to_string(), make_up_on: parse_iso_date(form.get("make_up_on")) };
             st.store.record_no_show(&user.actor, sid, lib, req).await.map(|_| ())
         }
         "arrival" => st.store.mark_arrival(&user.actor, sid).await.map(|_| ()),
@@ -308,4 +350,3 @@ pub async fn post_session(
     };
     after(&st, &user, form, r, &format!("Session {id}: ")).await
 }
-
