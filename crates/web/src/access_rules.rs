@@ -164,6 +164,9 @@ pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     // The chair calendar (issue 15): read by everyone who sees the schedule; booking, moving,
     // cancelling, no-shows and arrivals are front-desk work (EditDemographics).
     ("GET", "/calendar", Needs(ViewDemographics)),
+    // A course is a prescription (issue 15): read with the record, written by the prescriber.
+    ("GET", "/courses/{id}/order", Needs(ViewClinical)),
+    ("POST", "/courses/{id}/order", Needs(PlanTreatment)),
     ("POST", "/calendar/courses/{id}/book", Needs(EditDemographics)),
     ("POST", "/calendar/sessions/{id}/reschedule", Needs(EditDemographics)),
     ("POST", "/calendar/sessions/{id}/cancel", Needs(EditDemographics)),

@@ -350,3 +350,167 @@ async fn post_session(
     };
     after(&st, &user, form, r, &format!("Session {id}: ")).await
 }
+
+/// The course's order beside the session clock (issue 15): what it says, and the pump rate,
+/// bag concentration and volumes for the patient's latest weight, with the calculator's working.
+pub(crate) struct OrderPanel {
+    pub summary: String,
+    pub allowed: String,
+    pub dose: String,
+    pub pump_rate: String,
+    pub concentration: String,
+    pub volume: String,
+    pub working: Vec<String>,
+    pub note: String,
+    pub href: String,
+}
+
+pub(crate) async fn order_panel(
+    st: &AppState,
+    user: &CurrentUser,
+    course: CourseId,
+    weight_kg: Option<keta_domain::units::Kilograms>,
+) -> UiResult<Option<OrderPanel>> {
+    let Some(o) = st.store.course_order(&user.actor, course).await? else { return Ok(None) };
+    let lib = protocol_library().map_err(|_| UiError::Internal)?;
+    let n = keta_domain::dosing::fmt_num;
+    let mut panel = OrderPanel {
+        summary: format!("{} ({})", o.order.summary(), o.order.protocol_id),
+        allowed: o.order.allowed_text(),
+        dose: String::new(),
+        pump_rate: String::new(),
+        concentration: String::new(),
+        volume: String::new(),
+        working: vec![],
+        note: format!("ordered by {}", o.ordered_by),
+        href: format!("/courses/{}/order", course.0),
+    };
+    let calc = match (lib.get(&o.order.protocol_id), weight_kg) {
+        (None, _) => {
+            panel.note = format!("protocol '{}' is not in the library", o.order.protocol_id);
+            return Ok(Some(panel));
+        }
+        (_, None) => {
+            panel.note = "record the patient's weight to see the dose in mg".into();
+            return Ok(Some(panel));
+        }
+        (Some(p), Some(w)) => o.order.calculate_for(p, o.order.dose, w, None),
+    };
+    match calc {
+        Ok(c) => {
+            panel.dose = format!("{} mg", n(c.dose_mg.0));
+            if let Some(p) = &c.pump {
+                panel.pump_rate = format!("{} mL/h", n(p.rate_ml_per_h_to_set.0));
+            }
+            if let Some(b) = &c.bag {
+                panel.concentration = format!("{} mg/mL", n(b.concentration_mg_per_ml.0));
+                panel.volume = format!("{} mL", n(b.final_volume_ml.0));
+            } else if let Some(v) = &c.drug_volume {
+                panel.volume = format!("{} mL to draw up", n(v.volume_ml_to_draw.0));
+            }
+            panel.working = c.steps;
+        }
+        Err(e) => panel.note = e.to_string(),
+    }
+    Ok(Some(panel))
+}
+
+#[derive(Template)]
+#[template(path = "calendar/order.html")]
+struct OrderPage {
+    chrome: Chrome,
+    course_id: i64,
+    patient: String,
+    patient_href: String,
+    route: &'static str,
+    protocols: Vec<(String, String)>,
+    current: Option<OrderPanel>,
+    form: FormData,
+    errors: Errors,
+}
+
+async fn order_page(
+    st: &AppState,
+    user: &CurrentUser,
+    course: CourseId,
+    form: FormData,
+    errors: Errors,
+    status: StatusCode,
+) -> UiResult<Response> {
+    let c = st.store.get_course(&user.actor, course).await?;
+    let p = st.store.get_patient(&user.actor, c.patient_id).await?;
+    let lib = protocol_library().map_err(|_| UiError::Internal)?;
+    let current = order_panel(st, user, course, p.latest_weight_kg).await?;
+    let t = OrderPage {
+        chrome: Chrome::new(user, format!("Order · {}", p.display_name()), Area::Patients),
+        course_id: course.0,
+        patient: p.display_name(),
+        patient_href: format!("/patients/{}", p.id),
+        route: c.route.label(),
+        protocols: lib.all().iter().filter(|x| x.route == c.route).map(|x| (x.id.clone(), x.name.clone())).collect(),
+        current,
+        form,
+        errors,
+    };
+    Ok(render_status(status, &t))
+}
+
+pub async fn get_order(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>) -> UiResult<Response> {
+    order_page(&st, &user, CourseId(id), FormData::empty(), Errors::new(), StatusCode::OK).await
+}
+
+/// Records the prescriber's order from the form; every field error at once, nothing saved.
+pub async fn post_order(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    form: FormData,
+) -> UiResult<Response> {
+    use keta_domain::prescription::{NewCourseOrder, OrderDose};
+    use keta_domain::units::{MgPerKg, MgPerMl, Milligrams, Millilitres, Minutes};
+    let mut errors = Errors::new();
+    let value = form.number("dose_value", &mut errors);
+    let opt = |name: &str, errors: &mut Errors| {
+        if form.get(name).trim().is_empty() { None } else { form.number(name, errors) }
+    };
+    let infusion = opt("infusion_min", &mut errors);
+    let bag = opt("final_volume_ml", &mut errors);
+    let vial = opt("vial_mg_per_ml", &mut errors);
+    let step = opt("titration_step", &mut errors);
+    let max = opt("max_dose", &mut errors);
+    let dose = match (form.get("dose_unit"), value) {
+        ("mg_per_kg", Some(v)) => Some(OrderDose::MgPerKg(MgPerKg(v))),
+        ("mg", Some(v)) => Some(OrderDose::Mg(Milligrams(v))),
+        ("devices", Some(v)) if v.fract() == 0.0 && (1.0..=10.0).contains(&v) => Some(OrderDose::Devices(v as u32)),
+        ("devices", Some(_)) => {
+            errors.add("dose_value", "give a whole number of devices, 1-10");
+            None
+        }
+        (_, Some(_)) => {
+            errors.add("dose_unit", "choose mg/kg, mg or devices");
+            None
+        }
+        _ => None,
+    };
+    let lib = protocol_library().map_err(|_| UiError::Internal)?;
+    if let (Some(dose), false) = (dose, errors.any()) {
+        let order = NewCourseOrder {
+            protocol_id: form.get("protocol_id").to_string(),
+            dose,
+            infusion_min: infusion.map(|m| Minutes(m.round() as i64)),
+            final_volume_ml: bag.map(Millilitres),
+            vial_mg_per_ml: vial.map(MgPerMl),
+            titration_step: step,
+            max_dose: max,
+        };
+        let r = match lib.require(&order.protocol_id) {
+            Ok(p) => st.store.record_course_order(&user.actor, CourseId(id), p, order).await.map(|_| ()),
+            Err(e) => Err(e.into()),
+        };
+        match r {
+            Ok(()) => return Ok(see_other(format!("/courses/{id}/order"))),
+            Err(e) => errors.absorb(e)?,
+        }
+    }
+    order_page(&st, &user, CourseId(id), form, errors, StatusCode::UNPROCESSABLE_ENTITY).await
+}

@@ -57,6 +57,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/help", get(checkin::get_faq))
         .route("/today", get(today::get_today))
         .route("/calendar", get(calendar::get_calendar))
+        .route("/courses/{id}/order", get(calendar::get_order).post(calendar::post_order))
         .route("/calendar/courses/{id}/book", post(calendar::post_book))
         .route("/calendar/sessions/{id}/reschedule", post(calendar::post_reschedule))
         .route("/calendar/sessions/{id}/cancel", post(calendar::post_cancel))
