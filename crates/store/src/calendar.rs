@@ -249,6 +249,7 @@ fn event(
 }
 
 /// Moves a held session to `at` in `chair` after checking the chair is free.
+#[allow(clippy::too_many_arguments)]
 fn move_session(
     c: &mut dyn Conn,
     actor: &Actor,

@@ -264,3 +264,75 @@ async fn a_session_dose_outside_the_prescribers_order_needs_the_prescribers_docu
         let _ = SessionAction::CheckIn;
     }
 }
+
+/// Over HTTP: the front desk books a whole induction course into the calendar, a second
+/// booking into the held chair is a 409 naming the holder, the prescriber's order shows the
+/// issue's worked example, and the calendar page renders the sessions.
+#[tokio::test]
+async fn the_front_desk_books_through_the_api_and_the_calendar_page_shows_it() {
+    use keta_testkit::{seed_staff, spawn_app};
+    use serde_json::{Value, json};
+    let clock = ManualClock::at(T0);
+    let db = TestDb::sqlite(clock.as_clock()).await;
+    let s = &db.store;
+    let a = site(s, "A").await;
+    let staff = seed_staff(s, &[a]).await;
+    let (p, c) = iv_course(s, a, "A-1531").await;
+    s.add_weight(
+        &Actor::system(),
+        p,
+        NewWeight { weight_kg: Kilograms(70.0), measured_on: date!(2026 - 11 - 01), weight_type: WeightType::Actual },
+    )
+    .await
+    .unwrap();
+    let ch = chairs(s, a).await;
+    let app = spawn_app(s.clone()).await;
+
+    // The prescriber records the order: 70 kg at 0.5 mg/kg over 40 min in 100 mL.
+    assert_eq!(app.login(&staff[1], T0).await.status(), 200);
+    let order = json!({"protocol_id": IV, "dose": {"mg_per_kg": 0.5}, "infusion_min": 40, "final_volume_ml": 100});
+    let r = app.put_json(&format!("/api/v1/courses/{}/order", c.0), &order).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["calculation"]["dose_mg"].as_f64(), v["calculation"]["pump"]["rate_ml_per_h"].as_f64()),
+        (Some(35.0), Some(150.0))
+    );
+    let bad =
+        app.put_json(&format!("/api/v1/courses/{}/order", c.0), &json!({"protocol_id": IV, "dose": {"mg": 35}})).await;
+    assert_eq!(bad.status(), 422);
+
+    app.logout_locally();
+    assert_eq!(app.login(&staff[3], T0).await.status(), 200, "front desk signs in");
+    let body = json!({"start": "2026-11-02", "time": "10:00", "chair_id": ch[0].0});
+    let r = app.post_json(&format!("/api/v1/courses/{}/bookings", c.0), &body).await;
+    assert_eq!(r.status(), 201);
+    let booked: Vec<Value> = r.json().await.unwrap();
+    assert_eq!(booked.len(), 6);
+    let bad_time = app
+        .post_json(&format!("/api/v1/courses/{}/bookings", c.0), &json!({"start": "2026-11-02", "time": "25:00"}))
+        .await;
+    assert_eq!(bad_time.status(), 422);
+
+    let (_, c2) = iv_course(s, a, "A-1532").await;
+    let id = s
+        .create_session(
+            &prescriber(&[a]),
+            c2,
+            NewSession { scheduled_for: T0 + Duration::days(3), chair_id: None, planned_dose_mg: None },
+        )
+        .await
+        .unwrap()
+        .id;
+    let mv = json!({"date": "2026-11-02", "time": "11:00", "chair_id": ch[0].0});
+    let r = app.post_json(&format!("/api/v1/sessions/{}/reschedule", id.0), &mv).await;
+    assert_eq!(r.status(), 409);
+    let problem: Value = r.json().await.unwrap();
+    assert!(problem.to_string().contains("already booked"), "{problem}");
+
+    let page = app.get("/calendar?from=2026-11-02&view=week").await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("10:00–12:00") && html.contains("Test-A-1531"), "the week shows the booked sessions");
+    assert!(html.contains("Book a course"));
+}
