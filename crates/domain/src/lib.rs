@@ -8,6 +8,7 @@
 pub mod access;
 pub mod alerts;
 pub mod between_alerts;
+pub mod calendar;
 pub mod checkins;
 pub mod consent;
 pub mod course;
@@ -28,6 +29,7 @@ pub mod patient;
 pub mod patient_links;
 pub mod patient_view;
 pub mod plausible;
+pub mod prescription;
 pub mod protocols;
 pub mod question_sets;
 pub mod records;

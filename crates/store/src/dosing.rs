@@ -219,6 +219,10 @@ impl Store {
             applied.route = Some(s.route);
             applied.age_years = Some(u32::try_from(patient.age_on(session_day).max(0)).unwrap_or(0));
             applied.first_session = course.phase == Phase::Induction && s.sequence == 1;
+            if let Some(p) = &protocol {
+                // The course's order (issue 15): a dose outside it needs a prescriber's override.
+                crate::orders::check_session_dose(c, &s, p, &req.dose)?;
+            }
             let calc = dd::calculate(&applied, protocol.as_ref())?;
             let id = c.insert(
                 &format!(

@@ -20,6 +20,7 @@ mod sqlite;
 mod time_codec;
 
 pub mod alerts;
+pub mod calendar;
 pub mod chart;
 pub mod checkins;
 pub mod consents;
@@ -31,6 +32,7 @@ pub mod import;
 pub mod ledger;
 pub mod medications;
 pub mod notes;
+pub mod orders;
 pub mod patients;
 pub mod questionnaires;
 pub mod rems;

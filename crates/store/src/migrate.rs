@@ -17,6 +17,8 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (14, "audit_sealer", include_str!("../migrations/sqlite/0014_audit_sealer.sql")),
     (17, "consents", include_str!("../migrations/sqlite/0017_consents.sql")),
     (18, "rems_forms", include_str!("../migrations/sqlite/0018_rems_forms.sql")),
+    (23, "chair_calendar", include_str!("../migrations/sqlite/0023_chair_calendar.sql")),
+    (24, "course_orders", include_str!("../migrations/sqlite/0024_course_orders.sql")),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -32,6 +34,8 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (14, "audit_sealer", include_str!("../migrations/postgres/0014_audit_sealer.sql")),
     (17, "consents", include_str!("../migrations/postgres/0017_consents.sql")),
     (18, "rems_forms", include_str!("../migrations/postgres/0018_rems_forms.sql")),
+    (23, "chair_calendar", include_str!("../migrations/postgres/0023_chair_calendar.sql")),
+    (24, "course_orders", include_str!("../migrations/postgres/0024_course_orders.sql")),
 ];
 
 /// The newest schema version this build knows.

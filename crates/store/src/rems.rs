@@ -287,7 +287,7 @@ impl Store {
                 let asks: Vec<&str> = v.form.missing.iter().map(|x| x.question.as_str()).collect();
                 return Err(DomainError::Conflict(format!("the form is not complete: {}", asks.join("; "))).into());
             }
-            let today = crate::medications::site_today(c, s.site_id, now)?;
+            let today = crate::site_time::today(c, s.site_id, now)?;
             m.validate(v.form.treatment_date, today)?;
             if stored(c, session)?.is_none() {
                 c.execute(

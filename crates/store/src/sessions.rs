@@ -482,6 +482,8 @@ impl Store {
                 if ok.is_none() {
                     return Err(DomainError::field("chair_id", format!("chair {chair} is not a chair of this patient's site")).into());
                 }
+                // A chair is never double-booked (issue 15): the calendar's check.
+                crate::calendar::check_chair_free(c, course.site_id, course.route, chair, new.scheduled_for, None)?;
             }
             // The course row is held so two sessions added at once never take the same sequence number.
             c.query_opt("SELECT id FROM courses WHERE id = $1 FOR UPDATE", params![course.id.0])?;

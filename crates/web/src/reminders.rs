@@ -116,7 +116,21 @@ async fn send(
 ) -> bool {
     let clinic = site.site_name.as_str();
     let until = crate::ui::checkin::when(site, issued.link.expires_at);
-    let (subject, body) = compose(r, issued, clinic, &until);
+    let (subject, mut body) = compose(r, issued, clinic, &until);
+    // The patient's next booked session (issue 15); never in a sitter's message.
+    if issued.link.purpose != keta_domain::patient_links::LinkPurpose::Sitter {
+        match store.next_sessions_for_patient(&keta_store::Actor::system(), issued.link.patient_id, 1).await {
+            Ok(next) => {
+                if let Some(n) = next.first() {
+                    body.push_str(&format!(
+                        "\nYour next session at {clinic}: {}.\n",
+                        crate::ui::checkin::when(site, n.scheduled_for)
+                    ));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the next session for a reminder"),
+        }
+    }
     let outcome = match (to_email, to_phone) {
         (Some(to), _) => match Message::new(to, subject, body) {
             Ok(m) => r.delivery.send_mail(&m).await.map(|rc| format!("e-mail via {}", rc.channel)),

@@ -172,6 +172,8 @@ async fn a_reminder_goes_through_smtp_and_the_patient_completes_the_check_in_fro
         // Nothing identifying: the message may be read by someone else.
         assert!(!body.contains("Rowan") && !body.contains("A-0601"), "{body}");
         assert!(body.contains("works once"), "{body}");
+        // The patient's next booked session, in the clinic's time (issue 15).
+        assert!(body.contains("Your next session at Clinic A: "), "{body}");
         let path = link_in(mail, &app);
         // A second sweep issues nothing new: one link per occurrence.
         let r = app.post_json("/api/v1/checkins/sweep", &json!({})).await;

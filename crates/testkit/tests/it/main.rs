@@ -12,6 +12,7 @@
 
 mod api;
 mod backup;
+mod calendar;
 mod chair_gates;
 mod chart_between;
 mod checkins;

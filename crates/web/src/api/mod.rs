@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod calendar;
 pub mod checkins;
 pub mod clinical;
 pub mod consents;
@@ -154,6 +155,15 @@ use contract::Contract;
         rems::post_rems_submitted,
         rems::get_rems_csv,
         rems::get_rems_queue,
+        calendar::get_site_calendar,
+        calendar::post_course_bookings,
+        calendar::post_reschedule,
+        calendar::post_cancel,
+        calendar::post_no_show,
+        calendar::post_arrival,
+        calendar::get_course_order,
+        calendar::put_course_order,
+        calendar::post_order_override,
     )
 )]
 pub struct ApiDoc;
@@ -268,5 +278,13 @@ pub fn routes() -> Router<AppState> {
         .route("/sessions/{id}/rems-form/submitted", post(rems::post_rems_submitted))
         .route("/sessions/{id}/rems-form/csv", get(rems::get_rems_csv))
         .route("/sites/{id}/rems-queue", get(rems::get_rems_queue))
+        .route("/sites/{id}/calendar", get(calendar::get_site_calendar))
+        .route("/courses/{id}/bookings", post(calendar::post_course_bookings))
+        .route("/sessions/{id}/reschedule", post(calendar::post_reschedule))
+        .route("/sessions/{id}/cancel", post(calendar::post_cancel))
+        .route("/sessions/{id}/no-show", post(calendar::post_no_show))
+        .route("/sessions/{id}/arrival", post(calendar::post_arrival))
+        .route("/courses/{id}/order", get(calendar::get_course_order).put(calendar::put_course_order))
+        .route("/sessions/{id}/order-overrides", post(calendar::post_order_override))
         .fallback(|| async { crate::error::ApiError::not_found("this API path") })
 }

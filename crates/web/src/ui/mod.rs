@@ -22,6 +22,7 @@ pub mod trajectory;
 
 mod audit;
 mod between;
+mod calendar;
 mod chart;
 pub(crate) mod checkin;
 pub(crate) mod clinic_figures;
@@ -57,6 +58,13 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/c/{token}", get(checkin::get_link).post(checkin::post_link))
         .route("/help", get(checkin::get_faq))
         .route("/today", get(today::get_today))
+        .route("/calendar", get(calendar::get_calendar))
+        .route("/courses/{id}/order", get(calendar::get_order).post(calendar::post_order))
+        .route("/calendar/courses/{id}/book", post(calendar::post_book))
+        .route("/calendar/sessions/{id}/reschedule", post(calendar::post_reschedule))
+        .route("/calendar/sessions/{id}/cancel", post(calendar::post_cancel))
+        .route("/calendar/sessions/{id}/no-show", post(calendar::post_no_show))
+        .route("/calendar/sessions/{id}/arrival", post(calendar::post_arrival))
         .route("/today/events", get(today::get_board_events))
         .route("/patients", get(patients::get_patients).post(patients::post_patient))
         .route("/patients/new", get(patients::get_new_patient))

@@ -178,6 +178,8 @@ struct SessionPage {
     minimum_source: String,
     minimum_remaining: i64,
     timers: Vec<TimerView>,
+    /// The course's order with the pump rate, bag concentration and volume (issue 15).
+    order: Option<super::calendar::OrderPanel>,
     open_alerts: Vec<AlertView>,
     acknowledged: Vec<AckView>,
     vitals: Vec<VitalsRow>,
@@ -558,6 +560,7 @@ async fn session_page(
     let ledger_fresh = user.reauthenticated_at.is_some_and(|t| now - t < keta_store::ledger::reauthentication_window());
 
     let pk = pk_view(st, user, &s, &course, &patient, &obs, &responses, &sites, &clock, below).await?;
+    let order = super::calendar::order_panel(st, user, course.id, patient.latest_weight_kg).await?;
 
     let chair = s
         .chair_id
@@ -598,6 +601,7 @@ async fn session_page(
         minimum: minutes_label(min_rule.minutes.0),
         minimum_source: min_rule.source.clone(),
         minimum_remaining: if active { min_rule.minutes.0 * 60 - elapsed } else { 0 },
+        order,
         timers,
         open_alerts,
         acknowledged,
