@@ -14,6 +14,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (8, "alert_escalation", include_str!("../migrations/sqlite/0008_alert_escalation.sql")),
     (10, "access", include_str!("../migrations/sqlite/0010_access.sql")),
     (12, "idempotency", include_str!("../migrations/sqlite/0012_idempotency.sql")),
+    (20, "site_address", include_str!("../migrations/sqlite/0020_site_address.sql")),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -26,6 +27,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (8, "alert_escalation", include_str!("../migrations/postgres/0008_alert_escalation.sql")),
     (10, "access", include_str!("../migrations/postgres/0010_access.sql")),
     (12, "idempotency", include_str!("../migrations/postgres/0012_idempotency.sql")),
+    (20, "site_address", include_str!("../migrations/postgres/0020_site_address.sql")),
 ];
 
 /// The newest schema version this build knows.

@@ -5,6 +5,7 @@
 //! * `api`: the JSON API over HTTP against the real router.
 //! * `contract`: issue 17's probes (plausible ranges, the sweep, panics in storage jobs).
 
+mod admin;
 mod api;
 mod backup;
 mod chair_gates;
