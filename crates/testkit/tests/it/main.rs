@@ -25,4 +25,5 @@ mod notes;
 mod outcomes;
 mod pk_ui;
 mod security;
+mod serving;
 mod stories;
