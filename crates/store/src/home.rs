@@ -532,6 +532,14 @@ fn plan_and_strength(
 }
 
 /// A dose the patient logs from their page.
+/// What logging a home dose found: how it compares with the plan, and whether the clinic was
+/// alerted about the difference.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DoseLogged {
+    pub check: home_dosing::PlannedDoseCheck,
+    pub clinic_told: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewDoseLog {
@@ -721,7 +729,9 @@ impl Store {
     }
 
     /// The patient logs the dose taken after a cleared screen; the pre-dose link is then used.
-    pub async fn log_home_dose(&self, token: &str, d: NewDoseLog) -> Result<()> {
+    /// Returns how the dose compares with the plan and whether the clinic was alerted, so the
+    /// patient's page can say what to do (issue 15).
+    pub async fn log_home_dose(&self, token: &str, d: NewDoseLog) -> Result<DoseLogged> {
         let hash = crate::credentials::token_hash(token);
         let now = self.now();
         self.write(move |c| {
@@ -765,7 +775,9 @@ impl Store {
             // A dose other than the one planned for this session tells the clinician at once.
             let (planned, strength) = plan_and_strength(c, screen.course_id, link.session_id.map(|s| s.0))?;
             let check = home_dosing::check_against_plan(d.units, strength, planned);
-            firings.extend(home_dosing::dose_log_alert(BetweenSessionAlerts::builtin(), check));
+            let plan_alert = home_dosing::dose_log_alert(BetweenSessionAlerts::builtin(), check);
+            let clinic_told = plan_alert.is_some();
+            firings.extend(plan_alert);
             // So does a log that does not reconcile.
             let (rec, ..) = reconciliation_for(c, screen.course_id)?;
             if !rec.is_reconciled() {
@@ -781,7 +793,7 @@ impl Store {
             if !firings.is_empty() {
                 crate::sessions::raise(c, &link_actor(link.id), now, link.site_id, link.patient_id, None, firings)?;
             }
-            Ok(())
+            Ok(DoseLogged { check, clinic_told })
         })
         .await
     }
