@@ -42,10 +42,10 @@ test('an administrator sets up a site, a staff account and a clinic setting with
   await page.getByRole('button', { name: 'Create site' }).click();
   await expect(page.getByRole('heading', { level: 1, name: new RegExp(`Site ${code}`) })).toBeVisible();
   await expect(page.getByText('by admin.demo').first()).toBeVisible();
-  await page.getByLabel('Address').fill('12 Elm Street\nAustin TX 78701');
+  await page.getByLabel('Address', { exact: true }).fill('12 Elm Street\nAustin TX 78701');
   await page.getByRole('button', { name: 'Save the site' }).click();
   await expect(page.getByText('Saved.')).toBeVisible();
-  await expect(page.getByLabel('Address')).toHaveValue('12 Elm Street\nAustin TX 78701');
+  await expect(page.getByLabel('Address', { exact: true })).toHaveValue('12 Elm Street\nAustin TX 78701');
   await page.getByLabel('New chair').fill('Chair C');
   await page.getByRole('button', { name: 'Add the chair' }).click();
   await expect(page.getByRole('listitem').filter({ hasText: 'Chair C' })).toBeVisible();

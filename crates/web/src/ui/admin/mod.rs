@@ -81,20 +81,53 @@ impl Refused {
     pub fn error(&self, key: &str, name: &str) -> Option<String> {
         if self.key == key { self.errors.get(name) } else { None }
     }
-    /// Messages for form `key` as a whole, then a summary of its field errors (each field
-    /// also shows its own message).
+    /// Messages for form `key` as a whole, and field errors no input on these screens shows
+    /// (e.g. a key inside a safety-rules file); every other field shows its own beside it.
     pub fn general(&self, key: &str) -> Vec<String> {
         if self.key != key {
             return vec![];
         }
         let mut v = self.errors.general.clone();
-        v.extend(self.errors.unplaced(&[]));
+        v.extend(self.errors.unplaced(PLACED));
         v
     }
     pub fn is(&self, key: &str) -> bool {
         self.key == key && self.errors.any()
     }
 }
+
+/// Every field the administration forms show with its own error message.
+const PLACED: &[&str] = &[
+    "username",
+    "display_name",
+    "role",
+    "password",
+    "site_ids",
+    "new_password",
+    "confirm_password",
+    "confirm_reset",
+    "code",
+    "name",
+    "time_zone",
+    "crisis_line",
+    "chairs",
+    "address",
+    "chair_name",
+    "crisis_instructions",
+    "clinic_phone",
+    "prescriber",
+    "contact_email",
+    "contact_phone",
+    "total",
+    "bring_forward_within_days",
+    "alcohol_free_hours",
+    "sedative_free_hours",
+    "escalate_after_minutes",
+    "ng_ml",
+    "vitals_within_minutes",
+    "instrument",
+    "resolved_at_or_below",
+];
 
 /// Sorts a store error into a refused form (input errors) or an error page.
 pub(crate) fn refuse(key: &str, form: FormData, e: StoreError) -> Result<Refused, UiError> {
