@@ -903,6 +903,46 @@ impl Store {
                     fields: &["reviewed_at", "reviewed_by", "review_note"],
                 },
             )?;
+            // Issue 15: the review is what the refusal's alert asks for, so it closes that alert
+            // with the same note (the alerts this screen raised: from its submission until the
+            // patient's next screen).
+            let next = c
+                .query_opt(
+                    "SELECT min(submitted_at) FROM pre_dose_screens WHERE patient_id = $1 AND submitted_at > $2",
+                    params![patient.0, ms(s.submitted_at)],
+                )?
+                .map(|r| r.opt_i64(0))
+                .transpose()?
+                .flatten()
+                .unwrap_or(i64::MAX);
+            let open = c
+                .query(
+                    "SELECT id FROM alerts WHERE patient_id = $1 AND rule = 'home_pre_dose_refused' AND acknowledged_at IS NULL
+                     AND raised_at >= $2 AND raised_at < $3",
+                    params![patient.0, ms(s.submitted_at), next],
+                )?
+                .iter()
+                .map(|r| r.i64(0))
+                .collect::<Result<Vec<_>>>()?;
+            for alert in open {
+                c.execute(
+                    "UPDATE alerts SET acknowledged_at = $1, acknowledged_by = $2, acknowledgement_note = $3 WHERE id = $4 AND acknowledged_at IS NULL",
+                    params![ms(now), actor.name.as_str(), format!("Refused pre-dose screen reviewed: {note}"), alert],
+                )?;
+                audit::record(
+                    c,
+                    &actor,
+                    now,
+                    Entry {
+                        action: Action::Update,
+                        object_type: "alert",
+                        object_id: Some(alert.to_string()),
+                        patient_id: Some(patient),
+                        site_id: Some(site),
+                        fields: &["acknowledged_at", "acknowledged_by", "acknowledgement_note"],
+                    },
+                )?;
+            }
             // As stored (to the millisecond), without reading it back.
             Ok(PreDoseScreen {
                 reviewed_at: Some(from_ms(ms(now))?),

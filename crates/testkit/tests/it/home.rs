@@ -127,6 +127,9 @@ async fn a_home_dose_goes_from_screen_through_sitter_to_log_and_the_supply_is_he
             )
             .await;
         assert_eq!(r.status(), 200);
+        // Issue 15: the review closes the refusal's alert, with the review's note.
+        let alerts = open_alerts(&app, &c).await;
+        assert!(!alerts.iter().any(|a| a["rule"] == "home_pre_dose_refused"), "still open: {alerts:?}");
 
         // Tomorrow: today's PHQ-9 was missed, tomorrow's links go out.
         clock.advance(Duration::days(1));
