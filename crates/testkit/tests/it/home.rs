@@ -130,6 +130,11 @@ async fn a_home_dose_goes_from_screen_through_sitter_to_log_and_the_supply_is_he
         // Issue 15: the review closes the refusal's alert, with the review's note.
         let alerts = open_alerts(&app, &c).await;
         assert!(!alerts.iter().any(|a| a["rule"] == "home_pre_dose_refused"), "still open: {alerts:?}");
+        // The chart shows what was done about it, and how to reach the sitter.
+        let chart = app.get(&format!("/patients/{}", c.patient.0)).await.text().await.unwrap();
+        assert!(chart.contains("Recently acknowledged alerts"), "{chart}");
+        assert!(chart.contains("Refused pre-dose screen reviewed: Phoned; BP rechecked 132/84"), "{chart}");
+        assert!(chart.contains(SITTER_EMAIL), "the sitter's contact is on the chart");
 
         // Tomorrow: today's PHQ-9 was missed, tomorrow's links go out.
         clock.advance(Duration::days(1));
