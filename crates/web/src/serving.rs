@@ -63,14 +63,14 @@ pub async fn forwarded_from_trusted_proxy(State(st): State<AppState>, mut req: R
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-            .last();
+            .next_back();
         if let Some(ip) = forwarded_for {
             req.extensions_mut().insert(ConnectInfo(SocketAddr::new(ip, 0)));
         }
-        if let Some(host) = req.headers().get("x-forwarded-host").and_then(|v| v.to_str().ok()) {
-            if let Ok(v) = HeaderValue::from_str(host.split(',').next().unwrap_or("").trim()) {
-                req.headers_mut().insert(header::HOST, v);
-            }
+        if let Some(host) = req.headers().get("x-forwarded-host").and_then(|v| v.to_str().ok())
+            && let Ok(v) = HeaderValue::from_str(host.split(',').next().unwrap_or("").trim())
+        {
+            req.headers_mut().insert(header::HOST, v);
         }
     }
     next.run(req).await

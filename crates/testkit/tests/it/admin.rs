@@ -358,3 +358,31 @@ async fn the_administration_screens_create_sites_and_accounts_and_refuse_other_r
         "source and who changed it"
     );
 }
+
+/// Issue 15 defect: the Maudsley score saved with an assessment was shown nowhere (only the API
+/// had it); the eligibility page now says the last saved score and when.
+#[tokio::test]
+async fn the_saved_maudsley_score_is_shown_on_the_eligibility_page() {
+    let clock = ManualClock::at(T0);
+    let db = TestDb::sqlite(clock.as_clock()).await;
+    let s = &db.store;
+    let a = site(s, "MSM-1").await;
+    let p = patient(s, a, "MSM-0001").await;
+    let staff = seed_staff(s, &[a]).await;
+    let app = spawn_app(s.clone()).await;
+    sign_in(&app, &clock, staff.iter().find(|l| l.role == Role::Prescriber).unwrap()).await;
+    let path = format!("/patients/{}/eligibility", p.0);
+    let page = app.get(&path).await.text().await.unwrap();
+    assert!(page.contains("No Maudsley score saved yet."), "{page}");
+    let r = app
+        .request(reqwest::Method::POST, &path)
+        .form(&[("msm_duration_months", "18"), ("msm_severity", "moderate"), ("msm_failures", "3")])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection() || r.status().is_success(), "{}", r.status());
+    let page = app.get(&path).await.text().await.unwrap();
+    let saved = page.split("Last saved score: <strong>").nth(1).expect("the saved score is shown");
+    let total: u32 = saved.split(" of 15").next().unwrap().parse().expect("a total");
+    assert!((3..=15).contains(&total), "{saved}");
+}
