@@ -35,6 +35,16 @@ pub struct ServeOptions {
     /// Seconds between audit anchors in the log and the anchor file (default 300).
     #[arg(long, env = "KETA_AUDIT_ANCHOR_INTERVAL_SECONDS")]
     audit_anchor_interval_seconds: Option<u64>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key); see docs/serving.md.
+    #[arg(long, env = "KETA_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "KETA_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Reverse proxies (comma-separated IP addresses) whose X-Forwarded-For and
+    /// X-Forwarded-Host are believed; see docs/serving.md.
+    #[arg(long, env = "KETA_TRUSTED_PROXIES")]
+    trusted_proxies: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -47,9 +57,12 @@ struct FileConfig {
     backup_keep: Option<usize>,
     audit_anchor_file: Option<PathBuf>,
     audit_anchor_interval_seconds: Option<u64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
-const FILE_KEYS: &str = "bind, database_url, backup_dir, backup_interval_minutes, backup_keep, audit_anchor_file, audit_anchor_interval_seconds";
+const FILE_KEYS: &str = "bind, database_url, backup_dir, backup_interval_minutes, backup_keep, audit_anchor_file, audit_anchor_interval_seconds, tls_cert, tls_key, trusted_proxies";
 
 /// Product settings, not clinical ones: how many backups to keep and how often to anchor.
 const DEFAULT_BACKUP_KEEP: usize = 7;
@@ -61,6 +74,9 @@ pub struct Config {
     pub database_url: String,
     pub backups: Option<BackupSchedule>,
     pub audit_anchoring: AuditAnchoring,
+    /// Certificate and key files when Keta serves HTTPS itself.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub trusted_proxies: keta_web::serving::TrustedProxies,
 }
 
 impl ServeOptions {
@@ -107,7 +123,21 @@ impl ServeOptions {
         if !(1..=86_400).contains(&anchor_secs) {
             bail!("audit_anchor_interval_seconds {anchor_secs} must be from 1 to 86400");
         }
+        let tls = match (self.tls_cert.or(file.tls_cert), self.tls_key.or(file.tls_key)) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            (Some(_), None) => bail!("tls_cert is set but tls_key is not: set both to serve HTTPS"),
+            (None, Some(_)) => bail!("tls_key is set but tls_cert is not: set both to serve HTTPS"),
+        };
+        let proxies = match (self.trusted_proxies, file.trusted_proxies) {
+            (Some(s), _) => s,
+            (None, Some(list)) => list.join(","),
+            (None, None) => String::new(),
+        };
+        let trusted_proxies = keta_web::serving::TrustedProxies::parse(&proxies).map_err(anyhow::Error::msg)?;
         Ok(Config {
+            tls,
+            trusted_proxies,
             bind: self.bind.or(file.bind).unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid")),
             database_url,
             backups,

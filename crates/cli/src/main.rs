@@ -293,8 +293,16 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 backups::spawn_scheduled_backups(store.clone(), schedule);
             }
             backups::spawn_anchoring(store.clone(), cfg.audit_anchoring);
-            keta_web::serve(listener, keta_web::AppState::new(store).with_reminders(reminders), shutdown_signal())
-                .await?;
+            let state =
+                keta_web::AppState::new(store).with_reminders(reminders).with_trusted_proxies(cfg.trusted_proxies);
+            match cfg.tls {
+                Some((cert, key)) => {
+                    let tls = keta_web::serving::tls_config(&cert, &key).map_err(anyhow::Error::msg)?;
+                    tracing::info!(%addr, cert = %cert.display(), "serving HTTPS");
+                    keta_web::serving::serve_tls(listener, tls, state, shutdown_signal()).await?;
+                }
+                None => keta_web::serve(listener, state, shutdown_signal()).await?,
+            }
             Ok(())
         }
         Command::Backup { database_url, to, audit_anchor_file } => {

@@ -32,7 +32,7 @@ use crate::error::{DomainError, FieldError, Validator};
 use crate::units::{Minutes, Mmhg, Percent};
 use crate::vitals::VitalSigns;
 
-const BUILTIN_TOML: &str = include_str!("../../../data/rules/session-safety.toml");
+pub const BUILTIN_TOML: &str = include_str!("../../../data/rules/session-safety.toml");
 
 /// How quickly a firing needs a clinician.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]

@@ -107,7 +107,7 @@ fn user_from(c: &mut dyn Conn, r: &Row) -> Result<User> {
     })
 }
 
-fn load_user(c: &mut dyn Conn, id: i64) -> Result<User> {
+pub(crate) fn load_user(c: &mut dyn Conn, id: i64) -> Result<User> {
     let r = c
         .query_opt(&format!("SELECT {USER_COLS} FROM users WHERE id = $1"), params![id])?
         .ok_or_else(|| StoreError::NotFound(format!("user {id}")))?;

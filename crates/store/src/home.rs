@@ -533,6 +533,14 @@ fn plan_and_strength(
 }
 
 /// A dose the patient logs from their page.
+/// What logging a home dose found: how it compares with the plan, and whether the clinic was
+/// alerted about the difference.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DoseLogged {
+    pub check: home_dosing::PlannedDoseCheck,
+    pub clinic_told: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewDoseLog {
@@ -722,7 +730,9 @@ impl Store {
     }
 
     /// The patient logs the dose taken after a cleared screen; the pre-dose link is then used.
-    pub async fn log_home_dose(&self, token: &str, d: NewDoseLog) -> Result<()> {
+    /// Returns how the dose compares with the plan and whether the clinic was alerted, so the
+    /// patient's page can say what to do (issue 15).
+    pub async fn log_home_dose(&self, token: &str, d: NewDoseLog) -> Result<DoseLogged> {
         let hash = crate::credentials::token_hash(token);
         let now = self.now();
         self.write(move |c| {
@@ -766,7 +776,9 @@ impl Store {
             // A dose other than the one planned for this session tells the clinician at once.
             let (planned, strength) = plan_and_strength(c, screen.course_id, link.session_id.map(|s| s.0))?;
             let check = home_dosing::check_against_plan(d.units, strength, planned);
-            firings.extend(home_dosing::dose_log_alert(BetweenSessionAlerts::builtin(), check));
+            let plan_alert = home_dosing::dose_log_alert(BetweenSessionAlerts::builtin(), check);
+            let clinic_told = plan_alert.is_some();
+            firings.extend(plan_alert);
             // So does a log that does not reconcile.
             let (rec, ..) = reconciliation_for(c, screen.course_id)?;
             if !rec.is_reconciled() {
@@ -782,7 +794,7 @@ impl Store {
             if !firings.is_empty() {
                 crate::sessions::raise(c, &link_actor(link.id), now, link.site_id, link.patient_id, None, firings)?;
             }
-            Ok(())
+            Ok(DoseLogged { check, clinic_told })
         })
         .await
     }
@@ -892,6 +904,46 @@ impl Store {
                     fields: &["reviewed_at", "reviewed_by", "review_note"],
                 },
             )?;
+            // Issue 15: the review is what the refusal's alert asks for, so it closes that alert
+            // with the same note (the alerts this screen raised: from its submission until the
+            // patient's next screen).
+            let next = c
+                .query_opt(
+                    "SELECT min(submitted_at) FROM pre_dose_screens WHERE patient_id = $1 AND submitted_at > $2",
+                    params![patient.0, ms(s.submitted_at)],
+                )?
+                .map(|r| r.opt_i64(0))
+                .transpose()?
+                .flatten()
+                .unwrap_or(i64::MAX);
+            let open = c
+                .query(
+                    "SELECT id FROM alerts WHERE patient_id = $1 AND rule = 'home_pre_dose_refused' AND acknowledged_at IS NULL
+                     AND raised_at >= $2 AND raised_at < $3",
+                    params![patient.0, ms(s.submitted_at), next],
+                )?
+                .iter()
+                .map(|r| r.i64(0))
+                .collect::<Result<Vec<_>>>()?;
+            for alert in open {
+                c.execute(
+                    "UPDATE alerts SET acknowledged_at = $1, acknowledged_by = $2, acknowledgement_note = $3 WHERE id = $4 AND acknowledged_at IS NULL",
+                    params![ms(now), actor.name.as_str(), format!("Refused pre-dose screen reviewed: {note}"), alert],
+                )?;
+                audit::record(
+                    c,
+                    &actor,
+                    now,
+                    Entry {
+                        action: Action::Update,
+                        object_type: "alert",
+                        object_id: Some(alert.to_string()),
+                        patient_id: Some(patient),
+                        site_id: Some(site),
+                        fields: &["acknowledged_at", "acknowledged_by", "acknowledgement_note"],
+                    },
+                )?;
+            }
             // As stored (to the millisecond), without reading it back.
             Ok(PreDoseScreen {
                 reviewed_at: Some(from_ms(ms(now))?),

@@ -8,6 +8,7 @@
 //! reads of patient data are scoped by the caller's sites.
 
 pub mod accounts;
+pub mod admin;
 pub mod audit;
 pub mod backup;
 pub mod conn;

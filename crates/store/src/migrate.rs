@@ -17,6 +17,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (14, "audit_sealer", include_str!("../migrations/sqlite/0014_audit_sealer.sql")),
     (17, "consents", include_str!("../migrations/sqlite/0017_consents.sql")),
     (18, "rems_forms", include_str!("../migrations/sqlite/0018_rems_forms.sql")),
+    (20, "site_address", include_str!("../migrations/sqlite/0020_site_address.sql")),
     (23, "chair_calendar", include_str!("../migrations/sqlite/0023_chair_calendar.sql")),
     (24, "course_orders", include_str!("../migrations/sqlite/0024_course_orders.sql")),
 ];
@@ -34,6 +35,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (14, "audit_sealer", include_str!("../migrations/postgres/0014_audit_sealer.sql")),
     (17, "consents", include_str!("../migrations/postgres/0017_consents.sql")),
     (18, "rems_forms", include_str!("../migrations/postgres/0018_rems_forms.sql")),
+    (20, "site_address", include_str!("../migrations/postgres/0020_site_address.sql")),
     (23, "chair_calendar", include_str!("../migrations/postgres/0023_chair_calendar.sql")),
     (24, "course_orders", include_str!("../migrations/postgres/0024_course_orders.sql")),
 ];

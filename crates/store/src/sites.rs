@@ -51,6 +51,11 @@ impl Store {
             for name in &chairs {
                 c.execute("INSERT INTO chairs (site_id, name) VALUES ($1, $2)", params![id, name.trim()])?;
             }
+            // The administrator who opens a site is assigned to it, or they could not see it
+            // (a new clinic's first administrator starts with no sites; issue 15).
+            if let Some(uid) = actor.user_id {
+                c.execute("INSERT INTO user_sites (user_id, site_id) VALUES ($1, $2)", params![uid, id])?;
+            }
             audit::record(c, &actor, now, Entry {
                 action: Action::Create, object_type: "site", object_id: Some(id.to_string()), patient_id: None,
                 site_id: Some(SiteId(id)), fields: &["code", "name", "time_zone", "crisis_line", "chairs"],

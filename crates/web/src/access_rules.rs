@@ -247,6 +247,31 @@ pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/outbox", Needs(ViewClinical)),
     ("GET", "/outcomes/durability", Needs(ViewClinical)),
     ("GET", "/audit", Needs(ViewAudit)),
+    // Administration (issue 15): accounts and sites for administrators; the settings page for
+    // every signed-in role (no patient data), each form posting under the permission the
+    // store checks for that setting (clinic-wide: administrators; clinical rules: prescribers).
+    ("GET", "/admin", SignedIn),
+    ("GET", "/admin/staff", Needs(ManageUsers)),
+    ("POST", "/admin/staff", Needs(ManageUsers)),
+    ("GET", "/admin/staff/{id}", Needs(ManageUsers)),
+    ("POST", "/admin/staff/{id}", Needs(ManageUsers)),
+    ("POST", "/admin/staff/{id}/disabled", Needs(ManageUsers)),
+    ("POST", "/admin/staff/{id}/password", Needs(ManageUsers)),
+    ("POST", "/admin/staff/{id}/totp", Needs(ManageUsers)),
+    ("GET", "/admin/sites", Needs(ManageUsers)),
+    ("POST", "/admin/sites", Needs(ManageUsers)),
+    ("GET", "/admin/sites/{id}", Needs(ManageUsers)),
+    ("POST", "/admin/sites/{id}", Needs(ManageUsers)),
+    ("POST", "/admin/sites/{id}/chairs", Needs(ManageUsers)),
+    ("POST", "/admin/sites/{id}/patient-contact", Needs(ManageUsers)),
+    ("POST", "/admin/sites/{id}/on-duty", Needs(ManageUsers)),
+    ("GET", "/admin/settings", SignedIn),
+    ("POST", "/admin/settings/relapse-watch", Needs(ManageUsers)),
+    ("POST", "/admin/settings/home-pre-dose", Needs(ManageUsers)),
+    ("POST", "/admin/settings/alert-escalation", Needs(ManageUsers)),
+    ("POST", "/admin/settings/sites/{id}/safety-rules", Needs(PlanTreatment)),
+    ("POST", "/admin/settings/sites/{id}/pk-threshold", Needs(PlanTreatment)),
+    ("POST", "/admin/settings/sites/{id}/discharge", Needs(PlanTreatment)),
 ];
 
 pub fn rule_for(method: &Method, path: &str) -> Option<Access> {

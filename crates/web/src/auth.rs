@@ -332,6 +332,10 @@ pub async fn csrf_guard(State(st): State<AppState>, req: Request, next: Next) ->
         // form posts; then the browser-set Sec-Fetch-Site must vouch that it is same-origin.
         let same_origin_fetch = h.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("same-origin");
         if (origin == "null" && !same_origin_fetch) || (origin != "null" && origin_host != host) {
+            // A person at a browser gets a page saying what to do (usually: use HTTPS).
+            if !req.uri().path().starts_with("/api/") {
+                return crate::pages::other_site_page(host);
+            }
             return forbidden("the request came from another site");
         }
     }

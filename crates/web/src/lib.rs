@@ -12,6 +12,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod pages;
 pub mod reminders;
+pub mod serving;
 pub mod ui;
 
 use std::time::Duration;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub break_glass_minutes: i64,
     /// How check-in reminders are delivered, and the public URL their links use.
     pub reminders: reminders::Reminders,
+    /// Reverse proxies whose `X-Forwarded-For`/`X-Forwarded-Host` are believed (`serving`).
+    pub trusted_proxies: serving::TrustedProxies,
 }
 
 impl AppState {
@@ -44,12 +47,19 @@ impl AppState {
             throttle: Default::default(),
             break_glass_minutes: 60,
             reminders: reminders::Reminders::log_only("http://localhost:8080"),
+            trusted_proxies: serving::TrustedProxies::default(),
         }
     }
 
     /// Sets how reminders are delivered (SMTP, a text provider, or log-only with an outbox).
     pub fn with_reminders(mut self, r: reminders::Reminders) -> Self {
         self.reminders = r;
+        self
+    }
+
+    /// Believes forwarding headers from these reverse proxies (see `serving`).
+    pub fn with_trusted_proxies(mut self, p: serving::TrustedProxies) -> Self {
+        self.trusted_proxies = p;
         self
     }
 }
@@ -100,6 +110,8 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::csrf_guard))
         .layer(axum::middleware::from_fn_with_state(state.clone(), audit_reads_per_request))
+        // First of all: a trusted proxy's forwarding headers give the browser's address and host.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), serving::forwarded_from_trusted_proxy))
         .with_state(state);
     with_outer_layers(app, REQUEST_TIMEOUT)
 }

@@ -46,6 +46,23 @@ pub fn forbidden_page(detail: &str) -> Response {
     (axum::http::StatusCode::FORBIDDEN, page("Not allowed for your role", &body)).into_response()
 }
 
+/// A form refused because the browser did not show it came from Keta's own pages (issue 15).
+/// Over plain HTTP from another machine on the clinic's network this is what happens: browsers
+/// send the proof (`Origin`, `Sec-Fetch-Site`) and keep the `Secure` sign-in cookie only for
+/// HTTPS (or the server's own loopback address). The page says what to do instead of showing
+/// raw JSON.
+pub fn other_site_page(host: &str) -> Response {
+    let body = format!(
+        r#"<p class="error" role="alert">Keta refused this form: your browser did not show that it came from Keta's own pages, so nothing was saved.</p>
+<p><strong>Opened Keta from another computer or tablet with an address starting <code>http://</code>?</strong> That is the cause: staff sign-in works only over HTTPS, or on the server itself at <code>http://127.0.0.1</code>. Open Keta at <code>https://{host}/</code> instead.</p>
+<p>If that address does not answer, ask whoever runs the server to serve Keta over HTTPS: <code>keta serve --tls-cert cert.pem --tls-key key.pem</code>, or behind the clinic's reverse proxy (see <code>docs/serving.md</code>).</p>
+<p>Came here from a link in an e-mail or another web site? Do not resubmit; open Keta yourself and try again.</p>
+<p><a href="/login">Back to sign-in</a></p>"#,
+        host = esc(host)
+    );
+    (axum::http::StatusCode::FORBIDDEN, page("This form came from another site", &body)).into_response()
+}
+
 fn error_block(msg: Option<&str>) -> String {
     msg.map(|m| format!(r#"<p class="error" role="alert">{}</p>"#, esc(m))).unwrap_or_default()
 }

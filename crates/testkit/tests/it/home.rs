@@ -127,6 +127,14 @@ async fn a_home_dose_goes_from_screen_through_sitter_to_log_and_the_supply_is_he
             )
             .await;
         assert_eq!(r.status(), 200);
+        // Issue 15: the review closes the refusal's alert, with the review's note.
+        let alerts = open_alerts(&app, &c).await;
+        assert!(!alerts.iter().any(|a| a["rule"] == "home_pre_dose_refused"), "still open: {alerts:?}");
+        // The chart shows what was done about it, and how to reach the sitter.
+        let chart = app.get(&format!("/patients/{}", c.patient.0)).await.text().await.unwrap();
+        assert!(chart.contains("Recently acknowledged alerts"), "{chart}");
+        assert!(chart.contains("Refused pre-dose screen reviewed: Phoned; BP rechecked 132/84"), "{chart}");
+        assert!(chart.contains(SITTER_EMAIL), "the sitter's contact is on the chart");
 
         // Tomorrow: today's PHQ-9 was missed, tomorrow's links go out.
         clock.advance(Duration::days(1));
@@ -196,6 +204,12 @@ async fn a_home_dose_goes_from_screen_through_sitter_to_log_and_the_supply_is_he
         let (status, html) = submit(&app, &second, &[("action", "log"), ("units", "1"), ("units_left", "9")]).await;
         assert_eq!(status, 200, "{html}");
         assert!(html.contains("your dose is logged"), "{html}");
+        // Issue 15: emergency services first for a medical emergency, the crisis line for a
+        // mental-health crisis (it used to offer the crisis line first for both).
+        assert!(
+            html.contains("cannot stay awake), call your local emergency number now. If you feel unsafe"),
+            "{html}"
+        );
         assert_eq!(page(&app, &second).await.0, StatusCode::GONE);
 
         let p = programme(&app, &c).await;
@@ -528,6 +542,10 @@ async fn a_dose_logged_above_the_plan_raises_an_urgent_alert_and_the_page_shows_
         // Two taken instead of one; the count is honest, so the log reconciles.
         let (status, html) = submit(&app, &link, &[("action", "log"), ("units", "2"), ("units_left", "8")]).await;
         assert_eq!(status, 200, "{html}");
+        // Issue 15: not a plain thank-you: what was taken against the plan, what to do, and
+        // that the clinic was told.
+        assert!(html.contains("more than planned") && html.contains("You logged 200 mg"), "{html}");
+        assert!(html.contains("Do not take any more today") && html.contains("Your care team has been told"), "{html}");
         sign_in(&app, &clock, c.login_as(Role::Prescriber)).await;
         let alerts = open_alerts(&app, &c).await;
         let more: Vec<_> = alerts.iter().filter(|a| a["rule"] == "home_dose_more_than_planned").collect();

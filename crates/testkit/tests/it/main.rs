@@ -10,6 +10,7 @@
 //! * one module per area for the rest (`chair_gates`, `dosing`, `ledger`, `notes`, `checkins`,
 //!   `home`, `outcomes`, ...), named after what it tests.
 
+mod admin;
 mod api;
 mod backup;
 mod calendar;
@@ -35,5 +36,6 @@ mod pk_ui;
 mod rems;
 mod schema_parity;
 mod security;
+mod serving;
 mod stories;
 mod time_zones;

@@ -450,7 +450,7 @@ async fn reads_are_audited_and_the_auditor_can_report_on_them() {
 #[tokio::test]
 async fn page_authorisation_matrix_covers_every_screen_and_role() {
     use keta_web::access_rules::PAGE_RULES;
-    let src = include_str!("../../../web/src/ui/mod.rs");
+    let src = [include_str!("../../../web/src/ui/mod.rs"), include_str!("../../../web/src/ui/admin/mod.rs")].concat();
     let mut declared = Vec::new();
     for line in src.lines().map(str::trim).filter(|l| l.starts_with(".route(\"")) {
         let path = line.split('"').nth(1).unwrap().to_string();

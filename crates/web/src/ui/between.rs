@@ -533,9 +533,14 @@ fn screen_outcome(s: &PreDoseScreen) -> (&'static str, &'static str) {
 
 fn screen_row(clock: &SiteClock, s: &PreDoseScreen, form: Option<(&FormData, &Errors)>) -> ScreenRow {
     let (outcome, outcome_class) = screen_outcome(s);
+    // Issue 15: the sitter's contact, so staff can reach them from the chart.
+    let who = match s.sitter_contact.as_deref().filter(|c| !c.trim().is_empty()) {
+        Some(contact) => format!("{} ({contact})", s.sitter_name),
+        None => s.sitter_name.clone(),
+    };
     let sitter = match s.sitter_confirmed_at {
-        Some(t) => format!("{}, confirmed {}", s.sitter_name, clock.datetime(t)),
-        None => format!("{}, not confirmed", s.sitter_name),
+        Some(t) => format!("{who}, confirmed {}", clock.datetime(t)),
+        None => format!("{who}, not confirmed"),
     };
     ScreenRow {
         id: s.id,

@@ -36,6 +36,15 @@ pub(crate) struct AlertView {
     pub session_href: Option<String>,
 }
 
+/// An acknowledged alert on the chart: what was done, by whom, when (issue 15).
+pub(crate) struct AckView {
+    pub level: &'static str,
+    pub message: String,
+    pub raised: String,
+    pub acknowledged: String,
+    pub note: String,
+}
+
 pub(crate) struct OutcomeView {
     pub course: String,
     pub instrument: String,
@@ -142,6 +151,8 @@ struct ChartPage {
     can_record: bool,
     can_questionnaire: bool,
     alerts: Vec<AlertView>,
+    /// The latest acknowledged alerts with their notes.
+    acknowledged: Vec<AckView>,
     flags: Vec<Flag>,
     outcomes: Vec<OutcomeView>,
     charts: Vec<Trajectory>,
@@ -376,6 +387,7 @@ async fn chart_page_with(
         can_record: actor.can(Permission::RecordSession),
         can_questionnaire: actor.can(Permission::EnterQuestionnaire),
         alerts: vec![],
+        acknowledged: vec![],
         flags: vec![],
         outcomes: vec![],
         charts: vec![],
@@ -405,6 +417,36 @@ async fn chart_page_with(
     page.between = Some(super::between::build(st, user, &c, &clock, now, &mut input).await?);
 
     page.alerts = c.open_alerts.iter().map(|a| alert_view(a, &clock)).collect();
+    let recent = st
+        .store
+        .list_alerts(
+            &user.actor,
+            keta_store::alerts::AlertQuery {
+                patient_id: Some(c.patient.id),
+                open_only: false,
+                limit: 20,
+                ..Default::default()
+            },
+        )
+        .await?;
+    page.acknowledged = recent
+        .iter()
+        .filter_map(|a| {
+            let at = a.acknowledged_at?;
+            Some(AckView {
+                level: alert_view(a, &clock).level,
+                message: a.message.clone(),
+                raised: clock.datetime(a.raised_at),
+                acknowledged: format!(
+                    "{} by {}",
+                    clock.datetime(at),
+                    a.acknowledged_by.as_deref().unwrap_or("unknown")
+                ),
+                note: a.acknowledgement_note.clone().unwrap_or_else(|| "No note".into()),
+            })
+        })
+        .take(5)
+        .collect();
     page.flags = chart_flags(&c);
 
     let course_label = |cid| {

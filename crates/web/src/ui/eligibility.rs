@@ -94,6 +94,8 @@ struct MsmFragment {
 #[template(path = "patients/eligibility.html")]
 struct EligibilityPage {
     chrome: Chrome,
+    /// The Maudsley score last saved with an assessment, in words (issue 15: it was shown nowhere).
+    saved_msm: Option<String>,
     id: i64,
     name: String,
     mrn: String,
@@ -320,7 +322,14 @@ async fn page(
         }
     }
 
+    let saved_msm = chart
+        .eligibility
+        .iter()
+        .filter_map(|a| a.maudsley.as_ref().map(|m| (a.assessed_at, m)))
+        .max_by_key(|(at, _)| *at)
+        .map(|(at, m)| format!("{} of 15 ({}), saved {}", m.total, m.band.label, clock.datetime(at)));
     Ok(EligibilityPage {
+        saved_msm,
         chrome: Chrome::new(user, format!("Eligibility · {}", chart.patient.display_name()), Area::Patients),
         id: id.0,
         name: chart.patient.display_name(),

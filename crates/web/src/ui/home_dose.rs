@@ -33,6 +33,36 @@ struct PreDosePage {
     open_until: String,
     /// The dose planned for this session, in words, when the clinic planned one.
     planned: Option<String>,
+    /// The clinic's number for patients, when the site gave one.
+    clinic_phone: Option<String>,
+    /// Just after logging a dose other than the plan: what it was, and whether the clinic was told.
+    dose_note: Option<DoseNote>,
+}
+
+pub(crate) struct DoseNote {
+    pub more: bool,
+    pub taken: String,
+    pub planned: String,
+    pub clinic_told: bool,
+}
+
+fn dose_note(l: keta_store::home::DoseLogged) -> Option<DoseNote> {
+    use keta_domain::home_dosing::PlannedDoseCheck as C;
+    match l.check {
+        C::MoreThanPlanned { taken, planned } => Some(DoseNote {
+            more: true,
+            taken: taken.to_string(),
+            planned: planned.to_string(),
+            clinic_told: l.clinic_told,
+        }),
+        C::LessThanPlanned { taken, planned } => Some(DoseNote {
+            more: false,
+            taken: taken.to_string(),
+            planned: planned.to_string(),
+            clinic_told: l.clinic_told,
+        }),
+        C::NoPlan | C::AsPlanned => None,
+    }
 }
 
 /// "Your planned dose today is 200 mg: 2 of your 100 mg tablets or troches."
@@ -87,6 +117,8 @@ async fn pre_dose_page(
         crisis: Crisis::of(&o.site),
         open_until: super::checkin::when(&o.site, o.link.expires_at),
         planned,
+        clinic_phone: o.site.clinic_phone.clone(),
+        dose_note: None,
     })
 }
 
@@ -179,9 +211,10 @@ pub async fn post_page(st: &AppState, o: OpenedLink, token: &str, form: FormData
                 units_left: u32::try_from(left).unwrap_or(u32::MAX),
             };
             match st.store.log_home_dose(token, d).await {
-                Ok(()) => {
+                Ok(logged) => {
                     super::live::publish(Some(o.link.site_id));
-                    let page = pre_dose_page(st, &o, token, FormData::empty(), Errors::new()).await?;
+                    let mut page = pre_dose_page(st, &o, token, FormData::empty(), Errors::new()).await?;
+                    page.dose_note = dose_note(logged);
                     return Ok(render_status(StatusCode::OK, &page));
                 }
                 Err(e) => errors.absorb(e)?,

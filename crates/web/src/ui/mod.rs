@@ -20,6 +20,7 @@ pub mod live;
 pub mod page;
 pub mod trajectory;
 
+mod admin;
 mod audit;
 mod between;
 mod calendar;
@@ -116,6 +117,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/outcomes/durability", get(durability::get_durability))
         .route("/audit", get(audit::get_report))
         .route("/patients/{id}/access-log", get(audit::get_access_log))
+        .merge(admin::routes())
         // Unknown pages get the HTML error page (the API keeps its problem+json fallback).
         .fallback(|| async { page::UiError::NotFound("That page".into()) })
         .route_layer(axum::middleware::from_fn_with_state(state, crate::access_rules::access_guard))

@@ -23,6 +23,7 @@ pub enum Area {
     Today,
     Patients,
     Outcomes,
+    Admin,
     None,
 }
 
@@ -39,6 +40,8 @@ pub struct Chrome {
     pub can_register: bool,
     pub can_view_clinical: bool,
     pub can_view_audit: bool,
+    /// Administrators (accounts, sites, clinic settings) and prescribers (clinical rules).
+    pub can_administer: bool,
 }
 
 impl Chrome {
@@ -54,12 +57,16 @@ impl Chrome {
             can_register: user.actor.can(Permission::EditDemographics),
             can_view_clinical: user.actor.can(Permission::ViewClinical),
             can_view_audit: user.actor.can(Permission::ViewAudit),
+            can_administer: user.actor.can(Permission::ManageUsers) || user.actor.can(Permission::PlanTreatment),
         }
     }
     pub fn is(&self, area: &str) -> bool {
         matches!(
             (area, self.area),
-            ("today", Area::Today) | ("patients", Area::Patients) | ("outcomes", Area::Outcomes)
+            ("today", Area::Today)
+                | ("patients", Area::Patients)
+                | ("outcomes", Area::Outcomes)
+                | ("admin", Area::Admin)
         )
     }
     /// A fresh one-time token for one form (the hidden `form_token` field): a second
