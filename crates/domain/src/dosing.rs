@@ -71,6 +71,16 @@ impl DoseAmount {
             DoseAmount::MgPerH(_) => DoseBasis::MgPerH,
         }
     }
+    /// What the value measures, for its plausible range.
+    pub fn quantity(self) -> Quantity {
+        match self {
+            DoseAmount::MgPerKg(_) => Quantity::MgPerKg,
+            DoseAmount::Mg(_) => Quantity::Mg,
+            DoseAmount::MgPerKgPerH(_) => Quantity::MgPerKgPerH,
+            DoseAmount::MgPerH(_) => Quantity::MgPerH,
+        }
+    }
+
     pub fn value(self) -> f64 {
         match self {
             DoseAmount::MgPerKg(v) => v.0,
@@ -300,13 +310,7 @@ pub fn calculate(req: &DoseRequest, protocol: Option<&Protocol>) -> Result<DoseC
     let mut v = Validator::new();
     // The same entry range as a recorded weight: catches lb-for-kg and typos.
     crate::plausible::check(&mut v, "weight_kg", crate::plausible::ranges().body_weight(req.weight_kg));
-    let dose_unit = match req.dose {
-        DoseAmount::MgPerKg(_) => Quantity::MgPerKg,
-        DoseAmount::Mg(_) => Quantity::Mg,
-        DoseAmount::MgPerKgPerH(_) => Quantity::MgPerKgPerH,
-        DoseAmount::MgPerH(_) => Quantity::MgPerH,
-    };
-    bounded(&mut v, dose_unit, req.dose.value(), "dose", "the dose");
+    bounded(&mut v, req.dose.quantity(), req.dose.value(), "dose", "the dose");
     if let Some(c) = req.vial_mg_per_ml {
         bounded(&mut v, Quantity::MgPerMl, c.0, "vial_mg_per_ml", "the vial concentration");
     }

@@ -16,13 +16,31 @@ use crate::patient::WeightType;
 use crate::protocols::{DoseBasis, Protocol};
 use crate::units::{Kilograms, MgPerKg, MgPerMl, Milligrams, Millilitres, Minutes};
 
-/// Input bounds (plausibility, not clinical limits: the protocol's limits apply too).
-pub const MAX_MG_PER_KG: f64 = 5.0;
-pub const MAX_MG: f64 = 1000.0;
+// Input bounds are plausibility, not clinical limits (the protocol's limits apply too). The
+// amounts come from `data/rules/plausible-ranges.toml`: a dose up to the highest mg/kg the
+// reference reports (clinical-reference §2.4) and the planned-dose ceiling, a bag and a vial
+// concentration up to the [quantities] bounds.
+
+/// The highest dose an order may name, in mg/kg.
+pub fn max_mg_per_kg() -> f64 {
+    crate::plausible::ranges().planned_dose.highest_reported_mg_per_kg
+}
+
+/// The highest dose an order may name, in mg (the planned-dose ceiling).
+pub fn max_mg() -> f64 {
+    crate::plausible::ranges().planned_dose_max().0
+}
+
+fn max_bag_ml() -> f64 {
+    crate::plausible::ranges().quantity_max(crate::plausible::Quantity::Ml)
+}
+
+fn max_vial_mg_per_ml() -> f64 {
+    crate::plausible::ranges().quantity_max(crate::plausible::Quantity::MgPerMl)
+}
+
 pub const MAX_DEVICES: u32 = 10;
 pub const MAX_INFUSION_MIN: i64 = 1440;
-pub const MAX_BAG_ML: f64 = 1000.0;
-pub const MAX_VIAL_MG_PER_ML: f64 = 100.0;
 /// The most rungs a titration ladder may have.
 pub const MAX_STEPS: usize = 40;
 
@@ -44,6 +62,14 @@ impl OrderDose {
             OrderDose::MgPerKg(v) => v.0,
             OrderDose::Mg(v) => v.0,
             OrderDose::Devices(n) => f64::from(n),
+        }
+    }
+    /// The largest plausible value in this dose's unit.
+    fn unit_max(self) -> f64 {
+        match self {
+            OrderDose::MgPerKg(_) => max_mg_per_kg(),
+            OrderDose::Mg(_) => max_mg(),
+            OrderDose::Devices(_) => f64::from(MAX_DEVICES),
         }
     }
     pub fn unit(self) -> &'static str {
@@ -77,19 +103,17 @@ pub struct NewCourseOrder {
     pub infusion_min: Option<Minutes>,
     /// IV: the bag's final volume, drug included (for the concentration and pump rate).
     #[serde(default)]
-    #[schema(value_type = Option<f64>, minimum = 1.0, maximum = 1000.0)]
+    #[schema(value_type = Option<f64>)]
     pub final_volume_ml: Option<Millilitres>,
     /// IV/IM: the vial concentration (for the volume to draw up).
     #[serde(default)]
-    #[schema(value_type = Option<f64>, minimum = 0.0, maximum = 100.0)]
+    #[schema(value_type = Option<f64>)]
     pub vial_mg_per_ml: Option<MgPerMl>,
     /// Titration: the step up, in the dose's unit; with `max_dose`.
     #[serde(default)]
-    #[schema(minimum = 0.0, maximum = 1000.0)]
     pub titration_step: Option<f64>,
     /// Titration: the highest dose allowed, in the dose's unit; with `titration_step`.
     #[serde(default)]
-    #[schema(minimum = 0.0, maximum = 1000.0)]
     pub max_dose: Option<f64>,
 }
 
@@ -113,14 +137,14 @@ impl NewCourseOrder {
         }
         match (self.dose, p.dose.basis) {
             (OrderDose::MgPerKg(d), DoseBasis::MgPerKg) => v.check(
-                within(d.0, 0.0, MAX_MG_PER_KG),
+                within(d.0, 0.0, max_mg_per_kg()),
                 "dose.mg_per_kg",
-                format!("give the dose in mg/kg, more than 0 and at most {MAX_MG_PER_KG}"),
+                format!("give the dose in mg/kg, more than 0 and at most {}", max_mg_per_kg()),
             ),
             (OrderDose::Mg(d), DoseBasis::Mg) => v.check(
-                within(d.0, 0.0, MAX_MG),
+                within(d.0, 0.0, max_mg()),
                 "dose.mg",
-                format!("give the dose in mg, more than 0 and at most {MAX_MG}"),
+                format!("give the dose in mg, more than 0 and at most {}", max_mg()),
             ),
             (OrderDose::Devices(n), DoseBasis::Mg) => {
                 v.check(
@@ -154,27 +178,33 @@ impl NewCourseOrder {
         if let Some(ml) = self.final_volume_ml {
             v.check(p.infusion.is_some(), "final_volume_ml", "a bag volume is only for IV infusions: leave it out");
             v.check(
-                within(ml.0, 0.0, MAX_BAG_ML),
+                within(ml.0, 0.0, max_bag_ml()),
                 "final_volume_ml",
-                format!("the bag volume must be 1-{MAX_BAG_ML} mL"),
+                format!("the bag volume must be more than 0 and at most {} mL", max_bag_ml()),
             );
         }
         if let Some(c) = self.vial_mg_per_ml {
             v.check(
-                within(c.0, 0.0, MAX_VIAL_MG_PER_ML),
+                within(c.0, 0.0, max_vial_mg_per_ml()),
                 "vial_mg_per_ml",
-                format!("the vial concentration must be more than 0 and at most {MAX_VIAL_MG_PER_ML} mg/mL"),
+                format!("the vial concentration must be more than 0 and at most {} mg/mL", max_vial_mg_per_ml()),
             );
         }
         match (self.titration_step, self.max_dose) {
             (None, None) => {}
             (Some(step), Some(max)) => {
                 let dose = self.dose.value();
-                v.check(within(step, 0.0, MAX_MG), "titration_step", "the titration step must be a positive number");
+                let top = self.dose.unit_max();
+                v.check(within(step, 0.0, top), "titration_step", "the titration step must be a positive number");
                 v.check(
-                    max.is_finite() && max >= dose && max <= MAX_MG,
+                    max.is_finite() && max >= dose && max <= top,
                     "max_dose",
-                    format!("the maximum must be at least the dose ({} {})", fmt_num(dose), self.dose.unit()),
+                    format!(
+                        "the maximum must be at least the dose ({} {unit}) and at most {} {unit}",
+                        fmt_num(dose),
+                        fmt_num(top),
+                        unit = self.dose.unit()
+                    ),
                 );
                 if matches!(self.dose, OrderDose::Devices(_)) {
                     v.check(
@@ -382,7 +412,11 @@ impl NewOrderOverride {
             "say why the dose is outside the order (1-500 characters)",
         );
         let x = self.dose.value();
-        v.check(x.is_finite() && x > 0.0 && x <= MAX_MG, "dose", "the dose must be a positive number");
+        crate::plausible::check(
+            &mut v,
+            "dose",
+            crate::plausible::ranges().quantity(self.dose.quantity(), x, "the dose"),
+        );
         v.finish()
     }
 }

@@ -147,6 +147,20 @@ fn plausible_ranges(doc: &mut OpenApi) {
             json!({"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1}),
         ),
         ("AssumedCv", "cv_percent", quantity(Quantity::CvPercent, false)),
+        ("NewCourseOrder", "final_volume_ml", nullable(quantity(Quantity::Ml, false))),
+        ("NewCourseOrder", "vial_mg_per_ml", nullable(quantity(Quantity::MgPerMl, false))),
+        (
+            "NewCourseOrder",
+            "titration_step",
+            json!({"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": r.planned_dose_max().0,
+            "description": "In the dose's unit; at most the planned-dose ceiling in mg (lower for mg/kg and devices)"}),
+        ),
+        (
+            "NewCourseOrder",
+            "max_dose",
+            json!({"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": r.planned_dose_max().0,
+            "description": "In the dose's unit; at least the dose; at most the planned-dose ceiling in mg (lower for mg/kg and devices)"}),
+        ),
         (
             "NewSession",
             "planned_dose_mg",
