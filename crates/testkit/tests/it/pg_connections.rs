@@ -143,8 +143,9 @@ async fn concurrent_audited_writes_form_one_verified_chain() {
         for w in 0..16 {
             let store = db.store.clone();
             writers.push(tokio::spawn(async move {
+                // Registration alone (one audit entry each): the chain, not the consents, is the subject.
                 for n in 0..10 {
-                    patient(&store, a, &format!("W{w:02}-{n:03}")).await;
+                    store.create_patient(&Actor::system(), new_patient(a, &format!("W{w:02}-{n:03}"))).await.unwrap();
                 }
             }));
         }
@@ -177,7 +178,7 @@ async fn the_sealer_chains_entries_without_being_asked() {
     let clock = ManualClock::at(T0);
     let Some(db) = TestDb::postgres(clock.as_clock()).await else { return };
     let a = site(&db.store, "A").await;
-    patient(&db.store, a, "A-0001").await;
+    db.store.create_patient(&Actor::system(), new_patient(a, "A-0001")).await.unwrap();
     // Normally tens of milliseconds; the bound only keeps a broken sealer from hanging the suite.
     let mut waited = 0;
     while unsealed(&db.store).await > 0 {

@@ -146,6 +146,7 @@ async fn patient_with_session(
 ) -> (PatientId, SessionId) {
     let sys = Actor::system();
     let p = s.create_patient(&sys, born(site, mrn, dob)).await.unwrap().id;
+    consent_all(s, p).await;
     s.add_weight(&sys, p, weight(70.0, date!(2026 - 10 - 29))).await.unwrap();
     let c = s
         .create_course(
