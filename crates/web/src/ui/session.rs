@@ -799,6 +799,15 @@ async fn pk_view(
             dose_started_at: s.dose_started_at,
             moaas: &moaas,
             cadss: &cadss,
+            // The scale's top: the largest total of the CADSS forms recorded (CADSS-6's if none yet).
+            cadss_max: responses
+                .iter()
+                .filter(|r| r.session_id == Some(s.id) && matches!(r.instrument.as_str(), "cadss" | "cadss6"))
+                .map(|r| r.instrument.as_str())
+                .chain(["cadss6"])
+                .filter_map(|code| catalog().get(code).and_then(|inst| inst.max_total))
+                .max()
+                .unwrap_or(0),
             clock,
         },
     );
