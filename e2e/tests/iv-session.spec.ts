@@ -11,6 +11,23 @@ import type { Page } from '@playwright/test';
 
 test.use({ freshClinic: true });
 
+// Issue 15: after an action the screen returns to the section acted on (#vitals,
+// #observations, ...) with the patient's name still in view, and that section is not hidden
+// under the sticky head or the open alerts.
+async function expectPatientInView(page: Page) {
+  await expect(page.locator('.session-head h1')).toBeInViewport();
+  const landing = await page.evaluate(() => {
+    const id = window.location.hash.slice(1);
+    const target = id ? document.getElementById(id) : null;
+    if (!target) return null;
+    const head = document.querySelector('.session-head')!.getBoundingClientRect();
+    const alerts = document.querySelector('.alerts-open');
+    const covered = Math.max(head.bottom, alerts && alerts !== target ? alerts.getBoundingClientRect().bottom : 0);
+    return { id, top: target.getBoundingClientRect().top, covered };
+  });
+  if (landing) expect(landing.top, `#${landing.id} lands below the sticky head`).toBeGreaterThanOrEqual(landing.covered - 1);
+}
+
 async function recordVitals(page: Page, v: { sys: string; dia: string; hr: string; spo2: string; rr: string }) {
   await page.getByLabel('Systolic').fill(v.sys);
   await page.getByLabel('Diastolic').fill(v.dia);
@@ -19,6 +36,7 @@ async function recordVitals(page: Page, v: { sys: string; dia: string; hr: strin
   await page.getByLabel(/^RR/).fill(v.rr);
   await page.getByRole('button', { name: 'Record vitals' }).click();
   await expect(page.getByRole('table', { name: /Vital signs/ }).getByRole('row').nth(1)).toContainText(`${v.sys}/${v.dia}`);
+  await expectPatientInView(page);
 }
 
 test('a nurse runs a full IV ketamine session', async ({ page, signIn, server }) => {
@@ -94,6 +112,8 @@ test('a nurse runs a full IV ketamine session', async ({ page, signIn, server })
   }
   await page.getByRole('button', { name: 'Record CADSS-6' }).click();
   await expect(page.locator('#observations .timeline')).toContainText('CADSS-6 total 5');
+  await expect(page).toHaveURL(/#observations$/);
+  await expectPatientInView(page);
   await page.getByRole('radio', { name: /Lethargic response to name in normal tone/ }).check();
   await page.getByRole('button', { name: 'Record MOAA/S' }).click();
   await expect(page.locator('#observations .timeline')).toContainText('MOAA/S 4');

@@ -38,6 +38,17 @@ test('a phone check-in with item 9 positive shows crisis instructions and alerts
   await expect(phone.getByRole('navigation')).toHaveCount(0);
   await expectNoHorizontalScroll(phone, 'phone check-in');
   await expectAccessible(phone, 'phone check-in');
+  // Issue 15: a question title that wraps to two lines stays inside its card instead of
+  // straddling the card's top border.
+  const titles = await phone.locator('fieldset.p-q').evaluateAll((sets) => sets.map((f) => {
+    const legend = f.querySelector('legend')!;
+    const box = f.getBoundingClientRect();
+    const l = legend.getBoundingClientRect();
+    const lineHeight = parseFloat(getComputedStyle(legend).lineHeight);
+    return { text: legend.textContent, inside: l.top >= box.top + parseFloat(getComputedStyle(f).borderTopWidth), lines: Math.round(l.height / lineHeight) };
+  }));
+  expect(titles.some((t) => t.lines >= 2), 'a two-line question title at 390 px').toBe(true);
+  expect(titles.filter((t) => !t.inside).map((t) => t.text)).toEqual([]);
 
   // A few answers, then "finish later": they are kept for the same link.
   await phone.getByRole('group', { name: /^1\. / }).getByText('Several days', { exact: true }).click();

@@ -50,11 +50,14 @@ pub struct CurrentUser {
     pub kiosk_patient: Option<PatientId>,
     /// SHA-256 of the session token (to put the session into kiosk mode).
     pub(crate) token_hash: String,
+    /// Log-only delivery keeps the reminders in an outbox (the demo): the menu links `/outbox`.
+    pub(crate) outbox_kept: bool,
 }
 
 impl CurrentUser {
-    fn from_signed_in(s: SignedIn) -> Self {
+    fn from_signed_in(s: SignedIn, st: &AppState) -> Self {
         Self {
+            outbox_kept: st.reminders.outbox.is_some(),
             user_id: s.user.id,
             username: s.user.username.clone(),
             display_name: s.user.display_name.clone(),
@@ -210,7 +213,7 @@ impl CurrentUser {
         };
         match st.store.resolve_session(&token, st.session_policy).await {
             Ok(Ok(s)) if s.mfa_passed => {
-                let u = CurrentUser::from_signed_in(s);
+                let u = CurrentUser::from_signed_in(s, st);
                 parts.extensions.insert(u.clone());
                 Ok(u)
             }
@@ -352,7 +355,7 @@ pub async fn csrf_guard(State(st): State<AppState>, req: Request, next: Next) ->
             let csrf = s.csrf_token.clone();
             if s.mfa_passed {
                 // Handlers reuse this instead of resolving the session again.
-                req.extensions_mut().insert(CurrentUser::from_signed_in(s));
+                req.extensions_mut().insert(CurrentUser::from_signed_in(s, &st));
             }
             csrf
         }

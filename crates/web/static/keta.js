@@ -100,7 +100,31 @@
     escalations();
   }
 
+  // The session screen keeps the patient's name in view (issue 15): its head is sticky, open
+  // alerts stick below it, and a section reached after an action (/sessions/1#vitals) lands
+  // below both instead of under them. CSS reads the heights from these variables.
+  function stickyHeads() {
+    var head = document.querySelector('.session-head');
+    if (!head) return;
+    var alerts = document.querySelector('.alerts-open');
+    var root = document.documentElement.style;
+    function measure() {
+      root.setProperty('--session-head-h', head.offsetHeight + 'px');
+      root.setProperty('--alerts-h', (alerts ? alerts.offsetHeight : 0) + 'px');
+    }
+    measure();
+    if ('ResizeObserver' in window) {
+      var ro = new ResizeObserver(measure);
+      ro.observe(head);
+      if (alerts) ro.observe(alerts);
+    }
+    // The browser may have jumped to the fragment before the heights were known.
+    var target = window.location.hash ? document.getElementById(window.location.hash.slice(1)) : null;
+    if (target) target.scrollIntoView();
+  }
+
   function start() {
+    stickyHeads();
     tick();
     window.setInterval(tick, 1000);
     escalations();

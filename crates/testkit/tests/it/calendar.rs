@@ -336,3 +336,55 @@ async fn the_front_desk_books_through_the_api_and_the_calendar_page_shows_it() {
     assert!(html.contains("10:00–12:00") && html.contains("Test-A-1531"), "the week shows the booked sessions");
     assert!(html.contains("Book a course"));
 }
+
+/// Issue 15: arrivals are the front desk's, but Today's schedule sent them to the session
+/// screen (403: it is clinical). Today now gives the front desk an "Arrived" button for a
+/// booked session and no links into clinical pages (which still refuse them); nurses see the
+/// schedule on Today and the calendar, and open the session from it.
+#[tokio::test]
+async fn the_front_desk_marks_an_arrival_from_todays_schedule_and_nurses_see_the_schedule() {
+    use keta_testkit::{seed_staff, spawn_app};
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0);
+        let s = &db.store;
+        let a = site(s, "A").await;
+        let staff = seed_staff(s, &[a]).await;
+        let (p, c) = iv_course(s, a, "A-1541").await;
+        // 15:00 in Chicago on T0's day: today's first session of the course.
+        let id = s.book_course(&front_desk(&[a]), c, lib(), book("15:00", None)).await.unwrap()[0].id;
+        let app = spawn_app(s.clone()).await;
+        let arrival = format!(r#"action="/calendar/sessions/{}/arrival""#, id.0);
+        let open = format!(r#"href="/sessions/{}""#, id.0);
+
+        assert_eq!(app.login(&staff[3], T0).await.status(), 200, "front desk signs in");
+        let today = app.get("/today").await.text().await.unwrap();
+        assert!(today.contains("Test-A-1541") && today.contains(&arrival), "{:?}: an Arrived button", db.kind);
+        assert!(!today.contains(&open), "no link to the session screen, which refuses the front desk");
+        assert!(!today.contains(&format!(r#"href="/patients/{}""#, p.0)), "no link to the chart either");
+        assert_eq!(app.get(&format!("/sessions/{}", id.0)).await.status(), 403, "the session stays clinical");
+
+        let form = format!("csrf_token=x&form_token=arrival-{}&back=today", id.0);
+        let r = app
+            .request(reqwest::Method::POST, &format!("/calendar/sessions/{}/arrival", id.0))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        assert_eq!(r.headers()["location"], "/today", "back to Today, where the patient is now on the board");
+        assert_eq!(s.get_session(&Actor::system(), id).await.unwrap().state, SessionState::CheckedIn);
+        let today = app.get("/today").await.text().await.unwrap();
+        assert!(today.contains("Checked in") && !today.contains(&arrival), "arrived once: no second button");
+
+        app.logout_locally();
+        assert_eq!(app.login(&staff[2], T0).await.status(), 200, "the nurse signs in");
+        let today = app.get("/today").await.text().await.unwrap();
+        assert!(today.contains("Test-A-1541") && today.contains(&open), "the nurse opens the session from Today");
+        assert!(!today.contains(&arrival));
+        let cal = app.get("/calendar?from=2026-11-02&view=day").await;
+        assert_eq!(cal.status(), 200);
+        assert!(cal.text().await.unwrap().contains("Test-A-1541"), "the nurse sees the schedule on the calendar");
+    }
+}

@@ -621,3 +621,33 @@ async fn the_session_screen_asks_for_a_reason_on_another_day_and_takes_a_prescri
         assert!(note.contains("Rebooked at the patient's request") && note.contains("Prescriber override"), "{note}");
     }
 }
+
+/// Issue 15: the session screen's vitals table highlights the readings the site's safety
+/// rules flag (the alerts' own thresholds), and only those.
+#[tokio::test]
+async fn the_vitals_table_highlights_the_readings_the_safety_rules_flag() {
+    let rules = keta_domain::alerts::SafetyRules::builtin();
+    let (sys, dia) = (rules.pre_dose_bp.systolic_above_mmhg.0, rules.pre_dose_bp.diastolic_above_mmhg.0);
+    let floor = rules.spo2_floor.below_pct.0;
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0);
+        let s = &db.store;
+        let a = site(s, "A").await;
+        let staff = seed_staff(s, &[a]).await;
+        let app = spawn_app(s.clone()).await;
+        assert_eq!(app.login(staff.iter().find(|x| x.role == Role::Nurse).unwrap(), clock.now()).await.status(), 200);
+        let (_, sess) = dosed_session(s, a, "A-1807", T0).await;
+        for spo2 in [floor, floor - 1.0] {
+            clock.advance(Duration::minutes(5));
+            let v = json!({"systolic_mmhg": sys, "diastolic_mmhg": dia, "spo2_pct": spo2});
+            assert_eq!(app.post_json(&format!("/api/v1/sessions/{sess}/vitals"), &v).await.status(), 201);
+        }
+        let html = app.get(&format!("/sessions/{sess}")).await.text().await.unwrap();
+        assert_eq!(html.matches("class=\"vital-abnormal\"").count(), 1, "{:?}: only the low SpO2", db.kind);
+        assert!(
+            html.contains("abnormal: SpO2") && html.contains("below the floor"),
+            "the reason is said, not only coloured"
+        );
+    }
+}

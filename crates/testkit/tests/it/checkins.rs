@@ -1076,14 +1076,23 @@ async fn the_outbox_is_for_clinical_staff_and_only_where_reminders_are_kept() {
     let s = &db.store;
     let c = clinic(s, Route::IvRacemic, T0.date(), &[]).await;
     let app = spawn_app(s.clone()).await; // log-only with an outbox, as in the demo
+    let menu_link = r#"<a href="/outbox""#;
     sign_in(&app, &clock, c.login_as(Role::FrontDesk)).await;
     assert_eq!(app.get("/outbox").await.status(), StatusCode::FORBIDDEN);
-    sign_in(&app, &clock, c.login_as(Role::Prescriber)).await;
-    assert_eq!(app.get("/outbox").await.status(), StatusCode::OK);
+    assert!(!app.get("/today").await.text().await.unwrap().contains(menu_link), "front desk: no outbox in the menu");
+    for role in [Role::Prescriber, Role::Nurse] {
+        sign_in(&app, &clock, c.login_as(role)).await;
+        assert_eq!(app.get("/outbox").await.status(), StatusCode::OK);
+        // The demo's outbox is reachable from the menu on every page, not only by typing its address.
+        assert!(app.get("/today").await.text().await.unwrap().contains(menu_link), "{role:?}: outbox in the menu");
+    }
+    let outbox = app.get("/outbox").await.text().await.unwrap();
+    assert!(outbox.contains(r#"<a href="/outbox" aria-current="page""#), "the menu marks the outbox as current");
 
     let serving =
         spawn_app_with(s.clone(), |url| Reminders::with_delivery(keta_notify::Delivery::log_only(), url.to_string()))
             .await;
     sign_in(&serving, &clock, c.login_as(Role::Prescriber)).await;
     assert_eq!(serving.get("/outbox").await.status(), StatusCode::NOT_FOUND);
+    assert!(!serving.get("/today").await.text().await.unwrap().contains(menu_link), "no outbox, no menu link");
 }

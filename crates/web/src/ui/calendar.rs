@@ -233,6 +233,8 @@ async fn after(
 ) -> UiResult<Response> {
     let q = back_query(&form);
     match r {
+        // An arrival marked from Today's schedule goes back there (the patient is on the board).
+        Ok(()) if form.get("back") == "today" => Ok(see_other("/today")),
         Ok(()) => Ok(see_other(back_url(&q))),
         Err(e) => {
             let mut errors = Errors::new();

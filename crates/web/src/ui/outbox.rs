@@ -44,7 +44,7 @@ pub async fn get_outbox(State(st): State<AppState>, user: CurrentUser) -> UiResu
         }));
     }
     messages.reverse();
-    Ok(render(&OutboxPage { chrome: Chrome::new(&user, "Reminder outbox", Area::None), messages }))
+    Ok(render(&OutboxPage { chrome: Chrome::new(&user, "Reminder outbox", Area::Outbox), messages }))
 }
 
 #[cfg(test)]

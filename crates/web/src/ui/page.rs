@@ -24,6 +24,7 @@ pub enum Area {
     Patients,
     Outcomes,
     Admin,
+    Outbox,
     None,
 }
 
@@ -42,6 +43,8 @@ pub struct Chrome {
     pub can_view_audit: bool,
     /// Administrators (accounts, sites, clinic settings) and prescribers (clinical rules).
     pub can_administer: bool,
+    /// The demo's reminder outbox (log-only delivery), for clinical staff who may open it.
+    pub shows_outbox: bool,
 }
 
 impl Chrome {
@@ -58,6 +61,8 @@ impl Chrome {
             can_view_clinical: user.actor.can(Permission::ViewClinical),
             can_view_audit: user.actor.can(Permission::ViewAudit),
             can_administer: user.actor.can(Permission::ManageUsers) || user.actor.can(Permission::PlanTreatment),
+            // The same permission `get_outbox` requires: every patient's working link is on it.
+            shows_outbox: user.outbox_kept && user.actor.can(Permission::ViewClinical),
         }
     }
     pub fn is(&self, area: &str) -> bool {
@@ -67,6 +72,7 @@ impl Chrome {
                 | ("patients", Area::Patients)
                 | ("outcomes", Area::Outcomes)
                 | ("admin", Area::Admin)
+                | ("outbox", Area::Outbox)
         )
     }
     /// A fresh one-time token for one form (the hidden `form_token` field): a second

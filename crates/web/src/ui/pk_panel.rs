@@ -27,13 +27,16 @@ const STEP_MIN: f64 = 2.0;
 const BAND_PATIENTS: usize = 300;
 
 pub const WIDTH: f64 = 720.0;
-pub const HEIGHT: f64 = 330.0;
+pub const HEIGHT: f64 = 384.0;
 const LEFT: f64 = 52.0;
 const RIGHT: f64 = 110.0;
 const TOP: f64 = 14.0;
 const PLOT_BOTTOM: f64 = 222.0;
 const MOAAS_ROW: f64 = 262.0;
-const CADSS_ROW: f64 = 294.0;
+/// CADSS has a scale of its own (issue 15: a row of labelled dots had none): 0 at the
+/// bottom, the instrument's maximum total at the top.
+const CADSS_TOP: f64 = 286.0;
+const CADSS_BOTTOM: f64 = 346.0;
 
 /// What the prediction is of: the dose as recorded (or planned).
 pub struct DoseInput {
@@ -196,8 +199,12 @@ pub struct PkChart {
     pub strip_label_x: String,
     pub moaas_row: String,
     pub moaas_label_y: String,
-    pub cadss_row: String,
+    pub cadss_top: String,
+    pub cadss_bottom: String,
     pub cadss_label_y: String,
+    /// The CADSS scale: 0, half and the maximum total, right of the plot.
+    pub cadss_ticks: Vec<Tick>,
+    pub cadss_tick_x: String,
     pub moaas: Vec<Marker>,
     pub cadss: Vec<Marker>,
 }
@@ -245,6 +252,8 @@ pub struct PanelInput<'a> {
     pub dose_started_at: Option<OffsetDateTime>,
     pub moaas: &'a [Observed],
     pub cadss: &'a [Observed],
+    /// The highest total the CADSS form in use can reach (the instrument's `max_total`).
+    pub cadss_max: i32,
     pub clock: &'a SiteClock,
 }
 
@@ -323,14 +332,17 @@ pub fn build(p: &mut PkPanel, i: PanelInput<'_>) {
     });
 
     let minutes_of = |at: OffsetDateTime| i.dose_started_at.map(|d| (at - d).as_seconds_f64() / 60.0);
-    let markers = |obs: &[Observed], row: f64, name: &str| -> Vec<Marker> {
+    let cadss_max = f64::from(i.cadss_max.max(1));
+    let cadss_y = |v: f64| CADSS_BOTTOM - v.clamp(0.0, cadss_max) / cadss_max * (CADSS_BOTTOM - CADSS_TOP);
+    let markers = |obs: &[Observed], row: &dyn Fn(f64) -> f64, name: &str| -> Vec<Marker> {
         obs.iter()
             .filter_map(|o| {
                 let m = minutes_of(o.at)?;
+                let at = row(f64::from(o.score));
                 (0.0..=SPAN_MIN).contains(&m).then(|| Marker {
                     x: f(x(m)),
-                    y: f(row),
-                    label_y: f(row - 9.0),
+                    y: f(at),
+                    label_y: f(at - 7.0),
                     label: o.score.to_string(),
                     title: format!(
                         "{name} {} at {} ({} min after the dose started)",
@@ -387,10 +399,16 @@ pub fn build(p: &mut PkPanel, i: PanelInput<'_>) {
         strip_label_x: f(LEFT - 6.0),
         moaas_row: f(MOAAS_ROW),
         moaas_label_y: f(MOAAS_ROW + 4.0),
-        cadss_row: f(CADSS_ROW),
-        cadss_label_y: f(CADSS_ROW + 4.0),
-        moaas: markers(i.moaas, MOAAS_ROW, "MOAA/S"),
-        cadss: markers(i.cadss, CADSS_ROW, "CADSS"),
+        cadss_top: f(CADSS_TOP),
+        cadss_bottom: f(CADSS_BOTTOM),
+        cadss_label_y: f((CADSS_TOP + CADSS_BOTTOM) / 2.0 + 4.0),
+        cadss_ticks: [0.0, cadss_max / 2.0, cadss_max]
+            .iter()
+            .map(|&v| Tick { pos: f(cadss_y(v) + 4.0), label: num(v) })
+            .collect(),
+        cadss_tick_x: f(WIDTH - RIGHT + 6.0),
+        moaas: markers(i.moaas, &|_| MOAAS_ROW, "MOAA/S"),
+        cadss: markers(i.cadss, &cadss_y, "CADSS"),
     });
 
     let peak = sim
@@ -481,6 +499,7 @@ mod tests {
         let clock = SiteClock::utc();
         let t0 = time::macros::datetime!(2026-11-02 10:00 UTC);
         let moaas = [Observed { at: t0 + time::Duration::minutes(20), score: 4 }];
+        let cadss = [0, 12, 24].map(|score| Observed { at: t0 + time::Duration::minutes(30), score });
         build(
             &mut p,
             PanelInput {
@@ -488,7 +507,8 @@ mod tests {
                 basis: "b".into(),
                 dose_started_at: Some(t0),
                 moaas: &moaas,
-                cadss: &[],
+                cadss: &cadss,
+                cadss_max: 24,
                 clock: &clock,
             },
         );
@@ -498,6 +518,12 @@ mod tests {
         assert!(c.band.is_none());
         assert!(c.effect.is_some());
         assert_eq!(c.moaas.len(), 1);
+        // Issue 15: CADSS is drawn on its own scale, labelled 0 to the maximum total.
+        let labels: Vec<&str> = c.cadss_ticks.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(labels, ["0", "12", "24"]);
+        let ys: Vec<f64> = c.cadss.iter().map(|m| m.y.parse().unwrap()).collect();
+        assert_eq!(ys, [CADSS_BOTTOM, (CADSS_TOP + CADSS_BOTTOM) / 2.0, CADSS_TOP], "a score sits at its height");
+        assert_eq!(c.cadss_ticks[2].pos, f(CADSS_TOP + 4.0));
         assert!(c.threshold_y.is_some());
     }
 

@@ -16,12 +16,12 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use keta_domain::alerts::SafetyRules;
+use keta_domain::alerts::{DosePhase, SafetyRules};
 use keta_domain::course::Route;
 use keta_domain::ids::{AlertId, SessionId};
 use keta_domain::instruments::catalog;
 use keta_domain::ledger::{EntryKind, Lot, LotId, NewAdministration, Presentation, Substance};
-use keta_domain::records::{AlertLevel, CompletedBy, NewQuestionnaireResponse, VitalsSource};
+use keta_domain::records::{AlertLevel, CompletedBy, NewQuestionnaireResponse, VitalsRecord, VitalsSource};
 use keta_domain::session::{
     AeSeverity, DecisionKind, NewAdverseEvent, NewDecision, ObservationBody, SessionAction, SessionState,
 };
@@ -95,6 +95,39 @@ pub(crate) struct VitalsRow {
     pub hr: String,
     pub spo2: String,
     pub rr: String,
+    /// Why the BP is abnormal (the alert rules' messages); empty when it is not.
+    pub bp_flag: String,
+    /// Why the SpO2 is abnormal; empty when it is not.
+    pub spo2_flag: String,
+}
+
+/// Which readings the site's session-safety rules flag (the same evaluation that raises the
+/// alerts: `SafetyRules::evaluate_vitals`, baseline = the session's first BP), as
+/// (BP reason, SpO2 reason) per reading. Heart and breathing rates have no rule in
+/// `data/rules/session-safety.toml`, so they are never flagged here.
+fn vitals_flags(rules: &SafetyRules, readings: &[VitalsRecord]) -> Vec<(String, String)> {
+    let baseline = readings.iter().filter(|r| r.vitals.systolic_mmhg.is_some()).min_by_key(|r| (r.taken_at, r.id.0));
+    let bp_rules = [&rules.pre_dose_bp.code, &rules.bp_rise_from_baseline.code, &rules.severe_hypertension.code];
+    readings
+        .iter()
+        .map(|r| {
+            let phase = match r.minutes_since_dose {
+                Some(m) if m >= 0 => DosePhase::PostDose { minutes_since_dose: m },
+                _ => DosePhase::PreDose,
+            };
+            let base = baseline.filter(|b| b.id != r.id).map(|b| &b.vitals);
+            let firings = rules.evaluate_vitals(phase, &r.vitals, base);
+            let why = |codes: &[&String]| {
+                firings
+                    .iter()
+                    .filter(|f| codes.contains(&&f.rule))
+                    .map(|f| f.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            (why(&bp_rules), why(&[&rules.spo2_floor.code]))
+        })
+        .collect()
 }
 
 pub(crate) struct AckView {
@@ -607,8 +640,11 @@ async fn session_page(
         acknowledged,
         vitals: vitals
             .iter()
+            .zip(vitals_flags(rules, &vitals))
             .rev()
-            .map(|v| VitalsRow {
+            .map(|(v, (bp_flag, spo2_flag))| VitalsRow {
+                bp_flag,
+                spo2_flag,
                 time: clock.hm(v.taken_at),
                 since: v
                     .minutes_since_dose
@@ -763,6 +799,15 @@ async fn pk_view(
             dose_started_at: s.dose_started_at,
             moaas: &moaas,
             cadss: &cadss,
+            // The scale's top: the largest total of the CADSS forms recorded (CADSS-6's if none yet).
+            cadss_max: responses
+                .iter()
+                .filter(|r| r.session_id == Some(s.id) && matches!(r.instrument.as_str(), "cadss" | "cadss6"))
+                .map(|r| r.instrument.as_str())
+                .chain(["cadss6"])
+                .filter_map(|code| catalog().get(code).and_then(|inst| inst.max_total))
+                .max()
+                .unwrap_or(0),
             clock,
         },
     );
@@ -1328,6 +1373,43 @@ mod tests {
             without_links("discharge refused: a [record it: /sessions/1#moaas]; b [set it: PUT /x]; c [other]"),
             "discharge refused: a; b; c [other]"
         );
+    }
+
+    /// Issue 15: abnormal readings are highlighted by the thresholds the alerts use, read
+    /// from the rules (here the built-in ones), not from numbers of the screen's own.
+    #[test]
+    fn the_vitals_table_flags_what_the_safety_rules_flag() {
+        let rules = SafetyRules::builtin();
+        let reading = |id: i64, mins: Option<i64>, sys: f64, dia: f64, spo2: f64| VitalsRecord {
+            id: keta_domain::ids::RecordId(id),
+            session_id: SessionId(1),
+            taken_at: time::OffsetDateTime::UNIX_EPOCH + time::Duration::minutes(id),
+            minutes_since_dose: mins,
+            vitals: VitalSigns {
+                systolic_mmhg: Some(Mmhg(sys)),
+                diastolic_mmhg: Some(Mmhg(dia)),
+                spo2_pct: Some(Percent(spo2)),
+                ..VitalSigns::default()
+            },
+            source: VitalsSource::Manual,
+        };
+        let (sys_guide, dia_guide) =
+            (rules.pre_dose_bp.systolic_above_mmhg.0, rules.pre_dose_bp.diastolic_above_mmhg.0);
+        let floor = rules.spo2_floor.below_pct.0;
+        let flags = vitals_flags(
+            rules,
+            &[
+                // At the label's pre-dose guide exactly: not above it.
+                reading(1, None, sys_guide, dia_guide, floor),
+                // Above the pre-dose guide.
+                reading(2, Some(-5), sys_guide + 1.0, dia_guide, floor),
+                // After the dose: back to the baseline, SpO2 under the floor.
+                reading(3, Some(10), sys_guide, dia_guide, floor - 1.0),
+            ],
+        );
+        assert_eq!(flags[0], (String::new(), String::new()));
+        assert!(flags[1].0.contains("label guide") && flags[1].1.is_empty(), "{flags:?}");
+        assert!(flags[2].0.is_empty() && flags[2].1.contains("below the floor"), "{flags:?}");
     }
 
     #[test]

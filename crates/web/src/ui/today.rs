@@ -97,12 +97,23 @@ pub(crate) struct ScheduleRow {
     pub state: &'static str,
     pub state_class: &'static str,
     pub session_href: String,
+    pub session_id: i64,
+    /// Booked and not yet arrived: the front desk can mark the arrival from here.
+    pub arrivable: bool,
 }
 
 pub(crate) struct SiteToday {
     pub board: Board,
     pub schedule: Vec<ScheduleRow>,
     pub site_id: i64,
+    /// Opens the chart and the session screen (both need ViewClinical): without it the
+    /// schedule names patients without linking to pages that would refuse.
+    pub clinical: bool,
+    /// Marks arrivals (the calendar's scheduling permission): the front desk checks a
+    /// patient in from the schedule, which puts them on the board.
+    pub can_arrive: bool,
+    /// For the arrival forms (also rendered into live updates, which have no page chrome).
+    pub csrf_token: String,
 }
 
 #[derive(Template)]
@@ -405,11 +416,16 @@ pub(crate) async fn build_site(
             state: state_label(s.state),
             state_class: state_class(s.state),
             session_href: format!("/sessions/{}", s.id),
+            session_id: s.id.0,
+            arrivable: s.state == SessionState::Scheduled,
         })
         .collect();
 
     Ok(SiteToday {
         site_id: site.id.0,
+        clinical,
+        can_arrive: actor.can(Permission::EditDemographics),
+        csrf_token: user.csrf_token.clone(),
         board: Board {
             site_id: site.id.0,
             site_name: site.name.clone(),
