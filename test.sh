@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every check Keta has: formatting (cargo fmt --check), the Rust workspace (unit, conformance and API suites; the
+# Every check Keta has: formatting (cargo fmt --check), clippy with warnings as errors, the Rust workspace (unit, conformance and API suites; the
 # PostgreSQL stories run when KETA_TEST_POSTGRES_URL is set), the API contract (docs/openapi.json validated, then
 # schemathesis against a demo clinic; needs python3-venv), then the browser suite in
 # e2e/ (Playwright driving Debian's Chromium against `keta demo` servers it starts).
@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 cargo fmt --all -- --check || { echo "error: unformatted code: run cargo fmt --all" >&2; exit 1; }
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 
 # Same targets and features as `cargo test --workspace`, so no dependency is compiled twice.

@@ -189,7 +189,7 @@ async fn the_second_person_check_is_someone_else_and_is_recorded_with_the_time()
             1
         );
         let listed = db.store.list_session_doses(&nurse(&[a]), sess).await.unwrap();
-        assert_eq!(listed, [r.clone()], "{:?}", db.kind);
+        assert_eq!(listed, std::slice::from_ref(&r), "{:?}", db.kind);
         // Append-only.
         let upd = db.store.write(|c| c.execute("UPDATE dose_records SET dose_mg = 1", &[])).await;
         assert!(upd.is_err(), "{:?}", db.kind);

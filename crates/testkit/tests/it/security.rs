@@ -297,7 +297,7 @@ async fn state_changes_need_our_origin_the_csrf_token_and_json() {
         .unwrap();
     assert_eq!(r.status(), 415);
     // A GET on a write-only route.
-    assert_eq!(w.app.get(&"/api/v1/sessions/1/actions".to_string()).await.status(), 405);
+    assert_eq!(w.app.get("/api/v1/sessions/1/actions").await.status(), 405);
     let list: Value = w.app.get("/api/v1/patients").await.json().await.unwrap();
     assert_eq!(list.as_array().unwrap().len(), 0, "nothing was created");
     assert_eq!(w.app.post_json("/api/v1/patients", &body).await.status(), 201, "with everything right it works");
