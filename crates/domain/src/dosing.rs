@@ -338,7 +338,8 @@ pub fn calculate(req: &DoseRequest, protocol: Option<&Protocol>) -> Result<DoseC
         }
     }
     if let Some(a) = req.age_years {
-        v.check(a <= 130, "age_years", "age must be 0-130 years");
+        let max = crate::plausible::ranges().quantity_max(Quantity::AgeYears);
+        v.check(f64::from(a) <= max, "age_years", format!("age must be 0-{max} years"));
     }
     match (&req.protocol, protocol) {
         (Some(id), Some(p)) if *id != p.id => {

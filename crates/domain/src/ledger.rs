@@ -271,10 +271,11 @@ impl Product {
         let mut v = Validator::new();
         match (self.substance, self.presentation) {
             (Substance::Ketamine, Presentation::Vial { concentration_mg_per_ml: c, ml_per_vial: ml }) => {
+                let max = crate::plausible::ranges().quantity_max(crate::plausible::Quantity::MgPerMl);
                 v.check(
-                    c.0.is_finite() && c.0 > 0.0 && c.0 <= 500.0,
+                    c.0.is_finite() && c.0 > 0.0 && c.0 <= max,
                     "presentation.concentration_mg_per_ml",
-                    "give the concentration in mg/mL (e.g. 50)",
+                    format!("give the concentration in mg/mL (e.g. 50), at most {max}"),
                 );
                 let ok = ml.0 > 0.0 && ml.0 <= 100.0 && thousandths("presentation.ml_per_vial", ml.0).is_ok();
                 v.check(ok, "presentation.ml_per_vial", "give the vial size in mL (e.g. 10), to at most 3 decimals");
