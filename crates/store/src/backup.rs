@@ -198,8 +198,8 @@ pub fn table_digest(conn: &mut dyn Conn, table: &str, key: &str, up_to: Option<i
         let Some(last) = rows.last() else { break };
         after = last.i64(0)?;
         for r in &rows {
-            h.update((r.0.len() as u64).to_le_bytes());
-            for v in &r.0[1..] {
+            h.update((r.values().len() as u64).to_le_bytes());
+            for v in &r.values()[1..] {
                 match v {
                     Value::Null => h.update(b"n"),
                     Value::Int(i) => {

@@ -7,6 +7,8 @@
 //! until the transaction ends, and SQLite (whose one writer already runs writes one at a
 //! time) runs it without the clause (docs/decisions/0004-concurrency.md).
 
+use std::sync::Arc;
+
 use crate::error::{Result, StoreError};
 
 /// A value crossing the boundary. Times are epoch milliseconds (`Int`), dates are
@@ -66,57 +68,90 @@ impl<T: Into<Value>> From<Option<T>> for Value {
     }
 }
 
-/// One result row, read by position.
+/// One result row. Columns are read by the name the query gives them (`SELECT a.id AS
+/// alert_id ...` is read as `"alert_id"`), so a query whose columns are reordered or renamed
+/// fails loudly with [`StoreError::Corrupt`] naming the column instead of reading a neighbour's
+/// value.
 #[derive(Debug, Clone)]
-pub struct Row(pub Vec<Value>);
+pub struct Row {
+    names: Arc<[String]>,
+    values: Vec<Value>,
+}
+
+/// Which column of a [`Row`] to read: its name (`"id"`), or, during the move to names, its
+/// position.
+pub trait Column: Copy + std::fmt::Display {
+    fn position(self, names: &[String]) -> Option<usize>;
+}
+impl Column for &str {
+    fn position(self, names: &[String]) -> Option<usize> {
+        names.iter().position(|n| n == self)
+    }
+}
+impl Column for usize {
+    fn position(self, names: &[String]) -> Option<usize> {
+        (self < names.len()).then_some(self)
+    }
+}
 
 impl Row {
-    fn at(&self, i: usize) -> Result<&Value> {
-        self.0.get(i).ok_or_else(|| StoreError::Corrupt(format!("column {i} missing")))
+    /// A row as a backend read it: the column names shared by every row of one result.
+    pub(crate) fn new(names: Arc<[String]>, values: Vec<Value>) -> Self {
+        debug_assert_eq!(names.len(), values.len());
+        Row { names, values }
     }
-    pub fn i64(&self, i: usize) -> Result<i64> {
-        match self.at(i)? {
+    /// Every value in query order (for hashing a whole row, as backups and the ledger chain do).
+    pub fn values(&self) -> &[Value] {
+        &self.values
+    }
+    fn at<C: Column>(&self, col: C) -> Result<&Value> {
+        col.position(&self.names)
+            .and_then(|i| self.values.get(i))
+            .ok_or_else(|| StoreError::Corrupt(format!("column {col} missing from the query's result")))
+    }
+    pub fn i64<C: Column>(&self, col: C) -> Result<i64> {
+        match self.at(col)? {
             Value::Int(v) => Ok(*v),
             Value::Bool(b) => Ok(i64::from(*b)),
-            other => Err(StoreError::Corrupt(format!("column {i}: expected integer, got {other:?}"))),
+            other => Err(StoreError::Corrupt(format!("column {col}: expected integer, got {other:?}"))),
         }
     }
-    pub fn opt_i64(&self, i: usize) -> Result<Option<i64>> {
-        match self.at(i)? {
+    pub fn opt_i64<C: Column>(&self, col: C) -> Result<Option<i64>> {
+        match self.at(col)? {
             Value::Null => Ok(None),
-            _ => self.i64(i).map(Some),
+            _ => self.i64(col).map(Some),
         }
     }
-    pub fn f64(&self, i: usize) -> Result<f64> {
-        match self.at(i)? {
+    pub fn f64<C: Column>(&self, col: C) -> Result<f64> {
+        match self.at(col)? {
             Value::Real(v) => Ok(*v),
             Value::Int(v) => Ok(*v as f64),
-            other => Err(StoreError::Corrupt(format!("column {i}: expected number, got {other:?}"))),
+            other => Err(StoreError::Corrupt(format!("column {col}: expected number, got {other:?}"))),
         }
     }
-    pub fn opt_f64(&self, i: usize) -> Result<Option<f64>> {
-        match self.at(i)? {
+    pub fn opt_f64<C: Column>(&self, col: C) -> Result<Option<f64>> {
+        match self.at(col)? {
             Value::Null => Ok(None),
-            _ => self.f64(i).map(Some),
+            _ => self.f64(col).map(Some),
         }
     }
-    pub fn bool(&self, i: usize) -> Result<bool> {
-        match self.at(i)? {
+    pub fn bool<C: Column>(&self, col: C) -> Result<bool> {
+        match self.at(col)? {
             Value::Bool(b) => Ok(*b),
             Value::Int(v) => Ok(*v != 0),
-            other => Err(StoreError::Corrupt(format!("column {i}: expected boolean, got {other:?}"))),
+            other => Err(StoreError::Corrupt(format!("column {col}: expected boolean, got {other:?}"))),
         }
     }
-    pub fn text(&self, i: usize) -> Result<String> {
-        match self.at(i)? {
+    pub fn text<C: Column>(&self, col: C) -> Result<String> {
+        match self.at(col)? {
             Value::Text(s) => Ok(s.clone()),
-            other => Err(StoreError::Corrupt(format!("column {i}: expected text, got {other:?}"))),
+            other => Err(StoreError::Corrupt(format!("column {col}: expected text, got {other:?}"))),
         }
     }
-    pub fn opt_text(&self, i: usize) -> Result<Option<String>> {
-        match self.at(i)? {
+    pub fn opt_text<C: Column>(&self, col: C) -> Result<Option<String>> {
+        match self.at(col)? {
             Value::Null => Ok(None),
-            _ => self.text(i).map(Some),
+            _ => self.text(col).map(Some),
         }
     }
 }

@@ -777,7 +777,7 @@ pub fn verify_ledger(c: &mut dyn Conn) -> Result<LedgerVerification> {
                 first_break: Some(LedgerBreak { entry_id: id, reason: reason.into() }),
             })
         };
-        let values = &r.0[1..=HASHED_N];
+        let values = &r.values()[1..=HASHED_N];
         let (content, stored_prev, stored_row) = (r.text(HASHED_N + 1)?, r.text(HASHED_N + 2)?, r.text(HASHED_N + 3)?);
         if stored_prev != prev {
             return broken("does not follow the previous entry (an entry before it was deleted, edited or reordered)");

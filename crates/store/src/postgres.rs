@@ -338,6 +338,7 @@ impl Conn for PgConn<'_, '_> {
         let r = self.tx.query(&stmt, &to_params(params));
         let rows = self.forget_on_error(sql, r)?;
         let mut out = Vec::with_capacity(rows.len());
+        let names: Arc<[String]> = stmt.columns().iter().map(|c| c.name().to_string()).collect();
         for r in rows {
             let mut vals = Vec::with_capacity(r.len());
             for (i, col) in r.columns().iter().enumerate() {
@@ -353,7 +354,7 @@ impl Conn for PgConn<'_, '_> {
                 };
                 vals.push(v.unwrap_or(Value::Null));
             }
-            out.push(Row(vals));
+            out.push(Row::new(names.clone(), vals));
         }
         Ok(out)
     }

@@ -178,6 +178,7 @@ impl Conn for SqliteConn<'_> {
         let sql = self.sql(sql);
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let n = stmt.column_count();
+        let names: Arc<[String]> = stmt.column_names().into_iter().map(str::to_string).collect();
         let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
@@ -191,7 +192,7 @@ impl Conn for SqliteConn<'_> {
                     ValueRef::Blob(_) => return Err(StoreError::Corrupt("unexpected blob".into())),
                 });
             }
-            out.push(Row(vals));
+            out.push(Row::new(names.clone(), vals));
         }
         Ok(out)
     }
