@@ -86,31 +86,6 @@ pub struct Row {
     values: Vec<Value>,
 }
 
-/// Which column of a [`Row`] to read: its name (`"id"`), or, during the move to names, its
-/// position.
-pub trait Column: Copy + std::fmt::Display {
-    fn position(self, names: &[String]) -> Result<usize>;
-}
-impl Column for &str {
-    fn position(self, names: &[String]) -> Result<usize> {
-        let mut at = names.iter().enumerate().filter(|(_, n)| n.as_str() == self).map(|(i, _)| i);
-        match (at.next(), at.next()) {
-            (Some(i), None) => Ok(i),
-            (None, _) => Err(StoreError::Corrupt(format!("column {self} missing from the query's result"))),
-            (Some(_), Some(_)) => Err(StoreError::Corrupt(format!(
-                "column {self} is ambiguous: the query's result names it more than once (give each an alias with AS)"
-            ))),
-        }
-    }
-}
-impl Column for usize {
-    fn position(self, names: &[String]) -> Result<usize> {
-        (self < names.len())
-            .then_some(self)
-            .ok_or_else(|| StoreError::Corrupt(format!("column {self} missing from the query's result")))
-    }
-}
-
 impl Row {
     /// A row as a backend read it: the column names shared by every row of one result.
     pub(crate) fn new(names: Arc<[String]>, values: Vec<Value>) -> Self {
@@ -123,50 +98,58 @@ impl Row {
     }
     /// The value of the one column called `col`: a name the result lacks, or names twice
     /// (`SELECT s.id, c.id ...`), is an error rather than a guess.
-    fn at<C: Column>(&self, col: C) -> Result<&Value> {
-        let i = col.position(&self.names)?;
-        self.values.get(i).ok_or_else(|| StoreError::Corrupt(format!("column {col} has no value in the row")))
+    fn at(&self, col: &str) -> Result<&Value> {
+        let mut at = self.names.iter().enumerate().filter(|(_, n)| n.as_str() == col).map(|(i, _)| i);
+        match (at.next(), at.next()) {
+            (Some(i), None) => {
+                self.values.get(i).ok_or_else(|| StoreError::Corrupt(format!("column {col} has no value in the row")))
+            }
+            (None, _) => Err(StoreError::Corrupt(format!("column {col} missing from the query's result"))),
+            (Some(_), Some(_)) => Err(StoreError::Corrupt(format!(
+                "column {col} is ambiguous: the query's result names it more than once (give each an alias with AS)"
+            ))),
+        }
     }
-    pub fn i64<C: Column>(&self, col: C) -> Result<i64> {
+    pub fn i64(&self, col: &str) -> Result<i64> {
         match self.at(col)? {
             Value::Int(v) => Ok(*v),
             Value::Bool(b) => Ok(i64::from(*b)),
             other => Err(StoreError::Corrupt(format!("column {col}: expected integer, got {other:?}"))),
         }
     }
-    pub fn opt_i64<C: Column>(&self, col: C) -> Result<Option<i64>> {
+    pub fn opt_i64(&self, col: &str) -> Result<Option<i64>> {
         match self.at(col)? {
             Value::Null => Ok(None),
             _ => self.i64(col).map(Some),
         }
     }
-    pub fn f64<C: Column>(&self, col: C) -> Result<f64> {
+    pub fn f64(&self, col: &str) -> Result<f64> {
         match self.at(col)? {
             Value::Real(v) => Ok(*v),
             Value::Int(v) => Ok(*v as f64),
             other => Err(StoreError::Corrupt(format!("column {col}: expected number, got {other:?}"))),
         }
     }
-    pub fn opt_f64<C: Column>(&self, col: C) -> Result<Option<f64>> {
+    pub fn opt_f64(&self, col: &str) -> Result<Option<f64>> {
         match self.at(col)? {
             Value::Null => Ok(None),
             _ => self.f64(col).map(Some),
         }
     }
-    pub fn bool<C: Column>(&self, col: C) -> Result<bool> {
+    pub fn bool(&self, col: &str) -> Result<bool> {
         match self.at(col)? {
             Value::Bool(b) => Ok(*b),
             Value::Int(v) => Ok(*v != 0),
             other => Err(StoreError::Corrupt(format!("column {col}: expected boolean, got {other:?}"))),
         }
     }
-    pub fn text<C: Column>(&self, col: C) -> Result<String> {
+    pub fn text(&self, col: &str) -> Result<String> {
         match self.at(col)? {
             Value::Text(s) => Ok(s.clone()),
             other => Err(StoreError::Corrupt(format!("column {col}: expected text, got {other:?}"))),
         }
     }
-    pub fn opt_text<C: Column>(&self, col: C) -> Result<Option<String>> {
+    pub fn opt_text(&self, col: &str) -> Result<Option<String>> {
         match self.at(col)? {
             Value::Null => Ok(None),
             _ => self.text(col).map(Some),
