@@ -377,7 +377,7 @@ async fn vitals_reads(store: &Store, reader: &Actor, n: usize) -> anyhow::Result
         .read(|c| {
             c.query("SELECT DISTINCT session_id FROM vitals ORDER BY session_id LIMIT 500", &[])?
                 .iter()
-                .map(|r| r.i64(0))
+                .map(|r| r.i64("session_id"))
                 .collect()
         })
         .await?;
@@ -414,8 +414,9 @@ async fn noop_sweep(store: &Store) -> anyhow::Result<(StdDuration, i64)> {
     let r = store.sweep_checkins().await?;
     let took = t.elapsed();
     anyhow::ensure!(r.issued.is_empty() && r.expired == 0, "the timed sweep was not a no-op");
-    let links =
-        store.read(|c| c.query_opt("SELECT count(*) FROM checkin_links", &[])?.map_or(Ok(0), |r| r.i64(0))).await?;
+    let links = store
+        .read(|c| c.query_opt("SELECT count(*) AS n FROM checkin_links", &[])?.map_or(Ok(0), |r| r.i64("n")))
+        .await?;
     Ok((took, links))
 }
 
@@ -426,7 +427,7 @@ async fn add_past_links(store: &Store, per_patient: usize) -> anyhow::Result<()>
         .read(|c| {
             c.query("SELECT id, patient_id, site_id FROM courses ORDER BY id", &[])?
                 .iter()
-                .map(|r| Ok((r.i64(0)?, r.i64(1)?, r.i64(2)?)))
+                .map(|r| Ok((r.i64("id")?, r.i64("patient_id")?, r.i64("site_id")?)))
                 .collect()
         })
         .await?;
@@ -524,7 +525,10 @@ async fn count(store: &Store, patients: usize, build: StdDuration) -> anyhow::Re
     let (sessions, vitals, responses, alerts, audit) = store
         .read(|c| {
             let mut n = |t: &str| -> keta_store::Result<i64> {
-                Ok(c.query_opt(&format!("SELECT count(*) FROM {t}"), &[])?.map(|r| r.i64(0)).transpose()?.unwrap_or(0))
+                Ok(c.query_opt(&format!("SELECT count(*) AS n FROM {t}"), &[])?
+                    .map(|r| r.i64("n"))
+                    .transpose()?
+                    .unwrap_or(0))
             };
             Ok((n("sessions")?, n("vitals")?, n("questionnaire_responses")?, n("alerts")?, n("audit_log")?))
         })

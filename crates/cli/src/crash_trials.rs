@@ -275,14 +275,15 @@ async fn prepare(url: &str) -> anyhow::Result<Target> {
                     params![],
                 )?
                 .ok_or_else(|| keta_store::StoreError::Backend("the demo clinic has no open session".into()))?;
-            let (session_id, patient_id, site_id, state) = (s.i64(0)?, s.i64(1)?, s.i64(2)?, s.text(3)?);
+            let (session_id, patient_id, site_id, state) =
+                (s.i64("id")?, s.i64("patient_id")?, s.i64("site_id")?, s.text("state")?);
             let lot = c
                 .query_opt(
                     "SELECT id FROM cs_lots WHERE site_id = $1 AND unit = 'mL' ORDER BY id LIMIT 1",
                     params![site_id],
                 )?
                 .ok_or_else(|| keta_store::StoreError::Backend("the demo ledger has no vial lot".into()))?;
-            Ok(Target { session_id, session_state: state, patient_id, lot_id: lot.i64(0)? })
+            Ok(Target { session_id, session_state: state, patient_id, lot_id: lot.i64("id")? })
         })
         .await?;
     Ok(t)
@@ -468,26 +469,26 @@ async fn check(
         .read(move |c| {
             let mut found: HashMap<(Kind, i64), usize> = HashMap::new();
             for r in c.query("SELECT taken_at FROM vitals WHERE session_id = $1 AND taken_at >= $2", params![session, base_ms])? {
-                *found.entry((Kind::Vitals, r.i64(0)?)).or_default() += 1;
+                *found.entry((Kind::Vitals, r.i64("taken_at")?)).or_default() += 1;
             }
             for r in c.query(
                 "SELECT completed_at FROM questionnaire_responses WHERE patient_id = $1 AND completed_at >= $2",
                 params![patient, base_ms],
             )? {
-                *found.entry((Kind::Response, r.i64(0)?)).or_default() += 1;
+                *found.entry((Kind::Response, r.i64("completed_at")?)).or_default() += 1;
             }
             for r in c.query(
                 "SELECT reason FROM cs_ledger WHERE lot_id = $1 AND kind = 'count' AND reason LIKE 'crash trial marker %'",
                 params![lot],
             )? {
-                let reason = r.text(0)?;
+                let reason = r.text("reason")?;
                 if let Some(m) = reason.strip_prefix("crash trial marker ").and_then(|m| m.parse::<i64>().ok()) {
                     *found.entry((Kind::LedgerCount, m)).or_default() += 1;
                 }
             }
             let integrity = if c.backend() == keta_store::Backend::Sqlite {
                 let rows = c.query("PRAGMA integrity_check", params![])?;
-                rows.iter().map(|r| r.text(0)).collect::<keta_store::Result<Vec<_>>>()?.join(", ")
+                rows.iter().map(|r| r.text("integrity_check")).collect::<keta_store::Result<Vec<_>>>()?.join(", ")
             } else {
                 "n/a (PostgreSQL)".to_string()
             };

@@ -71,7 +71,10 @@ pub async fn summary(store: &Store) -> anyhow::Result<String> {
     let (patients, sessions) = store
         .read(|c| {
             let n = |c: &mut dyn keta_store::Conn, t: &str| -> keta_store::Result<i64> {
-                Ok(c.query_opt(&format!("SELECT count(*) FROM {t}"), &[])?.map(|r| r.i64(0)).transpose()?.unwrap_or(0))
+                Ok(c.query_opt(&format!("SELECT count(*) AS n FROM {t}"), &[])?
+                    .map(|r| r.i64("n"))
+                    .transpose()?
+                    .unwrap_or(0))
             };
             Ok((n(c, "patients")?, n(c, "sessions")?))
         })
@@ -2063,7 +2066,7 @@ mod tests {
                 let patients = c
                     .query("SELECT s.code, p.mrn, p.given_name, p.family_name, p.date_of_birth, p.indication FROM patients p JOIN sites s ON s.id = p.site_id ORDER BY p.mrn", &[])?
                     .iter()
-                    .map(|r| Ok(format!("{} {} {} {} {} {}", r.text(0)?, r.text(1)?, r.text(2)?, r.text(3)?, r.text(4)?, r.text(5)?)))
+                    .map(|r| Ok(format!("{} {} {} {} {} {}", r.text("code")?, r.text("mrn")?, r.text("given_name")?, r.text("family_name")?, r.text("date_of_birth")?, r.text("indication")?)))
                     .collect::<keta_store::Result<Vec<_>>>()?;
                 let scores = c
                     .query(
@@ -2072,10 +2075,10 @@ mod tests {
                         &[],
                     )?
                     .iter()
-                    .map(|r| Ok(format!("{} {} {} {:?}", r.text(0)?, r.text(1)?, r.i64(2)?, r.opt_i64(3)?)))
+                    .map(|r| Ok(format!("{} {} {} {:?}", r.text("mrn")?, r.text("instrument")?, r.i64("completed_at")?, r.opt_i64("total")?)))
                     .collect::<keta_store::Result<Vec<_>>>()?;
-                let v = c.query_opt("SELECT count(*), sum(systolic_mmhg), sum(heart_rate_bpm), count(DISTINCT session_id) FROM vitals", &[])?.expect("row");
-                Ok((patients, scores, format!("{} {:?} {:?} {}", v.i64(0)?, v.opt_f64(1)?, v.opt_f64(2)?, v.i64(3)?)))
+                let v = c.query_opt("SELECT count(*) AS n, sum(systolic_mmhg) AS sum_systolic_mmhg, sum(heart_rate_bpm) AS sum_heart_rate_bpm, count(DISTINCT session_id) AS count_session_id FROM vitals", &[])?.expect("row");
+                Ok((patients, scores, format!("{} {:?} {:?} {}", v.i64("n")?, v.opt_f64("sum_systolic_mmhg")?, v.opt_f64("sum_heart_rate_bpm")?, v.i64("count_session_id")?)))
             })
             .await
             .expect("read")
@@ -2106,12 +2109,12 @@ mod tests {
                 let routes = c
                     .query("SELECT DISTINCT route FROM courses ORDER BY route", &[])?
                     .iter()
-                    .map(|r| r.text(0))
+                    .map(|r| r.text("route"))
                     .collect::<keta_store::Result<Vec<_>>>()?;
                 let serious = c
-                    .query_opt("SELECT count(*) FROM adverse_events WHERE serious = $1", params![true])?
+                    .query_opt("SELECT count(*) AS n FROM adverse_events WHERE serious = $1", params![true])?
                     .expect("row")
-                    .i64(0)?;
+                    .i64("n")?;
                 Ok((routes, serious))
             })
             .await
@@ -2180,7 +2183,7 @@ mod tests {
 
         // Outcomes: responders and non-responders, at rates like the §5 cohorts.
         let ids: Vec<i64> = a
-            .read(|c| c.query("SELECT id FROM patients ORDER BY id", &[])?.iter().map(|r| r.i64(0)).collect())
+            .read(|c| c.query("SELECT id FROM patients ORDER BY id", &[])?.iter().map(|r| r.i64("id")).collect())
             .await
             .unwrap();
         let (mut n, mut responded, mut remitted, mut relapsed, mut worse) = (0, 0, 0, 0, 0);

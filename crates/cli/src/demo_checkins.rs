@@ -57,7 +57,7 @@ pub async fn ensure(store: &Store) -> anyhow::Result<()> {
                 "SELECT id FROM courses WHERE route IN ('sublingual_racemic', 'oral_racemic') AND status = $1 ORDER BY id LIMIT 1",
                 keta_store::params![CourseStatus::Active.as_str()],
             )?
-            .map(|r| r.i64(0))
+            .map(|r| r.i64("id"))
             .transpose()
         })
         .await?;
@@ -70,7 +70,7 @@ pub async fn ensure(store: &Store) -> anyhow::Result<()> {
                     "SELECT planned_dose_mg FROM sessions WHERE course_id = $1 AND planned_dose_mg IS NOT NULL ORDER BY scheduled_for DESC LIMIT 1",
                     keta_store::params![course],
                 )?
-                .map(|r| r.f64(0))
+                .map(|r| r.f64("planned_dose_mg"))
                 .transpose()
             })
             .await?;

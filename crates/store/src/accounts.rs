@@ -89,20 +89,20 @@ pub enum SessionEnd {
 const USER_COLS: &str = "id, username, display_name, role, can_break_glass, disabled, totp_secret";
 
 fn user_from(c: &mut dyn Conn, r: &Row) -> Result<User> {
-    let id = r.i64(0)?;
+    let id = r.i64("id")?;
     let site_ids = c
         .query("SELECT site_id FROM user_sites WHERE user_id = $1 ORDER BY site_id", params![id])?
         .iter()
-        .map(|r| r.i64(0).map(SiteId))
+        .map(|r| r.i64("site_id").map(SiteId))
         .collect::<Result<Vec<_>>>()?;
     Ok(User {
         id,
-        username: r.text(1)?,
-        display_name: r.text(2)?,
-        role: Role::parse(&r.text(3)?).ok_or_else(|| StoreError::Corrupt("user role".into()))?,
-        can_break_glass: r.bool(4)?,
-        disabled: r.bool(5)?,
-        totp_enrolled: r.opt_text(6)?.is_some(),
+        username: r.text("username")?,
+        display_name: r.text("display_name")?,
+        role: Role::parse(&r.text("role")?).ok_or_else(|| StoreError::Corrupt("user role".into()))?,
+        can_break_glass: r.bool("can_break_glass")?,
+        disabled: r.bool("disabled")?,
+        totp_enrolled: r.opt_text("totp_secret")?.is_some(),
         site_ids,
     })
 }
@@ -122,7 +122,7 @@ fn actor_for(c: &mut dyn Conn, u: &User, now: OffsetDateTime) -> Result<Actor> {
             params![u.id, ms(now)],
         )?
         .iter()
-        .map(|r| r.i64(0).map(PatientId))
+        .map(|r| r.i64("patient_id").map(PatientId))
         .collect::<Result<Vec<_>>>()?;
     Ok(Actor {
         name: u.username.clone(),
@@ -156,7 +156,7 @@ fn audit_auth(
 
 impl Store {
     pub async fn user_count(&self) -> Result<i64> {
-        self.read(|c| c.query_opt("SELECT count(*) FROM users", &[])?.map_or(Ok(0), |r| r.i64(0))).await
+        self.read(|c| c.query_opt("SELECT count(*) AS n FROM users", &[])?.map_or(Ok(0), |r| r.i64("n"))).await
     }
 
     /// Creates an account. The very first account (first-run setup) must be an
@@ -202,7 +202,7 @@ impl Store {
         let secret_out = secret.clone();
         let user = self
             .write(move |c| {
-                if !first_run && c.query_opt("SELECT count(*) FROM users", &[])?.map_or(Ok(0), |r| r.i64(0))? == 0 {
+                if !first_run && c.query_opt("SELECT count(*) AS n FROM users", &[])?.map_or(Ok(0), |r| r.i64("n"))? == 0 {
                     return Err(StoreError::Conflict("first-run setup has not been done".into()));
                 }
                 for s in &new.site_ids {
@@ -267,7 +267,7 @@ impl Store {
             let u = username.clone();
             self.read(move |c| {
                 c.query_opt("SELECT id, password_hash, disabled FROM users WHERE username = $1", params![u.as_str()])?
-                    .map(|r| Ok::<_, StoreError>((r.i64(0)?, r.text(1)?, r.bool(2)?)))
+                    .map(|r| Ok::<_, StoreError>((r.i64("id")?, r.text("password_hash")?, r.bool("disabled")?)))
                     .transpose()
             })
             .await?
@@ -318,7 +318,7 @@ impl Store {
             else {
                 return Ok(false);
             };
-            let (uid, secret, last, username) = (r.i64(0)?, r.opt_text(1)?, r.opt_i64(2)?, r.text(3)?);
+            let (uid, secret, last, username) = (r.i64("user_id")?, r.opt_text("totp_secret")?, r.opt_i64("totp_last_step")?, r.text("username")?);
             let step = secret.as_deref().and_then(|s| credentials::totp_match(s, &code, now.unix_timestamp()));
             // Guarded: of two sign-ins racing with the same code, only one moves the step on.
             let accepted = match step {
@@ -361,9 +361,9 @@ impl Store {
                 else {
                     return Ok(None);
                 };
-                let user = load_user(c, r.i64(0)?)?;
+                let user = load_user(c, r.i64("user_id")?)?;
                 let actor = actor_for(c, &user, now)?;
-                Ok(Some((user, actor, r.text(1)?, from_ms(r.i64(2)?)?, from_ms(r.i64(3)?)?, opt_from_ms(r.opt_i64(4)?)?, r.bool(5)?, r.opt_i64(6)?, r.bool(7)?, r.opt_i64(8)?)))
+                Ok(Some((user, actor, r.text("csrf_token")?, from_ms(r.i64("created_at")?)?, from_ms(r.i64("last_seen_at")?)?, opt_from_ms(r.opt_i64("reauthenticated_at")?)?, r.bool("mfa_passed")?, r.opt_i64("ended_at")?, r.bool("disabled")?, r.opt_i64("kiosk_patient_id")?)))
             })
             .await?
         };
@@ -471,7 +471,7 @@ impl Store {
                     "SELECT u.id, u.password_hash, u.username FROM auth_sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.ended_at IS NULL",
                     params![th.as_str()],
                 )?
-                .map(|r| Ok::<_, StoreError>((r.i64(0)?, r.text(1)?, r.text(2)?)))
+                .map(|r| Ok::<_, StoreError>((r.i64("id")?, r.text("password_hash")?, r.text("username")?)))
                 .transpose()
             })
             .await?
@@ -518,7 +518,7 @@ impl Store {
         let row = self
             .read(move |c| {
                 c.query_opt("SELECT id, password_hash, disabled FROM users WHERE username = $1", params![u.as_str()])?
-                    .map(|r| Ok::<_, StoreError>((r.i64(0)?, r.text(1)?, r.bool(2)?)))
+                    .map(|r| Ok::<_, StoreError>((r.i64("id")?, r.text("password_hash")?, r.bool("disabled")?)))
                     .transpose()
             })
             .await?;
@@ -561,7 +561,7 @@ impl Store {
             if c.execute("UPDATE auth_sessions SET ended_at = $1, end_reason = 'logout' WHERE token_hash = $2 AND ended_at IS NULL", params![ms(now), th.as_str()])? != 1 {
                 return Ok(());
             }
-            audit_auth(c, &r.text(1)?, Some(r.i64(0)?), now, Action::Logout, None)
+            audit_auth(c, &r.text("username")?, Some(r.i64("id")?), now, Action::Logout, None)
         })
         .await
     }
@@ -587,11 +587,11 @@ impl Store {
         let actor = actor.clone();
         self.write(move |c| {
             // The user's row is held so an account disabled at this moment is not granted access.
-            let allowed = c.query_opt("SELECT can_break_glass FROM users WHERE id = $1 AND disabled = $2 FOR UPDATE", params![uid, false])?.map(|r| r.bool(0)).transpose()?;
+            let allowed = c.query_opt("SELECT can_break_glass FROM users WHERE id = $1 AND disabled = $2 FOR UPDATE", params![uid, false])?.map(|r| r.bool("can_break_glass")).transpose()?;
             if allowed != Some(true) {
                 return Err(StoreError::Forbidden("you are not in the break-glass group; ask an administrator".into()));
             }
-            let site = c.query_opt("SELECT site_id FROM patients WHERE id = $1", params![patient.0])?.ok_or_else(|| StoreError::NotFound(format!("patient {patient}")))?.i64(0)?;
+            let site = c.query_opt("SELECT site_id FROM patients WHERE id = $1", params![patient.0])?.ok_or_else(|| StoreError::NotFound(format!("patient {patient}")))?.i64("site_id")?;
             let id = c.insert(
                 "INSERT INTO break_glass_grants (user_id, patient_id, reason, granted_at, expires_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
                 params![uid, patient.0, reason.as_str(), ms(now), ms(expires)],

@@ -64,7 +64,7 @@ fn audit_user(c: &mut dyn Conn, actor: &Actor, now: OffsetDateTime, user_id: i64
 fn user_exists(c: &mut dyn Conn, user_id: i64) -> Result<String> {
     c.query_opt("SELECT username FROM users WHERE id = $1", params![user_id])?
         .ok_or_else(|| StoreError::NotFound(format!("user {user_id}")))?
-        .text(0)
+        .text("username")
 }
 
 fn end_sessions(c: &mut dyn Conn, user_id: i64, now: OffsetDateTime, reason: &str) -> Result<()> {
@@ -104,7 +104,7 @@ impl Store {
             }
             let old_role = c
                 .query_opt("SELECT role FROM users WHERE id = $1", params![user_id])?
-                .map(|r| r.text(0))
+                .map(|r| r.text("role"))
                 .transpose()?;
             c.execute(
                 "UPDATE users SET display_name = $1, role = $2, can_break_glass = $3 WHERE id = $4",
@@ -186,7 +186,7 @@ impl Store {
                 params![true],
             )?
             .iter()
-            .map(|r| Ok((r.i64(0)?, from_ms(r.i64(1)?)?)))
+            .map(|r| Ok((r.i64("user_id")?, from_ms(r.i64("last")?)?)))
             .collect()
         })
         .await
@@ -200,7 +200,7 @@ impl Store {
         self.read(move |c| {
             c.query_opt("SELECT address FROM sites WHERE id = $1", params![site.0])?
                 .ok_or_else(|| StoreError::NotFound(format!("site {site}")))?
-                .text(0)
+                .text("address")
         })
         .await
     }
@@ -330,7 +330,7 @@ impl Store {
                          ORDER BY seq DESC LIMIT 1",
                         params![t.as_str(), id.as_str(), like],
                     )?
-                    .map(|r| Ok(LastChange { by: r.text(0)?, at: from_ms(r.i64(1)?)? }))
+                    .map(|r| Ok(LastChange { by: r.text("actor")?, at: from_ms(r.i64("occurred_at")?)? }))
                     .transpose()
                 })
                 .collect()

@@ -25,18 +25,18 @@ pub(crate) const COLS: &str = "id, site_id, patient_id, session_id, rule, severi
 
 pub(crate) fn alert_from(r: &Row) -> Result<Alert> {
     Ok(Alert {
-        id: AlertId(r.i64(0)?),
-        site_id: SiteId(r.i64(1)?),
-        patient_id: PatientId(r.i64(2)?),
-        session_id: r.opt_i64(3)?.map(SessionId),
-        rule: r.text(4)?,
-        level: AlertLevel::parse(&r.text(5)?).ok_or_else(|| StoreError::Corrupt("alert severity".into()))?,
-        message: r.text(6)?,
-        source: r.text(7)?,
-        raised_at: from_ms(r.i64(8)?)?,
-        acknowledged_at: opt_from_ms(r.opt_i64(9)?)?,
-        acknowledged_by: r.opt_text(10)?,
-        acknowledgement_note: r.opt_text(11)?,
+        id: AlertId(r.i64("id")?),
+        site_id: SiteId(r.i64("site_id")?),
+        patient_id: PatientId(r.i64("patient_id")?),
+        session_id: r.opt_i64("session_id")?.map(SessionId),
+        rule: r.text("rule")?,
+        level: AlertLevel::parse(&r.text("severity")?).ok_or_else(|| StoreError::Corrupt("alert severity".into()))?,
+        message: r.text("message")?,
+        source: r.text("source")?,
+        raised_at: from_ms(r.i64("raised_at")?)?,
+        acknowledged_at: opt_from_ms(r.opt_i64("acknowledged_at")?)?,
+        acknowledged_by: r.opt_text("acknowledged_by")?,
+        acknowledgement_note: r.opt_text("acknowledgement_note")?,
     })
 }
 
@@ -176,16 +176,17 @@ const ESC_COLS: &str =
 
 fn escalation_from(r: &Row) -> Result<AlertEscalation> {
     Ok(AlertEscalation {
-        alert_id: AlertId(r.i64(0)?),
-        site_id: SiteId(r.i64(1)?),
-        escalated_at: from_ms(r.i64(2)?)?,
-        after_minutes: u32::try_from(r.i64(3)?).map_err(|_| StoreError::Corrupt("escalation minutes".into()))?,
-        notified_user: r.opt_text(4)?,
-        delivered: match r.opt_i64(5)? {
+        alert_id: AlertId(r.i64("alert_id")?),
+        site_id: SiteId(r.i64("site_id")?),
+        escalated_at: from_ms(r.i64("escalated_at")?)?,
+        after_minutes: u32::try_from(r.i64("after_minutes")?)
+            .map_err(|_| StoreError::Corrupt("escalation minutes".into()))?,
+        notified_user: r.opt_text("notified_user")?,
+        delivered: match r.opt_i64("delivered")? {
             None => None,
-            Some(_) => Some(r.bool(5)?),
+            Some(_) => Some(r.bool("delivered")?),
         },
-        delivery_detail: r.opt_text(6)?,
+        delivery_detail: r.opt_text("delivery_detail")?,
     })
 }
 
@@ -227,10 +228,10 @@ fn on_duty_row(c: &mut dyn Conn, site: SiteId) -> Result<Option<OnDutyRow>> {
     )?
     .map(|r| {
         Ok(OnDutyRow {
-            prescriber: r.opt_text(0)?,
-            contact_email: r.opt_text(1)?,
-            contact_phone: r.opt_text(2)?,
-            alert_sound: r.bool(3)?,
+            prescriber: r.opt_text("username")?,
+            contact_email: r.opt_text("contact_email")?,
+            contact_phone: r.opt_text("contact_phone")?,
+            alert_sound: r.bool("alert_sound")?,
         })
     })
     .transpose()
@@ -302,7 +303,7 @@ impl Store {
                     let r = c
                         .query_opt("SELECT id, role, disabled FROM users WHERE username = $1", params![name])?
                         .ok_or_else(|| DomainError::field("prescriber", format!("no account is called `{name}`")))?;
-                    let id = r.i64(0)?;
+                    let id = r.i64("id")?;
                     let works_here = c
                         .query_opt(
                             "SELECT 1 FROM user_sites WHERE user_id = $1 AND site_id = $2",
@@ -310,8 +311,8 @@ impl Store {
                         )?
                         .is_some();
                     let mut v = keta_domain::error::Validator::new();
-                    v.check(r.text(1)? == "prescriber", "prescriber", format!("`{name}` is not a prescriber"));
-                    v.check(!r.bool(2)?, "prescriber", format!("`{name}`'s account is disabled"));
+                    v.check(r.text("role")? == "prescriber", "prescriber", format!("`{name}` is not a prescriber"));
+                    v.check(!r.bool("disabled")?, "prescriber", format!("`{name}`'s account is disabled"));
                     v.check(works_here, "prescriber", format!("`{name}` does not work at this site"));
                     v.finish()?;
                     Some(id)

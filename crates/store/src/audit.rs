@@ -217,7 +217,7 @@ pub fn record(conn: &mut dyn Conn, actor: &Actor, at: OffsetDateTime, e: Entry<'
         "SELECT chain_seq, row_hash FROM audit_log WHERE chain_seq IS NOT NULL ORDER BY chain_seq DESC LIMIT 1",
         &[],
     )? {
-        Some(r) => (r.i64(0)?, r.text(1)?),
+        Some(r) => (r.i64("chain_seq")?, r.text("row_hash")?),
         None => (0, GENESIS.to_string()),
     };
     let row_hash = hash(
@@ -315,8 +315,8 @@ pub fn verify(conn: &mut dyn Conn) -> Result<(u64, Option<ChainBreak>)> {
     let mut prev = GENESIS.to_string();
     let mut n = 0;
     for r in rows {
-        let seq = r.i64(0)?;
-        let stored_prev = r.text(10)?;
+        let seq = r.i64("chain_seq")?;
+        let stored_prev = r.text("prev_hash")?;
         if stored_prev != prev {
             return Ok((
                 n,
@@ -329,17 +329,17 @@ pub fn verify(conn: &mut dyn Conn) -> Result<(u64, Option<ChainBreak>)> {
         }
         let expect = hash(
             &prev,
-            r.i64(1)?,
-            &r.text(2)?,
-            &r.text(3)?,
-            &r.text(4)?,
-            r.opt_text(5)?.as_deref(),
-            r.opt_i64(6)?,
-            r.opt_i64(7)?,
-            &r.text(8)?,
-            &r.text(9)?,
+            r.i64("occurred_at")?,
+            &r.text("actor")?,
+            &r.text("action")?,
+            &r.text("object_type")?,
+            r.opt_text("object_id")?.as_deref(),
+            r.opt_i64("patient_id")?,
+            r.opt_i64("site_id")?,
+            &r.text("fields")?,
+            &r.text("outcome")?,
         );
-        let stored = r.text(11)?;
+        let stored = r.text("row_hash")?;
         if stored != expect {
             return Ok((
                 n,
@@ -425,7 +425,7 @@ impl crate::Store {
                 let site = match r.patient {
                     Some(p) => c
                         .query_opt("SELECT site_id FROM patients WHERE id = $1", params![p.0])?
-                        .map(|row| row.i64(0))
+                        .map(|row| row.i64("site_id"))
                         .transpose()?
                         .map(SiteId),
                     None => None,
@@ -469,7 +469,7 @@ impl crate::Store {
             let site = match patient {
                 Some(p) => c
                     .query_opt("SELECT site_id FROM patients WHERE id = $1", params![p.0])?
-                    .map(|r| r.i64(0))
+                    .map(|r| r.i64("site_id"))
                     .transpose()?
                     .map(SiteId),
                 None => None,
@@ -509,7 +509,7 @@ pub fn search(conn: &mut dyn Conn, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
         })?,
     };
     let mut sql = String::from(
-        "SELECT seq, occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, COALESCE(prev_hash, ''), COALESCE(row_hash, '') FROM audit_log WHERE 1 = 1",
+        "SELECT seq, occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, COALESCE(prev_hash, '') AS prev_hash, COALESCE(row_hash, '') AS row_hash FROM audit_log WHERE 1 = 1",
     );
     let mut p: Vec<crate::Value> = Vec::new();
     if let Some(a) = &q.actor {
@@ -544,18 +544,18 @@ pub fn search(conn: &mut dyn Conn, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
 
 fn record_from(r: &crate::Row) -> Result<AuditRecord> {
     Ok(AuditRecord {
-        seq: r.i64(0)?,
-        occurred_at: from_ms(r.i64(1)?)?,
-        actor: r.text(2)?,
-        action: r.text(3)?,
-        object_type: r.text(4)?,
-        object_id: r.opt_text(5)?,
-        patient_id: r.opt_i64(6)?,
-        site_id: r.opt_i64(7)?,
-        fields: r.text(8)?,
-        outcome: r.text(9)?,
-        prev_hash: r.text(10)?,
-        row_hash: r.text(11)?,
+        seq: r.i64("seq")?,
+        occurred_at: from_ms(r.i64("occurred_at")?)?,
+        actor: r.text("actor")?,
+        action: r.text("action")?,
+        object_type: r.text("object_type")?,
+        object_id: r.opt_text("object_id")?,
+        patient_id: r.opt_i64("patient_id")?,
+        site_id: r.opt_i64("site_id")?,
+        fields: r.text("fields")?,
+        outcome: r.text("outcome")?,
+        prev_hash: r.text("prev_hash")?,
+        row_hash: r.text("row_hash")?,
     })
 }
 
@@ -640,7 +640,7 @@ impl crate::Store {
             for p in patients {
                 let site = c
                     .query_opt("SELECT site_id FROM patients WHERE id = $1", params![p.0])?
-                    .map(|r| r.i64(0))
+                    .map(|r| r.i64("site_id"))
                     .transpose()?
                     .map(SiteId);
                 record(
@@ -677,7 +677,7 @@ pub fn head(conn: &mut dyn Conn) -> Result<Option<ChainHead>> {
         "SELECT chain_seq, row_hash FROM audit_log WHERE chain_seq IS NOT NULL ORDER BY chain_seq DESC LIMIT 1",
         &[],
     )?
-    .map(|r| Ok(ChainHead { seq: r.i64(0)?, row_hash: r.text(1)? }))
+    .map(|r| Ok(ChainHead { seq: r.i64("chain_seq")?, row_hash: r.text("row_hash")? }))
     .transpose()
 }
 
@@ -686,7 +686,7 @@ pub fn head(conn: &mut dyn Conn) -> Result<Option<ChainHead>> {
 pub fn check_anchor(conn: &mut dyn Conn, anchor: &ChainHead) -> Result<Option<ChainBreak>> {
     let stored = conn
         .query_opt("SELECT row_hash FROM audit_log WHERE chain_seq = $1", params![anchor.seq])?
-        .map(|r| r.text(0))
+        .map(|r| r.text("row_hash"))
         .transpose()?;
     Ok(match stored {
         Some(h) if h == anchor.row_hash => None,

@@ -172,10 +172,10 @@ fn list_tables(conn: &mut dyn Conn) -> crate::Result<Vec<String>> {
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
         }
         Backend::Postgres => {
-            "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename"
+            "SELECT tablename::text AS name FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename"
         }
     };
-    conn.query(sql, &[])?.iter().map(|r| r.text(0)).collect()
+    conn.query(sql, &[])?.iter().map(|r| r.text("name")).collect()
 }
 
 fn quoted(name: &str) -> String {
@@ -196,7 +196,7 @@ pub fn table_digest(conn: &mut dyn Conn, table: &str, key: &str, up_to: Option<i
     loop {
         let rows = conn.query(&sql, params![after, up_to.unwrap_or(i64::MAX)])?;
         let Some(last) = rows.last() else { break };
-        after = last.i64(0)?;
+        after = last.i64("page_key")?;
         for r in &rows {
             h.update((r.values().len() as u64).to_le_bytes());
             for v in &r.values()[1..] {
@@ -235,8 +235,8 @@ fn hex(bytes: &[u8]) -> String {
 pub fn survey(conn: &mut dyn Conn) -> crate::Result<Survey> {
     let tables = list_tables(conn)?;
     let schema_version = if tables.iter().any(|t| t == "schema_migrations") {
-        conn.query_opt("SELECT max(version) FROM schema_migrations", &[])?
-            .and_then(|r| r.opt_i64(0).transpose())
+        conn.query_opt("SELECT max(version) AS version FROM schema_migrations", &[])?
+            .and_then(|r| r.opt_i64("version").transpose())
             .transpose()?
             .unwrap_or(0)
     } else {
@@ -244,7 +244,8 @@ pub fn survey(conn: &mut dyn Conn) -> crate::Result<Survey> {
     };
     let mut counts = BTreeMap::new();
     for t in &tables {
-        let n = conn.query_opt(&format!("SELECT count(*) FROM {}", quoted(t)), &[])?.map_or(Ok(0), |r| r.i64(0))?;
+        let n =
+            conn.query_opt(&format!("SELECT count(*) AS n FROM {}", quoted(t)), &[])?.map_or(Ok(0), |r| r.i64("n"))?;
         counts.insert(t.clone(), n);
     }
     let mut digests = BTreeMap::new();

@@ -160,14 +160,14 @@ fn site_zone(c: &mut dyn Conn, site: SiteId) -> Result<(jiff::tz::TimeZone, keta
 fn lock_chairs(c: &mut dyn Conn, site: SiteId) -> Result<Vec<ChairId>> {
     c.query("SELECT id FROM chairs WHERE site_id = $1 ORDER BY id FOR UPDATE", params![site.0])?
         .iter()
-        .map(|r| Ok(ChairId(r.i64(0)?)))
+        .map(|r| Ok(ChairId(r.i64("id")?)))
         .collect()
 }
 
 fn chairs_of(c: &mut dyn Conn, site: SiteId) -> Result<Vec<Chair>> {
     c.query("SELECT id, name FROM chairs WHERE site_id = $1 ORDER BY id", params![site.0])?
         .iter()
-        .map(|r| Ok(Chair { id: ChairId(r.i64(0)?), site_id: site, name: r.text(1)? }))
+        .map(|r| Ok(Chair { id: ChairId(r.i64("id")?), site_id: site, name: r.text("name")? }))
         .collect()
 }
 
@@ -374,13 +374,13 @@ impl Store {
                 for r in &rows {
                     let sess = session_from(r)?;
                     let minutes = rules.minimum_monitoring(sess.route);
-                    let ended = if sess.state == SessionState::Stopped { r.opt_text(21)? } else { None };
+                    let ended = if sess.state == SessionState::Stopped { r.opt_text("ended_kind")? } else { None };
                     entries.push(CalendarEntry {
                         ends_at: sess.scheduled_for + minutes.as_duration(),
                         chair_minutes: minutes.0,
-                        patient_name: format!("{} {}", r.text(18)?, r.text(19)?),
-                        mrn: r.text(20)?,
-                        outcome_reason: if ended.is_some() { r.opt_text(22)? } else { None },
+                        patient_name: format!("{} {}", r.text("given_name")?, r.text("family_name")?),
+                        mrn: r.text("mrn")?,
+                        outcome_reason: if ended.is_some() { r.opt_text("ended_reason")? } else { None },
                         outcome: ended,
                         session: ScheduledSession::from(&sess),
                     });
@@ -405,7 +405,7 @@ impl Store {
                     chairs: chairs_of(c, site)?,
                     entries,
                     chair_times,
-                    prescriber_on_duty: on_duty.map(|r| r.text(0)).transpose()?,
+                    prescriber_on_duty: on_duty.map(|r| r.text("display_name")).transpose()?,
                 })
             })
             .await?;
@@ -448,8 +448,8 @@ impl Store {
             let chairs = lock_chairs(c, course.site_id)?;
             c.query_opt("SELECT id FROM courses WHERE id = $1 FOR UPDATE", params![course.id.0])?;
             let n = c
-                .query_opt("SELECT count(*) FROM sessions WHERE course_id = $1 AND state <> 'stopped'", params![course.id.0])?
-                .map(|r| r.i64(0))
+                .query_opt("SELECT count(*) AS n FROM sessions WHERE course_id = $1 AND state <> 'stopped'", params![course.id.0])?
+                .map(|r| r.i64("n"))
                 .transpose()?
                 .unwrap_or(0);
             if n > 0 {
@@ -484,8 +484,8 @@ impl Store {
             let held = bookings(c, course.site_id, first, last + minutes.as_duration())?;
             let placed: Vec<PlacedSlot> = place_slots(&slots, minutes, &chairs, req.chair_id, &held)?;
             let done = c
-                .query_opt("SELECT count(*) FROM sessions WHERE course_id = $1", params![course.id.0])?
-                .map(|r| r.i64(0))
+                .query_opt("SELECT count(*) AS n FROM sessions WHERE course_id = $1", params![course.id.0])?
+                .map(|r| r.i64("n"))
                 .transpose()?
                 .unwrap_or(0);
             let mut out = Vec::new();
@@ -714,7 +714,7 @@ impl Store {
                 )?;
                 let out = rows
                     .iter()
-                    .map(|r| Ok((r.text(0)?, r.opt_text(1)?, from_ms(r.i64(2)?)?, r.text(3)?)))
+                    .map(|r| Ok((r.text("kind")?, r.opt_text("reason")?, from_ms(r.i64("recorded_at")?)?, r.text("recorded_by")?)))
                     .collect::<Result<Vec<_>>>()?;
                 Ok((s.patient_id, out))
             })
@@ -776,11 +776,12 @@ impl Store {
                 .iter()
                 .map(|r| {
                     Ok(BookableCourse {
-                        course_id: CourseId(r.i64(0)?),
-                        patient_id: PatientId(r.i64(1)?),
-                        patient_name: format!("{} {}", r.text(2)?, r.text(3)?),
-                        route: Route::parse(&r.text(4)?).ok_or_else(|| StoreError::Corrupt("course route".into()))?,
-                        protocol: r.text(5)?,
+                        course_id: CourseId(r.i64("id")?),
+                        patient_id: PatientId(r.i64("patient_id")?),
+                        patient_name: format!("{} {}", r.text("given_name")?, r.text("family_name")?),
+                        route: Route::parse(&r.text("route")?)
+                            .ok_or_else(|| StoreError::Corrupt("course route".into()))?,
+                        protocol: r.text("protocol")?,
                     })
                 })
                 .collect::<Result<Vec<_>>>()

@@ -95,26 +95,26 @@ const LINK_COLS: &str = "id, purpose, patient_id, site_id, course_id, session_id
 
 fn link_from(r: &Row) -> Result<LinkRecord> {
     Ok(LinkRecord {
-        id: r.i64(0)?,
-        purpose: LinkPurpose::parse(&r.text(1)?).ok_or_else(|| StoreError::Corrupt("link purpose".into()))?,
-        patient_id: PatientId(r.i64(2)?),
-        site_id: SiteId(r.i64(3)?),
-        course_id: r.opt_i64(4)?.map(CourseId),
-        session_id: r.opt_i64(5)?.map(SessionId),
-        parent_link_id: r.opt_i64(6)?,
-        item_key: r.text(7)?,
-        form: r.text(8)?,
-        form_kind: r.text(9)?,
-        opens_at: from_ms(r.i64(10)?)?,
-        expires_at: from_ms(r.i64(11)?)?,
-        created_at: from_ms(r.i64(12)?)?,
-        created_by: r.text(13)?,
-        first_opened_at: opt_from_ms(r.opt_i64(14)?)?,
-        progress: r.opt_text(15)?.map(|t| from_json(&t)).transpose()?,
-        completed_at: opt_from_ms(r.opt_i64(16)?)?,
-        expired_at: opt_from_ms(r.opt_i64(17)?)?,
-        result_kind: r.opt_text(18)?,
-        result_id: r.opt_i64(19)?,
+        id: r.i64("id")?,
+        purpose: LinkPurpose::parse(&r.text("purpose")?).ok_or_else(|| StoreError::Corrupt("link purpose".into()))?,
+        patient_id: PatientId(r.i64("patient_id")?),
+        site_id: SiteId(r.i64("site_id")?),
+        course_id: r.opt_i64("course_id")?.map(CourseId),
+        session_id: r.opt_i64("session_id")?.map(SessionId),
+        parent_link_id: r.opt_i64("parent_link_id")?,
+        item_key: r.text("item_key")?,
+        form: r.text("form")?,
+        form_kind: r.text("form_kind")?,
+        opens_at: from_ms(r.i64("opens_at")?)?,
+        expires_at: from_ms(r.i64("expires_at")?)?,
+        created_at: from_ms(r.i64("created_at")?)?,
+        created_by: r.text("created_by")?,
+        first_opened_at: opt_from_ms(r.opt_i64("first_opened_at")?)?,
+        progress: r.opt_text("progress")?.map(|t| from_json(&t)).transpose()?,
+        completed_at: opt_from_ms(r.opt_i64("completed_at")?)?,
+        expired_at: opt_from_ms(r.opt_i64("expired_at")?)?,
+        result_kind: r.opt_text("result_kind")?,
+        result_id: r.opt_i64("result_id")?,
     })
 }
 
@@ -275,7 +275,14 @@ fn events_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<LinkEvent>> {
         params![patient.0],
     )?
     .iter()
-    .map(|r| Ok(LinkEvent { link_id: r.i64(0)?, event: r.text(1)?, at: from_ms(r.i64(2)?)?, detail: r.opt_text(3)? }))
+    .map(|r| {
+        Ok(LinkEvent {
+            link_id: r.i64("link_id")?,
+            event: r.text("event")?,
+            at: from_ms(r.i64("at")?)?,
+            detail: r.opt_text("detail")?,
+        })
+    })
     .collect()
 }
 
@@ -314,9 +321,9 @@ pub(crate) fn latest_override_info(c: &mut dyn Conn, course: CourseId) -> Result
     .map(|r| {
         Ok(OverrideInfo {
             course_id: course,
-            change: from_json(&r.text(0)?)?,
-            set_by: r.text(1)?,
-            set_at: from_ms(r.i64(2)?)?,
+            change: from_json(&r.text("override_json")?)?,
+            set_by: r.text("set_by")?,
+            set_at: from_ms(r.i64("set_at")?)?,
         })
     })
     .transpose()
@@ -402,7 +409,7 @@ fn site_for_patients(c: &mut dyn Conn, site: SiteId) -> Result<SiteForPatients> 
         params![site.0],
     )?;
     let (crisis_instructions, clinic_phone) = match row {
-        Some(r) => (r.text(0)?, r.opt_text(1)?),
+        Some(r) => (r.text("crisis_instructions")?, r.opt_text("clinic_phone")?),
         None => (RemoteSafetyPolicy::builtin().default_crisis_instructions.clone(), None),
     };
     Ok(SiteForPatients {
@@ -420,7 +427,7 @@ pub const HOME_PRE_DOSE_SETTINGS: &str = "home_pre_dose";
 
 pub(crate) fn clinic_setting<T: serde::de::DeserializeOwned>(c: &mut dyn Conn, key: &str) -> Result<Option<T>> {
     c.query_opt("SELECT value FROM clinic_settings WHERE key = $1", params![key])?
-        .map(|r| from_json(&r.text(0)?))
+        .map(|r| from_json(&r.text("value")?))
         .transpose()
 }
 
@@ -784,7 +791,7 @@ pub(crate) fn finish_link(c: &mut dyn Conn, link: &LinkRecord, now: OffsetDateTi
 fn stored_safety_codes(c: &mut dyn Conn, link: i64) -> Result<std::collections::BTreeSet<String>> {
     c.query("SELECT flag_code FROM safety_answers WHERE link_id = $1", params![link])?
         .iter()
-        .map(|r| r.text(0))
+        .map(|r| r.text("flag_code"))
         .collect()
 }
 
@@ -856,7 +863,7 @@ fn mark_expired(c: &mut dyn Conn, link: &LinkRecord, now: OffsetDateTime) -> Res
     {
         let route = c.query_opt("SELECT route FROM courses WHERE id = $1", params![course.0])?;
         let at_home = route
-            .map(|r| r.text(0))
+            .map(|r| r.text("route"))
             .transpose()?
             .and_then(|r| keta_domain::course::Route::parse(&r))
             .is_some_and(keta_domain::course::Route::is_home);
@@ -884,14 +891,14 @@ pub(crate) fn overview(c: &mut dyn Conn, patient: PatientId) -> Result<CheckinOv
         .iter()
         .map(|r| {
             Ok(SafetyAnswer {
-                id: r.i64(0)?,
-                link_id: r.i64(1)?,
-                instrument: r.text(2)?,
-                item: r.i64(3)?,
-                answer: r.i64(4)?,
-                flag_code: r.text(5)?,
-                answered_at: from_ms(r.i64(6)?)?,
-                alert_id: r.i64(7)?,
+                id: r.i64("id")?,
+                link_id: r.i64("link_id")?,
+                instrument: r.text("instrument")?,
+                item: r.i64("item")?,
+                answer: r.i64("answer")?,
+                flag_code: r.text("flag_code")?,
+                answered_at: from_ms(r.i64("answered_at")?)?,
+                alert_id: r.i64("alert_id")?,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -970,7 +977,7 @@ impl Store {
                     params![ms(now)],
                 )?
                 .iter()
-                .map(|r| r.i64(0))
+                .map(|r| r.i64("id"))
                 .collect()
             })
             .await?;
@@ -1007,7 +1014,7 @@ impl Store {
                     params![ms(horizon)],
                 )?
                 .iter()
-                .map(|r| r.i64(0))
+                .map(|r| r.i64("patient_id"))
                 .collect()
             })
             .await?;
@@ -1330,7 +1337,7 @@ impl Store {
             // A signed-in administrator's scope lists their sites (never `All`): they qualify when
             // it covers every site of the clinic.
             let sites =
-                c.query("SELECT id FROM sites", &[])?.iter().map(|r| r.i64(0).map(SiteId)).collect::<Result<Vec<_>>>()?;
+                c.query("SELECT id FROM sites", &[])?.iter().map(|r| r.i64("id").map(SiteId)).collect::<Result<Vec<_>>>()?;
             if !sites.iter().all(|s| actor.scope.allows(*s)) {
                 return Err(StoreError::Forbidden(
                     "clinic-wide settings apply to every site; ask an administrator of all sites".into(),

@@ -6,6 +6,14 @@
 //! dialect rule: a query that ends in `FOR UPDATE` locks the rows it reads on PostgreSQL
 //! until the transaction ends, and SQLite (whose one writer already runs writes one at a
 //! time) runs it without the clause (docs/decisions/0004-concurrency.md).
+//!
+//! A [`Row`] is read by column name only (`row.text("mrn")`, `row.opt_i64("chair_id")`). Give
+//! every expression column an alias (`count(*) AS n`, `COALESCE(x, '') AS x`, a sub-select
+//! `AS latest_weight_kg`): the two engines name an unaliased expression differently. Alias
+//! join columns that share a name (`s.id AS session_id, c.id AS course_id`): a name the
+//! result holds twice is an error, as is a name it lacks. [`Row::values`] gives the whole
+//! row in query order, for hashing a row (backups, the ledger chain), not for reading one
+//! column.
 
 use std::sync::Arc;
 
@@ -78,22 +86,6 @@ pub struct Row {
     values: Vec<Value>,
 }
 
-/// Which column of a [`Row`] to read: its name (`"id"`), or, during the move to names, its
-/// position.
-pub trait Column: Copy + std::fmt::Display {
-    fn position(self, names: &[String]) -> Option<usize>;
-}
-impl Column for &str {
-    fn position(self, names: &[String]) -> Option<usize> {
-        names.iter().position(|n| n == self)
-    }
-}
-impl Column for usize {
-    fn position(self, names: &[String]) -> Option<usize> {
-        (self < names.len()).then_some(self)
-    }
-}
-
 impl Row {
     /// A row as a backend read it: the column names shared by every row of one result.
     pub(crate) fn new(names: Arc<[String]>, values: Vec<Value>) -> Self {
@@ -104,51 +96,60 @@ impl Row {
     pub fn values(&self) -> &[Value] {
         &self.values
     }
-    fn at<C: Column>(&self, col: C) -> Result<&Value> {
-        col.position(&self.names)
-            .and_then(|i| self.values.get(i))
-            .ok_or_else(|| StoreError::Corrupt(format!("column {col} missing from the query's result")))
+    /// The value of the one column called `col`: a name the result lacks, or names twice
+    /// (`SELECT s.id, c.id ...`), is an error rather than a guess.
+    fn at(&self, col: &str) -> Result<&Value> {
+        let mut at = self.names.iter().enumerate().filter(|(_, n)| n.as_str() == col).map(|(i, _)| i);
+        match (at.next(), at.next()) {
+            (Some(i), None) => {
+                self.values.get(i).ok_or_else(|| StoreError::Corrupt(format!("column {col} has no value in the row")))
+            }
+            (None, _) => Err(StoreError::Corrupt(format!("column {col} missing from the query's result"))),
+            (Some(_), Some(_)) => Err(StoreError::Corrupt(format!(
+                "column {col} is ambiguous: the query's result names it more than once (give each an alias with AS)"
+            ))),
+        }
     }
-    pub fn i64<C: Column>(&self, col: C) -> Result<i64> {
+    pub fn i64(&self, col: &str) -> Result<i64> {
         match self.at(col)? {
             Value::Int(v) => Ok(*v),
             Value::Bool(b) => Ok(i64::from(*b)),
             other => Err(StoreError::Corrupt(format!("column {col}: expected integer, got {other:?}"))),
         }
     }
-    pub fn opt_i64<C: Column>(&self, col: C) -> Result<Option<i64>> {
+    pub fn opt_i64(&self, col: &str) -> Result<Option<i64>> {
         match self.at(col)? {
             Value::Null => Ok(None),
             _ => self.i64(col).map(Some),
         }
     }
-    pub fn f64<C: Column>(&self, col: C) -> Result<f64> {
+    pub fn f64(&self, col: &str) -> Result<f64> {
         match self.at(col)? {
             Value::Real(v) => Ok(*v),
             Value::Int(v) => Ok(*v as f64),
             other => Err(StoreError::Corrupt(format!("column {col}: expected number, got {other:?}"))),
         }
     }
-    pub fn opt_f64<C: Column>(&self, col: C) -> Result<Option<f64>> {
+    pub fn opt_f64(&self, col: &str) -> Result<Option<f64>> {
         match self.at(col)? {
             Value::Null => Ok(None),
             _ => self.f64(col).map(Some),
         }
     }
-    pub fn bool<C: Column>(&self, col: C) -> Result<bool> {
+    pub fn bool(&self, col: &str) -> Result<bool> {
         match self.at(col)? {
             Value::Bool(b) => Ok(*b),
             Value::Int(v) => Ok(*v != 0),
             other => Err(StoreError::Corrupt(format!("column {col}: expected boolean, got {other:?}"))),
         }
     }
-    pub fn text<C: Column>(&self, col: C) -> Result<String> {
+    pub fn text(&self, col: &str) -> Result<String> {
         match self.at(col)? {
             Value::Text(s) => Ok(s.clone()),
             other => Err(StoreError::Corrupt(format!("column {col}: expected text, got {other:?}"))),
         }
     }
-    pub fn opt_text<C: Column>(&self, col: C) -> Result<Option<String>> {
+    pub fn opt_text(&self, col: &str) -> Result<Option<String>> {
         match self.at(col)? {
             Value::Null => Ok(None),
             _ => self.text(col).map(Some),
@@ -172,7 +173,7 @@ pub trait Conn {
     /// Runs an `INSERT ... RETURNING id` and returns the id.
     fn insert(&mut self, sql: &str, params: &[Value]) -> Result<i64> {
         let row = self.query_opt(sql, params)?.ok_or_else(|| StoreError::Backend("insert returned no id".into()))?;
-        row.i64(0)
+        row.i64("id")
     }
 }
 
@@ -186,4 +187,70 @@ pub enum Backend {
 #[macro_export]
 macro_rules! params {
     ($($v:expr),* $(,)?) => { &[$($crate::conn::Value::from($v)),*] };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(cols: &[(&str, Value)]) -> Row {
+        let names: Arc<[String]> = cols.iter().map(|(n, _)| n.to_string()).collect();
+        Row::new(names, cols.iter().map(|(_, v)| v.clone()).collect())
+    }
+
+    fn corrupt(r: Result<impl std::fmt::Debug>) -> String {
+        match r {
+            Err(StoreError::Corrupt(m)) => m,
+            other => panic!("expected a corrupt-row error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn columns_are_read_by_name_whatever_their_order() {
+        let r = row(&[
+            ("note", Value::Null),
+            ("weight_kg", Value::Real(71.5)),
+            ("id", Value::Int(7)),
+            ("mrn", Value::Text("A-1".into())),
+            ("serious", Value::Int(1)),
+        ]);
+        assert_eq!(r.i64("id").unwrap(), 7);
+        assert_eq!(r.text("mrn").unwrap(), "A-1");
+        assert_eq!(r.f64("weight_kg").unwrap(), 71.5);
+        assert_eq!(r.opt_text("note").unwrap(), None);
+        assert_eq!(r.opt_i64("id").unwrap(), Some(7));
+        assert!(r.bool("serious").unwrap());
+        // The same row with its columns in another order reads the same.
+        let reordered = row(&[("mrn", Value::Text("A-1".into())), ("id", Value::Int(7))]);
+        assert_eq!(reordered.i64("id").unwrap(), 7);
+        assert_eq!(reordered.text("mrn").unwrap(), "A-1");
+    }
+
+    #[test]
+    fn a_missing_column_is_named_in_the_error() {
+        let r = row(&[("id", Value::Int(7))]);
+        let m = corrupt(r.text("mrn"));
+        assert!(m.contains("column mrn missing"), "{m}");
+        // A near miss is not a match: names are compared whole.
+        assert!(corrupt(r.opt_i64("i")).contains("column i missing"));
+        assert!(corrupt(r.opt_i64("ID")).contains("column ID missing"));
+    }
+
+    #[test]
+    fn a_name_the_result_holds_twice_is_ambiguous_not_the_first() {
+        // As `SELECT s.id, c.id FROM sessions s JOIN courses c ...` returns.
+        let r = row(&[("id", Value::Int(1)), ("course_id", Value::Int(3)), ("id", Value::Int(2))]);
+        let m = corrupt(r.i64("id"));
+        assert!(m.contains("column id is ambiguous"), "{m}");
+        assert!(corrupt(r.opt_i64("id")).contains("ambiguous"));
+        // The other columns of the row still read.
+        assert_eq!(r.i64("course_id").unwrap(), 3);
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_names_the_column() {
+        let r = row(&[("mrn", Value::Text("A-1".into()))]);
+        let m = corrupt(r.i64("mrn"));
+        assert!(m.contains("column mrn: expected integer"), "{m}");
+    }
 }

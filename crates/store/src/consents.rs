@@ -29,25 +29,25 @@ pub const REMS_SETTING_KEY: &str = "rems_setting";
 fn consent_from(r: &Row) -> Result<ConsentRecord> {
     let bad = |f: &str| StoreError::Corrupt(format!("consent {f}"));
     Ok(ConsentRecord {
-        id: RecordId(r.i64(0)?),
-        patient_id: PatientId(r.i64(1)?),
-        form_key: r.text(2)?,
-        form_version: u32::try_from(r.i64(3)?).map_err(|_| bad("form_version"))?,
-        kind: ConsentKind::parse(&r.text(4)?).ok_or_else(|| bad("kind"))?,
-        route: r.opt_text(5)?.map(|t| Route::parse(&t).ok_or_else(|| bad("route"))).transpose()?,
-        form_title: r.text(6)?,
-        form_text: r.text(7)?,
-        patient_typed_name: r.text(8)?,
-        patient_signature_svg: r.text(9)?,
-        patient_signed_at: from_ms(r.i64(10)?)?,
-        recorded_by: r.text(11)?,
-        countersigned_by: r.opt_text(12)?,
-        countersigned_at: opt_from_ms(r.opt_i64(13)?)?,
-        rems_patient_id: r.opt_text(14)?,
-        rems_enrolled_on: r.opt_text(15)?.map(|d| parse_date(&d)).transpose()?,
-        withdrawn_at: opt_from_ms(r.opt_i64(16)?)?,
-        withdrawn_by: r.opt_text(17)?,
-        withdrawal_reason: r.opt_text(18)?,
+        id: RecordId(r.i64("id")?),
+        patient_id: PatientId(r.i64("patient_id")?),
+        form_key: r.text("form_key")?,
+        form_version: u32::try_from(r.i64("form_version")?).map_err(|_| bad("form_version"))?,
+        kind: ConsentKind::parse(&r.text("kind")?).ok_or_else(|| bad("kind"))?,
+        route: r.opt_text("route")?.map(|t| Route::parse(&t).ok_or_else(|| bad("route"))).transpose()?,
+        form_title: r.text("form_title")?,
+        form_text: r.text("form_text")?,
+        patient_typed_name: r.text("patient_typed_name")?,
+        patient_signature_svg: r.text("patient_signature_svg")?,
+        patient_signed_at: from_ms(r.i64("patient_signed_at")?)?,
+        recorded_by: r.text("recorded_by")?,
+        countersigned_by: r.opt_text("countersigned_by")?,
+        countersigned_at: opt_from_ms(r.opt_i64("countersigned_at")?)?,
+        rems_patient_id: r.opt_text("rems_patient_id")?,
+        rems_enrolled_on: r.opt_text("rems_enrolled_on")?.map(|d| parse_date(&d)).transpose()?,
+        withdrawn_at: opt_from_ms(r.opt_i64("withdrawn_at")?)?,
+        withdrawn_by: r.opt_text("withdrawn_by")?,
+        withdrawal_reason: r.opt_text("withdrawal_reason")?,
     })
 }
 
@@ -67,7 +67,7 @@ fn get_consent(c: &mut dyn Conn, actor: &Actor, id: RecordId, lock: bool) -> Res
     let sql = format!("SELECT {COLS} FROM consents WHERE id = $1{}", if lock { " FOR UPDATE" } else { "" });
     let r = c.query_opt(&sql, params![id.0])?.ok_or_else(|| StoreError::NotFound(format!("consent {id}")))?;
     let rec = consent_from(&r)?;
-    let site = SiteId(r.i64(19)?);
+    let site = SiteId(r.i64("site_id")?);
     if !actor.may_see(site, rec.patient_id) {
         return Err(StoreError::NotFound(format!("consent {id}")));
     }

@@ -17,16 +17,16 @@ const COLS: &str = "id, patient_id, site_id, route, phase, indication, planned_s
 fn course_from(r: &Row) -> Result<Course> {
     let bad = |f: &str| StoreError::Corrupt(format!("course {f}"));
     Ok(Course {
-        id: CourseId(r.i64(0)?),
-        patient_id: PatientId(r.i64(1)?),
-        site_id: SiteId(r.i64(2)?),
-        route: Route::parse(&r.text(3)?).ok_or_else(|| bad("route"))?,
-        phase: Phase::parse(&r.text(4)?).ok_or_else(|| bad("phase"))?,
-        indication: Indication::parse(&r.text(5)?).ok_or_else(|| bad("indication"))?,
-        planned_sessions: u32::try_from(r.i64(6)?).map_err(|_| bad("planned_sessions"))?,
-        start_date: parse_date(&r.text(7)?)?,
-        status: CourseStatus::parse(&r.text(8)?).ok_or_else(|| bad("status"))?,
-        protocol: r.opt_text(9)?,
+        id: CourseId(r.i64("id")?),
+        patient_id: PatientId(r.i64("patient_id")?),
+        site_id: SiteId(r.i64("site_id")?),
+        route: Route::parse(&r.text("route")?).ok_or_else(|| bad("route"))?,
+        phase: Phase::parse(&r.text("phase")?).ok_or_else(|| bad("phase"))?,
+        indication: Indication::parse(&r.text("indication")?).ok_or_else(|| bad("indication"))?,
+        planned_sessions: u32::try_from(r.i64("planned_sessions")?).map_err(|_| bad("planned_sessions"))?,
+        start_date: parse_date(&r.text("start_date")?)?,
+        status: CourseStatus::parse(&r.text("status")?).ok_or_else(|| bad("status"))?,
+        protocol: r.opt_text("protocol")?,
     })
 }
 

@@ -44,24 +44,24 @@ const COLS: &str = "id, session_id, patient_id, protocol_id, route, weight_kg, w
 fn record_from(r: &Row) -> Result<DoseRecord> {
     let bad = |f: &str| StoreError::Corrupt(format!("dose record {f}"));
     Ok(DoseRecord {
-        id: r.i64(0)?,
-        session_id: SessionId(r.i64(1)?),
-        patient_id: PatientId(r.i64(2)?),
-        protocol: r.opt_text(3)?,
-        route: keta_domain::course::Route::parse(&r.text(4)?).ok_or_else(|| bad("route"))?,
-        weight_kg: Kilograms(r.f64(5)?),
-        weight_measured_on: parse_date(&r.text(6)?)?,
-        weight_type: WeightType::parse(&r.text(7)?).ok_or_else(|| bad("weight_type"))?,
-        dose_mg: Milligrams(r.f64(8)?),
-        dose_mg_per_kg: MgPerKg(r.f64(9)?),
-        request: from_json(&r.text(10)?)?,
-        calculation: from_json(&r.text(11)?)?,
-        calculated_by: r.text(12)?,
-        calculated_by_user_id: r.opt_i64(13)?,
-        calculated_at: from_ms(r.i64(14)?)?,
-        checked_by: r.text(15)?,
-        checked_by_user_id: r.opt_i64(16)?,
-        checked_at: from_ms(r.i64(17)?)?,
+        id: r.i64("id")?,
+        session_id: SessionId(r.i64("session_id")?),
+        patient_id: PatientId(r.i64("patient_id")?),
+        protocol: r.opt_text("protocol_id")?,
+        route: keta_domain::course::Route::parse(&r.text("route")?).ok_or_else(|| bad("route"))?,
+        weight_kg: Kilograms(r.f64("weight_kg")?),
+        weight_measured_on: parse_date(&r.text("weight_measured_on")?)?,
+        weight_type: WeightType::parse(&r.text("weight_type")?).ok_or_else(|| bad("weight_type"))?,
+        dose_mg: Milligrams(r.f64("dose_mg")?),
+        dose_mg_per_kg: MgPerKg(r.f64("dose_mg_per_kg")?),
+        request: from_json(&r.text("request")?)?,
+        calculation: from_json(&r.text("calculation")?)?,
+        calculated_by: r.text("calculated_by")?,
+        calculated_by_user_id: r.opt_i64("calculated_by_user_id")?,
+        calculated_at: from_ms(r.i64("calculated_at")?)?,
+        checked_by: r.text("checked_by")?,
+        checked_by_user_id: r.opt_i64("checked_by_user_id")?,
+        checked_at: from_ms(r.i64("checked_at")?)?,
     })
 }
 
@@ -87,11 +87,11 @@ pub fn given_doses(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<GivenDose
     .iter()
     .map(|r| {
         Ok(GivenDose {
-            session_id: SessionId(r.i64(0)?),
-            given_at: from_ms(r.i64(1)?)?,
-            route: keta_domain::course::Route::parse(&r.text(2)?)
+            session_id: SessionId(r.i64("session_id")?),
+            given_at: from_ms(r.i64("dose_started_at")?)?,
+            route: keta_domain::course::Route::parse(&r.text("route")?)
                 .ok_or_else(|| StoreError::Corrupt("dose record route".into()))?,
-            dose_mg: Milligrams(r.f64(3)?),
+            dose_mg: Milligrams(r.f64("dose_mg")?),
         })
     })
     .collect()

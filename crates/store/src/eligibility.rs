@@ -14,8 +14,8 @@ use crate::time_codec::{from_json, json, ms};
 use crate::{Actor, Store, params};
 
 fn assessment_from(r: &Row) -> Result<EligibilityAssessment> {
-    let mut a: EligibilityAssessment = from_json(&r.text(1)?)?;
-    a.id = RecordId(r.i64(0)?);
+    let mut a: EligibilityAssessment = from_json(&r.text("body")?)?;
+    a.id = RecordId(r.i64("id")?);
     Ok(a)
 }
 
@@ -24,9 +24,9 @@ pub fn trials_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<Antidepres
         .iter()
         .map(|r| {
             Ok(AntidepressantTrialRecord {
-                id: RecordId(r.i64(0)?),
+                id: RecordId(r.i64("id")?),
                 patient_id: patient,
-                trial: from_json(&r.text(1)?)?,
+                trial: from_json(&r.text("body")?)?,
             })
         })
         .collect()

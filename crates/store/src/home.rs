@@ -196,19 +196,19 @@ const SCREEN_COLS: &str = "id, link_id, course_id, sitter_name, sitter_contact, 
 
 fn screen_from(r: &Row) -> Result<PreDoseScreen> {
     Ok(PreDoseScreen {
-        id: r.i64(0)?,
-        link_id: r.i64(1)?,
-        course_id: CourseId(r.i64(2)?),
-        sitter_name: r.text(3)?,
-        sitter_contact: r.opt_text(4)?,
-        sitter_link_id: r.opt_i64(5)?,
-        sitter_confirmed_at: opt_from_ms(r.opt_i64(6)?)?,
-        outcome: r.text(7)?,
-        refusals: from_json(&r.text(8)?)?,
-        submitted_at: from_ms(r.i64(9)?)?,
-        reviewed_at: opt_from_ms(r.opt_i64(10)?)?,
-        reviewed_by: r.opt_text(11)?,
-        review_note: r.opt_text(12)?,
+        id: r.i64("id")?,
+        link_id: r.i64("link_id")?,
+        course_id: CourseId(r.i64("course_id")?),
+        sitter_name: r.text("sitter_name")?,
+        sitter_contact: r.opt_text("sitter_contact")?,
+        sitter_link_id: r.opt_i64("sitter_link_id")?,
+        sitter_confirmed_at: opt_from_ms(r.opt_i64("sitter_confirmed_at")?)?,
+        outcome: r.text("outcome")?,
+        refusals: from_json(&r.text("refusals")?)?,
+        submitted_at: from_ms(r.i64("submitted_at")?)?,
+        reviewed_at: opt_from_ms(r.opt_i64("reviewed_at")?)?,
+        reviewed_by: r.opt_text("reviewed_by")?,
+        review_note: r.opt_text("review_note")?,
     })
 }
 
@@ -256,7 +256,7 @@ fn sitter_delivery(c: &mut dyn Conn, pre_dose_link: i64) -> Result<Option<bool>>
          ORDER BY e.at DESC, e.id DESC LIMIT 1",
         params![pre_dose_link],
     )?
-    .map(|r| Ok(r.text(0)? == "reminder_sent"))
+    .map(|r| Ok(r.text("event")? == "reminder_sent"))
     .transpose()
 }
 
@@ -307,10 +307,10 @@ fn refusal_alert(c: &mut dyn Conn, link: &LinkRecord, now: OffsetDateTime, reaso
 /// Open urgent alerts for a patient (a positive safety answer, for one).
 fn open_urgent_alerts(c: &mut dyn Conn, patient: PatientId) -> Result<i64> {
     Ok(c.query_opt(
-        "SELECT count(*) FROM alerts WHERE patient_id = $1 AND severity = 'urgent' AND acknowledged_at IS NULL",
+        "SELECT count(*) AS n FROM alerts WHERE patient_id = $1 AND severity = 'urgent' AND acknowledged_at IS NULL",
         params![patient.0],
     )?
-    .map(|r| r.i64(0))
+    .map(|r| r.i64("n"))
     .transpose()?
     .unwrap_or(0))
 }
@@ -372,9 +372,9 @@ fn reconciliation_for(c: &mut dyn Conn, course: CourseId) -> Result<(Reconciliat
         .iter()
         .map(|r| {
             Ok(Dispense {
-                at: from_ms(r.i64(0)?)?,
-                units: u32::try_from(r.i64(1)?).map_err(|_| StoreError::Corrupt("units".into()))?,
-                unit_strength: Milligrams(r.f64(2)?),
+                at: from_ms(r.i64("dispensed_at")?)?,
+                units: u32::try_from(r.i64("units")?).map_err(|_| StoreError::Corrupt("units".into()))?,
+                unit_strength: Milligrams(r.f64("unit_strength_mg")?),
             })
         })
         .collect::<Result<_>>()?;
@@ -387,11 +387,11 @@ fn reconciliation_for(c: &mut dyn Conn, course: CourseId) -> Result<(Reconciliat
     let mut last_count = None;
     for r in &rows {
         logs.push(DoseLog {
-            at: from_ms(r.i64(0)?)?,
-            units: u32::try_from(r.i64(1)?).map_err(|_| StoreError::Corrupt("units".into()))?,
-            screen_cleared: r.opt_text(3)?.as_deref() == Some("cleared"),
+            at: from_ms(r.i64("taken_at")?)?,
+            units: u32::try_from(r.i64("units")?).map_err(|_| StoreError::Corrupt("units".into()))?,
+            screen_cleared: r.opt_text("outcome")?.as_deref() == Some("cleared"),
         });
-        if let Some(left) = r.opt_i64(2)? {
+        if let Some(left) = r.opt_i64("units_left")? {
             last_count = u32::try_from(left).ok();
         }
     }
@@ -435,11 +435,11 @@ fn programme(c: &mut dyn Conn, co: &Course) -> Result<HomeProgramme> {
     // the supply it holds is what would move `last_dispense` on).
     let missed_checkins = c
         .query_opt(
-            "SELECT count(*) FROM checkin_links m WHERE m.course_id = $1 AND m.expired_at IS NOT NULL AND m.completed_at IS NULL AND m.purpose <> 'sitter' AND m.expires_at > $2
+            "SELECT count(*) AS n FROM checkin_links m WHERE m.course_id = $1 AND m.expired_at IS NOT NULL AND m.completed_at IS NULL AND m.purpose <> 'sitter' AND m.expires_at > $2
              AND NOT EXISTS (SELECT 1 FROM checkin_links d WHERE d.course_id = m.course_id AND d.purpose <> 'sitter' AND d.completed_at IS NOT NULL AND d.completed_at >= m.expires_at)",
             params![course.0, last_dispense],
         )?
-        .map(|r| r.i64(0))
+        .map(|r| r.i64("n"))
         .transpose()?
         .unwrap_or(0) as usize;
     let unreviewed_refusals = screens.iter().filter(|s| s.outcome == "refused" && s.reviewed_at.is_none()).count();
@@ -477,11 +477,11 @@ pub(crate) fn home_for(c: &mut dyn Conn, patient: PatientId) -> Result<(Vec<Home
         .iter()
         .map(|r| {
             Ok(QuestionSetResponse {
-                id: r.i64(0)?,
-                set_code: r.text(1)?,
-                answers: from_json(&r.text(2)?)?,
-                flags: from_json(&r.text(3)?)?,
-                completed_at: from_ms(r.i64(4)?)?,
+                id: r.i64("id")?,
+                set_code: r.text("set_code")?,
+                answers: from_json(&r.text("answers")?)?,
+                flags: from_json(&r.text("flags")?)?,
+                completed_at: from_ms(r.i64("completed_at")?)?,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -515,7 +515,7 @@ fn plan_and_strength(
     let planned = match session {
         Some(s) => c
             .query_opt("SELECT planned_dose_mg FROM sessions WHERE id = $1 AND course_id = $2", params![s, course.0])?
-            .map(|r| r.opt_f64(0))
+            .map(|r| r.opt_f64("planned_dose_mg"))
             .transpose()?
             .flatten()
             .map(Milligrams),
@@ -526,7 +526,7 @@ fn plan_and_strength(
             "SELECT unit_strength_mg FROM home_dispenses WHERE course_id = $1 ORDER BY dispensed_at DESC, id DESC LIMIT 1",
             params![course.0],
         )?
-        .map(|r| r.f64(0))
+        .map(|r| r.f64("unit_strength_mg"))
         .transpose()?
         .map(Milligrams);
     Ok((planned, strength))
@@ -649,7 +649,7 @@ impl Store {
             let answers: PreDoseSubmission = from_json(
                 &c.query_opt("SELECT answers FROM pre_dose_screens WHERE id = $1", params![screen.id])?
                     .ok_or_else(|| StoreError::Corrupt("screen".into()))?
-                    .text(0)?,
+                    .text("answers")?,
             )?;
             let rules = pre_dose_rules(c)?;
             let outcome = run_screen_for(c, link.patient_id, &rules, &answers, true)?;
@@ -867,7 +867,7 @@ impl Store {
                 )?
                 .ok_or_else(|| StoreError::NotFound(format!("pre-dose screen {screen}")))?;
             let s = screen_from(&r)?;
-            let (patient, site) = (PatientId(r.i64(13)?), keta_domain::ids::SiteId(r.i64(14)?));
+            let (patient, site) = (PatientId(r.i64("patient_id")?), keta_domain::ids::SiteId(r.i64("site_id")?));
             if !actor.may_see(site, patient) {
                 return Err(StoreError::NotFound(format!("pre-dose screen {screen}")));
             }
@@ -885,7 +885,7 @@ impl Store {
             if changed != 1 {
                 let by = c
                     .query_opt("SELECT reviewed_by FROM pre_dose_screens WHERE id = $1", params![screen])?
-                    .map(|r| r.opt_text(0))
+                    .map(|r| r.opt_text("reviewed_by"))
                     .transpose()?
                     .flatten()
                     .unwrap_or_else(|| "someone else".into());
@@ -909,10 +909,10 @@ impl Store {
             // patient's next screen).
             let next = c
                 .query_opt(
-                    "SELECT min(submitted_at) FROM pre_dose_screens WHERE patient_id = $1 AND submitted_at > $2",
+                    "SELECT min(submitted_at) AS first_submitted_at FROM pre_dose_screens WHERE patient_id = $1 AND submitted_at > $2",
                     params![patient.0, ms(s.submitted_at)],
                 )?
-                .map(|r| r.opt_i64(0))
+                .map(|r| r.opt_i64("first_submitted_at"))
                 .transpose()?
                 .flatten()
                 .unwrap_or(i64::MAX);
@@ -923,7 +923,7 @@ impl Store {
                     params![patient.0, ms(s.submitted_at), next],
                 )?
                 .iter()
-                .map(|r| r.i64(0))
+                .map(|r| r.i64("id"))
                 .collect::<Result<Vec<_>>>()?;
             for alert in open {
                 c.execute(

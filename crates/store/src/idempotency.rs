@@ -159,7 +159,7 @@ impl Store {
                 params![user_id, key.as_str(), fingerprint.as_str(), owner.as_str(), ms(now), lease_until, ms(now + policy.retention)],
             )?;
             if let Some(r) = inserted {
-                return Ok(Reservation::Reserved(Claim { row_id: r.i64(0)?, owner }));
+                return Ok(Reservation::Reserved(Claim { row_id: r.i64("id")?, owner }));
             }
             let r = c
                 .query_opt(
@@ -168,25 +168,25 @@ impl Store {
                     params![user_id, key.as_str()],
                 )?
                 .ok_or_else(|| StoreError::Conflict("the Idempotency-Key is being released; try again".into()))?;
-            if r.text(1)? != fingerprint {
+            if r.text("fingerprint")? != fingerprint {
                 return Ok(Reservation::Mismatch);
             }
-            if let Some(status) = r.opt_i64(5)? {
-                let headers: Vec<(String, String)> = serde_json::from_str(&r.opt_text(6)?.unwrap_or_default())
+            if let Some(status) = r.opt_i64("status")? {
+                let headers: Vec<(String, String)> = serde_json::from_str(&r.opt_text("response_headers")?.unwrap_or_default())
                     .map_err(|e| StoreError::Corrupt(format!("idempotency response headers: {e}")))?;
                 let body = base64::engine::general_purpose::STANDARD
-                    .decode(r.opt_text(7)?.unwrap_or_default())
+                    .decode(r.opt_text("response_body")?.unwrap_or_default())
                     .map_err(|e| StoreError::Corrupt(format!("idempotency response body: {e}")))?;
                 let status = u16::try_from(status).map_err(|_| StoreError::Corrupt("idempotency status".into()))?;
                 return Ok(Reservation::Replay(StoredResponse { status, headers, body }));
             }
-            let lease_running = r.i64(3)? >= ms(now);
-            match r.opt_i64(4)? {
+            let lease_running = r.i64("lease_until")? >= ms(now);
+            match r.opt_i64("written_at")? {
                 _ if lease_running => Ok(Reservation::InFlight),
                 Some(written) => Ok(Reservation::RecordedWithoutResponse { written_at: from_ms(written)? }),
                 None => {
                     // The earlier attempt recorded nothing and its lease ran out: take the key over.
-                    let (id, old_owner) = (r.i64(0)?, r.text(2)?);
+                    let (id, old_owner) = (r.i64("id")?, r.text("owner")?);
                     let n = c.execute(
                         "UPDATE idempotency_keys SET owner = $1, lease_until = $2 WHERE id = $3 AND owner = $4 AND written_at IS NULL",
                         params![owner.as_str(), lease_until, id, old_owner.as_str()],

@@ -723,11 +723,11 @@ fn write_sessions(
             std::collections::hash_map::Entry::Vacant(e) => {
                 let course = crate::courses::get_course(c, actor, course_id)?;
                 let r = c.query_opt(
-                    "SELECT count(*), max(scheduled_for) FROM sessions WHERE course_id = $1",
+                    "SELECT count(*) AS n, max(scheduled_for) AS last_scheduled_for FROM sessions WHERE course_id = $1",
                     params![course_id.0],
                 )?;
                 let (sessions, last_scheduled) = match r {
-                    Some(r) => (r.i64(0)?, r.opt_i64(1)?),
+                    Some(r) => (r.i64("n")?, r.opt_i64("last_scheduled_for")?),
                     None => (0, None),
                 };
                 e.insert(CourseFacts { course, sessions, last_scheduled })
@@ -1116,7 +1116,7 @@ mod tests {
 
     async fn count(store: &Store, table: &'static str) -> i64 {
         store
-            .read(move |c| c.query_opt(&format!("SELECT count(*) FROM {table}"), &[])?.expect("row").i64(0))
+            .read(move |c| c.query_opt(&format!("SELECT count(*) AS n FROM {table}"), &[])?.expect("row").i64("n"))
             .await
             .unwrap()
     }

@@ -106,16 +106,17 @@ const LOT_COLS: &str = "id, site_id, substance, presentation, lot_number, ndc, e
 
 fn lot_from(r: &Row) -> Result<LotRow> {
     Ok(LotRow {
-        id: LotId(r.i64(0)?),
-        site_id: SiteId(r.i64(1)?),
+        id: LotId(r.i64("id")?),
+        site_id: SiteId(r.i64("site_id")?),
         product: Product {
-            substance: Substance::parse(&r.text(2)?).ok_or_else(|| StoreError::Corrupt("lot substance".into()))?,
-            presentation: from_json(&r.text(3)?)?,
+            substance: Substance::parse(&r.text("substance")?)
+                .ok_or_else(|| StoreError::Corrupt("lot substance".into()))?,
+            presentation: from_json(&r.text("presentation")?)?,
         },
-        lot_number: r.text(4)?,
-        ndc: r.text(5)?,
-        expires_on: parse_date(&r.text(6)?)?,
-        received_at: from_ms(r.i64(7)?)?,
+        lot_number: r.text("lot_number")?,
+        ndc: r.text("ndc")?,
+        expires_on: parse_date(&r.text("expires_on")?)?,
+        received_at: from_ms(r.i64("received_at")?)?,
     })
 }
 
@@ -132,8 +133,8 @@ fn load_lot(c: &mut dyn Conn, actor: &Actor, id: LotId) -> Result<LotRow> {
 }
 
 fn first_receipt(c: &mut dyn Conn, lot: LotId) -> Result<EntryId> {
-    c.query_opt("SELECT min(id) FROM cs_ledger WHERE lot_id = $1 AND kind = 'receipt'", params![lot.0])?
-        .and_then(|r| r.opt_i64(0).transpose())
+    c.query_opt("SELECT min(id) AS first_id FROM cs_ledger WHERE lot_id = $1 AND kind = 'receipt'", params![lot.0])?
+        .and_then(|r| r.opt_i64("first_id").transpose())
         .transpose()?
         .map(EntryId)
         .ok_or_else(|| StoreError::Corrupt(format!("lot {lot} has no receipt")))
@@ -164,7 +165,7 @@ fn lot_view(lot: &LotRow, on_hand: Quantity, receipt: EntryId) -> Lot {
 fn on_hand(c: &mut dyn Conn, lot: LotId) -> Result<Quantity> {
     Ok(Quantity(
         c.query_opt("SELECT on_hand_after FROM cs_ledger WHERE lot_id = $1 ORDER BY id DESC LIMIT 1", params![lot.0])?
-            .map(|r| r.i64(0))
+            .map(|r| r.i64("on_hand_after"))
             .transpose()?
             .unwrap_or(0),
     ))
@@ -179,22 +180,22 @@ fn lot_summary(c: &mut dyn Conn, lot: &LotRow) -> Result<Lot> {
 const BOOK_COLS: &str = "id, kind, change_thousandths, occurred_at, reverses_id, corrects_id, administration_id, count_id, count_physical, count_expected, lot_id";
 
 fn book_entry_from(r: &Row) -> Result<BookEntry> {
-    let kind = EntryKind::parse(&r.text(1)?).ok_or_else(|| StoreError::Corrupt("ledger kind".into()))?;
-    let count = match (r.opt_i64(8)?, r.opt_i64(9)?) {
+    let kind = EntryKind::parse(&r.text("kind")?).ok_or_else(|| StoreError::Corrupt("ledger kind".into()))?;
+    let count = match (r.opt_i64("count_physical")?, r.opt_i64("count_expected")?) {
         (Some(p), Some(e)) => {
             Some(CountResult { physical: Quantity(p), expected: Quantity(e), discrepancy: Quantity(p - e) })
         }
         _ => None,
     };
-    let linked = r.opt_i64(7)?.map(EntryId);
+    let linked = r.opt_i64("count_id")?.map(EntryId);
     Ok(BookEntry {
-        id: EntryId(r.i64(0)?),
+        id: EntryId(r.i64("id")?),
         kind,
-        change: Quantity(r.i64(2)?),
-        occurred_at: from_ms(r.i64(3)?)?,
-        reverses: r.opt_i64(4)?.map(EntryId),
-        corrects: r.opt_i64(5)?.map(EntryId),
-        administration: r.opt_i64(6)?.map(EntryId),
+        change: Quantity(r.i64("change_thousandths")?),
+        occurred_at: from_ms(r.i64("occurred_at")?)?,
+        reverses: r.opt_i64("reverses_id")?.map(EntryId),
+        corrects: r.opt_i64("corrects_id")?.map(EntryId),
+        administration: r.opt_i64("administration_id")?.map(EntryId),
         resolves_count: if matches!(kind, EntryKind::Loss | EntryKind::Adjustment) { linked } else { None },
         count,
     })
@@ -239,7 +240,7 @@ fn row_hash(prev: &str, content: &str) -> String {
 
 fn chain_tail(c: &mut dyn Conn) -> Result<String> {
     Ok(c.query_opt("SELECT row_hash FROM cs_ledger ORDER BY id DESC LIMIT 1", &[])?
-        .map(|r| r.text(0))
+        .map(|r| r.text("row_hash"))
         .transpose()?
         .unwrap_or_else(|| audit::GENESIS.to_string()))
 }
@@ -248,59 +249,66 @@ const ENTRY_COLS: &str = "e.id, e.lot_id, e.site_id, e.kind, e.change_thousandth
      e.recorded_at, e.recorded_by, e.recorded_by_user_id, e.recorded_by_reauthenticated_at, e.witness_name, e.witness_user_id, \
      e.witness_reauthenticated_at, e.second_witness_name, e.second_witness_user_id, e.second_witness_reauthenticated_at, e.session_id, \
      e.patient_id, e.administration_id, e.count_id, e.corrects_id, e.reverses_id, e.reason, e.count_physical, e.count_expected, e.detail, \
-     e.content_sha256, e.prev_hash, e.row_hash, l.unit, (SELECT r.id FROM cs_ledger r WHERE r.reverses_id = e.id)";
+     e.content_sha256, e.prev_hash, e.row_hash, l.unit, (SELECT r.id FROM cs_ledger r WHERE r.reverses_id = e.id) AS reversed_by";
 const ENTRY_FROM: &str = "cs_ledger e JOIN cs_lots l ON l.id = e.lot_id";
 
 fn entry_from(r: &Row) -> Result<LedgerEntry> {
     let bad = |f: &str| StoreError::Corrupt(format!("ledger entry {f}"));
-    let witness = |name: usize| -> Result<Option<Signatory>> {
-        Ok(match r.opt_text(name)? {
+    // `prefix` is the witness's column prefix: `witness` or `second_witness`.
+    let witness = |prefix: &str| -> Result<Option<Signatory>> {
+        Ok(match r.opt_text(format!("{prefix}_name").as_str())? {
             None => None,
             Some(n) => Some(Signatory {
-                user_id: r.opt_i64(name + 1)?,
+                user_id: r.opt_i64(format!("{prefix}_user_id").as_str())?,
                 name: n,
-                reauthenticated_at: from_ms(r.opt_i64(name + 2)?.ok_or_else(|| bad("witness time"))?)?,
+                reauthenticated_at: from_ms(
+                    r.opt_i64(format!("{prefix}_reauthenticated_at").as_str())?.ok_or_else(|| bad("witness time"))?,
+                )?,
             }),
         })
     };
-    let kind = EntryKind::parse(&r.text(3)?).ok_or_else(|| bad("kind"))?;
-    let count = match (r.opt_i64(26)?, r.opt_i64(27)?) {
+    let kind = EntryKind::parse(&r.text("kind")?).ok_or_else(|| bad("kind"))?;
+    let count = match (r.opt_i64("count_physical")?, r.opt_i64("count_expected")?) {
         (Some(p), Some(e)) => {
             Some(CountResult { physical: Quantity(p), expected: Quantity(e), discrepancy: Quantity(p - e) })
         }
         _ => None,
     };
     Ok(LedgerEntry {
-        id: EntryId(r.i64(0)?),
-        lot_id: LotId(r.i64(1)?),
-        site_id: SiteId(r.i64(2)?),
+        id: EntryId(r.i64("id")?),
+        lot_id: LotId(r.i64("lot_id")?),
+        site_id: SiteId(r.i64("site_id")?),
         kind,
-        change: Quantity(r.i64(4)?),
-        on_hand_after: Quantity(r.i64(5)?),
-        amount_mg: Milligrams(r.f64(6)?),
-        amount_ml: r.opt_f64(7)?.map(Millilitres),
-        occurred_at: from_ms(r.i64(8)?)?,
-        recorded_at: from_ms(r.i64(9)?)?,
-        recorded_by: Signatory { name: r.text(10)?, user_id: r.opt_i64(11)?, reauthenticated_at: from_ms(r.i64(12)?)? },
-        witnesses: [witness(13)?, witness(16)?].into_iter().flatten().collect(),
-        session_id: r.opt_i64(19)?.map(SessionId),
-        patient_id: r.opt_i64(20)?.map(PatientId),
-        administration_id: r.opt_i64(21)?.map(EntryId),
-        count_id: r.opt_i64(22)?.map(EntryId),
-        corrects_id: r.opt_i64(23)?.map(EntryId),
-        reverses_id: r.opt_i64(24)?.map(EntryId),
-        reason: r.opt_text(25)?,
+        change: Quantity(r.i64("change_thousandths")?),
+        on_hand_after: Quantity(r.i64("on_hand_after")?),
+        amount_mg: Milligrams(r.f64("amount_mg")?),
+        amount_ml: r.opt_f64("amount_ml")?.map(Millilitres),
+        occurred_at: from_ms(r.i64("occurred_at")?)?,
+        recorded_at: from_ms(r.i64("recorded_at")?)?,
+        recorded_by: Signatory {
+            name: r.text("recorded_by")?,
+            user_id: r.opt_i64("recorded_by_user_id")?,
+            reauthenticated_at: from_ms(r.i64("recorded_by_reauthenticated_at")?)?,
+        },
+        witnesses: [witness("witness")?, witness("second_witness")?].into_iter().flatten().collect(),
+        session_id: r.opt_i64("session_id")?.map(SessionId),
+        patient_id: r.opt_i64("patient_id")?.map(PatientId),
+        administration_id: r.opt_i64("administration_id")?.map(EntryId),
+        count_id: r.opt_i64("count_id")?.map(EntryId),
+        corrects_id: r.opt_i64("corrects_id")?.map(EntryId),
+        reverses_id: r.opt_i64("reverses_id")?.map(EntryId),
+        reason: r.opt_text("reason")?,
         count,
-        detail: from_json(&r.text(28)?)?,
-        content_sha256: r.text(29)?,
-        prev_hash: r.text(30)?,
-        row_hash: r.text(31)?,
-        unit: match r.text(32)?.as_str() {
+        detail: from_json(&r.text("detail")?)?,
+        content_sha256: r.text("content_sha256")?,
+        prev_hash: r.text("prev_hash")?,
+        row_hash: r.text("row_hash")?,
+        unit: match r.text("unit")?.as_str() {
             "mL" => CountingUnit::Millilitres,
             "mg" => CountingUnit::Milligrams,
             _ => return Err(bad("unit")),
         },
-        reversed_by: r.opt_i64(33)?.map(EntryId),
+        reversed_by: r.opt_i64("reversed_by")?.map(EntryId),
     })
 }
 
@@ -614,11 +622,11 @@ fn raise_count_alert(
 pub fn administrations_for_session(c: &mut dyn Conn, session: SessionId) -> Result<usize> {
     let n = c
         .query_opt(
-            "SELECT count(*) FROM cs_ledger e WHERE e.session_id = $1 AND e.kind = 'administration'
+            "SELECT count(*) AS n FROM cs_ledger e WHERE e.session_id = $1 AND e.kind = 'administration'
              AND NOT EXISTS (SELECT 1 FROM cs_ledger r WHERE r.reverses_id = e.id)",
             params![session.0],
         )?
-        .map(|r| r.i64(0))
+        .map(|r| r.i64("n"))
         .transpose()?
         .unwrap_or(0);
     Ok(n as usize)
@@ -707,7 +715,7 @@ fn books(c: &mut dyn Conn, lots: &[LotRow], as_of: Option<OffsetDateTime>) -> Re
     )?;
     for r in rows {
         let e = book_entry_from(&r)?;
-        let slot = out.entry(LotId(r.i64(10)?)).or_default();
+        let slot = out.entry(LotId(r.i64("lot_id")?)).or_default();
         if e.kind == EntryKind::Receipt && slot.1.is_none() {
             slot.1 = Some(e.id);
         }
@@ -744,14 +752,14 @@ fn alerts_for(c: &mut dyn Conn, actor: &Actor, site: Option<SiteId>) -> Result<V
     c.query(&sql, &p)?
         .iter()
         .map(|r| {
-            let (lot, entry) = (LotId(r.i64(2)?), EntryId(r.i64(3)?));
+            let (lot, entry) = (LotId(r.i64("lot_id")?), EntryId(r.i64("entry_id")?));
             Ok(LedgerAlert {
-                id: LedgerAlertId(r.i64(0)?),
-                site_id: SiteId(r.i64(1)?),
+                id: LedgerAlertId(r.i64("id")?),
+                site_id: SiteId(r.i64("site_id")?),
                 lot_id: lot,
                 entry_id: entry,
-                message: r.text(4)?,
-                raised_at: from_ms(r.i64(5)?)?,
+                message: r.text("message")?,
+                raised_at: from_ms(r.i64("raised_at")?)?,
                 open: open.get(&lot).is_some_and(|(e, unexplained)| *e == entry && *unexplained),
             })
         })
@@ -769,7 +777,7 @@ pub fn verify_ledger(c: &mut dyn Conn) -> Result<LedgerVerification> {
     let mut running: HashMap<i64, i64> = HashMap::new();
     let mut n = 0u64;
     for r in rows {
-        let id = EntryId(r.i64(0)?);
+        let id = EntryId(r.i64("id")?);
         let broken = |reason: &str| {
             Ok(LedgerVerification {
                 entries_checked: n,
@@ -778,7 +786,7 @@ pub fn verify_ledger(c: &mut dyn Conn) -> Result<LedgerVerification> {
             })
         };
         let values = &r.values()[1..=HASHED_N];
-        let (content, stored_prev, stored_row) = (r.text(HASHED_N + 1)?, r.text(HASHED_N + 2)?, r.text(HASHED_N + 3)?);
+        let (content, stored_prev, stored_row) = (r.text("content_sha256")?, r.text("prev_hash")?, r.text("row_hash")?);
         if stored_prev != prev {
             return broken("does not follow the previous entry (an entry before it was deleted, edited or reordered)");
         }
@@ -788,7 +796,7 @@ pub fn verify_ledger(c: &mut dyn Conn) -> Result<LedgerVerification> {
         if row_hash(&prev, &content) != stored_row {
             return broken("its chain hash does not match (edited outside Keta)");
         }
-        let (lot, change, after) = (r.i64(1)?, r.i64(4)?, r.i64(5)?);
+        let (lot, change, after) = (r.i64("lot_id")?, r.i64("change_thousandths")?, r.i64("on_hand_after")?);
         let total = running.entry(lot).or_insert(0);
         *total += change;
         if *total != after || after < 0 {

@@ -20,63 +20,64 @@ use crate::{Actor, Store, params};
 const MED_COLS: &str =
     "id, patient_id, drug, dose, daily_dose_mg, started_on, stopped_on, stop_reason, recorded_at, recorded_by";
 
-fn opt_date(r: &Row, i: usize) -> Result<Option<Date>> {
-    r.opt_text(i)?.map(|s| parse_date(&s)).transpose()
+fn opt_date(r: &Row, column: &str) -> Result<Option<Date>> {
+    r.opt_text(column)?.map(|s| parse_date(&s)).transpose()
 }
 
 fn medication_from(r: &Row) -> Result<Medication> {
     Ok(Medication::new(
-        RecordId(r.i64(0)?),
-        PatientId(r.i64(1)?),
+        RecordId(r.i64("id")?),
+        PatientId(r.i64("patient_id")?),
         NewMedication {
-            drug: r.text(2)?,
-            dose: r.opt_text(3)?,
-            daily_dose_mg: r.opt_f64(4)?.map(Milligrams),
-            started_on: opt_date(r, 5)?,
+            drug: r.text("drug")?,
+            dose: r.opt_text("dose")?,
+            daily_dose_mg: r.opt_f64("daily_dose_mg")?.map(Milligrams),
+            started_on: opt_date(r, "started_on")?,
         },
-        opt_date(r, 6)?,
-        r.opt_text(7)?,
-        from_ms(r.i64(8)?)?,
-        r.text(9)?,
+        opt_date(r, "stopped_on")?,
+        r.opt_text("stop_reason")?,
+        from_ms(r.i64("recorded_at")?)?,
+        r.text("recorded_by")?,
     ))
 }
 
 fn allergy_from(r: &Row) -> Result<Allergy> {
     Ok(Allergy::new(
-        RecordId(r.i64(0)?),
-        PatientId(r.i64(1)?),
+        RecordId(r.i64("id")?),
+        PatientId(r.i64("patient_id")?),
         NewAllergy {
-            substance: r.text(2)?,
-            reaction: r.opt_text(3)?,
-            severity: AllergySeverity::parse(&r.text(4)?)
+            substance: r.text("substance")?,
+            reaction: r.opt_text("reaction")?,
+            severity: AllergySeverity::parse(&r.text("severity")?)
                 .ok_or_else(|| StoreError::Corrupt("allergy severity".into()))?,
         },
-        from_ms(r.i64(5)?)?,
-        r.text(6)?,
+        from_ms(r.i64("recorded_at")?)?,
+        r.text("recorded_by")?,
     ))
 }
 
 fn pregnancy_from(r: &Row) -> Result<PregnancyStatusRecord> {
     Ok(PregnancyStatusRecord {
-        id: RecordId(r.i64(0)?),
-        patient_id: PatientId(r.i64(1)?),
-        status: PregnancyStatus::parse(&r.text(2)?).ok_or_else(|| StoreError::Corrupt("pregnancy status".into()))?,
-        recorded_on: parse_date(&r.text(3)?)?,
-        note: r.opt_text(4)?,
-        recorded_at: from_ms(r.i64(5)?)?,
-        recorded_by: r.text(6)?,
+        id: RecordId(r.i64("id")?),
+        patient_id: PatientId(r.i64("patient_id")?),
+        status: PregnancyStatus::parse(&r.text("status")?)
+            .ok_or_else(|| StoreError::Corrupt("pregnancy status".into()))?,
+        recorded_on: parse_date(&r.text("recorded_on")?)?,
+        note: r.opt_text("note")?,
+        recorded_at: from_ms(r.i64("recorded_at")?)?,
+        recorded_by: r.text("recorded_by")?,
     })
 }
 
 fn review_from(r: &Row) -> Result<MedicationReview> {
     Ok(MedicationReview {
-        id: RecordId(r.i64(0)?),
-        session_id: SessionId(r.i64(1)?),
-        patient_id: PatientId(r.i64(2)?),
-        reviewed_at: from_ms(r.i64(3)?)?,
-        reviewed_by: r.text(4)?,
-        note: r.opt_text(5)?,
-        medications: from_json(&r.text(6)?)?,
+        id: RecordId(r.i64("id")?),
+        session_id: SessionId(r.i64("session_id")?),
+        patient_id: PatientId(r.i64("patient_id")?),
+        reviewed_at: from_ms(r.i64("reviewed_at")?)?,
+        reviewed_by: r.text("reviewed_by")?,
+        note: r.opt_text("note")?,
+        medications: from_json(&r.text("medications")?)?,
     })
 }
 

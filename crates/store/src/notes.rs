@@ -29,10 +29,10 @@ use crate::{Actor, Store, params};
 pub fn is_note_signed(c: &mut dyn Conn, session: SessionId) -> Result<bool> {
     let n = c
         .query_opt(
-            "SELECT count(*) FROM note_signatures WHERE session_id = $1 AND amendment_id IS NULL AND meaning = 'author'",
+            "SELECT count(*) AS n FROM note_signatures WHERE session_id = $1 AND amendment_id IS NULL AND meaning = 'author'",
             params![session.0],
         )?
-        .map(|r| r.i64(0))
+        .map(|r| r.i64("n"))
         .transpose()?
         .unwrap_or(0);
     Ok(n > 0)
@@ -45,8 +45,8 @@ fn note_writer(c: &mut dyn Conn, session: SessionId) -> Result<Option<(Option<i6
     else {
         return Ok(None);
     };
-    let user_id = r.opt_i64(0)?;
-    Ok(r.opt_text(1)?.map(|name| (user_id, name)))
+    let user_id = r.opt_i64("note_author_user_id")?;
+    Ok(r.opt_text("note_author")?.map(|name| (user_id, name)))
 }
 
 const SIG_COLS: &str = "id, session_id, amendment_id, content_sha256, signer_user_id, signer, printed_name, meaning, signed_at, reauthenticated_at, signature_sha256";
@@ -54,33 +54,34 @@ const AMENDMENT_COLS: &str = "id, session_id, previous_amendment_id, previous_sh
 
 fn signature_from(r: &Row) -> Result<NoteSignature> {
     Ok(NoteSignature {
-        id: NoteSignatureId(r.i64(0)?),
-        session_id: SessionId(r.i64(1)?),
-        amendment_id: r.opt_i64(2)?.map(AmendmentId),
-        content_sha256: r.text(3)?,
-        signer_user_id: r.opt_i64(4)?,
-        signer: r.text(5)?,
-        printed_name: r.text(6)?,
-        meaning: SignatureMeaning::parse(&r.text(7)?).ok_or_else(|| StoreError::Corrupt("signature meaning".into()))?,
-        signed_at: from_ms(r.i64(8)?)?,
-        reauthenticated_at: from_ms(r.i64(9)?)?,
-        signature_sha256: r.text(10)?,
+        id: NoteSignatureId(r.i64("id")?),
+        session_id: SessionId(r.i64("session_id")?),
+        amendment_id: r.opt_i64("amendment_id")?.map(AmendmentId),
+        content_sha256: r.text("content_sha256")?,
+        signer_user_id: r.opt_i64("signer_user_id")?,
+        signer: r.text("signer")?,
+        printed_name: r.text("printed_name")?,
+        meaning: SignatureMeaning::parse(&r.text("meaning")?)
+            .ok_or_else(|| StoreError::Corrupt("signature meaning".into()))?,
+        signed_at: from_ms(r.i64("signed_at")?)?,
+        reauthenticated_at: from_ms(r.i64("reauthenticated_at")?)?,
+        signature_sha256: r.text("signature_sha256")?,
     })
 }
 
 fn amendment_from(r: &Row) -> Result<NoteAmendment> {
     Ok(NoteAmendment {
-        id: AmendmentId(r.i64(0)?),
-        session_id: SessionId(r.i64(1)?),
-        previous_amendment_id: r.opt_i64(2)?.map(AmendmentId),
-        previous_sha256: r.text(3)?,
-        author_user_id: r.opt_i64(4)?,
-        author: r.text(5)?,
-        printed_name: r.text(6)?,
-        reason: r.text(7)?,
-        text: r.text(8)?,
-        created_at: from_ms(r.i64(9)?)?,
-        content_sha256: r.text(10)?,
+        id: AmendmentId(r.i64("id")?),
+        session_id: SessionId(r.i64("session_id")?),
+        previous_amendment_id: r.opt_i64("previous_amendment_id")?.map(AmendmentId),
+        previous_sha256: r.text("previous_sha256")?,
+        author_user_id: r.opt_i64("author_user_id")?,
+        author: r.text("author")?,
+        printed_name: r.text("printed_name")?,
+        reason: r.text("reason")?,
+        text: r.text("body")?,
+        created_at: from_ms(r.i64("created_at")?)?,
+        content_sha256: r.text("content_sha256")?,
         signatures: Vec::new(),
     })
 }
@@ -144,8 +145,8 @@ pub fn verify_notes(c: &mut dyn Conn) -> Result<Vec<(SessionId, NoteVerification
     )?;
     let mut out = Vec::new();
     for r in rows {
-        let (session, patient) = (SessionId(r.i64(0)?), PatientId(r.i64(1)?));
-        let note = assemble(c, session, patient, r.opt_text(2)?)?;
+        let (session, patient) = (SessionId(r.i64("id")?), PatientId(r.i64("patient_id")?));
+        let note = assemble(c, session, patient, r.opt_text("note")?)?;
         if !note.verification.intact {
             out.push((session, note.verification));
         }

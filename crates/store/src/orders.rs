@@ -45,12 +45,12 @@ pub struct OrderOverride {
 
 fn order_from(r: &Row) -> Result<CourseOrder> {
     Ok(CourseOrder {
-        id: RecordId(r.i64(0)?),
-        course_id: CourseId(r.i64(1)?),
-        patient_id: PatientId(r.i64(2)?),
-        order: from_json(&r.text(3)?)?,
-        ordered_by: r.text(4)?,
-        ordered_at: from_ms(r.i64(5)?)?,
+        id: RecordId(r.i64("id")?),
+        course_id: CourseId(r.i64("course_id")?),
+        patient_id: PatientId(r.i64("patient_id")?),
+        order: from_json(&r.text("body")?)?,
+        ordered_by: r.text("ordered_by")?,
+        ordered_at: from_ms(r.i64("ordered_at")?)?,
     })
 }
 
@@ -73,13 +73,13 @@ fn overrides_for(c: &mut dyn Conn, session: SessionId) -> Result<Vec<OrderOverri
     .iter()
     .map(|r| {
         Ok(OrderOverride {
-            id: RecordId(r.i64(0)?),
-            session_id: SessionId(r.i64(1)?),
-            order_id: RecordId(r.i64(2)?),
-            dose: from_json(&r.text(3)?)?,
-            reason: r.text(4)?,
-            decided_by: r.text(5)?,
-            decided_at: from_ms(r.i64(6)?)?,
+            id: RecordId(r.i64("id")?),
+            session_id: SessionId(r.i64("session_id")?),
+            order_id: RecordId(r.i64("order_id")?),
+            dose: from_json(&r.text("dose")?)?,
+            reason: r.text("reason")?,
+            decided_by: r.text("decided_by")?,
+            decided_at: from_ms(r.i64("decided_at")?)?,
         })
     })
     .collect()

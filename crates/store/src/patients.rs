@@ -12,23 +12,24 @@ use crate::time_codec::{date_text, from_json, json, ms, parse_date};
 use crate::{Actor, Store, params};
 
 pub(crate) const PATIENT_COLS: &str = "p.id, p.site_id, p.mrn, p.given_name, p.family_name, p.date_of_birth, p.sex, p.phone, p.email, p.indication, p.diagnoses, p.referring_clinician, \
-     (SELECT w.weight_kg FROM weights w WHERE w.patient_id = p.id ORDER BY w.measured_on DESC, w.id DESC LIMIT 1)";
+     (SELECT w.weight_kg FROM weights w WHERE w.patient_id = p.id ORDER BY w.measured_on DESC, w.id DESC LIMIT 1) AS latest_weight_kg";
 
 pub(crate) fn patient_from(r: &Row) -> Result<Patient> {
     Ok(Patient {
-        id: PatientId(r.i64(0)?),
-        site_id: SiteId(r.i64(1)?),
-        mrn: r.text(2)?,
-        given_name: r.text(3)?,
-        family_name: r.text(4)?,
-        date_of_birth: parse_date(&r.text(5)?)?,
-        sex: Sex::parse(&r.text(6)?).ok_or_else(|| StoreError::Corrupt("sex".into()))?,
-        phone: r.opt_text(7)?,
-        email: r.opt_text(8)?,
-        indication: Indication::parse(&r.text(9)?).ok_or_else(|| StoreError::Corrupt("indication".into()))?,
-        diagnoses: from_json(&r.text(10)?)?,
-        referring_clinician: r.opt_text(11)?,
-        latest_weight_kg: r.opt_f64(12)?.map(Kilograms),
+        id: PatientId(r.i64("id")?),
+        site_id: SiteId(r.i64("site_id")?),
+        mrn: r.text("mrn")?,
+        given_name: r.text("given_name")?,
+        family_name: r.text("family_name")?,
+        date_of_birth: parse_date(&r.text("date_of_birth")?)?,
+        sex: Sex::parse(&r.text("sex")?).ok_or_else(|| StoreError::Corrupt("sex".into()))?,
+        phone: r.opt_text("phone")?,
+        email: r.opt_text("email")?,
+        indication: Indication::parse(&r.text("indication")?)
+            .ok_or_else(|| StoreError::Corrupt("indication".into()))?,
+        diagnoses: from_json(&r.text("diagnoses")?)?,
+        referring_clinician: r.opt_text("referring_clinician")?,
+        latest_weight_kg: r.opt_f64("latest_weight_kg")?.map(Kilograms),
     })
 }
 
@@ -57,11 +58,12 @@ pub struct PatientQuery {
 
 fn weight_from(r: &Row) -> Result<WeightEntry> {
     Ok(WeightEntry {
-        id: RecordId(r.i64(0)?),
-        patient_id: PatientId(r.i64(1)?),
-        weight_kg: Kilograms(r.f64(2)?),
-        measured_on: parse_date(&r.text(3)?)?,
-        weight_type: WeightType::parse(&r.text(4)?).ok_or_else(|| StoreError::Corrupt("weight_type".into()))?,
+        id: RecordId(r.i64("id")?),
+        patient_id: PatientId(r.i64("patient_id")?),
+        weight_kg: Kilograms(r.f64("weight_kg")?),
+        measured_on: parse_date(&r.text("measured_on")?)?,
+        weight_type: WeightType::parse(&r.text("weight_type")?)
+            .ok_or_else(|| StoreError::Corrupt("weight_type".into()))?,
     })
 }
 

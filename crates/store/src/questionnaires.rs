@@ -18,15 +18,16 @@ const COLS: &str = "id, patient_id, course_id, session_id, instrument, answers, 
 
 fn response_from(r: &Row) -> Result<QuestionnaireResponse> {
     Ok(QuestionnaireResponse {
-        id: ResponseId(r.i64(0)?),
-        patient_id: PatientId(r.i64(1)?),
-        course_id: r.opt_i64(2)?.map(CourseId),
-        session_id: r.opt_i64(3)?.map(SessionId),
-        instrument: r.text(4)?,
-        answers: from_json(&r.text(5)?)?,
-        score: from_json(&r.text(6)?)?,
-        completed_at: from_ms(r.i64(7)?)?,
-        completed_by: CompletedBy::parse(&r.text(8)?).ok_or_else(|| StoreError::Corrupt("completed_by".into()))?,
+        id: ResponseId(r.i64("id")?),
+        patient_id: PatientId(r.i64("patient_id")?),
+        course_id: r.opt_i64("course_id")?.map(CourseId),
+        session_id: r.opt_i64("session_id")?.map(SessionId),
+        instrument: r.text("instrument")?,
+        answers: from_json(&r.text("answers")?)?,
+        score: from_json(&r.text("score")?)?,
+        completed_at: from_ms(r.i64("completed_at")?)?,
+        completed_by: CompletedBy::parse(&r.text("completed_by")?)
+            .ok_or_else(|| StoreError::Corrupt("completed_by".into()))?,
     })
 }
 

@@ -72,11 +72,11 @@ fn stored(c: &mut dyn Conn, session: SessionId) -> Result<Option<Stored>> {
         return Ok(None);
     };
     Ok(Some(Stored {
-        answers: from_json(&r.text(0)?)?,
-        confirmation_number: r.opt_text(1)?,
-        submitted_on: r.opt_text(2)?.map(|d| parse_date(&d)).transpose()?,
-        submitted_by: r.opt_text(3)?,
-        submitted_at: opt_from_ms(r.opt_i64(4)?)?,
+        answers: from_json(&r.text("answers")?)?,
+        confirmation_number: r.opt_text("confirmation_number")?,
+        submitted_on: r.opt_text("submitted_on")?.map(|d| parse_date(&d)).transpose()?,
+        submitted_by: r.opt_text("submitted_by")?,
+        submitted_at: opt_from_ms(r.opt_i64("submitted_at")?)?,
     }))
 }
 
@@ -99,13 +99,13 @@ fn ledger_facts(c: &mut dyn Conn, session: SessionId) -> Result<(Option<Milligra
     let mut devices = Some(0.0);
     let mut lots: Vec<String> = Vec::new();
     for r in &rows {
-        let mg = r.f64(0)?;
+        let mg = r.f64("amount_mg")?;
         total += mg;
-        let lot = r.text(1)?;
+        let lot = r.text("lot_number")?;
         if !lots.contains(&lot) {
             lots.push(lot);
         }
-        let p: serde_json::Value = serde_json::from_str(&r.text(2)?).unwrap_or_default();
+        let p: serde_json::Value = serde_json::from_str(&r.text("presentation")?).unwrap_or_default();
         devices = match (devices, p.get("mg_per_device").and_then(|v| v.as_f64())) {
             (Some(d), Some(per)) if per > 0.0 => Some(d + mg / per),
             _ => None,

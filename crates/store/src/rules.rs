@@ -40,7 +40,7 @@ pub fn safety_rules(c: &mut dyn Conn, site: SiteId) -> Result<Arc<SafetyRules>> 
     let settings = c
         .query_opt("SELECT settings FROM sites WHERE id = $1", params![site.0])?
         .ok_or_else(|| StoreError::NotFound(format!("site {site}")))?
-        .text(0)?;
+        .text("settings")?;
     let v: serde_json::Value =
         serde_json::from_str(&settings).map_err(|e| StoreError::Corrupt(format!("site settings: {e}")))?;
     match v.get(SAFETY_KEY).and_then(|t| t.as_str()) {
@@ -137,7 +137,7 @@ pub(crate) fn write_site_setting(
     let settings = c
         .query_opt("SELECT settings FROM sites WHERE id = $1 FOR UPDATE", params![site.0])?
         .ok_or_else(|| StoreError::NotFound(format!("site {site}")))?
-        .text(0)?;
+        .text("settings")?;
     let mut v: serde_json::Value = serde_json::from_str(&settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let obj = v.as_object_mut().ok_or_else(|| StoreError::Corrupt("site settings is not an object".into()))?;
     match value {

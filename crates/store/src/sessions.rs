@@ -31,24 +31,24 @@ pub(crate) const COLS: &str = "id, course_id, patient_id, site_id, chair_id, rou
 pub(crate) fn session_from(r: &Row) -> Result<TreatmentSession> {
     let bad = |f: &str| StoreError::Corrupt(format!("session {f}"));
     Ok(TreatmentSession {
-        id: SessionId(r.i64(0)?),
-        course_id: CourseId(r.i64(1)?),
-        patient_id: PatientId(r.i64(2)?),
-        site_id: SiteId(r.i64(3)?),
-        chair_id: r.opt_i64(4)?.map(ChairId),
-        route: Route::parse(&r.text(5)?).ok_or_else(|| bad("route"))?,
-        sequence: u32::try_from(r.i64(6)?).map_err(|_| bad("sequence"))?,
-        scheduled_for: from_ms(r.i64(7)?)?,
-        state: SessionState::parse(&r.text(8)?).ok_or_else(|| bad("state"))?,
-        checked_in_at: opt_from_ms(r.opt_i64(9)?)?,
-        pre_dose_checks_at: opt_from_ms(r.opt_i64(10)?)?,
-        dose_started_at: opt_from_ms(r.opt_i64(11)?)?,
-        monitoring_started_at: opt_from_ms(r.opt_i64(12)?)?,
-        discharged_at: opt_from_ms(r.opt_i64(13)?)?,
-        stopped_at: opt_from_ms(r.opt_i64(14)?)?,
-        stop_reason: r.opt_text(15)?,
-        planned_dose_mg: r.opt_f64(16)?.map(Milligrams),
-        note: r.opt_text(17)?,
+        id: SessionId(r.i64("id")?),
+        course_id: CourseId(r.i64("course_id")?),
+        patient_id: PatientId(r.i64("patient_id")?),
+        site_id: SiteId(r.i64("site_id")?),
+        chair_id: r.opt_i64("chair_id")?.map(ChairId),
+        route: Route::parse(&r.text("route")?).ok_or_else(|| bad("route"))?,
+        sequence: u32::try_from(r.i64("sequence")?).map_err(|_| bad("sequence"))?,
+        scheduled_for: from_ms(r.i64("scheduled_for")?)?,
+        state: SessionState::parse(&r.text("state")?).ok_or_else(|| bad("state"))?,
+        checked_in_at: opt_from_ms(r.opt_i64("checked_in_at")?)?,
+        pre_dose_checks_at: opt_from_ms(r.opt_i64("pre_dose_checks_at")?)?,
+        dose_started_at: opt_from_ms(r.opt_i64("dose_started_at")?)?,
+        monitoring_started_at: opt_from_ms(r.opt_i64("monitoring_started_at")?)?,
+        discharged_at: opt_from_ms(r.opt_i64("discharged_at")?)?,
+        stopped_at: opt_from_ms(r.opt_i64("stopped_at")?)?,
+        stop_reason: r.opt_text("stop_reason")?,
+        planned_dose_mg: r.opt_f64("planned_dose_mg")?.map(Milligrams),
+        note: r.opt_text("note")?,
     })
 }
 
@@ -113,27 +113,27 @@ fn site_sessions(
 
 fn open_alert_count(c: &mut dyn Conn, session: SessionId) -> Result<usize> {
     let r = c.query_opt(
-        "SELECT count(*) FROM alerts WHERE session_id = $1 AND acknowledged_at IS NULL",
+        "SELECT count(*) AS n FROM alerts WHERE session_id = $1 AND acknowledged_at IS NULL",
         params![session.0],
     )?;
-    Ok(r.map(|r| r.i64(0)).transpose()?.unwrap_or(0) as usize)
+    Ok(r.map(|r| r.i64("n")).transpose()?.unwrap_or(0) as usize)
 }
 
 fn vitals_from(r: &Row, dose_started: Option<OffsetDateTime>) -> Result<VitalsRecord> {
-    let taken_at = from_ms(r.i64(2)?)?;
+    let taken_at = from_ms(r.i64("taken_at")?)?;
     Ok(VitalsRecord {
-        id: RecordId(r.i64(0)?),
-        session_id: SessionId(r.i64(1)?),
+        id: RecordId(r.i64("id")?),
+        session_id: SessionId(r.i64("session_id")?),
         taken_at,
         minutes_since_dose: dose_started.map(|d| (taken_at - d).whole_minutes()),
         vitals: VitalSigns {
-            systolic_mmhg: r.opt_f64(3)?.map(Mmhg),
-            diastolic_mmhg: r.opt_f64(4)?.map(Mmhg),
-            heart_rate_bpm: r.opt_f64(5)?.map(BeatsPerMinute),
-            spo2_pct: r.opt_f64(6)?.map(Percent),
-            resp_rate_per_min: r.opt_f64(7)?.map(BreathsPerMinute),
+            systolic_mmhg: r.opt_f64("systolic_mmhg")?.map(Mmhg),
+            diastolic_mmhg: r.opt_f64("diastolic_mmhg")?.map(Mmhg),
+            heart_rate_bpm: r.opt_f64("heart_rate_bpm")?.map(BeatsPerMinute),
+            spo2_pct: r.opt_f64("spo2_pct")?.map(Percent),
+            resp_rate_per_min: r.opt_f64("resp_rate_per_min")?.map(BreathsPerMinute),
         },
-        source: VitalsSource::parse(&r.text(8)?).ok_or_else(|| StoreError::Corrupt("vitals source".into()))?,
+        source: VitalsSource::parse(&r.text("source")?).ok_or_else(|| StoreError::Corrupt("vitals source".into()))?,
     })
 }
 
@@ -156,10 +156,10 @@ pub fn observations_for(c: &mut dyn Conn, session: SessionId) -> Result<Vec<Obse
     .iter()
     .map(|r| {
         Ok(ObservationRecord {
-            id: RecordId(r.i64(0)?),
-            session_id: SessionId(r.i64(1)?),
-            observed_at: from_ms(r.i64(2)?)?,
-            body: from_json(&r.text(3)?)?,
+            id: RecordId(r.i64("id")?),
+            session_id: SessionId(r.i64("session_id")?),
+            observed_at: from_ms(r.i64("observed_at")?)?,
+            body: from_json(&r.text("body")?)?,
         })
     })
     .collect()
@@ -167,16 +167,16 @@ pub fn observations_for(c: &mut dyn Conn, session: SessionId) -> Result<Vec<Obse
 
 pub(crate) fn ae_from(r: &Row) -> Result<AdverseEvent> {
     Ok(AdverseEvent {
-        id: RecordId(r.i64(0)?),
-        patient_id: PatientId(r.i64(1)?),
-        session_id: r.opt_i64(2)?.map(SessionId),
-        description: r.text(3)?,
-        severity: keta_domain::session::AeSeverity::parse(&r.text(4)?)
+        id: RecordId(r.i64("id")?),
+        patient_id: PatientId(r.i64("patient_id")?),
+        session_id: r.opt_i64("session_id")?.map(SessionId),
+        description: r.text("description")?,
+        severity: keta_domain::session::AeSeverity::parse(&r.text("severity")?)
             .ok_or_else(|| StoreError::Corrupt("ae severity".into()))?,
-        serious: r.bool(5)?,
-        action_taken: r.text(6)?,
-        outcome: r.text(7)?,
-        onset_at: from_ms(r.i64(8)?)?,
+        serious: r.bool("serious")?,
+        action_taken: r.text("action_taken")?,
+        outcome: r.text("outcome")?,
+        onset_at: from_ms(r.i64("onset_at")?)?,
     })
 }
 
@@ -240,7 +240,7 @@ pub(crate) fn discharge_settings(c: &mut dyn Conn, site: SiteId) -> Result<Disch
     let text = c
         .query_opt("SELECT settings FROM sites WHERE id = $1", params![site.0])?
         .ok_or_else(|| StoreError::NotFound(format!("site {site}")))?
-        .text(0)?;
+        .text("settings")?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("site settings: {e}")))?;
     match v.get(DISCHARGE_SETTINGS_KEY) {
@@ -260,7 +260,7 @@ fn uncovered_urgent_alerts(c: &mut dyn Conn, patient: PatientId, session: Sessio
         params![patient.0, session.0],
     )?
     .iter()
-    .map(|r| Ok((AlertId(r.i64(0)?), r.text(1)?)))
+    .map(|r| Ok((AlertId(r.i64("id")?), r.text("message")?)))
     .collect()
 }
 
@@ -274,15 +274,15 @@ fn decisions_for(c: &mut dyn Conn, session: SessionId) -> Result<Vec<SessionDeci
     .iter()
     .map(|r| {
         Ok(SessionDecision {
-            id: RecordId(r.i64(0)?),
-            session_id: SessionId(r.i64(1)?),
-            kind: DecisionKind::parse(&r.text(2)?).ok_or_else(|| StoreError::Corrupt("decision kind".into()))?,
-            alert_id: r.opt_i64(3)?.map(AlertId),
-            vitals_id: r.opt_i64(4)?.map(RecordId),
-            step: r.opt_text(5)?,
-            reason: r.text(6)?,
-            decided_by: r.text(7)?,
-            decided_at: from_ms(r.i64(8)?)?,
+            id: RecordId(r.i64("id")?),
+            session_id: SessionId(r.i64("session_id")?),
+            kind: DecisionKind::parse(&r.text("kind")?).ok_or_else(|| StoreError::Corrupt("decision kind".into()))?,
+            alert_id: r.opt_i64("alert_id")?.map(AlertId),
+            vitals_id: r.opt_i64("vitals_id")?.map(RecordId),
+            step: r.opt_text("step")?,
+            reason: r.text("reason")?,
+            decided_by: r.text("decided_by")?,
+            decided_at: from_ms(r.i64("decided_at")?)?,
         })
     })
     .collect()
@@ -487,7 +487,7 @@ impl Store {
             }
             // The course row is held so two sessions added at once never take the same sequence number.
             c.query_opt("SELECT id FROM courses WHERE id = $1 FOR UPDATE", params![course.id.0])?;
-            let n = c.query_opt("SELECT count(*) FROM sessions WHERE course_id = $1", params![course.id.0])?.map(|r| r.i64(0)).transpose()?.unwrap_or(0);
+            let n = c.query_opt("SELECT count(*) AS n FROM sessions WHERE course_id = $1", params![course.id.0])?.map(|r| r.i64("n")).transpose()?.unwrap_or(0);
             let id = c.insert(
                 "INSERT INTO sessions (course_id, patient_id, site_id, chair_id, route, sequence, scheduled_for, state, planned_dose_mg)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",

@@ -12,12 +12,12 @@ const SITE_COLS: &str = "id, code, name, time_zone, crisis_line, settings";
 
 fn site_from(r: &Row) -> Result<Site> {
     Ok(Site {
-        id: SiteId(r.i64(0)?),
-        code: r.text(1)?,
-        name: r.text(2)?,
-        time_zone: r.text(3)?,
-        crisis_line: r.text(4)?,
-        settings: crate::time_codec::from_json(&r.text(5)?)?,
+        id: SiteId(r.i64("id")?),
+        code: r.text("code")?,
+        name: r.text("name")?,
+        time_zone: r.text("time_zone")?,
+        crisis_line: r.text("crisis_line")?,
+        settings: crate::time_codec::from_json(&r.text("settings")?)?,
     })
 }
 
@@ -87,6 +87,6 @@ impl Store {
 pub(crate) fn chairs_of(c: &mut dyn Conn, site: SiteId) -> Result<Vec<Chair>> {
     c.query("SELECT id, site_id, name FROM chairs WHERE site_id = $1 ORDER BY name", params![site.0])?
         .iter()
-        .map(|r| Ok(Chair { id: ChairId(r.i64(0)?), site_id: SiteId(r.i64(1)?), name: r.text(2)? }))
+        .map(|r| Ok(Chair { id: ChairId(r.i64("id")?), site_id: SiteId(r.i64("site_id")?), name: r.text("name")? }))
         .collect()
 }

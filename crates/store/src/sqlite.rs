@@ -600,7 +600,7 @@ mod tests {
         assert!(!matches!(e, StoreError::Closed));
 
         b.write(|c| c.execute("INSERT INTO t (x) VALUES (1)", &[]).map(|_| ())).await.unwrap();
-        let n = b.read(|c| c.query_opt("SELECT count(*) FROM t", &[])?.unwrap().i64(0)).await.unwrap();
+        let n = b.read(|c| c.query_opt("SELECT count(*) AS n FROM t", &[])?.unwrap().i64("n")).await.unwrap();
         assert_eq!(n, 1);
         drop(b);
         let _ = std::fs::remove_dir_all(dir);

@@ -27,9 +27,9 @@ fn field_errors(e: StoreError) -> Vec<String> {
 
 async fn audit_count(s: &keta_store::Store, object_type: &'static str) -> i64 {
     s.read(move |c| {
-        c.query_opt("SELECT count(*) FROM audit_log WHERE object_type = $1", keta_store::params![object_type])?
+        c.query_opt("SELECT count(*) AS n FROM audit_log WHERE object_type = $1", keta_store::params![object_type])?
             .unwrap()
-            .i64(0)
+            .i64("n")
     })
     .await
     .unwrap()

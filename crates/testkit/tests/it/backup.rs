@@ -81,7 +81,11 @@ async fn digest_up_to(store: &Store, table: &'static str, key: &'static str, up_
 
 async fn max_key(store: &Store, table: &'static str, key: &'static str) -> i64 {
     store
-        .read(move |c| c.query_opt(&format!("SELECT coalesce(max({key}), 0) FROM {table}"), &[])?.unwrap().i64(0))
+        .read(move |c| {
+            c.query_opt(&format!("SELECT coalesce(max({key}), 0) AS max_key FROM {table}"), &[])?
+                .unwrap()
+                .i64("max_key")
+        })
         .await
         .unwrap()
 }
@@ -164,7 +168,7 @@ async fn a_backup_taken_under_write_load_restores_to_the_clinic_it_recorded() {
                 .read(move |c| {
                     c.query(&format!("SELECT {key} FROM {t} ORDER BY {key}"), &[])?
                         .iter()
-                        .map(|r| r.i64(0).map(|k| k.to_string()))
+                        .map(|r| r.i64(key).map(|k| k.to_string()))
                         .collect()
                 })
                 .await
@@ -221,7 +225,9 @@ async fn a_restore_ends_every_sign_in_session_in_the_backup() {
         assert_eq!(report.sign_in_sessions_ended, 2, "{:?}", db.kind);
         let restored = Store::open_with_clock(&target.url, clock.as_clock()).await.unwrap();
         let open = restored
-            .read(|c| c.query_opt("SELECT count(*) FROM auth_sessions WHERE ended_at IS NULL", &[])?.unwrap().i64(0))
+            .read(|c| {
+                c.query_opt("SELECT count(*) AS n FROM auth_sessions WHERE ended_at IS NULL", &[])?.unwrap().i64("n")
+            })
             .await
             .unwrap();
         assert_eq!(open, 0, "{:?}", db.kind);
@@ -230,11 +236,11 @@ async fn a_restore_ends_every_sign_in_session_in_the_backup() {
         let audited = restored
             .read(|c| {
                 c.query_opt(
-                    "SELECT count(*) FROM audit_log WHERE object_type = 'auth_sessions' AND actor = 'system'",
+                    "SELECT count(*) AS n FROM audit_log WHERE object_type = 'auth_sessions' AND actor = 'system'",
                     params![],
                 )?
                 .unwrap()
-                .i64(0)
+                .i64("n")
             })
             .await
             .unwrap();
@@ -263,7 +269,7 @@ async fn a_damaged_backup_or_a_used_target_is_refused_and_nothing_changes() {
                     None => {
                         let s = Store::open(&url).await.unwrap();
                         let n = s
-                            .read(|c| c.query_opt("SELECT count(*) FROM patients", &[])?.unwrap().i64(0))
+                            .read(|c| c.query_opt("SELECT count(*) AS n FROM patients", &[])?.unwrap().i64("n"))
                             .await
                             .unwrap();
                         // Opening migrated it; drop the schema again for the next attempt.
@@ -316,7 +322,7 @@ async fn a_damaged_backup_or_a_used_target_is_refused_and_nothing_changes() {
         assert!(matches!(e, BackupError::TargetNotEmpty(_)), "{e}");
         assert!(e.to_string().contains("patients") || e.to_string().contains("tables"), "{e}");
         let patients =
-            db.store.read(|c| c.query_opt("SELECT count(*) FROM patients", &[])?.unwrap().i64(0)).await.unwrap();
+            db.store.read(|c| c.query_opt("SELECT count(*) AS n FROM patients", &[])?.unwrap().i64("n")).await.unwrap();
         assert_eq!(patients, 5, "{:?}", db.kind);
 
         // The intact backup still restores.

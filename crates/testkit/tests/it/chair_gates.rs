@@ -216,9 +216,9 @@ async fn a_high_bp_at_discharge_needs_a_prescribers_decision_naming_the_reading_
         let audited = db
             .store
             .read(|c| {
-                c.query_opt("SELECT count(*) FROM audit_log WHERE object_type = 'session_decision'", &[])?
+                c.query_opt("SELECT count(*) AS n FROM audit_log WHERE object_type = 'session_decision'", &[])?
                     .unwrap()
-                    .i64(0)
+                    .i64("n")
             })
             .await
             .unwrap();

@@ -131,7 +131,7 @@ async fn issue(s: &Store, clock: &ManualClock, c: &Clinic, form: &str) -> (i64, 
 }
 
 async fn response_count(s: &Store) -> i64 {
-    s.read(|c| c.query_opt("SELECT count(*) FROM questionnaire_responses", &[])?.unwrap().i64(0)).await.unwrap()
+    s.read(|c| c.query_opt("SELECT count(*) AS n FROM questionnaire_responses", &[])?.unwrap().i64("n")).await.unwrap()
 }
 
 /// A session 12 hours ahead: the PHQ-9 before it is due now, and nothing else is.
@@ -224,7 +224,7 @@ async fn a_reminder_goes_through_smtp_and_the_patient_completes_the_check_in_fro
             .read(move |c| {
                 c.query("SELECT action, object_type FROM audit_log WHERE actor = $1 ORDER BY seq", params![actor])?
                     .iter()
-                    .map(|r| Ok((r.text(0)?, r.text(1)?)))
+                    .map(|r| Ok((r.text("action")?, r.text("object_type")?)))
                     .collect()
             })
             .await
@@ -604,7 +604,9 @@ async fn tokens_are_random_base64url_kept_only_as_hashes_and_reissue_replaces_th
         }
         assert_ne!(a.token, b.token);
         let stored: Vec<String> = s
-            .read(|c| c.query("SELECT token_hash FROM checkin_links", &[])?.iter().map(|r| r.text(0)).collect())
+            .read(|c| {
+                c.query("SELECT token_hash FROM checkin_links", &[])?.iter().map(|r| r.text("token_hash")).collect()
+            })
             .await
             .unwrap();
         assert_eq!(stored.len(), 2);
@@ -627,10 +629,10 @@ async fn tokens_are_random_base64url_kept_only_as_hashes_and_reissue_replaces_th
                 for t in [ta, tb] {
                     let pat = format!("%{t}%");
                     for q in [
-                        "SELECT count(*) FROM audit_log WHERE fields LIKE $1 OR object_id LIKE $1 OR actor LIKE $1",
-                        "SELECT count(*) FROM checkin_events WHERE detail LIKE $1",
+                        "SELECT count(*) AS n FROM audit_log WHERE fields LIKE $1 OR object_id LIKE $1 OR actor LIKE $1",
+                        "SELECT count(*) AS n FROM checkin_events WHERE detail LIKE $1",
                     ] {
-                        n += c.query_opt(q, params![pat.as_str()])?.unwrap().i64(0)?;
+                        n += c.query_opt(q, params![pat.as_str()])?.unwrap().i64("n")?;
                     }
                 }
                 Ok(n)
@@ -974,7 +976,7 @@ async fn clinic_wide_settings_need_an_administrator_of_every_site() {
             .read(|c| {
                 c.query("SELECT value FROM clinic_settings WHERE key = $1", params![HOME_PRE_DOSE_SETTINGS])?
                     .iter()
-                    .map(|r| r.text(0))
+                    .map(|r| r.text("value"))
                     .collect()
             })
             .await
@@ -1050,7 +1052,9 @@ async fn stopping_a_session_closes_its_unanswered_check_in_quietly() {
         assert_eq!(status, StatusCode::GONE, "{:?}", db.kind);
         let superseded: i64 = s
             .read(|c| {
-                c.query_opt("SELECT count(*) FROM checkin_events WHERE event = 'superseded'", &[])?.unwrap().i64(0)
+                c.query_opt("SELECT count(*) AS n FROM checkin_events WHERE event = 'superseded'", &[])?
+                    .unwrap()
+                    .i64("n")
             })
             .await
             .unwrap();
@@ -1059,7 +1063,9 @@ async fn stopping_a_session_closes_its_unanswered_check_in_quietly() {
         s.sweep_checkins().await.unwrap();
         let missed: i64 = s
             .read(|c| {
-                c.query_opt("SELECT count(*) FROM alerts WHERE rule = 'home_checkin_missed'", &[])?.unwrap().i64(0)
+                c.query_opt("SELECT count(*) AS n FROM alerts WHERE rule = 'home_checkin_missed'", &[])?
+                    .unwrap()
+                    .i64("n")
             })
             .await
             .unwrap();

@@ -79,11 +79,11 @@ async fn audited(db: &TestDb, object_type: &'static str, object_id: String, acti
     db.store
         .read(move |c| {
             c.query_opt(
-                "SELECT count(*) FROM audit_log WHERE object_type = $1 AND object_id = $2 AND action = $3",
+                "SELECT count(*) AS n FROM audit_log WHERE object_type = $1 AND object_id = $2 AND action = $3",
                 params![object_type, object_id.as_str(), action],
             )?
             .unwrap()
-            .i64(0)
+            .i64("n")
         })
         .await
         .unwrap()
@@ -124,7 +124,7 @@ async fn one_alert_is_acknowledged_once_by_the_first_of_many() {
                             params![alert.0],
                         )?
                         .unwrap();
-                    Ok((r.text(0)?, r.text(1)?))
+                    Ok((r.text("acknowledged_by")?, r.text("acknowledgement_note")?))
                 })
                 .await
                 .unwrap();
@@ -256,7 +256,7 @@ async fn a_refused_screen_is_reviewed_once_by_the_first_of_many() {
                             params![screen],
                         )?
                         .unwrap();
-                    Ok((r.text(0)?, r.text(1)?))
+                    Ok((r.text("reviewed_by")?, r.text("review_note")?))
                 })
                 .await
                 .unwrap();
@@ -291,7 +291,9 @@ async fn site_settings_written_at_once_keep_every_writers_change() {
             .await;
             assert!(results.iter().all(Result::is_ok), "{k:?}: {results:?}");
             let settings = s
-                .read(move |c| c.query_opt("SELECT settings FROM sites WHERE id = $1", params![a.0])?.unwrap().text(0))
+                .read(move |c| {
+                    c.query_opt("SELECT settings FROM sites WHERE id = $1", params![a.0])?.unwrap().text("settings")
+                })
                 .await
                 .unwrap();
             let v: serde_json::Value = serde_json::from_str(&settings).unwrap();
@@ -386,7 +388,7 @@ async fn a_check_in_link_is_used_once_by_many_submissions() {
         .await;
         one_winner(k, "complete check-in", &results);
         let responses = s
-            .read(|c| c.query_opt("SELECT count(*) FROM questionnaire_responses", &[])?.unwrap().i64(0))
+            .read(|c| c.query_opt("SELECT count(*) AS n FROM questionnaire_responses", &[])?.unwrap().i64("n"))
             .await
             .unwrap();
         assert_eq!(responses, 1, "{k:?}");
@@ -436,7 +438,7 @@ async fn a_read_of_several_queries_sees_one_snapshot() {
             tokio::spawn(async move {
                 s.read(move |c| {
                     let count = |c: &mut dyn keta_store::Conn| {
-                        c.query_opt("SELECT count(*) FROM patients", &[])?.unwrap().i64(0)
+                        c.query_opt("SELECT count(*) AS n FROM patients", &[])?.unwrap().i64("n")
                     };
                     let before = count(c)?;
                     first_done_tx.send(()).unwrap();
@@ -451,7 +453,10 @@ async fn a_read_of_several_queries_sees_one_snapshot() {
         written_tx.send(()).unwrap();
         let (before, after) = reader.await.unwrap().unwrap();
         assert_eq!((before, after), (1, 1), "{k:?}: the second query saw a write the first did not");
-        assert_eq!(s.read(|c| c.query_opt("SELECT count(*) FROM patients", &[])?.unwrap().i64(0)).await.unwrap(), 2);
+        assert_eq!(
+            s.read(|c| c.query_opt("SELECT count(*) AS n FROM patients", &[])?.unwrap().i64("n")).await.unwrap(),
+            2
+        );
     }
 }
 
@@ -492,19 +497,19 @@ async fn a_dose_never_starts_past_an_urgent_alert_raised_at_the_same_moment() {
                 .read(move |c| {
                     let dose = c
                         .query_opt(
-                            "SELECT max(seq) FROM audit_log WHERE object_type = 'session' AND object_id = $1 AND action = 'update'",
+                            "SELECT max(seq) AS max_seq FROM audit_log WHERE object_type = 'session' AND object_id = $1 AND action = 'update'",
                             params![dosing.to_string()],
                         )?
                         .unwrap()
-                        .i64(0)?;
+                        .i64("max_seq")?;
                     let alert = c
                         .query_opt(
-                            "SELECT min(l.seq) FROM audit_log l JOIN alerts x ON l.object_id = CAST(x.id AS TEXT)
+                            "SELECT min(l.seq) AS min_seq FROM audit_log l JOIN alerts x ON l.object_id = CAST(x.id AS TEXT)
                              WHERE l.object_type = 'alert' AND l.action = 'create' AND x.patient_id = $1 AND x.severity = 'urgent'",
                             params![p.0],
                         )?
                         .unwrap()
-                        .opt_i64(0)?;
+                        .opt_i64("min_seq")?;
                     Ok((dose, alert))
                 })
                 .await

@@ -74,7 +74,7 @@ fn signature(form_key: &str) -> NewConsent {
 }
 
 async fn count(db: &TestDb, sql: &'static str) -> i64 {
-    db.store.read(move |c| c.query_opt(sql, &[])?.unwrap().i64(0)).await.unwrap()
+    db.store.read(move |c| c.query_opt(sql, &[])?.unwrap().i64("n")).await.unwrap()
 }
 
 #[tokio::test]
@@ -128,7 +128,7 @@ async fn a_session_cannot_start_without_a_current_consent_for_its_route() {
         assert_eq!(started.state, SessionState::Dosing, "{:?}", db.kind);
         // Signing and countersigning are audited in the same transaction as the record.
         let signs =
-            count(&db, "SELECT count(*) FROM audit_log WHERE object_type = 'consent' AND action = 'sign'").await;
+            count(&db, "SELECT count(*) AS n FROM audit_log WHERE object_type = 'consent' AND action = 'sign'").await;
         assert_eq!(signs, 4, "{:?}", db.kind);
     }
 }
@@ -233,7 +233,7 @@ async fn a_withdrawn_or_superseded_consent_stops_the_next_session_and_the_signed
         assert_eq!(s.list_consents(&n, p).await.unwrap().len(), 2);
         // Listing is an audited read.
         let reads =
-            count(&db, "SELECT count(*) FROM audit_log WHERE object_type = 'consents' AND action = 'read'").await;
+            count(&db, "SELECT count(*) AS n FROM audit_log WHERE object_type = 'consents' AND action = 'read'").await;
         assert!(reads >= 2, "{reads}");
     }
 }

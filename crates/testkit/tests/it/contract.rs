@@ -34,7 +34,10 @@ async fn refused(r: reqwest::Response, field: &str) -> Value {
 }
 
 async fn count(db: &TestDb, table: &'static str) -> i64 {
-    db.store.read(move |c| c.query_opt(&format!("SELECT count(*) FROM {table}"), &[])?.unwrap().i64(0)).await.unwrap()
+    db.store
+        .read(move |c| c.query_opt(&format!("SELECT count(*) AS n FROM {table}"), &[])?.unwrap().i64("n"))
+        .await
+        .unwrap()
 }
 
 fn patient_body(site: i64, mrn: &str, born: &str) -> Value {

@@ -19,7 +19,7 @@ use crate::fixtures::*;
 /// Caps the file at `pages` pages (at least its current size), through the writer's connection.
 async fn cap_pages(s: &Store, pages: Option<i64>) {
     s.write(move |c| {
-        let now = c.query_opt("PRAGMA page_count", &[])?.expect("page count").i64(0)?;
+        let now = c.query_opt("PRAGMA page_count", &[])?.expect("page count").i64("page_count")?;
         c.query(&format!("PRAGMA max_page_count = {}", pages.unwrap_or(now)), &[]).map(|_| ())
     })
     .await
@@ -28,7 +28,7 @@ async fn cap_pages(s: &Store, pages: Option<i64>) {
 
 async fn clean(s: &Store) {
     let check = s
-        .read(|c| c.query_opt("PRAGMA integrity_check", &[])?.expect("a result").text(0))
+        .read(|c| c.query_opt("PRAGMA integrity_check", &[])?.expect("a result").text("integrity_check"))
         .await
         .expect("integrity check runs");
     assert_eq!(check, "ok");
@@ -37,7 +37,9 @@ async fn clean(s: &Store) {
 }
 
 async fn stored_mrns(s: &Store) -> BTreeSet<String> {
-    s.read(|c| c.query("SELECT mrn FROM patients", &[])?.iter().map(|r| r.text(0)).collect()).await.expect("read MRNs")
+    s.read(|c| c.query("SELECT mrn FROM patients", &[])?.iter().map(|r| r.text("mrn")).collect())
+        .await
+        .expect("read MRNs")
 }
 
 async fn post_patient(app: &TestApp, site: i64, mrn: &str) -> reqwest::Response {

@@ -76,7 +76,7 @@ async fn start_dose(db: &TestDb, a: SiteId, session: SessionId) {
 }
 
 async fn rows(db: &TestDb, sql: &'static str) -> i64 {
-    db.store.read(move |c| c.query_opt(sql, &[])?.unwrap().i64(0)).await.unwrap()
+    db.store.read(move |c| c.query_opt(sql, &[])?.unwrap().i64("n")).await.unwrap()
 }
 
 /// The nurse of site A calculates; `checker` checks.
@@ -157,7 +157,7 @@ async fn the_second_person_check_is_someone_else_and_is_recorded_with_the_time()
             max_mg_per_kg: Some(SourcedValue { value: 0.75, source: "clinic setting (test)".into() }),
             ..Default::default()
         };
-        let audits = rows(&db, "SELECT count(*) FROM audit_log").await;
+        let audits = rows(&db, "SELECT count(*) AS n FROM audit_log").await;
         let why = field_error(
             db.store
                 .record_dose(&nurse(&[a]), sess, Some(clinic), iv_request(70.0, 1.0), check(prescriber(&[a]), &clock))
@@ -167,8 +167,12 @@ async fn the_second_person_check_is_someone_else_and_is_recorded_with_the_time()
             why.contains("1 mg/kg is above this protocol's maximum of 0.75 mg/kg (clinic setting (test))"),
             "{why}"
         );
-        assert_eq!(rows(&db, "SELECT count(*) FROM dose_records").await, 0, "{:?}", db.kind);
-        assert_eq!(rows(&db, "SELECT count(*) FROM audit_log").await, audits, "a refused record writes no audit entry");
+        assert_eq!(rows(&db, "SELECT count(*) AS n FROM dose_records").await, 0, "{:?}", db.kind);
+        assert_eq!(
+            rows(&db, "SELECT count(*) AS n FROM audit_log").await,
+            audits,
+            "a refused record writes no audit entry"
+        );
 
         // A different nurse or prescriber at the site: recorded, with who and when.
         clock.advance(Duration::minutes(3));
@@ -185,7 +189,8 @@ async fn the_second_person_check_is_someone_else_and_is_recorded_with_the_time()
         // The chart filled in the age and the first session.
         assert_eq!((r.request.age_years, r.request.first_session), (Some(42), true));
         assert_eq!(
-            rows(&db, "SELECT count(*) FROM audit_log WHERE object_type = 'dose_record' AND action = 'create'").await,
+            rows(&db, "SELECT count(*) AS n FROM audit_log WHERE object_type = 'dose_record' AND action = 'create'")
+                .await,
             1
         );
         let listed = db.store.list_session_doses(&nurse(&[a]), sess).await.unwrap();
@@ -272,7 +277,7 @@ async fn exposure_sums_the_latest_checked_dose_of_each_dosed_session() {
         assert_eq!((esk_e.drug, esk_e.lifetime_mg.0, esk_e.last_7_days_mg.0), (Drug::Esketamine, 56.0, 56.0));
         // Reading exposure is clinical: audited, and not for the front desk.
         assert_eq!(
-            rows(&db, "SELECT count(*) FROM audit_log WHERE object_type = 'exposure' AND action = 'read'").await,
+            rows(&db, "SELECT count(*) AS n FROM audit_log WHERE object_type = 'exposure' AND action = 'read'").await,
             1
         );
         assert!(matches!(db.store.patient_exposure(&front_desk(&[a]), p).await, Err(StoreError::Forbidden(_))));

@@ -19,7 +19,10 @@ use time::macros::date;
 use crate::fixtures::*;
 
 async fn count(db: &TestDb, table: &'static str) -> i64 {
-    db.store.read(move |c| c.query_opt(&format!("SELECT count(*) FROM {table}"), &[])?.unwrap().i64(0)).await.unwrap()
+    db.store
+        .read(move |c| c.query_opt(&format!("SELECT count(*) AS n FROM {table}"), &[])?.unwrap().i64("n"))
+        .await
+        .unwrap()
 }
 
 async fn patient_born(store: &Store, site: keta_domain::ids::SiteId, mrn: &str, dob: Date) -> PatientId {

@@ -51,11 +51,11 @@ async fn item9_alert(s: &Store, c: &Clinic) -> AlertId {
 async fn audit_count(s: &Store, alert: AlertId) -> i64 {
     s.read(move |c| {
         c.query_opt(
-            "SELECT count(*) FROM audit_log WHERE object_type = 'alert_escalation' AND object_id = $1",
+            "SELECT count(*) AS n FROM audit_log WHERE object_type = 'alert_escalation' AND object_id = $1",
             keta_store::params![alert.0.to_string()],
         )?
         .unwrap()
-        .i64(0)
+        .i64("n")
     })
     .await
     .unwrap()

@@ -447,15 +447,15 @@ async fn a_sitters_link_is_never_reissued_to_the_patient() {
 }
 
 async fn count(s: &keta_store::Store, sql: &'static str) -> i64 {
-    s.read(move |c| c.query_opt(sql, &[])?.unwrap().i64(0)).await.unwrap()
+    s.read(move |c| c.query_opt(sql, &[])?.unwrap().i64("n")).await.unwrap()
 }
 
 #[tokio::test]
 async fn a_missed_at_home_check_in_raises_one_alert_when_its_expiry_is_noticed_twice() {
     // The links sent on demand (the weekly check-ins the sweep issues meanwhile are not counted).
     const MISSED: &str =
-        "SELECT count(*) FROM alerts WHERE rule = 'home_checkin_missed' AND message LIKE '%(on_demand:%'";
-    const EXPIRED: &str = "SELECT count(*) FROM checkin_events e JOIN checkin_links l ON l.id = e.link_id
+        "SELECT count(*) AS n FROM alerts WHERE rule = 'home_checkin_missed' AND message LIKE '%(on_demand:%'";
+    const EXPIRED: &str = "SELECT count(*) AS n FROM checkin_events e JOIN checkin_links l ON l.id = e.link_id
                            WHERE e.event = 'expired' AND l.item_key LIKE 'on_demand:%'";
     let clock = ManualClock::at(T0);
     for db in TestDb::all(&clock).await {

@@ -22,7 +22,9 @@ async fn nurse_app(db: &TestDb) -> (TestApp, PatientId) {
 async fn weights(db: &TestDb, p: PatientId) -> i64 {
     db.store
         .read(move |c| {
-            c.query_opt("SELECT count(*) FROM weights WHERE patient_id = $1", keta_store::params![p.0])?.unwrap().i64(0)
+            c.query_opt("SELECT count(*) AS n FROM weights WHERE patient_id = $1", keta_store::params![p.0])?
+                .unwrap()
+                .i64("n")
         })
         .await
         .unwrap()
@@ -232,7 +234,9 @@ async fn a_full_writer_queue_answers_503_with_retry_after_and_saves_nothing() {
     assert_eq!(app.post_json(&path, &weight(70.0)).await.status(), 201);
     let n = db_store
         .read(move |c| {
-            c.query_opt("SELECT count(*) FROM weights WHERE patient_id = $1", keta_store::params![p.0])?.unwrap().i64(0)
+            c.query_opt("SELECT count(*) AS n FROM weights WHERE patient_id = $1", keta_store::params![p.0])?
+                .unwrap()
+                .i64("n")
         })
         .await
         .unwrap();
@@ -257,7 +261,9 @@ async fn a_write_whose_caller_gave_up_in_the_queue_is_never_run() {
     db.store.write(|_| Ok(())).await.unwrap();
     let name = db
         .store
-        .read(move |c| c.query_opt("SELECT name FROM sites WHERE id = $1", keta_store::params![a.0])?.unwrap().text(0))
+        .read(move |c| {
+            c.query_opt("SELECT name FROM sites WHERE id = $1", keta_store::params![a.0])?.unwrap().text("name")
+        })
         .await
         .unwrap();
     assert_ne!(name, "written after its caller left");
@@ -265,7 +271,7 @@ async fn a_write_whose_caller_gave_up_in_the_queue_is_never_run() {
 
 /// The first account's id (the administrator seeded first).
 async fn first_user(db: &TestDb) -> i64 {
-    db.store.read(|c| c.query_opt("SELECT min(id) FROM users", &[])?.unwrap().i64(0)).await.unwrap()
+    db.store.read(|c| c.query_opt("SELECT min(id) AS min_id FROM users", &[])?.unwrap().i64("min_id")).await.unwrap()
 }
 
 #[tokio::test]
@@ -304,7 +310,7 @@ async fn a_key_in_flight_is_held_then_taken_over_only_if_nothing_was_recorded() 
         let name = db
             .store
             .read(move |c| {
-                c.query_opt("SELECT name FROM sites WHERE id = $1", keta_store::params![a.0])?.unwrap().text(0)
+                c.query_opt("SELECT name FROM sites WHERE id = $1", keta_store::params![a.0])?.unwrap().text("name")
             })
             .await
             .unwrap();

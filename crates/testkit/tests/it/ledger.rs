@@ -115,12 +115,15 @@ async fn dosing_session(s: &Store, site: SiteId, mrn: &str, route: Route) -> Ses
 }
 
 async fn rows(db: &TestDb, table: &'static str) -> i64 {
-    db.store.read(move |c| c.query_opt(&format!("SELECT count(*) FROM {table}"), &[])?.unwrap().i64(0)).await.unwrap()
+    db.store
+        .read(move |c| c.query_opt(&format!("SELECT count(*) AS n FROM {table}"), &[])?.unwrap().i64("n"))
+        .await
+        .unwrap()
 }
 
 async fn audit_actions(db: &TestDb) -> Vec<String> {
     db.store
-        .read(|c| c.query("SELECT action FROM audit_log ORDER BY seq", &[])?.iter().map(|r| r.text(0)).collect())
+        .read(|c| c.query("SELECT action FROM audit_log ORDER BY seq", &[])?.iter().map(|r| r.text("action")).collect())
         .await
         .unwrap()
 }
@@ -715,7 +718,7 @@ async fn ledger_entries_over_http_need_reauthentication_a_real_witness_and_have_
     let r = s.send(&app, reqwest::Method::POST, "/api/v1/ledger/receipts").json(&bad).send().await.unwrap();
     assert_eq!(r.status(), 422);
     assert_eq!(
-        db.store.read(|c| c.query_opt("SELECT count(*) FROM cs_ledger", &[])?.unwrap().i64(0)).await.unwrap(),
+        db.store.read(|c| c.query_opt("SELECT count(*) AS n FROM cs_ledger", &[])?.unwrap().i64("n")).await.unwrap(),
         0
     );
 

@@ -45,7 +45,7 @@ async fn audit_actions(db: &TestDb) -> Vec<String> {
         .read(|c| {
             c.query("SELECT action FROM audit_log WHERE object_type <> 'consent' ORDER BY seq", &[])?
                 .iter()
-                .map(|r| r.text(0))
+                .map(|r| r.text("action"))
                 .collect()
         })
         .await

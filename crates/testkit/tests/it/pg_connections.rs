@@ -46,7 +46,9 @@ async fn an_exhausted_pool_answers_busy_after_its_wait() {
     holder.await.unwrap().unwrap();
     // Nothing was saved by the refused write, and the pool serves again once free.
     let n = store
-        .read(|c| c.query_opt("SELECT count(*) FROM pg_tables WHERE tablename = 'never_made'", &[])?.unwrap().i64(0))
+        .read(|c| {
+            c.query_opt("SELECT count(*) AS n FROM pg_tables WHERE tablename = 'never_made'", &[])?.unwrap().i64("n")
+        })
         .await
         .unwrap();
     assert_eq!(n, 0);
@@ -69,7 +71,9 @@ async fn the_statement_timeout_cancels_a_long_query() {
         .unwrap_err();
     assert!(e.to_string().contains("nothing was saved"), "{e}");
     let n = store
-        .read(|c| c.query_opt("SELECT count(*) FROM pg_tables WHERE tablename = 'cut_short'", &[])?.unwrap().i64(0))
+        .read(|c| {
+            c.query_opt("SELECT count(*) AS n FROM pg_tables WHERE tablename = 'cut_short'", &[])?.unwrap().i64("n")
+        })
         .await
         .unwrap();
     assert_eq!(n, 0);
@@ -77,12 +81,12 @@ async fn the_statement_timeout_cancels_a_long_query() {
 
 /// Whether the server offers TLS (`SHOW ssl`), and whether a store's connection uses it.
 async fn server_ssl(store: &Store) -> bool {
-    store.read(|c| Ok(c.query_opt("SHOW ssl", &[])?.unwrap().text(0)? == "on")).await.unwrap()
+    store.read(|c| Ok(c.query_opt("SHOW ssl", &[])?.unwrap().text("ssl")? == "on")).await.unwrap()
 }
 
 async fn encrypted(store: &Store) -> bool {
     store
-        .read(|c| c.query_opt("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])?.unwrap().bool(0))
+        .read(|c| c.query_opt("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])?.unwrap().bool("ssl"))
         .await
         .unwrap()
 }
@@ -129,7 +133,7 @@ async fn tls_modes_connect_encrypted_or_say_why_not() {
 
 async fn unsealed(store: &Store) -> i64 {
     store
-        .read(|c| c.query_opt("SELECT count(*) FROM audit_log WHERE chain_seq IS NULL", &[])?.unwrap().i64(0))
+        .read(|c| c.query_opt("SELECT count(*) AS n FROM audit_log WHERE chain_seq IS NULL", &[])?.unwrap().i64("n"))
         .await
         .unwrap()
 }
@@ -160,9 +164,9 @@ async fn concurrent_audited_writes_form_one_verified_chain() {
             .store
             .read(|c| {
                 let r = c
-                    .query_opt("SELECT min(chain_seq), max(chain_seq), count(chain_seq) FROM audit_log", &[])?
+                    .query_opt("SELECT min(chain_seq) AS min_chain_seq, max(chain_seq) AS max_chain_seq, count(chain_seq) AS count_chain_seq FROM audit_log", &[])?
                     .unwrap();
-                Ok((r.i64(0)?, r.i64(1)?, r.i64(2)?))
+                Ok((r.i64("min_chain_seq")?, r.i64("max_chain_seq")?, r.i64("count_chain_seq")?))
             })
             .await
             .unwrap();
@@ -210,7 +214,7 @@ async fn an_entry_is_sealed_once_and_never_altered() {
                     fields: &[],
                 },
             )?;
-            c.query_opt("SELECT max(seq) FROM audit_log", &[])?.unwrap().i64(0)
+            c.query_opt("SELECT max(seq) AS max_seq FROM audit_log", &[])?.unwrap().i64("max_seq")
         };
         // In the writer's own transaction (not yet sealed on PostgreSQL), Keta cannot change
         // what the entry records, nor seal it with other content, nor delete it.

@@ -226,11 +226,11 @@ async fn the_queue_runs_against_seven_days_and_submission_is_recorded_once() {
         let audited = s
             .read(|c| {
                 c.query_opt(
-                    "SELECT count(*) FROM audit_log WHERE object_type = 'rems_form' AND action = 'update'",
+                    "SELECT count(*) AS n FROM audit_log WHERE object_type = 'rems_form' AND action = 'update'",
                     &[],
                 )?
                 .unwrap()
-                .i64(0)
+                .i64("n")
             })
             .await
             .unwrap();

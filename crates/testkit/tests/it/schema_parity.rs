@@ -25,13 +25,13 @@ fn sqlite_schema(c: &mut dyn Conn) -> Result<BTreeMap<String, Table>> {
     let tables =
         c.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name", &[])?;
     for t in tables {
-        let name = t.text(0)?;
+        let name = t.text("name")?;
         let mut table = Table::default();
         let mut pk = Vec::new();
         for col in c.query("SELECT name, \"notnull\", pk FROM pragma_table_info($1)", &[name.clone().into()])? {
-            let (col_name, pk_pos) = (col.text(0)?, col.i64(2)?);
+            let (col_name, pk_pos) = (col.text("name")?, col.i64("pk")?);
             // A primary key column is NOT NULL in PostgreSQL whatever it says in SQLite.
-            table.columns.insert((col_name.clone(), col.i64(1)? == 1 || pk_pos > 0));
+            table.columns.insert((col_name.clone(), col.i64("notnull")? == 1 || pk_pos > 0));
             if pk_pos > 0 {
                 pk.push((pk_pos, col_name));
             }
@@ -44,15 +44,15 @@ fn sqlite_schema(c: &mut dyn Conn) -> Result<BTreeMap<String, Table>> {
         }
         for idx in c.query("SELECT name FROM pragma_index_list($1) WHERE \"unique\" = 1", &[name.clone().into()])? {
             let mut cols: Vec<String> = c
-                .query("SELECT name FROM pragma_index_info($1)", &[idx.text(0)?.into()])?
+                .query("SELECT name FROM pragma_index_info($1)", &[idx.text("name")?.into()])?
                 .iter()
-                .map(|r| r.text(0))
+                .map(|r| r.text("name"))
                 .collect::<Result<_>>()?;
             cols.sort();
             table.unique.insert(cols);
         }
         for fk in c.query("SELECT \"from\", \"table\" FROM pragma_foreign_key_list($1)", &[name.clone().into()])? {
-            table.foreign.insert((fk.text(0)?, fk.text(1)?));
+            table.foreign.insert((fk.text("from")?, fk.text("table")?));
         }
         out.insert(name, table);
     }
@@ -62,32 +62,35 @@ fn sqlite_schema(c: &mut dyn Conn) -> Result<BTreeMap<String, Table>> {
 fn postgres_schema(c: &mut dyn Conn) -> Result<BTreeMap<String, Table>> {
     let mut out: BTreeMap<String, Table> = BTreeMap::new();
     for col in c.query(
-        "SELECT table_name::text, column_name::text, is_nullable = 'NO' FROM information_schema.columns
+        "SELECT table_name::text AS table_name, column_name::text AS column_name, is_nullable = 'NO' AS not_null FROM information_schema.columns
          WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position",
         &[],
     )? {
-        out.entry(col.text(0)?).or_default().columns.insert((col.text(1)?, col.bool(2)?));
+        out.entry(col.text("table_name")?).or_default().columns.insert((col.text("column_name")?, col.bool("not_null")?));
     }
     for idx in c.query(
-        "SELECT t.relname::text, array_to_string(ARRAY(
+        "SELECT t.relname::text AS table_name, array_to_string(ARRAY(
              SELECT a.attname FROM unnest(i.indkey) k JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k
-             ORDER BY a.attname), ',')
+             ORDER BY a.attname), ',') AS columns
          FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
          WHERE i.indisunique AND n.nspname = current_schema()",
         &[],
     )? {
-        let cols = idx.text(1)?.split(',').map(String::from).collect();
-        out.entry(idx.text(0)?).or_default().unique.insert(cols);
+        let cols = idx.text("columns")?.split(',').map(String::from).collect();
+        out.entry(idx.text("table_name")?).or_default().unique.insert(cols);
     }
     for fk in c.query(
-        "SELECT t.relname::text, a.attname::text, r.relname::text
+        "SELECT t.relname::text AS table_name, a.attname::text AS column_name, r.relname::text AS foreign_table
          FROM pg_constraint k JOIN pg_class t ON t.oid = k.conrelid JOIN pg_class r ON r.oid = k.confrelid
          JOIN pg_namespace n ON n.oid = t.relnamespace
          JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = ANY(k.conkey)
          WHERE k.contype = 'f' AND n.nspname = current_schema()",
         &[],
     )? {
-        out.entry(fk.text(0)?).or_default().foreign.insert((fk.text(1)?, fk.text(2)?));
+        out.entry(fk.text("table_name")?)
+            .or_default()
+            .foreign
+            .insert((fk.text("column_name")?, fk.text("foreign_table")?));
     }
     Ok(out)
 }

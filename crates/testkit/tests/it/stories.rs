@@ -26,7 +26,10 @@ fn bp(sys: f64, dia: f64) -> VitalSigns {
 }
 
 async fn count(db: &TestDb, table: &'static str) -> i64 {
-    db.store.read(move |c| c.query_opt(&format!("SELECT count(*) FROM {table}"), &[])?.unwrap().i64(0)).await.unwrap()
+    db.store
+        .read(move |c| c.query_opt(&format!("SELECT count(*) AS n FROM {table}"), &[])?.unwrap().i64("n"))
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
