@@ -108,7 +108,8 @@ async fn observation_search_filters_by_date_prefix_pages_and_stays_within_the_ca
         let hr = |date: Vec<String>| {
             let d: Vec<&str> = date.iter().map(String::as_str).collect();
             let q = search(Some(pa), &d, 100, 0);
-            async move { s.fhir_observations(&n, q, hr_only()).await.unwrap().total }
+            let n = &n;
+            async move { s.fhir_observations(n, q, hr_only()).await.unwrap().total }
         };
         assert_eq!(hr(vec![]).await, READINGS);
         assert_eq!(hr(vec![format!("ge{}", at(20))]).await, 3, "ge includes the instant itself");
