@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every check Keta has: formatting (cargo fmt --check), clippy with warnings as errors, the Rust workspace (unit, conformance and API suites; the
 # PostgreSQL stories run when KETA_TEST_POSTGRES_URL is set), the API contract (docs/openapi.json validated, then
-# schemathesis against a demo clinic; needs python3-venv), then the browser suite in
+# schemathesis against a demo clinic; needs python3-venv), the FHIR R4 output validated against the official
+# R4 JSON schema and @medplum/core (e2e/fhir-validate.mjs), then the browser suite in
 # e2e/ (Playwright driving Debian's Chromium against `keta demo` servers it starts).
 # The browser suite needs `chromium` and `faketime` (apt) and Node 20; .ci/run installs them.
 set -euo pipefail
@@ -16,6 +17,12 @@ cargo build --locked --workspace --all-targets
 
 echo "== API contract (e2e/contract.sh): OpenAPI validation, schemathesis against the demo clinic"
 KETA_BIN="$PWD/target/debug/keta" e2e/contract.sh
+
+echo "== FHIR R4 output (e2e/fhir-validate.mjs): every resource of the demo clinic against the R4 JSON schema and @medplum/core"
+if [ ! -d e2e/node_modules/@medplum/core ] || [ ! -d e2e/node_modules/@playwright/test ]; then
+  (cd e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+fi
+KETA_BIN="$PWD/target/debug/keta" node e2e/fhir-validate.mjs
 
 echo "== browser tests (e2e/)"
 for need in /usr/bin/chromium; do

@@ -18,6 +18,7 @@ pub mod durability;
 pub mod eligibility;
 pub mod error;
 pub mod escalation;
+pub mod fhir_search;
 pub mod home_dosing;
 pub mod ids;
 pub mod instruments;

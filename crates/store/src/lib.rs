@@ -9,6 +9,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod api_clients;
 pub mod audit;
 pub mod backup;
 pub mod conn;
@@ -28,6 +29,7 @@ pub mod consents;
 pub mod courses;
 pub mod dosing;
 pub mod eligibility;
+pub mod fhir;
 pub mod home;
 pub mod import;
 pub mod ledger;

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod error;
 pub mod escalation;
 pub mod extract;
+pub mod fhir;
 pub mod idempotency;
 pub mod pages;
 pub mod reminders;
@@ -108,6 +109,8 @@ pub fn router(state: AppState) -> Router {
                 .route_layer(axum::middleware::from_fn_with_state(state.clone(), access_rules::access_guard))
                 .layer(axum::middleware::from_fn(ui::live::publish_after_writes)),
         )
+        // FHIR R4 read and search: GET only, so CSRF never applies; reads are audited below.
+        .nest("/fhir/R4", fhir::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::csrf_guard))
         .layer(axum::middleware::from_fn_with_state(state.clone(), audit_reads_per_request))
         // First of all: a trusted proxy's forwarding headers give the browser's address and host.

@@ -25,6 +25,7 @@ mod dosing;
 mod durability;
 mod eligibility_record;
 mod escalation;
+mod fhir;
 mod fixtures;
 mod home;
 mod idempotency;

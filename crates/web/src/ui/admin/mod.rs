@@ -3,6 +3,7 @@
 //! operations as the API (which validate, check permissions and audit in the same
 //! transaction); a refused form is shown again with what to fix beside each field.
 
+mod api_clients;
 mod settings;
 mod sites;
 mod staff;
@@ -32,6 +33,8 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/sites/{id}/chairs", post(sites::post_chair))
         .route("/admin/sites/{id}/patient-contact", post(sites::post_patient_contact))
         .route("/admin/sites/{id}/on-duty", post(sites::post_on_duty))
+        .route("/admin/api-clients", get(api_clients::get_clients).post(api_clients::post_new_client))
+        .route("/admin/api-clients/{id}/revoke", post(api_clients::post_revoke))
         .route("/admin/settings", get(settings::get_settings))
         .route("/admin/settings/relapse-watch", post(settings::post_relapse))
         .route("/admin/settings/home-pre-dose", post(settings::post_home))

@@ -67,7 +67,10 @@ fn roles() -> Vec<Choice> {
     Role::ALL.iter().map(|r| Choice { value: r.as_str().into(), label: r.label().into(), checked: false }).collect()
 }
 
-async fn site_choices(st: &AppState, user: &CurrentUser) -> UiResult<(Vec<Choice>, Vec<keta_domain::site::Site>)> {
+pub(crate) async fn site_choices(
+    st: &AppState,
+    user: &CurrentUser,
+) -> UiResult<(Vec<Choice>, Vec<keta_domain::site::Site>)> {
     let all = st.store.list_sites(&user.actor).await?;
     Ok((
         all.iter()
@@ -123,7 +126,7 @@ pub async fn get_staff(State(st): State<AppState>, user: CurrentUser) -> UiResul
 }
 
 /// The sites ticked on a form; a value that is not a site id is an error on `site_ids`.
-fn ticked_sites(form: &FormData, errors: &mut Errors) -> Vec<SiteId> {
+pub(crate) fn ticked_sites(form: &FormData, errors: &mut Errors) -> Vec<SiteId> {
     form.all("site_ids")
         .iter()
         .filter_map(|v| match v.parse::<i64>() {

@@ -1,0 +1,601 @@
+//! FHIR R4 (4.0.1) read and search under `/fhir/R4`: a view over the same store operations,
+//! accounts, roles, site scoping and read audit as the rest of Keta.
+//!
+//! * `GET /fhir/R4/metadata`: the CapabilityStatement (public, as FHIR clients expect).
+//! * `GET /fhir/R4/{type}/{id}` and `GET /fhir/R4/{type}?...`: a resource, or a `searchset`
+//!   Bundle with `total`, `self` and `next` links (`_count`, `_offset`).
+//! * Errors are `OperationOutcome`s; every body is `application/fhir+json`.
+//! * Search parameters Keta does not support are refused (400) rather than silently ignored,
+//!   so a client never mistakes an unfiltered result for a filtered one.
+
+pub mod codes;
+pub mod resources;
+
+use std::collections::BTreeSet;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use keta_domain::fhir_search::{self, DateFilter};
+use keta_domain::ids::PatientId;
+use keta_store::fhir::{ObservationFilter, ObservationSource, Search};
+use keta_store::{Actor, StoreError};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::{AuthRejection, CurrentUser};
+
+pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+/// `_count` when the client sends none, and the most one page holds.
+pub const DEFAULT_COUNT: u32 = 50;
+pub const MAX_COUNT: u32 = 1000;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/metadata", get(get_metadata))
+        .route("/{resource_type}", get(search_resources))
+        .route("/{resource_type}/{id}", get(read_resource))
+}
+
+/// An error as an OperationOutcome.
+#[derive(Debug)]
+pub struct FhirError {
+    pub status: StatusCode,
+    /// The issue type (`invalid`, `not-found`, `forbidden`, `login`, `not-supported`, ...).
+    pub code: &'static str,
+    pub diagnostics: String,
+}
+
+impl FhirError {
+    fn invalid(msg: impl Into<String>) -> Self {
+        Self { status: StatusCode::BAD_REQUEST, code: "invalid", diagnostics: msg.into() }
+    }
+    fn not_found(what: impl Into<String>) -> Self {
+        Self { status: StatusCode::NOT_FOUND, code: "not-found", diagnostics: format!("{} not found", what.into()) }
+    }
+}
+
+pub fn operation_outcome(severity: &str, code: &str, diagnostics: &str) -> Value {
+    json!({
+        "resourceType": "OperationOutcome",
+        "issue": [{ "severity": severity, "code": code, "diagnostics": diagnostics }],
+    })
+}
+
+fn fhir_response(status: StatusCode, body: &Value) -> Response {
+    (status, [(header::CONTENT_TYPE, FHIR_JSON)], body.to_string()).into_response()
+}
+
+impl IntoResponse for FhirError {
+    fn into_response(self) -> Response {
+        let mut res = fhir_response(self.status, &operation_outcome("error", self.code, &self.diagnostics));
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(keta_store::BUSY_RETRY_AFTER_SECS));
+        }
+        res
+    }
+}
+
+impl From<StoreError> for FhirError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => Self::not_found(what),
+            StoreError::Forbidden(m) => Self { status: StatusCode::FORBIDDEN, code: "forbidden", diagnostics: m },
+            StoreError::Domain(d) => Self::invalid(d.to_string()),
+            StoreError::Busy { .. } | StoreError::DiskFull => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "transient",
+                diagnostics: "the database is busy; try again shortly".into(),
+            },
+            other => {
+                tracing::error!(error = %other, "FHIR request failed");
+                Self {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    code: "exception",
+                    diagnostics: "an internal error occurred".into(),
+                }
+            }
+        }
+    }
+}
+
+/// Who is calling: an API client (`Authorization: Bearer keta_fhir_...`, read-only, its
+/// sites only) or a signed-in staff member (session cookie).
+pub struct Caller(pub Actor);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = FhirError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(auth) = parts.headers.get(header::AUTHORIZATION) {
+            let token = auth
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+                .map(str::trim)
+                .unwrap_or_default();
+            return match st.store.resolve_api_token(token).await? {
+                Some((actor, _scope)) => Ok(Caller(actor)),
+                None => Err(FhirError {
+                    status: StatusCode::UNAUTHORIZED,
+                    code: "login",
+                    diagnostics: "the bearer token is unknown or revoked; an administrator issues API client tokens under Administration".into(),
+                }),
+            };
+        }
+        match CurrentUser::from_request_parts(parts, st).await {
+            Ok(u) => Ok(Caller(u.actor)),
+            Err(AuthRejection::Api(e)) if e.status == StatusCode::FORBIDDEN => {
+                Err(FhirError { status: StatusCode::FORBIDDEN, code: "forbidden", diagnostics: e.detail })
+            }
+            Err(AuthRejection::Api(e)) if e.status != StatusCode::UNAUTHORIZED => {
+                Err(FhirError { status: e.status, code: "exception", diagnostics: e.detail })
+            }
+            Err(AuthRejection::Kiosk { .. }) => Err(FhirError {
+                status: StatusCode::FORBIDDEN,
+                code: "forbidden",
+                diagnostics: "this session is showing a patient's kiosk".into(),
+            }),
+            Err(_) => Err(FhirError {
+                status: StatusCode::UNAUTHORIZED,
+                code: "login",
+                diagnostics: "sign in first (POST /api/v1/auth/login) and send the session cookie".into(),
+            }),
+        }
+    }
+}
+
+/// The resource types served, each with its search parameters beyond the common ones.
+const TYPES: &[(&str, &[(&str, &str)])] = &[
+    ("Patient", &[]),
+    ("Practitioner", &[]),
+    ("Organization", &[]),
+    ("Location", &[]),
+    ("Condition", &[("patient", "reference"), ("subject", "reference"), ("code", "token")]),
+    ("Encounter", &[("patient", "reference"), ("subject", "reference"), ("date", "date")]),
+    (
+        "Observation",
+        &[
+            ("patient", "reference"),
+            ("subject", "reference"),
+            ("date", "date"),
+            ("code", "token"),
+            ("category", "token"),
+        ],
+    ),
+    ("QuestionnaireResponse", &[("patient", "reference"), ("subject", "reference"), ("authored", "date")]),
+    ("MedicationAdministration", &[("patient", "reference"), ("subject", "reference"), ("effective-time", "date")]),
+    ("MedicationStatement", &[("patient", "reference"), ("subject", "reference")]),
+    ("AdverseEvent", &[("subject", "reference"), ("patient", "reference"), ("date", "date")]),
+    ("Consent", &[("patient", "reference"), ("date", "date")]),
+];
+
+/// Parameters every type accepts.
+const COMMON: &[(&str, &str)] =
+    &[("_id", "token"), ("_lastUpdated", "date"), ("_count", "number"), ("_offset", "number"), ("_sort", "special")];
+
+fn type_params(t: &str) -> Option<&'static [(&'static str, &'static str)]> {
+    TYPES.iter().find(|(n, _)| *n == t).map(|(_, p)| *p)
+}
+
+async fn get_metadata(State(st): State<AppState>) -> Response {
+    let resources: Vec<Value> = TYPES
+        .iter()
+        .map(|(t, params)| {
+            let mut sp: Vec<Value> =
+                COMMON.iter().chain(params.iter()).map(|(n, ty)| json!({ "name": n, "type": ty })).collect();
+            sp.dedup();
+            let mut r = json!({
+                "type": t,
+                "interaction": [{ "code": "read" }, { "code": "search-type" }],
+                "searchParam": sp,
+            });
+            if params.iter().any(|(n, _)| *n == "patient" || *n == "subject") {
+                r["searchInclude"] = json!([format!("{t}:patient"), format!("{t}:subject")]);
+            }
+            r
+        })
+        .collect();
+    let body = json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-12-07",
+        "publisher": "Keta",
+        "kind": "instance",
+        "software": { "name": "Keta", "version": env!("CARGO_PKG_VERSION") },
+        "implementation": { "description": "Keta FHIR R4 read and search", "url": format!("{}/fhir/R4", st.reminders.public_url) },
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Read-only. Sign in as staff (session cookie); results are limited to the caller's sites and every patient read is audited.",
+            "resource": resources,
+        }],
+    });
+    fhir_response(StatusCode::OK, &body)
+}
+
+/// A search, parsed and checked.
+struct Parsed {
+    search: Search,
+    codes: Vec<String>,
+    categories: Vec<String>,
+    include_patient: bool,
+}
+
+fn parse_patient_ref(v: &str) -> Result<PatientId, FhirError> {
+    let id = v.strip_prefix("Patient/").unwrap_or(v);
+    id.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .map(PatientId)
+        .ok_or_else(|| FhirError::invalid(format!("patient '{v}' is not a patient reference such as Patient/12 or 12")))
+}
+
+fn parse_search(rtype: &str, pairs: &[(String, String)]) -> Result<Parsed, FhirError> {
+    let own = type_params(rtype).unwrap_or(&[]);
+    let mut p = Parsed {
+        search: Search { count: DEFAULT_COUNT, ..Search::default() },
+        codes: vec![],
+        categories: vec![],
+        include_patient: false,
+    };
+    let mut unknown = BTreeSet::new();
+    for (k, v) in pairs {
+        let allowed = COMMON.iter().chain(own.iter()).find(|(n, _)| n == k).map(|(_, t)| *t);
+        match (k.as_str(), allowed) {
+            ("_format" | "_pretty", _) => {}
+            ("_include", _) if own.iter().any(|(n, _)| *n == "patient" || *n == "subject") => {
+                if v == &format!("{rtype}:patient") || v == &format!("{rtype}:subject") {
+                    p.include_patient = true;
+                } else {
+                    return Err(FhirError::invalid(format!(
+                        "_include '{v}' is not supported here: use {rtype}:patient"
+                    )));
+                }
+            }
+            (_, None) => {
+                unknown.insert(k.clone());
+            }
+            ("_count", _) => {
+                p.search.count =
+                    fhir_search::parse_count(Some(v.as_str()), DEFAULT_COUNT, MAX_COUNT).map_err(FhirError::invalid)?
+            }
+            ("_offset", _) => {
+                p.search.offset = v.parse::<u32>().map_err(|_| {
+                    FhirError::invalid(format!("_offset '{v}' is not a whole number (follow the Bundle's next link)"))
+                })?
+            }
+            ("_sort", _) => match v.as_str() {
+                "date" | "_lastUpdated" => p.search.newest_first = false,
+                "-date" | "-_lastUpdated" => p.search.newest_first = true,
+                other => {
+                    return Err(FhirError::invalid(format!("_sort '{other}' is not supported: use date or -date")));
+                }
+            },
+            ("_id", _) => {
+                p.search.id = Some(
+                    parse_id(rtype, v)?
+                        .ok_or_else(|| FhirError::invalid(format!("_id '{v}' is not an id of a {rtype}")))?,
+                )
+            }
+            ("patient" | "subject", _) => {
+                let id = parse_patient_ref(v)?;
+                if p.search.patient.is_some_and(|q| q != id) {
+                    return Err(FhirError::invalid("give one patient per search"));
+                }
+                p.search.patient = Some(id);
+            }
+            ("_lastUpdated", _) => p.search.last_updated.push(date(k, v)?),
+            (_, Some("date")) => p.search.date.push(date(k, v)?),
+            ("code", _) => p.codes.extend(v.split(',').map(str::to_string)),
+            ("category", _) => p.categories.extend(v.split(',').map(str::to_string)),
+            _ => {
+                unknown.insert(k.clone());
+            }
+        }
+    }
+    if !unknown.is_empty() {
+        let supported: Vec<&str> = COMMON.iter().chain(own.iter()).map(|(n, _)| *n).collect();
+        return Err(FhirError {
+            status: StatusCode::BAD_REQUEST,
+            code: "not-supported",
+            diagnostics: format!(
+                "search parameter(s) {} not supported for {rtype}; supported: {}",
+                unknown.into_iter().collect::<Vec<_>>().join(", "),
+                supported.join(", ")
+            ),
+        });
+    }
+    Ok(p)
+}
+
+fn date(name: &str, v: &str) -> Result<DateFilter, FhirError> {
+    if v.contains(',') {
+        return Err(FhirError::invalid(format!(
+            "{name}: give one date per parameter (repeat the parameter to combine)"
+        )));
+    }
+    fhir_search::parse_date_param(v).map_err(|e| FhirError::invalid(format!("{name}: {e}")))
+}
+
+/// The record id inside a resource id, for the types whose ids are plain numbers; `None`
+/// for an id that cannot exist.
+fn parse_id(rtype: &str, id: &str) -> Result<Option<i64>, FhirError> {
+    let tail = match rtype {
+        "Observation" => id.split_once('-').map(|(_, n)| n).unwrap_or(""),
+        "Location" => id.split_once('-').map(|(_, n)| n).unwrap_or(""),
+        "Condition" => id.split_once('-').map(|(p, _)| p).unwrap_or(""),
+        _ => id,
+    };
+    Ok(tail.parse::<i64>().ok().filter(|n| *n > 0))
+}
+
+/// Observation `code` and `category` tokens -> which sources and instruments to read.
+fn observation_filter(p: &Parsed) -> Result<ObservationFilter, FhirError> {
+    let c = codes::codes();
+    let vs = &c.vital_signs;
+    let mut sources: Vec<ObservationSource> = ObservationSource::ALL.to_vec();
+    let mut instruments: Option<Vec<String>> = None;
+    if !p.categories.is_empty() {
+        let mut keep = Vec::new();
+        for cat in &p.categories {
+            let code = cat.rsplit('|').next().unwrap_or(cat);
+            match code {
+                "vital-signs" => keep.extend([
+                    ObservationSource::BloodPressure,
+                    ObservationSource::HeartRate,
+                    ObservationSource::OxygenSaturation,
+                    ObservationSource::RespiratoryRate,
+                ]),
+                x if x == c.score.category => keep.push(ObservationSource::Score),
+                x if x == c.moaas.category => keep.push(ObservationSource::Moaas),
+                _ => {}
+            }
+        }
+        sources.retain(|s| keep.contains(s));
+    }
+    if !p.codes.is_empty() {
+        let mut keep = Vec::new();
+        let mut insts = Vec::new();
+        for token in &p.codes {
+            let (system, code) = match token.split_once('|') {
+                Some((s, c)) => (Some(s), c),
+                None => (None, token.as_str()),
+            };
+            let sys_ok = |want: &str| system.is_none_or(|s| s.is_empty() || s == want);
+            for (src, want) in [
+                (ObservationSource::BloodPressure, vs.blood_pressure.code.as_str()),
+                (ObservationSource::HeartRate, vs.heart_rate.code.as_str()),
+                (ObservationSource::OxygenSaturation, vs.oxygen_saturation.code.as_str()),
+                (ObservationSource::RespiratoryRate, vs.respiratory_rate.code.as_str()),
+            ] {
+                if code == want && sys_ok(codes::LOINC) {
+                    keep.push(src);
+                }
+            }
+            if code == c.moaas.code && sys_ok(&c.local_observation_system) {
+                keep.push(ObservationSource::Moaas);
+            }
+            for inst in keta_domain::instruments::catalog().all() {
+                let (sys, want, _) = codes::score_code(&inst.code);
+                if code == want && sys_ok(&sys) {
+                    keep.push(ObservationSource::Score);
+                    insts.push(inst.code.clone());
+                }
+            }
+        }
+        sources.retain(|s| keep.contains(s));
+        instruments = Some(insts);
+    }
+    Ok(ObservationFilter { sources, instruments, only: None })
+}
+
+fn bundle(
+    st: &AppState,
+    rtype: &str,
+    pairs: &[(String, String)],
+    p: &Parsed,
+    total: i64,
+    entries: Vec<Value>,
+    included: Vec<Value>,
+) -> Value {
+    let base = format!("{}/fhir/R4", st.reminders.public_url);
+    let query = |offset: Option<u32>| {
+        let mut q: Vec<String> = pairs
+            .iter()
+            .filter(|(k, _)| offset.is_none() || k != "_offset")
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        if let Some(o) = offset {
+            q.push(format!("_offset={o}"));
+        }
+        if q.is_empty() { format!("{base}/{rtype}") } else { format!("{base}/{rtype}?{}", q.join("&")) }
+    };
+    let mut links = vec![json!({ "relation": "self", "url": query(None) })];
+    let next = u64::from(p.search.offset) + u64::from(p.search.count);
+    if p.search.count > 0 && (next as i64) < total {
+        links.push(json!({ "relation": "next", "url": query(Some(next as u32)) }));
+    }
+    let entry: Vec<Value> = entries
+        .into_iter()
+        .map(|r| (r, "match"))
+        .chain(included.into_iter().map(|r| (r, "include")))
+        .map(|(r, mode)| {
+            json!({
+                "fullUrl": format!("{base}/{}/{}", r["resourceType"].as_str().unwrap_or_default(), r["id"].as_str().unwrap_or_default()),
+                "resource": r,
+                "search": { "mode": mode },
+            })
+        })
+        .collect();
+    let mut b = json!({ "resourceType": "Bundle", "type": "searchset", "total": total, "link": links });
+    if !entry.is_empty() {
+        b["entry"] = Value::Array(entry);
+    }
+    b
+}
+
+/// Percent-encodes a query component (RFC 3986 unreserved characters stay).
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Runs a parsed search; returns the matching resources, the total and the patients to include.
+async fn run(
+    st: &AppState,
+    actor: &Actor,
+    rtype: &str,
+    p: &Parsed,
+    only_id: Option<&str>,
+) -> Result<(Vec<Value>, i64, Vec<PatientId>), FhirError> {
+    let store = &st.store;
+    let q = p.search.clone();
+    macro_rules! simple {
+        ($call:expr, $map:path) => {{
+            let page = $call.await?;
+            let pats = page.items.iter().map(|x| x.patient_id).collect();
+            (page.items.iter().map($map).collect(), page.total, pats)
+        }};
+    }
+    let out = match rtype {
+        "Patient" => {
+            let page = store.fhir_patients(actor, q).await?;
+            (page.items.iter().map(|x| resources::patient(x)).collect(), page.total, vec![])
+        }
+        "Observation" => {
+            let mut filter = observation_filter(p)?;
+            if let Some(id) = only_id {
+                filter.only = id.split_once('-').and_then(|(k, _)| ObservationSource::parse(k));
+                if filter.only.is_none() {
+                    return Ok((vec![], 0, vec![]));
+                }
+            }
+            simple!(store.fhir_observations(actor, q, filter), resources::observation)
+        }
+        "Encounter" => simple!(store.fhir_encounters(actor, q), resources::encounter),
+        "QuestionnaireResponse" => {
+            simple!(store.fhir_questionnaire_responses(actor, q), resources::questionnaire_response)
+        }
+        "MedicationAdministration" => {
+            simple!(store.fhir_administrations(actor, q), resources::medication_administration)
+        }
+        "MedicationStatement" => simple!(store.fhir_trials(actor, q), resources::medication_statement),
+        "AdverseEvent" => simple!(store.fhir_adverse_events(actor, q), resources::adverse_event),
+        "Consent" => simple!(store.fhir_consents(actor, q), resources::consent),
+        "Condition" => {
+            let one = only_id.and_then(|id| id.split_once('-')).map(|(_, i)| i.parse::<usize>().unwrap_or(usize::MAX));
+            let mut page = store.fhir_conditions(actor, q, one).await?;
+            if !p.codes.is_empty() {
+                page.items.retain(|c| p.codes.iter().any(|t| t.rsplit('|').next() == Some(c.code.as_str())));
+                page.total = page.items.len() as i64;
+            }
+            let pats = page.items.iter().map(|x| x.patient_id).collect();
+            (page.items.iter().map(resources::condition).collect(), page.total, pats)
+        }
+        "Practitioner" => {
+            let page = store.fhir_practitioners(actor, q.id, q.count, q.offset).await?;
+            (page.items.iter().map(resources::practitioner).collect(), page.total, vec![])
+        }
+        "Organization" | "Location" => {
+            let (sites, chairs) = store.fhir_sites(actor).await?;
+            let mut all: Vec<Value> = if rtype == "Organization" {
+                sites.iter().map(resources::organization).collect()
+            } else {
+                sites.iter().map(resources::site_location).chain(chairs.iter().map(resources::chair_location)).collect()
+            };
+            if let Some(id) = only_id {
+                all.retain(|r| r["id"] == id);
+            } else if let Some(id) = q.id {
+                all.retain(|r| r["id"].as_str().is_some_and(|s| s.rsplit('-').next() == Some(id.to_string().as_str())));
+            }
+            let total = all.len() as i64;
+            (all.into_iter().skip(q.offset as usize).take(q.count as usize).collect(), total, vec![])
+        }
+        other => {
+            return Err(FhirError {
+                status: StatusCode::NOT_FOUND,
+                code: "not-supported",
+                diagnostics: format!(
+                    "resource type '{other}' is not served; see /fhir/R4/metadata for the types Keta serves"
+                ),
+            });
+        }
+    };
+    Ok(out)
+}
+
+async fn search_resources(
+    State(st): State<AppState>,
+    Caller(actor): Caller,
+    Path(rtype): Path<String>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Response, FhirError> {
+    if type_params(&rtype).is_none() {
+        return Err(FhirError {
+            status: StatusCode::NOT_FOUND,
+            code: "not-supported",
+            diagnostics: format!(
+                "resource type '{rtype}' is not served; see /fhir/R4/metadata for the types Keta serves"
+            ),
+        });
+    }
+    let p = parse_search(&rtype, &pairs)?;
+    // An `_id` that cannot exist matches nothing.
+    if pairs.iter().any(|(k, _)| k == "_id") && p.search.id.is_none() {
+        return Ok(fhir_response(StatusCode::OK, &bundle(&st, &rtype, &pairs, &p, 0, vec![], vec![])));
+    }
+    let (entries, total, patients) = run(&st, &actor, &rtype, &p, None).await?;
+    let mut included = Vec::new();
+    if p.include_patient {
+        let mut seen: Vec<PatientId> = Vec::new();
+        for pid in patients {
+            if seen.contains(&pid) {
+                continue;
+            }
+            seen.push(pid);
+            let page =
+                st.store.fhir_patients(&actor, Search { id: Some(pid.0), count: 1, ..Search::default() }).await?;
+            included.extend(page.items.iter().map(|x| resources::patient(x)));
+        }
+    }
+    Ok(fhir_response(StatusCode::OK, &bundle(&st, &rtype, &pairs, &p, total, entries, included)))
+}
+
+async fn read_resource(
+    State(st): State<AppState>,
+    Caller(actor): Caller,
+    Path((rtype, id)): Path<(String, String)>,
+) -> Result<Response, FhirError> {
+    if type_params(&rtype).is_none() {
+        return Err(FhirError {
+            status: StatusCode::NOT_FOUND,
+            code: "not-supported",
+            diagnostics: format!(
+                "resource type '{rtype}' is not served; see /fhir/R4/metadata for the types Keta serves"
+            ),
+        });
+    }
+    let gone = || FhirError::not_found(format!("{rtype}/{id}"));
+    let record = parse_id(&rtype, &id)?.ok_or_else(gone)?;
+    let p = Parsed {
+        search: Search { id: Some(record), count: 2, ..Search::default() },
+        codes: vec![],
+        categories: vec![],
+        include_patient: false,
+    };
+    let (entries, _, _) = run(&st, &actor, &rtype, &p, Some(&id)).await?;
+    let found = entries.into_iter().find(|r| r["id"].as_str() == Some(id.as_str())).ok_or_else(gone)?;
+    Ok(fhir_response(StatusCode::OK, &found))
+}
