@@ -11,6 +11,7 @@ pub mod accounts;
 pub mod admin;
 pub mod audit;
 pub mod backup;
+pub mod cluster;
 pub mod conn;
 pub mod credentials;
 pub mod error;
