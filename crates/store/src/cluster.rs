@@ -65,10 +65,11 @@ pub(crate) fn notify_change(conn: &mut dyn Conn, site: Option<SiteId>) -> Result
     Ok(())
 }
 
-/// What a notice says: `None` for "not from this process", else the site (`None` inside for any).
-fn parse_notice(payload: &str) -> Option<Option<SiteId>> {
+/// What a notice says: `None` for one to skip (this process's own, with `skip_own`), else the
+/// site (`None` inside for any).
+fn parse_notice(payload: &str, skip_own: bool) -> Option<Option<SiteId>> {
     let (tag, site) = payload.split_once(' ')?;
-    if tag == process_tag() {
+    if skip_own && tag == process_tag() {
         return None;
     }
     Some(site.parse::<i64>().ok().map(SiteId))
@@ -79,12 +80,23 @@ impl Store {
     /// have changed, e.g. after the listener reconnected). PostgreSQL only; returns whether a
     /// listener was started. The listener stops once the last clone of this store is dropped.
     pub fn listen_for_changes(&self, on_change: impl Fn(Option<SiteId>) + Send + 'static) -> bool {
+        self.listen(true, on_change)
+    }
+
+    /// [`Store::listen_for_changes`] including this process's own notices: for tests, where
+    /// two stores in one process stand for two instances.
+    #[doc(hidden)]
+    pub fn listen_for_all_changes(&self, on_change: impl Fn(Option<SiteId>) + Send + 'static) -> bool {
+        self.listen(false, on_change)
+    }
+
+    fn listen(&self, skip_own: bool, on_change: impl Fn(Option<SiteId>) + Send + 'static) -> bool {
         let Engine::Postgres(pg) = &*self.engine else { return false };
         let settings = pg.settings.clone();
         let alive = Arc::downgrade(&self.engine);
         std::thread::Builder::new()
             .name("keta-listen".into())
-            .spawn(move || listen(&settings, &alive, &on_change))
+            .spawn(move || listen_loop(&settings, &alive, skip_own, &on_change))
             .is_ok()
     }
 
@@ -137,7 +149,7 @@ fn try_lead(settings: &PgSettings, lease: Lease) -> Lease {
     }
 }
 
-fn listen(settings: &PgSettings, alive: &Weak<Engine>, on_change: &dyn Fn(Option<SiteId>)) {
+fn listen_loop(settings: &PgSettings, alive: &Weak<Engine>, skip_own: bool, on_change: &dyn Fn(Option<SiteId>)) {
     let mut backoff = Duration::from_millis(250);
     while alive.strong_count() > 0 {
         let client = connect(settings).and_then(|mut c| {
@@ -167,7 +179,7 @@ fn listen(settings: &PgSettings, alive: &Weak<Engine>, on_change: &dyn Fn(Option
                 loop {
                     match it.next() {
                         Ok(Some(n)) => {
-                            if let Some(site) = parse_notice(n.payload()) {
+                            if let Some(site) = parse_notice(n.payload(), skip_own) {
                                 on_change(site);
                             }
                         }
@@ -195,10 +207,11 @@ mod tests {
 
     #[test]
     fn a_process_skips_its_own_notices_and_reads_the_site_of_others() {
-        assert_eq!(parse_notice(&format!("{} 7", process_tag())), None);
-        assert_eq!(parse_notice("00000000000000ff 7"), Some(Some(SiteId(7))));
-        assert_eq!(parse_notice("00000000000000ff *"), Some(None));
-        assert_eq!(parse_notice("garbage"), None);
+        assert_eq!(parse_notice(&format!("{} 7", process_tag()), true), None);
+        assert_eq!(parse_notice(&format!("{} 7", process_tag()), false), Some(Some(SiteId(7))));
+        assert_eq!(parse_notice("00000000000000ff 7", true), Some(Some(SiteId(7))));
+        assert_eq!(parse_notice("00000000000000ff *", true), Some(None));
+        assert_eq!(parse_notice("garbage", true), None);
     }
 
     #[test]
