@@ -120,18 +120,18 @@ impl Cluster {
             if let Some(status) = self.instances[i].as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("instance {i} exited ({status}) before serving:\n{}", self.log_text(i));
             }
-            assert!(Instant::now() < deadline, "instance {i} did not serve within {START_WAIT:?}:\n{}", self.log_text(i));
+            assert!(
+                Instant::now() < deadline,
+                "instance {i} did not serve within {START_WAIT:?}:\n{}",
+                self.log_text(i)
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     fn start_haproxy(&self, haproxy: &Path) -> Child {
-        let servers: String = self
-            .ports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("    server keta{i} 127.0.0.1:{p} check\n"))
-            .collect();
+        let servers: String =
+            self.ports.iter().enumerate().map(|(i, p)| format!("    server keta{i} 127.0.0.1:{p} check\n")).collect();
         // Each request is balanced on its own (HTTP mode), health-checked on /healthz; a request
         // that found no connection is sent to another instance. POSTs carry Idempotency-Key, so
         // a retry is never a second write.
@@ -382,7 +382,10 @@ async fn three_instances_behind_haproxy_share_sessions_the_board_and_one_sweep()
     assert_eq!(other.login(login_of(&staff, Role::Nurse), now).await.status(), 200);
     let on0 = cluster.instance(0);
     on0.share_session_of(&other);
-    assert_eq!(on0.request(reqwest::Method::POST, "/api/v1/auth/logout").send().await.unwrap().status().as_u16() / 100, 2);
+    assert_eq!(
+        on0.request(reqwest::Method::POST, "/api/v1/auth/logout").send().await.unwrap().status().as_u16() / 100,
+        2
+    );
     for i in 1..3 {
         let on = cluster.instance(i);
         on.share_session_of(&other);
@@ -419,7 +422,8 @@ async fn three_instances_behind_haproxy_share_sessions_the_board_and_one_sweep()
     let sent = Instant::now();
     let r = phone.client.post(phone.url(&path)).form(&form).send().await.expect("submit");
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
-    let alert = wait_for_event(&mut events, &mut buf, &format!("board-{site}"), &format!("/patients/{first}#alerts")).await;
+    let alert =
+        wait_for_event(&mut events, &mut buf, &format!("board-{site}"), &format!("/patients/{first}#alerts")).await;
     assert!(alert.is_some(), "the alert raised through instance 2 reached the board on instance 1");
     assert!(alert.unwrap().contains("urgent"));
     eprintln!("alert through instance 2 reached the board on instance 1 after {:?}", sent.elapsed());
@@ -435,9 +439,8 @@ async fn three_instances_behind_haproxy_share_sessions_the_board_and_one_sweep()
     tokio::time::sleep(Duration::from_secs(SWEEP_SECONDS * 2 + 2)).await;
     assert_eq!(sink.messages().len(), 2, "each due link sent once");
     assert_eq!(links_per_patient(store).await, vec![(first.0, 1), (second.0, 1)]);
-    let new_leaders: Vec<usize> = (0..3)
-        .filter(|&i| i != leader && cluster.log_text(i).contains("now leads the check-in sweep"))
-        .collect();
+    let new_leaders: Vec<usize> =
+        (0..3).filter(|&i| i != leader && cluster.log_text(i).contains("now leads the check-in sweep")).collect();
     assert_eq!(new_leaders.len(), 1, "one new leader: {new_leaders:?}");
 }
 
