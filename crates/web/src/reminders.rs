@@ -224,7 +224,7 @@ pub fn spawn_sweeper(store: Store, r: Reminders, every: Duration) -> tokio::task
                 continue;
             }
             n += 1;
-            if (n - 1) % sweep_every == 0 {
+            if (n - 1).is_multiple_of(sweep_every) {
                 match sweep_and_send(&store, &r).await {
                     Ok(s) if s != SweepSummary::default() => {
                         tracing::info!(
