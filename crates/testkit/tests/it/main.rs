@@ -17,7 +17,6 @@ mod calendar;
 mod chair_gates;
 mod chart_between;
 mod checkins;
-mod cluster;
 mod concurrency;
 mod consents;
 mod contract;
