@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every check Keta has: formatting (cargo fmt --check), clippy with warnings as errors, the Rust workspace (unit, conformance and API suites; the
-# PostgreSQL stories run when KETA_TEST_POSTGRES_URL is set), the API contract (docs/openapi.json validated, then
+# PostgreSQL stories run when KETA_TEST_POSTGRES_URL is set, and with haproxy installed the cluster test,
+# crates/cli/tests/cluster.rs, runs three `keta serve` instances behind it), the API contract (docs/openapi.json validated, then
 # schemathesis against a demo clinic; needs python3-venv), the FHIR R4 output validated against the official
 # R4 JSON schema and @medplum/core (e2e/fhir-validate.mjs), then the browser suite in
 # e2e/ (Playwright driving Debian's Chromium against `keta demo` servers it starts).

@@ -286,6 +286,9 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             tracing::info!(%addr, backend = ?store.backend(), "serving");
             let reminders = reminders_from_env(addr, Outbox::No)?;
             tracing::info!(delivery = %reminders.describe(), public_url = %reminders.public_url, "check-in reminders");
+            if keta_web::cluster::follow_other_instances(&store) {
+                tracing::info!("following changes made through other instances (PostgreSQL LISTEN)");
+            }
             keta_web::reminders::spawn_sweeper(store.clone(), reminders.clone(), sweep_interval()?);
             keta_web::idempotency::key_policy_from_env().map_err(anyhow::Error::msg)?;
             if let Some(schedule) = cfg.backups {

@@ -196,6 +196,10 @@ pub fn record(conn: &mut dyn Conn, actor: &Actor, at: OffsetDateTime, e: Entry<'
     let patient = e.patient_id.map(|p| p.0);
     let site = e.site_id.map(|s| s.0);
     let postgres = conn.backend() == Backend::Postgres;
+    if postgres && crate::cluster::notifies_boards(e.action) {
+        // Other instances' live views learn of the change when it commits (docs/decisions/0006).
+        crate::cluster::notify_change(conn, e.site_id)?;
+    }
     if postgres && !INLINE.with(|i| i.get()) {
         // No lock and no read of the chain's tail: concurrent writers append side by side
         // and the sealer chains their entries once they have committed.

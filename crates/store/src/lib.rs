@@ -12,6 +12,7 @@ pub mod admin;
 pub mod api_clients;
 pub mod audit;
 pub mod backup;
+pub mod cluster;
 pub mod conn;
 pub mod credentials;
 pub mod error;

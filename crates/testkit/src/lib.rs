@@ -178,6 +178,19 @@ async fn spawn(store: Store, reminders: Option<RemindersBuilder<'_>>) -> TestApp
 }
 
 impl TestApp {
+    /// A client for a server this test did not start in-process: a `keta serve` process, or a
+    /// load balancer in front of several.
+    pub fn client_for(addr: std::net::SocketAddr) -> TestApp {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        TestApp { addr, client, shutdown: None, session: std::sync::Mutex::new(None) }
+    }
+
+    /// Carries `other`'s sign-in (session cookie and CSRF token) over to this client, e.g. to use
+    /// a session opened through one instance on another.
+    pub fn share_session_of(&self, other: &TestApp) {
+        *self.session.lock().unwrap() = other.session.lock().unwrap().clone();
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -6,6 +6,7 @@
 pub mod access_rules;
 pub mod api;
 pub mod auth;
+pub mod cluster;
 pub mod error;
 pub mod escalation;
 pub mod extract;

@@ -202,15 +202,29 @@ const ESCALATION_EVERY: Duration = Duration::from_secs(60);
 
 /// Runs the sweep now and then every `every` until the process ends; escalates urgent alerts
 /// nobody acknowledged ([`crate::escalation`]) at least every minute.
+///
+/// With several instances on one PostgreSQL database only the one holding the sweep's leader
+/// lock works ([`Store::lead`]); the others try to take the lock on every tick, so the work
+/// carries on within a tick when the leader dies. Issuing stays once per check-in even if two
+/// sweeps overlapped (a unique index per occurrence), and an alert is escalated once.
 pub fn spawn_sweeper(store: Store, r: Reminders, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let step = every.min(ESCALATION_EVERY).max(Duration::from_secs(1));
         let sweep_every = (every.as_secs_f64() / step.as_secs_f64()).round().max(1.0) as u64;
         let mut tick = tokio::time::interval(step);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        for n in 0u64.. {
+        let mut lease = keta_store::cluster::Lease::default();
+        // Counts the ticks this instance led, so a new leader sweeps on its first tick.
+        let mut n = 0u64;
+        loop {
             tick.tick().await;
-            if n % sweep_every == 0 {
+            lease = store.lead(lease).await;
+            if !lease.leads() {
+                n = 0;
+                continue;
+            }
+            n += 1;
+            if (n - 1).is_multiple_of(sweep_every) {
                 match sweep_and_send(&store, &r).await {
                     Ok(s) if s != SweepSummary::default() => {
                         tracing::info!(
