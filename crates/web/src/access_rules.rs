@@ -48,6 +48,8 @@ pub const API_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/settings/relapse-watch", SignedIn),
     ("PUT", "/api/v1/settings/relapse-watch", Needs(ManageUsers)),
     ("PUT", "/api/v1/settings/home-pre-dose", Needs(ManageUsers)),
+    ("GET", "/api/v1/settings/research-export", Needs(ManageUsers)),
+    ("PUT", "/api/v1/settings/research-export", Needs(ManageUsers)),
     ("GET", "/api/v1/patients/{id}/home-programme", Needs(ViewClinical)),
     ("POST", "/api/v1/courses/{id}/home-dispenses", Needs(RecordLedger)),
     ("POST", "/api/v1/pre-dose-screens/{id}/review", Needs(PlanTreatment)),
@@ -55,6 +57,9 @@ pub const API_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/audit", Needs(ViewAudit)),
     ("GET", "/api/v1/audit/verify", Needs(ViewAudit)),
     ("GET", "/api/v1/patients/{id}/access-log", Needs(ViewAudit)),
+    // Referral import (a FHIR Bundle): registers a patient with trials and scores; the store
+    // also needs EditDemographics and EnterQuestionnaire, which prescribers have.
+    ("POST", "/fhir/R4", Needs(PlanTreatment)),
     ("POST", "/api/v1/auth/login", Public),
     ("POST", "/api/v1/auth/logout", Public),
     ("POST", "/api/v1/auth/reauth", SignedIn),
@@ -173,6 +178,8 @@ pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     ("POST", "/c/{token}", Public),
     ("GET", "/help", Public),
     ("GET", "/today", Needs(ViewDemographics)),
+    ("GET", "/research", Needs(ExportResearch)),
+    ("POST", "/research/export", Needs(ExportResearch)),
     // The chair calendar (issue 15): read by everyone who sees the schedule; booking, moving,
     // cancelling, no-shows and arrivals are front-desk work (EditDemographics).
     ("GET", "/calendar", Needs(ViewDemographics)),
