@@ -14,7 +14,13 @@ use keta_store::{Actor, SiteScope, Store};
 /// Who the command line acts as: Keta itself (the database's owner runs it), named in the
 /// audit trail as the research export command.
 pub fn command_line_actor() -> Actor {
-    Actor { name: "keta export research (command line)".into(), scope: SiteScope::All, role: None, user_id: None, break_glass: vec![] }
+    Actor {
+        name: "keta export research (command line)".into(),
+        scope: SiteScope::All,
+        role: None,
+        user_id: None,
+        break_glass: vec![],
+    }
 }
 
 /// Builds the export and writes it into `dir`, which must be new or empty.
@@ -23,7 +29,8 @@ pub async fn run(store: &Store, actor: &Actor, dir: &Path) -> anyhow::Result<Res
         anyhow::bail!("{} is not empty: choose a new folder for the export", dir.display());
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let export = store.export_research(actor, &dir.display().to_string()).await.context("building the research export")?;
+    let export =
+        store.export_research(actor, &dir.display().to_string()).await.context("building the research export")?;
     write(&export, dir)?;
     Ok(export)
 }
@@ -86,12 +93,20 @@ mod tests {
         let known: Vec<Known> = store
             .read(|c| {
                 let mut out = Vec::new();
-                for r in c.query("SELECT id, mrn, given_name, family_name, date_of_birth, phone, email FROM patients ORDER BY id", &[])? {
+                for r in c.query(
+                    "SELECT id, mrn, given_name, family_name, date_of_birth, phone, email FROM patients ORDER BY id",
+                    &[],
+                )? {
                     let id = r.i64("id")?;
                     let times: Vec<OffsetDateTime> = c
                         .query("SELECT scheduled_for FROM sessions WHERE patient_id = $1", keta_store::params![id])?
                         .iter()
-                        .map(|s| Ok(OffsetDateTime::from_unix_timestamp_nanos(i128::from(s.i64("scheduled_for")?) * 1_000_000).unwrap()))
+                        .map(|s| {
+                            Ok(OffsetDateTime::from_unix_timestamp_nanos(
+                                i128::from(s.i64("scheduled_for")?) * 1_000_000,
+                            )
+                            .unwrap())
+                        })
                         .collect::<keta_store::Result<_>>()?;
                     out.push(Known {
                         mrn: r.text("mrn")?,
@@ -113,7 +128,16 @@ mod tests {
         let export = run(&store, &command_line_actor(), &out).await.unwrap();
         assert!(export.patients >= 40, "three in four demo patients consented: {}", export.patients);
         let files = read_all(&out);
-        for name in ["patients.csv", "courses.csv", "sessions.csv", "doses.csv", "scores.csv", "adverse_events.csv", "outcomes.csv", "data_dictionary.csv"] {
+        for name in [
+            "patients.csv",
+            "courses.csv",
+            "sessions.csv",
+            "doses.csv",
+            "scores.csv",
+            "adverse_events.csv",
+            "outcomes.csv",
+            "data_dictionary.csv",
+        ] {
             assert!(files.contains_key(name), "{name} written");
         }
         assert!(files["sessions.csv"].lines().count() > 300, "the data set is there");
@@ -159,7 +183,10 @@ mod tests {
             .unwrap();
         let mut real_by: HashMap<String, Vec<Date>> = HashMap::new();
         for (rid, at) in real {
-            real_by.entry(rid).or_default().push(OffsetDateTime::from_unix_timestamp_nanos(i128::from(at) * 1_000_000).unwrap().date());
+            real_by
+                .entry(rid)
+                .or_default()
+                .push(OffsetDateTime::from_unix_timestamp_nanos(i128::from(at) * 1_000_000).unwrap().date());
         }
         let mut shifted_by: HashMap<String, Vec<Date>> = HashMap::new();
         for row in &export.table("sessions").unwrap().rows {

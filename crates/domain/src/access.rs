@@ -128,8 +128,7 @@ mod tests {
         for r in Role::ALL {
             assert_eq!(allowed(r, Permission::ExportResearch), r == Role::Researcher, "{r:?}");
         }
-        let theirs: Vec<Permission> =
-            Permission::ALL.into_iter().filter(|p| allowed(Role::Researcher, *p)).collect();
+        let theirs: Vec<Permission> = Permission::ALL.into_iter().filter(|p| allowed(Role::Researcher, *p)).collect();
         assert_eq!(theirs, [Permission::ExportResearch]);
     }
 

@@ -130,7 +130,10 @@ impl ReferralCodes {
     /// The indication an ICD-10 code gives, if the clinic listed its category.
     pub fn indication_for_icd10(&self, code: &str) -> Option<Indication> {
         let code = code.to_ascii_uppercase();
-        self.indications.iter().find(|i| i.icd10_prefixes.iter().any(|p| code.starts_with(p.as_str()))).map(|i| i.indication)
+        self.indications
+            .iter()
+            .find(|i| i.icd10_prefixes.iter().any(|p| code.starts_with(p.as_str())))
+            .map(|i| i.indication)
     }
 
     pub fn snomed(&self, code: &str) -> Option<&SnomedConcept> {

@@ -83,8 +83,9 @@ pub fn suppress_to_k(rows: &mut [Vec<String>], k: usize) -> usize {
         for r in rows.iter() {
             *classes.entry(r.as_slice()).or_default() += 1;
         }
-        let small: Vec<usize> =
-            (0..rows.len()).filter(|&i| classes[rows[i].as_slice()] < k && rows[i].iter().any(|v| v != SUPPRESSED)).collect();
+        let small: Vec<usize> = (0..rows.len())
+            .filter(|&i| classes[rows[i].as_slice()] < k && rows[i].iter().any(|v| v != SUPPRESSED))
+            .collect();
         if small.is_empty() {
             break;
         }

@@ -78,7 +78,12 @@ pub fn weights(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<WeightEntry>>
 /// Checks the site and the patient's fields (judged on the site's calendar), inserts the
 /// patient and writes its audit entry, in the caller's transaction. The caller checks the
 /// permission and the actor's site scope.
-pub(crate) fn insert_patient(c: &mut dyn Conn, actor: &Actor, now: time::OffsetDateTime, new: &NewPatient) -> Result<PatientId> {
+pub(crate) fn insert_patient(
+    c: &mut dyn Conn,
+    actor: &Actor,
+    now: time::OffsetDateTime,
+    new: &NewPatient,
+) -> Result<PatientId> {
     crate::sites::get_site(c, new.site_id)
         .map_err(|_| DomainError::field("site_id", format!("site {} does not exist", new.site_id)))?;
     // "In the future" is judged by the site's calendar, not UTC's.
@@ -92,10 +97,28 @@ pub(crate) fn insert_patient(c: &mut dyn Conn, actor: &Actor, now: time::OffsetD
             new.referring_clinician.as_deref(), ms(now)
         ],
     )?;
-    audit::record(c, actor, now, Entry {
-        action: Action::Create, object_type: "patient", object_id: Some(id.to_string()), patient_id: Some(PatientId(id)),
-        site_id: Some(new.site_id), fields: &["mrn", "name", "date_of_birth", "sex", "contact", "indication", "diagnoses", "referring_clinician"],
-    })?;
+    audit::record(
+        c,
+        actor,
+        now,
+        Entry {
+            action: Action::Create,
+            object_type: "patient",
+            object_id: Some(id.to_string()),
+            patient_id: Some(PatientId(id)),
+            site_id: Some(new.site_id),
+            fields: &[
+                "mrn",
+                "name",
+                "date_of_birth",
+                "sex",
+                "contact",
+                "indication",
+                "diagnoses",
+                "referring_clinician",
+            ],
+        },
+    )?;
     Ok(PatientId(id))
 }
 
@@ -114,8 +137,6 @@ impl Store {
         .await
     }
 
-                "INSERT INTO patients (site_id, mrn, given_name, family_name, date_of_birth, sex, phone, email, indication, diagnoses, referring_clinician, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
     pub async fn get_patient(&self, actor: &Actor, id: PatientId) -> Result<Patient> {
         actor.require(keta_domain::access::Permission::ViewDemographics)?;
         let act = actor.clone();

@@ -66,15 +66,30 @@ impl ResearchExport {
 /// Every exported column with its meaning and its de-identification, for the data dictionary.
 pub const DICTIONARY: &[(&str, &str, &str, &str)] = &[
     // (table, column, meaning, de-identification)
-    ("patients", "research_id", "Random identifier of the patient in research exports", "random; not derived from any chart data"),
-    ("patients", "site", "Treating site as site_N", "pseudonym; suppressed for sites with fewer than k exported patients"),
-    ("patients", "age_band", "Age at the first course's start (or at export) in five-year bands", "ages over 89 are 90+; may be suppressed (k)"),
+    (
+        "patients",
+        "research_id",
+        "Random identifier of the patient in research exports",
+        "random; not derived from any chart data",
+    ),
+    (
+        "patients",
+        "site",
+        "Treating site as site_N",
+        "pseudonym; suppressed for sites with fewer than k exported patients",
+    ),
+    (
+        "patients",
+        "age_band",
+        "Age at the first course's start (or at export) in five-year bands",
+        "ages over 89 are 90+; may be suppressed (k)",
+    ),
     ("patients", "sex", "female, male, other or unknown", "may be suppressed (k)"),
     ("patients", "indication", "depression, anxiety, ptsd or chronic_pain", "may be suppressed (k)"),
     ("patients", "diagnoses", "ICD-10-CM codes, ';'-separated", "may be suppressed (k)"),
     ("courses", "research_id", "The patient", ""),
     ("courses", "course_no", "1-based number of the course within the patient", "not the database id"),
-    ("courses", "route", "iv, im, intranasal, oral or sublingual", ""),
+    ("courses", "route", "iv_racemic, im_racemic, intranasal_esketamine, oral_racemic or sublingual_racemic", ""),
     ("courses", "phase", "induction or maintenance", ""),
     ("courses", "indication", "The course's indication", ""),
     ("courses", "planned_sessions", "Sessions planned", ""),
@@ -129,7 +144,9 @@ pub const DICTIONARY: &[(&str, &str, &str, &str)] = &[
 /// The clinic's research settings, or the defaults.
 pub fn settings(c: &mut dyn Conn) -> Result<ResearchSettings> {
     match c.query_opt("SELECT value FROM clinic_settings WHERE key = $1", params![SETTINGS_KEY])? {
-        Some(r) => serde_json::from_str(&r.text("value")?).map_err(|_| StoreError::Corrupt("research_export setting".into())),
+        Some(r) => {
+            serde_json::from_str(&r.text("value")?).map_err(|_| StoreError::Corrupt("research_export setting".into()))
+        }
         None => Ok(ResearchSettings::default()),
     }
 }
@@ -474,7 +491,9 @@ pub fn dictionary_csv(k: u32) -> String {
         columns: vec!["table", "column", "meaning", "de_identification"],
         rows: DICTIONARY
             .iter()
-            .map(|(t, c, m, d)| vec![t.to_string(), c.to_string(), m.to_string(), d.replace("k)", &format!("k = {k})"))])
+            .map(|(t, c, m, d)| {
+                vec![t.to_string(), c.to_string(), m.to_string(), d.replace("k)", &format!("k = {k})"))]
+            })
             .collect(),
     };
     to_csv(&t)

@@ -134,7 +134,11 @@ pub fn parse_bundle(body: &Value, site: SiteId, codes: &ReferralCodes) -> Result
     for (i, e) in entries.iter().enumerate() {
         if e.get("resource").and_then(|r| s(r, "resourceType")) == Some("Patient") {
             if patient_at.is_some() {
-                cx.issue("not-supported", format!("Bundle.entry[{i}].resource"), "a referral is for one patient; send one Patient per Bundle");
+                cx.issue(
+                    "not-supported",
+                    format!("Bundle.entry[{i}].resource"),
+                    "a referral is for one patient; send one Patient per Bundle",
+                );
             } else {
                 patient_at = Some(i);
             }
@@ -235,7 +239,11 @@ pub fn parse_bundle(body: &Value, site: SiteId, codes: &ReferralCodes) -> Result
     };
     patient.indication = indication;
     patient.diagnoses = diagnoses;
-    Ok(ParsedReferral { referral: NewReferral { patient, trials, prior_scores: scores }, paths: cx.paths, entries: kinds })
+    Ok(ParsedReferral {
+        referral: NewReferral { patient, trials, prior_scores: scores },
+        paths: cx.paths,
+        entries: kinds,
+    })
 }
 
 fn patient_from(cx: &mut Ctx, base: &str, r: &Value, site: SiteId) -> Option<NewPatient> {
@@ -255,7 +263,11 @@ fn patient_from(cx: &mut Ctx, base: &str, r: &Value, site: SiteId) -> Option<New
             }
         },
         None => {
-            cx.issue("required", format!("{base}.identifier"), "give the patient's medical record number (an identifier of type MR)");
+            cx.issue(
+                "required",
+                format!("{base}.identifier"),
+                "give the patient's medical record number (an identifier of type MR)",
+            );
             None
         }
     };
@@ -342,7 +354,9 @@ fn condition(
         return;
     };
     let codings = arr(code, "coding");
-    if let Some((j, c)) = codings.iter().enumerate().find(|(_, c)| s(c, "system").is_some_and(|x| codes.is_icd10_system(x))) {
+    if let Some((j, c)) =
+        codings.iter().enumerate().find(|(_, c)| s(c, "system").is_some_and(|x| codes.is_icd10_system(x)))
+    {
         let Some(value) = s(c, "code") else {
             cx.issue("required", format!("{base}.code.coding[{j}].code"), "give the ICD-10-CM code");
             return;
@@ -376,7 +390,11 @@ fn trial(cx: &mut Ctx, base: &str, r: &Value, codes: &ReferralCodes, n: usize) -
     let mut ok = true;
     let drug = match r.get("medicationCodeableConcept") {
         None => {
-            cx.issue("required", format!("{base}.medicationCodeableConcept"), "name the antidepressant (a coded concept; references are not supported)");
+            cx.issue(
+                "required",
+                format!("{base}.medicationCodeableConcept"),
+                "name the antidepressant (a coded concept; references are not supported)",
+            );
             ok = false;
             String::new()
         }
@@ -406,7 +424,11 @@ fn trial(cx: &mut Ctx, base: &str, r: &Value, codes: &ReferralCodes, n: usize) -
     };
     let weeks = match r.get("effectivePeriod") {
         None => {
-            cx.issue("required", format!("{base}.effectivePeriod"), "give the trial's start and end dates (effectivePeriod)");
+            cx.issue(
+                "required",
+                format!("{base}.effectivePeriod"),
+                "give the trial's start and end dates (effectivePeriod)",
+            );
             ok = false;
             0
         }
@@ -457,7 +479,11 @@ fn trial(cx: &mut Ctx, base: &str, r: &Value, codes: &ReferralCodes, n: usize) -
                     ok = false;
                 }
                 (_, _, None) => {
-                    cx.issue("value", format!("{base}.dosage[0].timing.repeat"), "give the timing per day (periodUnit d), or leave the timing out for a daily dose");
+                    cx.issue(
+                        "value",
+                        format!("{base}.dosage[0].timing.repeat"),
+                        "give the timing per day (periodUnit d), or leave the timing out for a daily dose",
+                    );
                     ok = false;
                 }
                 _ => {
@@ -541,7 +567,9 @@ fn score(cx: &mut Ctx, base: &str, r: &Value, codes: &ReferralCodes, n: usize) -
             let known: Vec<String> = keta_domain::instruments::catalog()
                 .all()
                 .iter()
-                .filter_map(|i| i.loinc.as_ref().and_then(|l| l.total.clone()).map(|t| format!("{t} ({})", i.short_name)))
+                .filter_map(|i| {
+                    i.loinc.as_ref().and_then(|l| l.total.clone()).map(|t| format!("{t} ({})", i.short_name))
+                })
                 .collect();
             cx.issue(
                 "code-invalid",
@@ -571,7 +599,11 @@ fn score(cx: &mut Ctx, base: &str, r: &Value, codes: &ReferralCodes, n: usize) -
             cx.path(f("observed_on"), format!("{base}.effectiveDateTime"));
             let d = fhir_date(t);
             if d.is_none() {
-                cx.issue("value", format!("{base}.effectiveDateTime"), "give the date the score was taken (YYYY-MM-DD or a dateTime)");
+                cx.issue(
+                    "value",
+                    format!("{base}.effectiveDateTime"),
+                    "give the date the score was taken (YYYY-MM-DD or a dateTime)",
+                );
                 ok = false;
             }
             d
@@ -628,7 +660,11 @@ fn store_error(e: StoreError, paths: &HashMap<String, String>) -> Response {
         StoreError::Domain(DomainError::Invalid(errs)) => {
             let issues: Vec<Issue> = errs
                 .iter()
-                .map(|fe| Issue { code: "invariant", expression: locate(paths, &fe.field), diagnostics: fe.message.clone() })
+                .map(|fe| Issue {
+                    code: "invariant",
+                    expression: locate(paths, &fe.field),
+                    diagnostics: fe.message.clone(),
+                })
                 .collect();
             operation_outcome(StatusCode::UNPROCESSABLE_ENTITY, &issues)
         }
@@ -668,7 +704,11 @@ pub async fn post_bundle(
         (None, _) => {
             return operation_outcome(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                &[Issue { code: "required", expression: "Bundle".into(), diagnostics: "say which site registers the patient: POST /fhir/R4?site=ID".into() }],
+                &[Issue {
+                    code: "required",
+                    expression: "Bundle".into(),
+                    diagnostics: "say which site registers the patient: POST /fhir/R4?site=ID".into(),
+                }],
             );
         }
     };
@@ -677,7 +717,11 @@ pub async fn post_bundle(
         Err(e) => {
             return operation_outcome(
                 StatusCode::BAD_REQUEST,
-                &[Issue { code: "structure", expression: "Bundle".into(), diagnostics: format!("the body is not JSON: {e}") }],
+                &[Issue {
+                    code: "structure",
+                    expression: "Bundle".into(),
+                    diagnostics: format!("the body is not JSON: {e}"),
+                }],
             );
         }
     };

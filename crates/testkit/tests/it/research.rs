@@ -52,10 +52,13 @@ async fn count(s: &Store, sql: &'static str) -> i64 {
 
 async fn audit_types(s: &Store, patient: PatientId) -> Vec<String> {
     s.read(move |c| {
-        c.query("SELECT object_type FROM audit_log WHERE patient_id = $1 AND action = 'create' ORDER BY seq", keta_store::params![patient.0])?
-            .iter()
-            .map(|r| r.text("object_type"))
-            .collect()
+        c.query(
+            "SELECT object_type FROM audit_log WHERE patient_id = $1 AND action = 'create' ORDER BY seq",
+            keta_store::params![patient.0],
+        )?
+        .iter()
+        .map(|r| r.text("object_type"))
+        .collect()
     })
     .await
     .unwrap()
@@ -86,7 +89,8 @@ async fn a_referral_creates_the_patient_with_trials_and_prior_scores_all_or_noth
         let mut bad = referral(a, "REF-2");
         bad.trials[0].weeks = 2; // adequate needs more weeks
         bad.prior_scores[0].total = 40;
-        let Err(StoreError::Domain(DomainError::Invalid(errs))) = s.import_referral(&dr, bad, "fhir referral").await else {
+        let Err(StoreError::Domain(DomainError::Invalid(errs))) = s.import_referral(&dr, bad, "fhir referral").await
+        else {
             panic!("a bad referral is refused")
         };
         let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
@@ -101,7 +105,10 @@ async fn a_referral_creates_the_patient_with_trials_and_prior_scores_all_or_noth
             Err(StoreError::Forbidden(_))
         ));
         let b = site(s, "B").await;
-        assert!(s.import_referral(&dr, referral(b, "REF-4"), "fhir referral").await.is_err(), "outside the prescriber's sites");
+        assert!(
+            s.import_referral(&dr, referral(b, "REF-4"), "fhir referral").await.is_err(),
+            "outside the prescriber's sites"
+        );
     }
 }
 
@@ -128,7 +135,8 @@ async fn the_api_imports_a_referral_bundle_and_refuses_a_bad_one_with_an_operati
         assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/fhir+json"));
         let oo: Value = r.json().await.unwrap();
         assert_eq!(oo["resourceType"], "OperationOutcome");
-        let at: Vec<&str> = oo["issue"].as_array().unwrap().iter().map(|i| i["expression"][0].as_str().unwrap()).collect();
+        let at: Vec<&str> =
+            oo["issue"].as_array().unwrap().iter().map(|i| i["expression"][0].as_str().unwrap()).collect();
         assert!(at.contains(&"Bundle.entry[4].resource.effectiveDateTime"), "{oo}");
         assert!(at.contains(&"Bundle.entry[2].resource.effectivePeriod.end"), "{oo}");
         assert_eq!(count(s, "SELECT count(*) AS n FROM patients").await, 0);
@@ -147,14 +155,25 @@ async fn the_api_imports_a_referral_bundle_and_refuses_a_bad_one_with_an_operati
         assert_eq!(reply["entry"].as_array().unwrap().len(), 6);
         let id: i64 = location.trim_start_matches("/fhir/R4/Patient/").parse().unwrap();
         let p = s.get_patient(&Actor::system(), PatientId(id)).await.unwrap();
-        assert_eq!((p.mrn.as_str(), p.given_name.as_str(), p.family_name.as_str()), ("REF-20931", "Marisol June", "Quillfeather"));
+        assert_eq!(
+            (p.mrn.as_str(), p.given_name.as_str(), p.family_name.as_str()),
+            ("REF-20931", "Marisol June", "Quillfeather")
+        );
         assert_eq!(p.date_of_birth, date!(1979 - 06 - 14));
         assert_eq!(p.diagnoses, ["F33.2"]);
         assert_eq!(p.referring_clinician.as_deref(), Some("Dr Ifeoma Rasmussen"));
         let trials = s.read(move |c| keta_store::eligibility::trials_for(c, PatientId(id))).await.unwrap();
-        let t: Vec<(&str, u32, Option<f64>, TrialOutcome)> =
-            trials.iter().map(|t| (t.trial.drug.as_str(), t.trial.weeks, t.trial.daily_dose_mg.map(|d| d.0), t.trial.outcome)).collect();
-        assert_eq!(t, [("sertraline", 10, Some(150.0), TrialOutcome::NoResponse), ("vortioxetine", 4, None, TrialOutcome::Intolerance)]);
+        let t: Vec<(&str, u32, Option<f64>, TrialOutcome)> = trials
+            .iter()
+            .map(|t| (t.trial.drug.as_str(), t.trial.weeks, t.trial.daily_dose_mg.map(|d| d.0), t.trial.outcome))
+            .collect();
+        assert_eq!(
+            t,
+            [
+                ("sertraline", 10, Some(150.0), TrialOutcome::NoResponse),
+                ("vortioxetine", 4, None, TrialOutcome::Intolerance)
+            ]
+        );
         let scores = s.list_prior_scores(&Actor::system(), PatientId(id)).await.unwrap();
         let sc: Vec<(i32, Date)> = scores.iter().map(|x| (x.score.total, x.score.observed_on)).collect();
         assert_eq!(sc, [(21, date!(2026 - 08 - 20)), (18, date!(2026 - 10 - 15))]);
@@ -173,7 +192,8 @@ async fn the_api_imports_a_referral_bundle_and_refuses_a_bad_one_with_an_operati
 
 /// A patient with a course, a discharged-or-not session and consents as asked.
 async fn research_patient(s: &Store, a: SiteId, mrn: &str, dob: Date, research: bool) -> PatientId {
-    let p = s.create_patient(&Actor::system(), NewPatient { date_of_birth: dob, ..new_patient(a, mrn) }).await.unwrap().id;
+    let p =
+        s.create_patient(&Actor::system(), NewPatient { date_of_birth: dob, ..new_patient(a, mrn) }).await.unwrap().id;
     if research {
         sign_consent(s, p, "research_data_sharing").await;
     }
@@ -199,8 +219,20 @@ async fn the_research_export_takes_consenting_patients_only_and_suppresses_to_k(
         // Not included: no consent, a withdrawn one, and one not countersigned.
         research_patient(s, a, "A-NONE", date!(1984 - 03 - 09), false).await;
         let w = research_patient(s, a, "A-WD", date!(1984 - 03 - 09), true).await;
-        let rec = s.list_consents(&Actor::system(), w).await.unwrap().into_iter().find(|c| c.form_key == "research_data_sharing").unwrap();
-        s.withdraw_consent(&Actor::system(), rec.id, WithdrawConsent { reason: "No longer wishes to take part".into() }).await.unwrap();
+        let rec = s
+            .list_consents(&Actor::system(), w)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|c| c.form_key == "research_data_sharing")
+            .unwrap();
+        s.withdraw_consent(
+            &Actor::system(),
+            rec.id,
+            WithdrawConsent { reason: "No longer wishes to take part".into() },
+        )
+        .await
+        .unwrap();
         let u = research_patient(s, a, "A-UNSIGNED", date!(1984 - 03 - 09), false).await;
         let form = keta_domain::consent::current_form("research_data_sharing").unwrap();
         s.record_consent(
@@ -245,9 +277,12 @@ async fn the_research_export_takes_consenting_patients_only_and_suppresses_to_k(
         assert!(patients.iter().all(|r| r[0].starts_with('R') && !r[0].contains("A-")));
         let rid = |p: PatientId| async move {
             s.read(move |c| {
-                c.query_opt("SELECT research_id FROM research_subjects WHERE patient_id = $1", keta_store::params![p.0])?
-                    .unwrap()
-                    .text("research_id")
+                c.query_opt(
+                    "SELECT research_id FROM research_subjects WHERE patient_id = $1",
+                    keta_store::params![p.0],
+                )?
+                .unwrap()
+                .text("research_id")
             })
             .await
             .unwrap()
