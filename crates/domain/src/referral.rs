@@ -209,7 +209,8 @@ mod tests {
         assert!(referral().validate(TODAY).is_ok());
         let mut r = referral();
         r.patient.mrn = "bad mrn!".into();
-        r.trials[0].weeks = 500;
+        r.trials[0].adequate = true;
+        r.trials[0].weeks = 2; // an adequate trial lasts longer
         r.prior_scores[0].total = 28;
         r.prior_scores[0].observed_on = date!(2027 - 01 - 01);
         let DomainError::Invalid(errs) = r.validate(TODAY).unwrap_err() else { panic!() };
