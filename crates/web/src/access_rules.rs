@@ -57,9 +57,6 @@ pub const API_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/audit", Needs(ViewAudit)),
     ("GET", "/api/v1/audit/verify", Needs(ViewAudit)),
     ("GET", "/api/v1/patients/{id}/access-log", Needs(ViewAudit)),
-    // Referral import (a FHIR Bundle): registers a patient with trials and scores; the store
-    // also needs EditDemographics and EnterQuestionnaire, which prescribers have.
-    ("POST", "/fhir/R4", Needs(PlanTreatment)),
     ("POST", "/api/v1/auth/login", Public),
     ("POST", "/api/v1/auth/logout", Public),
     ("POST", "/api/v1/auth/reauth", SignedIn),
@@ -178,6 +175,10 @@ pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     ("POST", "/c/{token}", Public),
     ("GET", "/help", Public),
     ("GET", "/today", Needs(ViewDemographics)),
+    // Referral import (a FHIR Bundle, outside /api: a signed-out caller is sent to sign in):
+    // registers a patient with trials and scores; the store also needs EditDemographics and
+    // EnterQuestionnaire, which prescribers have.
+    ("POST", "/fhir/R4", Needs(PlanTreatment)),
     ("GET", "/research", Needs(ExportResearch)),
     ("POST", "/research/export", Needs(ExportResearch)),
     // The chair calendar (issue 15): read by everyone who sees the schedule; booking, moving,
