@@ -1997,7 +1997,8 @@ async fn build(store: &Store, seed: u64) -> anyhow::Result<()> {
 /// Signs every consent a demo patient's courses need: the treatment consent per route and,
 /// for esketamine, the REMS enrolment (dated the course start or yesterday, whichever is
 /// earlier; the REMS id is synthetic), recorded by the demo nurse and countersigned by the
-/// demo prescriber.
+/// demo prescriber. Three patients in four also consent to research use of their
+/// de-identified data (the research export's population).
 async fn consent_demo_patient(
     store: &Store,
     pat: &keta_domain::patient::Patient,
@@ -2021,23 +2022,30 @@ async fn consent_demo_patient(
         7000 + k * 20
     );
     let yesterday = (now - Duration::days(1)).date();
+    let mut all_forms = Vec::new();
     for (route, start) in routes {
-        let mut forms = vec![(treatment_form(route), None)];
+        all_forms.push((treatment_form(route), None));
         if route == Route::IntranasalEsketamine {
-            forms.push((rems_form(), Some(start.min(yesterday))));
+            all_forms.push((rems_form(), Some(start.min(yesterday))));
         }
-        for (form, enrolled) in forms {
-            let new = NewConsent {
-                form_key: form.key.clone(),
-                form_version: form.version,
-                patient_typed_name: name.clone(),
-                patient_signature_svg: signature.clone(),
-                rems_patient_id: enrolled.map(|_| format!("DEMO-{:06}", pat.id.0)),
-                rems_enrolled_on: enrolled,
-            };
-            let rec = store.record_consent(&nurse, pat.id, new).await?;
-            store.countersign_consent(&prescriber, rec.id).await?;
-        }
+    }
+    if pat.id.0 % 4 != 0 {
+        all_forms.push((
+            keta_domain::consent::current_form("research_data_sharing").expect("the research consent form ships"),
+            None,
+        ));
+    }
+    for (form, enrolled) in all_forms {
+        let new = NewConsent {
+            form_key: form.key.clone(),
+            form_version: form.version,
+            patient_typed_name: name.clone(),
+            patient_signature_svg: signature.clone(),
+            rems_patient_id: enrolled.map(|_| format!("DEMO-{:06}", pat.id.0)),
+            rems_enrolled_on: enrolled,
+        };
+        let rec = store.record_consent(&nurse, pat.id, new).await?;
+        store.countersign_consent(&prescriber, rec.id).await?;
     }
     Ok(())
 }

@@ -26,6 +26,7 @@ pub fn accounts() -> Vec<DemoAccount> {
         ("rn.demo", Role::Nurse),
         ("desk.demo", Role::FrontDesk),
         ("audit.demo", Role::Auditor),
+        ("research.demo", Role::Researcher),
     ]
     .into_iter()
     .map(|(username, role)| DemoAccount { username, role, totp_key: demo_totp_key(role) })

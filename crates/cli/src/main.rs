@@ -10,6 +10,7 @@ mod demo_checkins;
 mod demo_ledger;
 mod dose;
 mod pk;
+mod research_export;
 mod score;
 
 use std::net::SocketAddr;
@@ -124,6 +125,11 @@ enum Command {
         #[arg(long)]
         database_url: String,
     },
+    /// Exports of the clinic's data.
+    Export {
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
     /// Between-session check-ins.
     Checkins {
         #[command(subcommand)]
@@ -147,6 +153,20 @@ enum CheckinsCommand {
 }
 
 #[derive(Subcommand)]
+enum ExportCommand {
+    /// The de-identified research data set (HIPAA Safe Harbor, the clinic's k threshold) of
+    /// the patients who consented to research use: CSV files and a data dictionary in DIR
+    /// (new or empty). Audited with its parameters.
+    Research {
+        #[arg(long, env = "KETA_DATABASE_URL")]
+        database_url: String,
+        /// The folder to write (it must be new or empty).
+        #[arg(long)]
+        to: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum UserCommand {
     /// Create an account. The first account must be an administrator (first-run setup).
     /// The password is read from KETA_NEW_PASSWORD or, if unset, from the first line of standard input.
@@ -159,7 +179,7 @@ enum UserCommand {
         /// The name printed on signatures.
         #[arg(long)]
         display_name: String,
-        /// administrator, prescriber, nurse, front_desk or auditor.
+        /// administrator, prescriber, nurse, front_desk, auditor or researcher.
         #[arg(long)]
         role: String,
         /// Site ids the user works at, comma-separated (e.g. 1,2).
@@ -306,6 +326,19 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 }
                 None => keta_web::serve(listener, state, shutdown_signal()).await?,
             }
+            Ok(())
+        }
+        Command::Export { command: ExportCommand::Research { database_url, to } } => {
+            let store = keta_store::Store::open(&database_url).await.context("opening the database")?;
+            let export = research_export::run(&store, &research_export::command_line_actor(), &to).await?;
+            println!(
+                "research export written to {}: {} consenting patients, {} tables plus data_dictionary.csv, k = {}, {} cells suppressed",
+                to.display(),
+                export.patients,
+                export.tables.len(),
+                export.k_threshold,
+                export.suppressed_cells
+            );
             Ok(())
         }
         Command::Backup { database_url, to, audit_anchor_file } => {

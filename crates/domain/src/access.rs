@@ -11,10 +11,13 @@ pub enum Role {
     Nurse,
     FrontDesk,
     Auditor,
+    /// Exports the de-identified research data set; sees no chart.
+    Researcher,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [Self::Administrator, Self::Prescriber, Self::Nurse, Self::FrontDesk, Self::Auditor];
+    pub const ALL: [Role; 6] =
+        [Self::Administrator, Self::Prescriber, Self::Nurse, Self::FrontDesk, Self::Auditor, Self::Researcher];
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Administrator => "administrator",
@@ -22,6 +25,7 @@ impl Role {
             Self::Nurse => "nurse",
             Self::FrontDesk => "front_desk",
             Self::Auditor => "auditor",
+            Self::Researcher => "researcher",
         }
     }
     pub fn label(self) -> &'static str {
@@ -31,6 +35,7 @@ impl Role {
             Self::Nurse => "Nurse",
             Self::FrontDesk => "Front desk",
             Self::Auditor => "Auditor",
+            Self::Researcher => "Researcher",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -64,10 +69,12 @@ pub enum Permission {
     ManageUsers,
     /// Read the audit trail.
     ViewAudit,
+    /// Export the de-identified research data set (consenting patients only).
+    ExportResearch,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 11] = [
+    pub const ALL: [Permission; 12] = [
         Self::ViewDemographics,
         Self::EditDemographics,
         Self::ViewClinical,
@@ -79,21 +86,24 @@ impl Permission {
         Self::ViewLedger,
         Self::ManageUsers,
         Self::ViewAudit,
+        Self::ExportResearch,
     ];
 }
 
 /// The permission table. Least privilege: administrators manage accounts but do not read
 /// charts; the front desk registers and schedules but does not open clinical notes;
-/// auditors read the audit trail and the ledger only.
+/// auditors read the audit trail and the ledger only; researchers export the de-identified
+/// research data set and nothing else.
 pub fn allowed(role: Role, p: Permission) -> bool {
     use Permission::*;
     use Role::*;
     match role {
         Administrator => matches!(p, ViewDemographics | EditDemographics | ManageUsers | ViewAudit | ViewLedger),
-        Prescriber => !matches!(p, ManageUsers | ViewAudit),
-        Nurse => !matches!(p, ManageUsers | ViewAudit | PlanTreatment),
+        Prescriber => !matches!(p, ManageUsers | ViewAudit | ExportResearch),
+        Nurse => !matches!(p, ManageUsers | ViewAudit | PlanTreatment | ExportResearch),
         FrontDesk => matches!(p, ViewDemographics | EditDemographics | EnterQuestionnaire),
         Auditor => matches!(p, ViewAudit | ViewLedger | ViewDemographics),
+        Researcher => matches!(p, ExportResearch),
     }
 }
 
@@ -111,6 +121,15 @@ mod tests {
     fn only_prescribers_plan_treatment() {
         let planners: Vec<Role> = Role::ALL.into_iter().filter(|r| allowed(*r, Permission::PlanTreatment)).collect();
         assert_eq!(planners, [Role::Prescriber]);
+    }
+
+    #[test]
+    fn only_researchers_export_research_data_and_they_do_nothing_else() {
+        for r in Role::ALL {
+            assert_eq!(allowed(r, Permission::ExportResearch), r == Role::Researcher, "{r:?}");
+        }
+        let theirs: Vec<Permission> = Permission::ALL.into_iter().filter(|p| allowed(Role::Researcher, *p)).collect();
+        assert_eq!(theirs, [Permission::ExportResearch]);
     }
 
     #[test]

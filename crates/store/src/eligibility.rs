@@ -96,6 +96,35 @@ pub fn assessment_now(
     Ok(Some(el::assess_route(route, &record, &declared, keta_domain::protocols::ProtocolLibrary::builtin().all())?))
 }
 
+/// Inserts a validated trial and its audit entry, in the caller's transaction.
+pub(crate) fn insert_trial(
+    c: &mut dyn Conn,
+    actor: &Actor,
+    now: time::OffsetDateTime,
+    site: keta_domain::ids::SiteId,
+    patient: PatientId,
+    trial: &AntidepressantTrial,
+) -> Result<RecordId> {
+    let id = c.insert(
+        "INSERT INTO antidepressant_trials (patient_id, body, recorded_at) VALUES ($1, $2, $3) RETURNING id",
+        params![patient.0, json(trial), ms(now)],
+    )?;
+    audit::record(
+        c,
+        actor,
+        now,
+        Entry {
+            action: Action::Create,
+            object_type: "antidepressant_trial",
+            object_id: Some(id.to_string()),
+            patient_id: Some(patient),
+            site_id: Some(site),
+            fields: &["drug", "daily_dose_mg", "weeks", "adequate", "outcome", "current_episode"],
+        },
+    )?;
+    Ok(RecordId(id))
+}
+
 impl Store {
     pub async fn add_antidepressant_trial(
         &self,
@@ -109,24 +138,8 @@ impl Store {
         let actor = actor.clone();
         self.write(move |c| {
             let p = get_patient(c, &actor, patient)?;
-            let id = c.insert(
-                "INSERT INTO antidepressant_trials (patient_id, body, recorded_at) VALUES ($1, $2, $3) RETURNING id",
-                params![patient.0, json(&trial), ms(now)],
-            )?;
-            audit::record(
-                c,
-                &actor,
-                now,
-                Entry {
-                    action: Action::Create,
-                    object_type: "antidepressant_trial",
-                    object_id: Some(id.to_string()),
-                    patient_id: Some(patient),
-                    site_id: Some(p.site_id),
-                    fields: &["drug", "daily_dose_mg", "weeks", "adequate", "outcome", "current_episode"],
-                },
-            )?;
-            Ok(AntidepressantTrialRecord { id: RecordId(id), patient_id: patient, trial })
+            let id = insert_trial(c, &actor, now, p.site_id, patient, &trial)?;
+            Ok(AntidepressantTrialRecord { id, patient_id: patient, trial })
         })
         .await
     }

@@ -39,7 +39,9 @@ pub mod notes;
 pub mod orders;
 pub mod patients;
 pub mod questionnaires;
+pub mod referrals;
 pub mod rems;
+pub mod research;
 pub mod rules;
 pub mod sessions;
 pub mod site_time;
@@ -114,6 +116,7 @@ fn permission_words(p: Permission) -> &'static str {
         Permission::ViewLedger => "view the controlled-substance ledger",
         Permission::ManageUsers => "manage users and sites",
         Permission::ViewAudit => "read the audit trail",
+        Permission::ExportResearch => "export the research data set",
     }
 }
 

@@ -21,6 +21,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (23, "chair_calendar", include_str!("../migrations/sqlite/0023_chair_calendar.sql")),
     (24, "course_orders", include_str!("../migrations/sqlite/0024_course_orders.sql")),
     (26, "fhir", include_str!("../migrations/sqlite/0026_fhir.sql")),
+    (27, "research_and_referrals", include_str!("../migrations/sqlite/0027_research_and_referrals.sql")),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -40,6 +41,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (23, "chair_calendar", include_str!("../migrations/postgres/0023_chair_calendar.sql")),
     (24, "course_orders", include_str!("../migrations/postgres/0024_course_orders.sql")),
     (26, "fhir", include_str!("../migrations/postgres/0026_fhir.sql")),
+    (27, "research_and_referrals", include_str!("../migrations/postgres/0027_research_and_referrals.sql")),
 ];
 
 /// The newest schema version this build knows.

@@ -77,6 +77,53 @@ pub fn weights(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<WeightEntry>>
     .collect()
 }
 
+/// Checks the site and the patient's fields (judged on the site's calendar), inserts the
+/// patient and writes its audit entry, in the caller's transaction. The caller checks the
+/// permission and the actor's site scope.
+pub(crate) fn insert_patient(
+    c: &mut dyn Conn,
+    actor: &Actor,
+    now: time::OffsetDateTime,
+    new: &NewPatient,
+) -> Result<PatientId> {
+    crate::sites::get_site(c, new.site_id)
+        .map_err(|_| DomainError::field("site_id", format!("site {} does not exist", new.site_id)))?;
+    // "In the future" is judged by the site's calendar, not UTC's.
+    new.validate(crate::site_time::today(c, new.site_id, now)?)?;
+    let id = c.insert(
+        "INSERT INTO patients (site_id, mrn, given_name, family_name, date_of_birth, sex, phone, email, indication, diagnoses, referring_clinician, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+        params![
+            new.site_id.0, new.mrn.as_str(), new.given_name.trim(), new.family_name.trim(), date_text(new.date_of_birth),
+            new.sex.as_str(), new.phone.as_deref(), new.email.as_deref(), new.indication.as_str(), json(&new.diagnoses),
+            new.referring_clinician.as_deref(), ms(now)
+        ],
+    )?;
+    audit::record(
+        c,
+        actor,
+        now,
+        Entry {
+            action: Action::Create,
+            object_type: "patient",
+            object_id: Some(id.to_string()),
+            patient_id: Some(PatientId(id)),
+            site_id: Some(new.site_id),
+            fields: &[
+                "mrn",
+                "name",
+                "date_of_birth",
+                "sex",
+                "contact",
+                "indication",
+                "diagnoses",
+                "referring_clinician",
+            ],
+        },
+    )?;
+    Ok(PatientId(id))
+}
+
 impl Store {
     pub async fn create_patient(&self, actor: &Actor, new: NewPatient) -> Result<Patient> {
         actor.require(keta_domain::access::Permission::EditDemographics)?;
@@ -86,23 +133,8 @@ impl Store {
         }
         let actor = actor.clone();
         self.write(move |c| {
-            crate::sites::get_site(c, new.site_id).map_err(|_| DomainError::field("site_id", format!("site {} does not exist", new.site_id)))?;
-            // "In the future" is judged by the site's calendar, not UTC's.
-            new.validate(crate::site_time::today(c, new.site_id, now)?)?;
-            let id = c.insert(
-                "INSERT INTO patients (site_id, mrn, given_name, family_name, date_of_birth, sex, phone, email, indication, diagnoses, referring_clinician, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
-                params![
-                    new.site_id.0, new.mrn.as_str(), new.given_name.trim(), new.family_name.trim(), date_text(new.date_of_birth),
-                    new.sex.as_str(), new.phone.as_deref(), new.email.as_deref(), new.indication.as_str(), json(&new.diagnoses),
-                    new.referring_clinician.as_deref(), ms(now)
-                ],
-            )?;
-            audit::record(c, &actor, now, Entry {
-                action: Action::Create, object_type: "patient", object_id: Some(id.to_string()), patient_id: Some(PatientId(id)),
-                site_id: Some(new.site_id), fields: &["mrn", "name", "date_of_birth", "sex", "contact", "indication", "diagnoses", "referring_clinician"],
-            })?;
-            get_patient(c, &actor, PatientId(id))
+            let id = insert_patient(c, &actor, now, &new)?;
+            get_patient(c, &actor, id)
         })
         .await
     }

@@ -280,9 +280,7 @@ pub const TEST_PASSWORD: &str = "violet tractor umbrella 42";
 pub async fn seed_staff(store: &Store, sites: &[keta_domain::ids::SiteId]) -> Vec<StaffLogin> {
     use keta_domain::access::Role;
     let mut out = Vec::new();
-    for (i, role) in
-        [Role::Administrator, Role::Prescriber, Role::Nurse, Role::FrontDesk, Role::Auditor].into_iter().enumerate()
-    {
+    for (i, role) in Role::ALL.into_iter().enumerate() {
         let username = format!("{}.test", role.as_str().replace('_', ""));
         let secret = keta_store::credentials::base32_encode(format!("keta-test-secret-{i:03}").as_bytes());
         let actor = if i == 0 { keta_store::Actor::system() } else { out_admin_actor() };

@@ -48,6 +48,8 @@ pub const API_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/settings/relapse-watch", SignedIn),
     ("PUT", "/api/v1/settings/relapse-watch", Needs(ManageUsers)),
     ("PUT", "/api/v1/settings/home-pre-dose", Needs(ManageUsers)),
+    ("GET", "/api/v1/settings/research-export", Needs(ManageUsers)),
+    ("PUT", "/api/v1/settings/research-export", Needs(ManageUsers)),
     ("GET", "/api/v1/patients/{id}/home-programme", Needs(ViewClinical)),
     ("POST", "/api/v1/courses/{id}/home-dispenses", Needs(RecordLedger)),
     ("POST", "/api/v1/pre-dose-screens/{id}/review", Needs(PlanTreatment)),
@@ -173,6 +175,12 @@ pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     ("POST", "/c/{token}", Public),
     ("GET", "/help", Public),
     ("GET", "/today", Needs(ViewDemographics)),
+    // Referral import (a FHIR Bundle, outside /api: a signed-out caller is sent to sign in):
+    // registers a patient with trials and scores; the store also needs EditDemographics and
+    // EnterQuestionnaire, which prescribers have.
+    ("POST", "/fhir/R4", Needs(PlanTreatment)),
+    ("GET", "/research", Needs(ExportResearch)),
+    ("POST", "/research/export", Needs(ExportResearch)),
     // The chair calendar (issue 15): read by everyone who sees the schedule; booking, moving,
     // cancelling, no-shows and arrivals are front-desk work (EditDemographics).
     ("GET", "/calendar", Needs(ViewDemographics)),

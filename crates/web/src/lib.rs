@@ -11,6 +11,7 @@ pub mod error;
 pub mod escalation;
 pub mod extract;
 pub mod fhir;
+pub mod fhir_import;
 pub mod idempotency;
 pub mod pages;
 pub mod reminders;
@@ -102,6 +103,13 @@ pub fn router(state: AppState) -> Router {
         .merge(
             ui::routes(state.clone())
                 .route_layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::guard_retries)),
+        )
+        // Referral import (a FHIR Bundle); FHIR read and search live beside it under /fhir/R4.
+        .route(
+            "/fhir/R4",
+            post(fhir_import::post_bundle)
+                .route_layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::guard_retries))
+                .route_layer(axum::middleware::from_fn_with_state(state.clone(), access_rules::access_guard)),
         )
         .nest(
             "/api/v1",

@@ -35,6 +35,7 @@ mod outcomes;
 mod pg_connections;
 mod pk_ui;
 mod rems;
+mod research;
 mod schema_parity;
 mod security;
 mod serving;

@@ -30,13 +30,14 @@ fn by_role(staff: &[StaffLogin], role: Role) -> &StaffLogin {
 }
 
 /// Anonymous, then one caller per role.
-const CALLERS: [Option<Role>; 6] = [
+const CALLERS: [Option<Role>; 7] = [
     None,
     Some(Role::Administrator),
     Some(Role::Prescriber),
     Some(Role::Nurse),
     Some(Role::FrontDesk),
     Some(Role::Auditor),
+    Some(Role::Researcher),
 ];
 
 /// Signs the test client in as `role`, or leaves it signed out for `None`. Each sign-in

@@ -17,6 +17,7 @@ pub mod medications;
 pub mod notes;
 pub mod patients;
 pub mod rems;
+pub mod research;
 
 use axum::Router;
 use axum::routing::{get, post, put};
@@ -132,6 +133,8 @@ use contract::Contract;
         checkins::put_patient_contact,
         checkins::get_relapse_settings,
         checkins::put_relapse_settings,
+        research::get_research_settings,
+        research::put_research_settings,
         checkins::put_home_settings,
         checkins::get_home,
         checkins::post_dispense,
@@ -230,6 +233,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sites/{id}/patient-contact", put(checkins::put_patient_contact))
         .route("/settings/relapse-watch", get(checkins::get_relapse_settings).put(checkins::put_relapse_settings))
         .route("/settings/home-pre-dose", put(checkins::put_home_settings))
+        .route("/settings/research-export", get(research::get_research_settings).put(research::put_research_settings))
         .route("/patients/{id}/home-programme", get(checkins::get_home))
         .route("/courses/{id}/home-dispenses", post(checkins::post_dispense))
         .route("/pre-dose-screens/{id}/review", post(checkins::post_screen_review))

@@ -39,6 +39,7 @@ mod pk_panel;
 mod plan;
 mod questionnaires;
 mod rems;
+mod research;
 mod session;
 mod today;
 
@@ -54,7 +55,7 @@ use page::UiResult;
 /// Every HTML route. Merged into the main router by `crate::router`.
 pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/today") }))
+        .route("/", get(get_home))
         .route("/static/{file}", get(assets::get_static))
         .route("/c/{token}", get(checkin::get_link).post(checkin::post_link))
         .route("/help", get(checkin::get_faq))
@@ -114,6 +115,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/rems-queue", get(rems::get_queue))
         .route("/outcomes", get(outcomes::get_outcomes))
         .route("/outbox", get(outbox::get_outbox))
+        .route("/research", get(research::get_research))
+        .route("/research/export", post(research::post_export))
         .route("/outcomes/durability", get(durability::get_durability))
         .route("/audit", get(audit::get_report))
         .route("/patients/{id}/access-log", get(audit::get_access_log))
@@ -122,6 +125,14 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .fallback(|| async { page::UiError::NotFound("That page".into()) })
         .route_layer(axum::middleware::from_fn_with_state(state, crate::access_rules::access_guard))
         .layer(axum::middleware::from_fn(server_timing))
+}
+
+/// The home page: today's board, or the research export for a researcher (who sees no board).
+async fn get_home(user: Result<CurrentUser, crate::auth::AuthRejection>) -> Redirect {
+    match user {
+        Ok(u) if u.actor.can(keta_domain::access::Permission::ExportResearch) => Redirect::to("/research"),
+        _ => Redirect::to("/today"),
+    }
 }
 
 /// Adds `Server-Timing: app;dur=<ms>` to every page, so how long the server took is

@@ -41,6 +41,7 @@ pub struct Chrome {
     pub can_register: bool,
     pub can_view_clinical: bool,
     pub can_view_audit: bool,
+    pub can_export_research: bool,
     /// Administrators (accounts, sites, clinic settings) and prescribers (clinical rules).
     pub can_administer: bool,
     /// The demo's reminder outbox (log-only delivery), for clinical staff who may open it.
@@ -60,6 +61,7 @@ impl Chrome {
             can_register: user.actor.can(Permission::EditDemographics),
             can_view_clinical: user.actor.can(Permission::ViewClinical),
             can_view_audit: user.actor.can(Permission::ViewAudit),
+            can_export_research: user.actor.can(Permission::ExportResearch),
             can_administer: user.actor.can(Permission::ManageUsers) || user.actor.can(Permission::PlanTreatment),
             // The same permission `get_outbox` requires: every patient's working link is on it.
             shows_outbox: user.outbox_kept && user.actor.can(Permission::ViewClinical),
