@@ -10,6 +10,7 @@ pub mod error;
 pub mod escalation;
 pub mod extract;
 pub mod idempotency;
+pub mod monitors;
 pub mod pages;
 pub mod reminders;
 pub mod serving;

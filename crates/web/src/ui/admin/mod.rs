@@ -3,6 +3,7 @@
 //! operations as the API (which validate, check permissions and audit in the same
 //! transaction); a refused form is shown again with what to fix beside each field.
 
+mod monitors;
 mod settings;
 mod sites;
 mod staff;
@@ -32,6 +33,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/sites/{id}/chairs", post(sites::post_chair))
         .route("/admin/sites/{id}/patient-contact", post(sites::post_patient_contact))
         .route("/admin/sites/{id}/on-duty", post(sites::post_on_duty))
+        .route("/admin/monitors", get(monitors::get_monitors).post(monitors::post_monitor))
         .route("/admin/settings", get(settings::get_settings))
         .route("/admin/settings/relapse-watch", post(settings::post_relapse))
         .route("/admin/settings/home-pre-dose", post(settings::post_home))
@@ -127,6 +129,9 @@ const PLACED: &[&str] = &[
     "vitals_within_minutes",
     "instrument",
     "resolved_at_or_below",
+    "identifier",
+    "label",
+    "chair_id",
 ];
 
 /// Sorts a store error into a refused form (input errors) or an error page.
