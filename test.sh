@@ -17,6 +17,9 @@ cargo build --locked --workspace --all-targets
 echo "== API contract (e2e/contract.sh): OpenAPI validation, schemathesis against the demo clinic"
 KETA_BIN="$PWD/target/debug/keta" e2e/contract.sh
 
+echo "== bedside monitors (e2e/monitors.sh): HL7 v2 over MLLP from the PyPI hl7 package's mllp_send into keta demo"
+KETA_BIN="$PWD/target/debug/keta" e2e/monitors.sh
+
 echo "== browser tests (e2e/)"
 for need in /usr/bin/chromium; do
   [ -x "$need" ] || { echo "error: $need is missing: apt-get install -y chromium faketime" >&2; exit 1; }
