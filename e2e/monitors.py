@@ -25,6 +25,7 @@ MLLP_SEND = os.environ["MLLP_SEND"]
 jar = http.cookiejar.CookieJar()
 opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
 csrf = None
+cookie = None
 
 
 def call(method, path, body=None):
@@ -34,9 +35,17 @@ def call(method, path, body=None):
         req.add_header("content-type", "application/json")
     if csrf:
         req.add_header("x-csrf-token", csrf)
+    if cookie:
+        # The session cookie is __Host- (Secure): send it by hand over the loopback's plain HTTP.
+        req.add_header("cookie", cookie)
     with opener.open(req) as r:
+        global cookie_seen
+        cookie_seen = r.headers.get_all("set-cookie") or []
         text = r.read().decode()
         return json.loads(text) if r.headers.get("content-type", "").startswith("application/json") else text
+
+
+cookie_seen = []
 
 
 def login(user, key):
@@ -44,6 +53,8 @@ def login(user, key):
     code = subprocess.check_output([KETA, "totp", key]).decode().strip()
     r = call("POST", "/api/v1/auth/login", {"username": user, "password": "ketamine demo clinic", "code": code})
     csrf = r["csrf_token"]
+    global cookie
+    cookie = next(c.split(";")[0] for c in cookie_seen if c.startswith("__Host-keta="))
 
 
 def now_hl7(delta_s=0):
