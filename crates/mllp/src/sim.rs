@@ -35,7 +35,7 @@ impl Noise {
         Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
     /// Uniform in [-1, 1].
-    pub fn next(&mut self) -> f64 {
+    pub fn sample(&mut self) -> f64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -47,12 +47,12 @@ impl Noise {
 /// `episode_start` for `episode_len` readings.
 pub fn values_at(scenario: Scenario, step: u64, episode_start: u64, episode_len: u64, noise: &mut Noise) -> SimValues {
     let mut v = SimValues {
-        systolic: 126.0 + 4.0 * noise.next(),
-        diastolic: 79.0 + 3.0 * noise.next(),
+        systolic: 126.0 + 4.0 * noise.sample(),
+        diastolic: 79.0 + 3.0 * noise.sample(),
         mean: 0.0,
-        heart_rate: 74.0 + 5.0 * noise.next(),
-        spo2: 97.0 + noise.next().round(),
-        resp_rate: 14.0 + 2.0 * noise.next(),
+        heart_rate: 74.0 + 5.0 * noise.sample(),
+        spo2: 97.0 + noise.sample().round(),
+        resp_rate: 14.0 + 2.0 * noise.sample(),
     };
     let in_episode = step >= episode_start && step < episode_start + episode_len.max(1);
     if in_episode {
