@@ -24,6 +24,8 @@ if [ ! -d e2e/node_modules/@medplum/core ] || [ ! -d e2e/node_modules/@playwrigh
   (cd e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
 fi
 KETA_BIN="$PWD/target/debug/keta" node e2e/fhir-validate.mjs
+echo "== bedside monitors (e2e/monitors.sh): HL7 v2 over MLLP from the PyPI hl7 package's mllp_send into keta demo"
+KETA_BIN="$PWD/target/debug/keta" e2e/monitors.sh
 
 echo "== browser tests (e2e/)"
 for need in /usr/bin/chromium; do

@@ -45,6 +45,21 @@ pub struct ServeOptions {
     /// X-Forwarded-Host are believed; see docs/serving.md.
     #[arg(long, env = "KETA_TRUSTED_PROXIES")]
     trusted_proxies: Option<String>,
+    /// Listen for bedside monitors (HL7 v2 ORU^R01 over MLLP) on this address; off unless set.
+    /// Keep it on loopback or a private interface, with --mllp-allowed-peers and TLS in front
+    /// (a TLS-terminating proxy) when gateways are on the network; see docs/monitors.md.
+    #[arg(long, env = "KETA_MLLP_BIND")]
+    mllp_bind: Option<SocketAddr>,
+    /// Gateways (comma-separated IP addresses) allowed to connect to the MLLP listener
+    /// (default: any peer that can reach --mllp-bind).
+    #[arg(long, env = "KETA_MLLP_ALLOWED_PEERS")]
+    mllp_allowed_peers: Option<String>,
+    /// Which field names the monitor: pv1-3 (the bed, default) or msh-4 (the sending facility).
+    #[arg(long, env = "KETA_MLLP_DEVICE_FIELD")]
+    mllp_device_field: Option<String>,
+    /// Days raw monitor messages are kept for troubleshooting (default 30).
+    #[arg(long, env = "KETA_MLLP_RAW_RETENTION_DAYS")]
+    mllp_raw_retention_days: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -60,13 +75,27 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     trusted_proxies: Option<Vec<String>>,
+    mllp_bind: Option<SocketAddr>,
+    mllp_allowed_peers: Option<Vec<String>>,
+    mllp_device_field: Option<String>,
+    mllp_raw_retention_days: Option<u32>,
 }
 
-const FILE_KEYS: &str = "bind, database_url, backup_dir, backup_interval_minutes, backup_keep, audit_anchor_file, audit_anchor_interval_seconds, tls_cert, tls_key, trusted_proxies";
+const FILE_KEYS: &str = "bind, database_url, backup_dir, backup_interval_minutes, backup_keep, audit_anchor_file, audit_anchor_interval_seconds, tls_cert, tls_key, trusted_proxies, mllp_bind, mllp_allowed_peers, mllp_device_field, mllp_raw_retention_days";
 
 /// Product settings, not clinical ones: how many backups to keep and how often to anchor.
 const DEFAULT_BACKUP_KEEP: usize = 7;
 const DEFAULT_ANCHOR_INTERVAL_SECONDS: u64 = 300;
+/// Product setting: how long raw monitor messages are kept for troubleshooting.
+const DEFAULT_MLLP_RAW_RETENTION_DAYS: u32 = 30;
+
+/// The bedside-monitor listener's settings, when it is on.
+#[derive(Debug)]
+pub struct MllpConfig {
+    pub bind: SocketAddr,
+    pub settings: keta_web::monitors::MonitorSettings,
+    pub raw_retention: time::Duration,
+}
 
 #[derive(Debug)]
 pub struct Config {
@@ -77,6 +106,7 @@ pub struct Config {
     /// Certificate and key files when Keta serves HTTPS itself.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub trusted_proxies: keta_web::serving::TrustedProxies,
+    pub mllp: Option<MllpConfig>,
 }
 
 impl ServeOptions {
@@ -135,7 +165,37 @@ impl ServeOptions {
             (None, None) => String::new(),
         };
         let trusted_proxies = keta_web::serving::TrustedProxies::parse(&proxies).map_err(anyhow::Error::msg)?;
+        let mllp = match self.mllp_bind.or(file.mllp_bind) {
+            None => None,
+            Some(bind) => {
+                let peers = match (self.mllp_allowed_peers, file.mllp_allowed_peers) {
+                    (Some(s), _) => s,
+                    (None, Some(list)) => list.join(","),
+                    (None, None) => String::new(),
+                };
+                let allowed_peers = peers
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| p.parse().with_context(|| format!("mllp_allowed_peers: '{p}' is not an IP address")))
+                    .collect::<anyhow::Result<Vec<std::net::IpAddr>>>()?;
+                let field = self.mllp_device_field.or(file.mllp_device_field).unwrap_or_else(|| "pv1-3".into());
+                let device_field = keta_web::monitors::DeviceField::parse(&field)
+                    .with_context(|| format!("mllp_device_field '{field}' must be pv1-3 or msh-4"))?;
+                let days = self
+                    .mllp_raw_retention_days
+                    .or(file.mllp_raw_retention_days)
+                    .unwrap_or(DEFAULT_MLLP_RAW_RETENTION_DAYS);
+                if !(1..=3650).contains(&days) {
+                    bail!("mllp_raw_retention_days {days} must be from 1 to 3650");
+                }
+                let mut settings = keta_web::monitors::MonitorSettings { device_field, ..Default::default() };
+                settings.listener.allowed_peers = allowed_peers;
+                Some(MllpConfig { bind, settings, raw_retention: time::Duration::days(i64::from(days)) })
+            }
+        };
         Ok(Config {
+            mllp,
             tls,
             trusted_proxies,
             bind: self.bind.or(file.bind).unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid")),

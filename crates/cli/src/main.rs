@@ -8,7 +8,9 @@ mod demo;
 mod demo_accounts;
 mod demo_checkins;
 mod demo_ledger;
+mod demo_monitors;
 mod dose;
+mod monitor_sim;
 mod pk;
 mod research_export;
 mod score;
@@ -42,6 +44,10 @@ enum Command {
         /// Delete the demo database first and build a fresh one.
         #[arg(long)]
         fresh: bool,
+        /// Also listen for bedside monitors (HL7 v2 over MLLP) here, e.g. 127.0.0.1:2575, with a
+        /// demo monitor registered to each "Chair N" (`keta monitor-sim` sends as them).
+        #[arg(long, env = "KETA_MLLP_BIND")]
+        mllp_bind: Option<SocketAddr>,
     },
     /// Serve Keta. Settings come from --config FILE (TOML), then KETA_* variables, then flags.
     Serve {
@@ -87,6 +93,13 @@ enum Command {
     CrashTrials {
         #[command(flatten)]
         opts: crash_trials::CrashTrialOptions,
+    },
+    /// Simulated bedside monitors sending HL7 v2 ORU^R01 over MLLP to `keta serve --mllp-bind`:
+    /// one connection per chair, chair 3 desaturates and chair 2's blood pressure climbs; prints
+    /// the ACKs counted and their latencies (the throughput benchmark, docs/benchmarks.md).
+    MonitorSim {
+        #[command(flatten)]
+        opts: monitor_sim::MonitorSimOptions,
     },
     /// Print the current 6-digit TOTP code for a base32 key (like `oathtool --totp -b`),
     /// e.g. to sign in to the demo clinic from a script.
@@ -261,7 +274,7 @@ fn init_tracing() {
 
 async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
-        Command::Demo { bind, dir, seed, fresh } => {
+        Command::Demo { bind, dir, seed, fresh, mllp_bind } => {
             let path = dir.join("demo.db");
             if fresh {
                 for suffix in ["", "-wal", "-shm"] {
@@ -274,6 +287,17 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             demo_accounts::ensure(&store).await.context("creating the demo accounts")?;
             demo_ledger::ensure(&store).await.context("building the demo ledger")?;
             demo_checkins::ensure(&store).await.context("setting up the demo's check-ins")?;
+            if let Some(mllp) = mllp_bind {
+                demo_monitors::ensure(&store).await.context("registering the demo monitors")?;
+                let (addr, _) = keta_web::monitors::spawn_listener(
+                    mllp,
+                    store.clone(),
+                    keta_web::monitors::MonitorSettings::default(),
+                )
+                .await
+                .with_context(|| format!("listening for monitors on {mllp}"))?;
+                println!("Bedside monitors (HL7 v2 over MLLP): {addr}  (try `keta monitor-sim --to {addr}`)");
+            }
             let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("listening on {bind}"))?;
             let addr = listener.local_addr()?;
             println!("Keta demo clinic: {summary}");
@@ -297,6 +321,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 .await?;
             Ok(())
         }
+        Command::MonitorSim { opts } => monitor_sim::run(opts).await,
         Command::Serve { opts } => {
             let cfg = opts.resolve()?;
             let store = keta_store::Store::open(&cfg.database_url).await.context("opening the database")?;
@@ -316,6 +341,13 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 backups::spawn_scheduled_backups(store.clone(), schedule);
             }
             backups::spawn_anchoring(store.clone(), cfg.audit_anchoring);
+            if let Some(mllp) = cfg.mllp {
+                let (mllp_addr, _) = keta_web::monitors::spawn_listener(mllp.bind, store.clone(), mllp.settings)
+                    .await
+                    .with_context(|| format!("listening for monitors on {}", mllp.bind))?;
+                tracing::info!(addr = %mllp_addr, "listening for bedside monitors (HL7 v2 over MLLP)");
+                keta_web::monitors::spawn_raw_purge(store.clone(), mllp.raw_retention);
+            }
             let state =
                 keta_web::AppState::new(store).with_reminders(reminders).with_trusted_proxies(cfg.trusted_proxies);
             match cfg.tls {

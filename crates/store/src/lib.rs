@@ -35,6 +35,7 @@ pub mod home;
 pub mod import;
 pub mod ledger;
 pub mod medications;
+pub mod monitors;
 pub mod notes;
 pub mod orders;
 pub mod patients;
@@ -75,6 +76,11 @@ impl Actor {
     /// Keta itself (setup, demo seeding), seeing every site with every permission.
     pub fn system() -> Self {
         Self { name: "system".into(), scope: SiteScope::All, role: None, user_id: None, break_glass: vec![] }
+    }
+
+    /// Keta itself acting for a named source (a bedside monitor), recorded under that name.
+    pub fn system_named(name: String) -> Self {
+        Self { name, ..Self::system() }
     }
 
     /// A staff member with a role, limited to `scope`.

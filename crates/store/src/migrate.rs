@@ -20,6 +20,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (20, "site_address", include_str!("../migrations/sqlite/0020_site_address.sql")),
     (23, "chair_calendar", include_str!("../migrations/sqlite/0023_chair_calendar.sql")),
     (24, "course_orders", include_str!("../migrations/sqlite/0024_course_orders.sql")),
+    (25, "bedside_monitors", include_str!("../migrations/sqlite/0025_bedside_monitors.sql")),
     (26, "fhir", include_str!("../migrations/sqlite/0026_fhir.sql")),
     (27, "research_and_referrals", include_str!("../migrations/sqlite/0027_research_and_referrals.sql")),
 ];
@@ -40,6 +41,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (20, "site_address", include_str!("../migrations/postgres/0020_site_address.sql")),
     (23, "chair_calendar", include_str!("../migrations/postgres/0023_chair_calendar.sql")),
     (24, "course_orders", include_str!("../migrations/postgres/0024_course_orders.sql")),
+    (25, "bedside_monitors", include_str!("../migrations/postgres/0025_bedside_monitors.sql")),
     (26, "fhir", include_str!("../migrations/postgres/0026_fhir.sql")),
     (27, "research_and_referrals", include_str!("../migrations/postgres/0027_research_and_referrals.sql")),
 ];

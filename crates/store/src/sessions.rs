@@ -233,6 +233,84 @@ pub(crate) fn raise(
     Ok(out)
 }
 
+/// Stores one set of vitals in an active session `s` (its row held), evaluates the session's
+/// safety rules against it and the session's baseline, and raises the alerts: the one path
+/// for typed readings and for readings streamed by a bedside monitor. With
+/// `once_per_episode`, a rule that already has an unacknowledged alert in this session does
+/// not raise another (a monitor sending every few seconds must not flood the board: the
+/// episode lasts until a nurse acknowledges its alert).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn insert_vitals(
+    c: &mut dyn Conn,
+    actor: &Actor,
+    now: OffsetDateTime,
+    s: &TreatmentSession,
+    vitals: VitalSigns,
+    taken_at: OffsetDateTime,
+    source: VitalsSource,
+    once_per_episode: bool,
+) -> Result<RecordedVitals> {
+    let baseline = c
+        .query_opt(
+            "SELECT id, session_id, taken_at, systolic_mmhg, diastolic_mmhg, heart_rate_bpm, spo2_pct, resp_rate_per_min, source
+             FROM vitals WHERE session_id = $1 AND systolic_mmhg IS NOT NULL ORDER BY taken_at, id LIMIT 1",
+            params![s.id.0],
+        )?
+        .map(|r| vitals_from(&r, s.dose_started_at))
+        .transpose()?;
+    let phase = match s.dose_started_at {
+        Some(d) if taken_at >= d => DosePhase::PostDose { minutes_since_dose: (taken_at - d).whole_minutes() },
+        _ => DosePhase::PreDose,
+    };
+    let firings =
+        crate::rules::safety_rules(c, s.site_id)?.evaluate_vitals(phase, &vitals, baseline.as_ref().map(|b| &b.vitals));
+    let rid = c.insert(
+        "INSERT INTO vitals (session_id, patient_id, taken_at, systolic_mmhg, diastolic_mmhg, heart_rate_bpm, spo2_pct, resp_rate_per_min, source)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        params![
+            s.id.0, s.patient_id.0, ms(taken_at), vitals.systolic_mmhg.map(|v| v.0), vitals.diastolic_mmhg.map(|v| v.0),
+            vitals.heart_rate_bpm.map(|v| v.0), vitals.spo2_pct.map(|v| v.0), vitals.resp_rate_per_min.map(|v| v.0), source.as_str()
+        ],
+    )?;
+    audit::record(
+        c,
+        actor,
+        now,
+        Entry {
+            action: Action::Create,
+            object_type: "vitals",
+            object_id: Some(rid.to_string()),
+            patient_id: Some(s.patient_id),
+            site_id: Some(s.site_id),
+            fields: &["systolic_mmhg", "diastolic_mmhg", "heart_rate_bpm", "spo2_pct", "resp_rate_per_min"],
+        },
+    )?;
+    let firings = if once_per_episode { open_episodes_removed(c, s.id, firings)? } else { firings };
+    let alerts = raise(c, actor, now, s.site_id, s.patient_id, Some(s.id), firings)?;
+    let record = VitalsRecord {
+        id: RecordId(rid),
+        session_id: s.id,
+        taken_at,
+        minutes_since_dose: s.dose_started_at.map(|d| (taken_at - d).whole_minutes()),
+        vitals,
+        source,
+    };
+    Ok(RecordedVitals { record, alerts })
+}
+
+/// The firings whose rule has no unacknowledged alert in the session yet.
+fn open_episodes_removed(c: &mut dyn Conn, session: SessionId, firings: Vec<AlertFiring>) -> Result<Vec<AlertFiring>> {
+    if firings.is_empty() {
+        return Ok(firings);
+    }
+    let open: Vec<String> = c
+        .query("SELECT rule FROM alerts WHERE session_id = $1 AND acknowledged_at IS NULL", params![session.0])?
+        .iter()
+        .map(|r| r.text("rule"))
+        .collect::<Result<_>>()?;
+    Ok(firings.into_iter().filter(|f| !open.contains(&f.rule)).collect())
+}
+
 /// Site setting (in `sites.settings`): the discharge settings the medical director fills.
 pub const DISCHARGE_SETTINGS_KEY: &str = "discharge";
 
@@ -927,37 +1005,7 @@ impl Store {
                     .into());
                 }
             }
-            let baseline = c
-                .query_opt(
-                    "SELECT id, session_id, taken_at, systolic_mmhg, diastolic_mmhg, heart_rate_bpm, spo2_pct, resp_rate_per_min, source
-                     FROM vitals WHERE session_id = $1 AND systolic_mmhg IS NOT NULL ORDER BY taken_at, id LIMIT 1",
-                    params![id.0],
-                )?
-                .map(|r| vitals_from(&r, s.dose_started_at))
-                .transpose()?;
-            let phase = match s.dose_started_at {
-                Some(d) if taken_at >= d => DosePhase::PostDose { minutes_since_dose: (taken_at - d).whole_minutes() },
-                _ => DosePhase::PreDose,
-            };
-            let firings = crate::rules::safety_rules(c, s.site_id)?.evaluate_vitals(phase, &vitals, baseline.as_ref().map(|b| &b.vitals));
-            let rid = c.insert(
-                "INSERT INTO vitals (session_id, patient_id, taken_at, systolic_mmhg, diastolic_mmhg, heart_rate_bpm, spo2_pct, resp_rate_per_min, source)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-                params![
-                    id.0, s.patient_id.0, ms(taken_at), vitals.systolic_mmhg.map(|v| v.0), vitals.diastolic_mmhg.map(|v| v.0),
-                    vitals.heart_rate_bpm.map(|v| v.0), vitals.spo2_pct.map(|v| v.0), vitals.resp_rate_per_min.map(|v| v.0), source.as_str()
-                ],
-            )?;
-            audit::record(c, &actor, now, Entry {
-                action: Action::Create, object_type: "vitals", object_id: Some(rid.to_string()), patient_id: Some(s.patient_id),
-                site_id: Some(s.site_id), fields: &["systolic_mmhg", "diastolic_mmhg", "heart_rate_bpm", "spo2_pct", "resp_rate_per_min"],
-            })?;
-            let alerts = raise(c, &actor, now, s.site_id, s.patient_id, Some(id), firings)?;
-            let record = VitalsRecord {
-                id: RecordId(rid), session_id: id, taken_at, minutes_since_dose: s.dose_started_at.map(|d| (taken_at - d).whole_minutes()),
-                vitals, source,
-            };
-            Ok(RecordedVitals { record, alerts })
+            insert_vitals(c, &actor, now, &s, vitals, taken_at, source, false)
         })
         .await
     }

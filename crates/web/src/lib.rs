@@ -13,6 +13,7 @@ pub mod extract;
 pub mod fhir;
 pub mod fhir_import;
 pub mod idempotency;
+pub mod monitors;
 pub mod pages;
 pub mod reminders;
 pub mod serving;

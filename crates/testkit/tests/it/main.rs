@@ -30,6 +30,7 @@ mod fixtures;
 mod home;
 mod idempotency;
 mod ledger;
+mod monitors;
 mod notes;
 mod outcomes;
 mod pg_connections;

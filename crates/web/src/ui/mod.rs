@@ -32,6 +32,7 @@ pub(crate) mod durability;
 mod eligibility;
 mod home_dose;
 mod medications;
+mod monitors;
 mod outbox;
 mod outcomes;
 mod patients;
@@ -113,6 +114,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/sessions/{id}/rems", get(rems::get_form).post(rems::post_form))
         .route("/sessions/{id}/rems/submitted", post(rems::post_submitted))
         .route("/rems-queue", get(rems::get_queue))
+        .route("/monitors/review", get(monitors::get_review))
         .route("/outcomes", get(outcomes::get_outcomes))
         .route("/outbox", get(outbox::get_outbox))
         .route("/research", get(research::get_research))

@@ -99,6 +99,8 @@ pub(crate) struct VitalsRow {
     pub bp_flag: String,
     /// Why the SpO2 is abnormal; empty when it is not.
     pub spo2_flag: String,
+    /// Streamed by the chair's bedside monitor (not typed).
+    pub from_monitor: bool,
 }
 
 /// Which readings the site's session-safety rules flag (the same evaluation that raises the
@@ -645,6 +647,7 @@ async fn session_page(
             .map(|(v, (bp_flag, spo2_flag))| VitalsRow {
                 bp_flag,
                 spo2_flag,
+                from_monitor: v.source == keta_domain::records::VitalsSource::Monitor,
                 time: clock.hm(v.taken_at),
                 since: v
                     .minutes_since_dose

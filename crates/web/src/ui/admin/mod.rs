@@ -4,6 +4,7 @@
 //! transaction); a refused form is shown again with what to fix beside each field.
 
 mod api_clients;
+mod monitors;
 mod settings;
 mod sites;
 mod staff;
@@ -35,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/sites/{id}/on-duty", post(sites::post_on_duty))
         .route("/admin/api-clients", get(api_clients::get_clients).post(api_clients::post_new_client))
         .route("/admin/api-clients/{id}/revoke", post(api_clients::post_revoke))
+        .route("/admin/monitors", get(monitors::get_monitors).post(monitors::post_monitor))
         .route("/admin/settings", get(settings::get_settings))
         .route("/admin/settings/relapse-watch", post(settings::post_relapse))
         .route("/admin/settings/home-pre-dose", post(settings::post_home))
@@ -130,6 +132,9 @@ const PLACED: &[&str] = &[
     "vitals_within_minutes",
     "instrument",
     "resolved_at_or_below",
+    "identifier",
+    "label",
+    "chair_id",
 ];
 
 /// Sorts a store error into a refused form (input errors) or an error page.
