@@ -45,6 +45,14 @@ pub struct ServeOptions {
     /// X-Forwarded-Host are believed; see docs/serving.md.
     #[arg(long, env = "KETA_TRUSTED_PROXIES")]
     trusted_proxies: Option<String>,
+    /// Seconds in-flight requests get to finish after SIGTERM before the server stops without
+    /// them (default 20); see docs/observability.md.
+    #[arg(long, env = "KETA_SHUTDOWN_GRACE_SECONDS")]
+    shutdown_grace_seconds: Option<u64>,
+    /// A bearer token (at least 32 characters) that lets /metrics be read from other machines;
+    /// without it only the server itself (loopback) may read it.
+    #[arg(long, env = "KETA_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -60,9 +68,11 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     trusted_proxies: Option<Vec<String>>,
+    shutdown_grace_seconds: Option<u64>,
+    metrics_token: Option<String>,
 }
 
-const FILE_KEYS: &str = "bind, database_url, backup_dir, backup_interval_minutes, backup_keep, audit_anchor_file, audit_anchor_interval_seconds, tls_cert, tls_key, trusted_proxies";
+const FILE_KEYS: &str = "bind, database_url, backup_dir, backup_interval_minutes, backup_keep, audit_anchor_file, audit_anchor_interval_seconds, tls_cert, tls_key, trusted_proxies, shutdown_grace_seconds, metrics_token";
 
 /// Product settings, not clinical ones: how many backups to keep and how often to anchor.
 const DEFAULT_BACKUP_KEEP: usize = 7;
@@ -77,7 +87,12 @@ pub struct Config {
     /// Certificate and key files when Keta serves HTTPS itself.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub trusted_proxies: keta_web::serving::TrustedProxies,
+    pub shutdown_grace: Duration,
+    pub metrics_token: Option<String>,
 }
+
+/// The shortest `metrics_token` accepted: long enough not to be guessed.
+const MIN_METRICS_TOKEN: usize = 32;
 
 impl ServeOptions {
     pub fn resolve(self) -> anyhow::Result<Config> {
@@ -135,7 +150,24 @@ impl ServeOptions {
             (None, None) => String::new(),
         };
         let trusted_proxies = keta_web::serving::TrustedProxies::parse(&proxies).map_err(anyhow::Error::msg)?;
+        let grace = self
+            .shutdown_grace_seconds
+            .or(file.shutdown_grace_seconds)
+            .unwrap_or(keta_web::observe::DEFAULT_SHUTDOWN_GRACE.as_secs());
+        if !(1..=600).contains(&grace) {
+            bail!("shutdown_grace_seconds {grace} must be from 1 to 600");
+        }
+        let metrics_token = self.metrics_token.or(file.metrics_token).filter(|t| !t.trim().is_empty());
+        if let Some(t) = &metrics_token
+            && (t.len() < MIN_METRICS_TOKEN || !t.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            bail!(
+                "metrics_token must be at least {MIN_METRICS_TOKEN} printable characters without spaces (e.g. from `openssl rand -hex 32`)"
+            );
+        }
         Ok(Config {
+            shutdown_grace: Duration::from_secs(grace),
+            metrics_token,
             tls,
             trusted_proxies,
             bind: self.bind.or(file.bind).unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid")),

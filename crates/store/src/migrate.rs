@@ -20,6 +20,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (20, "site_address", include_str!("../migrations/sqlite/0020_site_address.sql")),
     (23, "chair_calendar", include_str!("../migrations/sqlite/0023_chair_calendar.sql")),
     (24, "course_orders", include_str!("../migrations/sqlite/0024_course_orders.sql")),
+    (28, "audit_request_id", include_str!("../migrations/sqlite/0028_audit_request_id.sql")),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -38,7 +39,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (20, "site_address", include_str!("../migrations/postgres/0020_site_address.sql")),
     (23, "chair_calendar", include_str!("../migrations/postgres/0023_chair_calendar.sql")),
     (24, "course_orders", include_str!("../migrations/postgres/0024_course_orders.sql")),
+    (28, "audit_request_id", include_str!("../migrations/postgres/0028_audit_request_id.sql")),
 ];
+
+/// The advisory lock a PostgreSQL migration run holds (readiness looks for it).
+pub(crate) const MIGRATION_LOCK: i64 = 4242001;
 
 /// The newest schema version this build knows.
 pub fn latest_version() -> i64 {

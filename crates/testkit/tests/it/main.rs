@@ -30,6 +30,7 @@ mod home;
 mod idempotency;
 mod ledger;
 mod notes;
+mod observe;
 mod outcomes;
 mod pg_connections;
 mod pk_ui;
