@@ -31,21 +31,18 @@ impl BatchSizes {
     }
 
     pub fn snapshot(&self) -> BatchSnapshot {
-        let mut cumulative = Vec::with_capacity(BATCH_BUCKETS.len());
-        let mut running = 0;
-        for (i, le) in BATCH_BUCKETS.iter().enumerate() {
-            running += self.buckets[i].load(Ordering::Relaxed);
-            cumulative.push((*le, running));
-        }
-        BatchSnapshot { cumulative, count: self.count.load(Ordering::Relaxed), sum: self.sum.load(Ordering::Relaxed) }
+        let per_bucket =
+            BATCH_BUCKETS.iter().enumerate().map(|(i, le)| (*le, self.buckets[i].load(Ordering::Relaxed))).collect();
+        BatchSnapshot { per_bucket, count: self.count.load(Ordering::Relaxed), sum: self.sum.load(Ordering::Relaxed) }
     }
 }
 
-/// The batch-size histogram at one moment, in Prometheus's shape.
+/// The batch-size histogram at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchSnapshot {
-    /// `(upper bound, batches of at most that size)`, cumulative.
-    pub cumulative: Vec<(u64, u64)>,
+    /// `(upper bound, batches larger than the previous bound and at most this one)`; batches
+    /// larger than the last bound are only in `count`.
+    pub per_bucket: Vec<(u64, u64)>,
     pub count: u64,
     pub sum: u64,
 }
@@ -80,16 +77,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn batch_sizes_fall_into_cumulative_buckets() {
+    fn batch_sizes_fall_into_their_buckets() {
         let b = BatchSizes::default();
         for n in [1, 1, 3, 600] {
             b.observe(n);
         }
         let s = b.snapshot();
         assert_eq!((s.count, s.sum), (4, 605));
-        assert_eq!(s.cumulative[0], (1, 2));
-        assert_eq!(s.cumulative[2], (4, 3));
-        assert_eq!(s.cumulative.last(), Some(&(512, 3)), "the 600-write batch is only in +Inf");
+        assert_eq!(s.per_bucket[0], (1, 2));
+        assert_eq!(s.per_bucket[1], (2, 0));
+        assert_eq!(s.per_bucket[2], (4, 1));
+        assert_eq!(s.per_bucket.iter().map(|b| b.1).sum::<u64>(), 3, "the 600-write batch is only in +Inf");
     }
 }
 

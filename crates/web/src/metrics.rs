@@ -138,15 +138,14 @@ impl Collector for ServerFigures {
             gauge(&mut e, "sqlite_writer_queue_capacity", "The SQLite writer queue's bound", cap as i64)?;
         }
         if let Some(b) = s.write_batches {
-            let m = e.encode_descriptor(
+            let mut m = e.encode_descriptor(
                 "sqlite_write_batch_size",
                 "Writes committed together by one SQLite group commit",
                 None,
                 MetricType::Histogram,
             )?;
-            let mut buckets: Vec<(f64, u64)> = b.cumulative.iter().map(|(le, n)| (*le as f64, *n)).collect();
-            buckets.push((f64::INFINITY, b.count));
-            let mut m = m;
+            // Per-bucket counts: the encoder makes them cumulative and adds `+Inf` (= count).
+            let buckets: Vec<(f64, u64)> = b.per_bucket.iter().map(|(le, n)| (*le as f64, *n)).collect();
             m.encode_histogram::<NoLabelSet>(b.sum as f64, b.count, &buckets, None)?;
         }
         gauge(
@@ -177,12 +176,10 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// `GET /metrics`: the Prometheus text format, for loopback clients or the bearer token.
-pub async fn get_metrics(
-    State(st): State<AppState>,
-    peer: Option<ConnectInfo<SocketAddr>>,
-    headers: HeaderMap,
-) -> Response {
-    let local = peer.is_some_and(|p| p.0.ip().is_loopback());
+pub async fn get_metrics(State(st): State<AppState>, req: axum::extract::Request) -> Response {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let local = peer.is_some_and(|ip| ip.is_loopback());
+    let headers: &HeaderMap = req.headers();
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
