@@ -106,9 +106,14 @@ impl Metrics {
 }
 
 /// Figures read at scrape time: the store's engine, live streams, alerts, reminders.
-#[derive(Debug)]
 struct ServerFigures {
     store: keta_store::Store,
+}
+
+impl std::fmt::Debug for ServerFigures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerFigures").finish_non_exhaustive()
+    }
 }
 
 fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> Result<(), std::fmt::Error> {
