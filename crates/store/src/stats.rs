@@ -72,25 +72,6 @@ impl crate::Store {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn batch_sizes_fall_into_their_buckets() {
-        let b = BatchSizes::default();
-        for n in [1, 1, 3, 600] {
-            b.observe(n);
-        }
-        let s = b.snapshot();
-        assert_eq!((s.count, s.sum), (4, 605));
-        assert_eq!(s.per_bucket[0], (1, 2));
-        assert_eq!(s.per_bucket[1], (2, 0));
-        assert_eq!(s.per_bucket[2], (4, 1));
-        assert_eq!(s.per_bucket.iter().map(|b| b.1).sum::<u64>(), 3, "the 600-write batch is only in +Inf");
-    }
-}
-
 impl crate::Store {
     /// Whether a server is migrating this database now (readiness fails meanwhile). On
     /// PostgreSQL, migrations run under an advisory lock, held by whichever server (or
@@ -123,5 +104,24 @@ impl crate::Store {
             Ok(row.map(|r| r.i64("version")).transpose()?.unwrap_or(0))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_sizes_fall_into_their_buckets() {
+        let b = BatchSizes::default();
+        for n in [1, 1, 3, 600] {
+            b.observe(n);
+        }
+        let s = b.snapshot();
+        assert_eq!((s.count, s.sum), (4, 605));
+        assert_eq!(s.per_bucket[0], (1, 2));
+        assert_eq!(s.per_bucket[1], (2, 0));
+        assert_eq!(s.per_bucket[2], (4, 1));
+        assert_eq!(s.per_bucket.iter().map(|b| b.1).sum::<u64>(), 3, "the 600-write batch is only in +Inf");
     }
 }

@@ -37,15 +37,10 @@ pub async fn signal() {
 
 /// The server's graceful-shutdown trigger: once `stop` resolves, readiness fails and live
 /// streams end; the server then stops accepting and waits for in-flight requests.
-pub fn begin_on(
-    obs: Arc<Observability>,
-    stop: impl Future<Output = ()> + Send + 'static,
-) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        stop.await;
-        obs.begin_shutdown();
-        tracing::info!(grace_s = obs.shutdown_grace.as_secs(), "draining: finishing in-flight requests");
-    }
+pub async fn begin_on(obs: Arc<Observability>, stop: impl Future<Output = ()> + Send + 'static) {
+    stop.await;
+    obs.begin_shutdown();
+    tracing::info!(grace_s = obs.shutdown_grace.as_secs(), "draining: finishing in-flight requests");
 }
 
 /// Runs the server; once shutdown has begun, gives it `shutdown_grace` to finish.
