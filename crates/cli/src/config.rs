@@ -60,6 +60,14 @@ pub struct ServeOptions {
     /// Days raw monitor messages are kept for troubleshooting (default 30).
     #[arg(long, env = "KETA_MLLP_RAW_RETENTION_DAYS")]
     mllp_raw_retention_days: Option<u32>,
+    /// Seconds in-flight requests get to finish after SIGTERM before the server stops without
+    /// them (default 20); see docs/observability.md.
+    #[arg(long, env = "KETA_SHUTDOWN_GRACE_SECONDS")]
+    shutdown_grace_seconds: Option<u64>,
+    /// A bearer token (at least 32 characters) that lets /metrics be read from other machines;
+    /// without it only the server itself (loopback) may read it.
+    #[arg(long, env = "KETA_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -79,9 +87,11 @@ struct FileConfig {
     mllp_allowed_peers: Option<Vec<String>>,
     mllp_device_field: Option<String>,
     mllp_raw_retention_days: Option<u32>,
+    shutdown_grace_seconds: Option<u64>,
+    metrics_token: Option<String>,
 }
 
-const FILE_KEYS: &str = "bind, database_url, backup_dir, backup_interval_minutes, backup_keep, audit_anchor_file, audit_anchor_interval_seconds, tls_cert, tls_key, trusted_proxies, mllp_bind, mllp_allowed_peers, mllp_device_field, mllp_raw_retention_days";
+const FILE_KEYS: &str = "bind, database_url, backup_dir, backup_interval_minutes, backup_keep, audit_anchor_file, audit_anchor_interval_seconds, tls_cert, tls_key, trusted_proxies, mllp_bind, mllp_allowed_peers, mllp_device_field, mllp_raw_retention_days, shutdown_grace_seconds, metrics_token";
 
 /// Product settings, not clinical ones: how many backups to keep and how often to anchor.
 const DEFAULT_BACKUP_KEEP: usize = 7;
@@ -107,7 +117,12 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     pub trusted_proxies: keta_web::serving::TrustedProxies,
     pub mllp: Option<MllpConfig>,
+    pub shutdown_grace: Duration,
+    pub metrics_token: Option<String>,
 }
+
+/// The shortest `metrics_token` accepted: long enough not to be guessed.
+const MIN_METRICS_TOKEN: usize = 32;
 
 impl ServeOptions {
     pub fn resolve(self) -> anyhow::Result<Config> {
@@ -194,8 +209,25 @@ impl ServeOptions {
                 Some(MllpConfig { bind, settings, raw_retention: time::Duration::days(i64::from(days)) })
             }
         };
+        let grace = self
+            .shutdown_grace_seconds
+            .or(file.shutdown_grace_seconds)
+            .unwrap_or(keta_web::observe::DEFAULT_SHUTDOWN_GRACE.as_secs());
+        if !(1..=600).contains(&grace) {
+            bail!("shutdown_grace_seconds {grace} must be from 1 to 600");
+        }
+        let metrics_token = self.metrics_token.or(file.metrics_token).filter(|t| !t.trim().is_empty());
+        if let Some(t) = &metrics_token
+            && (t.len() < MIN_METRICS_TOKEN || !t.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            bail!(
+                "metrics_token must be at least {MIN_METRICS_TOKEN} printable characters without spaces (e.g. from `openssl rand -hex 32`)"
+            );
+        }
         Ok(Config {
             mllp,
+            shutdown_grace: Duration::from_secs(grace),
+            metrics_token,
             tls,
             trusted_proxies,
             bind: self.bind.or(file.bind).unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid")),

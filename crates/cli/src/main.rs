@@ -11,6 +11,7 @@ mod demo_ledger;
 mod demo_monitors;
 mod dose;
 mod monitor_sim;
+mod logging;
 mod pk;
 mod research_export;
 mod score;
@@ -26,6 +27,9 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as JSON objects (one per line) or as text; default json for `serve`, text otherwise.
+    #[arg(long, global = true, env = "KETA_LOG_FORMAT", value_enum)]
+    log_format: Option<logging::LogFormat>,
 }
 
 #[derive(Subcommand)]
@@ -254,7 +258,9 @@ fn main() -> std::process::ExitCode {
             }
         }
         other => {
-            init_tracing();
+            logging::init(
+                cli.log_format.unwrap_or(logging::LogFormat::default_for(matches!(other, Command::Serve { .. }))),
+            );
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
             match rt.block_on(run(other)) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
@@ -265,11 +271,6 @@ fn main() -> std::process::ExitCode {
             }
         }
     }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KETA_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
 }
 
 async fn run(cmd: Command) -> anyhow::Result<()> {
@@ -317,8 +318,12 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             println!("Press Ctrl-C to stop.");
             keta_web::reminders::spawn_sweeper(store.clone(), reminders.clone(), sweep_interval()?);
             keta_web::idempotency::key_policy_from_env().map_err(anyhow::Error::msg)?;
-            keta_web::serve(listener, keta_web::AppState::new(store).with_reminders(reminders), shutdown_signal())
-                .await?;
+            keta_web::serve(
+                listener,
+                keta_web::AppState::new(store).with_reminders(reminders),
+                keta_web::shutdown::signal(),
+            )
+            .await?;
             Ok(())
         }
         Command::MonitorSim { opts } => monitor_sim::run(opts).await,
@@ -348,16 +353,23 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 tracing::info!(addr = %mllp_addr, "listening for bedside monitors (HL7 v2 over MLLP)");
                 keta_web::monitors::spawn_raw_purge(store.clone(), mllp.raw_retention);
             }
-            let state =
-                keta_web::AppState::new(store).with_reminders(reminders).with_trusted_proxies(cfg.trusted_proxies);
-            match cfg.tls {
+            let mut observe = keta_web::observe::Observability::new(store.clone());
+            observe.shutdown_grace = cfg.shutdown_grace;
+            observe.metrics_token = cfg.metrics_token;
+            let state = keta_web::AppState::new(store.clone())
+                .with_reminders(reminders)
+                .with_trusted_proxies(cfg.trusted_proxies)
+                .with_observability(observe);
+            let served = match cfg.tls {
                 Some((cert, key)) => {
                     let tls = keta_web::serving::tls_config(&cert, &key).map_err(anyhow::Error::msg)?;
                     tracing::info!(%addr, cert = %cert.display(), "serving HTTPS");
-                    keta_web::serving::serve_tls(listener, tls, state, shutdown_signal()).await?;
+                    keta_web::serving::serve_tls(listener, tls, state, keta_web::shutdown::signal()).await
                 }
-                None => keta_web::serve(listener, state, shutdown_signal()).await?,
-            }
+                None => keta_web::serve(listener, state, keta_web::shutdown::signal()).await,
+            };
+            keta_web::shutdown::settle(&store).await;
+            served?;
             Ok(())
         }
         Command::Export { command: ExportCommand::Research { database_url, to } } => {
@@ -539,11 +551,6 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             unreachable!("handled without a runtime")
         }
     }
-}
-
-async fn shutdown_signal() {
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("shutting down");
 }
 
 /// Whether log-only reminders are kept for the `/outbox` screen: only in the demo, whose

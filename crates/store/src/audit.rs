@@ -128,6 +128,8 @@ pub struct AuditRecord {
     pub outcome: String,
     pub prev_hash: String,
     pub row_hash: String,
+    /// The request that made the entry (`X-Request-Id`), when a request did.
+    pub request_id: Option<String>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -142,6 +144,7 @@ fn hash(
     site_id: Option<i64>,
     fields: &str,
     outcome: &str,
+    request_id: Option<&str>,
 ) -> String {
     let mut h = Sha256::new();
     // Length-prefixed fields: no two different entries serialise the same way.
@@ -159,6 +162,12 @@ fn hash(
     ] {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part.as_bytes());
+    }
+    // The request id is hashed only when there is one, so entries without it (all those
+    // written before it existed) keep the hash they were chained with.
+    if let Some(id) = request_id {
+        h.update((id.len() as u64).to_le_bytes());
+        h.update(id.as_bytes());
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -195,6 +204,7 @@ pub fn record(conn: &mut dyn Conn, actor: &Actor, at: OffsetDateTime, e: Entry<'
     let at_ms = ms(at);
     let patient = e.patient_id.map(|p| p.0);
     let site = e.site_id.map(|s| s.0);
+    let request = crate::request_id::of_thread().map(|r| r.to_string());
     let postgres = conn.backend() == Backend::Postgres;
     if postgres && crate::cluster::notifies_boards(e.action) {
         // Other instances' live views learn of the change when it commits (docs/decisions/0006).
@@ -204,9 +214,9 @@ pub fn record(conn: &mut dyn Conn, actor: &Actor, at: OffsetDateTime, e: Entry<'
         // No lock and no read of the chain's tail: concurrent writers append side by side
         // and the sealer chains their entries once they have committed.
         conn.execute(
-            "INSERT INTO audit_log (occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            params![at_ms, actor.name.as_str(), e.action.as_str(), e.object_type, e.object_id, patient, site, fields, "allowed"],
+            "INSERT INTO audit_log (occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, request_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            params![at_ms, actor.name.as_str(), e.action.as_str(), e.object_type, e.object_id, patient, site, fields, "allowed", request],
         )?;
         APPENDED.with(|a| a.set(true));
         return Ok(());
@@ -235,11 +245,12 @@ pub fn record(conn: &mut dyn Conn, actor: &Actor, at: OffsetDateTime, e: Entry<'
         site,
         &fields,
         "allowed",
+        request.as_deref(),
     );
     conn.execute(
-        "INSERT INTO audit_log (occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, prev_hash, row_hash, chain_seq)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        params![at_ms, actor.name.as_str(), e.action.as_str(), e.object_type, e.object_id, patient, site, fields, "allowed", prev, row_hash, last + 1],
+        "INSERT INTO audit_log (occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, prev_hash, row_hash, chain_seq, request_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        params![at_ms, actor.name.as_str(), e.action.as_str(), e.object_type, e.object_id, patient, site, fields, "allowed", prev, row_hash, last + 1, request],
     )?;
     Ok(())
 }
@@ -263,7 +274,7 @@ pub(crate) fn seal_postgres(tx: &mut postgres::Transaction<'_>, wait: bool) -> R
         None => (0, GENESIS.to_string()),
     };
     let rows = tx.query(
-        "SELECT seq, occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome
+        "SELECT seq, occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, request_id
          FROM audit_log WHERE chain_seq IS NULL ORDER BY seq LIMIT $1",
         &[&SEAL_BATCH],
     )?;
@@ -284,6 +295,7 @@ pub(crate) fn seal_postgres(tx: &mut postgres::Transaction<'_>, wait: bool) -> R
             r.try_get(7)?,
             r.try_get(8)?,
             r.try_get(9)?,
+            r.try_get::<_, Option<&str>>(10)?,
         );
         pos += 1;
         seqs.push(r.try_get::<_, i64>(0)?);
@@ -313,7 +325,7 @@ pub struct ChainBreak {
 /// ([`crate::Store::verify_audit_chain`] does).
 pub fn verify(conn: &mut dyn Conn) -> Result<(u64, Option<ChainBreak>)> {
     let rows = conn.query(
-        "SELECT chain_seq, occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, prev_hash, row_hash FROM audit_log WHERE chain_seq IS NOT NULL ORDER BY chain_seq",
+        "SELECT chain_seq, occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, prev_hash, row_hash, request_id FROM audit_log WHERE chain_seq IS NOT NULL ORDER BY chain_seq",
         &[],
     )?;
     let mut prev = GENESIS.to_string();
@@ -342,6 +354,7 @@ pub fn verify(conn: &mut dyn Conn) -> Result<(u64, Option<ChainBreak>)> {
             r.opt_i64("site_id")?,
             &r.text("fields")?,
             &r.text("outcome")?,
+            r.opt_text("request_id")?.as_deref(),
         );
         let stored = r.text("row_hash")?;
         if stored != expect {
@@ -513,7 +526,7 @@ pub fn search(conn: &mut dyn Conn, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
         })?,
     };
     let mut sql = String::from(
-        "SELECT seq, occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, COALESCE(prev_hash, '') AS prev_hash, COALESCE(row_hash, '') AS row_hash FROM audit_log WHERE 1 = 1",
+        "SELECT seq, occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, COALESCE(prev_hash, '') AS prev_hash, COALESCE(row_hash, '') AS row_hash, request_id FROM audit_log WHERE 1 = 1",
     );
     let mut p: Vec<crate::Value> = Vec::new();
     if let Some(a) = &q.actor {
@@ -560,6 +573,7 @@ fn record_from(r: &crate::Row) -> Result<AuditRecord> {
         outcome: r.text("outcome")?,
         prev_hash: r.text("prev_hash")?,
         row_hash: r.text("row_hash")?,
+        request_id: r.opt_text("request_id")?,
     })
 }
 

@@ -19,7 +19,9 @@ pub mod error;
 pub mod idempotency;
 mod migrate;
 mod postgres;
+pub mod request_id;
 mod sqlite;
+pub mod stats;
 mod time_codec;
 
 pub mod alerts;
@@ -222,6 +224,9 @@ impl Store {
         &self,
         op: impl FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        // The request's id goes with the operation to the thread that runs it (audit entries).
+        let request = request_id::current();
+        let op = move |c: &mut dyn Conn| request_id::on_thread(request, || op(c));
         let result = if let Some(claim) = idempotency::current_claim() {
             let now = self.now();
             let op = move |c: &mut dyn Conn| {

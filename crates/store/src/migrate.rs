@@ -23,6 +23,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (25, "bedside_monitors", include_str!("../migrations/sqlite/0025_bedside_monitors.sql")),
     (26, "fhir", include_str!("../migrations/sqlite/0026_fhir.sql")),
     (27, "research_and_referrals", include_str!("../migrations/sqlite/0027_research_and_referrals.sql")),
+    (28, "audit_request_id", include_str!("../migrations/sqlite/0028_audit_request_id.sql")),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -44,7 +45,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (25, "bedside_monitors", include_str!("../migrations/postgres/0025_bedside_monitors.sql")),
     (26, "fhir", include_str!("../migrations/postgres/0026_fhir.sql")),
     (27, "research_and_referrals", include_str!("../migrations/postgres/0027_research_and_referrals.sql")),
+    (28, "audit_request_id", include_str!("../migrations/postgres/0028_audit_request_id.sql")),
 ];
+
+/// The advisory lock a PostgreSQL migration run holds (readiness looks for it).
+pub(crate) const MIGRATION_LOCK: i64 = 4242001;
 
 /// The newest schema version this build knows.
 pub fn latest_version() -> i64 {

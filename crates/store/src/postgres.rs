@@ -466,6 +466,17 @@ impl PostgresBackend {
         .map_err(|e| StoreError::Backend(format!("database task failed: {e}")))?
     }
 
+    pub(crate) fn stats(&self) -> crate::stats::StoreStats {
+        let size = self.settings.pool_size;
+        crate::stats::StoreStats {
+            writer_queue_depth: None,
+            writer_queue_capacity: None,
+            write_batches: None,
+            pool_in_use: size.saturating_sub(self.permits.available_permits()) as u64,
+            pool_size: size as u64,
+        }
+    }
+
     pub(crate) async fn write<T: Send + 'static>(
         &self,
         op: impl FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static,

@@ -202,6 +202,7 @@ pub(crate) fn raise(
             "INSERT INTO alerts (site_id, patient_id, session_id, rule, severity, message, source, raised_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
             params![site.0, patient.0, session.map(|s| s.0), f.rule.as_str(), level.as_str(), f.message.as_str(), f.source.as_str(), ms(now)],
         )?;
+        crate::stats::ALERTS_RAISED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         audit::record(
             c,
             actor,

@@ -110,6 +110,9 @@ pub struct SqliteBackend {
     writer: mpsc::Sender<Box<dyn WriteJob>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     permits: Arc<Semaphore>,
+    readers_n: usize,
+    /// Writes per group commit, for `/metrics`.
+    batches: Arc<crate::stats::BatchSizes>,
 }
 
 /// Turns the portable SQL into SQLite's: `$N` placeholders become numbered `?N`, and a
@@ -244,16 +247,31 @@ impl SqliteBackend {
             pool.push(c);
         }
         let (tx, rx) = mpsc::channel(writer_queue.max(1));
+        let batches = Arc::new(crate::stats::BatchSizes::default());
+        let seen = batches.clone();
         std::thread::Builder::new()
             .name("keta-sqlite-writer".into())
-            .spawn(move || writer_loop(write_conn, rx))
+            .spawn(move || writer_loop(write_conn, rx, &seen))
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         Ok(Self {
             path: path.to_path_buf(),
             writer: tx,
             readers: Arc::new(Mutex::new(pool)),
             permits: Arc::new(Semaphore::new(readers_n)),
+            readers_n,
+            batches,
         })
+    }
+
+    pub(crate) fn stats(&self) -> crate::stats::StoreStats {
+        let capacity = self.writer.max_capacity() as u64;
+        crate::stats::StoreStats {
+            writer_queue_depth: Some(capacity.saturating_sub(self.writer.capacity() as u64)),
+            writer_queue_capacity: Some(capacity),
+            write_batches: Some(self.batches.snapshot()),
+            pool_in_use: self.readers_n.saturating_sub(self.permits.available_permits()) as u64,
+            pool_size: self.readers_n as u64,
+        }
     }
 
     pub(crate) async fn write<T: Send + 'static>(
@@ -314,7 +332,7 @@ impl SqliteBackend {
     }
 }
 
-fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Box<dyn WriteJob>>) {
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Box<dyn WriteJob>>, batches: &crate::stats::BatchSizes) {
     let mut cache = HashMap::new();
     let mut batch: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -325,6 +343,7 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Box<dyn WriteJob>>) {
                 Err(_) => break,
             }
         }
+        batches.observe(batch.len());
         run_batch(&conn, &mut cache, &mut batch);
     }
 }

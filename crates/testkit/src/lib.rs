@@ -169,6 +169,17 @@ async fn spawn(store: Store, reminders: Option<RemindersBuilder<'_>>) -> TestApp
     if let Some(build) = reminders {
         state = state.with_reminders(build(&format!("http://{addr}")));
     }
+    serve_state(listener, state)
+}
+
+/// Starts the router with a state the test built (trusted proxies, observability settings).
+pub async fn spawn_app_with_state(state: keta_web::AppState) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    serve_state(listener, state)
+}
+
+fn serve_state(listener: tokio::net::TcpListener, state: keta_web::AppState) -> TestApp {
+    let addr = listener.local_addr().expect("addr");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(keta_web::serve(listener, state, async move {
         let _ = rx.await;

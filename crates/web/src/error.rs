@@ -19,6 +19,10 @@ pub struct Problem {
     /// Each invalid field and what to fix.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// The request's id (also its `X-Request-Id` header and in the server's log and audit
+    /// entries): quote it when reporting a problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug)]
@@ -281,6 +285,8 @@ impl IntoResponse for ApiError {
             status: self.status.as_u16(),
             detail: self.detail,
             errors: self.errors,
+            // Also added on the way out (`observe`) to problems answered outside a handler.
+            request_id: keta_store::request_id::current().map(|r| r.to_string()),
         };
         let mut res = (
             self.status,

@@ -14,9 +14,12 @@ pub mod fhir;
 pub mod fhir_import;
 pub mod idempotency;
 pub mod monitors;
+pub mod metrics;
+pub mod observe;
 pub mod pages;
 pub mod reminders;
 pub mod serving;
+pub mod shutdown;
 pub mod ui;
 
 use std::time::Duration;
@@ -41,11 +44,14 @@ pub struct AppState {
     pub reminders: reminders::Reminders,
     /// Reverse proxies whose `X-Forwarded-For`/`X-Forwarded-Host` are believed (`serving`).
     pub trusted_proxies: serving::TrustedProxies,
+    /// Metrics, readiness while shutting down, and the shutdown itself (`observe`).
+    pub observe: std::sync::Arc<observe::Observability>,
 }
 
 impl AppState {
     pub fn new(store: Store) -> Self {
         Self {
+            observe: std::sync::Arc::new(observe::Observability::new(store.clone())),
             store,
             session_policy: keta_store::accounts::SessionPolicy::default(),
             throttle: Default::default(),
@@ -58,6 +64,12 @@ impl AppState {
     /// Sets how reminders are delivered (SMTP, a text provider, or log-only with an outbox).
     pub fn with_reminders(mut self, r: reminders::Reminders) -> Self {
         self.reminders = r;
+        self
+    }
+
+    /// Sets who may read `/metrics`, the shutdown grace and the reconnect hint.
+    pub fn with_observability(mut self, o: observe::Observability) -> Self {
+        self.observe = std::sync::Arc::new(o);
         self
     }
 
@@ -86,6 +98,9 @@ pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 pub fn router(state: AppState) -> Router {
     let app = Router::new()
         .route("/healthz", get(api::health::get_healthz))
+        .route("/livez", get(api::health::get_livez))
+        .route("/readyz", get(api::health::get_readyz))
+        .route("/metrics", get(metrics::get_metrics))
         .route("/api/openapi.json", get(api::health::get_openapi))
         .route("/login", get(pages::get_login).post(pages::post_login))
         .route("/login/code", get(pages::get_code).post(pages::post_code))
@@ -125,8 +140,8 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), audit_reads_per_request))
         // First of all: a trusted proxy's forwarding headers give the browser's address and host.
         .layer(axum::middleware::from_fn_with_state(state.clone(), serving::forwarded_from_trusted_proxy))
-        .with_state(state);
-    with_outer_layers(app, REQUEST_TIMEOUT)
+        .with_state(state.clone());
+    observe::outermost(with_outer_layers(app, REQUEST_TIMEOUT), &state)
 }
 
 /// How long a request may take before it is answered 408.
@@ -162,13 +177,14 @@ async fn audit_reads_per_request(
     }
 }
 
-/// Serves until `shutdown` resolves.
+/// Serves until `shutdown` resolves, then drains (`shutdown::drain`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    let obs = state.observe.clone();
+    let server = axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown::begin_on(obs.clone(), shutdown));
+    shutdown::bounded(obs, server).await
 }

@@ -147,7 +147,10 @@ async fn send(
         }
     };
     let (ok, detail) = match outcome {
-        Ok(d) => (true, d),
+        Ok(d) => {
+            crate::metrics::CHECKINS_SENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            (true, d)
+        }
         Err(e) => (false, e.to_string()),
     };
     if let Err(e) = store.record_delivery(issued.link.id, ok, detail).await {

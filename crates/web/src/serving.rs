@@ -168,7 +168,8 @@ pub async fn serve_tls(
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
     let listener = TlsListener::new(listener, config)?.tap_io(|_| {});
-    axum::serve(listener, crate::router(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    let obs = state.observe.clone();
+    let server = axum::serve(listener, crate::router(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(crate::shutdown::begin_on(obs.clone(), shutdown));
+    crate::shutdown::bounded(obs, server).await
 }

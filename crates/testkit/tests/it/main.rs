@@ -32,6 +32,7 @@ mod idempotency;
 mod ledger;
 mod monitors;
 mod notes;
+mod observe;
 mod outcomes;
 mod pg_connections;
 mod pk_ui;

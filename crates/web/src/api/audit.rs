@@ -28,6 +28,8 @@ pub struct AuditEntry {
     pub fields: String,
     pub outcome: String,
     pub row_hash: String,
+    /// The request that made the entry (its `X-Request-Id`), when a request did.
+    pub request_id: Option<String>,
 }
 
 impl From<AuditRecord> for AuditEntry {
@@ -44,6 +46,7 @@ impl From<AuditRecord> for AuditEntry {
             fields: r.fields,
             outcome: r.outcome,
             row_hash: r.row_hash,
+            request_id: r.request_id,
         }
     }
 }

@@ -35,6 +35,8 @@ use contract::Contract;
     modifiers(&IdempotencyHeader, &Contract),
     paths(
         health::get_healthz,
+        health::get_livez,
+        health::get_readyz,
         audit::get_audit,
         audit::get_access_log,
         audit::get_audit_verify,

@@ -464,7 +464,11 @@ struct StreamState {
     last: HashMap<String, String>,
     first: bool,
     shutdown: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    /// Set when the server began shutting down: the stream sends its reconnect hint and ends.
+    stopping: bool,
     until: tokio::time::Instant,
+    /// Counted in `/metrics` while the stream is open.
+    _client: crate::metrics::SseClient,
 }
 
 /// How often the board re-renders with no change (minutes since dose move on).
@@ -492,7 +496,10 @@ impl StreamState {
                 },
                 _ = tokio::time::sleep(TICK) => return true,
                 _ = tokio::time::sleep_until(self.until) => return false,
-                _ = &mut self.shutdown => return false,
+                _ = &mut self.shutdown => {
+                    self.stopping = true;
+                    return false;
+                }
             }
         }
     }
@@ -531,6 +538,7 @@ pub async fn get_board_events(
     user: CurrentUser,
 ) -> UiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let sites = user_sites(&st, &user).await?;
+    let shutdown = Box::pin(st.observe.stopping());
     let state = StreamState {
         st,
         user,
@@ -538,14 +546,23 @@ pub async fn get_board_events(
         rx: super::live::subscribe(),
         last: HashMap::new(),
         first: true,
-        shutdown: Box::pin(async {
-            let _ = tokio::signal::ctrl_c().await;
-        }),
+        shutdown,
+        stopping: false,
+        _client: crate::metrics::SseClient::open(),
         until: tokio::time::Instant::now() + STREAM_LIFETIME,
     };
     let s = stream::unfold(state, |mut s| async move {
         loop {
+            if s.stopping {
+                return None;
+            }
             if !s.wait().await {
+                if s.stopping {
+                    // The server is restarting: the browser reconnects (to another instance
+                    // behind the load balancer) after the hint instead of its own default.
+                    let hint = s.st.observe.reconnect_hint;
+                    return Some((vec![Event::default().retry(hint).comment("server restarting")], s));
+                }
                 return None;
             }
             let events = s.changed_events().await;
