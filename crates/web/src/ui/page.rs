@@ -25,6 +25,7 @@ pub enum Area {
     Outcomes,
     Admin,
     Outbox,
+    Ledger,
     None,
 }
 
@@ -41,6 +42,8 @@ pub struct Chrome {
     pub can_register: bool,
     pub can_view_clinical: bool,
     pub can_view_audit: bool,
+    /// The controlled-substance books (every role the ledger allows, auditors included).
+    pub can_view_ledger: bool,
     /// Administrators (accounts, sites, clinic settings) and prescribers (clinical rules).
     pub can_administer: bool,
     /// The demo's reminder outbox (log-only delivery), for clinical staff who may open it.
@@ -60,6 +63,7 @@ impl Chrome {
             can_register: user.actor.can(Permission::EditDemographics),
             can_view_clinical: user.actor.can(Permission::ViewClinical),
             can_view_audit: user.actor.can(Permission::ViewAudit),
+            can_view_ledger: user.actor.can(Permission::ViewLedger),
             can_administer: user.actor.can(Permission::ManageUsers) || user.actor.can(Permission::PlanTreatment),
             // The same permission `get_outbox` requires: every patient's working link is on it.
             shows_outbox: user.outbox_kept && user.actor.can(Permission::ViewClinical),
@@ -73,6 +77,7 @@ impl Chrome {
                 | ("outcomes", Area::Outcomes)
                 | ("admin", Area::Admin)
                 | ("outbox", Area::Outbox)
+                | ("ledger", Area::Ledger)
         )
     }
     /// A fresh one-time token for one form (the hidden `form_token` field): a second
