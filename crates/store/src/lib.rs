@@ -35,6 +35,7 @@ pub mod medications;
 pub mod notes;
 pub mod orders;
 pub mod patients;
+pub mod pretreatment;
 pub mod questionnaires;
 pub mod rems;
 pub mod rules;

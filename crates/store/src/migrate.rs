@@ -20,6 +20,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (20, "site_address", include_str!("../migrations/sqlite/0020_site_address.sql")),
     (23, "chair_calendar", include_str!("../migrations/sqlite/0023_chair_calendar.sql")),
     (24, "course_orders", include_str!("../migrations/sqlite/0024_course_orders.sql")),
+    (29, "pretreatment_records", include_str!("../migrations/sqlite/0029_pretreatment_records.sql")),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -38,6 +39,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (20, "site_address", include_str!("../migrations/postgres/0020_site_address.sql")),
     (23, "chair_calendar", include_str!("../migrations/postgres/0023_chair_calendar.sql")),
     (24, "course_orders", include_str!("../migrations/postgres/0024_course_orders.sql")),
+    (29, "pretreatment_records", include_str!("../migrations/postgres/0029_pretreatment_records.sql")),
 ];
 
 /// The newest schema version this build knows.

@@ -33,6 +33,7 @@ mod notes;
 mod outcomes;
 mod pg_connections;
 mod pk_ui;
+mod pretreatment;
 mod rems;
 mod schema_parity;
 mod security;
