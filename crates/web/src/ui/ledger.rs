@@ -245,7 +245,8 @@ pub async fn get_books(State(st): State<AppState>, user: CurrentUser, Query(q): 
             session_id: None,
             kind: None,
             substance: None,
-            from: None,
+            // The latest entries: the last fortnight's (the lot pages and the log hold the rest).
+            from: Some(st.store.now() - time::Duration::days(14)),
             to: None,
             limit: 10_000,
         })

@@ -260,7 +260,7 @@ pub async fn get_inventory(
         .collect();
     // One line per lot: its latest inventory count of this type.
     let mut seen = std::collections::HashSet::new();
-    rows.retain(|r| seen.insert(r.lot.clone()));
+    rows.retain(|r| seen.insert((r.lot.clone(), r.ndc.clone(), r.product.clone())));
     let page = InventoryPage {
         chrome: Chrome::new(&user, title, Area::Ledger),
         sites,
