@@ -29,6 +29,7 @@ mod fixtures;
 mod home;
 mod idempotency;
 mod ledger;
+mod ledger_screens;
 mod notes;
 mod outcomes;
 mod pg_connections;
