@@ -182,6 +182,7 @@ mod tests {
             source: "clinical-reference §3.2".into(),
             note: None,
             basis: Default::default(),
+            evidence: None,
         }
     }
 

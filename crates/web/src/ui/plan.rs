@@ -360,12 +360,11 @@ pub async fn post_plan(
                     .filter_map(|c| {
                         let part = |p: &str| form.get(&format!("caution.{}.{p}", c.code)).trim().to_string();
                         let (benefit, risk, reason) = (part("benefit"), part("risk"), part("reason"));
-                        (!(benefit.is_empty() && risk.is_empty() && reason.is_empty())).then(|| NewCautionDecision {
-                            code: c.code.clone(),
-                            benefit,
-                            risk,
-                            reason,
-                        })
+                        if benefit.is_empty() && risk.is_empty() && reason.is_empty() {
+                            None
+                        } else {
+                            Some(NewCautionDecision { code: c.code.clone(), benefit, risk, reason })
+                        }
                     })
                     .collect()
             })
