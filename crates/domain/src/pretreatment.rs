@@ -96,7 +96,11 @@ impl NewPretreatment {
     /// check confirmed (and none the route does not have), and every caution decided with
     /// its benefit, risk and reason (and no decision for a caution not found). Errors name
     /// the field: `confirmed_checks`, `caution.CODE.benefit|risk|reason`, `caution_decisions`.
-    pub fn validate(&self, route: Route, cautions: &[ContraindicationFinding]) -> Result<ValidPretreatment, DomainError> {
+    pub fn validate(
+        &self,
+        route: Route,
+        cautions: &[ContraindicationFinding],
+    ) -> Result<ValidPretreatment, DomainError> {
         let mut v = Validator::new();
         let needed = pretreatment_checks(route);
         let missing: Vec<&str> = needed
@@ -141,7 +145,8 @@ impl NewPretreatment {
                 format!("'{}' is not a caution the latest assessment found for {}", d.code, route.label()),
             );
         }
-        let dup_checks = (1..self.confirmed_checks.len()).any(|i| self.confirmed_checks[..i].contains(&self.confirmed_checks[i]));
+        let dup_checks =
+            (1..self.confirmed_checks.len()).any(|i| self.confirmed_checks[..i].contains(&self.confirmed_checks[i]));
         let dup_decisions = (1..self.caution_decisions.len())
             .any(|i| self.caution_decisions[..i].iter().any(|d| d.code == self.caution_decisions[i].code));
         v.check(!dup_checks, "confirmed_checks", "confirm each check once");
@@ -222,7 +227,10 @@ mod tests {
         d.risk = "  ".into();
         let new = NewPretreatment { confirmed_checks: all_checks(route), caution_decisions: vec![d] };
         let err = new.validate(route, &[caution("hypertension")]).unwrap_err();
-        assert!(matches!(&err, DomainError::Invalid(e) if e.len() == 1 && e[0].field == "caution.hypertension.risk"), "{err:?}");
+        assert!(
+            matches!(&err, DomainError::Invalid(e) if e.len() == 1 && e[0].field == "caution.hypertension.risk"),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -238,7 +246,8 @@ mod tests {
     #[test]
     fn a_complete_confirmation_keeps_the_wording() {
         let route = Route::IntranasalEsketamine;
-        let new = NewPretreatment { confirmed_checks: all_checks(route), caution_decisions: vec![decision("hypertension")] };
+        let new =
+            NewPretreatment { confirmed_checks: all_checks(route), caution_decisions: vec![decision("hypertension")] };
         let ok = new.validate(route, &[caution("hypertension")]).unwrap();
         assert_eq!(ok.checks.len(), pretreatment_checks(route).len());
         assert_eq!(ok.decisions.len(), 1);

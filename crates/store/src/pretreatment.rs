@@ -3,11 +3,11 @@
 //! the cautions of the patient's latest assessment for the route, audited in the same
 //! transaction; read (audited) for the chart and the session's note.
 
+use keta_domain::DomainError;
 use keta_domain::access::Permission;
 use keta_domain::course::Course;
 use keta_domain::ids::{CourseId, PatientId, RecordId};
 use keta_domain::pretreatment::{CautionDecision, CoursePretreatment, NewPretreatment, PretreatmentConfirmation};
-use keta_domain::DomainError;
 
 use crate::audit::{self, Action, Entry};
 use crate::conn::{Conn, Row};

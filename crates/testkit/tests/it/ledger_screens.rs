@@ -15,7 +15,13 @@ async fn post_form(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> reqwes
     app.request(reqwest::Method::POST, path).form(&all).send().await.unwrap()
 }
 
-fn receipt<'a>(site: &'a str, lot: &'a str, witness: &'a str, password: &'a str, token: &'a str) -> Vec<(&'a str, &'a str)> {
+fn receipt<'a>(
+    site: &'a str,
+    lot: &'a str,
+    witness: &'a str,
+    password: &'a str,
+    token: &'a str,
+) -> Vec<(&'a str, &'a str)> {
     vec![
         ("form_token", token),
         ("site_id", site),

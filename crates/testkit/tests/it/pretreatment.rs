@@ -6,8 +6,8 @@
 use keta_domain::DomainError;
 use keta_domain::course::Route;
 use keta_domain::eligibility::pretreatment_checks;
-use keta_domain::records::NewEligibilityAssessment;
 use keta_domain::pretreatment::{NewCautionDecision, NewPretreatment};
+use keta_domain::records::NewEligibilityAssessment;
 use keta_store::StoreError;
 use keta_testkit::{ManualClock, TestDb};
 
@@ -39,11 +39,15 @@ async fn a_course_keeps_its_pre_treatment_checks_and_caution_decisions_as_record
         let a = site(s, "A").await;
         let dr = prescriber(&[a]);
         let p = patient(s, a, "A-2901").await;
-        s.assess_eligibility(&dr, p, NewEligibilityAssessment {
-            route: Route::IvRacemic,
-            maudsley: None,
-            contraindications_present: vec!["substance_use_disorder".into()],
-        })
+        s.assess_eligibility(
+            &dr,
+            p,
+            NewEligibilityAssessment {
+                route: Route::IvRacemic,
+                maudsley: None,
+                contraindications_present: vec!["substance_use_disorder".into()],
+            },
+        )
         .await
         .unwrap();
         let c = s.create_course(&dr, p, course(Route::IvRacemic)).await.unwrap();
@@ -70,10 +74,7 @@ async fn a_course_keeps_its_pre_treatment_checks_and_caution_decisions_as_record
 
         // A nurse does not plan treatment.
         let full = NewPretreatment { confirmed_checks: checks(Route::IvRacemic), caution_decisions: vec![decision()] };
-        assert!(matches!(
-            s.record_pretreatment(&nurse(&[a]), c.id, full.clone()).await,
-            Err(StoreError::Forbidden(_))
-        ));
+        assert!(matches!(s.record_pretreatment(&nurse(&[a]), c.id, full.clone()).await, Err(StoreError::Forbidden(_))));
 
         let rec = s.record_pretreatment(&dr, c.id, full.clone()).await.unwrap();
         assert_eq!(rec.confirmations.len(), pretreatment_checks(Route::IvRacemic).len());
@@ -93,10 +94,7 @@ async fn a_course_keeps_its_pre_treatment_checks_and_caution_decisions_as_record
         assert_eq!(s.course_pretreatment(&nurse(&[a]), c.id).await.unwrap(), rec);
 
         // The rows cannot be changed behind the store's back.
-        let tampered = db
-            .store
-            .write(|c| c.execute("UPDATE caution_decisions SET reason = 'changed'", &[]))
-            .await;
+        let tampered = db.store.write(|c| c.execute("UPDATE caution_decisions SET reason = 'changed'", &[])).await;
         assert!(tampered.is_err(), "{:?}: a caution decision was changed", db.kind);
 
         // Another site's prescriber does not see the course.

@@ -17,9 +17,8 @@ use axum::response::Response;
 use keta_domain::access::Permission;
 use keta_domain::ids::SiteId;
 use keta_domain::ledger::{
-    AdjustmentDirection, Amount, BusinessTime, CountType, EntryDetail, EntryId, EntryKind, LedgerEntry,
-    Lot, LotId, LossType, NewAdjustment, NewCount, NewDisposal, NewLoss, NewReceipt, NewWaste, Presentation, Reversal,
-    Substance,
+    AdjustmentDirection, Amount, BusinessTime, CountType, EntryDetail, EntryId, EntryKind, LedgerEntry, LossType, Lot,
+    LotId, NewAdjustment, NewCount, NewDisposal, NewLoss, NewReceipt, NewWaste, Presentation, Reversal, Substance,
 };
 use keta_domain::units::{MgPerMl, Milligrams, Millilitres};
 use keta_store::StoreError;
@@ -112,11 +111,7 @@ pub(crate) fn entry_summary(e: &LedgerEntry) -> String {
         EntryDetail::Count(c) => {
             let mut s = count_type_label(c.count_type).to_string();
             if let Some(r) = &e.count {
-                s.push_str(&format!(
-                    ": counted {}, book {}",
-                    r.physical.show(e.unit),
-                    r.expected.show(e.unit)
-                ));
+                s.push_str(&format!(": counted {}, book {}", r.physical.show(e.unit), r.expected.show(e.unit)));
                 if !r.discrepancy.is_zero() {
                     s.push_str(&format!(", difference {}", r.discrepancy.show(e.unit)));
                 }
@@ -164,7 +159,10 @@ fn entry_row(e: &LedgerEntry, lots: &[Lot], clock: &SiteClock, can_record: bool)
         when: clock.datetime(e.occurred_at),
         kind: kind_label(e.kind),
         lot_id: e.lot_id.0,
-        lot: lots.iter().find(|l| l.id == e.lot_id).map_or_else(|| format!("lot {}", e.lot_id), |l| l.lot_number.clone()),
+        lot: lots
+            .iter()
+            .find(|l| l.id == e.lot_id)
+            .map_or_else(|| format!("lot {}", e.lot_id), |l| l.lot_number.clone()),
         change: if e.kind == EntryKind::Count { String::new() } else { e.change.show(e.unit) },
         balance: e.on_hand_after.show(e.unit),
         recorded_by: e.recorded_by.name.clone(),
@@ -211,7 +209,6 @@ pub struct LotRow {
 
 pub struct AlertRow {
     pub lot_id: i64,
-    pub entry_id: i64,
     pub message: String,
     pub raised: String,
 }
@@ -231,7 +228,11 @@ struct BooksPage {
 }
 
 /// `GET /ledger`: every lot with its balance, the open count alerts and the latest entries.
-pub async fn get_books(State(st): State<AppState>, user: CurrentUser, Query(q): Query<SiteParam>) -> UiResult<Response> {
+pub async fn get_books(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Query(q): Query<SiteParam>,
+) -> UiResult<Response> {
     let site = site_param(&q.site_id);
     let sites = super::user_sites(&st, &user).await?;
     let clock = clock_for(&st, &user, site).await?;
@@ -239,17 +240,20 @@ pub async fn get_books(State(st): State<AppState>, user: CurrentUser, Query(q): 
     let alerts = st.store.ledger_alerts(&user.actor, site).await?;
     let entries = st
         .store
-        .list_ledger_entries(&user.actor, LedgerQuery {
-            site_id: site,
-            lot_id: None,
-            session_id: None,
-            kind: None,
-            substance: None,
-            // The latest entries: the last fortnight's (the lot pages and the log hold the rest).
-            from: Some(st.store.now() - time::Duration::days(14)),
-            to: None,
-            limit: 10_000,
-        })
+        .list_ledger_entries(
+            &user.actor,
+            LedgerQuery {
+                site_id: site,
+                lot_id: None,
+                session_id: None,
+                kind: None,
+                substance: None,
+                // The latest entries: the last fortnight's (the lot pages and the log hold the rest).
+                from: Some(st.store.now() - time::Duration::days(14)),
+                to: None,
+                limit: 10_000,
+            },
+        )
         .await?;
     let can_record = user.actor.can(Permission::RecordLedger);
     let site_name =
@@ -275,12 +279,7 @@ pub async fn get_books(State(st): State<AppState>, user: CurrentUser, Query(q): 
         alerts: alerts
             .iter()
             .filter(|a| a.open)
-            .map(|a| AlertRow {
-                lot_id: a.lot_id.0,
-                entry_id: a.entry_id.0,
-                message: a.message.clone(),
-                raised: clock.datetime(a.raised_at),
-            })
+            .map(|a| AlertRow { lot_id: a.lot_id.0, message: a.message.clone(), raised: clock.datetime(a.raised_at) })
             .collect(),
         entries: entries.iter().rev().take(25).map(|e| entry_row(e, &lots, &clock, can_record)).collect(),
         can_record,
@@ -310,16 +309,19 @@ pub async fn get_lot(State(st): State<AppState>, user: CurrentUser, Path(id): Pa
     let clock = clock_for(&st, &user, Some(lot.site_id)).await?;
     let entries = st
         .store
-        .list_ledger_entries(&user.actor, LedgerQuery {
-            site_id: None,
-            lot_id: Some(lot.id),
-            session_id: None,
-            kind: None,
-            substance: None,
-            from: None,
-            to: None,
-            limit: 10_000,
-        })
+        .list_ledger_entries(
+            &user.actor,
+            LedgerQuery {
+                site_id: None,
+                lot_id: Some(lot.id),
+                session_id: None,
+                kind: None,
+                substance: None,
+                from: None,
+                to: None,
+                limit: 10_000,
+            },
+        )
         .await?;
     let can_record = user.actor.can(Permission::RecordLedger);
     let lots = [lot.clone()];
@@ -521,10 +523,8 @@ struct RecordPage {
     loss_types: Vec<Opt>,
     entry: Option<EntryRow>,
     witnesses: usize,
-    witness_optional: bool,
     fresh: bool,
     reauth: String,
-    today: String,
     form: FormData,
     errors: Errors,
 }
@@ -554,16 +554,19 @@ async fn record_page(
     let lots = st.store.list_lots(&user.actor, None, false).await?;
     let administrations = if screen == Screen::Waste {
         st.store
-            .list_ledger_entries(&user.actor, LedgerQuery {
-                site_id: None,
-                lot_id: None,
-                session_id: None,
-                kind: Some(EntryKind::Administration),
-                substance: None,
-                from: Some(st.store.now() - time::Duration::days(2)),
-                to: None,
-                limit: 200,
-            })
+            .list_ledger_entries(
+                &user.actor,
+                LedgerQuery {
+                    site_id: None,
+                    lot_id: None,
+                    session_id: None,
+                    kind: Some(EntryKind::Administration),
+                    substance: None,
+                    from: Some(st.store.now() - time::Duration::days(2)),
+                    to: None,
+                    limit: 200,
+                },
+            )
             .await?
             .iter()
             .rev()
@@ -590,7 +593,7 @@ async fn record_page(
         }
         None => None,
     };
-    let (witnesses, witness_optional) = screen.witnesses();
+    let (witnesses, _) = screen.witnesses();
     let back = screen.path(entry.as_ref().map(|e| e.id));
     let lot_hint = form.get("lot_id").to_string();
     Ok(RecordPage {
@@ -599,7 +602,10 @@ async fn record_page(
         title: screen.title(),
         action: back.clone(),
         sites: sites.iter().map(|s| Opt { value: s.id.0.to_string(), label: s.name.clone() }).collect(),
-        lots: lots.iter().map(|l| Opt { value: l.id.0.to_string(), label: format!("{} · {} left", lot_product(l), lot_stock(l)) }).collect(),
+        lots: lots
+            .iter()
+            .map(|l| Opt { value: l.id.0.to_string(), label: format!("{} · {} left", lot_product(l), lot_stock(l)) })
+            .collect(),
         administrations,
         substances: Substance::ALL.iter().map(|s| Opt { value: s.as_str().into(), label: s.label().into() }).collect(),
         loss_types: [
@@ -615,10 +621,8 @@ async fn record_page(
         .collect(),
         entry,
         witnesses,
-        witness_optional,
         fresh: reauthenticated(st, user),
         reauth: reauth_href(&if lot_hint.is_empty() { back } else { format!("{back}?lot_id={lot_hint}") }),
-        today: clock.today(st.store.now()).to_string(),
         form,
         errors,
     })
@@ -790,7 +794,13 @@ fn local_time(form: &FormData, name: &str, clock: &SiteClock, errors: &mut Error
 
 /// Records the entry a screen collected. Bad input re-renders the screen with each error
 /// beside its field (422) and writes nothing; success goes to the lot's book.
-async fn post(st: AppState, user: CurrentUser, screen: Screen, entry: Option<i64>, form: FormData) -> UiResult<Response> {
+async fn post(
+    st: AppState,
+    user: CurrentUser,
+    screen: Screen,
+    entry: Option<i64>,
+    form: FormData,
+) -> UiResult<Response> {
     let mut errors = Errors::new();
     let at = user.reauthenticated_at;
     if !reauthenticated(&st, &user) {

@@ -70,7 +70,11 @@ fn site_of(p: &Option<String>) -> Option<SiteId> {
 }
 
 /// The site (or all the user's sites) as the registrant named on a document, and its clock.
-async fn registrant(st: &AppState, user: &CurrentUser, site: Option<SiteId>) -> UiResult<(String, SiteClock, Vec<Opt>)> {
+async fn registrant(
+    st: &AppState,
+    user: &CurrentUser,
+    site: Option<SiteId>,
+) -> UiResult<(String, SiteClock, Vec<Opt>)> {
     let sites = super::user_sites(st, user).await?;
     let opts = sites.iter().map(|s| Opt { value: s.id.0.to_string(), label: s.name.clone() }).collect();
     let chosen = site.and_then(|id| sites.iter().find(|s| s.id == id));
@@ -124,16 +128,19 @@ pub async fn get_dispensing_log(
         let lots = st.store.list_lots(&user.actor, site, true).await?;
         let entries = st
             .store
-            .list_ledger_entries(&user.actor, LedgerQuery {
-                site_id: site,
-                lot_id: None,
-                session_id: None,
-                kind: None,
-                substance,
-                from: from.map(|d| clock.day_bounds(d).0),
-                to: to.map(|d| clock.day_bounds(d).1),
-                limit: keta_domain::plausible::ranges().lists.report_limit_max,
-            })
+            .list_ledger_entries(
+                &user.actor,
+                LedgerQuery {
+                    site_id: site,
+                    lot_id: None,
+                    session_id: None,
+                    kind: None,
+                    substance,
+                    from: from.map(|d| clock.day_bounds(d).0),
+                    to: to.map(|d| clock.day_bounds(d).1),
+                    limit: keta_domain::plausible::ranges().lists.report_limit_max,
+                },
+            )
             .await?;
         rows = entries
             .iter()
@@ -146,7 +153,11 @@ pub async fn get_dispensing_log(
                     .find(|l| l.id == e.lot_id)
                     .map_or_else(|| e.lot_id.to_string(), |l| format!("{} (NDC {})", l.lot_number, l.ndc)),
                 change: if e.kind == EntryKind::Count { String::new() } else { e.change.show(e.unit) },
-                amount_mg: if e.kind == EntryKind::Count { String::new() } else { format!("{} mg", num(e.amount_mg.0)) },
+                amount_mg: if e.kind == EntryKind::Count {
+                    String::new()
+                } else {
+                    format!("{} mg", num(e.amount_mg.0))
+                },
                 balance: e.on_hand_after.show(e.unit),
                 patient: e.patient_id.map(|p| format!("patient {p}")).unwrap_or_default(),
                 recorded_by: e.recorded_by.name.clone(),
@@ -217,16 +228,19 @@ pub async fn get_inventory(
     let lots = st.store.list_lots(&user.actor, site, true).await?;
     let entries = st
         .store
-        .list_ledger_entries(&user.actor, LedgerQuery {
-            site_id: site,
-            lot_id: None,
-            session_id: None,
-            kind: Some(EntryKind::Count),
-            substance: None,
-            from: None,
-            to: None,
-            limit: keta_domain::plausible::ranges().lists.report_limit_max,
-        })
+        .list_ledger_entries(
+            &user.actor,
+            LedgerQuery {
+                site_id: site,
+                lot_id: None,
+                session_id: None,
+                kind: Some(EntryKind::Count),
+                substance: None,
+                from: None,
+                to: None,
+                limit: keta_domain::plausible::ranges().lists.report_limit_max,
+            },
+        )
         .await?;
     let mut rows: Vec<InventoryRow> = entries
         .iter()
