@@ -174,10 +174,15 @@ async fn a_backup_taken_under_write_load_restores_to_the_clinic_it_recorded() {
             }
             let sql = format!("SELECT * FROM {t} WHERE {key} IN ({}) ORDER BY {key}", keys.join(","));
             let q = sql.clone();
-            let mine: Vec<Vec<keta_store::Value>> =
-                restored.read(move |c| Ok(c.query(&q, &[])?.into_iter().map(|r| r.0).collect())).await.unwrap();
-            let theirs: Vec<Vec<keta_store::Value>> =
-                db.store.read(move |c| Ok(c.query(&sql, &[])?.into_iter().map(|r| r.0).collect())).await.unwrap();
+            let mine: Vec<Vec<keta_store::Value>> = restored
+                .read(move |c| Ok(c.query(&q, &[])?.into_iter().map(|r| r.values().to_vec()).collect()))
+                .await
+                .unwrap();
+            let theirs: Vec<Vec<keta_store::Value>> = db
+                .store
+                .read(move |c| Ok(c.query(&sql, &[])?.into_iter().map(|r| r.values().to_vec()).collect()))
+                .await
+                .unwrap();
             assert_eq!(mine, theirs, "content of {t} ({:?})", db.kind);
         }
         let patients_in_backup = manifest.survey.tables["patients"];
