@@ -49,7 +49,8 @@ export async function planCourse(page: Page, patient: NewPatient, routeLabel: Re
   // The clinic's today (the form's default first-session date) is the consent date.
   const today = await page.getByLabel('First session').inputValue();
   await page.getByLabel('Consent form signed on').fill(today);
-  for (const area of await page.locator('textarea[name^="decision_"]').all()) {
+  // Each caution: the benefit expected, the risk and why treatment goes ahead (kept as a record).
+  for (const area of await page.locator('textarea[name^="caution."]').all()) {
     await area.fill(opts.decisions ?? 'Benefit outweighs risk after discussion; BP to be checked each visit. Decided by the prescriber.');
   }
   await page.getByRole('button', { name: 'Plan the course' }).click();

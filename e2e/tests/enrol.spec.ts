@@ -94,7 +94,7 @@ test('a prescriber enrols a new patient and plans esketamine; a hard stop blocks
   await page.getByRole('button', { name: 'Plan the course' }).click();
   await expect(page.locator('#check-error')).toContainText('confirm every pre-treatment check');
   await expect(page.locator('#consent_date-error')).toBeVisible();
-  await expect(page.locator('#decision_psychostimulants-error')).toContainText('document the benefit');
+  await expect(page.locator('#caution-psychostimulants-reason-error')).toContainText('document the benefit');
   await expect(page.getByRole('radio', { name: /^Esketamine nasal spray/ })).toBeChecked();
 
   await planCourse(page, patient, /^Esketamine nasal spray/, { time: '23:30' });

@@ -31,6 +31,7 @@ pub mod patient_links;
 pub mod patient_view;
 pub mod plausible;
 pub mod prescription;
+pub mod pretreatment;
 pub mod protocols;
 pub mod question_sets;
 pub mod records;

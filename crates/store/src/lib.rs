@@ -41,6 +41,7 @@ pub mod monitors;
 pub mod notes;
 pub mod orders;
 pub mod patients;
+pub mod pretreatment;
 pub mod questionnaires;
 pub mod referrals;
 pub mod rems;

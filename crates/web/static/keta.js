@@ -129,6 +129,10 @@
     window.setInterval(tick, 1000);
     escalations();
     document.body.addEventListener('click', allowSound);
+    // "Print" buttons on the ledger's documents (no inline handlers under the CSP).
+    document.body.addEventListener('click', function (ev) {
+      if (ev.target.closest && ev.target.closest('[data-print]')) { window.print(); }
+    });
     document.body.addEventListener('htmx:afterSettle', escalations);
     document.body.addEventListener('htmx:sseMessage', escalations);
     document.body.addEventListener('htmx:sseOpen', function () { liveState('open', 'Live updates on'); });

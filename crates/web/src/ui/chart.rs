@@ -74,6 +74,8 @@ pub(crate) struct CourseView {
     pub dose: String,
     /// Pump settings of the latest recorded dose (mL/h, mg/h), or why there are none.
     pub pump: String,
+    /// The pre-treatment checks confirmed and the caution decisions, as recorded.
+    pub pretreatment: Vec<String>,
 }
 
 pub(crate) struct ExposureRow {
@@ -520,6 +522,7 @@ async fn chart_page_with(
         }
     }
 
+    let pretreatment = st.store.list_pretreatment(actor, id).await?;
     let mut courses = Vec::with_capacity(c.courses.len());
     for x in c.courses.iter().rev() {
         let done = c.sessions.iter().filter(|s| s.course_id == x.id && s.state == SessionState::Discharged).count();
@@ -536,6 +539,11 @@ async fn chart_page_with(
             protocol: x.protocol.clone().unwrap_or_default(),
             dose,
             pump,
+            pretreatment: pretreatment
+                .iter()
+                .find(|r| r.course_id == x.id)
+                .map(|r| super::plan::pretreatment_lines(r, &clock))
+                .unwrap_or_default(),
         });
     }
     page.courses = courses;

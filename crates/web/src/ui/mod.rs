@@ -12,7 +12,8 @@
 //! Areas: `today` (schedule and live board), `patients` (search, registration, chart),
 //! `eligibility` (trials, Maudsley, contraindications), `plan` (courses), `session` (the
 //! chair), `questionnaires` (staff entry and the patient kiosk), `outcomes` (clinic
-//! rates beside the benchmark trials).
+//! rates beside the benchmark trials), `ledger` (the controlled-substance books and their
+//! printable documents).
 
 pub mod assets;
 pub mod clock;
@@ -31,6 +32,8 @@ mod consent;
 pub(crate) mod durability;
 mod eligibility;
 mod home_dose;
+mod ledger;
+mod ledger_print;
 mod medications;
 mod monitors;
 mod outbox;
@@ -115,6 +118,19 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/sessions/{id}/rems/submitted", post(rems::post_submitted))
         .route("/rems-queue", get(rems::get_queue))
         .route("/monitors/review", get(monitors::get_review))
+        .route("/ledger", get(ledger::get_books))
+        .route("/ledger/lots/{id}", get(ledger::get_lot))
+        .route("/ledger/reconciliation", get(ledger::get_reconciliation))
+        .route("/ledger/receipt", get(ledger::get_receipt).post(ledger::post_receipt))
+        .route("/ledger/waste", get(ledger::get_waste).post(ledger::post_waste))
+        .route("/ledger/disposal", get(ledger::get_disposal).post(ledger::post_disposal))
+        .route("/ledger/count", get(ledger::get_count).post(ledger::post_count))
+        .route("/ledger/adjustment", get(ledger::get_adjustment).post(ledger::post_adjustment))
+        .route("/ledger/loss", get(ledger::get_loss).post(ledger::post_loss))
+        .route("/ledger/entries/{id}/reversal", get(ledger::get_reversal).post(ledger::post_reversal))
+        .route("/ledger/entries/{id}/form-106", get(ledger_print::get_form_106))
+        .route("/ledger/print/dispensing-log", get(ledger_print::get_dispensing_log))
+        .route("/ledger/print/inventory", get(ledger_print::get_inventory))
         .route("/outcomes", get(outcomes::get_outcomes))
         .route("/outbox", get(outbox::get_outbox))
         .route("/research", get(research::get_research))

@@ -25,6 +25,7 @@ pub enum Area {
     Outcomes,
     Admin,
     Outbox,
+    Ledger,
     None,
 }
 
@@ -42,6 +43,8 @@ pub struct Chrome {
     pub can_view_clinical: bool,
     pub can_view_audit: bool,
     pub can_export_research: bool,
+    /// The controlled-substance books (every role the ledger allows, auditors included).
+    pub can_view_ledger: bool,
     /// Administrators (accounts, sites, clinic settings) and prescribers (clinical rules).
     pub can_administer: bool,
     /// The demo's reminder outbox (log-only delivery), for clinical staff who may open it.
@@ -62,6 +65,7 @@ impl Chrome {
             can_view_clinical: user.actor.can(Permission::ViewClinical),
             can_view_audit: user.actor.can(Permission::ViewAudit),
             can_export_research: user.actor.can(Permission::ExportResearch),
+            can_view_ledger: user.actor.can(Permission::ViewLedger),
             can_administer: user.actor.can(Permission::ManageUsers) || user.actor.can(Permission::PlanTreatment),
             // The same permission `get_outbox` requires: every patient's working link is on it.
             shows_outbox: user.outbox_kept && user.actor.can(Permission::ViewClinical),
@@ -75,6 +79,7 @@ impl Chrome {
                 | ("outcomes", Area::Outcomes)
                 | ("admin", Area::Admin)
                 | ("outbox", Area::Outbox)
+                | ("ledger", Area::Ledger)
         )
     }
     /// A fresh one-time token for one form (the hidden `form_token` field): a second

@@ -4,9 +4,9 @@
 //! pre-treatment checks and consent, document a decision for every caution, and the
 //! planned sessions appear on the schedule.
 //!
-//! The consent date, the confirmed checks and the caution decisions are written into
-//! the first session's note (the record that is signed), since the store has no
-//! separate place for them yet.
+//! The confirmed checks and the caution decisions (benefit, risk, why) are stored as records
+//! of the course (`Store::record_pretreatment`) and written, from those records, into the
+//! first session's note (the record that is signed) beside the consent date.
 
 use std::sync::OnceLock;
 
@@ -17,6 +17,7 @@ use axum::response::Response;
 use keta_domain::course::{NewCourse, Phase, Route};
 use keta_domain::eligibility::pretreatment_checks;
 use keta_domain::ids::{ChairId, PatientId};
+use keta_domain::pretreatment::{CoursePretreatment, NewCautionDecision, NewPretreatment};
 use keta_domain::records::EligibilityAssessment;
 use keta_domain::session::NewSession;
 use serde::Deserialize;
@@ -77,7 +78,10 @@ pub(crate) struct CheckOption {
 }
 
 pub(crate) struct CautionOption {
+    /// The form fields' prefix: `caution.CODE.benefit`, `.risk`, `.reason` (the domain's names).
     pub field: String,
+    /// The element ids' prefix (no dots, so CSS selectors need no escaping).
+    pub id: String,
     pub label: String,
     pub note: String,
     pub source: String,
@@ -215,7 +219,8 @@ async fn plan_page(
                 .cautions
                 .iter()
                 .map(|c| CautionOption {
-                    field: format!("decision_{}", c.code),
+                    field: format!("caution.{}", c.code),
+                    id: format!("caution-{}", c.code),
                     label: c.label.clone(),
                     note: c.note.clone().unwrap_or_default(),
                     source: c.source.clone(),
@@ -224,6 +229,32 @@ async fn plan_page(
         }
     }
     Ok(page)
+}
+
+/// The course's pre-treatment record in words, for the chart and the first session's note:
+/// the checks confirmed (by whom, when) and each caution's benefit, risk and reason.
+pub(crate) fn pretreatment_lines(r: &CoursePretreatment, clock: &SiteClock) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(first) = r.confirmations.first() {
+        out.push(format!(
+            "Pre-treatment checks confirmed by {} on {}: {}.",
+            first.confirmed_by,
+            clock.datetime(first.confirmed_at),
+            r.confirmations.iter().map(|c| c.label.as_str()).collect::<Vec<_>>().join("; ")
+        ));
+    }
+    for d in &r.caution_decisions {
+        out.push(format!(
+            "Caution decision ({}), by {} on {}: benefit: {}; risk: {}; why treatment goes ahead: {}",
+            d.label,
+            d.decided_by,
+            clock.datetime(d.decided_at),
+            d.benefit,
+            d.risk,
+            d.reason
+        ));
+    }
+    out
 }
 
 fn defaults(form: &mut FormData, today: time::Date) {
@@ -317,32 +348,33 @@ pub async fn post_plan(
         Some(d) if d > today => errors.add("consent_date", "the consent date cannot be in the future"),
         _ => {}
     }
-    let mut decisions = Vec::new();
-    if let Some(r) = route {
-        let missing: Vec<String> = pretreatment_checks(r)
-            .into_iter()
-            .filter(|c| !form.has_value("check", &c.code))
-            .map(|c| c.label.clone())
-            .collect();
-        if !missing.is_empty() {
-            errors.add(
-                "check",
-                format!("confirm every pre-treatment check before planning; not yet confirmed: {}", missing.join("; ")),
-            );
-        }
-        if let Some(a) = assessment {
-            for c in &a.contraindications.cautions {
-                let field = format!("decision_{}", c.code);
-                match form.opt(&field) {
-                    None => errors
-                        .add(&field, "document the benefit–risk decision for this caution (who decided what, and why)"),
-                    Some(t) if t.chars().count() > 1000 => {
-                        errors.add(&field, "keep the decision under 1000 characters")
-                    }
-                    Some(t) => decisions.push(format!("{}: {t}", c.label)),
-                }
-            }
-        }
+    // The checks and caution decisions are judged by the same domain rule the store applies
+    // (`keta_domain::pretreatment`), before anything is written.
+    let pretreatment = NewPretreatment {
+        confirmed_checks: form.all("check"),
+        caution_decisions: assessment
+            .map(|a| {
+                a.contraindications
+                    .cautions
+                    .iter()
+                    .filter_map(|c| {
+                        let part = |p: &str| form.get(&format!("caution.{}.{p}", c.code)).trim().to_string();
+                        let (benefit, risk, reason) = (part("benefit"), part("risk"), part("reason"));
+                        if benefit.is_empty() && risk.is_empty() && reason.is_empty() {
+                            None
+                        } else {
+                            Some(NewCautionDecision { code: c.code.clone(), benefit, risk, reason })
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    if let (Some(r), Some(a)) = (route, assessment)
+        && let Err(e) = pretreatment.validate(r, &a.contraindications.cautions)
+    {
+        errors.absorb(e.into())?;
+        errors.rename("confirmed_checks", "check");
     }
     let schedule = match (route, phase) {
         (Some(r), Some(p)) => schedule_for(r, p),
@@ -367,6 +399,7 @@ pub async fn post_plan(
         match st.store.create_course(&user.actor, pid, new).await {
             Err(e) => errors.absorb(e)?,
             Ok(course) => {
+                let record = st.store.record_pretreatment(&user.actor, course.id, pretreatment).await?;
                 let mut first = None;
                 for d in &schedule.day_offsets {
                     let day = start + time::Duration::days(i64::from(*d));
@@ -385,16 +418,15 @@ pub async fn post_plan(
                     first.get_or_insert(s.id);
                 }
                 if let Some(s1) = first {
-                    let checks: Vec<String> = pretreatment_checks(route).into_iter().map(|c| c.label.clone()).collect();
                     let mut note = format!(
-                        "[Course plan, documented by {} on {}]\nConsent signed: {}.\nPre-treatment checks confirmed: {}.",
+                        "[Course plan, documented by {} on {}]\nConsent signed: {}.",
                         user.display_name,
                         date_label(today),
                         date_label(consent_on),
-                        checks.join("; ")
                     );
-                    if !decisions.is_empty() {
-                        note.push_str(&format!("\nCaution decisions: {}.", decisions.join(" | ")));
+                    for line in pretreatment_lines(&record, &clock) {
+                        note.push('\n');
+                        note.push_str(&line);
                     }
                     st.store.set_session_note(&user.actor, s1, note).await?;
                 }

@@ -592,7 +592,7 @@ async fn session_page(
             })
             .collect();
     }
-    let ledger_fresh = user.reauthenticated_at.is_some_and(|t| now - t < keta_store::ledger::reauthentication_window());
+    let ledger_fresh = super::ledger::reauthenticated(st, user);
 
     let pk = pk_view(st, user, &s, &course, &patient, &obs, &responses, &sites, &clock, below).await?;
     let order = super::calendar::order_panel(st, user, course.id, patient.latest_weight_kg).await?;
@@ -713,7 +713,7 @@ async fn session_page(
         ledger_doses,
         ledger_vials: matches!(s.route, Route::IvRacemic | Route::ImRacemic),
         ledger_fresh,
-        ledger_reauth_href: format!("/reauth?next=/sessions/{}%23ledger", id.0),
+        ledger_reauth_href: super::ledger::reauth_href(&format!("/sessions/{}#ledger", id.0)),
         pk,
     })
 }
