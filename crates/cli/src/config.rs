@@ -1,10 +1,11 @@
 //! `keta serve` settings: defaults, then a TOML file, then KETA_* variables and flags.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use keta_domain::protocols::ProtocolLibrary;
 use serde::Deserialize;
 
 use crate::backups::{AuditAnchoring, BackupSchedule};
@@ -45,6 +46,9 @@ pub struct ServeOptions {
     /// X-Forwarded-Host are believed; see docs/serving.md.
     #[arg(long, env = "KETA_TRUSTED_PROXIES")]
     trusted_proxies: Option<String>,
+    /// A folder of the clinic's own protocol files (`*.toml`), added to the built-in library.
+    #[arg(long, env = "KETA_PROTOCOLS_DIR")]
+    protocols_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -60,9 +64,10 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     trusted_proxies: Option<Vec<String>>,
+    protocols_dir: Option<PathBuf>,
 }
 
-const FILE_KEYS: &str = "bind, database_url, backup_dir, backup_interval_minutes, backup_keep, audit_anchor_file, audit_anchor_interval_seconds, tls_cert, tls_key, trusted_proxies";
+const FILE_KEYS: &str = "bind, database_url, backup_dir, backup_interval_minutes, backup_keep, audit_anchor_file, audit_anchor_interval_seconds, tls_cert, tls_key, trusted_proxies, protocols_dir";
 
 /// Product settings, not clinical ones: how many backups to keep and how often to anchor.
 const DEFAULT_BACKUP_KEEP: usize = 7;
@@ -77,6 +82,8 @@ pub struct Config {
     /// Certificate and key files when Keta serves HTTPS itself.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub trusted_proxies: keta_web::serving::TrustedProxies,
+    /// The built-in protocols plus the clinic's files, checked before the server starts.
+    pub protocols: ProtocolLibrary,
 }
 
 impl ServeOptions {
@@ -135,7 +142,9 @@ impl ServeOptions {
             (None, None) => String::new(),
         };
         let trusted_proxies = keta_web::serving::TrustedProxies::parse(&proxies).map_err(anyhow::Error::msg)?;
+        let protocols = protocol_library(self.protocols_dir.or(file.protocols_dir).as_deref())?;
         Ok(Config {
+            protocols,
             tls,
             trusted_proxies,
             bind: self.bind.or(file.bind).unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid")),
@@ -188,4 +197,25 @@ mod tests {
         assert!(e.to_string().contains("from 1 to 10080"), "{e}");
         assert!(ServeOptions::default().resolve().unwrap().backups.is_none());
     }
+}
+
+/// The built-in protocol library plus the `*.toml` files of `dir` (in name order), every
+/// problem in them reported at once.
+pub fn protocol_library(dir: Option<&Path>) -> anyhow::Result<ProtocolLibrary> {
+    let builtin = ProtocolLibrary::builtin();
+    let Some(dir) = dir else { return Ok(builtin.clone()) };
+    let entries = std::fs::read_dir(dir).with_context(|| format!("reading the protocol folder {}", dir.display()))?;
+    let mut paths: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    let mut files = Vec::new();
+    for p in paths {
+        let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        files.push((p.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()), text));
+    }
+    builtin
+        .with_clinic_files(&files)
+        .map_err(|e| anyhow::anyhow!("the clinic's protocol files in {} are invalid: {e}", dir.display()))
 }

@@ -41,6 +41,9 @@ enum Command {
         /// Delete the demo database first and build a fresh one.
         #[arg(long)]
         fresh: bool,
+        /// A folder of the clinic's own protocol files (`*.toml`), added to the built-in library.
+        #[arg(long, env = "KETA_PROTOCOLS_DIR")]
+        protocols_dir: Option<PathBuf>,
     },
     /// Serve Keta. Settings come from --config FILE (TOML), then KETA_* variables, then flags.
     Serve {
@@ -241,7 +244,8 @@ fn init_tracing() {
 
 async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
-        Command::Demo { bind, dir, seed, fresh } => {
+        Command::Demo { bind, dir, seed, fresh, protocols_dir } => {
+            let protocols = config::protocol_library(protocols_dir.as_deref())?;
             let path = dir.join("demo.db");
             if fresh {
                 for suffix in ["", "-wal", "-shm"] {
@@ -273,8 +277,12 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             println!("Press Ctrl-C to stop.");
             keta_web::reminders::spawn_sweeper(store.clone(), reminders.clone(), sweep_interval()?);
             keta_web::idempotency::key_policy_from_env().map_err(anyhow::Error::msg)?;
-            keta_web::serve(listener, keta_web::AppState::new(store).with_reminders(reminders), shutdown_signal())
-                .await?;
+            keta_web::serve(
+                listener,
+                keta_web::AppState::new(store).with_reminders(reminders).with_protocols(protocols),
+                shutdown_signal(),
+            )
+            .await?;
             Ok(())
         }
         Command::Serve { opts } => {
@@ -293,8 +301,10 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 backups::spawn_scheduled_backups(store.clone(), schedule);
             }
             backups::spawn_anchoring(store.clone(), cfg.audit_anchoring);
-            let state =
-                keta_web::AppState::new(store).with_reminders(reminders).with_trusted_proxies(cfg.trusted_proxies);
+            let state = keta_web::AppState::new(store)
+                .with_reminders(reminders)
+                .with_trusted_proxies(cfg.trusted_proxies)
+                .with_protocols(cfg.protocols);
             match cfg.tls {
                 Some((cert, key)) => {
                     let tls = keta_web::serving::tls_config(&cert, &key).map_err(anyhow::Error::msg)?;

@@ -37,6 +37,9 @@ pub struct AppState {
     pub reminders: reminders::Reminders,
     /// Reverse proxies whose `X-Forwarded-For`/`X-Forwarded-Host` are believed (`serving`).
     pub trusted_proxies: serving::TrustedProxies,
+    /// The protocol library: the built-in protocols plus the clinic's own files, read once at
+    /// start-up (`keta serve --protocols-dir`), so a bad file stops the server, not a dose.
+    pub protocols: std::sync::Arc<keta_domain::protocols::ProtocolLibrary>,
 }
 
 impl AppState {
@@ -48,12 +51,19 @@ impl AppState {
             break_glass_minutes: 60,
             reminders: reminders::Reminders::log_only("http://localhost:8080"),
             trusted_proxies: serving::TrustedProxies::default(),
+            protocols: std::sync::Arc::new(keta_domain::protocols::ProtocolLibrary::builtin().clone()),
         }
     }
 
     /// Sets how reminders are delivered (SMTP, a text provider, or log-only with an outbox).
     pub fn with_reminders(mut self, r: reminders::Reminders) -> Self {
         self.reminders = r;
+        self
+    }
+
+    /// Uses this protocol library (the built-in one plus the clinic's files).
+    pub fn with_protocols(mut self, lib: keta_domain::protocols::ProtocolLibrary) -> Self {
+        self.protocols = std::sync::Arc::new(lib);
         self
     }
 
