@@ -1,10 +1,11 @@
 //! `keta serve` settings: defaults, then a TOML file, then KETA_* variables and flags.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use keta_domain::protocols::ProtocolLibrary;
 use serde::Deserialize;
 
 use crate::backups::{AuditAnchoring, BackupSchedule};
@@ -68,6 +69,9 @@ pub struct ServeOptions {
     /// without it only the server itself (loopback) may read it.
     #[arg(long, env = "KETA_METRICS_TOKEN", hide_env_values = true)]
     metrics_token: Option<String>,
+    /// A folder of the clinic's own protocol files (`*.toml`), added to the built-in library.
+    #[arg(long, env = "KETA_PROTOCOLS_DIR")]
+    protocols_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -89,9 +93,10 @@ struct FileConfig {
     mllp_raw_retention_days: Option<u32>,
     shutdown_grace_seconds: Option<u64>,
     metrics_token: Option<String>,
+    protocols_dir: Option<PathBuf>,
 }
 
-const FILE_KEYS: &str = "bind, database_url, backup_dir, backup_interval_minutes, backup_keep, audit_anchor_file, audit_anchor_interval_seconds, tls_cert, tls_key, trusted_proxies, mllp_bind, mllp_allowed_peers, mllp_device_field, mllp_raw_retention_days, shutdown_grace_seconds, metrics_token";
+const FILE_KEYS: &str = "bind, database_url, backup_dir, backup_interval_minutes, backup_keep, audit_anchor_file, audit_anchor_interval_seconds, tls_cert, tls_key, trusted_proxies, mllp_bind, mllp_allowed_peers, mllp_device_field, mllp_raw_retention_days, shutdown_grace_seconds, metrics_token, protocols_dir";
 
 /// Product settings, not clinical ones: how many backups to keep and how often to anchor.
 const DEFAULT_BACKUP_KEEP: usize = 7;
@@ -119,6 +124,8 @@ pub struct Config {
     pub mllp: Option<MllpConfig>,
     pub shutdown_grace: Duration,
     pub metrics_token: Option<String>,
+    /// The built-in protocols plus the clinic's files, checked before the server starts.
+    pub protocols: ProtocolLibrary,
 }
 
 /// The shortest `metrics_token` accepted: long enough not to be guessed.
@@ -224,7 +231,9 @@ impl ServeOptions {
                 "metrics_token must be at least {MIN_METRICS_TOKEN} printable characters without spaces (e.g. from `openssl rand -hex 32`)"
             );
         }
+        let protocols = protocol_library(self.protocols_dir.or(file.protocols_dir).as_deref())?;
         Ok(Config {
+            protocols,
             mllp,
             shutdown_grace: Duration::from_secs(grace),
             metrics_token,
@@ -280,4 +289,25 @@ mod tests {
         assert!(e.to_string().contains("from 1 to 10080"), "{e}");
         assert!(ServeOptions::default().resolve().unwrap().backups.is_none());
     }
+}
+
+/// The built-in protocol library plus the `*.toml` files of `dir` (in name order), every
+/// problem in them reported at once.
+pub fn protocol_library(dir: Option<&Path>) -> anyhow::Result<ProtocolLibrary> {
+    let builtin = ProtocolLibrary::builtin();
+    let Some(dir) = dir else { return Ok(builtin.clone()) };
+    let entries = std::fs::read_dir(dir).with_context(|| format!("reading the protocol folder {}", dir.display()))?;
+    let mut paths: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    let mut files = Vec::new();
+    for p in paths {
+        let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        files.push((p.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()), text));
+    }
+    builtin
+        .with_clinic_files(&files)
+        .map_err(|e| anyhow::anyhow!("the clinic's protocol files in {} are invalid: {e}", dir.display()))
 }

@@ -140,7 +140,7 @@ fn refused(e: DomainError) -> ExitCode {
 }
 
 fn library(dir: Option<&std::path::Path>) -> Result<ProtocolLibrary, String> {
-    keta_web::api::dosing::load_protocol_library(dir)
+    crate::config::protocol_library(dir).map_err(|e| format!("{e:#}"))
 }
 
 fn parse_date(field: &str, s: &str) -> Result<Date, String> {

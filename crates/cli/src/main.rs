@@ -10,8 +10,8 @@ mod demo_checkins;
 mod demo_ledger;
 mod demo_monitors;
 mod dose;
-mod monitor_sim;
 mod logging;
+mod monitor_sim;
 mod pk;
 mod research_export;
 mod score;
@@ -52,6 +52,9 @@ enum Command {
         /// demo monitor registered to each "Chair N" (`keta monitor-sim` sends as them).
         #[arg(long, env = "KETA_MLLP_BIND")]
         mllp_bind: Option<SocketAddr>,
+        /// A folder of the clinic's own protocol files (`*.toml`), added to the built-in library.
+        #[arg(long, env = "KETA_PROTOCOLS_DIR")]
+        protocols_dir: Option<PathBuf>,
     },
     /// Serve Keta. Settings come from --config FILE (TOML), then KETA_* variables, then flags.
     Serve {
@@ -275,7 +278,8 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
-        Command::Demo { bind, dir, seed, fresh, mllp_bind } => {
+        Command::Demo { bind, dir, seed, fresh, mllp_bind, protocols_dir } => {
+            let protocols = config::protocol_library(protocols_dir.as_deref())?;
             let path = dir.join("demo.db");
             if fresh {
                 for suffix in ["", "-wal", "-shm"] {
@@ -320,7 +324,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             keta_web::idempotency::key_policy_from_env().map_err(anyhow::Error::msg)?;
             keta_web::serve(
                 listener,
-                keta_web::AppState::new(store).with_reminders(reminders),
+                keta_web::AppState::new(store).with_reminders(reminders).with_protocols(protocols),
                 keta_web::shutdown::signal(),
             )
             .await?;
@@ -359,6 +363,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let state = keta_web::AppState::new(store.clone())
                 .with_reminders(reminders)
                 .with_trusted_proxies(cfg.trusted_proxies)
+                .with_protocols(cfg.protocols)
                 .with_observability(observe);
             let served = match cfg.tls {
                 Some((cert, key)) => {

@@ -303,10 +303,143 @@ fn bounded(v: &mut Validator, q: Quantity, x: f64, field: &str, what: &str) {
     crate::plausible::check(v, field, crate::plausible::ranges().quantity(q, x, what));
 }
 
+/// What a calculation gathers as it goes: the arithmetic shown to the user, warnings, the
+/// limits it checked and the reasons to refuse, in the order they arose.
+#[derive(Default)]
+struct Worksheet {
+    steps: Vec<String>,
+    warnings: Vec<String>,
+    limits_checked: Vec<String>,
+    refusals: Vec<FieldError>,
+}
+
+impl Worksheet {
+    fn refuse(&mut self, field: &str, m: String) {
+        self.refusals.push(FieldError::new(field, m));
+    }
+    fn check_max(&mut self, actual: f64, unit: &str, lim: &SourcedValue, whose: &str) {
+        self.limits_checked.push(format!("maximum {} {unit} ({})", fmt_num(lim.value), lim.source));
+        if actual > lim.value && !same(actual, lim.value) {
+            self.refuse(
+                "dose",
+                format!(
+                    "{} {unit} is above {whose} maximum of {} {unit} ({})",
+                    fmt_num(actual),
+                    fmt_num(lim.value),
+                    lim.source
+                ),
+            );
+        }
+    }
+    fn check_min(&mut self, actual: f64, unit: &str, lim: &SourcedValue) {
+        self.limits_checked.push(format!("minimum {} {unit} ({})", fmt_num(lim.value), lim.source));
+        if actual < lim.value && !same(actual, lim.value) {
+            self.refuse(
+                "dose",
+                format!(
+                    "{} {unit} is below this protocol's minimum of {} {unit} ({})",
+                    fmt_num(actual),
+                    fmt_num(lim.value),
+                    lim.source
+                ),
+            );
+        }
+    }
+}
+
+fn hours_text(m: Minutes) -> String {
+    format!("({} min ÷ 60)", m.0)
+}
+
 /// Calculates a dose per clinical-reference §2.1 and checks it against the protocol's
 /// limits. A dose outside a limit is refused (422) with the reason and the limit's source.
 pub fn calculate(req: &DoseRequest, protocol: Option<&Protocol>) -> Result<DoseCalculation, DomainError> {
-    // Input plausibility first (not clinical rules): every problem at once.
+    check_request(req, protocol)?;
+    let route = protocol.map(|p| p.route).or(req.route);
+    let mut ws = Worksheet::default();
+
+    // The infusion time: the request's, else the protocol's.
+    let infusion_min: Option<Minutes> =
+        req.infusion_min.or_else(|| protocol.and_then(|p| p.infusion_minutes()).map(|m| Minutes(m.round() as i64)));
+    if infusion_min.is_some() && route.is_some_and(|r| r != Route::IvRacemic) {
+        return Err(DomainError::field("infusion_min", "an infusion time is for IV infusions"));
+    }
+    let dose_mg = dose_in_mg(req, infusion_min, &mut ws)?;
+    let w = req.weight_kg.0;
+    let dose_mg_per_kg = MgPerKg(dose_mg.0 / w);
+    if req.dose.basis() != DoseBasis::MgPerKg {
+        ws.steps.push(format!(
+            "dose per kg = {} mg ÷ {} kg = {} mg/kg",
+            fmt_num(dose_mg.0),
+            fmt_num(w),
+            fmt_num(dose_mg_per_kg.0)
+        ));
+    }
+    if req.weight_type != WeightType::Actual {
+        ws.warnings.push(format!(
+            "dosed on the {} weight (the dosing-weight policy is a clinical decision, §2.1)",
+            req.weight_type.as_str()
+        ));
+    }
+
+    // dose_rate_mg_h = dose_mg ÷ (infusion_min ÷ 60)
+    let dose_rate = infusion_min.map(|m| {
+        let mg_h = MgPerHour(dose_mg.0 * 60.0 / m.0 as f64);
+        ws.steps.push(format!("dose rate = {} mg ÷ {} = {} mg/h", fmt_num(dose_mg.0), hours_text(m), fmt_num(mg_h.0)));
+        DoseRate { mg_per_h: mg_h, mg_per_kg_per_h: MgPerKgPerHour(mg_h.0 / w) }
+    });
+    let drug_volume = req.vial_mg_per_ml.map(|c| drug_volume(req, dose_mg, c, &mut ws));
+    let bag = bag_preparation(req, dose_mg, drug_volume.as_ref(), &mut ws)?;
+    let pump = pump_programme(req, route, bag.as_ref(), infusion_min, dose_rate.as_ref(), &mut ws)?;
+
+    // The 100 mg/mL concentration must be diluted before IV use (§2.1, [S11]).
+    if route == Some(Route::IvRacemic) && bag.is_none() && req.vial_mg_per_ml.is_some_and(|c| c.0 >= 100.0) {
+        ws.refuse(
+            "bag",
+            "the 100 mg/mL concentration must be diluted before IV use (clinical-reference §2.1, anaesthetic label [S11]): give the bag".into(),
+        );
+    }
+
+    // Limits and the protocol's dose rules.
+    let dose = Dose { mg: dose_mg, mg_per_kg: dose_mg_per_kg, rate: dose_rate.as_ref(), infusion_min };
+    let nasal = match protocol {
+        Some(p) => protocol_rules(req, p, &dose, &mut ws),
+        None => {
+            ws.warnings.push("no protocol given: only the limits in the request are checked".into());
+            None
+        }
+    };
+    let request_limit = |v: f64| SourcedValue { value: v, source: "given with this calculation".into() };
+    if let Some(m) = req.max_mg_per_kg {
+        ws.check_max(dose_mg_per_kg.0, "mg/kg", &request_limit(m.0), "the requested");
+    }
+    if let Some(m) = req.max_mg {
+        ws.check_max(dose_mg.0, "mg", &request_limit(m.0), "the requested");
+    }
+    if !ws.refusals.is_empty() {
+        return Err(DomainError::Invalid(ws.refusals));
+    }
+    Ok(DoseCalculation {
+        protocol: protocol.map(|p| p.id.clone()),
+        route,
+        weight_kg: req.weight_kg,
+        weight_type: req.weight_type,
+        dose_mg,
+        dose_mg_per_kg,
+        infusion_min,
+        dose_rate,
+        drug_volume,
+        bag,
+        pump,
+        nasal,
+        limits_checked: ws.limits_checked,
+        warnings: ws.warnings,
+        steps: ws.steps,
+    })
+}
+
+/// Input plausibility first (not clinical rules): every problem at once.
+fn check_request(req: &DoseRequest, protocol: Option<&Protocol>) -> Result<(), DomainError> {
     let mut v = Validator::new();
     // The same entry range as a recorded weight: catches lb-for-kg and typos.
     crate::plausible::check(&mut v, "weight_kg", crate::plausible::ranges().body_weight(req.weight_kg));
@@ -353,32 +486,20 @@ pub fn calculate(req: &DoseRequest, protocol: Option<&Protocol>) -> Result<DoseC
     {
         v.push("route", format!("protocol '{}' is for {}, not {}", p.id, p.route.label(), r.label()));
     }
-    v.finish()?;
+    v.finish()
+}
 
-    let route = protocol.map(|p| p.route).or(req.route);
+/// The dose in mg, from a weight-based or fixed dose, or a rate over the infusion time.
+fn dose_in_mg(req: &DoseRequest, infusion_min: Option<Minutes>, ws: &mut Worksheet) -> Result<Milligrams, DomainError> {
     let w = req.weight_kg.0;
-    let mut steps = Vec::new();
-    let mut warnings = Vec::new();
-    let mut refusals: Vec<FieldError> = Vec::new();
-    let refuse = |refusals: &mut Vec<FieldError>, field: &str, m: String| refusals.push(FieldError::new(field, m));
-
-    // The infusion time: the request's, else the protocol's.
-    let infusion_min: Option<Minutes> =
-        req.infusion_min.or_else(|| protocol.and_then(|p| p.infusion_minutes()).map(|m| Minutes(m.round() as i64)));
-    if infusion_min.is_some() && route.is_some_and(|r| r != Route::IvRacemic) {
-        return Err(DomainError::field("infusion_min", "an infusion time is for IV infusions"));
-    }
-    let hours_text = |m: Minutes| format!("({} min ÷ 60)", m.0);
-
-    // dose_mg
-    let dose_mg = match req.dose {
+    Ok(match req.dose {
         DoseAmount::MgPerKg(d) => {
             let mg = req.weight_kg * d;
-            steps.push(format!("dose = {} kg × {} mg/kg = {} mg", fmt_num(w), fmt_num(d.0), fmt_num(mg.0)));
+            ws.steps.push(format!("dose = {} kg × {} mg/kg = {} mg", fmt_num(w), fmt_num(d.0), fmt_num(mg.0)));
             mg
         }
         DoseAmount::Mg(mg) => {
-            steps.push(format!("dose = {} mg (fixed)", fmt_num(mg.0)));
+            ws.steps.push(format!("dose = {} mg (fixed)", fmt_num(mg.0)));
             mg
         }
         DoseAmount::MgPerKgPerH(_) | DoseAmount::MgPerH(_) if infusion_min.is_none() => {
@@ -387,7 +508,7 @@ pub fn calculate(req: &DoseRequest, protocol: Option<&Protocol>) -> Result<DoseC
         DoseAmount::MgPerKgPerH(r) => {
             let m = infusion_min.expect("checked above");
             let mg = Milligrams(w * r.0 * m.0 as f64 / 60.0);
-            steps.push(format!(
+            ws.steps.push(format!(
                 "dose = {} kg × {} mg/kg/h × {} = {} mg",
                 fmt_num(w),
                 fmt_num(r.0),
@@ -399,76 +520,67 @@ pub fn calculate(req: &DoseRequest, protocol: Option<&Protocol>) -> Result<DoseC
         DoseAmount::MgPerH(r) => {
             let m = infusion_min.expect("checked above");
             let mg = Milligrams(r.0 * m.0 as f64 / 60.0);
-            steps.push(format!("dose = {} mg/h × {} = {} mg", fmt_num(r.0), hours_text(m), fmt_num(mg.0)));
+            ws.steps.push(format!("dose = {} mg/h × {} = {} mg", fmt_num(r.0), hours_text(m), fmt_num(mg.0)));
             mg
         }
-    };
-    let dose_mg_per_kg = MgPerKg(dose_mg.0 / w);
-    if req.dose.basis() != DoseBasis::MgPerKg {
-        steps.push(format!(
-            "dose per kg = {} mg ÷ {} kg = {} mg/kg",
-            fmt_num(dose_mg.0),
-            fmt_num(w),
-            fmt_num(dose_mg_per_kg.0)
-        ));
-    }
-    if req.weight_type != WeightType::Actual {
-        warnings.push(format!(
-            "dosed on the {} weight (the dosing-weight policy is a clinical decision, §2.1)",
-            req.weight_type.as_str()
-        ));
-    }
+    })
+}
 
-    // dose_rate_mg_h = dose_mg ÷ (infusion_min ÷ 60)
-    let dose_rate = infusion_min.map(|m| {
-        let mg_h = MgPerHour(dose_mg.0 * 60.0 / m.0 as f64);
-        steps.push(format!("dose rate = {} mg ÷ {} = {} mg/h", fmt_num(dose_mg.0), hours_text(m), fmt_num(mg_h.0)));
-        DoseRate { mg_per_h: mg_h, mg_per_kg_per_h: MgPerKgPerHour(mg_h.0 / w) }
-    });
-
-    // drug_volume_mL = dose_mg ÷ vial_concentration_mg_per_mL
-    let drug_volume = req.vial_mg_per_ml.map(|c| {
-        let ml = Millilitres(dose_mg.0 / c.0);
-        steps.push(format!("drug volume = {} mg ÷ {} mg/mL = {} mL", fmt_num(dose_mg.0), fmt_num(c.0), fmt_num(ml.0)));
-        let to_draw = match req.pump.volume_resolution_ml {
-            Some(r) => {
-                let d = Millilitres(round_to_step(ml.0, r.0, req.pump.rounding));
-                if !same(d.0, ml.0) {
-                    warnings.push(format!(
-                        "the drug volume {} mL is drawn up as {} mL (resolution {} mL): {} mg",
-                        fmt_num(ml.0),
-                        fmt_num(d.0),
-                        fmt_num(r.0),
-                        fmt_num(d.0 * c.0)
-                    ));
-                }
-                d
+/// drug_volume_mL = dose_mg ÷ vial_concentration_mg_per_mL, and what is drawn up at the
+/// syringe's resolution.
+fn drug_volume(req: &DoseRequest, dose_mg: Milligrams, c: MgPerMl, ws: &mut Worksheet) -> DrugVolume {
+    let ml = Millilitres(dose_mg.0 / c.0);
+    ws.steps.push(format!("drug volume = {} mg ÷ {} mg/mL = {} mL", fmt_num(dose_mg.0), fmt_num(c.0), fmt_num(ml.0)));
+    let to_draw = match req.pump.volume_resolution_ml {
+        Some(r) => {
+            let d = Millilitres(round_to_step(ml.0, r.0, req.pump.rounding));
+            if !same(d.0, ml.0) {
+                ws.warnings.push(format!(
+                    "the drug volume {} mL is drawn up as {} mL (resolution {} mL): {} mg",
+                    fmt_num(ml.0),
+                    fmt_num(d.0),
+                    fmt_num(r.0),
+                    fmt_num(d.0 * c.0)
+                ));
             }
-            None => ml,
-        };
-        DrugVolume {
-            vial_mg_per_ml: c,
-            volume_ml: ml,
-            volume_ml_to_draw: to_draw,
-            volume_resolution_ml: req.pump.volume_resolution_ml,
-            mg_in_volume_drawn: Milligrams(to_draw.0 * c.0),
+            d
         }
-    });
+        None => ml,
+    };
+    DrugVolume {
+        vial_mg_per_ml: c,
+        volume_ml: ml,
+        volume_ml_to_draw: to_draw,
+        volume_resolution_ml: req.pump.volume_resolution_ml,
+        mg_in_volume_drawn: Milligrams(to_draw.0 * c.0),
+    }
+}
 
-    // bag_conc_mg_mL = dose_mg ÷ final_bag_volume_mL
-    let bag = match req.bag {
-        None => None,
+/// bag_conc_mg_mL = dose_mg ÷ final_bag_volume_mL, with the final volume either given
+/// (drug included) or the diluent plus the drug.
+fn bag_preparation(
+    req: &DoseRequest,
+    dose_mg: Milligrams,
+    drug_volume: Option<&DrugVolume>,
+    ws: &mut Worksheet,
+) -> Result<Option<BagPreparation>, DomainError> {
+    let (includes, final_ml, diluent) = match req.bag {
+        None => return Ok(None),
         Some(BagVolume::FinalVolumeIncludingDrugMl(final_ml)) => {
-            let diluent = drug_volume.as_ref().map(|d| Millilitres(final_ml.0 - d.volume_ml.0));
+            let diluent = drug_volume.map(|d| Millilitres(final_ml.0 - d.volume_ml.0));
             if let Some(dil) = diluent
                 && dil.0 < 0.0
             {
                 return Err(DomainError::field(
                     "bag",
-                    format!("the drug volume ({} mL) is more than the final bag volume ({} mL)", fmt_num(final_ml.0 - dil.0), fmt_num(final_ml.0)),
+                    format!(
+                        "the drug volume ({} mL) is more than the final bag volume ({} mL)",
+                        fmt_num(final_ml.0 - dil.0),
+                        fmt_num(final_ml.0)
+                    ),
                 ));
             }
-            steps.push(match diluent {
+            ws.steps.push(match diluent {
                 Some(d) => format!(
                     "bag: made up to {} mL final volume, drug included ({} mL diluent + {} mL drug)",
                     fmt_num(final_ml.0),
@@ -477,385 +589,327 @@ pub fn calculate(req: &DoseRequest, protocol: Option<&Protocol>) -> Result<DoseC
                 ),
                 None => format!("bag: made up to {} mL final volume, drug included", fmt_num(final_ml.0)),
             });
-            Some((true, final_ml, diluent))
+            (true, final_ml, diluent)
         }
         Some(BagVolume::DiluentVolumeMl(diluent)) => {
-            let Some(d) = &drug_volume else {
+            let Some(d) = drug_volume else {
                 return Err(DomainError::field(
                     "vial_mg_per_ml",
                     "when the drug is added to the diluent the final volume includes the drug volume: give the vial concentration",
                 ));
             };
             let final_ml = Millilitres(diluent.0 + d.volume_ml.0);
-            steps.push(format!(
+            ws.steps.push(format!(
                 "bag: {} mL diluent + {} mL drug = {} mL final volume",
                 fmt_num(diluent.0),
                 fmt_num(d.volume_ml.0),
                 fmt_num(final_ml.0)
             ));
-            Some((false, final_ml, Some(diluent)))
+            (false, final_ml, Some(diluent))
         }
-    }
-    .map(|(includes, final_ml, diluent)| {
-        let conc = MgPerMl(dose_mg.0 / final_ml.0);
-        steps.push(format!(
-            "bag concentration = {} mg ÷ {} mL = {} mg/mL",
-            fmt_num(dose_mg.0),
-            fmt_num(final_ml.0),
-            fmt_num(conc.0)
-        ));
-        BagPreparation {
-            final_volume_includes_drug: includes,
-            final_volume_ml: final_ml,
-            diluent_volume_ml: diluent,
-            concentration_mg_per_ml: conc,
-        }
-    });
-
-    // rate_mL_per_h = final_bag_volume_mL ÷ (infusion_min ÷ 60)
-    let pump = match (&bag, infusion_min) {
-        (Some(b), Some(m)) => {
-            let rate = MlPerHour(b.final_volume_ml.0 * 60.0 / m.0 as f64);
-            steps.push(format!(
-                "pump rate = {} mL ÷ {} = {} mL/h",
-                fmt_num(b.final_volume_ml.0),
-                hours_text(m),
-                fmt_num(rate.0)
-            ));
-            if let Some(r) = &dose_rate {
-                steps.push(format!(
-                    "check: {} mL/h × {} mg/mL = {} mg/h",
-                    fmt_num(rate.0),
-                    fmt_num(b.concentration_mg_per_ml.0),
-                    fmt_num(rate.0 * b.concentration_mg_per_ml.0)
-                ));
-                debug_assert!(same(rate.0 * b.concentration_mg_per_ml.0, r.mg_per_h.0));
-            }
-            let set = match req.pump.rate_resolution_ml_per_h {
-                Some(res) => MlPerHour(round_to_step(rate.0, res.0, req.pump.rounding)),
-                None => rate,
-            };
-            if set.0 <= 0.0 {
-                return Err(DomainError::field(
-                    "pump.rate_resolution_ml_per_h",
-                    format!("{} mL/h rounds to 0 at a resolution of {} mL/h", fmt_num(rate.0), fmt_num(set.0)),
-                ));
-            }
-            let run_min = b.final_volume_ml.0 * 60.0 / set.0;
-            let delivered = MgPerHour(set.0 * b.concentration_mg_per_ml.0);
-            if !same(set.0, rate.0) {
-                warnings.push(format!(
-                    "the pump is set to {} mL/h (resolution {} mL/h) instead of {} mL/h: {} mg/h, and the bag runs {} min instead of {}",
-                    fmt_num(set.0),
-                    fmt_num(req.pump.rate_resolution_ml_per_h.map_or(0.0, |r| r.0)),
-                    fmt_num(rate.0),
-                    fmt_num(delivered.0),
-                    fmt_num(run_min),
-                    m.0
-                ));
-            }
-            if let Some(max) = req.pump.max_rate_ml_per_h
-                && set.0 > max.0 + 1e-9
-            {
-                refuse(
-                    &mut refusals,
-                    "pump",
-                    format!(
-                        "{} mL/h is above the pump's maximum of {} mL/h: use a smaller bag or a longer infusion",
-                        fmt_num(set.0),
-                        fmt_num(max.0)
-                    ),
-                );
-            }
-            Some(PumpProgramme {
-                rate_ml_per_h: rate,
-                rate_resolution_ml_per_h: req.pump.rate_resolution_ml_per_h,
-                rate_ml_per_h_to_set: set,
-                dose_rate_mg_per_h_at_set_rate: delivered,
-                run_min_at_set_rate: run_min,
-            })
-        }
-        (Some(_), None) if route == Some(Route::IvRacemic) => {
-            warnings.push("no infusion time: the pump rate cannot be calculated".into());
-            None
-        }
-        _ => None,
     };
+    let conc = MgPerMl(dose_mg.0 / final_ml.0);
+    ws.steps.push(format!(
+        "bag concentration = {} mg ÷ {} mL = {} mg/mL",
+        fmt_num(dose_mg.0),
+        fmt_num(final_ml.0),
+        fmt_num(conc.0)
+    ));
+    Ok(Some(BagPreparation {
+        final_volume_includes_drug: includes,
+        final_volume_ml: final_ml,
+        diluent_volume_ml: diluent,
+        concentration_mg_per_ml: conc,
+    }))
+}
 
-    // The 100 mg/mL concentration must be diluted before IV use (§2.1, [S11]).
-    if route == Some(Route::IvRacemic) && bag.is_none() && req.vial_mg_per_ml.is_some_and(|c| c.0 >= 100.0) {
-        refuse(
-            &mut refusals,
-            "bag",
-            "the 100 mg/mL concentration must be diluted before IV use (clinical-reference §2.1, anaesthetic label [S11]): give the bag".into(),
+/// rate_mL_per_h = final_bag_volume_mL ÷ (infusion_min ÷ 60), and the rate the pump can be
+/// set to at its resolution.
+fn pump_programme(
+    req: &DoseRequest,
+    route: Option<Route>,
+    bag: Option<&BagPreparation>,
+    infusion_min: Option<Minutes>,
+    dose_rate: Option<&DoseRate>,
+    ws: &mut Worksheet,
+) -> Result<Option<PumpProgramme>, DomainError> {
+    let (b, m) = match (bag, infusion_min) {
+        (Some(b), Some(m)) => (b, m),
+        (Some(_), None) if route == Some(Route::IvRacemic) => {
+            ws.warnings.push("no infusion time: the pump rate cannot be calculated".into());
+            return Ok(None);
+        }
+        _ => return Ok(None),
+    };
+    let rate = MlPerHour(b.final_volume_ml.0 * 60.0 / m.0 as f64);
+    ws.steps.push(format!(
+        "pump rate = {} mL ÷ {} = {} mL/h",
+        fmt_num(b.final_volume_ml.0),
+        hours_text(m),
+        fmt_num(rate.0)
+    ));
+    if let Some(r) = dose_rate {
+        ws.steps.push(format!(
+            "check: {} mL/h × {} mg/mL = {} mg/h",
+            fmt_num(rate.0),
+            fmt_num(b.concentration_mg_per_ml.0),
+            fmt_num(rate.0 * b.concentration_mg_per_ml.0)
+        ));
+        debug_assert!(same(rate.0 * b.concentration_mg_per_ml.0, r.mg_per_h.0));
+    }
+    let set = match req.pump.rate_resolution_ml_per_h {
+        Some(res) => MlPerHour(round_to_step(rate.0, res.0, req.pump.rounding)),
+        None => rate,
+    };
+    if set.0 <= 0.0 {
+        return Err(DomainError::field(
+            "pump.rate_resolution_ml_per_h",
+            format!("{} mL/h rounds to 0 at a resolution of {} mL/h", fmt_num(rate.0), fmt_num(set.0)),
+        ));
+    }
+    let run_min = b.final_volume_ml.0 * 60.0 / set.0;
+    let delivered = MgPerHour(set.0 * b.concentration_mg_per_ml.0);
+    if !same(set.0, rate.0) {
+        ws.warnings.push(format!(
+            "the pump is set to {} mL/h (resolution {} mL/h) instead of {} mL/h: {} mg/h, and the bag runs {} min instead of {}",
+            fmt_num(set.0),
+            fmt_num(req.pump.rate_resolution_ml_per_h.map_or(0.0, |r| r.0)),
+            fmt_num(rate.0),
+            fmt_num(delivered.0),
+            fmt_num(run_min),
+            m.0
+        ));
+    }
+    if let Some(max) = req.pump.max_rate_ml_per_h
+        && set.0 > max.0 + 1e-9
+    {
+        ws.refuse(
+            "pump",
+            format!(
+                "{} mL/h is above the pump's maximum of {} mL/h: use a smaller bag or a longer infusion",
+                fmt_num(set.0),
+                fmt_num(max.0)
+            ),
         );
     }
+    Ok(Some(PumpProgramme {
+        rate_ml_per_h: rate,
+        rate_resolution_ml_per_h: req.pump.rate_resolution_ml_per_h,
+        rate_ml_per_h_to_set: set,
+        dose_rate_mg_per_h_at_set_rate: delivered,
+        run_min_at_set_rate: run_min,
+    }))
+}
 
-    // Limits and the protocol's dose rules.
-    let mut limits_checked = Vec::new();
-    let mut nasal = None;
+/// The dose as calculated, for the protocol's rules.
+struct Dose<'a> {
+    mg: Milligrams,
+    mg_per_kg: MgPerKg,
+    rate: Option<&'a DoseRate>,
+    infusion_min: Option<Minutes>,
+}
+
+/// The protocol's rules: its limits, allowed and first-session doses, reported ranges,
+/// infusion time and, for a nasal spray, the devices.
+fn protocol_rules(req: &DoseRequest, p: &Protocol, dose: &Dose<'_>, ws: &mut Worksheet) -> Option<NasalAdministration> {
+    protocol_limits(req, p, dose, ws);
+    allowed_doses(req, p, ws);
+    first_session_dose(req, p, ws);
+    reported_doses(req, p, dose, ws);
+    p.device.as_ref().and_then(|dev| nasal_devices(dose.mg, dev, ws))
+}
+
+fn protocol_limits(req: &DoseRequest, p: &Protocol, dose: &Dose<'_>, ws: &mut Worksheet) {
+    let l = &p.limits;
+    if req.dose.basis() != p.dose.basis {
+        ws.refuse(
+            "dose",
+            format!("protocol '{}' doses in {}; give the dose as {}", p.id, p.dose.basis.unit(), p.dose.basis.unit()),
+        );
+    }
+    if let Some(lim) = &l.max_mg_per_kg {
+        ws.check_max(dose.mg_per_kg.0, "mg/kg", lim, "this protocol's");
+    }
+    if let Some(lim) = &l.max_mg {
+        ws.check_max(dose.mg.0, "mg", lim, "this protocol's");
+    }
+    if let Some(lim) = &l.min_mg_per_kg {
+        ws.check_min(dose.mg_per_kg.0, "mg/kg", lim);
+    }
+    if let Some(lim) = &l.min_mg {
+        ws.check_min(dose.mg.0, "mg", lim);
+    }
+    if let (Some(lim), Some(r)) = (&l.max_mg_per_kg_per_h, dose.rate) {
+        ws.check_max(r.mg_per_kg_per_h.0, "mg/kg/h", lim, "this protocol's");
+    }
+    if let (Some(lim), Some(r)) = (&l.max_mg_per_h, dose.rate) {
+        ws.check_max(r.mg_per_h.0, "mg/h", lim, "this protocol's");
+    }
+    let rate_basis = matches!(p.dose.basis, DoseBasis::MgPerKgPerH | DoseBasis::MgPerH);
+    let has_max = l.has_maximum()
+        || (rate_basis && (l.max_mg_per_kg_per_h.is_some() || l.max_mg_per_h.is_some()))
+        || req.max_mg_per_kg.is_some()
+        || req.max_mg.is_some();
+    if !has_max {
+        ws.warnings.push(format!(
+            "no maximum dose is set for protocol '{}': it is a clinic setting (the reference has no consensus maximum, e.g. §2.1); the medical director sets it in the clinic's copy of the protocol",
+            p.id
+        ));
+    }
+}
+
+/// The doses the protocol allows (the label's, or the clinic's titration steps).
+fn allowed_doses(req: &DoseRequest, p: &Protocol, ws: &mut Worksheet) {
+    let allowed = p.allowed_doses(req.age_years);
+    if allowed.is_empty() || req.dose.basis() != p.dose.basis {
+        return;
+    }
     let requested = req.dose.value();
     let unit = req.dose.basis().unit();
-    let check_max = |limits_checked: &mut Vec<String>,
-                     refusals: &mut Vec<FieldError>,
-                     actual: f64,
-                     unit: &str,
-                     lim: &SourcedValue,
-                     whose: &str| {
-        limits_checked.push(format!("maximum {} {unit} ({})", fmt_num(lim.value), lim.source));
-        if actual > lim.value && !same(actual, lim.value) {
-            refusals.push(FieldError::new(
-                "dose",
-                format!(
-                    "{} {unit} is above {whose} maximum of {} {unit} ({})",
-                    fmt_num(actual),
-                    fmt_num(lim.value),
-                    lim.source
-                ),
-            ));
-        }
+    let list = |v: &[f64]| v.iter().map(|x| fmt_num(*x)).collect::<Vec<_>>().join(", ");
+    let source = match (p.is_elderly(req.age_years), &p.dose.allowed_elderly) {
+        (Some(true), Some(e)) => &e.source,
+        _ => &p.dose.allowed.as_ref().expect("non-empty").source,
     };
-    let check_min = |limits_checked: &mut Vec<String>,
-                     refusals: &mut Vec<FieldError>,
-                     actual: f64,
-                     unit: &str,
-                     lim: &SourcedValue| {
-        limits_checked.push(format!("minimum {} {unit} ({})", fmt_num(lim.value), lim.source));
-        if actual < lim.value && !same(actual, lim.value) {
-            refusals.push(FieldError::new(
-                "dose",
-                format!(
-                    "{} {unit} is below this protocol's minimum of {} {unit} ({})",
-                    fmt_num(actual),
-                    fmt_num(lim.value),
-                    lim.source
-                ),
-            ));
-        }
-    };
-    let rate = dose_rate.as_ref();
-    if let Some(p) = protocol {
-        let l = &p.limits;
-        if req.dose.basis() != p.dose.basis {
-            refuse(
-                &mut refusals,
-                "dose",
-                format!(
-                    "protocol '{}' doses in {}; give the dose as {}",
-                    p.id,
-                    p.dose.basis.unit(),
-                    p.dose.basis.unit()
-                ),
-            );
-        }
-        if let Some(lim) = &l.max_mg_per_kg {
-            check_max(&mut limits_checked, &mut refusals, dose_mg_per_kg.0, "mg/kg", lim, "this protocol's");
-        }
-        if let Some(lim) = &l.max_mg {
-            check_max(&mut limits_checked, &mut refusals, dose_mg.0, "mg", lim, "this protocol's");
-        }
-        if let Some(lim) = &l.min_mg_per_kg {
-            check_min(&mut limits_checked, &mut refusals, dose_mg_per_kg.0, "mg/kg", lim);
-        }
-        if let Some(lim) = &l.min_mg {
-            check_min(&mut limits_checked, &mut refusals, dose_mg.0, "mg", lim);
-        }
-        if let (Some(lim), Some(r)) = (&l.max_mg_per_kg_per_h, rate) {
-            check_max(&mut limits_checked, &mut refusals, r.mg_per_kg_per_h.0, "mg/kg/h", lim, "this protocol's");
-        }
-        if let (Some(lim), Some(r)) = (&l.max_mg_per_h, rate) {
-            check_max(&mut limits_checked, &mut refusals, r.mg_per_h.0, "mg/h", lim, "this protocol's");
-        }
-        let rate_basis = matches!(p.dose.basis, DoseBasis::MgPerKgPerH | DoseBasis::MgPerH);
-        let has_max = l.has_maximum()
-            || (rate_basis && (l.max_mg_per_kg_per_h.is_some() || l.max_mg_per_h.is_some()))
-            || req.max_mg_per_kg.is_some()
-            || req.max_mg.is_some();
-        if !has_max {
-            warnings.push(format!(
-                "no maximum dose is set for protocol '{}': it is a clinic setting (the reference has no consensus maximum, e.g. §2.1); the medical director sets it in the clinic's copy of the protocol",
-                p.id
-            ));
-        }
+    ws.limits_checked.push(format!("allowed doses {} {unit} ({source})", list(allowed)));
+    if !allowed.iter().any(|a| same(*a, requested)) {
+        let elderly_only =
+            p.dose.allowed_elderly.as_ref().is_some_and(|e| e.values.iter().any(|a| same(*a, requested)));
+        let why = if elderly_only && req.age_years.is_none() {
+            format!(
+                "; {} {unit} is allowed from age {}: give the patient's age",
+                fmt_num(requested),
+                p.dose.elderly_from_age.as_ref().map_or(String::new(), |a| fmt_num(a.value))
+            )
+        } else {
+            String::new()
+        };
+        ws.refuse(
+            "dose",
+            format!(
+                "{} {unit} is not one of this protocol's doses ({} {unit}; {source}){why}",
+                fmt_num(requested),
+                list(allowed)
+            ),
+        );
+    }
+}
 
-        // The doses the protocol allows (the label's, or the clinic's titration steps).
-        let allowed = p.allowed_doses(req.age_years);
-        let list = |v: &[f64]| v.iter().map(|x| fmt_num(*x)).collect::<Vec<_>>().join(", ");
-        if !allowed.is_empty() && req.dose.basis() == p.dose.basis {
-            let source = match (p.is_elderly(req.age_years), &p.dose.allowed_elderly) {
-                (Some(true), Some(e)) => &e.source,
-                _ => &p.dose.allowed.as_ref().expect("non-empty").source,
-            };
-            limits_checked.push(format!("allowed doses {} {unit} ({source})", list(allowed)));
-            if !allowed.iter().any(|a| same(*a, requested)) {
-                let elderly_only =
-                    p.dose.allowed_elderly.as_ref().is_some_and(|e| e.values.iter().any(|a| same(*a, requested)));
-                let why = if elderly_only && req.age_years.is_none() {
-                    format!(
-                        "; {} {unit} is allowed from age {}: give the patient's age",
-                        fmt_num(requested),
-                        p.dose.elderly_from_age.as_ref().map_or(String::new(), |a| fmt_num(a.value))
-                    )
-                } else {
-                    String::new()
-                };
-                refuse(
-                    &mut refusals,
-                    "dose",
-                    format!(
-                        "{} {unit} is not one of this protocol's doses ({} {unit}; {source}){why}",
-                        fmt_num(requested),
-                        list(allowed)
-                    ),
-                );
-            }
-        }
-        if req.first_session
-            && let Some(first) = p.first_dose(req.age_years)
-        {
-            limits_checked.push(format!("first-session dose {} {unit} ({})", fmt_num(first.value), first.source));
-            if !same(first.value, requested) && req.dose.basis() == p.dose.basis {
-                refuse(
-                    &mut refusals,
-                    "dose",
-                    format!(
-                        "the first session's dose is {} {unit} ({}), not {} {unit}",
-                        fmt_num(first.value),
-                        first.source,
-                        fmt_num(requested)
-                    ),
-                );
-            }
-            if p.dose.first_elderly.is_some() && req.age_years.is_none() {
-                warnings.push(format!(
-                    "age not given: the first-session dose from age {} is {} {unit} ({})",
-                    p.dose.elderly_from_age.as_ref().map_or(String::new(), |a| fmt_num(a.value)),
-                    p.dose.first_elderly.as_ref().map_or(String::new(), |f| fmt_num(f.value)),
-                    p.dose.first_elderly.as_ref().map_or("", |f| f.source.as_str()),
-                ));
-            }
-        }
-        if let Some(r) = &p.dose.reported_range
-            && req.dose.basis() == p.dose.basis
-            && (requested < r.min - 1e-9 || requested > r.max + 1e-9)
-        {
-            warnings.push(format!(
-                "{} {unit} is outside the reported range of {}-{} {unit} ({})",
-                fmt_num(requested),
-                fmt_num(r.min),
-                fmt_num(r.max),
-                r.source
-            ));
-        }
-        if let Some(s) = &p.dose.standard
-            && req.dose.basis() == p.dose.basis
-            && !same(s.value, requested)
-        {
-            warnings.push(format!(
-                "{} {unit} differs from the protocol's standard dose of {} {unit} ({})",
-                fmt_num(requested),
-                fmt_num(s.value),
-                s.source
-            ));
-        }
-        if let Some(inf) = &p.infusion {
-            if let (Some(std), Some(m)) = (&inf.minutes, req.infusion_min)
-                && !same(std.value, m.0 as f64)
-            {
-                warnings.push(format!(
-                    "an infusion of {} min differs from the protocol's {} min ({})",
-                    m.0,
-                    fmt_num(std.value),
-                    std.source
-                ));
-            }
-            if let (Some(r), Some(m)) = (&inf.reported_minutes_range, infusion_min)
-                && ((m.0 as f64) < r.min || (m.0 as f64) > r.max)
-            {
-                warnings.push(format!(
-                    "{} min is outside the reported {}-{} min ({})",
-                    m.0,
-                    fmt_num(r.min),
-                    fmt_num(r.max),
-                    r.source
-                ));
-            }
-        }
-        if let Some(dev) = &p.device {
-            let per = dev.mg_per_device.value;
-            let n = dose_mg.0 / per;
-            if (n - n.round()).abs() > 1e-9 || n.round() < 1.0 {
-                refuse(
-                    &mut refusals,
-                    "dose",
-                    format!(
-                        "{} mg is not a whole number of {} mg devices ({})",
-                        fmt_num(dose_mg.0),
-                        fmt_num(per),
-                        dev.mg_per_device.source
-                    ),
-                );
-            } else {
-                let devices = n.round() as u32;
-                let between = dev.minutes_between.value;
-                steps.push(format!(
-                    "devices = {} mg ÷ {} mg = {devices}, {} min apart ({} min from the first to the last)",
-                    fmt_num(dose_mg.0),
-                    fmt_num(per),
-                    fmt_num(between),
-                    fmt_num(between * f64::from(devices - 1))
-                ));
-                nasal = Some(NasalAdministration {
-                    devices,
-                    mg_per_device: Milligrams(per),
-                    minutes_between_devices: between,
-                    minutes_first_to_last: between * f64::from(devices - 1),
-                });
-            }
-        }
-    } else {
-        warnings.push("no protocol given: only the limits in the request are checked".into());
+fn first_session_dose(req: &DoseRequest, p: &Protocol, ws: &mut Worksheet) {
+    if !req.first_session {
+        return;
     }
-    let request_limit = |v: f64, source: &str| SourcedValue { value: v, source: source.into() };
-    if let Some(m) = req.max_mg_per_kg {
-        check_max(
-            &mut limits_checked,
-            &mut refusals,
-            dose_mg_per_kg.0,
-            "mg/kg",
-            &request_limit(m.0, "given with this calculation"),
-            "the requested",
+    let Some(first) = p.first_dose(req.age_years) else { return };
+    let requested = req.dose.value();
+    let unit = req.dose.basis().unit();
+    ws.limits_checked.push(format!("first-session dose {} {unit} ({})", fmt_num(first.value), first.source));
+    if !same(first.value, requested) && req.dose.basis() == p.dose.basis {
+        ws.refuse(
+            "dose",
+            format!(
+                "the first session's dose is {} {unit} ({}), not {} {unit}",
+                fmt_num(first.value),
+                first.source,
+                fmt_num(requested)
+            ),
         );
     }
-    if let Some(m) = req.max_mg {
-        check_max(
-            &mut limits_checked,
-            &mut refusals,
-            dose_mg.0,
-            "mg",
-            &request_limit(m.0, "given with this calculation"),
-            "the requested",
+    if p.dose.first_elderly.is_some() && req.age_years.is_none() {
+        ws.warnings.push(format!(
+            "age not given: the first-session dose from age {} is {} {unit} ({})",
+            p.dose.elderly_from_age.as_ref().map_or(String::new(), |a| fmt_num(a.value)),
+            p.dose.first_elderly.as_ref().map_or(String::new(), |f| fmt_num(f.value)),
+            p.dose.first_elderly.as_ref().map_or("", |f| f.source.as_str()),
+        ));
+    }
+}
+
+/// Warnings, not refusals: a dose or infusion time outside what the literature reports, or
+/// different from the protocol's standard.
+fn reported_doses(req: &DoseRequest, p: &Protocol, dose: &Dose<'_>, ws: &mut Worksheet) {
+    let requested = req.dose.value();
+    let unit = req.dose.basis().unit();
+    if let Some(r) = &p.dose.reported_range
+        && req.dose.basis() == p.dose.basis
+        && (requested < r.min - 1e-9 || requested > r.max + 1e-9)
+    {
+        ws.warnings.push(format!(
+            "{} {unit} is outside the reported range of {}-{} {unit} ({})",
+            fmt_num(requested),
+            fmt_num(r.min),
+            fmt_num(r.max),
+            r.source
+        ));
+    }
+    if let Some(s) = &p.dose.standard
+        && req.dose.basis() == p.dose.basis
+        && !same(s.value, requested)
+    {
+        ws.warnings.push(format!(
+            "{} {unit} differs from the protocol's standard dose of {} {unit} ({})",
+            fmt_num(requested),
+            fmt_num(s.value),
+            s.source
+        ));
+    }
+    let Some(inf) = &p.infusion else { return };
+    if let (Some(std), Some(m)) = (&inf.minutes, req.infusion_min)
+        && !same(std.value, m.0 as f64)
+    {
+        ws.warnings.push(format!(
+            "an infusion of {} min differs from the protocol's {} min ({})",
+            m.0,
+            fmt_num(std.value),
+            std.source
+        ));
+    }
+    if let (Some(r), Some(m)) = (&inf.reported_minutes_range, dose.infusion_min)
+        && ((m.0 as f64) < r.min || (m.0 as f64) > r.max)
+    {
+        ws.warnings.push(format!(
+            "{} min is outside the reported {}-{} min ({})",
+            m.0,
+            fmt_num(r.min),
+            fmt_num(r.max),
+            r.source
+        ));
+    }
+}
+
+/// A nasal spray dose as a whole number of devices, given a set time apart.
+fn nasal_devices(
+    dose_mg: Milligrams,
+    dev: &crate::protocols::Device,
+    ws: &mut Worksheet,
+) -> Option<NasalAdministration> {
+    let per = dev.mg_per_device.value;
+    let n = dose_mg.0 / per;
+    if (n - n.round()).abs() > 1e-9 || n.round() < 1.0 {
+        ws.refuse(
+            "dose",
+            format!(
+                "{} mg is not a whole number of {} mg devices ({})",
+                fmt_num(dose_mg.0),
+                fmt_num(per),
+                dev.mg_per_device.source
+            ),
         );
+        return None;
     }
-    if !refusals.is_empty() {
-        return Err(DomainError::Invalid(refusals));
-    }
-    Ok(DoseCalculation {
-        protocol: protocol.map(|p| p.id.clone()),
-        route,
-        weight_kg: req.weight_kg,
-        weight_type: req.weight_type,
-        dose_mg,
-        dose_mg_per_kg,
-        infusion_min,
-        dose_rate,
-        drug_volume,
-        bag,
-        pump,
-        nasal,
-        limits_checked,
-        warnings,
-        steps,
+    let devices = n.round() as u32;
+    let between = dev.minutes_between.value;
+    ws.steps.push(format!(
+        "devices = {} mg ÷ {} mg = {devices}, {} min apart ({} min from the first to the last)",
+        fmt_num(dose_mg.0),
+        fmt_num(per),
+        fmt_num(between),
+        fmt_num(between * f64::from(devices - 1))
+    ));
+    Some(NasalAdministration {
+        devices,
+        mg_per_device: Milligrams(per),
+        minutes_between_devices: between,
+        minutes_first_to_last: between * f64::from(devices - 1),
     })
 }
 

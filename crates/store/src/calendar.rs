@@ -19,6 +19,8 @@ use keta_domain::calendar::{
 };
 use keta_domain::course::{CourseStatus, Route};
 use keta_domain::ids::{ChairId, CourseId, PatientId, SessionId, SiteId};
+use std::sync::Arc;
+
 use keta_domain::protocols::{ProtocolLibrary, ScheduleRequest, generate_schedule};
 use keta_domain::schedule::ScheduledSession;
 use keta_domain::session::{SessionAction, SessionDay, SessionState, StepContext, TreatmentSession};
@@ -424,7 +426,7 @@ impl Store {
         &self,
         actor: &Actor,
         course: CourseId,
-        protocols: &'static ProtocolLibrary,
+        protocols: Arc<ProtocolLibrary>,
         req: BookCourse,
     ) -> Result<Vec<ScheduledSession>> {
         require_scheduling(actor)?;
@@ -558,7 +560,7 @@ impl Store {
         &self,
         actor: &Actor,
         id: SessionId,
-        protocols: &'static ProtocolLibrary,
+        protocols: Arc<ProtocolLibrary>,
         req: NoShow,
     ) -> Result<NoShowResult> {
         require_scheduling(actor)?;

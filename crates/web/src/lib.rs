@@ -13,8 +13,8 @@ pub mod extract;
 pub mod fhir;
 pub mod fhir_import;
 pub mod idempotency;
-pub mod monitors;
 pub mod metrics;
+pub mod monitors;
 pub mod observe;
 pub mod pages;
 pub mod reminders;
@@ -46,6 +46,9 @@ pub struct AppState {
     pub trusted_proxies: serving::TrustedProxies,
     /// Metrics, readiness while shutting down, and the shutdown itself (`observe`).
     pub observe: std::sync::Arc<observe::Observability>,
+    /// The protocol library: the built-in protocols plus the clinic's own files, read once at
+    /// start-up (`keta serve --protocols-dir`), so a bad file stops the server, not a dose.
+    pub protocols: std::sync::Arc<keta_domain::protocols::ProtocolLibrary>,
 }
 
 impl AppState {
@@ -58,6 +61,7 @@ impl AppState {
             break_glass_minutes: 60,
             reminders: reminders::Reminders::log_only("http://localhost:8080"),
             trusted_proxies: serving::TrustedProxies::default(),
+            protocols: std::sync::Arc::new(keta_domain::protocols::ProtocolLibrary::builtin().clone()),
         }
     }
 
@@ -70,6 +74,12 @@ impl AppState {
     /// Sets who may read `/metrics`, the shutdown grace and the reconnect hint.
     pub fn with_observability(mut self, o: observe::Observability) -> Self {
         self.observe = std::sync::Arc::new(o);
+        self
+    }
+
+    /// Uses this protocol library (the built-in one plus the clinic's files).
+    pub fn with_protocols(mut self, lib: keta_domain::protocols::ProtocolLibrary) -> Self {
+        self.protocols = std::sync::Arc::new(lib);
         self
     }
 

@@ -1,10 +1,11 @@
 //! The sign-in pages: first-run setup, password, authenticator code, re-authentication,
-//! sign-out and break-glass. Plain server-rendered HTML with no script.
+//! sign-out and break-glass. Plain server-rendered HTML with no script, from the templates in
+//! `templates/auth/` like every other page.
 
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
 use keta_domain::access::Role;
 use keta_domain::ids::PatientId;
 use keta_store::Actor;
@@ -13,58 +14,90 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::auth::{self, CurrentUser, clear_cookie, session_cookie, session_token};
+use crate::ui::page::render_status;
 
-/// HTML-escapes text for element content and quoted attributes.
-pub fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            _ => o.push(c),
-        }
+/// The sign-in pages' templates (`templates/auth/`): one layout with the title and an
+/// optional error, escaped by askama like every other page.
+mod view {
+    use askama::Template;
+
+    #[derive(Template)]
+    #[template(path = "auth/login.html")]
+    pub struct Login<'a> {
+        pub title: &'a str,
+        pub error: Option<&'a str>,
+        pub next: &'a str,
+        pub user: &'a str,
     }
-    o
-}
 
-fn page(title: &str, body: &str) -> Html<String> {
-    Html(format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} · Keta</title><link rel="stylesheet" href="/static/auth.css"></head>
-<body class="auth"><main class="auth-card"><h1>Keta</h1><h2>{title}</h2>{body}</main></body></html>"#,
-        title = esc(title)
-    ))
+    #[derive(Template)]
+    #[template(path = "auth/code.html")]
+    pub struct Code<'a> {
+        pub title: &'a str,
+        pub error: Option<&'a str>,
+        pub next: &'a str,
+    }
+
+    #[derive(Template)]
+    #[template(path = "auth/reauth.html")]
+    pub struct Reauth<'a> {
+        pub title: &'a str,
+        pub error: Option<&'a str>,
+        pub why: &'a str,
+        pub csrf: &'a str,
+        pub next: &'a str,
+        pub name: &'a str,
+    }
+
+    #[derive(Template)]
+    #[template(path = "auth/setup.html")]
+    pub struct Setup<'a> {
+        pub title: &'a str,
+        pub error: Option<&'a str>,
+        pub username: &'a str,
+        pub display_name: &'a str,
+    }
+
+    #[derive(Template)]
+    #[template(path = "auth/setup_done.html")]
+    pub struct SetupDone<'a> {
+        pub title: &'a str,
+        pub error: Option<&'a str>,
+        pub username: &'a str,
+        pub secret: &'a str,
+    }
+
+    #[derive(Template)]
+    #[template(path = "auth/forbidden.html")]
+    pub struct Forbidden<'a> {
+        pub title: &'a str,
+        pub error: Option<&'a str>,
+        pub detail: &'a str,
+    }
+
+    #[derive(Template)]
+    #[template(path = "auth/other_site.html")]
+    pub struct OtherSite<'a> {
+        pub title: &'a str,
+        pub error: Option<&'a str>,
+        pub host: &'a str,
+    }
 }
 
 /// The page shown when a signed-in user's role does not allow a screen.
 pub fn forbidden_page(detail: &str) -> Response {
-    let body = format!(r#"<p class="error" role="alert">{}</p><p><a href="/today">Back to Today</a></p>"#, esc(detail));
-    (axum::http::StatusCode::FORBIDDEN, page("Not allowed for your role", &body)).into_response()
+    let t = view::Forbidden { title: "Not allowed for your role", error: None, detail };
+    render_status(StatusCode::FORBIDDEN, &t)
 }
 
-/// A form refused because the browser did not show it came from Keta's own pages (issue 15).
+/// A form refused because the browser did not show it came from Keta's own pages.
 /// Over plain HTTP from another machine on the clinic's network this is what happens: browsers
 /// send the proof (`Origin`, `Sec-Fetch-Site`) and keep the `Secure` sign-in cookie only for
 /// HTTPS (or the server's own loopback address). The page says what to do instead of showing
 /// raw JSON.
 pub fn other_site_page(host: &str) -> Response {
-    let body = format!(
-        r#"<p class="error" role="alert">Keta refused this form: your browser did not show that it came from Keta's own pages, so nothing was saved.</p>
-<p><strong>Opened Keta from another computer or tablet with an address starting <code>http://</code>?</strong> That is the cause: staff sign-in works only over HTTPS, or on the server itself at <code>http://127.0.0.1</code>. Open Keta at <code>https://{host}/</code> instead.</p>
-<p>If that address does not answer, ask whoever runs the server to serve Keta over HTTPS: <code>keta serve --tls-cert cert.pem --tls-key key.pem</code>, or behind the clinic's reverse proxy (see <code>docs/serving.md</code>).</p>
-<p>Came here from a link in an e-mail or another web site? Do not resubmit; open Keta yourself and try again.</p>
-<p><a href="/login">Back to sign-in</a></p>"#,
-        host = esc(host)
-    );
-    (axum::http::StatusCode::FORBIDDEN, page("This form came from another site", &body)).into_response()
-}
-
-fn error_block(msg: Option<&str>) -> String {
-    msg.map(|m| format!(r#"<p class="error" role="alert">{}</p>"#, esc(m))).unwrap_or_default()
+    let t = view::OtherSite { title: "This form came from another site", error: None, host };
+    render_status(StatusCode::FORBIDDEN, &t)
 }
 
 /// Only local paths are accepted as a place to return to.
@@ -80,27 +113,15 @@ pub struct NextParam {
     next: Option<String>,
 }
 
-fn login_form(next: &str, user: &str, error: Option<&str>) -> Html<String> {
-    page(
-        "Sign in",
-        &format!(
-            r#"{err}<form method="post" action="/login" class="stack">
-<input type="hidden" name="next" value="{next}">
-<label for="username">User name</label><input id="username" name="username" autocomplete="username" required value="{user}" autofocus>
-<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
-<button type="submit">Continue</button></form>"#,
-            err = error_block(error),
-            next = esc(next),
-            user = esc(user)
-        ),
-    )
+fn login_form(status: StatusCode, next: &str, user: &str, error: Option<&str>) -> Response {
+    render_status(status, &view::Login { title: "Sign in", error, next, user })
 }
 
 pub async fn get_login(State(st): State<AppState>, Query(q): Query<NextParam>) -> Response {
     if st.store.user_count().await.unwrap_or(1) == 0 {
         return Redirect::to("/setup").into_response();
     }
-    login_form(&safe_next(q.next.as_deref()), "", None).into_response()
+    login_form(StatusCode::OK, &safe_next(q.next.as_deref()), "", None)
 }
 
 #[derive(Deserialize)]
@@ -121,8 +142,8 @@ pub async fn post_login(
     if let Some(wait) = st.throttle.check(&f.username, auth::client_ip(&req_parts)) {
         let secs = auth::retry_after_seconds(wait);
         let msg = format!("Too many attempts. Try again in {secs} seconds.");
-        let page = (axum::http::StatusCode::TOO_MANY_REQUESTS, login_form(&next, &f.username, Some(&msg)));
-        return auth::with_retry_after(page.into_response(), secs);
+        let page = login_form(StatusCode::TOO_MANY_REQUESTS, &next, &f.username, Some(&msg));
+        return auth::with_retry_after(page, secs);
     }
     match st.store.begin_sign_in(&f.username, &f.password).await {
         Ok(Some(token)) => {
@@ -132,30 +153,18 @@ pub async fn post_login(
         }
         Ok(None) => {
             st.throttle.failed(&f.username);
-            (axum::http::StatusCode::UNAUTHORIZED, login_form(&next, &f.username, Some(GENERIC_FAILURE)))
-                .into_response()
+            login_form(StatusCode::UNAUTHORIZED, &next, &f.username, Some(GENERIC_FAILURE))
         }
         Err(e) => crate::error::ApiError::from(e).into_response(),
     }
 }
 
-fn code_form(next: &str, error: Option<&str>) -> Html<String> {
-    page(
-        "Authenticator code",
-        &format!(
-            r#"{err}<form method="post" action="/login/code" class="stack">
-<input type="hidden" name="next" value="{next}">
-<label for="code">6-digit code from your authenticator app</label>
-<input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]{{6,7}}" required autofocus>
-<button type="submit">Sign in</button></form>"#,
-            err = error_block(error),
-            next = esc(next)
-        ),
-    )
+fn code_form(status: StatusCode, next: &str, error: Option<&str>) -> Response {
+    render_status(status, &view::Code { title: "Authenticator code", error, next })
 }
 
-pub async fn get_code(Query(q): Query<NextParam>) -> Html<String> {
-    code_form(&safe_next(q.next.as_deref()), None)
+pub async fn get_code(Query(q): Query<NextParam>) -> Response {
+    code_form(StatusCode::OK, &safe_next(q.next.as_deref()), None)
 }
 
 #[derive(Deserialize)]
@@ -169,11 +178,11 @@ pub async fn post_code(State(st): State<AppState>, headers: HeaderMap, Form(f): 
     let Some(token) = session_token(&headers) else { return Redirect::to("/login").into_response() };
     match st.store.complete_second_factor(&token, &f.code).await {
         Ok(true) => Redirect::to(&next).into_response(),
-        Ok(false) => (
-            axum::http::StatusCode::UNAUTHORIZED,
-            code_form(&next, Some("That code is not right or was already used. Wait for the next code.")),
-        )
-            .into_response(),
+        Ok(false) => code_form(
+            StatusCode::UNAUTHORIZED,
+            &next,
+            Some("That code is not right or was already used. Wait for the next code."),
+        ),
         Err(e) => crate::error::ApiError::from(e).into_response(),
     }
 }
@@ -188,32 +197,19 @@ pub async fn post_logout(State(st): State<AppState>, headers: HeaderMap) -> Resp
     r
 }
 
-fn reauth_form(user: &CurrentUser, next: &str, error: Option<&str>) -> Html<String> {
+fn reauth_form(status: StatusCode, user: &CurrentUser, next: &str, error: Option<&str>) -> Response {
     // In kiosk mode this page is the only way back from the patient's tablet to staff pages.
     let (title, why) = if user.kiosk_patient.is_some() {
         ("Staff: unlock the tablet", "The tablet is in kiosk mode. Staff enter their password to use it again.")
     } else {
         ("Confirm it is you", "Signing records and controlled-substance entries need your password again.")
     };
-    page(
-        title,
-        &format!(
-            r#"{err}<p>{why}</p>
-<form method="post" action="/reauth" class="stack">
-<input type="hidden" name="csrf_token" value="{csrf}"><input type="hidden" name="next" value="{next}">
-<label for="password">Password for {name}</label><input id="password" name="password" type="password" autocomplete="current-password" required autofocus>
-<button type="submit">Confirm</button></form>"#,
-            err = error_block(error),
-            why = esc(why),
-            csrf = esc(&user.csrf_token),
-            next = esc(next),
-            name = esc(&user.username)
-        ),
-    )
+    let t = view::Reauth { title, error, why, csrf: &user.csrf_token, next, name: &user.username };
+    render_status(status, &t)
 }
 
-pub async fn get_reauth(user: CurrentUser, Query(q): Query<NextParam>) -> Html<String> {
-    reauth_form(&user, &safe_next(q.next.as_deref()), None)
+pub async fn get_reauth(user: CurrentUser, Query(q): Query<NextParam>) -> Response {
+    reauth_form(StatusCode::OK, &user, &safe_next(q.next.as_deref()), None)
 }
 
 #[derive(Deserialize)]
@@ -234,11 +230,13 @@ pub async fn post_reauth(
     let Some(token) = session_token(&headers) else { return Redirect::to("/login").into_response() };
     // Throttled like sign-in, so a patient holding a kiosk tablet cannot guess the password.
     if let Some(wait) = st.throttle.check(&user.username, None) {
-        let page = (
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
-            reauth_form(&user, &next, Some("Too many wrong passwords. Wait a moment and try again.")),
+        let page = reauth_form(
+            StatusCode::TOO_MANY_REQUESTS,
+            &user,
+            &next,
+            Some("Too many wrong passwords. Wait a moment and try again."),
         );
-        return auth::with_retry_after(page.into_response(), auth::retry_after_seconds(wait));
+        return auth::with_retry_after(page, auth::retry_after_seconds(wait));
     }
     match st.store.reauthenticate(&token, &f.password).await {
         Ok(Some(new_token)) => {
@@ -249,36 +247,27 @@ pub async fn post_reauth(
         }
         Ok(None) => {
             st.throttle.failed(&user.username);
-            (axum::http::StatusCode::UNAUTHORIZED, reauth_form(&user, &next, Some("That password is not right.")))
-                .into_response()
+            reauth_form(StatusCode::UNAUTHORIZED, &user, &next, Some("That password is not right."))
         }
         Err(e) => crate::error::ApiError::from(e).into_response(),
     }
 }
 
-fn setup_form(error: Option<&str>, f: Option<&SetupForm>) -> Html<String> {
-    let v = |g: fn(&SetupForm) -> &str| f.map(g).map(esc).unwrap_or_default();
-    page(
-        "First-run setup",
-        &format!(
-            r#"{err}<p>No accounts exist yet. Create the first administrator. There are no default accounts.</p>
-<form method="post" action="/setup" class="stack">
-<label for="username">User name</label><input id="username" name="username" required value="{u}">
-<label for="display_name">Full name (as printed on signatures)</label><input id="display_name" name="display_name" required value="{d}">
-<label for="password">Password (at least 8 characters; a phrase works well)</label><input id="password" name="password" type="password" autocomplete="new-password" required>
-<button type="submit">Create administrator</button></form>"#,
-            err = error_block(error),
-            u = v(|f| &f.username),
-            d = v(|f| &f.display_name)
-        ),
-    )
+fn setup_form(status: StatusCode, error: Option<&str>, f: Option<&SetupForm>) -> Response {
+    let t = view::Setup {
+        title: "First-run setup",
+        error,
+        username: f.map_or("", |f| &f.username),
+        display_name: f.map_or("", |f| &f.display_name),
+    };
+    render_status(status, &t)
 }
 
 pub async fn get_setup(State(st): State<AppState>) -> Response {
     if st.store.user_count().await.unwrap_or(1) > 0 {
         return Redirect::to("/login").into_response();
     }
-    setup_form(None, None).into_response()
+    setup_form(StatusCode::OK, None, None)
 }
 
 #[derive(Deserialize)]
@@ -302,19 +291,18 @@ pub async fn post_setup(State(st): State<AppState>, Form(f): Form<SetupForm>) ->
         totp_secret: None,
     };
     match st.store.create_user(&Actor::system(), new).await {
-        Ok((user, secret)) => page(
-            "Administrator created",
-            &format!(
-                r#"<p>Add this key to your authenticator app (TOTP, 6 digits, 30 seconds), then sign in as <strong>{u}</strong>.</p>
-<p class="secret"><code>{s}</code></p><p><a href="/login">Sign in</a></p>"#,
-                u = esc(&user.username),
-                s = esc(&secret)
-            ),
-        )
-        .into_response(),
+        Ok((user, secret)) => {
+            let t = view::SetupDone {
+                title: "Administrator created",
+                error: None,
+                username: &user.username,
+                secret: &secret,
+            };
+            render_status(StatusCode::OK, &t)
+        }
         Err(e) => {
             let msg = e.to_string();
-            (axum::http::StatusCode::UNPROCESSABLE_ENTITY, setup_form(Some(&msg), Some(&f))).into_response()
+            setup_form(StatusCode::UNPROCESSABLE_ENTITY, Some(&msg), Some(&f))
         }
     }
 }

@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use time::Date;
 
 use crate::AppState;
-use crate::api::dosing::protocol_library;
 use crate::auth::CurrentUser;
 use crate::error::{ApiResult, Problem};
 use crate::extract::{Json, Path, Query};
@@ -52,8 +51,7 @@ pub async fn post_course_bookings(
     Path(id): Path<i64>,
     Json(req): Json<BookCourse>,
 ) -> ApiResult<(StatusCode, Json<Vec<ScheduledSession>>)> {
-    let lib = protocol_library()?;
-    Ok((StatusCode::CREATED, Json(st.store.book_course(&a, CourseId(id), lib, req).await?)))
+    Ok((StatusCode::CREATED, Json(st.store.book_course(&a, CourseId(id), st.protocols.clone(), req).await?)))
 }
 
 /// Moves a booked session to another local date and time (and chair). Refused (409) when the chair is
@@ -98,8 +96,7 @@ pub async fn post_no_show(
     Path(id): Path<i64>,
     Json(req): Json<NoShow>,
 ) -> ApiResult<Json<NoShowResult>> {
-    let lib = protocol_library()?;
-    Ok(Json(st.store.record_no_show(&a, SessionId(id), lib, req).await?))
+    Ok(Json(st.store.record_no_show(&a, SessionId(id), st.protocols.clone(), req).await?))
 }
 
 /// The front desk marks the patient arrived: today's booked session is checked in and the patient is
@@ -136,7 +133,7 @@ async fn order_view(st: &AppState, a: &keta_store::Actor, course: CourseId) -> A
             calculation_note: Some("no order recorded".into()),
         });
     };
-    let lib = protocol_library()?;
+    let lib = &*st.protocols;
     let c = st.store.get_course(a, course).await?;
     let weight = st
         .store
@@ -177,7 +174,7 @@ pub async fn put_course_order(
     Path(id): Path<i64>,
     Json(order): Json<NewCourseOrder>,
 ) -> ApiResult<Json<OrderView>> {
-    let lib = protocol_library()?;
+    let lib = &*st.protocols;
     let p = lib.require(&order.protocol_id)?;
     st.store.record_course_order(&a, CourseId(id), p, order).await?;
     Ok(Json(order_view(&st, &a, CourseId(id)).await?))

@@ -2,13 +2,10 @@
 //! calculator (pure), dose records with a second-person check, cumulative exposure, a
 //! course schedule from a protocol, and the PK simulator.
 //!
-//! The protocol library is the built-in one plus the clinic's `*.toml` files in
-//! `KETA_PROTOCOLS_DIR`, read once ([`protocol_library`]). [`simulate_pk`] is the whole
+//! The protocol library is the built-in one plus the clinic's `*.toml` files, read once when
+//! the server starts and carried in [`AppState::protocols`]. [`simulate_pk`] is the whole
 //! PK request → curve computation, shared with `keta pk simulate` and the session
 //! screen.
-
-use std::path::Path;
-use std::sync::OnceLock;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -25,49 +22,6 @@ use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Json, Path as UrlPath};
 
-/// The environment variable naming the folder of the clinic's own protocol files.
-pub const PROTOCOLS_DIR_ENV: &str = "KETA_PROTOCOLS_DIR";
-
-/// The built-in library plus the `*.toml` files of `dir` (in name order), every problem
-/// reported at once.
-pub fn load_protocol_library(dir: Option<&Path>) -> Result<ProtocolLibrary, String> {
-    let builtin = ProtocolLibrary::builtin();
-    let Some(dir) = dir else { return Ok(builtin.clone()) };
-    let mut files = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("reading the protocol folder {}: {e}", dir.display()))?;
-    let mut paths: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    paths.sort();
-    for p in paths {
-        let text = std::fs::read_to_string(&p).map_err(|e| format!("reading {}: {e}", p.display()))?;
-        files.push((p.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()), text));
-    }
-    builtin.with_clinic_files(&files).map_err(|e| e.to_string())
-}
-
-/// The library the server uses: read once from [`PROTOCOLS_DIR_ENV`]. Invalid clinic
-/// files make every dosing request fail with their problems (never silently ignored).
-pub fn protocol_library() -> ApiResult<&'static ProtocolLibrary> {
-    static LIB: OnceLock<Result<ProtocolLibrary, String>> = OnceLock::new();
-    let lib = LIB.get_or_init(|| {
-        let dir = std::env::var_os(PROTOCOLS_DIR_ENV).filter(|d| !d.is_empty());
-        let r = load_protocol_library(dir.as_deref().map(Path::new));
-        if let Err(e) = &r {
-            tracing::error!(error = %e, "the clinic's protocol files are invalid");
-        }
-        r
-    });
-    lib.as_ref().map_err(|e| ApiError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        kind: "protocols",
-        title: "The clinic's protocol files are invalid",
-        detail: format!("fix the files in {PROTOCOLS_DIR_ENV}: {e}"),
-        errors: vec![],
-    })
-}
-
 fn resolve(lib: &ProtocolLibrary, id: Option<&str>) -> ApiResult<Option<Protocol>> {
     Ok(match id {
         Some(id) => Some(lib.require(id)?.clone()),
@@ -78,8 +32,8 @@ fn resolve(lib: &ProtocolLibrary, id: Option<&str>) -> ApiResult<Option<Protocol
 /// The protocol library: built-in protocols with their sources, and the clinic's own.
 #[utoipa::path(get, path = "/api/v1/protocols", tag = "dosing",
     responses((status = 200, body = Vec<Protocol>), (status = 500, body = Problem)))]
-pub async fn get_protocols() -> ApiResult<Json<Vec<Protocol>>> {
-    Ok(Json(protocol_library()?.all().to_vec()))
+pub async fn get_protocols(State(st): State<AppState>) -> ApiResult<Json<Vec<Protocol>>> {
+    Ok(Json(st.protocols.all().to_vec()))
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -112,6 +66,7 @@ pub struct ScheduleBody {
 #[utoipa::path(post, path = "/api/v1/protocols/{id}/schedule", tag = "dosing", params(("id" = String, Path)), request_body = ScheduleBody,
     responses((status = 200, body = CourseSchedule), (status = 422, body = Problem)))]
 pub async fn post_protocol_schedule(
+    State(st): State<AppState>,
     UrlPath(id): UrlPath<String>,
     Json(b): Json<ScheduleBody>,
 ) -> ApiResult<Json<CourseSchedule>> {
@@ -121,7 +76,7 @@ pub async fn post_protocol_schedule(
             .count(n, 1, max, "every_days")
             .map_err(|m| DomainError::field("every_days", format!("give the interval in days ({m})")))?;
     }
-    let lib = protocol_library()?;
+    let lib = &*st.protocols;
     let p = lib.require(&id)?;
     let req = ScheduleRequest { start: b.start, age_years: b.age_years, until: b.until, every_days: b.every_days };
     let mut s = protocols::generate_schedule(p, &req)?;
@@ -137,8 +92,11 @@ pub async fn post_protocol_schedule(
 /// limits.
 #[utoipa::path(post, path = "/api/v1/dose/calculate", tag = "dosing", request_body = DoseRequest,
     responses((status = 200, body = DoseCalculation), (status = 422, body = Problem)))]
-pub async fn post_dose_calculate(Json(req): Json<DoseRequest>) -> ApiResult<Json<DoseCalculation>> {
-    let p = resolve(protocol_library()?, req.protocol.as_deref())?;
+pub async fn post_dose_calculate(
+    State(st): State<AppState>,
+    Json(req): Json<DoseRequest>,
+) -> ApiResult<Json<DoseCalculation>> {
+    let p = resolve(&st.protocols, req.protocol.as_deref())?;
     Ok(Json(keta_domain::dosing::calculate(&req, p.as_ref())?))
 }
 
@@ -178,7 +136,7 @@ pub async fn post_session_dose(
             "the second check must be by a different person from the one who calculates the dose",
         )]));
     }
-    let protocol = resolve(protocol_library()?, b.calculation.protocol.as_deref())?;
+    let protocol = resolve(&st.protocols, b.calculation.protocol.as_deref())?;
     let (checker, verified_at) = crate::auth::witness(&st, &b.checker_username, &b.checker_password).await?;
     let check = keta_store::dosing::DoseChecker { actor: checker, verified_at };
     let r = st.store.record_dose(&user.actor, SessionId(id), protocol, b.calculation, check).await?;

@@ -18,7 +18,6 @@ use super::clock::{SiteClock, date_label, iso_date, parse_iso_date};
 use super::page::{Area, Chrome, Errors, FormData, UiError, UiResult, render_status, see_other};
 use super::user_sites;
 use crate::AppState;
-use crate::api::dosing::protocol_library;
 use crate::auth::CurrentUser;
 
 #[derive(Debug, Default, Deserialize)]
@@ -266,7 +265,6 @@ pub async fn post_book(
     Path(id): Path<i64>,
     form: FormData,
 ) -> UiResult<Response> {
-    let lib = protocol_library().map_err(|_| UiError::Internal)?;
     let r = match parse_iso_date(form.get("start")) {
         None => Err(keta_domain::DomainError::field("start", "give the first session's date").into()),
         Some(start) => {
@@ -277,7 +275,7 @@ pub async fn post_book(
                 every_days: form.get("every_days").parse().ok(),
                 until: parse_iso_date(form.get("until")),
             };
-            st.store.book_course(&user.actor, CourseId(id), lib, req).await.map(|_| ())
+            st.store.book_course(&user.actor, CourseId(id), st.protocols.clone(), req).await.map(|_| ())
         }
     };
     after(&st, &user, form, r, "Booking: ").await
@@ -327,7 +325,6 @@ async fn post_session(
     form: FormData,
 ) -> UiResult<Response> {
     let sid = SessionId(id);
-    let lib = protocol_library().map_err(|_| UiError::Internal)?;
     let r = match action {
         "reschedule" => match parse_iso_date(form.get("date")) {
             None => Err(keta_domain::DomainError::field("date", "give the new date").into()),
@@ -345,7 +342,7 @@ async fn post_session(
         "no-show" => {
             let req =
                 NoShow { reason: form.get("reason").to_string(), make_up_on: parse_iso_date(form.get("make_up_on")) };
-            st.store.record_no_show(&user.actor, sid, lib, req).await.map(|_| ())
+            st.store.record_no_show(&user.actor, sid, st.protocols.clone(), req).await.map(|_| ())
         }
         "arrival" => st.store.mark_arrival(&user.actor, sid).await.map(|_| ()),
         _ => return Err(UiError::NotFound("no such calendar action".into())),
@@ -374,7 +371,7 @@ pub(crate) async fn order_panel(
     weight_kg: Option<keta_domain::units::Kilograms>,
 ) -> UiResult<Option<OrderPanel>> {
     let Some(o) = st.store.course_order(&user.actor, course).await? else { return Ok(None) };
-    let lib = protocol_library().map_err(|_| UiError::Internal)?;
+    let lib = &*st.protocols;
     let n = keta_domain::dosing::fmt_num;
     let mut panel = OrderPanel {
         summary: format!("{} ({})", o.order.summary(), o.order.protocol_id),
@@ -441,7 +438,7 @@ async fn order_page(
 ) -> UiResult<Response> {
     let c = st.store.get_course(&user.actor, course).await?;
     let p = st.store.get_patient(&user.actor, c.patient_id).await?;
-    let lib = protocol_library().map_err(|_| UiError::Internal)?;
+    let lib = &*st.protocols;
     let current = order_panel(st, user, course, p.latest_weight_kg).await?;
     let t = OrderPage {
         chrome: Chrome::new(user, format!("Order · {}", p.display_name()), Area::Patients),
@@ -494,7 +491,7 @@ pub async fn post_order(
         }
         _ => None,
     };
-    let lib = protocol_library().map_err(|_| UiError::Internal)?;
+    let lib = &*st.protocols;
     if let (Some(dose), false) = (dose, errors.any()) {
         let order = NewCourseOrder {
             protocol_id: form.get("protocol_id").to_string(),

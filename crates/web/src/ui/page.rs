@@ -12,7 +12,8 @@ use keta_store::StoreError;
 
 use crate::auth::CurrentUser;
 
-/// The Content-Security-Policy of every HTML page: scripts and styles only from our own
+/// The one Content-Security-Policy, sent on every response (`auth::security_headers`) and
+/// on every rendered page: scripts and styles only from our own
 /// static files, so no inline script, handler or style attribute can run.
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
      font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";

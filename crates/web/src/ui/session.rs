@@ -754,8 +754,7 @@ async fn pk_view(
     }
 
     let records = st.store.list_session_doses(&user.actor, s.id).await?;
-    let lib = crate::api::dosing::protocol_library().ok();
-    let protocol = course.protocol.as_deref().and_then(|id| lib.and_then(|l| l.get(id)));
+    let protocol = course.protocol.as_deref().and_then(|id| st.protocols.get(id));
     let Some(dose) = pk_panel::DoseInput::from_records(
         s.route,
         &records,
