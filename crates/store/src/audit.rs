@@ -207,7 +207,7 @@ pub fn record(conn: &mut dyn Conn, actor: &Actor, at: OffsetDateTime, e: Entry<'
     let request = crate::request_id::of_thread().map(|r| r.to_string());
     let postgres = conn.backend() == Backend::Postgres;
     if postgres && crate::cluster::notifies_boards(e.action) {
-        // Other instances' live views learn of the change when it commits (docs/decisions/0006).
+        // Other instances' live views learn of the change when it commits (docs/decisions/0007-several-instances.md).
         crate::cluster::notify_change(conn, e.site_id)?;
     }
     if postgres && !INLINE.with(|i| i.get()) {

@@ -1,4 +1,4 @@
-//! Several `keta serve` instances over one PostgreSQL database (docs/decisions/0006).
+//! Several `keta serve` instances over one PostgreSQL database (docs/decisions/0007-several-instances.md).
 //!
 //! * **Change notices.** On PostgreSQL every audited change (an audit entry that is not a read
 //!   or a sign-in event, see [`notifies_boards`]) also runs `pg_notify` in the same transaction,

@@ -1,4 +1,4 @@
-//! Running several instances over one PostgreSQL database (docs/decisions/0006).
+//! Running several instances over one PostgreSQL database (docs/decisions/0007-several-instances.md).
 //!
 //! [`follow_other_instances`] feeds changes committed through other instances into this
 //! process's live views ([`crate::ui::live`]): the board's streams re-render and the clinic-wide

@@ -1,5 +1,4 @@
-//! NOT YET REGISTERED in main.rs: written but not yet compiled into the suite or run (see the scale report).
-//! Several instances on one database (docs/decisions/0006): change notices and the sweep's
+//! Several instances on one database (docs/decisions/0007-several-instances.md): change notices and the sweep's
 //! leader, with two stores on one database standing for two instances. On SQLite there is one
 //! process, which always leads and needs no notices. (`crates/cli/tests/cluster.rs` runs real
 //! `keta serve` processes behind haproxy.)

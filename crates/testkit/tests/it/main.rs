@@ -14,6 +14,7 @@ mod admin;
 mod api;
 mod backup;
 mod calendar;
+mod cluster;
 mod chair_gates;
 mod chart_between;
 mod checkins;
