@@ -457,39 +457,39 @@ fn trial(cx: &mut Ctx, base: &str, r: &Value, codes: &ReferralCodes, n: usize) -
         }
     };
     let mut daily_dose_mg = None;
-    if let Some(dosage) = arr(r, "dosage").first() {
-        if let Some(q) = arr(dosage, "doseAndRate").first().and_then(|d| d.get("doseQuantity")) {
-            let at = format!("{base}.dosage[0].doseAndRate[0].doseQuantity");
-            let unit = s(q, "code").or_else(|| s(q, "unit"));
-            let per_day = match dosage.get("timing").and_then(|t| t.get("repeat")) {
-                None => Some(1.0),
-                Some(rep) => {
-                    let freq = rep.get("frequency").and_then(Value::as_f64).unwrap_or(1.0);
-                    let period = rep.get("period").and_then(Value::as_f64).unwrap_or(1.0);
-                    if s(rep, "periodUnit") == Some("d") && period > 0.0 { Some(freq / period) } else { None }
-                }
-            };
-            match (q.get("value").and_then(Value::as_f64), unit, per_day) {
-                (Some(v), Some("mg"), Some(k)) => {
-                    daily_dose_mg = Some(Milligrams(v * k));
-                    cx.path(f("daily_dose_mg"), format!("{at}.value"));
-                }
-                (None, _, _) => {
-                    cx.issue("value", format!("{at}.value"), "give the dose as a number");
-                    ok = false;
-                }
-                (_, _, None) => {
-                    cx.issue(
-                        "value",
-                        format!("{base}.dosage[0].timing.repeat"),
-                        "give the timing per day (periodUnit d), or leave the timing out for a daily dose",
-                    );
-                    ok = false;
-                }
-                _ => {
-                    cx.issue("value", format!("{at}.code"), "give the dose in mg (UCUM code mg)");
-                    ok = false;
-                }
+    if let Some(dosage) = arr(r, "dosage").first()
+        && let Some(q) = arr(dosage, "doseAndRate").first().and_then(|d| d.get("doseQuantity"))
+    {
+        let at = format!("{base}.dosage[0].doseAndRate[0].doseQuantity");
+        let unit = s(q, "code").or_else(|| s(q, "unit"));
+        let per_day = match dosage.get("timing").and_then(|t| t.get("repeat")) {
+            None => Some(1.0),
+            Some(rep) => {
+                let freq = rep.get("frequency").and_then(Value::as_f64).unwrap_or(1.0);
+                let period = rep.get("period").and_then(Value::as_f64).unwrap_or(1.0);
+                if s(rep, "periodUnit") == Some("d") && period > 0.0 { Some(freq / period) } else { None }
+            }
+        };
+        match (q.get("value").and_then(Value::as_f64), unit, per_day) {
+            (Some(v), Some("mg"), Some(k)) => {
+                daily_dose_mg = Some(Milligrams(v * k));
+                cx.path(f("daily_dose_mg"), format!("{at}.value"));
+            }
+            (None, _, _) => {
+                cx.issue("value", format!("{at}.value"), "give the dose as a number");
+                ok = false;
+            }
+            (_, _, None) => {
+                cx.issue(
+                    "value",
+                    format!("{base}.dosage[0].timing.repeat"),
+                    "give the timing per day (periodUnit d), or leave the timing out for a daily dose",
+                );
+                ok = false;
+            }
+            _ => {
+                cx.issue("value", format!("{at}.code"), "give the dose in mg (UCUM code mg)");
+                ok = false;
             }
         }
     }

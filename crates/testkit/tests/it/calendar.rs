@@ -24,8 +24,8 @@ use crate::fixtures::*;
 
 const IV: &str = "iv-racemic-0.5";
 
-fn lib() -> &'static ProtocolLibrary {
-    ProtocolLibrary::builtin()
+fn lib() -> std::sync::Arc<ProtocolLibrary> {
+    std::sync::Arc::new(ProtocolLibrary::builtin().clone())
 }
 
 async fn iv_course(s: &Store, a: SiteId, mrn: &str) -> (PatientId, CourseId) {
@@ -208,7 +208,7 @@ async fn a_session_dose_outside_the_prescribers_order_needs_the_prescribers_docu
             titration_step: Some(0.1),
             max_dose: Some(0.7),
         };
-        let iv = lib().require(IV).unwrap();
+        let iv = ProtocolLibrary::builtin().require(IV).unwrap();
         // Only a prescriber orders.
         assert!(matches!(
             s.record_course_order(&nurse(&[a]), c, iv, order.clone()).await,

@@ -472,7 +472,7 @@ async fn run(
     let out = match rtype {
         "Patient" => {
             let page = store.fhir_patients(actor, q).await?;
-            (page.items.iter().map(|x| resources::patient(x)).collect(), page.total, vec![])
+            (page.items.iter().map(resources::patient).collect(), page.total, vec![])
         }
         "Observation" => {
             let mut filter = observation_filter(p)?;
@@ -567,7 +567,7 @@ async fn search_resources(
             seen.push(pid);
             let page =
                 st.store.fhir_patients(&actor, Search { id: Some(pid.0), count: 1, ..Search::default() }).await?;
-            included.extend(page.items.iter().map(|x| resources::patient(x)));
+            included.extend(page.items.iter().map(resources::patient));
         }
     }
     Ok(fhir_response(StatusCode::OK, &bundle(&st, &rtype, &pairs, &p, total, entries, included)))

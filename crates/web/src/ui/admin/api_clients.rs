@@ -90,5 +90,5 @@ pub async fn post_new_client(State(st): State<AppState>, user: CurrentUser, form
 
 pub async fn post_revoke(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>) -> UiResult {
     st.store.revoke_api_client(&user.actor, id).await?;
-    Ok(see_other("/admin/api-clients".to_string()))
+    Ok(see_other("/admin/api-clients"))
 }
