@@ -250,6 +250,27 @@ impl ServeOptions {
     }
 }
 
+/// The built-in protocol library plus the `*.toml` files of `dir` (in name order), every
+/// problem in them reported at once.
+pub fn protocol_library(dir: Option<&Path>) -> anyhow::Result<ProtocolLibrary> {
+    let builtin = ProtocolLibrary::builtin();
+    let Some(dir) = dir else { return Ok(builtin.clone()) };
+    let entries = std::fs::read_dir(dir).with_context(|| format!("reading the protocol folder {}", dir.display()))?;
+    let mut paths: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    let mut files = Vec::new();
+    for p in paths {
+        let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        files.push((p.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()), text));
+    }
+    builtin
+        .with_clinic_files(&files)
+        .map_err(|e| anyhow::anyhow!("the clinic's protocol files in {} are invalid: {e}", dir.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,25 +310,4 @@ mod tests {
         assert!(e.to_string().contains("from 1 to 10080"), "{e}");
         assert!(ServeOptions::default().resolve().unwrap().backups.is_none());
     }
-}
-
-/// The built-in protocol library plus the `*.toml` files of `dir` (in name order), every
-/// problem in them reported at once.
-pub fn protocol_library(dir: Option<&Path>) -> anyhow::Result<ProtocolLibrary> {
-    let builtin = ProtocolLibrary::builtin();
-    let Some(dir) = dir else { return Ok(builtin.clone()) };
-    let entries = std::fs::read_dir(dir).with_context(|| format!("reading the protocol folder {}", dir.display()))?;
-    let mut paths: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    paths.sort();
-    let mut files = Vec::new();
-    for p in paths {
-        let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
-        files.push((p.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()), text));
-    }
-    builtin
-        .with_clinic_files(&files)
-        .map_err(|e| anyhow::anyhow!("the clinic's protocol files in {} are invalid: {e}", dir.display()))
 }

@@ -330,10 +330,10 @@ async fn an_api_client_reads_its_sites_only_with_a_revocable_token_and_is_audite
         let token = issued.token.clone();
         let stored = s
             .read(move |c| {
-                Ok(c.query("SELECT token_hash FROM api_clients", &[])?
+                c.query("SELECT token_hash FROM api_clients", &[])?
                     .iter()
                     .map(|r| r.text("token_hash"))
-                    .collect::<keta_store::Result<Vec<_>>>()?)
+                    .collect::<keta_store::Result<Vec<_>>>()
             })
             .await
             .unwrap();
