@@ -125,8 +125,19 @@ impl Lease {
     }
 }
 
-fn try_lead(settings: &PgSettings, lease: Lease) -> Lease {
-    if let Some(mut client) = lease.client {
+/// The lock connection is a blocking client: closing it runs a small runtime of its own, which
+/// must not happen on an async worker (the sweeper's task is dropped there when the server
+/// stops), so it is closed on a thread of its own. Closing it releases the lock.
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            let _ = std::thread::Builder::new().name("keta-lease-close".into()).spawn(move || drop(client));
+        }
+    }
+}
+
+fn try_lead(settings: &PgSettings, mut lease: Lease) -> Lease {
+    if let Some(mut client) = lease.client.take() {
         if client.simple_query("SELECT 1").is_ok() {
             return Lease { client: Some(client), leads: true };
         }
