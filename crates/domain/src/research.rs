@@ -28,7 +28,9 @@ pub const OLDEST_EXACT_AGE: i32 = 89;
 pub struct ResearchSettings {
     /// Every combination of quasi-identifiers is shared by at least this many exported
     /// patients; sites with fewer exported patients are suppressed. A clinic setting: the
-    /// default (5) is not from the references.
+    /// default (5) is not from the references. From [`ResearchSettings::MIN_K`] to
+    /// [`ResearchSettings::MAX_K`] (the schema repeats the two, as literals).
+    #[schema(minimum = 2, maximum = 100)]
     pub k_threshold: u32,
 }
 
