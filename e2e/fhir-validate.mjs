@@ -168,3 +168,6 @@ if (failures.length) {
   process.exit(1);
 }
 console.log('FHIR validation: zero errors (R4 JSON schema and @medplum/core validateResource)');
+// Exit explicitly: the demo server we started keeps the event loop alive, and the 'exit'
+// handler stops it.
+process.exit(0);
