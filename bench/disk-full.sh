@@ -1,19 +1,32 @@
 #!/usr/bin/env bash
-# A real disk-full run on SQLite (issue 10; docs/reliability.md "Disk full"): the demo clinic is
-# copied onto a small tmpfs, served by a real `keta serve`, and signed in to; the rest of the
+# A real disk-full run (docs/reliability.md "Disk full"): the demo clinic is put on a small tmpfs,
+# served by a real `keta serve`, and signed in to; the rest of the
 # tmpfs is then filled with a file, and patients are registered over HTTP until the server
 # answers 507. Then it checks that readiness (/healthz) reports `disk_full`, a read still works,
 # the server is still running, and, once the filler file is deleted, readiness is 200 again and
 # writes succeed. At the end every acknowledged write must be in the database, and
 # `PRAGMA integrity_check` and `keta audit verify` must pass (also checked while the disk is full).
 #
-#   bench/disk-full.sh                 (KETA_DF_SIZE=16m the tmpfs size, KETA_DF_PORT=18931)
+#   bench/disk-full.sh [sqlite|postgres]   (KETA_DF_SIZE the tmpfs size: 16m on SQLite, 160m on
+#                                          PostgreSQL; KETA_DF_PORT=18931)
+#
+# SQLite: the demo database file is copied onto the tmpfs. PostgreSQL (KETA_DF_POSTGRES, default
+# postgres://postgres@127.0.0.1:5432, a server on this machine): a tablespace is made on the tmpfs
+# and a new database is created in it, so its tables, indexes and catalog all live on the small
+# disk (the server's WAL stays on its own disk: what fills is where the clinic's data grows);
+# `keta demo --database-url` builds the demo clinic there. The database and the tablespace are
+# dropped at the end. PostgreSQL has no integrity_check; `keta audit verify` is run instead.
 #
 # Mounting a tmpfs needs root or an unprivileged user namespace (`unshare -rm`, used when not
 # root); where neither is allowed the script says so and exits 2. Not part of CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SIZE=${KETA_DF_SIZE:-16m}
+BACKEND=${1:-sqlite}
+case $BACKEND in
+  sqlite) SIZE=${KETA_DF_SIZE:-16m} ;;
+  postgres) SIZE=${KETA_DF_SIZE:-160m}; PGBASE=${KETA_DF_POSTGRES:-postgres://postgres@127.0.0.1:5432} ;;
+  *) echo "usage: bench/disk-full.sh [sqlite|postgres]" >&2; exit 2 ;;
+esac
 PORT=${KETA_DF_PORT:-18931}
 BASE=http://127.0.0.1:$PORT
 
@@ -21,39 +34,62 @@ if [ -z "${KETA_DF_INNER:-}" ]; then
   cargo build --locked -p keta-cli --bin keta
   if [ "$(id -u)" -ne 0 ]; then
     unshare -rm true 2>/dev/null || { echo "disk-full: cannot mount a tmpfs (not root, no user namespaces)" >&2; exit 2; }
+    [ "$BACKEND" = sqlite ] || { echo "disk-full: the PostgreSQL run needs root (the server must reach the tmpfs)" >&2; exit 2; }
     exec unshare -rm env KETA_DF_INNER=1 "$0" "$@"
   fi
 fi
 KETA=$PWD/target/debug/keta
-for tool in curl jq sqlite3; do
+TOOLS="curl jq sqlite3"; [ "$BACKEND" = postgres ] && TOOLS="curl jq psql"
+for tool in $TOOLS; do
   command -v $tool >/dev/null || { echo "disk-full: needs $tool" >&2; exit 2; }
 done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/keta-diskfull.XXXXXX")
+chmod 755 "$WORK" # the PostgreSQL server's own user must reach the tablespace below it
 DISK=$WORK/disk
 SERVER=
+DB=keta_diskfull_$$
+pg() { psql -v ON_ERROR_STOP=1 -qAt "$PGBASE/${2:-postgres}" -c "$1"; }
 cleanup() {
   [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null
+  if [ "$BACKEND" = postgres ]; then
+    pg "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true
+    pg "DROP TABLESPACE IF EXISTS $DB" || true
+  fi
   mountpoint -q "$DISK" && umount "$DISK"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 wait_ready() {
-  for _ in $(seq 1 120); do curl -s -o /dev/null "$BASE/healthz" && return 0; sleep 0.5; done
+  for _ in $(seq 1 600); do curl -s -o /dev/null "$BASE/healthz" && return 0; sleep 0.5; done
   fail "the server did not start (log: $WORK/server.log)"
 }
 
-echo "== the demo clinic, copied onto a $SIZE tmpfs"
-"$KETA" demo --dir "$WORK/build" --bind "127.0.0.1:$PORT" >"$WORK/demo.log" 2>&1 &
-SERVER=$!
-wait_ready
-kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=
 mkdir -p "$DISK"
 mount -t tmpfs -o size="$SIZE" tmpfs "$DISK"
-cp "$WORK/build/demo.db" "$DISK/keta.db"
-[ -f "$WORK/build/demo.db-wal" ] && cp "$WORK/build/demo.db-wal" "$DISK/keta.db-wal"
-URL=sqlite://$DISK/keta.db
+if [ "$BACKEND" = sqlite ]; then
+  echo "== the demo clinic, copied onto a $SIZE tmpfs"
+  "$KETA" demo --dir "$WORK/build" --bind "127.0.0.1:$PORT" >"$WORK/demo.log" 2>&1 &
+  SERVER=$!
+  wait_ready
+  kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=
+  cp "$WORK/build/demo.db" "$DISK/keta.db"
+  [ -f "$WORK/build/demo.db-wal" ] && cp "$WORK/build/demo.db-wal" "$DISK/keta.db-wal"
+  URL=sqlite://$DISK/keta.db
+else
+  echo "== the demo clinic, built in a PostgreSQL database whose tablespace is a $SIZE tmpfs"
+  chown "$(stat -c %U "$(psql -qAt "$PGBASE/postgres" -c 'SHOW data_directory')")" "$DISK"
+  chmod 700 "$DISK"
+  pg "CREATE TABLESPACE $DB LOCATION '$DISK'"
+  pg "CREATE DATABASE $DB TABLESPACE $DB"
+  URL=$PGBASE/$DB
+  "$KETA" demo --database-url "$URL" --bind "127.0.0.1:$PORT" >"$WORK/demo.log" 2>&1 &
+  SERVER=$!
+  wait_ready
+  kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=
+fi
+df -h "$DISK" | tail -1
 
 "$KETA" serve --database-url "$URL" --bind "127.0.0.1:$PORT" >"$WORK/server.log" 2>&1 &
 SERVER=$!
@@ -73,8 +109,10 @@ register() { # MRN -> HTTP status; the problem body goes to $WORK/last.json
     -H 'content-type: application/json' "$BASE/api/v1/patients" \
     -d "{\"site_id\":$SITE,\"mrn\":\"$1\",\"given_name\":\"Disk\",\"family_name\":\"Full\",\"date_of_birth\":\"1980-01-01\",\"sex\":\"female\",\"indication\":\"depression\",\"diagnoses\":[\"F33.2\"]}"
 }
-check_db() { # integrity check and audit verify, on the live file
-  [ "$(sqlite3 "$DISK/keta.db" 'PRAGMA integrity_check')" = ok ] || fail "integrity_check ($1)"
+check_db() { # integrity check (SQLite) and audit verify, on the live database
+  if [ "$BACKEND" = sqlite ]; then
+    [ "$(sqlite3 "$DISK/keta.db" 'PRAGMA integrity_check')" = ok ] || fail "integrity_check ($1)"
+  fi
   "$KETA" audit verify --database-url "$URL" >"$WORK/verify.log" 2>&1 || { cat "$WORK/verify.log" >&2; fail "audit verify ($1)"; }
 }
 : >"$WORK/acked"
@@ -118,7 +156,13 @@ echo "readiness 200, write 201"
 
 kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=
 check_db "after"
-stored=$(sqlite3 "$DISK/keta.db" "SELECT mrn FROM patients WHERE mrn LIKE 'DF-%'" | sort)
+if [ "$BACKEND" = sqlite ]; then
+  stored=$(sqlite3 "$DISK/keta.db" "SELECT mrn FROM patients WHERE mrn LIKE 'DF-%'" | sort)
+else
+  stored=$(pg "SELECT mrn FROM patients WHERE mrn LIKE 'DF-%'" "$DB" | sort)
+fi
+doubled=$(echo "$stored" | uniq -d)
+[ -z "$doubled" ] || fail "stored twice: $doubled"
 missing=$(comm -23 <(sort "$WORK/acked") <(echo "$stored"))
 [ -z "$missing" ] || fail "acknowledged but missing: $missing"
-echo "OK: $(wc -l <"$WORK/acked") acknowledged writes all stored; integrity_check and audit verify clean throughout"
+echo "OK ($BACKEND): $(wc -l <"$WORK/acked") acknowledged writes all stored once; integrity check (SQLite) and audit verify clean throughout"

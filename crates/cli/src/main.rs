@@ -35,6 +35,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create (or reuse) a synthetic demo clinic under ./keta-data/ on SQLite and serve it.
+    ///
+    /// With --database-url the clinic is built in that database instead (SQLite or PostgreSQL),
+    /// for trying Keta or a benchmark on PostgreSQL.
     Demo {
         /// Address to listen on.
         #[arg(long, env = "KETA_BIND", default_value = "127.0.0.1:8080")]
@@ -48,6 +51,10 @@ enum Command {
         /// Delete the demo database first and build a fresh one.
         #[arg(long)]
         fresh: bool,
+        /// Build and serve the demo clinic in this database (sqlite://PATH or postgres://USER@HOST/DB)
+        /// instead of the folder's demo.db; an existing clinic there is reused. Not with --fresh.
+        #[arg(long, env = "KETA_DEMO_DATABASE_URL", conflicts_with = "fresh")]
+        database_url: Option<String>,
         /// Also listen for bedside monitors (HL7 v2 over MLLP) here, e.g. 127.0.0.1:2575, with a
         /// demo monitor registered to each "Chair N" (`keta monitor-sim` sends as them).
         #[arg(long, env = "KETA_MLLP_BIND")]
@@ -278,7 +285,7 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
-        Command::Demo { bind, dir, seed, fresh, mllp_bind, protocols_dir } => {
+        Command::Demo { bind, dir, seed, fresh, database_url, mllp_bind, protocols_dir } => {
             let protocols = config::protocol_library(protocols_dir.as_deref())?;
             let path = dir.join("demo.db");
             if fresh {
@@ -286,7 +293,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                     let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
                 }
             }
-            let url = format!("sqlite://{}", path.display());
+            let url = database_url.unwrap_or_else(|| format!("sqlite://{}", path.display()));
             let store = keta_store::Store::open(&url).await.with_context(|| format!("opening {url}"))?;
             let summary = demo::ensure(&store, seed).await.context("building the demo clinic")?;
             demo_accounts::ensure(&store).await.context("creating the demo accounts")?;
@@ -306,7 +313,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("listening on {bind}"))?;
             let addr = listener.local_addr()?;
             println!("Keta demo clinic: {summary}");
-            println!("Database: {}", path.display());
+            println!("Database: {}", keta_store::backup::redact(&url));
             println!(
                 "Serving on http://{addr}  (API: http://{addr}/api/v1/patients, OpenAPI: http://{addr}/api/openapi.json)"
             );
