@@ -520,7 +520,15 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let store = keta_store::Store::open(&database_url).await.context("opening the database")?;
             let mut ok = true;
             match store.verify_audit_chain().await? {
-                (n, None) => println!("audit trail intact: {n} entries verified"),
+                (n, None) => {
+                    println!("audit trail intact: {n} entries verified");
+                    let waiting = store.unsealed_audit_entries().await?;
+                    if waiting > 0 {
+                        println!(
+                            "{waiting} newer entries are committed but not yet chained (the database disk is full?); they are chained once there is room"
+                        );
+                    }
+                }
                 (n, Some(b)) => {
                     ok = false;
                     println!("audit trail BROKEN at entry {}: {} ({n} entries before it verified)", b.seq, b.reason);
