@@ -60,9 +60,14 @@ pub fn notifies_boards(action: Action) -> bool {
 /// Queues a change notice in the caller's transaction (PostgreSQL only: delivered on commit,
 /// dropped on rollback; identical notices in one transaction are delivered once).
 pub(crate) fn notify_change(conn: &mut dyn Conn, site: Option<SiteId>) -> Result<()> {
-    let payload = format!("{} {}", process_tag(), site.map_or_else(|| "*".to_string(), |s| s.0.to_string()));
-    conn.execute("SELECT pg_notify($1, $2) AS notified", params![CHANNEL, payload])?;
+    let (channel, payload) = change_notice(site);
+    conn.execute("SELECT pg_notify($1, $2) AS notified", params![channel, payload])?;
     Ok(())
+}
+
+/// The channel and payload of a change notice for `site` (`None`: any site).
+pub(crate) fn change_notice(site: Option<SiteId>) -> (&'static str, String) {
+    (CHANNEL, format!("{} {}", process_tag(), site.map_or_else(|| "*".to_string(), |s| s.0.to_string())))
 }
 
 /// What a notice says: `None` for one to skip (this process's own, with `skip_own`), else the
