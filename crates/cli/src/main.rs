@@ -55,6 +55,14 @@ enum Command {
         /// A folder of the clinic's own protocol files (`*.toml`), added to the built-in library.
         #[arg(long, env = "KETA_PROTOCOLS_DIR")]
         protocols_dir: Option<PathBuf>,
+        /// Build the demo clinic in this database instead (sqlite://PATH or postgres://...), e.g.
+        /// to serve it from several `keta serve` instances (bench/load.sh). `--fresh` does not
+        /// apply: give an empty database.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Build the clinic and its accounts, then exit without serving.
+        #[arg(long)]
+        build_only: bool,
     },
     /// Serve Keta. Settings come from --config FILE (TOML), then KETA_* variables, then flags.
     Serve {
@@ -278,20 +286,25 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
-        Command::Demo { bind, dir, seed, fresh, mllp_bind, protocols_dir } => {
+        Command::Demo { bind, dir, seed, fresh, mllp_bind, protocols_dir, database_url, build_only } => {
             let protocols = config::protocol_library(protocols_dir.as_deref())?;
             let path = dir.join("demo.db");
-            if fresh {
+            if fresh && database_url.is_none() {
                 for suffix in ["", "-wal", "-shm"] {
                     let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
                 }
             }
-            let url = format!("sqlite://{}", path.display());
+            let url = database_url.unwrap_or_else(|| format!("sqlite://{}", path.display()));
             let store = keta_store::Store::open(&url).await.with_context(|| format!("opening {url}"))?;
             let summary = demo::ensure(&store, seed).await.context("building the demo clinic")?;
             demo_accounts::ensure(&store).await.context("creating the demo accounts")?;
             demo_ledger::ensure(&store).await.context("building the demo ledger")?;
             demo_checkins::ensure(&store).await.context("setting up the demo's check-ins")?;
+            if build_only {
+                println!("Keta demo clinic: {summary}");
+                keta_web::shutdown::settle(&store).await;
+                return Ok(());
+            }
             if let Some(mllp) = mllp_bind {
                 demo_monitors::ensure(&store).await.context("registering the demo monitors")?;
                 let (addr, _) = keta_web::monitors::spawn_listener(
