@@ -400,12 +400,14 @@ fi
 if [ "$PEER" = 1 ]; then
   mkdir -p "$WORK/peer" "$WORK/hfs/data"
   log "peer: Keta demo clinic on SQLite plus $POOL bench patients"
-  "$KETA_BIN" demo --dir "$WORK/peer" --fresh --build-only >"$WORK/demo-peer.log" 2>&1
-  start_cluster "sqlite://$WORK/peer/demo.db" 1
-  KETA_PORT=${INSTANCE_PORTS[0]}
+  # One Keta process straight (no haproxy), as HFS runs: `keta demo` builds the clinic and serves it.
+  KETA_PORT=$(free_port)
+  (cd "$WORK/peer" && exec "$KETA_BIN" demo --dir "$WORK/peer" --fresh --bind "127.0.0.1:$KETA_PORT" >"$WORK/keta-peer.log" 2>&1) &
+  KETA_PID=$!; PIDS+=($!)
+  BASE="http://127.0.0.1:$KETA_PORT"; wait_http "$BASE/healthz" 300
+  INSTANCE_PIDS=("$KETA_PID"); INSTANCE_PORTS=("$KETA_PORT")
   sign_in "$BASE"
   add_bench_patients
-  stop_cluster
   # 200 vital-sign readings, one a minute, for each bench patient (each reading is four
   # Observations in FHIR: blood pressure, heart rate, SpO2, respiratory rate).
   sqlite3 "$WORK/peer/demo.db" "PRAGMA busy_timeout = 10000;
@@ -413,13 +415,6 @@ if [ "$PEER" = 1 ]; then
     INSERT INTO vitals (session_id, patient_id, taken_at, systolic_mmhg, diastolic_mmhg, heart_rate_bpm, spo2_pct, resp_rate_per_min, source)
     SELECT s.id, s.patient_id, 1767225600000 + i * 60000, 110 + i % 30, 70 + i % 15, 60 + i % 40, 95 + i % 5, 12 + i % 6, 'monitor'
     FROM sessions s, n WHERE s.id IN ($(paste -sd, "$WORK/sessions.txt"));" >/dev/null
-  # One Keta process straight (no haproxy), as HFS runs.
-  KETA_PORT=$(free_port)
-  "$KETA_BIN" serve --bind "127.0.0.1:$KETA_PORT" --database-url "sqlite://$WORK/peer/demo.db" --log-format json >"$WORK/keta-peer.log" 2>&1 &
-  KETA_PID=$!; PIDS+=($!)
-  BASE="http://127.0.0.1:$KETA_PORT"; wait_http "$BASE/healthz"
-  INSTANCE_PIDS=("$KETA_PID"); INSTANCE_PORTS=("$KETA_PORT")
-  sign_in "$BASE"
 
   cp "$SEARCH_PARAMS" "$WORK/hfs/data/search-parameters-r4.json"
   HFS_PORT=$(free_port)
