@@ -28,7 +28,10 @@ pub struct Count {
 }
 
 fn count(r: &crate::conn::Row) -> Result<Count> {
-    Ok(Count { attempts: u32::try_from(r.i64("attempts")?.max(0)).unwrap_or(u32::MAX), since: from_ms(r.i64("since")?)? })
+    Ok(Count {
+        attempts: u32::try_from(r.i64("attempts")?.max(0)).unwrap_or(u32::MAX),
+        since: from_ms(r.i64("since")?)?,
+    })
 }
 
 impl Store {
@@ -39,15 +42,16 @@ impl Store {
         let address = address.to_string();
         self.write(move |c| {
             c.execute("DELETE FROM login_throttle WHERE since < $1", params![ms(now - KEEP)])?;
-            let r = c.query_opt(
-                "INSERT INTO login_throttle (scope, subject, attempts, since) VALUES ('address', $1, 1, $2)
+            let r = c
+                .query_opt(
+                    "INSERT INTO login_throttle (scope, subject, attempts, since) VALUES ('address', $1, 1, $2)
                  ON CONFLICT (scope, subject) DO UPDATE SET
                      attempts = CASE WHEN login_throttle.since < $3 THEN 1 ELSE login_throttle.attempts + 1 END,
                      since = CASE WHEN login_throttle.since < $3 THEN $2 ELSE login_throttle.since END
                  RETURNING attempts, since",
-                params![address.as_str(), ms(now), ms(now - window)],
-            )?
-            .ok_or_else(|| StoreError::Backend("the sign-in counter returned no row".into()))?;
+                    params![address.as_str(), ms(now), ms(now - window)],
+                )?
+                .ok_or_else(|| StoreError::Backend("the sign-in counter returned no row".into()))?;
             count(&r)
         })
         .await
@@ -72,13 +76,14 @@ impl Store {
         let now = self.now();
         let account = account.to_lowercase();
         self.write(move |c| {
-            let r = c.query_opt(
-                "INSERT INTO login_throttle (scope, subject, attempts, since) VALUES ('account', $1, 1, $2)
+            let r = c
+                .query_opt(
+                    "INSERT INTO login_throttle (scope, subject, attempts, since) VALUES ('account', $1, 1, $2)
                  ON CONFLICT (scope, subject) DO UPDATE SET attempts = login_throttle.attempts + 1, since = $2
                  RETURNING attempts, since",
-                params![account.as_str(), ms(now)],
-            )?
-            .ok_or_else(|| StoreError::Backend("the sign-in counter returned no row".into()))?;
+                    params![account.as_str(), ms(now)],
+                )?
+                .ok_or_else(|| StoreError::Backend("the sign-in counter returned no row".into()))?;
             count(&r)
         })
         .await

@@ -658,8 +658,7 @@ async fn included_patients(
                 continue;
             }
             seen.push(pid);
-            let page =
-                st.store.fhir_patients(actor, Search { id: Some(pid.0), count: 1, ..Search::default() }).await?;
+            let page = st.store.fhir_patients(actor, Search { id: Some(pid.0), count: 1, ..Search::default() }).await?;
             included.extend(page.items.iter().map(resources::patient));
         }
     }
