@@ -54,7 +54,7 @@ PEER_SECS=20
 KEEP_GOING=0
 BUDGET_MS=100
 # Bench patients, each with a checked-in session (the chairs' vitals rotate over them).
-POOL=200
+POOL=${KETA_LOAD_PATIENTS:-200}
 while [ $# -gt 0 ]; do
   case "$1" in
     --chairs) CHAIRS="$2"; shift 2 ;;
@@ -234,14 +234,15 @@ cpu_ticks() { # PIDs... -> summed utime+stime ticks
 }
 postgres_pids() { pgrep -x postgres 2>/dev/null | tr '\n' ' ' || true; }
 machine_busy() { awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat; }
+metric() { awk -v n="$1" '$1 == n {v = int($2)} END {print v + 0}'; }
 sampler() { # DB_NAME OUT: every second, SQLite queue depth / pool use and pg_stat_activity
   local db=$1 out=$2 port q pool act lock io
   while :; do
     q=0; pool=0
     for port in "${INSTANCE_PORTS[@]}"; do
       m=$(curl -fs "http://127.0.0.1:$port/metrics" || true)
-      q=$((q + $(echo "$m" | awk '/^keta_sqlite_writer_queue_depth /{print int($2)}' | head -1 | sed 's/^$/0/')))
-      pool=$((pool + $(echo "$m" | awk '/^keta_db_pool_in_use /{print int($2)}' | head -1 | sed 's/^$/0/')))
+      q=$((q + $(echo "$m" | metric keta_sqlite_writer_queue_depth)))
+      pool=$((pool + $(echo "$m" | metric keta_db_pool_in_use)))
     done
     if [ -n "$db" ]; then
       read -r act lock io < <(psql "$PG_SERVER/postgres" -qAt -F' ' -c "SELECT count(*) FILTER (WHERE state = 'active'), count(*) FILTER (WHERE wait_event_type = 'Lock'), count(*) FILTER (WHERE wait_event_type = 'IO' OR wait_event LIKE 'WAL%') FROM pg_stat_activity WHERE datname = '$db' AND pid <> pg_backend_pid()" 2>/dev/null || echo "0 0 0")
@@ -257,7 +258,7 @@ conns() { awk -v r="$1" 'BEGIN{c=int(r/4)+2; if (c > 64) c = 64; print c}'; }
 # One oha process: NAME RATE METHOD URL-REGEX [BODY]
 oha_at() {
   local name=$1 q=$2 method=$3 url=$4 body=${5:-}
-  local args=(-z "${SECS}s" -q "$q" -c "$(conns "$q")" --latency-correction --no-tui --output-format json
+  local args=(-z "${SECS}s" -w -q "$q" -c "$(conns "$q")" --latency-correction --no-tui --output-format json
     -m "$method" -H "cookie: $COOKIE" -H "x-csrf-token: $CSRF" --rand-regex-url)
   [ -n "$body" ] && args+=(-H 'content-type: application/json' -d "$body")
   "$OHA" "${args[@]}" "$url" >"$STEP/$name.json" 2>"$STEP/$name.err" &
@@ -285,9 +286,10 @@ run_step() { # CONFIG N DB_NAME -> the worst p99 (ms) in $STEP/worst
   sleep 2
   local streams=0 port
   for port in "${INSTANCE_PORTS[@]}"; do
-    streams=$((streams + $(curl -fs "http://127.0.0.1:$port/metrics" | awk '/^keta_sse_clients /{print int($2)}' | head -1 | sed 's/^$/0/')))
+    streams=$((streams + $(curl -fs "http://127.0.0.1:$port/metrics" | metric keta_sse_clients)))
   done
   local k0 p0 m0 mt0; k0=$(cpu_ticks "${INSTANCE_PIDS[@]}"); p0=$(cpu_ticks $(postgres_pids)); read -r m0 mt0 < <(machine_busy)
+  : >"$STEP/samples"
   sampler "$db" "$STEP/samples" & local sp=$!
   oha_at vitals "$(rate "$n" 60)" POST "$BASE/api/v1/sessions/($sids)/vitals" \
     '{"systolic_mmhg":118,"diastolic_mmhg":76,"heart_rate_bpm":72,"spo2_pct":98,"resp_rate_per_min":14,"confirm_duplicate":true}'
@@ -312,7 +314,7 @@ run_step() { # CONFIG N DB_NAME -> the worst p99 (ms) in $STEP/worst
     local line; line=$(jq -r '
       [ .summary.requestsPerSec, .metrics.latency_ms.p50, .metrics.latency_ms.p99,
         ([.statusCodeDistribution | to_entries[] | select((.key | tonumber) >= 300) | .value] | add // 0)
-        + ([.errorDistribution // {} | to_entries[] | .value] | add // 0) ] | @tsv' "$f")
+        + ([.errorDistribution // {} | to_entries[] | select(.key != "aborted due to deadline") | .value] | add // 0) ] | @tsv' "$f")
     local rps p50 p99 bad; read -r rps p50 p99 bad <<<"$line"
     local target; case $name in
       vitals) target=$(rate "$n" 60) ;; board) target=$(rate "$boards" 10) ;; chart) target=$(rate "$n" 120) ;;
@@ -448,13 +450,13 @@ if [ "$PEER" = 1 ]; then
   echo "| what | server | req/s | p50 ms | p99 ms | non-2xx / errors | Keta ÷ HFS req/s |" >"$PEER_OUT"
   echo "|---|---|---:|---:|---:|---:|---:|" >>"$PEER_OUT"
   peer_run() { # LABEL SERVER METHOD URL [BODY] -> "rps p50 p99 bad"
-    local args=(-z "${PEER_SECS}s" -c 16 --no-tui --output-format json -m "$3" --rand-regex-url)
+    local args=(-z "${PEER_SECS}s" -w -c 16 --no-tui --output-format json -m "$3" --rand-regex-url)
     [ "$2" = keta ] && args+=(-H "cookie: $COOKIE" -H "x-csrf-token: $CSRF")
     [ -n "${5:-}" ] && args+=(-H "content-type: ${CT:-application/json}" -d "$5")
     "$OHA" "${args[@]}" "$4" >"$WORK/peer-$1-$2.json" 2>"$WORK/peer-$1-$2.err" || true
     jq -r '[ .summary.requestsPerSec, .metrics.latency_ms.p50, .metrics.latency_ms.p99,
         ([.statusCodeDistribution | to_entries[] | select((.key | tonumber) >= 300) | .value] | add // 0)
-        + ([.errorDistribution // {} | to_entries[] | .value] | add // 0) ] | @tsv' "$WORK/peer-$1-$2.json"
+        + ([.errorDistribution // {} | to_entries[] | select(.key != "aborted due to deadline") | .value] | add // 0) ] | @tsv' "$WORK/peer-$1-$2.json"
   }
   compare() { # LABEL KETA-METHOD KETA-URL HFS-METHOD HFS-URL [KETA-BODY HFS-BODY]
     local k h
