@@ -51,10 +51,6 @@ enum Command {
         /// Delete the demo database first and build a fresh one.
         #[arg(long)]
         fresh: bool,
-        /// Build and serve the demo clinic in this database (sqlite://PATH or postgres://USER@HOST/DB)
-        /// instead of the folder's demo.db; an existing clinic there is reused. Not with --fresh.
-        #[arg(long, env = "KETA_DEMO_DATABASE_URL", conflicts_with = "fresh")]
-        database_url: Option<String>,
         /// Also listen for bedside monitors (HL7 v2 over MLLP) here, e.g. 127.0.0.1:2575, with a
         /// demo monitor registered to each "Chair N" (`keta monitor-sim` sends as them).
         #[arg(long, env = "KETA_MLLP_BIND")]
@@ -62,6 +58,15 @@ enum Command {
         /// A folder of the clinic's own protocol files (`*.toml`), added to the built-in library.
         #[arg(long, env = "KETA_PROTOCOLS_DIR")]
         protocols_dir: Option<PathBuf>,
+        /// Build and serve the demo clinic in this database instead of the folder's demo.db
+        /// (sqlite://PATH or postgres://USER@HOST/DB), e.g. to try Keta on PostgreSQL or serve it
+        /// from several `keta serve` instances (bench/load.sh); an existing clinic there is
+        /// reused. `--fresh` does not apply: give an empty database.
+        #[arg(long, env = "KETA_DEMO_DATABASE_URL", conflicts_with = "fresh")]
+        database_url: Option<String>,
+        /// Build the clinic and its accounts, then exit without serving.
+        #[arg(long)]
+        build_only: bool,
     },
     /// Serve Keta. Settings come from --config FILE (TOML), then KETA_* variables, then flags.
     Serve {
@@ -285,10 +290,10 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
-        Command::Demo { bind, dir, seed, fresh, database_url, mllp_bind, protocols_dir } => {
+        Command::Demo { bind, dir, seed, fresh, mllp_bind, protocols_dir, database_url, build_only } => {
             let protocols = config::protocol_library(protocols_dir.as_deref())?;
             let path = dir.join("demo.db");
-            if fresh {
+            if fresh && database_url.is_none() {
                 for suffix in ["", "-wal", "-shm"] {
                     let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
                 }
@@ -299,6 +304,11 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             demo_accounts::ensure(&store).await.context("creating the demo accounts")?;
             demo_ledger::ensure(&store).await.context("building the demo ledger")?;
             demo_checkins::ensure(&store).await.context("setting up the demo's check-ins")?;
+            if build_only {
+                println!("Keta demo clinic: {summary}");
+                keta_web::shutdown::settle(&store).await;
+                return Ok(());
+            }
             if let Some(mllp) = mllp_bind {
                 demo_monitors::ensure(&store).await.context("registering the demo monitors")?;
                 let (addr, _) = keta_web::monitors::spawn_listener(

@@ -2,7 +2,8 @@
 //! (haproxy from Debian), as a clinic network runs them (docs/decisions/0007-several-instances.md):
 //! a session opened through one instance works on the others, a change through one reaches a
 //! board connected to another, the check-in sweep issues each due link once and carries on when
-//! its leader dies, and a rolling restart under write load loses no acknowledged write.
+//! its leader dies, a rolling restart under write load loses no acknowledged write, and failed
+//! sign-ins spread over the instances are throttled at the same count as on one.
 //!
 //! Needs `KETA_TEST_POSTGRES_URL` and `haproxy` (`apt-get install haproxy`, done by .ci/run);
 //! without either each test says SKIPPED and why.
@@ -552,4 +553,46 @@ async fn a_rolling_restart_under_write_load_loses_no_acknowledged_write() {
              given up; only acknowledged writes were checked"
         );
     }
+}
+
+/// Wrong passwords for `who`, sent to `servers` in turn, until one answers 429: how many were
+/// refused as wrong (401) before that.
+async fn failures_before_throttled(servers: &[TestApp], who: &StaffLogin) -> u32 {
+    let wrong = json!({"username": who.username, "password": "wrong wrong wrong", "code": "000000"});
+    let most = keta_web::auth::FREE_FAILURES * 4;
+    for n in 0..=most {
+        let r = servers[n as usize % servers.len()].post_json("/api/v1/auth/login", &wrong).await;
+        match r.status().as_u16() {
+            401 => {}
+            429 => return n,
+            s => panic!("unexpected {s} at attempt {}: {}", n + 1, r.text().await.unwrap_or_default()),
+        }
+    }
+    panic!("never throttled after {most} failures spread over {} servers", servers.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_sign_ins_spread_over_three_instances_are_throttled_at_the_same_count_as_on_one() {
+    let Some(haproxy) =
+        prerequisites("failed_sign_ins_spread_over_three_instances_are_throttled_at_the_same_count_as_on_one")
+    else {
+        return;
+    };
+    let db = TestDb::postgres(keta_store::system_clock()).await.expect("a PostgreSQL test database");
+    let site = clinic_site(&db.store).await;
+    let staff = seed_staff(&db.store, &[site]).await;
+    let lb_port = free_port();
+    let cluster = Cluster::start(&haproxy, &db.url, 3, Vec::new(), lb_port).await;
+
+    // One instance: the baseline.
+    let one = failures_before_throttled(&[cluster.instance(0)], login_of(&staff, Role::Nurse)).await;
+    assert_eq!(one, keta_web::auth::FREE_FAILURES);
+    // The same number of failures spread over the three instances, one after another: the
+    // attempt that is refused goes to an instance that saw only a third of them.
+    let all: Vec<TestApp> = (0..3).map(|i| cluster.instance(i)).collect();
+    let spread = failures_before_throttled(&all, login_of(&staff, Role::FrontDesk)).await;
+    assert_eq!(spread, one, "three instances allow no more failures than one");
+    // And through the balancer, as a client sees it.
+    let through_lb = failures_before_throttled(&[cluster.lb()], login_of(&staff, Role::Auditor)).await;
+    assert_eq!(through_lb, one, "through haproxy, round robin over three instances");
 }

@@ -299,14 +299,17 @@ fn search_page(
         f.instant("u.updated", d);
     }
     let wh = f.sql();
-    let total = c
-        .query_opt(&format!("SELECT COUNT(*) AS n FROM ({source}) u WHERE {wh}"), &f.params)?
-        .map(|r| r.i64("n"))
-        .transpose()?
-        .unwrap_or(0);
-    if q.count == 0 || total == 0 {
-        return Ok((vec![], total));
+    let count = |c: &mut dyn Conn| -> Result<i64> {
+        Ok(c.query_opt(&format!("SELECT COUNT(*) AS n FROM ({source}) u WHERE {wh}"), &f.params)?
+            .map(|r| r.i64("n"))
+            .transpose()?
+            .unwrap_or(0))
+    };
+    if q.count == 0 {
+        return Ok((vec![], count(c)?));
     }
+    // One pass: the page and, on every row, how many matched in all (the sort reads every
+    // match anyway; a separate COUNT read them all a second time).
     let dir = if q.newest_first { "DESC" } else { "ASC" };
     let mut params = f.params.clone();
     params.push(i64::from(q.count).into());
@@ -314,11 +317,18 @@ fn search_page(
     let n = params.len();
     let rows = c.query(
         &format!(
-            "SELECT * FROM ({source}) u WHERE {wh} ORDER BY u.at {dir}, {tie_break} u.rid {dir} LIMIT ${} OFFSET ${n}",
+            "SELECT u.*, COUNT(*) OVER () AS search_total FROM ({source}) u WHERE {wh} \
+             ORDER BY u.at {dir}, {tie_break} u.rid {dir} LIMIT ${} OFFSET ${n}",
             n - 1
         ),
         &params,
     )?;
+    let total = match rows.first() {
+        Some(r) => r.i64("search_total")?,
+        // Past the last page (or nothing matched): the total still says how many there are.
+        None if q.offset > 0 => count(c)?,
+        None => 0,
+    };
     Ok((rows, total))
 }
 

@@ -17,6 +17,7 @@ pub mod conn;
 pub mod credentials;
 pub mod error;
 pub mod idempotency;
+pub mod login_throttle;
 mod migrate;
 mod postgres;
 pub mod request_id;

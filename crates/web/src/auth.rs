@@ -9,10 +9,8 @@
 //! * [`CurrentUser`] is the only way a handler learns who is acting; permissions are then
 //!   enforced by the store for `user.actor`.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
@@ -231,52 +229,64 @@ impl CurrentUser {
 /// Per-account and per-address sign-in throttling (AC-9). Accounts get growing delays
 /// after repeated failures; addresses get a fixed budget per minute. Both answer with
 /// the same message, and neither reveals whether the account exists.
+///
+/// The counts are kept in the database (`Store::count_sign_in_attempt` and friends), so
+/// several instances behind a load balancer throttle as one: failures spread over them hit
+/// the limit at the same count as on one instance (docs/decisions/0007-several-instances.md).
+/// The limits are these constants, as they were when the counts were kept in each process.
 #[derive(Default)]
-pub struct LoginThrottle {
-    accounts: Mutex<HashMap<String, (u32, Instant)>>,
-    addresses: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+pub struct LoginThrottle;
+
+/// Failures in a row an account may make before its attempts are delayed.
+pub const FREE_FAILURES: u32 = 5;
+/// Sign-in attempts one client address may make per minute, on all instances together.
+pub const ADDRESS_BUDGET_PER_MINUTE: u32 = 60;
+/// The longest delay: the doubling (1 s, 2 s, 4 s, ...) stops here.
+pub const MAX_DELAY: Duration = Duration::from_secs(900);
+const ADDRESS_WINDOW: Duration = Duration::from_secs(60);
+
+fn std_duration(d: time::Duration) -> Duration {
+    Duration::try_from(d).unwrap_or(Duration::ZERO)
 }
 
-pub const FREE_FAILURES: u32 = 5;
-pub const ADDRESS_BUDGET_PER_MINUTE: u32 = 60;
+/// How long an account with `fails` failures in a row waits after its last one.
+pub fn account_delay(fails: u32) -> Option<Duration> {
+    (fails >= FREE_FAILURES).then(|| Duration::from_secs(1u64 << (fails - FREE_FAILURES).min(10)).min(MAX_DELAY))
+}
 
 impl LoginThrottle {
-    /// Some(wait) when this attempt must be refused.
-    pub fn check(&self, username: &str, ip: Option<IpAddr>) -> Option<Duration> {
-        let now = Instant::now();
+    /// Some(wait) when this attempt must be refused. Counts the attempt against `ip`'s budget.
+    pub async fn check(
+        &self,
+        store: &keta_store::Store,
+        username: &str,
+        ip: Option<IpAddr>,
+    ) -> keta_store::Result<Option<Duration>> {
+        let now = store.now();
         if let Some(ip) = ip {
-            let mut a = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
-            let e = a.entry(ip).or_insert((0, now));
-            if now.duration_since(e.1) > Duration::from_secs(60) {
-                *e = (0, now);
-            }
-            e.0 += 1;
-            if e.0 > ADDRESS_BUDGET_PER_MINUTE {
-                return Some(Duration::from_secs(60).saturating_sub(now.duration_since(e.1)));
+            let window = time::Duration::try_from(ADDRESS_WINDOW).expect("a minute fits");
+            let c = store.count_sign_in_attempt(&ip.to_string(), window).await?;
+            if c.attempts > ADDRESS_BUDGET_PER_MINUTE {
+                return Ok(Some(ADDRESS_WINDOW.saturating_sub(std_duration(now - c.since))));
             }
         }
-        let accts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((fails, last)) = accts.get(&username.to_lowercase())
-            && *fails >= FREE_FAILURES
+        if let Some(c) = store.sign_in_failures(username).await?
+            && let Some(delay) = account_delay(c.attempts)
         {
-            let delay = Duration::from_secs(1u64 << (fails - FREE_FAILURES).min(10)).min(Duration::from_secs(900));
-            let since = now.duration_since(*last);
+            let since = std_duration(now - c.since);
             if since < delay {
-                return Some(delay - since);
+                return Ok(Some(delay - since));
             }
         }
-        None
+        Ok(None)
     }
 
-    pub fn failed(&self, username: &str) {
-        let mut a = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        let e = a.entry(username.to_lowercase()).or_insert((0, Instant::now()));
-        e.0 += 1;
-        e.1 = Instant::now();
+    pub async fn failed(&self, store: &keta_store::Store, username: &str) -> keta_store::Result<()> {
+        store.record_sign_in_failure(username).await.map(|_| ())
     }
 
-    pub fn succeeded(&self, username: &str) {
-        self.accounts.lock().unwrap_or_else(|e| e.into_inner()).remove(&username.to_lowercase());
+    pub async fn succeeded(&self, store: &keta_store::Store, username: &str) -> keta_store::Result<()> {
+        store.clear_sign_in_failures(username).await
     }
 }
 

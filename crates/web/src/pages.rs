@@ -139,7 +139,11 @@ pub async fn post_login(
     Form(f): Form<LoginForm>,
 ) -> Response {
     let next = safe_next(f.next.as_deref());
-    if let Some(wait) = st.throttle.check(&f.username, auth::client_ip(&req_parts)) {
+    let throttled = match st.throttle.check(&st.store, &f.username, auth::client_ip(&req_parts)).await {
+        Ok(t) => t,
+        Err(e) => return crate::error::ApiError::from(e).into_response(),
+    };
+    if let Some(wait) = throttled {
         let secs = auth::retry_after_seconds(wait);
         let msg = format!("Too many attempts. Try again in {secs} seconds.");
         let page = login_form(StatusCode::TOO_MANY_REQUESTS, &next, &f.username, Some(&msg));
@@ -152,7 +156,9 @@ pub async fn post_login(
             r
         }
         Ok(None) => {
-            st.throttle.failed(&f.username);
+            if let Err(e) = st.throttle.failed(&st.store, &f.username).await {
+                return crate::error::ApiError::from(e).into_response();
+            }
             login_form(StatusCode::UNAUTHORIZED, &next, &f.username, Some(GENERIC_FAILURE))
         }
         Err(e) => crate::error::ApiError::from(e).into_response(),
@@ -229,7 +235,11 @@ pub async fn post_reauth(
     let next = safe_next(f.next.as_deref());
     let Some(token) = session_token(&headers) else { return Redirect::to("/login").into_response() };
     // Throttled like sign-in, so a patient holding a kiosk tablet cannot guess the password.
-    if let Some(wait) = st.throttle.check(&user.username, None) {
+    let throttled = match st.throttle.check(&st.store, &user.username, None).await {
+        Ok(t) => t,
+        Err(e) => return crate::error::ApiError::from(e).into_response(),
+    };
+    if let Some(wait) = throttled {
         let page = reauth_form(
             StatusCode::TOO_MANY_REQUESTS,
             &user,
@@ -240,13 +250,17 @@ pub async fn post_reauth(
     }
     match st.store.reauthenticate(&token, &f.password).await {
         Ok(Some(new_token)) => {
-            st.throttle.succeeded(&user.username);
+            if let Err(e) = st.throttle.succeeded(&st.store, &user.username).await {
+                return crate::error::ApiError::from(e).into_response();
+            }
             let mut r = Redirect::to(&next).into_response();
             r.headers_mut().insert(header::SET_COOKIE, session_cookie(&new_token));
             r
         }
         Ok(None) => {
-            st.throttle.failed(&user.username);
+            if let Err(e) = st.throttle.failed(&st.store, &user.username).await {
+                return crate::error::ApiError::from(e).into_response();
+            }
             reauth_form(StatusCode::UNAUTHORIZED, &user, &next, Some("That password is not right."))
         }
         Err(e) => crate::error::ApiError::from(e).into_response(),

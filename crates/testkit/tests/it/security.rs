@@ -190,9 +190,52 @@ async fn repeated_failures_are_throttled_without_locking_the_account_forever() {
         statuses.push(r.status().as_u16());
     }
     assert!(statuses.contains(&429), "{statuses:?}");
-    // After the cool-off the right password works.
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    assert_eq!(w.app.login(nurse, T0).await.status(), 200);
+    // The throttle counts on the store's clock: the right password is refused until the delay
+    // has passed, then works.
+    assert_eq!(w.app.login(nurse, T0).await.status(), 429, "still cooling off");
+    w.clock.advance(time::Duration::seconds(2));
+    assert_eq!(w.app.login(nurse, w.clock.now()).await.status(), 200);
+}
+
+/// Wrong passwords for `who`, sent to `apps` in turn, until one answers 429: how many were
+/// refused as wrong (401) before that.
+async fn failures_before_throttled(apps: &[TestApp], who: &StaffLogin) -> u32 {
+    let wrong = json!({"username": who.username, "password": "wrong wrong wrong", "code": "000000"});
+    for n in 0..=keta_web::auth::FREE_FAILURES * 4 {
+        let r = apps[n as usize % apps.len()].post_json("/api/v1/auth/login", &wrong).await;
+        match r.status().as_u16() {
+            401 => {}
+            429 => return n,
+            s => panic!("unexpected {s} at attempt {}", n + 1),
+        }
+    }
+    panic!("never throttled after {} failures spread over {} servers", keta_web::auth::FREE_FAILURES * 4, apps.len())
+}
+
+/// Several servers on one database (as several `keta serve` instances behind a balancer) keep
+/// one count per account: failures spread over three are throttled at the same count as on one.
+/// Before the counts moved to the database each server kept its own, so three servers allowed
+/// three times the failures.
+#[tokio::test]
+async fn failures_spread_over_several_servers_are_throttled_at_the_same_count_as_on_one() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        let a = site(&db.store, "A").await;
+        let staff = seed_staff(&db.store, &[a]).await;
+        let mut servers = Vec::new();
+        for _ in 0..3 {
+            servers.push(spawn_app(db.store.clone()).await);
+        }
+        let one = failures_before_throttled(&servers[..1], by_role(&staff, Role::Nurse)).await;
+        let three = failures_before_throttled(&servers, by_role(&staff, Role::FrontDesk)).await;
+        assert_eq!(one, keta_web::auth::FREE_FAILURES, "{:?}", db.store.backend());
+        assert_eq!(three, one, "three servers allow what one does ({:?})", db.store.backend());
+        // A success through any server clears the count for all of them.
+        clock.advance(time::Duration::seconds(2));
+        let nurse = by_role(&staff, Role::Nurse);
+        assert_eq!(servers[2].login(nurse, clock.now()).await.status(), 200);
+        assert_eq!(failures_before_throttled(&servers[..2], nurse).await, keta_web::auth::FREE_FAILURES);
+    }
 }
 
 #[tokio::test]

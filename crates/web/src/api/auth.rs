@@ -45,22 +45,22 @@ pub async fn post_login(
     ext: axum::http::Extensions,
     Json(c): Json<Credentials>,
 ) -> ApiResult<Response> {
-    if let Some(wait) = st.throttle.check(&c.username, crate::auth::client_ip(&ext)) {
+    if let Some(wait) = st.throttle.check(&st.store, &c.username, crate::auth::client_ip(&ext)).await? {
         let secs = crate::auth::retry_after_seconds(wait);
         let refused = failed(StatusCode::TOO_MANY_REQUESTS, &format!("too many attempts; try again in {secs} seconds"));
         return Ok(crate::auth::with_retry_after(refused.into_response(), secs));
     }
     let generic = "the user name, password or code is not right";
     let Some(token) = st.store.begin_sign_in(&c.username, &c.password).await? else {
-        st.throttle.failed(&c.username);
+        st.throttle.failed(&st.store, &c.username).await?;
         return Err(failed(StatusCode::UNAUTHORIZED, generic));
     };
     if !st.store.complete_second_factor(&token, &c.code).await? {
-        st.throttle.failed(&c.username);
+        st.throttle.failed(&st.store, &c.username).await?;
         st.store.end_session(&token).await?;
         return Err(failed(StatusCode::UNAUTHORIZED, generic));
     }
-    st.throttle.succeeded(&c.username);
+    st.throttle.succeeded(&st.store, &c.username).await?;
     let Ok(s) = st.store.resolve_session(&token, st.session_policy).await? else {
         return Err(failed(StatusCode::UNAUTHORIZED, generic));
     };
@@ -111,17 +111,17 @@ pub async fn post_reauth(
     let token = session_token(&headers).ok_or_else(|| failed(StatusCode::UNAUTHORIZED, "no session"))?;
     // Throttled like sign-in: a patient holding a kiosk tablet must not be able to guess
     // the staff member's password.
-    if let Some(wait) = st.throttle.check(&user.username, None) {
+    if let Some(wait) = st.throttle.check(&st.store, &user.username, None).await? {
         let secs = crate::auth::retry_after_seconds(wait);
         let refused =
             failed(StatusCode::TOO_MANY_REQUESTS, &format!("too many wrong passwords; try again in {secs} seconds"));
         return Ok(crate::auth::with_retry_after(refused.into_response(), secs));
     }
     let Some(new_token) = st.store.reauthenticate(&token, &r.password).await? else {
-        st.throttle.failed(&user.username);
+        st.throttle.failed(&st.store, &user.username).await?;
         return Err(failed(StatusCode::UNAUTHORIZED, "that password is not right"));
     };
-    st.throttle.succeeded(&user.username);
+    st.throttle.succeeded(&st.store, &user.username).await?;
     let mut resp = axum::Json(Reauthenticated { reauthenticated_at: st.store.now() }).into_response();
     resp.headers_mut().insert(header::SET_COOKIE, session_cookie(&new_token));
     Ok(resp)

@@ -397,15 +397,8 @@ fn observation_filter(p: &Parsed) -> Result<ObservationFilter, FhirError> {
     Ok(ObservationFilter { sources, instruments, only: None })
 }
 
-fn bundle(
-    st: &AppState,
-    rtype: &str,
-    pairs: &[(String, String)],
-    p: &Parsed,
-    total: i64,
-    entries: Vec<Value>,
-    included: Vec<Value>,
-) -> Value {
+/// The searchset's `self` and (when there are more) `next` links.
+fn links(st: &AppState, rtype: &str, pairs: &[(String, String)], p: &Parsed, total: i64) -> Vec<Value> {
     let base = format!("{}/fhir/R4", st.reminders.public_url);
     let query = |offset: Option<u32>| {
         let mut q: Vec<String> = pairs
@@ -423,6 +416,20 @@ fn bundle(
     if p.search.count > 0 && (next as i64) < total {
         links.push(json!({ "relation": "next", "url": query(Some(next as u32)) }));
     }
+    links
+}
+
+fn bundle(
+    st: &AppState,
+    rtype: &str,
+    pairs: &[(String, String)],
+    p: &Parsed,
+    total: i64,
+    entries: Vec<Value>,
+    included: Vec<Value>,
+) -> Value {
+    let base = format!("{}/fhir/R4", st.reminders.public_url);
+    let links = links(st, rtype, pairs, p, total);
     let entry: Vec<Value> = entries
         .into_iter()
         .map(|r| (r, "match"))
@@ -440,6 +447,64 @@ fn bundle(
         b["entry"] = Value::Array(entry);
     }
     b
+}
+
+/// A resource already serialised, for [`bundle_bytes`].
+struct Written {
+    rtype: &'static str,
+    id: String,
+    json: Vec<u8>,
+}
+
+/// The same bytes as `bundle(...).to_string()`, with the matches already serialised (an
+/// Observation page is written without building a `Value` per resource; see
+/// `resources::write_observation`). Keys in the order `Value` writes them.
+fn bundle_bytes(
+    st: &AppState,
+    rtype: &str,
+    pairs: &[(String, String)],
+    p: &Parsed,
+    total: i64,
+    entries: Vec<Written>,
+    included: Vec<Value>,
+) -> Vec<u8> {
+    let base = format!("{}/fhir/R4", st.reminders.public_url);
+    let links = links(st, rtype, pairs, p, total);
+    let size: usize = entries.iter().map(|e| e.json.len() + base.len() + e.id.len() + 80).sum();
+    let mut out = Vec::with_capacity(size + 512);
+    let string = |out: &mut Vec<u8>, s: &str| serde_json::to_writer(out, s).expect("a string always serialises");
+    let mut first = true;
+    let mut entry = |out: &mut Vec<u8>, rtype: &str, id: &str, json: &[u8], mode: &str| {
+        out.extend_from_slice(if first { &b"{\"entry\":["[..] } else { &b","[..] });
+        first = false;
+        out.extend_from_slice(b"{\"fullUrl\":");
+        string(out, &format!("{base}/{rtype}/{id}"));
+        out.extend_from_slice(b",\"resource\":");
+        out.extend_from_slice(json);
+        out.extend_from_slice(b",\"search\":{\"mode\":");
+        string(out, mode);
+        out.extend_from_slice(b"}}");
+    };
+    for e in &entries {
+        entry(&mut out, e.rtype, &e.id, &e.json, "match");
+    }
+    for r in &included {
+        let json = serde_json::to_vec(r).expect("a Value always serialises");
+        entry(
+            &mut out,
+            r["resourceType"].as_str().unwrap_or_default(),
+            r["id"].as_str().unwrap_or_default(),
+            &json,
+            "include",
+        );
+    }
+    let any = !first;
+    out.extend_from_slice(if any { &b"],\"link\":"[..] } else { &b"{\"link\":"[..] });
+    serde_json::to_writer(&mut out, &links).expect("links always serialise");
+    out.extend_from_slice(b",\"resourceType\":\"Bundle\",\"total\":");
+    out.extend_from_slice(total.to_string().as_bytes());
+    out.extend_from_slice(b",\"type\":\"searchset\"}");
+    out
 }
 
 /// Percent-encodes a query component (RFC 3986 unreserved characters stay).
@@ -556,7 +621,35 @@ async fn search_resources(
     if pairs.iter().any(|(k, _)| k == "_id") && p.search.id.is_none() {
         return Ok(fhir_response(StatusCode::OK, &bundle(&st, &rtype, &pairs, &p, 0, vec![], vec![])));
     }
+    if rtype == "Observation" {
+        // The chart's hot path: written straight to bytes.
+        let page = st.store.fhir_observations(&actor, p.search.clone(), observation_filter(&p)?).await?;
+        let patients = page.items.iter().map(|x| x.patient_id).collect();
+        let entries = page
+            .items
+            .iter()
+            .map(|o| {
+                let mut json = Vec::with_capacity(900);
+                resources::write_observation(o, &mut json);
+                Written { rtype: "Observation", id: resources::observation_id(o), json }
+            })
+            .collect();
+        let included = included_patients(&st, &actor, &p, patients).await?;
+        let body = bundle_bytes(&st, &rtype, &pairs, &p, page.total, entries, included);
+        return Ok((StatusCode::OK, [(header::CONTENT_TYPE, FHIR_JSON)], body).into_response());
+    }
     let (entries, total, patients) = run(&st, &actor, &rtype, &p, None).await?;
+    let included = included_patients(&st, &actor, &p, patients).await?;
+    Ok(fhir_response(StatusCode::OK, &bundle(&st, &rtype, &pairs, &p, total, entries, included)))
+}
+
+/// `_include=...:patient`: each patient of the matches once.
+async fn included_patients(
+    st: &AppState,
+    actor: &Actor,
+    p: &Parsed,
+    patients: Vec<PatientId>,
+) -> Result<Vec<Value>, FhirError> {
     let mut included = Vec::new();
     if p.include_patient {
         let mut seen: Vec<PatientId> = Vec::new();
@@ -565,12 +658,11 @@ async fn search_resources(
                 continue;
             }
             seen.push(pid);
-            let page =
-                st.store.fhir_patients(&actor, Search { id: Some(pid.0), count: 1, ..Search::default() }).await?;
+            let page = st.store.fhir_patients(actor, Search { id: Some(pid.0), count: 1, ..Search::default() }).await?;
             included.extend(page.items.iter().map(resources::patient));
         }
     }
-    Ok(fhir_response(StatusCode::OK, &bundle(&st, &rtype, &pairs, &p, total, entries, included)))
+    Ok(included)
 }
 
 async fn read_resource(

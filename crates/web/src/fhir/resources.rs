@@ -422,3 +422,196 @@ pub fn chair_location(c: &ChairRow) -> Value {
         "partOf": { "reference": format!("Location/site-{}", c.site_id.0) },
     })
 }
+
+// ---------------------------------------------------------------------------------------------
+// Vital-sign Observations written straight to bytes
+// ---------------------------------------------------------------------------------------------
+//
+// A chart's page of Observations is mostly vital signs (four per reading), and building each as
+// a `serde_json::Value` (a tree of maps, every key and string allocated, then dropped) was most
+// of a search's time. These borrow everything and serialise in one pass. The fields are declared
+// in the order `Value` writes them (its maps are sorted by key), so the bytes are exactly those of
+// `observation(o).to_string()` (tested below).
+
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct Coding<'a> {
+    code: &'a str,
+    display: &'a str,
+    system: &'a str,
+}
+
+#[derive(Serialize)]
+struct CodingsOnly<'a> {
+    coding: [Coding<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct CodeWithText<'a> {
+    coding: [Coding<'a>; 1],
+    text: &'a str,
+}
+
+#[derive(Serialize)]
+struct Quantity<'a> {
+    code: &'a str,
+    system: &'a str,
+    unit: &'a str,
+    value: f64,
+}
+
+impl<'a> Quantity<'a> {
+    fn of(value: f64, q: &'a codes::Quantity) -> Self {
+        Self { code: &q.unit, system: UCUM, unit: &q.unit_display, value }
+    }
+}
+
+#[derive(Serialize)]
+struct Component<'a> {
+    code: CodingsOnly<'a>,
+    #[serde(rename = "dataAbsentReason", skip_serializing_if = "Option::is_none")]
+    data_absent_reason: Option<CodingsOnly<'static>>,
+    #[serde(rename = "valueQuantity", skip_serializing_if = "Option::is_none")]
+    value_quantity: Option<Quantity<'a>>,
+}
+
+impl<'a> Component<'a> {
+    fn of(v: Option<f64>, q: &'a codes::Quantity) -> Self {
+        Self {
+            code: CodingsOnly { coding: [Coding { code: &q.code, display: &q.display, system: LOINC }] },
+            data_absent_reason: v.is_none().then_some(NOT_PERFORMED),
+            value_quantity: v.map(|v| Quantity::of(v, q)),
+        }
+    }
+}
+
+const NOT_PERFORMED: CodingsOnly<'static> = CodingsOnly {
+    coding: [Coding {
+        code: "not-performed",
+        display: "Not Performed",
+        system: "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+    }],
+};
+
+const VITAL_SIGNS_CATEGORY: [CodingsOnly<'static>; 1] = [CodingsOnly {
+    coding: [Coding {
+        code: "vital-signs",
+        display: "Vital Signs",
+        system: "http://terminology.hl7.org/CodeSystem/observation-category",
+    }],
+}];
+
+#[derive(Serialize)]
+struct Reference {
+    reference: String,
+}
+
+#[derive(Serialize)]
+struct VitalMeta<'a> {
+    #[serde(rename = "lastUpdated")]
+    last_updated: &'a str,
+    profile: [&'static str; 1],
+}
+
+#[derive(Serialize)]
+struct VitalObservation<'a> {
+    category: [CodingsOnly<'static>; 1],
+    code: CodeWithText<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    component: Option<[Component<'a>; 2]>,
+    #[serde(rename = "effectiveDateTime")]
+    effective_date_time: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encounter: Option<Reference>,
+    id: String,
+    meta: VitalMeta<'a>,
+    #[serde(rename = "resourceType")]
+    resource_type: &'static str,
+    status: &'static str,
+    subject: Reference,
+    #[serde(rename = "valueQuantity", skip_serializing_if = "Option::is_none")]
+    value_quantity: Option<Quantity<'a>>,
+}
+
+/// Appends the Observation's JSON to `out`: the same bytes as `observation(o).to_string()`,
+/// written without building a `Value` for the vital signs.
+pub fn write_observation(o: &ObservationRow, out: &mut Vec<u8>) {
+    let vs = &codes::codes().vital_signs;
+    let (code, display, value, component) = match o.source {
+        ObservationSource::BloodPressure => {
+            let bp = &vs.blood_pressure;
+            let c = [Component::of(o.num1, &bp.systolic), Component::of(o.num2, &bp.diastolic)];
+            (bp.code.as_str(), bp.display.as_str(), None, Some(c))
+        }
+        ObservationSource::HeartRate | ObservationSource::OxygenSaturation | ObservationSource::RespiratoryRate => {
+            let q = match o.source {
+                ObservationSource::HeartRate => &vs.heart_rate,
+                ObservationSource::OxygenSaturation => &vs.oxygen_saturation,
+                _ => &vs.respiratory_rate,
+            };
+            (q.code.as_str(), q.display.as_str(), o.num1.map(|v| Quantity::of(v, q)), None)
+        }
+        ObservationSource::Score | ObservationSource::Moaas => {
+            serde_json::to_writer(out, &observation(o)).expect("a Value always serialises");
+            return;
+        }
+    };
+    let at = instant(o.at_ms);
+    let r = VitalObservation {
+        category: VITAL_SIGNS_CATEGORY,
+        code: CodeWithText { coding: [Coding { code, display, system: LOINC }], text: display },
+        component,
+        effective_date_time: &at,
+        encounter: o.session_id.map(|s| Reference { reference: format!("Encounter/{s}") }),
+        id: observation_id(o),
+        meta: VitalMeta { last_updated: &at, profile: ["http://hl7.org/fhir/StructureDefinition/vitalsigns"] },
+        resource_type: "Observation",
+        status: "final",
+        subject: Reference { reference: format!("Patient/{}", o.patient_id.0) },
+        value_quantity: value,
+    };
+    serde_json::to_writer(out, &r).expect("plain data always serialises");
+}
+
+#[cfg(test)]
+mod tests {
+    use keta_domain::ids::PatientId;
+
+    use super::*;
+
+    fn row(source: ObservationSource, num1: Option<f64>, num2: Option<f64>, session: Option<i64>) -> ObservationRow {
+        ObservationRow {
+            source,
+            record_id: 5123,
+            patient_id: PatientId(61),
+            session_id: session,
+            at_ms: 1_767_225_660_000,
+            num1,
+            num2,
+            instrument: Some("phq9".into()),
+            note: Some("moderate".into()),
+        }
+    }
+
+    #[test]
+    fn vital_signs_written_directly_are_the_bytes_of_the_value() {
+        use ObservationSource::*;
+        let cases = [
+            row(BloodPressure, Some(111.0), Some(71.5), Some(519)),
+            row(BloodPressure, None, Some(70.0), None),
+            row(BloodPressure, Some(140.0), None, Some(1)),
+            row(HeartRate, Some(72.0), None, Some(519)),
+            row(HeartRate, None, None, None),
+            row(OxygenSaturation, Some(97.0), None, Some(3)),
+            row(RespiratoryRate, Some(14.25), None, None),
+            row(Score, Some(12.0), None, Some(3)),
+            row(Moaas, None, None, Some(3)),
+        ];
+        for o in cases {
+            let mut fast = Vec::new();
+            write_observation(&o, &mut fast);
+            assert_eq!(String::from_utf8(fast).unwrap(), observation(&o).to_string(), "{o:?}");
+        }
+    }
+}
