@@ -488,3 +488,104 @@ async fn over_mllp_the_ack_follows_the_commit_a_resend_is_recorded_once_and_a_ba
         assert!(review.iter().any(|r| r.reason.contains("outside the accepted window")), "{review:?}");
     }
 }
+
+/// The next whole server-sent event of a stream (keep-alive comments skipped).
+async fn next_event(r: &mut reqwest::Response) -> String {
+    let mut text = String::new();
+    loop {
+        if let Some(end) = text.find("\n\n") {
+            let event = text[..end].to_string();
+            if event.starts_with(':') {
+                text.drain(..end + 2);
+                continue;
+            }
+            return event;
+        }
+        let chunk = r.chunk().await.unwrap().expect("the stream ended");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test]
+async fn the_session_screen_streams_the_monitors_readings_and_the_nurse_strikes_one_with_a_reason() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0);
+        let s = &db.store;
+        let a = site(s, "A").await;
+        let chair = chair_of(s, a, 0).await;
+        s.register_monitor(&admin(&[a]), chair, "BED-1", "Monitor 1").await.unwrap();
+        let sess = seated(s, a, chair, "A-MON7", T0).await;
+        let staff = keta_testkit::seed_staff(s, &[a]).await;
+        let app = keta_testkit::spawn_app(s.clone()).await;
+        let rn = staff.iter().find(|x| x.role == Role::Nurse).unwrap();
+        assert_eq!(app.login(rn, T0).await.status(), 200);
+        let mut m = message("BED-1", "W1", vec![]);
+        m.readings = Ok(vec![with_mean(T0 - Duration::seconds(5), 88.0, 93.0)]);
+        s.record_monitor_message(m).await.unwrap();
+        let id = sess.0;
+
+        // The session screen hooks the live panel; the stream's first event is the panel,
+        // marked as monitor readings, with the mean pressure.
+        let page = app.get(&format!("/sessions/{id}")).await.text().await.unwrap();
+        assert!(page.contains(&format!(r#"sse-connect="/sessions/{id}/device-readings/events""#)), "{:?}", db.kind);
+        let mut events = app.get(&format!("/sessions/{id}/device-readings/events")).await;
+        assert_eq!(events.status(), 200);
+        let first = next_event(&mut events).await;
+        assert!(first.starts_with("event: device-readings"), "{first}");
+        assert!(first.contains(">monitor</span>") && first.contains("<td>93</td>") && first.contains("<td>88</td>"), "{first}");
+        assert!(first.contains("Strike as artefact"), "{first}");
+
+        // A new reading arrives: the stream sends the panel again with it.
+        clock.advance(Duration::seconds(5));
+        let mut m = message("BED-1", "W2", vec![]);
+        m.readings = Ok(vec![with_mean(clock.now(), 91.0, 95.0)]);
+        s.record_monitor_message(m).await.unwrap();
+        keta_web::ui::live::publish(Some(a));
+        let next = next_event(&mut events).await;
+        assert!(next.contains("<td>95</td>") && next.contains("<td>91</td>"), "{next}");
+        drop(events);
+
+        // Strike without a reason: refused beside the field, nothing changed.
+        let reading = s.device_readings(&nurse(&[a]), sess).await.unwrap()[1].record.id.0;
+        let path = format!("/sessions/{id}/device-readings/{reading}");
+        let form = |token: &'static str, reason: &'static str| {
+            vec![("csrf_token", "from-the-header"), ("form_token", token), ("decision", "strike"), ("reason", reason)]
+        };
+        let r = app.request(reqwest::Method::POST, &path).form(&form("t-1", "")).send().await.unwrap();
+        assert_eq!(r.status(), 422);
+        assert!(r.text().await.unwrap().contains("say why the reading is an artefact"));
+        assert_eq!(s.device_readings(&nurse(&[a]), sess).await.unwrap()[1].status, DeviceReadingStatus::Unreviewed);
+        // With a reason: struck, back to the session; a resubmitted form records once.
+        let r = app.request(reqwest::Method::POST, &path).form(&form("t-2", "probe off the finger")).send().await.unwrap();
+        assert_eq!(r.status(), 303);
+        let r = app.request(reqwest::Method::POST, &path).form(&form("t-2", "probe off the finger")).send().await.unwrap();
+        assert_eq!(r.status(), 303, "the same form again replays its first answer");
+        let panel = app.get(&format!("/sessions/{id}/device-readings")).await.text().await.unwrap();
+        assert!(panel.contains("Struck by nurse.test") && panel.contains("probe off the finger"), "{panel}");
+        let api: serde_json::Value = app.get(&format!("/api/v1/sessions/{id}/device-readings")).await.json().await.unwrap();
+        assert_eq!(api[1]["status"], "struck");
+        assert_eq!(api[1]["mean_mmhg"], 93.0);
+        let vitals: serde_json::Value = app.get(&format!("/api/v1/sessions/{id}/vitals")).await.json().await.unwrap();
+        assert_eq!(vitals.as_array().unwrap().len(), 1, "the struck reading is not among the session's vitals");
+
+        // The API review: confirm the other one; the front desk may not.
+        let other = api[0]["record"]["id"].as_i64().unwrap();
+        let r = app
+            .post_json(
+                &format!("/api/v1/sessions/{id}/device-readings/{other}/review"),
+                &serde_json::json!({"decision": "confirm"}),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        let desk = staff.iter().find(|x| x.role == Role::FrontDesk).unwrap();
+        assert_eq!(app.login(desk, T0).await.status(), 200);
+        let r = app
+            .post_json(
+                &format!("/api/v1/sessions/{id}/device-readings/{other}/review"),
+                &serde_json::json!({"decision": "strike", "reason": "x"}),
+            )
+            .await;
+        assert_eq!(r.status(), 403);
+    }
+}
