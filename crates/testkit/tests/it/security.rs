@@ -723,12 +723,46 @@ async fn every_read_of_patient_data_leaves_an_audit_entry() {
         }
         sess
     };
+    // A bedside monitor's reading in a session in its chair, for the device-reading screens.
+    let (monitored, reading) = {
+        use keta_domain::session::{NewSession, SessionAction};
+        use keta_store::monitors::{InboundMonitorMessage, MonitorReading};
+        let (s, a) = (&w.db.store, keta_domain::ids::SiteId(1));
+        let chair = s.list_chairs(&keta_store::Actor::system(), a).await.unwrap()[0].id;
+        s.register_monitor(&keta_store::Actor::system(), chair, "AUDIT-BED", "Monitor").await.unwrap();
+        let c =
+            s.create_course(&prescriber(&[a]), r.patient, course(keta_domain::course::Route::IvRacemic)).await.unwrap();
+        let new = NewSession { scheduled_for: w.clock.now(), chair_id: Some(chair), planned_dose_mg: None };
+        let sess = s.create_session(&prescriber(&[a]), c.id, new).await.unwrap().id;
+        s.act_on_session(&prescriber(&[a]), sess, SessionAction::CheckIn).await.unwrap();
+        let vitals = keta_domain::vitals::VitalSigns {
+            spo2_pct: Some(keta_domain::units::Percent(97.0)),
+            ..Default::default()
+        };
+        s.record_monitor_message(InboundMonitorMessage {
+            identifier: "AUDIT-BED".into(),
+            control_id: "A-1".into(),
+            peer: "127.0.0.1".into(),
+            raw: "MSH|^~\\&|x".into(),
+            readings: Ok(vec![MonitorReading { observed_at: w.clock.now(), vitals, mean_mmhg: None }]),
+        })
+        .await
+        .unwrap();
+        (sess, s.device_readings(&prescriber(&[a]), sess).await.unwrap()[0].record.id.0)
+    };
     let mut unaudited = Vec::new();
     for path in &routes {
         let role = if path.ends_with("/access-log") { Role::Auditor } else { Role::Prescriber };
         act_as(&w, Some(role)).await;
-        let session = if path.contains("/rems") { esketamine } else { r.session };
+        let session = if path.contains("/rems") {
+            esketamine
+        } else if path.contains("/device-readings") {
+            monitored
+        } else {
+            r.session
+        };
         let url = path
+            .replace("{reading}", &reading.to_string())
             .replace("/sessions/{id}", &format!("/sessions/{}", session.0))
             .replace("/courses/{id}", &format!("/courses/{}", r.course.0))
             .replace("{id}", &r.patient.0.to_string())
