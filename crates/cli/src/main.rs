@@ -360,8 +360,10 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                         .with_context(|| format!("listening for monitors on {}", mllp.bind))?;
                 tracing::info!(addr = %mllp_addr, "listening for bedside monitors (HL7 v2 over MLLP)");
                 keta_web::monitors::spawn_raw_purge(store.clone(), mllp.raw_retention);
-                monitors =
-                    Some(keta_web::monitors::MonitorRuntime { settings: mllp.settings, raw_retention: mllp.raw_retention });
+                monitors = Some(keta_web::monitors::MonitorRuntime {
+                    settings: mllp.settings,
+                    raw_retention: mllp.raw_retention,
+                });
             }
             let mut observe = keta_web::observe::Observability::new(store.clone());
             observe.shutdown_grace = cfg.shutdown_grace;

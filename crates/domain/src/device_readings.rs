@@ -86,7 +86,11 @@ pub fn review(
     let reason = reason.map(str::trim).filter(|r| !r.is_empty()).map(str::to_string);
     let mut v = Validator::new();
     if decision == DeviceReadingDecision::Strike {
-        v.check(reason.is_some(), "reason", "say why the reading is an artefact (e.g. cuff moved, probe off the finger)");
+        v.check(
+            reason.is_some(),
+            "reason",
+            "say why the reading is an artefact (e.g. cuff moved, probe off the finger)",
+        );
     }
     if let Some(r) = &reason {
         v.check(r.chars().count() <= reason_max, "reason", format!("keep the reason to {reason_max} characters"));
@@ -99,7 +103,9 @@ pub fn review(
         (DeviceReadingStatus::Confirmed, DeviceReadingDecision::Confirm) => {
             Err(DomainError::Conflict("this reading is already confirmed".into()))
         }
-        (_, DeviceReadingDecision::Confirm) => Ok(DeviceReadingReview { status: DeviceReadingStatus::Confirmed, reason }),
+        (_, DeviceReadingDecision::Confirm) => {
+            Ok(DeviceReadingReview { status: DeviceReadingStatus::Confirmed, reason })
+        }
         (_, DeviceReadingDecision::Strike) => Ok(DeviceReadingReview { status: DeviceReadingStatus::Struck, reason }),
     }
 }
@@ -115,11 +121,17 @@ pub fn check_mean_pressure(vitals: &VitalSigns, mean: Mmhg) -> Result<(), Domain
     let lowest = *DIASTOLIC_ENTRY_RANGE_MMHG.start();
     let highest = *SYSTOLIC_ENTRY_RANGE_MMHG.end();
     if !m.is_finite() || !(lowest..=highest).contains(&m) {
-        v.push("mean_mmhg", format!("a mean pressure of {m} mmHg is outside {lowest}-{highest} mmHg; re-check the reading"));
+        v.push(
+            "mean_mmhg",
+            format!("a mean pressure of {m} mmHg is outside {lowest}-{highest} mmHg; re-check the reading"),
+        );
     } else if let Some((s, d)) = vitals.blood_pressure()
         && (m < d.0 || m > s.0)
     {
-        v.push("mean_mmhg", format!("the mean pressure ({m}) must lie between diastolic ({}) and systolic ({})", d.0, s.0));
+        v.push(
+            "mean_mmhg",
+            format!("the mean pressure ({m}) must lie between diastolic ({}) and systolic ({})", d.0, s.0),
+        );
     }
     v.finish()
 }
@@ -160,7 +172,8 @@ mod tests {
 
     #[test]
     fn a_mean_pressure_must_lie_within_the_pressure_it_came_with() {
-        let bp = VitalSigns { systolic_mmhg: Some(Mmhg(130.0)), diastolic_mmhg: Some(Mmhg(80.0)), ..Default::default() };
+        let bp =
+            VitalSigns { systolic_mmhg: Some(Mmhg(130.0)), diastolic_mmhg: Some(Mmhg(80.0)), ..Default::default() };
         assert!(check_mean_pressure(&bp, Mmhg(97.0)).is_ok());
         assert!(check_mean_pressure(&bp, Mmhg(80.0)).is_ok());
         assert!(check_mean_pressure(&bp, Mmhg(140.0)).is_err());

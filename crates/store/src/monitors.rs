@@ -293,7 +293,12 @@ impl Store {
                 alerts += rec.alerts.len();
                 c.execute(
                     "INSERT INTO monitor_vitals (vitals_id, message_id, status, mean_mmhg) VALUES ($1, $2, $3, $4)",
-                    params![rec.record.id.0, message_id, DeviceReadingStatus::Unreviewed.as_str(), r.mean_mmhg.map(|m| m.0)],
+                    params![
+                        rec.record.id.0,
+                        message_id,
+                        DeviceReadingStatus::Unreviewed.as_str(),
+                        r.mean_mmhg.map(|m| m.0)
+                    ],
                 )?;
             }
             audit::record(

@@ -18,11 +18,11 @@ use keta_domain::session::{
 use keta_domain::units::{BeatsPerMinute, BreathsPerMinute, Milligrams, Mmhg, Percent};
 use keta_domain::vitals::VitalSigns;
 
-use crate::monitors::NOT_STRUCK;
 use crate::audit::{self, Action, Entry};
 use crate::conn::{Conn, Row};
 use crate::courses::get_course;
 use crate::error::{Result, StoreError};
+use crate::monitors::NOT_STRUCK;
 use crate::time_codec::{from_json, from_ms, json, ms, opt_from_ms};
 use crate::{Actor, Store, params};
 

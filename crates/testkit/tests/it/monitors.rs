@@ -244,8 +244,10 @@ async fn a_nurse_confirms_or_strikes_a_monitor_reading_and_a_struck_one_no_longe
         let n = nurse(&[a]);
 
         let mut m = message("BED-1", "S1", vec![]);
-        m.readings =
-            Ok(vec![with_mean(T0 - Duration::seconds(10), 97.0, 93.0), with_mean(T0 - Duration::seconds(5), 96.0, 94.0)]);
+        m.readings = Ok(vec![
+            with_mean(T0 - Duration::seconds(10), 97.0, 93.0),
+            with_mean(T0 - Duration::seconds(5), 96.0, 94.0),
+        ]);
         let out = s.record_monitor_message(m).await.unwrap();
         assert!(matches!(out, MonitorOutcome::Recorded { readings: 2, .. }), "{out:?}");
 
@@ -261,7 +263,10 @@ async fn a_nurse_confirms_or_strikes_a_monitor_reading_and_a_struck_one_no_longe
             .await
             .unwrap_err();
         assert!(matches!(e, StoreError::Forbidden(_)), "{e:?}");
-        let e = s.review_device_reading(&n, sess, newer, DeviceReadingDecision::Strike, Some("  ".into())).await.unwrap_err();
+        let e = s
+            .review_device_reading(&n, sess, newer, DeviceReadingDecision::Strike, Some("  ".into()))
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("reason"), "{e}");
         assert_eq!(s.device_readings(&n, sess).await.unwrap()[0].status, DeviceReadingStatus::Unreviewed);
 
@@ -357,18 +362,12 @@ async fn a_struck_baseline_no_longer_anchors_the_rise_from_baseline_rule() {
         // 10 min after the dose, 140/86: +44/+26 over the struck artefact, +12/+4 over the
         // counted baseline. No rise alert.
         clock.advance(Duration::minutes(10));
-        let out = s
-            .record_monitor_message(message("BED-1", "B3", vec![(clock.now(), bp(140.0, 86.0))]))
-            .await
-            .unwrap();
+        let out = s.record_monitor_message(message("BED-1", "B3", vec![(clock.now(), bp(140.0, 86.0))])).await.unwrap();
         assert!(matches!(out, MonitorOutcome::Recorded { alerts: 0, .. }), "{out:?}");
         assert!(open_alerts(s, a, sess).await.iter().all(|x| x.rule != "bp_rise_from_baseline"));
         // The rule itself still works against the counted baseline (128/82 + 40).
         clock.advance(Duration::minutes(1));
-        let out = s
-            .record_monitor_message(message("BED-1", "B4", vec![(clock.now(), bp(170.0, 90.0))]))
-            .await
-            .unwrap();
+        let out = s.record_monitor_message(message("BED-1", "B4", vec![(clock.now(), bp(170.0, 90.0))])).await.unwrap();
         assert!(matches!(out, MonitorOutcome::Recorded { alerts: 1, .. }), "{out:?}");
         assert!(open_alerts(s, a, sess).await.iter().any(|x| x.rule == "bp_rise_from_baseline"));
     }
@@ -533,7 +532,10 @@ async fn the_session_screen_streams_the_monitors_readings_and_the_nurse_strikes_
         assert_eq!(events.status(), 200);
         let first = next_event(&mut events).await;
         assert!(first.starts_with("event: device-readings"), "{first}");
-        assert!(first.contains(">monitor</span>") && first.contains("<td>93</td>") && first.contains("<td>88</td>"), "{first}");
+        assert!(
+            first.contains(">monitor</span>") && first.contains("<td>93</td>") && first.contains("<td>88</td>"),
+            "{first}"
+        );
         assert!(first.contains("Strike as artefact"), "{first}");
 
         // A new reading arrives: the stream sends the panel again with it.
@@ -557,13 +559,16 @@ async fn the_session_screen_streams_the_monitors_readings_and_the_nurse_strikes_
         assert!(r.text().await.unwrap().contains("say why the reading is an artefact"));
         assert_eq!(s.device_readings(&nurse(&[a]), sess).await.unwrap()[1].status, DeviceReadingStatus::Unreviewed);
         // With a reason: struck, back to the session; a resubmitted form records once.
-        let r = app.request(reqwest::Method::POST, &path).form(&form("t-2", "probe off the finger")).send().await.unwrap();
+        let r =
+            app.request(reqwest::Method::POST, &path).form(&form("t-2", "probe off the finger")).send().await.unwrap();
         assert_eq!(r.status(), 303);
-        let r = app.request(reqwest::Method::POST, &path).form(&form("t-2", "probe off the finger")).send().await.unwrap();
+        let r =
+            app.request(reqwest::Method::POST, &path).form(&form("t-2", "probe off the finger")).send().await.unwrap();
         assert_eq!(r.status(), 303, "the same form again replays its first answer");
         let panel = app.get(&format!("/sessions/{id}/device-readings")).await.text().await.unwrap();
         assert!(panel.contains("Struck by nurse.test") && panel.contains("probe off the finger"), "{panel}");
-        let api: serde_json::Value = app.get(&format!("/api/v1/sessions/{id}/device-readings")).await.json().await.unwrap();
+        let api: serde_json::Value =
+            app.get(&format!("/api/v1/sessions/{id}/device-readings")).await.json().await.unwrap();
         assert_eq!(api[1]["status"], "struck");
         assert_eq!(api[1]["mean_mmhg"], 93.0);
         let vitals: serde_json::Value = app.get(&format!("/api/v1/sessions/{id}/vitals")).await.json().await.unwrap();

@@ -735,10 +735,8 @@ async fn every_read_of_patient_data_leaves_an_audit_entry() {
         let new = NewSession { scheduled_for: w.clock.now(), chair_id: Some(chair), planned_dose_mg: None };
         let sess = s.create_session(&prescriber(&[a]), c.id, new).await.unwrap().id;
         s.act_on_session(&prescriber(&[a]), sess, SessionAction::CheckIn).await.unwrap();
-        let vitals = keta_domain::vitals::VitalSigns {
-            spo2_pct: Some(keta_domain::units::Percent(97.0)),
-            ..Default::default()
-        };
+        let vitals =
+            keta_domain::vitals::VitalSigns { spo2_pct: Some(keta_domain::units::Percent(97.0)), ..Default::default() };
         s.record_monitor_message(InboundMonitorMessage {
             identifier: "AUDIT-BED".into(),
             control_id: "A-1".into(),

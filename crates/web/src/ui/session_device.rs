@@ -30,7 +30,6 @@ use super::page::{Area, Chrome, Errors, FormData, UiResult, render, render_statu
 use crate::AppState;
 use crate::auth::CurrentUser;
 
-
 pub(crate) struct DeviceRow {
     pub id: i64,
     pub time: String,
@@ -256,7 +255,11 @@ pub async fn post_reading(
     match DeviceReadingDecision::parse(form.get("decision")) {
         None => errors.add("decision", "choose to confirm the reading or strike it as an artefact"),
         Some(decision) => {
-            match st.store.review_device_reading(&user.actor, sid, RecordId(reading), decision, form.opt("reason")).await {
+            match st
+                .store
+                .review_device_reading(&user.actor, sid, RecordId(reading), decision, form.opt("reason"))
+                .await
+            {
                 Ok(_) => {
                     if let Ok(s) = st.store.get_session(&user.actor, sid).await {
                         super::live::publish(Some(s.site_id));
