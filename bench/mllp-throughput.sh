@@ -11,8 +11,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 READINGS="${READINGS:-12}"
-cargo build --release --locked -p keta-cli >/dev/null
-KETA="$PWD/target/release/keta"
+# KETA_BIN: an already-built release binary (skips the build).
+if [ -n "${KETA_BIN:-}" ]; then
+  KETA="$KETA_BIN"
+else
+  cargo build --release --locked -p keta-cli >/dev/null
+  KETA="$PWD/target/release/keta"
+fi
 WORK=$(mktemp -d)
 PID=
 cleanup() { if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi; rm -rf "$WORK"; }

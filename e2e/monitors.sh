@@ -41,3 +41,14 @@ curl -fs "$BASE/healthz" >/dev/null || { tail -50 "$WORK/server.log" >&2; echo "
 
 KETA_BASE="$BASE" KETA_MLLP="127.0.0.1:$MPORT" KETA_BIN="$KETA_BIN" MLLP_SEND="$VENV/bin/mllp_send" \
   "$VENV/bin/python" e2e/monitors.py || { tail -30 "$WORK/server.log" >&2; exit 1; }
+
+# No patient data in the logs: the messages' patient identifier and raw segments never appear
+# (while the outcome lines do, so the log was written at all).
+grep -q 'monitor message' "$WORK/server.log" || { echo "FAIL: no monitor outcome in the server log (is KETA_LOG filtering it?)" >&2; exit 1; }
+for needle in 'SIM-1' 'MSH|' 'OBX|' 'PID|'; do
+  if grep -qF "$needle" "$WORK/server.log"; then
+    echo "FAIL: the server log contains '$needle' from a monitor message" >&2
+    exit 1
+  fi
+done
+echo "ok: the server log carries no patient identifier or raw message"

@@ -32,7 +32,8 @@ export class KetaServer {
   private clockFile = join(this.dir, 'faketime');
   output = '';
 
-  async start(bin: string): Promise<void> {
+  /** Starts `keta demo`; `extraArgs` are added to its command line (e.g. `--mllp-bind`). */
+  async start(bin: string, extraArgs: string[] = []): Promise<void> {
     writeFileSync(this.clockFile, '+0\n');
     const lib = FAKETIME_LIBS.find((p) => existsSync(p));
     if (!lib) throw new Error('libfaketime is not installed (apt-get install -y faketime); .ci/run installs it');
@@ -45,7 +46,7 @@ export class KetaServer {
       FAKETIME_DONT_FAKE_MONOTONIC: '1',
       KETA_LOG: process.env.KETA_LOG ?? 'warn',
     };
-    this.proc = spawn(bin, ['demo', '--fresh', '--dir', join(this.dir, 'data'), '--bind', '127.0.0.1:0'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = spawn(bin, ['demo', '--fresh', '--dir', join(this.dir, 'data'), '--bind', '127.0.0.1:0', ...extraArgs], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.url = await new Promise<string>((ok, fail) => {
       const timer = setTimeout(() => fail(new Error(`keta demo did not start in time:\n${this.output}`)), 90_000);
       const read = (chunk: Buffer) => {

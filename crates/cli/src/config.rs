@@ -61,6 +61,18 @@ pub struct ServeOptions {
     /// Days raw monitor messages are kept for troubleshooting (default 30).
     #[arg(long, env = "KETA_MLLP_RAW_RETENTION_DAYS")]
     mllp_raw_retention_days: Option<u32>,
+    /// Monitor readings older than this many minutes are kept for review, not attached
+    /// (default 30; a clinic setting, not from the clinical reference).
+    #[arg(long, env = "KETA_MLLP_MAX_AGE_MINUTES")]
+    mllp_max_age_minutes: Option<u32>,
+    /// Monitor readings more than this many minutes ahead of the server's clock are kept for
+    /// review, not attached (default 2; a clinic setting, not from the clinical reference).
+    #[arg(long, env = "KETA_MLLP_MAX_AHEAD_MINUTES")]
+    mllp_max_ahead_minutes: Option<u32>,
+    /// The largest MLLP frame accepted, bytes (default 1048576; a clinic setting, not from the
+    /// clinical reference).
+    #[arg(long, env = "KETA_MLLP_MAX_FRAME_BYTES")]
+    mllp_max_frame_bytes: Option<usize>,
     /// Seconds in-flight requests get to finish after SIGTERM before the server stops without
     /// them (default 20); see docs/observability.md.
     #[arg(long, env = "KETA_SHUTDOWN_GRACE_SECONDS")]
@@ -91,18 +103,21 @@ struct FileConfig {
     mllp_allowed_peers: Option<Vec<String>>,
     mllp_device_field: Option<String>,
     mllp_raw_retention_days: Option<u32>,
+    mllp_max_age_minutes: Option<u32>,
+    mllp_max_ahead_minutes: Option<u32>,
+    mllp_max_frame_bytes: Option<usize>,
     shutdown_grace_seconds: Option<u64>,
     metrics_token: Option<String>,
     protocols_dir: Option<PathBuf>,
 }
 
-const FILE_KEYS: &str = "bind, database_url, backup_dir, backup_interval_minutes, backup_keep, audit_anchor_file, audit_anchor_interval_seconds, tls_cert, tls_key, trusted_proxies, mllp_bind, mllp_allowed_peers, mllp_device_field, mllp_raw_retention_days, shutdown_grace_seconds, metrics_token, protocols_dir";
+const FILE_KEYS: &str = "bind, database_url, backup_dir, backup_interval_minutes, backup_keep, audit_anchor_file, audit_anchor_interval_seconds, tls_cert, tls_key, trusted_proxies, mllp_bind, mllp_allowed_peers, mllp_device_field, mllp_raw_retention_days, mllp_max_age_minutes, mllp_max_ahead_minutes, mllp_max_frame_bytes, shutdown_grace_seconds, metrics_token, protocols_dir";
 
 /// Product settings, not clinical ones: how many backups to keep and how often to anchor.
 const DEFAULT_BACKUP_KEEP: usize = 7;
 const DEFAULT_ANCHOR_INTERVAL_SECONDS: u64 = 300;
 /// Product setting: how long raw monitor messages are kept for troubleshooting.
-const DEFAULT_MLLP_RAW_RETENTION_DAYS: u32 = 30;
+pub const DEFAULT_MLLP_RAW_RETENTION_DAYS: u32 = 30;
 
 /// The bedside-monitor listener's settings, when it is on.
 #[derive(Debug)]
@@ -213,6 +228,24 @@ impl ServeOptions {
                 }
                 let mut settings = keta_web::monitors::MonitorSettings { device_field, ..Default::default() };
                 settings.listener.allowed_peers = allowed_peers;
+                if let Some(m) = self.mllp_max_age_minutes.or(file.mllp_max_age_minutes) {
+                    if !(1..=1440).contains(&m) {
+                        bail!("mllp_max_age_minutes {m} must be from 1 to 1440");
+                    }
+                    settings.window.max_age = time::Duration::minutes(i64::from(m));
+                }
+                if let Some(m) = self.mllp_max_ahead_minutes.or(file.mllp_max_ahead_minutes) {
+                    if m > 60 {
+                        bail!("mllp_max_ahead_minutes {m} must be from 0 to 60");
+                    }
+                    settings.window.max_ahead = time::Duration::minutes(i64::from(m));
+                }
+                if let Some(b) = self.mllp_max_frame_bytes.or(file.mllp_max_frame_bytes) {
+                    if !(4096..=64 * 1024 * 1024).contains(&b) {
+                        bail!("mllp_max_frame_bytes {b} must be from 4096 to 67108864");
+                    }
+                    settings.listener.max_frame_bytes = b;
+                }
                 Some(MllpConfig { bind, settings, raw_retention: time::Duration::days(i64::from(days)) })
             }
         };

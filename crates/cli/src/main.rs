@@ -309,15 +309,18 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 keta_web::shutdown::settle(&store).await;
                 return Ok(());
             }
+            let mut monitors = None;
             if let Some(mllp) = mllp_bind {
                 demo_monitors::ensure(&store).await.context("registering the demo monitors")?;
-                let (addr, _) = keta_web::monitors::spawn_listener(
-                    mllp,
-                    store.clone(),
-                    keta_web::monitors::MonitorSettings::default(),
-                )
-                .await
-                .with_context(|| format!("listening for monitors on {mllp}"))?;
+                let runtime = keta_web::monitors::MonitorRuntime {
+                    settings: keta_web::monitors::MonitorSettings::default(),
+                    raw_retention: time::Duration::days(i64::from(config::DEFAULT_MLLP_RAW_RETENTION_DAYS)),
+                };
+                let (addr, _) = keta_web::monitors::spawn_listener(mllp, store.clone(), runtime.settings.clone())
+                    .await
+                    .with_context(|| format!("listening for monitors on {mllp}"))?;
+                keta_web::monitors::spawn_raw_purge(store.clone(), runtime.raw_retention);
+                monitors = Some(runtime);
                 println!("Bedside monitors (HL7 v2 over MLLP): {addr}  (try `keta monitor-sim --to {addr}`)");
             }
             let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("listening on {bind}"))?;
@@ -339,12 +342,11 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             println!("Press Ctrl-C to stop.");
             keta_web::reminders::spawn_sweeper(store.clone(), reminders.clone(), sweep_interval()?);
             keta_web::idempotency::key_policy_from_env().map_err(anyhow::Error::msg)?;
-            keta_web::serve(
-                listener,
-                keta_web::AppState::new(store).with_reminders(reminders).with_protocols(protocols),
-                keta_web::shutdown::signal(),
-            )
-            .await?;
+            let mut state = keta_web::AppState::new(store).with_reminders(reminders).with_protocols(protocols);
+            if let Some(m) = monitors {
+                state = state.with_monitors(m);
+            }
+            keta_web::serve(listener, state, keta_web::shutdown::signal()).await?;
             Ok(())
         }
         Command::MonitorSim { opts } => monitor_sim::run(opts).await,
@@ -367,21 +369,30 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 backups::spawn_scheduled_backups(store.clone(), schedule);
             }
             backups::spawn_anchoring(store.clone(), cfg.audit_anchoring);
+            let mut monitors = None;
             if let Some(mllp) = cfg.mllp {
-                let (mllp_addr, _) = keta_web::monitors::spawn_listener(mllp.bind, store.clone(), mllp.settings)
-                    .await
-                    .with_context(|| format!("listening for monitors on {}", mllp.bind))?;
+                let (mllp_addr, _) =
+                    keta_web::monitors::spawn_listener(mllp.bind, store.clone(), mllp.settings.clone())
+                        .await
+                        .with_context(|| format!("listening for monitors on {}", mllp.bind))?;
                 tracing::info!(addr = %mllp_addr, "listening for bedside monitors (HL7 v2 over MLLP)");
                 keta_web::monitors::spawn_raw_purge(store.clone(), mllp.raw_retention);
+                monitors = Some(keta_web::monitors::MonitorRuntime {
+                    settings: mllp.settings,
+                    raw_retention: mllp.raw_retention,
+                });
             }
             let mut observe = keta_web::observe::Observability::new(store.clone());
             observe.shutdown_grace = cfg.shutdown_grace;
             observe.metrics_token = cfg.metrics_token;
-            let state = keta_web::AppState::new(store.clone())
+            let mut state = keta_web::AppState::new(store.clone())
                 .with_reminders(reminders)
                 .with_trusted_proxies(cfg.trusted_proxies)
                 .with_protocols(cfg.protocols)
                 .with_observability(observe);
+            if let Some(m) = monitors {
+                state = state.with_monitors(m);
+            }
             let served = match cfg.tls {
                 Some((cert, key)) => {
                     let tls = keta_web::serving::tls_config(&cert, &key).map_err(anyhow::Error::msg)?;

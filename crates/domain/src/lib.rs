@@ -12,6 +12,7 @@ pub mod calendar;
 pub mod checkins;
 pub mod consent;
 pub mod course;
+pub mod device_readings;
 pub mod discharge;
 pub mod dosing;
 pub mod durability;

@@ -52,7 +52,8 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-fn hl7_time(t: OffsetDateTime) -> String {
+/// An HL7 v2 timestamp in UTC with its offset, to the second (`YYYYMMDDHHMMSS+0000`).
+pub fn hl7_time(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     format!(
         "{:04}{:02}{:02}{:02}{:02}{:02}+0000",
@@ -63,6 +64,52 @@ fn hl7_time(t: OffsetDateTime) -> String {
         t.minute(),
         t.second()
     )
+}
+
+/// The message header (MSH) of a message Keta writes: its ACKs and the simulator's ORU^R01.
+/// The one place an MSH is put together. Fields are given encoded (components joined with
+/// `^`, data escaped with [`escape`] by the caller).
+#[derive(Debug, Clone, Copy)]
+pub struct Msh<'a> {
+    /// MSH-3 and MSH-4.
+    pub sending_application: &'a str,
+    pub sending_facility: &'a str,
+    /// MSH-5 and MSH-6.
+    pub receiving_application: &'a str,
+    pub receiving_facility: &'a str,
+    /// MSH-7.
+    pub at: OffsetDateTime,
+    /// MSH-9, e.g. `ACK^R01^ACK`.
+    pub message_type: &'a str,
+    /// MSH-10.
+    pub control_id: &'a str,
+    /// MSH-11 and MSH-12.
+    pub processing_id: &'a str,
+    pub version: &'a str,
+    /// MSH-15 and MSH-16 (accept and application acknowledgement types), if sent.
+    pub ack_types: Option<(&'a str, &'a str)>,
+}
+
+impl Msh<'_> {
+    /// The segment, without its terminating carriage return.
+    pub fn segment(&self) -> String {
+        let mut out = format!(
+            "MSH|^~\\&|{}|{}|{}|{}|{}||{}|{}|{}|{}",
+            self.sending_application,
+            self.sending_facility,
+            self.receiving_application,
+            self.receiving_facility,
+            hl7_time(self.at),
+            self.message_type,
+            self.control_id,
+            self.processing_id,
+            self.version,
+        );
+        if let Some((accept, application)) = self.ack_types {
+            out.push_str(&format!("|||{accept}|{application}"));
+        }
+        out
+    }
 }
 
 /// Builds the ACK for a message whose header could be read (`original`), or for a frame that
@@ -78,17 +125,20 @@ pub fn build_ack(
     let h = original.cloned().unwrap_or_default();
     let version = if h.version.trim().is_empty() { "2.5.1".to_string() } else { escape(h.version.trim()) };
     let processing = if h.processing_id.trim().is_empty() { "P".to_string() } else { escape(h.processing_id.trim()) };
-    let mut out = format!(
-        "MSH|^~\\&|KETA|KETA|{}|{}|{}||ACK^R01^ACK|{}|{}|{}\rMSA|{}|{}",
-        escape(&h.sending_application),
-        escape(&h.sending_facility),
-        hl7_time(now),
-        escape(ack_control_id),
-        processing,
-        version,
-        code.as_str(),
-        escape(&h.control_id),
-    );
+    let msh = Msh {
+        sending_application: "KETA",
+        sending_facility: "KETA",
+        receiving_application: &escape(&h.sending_application),
+        receiving_facility: &escape(&h.sending_facility),
+        at: now,
+        message_type: "ACK^R01^ACK",
+        control_id: &escape(ack_control_id),
+        processing_id: &processing,
+        version: &version,
+        ack_types: None,
+    }
+    .segment();
+    let mut out = format!("{msh}\rMSA|{}|{}", code.as_str(), escape(&h.control_id));
     if !text.is_empty() {
         out.push('|');
         out.push_str(&escape(text));

@@ -159,8 +159,9 @@ impl Default for TimeWindow {
 pub struct DeviceReading {
     pub observed_at: OffsetDateTime,
     pub vitals: VitalSigns,
-    /// Mean arterial pressure: read and checked for its unit but not stored in the chart
-    /// (Keta's vitals have no mean pressure; the safety rules use systolic and diastolic).
+    /// Mean arterial pressure: stored beside the reading (`monitor_vitals.mean_mmhg`) and
+    /// shown with the device readings; no safety rule uses it (the references give none: the
+    /// rules read systolic and diastolic only).
     pub mean_mmhg: Option<Mmhg>,
 }
 
@@ -245,6 +246,11 @@ pub fn map_readings(
             continue;
         }
         if let Err(e) = vitals.validate() {
+            return Err(Refusal::Implausible { fields: invalid_fields(&e) });
+        }
+        if let Some(mean) = mean_mmhg
+            && let Err(e) = keta_domain::device_readings::check_mean_pressure(&vitals, mean)
+        {
             return Err(Refusal::Implausible { fields: invalid_fields(&e) });
         }
         out.push(DeviceReading { observed_at: at, vitals, mean_mmhg });
@@ -357,6 +363,9 @@ OBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC||91|262688^MDC_DIM_PERCENT^MDC\r";
         assert_eq!(map(&bad), Err(Refusal::Implausible { fields: "spo2_pct".into() }));
         let swapped = MDC_MONITOR.replace("|132|", "|80|");
         assert_eq!(map(&swapped), Err(Refusal::Implausible { fields: "systolic_mmhg".into() }));
+        // A mean pressure outside the systolic/diastolic it came with (mis-coded, garbled).
+        let mean = MDC_MONITOR.replace("|100|266016", "|150|266016");
+        assert_eq!(map(&mean), Err(Refusal::Implausible { fields: "mean_mmhg".into() }));
         let text = MDC_MONITOR.replace("|72|", "|seventy|");
         assert!(matches!(map(&text), Err(Refusal::NotANumber { .. })));
     }

@@ -4,6 +4,8 @@
 
 use time::OffsetDateTime;
 
+use crate::ack::{Msh, hl7_time};
+
 /// What a chair's patient does over the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
@@ -80,27 +82,27 @@ pub fn values_at(scenario: Scenario, step: u64, episode_start: u64, episode_len:
     v
 }
 
-fn ts(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}+0000",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
 /// An ORU^R01 for one reading from the monitor at `location` (PV1-3) / `facility` (MSH-4).
 pub fn oru_r01(control_id: &str, location: &str, facility: &str, at: OffsetDateTime, v: &SimValues) -> String {
-    let t = ts(at);
+    let t = hl7_time(at);
     let obx = |n: u32, code: &str, refid: &str, value: f64, unit: &str, unit_ref: &str| {
         format!("OBX|{n}|NM|{code}^{refid}^MDC|1.0.0.{n}|{value}|{unit}^{unit_ref}^MDC|||||R|||{t}\r")
     };
+    let msh = Msh {
+        sending_application: "KETA_SIM^0000000000000001^EUI-64",
+        sending_facility: facility,
+        receiving_application: "KETA",
+        receiving_facility: "CLINIC",
+        at,
+        message_type: "ORU^R01^ORU_R01",
+        control_id,
+        processing_id: "P",
+        version: "2.6",
+        ack_types: Some(("NE", "AL")),
+    }
+    .segment();
     let mut m = format!(
-        "MSH|^~\\&|KETA_SIM^0000000000000001^EUI-64|{facility}|KETA|CLINIC|{t}||ORU^R01^ORU_R01|{control_id}|P|2.6|||NE|AL\r\
+        "{msh}\r\
 PID|||SIM-{control_id}^^^SIM^MR\r\
 PV1||O|{location}\r\
 OBR|1|{control_id}^KETA_SIM|{control_id}^KETA_SIM|182777000^monitoring of patient^SNOMED-CT|||{t}\r"
@@ -132,6 +134,9 @@ mod tests {
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].vitals.spo2_pct.unwrap().0, v.spo2);
         assert_eq!(r[0].vitals.systolic_mmhg.unwrap().0, v.systolic);
+        assert_eq!(r[0].mean_mmhg.unwrap().0, v.mean);
+        assert_eq!(m.header.message_type, "ORU^R01");
+        assert_eq!(m.header.control_id, "SIM-1");
     }
 
     #[test]

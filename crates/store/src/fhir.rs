@@ -78,8 +78,9 @@ impl ObservationSource {
         let vitals = |value: &str, second: &str, cond: &str| {
             format!(
                 "SELECT '{key}' AS src, v.id AS rid, v.patient_id AS patient_id, v.session_id AS session_id, v.taken_at AS at, v.taken_at AS updated, \
-                 {value} AS num1, {second} AS num2, CAST(NULL AS TEXT) AS label, CAST(NULL AS TEXT) AS note FROM vitals v WHERE {cond}",
-                key = self.key()
+                 {value} AS num1, {second} AS num2, CAST(NULL AS TEXT) AS label, CAST(NULL AS TEXT) AS note FROM vitals v WHERE {cond} AND {not_struck}",
+                key = self.key(),
+                not_struck = crate::monitors::NOT_STRUCK
             )
         };
         match self {

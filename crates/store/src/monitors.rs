@@ -9,15 +9,17 @@ use time::{Duration, OffsetDateTime};
 
 use keta_domain::DomainError;
 use keta_domain::access::Permission;
-use keta_domain::ids::{ChairId, SessionId, SiteId};
-use keta_domain::records::VitalsSource;
+use keta_domain::device_readings::{DeviceReadingDecision, DeviceReadingStatus};
+use keta_domain::ids::{ChairId, RecordId, SessionId, SiteId};
+use keta_domain::records::{VitalsRecord, VitalsSource};
 use keta_domain::session::SessionState;
+use keta_domain::units::Mmhg;
 use keta_domain::vitals::VitalSigns;
 
 use crate::audit::{self, Action, Entry};
 use crate::conn::{Conn, Row};
 use crate::error::{Result, StoreError};
-use crate::sessions::{COLS, insert_vitals, session_from};
+use crate::sessions::{COLS, get_session, get_session_for_update, insert_vitals, session_from, vitals_from};
 use crate::time_codec::{from_ms, ms, opt_from_ms};
 use crate::{Actor, Store, params};
 
@@ -35,6 +37,15 @@ pub struct MonitorDevice {
     pub registered_by: String,
 }
 
+/// One set of readings a monitor took at one time, in Keta's units.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MonitorReading {
+    pub observed_at: OffsetDateTime,
+    pub vitals: VitalSigns,
+    /// Mean arterial pressure, kept beside the reading; no safety rule reads it.
+    pub mean_mmhg: Option<Mmhg>,
+}
+
 /// A message as the listener read it. `identifier` and `control_id` are empty for a frame
 /// Keta could not read; `readings` is the mapping's result (or its refusal, in words without
 /// patient data).
@@ -44,7 +55,44 @@ pub struct InboundMonitorMessage {
     pub control_id: String,
     pub peer: String,
     pub raw: String,
-    pub readings: std::result::Result<Vec<(OffsetDateTime, VitalSigns)>, String>,
+    pub readings: std::result::Result<Vec<MonitorReading>, String>,
+}
+
+/// A reading a monitor wrote into a session (struck ones included), with the nurse's review.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct DeviceReading {
+    /// The vitals row (its `id` is the reading's id; `source` is `monitor`).
+    pub record: VitalsRecord,
+    /// Mean arterial pressure the monitor sent with it, if any.
+    pub mean_mmhg: Option<Mmhg>,
+    pub status: DeviceReadingStatus,
+    /// Why it was struck (or the note given on confirming).
+    pub reason: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub reviewed_at: Option<OffsetDateTime>,
+    pub reviewed_by: Option<String>,
+}
+
+/// The condition (on `vitals v`) that leaves out readings a nurse struck as artefacts: every
+/// reader of a session's vitals for alerts, discharge, charts, FHIR and the REMS form uses it.
+pub(crate) const NOT_STRUCK: &str =
+    "NOT EXISTS (SELECT 1 FROM monitor_vitals mv WHERE mv.vitals_id = v.id AND mv.status = 'struck')";
+
+const DEVICE_READING_SQL: &str = "SELECT v.id AS id, v.session_id AS session_id, v.taken_at AS taken_at, v.systolic_mmhg AS systolic_mmhg, \
+     v.diastolic_mmhg AS diastolic_mmhg, v.heart_rate_bpm AS heart_rate_bpm, v.spo2_pct AS spo2_pct, v.resp_rate_per_min AS resp_rate_per_min, \
+     v.source AS source, mv.mean_mmhg AS mean_mmhg, mv.status AS status, mv.reason AS reason, mv.reviewed_at AS reviewed_at, mv.reviewed_by AS reviewed_by \
+     FROM vitals v JOIN monitor_vitals mv ON mv.vitals_id = v.id";
+
+fn device_reading_from(r: &Row, dose_started: Option<OffsetDateTime>) -> Result<DeviceReading> {
+    Ok(DeviceReading {
+        record: vitals_from(r, dose_started)?,
+        mean_mmhg: r.opt_f64("mean_mmhg")?.map(Mmhg),
+        status: DeviceReadingStatus::parse(&r.text("status")?)
+            .ok_or_else(|| StoreError::Corrupt("monitor reading status".into()))?,
+        reason: r.opt_text("reason")?,
+        reviewed_at: opt_from_ms(r.opt_i64("reviewed_at")?)?,
+        reviewed_by: r.opt_text("reviewed_by")?,
+    })
 }
 
 /// What became of a message; the ACK follows from it.
@@ -68,6 +116,8 @@ pub struct MonitorReviewItem {
     #[serde(with = "time::serde::rfc3339::option")]
     pub observed_at: Option<OffsetDateTime>,
     pub reading: Option<VitalSigns>,
+    /// Mean arterial pressure sent with the reading, if any.
+    pub mean_mmhg: Option<Mmhg>,
     pub reason: String,
     #[serde(with = "time::serde::rfc3339")]
     pub received_at: OffsetDateTime,
@@ -238,12 +288,17 @@ impl Store {
             };
             let message_id = keep_message(c, &m, now, "recorded", None, Some(s.site_id), Some(s.id), readings.len())?;
             let mut alerts = 0;
-            for (taken_at, vitals) in readings {
-                let rec = insert_vitals(c, &actor, now, &s, *vitals, *taken_at, VitalsSource::Monitor, true)?;
+            for r in readings {
+                let rec = insert_vitals(c, &actor, now, &s, r.vitals, r.observed_at, VitalsSource::Monitor, true)?;
                 alerts += rec.alerts.len();
                 c.execute(
-                    "INSERT INTO monitor_vitals (vitals_id, message_id, status) VALUES ($1, $2, 'unreviewed')",
-                    params![rec.record.id.0, message_id],
+                    "INSERT INTO monitor_vitals (vitals_id, message_id, status, mean_mmhg) VALUES ($1, $2, $3, $4)",
+                    params![
+                        rec.record.id.0,
+                        message_id,
+                        DeviceReadingStatus::Unreviewed.as_str(),
+                        r.mean_mmhg.map(|m| m.0)
+                    ],
                 )?;
             }
             audit::record(
@@ -302,7 +357,7 @@ impl Store {
         let act = actor.clone();
         self.read(move |c| {
             let rows = c.query(
-                "SELECT id, device_identifier, site_id, chair_id, observed_at, reading, reason, received_at FROM monitor_review
+                "SELECT id, device_identifier, site_id, chair_id, observed_at, reading, mean_mmhg, reason, received_at FROM monitor_review
                  WHERE resolved_at IS NULL ORDER BY received_at DESC, id DESC LIMIT 500",
                 &[],
             )?;
@@ -322,11 +377,98 @@ impl Store {
                         .opt_text("reading")?
                         .map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("review reading: {e}"))))
                         .transpose()?,
+                    mean_mmhg: r.opt_f64("mean_mmhg")?.map(Mmhg),
                     reason: r.text("reason")?,
                     received_at: from_ms(r.i64("received_at")?)?,
                 });
             }
             Ok(out)
+        })
+        .await
+    }
+
+    /// The readings monitors wrote into a session, newest first, struck ones included (marked),
+    /// with the mean pressure each came with: the session screen's device panel.
+    pub async fn device_readings(&self, actor: &Actor, session: SessionId) -> Result<Vec<DeviceReading>> {
+        actor.require(Permission::ViewClinical)?;
+        let act = actor.clone();
+        let (patient, out) = self
+            .read(move |c| {
+                let s = get_session(c, &act, session)?;
+                let rows = c.query(
+                    &format!("{DEVICE_READING_SQL} WHERE v.session_id = $1 ORDER BY v.taken_at DESC, v.id DESC"),
+                    params![s.id.0],
+                )?;
+                let out = rows.iter().map(|r| device_reading_from(r, s.dose_started_at)).collect::<Result<Vec<_>>>()?;
+                Ok((s.patient_id, out))
+            })
+            .await?;
+        self.audit_read(actor, "device_readings", Some(session.to_string()), Some(patient)).await?;
+        Ok(out)
+    }
+
+    /// The nurse confirms a monitor's reading, or strikes it as an artefact with a reason
+    /// (`keta_domain::device_readings::review`). A struck reading stays on record but no longer
+    /// counts for the alert rules' baseline, discharge, charts, FHIR or the REMS form. Only
+    /// while the session is open (after it ends, the note's amendments say what was wrong);
+    /// a guarded update, so two nurses reviewing at once cannot both win; audited in the same
+    /// transaction.
+    pub async fn review_device_reading(
+        &self,
+        actor: &Actor,
+        session: SessionId,
+        reading: RecordId,
+        decision: DeviceReadingDecision,
+        reason: Option<String>,
+    ) -> Result<DeviceReading> {
+        actor.require(Permission::RecordSession)?;
+        let now = self.now();
+        let actor = actor.clone();
+        self.write(move |c| {
+            let s = get_session_for_update(c, &actor, session)?;
+            if s.state.is_terminal() {
+                return Err(StoreError::Conflict(format!(
+                    "the session is {}; readings can no longer be reviewed (add an amendment to the note instead)",
+                    s.state.as_str()
+                )));
+            }
+            let current = c
+                .query_opt(
+                    &format!("{DEVICE_READING_SQL} WHERE v.id = $1 AND v.session_id = $2"),
+                    params![reading.0, s.id.0],
+                )?
+                .map(|r| device_reading_from(&r, s.dose_started_at))
+                .transpose()?
+                .ok_or_else(|| StoreError::NotFound(format!("monitor reading {} in session {}", reading.0, s.id)))?;
+            let limit = keta_domain::plausible::ranges().text.short_text_max;
+            let review = keta_domain::device_readings::review(current.status, decision, reason.as_deref(), limit)?;
+            let changed = c.execute(
+                "UPDATE monitor_vitals SET status = $1, reason = $2, reviewed_at = $3, reviewed_by = $4 WHERE vitals_id = $5 AND status = $6",
+                params![review.status.as_str(), review.reason.as_deref(), ms(now), actor.name.as_str(), reading.0, current.status.as_str()],
+            )?;
+            if changed != 1 {
+                return Err(StoreError::Conflict("someone reviewed this reading just now; reload to see it".into()));
+            }
+            audit::record(
+                c,
+                &actor,
+                now,
+                Entry {
+                    action: Action::Update,
+                    object_type: "device_reading",
+                    object_id: Some(reading.0.to_string()),
+                    patient_id: Some(s.patient_id),
+                    site_id: Some(s.site_id),
+                    fields: &["status", "reason"],
+                },
+            )?;
+            Ok(DeviceReading {
+                status: review.status,
+                reason: review.reason,
+                reviewed_at: Some(now),
+                reviewed_by: Some(actor.name.clone()),
+                ..current
+            })
         })
         .await
     }
@@ -356,16 +498,19 @@ fn review(
 ) -> Result<MonitorOutcome> {
     let site = device.map(|d| d.site_id);
     let message_id = keep_message(c, m, now, "review", Some(reason), site, None, 0)?;
-    let readings: Vec<(Option<OffsetDateTime>, Option<VitalSigns>)> = match &m.readings {
-        Ok(r) if !r.is_empty() => r.iter().map(|(t, v)| (Some(*t), Some(*v))).collect(),
-        _ => vec![(None, None)],
+    let readings: Vec<Option<&MonitorReading>> = match &m.readings {
+        Ok(r) if !r.is_empty() => r.iter().map(Some).collect(),
+        _ => vec![None],
     };
-    for (at, reading) in readings {
-        let json = reading.map(|v| serde_json::to_string(&v).expect("vitals serialise"));
+    for reading in readings {
+        let json = reading.map(|r| serde_json::to_string(&r.vitals).expect("vitals serialise"));
         c.insert(
-            "INSERT INTO monitor_review (message_id, device_identifier, site_id, chair_id, observed_at, reading, reason, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-            params![message_id, m.identifier.as_str(), site.map(|s| s.0), device.map(|d| d.chair_id.0), at.map(ms), json, reason, ms(now)],
+            "INSERT INTO monitor_review (message_id, device_identifier, site_id, chair_id, observed_at, reading, mean_mmhg, reason, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            params![
+                message_id, m.identifier.as_str(), site.map(|s| s.0), device.map(|d| d.chair_id.0),
+                reading.map(|r| ms(r.observed_at)), json, reading.and_then(|r| r.mean_mmhg).map(|x| x.0), reason, ms(now)
+            ],
         )?;
     }
     audit::record(

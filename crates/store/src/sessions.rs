@@ -22,6 +22,7 @@ use crate::audit::{self, Action, Entry};
 use crate::conn::{Conn, Row};
 use crate::courses::get_course;
 use crate::error::{Result, StoreError};
+use crate::monitors::NOT_STRUCK;
 use crate::time_codec::{from_json, from_ms, json, ms, opt_from_ms};
 use crate::{Actor, Store, params};
 
@@ -119,7 +120,7 @@ fn open_alert_count(c: &mut dyn Conn, session: SessionId) -> Result<usize> {
     Ok(r.map(|r| r.i64("n")).transpose()?.unwrap_or(0) as usize)
 }
 
-fn vitals_from(r: &Row, dose_started: Option<OffsetDateTime>) -> Result<VitalsRecord> {
+pub(crate) fn vitals_from(r: &Row, dose_started: Option<OffsetDateTime>) -> Result<VitalsRecord> {
     let taken_at = from_ms(r.i64("taken_at")?)?;
     Ok(VitalsRecord {
         id: RecordId(r.i64("id")?),
@@ -137,10 +138,16 @@ fn vitals_from(r: &Row, dose_started: Option<OffsetDateTime>) -> Result<VitalsRe
     })
 }
 
+/// The session's vitals that count: readings a nurse struck as a monitor's artefact are left
+/// out (they are listed, marked, by `Store::device_readings`). Alerts, discharge, the board,
+/// the REMS form and the API's vitals all read through here.
 pub fn vitals_for(c: &mut dyn Conn, s: &TreatmentSession) -> Result<Vec<VitalsRecord>> {
     c.query(
-        "SELECT id, session_id, taken_at, systolic_mmhg, diastolic_mmhg, heart_rate_bpm, spo2_pct, resp_rate_per_min, source
-         FROM vitals WHERE session_id = $1 ORDER BY taken_at, id",
+        &format!(
+            "SELECT v.id AS id, v.session_id AS session_id, v.taken_at AS taken_at, v.systolic_mmhg AS systolic_mmhg, v.diastolic_mmhg AS diastolic_mmhg,
+                    v.heart_rate_bpm AS heart_rate_bpm, v.spo2_pct AS spo2_pct, v.resp_rate_per_min AS resp_rate_per_min, v.source AS source
+             FROM vitals v WHERE v.session_id = $1 AND {NOT_STRUCK} ORDER BY v.taken_at, v.id"
+        ),
         params![s.id.0],
     )?
     .iter()
@@ -253,8 +260,11 @@ pub(crate) fn insert_vitals(
 ) -> Result<RecordedVitals> {
     let baseline = c
         .query_opt(
-            "SELECT id, session_id, taken_at, systolic_mmhg, diastolic_mmhg, heart_rate_bpm, spo2_pct, resp_rate_per_min, source
-             FROM vitals WHERE session_id = $1 AND systolic_mmhg IS NOT NULL ORDER BY taken_at, id LIMIT 1",
+            &format!(
+                "SELECT v.id AS id, v.session_id AS session_id, v.taken_at AS taken_at, v.systolic_mmhg AS systolic_mmhg, v.diastolic_mmhg AS diastolic_mmhg,
+                        v.heart_rate_bpm AS heart_rate_bpm, v.spo2_pct AS spo2_pct, v.resp_rate_per_min AS resp_rate_per_min, v.source AS source
+                 FROM vitals v WHERE v.session_id = $1 AND v.systolic_mmhg IS NOT NULL AND {NOT_STRUCK} ORDER BY v.taken_at, v.id LIMIT 1"
+            ),
             params![s.id.0],
         )?
         .map(|r| vitals_from(&r, s.dose_started_at))

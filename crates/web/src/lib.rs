@@ -49,6 +49,8 @@ pub struct AppState {
     /// The protocol library: the built-in protocols plus the clinic's own files, read once at
     /// start-up (`keta serve --protocols-dir`), so a bad file stops the server, not a dose.
     pub protocols: std::sync::Arc<keta_domain::protocols::ProtocolLibrary>,
+    /// The bedside-monitor listener's settings when it is on (shown to administrators).
+    pub monitors: Option<std::sync::Arc<monitors::MonitorRuntime>>,
 }
 
 impl AppState {
@@ -62,7 +64,14 @@ impl AppState {
             reminders: reminders::Reminders::log_only("http://localhost:8080"),
             trusted_proxies: serving::TrustedProxies::default(),
             protocols: std::sync::Arc::new(keta_domain::protocols::ProtocolLibrary::builtin().clone()),
+            monitors: None,
         }
+    }
+
+    /// Records the bedside-monitor listener's settings (for the administrators' monitors screen).
+    pub fn with_monitors(mut self, m: monitors::MonitorRuntime) -> Self {
+        self.monitors = Some(std::sync::Arc::new(m));
+        self
     }
 
     /// Sets how reminders are delivered (SMTP, a text provider, or log-only with an outbox).

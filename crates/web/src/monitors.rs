@@ -11,7 +11,7 @@ use keta_mllp::{
     AckCode, ListenerConfig, ListenerStats, MessageHandler, ObservationTable, Received, Reply, TimeWindow,
 };
 use keta_store::Store;
-use keta_store::monitors::{InboundMonitorMessage, MonitorOutcome};
+use keta_store::monitors::{InboundMonitorMessage, MonitorOutcome, MonitorReading};
 use time::UtcOffset;
 
 /// Which field names the monitor (a clinic setting: gateways put the bed in PV1-3, some
@@ -54,6 +54,14 @@ impl Default for MonitorSettings {
             listener: ListenerConfig::default(),
         }
     }
+}
+
+/// The listener's settings as the running server uses them, and how long raw messages are
+/// kept: what the administrators' monitors screen shows.
+#[derive(Debug, Clone)]
+pub struct MonitorRuntime {
+    pub settings: MonitorSettings,
+    pub raw_retention: time::Duration,
 }
 
 /// The handler the listener calls.
@@ -100,7 +108,11 @@ impl MessageHandler for MonitorBridge {
             self.store.now(),
             self.settings.window,
         )
-        .map(|rs| rs.into_iter().map(|x| (x.observed_at, x.vitals)).collect())
+        .map(|rs| {
+            rs.into_iter()
+                .map(|x| MonitorReading { observed_at: x.observed_at, vitals: x.vitals, mean_mmhg: x.mean_mmhg })
+                .collect()
+        })
         .map_err(|e| e.to_string());
         let inbound = InboundMonitorMessage {
             identifier,

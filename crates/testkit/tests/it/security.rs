@@ -430,7 +430,7 @@ async fn authorisation_matrix_covers_every_route_and_role() {
     assert!(missing.is_empty(), "routes without an access rule in web/src/access_rules.rs: {missing:?}");
     assert!(API_RULES.len() >= routes.iter().filter(|r| r.1.starts_with("/api/v1")).count());
 
-    let concrete = |p: &str| p.replace("{id}", "1").replace("{code}", "phq9");
+    let concrete = |p: &str| p.replace("{id}", "1").replace("{code}", "phq9").replace("{reading}", "1");
     let mut checked = 0;
     for role in CALLERS {
         act_as(&w, role).await;
@@ -534,11 +534,12 @@ async fn page_authorisation_matrix_covers_every_screen_and_role() {
             .replace("{token}", &r.token)
             .replace("{med}", &r.medication.to_string())
             .replace("{consent}", "1")
+            .replace("{reading}", "1")
     };
     for role in CALLERS {
         act_as(&w, role).await;
         for (method, path, access) in PAGE_RULES {
-            if *path == "/today/events" {
+            if *path == "/today/events" || *path == "/sessions/{id}/device-readings/events" {
                 continue; // A stream that stays open.
             }
             assert!(!concrete(path).contains('{'), "fill the placeholder in {path}");
@@ -765,12 +766,44 @@ async fn every_read_of_patient_data_leaves_an_audit_entry() {
         }
         sess
     };
+    // A bedside monitor's reading in a session in its chair, for the device-reading screens.
+    let (monitored, reading) = {
+        use keta_domain::session::{NewSession, SessionAction};
+        use keta_store::monitors::{InboundMonitorMessage, MonitorReading};
+        let (s, a) = (&w.db.store, keta_domain::ids::SiteId(1));
+        let chair = s.list_chairs(&keta_store::Actor::system(), a).await.unwrap()[0].id;
+        s.register_monitor(&keta_store::Actor::system(), chair, "AUDIT-BED", "Monitor").await.unwrap();
+        let c =
+            s.create_course(&prescriber(&[a]), r.patient, course(keta_domain::course::Route::IvRacemic)).await.unwrap();
+        let new = NewSession { scheduled_for: w.clock.now(), chair_id: Some(chair), planned_dose_mg: None };
+        let sess = s.create_session(&prescriber(&[a]), c.id, new).await.unwrap().id;
+        s.act_on_session(&prescriber(&[a]), sess, SessionAction::CheckIn).await.unwrap();
+        let vitals =
+            keta_domain::vitals::VitalSigns { spo2_pct: Some(keta_domain::units::Percent(97.0)), ..Default::default() };
+        s.record_monitor_message(InboundMonitorMessage {
+            identifier: "AUDIT-BED".into(),
+            control_id: "A-1".into(),
+            peer: "127.0.0.1".into(),
+            raw: "MSH|^~\\&|x".into(),
+            readings: Ok(vec![MonitorReading { observed_at: w.clock.now(), vitals, mean_mmhg: None }]),
+        })
+        .await
+        .unwrap();
+        (sess, s.device_readings(&prescriber(&[a]), sess).await.unwrap()[0].record.id.0)
+    };
     let mut unaudited = Vec::new();
     for path in &routes {
         let role = if path.ends_with("/access-log") { Role::Auditor } else { Role::Prescriber };
         act_as(&w, Some(role)).await;
-        let session = if path.contains("/rems") { esketamine } else { r.session };
+        let session = if path.contains("/rems") {
+            esketamine
+        } else if path.contains("/device-readings") {
+            monitored
+        } else {
+            r.session
+        };
         let url = path
+            .replace("{reading}", &reading.to_string())
             .replace("/sessions/{id}", &format!("/sessions/{}", session.0))
             .replace("/courses/{id}", &format!("/courses/{}", r.course.0))
             .replace("{id}", &r.patient.0.to_string())

@@ -7,6 +7,7 @@ pub mod checkins;
 pub mod clinical;
 pub mod consents;
 pub mod contract;
+pub mod device_readings;
 pub mod dosing;
 pub mod durability;
 pub mod escalation;
@@ -74,6 +75,8 @@ use contract::Contract;
         clinical::put_session_note,
         clinical::post_vitals,
         clinical::get_vitals,
+        device_readings::get_device_readings,
+        device_readings::post_device_reading_review,
         clinical::post_observation,
         clinical::get_observations,
         clinical::post_adverse_event,
@@ -221,6 +224,8 @@ pub fn routes() -> Router<AppState> {
         .route("/sites/{id}/discharge-settings", get(c::get_discharge_settings).put(c::put_discharge_settings))
         .route("/sessions/{id}/note", put(c::put_session_note))
         .route("/sessions/{id}/vitals", get(c::get_vitals).post(c::post_vitals))
+        .route("/sessions/{id}/device-readings", get(device_readings::get_device_readings))
+        .route("/sessions/{id}/device-readings/{reading}/review", post(device_readings::post_device_reading_review))
         .route("/sessions/{id}/observations", get(c::get_observations).post(c::post_observation))
         .route("/instruments", get(m::get_instruments))
         .route("/instruments/{code}", get(m::get_instrument))

@@ -45,6 +45,7 @@ mod questionnaires;
 mod rems;
 mod research;
 mod session;
+mod session_device;
 mod today;
 
 use axum::Router;
@@ -106,6 +107,12 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/sessions/{id}/decisions", post(session::post_decision))
         .route("/sessions/{id}/discharge-settings", post(session::post_discharge_settings))
         .route("/sessions/{id}/vitals", post(session::post_vitals))
+        .route("/sessions/{id}/device-readings", get(session_device::get_panel))
+        .route("/sessions/{id}/device-readings/events", get(session_device::get_events))
+        .route(
+            "/sessions/{id}/device-readings/{reading}",
+            get(session_device::get_reading).post(session_device::post_reading),
+        )
         .route("/sessions/{id}/moaas", post(session::post_moaas))
         .route("/sessions/{id}/cadss", post(session::post_cadss))
         .route("/sessions/{id}/side-effects", post(session::post_side_effects))

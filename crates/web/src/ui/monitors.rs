@@ -50,9 +50,10 @@ pub async fn get_review(State(st): State<AppState>, user: CurrentUser) -> UiResu
             reading: match i.reading {
                 None => "—".into(),
                 Some(v) => format!(
-                    "BP {}/{} · HR {} · SpO₂ {} · RR {}",
+                    "BP {}/{} (mean {}) · HR {} · SpO₂ {} · RR {}",
                     num(v.systolic_mmhg.map(|x| x.0)),
                     num(v.diastolic_mmhg.map(|x| x.0)),
+                    num(i.mean_mmhg.map(|x| x.0)),
                     num(v.heart_rate_bpm.map(|x| x.0)),
                     num(v.spo2_pct.map(|x| x.0)),
                     num(v.resp_rate_per_min.map(|x| x.0)),

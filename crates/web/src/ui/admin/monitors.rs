@@ -18,10 +18,66 @@ pub(crate) struct MonitorRow {
     pub registered: String,
 }
 
+/// One of the listener's settings: what it is, its value here, where the value comes from.
+pub(crate) struct SettingRow {
+    pub name: &'static str,
+    pub value: String,
+    pub option: &'static str,
+    pub source: &'static str,
+}
+
+/// Said of every figure below: none has a clinical source.
+const NOT_CLINICAL: &str = "clinic setting, not from the reference";
+
+fn setting_rows(st: &AppState) -> (bool, Vec<SettingRow>) {
+    let runtime = st.monitors.as_deref();
+    let defaults = crate::monitors::MonitorSettings::default();
+    let s = runtime.map_or(&defaults, |r| &r.settings);
+    let retention_days = runtime.map_or(30, |r| r.raw_retention.whole_days());
+    let rows = vec![
+        SettingRow {
+            name: "Field that names the monitor",
+            value: match s.device_field {
+                crate::monitors::DeviceField::Pv1Location => "PV1-3 (the bed)".into(),
+                crate::monitors::DeviceField::SendingFacility => "MSH-4 (the sending facility)".into(),
+            },
+            option: "--mllp-device-field",
+            source: "installation setting",
+        },
+        SettingRow {
+            name: "Oldest reading attached to a chart",
+            value: format!("{} min before now", s.window.max_age.whole_minutes()),
+            option: "--mllp-max-age-minutes",
+            source: NOT_CLINICAL,
+        },
+        SettingRow {
+            name: "Furthest ahead a reading may be timed",
+            value: format!("{} min after now", s.window.max_ahead.whole_minutes()),
+            option: "--mllp-max-ahead-minutes",
+            source: NOT_CLINICAL,
+        },
+        SettingRow {
+            name: "Largest message accepted",
+            value: format!("{} bytes", s.listener.max_frame_bytes),
+            option: "--mllp-max-frame-bytes",
+            source: NOT_CLINICAL,
+        },
+        SettingRow {
+            name: "Raw messages kept",
+            value: format!("{retention_days} days, then the raw text is cleared"),
+            option: "--mllp-raw-retention-days",
+            source: "security setting (troubleshooting window), not from the reference",
+        },
+    ];
+    (runtime.is_some(), rows)
+}
+
 #[derive(Template)]
 #[template(path = "admin/monitors.html")]
 struct MonitorsPage {
     chrome: Chrome,
+    listening: bool,
+    settings: Vec<SettingRow>,
     monitors: Vec<MonitorRow>,
     /// (chair id, "Site - Chair") for the form.
     chairs: Vec<(i64, String)>,
@@ -50,9 +106,18 @@ async fn monitors_page(st: &AppState, user: &CurrentUser, refused: Refused, noti
         chairs.extend(site_chairs.into_iter().map(|c| (c.id.0, format!("{} - {}", site.code, c.name))));
     }
     let status = if refused.errors.any() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let (listening, settings) = setting_rows(st);
     Ok(render_status(
         status,
-        &MonitorsPage { chrome: Chrome::new(user, "Bedside monitors", Area::Admin), monitors, chairs, refused, notice },
+        &MonitorsPage {
+            chrome: Chrome::new(user, "Bedside monitors", Area::Admin),
+            listening,
+            settings,
+            monitors,
+            chairs,
+            refused,
+            notice,
+        },
     ))
 }
 
