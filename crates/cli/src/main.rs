@@ -364,6 +364,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 .with_reminders(reminders)
                 .with_trusted_proxies(cfg.trusted_proxies)
                 .with_protocols(cfg.protocols)
+                .with_bulk(cfg.bulk)
                 .with_observability(observe);
             let served = match cfg.tls {
                 Some((cert, key)) => {

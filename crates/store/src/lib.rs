@@ -10,6 +10,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod api_clients;
+pub mod bulk_export;
 pub mod audit;
 pub mod backup;
 pub mod cluster;
@@ -172,7 +173,7 @@ pub(crate) enum Engine {
 #[derive(Clone)]
 pub struct Store {
     pub(crate) engine: Arc<Engine>,
-    clock: Clock,
+    pub(crate) clock: Clock,
     /// When writes started failing for a full disk, for readiness; `None` while they work.
     disk_full_since: Arc<std::sync::Mutex<Option<OffsetDateTime>>>,
 }

@@ -49,6 +49,8 @@ pub struct AppState {
     /// The protocol library: the built-in protocols plus the clinic's own files, read once at
     /// start-up (`keta serve --protocols-dir`), so a bad file stops the server, not a dose.
     pub protocols: std::sync::Arc<keta_domain::protocols::ProtocolLibrary>,
+    /// FHIR bulk export files and retention; OAuth access-token lifetime (`fhir::bulk`).
+    pub bulk: fhir::bulk::BulkSettings,
 }
 
 impl AppState {
@@ -62,7 +64,14 @@ impl AppState {
             reminders: reminders::Reminders::log_only("http://localhost:8080"),
             trusted_proxies: serving::TrustedProxies::default(),
             protocols: std::sync::Arc::new(keta_domain::protocols::ProtocolLibrary::builtin().clone()),
+            bulk: fhir::bulk::BulkSettings::default(),
         }
+    }
+
+    /// Sets the bulk export directory and retention, and the access-token lifetime.
+    pub fn with_bulk(mut self, b: fhir::bulk::BulkSettings) -> Self {
+        self.bulk = b;
+        self
     }
 
     /// Sets how reminders are delivered (SMTP, a text provider, or log-only with an outbox).
