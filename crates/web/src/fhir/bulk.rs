@@ -420,7 +420,7 @@ impl Files {
                 .into_iter()
                 .map(|t| {
                     let f = std::fs::File::create(d.join(format!("{t}.ndjson")))?;
-                    Ok((t, f, 0))
+                    Ok((t, f, 0u64))
                 })
                 .collect::<std::io::Result<Vec<_>>>()
         })

@@ -92,10 +92,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), ()>
     let decoded = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok();
     let text = decoded.and_then(|d| String::from_utf8(d).ok());
     Some(match text.as_deref().and_then(|t| t.split_once(':')) {
-        Some((id, secret)) => {
-            let dec = |s: &str| form_urlencoded_one(s);
-            Ok((dec(id), dec(secret)))
-        }
+        Some((id, secret)) => Ok((form_urlencoded_one(id), form_urlencoded_one(secret))),
         None => Err(()),
     })
 }
