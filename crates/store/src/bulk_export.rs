@@ -135,7 +135,8 @@ const JOB_COLS: &str = "id, requested_by, role, site_ids, request_url, level, si
      status, progress, output, error, created_at, heartbeat_at, runner, finished_at";
 
 fn job_from(r: &Row) -> Result<ExportJob> {
-    let role = r.opt_text("role")?.map(|x| Role::parse(&x).ok_or_else(|| StoreError::Corrupt("bulk export role".into())));
+    let role =
+        r.opt_text("role")?.map(|x| Role::parse(&x).ok_or_else(|| StoreError::Corrupt("bulk export role".into())));
     let sites: Option<Vec<i64>> = from_json(&r.text("site_ids")?)?;
     let scope = match sites {
         None => SiteScope::All,
@@ -174,7 +175,9 @@ fn job_from(r: &Row) -> Result<ExportJob> {
 }
 
 fn load(c: &mut dyn Conn, id: &str) -> Result<Option<ExportJob>> {
-    c.query_opt(&format!("SELECT {JOB_COLS} FROM bulk_exports WHERE id = $1"), params![id])?.map(|r| job_from(&r)).transpose()
+    c.query_opt(&format!("SELECT {JOB_COLS} FROM bulk_exports WHERE id = $1"), params![id])?
+        .map(|r| job_from(&r))
+        .transpose()
 }
 
 /// The job, if `actor` kicked it off; anyone else is told it does not exist.

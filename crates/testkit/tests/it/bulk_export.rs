@@ -114,23 +114,48 @@ async fn a_bulk_export_runs_in_the_background_and_is_the_requesters_alone() {
 
         // Kick-off needs respond-async, NDJSON and parameters Keta knows; a Group is a site.
         assert_eq!(app.get("/fhir/R4/$export").await.status(), 400, "no Prefer: respond-async");
-        for bad in ["/fhir/R4/$export?_outputFormat=text/csv", "/fhir/R4/Patient/$export?_type=Practitioner", "/fhir/R4/$export?_since=yesterday", "/fhir/R4/$export?_typeFilter=x"] {
+        for bad in [
+            "/fhir/R4/$export?_outputFormat=text/csv",
+            "/fhir/R4/Patient/$export?_type=Practitioner",
+            "/fhir/R4/$export?_since=yesterday",
+            "/fhir/R4/$export?_typeFilter=x",
+        ] {
             let r = kick_off(&app, bad, None).await;
             assert_eq!(r.status(), 400, "{bad}");
             assert_eq!(r.json::<Value>().await.unwrap()["resourceType"], "OperationOutcome");
         }
-        assert_eq!(kick_off(&app, &format!("/fhir/R4/Group/{b}/$export"), None).await.status(), 404, "not the nurse's site");
+        assert_eq!(
+            kick_off(&app, &format!("/fhir/R4/Group/{b}/$export"), None).await.status(),
+            404,
+            "not the nurse's site"
+        );
 
         let r = kick_off(&app, &format!("/fhir/R4/Group/{a}/$export?_type=Patient,Observation,Condition"), None).await;
         let status = status_path(&r);
         let m = manifest(&app, &status, None).await;
         assert_eq!(m["requiresAccessToken"], true);
-        assert!(m["request"].as_str().unwrap().ends_with(&format!("/fhir/R4/Group/{a}/$export?_type=Patient,Observation,Condition")));
-        assert!(time::OffsetDateTime::parse(m["transactionTime"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).is_ok());
+        assert!(
+            m["request"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/fhir/R4/Group/{a}/$export?_type=Patient,Observation,Condition"))
+        );
+        assert!(
+            time::OffsetDateTime::parse(
+                m["transactionTime"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339
+            )
+            .is_ok()
+        );
         assert_eq!(m["error"], json!([]));
         let out = outputs(&m);
         let counts: Vec<(&str, u64)> = out.iter().map(|(t, _, n)| (t.as_str(), *n)).collect();
-        assert_eq!(counts, [("Patient", 2), ("Observation", 2 * (READINGS as u64 * 4 + 1)), ("Condition", 2)], "{:?}", db.kind);
+        assert_eq!(
+            counts,
+            [("Patient", 2), ("Observation", 2 * (READINGS as u64 * 4 + 1)), ("Condition", 2)],
+            "{:?}",
+            db.kind
+        );
         let ours = [format!("Patient/{p1}"), format!("Patient/{p2}")];
         for (t, url, n) in &out {
             let lines = ndjson(&app, url, None).await;
@@ -139,7 +164,11 @@ async fn a_bulk_export_runs_in_the_background_and_is_the_requesters_alone() {
             assert_eq!(ids.len(), lines.len(), "{t}: each resource once");
             for r in &lines {
                 assert_eq!(r["resourceType"].as_str(), Some(t.as_str()));
-                let who = if t == "Patient" { format!("Patient/{}", r["id"].as_str().unwrap()) } else { r["subject"]["reference"].as_str().unwrap().to_string() };
+                let who = if t == "Patient" {
+                    format!("Patient/{}", r["id"].as_str().unwrap())
+                } else {
+                    r["subject"]["reference"].as_str().unwrap().to_string()
+                };
                 assert!(ours.contains(&who), "{t}: {who} is not a patient of site A");
             }
         }
@@ -174,7 +203,11 @@ async fn a_bulk_export_runs_in_the_background_and_is_the_requesters_alone() {
         let m = manifest(&app, &old, token).await;
         let counts: Vec<(String, u64)> = outputs(&m).into_iter().map(|(t, _, n)| (t, n)).collect();
         assert_eq!(counts, [("Organization".to_string(), 2), ("Patient".to_string(), 3)]);
-        assert_eq!(req(&app, reqwest::Method::GET, &old, None).send().await.unwrap().status(), 404, "the nurse did not kick it off");
+        assert_eq!(
+            req(&app, reqwest::Method::GET, &old, None).send().await.unwrap().status(),
+            404,
+            "the nurse did not kick it off"
+        );
         clock.advance(Duration::hours(25));
         let r = kick_off(&app, "/fhir/R4/Patient/$export?_since=2000-01-01T00:00:00Z", token).await;
         let _ = manifest(&app, &status_path(&r), token).await;
@@ -218,7 +251,10 @@ async fn an_export_under_concurrent_writes_holds_what_existed_at_its_transaction
         };
         let vitals = |s: Store| async move {
             s.read(|c| {
-                c.query("SELECT id FROM vitals ORDER BY id", &[])?.iter().map(|r| r.i64("id")).collect::<keta_store::Result<BTreeSet<i64>>>()
+                c.query("SELECT id FROM vitals ORDER BY id", &[])?
+                    .iter()
+                    .map(|r| r.i64("id"))
+                    .collect::<keta_store::Result<BTreeSet<i64>>>()
             })
             .await
             .unwrap()
@@ -238,7 +274,11 @@ async fn an_export_under_concurrent_writes_holds_what_existed_at_its_transaction
         let all = vitals(s.clone()).await;
         assert!(written > 0 && all.len() > before.len() + 5, "the writer wrote during the export");
 
-        let tx = time::OffsetDateTime::parse(m["transactionTime"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+        let tx = time::OffsetDateTime::parse(
+            m["transactionTime"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
         let (_, url, count) = outputs(&m).into_iter().find(|(t, _, _)| t == "Observation").unwrap();
         let lines = ndjson(&app, &url, token).await;
         assert_eq!(lines.len() as u64, count);
@@ -246,7 +286,11 @@ async fn an_export_under_concurrent_writes_holds_what_existed_at_its_transaction
         let unique: BTreeSet<&str> = ids.iter().copied().collect();
         assert_eq!(unique.len(), ids.len(), "{:?}: each resource at most once", db.kind);
         for o in &lines {
-            let at = time::OffsetDateTime::parse(o["effectiveDateTime"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+            let at = time::OffsetDateTime::parse(
+                o["effectiveDateTime"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap();
             assert!(at <= tx, "{:?}: {} was taken after the transaction time", db.kind, o["id"]);
         }
         let hr: BTreeSet<i64> = ids.iter().filter_map(|i| i.strip_prefix("hr-")).map(|i| i.parse().unwrap()).collect();
@@ -301,14 +345,19 @@ async fn client_credentials_give_short_lived_scoped_tokens_that_end_with_the_cli
         // A narrow token by form, a wide one by HTTP Basic.
         let r = token_request(
             &app,
-            &format!("grant_type=client_credentials&client_id=payer&client_secret={secret}&scope=system%2FObservation.read"),
+            &format!(
+                "grant_type=client_credentials&client_id=payer&client_secret={secret}&scope=system%2FObservation.read"
+            ),
             None,
         )
         .await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["cache-control"], "no-store");
         let t: Value = r.json().await.unwrap();
-        assert_eq!((t["token_type"].as_str(), t["scope"].as_str(), t["expires_in"].as_i64()), (Some("bearer"), Some("system/Observation.read"), Some(300)));
+        assert_eq!(
+            (t["token_type"].as_str(), t["scope"].as_str(), t["expires_in"].as_i64()),
+            (Some("bearer"), Some("system/Observation.read"), Some(300))
+        );
         let narrow = t["access_token"].as_str().unwrap().to_string();
         let get = |path: String, token: String| {
             let client = app.client.clone();
@@ -318,24 +367,37 @@ async fn client_credentials_give_short_lived_scoped_tokens_that_end_with_the_cli
         assert_eq!(get(format!("/fhir/R4/Observation?patient={p}"), narrow.clone()).await, 200);
         assert_eq!(get(format!("/fhir/R4/Patient/{p}"), narrow.clone()).await, 403, "outside the token's scope");
         assert_eq!(kick_off(&app, "/fhir/R4/Patient/$export?_type=Patient", Some(&narrow)).await.status(), 403);
-        let stored = count(s, "SELECT COUNT(*) AS n FROM api_access_tokens WHERE token_hash = $1", vec![narrow.clone().into()]).await;
+        let stored =
+            count(s, "SELECT COUNT(*) AS n FROM api_access_tokens WHERE token_hash = $1", vec![narrow.clone().into()])
+                .await;
         assert_eq!(stored, 0, "only the hash is stored");
 
-        let t: Value = token_request(&app, "grant_type=client_credentials&scope=system%2F*.read", Some(("payer", secret))).await.json().await.unwrap();
+        let t: Value =
+            token_request(&app, "grant_type=client_credentials&scope=system%2F*.read", Some(("payer", secret)))
+                .await
+                .json()
+                .await
+                .unwrap();
         let wide = t["access_token"].as_str().unwrap().to_string();
         assert_eq!(get(format!("/fhir/R4/Patient/{p}"), wide.clone()).await, 200);
 
         // Tokens expire, and revoking the client ends them at once.
         clock.advance(Duration::minutes(6));
         assert_eq!(get(format!("/fhir/R4/Observation?patient={p}"), narrow.clone()).await, 401, "expired");
-        let t: Value = token_request(&app, "grant_type=client_credentials", Some(("payer", secret))).await.json().await.unwrap();
+        let t: Value =
+            token_request(&app, "grant_type=client_credentials", Some(("payer", secret))).await.json().await.unwrap();
         let fresh = t["access_token"].as_str().unwrap().to_string();
         assert_eq!(t["scope"], "system/*.read");
         assert_eq!(get(format!("/fhir/R4/Patient/{p}"), fresh.clone()).await, 200);
         s.revoke_api_client(&admin(), issued.client.id).await.unwrap();
         assert_eq!(get(format!("/fhir/R4/Patient/{p}"), fresh.clone()).await, 401, "revoked with its client");
         assert_eq!(token_request(&app, "grant_type=client_credentials", Some(("payer", secret))).await.status(), 401);
-        let issued_audit = count(s, "SELECT COUNT(*) AS n FROM audit_log WHERE object_type = 'api_access_token' AND actor = 'api-client:payer'", vec![]).await;
+        let issued_audit = count(
+            s,
+            "SELECT COUNT(*) AS n FROM audit_log WHERE object_type = 'api_access_token' AND actor = 'api-client:payer'",
+            vec![],
+        )
+        .await;
         assert_eq!(issued_audit, 3, "each token issued is audited");
     }
 }
@@ -421,7 +483,8 @@ async fn a_patient_exported_as_fhir_is_imported_into_an_empty_clinic_with_the_sa
         assert_eq!(target.login(dr, clock.now()).await.status(), 200);
         let r = target.post_json("/fhir/R4", &bundle).await;
         assert_eq!(r.status(), 201, "{:?}: {}", db.kind, r.text().await.unwrap());
-        let id: i64 = r.headers()["location"].to_str().unwrap().trim_start_matches("/fhir/R4/Patient/").parse().unwrap();
+        let id: i64 =
+            r.headers()["location"].to_str().unwrap().trim_start_matches("/fhir/R4/Patient/").parse().unwrap();
 
         // Read back what the import promises.
         let back: Value = target.get(&format!("/fhir/R4/Patient/{id}")).await.json().await.unwrap();
@@ -436,16 +499,27 @@ async fn a_patient_exported_as_fhir_is_imported_into_an_empty_clinic_with_the_sa
             assert_eq!(strip(&back[field]), strip(&patient[field]), "{:?}: {field}", db.kind);
         }
         let codes = |b: Value| -> Vec<String> {
-            b["entry"].as_array().map(|e| e.iter().map(|x| x["resource"]["code"]["coding"][0]["code"].as_str().unwrap().to_string()).collect()).unwrap_or_default()
+            b["entry"]
+                .as_array()
+                .map(|e| {
+                    e.iter().map(|x| x["resource"]["code"]["coding"][0]["code"].as_str().unwrap().to_string()).collect()
+                })
+                .unwrap_or_default()
         };
         let src_dx = codes(read(format!("/fhir/R4/Condition?patient={p}")).await);
         let dst_dx = codes(target.get(&format!("/fhir/R4/Condition?patient={id}")).await.json().await.unwrap());
         assert_eq!(src_dx, ["F33.2"]);
         assert_eq!(dst_dx, src_dx, "{:?}: diagnoses", db.kind);
         let imported = t.read(move |c| keta_store::eligibility::trials_for(c, PatientId(id))).await.unwrap();
-        assert_eq!(imported.iter().map(|x| x.trial.clone()).collect::<Vec<_>>(), trials, "{:?}: trials with dose, duration and outcome", db.kind);
+        assert_eq!(
+            imported.iter().map(|x| x.trial.clone()).collect::<Vec<_>>(),
+            trials,
+            "{:?}: trials with dose, duration and outcome",
+            db.kind
+        );
         let scores = t.list_prior_scores(&Actor::system(), PatientId(id)).await.unwrap();
-        let got: Vec<(&str, i32, time::Date)> = scores.iter().map(|x| (x.score.instrument.as_str(), x.score.total, x.score.observed_on)).collect();
+        let got: Vec<(&str, i32, time::Date)> =
+            scores.iter().map(|x| (x.score.instrument.as_str(), x.score.total, x.score.observed_on)).collect();
         assert_eq!(got, [("phq9", 10, T0.date())], "{:?}: the PHQ-9 total as a prior score", db.kind);
     }
 }

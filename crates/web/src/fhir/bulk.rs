@@ -285,12 +285,10 @@ pub async fn get_export_status(
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
             Ok(r)
         }
-        ExportStatus::Completed => Ok((
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            manifest(&st, &job).to_string(),
-        )
-            .into_response()),
+        ExportStatus::Completed => {
+            Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], manifest(&st, &job).to_string())
+                .into_response())
+        }
         ExportStatus::Failed => Err(FhirError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "exception",
@@ -589,7 +587,9 @@ async fn export_chunk(st: &AppState, job: &ExportJob, base: &Search, files: &mut
     }
     for t in job.types.clone() {
         match t.as_str() {
-            "Patient" => by_id!("Patient", "patients", |q| store.fhir_patients(actor, q), resources::patient, |p| p.id.0),
+            "Patient" => {
+                by_id!("Patient", "patients", |q| store.fhir_patients(actor, q), resources::patient, |p| p.id.0)
+            }
             "Condition" => {
                 let q = Search {
                     keyset: Some(Keyset { after: 0, upto: job.mark("patients") }),
@@ -611,7 +611,9 @@ async fn export_chunk(st: &AppState, job: &ExportJob, base: &Search, files: &mut
                     );
                 }
             }
-            "Encounter" => by_id!("Encounter", "sessions", |q| store.fhir_encounters(actor, q), resources::encounter, |e| e.id),
+            "Encounter" => {
+                by_id!("Encounter", "sessions", |q| store.fhir_encounters(actor, q), resources::encounter, |e| e.id)
+            }
             "QuestionnaireResponse" => by_id!(
                 "QuestionnaireResponse",
                 "questionnaire_responses",

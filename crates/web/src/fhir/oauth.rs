@@ -219,8 +219,15 @@ mod tests {
             parse_scope("system/Observation.read system/Patient.rs system/Observation.read"),
             Ok(ReadScope::Types(vec!["Observation".into(), "Patient".into()]))
         );
-        for bad in ["", "system/*.write", "system/*.*", "patient/*.read", "user/Observation.read", "system/Medication.read", "openid"]
-        {
+        for bad in [
+            "",
+            "system/*.write",
+            "system/*.*",
+            "patient/*.read",
+            "user/Observation.read",
+            "system/Medication.read",
+            "openid",
+        ] {
             assert!(parse_scope(bad).is_err(), "{bad}");
         }
         assert!(ReadScope::Types(vec!["Observation".into()]).allows("Observation"));
