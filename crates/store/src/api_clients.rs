@@ -257,7 +257,10 @@ impl Store {
                     };
                     let id = r.i64("client_id")?;
                     let sites = c
-                        .query("SELECT site_id FROM api_client_sites WHERE client_id = $1 ORDER BY site_id", params![id])?
+                        .query(
+                            "SELECT site_id FROM api_client_sites WHERE client_id = $1 ORDER BY site_id",
+                            params![id],
+                        )?
                         .iter()
                         .map(|s| s.i64("site_id").map(SiteId))
                         .collect::<Result<Vec<_>>>()?;

@@ -10,9 +10,9 @@
 pub mod accounts;
 pub mod admin;
 pub mod api_clients;
-pub mod bulk_export;
 pub mod audit;
 pub mod backup;
+pub mod bulk_export;
 pub mod cluster;
 pub mod conn;
 pub mod credentials;

@@ -854,7 +854,9 @@ mod tests {
     fn a_trial_as_keta_exports_it_reads_back_the_same() {
         use keta_store::fhir::TrialRow;
         let p = parse_bundle(&bundle(), SiteId(1), keta_domain::referral::codes()).unwrap();
-        for (dose, outcome) in [(Some(Milligrams(150.0)), TrialOutcome::PartialResponse), (None, TrialOutcome::Intolerance)] {
+        for (dose, outcome) in
+            [(Some(Milligrams(150.0)), TrialOutcome::PartialResponse), (None, TrialOutcome::Intolerance)]
+        {
             let trial = AntidepressantTrial {
                 drug: "venlafaxine".into(),
                 daily_dose_mg: dose,
@@ -863,7 +865,8 @@ mod tests {
                 outcome,
                 current_episode: true,
             };
-            let row = TrialRow { id: 4, patient_id: keta_domain::ids::PatientId(1), trial: trial.clone(), recorded_ms: 0 };
+            let row =
+                TrialRow { id: 4, patient_id: keta_domain::ids::PatientId(1), trial: trial.clone(), recorded_ms: 0 };
             let mut b = bundle();
             let mut statement = crate::fhir::resources::medication_statement(&row);
             statement["subject"] = json!({"reference": "urn:uuid:p1"});

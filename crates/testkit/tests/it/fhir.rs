@@ -33,7 +33,12 @@ pub(crate) fn reading(i: i64) -> VitalSigns {
 
 /// A session at T0, checked in, with `READINGS` full readings ten minutes apart from T0 and a
 /// PHQ-9; leaves the clock an hour after T0.
-pub(crate) async fn charted_patient(s: &Store, clock: &ManualClock, site_id: SiteId, mrn: &str) -> (PatientId, SessionId) {
+pub(crate) async fn charted_patient(
+    s: &Store,
+    clock: &ManualClock,
+    site_id: SiteId,
+    mrn: &str,
+) -> (PatientId, SessionId) {
     clock.set(T0);
     let p = patient(s, site_id, mrn).await;
     let c = s.create_course(&prescriber(&[site_id]), p, course(Route::IvRacemic)).await.unwrap();

@@ -284,7 +284,8 @@ pub fn medication_administration(a: &AdministrationRow) -> Value {
 pub fn medication_statement(t: &TrialRow) -> Value {
     use crate::fhir_import::{ADEQUATE_URL, CURRENT_EPISODE_URL, TRIAL_OUTCOME_SYSTEM};
     let trial = &t.trial;
-    let outcome = serde_json::to_value(trial.outcome).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    let outcome =
+        serde_json::to_value(trial.outcome).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
     let mut r = json!({
         "resourceType": "MedicationStatement",
         "id": t.id.to_string(),
@@ -311,7 +312,9 @@ pub fn medication_statement(t: &TrialRow) -> Value {
         Some(d) => json!([{ "text": format!("{} mg daily for {} weeks", d.0, trial.weeks),
             "timing": { "repeat": { "boundsDuration": weeks, "frequency": 1, "period": 1, "periodUnit": "d" } },
             "doseAndRate": [{ "doseQuantity": { "value": d.0, "unit": "mg", "system": UCUM, "code": "mg" } }] }]),
-        None => json!([{ "text": format!("for {} weeks", trial.weeks), "timing": { "repeat": { "boundsDuration": weeks } } }]),
+        None => {
+            json!([{ "text": format!("for {} weeks", trial.weeks), "timing": { "repeat": { "boundsDuration": weeks } } }])
+        }
     };
     r
 }
