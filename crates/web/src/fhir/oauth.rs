@@ -119,18 +119,21 @@ pub async fn post_token(State(st): State<AppState>, headers: HeaderMap, body: By
     let Ok(pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "the form could not be read");
     };
-    let one = |k: &str| -> Result<Option<String>, Response> {
+    // Each parameter at most once (RFC 6749 §3.2); `Err` names the repeated one.
+    let one = |k: &'static str| -> Result<Option<String>, &'static str> {
         let mut v = pairs.iter().filter(|(n, _)| n == k).map(|(_, v)| v.clone());
         let first = v.next();
         if v.next().is_some() {
-            return Err(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &format!("give {k} once")));
+            return Err(k);
         }
         Ok(first)
     };
     let (grant, scope, form_id, form_secret) =
         match (one("grant_type"), one("scope"), one("client_id"), one("client_secret")) {
             (Ok(g), Ok(s), Ok(i), Ok(c)) => (g, s, i, c),
-            (Err(r), ..) | (_, Err(r), ..) | (_, _, Err(r), _) | (.., Err(r)) => return r,
+            (Err(k), ..) | (_, Err(k), ..) | (_, _, Err(k), _) | (.., Err(k)) => {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &format!("give {k} once"));
+            }
         };
     match grant.as_deref() {
         Some("client_credentials") => {}
