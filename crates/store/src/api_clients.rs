@@ -21,6 +21,8 @@ use crate::{Actor, SiteScope, Store, params};
 pub const FHIR_READ: &str = "fhir.read";
 /// Every bearer token starts with this, so a leaked one is recognisable.
 pub const TOKEN_PREFIX: &str = "keta_fhir_";
+/// Access tokens from the OAuth2 client-credentials grant start with this.
+pub const ACCESS_TOKEN_PREFIX: &str = "keta_at_";
 /// How often the "last used" time is refreshed (a write per request would be waste).
 const LAST_USED_EVERY_MS: i64 = 60_000;
 
@@ -41,6 +43,14 @@ pub struct ApiClient {
 pub struct IssuedClient {
     pub client: ApiClient,
     pub token: String,
+}
+
+/// An access token from the client-credentials grant, shown once.
+#[derive(Debug, Clone)]
+pub struct IssuedAccessToken {
+    pub token: String,
+    pub scope: String,
+    pub expires_in_secs: i64,
 }
 
 /// The actor a client's requests run as.
@@ -166,8 +176,98 @@ impl Store {
         .await
     }
 
-    /// The actor behind a bearer token, or `None` for an unknown or revoked one.
+    /// The OAuth2 client-credentials grant: the client named `client_id` proves itself with
+    /// its secret (the credential issued when it was created) and gets a new access token for
+    /// `scope` that expires after `lifetime`; only the token's hash is stored. `None` when the
+    /// client is unknown, revoked or the secret is wrong (the caller answers `invalid_client`).
+    /// Which scopes a client may have is the caller's to check before asking.
+    pub async fn issue_access_token(
+        &self,
+        client_id: &str,
+        secret: &str,
+        scope: String,
+        lifetime: time::Duration,
+    ) -> Result<Option<IssuedAccessToken>> {
+        if !secret.starts_with(TOKEN_PREFIX) {
+            return Ok(None);
+        }
+        let secret_hash = token_hash(secret);
+        let name = client_id.to_string();
+        let now = self.now();
+        let expires = now + lifetime;
+        let token = format!("{ACCESS_TOKEN_PREFIX}{}", new_token());
+        let hash = token_hash(&token);
+        let issued = self
+            .write(move |c| {
+                let Some(r) = c.query_opt(
+                    "SELECT id FROM api_clients WHERE name = $1 AND token_hash = $2 AND revoked_at IS NULL",
+                    params![name.as_str(), secret_hash.as_str()],
+                )?
+                else {
+                    return Ok(None);
+                };
+                let id = r.i64("id")?;
+                let sites = c
+                    .query("SELECT site_id FROM api_client_sites WHERE client_id = $1 ORDER BY site_id", params![id])?
+                    .iter()
+                    .map(|s| s.i64("site_id").map(SiteId))
+                    .collect::<Result<Vec<_>>>()?;
+                // Expired tokens are of no further use; they go as new ones come.
+                c.execute("DELETE FROM api_access_tokens WHERE expires_at < $1", params![ms(now)])?;
+                let token_id = c.insert(
+                    "INSERT INTO api_access_tokens (client_id, token_hash, scope, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                    params![id, hash.as_str(), scope.as_str(), ms(now), ms(expires)],
+                )?;
+                audit::record(
+                    c,
+                    &client_actor(&name, sites),
+                    now,
+                    Entry {
+                        action: Action::Create,
+                        object_type: "api_access_token",
+                        object_id: Some(token_id.to_string()),
+                        patient_id: None,
+                        site_id: None,
+                        fields: &["scope", "expires_at"],
+                    },
+                )?;
+                Ok(Some(scope))
+            })
+            .await?;
+        Ok(issued.map(|scope| IssuedAccessToken { token, scope, expires_in_secs: lifetime.whole_seconds() }))
+    }
+
+    /// The actor behind a bearer token (a client's own credential, or an access token from
+    /// the client-credentials grant) and its scope, or `None` for an unknown, expired or
+    /// revoked one. Revoking a client ends its access tokens too.
     pub async fn resolve_api_token(&self, token: &str) -> Result<Option<(Actor, String)>> {
+        if token.starts_with(ACCESS_TOKEN_PREFIX) {
+            let hash = token_hash(token);
+            let now = ms(self.now());
+            return self
+                .read(move |c| {
+                    let Some(r) = c.query_opt(
+                        "SELECT k.id AS client_id, k.name AS name, t.scope AS scope FROM api_access_tokens t \
+                         JOIN api_clients k ON k.id = t.client_id \
+                         WHERE t.token_hash = $1 AND t.expires_at > $2 AND k.revoked_at IS NULL",
+                        params![hash.as_str(), now],
+                    )?
+                    else {
+                        return Ok(None);
+                    };
+                    let id = r.i64("client_id")?;
+                    let sites = c
+                        .query(
+                            "SELECT site_id FROM api_client_sites WHERE client_id = $1 ORDER BY site_id",
+                            params![id],
+                        )?
+                        .iter()
+                        .map(|s| s.i64("site_id").map(SiteId))
+                        .collect::<Result<Vec<_>>>()?;
+                    Ok(Some((client_actor(&r.text("name")?, sites), r.text("scope")?)))
+                })
+                .await;
+        }
         if !token.starts_with(TOKEN_PREFIX) {
             return Ok(None);
         }

@@ -32,6 +32,21 @@ pub struct Search {
     pub offset: u32,
     /// `_sort=-date`: newest first.
     pub newest_first: bool,
+    /// Bulk export: only patients registered at this site (a Group).
+    pub site: Option<SiteId>,
+    /// Bulk export: only patients with ids in this inclusive range (one chunk of patients).
+    pub patient_range: Option<(i64, i64)>,
+    /// Bulk export: page by record id instead of by time, without counting a total.
+    pub keyset: Option<Keyset>,
+}
+
+/// A page of a bulk export: records with ids after `after` and at most `upto` (the highest id
+/// at the export's transaction time), in id order, so a record is read at most once and
+/// records added while the export runs are left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keyset {
+    pub after: i64,
+    pub upto: i64,
 }
 
 /// A page of results and how many matched in all.
@@ -290,6 +305,13 @@ fn search_page(
     } else if actor.scope != crate::SiteScope::All {
         f.conds.push(format!("u.patient_id IN (SELECT p.id FROM patients p WHERE {})", actor.scope.sql("p.site_id")));
     }
+    if let Some(site) = q.site {
+        f.push(|n| format!("u.patient_id IN (SELECT p.id FROM patients p WHERE p.site_id = ${n})"), site.0.into());
+    }
+    if let Some((lo, hi)) = q.patient_range {
+        f.push(|n| format!("u.patient_id >= ${n}"), lo.into());
+        f.push(|n| format!("u.patient_id <= ${n}"), hi.into());
+    }
     if let Some(id) = q.id {
         f.push(|n| format!("u.rid = ${n}"), id.into());
     }
@@ -298,6 +320,17 @@ fn search_page(
     }
     for d in &q.last_updated {
         f.instant("u.updated", d);
+    }
+    if let Some(k) = q.keyset {
+        f.push(|n| format!("u.rid > ${n}"), k.after.into());
+        f.push(|n| format!("u.rid <= ${n}"), k.upto.into());
+        let wh = f.sql();
+        let mut params = f.params.clone();
+        params.push(i64::from(q.count).into());
+        let n = params.len();
+        let rows = c.query(&format!("SELECT * FROM ({source}) u WHERE {wh} ORDER BY u.rid LIMIT ${n}"), &params)?;
+        let total = rows.len() as i64;
+        return Ok((rows, total));
     }
     let wh = f.sql();
     let count = |c: &mut dyn Conn| -> Result<i64> {

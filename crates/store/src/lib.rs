@@ -12,6 +12,7 @@ pub mod admin;
 pub mod api_clients;
 pub mod audit;
 pub mod backup;
+pub mod bulk_export;
 pub mod cluster;
 pub mod conn;
 pub mod credentials;
@@ -173,7 +174,7 @@ pub(crate) enum Engine {
 #[derive(Clone)]
 pub struct Store {
     pub(crate) engine: Arc<Engine>,
-    clock: Clock,
+    pub(crate) clock: Clock,
     /// When writes started failing for a full disk, for readiness; `None` while they work.
     disk_full_since: Arc<std::sync::Mutex<Option<OffsetDateTime>>>,
 }

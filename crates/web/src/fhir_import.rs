@@ -14,6 +14,8 @@
 //! Keta-specific elements (no standard element carries them):
 //! * the trial's outcome: `MedicationStatement.statusReason` coded in [`TRIAL_OUTCOME_SYSTEM`]
 //!   (`no_response`, `partial_response`, `response`, `intolerance`), or that word as its text;
+//! * the trial's length, when its dates are not known: `dosage[0].timing.repeat.boundsDuration`
+//!   (UCUM `wk`, `d` or `mo`), as Keta itself exports trials;
 //! * whether the trial was adequate and in the current episode: extensions [`ADEQUATE_URL`] and
 //!   [`CURRENT_EPISODE_URL`] with `valueBoolean`; when absent, `false`, so a referral's trial
 //!   counts towards treatment resistance only once a clinician has judged it.
@@ -422,17 +424,40 @@ fn trial(cx: &mut Ctx, base: &str, r: &Value, codes: &ReferralCodes, n: usize) -
             }
         }
     };
-    let weeks = match r.get("effectivePeriod") {
-        None => {
+    // The trial's length: its dates, or (as Keta exports it) the dosage's bounding duration.
+    let bounds = arr(r, "dosage")
+        .first()
+        .and_then(|d| d.get("timing"))
+        .and_then(|t| t.get("repeat"))
+        .and_then(|rep| rep.get("boundsDuration"));
+    let weeks = match (r.get("effectivePeriod"), bounds) {
+        (None, Some(b)) => {
+            let at = format!("{base}.dosage[0].timing.repeat.boundsDuration");
+            cx.path(f("weeks"), at.clone());
+            let days_per = match s(b, "code").or_else(|| s(b, "unit")) {
+                Some("wk") => Some(7.0),
+                Some("d") => Some(1.0),
+                _ => None,
+            };
+            match (b.get("value").and_then(Value::as_f64), days_per) {
+                (Some(v), Some(k)) if v >= 0.0 && v * k < 36_500.0 => ((v * k) / 7.0).floor() as u32,
+                _ => {
+                    cx.issue("value", at, "give the trial's length as a duration in weeks (UCUM wk) or days (d)");
+                    ok = false;
+                    0
+                }
+            }
+        }
+        (None, None) => {
             cx.issue(
                 "required",
                 format!("{base}.effectivePeriod"),
-                "give the trial's start and end dates (effectivePeriod)",
+                "give the trial's start and end dates (effectivePeriod), or its length as dosage[0].timing.repeat.boundsDuration",
             );
             ok = false;
             0
         }
-        Some(p) => {
+        (Some(p), _) => {
             let start = s(p, "start").and_then(fhir_date);
             let end = s(p, "end").and_then(fhir_date);
             if start.is_none() {
@@ -823,6 +848,33 @@ mod tests {
         assert_eq!(locate(&p.paths, "trials[0].weeks"), "Bundle.entry[2].resource.effectivePeriod");
         assert_eq!(locate(&p.paths, "trials[0].outcome"), "Bundle.entry[2].resource");
         assert_eq!(locate(&p.paths, "nothing"), "Bundle");
+    }
+
+    #[test]
+    fn a_trial_as_keta_exports_it_reads_back_the_same() {
+        use keta_store::fhir::TrialRow;
+        let p = parse_bundle(&bundle(), SiteId(1), keta_domain::referral::codes()).unwrap();
+        for (dose, outcome) in
+            [(Some(Milligrams(150.0)), TrialOutcome::PartialResponse), (None, TrialOutcome::Intolerance)]
+        {
+            let trial = AntidepressantTrial {
+                drug: "venlafaxine".into(),
+                daily_dose_mg: dose,
+                weeks: 9,
+                adequate: true,
+                outcome,
+                current_episode: true,
+            };
+            let row =
+                TrialRow { id: 4, patient_id: keta_domain::ids::PatientId(1), trial: trial.clone(), recorded_ms: 0 };
+            let mut b = bundle();
+            let mut statement = crate::fhir::resources::medication_statement(&row);
+            statement["subject"] = json!({"reference": "urn:uuid:p1"});
+            b["entry"][2]["resource"] = statement;
+            let back = parse_bundle(&b, SiteId(1), keta_domain::referral::codes()).unwrap();
+            assert_eq!(back.referral.trials, vec![trial]);
+            assert_eq!(back.referral.patient, p.referral.patient);
+        }
     }
 
     #[test]

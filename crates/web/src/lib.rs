@@ -51,6 +51,8 @@ pub struct AppState {
     pub protocols: std::sync::Arc<keta_domain::protocols::ProtocolLibrary>,
     /// The bedside-monitor listener's settings when it is on (shown to administrators).
     pub monitors: Option<std::sync::Arc<monitors::MonitorRuntime>>,
+    /// FHIR bulk export files and retention; OAuth access-token lifetime (`fhir::bulk`).
+    pub bulk: fhir::bulk::BulkSettings,
 }
 
 impl AppState {
@@ -65,12 +67,19 @@ impl AppState {
             trusted_proxies: serving::TrustedProxies::default(),
             protocols: std::sync::Arc::new(keta_domain::protocols::ProtocolLibrary::builtin().clone()),
             monitors: None,
+            bulk: fhir::bulk::BulkSettings::default(),
         }
     }
 
     /// Records the bedside-monitor listener's settings (for the administrators' monitors screen).
     pub fn with_monitors(mut self, m: monitors::MonitorRuntime) -> Self {
         self.monitors = Some(std::sync::Arc::new(m));
+        self
+    }
+
+    /// Sets the bulk export directory and retention, and the access-token lifetime.
+    pub fn with_bulk(mut self, b: fhir::bulk::BulkSettings) -> Self {
+        self.bulk = b;
         self
     }
 

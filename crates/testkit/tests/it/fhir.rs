@@ -19,9 +19,9 @@ use keta_testkit::{ManualClock, TestDb, seed_staff, spawn_app};
 
 use crate::fixtures::*;
 
-const READINGS: i64 = 5;
+pub(crate) const READINGS: i64 = 5;
 
-fn reading(i: i64) -> VitalSigns {
+pub(crate) fn reading(i: i64) -> VitalSigns {
     VitalSigns {
         systolic_mmhg: Some(Mmhg(120.0 + i as f64)),
         diastolic_mmhg: Some(Mmhg(80.0)),
@@ -33,7 +33,12 @@ fn reading(i: i64) -> VitalSigns {
 
 /// A session at T0, checked in, with `READINGS` full readings ten minutes apart from T0 and a
 /// PHQ-9; leaves the clock an hour after T0.
-async fn charted_patient(s: &Store, clock: &ManualClock, site_id: SiteId, mrn: &str) -> (PatientId, SessionId) {
+pub(crate) async fn charted_patient(
+    s: &Store,
+    clock: &ManualClock,
+    site_id: SiteId,
+    mrn: &str,
+) -> (PatientId, SessionId) {
     clock.set(T0);
     let p = patient(s, site_id, mrn).await;
     let c = s.create_course(&prescriber(&[site_id]), p, course(Route::IvRacemic)).await.unwrap();

@@ -13,6 +13,7 @@
 mod admin;
 mod api;
 mod backup;
+mod bulk_export;
 mod calendar;
 mod chair_gates;
 mod chart_between;

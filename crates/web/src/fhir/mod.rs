@@ -8,7 +8,9 @@
 //! * Search parameters Keta does not support are refused (400) rather than silently ignored,
 //!   so a client never mistakes an unfiltered result for a filtered one.
 
+pub mod bulk;
 pub mod codes;
+pub mod oauth;
 pub mod resources;
 
 use std::collections::BTreeSet;
@@ -36,6 +38,13 @@ pub const MAX_COUNT: u32 = 1000;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/metadata", get(get_metadata))
+        .route("/.well-known/smart-configuration", get(oauth::get_smart_configuration))
+        .route("/auth/token", axum::routing::post(oauth::post_token))
+        .route("/$export", get(bulk::get_export_system))
+        .route("/Patient/$export", get(bulk::get_export_patients))
+        .route("/Group/{id}/$export", get(bulk::get_export_group))
+        .route("/$export-status/{job}", get(bulk::get_export_status).delete(bulk::delete_export))
+        .route("/$export-file/{job}/{file}", get(bulk::get_export_file))
         .route("/{resource_type}", get(search_resources))
         .route("/{resource_type}/{id}", get(read_resource))
 }
@@ -50,10 +59,13 @@ pub struct FhirError {
 }
 
 impl FhirError {
-    fn invalid(msg: impl Into<String>) -> Self {
+    pub(crate) fn forbidden(msg: impl Into<String>) -> Self {
+        Self { status: StatusCode::FORBIDDEN, code: "forbidden", diagnostics: msg.into() }
+    }
+    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
         Self { status: StatusCode::BAD_REQUEST, code: "invalid", diagnostics: msg.into() }
     }
-    fn not_found(what: impl Into<String>) -> Self {
+    pub(crate) fn not_found(what: impl Into<String>) -> Self {
         Self { status: StatusCode::NOT_FOUND, code: "not-found", diagnostics: format!("{} not found", what.into()) }
     }
 }
@@ -65,7 +77,7 @@ pub fn operation_outcome(severity: &str, code: &str, diagnostics: &str) -> Value
     })
 }
 
-fn fhir_response(status: StatusCode, body: &Value) -> Response {
+pub(crate) fn fhir_response(status: StatusCode, body: &Value) -> Response {
     (status, [(header::CONTENT_TYPE, FHIR_JSON)], body.to_string()).into_response()
 }
 
@@ -105,9 +117,43 @@ impl From<StoreError> for FhirError {
     }
 }
 
-/// Who is calling: an API client (`Authorization: Bearer keta_fhir_...`, read-only, its
-/// sites only) or a signed-in staff member (session cookie).
-pub struct Caller(pub Actor);
+/// Which resource types a caller may read: all of them (staff, a client's own credential), or
+/// those an access token's scopes name (`system/Observation.read`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadScope {
+    All,
+    Types(Vec<String>),
+}
+
+impl ReadScope {
+    pub fn allows(&self, resource_type: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Types(t) => t.iter().any(|x| x == resource_type),
+        }
+    }
+
+    /// A stored scope: a client's own `fhir.read`, or an access token's granted scopes.
+    fn from_stored(scope: &str) -> Self {
+        oauth::parse_scope(scope).unwrap_or(Self::Types(vec![]))
+    }
+
+    /// Refuses a type outside the scope.
+    pub fn require(&self, resource_type: &str) -> Result<(), FhirError> {
+        if self.allows(resource_type) {
+            Ok(())
+        } else {
+            Err(FhirError::forbidden(format!(
+                "the access token's scope does not include {resource_type}: ask for system/{resource_type}.read"
+            )))
+        }
+    }
+}
+
+/// Who is calling: an API client (`Authorization: Bearer keta_fhir_...`, or an access token
+/// from `POST /fhir/R4/auth/token`; read-only, its sites only) or a signed-in staff member
+/// (session cookie), and which types it may read.
+pub struct Caller(pub Actor, pub ReadScope);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = FhirError;
@@ -121,7 +167,7 @@ impl FromRequestParts<AppState> for Caller {
                 .map(str::trim)
                 .unwrap_or_default();
             return match st.store.resolve_api_token(token).await? {
-                Some((actor, _scope)) => Ok(Caller(actor)),
+                Some((actor, scope)) => Ok(Caller(actor, ReadScope::from_stored(&scope))),
                 None => Err(FhirError {
                     status: StatusCode::UNAUTHORIZED,
                     code: "login",
@@ -130,7 +176,7 @@ impl FromRequestParts<AppState> for Caller {
             };
         }
         match CurrentUser::from_request_parts(parts, st).await {
-            Ok(u) => Ok(Caller(u.actor)),
+            Ok(u) => Ok(Caller(u.actor, ReadScope::All)),
             Err(AuthRejection::Api(e)) if e.status == StatusCode::FORBIDDEN => {
                 Err(FhirError { status: StatusCode::FORBIDDEN, code: "forbidden", diagnostics: e.detail })
             }
@@ -152,7 +198,7 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 /// The resource types served, each with its search parameters beyond the common ones.
-const TYPES: &[(&str, &[(&str, &str)])] = &[
+pub(crate) const TYPES: &[(&str, &[(&str, &str)])] = &[
     ("Patient", &[]),
     ("Practitioner", &[]),
     ("Organization", &[]),
@@ -214,8 +260,19 @@ async fn get_metadata(State(st): State<AppState>) -> Response {
         "format": ["application/fhir+json", "json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Read-only. Sign in as staff (session cookie); results are limited to the caller's sites and every patient read is audited.",
+            "documentation": "Read-only. Sign in as staff (session cookie), or as an API client with its bearer token or an access token from the token endpoint (OAuth2 client credentials); results are limited to the caller's sites and every patient read is audited. Bulk Data export ($export, system, Patient and Group level; a Group is a site).",
+            "security": {
+                "extension": [{
+                    "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                    "extension": [{ "url": "token", "valueUri": oauth::token_url(&st) }],
+                }],
+                "service": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR" }] }],
+                "description": "OAuth2 client credentials (client_secret_basic or client_secret_post) at the token endpoint; scopes system/*.read or narrower. See .well-known/smart-configuration.",
+            },
             "resource": resources,
+            "operation": [
+                { "name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export" },
+            ],
         }],
     });
     fhir_response(StatusCode::OK, &body)
@@ -603,10 +660,13 @@ async fn run(
 
 async fn search_resources(
     State(st): State<AppState>,
-    Caller(actor): Caller,
+    Caller(actor, scope): Caller,
     Path(rtype): Path<String>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, FhirError> {
+    if type_params(&rtype).is_some() {
+        scope.require(&rtype)?;
+    }
     if type_params(&rtype).is_none() {
         return Err(FhirError {
             status: StatusCode::NOT_FOUND,
@@ -617,6 +677,9 @@ async fn search_resources(
         });
     }
     let p = parse_search(&rtype, &pairs)?;
+    if p.include_patient {
+        scope.require("Patient")?;
+    }
     // An `_id` that cannot exist matches nothing.
     if pairs.iter().any(|(k, _)| k == "_id") && p.search.id.is_none() {
         return Ok(fhir_response(StatusCode::OK, &bundle(&st, &rtype, &pairs, &p, 0, vec![], vec![])));
@@ -667,9 +730,12 @@ async fn included_patients(
 
 async fn read_resource(
     State(st): State<AppState>,
-    Caller(actor): Caller,
+    Caller(actor, scope): Caller,
     Path((rtype, id)): Path<(String, String)>,
 ) -> Result<Response, FhirError> {
+    if type_params(&rtype).is_some() {
+        scope.require(&rtype)?;
+    }
     if type_params(&rtype).is_none() {
         return Err(FhirError {
             status: StatusCode::NOT_FOUND,

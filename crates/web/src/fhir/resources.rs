@@ -277,8 +277,15 @@ pub fn medication_administration(a: &AdministrationRow) -> Value {
     r
 }
 
+/// A past antidepressant trial, in the form the referral import reads back
+/// (`crate::fhir_import`): the outcome as `statusReason` in Keta's outcome system, adequacy and
+/// episode as Keta extensions, the duration as the dosage's `timing.repeat.boundsDuration` in
+/// weeks (only the length of a trial is kept, not its dates), the daily dose in mg.
 pub fn medication_statement(t: &TrialRow) -> Value {
+    use crate::fhir_import::{ADEQUATE_URL, CURRENT_EPISODE_URL, TRIAL_OUTCOME_SYSTEM};
     let trial = &t.trial;
+    let outcome =
+        serde_json::to_value(trial.outcome).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
     let mut r = json!({
         "resourceType": "MedicationStatement",
         "id": t.id.to_string(),
@@ -294,11 +301,21 @@ pub fn medication_statement(t: &TrialRow) -> Value {
             if trial.current_episode { "current episode" } else { "earlier episode" },
             serde_json::to_value(trial.outcome).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default().replace('_', " "),
         ) }],
+        "statusReason": [{ "coding": [{ "system": TRIAL_OUTCOME_SYSTEM, "code": outcome }], "text": outcome.replace('_', " ") }],
+        "extension": [
+            { "url": ADEQUATE_URL, "valueBoolean": trial.adequate },
+            { "url": CURRENT_EPISODE_URL, "valueBoolean": trial.current_episode },
+        ],
     });
-    if let Some(d) = trial.daily_dose_mg {
-        r["dosage"] = json!([{ "text": format!("{} mg daily", d.0), "timing": { "repeat": { "frequency": 1, "period": 1, "periodUnit": "d" } },
-            "doseAndRate": [{ "doseQuantity": { "value": d.0, "unit": "mg", "system": UCUM, "code": "mg" } }] }]);
-    }
+    let weeks = json!({ "value": trial.weeks, "unit": "wk", "system": UCUM, "code": "wk" });
+    r["dosage"] = match trial.daily_dose_mg {
+        Some(d) => json!([{ "text": format!("{} mg daily for {} weeks", d.0, trial.weeks),
+            "timing": { "repeat": { "boundsDuration": weeks, "frequency": 1, "period": 1, "periodUnit": "d" } },
+            "doseAndRate": [{ "doseQuantity": { "value": d.0, "unit": "mg", "system": UCUM, "code": "mg" } }] }]),
+        None => {
+            json!([{ "text": format!("for {} weeks", trial.weeks), "timing": { "repeat": { "boundsDuration": weeks } } }])
+        }
+    };
     r
 }
 
