@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use keta_pk::{Mammillary, Model, Options, Patient, PopulationSettings, Regimen, Variability};
-use keta_web::api::dosing::{
+use keta_domain::pk_simulation::{
     AbsorptionInput, AssumedCv, PkSimulateRequest, PkSimulation, PopulationInput, ThresholdSite, simulate_pk,
 };
 
