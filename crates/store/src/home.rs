@@ -973,6 +973,11 @@ impl Store {
         Ok(out)
     }
 
+    /// The clinic's pre-dose intervals, if it has set them.
+    pub async fn home_pre_dose_settings(&self) -> Result<Option<HomePreDoseSettings>> {
+        self.read(|c| clinic_setting::<HomePreDoseSettings>(c, HOME_PRE_DOSE_SETTINGS)).await
+    }
+
     /// The pre-dose rules as this clinic runs them (for the patient page's questions).
     pub async fn pre_dose_rules(&self) -> Result<PreDoseRules> {
         self.read(pre_dose_rules).await
