@@ -68,17 +68,8 @@ pub async fn ensure(store: &Store, seed: u64) -> anyhow::Result<String> {
 /// "60 patients at 2 sites (Austin, Denver), 812 sessions".
 pub async fn summary(store: &Store) -> anyhow::Result<String> {
     let sites = store.list_sites(&Actor::system()).await?;
-    let (patients, sessions) = store
-        .read(|c| {
-            let n = |c: &mut dyn keta_store::Conn, t: &str| -> keta_store::Result<i64> {
-                Ok(c.query_opt(&format!("SELECT count(*) AS n FROM {t}"), &[])?
-                    .map(|r| r.i64("n"))
-                    .transpose()?
-                    .unwrap_or(0))
-            };
-            Ok((n(c, "patients")?, n(c, "sessions")?))
-        })
-        .await?;
+    let counts = store.record_counts().await?;
+    let (patients, sessions) = (counts.patients, counts.sessions);
     let names: Vec<&str> = sites.iter().map(|s| s.name.as_str()).collect();
     Ok(format!(
         "{patients} patients at {} site{} ({}), {sessions} sessions",
@@ -2069,8 +2060,7 @@ mod tests {
 
     /// Everything clinically meaningful, without database ids.
     async fn fingerprint(store: &Store) -> (Vec<String>, Vec<String>, String) {
-        store
-            .read(|c| {
+        keta_store::testing::read(&store, |c| {
                 let patients = c
                     .query("SELECT s.code, p.mrn, p.given_name, p.family_name, p.date_of_birth, p.indication FROM patients p JOIN sites s ON s.id = p.site_id ORDER BY p.mrn", &[])?
                     .iter()
@@ -2112,8 +2102,7 @@ mod tests {
         let all = Actor::system();
         let sites = a.list_sites(&all).await.unwrap();
         assert_eq!(sites.len(), 2);
-        let (routes, serious) = a
-            .read(|c| {
+        let (routes, serious) = keta_store::testing::read(&a, |c| {
                 let routes = c
                     .query("SELECT DISTINCT route FROM courses ORDER BY route", &[])?
                     .iter()
@@ -2190,8 +2179,7 @@ mod tests {
         }
 
         // Outcomes: responders and non-responders, at rates like the §5 cohorts.
-        let ids: Vec<i64> = a
-            .read(|c| c.query("SELECT id FROM patients ORDER BY id", &[])?.iter().map(|r| r.i64("id")).collect())
+        let ids: Vec<i64> = keta_store::testing::read(&a, |c| c.query("SELECT id FROM patients ORDER BY id", &[])?.iter().map(|r| r.i64("id")).collect())
             .await
             .unwrap();
         let (mut n, mut responded, mut remitted, mut relapsed, mut worse) = (0, 0, 0, 0, 0);

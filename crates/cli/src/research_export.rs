@@ -90,8 +90,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_demo_clinic_exports_without_a_single_identifier() {
         let (dir, store) = demo().await;
-        let known: Vec<Known> = store
-            .read(|c| {
+        let known: Vec<Known> = keta_store::testing::read(&store, |c| {
                 let mut out = Vec::new();
                 for r in c.query(
                     "SELECT id, mrn, given_name, family_name, date_of_birth, phone, email FROM patients ORDER BY id",
@@ -169,8 +168,7 @@ mod tests {
 
         // Per patient: every session date moved by one and the same non-zero shift, so no row
         // carries its real date and intervals stay true.
-        let real = store
-            .read(|c| {
+        let real = keta_store::testing::read(&store, |c| {
                 c.query(
                     "SELECT r.research_id AS rid, s.scheduled_for AS at FROM sessions s JOIN research_subjects r ON r.patient_id = s.patient_id",
                     &[],

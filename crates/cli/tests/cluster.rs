@@ -307,8 +307,7 @@ fn link_path(mail: &ReceivedMail) -> String {
 
 /// Links issued so far, per patient.
 async fn links_per_patient(store: &Store) -> Vec<(i64, i64)> {
-    store
-        .read(|c| {
+    keta_store::testing::read(&store, |c| {
             c.query(
                 "SELECT patient_id, count(*) AS links FROM checkin_links GROUP BY patient_id ORDER BY patient_id",
                 &[],
@@ -519,8 +518,7 @@ async fn a_rolling_restart_under_write_load_loses_no_acknowledged_write() {
     assert!(acked.len() >= 20, "the writers kept writing through the restarts: {} acknowledged", acked.len());
 
     // Every acknowledged write is stored, exactly once, as acknowledged.
-    let stored: std::collections::HashMap<i64, String> = store
-        .read(|c| {
+    let stored: std::collections::HashMap<i64, String> = keta_store::testing::read(&store, |c| {
             c.query("SELECT id, mrn FROM patients", &[])?
                 .iter()
                 .map(|r| Ok((r.i64("id")?, r.text("mrn")?)))

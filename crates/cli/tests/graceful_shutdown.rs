@@ -197,9 +197,7 @@ async fn one_backend(db: &TestDb) {
     // Restart: every acknowledged write is there, once.
     let mut child = start(&db.url, port, &log);
     wait_ready(&client, &base).await;
-    let stored = db
-        .store
-        .read(|c| {
+    let stored = keta_store::testing::read(&db.store, |c| {
             c.query("SELECT mrn FROM patients WHERE mrn LIKE $1", keta_store::params![format!("{MRN_PREFIX}-%")])?
                 .iter()
                 .map(|r| r.text("mrn"))

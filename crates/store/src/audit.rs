@@ -199,7 +199,7 @@ const CHAIN_LOCK: i64 = 4242002;
 pub(crate) const SEAL_BATCH: i64 = 5000;
 
 /// Appends an entry inside the caller's transaction.
-pub fn record(conn: &mut dyn Conn, actor: &Actor, at: OffsetDateTime, e: Entry<'_>) -> Result<()> {
+pub(crate) fn record(conn: &mut dyn Conn, actor: &Actor, at: OffsetDateTime, e: Entry<'_>) -> Result<()> {
     let fields = serde_json::to_string(e.fields).expect("strings serialise");
     let at_ms = ms(at);
     let patient = e.patient_id.map(|p| p.0);
@@ -323,7 +323,7 @@ pub struct ChainBreak {
 /// chain position (`chain_seq`, what anchors record; equal to `seq` on SQLite). Entries not
 /// yet sealed (PostgreSQL, under a second old) are not covered: seal first
 /// ([`crate::Store::verify_audit_chain`] does).
-pub fn verify(conn: &mut dyn Conn) -> Result<(u64, Option<ChainBreak>)> {
+pub(crate) fn verify(conn: &mut dyn Conn) -> Result<(u64, Option<ChainBreak>)> {
     let rows = conn.query(
         "SELECT chain_seq, occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, prev_hash, row_hash, request_id FROM audit_log WHERE chain_seq IS NOT NULL ORDER BY chain_seq",
         &[],
@@ -370,7 +370,7 @@ pub fn verify(conn: &mut dyn Conn) -> Result<(u64, Option<ChainBreak>)> {
 }
 
 /// Entries about one patient, newest first ("who viewed or changed this record").
-pub fn for_patient(conn: &mut dyn Conn, patient: PatientId, limit: i64) -> Result<Vec<AuditRecord>> {
+pub(crate) fn for_patient(conn: &mut dyn Conn, patient: PatientId, limit: i64) -> Result<Vec<AuditRecord>> {
     search(conn, &AuditQuery { patient_id: Some(patient), descending: true, limit, ..Default::default() })
 }
 
@@ -518,7 +518,7 @@ pub struct AuditQuery {
 
 pub const SORTABLE: &[&str] = &["occurred_at", "actor", "action", "object_type", "patient_id", "seq"];
 
-pub fn search(conn: &mut dyn Conn, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
+pub(crate) fn search(conn: &mut dyn Conn, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
     let sort = match q.sort.as_deref() {
         None => "seq",
         Some(s) => SORTABLE.iter().find(|x| **x == s).copied().ok_or_else(|| {
@@ -690,7 +690,7 @@ pub struct ChainHead {
     pub row_hash: String,
 }
 
-pub fn head(conn: &mut dyn Conn) -> Result<Option<ChainHead>> {
+pub(crate) fn head(conn: &mut dyn Conn) -> Result<Option<ChainHead>> {
     conn.query_opt(
         "SELECT chain_seq, row_hash FROM audit_log WHERE chain_seq IS NOT NULL ORDER BY chain_seq DESC LIMIT 1",
         &[],
@@ -701,7 +701,7 @@ pub fn head(conn: &mut dyn Conn) -> Result<Option<ChainHead>> {
 
 /// Why an anchored head is no longer in the chain, or `None` when it is. With [`verify`]
 /// passing, every anchor found means the chain still holds everything up to it.
-pub fn check_anchor(conn: &mut dyn Conn, anchor: &ChainHead) -> Result<Option<ChainBreak>> {
+pub(crate) fn check_anchor(conn: &mut dyn Conn, anchor: &ChainHead) -> Result<Option<ChainBreak>> {
     let stored = conn
         .query_opt("SELECT row_hash FROM audit_log WHERE chain_seq = $1", params![anchor.seq])?
         .map(|r| r.text("row_hash"))

@@ -324,7 +324,7 @@ pub(crate) fn check_chair_free(
 }
 
 /// The patient's next booked sessions from `now` (for their own page and reminders).
-pub fn next_sessions(
+pub(crate) fn next_sessions(
     c: &mut dyn Conn,
     patient: PatientId,
     now: OffsetDateTime,

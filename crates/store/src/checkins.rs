@@ -248,7 +248,7 @@ pub(crate) fn link_by_hash(c: &mut dyn Conn, hash: &str) -> Result<Option<LinkRe
         .transpose()
 }
 
-pub fn links_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<LinkRecord>> {
+pub(crate) fn links_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<LinkRecord>> {
     c.query(
         &format!("SELECT {LINK_COLS} FROM checkin_links WHERE patient_id = $1 ORDER BY opens_at DESC, id DESC"),
         params![patient.0],

@@ -35,7 +35,7 @@ pub(crate) fn patient_from(r: &Row) -> Result<Patient> {
 
 /// Loads a patient the actor may see; a patient outside the actor's sites is
 /// reported as not found, so ids cannot be probed.
-pub fn get_patient(c: &mut dyn Conn, actor: &Actor, id: PatientId) -> Result<Patient> {
+pub(crate) fn get_patient(c: &mut dyn Conn, actor: &Actor, id: PatientId) -> Result<Patient> {
     let r = c
         .query_opt(&format!("SELECT {PATIENT_COLS} FROM patients p WHERE p.id = $1"), params![id.0])?
         .ok_or_else(|| StoreError::NotFound(format!("patient {id}")))?;
@@ -67,7 +67,7 @@ fn weight_from(r: &Row) -> Result<WeightEntry> {
     })
 }
 
-pub fn weights(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<WeightEntry>> {
+pub(crate) fn weights(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<WeightEntry>> {
     c.query(
         "SELECT id, patient_id, weight_kg, measured_on, weight_type FROM weights WHERE patient_id = $1 ORDER BY measured_on, id",
         params![patient.0],

@@ -31,7 +31,7 @@ fn response_from(r: &Row) -> Result<QuestionnaireResponse> {
     })
 }
 
-pub fn responses_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<QuestionnaireResponse>> {
+pub(crate) fn responses_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<QuestionnaireResponse>> {
     c.query(
         &format!("SELECT {COLS} FROM questionnaire_responses WHERE patient_id = $1 ORDER BY completed_at, id"),
         params![patient.0],

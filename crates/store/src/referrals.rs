@@ -45,7 +45,7 @@ fn prior_from(r: &Row) -> Result<PriorScoreRecord> {
     })
 }
 
-pub fn prior_scores_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<PriorScoreRecord>> {
+pub(crate) fn prior_scores_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<PriorScoreRecord>> {
     c.query(
         "SELECT id, patient_id, instrument, total, observed_on, source FROM prior_scores WHERE patient_id = $1 ORDER BY observed_on, id",
         params![patient.0],

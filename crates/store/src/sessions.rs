@@ -52,7 +52,7 @@ pub(crate) fn session_from(r: &Row) -> Result<TreatmentSession> {
     })
 }
 
-pub fn get_session(c: &mut dyn Conn, actor: &Actor, id: SessionId) -> Result<TreatmentSession> {
+pub(crate) fn get_session(c: &mut dyn Conn, actor: &Actor, id: SessionId) -> Result<TreatmentSession> {
     let r = c
         .query_opt(&format!("SELECT {COLS} FROM sessions WHERE id = $1"), params![id.0])?
         .ok_or_else(|| StoreError::NotFound(format!("session {id}")))?;
@@ -86,7 +86,7 @@ pub(crate) fn lock_patient(c: &mut dyn Conn, patient: PatientId) -> Result<()> {
     Ok(())
 }
 
-pub fn sessions_for_patient(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<TreatmentSession>> {
+pub(crate) fn sessions_for_patient(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<TreatmentSession>> {
     c.query(
         &format!("SELECT {COLS} FROM sessions WHERE patient_id = $1 ORDER BY scheduled_for, id"),
         params![patient.0],
@@ -137,7 +137,7 @@ fn vitals_from(r: &Row, dose_started: Option<OffsetDateTime>) -> Result<VitalsRe
     })
 }
 
-pub fn vitals_for(c: &mut dyn Conn, s: &TreatmentSession) -> Result<Vec<VitalsRecord>> {
+pub(crate) fn vitals_for(c: &mut dyn Conn, s: &TreatmentSession) -> Result<Vec<VitalsRecord>> {
     c.query(
         "SELECT id, session_id, taken_at, systolic_mmhg, diastolic_mmhg, heart_rate_bpm, spo2_pct, resp_rate_per_min, source
          FROM vitals WHERE session_id = $1 ORDER BY taken_at, id",
@@ -148,7 +148,7 @@ pub fn vitals_for(c: &mut dyn Conn, s: &TreatmentSession) -> Result<Vec<VitalsRe
     .collect()
 }
 
-pub fn observations_for(c: &mut dyn Conn, session: SessionId) -> Result<Vec<ObservationRecord>> {
+pub(crate) fn observations_for(c: &mut dyn Conn, session: SessionId) -> Result<Vec<ObservationRecord>> {
     c.query(
         "SELECT id, session_id, observed_at, body FROM observations WHERE session_id = $1 ORDER BY observed_at, id",
         params![session.0],

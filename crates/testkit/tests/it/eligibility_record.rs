@@ -19,8 +19,7 @@ use time::macros::date;
 use crate::fixtures::*;
 
 async fn count(db: &TestDb, table: &'static str) -> i64 {
-    db.store
-        .read(move |c| c.query_opt(&format!("SELECT count(*) AS n FROM {table}"), &[])?.unwrap().i64("n"))
+    keta_store::testing::read(&db.store, move |c| c.query_opt(&format!("SELECT count(*) AS n FROM {table}"), &[])?.unwrap().i64("n"))
         .await
         .unwrap()
 }
