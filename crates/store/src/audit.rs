@@ -188,6 +188,67 @@ pub(crate) fn set_inline(inline: bool) {
     INLINE.with(|i| i.set(inline));
 }
 
+/// A patient's record just created, as its audit entry names it.
+pub(crate) struct Created<'a> {
+    pub object_type: &'static str,
+    pub patient: PatientId,
+    pub site: SiteId,
+    /// Names of the fields stored, never their values.
+    pub fields: &'a [&'a str],
+}
+
+/// The audited insert: runs `sql` (an `INSERT ... RETURNING id`) and appends its creation
+/// entry in the same transaction; returns the new row's id.
+pub(crate) fn insert_audited(
+    c: &mut dyn Conn,
+    actor: &Actor,
+    now: OffsetDateTime,
+    sql: &str,
+    params: &[crate::Value],
+    created: Created<'_>,
+) -> Result<i64> {
+    let id = c.insert(sql, params)?;
+    record(
+        c,
+        actor,
+        now,
+        Entry {
+            action: Action::Create,
+            object_type: created.object_type,
+            object_id: Some(id.to_string()),
+            patient_id: Some(created.patient),
+            site_id: Some(created.site),
+            fields: created.fields,
+        },
+    )?;
+    Ok(id)
+}
+
+impl crate::Store {
+    /// The audited patient read: checks `permission`, loads the patient in the actor's scope
+    /// (another site's patient is not found), runs `op` on the same snapshot, then writes one
+    /// read entry of `object_type` for the patient.
+    pub(crate) async fn read_patient_audited<T: Send + 'static>(
+        &self,
+        actor: &Actor,
+        permission: keta_domain::access::Permission,
+        patient: PatientId,
+        object_type: &'static str,
+        op: impl FnOnce(&mut dyn Conn, &keta_domain::patient::Patient) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        actor.require(permission)?;
+        let act = actor.clone();
+        let out = self
+            .read(move |c| {
+                let p = crate::patients::get_patient(c, &act, patient)?;
+                op(c, &p)
+            })
+            .await?;
+        self.audit_read(actor, object_type, None, Some(patient)).await?;
+        Ok(out)
+    }
+}
+
 /// Whether the transaction just run on this thread appended entries (and clears it).
 pub(crate) fn take_appended() -> bool {
     APPENDED.with(|a| a.replace(false))

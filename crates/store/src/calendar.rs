@@ -686,16 +686,12 @@ impl Store {
         patient: PatientId,
         limit: u32,
     ) -> Result<Vec<ScheduledSession>> {
-        actor.require(Permission::ViewDemographics)?;
         let now = self.now();
-        let act = actor.clone();
         let out = self
-            .read(move |c| {
-                crate::patients::get_patient(c, &act, patient)?;
+            .read_patient_audited(actor, Permission::ViewDemographics, patient, "next_sessions", move |c, _| {
                 next_sessions(c, patient, now, limit)
             })
             .await?;
-        self.audit_read(actor, "next_sessions", None, Some(patient)).await?;
         Ok(out.iter().map(ScheduledSession::from).collect())
     }
 

@@ -1181,41 +1181,29 @@ impl Store {
 
     /// A patient's check-in links, their events and safety answers (for the chart).
     pub async fn checkin_overview(&self, actor: &Actor, patient: PatientId) -> Result<CheckinOverview> {
-        actor.require(Permission::ViewClinical)?;
-        let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                crate::patients::get_patient(c, &act, patient)?;
-                overview(c, patient)
-            })
-            .await?;
-        self.audit_read(actor, "checkins", None, Some(patient)).await?;
-        Ok(out)
+        self.read_patient_audited(actor, Permission::ViewClinical, patient, "checkins", move |c, _| {
+            overview(c, patient)
+        })
+        .await
     }
 
     /// The chart's between-sessions panels: one read snapshot and one audit entry, instead of a
     /// round trip per panel.
     pub async fn between_sessions(&self, actor: &Actor, patient: PatientId) -> Result<BetweenSessions> {
-        actor.require(Permission::ViewClinical)?;
-        let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                crate::patients::get_patient(c, &act, patient)?;
-                let (programmes, question_sets) = crate::home::home_for(c, patient)?;
-                Ok(BetweenSessions {
-                    checkins: overview(c, patient)?,
-                    programmes,
-                    question_sets,
-                    relapse_settings: relapse_settings(c)?,
-                    schedule_changes: crate::courses::courses_for(c, patient)?
-                        .iter()
-                        .filter_map(|co| latest_override_info(c, co.id).transpose())
-                        .collect::<Result<_>>()?,
-                })
+        self.read_patient_audited(actor, Permission::ViewClinical, patient, "between_sessions", move |c, _| {
+            let (programmes, question_sets) = crate::home::home_for(c, patient)?;
+            Ok(BetweenSessions {
+                checkins: overview(c, patient)?,
+                programmes,
+                question_sets,
+                relapse_settings: relapse_settings(c)?,
+                schedule_changes: crate::courses::courses_for(c, patient)?
+                    .iter()
+                    .filter_map(|co| latest_override_info(c, co.id).transpose())
+                    .collect::<Result<_>>()?,
             })
-            .await?;
-        self.audit_read(actor, "between_sessions", None, Some(patient)).await?;
-        Ok(out)
+        })
+        .await
     }
 
     /// A clinician's change to one course's check-in schedule (validated against the default).

@@ -120,16 +120,10 @@ impl Store {
     }
 
     pub async fn list_courses(&self, actor: &Actor, patient: PatientId) -> Result<Vec<Course>> {
-        actor.require(keta_domain::access::Permission::ViewClinical)?;
-        let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                get_patient(c, &act, patient)?;
-                courses_for(c, patient)
-            })
-            .await?;
-        self.audit_read(actor, "courses", None, Some(patient)).await?;
-        Ok(out)
+        self.read_patient_audited(actor, keta_domain::access::Permission::ViewClinical, patient, "courses", move |c, _| {
+            courses_for(c, patient)
+        })
+        .await
     }
 
     /// The first course (by id) in the actor's sites with status `status` and one of `routes`.

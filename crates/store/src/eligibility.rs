@@ -214,15 +214,9 @@ impl Store {
         actor: &Actor,
         patient: PatientId,
     ) -> Result<(Vec<AntidepressantTrialRecord>, Vec<EligibilityAssessment>)> {
-        actor.require(keta_domain::access::Permission::ViewClinical)?;
-        let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                get_patient(c, &act, patient)?;
-                Ok((trials_for(c, patient)?, assessments_for(c, patient)?))
-            })
-            .await?;
-        self.audit_read(actor, "eligibility", None, Some(patient)).await?;
-        Ok(out)
+        self.read_patient_audited(actor, keta_domain::access::Permission::ViewClinical, patient, "eligibility", move |c, _| {
+            Ok((trials_for(c, patient)?, assessments_for(c, patient)?))
+        })
+        .await
     }
 }

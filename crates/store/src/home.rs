@@ -961,16 +961,10 @@ impl Store {
         actor: &Actor,
         patient: PatientId,
     ) -> Result<(Vec<HomeProgramme>, Vec<QuestionSetResponse>)> {
-        actor.require(Permission::ViewClinical)?;
-        let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                crate::patients::get_patient(c, &act, patient)?;
-                home_for(c, patient)
-            })
-            .await?;
-        self.audit_read(actor, "home_programme", None, Some(patient)).await?;
-        Ok(out)
+        self.read_patient_audited(actor, Permission::ViewClinical, patient, "home_programme", move |c, _| {
+            home_for(c, patient)
+        })
+        .await
     }
 
     /// The clinic's pre-dose intervals, if it has set them.

@@ -187,16 +187,10 @@ impl Store {
     }
 
     pub async fn list_medications(&self, actor: &Actor, patient: PatientId) -> Result<Vec<Medication>> {
-        actor.require(Permission::ViewClinical)?;
-        let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                get_patient(c, &act, patient)?;
-                medications_for(c, patient)
-            })
-            .await?;
-        self.audit_read(actor, "medications", None, Some(patient)).await?;
-        Ok(out)
+        self.read_patient_audited(actor, Permission::ViewClinical, patient, "medications", move |c, _| {
+            medications_for(c, patient)
+        })
+        .await
     }
 
     pub async fn add_allergy(&self, actor: &Actor, patient: PatientId, new: NewAllergy) -> Result<Allergy> {
@@ -221,16 +215,10 @@ impl Store {
     }
 
     pub async fn list_allergies(&self, actor: &Actor, patient: PatientId) -> Result<Vec<Allergy>> {
-        actor.require(Permission::ViewClinical)?;
-        let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                get_patient(c, &act, patient)?;
-                allergies_for(c, patient)
-            })
-            .await?;
-        self.audit_read(actor, "allergies", None, Some(patient)).await?;
-        Ok(out)
+        self.read_patient_audited(actor, Permission::ViewClinical, patient, "allergies", move |c, _| {
+            allergies_for(c, patient)
+        })
+        .await
     }
 
     /// Records the patient's pregnancy status; the latest counts.
@@ -273,16 +261,10 @@ impl Store {
         actor: &Actor,
         patient: PatientId,
     ) -> Result<Option<PregnancyStatusRecord>> {
-        actor.require(Permission::ViewClinical)?;
-        let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                get_patient(c, &act, patient)?;
-                pregnancy_for(c, patient)
-            })
-            .await?;
-        self.audit_read(actor, "pregnancy_status", None, Some(patient)).await?;
-        Ok(out)
+        self.read_patient_audited(actor, Permission::ViewClinical, patient, "pregnancy_status", move |c, _| {
+            pregnancy_for(c, patient)
+        })
+        .await
     }
 
     /// Records that the medication and allergy lists were confirmed with the patient at

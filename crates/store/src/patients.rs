@@ -195,15 +195,9 @@ impl Store {
     }
 
     pub async fn list_weights(&self, actor: &Actor, patient: PatientId) -> Result<Vec<WeightEntry>> {
-        actor.require(keta_domain::access::Permission::ViewClinical)?;
-        let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                get_patient(c, &act, patient)?;
-                weights(c, patient)
-            })
-            .await?;
-        self.audit_read(actor, "weights", None, Some(patient)).await?;
-        Ok(out)
+        self.read_patient_audited(actor, keta_domain::access::Permission::ViewClinical, patient, "weights", move |c, _| {
+            weights(c, patient)
+        })
+        .await
     }
 }

@@ -155,19 +155,13 @@ impl Store {
         patient: PatientId,
         instrument: Option<String>,
     ) -> Result<Vec<QuestionnaireResponse>> {
-        actor.require(keta_domain::access::Permission::ViewClinical)?;
-        let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                crate::patients::get_patient(c, &act, patient)?;
-                let all = responses_for(c, patient)?;
-                Ok(match instrument {
-                    Some(i) => all.into_iter().filter(|r| r.instrument == i).collect(),
-                    None => all,
-                })
+        self.read_patient_audited(actor, keta_domain::access::Permission::ViewClinical, patient, "questionnaire_responses", move |c, _| {
+            let all = responses_for(c, patient)?;
+            Ok(match instrument {
+                Some(i) => all.into_iter().filter(|r| r.instrument == i).collect(),
+                None => all,
             })
-            .await?;
-        self.audit_read(actor, "questionnaire_responses", None, Some(patient)).await?;
-        Ok(out)
+        })
+        .await
     }
 }

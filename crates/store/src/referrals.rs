@@ -108,15 +108,9 @@ impl Store {
 
     /// Prior totals the referrer reported, oldest first (audited as a chart read).
     pub async fn list_prior_scores(&self, actor: &Actor, patient: PatientId) -> Result<Vec<PriorScoreRecord>> {
-        actor.require(Permission::ViewClinical)?;
-        let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                crate::patients::get_patient(c, &act, patient)?;
-                prior_scores_for(c, patient)
-            })
-            .await?;
-        self.audit_read(actor, "prior_scores", None, Some(patient)).await?;
-        Ok(out)
+        self.read_patient_audited(actor, Permission::ViewClinical, patient, "prior_scores", move |c, _| {
+            prior_scores_for(c, patient)
+        })
+        .await
     }
 }

@@ -1150,22 +1150,16 @@ impl Store {
     }
 
     pub async fn list_adverse_events(&self, actor: &Actor, patient: PatientId) -> Result<Vec<AdverseEvent>> {
-        actor.require(keta_domain::access::Permission::ViewClinical)?;
-        let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                crate::patients::get_patient(c, &act, patient)?;
-                c.query(
-                    &format!("SELECT {AE_COLS} FROM adverse_events WHERE patient_id = $1 ORDER BY onset_at, id"),
-                    params![patient.0],
-                )?
-                .iter()
-                .map(ae_from)
-                .collect()
-            })
-            .await?;
-        self.audit_read(actor, "adverse_events", None, Some(patient)).await?;
-        Ok(out)
+        self.read_patient_audited(actor, keta_domain::access::Permission::ViewClinical, patient, "adverse_events", move |c, _| {
+            c.query(
+                &format!("SELECT {AE_COLS} FROM adverse_events WHERE patient_id = $1 ORDER BY onset_at, id"),
+                params![patient.0],
+            )?
+            .iter()
+            .map(ae_from)
+            .collect()
+        })
+        .await
     }
 
     /// Writes the session note (signing and amendments come with signed records).
