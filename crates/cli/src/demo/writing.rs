@@ -24,6 +24,7 @@ use keta_store::import::{
     AlertAcknowledgement, HistoricalCheckIn, HistoricalObservation, HistoricalResponse, HistoricalSession,
     HistoricalVitals, SessionStep,
 };
+use keta_domain::patient::Patient;
 use keta_store::{Actor, Store};
 
 use super::clock::*;
@@ -34,14 +35,39 @@ pub(super) async fn build(store: &Store, seed: u64) -> anyhow::Result<()> {
     let actor = Actor::system();
     let now = store.now();
     let plan = plan(seed, now);
+    let (site_ids, chairs) = create_sites(store, &actor).await?;
+    // Patients, then their intake, then courses: each stage's writes run together.
+    let patients = try_join_all(plan.patients.iter().map(|p| {
+        let mut new = p.new.clone();
+        new.site_id = site_ids[p.site];
+        store.create_patient(&actor, new)
+    }))
+    .await
+    .context("creating patients")?;
+    record_intake(store, &actor, &plan, &patients).await?;
+    let courses = create_courses(store, &actor, &plan, &patients).await?;
 
-    // Sites and chairs.
+    // Consent (and REMS enrolment for esketamine) for every route a patient is treated by,
+    // signed on the tablet and countersigned, so today's sessions can start (issue 12).
+    try_join_all(plan.patients.iter().zip(&patients).map(|(p, pat)| {
+        let routes: Vec<(Route, Date)> = p.courses.iter().map(|c| (c.route, c.start_date)).collect();
+        consent_demo_patient(store, pat, routes, now)
+    }))
+    .await
+    .context("recording consents")?;
+
+    import_history(store, &actor, &plan, &patients, &courses, &chairs).await?;
+    book_today(store, &actor, &plan, &patients, &courses, &chairs, now).await
+}
+
+/// The sites and their chairs (chairs in the order the plan names them).
+async fn create_sites(store: &Store, actor: &Actor) -> anyhow::Result<(Vec<SiteId>, Vec<Vec<ChairId>>)> {
     let mut site_ids = Vec::new();
     let mut chairs: Vec<Vec<ChairId>> = Vec::new();
     for def in &SITES {
         let site = store
             .create_site(
-                &actor,
+                actor,
                 NewSite {
                     code: def.code.into(),
                     name: def.name.into(),
@@ -54,25 +80,21 @@ pub(super) async fn build(store: &Store, seed: u64) -> anyhow::Result<()> {
             .with_context(|| format!("creating site {}", def.name))?;
         // Demo values (see DEMO_VITALS_WITHIN_MINUTES): a real site starts without them.
         store
-            .set_site_discharge_settings(&actor, site.id, demo_discharge_settings())
+            .set_site_discharge_settings(actor, site.id, demo_discharge_settings())
             .await
             .with_context(|| format!("setting the demo discharge settings of {}", def.name))?;
-        let mut cs = store.list_chairs(&actor, site.id).await?;
+        let mut cs = store.list_chairs(actor, site.id).await?;
         cs.sort_by_key(|c| def.chairs.iter().position(|n| *n == c.name));
         chairs.push(cs.into_iter().map(|c| c.id).collect());
         site_ids.push(site.id);
     }
+    Ok((site_ids, chairs))
+}
 
-    // Patients, then their intake, then courses: each stage's writes run together.
-    let patients = try_join_all(plan.patients.iter().map(|p| {
-        let mut new = p.new.clone();
-        new.site_id = site_ids[p.site];
-        store.create_patient(&actor, new)
-    }))
-    .await
-    .context("creating patients")?;
-    try_join_all(plan.patients.iter().zip(&patients).map(|(p, pat)| {
-        let actor = &actor;
+/// Each patient's intake (weights, trials, medications, allergies, pregnancy status,
+/// eligibility), all patients' writes together.
+async fn record_intake(store: &Store, actor: &Actor, plan: &Plan, patients: &[Patient]) -> anyhow::Result<()> {
+    try_join_all(plan.patients.iter().zip(patients).map(|(p, pat)| {
         async move {
             for w in &p.weights {
                 store.add_weight(actor, pat.id, w.clone()).await?;
@@ -97,8 +119,17 @@ pub(super) async fn build(store: &Store, seed: u64) -> anyhow::Result<()> {
     }))
     .await
     .context("recording intake")?;
-    let courses: Vec<Vec<CourseId>> = try_join_all(plan.patients.iter().zip(&patients).map(|(p, pat)| {
-        let actor = &actor;
+    Ok(())
+}
+
+/// Each patient's courses, all patients' writes together; their ids in plan order.
+async fn create_courses(
+    store: &Store,
+    actor: &Actor,
+    plan: &Plan,
+    patients: &[Patient],
+) -> anyhow::Result<Vec<Vec<CourseId>>> {
+    let courses: Vec<Vec<CourseId>> = try_join_all(plan.patients.iter().zip(patients).map(|(p, pat)| {
         async move {
             let mut ids = Vec::new();
             for c in &p.courses {
@@ -109,20 +140,21 @@ pub(super) async fn build(store: &Store, seed: u64) -> anyhow::Result<()> {
     }))
     .await
     .context("creating courses")?;
+    Ok(courses)
+}
 
-    // Consent (and REMS enrolment for esketamine) for every route a patient is treated by,
-    // signed on the tablet and countersigned, so today's sessions can start (issue 12).
-    try_join_all(plan.patients.iter().zip(&patients).map(|(p, pat)| {
-        let routes: Vec<(Route, Date)> = p.courses.iter().map(|c| (c.route, c.start_date)).collect();
-        consent_demo_patient(store, pat, routes, now)
-    }))
-    .await
-    .context("recording consents")?;
-
-    // History: one import transaction per patient for sessions, one for check-ins.
+/// The history: one import transaction per patient for sessions, one for check-ins.
+async fn import_history(
+    store: &Store,
+    actor: &Actor,
+    plan: &Plan,
+    patients: &[Patient],
+    courses: &[Vec<CourseId>],
+    chairs: &[Vec<ChairId>],
+) -> anyhow::Result<()> {
     let mut history = Vec::new();
     let mut check_ins = Vec::new();
-    for ((p, pat), ids) in plan.patients.iter().zip(&patients).zip(&courses) {
+    for ((p, pat), ids) in plan.patients.iter().zip(patients).zip(courses) {
         let mut batch: Vec<HistoricalSession> = p
             .sessions
             .iter()
@@ -147,18 +179,29 @@ pub(super) async fn build(store: &Store, seed: u64) -> anyhow::Result<()> {
                 .collect::<Vec<_>>(),
         );
     }
-    let imports = history.into_iter().map(|b| store.import_history(&actor, b));
-    let responses = check_ins.into_iter().map(|b| store.import_responses(&actor, b));
+    let imports = history.into_iter().map(|b| store.import_history(actor, b));
+    let responses = check_ins.into_iter().map(|b| store.import_responses(actor, b));
     let (a, b) = futures::join!(try_join_all(imports), try_join_all(responses));
     a.context("importing session history")?;
     b.context("importing check-ins")?;
+    Ok(())
+}
 
-    // Today's board.
-    try_join_all(plan.patients.iter().zip(&patients).zip(&courses).filter_map(|((p, pat), ids)| {
+/// Today's board: the sessions discharged earlier and in monitoring imported, the rest booked
+/// (and the checked-in one checked in with its PHQ-9).
+async fn book_today(
+    store: &Store,
+    actor: &Actor,
+    plan: &Plan,
+    patients: &[Patient],
+    courses: &[Vec<CourseId>],
+    chairs: &[Vec<ChairId>],
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    try_join_all(plan.patients.iter().zip(patients).zip(courses).filter_map(|((p, pat), ids)| {
         let b = p.board.as_ref()?;
         let course = *ids.last().expect("a course");
         let chair = chairs[p.site][b.chair % chairs[p.site].len()];
-        let actor = &actor;
         Some(async move {
             if let Some(s) = &b.import {
                 let mut s = s.clone();
