@@ -240,6 +240,11 @@ pub(super) fn side_effect_rates(route: Route) -> &'static [(&'static str, f64)] 
 
 /// One complete session: lifecycle, vitals, MOAA/S, CADSS-6, side effects, alerts'
 /// acknowledgement, and events.
+// Long on purpose: one session told in time order (check-in, pre-dose, dose, readings,
+// sedation, side effects, discharge), each step drawing from the RNG after the one before
+// and reading the times and baseline the earlier steps set; split, every part would take
+// the same dozen values, and the order of draws (which the demo's figures rest on) would be
+// spread over several functions.
 pub(crate) fn synth_session<R: Rng + ?Sized>(rng: &mut R, phys: &Physiology, spec: SessionSpec) -> HistoricalSession {
     let route = spec.route;
     let mut s = HistoricalSession::new(spec.course_id, spec.scheduled_for);
