@@ -5,7 +5,7 @@ use keta_domain::ids::{PatientId, RecordId, SiteId};
 use keta_domain::patient::{Indication, NewPatient, NewWeight, Patient, Sex, WeightEntry, WeightType};
 use keta_domain::units::Kilograms;
 
-use crate::audit::{self, Action, Entry};
+use crate::audit::{self, Action, Created, Entry};
 use crate::conn::{Conn, Row};
 use crate::error::{Result, StoreError};
 use crate::time_codec::{date_text, from_json, json, ms, parse_date};
@@ -181,14 +181,14 @@ impl Store {
         self.write(move |c| {
             let p = get_patient(c, &actor, patient)?;
             new.validate(crate::site_time::today(c, p.site_id, now)?)?;
-            let id = c.insert(
+            let id = audit::insert_audited(
+                c,
+                &actor,
+                now,
                 "INSERT INTO weights (patient_id, weight_kg, measured_on, weight_type, recorded_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
                 params![patient.0, new.weight_kg.0, date_text(new.measured_on), new.weight_type.as_str(), ms(now)],
+                Created { object_type: "weight", patient, site: p.site_id, fields: &["weight_kg", "measured_on", "weight_type"] },
             )?;
-            audit::record(c, &actor, now, Entry {
-                action: Action::Create, object_type: "weight", object_id: Some(id.to_string()), patient_id: Some(patient),
-                site_id: Some(p.site_id), fields: &["weight_kg", "measured_on", "weight_type"],
-            })?;
             Ok(WeightEntry { id: RecordId(id), patient_id: patient, weight_kg: new.weight_kg, measured_on: new.measured_on, weight_type: new.weight_type })
         })
         .await
