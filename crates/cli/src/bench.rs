@@ -149,7 +149,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
     if let Some(server) = opts.postgres_url.clone().filter(|s| !s.trim().is_empty() && !opts.sqlite_only) {
         let name = format!("keta_bench_{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
         eprintln!("== PostgreSQL (database {name})");
-        admin(&server, format!("CREATE DATABASE {name}")).await.context("creating the benchmark database")?;
+        keta_store::harness::create_postgres_database(&server, &name).await.context("creating the benchmark database")?;
         let outcome = async {
             let url = with_database(&server, &name);
             let store = Store::open(&url).await?;
@@ -160,9 +160,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
             r
         }
         .await;
-        admin(&server, format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await
-            .context("dropping the benchmark database")?;
+        keta_store::harness::drop_postgres_database(&server, &name).await.context("dropping the benchmark database")?;
         results.push(outcome?);
     }
 
@@ -172,16 +170,6 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         std::fs::write(path, &report).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
-}
-
-async fn admin(server: &str, sql: String) -> anyhow::Result<()> {
-    let server = server.to_string();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let mut c = postgres::Client::connect(&server, postgres::NoTls)?;
-        c.batch_execute(&sql)?;
-        Ok(())
-    })
-    .await?
 }
 
 /// Replaces the database name in a postgres URL.

@@ -225,3 +225,33 @@ impl Store {
         .await
     }
 }
+
+/// Creates an empty PostgreSQL database `name` (letters, digits and `_`) on the server at
+/// `server_url`, for a benchmark run of its own.
+pub async fn create_postgres_database(server_url: &str, name: &str) -> Result<()> {
+    server_admin(server_url, format!("CREATE DATABASE {}", database_name(name)?)).await
+}
+
+/// Drops the PostgreSQL database `name` made by [`create_postgres_database`], closing its
+/// connections.
+pub async fn drop_postgres_database(server_url: &str, name: &str) -> Result<()> {
+    server_admin(server_url, format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", database_name(name)?)).await
+}
+
+fn database_name(name: &str) -> Result<&str> {
+    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        Ok(name)
+    } else {
+        Err(StoreError::Backend(format!("'{name}' is not a database name: use letters, digits and _")))
+    }
+}
+
+async fn server_admin(server_url: &str, sql: String) -> Result<()> {
+    let server = server_url.to_string();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let mut c = postgres::Client::connect(&server, postgres::NoTls).map_err(|e| StoreError::Backend(e.to_string()))?;
+        c.batch_execute(&sql).map_err(|e| StoreError::Backend(e.to_string()))
+    })
+    .await
+    .map_err(|e| StoreError::Backend(e.to_string()))?
+}
