@@ -191,7 +191,8 @@ async fn a_signed_note_edited_outside_keta_fails_verification() {
             .unwrap();
         assert!(keta_store::testing::verify_notes(&s).await.unwrap().is_empty(), "{k:?}");
 
-        // Someone with the database shell rewrites the signed keta_store::testing::write(&body.s, move |c| {
+        // Someone with the database shell rewrites the signed body.
+        keta_store::testing::write(&s, move |c| {
             c.execute(
                 "UPDATE sessions SET note = $1 WHERE id = $2",
                 params!["Dose 35 mg IV. Adverse event: none worth noting.", sess.0],
