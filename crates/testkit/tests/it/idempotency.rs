@@ -255,7 +255,8 @@ async fn a_write_whose_caller_gave_up_in_the_queue_is_never_run() {
     drop(abandoned);
     release.send(()).unwrap();
     held.await.unwrap();
-    // The queue runs in order: once a later write is done, the abandoned one had its keta_store::testing::write(&turn.db.store, |_| Ok(())).await.unwrap();
+    // The queue runs in order: once a later write is done, the abandoned one had its turn.
+    keta_store::testing::write(&db.store, |_| Ok(())).await.unwrap();
     let name = keta_store::testing::read(&db.store, move |c| {
             c.query_opt("SELECT name FROM sites WHERE id = $1", keta_store::params![a.0])?.unwrap().text("name")
         })
