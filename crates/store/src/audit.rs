@@ -430,11 +430,6 @@ pub(crate) fn verify(conn: &mut dyn Conn) -> Result<(u64, Option<ChainBreak>)> {
     Ok((n, None))
 }
 
-/// Entries about one patient, newest first ("who viewed or changed this record").
-pub(crate) fn for_patient(conn: &mut dyn Conn, patient: PatientId, limit: i64) -> Result<Vec<AuditRecord>> {
-    search(conn, &AuditQuery { patient_id: Some(patient), descending: true, limit, ..Default::default() })
-}
-
 /// A read waiting for its request to finish (see [`crate::Store::batch_reads`]).
 struct PendingRead {
     actor: Actor,

@@ -1213,7 +1213,7 @@ impl Store {
                 DomainError::Conflict(format!("{} courses have no check-in schedule", co.route.label()))
             })?;
             let applied = checkins::apply_override(base, &o)?;
-            let id = audit::insert_audited(
+            audit::insert_audited(
                 c,
                 &actor,
                 now,

@@ -801,7 +801,7 @@ impl Store {
                 ))
                 .into());
             }
-            let id = audit::insert_audited(
+            audit::insert_audited(
                 c,
                 &actor,
                 now,
@@ -929,11 +929,6 @@ impl Store {
             home_for(c, patient)
         })
         .await
-    }
-
-    /// The clinic's pre-dose intervals, if it has set them.
-    pub async fn home_pre_dose_settings(&self) -> Result<Option<HomePreDoseSettings>> {
-        self.read(|c| clinic_setting::<HomePreDoseSettings>(c, HOME_PRE_DOSE_SETTINGS)).await
     }
 
     /// The pre-dose rules as this clinic runs them (for the patient page's questions).
