@@ -149,7 +149,9 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
     if let Some(server) = opts.postgres_url.clone().filter(|s| !s.trim().is_empty() && !opts.sqlite_only) {
         let name = format!("keta_bench_{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
         eprintln!("== PostgreSQL (database {name})");
-        keta_store::harness::create_postgres_database(&server, &name).await.context("creating the benchmark database")?;
+        keta_store::harness::create_postgres_database(&server, &name)
+            .await
+            .context("creating the benchmark database")?;
         let outcome = async {
             let url = with_database(&server, &name);
             let store = Store::open(&url).await?;
@@ -263,9 +265,7 @@ async fn bench_backend(
     let st = store.clone();
     let commit = move |w: usize, n: u64| {
         let store = st.clone();
-        async move {
-            store.bench_baseline_commit(w as i64, n as i64).await
-        }
+        async move { store.bench_baseline_commit(w as i64, n as i64).await }
     };
     let nurse = Actor::staff("bench.nurse", Role::Nurse, SiteScope::All);
     let vitals_on = move |st: Store| {

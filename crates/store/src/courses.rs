@@ -120,9 +120,13 @@ impl Store {
     }
 
     pub async fn list_courses(&self, actor: &Actor, patient: PatientId) -> Result<Vec<Course>> {
-        self.read_patient_audited(actor, keta_domain::access::Permission::ViewClinical, patient, "courses", move |c, _| {
-            courses_for(c, patient)
-        })
+        self.read_patient_audited(
+            actor,
+            keta_domain::access::Permission::ViewClinical,
+            patient,
+            "courses",
+            move |c, _| courses_for(c, patient),
+        )
         .await
     }
 

@@ -42,7 +42,11 @@ pub(crate) fn assessments_for(c: &mut dyn Conn, patient: PatientId) -> Result<Ve
     .collect()
 }
 
-pub(crate) fn latest_assessment(c: &mut dyn Conn, patient: PatientId, route: Route) -> Result<Option<EligibilityAssessment>> {
+pub(crate) fn latest_assessment(
+    c: &mut dyn Conn,
+    patient: PatientId,
+    route: Route,
+) -> Result<Option<EligibilityAssessment>> {
     c.query_opt(
         "SELECT id, body FROM eligibility_assessments WHERE patient_id = $1 AND route = $2 ORDER BY assessed_at DESC, id DESC LIMIT 1",
         params![patient.0, route.as_str()],
@@ -214,9 +218,13 @@ impl Store {
         actor: &Actor,
         patient: PatientId,
     ) -> Result<(Vec<AntidepressantTrialRecord>, Vec<EligibilityAssessment>)> {
-        self.read_patient_audited(actor, keta_domain::access::Permission::ViewClinical, patient, "eligibility", move |c, _| {
-            Ok((trials_for(c, patient)?, assessments_for(c, patient)?))
-        })
+        self.read_patient_audited(
+            actor,
+            keta_domain::access::Permission::ViewClinical,
+            patient,
+            "eligibility",
+            move |c, _| Ok((trials_for(c, patient)?, assessments_for(c, patient)?)),
+        )
         .await
     }
 }

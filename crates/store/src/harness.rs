@@ -172,7 +172,10 @@ impl Store {
                 .ok_or_else(|| StoreError::Backend("the demo clinic has no open session".into()))?;
             let site = s.i64("site_id")?;
             let lot = c
-                .query_opt("SELECT id FROM cs_lots WHERE site_id = $1 AND unit = 'mL' ORDER BY id LIMIT 1", params![site])?
+                .query_opt(
+                    "SELECT id FROM cs_lots WHERE site_id = $1 AND unit = 'mL' ORDER BY id LIMIT 1",
+                    params![site],
+                )?
                 .ok_or_else(|| StoreError::Backend("the demo ledger has no vial lot".into()))?;
             Ok(TrialTarget {
                 session: SessionId(s.i64("id")?),
@@ -249,7 +252,8 @@ fn database_name(name: &str) -> Result<&str> {
 async fn server_admin(server_url: &str, sql: String) -> Result<()> {
     let server = server_url.to_string();
     tokio::task::spawn_blocking(move || -> Result<()> {
-        let mut c = postgres::Client::connect(&server, postgres::NoTls).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut c =
+            postgres::Client::connect(&server, postgres::NoTls).map_err(|e| StoreError::Backend(e.to_string()))?;
         c.batch_execute(&sql).map_err(|e| StoreError::Backend(e.to_string()))
     })
     .await

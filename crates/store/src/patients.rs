@@ -195,9 +195,13 @@ impl Store {
     }
 
     pub async fn list_weights(&self, actor: &Actor, patient: PatientId) -> Result<Vec<WeightEntry>> {
-        self.read_patient_audited(actor, keta_domain::access::Permission::ViewClinical, patient, "weights", move |c, _| {
-            weights(c, patient)
-        })
+        self.read_patient_audited(
+            actor,
+            keta_domain::access::Permission::ViewClinical,
+            patient,
+            "weights",
+            move |c, _| weights(c, patient),
+        )
         .await
     }
 }

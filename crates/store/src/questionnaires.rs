@@ -155,13 +155,19 @@ impl Store {
         patient: PatientId,
         instrument: Option<String>,
     ) -> Result<Vec<QuestionnaireResponse>> {
-        self.read_patient_audited(actor, keta_domain::access::Permission::ViewClinical, patient, "questionnaire_responses", move |c, _| {
-            let all = responses_for(c, patient)?;
-            Ok(match instrument {
-                Some(i) => all.into_iter().filter(|r| r.instrument == i).collect(),
-                None => all,
-            })
-        })
+        self.read_patient_audited(
+            actor,
+            keta_domain::access::Permission::ViewClinical,
+            patient,
+            "questionnaire_responses",
+            move |c, _| {
+                let all = responses_for(c, patient)?;
+                Ok(match instrument {
+                    Some(i) => all.into_iter().filter(|r| r.instrument == i).collect(),
+                    None => all,
+                })
+            },
+        )
         .await
     }
 }

@@ -88,7 +88,7 @@ impl Store {
                     "INSERT INTO prior_scores (patient_id, site_id, instrument, total, observed_on, source, recorded_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
                     params![patient.0, site.0, s.instrument.as_str(), i64::from(s.total), date_text(s.observed_on), source.as_str(), ms(now)],
-                    Created { object_type: "prior_score", patient: patient, site: site, fields: &["instrument", "total", "observed_on", "source"] },
+                    Created { object_type: "prior_score", patient, site, fields: &["instrument", "total", "observed_on", "source"] },
                 )?;
                 scores.push(RecordId(id));
             }

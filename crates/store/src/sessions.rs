@@ -1150,15 +1150,21 @@ impl Store {
     }
 
     pub async fn list_adverse_events(&self, actor: &Actor, patient: PatientId) -> Result<Vec<AdverseEvent>> {
-        self.read_patient_audited(actor, keta_domain::access::Permission::ViewClinical, patient, "adverse_events", move |c, _| {
-            c.query(
-                &format!("SELECT {AE_COLS} FROM adverse_events WHERE patient_id = $1 ORDER BY onset_at, id"),
-                params![patient.0],
-            )?
-            .iter()
-            .map(ae_from)
-            .collect()
-        })
+        self.read_patient_audited(
+            actor,
+            keta_domain::access::Permission::ViewClinical,
+            patient,
+            "adverse_events",
+            move |c, _| {
+                c.query(
+                    &format!("SELECT {AE_COLS} FROM adverse_events WHERE patient_id = $1 ORDER BY onset_at, id"),
+                    params![patient.0],
+                )?
+                .iter()
+                .map(ae_from)
+                .collect()
+            },
+        )
         .await
     }
 

@@ -32,7 +32,12 @@ pub async fn write<T: Send + 'static>(
 /// `SELECT count(*)` of one table.
 pub async fn count_rows(store: &Store, table: &'static str) -> Result<i64> {
     store
-        .read(move |c| Ok(c.query_opt(&format!("SELECT count(*) AS n FROM {table}"), &[])?.map(|r| r.i64("n")).transpose()?.unwrap_or(0)))
+        .read(move |c| {
+            Ok(c.query_opt(&format!("SELECT count(*) AS n FROM {table}"), &[])?
+                .map(|r| r.i64("n"))
+                .transpose()?
+                .unwrap_or(0))
+        })
         .await
 }
 

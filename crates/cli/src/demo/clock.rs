@@ -32,4 +32,3 @@ impl SiteClock {
             + Duration::minutes(minutes)
     }
 }
-

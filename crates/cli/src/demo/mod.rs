@@ -28,7 +28,6 @@
 //! each stage's writes concurrently so the SQLite writer commits them in groups, and the
 //! history goes through the batch import (one transaction per patient).
 
-
 mod clock;
 mod plan;
 mod synthesis;
@@ -67,7 +66,6 @@ pub async fn summary(store: &Store) -> anyhow::Result<String> {
     ))
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -91,7 +89,7 @@ mod tests {
 
     /// Everything clinically meaningful, without database ids.
     async fn fingerprint(store: &Store) -> (Vec<String>, Vec<String>, String) {
-        keta_store::testing::read(&store, |c| {
+        keta_store::testing::read(store, |c| {
                 let patients = c
                     .query("SELECT s.code, p.mrn, p.given_name, p.family_name, p.date_of_birth, p.indication FROM patients p JOIN sites s ON s.id = p.site_id ORDER BY p.mrn", &[])?
                     .iter()
@@ -134,19 +132,19 @@ mod tests {
         let sites = a.list_sites(&all).await.unwrap();
         assert_eq!(sites.len(), 2);
         let (routes, serious) = keta_store::testing::read(&a, |c| {
-                let routes = c
-                    .query("SELECT DISTINCT route FROM courses ORDER BY route", &[])?
-                    .iter()
-                    .map(|r| r.text("route"))
-                    .collect::<keta_store::Result<Vec<_>>>()?;
-                let serious = c
-                    .query_opt("SELECT count(*) AS n FROM adverse_events WHERE serious = $1", params![true])?
-                    .expect("row")
-                    .i64("n")?;
-                Ok((routes, serious))
-            })
-            .await
-            .unwrap();
+            let routes = c
+                .query("SELECT DISTINCT route FROM courses ORDER BY route", &[])?
+                .iter()
+                .map(|r| r.text("route"))
+                .collect::<keta_store::Result<Vec<_>>>()?;
+            let serious = c
+                .query_opt("SELECT count(*) AS n FROM adverse_events WHERE serious = $1", params![true])?
+                .expect("row")
+                .i64("n")?;
+            Ok((routes, serious))
+        })
+        .await
+        .unwrap();
         for r in ["im_racemic", "intranasal_esketamine", "iv_racemic", "sublingual_racemic"] {
             assert!(routes.iter().any(|x| x == r), "{r} missing from {routes:?}");
         }
@@ -210,9 +208,11 @@ mod tests {
         }
 
         // Outcomes: responders and non-responders, at rates like the §5 cohorts.
-        let ids: Vec<i64> = keta_store::testing::read(&a, |c| c.query("SELECT id FROM patients ORDER BY id", &[])?.iter().map(|r| r.i64("id")).collect())
-            .await
-            .unwrap();
+        let ids: Vec<i64> = keta_store::testing::read(&a, |c| {
+            c.query("SELECT id FROM patients ORDER BY id", &[])?.iter().map(|r| r.i64("id")).collect()
+        })
+        .await
+        .unwrap();
         let (mut n, mut responded, mut remitted, mut relapsed, mut worse) = (0, 0, 0, 0, 0);
         for id in ids {
             let chart = a.patient_chart(&all, keta_domain::ids::PatientId(id)).await.unwrap();
@@ -240,4 +240,3 @@ mod tests {
         assert!(relapsed >= 3 && worse >= 2 && responded < n);
     }
 }
-

@@ -3,33 +3,22 @@
 
 use std::collections::HashMap;
 
-use anyhow::Context;
-use futures::future::try_join_all;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use time::{Date, Duration, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
+use time::{Date, Duration, OffsetDateTime};
 
-use keta_domain::alerts::SafetyRules;
 use keta_domain::course::{CourseStatus, NewCourse, Phase, Route};
 use keta_domain::eligibility::{AntidepressantTrial, MaudsleyInput, MsmSeverity, TrialOutcome};
-use keta_domain::ids::{ChairId, CourseId, SiteId};
+use keta_domain::ids::{CourseId, SiteId};
 use keta_domain::medications::{AllergySeverity, NewAllergy, NewMedication, NewPregnancyStatus, PregnancyStatus};
 use keta_domain::patient::{Indication, NewPatient, NewWeight, Sex, WeightType};
-use keta_domain::records::{CompletedBy, NewEligibilityAssessment, NewQuestionnaireResponse, VitalsSource};
-use keta_domain::session::{AeSeverity, NewAdverseEvent, NewSession, ObservationBody, SessionAction};
-use keta_domain::site::NewSite;
-use keta_domain::units::{BeatsPerMinute, BreathsPerMinute, Kilograms, Milligrams, Mmhg, Percent};
-use keta_domain::vitals::VitalSigns;
-use keta_store::import::{
-    AlertAcknowledgement, HistoricalCheckIn, HistoricalObservation, HistoricalResponse, HistoricalSession,
-    HistoricalVitals, SessionStep,
-};
-use keta_store::{Actor, Store};
+use keta_domain::records::{CompletedBy, NewEligibilityAssessment};
+use keta_domain::units::{Kilograms, Milligrams};
+use keta_store::import::{AlertAcknowledgement, HistoricalResponse, HistoricalSession};
 
 use super::clock::*;
 use super::synthesis::*;
-
 
 pub(super) struct SiteDef {
     pub(super) code: &'static str,
@@ -296,7 +285,13 @@ pub(super) struct Trajectory {
 }
 
 impl Trajectory {
-    pub(super) fn draw(rng: &mut ChaCha8Rng, arch: Arch, indication: Indication, induction_len: f64, follow_end: f64) -> Self {
+    pub(super) fn draw(
+        rng: &mut ChaCha8Rng,
+        arch: Arch,
+        indication: Indication,
+        induction_len: f64,
+        follow_end: f64,
+    ) -> Self {
         let b: f64 = match indication {
             Indication::Depression => rng.random_range(13..=24) as f64,
             Indication::Anxiety => rng.random_range(11..=18) as f64,
@@ -488,7 +483,10 @@ fn fill_board(rng: &mut ChaCha8Rng, drafts: &mut [Draft], site: usize) {
     let chair_route = |d: &Draft| !d.route.is_home() && d.indication != Indication::ChronicPain;
     let mut cands: Vec<usize> = (0..drafts.len())
         .filter(|&i| {
-            drafts[i].site == site && drafts[i].maintenance && chair_route(&drafts[i]) && drafts[i].special == Special::None
+            drafts[i].site == site
+                && drafts[i].maintenance
+                && chair_route(&drafts[i])
+                && drafts[i].special == Special::None
         })
         .collect();
     // Top up from responders on chair routes if maintenance left too few for a full board.
@@ -555,7 +553,8 @@ fn plan_patient(
     let person = draw_person(rng, register, cx);
     let tl = Timeline::draw(rng, d);
     let points = tl.question_points(d);
-    let traj = Trajectory::draw(rng, d.arch, d.indication, (tl.end - tl.first) as f64, (tl.follow_end - tl.first) as f64);
+    let traj =
+        Trajectory::draw(rng, d.arch, d.indication, (tl.end - tl.first) as f64, (tl.follow_end - tl.first) as f64);
     let (prim, answers_at) = draw_scores(rng, d, &tl, &points, &traj);
     let intake = draw_intake(rng, cx, &person, &tl, &traj);
     let courses = plan_courses(cx, &tl);
@@ -645,7 +644,12 @@ fn draw_person(rng: &mut ChaCha8Rng, register: &mut Register, cx: &PatientContex
         date_of_birth: dob,
         sex,
         phone: Some(format!("({}) 555-{:04}", site.area_code, rng.random_range(100..=199))),
-        email: Some(format!("{}.{}{}@example.org", given.to_lowercase(), family.to_lowercase(), rng.random_range(1..=99))),
+        email: Some(format!(
+            "{}.{}{}@example.org",
+            given.to_lowercase(),
+            family.to_lowercase(),
+            rng.random_range(1..=99)
+        )),
         indication: d.indication,
         diagnoses,
         referring_clinician: Some(
@@ -770,7 +774,9 @@ fn maintenance_days(rng: &mut ChaCha8Rng, d: &Draft, end: i64) -> Vec<i64> {
         type Interval = Box<dyn Fn(&mut ChaCha8Rng, usize) -> i64>;
         let (gap, every): (i64, Interval) = match d.route {
             Route::IntranasalEsketamine => (4, Box::new(|_, n| if n < 4 { 7 } else { 14 })),
-            Route::IvRacemic | Route::ImRacemic => (rng.random_range(14..=28), Box::new(|r, _| r.random_range(21..=35))),
+            Route::IvRacemic | Route::ImRacemic => {
+                (rng.random_range(14..=28), Box::new(|r, _| r.random_range(21..=35)))
+            }
             _ => (rng.random_range(5..=9), Box::new(|r, _| r.random_range(7..=14))),
         };
         let mut k = end + gap;
@@ -1006,7 +1012,9 @@ fn plan_courses(cx: &PatientContext<'_>, tl: &Timeline) -> Vec<NewCourse> {
             planned_sessions: (maintenance.len() as u32 + 6).clamp(6, 104),
             start_date: cx.day(start),
             protocol: Some(match d.route {
-                Route::IntranasalEsketamine => "Esketamine label maintenance (weekly weeks 5-8, then every 1-2 weeks)".into(),
+                Route::IntranasalEsketamine => {
+                    "Esketamine label maintenance (weekly weeks 5-8, then every 1-2 weeks)".into()
+                }
                 r if r.is_home() => "At-home maintenance, weekly to fortnightly".into(),
                 _ => "Maintenance infusions, every 3-5 weeks as needed".into(),
             }),
@@ -1100,19 +1108,13 @@ fn place_sessions(
                 } else {
                     let n = register.slots.entry((d.site, cx.day(dayx))).or_insert(0);
                     let chair = *n % site.chairs.len();
-                    let start = clock.at(
-                        cx.day(dayx),
-                        8 * 60 + 150 * (*n / site.chairs.len()) as i64 + 5 * rng.random_range(0..=4),
-                    );
+                    let start = clock
+                        .at(cx.day(dayx), 8 * 60 + 150 * (*n / site.chairs.len()) as i64 + 5 * rng.random_range(0..=4));
                     *n += 1;
                     (Some(chair), start)
                 };
                 let status = if slot == 0 && i + 1 == tl.induction_sessions {
-                    Some(if d.special == Special::SeriousAe {
-                        CourseStatus::Stopped
-                    } else {
-                        CourseStatus::Completed
-                    })
+                    Some(if d.special == Special::SeriousAe { CourseStatus::Stopped } else { CourseStatus::Completed })
                 } else {
                     None
                 };
@@ -1127,7 +1129,7 @@ fn place_sessions(
                     };
                     if rng.random_bool(spike) { SessionEvent::BpSpike } else { SessionEvent::None }
                 };
-                                sessions.push((
+                sessions.push((
                     slot,
                     chair,
                     SessionSpec {
@@ -1192,7 +1194,7 @@ fn plan_board(
     let primary = d.indication.primary_instrument();
     let phq = if primary == "phq9" { maint_level } else { rng.random_range(4..=9) };
     let phq9 = phq9_answers(rng, phq, 0);
-        let chair = match role {
+    let chair = match role {
         BoardRole::DischargedToday => 0,
         BoardRole::Monitoring => 1,
         BoardRole::CheckedIn => 2,

@@ -1,33 +1,19 @@
 //! Synthesis: one session's vitals, observations, side effects and questionnaires drawn from a
 //! patient's physiology (shared with `keta bench`), and the name lists.
 
-use std::collections::HashMap;
-
-use anyhow::Context;
-use futures::future::try_join_all;
-use rand::seq::{IndexedRandom, SliceRandom};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use time::{Date, Duration, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
+use rand::Rng;
+use time::{Duration, OffsetDateTime};
 
 use keta_domain::alerts::SafetyRules;
-use keta_domain::course::{CourseStatus, NewCourse, Phase, Route};
-use keta_domain::eligibility::{AntidepressantTrial, MaudsleyInput, MsmSeverity, TrialOutcome};
-use keta_domain::ids::{ChairId, CourseId, SiteId};
-use keta_domain::medications::{AllergySeverity, NewAllergy, NewMedication, NewPregnancyStatus, PregnancyStatus};
-use keta_domain::patient::{Indication, NewPatient, NewWeight, Sex, WeightType};
-use keta_domain::records::{CompletedBy, NewEligibilityAssessment, NewQuestionnaireResponse, VitalsSource};
-use keta_domain::session::{AeSeverity, NewAdverseEvent, NewSession, ObservationBody, SessionAction};
-use keta_domain::site::NewSite;
-use keta_domain::units::{BeatsPerMinute, BreathsPerMinute, Kilograms, Milligrams, Mmhg, Percent};
+use keta_domain::course::{CourseStatus, Route};
+use keta_domain::ids::{ChairId, CourseId};
+use keta_domain::records::{CompletedBy, VitalsSource};
+use keta_domain::session::{AeSeverity, NewAdverseEvent, ObservationBody, SessionAction};
+use keta_domain::units::{BeatsPerMinute, BreathsPerMinute, Milligrams, Mmhg, Percent};
 use keta_domain::vitals::VitalSigns;
 use keta_store::import::{
-    AlertAcknowledgement, HistoricalCheckIn, HistoricalObservation, HistoricalResponse, HistoricalSession,
-    HistoricalVitals, SessionStep,
+    AlertAcknowledgement, HistoricalObservation, HistoricalResponse, HistoricalSession, HistoricalVitals, SessionStep,
 };
-use keta_store::{Actor, Store};
-
-
 
 /// A normal draw (Box-Muller); rand's distributions crate is not a dependency.
 pub(crate) fn normal<R: Rng + ?Sized>(rng: &mut R, mean: f64, sd: f64) -> f64 {
@@ -664,4 +650,3 @@ pub(super) const FAMILY: &[&str] = &[
     "Ortiz",
     "Park",
 ];
-

@@ -1,33 +1,19 @@
 //! Writing the plan through the store, in stages whose writes run concurrently.
 
-use std::collections::HashMap;
-
 use anyhow::Context;
 use futures::future::try_join_all;
-use rand::seq::{IndexedRandom, SliceRandom};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use time::{Date, Duration, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
+use time::{Date, Duration, OffsetDateTime};
 
-use keta_domain::alerts::SafetyRules;
-use keta_domain::course::{CourseStatus, NewCourse, Phase, Route};
-use keta_domain::eligibility::{AntidepressantTrial, MaudsleyInput, MsmSeverity, TrialOutcome};
+use keta_domain::course::Route;
 use keta_domain::ids::{ChairId, CourseId, SiteId};
-use keta_domain::medications::{AllergySeverity, NewAllergy, NewMedication, NewPregnancyStatus, PregnancyStatus};
-use keta_domain::patient::{Indication, NewPatient, NewWeight, Sex, WeightType};
-use keta_domain::records::{CompletedBy, NewEligibilityAssessment, NewQuestionnaireResponse, VitalsSource};
-use keta_domain::session::{AeSeverity, NewAdverseEvent, NewSession, ObservationBody, SessionAction};
-use keta_domain::site::NewSite;
-use keta_domain::units::{BeatsPerMinute, BreathsPerMinute, Kilograms, Milligrams, Mmhg, Percent};
-use keta_domain::vitals::VitalSigns;
-use keta_store::import::{
-    AlertAcknowledgement, HistoricalCheckIn, HistoricalObservation, HistoricalResponse, HistoricalSession,
-    HistoricalVitals, SessionStep,
-};
 use keta_domain::patient::Patient;
+use keta_domain::records::{CompletedBy, NewQuestionnaireResponse};
+use keta_domain::session::{NewSession, SessionAction};
+use keta_domain::site::NewSite;
+use keta_domain::units::Milligrams;
+use keta_store::import::{HistoricalCheckIn, HistoricalSession};
 use keta_store::{Actor, Store};
 
-use super::clock::*;
 use super::plan::*;
 use super::synthesis::*;
 
@@ -94,28 +80,26 @@ async fn create_sites(store: &Store, actor: &Actor) -> anyhow::Result<(Vec<SiteI
 /// Each patient's intake (weights, trials, medications, allergies, pregnancy status,
 /// eligibility), all patients' writes together.
 async fn record_intake(store: &Store, actor: &Actor, plan: &Plan, patients: &[Patient]) -> anyhow::Result<()> {
-    try_join_all(plan.patients.iter().zip(patients).map(|(p, pat)| {
-        async move {
-            for w in &p.weights {
-                store.add_weight(actor, pat.id, w.clone()).await?;
-            }
-            for t in &p.trials {
-                store.add_antidepressant_trial(actor, pat.id, t.clone()).await?;
-            }
-            for m in &p.medications {
-                store.add_medication(actor, pat.id, m.clone()).await?;
-            }
-            for a in &p.allergies {
-                store.add_allergy(actor, pat.id, a.clone()).await?;
-            }
-            if let Some(s) = &p.pregnancy {
-                store.record_pregnancy_status(actor, pat.id, s.clone()).await?;
-            }
-            for a in &p.assessments {
-                store.assess_eligibility(actor, pat.id, a.clone()).await?;
-            }
-            Ok::<(), keta_store::StoreError>(())
+    try_join_all(plan.patients.iter().zip(patients).map(|(p, pat)| async move {
+        for w in &p.weights {
+            store.add_weight(actor, pat.id, w.clone()).await?;
         }
+        for t in &p.trials {
+            store.add_antidepressant_trial(actor, pat.id, t.clone()).await?;
+        }
+        for m in &p.medications {
+            store.add_medication(actor, pat.id, m.clone()).await?;
+        }
+        for a in &p.allergies {
+            store.add_allergy(actor, pat.id, a.clone()).await?;
+        }
+        if let Some(s) = &p.pregnancy {
+            store.record_pregnancy_status(actor, pat.id, s.clone()).await?;
+        }
+        for a in &p.assessments {
+            store.assess_eligibility(actor, pat.id, a.clone()).await?;
+        }
+        Ok::<(), keta_store::StoreError>(())
     }))
     .await
     .context("recording intake")?;
@@ -129,14 +113,12 @@ async fn create_courses(
     plan: &Plan,
     patients: &[Patient],
 ) -> anyhow::Result<Vec<Vec<CourseId>>> {
-    let courses: Vec<Vec<CourseId>> = try_join_all(plan.patients.iter().zip(patients).map(|(p, pat)| {
-        async move {
-            let mut ids = Vec::new();
-            for c in &p.courses {
-                ids.push(store.create_course(actor, pat.id, c.clone()).await?.id);
-            }
-            Ok::<_, keta_store::StoreError>(ids)
+    let courses: Vec<Vec<CourseId>> = try_join_all(plan.patients.iter().zip(patients).map(|(p, pat)| async move {
+        let mut ids = Vec::new();
+        for c in &p.courses {
+            ids.push(store.create_course(actor, pat.id, c.clone()).await?.id);
         }
+        Ok::<_, keta_store::StoreError>(ids)
     }))
     .await
     .context("creating courses")?;
@@ -304,4 +286,3 @@ pub(super) async fn consent_demo_patient(
     }
     Ok(())
 }
-

@@ -196,7 +196,8 @@ async fn the_second_person_check_is_someone_else_and_is_recorded_with_the_time()
         let listed = db.store.list_session_doses(&nurse(&[a]), sess).await.unwrap();
         assert_eq!(listed, std::slice::from_ref(&r), "{:?}", db.kind);
         // Append-only.
-        let upd = keta_store::testing::write(&db.store, |c| c.execute("UPDATE dose_records SET dose_mg = 1", &[])).await;
+        let upd =
+            keta_store::testing::write(&db.store, |c| c.execute("UPDATE dose_records SET dose_mg = 1", &[])).await;
         assert!(upd.is_err(), "{:?}", db.kind);
         let del = keta_store::testing::write(&db.store, |c| c.execute("DELETE FROM dose_records", &[])).await;
         assert!(del.is_err(), "{:?}", db.kind);

@@ -21,12 +21,12 @@ async fn nurse_app(db: &TestDb) -> (TestApp, PatientId) {
 
 async fn weights(db: &TestDb, p: PatientId) -> i64 {
     keta_store::testing::read(&db.store, move |c| {
-            c.query_opt("SELECT count(*) AS n FROM weights WHERE patient_id = $1", keta_store::params![p.0])?
-                .unwrap()
-                .i64("n")
-        })
-        .await
-        .unwrap()
+        c.query_opt("SELECT count(*) AS n FROM weights WHERE patient_id = $1", keta_store::params![p.0])?
+            .unwrap()
+            .i64("n")
+    })
+    .await
+    .unwrap()
 }
 
 fn weight(kg: f64) -> Value {
@@ -232,12 +232,12 @@ async fn a_full_writer_queue_answers_503_with_retry_after_and_saves_nothing() {
     // The retry the server asked for succeeds, and only it recorded.
     assert_eq!(app.post_json(&path, &weight(70.0)).await.status(), 201);
     let n = keta_store::testing::read(&db_store, move |c| {
-            c.query_opt("SELECT count(*) AS n FROM weights WHERE patient_id = $1", keta_store::params![p.0])?
-                .unwrap()
-                .i64("n")
-        })
-        .await
-        .unwrap();
+        c.query_opt("SELECT count(*) AS n FROM weights WHERE patient_id = $1", keta_store::params![p.0])?
+            .unwrap()
+            .i64("n")
+    })
+    .await
+    .unwrap();
     assert_eq!(n, 1);
 }
 
@@ -258,16 +258,20 @@ async fn a_write_whose_caller_gave_up_in_the_queue_is_never_run() {
     // The queue runs in order: once a later write is done, the abandoned one had its turn.
     keta_store::testing::write(&db.store, |_| Ok(())).await.unwrap();
     let name = keta_store::testing::read(&db.store, move |c| {
-            c.query_opt("SELECT name FROM sites WHERE id = $1", keta_store::params![a.0])?.unwrap().text("name")
-        })
-        .await
-        .unwrap();
+        c.query_opt("SELECT name FROM sites WHERE id = $1", keta_store::params![a.0])?.unwrap().text("name")
+    })
+    .await
+    .unwrap();
     assert_ne!(name, "written after its caller left");
 }
 
 /// The first account's id (the administrator seeded first).
 async fn first_user(db: &TestDb) -> i64 {
-    keta_store::testing::read(&db.store, |c| c.query_opt("SELECT min(id) AS min_id FROM users", &[])?.unwrap().i64("min_id")).await.unwrap()
+    keta_store::testing::read(&db.store, |c| {
+        c.query_opt("SELECT min(id) AS min_id FROM users", &[])?.unwrap().i64("min_id")
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -298,22 +302,26 @@ async fn a_key_in_flight_is_held_then_taken_over_only_if_nothing_was_recorded() 
         assert_ne!(second.owner, first.owner, "{:?}", db.kind);
         let stale = under_claim(
             first.clone(),
-            keta_store::testing::write(&db.store, move |c| c.execute("UPDATE sites SET name = 'stale' WHERE id = $1", keta_store::params![a.0])),
+            keta_store::testing::write(&db.store, move |c| {
+                c.execute("UPDATE sites SET name = 'stale' WHERE id = $1", keta_store::params![a.0])
+            }),
         )
         .await;
         assert!(matches!(stale, Err(keta_store::StoreError::Conflict(_))), "{:?}: {stale:?}", db.kind);
         let name = keta_store::testing::read(&db.store, move |c| {
-                c.query_opt("SELECT name FROM sites WHERE id = $1", keta_store::params![a.0])?.unwrap().text("name")
-            })
-            .await
-            .unwrap();
+            c.query_opt("SELECT name FROM sites WHERE id = $1", keta_store::params![a.0])?.unwrap().text("name")
+        })
+        .await
+        .unwrap();
         assert_ne!(name, "stale", "{:?}: the stale attempt's write rolled back", db.kind);
 
         // The retry records, then the server stops before keeping its response: the write
         // can be found (when), never repeated.
         under_claim(
             second.clone(),
-            keta_store::testing::write(&db.store, move |c| c.execute("UPDATE sites SET name = 'retried' WHERE id = $1", keta_store::params![a.0])),
+            keta_store::testing::write(&db.store, move |c| {
+                c.execute("UPDATE sites SET name = 'retried' WHERE id = $1", keta_store::params![a.0])
+            }),
         )
         .await
         .unwrap();

@@ -46,10 +46,10 @@ async fn an_exhausted_pool_answers_busy_after_its_wait() {
     holder.await.unwrap().unwrap();
     // Nothing was saved by the refused write, and the pool serves again once free.
     let n = keta_store::testing::read(&store, |c| {
-            c.query_opt("SELECT count(*) AS n FROM pg_tables WHERE tablename = 'never_made'", &[])?.unwrap().i64("n")
-        })
-        .await
-        .unwrap();
+        c.query_opt("SELECT count(*) AS n FROM pg_tables WHERE tablename = 'never_made'", &[])?.unwrap().i64("n")
+    })
+    .await
+    .unwrap();
     assert_eq!(n, 0);
 }
 
@@ -62,29 +62,31 @@ async fn the_statement_timeout_cancels_a_long_query() {
     assert!(e.contains("statement timeout") && e.contains("statement_timeout_ms"), "{e}");
     // A write cut short saves nothing; the connection serves the next operation.
     let e = keta_store::testing::write(&store, |c| {
-            c.execute("CREATE TABLE cut_short (x BIGINT)", &[])?;
-            c.execute("SELECT pg_sleep(30)", &[])
-        })
-        .await
-        .unwrap_err();
+        c.execute("CREATE TABLE cut_short (x BIGINT)", &[])?;
+        c.execute("SELECT pg_sleep(30)", &[])
+    })
+    .await
+    .unwrap_err();
     assert!(e.to_string().contains("nothing was saved"), "{e}");
     let n = keta_store::testing::read(&store, |c| {
-            c.query_opt("SELECT count(*) AS n FROM pg_tables WHERE tablename = 'cut_short'", &[])?.unwrap().i64("n")
-        })
-        .await
-        .unwrap();
+        c.query_opt("SELECT count(*) AS n FROM pg_tables WHERE tablename = 'cut_short'", &[])?.unwrap().i64("n")
+    })
+    .await
+    .unwrap();
     assert_eq!(n, 0);
 }
 
 /// Whether the server offers TLS (`SHOW ssl`), and whether a store's connection uses it.
 async fn server_ssl(store: &Store) -> bool {
-    keta_store::testing::read(&store, |c| Ok(c.query_opt("SHOW ssl", &[])?.unwrap().text("ssl")? == "on")).await.unwrap()
+    keta_store::testing::read(store, |c| Ok(c.query_opt("SHOW ssl", &[])?.unwrap().text("ssl")? == "on")).await.unwrap()
 }
 
 async fn encrypted(store: &Store) -> bool {
-    keta_store::testing::read(&store, |c| c.query_opt("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])?.unwrap().bool("ssl"))
-        .await
-        .unwrap()
+    keta_store::testing::read(store, |c| {
+        c.query_opt("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])?.unwrap().bool("ssl")
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -128,9 +130,11 @@ async fn tls_modes_connect_encrypted_or_say_why_not() {
 }
 
 async fn unsealed(store: &Store) -> i64 {
-    keta_store::testing::read(&store, |c| c.query_opt("SELECT count(*) AS n FROM audit_log WHERE chain_seq IS NULL", &[])?.unwrap().i64("n"))
-        .await
-        .unwrap()
+    keta_store::testing::read(store, |c| {
+        c.query_opt("SELECT count(*) AS n FROM audit_log WHERE chain_seq IS NULL", &[])?.unwrap().i64("n")
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -218,22 +222,22 @@ async fn an_entry_is_sealed_once_and_never_altered() {
         ];
         for sql in edits {
             let r = keta_store::testing::write(&db.store, move |c| {
-                    let seq = record(c)?;
-                    c.execute(sql, params![seq])
-                })
-                .await;
+                let seq = record(c)?;
+                c.execute(sql, params![seq])
+            })
+            .await;
             assert!(r.is_err(), "{:?}: {sql} was allowed", db.kind);
         }
         // Once sealed, not even a sealer's update applies.
         let seq = keta_store::testing::write(&db.store, record).await.unwrap();
         db.store.seal_audit_chain().await.unwrap();
         let r = keta_store::testing::write(&db.store, move |c| {
-                c.execute(
-                    "UPDATE audit_log SET chain_seq = 999999, prev_hash = 'x', row_hash = 'y' WHERE seq = $1",
-                    params![seq],
-                )
-            })
-            .await;
+            c.execute(
+                "UPDATE audit_log SET chain_seq = 999999, prev_hash = 'x', row_hash = 'y' WHERE seq = $1",
+                params![seq],
+            )
+        })
+        .await;
         assert!(r.is_err(), "{:?}: a sealed entry was resealed", db.kind);
         let (_, broken) = db.store.verify_audit_chain().await.unwrap();
         assert_eq!(broken, None, "{:?}", db.kind);

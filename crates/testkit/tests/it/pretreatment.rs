@@ -94,7 +94,10 @@ async fn a_course_keeps_its_pre_treatment_checks_and_caution_decisions_as_record
         assert_eq!(s.course_pretreatment(&nurse(&[a]), c.id).await.unwrap(), rec);
 
         // The rows cannot be changed behind the store's back.
-        let tampered = keta_store::testing::write(&db.store, |c| c.execute("UPDATE caution_decisions SET reason = 'changed'", &[])).await;
+        let tampered = keta_store::testing::write(&db.store, |c| {
+            c.execute("UPDATE caution_decisions SET reason = 'changed'", &[])
+        })
+        .await;
         assert!(tampered.is_err(), "{:?}: a caution decision was changed", db.kind);
 
         // Another site's prescriber does not see the course.

@@ -61,9 +61,11 @@ fn expected_access(access: &Access, role: Option<Role>) -> bool {
 }
 
 async fn audit_actions(db: &TestDb) -> Vec<String> {
-    keta_store::testing::read(&db.store, |c| c.query("SELECT action FROM audit_log ORDER BY seq", &[])?.iter().map(|r| r.text("action")).collect())
-        .await
-        .unwrap()
+    keta_store::testing::read(&db.store, |c| {
+        c.query("SELECT action FROM audit_log ORDER BY seq", &[])?.iter().map(|r| r.text("action")).collect()
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -92,9 +94,11 @@ async fn a_fresh_install_has_no_accounts_and_the_first_must_be_an_administrator(
     assert!(nurse_first.unwrap_err().to_string().contains("administrator"));
     // Stored password hashes meet AC-8.
     seed_staff(&db.store, &[]).await;
-    let hashes: Vec<String> = keta_store::testing::read(&db.store, |c| c.query("SELECT password_hash FROM users", &[])?.iter().map(|r| r.text("password_hash")).collect())
-        .await
-        .unwrap();
+    let hashes: Vec<String> = keta_store::testing::read(&db.store, |c| {
+        c.query("SELECT password_hash FROM users", &[])?.iter().map(|r| r.text("password_hash")).collect()
+    })
+    .await
+    .unwrap();
     assert!(hashes.iter().all(|h| h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$")), "{hashes:?}");
     // User names are unique.
     let dup = seed_staff(&db.store, &[]);
@@ -693,14 +697,14 @@ async fn every_read_of_patient_data_leaves_an_audit_entry() {
         let store = db.store.clone();
         async move {
             keta_store::testing::read(&store, move |c| {
-                    c.query_opt(
-                        "SELECT count(*) AS n FROM audit_log WHERE patient_id = $1 AND action IN ('read', 'export')",
-                        keta_store::params![p],
-                    )?
-                    .map_or(Ok(0), |r| r.i64("n"))
-                })
-                .await
-                .unwrap()
+                c.query_opt(
+                    "SELECT count(*) AS n FROM audit_log WHERE patient_id = $1 AND action IN ('read', 'export')",
+                    keta_store::params![p],
+                )?
+                .map_or(Ok(0), |r| r.i64("n"))
+            })
+            .await
+            .unwrap()
         }
     };
     // The REMS form exists only for an esketamine session with a dose given (issue 12).
