@@ -34,7 +34,7 @@ use keta_domain::site::NewSite;
 use keta_domain::units::{BeatsPerMinute, BreathsPerMinute, Kilograms, Mmhg, Percent};
 use keta_domain::vitals::VitalSigns;
 use keta_store::import::{HistoricalCheckIn, HistoricalResponse, HistoricalSession};
-use keta_store::{Actor, SiteScope, Store, params};
+use keta_store::{Actor, SiteScope, Store};
 
 use crate::demo::{Physiology, SessionEvent, SessionSpec, SiteClock, answers_for, normal, phq9_answers, synth_session};
 
@@ -149,7 +149,9 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
     if let Some(server) = opts.postgres_url.clone().filter(|s| !s.trim().is_empty() && !opts.sqlite_only) {
         let name = format!("keta_bench_{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
         eprintln!("== PostgreSQL (database {name})");
-        admin(&server, format!("CREATE DATABASE {name}")).await.context("creating the benchmark database")?;
+        keta_store::harness::create_postgres_database(&server, &name)
+            .await
+            .context("creating the benchmark database")?;
         let outcome = async {
             let url = with_database(&server, &name);
             let store = Store::open(&url).await?;
@@ -160,9 +162,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
             r
         }
         .await;
-        admin(&server, format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await
-            .context("dropping the benchmark database")?;
+        keta_store::harness::drop_postgres_database(&server, &name).await.context("dropping the benchmark database")?;
         results.push(outcome?);
     }
 
@@ -172,16 +172,6 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         std::fs::write(path, &report).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
-}
-
-async fn admin(server: &str, sql: String) -> anyhow::Result<()> {
-    let server = server.to_string();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let mut c = postgres::Client::connect(&server, postgres::NoTls)?;
-        c.batch_execute(&sql)?;
-        Ok(())
-    })
-    .await?
 }
 
 /// Replaces the database name in a postgres URL.
@@ -269,20 +259,13 @@ async fn bench_backend(
     );
 
     // Writes: bare durable commits, then record_vitals, with 1 and 16 writers.
-    store.write(|c| c.execute("CREATE TABLE bench_baseline (writer BIGINT NOT NULL, n BIGINT NOT NULL)", &[])).await?;
+    store.bench_create_baseline_table().await?;
     let sessions = Arc::new(active_sessions(store, &courses, 17).await?);
     let secs = StdDuration::from_secs_f64(opts.seconds);
     let st = store.clone();
     let commit = move |w: usize, n: u64| {
         let store = st.clone();
-        async move {
-            store
-                .write(move |c| {
-                    c.execute("INSERT INTO bench_baseline (writer, n) VALUES ($1, $2)", params![w as i64, n as i64])
-                })
-                .await
-                .map(|_| ())
-        }
+        async move { store.bench_baseline_commit(w as i64, n as i64).await }
     };
     let nurse = Actor::staff("bench.nurse", Role::Nurse, SiteScope::All);
     let vitals_on = move |st: Store| {
@@ -373,29 +356,16 @@ async fn bench_backend(
 /// Reads random sessions' vitals through `Store::list_vitals` (permission, site scope, one
 /// audit entry) and through the same query with no audit entry, alternately.
 async fn vitals_reads(store: &Store, reader: &Actor, n: usize) -> anyhow::Result<(Latency, Latency)> {
-    let ids: Vec<i64> = store
-        .read(|c| {
-            c.query("SELECT DISTINCT session_id FROM vitals ORDER BY session_id LIMIT 500", &[])?
-                .iter()
-                .map(|r| r.i64("session_id"))
-                .collect()
-        })
-        .await?;
+    let ids = store.bench_sessions_with_vitals(500).await?;
     anyhow::ensure!(!ids.is_empty(), "no sessions with vitals to read");
     let (mut audited, mut bare) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for i in 0..n {
-        let id = SessionId(ids[i % ids.len()]);
+        let id = ids[i % ids.len()];
         let t = Instant::now();
         std::hint::black_box(store.list_vitals(reader, id).await?);
         audited.push(t.elapsed());
-        let r = reader.clone();
         let t = Instant::now();
-        let v = store
-            .read(move |c| {
-                let s = keta_store::sessions::get_session(c, &r, id)?;
-                keta_store::sessions::vitals_for(c, &s)
-            })
-            .await?;
+        let v = store.bench_vitals_unaudited(reader, id).await?;
         bare.push(t.elapsed());
         std::hint::black_box(v);
     }
@@ -414,74 +384,14 @@ async fn noop_sweep(store: &Store) -> anyhow::Result<(StdDuration, i64)> {
     let r = store.sweep_checkins().await?;
     let took = t.elapsed();
     anyhow::ensure!(r.issued.is_empty() && r.expired == 0, "the timed sweep was not a no-op");
-    let links = store
-        .read(|c| c.query_opt("SELECT count(*) AS n FROM checkin_links", &[])?.map_or(Ok(0), |r| r.i64("n")))
-        .await?;
+    let links = store.record_counts().await?.checkin_links;
     Ok((took, links))
 }
 
 /// Adds `per_patient` past check-ins to every patient with a course, as a clinic has after
 /// months of weekly links: most completed, some expired, each with its events.
 async fn add_past_links(store: &Store, per_patient: usize) -> anyhow::Result<()> {
-    let courses: Vec<(i64, i64, i64)> = store
-        .read(|c| {
-            c.query("SELECT id, patient_id, site_id FROM courses ORDER BY id", &[])?
-                .iter()
-                .map(|r| Ok((r.i64("id")?, r.i64("patient_id")?, r.i64("site_id")?)))
-                .collect()
-        })
-        .await?;
-    let now = store.now();
-    let day_ms = 86_400_000_i64;
-    for chunk in courses.chunks(200) {
-        let chunk = chunk.to_vec();
-        store
-            .write(move |c| {
-                for (course, patient, site) in chunk {
-                    for k in 0..per_patient {
-                        let opens = ((now - Duration::days(7 * (k as i64 + 1))).unix_timestamp_nanos() / 1_000_000) as i64;
-                        let closes = opens + 3 * day_ms;
-                        let completed = k % 5 != 0;
-                        let id = c.insert(
-                            "INSERT INTO checkin_links (token_hash, purpose, patient_id, site_id, course_id, item_key, form, form_kind, opens_at, expires_at, created_at, created_by, completed_at, expired_at)
-                             VALUES ($1, 'checkin', $2, $3, $4, $5, 'phq9', 'instrument', $6, $7, $6, 'bench', $8, $9) RETURNING id",
-                            params![
-                                format!("bench-{course}-{k}"),
-                                patient,
-                                site,
-                                course,
-                                format!("bench_past:{k}"),
-                                opens,
-                                closes,
-                                completed.then_some(opens + day_ms),
-                                (!completed).then_some(closes)
-                            ],
-                        )?;
-                        for (event, at) in [("issued", opens), ("reminder_sent", opens), (if completed { "completed" } else { "expired" }, opens + day_ms)] {
-                            c.execute(
-                                "INSERT INTO checkin_events (link_id, event, at) VALUES ($1, $2, $3)",
-                                params![id, event, at],
-                            )?;
-                        }
-                    }
-                }
-                Ok(())
-            })
-            .await?;
-    }
-    // After a bulk load this size PostgreSQL's autovacuum would refresh the statistics before
-    // long; without them the first sweeps read the new rows cold (seconds), which a clinic
-    // accumulating links week by week never sees.
-    store
-        .write(|c| {
-            if c.backend() == keta_store::conn::Backend::Postgres {
-                c.execute("ANALYZE checkin_links", &[])?;
-                c.execute("ANALYZE checkin_events", &[])?;
-            }
-            Ok(())
-        })
-        .await?;
-    Ok(())
+    Ok(store.bench_add_past_links(per_patient).await?)
 }
 
 /// Runs `writers` loops of `op` for `secs` and returns completed operations per second.
@@ -522,17 +432,9 @@ fn ms(d: StdDuration) -> f64 {
 }
 
 async fn count(store: &Store, patients: usize, build: StdDuration) -> anyhow::Result<Dataset> {
-    let (sessions, vitals, responses, alerts, audit) = store
-        .read(|c| {
-            let mut n = |t: &str| -> keta_store::Result<i64> {
-                Ok(c.query_opt(&format!("SELECT count(*) AS n FROM {t}"), &[])?
-                    .map(|r| r.i64("n"))
-                    .transpose()?
-                    .unwrap_or(0))
-            };
-            Ok((n("sessions")?, n("vitals")?, n("questionnaire_responses")?, n("alerts")?, n("audit_log")?))
-        })
-        .await?;
+    let n = store.record_counts().await?;
+    let (sessions, vitals, responses, alerts, audit) =
+        (n.sessions, n.vitals, n.questionnaire_responses, n.alerts, n.audit_entries);
     Ok(Dataset { patients, sessions, vitals, responses, alerts, audit, build })
 }
 

@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use keta_store::{Store, params};
+use keta_domain::ids::{PatientId, SessionId};
+use keta_domain::ledger::LotId;
+use keta_store::Store;
 use rand::Rng;
 use serde_json::{Value, json};
 
@@ -63,6 +65,9 @@ impl Kind {
         }
     }
 }
+
+/// How a ledger count written by the trial names its marker.
+const MARKER_PREFIX: &str = "crash trial marker ";
 
 /// The chair the writers record into, found in the demo clinic.
 struct Target {
@@ -264,29 +269,8 @@ async fn prepare(url: &str) -> anyhow::Result<Target> {
     crate::demo::ensure(&store, crate::demo::DEFAULT_SEED).await.context("building the demo clinic")?;
     demo_accounts::ensure(&store).await.context("creating the demo accounts")?;
     crate::demo_ledger::ensure(&store).await.context("building the demo ledger")?;
-    let t = store
-        .read(|c| {
-            // An open session if the demo has one under way, else a scheduled one to check in.
-            let s = c
-                .query_opt(
-                    "SELECT id, patient_id, site_id, state FROM sessions
-                     WHERE state NOT IN ('discharged', 'stopped')
-                     ORDER BY CASE WHEN state = 'scheduled' THEN 1 ELSE 0 END, id LIMIT 1",
-                    params![],
-                )?
-                .ok_or_else(|| keta_store::StoreError::Backend("the demo clinic has no open session".into()))?;
-            let (session_id, patient_id, site_id, state) =
-                (s.i64("id")?, s.i64("patient_id")?, s.i64("site_id")?, s.text("state")?);
-            let lot = c
-                .query_opt(
-                    "SELECT id FROM cs_lots WHERE site_id = $1 AND unit = 'mL' ORDER BY id LIMIT 1",
-                    params![site_id],
-                )?
-                .ok_or_else(|| keta_store::StoreError::Backend("the demo ledger has no vial lot".into()))?;
-            Ok(Target { session_id, session_state: state, patient_id, lot_id: lot.i64("id")? })
-        })
-        .await?;
-    Ok(t)
+    let t = store.crash_trial_target().await?;
+    Ok(Target { session_id: t.session.0, session_state: t.session_state, patient_id: t.patient.0, lot_id: t.lot.0 })
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -444,7 +428,7 @@ async fn writer(
 }
 
 fn count_reason(marker: i64) -> String {
-    format!("crash trial marker {marker}")
+    format!("{MARKER_PREFIX}{marker}")
 }
 
 struct Checked {
@@ -464,37 +448,24 @@ async fn check(
     unacked: &BTreeMap<Kind, Vec<i64>>,
 ) -> anyhow::Result<Checked> {
     let store = Store::open(url).await.context("opening the database after the kill")?;
-    let (session, patient, lot) = (t.session_id, t.patient_id, t.lot_id);
-    let (found, integrity) = store
-        .read(move |c| {
-            let mut found: HashMap<(Kind, i64), usize> = HashMap::new();
-            for r in c.query("SELECT taken_at FROM vitals WHERE session_id = $1 AND taken_at >= $2", params![session, base_ms])? {
-                *found.entry((Kind::Vitals, r.i64("taken_at")?)).or_default() += 1;
-            }
-            for r in c.query(
-                "SELECT completed_at FROM questionnaire_responses WHERE patient_id = $1 AND completed_at >= $2",
-                params![patient, base_ms],
-            )? {
-                *found.entry((Kind::Response, r.i64("completed_at")?)).or_default() += 1;
-            }
-            for r in c.query(
-                "SELECT reason FROM cs_ledger WHERE lot_id = $1 AND kind = 'count' AND reason LIKE 'crash trial marker %'",
-                params![lot],
-            )? {
-                let reason = r.text("reason")?;
-                if let Some(m) = reason.strip_prefix("crash trial marker ").and_then(|m| m.parse::<i64>().ok()) {
-                    *found.entry((Kind::LedgerCount, m)).or_default() += 1;
-                }
-            }
-            let integrity = if c.backend() == keta_store::Backend::Sqlite {
-                let rows = c.query("PRAGMA integrity_check", params![])?;
-                rows.iter().map(|r| r.text("integrity_check")).collect::<keta_store::Result<Vec<_>>>()?.join(", ")
-            } else {
-                "n/a (PostgreSQL)".to_string()
-            };
-            Ok((found, integrity))
-        })
-        .await?;
+    let target = (SessionId(t.session_id), PatientId(t.patient_id), LotId(t.lot_id));
+    let m = store.crash_trial_markers(target, base_ms, MARKER_PREFIX).await?;
+    let mut found: HashMap<(Kind, i64), usize> = HashMap::new();
+    for at in m.vitals_taken_at_ms {
+        *found.entry((Kind::Vitals, at)).or_default() += 1;
+    }
+    for at in m.responses_completed_at_ms {
+        *found.entry((Kind::Response, at)).or_default() += 1;
+    }
+    for reason in m.ledger_count_reasons {
+        if let Some(n) = reason.strip_prefix(MARKER_PREFIX).and_then(|n| n.parse::<i64>().ok()) {
+            *found.entry((Kind::LedgerCount, n)).or_default() += 1;
+        }
+    }
+    let integrity = match m.sqlite_integrity {
+        Some(lines) => lines.join(", "),
+        None => "n/a (PostgreSQL)".to_string(),
+    };
     drop(store);
 
     let mut problems = Vec::new();

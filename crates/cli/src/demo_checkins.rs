@@ -8,10 +8,10 @@
 //! reference gives none (clinical-reference §2.1, §3.2), which is why a real clinic must set
 //! its own before the screen runs.
 
-use keta_domain::course::CourseStatus;
+use keta_domain::course::{CourseStatus, Route};
 use keta_domain::session::NewSession;
 use keta_domain::units::Milligrams;
-use keta_store::checkins::{HOME_PRE_DOSE_SETTINGS, PatientContactSettings};
+use keta_store::checkins::PatientContactSettings;
 use keta_store::home::{HomePreDoseSettings, NewDispense};
 use keta_store::{Actor, Store};
 use time::Duration;
@@ -21,15 +21,7 @@ const DEMO_HOME_SETTINGS: HomePreDoseSettings = HomePreDoseSettings { alcohol_fr
 
 pub async fn ensure(store: &Store) -> anyhow::Result<()> {
     let system = Actor::system();
-    let already = store
-        .read(|c| {
-            Ok(c.query_opt(
-                "SELECT key FROM clinic_settings WHERE key = $1",
-                keta_store::params![HOME_PRE_DOSE_SETTINGS],
-            )?
-            .is_some())
-        })
-        .await?;
+    let already = store.home_pre_dose_settings().await?.is_some();
     if already {
         return Ok(());
     }
@@ -51,30 +43,12 @@ pub async fn ensure(store: &Store) -> anyhow::Result<()> {
     }
     // One active at-home course gets a dose planned for this hour, so its pre-dose screen is open.
     let now = store.now();
-    let home_course = store
-        .read(|c| {
-            c.query_opt(
-                "SELECT id FROM courses WHERE route IN ('sublingual_racemic', 'oral_racemic') AND status = $1 ORDER BY id LIMIT 1",
-                keta_store::params![CourseStatus::Active.as_str()],
-            )?
-            .map(|r| r.i64("id"))
-            .transpose()
-        })
-        .await?;
+    let home_routes: Vec<Route> = Route::ALL.iter().copied().filter(|r| r.is_home()).collect();
+    let home_course = store.first_course_on_routes(&system, &home_routes, CourseStatus::Active).await?.map(|c| c.id);
     if let Some(course) = home_course {
         // The same dose as the course's last session, and a supply of it handed over, so the
         // patient's page can say what to take ("2 of your 100 mg troches").
-        let planned = store
-            .read(move |c| {
-                c.query_opt(
-                    "SELECT planned_dose_mg FROM sessions WHERE course_id = $1 AND planned_dose_mg IS NOT NULL ORDER BY scheduled_for DESC LIMIT 1",
-                    keta_store::params![course],
-                )?
-                .map(|r| r.f64("planned_dose_mg"))
-                .transpose()
-            })
-            .await?;
-        let course = keta_domain::ids::CourseId(course);
+        let planned = store.latest_planned_dose(&system, course).await?.map(|mg| mg.0);
         let at = now.replace_minute(0)?.replace_second(0)?.replace_nanosecond(0)? + Duration::hours(1);
         store
             .create_session(

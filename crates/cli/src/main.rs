@@ -566,7 +566,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                     }
                 }
             }
-            let ledger = store.read(|c| keta_store::ledger::verify_ledger(c)).await?;
+            let ledger = store.verify_ledger(&keta_store::Actor::system()).await?;
             match &ledger.first_break {
                 None => println!("controlled-substance ledger intact: {} entries verified", ledger.entries_checked),
                 Some(b) => {
@@ -574,7 +574,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                     println!("controlled-substance ledger BROKEN: {b:?}");
                 }
             }
-            let notes = store.read(|c| keta_store::notes::verify_notes(c)).await?;
+            let notes = store.verify_signed_notes(&keta_store::Actor::system()).await?;
             if notes.is_empty() {
                 println!("signed notes intact");
             }

@@ -15,10 +15,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use keta_pk::{Mammillary, Model, Options, Patient, PopulationSettings, Regimen, Variability};
-use keta_web::api::dosing::{
+use keta_domain::pk_simulation::{
     AbsorptionInput, AssumedCv, PkSimulateRequest, PkSimulation, PopulationInput, ThresholdSite, simulate_pk,
 };
+use keta_pk::{Mammillary, Model, Options, Patient, PopulationSettings, Regimen, Variability};
 
 /// The most virtual patients `keta pk simulate --population` runs.
 const CLI_MAX_PATIENTS: usize = 200_000;

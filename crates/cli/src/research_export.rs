@@ -90,38 +90,35 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_demo_clinic_exports_without_a_single_identifier() {
         let (dir, store) = demo().await;
-        let known: Vec<Known> = store
-            .read(|c| {
-                let mut out = Vec::new();
-                for r in c.query(
-                    "SELECT id, mrn, given_name, family_name, date_of_birth, phone, email FROM patients ORDER BY id",
-                    &[],
-                )? {
-                    let id = r.i64("id")?;
-                    let times: Vec<OffsetDateTime> = c
-                        .query("SELECT scheduled_for FROM sessions WHERE patient_id = $1", keta_store::params![id])?
-                        .iter()
-                        .map(|s| {
-                            Ok(OffsetDateTime::from_unix_timestamp_nanos(
-                                i128::from(s.i64("scheduled_for")?) * 1_000_000,
-                            )
+        let known: Vec<Known> = keta_store::testing::read(&store, |c| {
+            let mut out = Vec::new();
+            for r in c.query(
+                "SELECT id, mrn, given_name, family_name, date_of_birth, phone, email FROM patients ORDER BY id",
+                &[],
+            )? {
+                let id = r.i64("id")?;
+                let times: Vec<OffsetDateTime> = c
+                    .query("SELECT scheduled_for FROM sessions WHERE patient_id = $1", keta_store::params![id])?
+                    .iter()
+                    .map(|s| {
+                        Ok(OffsetDateTime::from_unix_timestamp_nanos(i128::from(s.i64("scheduled_for")?) * 1_000_000)
                             .unwrap())
-                        })
-                        .collect::<keta_store::Result<_>>()?;
-                    out.push(Known {
-                        mrn: r.text("mrn")?,
-                        given: r.text("given_name")?,
-                        family: r.text("family_name")?,
-                        dob: r.text("date_of_birth")?,
-                        phone: r.opt_text("phone")?,
-                        email: r.opt_text("email")?,
-                        session_times: times,
-                    });
-                }
-                Ok(out)
-            })
-            .await
-            .unwrap();
+                    })
+                    .collect::<keta_store::Result<_>>()?;
+                out.push(Known {
+                    mrn: r.text("mrn")?,
+                    given: r.text("given_name")?,
+                    family: r.text("family_name")?,
+                    dob: r.text("date_of_birth")?,
+                    phone: r.opt_text("phone")?,
+                    email: r.opt_text("email")?,
+                    session_times: times,
+                });
+            }
+            Ok(out)
+        })
+        .await
+        .unwrap();
         assert_eq!(known.len(), 60);
 
         let out = dir.path().join("export");
@@ -169,8 +166,7 @@ mod tests {
 
         // Per patient: every session date moved by one and the same non-zero shift, so no row
         // carries its real date and intervals stay true.
-        let real = store
-            .read(|c| {
+        let real = keta_store::testing::read(&store, |c| {
                 c.query(
                     "SELECT r.research_id AS rid, s.scheduled_for AS at FROM sessions s JOIN research_subjects r ON r.patient_id = s.patient_id",
                     &[],

@@ -197,16 +197,14 @@ async fn one_backend(db: &TestDb) {
     // Restart: every acknowledged write is there, once.
     let mut child = start(&db.url, port, &log);
     wait_ready(&client, &base).await;
-    let stored = db
-        .store
-        .read(|c| {
-            c.query("SELECT mrn FROM patients WHERE mrn LIKE $1", keta_store::params![format!("{MRN_PREFIX}-%")])?
-                .iter()
-                .map(|r| r.text("mrn"))
-                .collect::<keta_store::Result<Vec<String>>>()
-        })
-        .await
-        .unwrap();
+    let stored = keta_store::testing::read(&db.store, |c| {
+        c.query("SELECT mrn FROM patients WHERE mrn LIKE $1", keta_store::params![format!("{MRN_PREFIX}-%")])?
+            .iter()
+            .map(|r| r.text("mrn"))
+            .collect::<keta_store::Result<Vec<String>>>()
+    })
+    .await
+    .unwrap();
     let unique: HashSet<&String> = stored.iter().collect();
     assert_eq!(unique.len(), stored.len(), "a write was stored twice");
     let missing: Vec<&String> = acked.iter().filter(|m| !unique.contains(m)).collect();

@@ -30,6 +30,7 @@ pub mod outcomes;
 pub mod patient;
 pub mod patient_links;
 pub mod patient_view;
+pub mod pk_simulation;
 pub mod plausible;
 pub mod prescription;
 pub mod pretreatment;

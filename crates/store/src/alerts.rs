@@ -50,7 +50,7 @@ pub struct AlertQuery {
     pub limit: i64,
 }
 
-pub fn list(c: &mut dyn Conn, actor: &Actor, q: &AlertQuery) -> Result<Vec<Alert>> {
+pub(crate) fn list(c: &mut dyn Conn, actor: &Actor, q: &AlertQuery) -> Result<Vec<Alert>> {
     let mut sql = format!("SELECT {COLS} FROM alerts WHERE {}", actor.scope.sql("site_id"));
     let mut p = Vec::new();
     for (col, v) in [

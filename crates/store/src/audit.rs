@@ -188,6 +188,67 @@ pub(crate) fn set_inline(inline: bool) {
     INLINE.with(|i| i.set(inline));
 }
 
+/// A patient's record just created, as its audit entry names it.
+pub(crate) struct Created<'a> {
+    pub object_type: &'static str,
+    pub patient: PatientId,
+    pub site: SiteId,
+    /// Names of the fields stored, never their values.
+    pub fields: &'a [&'a str],
+}
+
+/// The audited insert: runs `sql` (an `INSERT ... RETURNING id`) and appends its creation
+/// entry in the same transaction; returns the new row's id.
+pub(crate) fn insert_audited(
+    c: &mut dyn Conn,
+    actor: &Actor,
+    now: OffsetDateTime,
+    sql: &str,
+    params: &[crate::Value],
+    created: Created<'_>,
+) -> Result<i64> {
+    let id = c.insert(sql, params)?;
+    record(
+        c,
+        actor,
+        now,
+        Entry {
+            action: Action::Create,
+            object_type: created.object_type,
+            object_id: Some(id.to_string()),
+            patient_id: Some(created.patient),
+            site_id: Some(created.site),
+            fields: created.fields,
+        },
+    )?;
+    Ok(id)
+}
+
+impl crate::Store {
+    /// The audited patient read: checks `permission`, loads the patient in the actor's scope
+    /// (another site's patient is not found), runs `op` on the same snapshot, then writes one
+    /// read entry of `object_type` for the patient.
+    pub(crate) async fn read_patient_audited<T: Send + 'static>(
+        &self,
+        actor: &Actor,
+        permission: keta_domain::access::Permission,
+        patient: PatientId,
+        object_type: &'static str,
+        op: impl FnOnce(&mut dyn Conn, &keta_domain::patient::Patient) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        actor.require(permission)?;
+        let act = actor.clone();
+        let out = self
+            .read(move |c| {
+                let p = crate::patients::get_patient(c, &act, patient)?;
+                op(c, &p)
+            })
+            .await?;
+        self.audit_read(actor, object_type, None, Some(patient)).await?;
+        Ok(out)
+    }
+}
+
 /// Whether the transaction just run on this thread appended entries (and clears it).
 pub(crate) fn take_appended() -> bool {
     APPENDED.with(|a| a.replace(false))
@@ -199,7 +260,7 @@ const CHAIN_LOCK: i64 = 4242002;
 pub(crate) const SEAL_BATCH: i64 = 5000;
 
 /// Appends an entry inside the caller's transaction.
-pub fn record(conn: &mut dyn Conn, actor: &Actor, at: OffsetDateTime, e: Entry<'_>) -> Result<()> {
+pub(crate) fn record(conn: &mut dyn Conn, actor: &Actor, at: OffsetDateTime, e: Entry<'_>) -> Result<()> {
     let fields = serde_json::to_string(e.fields).expect("strings serialise");
     let at_ms = ms(at);
     let patient = e.patient_id.map(|p| p.0);
@@ -337,7 +398,7 @@ pub struct ChainBreak {
 /// chain position (`chain_seq`, what anchors record; equal to `seq` on SQLite). Entries not
 /// yet sealed (PostgreSQL, under a second old) are not covered: seal first
 /// ([`crate::Store::verify_audit_chain`] does).
-pub fn verify(conn: &mut dyn Conn) -> Result<(u64, Option<ChainBreak>)> {
+pub(crate) fn verify(conn: &mut dyn Conn) -> Result<(u64, Option<ChainBreak>)> {
     let rows = conn.query(
         "SELECT chain_seq, occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, prev_hash, row_hash, request_id FROM audit_log WHERE chain_seq IS NOT NULL ORDER BY chain_seq",
         &[],
@@ -381,11 +442,6 @@ pub fn verify(conn: &mut dyn Conn) -> Result<(u64, Option<ChainBreak>)> {
         n += 1;
     }
     Ok((n, None))
-}
-
-/// Entries about one patient, newest first ("who viewed or changed this record").
-pub fn for_patient(conn: &mut dyn Conn, patient: PatientId, limit: i64) -> Result<Vec<AuditRecord>> {
-    search(conn, &AuditQuery { patient_id: Some(patient), descending: true, limit, ..Default::default() })
 }
 
 /// A read waiting for its request to finish (see [`crate::Store::batch_reads`]).
@@ -532,7 +588,7 @@ pub struct AuditQuery {
 
 pub const SORTABLE: &[&str] = &["occurred_at", "actor", "action", "object_type", "patient_id", "seq"];
 
-pub fn search(conn: &mut dyn Conn, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
+pub(crate) fn search(conn: &mut dyn Conn, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
     let sort = match q.sort.as_deref() {
         None => "seq",
         Some(s) => SORTABLE.iter().find(|x| **x == s).copied().ok_or_else(|| {
@@ -726,7 +782,7 @@ pub struct ChainHead {
     pub row_hash: String,
 }
 
-pub fn head(conn: &mut dyn Conn) -> Result<Option<ChainHead>> {
+pub(crate) fn head(conn: &mut dyn Conn) -> Result<Option<ChainHead>> {
     conn.query_opt(
         "SELECT chain_seq, row_hash FROM audit_log WHERE chain_seq IS NOT NULL ORDER BY chain_seq DESC LIMIT 1",
         &[],
@@ -737,7 +793,7 @@ pub fn head(conn: &mut dyn Conn) -> Result<Option<ChainHead>> {
 
 /// Why an anchored head is no longer in the chain, or `None` when it is. With [`verify`]
 /// passing, every anchor found means the chain still holds everything up to it.
-pub fn check_anchor(conn: &mut dyn Conn, anchor: &ChainHead) -> Result<Option<ChainBreak>> {
+pub(crate) fn check_anchor(conn: &mut dyn Conn, anchor: &ChainHead) -> Result<Option<ChainBreak>> {
     let stored = conn
         .query_opt("SELECT row_hash FROM audit_log WHERE chain_seq = $1", params![anchor.seq])?
         .map(|r| r.text("row_hash"))

@@ -185,7 +185,7 @@ fn quoted(name: &str) -> String {
 /// SHA-256 over a table's rows with `key` up to `up_to` (all rows when `None`), in key order.
 /// Values are encoded by kind, booleans as integers, so the digest does not depend on how a
 /// backend spells them.
-pub fn table_digest(conn: &mut dyn Conn, table: &str, key: &str, up_to: Option<i64>) -> crate::Result<String> {
+pub(crate) fn table_digest(conn: &mut dyn Conn, table: &str, key: &str, up_to: Option<i64>) -> crate::Result<String> {
     let mut h = Sha256::new();
     let sql = format!(
         "SELECT {k} AS page_key, * FROM {t} WHERE {k} > $1 AND {k} <= $2 ORDER BY {k} LIMIT 2000",
@@ -232,7 +232,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Reads schema version, row counts, key-table digests and the audit head in the caller's
 /// transaction (one snapshot).
-pub fn survey(conn: &mut dyn Conn) -> crate::Result<Survey> {
+pub(crate) fn survey(conn: &mut dyn Conn) -> crate::Result<Survey> {
     let tables = list_tables(conn)?;
     let schema_version = if tables.iter().any(|t| t == "schema_migrations") {
         conn.query_opt("SELECT max(version) AS version FROM schema_migrations", &[])?

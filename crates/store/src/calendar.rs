@@ -324,7 +324,7 @@ pub(crate) fn check_chair_free(
 }
 
 /// The patient's next booked sessions from `now` (for their own page and reminders).
-pub fn next_sessions(
+pub(crate) fn next_sessions(
     c: &mut dyn Conn,
     patient: PatientId,
     now: OffsetDateTime,
@@ -686,16 +686,12 @@ impl Store {
         patient: PatientId,
         limit: u32,
     ) -> Result<Vec<ScheduledSession>> {
-        actor.require(Permission::ViewDemographics)?;
         let now = self.now();
-        let act = actor.clone();
         let out = self
-            .read(move |c| {
-                crate::patients::get_patient(c, &act, patient)?;
+            .read_patient_audited(actor, Permission::ViewDemographics, patient, "next_sessions", move |c, _| {
                 next_sessions(c, patient, now, limit)
             })
             .await?;
-        self.audit_read(actor, "next_sessions", None, Some(patient)).await?;
         Ok(out.iter().map(ScheduledSession::from).collect())
     }
 

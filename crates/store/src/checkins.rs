@@ -27,7 +27,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
-use crate::audit::{self, Action, Entry};
+use crate::audit::{self, Action, Created, Entry};
 use crate::conn::{Conn, Row};
 use crate::credentials::token_hash;
 use crate::error::{Result, StoreError};
@@ -248,7 +248,7 @@ pub(crate) fn link_by_hash(c: &mut dyn Conn, hash: &str) -> Result<Option<LinkRe
         .transpose()
 }
 
-pub fn links_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<LinkRecord>> {
+pub(crate) fn links_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<LinkRecord>> {
     c.query(
         &format!("SELECT {LINK_COLS} FROM checkin_links WHERE patient_id = $1 ORDER BY opens_at DESC, id DESC"),
         params![patient.0],
@@ -819,28 +819,19 @@ fn store_safety(
         };
         let alerts = crate::sessions::raise(c, &actor, now, link.site_id, link.patient_id, None, vec![firing])?;
         let alert = alerts.into_iter().next().ok_or_else(|| StoreError::Backend("alert not raised".into()))?;
-        let id = c.insert(
+        audit::insert_audited(
+            c,
+            &actor,
+            now,
             "INSERT INTO safety_answers (link_id, patient_id, site_id, instrument, item, answer, flag_code, answered_at, alert_id)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
             params![
                 link.id, link.patient_id.0, link.site_id.0, inst.code.as_str(), f.item,
                 f.value, f.code.as_str(), ms(now), alert.id.0
             ],
+            Created { object_type: "safety_answer", patient: link.patient_id, site: link.site_id, fields: &["instrument", "item", "answer"] },
         )?;
         event(c, link.id, "safety_answer", now, Some(&f.code))?;
-        audit::record(
-            c,
-            &actor,
-            now,
-            Entry {
-                action: Action::Create,
-                object_type: "safety_answer",
-                object_id: Some(id.to_string()),
-                patient_id: Some(link.patient_id),
-                site_id: Some(link.site_id),
-                fields: &["instrument", "item", "answer"],
-            },
-        )?;
         stored.insert(f.code.clone());
     }
     Ok(!stored.is_empty())
@@ -1181,41 +1172,29 @@ impl Store {
 
     /// A patient's check-in links, their events and safety answers (for the chart).
     pub async fn checkin_overview(&self, actor: &Actor, patient: PatientId) -> Result<CheckinOverview> {
-        actor.require(Permission::ViewClinical)?;
-        let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                crate::patients::get_patient(c, &act, patient)?;
-                overview(c, patient)
-            })
-            .await?;
-        self.audit_read(actor, "checkins", None, Some(patient)).await?;
-        Ok(out)
+        self.read_patient_audited(actor, Permission::ViewClinical, patient, "checkins", move |c, _| {
+            overview(c, patient)
+        })
+        .await
     }
 
     /// The chart's between-sessions panels: one read snapshot and one audit entry, instead of a
     /// round trip per panel.
     pub async fn between_sessions(&self, actor: &Actor, patient: PatientId) -> Result<BetweenSessions> {
-        actor.require(Permission::ViewClinical)?;
-        let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                crate::patients::get_patient(c, &act, patient)?;
-                let (programmes, question_sets) = crate::home::home_for(c, patient)?;
-                Ok(BetweenSessions {
-                    checkins: overview(c, patient)?,
-                    programmes,
-                    question_sets,
-                    relapse_settings: relapse_settings(c)?,
-                    schedule_changes: crate::courses::courses_for(c, patient)?
-                        .iter()
-                        .filter_map(|co| latest_override_info(c, co.id).transpose())
-                        .collect::<Result<_>>()?,
-                })
+        self.read_patient_audited(actor, Permission::ViewClinical, patient, "between_sessions", move |c, _| {
+            let (programmes, question_sets) = crate::home::home_for(c, patient)?;
+            Ok(BetweenSessions {
+                checkins: overview(c, patient)?,
+                programmes,
+                question_sets,
+                relapse_settings: relapse_settings(c)?,
+                schedule_changes: crate::courses::courses_for(c, patient)?
+                    .iter()
+                    .filter_map(|co| latest_override_info(c, co.id).transpose())
+                    .collect::<Result<_>>()?,
             })
-            .await?;
-        self.audit_read(actor, "between_sessions", None, Some(patient)).await?;
-        Ok(out)
+        })
+        .await
     }
 
     /// A clinician's change to one course's check-in schedule (validated against the default).
@@ -1234,22 +1213,13 @@ impl Store {
                 DomainError::Conflict(format!("{} courses have no check-in schedule", co.route.label()))
             })?;
             let applied = checkins::apply_override(base, &o)?;
-            let id = c.insert(
-                "INSERT INTO checkin_overrides (course_id, patient_id, site_id, override_json, set_at, set_by) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-                params![course.0, co.patient_id.0, co.site_id.0, json(&o), ms(now), actor.name.as_str()],
-            )?;
-            audit::record(
+            audit::insert_audited(
                 c,
                 &actor,
                 now,
-                Entry {
-                    action: Action::Create,
-                    object_type: "checkin_override",
-                    object_id: Some(id.to_string()),
-                    patient_id: Some(co.patient_id),
-                    site_id: Some(co.site_id),
-                    fields: &["override"],
-                },
+                "INSERT INTO checkin_overrides (course_id, patient_id, site_id, override_json, set_at, set_by) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                params![course.0, co.patient_id.0, co.site_id.0, json(&o), ms(now), actor.name.as_str()],
+                Created { object_type: "checkin_override", patient: co.patient_id, site: co.site_id, fields: &["override"] },
             )?;
             Ok(applied)
         })

@@ -183,10 +183,11 @@ pub enum Backend {
     Postgres,
 }
 
-/// Builds a parameter slice: `params![a, b, c]`.
+/// Builds a parameter slice: `params![a, b, c]`. Exported (hidden) for the tests' raw SQL.
+#[doc(hidden)]
 #[macro_export]
 macro_rules! params {
-    ($($v:expr),* $(,)?) => { &[$($crate::conn::Value::from($v)),*] };
+    ($($v:expr),* $(,)?) => { &[$($crate::testing::Value::from($v)),*] };
 }
 
 #[cfg(test)]

@@ -190,16 +190,10 @@ impl Store {
 
     /// Every consent the patient signed (every version, withdrawn ones too); an audited read.
     pub async fn list_consents(&self, actor: &Actor, patient: PatientId) -> Result<Vec<ConsentRecord>> {
-        actor.require(Permission::ViewClinical)?;
-        let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                crate::patients::get_patient(c, &act, patient)?;
-                consents_for(c, patient)
-            })
-            .await?;
-        self.audit_read(actor, "consents", None, Some(patient)).await?;
-        Ok(out)
+        self.read_patient_audited(actor, Permission::ViewClinical, patient, "consents", move |c, _| {
+            consents_for(c, patient)
+        })
+        .await
     }
 
     /// What a session still needs before its dose can start (consent, REMS enrolment).

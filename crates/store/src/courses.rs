@@ -4,6 +4,7 @@ use keta_domain::DomainError;
 use keta_domain::course::{Course, CourseStatus, NewCourse, Phase, Route};
 use keta_domain::ids::{CourseId, PatientId, SiteId};
 use keta_domain::patient::Indication;
+use keta_domain::units::Milligrams;
 
 use crate::audit::{self, Action, Entry};
 use crate::conn::{Conn, Row};
@@ -30,7 +31,7 @@ fn course_from(r: &Row) -> Result<Course> {
     })
 }
 
-pub fn get_course(c: &mut dyn Conn, actor: &Actor, id: CourseId) -> Result<Course> {
+pub(crate) fn get_course(c: &mut dyn Conn, actor: &Actor, id: CourseId) -> Result<Course> {
     let r = c
         .query_opt(&format!("SELECT {COLS} FROM courses WHERE id = $1"), params![id.0])?
         .ok_or_else(|| StoreError::NotFound(format!("course {id}")))?;
@@ -41,7 +42,7 @@ pub fn get_course(c: &mut dyn Conn, actor: &Actor, id: CourseId) -> Result<Cours
     Ok(course)
 }
 
-pub fn courses_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<Course>> {
+pub(crate) fn courses_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<Course>> {
     c.query(&format!("SELECT {COLS} FROM courses WHERE patient_id = $1 ORDER BY start_date, id"), params![patient.0])?
         .iter()
         .map(course_from)
@@ -119,15 +120,63 @@ impl Store {
     }
 
     pub async fn list_courses(&self, actor: &Actor, patient: PatientId) -> Result<Vec<Course>> {
+        self.read_patient_audited(
+            actor,
+            keta_domain::access::Permission::ViewClinical,
+            patient,
+            "courses",
+            move |c, _| courses_for(c, patient),
+        )
+        .await
+    }
+
+    /// The first course (by id) in the actor's sites with status `status` and one of `routes`.
+    pub async fn first_course_on_routes(
+        &self,
+        actor: &Actor,
+        routes: &[Route],
+        status: CourseStatus,
+    ) -> Result<Option<Course>> {
+        actor.require(keta_domain::access::Permission::ViewClinical)?;
+        if routes.is_empty() {
+            return Ok(None);
+        }
+        let scope = actor.scope.sql("site_id");
+        let mut params: Vec<crate::Value> = vec![status.as_str().into()];
+        let mut slots = Vec::new();
+        for r in routes {
+            params.push(r.as_str().into());
+            slots.push(format!("${}", params.len()));
+        }
+        let sql = format!(
+            "SELECT {COLS} FROM courses WHERE status = $1 AND route IN ({}) AND {scope} ORDER BY id LIMIT 1",
+            slots.join(", ")
+        );
+        let out = self.read(move |c| c.query_opt(&sql, &params)?.as_ref().map(course_from).transpose()).await?;
+        if let Some(course) = &out {
+            self.audit_read(actor, "course", Some(course.id.to_string()), Some(course.patient_id)).await?;
+        }
+        Ok(out)
+    }
+
+    /// The planned dose of the course's latest scheduled session that has one.
+    pub async fn latest_planned_dose(&self, actor: &Actor, course: CourseId) -> Result<Option<Milligrams>> {
         actor.require(keta_domain::access::Permission::ViewClinical)?;
         let act = actor.clone();
-        let out = self
+        let (patient, dose) = self
             .read(move |c| {
-                get_patient(c, &act, patient)?;
-                courses_for(c, patient)
+                let found = get_course(c, &act, course)?;
+                let dose = c
+                    .query_opt(
+                        "SELECT planned_dose_mg FROM sessions WHERE course_id = $1 AND planned_dose_mg IS NOT NULL ORDER BY scheduled_for DESC LIMIT 1",
+                        params![course.0],
+                    )?
+                    .map(|r| r.f64("planned_dose_mg"))
+                    .transpose()?;
+                Ok((found.patient_id, dose.map(Milligrams)))
             })
             .await?;
-        self.audit_read(actor, "courses", None, Some(patient)).await?;
-        Ok(out)
+        self.audit_read(actor, "sessions", None, Some(patient)).await?;
+        Ok(dose)
     }
 }

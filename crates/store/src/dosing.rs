@@ -66,7 +66,7 @@ fn record_from(r: &Row) -> Result<DoseRecord> {
 }
 
 /// Every dose record of a session, oldest first.
-pub fn doses_for_session(c: &mut dyn Conn, session: SessionId) -> Result<Vec<DoseRecord>> {
+pub(crate) fn doses_for_session(c: &mut dyn Conn, session: SessionId) -> Result<Vec<DoseRecord>> {
     c.query(&format!("SELECT {COLS} FROM dose_records WHERE session_id = $1 ORDER BY id"), params![session.0])?
         .iter()
         .map(record_from)
@@ -75,7 +75,7 @@ pub fn doses_for_session(c: &mut dyn Conn, session: SessionId) -> Result<Vec<Dos
 
 /// The doses that count towards a patient's exposure: the latest record of each session
 /// whose dose was started, dated by the dose start.
-pub fn given_doses(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<GivenDose>> {
+pub(crate) fn given_doses(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<GivenDose>> {
     c.query(
         "SELECT d.session_id, s.dose_started_at, d.route, d.dose_mg
          FROM dose_records d JOIN sessions s ON s.id = d.session_id

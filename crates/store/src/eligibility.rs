@@ -19,7 +19,7 @@ fn assessment_from(r: &Row) -> Result<EligibilityAssessment> {
     Ok(a)
 }
 
-pub fn trials_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<AntidepressantTrialRecord>> {
+pub(crate) fn trials_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<AntidepressantTrialRecord>> {
     c.query("SELECT id, body FROM antidepressant_trials WHERE patient_id = $1 ORDER BY id", params![patient.0])?
         .iter()
         .map(|r| {
@@ -32,7 +32,7 @@ pub fn trials_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<Antidepres
         .collect()
 }
 
-pub fn assessments_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<EligibilityAssessment>> {
+pub(crate) fn assessments_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<EligibilityAssessment>> {
     c.query(
         "SELECT id, body FROM eligibility_assessments WHERE patient_id = $1 ORDER BY assessed_at, id",
         params![patient.0],
@@ -42,7 +42,11 @@ pub fn assessments_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<Eligi
     .collect()
 }
 
-pub fn latest_assessment(c: &mut dyn Conn, patient: PatientId, route: Route) -> Result<Option<EligibilityAssessment>> {
+pub(crate) fn latest_assessment(
+    c: &mut dyn Conn,
+    patient: PatientId,
+    route: Route,
+) -> Result<Option<EligibilityAssessment>> {
     c.query_opt(
         "SELECT id, body FROM eligibility_assessments WHERE patient_id = $1 AND route = $2 ORDER BY assessed_at DESC, id DESC LIMIT 1",
         params![patient.0, route.as_str()],
@@ -54,7 +58,7 @@ pub fn latest_assessment(c: &mut dyn Conn, patient: PatientId, route: Route) -> 
 /// The latest assessment of `route` re-run against the record as it is now, with the
 /// clinician's declared items kept: a medication, allergy or pregnancy status recorded
 /// after the assessment counts before a course is planned, not only at the next assessment.
-pub fn assessment_now(
+pub(crate) fn assessment_now(
     c: &mut dyn Conn,
     patient: &keta_domain::patient::Patient,
     route: Route,
@@ -214,15 +218,13 @@ impl Store {
         actor: &Actor,
         patient: PatientId,
     ) -> Result<(Vec<AntidepressantTrialRecord>, Vec<EligibilityAssessment>)> {
-        actor.require(keta_domain::access::Permission::ViewClinical)?;
-        let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                get_patient(c, &act, patient)?;
-                Ok((trials_for(c, patient)?, assessments_for(c, patient)?))
-            })
-            .await?;
-        self.audit_read(actor, "eligibility", None, Some(patient)).await?;
-        Ok(out)
+        self.read_patient_audited(
+            actor,
+            keta_domain::access::Permission::ViewClinical,
+            patient,
+            "eligibility",
+            move |c, _| Ok((trials_for(c, patient)?, assessments_for(c, patient)?)),
+        )
+        .await
     }
 }

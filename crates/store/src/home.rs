@@ -23,7 +23,7 @@ use keta_domain::units::{Milligrams, Mmhg};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::audit::{self, Action, Entry};
+use crate::audit::{self, Action, Created, Entry};
 use crate::checkins::{
     HOME_PRE_DOSE_SETTINGS, IssuedLink, LinkAnswers, LinkRecord, NewLink, clinic_setting, event, finish_link,
     insert_link, link_actor, open_for_write, patient_of,
@@ -75,26 +75,17 @@ pub(crate) fn insert_question_set(
     let values = question_set_answers(set, &answers.fields);
     question_sets::validate_answers(set, &values)?;
     let flags = question_sets::evaluate(set, &values);
-    let id = c.insert(
+    let id = audit::insert_audited(
+        c,
+        actor,
+        now,
         "INSERT INTO question_set_responses (link_id, patient_id, site_id, course_id, set_code, answers, flags, completed_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
         params![
             link.id, p.id.0, p.site_id.0, link.course_id.map(|x| x.0), set.code.as_str(), json(&values), json(&flags),
             ms(now)
         ],
-    )?;
-    audit::record(
-        c,
-        actor,
-        now,
-        Entry {
-            action: Action::Create,
-            object_type: "question_set_response",
-            object_id: Some(id.to_string()),
-            patient_id: Some(p.id),
-            site_id: Some(p.site_id),
-            fields: &["set_code", "answers"],
-        },
+        Created { object_type: "question_set_response", patient: p.id, site: p.site_id, fields: &["set_code", "answers"] },
     )?;
     let firings = flags
         .iter()
@@ -585,26 +576,17 @@ impl Store {
             let refused = reasons(&outcome);
             let status = if refused.is_empty() { "awaiting_sitter" } else { "refused" };
             let (email, phone) = contact.unwrap_or((None, None));
-            let id = c.insert(
+            let id = audit::insert_audited(
+                c,
+                &actor,
+                now,
                 "INSERT INTO pre_dose_screens (link_id, patient_id, site_id, course_id, answers, sitter_name, sitter_contact, outcome, refusals, submitted_at, decided_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
                 params![
                     link.id, link.patient_id.0, link.site_id.0, course.0, json(&a), name, a.sitter_contact.trim(), status,
                     json(&refused), ms(now), (!refused.is_empty()).then(|| ms(now))
                 ],
-            )?;
-            audit::record(
-                c,
-                &actor,
-                now,
-                Entry {
-                    action: Action::Create,
-                    object_type: "pre_dose_screen",
-                    object_id: Some(id.to_string()),
-                    patient_id: Some(link.patient_id),
-                    site_id: Some(link.site_id),
-                    fields: &["answers", "sitter_name", "sitter_contact", "outcome"],
-                },
+                Created { object_type: "pre_dose_screen", patient: link.patient_id, site: link.site_id, fields: &["answers", "sitter_name", "sitter_contact", "outcome"] },
             )?;
             if !refused.is_empty() {
                 refusal_alert(c, &link, now, &refused)?;
@@ -750,26 +732,17 @@ impl Store {
             v.check((1..=1000).contains(&d.units), "units", "enter how many tablets or troches you took (1-1000)");
             v.check(d.units_left <= 1000, "units_left", "enter how many are left (0-1000)");
             v.finish()?;
-            let id = c.insert(
+            let id = audit::insert_audited(
+                c,
+                &link_actor(link.id),
+                now,
                 "INSERT INTO home_dose_logs (patient_id, site_id, course_id, screen_id, link_id, taken_at, units, units_left, logged_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
                 params![
                     link.patient_id.0, link.site_id.0, screen.course_id.0, screen.id, link.id, ms(now), d.units, d.units_left,
                     ms(now)
                 ],
-            )?;
-            audit::record(
-                c,
-                &link_actor(link.id),
-                now,
-                Entry {
-                    action: Action::Create,
-                    object_type: "home_dose_log",
-                    object_id: Some(id.to_string()),
-                    patient_id: Some(link.patient_id),
-                    site_id: Some(link.site_id),
-                    fields: &["taken_at", "units", "units_left"],
-                },
+                Created { object_type: "home_dose_log", patient: link.patient_id, site: link.site_id, fields: &["taken_at", "units", "units_left"] },
             )?;
             finish_link(c, &link, now, "home_dose_log", id)?;
             let mut firings = Vec::new();
@@ -828,22 +801,13 @@ impl Store {
                 ))
                 .into());
             }
-            let id = c.insert(
-                "INSERT INTO home_dispenses (patient_id, site_id, course_id, dispensed_at, units, unit_strength_mg, dispensed_by) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                params![co.patient_id.0, co.site_id.0, course.0, ms(now), d.units, d.unit_strength_mg, actor.name.as_str()],
-            )?;
-            audit::record(
+            audit::insert_audited(
                 c,
                 &actor,
                 now,
-                Entry {
-                    action: Action::Create,
-                    object_type: "home_dispense",
-                    object_id: Some(id.to_string()),
-                    patient_id: Some(co.patient_id),
-                    site_id: Some(co.site_id),
-                    fields: &["units", "unit_strength_mg"],
-                },
+                "INSERT INTO home_dispenses (patient_id, site_id, course_id, dispensed_at, units, unit_strength_mg, dispensed_by) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                params![co.patient_id.0, co.site_id.0, course.0, ms(now), d.units, d.unit_strength_mg, actor.name.as_str()],
+                Created { object_type: "home_dispense", patient: co.patient_id, site: co.site_id, fields: &["units", "unit_strength_mg"] },
             )?;
             programme(c, &co)
         })
@@ -961,16 +925,10 @@ impl Store {
         actor: &Actor,
         patient: PatientId,
     ) -> Result<(Vec<HomeProgramme>, Vec<QuestionSetResponse>)> {
-        actor.require(Permission::ViewClinical)?;
-        let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                crate::patients::get_patient(c, &act, patient)?;
-                home_for(c, patient)
-            })
-            .await?;
-        self.audit_read(actor, "home_programme", None, Some(patient)).await?;
-        Ok(out)
+        self.read_patient_audited(actor, Permission::ViewClinical, patient, "home_programme", move |c, _| {
+            home_for(c, patient)
+        })
+        .await
     }
 
     /// The pre-dose rules as this clinic runs them (for the patient page's questions).

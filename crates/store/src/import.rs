@@ -1169,7 +1169,13 @@ mod tests {
             assert_eq!(responses[0].score.total, Some(11));
             assert_eq!(store.get_course(&sys, course).await.unwrap().status, CourseStatus::Completed);
 
-            let audit = store.read(move |c| crate::audit::for_patient(c, patient, 50)).await.unwrap();
+            let q = crate::audit::AuditQuery {
+                patient_id: Some(patient),
+                descending: true,
+                limit: 50,
+                ..Default::default()
+            };
+            let audit = store.read(move |c| crate::audit::search(c, &q)).await.unwrap();
             let imports: Vec<_> = audit.iter().filter(|a| a.object_type == "session_import").collect();
             assert_eq!(imports.len(), 1, "one audit entry per imported session");
             assert_eq!(imports[0].object_id, Some(s.id.to_string()));

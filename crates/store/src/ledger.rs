@@ -619,7 +619,7 @@ fn raise_count_alert(
 
 /// Non-reversed administrations recorded for a session: a session where ketamine was
 /// given cannot be discharged while this is zero.
-pub fn administrations_for_session(c: &mut dyn Conn, session: SessionId) -> Result<usize> {
+pub(crate) fn administrations_for_session(c: &mut dyn Conn, session: SessionId) -> Result<usize> {
     let n = c
         .query_opt(
             "SELECT count(*) AS n FROM cs_ledger e WHERE e.session_id = $1 AND e.kind = 'administration'
@@ -647,7 +647,7 @@ pub struct LedgerQuery {
     pub limit: i64,
 }
 
-pub fn list_entries(c: &mut dyn Conn, actor: &Actor, q: &LedgerQuery) -> Result<Vec<LedgerEntry>> {
+pub(crate) fn list_entries(c: &mut dyn Conn, actor: &Actor, q: &LedgerQuery) -> Result<Vec<LedgerEntry>> {
     let mut sql = format!("SELECT {ENTRY_COLS} FROM {ENTRY_FROM} WHERE {}", actor.scope.sql("e.site_id"));
     let mut p: Vec<Value> = Vec::new();
     let mut cond = |sql: &mut String, col: &str, op: &str, v: Value| {
@@ -768,7 +768,7 @@ fn alerts_for(c: &mut dyn Conn, actor: &Actor, site: Option<SiteId>) -> Result<V
 
 /// Re-checks every entry: the hash chain, each content hash, and each lot's running
 /// on-hand (never negative, equal to what each entry recorded). Reports the first problem.
-pub fn verify_ledger(c: &mut dyn Conn) -> Result<LedgerVerification> {
+pub(crate) fn verify_ledger(c: &mut dyn Conn) -> Result<LedgerVerification> {
     let rows = c.query(
         &format!("SELECT id, {HASHED_COLS}, content_sha256, prev_hash, row_hash FROM cs_ledger ORDER BY id"),
         &[],

@@ -6,6 +6,13 @@
 //! differ only in how they run a transaction and in their migrations. Every mutating
 //! operation writes its audit entry in the same transaction as the change, and all
 //! reads of patient data are scoped by the caller's sites.
+//!
+//! The public surface is [`Store`]'s methods and the record types they take and return.
+//! The `Conn` seam, `Store::read`/`Store::write` and the per-capability query functions
+//! over a connection are crate-private: the web server, the CLI and the device bridge
+//! call `Store` methods only, so permission, site scope and audit cannot be skipped.
+//! [`testing`] (hidden) lets integration tests reach raw SQL for fault injection and
+//! for looking at rows no API shows (append-only guards, audit rows, tampering).
 
 pub mod accounts;
 pub mod admin;
@@ -14,7 +21,7 @@ pub mod audit;
 pub mod backup;
 pub mod bulk_export;
 pub mod cluster;
-pub mod conn;
+mod conn;
 pub mod credentials;
 pub mod error;
 pub mod idempotency;
@@ -24,6 +31,8 @@ mod postgres;
 pub mod request_id;
 mod sqlite;
 pub mod stats;
+#[doc(hidden)]
+pub mod testing;
 mod time_codec;
 
 pub mod alerts;
@@ -35,6 +44,7 @@ pub mod courses;
 pub mod dosing;
 pub mod eligibility;
 pub mod fhir;
+pub mod harness;
 pub mod home;
 pub mod import;
 pub mod ledger;
@@ -59,7 +69,8 @@ use keta_domain::access::{self, Permission, Role};
 use keta_domain::ids::{PatientId, SiteId};
 use time::OffsetDateTime;
 
-pub use conn::{Backend, Conn, Row, Value};
+pub use conn::Backend;
+pub(crate) use conn::{Conn, Row, Value};
 pub use error::{Result, StoreError};
 pub use migrate::latest_version;
 pub use sqlite::BUSY_RETRY_AFTER_SECS;
@@ -223,7 +234,7 @@ impl Store {
 
     /// Runs `op` in a write transaction. All of it commits, or none of it. Under a
     /// request's idempotency claim the transaction also marks the claim as written.
-    pub async fn write<T: Send + 'static>(
+    pub(crate) async fn write<T: Send + 'static>(
         &self,
         op: impl FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -305,7 +316,7 @@ impl Store {
     }
 
     /// Runs `op` in a read-only transaction (a consistent snapshot).
-    pub async fn read<T: Send + 'static>(
+    pub(crate) async fn read<T: Send + 'static>(
         &self,
         op: impl FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -313,6 +324,12 @@ impl Store {
             Engine::Sqlite(b) => b.read(op).await,
             Engine::Postgres(b) => b.read(op).await,
         }
+    }
+
+    /// Waits until every write queued before it has committed (SQLite runs writes in order,
+    /// so an empty write behind them finishes last; PostgreSQL has no queue). For shutdown.
+    pub async fn settle_writes(&self) -> Result<()> {
+        self.write(|_| Ok(())).await
     }
 
     /// Readiness: the database answers a query.

@@ -82,14 +82,14 @@ fn review_from(r: &Row) -> Result<MedicationReview> {
 }
 
 /// Every medication of the patient, oldest first.
-pub fn medications_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<Medication>> {
+pub(crate) fn medications_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<Medication>> {
     c.query(&format!("SELECT {MED_COLS} FROM medications WHERE patient_id = $1 ORDER BY id"), params![patient.0])?
         .iter()
         .map(medication_from)
         .collect()
 }
 
-pub fn allergies_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<Allergy>> {
+pub(crate) fn allergies_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<Allergy>> {
     c.query(
         "SELECT id, patient_id, substance, reaction, severity, recorded_at, recorded_by FROM allergies WHERE patient_id = $1 ORDER BY id",
         params![patient.0],
@@ -100,7 +100,7 @@ pub fn allergies_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<Allergy
 }
 
 /// The latest recorded pregnancy status.
-pub fn pregnancy_for(c: &mut dyn Conn, patient: PatientId) -> Result<Option<PregnancyStatusRecord>> {
+pub(crate) fn pregnancy_for(c: &mut dyn Conn, patient: PatientId) -> Result<Option<PregnancyStatusRecord>> {
     c.query_opt(
         "SELECT id, patient_id, status, recorded_on, note, recorded_at, recorded_by FROM pregnancy_statuses WHERE patient_id = $1 ORDER BY id DESC LIMIT 1",
         params![patient.0],
@@ -109,7 +109,7 @@ pub fn pregnancy_for(c: &mut dyn Conn, patient: PatientId) -> Result<Option<Preg
     .transpose()
 }
 
-pub fn reviews_for_session(c: &mut dyn Conn, session: SessionId) -> Result<Vec<MedicationReview>> {
+pub(crate) fn reviews_for_session(c: &mut dyn Conn, session: SessionId) -> Result<Vec<MedicationReview>> {
     c.query(
         "SELECT id, session_id, patient_id, reviewed_at, reviewed_by, note, medications FROM medication_reviews WHERE session_id = $1 ORDER BY id",
         params![session.0],
@@ -187,16 +187,10 @@ impl Store {
     }
 
     pub async fn list_medications(&self, actor: &Actor, patient: PatientId) -> Result<Vec<Medication>> {
-        actor.require(Permission::ViewClinical)?;
-        let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                get_patient(c, &act, patient)?;
-                medications_for(c, patient)
-            })
-            .await?;
-        self.audit_read(actor, "medications", None, Some(patient)).await?;
-        Ok(out)
+        self.read_patient_audited(actor, Permission::ViewClinical, patient, "medications", move |c, _| {
+            medications_for(c, patient)
+        })
+        .await
     }
 
     pub async fn add_allergy(&self, actor: &Actor, patient: PatientId, new: NewAllergy) -> Result<Allergy> {
@@ -221,16 +215,10 @@ impl Store {
     }
 
     pub async fn list_allergies(&self, actor: &Actor, patient: PatientId) -> Result<Vec<Allergy>> {
-        actor.require(Permission::ViewClinical)?;
-        let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                get_patient(c, &act, patient)?;
-                allergies_for(c, patient)
-            })
-            .await?;
-        self.audit_read(actor, "allergies", None, Some(patient)).await?;
-        Ok(out)
+        self.read_patient_audited(actor, Permission::ViewClinical, patient, "allergies", move |c, _| {
+            allergies_for(c, patient)
+        })
+        .await
     }
 
     /// Records the patient's pregnancy status; the latest counts.
@@ -273,16 +261,10 @@ impl Store {
         actor: &Actor,
         patient: PatientId,
     ) -> Result<Option<PregnancyStatusRecord>> {
-        actor.require(Permission::ViewClinical)?;
-        let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                get_patient(c, &act, patient)?;
-                pregnancy_for(c, patient)
-            })
-            .await?;
-        self.audit_read(actor, "pregnancy_status", None, Some(patient)).await?;
-        Ok(out)
+        self.read_patient_audited(actor, Permission::ViewClinical, patient, "pregnancy_status", move |c, _| {
+            pregnancy_for(c, patient)
+        })
+        .await
     }
 
     /// Records that the medication and allergy lists were confirmed with the patient at

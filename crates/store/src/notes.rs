@@ -26,7 +26,7 @@ use crate::{Actor, Store, params};
 
 /// True once the author has signed the session's original note: it is then locked and
 /// may only be amended.
-pub fn is_note_signed(c: &mut dyn Conn, session: SessionId) -> Result<bool> {
+pub(crate) fn is_note_signed(c: &mut dyn Conn, session: SessionId) -> Result<bool> {
     let n = c
         .query_opt(
             "SELECT count(*) AS n FROM note_signatures WHERE session_id = $1 AND amendment_id IS NULL AND meaning = 'author'",
@@ -138,7 +138,7 @@ fn load(c: &mut dyn Conn, actor: &Actor, session: SessionId) -> Result<(SignedNo
 
 /// Every signed note whose hashes no longer match, for integrity checks across the
 /// database (e.g. `keta audit verify`).
-pub fn verify_notes(c: &mut dyn Conn) -> Result<Vec<(SessionId, NoteVerification)>> {
+pub(crate) fn verify_notes(c: &mut dyn Conn) -> Result<Vec<(SessionId, NoteVerification)>> {
     let rows = c.query(
         "SELECT s.id, s.patient_id, s.note FROM sessions s WHERE EXISTS (SELECT 1 FROM note_signatures n WHERE n.session_id = s.id) ORDER BY s.id",
         &[],
@@ -216,6 +216,12 @@ fn check_printed_name(printed_name: &str) -> Result<()> {
 }
 
 impl Store {
+    /// Every signed note whose hashes no longer match the text (`keta audit verify`).
+    pub async fn verify_signed_notes(&self, actor: &Actor) -> Result<Vec<(SessionId, NoteVerification)>> {
+        actor.require(Permission::ViewAudit)?;
+        self.read(verify_notes).await
+    }
+
     /// Signs the session's note (or, with `amendment_id`, one of its amendments) as
     /// author, co-signer or reviewer. Needs a fresh re-authentication. The author's
     /// signature locks the note.

@@ -55,7 +55,7 @@ fn order_from(r: &Row) -> Result<CourseOrder> {
 }
 
 /// The order in force for a course (the latest), if any.
-pub fn current_order(c: &mut dyn Conn, course: CourseId) -> Result<Option<CourseOrder>> {
+pub(crate) fn current_order(c: &mut dyn Conn, course: CourseId) -> Result<Option<CourseOrder>> {
     c.query_opt(
         "SELECT id, course_id, patient_id, body, ordered_by, ordered_at FROM course_orders WHERE course_id = $1 ORDER BY id DESC LIMIT 1",
         params![course.0],

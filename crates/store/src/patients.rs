@@ -5,7 +5,7 @@ use keta_domain::ids::{PatientId, RecordId, SiteId};
 use keta_domain::patient::{Indication, NewPatient, NewWeight, Patient, Sex, WeightEntry, WeightType};
 use keta_domain::units::Kilograms;
 
-use crate::audit::{self, Action, Entry};
+use crate::audit::{self, Action, Created, Entry};
 use crate::conn::{Conn, Row};
 use crate::error::{Result, StoreError};
 use crate::time_codec::{date_text, from_json, json, ms, parse_date};
@@ -35,7 +35,7 @@ pub(crate) fn patient_from(r: &Row) -> Result<Patient> {
 
 /// Loads a patient the actor may see; a patient outside the actor's sites is
 /// reported as not found, so ids cannot be probed.
-pub fn get_patient(c: &mut dyn Conn, actor: &Actor, id: PatientId) -> Result<Patient> {
+pub(crate) fn get_patient(c: &mut dyn Conn, actor: &Actor, id: PatientId) -> Result<Patient> {
     let r = c
         .query_opt(&format!("SELECT {PATIENT_COLS} FROM patients p WHERE p.id = $1"), params![id.0])?
         .ok_or_else(|| StoreError::NotFound(format!("patient {id}")))?;
@@ -67,7 +67,7 @@ fn weight_from(r: &Row) -> Result<WeightEntry> {
     })
 }
 
-pub fn weights(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<WeightEntry>> {
+pub(crate) fn weights(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<WeightEntry>> {
     c.query(
         "SELECT id, patient_id, weight_kg, measured_on, weight_type FROM weights WHERE patient_id = $1 ORDER BY measured_on, id",
         params![patient.0],
@@ -181,29 +181,27 @@ impl Store {
         self.write(move |c| {
             let p = get_patient(c, &actor, patient)?;
             new.validate(crate::site_time::today(c, p.site_id, now)?)?;
-            let id = c.insert(
+            let id = audit::insert_audited(
+                c,
+                &actor,
+                now,
                 "INSERT INTO weights (patient_id, weight_kg, measured_on, weight_type, recorded_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
                 params![patient.0, new.weight_kg.0, date_text(new.measured_on), new.weight_type.as_str(), ms(now)],
+                Created { object_type: "weight", patient, site: p.site_id, fields: &["weight_kg", "measured_on", "weight_type"] },
             )?;
-            audit::record(c, &actor, now, Entry {
-                action: Action::Create, object_type: "weight", object_id: Some(id.to_string()), patient_id: Some(patient),
-                site_id: Some(p.site_id), fields: &["weight_kg", "measured_on", "weight_type"],
-            })?;
             Ok(WeightEntry { id: RecordId(id), patient_id: patient, weight_kg: new.weight_kg, measured_on: new.measured_on, weight_type: new.weight_type })
         })
         .await
     }
 
     pub async fn list_weights(&self, actor: &Actor, patient: PatientId) -> Result<Vec<WeightEntry>> {
-        actor.require(keta_domain::access::Permission::ViewClinical)?;
-        let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                get_patient(c, &act, patient)?;
-                weights(c, patient)
-            })
-            .await?;
-        self.audit_read(actor, "weights", None, Some(patient)).await?;
-        Ok(out)
+        self.read_patient_audited(
+            actor,
+            keta_domain::access::Permission::ViewClinical,
+            patient,
+            "weights",
+            move |c, _| weights(c, patient),
+        )
+        .await
     }
 }

@@ -155,16 +155,10 @@ impl Store {
 
     /// The pre-treatment records of every course of the patient, oldest course first; an audited read.
     pub async fn list_pretreatment(&self, actor: &Actor, patient: PatientId) -> Result<Vec<CoursePretreatment>> {
-        actor.require(Permission::ViewClinical)?;
-        let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                crate::patients::get_patient(c, &act, patient)?;
-                let courses = crate::courses::courses_for(c, patient)?;
-                courses.iter().map(|course| record_for(c, course)).collect::<Result<Vec<_>>>()
-            })
-            .await?;
-        self.audit_read(actor, "pretreatment", None, Some(patient)).await?;
-        Ok(out)
+        self.read_patient_audited(actor, Permission::ViewClinical, patient, "pretreatment", move |c, _| {
+            let courses = crate::courses::courses_for(c, patient)?;
+            courses.iter().map(|course| record_for(c, course)).collect::<Result<Vec<_>>>()
+        })
+        .await
     }
 }

@@ -31,7 +31,7 @@ fn response_from(r: &Row) -> Result<QuestionnaireResponse> {
     })
 }
 
-pub fn responses_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<QuestionnaireResponse>> {
+pub(crate) fn responses_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<QuestionnaireResponse>> {
     c.query(
         &format!("SELECT {COLS} FROM questionnaire_responses WHERE patient_id = $1 ORDER BY completed_at, id"),
         params![patient.0],
@@ -155,19 +155,19 @@ impl Store {
         patient: PatientId,
         instrument: Option<String>,
     ) -> Result<Vec<QuestionnaireResponse>> {
-        actor.require(keta_domain::access::Permission::ViewClinical)?;
-        let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                crate::patients::get_patient(c, &act, patient)?;
+        self.read_patient_audited(
+            actor,
+            keta_domain::access::Permission::ViewClinical,
+            patient,
+            "questionnaire_responses",
+            move |c, _| {
                 let all = responses_for(c, patient)?;
                 Ok(match instrument {
                     Some(i) => all.into_iter().filter(|r| r.instrument == i).collect(),
                     None => all,
                 })
-            })
-            .await?;
-        self.audit_read(actor, "questionnaire_responses", None, Some(patient)).await?;
-        Ok(out)
+            },
+        )
+        .await
     }
 }

@@ -8,7 +8,7 @@ use keta_domain::access::Permission;
 use keta_domain::ids::{PatientId, RecordId, SiteId};
 use keta_domain::referral::{NewReferral, PriorScore};
 
-use crate::audit::{self, Action, Entry};
+use crate::audit::{self, Created};
 use crate::conn::{Conn, Row};
 use crate::error::Result;
 use crate::time_codec::{date_text, ms, parse_date};
@@ -45,7 +45,7 @@ fn prior_from(r: &Row) -> Result<PriorScoreRecord> {
     })
 }
 
-pub fn prior_scores_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<PriorScoreRecord>> {
+pub(crate) fn prior_scores_for(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<PriorScoreRecord>> {
     c.query(
         "SELECT id, patient_id, instrument, total, observed_on, source FROM prior_scores WHERE patient_id = $1 ORDER BY observed_on, id",
         params![patient.0],
@@ -81,23 +81,14 @@ impl Store {
             }
             let mut scores = Vec::with_capacity(referral.prior_scores.len());
             for s in &referral.prior_scores {
-                let id = c.insert(
-                    "INSERT INTO prior_scores (patient_id, site_id, instrument, total, observed_on, source, recorded_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                    params![patient.0, site.0, s.instrument.as_str(), i64::from(s.total), date_text(s.observed_on), source.as_str(), ms(now)],
-                )?;
-                audit::record(
+                let id = audit::insert_audited(
                     c,
                     &actor,
                     now,
-                    Entry {
-                        action: Action::Create,
-                        object_type: "prior_score",
-                        object_id: Some(id.to_string()),
-                        patient_id: Some(patient),
-                        site_id: Some(site),
-                        fields: &["instrument", "total", "observed_on", "source"],
-                    },
+                    "INSERT INTO prior_scores (patient_id, site_id, instrument, total, observed_on, source, recorded_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                    params![patient.0, site.0, s.instrument.as_str(), i64::from(s.total), date_text(s.observed_on), source.as_str(), ms(now)],
+                    Created { object_type: "prior_score", patient, site, fields: &["instrument", "total", "observed_on", "source"] },
                 )?;
                 scores.push(RecordId(id));
             }
@@ -108,15 +99,9 @@ impl Store {
 
     /// Prior totals the referrer reported, oldest first (audited as a chart read).
     pub async fn list_prior_scores(&self, actor: &Actor, patient: PatientId) -> Result<Vec<PriorScoreRecord>> {
-        actor.require(Permission::ViewClinical)?;
-        let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                crate::patients::get_patient(c, &act, patient)?;
-                prior_scores_for(c, patient)
-            })
-            .await?;
-        self.audit_read(actor, "prior_scores", None, Some(patient)).await?;
-        Ok(out)
+        self.read_patient_audited(actor, Permission::ViewClinical, patient, "prior_scores", move |c, _| {
+            prior_scores_for(c, patient)
+        })
+        .await
     }
 }

@@ -142,7 +142,7 @@ pub const DICTIONARY: &[(&str, &str, &str, &str)] = &[
 ];
 
 /// The clinic's research settings, or the defaults.
-pub fn settings(c: &mut dyn Conn) -> Result<ResearchSettings> {
+pub(crate) fn settings(c: &mut dyn Conn) -> Result<ResearchSettings> {
     match c.query_opt("SELECT value FROM clinic_settings WHERE key = $1", params![SETTINGS_KEY])? {
         Some(r) => {
             serde_json::from_str(&r.text("value")?).map_err(|_| StoreError::Corrupt("research_export setting".into()))

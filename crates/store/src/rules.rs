@@ -36,7 +36,7 @@ fn parsed(text: &str) -> Result<Arc<SafetyRules>> {
 }
 
 /// The session-safety rules in force at `site`.
-pub fn safety_rules(c: &mut dyn Conn, site: SiteId) -> Result<Arc<SafetyRules>> {
+pub(crate) fn safety_rules(c: &mut dyn Conn, site: SiteId) -> Result<Arc<SafetyRules>> {
     let settings = c
         .query_opt("SELECT settings FROM sites WHERE id = $1", params![site.0])?
         .ok_or_else(|| StoreError::NotFound(format!("site {site}")))?

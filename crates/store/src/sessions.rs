@@ -53,7 +53,7 @@ pub(crate) fn session_from(r: &Row) -> Result<TreatmentSession> {
     })
 }
 
-pub fn get_session(c: &mut dyn Conn, actor: &Actor, id: SessionId) -> Result<TreatmentSession> {
+pub(crate) fn get_session(c: &mut dyn Conn, actor: &Actor, id: SessionId) -> Result<TreatmentSession> {
     let r = c
         .query_opt(&format!("SELECT {COLS} FROM sessions WHERE id = $1"), params![id.0])?
         .ok_or_else(|| StoreError::NotFound(format!("session {id}")))?;
@@ -87,7 +87,7 @@ pub(crate) fn lock_patient(c: &mut dyn Conn, patient: PatientId) -> Result<()> {
     Ok(())
 }
 
-pub fn sessions_for_patient(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<TreatmentSession>> {
+pub(crate) fn sessions_for_patient(c: &mut dyn Conn, patient: PatientId) -> Result<Vec<TreatmentSession>> {
     c.query(
         &format!("SELECT {COLS} FROM sessions WHERE patient_id = $1 ORDER BY scheduled_for, id"),
         params![patient.0],
@@ -141,7 +141,7 @@ pub(crate) fn vitals_from(r: &Row, dose_started: Option<OffsetDateTime>) -> Resu
 /// The session's vitals that count: readings a nurse struck as a monitor's artefact are left
 /// out (they are listed, marked, by `Store::device_readings`). Alerts, discharge, the board,
 /// the REMS form and the API's vitals all read through here.
-pub fn vitals_for(c: &mut dyn Conn, s: &TreatmentSession) -> Result<Vec<VitalsRecord>> {
+pub(crate) fn vitals_for(c: &mut dyn Conn, s: &TreatmentSession) -> Result<Vec<VitalsRecord>> {
     c.query(
         &format!(
             "SELECT v.id AS id, v.session_id AS session_id, v.taken_at AS taken_at, v.systolic_mmhg AS systolic_mmhg, v.diastolic_mmhg AS diastolic_mmhg,
@@ -155,7 +155,7 @@ pub fn vitals_for(c: &mut dyn Conn, s: &TreatmentSession) -> Result<Vec<VitalsRe
     .collect()
 }
 
-pub fn observations_for(c: &mut dyn Conn, session: SessionId) -> Result<Vec<ObservationRecord>> {
+pub(crate) fn observations_for(c: &mut dyn Conn, session: SessionId) -> Result<Vec<ObservationRecord>> {
     c.query(
         "SELECT id, session_id, observed_at, body FROM observations WHERE session_id = $1 ORDER BY observed_at, id",
         params![session.0],
@@ -1160,11 +1160,12 @@ impl Store {
     }
 
     pub async fn list_adverse_events(&self, actor: &Actor, patient: PatientId) -> Result<Vec<AdverseEvent>> {
-        actor.require(keta_domain::access::Permission::ViewClinical)?;
-        let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                crate::patients::get_patient(c, &act, patient)?;
+        self.read_patient_audited(
+            actor,
+            keta_domain::access::Permission::ViewClinical,
+            patient,
+            "adverse_events",
+            move |c, _| {
                 c.query(
                     &format!("SELECT {AE_COLS} FROM adverse_events WHERE patient_id = $1 ORDER BY onset_at, id"),
                     params![patient.0],
@@ -1172,10 +1173,9 @@ impl Store {
                 .iter()
                 .map(ae_from)
                 .collect()
-            })
-            .await?;
-        self.audit_read(actor, "adverse_events", None, Some(patient)).await?;
-        Ok(out)
+            },
+        )
+        .await
     }
 
     /// Writes the session note (signing and amendments come with signed records).

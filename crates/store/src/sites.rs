@@ -21,7 +21,7 @@ fn site_from(r: &Row) -> Result<Site> {
     })
 }
 
-pub fn get_site(c: &mut dyn Conn, id: SiteId) -> Result<Site> {
+pub(crate) fn get_site(c: &mut dyn Conn, id: SiteId) -> Result<Site> {
     let r = c
         .query_opt(&format!("SELECT {SITE_COLS} FROM sites WHERE id = $1"), params![id.0])?
         .ok_or_else(|| StoreError::NotFound(format!("site {id}")))?;

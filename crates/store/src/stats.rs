@@ -125,3 +125,40 @@ mod tests {
         assert_eq!(s.per_bucket.iter().map(|b| b.1).sum::<u64>(), 3, "the 600-write batch is only in +Inf");
     }
 }
+
+/// How many records the database holds, by kind (the demo's one-line summary, the
+/// benchmark's data-set description). Counts only: no patient data, so no audit entry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordCounts {
+    pub patients: i64,
+    pub sessions: i64,
+    pub vitals: i64,
+    pub questionnaire_responses: i64,
+    pub alerts: i64,
+    pub audit_entries: i64,
+    pub checkin_links: i64,
+}
+
+impl crate::Store {
+    /// The number of records of each kind, read in one snapshot.
+    pub async fn record_counts(&self) -> crate::Result<RecordCounts> {
+        self.read(|c| {
+            let mut n = |table: &str| -> crate::Result<i64> {
+                Ok(c.query_opt(&format!("SELECT count(*) AS n FROM {table}"), &[])?
+                    .map(|r| r.i64("n"))
+                    .transpose()?
+                    .unwrap_or(0))
+            };
+            Ok(RecordCounts {
+                patients: n("patients")?,
+                sessions: n("sessions")?,
+                vitals: n("vitals")?,
+                questionnaire_responses: n("questionnaire_responses")?,
+                alerts: n("alerts")?,
+                audit_entries: n("audit_log")?,
+                checkin_links: n("checkin_links")?,
+            })
+        })
+        .await
+    }
+}

@@ -65,11 +65,11 @@ pub async fn bounded(
     }
 }
 
-/// After the server stopped: waits until every write already queued has committed (SQLite
-/// runs writes in order, so an empty write behind them finishes last) and seals the audit
+/// After the server stopped: waits until every write already queued has committed
+/// (`Store::settle_writes`) and seals the audit
 /// chain (PostgreSQL), so the next server starts from a settled database.
 pub async fn settle(store: &keta_store::Store) {
-    if let Err(e) = store.write(|_| Ok(())).await {
+    if let Err(e) = store.settle_writes().await {
         tracing::warn!(error = %e, "waiting for queued writes at shutdown");
     }
     match store.seal_audit_chain().await {

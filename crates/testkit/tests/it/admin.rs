@@ -26,7 +26,7 @@ fn field_errors(e: StoreError) -> Vec<String> {
 }
 
 async fn audit_count(s: &keta_store::Store, object_type: &'static str) -> i64 {
-    s.read(move |c| {
+    keta_store::testing::read(s, move |c| {
         c.query_opt("SELECT count(*) AS n FROM audit_log WHERE object_type = $1", keta_store::params![object_type])?
             .unwrap()
             .i64("n")

@@ -76,18 +76,15 @@ fn backup_file(dir: &Path, db: &TestDb) -> PathBuf {
 }
 
 async fn digest_up_to(store: &Store, table: &'static str, key: &'static str, up_to: i64) -> String {
-    store.read(move |c| backup::table_digest(c, table, key, Some(up_to))).await.unwrap()
+    keta_store::testing::table_digest(store, table, key, Some(up_to)).await.unwrap()
 }
 
 async fn max_key(store: &Store, table: &'static str, key: &'static str) -> i64 {
-    store
-        .read(move |c| {
-            c.query_opt(&format!("SELECT coalesce(max({key}), 0) AS max_key FROM {table}"), &[])?
-                .unwrap()
-                .i64("max_key")
-        })
-        .await
-        .unwrap()
+    keta_store::testing::read(store, move |c| {
+        c.query_opt(&format!("SELECT coalesce(max({key}), 0) AS max_key FROM {table}"), &[])?.unwrap().i64("max_key")
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -143,7 +140,7 @@ async fn a_backup_taken_under_write_load_restores_to_the_clinic_it_recorded() {
         let restored = Store::open_with_clock(&target.url, clock.as_clock()).await.unwrap();
         // Row counts per table: the restored clinic is what the manifest recorded, plus the
         // restore's own audit entry.
-        let after = restored.read(|c| backup::survey(c)).await.unwrap();
+        let after = keta_store::testing::survey(&restored).await.unwrap();
         for (t, n) in &manifest.survey.tables {
             let expect = if t == "audit_log" { n + 1 } else { *n };
             assert_eq!(after.tables.get(t), Some(&expect), "rows of {t} ({:?})", db.kind);
@@ -164,29 +161,29 @@ async fn a_backup_taken_under_write_load_restores_to_the_clinic_it_recorded() {
             }
             let up_to = max_key(&restored, t, key).await;
             assert_eq!(manifest.survey.digests[*t], digest_up_to(&restored, t, key, up_to).await, "{t}");
-            let keys: Vec<String> = restored
-                .read(move |c| {
-                    c.query(&format!("SELECT {key} FROM {t} ORDER BY {key}"), &[])?
-                        .iter()
-                        .map(|r| r.i64(key).map(|k| k.to_string()))
-                        .collect()
-                })
-                .await
-                .unwrap();
+            let keys: Vec<String> = keta_store::testing::read(&restored, move |c| {
+                c.query(&format!("SELECT {key} FROM {t} ORDER BY {key}"), &[])?
+                    .iter()
+                    .map(|r| r.i64(key).map(|k| k.to_string()))
+                    .collect()
+            })
+            .await
+            .unwrap();
             if keys.is_empty() {
                 continue;
             }
             let sql = format!("SELECT * FROM {t} WHERE {key} IN ({}) ORDER BY {key}", keys.join(","));
             let q = sql.clone();
-            let mine: Vec<Vec<keta_store::Value>> = restored
-                .read(move |c| Ok(c.query(&q, &[])?.into_iter().map(|r| r.values().to_vec()).collect()))
-                .await
-                .unwrap();
-            let theirs: Vec<Vec<keta_store::Value>> = db
-                .store
-                .read(move |c| Ok(c.query(&sql, &[])?.into_iter().map(|r| r.values().to_vec()).collect()))
-                .await
-                .unwrap();
+            let mine: Vec<Vec<keta_store::testing::Value>> = keta_store::testing::read(&restored, move |c| {
+                Ok(c.query(&q, &[])?.into_iter().map(|r| r.values().to_vec()).collect())
+            })
+            .await
+            .unwrap();
+            let theirs: Vec<Vec<keta_store::testing::Value>> = keta_store::testing::read(&db.store, move |c| {
+                Ok(c.query(&sql, &[])?.into_iter().map(|r| r.values().to_vec()).collect())
+            })
+            .await
+            .unwrap();
             assert_eq!(mine, theirs, "content of {t} ({:?})", db.kind);
         }
         let patients_in_backup = manifest.survey.tables["patients"];
@@ -224,26 +221,24 @@ async fn a_restore_ends_every_sign_in_session_in_the_backup() {
         let report = backup::restore(&file, &target.url, clock.now()).await.unwrap();
         assert_eq!(report.sign_in_sessions_ended, 2, "{:?}", db.kind);
         let restored = Store::open_with_clock(&target.url, clock.as_clock()).await.unwrap();
-        let open = restored
-            .read(|c| {
-                c.query_opt("SELECT count(*) AS n FROM auth_sessions WHERE ended_at IS NULL", &[])?.unwrap().i64("n")
-            })
-            .await
-            .unwrap();
+        let open = keta_store::testing::read(&restored, |c| {
+            c.query_opt("SELECT count(*) AS n FROM auth_sessions WHERE ended_at IS NULL", &[])?.unwrap().i64("n")
+        })
+        .await
+        .unwrap();
         assert_eq!(open, 0, "{:?}", db.kind);
         let policy = keta_store::accounts::SessionPolicy::new(time::Duration::minutes(15), time::Duration::hours(12));
         assert!(restored.resolve_session(&t1, policy).await.unwrap().is_err(), "{:?}", db.kind);
-        let audited = restored
-            .read(|c| {
-                c.query_opt(
-                    "SELECT count(*) AS n FROM audit_log WHERE object_type = 'auth_sessions' AND actor = 'system'",
-                    params![],
-                )?
-                .unwrap()
-                .i64("n")
-            })
-            .await
-            .unwrap();
+        let audited = keta_store::testing::read(&restored, |c| {
+            c.query_opt(
+                "SELECT count(*) AS n FROM audit_log WHERE object_type = 'auth_sessions' AND actor = 'system'",
+                params![],
+            )?
+            .unwrap()
+            .i64("n")
+        })
+        .await
+        .unwrap();
         assert_eq!(audited, 1, "ending the sessions is audited ({:?})", db.kind);
     }
 }
@@ -268,10 +263,11 @@ async fn a_damaged_backup_or_a_used_target_is_refused_and_nothing_changes() {
                     Some(p) => !Path::new(p).exists(),
                     None => {
                         let s = Store::open(&url).await.unwrap();
-                        let n = s
-                            .read(|c| c.query_opt("SELECT count(*) AS n FROM patients", &[])?.unwrap().i64("n"))
-                            .await
-                            .unwrap();
+                        let n = keta_store::testing::read(&s, |c| {
+                            c.query_opt("SELECT count(*) AS n FROM patients", &[])?.unwrap().i64("n")
+                        })
+                        .await
+                        .unwrap();
                         // Opening migrated it; drop the schema again for the next attempt.
                         drop(s);
                         let u = url.clone();
@@ -321,8 +317,11 @@ async fn a_damaged_backup_or_a_used_target_is_refused_and_nothing_changes() {
         let e = backup::restore(&file, &db.url, clock.now()).await.unwrap_err();
         assert!(matches!(e, BackupError::TargetNotEmpty(_)), "{e}");
         assert!(e.to_string().contains("patients") || e.to_string().contains("tables"), "{e}");
-        let patients =
-            db.store.read(|c| c.query_opt("SELECT count(*) AS n FROM patients", &[])?.unwrap().i64("n")).await.unwrap();
+        let patients = keta_store::testing::read(&db.store, |c| {
+            c.query_opt("SELECT count(*) AS n FROM patients", &[])?.unwrap().i64("n")
+        })
+        .await
+        .unwrap();
         assert_eq!(patients, 5, "{:?}", db.kind);
 
         // The intact backup still restores.

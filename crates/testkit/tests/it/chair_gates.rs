@@ -213,15 +213,13 @@ async fn a_high_bp_at_discharge_needs_a_prescribers_decision_naming_the_reading_
         assert_eq!(s.discharge_blockers(&n, sess).await.unwrap(), vec![]);
         let done = s.act_on_session(&n, sess, SessionAction::Discharge).await.unwrap();
         assert!(done.note.unwrap_or_default().contains("Prescriber decision: discharge with BP 184/104"));
-        let audited = db
-            .store
-            .read(|c| {
-                c.query_opt("SELECT count(*) AS n FROM audit_log WHERE object_type = 'session_decision'", &[])?
-                    .unwrap()
-                    .i64("n")
-            })
-            .await
-            .unwrap();
+        let audited = keta_store::testing::read(&db.store, |c| {
+            c.query_opt("SELECT count(*) AS n FROM audit_log WHERE object_type = 'session_decision'", &[])?
+                .unwrap()
+                .i64("n")
+        })
+        .await
+        .unwrap();
         assert_eq!(audited, 1);
     }
 }

@@ -131,7 +131,11 @@ async fn issue(s: &Store, clock: &ManualClock, c: &Clinic, form: &str) -> (i64, 
 }
 
 async fn response_count(s: &Store) -> i64 {
-    s.read(|c| c.query_opt("SELECT count(*) AS n FROM questionnaire_responses", &[])?.unwrap().i64("n")).await.unwrap()
+    keta_store::testing::read(s, |c| {
+        c.query_opt("SELECT count(*) AS n FROM questionnaire_responses", &[])?.unwrap().i64("n")
+    })
+    .await
+    .unwrap()
 }
 
 /// A session 12 hours ahead: the PHQ-9 before it is due now, and nothing else is.
@@ -220,15 +224,14 @@ async fn a_reminder_goes_through_smtp_and_the_patient_completes_the_check_in_fro
 
         // The audit trail names the link as the actor for what the patient did.
         let actor = format!("patient-link:{id}");
-        let rows: Vec<(String, String)> = s
-            .read(move |c| {
-                c.query("SELECT action, object_type FROM audit_log WHERE actor = $1 ORDER BY seq", params![actor])?
-                    .iter()
-                    .map(|r| Ok((r.text("action")?, r.text("object_type")?)))
-                    .collect()
-            })
-            .await
-            .unwrap();
+        let rows: Vec<(String, String)> = keta_store::testing::read(s, move |c| {
+            c.query("SELECT action, object_type FROM audit_log WHERE actor = $1 ORDER BY seq", params![actor])?
+                .iter()
+                .map(|r| Ok((r.text("action")?, r.text("object_type")?)))
+                .collect()
+        })
+        .await
+        .unwrap();
         for want in ["checkin_link", "questionnaire_response"] {
             assert!(rows.iter().any(|(_, t)| t == want), "no {want} entry by the link: {rows:?}");
         }
@@ -603,12 +606,11 @@ async fn tokens_are_random_base64url_kept_only_as_hashes_and_reissue_replaces_th
             assert!(t.bytes().all(|x| x.is_ascii_alphanumeric() || x == b'-' || x == b'_'), "{t}");
         }
         assert_ne!(a.token, b.token);
-        let stored: Vec<String> = s
-            .read(|c| {
-                c.query("SELECT token_hash FROM checkin_links", &[])?.iter().map(|r| r.text("token_hash")).collect()
-            })
-            .await
-            .unwrap();
+        let stored: Vec<String> = keta_store::testing::read(s, |c| {
+            c.query("SELECT token_hash FROM checkin_links", &[])?.iter().map(|r| r.text("token_hash")).collect()
+        })
+        .await
+        .unwrap();
         assert_eq!(stored.len(), 2);
         // Exactly the SHA-256 of each token, in hex, and never the token itself.
         let mut want =
@@ -623,22 +625,21 @@ async fn tokens_are_random_base64url_kept_only_as_hashes_and_reissue_replaces_th
         }
         // Nowhere else either: not in the audit trail nor the events.
         let (ta, tb) = (a.token.clone(), b.token.clone());
-        let leaks: i64 = s
-            .read(move |c| {
-                let mut n = 0;
-                for t in [ta, tb] {
-                    let pat = format!("%{t}%");
-                    for q in [
-                        "SELECT count(*) AS n FROM audit_log WHERE fields LIKE $1 OR object_id LIKE $1 OR actor LIKE $1",
-                        "SELECT count(*) AS n FROM checkin_events WHERE detail LIKE $1",
-                    ] {
-                        n += c.query_opt(q, params![pat.as_str()])?.unwrap().i64("n")?;
-                    }
+        let leaks: i64 = keta_store::testing::read(s, move |c| {
+            let mut n = 0;
+            for t in [ta, tb] {
+                let pat = format!("%{t}%");
+                for q in [
+                    "SELECT count(*) AS n FROM audit_log WHERE fields LIKE $1 OR object_id LIKE $1 OR actor LIKE $1",
+                    "SELECT count(*) AS n FROM checkin_events WHERE detail LIKE $1",
+                ] {
+                    n += c.query_opt(q, params![pat.as_str()])?.unwrap().i64("n")?;
                 }
-                Ok(n)
-            })
-            .await
-            .unwrap();
+            }
+            Ok(n)
+        })
+        .await
+        .unwrap();
         assert_eq!(leaks, 0);
 
         // A reissued link has a new token; the old one is unknown from then on.
@@ -972,15 +973,14 @@ async fn clinic_wide_settings_need_an_administrator_of_every_site() {
             let r = app.put_json("/api/v1/settings/home-pre-dose", &home(hours)).await;
             assert_eq!(r.status(), 200, "{:?}: {}", db.kind, r.text().await.unwrap());
         }
-        let rows: Vec<String> = s
-            .read(|c| {
-                c.query("SELECT value FROM clinic_settings WHERE key = $1", params![HOME_PRE_DOSE_SETTINGS])?
-                    .iter()
-                    .map(|r| r.text("value"))
-                    .collect()
-            })
-            .await
-            .unwrap();
+        let rows: Vec<String> = keta_store::testing::read(s, |c| {
+            c.query("SELECT value FROM clinic_settings WHERE key = $1", params![HOME_PRE_DOSE_SETTINGS])?
+                .iter()
+                .map(|r| r.text("value"))
+                .collect()
+        })
+        .await
+        .unwrap();
         assert_eq!(rows.len(), 1, "{rows:?}");
         assert!(rows[0].contains("48"), "{rows:?}");
     }
@@ -1050,25 +1050,19 @@ async fn stopping_a_session_closes_its_unanswered_check_in_quietly() {
         // The link is closed now, not at the session's time, and nobody is told it was missed.
         let (status, _) = page(&app, &format!("/c/{}", link.token)).await;
         assert_eq!(status, StatusCode::GONE, "{:?}", db.kind);
-        let superseded: i64 = s
-            .read(|c| {
-                c.query_opt("SELECT count(*) AS n FROM checkin_events WHERE event = 'superseded'", &[])?
-                    .unwrap()
-                    .i64("n")
-            })
-            .await
-            .unwrap();
+        let superseded: i64 = keta_store::testing::read(s, |c| {
+            c.query_opt("SELECT count(*) AS n FROM checkin_events WHERE event = 'superseded'", &[])?.unwrap().i64("n")
+        })
+        .await
+        .unwrap();
         assert_eq!(superseded, 1, "{:?}", db.kind);
         clock.advance(Duration::hours(24));
         s.sweep_checkins().await.unwrap();
-        let missed: i64 = s
-            .read(|c| {
-                c.query_opt("SELECT count(*) AS n FROM alerts WHERE rule = 'home_checkin_missed'", &[])?
-                    .unwrap()
-                    .i64("n")
-            })
-            .await
-            .unwrap();
+        let missed: i64 = keta_store::testing::read(s, |c| {
+            c.query_opt("SELECT count(*) AS n FROM alerts WHERE rule = 'home_checkin_missed'", &[])?.unwrap().i64("n")
+        })
+        .await
+        .unwrap();
         assert_eq!(missed, 0, "{:?}", db.kind);
     }
 }

@@ -76,17 +76,16 @@ async fn scheduled_session(s: &Store, site: SiteId, mrn: &str) -> (PatientId, Se
 }
 
 async fn audited(db: &TestDb, object_type: &'static str, object_id: String, action: &'static str) -> i64 {
-    db.store
-        .read(move |c| {
-            c.query_opt(
-                "SELECT count(*) AS n FROM audit_log WHERE object_type = $1 AND object_id = $2 AND action = $3",
-                params![object_type, object_id.as_str(), action],
-            )?
-            .unwrap()
-            .i64("n")
-        })
-        .await
+    keta_store::testing::read(&db.store, move |c| {
+        c.query_opt(
+            "SELECT count(*) AS n FROM audit_log WHERE object_type = $1 AND object_id = $2 AND action = $3",
+            params![object_type, object_id.as_str(), action],
+        )?
         .unwrap()
+        .i64("n")
+    })
+    .await
+    .unwrap()
 }
 
 fn staff(name: String, site: SiteId) -> Actor {
@@ -116,18 +115,17 @@ async fn one_alert_is_acknowledged_once_by_the_first_of_many() {
             .await;
             let w = one_winner(k, "acknowledge", &results);
             // The stored acknowledgement is the winner's, whole: who, and their note.
-            let (by, note) = s
-                .read(move |c| {
-                    let r = c
-                        .query_opt(
-                            "SELECT acknowledged_by, acknowledgement_note FROM alerts WHERE id = $1",
-                            params![alert.0],
-                        )?
-                        .unwrap();
-                    Ok((r.text("acknowledged_by")?, r.text("acknowledgement_note")?))
-                })
-                .await
-                .unwrap();
+            let (by, note) = keta_store::testing::read(s, move |c| {
+                let r = c
+                    .query_opt(
+                        "SELECT acknowledged_by, acknowledgement_note FROM alerts WHERE id = $1",
+                        params![alert.0],
+                    )?
+                    .unwrap();
+                Ok((r.text("acknowledged_by")?, r.text("acknowledgement_note")?))
+            })
+            .await
+            .unwrap();
             assert_eq!(
                 (by.as_str(), note.as_str()),
                 (format!("nurse{w}").as_str(), format!("Rechecked by nurse{w}").as_str()),
@@ -209,7 +207,7 @@ async fn a_note_edited_while_it_is_signed_keeps_the_signed_text() {
             let note = s.get_signed_note(&prescriber(&[a]), sess).await.unwrap();
             assert!(note.signed && note.verification.intact, "{k:?} round {round}: {:?}", note.verification);
         }
-        let broken = s.read(|c| keta_store::notes::verify_notes(c)).await.unwrap();
+        let broken = keta_store::testing::verify_notes(s).await.unwrap();
         assert!(broken.is_empty(), "{k:?}: {broken:?}");
     }
 }
@@ -220,7 +218,7 @@ async fn refused_screen(s: &Store, site: SiteId, mrn: &str) -> i64 {
     let p = patient(s, site, mrn).await;
     let c = s.create_course(&prescriber(&[site]), p, course(Route::IvRacemic)).await.unwrap();
     let link = s.issue_link(&prescriber(&[site]), p, Some(c.id), "phq9".into()).await.unwrap().link.id;
-    s.write(move |conn| {
+    keta_store::testing::write(s, move |conn| {
         conn.insert(
             "INSERT INTO pre_dose_screens (link_id, patient_id, site_id, course_id, answers, sitter_name, sitter_contact, outcome, refusals, submitted_at, decided_at)
              VALUES ($1, $2, $3, $4, '{}', 'Sam Sitter', 'sam@example.org', 'refused', '[\"blood pressure too high\"]', $5, $5) RETURNING id",
@@ -248,18 +246,14 @@ async fn a_refused_screen_is_reviewed_once_by_the_first_of_many() {
             })
             .await;
             let w = one_winner(k, "review", &results);
-            let (by, note) = s
-                .read(move |c| {
-                    let r = c
-                        .query_opt(
-                            "SELECT reviewed_by, review_note FROM pre_dose_screens WHERE id = $1",
-                            params![screen],
-                        )?
-                        .unwrap();
-                    Ok((r.text("reviewed_by")?, r.text("review_note")?))
-                })
-                .await
-                .unwrap();
+            let (by, note) = keta_store::testing::read(s, move |c| {
+                let r = c
+                    .query_opt("SELECT reviewed_by, review_note FROM pre_dose_screens WHERE id = $1", params![screen])?
+                    .unwrap();
+                Ok((r.text("reviewed_by")?, r.text("review_note")?))
+            })
+            .await
+            .unwrap();
             assert_eq!((by, note), (format!("dr{w}"), format!("Phoned the patient (dr{w})")), "{k:?}");
             assert_eq!(audited(&db, "pre_dose_screen", screen.to_string(), "update").await, 1, "{k:?}");
         }
@@ -290,12 +284,11 @@ async fn site_settings_written_at_once_keep_every_writers_change() {
             })
             .await;
             assert!(results.iter().all(Result::is_ok), "{k:?}: {results:?}");
-            let settings = s
-                .read(move |c| {
-                    c.query_opt("SELECT settings FROM sites WHERE id = $1", params![a.0])?.unwrap().text("settings")
-                })
-                .await
-                .unwrap();
+            let settings = keta_store::testing::read(s, move |c| {
+                c.query_opt("SELECT settings FROM sites WHERE id = $1", params![a.0])?.unwrap().text("settings")
+            })
+            .await
+            .unwrap();
             let v: serde_json::Value = serde_json::from_str(&settings).unwrap();
             assert!(
                 v.get(keta_store::rules::PK_THRESHOLD_KEY).is_some() && v.get(keta_store::rules::SAFETY_KEY).is_some(),
@@ -387,10 +380,11 @@ async fn a_check_in_link_is_used_once_by_many_submissions() {
         })
         .await;
         one_winner(k, "complete check-in", &results);
-        let responses = s
-            .read(|c| c.query_opt("SELECT count(*) AS n FROM questionnaire_responses", &[])?.unwrap().i64("n"))
-            .await
-            .unwrap();
+        let responses = keta_store::testing::read(s, |c| {
+            c.query_opt("SELECT count(*) AS n FROM questionnaire_responses", &[])?.unwrap().i64("n")
+        })
+        .await
+        .unwrap();
         assert_eq!(responses, 1, "{k:?}");
     }
 }
@@ -436,8 +430,8 @@ async fn a_read_of_several_queries_sees_one_snapshot() {
         let reader = {
             let s = s.clone();
             tokio::spawn(async move {
-                s.read(move |c| {
-                    let count = |c: &mut dyn keta_store::Conn| {
+                keta_store::testing::read(&s, move |c| {
+                    let count = |c: &mut dyn keta_store::testing::Conn| {
                         c.query_opt("SELECT count(*) AS n FROM patients", &[])?.unwrap().i64("n")
                     };
                     let before = count(c)?;
@@ -454,7 +448,9 @@ async fn a_read_of_several_queries_sees_one_snapshot() {
         let (before, after) = reader.await.unwrap().unwrap();
         assert_eq!((before, after), (1, 1), "{k:?}: the second query saw a write the first did not");
         assert_eq!(
-            s.read(|c| c.query_opt("SELECT count(*) AS n FROM patients", &[])?.unwrap().i64("n")).await.unwrap(),
+            keta_store::testing::read(s, |c| c.query_opt("SELECT count(*) AS n FROM patients", &[])?.unwrap().i64("n"))
+                .await
+                .unwrap(),
             2
         );
     }
@@ -493,8 +489,7 @@ async fn a_dose_never_starts_past_an_urgent_alert_raised_at_the_same_moment() {
             })
             .await;
             // The order the audit trail recorded: the dose start, and the first urgent alert.
-            let (dose_seq, first_alert_seq) = s
-                .read(move |c| {
+            let (dose_seq, first_alert_seq) = keta_store::testing::read(s, move |c| {
                     let dose = c
                         .query_opt(
                             "SELECT max(seq) AS max_seq FROM audit_log WHERE object_type = 'session' AND object_id = $1 AND action = 'update'",

@@ -74,7 +74,7 @@ fn signature(form_key: &str) -> NewConsent {
 }
 
 async fn count(db: &TestDb, sql: &'static str) -> i64 {
-    db.store.read(move |c| c.query_opt(sql, &[])?.unwrap().i64("n")).await.unwrap()
+    keta_store::testing::read(&db.store, move |c| c.query_opt(sql, &[])?.unwrap().i64("n")).await.unwrap()
 }
 
 #[tokio::test]
@@ -216,19 +216,17 @@ async fn a_withdrawn_or_superseded_consent_stops_the_next_session_and_the_signed
         // A form revised since: the old signature no longer counts (the database holds the
         // version signed; a row claiming an older version stands in for a revision here).
         let old = iv.id.0;
-        let res = s
-            .write(move |c| {
-                c.execute("UPDATE consents SET form_version = 0 WHERE id = $1", keta_store::params![old])?;
-                Ok(())
-            })
-            .await;
+        let res = keta_store::testing::write(s, move |c| {
+            c.execute("UPDATE consents SET form_version = 0 WHERE id = $1", keta_store::params![old])?;
+            Ok(())
+        })
+        .await;
         assert!(res.is_err(), "the signed part of a consent cannot be changed ({:?})", db.kind);
-        let res = s
-            .write(move |c| {
-                c.execute("DELETE FROM consents WHERE id = $1", keta_store::params![old])?;
-                Ok(())
-            })
-            .await;
+        let res = keta_store::testing::write(s, move |c| {
+            c.execute("DELETE FROM consents WHERE id = $1", keta_store::params![old])?;
+            Ok(())
+        })
+        .await;
         assert!(res.is_err(), "a consent cannot be deleted ({:?})", db.kind);
         assert_eq!(s.list_consents(&n, p).await.unwrap().len(), 2);
         // Listing is an audited read.

@@ -34,10 +34,11 @@ async fn refused(r: reqwest::Response, field: &str) -> Value {
 }
 
 async fn count(db: &TestDb, table: &'static str) -> i64 {
-    db.store
-        .read(move |c| c.query_opt(&format!("SELECT count(*) AS n FROM {table}"), &[])?.unwrap().i64("n"))
-        .await
-        .unwrap()
+    keta_store::testing::read(&db.store, move |c| {
+        c.query_opt(&format!("SELECT count(*) AS n FROM {table}"), &[])?.unwrap().i64("n")
+    })
+    .await
+    .unwrap()
 }
 
 fn patient_body(site: i64, mrn: &str, born: &str) -> Value {
@@ -132,9 +133,11 @@ async fn a_session_on_a_completed_or_stopped_course_is_refused() {
         let at = NewSession { scheduled_for: T0 + Duration::days(1), chair_id: None, planned_dose_mg: None };
         for status in ["completed", "stopped"] {
             let course = c.course.0;
-            s.write(move |x| x.execute("UPDATE courses SET status = $1 WHERE id = $2", params![status, course]))
-                .await
-                .unwrap();
+            keta_store::testing::write(s, move |x| {
+                x.execute("UPDATE courses SET status = $1 WHERE id = $2", params![status, course])
+            })
+            .await
+            .unwrap();
             let e = s.create_session(&dr, c.course, at.clone()).await.unwrap_err();
             assert!(
                 matches!(&e, StoreError::Domain(keta_domain::DomainError::Conflict(m)) if m.contains(status)),
@@ -151,14 +154,18 @@ async fn a_panic_inside_a_storage_job_is_an_internal_error_and_the_store_carries
     let clock = ManualClock::at(T0);
     for db in TestDb::all(&clock).await {
         let s = &db.store;
-        let e = s.write(|_| -> keta_store::Result<()> { panic!("a bug in a storage job") }).await.unwrap_err();
+        let e = keta_store::testing::write(s, |_| -> keta_store::Result<()> { panic!("a bug in a storage job") })
+            .await
+            .unwrap_err();
         assert!(matches!(&e, StoreError::Backend(m) if m.contains("panicked")), "{:?}: {e}", db.kind);
         assert!(!matches!(e, StoreError::Closed), "not reported as shutting down");
-        let e = s.read(|_| -> keta_store::Result<()> { panic!("a bug in a read") }).await.unwrap_err();
+        let e = keta_store::testing::read(s, |_| -> keta_store::Result<()> { panic!("a bug in a read") })
+            .await
+            .unwrap_err();
         assert!(matches!(&e, StoreError::Backend(m) if m.contains("panicked")), "{:?}: {e}", db.kind);
         // Every reader connection survives: more reads than the pool holds still work.
         for _ in 0..16 {
-            let _ = s.read(|_| -> keta_store::Result<()> { panic!("again") }).await;
+            let _ = keta_store::testing::read(s, |_| -> keta_store::Result<()> { panic!("again") }).await;
         }
         site(s, "Z").await;
         assert!(count(&db, "sites").await >= 1, "{:?}", db.kind);
@@ -190,7 +197,7 @@ async fn a_session_in_year_9999_is_ignored_and_a_corrupt_record_stops_only_its_o
         .await
         .unwrap();
         let (fc, fp, site_id, bc) = (far_course.0, far_patient.0, fine.site.0, bad_course.0);
-        s.write(move |c| {
+        keta_store::testing::write(s, move |c| {
             c.execute(
                 "INSERT INTO sessions (course_id, patient_id, site_id, route, sequence, scheduled_for, state)
                  VALUES ($1, $2, $3, 'iv_racemic', 1, $4, 'scheduled')",

@@ -18,7 +18,7 @@ use crate::fixtures::*;
 
 /// Caps the file at `pages` pages (at least its current size), through the writer's connection.
 async fn cap_pages(s: &Store, pages: Option<i64>) {
-    s.write(move |c| {
+    keta_store::testing::write(s, move |c| {
         let now = c.query_opt("PRAGMA page_count", &[])?.expect("page count").i64("page_count")?;
         c.query(&format!("PRAGMA max_page_count = {}", pages.unwrap_or(now)), &[]).map(|_| ())
     })
@@ -27,17 +27,18 @@ async fn cap_pages(s: &Store, pages: Option<i64>) {
 }
 
 async fn clean(s: &Store) {
-    let check = s
-        .read(|c| c.query_opt("PRAGMA integrity_check", &[])?.expect("a result").text("integrity_check"))
-        .await
-        .expect("integrity check runs");
+    let check = keta_store::testing::read(s, |c| {
+        c.query_opt("PRAGMA integrity_check", &[])?.expect("a result").text("integrity_check")
+    })
+    .await
+    .expect("integrity check runs");
     assert_eq!(check, "ok");
     let (_, broken) = s.verify_audit_chain().await.expect("audit verify runs");
     assert!(broken.is_none(), "the audit chain verifies: {broken:?}");
 }
 
 async fn stored_mrns(s: &Store) -> BTreeSet<String> {
-    s.read(|c| c.query("SELECT mrn FROM patients", &[])?.iter().map(|r| r.text("mrn")).collect())
+    keta_store::testing::read(s, |c| c.query("SELECT mrn FROM patients", &[])?.iter().map(|r| r.text("mrn")).collect())
         .await
         .expect("read MRNs")
 }
@@ -139,7 +140,7 @@ async fn readiness_probes_a_full_disk_and_recovers_when_space_is_freed_without_a
     let s = &db.store;
     let a = site(s, "A").await;
     // Data an operator can delete later to make room (256 KiB).
-    s.write(|c| {
+    keta_store::testing::write(s, |c| {
         c.execute("CREATE TABLE operator_filler (pad BLOB)", &[])?;
         c.execute("INSERT INTO operator_filler (pad) VALUES (zeroblob(262144))", &[]).map(|_| ())
     })

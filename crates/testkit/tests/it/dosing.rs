@@ -76,7 +76,7 @@ async fn start_dose(db: &TestDb, a: SiteId, session: SessionId) {
 }
 
 async fn rows(db: &TestDb, sql: &'static str) -> i64 {
-    db.store.read(move |c| c.query_opt(sql, &[])?.unwrap().i64("n")).await.unwrap()
+    keta_store::testing::read(&db.store, move |c| c.query_opt(sql, &[])?.unwrap().i64("n")).await.unwrap()
 }
 
 /// The nurse of site A calculates; `checker` checks.
@@ -196,9 +196,10 @@ async fn the_second_person_check_is_someone_else_and_is_recorded_with_the_time()
         let listed = db.store.list_session_doses(&nurse(&[a]), sess).await.unwrap();
         assert_eq!(listed, std::slice::from_ref(&r), "{:?}", db.kind);
         // Append-only.
-        let upd = db.store.write(|c| c.execute("UPDATE dose_records SET dose_mg = 1", &[])).await;
+        let upd =
+            keta_store::testing::write(&db.store, |c| c.execute("UPDATE dose_records SET dose_mg = 1", &[])).await;
         assert!(upd.is_err(), "{:?}", db.kind);
-        let del = db.store.write(|c| c.execute("DELETE FROM dose_records", &[])).await;
+        let del = keta_store::testing::write(&db.store, |c| c.execute("DELETE FROM dose_records", &[])).await;
         assert!(del.is_err(), "{:?}", db.kind);
         // A nurse of another site does not see the session's doses.
         assert!(matches!(db.store.list_session_doses(&nurse(&[b]), sess).await, Err(StoreError::NotFound(_))));

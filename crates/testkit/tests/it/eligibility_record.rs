@@ -19,10 +19,11 @@ use time::macros::date;
 use crate::fixtures::*;
 
 async fn count(db: &TestDb, table: &'static str) -> i64 {
-    db.store
-        .read(move |c| c.query_opt(&format!("SELECT count(*) AS n FROM {table}"), &[])?.unwrap().i64("n"))
-        .await
-        .unwrap()
+    keta_store::testing::read(&db.store, move |c| {
+        c.query_opt(&format!("SELECT count(*) AS n FROM {table}"), &[])?.unwrap().i64("n")
+    })
+    .await
+    .unwrap()
 }
 
 async fn patient_born(store: &Store, site: keta_domain::ids::SiteId, mrn: &str, dob: Date) -> PatientId {

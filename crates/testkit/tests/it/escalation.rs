@@ -49,7 +49,7 @@ async fn item9_alert(s: &Store, c: &Clinic) -> AlertId {
 }
 
 async fn audit_count(s: &Store, alert: AlertId) -> i64 {
-    s.read(move |c| {
+    keta_store::testing::read(s, move |c| {
         c.query_opt(
             "SELECT count(*) AS n FROM audit_log WHERE object_type = 'alert_escalation' AND object_id = $1",
             keta_store::params![alert.0.to_string()],

@@ -164,8 +164,7 @@ async fn observation_search_filters_by_date_prefix_pages_and_stays_within_the_ca
         assert!(s.fhir_observations(&desk, search(Some(pa), &[], 10, 0), all_sources()).await.is_err());
 
         // Each read is audited against the patient whose data was returned.
-        let reads = s
-            .read(move |c| {
+        let reads = keta_store::testing::read(s, move |c| {
                 c.query_opt(
                     "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'read' AND object_type = 'fhir_observation' AND actor = 'nurse.test' AND patient_id = $1",
                     keta_store::params![pa.0],
@@ -176,8 +175,7 @@ async fn observation_search_filters_by_date_prefix_pages_and_stays_within_the_ca
             .await
             .unwrap();
         assert!(reads >= 1, "{reads}");
-        let leaked = s
-            .read(move |c| {
+        let leaked = keta_store::testing::read(s, move |c| {
                 c.query_opt(
                     "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'read' AND object_type LIKE 'fhir_%' AND actor = 'nurse.test' AND patient_id = $1",
                     keta_store::params![pb.0],
@@ -300,8 +298,7 @@ async fn the_http_api_answers_bundles_next_links_includes_and_operation_outcomes
         assert_eq!(app.get("/fhir/R4/Medication").await.status(), 404);
 
         // The request's reads are audited for the patient read.
-        let reads = s
-            .read(move |c| {
+        let reads = keta_store::testing::read(s, move |c| {
                 c.query_opt(
                     "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'read' AND object_type LIKE 'fhir_%' AND actor = 'nurse.test' AND patient_id = $1",
                     keta_store::params![pa.0],
@@ -333,15 +330,14 @@ async fn an_api_client_reads_its_sites_only_with_a_revocable_token_and_is_audite
         assert!(issued.token.starts_with(keta_store::api_clients::TOKEN_PREFIX));
         assert!(s.create_api_client(&admin, "payer".into(), vec![a]).await.is_err(), "names are unique");
         let token = issued.token.clone();
-        let stored = s
-            .read(move |c| {
-                c.query("SELECT token_hash FROM api_clients", &[])?
-                    .iter()
-                    .map(|r| r.text("token_hash"))
-                    .collect::<keta_store::Result<Vec<_>>>()
-            })
-            .await
-            .unwrap();
+        let stored = keta_store::testing::read(s, move |c| {
+            c.query("SELECT token_hash FROM api_clients", &[])?
+                .iter()
+                .map(|r| r.text("token_hash"))
+                .collect::<keta_store::Result<Vec<_>>>()
+        })
+        .await
+        .unwrap();
         assert!(!stored.contains(&token), "only the hash is stored");
 
         let app = spawn_app(s.clone()).await;
@@ -362,8 +358,7 @@ async fn an_api_client_reads_its_sites_only_with_a_revocable_token_and_is_audite
         let r = bearer("/api/v1/patients".into(), token.clone()).await;
         assert_eq!(r.status(), 401);
 
-        let reads = s
-            .read(move |c| {
+        let reads = keta_store::testing::read(s, move |c| {
                 c.query_opt(
                     "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'read' AND actor = 'api-client:payer' AND patient_id = $1",
                     keta_store::params![pa.0],

@@ -447,7 +447,7 @@ async fn a_sitters_link_is_never_reissued_to_the_patient() {
 }
 
 async fn count(s: &keta_store::Store, sql: &'static str) -> i64 {
-    s.read(move |c| c.query_opt(sql, &[])?.unwrap().i64("n")).await.unwrap()
+    keta_store::testing::read(s, move |c| c.query_opt(sql, &[])?.unwrap().i64("n")).await.unwrap()
 }
 
 #[tokio::test]

@@ -20,14 +20,13 @@ async fn nurse_app(db: &TestDb) -> (TestApp, PatientId) {
 }
 
 async fn weights(db: &TestDb, p: PatientId) -> i64 {
-    db.store
-        .read(move |c| {
-            c.query_opt("SELECT count(*) AS n FROM weights WHERE patient_id = $1", keta_store::params![p.0])?
-                .unwrap()
-                .i64("n")
-        })
-        .await
-        .unwrap()
+    keta_store::testing::read(&db.store, move |c| {
+        c.query_opt("SELECT count(*) AS n FROM weights WHERE patient_id = $1", keta_store::params![p.0])?
+            .unwrap()
+            .i64("n")
+    })
+    .await
+    .unwrap()
 }
 
 fn weight(kg: f64) -> Value {
@@ -182,7 +181,7 @@ async fn occupy_writer(store: &keta_store::Store) -> (std::sync::mpsc::Sender<()
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     let s = store.clone();
     let held = tokio::spawn(async move {
-        s.write(move |_| {
+        keta_store::testing::write(&s, move |_| {
             let _ = started_tx.send(());
             let _ = release_rx.recv();
             Ok(())
@@ -217,7 +216,7 @@ async fn a_full_writer_queue_answers_503_with_retry_after_and_saves_nothing() {
 
     let (release, held) = occupy_writer(&db_store).await;
     // One write waits in the queue of one: the queue is full.
-    let mut waiting = Box::pin(db_store.write(|_| Ok(())));
+    let mut waiting = Box::pin(keta_store::testing::write(&db_store, |_| Ok(())));
     poll_once(&mut waiting).await;
 
     let r = app.post_json(&path, &weight(70.0)).await;
@@ -232,14 +231,13 @@ async fn a_full_writer_queue_answers_503_with_retry_after_and_saves_nothing() {
     waiting.await.unwrap();
     // The retry the server asked for succeeds, and only it recorded.
     assert_eq!(app.post_json(&path, &weight(70.0)).await.status(), 201);
-    let n = db_store
-        .read(move |c| {
-            c.query_opt("SELECT count(*) AS n FROM weights WHERE patient_id = $1", keta_store::params![p.0])?
-                .unwrap()
-                .i64("n")
-        })
-        .await
-        .unwrap();
+    let n = keta_store::testing::read(&db_store, move |c| {
+        c.query_opt("SELECT count(*) AS n FROM weights WHERE patient_id = $1", keta_store::params![p.0])?
+            .unwrap()
+            .i64("n")
+    })
+    .await
+    .unwrap();
     assert_eq!(n, 1);
 }
 
@@ -250,7 +248,7 @@ async fn a_write_whose_caller_gave_up_in_the_queue_is_never_run() {
     let db = TestDb::sqlite(ManualClock::at(T0).as_clock()).await;
     let a = site(&db.store, "A").await;
     let (release, held) = occupy_writer(&db.store).await;
-    let mut abandoned = Box::pin(db.store.write(move |c| {
+    let mut abandoned = Box::pin(keta_store::testing::write(&db.store, move |c| {
         c.execute("UPDATE sites SET name = 'written after its caller left' WHERE id = $1", keta_store::params![a.0])
     }));
     poll_once(&mut abandoned).await;
@@ -258,20 +256,22 @@ async fn a_write_whose_caller_gave_up_in_the_queue_is_never_run() {
     release.send(()).unwrap();
     held.await.unwrap();
     // The queue runs in order: once a later write is done, the abandoned one had its turn.
-    db.store.write(|_| Ok(())).await.unwrap();
-    let name = db
-        .store
-        .read(move |c| {
-            c.query_opt("SELECT name FROM sites WHERE id = $1", keta_store::params![a.0])?.unwrap().text("name")
-        })
-        .await
-        .unwrap();
+    keta_store::testing::write(&db.store, |_| Ok(())).await.unwrap();
+    let name = keta_store::testing::read(&db.store, move |c| {
+        c.query_opt("SELECT name FROM sites WHERE id = $1", keta_store::params![a.0])?.unwrap().text("name")
+    })
+    .await
+    .unwrap();
     assert_ne!(name, "written after its caller left");
 }
 
 /// The first account's id (the administrator seeded first).
 async fn first_user(db: &TestDb) -> i64 {
-    db.store.read(|c| c.query_opt("SELECT min(id) AS min_id FROM users", &[])?.unwrap().i64("min_id")).await.unwrap()
+    keta_store::testing::read(&db.store, |c| {
+        c.query_opt("SELECT min(id) AS min_id FROM users", &[])?.unwrap().i64("min_id")
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -302,26 +302,26 @@ async fn a_key_in_flight_is_held_then_taken_over_only_if_nothing_was_recorded() 
         assert_ne!(second.owner, first.owner, "{:?}", db.kind);
         let stale = under_claim(
             first.clone(),
-            db.store
-                .write(move |c| c.execute("UPDATE sites SET name = 'stale' WHERE id = $1", keta_store::params![a.0])),
+            keta_store::testing::write(&db.store, move |c| {
+                c.execute("UPDATE sites SET name = 'stale' WHERE id = $1", keta_store::params![a.0])
+            }),
         )
         .await;
         assert!(matches!(stale, Err(keta_store::StoreError::Conflict(_))), "{:?}: {stale:?}", db.kind);
-        let name = db
-            .store
-            .read(move |c| {
-                c.query_opt("SELECT name FROM sites WHERE id = $1", keta_store::params![a.0])?.unwrap().text("name")
-            })
-            .await
-            .unwrap();
+        let name = keta_store::testing::read(&db.store, move |c| {
+            c.query_opt("SELECT name FROM sites WHERE id = $1", keta_store::params![a.0])?.unwrap().text("name")
+        })
+        .await
+        .unwrap();
         assert_ne!(name, "stale", "{:?}: the stale attempt's write rolled back", db.kind);
 
         // The retry records, then the server stops before keeping its response: the write
         // can be found (when), never repeated.
         under_claim(
             second.clone(),
-            db.store
-                .write(move |c| c.execute("UPDATE sites SET name = 'retried' WHERE id = $1", keta_store::params![a.0])),
+            keta_store::testing::write(&db.store, move |c| {
+                c.execute("UPDATE sites SET name = 'retried' WHERE id = $1", keta_store::params![a.0])
+            }),
         )
         .await
         .unwrap();

@@ -11,7 +11,7 @@ use keta_domain::ledger::{
 };
 use keta_domain::session::{NewSession, SessionAction};
 use keta_domain::units::{MgPerMl, Milligrams, Millilitres};
-use keta_store::ledger::{LedgerQuery, Witness, administrations_for_session};
+use keta_store::ledger::{LedgerQuery, Witness};
 use keta_store::{Actor, SiteScope, Store, StoreError, params};
 use keta_testkit::{Kind, ManualClock, TestDb, seed_staff, spawn_app};
 use serde_json::{Value, json};
@@ -115,17 +115,19 @@ async fn dosing_session(s: &Store, site: SiteId, mrn: &str, route: Route) -> Ses
 }
 
 async fn rows(db: &TestDb, table: &'static str) -> i64 {
-    db.store
-        .read(move |c| c.query_opt(&format!("SELECT count(*) AS n FROM {table}"), &[])?.unwrap().i64("n"))
-        .await
-        .unwrap()
+    keta_store::testing::read(&db.store, move |c| {
+        c.query_opt(&format!("SELECT count(*) AS n FROM {table}"), &[])?.unwrap().i64("n")
+    })
+    .await
+    .unwrap()
 }
 
 async fn audit_actions(db: &TestDb) -> Vec<String> {
-    db.store
-        .read(|c| c.query("SELECT action FROM audit_log ORDER BY seq", &[])?.iter().map(|r| r.text("action")).collect())
-        .await
-        .unwrap()
+    keta_store::testing::read(&db.store, |c| {
+        c.query("SELECT action FROM audit_log ORDER BY seq", &[])?.iter().map(|r| r.text("action")).collect()
+    })
+    .await
+    .unwrap()
 }
 
 async fn receive(db: &TestDb, clock: &ManualClock, r: NewReceipt) -> RecordedEntry {
@@ -150,7 +152,7 @@ async fn a_vial_goes_from_receipt_through_dose_and_waste_to_a_balanced_count() {
         assert_eq!(r.entry.witnesses[0].name, "dr.test", "the checker is stored");
         assert_eq!(r.entry.content_sha256.len(), 64, "IN-1: a SHA-256 of the entry's content");
 
-        assert_eq!(s.read(move |c| administrations_for_session(c, sess)).await.unwrap(), 0);
+        assert_eq!(keta_store::testing::administrations_for_session(s, sess).await.unwrap(), 0);
         clock.advance(time::Duration::minutes(1));
         let given = s.record_administration(&n, Some(clock.now()), dose(lot, sess, 35.0, 0.7)).await.unwrap();
         assert_eq!(
@@ -160,7 +162,7 @@ async fn a_vial_goes_from_receipt_through_dose_and_waste_to_a_balanced_count() {
         );
         assert_eq!((given.entry.session_id, given.entry.recorded_by.name.as_str()), (Some(sess), "nurse.test"));
         assert_eq!((given.entry.amount_mg, given.entry.amount_ml), (Milligrams(35.0), Some(Millilitres(0.7))));
-        assert_eq!(s.read(move |c| administrations_for_session(c, sess)).await.unwrap(), 1);
+        assert_eq!(keta_store::testing::administrations_for_session(s, sess).await.unwrap(), 1);
 
         // The rest of the opened vial is wasted before a witness; both people are stored.
         let w = s
@@ -387,7 +389,7 @@ async fn entries_are_append_only_and_a_correction_keeps_the_original() {
             (wrong.change, wrong.content_sha256.as_str(), Some(rev.id))
         );
         assert_eq!(
-            s.read(move |c| administrations_for_session(c, sess)).await.unwrap(),
+            keta_store::testing::administrations_for_session(s, sess).await.unwrap(),
             1,
             "the replacement counts, the original does not"
         );
@@ -410,7 +412,7 @@ async fn entries_are_append_only_and_a_correction_keeps_the_original() {
             .await
             .unwrap();
         assert_eq!(void.lot.on_hand, Quantity(20_000));
-        assert_eq!(s.read(move |c| administrations_for_session(c, sess)).await.unwrap(), 0);
+        assert_eq!(keta_store::testing::administrations_for_session(s, sess).await.unwrap(), 0);
         assert!(
             s.reverse_ledger_entry(
                 &n,
@@ -440,18 +442,20 @@ async fn entries_are_append_only_and_a_correction_keeps_the_original() {
 
         // The database refuses to change or remove entries, even for Keta itself.
         assert!(
-            s.write(
-                move |c| c.execute("UPDATE cs_ledger SET change_thousandths = 0 WHERE id = $1", params![wrong.id.0])
-            )
+            keta_store::testing::write(s, move |c| c
+                .execute("UPDATE cs_ledger SET change_thousandths = 0 WHERE id = $1", params![wrong.id.0]))
             .await
             .is_err(),
             "{k:?}"
         );
         assert!(
-            s.write(move |c| c.execute("DELETE FROM cs_ledger WHERE id = $1", params![wrong.id.0])).await.is_err(),
+            keta_store::testing::write(s, move |c| c
+                .execute("DELETE FROM cs_ledger WHERE id = $1", params![wrong.id.0]))
+            .await
+            .is_err(),
             "{k:?}"
         );
-        assert!(s.write(|c| c.execute("DELETE FROM cs_lots", &[])).await.is_err(), "{k:?}");
+        assert!(keta_store::testing::write(s, |c| c.execute("DELETE FROM cs_lots", &[])).await.is_err(), "{k:?}");
         assert!(s.verify_ledger(&n).await.unwrap().intact);
     }
 }
@@ -608,16 +612,15 @@ async fn the_ledger_chain_detects_an_edit_made_outside_keta() {
             .id;
         // Someone with the database shell disables the guard and changes a count.
         let kind = db.kind;
-        db.store
-            .write(move |c| {
-                match kind {
-                    Kind::Sqlite => c.execute("DROP TRIGGER cs_ledger_no_update", &[])?,
-                    Kind::Postgres => c.execute("ALTER TABLE cs_ledger DISABLE TRIGGER cs_ledger_no_update", &[])?,
-                };
-                c.execute("UPDATE cs_ledger SET count_physical = 19000 WHERE id = $1", params![target.0])
-            })
-            .await
-            .unwrap();
+        keta_store::testing::write(&db.store, move |c| {
+            match kind {
+                Kind::Sqlite => c.execute("DROP TRIGGER cs_ledger_no_update", &[])?,
+                Kind::Postgres => c.execute("ALTER TABLE cs_ledger DISABLE TRIGGER cs_ledger_no_update", &[])?,
+            };
+            c.execute("UPDATE cs_ledger SET count_physical = 19000 WHERE id = $1", params![target.0])
+        })
+        .await
+        .unwrap();
         let v = db.store.verify_ledger(&n).await.unwrap();
         assert!(!v.intact, "{kind:?}");
         assert_eq!(v.first_break.as_ref().map(|b| b.entry_id), Some(target), "{kind:?}: {v:?}");
@@ -718,7 +721,12 @@ async fn ledger_entries_over_http_need_reauthentication_a_real_witness_and_have_
     let r = s.send(&app, reqwest::Method::POST, "/api/v1/ledger/receipts").json(&bad).send().await.unwrap();
     assert_eq!(r.status(), 422);
     assert_eq!(
-        db.store.read(|c| c.query_opt("SELECT count(*) AS n FROM cs_ledger", &[])?.unwrap().i64("n")).await.unwrap(),
+        keta_store::testing::read(&db.store, |c| c
+            .query_opt("SELECT count(*) AS n FROM cs_ledger", &[])?
+            .unwrap()
+            .i64("n"))
+        .await
+        .unwrap(),
         0
     );
 

@@ -54,7 +54,9 @@ fn waste<'a>(token: &'a str, lot: &'a str, witness: &'a str, password: &'a str) 
 }
 
 async fn entries(db: &TestDb) -> i64 {
-    db.store.read(|c| c.query_opt("SELECT count(*) AS n FROM cs_ledger", &[])?.unwrap().i64("n")).await.unwrap()
+    keta_store::testing::read(&db.store, |c| c.query_opt("SELECT count(*) AS n FROM cs_ledger", &[])?.unwrap().i64("n"))
+        .await
+        .unwrap()
 }
 
 #[tokio::test]

@@ -6,7 +6,6 @@ use keta_domain::course::Route;
 use keta_domain::ids::{SessionId, SiteId};
 use keta_domain::notes::{NewAmendment, SignNote, SignatureMeaning};
 use keta_domain::session::NewSession;
-use keta_store::notes::{is_note_signed, verify_notes};
 use keta_store::{Actor, SiteScope, Store, StoreError, params};
 use keta_testkit::{Kind, ManualClock, TestDb, seed_staff, spawn_app};
 use serde_json::{Value, json};
@@ -41,15 +40,14 @@ fn amendment(text: &str) -> NewAmendment {
 
 /// The audit trail's actions, without the fixture's consent signatures.
 async fn audit_actions(db: &TestDb) -> Vec<String> {
-    db.store
-        .read(|c| {
-            c.query("SELECT action FROM audit_log WHERE object_type <> 'consent' ORDER BY seq", &[])?
-                .iter()
-                .map(|r| r.text("action"))
-                .collect()
-        })
-        .await
-        .unwrap()
+    keta_store::testing::read(&db.store, |c| {
+        c.query("SELECT action FROM audit_log WHERE object_type <> 'consent' ORDER BY seq", &[])?
+            .iter()
+            .map(|r| r.text("action"))
+            .collect()
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -76,7 +74,7 @@ async fn a_signed_note_is_locked_and_changes_are_signed_amendments_linked_to_it(
         assert!(
             s.sign_session_note(&rn, Some(now), sess, "RN Test".into(), sign(SignatureMeaning::CoSign)).await.is_err()
         );
-        assert!(!s.read(move |c| is_note_signed(c, sess)).await.unwrap());
+        assert!(!keta_store::testing::is_note_signed(s, sess).await.unwrap());
 
         let signed =
             s.sign_session_note(&dr, Some(now), sess, "Dr Test".into(), sign(SignatureMeaning::Author)).await.unwrap();
@@ -88,7 +86,7 @@ async fn a_signed_note_is_locked_and_changes_are_signed_amendments_linked_to_it(
         );
         assert_eq!(Some(&sig.content_sha256), signed.content_sha256.as_ref(), "bound to the hash of the text signed");
         assert_eq!(sig.content_sha256.len(), 64);
-        assert!(s.read(move |c| is_note_signed(c, sess)).await.unwrap(), "{k:?}");
+        assert!(keta_store::testing::is_note_signed(s, sess).await.unwrap(), "{k:?}");
         // One author; the author cannot co-sign; someone else can.
         assert!(matches!(
             s.sign_session_note(&rn, Some(now), sess, "RN Test".into(), sign(SignatureMeaning::Author)).await,
@@ -165,8 +163,16 @@ async fn a_signed_note_is_locked_and_changes_are_signed_amendments_linked_to_it(
         assert_eq!(actions.iter().filter(|x| *x == "sign").count(), 5, "{k:?}: {actions:?}");
         assert_eq!(actions.iter().filter(|x| *x == "amend").count(), 2);
         // Signatures and amendments cannot be changed or removed, even by Keta.
-        assert!(s.write(|c| c.execute("UPDATE note_signatures SET printed_name = 'x'", &[])).await.is_err(), "{k:?}");
-        assert!(s.write(|c| c.execute("DELETE FROM note_amendments", &[])).await.is_err(), "{k:?}");
+        assert!(
+            keta_store::testing::write(s, |c| c.execute("UPDATE note_signatures SET printed_name = 'x'", &[]))
+                .await
+                .is_err(),
+            "{k:?}"
+        );
+        assert!(
+            keta_store::testing::write(s, |c| c.execute("DELETE FROM note_amendments", &[])).await.is_err(),
+            "{k:?}"
+        );
         // Reading needs the clinical chart permission.
         assert!(matches!(s.get_signed_note(&front_desk(&[a]), sess).await, Err(StoreError::Forbidden(_))));
         let other_site = Actor::staff("dr.b", Role::Prescriber, SiteScope::Sites(vec![SiteId(999)]));
@@ -191,10 +197,10 @@ async fn a_signed_note_edited_outside_keta_fails_verification() {
         s.amend_session_note(&dr, Some(clock.now()), sess, "Dr Test".into(), amendment("Pre-dose BP 128/82."))
             .await
             .unwrap();
-        assert!(s.read(verify_notes).await.unwrap().is_empty(), "{k:?}");
+        assert!(keta_store::testing::verify_notes(s).await.unwrap().is_empty(), "{k:?}");
 
         // Someone with the database shell rewrites the signed body.
-        s.write(move |c| {
+        keta_store::testing::write(s, move |c| {
             c.execute(
                 "UPDATE sessions SET note = $1 WHERE id = $2",
                 params!["Dose 35 mg IV. Adverse event: none worth noting.", sess.0],
@@ -205,7 +211,7 @@ async fn a_signed_note_edited_outside_keta_fails_verification() {
         let got = s.get_signed_note(&dr, sess).await.unwrap();
         assert!(!got.verification.intact, "{k:?}");
         assert!(got.verification.problems[0].contains("changed after signing"), "{:?}", got.verification.problems);
-        let broken = s.read(verify_notes).await.unwrap();
+        let broken = keta_store::testing::verify_notes(s).await.unwrap();
         assert_eq!(broken.iter().map(|b| b.0).collect::<Vec<_>>(), [sess], "{k:?}");
         // Nobody can co-sign the altered text.
         let e = s
@@ -216,7 +222,7 @@ async fn a_signed_note_edited_outside_keta_fails_verification() {
 
         // ...and an amendment's text, past its append-only guard.
         let kind = db.kind;
-        s.write(move |c| {
+        keta_store::testing::write(s, move |c| {
             match kind {
                 Kind::Sqlite => c.execute("DROP TRIGGER note_amendments_no_update", &[])?,
                 Kind::Postgres => {
@@ -369,7 +375,7 @@ async fn only_the_person_who_wrote_the_note_signs_it_as_author() {
             matches!(&e, StoreError::Domain(keta_domain::DomainError::Invalid(f)) if f[0].field == "meaning" && f[0].message.contains("dr.test")),
             "{k:?}: {e:?}"
         );
-        assert!(!s.read(move |c| is_note_signed(c, sess)).await.unwrap(), "{k:?}: nothing was signed");
+        assert!(!keta_store::testing::is_note_signed(s, sess).await.unwrap(), "{k:?}: nothing was signed");
         s.sign_session_note(&dr, Some(now), sess, "Dr Test".into(), sign(SignatureMeaning::Author)).await.unwrap();
         let reviewed =
             s.sign_session_note(&rn, Some(now), sess, "RN Test".into(), sign(SignatureMeaning::Review)).await.unwrap();

@@ -58,18 +58,17 @@ fn request_id(r: &reqwest::Response) -> String {
 
 async fn audit_request_ids(w: &World, object_type: &str, action: &str) -> Vec<Option<String>> {
     let (t, a) = (object_type.to_string(), action.to_string());
-    w.db.store
-        .read(move |c| {
-            c.query(
-                "SELECT request_id FROM audit_log WHERE object_type = $1 AND action = $2 ORDER BY seq",
-                keta_store::params![t, a],
-            )?
-            .iter()
-            .map(|r| r.opt_text("request_id"))
-            .collect()
-        })
-        .await
-        .unwrap()
+    keta_store::testing::read(&w.db.store, move |c| {
+        c.query(
+            "SELECT request_id FROM audit_log WHERE object_type = $1 AND action = $2 ORDER BY seq",
+            keta_store::params![t, a],
+        )?
+        .iter()
+        .map(|r| r.opt_text("request_id"))
+        .collect()
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -155,15 +154,14 @@ async fn an_edited_request_id_breaks_the_chain() {
                 "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update; UPDATE audit_log SET request_id = 'forged' WHERE request_id = 'edit-me'"
             }
         };
-        w.db.store
-            .write(move |c| {
-                for sql in edit.split("; ") {
-                    c.execute(sql, &[])?;
-                }
-                Ok(())
-            })
-            .await
-            .unwrap();
+        keta_store::testing::write(&w.db.store, move |c| {
+            for sql in edit.split("; ") {
+                c.execute(sql, &[])?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
         let (_, broken) = w.db.store.verify_audit_chain().await.unwrap();
         assert!(broken.is_some(), "an edited request id must break the chain");
     }
@@ -233,22 +231,22 @@ async fn readiness_fails_while_migrating_and_shutting_down_and_liveness_does_not
 
         // The database's schema is older than this server's: not ready until migrated.
         let latest = keta_store::latest_version();
-        w.db.store
-            .write(move |c| c.execute("DELETE FROM schema_migrations WHERE version = $1", keta_store::params![latest]))
-            .await
-            .unwrap();
+        keta_store::testing::write(&w.db.store, move |c| {
+            c.execute("DELETE FROM schema_migrations WHERE version = $1", keta_store::params![latest])
+        })
+        .await
+        .unwrap();
         let (s, b) = ready(&w).await;
         assert_eq!((s, b["reason"].as_str()), (503, Some("migrating")), "{b}");
         assert_eq!(w.app.get("/livez").await.status(), 200);
-        w.db.store
-            .write(move |c| {
-                c.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, 'audit_request_id')",
-                    keta_store::params![latest],
-                )
-            })
-            .await
-            .unwrap();
+        keta_store::testing::write(&w.db.store, move |c| {
+            c.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, 'audit_request_id')",
+                keta_store::params![latest],
+            )
+        })
+        .await
+        .unwrap();
         assert_eq!(ready(&w).await.0, 200);
 
         if w.db.kind == keta_testkit::Kind::Postgres {

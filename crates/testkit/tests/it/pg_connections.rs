@@ -4,7 +4,7 @@
 
 use std::sync::mpsc;
 
-use keta_store::audit::{self, Action, Entry};
+use keta_store::audit::{Action, Entry};
 use keta_store::{Actor, Store, StoreError, params};
 use keta_testkit::{Kind, ManualClock, TestDb};
 
@@ -32,7 +32,7 @@ async fn an_exhausted_pool_answers_busy_after_its_wait() {
     let (release_tx, release_rx) = mpsc::channel::<()>();
     let s = store.clone();
     let holder = tokio::spawn(async move {
-        s.read(move |c| {
+        keta_store::testing::read(&s, move |c| {
             held_tx.send(()).unwrap();
             release_rx.recv().unwrap();
             c.query("SELECT 1", &[]).map(|_| ())
@@ -40,17 +40,16 @@ async fn an_exhausted_pool_answers_busy_after_its_wait() {
         .await
     });
     tokio::task::spawn_blocking(move || held_rx.recv().unwrap()).await.unwrap();
-    let refused = store.write(|c| c.execute("CREATE TABLE never_made (x BIGINT)", &[])).await;
+    let refused = keta_store::testing::write(&store, |c| c.execute("CREATE TABLE never_made (x BIGINT)", &[])).await;
     assert!(matches!(refused, Err(StoreError::Busy { retry_after_secs: 1 })), "{refused:?}");
     release_tx.send(()).unwrap();
     holder.await.unwrap().unwrap();
     // Nothing was saved by the refused write, and the pool serves again once free.
-    let n = store
-        .read(|c| {
-            c.query_opt("SELECT count(*) AS n FROM pg_tables WHERE tablename = 'never_made'", &[])?.unwrap().i64("n")
-        })
-        .await
-        .unwrap();
+    let n = keta_store::testing::read(&store, |c| {
+        c.query_opt("SELECT count(*) AS n FROM pg_tables WHERE tablename = 'never_made'", &[])?.unwrap().i64("n")
+    })
+    .await
+    .unwrap();
     assert_eq!(n, 0);
 }
 
@@ -59,36 +58,35 @@ async fn the_statement_timeout_cancels_a_long_query() {
     let clock = ManualClock::at(T0);
     let Some(db) = TestDb::postgres(clock.as_clock()).await else { return };
     let store = Store::open(&with_params(&db.url, "statement_timeout_ms=200")).await.unwrap();
-    let e = store.read(|c| c.execute("SELECT pg_sleep(30)", &[])).await.unwrap_err().to_string();
+    let e = keta_store::testing::read(&store, |c| c.execute("SELECT pg_sleep(30)", &[])).await.unwrap_err().to_string();
     assert!(e.contains("statement timeout") && e.contains("statement_timeout_ms"), "{e}");
     // A write cut short saves nothing; the connection serves the next operation.
-    let e = store
-        .write(|c| {
-            c.execute("CREATE TABLE cut_short (x BIGINT)", &[])?;
-            c.execute("SELECT pg_sleep(30)", &[])
-        })
-        .await
-        .unwrap_err();
+    let e = keta_store::testing::write(&store, |c| {
+        c.execute("CREATE TABLE cut_short (x BIGINT)", &[])?;
+        c.execute("SELECT pg_sleep(30)", &[])
+    })
+    .await
+    .unwrap_err();
     assert!(e.to_string().contains("nothing was saved"), "{e}");
-    let n = store
-        .read(|c| {
-            c.query_opt("SELECT count(*) AS n FROM pg_tables WHERE tablename = 'cut_short'", &[])?.unwrap().i64("n")
-        })
-        .await
-        .unwrap();
+    let n = keta_store::testing::read(&store, |c| {
+        c.query_opt("SELECT count(*) AS n FROM pg_tables WHERE tablename = 'cut_short'", &[])?.unwrap().i64("n")
+    })
+    .await
+    .unwrap();
     assert_eq!(n, 0);
 }
 
 /// Whether the server offers TLS (`SHOW ssl`), and whether a store's connection uses it.
 async fn server_ssl(store: &Store) -> bool {
-    store.read(|c| Ok(c.query_opt("SHOW ssl", &[])?.unwrap().text("ssl")? == "on")).await.unwrap()
+    keta_store::testing::read(store, |c| Ok(c.query_opt("SHOW ssl", &[])?.unwrap().text("ssl")? == "on")).await.unwrap()
 }
 
 async fn encrypted(store: &Store) -> bool {
-    store
-        .read(|c| c.query_opt("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])?.unwrap().bool("ssl"))
-        .await
-        .unwrap()
+    keta_store::testing::read(store, |c| {
+        c.query_opt("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])?.unwrap().bool("ssl")
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -132,10 +130,11 @@ async fn tls_modes_connect_encrypted_or_say_why_not() {
 }
 
 async fn unsealed(store: &Store) -> i64 {
-    store
-        .read(|c| c.query_opt("SELECT count(*) AS n FROM audit_log WHERE chain_seq IS NULL", &[])?.unwrap().i64("n"))
-        .await
-        .unwrap()
+    keta_store::testing::read(store, |c| {
+        c.query_opt("SELECT count(*) AS n FROM audit_log WHERE chain_seq IS NULL", &[])?.unwrap().i64("n")
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -160,9 +159,7 @@ async fn concurrent_audited_writes_form_one_verified_chain() {
         assert_eq!((n, broken), (161, None), "{:?}", db.kind);
         assert_eq!(unsealed(&db.store).await, 0, "{:?}", db.kind);
         // Chain positions run 1..=n without a gap, whatever order the writers committed in.
-        let (min, max, count) = db
-            .store
-            .read(|c| {
+        let (min, max, count) = keta_store::testing::read(&db.store, |c| {
                 let r = c
                     .query_opt("SELECT min(chain_seq) AS min_chain_seq, max(chain_seq) AS max_chain_seq, count(chain_seq) AS count_chain_seq FROM audit_log", &[])?
                     .unwrap();
@@ -190,7 +187,7 @@ async fn the_sealer_chains_entries_without_being_asked() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         waited += 1;
     }
-    let (n, broken) = db.store.read(|c| audit::verify(c)).await.unwrap();
+    let (n, broken) = keta_store::testing::verify_audit_chain_as_stored(&db.store).await.unwrap();
     assert_eq!((n, broken), (2, None));
 }
 
@@ -200,8 +197,8 @@ async fn an_entry_is_sealed_once_and_never_altered() {
     for db in TestDb::all(&clock).await {
         let a = site(&db.store, "A").await;
         let p = patient(&db.store, a, "A-0001").await;
-        let record = move |c: &mut dyn keta_store::Conn| {
-            audit::record(
+        let record = move |c: &mut dyn keta_store::testing::Conn| {
+            keta_store::testing::record_audit(
                 c,
                 &Actor::system(),
                 T0,
@@ -224,27 +221,23 @@ async fn an_entry_is_sealed_once_and_never_altered() {
             "DELETE FROM audit_log WHERE seq = $1",
         ];
         for sql in edits {
-            let r = db
-                .store
-                .write(move |c| {
-                    let seq = record(c)?;
-                    c.execute(sql, params![seq])
-                })
-                .await;
+            let r = keta_store::testing::write(&db.store, move |c| {
+                let seq = record(c)?;
+                c.execute(sql, params![seq])
+            })
+            .await;
             assert!(r.is_err(), "{:?}: {sql} was allowed", db.kind);
         }
         // Once sealed, not even a sealer's update applies.
-        let seq = db.store.write(record).await.unwrap();
+        let seq = keta_store::testing::write(&db.store, record).await.unwrap();
         db.store.seal_audit_chain().await.unwrap();
-        let r = db
-            .store
-            .write(move |c| {
-                c.execute(
-                    "UPDATE audit_log SET chain_seq = 999999, prev_hash = 'x', row_hash = 'y' WHERE seq = $1",
-                    params![seq],
-                )
-            })
-            .await;
+        let r = keta_store::testing::write(&db.store, move |c| {
+            c.execute(
+                "UPDATE audit_log SET chain_seq = 999999, prev_hash = 'x', row_hash = 'y' WHERE seq = $1",
+                params![seq],
+            )
+        })
+        .await;
         assert!(r.is_err(), "{:?}: a sealed entry was resealed", db.kind);
         let (_, broken) = db.store.verify_audit_chain().await.unwrap();
         assert_eq!(broken, None, "{:?}", db.kind);

@@ -28,7 +28,7 @@ fn decision() -> NewCautionDecision {
 
 async fn count(db: &TestDb, table: &'static str) -> i64 {
     let sql = format!("SELECT count(*) AS n FROM {table}");
-    db.store.read(move |c| c.query_opt(&sql, &[])?.unwrap().i64("n")).await.unwrap()
+    keta_store::testing::read(&db.store, move |c| c.query_opt(&sql, &[])?.unwrap().i64("n")).await.unwrap()
 }
 
 #[tokio::test]
@@ -94,7 +94,10 @@ async fn a_course_keeps_its_pre_treatment_checks_and_caution_decisions_as_record
         assert_eq!(s.course_pretreatment(&nurse(&[a]), c.id).await.unwrap(), rec);
 
         // The rows cannot be changed behind the store's back.
-        let tampered = db.store.write(|c| c.execute("UPDATE caution_decisions SET reason = 'changed'", &[])).await;
+        let tampered = keta_store::testing::write(&db.store, |c| {
+            c.execute("UPDATE caution_decisions SET reason = 'changed'", &[])
+        })
+        .await;
         assert!(tampered.is_err(), "{:?}: a caution decision was changed", db.kind);
 
         // Another site's prescriber does not see the course.

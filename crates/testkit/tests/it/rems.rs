@@ -223,17 +223,16 @@ async fn the_queue_runs_against_seven_days_and_submission_is_recorded_once() {
         assert_eq!(done.status, QueueStatus::Submitted);
         assert!(s.mark_rems_submitted(&n, sess, m).await.is_err(), "once");
         assert!(s.save_rems_answers(&n, sess, answers()).await.is_err(), "a submitted form is not changed");
-        let audited = s
-            .read(|c| {
-                c.query_opt(
-                    "SELECT count(*) AS n FROM audit_log WHERE object_type = 'rems_form' AND action = 'update'",
-                    &[],
-                )?
-                .unwrap()
-                .i64("n")
-            })
-            .await
-            .unwrap();
+        let audited = keta_store::testing::read(s, |c| {
+            c.query_opt(
+                "SELECT count(*) AS n FROM audit_log WHERE object_type = 'rems_form' AND action = 'update'",
+                &[],
+            )?
+            .unwrap()
+            .i64("n")
+        })
+        .await
+        .unwrap();
         assert_eq!(audited, 2, "the answers and the submission: {:?}", db.kind);
 
         // An IV session has no form.

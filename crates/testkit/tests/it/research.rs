@@ -47,11 +47,11 @@ fn referral(site: SiteId, mrn: &str) -> NewReferral {
 }
 
 async fn count(s: &Store, sql: &'static str) -> i64 {
-    s.read(move |c| c.query_opt(sql, &[])?.expect("a row").i64("n")).await.unwrap()
+    keta_store::testing::read(s, move |c| c.query_opt(sql, &[])?.expect("a row").i64("n")).await.unwrap()
 }
 
 async fn audit_types(s: &Store, patient: PatientId) -> Vec<String> {
-    s.read(move |c| {
+    keta_store::testing::read(s, move |c| {
         c.query(
             "SELECT object_type FROM audit_log WHERE patient_id = $1 AND action = 'create' ORDER BY seq",
             keta_store::params![patient.0],
@@ -81,7 +81,7 @@ async fn a_referral_creates_the_patient_with_trials_and_prior_scores_all_or_noth
         // Each part is audited as its form would be, in the same transaction.
         assert_eq!(audit_types(s, created.patient_id).await, ["patient", "antidepressant_trial", "prior_score"]);
         // The Maudsley count reads the imported trial like one entered by hand.
-        let trials = s.read(move |c| keta_store::eligibility::trials_for(c, created.patient_id)).await.unwrap();
+        let trials = keta_store::testing::antidepressant_trials(s, created.patient_id).await.unwrap();
         assert!(trials[0].trial.counts_as_failure());
 
         // One bad part: nothing at all is written, and every bad part is named.
@@ -162,7 +162,7 @@ async fn the_api_imports_a_referral_bundle_and_refuses_a_bad_one_with_an_operati
         assert_eq!(p.date_of_birth, date!(1979 - 06 - 14));
         assert_eq!(p.diagnoses, ["F33.2"]);
         assert_eq!(p.referring_clinician.as_deref(), Some("Dr Ifeoma Rasmussen"));
-        let trials = s.read(move |c| keta_store::eligibility::trials_for(c, PatientId(id))).await.unwrap();
+        let trials = keta_store::testing::antidepressant_trials(s, PatientId(id)).await.unwrap();
         let t: Vec<(&str, u32, Option<f64>, TrialOutcome)> = trials
             .iter()
             .map(|t| (t.trial.drug.as_str(), t.trial.weeks, t.trial.daily_dose_mg.map(|d| d.0), t.trial.outcome))
@@ -276,7 +276,7 @@ async fn the_research_export_takes_consenting_patients_only_and_suppresses_to_k(
         assert!(patients.iter().all(|r| r[2] != "90+" || classes[&r[1..]] >= 3));
         assert!(patients.iter().all(|r| r[0].starts_with('R') && !r[0].contains("A-")));
         let rid = |p: PatientId| async move {
-            s.read(move |c| {
+            keta_store::testing::read(s, move |c| {
                 c.query_opt(
                     "SELECT research_id FROM research_subjects WHERE patient_id = $1",
                     keta_store::params![p.0],
@@ -309,8 +309,7 @@ async fn the_research_export_takes_consenting_patients_only_and_suppresses_to_k(
         }
 
         // Every export is audited with its parameters, and per patient.
-        let audit = s
-            .read(|c| {
+        let audit = keta_store::testing::read(s, |c| {
                 c.query("SELECT object_id, patient_id FROM audit_log WHERE action = 'export' AND object_type = 'research_export' ORDER BY seq", &[])?
                     .iter()
                     .map(|r| Ok((r.opt_text("object_id")?, r.opt_i64("patient_id")?)))

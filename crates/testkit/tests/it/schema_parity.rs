@@ -6,7 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use keta_store::{Conn, Result};
+use keta_store::Result;
+use keta_store::testing::Conn;
 use keta_testkit::{ManualClock, TestDb};
 
 use crate::fixtures::T0;
@@ -123,9 +124,12 @@ async fn sqlite_and_postgresql_migrations_define_the_same_tables_columns_and_key
         return;
     };
     let lite = TestDb::sqlite(clock.as_clock()).await;
-    let a = without_designed_differences(lite.store.read(|c| sqlite_schema(c)).await.expect("read the SQLite schema"));
-    let b =
-        without_designed_differences(pg.store.read(|c| postgres_schema(c)).await.expect("read the PostgreSQL schema"));
+    let a = without_designed_differences(
+        keta_store::testing::read(&lite.store, |c| sqlite_schema(c)).await.expect("read the SQLite schema"),
+    );
+    let b = without_designed_differences(
+        keta_store::testing::read(&pg.store, |c| postgres_schema(c)).await.expect("read the PostgreSQL schema"),
+    );
     assert!(a.len() > 10, "the SQLite schema was read: {:?}", a.keys());
 
     let names = |m: &BTreeMap<String, Table>| m.keys().cloned().collect::<BTreeSet<_>>();

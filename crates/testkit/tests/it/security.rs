@@ -61,10 +61,11 @@ fn expected_access(access: &Access, role: Option<Role>) -> bool {
 }
 
 async fn audit_actions(db: &TestDb) -> Vec<String> {
-    db.store
-        .read(|c| c.query("SELECT action FROM audit_log ORDER BY seq", &[])?.iter().map(|r| r.text("action")).collect())
-        .await
-        .unwrap()
+    keta_store::testing::read(&db.store, |c| {
+        c.query("SELECT action FROM audit_log ORDER BY seq", &[])?.iter().map(|r| r.text("action")).collect()
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -93,11 +94,11 @@ async fn a_fresh_install_has_no_accounts_and_the_first_must_be_an_administrator(
     assert!(nurse_first.unwrap_err().to_string().contains("administrator"));
     // Stored password hashes meet AC-8.
     seed_staff(&db.store, &[]).await;
-    let hashes: Vec<String> = db
-        .store
-        .read(|c| c.query("SELECT password_hash FROM users", &[])?.iter().map(|r| r.text("password_hash")).collect())
-        .await
-        .unwrap();
+    let hashes: Vec<String> = keta_store::testing::read(&db.store, |c| {
+        c.query("SELECT password_hash FROM users", &[])?.iter().map(|r| r.text("password_hash")).collect()
+    })
+    .await
+    .unwrap();
     assert!(hashes.iter().all(|h| h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$")), "{hashes:?}");
     // User names are unique.
     let dup = seed_staff(&db.store, &[]);
@@ -739,16 +740,15 @@ async fn every_read_of_patient_data_leaves_an_audit_entry() {
         let p = r.patient.0;
         let store = db.store.clone();
         async move {
-            store
-                .read(move |c| {
-                    c.query_opt(
-                        "SELECT count(*) AS n FROM audit_log WHERE patient_id = $1 AND action IN ('read', 'export')",
-                        keta_store::params![p],
-                    )?
-                    .map_or(Ok(0), |r| r.i64("n"))
-                })
-                .await
-                .unwrap()
+            keta_store::testing::read(&store, move |c| {
+                c.query_opt(
+                    "SELECT count(*) AS n FROM audit_log WHERE patient_id = $1 AND action IN ('read', 'export')",
+                    keta_store::params![p],
+                )?
+                .map_or(Ok(0), |r| r.i64("n"))
+            })
+            .await
+            .unwrap()
         }
     };
     // The REMS form exists only for an esketamine session with a dose given (issue 12).

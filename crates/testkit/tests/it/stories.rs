@@ -26,10 +26,11 @@ fn bp(sys: f64, dia: f64) -> VitalSigns {
 }
 
 async fn count(db: &TestDb, table: &'static str) -> i64 {
-    db.store
-        .read(move |c| c.query_opt(&format!("SELECT count(*) AS n FROM {table}"), &[])?.unwrap().i64("n"))
-        .await
-        .unwrap()
+    keta_store::testing::read(&db.store, move |c| {
+        c.query_opt(&format!("SELECT count(*) AS n FROM {table}"), &[])?.unwrap().i64("n")
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -354,7 +355,7 @@ async fn concurrent_writers_are_all_acknowledged_and_failures_stay_alone() {
         }
         assert_eq!(acknowledged, 16 * 20 - 64, "{:?}", db.kind);
         assert_eq!(count(&db, "vitals").await, acknowledged, "every acknowledged write is stored ({:?})", db.kind);
-        let (n, broken) = s.read(|c| keta_store::audit::verify(c)).await.unwrap();
+        let (n, broken) = keta_store::testing::verify_audit_chain_as_stored(&s).await.unwrap();
         assert!(broken.is_none(), "{:?}: {broken:?}", db.kind);
         assert!(n as i64 >= acknowledged);
     }
@@ -371,28 +372,31 @@ async fn the_audit_chain_detects_an_edit_made_outside_keta() {
         // The chain covers what the sealer has chained (at once on SQLite, within a second on
         // PostgreSQL): seal now, as `keta audit verify` does.
         db.store.seal_audit_chain().await.unwrap();
-        let (n, broken) = db.store.read(|c| keta_store::audit::verify(c)).await.unwrap();
+        let (n, broken) = keta_store::testing::verify_audit_chain_as_stored(&db.store).await.unwrap();
         assert_eq!((n, broken), (5, None), "{:?}", db.kind);
         // Keta itself cannot change or delete audit rows (append-only triggers).
-        let refused = db
-            .store
-            .write(|c| c.execute("UPDATE audit_log SET actor = $1 WHERE seq = $2", params!["mallory", 3i64]))
-            .await;
+        let refused = keta_store::testing::write(&db.store, |c| {
+            c.execute("UPDATE audit_log SET actor = $1 WHERE seq = $2", params!["mallory", 3i64])
+        })
+        .await;
         assert!(refused.is_err(), "{:?}: the app role updated the audit log", db.kind);
-        assert!(db.store.write(|c| c.execute("DELETE FROM audit_log WHERE seq = 2", &[])).await.is_err());
+        assert!(
+            keta_store::testing::write(&db.store, |c| c.execute("DELETE FROM audit_log WHERE seq = 2", &[]))
+                .await
+                .is_err()
+        );
         // Someone with the database shell disables the guard and edits row 3.
         let kind = db.kind;
-        db.store
-            .write(move |c| {
-                match kind {
-                    Kind::Sqlite => c.execute("DROP TRIGGER audit_log_no_update", &[])?,
-                    Kind::Postgres => c.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update", &[])?,
-                };
-                c.execute("UPDATE audit_log SET actor = $1 WHERE seq = $2", params!["mallory", 3i64])
-            })
-            .await
-            .unwrap();
-        let (_, broken) = db.store.read(|c| keta_store::audit::verify(c)).await.unwrap();
+        keta_store::testing::write(&db.store, move |c| {
+            match kind {
+                Kind::Sqlite => c.execute("DROP TRIGGER audit_log_no_update", &[])?,
+                Kind::Postgres => c.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update", &[])?,
+            };
+            c.execute("UPDATE audit_log SET actor = $1 WHERE seq = $2", params!["mallory", 3i64])
+        })
+        .await
+        .unwrap();
+        let (_, broken) = keta_store::testing::verify_audit_chain_as_stored(&db.store).await.unwrap();
         assert_eq!(broken.map(|b| b.seq), Some(3), "{:?}", db.kind);
     }
 }

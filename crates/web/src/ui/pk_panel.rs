@@ -16,7 +16,8 @@ use keta_domain::protocols::Protocol;
 use time::OffsetDateTime;
 
 use super::clock::SiteClock;
-use crate::api::dosing::{API_MAX_PATIENTS, PkSimulateRequest, PkSimulation, PopulationInput, simulate_pk};
+use crate::api::dosing::API_MAX_PATIENTS;
+use keta_domain::pk_simulation::{PkSimulateRequest, PkSimulation, PopulationInput, simulate_pk};
 
 /// The site setting that holds the clinic's level, ng/mL.
 pub const THRESHOLD_SETTING: &str = "pk_threshold_ng_ml";
