@@ -92,8 +92,8 @@ async fn ndjson(app: &TestApp, url: &str, token: Option<&str>) -> Vec<Value> {
     r.text().await.unwrap().lines().map(|l| serde_json::from_str(l).expect("one resource per line")).collect()
 }
 
-async fn count(s: &Store, sql: &'static str, p: Vec<keta_store::Value>) -> i64 {
-    s.read(move |c| c.query_opt(sql, &p)?.unwrap().i64("n")).await.unwrap()
+async fn count(s: &Store, sql: &'static str, p: Vec<keta_store::testing::Value>) -> i64 {
+    keta_store::testing::read(s, move |c| c.query_opt(sql, &p)?.unwrap().i64("n")).await.unwrap()
 }
 
 #[tokio::test]
@@ -250,7 +250,7 @@ async fn an_export_under_concurrent_writes_holds_what_existed_at_its_transaction
             })
         };
         let vitals = |s: Store| async move {
-            s.read(|c| {
+            keta_store::testing::read(&s, |c| {
                 c.query("SELECT id FROM vitals ORDER BY id", &[])?
                     .iter()
                     .map(|r| r.i64("id"))
@@ -510,7 +510,7 @@ async fn a_patient_exported_as_fhir_is_imported_into_an_empty_clinic_with_the_sa
         let dst_dx = codes(target.get(&format!("/fhir/R4/Condition?patient={id}")).await.json().await.unwrap());
         assert_eq!(src_dx, ["F33.2"]);
         assert_eq!(dst_dx, src_dx, "{:?}: diagnoses", db.kind);
-        let imported = t.read(move |c| keta_store::eligibility::trials_for(c, PatientId(id))).await.unwrap();
+        let imported = keta_store::testing::antidepressant_trials(&t, PatientId(id)).await.unwrap();
         assert_eq!(
             imported.iter().map(|x| x.trial.clone()).collect::<Vec<_>>(),
             trials,
