@@ -162,6 +162,14 @@ impl KaplanMeier {
         Some(self.steps.iter().take_while(|s| s.days <= days).last().map_or(0.0, |s| s.variance))
     }
 
+    /// Where the curve ends: the longest follow-up and the share still responding there.
+    /// The curve is drawn flat from the last relapse to the last subject followed (event or
+    /// censored) and stops there; it only reaches 0 if everyone still at risk at the last
+    /// relapse relapsed, never merely because follow-up ran out.
+    pub fn end(&self) -> (f64, f64) {
+        (self.max_days, self.steps.last().map_or(1.0, |s| s.survival))
+    }
+
     /// First time the curve is at or below one half.
     pub fn median_days(&self) -> Option<f64> {
         self.steps.iter().find(|s| s.survival <= 0.5).map(|s| s.days)
@@ -266,6 +274,26 @@ mod tests {
         assert!(km.steps.is_empty());
         assert_eq!(km.survival_at(56.0), Some(1.0));
         assert_eq!(km.median_days(), None);
+    }
+
+    #[test]
+    fn the_curve_ends_at_the_last_follow_up_at_its_last_level() {
+        // Relapses at 5 and 10; the last two followed are censored at 20 and 40.
+        let km = KaplanMeier::estimate(&obs(&[(5.0, true), (10.0, true), (20.0, false), (40.0, false), (7.0, false)]))
+            .unwrap();
+        // 5: 4/5; 10: n=3 → 4/5·2/3 = 8/15, and it stays there to the last person followed.
+        assert_eq!(km.steps.len(), 2, "a censored subject is no step");
+        let (days, level) = km.end();
+        assert_eq!(days, 40.0);
+        assert!(close(level, 8.0 / 15.0), "{level}");
+        assert!(close(km.survival_at(40.0).unwrap(), 8.0 / 15.0), "no drop to 0 when follow-up runs out");
+        assert_eq!(km.survival_at(40.5), None, "nothing is drawn past the last person followed");
+        // Only when the last one at risk relapses does it reach 0, at that relapse.
+        let km = KaplanMeier::estimate(&obs(&[(5.0, true), (20.0, false), (30.0, true)])).unwrap();
+        assert_eq!(km.end(), (30.0, 0.0));
+        // Nobody relapsed: flat at 100 % to the last person followed.
+        let km = KaplanMeier::estimate(&obs(&[(12.0, false), (3.0, false)])).unwrap();
+        assert_eq!(km.end(), (12.0, 1.0));
     }
 
     #[test]

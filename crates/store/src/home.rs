@@ -586,11 +586,11 @@ impl Store {
             let status = if refused.is_empty() { "awaiting_sitter" } else { "refused" };
             let (email, phone) = contact.unwrap_or((None, None));
             let id = c.insert(
-                "INSERT INTO pre_dose_screens (link_id, patient_id, site_id, course_id, answers, sitter_name, sitter_contact, outcome, refusals, submitted_at, decided_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                "INSERT INTO pre_dose_screens (link_id, patient_id, site_id, course_id, answers, sitter_name, sitter_contact, outcome, refusals, submitted_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
                 params![
                     link.id, link.patient_id.0, link.site_id.0, course.0, json(&a), name, a.sitter_contact.trim(), status,
-                    json(&refused), ms(now), (!refused.is_empty()).then(|| ms(now))
+                    json(&refused), ms(now)
                 ],
             )?;
             audit::record(
@@ -656,7 +656,7 @@ impl Store {
             let refused = reasons(&outcome);
             let status = if refused.is_empty() { "cleared" } else { "refused" };
             c.execute(
-                "UPDATE pre_dose_screens SET sitter_confirmed_at = $1, outcome = $2, refusals = $3, decided_at = $1 WHERE id = $4",
+                "UPDATE pre_dose_screens SET sitter_confirmed_at = $1, outcome = $2, refusals = $3 WHERE id = $4",
                 params![ms(now), status, json(&refused), screen.id],
             )?;
             audit::record(

@@ -25,6 +25,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (27, "research_and_referrals", include_str!("../migrations/sqlite/0027_research_and_referrals.sql")),
     (28, "audit_request_id", include_str!("../migrations/sqlite/0028_audit_request_id.sql")),
     (29, "pretreatment_records", include_str!("../migrations/sqlite/0029_pretreatment_records.sql")),
+    (32, "unread_columns", include_str!("../migrations/sqlite/0032_unread_columns.sql")),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -48,6 +49,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (27, "research_and_referrals", include_str!("../migrations/postgres/0027_research_and_referrals.sql")),
     (28, "audit_request_id", include_str!("../migrations/postgres/0028_audit_request_id.sql")),
     (29, "pretreatment_records", include_str!("../migrations/postgres/0029_pretreatment_records.sql")),
+    (32, "unread_columns", include_str!("../migrations/postgres/0032_unread_columns.sql")),
 ];
 
 /// The advisory lock a PostgreSQL migration run holds (readiness looks for it).

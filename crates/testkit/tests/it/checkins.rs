@@ -325,6 +325,14 @@ async fn the_patient_can_save_and_finish_later_from_the_same_link() {
         assert_eq!(status, 200, "{html}");
         assert!(html.contains("Your answers are saved"), "{html}");
         assert_eq!(response_count(s).await, 0);
+        // The care team sees on the chart's check-ins that the patient began and when.
+        let saved = overview(s, &c).await.links.iter().find(|l| l.id == id).unwrap().progress_saved_at;
+        assert_eq!(saved, Some(clock.now()), "{:?}", db.kind);
+        let staff = spawn_app(s.clone()).await;
+        sign_in(&staff, &clock, c.login_as(Role::Nurse)).await;
+        let chart = staff.get(&format!("/patients/{}", c.patient.0)).await.text().await.unwrap();
+        assert!(chart.contains("<strong>Answers saved "), "the check-ins list says answers were saved");
+        assert!(chart.contains(", not yet sent</strong>"));
 
         // Later, the same link shows what was saved.
         clock.advance(Duration::hours(5));
@@ -350,6 +358,10 @@ async fn the_patient_can_save_and_finish_later_from_the_same_link() {
         assert_eq!(rs[0].completed_by, CompletedBy::Patient);
         let ev = events_of(&overview(s, &c).await, id);
         assert!(ev.contains(&"saved".to_string()) && ev.last().map(String::as_str) == Some("completed"), "{ev:?}");
+        let done = overview(s, &c).await.links.iter().find(|l| l.id == id).unwrap().progress_saved_at;
+        assert_eq!(done, None, "finished: nothing is waiting to be sent");
+        let chart = staff.get(&format!("/patients/{}", c.patient.0)).await.text().await.unwrap();
+        assert!(!chart.contains("not yet sent</strong>"));
     }
 }
 

@@ -137,6 +137,8 @@ pub(crate) struct LinkRow {
     pub state_class: &'static str,
     pub window: String,
     pub first_opened: String,
+    /// "Answers saved 14:10, not yet sent": the patient began and chose to finish later.
+    pub progress_saved: Option<String>,
     pub reminder: String,
     pub reminder_failed: bool,
     /// "New link" is offered (an open or not-yet-open patient link).
@@ -728,6 +730,10 @@ fn link_row(
         state_class: class,
         window,
         first_opened: l.first_opened_at.map_or_else(|| "Not opened".into(), |t| clock.datetime(t)),
+        progress_saved: l
+            .progress_saved_at
+            .filter(|_| l.completed_at.is_none())
+            .map(|t| format!("Answers saved {}, not yet sent", clock.datetime(t))),
         reminder,
         reminder_failed,
         // A sitter's link goes to the sitter, whose contact is on the screen, not the chart.
@@ -1545,6 +1551,7 @@ mod tests {
             created_by: "nurse.test".into(),
             first_opened_at: None,
             progress: None,
+            progress_saved_at: None,
             completed_at: None,
             expired_at: None,
             result_kind: None,

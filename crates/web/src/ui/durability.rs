@@ -83,6 +83,9 @@ const TOP: f64 = 16.0;
 const BOTTOM: f64 = 48.0;
 /// The x axis: days since the last session, to 13 weeks.
 const X_MAX_DAYS: f64 = 91.0;
+/// Under the chart: the "Number at risk" title, then one row per curve.
+const RISK_TITLE: f64 = 18.0;
+const RISK_ROW: f64 = 16.0;
 
 /// Line colours (at least 4.5:1 on white, so they also serve as text colours) and dash
 /// patterns; curve *i* takes colour *i* mod 8 and pattern *i* mod 5, so no two of the first
@@ -124,8 +127,19 @@ pub(crate) struct Marker {
     pub title: String,
 }
 
+/// One row of the numbers at risk under the x axis: one curve's responders still followed
+/// at each x tick.
+pub(crate) struct RiskRow {
+    pub y: String,
+    pub colour: &'static str,
+    pub label: String,
+    pub cells: Vec<Tick>,
+}
+
 pub(crate) struct ChartView {
     pub view_box: String,
+    pub risk_title_y: String,
+    pub risk_rows: Vec<RiskRow>,
     pub plot_left: String,
     pub plot_right: String,
     pub plot_top: String,
@@ -293,6 +307,21 @@ fn chart(report: &DurabilityReport) -> ChartView {
         }
     }
 
+    // Numbers at risk at each x tick, one row per curve, under the x axis title.
+    let x_tick_days: Vec<f64> = (0..=6).map(|k| 14.0 * k as f64).collect();
+    let risk_rows: Vec<RiskRow> = drawn
+        .iter()
+        .zip(&curves)
+        .enumerate()
+        .map(|(i, (g, c))| RiskRow {
+            y: f(HEIGHT + RISK_TITLE + RISK_ROW * (i as f64 + 1.0)),
+            colour: c.colour,
+            label: c.label.clone(),
+            cells: x_tick_days.iter().map(|&d| Tick { pos: f(x_of(d)), label: g.at_risk_at(d).to_string() }).collect(),
+        })
+        .collect();
+    let chart_height = HEIGHT + if risk_rows.is_empty() { 0.0 } else { RISK_TITLE + RISK_ROW * (risk_rows.len() as f64 + 0.5) };
+
     let summary = if drawn.is_empty() {
         "No responder has been followed after their last session yet, so there is no curve to draw.".to_string()
     } else {
@@ -309,11 +338,25 @@ fn chart(report: &DurabilityReport) -> ChartView {
                 )
             })
             .collect();
-        format!("Share of responders still responding by days since their last session. {}.", parts.join("; "))
+        let risk: Vec<String> = drawn
+            .iter()
+            .map(|g| {
+                let at: Vec<String> =
+                    x_tick_days.iter().map(|&d| format!("{} at day {}", g.at_risk_at(d), days_text(d))).collect();
+                format!("{}: {}", g.label, at.join(", "))
+            })
+            .collect();
+        format!(
+            "Share of responders still responding by days since their last session. {}. Numbers at risk: {}.",
+            parts.join("; "),
+            risk.join("; ")
+        )
     };
 
     ChartView {
-        view_box: format!("0 0 {WIDTH} {HEIGHT}"),
+        view_box: format!("0 0 {WIDTH} {chart_height}"),
+        risk_title_y: f(HEIGHT + RISK_TITLE - 4.0),
+        risk_rows,
         plot_left: f(LEFT),
         plot_right: f(WIDTH - RIGHT),
         plot_top: f(TOP),
@@ -324,7 +367,7 @@ fn chart(report: &DurabilityReport) -> ChartView {
         x_title_x: f((LEFT + WIDTH - RIGHT) / 2.0),
         x_title_y: f(HEIGHT - 8.0),
         y_ticks: [0.0, 0.25, 0.5, 0.75, 1.0].iter().map(|&v| Tick { pos: f(y_of(v) + 4.0), label: pct(v) }).collect(),
-        x_ticks: (0..=6).map(|k| 14.0 * k as f64).map(|d| Tick { pos: f(x_of(d)), label: days_text(d) }).collect(),
+        x_ticks: x_tick_days.iter().map(|&d| Tick { pos: f(x_of(d)), label: days_text(d) }).collect(),
         guides: [(FOUR_WEEKS_DAYS, "4 wk"), (EIGHT_WEEKS_DAYS, "8 wk")]
             .iter()
             .map(|&(d, l)| Tick { pos: f(x_of(d)), label: l.into() })
@@ -573,6 +616,15 @@ mod tests {
         assert_eq!(iv.path.matches('V').count(), 2, "{}", iv.path);
         assert_eq!(iv.censor_marks.len(), 1);
         assert_eq!(iv.bands.len(), 2, "an interval after each step");
+        // The curve stops at the last responder followed (69 days), at 1/3, not at 0 %.
+        assert!(iv.path.ends_with(&format!(" V{} H{}", f(y_of(1.0 / 3.0)), f(x_of(69.0)))), "{}", iv.path);
+        assert_eq!((iv.end_x.as_str(), iv.end_y.clone()), (f(x_of(69.0)).as_str(), f(y_of(1.0 / 3.0))));
+        // Numbers at risk under each x tick (0, 14, …, 84 days): 3 followed; relapse at 10
+        // leaves 2; relapse at 30 leaves 1, censored at 69.
+        assert_eq!(c.risk_rows.len(), 1);
+        let risk: Vec<&str> = c.risk_rows[0].cells.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(risk, ["3", "2", "2", "1", "1", "0", "0"]);
+        assert!(c.summary.contains("Numbers at risk: IV ketamine: 3 at day 0, 2 at day 14"), "{}", c.summary);
         assert_eq!(c.published_points.len(), 2, "McInnes 4 and 8 weeks");
         assert_eq!(c.published_medians.len(), 1, "Murrough median");
         assert!(c.published_median_label.as_ref().unwrap().title.contains("[S39]"));

@@ -250,6 +250,9 @@ pub(crate) async fn build_site(
         tokio::join!(st.store.site_board(actor, site.id, from, to), st.store.board_escalation(actor, site.id));
     let (board, escalation) = (board?, escalation?);
     let (sessions, chairs, alerts) = (board.sessions, board.chairs, board.alerts);
+    // The timed BP checks are judged from the reading times the board carries for every role,
+    // so the front desk's board flags exactly what the prescriber's does (without the values).
+    let bp_minutes: HashMap<i64, Vec<i64>> = board.bp_taken_minutes.into_iter().map(|(id, m)| (id.0, m)).collect();
     let escalated: HashMap<i64, String> =
         escalation.escalated.iter().map(|e| (e.alert_id.0, escalated_text(e, &clock))).collect();
 
@@ -284,12 +287,9 @@ pub(crate) async fn build_site(
     } else {
         Vec::new()
     };
-    let mut bp_minutes: HashMap<i64, Vec<i64>> = HashMap::new();
     let mut last_vitals: HashMap<i64, String> = HashMap::new();
     for (id, v) in vitals {
         let Some(s) = in_chair.iter().find(|s| s.id == id) else { continue };
-        let mins = v.iter().filter(|r| r.vitals.systolic_mmhg.is_some()).filter_map(|r| r.minutes_since_dose).collect();
-        bp_minutes.insert(s.id.0, mins);
         if let Some(r) = v.last() {
             last_vitals.insert(s.id.0, format!("{} at {}", vitals_summary(&r.vitals), clock.hm(r.taken_at)));
         }
