@@ -261,6 +261,36 @@ async fn a_session_dose_outside_the_prescribers_order_needs_the_prescribers_docu
             .id;
         s.record_dose(&n, sess2, Some(iv.clone()), req(0.6), check()).await.unwrap();
         assert_eq!(s.list_order_overrides(&n, sess).await.unwrap().len(), 1);
+
+        // On the session screen, the dose given starts from the order for the patient's
+        // latest weight (0.5 mg/kg × 70 kg), once the dose has started and stock is on hand.
+        let sess3 = s
+            .create_session(&prescriber(&[a]), c, NewSession { scheduled_for: T0, chair_id: None, planned_dose_mg: None })
+            .await
+            .unwrap()
+            .id;
+        s.act_on_session(&n, sess3, SessionAction::CheckIn).await.unwrap();
+        s.act_on_session(&n, sess3, SessionAction::StartPreDoseChecks).await.unwrap();
+        let bp = keta_domain::vitals::VitalSigns {
+            systolic_mmhg: Some(keta_domain::units::Mmhg(124.0)),
+            diastolic_mmhg: Some(keta_domain::units::Mmhg(80.0)),
+            heart_rate_bpm: Some(keta_domain::units::BeatsPerMinute(72.0)),
+            spo2_pct: Some(keta_domain::units::Percent(98.0)),
+            resp_rate_per_min: Some(keta_domain::units::BreathsPerMinute(14.0)),
+        };
+        s.record_vitals(&n, sess3, bp, None, keta_domain::records::VitalsSource::Manual).await.unwrap();
+        s.act_on_session(&n, sess3, SessionAction::StartDose).await.unwrap();
+        let staff = keta_testkit::seed_staff(s, &[a]).await;
+        let by = |r: keta_domain::access::Role| staff.iter().find(|x| x.role == r).unwrap();
+        let (rn, dr) = (by(keta_domain::access::Role::Nurse), by(keta_domain::access::Role::Prescriber));
+        let app = keta_testkit::spawn_app(s.clone()).await;
+        assert_eq!(app.login(rn, clock.now()).await.status(), 200);
+        let site_id = a.0.to_string();
+        let receipt = crate::ledger_screens::receipt(&site_id, "KX7", &dr.username, &dr.password, "order-lot");
+        assert_eq!(crate::ledger_screens::post_form(&app, "/ledger/receipt", &receipt).await.status(), 303);
+        let page = app.get(&format!("/sessions/{}", sess3.0)).await.text().await.unwrap();
+        assert!(page.contains(r#"id="ledger_dose_mg" name="ledger_dose_mg" inputmode="decimal" value="35""#), "{page}");
+        assert!(page.contains("from the order: 35 mg for 70 kg"), "{:?}", db.kind);
         let _ = SessionAction::CheckIn;
     }
 }

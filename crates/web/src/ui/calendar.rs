@@ -356,6 +356,9 @@ pub(crate) struct OrderPanel {
     pub summary: String,
     pub allowed: String,
     pub dose: String,
+    /// The ordered dose in mg for the patient's latest weight: the session's "Dose given"
+    /// field starts from it.
+    pub dose_mg: Option<f64>,
     pub pump_rate: String,
     pub concentration: String,
     pub volume: String,
@@ -377,6 +380,7 @@ pub(crate) async fn order_panel(
         summary: format!("{} ({})", o.order.summary(), o.order.protocol_id),
         allowed: o.order.allowed_text(),
         dose: String::new(),
+        dose_mg: None,
         pump_rate: String::new(),
         concentration: String::new(),
         volume: String::new(),
@@ -398,6 +402,7 @@ pub(crate) async fn order_panel(
     match calc {
         Ok(c) => {
             panel.dose = format!("{} mg", n(c.dose_mg.0));
+            panel.dose_mg = Some(c.dose_mg.0);
             if let Some(p) = &c.pump {
                 panel.pump_rate = format!("{} mL/h", n(p.rate_ml_per_h_to_set.0));
             }

@@ -318,7 +318,7 @@ async fn session_page(
     st: &AppState,
     user: &CurrentUser,
     id: SessionId,
-    form: FormData,
+    mut form: FormData,
     errors: Errors,
     failed: &'static str,
     below: Option<&str>,
@@ -596,6 +596,13 @@ async fn session_page(
 
     let pk = pk_view(st, user, &s, &course, &patient, &obs, &responses, &sites, &clock, below).await?;
     let order = super::calendar::order_panel(st, user, course.id, patient.latest_weight_kg).await?;
+    // The dose given starts from the order for the patient's latest weight; what was typed
+    // in a refused form stays as typed.
+    if let Some(mg) = order.as_ref().and_then(|o| o.dose_mg).filter(|_| failed != "ledger")
+        && form.get("ledger_dose_mg").is_empty()
+    {
+        form.set("ledger_dose_mg", keta_domain::dosing::fmt_num(mg));
+    }
 
     let chair = s
         .chair_id
