@@ -275,6 +275,7 @@ pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     ("POST", "/ledger/entries/{id}/reversal", Needs(RecordLedger)),
     ("GET", "/outcomes", Needs(ViewClinical)),
     ("GET", "/outbox", Needs(ViewClinical)),
+    ("GET", "/checkins/schedules", Needs(ViewClinical)),
     ("GET", "/outcomes/durability", Needs(ViewClinical)),
     ("GET", "/audit", Needs(ViewAudit)),
     // Administration (issue 15): accounts and sites for administrators; the settings page for

@@ -1114,3 +1114,25 @@ async fn the_outbox_is_for_clinical_staff_and_only_where_reminders_are_kept() {
     assert_eq!(serving.get("/outbox").await.status(), StatusCode::NOT_FOUND);
     assert!(!serving.get("/today").await.text().await.unwrap().contains(menu_link), "no outbox, no menu link");
 }
+
+#[tokio::test]
+async fn the_clinics_check_in_schedules_are_readable_by_clinical_staff_only() {
+    let clock = ManualClock::at(T0);
+    let db = TestDb::sqlite(clock.as_clock()).await;
+    let c = clinic(&db.store, Route::IvRacemic, T0.date(), &[]).await;
+    let app = spawn_app(db.store.clone()).await;
+    sign_in(&app, &clock, c.login_as(Role::Nurse)).await;
+    let r = app.get("/checkins/schedules").await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("<h1>Check-in schedules</h1>"));
+    for s in keta_domain::checkins::builtin_schedules() {
+        assert!(html.contains(&s.name), "{} listed", s.name);
+    }
+    assert!(html.contains("<th scope=\"row\">PHQ-9</th><td>24 h before each session</td>"), "{html}");
+    // The chart's check-in section links to it.
+    let chart = app.get(&format!("/patients/{}", c.patient.0)).await.text().await.unwrap();
+    assert!(chart.contains("href=\"/checkins/schedules\""));
+    sign_in(&app, &clock, c.login_as(Role::FrontDesk)).await;
+    assert_eq!(app.get("/checkins/schedules").await.status(), 403);
+}

@@ -27,6 +27,7 @@ mod between;
 mod calendar;
 mod chart;
 pub(crate) mod checkin;
+mod checkin_schedules;
 pub(crate) mod clinic_figures;
 mod consent;
 pub(crate) mod durability;
@@ -133,6 +134,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/ledger/print/inventory", get(ledger_print::get_inventory))
         .route("/outcomes", get(outcomes::get_outcomes))
         .route("/outbox", get(outbox::get_outbox))
+        .route("/checkins/schedules", get(checkin_schedules::get_schedules))
         .route("/research", get(research::get_research))
         .route("/research/export", post(research::post_export))
         .route("/outcomes/durability", get(durability::get_durability))
