@@ -75,6 +75,8 @@ pub struct SiteCalendar {
     pub chair_times: Vec<ChairTime>,
     /// The prescriber on duty for escalations (the site's on-duty setting), if set.
     pub prescriber_on_duty: Option<String>,
+    /// The rota: nurses and prescribers on duty on each day shown.
+    pub on_duty: Vec<crate::rota::OnDutyStaff>,
 }
 
 /// Book a course's sessions from its protocol's schedule.
@@ -408,6 +410,7 @@ impl Store {
                     entries,
                     chair_times,
                     prescriber_on_duty: on_duty.map(|r| r.text("display_name")).transpose()?,
+                    on_duty: crate::rota::rota_between(c, site, from, from + time::Duration::days(i64::from(days)))?,
                 })
             })
             .await?;

@@ -25,6 +25,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (27, "research_and_referrals", include_str!("../migrations/sqlite/0027_research_and_referrals.sql")),
     (28, "audit_request_id", include_str!("../migrations/sqlite/0028_audit_request_id.sql")),
     (29, "pretreatment_records", include_str!("../migrations/sqlite/0029_pretreatment_records.sql")),
+    (31, "duty_rota", include_str!("../migrations/sqlite/0031_duty_rota.sql")),
     (32, "unread_columns", include_str!("../migrations/sqlite/0032_unread_columns.sql")),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -49,6 +50,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (27, "research_and_referrals", include_str!("../migrations/postgres/0027_research_and_referrals.sql")),
     (28, "audit_request_id", include_str!("../migrations/postgres/0028_audit_request_id.sql")),
     (29, "pretreatment_records", include_str!("../migrations/postgres/0029_pretreatment_records.sql")),
+    (31, "duty_rota", include_str!("../migrations/postgres/0031_duty_rota.sql")),
     (32, "unread_columns", include_str!("../migrations/postgres/0032_unread_columns.sql")),
 ];
 

@@ -192,6 +192,8 @@ pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     ("POST", "/calendar/sessions/{id}/cancel", Needs(EditDemographics)),
     ("POST", "/calendar/sessions/{id}/no-show", Needs(EditDemographics)),
     ("POST", "/calendar/sessions/{id}/arrival", Needs(EditDemographics)),
+    // The rota: the store allows the administrator and the front desk only.
+    ("POST", "/calendar/rota", Needs(EditDemographics)),
     ("GET", "/today/events", Needs(ViewDemographics)),
     ("GET", "/patients", Needs(ViewDemographics)),
     ("POST", "/patients", Needs(EditDemographics)),

@@ -8,9 +8,11 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use keta_domain::access::Role;
 use keta_domain::ids::{ChairId, CourseId, SessionId};
 use keta_domain::session::SessionState;
 use keta_store::calendar::{BookCourse, BookableCourse, NoShow, Reschedule};
+use keta_store::rota::OnDutyStaff;
 use serde::Deserialize;
 use time::Date;
 
@@ -58,6 +60,21 @@ pub(crate) struct ChairRow {
     pub days: Vec<Vec<Cell>>,
 }
 
+/// One name a day's rota may list, ticked when on duty that day.
+pub(crate) struct RotaChoice {
+    pub username: String,
+    pub label: String,
+    pub checked: bool,
+}
+
+/// Who is on duty on one day column, and the form to set it.
+pub(crate) struct DutyDay {
+    pub date_iso: String,
+    pub label: String,
+    pub staff: Vec<String>,
+    pub choices: Vec<RotaChoice>,
+}
+
 pub(crate) struct SiteChoice {
     pub id: i64,
     pub name: String,
@@ -87,6 +104,8 @@ struct CalendarPage {
     unplaced: Vec<Cell>,
     chair_times: Vec<String>,
     on_duty: String,
+    duty: Vec<DutyDay>,
+    can_set_rota: bool,
     courses: Vec<BookableCourse>,
     chairs: Vec<ChairChoice>,
     can_book: bool,
@@ -130,6 +149,28 @@ async fn page(
     let cal = st.store.site_calendar(&user.actor, site.id, from, days).await?;
     let can_book = user.actor.can(keta_domain::access::Permission::EditDemographics);
     let courses = if can_book { st.store.bookable_courses(&user.actor, site.id).await? } else { vec![] };
+    // The rota: set by the administrator or the front desk, read by everyone here.
+    let can_set_rota = matches!(user.actor.role, None | Some(Role::Administrator | Role::FrontDesk));
+    let candidates = if can_set_rota { st.store.rota_candidates(&user.actor, site.id).await? } else { vec![] };
+    let duty: Vec<DutyDay> = (0..days)
+        .map(|k| {
+            let d = from + time::Duration::days(i64::from(k));
+            let here: Vec<&OnDutyStaff> = cal.on_duty.iter().filter(|s| s.day == d).collect();
+            DutyDay {
+                date_iso: iso_date(d),
+                label: date_label(d),
+                staff: here.iter().map(|s| format!("{} ({})", s.display_name, s.role.label().to_lowercase())).collect(),
+                choices: candidates
+                    .iter()
+                    .map(|c| RotaChoice {
+                        username: c.username.clone(),
+                        label: format!("{} ({})", c.display_name, c.role.label().to_lowercase()),
+                        checked: here.iter().any(|s| s.username == c.username),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
     let columns: Vec<DayColumn> = (0..days)
         .map(|k| {
             let d = from + time::Duration::days(i64::from(k));
@@ -192,7 +233,9 @@ async fn page(
         rows,
         unplaced,
         chair_times,
-        on_duty: cal.prescriber_on_duty.unwrap_or_else(|| "not set (the site's on-duty setting)".into()),
+        on_duty: cal.prescriber_on_duty.clone().unwrap_or_else(|| "not set (the site's on-duty setting)".into()),
+        duty,
+        can_set_rota,
         courses,
         chairs: cal.chairs.iter().map(|c| ChairChoice { id: c.id.0, name: c.name.clone() }).collect(),
         can_book,
@@ -253,6 +296,16 @@ async fn after(
             page(st, user, &q, shown, None, StatusCode::UNPROCESSABLE_ENTITY).await
         }
     }
+}
+
+/// Sets who is on duty on one day at the site (the administrator or the front desk).
+pub async fn post_rota(State(st): State<AppState>, user: CurrentUser, form: FormData) -> UiResult<Response> {
+    let site = keta_domain::ids::SiteId(form.get("site").parse().unwrap_or(0));
+    let r = match parse_iso_date(form.get("day")) {
+        None => Err(keta_domain::DomainError::field("day", "give the day").into()),
+        Some(day) => st.store.set_duty_rota(&user.actor, site, day, form.all("staff")).await.map(|_| ()),
+    };
+    after(&st, &user, form, r, "On duty: ").await
 }
 
 fn opt_chair(form: &FormData) -> Option<ChairId> {

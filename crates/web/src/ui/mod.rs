@@ -72,6 +72,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/calendar/sessions/{id}/cancel", post(calendar::post_cancel))
         .route("/calendar/sessions/{id}/no-show", post(calendar::post_no_show))
         .route("/calendar/sessions/{id}/arrival", post(calendar::post_arrival))
+        .route("/calendar/rota", post(calendar::post_rota))
         .route("/today/events", get(today::get_board_events))
         .route("/patients", get(patients::get_patients).post(patients::post_patient))
         .route("/patients/new", get(patients::get_new_patient))
