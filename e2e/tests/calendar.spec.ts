@@ -5,7 +5,7 @@
 // the window at 390, 1024 and 1440 px.
 import { test, expect, screenshot, unique } from '../helpers/fixtures';
 import { expectAccessible, expectNoHorizontalScroll } from '../helpers/a11y';
-import { csrfToken, registerPatient } from '../helpers/clinic';
+import { assessEligibility, csrfToken, registerPatient } from '../helpers/clinic';
 
 test.use({ freshClinic: true });
 
@@ -26,6 +26,7 @@ test('the front desk books a course, moves a session, marks an arrival and recor
   // not yet booked, then records the order for it.
   await signIn('prescriber');
   const p = await registerPatient(page, 'Cal', `Endar${unique()}`);
+  await assessEligibility(page, p);
   const token = await csrfToken(page);
   await page.goto('/calendar');
   const today = await page.locator('#cal-from').inputValue();

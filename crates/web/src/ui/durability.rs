@@ -618,7 +618,7 @@ mod tests {
         assert_eq!(iv.bands.len(), 2, "an interval after each step");
         // The curve stops at the last responder followed (69 days), at 1/3, not at 0 %.
         assert!(iv.path.ends_with(&format!(" V{} H{}", f(y_of(1.0 / 3.0)), f(x_of(69.0)))), "{}", iv.path);
-        assert_eq!((iv.end_x.as_str(), iv.end_y.clone()), (f(x_of(69.0)).as_str(), f(y_of(1.0 / 3.0))));
+        assert_eq!((iv.end_x.clone(), iv.end_y.clone()), (f(x_of(69.0)), f(y_of(1.0 / 3.0))));
         // Numbers at risk under each x tick (0, 14, …, 84 days): 3 followed; relapse at 10
         // leaves 2; relapse at 30 leaves 1, censored at 69.
         assert_eq!(c.risk_rows.len(), 1);

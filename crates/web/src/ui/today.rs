@@ -280,7 +280,7 @@ pub(crate) async fn build_site(
     let name_of = |id: PatientId| names.get(&id).map_or_else(|| format!("Patient {id}"), Patient::display_name);
     let line = |a: &Alert| AlertLine { escalated: escalated.get(&a.id.0).cloned(), ..alert_line(a, &names, &clock) };
 
-    // Vitals for sessions in the chair (the latest reading, and the due checks).
+    // The latest reading of each session in the chair, for clinical staff.
     let in_chair: Vec<&ScheduledSession> = sessions.iter().filter(|s| is_in_chair(s.state)).collect();
     let vitals = if clinical {
         st.store.vitals_for_sessions(actor, in_chair.iter().map(|s| s.id).collect()).await?
