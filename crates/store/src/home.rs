@@ -407,6 +407,10 @@ pub struct HomeProgramme {
     pub screens: Vec<PreDoseScreen>,
     pub reconciliation: Reconciliation,
     pub dispenses: usize,
+    /// The latest supply: when, and who dispensed it.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_dispensed_at: Option<OffsetDateTime>,
+    pub last_dispensed_by: Option<String>,
     pub doses_logged: usize,
     pub missed_checkins: usize,
     pub unreviewed_refusals: usize,
@@ -430,6 +434,14 @@ fn programme(c: &mut dyn Conn, co: &Course) -> Result<HomeProgramme> {
         .collect::<Result<_>>()?;
     let (rec, dispensed, doses_logged) = reconciliation_for(c, course)?;
     let last_dispense = dispensed.last().map_or(0, |d| ms(d.at));
+    let latest = c.query_opt(
+        "SELECT dispensed_at, dispensed_by FROM home_dispenses WHERE course_id = $1 ORDER BY dispensed_at DESC, id DESC LIMIT 1",
+        params![course.0],
+    )?;
+    let (last_dispensed_at, last_dispensed_by) = match latest {
+        Some(r) => (Some(from_ms(r.i64("dispensed_at")?)?), Some(r.text("dispensed_by")?)),
+        None => (None, None),
+    };
     // Missed since the last supply: the patient is "up to date" once later check-ins are done
     // (a check-in completed after the missed one closed clears it; otherwise nothing could, as
     // the supply it holds is what would move `last_dispense` on).
@@ -455,6 +467,8 @@ fn programme(c: &mut dyn Conn, co: &Course) -> Result<HomeProgramme> {
         screens,
         reconciliation: rec,
         dispenses: dispensed.len(),
+        last_dispensed_at,
+        last_dispensed_by,
         doses_logged,
         missed_checkins,
         unreviewed_refusals,

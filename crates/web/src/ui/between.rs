@@ -982,6 +982,9 @@ pub(crate) async fn build(
                     0 => "None yet".into(),
                     1 => format!("{} (1 supply)", units_mg(r.dispensed_units, r.dispensed_mg.0)),
                     n => format!("{} ({n} supplies)", units_mg(r.dispensed_units, r.dispensed_mg.0)),
+                } + &match (p.last_dispensed_at, &p.last_dispensed_by) {
+                    (Some(at), Some(by)) => format!("; the latest on {} by {by}", clock.datetime(at)),
+                    _ => String::new(),
                 },
                 logged: match p.doses_logged {
                     0 => "None yet".into(),
