@@ -52,6 +52,10 @@ pub struct CalendarEntry {
     /// `cancelled` or `no_show` when the booking ended that way.
     pub outcome: Option<String>,
     pub outcome_reason: Option<String>,
+    /// Where the booking was before it was last moved (time and chair), if it was.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub moved_from_at: Option<OffsetDateTime>,
+    pub moved_from_chair_id: Option<ChairId>,
 }
 
 /// How long each route holds a chair, with its source.
@@ -367,7 +371,9 @@ impl Store {
                     &format!(
                         "SELECT {COLS}, p.given_name, p.family_name, p.mrn,
                          (SELECT e.kind FROM session_calendar_events e WHERE e.session_id = sessions.id AND e.kind IN ('cancelled', 'no_show') ORDER BY e.id DESC LIMIT 1) AS ended_kind,
-                         (SELECT e.reason FROM session_calendar_events e WHERE e.session_id = sessions.id AND e.kind IN ('cancelled', 'no_show') ORDER BY e.id DESC LIMIT 1) AS ended_reason
+                         (SELECT e.reason FROM session_calendar_events e WHERE e.session_id = sessions.id AND e.kind IN ('cancelled', 'no_show') ORDER BY e.id DESC LIMIT 1) AS ended_reason,
+                         (SELECT e.from_at FROM session_calendar_events e WHERE e.session_id = sessions.id AND e.kind = 'rescheduled' ORDER BY e.id DESC LIMIT 1) AS moved_from_at,
+                         (SELECT e.from_chair_id FROM session_calendar_events e WHERE e.session_id = sessions.id AND e.kind = 'rescheduled' ORDER BY e.id DESC LIMIT 1) AS moved_from_chair_id
                          FROM sessions JOIN patients p ON p.id = sessions.patient_id
                          WHERE sessions.site_id = $1 AND scheduled_for >= $2 AND scheduled_for < $3 ORDER BY scheduled_for, sessions.id"
                     )
@@ -386,6 +392,8 @@ impl Store {
                         mrn: r.text("mrn")?,
                         outcome_reason: if ended.is_some() { r.opt_text("ended_reason")? } else { None },
                         outcome: ended,
+                        moved_from_at: crate::time_codec::opt_from_ms(r.opt_i64("moved_from_at")?)?,
+                        moved_from_chair_id: r.opt_i64("moved_from_chair_id")?.map(ChairId),
                         session: ScheduledSession::from(&sess),
                     });
                 }

@@ -115,6 +115,10 @@ async fn a_whole_induction_course_books_into_free_chairs_and_a_chair_is_never_do
         let first = cal.entries.iter().find(|e| e.session.id == booked[0].id).unwrap();
         assert_eq!((first.outcome.as_deref(), first.chair_minutes), (Some("cancelled"), 120));
         assert_eq!(first.outcome_reason.as_deref(), Some("Patient unwell, called ahead"));
+        // The moved session says where it was booked before.
+        let was = cal.entries.iter().find(|e| e.session.id == second[0].id).unwrap();
+        assert_eq!((was.moved_from_at, was.moved_from_chair_id), (Some(second[0].scheduled_for), second[0].chair_id));
+        assert_eq!((first.moved_from_at, first.moved_from_chair_id), (None, None), "never moved");
         assert_eq!(cal.chairs.len(), 2);
         // Auditors read the calendar but cannot book.
         let auditor =

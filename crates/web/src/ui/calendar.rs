@@ -42,6 +42,8 @@ pub(crate) struct Cell {
     pub state: String,
     pub state_class: &'static str,
     pub outcome: Option<String>,
+    /// "Moved from Tue 3 Nov 10:00, Chair 1" when the booking was moved.
+    pub moved_from: Option<String>,
     pub bookable: bool,
     pub arrivable: bool,
     pub no_show_due: bool,
@@ -200,6 +202,14 @@ async fn page(
             state,
             state_class,
             outcome: e.outcome_reason.clone(),
+            moved_from: e.moved_from_at.map(|at| {
+                let chair = e
+                    .moved_from_chair_id
+                    .and_then(|c| cal.chairs.iter().find(|x| x.id == c))
+                    .map(|c| format!(", {}", c.name))
+                    .unwrap_or_default();
+                format!("Moved from {}{chair}", clock.datetime(at))
+            }),
             bookable: s.state == SessionState::Scheduled,
             arrivable: s.state == SessionState::Scheduled && local.date() == today,
             no_show_due: s.state == SessionState::Scheduled && s.scheduled_for <= now,
