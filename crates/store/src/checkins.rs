@@ -781,7 +781,7 @@ pub(crate) fn open_for_write(c: &mut dyn Conn, hash: &str, now: OffsetDateTime) 
 
 pub(crate) fn finish_link(c: &mut dyn Conn, link: &LinkRecord, now: OffsetDateTime, kind: &str, id: i64) -> Result<()> {
     let n = c.execute(
-        "UPDATE checkin_links SET completed_at = $1, result_kind = $2, result_id = $3, progress = NULL, progress_saved_at = NULL WHERE id = $4 AND completed_at IS NULL
+        "UPDATE checkin_links SET completed_at = $1, result_kind = $2, result_id = $3, progress = NULL, progress_saved_at = NULL WHERE id = $4 AND completed_at IS NULL",
         params![ms(now), kind, id, link.id],
     )?;
     if n != 1 {
