@@ -658,8 +658,10 @@ impl Store {
             if link.purpose != LinkPurpose::Sitter {
                 return Err(DomainError::Conflict("this link is not a sitter confirmation".into()).into());
             }
-            let parent = link.parent_link_id.ok_or_else(|| StoreError::Corrupt("sitter link without a screen".into()))?;
-            let screen = screen_for_link(c, parent)?.ok_or_else(|| StoreError::Corrupt("sitter link without a screen".into()))?;
+            let parent =
+                link.parent_link_id.ok_or_else(|| StoreError::Corrupt("sitter link without a screen".into()))?;
+            let screen = screen_for_link(c, parent)?
+                .ok_or_else(|| StoreError::Corrupt("sitter link without a screen".into()))?;
             let answers: PreDoseSubmission = from_json(
                 &c.query_opt("SELECT answers FROM pre_dose_screens WHERE id = $1", params![screen.id])?
                     .ok_or_else(|| StoreError::Corrupt("screen".into()))?

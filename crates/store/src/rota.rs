@@ -140,8 +140,7 @@ impl Store {
         usernames: Vec<String>,
     ) -> Result<Vec<OnDutyStaff>> {
         require_rota_setter(actor)?;
-        let mut names: Vec<String> =
-            usernames.iter().map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect();
+        let mut names: Vec<String> = usernames.iter().map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect();
         names.sort();
         names.dedup();
         if names.len() > MAX_PER_DAY {

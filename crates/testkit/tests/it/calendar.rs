@@ -269,7 +269,11 @@ async fn a_session_dose_outside_the_prescribers_order_needs_the_prescribers_docu
         // On the session screen, the dose given starts from the order for the patient's
         // latest weight (0.5 mg/kg × 70 kg), once the dose has started and stock is on hand.
         let sess3 = s
-            .create_session(&prescriber(&[a]), c, NewSession { scheduled_for: T0, chair_id: None, planned_dose_mg: None })
+            .create_session(
+                &prescriber(&[a]),
+                c,
+                NewSession { scheduled_for: T0, chair_id: None, planned_dose_mg: None },
+            )
             .await
             .unwrap()
             .id;
@@ -447,7 +451,10 @@ async fn the_front_desk_sets_who_is_on_duty_and_the_calendar_shows_it() {
         assert!(matches!(s.set_duty_rota(&nurse(&[a]), a, day, vec![]).await, Err(StoreError::Forbidden(_))));
         // The front desk is not a clinician on duty; an unknown name is named; nothing changed.
         let refused = s.set_duty_rota(&desk, a, day, vec!["nurse.test".into(), "frontdesk.test".into()]).await;
-        assert!(format!("{refused:?}").contains("`frontdesk.test` is not an enabled nurse or prescriber"), "{refused:?}");
+        assert!(
+            format!("{refused:?}").contains("`frontdesk.test` is not an enabled nurse or prescriber"),
+            "{refused:?}"
+        );
         let week = s.duty_rota(&nurse(&[a]), a, date!(2026 - 11 - 02), 7).await.unwrap();
         assert_eq!(names(&week), ["prescriber.test", "nurse.test"]);
         assert!(week.iter().all(|x| x.day == day));
@@ -478,7 +485,8 @@ async fn the_front_desk_sets_who_is_on_duty_and_the_calendar_shows_it() {
         assert!(html.contains("<th scope=\"row\">On duty</th>"), "{html}");
         assert!(html.contains("<li>Test Prescriber (prescriber)</li>"), "{html}");
         assert!(html.contains("Set who is on duty"), "the front desk may set it");
-        let day_view = app.get(&format!("/calendar?site={site_id}&from=2026-11-05&view=day")).await.text().await.unwrap();
+        let day_view =
+            app.get(&format!("/calendar?site={site_id}&from=2026-11-05&view=day")).await.text().await.unwrap();
         assert!(day_view.contains("<li>Test Prescriber (prescriber)</li><li>Test Nurse (nurse)</li>"), "{day_view}");
         // A nurse sees the rota without the form.
         clock.advance(Duration::seconds(31));

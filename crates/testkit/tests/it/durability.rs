@@ -234,7 +234,9 @@ async fn durability_curves_by_route_and_protocol_over_http() {
         // chart's text description; IV: relapses at 14 and 30 days, one censored at 49.
         assert!(html.contains(">At risk</text>"), "the at-risk table is drawn");
         assert!(
-            html.contains("Numbers at risk: IV ketamine: 3 at day 0, 3 at day 14, 2 at day 28, 1 at day 42, 0 at day 56"),
+            html.contains(
+                "Numbers at risk: IV ketamine: 3 at day 0, 3 at day 14, 2 at day 28, 1 at day 42, 0 at day 56"
+            ),
             "{html}"
         );
         assert_eq!(html.matches("class=\"risk-label\"").count(), 3 * 8, "7 ticks and a label for each of 3 curves");

@@ -320,7 +320,8 @@ fn chart(report: &DurabilityReport) -> ChartView {
             cells: x_tick_days.iter().map(|&d| Tick { pos: f(x_of(d)), label: g.at_risk_at(d).to_string() }).collect(),
         })
         .collect();
-    let chart_height = HEIGHT + if risk_rows.is_empty() { 0.0 } else { RISK_TITLE + RISK_ROW * (risk_rows.len() as f64 + 0.5) };
+    let chart_height =
+        HEIGHT + if risk_rows.is_empty() { 0.0 } else { RISK_TITLE + RISK_ROW * (risk_rows.len() as f64 + 0.5) };
 
     let summary = if drawn.is_empty() {
         "No responder has been followed after their last session yet, so there is no curve to draw.".to_string()
