@@ -162,12 +162,18 @@ impl KaplanMeier {
         Some(self.steps.iter().take_while(|s| s.days <= days).last().map_or(0.0, |s| s.variance))
     }
 
-    /// Where the curve ends: the longest follow-up and the share still responding there.
-    /// The curve is drawn flat from the last relapse to the last subject followed (event or
-    /// censored) and stops there; it only reaches 0 if everyone still at risk at the last
-    /// relapse relapsed, never merely because follow-up ran out.
+    /// Where the drawn curve ends, and at what level. It runs flat from the last relapse to
+    /// the last subject followed (event or censored) and stops there, never dropping to 0
+    /// because follow-up ran out. When the last ones followed all relapse (the estimate
+    /// reaches 0 on the last few at risk, often one person), the curve stops at that last
+    /// relapse at the level before it instead of drawing a drop to 0 %: that step is still
+    /// in [`Self::steps`], the median and the table.
     pub fn end(&self) -> (f64, f64) {
-        (self.max_days, self.steps.last().map_or(1.0, |s| s.survival))
+        match self.steps.split_last() {
+            Some((last, before)) if last.survival == 0.0 => (last.days, before.last().map_or(1.0, |s| s.survival)),
+            Some((last, _)) => (self.max_days, last.survival),
+            None => (self.max_days, 1.0),
+        }
     }
 
     /// First time the curve is at or below one half.
@@ -288,9 +294,13 @@ mod tests {
         assert!(close(level, 8.0 / 15.0), "{level}");
         assert!(close(km.survival_at(40.0).unwrap(), 8.0 / 15.0), "no drop to 0 when follow-up runs out");
         assert_eq!(km.survival_at(40.5), None, "nothing is drawn past the last person followed");
-        // Only when the last one at risk relapses does it reach 0, at that relapse.
+        // The last one followed relapses: the estimate reaches 0 there, but the curve stops at
+        // that relapse at the level before it (2/3 after the relapse at 5), not at 0 %.
         let km = KaplanMeier::estimate(&obs(&[(5.0, true), (20.0, false), (30.0, true)])).unwrap();
-        assert_eq!(km.end(), (30.0, 0.0));
+        assert_eq!(km.steps.last().unwrap().survival, 0.0);
+        let (days, level) = km.end();
+        assert_eq!(days, 30.0);
+        assert!(close(level, 2.0 / 3.0), "{level}");
         // Nobody relapsed: flat at 100 % to the last person followed.
         let km = KaplanMeier::estimate(&obs(&[(12.0, false), (3.0, false)])).unwrap();
         assert_eq!(km.end(), (12.0, 1.0));

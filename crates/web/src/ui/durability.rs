@@ -194,24 +194,28 @@ fn short(label: &str, max: usize) -> String {
 }
 
 fn curve(i: usize, g: &DurabilityGroup) -> Option<CurveView> {
-    let end = g.max_follow_up_days?.min(X_MAX_DAYS);
+    // When the last ones followed all relapse, the estimate's final drop to 0 rests on them
+    // alone: the curve stops at that relapse at the level before it (as `KaplanMeier::end`).
+    let emptied = g.steps.last().filter(|s| s.survival == 0.0);
+    let drawn_steps = &g.steps[..g.steps.len() - usize::from(emptied.is_some())];
+    let end = emptied.map_or(g.max_follow_up_days?, |s| s.days).min(X_MAX_DAYS);
     let mut d = format!("M{} {}", f(x_of(0.0)), f(y_of(1.0)));
     let mut level = 1.0;
     let mut bands = Vec::new();
-    for (k, s) in g.steps.iter().enumerate() {
+    for (k, s) in drawn_steps.iter().enumerate() {
         if s.days > X_MAX_DAYS {
             break;
         }
         d.push_str(&format!(" H{} V{}", f(x_of(s.days)), f(y_of(s.survival))));
         level = s.survival;
         if let (Some(lo), Some(hi)) = (s.ci_low, s.ci_high) {
-            let until = g.steps.get(k + 1).map_or(end, |n| n.days.min(end));
+            let until = drawn_steps.get(k + 1).map_or(end, |n| n.days.min(end));
             let (x0, x1) = (x_of(s.days), x_of(until));
             bands.push(Rect { x: f(x0), y: f(y_of(hi)), w: f((x1 - x0).max(0.0)), h: f(y_of(lo) - y_of(hi)) });
         }
     }
     d.push_str(&format!(" H{}", f(x_of(end))));
-    let level_at = |t: f64| g.steps.iter().take_while(|s| s.days <= t).last().map_or(1.0, |s| s.survival);
+    let level_at = |t: f64| drawn_steps.iter().take_while(|s| s.days <= t).last().map_or(1.0, |s| s.survival);
     let censor_marks = g
         .censored_days
         .iter()
@@ -230,8 +234,15 @@ fn curve(i: usize, g: &DurabilityGroup) -> Option<CurveView> {
         end_y: f(y_of(level)),
         label_y: String::new(),
         title: format!(
-            "{}: {} responders followed, {} relapsed, {} still responding at last score",
-            g.label, g.followed, g.relapses, g.censored
+            "{}: {} responders followed, {} relapsed, {} still responding at last score{}",
+            g.label,
+            g.followed,
+            g.relapses,
+            g.censored,
+            emptied.map_or(String::new(), |s| format!(
+                "; the last followed relapsed at {} days (the curve stops there rather than drop to 0 %)",
+                days_text(s.days)
+            ))
         ),
     })
 }
@@ -639,6 +650,28 @@ mod tests {
         assert!(rows[0].at_4_weeks.starts_with("67 % ("), "{}", rows[0].at_4_weeks);
         assert!(rows[0].at_8_weeks.starts_with("33 % ("), "{}", rows[0].at_8_weeks);
         assert_eq!(rows[0].median, "30 days");
+    }
+
+    #[test]
+    fn a_curve_whose_last_followed_relapse_stops_there_without_dropping_to_zero() {
+        // One IV responder relapses at 10 days, the other (the last followed) at 30.
+        let t0 = datetime!(2026-01-05 09:00 UTC);
+        let at = |d: i64| t0 + time::Duration::days(d);
+        let c = |scores: &[(i64, i32)]| CourseSeries {
+            route: Route::IvRacemic,
+            protocol: None,
+            sessions: [0, 2, 4, 7, 9, 11].iter().map(|&d| at(d)).collect(),
+            scores: scores.iter().map(|&(d, total)| ScorePoint { at: at(d), total }).collect(),
+            baseline: None,
+        };
+        let series = [c(&[(0, 20), (14, 9), (21, 12)]), c(&[(0, 18), (14, 8), (41, 16)])];
+        let r =
+            durability::analyse(&series, Grouping::Route, definition().unwrap(), &RelapseSettings::default()).unwrap();
+        assert_eq!(r.groups[0].steps.last().unwrap().survival, 0.0, "the estimate does reach 0");
+        let iv = &chart(&r).curves[0];
+        assert!(iv.path.ends_with(&format!(" V{} H{}", f(y_of(0.5)), f(x_of(30.0)))), "{}", iv.path);
+        assert!(!iv.path.contains(&format!("V{}", f(y_of(0.0)))), "no drop to 0 %: {}", iv.path);
+        assert!(iv.title.contains("the last followed relapsed at 30 days"), "{}", iv.title);
     }
 
     #[test]
