@@ -1,7 +1,7 @@
 // Every main screen: renders for the right role, has no serious accessibility
 // violation (axe-core), fits a 1024x768 tablet without horizontal scrolling, and is
 // saved as a screenshot artifact (test-results/screens/). Patient-facing screens are
-// also checked at phone width (390) and the board at desktop width (1440).
+// also checked at phone width (390), as are the outcomes pages, and the board at desktop width (1440).
 import { test, expect, screenshot } from '../helpers/fixtures';
 import { expectAccessible, expectNoHorizontalScroll } from '../helpers/a11y';
 import { assessEligibility, firstSessionUrl, planCourse, registerPatient } from '../helpers/clinic';
@@ -78,6 +78,10 @@ test('every main screen is accessible, fits the tablet and is captured', async (
   await page.goto('/outcomes/durability?by=protocol');
   await check(page, 'durability-protocol-1024');
 
+  await page.goto('/checkins/schedules');
+  await expect(page.getByRole('heading', { level: 1, name: 'Check-in schedules' })).toBeVisible();
+  await check(page, 'checkin-schedules-1024');
+
   await page.goto('/outbox');
   await expect(page.getByRole('heading', { level: 1, name: /Reminder outbox/ })).toBeVisible();
   await check(page, 'outbox-1024');
@@ -93,6 +97,8 @@ test('every main screen is accessible, fits the tablet and is captured', async (
   await check(page, 'today-1440');
   await page.goto(session);
   await check(page, 'session-1440');
+  await page.goto('/outcomes');
+  await check(page, 'outcomes-1440');
 
   // Phone width: the patient-facing kiosk, and the session screen still usable.
   await page.setViewportSize({ width: 390, height: 844 });
@@ -105,4 +111,13 @@ test('every main screen is accessible, fits the tablet and is captured', async (
   await page.getByRole('button', { name: 'Confirm' }).click();
   await expect(page).toHaveURL(new RegExp(`${session}$`));
   await check(page, 'session-390');
+  // The clinic's outcomes and durability curves on a phone.
+  await page.goto('/outcomes');
+  await expect(page.getByRole('heading', { level: 1, name: 'Clinic outcomes' })).toBeVisible();
+  await check(page, 'outcomes-390');
+  await page.goto('/outcomes/durability');
+  await check(page, 'durability-390');
+  await page.goto('/checkins/schedules');
+  await expect(page.getByRole('heading', { level: 1, name: 'Check-in schedules' })).toBeVisible();
+  await check(page, 'checkin-schedules-390');
 });

@@ -288,6 +288,13 @@ impl DurabilityGroup {
         }
     }
 
+    /// Responders on the curve still followed (neither relapsed nor censored) just before
+    /// `days`: the "number at risk" printed under the chart's x axis.
+    pub fn at_risk_at(&self, days: f64) -> usize {
+        let relapsing = self.steps.iter().filter(|s| s.days >= days).map(|s| s.relapses).sum::<usize>();
+        relapsing + self.censored_days.iter().filter(|&&t| t >= days).count()
+    }
+
     fn estimate(&mut self, observations: &[SurvivalObservation]) -> Result<(), DomainError> {
         self.followed = observations.len();
         self.relapses = observations.iter().filter(|o| o.relapsed).count();
@@ -640,6 +647,10 @@ mod tests {
         assert!(close(w4.survival, 0.375) && w4.days == 28.0);
         assert!((w4.ci_low.unwrap() - 0.010971).abs() < 1e-6 && (w4.ci_high.unwrap() - 0.808001).abs() < 1e-6);
         assert_eq!(iv.at_8_weeks, None, "nobody followed to 8 weeks");
+        // Numbers at risk: 4 followed from day 0; relapse at 10 leaves 3; censored at 15 → 2;
+        // relapse at 20 → 1; the last, censored at 30, is at risk at 30 and gone after.
+        let risk: Vec<usize> = [0.0, 10.0, 10.5, 15.0, 16.0, 20.0, 21.0, 30.0, 30.5].map(|d| iv.at_risk_at(d)).to_vec();
+        assert_eq!(risk, [4, 4, 3, 3, 2, 2, 1, 1, 0]);
         assert_eq!(iv.median_days, Some(20.0));
 
         let im = &r.groups[1];

@@ -162,6 +162,20 @@ impl KaplanMeier {
         Some(self.steps.iter().take_while(|s| s.days <= days).last().map_or(0.0, |s| s.variance))
     }
 
+    /// Where the drawn curve ends, and at what level. It runs flat from the last relapse to
+    /// the last subject followed (event or censored) and stops there, never dropping to 0
+    /// because follow-up ran out. When the last ones followed all relapse (the estimate
+    /// reaches 0 on the last few at risk, often one person), the curve stops at that last
+    /// relapse at the level before it instead of drawing a drop to 0 %: that step is still
+    /// in [`Self::steps`], the median and the table.
+    pub fn end(&self) -> (f64, f64) {
+        match self.steps.split_last() {
+            Some((last, before)) if last.survival == 0.0 => (last.days, before.last().map_or(1.0, |s| s.survival)),
+            Some((last, _)) => (self.max_days, last.survival),
+            None => (self.max_days, 1.0),
+        }
+    }
+
     /// First time the curve is at or below one half.
     pub fn median_days(&self) -> Option<f64> {
         self.steps.iter().find(|s| s.survival <= 0.5).map(|s| s.days)
@@ -266,6 +280,30 @@ mod tests {
         assert!(km.steps.is_empty());
         assert_eq!(km.survival_at(56.0), Some(1.0));
         assert_eq!(km.median_days(), None);
+    }
+
+    #[test]
+    fn the_curve_ends_at_the_last_follow_up_at_its_last_level() {
+        // Relapses at 5 and 10; the last two followed are censored at 20 and 40.
+        let km = KaplanMeier::estimate(&obs(&[(5.0, true), (10.0, true), (20.0, false), (40.0, false), (7.0, false)]))
+            .unwrap();
+        // 5: 4/5; 10: n=3 → 4/5·2/3 = 8/15, and it stays there to the last person followed.
+        assert_eq!(km.steps.len(), 2, "a censored subject is no step");
+        let (days, level) = km.end();
+        assert_eq!(days, 40.0);
+        assert!(close(level, 8.0 / 15.0), "{level}");
+        assert!(close(km.survival_at(40.0).unwrap(), 8.0 / 15.0), "no drop to 0 when follow-up runs out");
+        assert_eq!(km.survival_at(40.5), None, "nothing is drawn past the last person followed");
+        // The last one followed relapses: the estimate reaches 0 there, but the curve stops at
+        // that relapse at the level before it (2/3 after the relapse at 5), not at 0 %.
+        let km = KaplanMeier::estimate(&obs(&[(5.0, true), (20.0, false), (30.0, true)])).unwrap();
+        assert_eq!(km.steps.last().unwrap().survival, 0.0);
+        let (days, level) = km.end();
+        assert_eq!(days, 30.0);
+        assert!(close(level, 2.0 / 3.0), "{level}");
+        // Nobody relapsed: flat at 100 % to the last person followed.
+        let km = KaplanMeier::estimate(&obs(&[(12.0, false), (3.0, false)])).unwrap();
+        assert_eq!(km.end(), (12.0, 1.0));
     }
 
     #[test]

@@ -52,6 +52,10 @@ pub struct CalendarEntry {
     /// `cancelled` or `no_show` when the booking ended that way.
     pub outcome: Option<String>,
     pub outcome_reason: Option<String>,
+    /// Where the booking was before it was last moved (time and chair), if it was.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub moved_from_at: Option<OffsetDateTime>,
+    pub moved_from_chair_id: Option<ChairId>,
 }
 
 /// How long each route holds a chair, with its source.
@@ -75,6 +79,8 @@ pub struct SiteCalendar {
     pub chair_times: Vec<ChairTime>,
     /// The prescriber on duty for escalations (the site's on-duty setting), if set.
     pub prescriber_on_duty: Option<String>,
+    /// The rota: nurses and prescribers on duty on each day shown.
+    pub on_duty: Vec<crate::rota::OnDutyStaff>,
 }
 
 /// Book a course's sessions from its protocol's schedule.
@@ -365,7 +371,9 @@ impl Store {
                     &format!(
                         "SELECT {COLS}, p.given_name, p.family_name, p.mrn,
                          (SELECT e.kind FROM session_calendar_events e WHERE e.session_id = sessions.id AND e.kind IN ('cancelled', 'no_show') ORDER BY e.id DESC LIMIT 1) AS ended_kind,
-                         (SELECT e.reason FROM session_calendar_events e WHERE e.session_id = sessions.id AND e.kind IN ('cancelled', 'no_show') ORDER BY e.id DESC LIMIT 1) AS ended_reason
+                         (SELECT e.reason FROM session_calendar_events e WHERE e.session_id = sessions.id AND e.kind IN ('cancelled', 'no_show') ORDER BY e.id DESC LIMIT 1) AS ended_reason,
+                         (SELECT e.from_at FROM session_calendar_events e WHERE e.session_id = sessions.id AND e.kind = 'rescheduled' ORDER BY e.id DESC LIMIT 1) AS moved_from_at,
+                         (SELECT e.from_chair_id FROM session_calendar_events e WHERE e.session_id = sessions.id AND e.kind = 'rescheduled' ORDER BY e.id DESC LIMIT 1) AS moved_from_chair_id
                          FROM sessions JOIN patients p ON p.id = sessions.patient_id
                          WHERE sessions.site_id = $1 AND scheduled_for >= $2 AND scheduled_for < $3 ORDER BY scheduled_for, sessions.id"
                     )
@@ -384,6 +392,8 @@ impl Store {
                         mrn: r.text("mrn")?,
                         outcome_reason: if ended.is_some() { r.opt_text("ended_reason")? } else { None },
                         outcome: ended,
+                        moved_from_at: crate::time_codec::opt_from_ms(r.opt_i64("moved_from_at")?)?,
+                        moved_from_chair_id: r.opt_i64("moved_from_chair_id")?.map(ChairId),
                         session: ScheduledSession::from(&sess),
                     });
                 }
@@ -408,6 +418,7 @@ impl Store {
                     entries,
                     chair_times,
                     prescriber_on_duty: on_duty.map(|r| r.text("display_name")).transpose()?,
+                    on_duty: crate::rota::rota_between(c, site, from, from + time::Duration::days(i64::from(days)))?,
                 })
             })
             .await?;

@@ -68,6 +68,9 @@ pub struct LinkRecord {
     /// Answers saved so far ("finish later"), as the page sent them.
     #[schema(value_type = Option<Object>)]
     pub progress: Option<serde_json::Value>,
+    /// When those answers were last saved (cleared with them when the link is completed).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub progress_saved_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub completed_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -91,7 +94,7 @@ impl LinkRecord {
     }
 }
 
-const LINK_COLS: &str = "id, purpose, patient_id, site_id, course_id, session_id, parent_link_id, item_key, form, form_kind, opens_at, expires_at, created_at, created_by, first_opened_at, progress, completed_at, expired_at, result_kind, result_id";
+const LINK_COLS: &str = "id, purpose, patient_id, site_id, course_id, session_id, parent_link_id, item_key, form, form_kind, opens_at, expires_at, created_at, created_by, first_opened_at, progress, progress_saved_at, completed_at, expired_at, result_kind, result_id";
 
 fn link_from(r: &Row) -> Result<LinkRecord> {
     Ok(LinkRecord {
@@ -111,6 +114,7 @@ fn link_from(r: &Row) -> Result<LinkRecord> {
         created_by: r.text("created_by")?,
         first_opened_at: opt_from_ms(r.opt_i64("first_opened_at")?)?,
         progress: r.opt_text("progress")?.map(|t| from_json(&t)).transpose()?,
+        progress_saved_at: opt_from_ms(r.opt_i64("progress_saved_at")?)?,
         completed_at: opt_from_ms(r.opt_i64("completed_at")?)?,
         expired_at: opt_from_ms(r.opt_i64("expired_at")?)?,
         result_kind: r.opt_text("result_kind")?,
@@ -777,7 +781,7 @@ pub(crate) fn open_for_write(c: &mut dyn Conn, hash: &str, now: OffsetDateTime) 
 
 pub(crate) fn finish_link(c: &mut dyn Conn, link: &LinkRecord, now: OffsetDateTime, kind: &str, id: i64) -> Result<()> {
     let n = c.execute(
-        "UPDATE checkin_links SET completed_at = $1, result_kind = $2, result_id = $3, progress = NULL WHERE id = $4 AND completed_at IS NULL",
+        "UPDATE checkin_links SET completed_at = $1, result_kind = $2, result_id = $3, progress = NULL, progress_saved_at = NULL WHERE id = $4 AND completed_at IS NULL",
         params![ms(now), kind, id, link.id],
     )?;
     if n != 1 {

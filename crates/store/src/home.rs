@@ -398,6 +398,10 @@ pub struct HomeProgramme {
     pub screens: Vec<PreDoseScreen>,
     pub reconciliation: Reconciliation,
     pub dispenses: usize,
+    /// The latest supply: when, and who dispensed it.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_dispensed_at: Option<OffsetDateTime>,
+    pub last_dispensed_by: Option<String>,
     pub doses_logged: usize,
     pub missed_checkins: usize,
     pub unreviewed_refusals: usize,
@@ -421,6 +425,14 @@ fn programme(c: &mut dyn Conn, co: &Course) -> Result<HomeProgramme> {
         .collect::<Result<_>>()?;
     let (rec, dispensed, doses_logged) = reconciliation_for(c, course)?;
     let last_dispense = dispensed.last().map_or(0, |d| ms(d.at));
+    let latest = c.query_opt(
+        "SELECT dispensed_at, dispensed_by FROM home_dispenses WHERE course_id = $1 ORDER BY dispensed_at DESC, id DESC LIMIT 1",
+        params![course.0],
+    )?;
+    let (last_dispensed_at, last_dispensed_by) = match latest {
+        Some(r) => (Some(from_ms(r.i64("dispensed_at")?)?), Some(r.text("dispensed_by")?)),
+        None => (None, None),
+    };
     // Missed since the last supply: the patient is "up to date" once later check-ins are done
     // (a check-in completed after the missed one closed clears it; otherwise nothing could, as
     // the supply it holds is what would move `last_dispense` on).
@@ -446,6 +458,8 @@ fn programme(c: &mut dyn Conn, co: &Course) -> Result<HomeProgramme> {
         screens,
         reconciliation: rec,
         dispenses: dispensed.len(),
+        last_dispensed_at,
+        last_dispensed_by,
         doses_logged,
         missed_checkins,
         unreviewed_refusals,
@@ -580,11 +594,11 @@ impl Store {
                 c,
                 &actor,
                 now,
-                "INSERT INTO pre_dose_screens (link_id, patient_id, site_id, course_id, answers, sitter_name, sitter_contact, outcome, refusals, submitted_at, decided_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                "INSERT INTO pre_dose_screens (link_id, patient_id, site_id, course_id, answers, sitter_name, sitter_contact, outcome, refusals, submitted_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
                 params![
                     link.id, link.patient_id.0, link.site_id.0, course.0, json(&a), name, a.sitter_contact.trim(), status,
-                    json(&refused), ms(now), (!refused.is_empty()).then(|| ms(now))
+                    json(&refused), ms(now)
                 ],
                 Created { object_type: "pre_dose_screen", patient: link.patient_id, site: link.site_id, fields: &["answers", "sitter_name", "sitter_contact", "outcome"] },
             )?;
@@ -626,8 +640,10 @@ impl Store {
             if link.purpose != LinkPurpose::Sitter {
                 return Err(DomainError::Conflict("this link is not a sitter confirmation".into()).into());
             }
-            let parent = link.parent_link_id.ok_or_else(|| StoreError::Corrupt("sitter link without a screen".into()))?;
-            let screen = screen_for_link(c, parent)?.ok_or_else(|| StoreError::Corrupt("sitter link without a screen".into()))?;
+            let parent =
+                link.parent_link_id.ok_or_else(|| StoreError::Corrupt("sitter link without a screen".into()))?;
+            let screen = screen_for_link(c, parent)?
+                .ok_or_else(|| StoreError::Corrupt("sitter link without a screen".into()))?;
             let answers: PreDoseSubmission = from_json(
                 &c.query_opt("SELECT answers FROM pre_dose_screens WHERE id = $1", params![screen.id])?
                     .ok_or_else(|| StoreError::Corrupt("screen".into()))?
@@ -638,7 +654,7 @@ impl Store {
             let refused = reasons(&outcome);
             let status = if refused.is_empty() { "cleared" } else { "refused" };
             c.execute(
-                "UPDATE pre_dose_screens SET sitter_confirmed_at = $1, outcome = $2, refusals = $3, decided_at = $1 WHERE id = $4",
+                "UPDATE pre_dose_screens SET sitter_confirmed_at = $1, outcome = $2, refusals = $3 WHERE id = $4",
                 params![ms(now), status, json(&refused), screen.id],
             )?;
             audit::record(

@@ -58,6 +58,7 @@ pub mod questionnaires;
 pub mod referrals;
 pub mod rems;
 pub mod research;
+pub mod rota;
 pub mod rules;
 pub mod sessions;
 pub mod site_time;

@@ -26,6 +26,8 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (28, "audit_request_id", include_str!("../migrations/sqlite/0028_audit_request_id.sql")),
     (29, "pretreatment_records", include_str!("../migrations/sqlite/0029_pretreatment_records.sql")),
     (30, "monitor_mean_pressure", include_str!("../migrations/sqlite/0030_monitor_mean_pressure.sql")),
+    (31, "duty_rota", include_str!("../migrations/sqlite/0031_duty_rota.sql")),
+    (32, "unread_columns", include_str!("../migrations/sqlite/0032_unread_columns.sql")),
     (33, "bulk_export", include_str!("../migrations/sqlite/0033_bulk_export.sql")),
     (36, "login_throttle", include_str!("../migrations/sqlite/0036_login_throttle.sql")),
 ];
@@ -52,6 +54,8 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (28, "audit_request_id", include_str!("../migrations/postgres/0028_audit_request_id.sql")),
     (29, "pretreatment_records", include_str!("../migrations/postgres/0029_pretreatment_records.sql")),
     (30, "monitor_mean_pressure", include_str!("../migrations/postgres/0030_monitor_mean_pressure.sql")),
+    (31, "duty_rota", include_str!("../migrations/postgres/0031_duty_rota.sql")),
+    (32, "unread_columns", include_str!("../migrations/postgres/0032_unread_columns.sql")),
     (33, "bulk_export", include_str!("../migrations/postgres/0033_bulk_export.sql")),
     (36, "login_throttle", include_str!("../migrations/postgres/0036_login_throttle.sql")),
 ];

@@ -534,6 +534,10 @@ pub struct SiteBoard {
     pub alerts: Vec<Alert>,
     pub rules: std::sync::Arc<keta_domain::alerts::SafetyRules>,
     pub rules_replaced: bool,
+    /// For each session whose dose has started and that is still in the chair: the minutes
+    /// since the dose of its blood-pressure readings (times only, never the values), so every
+    /// role's board judges the timed BP checks from the same facts.
+    pub bp_taken_minutes: std::collections::HashMap<SessionId, Vec<i64>>,
 }
 
 /// What recording vitals produced.
@@ -919,8 +923,21 @@ impl Store {
             };
             let rules = crate::rules::safety_rules(c, site)?;
             let rules_replaced = crate::rules::is_replaced(&rules);
+            let mut bp_taken_minutes = std::collections::HashMap::new();
+            for s in sessions.iter().filter(|s| s.state.dose_started() && s.state != SessionState::Discharged) {
+                let Some(dose) = s.dose_started_at else { continue };
+                let minutes = c
+                    .query(
+                        "SELECT taken_at FROM vitals WHERE session_id = $1 AND systolic_mmhg IS NOT NULL ORDER BY taken_at, id",
+                        params![s.id.0],
+                    )?
+                    .iter()
+                    .map(|r| Ok((from_ms(r.i64("taken_at")?)? - dose).whole_minutes()))
+                    .collect::<Result<Vec<i64>>>()?;
+                bp_taken_minutes.insert(s.id, minutes);
+            }
             let sessions = sessions.into_iter().map(keta_domain::schedule::ScheduledSession::from).collect();
-            Ok(SiteBoard { sessions, chairs, alerts, rules, rules_replaced })
+            Ok(SiteBoard { sessions, chairs, alerts, rules, rules_replaced, bp_taken_minutes })
         })
         .await
     }

@@ -194,6 +194,8 @@ pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     ("POST", "/calendar/sessions/{id}/cancel", Needs(EditDemographics)),
     ("POST", "/calendar/sessions/{id}/no-show", Needs(EditDemographics)),
     ("POST", "/calendar/sessions/{id}/arrival", Needs(EditDemographics)),
+    // The rota: the store allows the administrator and the front desk only.
+    ("POST", "/calendar/rota", Needs(EditDemographics)),
     ("GET", "/today/events", Needs(ViewDemographics)),
     ("GET", "/patients", Needs(ViewDemographics)),
     ("POST", "/patients", Needs(EditDemographics)),
@@ -281,6 +283,7 @@ pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     ("POST", "/ledger/entries/{id}/reversal", Needs(RecordLedger)),
     ("GET", "/outcomes", Needs(ViewClinical)),
     ("GET", "/outbox", Needs(ViewClinical)),
+    ("GET", "/checkins/schedules", Needs(ViewClinical)),
     ("GET", "/outcomes/durability", Needs(ViewClinical)),
     ("GET", "/audit", Needs(ViewAudit)),
     // Administration (issue 15): accounts and sites for administrators; the settings page for

@@ -115,6 +115,10 @@ async fn a_whole_induction_course_books_into_free_chairs_and_a_chair_is_never_do
         let first = cal.entries.iter().find(|e| e.session.id == booked[0].id).unwrap();
         assert_eq!((first.outcome.as_deref(), first.chair_minutes), (Some("cancelled"), 120));
         assert_eq!(first.outcome_reason.as_deref(), Some("Patient unwell, called ahead"));
+        // The moved session says where it was booked before.
+        let was = cal.entries.iter().find(|e| e.session.id == second[0].id).unwrap();
+        assert_eq!((was.moved_from_at, was.moved_from_chair_id), (Some(second[0].scheduled_for), second[0].chair_id));
+        assert_eq!((first.moved_from_at, first.moved_from_chair_id), (None, None), "never moved");
         assert_eq!(cal.chairs.len(), 2);
         // Auditors read the calendar but cannot book.
         let auditor =
@@ -261,6 +265,40 @@ async fn a_session_dose_outside_the_prescribers_order_needs_the_prescribers_docu
             .id;
         s.record_dose(&n, sess2, Some(iv.clone()), req(0.6), check()).await.unwrap();
         assert_eq!(s.list_order_overrides(&n, sess).await.unwrap().len(), 1);
+
+        // On the session screen, the dose given starts from the order for the patient's
+        // latest weight (0.5 mg/kg × 70 kg), once the dose has started and stock is on hand.
+        let sess3 = s
+            .create_session(
+                &prescriber(&[a]),
+                c,
+                NewSession { scheduled_for: T0, chair_id: None, planned_dose_mg: None },
+            )
+            .await
+            .unwrap()
+            .id;
+        s.act_on_session(&n, sess3, SessionAction::CheckIn).await.unwrap();
+        s.act_on_session(&n, sess3, SessionAction::StartPreDoseChecks).await.unwrap();
+        let bp = keta_domain::vitals::VitalSigns {
+            systolic_mmhg: Some(keta_domain::units::Mmhg(124.0)),
+            diastolic_mmhg: Some(keta_domain::units::Mmhg(80.0)),
+            heart_rate_bpm: Some(keta_domain::units::BeatsPerMinute(72.0)),
+            spo2_pct: Some(keta_domain::units::Percent(98.0)),
+            resp_rate_per_min: Some(keta_domain::units::BreathsPerMinute(14.0)),
+        };
+        s.record_vitals(&n, sess3, bp, None, keta_domain::records::VitalsSource::Manual).await.unwrap();
+        s.act_on_session(&n, sess3, SessionAction::StartDose).await.unwrap();
+        let staff = keta_testkit::seed_staff(s, &[a]).await;
+        let by = |r: keta_domain::access::Role| staff.iter().find(|x| x.role == r).unwrap();
+        let (rn, dr) = (by(keta_domain::access::Role::Nurse), by(keta_domain::access::Role::Prescriber));
+        let app = keta_testkit::spawn_app(s.clone()).await;
+        assert_eq!(app.login(rn, clock.now()).await.status(), 200);
+        let site_id = a.0.to_string();
+        let receipt = crate::ledger_screens::receipt(&site_id, "KX7", &dr.username, &dr.password, "order-lot");
+        assert_eq!(crate::ledger_screens::post_form(&app, "/ledger/receipt", &receipt).await.status(), 303);
+        let page = app.get(&format!("/sessions/{}", sess3.0)).await.text().await.unwrap();
+        assert!(page.contains(r#"id="ledger_dose_mg" name="ledger_dose_mg" inputmode="decimal" value="35""#), "{page}");
+        assert!(page.contains("from the order: 35 mg for 70 kg"), "{:?}", db.kind);
         let _ = SessionAction::CheckIn;
     }
 }
@@ -386,5 +424,74 @@ async fn the_front_desk_marks_an_arrival_from_todays_schedule_and_nurses_see_the
         let cal = app.get("/calendar?from=2026-11-02&view=day").await;
         assert_eq!(cal.status(), 200);
         assert!(cal.text().await.unwrap().contains("Test-A-1541"), "the nurse sees the schedule on the calendar");
+    }
+}
+
+/// The rota: the front desk (or the administrator) sets who is on duty on a day; nurses and
+/// prescribers read it but cannot set it; a name that is not an enabled nurse or prescriber at
+/// the site is refused by name and nothing changes; the week and day views show it.
+#[tokio::test]
+async fn the_front_desk_sets_who_is_on_duty_and_the_calendar_shows_it() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0);
+        let s = &db.store;
+        let a = site(s, "A").await;
+        let staff = keta_testkit::seed_staff(s, &[a]).await;
+        let day = date!(2026 - 11 - 04);
+        let desk = front_desk(&[a]);
+        let names = |v: &[keta_store::rota::OnDutyStaff]| v.iter().map(|x| x.username.clone()).collect::<Vec<_>>();
+
+        let set = s
+            .set_duty_rota(&desk, a, day, vec!["nurse.test".into(), "prescriber.test".into(), " nurse.test ".into()])
+            .await
+            .unwrap();
+        assert_eq!(names(&set), ["prescriber.test", "nurse.test"], "prescribers first, each once ({:?})", db.kind);
+        // A nurse reads the rota but does not set it.
+        assert!(matches!(s.set_duty_rota(&nurse(&[a]), a, day, vec![]).await, Err(StoreError::Forbidden(_))));
+        // The front desk is not a clinician on duty; an unknown name is named; nothing changed.
+        let refused = s.set_duty_rota(&desk, a, day, vec!["nurse.test".into(), "frontdesk.test".into()]).await;
+        assert!(
+            format!("{refused:?}").contains("`frontdesk.test` is not an enabled nurse or prescriber"),
+            "{refused:?}"
+        );
+        let week = s.duty_rota(&nurse(&[a]), a, date!(2026 - 11 - 02), 7).await.unwrap();
+        assert_eq!(names(&week), ["prescriber.test", "nurse.test"]);
+        assert!(week.iter().all(|x| x.day == day));
+        let cal = s.site_calendar(&nurse(&[a]), a, date!(2026 - 11 - 02), 7).await.unwrap();
+        assert_eq!(names(&cal.on_duty), ["prescriber.test", "nurse.test"]);
+        // Replacing the day's list: only the nurse now; the next day stays empty.
+        s.set_duty_rota(&Actor::system(), a, day, vec!["nurse.test".into()]).await.unwrap();
+        assert_eq!(names(&s.duty_rota(&desk, a, day, 2).await.unwrap()), ["nurse.test"]);
+
+        // Over HTTP: the front desk sets it from the calendar's week view.
+        let app = keta_testkit::spawn_app(s.clone()).await;
+        let who = |r: keta_domain::access::Role| staff.iter().find(|x| x.role == r).unwrap();
+        assert_eq!(app.login(who(keta_domain::access::Role::FrontDesk), clock.now()).await.status(), 200);
+        let site_id = a.0.to_string();
+        let form = [
+            ("csrf_token", "from-the-header"),
+            ("form_token", "rota-1"),
+            ("site", site_id.as_str()),
+            ("from", "2026-11-02"),
+            ("view", "week"),
+            ("day", "2026-11-05"),
+            ("staff", "prescriber.test"),
+            ("staff", "nurse.test"),
+        ];
+        let r = app.request(reqwest::Method::POST, "/calendar/rota").form(&form).send().await.unwrap();
+        assert_eq!(r.status(), 303, "{:?}", db.kind);
+        let html = app.get(&format!("/calendar?site={site_id}&from=2026-11-02&view=week")).await.text().await.unwrap();
+        assert!(html.contains("<th scope=\"row\">On duty</th>"), "{html}");
+        assert!(html.contains("<li>Test Prescriber (prescriber)</li>"), "{html}");
+        assert!(html.contains("Set who is on duty"), "the front desk may set it");
+        let day_view =
+            app.get(&format!("/calendar?site={site_id}&from=2026-11-05&view=day")).await.text().await.unwrap();
+        assert!(day_view.contains("<li>Test Prescriber (prescriber)</li><li>Test Nurse (nurse)</li>"), "{day_view}");
+        // A nurse sees the rota without the form.
+        clock.advance(Duration::seconds(31));
+        assert_eq!(app.login(who(keta_domain::access::Role::Nurse), clock.now()).await.status(), 200);
+        let html = app.get(&format!("/calendar?site={site_id}&from=2026-11-05&view=day")).await.text().await.unwrap();
+        assert!(html.contains("<li>Test Nurse (nurse)</li>") && !html.contains("Set who is on duty"));
     }
 }

@@ -649,3 +649,65 @@ async fn the_vitals_table_highlights_the_readings_the_safety_rules_flag() {
         );
     }
 }
+
+/// The `chair-check` line of each chair on a rendered board, in board order.
+fn chair_checks(html: &str) -> Vec<(String, Option<String>)> {
+    html.split("<li class=\"chair ")
+        .skip(1)
+        .map(|card| {
+            let card = &card[..card.find("</li>").unwrap_or(card.len())];
+            let name = card.split("<span class=\"chair-name\">").nth(1).and_then(|x| x.split('<').next()).unwrap_or("");
+            let check = card.split("<p class=\"chair-check").nth(1).and_then(|x| x.split("</p>").next());
+            (name.to_string(), check.map(str::to_string))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_front_desk_board_flags_the_same_bp_checks_as_the_prescribers() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0);
+        let s = &db.store;
+        let a = site(s, "A").await;
+        let n = nurse(&[a]);
+        let chairs = s.list_chairs(&n, a).await.unwrap();
+        // Two IV sessions dosed now, one in each chair.
+        let mut sessions = Vec::new();
+        for (i, chair) in chairs.iter().take(2).enumerate() {
+            let p = patient(s, a, &format!("A-19{i:02}")).await;
+            let c = s.create_course(&prescriber(&[a]), p, course(Route::IvRacemic)).await.unwrap();
+            let new = NewSession { scheduled_for: T0, chair_id: Some(chair.id), planned_dose_mg: None };
+            let sess = s.create_session(&prescriber(&[a]), c.id, new).await.unwrap();
+            s.act_on_session(&n, sess.id, SessionAction::CheckIn).await.unwrap();
+            s.act_on_session(&n, sess.id, SessionAction::StartPreDoseChecks).await.unwrap();
+            s.record_vitals(&n, sess.id, full(126.0 + i as f64, 80.0, 98.0), None, VitalsSource::Manual).await.unwrap();
+            s.act_on_session(&n, sess.id, SessionAction::StartDose).await.unwrap();
+            sessions.push(sess.id);
+        }
+        // Chair 1's BP is re-checked at 38 min (inside the 40-min check's window); chair 2's is not.
+        clock.advance(Duration::minutes(38));
+        s.record_vitals(&n, sessions[0], full(132.0, 84.0, 97.0), None, VitalsSource::Manual).await.unwrap();
+        clock.advance(Duration::minutes(14)); // 52 min after the dose: chair 2's check is overdue
+
+        let staff = seed_staff(s, &[a]).await;
+        let mut boards = Vec::new();
+        for role in [Role::Prescriber, Role::FrontDesk] {
+            let app = spawn_app(s.clone()).await;
+            clock.advance(Duration::seconds(31)); // a fresh TOTP step per sign-in
+            assert_eq!(app.login(staff.iter().find(|x| x.role == role).unwrap(), clock.now()).await.status(), 200);
+            let html = app.get("/today").await.text().await.unwrap();
+            boards.push((role, html));
+        }
+        let (prescriber_board, desk_board) = (chair_checks(&boards[0].1), chair_checks(&boards[1].1));
+        assert_eq!(prescriber_board.len(), 2, "{:?}", db.kind);
+        let chair1 = &prescriber_board[0];
+        assert_eq!(chair1.0, "Chair 1");
+        assert_eq!(chair1.1, None, "re-checked at 38 min: nothing due on the prescriber's board");
+        let chair2 = prescriber_board[1].1.as_deref().unwrap_or("");
+        assert!(chair2.contains("overdue"), "chair 2 was never re-checked: {chair2}");
+        assert_eq!(desk_board, prescriber_board, "the front desk sees the same flags ({:?})", db.kind);
+        // The front desk still sees no readings.
+        assert!(!boards[1].1.contains("BP 132/84") && boards[0].1.contains("BP 132/84"));
+    }
+}

@@ -328,6 +328,14 @@ async fn the_patient_can_save_and_finish_later_from_the_same_link() {
         assert_eq!(status, 200, "{html}");
         assert!(html.contains("Your answers are saved"), "{html}");
         assert_eq!(response_count(s).await, 0);
+        // The care team sees on the chart's check-ins that the patient began and when.
+        let saved = overview(s, &c).await.links.iter().find(|l| l.id == id).unwrap().progress_saved_at;
+        assert_eq!(saved, Some(clock.now()), "{:?}", db.kind);
+        let staff = spawn_app(s.clone()).await;
+        sign_in(&staff, &clock, c.login_as(Role::Nurse)).await;
+        let chart = staff.get(&format!("/patients/{}", c.patient.0)).await.text().await.unwrap();
+        assert!(chart.contains("<strong>Answers saved "), "the check-ins list says answers were saved");
+        assert!(chart.contains(", not yet sent</strong>"));
 
         // Later, the same link shows what was saved.
         clock.advance(Duration::hours(5));
@@ -353,6 +361,10 @@ async fn the_patient_can_save_and_finish_later_from_the_same_link() {
         assert_eq!(rs[0].completed_by, CompletedBy::Patient);
         let ev = events_of(&overview(s, &c).await, id);
         assert!(ev.contains(&"saved".to_string()) && ev.last().map(String::as_str) == Some("completed"), "{ev:?}");
+        let done = overview(s, &c).await.links.iter().find(|l| l.id == id).unwrap().progress_saved_at;
+        assert_eq!(done, None, "finished: nothing is waiting to be sent");
+        let chart = staff.get(&format!("/patients/{}", c.patient.0)).await.text().await.unwrap();
+        assert!(!chart.contains("not yet sent</strong>"));
     }
 }
 
@@ -1095,4 +1107,26 @@ async fn the_outbox_is_for_clinical_staff_and_only_where_reminders_are_kept() {
     sign_in(&serving, &clock, c.login_as(Role::Prescriber)).await;
     assert_eq!(serving.get("/outbox").await.status(), StatusCode::NOT_FOUND);
     assert!(!serving.get("/today").await.text().await.unwrap().contains(menu_link), "no outbox, no menu link");
+}
+
+#[tokio::test]
+async fn the_clinics_check_in_schedules_are_readable_by_clinical_staff_only() {
+    let clock = ManualClock::at(T0);
+    let db = TestDb::sqlite(clock.as_clock()).await;
+    let c = clinic(&db.store, Route::IvRacemic, T0.date(), &[]).await;
+    let app = spawn_app(db.store.clone()).await;
+    sign_in(&app, &clock, c.login_as(Role::Nurse)).await;
+    let r = app.get("/checkins/schedules").await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("<h1>Check-in schedules</h1>"));
+    for s in keta_domain::checkins::builtin_schedules() {
+        assert!(html.contains(&s.name), "{} listed", s.name);
+    }
+    assert!(html.contains("<th scope=\"row\">PHQ-9</th><td>24 h before each session</td>"), "{html}");
+    // The chart's check-in section links to it.
+    let chart = app.get(&format!("/patients/{}", c.patient.0)).await.text().await.unwrap();
+    assert!(chart.contains("href=\"/checkins/schedules\""));
+    sign_in(&app, &clock, c.login_as(Role::FrontDesk)).await;
+    assert_eq!(app.get("/checkins/schedules").await.status(), 403);
 }

@@ -220,8 +220,8 @@ async fn refused_screen(s: &Store, site: SiteId, mrn: &str) -> i64 {
     let link = s.issue_link(&prescriber(&[site]), p, Some(c.id), "phq9".into()).await.unwrap().link.id;
     keta_store::testing::write(s, move |conn| {
         conn.insert(
-            "INSERT INTO pre_dose_screens (link_id, patient_id, site_id, course_id, answers, sitter_name, sitter_contact, outcome, refusals, submitted_at, decided_at)
-             VALUES ($1, $2, $3, $4, '{}', 'Sam Sitter', 'sam@example.org', 'refused', '[\"blood pressure too high\"]', $5, $5) RETURNING id",
+            "INSERT INTO pre_dose_screens (link_id, patient_id, site_id, course_id, answers, sitter_name, sitter_contact, outcome, refusals, submitted_at)
+             VALUES ($1, $2, $3, $4, '{}', 'Sam Sitter', 'sam@example.org', 'refused', '[\"blood pressure too high\"]', $5) RETURNING id",
             params![link, p.0, site.0, c.id.0, T0.unix_timestamp() * 1000],
         )
     })

@@ -230,6 +230,17 @@ async fn durability_curves_by_route_and_protocol_over_http() {
         assert!(html.contains("Relapse rule in use: loss of response"));
         assert!(html.contains("aria-current=\"page\">By route"));
         assert!(!html.contains("style="), "no inline style (CSP)");
+        // Numbers at risk under the x axis (0, 14, …, 84 days), one row per curve, also in the
+        // chart's text description; IV: relapses at 14 and 30 days, one censored at 49.
+        assert!(html.contains(">At risk</text>"), "the at-risk table is drawn");
+        assert!(
+            html.contains(
+                "Numbers at risk: IV ketamine: 3 at day 0, 3 at day 14, 2 at day 28, 1 at day 42, 0 at day 56"
+            ),
+            "{html}"
+        );
+        assert_eq!(html.matches("class=\"risk-label\"").count(), 3 * 8, "7 ticks and a label for each of 3 curves");
+        assert!(html.contains(" v8\""), "censoring marks on the curves");
 
         let html = app.get("/outcomes/durability?by=protocol").await.text().await.unwrap();
         assert!(html.contains("aria-current=\"page\">By protocol"));

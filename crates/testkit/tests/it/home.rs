@@ -135,6 +135,11 @@ async fn a_home_dose_goes_from_screen_through_sitter_to_log_and_the_supply_is_he
         assert!(chart.contains("Recently acknowledged alerts"), "{chart}");
         assert!(chart.contains("Refused pre-dose screen reviewed: Phoned; BP rechecked 132/84"), "{chart}");
         assert!(chart.contains(SITTER_EMAIL), "the sitter's contact is on the chart");
+        // Who dispensed the latest supply, and when.
+        let p = programme(&app, &c).await;
+        assert_eq!(p["last_dispensed_by"].as_str(), Some(nurse.username.as_str()), "{p}");
+        assert!(chart.contains("(1 supply); the latest on "), "{chart}");
+        assert!(chart.contains(&format!(" by {}", nurse.username)), "{chart}");
 
         // Tomorrow: today's PHQ-9 was missed, tomorrow's links go out.
         clock.advance(Duration::days(1));

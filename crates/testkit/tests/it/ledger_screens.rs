@@ -9,13 +9,13 @@ use keta_testkit::{ManualClock, TestApp, TestDb, seed_staff, spawn_app};
 
 use crate::fixtures::*;
 
-async fn post_form(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+pub(crate) async fn post_form(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
     let mut all = vec![("csrf_token", "from-the-header")];
     all.extend_from_slice(fields);
     app.request(reqwest::Method::POST, path).form(&all).send().await.unwrap()
 }
 
-fn receipt<'a>(
+pub(crate) fn receipt<'a>(
     site: &'a str,
     lot: &'a str,
     witness: &'a str,

@@ -137,6 +137,8 @@ pub(crate) struct LinkRow {
     pub state_class: &'static str,
     pub window: String,
     pub first_opened: String,
+    /// "Answers saved 14:10, not yet sent": the patient began and chose to finish later.
+    pub progress_saved: Option<String>,
     pub reminder: String,
     pub reminder_failed: bool,
     /// "New link" is offered (an open or not-yet-open patient link).
@@ -728,6 +730,10 @@ fn link_row(
         state_class: class,
         window,
         first_opened: l.first_opened_at.map_or_else(|| "Not opened".into(), |t| clock.datetime(t)),
+        progress_saved: l
+            .progress_saved_at
+            .filter(|_| l.completed_at.is_none())
+            .map(|t| format!("Answers saved {}, not yet sent", clock.datetime(t))),
         reminder,
         reminder_failed,
         // A sitter's link goes to the sitter, whose contact is on the screen, not the chart.
@@ -976,6 +982,9 @@ pub(crate) async fn build(
                     0 => "None yet".into(),
                     1 => format!("{} (1 supply)", units_mg(r.dispensed_units, r.dispensed_mg.0)),
                     n => format!("{} ({n} supplies)", units_mg(r.dispensed_units, r.dispensed_mg.0)),
+                } + &match (p.last_dispensed_at, &p.last_dispensed_by) {
+                    (Some(at), Some(by)) => format!("; the latest on {} by {by}", clock.datetime(at)),
+                    _ => String::new(),
                 },
                 logged: match p.doses_logged {
                     0 => "None yet".into(),
@@ -1545,6 +1554,7 @@ mod tests {
             created_by: "nurse.test".into(),
             first_opened_at: None,
             progress: None,
+            progress_saved_at: None,
             completed_at: None,
             expired_at: None,
             result_kind: None,

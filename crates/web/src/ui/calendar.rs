@@ -8,9 +8,11 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use keta_domain::access::Role;
 use keta_domain::ids::{ChairId, CourseId, SessionId};
 use keta_domain::session::SessionState;
 use keta_store::calendar::{BookCourse, BookableCourse, NoShow, Reschedule};
+use keta_store::rota::OnDutyStaff;
 use serde::Deserialize;
 use time::Date;
 
@@ -40,6 +42,8 @@ pub(crate) struct Cell {
     pub state: String,
     pub state_class: &'static str,
     pub outcome: Option<String>,
+    /// "Moved from Tue 3 Nov 10:00, Chair 1" when the booking was moved.
+    pub moved_from: Option<String>,
     pub bookable: bool,
     pub arrivable: bool,
     pub no_show_due: bool,
@@ -56,6 +60,21 @@ pub(crate) struct ChairRow {
     pub name: String,
     /// One list of sessions per day column.
     pub days: Vec<Vec<Cell>>,
+}
+
+/// One name a day's rota may list, ticked when on duty that day.
+pub(crate) struct RotaChoice {
+    pub username: String,
+    pub label: String,
+    pub checked: bool,
+}
+
+/// Who is on duty on one day column, and the form to set it.
+pub(crate) struct DutyDay {
+    pub date_iso: String,
+    pub label: String,
+    pub staff: Vec<String>,
+    pub choices: Vec<RotaChoice>,
 }
 
 pub(crate) struct SiteChoice {
@@ -87,6 +106,8 @@ struct CalendarPage {
     unplaced: Vec<Cell>,
     chair_times: Vec<String>,
     on_duty: String,
+    duty: Vec<DutyDay>,
+    can_set_rota: bool,
     courses: Vec<BookableCourse>,
     chairs: Vec<ChairChoice>,
     can_book: bool,
@@ -130,6 +151,28 @@ async fn page(
     let cal = st.store.site_calendar(&user.actor, site.id, from, days).await?;
     let can_book = user.actor.can(keta_domain::access::Permission::EditDemographics);
     let courses = if can_book { st.store.bookable_courses(&user.actor, site.id).await? } else { vec![] };
+    // The rota: set by the administrator or the front desk, read by everyone here.
+    let can_set_rota = matches!(user.actor.role, None | Some(Role::Administrator | Role::FrontDesk));
+    let candidates = if can_set_rota { st.store.rota_candidates(&user.actor, site.id).await? } else { vec![] };
+    let duty: Vec<DutyDay> = (0..days)
+        .map(|k| {
+            let d = from + time::Duration::days(i64::from(k));
+            let here: Vec<&OnDutyStaff> = cal.on_duty.iter().filter(|s| s.day == d).collect();
+            DutyDay {
+                date_iso: iso_date(d),
+                label: date_label(d),
+                staff: here.iter().map(|s| format!("{} ({})", s.display_name, s.role.label().to_lowercase())).collect(),
+                choices: candidates
+                    .iter()
+                    .map(|c| RotaChoice {
+                        username: c.username.clone(),
+                        label: format!("{} ({})", c.display_name, c.role.label().to_lowercase()),
+                        checked: here.iter().any(|s| s.username == c.username),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
     let columns: Vec<DayColumn> = (0..days)
         .map(|k| {
             let d = from + time::Duration::days(i64::from(k));
@@ -159,6 +202,14 @@ async fn page(
             state,
             state_class,
             outcome: e.outcome_reason.clone(),
+            moved_from: e.moved_from_at.map(|at| {
+                let chair = e
+                    .moved_from_chair_id
+                    .and_then(|c| cal.chairs.iter().find(|x| x.id == c))
+                    .map(|c| format!(", {}", c.name))
+                    .unwrap_or_default();
+                format!("Moved from {}{chair}", clock.datetime(at))
+            }),
             bookable: s.state == SessionState::Scheduled,
             arrivable: s.state == SessionState::Scheduled && local.date() == today,
             no_show_due: s.state == SessionState::Scheduled && s.scheduled_for <= now,
@@ -192,7 +243,9 @@ async fn page(
         rows,
         unplaced,
         chair_times,
-        on_duty: cal.prescriber_on_duty.unwrap_or_else(|| "not set (the site's on-duty setting)".into()),
+        on_duty: cal.prescriber_on_duty.clone().unwrap_or_else(|| "not set (the site's on-duty setting)".into()),
+        duty,
+        can_set_rota,
         courses,
         chairs: cal.chairs.iter().map(|c| ChairChoice { id: c.id.0, name: c.name.clone() }).collect(),
         can_book,
@@ -253,6 +306,16 @@ async fn after(
             page(st, user, &q, shown, None, StatusCode::UNPROCESSABLE_ENTITY).await
         }
     }
+}
+
+/// Sets who is on duty on one day at the site (the administrator or the front desk).
+pub async fn post_rota(State(st): State<AppState>, user: CurrentUser, form: FormData) -> UiResult<Response> {
+    let site = keta_domain::ids::SiteId(form.get("site").parse().unwrap_or(0));
+    let r = match parse_iso_date(form.get("day")) {
+        None => Err(keta_domain::DomainError::field("day", "give the day").into()),
+        Some(day) => st.store.set_duty_rota(&user.actor, site, day, form.all("staff")).await.map(|_| ()),
+    };
+    after(&st, &user, form, r, "On duty: ").await
 }
 
 fn opt_chair(form: &FormData) -> Option<ChairId> {
@@ -356,6 +419,9 @@ pub(crate) struct OrderPanel {
     pub summary: String,
     pub allowed: String,
     pub dose: String,
+    /// The ordered dose in mg for the patient's latest weight: the session's "Dose given"
+    /// field starts from it.
+    pub dose_mg: Option<f64>,
     pub pump_rate: String,
     pub concentration: String,
     pub volume: String,
@@ -377,6 +443,7 @@ pub(crate) async fn order_panel(
         summary: format!("{} ({})", o.order.summary(), o.order.protocol_id),
         allowed: o.order.allowed_text(),
         dose: String::new(),
+        dose_mg: None,
         pump_rate: String::new(),
         concentration: String::new(),
         volume: String::new(),
@@ -398,6 +465,7 @@ pub(crate) async fn order_panel(
     match calc {
         Ok(c) => {
             panel.dose = format!("{} mg", n(c.dose_mg.0));
+            panel.dose_mg = Some(c.dose_mg.0);
             if let Some(p) = &c.pump {
                 panel.pump_rate = format!("{} mL/h", n(p.rate_ml_per_h_to_set.0));
             }

@@ -83,6 +83,9 @@ const TOP: f64 = 16.0;
 const BOTTOM: f64 = 48.0;
 /// The x axis: days since the last session, to 13 weeks.
 const X_MAX_DAYS: f64 = 91.0;
+/// Under the chart: the "Number at risk" title, then one row per curve.
+const RISK_TITLE: f64 = 18.0;
+const RISK_ROW: f64 = 16.0;
 
 /// Line colours (at least 4.5:1 on white, so they also serve as text colours) and dash
 /// patterns; curve *i* takes colour *i* mod 8 and pattern *i* mod 5, so no two of the first
@@ -124,8 +127,19 @@ pub(crate) struct Marker {
     pub title: String,
 }
 
+/// One row of the numbers at risk under the x axis: one curve's responders still followed
+/// at each x tick.
+pub(crate) struct RiskRow {
+    pub y: String,
+    pub colour: &'static str,
+    pub label: String,
+    pub cells: Vec<Tick>,
+}
+
 pub(crate) struct ChartView {
     pub view_box: String,
+    pub risk_title_y: String,
+    pub risk_rows: Vec<RiskRow>,
     pub plot_left: String,
     pub plot_right: String,
     pub plot_top: String,
@@ -180,24 +194,28 @@ fn short(label: &str, max: usize) -> String {
 }
 
 fn curve(i: usize, g: &DurabilityGroup) -> Option<CurveView> {
-    let end = g.max_follow_up_days?.min(X_MAX_DAYS);
+    // When the last ones followed all relapse, the estimate's final drop to 0 rests on them
+    // alone: the curve stops at that relapse at the level before it (as `KaplanMeier::end`).
+    let emptied = g.steps.last().filter(|s| s.survival == 0.0);
+    let drawn_steps = &g.steps[..g.steps.len() - usize::from(emptied.is_some())];
+    let end = emptied.map_or(g.max_follow_up_days?, |s| s.days).min(X_MAX_DAYS);
     let mut d = format!("M{} {}", f(x_of(0.0)), f(y_of(1.0)));
     let mut level = 1.0;
     let mut bands = Vec::new();
-    for (k, s) in g.steps.iter().enumerate() {
+    for (k, s) in drawn_steps.iter().enumerate() {
         if s.days > X_MAX_DAYS {
             break;
         }
         d.push_str(&format!(" H{} V{}", f(x_of(s.days)), f(y_of(s.survival))));
         level = s.survival;
         if let (Some(lo), Some(hi)) = (s.ci_low, s.ci_high) {
-            let until = g.steps.get(k + 1).map_or(end, |n| n.days.min(end));
+            let until = drawn_steps.get(k + 1).map_or(end, |n| n.days.min(end));
             let (x0, x1) = (x_of(s.days), x_of(until));
             bands.push(Rect { x: f(x0), y: f(y_of(hi)), w: f((x1 - x0).max(0.0)), h: f(y_of(lo) - y_of(hi)) });
         }
     }
     d.push_str(&format!(" H{}", f(x_of(end))));
-    let level_at = |t: f64| g.steps.iter().take_while(|s| s.days <= t).last().map_or(1.0, |s| s.survival);
+    let level_at = |t: f64| drawn_steps.iter().take_while(|s| s.days <= t).last().map_or(1.0, |s| s.survival);
     let censor_marks = g
         .censored_days
         .iter()
@@ -216,8 +234,15 @@ fn curve(i: usize, g: &DurabilityGroup) -> Option<CurveView> {
         end_y: f(y_of(level)),
         label_y: String::new(),
         title: format!(
-            "{}: {} responders followed, {} relapsed, {} still responding at last score",
-            g.label, g.followed, g.relapses, g.censored
+            "{}: {} responders followed, {} relapsed, {} still responding at last score{}",
+            g.label,
+            g.followed,
+            g.relapses,
+            g.censored,
+            emptied.map_or(String::new(), |s| format!(
+                "; the last followed relapsed at {} days (the curve stops there rather than drop to 0 %)",
+                days_text(s.days)
+            ))
         ),
     })
 }
@@ -293,6 +318,22 @@ fn chart(report: &DurabilityReport) -> ChartView {
         }
     }
 
+    // Numbers at risk at each x tick, one row per curve, under the x axis title.
+    let x_tick_days: Vec<f64> = (0..=6).map(|k| 14.0 * k as f64).collect();
+    let risk_rows: Vec<RiskRow> = drawn
+        .iter()
+        .zip(&curves)
+        .enumerate()
+        .map(|(i, (g, c))| RiskRow {
+            y: f(HEIGHT + RISK_TITLE + RISK_ROW * (i as f64 + 1.0)),
+            colour: c.colour,
+            label: c.label.clone(),
+            cells: x_tick_days.iter().map(|&d| Tick { pos: f(x_of(d)), label: g.at_risk_at(d).to_string() }).collect(),
+        })
+        .collect();
+    let chart_height =
+        HEIGHT + if risk_rows.is_empty() { 0.0 } else { RISK_TITLE + RISK_ROW * (risk_rows.len() as f64 + 0.5) };
+
     let summary = if drawn.is_empty() {
         "No responder has been followed after their last session yet, so there is no curve to draw.".to_string()
     } else {
@@ -309,11 +350,25 @@ fn chart(report: &DurabilityReport) -> ChartView {
                 )
             })
             .collect();
-        format!("Share of responders still responding by days since their last session. {}.", parts.join("; "))
+        let risk: Vec<String> = drawn
+            .iter()
+            .map(|g| {
+                let at: Vec<String> =
+                    x_tick_days.iter().map(|&d| format!("{} at day {}", g.at_risk_at(d), days_text(d))).collect();
+                format!("{}: {}", g.label, at.join(", "))
+            })
+            .collect();
+        format!(
+            "Share of responders still responding by days since their last session. {}. Numbers at risk: {}.",
+            parts.join("; "),
+            risk.join("; ")
+        )
     };
 
     ChartView {
-        view_box: format!("0 0 {WIDTH} {HEIGHT}"),
+        view_box: format!("0 0 {WIDTH} {chart_height}"),
+        risk_title_y: f(HEIGHT + RISK_TITLE - 4.0),
+        risk_rows,
         plot_left: f(LEFT),
         plot_right: f(WIDTH - RIGHT),
         plot_top: f(TOP),
@@ -324,7 +379,7 @@ fn chart(report: &DurabilityReport) -> ChartView {
         x_title_x: f((LEFT + WIDTH - RIGHT) / 2.0),
         x_title_y: f(HEIGHT - 8.0),
         y_ticks: [0.0, 0.25, 0.5, 0.75, 1.0].iter().map(|&v| Tick { pos: f(y_of(v) + 4.0), label: pct(v) }).collect(),
-        x_ticks: (0..=6).map(|k| 14.0 * k as f64).map(|d| Tick { pos: f(x_of(d)), label: days_text(d) }).collect(),
+        x_ticks: x_tick_days.iter().map(|&d| Tick { pos: f(x_of(d)), label: days_text(d) }).collect(),
         guides: [(FOUR_WEEKS_DAYS, "4 wk"), (EIGHT_WEEKS_DAYS, "8 wk")]
             .iter()
             .map(|&(d, l)| Tick { pos: f(x_of(d)), label: l.into() })
@@ -573,6 +628,15 @@ mod tests {
         assert_eq!(iv.path.matches('V').count(), 2, "{}", iv.path);
         assert_eq!(iv.censor_marks.len(), 1);
         assert_eq!(iv.bands.len(), 2, "an interval after each step");
+        // The curve stops at the last responder followed (69 days), at 1/3, not at 0 %.
+        assert!(iv.path.ends_with(&format!(" V{} H{}", f(y_of(1.0 / 3.0)), f(x_of(69.0)))), "{}", iv.path);
+        assert_eq!((iv.end_x.clone(), iv.end_y.clone()), (f(x_of(69.0)), f(y_of(1.0 / 3.0))));
+        // Numbers at risk under each x tick (0, 14, …, 84 days): 3 followed; relapse at 10
+        // leaves 2; relapse at 30 leaves 1, censored at 69.
+        assert_eq!(c.risk_rows.len(), 1);
+        let risk: Vec<&str> = c.risk_rows[0].cells.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(risk, ["3", "2", "2", "1", "1", "0", "0"]);
+        assert!(c.summary.contains("Numbers at risk: IV ketamine: 3 at day 0, 2 at day 14"), "{}", c.summary);
         assert_eq!(c.published_points.len(), 2, "McInnes 4 and 8 weeks");
         assert_eq!(c.published_medians.len(), 1, "Murrough median");
         assert!(c.published_median_label.as_ref().unwrap().title.contains("[S39]"));
@@ -586,6 +650,28 @@ mod tests {
         assert!(rows[0].at_4_weeks.starts_with("67 % ("), "{}", rows[0].at_4_weeks);
         assert!(rows[0].at_8_weeks.starts_with("33 % ("), "{}", rows[0].at_8_weeks);
         assert_eq!(rows[0].median, "30 days");
+    }
+
+    #[test]
+    fn a_curve_whose_last_followed_relapse_stops_there_without_dropping_to_zero() {
+        // One IV responder relapses at 10 days, the other (the last followed) at 30.
+        let t0 = datetime!(2026-01-05 09:00 UTC);
+        let at = |d: i64| t0 + time::Duration::days(d);
+        let c = |scores: &[(i64, i32)]| CourseSeries {
+            route: Route::IvRacemic,
+            protocol: None,
+            sessions: [0, 2, 4, 7, 9, 11].iter().map(|&d| at(d)).collect(),
+            scores: scores.iter().map(|&(d, total)| ScorePoint { at: at(d), total }).collect(),
+            baseline: None,
+        };
+        let series = [c(&[(0, 20), (14, 9), (21, 12)]), c(&[(0, 18), (14, 8), (41, 16)])];
+        let r =
+            durability::analyse(&series, Grouping::Route, definition().unwrap(), &RelapseSettings::default()).unwrap();
+        assert_eq!(r.groups[0].steps.last().unwrap().survival, 0.0, "the estimate does reach 0");
+        let iv = &chart(&r).curves[0];
+        assert!(iv.path.ends_with(&format!(" V{} H{}", f(y_of(0.5)), f(x_of(30.0)))), "{}", iv.path);
+        assert!(!iv.path.contains(&format!("V{}", f(y_of(0.0)))), "no drop to 0 %: {}", iv.path);
+        assert!(iv.title.contains("the last followed relapsed at 30 days"), "{}", iv.title);
     }
 
     #[test]

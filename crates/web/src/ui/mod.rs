@@ -27,6 +27,7 @@ mod between;
 mod calendar;
 mod chart;
 pub(crate) mod checkin;
+mod checkin_schedules;
 pub(crate) mod clinic_figures;
 mod consent;
 pub(crate) mod durability;
@@ -72,6 +73,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/calendar/sessions/{id}/cancel", post(calendar::post_cancel))
         .route("/calendar/sessions/{id}/no-show", post(calendar::post_no_show))
         .route("/calendar/sessions/{id}/arrival", post(calendar::post_arrival))
+        .route("/calendar/rota", post(calendar::post_rota))
         .route("/today/events", get(today::get_board_events))
         .route("/patients", get(patients::get_patients).post(patients::post_patient))
         .route("/patients/new", get(patients::get_new_patient))
@@ -140,6 +142,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/ledger/print/inventory", get(ledger_print::get_inventory))
         .route("/outcomes", get(outcomes::get_outcomes))
         .route("/outbox", get(outbox::get_outbox))
+        .route("/checkins/schedules", get(checkin_schedules::get_schedules))
         .route("/research", get(research::get_research))
         .route("/research/export", post(research::post_export))
         .route("/outcomes/durability", get(durability::get_durability))

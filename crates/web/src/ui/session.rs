@@ -318,7 +318,7 @@ async fn session_page(
     st: &AppState,
     user: &CurrentUser,
     id: SessionId,
-    form: FormData,
+    mut form: FormData,
     errors: Errors,
     failed: &'static str,
     below: Option<&str>,
@@ -348,6 +348,14 @@ async fn session_page(
     let rules = rules?.0;
     let rules: &SafetyRules = &rules;
     let clock = sites.iter().find(|x| x.id == s.site_id).map_or_else(SiteClock::utc, SiteClock::for_site);
+    let order = super::calendar::order_panel(st, user, course.id, patient.latest_weight_kg).await?;
+    // The dose given starts from the order for the patient's latest weight; what was typed
+    // in a refused form stays as typed.
+    if let Some(mg) = order.as_ref().and_then(|o| o.dose_mg).filter(|_| failed != "ledger")
+        && form.get("ledger_dose_mg").is_empty()
+    {
+        form.set("ledger_dose_mg", keta_domain::dosing::fmt_num(mg));
+    }
     let now = st.store.now();
 
     let bp_minutes: Vec<i64> =
@@ -595,7 +603,6 @@ async fn session_page(
     let ledger_fresh = super::ledger::reauthenticated(st, user);
 
     let pk = pk_view(st, user, &s, &course, &patient, &obs, &responses, &sites, &clock, below).await?;
-    let order = super::calendar::order_panel(st, user, course.id, patient.latest_weight_kg).await?;
 
     let chair = s
         .chair_id

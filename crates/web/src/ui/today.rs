@@ -250,6 +250,9 @@ pub(crate) async fn build_site(
         tokio::join!(st.store.site_board(actor, site.id, from, to), st.store.board_escalation(actor, site.id));
     let (board, escalation) = (board?, escalation?);
     let (sessions, chairs, alerts) = (board.sessions, board.chairs, board.alerts);
+    // The timed BP checks are judged from the reading times the board carries for every role,
+    // so the front desk's board flags exactly what the prescriber's does (without the values).
+    let bp_minutes: HashMap<i64, Vec<i64>> = board.bp_taken_minutes.into_iter().map(|(id, m)| (id.0, m)).collect();
     let escalated: HashMap<i64, String> =
         escalation.escalated.iter().map(|e| (e.alert_id.0, escalated_text(e, &clock))).collect();
 
@@ -277,19 +280,16 @@ pub(crate) async fn build_site(
     let name_of = |id: PatientId| names.get(&id).map_or_else(|| format!("Patient {id}"), Patient::display_name);
     let line = |a: &Alert| AlertLine { escalated: escalated.get(&a.id.0).cloned(), ..alert_line(a, &names, &clock) };
 
-    // Vitals for sessions in the chair (the latest reading, and the due checks).
+    // The latest reading of each session in the chair, for clinical staff.
     let in_chair: Vec<&ScheduledSession> = sessions.iter().filter(|s| is_in_chair(s.state)).collect();
     let vitals = if clinical {
         st.store.vitals_for_sessions(actor, in_chair.iter().map(|s| s.id).collect()).await?
     } else {
         Vec::new()
     };
-    let mut bp_minutes: HashMap<i64, Vec<i64>> = HashMap::new();
     let mut last_vitals: HashMap<i64, String> = HashMap::new();
     for (id, v) in vitals {
         let Some(s) = in_chair.iter().find(|s| s.id == id) else { continue };
-        let mins = v.iter().filter(|r| r.vitals.systolic_mmhg.is_some()).filter_map(|r| r.minutes_since_dose).collect();
-        bp_minutes.insert(s.id.0, mins);
         if let Some(r) = v.last() {
             last_vitals.insert(s.id.0, format!("{} at {}", vitals_summary(&r.vitals), clock.hm(r.taken_at)));
         }
