@@ -230,7 +230,7 @@ impl Store {
         actor.require(Permission::SignNotes)?;
         check_printed_name(&printed_name)?;
         let now = self.now();
-        require_reauthentication("sign", reauthenticated_at, now)?;
+        require_reauthentication("sign", reauthenticated_at, now, self.reauthentication_window())?;
         let reauth = reauthenticated_at.expect("checked above");
         let actor = actor.clone();
         self.write(move |c| {
@@ -301,7 +301,7 @@ impl Store {
         new.validate()?;
         check_printed_name(&printed_name)?;
         let now = self.now();
-        require_reauthentication("amend a signed note", reauthenticated_at, now)?;
+        require_reauthentication("amend a signed note", reauthenticated_at, now, self.reauthentication_window())?;
         let reauth = reauthenticated_at.expect("checked above");
         let actor = actor.clone();
         self.write(move |c| {
