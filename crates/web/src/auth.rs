@@ -211,7 +211,7 @@ impl CurrentUser {
         let Some(token) = session_token(&parts.headers) else {
             return Err(unauthorised(parts, "no session; sign in at /login or POST /api/v1/auth/login"));
         };
-        match st.store.resolve_session(&token, st.session_policy).await {
+        match st.store.resolve_session(&token, st.settings.session_policy).await {
             Ok(Ok(s)) if s.mfa_passed => {
                 let u = CurrentUser::from_signed_in(s, st);
                 parts.extensions.insert(u.clone());
@@ -350,7 +350,7 @@ pub async fn csrf_guard(State(st): State<AppState>, req: Request, next: Next) ->
         return next.run(req).await; // The handler's CurrentUser will refuse it as unauthenticated.
     };
     let mut req = req;
-    let expected = match st.store.resolve_session(&token, st.session_policy).await {
+    let expected = match st.store.resolve_session(&token, st.settings.session_policy).await {
         Ok(Ok(s)) => {
             let csrf = s.csrf_token.clone();
             if s.mfa_passed {
@@ -378,7 +378,7 @@ pub async fn csrf_guard(State(st): State<AppState>, req: Request, next: Next) ->
         return forbidden("send the X-CSRF-Token header with this request");
     }
     let (parts, body) = req.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, crate::BODY_LIMIT_BYTES).await else {
+    let Ok(bytes) = axum::body::to_bytes(body, st.settings.body_limit_bytes).await else {
         return ApiError::for_status(StatusCode::PAYLOAD_TOO_LARGE).into_response();
     };
     let sent = form_field(&bytes, "csrf_token");
