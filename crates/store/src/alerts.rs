@@ -86,7 +86,8 @@ impl Store {
     /// so the first acknowledgement is never overwritten.
     pub async fn acknowledge_alert(&self, actor: &Actor, id: AlertId, note: Option<String>) -> Result<Alert> {
         actor.require(keta_domain::access::Permission::RecordSession)?;
-        if note.as_ref().is_some_and(|n| n.len() > 2000) {
+        if note.as_ref().is_some_and(|n| !keta_domain::notes::within_chars(n, keta_domain::notes::MAX_SHORT_NOTE_CHARS))
+        {
             return Err(DomainError::field("note", "keep the note under 2000 characters").into());
         }
         let now = self.now();

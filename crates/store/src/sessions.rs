@@ -440,8 +440,10 @@ fn append_note_line(
 /// CS-1: every dose given from clinic stock is in the controlled-substance ledger before the
 /// patient leaves (home routes are dispensed, not given in the chair).
 fn ledger_blocker(c: &mut dyn Conn, s: &TreatmentSession) -> Result<Option<Blocker>> {
-    let from_clinic_stock = matches!(s.route, Route::IvRacemic | Route::ImRacemic | Route::IntranasalEsketamine);
-    if s.dose_started_at.is_some() && from_clinic_stock && crate::ledger::administrations_for_session(c, s.id)? == 0 {
+    if s.dose_started_at.is_some()
+        && s.route.clinic_stock().is_some()
+        && crate::ledger::administrations_for_session(c, s.id)? == 0
+    {
         return Ok(Some(Blocker::new(
             "ledger",
             "ledger",
