@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A real disk-full run on SQLite (issue 10; docs/reliability.md "Disk full"): the demo clinic is
+# A real disk-full run on SQLite (docs/reliability.md "Disk full"): the demo clinic is
 # copied onto a small tmpfs, served by a real `keta serve`, and signed in to; the rest of the
 # tmpfs is then filled with a file, and patients are registered over HTTP until the server
 # answers 507. Then it checks that readiness (/healthz) reports `disk_full`, a read still works,

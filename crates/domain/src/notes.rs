@@ -524,7 +524,7 @@ mod tests {
         assert!(check_signing(&b, SignatureMeaning::Review, Some(2), "dr.b", by_a).is_err(), "no double review");
     }
 
-    /// Regression (issue 17): a nurse could sign a prescriber's note with the meaning
+    /// Regression: a nurse could sign a prescriber's note with the meaning
     /// "author". The meaning must match what the signer did (21 CFR 11.50).
     #[test]
     fn only_the_writer_signs_as_author() {

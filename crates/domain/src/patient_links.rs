@@ -155,7 +155,7 @@ pub struct RemoteSafetyPolicy {
     /// Every safety flag from a phone answer opens an urgent alert.
     pub urgent_from_phone: bool,
     /// What the patient reads, with the site's crisis line, after a positive safety answer,
-    /// until the site writes its own (the panel is always shown: issue 6).
+    /// until the site writes its own (the panel is always shown).
     pub default_crisis_instructions: String,
     pub source: SourceRef,
     /// Validity of a link issued on demand (a product setting).

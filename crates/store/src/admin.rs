@@ -1,4 +1,4 @@
-//! Running the clinic from the browser (issue 15): changing staff accounts and sites after
+//! Running the clinic from the browser: changing staff accounts and sites after
 //! they were created, and who last changed a setting. Each change is permission-checked,
 //! validated before anything is written, and audited in the same transaction.
 

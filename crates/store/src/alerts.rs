@@ -103,7 +103,7 @@ impl Store {
             if let (Some(at), Some(by)) = (a.acknowledged_at, &a.acknowledged_by) {
                 return Err(StoreError::Conflict(format!("alert {id} was already acknowledged by {by} at {at}")));
             }
-            // Issue 6: an urgent alert stays open until a clinician records what was done.
+            // An urgent alert stays open until a clinician records what was done.
             if a.level == AlertLevel::Urgent && note.as_deref().is_none_or(|n| n.trim().chars().count() < 3) {
                 return Err(DomainError::field(
                     "note",
@@ -151,7 +151,7 @@ impl Store {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Escalation of urgent alerts nobody acknowledged (issue 18; rules in keta_domain::escalation)
+// Escalation of urgent alerts nobody acknowledged (rules in keta_domain::escalation)
 
 /// Key of the clinic-wide escalation rule in `clinic_settings`.
 pub const ESCALATION_SETTINGS: &str = "alert_escalation";

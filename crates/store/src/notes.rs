@@ -243,7 +243,7 @@ impl Store {
                     let Some(text) = note.text.as_deref().filter(|t| !t.trim().is_empty()) else {
                         return Err(StoreError::Conflict("write the note before signing it".into()));
                     };
-                    // Issue 12: an esketamine session's note is signed only with its REMS form complete.
+                    // An esketamine session's note is signed only with its REMS form complete.
                     if note.signatures.is_empty() {
                         crate::rems::note_sign_gate(c, &actor, &sess, now)?;
                     }

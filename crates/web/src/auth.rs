@@ -74,7 +74,7 @@ impl CurrentUser {
 
 /// What a session in kiosk mode may still reach: that patient's kiosk pages, and the way
 /// back (the staff member's password, or signing out). Everything else refuses, so the
-/// patient holding the tablet cannot open the chart or anything else (issue 17).
+/// patient holding the tablet cannot open the chart or anything else.
 fn kiosk_allows(path: &str, patient: PatientId) -> bool {
     let own = format!("/kiosk/{}", patient.0);
     path == own

@@ -307,7 +307,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 #[cfg(test)]
 mod tests {
     //! The outer layers over a tiny router: the errors axum and tower-http answer themselves
-    //! come out as problem+json with the security headers (issue 17).
+    //! come out as problem+json with the security headers.
     use std::time::Duration;
 
     use axum::Router;

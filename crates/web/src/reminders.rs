@@ -92,16 +92,16 @@ async fn send(
     to_phone: Option<&str>,
 ) -> bool {
     let clinic = site.site_name.as_str();
-    let until = crate::ui::checkin::when(site, issued.link.expires_at);
-    let (subject, mut body) = compose(r, issued, clinic, &until);
-    // The patient's next booked session (issue 15); never in a sitter's message.
+    let clock = crate::ui::clock::SiteClock::named(&site.time_zone);
+    let url = r.link_url(&issued.token);
+    // The patient's next booked session; never in a sitter's message.
+    let mut next_session = None;
     if issued.link.purpose != keta_domain::patient_links::LinkPurpose::Sitter {
         match store.next_sessions_for_patient(&keta_store::Actor::system(), issued.link.patient_id, 1).await {
             Ok(next) => next_session = next.first().map(|n| clock.date_at(n.scheduled_for)),
             Err(e) => tracing::warn!(error = %e, "reading the next session for a reminder"),
         }
     }
-    let outcome = match (to_email, to_phone) {
     let words = ReminderWording::email(
         issued.link.purpose,
         clinic,
@@ -109,6 +109,7 @@ async fn send(
         &clock.date_at(issued.link.expires_at),
         next_session.as_deref(),
     );
+    let outcome = match (to_email, to_phone) {
         (Some(to), _) => match Message::new(to, words.subject, words.body) {
             Ok(m) => r.delivery.send_mail(&m).await.map(|rc| format!("e-mail via {}", rc.channel)),
             Err(e) => Err(keta_notify::DeliveryError::from(e)),
