@@ -477,11 +477,13 @@ impl SharedOptions {
             keta_store::StoreSettings::DEFAULT_SQLITE_READERS,
             1..=64,
         )?;
-        let mut idempotency = keta_store::idempotency::KeyPolicy::default();
-        idempotency.retention = time::Duration::hours(retention);
         // A reservation must outlive the request that holds it.
         let timeout_i64 = i64::try_from(timeout).unwrap_or(600);
-        idempotency.lease = idempotency.lease.max(time::Duration::seconds(timeout_i64 + 30));
+        let default_policy = keta_store::idempotency::KeyPolicy::default();
+        let idempotency = keta_store::idempotency::KeyPolicy {
+            retention: time::Duration::hours(retention),
+            lease: default_policy.lease.max(time::Duration::seconds(timeout_i64 + 30)),
+        };
         Ok(SharedConfig {
             reminders: ReminderConfig { public_url, smtp_url, mail_from },
             web: keta_web::settings::WebSettings {

@@ -35,6 +35,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once at start-up; boxing would not pay")]
 enum Command {
     /// Create (or reuse) a synthetic demo clinic under ./keta-data/ on SQLite and serve it.
     Demo {
