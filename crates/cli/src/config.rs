@@ -407,11 +407,6 @@ impl SharedOptions {
         let smtp_url = layers.pick("smtp_url", self.smtp_url, file.smtp_url.take()).filter(|u| !u.trim().is_empty());
         let mail_from =
             layers.pick("mail_from", self.mail_from, file.mail_from.take()).filter(|u| !u.trim().is_empty());
-        if smtp_url.is_some() {
-            // Checked now (no connection is made), so a bad URL or a missing From stops the start.
-            keta_notify::Delivery::from_settings(smtp_url.as_deref(), mail_from.as_deref())
-                .context("setting up e-mail delivery")?;
-        }
         let sweep = layers.number(
             "checkin_sweep_seconds",
             self.checkin_sweep_seconds,
