@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 5's pharmacokinetics benchmark: Keta against opentiva 1.1.2 (Python/Cython, the
+# The pharmacokinetics benchmark: Keta against opentiva 1.1.2 (Python/Cython, the
 # only installable package with ketamine models, pk-reference §3.2), same workloads, same run:
 #
 #   (a) Domino, 70 kg, 0.5 mg/kg over 40 min, a 1-minute grid to 24 h;

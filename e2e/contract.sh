@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The API contract, proven (issue 17): validates docs/openapi.json with openapi-spec-validator,
+# The API contract, proven: validates docs/openapi.json with openapi-spec-validator,
 # then starts a fresh demo clinic, signs in as the demo prescriber and then the administrator
 # (password + TOTP, CSRF header) and runs schemathesis over the whole document with every check, a bounded number
 # of examples per operation. Any failure fails the run. Operations added later are covered

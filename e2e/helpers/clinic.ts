@@ -113,7 +113,7 @@ export async function ensureStock(page: Page, patient: NewPatient, substance: 'k
 /**
  * The patient signs the consent forms a route needs on the tablet (typed name and a drawn
  * signature) and the signed-in clinician countersigns each: the treatment consent for the
- * route and, for esketamine, the REMS enrolment (issue 12). Without them the dose is refused.
+ * route and, for esketamine, the REMS enrolment. Without them the dose is refused.
  */
 export async function signConsents(page: Page, patient: NewPatient, route: 'iv_racemic' | 'intranasal_esketamine') {
   const forms = route === 'intranasal_esketamine' ? [`treatment_${route}`, 'rems_enrolment'] : [`treatment_${route}`];

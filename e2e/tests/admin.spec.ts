@@ -1,4 +1,4 @@
-// Issue 15: running the clinic from the browser. The administrator creates a site with chairs
+// Running the clinic from the browser. The administrator creates a site with chairs
 // and a staff account, changes a clinic-wide setting (a refused value says what to fix), and
 // the prescriber changes a site's PK threshold; each screen shows who changed it, passes axe
 // with no serious violation and fits the window at 390, 1024 and 1440 px.

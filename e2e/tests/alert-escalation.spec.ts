@@ -1,4 +1,4 @@
-// Issue 18: an urgent alert nobody acknowledged within the clinic's time is escalated. The
+// An urgent alert nobody acknowledged within the clinic's time is escalated. The
 // demo clinic holds one (yesterday's PHQ-9 item 9); the administrator sets the time, the
 // prescriber on duty and the alarm sound, runs the sweep the server runs every minute, and a
 // nurse's live board marks the alert at its top without reloading.

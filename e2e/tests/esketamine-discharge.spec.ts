@@ -1,4 +1,4 @@
-// Issue 18: an esketamine session from check-in to discharge, where discharge is judged from
+// An esketamine session from check-in to discharge, where discharge is judged from
 // the record. Two hours after the dose the nurse tries to discharge with only the readings
 // taken early on and no sedation or dissociation score: refused, each missing fact named with
 // a link to where it is recorded. Once the record is complete (a fresh full set of vitals,

@@ -11,7 +11,7 @@ import type { Page } from '@playwright/test';
 
 test.use({ freshClinic: true });
 
-// Issue 15: after an action the screen returns to the section acted on (#vitals,
+// After an action the screen returns to the section acted on (#vitals,
 // #observations, ...) with the patient's name still in view, and that section is not hidden
 // under the sticky head or the open alerts.
 async function expectPatientInView(page: Page) {

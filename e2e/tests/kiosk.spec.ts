@@ -1,7 +1,7 @@
 // Scenario 3: a patient completes a PHQ-9 on the tablet in kiosk mode with item 9
 // positive; the clinician, watching the board in another browser, sees the safety
 // alert appear without reloading. The tablet cannot be turned back into the nurse's
-// chart without the staff member's password (issue 17).
+// chart without the staff member's password.
 import { test, expect, screenshot, unique } from '../helpers/fixtures';
 import { registerPatient } from '../helpers/clinic';
 import { DEMO_PASSWORD } from '../helpers/auth';

@@ -1,4 +1,4 @@
-// Issue 6: a patient completes a check-in from their phone (a phone-sized window, no
+// A patient completes a check-in from their phone (a phone-sized window, no
 // sign-in) with PHQ-9 item 9 positive. The answer is kept when they save and come back, the
 // page opens with the site's crisis instructions and crisis line, the clinician's live board
 // shows the urgent alert without reloading, and the used link is refused with a helpful
@@ -38,7 +38,7 @@ test('a phone check-in with item 9 positive shows crisis instructions and alerts
   await expect(phone.getByRole('navigation')).toHaveCount(0);
   await expectNoHorizontalScroll(phone, 'phone check-in');
   await expectAccessible(phone, 'phone check-in');
-  // Issue 15: a question title that wraps to two lines stays inside its card instead of
+  // A question title that wraps to two lines stays inside its card instead of
   // straddling the card's top border.
   const titles = await phone.locator('fieldset.p-q').evaluateAll((sets) => sets.map((f) => {
     const legend = f.querySelector('legend')!;

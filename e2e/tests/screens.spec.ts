@@ -70,7 +70,7 @@ test('every main screen is accessible, fits the tablet and is captured', async (
   await expect(page.getByRole('heading', { level: 1, name: 'Clinic outcomes' })).toBeVisible();
   await check(page, 'outcomes-1024');
 
-  // Issue 6: durability curves for the demo clinic, by route and by protocol.
+  // Durability curves for the demo clinic, by route and by protocol.
   await page.goto('/outcomes/durability');
   await expect(page.getByRole('heading', { level: 1, name: 'Durability after response' })).toBeVisible();
   await expect(page.locator('svg').first()).toBeVisible();

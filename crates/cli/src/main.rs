@@ -1,4 +1,6 @@
-//! `keta`: the one binary. Run `keta --help` for the commands.
+//! `keta`: the one binary. Run `keta --help` for the commands. It resolves the server's
+//! settings (`config`), opens the store and serves `keta-web`; the other commands are thin
+//! layers over the library crates (`anyhow` errors only here).
 
 mod backups;
 mod bench;
@@ -20,7 +22,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "keta", version, about = "Keta: an open clinical platform for ketamine and esketamine treatment.", long_about = None)]
@@ -33,6 +35,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once at start-up; boxing would not pay")]
 enum Command {
     /// Create (or reuse) a synthetic demo clinic under ./keta-data/ on SQLite and serve it.
     ///
@@ -67,8 +70,13 @@ enum Command {
         /// Build the clinic and its accounts, then exit without serving.
         #[arg(long)]
         build_only: bool,
+        #[command(flatten)]
+        shared: config::SharedOptions,
+        #[arg(skip)]
+        shared_origins: config::CliOrigins,
     },
-    /// Serve Keta. Settings come from --config FILE (TOML), then KETA_* variables, then flags.
+    /// Serve Keta. Settings come from --config FILE (TOML), then KETA_* variables, then flags;
+    /// `--print-config` shows the result.
     Serve {
         #[command(flatten)]
         opts: config::ServeOptions,
@@ -181,6 +189,12 @@ enum CheckinsCommand {
         /// The address links point at, e.g. https://keta.clinic.example.
         #[arg(long, env = "KETA_PUBLIC_URL")]
         public_url: String,
+        /// SMTP server, smtp://[user:pass@]host[:port]; unset: log-only delivery.
+        #[arg(long, env = "KETA_SMTP_URL", hide_env_values = true)]
+        smtp_url: Option<String>,
+        /// The From mailbox (needed with --smtp-url).
+        #[arg(long, env = "KETA_MAIL_FROM")]
+        mail_from: Option<String>,
     },
 }
 
@@ -246,7 +260,20 @@ enum AuditCommand {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // Which values came from KETA_* variables rather than flags (for --print-config).
+    if let Some((name, sub)) = matches.subcommand() {
+        let origins = config::CliOrigins::from_matches(sub);
+        match &mut cli.command {
+            Command::Serve { opts } if name == "serve" => opts.origins = origins,
+            Command::Demo { shared_origins, .. } if name == "demo" => *shared_origins = origins,
+            _ => {}
+        }
+    }
     match cli.command {
         // Scoring is pure and instant; it needs no runtime or logging.
         Command::Score { instrument, answers } => score::run(&instrument, &answers),
@@ -290,7 +317,8 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
-        Command::Demo { bind, dir, seed, fresh, mllp_bind, protocols_dir, database_url, build_only } => {
+        Command::Demo { bind, dir, seed, fresh, mllp_bind, protocols_dir, database_url, build_only, shared, shared_origins } => {
+            let settings = shared.resolve_alone(&shared_origins)?;
             let protocols = config::protocol_library(protocols_dir.as_deref())?;
             let path = dir.join("demo.db");
             if fresh && database_url.is_none() {
@@ -299,7 +327,9 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 }
             }
             let url = database_url.unwrap_or_else(|| format!("sqlite://{}", path.display()));
-            let store = keta_store::Store::open(&url).await.with_context(|| format!("opening {url}"))?;
+            let store = keta_store::Store::open_with(&url, keta_store::system_clock(), settings.store)
+                .await
+                .with_context(|| format!("opening {url}"))?;
             let summary = demo::ensure(&store, seed).await.context("building the demo clinic")?;
             demo_accounts::ensure(&store).await.context("creating the demo accounts")?;
             demo_ledger::ensure(&store).await.context("building the demo ledger")?;
@@ -337,12 +367,14 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             for a in demo_accounts::accounts() {
                 println!("  {:<11} {:<14} TOTP key {}", a.username, a.role.label(), a.totp_key);
             }
-            let reminders = reminders_from_env(addr, Outbox::Demo)?;
+            let reminders = reminders_served_at(&settings.reminders, addr, Outbox::Demo)?;
             println!("Check-in reminders: {}", reminders.describe());
             println!("Press Ctrl-C to stop.");
-            keta_web::reminders::spawn_sweeper(store.clone(), reminders.clone(), sweep_interval()?);
-            keta_web::idempotency::key_policy_from_env().map_err(anyhow::Error::msg)?;
-            let mut state = keta_web::AppState::new(store).with_reminders(reminders).with_protocols(protocols);
+            keta_web::reminders::spawn_sweeper(store.clone(), reminders.clone(), settings.web.checkin_sweep);
+            let mut state = keta_web::AppState::new(store)
+                .with_settings(settings.web)
+                .with_reminders(reminders)
+                .with_protocols(protocols);
             if let Some(m) = monitors {
                 state = state.with_monitors(m);
             }
@@ -351,19 +383,25 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
         }
         Command::MonitorSim { opts } => monitor_sim::run(opts).await,
         Command::Serve { opts } => {
+            let print = opts.print_config;
             let cfg = opts.resolve()?;
-            let store = keta_store::Store::open(&cfg.database_url).await.context("opening the database")?;
+            if print {
+                print!("{}", cfg.print());
+                return Ok(());
+            }
+            let store = keta_store::Store::open_with(&cfg.database_url, keta_store::system_clock(), cfg.shared.store)
+                .await
+                .context("opening the database")?;
             let listener =
                 tokio::net::TcpListener::bind(cfg.bind).await.with_context(|| format!("listening on {}", cfg.bind))?;
             let addr = listener.local_addr()?;
             tracing::info!(%addr, backend = ?store.backend(), "serving");
-            let reminders = reminders_from_env(addr, Outbox::No)?;
+            let reminders = reminders_served_at(&cfg.shared.reminders, addr, Outbox::No)?;
             tracing::info!(delivery = %reminders.describe(), public_url = %reminders.public_url, "check-in reminders");
             if keta_web::cluster::follow_other_instances(&store) {
                 tracing::info!("following changes made through other instances (PostgreSQL LISTEN)");
             }
-            keta_web::reminders::spawn_sweeper(store.clone(), reminders.clone(), sweep_interval()?);
-            keta_web::idempotency::key_policy_from_env().map_err(anyhow::Error::msg)?;
+            keta_web::reminders::spawn_sweeper(store.clone(), reminders.clone(), cfg.shared.web.checkin_sweep);
             if let Some(schedule) = cfg.backups {
                 tracing::info!(dir = %schedule.dir.display(), every_s = schedule.every.as_secs(), keep = schedule.keep, "scheduled backups");
                 backups::spawn_scheduled_backups(store.clone(), schedule);
@@ -386,6 +424,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             observe.shutdown_grace = cfg.shutdown_grace;
             observe.metrics_token = cfg.metrics_token;
             let mut state = keta_web::AppState::new(store.clone())
+                .with_settings(cfg.shared.web)
                 .with_reminders(reminders)
                 .with_trusted_proxies(cfg.trusted_proxies)
                 .with_protocols(cfg.protocols)
@@ -479,10 +518,11 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Checkins { command: CheckinsCommand::Sweep { database_url, public_url } } => {
-            check_public_url(&public_url, "--public-url")?;
+        Command::Checkins { command: CheckinsCommand::Sweep { database_url, public_url, smtp_url, mail_from } } => {
+            config::check_public_url(&public_url, "--public-url")?;
             let store = keta_store::Store::open(&database_url).await.context("opening the database")?;
-            let reminders = reminders_for(public_url, Outbox::No)?;
+            let delivery = config::ReminderConfig { public_url: None, smtp_url, mail_from };
+            let reminders = reminders_for(public_url, &delivery, Outbox::No)?;
             let s = keta_web::reminders::sweep_and_send(&store, &reminders).await.context("running the sweep")?;
             let e = keta_web::escalation::escalate_and_send(&store, &reminders)
                 .await
@@ -604,48 +644,31 @@ enum Outbox {
     No,
 }
 
-fn check_public_url(u: &str, what: &str) -> anyhow::Result<()> {
-    if u.starts_with("https://") || u.starts_with("http://") {
-        Ok(())
-    } else {
-        anyhow::bail!("{what} '{u}' must start with https:// (or http:// for a local test)")
-    }
-}
-
-/// E-mail through `KETA_SMTP_URL` + `KETA_MAIL_FROM` when set, otherwise log-only.
-fn reminders_for(public: String, outbox: Outbox) -> anyhow::Result<keta_web::reminders::Reminders> {
+/// E-mail through the SMTP settings when set, otherwise log-only.
+fn reminders_for(
+    public: String,
+    delivery: &config::ReminderConfig,
+    outbox: Outbox,
+) -> anyhow::Result<keta_web::reminders::Reminders> {
     use keta_web::reminders::Reminders;
-    let smtp = std::env::var(keta_notify::SMTP_URL_ENV).ok().filter(|s| !s.trim().is_empty());
-    Ok(match (smtp, outbox) {
-        (Some(_), _) => {
-            Reminders::with_delivery(keta_notify::Delivery::from_env().context("setting up e-mail delivery")?, public)
-        }
+    Ok(match (&delivery.smtp_url, outbox) {
+        (Some(_), _) => Reminders::with_delivery(
+            keta_notify::Delivery::from_settings(delivery.smtp_url.as_deref(), delivery.mail_from.as_deref())
+                .context("setting up e-mail delivery")?,
+            public,
+        ),
         (None, Outbox::Demo) => Reminders::log_only(public),
         (None, Outbox::No) => Reminders::with_delivery(keta_notify::Delivery::log_only(), public),
     })
 }
 
-/// Reminder delivery from the environment ([`reminders_for`]), with `KETA_PUBLIC_URL` for the
-/// links (default: the address served).
-fn reminders_from_env(addr: std::net::SocketAddr, outbox: Outbox) -> anyhow::Result<keta_web::reminders::Reminders> {
-    let public = match std::env::var("KETA_PUBLIC_URL").ok().filter(|s| !s.trim().is_empty()) {
-        Some(u) => {
-            check_public_url(&u, "KETA_PUBLIC_URL")?;
-            u
-        }
-        None => format!("http://{addr}"),
-    };
-    reminders_for(public, outbox)
-}
-
-/// How often due check-ins are issued and expiries recorded: `KETA_CHECKIN_SWEEP_SECONDS`
-/// (default 300; a product setting).
-fn sweep_interval() -> anyhow::Result<std::time::Duration> {
-    let secs = match std::env::var("KETA_CHECKIN_SWEEP_SECONDS") {
-        Ok(v) => v.trim().parse::<u64>().ok().filter(|s| (5..=86_400).contains(s)).with_context(|| {
-            format!("KETA_CHECKIN_SWEEP_SECONDS '{v}' must be a whole number of seconds from 5 to 86400")
-        })?,
-        Err(_) => 300,
-    };
-    Ok(std::time::Duration::from_secs(secs))
+/// Reminder delivery ([`reminders_for`]) with links to the configured public address
+/// (default: the address served).
+fn reminders_served_at(
+    r: &config::ReminderConfig,
+    addr: std::net::SocketAddr,
+    outbox: Outbox,
+) -> anyhow::Result<keta_web::reminders::Reminders> {
+    let public = r.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    reminders_for(public, r, outbox)
 }

@@ -1,6 +1,6 @@
 //! `keta pk`: concentration curves of a regimen under a named population model
-//! (`keta pk simulate`), the model catalogue (`keta pk models`), and the benchmark of
-//! issue 5 (`keta pk bench`). Pure: no database.
+//! (`keta pk simulate`), the model catalogue (`keta pk models`), and the benchmark
+//! (`keta pk bench`, docs/benchmarks.md). Pure: no database.
 //!
 //! ```text
 //! keta pk simulate --model domino --weight-kg 70 --regimen "0.5 mg/kg over 40 min" \

@@ -1,4 +1,4 @@
-//! The chair calendar (issue 15): which chair a session holds and for how long, booking a
+//! The chair calendar: which chair a session holds and for how long, booking a
 //! course's sessions from its schedule into free chairs, and the missed-session rule
 //! applied to the sessions already booked.
 //!

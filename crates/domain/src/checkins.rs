@@ -103,7 +103,7 @@ impl CheckInSchedule {
             &format!("{at}.periodic_opens_local_hour"),
             "must be an hour of the day, 0 to 23",
         );
-        // Issue 6: a pre-dose screen before every home dose; no change of schedule removes it.
+        // A pre-dose screen before every home dose; no change of schedule removes it.
         if !self.routes.is_empty() && self.routes.iter().all(|r| r.is_home()) {
             v.check(
                 self.items.iter().any(|i| i.kind == FormKind::PreDoseScreen),
@@ -433,9 +433,9 @@ pub fn due_checkins(
     session_times: &[OffsetDateTime],
     now: OffsetDateTime,
 ) -> Vec<DueCheckIn> {
-    // A session outside the plausible scheduling window (stored before inputs were checked,
-    // issue 17) is left out: one in year 9999 overflowed the date arithmetic, a panic in every
-    // sweep, and would stretch a periodic item over millennia.
+    // A session outside the plausible scheduling window (stored before inputs were checked) is
+    // left out: one in year 9999 overflowed the date arithmetic, a panic in every sweep, and
+    // would stretch a periodic item over millennia.
     let (from, to) = crate::plausible::ranges().scheduling_window(now);
     let plausible: Vec<OffsetDateTime> = session_times.iter().copied().filter(|t| (from..=to).contains(t)).collect();
     plan_checkins(schedule, course, &plausible).into_iter().filter(|c| c.is_open(now)).collect()

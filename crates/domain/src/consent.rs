@@ -1,4 +1,4 @@
-//! Consent and REMS enrolment as records (issue 12).
+//! Consent and REMS enrolment as records.
 //!
 //! Consent forms are versioned data (`data/consents/forms.toml`): a treatment consent per
 //! route, the SPRAVATO REMS patient enrolment, and data sharing for research. The patient

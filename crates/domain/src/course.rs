@@ -47,6 +47,18 @@ impl Route {
     pub fn is_home(self) -> bool {
         matches!(self, Self::OralRacemic | Self::SublingualRacemic)
     }
+
+    /// The substance a dose on this route is given from, out of the clinic's own stock (the
+    /// controlled-substance ledger, CS-1): racemic ketamine vials for IV and IM, esketamine
+    /// devices for the nasal spray. `None` for home routes, which are dispensed, not given.
+    pub fn clinic_stock(self) -> Option<crate::ledger::Substance> {
+        use crate::ledger::Substance;
+        match self {
+            Self::IvRacemic | Self::ImRacemic => Some(Substance::Ketamine),
+            Self::IntranasalEsketamine => Some(Substance::Esketamine),
+            Self::OralRacemic | Self::SublingualRacemic => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -132,5 +144,21 @@ impl NewCourse {
             v.check(!p.trim().is_empty() && p.len() <= 100, "protocol", "protocol name must be 1-100 characters");
         }
         v.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::Substance;
+
+    #[test]
+    fn chair_routes_are_given_from_the_matching_clinic_stock_and_home_routes_from_none() {
+        assert_eq!(Route::IvRacemic.clinic_stock(), Some(Substance::Ketamine));
+        assert_eq!(Route::ImRacemic.clinic_stock(), Some(Substance::Ketamine));
+        assert_eq!(Route::IntranasalEsketamine.clinic_stock(), Some(Substance::Esketamine));
+        for r in Route::ALL {
+            assert_eq!(r.clinic_stock().is_none(), r.is_home(), "{}", r.as_str());
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Durability for the clinic: time from the last session to relapse, as Kaplan–Meier curves
 //! per route or per protocol, with the shares still responding at 4 and 8 weeks, beside the
-//! published figures of clinical-reference §5 (issue 6).
+//! published figures of clinical-reference §5.
 //!
 //! # Who is counted
 //!

@@ -550,7 +550,7 @@ pub fn pretreatment_checks(route: Route) -> Vec<&'static PretreatmentCheck> {
 }
 
 // =======================================================================================
-// Eligibility from the record (issue 18): age, trials, medications, allergies, pregnancy
+// Eligibility from the record: age, trials, medications, allergies, pregnancy
 // =======================================================================================
 
 /// What Keta holds about the patient, for [`assess_route`].
@@ -1195,7 +1195,7 @@ mod tests {
     proptest! {
         #[test]
         fn msm_total_in_range_and_equals_components(
-            // Within the plausible ranges (issue 17); values beyond them are refused, which
+            // Within the plausible ranges; values beyond them are refused, which
             // msm_refuses_implausible_counts checks.
             months in 0..=crate::plausible::ranges().counts.episode_duration_months_max,
             severity in any_severity(),
@@ -1304,7 +1304,7 @@ mod tests {
         assert!(pretreatment_checks(Route::IvRacemic).iter().all(|c| c.source.contains("§3.3")));
     }
 
-    // --- from the record (issue 18) ---
+    // --- from the record ---
 
     use crate::ids::{PatientId, RecordId};
     use crate::medications::{AllergySeverity, NewAllergy, NewMedication, PregnancyStatus};

@@ -1,4 +1,4 @@
-//! Escalation of urgent alerts nobody has acknowledged (issue 18).
+//! Escalation of urgent alerts nobody has acknowledged.
 //!
 //! An urgent alert (a positive PHQ-9 item 9, a blood pressure past the session-safety limits)
 //! that stays unacknowledged longer than the clinic allows is *escalated*, once: every board at

@@ -513,7 +513,7 @@ pub fn reconcile(
 }
 
 /// Reasons to hold a new supply (empty = may dispense): an unreconciled log, missed
-/// check-ins, refused screens the clinician has not reviewed (issue 6), or an urgent alert
+/// check-ins, refused screens the clinician has not reviewed, or an urgent alert
 /// still open (a dose logged above the plan, a positive safety answer): as no home dose is
 /// cleared while one is open ([`open_urgent_alert_refusal`]), no new supply goes out either.
 pub fn supply_hold(

@@ -1,10 +1,14 @@
 //! Typed identifiers: a session id can never be passed where a patient id is expected.
 
-use serde::{Deserialize, Serialize};
-
+/// Declares `i64` id newtypes (serialised as the bare number). The one macro for ids: the
+/// ledger's and notes' ids use it too.
 macro_rules! id_type {
-    ($($name:ident),* $(,)?) => {$(
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+    ($($(#[$m:meta])* $name:ident),* $(,)?) => {$(
+        $(#[$m])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord,
+            serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+        )]
         #[serde(transparent)]
         pub struct $name(pub i64);
         impl std::fmt::Display for $name {
@@ -12,5 +16,7 @@ macro_rules! id_type {
         }
     )*};
 }
+
+pub(crate) use id_type;
 
 id_type!(SiteId, ChairId, PatientId, CourseId, SessionId, StaffId, ResponseId, AlertId, RecordId);

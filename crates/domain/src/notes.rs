@@ -18,19 +18,7 @@ use time::OffsetDateTime;
 use crate::error::{DomainError, Validator};
 use crate::ids::{PatientId, SessionId};
 
-macro_rules! note_id {
-    ($($(#[$m:meta])* $name:ident),* $(,)?) => {$(
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
-        #[serde(transparent)]
-        pub struct $name(pub i64);
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { self.0.fmt(f) }
-        }
-    )*};
-}
-
-note_id! {
+crate::ids::id_type! {
     /// One signature on a note or an amendment.
     NoteSignatureId,
     /// One amendment to a signed note.
@@ -160,18 +148,28 @@ pub struct NewAmendment {
     pub text: String,
 }
 
+/// The one home of note limits, counted in characters (not bytes), for every path that takes
+/// a note: the longest note text (an amendment, an imported session's note).
 pub const MAX_NOTE_CHARS: usize = 20_000;
+/// The longest short note: an observation's or an alert acknowledgement's note, an
+/// amendment's reason.
+pub const MAX_SHORT_NOTE_CHARS: usize = 2_000;
+
+/// Whether `text` has at most `max` characters.
+pub fn within_chars(text: &str, max: usize) -> bool {
+    text.chars().count() <= max
+}
 
 impl NewAmendment {
     pub fn validate(&self) -> Result<(), DomainError> {
         let mut v = Validator::new();
         v.check(
-            !self.reason.trim().is_empty() && self.reason.len() <= 2000,
+            !self.reason.trim().is_empty() && within_chars(&self.reason, MAX_SHORT_NOTE_CHARS),
             "reason",
             "say why the note is being amended (1-2000 characters)",
         );
         v.check(
-            !self.text.trim().is_empty() && self.text.len() <= MAX_NOTE_CHARS,
+            !self.text.trim().is_empty() && within_chars(&self.text, MAX_NOTE_CHARS),
             "text",
             "write the amendment (1-20,000 characters)",
         );
@@ -526,7 +524,7 @@ mod tests {
         assert!(check_signing(&b, SignatureMeaning::Review, Some(2), "dr.b", by_a).is_err(), "no double review");
     }
 
-    /// Regression (issue 17): a nurse could sign a prescriber's note with the meaning
+    /// Regression: a nurse could sign a prescriber's note with the meaning
     /// "author". The meaning must match what the signer did (21 CFR 11.50).
     #[test]
     fn only_the_writer_signs_as_author() {

@@ -155,7 +155,7 @@ pub struct RemoteSafetyPolicy {
     /// Every safety flag from a phone answer opens an urgent alert.
     pub urgent_from_phone: bool,
     /// What the patient reads, with the site's crisis line, after a positive safety answer,
-    /// until the site writes its own (the panel is always shown: issue 6).
+    /// until the site writes its own (the panel is always shown).
     pub default_crisis_instructions: String,
     pub source: SourceRef,
     /// Validity of a link issued on demand (a product setting).
@@ -184,6 +184,48 @@ impl RemoteSafetyPolicy {
     pub fn builtin() -> &'static RemoteSafetyPolicy {
         static P: OnceLock<RemoteSafetyPolicy> = OnceLock::new();
         P.get_or_init(|| RemoteSafetyPolicy::from_toml(EMBEDDED).expect("data/rules/remote-safety.toml is valid"))
+    }
+}
+
+/// A reminder's words: the e-mail's subject and body. The one home of reminder wording
+/// (the web layer fills in the link and the times, in the site's clock). No name, no
+/// diagnosis: the message may be read by someone else, so it says only which clinic is
+/// asking and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReminderWording {
+    pub subject: String,
+    pub body: String,
+}
+
+impl ReminderWording {
+    /// The e-mail for a link of `purpose` at `url`, open until `open_until`, from `clinic`;
+    /// with the patient's next booked session when there is one (never for a sitter).
+    pub fn email(purpose: LinkPurpose, clinic: &str, url: &str, open_until: &str, next_session: Option<&str>) -> Self {
+        let (subject, what) = match purpose {
+            LinkPurpose::Sitter => (
+                format!("{clinic}: please confirm you are with your friend for their dose"),
+                "You were named as the person staying with someone for their home treatment today. Please open this link to confirm you are with them",
+            ),
+            LinkPurpose::PreDose => (
+                format!("{clinic}: your safety check before today's dose"),
+                "Before taking today's dose, please answer a few safety questions",
+            ),
+            LinkPurpose::Checkin => {
+                (format!("{clinic}: your check-in"), "Your care team asks you to answer a short check-in")
+            }
+        };
+        let mut body = format!(
+            "{what}:\n\n{url}\n\nThe link works once and is open until {open_until}. You can save your answers and finish later from the same link.\n\nThis message was sent by {clinic}. Do not reply to it. If you are in crisis or feel unsafe, call your crisis line or local emergency number now.\n"
+        );
+        if let Some(next) = next_session.filter(|_| purpose != LinkPurpose::Sitter) {
+            body.push_str(&format!("\nYour next session at {clinic}: {next}.\n"));
+        }
+        Self { subject, body }
+    }
+
+    /// The text message: the clinic's name and the link, nothing about the patient.
+    pub fn text_message(clinic: &str, url: &str) -> String {
+        format!("{clinic}: {url}")
     }
 }
 

@@ -1,4 +1,4 @@
-//! A course is a prescription (issue 15): the prescriber's order recorded when the course
+//! A course is a prescription: the prescriber's order recorded when the course
 //! is planned, the dose it works out to for the patient's current weight (through the
 //! dose calculator, [`crate::dosing::calculate`], with its working), and each session's
 //! dose checked against it.

@@ -153,7 +153,7 @@ pub struct EligibilityAssessment {
     /// Treatment-resistant by the ≥2 adequate failed trials rule (clinical-reference §3.1).
     pub treatment_resistant: bool,
     /// Results to read that need no decision, e.g. the treatment-resistance gap when a
-    /// protocol on the route is for TRD (empty in assessments stored before issue 18).
+    /// protocol on the route is for TRD (empty in assessments stored before eligibility read the record).
     #[serde(default)]
     pub warnings: Vec<crate::eligibility::EligibilityWarning>,
     /// The facts the result rests on: read from the record, declared by the clinician, or not recorded.

@@ -75,7 +75,7 @@ impl RelapseSettings {
 
     /// Checks the settings against the instrument's range.
     pub fn validate(&self, instrument_code: &str) -> Result<(), DomainError> {
-        // Plausibility (issue 17): schemathesis stored 2^31 days.
+        // Plausibility: schemathesis stored 2^31 days.
         let max = crate::plausible::ranges().counts.interval_days_max;
         if self.bring_forward_within_days.is_some_and(|d| d > max) {
             return Err(DomainError::field("bring_forward_within_days", format!("give at most {max} days")));

@@ -1,4 +1,4 @@
-//! The SPRAVATO REMS Patient Monitoring Form (issue 12), filled from the session itself for
+//! The SPRAVATO REMS Patient Monitoring Form, filled from the session itself for
 //! every esketamine session at an outpatient site: every field in product-reference §(b),
 //! each taken from the record where the record has it (patient, enrolment, medication list,
 //! dose, ledger lot, vitals, adverse events) and otherwise asked of the clinician

@@ -5,7 +5,7 @@
 //! `ViewDemographics`) carry this type, never [`TreatmentSession`]: the note, the stop
 //! reason and the planned dose need `ViewClinical`, as the single read does
 //! (`GET /sessions/{id}`, `GET /sessions/{id}/note`). A handler returning a schedule cannot
-//! return the clinical fields because the type has none (issue 17).
+//! return the clinical fields because the type has none.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;

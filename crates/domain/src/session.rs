@@ -514,7 +514,11 @@ impl ObservationBody {
             Self::SideEffect { symptom, note } => {
                 v.check(text_ok(symptom, 100), "symptom", "name the side effect");
                 if let Some(n) = note {
-                    v.check(n.len() <= 2000, "note", "keep the note under 2000 characters");
+                    v.check(
+                        crate::notes::within_chars(n, crate::notes::MAX_SHORT_NOTE_CHARS),
+                        "note",
+                        "keep the note under 2000 characters",
+                    );
                 }
             }
             Self::Intervention { drug, dose_mg, route } => {

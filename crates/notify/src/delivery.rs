@@ -1,4 +1,4 @@
-//! [`Delivery`]: the senders a server holds, and how they are chosen from the environment.
+//! [`Delivery`]: the senders a server holds, and how they are chosen from the settings.
 
 use std::sync::Arc;
 
@@ -64,25 +64,10 @@ impl Delivery {
         self
     }
 
-    /// From [`SMTP_URL_ENV`] and [`MAIL_FROM_ENV`]: SMTP when the URL is set (the From address
-    /// is then required), [`Delivery::log_only`] when it is not. Text messages stay log-only
-    /// without SMTP and unconfigured with it, until a provider is added with
-    /// [`Delivery::with_text`].
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let read = |name: &str| match std::env::var(name) {
-            Ok(v) => Ok(Some(v)),
-            Err(std::env::VarError::NotPresent) => Ok(None),
-            Err(std::env::VarError::NotUnicode(_)) => Err(if name == SMTP_URL_ENV {
-                ConfigError::MalformedUrl("not valid UTF-8".into())
-            } else {
-                ConfigError::InvalidFrom("not valid UTF-8".into())
-            }),
-        };
-        Self::from_settings(read(SMTP_URL_ENV)?.as_deref(), read(MAIL_FROM_ENV)?.as_deref())
-    }
-
-    /// As [`Delivery::from_env`], from values already read (a config file, flags, tests).
-    /// Empty or blank values count as unset.
+    /// From the `smtp_url` ([`SMTP_URL_ENV`]) and `mail_from` ([`MAIL_FROM_ENV`]) settings:
+    /// SMTP when the URL is set (the From address is then required), [`Delivery::log_only`]
+    /// when it is not. Text messages stay log-only without SMTP and unconfigured with it, until
+    /// a provider is added with [`Delivery::with_text`]. Empty or blank values count as unset.
     pub fn from_settings(smtp_url: Option<&str>, mail_from: Option<&str>) -> Result<Self, ConfigError> {
         match (present(smtp_url), present(mail_from)) {
             (None, _) => Ok(Self::log_only()),

@@ -8,8 +8,9 @@
 //! * [`TextSender`]: text messages (SMS). Keta ships only [`LogTextSender`]; a clinic plugs its
 //!   provider in by implementing the trait (see below).
 //!
-//! [`Delivery`] bundles one of each and is what the server holds; [`Delivery::from_env`] builds it
-//! from `KETA_SMTP_URL` and `KETA_MAIL_FROM`.
+//! [`Delivery`] bundles one of each and is what the server holds; [`Delivery::from_settings`]
+//! builds it from the `smtp_url` and `mail_from` settings (`KETA_SMTP_URL`, `KETA_MAIL_FROM`,
+//! resolved by `keta serve`; this crate never reads the environment).
 //!
 //! # SMTP and TLS
 //!
@@ -54,7 +55,7 @@
 //!     }
 //! }
 //!
-//! // In `keta serve`: `Delivery::from_env()?` and then the same call.
+//! // In `keta serve`: `Delivery::from_settings(smtp_url, mail_from)?` and then the same call.
 //! let delivery = Delivery::log_only().with_text(Arc::new(ClinicSmsGateway {}));
 //! # let _ = delivery;
 //! ```

@@ -1,4 +1,4 @@
-//! Times the two workloads of the benchmark in issue 5 with this crate alone:
+//! Times the two workloads of the PK benchmark (docs/benchmarks.md) with this crate alone:
 //! (a) Domino, 0.5 mg/kg over 40 min, 1-minute grid to 24 h;
 //! (b) the same for 10,000 virtual patients with between-subject variability.
 //! `cargo run --release -p keta-pk --example workloads`

@@ -1,4 +1,4 @@
-//! Running the clinic from the browser (issue 15): changing staff accounts and sites after
+//! Running the clinic from the browser: changing staff accounts and sites after
 //! they were created, and who last changed a setting. Each change is permission-checked,
 //! validated before anything is written, and audited in the same transaction.
 
@@ -133,7 +133,7 @@ impl Store {
         new_password: String,
     ) -> Result<()> {
         actor.require(Permission::ManageUsers)?;
-        crate::ledger::require_reauthentication("reset a password", reauthenticated_at, self.now())?;
+        self.require_reauthentication("reset a password", reauthenticated_at)?;
         let username = self.read(move |c| user_exists(c, user_id)).await?;
         check_password_policy(&new_password, &username).map_err(|e| rename_field(e, "password", "new_password"))?;
         let hash = tokio::task::spawn_blocking(move || credentials::hash_password(&new_password))
@@ -162,7 +162,7 @@ impl Store {
         user_id: i64,
     ) -> Result<String> {
         actor.require(Permission::ManageUsers)?;
-        crate::ledger::require_reauthentication("reset an authenticator", reauthenticated_at, self.now())?;
+        self.require_reauthentication("reset an authenticator", reauthenticated_at)?;
         let secret = credentials::new_totp_secret();
         let now = self.now();
         let actor = actor.clone();

@@ -86,7 +86,8 @@ impl Store {
     /// so the first acknowledgement is never overwritten.
     pub async fn acknowledge_alert(&self, actor: &Actor, id: AlertId, note: Option<String>) -> Result<Alert> {
         actor.require(keta_domain::access::Permission::RecordSession)?;
-        if note.as_ref().is_some_and(|n| n.len() > 2000) {
+        if note.as_ref().is_some_and(|n| !keta_domain::notes::within_chars(n, keta_domain::notes::MAX_SHORT_NOTE_CHARS))
+        {
             return Err(DomainError::field("note", "keep the note under 2000 characters").into());
         }
         let now = self.now();
@@ -102,7 +103,7 @@ impl Store {
             if let (Some(at), Some(by)) = (a.acknowledged_at, &a.acknowledged_by) {
                 return Err(StoreError::Conflict(format!("alert {id} was already acknowledged by {by} at {at}")));
             }
-            // Issue 6: an urgent alert stays open until a clinician records what was done.
+            // An urgent alert stays open until a clinician records what was done.
             if a.level == AlertLevel::Urgent && note.as_deref().is_none_or(|n| n.trim().chars().count() < 3) {
                 return Err(DomainError::field(
                     "note",
@@ -150,7 +151,7 @@ impl Store {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Escalation of urgent alerts nobody acknowledged (issue 18; rules in keta_domain::escalation)
+// Escalation of urgent alerts nobody acknowledged (rules in keta_domain::escalation)
 
 /// Key of the clinic-wide escalation rule in `clinic_settings`.
 pub const ESCALATION_SETTINGS: &str = "alert_escalation";

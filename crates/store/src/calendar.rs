@@ -1,4 +1,4 @@
-//! The chair calendar (issue 15): a site's chairs and booked sessions over some days,
+//! The chair calendar: a site's chairs and booked sessions over some days,
 //! booking a course's sessions from its protocol's schedule into free chairs, moving,
 //! cancelling and recording no-shows (with the protocol's missed-session rule), and the
 //! front desk marking arrivals, which puts the patient on the board.

@@ -1,4 +1,4 @@
-//! Consent and REMS enrolment records (issue 12): the patient's signature on one version of a
+//! Consent and REMS enrolment records: the patient's signature on one version of a
 //! form, the clinician's countersignature, a withdrawal, and the documents a session needs
 //! before its dose can start (`keta_domain::consent`). A consent row is never deleted and its
 //! signed part never changes (the migration's triggers hold that in the database too).

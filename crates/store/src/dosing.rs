@@ -1,5 +1,5 @@
 //! Dose calculations recorded per session with a second-person check, and each
-//! patient's cumulative exposure (clinical-reference §2.1; issue 5).
+//! patient's cumulative exposure (clinical-reference §2.1).
 //!
 //! Recording recalculates on the server (the client's numbers are never stored as they
 //! came): the weight must be the patient's latest recorded weight of the chosen type,
@@ -220,7 +220,7 @@ impl Store {
             applied.age_years = Some(u32::try_from(patient.age_on(session_day).max(0)).unwrap_or(0));
             applied.first_session = course.phase == Phase::Induction && s.sequence == 1;
             if let Some(p) = &protocol {
-                // The course's order (issue 15): a dose outside it needs a prescriber's override.
+                // The course's order: a dose outside it needs a prescriber's override.
                 crate::orders::check_session_dose(c, &s, p, &req.dose)?;
             }
             let calc = dd::calculate(&applied, protocol.as_ref())?;

@@ -1,4 +1,4 @@
-//! Question sets answered from a link, and the at-home programme (issue 6): the pre-dose
+//! Question sets answered from a link, and the at-home programme: the pre-dose
 //! screen, the sitter's confirmation by their own link, the dose log, dispenses, reconciliation
 //! and the supply hold.
 //!
@@ -729,7 +729,7 @@ impl Store {
 
     /// The patient logs the dose taken after a cleared screen; the pre-dose link is then used.
     /// Returns how the dose compares with the plan and whether the clinic was alerted, so the
-    /// patient's page can say what to do (issue 15).
+    /// patient's page can say what to do.
     pub async fn log_home_dose(&self, token: &str, d: NewDoseLog) -> Result<DoseLogged> {
         let hash = crate::credentials::token_hash(token);
         let now = self.now();
@@ -884,7 +884,7 @@ impl Store {
                     fields: &["reviewed_at", "reviewed_by", "review_note"],
                 },
             )?;
-            // Issue 15: the review is what the refusal's alert asks for, so it closes that alert
+            // The review is what the refusal's alert asks for, so it closes that alert
             // with the same note (the alerts this screen raised: from its submission until the
             // patient's next screen).
             let next = c

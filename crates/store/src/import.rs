@@ -41,6 +41,7 @@ use keta_domain::alerts::{AlertFiring, DosePhase, SafetyRules};
 use keta_domain::course::CourseStatus;
 use keta_domain::ids::{ChairId, CourseId, PatientId, SessionId, SiteId};
 use keta_domain::instruments;
+use keta_domain::notes::{MAX_NOTE_CHARS, MAX_SHORT_NOTE_CHARS, within_chars};
 use keta_domain::records::{CompletedBy, VitalsSource};
 use keta_domain::session::{
     DischargeContext, NewAdverseEvent, NewSession, ObservationBody, SessionAction, SessionState, StepContext,
@@ -178,7 +179,6 @@ pub struct ImportSummary {
 
 /// How far ahead of the clock a timestamp may be (device clocks drift), as in the live API.
 const CLOCK_SLACK: Duration = Duration::minutes(5);
-const MAX_NOTE_LEN: usize = 20_000;
 
 /// Collects field errors from many records, each under its own path.
 #[derive(Default)]
@@ -238,7 +238,7 @@ fn check_ack(errs: &mut Errors, at: &str, ack: &Option<AlertAcknowledgement>) {
         if a.after.is_negative() {
             errs.push(format!("{at}.after"), "an alert cannot be acknowledged before it was raised");
         }
-        if a.note.as_ref().is_some_and(|n| n.len() > 2000) {
+        if a.note.as_ref().is_some_and(|n| !within_chars(n, MAX_SHORT_NOTE_CHARS)) {
             errs.push(format!("{at}.note"), "keep the note under 2000 characters");
         }
     }
@@ -310,7 +310,7 @@ fn prepare_session(
             .validate(now),
     );
     check_ack(errs, &format!("{at}.acknowledge_alerts"), &s.acknowledge_alerts);
-    if s.note.as_ref().is_some_and(|n| n.len() > MAX_NOTE_LEN) {
+    if s.note.as_ref().is_some_and(|n| !within_chars(n, MAX_NOTE_CHARS)) {
         errs.push(format!("{at}.note"), "keep the note under 20,000 characters");
     }
 
@@ -693,32 +693,51 @@ impl Store {
     }
 }
 
-fn write_sessions(
-    c: &mut dyn Conn,
-    actor: &Actor,
-    now: OffsetDateTime,
-    prepared: Vec<PreparedSession>,
-) -> Result<ImportSummary> {
-    let mut site_rules: HashMap<SiteId, std::sync::Arc<SafetyRules>> = HashMap::new();
-    let mut courses: HashMap<CourseId, CourseFacts> = HashMap::new();
-    let mut chairs: HashMap<(ChairId, SiteId), bool> = HashMap::new();
-    let mut summary = ImportSummary::default();
-    let mut vitals = Rows::new(
-        "INSERT INTO vitals (session_id, patient_id, taken_at, systolic_mmhg, diastolic_mmhg, heart_rate_bpm, spo2_pct, resp_rate_per_min, source)",
-        9,
-    );
-    let mut observations = Rows::new("INSERT INTO observations (session_id, patient_id, kind, observed_at, body)", 5);
-    let mut responses = responses_rows();
-    let mut alerts = alerts_rows();
-    let mut aes = Rows::new(
-        "INSERT INTO adverse_events (patient_id, session_id, description, severity, serious, action_taken, outcome, onset_at, recorded_at)",
-        9,
-    );
-    let mut audits: Vec<(SessionId, PatientId, SiteId, Vec<&'static str>)> = Vec::with_capacity(prepared.len());
+/// The batch's look-ups (each course, site and chair read once) and the rows it writes at
+/// the end, many to a statement.
+struct SessionWriter {
+    site_rules: HashMap<SiteId, std::sync::Arc<SafetyRules>>,
+    courses: HashMap<CourseId, CourseFacts>,
+    chairs: HashMap<(ChairId, SiteId), bool>,
+    summary: ImportSummary,
+    vitals: Rows,
+    observations: Rows,
+    responses: Rows,
+    alerts: Rows,
+    aes: Rows,
+    audits: Vec<(SessionId, PatientId, SiteId, Vec<&'static str>)>,
+}
 
-    for (i, mut p) in prepared.into_iter().enumerate() {
-        let course_id = p.input.course_id;
-        let facts = match courses.entry(course_id) {
+impl SessionWriter {
+    fn new(sessions: usize) -> Self {
+        Self {
+            site_rules: HashMap::new(),
+            courses: HashMap::new(),
+            chairs: HashMap::new(),
+            summary: ImportSummary::default(),
+            vitals: Rows::new(
+                "INSERT INTO vitals (session_id, patient_id, taken_at, systolic_mmhg, diastolic_mmhg, heart_rate_bpm, spo2_pct, resp_rate_per_min, source)",
+                9,
+            ),
+            observations: Rows::new("INSERT INTO observations (session_id, patient_id, kind, observed_at, body)", 5),
+            responses: responses_rows(),
+            alerts: alerts_rows(),
+            aes: Rows::new(
+                "INSERT INTO adverse_events (patient_id, session_id, description, severity, serious, action_taken, outcome, onset_at, recorded_at)",
+                9,
+            ),
+            audits: Vec::with_capacity(sessions),
+        }
+    }
+
+    /// The course, with how many sessions it has and its latest, read once per batch.
+    fn course<'a>(
+        courses: &'a mut HashMap<CourseId, CourseFacts>,
+        c: &mut dyn Conn,
+        actor: &Actor,
+        course_id: CourseId,
+    ) -> Result<&'a mut CourseFacts> {
+        Ok(match courses.entry(course_id) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
                 let course = crate::courses::get_course(c, actor, course_id)?;
@@ -732,37 +751,222 @@ fn write_sessions(
                 };
                 e.insert(CourseFacts { course, sessions, last_scheduled })
             }
-        };
-        let (patient, site, route) = (facts.course.patient_id, facts.course.site_id, facts.course.route);
-        let rules = match site_rules.get(&site) {
-            Some(r) => r.clone(),
+        })
+    }
+
+    /// The site's session-safety rules, read once per batch.
+    fn rules(&mut self, c: &mut dyn Conn, site: SiteId) -> Result<std::sync::Arc<SafetyRules>> {
+        if let Some(r) = self.site_rules.get(&site) {
+            return Ok(r.clone());
+        }
+        let r = crate::rules::safety_rules(c, site)?;
+        self.site_rules.insert(site, r.clone());
+        Ok(r)
+    }
+
+    /// Refuses a chair that is not the site's.
+    fn check_chair(&mut self, c: &mut dyn Conn, i: usize, chair: ChairId, site: SiteId) -> Result<()> {
+        let ok = match self.chairs.get(&(chair, site)) {
+            Some(ok) => *ok,
             None => {
-                let r = crate::rules::safety_rules(c, site)?;
-                site_rules.insert(site, r.clone());
-                r
+                let ok = c
+                    .query_opt("SELECT id FROM chairs WHERE id = $1 AND site_id = $2", params![chair.0, site.0])?
+                    .is_some();
+                self.chairs.insert((chair, site), ok);
+                ok
             }
         };
+        if !ok {
+            return Err(DomainError::field(
+                format!("sessions[{i}].chair_id"),
+                format!("chair {chair} is not a chair of this patient's site"),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Queues the session's vitals, observations, questionnaires, alerts and adverse events,
+    /// and names what was recorded for its audit entry.
+    #[allow(clippy::too_many_arguments, reason = "one session's parts, named where they are queued")]
+    fn queue_parts(
+        &mut self,
+        sid: SessionId,
+        patient: PatientId,
+        site: SiteId,
+        s: &HistoricalSession,
+        responses: Vec<PreparedResponse>,
+        alerts_raised: Vec<PreparedAlert>,
+        session_end: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Vec<&'static str> {
+        let mut fields: Vec<&'static str> = vec!["session", "lifecycle"];
+        if !s.vitals.is_empty() {
+            fields.push("vitals");
+        }
+        for v in &s.vitals {
+            self.vitals.push([
+                sid.0.into(),
+                patient.0.into(),
+                ms(v.taken_at).into(),
+                v.vitals.systolic_mmhg.map(|x| x.0).into(),
+                v.vitals.diastolic_mmhg.map(|x| x.0).into(),
+                v.vitals.heart_rate_bpm.map(|x| x.0).into(),
+                v.vitals.spo2_pct.map(|x| x.0).into(),
+                v.vitals.resp_rate_per_min.map(|x| x.0).into(),
+                v.source.as_str().into(),
+            ]);
+        }
+        self.summary.vitals += s.vitals.len();
+        if !s.observations.is_empty() {
+            fields.push("observations");
+        }
+        for o in &s.observations {
+            self.observations.push([
+                sid.0.into(),
+                patient.0.into(),
+                o.body.kind().into(),
+                ms(o.observed_at).into(),
+                json(&o.body).into(),
+            ]);
+        }
+        self.summary.observations += s.observations.len();
+        if !responses.is_empty() {
+            fields.push("questionnaire_responses");
+        }
+        self.summary.responses += responses.len();
+        for r in responses {
+            self.responses.push(response_values(r, patient, site, Some(s.course_id), Some(sid)));
+        }
+        if !alerts_raised.is_empty() {
+            fields.push("alerts");
+            if alerts_raised.iter().any(|a| a.ack.is_some()) {
+                fields.push("alert_acknowledgements");
+            }
+        }
+        for a in alerts_raised {
+            self.summary.alerts += 1;
+            self.summary.open_alerts += usize::from(push_alert(&mut self.alerts, site, patient, Some(sid), a));
+        }
+        if !s.adverse_events.is_empty() {
+            fields.push("adverse_events");
+        }
+        for ae in &s.adverse_events {
+            // Recorded when the session closed, or at onset if that came later.
+            let recorded_at = ae.onset_at.max(session_end).min(now.max(ae.onset_at));
+            self.aes.push([
+                patient.0.into(),
+                sid.0.into(),
+                ae.description.trim().into(),
+                ae.severity.as_str().into(),
+                ae.serious.into(),
+                ae.action_taken.trim().into(),
+                ae.outcome.trim().into(),
+                ms(ae.onset_at).into(),
+                ms(recorded_at).into(),
+            ]);
+        }
+        self.summary.adverse_events += s.adverse_events.len();
+        if s.note.is_some() {
+            fields.push("note");
+        }
+        fields
+    }
+
+    /// Writes the queued rows, then one audit entry per session.
+    fn finish(self, c: &mut dyn Conn, actor: &Actor, now: OffsetDateTime) -> Result<ImportSummary> {
+        self.vitals.write(c)?;
+        self.observations.write(c)?;
+        self.responses.write(c)?;
+        self.alerts.write(c)?;
+        self.aes.write(c)?;
+        // Last, so PostgreSQL holds the audit chain's lock only for these statements and the commit.
+        for (sid, patient, site, fields) in self.audits {
+            audit::record(
+                c,
+                actor,
+                now,
+                Entry {
+                    action: Action::Create,
+                    object_type: "session_import",
+                    object_id: Some(sid.to_string()),
+                    patient_id: Some(patient),
+                    site_id: Some(site),
+                    fields: &fields,
+                },
+            )?;
+        }
+        Ok(self.summary)
+    }
+}
+
+/// Replays a session's lifecycle through the domain's state machine. History already lived
+/// is replayed through the state machine and the discharge timing, not re-judged against
+/// today's gates (the record was checked by the clinic's own system at the time).
+fn replay(
+    i: usize,
+    s: &HistoricalSession,
+    course: &keta_domain::course::Course,
+    sequence: i64,
+    rules: &SafetyRules,
+    alerts_raised: &[PreparedAlert],
+) -> Result<TreatmentSession> {
+    let route = course.route;
+    let mut session = TreatmentSession {
+        id: SessionId(0),
+        course_id: s.course_id,
+        patient_id: course.patient_id,
+        site_id: course.site_id,
+        chair_id: s.chair_id,
+        route,
+        sequence: u32::try_from(sequence)
+            .map_err(|_| StoreError::Conflict("too many sessions in one course".into()))?,
+        scheduled_for: s.scheduled_for,
+        state: SessionState::Scheduled,
+        checked_in_at: None,
+        pre_dose_checks_at: None,
+        dose_started_at: None,
+        monitoring_started_at: None,
+        discharged_at: None,
+        stopped_at: None,
+        stop_reason: None,
+        planned_dose_mg: s.planned_dose_mg,
+        note: s.note.clone(),
+    };
+    let minimum_monitoring = rules.minimum_monitoring(route);
+    for (j, step) in s.steps.iter().enumerate() {
+        let open_alerts = alerts_raised
+            .iter()
+            .filter(|a| a.raised_at <= step.at && a.ack.as_ref().is_none_or(|(at, _, _)| *at > step.at))
+            .count();
+        session
+            .apply(
+                &step.action,
+                step.at,
+                &StepContext::replay(DischargeContext { minimum_monitoring, open_alerts, record: None }),
+            )
+            .map_err(|e| lifecycle_error(i, j, e))?;
+    }
+    Ok(session)
+}
+
+fn write_sessions(
+    c: &mut dyn Conn,
+    actor: &Actor,
+    now: OffsetDateTime,
+    prepared: Vec<PreparedSession>,
+) -> Result<ImportSummary> {
+    let mut w = SessionWriter::new(prepared.len());
+    for (i, mut p) in prepared.into_iter().enumerate() {
+        let site = SessionWriter::course(&mut w.courses, c, actor, p.input.course_id)?.course.site_id;
+        let rules = w.rules(c, site)?;
         let alerts_raised = evaluate(i, &mut p, &rules)?;
         let s = p.input;
         if let Some(chair) = s.chair_id {
-            let ok = match chairs.get(&(chair, site)) {
-                Some(ok) => *ok,
-                None => {
-                    let ok = c
-                        .query_opt("SELECT id FROM chairs WHERE id = $1 AND site_id = $2", params![chair.0, site.0])?
-                        .is_some();
-                    chairs.insert((chair, site), ok);
-                    ok
-                }
-            };
-            if !ok {
-                return Err(DomainError::field(
-                    format!("sessions[{i}].chair_id"),
-                    format!("chair {chair} is not a chair of this patient's site"),
-                )
-                .into());
-            }
+            w.check_chair(c, i, chair, site)?;
         }
+        let facts = SessionWriter::course(&mut w.courses, c, actor, s.course_id)?;
+        let (patient, route) = (facts.course.patient_id, facts.course.route);
         let scheduled = ms(s.scheduled_for);
         if facts.last_scheduled.is_some_and(|last| scheduled < last) {
             return Err(DomainError::field(
@@ -774,46 +978,7 @@ fn write_sessions(
         facts.last_scheduled = Some(scheduled);
         facts.sessions += 1;
         let sequence = facts.sessions;
-
-        // Replay the lifecycle through the domain's state machine.
-        let mut session = TreatmentSession {
-            id: SessionId(0),
-            course_id: s.course_id,
-            patient_id: patient,
-            site_id: site,
-            chair_id: s.chair_id,
-            route,
-            sequence: u32::try_from(sequence)
-                .map_err(|_| StoreError::Conflict("too many sessions in one course".into()))?,
-            scheduled_for: s.scheduled_for,
-            state: SessionState::Scheduled,
-            checked_in_at: None,
-            pre_dose_checks_at: None,
-            dose_started_at: None,
-            monitoring_started_at: None,
-            discharged_at: None,
-            stopped_at: None,
-            stop_reason: None,
-            planned_dose_mg: s.planned_dose_mg,
-            note: s.note.clone(),
-        };
-        let minimum_monitoring = rules.minimum_monitoring(route);
-        for (j, step) in s.steps.iter().enumerate() {
-            let open_alerts = alerts_raised
-                .iter()
-                .filter(|a| a.raised_at <= step.at && a.ack.as_ref().is_none_or(|(at, _, _)| *at > step.at))
-                .count();
-            session
-                // History already lived: replayed through the state machine and the discharge
-                // timing, not re-judged against today's gates (the record is checked by the
-                // clinic's own system at the time).
-                .apply(
-                    &step.action,
-                    step.at,
-                    &StepContext::replay(DischargeContext { minimum_monitoring, open_alerts, record: None }),
-                )
-                .map_err(|e| lifecycle_error(i, j, e))?;
-        }
+        let session = replay(i, &s, &facts.course, sequence, &rules, &alerts_raised)?;
         debug_assert_eq!(session.dose_started_at, p.dose_started_at);
 
         let sid = SessionId(c.insert(
@@ -827,108 +992,16 @@ fn write_sessions(
                 s.planned_dose_mg.map(|d| d.0), s.note.as_deref()
             ],
         )?);
-        summary.sessions.push(sid);
-
-        let mut fields: Vec<&'static str> = vec!["session", "lifecycle"];
-        if !s.vitals.is_empty() {
-            fields.push("vitals");
-        }
-        for v in &s.vitals {
-            vitals.push([
-                sid.0.into(),
-                patient.0.into(),
-                ms(v.taken_at).into(),
-                v.vitals.systolic_mmhg.map(|x| x.0).into(),
-                v.vitals.diastolic_mmhg.map(|x| x.0).into(),
-                v.vitals.heart_rate_bpm.map(|x| x.0).into(),
-                v.vitals.spo2_pct.map(|x| x.0).into(),
-                v.vitals.resp_rate_per_min.map(|x| x.0).into(),
-                v.source.as_str().into(),
-            ]);
-        }
-        summary.vitals += s.vitals.len();
-        if !s.observations.is_empty() {
-            fields.push("observations");
-        }
-        for o in &s.observations {
-            observations.push([
-                sid.0.into(),
-                patient.0.into(),
-                o.body.kind().into(),
-                ms(o.observed_at).into(),
-                json(&o.body).into(),
-            ]);
-        }
-        summary.observations += s.observations.len();
-        if !p.responses.is_empty() {
-            fields.push("questionnaire_responses");
-        }
-        summary.responses += p.responses.len();
-        for r in p.responses {
-            responses.push(response_values(r, patient, site, Some(s.course_id), Some(sid)));
-        }
-        if !alerts_raised.is_empty() {
-            fields.push("alerts");
-            if alerts_raised.iter().any(|a| a.ack.is_some()) {
-                fields.push("alert_acknowledgements");
-            }
-        }
-        for a in alerts_raised {
-            summary.alerts += 1;
-            summary.open_alerts += usize::from(push_alert(&mut alerts, site, patient, Some(sid), a));
-        }
-        if !s.adverse_events.is_empty() {
-            fields.push("adverse_events");
-        }
+        w.summary.sessions.push(sid);
         let session_end = session.discharged_at.or(session.stopped_at).unwrap_or(now);
-        for ae in &s.adverse_events {
-            // Recorded when the session closed, or at onset if that came later.
-            let recorded_at = ae.onset_at.max(session_end).min(now.max(ae.onset_at));
-            aes.push([
-                patient.0.into(),
-                sid.0.into(),
-                ae.description.trim().into(),
-                ae.severity.as_str().into(),
-                ae.serious.into(),
-                ae.action_taken.trim().into(),
-                ae.outcome.trim().into(),
-                ms(ae.onset_at).into(),
-                ms(recorded_at).into(),
-            ]);
-        }
-        summary.adverse_events += s.adverse_events.len();
-        if s.note.is_some() {
-            fields.push("note");
-        }
+        let mut fields = w.queue_parts(sid, patient, site, &s, p.responses, alerts_raised, session_end, now);
         if let Some(status) = s.course_status_after {
             c.execute("UPDATE courses SET status = $1 WHERE id = $2", params![status.as_str(), s.course_id.0])?;
             fields.push("course_status");
         }
-        audits.push((sid, patient, site, fields));
+        w.audits.push((sid, patient, site, fields));
     }
-
-    vitals.write(c)?;
-    observations.write(c)?;
-    responses.write(c)?;
-    alerts.write(c)?;
-    aes.write(c)?;
-    // Last, so PostgreSQL holds the audit chain's lock only for these statements and the commit.
-    for (sid, patient, site, fields) in audits {
-        audit::record(
-            c,
-            actor,
-            now,
-            Entry {
-                action: Action::Create,
-                object_type: "session_import",
-                object_id: Some(sid.to_string()),
-                patient_id: Some(patient),
-                site_id: Some(site),
-                fields: &fields,
-            },
-        )?;
-    }
-    Ok(summary)
+    w.finish(c, actor, now)
 }
 
 #[cfg(test)]

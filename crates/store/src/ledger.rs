@@ -12,14 +12,12 @@
 //! same lot at once cannot both pass the on-hand check, and the hash chain has one tail.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
 use keta_domain::DomainError;
 use keta_domain::access::Permission;
-use keta_domain::course::Route;
 use keta_domain::ids::{PatientId, SessionId, SiteId};
 use keta_domain::ledger::{
     self as dl, BookEntry, Correction, CountResult, CountingUnit, EntryDetail, EntryId, EntryKind, LedgerAlert,
@@ -37,20 +35,11 @@ use crate::time_codec::{date_text, from_json, from_ms, json, ms, parse_date};
 use crate::{Actor, Store, params};
 
 // ---------------------------------------------------------------------------
-// Re-authentication window (a security setting)
+// Re-authentication window (a security setting, `StoreSettings::reauthentication_window`)
 // ---------------------------------------------------------------------------
 
-static REAUTHENTICATION_WINDOW_SECS: AtomicI64 = AtomicI64::new(dl::DEFAULT_REAUTHENTICATION_WINDOW.whole_seconds());
-
-/// The security setting `reauthentication_window`: how recently a user must have
-/// re-entered their password before recording a ledger entry or signing a note.
-/// Default 5 minutes. Process-wide; set once at start-up from the server's settings.
-pub fn reauthentication_window() -> Duration {
-    Duration::seconds(REAUTHENTICATION_WINDOW_SECS.load(Ordering::Relaxed))
-}
-
-/// Sets `reauthentication_window`, between 1 and 15 minutes.
-pub fn set_reauthentication_window(window: Duration) -> Result<()> {
+/// Refuses a `reauthentication_window` outside 1 to 15 minutes.
+pub fn check_reauthentication_window(window: Duration) -> Result<()> {
     if window < dl::MIN_REAUTHENTICATION_WINDOW || window > dl::MAX_REAUTHENTICATION_WINDOW {
         return Err(DomainError::field(
             "reauthentication_window",
@@ -62,13 +51,17 @@ pub fn set_reauthentication_window(window: Duration) -> Result<()> {
         )
         .into());
     }
-    REAUTHENTICATION_WINDOW_SECS.store(window.whole_seconds(), Ordering::Relaxed);
     Ok(())
 }
 
-/// Refuses (403) unless `at` is within the re-authentication window before `now`.
-pub fn require_reauthentication(what: &str, at: Option<OffsetDateTime>, now: OffsetDateTime) -> Result<()> {
-    dl::check_reauthentication(what, at, now, reauthentication_window()).map_err(StoreError::Forbidden)
+/// Refuses (403) unless `at` is within `window` before `now`.
+pub fn require_reauthentication(
+    what: &str,
+    at: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+    window: Duration,
+) -> Result<()> {
+    dl::check_reauthentication(what, at, now, window).map_err(StoreError::Forbidden)
 }
 
 /// SHA-256 as lowercase hex.
@@ -338,40 +331,51 @@ struct Signers<'a> {
     witnesses: Vec<Signatory>,
 }
 
-/// AC-11 for the recorder and every witness, then the second-person rules.
-fn signers<'a>(
-    actor: &'a Actor,
+/// One ledger movement being recorded: who records it, when, and the re-authentication
+/// they gave; handed to each `record_*` operation by [`Store::ledger_write`].
+struct Movement {
+    actor: Actor,
     reauthenticated_at: Option<OffsetDateTime>,
-    witnesses: &[Witness],
-    kind: EntryKind,
-    site: SiteId,
-    administrator: Option<&Signatory>,
     now: OffsetDateTime,
-) -> Result<Signers<'a>> {
-    require_reauthentication("record a controlled-substance entry", reauthenticated_at, now)?;
-    let recorder = signatory(actor, reauthenticated_at.expect("checked above"));
-    let mut ws = Vec::with_capacity(witnesses.len());
-    for (i, w) in witnesses.iter().enumerate() {
-        let field = dl::witness_field(i);
-        if !w.actor.can(Permission::RecordLedger) || !w.actor.scope.allows(site) {
-            return Err(DomainError::field(
-                field,
-                format!("{} is not authorised to witness controlled-substance entries at this site", w.actor.name),
-            )
-            .into());
+    window: Duration,
+}
+
+impl Movement {
+    /// AC-11 for the recorder and every witness, then the second-person rules.
+    fn signers(
+        &self,
+        witnesses: &[Witness],
+        kind: EntryKind,
+        site: SiteId,
+        administrator: Option<&Signatory>,
+    ) -> Result<Signers<'_>> {
+        let (actor, now, window) = (&self.actor, self.now, self.window);
+        require_reauthentication("record a controlled-substance entry", self.reauthenticated_at, now, window)?;
+        let recorder = signatory(actor, self.reauthenticated_at.expect("checked above"));
+        let mut ws = Vec::with_capacity(witnesses.len());
+        for (i, w) in witnesses.iter().enumerate() {
+            let field = dl::witness_field(i);
+            if !w.actor.can(Permission::RecordLedger) || !w.actor.scope.allows(site) {
+                return Err(DomainError::field(
+                    field,
+                    format!("{} is not authorised to witness controlled-substance entries at this site", w.actor.name),
+                )
+                .into());
+            }
+            dl::check_reauthentication("witness this entry", Some(w.reauthenticated_at), now, window).map_err(
+                |_| {
+                    StoreError::Forbidden(format!(
+                        "the witness ({}) must enter their password again, within {} min of the entry",
+                        w.actor.name,
+                        window.whole_minutes()
+                    ))
+                },
+            )?;
+            ws.push(signatory(&w.actor, w.reauthenticated_at));
         }
-        dl::check_reauthentication("witness this entry", Some(w.reauthenticated_at), now, reauthentication_window())
-            .map_err(|_| {
-                StoreError::Forbidden(format!(
-                    "the witness ({}) must enter their password again, within {} min of the entry",
-                    w.actor.name,
-                    reauthentication_window().whole_minutes()
-                ))
-            })?;
-        ws.push(signatory(&w.actor, w.reauthenticated_at));
+        dl::check_witnesses(kind, &recorder, &ws, administrator)?;
+        Ok(Signers { actor, recorder, witnesses: ws })
     }
-    dl::check_witnesses(kind, &recorder, &ws, administrator)?;
-    Ok(Signers { actor, recorder, witnesses: ws })
 }
 
 /// Everything about an entry beyond what the book plans.
@@ -548,12 +552,7 @@ fn session_for_dose(
             s.state.as_str()
         )));
     }
-    let fits = matches!(
-        (s.route, lot.product.substance),
-        (Route::IntranasalEsketamine, Substance::Esketamine)
-            | (Route::IvRacemic | Route::ImRacemic, Substance::Ketamine)
-    );
-    if !fits {
+    if s.route.clinic_stock() != Some(lot.product.substance) {
         return Err(DomainError::field(
             "lot_id",
             format!(
@@ -833,25 +832,14 @@ impl Store {
         if !actor.scope.allows(new.site_id) {
             return Err(StoreError::NotFound(format!("site {}", new.site_id)));
         }
-        let s = signers(
-            actor,
-            reauthenticated_at,
-            std::slice::from_ref(&checked_by),
-            EntryKind::Receipt,
-            new.site_id,
-            None,
-            now,
-        )?;
-        let (recorder, witnesses) = (s.recorder, s.witnesses);
         new.received_at = Some(at(new.received_at, now));
-        let actor = actor.clone();
-        self.write(move |c| {
-            take_ledger_lock(c)?;
-            let s = Signers { actor: &actor, recorder, witnesses };
+        self.ledger_write(actor, reauthenticated_at, move |c, m| {
+            let (actor, now) = (&m.actor, m.now);
+            let s = m.signers(std::slice::from_ref(&checked_by), EntryKind::Receipt, new.site_id, None)?;
             let lot = match correction_target(&new.corrects) {
                 Some(orig) => {
-                    let o = get_entry(c, &actor, orig)?;
-                    let lot = load_lot(c, &actor, o.lot_id)?;
+                    let o = get_entry(c, actor, orig)?;
+                    let lot = load_lot(c, actor, o.lot_id)?;
                     let same = lot.site_id == new.site_id
                         && lot.product == new.product()
                         && lot.lot_number == new.lot_number.trim()
@@ -875,7 +863,7 @@ impl Store {
                             new.ndc.trim(), date_text(new.expires_on), ms(new.received_at.unwrap_or(now)), ms(now)
                         ],
                     )?;
-                    load_lot(c, &actor, LotId(id))?
+                    load_lot(c, actor, LotId(id))?
                 }
             };
             let mut book = load_book(c, &lot)?;
@@ -883,27 +871,28 @@ impl Store {
             let detail = EntryDetail::Receipt(new.clone());
             let content = Content { detail: &detail, occurred_at: new.received_at.unwrap_or(now), session_id: None, patient_id: None, reason: None };
             let (entry, reversal) = append(c, &s, &lot, &mut book, &proposal, &content, now)?;
-            recorded(c, &actor, &lot, entry, reversal, vec![])
+            recorded(c, actor, &lot, entry, reversal, vec![])
         })
         .await
     }
 
     /// What every ledger entry starts with: the permission, a recent re-authentication
     /// (AC-11), then one write transaction holding the ledger lock, so entries are appended
-    /// one at a time.
+    /// one at a time; `op` appends the entry and its audit entry in that transaction.
     async fn ledger_write<T: Send + 'static>(
         &self,
         actor: &Actor,
         reauthenticated_at: Option<OffsetDateTime>,
-        op: impl FnOnce(&mut dyn Conn, &Actor, OffsetDateTime) -> Result<T> + Send + 'static,
+        op: impl FnOnce(&mut dyn Conn, &Movement) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         actor.require(Permission::RecordLedger)?;
         let now = self.now();
-        require_reauthentication("record a controlled-substance entry", reauthenticated_at, now)?;
-        let actor = actor.clone();
+        let window = self.reauthentication_window();
+        require_reauthentication("record a controlled-substance entry", reauthenticated_at, now, window)?;
+        let movement = Movement { actor: actor.clone(), reauthenticated_at, now, window };
         self.write(move |c| {
             take_ledger_lock(c)?;
-            op(c, &actor, now)
+            op(c, &movement)
         })
         .await
     }
@@ -915,7 +904,8 @@ impl Store {
         reauthenticated_at: Option<OffsetDateTime>,
         mut new: NewAdministration,
     ) -> Result<RecordedEntry> {
-        self.ledger_write(actor, reauthenticated_at, move |c, actor, now| {
+        self.ledger_write(actor, reauthenticated_at, move |c, m| {
+            let (actor, now) = (&m.actor, m.now);
             new.administered_at = Some(at(new.administered_at, now));
             let lot = load_lot(c, actor, new.lot_id)?;
             let taken = new.validate(&lot.product, now)?;
@@ -928,7 +918,7 @@ impl Store {
                 )));
             }
             let session = session_for_dose(c, actor, &lot, new.session_id)?;
-            let s = signers(actor, reauthenticated_at, &[], EntryKind::Administration, lot.site_id, None, now)?;
+            let s = m.signers(&[], EntryKind::Administration, lot.site_id, None)?;
             let mut book = load_book(c, &lot)?;
             let proposal = Proposal {
                 corrects: correction_target(&new.corrects),
@@ -957,7 +947,8 @@ impl Store {
         mut new: NewWaste,
         witness: Witness,
     ) -> Result<RecordedEntry> {
-        self.ledger_write(actor, reauthenticated_at, move |c, actor, now| {
+        self.ledger_write(actor, reauthenticated_at, move |c, m| {
+            let (actor, now) = (&m.actor, m.now);
             new.wasted_at = Some(at(new.wasted_at, now));
             let lot = load_lot(c, actor, new.lot_id)?;
             let amount = new.validate(&lot.product, now)?;
@@ -977,14 +968,11 @@ impl Store {
                 }
                 None => None,
             };
-            let s = signers(
-                actor,
-                reauthenticated_at,
+            let s = m.signers(
                 std::slice::from_ref(&witness),
                 EntryKind::Waste,
                 lot.site_id,
                 dose.as_ref().map(|d| &d.recorded_by),
-                now,
             )?;
             let mut book = load_book(c, &lot)?;
             let proposal = Proposal {
@@ -1015,11 +1003,12 @@ impl Store {
         mut new: NewDisposal,
         witnesses: Vec<Witness>,
     ) -> Result<RecordedEntry> {
-        self.ledger_write(actor, reauthenticated_at, move |c, actor, now| {
+        self.ledger_write(actor, reauthenticated_at, move |c, m| {
+            let (actor, now) = (&m.actor, m.now);
             new.destroyed_at = Some(at(new.destroyed_at, now));
             let lot = load_lot(c, actor, new.lot_id)?;
             let amount = new.validate(&lot.product, now)?;
-            let s = signers(actor, reauthenticated_at, &witnesses, EntryKind::Disposal, lot.site_id, None, now)?;
+            let s = m.signers(&witnesses, EntryKind::Disposal, lot.site_id, None)?;
             let mut book = load_book(c, &lot)?;
             let proposal = Proposal {
                 corrects: correction_target(&new.corrects),
@@ -1048,20 +1037,13 @@ impl Store {
         mut new: NewCount,
         second_counter: Option<Witness>,
     ) -> Result<RecordedEntry> {
-        self.ledger_write(actor, reauthenticated_at, move |c, actor, now| {
+        self.ledger_write(actor, reauthenticated_at, move |c, m| {
+            let (actor, now) = (&m.actor, m.now);
             new.counted_at = Some(at(new.counted_at, now));
             let lot = load_lot(c, actor, new.lot_id)?;
             let mut book = load_book(c, &lot)?;
             let count = new.validate(&lot.product, book.on_hand(), now)?;
-            let s = signers(
-                actor,
-                reauthenticated_at,
-                second_counter.as_slice(),
-                EntryKind::Count,
-                lot.site_id,
-                None,
-                now,
-            )?;
+            let s = m.signers(second_counter.as_slice(), EntryKind::Count, lot.site_id, None)?;
             let proposal = Proposal {
                 corrects: correction_target(&new.corrects),
                 count: Some(count),
@@ -1094,18 +1076,11 @@ impl Store {
         new: NewAdjustment,
         witness: Witness,
     ) -> Result<RecordedEntry> {
-        self.ledger_write(actor, reauthenticated_at, move |c, actor, now| {
+        self.ledger_write(actor, reauthenticated_at, move |c, m| {
+            let (actor, now) = (&m.actor, m.now);
             let lot = load_lot(c, actor, new.lot_id)?;
             let change = new.validate(&lot.product)?;
-            let s = signers(
-                actor,
-                reauthenticated_at,
-                std::slice::from_ref(&witness),
-                EntryKind::Adjustment,
-                lot.site_id,
-                None,
-                now,
-            )?;
+            let s = m.signers(std::slice::from_ref(&witness), EntryKind::Adjustment, lot.site_id, None)?;
             let mut book = load_book(c, &lot)?;
             let proposal = Proposal {
                 corrects: correction_target(&new.corrects),
@@ -1133,10 +1108,11 @@ impl Store {
         reauthenticated_at: Option<OffsetDateTime>,
         new: NewLoss,
     ) -> Result<RecordedEntry> {
-        self.ledger_write(actor, reauthenticated_at, move |c, actor, now| {
+        self.ledger_write(actor, reauthenticated_at, move |c, m| {
+            let (actor, now) = (&m.actor, m.now);
             let lot = load_lot(c, actor, new.lot_id)?;
             let change = new.validate(&lot.product, now)?;
-            let s = signers(actor, reauthenticated_at, &[], EntryKind::Loss, lot.site_id, None, now)?;
+            let s = m.signers(&[], EntryKind::Loss, lot.site_id, None)?;
             let mut book = load_book(c, &lot)?;
             let proposal = Proposal {
                 corrects: correction_target(&new.corrects),
@@ -1168,22 +1144,11 @@ impl Store {
     ) -> Result<RecordedEntry> {
         actor.require(Permission::RecordLedger)?;
         reversal.validate()?;
-        let now = self.now();
-        require_reauthentication("record a controlled-substance entry", reauthenticated_at, now)?;
-        let actor = actor.clone();
-        self.write(move |c| {
-            take_ledger_lock(c)?;
-            let target = get_entry(c, &actor, id)?;
-            let lot = load_lot(c, &actor, target.lot_id)?;
-            let s = signers(
-                &actor,
-                reauthenticated_at,
-                std::slice::from_ref(&witness),
-                EntryKind::Reversal,
-                lot.site_id,
-                None,
-                now,
-            )?;
+        self.ledger_write(actor, reauthenticated_at, move |c, m| {
+            let (actor, now) = (&m.actor, m.now);
+            let target = get_entry(c, actor, id)?;
+            let lot = load_lot(c, actor, target.lot_id)?;
+            let s = m.signers(std::slice::from_ref(&witness), EntryKind::Reversal, lot.site_id, None)?;
             let mut book = load_book(c, &lot)?;
             let planned = book.plan_reversal(id)?;
             let detail = EntryDetail::Reversal(reversal.clone());
@@ -1196,7 +1161,7 @@ impl Store {
             };
             let rid = insert_entry(c, &s, &lot, &planned, &content, now)?;
             book.commit(planned, rid, now);
-            recorded(c, &actor, &lot, rid, None, vec![])
+            recorded(c, actor, &lot, rid, None, vec![])
         })
         .await
     }
@@ -1347,11 +1312,10 @@ mod tests {
 
     #[test]
     fn the_reauthentication_window_is_bounded() {
-        assert_eq!(reauthentication_window(), Duration::minutes(5), "default");
-        assert!(set_reauthentication_window(Duration::seconds(30)).is_err());
-        assert!(set_reauthentication_window(Duration::minutes(16)).is_err());
-        // Setting the default again leaves other tests unaffected.
-        assert!(set_reauthentication_window(dl::DEFAULT_REAUTHENTICATION_WINDOW).is_ok());
+        assert_eq!(crate::StoreSettings::default().reauthentication_window, Duration::minutes(5), "default");
+        assert!(check_reauthentication_window(Duration::seconds(30)).is_err());
+        assert!(check_reauthentication_window(Duration::minutes(16)).is_err());
+        assert!(check_reauthentication_window(dl::DEFAULT_REAUTHENTICATION_WINDOW).is_ok());
     }
 
     #[test]

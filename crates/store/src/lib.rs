@@ -1,11 +1,13 @@
 //! Keta's storage.
 //!
-//! One interface, [`Store`], whose operations are grouped by capability (sites,
-//! patients, eligibility, courses, sessions, questionnaires, alerts, audit). Every
+//! One interface, [`Store`], whose operations are grouped by capability, one module each
+//! (sites, patients, eligibility, courses, sessions, questionnaires, alerts, check-ins, the
+//! controlled-substance ledger, notes, audit, backups, ...). Every
 //! query is written once against [`conn::Conn`]; the SQLite and PostgreSQL backends
 //! differ only in how they run a transaction and in their migrations. Every mutating
 //! operation writes its audit entry in the same transaction as the change, and all
-//! reads of patient data are scoped by the caller's sites.
+//! reads of patient data are scoped by the caller's sites. The store's own settings
+//! ([`StoreSettings`]) are given when it is opened; it never reads the environment.
 //!
 //! The public surface is [`Store`]'s methods and the record types they take and return.
 //! The `Conn` seam, `Store::read`/`Store::write` and the per-capability query functions
@@ -182,11 +184,47 @@ pub(crate) enum Engine {
     Postgres(postgres::PostgresBackend),
 }
 
+/// The store's own settings, part of `keta serve`'s settings (`keta serve --print-config`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StoreSettings {
+    /// The security setting `reauthentication_window`: how recently a user must have
+    /// re-entered their password before recording a ledger entry, signing a note or
+    /// resetting another's credentials (AC-11); 1 to 15 minutes.
+    pub reauthentication_window: time::Duration,
+    /// Read connections to a SQLite database (PostgreSQL's pool is sized by its URL's
+    /// `pool_size`).
+    pub sqlite_readers: usize,
+}
+
+impl StoreSettings {
+    /// The default number of SQLite read connections (a product setting).
+    pub const DEFAULT_SQLITE_READERS: usize = 4;
+
+    /// Refuses a value out of its range, naming the setting.
+    pub fn check(&self) -> Result<()> {
+        ledger::check_reauthentication_window(self.reauthentication_window)?;
+        if !(1..=64).contains(&self.sqlite_readers) {
+            return Err(keta_domain::DomainError::field("sqlite_readers", "set from 1 to 64").into());
+        }
+        Ok(())
+    }
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            reauthentication_window: keta_domain::ledger::DEFAULT_REAUTHENTICATION_WINDOW,
+            sqlite_readers: Self::DEFAULT_SQLITE_READERS,
+        }
+    }
+}
+
 /// The storage handle shared by the web server and the CLI. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     pub(crate) engine: Arc<Engine>,
     pub(crate) clock: Clock,
+    settings: StoreSettings,
     /// When writes started failing for a full disk, for readiness; `None` while they work.
     disk_full_since: Arc<std::sync::Mutex<Option<OffsetDateTime>>>,
 }
@@ -198,6 +236,13 @@ impl Store {
     }
 
     pub async fn open_with_clock(url: &str, clock: Clock) -> Result<Self> {
+        Self::open_with(url, clock, StoreSettings::default()).await
+    }
+
+    /// Opens the database with these settings (checked first).
+    pub async fn open_with(url: &str, clock: Clock, settings: StoreSettings) -> Result<Self> {
+        settings.check()?;
+        let readers = settings.sqlite_readers;
         let url = url.to_string();
         let engine = tokio::task::spawn_blocking(move || -> Result<Engine> {
             if let Some(path) = url.strip_prefix("sqlite://") {
@@ -208,7 +253,7 @@ impl Store {
                     ));
                 }
                 let writer_queue = sqlite::writer_queue_setting(&url)?;
-                Ok(Engine::Sqlite(sqlite::SqliteBackend::open(std::path::Path::new(path), 4, writer_queue)?))
+                Ok(Engine::Sqlite(sqlite::SqliteBackend::open(std::path::Path::new(path), readers, writer_queue)?))
             } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
                 Ok(Engine::Postgres(postgres::PostgresBackend::open(&url)?))
             } else {
@@ -219,7 +264,22 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Backend(e.to_string()))??;
-        Ok(Self { engine: Arc::new(engine), clock, disk_full_since: Arc::default() })
+        Ok(Self { engine: Arc::new(engine), clock, settings, disk_full_since: Arc::default() })
+    }
+
+    /// The settings this store was opened with.
+    pub fn settings(&self) -> &StoreSettings {
+        &self.settings
+    }
+
+    /// How recently a user must have re-entered their password (AC-11).
+    pub fn reauthentication_window(&self) -> time::Duration {
+        self.settings.reauthentication_window
+    }
+
+    /// Refuses (403) unless `at` is within the re-authentication window before now.
+    pub fn require_reauthentication(&self, what: &str, at: Option<OffsetDateTime>) -> Result<()> {
+        ledger::require_reauthentication(what, at, self.now(), self.reauthentication_window())
     }
 
     pub fn backend(&self) -> Backend {
@@ -336,5 +396,32 @@ impl Store {
     /// Readiness: the database answers a query.
     pub async fn ping(&self) -> Result<()> {
         self.read(|c| c.query("SELECT 1", &[]).map(|_| ())).await
+    }
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+
+    fn sqlite_url() -> String {
+        let dir =
+            std::env::temp_dir().join(format!("keta-settings-{}-{:x}", std::process::id(), rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).expect("a temp folder");
+        format!("sqlite://{}", dir.join("k.db").display())
+    }
+
+    #[tokio::test]
+    async fn the_reauthentication_window_is_the_one_the_store_was_opened_with() {
+        let now = OffsetDateTime::now_utc();
+        let clock: Clock = Arc::new(move || now);
+        let two_minutes_ago = Some(now - time::Duration::minutes(2));
+        let default = Store::open_with(&sqlite_url(), clock.clone(), StoreSettings::default()).await.unwrap();
+        assert!(default.require_reauthentication("sign", two_minutes_ago).is_ok());
+        let strict = StoreSettings { reauthentication_window: time::Duration::minutes(1), ..Default::default() };
+        let strict = Store::open_with(&sqlite_url(), clock.clone(), strict).await.unwrap();
+        assert!(matches!(strict.require_reauthentication("sign", two_minutes_ago), Err(StoreError::Forbidden(_))));
+        // Out of range: refused before anything is opened.
+        let bad = StoreSettings { reauthentication_window: time::Duration::minutes(30), ..Default::default() };
+        assert!(Store::open_with(&sqlite_url(), clock, bad).await.is_err());
     }
 }

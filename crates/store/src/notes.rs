@@ -236,7 +236,7 @@ impl Store {
         actor.require(Permission::SignNotes)?;
         check_printed_name(&printed_name)?;
         let now = self.now();
-        require_reauthentication("sign", reauthenticated_at, now)?;
+        require_reauthentication("sign", reauthenticated_at, now, self.reauthentication_window())?;
         let reauth = reauthenticated_at.expect("checked above");
         let actor = actor.clone();
         self.write(move |c| {
@@ -249,7 +249,7 @@ impl Store {
                     let Some(text) = note.text.as_deref().filter(|t| !t.trim().is_empty()) else {
                         return Err(StoreError::Conflict("write the note before signing it".into()));
                     };
-                    // Issue 12: an esketamine session's note is signed only with its REMS form complete.
+                    // An esketamine session's note is signed only with its REMS form complete.
                     if note.signatures.is_empty() {
                         crate::rems::note_sign_gate(c, &actor, &sess, now)?;
                     }
@@ -307,7 +307,7 @@ impl Store {
         new.validate()?;
         check_printed_name(&printed_name)?;
         let now = self.now();
-        require_reauthentication("amend a signed note", reauthenticated_at, now)?;
+        require_reauthentication("amend a signed note", reauthenticated_at, now, self.reauthentication_window())?;
         let reauth = reauthenticated_at.expect("checked above");
         let actor = actor.clone();
         self.write(move |c| {

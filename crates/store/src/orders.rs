@@ -1,4 +1,4 @@
-//! A course is a prescription (issue 15): the prescriber's order for a course, the
+//! A course is a prescription: the prescriber's order for a course, the
 //! session dose checked against it, and the prescriber's documented override for a dose
 //! outside it. Orders are append-only: a changed order is a new row, the latest in force.
 

@@ -1,4 +1,4 @@
-//! The SPRAVATO REMS Patient Monitoring Form (issue 12): filled from the session record
+//! The SPRAVATO REMS Patient Monitoring Form: filled from the session record
 //! (`keta_domain::rems`) for every esketamine session with a dose started at an outpatient
 //! site, the clinician's answers for what the record lacks, the 7-day queue, and marking a
 //! form submitted with its confirmation number (audited).

@@ -450,8 +450,10 @@ fn append_note_line(
 /// CS-1: every dose given from clinic stock is in the controlled-substance ledger before the
 /// patient leaves (home routes are dispensed, not given in the chair).
 fn ledger_blocker(c: &mut dyn Conn, s: &TreatmentSession) -> Result<Option<Blocker>> {
-    let from_clinic_stock = matches!(s.route, Route::IvRacemic | Route::ImRacemic | Route::IntranasalEsketamine);
-    if s.dose_started_at.is_some() && from_clinic_stock && crate::ledger::administrations_for_session(c, s.id)? == 0 {
+    if s.dose_started_at.is_some()
+        && s.route.clinic_stock().is_some()
+        && crate::ledger::administrations_for_session(c, s.id)? == 0
+    {
         return Ok(Some(Blocker::new(
             "ledger",
             "ledger",
@@ -575,7 +577,7 @@ impl Store {
                 if ok.is_none() {
                     return Err(DomainError::field("chair_id", format!("chair {chair} is not a chair of this patient's site")).into());
                 }
-                // A chair is never double-booked (issue 15): the calendar's check.
+                // A chair is never double-booked: the calendar's check.
                 crate::calendar::check_chair_free(c, course.site_id, course.route, chair, new.scheduled_for, None)?;
             }
             // The course row is held so two sessions added at once never take the same sequence number.
@@ -608,7 +610,7 @@ impl Store {
 
     /// Sessions at a site scheduled in `[from, to)`, for the day's schedule and the board:
     /// schedule fields only, since anyone who sees the schedule may read this list while
-    /// the note and the stop reason need `ViewClinical` (issue 17).
+    /// the note and the stop reason need `ViewClinical`.
     pub async fn sessions_at_site(
         &self,
         actor: &Actor,
@@ -689,7 +691,7 @@ impl Store {
                 && other_day_reason.is_some();
             let urgent =
                 if action == SessionAction::StartDose { uncovered_urgent_alerts(c, s.patient_id, id)? } else { vec![] };
-            // Consent and REMS enrolment (issue 12): read only where they gate.
+            // Consent and REMS enrolment: read only where they gate.
             let missing_documents = if action == SessionAction::StartDose && s.state == SessionState::PreDoseChecks {
                 crate::consents::missing_documents(c, &s)?
             } else {

@@ -52,7 +52,7 @@ impl Store {
                 c.execute("INSERT INTO chairs (site_id, name) VALUES ($1, $2)", params![id, name.trim()])?;
             }
             // The administrator who opens a site is assigned to it, or they could not see it
-            // (a new clinic's first administrator starts with no sites; issue 15).
+            // (a new clinic's first administrator starts with no sites).
             if let Some(uid) = actor.user_id {
                 c.execute("INSERT INTO user_sites (user_id, site_id) VALUES ($1, $2)", params![uid, id])?;
             }

@@ -71,7 +71,7 @@ pub const API_RULES: &[(&str, &str, Access)] = &[
     ("PUT", "/api/v1/sites/{id}/safety-rules", Needs(PlanTreatment)),
     ("PUT", "/api/v1/sites/{id}/pk-threshold", Needs(PlanTreatment)),
     ("GET", "/api/v1/sites/{id}/sessions", Needs(ViewDemographics)),
-    // The chair calendar (issue 15): scheduling is front-desk work (EditDemographics: front desk,
+    // The chair calendar: scheduling is front-desk work (EditDemographics: front desk,
     // nurse, prescriber, administrator); the calendar names patients (ViewDemographics).
     ("GET", "/api/v1/sites/{id}/calendar", Needs(ViewDemographics)),
     ("POST", "/api/v1/courses/{id}/bookings", Needs(EditDemographics)),
@@ -79,7 +79,7 @@ pub const API_RULES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/sessions/{id}/cancel", Needs(EditDemographics)),
     ("POST", "/api/v1/sessions/{id}/no-show", Needs(EditDemographics)),
     ("POST", "/api/v1/sessions/{id}/arrival", Needs(EditDemographics)),
-    // A course is a prescription (issue 15): the prescriber orders and overrides.
+    // A course is a prescription: the prescriber orders and overrides.
     ("GET", "/api/v1/courses/{id}/order", Needs(ViewClinical)),
     ("PUT", "/api/v1/courses/{id}/order", Needs(PlanTreatment)),
     ("POST", "/api/v1/sessions/{id}/order-overrides", Needs(PlanTreatment)),
@@ -172,7 +172,7 @@ pub const API_RULES: &[(&str, &str, Access)] = &[
 pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/", Public),
     ("GET", "/static/{file}", Public),
-    // Patient check-in links: the unguessable token in the path is the authorisation (issue 6).
+    // Patient check-in links: the unguessable token in the path is the authorisation.
     ("GET", "/c/{token}", Public),
     ("POST", "/c/{token}", Public),
     ("GET", "/help", Public),
@@ -183,10 +183,10 @@ pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     ("POST", "/fhir/R4", Needs(PlanTreatment)),
     ("GET", "/research", Needs(ExportResearch)),
     ("POST", "/research/export", Needs(ExportResearch)),
-    // The chair calendar (issue 15): read by everyone who sees the schedule; booking, moving,
+    // The chair calendar: read by everyone who sees the schedule; booking, moving,
     // cancelling, no-shows and arrivals are front-desk work (EditDemographics).
     ("GET", "/calendar", Needs(ViewDemographics)),
-    // A course is a prescription (issue 15): read with the record, written by the prescriber.
+    // A course is a prescription: read with the record, written by the prescriber.
     ("GET", "/courses/{id}/order", Needs(ViewClinical)),
     ("POST", "/courses/{id}/order", Needs(PlanTreatment)),
     ("POST", "/calendar/courses/{id}/book", Needs(EditDemographics)),
@@ -202,7 +202,7 @@ pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/patients/new", Needs(EditDemographics)),
     ("GET", "/patients/{id}", Needs(ViewClinical)),
     ("POST", "/patients/{id}/weights", Needs(RecordSession)),
-    // Consent and REMS enrolment on the tablet (issue 12).
+    // Consent and REMS enrolment on the tablet.
     ("GET", "/patients/{id}/consents", Needs(ViewClinical)),
     ("POST", "/patients/{id}/consents", Needs(RecordSession)),
     ("POST", "/patients/{id}/consents/{consent}/countersign", Needs(SignNotes)),
@@ -210,7 +210,7 @@ pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/patients/{id}/eligibility", Needs(ViewClinical)),
     ("POST", "/patients/{id}/eligibility", Needs(PlanTreatment)),
     ("POST", "/patients/{id}/eligibility/trials", Needs(PlanTreatment)),
-    // Medications, allergies and pregnancy status (issue 18): the chart's panel, intake entry, the session review.
+    // Medications, allergies and pregnancy status: the chart's panel, intake entry, the session review.
     ("GET", "/patients/{id}/medications", Needs(ViewClinical)),
     ("POST", "/patients/{id}/medications", Needs(RecordSession)),
     ("POST", "/patients/{id}/medications/{med}/stop", Needs(RecordSession)),
@@ -224,7 +224,7 @@ pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/patients/{id}/questionnaires/new", Needs(EnterQuestionnaire)),
     ("POST", "/patients/{id}/questionnaires/new", Needs(EnterQuestionnaire)),
     ("POST", "/patients/{id}/alerts/{alert}/acknowledge", Needs(RecordSession)),
-    // Between sessions on the chart (issue 6): send a check-in or a new link, review a refused
+    // Between sessions on the chart: send a check-in or a new link, review a refused
     // pre-dose screen, record a home supply, change a course's check-in schedule.
     ("POST", "/patients/{id}/checkins", Needs(EnterQuestionnaire)),
     // Reissuing from the chart reads the chart's link list (ViewClinical); the roles with
@@ -246,7 +246,7 @@ pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/sessions/{id}/device-readings/events", Needs(ViewClinical)),
     ("GET", "/sessions/{id}/device-readings/{reading}", Needs(RecordSession)),
     ("POST", "/sessions/{id}/device-readings/{reading}", Needs(RecordSession)),
-    // The REMS Patient Monitoring Form and its queue (issue 12).
+    // The REMS Patient Monitoring Form and its queue.
     ("GET", "/sessions/{id}/rems", Needs(ViewClinical)),
     ("POST", "/sessions/{id}/rems", Needs(RecordSession)),
     ("POST", "/sessions/{id}/rems/submitted", Needs(RecordSession)),
@@ -286,7 +286,7 @@ pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/checkins/schedules", Needs(ViewClinical)),
     ("GET", "/outcomes/durability", Needs(ViewClinical)),
     ("GET", "/audit", Needs(ViewAudit)),
-    // Administration (issue 15): accounts and sites for administrators; the settings page for
+    // Administration: accounts and sites for administrators; the settings page for
     // every signed-in role (no patient data), each form posting under the permission the
     // store checks for that setting (clinic-wide: administrators; clinical rules: prescribers).
     ("GET", "/admin", SignedIn),

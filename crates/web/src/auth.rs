@@ -72,7 +72,7 @@ impl CurrentUser {
 
 /// What a session in kiosk mode may still reach: that patient's kiosk pages, and the way
 /// back (the staff member's password, or signing out). Everything else refuses, so the
-/// patient holding the tablet cannot open the chart or anything else (issue 17).
+/// patient holding the tablet cannot open the chart or anything else.
 fn kiosk_allows(path: &str, patient: PatientId) -> bool {
     let own = format!("/kiosk/{}", patient.0);
     path == own
@@ -209,7 +209,7 @@ impl CurrentUser {
         let Some(token) = session_token(&parts.headers) else {
             return Err(unauthorised(parts, "no session; sign in at /login or POST /api/v1/auth/login"));
         };
-        match st.store.resolve_session(&token, st.session_policy).await {
+        match st.store.resolve_session(&token, st.settings.session_policy).await {
             Ok(Ok(s)) if s.mfa_passed => {
                 let u = CurrentUser::from_signed_in(s, st);
                 parts.extensions.insert(u.clone());
@@ -360,7 +360,7 @@ pub async fn csrf_guard(State(st): State<AppState>, req: Request, next: Next) ->
         return next.run(req).await; // The handler's CurrentUser will refuse it as unauthenticated.
     };
     let mut req = req;
-    let expected = match st.store.resolve_session(&token, st.session_policy).await {
+    let expected = match st.store.resolve_session(&token, st.settings.session_policy).await {
         Ok(Ok(s)) => {
             let csrf = s.csrf_token.clone();
             if s.mfa_passed {
@@ -388,7 +388,7 @@ pub async fn csrf_guard(State(st): State<AppState>, req: Request, next: Next) ->
         return forbidden("send the X-CSRF-Token header with this request");
     }
     let (parts, body) = req.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, crate::BODY_LIMIT_BYTES).await else {
+    let Ok(bytes) = axum::body::to_bytes(body, st.settings.body_limit_bytes).await else {
         return ApiError::for_status(StatusCode::PAYLOAD_TOO_LARGE).into_response();
     };
     let sent = form_field(&bytes, "csrf_token");

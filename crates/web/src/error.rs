@@ -307,7 +307,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 #[cfg(test)]
 mod tests {
     //! The outer layers over a tiny router: the errors axum and tower-http answer themselves
-    //! come out as problem+json with the security headers (issue 17).
+    //! come out as problem+json with the security headers.
     use std::time::Duration;
 
     use axum::Router;
@@ -332,7 +332,7 @@ mod tests {
             .route("/echo", post(|b: String| async move { b }))
             .route("/panics", get(panicking))
             .route("/never", get(std::future::pending::<&'static str>));
-        crate::with_outer_layers(inner, timeout)
+        crate::with_outer_layers(inner, timeout, crate::BODY_LIMIT_BYTES)
     }
 
     fn assert_problem(status: StatusCode, headers: &axum::http::HeaderMap, body: &serde_json::Value, want: u16) {

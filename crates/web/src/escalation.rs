@@ -1,4 +1,4 @@
-//! Sends escalated urgent alerts to the prescriber on duty (issue 18).
+//! Sends escalated urgent alerts to the prescriber on duty.
 //!
 //! The server's sweep ([`crate::reminders::spawn_sweeper`]) calls [`escalate_and_send`] on every
 //! tick: the store escalates, once each and audited, the open urgent alerts older than the

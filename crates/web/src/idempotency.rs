@@ -23,7 +23,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use keta_store::idempotency::{Claim, KeyPolicy, Reservation, StoredResponse, fingerprint, under_claim};
+use keta_store::idempotency::{Claim, Reservation, StoredResponse, fingerprint, under_claim};
 use keta_store::{Store, StoreError};
 
 use crate::AppState;
@@ -36,34 +36,9 @@ pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED: &str = "idempotent-replayed";
 /// The hidden field every HTML form carries.
 pub const FORM_FIELD: &str = "form_token";
-/// How many hours keys and their responses are kept (a product setting; default 24).
+/// How many hours keys and their responses are kept (a product setting, default 24; the
+/// `idempotency_retention_hours` setting, `crate::settings::WebSettings::idempotency`).
 pub const RETENTION_ENV: &str = "KETA_IDEMPOTENCY_RETENTION_HOURS";
-
-/// The key policy, with the retention from [`RETENTION_ENV`] (1 to 720 hours). `keta serve`
-/// calls this at start so a bad value stops it with this message.
-pub fn key_policy_from_env() -> Result<KeyPolicy, String> {
-    let mut policy = KeyPolicy::default();
-    if let Ok(v) = std::env::var(RETENTION_ENV) {
-        let hours = v
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .filter(|h| (1..=720).contains(h))
-            .ok_or_else(|| format!("{RETENTION_ENV} '{v}' must be a whole number of hours from 1 to 720"))?;
-        policy.retention = time::Duration::hours(hours);
-    }
-    Ok(policy)
-}
-
-fn key_policy() -> KeyPolicy {
-    static POLICY: std::sync::OnceLock<KeyPolicy> = std::sync::OnceLock::new();
-    *POLICY.get_or_init(|| {
-        key_policy_from_env().unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "using the default idempotency key retention (24 h)");
-            KeyPolicy::default()
-        })
-    })
-}
 
 /// Where a request's key came from, which decides how refusals are shown.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -187,7 +162,7 @@ pub async fn guard_retries(State(st): State<AppState>, req: Request, next: Next)
         (None, None) => return next.run(Request::from_parts(parts, Body::from(bytes))).await,
     };
     let print = fingerprint(parts.method.as_str(), &path, &bytes);
-    let policy = key_policy();
+    let policy = st.settings.idempotency;
     let claim = match st.store.reserve_idempotency_key(user_id, &key, &print, policy).await {
         Ok(Reservation::Reserved(claim)) => claim,
         Ok(Reservation::Replay(stored)) => return replay(stored),

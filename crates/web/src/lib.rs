@@ -1,7 +1,11 @@
-//! Keta's web server: the JSON API under `/api/v1`, its OpenAPI document, and health.
+//! Keta's web server: the JSON API under `/api/v1` and its OpenAPI document, the clinic's
+//! HTML screens (`ui`, askama + htmx), the FHIR R4 facade, sign-in, CSRF and security
+//! headers, health and metrics, the check-in reminders' sweep and the bedside-monitor
+//! listener.
 //!
 //! Handlers parse input into domain types, call the store, and map errors once into
-//! problem+json. There is no SQL here.
+//! problem+json (or an HTML error). There is no SQL here, and nothing reads the environment:
+//! settings arrive resolved in [`AppState::settings`] ([`settings::WebSettings`]).
 
 pub mod access_rules;
 pub mod api;
@@ -19,6 +23,7 @@ pub mod observe;
 pub mod pages;
 pub mod reminders;
 pub mod serving;
+pub mod settings;
 pub mod shutdown;
 pub mod ui;
 
@@ -35,11 +40,9 @@ use utoipa::OpenApi;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
-    /// Idle and absolute limits for sign-in sessions.
-    pub session_policy: keta_store::accounts::SessionPolicy,
+    /// The server's settings (session limits, break-glass, body limit, timeouts, retention).
+    pub settings: std::sync::Arc<settings::WebSettings>,
     pub throttle: std::sync::Arc<auth::LoginThrottle>,
-    /// How long a break-glass grant lasts.
-    pub break_glass_minutes: i64,
     /// How check-in reminders are delivered, and the public URL their links use.
     pub reminders: reminders::Reminders,
     /// Reverse proxies whose `X-Forwarded-For`/`X-Forwarded-Host` are believed (`serving`).
@@ -60,9 +63,8 @@ impl AppState {
         Self {
             observe: std::sync::Arc::new(observe::Observability::new(store.clone())),
             store,
-            session_policy: keta_store::accounts::SessionPolicy::default(),
+            settings: std::sync::Arc::default(),
             throttle: Default::default(),
-            break_glass_minutes: 60,
             reminders: reminders::Reminders::log_only("http://localhost:8080"),
             trusted_proxies: serving::TrustedProxies::default(),
             protocols: std::sync::Arc::new(keta_domain::protocols::ProtocolLibrary::builtin().clone()),
@@ -80,6 +82,12 @@ impl AppState {
     /// Sets the bulk export directory and retention, and the access-token lifetime.
     pub fn with_bulk(mut self, b: fhir::bulk::BulkSettings) -> Self {
         self.bulk = b;
+        self
+    }
+
+    /// Uses these settings (resolved by `keta serve`).
+    pub fn with_settings(mut self, s: settings::WebSettings) -> Self {
+        self.settings = std::sync::Arc::new(s);
         self
     }
 
@@ -120,8 +128,8 @@ pub fn openapi_json() -> String {
     s
 }
 
-/// The largest request body accepted (a safety-rules file or a long note fit easily).
-pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
+/// The largest request body accepted unless the settings say otherwise.
+pub const BODY_LIMIT_BYTES: usize = settings::DEFAULT_BODY_LIMIT_BYTES;
 
 pub fn router(state: AppState) -> Router {
     let app = Router::new()
@@ -169,18 +177,19 @@ pub fn router(state: AppState) -> Router {
         // First of all: a trusted proxy's forwarding headers give the browser's address and host.
         .layer(axum::middleware::from_fn_with_state(state.clone(), serving::forwarded_from_trusted_proxy))
         .with_state(state.clone());
-    observe::outermost(with_outer_layers(app, REQUEST_TIMEOUT), &state)
+    let outer = with_outer_layers(app, state.settings.request_timeout, state.settings.body_limit_bytes);
+    observe::outermost(outer, &state)
 }
 
-/// How long a request may take before it is answered 408.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request may take before it is answered 408, unless the settings say otherwise.
+pub const REQUEST_TIMEOUT: Duration = settings::DEFAULT_REQUEST_TIMEOUT;
 
 /// The layers every response passes through, errors included: a panic becomes a 500
 /// problem, a body over the limit a 413, a slow request a 408, every bare error
 /// problem+json, and every response carries the security headers.
-pub fn with_outer_layers(app: Router, timeout: Duration) -> Router {
+pub fn with_outer_layers(app: Router, timeout: Duration, body_limit_bytes: usize) -> Router {
     app.layer(tower_http::catch_panic::CatchPanicLayer::custom(error::panic_problem))
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
+        .layer(RequestBodyLimitLayer::new(body_limit_bytes))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(axum::middleware::from_fn(error::problem_for_bare_errors))
         .layer(axum::middleware::from_fn(auth::security_headers))

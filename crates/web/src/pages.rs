@@ -335,7 +335,7 @@ pub async fn post_break_glass(
     axum::extract::Path(id): axum::extract::Path<i64>,
     Form(f): Form<BreakGlassForm>,
 ) -> Response {
-    match st.store.break_glass(&user.actor, PatientId(id), &f.reason, st.break_glass_minutes).await {
+    match st.store.break_glass(&user.actor, PatientId(id), &f.reason, st.settings.break_glass_minutes).await {
         Ok(_) => Redirect::to(&format!("/patients/{id}")).into_response(),
         Err(e) => crate::error::ApiError::from(e).into_response(),
     }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keta_domain::ids::SiteId;
+use keta_domain::patient_links::ReminderWording;
 use keta_notify::{Delivery, LogMailer, LogTextSender, Message};
 use keta_store::Store;
 use keta_store::checkins::{IssuedLink, SiteForPatients};
@@ -63,30 +64,6 @@ impl Reminders {
     }
 }
 
-/// What a patient (or sitter) receives. No name, no diagnosis: the message may be read by
-/// someone else, so it says only which clinic is asking and until when.
-fn compose(r: &Reminders, issued: &IssuedLink, clinic: &str, until: &str) -> (String, String) {
-    let url = r.link_url(&issued.token);
-    let (subject, what) = match issued.link.purpose {
-        keta_domain::patient_links::LinkPurpose::Sitter => (
-            format!("{clinic}: please confirm you are with your friend for their dose"),
-            "You were named as the person staying with someone for their home treatment today. Please open this link to confirm you are with them".to_string(),
-        ),
-        keta_domain::patient_links::LinkPurpose::PreDose => (
-            format!("{clinic}: your safety check before today's dose"),
-            "Before taking today's dose, please answer a few safety questions".to_string(),
-        ),
-        keta_domain::patient_links::LinkPurpose::Checkin => (
-            format!("{clinic}: your check-in"),
-            "Your care team asks you to answer a short check-in".to_string(),
-        ),
-    };
-    let body = format!(
-        "{what}:\n\n{url}\n\nThe link works once and is open until {until}. You can save your answers and finish later from the same link.\n\nThis message was sent by {clinic}. Do not reply to it. If you are in crisis or feel unsafe, call your crisis line or local emergency number now.\n"
-    );
-    (subject, body)
-}
-
 /// Sends one link by e-mail, or by text message when there is no address, and records how it
 /// went. Returns whether it was sent.
 pub async fn deliver(
@@ -115,29 +92,30 @@ async fn send(
     to_phone: Option<&str>,
 ) -> bool {
     let clinic = site.site_name.as_str();
-    let until = crate::ui::checkin::when(site, issued.link.expires_at);
-    let (subject, mut body) = compose(r, issued, clinic, &until);
-    // The patient's next booked session (issue 15); never in a sitter's message.
+    let clock = crate::ui::clock::SiteClock::named(&site.time_zone);
+    let url = r.link_url(&issued.token);
+    // The patient's next booked session; never in a sitter's message.
+    let mut next_session = None;
     if issued.link.purpose != keta_domain::patient_links::LinkPurpose::Sitter {
         match store.next_sessions_for_patient(&keta_store::Actor::system(), issued.link.patient_id, 1).await {
-            Ok(next) => {
-                if let Some(n) = next.first() {
-                    body.push_str(&format!(
-                        "\nYour next session at {clinic}: {}.\n",
-                        crate::ui::checkin::when(site, n.scheduled_for)
-                    ));
-                }
-            }
+            Ok(next) => next_session = next.first().map(|n| clock.date_at(n.scheduled_for)),
             Err(e) => tracing::warn!(error = %e, "reading the next session for a reminder"),
         }
     }
+    let words = ReminderWording::email(
+        issued.link.purpose,
+        clinic,
+        &url,
+        &clock.date_at(issued.link.expires_at),
+        next_session.as_deref(),
+    );
     let outcome = match (to_email, to_phone) {
-        (Some(to), _) => match Message::new(to, subject, body) {
+        (Some(to), _) => match Message::new(to, words.subject, words.body) {
             Ok(m) => r.delivery.send_mail(&m).await.map(|rc| format!("e-mail via {}", rc.channel)),
             Err(e) => Err(keta_notify::DeliveryError::from(e)),
         },
         (None, Some(phone)) => {
-            let text = format!("{clinic}: {}", r.link_url(&issued.token));
+            let text = ReminderWording::text_message(clinic, &url);
             r.delivery.send_text(phone, &text).await.map(|rc| format!("text via {}", rc.channel))
         }
         (None, None) => {

@@ -1,4 +1,4 @@
-//! Serving a clinic's network (issue 15): staff sign-in needs HTTPS away from the server
+//! Serving a clinic's network: staff sign-in needs HTTPS away from the server
 //! itself (the session cookie is `Secure`, and browsers send the headers that prove a form
 //! came from Keta only to secure origins). Two ways, documented in `docs/serving.md`:
 //!

@@ -1,4 +1,4 @@
-//! Running the clinic from the browser (issue 15): staff accounts and sites changed after
+//! Running the clinic from the browser: staff accounts and sites changed after
 //! creation, resets behind re-authentication, who changed a setting, and the administration
 //! screens over HTTP. Stories run on both backends.
 
@@ -359,7 +359,7 @@ async fn the_administration_screens_create_sites_and_accounts_and_refuse_other_r
     );
 }
 
-/// Issue 15 defect: the Maudsley score saved with an assessment was shown nowhere (only the API
+/// The product defect: the Maudsley score saved with an assessment was shown nowhere (only the API
 /// had it); the eligibility page now says the last saved score and when.
 #[tokio::test]
 async fn the_saved_maudsley_score_is_shown_on_the_eligibility_page() {

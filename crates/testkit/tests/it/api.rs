@@ -185,7 +185,7 @@ async fn scoring_endpoint_scores_without_storing() {
     assert_eq!(r.status(), 404);
 }
 
-/// Issue 17: every error the real router answers is problem+json with the security headers,
+/// Every error the real router answers is problem+json with the security headers,
 /// whoever produced it (axum's 405, tower-http's 413, the JSON extractor's 415, throttling's 429).
 #[tokio::test]
 async fn every_error_status_is_problem_json_with_the_security_headers() {
@@ -248,7 +248,7 @@ async fn every_error_status_is_problem_json_with_the_security_headers() {
     assert!(secs >= 1, "{secs}");
 }
 
-/// Issue 17: the committed document is a contract a client can rely on: no query parameter
+/// The committed document is a contract a client can rely on: no query parameter
 /// declared in the path, errors under application/problem+json, and the bounds the domain
 /// enforces stated in the schemas.
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! The chair calendar and the course's prescription (issue 15), on every backend: a chair
+//! The chair calendar and the course's prescription, on every backend: a chair
 //! is never double-booked, a whole induction course books into free chairs, a no-show
 //! follows the protocol's missed-session rule, the front desk's arrival puts the patient on
 //! the board, and a session's dose is checked against the prescriber's order.
@@ -375,7 +375,7 @@ async fn the_front_desk_books_through_the_api_and_the_calendar_page_shows_it() {
     assert!(html.contains("Book a course"));
 }
 
-/// Issue 15: arrivals are the front desk's, but Today's schedule sent them to the session
+/// Arrivals are the front desk's, but Today's schedule sent them to the session
 /// screen (403: it is clinical). Today now gives the front desk an "Arrived" button for a
 /// booked session and no links into clinical pages (which still refuse them); nurses see the
 /// schedule on Today and the calendar, and open the session from it.

@@ -1,4 +1,4 @@
-//! Safety gates in the chair (issue 18), on every backend: discharge judged from the record,
+//! Safety gates in the chair, on every backend: discharge judged from the record,
 //! no dose while an urgent alert is open, a session belongs to its day, and vitals entry
 //! never re-records a stale value.
 
@@ -620,7 +620,7 @@ async fn the_session_screen_asks_for_a_reason_on_another_day_and_takes_a_prescri
     }
 }
 
-/// Issue 15: the session screen's vitals table highlights the readings the site's safety
+/// The session screen's vitals table highlights the readings the site's safety
 /// rules flag (the alerts' own thresholds), and only those.
 #[tokio::test]
 async fn the_vitals_table_highlights_the_readings_the_safety_rules_flag() {

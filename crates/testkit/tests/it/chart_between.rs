@@ -1,4 +1,4 @@
-//! The chart's "Between sessions" panel (issue 6) through the real server, on both backends: a
+//! The chart's "Between sessions" panel through the real server, on both backends: a
 //! nurse sends a check-in from the chart form and sees its URL once (never in a redirect, never
 //! again), the patient answers PHQ-9 item 9 = 2 from that link, and the chart then shows the
 //! safety answer first with its open alert; a new link replaces the old one.

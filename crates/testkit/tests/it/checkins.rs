@@ -1,4 +1,4 @@
-//! Between sessions (issue 6): check-in links end to end over HTTP, on both backends. A reminder
+//! Between sessions: check-in links end to end over HTTP, on both backends. A reminder
 //! goes through the local SMTP sink, the patient opens the link with no account, answers (or
 //! saves and finishes later), and the care team sees the response, the link's events, the
 //! audit trail, safety alerts and the relapse watch.
@@ -176,7 +176,7 @@ async fn a_reminder_goes_through_smtp_and_the_patient_completes_the_check_in_fro
         // Nothing identifying: the message may be read by someone else.
         assert!(!body.contains("Rowan") && !body.contains("A-0601"), "{body}");
         assert!(body.contains("works once"), "{body}");
-        // The patient's next booked session, in the clinic's time (issue 15).
+        // The patient's next booked session, in the clinic's time.
         assert!(body.contains("Your next session at Clinic A: "), "{body}");
         let path = link_in(mail, &app);
         // A second sweep issues nothing new: one link per occurrence.
@@ -741,7 +741,7 @@ async fn a_reminder_the_mail_server_refuses_is_recorded_as_not_sent() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Regression tests for the review of issue 6.
+// Regression tests from the review of check-in links.
 
 /// The sweep as the server runs it ([`sweep_and_send`]), keeping each token so a test can try
 /// it: (link, token, whether the reminder went out).

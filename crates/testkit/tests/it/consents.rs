@@ -1,4 +1,4 @@
-//! Consent and REMS enrolment as records (issue 12), on every backend: a session cannot
+//! Consent and REMS enrolment as records, on every backend: a session cannot
 //! start without a current consent for its route, nor an esketamine session at an outpatient
 //! site without REMS enrolment; each refusal names what is missing and links to the form; the
 //! version signed is kept forever.

@@ -1,4 +1,4 @@
-//! Issue 17's probes, each a regression test: far dates, absurd doses, a session on a finished
+//! Probes of the API's edges, each a regression test: far dates, absurd doses, a session on a finished
 //! course, negative pages, 10,000 diagnoses, an empty chair name are refused with a problem
 //! naming the field and change nothing; a bad record no longer makes the check-in sweep fail
 //! for everyone, and a panic in a storage job is an internal error, not "shutting down".

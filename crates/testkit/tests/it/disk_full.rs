@@ -1,4 +1,4 @@
-//! Disk full (issue 10): a full database refuses writes with a 507 problem saying nothing was
+//! Disk full: a full database refuses writes with a 507 problem saying nothing was
 //! saved, every caller in a faulted group commit hears it, nothing acknowledged is lost,
 //! readiness reports the fault, reads keep working, and writes work again once there is room,
 //! with the integrity check and the audit chain clean throughout.

@@ -1,5 +1,5 @@
 //! Dose records with a second-person check, cumulative exposure, and the dosing and PK
-//! API (issue 5), on every backend.
+//! API, on every backend.
 
 use serde_json::{Value, json};
 use time::Duration;

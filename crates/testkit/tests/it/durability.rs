@@ -1,4 +1,4 @@
-//! Durability after response (issue 6): Kaplan–Meier curves of time from the last session to
+//! Durability after response: Kaplan–Meier curves of time from the last session to
 //! relapse, by route and by protocol, over HTTP (JSON and the page), on both backends.
 
 use serde_json::Value;

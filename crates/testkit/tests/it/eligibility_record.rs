@@ -1,4 +1,4 @@
-//! Eligibility from what Keta holds (issue 18): age from the date of birth, treatment
+//! Eligibility from what Keta holds: age from the date of birth, treatment
 //! resistance from the recorded trials, medications, allergies and pregnancy status as
 //! records. Run on every backend.
 

@@ -1,4 +1,4 @@
-//! Urgent alerts escalate (issue 18): an urgent alert nobody acknowledged within the clinic's
+//! Urgent alerts escalate: an urgent alert nobody acknowledged within the clinic's
 //! time is escalated once, recorded and audited, sent to the prescriber on duty and marked on
 //! the site's board; with the time unset nothing escalates. Time is passed in (ManualClock);
 //! the sweep is called as `keta serve` calls it. On both backends.

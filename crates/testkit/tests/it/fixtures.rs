@@ -57,7 +57,7 @@ pub fn new_patient(site: SiteId, mrn: &str) -> NewPatient {
 }
 
 /// A registered patient who has signed every treatment consent and the REMS enrolment (so
-/// a session can start: issue 12). For a patient with nothing signed, call `create_patient`.
+/// a session can start). For a patient with nothing signed, call `create_patient`.
 pub async fn patient(store: &Store, site: SiteId, mrn: &str) -> PatientId {
     let p = store.create_patient(&Actor::system(), new_patient(site, mrn)).await.expect("patient").id;
     consent_all(store, p).await;
@@ -95,7 +95,7 @@ pub async fn sign_consent(store: &Store, patient: PatientId, form_key: &str) -> 
 }
 
 /// Every treatment consent and the REMS enrolment, signed and countersigned: for stories
-/// about what happens after the dose starts (issue 12's gate is tested in `consents`).
+/// about what happens after the dose starts (the gate is tested in `consents`).
 pub async fn consent_all(store: &Store, patient: PatientId) {
     for f in keta_domain::consent::current_forms() {
         if f.kind != keta_domain::consent::ConsentKind::ResearchDataSharing {

@@ -1,4 +1,4 @@
-//! The at-home programme (issue 6) over HTTP on both backends: the pre-dose screen from the
+//! The at-home programme over HTTP on both backends: the pre-dose screen from the
 //! reminder's link, a refusal with its reason, the sitter's own link through the SMTP sink,
 //! the dose log, reconciliation against dispenses, and the supply hold.
 
@@ -127,7 +127,7 @@ async fn a_home_dose_goes_from_screen_through_sitter_to_log_and_the_supply_is_he
             )
             .await;
         assert_eq!(r.status(), 200);
-        // Issue 15: the review closes the refusal's alert, with the review's note.
+        // The review closes the refusal's alert, with the review's note.
         let alerts = open_alerts(&app, &c).await;
         assert!(!alerts.iter().any(|a| a["rule"] == "home_pre_dose_refused"), "still open: {alerts:?}");
         // The chart shows what was done about it, and how to reach the sitter.
@@ -209,7 +209,7 @@ async fn a_home_dose_goes_from_screen_through_sitter_to_log_and_the_supply_is_he
         let (status, html) = submit(&app, &second, &[("action", "log"), ("units", "1"), ("units_left", "9")]).await;
         assert_eq!(status, 200, "{html}");
         assert!(html.contains("your dose is logged"), "{html}");
-        // Issue 15: emergency services first for a medical emergency, the crisis line for a
+        // Emergency services first for a medical emergency, the crisis line for a
         // mental-health crisis (it used to offer the crisis line first for both).
         assert!(
             html.contains("cannot stay awake), call your local emergency number now. If you feel unsafe"),
@@ -343,7 +343,7 @@ async fn a_sitter_link_that_cannot_be_sent_tells_the_patient_to_contact_the_clin
 }
 
 // ---------------------------------------------------------------------------------------------
-// Regression tests for the review of issue 6.
+// Regression tests from the review of the at-home programme.
 
 /// A screen that passes at `link`; returns the sitter's link from the reminder they were sent.
 async fn screen_passes(app: &TestApp, sink: &SmtpSink, link: &str) -> String {
@@ -547,7 +547,7 @@ async fn a_dose_logged_above_the_plan_raises_an_urgent_alert_and_the_page_shows_
         // Two taken instead of one; the count is honest, so the log reconciles.
         let (status, html) = submit(&app, &link, &[("action", "log"), ("units", "2"), ("units_left", "8")]).await;
         assert_eq!(status, 200, "{html}");
-        // Issue 15: not a plain thank-you: what was taken against the plan, what to do, and
+        // Not a plain thank-you: what was taken against the plan, what to do, and
         // that the clinic was told.
         assert!(html.contains("more than planned") && html.contains("You logged 200 mg"), "{html}");
         assert!(html.contains("Do not take any more today") && html.contains("Your care team has been told"), "{html}");

@@ -355,7 +355,7 @@ async fn notes_are_signed_and_amended_over_http_after_reauthentication() {
     assert_eq!(got["verification"]["intact"], true);
 }
 
-/// Regression (issue 17): a nurse could sign a prescriber's note with the meaning
+/// Regression: a nurse could sign a prescriber's note with the meaning
 /// "author". Only the note's writer signs as author (21 CFR 11.50); others review or
 /// co-sign, and a note nobody is recorded as writing has no author to sign it.
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! One outcome definition everywhere (issue 18): a maintenance course is judged against the
+//! One outcome definition everywhere: a maintenance course is judged against the
 //! baseline of the induction it continues, and the chart (outcome label, trajectory, relapse
 //! panel), the outcomes API, the clinic outcomes table, the patient's own page and the relapse
 //! watch all say the same thing about it. On both backends.

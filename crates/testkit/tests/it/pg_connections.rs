@@ -1,4 +1,4 @@
-//! PostgreSQL connections (issue 10): the bounded pool's wait, the statement timeout, TLS
+//! PostgreSQL connections: the bounded pool's wait, the statement timeout, TLS
 //! modes against the local server (which offers no TLS), and the audit chain sealed off the
 //! writers' path, which also runs on SQLite.
 

@@ -1,5 +1,5 @@
 //! The session screen's "Predicted concentration" panel and the chart's course doses and
-//! cumulative exposure (issue 5, "In the product"), through the real server.
+//! cumulative exposure ("In the product"), through the real server.
 
 use time::Duration;
 use time::macros::date;

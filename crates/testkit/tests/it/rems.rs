@@ -1,4 +1,4 @@
-//! The SPRAVATO REMS Patient Monitoring Form (issue 12), on every backend: filled from the
+//! The SPRAVATO REMS Patient Monitoring Form, on every backend: filled from the
 //! session, missing fields asked before the note can be signed, the 7-day queue, marking a
 //! form submitted (audited) and its CSV.
 

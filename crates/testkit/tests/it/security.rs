@@ -641,7 +641,7 @@ async fn records(w: &World) -> Records {
     Records { patient: p, course: c.id, session: one.id, link: issued.link.id, token: issued.token, medication }
 }
 
-/// Regression (issue 17): `GET /sites/{id}/sessions` returned each session's note and stop
+/// Regression: `GET /sites/{id}/sessions` returned each session's note and stop
 /// reason to the front desk, auditor and administrator, whom `GET /sessions/{id}/note`
 /// refuses. Generated from the route tables: every GET route (lists, embeds, pages) a role
 /// may call, with real ids, must not carry the note or the stop reason unless the role may
@@ -703,8 +703,8 @@ async fn lists_and_embeds_never_carry_what_the_single_read_refuses() {
 }
 
 /// Every GET route in the OpenAPI document and the UI router that takes a patient,
-/// session, course or link id leaves an audit entry naming the patient (AU-1). Regression
-/// (issue 17): `GET /sessions/{id}/vitals` read vitals without one.
+/// session, course or link id leaves an audit entry naming the patient (AU-1). Regression:
+/// `GET /sessions/{id}/vitals` read vitals without one.
 #[tokio::test]
 async fn every_read_of_patient_data_leaves_an_audit_entry() {
     let w = world().await;
@@ -751,7 +751,7 @@ async fn every_read_of_patient_data_leaves_an_audit_entry() {
             .unwrap()
         }
     };
-    // The REMS form exists only for an esketamine session with a dose given (issue 12).
+    // The REMS form exists only for an esketamine session with a dose given.
     let esketamine = {
         use keta_domain::session::{NewSession, SessionAction};
         let (s, a) = (&w.db.store, keta_domain::ids::SiteId(1));
@@ -826,7 +826,7 @@ async fn every_read_of_patient_data_leaves_an_audit_entry() {
     assert!(unaudited.is_empty(), "reads of patient data with no audit entry: {unaudited:?}");
 }
 
-/// Regression (issue 17): the thank-you page on the kiosk linked "Staff: back to the
+/// Regression: the thank-you page on the kiosk linked "Staff: back to the
 /// chart", which opened the nurse's full chart with no re-authentication. Kiosk mode is
 /// bound to the sign-in session: until the staff member re-enters their password, only
 /// that patient's kiosk pages are served, and nothing on them leads into staff pages.

@@ -1,4 +1,4 @@
-//! Serving a clinic's network (issue 15): staff sign in through `keta serve`'s TLS listener
+//! Serving a clinic's network: staff sign in through `keta serve`'s TLS listener
 //! and through a trusted reverse proxy; over plain HTTP from another machine the refusal is
 //! a page that says to use HTTPS, not raw JSON.
 

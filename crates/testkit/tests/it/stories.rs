@@ -216,7 +216,7 @@ async fn an_iv_session_runs_from_check_in_to_discharge() {
         }
         // CS-1: no discharge until the dose is in the controlled-substance ledger.
         clock.advance(time::Duration::minutes(min.0 - 40));
-        // Issue 18: discharge is judged from the record, so the record has it: the clinic's
+        // Discharge is judged from the record, so the record has it: the clinic's
         // settings, a full set of vitals near the end, sedation and dissociation resolved.
         s.set_site_discharge_settings(
             &prescriber(&[a]),

@@ -1,4 +1,4 @@
-//! Issue 10, time zones: every "today" is the site's local date, never UTC's. Two clinics on
+//! Time zones: every "today" is the site's local date, never UTC's. Two clinics on
 //! either side of the date line, Auckland (Pacific/Auckland, NZDT = UTC+13 in November) and
 //! Honolulu (Pacific/Honolulu, UTC-10), each tried a minute before and a minute after its
 //! local midnight, on every backend.

@@ -61,7 +61,7 @@ pub async fn post_login(
         return Err(failed(StatusCode::UNAUTHORIZED, generic));
     }
     st.throttle.succeeded(&st.store, &c.username).await?;
-    let Ok(s) = st.store.resolve_session(&token, st.session_policy).await? else {
+    let Ok(s) = st.store.resolve_session(&token, st.settings.session_policy).await? else {
         return Err(failed(StatusCode::UNAUTHORIZED, generic));
     };
     let body = SignedInUser {
@@ -230,6 +230,7 @@ pub async fn post_break_glass(
     Path(id): Path<i64>,
     Json(b): Json<BreakGlass>,
 ) -> ApiResult<(StatusCode, Json<BreakGlassGrant>)> {
-    let expires_at = st.store.break_glass(&user.actor, PatientId(id), &b.reason, st.break_glass_minutes).await?;
+    let expires_at =
+        st.store.break_glass(&user.actor, PatientId(id), &b.reason, st.settings.break_glass_minutes).await?;
     Ok((StatusCode::CREATED, Json(BreakGlassGrant { expires_at })))
 }

@@ -1,4 +1,4 @@
-//! The chair calendar and the course's prescription (issue 15).
+//! The chair calendar and the course's prescription.
 
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -1,4 +1,4 @@
-//! Between sessions (issue 6), the care team's side: check-in links and what became of them,
+//! Between sessions, the care team's side: check-in links and what became of them,
 //! per-course schedules, the site's crisis instructions, clinic settings, and the at-home
 //! programme (dispenses, refused-screen reviews).
 

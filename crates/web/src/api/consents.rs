@@ -1,4 +1,4 @@
-//! Consent and REMS enrolment records (issue 12): the forms, a patient's signatures, the
+//! Consent and REMS enrolment records: the forms, a patient's signatures, the
 //! clinician's countersignature, withdrawal, and what a session still needs before its dose.
 
 use axum::extract::State;

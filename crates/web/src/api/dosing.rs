@@ -1,4 +1,4 @@
-//! Dosing and pharmacokinetics over JSON (issue 5): the protocol library, the dose
+//! Dosing and pharmacokinetics over JSON: the protocol library, the dose
 //! calculator (pure), dose records with a second-person check, cumulative exposure, a
 //! course schedule from a protocol, and the PK simulator.
 //!

@@ -1,4 +1,4 @@
-//! Escalation of urgent alerts nobody acknowledged (issue 18): the clinic's wait, who is on
+//! Escalation of urgent alerts nobody acknowledged: the clinic's wait, who is on
 //! duty at each site, and the escalations made (`keta_domain::escalation`).
 
 use axum::extract::State;

@@ -32,7 +32,7 @@ const WHAT: &str = "record a controlled-substance entry";
 /// Refuses early (before any witness's password is checked) when the caller has not
 /// re-entered their password recently; the store checks again.
 fn fresh(st: &AppState, user: &CurrentUser) -> ApiResult<()> {
-    keta_store::ledger::require_reauthentication(WHAT, user.reauthenticated_at, st.store.now())?;
+    st.store.require_reauthentication(WHAT, user.reauthenticated_at)?;
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! The SPRAVATO REMS Patient Monitoring Form (issue 12): the form filled from the session,
+//! The SPRAVATO REMS Patient Monitoring Form: the form filled from the session,
 //! the clinician's answers, marking it submitted, the CSV for the portal, and the 7-day queue.
 
 use axum::extract::State;

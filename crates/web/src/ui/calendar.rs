@@ -1,4 +1,4 @@
-//! The chair calendar (issue 15): a day or week per site, chairs down the side and days
+//! The chair calendar: a day or week per site, chairs down the side and days
 //! across, each booked session with its time, patient, route and how long it holds the
 //! chair (the route's minimum monitoring time, from the site's safety rules). The front desk
 //! books a course's sessions from its protocol's schedule, moves, cancels and records
@@ -413,7 +413,7 @@ async fn post_session(
     after(&st, &user, form, r, &format!("Session {id}: ")).await
 }
 
-/// The course's order beside the session clock (issue 15): what it says, and the pump rate,
+/// The course's order beside the session clock: what it says, and the pump rate,
 /// bag concentration and volumes for the patient's latest weight, with the calculator's working.
 pub(crate) struct OrderPanel {
     pub summary: String,
@@ -560,24 +560,22 @@ pub async fn post_order(
         _ => None,
     };
     let lib = &*st.protocols;
-    if let (Some(dose), false) = (dose, errors.any()) {
-        let order = NewCourseOrder {
-            protocol_id: form.get("protocol_id").to_string(),
-            dose,
-            infusion_min: infusion.map(|m| Minutes(m.round() as i64)),
-            final_volume_ml: bag.map(Millilitres),
-            vial_mg_per_ml: vial.map(MgPerMl),
-            titration_step: step,
-            max_dose: max,
-        };
-        let r = match lib.require(&order.protocol_id) {
-            Ok(p) => st.store.record_course_order(&user.actor, CourseId(id), p, order).await.map(|_| ()),
-            Err(e) => Err(e.into()),
-        };
-        match r {
-            Ok(()) => return Ok(see_other(format!("/courses/{id}/order"))),
-            Err(e) => errors.absorb(e)?,
-        }
+    let order = dose.map(|dose| NewCourseOrder {
+        protocol_id: form.get("protocol_id").to_string(),
+        dose,
+        infusion_min: infusion.map(|m| Minutes(m.round() as i64)),
+        final_volume_ml: bag.map(Millilitres),
+        vial_mg_per_ml: vial.map(MgPerMl),
+        titration_step: step,
+        max_dose: max,
+    });
+    let (store, actor) = (&st.store, &user.actor);
+    let record = |order: NewCourseOrder| async move {
+        let protocol = lib.require(&order.protocol_id)?;
+        store.record_course_order(actor, CourseId(id), protocol, order).await.map(|_| ())
+    };
+    if errors.submit(order, record).await?.is_some() {
+        return Ok(see_other(format!("/courses/{id}/order")));
     }
     order_page(&st, &user, CourseId(id), form, errors, StatusCode::UNPROCESSABLE_ENTITY).await
 }

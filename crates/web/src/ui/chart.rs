@@ -1,6 +1,6 @@
 //! The patient chart: summary, open alerts, safety flags, outcome status with the
 //! definition used, score trajectories, courses and sessions, weights, eligibility,
-//! questionnaires and adverse events, and between sessions (issue 6, [`super::between`]):
+//! questionnaires and adverse events, and between sessions ([`super::between`]):
 //! safety answers from the phone, the relapse watch, check-in links and the at-home programme.
 
 use askama::Template;
@@ -36,7 +36,7 @@ pub(crate) struct AlertView {
     pub session_href: Option<String>,
 }
 
-/// An acknowledged alert on the chart: what was done, by whom, when (issue 15).
+/// An acknowledged alert on the chart: what was done, by whom, when.
 pub(crate) struct AckView {
     pub level: &'static str,
     pub message: String,
@@ -172,7 +172,7 @@ struct ChartPage {
     form: FormData,
     errors: Errors,
     notice: Option<String>,
-    /// Between sessions (issue 6); `None` without clinical access.
+    /// Between sessions; `None` without clinical access.
     between: Option<BetweenView>,
     /// A check-in link just issued: its URL is shown this once.
     issued: Option<IssuedView>,
@@ -431,122 +431,14 @@ async fn chart_page_with(
             },
         )
         .await?;
-    page.acknowledged = recent
-        .iter()
-        .filter_map(|a| {
-            let at = a.acknowledged_at?;
-            Some(AckView {
-                level: alert_view(a, &clock).level,
-                message: a.message.clone(),
-                raised: clock.datetime(a.raised_at),
-                acknowledged: format!(
-                    "{} by {}",
-                    clock.datetime(at),
-                    a.acknowledged_by.as_deref().unwrap_or("unknown")
-                ),
-                note: a.acknowledgement_note.clone().unwrap_or_else(|| "No note".into()),
-            })
-        })
-        .take(5)
-        .collect();
+    page.acknowledged = acknowledged_views(&recent, &clock);
     page.flags = chart_flags(&c);
 
-    let course_label = |cid| {
-        c.courses.iter().find(|x| x.id == cid).map_or_else(|| format!("Course {cid}"), super::between::course_label)
-    };
-    page.outcomes = c
-        .outcomes
-        .iter()
-        .map(|o| {
-            let out = &o.outcome;
-            let (response, response_class) = yes_no(out.responded, "Responder", "Not responding");
-            let (remission, remission_class) = yes_no(out.remitted, "In remission", "Not in remission");
-            let (relapse, relapse_class) = match out.relapsed {
-                // A relapse earlier in the course, and a response again at the latest score.
-                Some(true) if out.currently_responding == Some(true) => ("Relapsed, responding again", "st-neutral"),
-                Some(true) => ("Relapsed", "st-stop"),
-                Some(false) => ("No relapse", "st-good"),
-                None => ("Cannot be assessed yet", "st-muted"),
-            };
-            OutcomeView {
-                course: course_label(o.course_id),
-                instrument: catalog()
-                    .get(&out.instrument)
-                    .map_or_else(|| out.instrument.clone(), |i| i.short_name.clone()),
-                baseline: out.baseline,
-                baseline_from: o
-                    .baseline_course_id
-                    .map(|id| format!("baseline from {}", course_label(id)))
-                    .unwrap_or_default(),
-                latest: out.latest,
-                change: match out.percent_change {
-                    Some(p) => format!("{:+} ({p:+.0} %)", out.change),
-                    None => format!("{:+}", out.change),
-                },
-                assessments: out.assessments,
-                response,
-                response_class,
-                remission,
-                remission_class,
-                relapse,
-                relapse_class,
-                definition: out.definition.name.clone(),
-                definition_source: out.definition.source.to_string(),
-            }
-        })
-        .collect();
+    page.outcomes = outcome_views(&c);
 
-    // Trajectories: every instrument with a total, in catalog order.
-    let dosed: Vec<time::OffsetDateTime> = c.sessions.iter().filter_map(|s| s.dose_started_at).collect();
-    for inst in catalog().all().iter().filter(|i| i.scoring != ScoringMethod::RiskCategory) {
-        let scores: Vec<trajectory::Score> = c
-            .responses
-            .iter()
-            .filter(|r| r.instrument == inst.code)
-            .filter_map(|r| {
-                r.score.total.map(|t| trajectory::Score {
-                    at: r.completed_at,
-                    total: t,
-                    band: r.score.severity.as_ref().map(|b| b.label.clone()),
-                })
-            })
-            .collect();
-        if scores.is_empty() {
-            continue;
-        }
-        // Judge against the latest course that has an outcome for this instrument.
-        let outcome = c.outcomes.iter().rev().find(|o| o.outcome.instrument == inst.code).map(|o| &o.outcome);
-        let def = outcome.map(|o| &o.definition).or_else(|| definition_for(&inst.code));
-        if let Some(t) = trajectory::build(inst, &scores, &dosed, def, outcome.map(|o| o.baseline), &clock) {
-            page.charts.push(t);
-        }
-    }
+    page.charts = trajectories(&c, &clock);
 
-    let pretreatment = st.store.list_pretreatment(actor, id).await?;
-    let mut courses = Vec::with_capacity(c.courses.len());
-    for x in c.courses.iter().rev() {
-        let done = c.sessions.iter().filter(|s| s.course_id == x.id && s.state == SessionState::Discharged).count();
-        let (dose, pump) = course_dose(st, actor, &c, x.id, patient.latest_weight_kg.map(|w| w.0)).await?;
-        courses.push(CourseView {
-            label: format!("{} · {}", x.route.label(), x.phase.as_str()),
-            start: clock_date(x.start_date),
-            status: match x.status {
-                CourseStatus::Active => "Active",
-                CourseStatus::Completed => "Completed",
-                CourseStatus::Stopped => "Stopped",
-            },
-            progress: format!("{done} of {} sessions done", x.planned_sessions),
-            protocol: x.protocol.clone().unwrap_or_default(),
-            dose,
-            pump,
-            pretreatment: pretreatment
-                .iter()
-                .find(|r| r.course_id == x.id)
-                .map(|r| super::plan::pretreatment_lines(r, &clock))
-                .unwrap_or_default(),
-        });
-    }
-    page.courses = courses;
+    page.courses = course_views(st, actor, &c, &clock).await?;
     let exposure = st.store.patient_exposure(actor, id).await?;
     page.exposure = exposure
         .drugs
@@ -600,8 +492,158 @@ async fn chart_page_with(
             r.source
         ));
     }
-    page.responses = c
-        .responses
+    page.responses = response_rows(&c, &clock);
+    page.adverse_events = c
+        .adverse_events
+        .iter()
+        .rev()
+        .map(|e| AeRow {
+            when: clock.datetime(e.onset_at),
+            description: e.description.clone(),
+            severity: e.severity.as_str(),
+            serious: e.serious,
+            outcome: e.outcome.clone(),
+        })
+        .collect();
+    Ok(page)
+}
+
+/// The last acknowledged alerts (of the recent ones), newest first, at most five.
+fn acknowledged_views(recent: &[keta_domain::records::Alert], clock: &SiteClock) -> Vec<AckView> {
+    recent
+        .iter()
+        .filter_map(|a| {
+            let at = a.acknowledged_at?;
+            Some(AckView {
+                level: alert_view(a, clock).level,
+                message: a.message.clone(),
+                raised: clock.datetime(a.raised_at),
+                acknowledged: format!(
+                    "{} by {}",
+                    clock.datetime(at),
+                    a.acknowledged_by.as_deref().unwrap_or("unknown")
+                ),
+                note: a.acknowledgement_note.clone().unwrap_or_else(|| "No note".into()),
+            })
+        })
+        .take(5)
+        .collect()
+}
+
+/// Each course's outcome against its definition, with the baseline it was judged from.
+fn outcome_views(c: &PatientChart) -> Vec<OutcomeView> {
+    let course_label = |cid| {
+        c.courses.iter().find(|x| x.id == cid).map_or_else(|| format!("Course {cid}"), super::between::course_label)
+    };
+    c.outcomes
+        .iter()
+        .map(|o| {
+            let out = &o.outcome;
+            let (response, response_class) = yes_no(out.responded, "Responder", "Not responding");
+            let (remission, remission_class) = yes_no(out.remitted, "In remission", "Not in remission");
+            let (relapse, relapse_class) = match out.relapsed {
+                // A relapse earlier in the course, and a response again at the latest score.
+                Some(true) if out.currently_responding == Some(true) => ("Relapsed, responding again", "st-neutral"),
+                Some(true) => ("Relapsed", "st-stop"),
+                Some(false) => ("No relapse", "st-good"),
+                None => ("Cannot be assessed yet", "st-muted"),
+            };
+            OutcomeView {
+                course: course_label(o.course_id),
+                instrument: catalog()
+                    .get(&out.instrument)
+                    .map_or_else(|| out.instrument.clone(), |i| i.short_name.clone()),
+                baseline: out.baseline,
+                baseline_from: o
+                    .baseline_course_id
+                    .map(|id| format!("baseline from {}", course_label(id)))
+                    .unwrap_or_default(),
+                latest: out.latest,
+                change: match out.percent_change {
+                    Some(p) => format!("{:+} ({p:+.0} %)", out.change),
+                    None => format!("{:+}", out.change),
+                },
+                assessments: out.assessments,
+                response,
+                response_class,
+                remission,
+                remission_class,
+                relapse,
+                relapse_class,
+                definition: out.definition.name.clone(),
+                definition_source: out.definition.source.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// Trajectories: every instrument with a total, in catalog order.
+fn trajectories(c: &PatientChart, clock: &SiteClock) -> Vec<Trajectory> {
+    let mut charts = Vec::new();
+    let dosed: Vec<time::OffsetDateTime> = c.sessions.iter().filter_map(|s| s.dose_started_at).collect();
+    for inst in catalog().all().iter().filter(|i| i.scoring != ScoringMethod::RiskCategory) {
+        let scores: Vec<trajectory::Score> = c
+            .responses
+            .iter()
+            .filter(|r| r.instrument == inst.code)
+            .filter_map(|r| {
+                r.score.total.map(|t| trajectory::Score {
+                    at: r.completed_at,
+                    total: t,
+                    band: r.score.severity.as_ref().map(|b| b.label.clone()),
+                })
+            })
+            .collect();
+        if scores.is_empty() {
+            continue;
+        }
+        // Judge against the latest course that has an outcome for this instrument.
+        let outcome = c.outcomes.iter().rev().find(|o| o.outcome.instrument == inst.code).map(|o| &o.outcome);
+        let def = outcome.map(|o| &o.definition).or_else(|| definition_for(&inst.code));
+        if let Some(t) = trajectory::build(inst, &scores, &dosed, def, outcome.map(|o| o.baseline), clock) {
+            charts.push(t);
+        }
+    }
+    charts
+}
+
+/// The courses, newest first, with their dose, pump rate and pre-treatment lines.
+async fn course_views(
+    st: &AppState,
+    actor: &keta_store::Actor,
+    c: &PatientChart,
+    clock: &SiteClock,
+) -> UiResult<Vec<CourseView>> {
+    let pretreatment = st.store.list_pretreatment(actor, c.patient.id).await?;
+    let mut courses = Vec::with_capacity(c.courses.len());
+    for x in c.courses.iter().rev() {
+        let done = c.sessions.iter().filter(|s| s.course_id == x.id && s.state == SessionState::Discharged).count();
+        let (dose, pump) = course_dose(st, actor, c, x.id, c.patient.latest_weight_kg.map(|w| w.0)).await?;
+        courses.push(CourseView {
+            label: format!("{} · {}", x.route.label(), x.phase.as_str()),
+            start: clock_date(x.start_date),
+            status: match x.status {
+                CourseStatus::Active => "Active",
+                CourseStatus::Completed => "Completed",
+                CourseStatus::Stopped => "Stopped",
+            },
+            progress: format!("{done} of {} sessions done", x.planned_sessions),
+            protocol: x.protocol.clone().unwrap_or_default(),
+            dose,
+            pump,
+            pretreatment: pretreatment
+                .iter()
+                .find(|r| r.course_id == x.id)
+                .map(|r| super::plan::pretreatment_lines(r, clock))
+                .unwrap_or_default(),
+        });
+    }
+    Ok(courses)
+}
+
+/// The last 30 questionnaire scores, newest first.
+fn response_rows(c: &PatientChart, clock: &SiteClock) -> Vec<ResponseRow> {
+    c.responses
         .iter()
         .rev()
         .take(30)
@@ -622,20 +664,7 @@ async fn chart_page_with(
             },
             safety: r.score.safety_flags.iter().map(|f| f.message.clone()).collect(),
         })
-        .collect();
-    page.adverse_events = c
-        .adverse_events
-        .iter()
-        .rev()
-        .map(|e| AeRow {
-            when: clock.datetime(e.onset_at),
-            description: e.description.clone(),
-            severity: e.severity.as_str(),
-            serious: e.serious,
-            outcome: e.outcome.clone(),
-        })
-        .collect();
-    Ok(page)
+        .collect()
 }
 
 fn clock_date(d: time::Date) -> String {

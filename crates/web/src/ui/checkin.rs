@@ -1,4 +1,4 @@
-//! The patient's phone page: `/c/{token}` (issue 6).
+//! The patient's phone page: `/c/{token}`.
 //!
 //! No account and no password: the unguessable token in the path is the authorisation, for one
 //! check-in, once, inside its window. Nothing in the URL names the patient, and the pages show

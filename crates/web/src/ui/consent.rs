@@ -1,4 +1,4 @@
-//! Consent and REMS enrolment on the tablet (issue 12): the patient reads the current version
+//! Consent and REMS enrolment on the tablet: the patient reads the current version
 //! of a form, types their name and draws a signature (kept as SVG path data, drawn by
 //! `static/signature.js`); a clinician countersigns. The page lists every consent on file,
 //! current or not, with the version signed. A session's "dose refused" message links here.

@@ -1,6 +1,6 @@
 //! Durability: how long the clinic's responders keep their response after their last
 //! session, as Kaplan–Meier curves by route or by protocol, with the shares still responding
-//! at 4 and 8 weeks beside the published figures of clinical-reference §5 (issue 6). The
+//! at 4 and 8 weeks beside the published figures of clinical-reference §5. The
 //! analysis is `keta_domain::durability`; this module reads the charts, draws the chart as
 //! server-side SVG (no script; colours and dash patterns are SVG presentation attributes,
 //! which the CSP allows, unlike `style`) and pairs it with a table, its text alternative.

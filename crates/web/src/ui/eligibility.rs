@@ -94,7 +94,7 @@ struct MsmFragment {
 #[template(path = "patients/eligibility.html")]
 struct EligibilityPage {
     chrome: Chrome,
-    /// The Maudsley score last saved with an assessment, in words (issue 15: it was shown nowhere).
+    /// The Maudsley score last saved with an assessment, in words (it was shown nowhere).
     saved_msm: Option<String>,
     id: i64,
     name: String,
@@ -518,24 +518,19 @@ pub async fn post_trial(
     if outcome.is_none() {
         errors.add("outcome", "choose how the trial ended");
     }
-    if let (Some(weeks), Some(outcome)) = (weeks, outcome) {
-        let trial = AntidepressantTrial {
-            drug: form.get("drug").trim().to_string(),
-            daily_dose_mg: dose.map(Milligrams),
-            weeks,
-            adequate: form.checked("adequate"),
-            outcome,
-            current_episode: form.checked("current_episode"),
-        };
-        if let Err(e) = trial.validate() {
-            errors.absorb(StoreError::Domain(e))?;
-        }
-        if !errors.any() {
-            match st.store.add_antidepressant_trial(&user.actor, PatientId(id), trial).await {
-                Ok(_) => return Ok(see_other(format!("/patients/{id}/eligibility#trials"))),
-                Err(e) => errors.absorb(e)?,
-            }
-        }
+    let trial = weeks.zip(outcome).map(|(weeks, outcome)| AntidepressantTrial {
+        drug: form.get("drug").trim().to_string(),
+        daily_dose_mg: dose.map(Milligrams),
+        weeks,
+        adequate: form.checked("adequate"),
+        outcome,
+        current_episode: form.checked("current_episode"),
+    });
+    if let Some(Err(e)) = trial.as_ref().map(AntidepressantTrial::validate) {
+        errors.absorb(StoreError::Domain(e))?;
+    }
+    if errors.submit(trial, |t| st.store.add_antidepressant_trial(&user.actor, PatientId(id), t)).await?.is_some() {
+        return Ok(see_other(format!("/patients/{id}/eligibility#trials")));
     }
     let p = page(&st, &user, PatientId(id), None, Errors::new(), form, errors, PanelForms::default()).await?;
     Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &p))

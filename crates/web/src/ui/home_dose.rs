@@ -1,4 +1,4 @@
-//! The at-home programme's phone pages (issue 6), reached through `/c/{token}` like every
+//! The at-home programme's phone pages, reached through `/c/{token}` like every
 //! check-in: the pre-dose screen, the wait for the sitter, the dose log, and the sitter's own
 //! confirmation page.
 //!

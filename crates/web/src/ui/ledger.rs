@@ -40,7 +40,7 @@ pub struct Opt {
 /// True when the user entered their password within the ledger's window.
 pub(crate) fn reauthenticated(st: &AppState, user: &CurrentUser) -> bool {
     let now = st.store.now();
-    user.reauthenticated_at.is_some_and(|t| now - t < keta_store::ledger::reauthentication_window())
+    user.reauthenticated_at.is_some_and(|t| now - t < st.store.reauthentication_window())
 }
 
 /// Where the "Re-enter password" link sends the user, coming back to `back`.

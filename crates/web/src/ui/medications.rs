@@ -220,15 +220,12 @@ pub async fn post_session_review(
     form: FormData,
 ) -> UiResult<Response> {
     let mut errors = Errors::new();
-    match st.store.review_medications(&user.actor, SessionId(id), NewMedicationReview { note: form.opt("note") }).await
-    {
-        Ok(_) => Ok(see_other(format!("/sessions/{id}#medications"))),
-        Err(e) => {
-            errors.absorb(e)?;
-            let p = session_panel(&st, &user, SessionId(id), errors).await?;
-            Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &p))
-        }
+    let review = NewMedicationReview { note: form.opt("note") };
+    if errors.submit(Some(review), |r| st.store.review_medications(&user.actor, SessionId(id), r)).await?.is_some() {
+        return Ok(see_other(format!("/sessions/{id}#medications")));
     }
+    let p = session_panel(&st, &user, SessionId(id), errors).await?;
+    Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &p))
 }
 
 fn back(id: i64) -> Response {
@@ -249,17 +246,14 @@ pub async fn post_medication(
     if started.is_some() && started_on.is_none() {
         errors.add("started_on", "enter the date as YYYY-MM-DD, or leave it empty");
     }
-    if !errors.any() {
-        let new = NewMedication {
-            drug: form.get("drug").to_string(),
-            dose: form.opt("dose"),
-            daily_dose_mg: mg.map(Milligrams),
-            started_on,
-        };
-        match st.store.add_medication(&user.actor, PatientId(id), new).await {
-            Ok(_) => return Ok(back(id)),
-            Err(e) => errors.absorb(e)?,
-        }
+    let new = NewMedication {
+        drug: form.get("drug").to_string(),
+        dose: form.opt("dose"),
+        daily_dose_mg: mg.map(Milligrams),
+        started_on,
+    };
+    if errors.submit(Some(new), |new| st.store.add_medication(&user.actor, PatientId(id), new)).await?.is_some() {
+        return Ok(back(id));
     }
     let forms = PanelForms { med_form: form, med_errors: errors, ..Default::default() };
     super::eligibility::rejected_panel(&st, &user, PatientId(id), forms).await
@@ -273,15 +267,13 @@ pub async fn post_stop_medication(
     form: FormData,
 ) -> UiResult<Response> {
     let mut errors = Errors::new();
-    match parse_iso_date(form.get("stopped_on").trim()) {
-        None => errors.add("stopped_on", "enter the date it was stopped as YYYY-MM-DD"),
-        Some(d) => {
-            let stop = StopMedication { stopped_on: d, reason: form.opt("reason") };
-            match st.store.stop_medication(&user.actor, RecordId(med), stop).await {
-                Ok(_) => return Ok(back(id)),
-                Err(e) => errors.absorb(e)?,
-            }
-        }
+    let stopped_on = parse_iso_date(form.get("stopped_on").trim());
+    if stopped_on.is_none() {
+        errors.add("stopped_on", "enter the date it was stopped as YYYY-MM-DD");
+    }
+    let stop = stopped_on.map(|d| StopMedication { stopped_on: d, reason: form.opt("reason") });
+    if errors.submit(stop, |stop| st.store.stop_medication(&user.actor, RecordId(med), stop)).await?.is_some() {
+        return Ok(back(id));
     }
     let forms = PanelForms { stop_errors: errors, ..Default::default() };
     super::eligibility::rejected_panel(&st, &user, PatientId(id), forms).await
@@ -295,16 +287,17 @@ pub async fn post_allergy(
     form: FormData,
 ) -> UiResult<Response> {
     let mut errors = Errors::new();
-    match AllergySeverity::parse(form.get("severity")) {
-        None => errors.add("severity", "choose how severe the reaction was (or 'Not known')"),
-        Some(severity) => {
-            let new =
-                NewAllergy { substance: form.get("substance").to_string(), reaction: form.opt("reaction"), severity };
-            match st.store.add_allergy(&user.actor, PatientId(id), new).await {
-                Ok(_) => return Ok(back(id)),
-                Err(e) => errors.absorb(e)?,
-            }
-        }
+    let severity = AllergySeverity::parse(form.get("severity"));
+    if severity.is_none() {
+        errors.add("severity", "choose how severe the reaction was (or 'Not known')");
+    }
+    let new = severity.map(|severity| NewAllergy {
+        substance: form.get("substance").to_string(),
+        reaction: form.opt("reaction"),
+        severity,
+    });
+    if errors.submit(new, |new| st.store.add_allergy(&user.actor, PatientId(id), new)).await?.is_some() {
+        return Ok(back(id));
     }
     let forms = PanelForms { allergy_form: form, allergy_errors: errors, ..Default::default() };
     super::eligibility::rejected_panel(&st, &user, PatientId(id), forms).await
@@ -326,12 +319,10 @@ pub async fn post_pregnancy_status(
     if on.is_none() {
         errors.add("recorded_on", "enter the date it was established (e.g. the test date) as YYYY-MM-DD");
     }
-    if let (Some(status), Some(recorded_on)) = (status, on) {
-        let new = NewPregnancyStatus { status, recorded_on, note: form.opt("note") };
-        match st.store.record_pregnancy_status(&user.actor, PatientId(id), new).await {
-            Ok(_) => return Ok(back(id)),
-            Err(e) => errors.absorb(e)?,
-        }
+    let new =
+        status.zip(on).map(|(status, recorded_on)| NewPregnancyStatus { status, recorded_on, note: form.opt("note") });
+    if errors.submit(new, |new| st.store.record_pregnancy_status(&user.actor, PatientId(id), new)).await?.is_some() {
+        return Ok(back(id));
     }
     let forms = PanelForms { pregnancy_form: form, pregnancy_errors: errors, ..Default::default() };
     super::eligibility::rejected_panel(&st, &user, PatientId(id), forms).await

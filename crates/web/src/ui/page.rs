@@ -292,6 +292,24 @@ impl Errors {
             other => Err(UiError::Store(other)),
         }
     }
+    /// The one shape of a form post, after the form was parsed into `input` (adding field
+    /// errors here): when it parsed cleanly, `record` runs and `Some` of what it returned is
+    /// the answer (the handler redirects or shows it); otherwise, or when the store refuses
+    /// the input, `None` and these errors hold why, for the handler to render the form again.
+    /// Errors that are not about the input (not found, forbidden, storage) are passed back.
+    pub async fn submit<T, R, F>(&mut self, input: Option<T>, record: impl FnOnce(T) -> F) -> Result<Option<R>, UiError>
+    where
+        F: std::future::Future<Output = Result<R, StoreError>>,
+    {
+        let Some(input) = input.filter(|_| !self.any()) else { return Ok(None) };
+        match record(input).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => {
+                self.absorb(e)?;
+                Ok(None)
+            }
+        }
+    }
     /// Renames fields, e.g. the domain's `score` to the form's `moaas_score`.
     pub fn rename(&mut self, from: &str, to: &str) {
         for e in &mut self.list {

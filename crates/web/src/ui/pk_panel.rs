@@ -1,4 +1,4 @@
-//! The session screen's "Predicted concentration" panel (issue 5): the predicted plasma
+//! The session screen's "Predicted concentration" panel: the predicted plasma
 //! and effect-site curves of the session's dose (0–240 min after the dose started) under
 //! a named population model, the model's published population band when it has one, the
 //! observed MOAA/S and CADSS scores on the same time axis, and when the concentration is
@@ -34,7 +34,7 @@ const RIGHT: f64 = 110.0;
 const TOP: f64 = 14.0;
 const PLOT_BOTTOM: f64 = 222.0;
 const MOAAS_ROW: f64 = 262.0;
-/// CADSS has a scale of its own (issue 15: a row of labelled dots had none): 0 at the
+/// CADSS has a scale of its own (a row of labelled dots had none): 0 at the
 /// bottom, the instrument's maximum total at the top.
 const CADSS_TOP: f64 = 286.0;
 const CADSS_BOTTOM: f64 = 346.0;
@@ -519,7 +519,7 @@ mod tests {
         assert!(c.band.is_none());
         assert!(c.effect.is_some());
         assert_eq!(c.moaas.len(), 1);
-        // Issue 15: CADSS is drawn on its own scale, labelled 0 to the maximum total.
+        // CADSS is drawn on its own scale, labelled 0 to the maximum total.
         let labels: Vec<&str> = c.cadss_ticks.iter().map(|t| t.label.as_str()).collect();
         assert_eq!(labels, ["0", "12", "24"]);
         let ys: Vec<f64> = c.cadss.iter().map(|m| m.y.parse().unwrap()).collect();

@@ -1,4 +1,4 @@
-//! The SPRAVATO REMS Patient Monitoring Form in the browser (issue 12): the form as filled
+//! The SPRAVATO REMS Patient Monitoring Form in the browser: the form as filled
 //! from the session, the questions the record cannot answer, marking it submitted, the CSV,
 //! and the queue of forms against the 7-day limit.
 
@@ -310,11 +310,8 @@ pub async fn post_form(
 ) -> UiResult<Response> {
     let mut errors = Errors::new();
     let answers = answers_of(&form, &mut errors);
-    if !errors.any() {
-        match st.store.save_rems_answers(&user.actor, SessionId(id), answers).await {
-            Ok(_) => return Ok(see_other(format!("/sessions/{id}/rems"))),
-            Err(e) => errors.absorb(e)?,
-        }
+    if errors.submit(Some(answers), |a| st.store.save_rems_answers(&user.actor, SessionId(id), a)).await?.is_some() {
+        return Ok(see_other(format!("/sessions/{id}/rems")));
     }
     let p = page(&st, &user, SessionId(id), Some(form), errors).await?;
     Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &p))
@@ -328,15 +325,14 @@ pub async fn post_submitted(
     form: FormData,
 ) -> UiResult<Response> {
     let mut errors = Errors::new();
-    match parse_iso_date(form.get("submitted_on").trim()) {
-        None => errors.add("submitted_on", "enter the date it was submitted as YYYY-MM-DD"),
-        Some(d) => {
-            let m = MarkSubmitted { confirmation_number: form.get("confirmation_number").to_string(), submitted_on: d };
-            match st.store.mark_rems_submitted(&user.actor, SessionId(id), m).await {
-                Ok(_) => return Ok(see_other(format!("/sessions/{id}/rems"))),
-                Err(e) => errors.absorb(e)?,
-            }
-        }
+    let submitted_on = parse_iso_date(form.get("submitted_on").trim());
+    if submitted_on.is_none() {
+        errors.add("submitted_on", "enter the date it was submitted as YYYY-MM-DD");
+    }
+    let m = submitted_on
+        .map(|d| MarkSubmitted { confirmation_number: form.get("confirmation_number").to_string(), submitted_on: d });
+    if errors.submit(m, |m| st.store.mark_rems_submitted(&user.actor, SessionId(id), m)).await?.is_some() {
+        return Ok(see_other(format!("/sessions/{id}/rems")));
     }
     let p = page(&st, &user, SessionId(id), None, errors).await?;
     Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &p))

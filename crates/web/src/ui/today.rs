@@ -77,7 +77,7 @@ pub(crate) struct Board {
     /// Open alerts not shown on a chair (questionnaire safety items, sessions elsewhere).
     pub other_alerts: Vec<AlertLine>,
     pub clinical: bool,
-    /// Urgent alerts nobody acknowledged in time, at the top of the board (issue 18).
+    /// Urgent alerts nobody acknowledged in time, at the top of the board.
     pub escalated: Vec<AlertLine>,
     /// Their ids, space-separated: the board's script sounds once for each new one.
     pub escalated_ids: String,

@@ -1,4 +1,4 @@
-//! Administration in the browser (issue 15): staff accounts, sites and chairs, and every
+//! Administration in the browser: staff accounts, sites and chairs, and every
 //! clinic setting and rule set that used to need the API. Each screen calls the same store
 //! operations as the API (which validate, check permissions and audit in the same
 //! transaction); a refused form is shown again with what to fix beside each field.

@@ -202,7 +202,7 @@ async fn user_page(
         own_account: u.id == user.user_id,
         roles: roles(),
         sites: site_choices,
-        fresh: user.reauthenticated_at.is_some_and(|t| now - t < keta_store::ledger::reauthentication_window()),
+        fresh: user.reauthenticated_at.is_some_and(|t| now - t < st.store.reauthentication_window()),
         refused,
         notice,
         new_totp,
