@@ -676,14 +676,15 @@ impl ServeOptions {
         }
         let protocols_dir = l.pick("protocols_dir", self.protocols_dir, file.protocols_dir.take());
         let protocols = protocol_library(protocols_dir.as_deref())?;
-        let bulk_dir = l.pick("bulk_export_dir", self.bulk_export_dir, file.bulk_export_dir.take()).unwrap_or_else(|| {
-            let data_dir = database_url
-                .strip_prefix("sqlite://")
-                .and_then(|p| Path::new(p).parent())
-                .filter(|p| !p.as_os_str().is_empty())
-                .map_or_else(|| PathBuf::from("keta-data"), Path::to_path_buf);
-            data_dir.join("bulk-export")
-        });
+        let bulk_dir =
+            l.pick("bulk_export_dir", self.bulk_export_dir, file.bulk_export_dir.take()).unwrap_or_else(|| {
+                let data_dir = database_url
+                    .strip_prefix("sqlite://")
+                    .and_then(|p| Path::new(p).parent())
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map_or_else(|| PathBuf::from("keta-data"), Path::to_path_buf);
+                data_dir.join("bulk-export")
+            });
         let retention_hours = l.number(
             "bulk_export_retention_hours",
             self.bulk_export_retention_hours.map(i64::from),

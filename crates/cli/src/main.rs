@@ -317,7 +317,18 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
-        Command::Demo { bind, dir, seed, fresh, mllp_bind, protocols_dir, database_url, build_only, shared, shared_origins } => {
+        Command::Demo {
+            bind,
+            dir,
+            seed,
+            fresh,
+            mllp_bind,
+            protocols_dir,
+            database_url,
+            build_only,
+            shared,
+            shared_origins,
+        } => {
             let settings = shared.resolve_alone(&shared_origins)?;
             let protocols = config::protocol_library(protocols_dir.as_deref())?;
             let path = dir.join("demo.db");

@@ -510,7 +510,7 @@ async fn a_patient_exported_as_fhir_is_imported_into_an_empty_clinic_with_the_sa
         let dst_dx = codes(target.get(&format!("/fhir/R4/Condition?patient={id}")).await.json().await.unwrap());
         assert_eq!(src_dx, ["F33.2"]);
         assert_eq!(dst_dx, src_dx, "{:?}: diagnoses", db.kind);
-        let imported = keta_store::testing::antidepressant_trials(&t, PatientId(id)).await.unwrap();
+        let imported = keta_store::testing::antidepressant_trials(t, PatientId(id)).await.unwrap();
         assert_eq!(
             imported.iter().map(|x| x.trial.clone()).collect::<Vec<_>>(),
             trials,
