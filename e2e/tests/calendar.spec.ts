@@ -107,7 +107,7 @@ test('the front desk books a course, moves a session, marks an arrival and recor
   const due = desk.locator('.cal-session').filter({ hasText: p.name }).filter({ has: desk.locator('summary', { hasText: 'No-show' }) }).last();
   await due.locator('summary', { hasText: 'No-show' }).click();
   const noShow = due.locator('form[action$="/no-show"]');
-  await noShow.getByLabel('Why').fill('Did not attend; phoned, no answer');
+  await noShow.getByLabel('Why the patient did not come').fill('Did not attend; phoned, no answer');
   // This protocol gives a missed session later and moves the rest: without a make-up date the
   // no-show is refused, naming the rule; with one it is recorded and the session made up.
   await noShow.getByRole('button', { name: 'Record the no-show' }).click();
@@ -116,7 +116,7 @@ test('the front desk books a course, moves a session, marks an arrival and recor
   const again = desk.locator('.cal-session').filter({ hasText: p.name }).filter({ has: desk.locator('summary', { hasText: 'No-show' }) }).last();
   await again.locator('summary', { hasText: 'No-show' }).click();
   const retry = again.locator('form[action$="/no-show"]');
-  await retry.getByLabel('Why').fill('Did not attend; phoned, no answer');
+  await retry.getByLabel('Why the patient did not come').fill('Did not attend; phoned, no answer');
   await retry.getByLabel(/^Make-up date/).fill(makeUp);
   await retry.getByRole('button', { name: 'Record the no-show' }).click();
   await expect(desk.getByRole('alert')).toHaveCount(0);

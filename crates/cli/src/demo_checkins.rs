@@ -1,4 +1,4 @@
-//! The demo clinic between sessions (issue 6): what each site tells its patients, the home
+//! The demo clinic between sessions: what each site tells its patients, the home
 //! pre-dose intervals, and one at-home dose planned for today (with a supply handed over) so
 //! the pre-dose screen, the sitter's link and the dose log can be tried. Check-in links themselves are issued by the
 //! server's sweep when it starts, and their reminders land in the demo's outbox (log-only

@@ -161,7 +161,7 @@ mod tests {
                 && (x.rule.starts_with("pre_dose_bp") || x.rule == "bp_rise_from_baseline"))
         );
 
-        // Issue 18: every discharged session's record satisfies the discharge rules, judged at
+        // Every discharged session's record satisfies the discharge rules, judged at
         // the time it was discharged with the site's (demo) settings.
         let mut judged = 0;
         for site in &sites {

@@ -551,7 +551,7 @@ pub(crate) fn synth_session<R: Rng + ?Sized>(rng: &mut R, phys: &Physiology, spe
         s.note =
             Some("BP rise around 40 min; re-checked, asymptomatic, settling by 90 min. No treatment needed.".into());
     }
-    // Before leaving (issue 18): the record shows what discharge is judged on: a full set of
+    // Before leaving: the record shows what discharge is judged on: a full set of
     // vitals back near the pre-dose baseline within the demo's vitals window, sedation resolved
     // (MOAA/S 5) and dissociation resolved on CADSS-6 at or below the demo cut-off. Drawn
     // without the random stream, so the rest of the demo clinic stays as it was.

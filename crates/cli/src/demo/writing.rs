@@ -34,7 +34,7 @@ pub(super) async fn build(store: &Store, seed: u64) -> anyhow::Result<()> {
     let courses = create_courses(store, &actor, &plan, &patients).await?;
 
     // Consent (and REMS enrolment for esketamine) for every route a patient is treated by,
-    // signed on the tablet and countersigned, so today's sessions can start (issue 12).
+    // signed on the tablet and countersigned, so today's sessions can start.
     try_join_all(plan.patients.iter().zip(&patients).map(|(p, pat)| {
         let routes: Vec<(Route, Date)> = p.courses.iter().map(|c| (c.route, c.start_date)).collect();
         consent_demo_patient(store, pat, routes, now)

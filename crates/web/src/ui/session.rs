@@ -213,7 +213,7 @@ struct SessionPage {
     minimum_source: String,
     minimum_remaining: i64,
     timers: Vec<TimerView>,
-    /// The course's order with the pump rate, bag concentration and volume (issue 15).
+    /// The course's order with the pump rate, bag concentration and volume.
     order: Option<super::calendar::OrderPanel>,
     open_alerts: Vec<AlertView>,
     acknowledged: Vec<AckView>,
@@ -1384,7 +1384,7 @@ mod tests {
         );
     }
 
-    /// Issue 15: abnormal readings are highlighted by the thresholds the alerts use, read
+    /// Abnormal readings are highlighted by the thresholds the alerts use, read
     /// from the rules (here the built-in ones), not from numbers of the screen's own.
     #[test]
     fn the_vitals_table_flags_what_the_safety_rules_flag() {
