@@ -332,7 +332,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let settings = shared.resolve_alone(&shared_origins)?;
             let protocols = config::protocol_library(protocols_dir.as_deref())?;
             let path = dir.join("demo.db");
-            if fresh && database_url.is_none() {
+            if fresh {
                 for suffix in ["", "-wal", "-shm"] {
                     let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
                 }
