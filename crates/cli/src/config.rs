@@ -547,6 +547,9 @@ pub fn check_public_url(u: &str, what: &str) -> anyhow::Result<()> {
 }
 
 impl ServeOptions {
+    // Long on purpose: a flat table: each setting picked from flag, environment or file in turn, with its own check beside
+    // it.
+    #[allow(clippy::too_many_lines)]
     pub fn resolve(self) -> anyhow::Result<Config> {
         let mut file = match &self.config {
             Some(p) => {

@@ -42,38 +42,8 @@ enum Command {
     /// With --database-url the clinic is built in that database instead (SQLite or PostgreSQL),
     /// for trying Keta or a benchmark on PostgreSQL.
     Demo {
-        /// Address to listen on.
-        #[arg(long, env = "KETA_BIND", default_value = "127.0.0.1:8080")]
-        bind: SocketAddr,
-        /// Folder for the demo database.
-        #[arg(long, env = "KETA_DEMO_DIR", default_value = "keta-data")]
-        dir: PathBuf,
-        /// Seed for the synthetic clinic: the same seed gives the same clinic.
-        #[arg(long, default_value_t = demo::DEFAULT_SEED)]
-        seed: u64,
-        /// Delete the demo database first and build a fresh one.
-        #[arg(long)]
-        fresh: bool,
-        /// Also listen for bedside monitors (HL7 v2 over MLLP) here, e.g. 127.0.0.1:2575, with a
-        /// demo monitor registered to each "Chair N" (`keta monitor-sim` sends as them).
-        #[arg(long, env = "KETA_MLLP_BIND")]
-        mllp_bind: Option<SocketAddr>,
-        /// A folder of the clinic's own protocol files (`*.toml`), added to the built-in library.
-        #[arg(long, env = "KETA_PROTOCOLS_DIR")]
-        protocols_dir: Option<PathBuf>,
-        /// Build and serve the demo clinic in this database instead of the folder's demo.db
-        /// (sqlite://PATH or postgres://USER@HOST/DB), e.g. to try Keta on PostgreSQL or serve it
-        /// from several `keta serve` instances (bench/load.sh); an existing clinic there is
-        /// reused. `--fresh` does not apply: give an empty database.
-        #[arg(long, env = "KETA_DEMO_DATABASE_URL", conflicts_with = "fresh")]
-        database_url: Option<String>,
-        /// Build the clinic and its accounts, then exit without serving.
-        #[arg(long)]
-        build_only: bool,
         #[command(flatten)]
-        shared: config::SharedOptions,
-        #[arg(skip)]
-        shared_origins: config::CliOrigins,
+        opts: DemoOptions,
     },
     /// Serve Keta. Settings come from --config FILE (TOML), then KETA_* variables, then flags;
     /// `--print-config` shows the result.
@@ -177,6 +147,43 @@ enum Command {
     },
 }
 
+/// The options of `keta demo`.
+#[derive(clap::Args)]
+struct DemoOptions {
+    /// Address to listen on.
+    #[arg(long, env = "KETA_BIND", default_value = "127.0.0.1:8080")]
+    bind: SocketAddr,
+    /// Folder for the demo database.
+    #[arg(long, env = "KETA_DEMO_DIR", default_value = "keta-data")]
+    dir: PathBuf,
+    /// Seed for the synthetic clinic: the same seed gives the same clinic.
+    #[arg(long, default_value_t = demo::DEFAULT_SEED)]
+    seed: u64,
+    /// Delete the demo database first and build a fresh one.
+    #[arg(long)]
+    fresh: bool,
+    /// Also listen for bedside monitors (HL7 v2 over MLLP) here, e.g. 127.0.0.1:2575, with a
+    /// demo monitor registered to each "Chair N" (`keta monitor-sim` sends as them).
+    #[arg(long, env = "KETA_MLLP_BIND")]
+    mllp_bind: Option<SocketAddr>,
+    /// A folder of the clinic's own protocol files (`*.toml`), added to the built-in library.
+    #[arg(long, env = "KETA_PROTOCOLS_DIR")]
+    protocols_dir: Option<PathBuf>,
+    /// Build and serve the demo clinic in this database instead of the folder's demo.db
+    /// (sqlite://PATH or postgres://USER@HOST/DB), e.g. to try Keta on PostgreSQL or serve it
+    /// from several `keta serve` instances (bench/load.sh); an existing clinic there is
+    /// reused. `--fresh` does not apply: give an empty database.
+    #[arg(long, env = "KETA_DEMO_DATABASE_URL", conflicts_with = "fresh")]
+    database_url: Option<String>,
+    /// Build the clinic and its accounts, then exit without serving.
+    #[arg(long)]
+    build_only: bool,
+    #[command(flatten)]
+    shared: config::SharedOptions,
+    #[arg(skip)]
+    shared_origins: config::CliOrigins,
+}
+
 #[derive(Subcommand)]
 enum CheckinsCommand {
     /// Issue links for the check-ins due now, send their reminders (KETA_SMTP_URL and
@@ -270,7 +277,7 @@ fn main() -> std::process::ExitCode {
         let origins = config::CliOrigins::from_matches(sub);
         match &mut cli.command {
             Command::Serve { opts } if name == "serve" => opts.origins = origins,
-            Command::Demo { shared_origins, .. } if name == "demo" => *shared_origins = origins,
+            Command::Demo { opts } if name == "demo" => opts.shared_origins = origins,
             _ => {}
         }
     }
@@ -317,145 +324,9 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
-        Command::Demo {
-            bind,
-            dir,
-            seed,
-            fresh,
-            mllp_bind,
-            protocols_dir,
-            database_url,
-            build_only,
-            shared,
-            shared_origins,
-        } => {
-            let settings = shared.resolve_alone(&shared_origins)?;
-            let protocols = config::protocol_library(protocols_dir.as_deref())?;
-            let path = dir.join("demo.db");
-            if fresh {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
-            }
-            let url = database_url.unwrap_or_else(|| format!("sqlite://{}", path.display()));
-            let store = keta_store::Store::open_with(&url, keta_store::system_clock(), settings.store)
-                .await
-                .with_context(|| format!("opening {url}"))?;
-            let summary = demo::ensure(&store, seed).await.context("building the demo clinic")?;
-            demo_accounts::ensure(&store).await.context("creating the demo accounts")?;
-            demo_ledger::ensure(&store).await.context("building the demo ledger")?;
-            demo_checkins::ensure(&store).await.context("setting up the demo's check-ins")?;
-            if build_only {
-                println!("Keta demo clinic: {summary}");
-                keta_web::shutdown::settle(&store).await;
-                return Ok(());
-            }
-            let mut monitors = None;
-            if let Some(mllp) = mllp_bind {
-                demo_monitors::ensure(&store).await.context("registering the demo monitors")?;
-                let runtime = keta_web::monitors::MonitorRuntime {
-                    settings: keta_web::monitors::MonitorSettings::default(),
-                    raw_retention: time::Duration::days(i64::from(config::DEFAULT_MLLP_RAW_RETENTION_DAYS)),
-                };
-                let (addr, _) = keta_web::monitors::spawn_listener(mllp, store.clone(), runtime.settings.clone())
-                    .await
-                    .with_context(|| format!("listening for monitors on {mllp}"))?;
-                keta_web::monitors::spawn_raw_purge(store.clone(), runtime.raw_retention);
-                monitors = Some(runtime);
-                println!("Bedside monitors (HL7 v2 over MLLP): {addr}  (try `keta monitor-sim --to {addr}`)");
-            }
-            let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("listening on {bind}"))?;
-            let addr = listener.local_addr()?;
-            println!("Keta demo clinic: {summary}");
-            println!("Database: {}", keta_store::backup::redact(&url));
-            println!(
-                "Serving on http://{addr}  (API: http://{addr}/api/v1/patients, OpenAPI: http://{addr}/api/openapi.json)"
-            );
-            println!(
-                "Sign in at http://{addr}/login with password \"{}\" and the code from `keta totp KEY`:",
-                demo_accounts::DEMO_PASSWORD
-            );
-            for a in demo_accounts::accounts() {
-                println!("  {:<11} {:<14} TOTP key {}", a.username, a.role.label(), a.totp_key);
-            }
-            let reminders = reminders_served_at(&settings.reminders, addr, Outbox::Demo)?;
-            println!("Check-in reminders: {}", reminders.describe());
-            println!("Press Ctrl-C to stop.");
-            keta_web::reminders::spawn_sweeper(store.clone(), reminders.clone(), settings.web.checkin_sweep);
-            let mut state = keta_web::AppState::new(store)
-                .with_settings(settings.web)
-                .with_reminders(reminders)
-                .with_protocols(protocols);
-            if let Some(m) = monitors {
-                state = state.with_monitors(m);
-            }
-            keta_web::serve(listener, state, keta_web::shutdown::signal()).await?;
-            Ok(())
-        }
+        Command::Demo { opts } => run_demo(opts).await,
         Command::MonitorSim { opts } => monitor_sim::run(opts).await,
-        Command::Serve { opts } => {
-            let print = opts.print_config;
-            let cfg = opts.resolve()?;
-            if print {
-                print!("{}", cfg.print());
-                return Ok(());
-            }
-            let store = keta_store::Store::open_with(&cfg.database_url, keta_store::system_clock(), cfg.shared.store)
-                .await
-                .context("opening the database")?;
-            let listener =
-                tokio::net::TcpListener::bind(cfg.bind).await.with_context(|| format!("listening on {}", cfg.bind))?;
-            let addr = listener.local_addr()?;
-            tracing::info!(%addr, backend = ?store.backend(), "serving");
-            let reminders = reminders_served_at(&cfg.shared.reminders, addr, Outbox::No)?;
-            tracing::info!(delivery = %reminders.describe(), public_url = %reminders.public_url, "check-in reminders");
-            if keta_web::cluster::follow_other_instances(&store) {
-                tracing::info!("following changes made through other instances (PostgreSQL LISTEN)");
-            }
-            keta_web::reminders::spawn_sweeper(store.clone(), reminders.clone(), cfg.shared.web.checkin_sweep);
-            if let Some(schedule) = cfg.backups {
-                tracing::info!(dir = %schedule.dir.display(), every_s = schedule.every.as_secs(), keep = schedule.keep, "scheduled backups");
-                backups::spawn_scheduled_backups(store.clone(), schedule);
-            }
-            backups::spawn_anchoring(store.clone(), cfg.audit_anchoring);
-            let mut monitors = None;
-            if let Some(mllp) = cfg.mllp {
-                let (mllp_addr, _) =
-                    keta_web::monitors::spawn_listener(mllp.bind, store.clone(), mllp.settings.clone())
-                        .await
-                        .with_context(|| format!("listening for monitors on {}", mllp.bind))?;
-                tracing::info!(addr = %mllp_addr, "listening for bedside monitors (HL7 v2 over MLLP)");
-                keta_web::monitors::spawn_raw_purge(store.clone(), mllp.raw_retention);
-                monitors = Some(keta_web::monitors::MonitorRuntime {
-                    settings: mllp.settings,
-                    raw_retention: mllp.raw_retention,
-                });
-            }
-            let mut observe = keta_web::observe::Observability::new(store.clone());
-            observe.shutdown_grace = cfg.shutdown_grace;
-            observe.metrics_token = cfg.metrics_token;
-            let mut state = keta_web::AppState::new(store.clone())
-                .with_settings(cfg.shared.web)
-                .with_reminders(reminders)
-                .with_trusted_proxies(cfg.trusted_proxies)
-                .with_protocols(cfg.protocols)
-                .with_bulk(cfg.bulk)
-                .with_observability(observe);
-            if let Some(m) = monitors {
-                state = state.with_monitors(m);
-            }
-            let served = match cfg.tls {
-                Some((cert, key)) => {
-                    let tls = keta_web::serving::tls_config(&cert, &key).map_err(anyhow::Error::msg)?;
-                    tracing::info!(%addr, cert = %cert.display(), "serving HTTPS");
-                    keta_web::serving::serve_tls(listener, tls, state, keta_web::shutdown::signal()).await
-                }
-                None => keta_web::serve(listener, state, keta_web::shutdown::signal()).await,
-            };
-            keta_web::shutdown::settle(&store).await;
-            served?;
-            Ok(())
-        }
+        Command::Serve { opts } => serve(opts).await,
         Command::Export { command: ExportCommand::Research { database_url, to } } => {
             let store = keta_store::Store::open(&database_url).await.context("opening the database")?;
             let export = research_export::run(&store, &research_export::command_line_actor(), &to).await?;
@@ -470,53 +341,9 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Backup { database_url, to, audit_anchor_file } => {
-            let store = keta_store::Store::open(&database_url).await.context("opening the database")?;
-            let manifest = store.backup_to(&to).await.with_context(|| format!("backing up to {}", to.display()))?;
-            if let (Some(f), Some(head)) = (&audit_anchor_file, &manifest.survey.audit_head) {
-                keta_store::backup::append_anchor(f, head, manifest.taken_at)
-                    .with_context(|| format!("appending the audit anchor to {}", f.display()))?;
-            }
-            println!(
-                "backup written: {} ({} bytes, SHA-256 {}), manifest {}",
-                to.display(),
-                manifest.file_bytes,
-                manifest.file_sha256,
-                keta_store::backup::manifest_path(&to).display()
-            );
-            match &manifest.survey.audit_head {
-                Some(h) => println!("audit chain head: entry {} {}", h.seq, h.row_hash),
-                None => println!("audit chain: empty"),
-            }
-            println!(
-                "{} tables, {} rows, schema version {}",
-                manifest.survey.tables.len(),
-                manifest.survey.tables.values().sum::<i64>(),
-                manifest.survey.schema_version
-            );
-            Ok(())
+            backup(&database_url, &to, audit_anchor_file.as_deref()).await
         }
-        Command::Restore { from, database_url } => {
-            let now = time::OffsetDateTime::now_utc();
-            let report = keta_store::backup::restore(&from, &database_url, now)
-                .await
-                .with_context(|| format!("restoring {}", from.display()))?;
-            println!(
-                "restored {} tables, {} rows from the backup taken {}",
-                report.tables,
-                report.rows,
-                report.backup_taken_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-            );
-            match &report.audit_head {
-                Some(h) => println!(
-                    "audit trail intact: {} entries verified up to the anchored head, entry {} {}",
-                    report.audit_entries_verified, h.seq, h.row_hash
-                ),
-                None => println!("audit trail: empty"),
-            }
-            println!("sign-in sessions ended: {}", report.sign_in_sessions_ended);
-            println!("done: {database_url} is ready to serve");
-            Ok(())
-        }
+        Command::Restore { from, database_url } => restore(&from, &database_url).await,
         Command::Audit { command: AuditCommand::Anchor { database_url, to } } => {
             let store = keta_store::Store::open(&database_url).await.context("opening the database")?;
             match store.audit_head().await? {
@@ -557,86 +384,9 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
         }
         Command::User {
             command: UserCommand::Add { database_url, username, display_name, role, sites, break_glass },
-        } => {
-            let role = keta_domain::access::Role::parse(&role).with_context(|| {
-                format!("unknown role '{role}': use administrator, prescriber, nurse, front_desk or auditor")
-            })?;
-            let password = match std::env::var("KETA_NEW_PASSWORD") {
-                Ok(p) => p,
-                Err(_) => {
-                    let mut line = String::new();
-                    std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
-                    line.trim_end_matches(['\r', '\n']).to_string()
-                }
-            };
-            let store = keta_store::Store::open(&database_url).await.context("opening the database")?;
-            let actor = keta_store::Actor::system();
-            let new = keta_store::accounts::NewUser {
-                username,
-                display_name,
-                role,
-                password,
-                site_ids: sites.into_iter().map(keta_domain::ids::SiteId).collect(),
-                can_break_glass: break_glass,
-                totp_secret: None,
-            };
-            let (user, secret) = store.create_user(&actor, new).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("created {} ({}), id {}", user.username, user.role.label(), user.id);
-            println!("TOTP key for the authenticator app (shown once): {secret}");
-            Ok(())
-        }
+        } => add_user(&database_url, username, display_name, &role, sites, break_glass).await,
         Command::Audit { command: AuditCommand::Verify { database_url, anchor } } => {
-            let anchors = match &anchor {
-                Some(f) => Some(keta_store::backup::read_anchors(f)?),
-                None => None,
-            };
-            let store = keta_store::Store::open(&database_url).await.context("opening the database")?;
-            let mut ok = true;
-            match store.verify_audit_chain().await? {
-                (n, None) => {
-                    println!("audit trail intact: {n} entries verified");
-                    let waiting = store.unsealed_audit_entries().await?;
-                    if waiting > 0 {
-                        println!(
-                            "{waiting} newer entries are committed but not yet chained (the database disk is full?); they are chained once there is room"
-                        );
-                    }
-                }
-                (n, Some(b)) => {
-                    ok = false;
-                    println!("audit trail BROKEN at entry {}: {} ({n} entries before it verified)", b.seq, b.reason);
-                }
-            }
-            if let Some(anchors) = anchors {
-                let n = anchors.len();
-                match store.check_audit_anchors(anchors).await? {
-                    None => println!("audit anchors intact: all {n} anchored heads are in the chain"),
-                    Some(b) => {
-                        ok = false;
-                        println!("audit trail BROKEN at anchored entry {}: it {}", b.seq, b.reason);
-                    }
-                }
-            }
-            let ledger = store.verify_ledger(&keta_store::Actor::system()).await?;
-            match &ledger.first_break {
-                None => println!("controlled-substance ledger intact: {} entries verified", ledger.entries_checked),
-                Some(b) => {
-                    ok = false;
-                    println!("controlled-substance ledger BROKEN: {b:?}");
-                }
-            }
-            let notes = store.verify_signed_notes(&keta_store::Actor::system()).await?;
-            if notes.is_empty() {
-                println!("signed notes intact");
-            }
-            for (session, v) in notes {
-                ok = false;
-                println!("signed note of session {session} BROKEN: {}", v.problems.join("; "));
-            }
-            if !ok {
-                std::process::exit(1);
-            }
-            Ok(())
+            verify_audit(&database_url, anchor.as_deref()).await
         }
         Command::Bench { opts } => bench::run(opts).await,
         Command::CrashTrials { opts } => crash_trials::run(opts).await,
@@ -644,6 +394,290 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             unreachable!("handled without a runtime")
         }
     }
+}
+
+/// `keta demo`: build (or reuse) the synthetic clinic, then serve it.
+async fn run_demo(opts: DemoOptions) -> anyhow::Result<()> {
+    let DemoOptions {
+        bind,
+        dir,
+        seed,
+        fresh,
+        mllp_bind,
+        protocols_dir,
+        database_url,
+        build_only,
+        shared,
+        shared_origins,
+    } = opts;
+    let settings = shared.resolve_alone(&shared_origins)?;
+    let protocols = config::protocol_library(protocols_dir.as_deref())?;
+    let path = dir.join("demo.db");
+    if fresh {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+    let url = database_url.unwrap_or_else(|| format!("sqlite://{}", path.display()));
+    let store = keta_store::Store::open_with(&url, keta_store::system_clock(), settings.store)
+        .await
+        .with_context(|| format!("opening {url}"))?;
+    let summary = demo::ensure(&store, seed).await.context("building the demo clinic")?;
+    demo_accounts::ensure(&store).await.context("creating the demo accounts")?;
+    demo_ledger::ensure(&store).await.context("building the demo ledger")?;
+    demo_checkins::ensure(&store).await.context("setting up the demo's check-ins")?;
+    if build_only {
+        println!("Keta demo clinic: {summary}");
+        keta_web::shutdown::settle(&store).await;
+        return Ok(());
+    }
+    let mut monitors = None;
+    if let Some(mllp) = mllp_bind {
+        demo_monitors::ensure(&store).await.context("registering the demo monitors")?;
+        let runtime = keta_web::monitors::MonitorRuntime {
+            settings: keta_web::monitors::MonitorSettings::default(),
+            raw_retention: time::Duration::days(i64::from(config::DEFAULT_MLLP_RAW_RETENTION_DAYS)),
+        };
+        let (addr, _) = keta_web::monitors::spawn_listener(mllp, store.clone(), runtime.settings.clone())
+            .await
+            .with_context(|| format!("listening for monitors on {mllp}"))?;
+        keta_web::monitors::spawn_raw_purge(store.clone(), runtime.raw_retention);
+        monitors = Some(runtime);
+        println!("Bedside monitors (HL7 v2 over MLLP): {addr}  (try `keta monitor-sim --to {addr}`)");
+    }
+    let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("listening on {bind}"))?;
+    let addr = listener.local_addr()?;
+    println!("Keta demo clinic: {summary}");
+    println!("Database: {}", keta_store::backup::redact(&url));
+    println!("Serving on http://{addr}  (API: http://{addr}/api/v1/patients, OpenAPI: http://{addr}/api/openapi.json)");
+    println!(
+        "Sign in at http://{addr}/login with password \"{}\" and the code from `keta totp KEY`:",
+        demo_accounts::DEMO_PASSWORD
+    );
+    for a in demo_accounts::accounts() {
+        println!("  {:<11} {:<14} TOTP key {}", a.username, a.role.label(), a.totp_key);
+    }
+    let reminders = reminders_served_at(&settings.reminders, addr, Outbox::Demo)?;
+    println!("Check-in reminders: {}", reminders.describe());
+    println!("Press Ctrl-C to stop.");
+    keta_web::reminders::spawn_sweeper(store.clone(), reminders.clone(), settings.web.checkin_sweep);
+    let mut state =
+        keta_web::AppState::new(store).with_settings(settings.web).with_reminders(reminders).with_protocols(protocols);
+    if let Some(m) = monitors {
+        state = state.with_monitors(m);
+    }
+    keta_web::serve(listener, state, keta_web::shutdown::signal()).await?;
+    Ok(())
+}
+
+/// `keta serve`: the resolved settings, the store, the background tasks, then the listener.
+async fn serve(opts: config::ServeOptions) -> anyhow::Result<()> {
+    let print = opts.print_config;
+    let cfg = opts.resolve()?;
+    if print {
+        print!("{}", cfg.print());
+        return Ok(());
+    }
+    let store = keta_store::Store::open_with(&cfg.database_url, keta_store::system_clock(), cfg.shared.store)
+        .await
+        .context("opening the database")?;
+    let listener =
+        tokio::net::TcpListener::bind(cfg.bind).await.with_context(|| format!("listening on {}", cfg.bind))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, backend = ?store.backend(), "serving");
+    let reminders = reminders_served_at(&cfg.shared.reminders, addr, Outbox::No)?;
+    tracing::info!(delivery = %reminders.describe(), public_url = %reminders.public_url, "check-in reminders");
+    if keta_web::cluster::follow_other_instances(&store) {
+        tracing::info!("following changes made through other instances (PostgreSQL LISTEN)");
+    }
+    keta_web::reminders::spawn_sweeper(store.clone(), reminders.clone(), cfg.shared.web.checkin_sweep);
+    if let Some(schedule) = cfg.backups {
+        tracing::info!(dir = %schedule.dir.display(), every_s = schedule.every.as_secs(), keep = schedule.keep, "scheduled backups");
+        backups::spawn_scheduled_backups(store.clone(), schedule);
+    }
+    backups::spawn_anchoring(store.clone(), cfg.audit_anchoring);
+    let mut monitors = None;
+    if let Some(mllp) = cfg.mllp {
+        let (mllp_addr, _) = keta_web::monitors::spawn_listener(mllp.bind, store.clone(), mllp.settings.clone())
+            .await
+            .with_context(|| format!("listening for monitors on {}", mllp.bind))?;
+        tracing::info!(addr = %mllp_addr, "listening for bedside monitors (HL7 v2 over MLLP)");
+        keta_web::monitors::spawn_raw_purge(store.clone(), mllp.raw_retention);
+        monitors =
+            Some(keta_web::monitors::MonitorRuntime { settings: mllp.settings, raw_retention: mllp.raw_retention });
+    }
+    let mut observe = keta_web::observe::Observability::new(store.clone());
+    observe.shutdown_grace = cfg.shutdown_grace;
+    observe.metrics_token = cfg.metrics_token;
+    let mut state = keta_web::AppState::new(store.clone())
+        .with_settings(cfg.shared.web)
+        .with_reminders(reminders)
+        .with_trusted_proxies(cfg.trusted_proxies)
+        .with_protocols(cfg.protocols)
+        .with_bulk(cfg.bulk)
+        .with_observability(observe);
+    if let Some(m) = monitors {
+        state = state.with_monitors(m);
+    }
+    let served = match cfg.tls {
+        Some((cert, key)) => {
+            let tls = keta_web::serving::tls_config(&cert, &key).map_err(anyhow::Error::msg)?;
+            tracing::info!(%addr, cert = %cert.display(), "serving HTTPS");
+            keta_web::serving::serve_tls(listener, tls, state, keta_web::shutdown::signal()).await
+        }
+        None => keta_web::serve(listener, state, keta_web::shutdown::signal()).await,
+    };
+    keta_web::shutdown::settle(&store).await;
+    served?;
+    Ok(())
+}
+
+/// `keta backup`: a consistent copy with its manifest, and the audit head anchored when asked.
+async fn backup(
+    database_url: &str,
+    to: &std::path::Path,
+    audit_anchor_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let store = keta_store::Store::open(database_url).await.context("opening the database")?;
+    let manifest = store.backup_to(to).await.with_context(|| format!("backing up to {}", to.display()))?;
+    if let (Some(f), Some(head)) = (audit_anchor_file, &manifest.survey.audit_head) {
+        keta_store::backup::append_anchor(f, head, manifest.taken_at)
+            .with_context(|| format!("appending the audit anchor to {}", f.display()))?;
+    }
+    println!(
+        "backup written: {} ({} bytes, SHA-256 {}), manifest {}",
+        to.display(),
+        manifest.file_bytes,
+        manifest.file_sha256,
+        keta_store::backup::manifest_path(to).display()
+    );
+    match &manifest.survey.audit_head {
+        Some(h) => println!("audit chain head: entry {} {}", h.seq, h.row_hash),
+        None => println!("audit chain: empty"),
+    }
+    println!(
+        "{} tables, {} rows, schema version {}",
+        manifest.survey.tables.len(),
+        manifest.survey.tables.values().sum::<i64>(),
+        manifest.survey.schema_version
+    );
+    Ok(())
+}
+
+/// `keta restore`: a backup into an empty database, its audit trail verified.
+async fn restore(from: &std::path::Path, database_url: &str) -> anyhow::Result<()> {
+    let now = time::OffsetDateTime::now_utc();
+    let report = keta_store::backup::restore(from, database_url, now)
+        .await
+        .with_context(|| format!("restoring {}", from.display()))?;
+    println!(
+        "restored {} tables, {} rows from the backup taken {}",
+        report.tables,
+        report.rows,
+        report.backup_taken_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    );
+    match &report.audit_head {
+        Some(h) => println!(
+            "audit trail intact: {} entries verified up to the anchored head, entry {} {}",
+            report.audit_entries_verified, h.seq, h.row_hash
+        ),
+        None => println!("audit trail: empty"),
+    }
+    println!("sign-in sessions ended: {}", report.sign_in_sessions_ended);
+    println!("done: {database_url} is ready to serve");
+    Ok(())
+}
+
+/// `keta user add`: an account, its password from KETA_NEW_PASSWORD or standard input.
+async fn add_user(
+    database_url: &str,
+    username: String,
+    display_name: String,
+    role: &str,
+    sites: Vec<i64>,
+    break_glass: bool,
+) -> anyhow::Result<()> {
+    let role = keta_domain::access::Role::parse(role).with_context(|| {
+        format!("unknown role '{role}': use administrator, prescriber, nurse, front_desk or auditor")
+    })?;
+    let password = match std::env::var("KETA_NEW_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    let store = keta_store::Store::open(database_url).await.context("opening the database")?;
+    let actor = keta_store::Actor::system();
+    let new = keta_store::accounts::NewUser {
+        username,
+        display_name,
+        role,
+        password,
+        site_ids: sites.into_iter().map(keta_domain::ids::SiteId).collect(),
+        can_break_glass: break_glass,
+        totp_secret: None,
+    };
+    let (user, secret) = store.create_user(&actor, new).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("created {} ({}), id {}", user.username, user.role.label(), user.id);
+    println!("TOTP key for the authenticator app (shown once): {secret}");
+    Ok(())
+}
+
+/// `keta audit verify`: the audit chain, its anchors, the ledger and the signed notes; exits 1 on a break.
+async fn verify_audit(database_url: &str, anchor: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let anchors = match anchor {
+        Some(f) => Some(keta_store::backup::read_anchors(f)?),
+        None => None,
+    };
+    let store = keta_store::Store::open(database_url).await.context("opening the database")?;
+    let mut ok = true;
+    match store.verify_audit_chain().await? {
+        (n, None) => {
+            println!("audit trail intact: {n} entries verified");
+            let waiting = store.unsealed_audit_entries().await?;
+            if waiting > 0 {
+                println!(
+                    "{waiting} newer entries are committed but not yet chained (the database disk is full?); they are chained once there is room"
+                );
+            }
+        }
+        (n, Some(b)) => {
+            ok = false;
+            println!("audit trail BROKEN at entry {}: {} ({n} entries before it verified)", b.seq, b.reason);
+        }
+    }
+    if let Some(anchors) = anchors {
+        let n = anchors.len();
+        match store.check_audit_anchors(anchors).await? {
+            None => println!("audit anchors intact: all {n} anchored heads are in the chain"),
+            Some(b) => {
+                ok = false;
+                println!("audit trail BROKEN at anchored entry {}: it {}", b.seq, b.reason);
+            }
+        }
+    }
+    let ledger = store.verify_ledger(&keta_store::Actor::system()).await?;
+    match &ledger.first_break {
+        None => println!("controlled-substance ledger intact: {} entries verified", ledger.entries_checked),
+        Some(b) => {
+            ok = false;
+            println!("controlled-substance ledger BROKEN: {b:?}");
+        }
+    }
+    let notes = store.verify_signed_notes(&keta_store::Actor::system()).await?;
+    if notes.is_empty() {
+        println!("signed notes intact");
+    }
+    for (session, v) in notes {
+        ok = false;
+        println!("signed note of session {session} BROKEN: {}", v.problems.join("; "));
+    }
+    if !ok {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 /// Whether log-only reminders are kept for the `/outbox` screen: only in the demo, whose

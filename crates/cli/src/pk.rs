@@ -303,6 +303,8 @@ fn tick_label(v: f64, step: f64) -> String {
 /// The chart as a self-contained SVG: plasma, effect-site and metabolite curves (and the
 /// population's 5th-95th percentile plasma band), axes with units, the threshold if one
 /// was asked for.
+// Long on purpose: one SVG drawn in one place: every curve, band and tick uses the scale closures set at the top.
+#[allow(clippy::too_many_lines)]
 pub fn svg_chart(sim: &PkSimulation) -> String {
     let (w, h) = (860.0, 480.0);
     let (left, right, top, bottom) = (78.0, 215.0, 48.0, 58.0);

@@ -222,6 +222,8 @@ pub struct DischargeRecord<'a> {
 
 impl DischargeRecord<'_> {
     /// Every fact missing from the record, given the dose started at `dose_started` and it is now `now`.
+    // Long on purpose: one check per discharge criterion, in the order the screen lists them, each adding its blocker.
+    #[allow(clippy::too_many_lines)]
     pub fn blockers(&self, dose_started: OffsetDateTime, now: OffsetDateTime) -> Vec<Blocker> {
         let mut out = Vec::new();
         let after: Vec<&VitalsRecord> = self.vitals.iter().filter(|v| v.taken_at >= dose_started).collect();

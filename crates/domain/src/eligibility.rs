@@ -622,6 +622,122 @@ pub fn assess_route(
     protocols: &[Protocol],
 ) -> Result<RouteEligibility, DomainError> {
     let items = contraindication_items();
+    refuse_declared_from_record(items, record, declared)?;
+    let declared_part = assess_contraindications(route, declared)?;
+
+    let mut facts = Vec::new();
+    let mut warnings = Vec::new();
+    let age = age_on(record.date_of_birth, record.today);
+
+    // From the record: (item code, evidence).
+    let raised = raised_by_record(record, declared, &mut facts);
+
+    let mut out = ContraindicationAssessment {
+        route,
+        hard_stops: vec![],
+        cautions: vec![],
+        not_listed_for_route: declared_part.not_listed_for_route.clone(),
+        blocked: false,
+    };
+    let mut push = |f: ContraindicationFinding| match f.level {
+        ContraindicationLevel::HardStop => out.hard_stops.push(f),
+        ContraindicationLevel::Caution => out.cautions.push(f),
+    };
+
+    // Age against the populations of the route's protocols for the patient's indication.
+    let on_route: Vec<&Protocol> = protocols.iter().filter(|p| p.route == route).collect();
+    let for_indication: Vec<&Protocol> =
+        on_route.iter().copied().filter(|p| p.indication == record.indication).collect();
+    let candidates = if for_indication.is_empty() { on_route } else { for_indication };
+    let with_population: Vec<(&Protocol, &Population)> =
+        candidates.iter().filter_map(|p| p.population.as_ref().map(|pop| (*p, pop))).collect();
+    let names = |ps: &[(&Protocol, &Population)]| {
+        ps.iter().map(|(p, pop)| format!("{} ({})", p.name, pop.label)).collect::<Vec<_>>().join("; ")
+    };
+    if with_population.is_empty() {
+        facts.push(EligibilityFact {
+            fact: "Age".into(),
+            basis: FactBasis::NotRecorded,
+            detail: format!("Age {age}: no protocol for this route sets an age range, so age was not checked."),
+        });
+    } else {
+        let admitted: Vec<(&Protocol, &Population)> =
+            with_population.iter().copied().filter(|(_, pop)| pop.admits(age)).collect();
+        if admitted.is_empty() {
+            // The most lenient level among the protocols: a decision if any protocol allows one.
+            let (_, pop) = with_population.iter().min_by_key(|(_, pop)| pop.outside).copied().expect("not empty");
+            let source = pop
+                .min_age_years
+                .as_ref()
+                .filter(|m| f64::from(age) < m.value)
+                .or(pop.max_age_years.as_ref())
+                .map_or_else(|| pop.outside_source.clone(), |m| m.source.clone());
+            push(ContraindicationFinding {
+                code: OUTSIDE_POPULATION.into(),
+                label: format!("Age {age}: outside the population of {}", names(&with_population)),
+                level: pop.outside,
+                source,
+                note: Some(pop.outside_source.clone()),
+                basis: FactBasis::Record,
+                evidence: Some(format!("date of birth {}, age {age} on {}", record.date_of_birth, record.today)),
+            });
+        }
+        facts.push(EligibilityFact {
+            fact: "Age".into(),
+            basis: FactBasis::Record,
+            detail: if admitted.is_empty() {
+                format!("Age {age} (date of birth {}): outside every protocol's population.", record.date_of_birth)
+            } else {
+                format!("Age {age} (date of birth {}): within {}.", record.date_of_birth, names(&admitted))
+            },
+        });
+    }
+
+    let trd = treatment_resistance(record, &candidates, &mut facts, &mut warnings);
+
+    // Record findings in checklist order.
+    for it in items {
+        let Some((_, evidence)) = raised.iter().find(|(c, _)| *c == it.code) else { continue };
+        match it.for_route(route) {
+            Some(cell) => push(ContraindicationFinding {
+                code: it.code.clone(),
+                label: it.label.clone(),
+                level: cell.level,
+                source: cell.source.clone(),
+                note: cell.note.clone(),
+                basis: FactBasis::Record,
+                evidence: Some(evidence.clone()),
+            }),
+            None => out.not_listed_for_route.push(it.code.clone()),
+        }
+    }
+    // A declared item the record also raised is shown once, as read from the record.
+    for f in declared_part.hard_stops.into_iter().chain(declared_part.cautions) {
+        if !raised.iter().any(|(c, _)| *c == f.code) {
+            push(f);
+        }
+    }
+    let ticked: Vec<&str> =
+        declared.iter().filter_map(|c| items.iter().find(|it| it.code == *c)).map(|it| it.label.as_str()).collect();
+    facts.push(EligibilityFact {
+        fact: "Checklist".into(),
+        basis: FactBasis::Declared,
+        detail: if ticked.is_empty() {
+            "The clinician declared none of the checklist items present.".into()
+        } else {
+            format!("Declared present by the clinician: {}.", ticked.join("; "))
+        },
+    });
+    out.blocked = !out.hard_stops.is_empty();
+    Ok(RouteEligibility { contraindications: out, warnings, facts, age_years: age, treatment_resistance: trd })
+}
+
+/// A declared code that Keta reads from the record is refused, naming where to record it.
+fn refuse_declared_from_record(
+    items: &[ContraindicationItem],
+    record: &RecordFacts<'_>,
+    declared: &[String],
+) -> Result<(), DomainError> {
     let mut v = Validator::new();
     for (i, code) in declared.iter().enumerate() {
         let Some(source) = items.iter().find(|it| it.code == *code).and_then(|it| it.from_record) else { continue };
@@ -640,13 +756,16 @@ pub fn assess_route(
         }
     }
     v.finish()?;
-    let declared_part = assess_contraindications(route, declared)?;
+    Ok(())
+}
 
-    let mut facts = Vec::new();
-    let mut warnings = Vec::new();
-    let age = age_on(record.date_of_birth, record.today);
-
-    // From the record: (item code, evidence).
+/// What the record raises (current medications' and allergies' interaction classes, a
+/// pregnancy status) as (item code, evidence), with a fact for each kind read.
+fn raised_by_record(
+    record: &RecordFacts<'_>,
+    declared: &[String],
+    facts: &mut Vec<EligibilityFact>,
+) -> Vec<(String, String)> {
     let mut raised: Vec<(String, String)> = Vec::new();
     let mut add = |code: &str, evidence: String| match raised.iter_mut().find(|(c, _)| c == code) {
         Some((_, e)) => {
@@ -727,69 +846,17 @@ pub fn assess_route(
             detail: "No pregnancy status recorded; the checklist tick is the clinician's declaration.".into(),
         }),
     }
+    raised
+}
 
-    let mut out = ContraindicationAssessment {
-        route,
-        hard_stops: vec![],
-        cautions: vec![],
-        not_listed_for_route: declared_part.not_listed_for_route.clone(),
-        blocked: false,
-    };
-    let mut push = |f: ContraindicationFinding| match f.level {
-        ContraindicationLevel::HardStop => out.hard_stops.push(f),
-        ContraindicationLevel::Caution => out.cautions.push(f),
-    };
-
-    // Age against the populations of the route's protocols for the patient's indication.
-    let on_route: Vec<&Protocol> = protocols.iter().filter(|p| p.route == route).collect();
-    let for_indication: Vec<&Protocol> =
-        on_route.iter().copied().filter(|p| p.indication == record.indication).collect();
-    let candidates = if for_indication.is_empty() { on_route } else { for_indication };
-    let with_population: Vec<(&Protocol, &Population)> =
-        candidates.iter().filter_map(|p| p.population.as_ref().map(|pop| (*p, pop))).collect();
-    let names = |ps: &[(&Protocol, &Population)]| {
-        ps.iter().map(|(p, pop)| format!("{} ({})", p.name, pop.label)).collect::<Vec<_>>().join("; ")
-    };
-    if with_population.is_empty() {
-        facts.push(EligibilityFact {
-            fact: "Age".into(),
-            basis: FactBasis::NotRecorded,
-            detail: format!("Age {age}: no protocol for this route sets an age range, so age was not checked."),
-        });
-    } else {
-        let admitted: Vec<(&Protocol, &Population)> =
-            with_population.iter().copied().filter(|(_, pop)| pop.admits(age)).collect();
-        if admitted.is_empty() {
-            // The most lenient level among the protocols: a decision if any protocol allows one.
-            let (_, pop) = with_population.iter().min_by_key(|(_, pop)| pop.outside).copied().expect("not empty");
-            let source = pop
-                .min_age_years
-                .as_ref()
-                .filter(|m| f64::from(age) < m.value)
-                .or(pop.max_age_years.as_ref())
-                .map_or_else(|| pop.outside_source.clone(), |m| m.source.clone());
-            push(ContraindicationFinding {
-                code: OUTSIDE_POPULATION.into(),
-                label: format!("Age {age}: outside the population of {}", names(&with_population)),
-                level: pop.outside,
-                source,
-                note: Some(pop.outside_source.clone()),
-                basis: FactBasis::Record,
-                evidence: Some(format!("date of birth {}, age {age} on {}", record.date_of_birth, record.today)),
-            });
-        }
-        facts.push(EligibilityFact {
-            fact: "Age".into(),
-            basis: FactBasis::Record,
-            detail: if admitted.is_empty() {
-                format!("Age {age} (date of birth {}): outside every protocol's population.", record.date_of_birth)
-            } else {
-                format!("Age {age} (date of birth {}): within {}.", record.date_of_birth, names(&admitted))
-            },
-        });
-    }
-
-    // Treatment resistance, where a protocol on the route is for TRD.
+/// Treatment resistance, where a protocol on the route (`candidates`) is for TRD: the fact,
+/// and a warning when it is not met.
+fn treatment_resistance(
+    record: &RecordFacts<'_>,
+    candidates: &[&Protocol],
+    facts: &mut Vec<EligibilityFact>,
+    warnings: &mut Vec<EligibilityWarning>,
+) -> TreatmentResistance {
     let trd = assess_treatment_resistance(record.trials);
     let trd_protocols: Vec<(&Protocol, &String)> = candidates
         .iter()
@@ -824,42 +891,7 @@ pub fn assess_route(
             detail: format!("{counted}{}.", if trd.resistant { ": met" } else { ": not met" }),
         });
     }
-
-    // Record findings in checklist order.
-    for it in items {
-        let Some((_, evidence)) = raised.iter().find(|(c, _)| *c == it.code) else { continue };
-        match it.for_route(route) {
-            Some(cell) => push(ContraindicationFinding {
-                code: it.code.clone(),
-                label: it.label.clone(),
-                level: cell.level,
-                source: cell.source.clone(),
-                note: cell.note.clone(),
-                basis: FactBasis::Record,
-                evidence: Some(evidence.clone()),
-            }),
-            None => out.not_listed_for_route.push(it.code.clone()),
-        }
-    }
-    // A declared item the record also raised is shown once, as read from the record.
-    for f in declared_part.hard_stops.into_iter().chain(declared_part.cautions) {
-        if !raised.iter().any(|(c, _)| *c == f.code) {
-            push(f);
-        }
-    }
-    let ticked: Vec<&str> =
-        declared.iter().filter_map(|c| items.iter().find(|it| it.code == *c)).map(|it| it.label.as_str()).collect();
-    facts.push(EligibilityFact {
-        fact: "Checklist".into(),
-        basis: FactBasis::Declared,
-        detail: if ticked.is_empty() {
-            "The clinician declared none of the checklist items present.".into()
-        } else {
-            format!("Declared present by the clinician: {}.", ticked.join("; "))
-        },
-    });
-    out.blocked = !out.hard_stops.is_empty();
-    Ok(RouteEligibility { contraindications: out, warnings, facts, age_years: age, treatment_resistance: trd })
+    trd
 }
 
 // =======================================================================================

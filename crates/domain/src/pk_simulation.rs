@@ -178,6 +178,9 @@ fn pk_err(field: &str, e: impl std::fmt::Display) -> DomainError {
 
 /// Everything `POST /api/v1/pk/simulate`, the session screen and `keta pk simulate` compute. Pure and
 /// CPU-bound: call it off the async runtime. `max_patients` bounds the population.
+// Long on purpose: the request's fields mapped one by one onto the model's options, each with its own field error, then
+// one run.
+#[allow(clippy::too_many_lines)]
 pub fn simulate_pk(req: &PkSimulateRequest, max_patients: usize) -> Result<PkSimulation, DomainError> {
     plausible_pk_inputs(req)?;
     let model = Model::named(&req.model).map_err(|e| pk_err("model", e))?;

@@ -127,6 +127,9 @@ fn same(a: f64, b: f64) -> bool {
 
 impl NewCourseOrder {
     /// Checks the order against the course's route and its protocol: every problem at once.
+    // Long on purpose: a flat list of checks of the order against its protocol, all collected so every problem shows at
+    // once.
+    #[allow(clippy::too_many_lines)]
     pub fn validate(&self, route: Route, p: &Protocol) -> Result<(), DomainError> {
         let mut v = Validator::new();
         if p.route != route {

@@ -347,6 +347,8 @@ impl Protocol {
     }
 
     /// Checks the protocol's own consistency; each problem names where it is.
+    // Long on purpose: a flat list of independent consistency checks, each naming the field it is about.
+    #[allow(clippy::too_many_lines)]
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut e = Vec::new();
         let mut err = |m: String| e.push(format!("protocol '{}': {m}", self.id));

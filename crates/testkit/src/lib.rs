@@ -189,6 +189,11 @@ fn serve_state(listener: tokio::net::TcpListener, state: keta_web::AppState) -> 
 }
 
 impl TestApp {
+    /// The signed-in session (cookie, CSRF token), if any.
+    fn signed_in(&self) -> std::sync::MutexGuard<'_, Option<(String, String)>> {
+        self.session.lock().expect("the session lock is only poisoned by a test that already panicked")
+    }
+
     /// A client for a server this test did not start in-process: a `keta serve` process, or a
     /// load balancer in front of several.
     pub fn client_for(addr: std::net::SocketAddr) -> TestApp {
@@ -199,7 +204,7 @@ impl TestApp {
     /// Carries `other`'s sign-in (session cookie and CSRF token) over to this client, e.g. to use
     /// a session opened through one instance on another.
     pub fn share_session_of(&self, other: &TestApp) {
-        *self.session.lock().unwrap() = other.session.lock().unwrap().clone();
+        *self.signed_in() = other.signed_in().clone();
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -237,25 +242,25 @@ impl TestApp {
                 .expect("me");
             let csrf =
                 r2.json::<serde_json::Value>().await.expect("json")["csrf_token"].as_str().expect("csrf").to_string();
-            *self.session.lock().unwrap() = Some((cookie, csrf));
+            *self.signed_in() = Some((cookie, csrf));
             return self.get("/api/v1/auth/me").await;
         }
         r
     }
 
     pub fn logout_locally(&self) {
-        *self.session.lock().unwrap() = None;
+        *self.signed_in() = None;
     }
 
     /// The current session cookie, if signed in.
     pub fn cookie(&self) -> Option<String> {
-        self.session.lock().unwrap().as_ref().map(|s| s.0.clone())
+        self.signed_in().as_ref().map(|s| s.0.clone())
     }
 
     /// A request with the session attached (cookie, and the CSRF header for writes).
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let mut b = self.client.request(method.clone(), self.url(path));
-        if let Some((cookie, csrf)) = self.session.lock().unwrap().clone() {
+        if let Some((cookie, csrf)) = self.signed_in().clone() {
             b = b.header("cookie", format!("__Host-keta={cookie}"));
             if method != reqwest::Method::GET {
                 b = b.header("x-csrf-token", csrf);

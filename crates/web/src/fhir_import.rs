@@ -112,6 +112,8 @@ fn arr<'a>(v: &'a Value, key: &str) -> &'a [Value] {
 }
 
 /// Parses a Bundle; `site` is where the patient is registered.
+// Long on purpose: the Bundle's resources mapped field by field, each field with its own issue.
+#[allow(clippy::too_many_lines)]
 pub fn parse_bundle(body: &Value, site: SiteId, codes: &ReferralCodes) -> Result<ParsedReferral, Vec<Issue>> {
     let mut cx = Ctx::default();
     if !body.is_object() {
@@ -387,6 +389,8 @@ fn condition(
     );
 }
 
+// Long on purpose: one MedicationStatement mapped field by field, each field with its own issue.
+#[allow(clippy::too_many_lines)]
 fn trial(cx: &mut Ctx, base: &str, r: &Value, codes: &ReferralCodes, n: usize) -> Option<AntidepressantTrial> {
     let f = |x: &str| format!("trials[{n}].{x}");
     let mut ok = true;

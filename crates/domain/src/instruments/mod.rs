@@ -489,6 +489,8 @@ pub(crate) fn parse_instrument(text: &str) -> Result<Instrument, String> {
 }
 
 /// Structural checks, and derivation of subscale maxima. Errors are for data authors.
+// Long on purpose: a flat list of independent structural checks on the instrument data, each with its own message.
+#[allow(clippy::too_many_lines)]
 fn validate(inst: &mut Instrument) -> Result<(), String> {
     if inst.code.is_empty() || inst.items.is_empty() {
         return Err("code and at least one item are required".into());

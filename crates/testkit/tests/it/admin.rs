@@ -193,6 +193,8 @@ async fn a_site_gets_an_address_and_chairs_with_errors_that_name_the_field_and_a
 
 /// The screens over HTTP: an administrator creates a site and an account from forms; a
 /// refused form says what to fix and keeps what was typed; other roles are refused.
+// Long on purpose: one story over HTTP, read top to bottom.
+#[allow(clippy::too_many_lines)]
 #[tokio::test]
 async fn the_administration_screens_create_sites_and_accounts_and_refuse_other_roles() {
     let clock = ManualClock::at(T0);

@@ -113,6 +113,8 @@ fn close(v: &Value, want: f64) -> bool {
 ///   6 and 9 are still responses against the induction's baseline, 12 on day 62 is a relapse 7
 ///   days after the last maintenance session → S = 1/2 at 7 days, median 7.
 ///   (Judged against its own first score, 6, maintenance would have no response at all.)
+// Long on purpose: one worked example (the figures in its doc comment), read top to bottom.
+#[allow(clippy::too_many_lines)]
 #[tokio::test]
 async fn durability_curves_by_route_and_protocol_over_http() {
     let clock = ManualClock::at(T0);

@@ -56,6 +56,8 @@ async fn dispense(app: &TestApp, c: &Clinic) -> reqwest::Response {
     .await
 }
 
+// Long on purpose: one home dose from screen to log, read top to bottom.
+#[allow(clippy::too_many_lines)]
 #[tokio::test]
 async fn a_home_dose_goes_from_screen_through_sitter_to_log_and_the_supply_is_held_until_up_to_date() {
     let clock = ManualClock::at(T0);

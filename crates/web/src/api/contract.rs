@@ -122,10 +122,10 @@ fn plausible_ranges(doc: &mut OpenApi) {
         "description": format!("Kilograms; {}", r.body_weight.source)});
     // A positive (or non-negative) quantity up to its plausible maximum, in its unit.
     let quantity = |q: Quantity, zero_ok: bool| {
-        let low = if zero_ok { json!({"minimum": 0}) } else { json!({"exclusiveMinimum": 0}) };
+        let low = if zero_ok { "minimum" } else { "exclusiveMinimum" };
         let mut s = json!({"type": "number", "maximum": r.quantity_max(q),
             "description": format!("{}; {}", q.unit(), r.quantities.source)});
-        s.as_object_mut().unwrap().extend(low.as_object().unwrap().clone());
+        s[low] = json!(0);
         s
     };
     let nullable = |mut s: serde_json::Value| {

@@ -9,10 +9,11 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use keta_domain::access::Permission;
 use keta_domain::course::CourseStatus;
+use keta_domain::dosing::DrugExposure;
 use keta_domain::ids::{AlertId, PatientId};
 use keta_domain::instruments::{ScoringMethod, catalog};
 use keta_domain::outcomes::definition_for;
-use keta_domain::patient::{NewWeight, Patient, WeightType};
+use keta_domain::patient::{NewWeight, Patient, WeightEntry, WeightType};
 use keta_domain::records::{AlertLevel, EligibilityAssessment, PatientChart};
 use keta_domain::session::SessionState;
 use keta_domain::units::Kilograms;
@@ -343,6 +344,47 @@ pub(crate) async fn render_chart(
     Ok(render_status(status, &page))
 }
 
+/// A drug's row of the exposure table.
+fn exposure_row(d: &DrugExposure) -> ExposureRow {
+    ExposureRow {
+        drug: d.drug.label(),
+        lifetime: format!("{} mg", mg(d.lifetime_mg.0)),
+        last_7: format!("{} mg", mg(d.last_7_days_mg.0)),
+        last_30: format!("{} mg", mg(d.last_30_days_mg.0)),
+        doses: d.doses,
+    }
+}
+
+/// "Treatment-resistant: 2 adequate failed trials in this episode (…)", when trials are recorded.
+fn treatment_resistance_line(c: &PatientChart) -> Option<String> {
+    let trials: Vec<_> = c.antidepressant_trials.iter().map(|t| t.trial.clone()).collect();
+    if trials.is_empty() {
+        return None;
+    }
+    let r = keta_domain::eligibility::assess_treatment_resistance(&trials);
+    Some(format!(
+        "{}: {} adequate failed trial{} in this episode ({} required; {})",
+        if r.resistant { "Treatment-resistant" } else { "Not treatment-resistant" },
+        r.failed_adequate_trials,
+        if r.failed_adequate_trials == 1 { "" } else { "s" },
+        r.required,
+        r.source
+    ))
+}
+
+/// A row of the weights table, newest first.
+fn weight_row(w: &WeightEntry) -> WeightRow {
+    WeightRow {
+        date: clock_date(w.measured_on),
+        kg: format!("{}", w.weight_kg.0),
+        kind: match w.weight_type {
+            WeightType::Actual => "actual",
+            WeightType::Ideal => "ideal",
+            WeightType::Adjusted => "adjusted",
+        },
+    }
+}
+
 async fn chart_page_with(
     st: &AppState,
     user: &CurrentUser,
@@ -440,17 +482,7 @@ async fn chart_page_with(
 
     page.courses = course_views(st, actor, &c, &clock).await?;
     let exposure = st.store.patient_exposure(actor, id).await?;
-    page.exposure = exposure
-        .drugs
-        .iter()
-        .map(|d| ExposureRow {
-            drug: d.drug.label(),
-            lifetime: format!("{} mg", mg(d.lifetime_mg.0)),
-            last_7: format!("{} mg", mg(d.last_7_days_mg.0)),
-            last_30: format!("{} mg", mg(d.last_30_days_mg.0)),
-            doses: d.doses,
-        })
-        .collect();
+    page.exposure = exposure.drugs.iter().map(exposure_row).collect();
     page.exposure_basis = exposure.basis.clone();
     page.sessions = c
         .sessions
@@ -465,33 +497,9 @@ async fn chart_page_with(
             href: format!("/sessions/{}", s.id),
         })
         .collect();
-    page.weights = c
-        .weights
-        .iter()
-        .rev()
-        .map(|w| WeightRow {
-            date: clock_date(w.measured_on),
-            kg: format!("{}", w.weight_kg.0),
-            kind: match w.weight_type {
-                WeightType::Actual => "actual",
-                WeightType::Ideal => "ideal",
-                WeightType::Adjusted => "adjusted",
-            },
-        })
-        .collect();
+    page.weights = c.weights.iter().rev().map(weight_row).collect();
     page.eligibility = eligibility_rows(&c.eligibility, &clock);
-    let trials: Vec<_> = c.antidepressant_trials.iter().map(|t| t.trial.clone()).collect();
-    if !trials.is_empty() {
-        let r = keta_domain::eligibility::assess_treatment_resistance(&trials);
-        page.trd = Some(format!(
-            "{}: {} adequate failed trial{} in this episode ({} required; {})",
-            if r.resistant { "Treatment-resistant" } else { "Not treatment-resistant" },
-            r.failed_adequate_trials,
-            if r.failed_adequate_trials == 1 { "" } else { "s" },
-            r.required,
-            r.source
-        ));
-    }
+    page.trd = treatment_resistance_line(&c);
     page.responses = response_rows(&c, &clock);
     page.adverse_events = c
         .adverse_events

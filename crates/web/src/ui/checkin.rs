@@ -346,40 +346,11 @@ pub async fn post_link(State(st): State<AppState>, Path(token): Path<String>, fo
     if !patient_links::is_well_formed_token(&token) {
         return Ok(refused(StatusCode::NOT_FOUND, patient_links::unknown_link(), None));
     }
-    // 1. Safety first: before the link is even looked at for anything else. Whether an answer
-    // is positive is worked out here (pure), so the crisis panel shows even if storing fails.
-    let mut positive = false;
-    let mut safety_stored = false;
-    let items = match instrument_answers_for(&st, &token, &form).await {
-        Ok(items) => items,
-        Err(e) => {
-            tracing::error!(error = ?e, "reading a check-in link for its safety items failed");
-            None
-        }
+    // 1. Safety first: before the link is even looked at for anything else.
+    let (positive, safety_stored) = match store_safety_answers(&st, &token, &form).await {
+        Ok(stored) => stored,
+        Err(page) => return Ok(page),
     };
-    if let Some((inst, items)) = items {
-        positive = !instruments::partial_safety_flags(inst, &items).is_empty();
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match st.store.record_safety_answers(&token, items.clone()).await {
-                Ok(true) => {
-                    safety_stored = true;
-                    super::live::publish(None);
-                    break;
-                }
-                Ok(false) => break,
-                Err(e) if tries < 2 => tracing::warn!(error = %e, "storing a safety answer failed; trying again"),
-                Err(e) => {
-                    tracing::error!(error = %e, "storing a safety answer failed twice");
-                    if positive {
-                        return Ok(unavailable(&st, &token, true).await);
-                    }
-                    break;
-                }
-            }
-        }
-    }
     let safety_stored = safety_stored || positive;
     let o = match lookup(&st, &token, false).await {
         Ok(found) => match found {
@@ -467,6 +438,46 @@ pub async fn post_link(State(st): State<AppState>, Path(token): Path<String>, fo
             Ok(unavailable(&st, &token, crisis).await)
         }
     }
+}
+
+/// Stores the form's answers to the safety items before anything else is done with it. Whether
+/// an answer is positive is worked out here (pure), so the crisis panel shows even if storing
+/// fails. Returns (positive, stored), or the page to answer with when a positive answer could
+/// not be stored.
+async fn store_safety_answers(st: &AppState, token: &str, form: &FormData) -> Result<(bool, bool), Response> {
+    let mut positive = false;
+    let mut safety_stored = false;
+    let items = match instrument_answers_for(st, token, form).await {
+        Ok(items) => items,
+        Err(e) => {
+            tracing::error!(error = ?e, "reading a check-in link for its safety items failed");
+            None
+        }
+    };
+    if let Some((inst, items)) = items {
+        positive = !instruments::partial_safety_flags(inst, &items).is_empty();
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match st.store.record_safety_answers(token, items.clone()).await {
+                Ok(true) => {
+                    safety_stored = true;
+                    super::live::publish(None);
+                    break;
+                }
+                Ok(false) => break,
+                Err(e) if tries < 2 => tracing::warn!(error = %e, "storing a safety answer failed; trying again"),
+                Err(e) => {
+                    tracing::error!(error = %e, "storing a safety answer failed twice");
+                    if positive {
+                        return Err(unavailable(st, token, true).await);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    Ok((positive, safety_stored))
 }
 
 /// Saves the answers so far on the link, so the patient can finish later. A failure is logged:

@@ -247,11 +247,8 @@ fn curve(i: usize, g: &DurabilityGroup) -> Option<CurveView> {
     })
 }
 
-fn chart(report: &DurabilityReport) -> ChartView {
-    let drawn: Vec<&DurabilityGroup> = report.groups.iter().filter(|g| g.followed > 0).collect();
-    let mut curves: Vec<CurveView> = drawn.iter().enumerate().filter_map(|(i, g)| curve(i, g)).collect();
-
-    // Direct labels in the right margin at each curve's end, nudged apart so none overlap.
+/// Direct labels in the right margin at each curve's end, nudged apart so none overlap.
+fn place_end_labels(curves: &mut [CurveView]) {
     const GAP: f64 = 15.0;
     let mut order: Vec<usize> = (0..curves.len()).collect();
     let end_y = |c: &CurveView| c.end_y.parse::<f64>().unwrap_or(TOP);
@@ -267,6 +264,47 @@ fn chart(report: &DurabilityReport) -> ChartView {
     for (c, y) in curves.iter_mut().zip(at) {
         c.label_y = f(if overflow > 0.0 { y - overflow } else { y });
     }
+}
+
+/// The chart in words: each curve's responders, relapses and survival, then the numbers at risk.
+fn summary(drawn: &[&DurabilityGroup], x_tick_days: &[f64]) -> String {
+    if drawn.is_empty() {
+        "No responder has been followed after their last session yet, so there is no curve to draw.".to_string()
+    } else {
+        let parts: Vec<String> = drawn
+            .iter()
+            .map(|g| {
+                format!(
+                    "{}: {} responders, {} relapsed, {} at 4 weeks, {} at 8 weeks",
+                    g.label,
+                    g.followed,
+                    g.relapses,
+                    g.at_4_weeks.map_or("not enough follow-up".into(), |s| pct(s.survival)),
+                    g.at_8_weeks.map_or("not enough follow-up".into(), |s| pct(s.survival)),
+                )
+            })
+            .collect();
+        let risk: Vec<String> = drawn
+            .iter()
+            .map(|g| {
+                let at: Vec<String> =
+                    x_tick_days.iter().map(|&d| format!("{} at day {}", g.at_risk_at(d), days_text(d))).collect();
+                format!("{}: {}", g.label, at.join(", "))
+            })
+            .collect();
+        format!(
+            "Share of responders still responding by days since their last session. {}. Numbers at risk: {}.",
+            parts.join("; "),
+            risk.join("; ")
+        )
+    }
+}
+
+fn chart(report: &DurabilityReport) -> ChartView {
+    let drawn: Vec<&DurabilityGroup> = report.groups.iter().filter(|g| g.followed > 0).collect();
+    let mut curves: Vec<CurveView> = drawn.iter().enumerate().filter_map(|(i, g)| curve(i, g)).collect();
+
+    place_end_labels(&mut curves);
 
     // Published figures (§5), drawn where they fall on these axes.
     let mut published_points = Vec::new();
@@ -334,36 +372,7 @@ fn chart(report: &DurabilityReport) -> ChartView {
     let chart_height =
         HEIGHT + if risk_rows.is_empty() { 0.0 } else { RISK_TITLE + RISK_ROW * (risk_rows.len() as f64 + 0.5) };
 
-    let summary = if drawn.is_empty() {
-        "No responder has been followed after their last session yet, so there is no curve to draw.".to_string()
-    } else {
-        let parts: Vec<String> = drawn
-            .iter()
-            .map(|g| {
-                format!(
-                    "{}: {} responders, {} relapsed, {} at 4 weeks, {} at 8 weeks",
-                    g.label,
-                    g.followed,
-                    g.relapses,
-                    g.at_4_weeks.map_or("not enough follow-up".into(), |s| pct(s.survival)),
-                    g.at_8_weeks.map_or("not enough follow-up".into(), |s| pct(s.survival)),
-                )
-            })
-            .collect();
-        let risk: Vec<String> = drawn
-            .iter()
-            .map(|g| {
-                let at: Vec<String> =
-                    x_tick_days.iter().map(|&d| format!("{} at day {}", g.at_risk_at(d), days_text(d))).collect();
-                format!("{}: {}", g.label, at.join(", "))
-            })
-            .collect();
-        format!(
-            "Share of responders still responding by days since their last session. {}. Numbers at risk: {}.",
-            parts.join("; "),
-            risk.join("; ")
-        )
-    };
+    let summary = summary(&drawn, &x_tick_days);
 
     ChartView {
         view_box: format!("0 0 {WIDTH} {chart_height}"),

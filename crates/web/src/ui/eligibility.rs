@@ -235,6 +235,58 @@ fn msm_view(form: &FormData) -> MsmView {
     view
 }
 
+/// The contraindication checklist: each item, ticked as in `form`, where Keta reads it from,
+/// and its level on each route.
+fn item_rows(form: &FormData, pregnancy_recorded: bool) -> Vec<ItemRow> {
+    el::contraindication_items()
+        .iter()
+        .map(|it| ItemRow {
+            code: it.code.clone(),
+            label: it.label.clone(),
+            checked: form.has_value("present", &it.code),
+            from_record: match it.from_record {
+                Some(RecordSource::Pregnancy) if !pregnancy_recorded => String::new(),
+                Some(src) => format!("From {}", src.label()),
+                None => String::new(),
+            },
+            cells: Route::ALL
+                .iter()
+                .map(|r| match it.for_route(*r) {
+                    Some(c) if c.level == ContraindicationLevel::HardStop => Cell {
+                        text: "Hard stop",
+                        class: "cell-stop",
+                        title: c.note.clone().unwrap_or_else(|| c.source.clone()),
+                    },
+                    Some(c) => Cell {
+                        text: "Caution",
+                        class: "cell-caution",
+                        title: c.note.clone().unwrap_or_else(|| c.source.clone()),
+                    },
+                    None => Cell { text: "—", class: "cell-none", title: "Not listed for this route".into() },
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// The pre-treatment checks of every route, each once, with the routes it is for.
+fn check_rows() -> Vec<CheckRow> {
+    let mut checks: Vec<CheckRow> = Vec::new();
+    for r in Route::ALL {
+        for c in el::pretreatment_checks(r) {
+            if !checks.iter().any(|x| x.label == c.label) {
+                let routes: Vec<&str> = c.routes.iter().map(|r| route_short(*r)).collect();
+                checks.push(CheckRow {
+                    label: c.label.clone(),
+                    basis: c.basis.clone(),
+                    routes: if routes.len() == Route::ALL.len() { "All routes".into() } else { routes.join(", ") },
+                });
+            }
+        }
+    }
+    checks
+}
+
 // Each form on the page keeps its own input and errors when another is refused.
 #[allow(clippy::too_many_arguments)]
 async fn page(
@@ -278,49 +330,9 @@ async fn page(
         FormData::from_pairs(pairs)
     });
 
-    let items = el::contraindication_items()
-        .iter()
-        .map(|it| ItemRow {
-            code: it.code.clone(),
-            label: it.label.clone(),
-            checked: form.has_value("present", &it.code),
-            from_record: match it.from_record {
-                Some(RecordSource::Pregnancy) if chart.pregnancy.is_none() => String::new(),
-                Some(src) => format!("From {}", src.label()),
-                None => String::new(),
-            },
-            cells: Route::ALL
-                .iter()
-                .map(|r| match it.for_route(*r) {
-                    Some(c) if c.level == ContraindicationLevel::HardStop => Cell {
-                        text: "Hard stop",
-                        class: "cell-stop",
-                        title: c.note.clone().unwrap_or_else(|| c.source.clone()),
-                    },
-                    Some(c) => Cell {
-                        text: "Caution",
-                        class: "cell-caution",
-                        title: c.note.clone().unwrap_or_else(|| c.source.clone()),
-                    },
-                    None => Cell { text: "—", class: "cell-none", title: "Not listed for this route".into() },
-                })
-                .collect(),
-        })
-        .collect();
+    let items = item_rows(&form, chart.pregnancy.is_some());
 
-    let mut checks: Vec<CheckRow> = Vec::new();
-    for r in Route::ALL {
-        for c in el::pretreatment_checks(r) {
-            if !checks.iter().any(|x| x.label == c.label) {
-                let routes: Vec<&str> = c.routes.iter().map(|r| route_short(*r)).collect();
-                checks.push(CheckRow {
-                    label: c.label.clone(),
-                    basis: c.basis.clone(),
-                    routes: if routes.len() == Route::ALL.len() { "All routes".into() } else { routes.join(", ") },
-                });
-            }
-        }
-    }
+    let checks = check_rows();
 
     let saved_msm = chart
         .eligibility

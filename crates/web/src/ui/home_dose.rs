@@ -163,126 +163,158 @@ pub async fn post_page(st: &AppState, o: OpenedLink, token: &str, form: FormData
         return Ok(page);
     }
     if o.link.purpose == LinkPurpose::Sitter {
-        let mut errors = Errors::new();
-        if !form.checked("present") {
-            errors.add("present", "Tick the box to confirm you are with them now.");
-        }
-        let done = if errors.any() {
-            None
-        } else {
-            match st.store.confirm_sitter(token).await {
-                Ok(s) => {
-                    super::live::publish(Some(o.link.site_id));
-                    Some(s)
-                }
-                Err(e) => {
-                    errors.absorb(e)?;
-                    None
-                }
-            }
-        };
-        let status = if errors.any() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-        return Ok(render_status(
-            status,
-            &SitterPage {
-                css: css_href(),
-                token: token.to_string(),
-                site_name: o.site.site_name.clone(),
-                done,
-                errors,
-                crisis: Crisis::of(&o.site),
-            },
-        ));
+        return post_sitter(st, &o, token, &form).await;
     }
-
     let mut errors = Errors::new();
-    if form.get("action") == "log" {
-        let units = form.integer("units", &mut errors);
-        let left = form.integer("units_left", &mut errors);
-        if units.is_none() && !errors.has("units") {
-            errors.add("units", "Enter how many you took.");
-        }
-        if left.is_none() && !errors.has("units_left") {
-            errors.add("units_left", "Enter how many are left.");
-        }
-        if let (Some(units), Some(left), false) = (units, left, errors.any()) {
-            let d = NewDoseLog {
-                units: u32::try_from(units).unwrap_or(0),
-                units_left: u32::try_from(left).unwrap_or(u32::MAX),
-            };
-            match st.store.log_home_dose(token, d).await {
-                Ok(logged) => {
-                    super::live::publish(Some(o.link.site_id));
-                    let mut page = pre_dose_page(st, &o, token, FormData::empty(), Errors::new()).await?;
-                    page.dose_note = dose_note(logged);
-                    return Ok(render_status(StatusCode::OK, &page));
-                }
-                Err(e) => errors.absorb(e)?,
-            }
-        }
+    let recorded = if form.get("action") == "log" {
+        post_dose_log(st, &o, token, &form, &mut errors).await?
     } else {
-        let systolic = form.number("systolic", &mut errors);
-        let diastolic = form.number("diastolic", &mut errors);
-        for (f, label) in [("systolic", "Enter the top number."), ("diastolic", "Enter the bottom number.")] {
-            if form.get(f).trim().is_empty() && !errors.has(f) {
-                errors.add(f, label);
-            }
-        }
-        let alcohol = yes_no(&form, "alcohol", &mut errors);
-        let sedatives = yes_no(&form, "sedatives", &mut errors);
-        let food = yes_no(&form, "food", &mut errors);
-        let liquids = yes_no(&form, "liquids", &mut errors);
-        let driving = yes_no(&form, "driving", &mut errors);
-        if let (Some(sys), Some(dia), false) = (systolic, diastolic, errors.any()) {
-            let sub = PreDoseSubmission {
-                systolic_mmhg: sys,
-                diastolic_mmhg: dia,
-                alcohol_within_interval: alcohol,
-                sedatives_within_interval: sedatives,
-                ate_within_interval: food,
-                drank_within_interval: liquids,
-                sitter_name: form.get("sitter_name").to_string(),
-                sitter_contact: form.get("sitter_contact").to_string(),
-                agrees_not_to_drive: driving,
-            };
-            match st.store.submit_pre_dose(token, sub).await {
-                Ok(res) => {
-                    super::live::publish(Some(o.link.site_id));
-                    // Whether the sitter's link went out is recorded on it, so the page says so
-                    // now and every time the patient checks again.
-                    if let Some(sitter) = res.sitter_link {
-                        crate::reminders::deliver(
-                            &st.store,
-                            &st.reminders,
-                            &sitter,
-                            sitter.email.as_deref(),
-                            sitter.phone.as_deref(),
-                        )
-                        .await;
-                    }
-                    let mut page = pre_dose_page(st, &o, token, FormData::empty(), Errors::new()).await?;
-                    // A refused screen closes the link: show its reasons on this page.
-                    if let HomeDoseStatus::Refused { .. } = res.status {
-                        page.status = res.status;
-                    }
-                    return Ok(render_status(StatusCode::OK, &page));
-                }
-                Err(StoreError::Domain(keta_domain::DomainError::Invalid(errs))) => {
-                    for e in errs {
-                        let field = match e.field.as_str() {
-                            "systolic_mmhg" | "vitals.systolic_mmhg" => "systolic",
-                            "diastolic_mmhg" | "vitals.diastolic_mmhg" => "diastolic",
-                            f => f,
-                        };
-                        errors.add(field, e.message);
-                    }
-                }
-                Err(e) => errors.absorb(e)?,
-            }
-        }
+        post_pre_dose(st, &o, token, &form, &mut errors).await?
+    };
+    if let Some(page) = recorded {
+        return Ok(page);
     }
     let page = pre_dose_page(st, &o, token, form, errors).await?;
     Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page))
+}
+
+/// The sitter confirms they are with the patient.
+async fn post_sitter(st: &AppState, o: &OpenedLink, token: &str, form: &FormData) -> UiResult<Response> {
+    let mut errors = Errors::new();
+    if !form.checked("present") {
+        errors.add("present", "Tick the box to confirm you are with them now.");
+    }
+    let done = if errors.any() {
+        None
+    } else {
+        match st.store.confirm_sitter(token).await {
+            Ok(s) => {
+                super::live::publish(Some(o.link.site_id));
+                Some(s)
+            }
+            Err(e) => {
+                errors.absorb(e)?;
+                None
+            }
+        }
+    };
+    let status = if errors.any() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    Ok(render_status(
+        status,
+        &SitterPage {
+            css: css_href(),
+            token: token.to_string(),
+            site_name: o.site.site_name.clone(),
+            done,
+            errors,
+            crisis: Crisis::of(&o.site),
+        },
+    ))
+}
+
+/// Logs the dose taken at home; `Some` of the page when it was recorded.
+async fn post_dose_log(
+    st: &AppState,
+    o: &OpenedLink,
+    token: &str,
+    form: &FormData,
+    errors: &mut Errors,
+) -> UiResult<Option<Response>> {
+    let units = form.integer("units", errors);
+    let left = form.integer("units_left", errors);
+    if units.is_none() && !errors.has("units") {
+        errors.add("units", "Enter how many you took.");
+    }
+    if left.is_none() && !errors.has("units_left") {
+        errors.add("units_left", "Enter how many are left.");
+    }
+    if let (Some(units), Some(left), false) = (units, left, errors.any()) {
+        let d = NewDoseLog {
+            units: u32::try_from(units).unwrap_or(0),
+            units_left: u32::try_from(left).unwrap_or(u32::MAX),
+        };
+        match st.store.log_home_dose(token, d).await {
+            Ok(logged) => {
+                super::live::publish(Some(o.link.site_id));
+                let mut page = pre_dose_page(st, o, token, FormData::empty(), Errors::new()).await?;
+                page.dose_note = dose_note(logged);
+                return Ok(Some(render_status(StatusCode::OK, &page)));
+            }
+            Err(e) => errors.absorb(e)?,
+        }
+    }
+    Ok(None)
+}
+
+/// Submits the pre-dose screen (and sends the sitter's link it issues); `Some` of the page
+/// when it was recorded.
+async fn post_pre_dose(
+    st: &AppState,
+    o: &OpenedLink,
+    token: &str,
+    form: &FormData,
+    errors: &mut Errors,
+) -> UiResult<Option<Response>> {
+    let systolic = form.number("systolic", errors);
+    let diastolic = form.number("diastolic", errors);
+    for (f, label) in [("systolic", "Enter the top number."), ("diastolic", "Enter the bottom number.")] {
+        if form.get(f).trim().is_empty() && !errors.has(f) {
+            errors.add(f, label);
+        }
+    }
+    let alcohol = yes_no(form, "alcohol", errors);
+    let sedatives = yes_no(form, "sedatives", errors);
+    let food = yes_no(form, "food", errors);
+    let liquids = yes_no(form, "liquids", errors);
+    let driving = yes_no(form, "driving", errors);
+    if let (Some(sys), Some(dia), false) = (systolic, diastolic, errors.any()) {
+        let sub = PreDoseSubmission {
+            systolic_mmhg: sys,
+            diastolic_mmhg: dia,
+            alcohol_within_interval: alcohol,
+            sedatives_within_interval: sedatives,
+            ate_within_interval: food,
+            drank_within_interval: liquids,
+            sitter_name: form.get("sitter_name").to_string(),
+            sitter_contact: form.get("sitter_contact").to_string(),
+            agrees_not_to_drive: driving,
+        };
+        match st.store.submit_pre_dose(token, sub).await {
+            Ok(res) => {
+                super::live::publish(Some(o.link.site_id));
+                // Whether the sitter's link went out is recorded on it, so the page says so
+                // now and every time the patient checks again.
+                if let Some(sitter) = res.sitter_link {
+                    crate::reminders::deliver(
+                        &st.store,
+                        &st.reminders,
+                        &sitter,
+                        sitter.email.as_deref(),
+                        sitter.phone.as_deref(),
+                    )
+                    .await;
+                }
+                let mut page = pre_dose_page(st, o, token, FormData::empty(), Errors::new()).await?;
+                // A refused screen closes the link: show its reasons on this page.
+                if let HomeDoseStatus::Refused { .. } = res.status {
+                    page.status = res.status;
+                }
+                return Ok(Some(render_status(StatusCode::OK, &page)));
+            }
+            Err(StoreError::Domain(keta_domain::DomainError::Invalid(errs))) => {
+                for e in errs {
+                    let field = match e.field.as_str() {
+                        "systolic_mmhg" | "vitals.systolic_mmhg" => "systolic",
+                        "diastolic_mmhg" | "vitals.diastolic_mmhg" => "diastolic",
+                        f => f,
+                    };
+                    errors.add(field, e.message);
+                }
+            }
+            Err(e) => errors.absorb(e)?,
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -792,6 +792,218 @@ fn local_time(form: &FormData, name: &str, clock: &SiteClock, errors: &mut Error
     }
 }
 
+/// The receipt a form describes, each missing field named in `errors`.
+fn receipt_entry(form: &FormData, clock: &SiteClock, errors: &mut Errors) -> Option<NewReceipt> {
+    let site = id_field(form, "site_id", errors, "choose the site that received it");
+    let substance = Substance::parse(form.get("substance"));
+    if substance.is_none() {
+        errors.add("substance", "choose the substance");
+    }
+    let presentation = substance.and_then(|s| presentation_field(form, s, errors));
+    let containers = form.integer("containers", errors);
+    let containers = match containers.map(u32::try_from) {
+        Some(Ok(c)) => Some(c),
+        Some(Err(_)) => {
+            errors.add("containers", "give the number of containers received");
+            None
+        }
+        None => {
+            if !errors.has("containers") {
+                errors.add("containers", "give the number of containers received");
+            }
+            None
+        }
+    };
+    let expires_on = parse_iso_date(form.get("expires_on"));
+    if expires_on.is_none() {
+        errors.add("expires_on", "give the expiry date printed on the container");
+    }
+    let received_at = local_time(form, "received_at", clock, errors);
+    let (site, substance, presentation, containers, expires_on) =
+        (site?, substance?, presentation?, containers?, expires_on?);
+    Some(NewReceipt {
+        site_id: SiteId(site),
+        received_at,
+        supplier_name: text(form, "supplier_name"),
+        supplier_address: text(form, "supplier_address"),
+        supplier_dea_number: text(form, "supplier_dea_number"),
+        invoice_number: form.opt("invoice_number"),
+        substance,
+        presentation,
+        containers,
+        lot_number: text(form, "lot_number"),
+        ndc: text(form, "ndc"),
+        expires_on,
+        corrects: None,
+    })
+}
+
+/// A receipt's vial or nasal-device presentation.
+fn presentation_field(form: &FormData, substance: Substance, errors: &mut Errors) -> Option<Presentation> {
+    match substance {
+        Substance::Ketamine => {
+            let c = form.number("presentation.concentration_mg_per_ml", errors);
+            let v = form.number("presentation.ml_per_vial", errors);
+            if c.is_none() && !errors.has("presentation.concentration_mg_per_ml") {
+                errors.add("presentation.concentration_mg_per_ml", "give the concentration in mg/mL (e.g. 50)");
+            }
+            if v.is_none() && !errors.has("presentation.ml_per_vial") {
+                errors.add("presentation.ml_per_vial", "give the vial size in mL (e.g. 10)");
+            }
+            c.zip(v)
+                .map(|(c, v)| Presentation::Vial { concentration_mg_per_ml: MgPerMl(c), ml_per_vial: Millilitres(v) })
+        }
+        Substance::Esketamine => {
+            let mg = form.number("presentation.mg_per_device", errors);
+            let per = form.integer("presentation.devices_per_package", errors);
+            if mg.is_none() && !errors.has("presentation.mg_per_device") {
+                errors.add("presentation.mg_per_device", "give the mg each device delivers (e.g. 28)");
+            }
+            if per.is_none() && !errors.has("presentation.devices_per_package") {
+                errors.add("presentation.devices_per_package", "give the devices in each package (e.g. 2)");
+            }
+            let per = per.and_then(|p| u32::try_from(p).ok());
+            mg.zip(per)
+                .map(|(m, p)| Presentation::NasalSprayDevice { mg_per_device: Milligrams(m), devices_per_package: p })
+        }
+    }
+}
+
+/// The count a form records on lot `lot_id`.
+fn count_entry(form: &FormData, lot_id: Option<LotId>, errors: &mut Errors) -> Option<NewCount> {
+    let physical = amount_field(form, "physical", errors, true);
+    let count_type = match form.get("count_type") {
+        "" | "routine" => CountType::Routine,
+        "initial" => CountType::Initial,
+        "biennial" => CountType::Biennial,
+        _ => {
+            errors.add("count_type", "choose routine, initial or biennial");
+            CountType::Routine
+        }
+    };
+    let business_time = match form.get("business_time") {
+        "opening_of_business" => Some(BusinessTime::OpeningOfBusiness),
+        "close_of_business" => Some(BusinessTime::CloseOfBusiness),
+        _ => None,
+    };
+    Some(NewCount {
+        lot_id: lot_id?,
+        physical: physical?,
+        count_type,
+        business_time,
+        counted_at: None,
+        estimated: form.checked("estimated"),
+        reason: form.opt("reason"),
+        corrects: None,
+    })
+}
+
+/// The theft or loss a form reports on lot `lot_id`.
+fn loss_entry(
+    form: &FormData,
+    clock: &SiteClock,
+    lot_id: Option<LotId>,
+    count_id: Option<EntryId>,
+    errors: &mut Errors,
+) -> Option<NewLoss> {
+    let amount = amount_field(form, "amount", errors, true);
+    let loss_type = [
+        LossType::NightBreakIn,
+        LossType::ArmedRobbery,
+        LossType::EmployeePilferage,
+        LossType::CustomerTheft,
+        LossType::LostInTransit,
+        LossType::Other,
+    ]
+    .into_iter()
+    .find(|t| loss_type_key(*t) == form.get("loss_type"));
+    if loss_type.is_none() {
+        errors.add("loss_type", "choose the kind of theft or loss");
+    }
+    let discovered_at = local_time(form, "discovered_at", clock, errors);
+    if discovered_at.is_none() && !errors.has("discovered_at") {
+        errors.add("discovered_at", "give when the loss was discovered");
+    }
+    let dea_notified_at = local_time(form, "dea_notified_at", clock, errors);
+    Some(NewLoss {
+        lot_id: lot_id?,
+        loss_type: loss_type?,
+        amount: amount?,
+        discovered_at: discovered_at?,
+        circumstances: text(form, "circumstances"),
+        police_report: form.opt("police_report"),
+        dea_notified_at,
+        form_106_filed_at: None,
+        count_id,
+        investigation_notes: form.opt("investigation_notes"),
+        corrects: None,
+    })
+}
+
+/// The waste a form records on lot `lot_id`.
+fn waste_entry(form: &FormData, lot_id: Option<LotId>, errors: &mut Errors) -> Option<NewWaste> {
+    let amount = amount_field(form, "amount", errors, true);
+    let administration_id = id_field(form, "administration_id", errors, "").map(EntryId);
+    Some(NewWaste {
+        lot_id: lot_id?,
+        administration_id,
+        amount: amount?,
+        wasted_at: None,
+        method: text(form, "method"),
+        reason: text(form, "reason"),
+        corrects: None,
+    })
+}
+
+/// The disposal through a reverse distributor a form records on lot `lot_id`.
+fn disposal_entry(form: &FormData, lot_id: Option<LotId>, errors: &mut Errors) -> Option<NewDisposal> {
+    let full = form.integer("full_containers", errors).unwrap_or(0);
+    let full = u32::try_from(full).ok().or_else(|| {
+        errors.add("full_containers", "give the number of full containers (0 or more)");
+        None
+    });
+    let partial = amount_field(form, "partial_amount", errors, false);
+    Some(NewDisposal {
+        lot_id: lot_id?,
+        registrant_name: text(form, "registrant_name"),
+        registrant_address: text(form, "registrant_address"),
+        registrant_dea_number: text(form, "registrant_dea_number"),
+        full_containers: full?,
+        partial_amount: partial,
+        destroyed_at: None,
+        method: text(form, "method"),
+        location: text(form, "location"),
+        reason: text(form, "reason"),
+        corrects: None,
+    })
+}
+
+/// The adjustment a form records on lot `lot_id`.
+fn adjustment_entry(
+    form: &FormData,
+    lot_id: Option<LotId>,
+    count_id: Option<EntryId>,
+    errors: &mut Errors,
+) -> Option<NewAdjustment> {
+    let amount = amount_field(form, "amount", errors, true);
+    let direction = match form.get("direction") {
+        "increase" => Some(AdjustmentDirection::Increase),
+        "decrease" => Some(AdjustmentDirection::Decrease),
+        _ => {
+            errors.add("direction", "choose whether the book goes up or down");
+            None
+        }
+    };
+    Some(NewAdjustment {
+        lot_id: lot_id?,
+        direction: direction?,
+        amount: amount?,
+        reason: text(form, "reason"),
+        count_id,
+        corrects: None,
+    })
+}
+
 /// Records the entry a screen collected. Bad input re-renders the screen with each error
 /// beside its field (422) and writes nothing; success goes to the lot's book.
 async fn post(
@@ -827,231 +1039,32 @@ async fn post(
     };
     let count_id = id_field(&form, "count_id", &mut errors, "").map(EntryId);
     let result = match screen {
-        Screen::Receipt => {
-            let site = id_field(&form, "site_id", &mut errors, "choose the site that received it");
-            let substance = Substance::parse(form.get("substance"));
-            if substance.is_none() {
-                errors.add("substance", "choose the substance");
+        Screen::Receipt => match (receipt_entry(&form, &clock, &mut errors), witnesses.pop()) {
+            (Some(new), Some(w)) if !errors.any() => Some(st.store.record_receipt(&user.actor, at, new, w).await),
+            _ => None,
+        },
+        Screen::Waste => match (waste_entry(&form, lot_id, &mut errors), witnesses.pop()) {
+            (Some(new), Some(w)) if !errors.any() => Some(st.store.record_waste(&user.actor, at, new, w).await),
+            _ => None,
+        },
+        Screen::Disposal => match disposal_entry(&form, lot_id, &mut errors) {
+            Some(new) if witnesses.len() == 2 && !errors.any() => {
+                Some(st.store.record_disposal(&user.actor, at, new, std::mem::take(&mut witnesses)).await)
             }
-            let presentation = match substance {
-                Some(Substance::Ketamine) => {
-                    let c = form.number("presentation.concentration_mg_per_ml", &mut errors);
-                    let v = form.number("presentation.ml_per_vial", &mut errors);
-                    if c.is_none() && !errors.has("presentation.concentration_mg_per_ml") {
-                        errors.add("presentation.concentration_mg_per_ml", "give the concentration in mg/mL (e.g. 50)");
-                    }
-                    if v.is_none() && !errors.has("presentation.ml_per_vial") {
-                        errors.add("presentation.ml_per_vial", "give the vial size in mL (e.g. 10)");
-                    }
-                    c.zip(v).map(|(c, v)| Presentation::Vial {
-                        concentration_mg_per_ml: MgPerMl(c),
-                        ml_per_vial: Millilitres(v),
-                    })
-                }
-                Some(Substance::Esketamine) => {
-                    let mg = form.number("presentation.mg_per_device", &mut errors);
-                    let per = form.integer("presentation.devices_per_package", &mut errors);
-                    if mg.is_none() && !errors.has("presentation.mg_per_device") {
-                        errors.add("presentation.mg_per_device", "give the mg each device delivers (e.g. 28)");
-                    }
-                    if per.is_none() && !errors.has("presentation.devices_per_package") {
-                        errors.add("presentation.devices_per_package", "give the devices in each package (e.g. 2)");
-                    }
-                    let per = per.and_then(|p| u32::try_from(p).ok());
-                    mg.zip(per).map(|(m, p)| Presentation::NasalSprayDevice {
-                        mg_per_device: Milligrams(m),
-                        devices_per_package: p,
-                    })
-                }
-                None => None,
-            };
-            let containers = form.integer("containers", &mut errors);
-            let containers = match containers.map(u32::try_from) {
-                Some(Ok(c)) => Some(c),
-                Some(Err(_)) => {
-                    errors.add("containers", "give the number of containers received");
-                    None
-                }
-                None => {
-                    if !errors.has("containers") {
-                        errors.add("containers", "give the number of containers received");
-                    }
-                    None
-                }
-            };
-            let expires_on = parse_iso_date(form.get("expires_on"));
-            if expires_on.is_none() {
-                errors.add("expires_on", "give the expiry date printed on the container");
-            }
-            let received_at = local_time(&form, "received_at", &clock, &mut errors);
-            match (site, substance, presentation, containers, expires_on, witnesses.pop()) {
-                (Some(site), Some(substance), Some(presentation), Some(containers), Some(expires_on), Some(w))
-                    if !errors.any() =>
-                {
-                    let new = NewReceipt {
-                        site_id: SiteId(site),
-                        received_at,
-                        supplier_name: text(&form, "supplier_name"),
-                        supplier_address: text(&form, "supplier_address"),
-                        supplier_dea_number: text(&form, "supplier_dea_number"),
-                        invoice_number: form.opt("invoice_number"),
-                        substance,
-                        presentation,
-                        containers,
-                        lot_number: text(&form, "lot_number"),
-                        ndc: text(&form, "ndc"),
-                        expires_on,
-                        corrects: None,
-                    };
-                    Some(st.store.record_receipt(&user.actor, at, new, w).await)
-                }
-                _ => None,
-            }
-        }
-        Screen::Waste => {
-            let amount = amount_field(&form, "amount", &mut errors, true);
-            let administration_id = id_field(&form, "administration_id", &mut errors, "").map(EntryId);
-            match (lot_id, amount, witnesses.pop()) {
-                (Some(lot_id), Some(amount), Some(w)) if !errors.any() => {
-                    let new = NewWaste {
-                        lot_id,
-                        administration_id,
-                        amount,
-                        wasted_at: None,
-                        method: text(&form, "method"),
-                        reason: text(&form, "reason"),
-                        corrects: None,
-                    };
-                    Some(st.store.record_waste(&user.actor, at, new, w).await)
-                }
-                _ => None,
-            }
-        }
-        Screen::Disposal => {
-            let full = form.integer("full_containers", &mut errors).unwrap_or(0);
-            let full = u32::try_from(full).ok().or_else(|| {
-                errors.add("full_containers", "give the number of full containers (0 or more)");
-                None
-            });
-            let partial = amount_field(&form, "partial_amount", &mut errors, false);
-            match (lot_id, full, witnesses.len()) {
-                (Some(lot_id), Some(full), 2) if !errors.any() => {
-                    let new = NewDisposal {
-                        lot_id,
-                        registrant_name: text(&form, "registrant_name"),
-                        registrant_address: text(&form, "registrant_address"),
-                        registrant_dea_number: text(&form, "registrant_dea_number"),
-                        full_containers: full,
-                        partial_amount: partial,
-                        destroyed_at: None,
-                        method: text(&form, "method"),
-                        location: text(&form, "location"),
-                        reason: text(&form, "reason"),
-                        corrects: None,
-                    };
-                    Some(st.store.record_disposal(&user.actor, at, new, std::mem::take(&mut witnesses)).await)
-                }
-                _ => None,
-            }
-        }
-        Screen::Count => {
-            let physical = amount_field(&form, "physical", &mut errors, true);
-            let count_type = match form.get("count_type") {
-                "" | "routine" => CountType::Routine,
-                "initial" => CountType::Initial,
-                "biennial" => CountType::Biennial,
-                _ => {
-                    errors.add("count_type", "choose routine, initial or biennial");
-                    CountType::Routine
-                }
-            };
-            let business_time = match form.get("business_time") {
-                "opening_of_business" => Some(BusinessTime::OpeningOfBusiness),
-                "close_of_business" => Some(BusinessTime::CloseOfBusiness),
-                _ => None,
-            };
-            match (lot_id, physical) {
-                (Some(lot_id), Some(physical)) if !errors.any() => {
-                    let new = NewCount {
-                        lot_id,
-                        physical,
-                        count_type,
-                        business_time,
-                        counted_at: None,
-                        estimated: form.checked("estimated"),
-                        reason: form.opt("reason"),
-                        corrects: None,
-                    };
-                    Some(st.store.record_count(&user.actor, at, new, witnesses.pop()).await)
-                }
-                _ => None,
-            }
-        }
-        Screen::Adjustment => {
-            let amount = amount_field(&form, "amount", &mut errors, true);
-            let direction = match form.get("direction") {
-                "increase" => Some(AdjustmentDirection::Increase),
-                "decrease" => Some(AdjustmentDirection::Decrease),
-                _ => {
-                    errors.add("direction", "choose whether the book goes up or down");
-                    None
-                }
-            };
-            match (lot_id, amount, direction, witnesses.pop()) {
-                (Some(lot_id), Some(amount), Some(direction), Some(w)) if !errors.any() => {
-                    let new = NewAdjustment {
-                        lot_id,
-                        direction,
-                        amount,
-                        reason: text(&form, "reason"),
-                        count_id,
-                        corrects: None,
-                    };
-                    Some(st.store.record_adjustment(&user.actor, at, new, w).await)
-                }
-                _ => None,
-            }
-        }
-        Screen::Loss => {
-            let amount = amount_field(&form, "amount", &mut errors, true);
-            let loss_type = [
-                LossType::NightBreakIn,
-                LossType::ArmedRobbery,
-                LossType::EmployeePilferage,
-                LossType::CustomerTheft,
-                LossType::LostInTransit,
-                LossType::Other,
-            ]
-            .into_iter()
-            .find(|t| loss_type_key(*t) == form.get("loss_type"));
-            if loss_type.is_none() {
-                errors.add("loss_type", "choose the kind of theft or loss");
-            }
-            let discovered_at = local_time(&form, "discovered_at", &clock, &mut errors);
-            if discovered_at.is_none() && !errors.has("discovered_at") {
-                errors.add("discovered_at", "give when the loss was discovered");
-            }
-            let dea_notified_at = local_time(&form, "dea_notified_at", &clock, &mut errors);
-            match (lot_id, amount, loss_type, discovered_at) {
-                (Some(lot_id), Some(amount), Some(loss_type), Some(discovered_at)) if !errors.any() => {
-                    let new = NewLoss {
-                        lot_id,
-                        loss_type,
-                        amount,
-                        discovered_at,
-                        circumstances: text(&form, "circumstances"),
-                        police_report: form.opt("police_report"),
-                        dea_notified_at,
-                        form_106_filed_at: None,
-                        count_id,
-                        investigation_notes: form.opt("investigation_notes"),
-                        corrects: None,
-                    };
-                    Some(st.store.record_loss(&user.actor, at, new).await)
-                }
-                _ => None,
-            }
-        }
+            _ => None,
+        },
+        Screen::Count => match count_entry(&form, lot_id, &mut errors) {
+            Some(new) if !errors.any() => Some(st.store.record_count(&user.actor, at, new, witnesses.pop()).await),
+            _ => None,
+        },
+        Screen::Adjustment => match (adjustment_entry(&form, lot_id, count_id, &mut errors), witnesses.pop()) {
+            (Some(new), Some(w)) if !errors.any() => Some(st.store.record_adjustment(&user.actor, at, new, w).await),
+            _ => None,
+        },
+        Screen::Loss => match loss_entry(&form, &clock, lot_id, count_id, &mut errors) {
+            Some(new) if !errors.any() => Some(st.store.record_loss(&user.actor, at, new).await),
+            _ => None,
+        },
         Screen::Reversal => match (entry, witnesses.pop()) {
             (Some(id), Some(w)) if !errors.any() => Some(
                 st.store

@@ -15,7 +15,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use keta_domain::course::{NewCourse, Phase, Route};
-use keta_domain::eligibility::pretreatment_checks;
+use keta_domain::eligibility::{ContraindicationFinding, pretreatment_checks};
 use keta_domain::ids::{ChairId, PatientId};
 use keta_domain::pretreatment::{CoursePretreatment, NewCautionDecision, NewPretreatment};
 use keta_domain::records::EligibilityAssessment;
@@ -284,6 +284,57 @@ pub async fn get_plan(
     Ok(render_status(StatusCode::OK, &page))
 }
 
+/// The chosen chair, if any (a value not from the list is an error).
+fn chair_field(form: &FormData, errors: &mut Errors) -> Option<ChairId> {
+    match form.opt("chair_id") {
+        None => None,
+        Some(c) => match c.parse::<i64>() {
+            Ok(c) => Some(ChairId(c)),
+            Err(_) => {
+                errors.add("chair_id", "choose a chair from the list");
+                None
+            }
+        },
+    }
+}
+
+/// The first session's note: who planned the course and when, the consent date and the
+/// pre-treatment record.
+fn plan_note(
+    by: &str,
+    today: time::Date,
+    consent_on: time::Date,
+    record: &CoursePretreatment,
+    clock: &SiteClock,
+) -> String {
+    let mut note = format!(
+        "[Course plan, documented by {by} on {}]\nConsent signed: {}.",
+        date_label(today),
+        date_label(consent_on),
+    );
+    for line in pretreatment_lines(record, clock) {
+        note.push('\n');
+        note.push_str(&line);
+    }
+    note
+}
+
+/// The benefit, risk and reason the form documents for each caution (those left blank are not decided).
+fn caution_decisions(form: &FormData, cautions: &[ContraindicationFinding]) -> Vec<NewCautionDecision> {
+    cautions
+        .iter()
+        .filter_map(|c| {
+            let part = |p: &str| form.get(&format!("caution.{}.{p}", c.code)).trim().to_string();
+            let (benefit, risk, reason) = (part("benefit"), part("risk"), part("reason"));
+            if benefit.is_empty() && risk.is_empty() && reason.is_empty() {
+                None
+            } else {
+                Some(NewCautionDecision { code: c.code.clone(), benefit, risk, reason })
+            }
+        })
+        .collect()
+}
+
 pub async fn post_plan(
     State(st): State<AppState>,
     user: CurrentUser,
@@ -329,16 +380,7 @@ pub async fn post_plan(
     if hm.is_none() {
         errors.add("time", "enter the time of day, e.g. 09:30");
     }
-    let chair = match form.opt("chair_id") {
-        None => None,
-        Some(c) => match c.parse::<i64>() {
-            Ok(c) => Some(ChairId(c)),
-            Err(_) => {
-                errors.add("chair_id", "choose a chair from the list");
-                None
-            }
-        },
-    };
+    let chair = chair_field(&form, &mut errors);
     let consent_on = parse_iso_date(form.get("consent_date"));
     match consent_on {
         None => errors.add(
@@ -353,21 +395,7 @@ pub async fn post_plan(
     let pretreatment = NewPretreatment {
         confirmed_checks: form.all("check"),
         caution_decisions: assessment
-            .map(|a| {
-                a.contraindications
-                    .cautions
-                    .iter()
-                    .filter_map(|c| {
-                        let part = |p: &str| form.get(&format!("caution.{}.{p}", c.code)).trim().to_string();
-                        let (benefit, risk, reason) = (part("benefit"), part("risk"), part("reason"));
-                        if benefit.is_empty() && risk.is_empty() && reason.is_empty() {
-                            None
-                        } else {
-                            Some(NewCautionDecision { code: c.code.clone(), benefit, risk, reason })
-                        }
-                    })
-                    .collect()
-            })
+            .map(|a| caution_decisions(&form, &a.contraindications.cautions))
             .unwrap_or_default(),
     };
     if let (Some(r), Some(a)) = (route, assessment)
@@ -418,16 +446,7 @@ pub async fn post_plan(
                     first.get_or_insert(s.id);
                 }
                 if let Some(s1) = first {
-                    let mut note = format!(
-                        "[Course plan, documented by {} on {}]\nConsent signed: {}.",
-                        user.display_name,
-                        date_label(today),
-                        date_label(consent_on),
-                    );
-                    for line in pretreatment_lines(&record, &clock) {
-                        note.push('\n');
-                        note.push_str(&line);
-                    }
+                    let note = plan_note(&user.display_name, today, consent_on, &record, &clock);
                     st.store.set_session_note(&user.actor, s1, note).await?;
                 }
                 super::live::publish(Some(chart.patient.site_id));

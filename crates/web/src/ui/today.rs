@@ -24,7 +24,7 @@ use keta_domain::patient::Patient;
 use keta_domain::records::{Alert, AlertLevel};
 use keta_domain::schedule::ScheduledSession;
 use keta_domain::session::SessionState;
-use keta_domain::site::Site;
+use keta_domain::site::{Chair, Site};
 use keta_store::alerts::AlertEscalation;
 use keta_store::patients::PatientQuery;
 use time::OffsetDateTime;
@@ -233,6 +233,133 @@ fn escalated_text(e: &AlertEscalation, clock: &SiteClock) -> String {
     format!("escalated at {} after {} min unacknowledged{to}", clock.hm(e.escalated_at), e.after_minutes)
 }
 
+/// The site's patients among `wanted`, from its patient list (one paged read, not one per
+/// patient): the board re-renders every 30 s and on every change, and per-patient reads are
+/// each audited.
+async fn patients_named(
+    st: &AppState,
+    user: &CurrentUser,
+    site: SiteId,
+    wanted: &HashSet<PatientId>,
+) -> UiResult<HashMap<PatientId, Patient>> {
+    let mut names: HashMap<PatientId, Patient> = HashMap::new();
+    let mut offset = 0;
+    while !wanted.is_empty() && names.len() < wanted.len() {
+        let page = st
+            .store
+            .list_patients(&user.actor, PatientQuery { search: None, site_id: Some(site), limit: 500, offset })
+            .await?;
+        let n = page.len();
+        names.extend(page.into_iter().filter(|p| wanted.contains(&p.id)).map(|p| (p.id, p)));
+        if n < 500 {
+            break;
+        }
+        offset += 500;
+    }
+    Ok(names)
+}
+
+/// The latest reading of each session in a chair ("BP 128/82 … at 09:40"), by session id.
+async fn last_vitals_in_chairs(
+    st: &AppState,
+    user: &CurrentUser,
+    sessions: &[ScheduledSession],
+    clock: &SiteClock,
+) -> UiResult<HashMap<i64, String>> {
+    let in_chair: Vec<&ScheduledSession> = sessions.iter().filter(|s| is_in_chair(s.state)).collect();
+    let vitals = st.store.vitals_for_sessions(&user.actor, in_chair.iter().map(|s| s.id).collect()).await?;
+    let mut last_vitals: HashMap<i64, String> = HashMap::new();
+    for (id, v) in vitals {
+        let Some(s) = in_chair.iter().find(|s| s.id == id) else { continue };
+        if let Some(r) = v.last() {
+            last_vitals.insert(s.id.0, format!("{} at {}", vitals_summary(&r.vitals), clock.hm(r.taken_at)));
+        }
+    }
+    Ok(last_vitals)
+}
+
+impl ChairCard {
+    /// A chair nobody is in, with who is next (if anyone).
+    fn free(chair: String, next_up: Option<String>) -> Self {
+        ChairCard {
+            chair,
+            status: "free",
+            session_href: String::new(),
+            patient: String::new(),
+            route: "",
+            phase: "Free",
+            phase_class: "st-free",
+            scheduled_at: String::new(),
+            since_dose: None,
+            monitoring: None,
+            monitoring_done: false,
+            next_check: None,
+            next_check_overdue: false,
+            last_vitals: None,
+            next_up,
+            alerts: vec![],
+            more_alerts: 0,
+        }
+    }
+}
+
+/// One card a chair: who is in it (every one, if the records say more than one) or who is next,
+/// then a card for each session in a chair with no chair recorded.
+fn chair_cards<'a>(
+    chairs: &[Chair],
+    sessions: &'a [ScheduledSession],
+    mut card_for: impl FnMut(String, Option<&'a ScheduledSession>, Option<&'a ScheduledSession>) -> ChairCard,
+) -> Vec<ChairCard> {
+    let mut cards = Vec::new();
+    for chair in chairs {
+        let here: Vec<&ScheduledSession> = sessions.iter().filter(|s| s.chair_id == Some(chair.id)).collect();
+        let active: Vec<&ScheduledSession> = here.iter().copied().filter(|s| is_in_chair(s.state)).collect();
+        let upcoming: Vec<&ScheduledSession> =
+            here.iter().copied().filter(|s| s.state == SessionState::Scheduled).collect();
+        if active.is_empty() {
+            cards.push(card_for(chair.name.clone(), upcoming.first().copied(), upcoming.get(1).copied()));
+        } else {
+            // Normally one patient per chair; if the records say more, show every one.
+            for (i, a) in active.iter().enumerate() {
+                cards.push(card_for(
+                    chair.name.clone(),
+                    Some(a),
+                    if i == 0 { upcoming.first().copied() } else { None },
+                ));
+            }
+        }
+    }
+    // In the chair but with no chair recorded: still on the board.
+    for s in sessions
+        .iter()
+        .filter(|s| is_in_chair(s.state) && s.chair_id.is_none_or(|c| !chairs.iter().any(|ch| ch.id == c)))
+    {
+        cards.push(card_for("No chair".into(), Some(s), None));
+    }
+    cards
+}
+
+/// The next timed check: "<label>: in 5 min (at 15 min)", "…: due now (15 min)" or "…: overdue (due at 15 min)".
+fn next_check_label(t: &Timing) -> Option<String> {
+    t.next_check.as_ref().map(|c| {
+        let m = t.since_dose_min.unwrap_or(0);
+        if c.overdue {
+            format!("{}: overdue (due at {} min)", c.label, c.due_at_minutes)
+        } else if m >= c.due_at_minutes {
+            format!("{}: due now ({} min)", c.label, c.due_at_minutes)
+        } else {
+            format!("{}: in {} min (at {} min)", c.label, c.due_at_minutes - m, c.due_at_minutes)
+        }
+    })
+}
+
+fn escalation_rule(after_minutes: Option<u32>) -> String {
+    match after_minutes {
+        Some(m) => format!("Urgent alerts not acknowledged within {m} min are escalated to the prescriber on duty."),
+        None => "Escalation of unacknowledged urgent alerts: not set by the clinic (no time set).".into(),
+    }
+}
+
 /// Everything Today shows for one site, read fresh.
 pub(crate) async fn build_site(
     st: &AppState,
@@ -259,66 +386,19 @@ pub(crate) async fn build_site(
     // The rules in force at this site (the medical director may have replaced the built-in ones).
     let rules = board.rules;
 
-    // Names from the site's patient list (one read, not one per patient): the board
-    // re-renders every 30 s and on every change, and per-patient reads are each audited.
     let wanted: HashSet<PatientId> =
         sessions.iter().map(|s| s.patient_id).chain(alerts.iter().map(|a| a.patient_id)).collect();
-    let mut names: HashMap<PatientId, Patient> = HashMap::new();
-    let mut offset = 0;
-    while !wanted.is_empty() && names.len() < wanted.len() {
-        let page = st
-            .store
-            .list_patients(actor, PatientQuery { search: None, site_id: Some(site.id), limit: 500, offset })
-            .await?;
-        let n = page.len();
-        names.extend(page.into_iter().filter(|p| wanted.contains(&p.id)).map(|p| (p.id, p)));
-        if n < 500 {
-            break;
-        }
-        offset += 500;
-    }
+    let names = patients_named(st, user, site.id, &wanted).await?;
     let name_of = |id: PatientId| names.get(&id).map_or_else(|| format!("Patient {id}"), Patient::display_name);
     let line = |a: &Alert| AlertLine { escalated: escalated.get(&a.id.0).cloned(), ..alert_line(a, &names, &clock) };
 
     // The latest reading of each session in the chair, for clinical staff.
-    let in_chair: Vec<&ScheduledSession> = sessions.iter().filter(|s| is_in_chair(s.state)).collect();
-    let vitals = if clinical {
-        st.store.vitals_for_sessions(actor, in_chair.iter().map(|s| s.id).collect()).await?
-    } else {
-        Vec::new()
-    };
-    let mut last_vitals: HashMap<i64, String> = HashMap::new();
-    for (id, v) in vitals {
-        let Some(s) = in_chair.iter().find(|s| s.id == id) else { continue };
-        if let Some(r) = v.last() {
-            last_vitals.insert(s.id.0, format!("{} at {}", vitals_summary(&r.vitals), clock.hm(r.taken_at)));
-        }
-    }
+    let last_vitals = if clinical { last_vitals_in_chairs(st, user, &sessions, &clock).await? } else { HashMap::new() };
 
     let mut shown_alerts: HashSet<i64> = HashSet::new();
-    let mut card_for = |chair: String, s: Option<&ScheduledSession>, next: Option<&ScheduledSession>| -> ChairCard {
+    let card_for = |chair: String, s: Option<&ScheduledSession>, next: Option<&ScheduledSession>| -> ChairCard {
         let next_up = next.map(|n| format!("{} {}", clock.hm(n.scheduled_for), name_of(n.patient_id)));
-        let Some(s) = s else {
-            return ChairCard {
-                chair,
-                status: "free",
-                session_href: String::new(),
-                patient: String::new(),
-                route: "",
-                phase: "Free",
-                phase_class: "st-free",
-                scheduled_at: String::new(),
-                since_dose: None,
-                monitoring: None,
-                monitoring_done: false,
-                next_check: None,
-                next_check_overdue: false,
-                last_vitals: None,
-                next_up,
-                alerts: vec![],
-                more_alerts: 0,
-            };
-        };
+        let Some(s) = s else { return ChairCard::free(chair, next_up) };
         let t = timing(&rules, s, bp_minutes.get(&s.id.0).map_or(&[][..], Vec::as_slice), now);
         let mut card_alerts: Vec<AlertLine> = alerts
             .iter()
@@ -345,16 +425,7 @@ pub(crate) async fn build_site(
             since_dose: t.since_dose_min.map(minutes_label),
             monitoring: t.since_dose_min.map(|m| format!("{} of {} min minimum", m.max(0), t.minimum_min)),
             monitoring_done: t.since_dose_min.is_some_and(|m| m >= t.minimum_min),
-            next_check: t.next_check.as_ref().map(|c| {
-                let m = t.since_dose_min.unwrap_or(0);
-                if c.overdue {
-                    format!("{}: overdue (due at {} min)", c.label, c.due_at_minutes)
-                } else if m >= c.due_at_minutes {
-                    format!("{}: due now ({} min)", c.label, c.due_at_minutes)
-                } else {
-                    format!("{}: in {} min (at {} min)", c.label, c.due_at_minutes - m, c.due_at_minutes)
-                }
-            }),
+            next_check: next_check_label(&t),
             next_check_overdue: t.next_check.as_ref().is_some_and(|c| c.overdue),
             last_vitals: last_vitals.get(&s.id.0).cloned(),
             next_up,
@@ -363,32 +434,7 @@ pub(crate) async fn build_site(
         }
     };
 
-    let mut cards = Vec::new();
-    for chair in &chairs {
-        let here: Vec<&ScheduledSession> = sessions.iter().filter(|s| s.chair_id == Some(chair.id)).collect();
-        let active: Vec<&ScheduledSession> = here.iter().copied().filter(|s| is_in_chair(s.state)).collect();
-        let upcoming: Vec<&ScheduledSession> =
-            here.iter().copied().filter(|s| s.state == SessionState::Scheduled).collect();
-        if active.is_empty() {
-            cards.push(card_for(chair.name.clone(), upcoming.first().copied(), upcoming.get(1).copied()));
-        } else {
-            // Normally one patient per chair; if the records say more, show every one.
-            for (i, a) in active.iter().enumerate() {
-                cards.push(card_for(
-                    chair.name.clone(),
-                    Some(a),
-                    if i == 0 { upcoming.first().copied() } else { None },
-                ));
-            }
-        }
-    }
-    // In the chair but with no chair recorded: still on the board.
-    for s in sessions
-        .iter()
-        .filter(|s| is_in_chair(s.state) && s.chair_id.is_none_or(|c| !chairs.iter().any(|ch| ch.id == c)))
-    {
-        cards.push(card_for("No chair".into(), Some(s), None));
-    }
+    let cards = chair_cards(&chairs, &sessions, card_for);
     // Escalated ones head the board instead (below), not listed twice.
     let other_alerts = alerts
         .iter()
@@ -398,10 +444,7 @@ pub(crate) async fn build_site(
     // Escalated alerts also head the board, oldest first, whichever chair they belong to.
     let escalated_alerts: Vec<&Alert> =
         escalation.escalated.iter().filter_map(|e| alerts.iter().find(|a| a.id == e.alert_id)).collect();
-    let escalation_rule = match escalation.settings.escalate_after_minutes {
-        Some(m) => format!("Urgent alerts not acknowledged within {m} min are escalated to the prescriber on duty."),
-        None => "Escalation of unacknowledged urgent alerts: not set by the clinic (no time set).".into(),
-    };
+    let escalation_rule = escalation_rule(escalation.settings.escalate_after_minutes);
 
     let chair_name: HashMap<i64, &str> = chairs.iter().map(|c| (c.id.0, c.name.as_str())).collect();
     let schedule = sessions
