@@ -7,9 +7,14 @@
 //! exposure weeks, relapse messages) is the site's local date from [`today`] or
 //! [`calendar`], never the UTC date of `now`: a clinic at UTC+13 is a day ahead of UTC
 //! for thirteen hours, one at UTC-10 a day behind for ten.
+//!
+//! [`SiteClock`] is the one wall clock of a site for everything outside the store: the web
+//! pages and reminders format times with it, the demo and the benchmark place synthetic
+//! sessions in clinic hours with it.
 
 use keta_domain::ids::SiteId;
-use time::{Date, OffsetDateTime};
+use keta_domain::site::Site;
+use time::{Date, OffsetDateTime, UtcOffset};
 
 use crate::conn::Conn;
 use crate::error::Result;
@@ -73,6 +78,112 @@ pub fn local_date(tz: &jiff::tz::TimeZone, t: OffsetDateTime) -> Date {
     local(tz, t).date()
 }
 
+/// A site's wall clock: its IANA zone (UTC when the name is unknown) and the labels times
+/// are shown with.
+#[derive(Clone)]
+pub struct SiteClock {
+    tz: jiff::tz::TimeZone,
+    pub zone: String,
+}
+
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+impl SiteClock {
+    pub fn for_site(site: &Site) -> Self {
+        Self::named(&site.time_zone)
+    }
+
+    pub fn named(name: &str) -> Self {
+        let tz = zone(name);
+        let zone = if tz == jiff::tz::TimeZone::UTC && name != "UTC" { "UTC".into() } else { name.to_string() };
+        Self { tz, zone }
+    }
+
+    pub fn utc() -> Self {
+        Self { tz: jiff::tz::TimeZone::UTC, zone: "UTC".into() }
+    }
+
+    fn offset_at(&self, t: OffsetDateTime) -> UtcOffset {
+        let secs =
+            jiff::Timestamp::from_second(t.unix_timestamp()).map(|ts| self.tz.to_offset(ts).seconds()).unwrap_or(0);
+        UtcOffset::from_whole_seconds(secs).unwrap_or(UtcOffset::UTC)
+    }
+
+    /// `t` on the site's wall clock.
+    pub fn local(&self, t: OffsetDateTime) -> OffsetDateTime {
+        t.to_offset(self.offset_at(t))
+    }
+
+    pub fn today(&self, now: OffsetDateTime) -> Date {
+        self.local(now).date()
+    }
+
+    /// The UTC instant of a local wall-clock time (the earlier one in a DST overlap,
+    /// the later side of a gap).
+    pub fn at_local(&self, date: Date, hour: u8, minute: u8) -> OffsetDateTime {
+        at_local(&self.tz, date, hour, minute)
+    }
+
+    /// The UTC instant the site's clock shows `minute_of_day` minutes past midnight on `date`
+    /// (600 is 10:00; 1500 is 01:00 the next day).
+    pub fn at_minute_of_day(&self, date: Date, minute_of_day: i64) -> OffsetDateTime {
+        const DAY: i64 = 24 * 60;
+        let date = date + time::Duration::days(minute_of_day.div_euclid(DAY));
+        let m = minute_of_day.rem_euclid(DAY);
+        self.at_local(
+            date,
+            u8::try_from(m / 60).expect("an hour of the day"),
+            u8::try_from(m % 60).expect("a minute of the hour"),
+        )
+    }
+
+    /// `[start, end)` of a local day, in UTC.
+    pub fn day_bounds(&self, date: Date) -> (OffsetDateTime, OffsetDateTime) {
+        let next = date.next_day().unwrap_or(date);
+        (self.at_local(date, 0, 0), self.at_local(next, 0, 0))
+    }
+
+    /// "09:05"
+    pub fn hm(&self, t: OffsetDateTime) -> String {
+        let l = self.local(t);
+        format!("{:02}:{:02}", l.hour(), l.minute())
+    }
+
+    /// "Fri 27 Nov 2026"
+    pub fn date(&self, t: OffsetDateTime) -> String {
+        date_label(self.local(t).date())
+    }
+
+    /// "Fri 27 Nov 2026 at 09:05" (patient pages, reminders, planned sessions).
+    pub fn date_at(&self, t: OffsetDateTime) -> String {
+        format!("{} at {}", self.date(t), self.hm(t))
+    }
+
+    /// "27 Nov 2026 09:05"
+    pub fn datetime(&self, t: OffsetDateTime) -> String {
+        let l = self.local(t);
+        format!("{} {} {} {:02}:{:02}", l.day(), MONTHS[l.month() as usize - 1], l.year(), l.hour(), l.minute())
+    }
+
+    /// "27 Nov" (short, for chart axes).
+    pub fn short_date(&self, t: OffsetDateTime) -> String {
+        let l = self.local(t);
+        format!("{} {}", l.day(), MONTHS[l.month() as usize - 1])
+    }
+}
+
+/// "Fri 27 Nov 2026"
+pub fn date_label(d: Date) -> String {
+    format!(
+        "{} {} {} {}",
+        WEEKDAYS[d.weekday().number_days_from_monday() as usize],
+        d.day(),
+        MONTHS[d.month() as usize - 1],
+        d.year()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use time::macros::{date, datetime};
@@ -107,5 +218,29 @@ mod tests {
     #[test]
     fn an_unknown_zone_is_utc() {
         assert_eq!(at_local(&zone("Mars/Olympus"), date!(2026 - 01 - 15), 9, 0), datetime!(2026-01-15 09:00 UTC));
+    }
+
+    #[test]
+    fn chicago_day_is_shifted_from_utc() {
+        let c = SiteClock::named("America/Chicago");
+        let (from, to) = c.day_bounds(date!(2026 - 11 - 27));
+        assert_eq!(from, datetime!(2026-11-27 06:00 UTC));
+        assert_eq!(to, datetime!(2026-11-28 06:00 UTC));
+        assert_eq!(c.hm(datetime!(2026-11-27 15:30 UTC)), "09:30");
+    }
+
+    #[test]
+    fn unknown_zone_falls_back_to_utc() {
+        let c = SiteClock::named("Nowhere/Place");
+        assert_eq!(c.zone, "UTC");
+    }
+
+    #[test]
+    fn a_minute_of_the_day_is_on_the_sites_clock() {
+        let c = SiteClock::named("America/Denver");
+        // MST is UTC-7 in winter, MDT UTC-6 in summer.
+        assert_eq!(c.at_minute_of_day(date!(2026 - 01 - 15), 10 * 60 + 30), datetime!(2026-01-15 17:30 UTC));
+        assert_eq!(c.at_minute_of_day(date!(2026 - 07 - 15), 10 * 60 + 30), datetime!(2026-07-15 16:30 UTC));
+        assert_eq!(c.at_minute_of_day(date!(2026 - 01 - 15), 24 * 60 + 60), datetime!(2026-01-16 08:00 UTC));
     }
 }

@@ -28,14 +28,13 @@
 //! each stage's writes concurrently so the SQLite writer commits them in groups, and the
 //! history goes through the batch import (one transaction per patient).
 
-mod clock;
 mod plan;
 mod synthesis;
 mod writing;
 
 use keta_store::{Actor, Store};
 
-pub(crate) use clock::SiteClock;
+pub(crate) use keta_store::site_time::SiteClock;
 pub(crate) use synthesis::{
     Physiology, Questionnaires, SessionEvent, SessionSpec, answers_for, normal, phq9_answers, synth_session,
 };

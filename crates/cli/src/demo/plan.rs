@@ -17,18 +17,24 @@ use keta_domain::records::{CompletedBy, NewEligibilityAssessment};
 use keta_domain::units::{Kilograms, Milligrams};
 use keta_store::import::{AlertAcknowledgement, HistoricalResponse, HistoricalSession};
 
-use super::clock::*;
+use super::SiteClock;
 use super::synthesis::*;
 
 pub(super) struct SiteDef {
     pub(super) code: &'static str,
     pub(super) name: &'static str,
     pub(super) zone: &'static str,
-    pub(super) clock: SiteClock,
     pub(super) chairs: &'static [&'static str],
     pub(super) area_code: &'static str,
     pub(super) nurse: &'static str,
     pub(super) prescriber: &'static str,
+}
+
+impl SiteDef {
+    /// The site's wall clock, from its zone.
+    pub(super) fn clock(&self) -> SiteClock {
+        SiteClock::named(self.zone)
+    }
 }
 
 pub(super) const SITES: [SiteDef; 2] = [
@@ -36,7 +42,6 @@ pub(super) const SITES: [SiteDef; 2] = [
         code: "AUS",
         name: "Austin",
         zone: "America/Chicago",
-        clock: SiteClock { std_hours: -6 },
         chairs: &["Chair 1", "Chair 2", "Chair 3", "Chair 4", "Chair 5", "Chair 6"],
         area_code: "512",
         nurse: "rn.alvarez",
@@ -46,7 +51,6 @@ pub(super) const SITES: [SiteDef; 2] = [
         code: "DEN",
         name: "Denver",
         zone: "America/Denver",
-        clock: SiteClock { std_hours: -7 },
         chairs: &["Bay A", "Bay B", "Bay C", "Bay D", "Bay E"],
         area_code: "303",
         nurse: "rn.okafor",
@@ -402,7 +406,7 @@ pub(super) fn plan(seed: u64, now: OffsetDateTime) -> Plan {
     let mut register = Register::default();
     let mut patients = Vec::with_capacity(drafts.len());
     for d in &drafts {
-        let cx = PatientContext { d, site: &SITES[d.site], today: SITES[d.site].clock.today(now), now };
+        let cx = PatientContext { d, site: &SITES[d.site], today: SITES[d.site].clock().today(now), now };
         patients.push(plan_patient(rng, &mut register, &cx));
     }
     place_session_events(rng, &mut patients);
@@ -1094,7 +1098,7 @@ fn place_sessions(
     mut answers_at: Vec<Questionnaires>,
     dosing: &Dosing,
 ) -> (Vec<SessionDraft>, Vec<PlannedCheckIn>) {
-    let (d, site, clock) = (cx.d, cx.site, cx.site.clock);
+    let (d, site, clock) = (cx.d, cx.site, cx.site.clock());
     let mut sessions = Vec::new();
     let mut check_ins = Vec::new();
     for (k, &(x, when)) in points.iter().enumerate() {
@@ -1104,12 +1108,14 @@ fn place_sessions(
                 let (dayx, slot) = tl.session_days[i];
                 let at_home = d.route.is_home() && i > 0;
                 let (chair, start) = if at_home {
-                    (None, clock.at(cx.day(dayx), rng.random_range(600..=1140)))
+                    (None, clock.at_minute_of_day(cx.day(dayx), rng.random_range(600..=1140)))
                 } else {
                     let n = register.slots.entry((d.site, cx.day(dayx))).or_insert(0);
                     let chair = *n % site.chairs.len();
-                    let start = clock
-                        .at(cx.day(dayx), 8 * 60 + 150 * (*n / site.chairs.len()) as i64 + 5 * rng.random_range(0..=4));
+                    let start = clock.at_minute_of_day(
+                        cx.day(dayx),
+                        8 * 60 + 150 * (*n / site.chairs.len()) as i64 + 5 * rng.random_range(0..=4),
+                    );
                     *n += 1;
                     (Some(chair), start)
                 };
@@ -1154,9 +1160,9 @@ fn place_sessions(
             }
             When::Intake | When::CheckIn => {
                 let (time, by) = if when == When::Intake {
-                    (clock.at(cx.day(x), 10 * 60 + rng.random_range(0..=90)), CompletedBy::Patient)
+                    (clock.at_minute_of_day(cx.day(x), 10 * 60 + rng.random_range(0..=90)), CompletedBy::Patient)
                 } else {
-                    (clock.at(cx.day(x), rng.random_range(18 * 60..=21 * 60 + 30)), CompletedBy::Patient)
+                    (clock.at_minute_of_day(cx.day(x), rng.random_range(18 * 60..=21 * 60 + 30)), CompletedBy::Patient)
                 };
                 let open = d.special == Special::OpenItem9 && x == -1 && when == When::CheckIn;
                 let slot = if d.special == Special::SeriousAe && x > tl.end { Some(0) } else { Some(tl.slot_of(x)) };

@@ -1,100 +1,9 @@
-//! Times are stored in UTC and shown in the site's own time zone (its IANA name; the
-//! zone rules come from the system's tz database, with a bundled copy as fallback).
+//! Times are stored in UTC and shown in the site's own time zone through the store's
+//! [`SiteClock`] (its IANA name; the system's tz database, with a bundled copy as fallback);
+//! here are the form values of dates and times and the duration labels of the pages.
 
-use keta_domain::site::Site;
-use time::{Date, OffsetDateTime, UtcOffset};
-
-/// A site's wall clock.
-#[derive(Clone)]
-pub struct SiteClock {
-    tz: jiff::tz::TimeZone,
-    pub zone: String,
-}
-
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-
-impl SiteClock {
-    pub fn for_site(site: &Site) -> Self {
-        Self::named(&site.time_zone)
-    }
-
-    pub fn named(zone: &str) -> Self {
-        let tz = keta_store::site_time::zone(zone);
-        let zone = if tz == jiff::tz::TimeZone::UTC && zone != "UTC" { "UTC".into() } else { zone.to_string() };
-        Self { tz, zone }
-    }
-
-    pub fn utc() -> Self {
-        Self { tz: jiff::tz::TimeZone::UTC, zone: "UTC".into() }
-    }
-
-    fn offset_at(&self, t: OffsetDateTime) -> UtcOffset {
-        let secs =
-            jiff::Timestamp::from_second(t.unix_timestamp()).map(|ts| self.tz.to_offset(ts).seconds()).unwrap_or(0);
-        UtcOffset::from_whole_seconds(secs).unwrap_or(UtcOffset::UTC)
-    }
-
-    /// `t` on the site's wall clock.
-    pub fn local(&self, t: OffsetDateTime) -> OffsetDateTime {
-        t.to_offset(self.offset_at(t))
-    }
-
-    pub fn today(&self, now: OffsetDateTime) -> Date {
-        self.local(now).date()
-    }
-
-    /// The UTC instant of a local wall-clock time (the earlier one in a DST overlap,
-    /// the later side of a gap).
-    pub fn at_local(&self, date: Date, hour: u8, minute: u8) -> OffsetDateTime {
-        keta_store::site_time::at_local(&self.tz, date, hour, minute)
-    }
-
-    /// `[start, end)` of a local day, in UTC.
-    pub fn day_bounds(&self, date: Date) -> (OffsetDateTime, OffsetDateTime) {
-        let next = date.next_day().unwrap_or(date);
-        (self.at_local(date, 0, 0), self.at_local(next, 0, 0))
-    }
-
-    /// "09:05"
-    pub fn hm(&self, t: OffsetDateTime) -> String {
-        let l = self.local(t);
-        format!("{:02}:{:02}", l.hour(), l.minute())
-    }
-
-    /// "Fri 27 Nov 2026"
-    pub fn date(&self, t: OffsetDateTime) -> String {
-        date_label(self.local(t).date())
-    }
-
-    /// "Fri 27 Nov 2026 at 09:05" (patient pages, reminders, planned sessions).
-    pub fn date_at(&self, t: OffsetDateTime) -> String {
-        format!("{} at {}", self.date(t), self.hm(t))
-    }
-
-    /// "27 Nov 2026 09:05"
-    pub fn datetime(&self, t: OffsetDateTime) -> String {
-        let l = self.local(t);
-        format!("{} {} {} {:02}:{:02}", l.day(), MONTHS[l.month() as usize - 1], l.year(), l.hour(), l.minute())
-    }
-
-    /// "27 Nov" (short, for chart axes).
-    pub fn short_date(&self, t: OffsetDateTime) -> String {
-        let l = self.local(t);
-        format!("{} {}", l.day(), MONTHS[l.month() as usize - 1])
-    }
-}
-
-/// "Fri 27 Nov 2026"
-pub fn date_label(d: Date) -> String {
-    format!(
-        "{} {} {} {}",
-        WEEKDAYS[d.weekday().number_days_from_monday() as usize],
-        d.day(),
-        MONTHS[d.month() as usize - 1],
-        d.year()
-    )
-}
+pub use keta_store::site_time::{SiteClock, date_label};
+use time::Date;
 
 /// "2026-11-27", the value of an `<input type="date">`.
 pub fn iso_date(d: Date) -> String {
@@ -124,22 +33,7 @@ pub fn minutes_label(m: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use time::macros::{date, datetime};
-
-    #[test]
-    fn chicago_day_is_shifted_from_utc() {
-        let c = SiteClock::named("America/Chicago");
-        let (from, to) = c.day_bounds(date!(2026 - 11 - 27));
-        assert_eq!(from, datetime!(2026-11-27 06:00 UTC));
-        assert_eq!(to, datetime!(2026-11-28 06:00 UTC));
-        assert_eq!(c.hm(datetime!(2026-11-27 15:30 UTC)), "09:30");
-    }
-
-    #[test]
-    fn unknown_zone_falls_back_to_utc() {
-        let c = SiteClock::named("Nowhere/Place");
-        assert_eq!(c.zone, "UTC");
-    }
+    use time::macros::date;
 
     #[test]
     fn form_values_parse() {
