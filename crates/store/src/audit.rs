@@ -236,15 +236,29 @@ impl crate::Store {
         object_type: &'static str,
         op: impl FnOnce(&mut dyn Conn, &keta_domain::patient::Patient) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        self.read_record_audited(actor, permission, object_type, None, move |c, act| {
+            let p = crate::patients::get_patient(c, act, patient)?;
+            Ok((patient, op(c, &p)?))
+        })
+        .await
+    }
+
+    /// The audited read of a patient's record found by its own id (a session, a course):
+    /// checks `permission`, runs `op` on one snapshot (it loads the record in the actor's
+    /// scope and returns the patient it belongs to with what it read), then writes one read
+    /// entry of `object_type` (`object_id`) for that patient.
+    pub(crate) async fn read_record_audited<T: Send + 'static>(
+        &self,
+        actor: &Actor,
+        permission: keta_domain::access::Permission,
+        object_type: &'static str,
+        object_id: Option<String>,
+        op: impl FnOnce(&mut dyn Conn, &Actor) -> Result<(PatientId, T)> + Send + 'static,
+    ) -> Result<T> {
         actor.require(permission)?;
         let act = actor.clone();
-        let out = self
-            .read(move |c| {
-                let p = crate::patients::get_patient(c, &act, patient)?;
-                op(c, &p)
-            })
-            .await?;
-        self.audit_read(actor, object_type, None, Some(patient)).await?;
+        let (patient, out) = self.read(move |c| op(c, &act)).await?;
+        self.audit_read(actor, object_type, object_id, Some(patient)).await?;
         Ok(out)
     }
 }

@@ -712,24 +712,19 @@ impl Store {
         actor: &Actor,
         id: SessionId,
     ) -> Result<Vec<(String, Option<String>, OffsetDateTime, String)>> {
-        actor.require(Permission::ViewDemographics)?;
-        let act = actor.clone();
-        let (patient, out) = self
-            .read(move |c| {
-                let s = crate::sessions::get_session(c, &act, id)?;
-                let rows = c.query(
-                    "SELECT kind, reason, recorded_at, recorded_by FROM session_calendar_events WHERE session_id = $1 ORDER BY id",
-                    params![id.0],
-                )?;
-                let out = rows
-                    .iter()
-                    .map(|r| Ok((r.text("kind")?, r.opt_text("reason")?, from_ms(r.i64("recorded_at")?)?, r.text("recorded_by")?)))
-                    .collect::<Result<Vec<_>>>()?;
-                Ok((s.patient_id, out))
-            })
-            .await?;
-        self.audit_read(actor, "session_calendar", Some(id.to_string()), Some(patient)).await?;
-        Ok(out)
+        self.read_record_audited(actor, Permission::ViewDemographics, "session_calendar", Some(id.to_string()), move |c, act| {
+            let s = crate::sessions::get_session(c, act, id)?;
+            let rows = c.query(
+                "SELECT kind, reason, recorded_at, recorded_by FROM session_calendar_events WHERE session_id = $1 ORDER BY id",
+                params![id.0],
+            )?;
+            let out = rows
+                .iter()
+                .map(|r| Ok((r.text("kind")?, r.opt_text("reason")?, from_ms(r.i64("recorded_at")?)?, r.text("recorded_by")?)))
+                .collect::<Result<Vec<_>>>()?;
+            Ok((s.patient_id, out))
+        })
+        .await
     }
 }
 

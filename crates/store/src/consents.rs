@@ -202,16 +202,17 @@ impl Store {
         actor: &Actor,
         session: keta_domain::ids::SessionId,
     ) -> Result<Vec<MissingDocument>> {
-        actor.require(Permission::ViewClinical)?;
-        let act = actor.clone();
-        let (patient, out) = self
-            .read(move |c| {
-                let s = crate::sessions::get_session(c, &act, session)?;
+        self.read_record_audited(
+            actor,
+            Permission::ViewClinical,
+            "consents",
+            Some(session.to_string()),
+            move |c, act| {
+                let s = crate::sessions::get_session(c, act, session)?;
                 Ok((s.patient_id, missing_documents(c, &s)?))
-            })
-            .await?;
-        self.audit_read(actor, "consents", Some(session.to_string()), Some(patient)).await?;
-        Ok(out)
+            },
+        )
+        .await
     }
 }
 

@@ -268,16 +268,17 @@ impl Store {
 
     /// The dose records of a session, oldest first (the last is the one that counts).
     pub async fn list_session_doses(&self, actor: &Actor, session: SessionId) -> Result<Vec<DoseRecord>> {
-        actor.require(Permission::ViewClinical)?;
-        let act = actor.clone();
-        let (patient, out) = self
-            .read(move |c| {
-                let s = crate::sessions::get_session(c, &act, session)?;
+        self.read_record_audited(
+            actor,
+            Permission::ViewClinical,
+            "dose_records",
+            Some(session.to_string()),
+            move |c, act| {
+                let s = crate::sessions::get_session(c, act, session)?;
                 Ok((s.patient_id, doses_for_session(c, session)?))
-            })
-            .await?;
-        self.audit_read(actor, "dose_records", Some(session.to_string()), Some(patient)).await?;
-        Ok(out)
+            },
+        )
+        .await
     }
 
     /// The patient's cumulative exposure per drug: lifetime, last 7 and 30 days, per

@@ -313,22 +313,13 @@ impl Store {
         actor: &Actor,
         session: SessionId,
     ) -> Result<(Vec<Medication>, Vec<Allergy>, Vec<MedicationReview>)> {
-        actor.require(Permission::ViewClinical)?;
-        let act = actor.clone();
-        let (patient, out) = self
-            .read(move |c| {
-                let s = crate::sessions::get_session(c, &act, session)?;
-                Ok((
-                    s.patient_id,
-                    (
-                        medications_for(c, s.patient_id)?,
-                        allergies_for(c, s.patient_id)?,
-                        reviews_for_session(c, session)?,
-                    ),
-                ))
-            })
-            .await?;
-        self.audit_read(actor, "medications", None, Some(patient)).await?;
-        Ok(out)
+        self.read_record_audited(actor, Permission::ViewClinical, "medications", None, move |c, act| {
+            let s = crate::sessions::get_session(c, act, session)?;
+            Ok((
+                s.patient_id,
+                (medications_for(c, s.patient_id)?, allergies_for(c, s.patient_id)?, reviews_for_session(c, session)?),
+            ))
+        })
+        .await
     }
 }

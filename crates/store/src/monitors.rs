@@ -390,21 +390,22 @@ impl Store {
     /// The readings monitors wrote into a session, newest first, struck ones included (marked),
     /// with the mean pressure each came with: the session screen's device panel.
     pub async fn device_readings(&self, actor: &Actor, session: SessionId) -> Result<Vec<DeviceReading>> {
-        actor.require(Permission::ViewClinical)?;
-        let act = actor.clone();
-        let (patient, out) = self
-            .read(move |c| {
-                let s = get_session(c, &act, session)?;
+        self.read_record_audited(
+            actor,
+            Permission::ViewClinical,
+            "device_readings",
+            Some(session.to_string()),
+            move |c, act| {
+                let s = get_session(c, act, session)?;
                 let rows = c.query(
                     &format!("{DEVICE_READING_SQL} WHERE v.session_id = $1 ORDER BY v.taken_at DESC, v.id DESC"),
                     params![s.id.0],
                 )?;
                 let out = rows.iter().map(|r| device_reading_from(r, s.dose_started_at)).collect::<Result<Vec<_>>>()?;
                 Ok((s.patient_id, out))
-            })
-            .await?;
-        self.audit_read(actor, "device_readings", Some(session.to_string()), Some(patient)).await?;
-        Ok(out)
+            },
+        )
+        .await
     }
 
     /// The nurse confirms a monitor's reading, or strikes it as an artefact with a reason

@@ -157,16 +157,17 @@ impl Store {
 
     /// The order in force for a course, if any; audited.
     pub async fn course_order(&self, actor: &Actor, course: CourseId) -> Result<Option<CourseOrder>> {
-        actor.require(Permission::ViewClinical)?;
-        let act = actor.clone();
-        let (patient, out) = self
-            .read(move |c| {
-                let co = crate::courses::get_course(c, &act, course)?;
+        self.read_record_audited(
+            actor,
+            Permission::ViewClinical,
+            "course_order",
+            Some(course.to_string()),
+            move |c, act| {
+                let co = crate::courses::get_course(c, act, course)?;
                 Ok((co.patient_id, current_order(c, course)?))
-            })
-            .await?;
-        self.audit_read(actor, "course_order", Some(course.to_string()), Some(patient)).await?;
-        Ok(out)
+            },
+        )
+        .await
     }
 
     /// A prescriber documents that this session may be given `dose` outside the order,
@@ -215,15 +216,16 @@ impl Store {
 
     /// The overrides recorded in a session; audited.
     pub async fn list_order_overrides(&self, actor: &Actor, session: SessionId) -> Result<Vec<OrderOverride>> {
-        actor.require(Permission::ViewClinical)?;
-        let act = actor.clone();
-        let (patient, out) = self
-            .read(move |c| {
-                let s = crate::sessions::get_session(c, &act, session)?;
+        self.read_record_audited(
+            actor,
+            Permission::ViewClinical,
+            "order_overrides",
+            Some(session.to_string()),
+            move |c, act| {
+                let s = crate::sessions::get_session(c, act, session)?;
                 Ok((s.patient_id, overrides_for(c, session)?))
-            })
-            .await?;
-        self.audit_read(actor, "order_overrides", Some(session.to_string()), Some(patient)).await?;
-        Ok(out)
+            },
+        )
+        .await
     }
 }

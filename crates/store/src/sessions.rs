@@ -844,27 +844,31 @@ impl Store {
 
     /// The decisions recorded in a session, oldest first.
     pub async fn list_session_decisions(&self, actor: &Actor, id: SessionId) -> Result<Vec<SessionDecision>> {
-        actor.require(keta_domain::access::Permission::ViewClinical)?;
-        let act = actor.clone();
-        let (patient, out) = self
-            .read(move |c| {
-                let s = get_session(c, &act, id)?;
+        self.read_record_audited(
+            actor,
+            keta_domain::access::Permission::ViewClinical,
+            "session_decisions",
+            Some(id.to_string()),
+            move |c, act| {
+                let s = get_session(c, act, id)?;
                 Ok((s.patient_id, decisions_for(c, id)?))
-            })
-            .await?;
-        self.audit_read(actor, "session_decisions", Some(id.to_string()), Some(patient)).await?;
-        Ok(out)
+            },
+        )
+        .await
     }
 
     /// Why discharge is not possible yet, as the session screen shows it (the same
     /// judgement [`Store::act_on_session`] makes, ledger included).
     pub async fn discharge_blockers(&self, actor: &Actor, id: SessionId) -> Result<Vec<Blocker>> {
-        actor.require(keta_domain::access::Permission::ViewClinical)?;
         let now = self.now();
-        let act = actor.clone();
-        let (patient, out) = self
-            .read(move |c| {
-                let s = get_session(c, &act, id)?;
+        // Judged from the patient's vitals and scores: a read of patient data.
+        self.read_record_audited(
+            actor,
+            keta_domain::access::Permission::ViewClinical,
+            "discharge_blockers",
+            Some(id.to_string()),
+            move |c, act| {
+                let s = get_session(c, act, id)?;
                 let rules = crate::rules::safety_rules(c, s.site_id)?;
                 let facts = RecordFacts::load(c, &s)?;
                 let ctx = DischargeContext {
@@ -875,11 +879,9 @@ impl Store {
                 let mut out = s.discharge_blockers(now, &ctx);
                 out.extend(ledger_blocker(c, &s)?);
                 Ok((s.patient_id, out))
-            })
-            .await?;
-        // Judged from the patient's vitals and scores: a read of patient data.
-        self.audit_read(actor, "discharge_blockers", Some(id.to_string()), Some(patient)).await?;
-        Ok(out)
+            },
+        )
+        .await
     }
 
     /// Everything the site's board shows, read in one snapshot: the day's sessions and every
@@ -1041,16 +1043,17 @@ impl Store {
     }
 
     pub async fn list_vitals(&self, actor: &Actor, id: SessionId) -> Result<Vec<VitalsRecord>> {
-        actor.require(keta_domain::access::Permission::ViewClinical)?;
-        let act = actor.clone();
-        let (patient, out) = self
-            .read(move |c| {
-                let s = get_session(c, &act, id)?;
+        self.read_record_audited(
+            actor,
+            keta_domain::access::Permission::ViewClinical,
+            "vitals",
+            Some(id.to_string()),
+            move |c, act| {
+                let s = get_session(c, act, id)?;
                 Ok((s.patient_id, vitals_for(c, &s)?))
-            })
-            .await?;
-        self.audit_read(actor, "vitals", Some(id.to_string()), Some(patient)).await?;
-        Ok(out)
+            },
+        )
+        .await
     }
 
     /// Vitals of several sessions at once (the board's chairs): one read, and the read
@@ -1125,16 +1128,17 @@ impl Store {
     }
 
     pub async fn list_observations(&self, actor: &Actor, id: SessionId) -> Result<Vec<ObservationRecord>> {
-        actor.require(keta_domain::access::Permission::ViewClinical)?;
-        let act = actor.clone();
-        let (patient, out) = self
-            .read(move |c| {
-                let s = get_session(c, &act, id)?;
+        self.read_record_audited(
+            actor,
+            keta_domain::access::Permission::ViewClinical,
+            "observations",
+            Some(id.to_string()),
+            move |c, act| {
+                let s = get_session(c, act, id)?;
                 Ok((s.patient_id, observations_for(c, id)?))
-            })
-            .await?;
-        self.audit_read(actor, "observations", Some(id.to_string()), Some(patient)).await?;
-        Ok(out)
+            },
+        )
+        .await
     }
 
     /// Records an adverse event for a patient, optionally tied to a session.

@@ -320,16 +320,17 @@ impl Store {
 
     /// The schedule a course follows now (default plus the latest change).
     pub async fn checkin_schedule(&self, actor: &Actor, course: CourseId) -> Result<Option<CheckInSchedule>> {
-        actor.require(Permission::ViewClinical)?;
-        let act = actor.clone();
-        let (patient, out) = self
-            .read(move |c| {
-                let co = crate::courses::get_course(c, &act, course)?;
+        self.read_record_audited(
+            actor,
+            Permission::ViewClinical,
+            "checkin_schedule",
+            Some(course.to_string()),
+            move |c, act| {
+                let co = crate::courses::get_course(c, act, course)?;
                 Ok((co.patient_id, schedule_for(c, &co)?))
-            })
-            .await?;
-        self.audit_read(actor, "checkin_schedule", Some(course.to_string()), Some(patient)).await?;
-        Ok(out)
+            },
+        )
+        .await
     }
 
     /// Sets what a site tells its patients (crisis instructions, clinic phone).
