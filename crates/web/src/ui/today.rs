@@ -26,7 +26,6 @@ use keta_domain::schedule::ScheduledSession;
 use keta_domain::session::SessionState;
 use keta_domain::site::Site;
 use keta_store::alerts::AlertEscalation;
-use keta_store::patients::PatientQuery;
 use time::OffsetDateTime;
 
 use super::clock::{SiteClock, date_label, minutes_label};
@@ -259,38 +258,18 @@ pub(crate) async fn build_site(
     // The rules in force at this site (the medical director may have replaced the built-in ones).
     let rules = board.rules;
 
-    // Names from the site's patient list (one read, not one per patient): the board
+    // Names from the board's own snapshot (one read, not one per patient): the board
     // re-renders every 30 s and on every change, and per-patient reads are each audited.
-    let wanted: HashSet<PatientId> =
-        sessions.iter().map(|s| s.patient_id).chain(alerts.iter().map(|a| a.patient_id)).collect();
-    let mut names: HashMap<PatientId, Patient> = HashMap::new();
-    let mut offset = 0;
-    while !wanted.is_empty() && names.len() < wanted.len() {
-        let page = st
-            .store
-            .list_patients(actor, PatientQuery { search: None, site_id: Some(site.id), limit: 500, offset })
-            .await?;
-        let n = page.len();
-        names.extend(page.into_iter().filter(|p| wanted.contains(&p.id)).map(|p| (p.id, p)));
-        if n < 500 {
-            break;
-        }
-        offset += 500;
-    }
+    let names: HashMap<PatientId, Patient> = board.patients.into_iter().map(|p| (p.id, p)).collect();
     let name_of = |id: PatientId| names.get(&id).map_or_else(|| format!("Patient {id}"), Patient::display_name);
     let line = |a: &Alert| AlertLine { escalated: escalated.get(&a.id.0).cloned(), ..alert_line(a, &names, &clock) };
 
-    // The latest reading of each session in the chair, for clinical staff.
+    // The latest reading of each session in the chair, for clinical staff (the snapshot
+    // carries them only for an actor who may see clinical records).
     let in_chair: Vec<&ScheduledSession> = sessions.iter().filter(|s| is_in_chair(s.state)).collect();
-    let vitals = if clinical {
-        st.store.vitals_for_sessions(actor, in_chair.iter().map(|s| s.id).collect()).await?
-    } else {
-        Vec::new()
-    };
     let mut last_vitals: HashMap<i64, String> = HashMap::new();
-    for (id, v) in vitals {
-        let Some(s) = in_chair.iter().find(|s| s.id == id) else { continue };
-        if let Some(r) = v.last() {
+    for s in &in_chair {
+        if let Some(r) = board.latest_vitals.get(&s.id) {
             last_vitals.insert(s.id.0, format!("{} at {}", vitals_summary(&r.vitals), clock.hm(r.taken_at)));
         }
     }
