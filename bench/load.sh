@@ -17,6 +17,9 @@
 # keta processes, of PostgreSQL and of the whole machine (/proc), the SQLite writer queue depth
 # and pool use (/metrics), and PostgreSQL backends active / waiting (pg_stat_activity).
 # A configuration's sweep stops at the first step whose p99 (any endpoint) is >= 100 ms.
+# Each step has exactly its number of chairs in use: a bench patient with a session checked in
+# per chair (added before the step; each PostgreSQL configuration has its own copy of the demo
+# clinic), so the board rendered is that clinic's board.
 #
 # With --peer (or --peer-only) it also compares Keta with Helios HFS 0.2.7 over HTTP on the same
 # 200 patients x 200 vital-sign readings (both on SQLite, one process each): the FHIR search
@@ -53,7 +56,7 @@ CLINIC=1
 PEER_SECS=20
 KEEP_GOING=0
 BUDGET_MS=100
-# Bench patients, each with a checked-in session (the chairs' vitals rotate over them).
+# The peer comparison's patients (200 x 200 readings); a clinic step has one per chair.
 POOL=${KETA_LOAD_PATIENTS:-200}
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -207,14 +210,17 @@ api() { # METHOD PATH [JSON]
   fi
 }
 
-# POOL bench patients, each with an induction course and a session checked in now; their ids go
-# to $WORK/patients.txt and the sessions' to $WORK/sessions.txt. The board shows them all.
+# Bench patients, each with an induction course and a session checked in now (a chair in use);
+# their ids go to $WORK/patients.txt and the sessions' to $WORK/sessions.txt. The board shows
+# them all. add_bench_patients N tops the list up to N (each step of a sweep has exactly its
+# number of chairs in use, so the board it renders is that clinic's board).
 add_bench_patients() {
-  local site today now i p c s
+  local want=${1:-$POOL} site today now i p c s have
   site=$(api GET /api/v1/sites | jq -r '.[0].id')
   today=$(date -u +%F); now=$(date -u +%FT%TZ)
-  : >"$WORK/patients.txt"; : >"$WORK/sessions.txt"
-  for i in $(seq 1 "$POOL"); do
+  touch "$WORK/patients.txt" "$WORK/sessions.txt"
+  have=$(wc -l <"$WORK/patients.txt")
+  for i in $(seq $((have + 1)) "$want"); do
     p=$(api POST /api/v1/patients "{\"site_id\":$site,\"mrn\":\"LOAD-$RANDOM-$i\",\"given_name\":\"Bench\",\"family_name\":\"Chair-$i\",\"date_of_birth\":\"1980-01-01\",\"sex\":\"female\",\"indication\":\"depression\",\"diagnoses\":[\"F33.2\"]}" | jq -r .id)
     c=$(api POST "/api/v1/patients/$p/courses" "{\"route\":\"iv_racemic\",\"phase\":\"induction\",\"planned_sessions\":6,\"start_date\":\"$today\"}" | jq -r .id)
     s=$(api POST "/api/v1/courses/$c/sessions" "{\"scheduled_for\":\"$now\"}" | jq -r .id)
@@ -232,7 +238,11 @@ cpu_ticks() { # PIDs... -> summed utime+stime ticks
   for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
   echo $t
 }
-postgres_pids() { pgrep -x postgres 2>/dev/null | tr '\n' ' ' || true; }
+# The backends serving this run's database (others share the server: their CPU is not ours).
+postgres_pids() { # DB_NAME
+  [ -n "$1" ] || return 0
+  psql "$PG_SERVER/postgres" -qAtc "SELECT pid FROM pg_stat_activity WHERE datname = '$1'" 2>/dev/null | tr '\n' ' ' || true
+}
 machine_busy() { awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat; }
 metric() { awk -v n="$1" '$1 == n {v = int($2)} END {print v + 0}'; }
 sampler() { # DB_NAME OUT: every second, SQLite queue depth / pool use and pg_stat_activity
@@ -269,7 +279,7 @@ RESULTS="$WORK/results.md"
 echo "| config | chairs | endpoint | rate (req/s) | done req/s | p50 ms | p99 ms | non-2xx / errors |" >"$RESULTS"
 echo "|---|---:|---|---:|---:|---:|---:|---:|" >>"$RESULTS"
 BUSY="$WORK/busy.md"
-echo "| config | chairs | keta CPU (of 2 cores) | PostgreSQL CPU | whole machine CPU | load avg | SQLite queue mean/max | pool in use mean/max | PG active mean/max | PG lock waits mean | PG IO/WAL waits mean | SSE streams | worst p99 ms |" >"$BUSY"
+echo "| config | chairs | keta CPU (of 2 cores) | PostgreSQL CPU (its backends) | whole machine CPU | load avg | SQLite queue mean/max | pool in use mean/max | PG active mean/max | PG lock waits mean | PG IO/WAL waits mean | SSE streams | worst p99 ms |" >"$BUSY"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" >>"$BUSY"
 
 run_step() { # CONFIG N DB_NAME -> the worst p99 (ms) in $STEP/worst
@@ -288,7 +298,8 @@ run_step() { # CONFIG N DB_NAME -> the worst p99 (ms) in $STEP/worst
   for port in "${INSTANCE_PORTS[@]}"; do
     streams=$((streams + $(curl -fs "http://127.0.0.1:$port/metrics" | metric keta_sse_clients)))
   done
-  local k0 p0 m0 mt0; k0=$(cpu_ticks "${INSTANCE_PIDS[@]}"); p0=$(cpu_ticks $(postgres_pids)); read -r m0 mt0 < <(machine_busy)
+  local pg_pids; pg_pids=$(postgres_pids "$db")
+  local k0 p0 m0 mt0; k0=$(cpu_ticks "${INSTANCE_PIDS[@]}"); p0=$(cpu_ticks $pg_pids); read -r m0 mt0 < <(machine_busy)
   : >"$STEP/samples"
   sampler "$db" "$STEP/samples" & local sp=$!
   oha_at vitals "$(rate "$n" 60)" POST "$BASE/api/v1/sessions/($sids)/vitals" \
@@ -301,7 +312,7 @@ run_step() { # CONFIG N DB_NAME -> the worst p99 (ms) in $STEP/worst
     '{"instrument":"phq9","answers":[1,2,1,1,0,1,1,0,0],"completed_by":"patient"}'
   for p in "${OHA_PIDS[@]}"; do wait "$p" || true; done
   kill "$sp" 2>/dev/null || true; wait "$sp" 2>/dev/null || true
-  local k1 p1 m1 mt1; k1=$(cpu_ticks "${INSTANCE_PIDS[@]}"); p1=$(cpu_ticks $(postgres_pids)); read -r m1 mt1 < <(machine_busy)
+  local k1 p1 m1 mt1; k1=$(cpu_ticks "${INSTANCE_PIDS[@]}"); p1=$(cpu_ticks $pg_pids); read -r m1 mt1 < <(machine_busy)
   for p in "${SSE_PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   SSE_PIDS=()
   local hz; hz=$(getconf CLK_TCK)
@@ -336,6 +347,7 @@ run_step() { # CONFIG N DB_NAME -> the worst p99 (ms) in $STEP/worst
 sweep() { # CONFIG DB_NAME
   local cfg=$1 db=$2 n worst best=none
   for n in $CHAIRS; do
+    add_bench_patients "$n"
     log "$cfg: $n chairs for ${SECS}s"
     run_step "$cfg" "$n" "$db"
     worst=$(cat "$STEP/worst")
@@ -351,24 +363,22 @@ echo "|---|---:|" >>"$WORK/best.md"
 
 if [ "$CLINIC" = 1 ]; then
   log "keta: $("$KETA_BIN" --version 2>/dev/null || echo "$KETA_BIN"); oha: $("$OHA" --version)"
-  PG_DB=
+  PG_BASE=
   for cfg in $CONFIGS; do
     case $cfg in
       pg*)
-        if [ -z "$PG_DB" ]; then
-          PG_DB="keta_load_$$_$RANDOM"
-          psql "$PG_SERVER/postgres" -qAtc "CREATE DATABASE $PG_DB" >/dev/null
-          DBS+=("$PG_DB")
-          log "building the demo clinic in PostgreSQL database $PG_DB"
-          "$KETA_BIN" demo --database-url "$PG_SERVER/$PG_DB" --build-only >"$WORK/demo-pg.log" 2>&1
-          start_cluster "$PG_SERVER/$PG_DB" 1
-          sign_in "$BASE"
-          log "adding $POOL bench patients with a checked-in session each"
-          add_bench_patients
-          cp "$WORK/patients.txt" "$WORK/pg-patients.txt"; cp "$WORK/sessions.txt" "$WORK/pg-sessions.txt"
-          stop_cluster
+        if [ -z "$PG_BASE" ]; then
+          PG_BASE="keta_load_$$_$RANDOM"
+          psql "$PG_SERVER/postgres" -qAtc "CREATE DATABASE $PG_BASE" >/dev/null
+          DBS+=("$PG_BASE")
+          log "building the demo clinic in PostgreSQL database $PG_BASE"
+          "$KETA_BIN" demo --database-url "$PG_SERVER/$PG_BASE" --build-only >"$WORK/demo-pg.log" 2>&1
         fi
-        cp "$WORK/pg-patients.txt" "$WORK/patients.txt"; cp "$WORK/pg-sessions.txt" "$WORK/sessions.txt"
+        # Each configuration starts from the same demo clinic, its chairs added step by step.
+        PG_DB="${PG_BASE}_$cfg"
+        psql "$PG_SERVER/postgres" -qAtc "CREATE DATABASE $PG_DB TEMPLATE $PG_BASE" >/dev/null
+        DBS+=("$PG_DB")
+        : >"$WORK/patients.txt"; : >"$WORK/sessions.txt"
         start_cluster "$PG_SERVER/$PG_DB" "${cfg#pg}"
         sign_in "$BASE"
         sweep "$cfg" "$PG_DB"
@@ -377,9 +387,9 @@ if [ "$CLINIC" = 1 ]; then
         mkdir -p "$WORK/sqlite"
         log "building the demo clinic on SQLite"
         "$KETA_BIN" demo --dir "$WORK/sqlite" --fresh --build-only >"$WORK/demo-sqlite.log" 2>&1
+        : >"$WORK/patients.txt"; : >"$WORK/sessions.txt"
         start_cluster "sqlite://$WORK/sqlite/demo.db" 1
         sign_in "$BASE"
-        add_bench_patients
         sweep sqlite ""
         stop_cluster ;;
       *) echo "error: unknown configuration $cfg (pg1, pg2, pg3, sqlite)" >&2; exit 2 ;;
@@ -409,7 +419,8 @@ if [ "$PEER" = 1 ]; then
   BASE="http://127.0.0.1:$KETA_PORT"; wait_http "$BASE/healthz" 300
   INSTANCE_PIDS=("$KETA_PID"); INSTANCE_PORTS=("$KETA_PORT")
   sign_in "$BASE"
-  add_bench_patients
+  : >"$WORK/patients.txt"; : >"$WORK/sessions.txt"
+  add_bench_patients "$POOL"
   # 200 vital-sign readings, one a minute, for each bench patient (each reading is four
   # Observations in FHIR: blood pressure, heart rate, SpO2, respiratory rate).
   sqlite3 "$WORK/peer/demo.db" "PRAGMA busy_timeout = 10000;

@@ -344,6 +344,78 @@ pub(crate) fn record(conn: &mut dyn Conn, actor: &Actor, at: OffsetDateTime, e: 
     Ok(())
 }
 
+/// A read entry to append with others (see [`record_reads`]).
+pub(crate) struct ReadEntry<'a> {
+    pub actor: &'a Actor,
+    pub object_type: &'static str,
+    pub object_id: Option<String>,
+    pub patient: Option<PatientId>,
+    /// What was read, for an entry that stands for several reads of the patient.
+    pub fields: &'a [&'static str],
+}
+
+/// Appends read entries inside the caller's transaction, each with its patient's site, in
+/// order. On PostgreSQL with the sealer (the default) they go in one statement, whatever
+/// their number: a board or a bulk page reads many patients, and a statement per entry
+/// (and another for its site) was a round trip each. SQLite, and PostgreSQL with
+/// `audit_chain=inline`, chain each entry as [`record`] does.
+pub(crate) fn record_reads(conn: &mut dyn Conn, at: OffsetDateTime, entries: &[ReadEntry<'_>]) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    if conn.backend() == Backend::Postgres && !INLINE.with(|i| i.get()) {
+        let rows: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "actor": e.actor.name.as_str(),
+                    "object_type": e.object_type,
+                    "object_id": e.object_id,
+                    "patient_id": e.patient.map(|p| p.0),
+                    "fields": serde_json::to_string(e.fields).expect("strings serialise"),
+                })
+            })
+            .collect();
+        let request = crate::request_id::of_thread().map(|r| r.to_string());
+        // Reads never notify boards (`cluster::notifies_boards`), so no pg_notify rides here.
+        conn.execute(
+            "INSERT INTO audit_log (occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, request_id)
+             SELECT $1, e.j->>'actor', $2, e.j->>'object_type', e.j->>'object_id', (e.j->>'patient_id')::bigint, p.site_id,
+                    e.j->>'fields', $3, $4
+             FROM json_array_elements($5::json) WITH ORDINALITY AS e(j, n)
+             LEFT JOIN patients p ON p.id = (e.j->>'patient_id')::bigint
+             ORDER BY e.n",
+            params![ms(at), Action::Read.as_str(), "allowed", request, serde_json::Value::Array(rows).to_string()],
+        )?;
+        APPENDED.with(|a| a.set(true));
+        return Ok(());
+    }
+    for e in entries {
+        let site = match e.patient {
+            Some(p) => conn
+                .query_opt("SELECT site_id FROM patients WHERE id = $1", params![p.0])?
+                .map(|r| r.i64("site_id"))
+                .transpose()?
+                .map(SiteId),
+            None => None,
+        };
+        record(
+            conn,
+            e.actor,
+            at,
+            Entry {
+                action: Action::Read,
+                object_type: e.object_type,
+                object_id: e.object_id.clone(),
+                patient_id: e.patient,
+                site_id: site,
+                fields: e.fields,
+            },
+        )?;
+    }
+    Ok(())
+}
+
 /// Chains committed unsealed entries (PostgreSQL), oldest first, up to [`SEAL_BATCH`] in one
 /// statement, after the chain's current head. Returns how many, or `None` when another
 /// sealer holds the chain and `wait` is false. Runs in its own transaction: the chain lock
@@ -522,30 +594,17 @@ impl crate::Store {
         }
         let now = self.now();
         self.write(move |c| {
-            for (r, kinds) in &entries {
-                let site = match r.patient {
-                    Some(p) => c
-                        .query_opt("SELECT site_id FROM patients WHERE id = $1", params![p.0])?
-                        .map(|row| row.i64("site_id"))
-                        .transpose()?
-                        .map(SiteId),
-                    None => None,
-                };
-                record(
-                    c,
-                    &r.actor,
-                    now,
-                    Entry {
-                        action: Action::Read,
-                        object_type: r.object_type,
-                        object_id: r.object_id.clone(),
-                        patient_id: r.patient,
-                        site_id: site,
-                        fields: kinds,
-                    },
-                )?;
-            }
-            Ok(())
+            let reads: Vec<ReadEntry<'_>> = entries
+                .iter()
+                .map(|(r, kinds)| ReadEntry {
+                    actor: &r.actor,
+                    object_type: r.object_type,
+                    object_id: r.object_id.clone(),
+                    patient: r.patient,
+                    fields: kinds,
+                })
+                .collect();
+            record_reads(c, now, &reads)
         })
         .await?;
         Ok(out)
@@ -761,27 +820,11 @@ impl crate::Store {
         let now = self.now();
         let actor = actor.clone();
         self.write(move |c| {
-            for p in patients {
-                let site = c
-                    .query_opt("SELECT site_id FROM patients WHERE id = $1", params![p.0])?
-                    .map(|r| r.i64("site_id"))
-                    .transpose()?
-                    .map(SiteId);
-                record(
-                    c,
-                    &actor,
-                    now,
-                    Entry {
-                        action: Action::Read,
-                        object_type,
-                        object_id: None,
-                        patient_id: Some(p),
-                        site_id: site,
-                        fields: &[],
-                    },
-                )?;
-            }
-            Ok(())
+            let reads: Vec<ReadEntry<'_>> = patients
+                .iter()
+                .map(|p| ReadEntry { actor: &actor, object_type, object_id: None, patient: Some(*p), fields: &[] })
+                .collect();
+            record_reads(c, now, &reads)
         })
         .await
     }

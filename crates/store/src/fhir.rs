@@ -700,7 +700,8 @@ impl Store {
         Ok(page)
     }
 
-    /// Staff as Practitioners (name and role only; no patient data).
+    /// Staff as Practitioners (name and role only; no patient data): those who work at one
+    /// of the caller's sites (an account of every site sees all staff).
     pub async fn fhir_practitioners(
         &self,
         actor: &Actor,
@@ -709,8 +710,17 @@ impl Store {
         offset: u32,
     ) -> Result<Page<PractitionerRow>> {
         actor.require(Permission::ViewClinical)?;
+        let scoped = (actor.scope != crate::SiteScope::All).then(|| {
+            format!(
+                "EXISTS (SELECT 1 FROM user_sites us WHERE us.user_id = u.id AND {})",
+                actor.scope.sql("us.site_id")
+            )
+        });
         self.read(move |c| {
             let mut f = Filters::new();
+            if let Some(scoped) = scoped {
+                f.conds.push(scoped);
+            }
             if let Some(id) = id {
                 f.push(|n| format!("u.id = ${n}"), id.into());
             }

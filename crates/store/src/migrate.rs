@@ -30,6 +30,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (32, "unread_columns", include_str!("../migrations/sqlite/0032_unread_columns.sql")),
     (33, "bulk_export", include_str!("../migrations/sqlite/0033_bulk_export.sql")),
     (36, "login_throttle", include_str!("../migrations/sqlite/0036_login_throttle.sql")),
+    (37, "board_sessions", include_str!("../migrations/sqlite/0037_board_sessions.sql")),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -58,6 +59,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (32, "unread_columns", include_str!("../migrations/postgres/0032_unread_columns.sql")),
     (33, "bulk_export", include_str!("../migrations/postgres/0033_bulk_export.sql")),
     (36, "login_throttle", include_str!("../migrations/postgres/0036_login_throttle.sql")),
+    (37, "board_sessions", include_str!("../migrations/postgres/0037_board_sessions.sql")),
 ];
 
 /// The advisory lock a PostgreSQL migration run holds (readiness looks for it).

@@ -527,6 +527,110 @@ fn require_active(s: &TreatmentSession) -> Result<()> {
     Ok(())
 }
 
+/// The board's in-chair states (the `state IN (...)` of [`IN_CHAIR`] and [`BOARD_SESSIONS`]).
+fn board_in_chair(state: SessionState) -> bool {
+    matches!(
+        state,
+        SessionState::CheckedIn | SessionState::PreDoseChecks | SessionState::Dosing | SessionState::Monitoring
+    )
+}
+
+/// For each board session whose dose has started and that is still in the chair, the minutes
+/// since the dose of its blood-pressure readings, in one query for the whole site.
+fn board_bp_minutes(
+    c: &mut dyn Conn,
+    site: SiteId,
+    sessions: &[TreatmentSession],
+) -> Result<std::collections::HashMap<SessionId, Vec<i64>>> {
+    let dosed: std::collections::HashMap<SessionId, OffsetDateTime> = sessions
+        .iter()
+        .filter(|s| s.state.dose_started() && s.state != SessionState::Discharged)
+        .filter_map(|s| s.dose_started_at.map(|d| (s.id, d)))
+        .collect();
+    let mut out: std::collections::HashMap<SessionId, Vec<i64>> = dosed.keys().map(|id| (*id, Vec::new())).collect();
+    if dosed.is_empty() {
+        return Ok(out);
+    }
+    let rows = c.query(
+        "SELECT v.session_id AS session_id, v.taken_at AS taken_at FROM vitals v JOIN sessions s ON s.id = v.session_id
+         WHERE s.site_id = $1 AND s.state IN ('dosing', 'monitoring') AND v.systolic_mmhg IS NOT NULL
+         ORDER BY v.session_id, v.taken_at, v.id",
+        params![site.0],
+    )?;
+    for r in &rows {
+        let id = SessionId(r.i64("session_id")?);
+        let (Some(dose), Some(minutes)) = (dosed.get(&id), out.get_mut(&id)) else { continue };
+        minutes.push((from_ms(r.i64("taken_at")?)? - *dose).whole_minutes());
+    }
+    Ok(out)
+}
+
+/// The latest reading that counts of each session in the chair at the site, in one query.
+fn board_latest_vitals(
+    c: &mut dyn Conn,
+    site: SiteId,
+    sessions: &[TreatmentSession],
+) -> Result<std::collections::HashMap<SessionId, VitalsRecord>> {
+    let in_chair: std::collections::HashMap<SessionId, Option<OffsetDateTime>> =
+        sessions.iter().filter(|s| board_in_chair(s.state)).map(|s| (s.id, s.dose_started_at)).collect();
+    if in_chair.is_empty() {
+        return Ok(Default::default());
+    }
+    // The newest (taken_at, id) not struck, as the last of `vitals_for`'s list.
+    let rows = c.query(
+        &format!(
+            "SELECT v.id AS id, v.session_id AS session_id, v.taken_at AS taken_at, v.systolic_mmhg AS systolic_mmhg, v.diastolic_mmhg AS diastolic_mmhg,
+                    v.heart_rate_bpm AS heart_rate_bpm, v.spo2_pct AS spo2_pct, v.resp_rate_per_min AS resp_rate_per_min, v.source AS source
+             FROM sessions s JOIN vitals v ON v.id = (
+                 SELECT v.id FROM vitals v WHERE v.session_id = s.id AND {NOT_STRUCK} ORDER BY v.taken_at DESC, v.id DESC LIMIT 1)
+             WHERE {IN_CHAIR}"
+        ),
+        params![site.0],
+    )?;
+    let mut out = std::collections::HashMap::new();
+    for r in &rows {
+        let id = SessionId(r.i64("session_id")?);
+        if let Some(dose) = in_chair.get(&id) {
+            out.insert(id, vitals_from(r, *dose)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The patients the board names: its sessions' and open alerts' patients registered at the
+/// site, within the actor's scope.
+fn board_patients(
+    c: &mut dyn Conn,
+    actor: &Actor,
+    window: &[crate::conn::Value],
+    sessions: &[TreatmentSession],
+    alerts: &[Alert],
+) -> Result<Vec<keta_domain::patient::Patient>> {
+    let wanted: std::collections::HashSet<PatientId> =
+        sessions.iter().map(|s| s.patient_id).chain(alerts.iter().map(|a| a.patient_id)).collect();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let scope = actor.scope.sql("p.site_id");
+    let rows = c.query(
+        &format!(
+            "SELECT {cols} FROM patients p WHERE {scope} AND p.site_id = $1 AND (
+                 p.id IN (SELECT patient_id FROM sessions WHERE {BOARD_SESSIONS})
+                 OR p.id IN (SELECT patient_id FROM alerts WHERE site_id = $1 AND acknowledged_at IS NULL))",
+            cols = crate::patients::PATIENT_COLS
+        ),
+        window,
+    )?;
+    let mut out = Vec::with_capacity(wanted.len());
+    for r in &rows {
+        let p = crate::patients::patient_from(r)?;
+        if wanted.contains(&p.id) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
 /// A site's board as of one moment: see [`Store::site_board`].
 #[derive(Debug, Clone)]
 pub struct SiteBoard {
@@ -540,7 +644,22 @@ pub struct SiteBoard {
     /// since the dose of its blood-pressure readings (times only, never the values), so every
     /// role's board judges the timed BP checks from the same facts.
     pub bp_taken_minutes: std::collections::HashMap<SessionId, Vec<i64>>,
+    /// The patients the board names (its sessions' and open alerts' patients registered at
+    /// the site): demographics, which every role at the site may see.
+    pub patients: Vec<keta_domain::patient::Patient>,
+    /// The latest reading that counts (not struck) of each session in the chair, for an actor
+    /// who may see clinical records (empty otherwise); reading them is audited as the
+    /// session vitals are.
+    pub latest_vitals: std::collections::HashMap<SessionId, VitalsRecord>,
 }
+
+/// The board's sessions: the site's sessions scheduled in `[$2, $3)` and every session under
+/// way at the site (a chair with an infusion running is never free). Its queries select
+/// from this set so that they all see the same sessions in one snapshot, with one fixed SQL
+/// text each (prepared once per connection).
+const BOARD_SESSIONS: &str = "site_id = $1 AND ((scheduled_for >= $2 AND scheduled_for < $3) OR state IN ('checked_in', 'pre_dose_checks', 'dosing', 'monitoring'))";
+/// Sessions in the chair at the site (the board's in-chair states), for the vitals it shows.
+const IN_CHAIR: &str = "s.site_id = $1 AND s.state IN ('checked_in', 'pre_dose_checks', 'dosing', 'monitoring')";
 
 /// What recording vitals produced.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -900,50 +1019,66 @@ impl Store {
         if !actor.scope.allows(site) {
             return Err(StoreError::NotFound(format!("site {site}")));
         }
-        let actor = actor.clone();
-        self.read(move |c| {
-            let mut sessions: Vec<TreatmentSession> = c
-                .query(
-                    &format!(
-                        "SELECT {COLS} FROM sessions WHERE site_id = $1 AND ((scheduled_for >= $2 AND scheduled_for < $3)
-                         OR state IN ('checked_in', 'pre_dose_checks', 'dosing', 'monitoring')) ORDER BY scheduled_for, id"
-                    ),
-                    params![site.0, ms(from), ms(to)],
-                )?
-                .iter()
-                .map(session_from)
-                .collect::<Result<_>>()?;
-            // The day's sessions first, then those under way from another day, as the board lists them.
-            sessions.sort_by_key(|s| (!(s.scheduled_for >= from && s.scheduled_for < to), s.scheduled_for, s.id.0));
-            let chairs = crate::sites::chairs_of(c, site)?;
-            let alerts = if actor.can(keta_domain::access::Permission::ViewClinical) {
-                crate::alerts::list(
-                    c,
-                    &actor,
-                    &crate::alerts::AlertQuery { site_id: Some(site), open_only: true, limit: 200, ..Default::default() },
-                )?
-            } else {
-                Vec::new()
-            };
-            let rules = crate::rules::safety_rules(c, site)?;
-            let rules_replaced = crate::rules::is_replaced(&rules);
-            let mut bp_taken_minutes = std::collections::HashMap::new();
-            for s in sessions.iter().filter(|s| s.state.dose_started() && s.state != SessionState::Discharged) {
-                let Some(dose) = s.dose_started_at else { continue };
-                let minutes = c
+        let clinical = actor.can(keta_domain::access::Permission::ViewClinical);
+        let act = actor.clone();
+        // A fixed number of statements whatever the number of chairs: each is a round trip
+        // on PostgreSQL, and the board re-renders for every open screen on every change.
+        let board = self
+            .read(move |c| {
+                let window = params![site.0, ms(from), ms(to)];
+                let mut sessions: Vec<TreatmentSession> = c
                     .query(
-                        "SELECT taken_at FROM vitals WHERE session_id = $1 AND systolic_mmhg IS NOT NULL ORDER BY taken_at, id",
-                        params![s.id.0],
+                        &format!("SELECT {COLS} FROM sessions WHERE {BOARD_SESSIONS} ORDER BY scheduled_for, id"),
+                        window,
                     )?
                     .iter()
-                    .map(|r| Ok((from_ms(r.i64("taken_at")?)? - dose).whole_minutes()))
-                    .collect::<Result<Vec<i64>>>()?;
-                bp_taken_minutes.insert(s.id, minutes);
-            }
-            let sessions = sessions.into_iter().map(keta_domain::schedule::ScheduledSession::from).collect();
-            Ok(SiteBoard { sessions, chairs, alerts, rules, rules_replaced, bp_taken_minutes })
-        })
-        .await
+                    .map(session_from)
+                    .collect::<Result<_>>()?;
+                // The day's sessions first, then those under way from another day, as the board lists them.
+                sessions.sort_by_key(|s| (!(s.scheduled_for >= from && s.scheduled_for < to), s.scheduled_for, s.id.0));
+                let chairs = crate::sites::chairs_of(c, site)?;
+                let alerts = if clinical {
+                    crate::alerts::list(
+                        c,
+                        &act,
+                        &crate::alerts::AlertQuery {
+                            site_id: Some(site),
+                            open_only: true,
+                            limit: 200,
+                            ..Default::default()
+                        },
+                    )?
+                } else {
+                    Vec::new()
+                };
+                let rules = crate::rules::safety_rules(c, site)?;
+                let rules_replaced = crate::rules::is_replaced(&rules);
+                let bp_taken_minutes = board_bp_minutes(c, site, &sessions)?;
+                let latest_vitals =
+                    if clinical { board_latest_vitals(c, site, &sessions)? } else { Default::default() };
+                let patients = board_patients(c, &act, window, &sessions, &alerts)?;
+                let sessions = sessions.into_iter().map(keta_domain::schedule::ScheduledSession::from).collect();
+                Ok(SiteBoard {
+                    sessions,
+                    chairs,
+                    alerts,
+                    rules,
+                    rules_replaced,
+                    bp_taken_minutes,
+                    patients,
+                    latest_vitals,
+                })
+            })
+            .await?;
+        if clinical {
+            // The vitals of every patient in a chair were read (whether or not they have any yet).
+            let mut read: Vec<PatientId> =
+                board.sessions.iter().filter(|s| board_in_chair(s.state)).map(|s| s.patient_id).collect();
+            read.sort();
+            read.dedup();
+            self.audit_reads(actor, "vitals", read).await?;
+        }
+        Ok(board)
     }
 
     /// A site's discharge settings (empty until the medical director sets them).

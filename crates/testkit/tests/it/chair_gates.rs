@@ -356,6 +356,76 @@ async fn a_session_of_another_day_needs_a_reason_and_an_active_chair_is_never_fr
 }
 
 #[tokio::test]
+async fn the_board_snapshot_carries_each_chairs_last_reading_and_bp_times_and_audits_the_vitals_read() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0);
+        let s = &db.store;
+        let (a, b) = (site(s, "A").await, site(s, "B").await);
+        let n = nurse(&[a]);
+        // Two dosed at T0 (their pre-dose reading at T0), one checked in without a reading, one
+        // scheduled for later today, and one dosed at another site.
+        let (p1, s1) = dosed_session(s, a, "A-1901", T0).await;
+        let (p2, s2) = dosed_session(s, a, "A-1902", T0).await;
+        let p3 = patient(s, a, "A-1903").await;
+        let c3 = s.create_course(&prescriber(&[a]), p3, course(Route::IvRacemic)).await.unwrap();
+        let later = NewSession { scheduled_for: T0 + Duration::hours(2), chair_id: None, planned_dose_mg: None };
+        let s3 = s.create_session(&prescriber(&[a]), c3.id, later.clone()).await.unwrap().id;
+        s.act_on_session(&n, s3, SessionAction::CheckIn).await.unwrap();
+        let p4 = patient(s, a, "A-1904").await;
+        let c4 = s.create_course(&prescriber(&[a]), p4, course(Route::IvRacemic)).await.unwrap();
+        s.create_session(&prescriber(&[a]), c4.id, later).await.unwrap();
+        let (pb, _) = dosed_session(s, b, "B-1905", T0).await;
+
+        // After the dose: s1 at +10 and +20 min, then an SpO2-only reading at +25 (the latest,
+        // with no blood pressure); s2 twice at the same instant (the one stored last is the latest).
+        let at = |m: i64| Some(T0 + Duration::minutes(m));
+        clock.set(T0 + Duration::minutes(30));
+        for m in [10, 20] {
+            s.record_vitals(&n, s1, full(130.0, 84.0, 97.0), at(m), VitalsSource::Manual).await.unwrap();
+        }
+        let spo2_only = VitalSigns { spo2_pct: Some(Percent(95.0)), ..VitalSigns::default() };
+        s.record_vitals(&n, s1, spo2_only, at(25), VitalsSource::Manual).await.unwrap();
+        s.record_vitals(&n, s2, full(126.0, 80.0, 98.0), at(15), VitalsSource::Manual).await.unwrap();
+        let last2 = s.record_vitals(&n, s2, full(127.0, 81.0, 99.0), at(15), VitalsSource::Manual).await.unwrap();
+
+        let reads = |actor: &'static str| {
+            keta_store::testing::read(s, move |c| {
+                c.query_opt(
+                    "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'read' AND object_type = 'vitals' AND actor = $1",
+                    keta_store::params![actor],
+                )?
+                .unwrap()
+                .i64("n")
+            })
+        };
+        let (from, to) = (T0 - Duration::hours(8), T0 + Duration::hours(16));
+        let before = reads("nurse.test").await.unwrap();
+        let board = s.site_board(&n, a, from, to).await.unwrap();
+        let latest = |sess| board.latest_vitals.get(&sess).map(|v| (v.id, v.taken_at, v.vitals));
+        assert_eq!(latest(s1).map(|v| (v.1, v.2)), Some((T0 + Duration::minutes(25), spo2_only)), "{:?}", db.kind);
+        assert_eq!(latest(s2).map(|v| v.0), Some(last2.record.id));
+        assert_eq!(latest(s3), None, "no reading yet");
+        assert_eq!(board.latest_vitals.len(), 2);
+        assert_eq!(board.bp_taken_minutes.get(&s1), Some(&vec![0, 10, 20]), "BP times only");
+        assert_eq!(board.bp_taken_minutes.get(&s2), Some(&vec![0, 15, 15]));
+        assert_eq!(board.bp_taken_minutes.get(&s3), None, "not dosed");
+        let mut named: Vec<PatientId> = board.patients.iter().map(|p| p.id).collect();
+        named.sort();
+        assert_eq!(named, vec![p1, p2, p3, p4], "the board's patients, not another site's ({pb})");
+        // One vitals read entry per patient in a chair, with or without a reading.
+        assert_eq!(reads("nurse.test").await.unwrap() - before, 3, "{:?}", db.kind);
+
+        // The front desk sees the same board and BP times, without any reading, and reads no vitals.
+        let desk = s.site_board(&front_desk(&[a]), a, from, to).await.unwrap();
+        assert!(desk.latest_vitals.is_empty() && desk.alerts.is_empty());
+        assert_eq!(desk.bp_taken_minutes, board.bp_taken_minutes);
+        assert_eq!(desk.patients.len(), 4);
+        assert_eq!(reads("desk.test").await.unwrap(), 0);
+    }
+}
+
+#[tokio::test]
 async fn an_identical_reading_moments_after_the_last_is_stored_only_when_confirmed() {
     let clock = ManualClock::at(T0);
     for db in TestDb::all(&clock).await {

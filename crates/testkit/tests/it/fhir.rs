@@ -313,6 +313,51 @@ async fn the_http_api_answers_bundles_next_links_includes_and_operation_outcomes
 }
 
 #[tokio::test]
+async fn practitioners_are_the_staff_of_the_callers_sites_only() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        let s = &db.store;
+        let (a, b) = (site(s, "A").await, site(s, "B").await);
+        let admin = keta_store::Actor::staff("admin.test", Role::Administrator, keta_store::SiteScope::All);
+        let mut ids = Vec::new();
+        // The first account of a clinic is its administrator.
+        let staff = [
+            ("alice.a", Role::Administrator, vec![a]),
+            ("bob.b", Role::Nurse, vec![b]),
+            ("carol.ab", Role::Nurse, vec![a, b]),
+        ];
+        for (username, role, sites) in staff {
+            let new = keta_store::accounts::NewUser {
+                username: username.into(),
+                display_name: username.into(),
+                role,
+                password: keta_testkit::TEST_PASSWORD.into(),
+                site_ids: sites,
+                can_break_glass: false,
+                totp_secret: None,
+            };
+            ids.push(s.create_user(&admin, new).await.unwrap().0.id);
+        }
+        let (alice, bob, carol) = (ids[0], ids[1], ids[2]);
+        let seen = |actor: keta_store::Actor, id: Option<i64>| async move {
+            let page = s.fhir_practitioners(&actor, id, 100, 0).await.unwrap();
+            assert_eq!(page.total, page.items.len() as i64, "{:?}", db.kind);
+            page.items.into_iter().map(|p| p.id).collect::<Vec<_>>()
+        };
+
+        // Site A's staff, and whoever works at A too; not B's alone, by search or by id.
+        assert_eq!(seen(nurse(&[a]), None).await, vec![alice, carol], "{:?}", db.kind);
+        assert_eq!(seen(nurse(&[a]), Some(bob)).await, Vec::<i64>::new());
+        assert_eq!(seen(nurse(&[a]), Some(carol)).await, vec![carol]);
+        assert_eq!(seen(nurse(&[b]), None).await, vec![bob, carol]);
+        assert_eq!(seen(nurse(&[a, b]), None).await, vec![alice, bob, carol]);
+        // An account of every site (a system-level export) still lists all staff.
+        let all = seen(keta_store::Actor::system(), None).await;
+        assert!([alice, bob, carol].iter().all(|id| all.contains(id)), "{all:?}");
+    }
+}
+
+#[tokio::test]
 async fn an_api_client_reads_its_sites_only_with_a_revocable_token_and_is_audited() {
     let clock = ManualClock::at(T0);
     for db in TestDb::all(&clock).await {

@@ -292,6 +292,8 @@ async fn a_nurse_confirms_or_strikes_a_monitor_reading_and_a_struck_one_no_longe
         // board, REMS form and the API read these), not in FHIR.
         let vitals = s.list_vitals(&n, sess).await.unwrap();
         assert_eq!(vitals.iter().map(|v| v.id).collect::<Vec<_>>(), vec![older]);
+        let board = s.site_board(&n, a, T0 - Duration::hours(8), T0 + Duration::hours(16)).await.unwrap();
+        assert_eq!(board.latest_vitals.get(&sess).map(|v| v.id), Some(older), "the board's last reading counts");
         let patient = s.get_session(&n, sess).await.unwrap().patient_id;
         let bp = s
             .fhir_observations(

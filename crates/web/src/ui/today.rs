@@ -19,14 +19,13 @@ use futures_util::future::join_all;
 use futures_util::stream::{self, Stream, StreamExt};
 use keta_domain::access::Permission;
 use keta_domain::alerts::SafetyRules;
-use keta_domain::ids::{PatientId, SiteId};
+use keta_domain::ids::{PatientId, SessionId, SiteId};
 use keta_domain::patient::Patient;
-use keta_domain::records::{Alert, AlertLevel};
+use keta_domain::records::{Alert, AlertLevel, VitalsRecord};
 use keta_domain::schedule::ScheduledSession;
 use keta_domain::session::SessionState;
 use keta_domain::site::{Chair, Site};
 use keta_store::alerts::AlertEscalation;
-use keta_store::patients::PatientQuery;
 use time::OffsetDateTime;
 
 use super::clock::{SiteClock, date_label, minutes_label};
@@ -233,49 +232,21 @@ fn escalated_text(e: &AlertEscalation, clock: &SiteClock) -> String {
     format!("escalated at {} after {} min unacknowledged{to}", clock.hm(e.escalated_at), e.after_minutes)
 }
 
-/// The site's patients among `wanted`, from its patient list (one paged read, not one per
-/// patient): the board re-renders every 30 s and on every change, and per-patient reads are
-/// each audited.
-async fn patients_named(
-    st: &AppState,
-    user: &CurrentUser,
-    site: SiteId,
-    wanted: &HashSet<PatientId>,
-) -> UiResult<HashMap<PatientId, Patient>> {
-    let mut names: HashMap<PatientId, Patient> = HashMap::new();
-    let mut offset = 0;
-    while !wanted.is_empty() && names.len() < wanted.len() {
-        let page = st
-            .store
-            .list_patients(&user.actor, PatientQuery { search: None, site_id: Some(site), limit: 500, offset })
-            .await?;
-        let n = page.len();
-        names.extend(page.into_iter().filter(|p| wanted.contains(&p.id)).map(|p| (p.id, p)));
-        if n < 500 {
-            break;
-        }
-        offset += 500;
-    }
-    Ok(names)
-}
-
-/// The latest reading of each session in a chair ("BP 128/82 … at 09:40"), by session id.
-async fn last_vitals_in_chairs(
-    st: &AppState,
-    user: &CurrentUser,
+/// The latest reading of each session in a chair ("BP 128/82 … at 09:40"), by session id,
+/// from the board's snapshot (which carries readings only for an actor who may see them).
+fn last_vitals_in_chairs(
     sessions: &[ScheduledSession],
+    latest: &HashMap<SessionId, VitalsRecord>,
     clock: &SiteClock,
-) -> UiResult<HashMap<i64, String>> {
-    let in_chair: Vec<&ScheduledSession> = sessions.iter().filter(|s| is_in_chair(s.state)).collect();
-    let vitals = st.store.vitals_for_sessions(&user.actor, in_chair.iter().map(|s| s.id).collect()).await?;
-    let mut last_vitals: HashMap<i64, String> = HashMap::new();
-    for (id, v) in vitals {
-        let Some(s) = in_chair.iter().find(|s| s.id == id) else { continue };
-        if let Some(r) = v.last() {
-            last_vitals.insert(s.id.0, format!("{} at {}", vitals_summary(&r.vitals), clock.hm(r.taken_at)));
-        }
-    }
-    Ok(last_vitals)
+) -> HashMap<i64, String> {
+    sessions
+        .iter()
+        .filter(|s| is_in_chair(s.state))
+        .filter_map(|s| {
+            let r = latest.get(&s.id)?;
+            Some((s.id.0, format!("{} at {}", vitals_summary(&r.vitals), clock.hm(r.taken_at))))
+        })
+        .collect()
 }
 
 impl ChairCard {
@@ -386,14 +357,14 @@ pub(crate) async fn build_site(
     // The rules in force at this site (the medical director may have replaced the built-in ones).
     let rules = board.rules;
 
-    let wanted: HashSet<PatientId> =
-        sessions.iter().map(|s| s.patient_id).chain(alerts.iter().map(|a| a.patient_id)).collect();
-    let names = patients_named(st, user, site.id, &wanted).await?;
+    // Names from the board's own snapshot (one read, not one per patient): the board
+    // re-renders every 30 s and on every change, and per-patient reads are each audited.
+    let names: HashMap<PatientId, Patient> = board.patients.into_iter().map(|p| (p.id, p)).collect();
     let name_of = |id: PatientId| names.get(&id).map_or_else(|| format!("Patient {id}"), Patient::display_name);
     let line = |a: &Alert| AlertLine { escalated: escalated.get(&a.id.0).cloned(), ..alert_line(a, &names, &clock) };
 
     // The latest reading of each session in the chair, for clinical staff.
-    let last_vitals = if clinical { last_vitals_in_chairs(st, user, &sessions, &clock).await? } else { HashMap::new() };
+    let last_vitals = last_vitals_in_chairs(&sessions, &board.latest_vitals, &clock);
 
     let mut shown_alerts: HashSet<i64> = HashSet::new();
     let card_for = |chair: String, s: Option<&ScheduledSession>, next: Option<&ScheduledSession>| -> ChairCard {
