@@ -20,6 +20,8 @@
 //! * `audit_chain=sealer|inline` (default `sealer`): see docs/decisions/0005-audit-chain.md.
 //! * Each connection prepares a statement once and keeps it (up to
 //!   [`STATEMENT_CACHE`] statements), so a repeated query is one round trip, not two.
+//! * The pool's connections send `BEGIN` with a transaction's first statement, and audit
+//!   entries and independent statements together with the next (`pipeline.rs`).
 //!
 //! The audit chain is sealed by one [`Sealer`] thread per store, off the writers' path
 //! (docs/decisions/0005-audit-chain.md).

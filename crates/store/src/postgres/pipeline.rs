@@ -2,7 +2,7 @@
 //! sync `postgres` crate does), so that statements that need no answer before the next one
 //! are sent together, in one round trip, instead of one after another.
 //!
-//! What is sent together (docs/decisions/0004-concurrency.md, "Round trips"):
+//! What is sent together (docs/decisions/0004-concurrency.md, addendum on round trips):
 //! * `BEGIN` goes with the transaction's first statement. A write refused before its first
 //!   statement (a validation in Rust) costs no round trip at all.
 //! * A statement run with [`Conn::execute_later`] (the audit entry: its result is never read)
