@@ -285,11 +285,12 @@ pub(crate) fn record(conn: &mut dyn Conn, actor: &Actor, at: OffsetDateTime, e: 
     let notify = postgres && crate::cluster::notifies_boards(e.action);
     if postgres && !INLINE.with(|i| i.get()) {
         // No lock and no read of the chain's tail: concurrent writers append side by side
-        // and the sealer chains their entries once they have committed.
+        // and the sealer chains their entries once they have committed. Nothing reads the
+        // insert's result, so it travels with the write's next statement or its commit.
         if notify {
             // The board notice rides on the same statement: one round trip fewer per write.
             let (channel, payload) = crate::cluster::change_notice(e.site_id);
-            conn.execute(
+            conn.execute_later(
                 "INSERT INTO audit_log (occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, request_id)
                  SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM (SELECT pg_notify($11, $12) AS notified) AS notice",
                 params![
@@ -298,7 +299,7 @@ pub(crate) fn record(conn: &mut dyn Conn, actor: &Actor, at: OffsetDateTime, e: 
                 ],
             )?;
         } else {
-            conn.execute(
+            conn.execute_later(
                 "INSERT INTO audit_log (occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, request_id)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 params![at_ms, actor.name.as_str(), e.action.as_str(), e.object_type, e.object_id, patient, site, fields, "allowed", request],

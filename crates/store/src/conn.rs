@@ -166,6 +166,21 @@ pub trait Conn {
     /// Which engine this is, for the rare query that must differ.
     fn backend(&self) -> Backend;
 
+    /// Runs a statement whose result the caller never reads (an audit entry). A backend may
+    /// send it together with the next statement or the commit, saving a round trip
+    /// (PostgreSQL does); an error in it still fails the whole write, reported by that next
+    /// statement or the commit, and nothing of the write is kept.
+    fn execute_later(&mut self, sql: &str, params: &[Value]) -> Result<()> {
+        self.execute(sql, params).map(|_| ())
+    }
+
+    /// Runs queries one after another, each seeing what the ones before it did, and returns
+    /// each one's rows. A backend may send them together, in one round trip (PostgreSQL does):
+    /// use it for statements that need nothing from an earlier one's answer.
+    fn query_each(&mut self, stmts: &[(&str, &[Value])]) -> Result<Vec<Vec<Row>>> {
+        stmts.iter().map(|(sql, params)| self.query(sql, params)).collect()
+    }
+
     /// Runs a query expected to return at most one row.
     fn query_opt(&mut self, sql: &str, params: &[Value]) -> Result<Option<Row>> {
         Ok(self.query(sql, params)?.into_iter().next())

@@ -20,9 +20,13 @@
 //! * `audit_chain=sealer|inline` (default `sealer`): see docs/decisions/0005-audit-chain.md.
 //! * Each connection prepares a statement once and keeps it (up to
 //!   [`STATEMENT_CACHE`] statements), so a repeated query is one round trip, not two.
+//! * The pool's connections send `BEGIN` with a transaction's first statement, and audit
+//!   entries and independent statements together with the next (`pipeline.rs`).
 //!
 //! The audit chain is sealed by one [`Sealer`] thread per store, off the writers' path
 //! (docs/decisions/0005-audit-chain.md).
+
+mod pipeline;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -82,6 +86,8 @@ pub struct PgSettings {
     pub audit_inline: bool,
     /// The URL without Keta's own parameters, for `pg_dump`/`pg_restore` (libpq).
     pub libpq_url: String,
+    /// The same settings for the pool's pipelining connections (`postgres/pipeline.rs`).
+    pipe_config: tokio_postgres::Config,
     tls: Option<Arc<rustls::ClientConfig>>,
 }
 
@@ -206,13 +212,18 @@ pub fn parse_url(url: &str) -> Result<PgSettings> {
     let join = |parts: &[&str]| if parts.is_empty() { base.to_string() } else { format!("{base}?{}", parts.join("&")) };
     let mut config: postgres::Config =
         join(&kept).parse().map_err(|e| StoreError::Backend(format!("the database URL is not valid: {e}")))?;
+    let mut pipe_config: tokio_postgres::Config =
+        join(&kept).parse().map_err(|e| StoreError::Backend(format!("the database URL is not valid: {e}")))?;
     let connect_timeout = connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, Duration::from_secs);
-    config.connect_timeout(connect_timeout);
-    config.ssl_mode(match ssl {
+    let ssl_mode = match ssl {
         SslMode::Disable => postgres::config::SslMode::Disable,
         SslMode::Prefer => postgres::config::SslMode::Prefer,
         SslMode::Require | SslMode::VerifyFull { .. } => postgres::config::SslMode::Require,
-    });
+    };
+    config.connect_timeout(connect_timeout);
+    config.ssl_mode(ssl_mode);
+    pipe_config.connect_timeout(connect_timeout);
+    pipe_config.ssl_mode(ssl_mode);
     let tls = match &ssl {
         SslMode::Disable => None,
         SslMode::Prefer | SslMode::Require => Some(tls::unverified()?),
@@ -227,6 +238,7 @@ pub fn parse_url(url: &str) -> Result<PgSettings> {
         pool_wait: Duration::from_millis(pool_wait_ms),
         audit_inline,
         libpq_url: join(&libpq),
+        pipe_config,
         tls,
     })
 }
@@ -237,17 +249,20 @@ pub(crate) fn connect(s: &PgSettings) -> Result<Client> {
         None => s.config.connect(NoTls),
         Some(cfg) => s.config.connect(tls::MakeRustls(cfg.clone())),
     };
-    r.map_err(|e| {
-        let msg = e.to_string();
-        let hint = if msg.contains("does not support TLS") {
-            " (the server does not offer TLS and the URL requires it: enable TLS on the server, or use sslmode=prefer or sslmode=disable on a trusted network)"
-        } else if msg.contains("certificate") || msg.contains("TLS") {
-            " (check sslrootcert= and that the server's certificate names the host in the URL)"
-        } else {
-            ""
-        };
-        StoreError::Backend(format!("cannot connect to PostgreSQL: {msg}{hint}"))
-    })
+    r.map_err(|e| connect_error(&e))
+}
+
+/// A failed connection, with what to change.
+fn connect_error(e: &postgres::Error) -> StoreError {
+    let msg = e.to_string();
+    let hint = if msg.contains("does not support TLS") {
+        " (the server does not offer TLS and the URL requires it: enable TLS on the server, or use sslmode=prefer or sslmode=disable on a trusted network)"
+    } else if msg.contains("certificate") || msg.contains("TLS") {
+        " (check sslrootcert= and that the server's certificate names the host in the URL)"
+    } else {
+        ""
+    };
+    StoreError::Backend(format!("cannot connect to PostgreSQL: {msg}{hint}"))
 }
 
 impl ToSql for Value {
@@ -337,26 +352,7 @@ impl Conn for PgConn<'_, '_> {
         let stmt = self.statement(sql)?;
         let r = self.tx.query(&stmt, &to_params(params));
         let rows = self.forget_on_error(sql, r)?;
-        let mut out = Vec::with_capacity(rows.len());
-        let names: Arc<[String]> = stmt.columns().iter().map(|c| c.name().to_string()).collect();
-        for r in rows {
-            let mut vals = Vec::with_capacity(r.len());
-            for (i, col) in r.columns().iter().enumerate() {
-                let v = match *col.type_() {
-                    Type::INT8 => r.try_get::<_, Option<i64>>(i)?.map(Value::Int),
-                    Type::INT4 => r.try_get::<_, Option<i32>>(i)?.map(|v| Value::Int(v.into())),
-                    Type::INT2 => r.try_get::<_, Option<i16>>(i)?.map(|v| Value::Int(v.into())),
-                    Type::FLOAT8 => r.try_get::<_, Option<f64>>(i)?.map(Value::Real),
-                    Type::FLOAT4 => r.try_get::<_, Option<f32>>(i)?.map(|v| Value::Real(v.into())),
-                    Type::NUMERIC => return Err(StoreError::Corrupt("NUMERIC columns are not used".into())),
-                    Type::BOOL => r.try_get::<_, Option<bool>>(i)?.map(Value::Bool),
-                    _ => r.try_get::<_, Option<String>>(i)?.map(Value::Text),
-                };
-                vals.push(v.unwrap_or(Value::Null));
-            }
-            out.push(Row::new(names.clone(), vals));
-        }
-        Ok(out)
+        rows_of(&rows)
     }
 
     fn backend(&self) -> Backend {
@@ -364,9 +360,34 @@ impl Conn for PgConn<'_, '_> {
     }
 }
 
+/// Rows as the [`Conn`] seam gives them, read by column name.
+fn rows_of(rows: &[postgres::Row]) -> Result<Vec<Row>> {
+    let Some(first) = rows.first() else { return Ok(Vec::new()) };
+    let names: Arc<[String]> = first.columns().iter().map(|c| c.name().to_string()).collect();
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let mut vals = Vec::with_capacity(r.len());
+        for (i, col) in r.columns().iter().enumerate() {
+            let v = match *col.type_() {
+                Type::INT8 => r.try_get::<_, Option<i64>>(i)?.map(Value::Int),
+                Type::INT4 => r.try_get::<_, Option<i32>>(i)?.map(|v| Value::Int(v.into())),
+                Type::INT2 => r.try_get::<_, Option<i16>>(i)?.map(|v| Value::Int(v.into())),
+                Type::FLOAT8 => r.try_get::<_, Option<f64>>(i)?.map(Value::Real),
+                Type::FLOAT4 => r.try_get::<_, Option<f32>>(i)?.map(|v| Value::Real(v.into())),
+                Type::NUMERIC => return Err(StoreError::Corrupt("NUMERIC columns are not used".into())),
+                Type::BOOL => r.try_get::<_, Option<bool>>(i)?.map(Value::Bool),
+                _ => r.try_get::<_, Option<String>>(i)?.map(Value::Text),
+            };
+            vals.push(v.unwrap_or(Value::Null));
+        }
+        out.push(Row::new(names.clone(), vals));
+    }
+    Ok(out)
+}
+
 /// A pooled connection and the statements it has prepared.
 struct Pooled {
-    client: Client,
+    client: pipeline::PipeClient,
     statements: StatementCache,
 }
 
@@ -380,7 +401,7 @@ pub struct PostgresBackend {
 
 /// Opens a pool connection: the URL's settings and the statement timeout.
 fn pool_connection(s: &PgSettings) -> Result<Pooled> {
-    let mut client = connect(s)?;
+    let mut client = pipeline::PipeClient::connect(s)?;
     client.batch_execute(&format!("SET statement_timeout = {}", s.statement_timeout_ms))?;
     Ok(Pooled { client, statements: HashMap::new() })
 }
@@ -391,10 +412,10 @@ impl PostgresBackend {
         let settings = Arc::new(parse_url(url)?);
         let mut client = connect(&settings)?;
         crate::migrate::run_postgres(&mut client)?;
-        client.batch_execute(&format!("SET statement_timeout = {}", settings.statement_timeout_ms))?;
+        drop(client);
         Ok(Self {
             url: settings.libpq_url.clone(),
-            pool: Arc::new(Mutex::new(vec![Pooled { client, statements: HashMap::new() }])),
+            pool: Arc::new(Mutex::new(vec![pool_connection(&settings)?])),
             permits: Arc::new(Semaphore::new(settings.pool_size)),
             sealer: Sealer::start(settings.clone()),
             settings,
@@ -426,21 +447,9 @@ impl PostgresBackend {
             crate::audit::set_inline(settings.audit_inline);
             let result = (|| {
                 let Pooled { client, statements } = &mut conn;
-                let mut tx = if read_only {
-                    // One snapshot for every query of the read (the chart, the board, outcomes),
-                    // as SQLite's read transaction gives; READ COMMITTED would take one per query.
-                    client
-                        .build_transaction()
-                        .isolation_level(postgres::IsolationLevel::RepeatableRead)
-                        .read_only(true)
-                        .start()?
-                } else {
-                    client.transaction()?
-                };
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    op(&mut PgConn { tx: &mut tx, cache: Some(statements) })
-                }))
-                .unwrap_or_else(|p| Err(crate::error::panicked(p)));
+                let mut tx = pipeline::PipeConn::begin(client, statements, read_only);
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(&mut tx)))
+                    .unwrap_or_else(|p| Err(crate::error::panicked(p)));
                 match r {
                     Ok(v) => {
                         tx.commit()?;

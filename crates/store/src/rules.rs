@@ -41,8 +41,13 @@ pub(crate) fn safety_rules(c: &mut dyn Conn, site: SiteId) -> Result<Arc<SafetyR
         .query_opt("SELECT settings FROM sites WHERE id = $1", params![site.0])?
         .ok_or_else(|| StoreError::NotFound(format!("site {site}")))?
         .text("settings")?;
+    safety_rules_in(&settings)
+}
+
+/// The session-safety rules a site's settings (`sites.settings`, JSON text) put in force.
+pub(crate) fn safety_rules_in(settings: &str) -> Result<Arc<SafetyRules>> {
     let v: serde_json::Value =
-        serde_json::from_str(&settings).map_err(|e| StoreError::Corrupt(format!("site settings: {e}")))?;
+        serde_json::from_str(settings).map_err(|e| StoreError::Corrupt(format!("site settings: {e}")))?;
     match v.get(SAFETY_KEY).and_then(|t| t.as_str()) {
         Some(text) => parsed(text),
         None => Ok(builtin()),

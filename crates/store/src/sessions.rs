@@ -258,31 +258,61 @@ pub(crate) fn insert_vitals(
     source: VitalsSource,
     once_per_episode: bool,
 ) -> Result<RecordedVitals> {
-    let baseline = c
-        .query_opt(
-            &format!(
-                "SELECT v.id AS id, v.session_id AS session_id, v.taken_at AS taken_at, v.systolic_mmhg AS systolic_mmhg, v.diastolic_mmhg AS diastolic_mmhg,
-                        v.heart_rate_bpm AS heart_rate_bpm, v.spo2_pct AS spo2_pct, v.resp_rate_per_min AS resp_rate_per_min, v.source AS source
-                 FROM vitals v WHERE v.session_id = $1 AND v.systolic_mmhg IS NOT NULL AND {NOT_STRUCK} ORDER BY v.taken_at, v.id LIMIT 1"
-            ),
-            params![s.id.0],
-        )?
-        .map(|r| vitals_from(&r, s.dose_started_at))
-        .transpose()?;
+    // Sent together, in one round trip where the backend allows (`Conn::query_each`), after the
+    // session's row is held: the baseline (the session's first reading counted before this one)
+    // with the site's settings, the reading itself, and for a monitor's stream the rules with an
+    // open episode. The insert needs nothing from the judgement; the alerts come after it.
+    let baseline_sql = format!(
+        "SELECT (SELECT settings FROM sites WHERE id = $2) AS site_settings, b.id AS id, b.session_id AS session_id, b.taken_at AS taken_at,
+                b.systolic_mmhg AS systolic_mmhg, b.diastolic_mmhg AS diastolic_mmhg, b.heart_rate_bpm AS heart_rate_bpm, b.spo2_pct AS spo2_pct,
+                b.resp_rate_per_min AS resp_rate_per_min, b.source AS source
+         FROM (SELECT 1 AS one) AS here LEFT JOIN (
+             SELECT v.id, v.session_id, v.taken_at, v.systolic_mmhg, v.diastolic_mmhg, v.heart_rate_bpm, v.spo2_pct, v.resp_rate_per_min, v.source
+             FROM vitals v WHERE v.session_id = $1 AND v.systolic_mmhg IS NOT NULL AND {NOT_STRUCK} ORDER BY v.taken_at, v.id LIMIT 1
+         ) AS b ON 1 = 1"
+    );
+    let session_and_site = params![s.id.0, s.site_id.0];
+    let reading = params![
+        s.id.0,
+        s.patient_id.0,
+        ms(taken_at),
+        vitals.systolic_mmhg.map(|v| v.0),
+        vitals.diastolic_mmhg.map(|v| v.0),
+        vitals.heart_rate_bpm.map(|v| v.0),
+        vitals.spo2_pct.map(|v| v.0),
+        vitals.resp_rate_per_min.map(|v| v.0),
+        source.as_str()
+    ];
+    let session = params![s.id.0];
+    let mut stmts: Vec<(&str, &[crate::conn::Value])> = vec![
+        (baseline_sql.as_str(), session_and_site),
+        (
+            "INSERT INTO vitals (session_id, patient_id, taken_at, systolic_mmhg, diastolic_mmhg, heart_rate_bpm, spo2_pct, resp_rate_per_min, source)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            reading,
+        ),
+    ];
+    if once_per_episode {
+        stmts.push((OPEN_EPISODES_SQL, session));
+    }
+    let mut answers = c.query_each(&stmts)?.into_iter();
+    let mut next =
+        || answers.next().ok_or_else(|| StoreError::Backend("a statement of the vitals write had no answer".into()));
+    let (here, inserted, open) = (next()?, next()?, if once_per_episode { Some(next()?) } else { None });
+    let here = here.first().ok_or_else(|| StoreError::Corrupt("the baseline query returned no row".into()))?;
+    let rid = inserted.first().ok_or_else(|| StoreError::Backend("insert returned no id".into()))?.i64("id")?;
+    let settings =
+        here.opt_text("site_settings")?.ok_or_else(|| StoreError::NotFound(format!("site {}", s.site_id)))?;
+    let baseline = match here.opt_i64("id")? {
+        Some(_) => Some(vitals_from(here, s.dose_started_at)?),
+        None => None,
+    };
     let phase = match s.dose_started_at {
         Some(d) if taken_at >= d => DosePhase::PostDose { minutes_since_dose: (taken_at - d).whole_minutes() },
         _ => DosePhase::PreDose,
     };
     let firings =
-        crate::rules::safety_rules(c, s.site_id)?.evaluate_vitals(phase, &vitals, baseline.as_ref().map(|b| &b.vitals));
-    let rid = c.insert(
-        "INSERT INTO vitals (session_id, patient_id, taken_at, systolic_mmhg, diastolic_mmhg, heart_rate_bpm, spo2_pct, resp_rate_per_min, source)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-        params![
-            s.id.0, s.patient_id.0, ms(taken_at), vitals.systolic_mmhg.map(|v| v.0), vitals.diastolic_mmhg.map(|v| v.0),
-            vitals.heart_rate_bpm.map(|v| v.0), vitals.spo2_pct.map(|v| v.0), vitals.resp_rate_per_min.map(|v| v.0), source.as_str()
-        ],
-    )?;
+        crate::rules::safety_rules_in(&settings)?.evaluate_vitals(phase, &vitals, baseline.as_ref().map(|b| &b.vitals));
     audit::record(
         c,
         actor,
@@ -296,7 +326,10 @@ pub(crate) fn insert_vitals(
             fields: &["systolic_mmhg", "diastolic_mmhg", "heart_rate_bpm", "spo2_pct", "resp_rate_per_min"],
         },
     )?;
-    let firings = if once_per_episode { open_episodes_removed(c, s.id, firings)? } else { firings };
+    let firings = match open {
+        Some(open) => open_episodes_removed(&open, firings)?,
+        None => firings,
+    };
     let alerts = raise(c, actor, now, s.site_id, s.patient_id, Some(s.id), firings)?;
     let record = VitalsRecord {
         id: RecordId(rid),
@@ -309,16 +342,12 @@ pub(crate) fn insert_vitals(
     Ok(RecordedVitals { record, alerts })
 }
 
-/// The firings whose rule has no unacknowledged alert in the session yet.
-fn open_episodes_removed(c: &mut dyn Conn, session: SessionId, firings: Vec<AlertFiring>) -> Result<Vec<AlertFiring>> {
-    if firings.is_empty() {
-        return Ok(firings);
-    }
-    let open: Vec<String> = c
-        .query("SELECT rule FROM alerts WHERE session_id = $1 AND acknowledged_at IS NULL", params![session.0])?
-        .iter()
-        .map(|r| r.text("rule"))
-        .collect::<Result<_>>()?;
+/// The rules with an unacknowledged alert in the session (`$1`).
+const OPEN_EPISODES_SQL: &str = "SELECT rule FROM alerts WHERE session_id = $1 AND acknowledged_at IS NULL";
+
+/// The firings whose rule has no unacknowledged alert (`open`, rows of [`OPEN_EPISODES_SQL`]) yet.
+fn open_episodes_removed(open: &[Row], firings: Vec<AlertFiring>) -> Result<Vec<AlertFiring>> {
+    let open: Vec<String> = open.iter().map(|r| r.text("rule")).collect::<Result<_>>()?;
     Ok(firings.into_iter().filter(|f| !open.contains(&f.rule)).collect())
 }
 

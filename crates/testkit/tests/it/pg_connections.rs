@@ -246,3 +246,41 @@ async fn an_entry_is_sealed_once_and_never_altered() {
         }
     }
 }
+
+/// A statement sent together with a later one (`execute_later`, how audit entries travel on
+/// PostgreSQL) that fails, fails the whole write: the error is reported whether it travelled
+/// with the next statement or with the commit, nothing of the write is kept (no write is
+/// acknowledged and lost), and the connection serves the next write.
+#[tokio::test]
+async fn a_failing_statement_sent_later_fails_the_whole_write() {
+    let clock = ManualClock::at(T0);
+    let Some(db) = TestDb::postgres(clock.as_clock()).await else { return };
+    // One connection, so every write below runs on the same one.
+    let store = Store::open(&with_params(&db.url, "pool_size=1")).await.unwrap();
+    keta_store::testing::write(&store, |c| c.execute("CREATE TABLE later_kept (x BIGINT NOT NULL)", &[]))
+        .await
+        .unwrap();
+    let with_next = keta_store::testing::write(&store, |c| {
+        c.execute("INSERT INTO later_kept (x) VALUES (1)", &[])?;
+        c.execute_later("INSERT INTO later_kept (x) VALUES (NULL)", &[])?;
+        c.execute("INSERT INTO later_kept (x) VALUES (2)", &[])
+    })
+    .await;
+    assert!(with_next.is_err(), "{with_next:?}");
+    let with_commit = keta_store::testing::write(&store, |c| {
+        c.execute("INSERT INTO later_kept (x) VALUES (3)", &[])?;
+        c.execute_later("INSERT INTO later_kept (x) VALUES (NULL)", &[])
+    })
+    .await;
+    assert!(with_commit.is_err(), "acknowledged, yet the commit was a rollback: {with_commit:?}");
+    // A write of deferred statements only is sent whole with its commit, and kept.
+    keta_store::testing::write(&store, |c| c.execute_later("INSERT INTO later_kept (x) VALUES (4)", &[]))
+        .await
+        .unwrap();
+    let kept = keta_store::testing::read(&store, |c| {
+        c.query("SELECT x FROM later_kept ORDER BY x", &[])?.iter().map(|r| r.i64("x")).collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .unwrap();
+    assert_eq!(kept, vec![4]);
+}

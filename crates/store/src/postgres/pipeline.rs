@@ -1,0 +1,256 @@
+//! The pool's connections: `tokio-postgres` driven on a small runtime of their own (as the
+//! sync `postgres` crate does), so that statements that need no answer before the next one
+//! are sent together, in one round trip, instead of one after another.
+//!
+//! What is sent together (docs/decisions/0004-concurrency.md, addendum on round trips):
+//! * `BEGIN` goes with the transaction's first statement. A write refused before its first
+//!   statement (a validation in Rust) costs no round trip at all.
+//! * A statement run with [`Conn::execute_later`] (the audit entry: its result is never read)
+//!   goes with the next statement, or with `COMMIT`.
+//!
+//! Each statement keeps its own `Sync`, so the server runs them one after another exactly as
+//! if they had been sent one at a time; an error in any of them aborts the transaction, later
+//! ones fail with "transaction aborted", and a `COMMIT` after an error is a rollback. The
+//! first error in sending order is the one reported, and nothing of the write is kept.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use postgres::types::ToSql;
+use tokio_postgres::{Client, Statement};
+
+use super::{STATEMENT_CACHE, StatementCache, rows_of};
+use crate::conn::{Backend, Conn, Row, Value};
+use crate::error::{Result, StoreError};
+
+/// One pooled connection: the client, and the runtime that drives its socket.
+pub(super) struct PipeClient {
+    runtime: tokio::runtime::Runtime,
+    client: Client,
+}
+
+impl PipeClient {
+    pub(super) fn connect(s: &super::PgSettings) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Backend(format!("cannot start the database connection's runtime: {e}")))?;
+        let config = s.pipe_config.clone();
+        let connected = match &s.tls {
+            None => runtime.block_on(async move {
+                let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
+                tokio::spawn(async move { log_end(conn.await) });
+                Ok::<_, tokio_postgres::Error>(client)
+            }),
+            Some(cfg) => {
+                let tls = super::tls::MakeRustls(cfg.clone());
+                runtime.block_on(async move {
+                    let (client, conn) = config.connect(tls).await?;
+                    tokio::spawn(async move { log_end(conn.await) });
+                    Ok::<_, tokio_postgres::Error>(client)
+                })
+            }
+        };
+        let client = connected.map_err(|e| super::connect_error(&e))?;
+        Ok(Self { runtime, client })
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// Runs one simple statement outside any transaction (connection set-up).
+    pub(super) fn batch_execute(&mut self, sql: &str) -> Result<()> {
+        let client = &self.client;
+        Ok(self.runtime.block_on(client.batch_execute(sql))?)
+    }
+}
+
+fn log_end(r: std::result::Result<(), tokio_postgres::Error>) {
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "database connection closed");
+    }
+}
+
+/// A statement's answer.
+enum Answer {
+    Done,
+    Changed(u64),
+    Rows(Vec<tokio_postgres::Row>),
+}
+
+type Pending<'c> = Pin<Box<dyn Future<Output = std::result::Result<Answer, tokio_postgres::Error>> + 'c>>;
+
+fn as_params(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
+}
+
+/// Sends every request in order (each future sends its request on its first poll, and the
+/// connection writes them out together), then waits for all the answers. Returns them in
+/// order; the first error in sending order wins.
+fn send_together(
+    runtime: &tokio::runtime::Runtime,
+    mut pending: Vec<Pending<'_>>,
+) -> std::result::Result<Vec<Answer>, tokio_postgres::Error> {
+    let mut answers: Vec<Option<std::result::Result<Answer, tokio_postgres::Error>>> =
+        pending.iter().map(|_| None).collect();
+    runtime.block_on(std::future::poll_fn(|cx| {
+        let mut all = true;
+        for (f, a) in pending.iter_mut().zip(answers.iter_mut()) {
+            if a.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(r) => *a = Some(r),
+                    Poll::Pending => all = false,
+                }
+            }
+        }
+        if all { Poll::Ready(()) } else { Poll::Pending }
+    }));
+    answers.into_iter().map(|a| a.expect("every request is answered before the poll above ends")).collect()
+}
+
+/// A transaction on a pooled connection, begun lazily.
+pub(super) struct PipeConn<'a> {
+    client: &'a mut PipeClient,
+    cache: &'a mut StatementCache,
+    /// The `BEGIN` not yet sent: it goes with the first statement.
+    begin: Option<&'static str>,
+    /// Statements whose answer nobody reads, sent with the next statement or the commit.
+    later: Vec<(Statement, Vec<Value>)>,
+}
+
+impl<'a> PipeConn<'a> {
+    pub(super) fn begin(client: &'a mut PipeClient, cache: &'a mut StatementCache, read_only: bool) -> Self {
+        // Reads: one snapshot for every query of the read (the chart, the board, outcomes), as
+        // SQLite's read transaction gives; READ COMMITTED would take one per query.
+        let begin = if read_only { "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" } else { "BEGIN" };
+        Self { client, cache, begin: Some(begin), later: Vec::new() }
+    }
+
+    fn statement(&mut self, sql: &str) -> Result<Statement> {
+        if let Some(s) = self.cache.get(sql) {
+            return Ok(s.clone());
+        }
+        // Prepared statements belong to the connection, not the transaction: preparing before
+        // the `BEGIN` has gone out is fine.
+        let client = &self.client.client;
+        let s = self.client.runtime.block_on(client.prepare(sql))?;
+        if self.cache.len() >= STATEMENT_CACHE {
+            self.cache.clear();
+        }
+        self.cache.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+
+    /// Sends the pending `BEGIN`, the deferred statements, then `now` (each a statement, its
+    /// parameters, and whether its rows are wanted) and `then`, all together; returns the
+    /// answers to `now`.
+    fn flush(
+        &mut self,
+        now: &[(Statement, &[Value], bool)],
+        then: Option<&'static str>,
+    ) -> std::result::Result<Vec<Answer>, tokio_postgres::Error> {
+        let begin = self.begin.take();
+        let later = std::mem::take(&mut self.later);
+        let client = &self.client.client;
+        let later_params: Vec<Vec<&(dyn ToSql + Sync)>> = later.iter().map(|(_, p)| as_params(p)).collect();
+        let now_params: Vec<Vec<&(dyn ToSql + Sync)>> = now.iter().map(|(_, p, _)| as_params(p)).collect();
+        let mut pending: Vec<Pending<'_>> = Vec::with_capacity(later.len() + now.len() + 2);
+        if let Some(b) = begin {
+            pending.push(Box::pin(async move { client.batch_execute(b).await.map(|()| Answer::Done) }));
+        }
+        for ((stmt, _), params) in later.iter().zip(later_params.iter()) {
+            pending.push(Box::pin(async move { client.execute(stmt, params).await.map(Answer::Changed) }));
+        }
+        for ((stmt, _, rows), params) in now.iter().zip(now_params.iter()) {
+            pending.push(if *rows {
+                Box::pin(async move { client.query(stmt, params).await.map(Answer::Rows) })
+            } else {
+                Box::pin(async move { client.execute(stmt, params).await.map(Answer::Changed) })
+            });
+        }
+        if let Some(t) = then {
+            pending.push(Box::pin(async move { client.batch_execute(t).await.map(|()| Answer::Done) }));
+        }
+        let mut answers = send_together(&self.client.runtime, pending)?;
+        let first = answers.len() - now.len() - usize::from(then.is_some());
+        Ok(answers.drain(first..first + now.len()).collect())
+    }
+
+    /// Runs statements after whatever is pending, together. A cached statement the schema has
+    /// since changed under ("cached plan must not change result type") is prepared afresh next
+    /// time.
+    fn run(&mut self, stmts: &[(&str, &[Value])], rows: bool) -> Result<Vec<Answer>> {
+        let mut now = Vec::with_capacity(stmts.len());
+        for (sql, params) in stmts {
+            now.push((self.statement(sql)?, *params, rows));
+        }
+        let r = self.flush(&now, None);
+        if let Err(e) = &r
+            && e.code() == Some(&tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED)
+        {
+            for (sql, _) in stmts {
+                self.cache.remove(*sql);
+            }
+        }
+        Ok(r?)
+    }
+
+    /// Commits: sends what is pending with the `COMMIT`. A transaction that never sent a
+    /// statement has nothing to commit.
+    pub(super) fn commit(mut self) -> Result<()> {
+        if self.begin.is_some() && self.later.is_empty() {
+            return Ok(());
+        }
+        self.flush(&[], Some("COMMIT"))?;
+        Ok(())
+    }
+
+    /// Rolls back; deferred statements are dropped unsent, and a transaction that never
+    /// began needs no round trip.
+    pub(super) fn rollback(mut self) -> Result<()> {
+        self.later.clear();
+        if self.begin.is_some() {
+            return Ok(());
+        }
+        let client = &self.client.client;
+        Ok(self.client.runtime.block_on(client.batch_execute("ROLLBACK"))?)
+    }
+}
+
+impl Conn for PipeConn<'_> {
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
+        match self.run(&[(sql, params)], false)?.pop() {
+            Some(Answer::Changed(n)) => Ok(n),
+            _ => Ok(0),
+        }
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
+        match self.run(&[(sql, params)], true)?.pop() {
+            Some(Answer::Rows(rows)) => rows_of(&rows),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    fn query_each(&mut self, stmts: &[(&str, &[Value])]) -> Result<Vec<Vec<Row>>> {
+        self.run(stmts, true)?
+            .into_iter()
+            .map(|a| match a {
+                Answer::Rows(rows) => rows_of(&rows),
+                _ => Ok(Vec::new()),
+            })
+            .collect()
+    }
+
+    fn execute_later(&mut self, sql: &str, params: &[Value]) -> Result<()> {
+        let stmt = self.statement(sql)?;
+        self.later.push((stmt, params.to_vec()));
+        Ok(())
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+}
