@@ -9,6 +9,8 @@ mod crash_trials;
 mod demo;
 mod demo_accounts;
 mod demo_checkins;
+#[cfg(test)]
+mod demo_documents;
 mod demo_ledger;
 mod demo_monitors;
 mod dose;
@@ -440,6 +442,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 .with_trusted_proxies(cfg.trusted_proxies)
                 .with_protocols(cfg.protocols)
                 .with_bulk(cfg.bulk)
+                .with_documents(keta_web::ui::print::Documents::from_dir(cfg.documents_dir))
                 .with_observability(observe);
             if let Some(m) = monitors {
                 state = state.with_monitors(m);
