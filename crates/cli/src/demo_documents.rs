@@ -71,19 +71,22 @@ async fn download(app: &TestApp, path: &str, producer: &str) -> String {
 
 async fn one_i64(store: &Store, sql: impl Into<String>) -> i64 {
     let sql = sql.into();
-    store.read(move |c| c.query_opt(&sql, &[])?.unwrap_or_else(|| panic!("no row: {sql}")).i64("id")).await.unwrap()
+    keta_store::testing::read(store, move |c| {
+        c.query_opt(&sql, &[])?.unwrap_or_else(|| panic!("no row: {sql}")).i64("id")
+    })
+    .await
+    .unwrap()
 }
 
 async fn prints(store: &Store) -> Vec<String> {
-    store
-        .read(|c| {
-            c.query("SELECT object_type FROM audit_log WHERE action = 'print' ORDER BY seq", &[])?
-                .iter()
-                .map(|r| r.text("object_type"))
-                .collect()
-        })
-        .await
-        .unwrap()
+    keta_store::testing::read(store, |c| {
+        c.query("SELECT object_type FROM audit_log WHERE action = 'print' ORDER BY seq", &[])?
+            .iter()
+            .map(|r| r.text("object_type"))
+            .collect()
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,14 +120,11 @@ async fn every_document_prints_from_the_demo_clinic_for_the_roles_that_may_read_
     // A loss from a ketamine vial lot, at a site given a DEA registration; the other site has none.
     let lot = one_i64(&store, "SELECT id FROM cs_lots WHERE substance = 'ketamine' ORDER BY id LIMIT 1").await;
     let lot_site = SiteId(
-        store
-            .read(move |c| {
-                c.query_opt("SELECT site_id FROM cs_lots WHERE id = $1", keta_store::params![lot])?
-                    .unwrap()
-                    .i64("site_id")
-            })
-            .await
-            .unwrap(),
+        keta_store::testing::read(&store, move |c| {
+            c.query_opt("SELECT site_id FROM cs_lots WHERE id = $1", keta_store::params![lot])?.unwrap().i64("site_id")
+        })
+        .await
+        .unwrap(),
     );
     let reg = DeaRegistration { number: "AB1234563".into(), address: "1 Registered Way, Austin TX".into() };
     store.set_site_dea_registration(&admin, lot_site, reg).await.unwrap();
@@ -145,15 +145,17 @@ async fn every_document_prints_from_the_demo_clinic_for_the_roles_that_may_read_
 
     // An esketamine session with a monitoring form.
     let mut rems = None;
-    let candidates: Vec<i64> = store
-        .read(|c| {
-            c.query("SELECT id FROM sessions WHERE route = 'intranasal_esketamine' AND dose_started_at IS NOT NULL ORDER BY id", &[])?
-                .iter()
-                .map(|r| r.i64("id"))
-                .collect()
-        })
-        .await
-        .unwrap();
+    let candidates: Vec<i64> = keta_store::testing::read(&store, |c| {
+        c.query(
+            "SELECT id FROM sessions WHERE route = 'intranasal_esketamine' AND dose_started_at IS NOT NULL ORDER BY id",
+            &[],
+        )?
+        .iter()
+        .map(|r| r.i64("id"))
+        .collect()
+    })
+    .await
+    .unwrap();
     for id in candidates {
         if store.rems_form(&dr, SessionId(id)).await.is_ok() {
             rems = Some(id);
@@ -171,22 +173,21 @@ async fn every_document_prints_from_the_demo_clinic_for_the_roles_that_may_read_
     let names = |id: i64| {
         let store = store.clone();
         async move {
-            store
-                .read(move |c| {
-                    let r = c
-                        .query_opt(
-                            "SELECT given_name, family_name, mrn FROM patients WHERE id = $1",
-                            keta_store::params![id],
-                        )?
-                        .unwrap();
-                    Ok((
-                        format!("{} {}", r.text("given_name")?, r.text("family_name")?),
-                        r.text("mrn")?,
-                        r.text("family_name")?,
-                    ))
-                })
-                .await
-                .unwrap()
+            keta_store::testing::read(&store, move |c| {
+                let r = c
+                    .query_opt(
+                        "SELECT given_name, family_name, mrn FROM patients WHERE id = $1",
+                        keta_store::params![id],
+                    )?
+                    .unwrap();
+                Ok((
+                    format!("{} {}", r.text("given_name")?, r.text("family_name")?),
+                    r.text("mrn")?,
+                    r.text("family_name")?,
+                ))
+            })
+            .await
+            .unwrap()
         }
     };
     let (a_name, a_mrn, _) = names(a).await;
@@ -200,6 +201,22 @@ async fn every_document_prints_from_the_demo_clinic_for_the_roles_that_may_read_
     let (b_name, b_mrn, b_family) = names(b).await;
     assert_ne!(a, b);
     assert_ne!(a_name, b_name);
+    // The note's and the form's own patients, to check that neither names patient B.
+    let patient_of = |session: i64| {
+        let store = store.clone();
+        async move {
+            keta_store::testing::read(&store, move |c| {
+                c.query_opt("SELECT patient_id FROM sessions WHERE id = $1", keta_store::params![session])?
+                    .unwrap()
+                    .i64("patient_id")
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let (note_patient, form_patient) = (patient_of(noted.0).await, patient_of(rems).await);
+    assert!(note_patient != b && form_patient != b, "patient B is another patient than the note's and the form's");
+    let (note_name, note_mrn, _) = names(note_patient).await;
 
     let app = spawn_app_with_state(keta_web::AppState::new(store.clone())).await;
     assert_eq!(app.login(&login("dr.demo", Role::Prescriber), now).await.status(), 200);
@@ -210,10 +227,17 @@ async fn every_document_prints_from_the_demo_clinic_for_the_roles_that_may_read_
     {
         assert!(note.contains(want), "note: {want}: {note}");
     }
+    assert!(note.contains(&note_name) && note.contains(&note_mrn), "the note names its patient: {note}");
+    for other in [b_name.as_str(), b_mrn.as_str(), b_family.as_str()] {
+        assert!(!note.contains(other), "session {}'s note names patient {b}: {other}", noted.0);
+    }
 
     let form = download(&app, &format!("/sessions/{rems}/rems/pdf"), me).await;
     for want in ["REMS Patient Monitoring Form", "Concomitant medications", "Blood pressure"] {
         assert!(form.contains(want), "REMS form: {want}: {form}");
+    }
+    for other in [b_name.as_str(), b_mrn.as_str(), b_family.as_str()] {
+        assert!(!form.contains(other), "session {rems}'s REMS form names patient {b}: {other}");
     }
 
     let letter = download(&app, &format!("/patients/{a}/progress-letter/pdf"), me).await;
