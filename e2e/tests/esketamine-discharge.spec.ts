@@ -2,10 +2,14 @@
 // the record. Two hours after the dose the nurse tries to discharge with only the readings
 // taken early on and no sedation or dissociation score: refused, each missing fact named with
 // a link to where it is recorded. Once the record is complete (a fresh full set of vitals,
-// MOAA/S 5, CADSS-6 at or below the demo clinic's cut-off), discharge goes through. The
-// server's clock is moved forward (helpers/server.ts), so this spec gets a clinic of its own.
+// MOAA/S 5, CADSS-6 at or below the demo clinic's cut-off), discharge goes through. Then the
+// nurse writes the note; signing it is refused while the REMS Patient Monitoring Form lacks
+// answers the session cannot give; once they are saved the note is signed and the form is
+// downloaded as a PDF holding the patient's name and the session date. The server's clock is
+// moved forward (helpers/server.ts), so this spec gets a clinic of its own.
 import { test, expect, screenshot, unique } from '../helpers/fixtures';
-import { assessEligibility, ensureStock, firstSessionUrl, planCourse, registerPatient, signConsents } from '../helpers/clinic';
+import { assessEligibility, csrfToken, ensureStock, firstSessionUrl, planCourse, registerPatient, signConsents } from '../helpers/clinic';
+import { downloadPdf } from '../helpers/pdf';
 import { DEMO_PASSWORD } from '../helpers/auth';
 import type { Page } from '@playwright/test';
 
@@ -21,9 +25,21 @@ async function recordVitals(page: Page, v: { sys: string; dia: string; hr: strin
   await expect(page.getByRole('table', { name: /Vital signs/ }).getByRole('row').nth(1)).toContainText(`${v.sys}/${v.dia}`);
 }
 
-test('esketamine discharge is refused until the record shows the patient is ready', async ({ page, signIn, server }) => {
+/** Signs the session note as its author through the API, after re-entering the password. */
+async function signNote(page: Page, sessionId: string) {
+  let r = await page.request.post('/api/v1/auth/reauth', { data: { password: DEMO_PASSWORD }, headers: { 'X-CSRF-Token': await csrfToken(page) } });
+  expect(r.status(), await r.text()).toBe(200);
+  r = await page.request.post(`/api/v1/sessions/${sessionId}/note/sign`, {
+    data: { meaning: 'author' },
+    headers: { 'X-CSRF-Token': await csrfToken(page) },
+  });
+  return r;
+}
+
+test('esketamine: discharge is refused until the record shows the patient is ready; then the signed note and the REMS form as PDF', async ({ page, signIn, server }) => {
   await signIn('prescriber');
-  const patient = await registerPatient(page, 'Esme', `Lund${unique()}`);
+  const family = `Lund${unique()}`;
+  const patient = await registerPatient(page, 'Esme', family);
   await assessEligibility(page, patient);
   await planCourse(page, patient, /^Esketamine nasal spray/);
   const session = await firstSessionUrl(page, patient);
@@ -98,4 +114,57 @@ test('esketamine discharge is refused until the record shows the patient is read
   await page.getByRole('button', { name: 'Discharge' }).click();
   await expect(state).toHaveText('Discharged');
   await screenshot(page, 'esketamine-discharged');
+
+  // The note; signing it is refused while the REMS form lacks what the session cannot know.
+  const sessionId = session.split('/').pop()!;
+  await page.locator('#note-text').fill('Esketamine 56 mg intranasal. Tolerated; BP settled by the end; discharged with escort.');
+  await page.getByRole('button', { name: 'Save note' }).click();
+  await expect(page.locator('#note-text')).toHaveValue(/discharged with escort/);
+  let signed = await signNote(page, sessionId);
+  expect(signed.status()).toBe(409);
+  expect(await signed.text()).toContain('REMS Patient Monitoring Form');
+
+  // The REMS form: the record's facts filled in, the clinician's answers asked for.
+  await page.goto(`${session}/rems`);
+  await expect(page.getByRole('heading', { name: 'Still to answer before the note can be signed' })).toBeVisible();
+  await page.getByLabel('No middle name').check();
+  await page.getByLabel('Monitoring provider: first name').fill('Nora');
+  await page.getByLabel('Monitoring provider: last name').fill('Demo');
+  await page.getByLabel('Monitoring provider: phone').fill('512-555-0100');
+  await page.getByLabel('Monitoring provider: e-mail').fill('nora.demo@example.org');
+  await page.getByLabel('Setting address line 1').fill('1 Clinic Way');
+  await page.getByLabel('City').fill('Austin');
+  await page.getByLabel('State').fill('TX');
+  await page.getByLabel('ZIP').fill('78701');
+  await page.getByLabel(/ready to leave after/).fill('90');
+  await page.getByLabel('Vital signs acceptable before administration').selectOption('yes');
+  await page.getByLabel('Vital signs acceptable before the session ended').selectOption('yes');
+  await page.getByLabel('Sedation', { exact: true }).selectOption('no');
+  await page.getByLabel('Dissociation', { exact: true }).selectOption('no');
+  await page.getByLabel('Respiratory depression', { exact: true }).selectOption('no');
+  await page.getByRole('button', { name: 'Save answers' }).click();
+  await expect(page).toHaveURL(new RegExp(`/sessions/${sessionId}/rems$`));
+  await expect(page.getByRole('heading', { name: 'Still to answer before the note can be signed' })).toHaveCount(0);
+  await expect(page.getByRole('heading', { name: 'Mark submitted to the REMS' })).toBeVisible();
+  const fields = page.getByRole('table', { name: 'REMS form fields' });
+  const sessionDate = (await fields.getByRole('row').filter({ hasText: 'Treatment date' }).getByRole('cell').textContent())!.trim();
+  expect(sessionDate).toMatch(/^\d{4}-\d{2}-\d{2}$/);
+
+  // Now the note signs.
+  signed = await signNote(page, sessionId);
+  expect(signed.status(), await signed.text()).toBe(201);
+  expect((await signed.json()).signed).toBe(true);
+
+  // The form as a PDF: the patient, the session's date, the answers, who produced it.
+  await page.goto(`${session}/rems`);
+  const form = await downloadPdf(page, page.getByRole('link', { name: 'Download PDF' }));
+  for (const want of ['SPRAVATO® REMS Patient Monitoring Form', 'Esme', family, `Treatment date: ${sessionDate}`, 'Nora', 'nora.demo@example.org', 'Produced by Demo Nurse (rn.demo)']) {
+    expect(form, want).toContain(want);
+  }
+  // The signed note as a PDF, from the session screen.
+  await page.goto(session);
+  const note = await downloadPdf(page, page.locator('#note').getByRole('link', { name: 'Download PDF' }));
+  for (const want of ['Session note', `Esme ${family}`, patient.mrn, 'discharged with escort', 'Author']) {
+    expect(note, want).toContain(want);
+  }
 });

@@ -2,10 +2,11 @@
 // signing on the same tablet, records a receipt, a witnessed waste and a count that does
 // not match the book, then resolves the discrepancy from the reconciliation. Each entry
 // needs the nurse's password re-entered; a wrong witness password records nothing; the
-// dispensing log prints the entries.
+// dispensing log prints the entries, and downloads as a PDF with the same entries.
 import { test, expect, screenshot, unique } from '../helpers/fixtures';
 import { DEMO_PASSWORD } from '../helpers/auth';
 import { expectAccessible } from '../helpers/a11y';
+import { downloadPdf } from '../helpers/pdf';
 import type { Page } from '@playwright/test';
 
 async function witness(page: Page, username: string, password: string) {
@@ -14,7 +15,12 @@ async function witness(page: Page, username: string, password: string) {
   await box.getByLabel('Password').fill(password);
 }
 
-test('a nurse and a witness do a receipt, a waste, a count and a reconciliation', async ({ page, signIn }) => {
+/** The UTC date `days` from the server's now, as the date filter takes it. */
+function serverDate(nowSeconds: number, days: number): string {
+  return new Date((nowSeconds + days * 86_400) * 1000).toISOString().slice(0, 10);
+}
+
+test('a nurse and a witness do a receipt, a waste, a count and a reconciliation', async ({ page, signIn, server }) => {
   await signIn('nurse');
   await page.goto('/today');
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Ledger' }).click();
@@ -103,6 +109,16 @@ test('a nurse and a witness do a receipt, a waste, a count and a reconciliation'
   await page.emulateMedia({ media: 'print' });
   await expect(page.getByRole('navigation', { name: 'Main' })).toBeHidden();
   await screenshot(page, 'ledger-dispensing-log-print');
+  await page.emulateMedia({ media: 'screen' });
+
+  // The same log as a PDF, for the days around today (the demo's whole history is long):
+  // every entry of the lot, who witnessed it, and who produced the document.
+  const now = server.nowSeconds();
+  await page.goto(`/ledger/print/dispensing-log?substance=ketamine&from=${serverDate(now, -1)}&to=${serverDate(now, 1)}`);
+  const pdf = await downloadPdf(page, page.getByRole('link', { name: 'Download PDF' }));
+  for (const want of ['Controlled-substance dispensing log', lotNumber, 'Receipt', 'Waste', 'Count', 'Adjustment', 'dr.demo', 'Produced by Demo Nurse (rn.demo)']) {
+    expect(pdf, want).toContain(want);
+  }
 });
 
 test('the front desk has no ledger, and an auditor reads it without recording', async ({ page, signIn, secondUser }) => {
@@ -111,6 +127,9 @@ test('the front desk has no ledger, and an auditor reads it without recording', 
   await expect(page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Ledger' })).toHaveCount(0);
   const refused = await page.request.get('/ledger');
   expect(refused.status()).toBe(403);
+  const pdf = await page.request.get('/ledger/print/dispensing-log/pdf');
+  expect(pdf.status()).toBe(403);
+  expect(pdf.headers()['content-type']).not.toBe('application/pdf');
 
   const auditor = await secondUser('auditor');
   await auditor.goto('/ledger');

@@ -150,6 +150,10 @@ pub struct ServeOptions {
     /// Minutes an OAuth access token from /fhir/R4/auth/token is accepted (default 5).
     #[arg(long, env = "KETA_ACCESS_TOKEN_MINUTES")]
     access_token_minutes: Option<u32>,
+    /// A folder of the clinic's edited PDF templates (`*.typ`, same names as data/documents/):
+    /// each file there replaces the built-in template of that name.
+    #[arg(long, env = "KETA_DOCUMENTS_DIR")]
+    documents_dir: Option<PathBuf>,
     #[command(flatten)]
     pub shared: SharedOptions,
     /// Where the flags' values came from (a flag or a `KETA_*` variable), from clap; empty
@@ -184,6 +188,7 @@ struct FileConfig {
     bulk_export_dir: Option<PathBuf>,
     bulk_export_retention_hours: Option<u32>,
     access_token_minutes: Option<u32>,
+    documents_dir: Option<PathBuf>,
     public_url: Option<String>,
     smtp_url: Option<String>,
     mail_from: Option<String>,
@@ -201,7 +206,7 @@ struct FileConfig {
 const FILE_KEYS: &str = "bind, database_url, backup_dir, backup_interval_minutes, backup_keep, audit_anchor_file, \
 audit_anchor_interval_seconds, tls_cert, tls_key, trusted_proxies, mllp_bind, mllp_allowed_peers, mllp_device_field, \
 mllp_raw_retention_days, mllp_max_age_minutes, mllp_max_ahead_minutes, mllp_max_frame_bytes, shutdown_grace_seconds, \
-metrics_token, protocols_dir, bulk_export_dir, bulk_export_retention_hours, access_token_minutes, public_url, smtp_url, mail_from, \
+metrics_token, protocols_dir, bulk_export_dir, bulk_export_retention_hours, access_token_minutes, documents_dir, public_url, smtp_url, mail_from, \
 checkin_sweep_seconds, idempotency_retention_hours, reauthentication_window_minutes, session_idle_minutes, \
 session_absolute_minutes, break_glass_minutes, body_limit_bytes, request_timeout_seconds, sqlite_readers";
 
@@ -357,6 +362,8 @@ pub struct Config {
     pub protocols: ProtocolLibrary,
     /// FHIR bulk export folder and retention, OAuth access-token lifetime.
     pub bulk: keta_web::fhir::bulk::BulkSettings,
+    /// The folder of the clinic's edited PDF templates, when set (checked to be a folder).
+    pub documents_dir: Option<PathBuf>,
     pub shared: SharedConfig,
     /// The settings file read, if any.
     pub file: Option<PathBuf>,
@@ -707,9 +714,16 @@ impl ServeOptions {
             retention: time::Duration::hours(retention_hours),
             access_token_lifetime: time::Duration::minutes(token_minutes),
         };
+        let documents_dir = l.pick("documents_dir", self.documents_dir, file.documents_dir.take());
+        if let Some(dir) = &documents_dir
+            && !dir.is_dir()
+        {
+            bail!("documents_dir {} is not a folder (it holds the clinic's edited *.typ templates)", dir.display());
+        }
         let shared = self.shared.resolve(&mut file, &mut l)?;
         Ok(Config {
             bulk,
+            documents_dir,
             protocols,
             mllp,
             shutdown_grace: Duration::from_secs(grace),
@@ -814,6 +828,23 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(e.to_string().contains("reauthentication_window_minutes 20 must be from 1 to 15"), "{e}");
+    }
+
+    #[test]
+    fn the_documents_folder_comes_from_the_file_or_flag_and_must_be_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let templates = dir.path().join("documents");
+        std::fs::create_dir(&templates).unwrap();
+        let cfg = dir.path().join("keta.toml");
+        std::fs::write(&cfg, format!("documents_dir = \"{}\"\n", templates.display())).unwrap();
+        let c = ServeOptions { config: Some(cfg), ..Default::default() }.resolve().unwrap();
+        assert_eq!(c.documents_dir.as_deref(), Some(templates.as_path()));
+        let shown = c.shown.iter().find(|s| s.key == "documents_dir").expect("--print-config lists documents_dir");
+        assert_eq!(shown.origin, Origin::File);
+        assert!(ServeOptions::default().resolve().unwrap().documents_dir.is_none(), "unset: the built-in templates");
+        let missing = dir.path().join("no-such-folder");
+        let e = ServeOptions { documents_dir: Some(missing), ..Default::default() }.resolve().unwrap_err();
+        assert!(e.to_string().contains("documents_dir") && e.to_string().contains("is not a folder"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,8 @@ mod crash_trials;
 mod demo;
 mod demo_accounts;
 mod demo_checkins;
+#[cfg(test)]
+mod demo_documents;
 mod demo_ledger;
 mod demo_monitors;
 mod dose;
@@ -515,6 +517,7 @@ async fn serve(opts: config::ServeOptions) -> anyhow::Result<()> {
         .with_trusted_proxies(cfg.trusted_proxies)
         .with_protocols(cfg.protocols)
         .with_bulk(cfg.bulk)
+        .with_documents(keta_web::ui::print::Documents::from_dir(cfg.documents_dir))
         .with_observability(observe);
     if let Some(m) = monitors {
         state = state.with_monitors(m);

@@ -26,7 +26,7 @@ fn sample(doc: Document) -> Value {
     match doc {
         Document::SessionNote => json!({
             "produced": p,
-            "patient": {"id": 7, "name": "Ada Sample", "date_of_birth": "1980-02-03"},
+            "patient": {"id": 7, "name": "Ada Sample", "mrn": "MRN-7", "date_of_birth": "1980-02-03"},
             "session": {"id": 41, "date": "2026-12-01", "route": "Intranasal esketamine", "site": "Main"},
             "note": {"text": "Tolerated well. BP settled by 90 min.", "content_sha256": "ab".repeat(32), "signed": true,
                      "signatures": [signature("Dr Demo")],
@@ -78,22 +78,26 @@ fn sample(doc: Document) -> Value {
                     "source": "§5", "note": ""}]}]
         }),
         Document::DispensingLog => json!({
-            "produced": p, "site": "Main", "from": "2026-11-01", "to": "2026-12-07",
+            "produced": p, "site": "Main", "dea": ["DEA registration number: not set; registered address: not set"],
+            "substance": "Ketamine", "from": "2026-11-01", "to": "2026-12-07",
             "entries": [{"id": 1, "occurred_at": "2026-11-02 09:00", "kind": "receipt", "lot": "L123 ketamine 50 mg/mL",
-                "change": "+10 vials", "unit": "vial", "amount": "5000 mg", "balance_after": "10 vials", "recorded_by": "rn.demo",
+                "change": "+10 vials", "amount": "5000 mg", "balance_after": "10 vials", "recorded_by": "rn.demo",
                 "witnesses": "dr.demo", "patient": "", "reason": null, "reversed": false}]
         }),
         Document::Inventory => json!({
-            "produced": p, "site": "Main", "kind": "on request", "taken_at": "2026-12-07 09:30",
-            "lots": [{"lot_number": "L123", "product": "ketamine 50 mg/mL", "ndc": "0000-0000-00", "form": "injection",
-                      "strength": "50 mg/mL", "container": "10 mL vial", "expires_on": "2027-06-30", "on_hand": "9 vials", "on_hand_mg": "4500"}]
+            "produced": p, "site": "Main", "dea": ["DEA registration number: AB1234563; registered address: 1 Main St"],
+            "kind": "biennial", "title": "Biennial inventory",
+            "lots": [{"taken": "2026-12-07 09:30", "business_time": "Opening of business", "substance": "Ketamine",
+                      "product": "injection 50 mg/mL, 10 mL vial", "ndc": "0000-0000-00", "lot_number": "L123",
+                      "count": "9 vials", "count_mg": "4500 mg", "estimated": false, "counted_by": "rn.demo", "witness": "dr.demo"}]
         }),
         Document::Form106 => json!({
-            "produced": p, "site": "Main",
+            "produced": p, "site": "Main", "dea": ["DEA registration number: not set; registered address: not set"],
             "loss": {"entry_id": 9, "loss_type": "Breakage", "discovered_at": "2026-12-01 10:00", "substance": "Ketamine",
                 "dea_drug_code": "7285", "strength": "50 mg/mL", "form": "injection", "ndc": "0000-0000-00", "lot_number": "L123",
                 "quantity": "1 vial", "quantity_mg": "500", "circumstances": "Vial dropped.", "police_report": null,
-                "dea_notified_at": null, "form_106_filed_at": null, "recorded_by": "rn.demo", "recorded_at": "2026-12-01 10:05",
+                "dea_notified_at": null, "form_106_filed_at": null, "investigation": null, "recorded": "rn.demo on 2026-12-01 10:05",
+                "reversed_by": null,
                 "outstanding": ["Notify the DEA in writing within one business day"]}
         }),
     }
@@ -127,4 +131,18 @@ fn a_template_error_names_the_template_and_the_line() {
     // The other templates still come from the embedded set.
     assert!(r.render(Document::Form106, &sample(Document::Form106), at()).is_ok());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn text_from_the_data_is_set_as_text_never_run_as_markup() {
+    let r = Renderer::embedded();
+    let mut data = sample(Document::SessionNote);
+    // Were these evaluated, the first would fail the render and the others would read or
+    // change the document; as text they are printed as typed.
+    data["patient"]["name"] = json!("#panic(\"injected\")");
+    data["note"]["text"] = json!("#read(\"/etc/passwd\") ]) #set page(width: 1cm) $x$ *bold* `raw`");
+    let pdf = r.render(Document::SessionNote, &data, at()).expect("data is never evaluated as markup");
+    assert!(pdf.starts_with(b"%PDF-"));
+    let plain = r.render(Document::SessionNote, &sample(Document::SessionNote), at()).unwrap();
+    assert_ne!(pdf, plain, "the typed text is in the document");
 }

@@ -358,3 +358,83 @@ fn rename_field(e: DomainError, from: &str, to: &str) -> DomainError {
         other => other,
     }
 }
+
+/// A site's DEA registration as printed on its controlled-substance books: the registrant's
+/// DEA number and the address the registration is for. Empty until an administrator sets them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeaRegistration {
+    pub number: String,
+    pub address: String,
+}
+
+impl Store {
+    /// The site's DEA registration (any user who may see the site; it is printed on the books).
+    pub async fn site_dea_registration(&self, actor: &Actor, site: SiteId) -> Result<DeaRegistration> {
+        if !actor.scope.allows(site) {
+            return Err(StoreError::NotFound(format!("site {site}")));
+        }
+        self.read(move |c| {
+            let r = c
+                .query_opt(
+                    "SELECT dea_registration_number, dea_registered_address FROM sites WHERE id = $1",
+                    params![site.0],
+                )?
+                .ok_or_else(|| StoreError::NotFound(format!("site {site}")))?;
+            Ok(DeaRegistration {
+                number: r.text("dea_registration_number")?,
+                address: r.text("dea_registered_address")?,
+            })
+        })
+        .await
+    }
+
+    /// Sets the site's DEA registration number (checked like every DEA number Keta takes) and
+    /// registered address. Both may be cleared by leaving them empty.
+    pub async fn set_site_dea_registration(&self, actor: &Actor, site: SiteId, reg: DeaRegistration) -> Result<()> {
+        actor.require(Permission::ManageUsers)?;
+        if !actor.scope.allows(site) {
+            return Err(StoreError::NotFound(format!("site {site}")));
+        }
+        let number = reg.number.trim().to_uppercase();
+        let address = reg.address.trim().to_string();
+        let mut errors = Vec::new();
+        if !number.is_empty() && !keta_domain::ledger::valid_dea_number(&number) {
+            errors.push(keta_domain::FieldError::new(
+                "dea_registration_number",
+                "give the DEA number as two letters and seven digits, e.g. AB1234563 (its check digit must match)",
+            ));
+        }
+        if address.chars().count() > ADDRESS_MAX_CHARS || address.contains(['\0']) {
+            errors.push(keta_domain::FieldError::new(
+                "dea_registered_address",
+                format!("keep the address under {ADDRESS_MAX_CHARS} characters"),
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(DomainError::Invalid(errors).into());
+        }
+        let now = self.now();
+        let actor = actor.clone();
+        self.write(move |c| {
+            crate::sites::get_site(c, site)?;
+            c.execute(
+                "UPDATE sites SET dea_registration_number = $1, dea_registered_address = $2 WHERE id = $3",
+                params![number.as_str(), address.as_str(), site.0],
+            )?;
+            audit::record(
+                c,
+                &actor,
+                now,
+                Entry {
+                    action: Action::Update,
+                    object_type: "site_dea_registration",
+                    object_id: Some(site.to_string()),
+                    patient_id: None,
+                    site_id: Some(site),
+                    fields: &["dea_registration_number", "dea_registered_address"],
+                },
+            )
+        })
+        .await
+    }
+}

@@ -901,3 +901,46 @@ impl crate::Store {
         .await
     }
 }
+
+impl crate::Store {
+    /// Records that `actor` produced a printable document (a PDF) of a record: one `print`
+    /// entry naming the document (`object_type`), its record, the patient and the site, in its
+    /// own transaction after the data was read through the usual permission-checked, audited
+    /// reads (as an export is, `rems_form_csv`).
+    pub async fn audit_print(
+        &self,
+        actor: &Actor,
+        document: &'static str,
+        object_id: Option<String>,
+        patient: Option<PatientId>,
+        site: Option<SiteId>,
+    ) -> Result<()> {
+        let now = self.now();
+        let actor = actor.clone();
+        self.write(move |c| {
+            let site = match (site, patient) {
+                (Some(s), _) => Some(s),
+                (None, Some(p)) => c
+                    .query_opt("SELECT site_id FROM patients WHERE id = $1", params![p.0])?
+                    .map(|r| r.i64("site_id"))
+                    .transpose()?
+                    .map(SiteId),
+                (None, None) => None,
+            };
+            record(
+                c,
+                &actor,
+                now,
+                Entry {
+                    action: Action::Print,
+                    object_type: document,
+                    object_id,
+                    patient_id: patient,
+                    site_id: site,
+                    fields: &[],
+                },
+            )
+        })
+        .await
+    }
+}

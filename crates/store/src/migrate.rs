@@ -29,6 +29,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (31, "duty_rota", include_str!("../migrations/sqlite/0031_duty_rota.sql")),
     (32, "unread_columns", include_str!("../migrations/sqlite/0032_unread_columns.sql")),
     (33, "bulk_export", include_str!("../migrations/sqlite/0033_bulk_export.sql")),
+    (34, "site_dea_registration", include_str!("../migrations/sqlite/0034_site_dea_registration.sql")),
     (36, "login_throttle", include_str!("../migrations/sqlite/0036_login_throttle.sql")),
     (37, "board_sessions", include_str!("../migrations/sqlite/0037_board_sessions.sql")),
 ];
@@ -58,6 +59,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (31, "duty_rota", include_str!("../migrations/postgres/0031_duty_rota.sql")),
     (32, "unread_columns", include_str!("../migrations/postgres/0032_unread_columns.sql")),
     (33, "bulk_export", include_str!("../migrations/postgres/0033_bulk_export.sql")),
+    (34, "site_dea_registration", include_str!("../migrations/postgres/0034_site_dea_registration.sql")),
     (36, "login_throttle", include_str!("../migrations/postgres/0036_login_throttle.sql")),
     (37, "board_sessions", include_str!("../migrations/postgres/0037_board_sessions.sql")),
 ];

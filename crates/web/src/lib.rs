@@ -56,6 +56,9 @@ pub struct AppState {
     pub monitors: Option<std::sync::Arc<monitors::MonitorRuntime>>,
     /// FHIR bulk export files and retention; OAuth access-token lifetime (`fhir::bulk`).
     pub bulk: fhir::bulk::BulkSettings,
+    /// The PDF templates: the built-in ones, each replaced by the clinic's file of the same
+    /// name in `documents_dir` (`keta serve --documents-dir`) when set.
+    pub documents: ui::print::Documents,
 }
 
 impl AppState {
@@ -70,6 +73,7 @@ impl AppState {
             protocols: std::sync::Arc::new(keta_domain::protocols::ProtocolLibrary::builtin().clone()),
             monitors: None,
             bulk: fhir::bulk::BulkSettings::default(),
+            documents: ui::print::Documents::default(),
         }
     }
 
@@ -106,6 +110,12 @@ impl AppState {
     /// Uses this protocol library (the built-in one plus the clinic's files).
     pub fn with_protocols(mut self, lib: keta_domain::protocols::ProtocolLibrary) -> Self {
         self.protocols = std::sync::Arc::new(lib);
+        self
+    }
+
+    /// Uses the clinic's edited document templates from this directory (see `ui::print`).
+    pub fn with_documents(mut self, d: ui::print::Documents) -> Self {
+        self.documents = d;
         self
     }
 

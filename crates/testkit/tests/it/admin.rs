@@ -388,3 +388,35 @@ async fn the_saved_maudsley_score_is_shown_on_the_eligibility_page() {
     let total: u32 = saved.split(" of 15").next().unwrap().parse().expect("a total");
     assert!((3..=15).contains(&total), "{saved}");
 }
+
+/// The DEA registration printed on a site's controlled-substance books: a number whose check
+/// digit does not match is refused naming the field and changes nothing; a good one is stored
+/// upper-cased and audited; only an administrator may set it.
+#[tokio::test]
+async fn a_sites_dea_registration_is_checked_audited_and_set_only_by_an_administrator() {
+    use keta_store::admin::DeaRegistration;
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        let s = &db.store;
+        let a = site(s, "DEA-A").await;
+        let me = admin(&[a], 1);
+        assert_eq!(s.site_dea_registration(&me, a).await.unwrap(), DeaRegistration::default(), "empty until set");
+
+        let bad = DeaRegistration { number: "AB1234560".into(), address: "1 Registered Way".into() };
+        let fields = field_errors(s.set_site_dea_registration(&me, a, bad).await.unwrap_err());
+        assert_eq!(fields, vec!["dea_registration_number"], "{:?}", db.kind);
+        assert_eq!(s.site_dea_registration(&me, a).await.unwrap(), DeaRegistration::default(), "nothing changed");
+        assert_eq!(audit_count(s, "site_dea_registration").await, 0);
+
+        let good = DeaRegistration { number: " ab1234563 ".into(), address: "1 Registered Way, Austin TX".into() };
+        s.set_site_dea_registration(&me, a, good).await.unwrap();
+        let stored = s.site_dea_registration(&me, a).await.unwrap();
+        assert_eq!((stored.number.as_str(), stored.address.as_str()), ("AB1234563", "1 Registered Way, Austin TX"));
+        assert_eq!(audit_count(s, "site_dea_registration").await, 1, "{:?}", db.kind);
+
+        let nurse = Actor::staff("nurse.test", Role::Nurse, SiteScope::Sites(vec![a]));
+        let refused = DeaRegistration { number: String::new(), address: String::new() };
+        assert!(matches!(s.set_site_dea_registration(&nurse, a, refused).await, Err(StoreError::Forbidden(_))));
+        assert_eq!(s.site_dea_registration(&me, a).await.unwrap().number, "AB1234563", "the refusal changed nothing");
+    }
+}

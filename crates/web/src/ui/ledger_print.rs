@@ -60,21 +60,31 @@ struct LogPage {
     from: String,
     to: String,
     registrant: String,
+    dea: Vec<String>,
     produced: String,
     rows: Vec<LogRow>,
     errors: Errors,
+    pdf_query: String,
 }
 
 fn site_of(p: &Option<String>) -> Option<SiteId> {
     p.as_deref().and_then(|s| s.trim().parse::<i64>().ok()).map(SiteId)
 }
 
-/// The site (or all the user's sites) as the registrant named on a document, and its clock.
-async fn registrant(
-    st: &AppState,
-    user: &CurrentUser,
-    site: Option<SiteId>,
-) -> UiResult<(String, SiteClock, Vec<Opt>)> {
+/// The registrant named on a document: the chosen site (or all the user's sites), its DEA
+/// registration as set on the administration screen, and the site's clock.
+pub(crate) struct Registrant {
+    pub name: String,
+    /// One line per site: "DEA registration number: …; registered address: …" ("not set"
+    /// when the administrator has not set them).
+    pub dea: Vec<String>,
+    pub clock: SiteClock,
+    pub sites: Vec<Opt>,
+}
+
+const NOT_SET: &str = "not set";
+
+async fn registrant(st: &AppState, user: &CurrentUser, site: Option<SiteId>) -> UiResult<Registrant> {
     let sites = super::user_sites(st, user).await?;
     let opts = sites.iter().map(|s| Opt { value: s.id.0.to_string(), label: s.name.clone() }).collect();
     let chosen = site.and_then(|id| sites.iter().find(|s| s.id == id));
@@ -82,19 +92,45 @@ async fn registrant(
         Some(s) => s.name.clone(),
         None => sites.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
     };
+    let mut dea = Vec::new();
+    let named: Vec<_> = match chosen {
+        Some(s) => vec![s],
+        None => sites.iter().collect(),
+    };
+    for s in &named {
+        let reg = st.store.site_dea_registration(&user.actor, s.id).await?;
+        let number = if reg.number.is_empty() { NOT_SET } else { reg.number.as_str() };
+        let address = if reg.address.is_empty() { NOT_SET } else { reg.address.as_str() };
+        let line = format!("DEA registration number: {number}; registered address: {address}");
+        dea.push(if named.len() > 1 { format!("{}: {line}", s.name) } else { line });
+    }
     let clock = chosen.or(sites.first()).map_or_else(SiteClock::utc, SiteClock::for_site);
-    Ok((name, clock, opts))
+    Ok(Registrant { name, dea, clock, sites: opts })
 }
 
-/// `GET /ledger/print/dispensing-log`: every entry of a substance in a date range,
-/// oldest first, with the balance after each (the ledger's perpetual inventory).
-pub async fn get_dispensing_log(
-    State(st): State<AppState>,
-    user: CurrentUser,
-    Query(q): Query<LogParams>,
-) -> UiResult<Response> {
+/// "Dr Demo (dr.demo) on 7 Dec 2026 09:30": who produced a document and when.
+pub(crate) fn produced_by(st: &AppState, user: &CurrentUser, clock: &SiteClock) -> String {
+    format!("{} ({}) on {}", user.display_name, user.username, clock.datetime(st.store.now()))
+}
+
+/// The dispensing log's data, for the page and the PDF.
+pub(crate) struct LogData {
+    pub reg: Registrant,
+    pub site: Option<SiteId>,
+    pub substance: Option<Substance>,
+    pub from: Option<time::Date>,
+    pub to: Option<time::Date>,
+    pub rows: Vec<LogRow>,
+    pub errors: Errors,
+    pub produced: String,
+}
+
+/// Every entry of a substance in a date range, oldest first, with the balance after each
+/// (the ledger's perpetual inventory).
+pub(crate) async fn dispensing_log(st: &AppState, user: &CurrentUser, q: &LogParams) -> UiResult<LogData> {
     let site = site_of(&q.site_id);
-    let (name, clock, sites) = registrant(&st, &user, site).await?;
+    let reg = registrant(st, user, site).await?;
+    let clock = &reg.clock;
     let mut errors = Errors::new();
     let substance = match q.substance.as_deref().map(str::trim) {
         None | Some("") => None,
@@ -167,20 +203,53 @@ pub async fn get_dispensing_log(
             })
             .collect();
     }
-    let status = if errors.any() { axum::http::StatusCode::BAD_REQUEST } else { axum::http::StatusCode::OK };
+    let produced = produced_by(st, user, clock);
+    Ok(LogData { reg, site, substance, from, to, rows, errors, produced })
+}
+
+/// The query string that gives the same document as PDF.
+fn pdf_query(q: &LogParams) -> String {
+    let pairs: Vec<String> = [
+        ("site_id", &q.site_id),
+        ("substance", &q.substance),
+        ("from", &q.from),
+        ("to", &q.to),
+        ("count_type", &q.count_type),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(|v| (k, v)))
+    .map(|(k, v)| format!("{k}={}", v.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect::<String>()))
+    .collect();
+    if pairs.is_empty() { String::new() } else { format!("?{}", pairs.join("&")) }
+}
+
+/// `GET /ledger/print/dispensing-log`.
+pub async fn get_dispensing_log(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Query(q): Query<LogParams>,
+) -> UiResult<Response> {
+    Ok(log_page(&user, dispensing_log(&st, &user, &q).await?, pdf_query(&q)))
+}
+
+/// The dispensing log page (also the PDF route's answer when the filters are wrong).
+pub(crate) fn log_page(user: &CurrentUser, d: LogData, pdf_query: String) -> Response {
+    let status = if d.errors.any() { axum::http::StatusCode::BAD_REQUEST } else { axum::http::StatusCode::OK };
     let page = LogPage {
-        chrome: Chrome::new(&user, "Dispensing log", Area::Ledger),
-        sites,
-        site_id: site.map(|s| s.0.to_string()).unwrap_or_default(),
-        substance: substance.map(|s| s.as_str().to_string()).unwrap_or_default(),
-        from: from.map(|d| d.to_string()).unwrap_or_default(),
-        to: to.map(|d| d.to_string()).unwrap_or_default(),
-        registrant: name,
-        produced: format!("{} ({}) on {}", user.display_name, user.username, clock.datetime(st.store.now())),
-        rows,
-        errors,
+        chrome: Chrome::new(user, "Dispensing log", Area::Ledger),
+        sites: d.reg.sites,
+        site_id: d.site.map(|s| s.0.to_string()).unwrap_or_default(),
+        substance: d.substance.map(|s| s.as_str().to_string()).unwrap_or_default(),
+        from: d.from.map(|d| d.to_string()).unwrap_or_default(),
+        to: d.to.map(|d| d.to_string()).unwrap_or_default(),
+        registrant: d.reg.name,
+        dea: d.reg.dea,
+        produced: d.produced,
+        rows: d.rows,
+        errors: d.errors,
+        pdf_query,
     };
-    Ok(render_status(status, &page))
+    render_status(status, &page)
 }
 
 pub struct InventoryRow {
@@ -206,8 +275,10 @@ struct InventoryPage {
     count_type: &'static str,
     title: &'static str,
     registrant: String,
+    dea: Vec<String>,
     produced: String,
     rows: Vec<InventoryRow>,
+    pdf_query: String,
 }
 
 /// `GET /ledger/print/inventory?count_type=initial|biennial`: the inventory's counts (each
@@ -219,8 +290,37 @@ pub async fn get_inventory(
     user: CurrentUser,
     Query(q): Query<LogParams>,
 ) -> UiResult<Response> {
+    let d = inventory(&st, &user, &q).await?;
+    let page = InventoryPage {
+        chrome: Chrome::new(&user, d.title, Area::Ledger),
+        sites: d.reg.sites,
+        site_id: d.site.map(|s| s.0.to_string()).unwrap_or_default(),
+        count_type: d.count_type,
+        title: d.title,
+        registrant: d.reg.name,
+        dea: d.reg.dea,
+        produced: d.produced,
+        rows: d.rows,
+        pdf_query: pdf_query(&q),
+    };
+    Ok(render(&page))
+}
+
+/// The inventory's data, for the page and the PDF.
+pub(crate) struct InventoryData {
+    pub reg: Registrant,
+    pub site: Option<SiteId>,
+    /// `initial` or `biennial`.
+    pub count_type: &'static str,
+    pub title: &'static str,
+    pub rows: Vec<InventoryRow>,
+    pub produced: String,
+}
+
+pub(crate) async fn inventory(st: &AppState, user: &CurrentUser, q: &LogParams) -> UiResult<InventoryData> {
     let site = site_of(&q.site_id);
-    let (name, clock, sites) = registrant(&st, &user, site).await?;
+    let reg = registrant(st, user, site).await?;
+    let clock = &reg.clock;
     let (count_type, key, title) = match q.count_type.as_deref() {
         Some("initial") => (CountType::Initial, "initial", "Initial inventory"),
         _ => (CountType::Biennial, "biennial", "Biennial inventory"),
@@ -275,55 +375,56 @@ pub async fn get_inventory(
     // One line per lot: its latest inventory count of this type.
     let mut seen = std::collections::HashSet::new();
     rows.retain(|r| seen.insert((r.lot.clone(), r.ndc.clone(), r.product.clone())));
-    let page = InventoryPage {
-        chrome: Chrome::new(&user, title, Area::Ledger),
-        sites,
-        site_id: site.map(|s| s.0.to_string()).unwrap_or_default(),
-        count_type: key,
-        title,
-        registrant: name,
-        produced: format!("{} ({}) on {}", user.display_name, user.username, clock.datetime(st.store.now())),
-        rows,
-    };
-    Ok(render(&page))
+    let produced = produced_by(st, user, clock);
+    Ok(InventoryData { reg, site, count_type: key, title, rows, produced })
 }
 
 #[derive(Template)]
 #[template(path = "ledger/print_form106.html")]
-struct Form106Page {
+pub(crate) struct Form106Page {
     chrome: Chrome,
-    entry_id: i64,
-    registrant: String,
-    loss_type: String,
-    discovered: String,
-    substance: String,
-    drug_code: String,
-    strength: String,
-    form: String,
-    ndc: String,
-    lot_number: String,
-    quantity: String,
-    quantity_mg: String,
-    circumstances: String,
-    police_report: String,
-    dea_notified: String,
-    filed: String,
-    investigation: String,
-    recorded: String,
-    reversed_by: Option<i64>,
-    outstanding: Vec<String>,
-    produced: String,
+    pub entry_id: i64,
+    pub site_id: SiteId,
+    pub registrant: String,
+    pub dea: Vec<String>,
+    pub loss_type: String,
+    pub discovered: String,
+    pub substance: String,
+    pub drug_code: String,
+    pub strength: String,
+    pub form: String,
+    pub ndc: String,
+    pub lot_number: String,
+    pub quantity: String,
+    pub quantity_mg: String,
+    pub circumstances: String,
+    pub police_report: String,
+    pub dea_notified: String,
+    pub filed: String,
+    pub investigation: String,
+    pub recorded: String,
+    pub reversed_by: Option<i64>,
+    pub outstanding: Vec<String>,
+    pub produced: String,
 }
 
 /// `GET /ledger/entries/{id}/form-106`: a loss entry as a DEA Form 106 draft, with what
 /// the registrant still has to do. A draft for the online form, not a filing.
 pub async fn get_form_106(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>) -> UiResult<Response> {
+    Ok(render(&form_106(&st, &user, id).await?))
+}
+
+/// The Form 106 draft's data, for the page and the PDF.
+pub(crate) async fn form_106(st: &AppState, user: &CurrentUser, id: i64) -> UiResult<Form106Page> {
     let w = st.store.loss_worksheet(&user.actor, EntryId(id)).await?;
-    let (name, clock, _) = registrant(&st, &user, Some(w.site_id)).await?;
-    let page = Form106Page {
-        chrome: Chrome::new(&user, format!("DEA Form 106 draft: entry {id}"), Area::Ledger),
+    let reg = registrant(st, user, Some(w.site_id)).await?;
+    let clock = &reg.clock;
+    Ok(Form106Page {
+        chrome: Chrome::new(user, format!("DEA Form 106 draft: entry {id}"), Area::Ledger),
         entry_id: id,
-        registrant: name,
+        site_id: w.site_id,
+        registrant: reg.name.clone(),
+        dea: reg.dea.clone(),
         loss_type: w.loss_type_label.clone(),
         discovered: clock.datetime(w.discovered_at),
         substance: w.substance.clone(),
@@ -346,7 +447,6 @@ pub async fn get_form_106(State(st): State<AppState>, user: CurrentUser, Path(id
         recorded: format!("{} on {}", w.recorded_by.name, clock.datetime(w.recorded_at)),
         reversed_by: w.reversed_by.map(|r| r.0),
         outstanding: w.outstanding.clone(),
-        produced: format!("{} ({}) on {}", user.display_name, user.username, clock.datetime(st.store.now())),
-    };
-    Ok(render(&page))
+        produced: produced_by(st, user, clock),
+    })
 }

@@ -19,6 +19,7 @@ pub mod assets;
 pub mod clock;
 pub mod live;
 pub mod page;
+pub mod print;
 pub mod trajectory;
 
 mod admin;
@@ -140,6 +141,14 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/ledger/entries/{id}/form-106", get(ledger_print::get_form_106))
         .route("/ledger/print/dispensing-log", get(ledger_print::get_dispensing_log))
         .route("/ledger/print/inventory", get(ledger_print::get_inventory))
+        // PDF downloads of the printable documents (print.rs).
+        .route("/sessions/{id}/note/pdf", get(print::get_session_note))
+        .route("/sessions/{id}/rems/pdf", get(print::get_rems_form))
+        .route("/patients/{id}/progress-letter/pdf", get(print::get_progress_letter))
+        .route("/outcomes/pdf", get(print::get_outcomes))
+        .route("/ledger/print/dispensing-log/pdf", get(print::get_dispensing_log))
+        .route("/ledger/print/inventory/pdf", get(print::get_inventory))
+        .route("/ledger/entries/{id}/form-106/pdf", get(print::get_form_106))
         .route("/outcomes", get(outcomes::get_outcomes))
         .route("/outbox", get(outbox::get_outbox))
         .route("/checkins/schedules", get(checkin_schedules::get_schedules))

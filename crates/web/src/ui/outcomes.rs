@@ -176,9 +176,11 @@ fn add_chart(rates: &mut Rates, chart: &PatientChart) {
     }
 }
 
-pub async fn get_outcomes(State(st): State<AppState>, user: CurrentUser) -> UiResult<Response> {
+/// The clinic's rates per route beside the benchmark trials, and the number of patients
+/// read: for the page and the PDF.
+pub(crate) async fn sections(st: &AppState, user: &CurrentUser) -> UiResult<(usize, Vec<RouteSection>)> {
     user.actor.require(keta_domain::access::Permission::ViewClinical)?;
-    let (patients, rates) = compute(&st, &user).await?;
+    let (patients, rates) = compute(st, user).await?;
     let sections = Route::ALL
         .iter()
         .map(|r| RouteSection {
@@ -211,6 +213,11 @@ pub async fn get_outcomes(State(st): State<AppState>, user: CurrentUser) -> UiRe
                 .collect(),
         })
         .collect();
+    Ok((patients, sections))
+}
+
+pub async fn get_outcomes(State(st): State<AppState>, user: CurrentUser) -> UiResult<Response> {
+    let (patients, sections) = sections(&st, &user).await?;
     let now = st.store.now();
     Ok(render(&OutcomesPage {
         chrome: Chrome::new(&user, "Clinic outcomes", Area::Outcomes),

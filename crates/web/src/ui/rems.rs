@@ -54,7 +54,7 @@ struct QueuePage {
     rows: Vec<QueueRow>,
 }
 
-fn status_label(s: QueueStatus) -> &'static str {
+pub(crate) fn status_label(s: QueueStatus) -> &'static str {
     match s {
         QueueStatus::Due => "Due",
         QueueStatus::DueSoon => "Due soon",

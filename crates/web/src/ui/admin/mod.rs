@@ -34,6 +34,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/sites/{id}/chairs", post(sites::post_chair))
         .route("/admin/sites/{id}/patient-contact", post(sites::post_patient_contact))
         .route("/admin/sites/{id}/on-duty", post(sites::post_on_duty))
+        .route("/admin/sites/{id}/dea-registration", post(sites::post_dea_registration))
         .route("/admin/api-clients", get(api_clients::get_clients).post(api_clients::post_new_client))
         .route("/admin/api-clients/{id}/revoke", post(api_clients::post_revoke))
         .route("/admin/monitors", get(monitors::get_monitors).post(monitors::post_monitor))
@@ -118,6 +119,8 @@ const PLACED: &[&str] = &[
     "chairs",
     "address",
     "chair_name",
+    "dea_registration_number",
+    "dea_registered_address",
     "crisis_instructions",
     "clinic_phone",
     "prescriber",

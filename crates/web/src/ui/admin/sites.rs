@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use keta_domain::escalation::OnDuty;
 use keta_domain::ids::SiteId;
 use keta_domain::site::{NewSite, Site};
-use keta_store::admin::SiteChange;
+use keta_store::admin::{DeaRegistration, SiteChange};
 use keta_store::checkins::PatientContactSettings;
 
 use super::{Refused, Saved, changed_label, refuse};
@@ -45,6 +45,8 @@ struct SitePage {
     site_changed: String,
     contact_changed: String,
     duty_changed: String,
+    dea: DeaRegistration,
+    dea_changed: String,
     refused: Refused,
     notice: Option<String>,
 }
@@ -126,9 +128,11 @@ async fn site_page(st: &AppState, user: &CurrentUser, id: i64, refused: Refused,
                 ("site".into(), key.clone(), None),
                 ("site_patient_settings".into(), key.clone(), None),
                 ("site_on_duty".into(), key.clone(), None),
+                ("site_dea_registration".into(), key.clone(), None),
             ],
         )
         .await?;
+    let dea = st.store.site_dea_registration(&user.actor, site.id).await?;
     let page = SitePage {
         chrome: Chrome::new(user, format!("Site {}", site.code), Area::Admin),
         address,
@@ -140,6 +144,8 @@ async fn site_page(st: &AppState, user: &CurrentUser, id: i64, refused: Refused,
         site_changed: changed_label(changes[0].as_ref()),
         contact_changed: changed_label(changes[1].as_ref()),
         duty_changed: changed_label(changes[2].as_ref()),
+        dea,
+        dea_changed: changed_label(changes[3].as_ref()),
         site,
         refused,
         notice,
@@ -213,5 +219,23 @@ pub async fn post_on_duty(
     match st.store.set_on_duty(&user.actor, SiteId(id), s).await {
         Ok(_) => Ok(see_other(format!("/admin/sites/{id}?saved=1"))),
         Err(e) => site_page(&st, &user, id, refuse("duty", form, e)?, None).await,
+    }
+}
+
+/// `POST /admin/sites/{id}/dea-registration`: the registrant's DEA number and registered
+/// address, printed on the site's controlled-substance books.
+pub async fn post_dea_registration(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    form: FormData,
+) -> UiResult {
+    let reg = DeaRegistration {
+        number: form.get("dea_registration_number").to_string(),
+        address: form.get("dea_registered_address").to_string(),
+    };
+    match st.store.set_site_dea_registration(&user.actor, SiteId(id), reg).await {
+        Ok(()) => Ok(see_other(format!("/admin/sites/{id}?saved=1"))),
+        Err(e) => site_page(&st, &user, id, refuse("dea", form, e)?, None).await,
     }
 }
