@@ -90,6 +90,8 @@ async fn prints(store: &Store) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// One story over every document of one demo clinic: building the clinic is the slow part.
+#[allow(clippy::too_many_lines)]
 async fn every_document_prints_from_the_demo_clinic_for_the_roles_that_may_read_it() {
     let now: OffsetDateTime = datetime!(2026-11-27 16:20 UTC);
     let dir = tempfile::tempdir().unwrap();
