@@ -287,29 +287,19 @@ pub(crate) fn record(conn: &mut dyn Conn, actor: &Actor, at: OffsetDateTime, e: 
         // No lock and no read of the chain's tail: concurrent writers append side by side
         // and the sealer chains their entries once they have committed. Nothing reads the
         // insert's result, so it travels with the write's next statement or its commit.
+        conn.execute_later(
+            "INSERT INTO audit_log (occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, request_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            params![at_ms, actor.name.as_str(), e.action.as_str(), e.object_type, e.object_id, patient, site, fields, "allowed", request],
+        )?;
         if notify {
-            // The board notice rides on the same statement: one round trip fewer per write.
-            let (channel, payload) = crate::cluster::change_notice(e.site_id);
-            conn.execute_later(
-                "INSERT INTO audit_log (occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, request_id)
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM (SELECT pg_notify($11, $12) AS notified) AS notice",
-                params![
-                    at_ms, actor.name.as_str(), e.action.as_str(), e.object_type, e.object_id, patient, site, fields,
-                    "allowed", request, channel, payload
-                ],
-            )?;
-        } else {
-            conn.execute_later(
-                "INSERT INTO audit_log (occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, request_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                params![at_ms, actor.name.as_str(), e.action.as_str(), e.object_type, e.object_id, patient, site, fields, "allowed", request],
-            )?;
+            crate::cluster::queue_notice(e.site_id);
         }
         APPENDED.with(|a| a.set(true));
         return Ok(());
     }
     if notify {
-        crate::cluster::notify_change(conn, e.site_id)?;
+        crate::cluster::queue_notice(e.site_id);
     }
     // SQLite: its one writer runs writes one at a time, so the entry is chained at once.
     // PostgreSQL with `audit_chain=inline` (the earlier design): the chain lock, held to the

@@ -397,6 +397,8 @@ pub struct PostgresBackend {
     pool: Arc<Mutex<Vec<Pooled>>>,
     permits: Arc<Semaphore>,
     sealer: Sealer,
+    /// Sends committed changes' notices to the other instances (`cluster::Notifier`).
+    notifier: Arc<crate::cluster::Notifier>,
 }
 
 /// Opens a pool connection: the URL's settings and the statement timeout.
@@ -418,6 +420,7 @@ impl PostgresBackend {
             pool: Arc::new(Mutex::new(vec![pool_connection(&settings)?])),
             permits: Arc::new(Semaphore::new(settings.pool_size)),
             sealer: Sealer::start(settings.clone()),
+            notifier: Arc::new(crate::cluster::Notifier::start(settings.clone())),
             settings,
         })
     }
@@ -437,6 +440,7 @@ impl PostgresBackend {
         let pool = self.pool.clone();
         let settings = self.settings.clone();
         let seal = self.sealer.signal.clone();
+        let notifier = self.notifier.clone();
         tokio::task::spawn_blocking(move || {
             let pooled = pool.lock().expect("pool poisoned").pop();
             let mut conn = match pooled {
@@ -444,6 +448,7 @@ impl PostgresBackend {
                 _ => pool_connection(&settings)?,
             };
             crate::audit::take_appended();
+            crate::cluster::take_notices();
             crate::audit::set_inline(settings.audit_inline);
             let result = (|| {
                 let Pooled { client, statements } = &mut conn;
@@ -464,6 +469,11 @@ impl PostgresBackend {
             // A committed transaction that appended audit entries wakes the sealer.
             if crate::audit::take_appended() && result.is_ok() {
                 seal.wake();
+            }
+            // Its change notices go out after the commit, and only if it committed.
+            let notices = crate::cluster::take_notices();
+            if result.is_ok() {
+                notifier.send(notices);
             }
             if !conn.client.is_closed() {
                 pool.lock().expect("pool poisoned").push(conn);
