@@ -3,12 +3,12 @@
 // taken early on and no sedation or dissociation score: refused, each missing fact named with
 // a link to where it is recorded. Once the record is complete (a fresh full set of vitals,
 // MOAA/S 5, CADSS-6 at or below the demo clinic's cut-off), discharge goes through. Then the
-// nurse writes the note; signing it is refused while the REMS Patient Monitoring Form lacks
+// nurse writes the note; signing it on the session screen is refused while the REMS Patient Monitoring Form lacks
 // answers the session cannot give; once they are saved the note is signed and the form is
 // downloaded as a PDF holding the patient's name and the session date. The server's clock is
 // moved forward (helpers/server.ts), so this spec gets a clinic of its own.
 import { test, expect, screenshot, unique } from '../helpers/fixtures';
-import { assessEligibility, csrfToken, ensureStock, firstSessionUrl, planCourse, registerPatient, signConsents } from '../helpers/clinic';
+import { assessEligibility, ensureStock, firstSessionUrl, planCourse, registerPatient, signConsents } from '../helpers/clinic';
 import { downloadPdf } from '../helpers/pdf';
 import { DEMO_PASSWORD } from '../helpers/auth';
 import type { Page } from '@playwright/test';
@@ -25,15 +25,17 @@ async function recordVitals(page: Page, v: { sys: string; dia: string; hr: strin
   await expect(page.getByRole('table', { name: /Vital signs/ }).getByRole('row').nth(1)).toContainText(`${v.sys}/${v.dia}`);
 }
 
-/** Signs the session note as its author through the API, after re-entering the password. */
-async function signNote(page: Page, sessionId: string) {
-  let r = await page.request.post('/api/v1/auth/reauth', { data: { password: DEMO_PASSWORD }, headers: { 'X-CSRF-Token': await csrfToken(page) } });
-  expect(r.status(), await r.text()).toBe(200);
-  r = await page.request.post(`/api/v1/sessions/${sessionId}/note/sign`, {
-    data: { meaning: 'author' },
-    headers: { 'X-CSRF-Token': await csrfToken(page) },
-  });
-  return r;
+/** Signs the session note as its author on the session screen, re-entering the password when asked. */
+async function signNote(page: Page, session: string) {
+  await page.goto(session);
+  const reauth = page.getByRole('link', { name: 'Re-enter your password to sign' });
+  if (await reauth.count()) {
+    await reauth.click();
+    await page.getByLabel(/Password/).fill(DEMO_PASSWORD);
+    await page.getByRole('button', { name: 'Confirm' }).click();
+    await expect(page.getByRole('button', { name: 'Sign note' })).toBeVisible();
+  }
+  await page.getByRole('button', { name: 'Sign note' }).click();
 }
 
 test('esketamine: discharge is refused until the record shows the patient is ready; then the signed note and the REMS form as PDF', async ({ page, signIn, server }) => {
@@ -120,9 +122,9 @@ test('esketamine: discharge is refused until the record shows the patient is rea
   await page.locator('#note-text').fill('Esketamine 56 mg intranasal. Tolerated; BP settled by the end; discharged with escort.');
   await page.getByRole('button', { name: 'Save note' }).click();
   await expect(page.locator('#note-text')).toHaveValue(/discharged with escort/);
-  let signed = await signNote(page, sessionId);
-  expect(signed.status()).toBe(409);
-  expect(await signed.text()).toContain('REMS Patient Monitoring Form');
+  await signNote(page, session);
+  await expect(page.locator('#note').getByRole('alert')).toContainText('REMS Patient Monitoring Form');
+  await expect(page.locator('#note')).not.toContainText('Signed:');
 
   // The REMS form: the record's facts filled in, the clinician's answers asked for.
   await page.goto(`${session}/rems`);
@@ -150,10 +152,11 @@ test('esketamine: discharge is refused until the record shows the patient is rea
   const sessionDate = (await fields.getByRole('row').filter({ hasText: 'Treatment date' }).getByRole('cell').textContent())!.trim();
   expect(sessionDate).toMatch(/^\d{4}-\d{2}-\d{2}$/);
 
-  // Now the note signs.
-  signed = await signNote(page, sessionId);
-  expect(signed.status(), await signed.text()).toBe(201);
-  expect((await signed.json()).signed).toBe(true);
+  // Now the note signs, and is locked: no more "Save note".
+  await signNote(page, session);
+  await expect(page.locator('#note')).toContainText('Signed: Demo Nurse (Author)');
+  await expect(page.getByRole('button', { name: 'Save note' })).toHaveCount(0);
+  await expect(page.getByRole('button', { name: 'Sign note' })).toHaveCount(0);
 
   // The form as a PDF: the patient, the session's date, the answers, who produced it.
   await page.goto(`${session}/rems`);

@@ -258,6 +258,7 @@ pub const PAGE_RULES: &[(&str, &str, Access)] = &[
     ("POST", "/sessions/{id}/adverse-events", Needs(RecordSession)),
     ("POST", "/sessions/{id}/alerts/{alert}/acknowledge", Needs(RecordSession)),
     ("POST", "/sessions/{id}/note", Needs(RecordSession)),
+    ("POST", "/sessions/{id}/note/sign", Needs(SignNotes)),
     ("POST", "/sessions/{id}/ledger", Needs(RecordLedger)),
     // The controlled-substance books: read by every role the ledger allows (auditors
     // included), recorded by those who may record entries.

@@ -123,6 +123,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/sessions/{id}/adverse-events", post(session::post_adverse_event))
         .route("/sessions/{id}/alerts/{alert}/acknowledge", post(session::post_acknowledge))
         .route("/sessions/{id}/note", post(session::post_note))
+        .route("/sessions/{id}/note/sign", post(session::post_sign_note))
         .route("/sessions/{id}/ledger", post(session::post_ledger))
         .route("/sessions/{id}/rems", get(rems::get_form).post(rems::post_form))
         .route("/sessions/{id}/rems/submitted", post(rems::post_submitted))

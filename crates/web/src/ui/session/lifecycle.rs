@@ -199,3 +199,35 @@ pub async fn post_note(
     }
     rejected(&st, &user, id, form, errors, "note").await
 }
+
+/// Signs the note as its author, after the password was re-entered (security-reference
+/// SIG-1): the signature locks the note. A refusal (nothing written yet, the REMS form still
+/// lacking answers, the password not re-entered) is shown above the note, which is unchanged.
+pub async fn post_sign_note(
+    State(st): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    form: FormData,
+) -> UiResult<Response> {
+    let mut errors = Errors::new();
+    if !crate::ui::ledger::reauthenticated(&st, &user) {
+        errors.add_general("Signing needs your password again (within the last few minutes): re-enter it, then sign.");
+    }
+    let sign =
+        keta_domain::notes::SignNote { meaning: keta_domain::notes::SignatureMeaning::Author, amendment_id: None };
+    let signed = errors
+        .submit(Some(sign), |sign| {
+            st.store.sign_session_note(
+                &user.actor,
+                user.reauthenticated_at,
+                SessionId(id),
+                user.display_name.clone(),
+                sign,
+            )
+        })
+        .await?;
+    if signed.is_some() {
+        return done(&st, &user, id, "#note").await;
+    }
+    rejected(&st, &user, id, form, errors, "sign").await
+}

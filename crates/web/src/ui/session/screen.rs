@@ -64,6 +64,7 @@ pub(super) struct SessionPage {
     interventions: Vec<ObsRow>,
     adverse_events: Vec<ObsRow>,
     note: String,
+    sign: NoteSigning,
     form: FormData,
     errors: Errors,
     failed: &'static str,
@@ -104,6 +105,7 @@ pub(super) async fn session_page(
         chairs,
         rules,
         decisions,
+        note: signed_note,
     } = read_records(st, user, &s).await?;
     let rules: &SafetyRules = &rules;
     let clock = sites.iter().find(|x| x.id == s.site_id).map_or_else(SiteClock::utc, SiteClock::for_site);
@@ -196,6 +198,7 @@ pub(super) async fn session_page(
         interventions: observed.interventions,
         adverse_events: adverse_event_rows(&aes, id, &clock),
         note: s.note.clone().unwrap_or_default(),
+        sign: note_signing(st, user, &signed_note, &clock, id),
         form,
         errors,
         failed,
@@ -225,12 +228,45 @@ struct SessionRecords {
     /// The rules in force at this site (the medical director may have replaced the built-in ones).
     rules: std::sync::Arc<SafetyRules>,
     decisions: Vec<SessionDecision>,
+    /// The note's signatures (signing locks it).
+    note: keta_domain::notes::SignedNote,
+}
+
+/// The note's signatures, and whether this user may sign it now.
+pub(super) struct NoteSigning {
+    signed: bool,
+    /// "Demo Nurse (Author) at 2026-12-07 10:40"
+    signatures: Vec<String>,
+    can: bool,
+    /// The password was re-entered recently enough to sign.
+    fresh: bool,
+    reauth_href: String,
+}
+
+fn note_signing(
+    st: &AppState,
+    user: &CurrentUser,
+    note: &keta_domain::notes::SignedNote,
+    clock: &SiteClock,
+    id: SessionId,
+) -> NoteSigning {
+    NoteSigning {
+        signed: note.signed,
+        signatures: note
+            .signatures
+            .iter()
+            .map(|g| format!("{} ({}) at {}", g.printed_name, g.meaning.label(), clock.datetime(g.signed_at)))
+            .collect(),
+        can: user.actor.can(keta_domain::access::Permission::SignNotes),
+        fresh: crate::ui::ledger::reauthenticated(st, user),
+        reauth_href: crate::ui::ledger::reauth_href(&format!("/sessions/{}#note", id.0)),
+    }
 }
 
 /// The session's records, read concurrently.
 async fn read_records(st: &AppState, user: &CurrentUser, s: &TreatmentSession) -> UiResult<SessionRecords> {
     let (actor, id) = (&user.actor, s.id);
-    let (patient, course, vitals, obs, alerts, patient_alerts, responses, aes, sites, chairs, rules, decisions) = tokio::join!(
+    let (patient, course, vitals, obs, alerts, patient_alerts, responses, aes, sites, chairs, rules, decisions, note) = tokio::join!(
         st.store.get_patient(actor, s.patient_id),
         st.store.get_course(actor, s.course_id),
         st.store.list_vitals(actor, id),
@@ -246,6 +282,7 @@ async fn read_records(st: &AppState, user: &CurrentUser, s: &TreatmentSession) -
         st.store.list_chairs(actor, s.site_id),
         st.store.site_safety_rules(actor, s.site_id),
         st.store.list_session_decisions(actor, id),
+        st.store.get_signed_note(actor, id),
     );
     Ok(SessionRecords {
         patient: patient?,
@@ -260,6 +297,7 @@ async fn read_records(st: &AppState, user: &CurrentUser, s: &TreatmentSession) -
         chairs: chairs?,
         rules: rules?.0,
         decisions: decisions?,
+        note: note?,
     })
 }
 
