@@ -223,12 +223,7 @@ impl Store {
             _ => vec![],
         };
         let address = change.address.trim().to_string();
-        if address.chars().count() > ADDRESS_MAX_CHARS || address.contains(['\0']) {
-            errors.push(keta_domain::FieldError::new(
-                "address",
-                format!("keep the address under {ADDRESS_MAX_CHARS} characters"),
-            ));
-        }
+        errors.extend(address_error("address", &address));
         if !errors.is_empty() {
             return Err(DomainError::Invalid(errors).into());
         }
@@ -404,12 +399,7 @@ impl Store {
                 "give the DEA number as two letters and seven digits, e.g. AB1234563 (its check digit must match)",
             ));
         }
-        if address.chars().count() > ADDRESS_MAX_CHARS || address.contains(['\0']) {
-            errors.push(keta_domain::FieldError::new(
-                "dea_registered_address",
-                format!("keep the address under {ADDRESS_MAX_CHARS} characters"),
-            ));
-        }
+        errors.extend(address_error("dea_registered_address", &address));
         if !errors.is_empty() {
             return Err(DomainError::Invalid(errors).into());
         }
@@ -437,4 +427,11 @@ impl Store {
         })
         .await
     }
+}
+
+/// The one check on a postal address typed by an administrator (a site's, or its DEA
+/// registration's): `field` names the form field the error belongs to.
+fn address_error(field: &str, address: &str) -> Option<keta_domain::FieldError> {
+    (address.chars().count() > ADDRESS_MAX_CHARS || address.contains('\0'))
+        .then(|| keta_domain::FieldError::new(field, format!("keep the address under {ADDRESS_MAX_CHARS} characters")))
 }

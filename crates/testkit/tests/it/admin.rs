@@ -407,6 +407,11 @@ async fn a_sites_dea_registration_is_checked_audited_and_set_only_by_an_administ
         assert_eq!(fields, vec!["dea_registration_number"], "{:?}", db.kind);
         assert_eq!(s.site_dea_registration(&me, a).await.unwrap(), DeaRegistration::default(), "nothing changed");
         assert_eq!(audit_count(s, "site_dea_registration").await, 0);
+        // The address has the site address's limit, named by its own field.
+        let long = DeaRegistration { number: "AB1234563".into(), address: "x".repeat(400) };
+        let fields = field_errors(s.set_site_dea_registration(&me, a, long).await.unwrap_err());
+        assert_eq!(fields, vec!["dea_registered_address"], "{:?}", db.kind);
+        assert_eq!(audit_count(s, "site_dea_registration").await, 0);
 
         let good = DeaRegistration { number: " ab1234563 ".into(), address: "1 Registered Way, Austin TX".into() };
         s.set_site_dea_registration(&me, a, good).await.unwrap();
