@@ -141,7 +141,10 @@ const err = await get('/fhir/R4/Observation?date=yesterday');
 if (err.status !== 400) failures.push(`a bad date should be 400, was ${err.status}`);
 check('OperationOutcome (bad date)', err.body);
 
-for (const { type } of cap.body.rest[0].resource) {
+const attachments = [];
+for (const { type, interaction } of cap.body.rest[0].resource) {
+  // Binary is read only, through the DocumentReferences that point at it (below).
+  if (!interaction.some((i) => i.code === 'search-type')) continue;
   let url = `/fhir/R4/${type}?_count=1000`;
   let seen = 0;
   while (url) {
@@ -156,12 +159,27 @@ for (const { type } of cap.body.rest[0].resource) {
       const r = e.resource;
       const vital = r.resourceType === 'Observation' && r.meta?.profile?.includes(vitalSigns.url);
       check(`${r.resourceType}/${r.id}`, r, vital ? vitalSigns : undefined);
+      for (const c of r.resourceType === 'DocumentReference' ? r.content : []) attachments.push(c.attachment.url);
       seen++;
     }
     url = seen >= maxPerType ? undefined : body.link?.find((l) => l.relation === 'next')?.url;
   }
   if (seen === 0) failures.push(`${type}: the demo clinic has none, so nothing of this type was validated`);
 }
+
+// Each DocumentReference's PDF: the PDF itself, and as a Binary resource (validated like the rest).
+for (const url of attachments.slice(0, 3)) {
+  const local = `${base}${url.slice(url.indexOf('/fhir/R4/'))}`;
+  const pdf = await fetch(local, { headers: { cookie, accept: 'application/pdf' } });
+  const bytes = Buffer.from(await pdf.arrayBuffer());
+  if (pdf.status !== 200 || pdf.headers.get('content-type') !== 'application/pdf' || bytes.subarray(0, 5).toString() !== '%PDF-') {
+    failures.push(`${url}: not a PDF (HTTP ${pdf.status}, '${pdf.headers.get('content-type')}')`);
+  }
+  const { status, body } = await get(url);
+  if (status !== 200 || body.contentType !== 'application/pdf') failures.push(`${url} as Binary: HTTP ${status}`);
+  else check(`Binary ${url}`, body);
+}
+if (attachments.length === 0) failures.push('no DocumentReference points at a PDF');
 
 // Bulk Data export: a system-level $export of the demo clinic; every NDJSON line is validated
 // like the resources above, and each file must hold the count its manifest gives.

@@ -12,7 +12,7 @@ use time::Duration;
 /// Vial strength used for the demo's racemic ketamine (a common 50 mg/mL, 10 mL vial).
 const VIAL_MG_PER_ML: f64 = 50.0;
 
-async fn staff_actor(store: &Store, username: &str) -> anyhow::Result<Actor> {
+pub(crate) async fn staff_actor(store: &Store, username: &str) -> anyhow::Result<Actor> {
     let users = store.list_users(&Actor::system()).await?;
     let u = users
         .iter()

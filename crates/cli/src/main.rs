@@ -13,6 +13,7 @@ mod demo_checkins;
 mod demo_documents;
 mod demo_ledger;
 mod demo_monitors;
+mod demo_notes;
 mod dose;
 mod logging;
 mod monitor_sim;
@@ -427,6 +428,7 @@ async fn run_demo(opts: DemoOptions) -> anyhow::Result<()> {
     let summary = demo::ensure(&store, seed).await.context("building the demo clinic")?;
     demo_accounts::ensure(&store).await.context("creating the demo accounts")?;
     demo_ledger::ensure(&store).await.context("building the demo ledger")?;
+    demo_notes::ensure(&store).await.context("signing the demo's session notes")?;
     demo_checkins::ensure(&store).await.context("setting up the demo's check-ins")?;
     if build_only {
         println!("Keta demo clinic: {summary}");

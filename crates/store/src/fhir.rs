@@ -18,6 +18,9 @@ use crate::error::{Result, StoreError};
 use crate::patients::{PATIENT_COLS, get_patient, patient_from};
 use crate::{Actor, Store};
 
+mod documents;
+pub use documents::{DocumentKind, DocumentRow};
+
 /// The filters every FHIR search shares.
 #[derive(Debug, Clone, Default)]
 pub struct Search {

@@ -32,6 +32,7 @@ mod durability;
 mod eligibility_record;
 mod escalation;
 mod fhir;
+mod fhir_documents;
 mod fixtures;
 mod home;
 mod idempotency;

@@ -43,7 +43,7 @@ fn spray_receipt(site: SiteId) -> NewReceipt {
 
 /// An esketamine session dosed at T0 (56 mg, two devices, from lot SP0042), BPs before, at
 /// 41 min and at 2 h, stopped (end of monitoring) at 2 h 5 min.
-async fn esketamine_session(s: &Store, a: SiteId, clock: &ManualClock, mrn: &str) -> SessionId {
+pub(crate) async fn esketamine_session(s: &Store, a: SiteId, clock: &ManualClock, mrn: &str) -> SessionId {
     let p = patient(s, a, mrn).await;
     s.add_medication(
         &nurse(&[a]),
@@ -95,7 +95,7 @@ async fn esketamine_session(s: &Store, a: SiteId, clock: &ManualClock, mrn: &str
     sess
 }
 
-fn answers() -> RemsAnswers {
+pub(crate) fn answers() -> RemsAnswers {
     let no = Some(Experienced { experienced: false, resolved: None });
     RemsAnswers {
         middle_initial: Some(String::new()),

@@ -28,7 +28,7 @@ use keta_domain::fhir_search::{DateFilter, parse_date_param};
 use keta_domain::ids::SiteId;
 use keta_store::StoreError;
 use keta_store::bulk_export::{ExportFile, ExportJob, ExportLevel, ExportStatus, NewExport};
-use keta_store::fhir::{Keyset, ObservationFilter, ObservationSource, Search};
+use keta_store::fhir::{DocumentKind, Keyset, ObservationFilter, ObservationSource, Search};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -73,6 +73,7 @@ pub const PATIENT_TYPES: &[&str] = &[
     "MedicationStatement",
     "AdverseEvent",
     "Consent",
+    "DocumentReference",
 ];
 /// The system level adds the types outside any patient's compartment.
 const SYSTEM_ONLY_TYPES: &[&str] = &["Practitioner", "Organization", "Location"];
@@ -570,7 +571,7 @@ async fn export_chunk(st: &AppState, job: &ExportJob, base: &Search, files: &mut
     let actor = &job.actor;
     // Reads `$table` page by page by record id up to its mark; `$fetch` gets the search.
     macro_rules! by_id {
-        ($t:expr, $table:expr, |$q:ident| $fetch:expr, $map:path, $rid:expr) => {{
+        ($t:expr, $table:expr, |$q:ident| $fetch:expr, $map:expr, $rid:expr) => {{
             let mut after = 0i64;
             loop {
                 let $q = Search { keyset: Some(Keyset { after, upto: job.mark($table) }), count: PAGE, ..base.clone() };
@@ -643,6 +644,19 @@ async fn export_chunk(st: &AppState, job: &ExportJob, base: &Search, files: &mut
                 |e| e.id
             ),
             "Consent" => by_id!("Consent", "consents", |q| store.fhir_consents(actor, q), resources::consent, |e| e.id),
+            "DocumentReference" => {
+                let base = format!("{}/fhir/R4", st.reminders.public_url);
+                // One kind at a time: a note and a form of one session share the record id.
+                for kind in DocumentKind::ALL {
+                    by_id!(
+                        "DocumentReference",
+                        "sessions",
+                        |q| store.fhir_documents(actor, q, vec![kind]),
+                        |d| resources::document_reference(d, &base),
+                        |d| d.session_id.0
+                    );
+                }
+            }
             // Practitioner, Organization and Location were written before the patients.
             _ => {}
         }

@@ -23,6 +23,30 @@ pub struct Codes {
     pub score: Category,
     pub medications: BTreeMap<String, Medication>,
     pub routes: BTreeMap<String, String>,
+    pub documents: Documents,
+}
+
+/// `DocumentReference.type` per document Keta serves.
+#[derive(Debug, Deserialize)]
+pub struct Documents {
+    pub session_note: Coding,
+    pub rems_form: Coding,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Coding {
+    pub system: String,
+    pub code: String,
+    pub display: String,
+}
+
+impl Documents {
+    pub fn of(&self, kind: keta_store::fhir::DocumentKind) -> &Coding {
+        match kind {
+            keta_store::fhir::DocumentKind::SessionNote => &self.session_note,
+            keta_store::fhir::DocumentKind::RemsForm => &self.rems_form,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,6 +8,7 @@
 //! * Search parameters Keta does not support are refused (400) rather than silently ignored,
 //!   so a client never mistakes an unfiltered result for a filtered one.
 
+pub mod binary;
 pub mod bulk;
 pub mod codes;
 pub mod oauth;
@@ -23,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use keta_domain::fhir_search::{self, DateFilter};
 use keta_domain::ids::PatientId;
-use keta_store::fhir::{ObservationFilter, ObservationSource, Search};
+use keta_store::fhir::{DocumentKind, ObservationFilter, ObservationSource, Search};
 use keta_store::{Actor, StoreError};
 use serde_json::{Value, json};
 
@@ -45,6 +46,7 @@ pub fn routes() -> Router<AppState> {
         .route("/Group/{id}/$export", get(bulk::get_export_group))
         .route("/$export-status/{job}", get(bulk::get_export_status).delete(bulk::delete_export))
         .route("/$export-file/{job}/{file}", get(bulk::get_export_file))
+        .route("/Binary/{id}", get(binary::read_binary))
         .route("/{resource_type}", get(search_resources))
         .route("/{resource_type}/{id}", get(read_resource))
 }
@@ -220,6 +222,7 @@ pub(crate) const TYPES: &[(&str, &[(&str, &str)])] = &[
     ("MedicationStatement", &[("patient", "reference"), ("subject", "reference")]),
     ("AdverseEvent", &[("subject", "reference"), ("patient", "reference"), ("date", "date")]),
     ("Consent", &[("patient", "reference"), ("date", "date")]),
+    ("DocumentReference", &[("patient", "reference"), ("subject", "reference"), ("date", "date"), ("type", "token")]),
 ];
 
 /// Parameters every type accepts.
@@ -247,6 +250,11 @@ async fn get_metadata(State(st): State<AppState>) -> Response {
             }
             r
         })
+        .chain(std::iter::once(json!({
+            "type": "Binary",
+            "interaction": [{ "code": "read" }],
+            "documentation": "The PDF of a DocumentReference (same id): the PDF itself, or a Binary resource when only application/fhir+json is accepted.",
+        })))
         .collect();
     let body = json!({
         "resourceType": "CapabilityStatement",
@@ -351,7 +359,7 @@ fn parse_search(rtype: &str, pairs: &[(String, String)]) -> Result<Parsed, FhirE
             }
             ("_lastUpdated", _) => p.search.last_updated.push(date(k, v)?),
             (_, Some("date")) => p.search.date.push(date(k, v)?),
-            ("code", _) => p.codes.extend(v.split(',').map(str::to_string)),
+            ("code" | "type", _) => p.codes.extend(v.split(',').map(str::to_string)),
             ("category", _) => p.categories.extend(v.split(',').map(str::to_string)),
             _ => {
                 unknown.insert(k.clone());
@@ -386,7 +394,7 @@ fn date(name: &str, v: &str) -> Result<DateFilter, FhirError> {
 /// for an id that cannot exist.
 fn parse_id(rtype: &str, id: &str) -> Result<Option<i64>, FhirError> {
     let tail = match rtype {
-        "Observation" => id.split_once('-').map(|(_, n)| n).unwrap_or(""),
+        "Observation" | "DocumentReference" => id.split_once('-').map(|(_, n)| n).unwrap_or(""),
         "Location" => id.split_once('-').map(|(_, n)| n).unwrap_or(""),
         "Condition" => id.split_once('-').map(|(p, _)| p).unwrap_or(""),
         _ => id,
@@ -452,6 +460,23 @@ fn observation_filter(p: &Parsed) -> Result<ObservationFilter, FhirError> {
         instruments = Some(insts);
     }
     Ok(ObservationFilter { sources, instruments, only: None })
+}
+
+/// DocumentReference `type` tokens (and a read's id prefix) -> which documents to read.
+fn document_kinds(p: &Parsed, only_id: Option<&str>) -> Vec<DocumentKind> {
+    let docs = &codes::codes().documents;
+    DocumentKind::ALL
+        .into_iter()
+        .filter(|k| only_id.is_none_or(|id| DocumentKind::parse_id(id).is_some_and(|(want, _)| want == *k)))
+        .filter(|k| {
+            let c = docs.of(*k);
+            p.codes.is_empty()
+                || p.codes.iter().any(|t| match t.split_once('|') {
+                    Some((sys, code)) => (sys.is_empty() || sys == c.system) && code == c.code,
+                    None => t == &c.code,
+                })
+        })
+        .collect()
 }
 
 /// The searchset's `self` and (when there are more) `next` links.
@@ -585,7 +610,7 @@ async fn run(
     let store = &st.store;
     let q = p.search.clone();
     macro_rules! simple {
-        ($call:expr, $map:path) => {{
+        ($call:expr, $map:expr) => {{
             let page = $call.await?;
             let pats = page.items.iter().map(|x| x.patient_id).collect();
             (page.items.iter().map($map).collect(), page.total, pats)
@@ -616,6 +641,11 @@ async fn run(
         "MedicationStatement" => simple!(store.fhir_trials(actor, q), resources::medication_statement),
         "AdverseEvent" => simple!(store.fhir_adverse_events(actor, q), resources::adverse_event),
         "Consent" => simple!(store.fhir_consents(actor, q), resources::consent),
+        "DocumentReference" => {
+            let kinds = document_kinds(p, only_id);
+            let base = format!("{}/fhir/R4", st.reminders.public_url);
+            simple!(store.fhir_documents(actor, q, kinds), |d| resources::document_reference(d, &base))
+        }
         "Condition" => {
             let one = only_id.and_then(|id| id.split_once('-')).map(|(_, i)| i.parse::<usize>().unwrap_or(usize::MAX));
             let mut page = store.fhir_conditions(actor, q, one).await?;

@@ -4,8 +4,8 @@
 
 use keta_domain::patient::{Patient, Sex};
 use keta_store::fhir::{
-    AdministrationRow, AdverseEventRow, ChairRow, ConditionRow, ConsentRow, EncounterRow, ObservationRow,
-    ObservationSource, PractitionerRow, ScoreResponseRow, SiteRow, TrialRow,
+    AdministrationRow, AdverseEventRow, ChairRow, ConditionRow, ConsentRow, DocumentKind, DocumentRow, EncounterRow,
+    ObservationRow, ObservationSource, PractitionerRow, ScoreResponseRow, SiteRow, TrialRow,
 };
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -423,6 +423,57 @@ pub fn site_location(s: &SiteRow) -> Value {
     });
     if !s.address.trim().is_empty() {
         r["address"] = json!({ "text": s.address });
+    }
+    r
+}
+
+/// A signed session note or a submitted REMS form: its PDF is `Binary/<same id>` under `base`
+/// (the server's `/fhir/R4`), typeset when it is read.
+pub fn document_reference(d: &DocumentRow, base: &str) -> Value {
+    let coding = codes::codes().documents.of(d.kind);
+    let (title, description) = match d.kind {
+        DocumentKind::SessionNote => (
+            format!("Session {} note", d.session_id.0),
+            "The session note with its signatures, amendments and the check of every hash",
+        ),
+        DocumentKind::RemsForm => (
+            format!("Session {} REMS Patient Monitoring Form", d.session_id.0),
+            "The REMS Patient Monitoring Form as submitted to the REMS",
+        ),
+    };
+    let id = d.id();
+    let mut r = json!({
+        "resourceType": "DocumentReference",
+        "id": id,
+        "meta": meta(d.updated_ms),
+        "status": "current",
+        "docStatus": if d.amended { "amended" } else { "final" },
+        "type": { "coding": [{ "system": coding.system, "code": coding.code, "display": coding.display }], "text": coding.display },
+        "subject": patient_ref(d.patient_id),
+        "date": instant(d.created_ms),
+        "custodian": { "reference": format!("Organization/{}", d.site_id.0) },
+        "description": description,
+        "content": [{ "attachment": {
+            "contentType": "application/pdf",
+            "url": format!("{base}/Binary/{id}"),
+            "title": title,
+            "creation": instant(d.updated_ms),
+        } }],
+        "context": { "encounter": [{ "reference": format!("Encounter/{}", d.session_id.0) }] },
+    });
+    if let Some(name) = d.author_name.as_deref().filter(|n| !n.trim().is_empty()) {
+        let who = match d.author_user_id {
+            Some(u) => json!({ "reference": format!("Practitioner/{u}"), "display": name }),
+            None => json!({ "display": name }),
+        };
+        r["author"] = json!([who.clone()]);
+        if d.kind == DocumentKind::SessionNote {
+            r["authenticator"] = who;
+        }
+    }
+    if let Some(number) = d.reference.as_deref().filter(|n| !n.trim().is_empty()) {
+        r["masterIdentifier"] =
+            json!({ "system": "http://keta.invalid/fhir/NamingSystem/rems-confirmation", "value": number });
     }
     r
 }

@@ -16,6 +16,7 @@ use keta_documents::{Document, Renderer};
 use keta_domain::ids::{PatientId, SessionId, SiteId};
 use keta_domain::instruments::catalog;
 use keta_domain::outcomes::{OutcomeDefinition, ResponseRule, Threshold, definition_for};
+use keta_store::Actor;
 use serde_json::{Value, json};
 
 use super::clock::{SiteClock, iso_date};
@@ -52,13 +53,44 @@ struct Printed {
     site: Option<SiteId>,
 }
 
+/// Who a document is produced for, as every page shows it: a staff member's name and user
+/// name, or an API client's name.
+fn by_user(user: &CurrentUser) -> String {
+    format!("{} ({})", user.display_name, user.username)
+}
+
 /// `produced`: who made the document, when (on the site's clock), for which clinic.
-fn produced(st: &AppState, user: &CurrentUser, clock: &SiteClock, clinic: &str) -> Value {
+fn produced(st: &AppState, by: &str, clock: &SiteClock, clinic: &str) -> Value {
     json!({
-        "by": format!("{} ({})", user.display_name, user.username),
+        "by": by,
         "at": format!("{} ({})", clock.datetime(st.store.now()), clock.zone),
         "clinic": clinic,
     })
+}
+
+/// A document ready to typeset: the template, its data, and what the print is of.
+pub(crate) struct Prepared {
+    doc: Document,
+    data: Value,
+    printed: Printed,
+}
+
+/// Typesets the document and audits the print (by `actor`); a template that fails prints
+/// and audits nothing.
+pub(crate) async fn render(st: &AppState, actor: &Actor, p: Prepared) -> UiResult<Vec<u8>> {
+    let docs = st.documents.clone();
+    let at = st.store.now();
+    let Prepared { doc, data, printed } = p;
+    let bytes = tokio::task::spawn_blocking(move || docs.renderer().render(doc, &data, at))
+        .await
+        .map_err(|_| UiError::Internal)?
+        .map_err(|e| {
+            // The template's file and line are in the message; nothing was printed or audited.
+            tracing::error!(error = %e, "a document template failed");
+            UiError::Internal
+        })?;
+    st.store.audit_print(actor, doc.slug(), printed.object_id, printed.patient, printed.site).await?;
+    Ok(bytes)
 }
 
 /// Typesets the document, audits the print, and answers the PDF as a download.
@@ -70,19 +102,14 @@ async fn pdf(
     printed: Printed,
     file_name: String,
 ) -> UiResult<Response> {
-    let docs = st.documents.clone();
-    let at = st.store.now();
-    let bytes = tokio::task::spawn_blocking(move || docs.renderer().render(doc, &data, at))
-        .await
-        .map_err(|_| UiError::Internal)?
-        .map_err(|e| {
-            // The template's file and line are in the message; nothing was printed or audited.
-            tracing::error!(error = %e, "a document template failed");
-            UiError::Internal
-        })?;
-    st.store.audit_print(&user.actor, doc.slug(), printed.object_id, printed.patient, printed.site).await?;
+    let bytes = render(st, &user.actor, Prepared { doc, data, printed }).await?;
+    Ok(download(bytes, &file_name))
+}
+
+/// A PDF as a download named `<file_name>.pdf`, never cached.
+pub(crate) fn download(bytes: Vec<u8>, file_name: &str) -> Response {
     let safe: String = file_name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
-    Ok((
+    (
         [
             (header::CONTENT_TYPE, "application/pdf".to_string()),
             (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{safe}.pdf\"")),
@@ -90,11 +117,11 @@ async fn pdf(
         ],
         bytes,
     )
-        .into_response())
+        .into_response()
 }
 
-async fn site_and_clock(st: &AppState, user: &CurrentUser, site: SiteId) -> UiResult<(String, SiteClock)> {
-    let sites = st.store.list_sites(&user.actor).await?;
+async fn site_and_clock(st: &AppState, actor: &Actor, site: SiteId) -> UiResult<(String, SiteClock)> {
+    let sites = st.store.list_sites(actor).await?;
     Ok(match sites.iter().find(|s| s.id == site) {
         Some(s) => (s.name.clone(), SiteClock::for_site(s)),
         None => (String::new(), SiteClock::utc()),
@@ -123,13 +150,20 @@ pub async fn get_session_note(
     user: CurrentUser,
     Path(id): Path<i64>,
 ) -> UiResult<Response> {
-    let sid = SessionId(id);
-    let session = st.store.get_session(&user.actor, sid).await?;
-    let note = st.store.get_signed_note(&user.actor, sid).await?;
-    let patient = st.store.get_patient(&user.actor, session.patient_id).await?;
-    let (site, clock) = site_and_clock(&st, &user, session.site_id).await?;
+    let p = session_note(&st, &user.actor, &by_user(&user), SessionId(id)).await?;
+    let bytes = render(&st, &user.actor, p).await?;
+    Ok(download(bytes, &format!("session-{id}-note")))
+}
+
+/// The session note's data (read through the same permission-checked, audited calls).
+pub(crate) async fn session_note(st: &AppState, actor: &Actor, by: &str, sid: SessionId) -> UiResult<Prepared> {
+    let id = sid.0;
+    let session = st.store.get_session(actor, sid).await?;
+    let note = st.store.get_signed_note(actor, sid).await?;
+    let patient = st.store.get_patient(actor, session.patient_id).await?;
+    let (site, clock) = site_and_clock(st, actor, session.site_id).await?;
     let data = json!({
-        "produced": produced(&st, &user, &clock, &site),
+        "produced": produced(st, by, &clock, &site),
         "patient": {"id": patient.id.0, "name": patient.display_name(), "mrn": patient.mrn,
                     "date_of_birth": iso_date(patient.date_of_birth)},
         "session": {"id": id, "date": clock.datetime(session.dose_started_at.unwrap_or(session.scheduled_for)),
@@ -153,16 +187,24 @@ pub async fn get_session_note(
         },
     });
     let printed = Printed { object_id: Some(sid.to_string()), patient: Some(patient.id), site: Some(session.site_id) };
-    pdf(&st, &user, Document::SessionNote, data, printed, format!("session-{id}-note")).await
+    Ok(Prepared { doc: Document::SessionNote, data, printed })
 }
 
 /// `GET /sessions/{id}/rems/pdf`: the REMS Patient Monitoring Form as the record fills it.
 pub async fn get_rems_form(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>) -> UiResult<Response> {
-    let v = st.store.rems_form(&user.actor, SessionId(id)).await?;
-    let (site, clock) = site_and_clock(&st, &user, v.site_id).await?;
+    let p = rems_form(&st, &user.actor, &by_user(&user), SessionId(id)).await?;
+    let bytes = render(&st, &user.actor, p).await?;
+    Ok(download(bytes, &format!("session-{id}-rems-form")))
+}
+
+/// The REMS form's data, filled from the record (an audited read).
+pub(crate) async fn rems_form(st: &AppState, actor: &Actor, by: &str, sid: SessionId) -> UiResult<Prepared> {
+    let id = sid.0;
+    let v = st.store.rems_form(actor, sid).await?;
+    let (site, clock) = site_and_clock(st, actor, v.site_id).await?;
     let form = serde_json::to_value(&v.form).map_err(|_| UiError::Internal)?;
     let data = json!({
-        "produced": produced(&st, &user, &clock, &site),
+        "produced": produced(st, by, &clock, &site),
         "session_id": id,
         "due_on": iso_date(v.due_on),
         "status": super::rems::status_label(v.status),
@@ -171,7 +213,7 @@ pub async fn get_rems_form(State(st): State<AppState>, user: CurrentUser, Path(i
         "form": form,
     });
     let printed = Printed { object_id: Some(id.to_string()), patient: Some(v.patient_id), site: Some(v.site_id) };
-    pdf(&st, &user, Document::RemsForm, data, printed, format!("session-{id}-rems-form")).await
+    Ok(Prepared { doc: Document::RemsForm, data, printed })
 }
 
 /// The response and remission criteria of a definition in words, and where their lines fall
@@ -210,7 +252,7 @@ pub async fn get_progress_letter(
 ) -> UiResult<Response> {
     let c = st.store.patient_chart(&user.actor, PatientId(id)).await?;
     let p = &c.patient;
-    let (site, clock) = site_and_clock(&st, &user, p.site_id).await?;
+    let (site, clock) = site_and_clock(&st, &user.actor, p.site_id).await?;
     let maudsley = c
         .eligibility
         .iter()
@@ -294,7 +336,7 @@ pub async fn get_progress_letter(
         _ => Value::Null,
     };
     let data = json!({
-        "produced": produced(&st, &user, &clock, &site),
+        "produced": produced(&st, &by_user(&user), &clock, &site),
         "patient": {
             "name": p.display_name(),
             "date_of_birth": iso_date(p.date_of_birth),
@@ -319,7 +361,7 @@ pub async fn get_outcomes(State(st): State<AppState>, user: CurrentUser) -> UiRe
     let clock = sites.first().map_or_else(SiteClock::utc, SiteClock::for_site);
     let clinic = sites.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
     let data = json!({
-        "produced": produced(&st, &user, &clock, &clinic),
+        "produced": produced(&st, &by_user(&user), &clock, &clinic),
         "patients": patients,
         "sections": sections.iter().map(|s| json!({
             "route": s.route,
@@ -351,7 +393,7 @@ pub async fn get_dispensing_log(
     }
     let show = |d: Option<time::Date>, none: &str| d.map_or_else(|| none.to_string(), iso_date);
     let data = json!({
-        "produced": produced(&st, &user, &d.reg.clock, &d.reg.name),
+        "produced": produced(&st, &by_user(&user), &d.reg.clock, &d.reg.name),
         "site": d.reg.name,
         "dea": d.reg.dea,
         "substance": d.substance.map_or_else(|| "Ketamine and esketamine".to_string(), |s| s.label().to_string()),
@@ -376,7 +418,7 @@ pub async fn get_inventory(
 ) -> UiResult<Response> {
     let d = ledger_print::inventory(&st, &user, &q).await?;
     let data = json!({
-        "produced": produced(&st, &user, &d.reg.clock, &d.reg.name),
+        "produced": produced(&st, &by_user(&user), &d.reg.clock, &d.reg.name),
         "site": d.reg.name,
         "dea": d.reg.dea,
         "kind": d.count_type,
@@ -394,10 +436,10 @@ pub async fn get_inventory(
 /// `GET /ledger/entries/{id}/form-106/pdf`: a loss entry as a DEA Form 106 draft.
 pub async fn get_form_106(State(st): State<AppState>, user: CurrentUser, Path(id): Path<i64>) -> UiResult<Response> {
     let w = ledger_print::form_106(&st, &user, id).await?;
-    let (_, clock) = site_and_clock(&st, &user, w.site_id).await?;
+    let (_, clock) = site_and_clock(&st, &user.actor, w.site_id).await?;
     let blank = |s: &str| if s.is_empty() { Value::Null } else { Value::String(s.to_string()) };
     let data = json!({
-        "produced": produced(&st, &user, &clock, &w.registrant),
+        "produced": produced(&st, &by_user(&user), &clock, &w.registrant),
         "site": w.registrant,
         "dea": w.dea,
         "loss": {
