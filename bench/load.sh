@@ -464,10 +464,11 @@ if [ "$PEER" = 1 ]; then
     local args=(-z "${PEER_SECS}s" -w -c 16 --no-tui --output-format json -m "$3" --rand-regex-url)
     [ "$2" = keta ] && args+=(-H "cookie: $COOKIE" -H "x-csrf-token: $CSRF")
     [ -n "${5:-}" ] && args+=(-H "content-type: ${CT:-application/json}" -d "$5")
-    "$OHA" "${args[@]}" "$4" >"$WORK/peer-$1-$2.json" 2>"$WORK/peer-$1-$2.err" || true
+    local out="$WORK/peer-$(printf '%s' "$1" | tr -c 'A-Za-z0-9' '_')-$2"
+    "$OHA" "${args[@]}" "$4" >"$out.json" 2>"$out.err" || true
     jq -r '[ .summary.requestsPerSec, .metrics.latency_ms.p50, .metrics.latency_ms.p99,
         ([.statusCodeDistribution | to_entries[] | select((.key | tonumber) >= 300) | .value] | add // 0)
-        + ([.errorDistribution // {} | to_entries[] | select(.key != "aborted due to deadline") | .value] | add // 0) ] | @tsv' "$WORK/peer-$1-$2.json"
+        + ([.errorDistribution // {} | to_entries[] | select(.key != "aborted due to deadline") | .value] | add // 0) ] | @tsv' "$out.json"
   }
   compare() { # LABEL KETA-METHOD KETA-URL HFS-METHOD HFS-URL [KETA-BODY HFS-BODY]
     local k h
@@ -477,6 +478,7 @@ if [ "$PEER" = 1 ]; then
     read -r kr kp50 kp99 kbad <<<"$k"; read -r hr hp50 hp99 hbad <<<"$h"
     printf '| %s | Keta | %.1f | %.1f | %.1f | %s | **%.1f×** |\n' "$1" "$kr" "$kp50" "$kp99" "$kbad" "$(awk -v a="$kr" -v b="$hr" 'BEGIN{print (b > 0 ? a / b : 0)}')" >>"$PEER_OUT"
     printf '| %s | HFS 0.2.7 | %.1f | %.1f | %.1f | %s | |\n' "$1" "$hr" "$hp50" "$hp99" "$hbad" >>"$PEER_OUT"
+    tail -n 2 "$PEER_OUT" >&2
   }
   compare "Observation?patient=X&_count=200" \
     GET "$BASE/fhir/R4/Observation\\?patient=($ids)&_count=200" GET "$HFS/Observation\\?patient=($ids)&_count=200"
