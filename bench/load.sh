@@ -26,6 +26,7 @@
 # `Observation?patient=X&_count=200` with and without a date filter, a chart read, and a
 # one-vital write; HFS is loaded through its own FHIR API with one transaction Bundle per
 # patient, made from what Keta's /fhir/R4 serves for that patient, so both hold the same data.
+# Each line first warms both servers up for KETA_PEER_WARMUP seconds (default 5; discarded).
 #
 # Usage: bench/load.sh [--chairs "50 100 200 400 800"] [--seconds 30] [--configs "pg1 pg2 pg3 sqlite"]
 #                      [--peer | --peer-only] [--peer-seconds 20] [--keep-going]
@@ -54,6 +55,7 @@ CONFIGS="pg1 pg2 pg3 sqlite"
 PEER=0
 CLINIC=1
 PEER_SECS=20
+PEER_WARMUP=${KETA_PEER_WARMUP:-5}
 KEEP_GOING=0
 BUDGET_MS=100
 # The peer comparison's patients (200 x 200 readings); a clinic step has one per chair.
@@ -473,6 +475,10 @@ if [ "$PEER" = 1 ]; then
   compare() { # LABEL KETA-METHOD KETA-URL HFS-METHOD HFS-URL [KETA-BODY HFS-BODY]
     local k h
     log "peer: $1"
+    # Warm both servers up first (page caches, prepared statements), results discarded, so a
+    # line measures the steady rate and not which server went first after loading.
+    PEER_SECS=$PEER_WARMUP peer_run "warm-$1" keta "$2" "$3" "${6:-}" >/dev/null
+    CT=application/fhir+json PEER_SECS=$PEER_WARMUP peer_run "warm-$1" hfs "$4" "$5" "${7:-}" >/dev/null
     k=$(peer_run "$1" keta "$2" "$3" "${6:-}")
     h=$(CT=application/fhir+json peer_run "$1" hfs "$4" "$5" "${7:-}")
     read -r kr kp50 kp99 kbad <<<"$k"; read -r hr hp50 hp99 hbad <<<"$h"
