@@ -402,6 +402,14 @@ fn parse_id(rtype: &str, id: &str) -> Result<Option<i64>, FhirError> {
     Ok(tail.parse::<i64>().ok().filter(|n| *n > 0))
 }
 
+/// Whether a token search value (`code`, `system|code`, or `|code`) names this coding.
+fn token_matches(token: &str, system: &str, code: &str) -> bool {
+    match token.split_once('|') {
+        Some((sys, c)) => (sys.is_empty() || sys == system) && c == code,
+        None => token == code,
+    }
+}
+
 /// Observation `code` and `category` tokens -> which sources and instruments to read.
 fn observation_filter(p: &Parsed) -> Result<ObservationFilter, FhirError> {
     let c = codes::codes();
@@ -430,27 +438,22 @@ fn observation_filter(p: &Parsed) -> Result<ObservationFilter, FhirError> {
         let mut keep = Vec::new();
         let mut insts = Vec::new();
         for token in &p.codes {
-            let (system, code) = match token.split_once('|') {
-                Some((s, c)) => (Some(s), c),
-                None => (None, token.as_str()),
-            };
-            let sys_ok = |want: &str| system.is_none_or(|s| s.is_empty() || s == want);
             for (src, want) in [
                 (ObservationSource::BloodPressure, vs.blood_pressure.code.as_str()),
                 (ObservationSource::HeartRate, vs.heart_rate.code.as_str()),
                 (ObservationSource::OxygenSaturation, vs.oxygen_saturation.code.as_str()),
                 (ObservationSource::RespiratoryRate, vs.respiratory_rate.code.as_str()),
             ] {
-                if code == want && sys_ok(codes::LOINC) {
+                if token_matches(token, codes::LOINC, want) {
                     keep.push(src);
                 }
             }
-            if code == c.moaas.code && sys_ok(&c.local_observation_system) {
+            if token_matches(token, &c.local_observation_system, &c.moaas.code) {
                 keep.push(ObservationSource::Moaas);
             }
             for inst in keta_domain::instruments::catalog().all() {
                 let (sys, want, _) = codes::score_code(&inst.code);
-                if code == want && sys_ok(&sys) {
+                if token_matches(token, &sys, &want) {
                     keep.push(ObservationSource::Score);
                     insts.push(inst.code.clone());
                 }
@@ -470,11 +473,7 @@ fn document_kinds(p: &Parsed, only_id: Option<&str>) -> Vec<DocumentKind> {
         .filter(|k| only_id.is_none_or(|id| DocumentKind::parse_id(id).is_some_and(|(want, _)| want == *k)))
         .filter(|k| {
             let c = docs.of(*k);
-            p.codes.is_empty()
-                || p.codes.iter().any(|t| match t.split_once('|') {
-                    Some((sys, code)) => (sys.is_empty() || sys == c.system) && code == c.code,
-                    None => t == &c.code,
-                })
+            p.codes.is_empty() || p.codes.iter().any(|t| token_matches(t, &c.system, &c.code))
         })
         .collect()
 }
