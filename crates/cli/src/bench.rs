@@ -204,6 +204,7 @@ async fn bench_backend(
     let (patients, courses) = build(store, opts).await?;
     let build = started.elapsed();
     let data = count(store, patients.len(), build).await?;
+    store.bench_analyze().await?;
     eprintln!(
         "   built {} patients, {} sessions, {} vitals, {} questionnaires in {:.1} s",
         data.patients,

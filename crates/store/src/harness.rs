@@ -55,6 +55,19 @@ impl Store {
             .map(|_| ())
     }
 
+    /// On PostgreSQL, refreshes the query planner's statistics (`ANALYZE`), as autovacuum would
+    /// have done long before a clinic's database held this much: without them, a benchmark run
+    /// straight after loading measures plans no running clinic gets. Not on SQLite, which has
+    /// no autovacuum and which Keta never analyzes: its clinics run without statistics, and
+    /// the benchmark measures what they get (with them, the vitals write is slower: see
+    /// docs/benchmarks.md, "The PostgreSQL ceiling").
+    pub async fn bench_analyze(&self) -> Result<()> {
+        if !matches!(self.backend(), crate::conn::Backend::Postgres) {
+            return Ok(());
+        }
+        self.write(|c| c.execute("ANALYZE", &[])).await.map(|_| ())
+    }
+
     /// One bare durable commit (a row of the baseline table, no audit entry): what any write
     /// costs before Keta's checks, on the same writer path.
     pub async fn bench_baseline_commit(&self, writer: i64, n: i64) -> Result<()> {

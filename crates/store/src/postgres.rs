@@ -396,6 +396,8 @@ pub struct PostgresBackend {
     pub(crate) settings: Arc<PgSettings>,
     pool: Arc<Mutex<Vec<Pooled>>>,
     permits: Arc<Semaphore>,
+    /// The statements the pool has prepared, which a connection opened later prepares at once.
+    known: Arc<pipeline::Known>,
     sealer: Sealer,
     /// Sends committed changes' notices to the other instances (`cluster::Notifier`).
     notifier: Arc<crate::cluster::Notifier>,
@@ -418,6 +420,7 @@ impl PostgresBackend {
         Ok(Self {
             url: settings.libpq_url.clone(),
             pool: Arc::new(Mutex::new(vec![pool_connection(&settings)?])),
+            known: Arc::default(),
             permits: Arc::new(Semaphore::new(settings.pool_size)),
             sealer: Sealer::start(settings.clone()),
             notifier: Arc::new(crate::cluster::Notifier::start(settings.clone())),
@@ -441,18 +444,20 @@ impl PostgresBackend {
         let settings = self.settings.clone();
         let seal = self.sealer.signal.clone();
         let notifier = self.notifier.clone();
+        let known = self.known.clone();
         tokio::task::spawn_blocking(move || {
             let pooled = pool.lock().expect("pool poisoned").pop();
             let mut conn = match pooled {
                 Some(c) if !c.client.is_closed() => c,
                 _ => pool_connection(&settings)?,
             };
+            conn.client.warm(&known, &mut conn.statements);
             crate::audit::take_appended();
             crate::cluster::take_notices();
             crate::audit::set_inline(settings.audit_inline);
             let result = (|| {
                 let Pooled { client, statements } = &mut conn;
-                let mut tx = pipeline::PipeConn::begin(client, statements, read_only);
+                let mut tx = pipeline::PipeConn::begin(client, statements, &known, read_only);
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(&mut tx)))
                     .unwrap_or_else(|p| Err(crate::error::panicked(p)));
                 match r {

@@ -28,6 +28,8 @@ use crate::error::{Result, StoreError};
 pub(super) struct PipeClient {
     runtime: tokio::runtime::Runtime,
     client: Client,
+    /// How many of the pool's known statements ([`Known`]) this connection has prepared.
+    warmed: usize,
 }
 
 impl PipeClient {
@@ -53,7 +55,7 @@ impl PipeClient {
             }
         };
         let client = connected.map_err(|e| super::connect_error(&e))?;
-        Ok(Self { runtime, client })
+        Ok(Self { runtime, client, warmed: 0 })
     }
 
     pub(super) fn is_closed(&self) -> bool {
@@ -70,6 +72,58 @@ impl PipeClient {
 fn log_end(r: std::result::Result<(), tokio_postgres::Error>) {
     if let Err(e) = r {
         tracing::debug!(error = %e, "database connection closed");
+    }
+}
+
+/// The statements a pool's connections have prepared so far (their SQL, first seen first),
+/// at most [`WARM_STATEMENTS`]. Each connection prepares the ones it lacks in one pipelined
+/// burst when it is next taken from the pool ([`PipeClient::warm`]), instead of a round trip
+/// each the first time one of its requests needs one: otherwise every connection of the pool
+/// pays those round trips for every statement, and a page whose reads land on a connection
+/// that never served it is several times slower than the next (docs/benchmarks.md, "Cold
+/// connections").
+#[derive(Default)]
+pub(super) struct Known(std::sync::Mutex<Vec<String>>);
+
+/// Half the per-connection cache, so warming never fills a connection's cache by itself.
+const WARM_STATEMENTS: usize = STATEMENT_CACHE / 2;
+
+impl Known {
+    fn remember(&self, sql: &str) {
+        let mut known = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.len() < WARM_STATEMENTS && !known.iter().any(|k| k == sql) {
+            known.push(sql.to_string());
+        }
+    }
+}
+
+impl PipeClient {
+    /// Prepares the statements the pool's other connections have prepared since this one last
+    /// looked (all of them, for a new connection), sent together in one round trip, before the
+    /// transaction that is about to run here. Nothing to do, the usual case once the pool has
+    /// seen the application's statements, costs a lock and a comparison. One that fails to
+    /// prepare is left for its first use to prepare (and to report); warming never fails.
+    pub(super) fn warm(&mut self, known: &Known, cache: &mut StatementCache) {
+        let (missing, seen) = {
+            let known = known.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if known.len() <= self.warmed {
+                return;
+            }
+            let missing: Vec<String> =
+                known[self.warmed..].iter().filter(|sql| !cache.contains_key(*sql)).cloned().collect();
+            (missing, known.len())
+        };
+        self.warmed = seen;
+        let client = &self.client;
+        let prepared = all_together(
+            &self.runtime,
+            missing.iter().map(|sql| Box::pin(client.prepare(sql)) as Pin<Box<dyn Future<Output = _> + '_>>).collect(),
+        );
+        for (sql, s) in missing.into_iter().zip(prepared) {
+            if let Ok(s) = s {
+                cache.insert(sql, s);
+            }
+        }
     }
 }
 
@@ -91,10 +145,18 @@ fn as_params(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
 /// order; the first error in sending order wins.
 fn send_together(
     runtime: &tokio::runtime::Runtime,
-    mut pending: Vec<Pending<'_>>,
+    pending: Vec<Pending<'_>>,
 ) -> std::result::Result<Vec<Answer>, tokio_postgres::Error> {
-    let mut answers: Vec<Option<std::result::Result<Answer, tokio_postgres::Error>>> =
-        pending.iter().map(|_| None).collect();
+    all_together(runtime, pending).into_iter().collect()
+}
+
+/// Polls every future until all are done (requests go out together, see [`send_together`]);
+/// their outputs in order.
+fn all_together<T>(
+    runtime: &tokio::runtime::Runtime,
+    mut pending: Vec<Pin<Box<dyn Future<Output = T> + '_>>>,
+) -> Vec<T> {
+    let mut answers: Vec<Option<T>> = pending.iter().map(|_| None).collect();
     runtime.block_on(std::future::poll_fn(|cx| {
         let mut all = true;
         for (f, a) in pending.iter_mut().zip(answers.iter_mut()) {
@@ -114,6 +176,8 @@ fn send_together(
 pub(super) struct PipeConn<'a> {
     client: &'a mut PipeClient,
     cache: &'a mut StatementCache,
+    /// What the pool's connections have prepared, for connections opened later.
+    known: &'a Known,
     /// The `BEGIN` not yet sent: it goes with the first statement.
     begin: Option<&'static str>,
     /// Statements whose answer nobody reads, sent with the next statement or the commit.
@@ -121,11 +185,16 @@ pub(super) struct PipeConn<'a> {
 }
 
 impl<'a> PipeConn<'a> {
-    pub(super) fn begin(client: &'a mut PipeClient, cache: &'a mut StatementCache, read_only: bool) -> Self {
+    pub(super) fn begin(
+        client: &'a mut PipeClient,
+        cache: &'a mut StatementCache,
+        known: &'a Known,
+        read_only: bool,
+    ) -> Self {
         // Reads: one snapshot for every query of the read (the chart, the board, outcomes), as
         // SQLite's read transaction gives; READ COMMITTED would take one per query.
         let begin = if read_only { "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" } else { "BEGIN" };
-        Self { client, cache, begin: Some(begin), later: Vec::new() }
+        Self { client, cache, known, begin: Some(begin), later: Vec::new() }
     }
 
     fn statement(&mut self, sql: &str) -> Result<Statement> {
@@ -140,6 +209,7 @@ impl<'a> PipeConn<'a> {
             self.cache.clear();
         }
         self.cache.insert(sql.to_string(), s.clone());
+        self.known.remember(sql);
         Ok(s)
     }
 

@@ -53,6 +53,65 @@ async fn an_exhausted_pool_answers_busy_after_its_wait() {
     assert_eq!(n, 0);
 }
 
+/// Holds one of the store's connections (the one the pool hands out next) until the returned
+/// sender is used; returns once it is held.
+async fn hold_a_connection(store: &Store) -> (mpsc::Sender<()>, tokio::task::JoinHandle<keta_store::Result<()>>) {
+    let (held_tx, held_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let s = store.clone();
+    let holder = tokio::spawn(async move {
+        keta_store::testing::read(&s, move |c| {
+            held_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+            c.query("SELECT 1", &[]).map(|_| ())
+        })
+        .await
+    });
+    tokio::task::spawn_blocking(move || held_rx.recv().unwrap()).await.unwrap();
+    (release_tx, holder)
+}
+
+/// How many of `sql` the connection that serves this read has prepared.
+async fn prepared_here(store: &Store, sql: &'static str) -> i64 {
+    keta_store::testing::read(store, move |c| {
+        c.query_opt("SELECT count(*) AS n FROM pg_prepared_statements WHERE statement = $1", params![sql])?
+            .unwrap()
+            .i64("n")
+    })
+    .await
+    .unwrap()
+}
+
+/// Every connection of the pool prepares the statements the others have prepared, in one
+/// pipelined burst when it is next taken, instead of a round trip per statement at first use:
+/// a connection opened while the others are busy starts with them, and one that was idle
+/// catches up (docs/benchmarks.md, "Cold connections").
+#[tokio::test]
+async fn the_pools_connections_share_their_prepared_statements() {
+    let clock = ManualClock::at(T0);
+    let Some(db) = TestDb::postgres(clock.as_clock()).await else { return };
+    let store = Store::open(&with_params(&db.url, "pool_size=2")).await.unwrap();
+    const FIRST: &str = "SELECT 41 + 1 AS warm_probe";
+    const SECOND: &str = "SELECT 43 - 1 AS warm_probe";
+    // The pool's one connection (A) prepares FIRST.
+    keta_store::testing::read(&store, |c| c.query(FIRST, &[]).map(|_| ())).await.unwrap();
+    assert_eq!(prepared_here(&store, FIRST).await, 1);
+    // While A is held, a read opens B: it starts with FIRST prepared.
+    let (release, holder) = hold_a_connection(&store).await;
+    let on_b = prepared_here(&store, FIRST).await;
+    release.send(()).unwrap();
+    holder.await.unwrap().unwrap();
+    assert_eq!(on_b, 1, "a new connection prepares the pool's statements when it opens");
+    // The pool hands out the last connection returned (A): A prepares SECOND while B is idle.
+    keta_store::testing::read(&store, |c| c.query(SECOND, &[]).map(|_| ())).await.unwrap();
+    // With A held again, B serves the next read and has caught up with SECOND.
+    let (release, holder) = hold_a_connection(&store).await;
+    let on_b = prepared_here(&store, SECOND).await;
+    release.send(()).unwrap();
+    holder.await.unwrap().unwrap();
+    assert_eq!(on_b, 1, "an idle connection catches up with what the others prepared");
+}
+
 #[tokio::test]
 async fn the_statement_timeout_cancels_a_long_query() {
     let clock = ManualClock::at(T0);

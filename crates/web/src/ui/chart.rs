@@ -396,13 +396,18 @@ async fn chart_page_with(
 ) -> UiResult<ChartPage> {
     let actor = &user.actor;
     let clinical = actor.can(Permission::ViewClinical);
-    let (patient, chart): (Patient, Option<PatientChart>) = if clinical {
-        let c = st.store.patient_chart(actor, id).await?;
-        (c.patient.clone(), Some(c))
+    // The chart's parts are independent reads, run side by side: a chart open waits for the
+    // slowest of them, not for their sum (each is a round trip or more on PostgreSQL). Their
+    // read-audit entries still go into the request's one batch (the batch is task-local and
+    // `join!` polls on this task).
+    let (patient, chart, sites): (Patient, Option<PatientChart>, _) = if clinical {
+        let (c, sites) = tokio::join!(st.store.patient_chart(actor, id), st.store.list_sites(actor));
+        let c = c?;
+        (c.patient.clone(), Some(c), sites?)
     } else {
-        (st.store.get_patient(actor, id).await?, None)
+        let (p, sites) = tokio::join!(st.store.get_patient(actor, id), st.store.list_sites(actor));
+        (p?, None, sites?)
     };
-    let sites = st.store.list_sites(actor).await?;
     let site = sites.iter().find(|s| s.id == patient.site_id);
     let clock = site.map_or_else(SiteClock::utc, SiteClock::for_site);
     let now = st.store.now();
@@ -458,30 +463,26 @@ async fn chart_page_with(
         issued: input.issued.take(),
     };
     let Some(c) = chart else { return Ok(page) };
-    page.between = Some(super::between::build(st, user, &c, &clock, now, &mut input).await?);
-
+    let alert_query = keta_store::alerts::AlertQuery {
+        patient_id: Some(c.patient.id),
+        open_only: false,
+        limit: 20,
+        ..Default::default()
+    };
+    let (between, recent, courses, exposure) = tokio::join!(
+        super::between::build(st, user, &c, &clock, now, &mut input),
+        st.store.list_alerts(&user.actor, alert_query),
+        course_views(st, actor, &c, &clock),
+        st.store.patient_exposure(actor, id),
+    );
+    let exposure = exposure?;
+    page.between = Some(between?);
     page.alerts = c.open_alerts.iter().map(|a| alert_view(a, &clock)).collect();
-    let recent = st
-        .store
-        .list_alerts(
-            &user.actor,
-            keta_store::alerts::AlertQuery {
-                patient_id: Some(c.patient.id),
-                open_only: false,
-                limit: 20,
-                ..Default::default()
-            },
-        )
-        .await?;
-    page.acknowledged = acknowledged_views(&recent, &clock);
+    page.acknowledged = acknowledged_views(&recent?, &clock);
     page.flags = chart_flags(&c);
-
     page.outcomes = outcome_views(&c);
-
     page.charts = trajectories(&c, &clock);
-
-    page.courses = course_views(st, actor, &c, &clock).await?;
-    let exposure = st.store.patient_exposure(actor, id).await?;
+    page.courses = courses?;
     page.exposure = exposure.drugs.iter().map(exposure_row).collect();
     page.exposure_basis = exposure.basis.clone();
     page.sessions = c
@@ -622,30 +623,39 @@ async fn course_views(
     c: &PatientChart,
     clock: &SiteClock,
 ) -> UiResult<Vec<CourseView>> {
-    let pretreatment = st.store.list_pretreatment(actor, c.patient.id).await?;
-    let mut courses = Vec::with_capacity(c.courses.len());
-    for x in c.courses.iter().rev() {
-        let done = c.sessions.iter().filter(|s| s.course_id == x.id && s.state == SessionState::Discharged).count();
-        let (dose, pump) = course_dose(st, actor, c, x.id, c.patient.latest_weight_kg.map(|w| w.0)).await?;
-        courses.push(CourseView {
-            label: format!("{} · {}", x.route.label(), x.phase.as_str()),
-            start: clock_date(x.start_date),
-            status: match x.status {
-                CourseStatus::Active => "Active",
-                CourseStatus::Completed => "Completed",
-                CourseStatus::Stopped => "Stopped",
-            },
-            progress: format!("{done} of {} sessions done", x.planned_sessions),
-            protocol: x.protocol.clone().unwrap_or_default(),
-            dose,
-            pump,
-            pretreatment: pretreatment
-                .iter()
-                .find(|r| r.course_id == x.id)
-                .map(|r| super::plan::pretreatment_lines(r, clock))
-                .unwrap_or_default(),
-        });
-    }
+    let weight = c.patient.latest_weight_kg.map(|w| w.0);
+    let courses: Vec<_> = c.courses.iter().rev().collect();
+    // Each course's dose read and the pre-treatment records side by side (see chart_page_with).
+    let (pretreatment, doses) = tokio::join!(
+        st.store.list_pretreatment(actor, c.patient.id),
+        futures_util::future::try_join_all(courses.iter().map(|x| course_dose(st, actor, c, x.id, weight))),
+    );
+    let (pretreatment, doses) = (pretreatment?, doses?);
+    let courses = courses
+        .into_iter()
+        .zip(doses)
+        .map(|(x, (dose, pump))| {
+            let done = c.sessions.iter().filter(|s| s.course_id == x.id && s.state == SessionState::Discharged).count();
+            CourseView {
+                label: format!("{} · {}", x.route.label(), x.phase.as_str()),
+                start: clock_date(x.start_date),
+                status: match x.status {
+                    CourseStatus::Active => "Active",
+                    CourseStatus::Completed => "Completed",
+                    CourseStatus::Stopped => "Stopped",
+                },
+                progress: format!("{done} of {} sessions done", x.planned_sessions),
+                protocol: x.protocol.clone().unwrap_or_default(),
+                dose,
+                pump,
+                pretreatment: pretreatment
+                    .iter()
+                    .find(|r| r.course_id == x.id)
+                    .map(|r| super::plan::pretreatment_lines(r, clock))
+                    .unwrap_or_default(),
+            }
+        })
+        .collect();
     Ok(courses)
 }
 

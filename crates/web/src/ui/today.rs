@@ -485,6 +485,14 @@ struct StreamState {
     _client: crate::metrics::SseClient,
 }
 
+/// Board streams re-rendering at the same moment, at most (see `changed_events`).
+const REBUILDS_AT_ONCE: usize = 4;
+
+fn rebuilds() -> &'static tokio::sync::Semaphore {
+    static TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(REBUILDS_AT_ONCE);
+    &TURNS
+}
+
 /// How often the board re-renders with no change (minutes since dose move on).
 const TICK: Duration = Duration::from_secs(30);
 /// A stream ends after this long and the browser reconnects, so no connection outlives
@@ -522,6 +530,10 @@ impl StreamState {
         let now = self.st.store.now();
         let mut out = Vec::new();
         for site in &self.sites {
+            // Every open board re-renders on a change at its site at once; a few at a time keeps
+            // that burst from taking every database connection from the pages people are
+            // waiting for (a chart open, a vitals entry).
+            let Ok(_turn) = rebuilds().acquire().await else { return out };
             let built = match build_site(&self.st, &self.user, site, now).await {
                 Ok(b) => b,
                 Err(e) => {

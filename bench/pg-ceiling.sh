@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# What PostgreSQL itself allows on this machine for Keta's vitals write, with no Keta in the way
+# (docs/benchmarks.md, "The PostgreSQL ceiling"). pgbench, 16 clients, prepared statements,
+# on a copy of the tables the write touches (bench/pg-ceiling/schema.sql: sessions, sites,
+# vitals, alerts and audit_log with Keta's indexes and foreign keys), after VACUUM ANALYZE:
+#
+#   bare               BEGIN; one INSERT; COMMIT                      (keta bench's "bare commit")
+#   one-trip-each      the vitals write's statements, a round trip each: the session row
+#                      locked, the baseline with the site's settings, the reading, the open
+#                      alerts, the audit entry
+#   pipelined          the same statements sent together, one round trip (Keta sends three)
+#   eight-per-commit   eight such writes, to eight chairs (each client its own), in one
+#                      transaction, pipelined: what a group commit across requests would do
+#
+# Usage: bench/pg-ceiling.sh [seconds per script, default 12] [rounds, default 2]
+# Needs pgbench (postgresql-client) and PostgreSQL on 127.0.0.1:5432 with trust authentication
+# (KETA_BENCH_POSTGRES); creates and drops the database keta_pg_ceiling.
+set -euo pipefail
+cd "$(dirname "$0")/pg-ceiling"
+SERVER="${KETA_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
+SECS="${1:-12}"
+ROUNDS="${2:-2}"
+DB=keta_pg_ceiling
+psql "$SERVER/postgres" -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
+trap 'psql "$SERVER/postgres" -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true' EXIT
+psql "$SERVER/$DB" -q -f schema.sql
+psql "$SERVER/$DB" -qc "VACUUM ANALYZE"
+echo "| round | script | transactions/s | audited vitals writes/s |"
+echo "|---:|---|---:|---:|"
+for round in $(seq 1 "$ROUNDS"); do
+  for script in bare one-trip-each pipelined eight-per-commit; do
+    tps=$(pgbench "$SERVER/$DB" -n -M prepared -c 16 -j 2 -T "$SECS" -f "$script.sql" 2>/dev/null \
+      | awk '/^tps/ {print int($3)}')
+    case $script in
+      bare) writes="-" ;;
+      eight-per-commit) writes=$((tps * 8)) ;;
+      *) writes=$tps ;;
+    esac
+    echo "| $round | $script | $tps | $writes |"
+  done
+done
