@@ -28,18 +28,7 @@ async fn an_exhausted_pool_answers_busy_after_its_wait() {
     let Some(db) = TestDb::postgres(clock.as_clock()).await else { return };
     let store = Store::open(&with_params(&db.url, "pool_size=1&pool_wait_ms=200")).await.unwrap();
     // One operation holds the only connection until told to let go.
-    let (held_tx, held_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let s = store.clone();
-    let holder = tokio::spawn(async move {
-        keta_store::testing::read(&s, move |c| {
-            held_tx.send(()).unwrap();
-            release_rx.recv().unwrap();
-            c.query("SELECT 1", &[]).map(|_| ())
-        })
-        .await
-    });
-    tokio::task::spawn_blocking(move || held_rx.recv().unwrap()).await.unwrap();
+    let (release_tx, holder) = hold_a_connection(&store).await;
     let refused = keta_store::testing::write(&store, |c| c.execute("CREATE TABLE never_made (x BIGINT)", &[])).await;
     assert!(matches!(refused, Err(StoreError::Busy { retry_after_secs: 1 })), "{refused:?}");
     release_tx.send(()).unwrap();
