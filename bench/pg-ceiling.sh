@@ -2,7 +2,8 @@
 # What PostgreSQL itself allows on this machine for Keta's vitals write, with no Keta in the way
 # (docs/benchmarks.md, "The PostgreSQL ceiling"). pgbench, 16 clients, prepared statements,
 # on a copy of the tables the write touches (bench/pg-ceiling/schema.sql: sessions, sites,
-# vitals, alerts and audit_log with Keta's indexes and foreign keys), after VACUUM ANALYZE:
+# vitals, alerts and audit_log with Keta's indexes and foreign keys), after VACUUM ANALYZE, with
+# the write's statements (bench/pg-ceiling/write.sql) sent four ways:
 #
 #   bare               BEGIN; one INSERT; COMMIT                      (keta bench's "bare commit")
 #   one-trip-each      the vitals write's statements, a round trip each: the session row
@@ -21,15 +22,29 @@ SERVER="${KETA_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
 SECS="${1:-12}"
 ROUNDS="${2:-2}"
 DB=keta_pg_ceiling
+SCRIPTS=$(mktemp -d)
 psql "$SERVER/postgres" -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
-trap 'psql "$SERVER/postgres" -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true' EXIT
+trap 'psql "$SERVER/postgres" -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true; rm -rf "$SCRIPTS"' EXIT
+
+# The pgbench scripts, made from the one copy of the write's statements (write.sql).
+write() { grep -v '^--' write.sql | sed "s/:s\b/:$1/g"; }
+{ echo '\set s random(1, 200)'; echo 'BEGIN;'; write s; echo 'END;'; } >"$SCRIPTS/one-trip-each.sql"
+{ echo '\set s random(1, 200)'; echo '\startpipeline'; echo 'BEGIN;'; write s; echo 'END;'; echo '\endpipeline'; } \
+  >"$SCRIPTS/pipelined.sql"
+{ # Each client its own eight chairs, so the batches never wait on each other's row locks.
+  for i in 1 2 3 4 5 6 7 8; do echo "\\set s$i (:client_id % 25) * 8 + $i"; done
+  echo '\startpipeline'; echo 'BEGIN;'
+  for i in 1 2 3 4 5 6 7 8; do write "s$i"; done
+  echo 'END;'; echo '\endpipeline'
+} >"$SCRIPTS/eight-per-commit.sql"
+cp bare.sql "$SCRIPTS/"
 psql "$SERVER/$DB" -q -f schema.sql
 psql "$SERVER/$DB" -qc "VACUUM ANALYZE"
 echo "| round | script | transactions/s | audited vitals writes/s |"
 echo "|---:|---|---:|---:|"
 for round in $(seq 1 "$ROUNDS"); do
   for script in bare one-trip-each pipelined eight-per-commit; do
-    tps=$(pgbench "$SERVER/$DB" -n -M prepared -c 16 -j 2 -T "$SECS" -f "$script.sql" 2>/dev/null \
+    tps=$(pgbench "$SERVER/$DB" -n -M prepared -c 16 -j 2 -T "$SECS" -f "$SCRIPTS/$script.sql" 2>/dev/null \
       | awk '/^tps/ {print int($3)}')
     case $script in
       bare) writes="-" ;;
