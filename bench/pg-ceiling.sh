@@ -9,7 +9,9 @@
 #   one-trip-each      the vitals write's statements, a round trip each: the session row
 #                      locked, the baseline with the site's settings, the reading, the open
 #                      alerts, the audit entry
-#   pipelined          the same statements sent together, one round trip (Keta sends three)
+#   two-trips          the same statements in two round trips, as Keta sends them: BEGIN and
+#                      all but the audit entry together, then the audit entry with COMMIT
+#   pipelined          the same statements sent together, one round trip
 #   eight-per-commit   eight such writes, to eight chairs (each client its own), in one
 #                      transaction, pipelined: what a group commit across requests would do
 #
@@ -29,6 +31,8 @@ trap 'psql "$SERVER/postgres" -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 
 # The pgbench scripts, made from the one copy of the write's statements (write.sql).
 write() { grep -v '^--' write.sql | sed "s/:s\b/:$1/g"; }
 { echo '\set s random(1, 200)'; echo 'BEGIN;'; write s; echo 'END;'; } >"$SCRIPTS/one-trip-each.sql"
+{ echo '\set s random(1, 200)'; echo '\startpipeline'; echo 'BEGIN;'; write s | sed '$d'; echo '\endpipeline'
+  echo '\startpipeline'; write s | tail -n 1; echo 'END;'; echo '\endpipeline'; } >"$SCRIPTS/two-trips.sql"
 { echo '\set s random(1, 200)'; echo '\startpipeline'; echo 'BEGIN;'; write s; echo 'END;'; echo '\endpipeline'; } \
   >"$SCRIPTS/pipelined.sql"
 { # Each client its own eight chairs, so the batches never wait on each other's row locks.
@@ -43,7 +47,7 @@ psql "$SERVER/$DB" -qc "VACUUM ANALYZE"
 echo "| round | script | transactions/s | audited vitals writes/s |"
 echo "|---:|---|---:|---:|"
 for round in $(seq 1 "$ROUNDS"); do
-  for script in bare one-trip-each pipelined eight-per-commit; do
+  for script in bare one-trip-each two-trips pipelined eight-per-commit; do
     tps=$(pgbench "$SERVER/$DB" -n -M prepared -c 16 -j 2 -T "$SECS" -f "$SCRIPTS/$script.sql" 2>/dev/null \
       | awk '/^tps/ {print int($3)}')
     case $script in

@@ -19,7 +19,7 @@ use keta_domain::vitals::VitalSigns;
 use crate::audit::{self, Action, Entry};
 use crate::conn::{Conn, Row};
 use crate::error::{Result, StoreError};
-use crate::sessions::{COLS, get_session, get_session_for_update, insert_vitals, session_from, vitals_from};
+use crate::sessions::{COLS, Judging, get_session, get_session_for_update, insert_vitals, session_from, vitals_from};
 use crate::time_codec::{from_ms, ms, opt_from_ms};
 use crate::{Actor, Store, params};
 
@@ -289,7 +289,9 @@ impl Store {
             let message_id = keep_message(c, &m, now, "recorded", None, Some(s.site_id), Some(s.id), readings.len())?;
             let mut alerts = 0;
             for r in readings {
-                let rec = insert_vitals(c, &actor, now, &s, r.vitals, r.observed_at, VitalsSource::Monitor, true)?;
+                let judging = Judging { once_per_episode: true, refuse_double_entry: false };
+                let (_, rec) =
+                    insert_vitals(c, &actor, now, s.id, (r.vitals, r.observed_at, VitalsSource::Monitor), judging)?;
                 alerts += rec.alerts.len();
                 c.execute(
                     "INSERT INTO monitor_vitals (vitals_id, message_id, status, mean_mmhg) VALUES ($1, $2, $3, $4)",

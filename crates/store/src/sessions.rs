@@ -144,9 +144,7 @@ pub(crate) fn vitals_from(r: &Row, dose_started: Option<OffsetDateTime>) -> Resu
 pub(crate) fn vitals_for(c: &mut dyn Conn, s: &TreatmentSession) -> Result<Vec<VitalsRecord>> {
     c.query(
         &format!(
-            "SELECT v.id AS id, v.session_id AS session_id, v.taken_at AS taken_at, v.systolic_mmhg AS systolic_mmhg, v.diastolic_mmhg AS diastolic_mmhg,
-                    v.heart_rate_bpm AS heart_rate_bpm, v.spo2_pct AS spo2_pct, v.resp_rate_per_min AS resp_rate_per_min, v.source AS source
-             FROM vitals v WHERE v.session_id = $1 AND {NOT_STRUCK} ORDER BY v.taken_at, v.id"
+            "SELECT {VITALS_COLS} FROM vitals v WHERE v.session_id = $1 AND {NOT_STRUCK} ORDER BY v.taken_at, v.id"
         ),
         params![s.id.0],
     )?
@@ -241,40 +239,63 @@ pub(crate) fn raise(
     Ok(out)
 }
 
-/// Stores one set of vitals in an active session `s` (its row held), evaluates the session's
-/// safety rules against it and the session's baseline, and raises the alerts: the one path
-/// for typed readings and for readings streamed by a bedside monitor. With
-/// `once_per_episode`, a rule that already has an unacknowledged alert in this session does
-/// not raise another (a monitor sending every few seconds must not flood the board: the
-/// episode lasts until a nurse acknowledges its alert).
-#[allow(clippy::too_many_arguments)]
+/// How a reading is judged before it is kept (see [`insert_vitals`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Judging {
+    /// A rule that already has an unacknowledged alert in the session does not raise another
+    /// (a monitor sending every few seconds must not flood the board: the episode lasts until
+    /// a nurse acknowledges its alert).
+    pub once_per_episode: bool,
+    /// A typed reading identical to the session's latest within the duplicate window
+    /// (data/rules/discharge.toml, a product setting) is refused: a stale value re-entered is
+    /// not a new reading.
+    pub refuse_double_entry: bool,
+}
+
+/// The columns of a vitals row for [`vitals_from`], from `vitals v`.
+const VITALS_COLS: &str = "v.id AS id, v.session_id AS session_id, v.taken_at AS taken_at, v.systolic_mmhg AS systolic_mmhg, \
+     v.diastolic_mmhg AS diastolic_mmhg, v.heart_rate_bpm AS heart_rate_bpm, v.spo2_pct AS spo2_pct, \
+     v.resp_rate_per_min AS resp_rate_per_min, v.source AS source";
+
+/// Stores one set of vitals in session `id`, which must be active and in the actor's scope,
+/// evaluates the session's safety rules against it and the session's baseline, and raises the
+/// alerts: the one path for typed readings and for readings streamed by a bedside monitor.
+/// Returns the session as it was read with the reading.
+///
+/// Its statements go together, in one round trip where the backend allows
+/// (`Conn::query_each`; docs/decisions/0004-concurrency.md, addendum on round trips): the
+/// session's row locked and read, then (each statement taking its snapshot after the lock is
+/// granted) the baseline (the session's first counted reading) with the site's settings, the
+/// latest reading for the double-entry check, the rules with an open episode, and the insert,
+/// which takes the patient from the session's row. The checks run on the answers; a refused
+/// reading is rolled back with the rest of the write. The audit entry then travels with the
+/// commit, so a reading that raises nothing costs two round trips.
 pub(crate) fn insert_vitals(
     c: &mut dyn Conn,
     actor: &Actor,
     now: OffsetDateTime,
-    s: &TreatmentSession,
-    vitals: VitalSigns,
-    taken_at: OffsetDateTime,
-    source: VitalsSource,
-    once_per_episode: bool,
-) -> Result<RecordedVitals> {
-    // Sent together, in one round trip where the backend allows (`Conn::query_each`), after the
-    // session's row is held: the baseline (the session's first reading counted before this one)
-    // with the site's settings, the reading itself, and for a monitor's stream the rules with an
-    // open episode. The insert needs nothing from the judgement; the alerts come after it.
+    id: SessionId,
+    reading: (VitalSigns, OffsetDateTime, VitalsSource),
+    judging: Judging,
+) -> Result<(TreatmentSession, RecordedVitals)> {
+    let (vitals, taken_at, source) = reading;
+    let lock_sql = format!("SELECT {COLS} FROM sessions WHERE id = $1 FOR UPDATE");
     let baseline_sql = format!(
-        "SELECT (SELECT settings FROM sites WHERE id = $2) AS site_settings, b.id AS id, b.session_id AS session_id, b.taken_at AS taken_at,
+        "SELECT (SELECT st.settings FROM sites st WHERE st.id = (SELECT s.site_id FROM sessions s WHERE s.id = $1)) AS site_settings,
+                b.id AS id, b.session_id AS session_id, b.taken_at AS taken_at,
                 b.systolic_mmhg AS systolic_mmhg, b.diastolic_mmhg AS diastolic_mmhg, b.heart_rate_bpm AS heart_rate_bpm, b.spo2_pct AS spo2_pct,
                 b.resp_rate_per_min AS resp_rate_per_min, b.source AS source
          FROM (SELECT 1 AS one) AS here LEFT JOIN (
-             SELECT v.id, v.session_id, v.taken_at, v.systolic_mmhg, v.diastolic_mmhg, v.heart_rate_bpm, v.spo2_pct, v.resp_rate_per_min, v.source
+             SELECT {VITALS_COLS}
              FROM vitals v WHERE v.session_id = $1 AND v.systolic_mmhg IS NOT NULL AND {NOT_STRUCK} ORDER BY v.taken_at, v.id LIMIT 1
          ) AS b ON 1 = 1"
     );
-    let session_and_site = params![s.id.0, s.site_id.0];
-    let reading = params![
-        s.id.0,
-        s.patient_id.0,
+    let latest_sql = format!(
+        "SELECT {VITALS_COLS} FROM vitals v WHERE v.session_id = $1 AND {NOT_STRUCK} ORDER BY v.taken_at DESC, v.id DESC LIMIT 1"
+    );
+    let session = params![id.0];
+    let row = params![
+        id.0,
         ms(taken_at),
         vitals.systolic_mmhg.map(|v| v.0),
         vitals.diastolic_mmhg.map(|v| v.0),
@@ -283,22 +304,37 @@ pub(crate) fn insert_vitals(
         vitals.resp_rate_per_min.map(|v| v.0),
         source.as_str()
     ];
-    let session = params![s.id.0];
-    let mut stmts: Vec<(&str, &[crate::conn::Value])> = vec![
-        (baseline_sql.as_str(), session_and_site),
-        (
-            "INSERT INTO vitals (session_id, patient_id, taken_at, systolic_mmhg, diastolic_mmhg, heart_rate_bpm, spo2_pct, resp_rate_per_min, source)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-            reading,
-        ),
-    ];
-    if once_per_episode {
+    let mut stmts: Vec<(&str, &[crate::conn::Value])> =
+        vec![(lock_sql.as_str(), session), (baseline_sql.as_str(), session)];
+    if judging.refuse_double_entry {
+        stmts.push((latest_sql.as_str(), session));
+    }
+    if judging.once_per_episode {
         stmts.push((OPEN_EPISODES_SQL, session));
     }
+    stmts.push((
+        "INSERT INTO vitals (session_id, patient_id, taken_at, systolic_mmhg, diastolic_mmhg, heart_rate_bpm, spo2_pct, resp_rate_per_min, source)
+         SELECT s.id, s.patient_id, $2, $3, $4, $5, $6, $7, $8 FROM sessions s WHERE s.id = $1 RETURNING id",
+        row,
+    ));
     let mut answers = c.query_each(&stmts)?.into_iter();
     let mut next =
         || answers.next().ok_or_else(|| StoreError::Backend("a statement of the vitals write had no answer".into()));
-    let (here, inserted, open) = (next()?, next()?, if once_per_episode { Some(next()?) } else { None });
+    let (held, here) = (next()?, next()?);
+    let latest = if judging.refuse_double_entry { Some(next()?) } else { None };
+    let open = if judging.once_per_episode { Some(next()?) } else { None };
+    let inserted = next()?;
+    let s = match held.first() {
+        Some(r) => session_from(r)?,
+        None => return Err(StoreError::NotFound(format!("session {id}"))),
+    };
+    if !actor.may_see(s.site_id, s.patient_id) {
+        return Err(StoreError::NotFound(format!("session {id}")));
+    }
+    require_active(&s)?;
+    if let Some(latest) = latest {
+        refuse_double_entry(latest.first().map(|r| vitals_from(r, s.dose_started_at)).transpose()?, &vitals, taken_at)?;
+    }
     let here = here.first().ok_or_else(|| StoreError::Corrupt("the baseline query returned no row".into()))?;
     let rid = inserted.first().ok_or_else(|| StoreError::Backend("insert returned no id".into()))?.i64("id")?;
     let settings =
@@ -339,7 +375,24 @@ pub(crate) fn insert_vitals(
         vitals,
         source,
     };
-    Ok(RecordedVitals { record, alerts })
+    Ok((s, RecordedVitals { record, alerts }))
+}
+
+/// Refuses a typed reading identical to the session's latest one (`previous`) within the
+/// duplicate window; nothing of it is kept.
+fn refuse_double_entry(previous: Option<VitalsRecord>, vitals: &VitalSigns, taken_at: OffsetDateTime) -> Result<()> {
+    let entry = DischargeRules::builtin();
+    if !entry.looks_like_double_entry(previous.as_ref().map(|p| (&p.vitals, p.taken_at)), vitals, taken_at) {
+        return Ok(());
+    }
+    let ago = previous.map_or(0, |p| (taken_at - p.taken_at).whole_seconds());
+    Err(DomainError::field(
+        "confirm_duplicate",
+        format!(
+            "this reading is identical to the one recorded {ago} s ago; if it really is a new reading, confirm it (it is not stored until you do)"
+        ),
+    )
+    .into())
 }
 
 /// The rules with an unacknowledged alert in the session (`$1`).
@@ -1184,26 +1237,11 @@ impl Store {
             );
         }
         let actor = actor.clone();
-        self.write(move |c| {
-            let s = get_session_for_update(c, &actor, id)?;
-            require_active(&s)?;
-            if source == VitalsSource::Manual && !confirm_duplicate {
-                let previous = vitals_for(c, &s)?.into_iter().max_by_key(|v| (v.taken_at, v.id));
-                let entry = DischargeRules::builtin();
-                if entry.looks_like_double_entry(previous.as_ref().map(|p| (&p.vitals, p.taken_at)), &vitals, taken_at) {
-                    let ago = previous.map_or(0, |p| (taken_at - p.taken_at).whole_seconds());
-                    return Err(DomainError::field(
-                        "confirm_duplicate",
-                        format!(
-                            "this reading is identical to the one recorded {ago} s ago; if it really is a new reading, confirm it (it is not stored until you do)"
-                        ),
-                    )
-                    .into());
-                }
-            }
-            insert_vitals(c, &actor, now, &s, vitals, taken_at, source, false)
-        })
-        .await
+        let judging = Judging {
+            once_per_episode: false,
+            refuse_double_entry: source == VitalsSource::Manual && !confirm_duplicate,
+        };
+        self.write(move |c| Ok(insert_vitals(c, &actor, now, id, (vitals, taken_at, source), judging)?.1)).await
     }
 
     pub async fn list_vitals(&self, actor: &Actor, id: SessionId) -> Result<Vec<VitalsRecord>> {

@@ -519,3 +519,90 @@ async fn a_dose_never_starts_past_an_urgent_alert_raised_at_the_same_moment() {
         }
     }
 }
+
+/// A reading judged while another write holds its session sees what that write committed: the
+/// session's row is locked first and the baseline read after the lock is granted, never from
+/// a snapshot taken before the wait (docs/decisions/0004-concurrency.md). Here the other write
+/// adds a backdated reading that becomes the session's baseline; the waiting reading is a
+/// notable rise over it, though not over the baseline it would have seen before the wait.
+#[tokio::test]
+async fn a_reading_waiting_on_its_session_is_judged_against_what_the_holder_committed() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        let (s, k) = (&db.store, db.kind);
+        let a = site(s, "A").await;
+        let n = nurse(&[a]);
+        let (_, sess) = scheduled_session(s, a, "A-0001").await;
+        s.act_on_session(&n, sess, SessionAction::CheckIn).await.unwrap();
+        s.act_on_session(&n, sess, SessionAction::StartPreDoseChecks).await.unwrap();
+        let bp = |sys: f64, dia: f64| VitalSigns {
+            systolic_mmhg: Some(Mmhg(sys)),
+            diastolic_mmhg: Some(Mmhg(dia)),
+            heart_rate_bpm: Some(BeatsPerMinute(72.0)),
+            spo2_pct: Some(Percent(98.0)),
+            resp_rate_per_min: None,
+        };
+        s.record_vitals(&n, sess, bp(160.0, 95.0), None, VitalsSource::Manual).await.unwrap();
+        s.act_on_session(&n, sess, SessionAction::StartDose).await.unwrap();
+        clock.advance(time::Duration::minutes(10));
+
+        let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let s = s.clone();
+            let earlier = (T0 - time::Duration::minutes(1)).unix_timestamp() * 1000;
+            tokio::spawn(async move {
+                keta_store::testing::write(&s, move |c| {
+                    c.query_opt("SELECT id FROM sessions WHERE id = $1 FOR UPDATE", params![sess.0])?;
+                    c.execute(
+                        "INSERT INTO vitals (session_id, patient_id, taken_at, systolic_mmhg, diastolic_mmhg, source)
+                         SELECT id, patient_id, $2, 120, 80, 'manual' FROM sessions WHERE id = $1",
+                        params![sess.0, earlier],
+                    )?;
+                    held_tx.send(()).unwrap();
+                    go_rx.recv().unwrap();
+                    Ok(())
+                })
+                .await
+            })
+        };
+        tokio::task::spawn_blocking(move || held_rx.recv().unwrap()).await.unwrap();
+        let waiting = {
+            let (s, n) = (s.clone(), n.clone());
+            tokio::spawn(async move { s.record_vitals(&n, sess, bp(165.0, 97.0), None, VitalsSource::Manual).await })
+        };
+        // Release the holder only once the reading is waiting for it: on PostgreSQL for the
+        // session's row, on SQLite in the writer's queue.
+        let mut polls = 0;
+        loop {
+            let queued = match k {
+                keta_testkit::Kind::Sqlite => s.stats().writer_queue_depth.unwrap_or(0),
+                _ => keta_store::testing::read(s, |c| {
+                    c.query_opt(
+                        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                        &[],
+                    )?
+                    .unwrap()
+                    .i64("n")
+                })
+                .await
+                .unwrap() as u64,
+            };
+            if queued > 0 {
+                break;
+            }
+            polls += 1;
+            assert!(polls < 500, "{k:?}: the reading never waited for the holder");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        go_tx.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        let out = waiting.await.unwrap().unwrap();
+        let rules: Vec<&str> = out.alerts.iter().map(|x| x.rule.as_str()).collect();
+        assert_eq!(
+            rules,
+            ["bp_rise_from_baseline"],
+            "{k:?}: judged against 120/80, the baseline committed while it waited"
+        );
+    }
+}
