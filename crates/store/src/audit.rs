@@ -290,12 +290,9 @@ pub(crate) fn record(conn: &mut dyn Conn, actor: &Actor, at: OffsetDateTime, e: 
         conn.execute_later(
             "INSERT INTO audit_log (occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, request_id)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            params![at_ms, actor.name.as_str(), e.action.as_str(), e.object_type, e.object_id, patient, site, fields, "allowed", request],
+            params![at_ms, actor.name.as_str(), e.action.as_str(), e.object_type, e.object_id.as_deref(), patient, site, fields, "allowed", request],
         )?;
-        if notify {
-            crate::cluster::queue_notice(e.site_id);
-        }
-        APPENDED.with(|a| a.set(true));
+        appended(&e);
         return Ok(());
     }
     if notify {
@@ -333,6 +330,53 @@ pub(crate) fn record(conn: &mut dyn Conn, actor: &Actor, at: OffsetDateTime, e: 
         params![at_ms, actor.name.as_str(), e.action.as_str(), e.object_type, e.object_id, patient, site, fields, "allowed", prev, row_hash, last + 1, request],
     )?;
     Ok(())
+}
+
+/// The audit entry of a row that a step of a data-modifying `WITH` inserts, for PostgreSQL
+/// with the sealer (entries chained after they commit): an `INSERT INTO audit_log ... SELECT
+/// ... FROM {from}` step whose object id, patient and site are the SQL expressions `id`,
+/// `patient` and `site` over `from`, and whose other values are parameters numbered from
+/// `first`. So the row and its entry are one statement, and there is an entry exactly when
+/// there is a row. `None` where entries are chained as they are written (SQLite, the inline
+/// chain): use [`record`] there. Call [`appended`] once the row is known to be written.
+pub(crate) fn entry_step(
+    conn: &dyn Conn,
+    (from, id, patient, site): (&str, &str, &str, &str),
+    first: usize,
+    actor: &Actor,
+    at: OffsetDateTime,
+    e: &Entry<'_>,
+) -> Option<(String, Vec<crate::conn::Value>)> {
+    if conn.backend() != Backend::Postgres || INLINE.with(|i| i.get()) {
+        return None;
+    }
+    let p = |k: usize| format!("${}", first + k);
+    let sql = format!(
+        "INSERT INTO audit_log (occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, request_id)
+         SELECT {}, {}, {}, {}, {id}, {patient}, {site}, {}, {}, {} FROM {from}",
+        p(0),
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5),
+        p(6)
+    );
+    let fields = serde_json::to_string(e.fields).expect("strings serialise");
+    let request = crate::request_id::of_thread().map(|r| r.to_string());
+    Some((
+        sql,
+        params![ms(at), actor.name.as_str(), e.action.as_str(), e.object_type, fields, "allowed", request].to_vec(),
+    ))
+}
+
+/// Marks an entry written by an [`entry_step`] as appended: the sealer is woken after the
+/// commit, and other instances' live views are told of the change.
+pub(crate) fn appended(e: &Entry<'_>) {
+    if crate::cluster::notifies_boards(e.action) {
+        crate::cluster::queue_notice(e.site_id);
+    }
+    APPENDED.with(|a| a.set(true));
 }
 
 /// A read entry to append with others (see [`record_reads`]).

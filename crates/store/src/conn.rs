@@ -181,6 +181,15 @@ pub trait Conn {
         stmts.iter().map(|(sql, params)| self.query(sql, params)).collect()
     }
 
+    /// Runs the transaction's last queries as [`Conn::query_each`] does. A backend may send
+    /// the commit with them, in the same round trip (PostgreSQL does): the write's closure then
+    /// returns their answers as committed. Nothing may run on the connection after them; an
+    /// error in any of them, or in the commit, fails the write and keeps nothing of it. Other
+    /// backends commit when the closure returns, as for any write.
+    fn query_each_last(&mut self, stmts: &[(&str, &[Value])]) -> Result<Vec<Vec<Row>>> {
+        self.query_each(stmts)
+    }
+
     /// Runs a query expected to return at most one row.
     fn query_opt(&mut self, sql: &str, params: &[Value]) -> Result<Option<Row>> {
         Ok(self.query(sql, params)?.into_iter().next())

@@ -65,6 +65,7 @@ pub mod rules;
 pub mod sessions;
 pub mod site_time;
 pub mod sites;
+mod vitals_memory;
 
 use std::sync::Arc;
 

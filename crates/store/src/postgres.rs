@@ -401,6 +401,8 @@ pub struct PostgresBackend {
     sealer: Sealer,
     /// Sends committed changes' notices to the other instances (`cluster::Notifier`).
     notifier: Arc<crate::cluster::Notifier>,
+    /// What this server's vitals writes read of their sessions (`crate::vitals_memory`).
+    pub(crate) vitals_memory: Arc<crate::vitals_memory::Memory>,
 }
 
 /// Opens a pool connection: the URL's settings and the statement timeout.
@@ -424,6 +426,7 @@ impl PostgresBackend {
             permits: Arc::new(Semaphore::new(settings.pool_size)),
             sealer: Sealer::start(settings.clone()),
             notifier: Arc::new(crate::cluster::Notifier::start(settings.clone())),
+            vitals_memory: Arc::default(),
             settings,
         })
     }

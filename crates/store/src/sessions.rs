@@ -24,6 +24,7 @@ use crate::courses::get_course;
 use crate::error::{Result, StoreError};
 use crate::monitors::NOT_STRUCK;
 use crate::time_codec::{from_json, from_ms, json, ms, opt_from_ms};
+use crate::vitals_memory::Seen;
 use crate::{Actor, Store, params};
 
 pub(crate) const COLS: &str = "id, course_id, patient_id, site_id, chair_id, route, sequence, scheduled_for, state, checked_in_at, pre_dose_checks_at, \
@@ -260,7 +261,8 @@ const VITALS_COLS: &str = "v.id AS id, v.session_id AS session_id, v.taken_at AS
 /// Stores one set of vitals in session `id`, which must be active and in the actor's scope,
 /// evaluates the session's safety rules against it and the session's baseline, and raises the
 /// alerts: the one path for typed readings and for readings streamed by a bedside monitor.
-/// Returns the session as it was read with the reading.
+/// Returns, with the reading, what the write read of the session, the reading added (for
+/// [`crate::vitals_memory`]).
 ///
 /// Its statements go together, in one round trip where the backend allows
 /// (`Conn::query_each`; docs/decisions/0004-concurrency.md, addendum on round trips): the
@@ -277,7 +279,7 @@ pub(crate) fn insert_vitals(
     id: SessionId,
     reading: (VitalSigns, OffsetDateTime, VitalsSource),
     judging: Judging,
-) -> Result<(TreatmentSession, RecordedVitals)> {
+) -> Result<(Seen, RecordedVitals)> {
     let (vitals, taken_at, source) = reading;
     let lock_sql = format!("SELECT {COLS} FROM sessions WHERE id = $1 FOR UPDATE");
     let baseline_sql = format!(
@@ -305,10 +307,7 @@ pub(crate) fn insert_vitals(
         source.as_str()
     ];
     let mut stmts: Vec<(&str, &[crate::conn::Value])> =
-        vec![(lock_sql.as_str(), session), (baseline_sql.as_str(), session)];
-    if judging.refuse_double_entry {
-        stmts.push((latest_sql.as_str(), session));
-    }
+        vec![(lock_sql.as_str(), session), (baseline_sql.as_str(), session), (latest_sql.as_str(), session)];
     if judging.once_per_episode {
         stmts.push((OPEN_EPISODES_SQL, session));
     }
@@ -320,8 +319,7 @@ pub(crate) fn insert_vitals(
     let mut answers = c.query_each(&stmts)?.into_iter();
     let mut next =
         || answers.next().ok_or_else(|| StoreError::Backend("a statement of the vitals write had no answer".into()));
-    let (held, here) = (next()?, next()?);
-    let latest = if judging.refuse_double_entry { Some(next()?) } else { None };
+    let (held, here, latest) = (next()?, next()?, next()?);
     let open = if judging.once_per_episode { Some(next()?) } else { None };
     let inserted = next()?;
     let s = match held.first() {
@@ -332,8 +330,9 @@ pub(crate) fn insert_vitals(
         return Err(StoreError::NotFound(format!("session {id}")));
     }
     require_active(&s)?;
-    if let Some(latest) = latest {
-        refuse_double_entry(latest.first().map(|r| vitals_from(r, s.dose_started_at)).transpose()?, &vitals, taken_at)?;
+    let latest = latest.first().map(|r| vitals_from(r, s.dose_started_at)).transpose()?;
+    if judging.refuse_double_entry {
+        refuse_double_entry(latest.as_ref(), &vitals, taken_at)?;
     }
     let here = here.first().ok_or_else(|| StoreError::Corrupt("the baseline query returned no row".into()))?;
     let rid = inserted.first().ok_or_else(|| StoreError::Backend("insert returned no id".into()))?.i64("id")?;
@@ -343,12 +342,8 @@ pub(crate) fn insert_vitals(
         Some(_) => Some(vitals_from(here, s.dose_started_at)?),
         None => None,
     };
-    let phase = match s.dose_started_at {
-        Some(d) if taken_at >= d => DosePhase::PostDose { minutes_since_dose: (taken_at - d).whole_minutes() },
-        _ => DosePhase::PreDose,
-    };
-    let firings =
-        crate::rules::safety_rules_in(&settings)?.evaluate_vitals(phase, &vitals, baseline.as_ref().map(|b| &b.vitals));
+    let rules = crate::rules::safety_rules_in(&settings)?;
+    let firings = rules.evaluate_vitals(phase_at(&s, taken_at), &vitals, baseline.as_ref().map(|b| &b.vitals));
     audit::record(
         c,
         actor,
@@ -367,22 +362,44 @@ pub(crate) fn insert_vitals(
         None => firings,
     };
     let alerts = raise(c, actor, now, s.site_id, s.patient_id, Some(s.id), firings)?;
-    let record = VitalsRecord {
-        id: RecordId(rid),
+    let record = vitals_record(&s, RecordId(rid), (vitals, taken_at, source));
+    let seen = Seen { session: s, baseline, latest, settings: settings.into(), rules }.with(&record);
+    Ok((seen, RecordedVitals { record, alerts }))
+}
+
+/// The phase of session `s` a reading taken at `taken_at` belongs to.
+pub(crate) fn phase_at(s: &TreatmentSession, taken_at: OffsetDateTime) -> DosePhase {
+    match s.dose_started_at {
+        Some(d) if taken_at >= d => DosePhase::PostDose { minutes_since_dose: (taken_at - d).whole_minutes() },
+        _ => DosePhase::PreDose,
+    }
+}
+
+/// The record of a reading stored in session `s` as `id`.
+pub(crate) fn vitals_record(
+    s: &TreatmentSession,
+    id: RecordId,
+    (vitals, taken_at, source): (VitalSigns, OffsetDateTime, VitalsSource),
+) -> VitalsRecord {
+    VitalsRecord {
+        id,
         session_id: s.id,
         taken_at,
         minutes_since_dose: s.dose_started_at.map(|d| (taken_at - d).whole_minutes()),
         vitals,
         source,
-    };
-    Ok((s, RecordedVitals { record, alerts }))
+    }
 }
 
 /// Refuses a typed reading identical to the session's latest one (`previous`) within the
 /// duplicate window; nothing of it is kept.
-fn refuse_double_entry(previous: Option<VitalsRecord>, vitals: &VitalSigns, taken_at: OffsetDateTime) -> Result<()> {
+pub(crate) fn refuse_double_entry(
+    previous: Option<&VitalsRecord>,
+    vitals: &VitalSigns,
+    taken_at: OffsetDateTime,
+) -> Result<()> {
     let entry = DischargeRules::builtin();
-    if !entry.looks_like_double_entry(previous.as_ref().map(|p| (&p.vitals, p.taken_at)), vitals, taken_at) {
+    if !entry.looks_like_double_entry(previous.map(|p| (&p.vitals, p.taken_at)), vitals, taken_at) {
         return Ok(());
     }
     let ago = previous.map_or(0, |p| (taken_at - p.taken_at).whole_seconds());
@@ -596,7 +613,7 @@ impl RecordFacts {
     }
 }
 
-fn require_active(s: &TreatmentSession) -> Result<()> {
+pub(crate) fn require_active(s: &TreatmentSession) -> Result<()> {
     if s.state == SessionState::Scheduled {
         return Err(StoreError::Conflict("check the patient in before recording in this session".into()));
     }
@@ -1241,7 +1258,25 @@ impl Store {
             once_per_episode: false,
             refuse_double_entry: source == VitalsSource::Manual && !confirm_duplicate,
         };
-        self.write(move |c| Ok(insert_vitals(c, &actor, now, id, (vitals, taken_at, source), judging)?.1)).await
+        let reading = (vitals, taken_at, source);
+        let memory = self.vitals_memory();
+        if let Some(m) = &memory
+            && let Some(done) = self.record_vitals_from_memory(m, &actor, now, id, reading, judging).await?
+        {
+            return Ok(done);
+        }
+        let written = self.write(move |c| insert_vitals(c, &actor, now, id, reading, judging)).await;
+        match (memory, written) {
+            (Some(m), Ok((seen, done))) => {
+                m.remember(id, seen);
+                Ok(done)
+            }
+            (Some(m), Err(e)) => {
+                m.forget(id);
+                Err(e)
+            }
+            (None, written) => written.map(|(_, done)| done),
+        }
     }
 
     pub async fn list_vitals(&self, actor: &Actor, id: SessionId) -> Result<Vec<VitalsRecord>> {

@@ -172,6 +172,16 @@ fn all_together<T>(
     answers.into_iter().map(|a| a.expect("every request is answered before the poll above ends")).collect()
 }
 
+fn rows_of_each(answers: Vec<Answer>) -> Result<Vec<Vec<Row>>> {
+    answers
+        .into_iter()
+        .map(|a| match a {
+            Answer::Rows(rows) => rows_of(&rows),
+            _ => Ok(Vec::new()),
+        })
+        .collect()
+}
+
 /// A transaction on a pooled connection, begun lazily.
 pub(super) struct PipeConn<'a> {
     client: &'a mut PipeClient,
@@ -182,6 +192,9 @@ pub(super) struct PipeConn<'a> {
     begin: Option<&'static str>,
     /// Statements whose answer nobody reads, sent with the next statement or the commit.
     later: Vec<(Statement, Vec<Value>)>,
+    /// The `COMMIT` has gone out with the transaction's last statements
+    /// ([`Conn::query_each_last`]): the transaction is over, committed or rolled back.
+    ended: bool,
 }
 
 impl<'a> PipeConn<'a> {
@@ -194,7 +207,7 @@ impl<'a> PipeConn<'a> {
         // Reads: one snapshot for every query of the read (the chart, the board, outcomes), as
         // SQLite's read transaction gives; READ COMMITTED would take one per query.
         let begin = if read_only { "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" } else { "BEGIN" };
-        Self { client, cache, known, begin: Some(begin), later: Vec::new() }
+        Self { client, cache, known, begin: Some(begin), later: Vec::new(), ended: false }
     }
 
     fn statement(&mut self, sql: &str) -> Result<Statement> {
@@ -251,12 +264,18 @@ impl<'a> PipeConn<'a> {
     /// Runs statements after whatever is pending, together. A cached statement the schema has
     /// since changed under ("cached plan must not change result type") is prepared afresh next
     /// time.
-    fn run(&mut self, stmts: &[(&str, &[Value])], rows: bool) -> Result<Vec<Answer>> {
+    fn run(&mut self, stmts: &[(&str, &[Value])], rows: bool, then: Option<&'static str>) -> Result<Vec<Answer>> {
+        if self.ended {
+            return Err(StoreError::Backend("a statement after the transaction's commit (a bug)".into()));
+        }
         let mut now = Vec::with_capacity(stmts.len());
         for (sql, params) in stmts {
             now.push((self.statement(sql)?, *params, rows));
         }
-        let r = self.flush(&now, None);
+        // Whatever the answers, a `COMMIT` sent ends the transaction (after an error it is a
+        // rollback), so nothing is left to commit or roll back.
+        self.ended = then.is_some();
+        let r = self.flush(&now, then);
         if let Err(e) = &r
             && e.code() == Some(&tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED)
         {
@@ -270,7 +289,7 @@ impl<'a> PipeConn<'a> {
     /// Commits: sends what is pending with the `COMMIT`. A transaction that never sent a
     /// statement has nothing to commit.
     pub(super) fn commit(mut self) -> Result<()> {
-        if self.begin.is_some() && self.later.is_empty() {
+        if self.ended || (self.begin.is_some() && self.later.is_empty()) {
             return Ok(());
         }
         self.flush(&[], Some("COMMIT"))?;
@@ -281,7 +300,7 @@ impl<'a> PipeConn<'a> {
     /// began needs no round trip.
     pub(super) fn rollback(mut self) -> Result<()> {
         self.later.clear();
-        if self.begin.is_some() {
+        if self.begin.is_some() || self.ended {
             return Ok(());
         }
         let client = &self.client.client;
@@ -291,30 +310,31 @@ impl<'a> PipeConn<'a> {
 
 impl Conn for PipeConn<'_> {
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
-        match self.run(&[(sql, params)], false)?.pop() {
+        match self.run(&[(sql, params)], false, None)?.pop() {
             Some(Answer::Changed(n)) => Ok(n),
             _ => Ok(0),
         }
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
-        match self.run(&[(sql, params)], true)?.pop() {
+        match self.run(&[(sql, params)], true, None)?.pop() {
             Some(Answer::Rows(rows)) => rows_of(&rows),
             _ => Ok(Vec::new()),
         }
     }
 
     fn query_each(&mut self, stmts: &[(&str, &[Value])]) -> Result<Vec<Vec<Row>>> {
-        self.run(stmts, true)?
-            .into_iter()
-            .map(|a| match a {
-                Answer::Rows(rows) => rows_of(&rows),
-                _ => Ok(Vec::new()),
-            })
-            .collect()
+        rows_of_each(self.run(stmts, true, None)?)
+    }
+
+    fn query_each_last(&mut self, stmts: &[(&str, &[Value])]) -> Result<Vec<Vec<Row>>> {
+        rows_of_each(self.run(stmts, true, Some("COMMIT"))?)
     }
 
     fn execute_later(&mut self, sql: &str, params: &[Value]) -> Result<()> {
+        if self.ended {
+            return Err(StoreError::Backend("a statement after the transaction's commit (a bug)".into()));
+        }
         let stmt = self.statement(sql)?;
         self.later.push((stmt, params.to_vec()));
         Ok(())

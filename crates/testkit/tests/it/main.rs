@@ -52,3 +52,4 @@ mod security;
 mod serving;
 mod stories;
 mod time_zones;
+mod vitals_memory;
