@@ -305,10 +305,12 @@ impl Store {
         let op = move |c: &mut dyn Conn| request_id::on_thread(request, || op(c));
         let result = if let Some(claim) = idempotency::current_claim() {
             let now = self.now();
+            // The mark goes first: a write may send its `COMMIT` with its last statements
+            // (`Conn::query_each_last`), and a claim taken over by a retry stops the write
+            // before it does anything.
             let op = move |c: &mut dyn Conn| {
-                let v = op(c)?;
                 idempotency::mark_written(c, &claim, now)?;
-                Ok(v)
+                op(c)
             };
             match &*self.engine {
                 Engine::Sqlite(b) => b.write(op).await,

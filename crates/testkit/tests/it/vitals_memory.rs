@@ -133,3 +133,42 @@ async fn a_reading_is_judged_on_the_databases_facts_whatever_the_server_remember
         assert_eq!(s.verify_audit_chain().await.unwrap().1, None, "{k:?}: the audit chain verifies");
     }
 }
+
+/// Through the API, with an `Idempotency-Key` (its claim is marked in the same transaction as
+/// the reading): a reading written from memory is recorded once, and a retry gets its answer.
+#[tokio::test]
+async fn a_keyed_reading_from_memory_is_recorded_once_and_its_retry_gets_the_first_answer() {
+    let clock = ManualClock::at(T0);
+    for db in TestDb::all(&clock).await {
+        clock.set(T0);
+        let (s, k) = (&db.store, db.kind);
+        let a = site(s, "A").await;
+        let staff = keta_testkit::seed_staff(s, &[a]).await;
+        let app = keta_testkit::spawn_app(s.clone()).await;
+        let nurse = staff.iter().find(|x| x.role == keta_domain::access::Role::Nurse).unwrap();
+        assert_eq!(app.login(nurse, clock.now()).await.status(), 200);
+        let n = self::nurse(&[a]);
+        let p = patient(s, a, "A-0002").await;
+        let c = s.create_course(&prescriber(&[a]), p, course(Route::IvRacemic)).await.unwrap();
+        let new = NewSession { scheduled_for: T0, chair_id: None, planned_dose_mg: None };
+        let sess = s.create_session(&prescriber(&[a]), c.id, new).await.unwrap().id;
+        s.act_on_session(&n, sess, SessionAction::CheckIn).await.unwrap();
+        s.act_on_session(&n, sess, SessionAction::StartPreDoseChecks).await.unwrap();
+        let path = format!("/api/v1/sessions/{sess}/vitals");
+        let post = |key: &'static str, sys: i64| {
+            let body = serde_json::json!({"systolic_mmhg": sys, "diastolic_mmhg": 80});
+            app.request(reqwest::Method::POST, &path).header("idempotency-key", key).json(&body).send()
+        };
+        assert_eq!(post("bp-1", 128).await.unwrap().status(), 201, "{k:?}");
+        clock.advance(Duration::minutes(1));
+        let first = post("bp-2", 130).await.unwrap();
+        assert_eq!(first.status(), 201, "{k:?}");
+        let first_body = first.text().await.unwrap();
+        assert_eq!(s.vitals_written_from_memory(), u64::from(k == Kind::Postgres), "{k:?}");
+        let again = post("bp-2", 130).await.unwrap();
+        assert_eq!(again.status(), 201, "{k:?}");
+        assert_eq!(again.headers()["idempotent-replayed"], "true", "{k:?}");
+        assert_eq!(again.text().await.unwrap(), first_body, "{k:?}");
+        assert_eq!(keta_store::testing::count_rows(s, "vitals").await.unwrap(), 2, "{k:?}: recorded once");
+    }
+}
