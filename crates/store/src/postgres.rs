@@ -84,6 +84,9 @@ pub struct PgSettings {
     /// `audit_chain=inline`: the design before docs/decisions/0005 (each writer chains its own
     /// entry under the chain lock), kept so `keta bench` can measure both in one run.
     pub audit_inline: bool,
+    /// `vitals_memory=off`: every vitals write reads its session's facts itself, in two round
+    /// trips (`crate::vitals_memory`), so `keta bench` can measure both in one run.
+    pub vitals_memory: bool,
     /// The URL without Keta's own parameters, for `pg_dump`/`pg_restore` (libpq).
     pub libpq_url: String,
     /// The same settings for the pool's pipelining connections (`postgres/pipeline.rs`).
@@ -139,6 +142,7 @@ pub fn parse_url(url: &str) -> Result<PgSettings> {
     let mut pool_wait_ms = DEFAULT_POOL_WAIT_MS;
     let mut connect_timeout = None;
     let mut audit_inline = false;
+    let mut vitals_memory = true;
     for kv in query.split('&').filter(|kv| !kv.is_empty()) {
         let (k, raw) = kv.split_once('=').unwrap_or((kv, ""));
         let v = percent_decode(raw);
@@ -175,6 +179,13 @@ pub fn parse_url(url: &str) -> Result<PgSettings> {
                     "sealer" => false,
                     "inline" => true,
                     _ => return Err(bad_setting(k, &v, "use sealer (the default) or inline")),
+                }
+            }
+            "vitals_memory" => {
+                vitals_memory = match v.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(bad_setting(k, &v, "use on (the default) or off")),
                 }
             }
             _ => {
@@ -237,6 +248,7 @@ pub fn parse_url(url: &str) -> Result<PgSettings> {
         pool_size,
         pool_wait: Duration::from_millis(pool_wait_ms),
         audit_inline,
+        vitals_memory,
         libpq_url: join(&libpq),
         pipe_config,
         tls,
@@ -679,6 +691,9 @@ mod tests {
         assert_eq!(parse_url("postgres://h/d?sslmode=disable").unwrap().ssl, SslMode::Disable);
         assert!(!s.audit_inline);
         assert!(parse_url("postgres://h/d?audit_chain=inline").unwrap().audit_inline);
+        assert!(s.vitals_memory);
+        assert!(!parse_url("postgres://h/d?vitals_memory=off").unwrap().vitals_memory);
+        assert!(parse_url("postgres://h/d?vitals_memory=maybe").is_err());
         assert!(parse_url("postgres://h/d?audit_chain=later").is_err());
         assert_eq!(parse_url("postgres://h/d?sslmode=require").unwrap().ssl, SslMode::Require);
     }

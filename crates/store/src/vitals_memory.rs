@@ -213,10 +213,12 @@ fn send(c: &mut dyn Conn, actor: &Actor, now: OffsetDateTime, p: &Plan) -> Resul
 
 impl Store {
     /// The memory of sessions, where readings can be judged from it: PostgreSQL with the
-    /// audit chain sealed after commit (the default).
+    /// audit chain sealed after commit (the default), unless `vitals_memory=off`.
     pub(crate) fn vitals_memory(&self) -> Option<Arc<Memory>> {
         match &*self.engine {
-            crate::Engine::Postgres(b) if !b.settings.audit_inline => Some(b.vitals_memory.clone()),
+            crate::Engine::Postgres(b) if b.settings.vitals_memory && !b.settings.audit_inline => {
+                Some(b.vitals_memory.clone())
+            }
             _ => None,
         }
     }
