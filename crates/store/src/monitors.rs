@@ -289,7 +289,7 @@ impl Store {
             let message_id = keep_message(c, &m, now, "recorded", None, Some(s.site_id), Some(s.id), readings.len())?;
             let mut alerts = 0;
             for r in readings {
-                let judging = Judging { once_per_episode: true, refuse_double_entry: false };
+                let judging = Judging { once_per_episode: true, refuse_double_entry: false, remember: false };
                 let (_, rec) =
                     insert_vitals(c, &actor, now, s.id, (r.vitals, r.observed_at, VitalsSource::Monitor), judging)?;
                 alerts += rec.alerts.len();

@@ -251,6 +251,9 @@ pub(crate) struct Judging {
     /// (data/rules/discharge.toml, a product setting) is refused: a stale value re-entered is
     /// not a new reading.
     pub refuse_double_entry: bool,
+    /// The write's answers go to the server's memory of the session
+    /// ([`crate::vitals_memory`]), which needs the latest reading even without the check.
+    pub remember: bool,
 }
 
 /// The columns of a vitals row for [`vitals_from`], from `vitals v`.
@@ -306,8 +309,12 @@ pub(crate) fn insert_vitals(
         vitals.resp_rate_per_min.map(|v| v.0),
         source.as_str()
     ];
+    let want_latest = judging.refuse_double_entry || judging.remember;
     let mut stmts: Vec<(&str, &[crate::conn::Value])> =
-        vec![(lock_sql.as_str(), session), (baseline_sql.as_str(), session), (latest_sql.as_str(), session)];
+        vec![(lock_sql.as_str(), session), (baseline_sql.as_str(), session)];
+    if want_latest {
+        stmts.push((latest_sql.as_str(), session));
+    }
     if judging.once_per_episode {
         stmts.push((OPEN_EPISODES_SQL, session));
     }
@@ -319,7 +326,8 @@ pub(crate) fn insert_vitals(
     let mut answers = c.query_each(&stmts)?.into_iter();
     let mut next =
         || answers.next().ok_or_else(|| StoreError::Backend("a statement of the vitals write had no answer".into()));
-    let (held, here, latest) = (next()?, next()?, next()?);
+    let (held, here) = (next()?, next()?);
+    let latest = if want_latest { next()? } else { Vec::new() };
     let open = if judging.once_per_episode { Some(next()?) } else { None };
     let inserted = next()?;
     let s = match held.first() {
@@ -1254,12 +1262,13 @@ impl Store {
             );
         }
         let actor = actor.clone();
+        let memory = self.vitals_memory();
         let judging = Judging {
             once_per_episode: false,
             refuse_double_entry: source == VitalsSource::Manual && !confirm_duplicate,
+            remember: memory.is_some(),
         };
         let reading = (vitals, taken_at, source);
-        let memory = self.vitals_memory();
         if let Some(m) = &memory
             && let Some(done) = self.record_vitals_from_memory(m, &actor, now, id, reading, judging).await?
         {
