@@ -207,7 +207,7 @@ fn send(c: &mut dyn Conn, actor: &Actor, now: OffsetDateTime, p: &Plan) -> Resul
         return Ok(None);
     };
     audit::appended(&e);
-    let record = vitals_record(s, RecordId(row.i64("id")?), p.reading.clone());
+    let record = vitals_record(s, RecordId(row.i64("id")?), p.reading);
     Ok(Some(RecordedVitals { record, alerts: Vec::new() }))
 }
 
