@@ -299,16 +299,8 @@ pub(crate) fn insert_vitals(
         "SELECT {VITALS_COLS} FROM vitals v WHERE v.session_id = $1 AND {NOT_STRUCK} ORDER BY v.taken_at DESC, v.id DESC LIMIT 1"
     );
     let session = params![id.0];
-    let row = params![
-        id.0,
-        ms(taken_at),
-        vitals.systolic_mmhg.map(|v| v.0),
-        vitals.diastolic_mmhg.map(|v| v.0),
-        vitals.heart_rate_bpm.map(|v| v.0),
-        vitals.spo2_pct.map(|v| v.0),
-        vitals.resp_rate_per_min.map(|v| v.0),
-        source.as_str()
-    ];
+    let mut row = params![id.0].to_vec();
+    row.extend(reading_values(&reading));
     let want_latest = judging.refuse_double_entry || judging.remember;
     let mut stmts: Vec<(&str, &[crate::conn::Value])> =
         vec![(lock_sql.as_str(), session), (baseline_sql.as_str(), session)];
@@ -321,7 +313,7 @@ pub(crate) fn insert_vitals(
     stmts.push((
         "INSERT INTO vitals (session_id, patient_id, taken_at, systolic_mmhg, diastolic_mmhg, heart_rate_bpm, spo2_pct, resp_rate_per_min, source)
          SELECT s.id, s.patient_id, $2, $3, $4, $5, $6, $7, $8 FROM sessions s WHERE s.id = $1 RETURNING id",
-        row,
+        &row,
     ));
     let mut answers = c.query_each(&stmts)?.into_iter();
     let mut next =
@@ -373,6 +365,23 @@ pub(crate) fn insert_vitals(
     let record = vitals_record(&s, RecordId(rid), (vitals, taken_at, source));
     let seen = Seen { session: s, baseline, latest, settings: settings.into(), rules }.with(&record);
     Ok((seen, RecordedVitals { record, alerts }))
+}
+
+/// A reading's values in the order of the vitals columns that follow `session_id` and
+/// `patient_id`: `taken_at`, the five signs, `source`.
+pub(crate) fn reading_values(
+    (vitals, taken_at, source): &(VitalSigns, OffsetDateTime, VitalsSource),
+) -> Vec<crate::conn::Value> {
+    params![
+        ms(*taken_at),
+        vitals.systolic_mmhg.map(|v| v.0),
+        vitals.diastolic_mmhg.map(|v| v.0),
+        vitals.heart_rate_bpm.map(|v| v.0),
+        vitals.spo2_pct.map(|v| v.0),
+        vitals.resp_rate_per_min.map(|v| v.0),
+        source.as_str()
+    ]
+    .to_vec()
 }
 
 /// The phase of session `s` a reading taken at `taken_at` belongs to.

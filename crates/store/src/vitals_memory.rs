@@ -34,7 +34,9 @@ use crate::audit::{self, Action, Entry};
 use crate::conn::{Conn, Value};
 use crate::error::Result;
 use crate::monitors::NOT_STRUCK;
-use crate::sessions::{Judging, RecordedVitals, phase_at, refuse_double_entry, require_active, vitals_record};
+use crate::sessions::{
+    Judging, RecordedVitals, phase_at, reading_values, refuse_double_entry, require_active, vitals_record,
+};
 use crate::time_codec::ms;
 use crate::{Actor, Store};
 
@@ -181,7 +183,6 @@ fn send(c: &mut dyn Conn, actor: &Actor, now: OffsetDateTime, p: &Plan) -> Resul
     ) else {
         return Ok(None);
     };
-    let (vitals, taken_at, source) = &p.reading;
     let mut params: Vec<Value> = crate::params![
         s.id.0,
         s.state.as_str(),
@@ -189,16 +190,10 @@ fn send(c: &mut dyn Conn, actor: &Actor, now: OffsetDateTime, p: &Plan) -> Resul
         &*p.seen.settings,
         p.seen.baseline.as_ref().map(|b| b.id.0),
         p.check_latest,
-        p.seen.latest.as_ref().map(|l| l.id.0),
-        ms(*taken_at),
-        vitals.systolic_mmhg.map(|v| v.0),
-        vitals.diastolic_mmhg.map(|v| v.0),
-        vitals.heart_rate_bpm.map(|v| v.0),
-        vitals.spo2_pct.map(|v| v.0),
-        vitals.resp_rate_per_min.map(|v| v.0),
-        source.as_str()
+        p.seen.latest.as_ref().map(|l| l.id.0)
     ]
     .to_vec();
+    params.extend(reading_values(&p.reading));
     params.extend(audit_params);
     let lock = crate::params![s.id.0];
     let sql = insert_sql(&step);
