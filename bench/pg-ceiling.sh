@@ -12,6 +12,9 @@
 #   two-trips          the same statements in two round trips, as Keta sends them: BEGIN and
 #                      all but the audit entry together, then the audit entry with COMMIT
 #   pipelined          the same statements sent together, one round trip
+#   pipelined+sealer   the pipelined script while a loop does what Keta's audit sealer does to
+#                      the entries (bench/pg-ceiling/sealer.sql, seal.sql: the append-only
+#                      trigger, one UPDATE per batch of unsealed entries, every 20 ms)
 #   eight-per-commit   eight such writes, to eight chairs (each client its own), in one
 #                      transaction, pipelined: what a group commit across requests would do
 #
@@ -43,11 +46,19 @@ write() { grep -v '^--' write.sql | sed "s/:s\b/:$1/g"; }
 } >"$SCRIPTS/eight-per-commit.sql"
 cp bare.sql "$SCRIPTS/"
 psql "$SERVER/$DB" -q -f schema.sql
+psql "$SERVER/$DB" -q -f sealer.sql
+cp "$SCRIPTS/pipelined.sql" "$SCRIPTS/pipelined+sealer.sql"
 psql "$SERVER/$DB" -qc "VACUUM ANALYZE"
 echo "| round | script | transactions/s | audited vitals writes/s |"
 echo "|---:|---|---:|---:|"
 for round in $(seq 1 "$ROUNDS"); do
-  for script in bare one-trip-each two-trips pipelined eight-per-commit; do
+  for script in bare one-trip-each two-trips pipelined pipelined+sealer eight-per-commit; do
+    psql "$SERVER/$DB" -q -f seal.sql # nothing left unsealed from the script before
+    sealer=
+    if [ "$script" = pipelined+sealer ]; then
+      (while :; do psql "$SERVER/$DB" -q -f seal.sql; sleep 0.02; done) >/dev/null 2>&1 &
+      sealer=$!
+    fi
     tps=$(pgbench "$SERVER/$DB" -n -M prepared -c 16 -j 2 -T "$SECS" -f "$SCRIPTS/$script.sql" 2>/dev/null \
       | awk '/^tps/ {print int($3)}')
     case $script in
@@ -55,6 +66,7 @@ for round in $(seq 1 "$ROUNDS"); do
       eight-per-commit) writes=$((tps * 8)) ;;
       *) writes=$tps ;;
     esac
+    [ -n "$sealer" ] && kill "$sealer" && wait "$sealer" 2>/dev/null || true
     echo "| $round | $script | $tps | $writes |"
   done
 done
