@@ -13,7 +13,7 @@
 #                      all but the audit entry together, then the audit entry with COMMIT
 #   pipelined          the same statements sent together, one round trip
 #   pipelined+sealer   the pipelined script while a loop does what Keta's audit sealer does to
-#                      the entries (bench/pg-ceiling/sealer.sql, seal.sql: the append-only
+#                      the entries (migration 0028, bench/pg-ceiling/sealer.sql, seal.sql: the append-only
 #                      trigger, one UPDATE per batch of unsealed entries, every 20 ms)
 #   eight-per-commit   eight such writes, to eight chairs (each client its own), in one
 #                      transaction, pipelined: what a group commit across requests would do
@@ -46,6 +46,9 @@ write() { grep -v '^--' write.sql | sed "s/:s\b/:$1/g"; }
 } >"$SCRIPTS/eight-per-commit.sql"
 cp bare.sql "$SCRIPTS/"
 psql "$SERVER/$DB" -q -f schema.sql
+# The sealer's trigger, its function taken from the migration rather than copied.
+sed -n '/^CREATE OR REPLACE FUNCTION audit_log_append_only/,/^\$\$;/p' \
+  ../../crates/store/migrations/postgres/0028_audit_request_id.sql | psql "$SERVER/$DB" -q
 psql "$SERVER/$DB" -q -f sealer.sql
 cp "$SCRIPTS/pipelined.sql" "$SCRIPTS/pipelined+sealer.sql"
 psql "$SERVER/$DB" -qc "VACUUM ANALYZE"
