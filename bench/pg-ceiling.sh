@@ -15,6 +15,9 @@
 #   pipelined+sealer   the pipelined script while a loop does what Keta's audit sealer does to
 #                      the entries (migration 0028, bench/pg-ceiling/sealer.sql, seal.sql: the append-only
 #                      trigger, one UPDATE per batch of unsealed entries, every 20 ms)
+#   pipelined+side-chain  the same with a sealer of a design not built yet: the chain in an
+#                      insert-only side table (bench/pg-ceiling/seal-side.sql), audit_log without
+#                      its two chain indexes for the run
 #   eight-per-commit   eight such writes, to eight chairs (each client its own), in one
 #                      transaction, pipelined: what a group commit across requests would do
 #
@@ -29,7 +32,7 @@ ROUNDS="${2:-2}"
 DB=keta_pg_ceiling
 SCRIPTS=$(mktemp -d)
 psql "$SERVER/postgres" -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
-trap 'psql "$SERVER/postgres" -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true; rm -rf "$SCRIPTS"' EXIT
+trap 'psql "$SERVER/postgres" -qc "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '"'"'$DB'"'"'" >/dev/null 2>&1 || true; psql "$SERVER/postgres" -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true; rm -rf "$SCRIPTS"' EXIT
 
 # The pgbench scripts, made from the one copy of the write's statements (write.sql).
 write() { grep -v '^--' write.sql | sed "s/:s\b/:$1/g"; }
@@ -51,15 +54,29 @@ sed -n '/^CREATE OR REPLACE FUNCTION audit_log_append_only/,/^\$\$;/p' \
   ../../crates/store/migrations/postgres/0028_audit_request_id.sql | psql "$SERVER/$DB" -q
 psql "$SERVER/$DB" -q -f sealer.sql
 cp "$SCRIPTS/pipelined.sql" "$SCRIPTS/pipelined+sealer.sql"
+cp "$SCRIPTS/pipelined.sql" "$SCRIPTS/pipelined+side-chain.sql"
+psql "$SERVER/$DB" -qc "CREATE TABLE audit_chain (seq BIGINT PRIMARY KEY, chain_seq BIGINT NOT NULL UNIQUE, prev_hash TEXT NOT NULL, row_hash TEXT NOT NULL)"
 psql "$SERVER/$DB" -qc "VACUUM ANALYZE"
 echo "| round | script | transactions/s | audited vitals writes/s |"
 echo "|---:|---|---:|---:|"
 for round in $(seq 1 "$ROUNDS"); do
-  for script in bare one-trip-each two-trips pipelined pipelined+sealer eight-per-commit; do
-    psql "$SERVER/$DB" -q -f seal.sql # nothing left unsealed from the script before
+  for script in bare one-trip-each two-trips pipelined pipelined+sealer pipelined+side-chain eight-per-commit; do
+    # Nothing left unsealed from the script before.
+    while [ "$(psql "$SERVER/$DB" -Atc "SELECT count(*) FROM audit_log WHERE chain_seq IS NULL")" -gt 0 ]; do
+      psql "$SERVER/$DB" -q -f seal.sql
+    done
     sealer=
-    if [ "$script" = pipelined+sealer ]; then
-      (while :; do psql "$SERVER/$DB" -q -f seal.sql; sleep 0.02; done) >/dev/null 2>&1 &
+    case $script in
+      pipelined+sealer) seal=seal.sql ;;
+      pipelined+side-chain)
+        seal=seal-side.sql
+        psql "$SERVER/$DB" -qc "INSERT INTO audit_chain SELECT seq, chain_seq, prev_hash, row_hash FROM audit_log WHERE seq > (SELECT coalesce(max(seq), 0) FROM audit_chain) AND chain_seq IS NOT NULL" \
+          -c "DROP INDEX audit_log_unsealed" -c "DROP INDEX audit_log_chain_seq_idx" ;;
+      *) seal= ;;
+    esac
+    if [ -n "$seal" ]; then
+      # One connection, as Keta's sealer keeps: the batch, then 20 ms, again.
+      (while :; do grep -v '^--' "$seal"; echo "SELECT pg_sleep(0.02);"; done | psql "$SERVER/$DB" -q) >/dev/null 2>&1 &
       sealer=$!
     fi
     tps=$(pgbench "$SERVER/$DB" -n -M prepared -c 16 -j 2 -T "$SECS" -f "$SCRIPTS/$script.sql" 2>/dev/null \
@@ -69,7 +86,15 @@ for round in $(seq 1 "$ROUNDS"); do
       eight-per-commit) writes=$((tps * 8)) ;;
       *) writes=$tps ;;
     esac
-    [ -n "$sealer" ] && kill "$sealer" && wait "$sealer" 2>/dev/null || true
+    if [ -n "$sealer" ]; then # the loop, its psql, then the subshell
+      pkill -P "$sealer" || true
+      kill "$sealer" 2>/dev/null || true
+      wait "$sealer" 2>/dev/null || true
+    fi
+    if [ "$script" = pipelined+side-chain ]; then
+      psql "$SERVER/$DB" -qc "CREATE UNIQUE INDEX audit_log_chain_seq_idx ON audit_log(chain_seq)" \
+        -c "CREATE INDEX audit_log_unsealed ON audit_log(seq) WHERE chain_seq IS NULL"
+    fi
     echo "| $round | $script | $tps | $writes |"
   done
 done
