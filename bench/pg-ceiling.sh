@@ -18,6 +18,8 @@
 #   pipelined+side-chain  the same with a sealer of a design not built yet: the chain in an
 #                      insert-only side table (bench/pg-ceiling/seal-side.sql), audit_log without
 #                      its two chain indexes for the run
+#   pipelined+blocks   the same with a sealer that writes one row per batch, a hash over its
+#                      entries (bench/pg-ceiling/seal-blocks.sql), audit_log as for side-chain
 #   eight-per-commit   eight such writes, to eight chairs (each client its own), in one
 #                      transaction, pipelined: what a group commit across requests would do
 #
@@ -55,12 +57,14 @@ sed -n '/^CREATE OR REPLACE FUNCTION audit_log_append_only/,/^\$\$;/p' \
 psql "$SERVER/$DB" -q -f sealer.sql
 cp "$SCRIPTS/pipelined.sql" "$SCRIPTS/pipelined+sealer.sql"
 cp "$SCRIPTS/pipelined.sql" "$SCRIPTS/pipelined+side-chain.sql"
+cp "$SCRIPTS/pipelined.sql" "$SCRIPTS/pipelined+blocks.sql"
+psql "$SERVER/$DB" -qc "CREATE TABLE audit_blocks (first_seq BIGINT PRIMARY KEY, last_seq BIGINT NOT NULL, entries BIGINT NOT NULL, block_hash TEXT NOT NULL)"
 psql "$SERVER/$DB" -qc "CREATE TABLE audit_chain (seq BIGINT PRIMARY KEY, chain_seq BIGINT NOT NULL UNIQUE, prev_hash TEXT NOT NULL, row_hash TEXT NOT NULL)"
 psql "$SERVER/$DB" -qc "VACUUM ANALYZE"
 echo "| round | script | transactions/s | audited vitals writes/s |"
 echo "|---:|---|---:|---:|"
 for round in $(seq 1 "$ROUNDS"); do
-  for script in bare one-trip-each two-trips pipelined pipelined+sealer pipelined+side-chain eight-per-commit; do
+  for script in bare one-trip-each two-trips pipelined pipelined+sealer pipelined+side-chain pipelined+blocks eight-per-commit; do
     # Nothing left unsealed from the script before.
     while [ "$(psql "$SERVER/$DB" -Atc "SELECT count(*) FROM audit_log WHERE chain_seq IS NULL")" -gt 0 ]; do
       psql "$SERVER/$DB" -q -f seal.sql
@@ -71,6 +75,10 @@ for round in $(seq 1 "$ROUNDS"); do
       pipelined+side-chain)
         seal=seal-side.sql
         psql "$SERVER/$DB" -qc "INSERT INTO audit_chain SELECT seq, chain_seq, prev_hash, row_hash FROM audit_log WHERE seq > (SELECT coalesce(max(seq), 0) FROM audit_chain) AND chain_seq IS NOT NULL" \
+          -c "DROP INDEX audit_log_unsealed" -c "DROP INDEX audit_log_chain_seq_idx" ;;
+      pipelined+blocks)
+        seal=seal-blocks.sql
+        psql "$SERVER/$DB" -qc "INSERT INTO audit_blocks SELECT coalesce(max(seq), 0) + 1, max(seq), 0, '' FROM audit_log" \
           -c "DROP INDEX audit_log_unsealed" -c "DROP INDEX audit_log_chain_seq_idx" ;;
       *) seal= ;;
     esac
@@ -91,7 +99,7 @@ for round in $(seq 1 "$ROUNDS"); do
       kill "$sealer" 2>/dev/null || true
       wait "$sealer" 2>/dev/null || true
     fi
-    if [ "$script" = pipelined+side-chain ]; then
+    if [ "$script" = pipelined+side-chain ] || [ "$script" = pipelined+blocks ]; then
       psql "$SERVER/$DB" -qc "CREATE UNIQUE INDEX audit_log_chain_seq_idx ON audit_log(chain_seq)" \
         -c "CREATE INDEX audit_log_unsealed ON audit_log(seq) WHERE chain_seq IS NULL"
     fi
