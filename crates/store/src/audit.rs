@@ -283,7 +283,7 @@ pub(crate) fn record(conn: &mut dyn Conn, actor: &Actor, at: OffsetDateTime, e: 
     let postgres = conn.backend() == Backend::Postgres;
     // Other instances' live views learn of the change when it commits (docs/decisions/0007-several-instances.md).
     let notify = postgres && crate::cluster::notifies_boards(e.action);
-    if postgres && !INLINE.with(|i| i.get()) {
+    if sealed_after_commit(conn) {
         // No lock and no read of the chain's tail: concurrent writers append side by side
         // and the sealer chains their entries once they have committed. Nothing reads the
         // insert's result, so it travels with the write's next statement or its commit.
@@ -332,26 +332,22 @@ pub(crate) fn record(conn: &mut dyn Conn, actor: &Actor, at: OffsetDateTime, e: 
     Ok(())
 }
 
-/// The audit entry of a row that a step of a data-modifying `WITH` inserts, for PostgreSQL
-/// with the sealer (entries chained after they commit): an `INSERT INTO audit_log ... SELECT
-/// ... FROM {from}` step whose object id, patient and site are the SQL expressions `id`,
-/// `patient` and `site` over `from`, and whose other values are parameters numbered from
-/// `first`. So the row and its entry are one statement, and there is an entry exactly when
-/// there is a row. `None` where entries are chained as they are written (SQLite, the inline
-/// chain): use [`record`] there. Call [`appended`] once the row is known to be written.
-pub(crate) fn entry_step(
-    conn: &dyn Conn,
-    (from, id, patient, site): (&str, &str, &str, &str),
-    first: usize,
-    actor: &Actor,
-    at: OffsetDateTime,
-    e: &Entry<'_>,
-) -> Option<(String, Vec<crate::conn::Value>)> {
-    if conn.backend() != Backend::Postgres || INLINE.with(|i| i.get()) {
-        return None;
-    }
+/// Whether entries written on `conn` are chained after they commit (PostgreSQL with the
+/// sealer), so that an entry can travel with its write's other statements ([`entry_step`]).
+/// Otherwise (SQLite, the inline chain) [`record`] chains each entry as it is written.
+pub(crate) fn sealed_after_commit(conn: &dyn Conn) -> bool {
+    conn.backend() == Backend::Postgres && !INLINE.with(|i| i.get())
+}
+
+/// The audit entry of a row that a step of a data-modifying `WITH` inserts (only where
+/// [`sealed_after_commit`]): an `INSERT INTO audit_log ... SELECT ... FROM {from}` step whose
+/// object id, patient and site are the SQL expressions `id`, `patient` and `site` over
+/// `from`, and whose other values are the parameters [`entry_step_params`] gives, numbered
+/// from `first`. So the row and its entry are one statement, and there is an entry exactly
+/// when there is a row. Call [`appended`] once the row is known to be written.
+pub(crate) fn entry_step((from, id, patient, site): (&str, &str, &str, &str), first: usize) -> String {
     let p = |k: usize| format!("${}", first + k);
-    let sql = format!(
+    format!(
         "INSERT INTO audit_log (occurred_at, actor, action, object_type, object_id, patient_id, site_id, fields, outcome, request_id)
          SELECT {}, {}, {}, {}, {id}, {patient}, {site}, {}, {}, {} FROM {from}",
         p(0),
@@ -361,13 +357,14 @@ pub(crate) fn entry_step(
         p(4),
         p(5),
         p(6)
-    );
+    )
+}
+
+/// The parameters of an [`entry_step`], in its order.
+pub(crate) fn entry_step_params(actor: &Actor, at: OffsetDateTime, e: &Entry<'_>) -> Vec<crate::conn::Value> {
     let fields = serde_json::to_string(e.fields).expect("strings serialise");
     let request = crate::request_id::of_thread().map(|r| r.to_string());
-    Some((
-        sql,
-        params![ms(at), actor.name.as_str(), e.action.as_str(), e.object_type, fields, "allowed", request].to_vec(),
-    ))
+    params![ms(at), actor.name.as_str(), e.action.as_str(), e.object_type, fields, "allowed", request].to_vec()
 }
 
 /// Marks an entry written by an [`entry_step`] as appended: the sealer is woken after the

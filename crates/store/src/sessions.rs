@@ -2,6 +2,8 @@
 //! adverse events, and the alerts the safety rules raise from them. Each recording
 //! evaluates the rules and stores the alerts in the same transaction as the record.
 
+use std::sync::LazyLock;
+
 use time::OffsetDateTime;
 
 use keta_domain::DomainError;
@@ -261,6 +263,54 @@ const VITALS_COLS: &str = "v.id AS id, v.session_id AS session_id, v.taken_at AS
      v.diastolic_mmhg AS diastolic_mmhg, v.heart_rate_bpm AS heart_rate_bpm, v.spo2_pct AS spo2_pct, \
      v.resp_rate_per_min AS resp_rate_per_min, v.source AS source";
 
+/// The vitals columns a new reading fills, in the order of [`reading_values`] after the
+/// session and the patient.
+pub(crate) const VITALS_INSERT: &str = "INSERT INTO vitals (session_id, patient_id, taken_at, systolic_mmhg, diastolic_mmhg, \
+     heart_rate_bpm, spo2_pct, resp_rate_per_min, source)";
+
+/// The session's (`$1`) baseline: its first counted reading with a blood pressure (`vitals v`).
+pub(crate) static BASELINE_OF_SESSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "FROM vitals v WHERE v.session_id = $1 AND v.systolic_mmhg IS NOT NULL AND {NOT_STRUCK} ORDER BY v.taken_at, v.id LIMIT 1"
+    )
+});
+
+/// The session's (`$1`) latest counted reading (`vitals v`).
+pub(crate) static LATEST_OF_SESSION: LazyLock<String> = LazyLock::new(|| {
+    format!("FROM vitals v WHERE v.session_id = $1 AND {NOT_STRUCK} ORDER BY v.taken_at DESC, v.id DESC LIMIT 1")
+});
+
+/// The statements of [`insert_vitals`] that read, written once.
+static LOCK_SQL: LazyLock<String> = LazyLock::new(|| format!("SELECT {COLS} FROM sessions WHERE id = $1 FOR UPDATE"));
+static BASELINE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT (SELECT st.settings FROM sites st WHERE st.id = (SELECT s.site_id FROM sessions s WHERE s.id = $1)) AS site_settings,
+                b.id AS id, b.session_id AS session_id, b.taken_at AS taken_at,
+                b.systolic_mmhg AS systolic_mmhg, b.diastolic_mmhg AS diastolic_mmhg, b.heart_rate_bpm AS heart_rate_bpm, b.spo2_pct AS spo2_pct,
+                b.resp_rate_per_min AS resp_rate_per_min, b.source AS source
+         FROM (SELECT 1 AS one) AS here LEFT JOIN (SELECT {VITALS_COLS} {}) AS b ON 1 = 1",
+        *BASELINE_OF_SESSION
+    )
+});
+static LATEST_SQL: LazyLock<String> = LazyLock::new(|| format!("SELECT {VITALS_COLS} {}", *LATEST_OF_SESSION));
+static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{VITALS_INSERT} SELECT s.id, s.patient_id, $2, $3, $4, $5, $6, $7, $8 FROM sessions s WHERE s.id = $1 RETURNING id"
+    )
+});
+
+/// The audit entry of a stored reading.
+pub(crate) fn vitals_entry(s: &TreatmentSession, object_id: Option<String>) -> Entry<'static> {
+    Entry {
+        action: Action::Create,
+        object_type: "vitals",
+        object_id,
+        patient_id: Some(s.patient_id),
+        site_id: Some(s.site_id),
+        fields: &["systolic_mmhg", "diastolic_mmhg", "heart_rate_bpm", "spo2_pct", "resp_rate_per_min"],
+    }
+}
+
 /// Stores one set of vitals in session `id`, which must be active and in the actor's scope,
 /// evaluates the session's safety rules against it and the session's baseline, and raises the
 /// alerts: the one path for typed readings and for readings streamed by a bedside monitor.
@@ -284,37 +334,19 @@ pub(crate) fn insert_vitals(
     judging: Judging,
 ) -> Result<(Seen, RecordedVitals)> {
     let (vitals, taken_at, source) = reading;
-    let lock_sql = format!("SELECT {COLS} FROM sessions WHERE id = $1 FOR UPDATE");
-    let baseline_sql = format!(
-        "SELECT (SELECT st.settings FROM sites st WHERE st.id = (SELECT s.site_id FROM sessions s WHERE s.id = $1)) AS site_settings,
-                b.id AS id, b.session_id AS session_id, b.taken_at AS taken_at,
-                b.systolic_mmhg AS systolic_mmhg, b.diastolic_mmhg AS diastolic_mmhg, b.heart_rate_bpm AS heart_rate_bpm, b.spo2_pct AS spo2_pct,
-                b.resp_rate_per_min AS resp_rate_per_min, b.source AS source
-         FROM (SELECT 1 AS one) AS here LEFT JOIN (
-             SELECT {VITALS_COLS}
-             FROM vitals v WHERE v.session_id = $1 AND v.systolic_mmhg IS NOT NULL AND {NOT_STRUCK} ORDER BY v.taken_at, v.id LIMIT 1
-         ) AS b ON 1 = 1"
-    );
-    let latest_sql = format!(
-        "SELECT {VITALS_COLS} FROM vitals v WHERE v.session_id = $1 AND {NOT_STRUCK} ORDER BY v.taken_at DESC, v.id DESC LIMIT 1"
-    );
     let session = params![id.0];
     let mut row = params![id.0].to_vec();
     row.extend(reading_values(&reading));
     let want_latest = judging.refuse_double_entry || judging.remember;
     let mut stmts: Vec<(&str, &[crate::conn::Value])> =
-        vec![(lock_sql.as_str(), session), (baseline_sql.as_str(), session)];
+        vec![(LOCK_SQL.as_str(), session), (BASELINE_SQL.as_str(), session)];
     if want_latest {
-        stmts.push((latest_sql.as_str(), session));
+        stmts.push((LATEST_SQL.as_str(), session));
     }
     if judging.once_per_episode {
         stmts.push((OPEN_EPISODES_SQL, session));
     }
-    stmts.push((
-        "INSERT INTO vitals (session_id, patient_id, taken_at, systolic_mmhg, diastolic_mmhg, heart_rate_bpm, spo2_pct, resp_rate_per_min, source)
-         SELECT s.id, s.patient_id, $2, $3, $4, $5, $6, $7, $8 FROM sessions s WHERE s.id = $1 RETURNING id",
-        &row,
-    ));
+    stmts.push((INSERT_SQL.as_str(), &row));
     let mut answers = c.query_each(&stmts)?.into_iter();
     let mut next =
         || answers.next().ok_or_else(|| StoreError::Backend("a statement of the vitals write had no answer".into()));
@@ -344,19 +376,7 @@ pub(crate) fn insert_vitals(
     };
     let rules = crate::rules::safety_rules_in(&settings)?;
     let firings = rules.evaluate_vitals(phase_at(&s, taken_at), &vitals, baseline.as_ref().map(|b| &b.vitals));
-    audit::record(
-        c,
-        actor,
-        now,
-        Entry {
-            action: Action::Create,
-            object_type: "vitals",
-            object_id: Some(rid.to_string()),
-            patient_id: Some(s.patient_id),
-            site_id: Some(s.site_id),
-            fields: &["systolic_mmhg", "diastolic_mmhg", "heart_rate_bpm", "spo2_pct", "resp_rate_per_min"],
-        },
-    )?;
+    audit::record(c, actor, now, vitals_entry(&s, Some(rid.to_string())))?;
     let firings = match open {
         Some(open) => open_episodes_removed(&open, firings)?,
         None => firings,

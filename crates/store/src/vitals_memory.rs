@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use time::OffsetDateTime;
 
@@ -30,12 +30,12 @@ use keta_domain::records::{VitalsRecord, VitalsSource};
 use keta_domain::session::TreatmentSession;
 use keta_domain::vitals::VitalSigns;
 
-use crate::audit::{self, Action, Entry};
+use crate::audit;
 use crate::conn::{Conn, Value};
 use crate::error::Result;
-use crate::monitors::NOT_STRUCK;
 use crate::sessions::{
-    Judging, RecordedVitals, phase_at, reading_values, refuse_double_entry, require_active, vitals_record,
+    BASELINE_OF_SESSION, Judging, LATEST_OF_SESSION, RecordedVitals, VITALS_INSERT, phase_at, reading_values,
+    refuse_double_entry, require_active, vitals_entry, vitals_record,
 };
 use crate::time_codec::ms;
 use crate::{Actor, Store};
@@ -137,52 +137,34 @@ fn plan(
 /// The reading and its audit entry, inserted only while the database holds what the plan was
 /// judged on (`$1` the session, `$2` its state, `$3` its dose's start, `$4` the site's settings,
 /// `$5` the baseline's id, `$6` whether the latest reading counts, `$7` its id, `$8`-`$14` the
-/// reading; the audit entry's parameters follow).
-fn insert_sql(entry_step: &str) -> String {
+/// reading, `$15`- the audit entry's). The baseline and the latest reading are found as the
+/// ordinary write finds them (`BASELINE_OF_SESSION`, `LATEST_OF_SESSION`).
+static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
+    let entry =
+        audit::entry_step(("inserted, judged", "inserted.id::text", "inserted.patient_id", "judged.site_id"), 15);
     format!(
         "WITH judged AS (
              SELECT s.id, s.patient_id, s.site_id FROM sessions s JOIN sites st ON st.id = s.site_id
              WHERE s.id = $1 AND s.state = $2 AND s.dose_started_at IS NOT DISTINCT FROM $3::bigint AND st.settings = $4
-               AND (SELECT v.id FROM vitals v WHERE v.session_id = $1 AND v.systolic_mmhg IS NOT NULL AND {NOT_STRUCK}
-                    ORDER BY v.taken_at, v.id LIMIT 1) IS NOT DISTINCT FROM $5::bigint
-               AND (NOT $6::boolean OR (SELECT v.id FROM vitals v WHERE v.session_id = $1 AND {NOT_STRUCK}
-                    ORDER BY v.taken_at DESC, v.id DESC LIMIT 1) IS NOT DISTINCT FROM $7::bigint)
+               AND (SELECT v.id {}) IS NOT DISTINCT FROM $5::bigint
+               AND (NOT $6::boolean OR (SELECT v.id {}) IS NOT DISTINCT FROM $7::bigint)
          ), inserted AS (
-             INSERT INTO vitals (session_id, patient_id, taken_at, systolic_mmhg, diastolic_mmhg, heart_rate_bpm, spo2_pct, resp_rate_per_min, source)
-             SELECT id, patient_id, $8, $9, $10, $11, $12, $13, $14 FROM judged RETURNING id, patient_id
-         ), entry AS ({entry_step})
-         SELECT id FROM inserted"
+             {VITALS_INSERT} SELECT id, patient_id, $8, $9, $10, $11, $12, $13, $14 FROM judged RETURNING id, patient_id
+         ), entry AS ({entry})
+         SELECT id FROM inserted",
+        *BASELINE_OF_SESSION, *LATEST_OF_SESSION
     )
-}
-
-/// The audit entry of a stored reading (as [`crate::sessions::insert_vitals`] writes it).
-fn entry(s: &TreatmentSession) -> Entry<'static> {
-    Entry {
-        action: Action::Create,
-        object_type: "vitals",
-        object_id: None,
-        patient_id: Some(s.patient_id),
-        site_id: Some(s.site_id),
-        fields: &["systolic_mmhg", "diastolic_mmhg", "heart_rate_bpm", "spo2_pct", "resp_rate_per_min"],
-    }
-}
+});
 
 /// Sends the planned write, the `COMMIT` with it. `None` when the database no longer holds
 /// what the plan was judged on (nothing was written), or where entries are chained as they are
 /// written (nothing was sent).
 fn send(c: &mut dyn Conn, actor: &Actor, now: OffsetDateTime, p: &Plan) -> Result<Option<RecordedVitals>> {
-    let s = &p.seen.session;
-    let e = entry(s);
-    let Some((step, audit_params)) = audit::entry_step(
-        &*c,
-        ("inserted, judged", "inserted.id::text", "inserted.patient_id", "judged.site_id"),
-        15,
-        actor,
-        now,
-        &e,
-    ) else {
+    if !audit::sealed_after_commit(&*c) {
         return Ok(None);
-    };
+    }
+    let s = &p.seen.session;
+    let e = vitals_entry(s, None);
     let mut params: Vec<Value> = crate::params![
         s.id.0,
         s.state.as_str(),
@@ -194,10 +176,12 @@ fn send(c: &mut dyn Conn, actor: &Actor, now: OffsetDateTime, p: &Plan) -> Resul
     ]
     .to_vec();
     params.extend(reading_values(&p.reading));
-    params.extend(audit_params);
+    params.extend(audit::entry_step_params(actor, now, &e));
     let lock = crate::params![s.id.0];
-    let sql = insert_sql(&step);
-    let answers = c.query_each_last(&[("SELECT id FROM sessions WHERE id = $1 FOR UPDATE", lock), (&sql, &params)])?;
+    let answers = c.query_each_last(&[
+        ("SELECT id FROM sessions WHERE id = $1 FOR UPDATE", lock),
+        (INSERT_SQL.as_str(), &params),
+    ])?;
     let Some(row) = answers.get(1).and_then(|rows| rows.first()) else {
         return Ok(None);
     };

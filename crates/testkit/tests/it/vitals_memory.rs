@@ -52,6 +52,18 @@ async fn audit_entries(s: &Store, vitals_id: i64) -> i64 {
     .unwrap()
 }
 
+/// A new patient's session at site `a`, checked in and in its pre-dose checks.
+async fn session_in_pre_dose_checks(s: &Store, a: keta_domain::ids::SiteId, mrn: &str) -> SessionId {
+    let n = nurse(&[a]);
+    let p = patient(s, a, mrn).await;
+    let c = s.create_course(&prescriber(&[a]), p, course(Route::IvRacemic)).await.unwrap();
+    let new = NewSession { scheduled_for: T0, chair_id: None, planned_dose_mg: None };
+    let sess = s.create_session(&prescriber(&[a]), c.id, new).await.unwrap().id;
+    s.act_on_session(&n, sess, SessionAction::CheckIn).await.unwrap();
+    s.act_on_session(&n, sess, SessionAction::StartPreDoseChecks).await.unwrap();
+    sess
+}
+
 /// Records a reading as a nurse types it (confirming nothing) and returns the rules it fired.
 async fn typed(s: &Store, n: &Actor, sess: SessionId, v: VitalSigns) -> keta_store::Result<(i64, Vec<String>)> {
     let out = s.record_vitals_entry(n, sess, v, None, VitalsSource::Manual, false).await?;
@@ -67,12 +79,7 @@ async fn a_reading_is_judged_on_the_databases_facts_whatever_the_server_remember
         let one_trip = u64::from(k == Kind::Postgres);
         let a = site(s, "A").await;
         let n = nurse(&[a]);
-        let p = patient(s, a, "A-0001").await;
-        let c = s.create_course(&prescriber(&[a]), p, course(Route::IvRacemic)).await.unwrap();
-        let new = NewSession { scheduled_for: T0, chair_id: None, planned_dose_mg: None };
-        let sess = s.create_session(&prescriber(&[a]), c.id, new).await.unwrap().id;
-        s.act_on_session(&n, sess, SessionAction::CheckIn).await.unwrap();
-        s.act_on_session(&n, sess, SessionAction::StartPreDoseChecks).await.unwrap();
+        let sess = session_in_pre_dose_checks(s, a, "A-0001").await;
         typed(s, &n, sess, bp(130.0, 80.0)).await.unwrap();
         s.act_on_session(&n, sess, SessionAction::StartDose).await.unwrap();
 
@@ -147,13 +154,7 @@ async fn a_keyed_reading_from_memory_is_recorded_once_and_its_retry_gets_the_fir
         let app = keta_testkit::spawn_app(s.clone()).await;
         let nurse = staff.iter().find(|x| x.role == keta_domain::access::Role::Nurse).unwrap();
         assert_eq!(app.login(nurse, clock.now()).await.status(), 200);
-        let n = self::nurse(&[a]);
-        let p = patient(s, a, "A-0002").await;
-        let c = s.create_course(&prescriber(&[a]), p, course(Route::IvRacemic)).await.unwrap();
-        let new = NewSession { scheduled_for: T0, chair_id: None, planned_dose_mg: None };
-        let sess = s.create_session(&prescriber(&[a]), c.id, new).await.unwrap().id;
-        s.act_on_session(&n, sess, SessionAction::CheckIn).await.unwrap();
-        s.act_on_session(&n, sess, SessionAction::StartPreDoseChecks).await.unwrap();
+        let sess = session_in_pre_dose_checks(s, a, "A-0002").await;
         let path = format!("/api/v1/sessions/{sess}/vitals");
         let post = |key: &'static str, sys: i64| {
             let body = serde_json::json!({"systolic_mmhg": sys, "diastolic_mmhg": 80});
